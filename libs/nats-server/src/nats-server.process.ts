@@ -1,0 +1,136 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { join } from 'node:path';
+
+export interface NatsServerOptions {
+  /** Directory for the config, JetStream store and log. Created if missing. */
+  dir: string;
+  /** Client port; a free one is picked when omitted. Kept across restarts. */
+  port?: number;
+  host?: string;
+  serverName?: string;
+  /** Enable JetStream (default true), optionally in a domain (one per site). */
+  jetstream?: boolean;
+  domain?: string;
+  /** Extra config text appended verbatim (accounts, authorization, tls, leafnodes, cluster…). */
+  extraConfig?: string;
+  /** Max payload in bytes (server default 1 MiB). */
+  maxPayload?: number;
+  /** Path of the nats-server binary (default: from PATH). */
+  binary?: string;
+  /** URL scheme clients should use (tls:// when the extra config enables TLS). */
+  scheme?: 'nats' | 'tls';
+}
+
+export interface NatsServerProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly storeDir: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  readonly pid: number | undefined;
+  /** Graceful stop (SIGTERM, then SIGKILL after a grace period). */
+  stop(): Promise<void>;
+  /** Kill with a signal and wait for exit (e.g. SIGKILL for crash tests). */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Start again on the same port and store (after stop or kill). */
+  start(): Promise<void>;
+}
+
+/** A TCP port that was free a moment ago on the loopback interface. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function renderConfig(o: Required<Pick<NatsServerOptions, 'host'>> & NatsServerOptions & { port: number; storeDir: string }): string {
+  const lines = [
+    `host: ${JSON.stringify(o.host)}`,
+    `port: ${o.port}`,
+    `server_name: ${JSON.stringify(o.serverName ?? `cairn-${o.port}`)}`,
+  ];
+  if (o.maxPayload) lines.push(`max_payload: ${o.maxPayload}`);
+  if (o.jetstream !== false) {
+    lines.push('jetstream {', `  store_dir: ${JSON.stringify(o.storeDir)}`);
+    if (o.domain) lines.push(`  domain: ${JSON.stringify(o.domain)}`);
+    lines.push('}');
+  }
+  if (o.extraConfig) lines.push(o.extraConfig);
+  return lines.join('\n') + '\n';
+}
+
+export async function startNatsServer(options: NatsServerOptions): Promise<NatsServerProcess> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(host));
+  const storeDir = join(options.dir, 'jetstream');
+  const configFile = join(options.dir, 'nats-server.conf');
+  const logFile = join(options.dir, 'nats-server.log');
+  await mkdir(storeDir, { recursive: true });
+  await writeFile(configFile, renderConfig({ ...options, host, port, storeDir }));
+  const binary = options.binary ?? 'nats-server';
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+
+  async function start(): Promise<void> {
+    if (child && child.exitCode === null && child.signalCode === null) return;
+    const proc = spawn(binary, ['-c', configFile, '-l', logFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = proc;
+    let stderr = '';
+    proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    let spawnError: Error | undefined;
+    proc.once('error', (e) => { spawnError = e; });
+    exited = new Promise((resolve) => proc.once('exit', () => resolve()));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (spawnError) throw new Error(`cannot start ${binary}: ${spawnError.message} (install the Debian package nats-server)`);
+      if (proc.exitCode !== null) throw new Error(`nats-server exited with code ${proc.exitCode}: ${stderr.trim()} (see ${logFile})`);
+      if (await canConnect(host, port)) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    proc.kill('SIGKILL');
+    throw new Error(`nats-server did not listen on ${host}:${port} within 15 s (see ${logFile})`);
+  }
+
+  async function kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    await exited;
+  }
+
+  async function stop(): Promise<void> {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const timer = setTimeout(() => child?.kill('SIGKILL'), 5_000);
+    child.kill('SIGTERM');
+    await exited;
+    clearTimeout(timer);
+  }
+
+  await start();
+  return {
+    url: `${options.scheme ?? 'nats'}://${host}:${port}`,
+    port,
+    storeDir,
+    configFile,
+    logFile,
+    get pid() { return child?.pid; },
+    stop,
+    kill,
+    start,
+  };
+}

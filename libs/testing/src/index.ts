@@ -1,0 +1,5 @@
+// Test harness: real servers on free loopback ports in temp dirs, always cleaned up.
+// Only test code imports this library.
+export { createHarness, useHarness, type Harness } from './harness.ts';
+export { startS3Endpoint, type S3Endpoint } from './s3-endpoint.ts';
+export { waitFor } from './wait-for.ts';

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and benchmarks use, only when something is missing.
+set -euo pipefail
+declare -A pkg_for=(
+  [nats-server]=nats-server
+  [qemu-img]=qemu-utils
+  [qemu-nbd]=qemu-utils
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-storage-daemon]=qemu-system-common
+  [nbdinfo]=libnbd-bin
+  [restic]=restic
+  [borg]=borgbackup
+  [rsyslogd]=rsyslog
+  [prometheus]=prometheus
+)
+missing=()
+for bin in "${!pkg_for[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("${pkg_for[$bin]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "all Debian packages present"; exit 0; fi
+mapfile -t unique < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing: ${unique[*]}"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${unique[@]}"
