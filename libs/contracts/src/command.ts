@@ -1,0 +1,2 @@
+// Command envelope and command schemas (owned by the messaging work).
+export {};
