@@ -1,0 +1,49 @@
+// The storage contract every repository backend implements (directory, S3) and every
+// wrapper (retry, concurrency limit, bandwidth limit, fault injection) preserves.
+//
+// - Keys are `/`-separated relative paths of [A-Za-z0-9._-] segments; no `..`, no leading `/`.
+// - `put` stores the whole object atomically: a reader never sees a partial object.
+//   With `ifNotExists`, an existing object is left alone and `put` resolves `false`.
+// - `get`/`getRange`/`stat` of a missing key throw `NotFoundError` (permanent).
+// - `delete` of a missing key succeeds (idempotent).
+// - `list` yields every key under a prefix exactly once, in no promised order, paging inside.
+// - Errors are `BackendError`s: `transient` ones may succeed on retry (timeouts, 5xx,
+//   connection resets); everything else is permanent and must not be retried.
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  readonly mtime: Date;
+}
+
+export interface Backend {
+  /** Human-readable location for messages, e.g. `dir:/srv/repo` or `s3://bucket/prefix`. */
+  readonly location: string;
+  put(key: string, data: Uint8Array, options?: { ifNotExists?: boolean }): Promise<boolean>;
+  get(key: string): Promise<Uint8Array>;
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+  stat(key: string): Promise<ObjectInfo>;
+  exists(key: string): Promise<boolean>;
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  delete(key: string): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export class BackendError extends Error {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    readonly key?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'BackendError';
+  }
+}
+
+export class NotFoundError extends BackendError {
+  constructor(key: string, location: string) {
+    super(`object ${key} not found in ${location}`, false, key);
+    this.name = 'NotFoundError';
+  }
+}
