@@ -1,0 +1,2 @@
+// The `cairn` operator CLI.
+export { main } from './main.ts';

@@ -1,0 +1,27 @@
+// Builds the command tree; each command group lives in ./commands/<group>.command.ts.
+import { Command, CommanderError } from 'commander';
+import { registerRepoCommands } from './commands/repo.command.ts';
+import { CliError, EXIT } from './cli-error.ts';
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('cairn')
+    .description('Cairn: event-sourced backup for virtual machines')
+    .option('--json', 'machine-readable output')
+    .exitOverride()
+    .showHelpAfterError();
+  registerRepoCommands(program);
+  try {
+    await program.parseAsync(argv);
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (e instanceof CliError) {
+      console.error(`cairn: ${e.message}${e.hint ? `\n  ${e.hint}` : ''}`);
+      return e.exitCode;
+    }
+    console.error(`cairn: ${e instanceof Error ? e.message : String(e)}`);
+    return EXIT.failure;
+  }
+}
