@@ -1,4 +1,8 @@
 // Schemas of everything that crosses a process boundary: event envelope, events, commands,
 // subject names. One schema library (TypeBox) gives runtime validation and JSON Schema.
+import './formats.ts';
 export * from './envelope.ts';
 export * from './command.ts';
+export * from './subjects.ts';
+export * from './formats.ts';
+export * from './events/index.ts';

@@ -1,0 +1,29 @@
+// Static types of the events as code sees them (current version, after upcasting).
+import type { CairnEvent } from '../envelope.ts';
+import type { EventDataMap, EventType } from './registry.ts';
+
+/** One event type at its current version. */
+export type EventOf<K extends EventType> = CairnEvent<K, EventDataMap[K]>;
+/** Any event this build knows, as a discriminated union on `type`. */
+export type KnownEvent = { [K in EventType]: EventOf<K> }[EventType];
+
+export type JobRequested = EventOf<'JobRequested'>;
+export type JobStarted = EventOf<'JobStarted'>;
+export type SnapshotRequested = EventOf<'SnapshotRequested'>;
+export type SnapshotTaken = EventOf<'SnapshotTaken'>;
+export type SnapshotFailed = EventOf<'SnapshotFailed'>;
+export type SnapshotReleased = EventOf<'SnapshotReleased'>;
+export type TransferQueued = EventOf<'TransferQueued'>;
+export type TransferStarted = EventOf<'TransferStarted'>;
+export type RestorePointCommitted = EventOf<'RestorePointCommitted'>;
+export type JobCompleted = EventOf<'JobCompleted'>;
+export type JobFailed = EventOf<'JobFailed'>;
+export type JobCancelled = EventOf<'JobCancelled'>;
+export type VmDiscovered = EventOf<'VmDiscovered'>;
+export type DiskAttached = EventOf<'DiskAttached'>;
+export type DiskDetached = EventOf<'DiskDetached'>;
+export type PolicyCreated = EventOf<'PolicyCreated'>;
+export type PolicyUpdated = EventOf<'PolicyUpdated'>;
+export type PolicyDeleted = EventOf<'PolicyDeleted'>;
+export type RestorePointExpired = EventOf<'RestorePointExpired'>;
+export type MessageDeadLettered = EventOf<'MessageDeadLettered'>;

@@ -1,0 +1,10 @@
+// Event types, their schemas per version, validation and upcasting.
+export * from './job.events.ts';
+export * from './snapshot.events.ts';
+export * from './inventory.events.ts';
+export * from './policy.events.ts';
+export * from './messaging.events.ts';
+export * from './registry.ts';
+export * from './event-types.ts';
+export * from './validate.ts';
+export * from './new-event.ts';

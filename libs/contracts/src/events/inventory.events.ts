@@ -1,0 +1,32 @@
+// Hypervisor inventory (stream `vm-<vmId>`): what the snapshot coordinator found.
+import { Type } from '@sinclair/typebox';
+import { Bytes, Id, Name } from './common.ts';
+
+export const HypervisorRef = Type.Object({
+  kind: Type.Union([Type.Literal('qemu'), Type.Literal('libvirt'), Type.Literal('simulated')]),
+  /** The hypervisor host or cluster the VM runs on. */
+  host: Name,
+}, { additionalProperties: false });
+
+export const DiskInfo = Type.Object({
+  name: Name,
+  sizeBytes: Bytes,
+}, { additionalProperties: false });
+
+export const VmDiscoveredV1 = Type.Object({
+  vmId: Id,
+  name: Name,
+  hypervisor: HypervisorRef,
+  tags: Type.Array(Name),
+  disks: Type.Array(DiskInfo),
+}, { additionalProperties: false });
+
+export const DiskAttachedV1 = Type.Object({
+  vmId: Id,
+  disk: DiskInfo,
+}, { additionalProperties: false });
+
+export const DiskDetachedV1 = Type.Object({
+  vmId: Id,
+  disk: Name,
+}, { additionalProperties: false });

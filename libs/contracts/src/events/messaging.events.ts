@@ -1,0 +1,24 @@
+// Events about the messaging itself (stream `deadletter-<consumer>`): a message a consumer
+// gave up on, recorded so nothing is lost silently and an operator can replay it.
+import { Type } from '@sinclair/typebox';
+import { Count, Name, Reason } from './common.ts';
+
+/** Bytes of payload kept in a dead-letter event (the preview is base64 of at most this). */
+export const DEAD_LETTER_PREVIEW_BYTES = 1024;
+
+export const MessageDeadLetteredV1 = Type.Object({
+  consumer: Name,
+  subject: Type.String({ minLength: 1, maxLength: 1024 }),
+  reason: Reason,
+  streamSequence: Type.Optional(Type.Integer({ minimum: 1 })),
+  deliveries: Count,
+  /** Base64 of the first 1 KiB of the payload. */
+  payloadPreview: Type.String({ maxLength: 1368, contentEncoding: 'base64' }),
+  payloadBytes: Count,
+  headers: Type.Record(Type.String(), Type.Array(Type.String())),
+}, { additionalProperties: false });
+
+/** Base64 of at most the first 1 KiB of a payload, for `payloadPreview`. */
+export function payloadPreview(payload: Uint8Array): string {
+  return Buffer.from(payload.subarray(0, DEAD_LETTER_PREVIEW_BYTES)).toString('base64');
+}

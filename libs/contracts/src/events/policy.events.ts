@@ -1,0 +1,48 @@
+// Protection policies (stream `policy-<policyId>`), owned by the scheduler. Created and
+// updated carry the whole policy so a read model never has to merge partial updates.
+import { Type, type Static } from '@sinclair/typebox';
+import { Id, Name } from './common.ts';
+
+export const PolicySelector = Type.Object({
+  names: Type.Optional(Type.Array(Name, { description: 'VM names (exact match)' })),
+  tags: Type.Optional(Type.Array(Name, { description: 'VMs carrying all of these tags' })),
+  hypervisor: Type.Optional(Name),
+}, { additionalProperties: false });
+
+export const PolicySchedule = Type.Object({
+  cron: Type.String({ minLength: 9, maxLength: 128, description: 'cron expression (5 or 6 fields)' }),
+  timezone: Type.String({ minLength: 1, maxLength: 64, description: 'IANA zone, e.g. Europe/Paris' }),
+}, { additionalProperties: false });
+
+const Keep = Type.Integer({ minimum: 0, maximum: 10_000 });
+/** GFS retention: how many of the latest daily/weekly/... restore points to keep, plus the last N. */
+export const PolicyRetention = Type.Object({
+  daily: Keep, weekly: Keep, monthly: Keep, yearly: Keep, last: Keep,
+}, { additionalProperties: false });
+
+export const PolicyFields = {
+  policyId: Id,
+  name: Name,
+  selector: PolicySelector,
+  schedule: PolicySchedule,
+  retention: PolicyRetention,
+  /** Target repository name. */
+  repository: Name,
+  /** Reference of the key that protects the repository (never the key itself). */
+  keyRef: Name,
+  /** Higher runs first when slots compete. */
+  priority: Type.Integer({ minimum: 0, maximum: 1000 }),
+};
+
+export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });
+export const PolicyUpdatedV1 = Type.Object(PolicyFields, { additionalProperties: false });
+export const PolicyDeletedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+export type Policy = Static<typeof PolicyCreatedV1>;
+
+/** Retention decisions (stream `restorepoint-<restorePointId>`). */
+export const RestorePointExpiredV1 = Type.Object({
+  restorePointId: Id,
+  vmId: Id,
+  policyId: Type.Union([Id, Type.Null()]),
+  reason: Type.String({ minLength: 1, maxLength: 1024 }),
+}, { additionalProperties: false });

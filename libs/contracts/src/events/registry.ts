@@ -1,0 +1,94 @@
+// The registry of every event type Cairn writes: its data schema per version, the upcasters
+// that lift an old version to the next, and the stream categories it may live in.
+// Adding a version: move the current schema into `history` with an upcaster to the new one.
+import type { Static, TSchema } from '@sinclair/typebox';
+import {
+  JobCancelledV1, JobCompletedV1, JobFailedV1, JobFailedV2, JobRequestedV1, JobStartedV1,
+  RestorePointCommittedV1, upcastJobFailedV1,
+} from './job.events.ts';
+import {
+  SnapshotFailedV1, SnapshotReleasedV1, SnapshotRequestedV1, SnapshotTakenV1, TransferQueuedV1, TransferStartedV1,
+} from './snapshot.events.ts';
+import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.events.ts';
+import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1 } from './policy.events.ts';
+import { MessageDeadLetteredV1 } from './messaging.events.ts';
+
+/** An older version of an event's data and the function that lifts it one version up. */
+export interface HistoricVersion {
+  readonly data: TSchema;
+  readonly upcast: (data: never) => unknown;
+}
+
+export interface EventDefinition<T extends string = string, L extends TSchema = TSchema> {
+  readonly type: T;
+  readonly description: string;
+  /** Stream categories (`job`, `vm`, ...) an event of this type may be appended to. */
+  readonly categories: readonly string[];
+  /** Versions 1..n-1, oldest first; `upcast` of version i yields data of version i+1. */
+  readonly history: readonly HistoricVersion[];
+  /** Data schema of the current version (n = history.length + 1). */
+  readonly latest: L;
+}
+
+function define<T extends string, L extends TSchema>(
+  type: T,
+  def: { description: string; categories: readonly string[]; latest: L; history?: readonly HistoricVersion[] },
+): EventDefinition<T, L> {
+  return { type, description: def.description, categories: def.categories, latest: def.latest, history: def.history ?? [] };
+}
+
+function historic<D extends TSchema>(data: D, upcast: (data: Static<D>) => unknown): HistoricVersion {
+  return { data, upcast: upcast as (data: never) => unknown };
+}
+
+const JOB = ['job'] as const;
+
+export const EVENT_SCHEMAS = {
+  JobRequested: define('JobRequested', { description: 'A backup job was asked for (by a schedule slot or an operator).', categories: JOB, latest: JobRequestedV1 }),
+  JobStarted: define('JobStarted', { description: 'The scheduler started an attempt of the job.', categories: JOB, latest: JobStartedV1 }),
+  SnapshotRequested: define('SnapshotRequested', { description: 'A point-in-time view of the VM disks was asked for.', categories: JOB, latest: SnapshotRequestedV1 }),
+  SnapshotTaken: define('SnapshotTaken', { description: 'The view exists and is exported over NBD.', categories: JOB, latest: SnapshotTakenV1 }),
+  SnapshotFailed: define('SnapshotFailed', { description: 'No view could be taken.', categories: JOB, latest: SnapshotFailedV1 }),
+  SnapshotReleased: define('SnapshotReleased', { description: 'The view, its overlay and its export are gone.', categories: JOB, latest: SnapshotReleasedV1 }),
+  TransferQueued: define('TransferQueued', { description: 'The transfer was put on the data movers\' work queue.', categories: JOB, latest: TransferQueuedV1 }),
+  TransferStarted: define('TransferStarted', { description: 'A data mover took the transfer.', categories: JOB, latest: TransferStartedV1 }),
+  RestorePointCommitted: define('RestorePointCommitted', { description: 'The restore point manifest was written: the backup exists.', categories: JOB, latest: RestorePointCommittedV1 }),
+  JobCompleted: define('JobCompleted', { description: 'The job ended with a restore point.', categories: JOB, latest: JobCompletedV1 }),
+  JobFailed: define('JobFailed', {
+    description: 'The job ended without a restore point.',
+    categories: JOB,
+    latest: JobFailedV2,
+    history: [historic(JobFailedV1, upcastJobFailedV1)],
+  }),
+  JobCancelled: define('JobCancelled', { description: 'The job was cancelled.', categories: JOB, latest: JobCancelledV1 }),
+  VmDiscovered: define('VmDiscovered', { description: 'A VM was found on a hypervisor.', categories: ['vm'], latest: VmDiscoveredV1 }),
+  DiskAttached: define('DiskAttached', { description: 'A disk appeared on a VM.', categories: ['vm'], latest: DiskAttachedV1 }),
+  DiskDetached: define('DiskDetached', { description: 'A disk left a VM.', categories: ['vm'], latest: DiskDetachedV1 }),
+  PolicyCreated: define('PolicyCreated', { description: 'A protection policy was created.', categories: ['policy'], latest: PolicyCreatedV1 }),
+  PolicyUpdated: define('PolicyUpdated', { description: 'A protection policy was replaced by a new version.', categories: ['policy'], latest: PolicyUpdatedV1 }),
+  PolicyDeleted: define('PolicyDeleted', { description: 'A protection policy was deleted.', categories: ['policy'], latest: PolicyDeletedV1 }),
+  RestorePointExpired: define('RestorePointExpired', { description: 'Retention let a restore point go.', categories: ['restorepoint'], latest: RestorePointExpiredV1 }),
+  MessageDeadLettered: define('MessageDeadLettered', { description: 'A consumer gave up on a message.', categories: ['deadletter'], latest: MessageDeadLetteredV1 }),
+} as const;
+
+export type EventRegistry = typeof EVENT_SCHEMAS;
+export type EventType = keyof EventRegistry;
+/** Data of the current version of each event type. */
+export type EventDataMap = { [K in EventType]: Static<EventRegistry[K]['latest']> };
+
+export function isEventType(type: string): type is EventType {
+  return Object.hasOwn(EVENT_SCHEMAS, type);
+}
+
+/** The current schema version of an event type. */
+export function latestVersion(type: EventType): number {
+  return EVENT_SCHEMAS[type].history.length + 1;
+}
+
+/** Data schema of one version (undefined when the version does not exist). */
+export function dataSchema(type: EventType, version: number): TSchema | undefined {
+  const def: EventDefinition = EVENT_SCHEMAS[type];
+  if (!Number.isInteger(version) || version < 1) return undefined;
+  if (version === def.history.length + 1) return def.latest;
+  return def.history[version - 1]?.data;
+}

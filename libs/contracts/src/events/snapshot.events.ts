@@ -1,0 +1,67 @@
+// Snapshot and transfer steps of a job (stream `job-<jobId>`): a point-in-time view is taken
+// and exported over NBD, a transfer is queued and taken by a data mover, the view is released.
+import { Type } from '@sinclair/typebox';
+import { Bytes, Id, Name, Reason } from './common.ts';
+
+export const SnapshotRequestedV1 = Type.Object({
+  jobId: Id,
+  vmId: Id,
+  snapshotId: Id,
+  /** Disks to include; all of the VM's disks when omitted. */
+  disks: Type.Optional(Type.Array(Name)),
+}, { additionalProperties: false });
+
+export const NbdExport = Type.Object({
+  disk: Name,
+  exportName: Name,
+  sizeBytes: Bytes,
+  mode: Type.Union([Type.Literal('full'), Type.Literal('incremental')]),
+  /** Why this mode, e.g. "no parent", "bitmap missing", "bitmap cairn-3". */
+  reason: Reason,
+  /** NBD meta context that carries the dirty bitmap (incremental only), e.g. `qemu:dirty-bitmap:cairn-3`. */
+  dirtyBitmapContext: Type.Optional(Name),
+}, { additionalProperties: false });
+
+const Exports = Type.Array(NbdExport, { minItems: 1 });
+
+/** Where the data mover connects: a Unix socket, or host and port. */
+export const NbdEndpoint = Type.Union([
+  Type.Object({ socket: Type.String({ minLength: 1, maxLength: 1024 }), exports: Exports }, { additionalProperties: false }),
+  Type.Object({
+    host: Type.String({ minLength: 1, maxLength: 253 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    exports: Exports,
+  }, { additionalProperties: false }),
+]);
+
+export const SnapshotTakenV1 = Type.Object({
+  jobId: Id,
+  snapshotId: Id,
+  nbd: NbdEndpoint,
+  /** When the snapshot coordinator releases the view if nobody renews it. */
+  leaseExpiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+}, { additionalProperties: false });
+
+export const SnapshotFailedV1 = Type.Object({
+  jobId: Id,
+  snapshotId: Id,
+  reason: Reason,
+}, { additionalProperties: false });
+
+export const SnapshotReleasedV1 = Type.Object({
+  jobId: Id,
+  snapshotId: Id,
+  cause: Type.Union([Type.Literal('job_ended'), Type.Literal('lease_expired'), Type.Literal('operator')]),
+}, { additionalProperties: false });
+
+export const TransferQueuedV1 = Type.Object({
+  jobId: Id,
+  snapshotId: Id,
+  queue: Name,
+}, { additionalProperties: false });
+
+export const TransferStartedV1 = Type.Object({
+  jobId: Id,
+  /** The data mover that took the work, e.g. `data-mover@host-1#2`. */
+  worker: Name,
+}, { additionalProperties: false });
