@@ -1,0 +1,169 @@
+// Shapes of the catalogue's read models as they cross the wire (query replies). TypeBox
+// schemas so the gateway can publish them in its OpenAPI document and clients can validate.
+import { Type, type Static } from '@sinclair/typebox';
+import { Actor, JobPhase, PolicyRetention, PolicySchedule, PolicySelector, TraceContext } from '@cairn/contracts';
+
+const Id = Type.String({ minLength: 1, maxLength: 200 });
+const Time = Type.String({ format: 'date-time' });
+const Bytes = Type.Integer({ minimum: 0 });
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const DiskView = Type.Object({
+  name: Type.String(),
+  sizeBytes: Bytes,
+  attachedAt: Time,
+  /** Set once the disk left the VM; kept so old restore points still name it. */
+  detachedAt: Nullable(Time),
+}, { $id: 'DiskView' });
+export type DiskView = Static<typeof DiskView>;
+
+export const VmView = Type.Object({
+  vmId: Id,
+  name: Type.String(),
+  site: Type.String(),
+  hypervisor: Type.Object({ kind: Type.String(), host: Type.String() }),
+  tags: Type.Array(Type.String()),
+  disks: Type.Array(DiskView),
+  discoveredAt: Time,
+  updatedAt: Time,
+  lastBackupAt: Nullable(Time),
+  restorePoints: Type.Integer({ minimum: 0, description: 'Restore points not expired.' }),
+}, { $id: 'VmView' });
+export type VmView = Static<typeof VmView>;
+
+export const RestorePointDiskView = Type.Object({
+  name: Type.String(),
+  sizeBytes: Bytes,
+  bytesRead: Bytes,
+  bytesStored: Bytes,
+  chunksNew: Type.Integer({ minimum: 0 }),
+  chunksReused: Type.Integer({ minimum: 0 }),
+}, { $id: 'RestorePointDiskView' });
+export type RestorePointDiskView = Static<typeof RestorePointDiskView>;
+
+export const RestorePointView = Type.Object({
+  restorePointId: Id,
+  jobId: Id,
+  vmId: Id,
+  policyId: Nullable(Id),
+  site: Type.String(),
+  createdAt: Time,
+  parentId: Nullable(Id),
+  kind: Type.Union([Type.Literal('full'), Type.Literal('incremental')]),
+  /** Sum of the disks' virtual sizes. */
+  sizeBytes: Bytes,
+  bytesRead: Bytes,
+  bytesStored: Bytes,
+  /** Bytes the backup had to read: the changed extents of an incremental, everything for a full. */
+  changedBytes: Bytes,
+  /** Bytes read but not stored (deduplicated, all-zero or compressed away). */
+  savedBytes: Bytes,
+  disks: Type.Array(RestorePointDiskView),
+  expiredAt: Nullable(Time),
+  expiryReason: Nullable(Type.String()),
+}, { $id: 'RestorePointView' });
+export type RestorePointView = Static<typeof RestorePointView>;
+
+export const JobState = Type.Union([
+  Type.Literal('requested'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('cancelled'),
+], { $id: 'JobState' });
+export type JobState = Static<typeof JobState>;
+
+export const JobView = Type.Object({
+  jobId: Id,
+  vmId: Id,
+  policyId: Nullable(Id),
+  site: Type.String(),
+  mode: Type.String({ description: 'As requested: auto or full.' }),
+  trigger: Type.String(),
+  slot: Nullable(Time),
+  state: JobState,
+  attempt: Type.Integer({ minimum: 0 }),
+  requestedAt: Time,
+  startedAt: Nullable(Time),
+  endedAt: Nullable(Time),
+  updatedAt: Time,
+  snapshotId: Nullable(Id),
+  worker: Nullable(Type.String()),
+  restorePointId: Nullable(Id),
+  bytesRead: Nullable(Bytes),
+  bytesStored: Nullable(Bytes),
+  durationMs: Nullable(Type.Integer({ minimum: 0 })),
+  failure: Nullable(Type.Object({ phase: Type.String(), reason: Type.String(), retryable: Type.Boolean() })),
+  cancelReason: Nullable(Type.String()),
+}, { $id: 'JobView' });
+export type JobView = Static<typeof JobView>;
+
+export const JobPhaseView = Type.Object({
+  phase: JobPhase,
+  state: Type.Union([Type.Literal('running'), Type.Literal('done'), Type.Literal('failed')]),
+  startedAt: Time,
+  endedAt: Nullable(Time),
+  detail: Nullable(Type.String()),
+}, { $id: 'JobPhaseView' });
+export type JobPhaseView = Static<typeof JobPhaseView>;
+
+export const AuditEntry = Type.Object({
+  /** Global position in the site's log. */
+  position: Type.Integer({ minimum: 1 }),
+  eventId: Type.String(),
+  time: Time,
+  type: Type.String(),
+  schemaVersion: Type.Integer({ minimum: 1 }),
+  site: Type.String(),
+  actor: Actor,
+  streamId: Type.String(),
+  correlationId: Type.String(),
+  causationId: Nullable(Type.String()),
+  trace: Nullable(TraceContext),
+  data: Type.Unknown(),
+}, { $id: 'AuditEntry' });
+export type AuditEntry = Static<typeof AuditEntry>;
+
+export const JobDetail = Type.Composite([
+  JobView,
+  Type.Object({ phases: Type.Array(JobPhaseView), events: Type.Array(AuditEntry) }),
+], { $id: 'JobDetail' });
+export type JobDetail = Static<typeof JobDetail>;
+
+export const PolicyView = Type.Object({
+  policyId: Id,
+  name: Type.String(),
+  selector: PolicySelector,
+  schedule: PolicySchedule,
+  retention: PolicyRetention,
+  repository: Type.String(),
+  keyRef: Type.String(),
+  priority: Type.Integer(),
+  /** 1 when created, +1 per update. */
+  version: Type.Integer({ minimum: 1 }),
+  createdAt: Time,
+  updatedAt: Time,
+  deletedAt: Nullable(Time),
+}, { $id: 'PolicyView' });
+export type PolicyView = Static<typeof PolicyView>;
+
+export const CatalogueStatus = Type.Object({
+  /** Which replica answered (host, pid and a random suffix). */
+  replica: Type.String(),
+  site: Type.String(),
+  /** Last log position projected into this replica's read models. */
+  position: Type.Integer({ minimum: 0 }),
+  /** Last position in the log as seen by this replica. */
+  head: Type.Integer({ minimum: 0 }),
+  lag: Type.Integer({ minimum: 0 }),
+  projecting: Type.Boolean(),
+  rebuilding: Type.Boolean(),
+  startedAt: Time,
+  lastError: Nullable(Type.String()),
+}, { $id: 'CatalogueStatus' });
+export type CatalogueStatus = Static<typeof CatalogueStatus>;
+
+export const RebuildResult = Type.Object({
+  replica: Type.String(),
+  /** Events replayed from position 0. */
+  events: Type.Integer({ minimum: 0 }),
+  position: Type.Integer({ minimum: 0 }),
+  durationMs: Type.Integer({ minimum: 0 }),
+}, { $id: 'RebuildResult' });
+export type RebuildResult = Static<typeof RebuildResult>;

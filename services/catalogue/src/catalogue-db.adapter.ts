@@ -1,0 +1,97 @@
+// The catalogue's SQLite database (node:sqlite): opens or creates the schema, applies the
+// statements of projected events and moves the checkpoint in the same transaction, so each
+// event changes a replica's read models exactly once even across crashes.
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { RecordedEvent } from '@cairn/contracts';
+import { SCHEMA_DDL, SCHEMA_VERSION } from './catalogue.schema.ts';
+import { projectEvent } from './catalogue.projection.ts';
+
+export const CHECKPOINT_NAME = 'catalogue';
+
+export class CatalogueDb {
+  private readonly statements = new Map<string, StatementSync>();
+  private closed = false;
+
+  private constructor(readonly db: DatabaseSync, readonly path: string) {}
+
+  /** Opens `path` (or `:memory:`); a file written by another schema version is emptied for a replay. */
+  static open(path: string): CatalogueDb {
+    const db = new DatabaseSync(path);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000;');
+    const store = new CatalogueDb(db, path);
+    store.migrate();
+    return store;
+  }
+
+  private migrate(): void {
+    const hasMeta = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get();
+    const version = hasMeta ? this.db.prepare(`SELECT value FROM meta WHERE key = 'schemaVersion'`).get()?.value : undefined;
+    if (version !== undefined && version !== String(SCHEMA_VERSION)) {
+      // Read models are disposable: an older layout is dropped and rebuilt from the log.
+      const tables = this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all();
+      for (const t of tables) this.db.exec(`DROP TABLE IF EXISTS "${String(t.name)}"`);
+    }
+    this.db.exec(SCHEMA_DDL);
+    this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schemaVersion', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+      .run(String(SCHEMA_VERSION));
+  }
+
+  /** Last log position applied (0 when nothing was). */
+  position(): bigint {
+    const row = this.prepared(`SELECT position FROM checkpoint WHERE name = ?`).get(CHECKPOINT_NAME);
+    return row ? BigInt(row.position as number) : 0n;
+  }
+
+  /**
+   * Applies a batch of events in log order, skipping any at or before the checkpoint, and
+   * stores the new checkpoint in the same transaction. Returns how many were applied.
+   * A failing statement rolls the whole batch back and rethrows with the event named.
+   */
+  apply(events: readonly RecordedEvent[]): number {
+    let position = this.position();
+    let applied = 0;
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const recorded of events) {
+        if (recorded.position <= position) continue;
+        try {
+          for (const s of projectEvent(recorded)) this.prepared(s.sql).run(...s.params);
+        } catch (e) {
+          throw new Error(`projecting ${recorded.event.type} ${recorded.event.id} at position ${recorded.position} failed: ${(e as Error).message}`, { cause: e });
+        }
+        position = recorded.position;
+        applied++;
+      }
+      if (applied > 0) {
+        this.prepared(`INSERT INTO checkpoint (name, position) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position`)
+          .run(CHECKPOINT_NAME, position);
+      }
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    }
+    return applied;
+  }
+
+  /** A cached prepared statement (the projection reuses a small, fixed set of SQL texts). */
+  prepared(text: string): StatementSync {
+    let s = this.statements.get(text);
+    if (!s) {
+      s = this.db.prepare(text);
+      this.statements.set(text, s);
+    }
+    return s;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.statements.clear();
+    this.db.close();
+  }
+}

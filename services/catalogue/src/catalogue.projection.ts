@@ -1,0 +1,224 @@
+// How each event changes the catalogue's read models, as SQL statements: pure functions of the
+// event (no database handle here), so they are easy to read, to test and to replay. The store
+// runs the statements of one event, and moves the checkpoint, in a single transaction.
+import { isEventType, upcast, type CairnEvent, type EventOf, type EventType, type KnownEvent, type RecordedEvent } from '@cairn/contracts';
+
+export type SqlValue = string | number | bigint | null;
+export interface SqlStatement {
+  readonly sql: string;
+  readonly params: readonly SqlValue[];
+}
+
+/** Where and when an event happened, as the read models record it. */
+interface At {
+  readonly position: number;
+  readonly time: string;
+  readonly site: string;
+}
+
+const sql = (text: string, ...params: SqlValue[]): SqlStatement => ({ sql: text, params });
+
+type Handler<K extends EventType> = (event: EventOf<K>, at: At) => SqlStatement[];
+type Handlers = { [K in EventType]?: Handler<K> };
+
+type PhaseName = 'schedule' | 'snapshot' | 'transfer' | 'commit' | 'release';
+
+/** A phase begins (or begins again on a retry); a phase already running keeps its start. */
+function phaseStarted(jobId: string, phase: PhaseName, time: string, detail: string | null): SqlStatement {
+  return sql(
+    `INSERT INTO job_phases (job_id, phase, state, started_at, ended_at, detail) VALUES (?, ?, 'running', ?, NULL, ?)
+     ON CONFLICT (job_id, phase) DO UPDATE SET
+       started_at = CASE WHEN job_phases.state = 'running' THEN job_phases.started_at ELSE excluded.started_at END,
+       state = 'running', ended_at = NULL, detail = COALESCE(excluded.detail, job_phases.detail)`,
+    jobId, phase, time, detail,
+  );
+}
+
+/** A phase ends; one never seen starting is recorded as starting and ending at once. */
+function phaseEnded(jobId: string, phase: PhaseName, state: 'done' | 'failed', time: string, detail: string | null): SqlStatement {
+  return sql(
+    `INSERT INTO job_phases (job_id, phase, state, started_at, ended_at, detail) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (job_id, phase) DO UPDATE SET
+       state = excluded.state, ended_at = excluded.ended_at, detail = COALESCE(excluded.detail, job_phases.detail)`,
+    jobId, phase, state, time, time, detail,
+  );
+}
+
+/** A job that ends abnormally leaves no phase running. */
+function closeRunningPhases(jobId: string, time: string, detail: string): SqlStatement {
+  return sql(`UPDATE job_phases SET state = 'failed', ended_at = ?, detail = ? WHERE job_id = ? AND state = 'running'`, time, detail, jobId);
+}
+
+function touchJob(jobId: string, time: string, set = '', ...params: SqlValue[]): SqlStatement {
+  return sql(`UPDATE jobs SET updated_at = ?${set ? `, ${set}` : ''} WHERE job_id = ?`, time, ...params, jobId);
+}
+
+function upsertDisk(vmId: string, name: string, sizeBytes: number, time: string): SqlStatement {
+  return sql(
+    `INSERT INTO disks (vm_id, name, size_bytes, attached_at, detached_at) VALUES (?, ?, ?, ?, NULL)
+     ON CONFLICT (vm_id, name) DO UPDATE SET
+       size_bytes = excluded.size_bytes,
+       attached_at = CASE WHEN disks.detached_at IS NULL THEN disks.attached_at ELSE excluded.attached_at END,
+       detached_at = NULL`,
+    vmId, name, sizeBytes, time,
+  );
+}
+
+const touchVm = (vmId: string, time: string) => sql(`UPDATE vms SET updated_at = ? WHERE vm_id = ?`, time, vmId);
+
+const handlers: Handlers = {
+  VmDiscovered: ({ data }, at) => [
+    sql(
+      `INSERT INTO vms (vm_id, name, site, hypervisor_kind, hypervisor_host, tags, discovered_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (vm_id) DO UPDATE SET name = excluded.name, site = excluded.site,
+         hypervisor_kind = excluded.hypervisor_kind, hypervisor_host = excluded.hypervisor_host,
+         tags = excluded.tags, updated_at = excluded.updated_at`,
+      data.vmId, data.name, at.site, data.hypervisor.kind, data.hypervisor.host, JSON.stringify(data.tags), at.time, at.time,
+    ),
+    // A discovery lists every disk the VM has now: the ones not listed have left it.
+    sql(
+      `UPDATE disks SET detached_at = ? WHERE vm_id = ? AND detached_at IS NULL AND name NOT IN (SELECT value FROM json_each(?))`,
+      at.time, data.vmId, JSON.stringify(data.disks.map((d) => d.name)),
+    ),
+    ...data.disks.map((d) => upsertDisk(data.vmId, d.name, d.sizeBytes, at.time)),
+  ],
+  DiskAttached: ({ data }, at) => [upsertDisk(data.vmId, data.disk.name, data.disk.sizeBytes, at.time), touchVm(data.vmId, at.time)],
+  DiskDetached: ({ data }, at) => [
+    sql(`UPDATE disks SET detached_at = ? WHERE vm_id = ? AND name = ? AND detached_at IS NULL`, at.time, data.vmId, data.disk),
+    touchVm(data.vmId, at.time),
+  ],
+
+  JobRequested: ({ data }, at) => [
+    sql(
+      `INSERT INTO jobs (job_id, vm_id, policy_id, site, mode, trigger, slot, state, attempt, requested_at, updated_at, position)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 'requested', 0, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING`,
+      data.jobId, data.vmId, data.policyId, at.site, data.mode, data.trigger, data.slot ?? null, at.time, at.time, at.position,
+    ),
+    phaseStarted(data.jobId, 'schedule', at.time, data.slot ? `${data.trigger}, slot ${data.slot}` : data.trigger),
+  ],
+  JobStarted: ({ data }, at) => [
+    // A late start never reopens a job that has already ended.
+    sql(
+      `UPDATE jobs SET state = 'running', attempt = ?, started_at = COALESCE(started_at, ?), updated_at = ?
+       WHERE job_id = ? AND state IN ('requested', 'running')`,
+      data.attempt, at.time, at.time, data.jobId,
+    ),
+    phaseEnded(data.jobId, 'schedule', 'done', at.time, `attempt ${data.attempt}`),
+  ],
+  SnapshotRequested: ({ data }, at) => [
+    touchJob(data.jobId, at.time, 'snapshot_id = ?', data.snapshotId),
+    phaseStarted(data.jobId, 'snapshot', at.time, data.disks ? `disks ${data.disks.join(', ')}` : 'all disks'),
+  ],
+  SnapshotTaken: ({ data }, at) => [
+    touchJob(data.jobId, at.time, 'snapshot_id = ?', data.snapshotId),
+    phaseEnded(data.jobId, 'snapshot', 'done', at.time, data.nbd.exports.map((x) => `${x.disk}: ${x.mode} (${x.reason})`).join('; ')),
+  ],
+  SnapshotFailed: ({ data }, at) => [touchJob(data.jobId, at.time), phaseEnded(data.jobId, 'snapshot', 'failed', at.time, data.reason)],
+  SnapshotReleased: ({ data }, at) => [touchJob(data.jobId, at.time), phaseEnded(data.jobId, 'release', 'done', at.time, data.cause)],
+  TransferQueued: ({ data }, at) => [touchJob(data.jobId, at.time), phaseStarted(data.jobId, 'transfer', at.time, `queued on ${data.queue}`)],
+  TransferStarted: ({ data }, at) => [
+    touchJob(data.jobId, at.time, 'worker = ?', data.worker),
+    phaseStarted(data.jobId, 'transfer', at.time, `taken by ${data.worker}`),
+  ],
+  RestorePointCommitted: ({ data }, at) => {
+    const sum = (f: (d: (typeof data.disks)[number]) => number) => data.disks.reduce((n, d) => n + f(d), 0);
+    const bytesRead = sum((d) => d.bytesRead);
+    return [
+      sql(
+        `INSERT INTO restore_points (restore_point_id, job_id, vm_id, policy_id, site, created_at, position, parent_id,
+           size_bytes, bytes_read, bytes_stored)
+         VALUES (?, ?, ?, (SELECT policy_id FROM jobs WHERE job_id = ?), ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (restore_point_id) DO NOTHING`,
+        data.restorePointId, data.jobId, data.vmId, data.jobId, at.site, at.time, at.position, data.parentId,
+        sum((d) => d.sizeBytes), bytesRead, sum((d) => d.bytesStored),
+      ),
+      ...data.disks.map((d) => sql(
+        `INSERT INTO restore_point_disks (restore_point_id, name, size_bytes, bytes_read, bytes_stored, chunks_new, chunks_reused)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        data.restorePointId, d.name, d.sizeBytes, d.bytesRead, d.bytesStored, d.chunksNew, d.chunksReused,
+      )),
+      touchJob(data.jobId, at.time, 'restore_point_id = ?', data.restorePointId),
+      phaseEnded(data.jobId, 'transfer', 'done', at.time, `${bytesRead} bytes read`),
+      phaseEnded(data.jobId, 'commit', 'done', at.time, `restore point ${data.restorePointId}`),
+    ];
+  },
+  JobCompleted: ({ data }, at) => [
+    sql(
+      `UPDATE jobs SET state = 'completed', ended_at = ?, updated_at = ?, restore_point_id = ?, bytes_read = ?,
+         bytes_stored = ?, duration_ms = ? WHERE job_id = ?`,
+      at.time, at.time, data.restorePointId, data.bytesRead, data.bytesStored, data.durationMs, data.jobId,
+    ),
+  ],
+  JobFailed: ({ data }, at) => [
+    sql(
+      `UPDATE jobs SET state = 'failed', ended_at = ?, updated_at = ?, failure_phase = ?, failure_reason = ?,
+         failure_retryable = ? WHERE job_id = ?`,
+      at.time, at.time, data.phase, data.reason, data.retryable ? 1 : 0, data.jobId,
+    ),
+    phaseEnded(data.jobId, data.phase, 'failed', at.time, data.reason),
+    closeRunningPhases(data.jobId, at.time, `job failed in ${data.phase}`),
+  ],
+  JobCancelled: ({ data }, at) => [
+    sql(`UPDATE jobs SET state = 'cancelled', ended_at = ?, updated_at = ?, cancel_reason = ? WHERE job_id = ?`,
+      at.time, at.time, data.reason, data.jobId),
+    closeRunningPhases(data.jobId, at.time, `cancelled: ${data.reason}`),
+  ],
+
+  PolicyCreated: ({ data }, at) => [
+    // Created again after a delete: the same id comes back as a new version.
+    sql(
+      `INSERT INTO policies (policy_id, name, body, version, created_at, updated_at, deleted_at) VALUES (?, ?, ?, 1, ?, ?, NULL)
+       ON CONFLICT (policy_id) DO UPDATE SET name = excluded.name, body = excluded.body, version = policies.version + 1,
+         updated_at = excluded.updated_at, deleted_at = NULL`,
+      data.policyId, data.name, JSON.stringify(data), at.time, at.time,
+    ),
+  ],
+  PolicyUpdated: ({ data }, at) => [
+    sql(`UPDATE policies SET name = ?, body = ?, version = version + 1, updated_at = ? WHERE policy_id = ?`,
+      data.name, JSON.stringify(data), at.time, data.policyId),
+  ],
+  PolicyDeleted: ({ data }, at) => [
+    sql(`UPDATE policies SET deleted_at = ?, updated_at = ? WHERE policy_id = ? AND deleted_at IS NULL`, at.time, at.time, data.policyId),
+  ],
+  RestorePointExpired: ({ data }, at) => [
+    sql(`UPDATE restore_points SET expired_at = ?, expiry_reason = ? WHERE restore_point_id = ? AND expired_at IS NULL`,
+      at.time, data.reason, data.restorePointId),
+  ],
+};
+
+/** Every event, known or not, joins the audit timeline as it was written. */
+export function auditStatement(recorded: RecordedEvent): SqlStatement {
+  const e = recorded.event;
+  return sql(
+    `INSERT INTO audit (position, event_id, time, type, schema_version, site, actor_kind, actor_id, stream_id,
+       correlation_id, causation_id, trace, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    Number(recorded.position), e.id, e.time, e.type, e.schemaVersion, e.site, e.actor.kind, e.actor.id, e.streamId,
+    e.correlationId, e.causationId, e.trace ? JSON.stringify(e.trace) : null, JSON.stringify(e.data ?? null),
+  );
+}
+
+/** The event at its current version, or null when this build cannot read it (newer type or version). */
+export function readable(event: CairnEvent): KnownEvent | null {
+  if (!isEventType(event.type)) return null;
+  try {
+    return upcast(event);
+  } catch {
+    return null;
+  }
+}
+
+/** All statements one recorded event turns into (audit first, then its read-model changes). */
+export function projectEvent(recorded: RecordedEvent): SqlStatement[] {
+  const out = [auditStatement(recorded)];
+  const known = readable(recorded.event);
+  if (!known) return out;
+  const handler = handlers[known.type] as Handler<typeof known.type> | undefined;
+  if (handler) {
+    out.push(...handler(known as never, { position: Number(recorded.position), time: known.time, site: known.site }));
+  }
+  return out;
+}
+
+/** Event types that change a read model beyond the audit timeline. */
+export const PROJECTED_TYPES = Object.keys(handlers) as EventType[];

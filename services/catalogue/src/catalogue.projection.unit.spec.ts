@@ -1,0 +1,262 @@
+// Given/when/then specifications of the catalogue projection: given events already in the log,
+// when one more arrives, then the read models answer this (against an in-memory SQLite).
+import { describe, expect, it } from 'vitest';
+import { newEvent, type CairnEvent, type EventDataMap, type EventType, type RecordedEvent } from '@cairn/contracts';
+import { CatalogueDb } from './catalogue-db.adapter.ts';
+import { CatalogueReadModel, NotFoundError } from './catalogue.read-model.ts';
+import { projectEvent } from './catalogue.projection.ts';
+
+const site = 'site-a';
+let clock = Date.parse('2026-01-01T00:00:00Z');
+
+function ev<K extends EventType>(type: K, data: EventDataMap[K], streamId: string, extra: Partial<CairnEvent> = {}): CairnEvent {
+  clock += 1000;
+  return {
+    ...newEvent(type, data, {
+      site, streamId, actor: { kind: 'service', id: 'scheduler@site-a' }, time: new Date(clock), causationId: null,
+      correlationId: streamId.startsWith('job-') ? streamId.slice(4) : streamId,
+    }),
+    ...extra,
+  };
+}
+
+function given(...history: CairnEvent[]) {
+  const db = CatalogueDb.open(':memory:');
+  const read = new CatalogueReadModel(() => db);
+  let position = 0n;
+  const record = (event: CairnEvent): RecordedEvent => ({ event, position: ++position, revision: 0n });
+  db.apply(history.map(record));
+  return {
+    when(...events: CairnEvent[]) {
+      db.apply(events.map(record));
+      return { then(check: (read: CatalogueReadModel, db: CatalogueDb) => void) { try { check(read, db); } finally { db.close(); } } };
+    },
+  };
+}
+
+const vmA = { vmId: 'vm1', name: 'web-1', hypervisor: { kind: 'qemu' as const, host: 'host-1' }, tags: ['prod'], disks: [{ name: 'vda', sizeBytes: 1024 }] };
+const policy = {
+  policyId: 'p1', name: 'nightly', selector: { tags: ['prod'] }, schedule: { cron: '0 2 * * *', timezone: 'UTC' },
+  retention: { daily: 7, weekly: 4, monthly: 0, yearly: 0, last: 3 }, repository: 'local', keyRef: 'default', priority: 10,
+};
+const requested = ev('JobRequested', { jobId: 'j1', vmId: 'vm1', policyId: 'p1', mode: 'auto', trigger: 'schedule', slot: '2026-01-01T02:00:00.000Z' }, 'job-j1');
+const started = ev('JobStarted', { jobId: 'j1', attempt: 1 }, 'job-j1');
+const snapRequested = ev('SnapshotRequested', { jobId: 'j1', vmId: 'vm1', snapshotId: 's1' }, 'job-j1');
+const snapTaken = ev('SnapshotTaken', {
+  jobId: 'j1', snapshotId: 's1',
+  nbd: { socket: '/tmp/nbd.sock', exports: [{ disk: 'vda', exportName: 'vda', sizeBytes: 1024, mode: 'full', reason: 'no parent' }] },
+}, 'job-j1');
+const queued = ev('TransferQueued', { jobId: 'j1', snapshotId: 's1', queue: 'transfer' }, 'job-j1');
+const transferStarted = ev('TransferStarted', { jobId: 'j1', worker: 'data-mover@h1#1' }, 'job-j1');
+const committed = ev('RestorePointCommitted', {
+  restorePointId: 'rp1', jobId: 'j1', vmId: 'vm1', parentId: null,
+  disks: [{ name: 'vda', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, chunksNew: 3, chunksReused: 5 }],
+}, 'job-j1');
+const released = ev('SnapshotReleased', { jobId: 'j1', snapshotId: 's1', cause: 'job_ended' }, 'job-j1');
+const completed = ev('JobCompleted', { jobId: 'j1', restorePointId: 'rp1', bytesRead: 800, bytesStored: 300, durationMs: 5000 }, 'job-j1');
+
+describe('catalogue projection: VMs and disks', () => {
+  it('a discovered VM is listed with its disks', () => {
+    given().when(ev('VmDiscovered', vmA, 'vm-vm1')).then((read) => {
+      const [vm] = read.listVms();
+      expect(vm).toMatchObject({ vmId: 'vm1', name: 'web-1', site, hypervisor: { kind: 'qemu', host: 'host-1' }, tags: ['prod'], restorePoints: 0, lastBackupAt: null });
+      expect(vm?.disks).toEqual([expect.objectContaining({ name: 'vda', sizeBytes: 1024, detachedAt: null })]);
+    });
+  });
+
+  it('a disk attached then detached stays listed with its detach time', () => {
+    const attached = ev('DiskAttached', { vmId: 'vm1', disk: { name: 'vdb', sizeBytes: 2048 } }, 'vm-vm1');
+    const detached = ev('DiskDetached', { vmId: 'vm1', disk: 'vdb' }, 'vm-vm1');
+    given(ev('VmDiscovered', vmA, 'vm-vm1'), attached).when(detached).then((read) => {
+      const vdb = read.getVm('vm1').disks.find((d) => d.name === 'vdb');
+      expect(vdb).toEqual({ name: 'vdb', sizeBytes: 2048, attachedAt: attached.time, detachedAt: detached.time });
+    });
+  });
+
+  it('a new discovery replaces name and tags and detaches disks no longer listed', () => {
+    const again = ev('VmDiscovered', { ...vmA, name: 'web-1b', tags: [], disks: [{ name: 'vdc', sizeBytes: 10 }] }, 'vm-vm1');
+    given(ev('VmDiscovered', vmA, 'vm-vm1')).when(again).then((read) => {
+      const vm = read.getVm('vm1');
+      expect(vm.name).toBe('web-1b');
+      expect(vm.tags).toEqual([]);
+      expect(vm.disks.map((d) => [d.name, d.detachedAt])).toEqual([['vda', again.time], ['vdc', null]]);
+    });
+  });
+
+  it('an unknown VM is a not-found error', () => {
+    given().when().then((read) => expect(() => read.getVm('nope')).toThrow(NotFoundError));
+  });
+});
+
+describe('catalogue projection: jobs and phases', () => {
+  it('a requested job is listed as requested with its schedule phase running', () => {
+    given().when(requested).then((read) => {
+      const job = read.getJob('j1');
+      expect(job).toMatchObject({ state: 'requested', vmId: 'vm1', policyId: 'p1', mode: 'auto', trigger: 'schedule', attempt: 0, requestedAt: requested.time });
+      expect(job.phases).toEqual([{ phase: 'schedule', state: 'running', startedAt: requested.time, endedAt: null, detail: 'schedule, slot 2026-01-01T02:00:00.000Z' }]);
+    });
+  });
+
+  it('a whole successful job has every phase done with its times, bytes and events', () => {
+    given(requested, started, snapRequested, snapTaken, queued, transferStarted, committed, released).when(completed).then((read) => {
+      const job = read.getJob('j1');
+      expect(job).toMatchObject({
+        state: 'completed', attempt: 1, startedAt: started.time, endedAt: completed.time, snapshotId: 's1',
+        worker: 'data-mover@h1#1', restorePointId: 'rp1', bytesRead: 800, bytesStored: 300, durationMs: 5000, failure: null,
+      });
+      expect(job.phases.map((p) => [p.phase, p.state, p.startedAt, p.endedAt])).toEqual([
+        ['schedule', 'done', requested.time, started.time],
+        ['snapshot', 'done', snapRequested.time, snapTaken.time],
+        ['transfer', 'done', queued.time, committed.time],
+        ['commit', 'done', committed.time, committed.time],
+        ['release', 'done', released.time, released.time],
+      ]);
+      expect(job.phases.find((p) => p.phase === 'snapshot')?.detail).toBe('vda: full (no parent)');
+      expect(job.events.map((e) => e.type)).toEqual([
+        'JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'TransferQueued', 'TransferStarted',
+        'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted',
+      ]);
+    });
+  });
+
+  it('a failed job records the phase and reason and leaves no phase running', () => {
+    const failed = ev('JobFailed', { jobId: 'j1', phase: 'transfer', reason: 'NBD connection reset', retryable: true }, 'job-j1');
+    given(requested, started, snapRequested, snapTaken, queued).when(failed).then((read) => {
+      const job = read.getJob('j1');
+      expect(job.state).toBe('failed');
+      expect(job.failure).toEqual({ phase: 'transfer', reason: 'NBD connection reset', retryable: true });
+      expect(job.phases.find((p) => p.phase === 'transfer')).toMatchObject({ state: 'failed', endedAt: failed.time, detail: 'NBD connection reset' });
+      expect(job.phases.filter((p) => p.state === 'running')).toEqual([]);
+    });
+  });
+
+  it('a JobFailed written at v1 is read through its upcaster', () => {
+    const v1 = ev('JobFailed', { jobId: 'j1', phase: 'snapshot', reason: 'x', retryable: false }, 'job-j1', {
+      schemaVersion: 1, data: { jobId: 'j1', step: 'snapshot', error: 'guest agent timeout' },
+    });
+    given(requested, started).when(v1).then((read) => {
+      expect(read.getJob('j1').failure).toEqual({ phase: 'snapshot', reason: 'guest agent timeout', retryable: false });
+    });
+  });
+
+  it('a cancelled job keeps its reason', () => {
+    given(requested, started, snapRequested).when(ev('JobCancelled', { jobId: 'j1', reason: 'operator asked' }, 'job-j1')).then((read) => {
+      const job = read.getJob('j1');
+      expect(job).toMatchObject({ state: 'cancelled', cancelReason: 'operator asked' });
+      expect(job.phases.find((p) => p.phase === 'snapshot')).toMatchObject({ state: 'failed', detail: 'cancelled: operator asked' });
+    });
+  });
+
+  it('a late JobStarted does not reopen a job that ended', () => {
+    given(requested, started, completed).when(ev('JobStarted', { jobId: 'j1', attempt: 2 }, 'job-j1')).then((read) => {
+      expect(read.getJob('j1')).toMatchObject({ state: 'completed', attempt: 1 });
+    });
+  });
+
+  it('jobs filter by state and VM, newest first, limited', () => {
+    const r2 = ev('JobRequested', { jobId: 'j2', vmId: 'vm2', policyId: null, mode: 'full', trigger: 'manual' }, 'job-j2');
+    const r3 = ev('JobRequested', { jobId: 'j3', vmId: 'vm1', policyId: null, mode: 'full', trigger: 'manual' }, 'job-j3');
+    given(requested, started, completed, r2).when(r3).then((read) => {
+      expect(read.listJobs({}).map((j) => j.jobId)).toEqual(['j3', 'j2', 'j1']);
+      expect(read.listJobs({ state: 'requested' }).map((j) => j.jobId)).toEqual(['j3', 'j2']);
+      expect(read.listJobs({ vmId: 'vm1' }).map((j) => j.jobId)).toEqual(['j3', 'j1']);
+      expect(read.listJobs({ limit: 1 }).map((j) => j.jobId)).toEqual(['j3']);
+    });
+  });
+});
+
+describe('catalogue projection: restore points', () => {
+  it('a committed restore point carries sizes, bytes, savings, policy and site', () => {
+    given(ev('VmDiscovered', vmA, 'vm-vm1'), requested, started).when(committed).then((read) => {
+      expect(read.getRestorePoint('rp1')).toEqual({
+        restorePointId: 'rp1', jobId: 'j1', vmId: 'vm1', policyId: 'p1', site, createdAt: committed.time, parentId: null,
+        kind: 'full', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, changedBytes: 800, savedBytes: 500,
+        disks: [{ name: 'vda', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, chunksNew: 3, chunksReused: 5 }],
+        expiredAt: null, expiryReason: null,
+      });
+      expect(read.getVm('vm1')).toMatchObject({ lastBackupAt: committed.time, restorePoints: 1 });
+    });
+  });
+
+  it('an incremental names its parent; an expired point leaves the default list', () => {
+    const inc = ev('RestorePointCommitted', {
+      restorePointId: 'rp2', jobId: 'j2', vmId: 'vm1', parentId: 'rp1',
+      disks: [{ name: 'vda', sizeBytes: 1024, bytesRead: 64, bytesStored: 64, chunksNew: 1, chunksReused: 7 }],
+    }, 'job-j2');
+    const expired = ev('RestorePointExpired', { restorePointId: 'rp1', vmId: 'vm1', policyId: 'p1', reason: 'beyond last 1' }, 'restorepoint-rp1');
+    given(committed, inc).when(expired).then((read) => {
+      expect(read.getRestorePoint('rp2')).toMatchObject({ kind: 'incremental', parentId: 'rp1', changedBytes: 64 });
+      expect(read.listRestorePoints({ vmId: 'vm1' }).map((r) => r.restorePointId)).toEqual(['rp2']);
+      expect(read.listRestorePoints({ includeExpired: true }).map((r) => [r.restorePointId, r.expiryReason])).toEqual([['rp2', null], ['rp1', 'beyond last 1']]);
+    });
+  });
+});
+
+describe('catalogue projection: policies', () => {
+  it('created, updated and deleted policies keep their version and times', () => {
+    const created = ev('PolicyCreated', policy, 'policy-p1');
+    const updated = ev('PolicyUpdated', { ...policy, priority: 20 }, 'policy-p1');
+    const deleted = ev('PolicyDeleted', { policyId: 'p1' }, 'policy-p1');
+    given(created, updated).when(deleted).then((read) => {
+      expect(read.listPolicies({})).toEqual([]);
+      expect(read.getPolicy('p1')).toEqual({ ...policy, priority: 20, version: 2, createdAt: created.time, updatedAt: deleted.time, deletedAt: deleted.time });
+      expect(read.listPolicies({ includeDeleted: true })).toHaveLength(1);
+    });
+  });
+});
+
+describe('catalogue projection: audit timeline and checkpoint', () => {
+  it('every event joins the timeline, and filters select by correlation, actor, type and time', () => {
+    const byUser = ev('PolicyCreated', policy, 'policy-p1', { actor: { kind: 'user', id: 'alice' } });
+    given(requested, started).when(byUser).then((read) => {
+      expect(read.auditTimeline({}).map((e) => e.position)).toEqual([1, 2, 3]);
+      expect(read.auditTimeline({ correlationId: 'j1' }).map((e) => e.type)).toEqual(['JobRequested', 'JobStarted']);
+      expect(read.auditTimeline({ actor: 'alice' })).toEqual([expect.objectContaining({ type: 'PolicyCreated', eventId: byUser.id, actor: { kind: 'user', id: 'alice' } })]);
+      expect(read.auditTimeline({ type: 'JobStarted' }).map((e) => e.position)).toEqual([2]);
+      expect(read.auditTimeline({ from: started.time }).map((e) => e.position)).toEqual([2, 3]);
+      expect(read.auditTimeline({ to: started.time.replace('Z', '+00:00') }).map((e) => e.position)).toEqual([1, 2]);
+      expect(read.auditTimeline({ afterPosition: 2 }).map((e) => e.position)).toEqual([3]);
+    });
+  });
+
+  it('an event type this build does not know is kept in the timeline and changes nothing else', () => {
+    const future = { ...ev('JobStarted', { jobId: 'j1', attempt: 1 }, 'job-j1'), type: 'JobTeleported', data: { to: 'mars' } };
+    expect(projectEvent({ event: future, position: 9n, revision: 0n })).toHaveLength(1);
+    given(requested).when(future).then((read) => {
+      expect(read.auditTimeline({ type: 'JobTeleported' })).toEqual([expect.objectContaining({ data: { to: 'mars' } })]);
+      expect(read.getJob('j1').state).toBe('requested');
+    });
+  });
+
+  it('events at or before the checkpoint are skipped, so a replayed batch changes nothing', () => {
+    const db = CatalogueDb.open(':memory:');
+    try {
+      const batch: RecordedEvent[] = [requested, started].map((event, i) => ({ event, position: BigInt(i + 1), revision: BigInt(i) }));
+      expect(db.apply(batch)).toBe(2);
+      expect(db.apply(batch)).toBe(0);
+      expect(db.position()).toBe(2n);
+      expect(new CatalogueReadModel(() => db).auditTimeline({})).toHaveLength(2);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a failing event rolls back its whole batch, checkpoint included', () => {
+    const db = CatalogueDb.open(':memory:');
+    try {
+      db.apply([requested, started].map((event, i) => ({ event, position: BigInt(i + 1), revision: BigInt(i) })));
+      db.prepared('DROP TABLE jobs').run();
+      const batch: RecordedEvent[] = [
+        { event: ev('PolicyCreated', policy, 'policy-p1'), position: 3n, revision: 0n },
+        { event: completed, position: 4n, revision: 2n },
+      ];
+      expect(() => db.apply(batch)).toThrow(/JobCompleted .* at position 4/);
+      expect(db.position()).toBe(2n);
+      const read = new CatalogueReadModel(() => db);
+      expect(read.auditTimeline({})).toHaveLength(2);
+      expect(read.listPolicies({})).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+});

@@ -1,0 +1,237 @@
+// Reads the catalogue's tables into the view shapes of @cairn/catalogue-client. Only reads:
+// every write comes from the projection. Ordering is by log position, newest first, so two
+// replicas at the same position answer identically.
+import type { SQLOutputValue } from 'node:sqlite';
+import {
+  DEFAULT_LIMIT,
+  type AuditEntry, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
+  type RestorePointDiskView, type RestorePointView, type VmView,
+} from '@cairn/catalogue-client';
+import type { CatalogueDb } from './catalogue-db.adapter.ts';
+
+type Row = Record<string, SQLOutputValue>;
+
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+}
+
+const str = (v: SQLOutputValue | undefined): string => String(v ?? '');
+const strOrNull = (v: SQLOutputValue | undefined): string | null => (v === null || v === undefined ? null : String(v));
+const num = (v: SQLOutputValue | undefined): number => Number(v ?? 0);
+const numOrNull = (v: SQLOutputValue | undefined): number | null => (v === null || v === undefined ? null : Number(v));
+const json = (v: SQLOutputValue | undefined): unknown => (v === null || v === undefined ? null : JSON.parse(String(v)));
+
+export class CatalogueReadModel {
+  /** `current` returns the live database (it changes when a rebuild swaps it). */
+  constructor(private readonly current: () => CatalogueDb) {}
+
+  private all(text: string, ...params: (string | number | null)[]): Row[] {
+    return this.current().prepared(text).all(...params);
+  }
+
+  private one(text: string, ...params: (string | number | null)[]): Row | undefined {
+    return this.current().prepared(text).get(...params);
+  }
+
+  listVms(): VmView[] {
+    return this.all(`${VM_SELECT} ORDER BY v.name, v.vm_id`).map((r) => this.vm(r));
+  }
+
+  getVm(vmId: string): VmView {
+    const row = this.one(`${VM_SELECT} WHERE v.vm_id = ?`, vmId);
+    if (!row) throw new NotFoundError(`no VM ${vmId} in the catalogue`);
+    return this.vm(row);
+  }
+
+  private vm(r: Row): VmView {
+    const disks: DiskView[] = this.all(`SELECT * FROM disks WHERE vm_id = ? ORDER BY name`, str(r.vm_id)).map((d) => ({
+      name: str(d.name), sizeBytes: num(d.size_bytes), attachedAt: str(d.attached_at), detachedAt: strOrNull(d.detached_at),
+    }));
+    return {
+      vmId: str(r.vm_id),
+      name: str(r.name),
+      site: str(r.site),
+      hypervisor: { kind: str(r.hypervisor_kind), host: str(r.hypervisor_host) },
+      tags: json(r.tags) as string[],
+      disks,
+      discoveredAt: str(r.discovered_at),
+      updatedAt: str(r.updated_at),
+      lastBackupAt: strOrNull(r.last_backup_at),
+      restorePoints: num(r.restore_points),
+    };
+  }
+
+  listRestorePoints(q: QueryRequest<'restorePoint.list'>): RestorePointView[] {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
+    if (!q.includeExpired) where.push('expired_at IS NULL');
+    const rows = this.all(
+      `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
+      ...params, q.limit ?? DEFAULT_LIMIT,
+    );
+    return rows.map((r) => this.restorePoint(r));
+  }
+
+  getRestorePoint(restorePointId: string): RestorePointView {
+    const row = this.one(`SELECT * FROM restore_points WHERE restore_point_id = ?`, restorePointId);
+    if (!row) throw new NotFoundError(`no restore point ${restorePointId} in the catalogue`);
+    return this.restorePoint(row);
+  }
+
+  private restorePoint(r: Row): RestorePointView {
+    const disks: RestorePointDiskView[] = this.all(
+      `SELECT * FROM restore_point_disks WHERE restore_point_id = ? ORDER BY name`, str(r.restore_point_id),
+    ).map((d) => ({
+      name: str(d.name), sizeBytes: num(d.size_bytes), bytesRead: num(d.bytes_read), bytesStored: num(d.bytes_stored),
+      chunksNew: num(d.chunks_new), chunksReused: num(d.chunks_reused),
+    }));
+    const bytesRead = num(r.bytes_read);
+    const bytesStored = num(r.bytes_stored);
+    const parentId = strOrNull(r.parent_id);
+    return {
+      restorePointId: str(r.restore_point_id),
+      jobId: str(r.job_id),
+      vmId: str(r.vm_id),
+      policyId: strOrNull(r.policy_id),
+      site: str(r.site),
+      createdAt: str(r.created_at),
+      parentId,
+      kind: parentId ? 'incremental' : 'full',
+      sizeBytes: num(r.size_bytes),
+      bytesRead,
+      bytesStored,
+      changedBytes: bytesRead,
+      savedBytes: Math.max(0, bytesRead - bytesStored),
+      disks,
+      expiredAt: strOrNull(r.expired_at),
+      expiryReason: strOrNull(r.expiry_reason),
+    };
+  }
+
+  listJobs(q: QueryRequest<'job.list'>): JobView[] {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.state) { where.push('state = ?'); params.push(q.state); }
+    if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
+    return this.all(
+      `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
+      ...params, q.limit ?? DEFAULT_LIMIT,
+    ).map(job);
+  }
+
+  getJob(jobId: string): JobDetail {
+    const row = this.one(`SELECT * FROM jobs WHERE job_id = ?`, jobId);
+    if (!row) throw new NotFoundError(`no job ${jobId} in the catalogue`);
+    const phases: JobPhaseView[] = this.all(
+      `SELECT * FROM job_phases WHERE job_id = ? ORDER BY started_at, CASE phase
+         WHEN 'schedule' THEN 0 WHEN 'snapshot' THEN 1 WHEN 'transfer' THEN 2 WHEN 'commit' THEN 3 ELSE 4 END`, jobId,
+    ).map((p) => ({
+      phase: str(p.phase) as JobPhaseView['phase'],
+      state: str(p.state) as JobPhaseView['state'],
+      startedAt: str(p.started_at),
+      endedAt: strOrNull(p.ended_at),
+      detail: strOrNull(p.detail),
+    }));
+    // Everything correlated with the job, plus whatever was appended to its own stream.
+    const events = this.all(
+      `SELECT * FROM audit WHERE correlation_id = ? OR stream_id = ? ORDER BY position LIMIT 10000`, jobId, `job-${jobId}`,
+    ).map(auditEntry);
+    return { ...job(row), phases, events };
+  }
+
+  listPolicies(q: QueryRequest<'policy.list'>): PolicyView[] {
+    return this.all(`SELECT * FROM policies ${q.includeDeleted ? '' : 'WHERE deleted_at IS NULL'} ORDER BY name, policy_id`).map(policy);
+  }
+
+  getPolicy(policyId: string): PolicyView {
+    const row = this.one(`SELECT * FROM policies WHERE policy_id = ?`, policyId);
+    if (!row) throw new NotFoundError(`no policy ${policyId} in the catalogue`);
+    return policy(row);
+  }
+
+  auditTimeline(q: QueryRequest<'audit.timeline'>): AuditEntry[] {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.correlationId) { where.push('correlation_id = ?'); params.push(q.correlationId); }
+    if (q.actor) { where.push('actor_id = ?'); params.push(q.actor); }
+    if (q.type) { where.push('type = ?'); params.push(q.type); }
+    if (q.streamId) { where.push('stream_id = ?'); params.push(q.streamId); }
+    // Times compare as instants, whatever offset a writer used.
+    if (q.from) { where.push('unixepoch(time, \'subsec\') >= unixepoch(?, \'subsec\')'); params.push(q.from); }
+    if (q.to) { where.push('unixepoch(time, \'subsec\') <= unixepoch(?, \'subsec\')'); params.push(q.to); }
+    if (q.afterPosition !== undefined) { where.push('position > ?'); params.push(q.afterPosition); }
+    return this.all(
+      `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position LIMIT ?`,
+      ...params, q.limit ?? DEFAULT_LIMIT,
+    ).map(auditEntry);
+  }
+}
+
+const VM_SELECT = `
+  SELECT v.*,
+    (SELECT MAX(created_at) FROM restore_points r WHERE r.vm_id = v.vm_id) AS last_backup_at,
+    (SELECT COUNT(*) FROM restore_points r WHERE r.vm_id = v.vm_id AND r.expired_at IS NULL) AS restore_points
+  FROM vms v`;
+
+function job(r: Row): JobView {
+  const failed = r.failure_phase !== null && r.failure_phase !== undefined;
+  return {
+    jobId: str(r.job_id),
+    vmId: str(r.vm_id),
+    policyId: strOrNull(r.policy_id),
+    site: str(r.site),
+    mode: str(r.mode),
+    trigger: str(r.trigger),
+    slot: strOrNull(r.slot),
+    state: str(r.state) as JobView['state'],
+    attempt: num(r.attempt),
+    requestedAt: str(r.requested_at),
+    startedAt: strOrNull(r.started_at),
+    endedAt: strOrNull(r.ended_at),
+    updatedAt: str(r.updated_at),
+    snapshotId: strOrNull(r.snapshot_id),
+    worker: strOrNull(r.worker),
+    restorePointId: strOrNull(r.restore_point_id),
+    bytesRead: numOrNull(r.bytes_read),
+    bytesStored: numOrNull(r.bytes_stored),
+    durationMs: numOrNull(r.duration_ms),
+    failure: failed ? { phase: str(r.failure_phase), reason: str(r.failure_reason), retryable: num(r.failure_retryable) === 1 } : null,
+    cancelReason: strOrNull(r.cancel_reason),
+  };
+}
+
+function policy(r: Row): PolicyView {
+  const body = json(r.body) as Omit<PolicyView, 'version' | 'createdAt' | 'updatedAt' | 'deletedAt'>;
+  return {
+    policyId: body.policyId,
+    name: body.name,
+    selector: body.selector,
+    schedule: body.schedule,
+    retention: body.retention,
+    repository: body.repository,
+    keyRef: body.keyRef,
+    priority: body.priority,
+    version: num(r.version),
+    createdAt: str(r.created_at),
+    updatedAt: str(r.updated_at),
+    deletedAt: strOrNull(r.deleted_at),
+  };
+}
+
+function auditEntry(r: Row): AuditEntry {
+  return {
+    position: num(r.position),
+    eventId: str(r.event_id),
+    time: str(r.time),
+    type: str(r.type),
+    schemaVersion: num(r.schema_version),
+    site: str(r.site),
+    actor: { kind: str(r.actor_kind) as AuditEntry['actor']['kind'], id: str(r.actor_id) },
+    streamId: str(r.stream_id),
+    correlationId: str(r.correlation_id),
+    causationId: strOrNull(r.causation_id),
+    trace: json(r.trace) as AuditEntry['trace'],
+    data: json(r.data),
+  };
+}

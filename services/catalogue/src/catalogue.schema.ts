@@ -1,0 +1,135 @@
+// The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
+// Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA_DDL = `
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS checkpoint (
+  name TEXT PRIMARY KEY,
+  position INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS vms (
+  vm_id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  site TEXT NOT NULL,
+  hypervisor_kind TEXT NOT NULL,
+  hypervisor_host TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  discovered_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS disks (
+  vm_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  attached_at TEXT NOT NULL,
+  detached_at TEXT,
+  PRIMARY KEY (vm_id, name)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS restore_points (
+  restore_point_id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  vm_id TEXT NOT NULL,
+  policy_id TEXT,
+  site TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  parent_id TEXT,
+  size_bytes INTEGER NOT NULL,
+  bytes_read INTEGER NOT NULL,
+  bytes_stored INTEGER NOT NULL,
+  expired_at TEXT,
+  expiry_reason TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, created_at);
+
+CREATE TABLE IF NOT EXISTS restore_point_disks (
+  restore_point_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  bytes_read INTEGER NOT NULL,
+  bytes_stored INTEGER NOT NULL,
+  chunks_new INTEGER NOT NULL,
+  chunks_reused INTEGER NOT NULL,
+  PRIMARY KEY (restore_point_id, name)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY,
+  vm_id TEXT NOT NULL,
+  policy_id TEXT,
+  site TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  slot TEXT,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  requested_at TEXT NOT NULL,
+  started_at TEXT,
+  ended_at TEXT,
+  updated_at TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  snapshot_id TEXT,
+  worker TEXT,
+  restore_point_id TEXT,
+  bytes_read INTEGER,
+  bytes_stored INTEGER,
+  duration_ms INTEGER,
+  failure_phase TEXT,
+  failure_reason TEXT,
+  failure_retryable INTEGER,
+  cancel_reason TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, position);
+CREATE INDEX IF NOT EXISTS jobs_vm ON jobs (vm_id, position);
+
+CREATE TABLE IF NOT EXISTS job_phases (
+  job_id TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  state TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  ended_at TEXT,
+  detail TEXT,
+  PRIMARY KEY (job_id, phase)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS policies (
+  policy_id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  body TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  deleted_at TEXT
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS audit (
+  position INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL,
+  time TEXT NOT NULL,
+  type TEXT NOT NULL,
+  schema_version INTEGER NOT NULL,
+  site TEXT NOT NULL,
+  actor_kind TEXT NOT NULL,
+  actor_id TEXT NOT NULL,
+  stream_id TEXT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  causation_id TEXT,
+  trace TEXT,
+  data TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_correlation ON audit (correlation_id, position);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor_id, position);
+CREATE INDEX IF NOT EXISTS audit_type ON audit (type, position);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+`;
+
+/** Tables holding read models (everything a rebuild empties). */
+export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit'] as const;
