@@ -1,0 +1,5 @@
+// Backup domain logic: jobs, policies, schedules and retention. Pure; no I/O.
+export * from './decider.ts';
+export * from './job.decider.ts';
+export * from './policy.decider.ts';
+export * from './retention.ts';

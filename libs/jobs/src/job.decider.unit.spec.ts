@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { newEvent, type KnownEvent } from '@cairn/contracts';
+import { decideJob, evolveJob, initialJobState, nextJobStep, JobRefusedError, type JobCommand, type JobState } from './job.decider.ts';
+
+const meta = { site: 'a', actor: { kind: 'service' as const, id: 'test' }, streamId: 'job-j1' };
+const at = (iso: string) => ({ ...meta, time: iso });
+
+function given(events: KnownEvent[]): JobState {
+  return events.reduce(evolveJob, initialJobState());
+}
+function when(state: JobState, command: JobCommand) {
+  return decideJob(command, state);
+}
+
+const requested = newEvent('JobRequested', { jobId: 'j1', vmId: 'vm1', policyId: null, mode: 'auto', trigger: 'manual' }, at('2026-01-01T00:00:00Z'));
+const started = newEvent('JobStarted', { jobId: 'j1', attempt: 1 }, at('2026-01-01T00:00:01Z'));
+const snapReq = newEvent('SnapshotRequested', { jobId: 'j1', vmId: 'vm1', snapshotId: 's1' }, at('2026-01-01T00:00:01Z'));
+const taken = newEvent('SnapshotTaken', { jobId: 'j1', snapshotId: 's1', nbd: { socket: '/tmp/x', exports: [{ disk: 'd0', exportName: 'e', sizeBytes: 1, mode: 'full', reason: 'no parent' }] } }, at('2026-01-01T00:00:02Z'));
+const queued = newEvent('TransferQueued', { jobId: 'j1', snapshotId: 's1', queue: 'transfers' }, at('2026-01-01T00:00:03Z'));
+const committed = newEvent('RestorePointCommitted', { jobId: 'j1', vmId: 'vm1', restorePointId: 'rp1', parentId: null, disks: [{ name: 'd0', sizeBytes: 1, bytesRead: 10, bytesStored: 5, chunksNew: 1, chunksReused: 0 }] }, at('2026-01-01T00:01:00Z'));
+const released = newEvent('SnapshotReleased', { jobId: 'j1', snapshotId: 's1', cause: 'job_ended' }, at('2026-01-01T00:01:01Z'));
+
+describe('job decider', () => {
+  it('a request on an empty stream records the job; the same slot again records nothing', () => {
+    expect(when(given([]), { kind: 'request', data: requested.data })).toEqual([{ type: 'JobRequested', data: requested.data }]);
+    expect(when(given([requested]), { kind: 'request', data: requested.data })).toEqual([]);
+  });
+
+  it('walks the phases: start, snapshot, transfer, release, complete', () => {
+    const now = new Date('2026-01-01T00:00:05Z');
+    expect(nextJobStep(given([requested]), now)).toEqual({ kind: 'start' });
+    expect(when(given([requested]), { kind: 'start', snapshotId: 's1' }).map((e) => e.type)).toEqual(['JobStarted', 'SnapshotRequested']);
+    expect(nextJobStep(given([requested, started, snapReq]), now)).toEqual({ kind: 'requestSnapshot', snapshotId: 's1', vmId: 'vm1' });
+    expect(nextJobStep(given([requested, started, snapReq, taken]), now)).toEqual({ kind: 'queueTransfer' });
+    expect(nextJobStep(given([requested, started, snapReq, taken, queued]), now)).toEqual({ kind: 'none' });
+    expect(nextJobStep(given([requested, started, snapReq, taken, queued, committed]), now)).toEqual({ kind: 'release', snapshotId: 's1', success: true });
+    const done = given([requested, started, snapReq, taken, queued, committed, released]);
+    expect(nextJobStep(done, now)).toEqual({ kind: 'complete' });
+    expect(when(done, { kind: 'complete', durationMs: 61_000 })).toEqual([{ type: 'JobCompleted', data: { jobId: 'j1', restorePointId: 'rp1', bytesRead: 10, bytesStored: 5, durationMs: 61_000 } }]);
+  });
+
+  it('fails a phase that runs past its timeout, then still releases the snapshot', () => {
+    const s = given([requested, started, snapReq]);
+    const step = nextJobStep(s, new Date('2026-01-01T01:00:00Z'), { snapshot: 60_000, transfer: 60_000, release: 60_000 });
+    expect(step).toMatchObject({ kind: 'fail', phase: 'snapshot' });
+    const failedAfterTaken = given([requested, started, snapReq, taken, queued,
+      newEvent('JobFailed', { jobId: 'j1', phase: 'transfer', reason: 'mover lost', retryable: false }, at('2026-01-01T00:02:00Z'))]);
+    expect(nextJobStep(failedAfterTaken, new Date())).toEqual({ kind: 'release', snapshotId: 's1', success: false });
+  });
+
+  it('refuses commands on a job that does not exist or has ended', () => {
+    expect(() => when(given([]), { kind: 'start', snapshotId: 's' })).toThrow(JobRefusedError);
+    const cancelled = given([requested, newEvent('JobCancelled', { jobId: 'j1', reason: 'operator' }, at('2026-01-01T00:00:02Z'))]);
+    expect(() => when(cancelled, { kind: 'start', snapshotId: 's' })).toThrow(/has ended/);
+    expect(when(cancelled, { kind: 'cancel', reason: 'again' })).toEqual([]);
+  });
+});

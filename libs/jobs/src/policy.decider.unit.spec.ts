@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import type { Policy } from '@cairn/contracts';
+import { decidePolicy, dueSlots, PolicyInvalidError, selects } from './policy.decider.ts';
+import { applyRetention } from './retention.ts';
+
+const policy: Policy = {
+  policyId: 'p1', name: 'nightly', selector: { names: ['web'] },
+  schedule: { cron: '0 2 * * *', timezone: 'Europe/Paris' },
+  retention: { last: 2, daily: 7, weekly: 4, monthly: 0, yearly: 0 },
+  repository: 'default', keyRef: 'default', priority: 10,
+};
+
+describe('policy decider', () => {
+  it('creates a valid policy', () => {
+    expect(decidePolicy({ kind: 'create', policy, knownRepositories: ['default'] }, { policy: null, deleted: false }))
+      .toEqual([{ type: 'PolicyCreated', data: policy }]);
+  });
+
+  it('refuses an invalid cron, an unknown time zone, an empty selector and a missing repository, naming each', () => {
+    const bad = { ...policy, selector: {}, schedule: { cron: '61 * * * *', timezone: 'Mars/Olympus' }, repository: 'nope' };
+    try {
+      decidePolicy({ kind: 'create', policy: bad, knownRepositories: ['default'] }, { policy: null, deleted: false });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(PolicyInvalidError);
+      const problems = (e as PolicyInvalidError).problems.join('\n');
+      expect(problems).toMatch(/cron/);
+      expect(problems).toMatch(/time zone/);
+      expect(problems).toMatch(/selector is empty/);
+      expect(problems).toMatch(/repository "nope" does not exist/);
+    }
+  });
+
+  it('gives the due slots in the policy time zone', () => {
+    const slots = dueSlots(policy, new Date('2026-03-01T00:00:00Z'), new Date('2026-03-03T12:00:00Z'));
+    expect(slots.map((d) => d.toISOString())).toEqual(['2026-03-01T01:00:00.000Z', '2026-03-02T01:00:00.000Z', '2026-03-03T01:00:00.000Z']);
+  });
+
+  it('selects VMs by name, tags and hypervisor', () => {
+    expect(selects(policy, { name: 'web', tags: [], hypervisor: 'h1' })).toBe(true);
+    expect(selects(policy, { name: 'db', tags: [], hypervisor: 'h1' })).toBe(false);
+    expect(selects({ ...policy, selector: { tags: ['prod'] } }, { name: 'db', tags: ['prod', 'eu'], hypervisor: 'h1' })).toBe(true);
+  });
+});
+
+describe('GFS retention', () => {
+  it('keeps the last N and the newest point of each day, ISO week (Jan 5-11 -> Jan 11) and month; expires the rest with a reason', () => {
+    const points = Array.from({ length: 30 }, (_, i) => ({ id: `rp${i}`, time: new Date(Date.UTC(2026, 0, 1 + Math.floor(i / 2), i % 2 ? 13 : 1)).toISOString() }));
+    const d = applyRetention(points, { last: 2, daily: 3, weekly: 2, monthly: 1, yearly: 0 }, 'UTC');
+    expect([...d.keep.keys()].sort()).toEqual(['rp21', 'rp25', 'rp27', 'rp28', 'rp29'].sort());
+    expect(d.expire.size).toBe(25);
+    expect(d.keep.get('rp29')).toEqual(expect.arrayContaining(['last', 'daily 2026-1-15']));
+  });
+});
