@@ -2,3 +2,7 @@
 // the URL factory and the production wrappers. Test support (fault injection, the
 // conformance suite) lives in ./testing/ and is deliberately not exported here.
 export * from './backend.ts';
+export { assertValidKey, assertValidPrefix, isValidKey, MAX_KEY_LENGTH } from './keys.ts';
+export { DirectoryBackend, type DirectoryBackendOptions } from './directory.adapter.ts';
+export { S3Backend, type S3BackendOptions } from './s3.adapter.ts';
+export { createBackendFromUrl, s3OptionsFromUrl, type BackendUrlOptions } from './from-url.ts';

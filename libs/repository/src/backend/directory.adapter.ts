@@ -1,0 +1,300 @@
+// The embedded default backend: objects are files under a root directory, keys are
+// relative paths. Puts are atomic (temp file in the same directory, fsync, rename or link)
+// so a crash or a concurrent reader never sees half an object.
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { BackendError, NotFoundError, type Backend, type ObjectInfo } from './backend.ts';
+import { assertValidKey, assertValidPrefix, assertValidRange, isValidKey, rangePastEnd } from './keys.ts';
+
+export interface DirectoryBackendOptions {
+  /** Create the root directory on the first put if it is missing (default false: a missing
+   *  root usually means an unmounted volume, and writing beside the mount point loses data). */
+  createRoot?: boolean;
+  /** fsync files and directories on put (default true). Only tests of other things turn it off. */
+  fsync?: boolean;
+}
+
+// Temp names contain "~", which no valid key segment may, so list() never yields them and a
+// crash leaves only files that are recognisably debris.
+const TEMP_MARK = '.tmp~';
+
+export class DirectoryBackend implements Backend {
+  readonly root: string;
+  readonly location: string;
+  private readonly createRoot: boolean;
+  private readonly fsync: boolean;
+
+  constructor(root: string, options: DirectoryBackendOptions = {}) {
+    this.root = resolve(root);
+    this.location = `dir:${this.root}`;
+    this.createRoot = options.createRoot ?? false;
+    this.fsync = options.fsync ?? true;
+  }
+
+  async put(key: string, data: Uint8Array, options: { ifNotExists?: boolean } = {}): Promise<boolean> {
+    assertValidKey(key);
+    const path = this.pathOf(key);
+    const slash = key.lastIndexOf('/');
+    const dirKey = slash < 0 ? '' : key.slice(0, slash);
+    const dir = slash < 0 ? this.root : this.pathOf(dirKey);
+    const temp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+    try {
+      await this.writeTemp(temp, data, dirKey);
+    } catch (e) {
+      throw this.mapError(e, key, temp, 'write');
+    }
+    try {
+      if (options.ifNotExists) {
+        // link() fails with EEXIST if the key exists: of two concurrent puts exactly one wins,
+        // and the object appears complete because the temp file was already synced.
+        try {
+          await link(temp, path);
+        } catch (e) {
+          if (errno(e) !== 'EEXIST') throw e;
+          if (await isDirectory(path)) throw directoryInTheWay(key, path, this.location, e);
+          return false;
+        }
+      } else {
+        await rename(temp, path);
+      }
+      if (this.fsync) await syncDir(dir);
+      return true;
+    } catch (e) {
+      if (errno(e) === 'EISDIR' || errno(e) === 'ENOTEMPTY' || errno(e) === 'EEXIST') throw directoryInTheWay(key, path, this.location, e);
+      throw this.mapError(e, key, path, 'write');
+    } finally {
+      // After rename the temp is gone; after link (or on failure) it must be removed.
+      await unlink(temp).catch(() => undefined);
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    assertValidKey(key);
+    const path = this.pathOf(key);
+    try {
+      return await readFile(path);
+    } catch (e) {
+      throw this.mapError(e, key, path, 'read');
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    assertValidKey(key);
+    assertValidRange(key, offset, length);
+    const path = this.pathOf(key);
+    let handle;
+    try {
+      handle = await open(path, 'r');
+    } catch (e) {
+      throw this.mapError(e, key, path, 'read');
+    }
+    try {
+      const { size } = await handle.stat();
+      if (offset + length > size) throw rangePastEnd(key, this.location, offset, length, size);
+      const out = Buffer.allocUnsafe(length);
+      let done = 0;
+      // read() may return fewer bytes than asked; loop until the range is filled.
+      while (done < length) {
+        const { bytesRead } = await handle.read(out, done, length - done, offset + done);
+        if (bytesRead === 0) throw rangePastEnd(key, this.location, offset, length, offset + done);
+        done += bytesRead;
+      }
+      return out;
+    } catch (e) {
+      throw this.mapError(e, key, path, 'read');
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo> {
+    assertValidKey(key);
+    const path = this.pathOf(key);
+    try {
+      const s = await stat(path);
+      if (!s.isFile()) throw new NotFoundError(key, this.location);
+      return { key, size: s.size, mtime: s.mtime };
+    } catch (e) {
+      throw this.mapError(e, key, path, 'read');
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.stat(key);
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    // Start at the deepest directory the prefix names fully; filter the rest by string prefix.
+    const slash = prefix.lastIndexOf('/');
+    const startKey = slash < 0 ? '' : prefix.slice(0, slash);
+    yield* this.walk(startKey, prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    const path = this.pathOf(key);
+    try {
+      await unlink(path);
+    } catch (e) {
+      const code = errno(e);
+      // Missing, or a directory (which is not an object): nothing to delete.
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return;
+      if (code === 'EPERM' && (await isDirectory(path))) return;
+      throw this.mapError(e, key, path, 'delete');
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private async *walk(dirKey: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    const dirPath = dirKey === '' ? this.root : this.pathOf(dirKey);
+    let dir;
+    try {
+      dir = await opendir(dirPath);
+    } catch (e) {
+      const code = errno(e);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw this.mapError(e, undefined, dirPath, 'list');
+    }
+    const subdirs: string[] = [];
+    try {
+      for await (const entry of dir) {
+        if (!isValidKey(entry.name)) continue; // temp files and foreign debris
+        const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+        if (entry.isDirectory()) {
+          // Descend only where keys under it can still match the prefix.
+          if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) subdirs.push(key);
+        } else if (entry.isFile() && key.startsWith(prefix)) {
+          try {
+            const s = await stat(join(dirPath, entry.name));
+            yield { key, size: s.size, mtime: s.mtime };
+          } catch (e) {
+            if (errno(e) === 'ENOENT') continue; // deleted while listing
+            throw this.mapError(e, key, join(dirPath, entry.name), 'list');
+          }
+        }
+      }
+    } catch (e) {
+      throw e instanceof BackendError ? e : this.mapError(e, undefined, dirPath, 'list');
+    }
+    for (const sub of subdirs) yield* this.walk(sub, prefix);
+  }
+
+  private pathOf(key: string): string {
+    return join(this.root, ...key.split('/'));
+  }
+
+  private async writeTemp(temp: string, data: Uint8Array, dirKey: string): Promise<void> {
+    let handle;
+    try {
+      handle = await open(temp, 'wx');
+    } catch (e) {
+      if (errno(e) !== 'ENOENT') throw e;
+      await this.makeDirs(dirKey);
+      handle = await open(temp, 'wx');
+    }
+    try {
+      await handle.writeFile(data);
+      if (this.fsync) await handle.sync();
+    } catch (e) {
+      await handle.close().catch(() => undefined);
+      await unlink(temp).catch(() => undefined);
+      throw e;
+    }
+    await handle.close();
+  }
+
+  /** Creates the directories of `dirKey` below the root, one level at a time, so that a
+   *  missing root is reported instead of silently re-created. */
+  private async makeDirs(dirKey: string): Promise<void> {
+    try {
+      const s = await stat(this.root);
+      if (!s.isDirectory()) throw new BackendError(`repository root ${this.root} is not a directory`, false);
+    } catch (e) {
+      if (errno(e) !== 'ENOENT') throw e;
+      if (!this.createRoot) {
+        throw new BackendError(
+          `repository directory ${this.root} does not exist: check that the volume is mounted, or initialise the repository there`,
+          false,
+        );
+      }
+      await mkdir(this.root, { recursive: true });
+    }
+    if (dirKey === '') return;
+    let path = this.root;
+    for (const segment of dirKey.split('/')) {
+      path = join(path, segment);
+      try {
+        await mkdir(path);
+      } catch (e) {
+        if (errno(e) !== 'EEXIST') throw e;
+      }
+    }
+  }
+
+  private mapError(e: unknown, key: string | undefined, path: string, action: 'read' | 'write' | 'list' | 'delete'): BackendError {
+    if (e instanceof BackendError) return e;
+    const code = errno(e);
+    const where = `${path} (${this.location})`;
+    switch (code) {
+      case 'ENOENT':
+      case 'ENOTDIR':
+      case 'EISDIR':
+        if (key !== undefined && action === 'read') return new NotFoundError(key, this.location);
+        return new BackendError(`cannot ${action} ${where}: a parent is missing or is not a directory`, false, key, { cause: e });
+      case 'EACCES':
+      case 'EPERM':
+        return new BackendError(
+          `permission denied to ${action} ${where}: check the owner and mode of the repository directory (this process runs as uid ${process.getuid?.() ?? '?'})`,
+          false, key, { cause: e });
+      case 'ENOSPC':
+      case 'EDQUOT':
+        return new BackendError(
+          `no space left to ${action} ${where}${code === 'EDQUOT' ? ' (quota exceeded)' : ''}: free space (prune old restore points) or grow the volume, then retry the job`,
+          false, key, { cause: e });
+      case 'EROFS':
+        return new BackendError(`cannot ${action} ${where}: the file system is read-only; remount it read-write`, false, key, { cause: e });
+      case 'EMFILE':
+      case 'ENFILE':
+      case 'EAGAIN':
+      case 'EBUSY':
+      case 'EINTR':
+        return new BackendError(`temporary failure to ${action} ${where}: ${code}`, true, key, { cause: e });
+      default:
+        return new BackendError(`cannot ${action} ${where}: ${e instanceof Error ? e.message : String(e)}`, false, key, { cause: e });
+    }
+  }
+}
+
+function errno(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (e) {
+    // Some file systems refuse fsync on directories; the file itself is already synced.
+    if (errno(e) !== 'EINVAL' && errno(e) !== 'EBADF') throw e;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isDirectory(), () => false);
+}
+
+function directoryInTheWay(key: string, path: string, location: string, cause: unknown): BackendError {
+  // S3 allows both "a" and "a/b"; a directory cannot, so keys must not be prefixes of keys.
+  return new BackendError(`cannot put ${key} in ${location}: ${path} is a directory (the key is also a prefix of other keys)`, false, key, { cause });
+}

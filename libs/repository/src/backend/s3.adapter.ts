@@ -1,0 +1,282 @@
+// The object-store backend: the repository in an S3 bucket (optionally under a prefix)
+// through the `minio` client. Tested on s3rver here and on real S3/MinIO when
+// CAIRN_S3_URL is set; the differences between the two are in docs/repository-backends.md.
+import http from 'node:http';
+import https from 'node:https';
+import { Client } from 'minio';
+import { BackendError, NotFoundError, type Backend, type ObjectInfo } from './backend.ts';
+import { assertValidKey, assertValidPrefix, assertValidRange, rangePastEnd } from './keys.ts';
+
+const MiB = 1024 * 1024;
+
+export interface S3BackendOptions {
+  /** Host name or IP of the endpoint, e.g. `s3.eu-west-1.amazonaws.com` or `127.0.0.1`. */
+  endPoint: string;
+  port?: number;
+  useSSL?: boolean;
+  accessKey: string;
+  secretKey: string;
+  sessionToken?: string;
+  /** Defaults to us-east-1; set it to skip minio's bucket-location lookup on real S3. */
+  region?: string;
+  /** Path-style addressing (`host/bucket/key`); needed by most non-AWS endpoints. */
+  pathStyle?: boolean;
+  bucket: string;
+  /** Key prefix inside the bucket, without leading or trailing `/` (several repositories per bucket). */
+  prefix?: string;
+  /** Objects larger than this go through multipart upload (default 64 MiB). */
+  multipartThreshold?: number;
+  /** Multipart part size (default 16 MiB, minimum 5 MiB as S3 requires). */
+  partSize?: number;
+  /** Parts uploaded at once for one multipart object (default 4). */
+  partConcurrency?: number;
+  /** Keys per list request (default and S3 maximum 1000). */
+  listPageSize?: number;
+  /** Sockets kept to the endpoint (default 64). */
+  maxSockets?: number;
+}
+
+type S3ErrorLike = Error & { code?: string; statusCode?: number };
+
+export class S3Backend implements Backend {
+  readonly location: string;
+  private readonly client: Client;
+  private readonly agent: http.Agent;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly multipartThreshold: number;
+  private readonly partSize: number;
+  private readonly partConcurrency: number;
+  private readonly listPageSize: number;
+
+  constructor(options: S3BackendOptions) {
+    this.bucket = options.bucket;
+    this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    if (this.prefix !== '') assertValidKey(this.prefix);
+    this.location = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''} at ${options.useSSL === false ? 'http' : 'https'}://${options.endPoint}${options.port ? `:${options.port}` : ''}`;
+    this.multipartThreshold = options.multipartThreshold ?? 64 * MiB;
+    this.partSize = Math.max(options.partSize ?? 16 * MiB, 5 * MiB);
+    this.partConcurrency = Math.max(1, options.partConcurrency ?? 4);
+    this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
+    const useSSL = options.useSSL ?? true;
+    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
+    this.agent = useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.client = new Client({
+      endPoint: options.endPoint,
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      useSSL,
+      accessKey: options.accessKey,
+      secretKey: options.secretKey,
+      ...(options.sessionToken !== undefined ? { sessionToken: options.sessionToken } : {}),
+      region: options.region ?? 'us-east-1',
+      pathStyle: options.pathStyle ?? true,
+      transportAgent: this.agent,
+      // putObject must never switch to its own multipart mode (it needs ListMultipartUploads,
+      // which s3rver lacks): objects above our threshold take our multipart path instead.
+      partSize: Math.min(5 * 1024 * MiB, Math.max(5 * MiB, this.multipartThreshold)),
+      // One retry layer, ours (withRetry): minio's would hide 5xx behind plain Errors and log.
+      retryOptions: { disableRetry: true },
+    });
+  }
+
+  async put(key: string, data: Uint8Array, options: { ifNotExists?: boolean } = {}): Promise<boolean> {
+    assertValidKey(key);
+    try {
+      // s3rver ignores `If-None-Match: *`, so this is check-then-put: two writers racing on a
+      // new key may both "win". Harmless for content-addressed keys (both write the same bytes);
+      // anything that needs a true compare-and-set must not rely on it (see docs).
+      if (options.ifNotExists && (await this.exists(key))) return false;
+      const body = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      if (body.length > this.multipartThreshold) await this.putMultipart(this.name(key), body);
+      else await this.client.putObject(this.bucket, this.name(key), body, body.length);
+      return true;
+    } catch (e) {
+      throw this.mapError(e, key, 'put');
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    assertValidKey(key);
+    try {
+      return await readAll(await this.client.getObject(this.bucket, this.name(key)));
+    } catch (e) {
+      throw this.mapError(e, key, 'get');
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    assertValidKey(key);
+    assertValidRange(key, offset, length);
+    if (length === 0) {
+      // An empty HTTP range cannot be expressed; check the bounds with a HEAD instead.
+      const { size } = await this.stat(key);
+      if (offset > size) throw rangePastEnd(key, this.location, offset, length, size);
+      return new Uint8Array(0);
+    }
+    let data: Buffer;
+    try {
+      // getPartialObject sends `Range: bytes=offset-end`; getObject's range option is ignored.
+      data = await readAll(await this.client.getPartialObject(this.bucket, this.name(key), offset, length));
+    } catch (e) {
+      if (code(e) === 'InvalidRange') throw rangePastEnd(key, this.location, offset, length);
+      throw this.mapError(e, key, 'get');
+    }
+    // S3 clips a range that runs past the end instead of failing; the contract says fail.
+    if (data.length !== length) throw rangePastEnd(key, this.location, offset, length);
+    return data;
+  }
+
+  async stat(key: string): Promise<ObjectInfo> {
+    assertValidKey(key);
+    try {
+      const s = await this.client.statObject(this.bucket, this.name(key));
+      return { key, size: s.size, mtime: s.lastModified };
+    } catch (e) {
+      throw this.mapError(e, key, 'stat');
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.stat(key);
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    const base = this.prefix === '' ? '' : `${this.prefix}/`;
+    let token = '';
+    // Bounded by the listing itself: each page either ends it or returns a new token.
+    for (;;) {
+      let page;
+      try {
+        page = await this.client.listObjectsV2Query(this.bucket, base + prefix, token, '', this.listPageSize, '');
+      } catch (e) {
+        throw this.mapError(e, undefined, 'list');
+      }
+      for (const item of page.objects) {
+        if (item.name === undefined || !item.name.startsWith(base)) continue;
+        yield { key: item.name.slice(base.length), size: item.size, mtime: item.lastModified };
+      }
+      if (!page.isTruncated) return;
+      if (!page.nextContinuationToken || page.nextContinuationToken === token) {
+        throw new BackendError(`list of ${prefix} in ${this.location}: truncated page without a new continuation token`, true);
+      }
+      token = page.nextContinuationToken;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    try {
+      await this.client.removeObject(this.bucket, this.name(key));
+    } catch (e) {
+      const mapped = this.mapError(e, key, 'delete');
+      if (mapped instanceof NotFoundError) return;
+      throw mapped;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+
+  private name(key: string): string {
+    return this.prefix === '' ? key : `${this.prefix}/${key}`;
+  }
+
+  private async putMultipart(name: string, body: Buffer): Promise<void> {
+    // At most 10,000 parts per object: grow the part size for very large objects.
+    const partSize = Math.max(this.partSize, Math.ceil(body.length / 10_000));
+    const count = Math.ceil(body.length / partSize);
+    const uploadId = await this.client.initiateNewMultipartUpload(this.bucket, name, {});
+    try {
+      const etags: Array<{ part: number; etag: string }> = [];
+      let next = 0;
+      const lane = async () => {
+        while (next < count) {
+          const index = next++;
+          const part = body.subarray(index * partSize, Math.min(body.length, (index + 1) * partSize));
+          const res = await this.client.uploadPart(
+            { bucketName: this.bucket, objectName: name, uploadID: uploadId, partNumber: index + 1, headers: {} },
+            part,
+          );
+          etags.push({ part: index + 1, etag: res.etag });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.partConcurrency, count) }, lane));
+      etags.sort((a, b) => a.part - b.part);
+      await this.client.completeMultipartUpload(this.bucket, name, uploadId, etags);
+    } catch (e) {
+      // Abandoned parts cost storage until aborted; a lifecycle rule should also clean them.
+      await this.client.abortMultipartUpload(this.bucket, name, uploadId).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private mapError(e: unknown, key: string | undefined, op: string): BackendError {
+    return mapS3Error(e, { key, op, location: this.location, bucket: this.bucket });
+  }
+}
+
+const TRANSIENT_S3_CODES = new Set([
+  'InternalError', 'ServiceUnavailable', 'SlowDown', 'RequestTimeout', 'RequestTimeoutException',
+  'OperationAborted', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'BadGateway', 'GatewayTimeout',
+  'XMinioServerNotInitialized', 'XMinioReadQuorum', 'XMinioWriteQuorum',
+]);
+const TRANSIENT_NET_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND', 'ESOCKETTIMEDOUT', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE',
+]);
+const CREDENTIAL_CODES = new Set([
+  'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'AllAccessDisabled',
+]);
+
+/** Maps a minio/network error to the contract's error kinds. Exported for unit tests. */
+export function mapS3Error(
+  e: unknown,
+  ctx: { key: string | undefined; op: string; location: string; bucket: string },
+): BackendError {
+  if (e instanceof BackendError) return e;
+  const err = e as S3ErrorLike;
+  const c = code(e);
+  const what = `${ctx.op}${ctx.key !== undefined ? ` ${ctx.key}` : ''} in ${ctx.location}`;
+  const detail = `${c ?? err?.name ?? 'error'}: ${err?.message ?? String(e)}`;
+  const permanent = (hint: string) => new BackendError(`${what} failed (${detail}): ${hint}`, false, ctx.key, { cause: e });
+  if (c === 'NoSuchKey' || c === 'NotFound') {
+    if (ctx.key !== undefined) return new NotFoundError(ctx.key, ctx.location);
+    return permanent('the bucket or prefix was not found');
+  }
+  if (c === 'NoSuchBucket') return permanent(`bucket ${ctx.bucket} does not exist: create it or fix the repository URL`);
+  if (c !== undefined && CREDENTIAL_CODES.has(c)) {
+    return permanent('check the access key and secret (CAIRN_S3_ACCESS_KEY / CAIRN_S3_SECRET_KEY), that the bucket policy grants this key the operation, and that the clock is correct');
+  }
+  if (c === 'RequestTimeTooSkewed') return permanent("this machine's clock is off by more than 15 minutes: fix time sync (NTP)");
+  if (c === 'PermanentRedirect' || c === 'MovedPermanently' || c === 'TemporaryRedirect' || c === 'AuthorizationHeaderMalformed') {
+    return permanent('the bucket lives in another region or behind another endpoint: set the region or endpoint in the repository URL');
+  }
+  if (c !== undefined && (TRANSIENT_S3_CODES.has(c) || TRANSIENT_NET_CODES.has(c))) {
+    return new BackendError(`${what} failed temporarily (${detail})`, true, ctx.key, { cause: e });
+  }
+  if (typeof err?.statusCode === 'number' && err.statusCode >= 500) {
+    return new BackendError(`${what} failed temporarily (${detail})`, true, ctx.key, { cause: e });
+  }
+  if (err instanceof Error && /socket hang up|aborted|timed? ?out/i.test(err.message)) {
+    return new BackendError(`${what} failed temporarily (${detail})`, true, ctx.key, { cause: e });
+  }
+  return permanent('the request was rejected; check the endpoint, bucket name, region and the object key');
+}
+
+function code(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+async function readAll(stream: AsyncIterable<Buffer | string>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(typeof part === 'string' ? Buffer.from(part) : part);
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+}
