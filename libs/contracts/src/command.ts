@@ -1,2 +1,293 @@
-// Command envelope and command schemas (owned by the messaging work).
-export {};
+// Commands: imperative requests (`RequestBackup`) sent as NATS request/reply on
+// `cairn.<site>.cmd.<service>.<name>`. One envelope for all, a payload schema per command
+// and version, and one reply shape that says accepted or why not.
+// Adding a version: add the schema under the next number in `versions`; senders use `latest`.
+import './formats.ts';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { Actor, TraceContext } from './envelope.ts';
+import { Id, Name, Reason } from './events/common.ts';
+import { PolicyFields } from './events/policy.events.ts';
+
+/** The envelope every command travels in; `payload` is checked against the command's schema. */
+export const CommandEnvelope = Type.Object({
+  id: Type.String({ format: 'uuid', description: 'Id of this request (one per send, retries included).' }),
+  name: Type.String({ pattern: '^[A-Z][A-Za-z0-9]{0,127}$', description: 'PascalCase, imperative.' }),
+  schemaVersion: Type.Integer({ minimum: 1 }),
+  idempotencyKey: Type.String({
+    minLength: 1,
+    maxLength: 256,
+    description: 'Same key within the idempotency window: the first reply is returned, the handler does not run again.',
+  }),
+  actor: Actor,
+  site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+  time: Type.String({ format: 'date-time' }),
+  trace: Type.Optional(TraceContext),
+  payload: Type.Unknown(),
+}, { $id: 'CommandEnvelope', additionalProperties: false });
+
+/** A command as sent: envelope plus typed payload. */
+export interface Command<N extends string = string, P = unknown> {
+  readonly id: string;
+  readonly name: N;
+  readonly schemaVersion: number;
+  readonly idempotencyKey: string;
+  readonly actor: Actor;
+  readonly site: string;
+  readonly time: string;
+  readonly trace?: TraceContext;
+  readonly payload: P;
+}
+
+/** Error codes every command handler may reply with; services may add their own (snake_case). */
+export const COMMAND_ERROR_CODES = {
+  /** Envelope or payload does not match the schema; `details.problems` lists what. */
+  invalidCommand: 'invalid_command',
+  /** No such command, or not at that schema version. */
+  unknownCommand: 'unknown_command',
+  /** The request is larger than the receiver accepts. */
+  payloadTooLarge: 'payload_too_large',
+  /** The idempotency key was used before with a different payload. */
+  idempotencyConflict: 'idempotency_conflict',
+  /** The same idempotency key is being handled right now; retry later. */
+  inProgress: 'in_progress',
+  notFound: 'not_found',
+  /** The command conflicts with current state (e.g. the job already ended). */
+  conflict: 'conflict',
+  forbidden: 'forbidden',
+  /** A dependency is down; the same command may succeed later. */
+  unavailable: 'unavailable',
+  /** Unexpected failure in the handler; nothing was decided. */
+  internal: 'internal',
+} as const;
+export type CommandErrorCode = (typeof COMMAND_ERROR_CODES)[keyof typeof COMMAND_ERROR_CODES];
+
+export const CommandError = Type.Object({
+  code: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }),
+  message: Type.String({ maxLength: 4096 }),
+  details: Type.Optional(Type.Unknown()),
+}, { additionalProperties: false });
+export type CommandError = Static<typeof CommandError>;
+
+export const CommandAccepted = Type.Object({
+  accepted: Type.Literal(true),
+  result: Type.Optional(Type.Unknown()),
+}, { additionalProperties: false });
+
+export const CommandRejected = Type.Object({
+  accepted: Type.Literal(false),
+  error: CommandError,
+}, { additionalProperties: false });
+
+export const CommandReply = Type.Union([CommandAccepted, CommandRejected], { $id: 'CommandReply' });
+export type CommandRejected = Static<typeof CommandRejected>;
+/** A reply, typed by the result of an accepted command. */
+export type CommandReply<R = unknown> = { readonly accepted: true; readonly result?: R } | CommandRejected;
+
+// ---- payloads -------------------------------------------------------------------------------
+
+const Disk = Name;
+
+export const RequestBackupV1 = Type.Object({
+  vmId: Id,
+  policyId: Type.Optional(Id),
+  /** `auto`: incremental when a usable parent and bitmap exist, full otherwise. */
+  mode: Type.Union([Type.Literal('auto'), Type.Literal('full')]),
+}, { additionalProperties: false });
+export const RequestBackupResult = Type.Object({ jobId: Id }, { additionalProperties: false });
+
+export const RequestSnapshotV1 = Type.Object({
+  jobId: Id,
+  vmId: Id,
+  /** Disks to include; all of the VM's disks when omitted. */
+  disks: Type.Optional(Type.Array(Disk, { minItems: 1 })),
+  /** Freeze guest file systems through the guest agent first. */
+  quiesce: Type.Optional(Type.Boolean()),
+  /** How long the view may live before the coordinator releases it on its own. */
+  leaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600 * 1000 })),
+}, { additionalProperties: false });
+export const RequestSnapshotResult = Type.Object({ snapshotId: Id }, { additionalProperties: false });
+
+export const ReleaseSnapshotV1 = Type.Object({
+  jobId: Id,
+  snapshotId: Id,
+  /** `success` advances the changed-block generation; `failure` keeps the changes for the next backup. Default failure. */
+  outcome: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('failure')])),
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
+export const CreatePolicyV1 = Type.Object({
+  ...PolicyFields,
+  /** Chosen by the scheduler when omitted. */
+  policyId: Type.Optional(PolicyFields.policyId),
+}, { additionalProperties: false });
+export const CreatePolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+
+export const CancelJobV1 = Type.Object({
+  jobId: Id,
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
+export const RestoreTarget = Type.Union([
+  /** A raw image file on the data mover's host. */
+  Type.Object({ kind: Type.Literal('file'), path: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
+  /** An existing disk of a VM, overwritten in place. */
+  Type.Object({ kind: Type.Literal('vm-disk'), vmId: Id, disk: Disk }, { additionalProperties: false }),
+  /** Instant recovery: the restore point served read-write over NBD, writes kept in an overlay. */
+  Type.Object({ kind: Type.Literal('nbd-export'), exportName: Name }, { additionalProperties: false }),
+]);
+
+export const RestoreDiskV1 = Type.Object({
+  restorePointId: Id,
+  disk: Disk,
+  target: RestoreTarget,
+}, { additionalProperties: false });
+export const RestoreDiskResult = Type.Object({ jobId: Id }, { additionalProperties: false });
+
+// ---- registry -------------------------------------------------------------------------------
+
+export interface CommandDefinition<N extends string = string, L extends TSchema = TSchema, R extends TSchema = TSchema> {
+  readonly name: N;
+  readonly description: string;
+  /** The service that handles it (the `<service>` of its subject). */
+  readonly service: string;
+  /** Payload schema per schema version; the highest is the one senders use. */
+  readonly versions: Readonly<Record<number, TSchema>>;
+  readonly latest: L;
+  /** Schema of `result` in an accepted reply. */
+  readonly result: R;
+}
+
+function define<N extends string, L extends TSchema, R extends TSchema = TSchema>(
+  name: N,
+  def: { description: string; service: string; latest: L; older?: readonly TSchema[]; result?: R },
+): CommandDefinition<N, L, R> {
+  const older = def.older ?? [];
+  const versions: Record<number, TSchema> = {};
+  older.forEach((schema, i) => { versions[i + 1] = schema; });
+  versions[older.length + 1] = def.latest;
+  return {
+    name,
+    description: def.description,
+    service: def.service,
+    versions,
+    latest: def.latest,
+    result: (def.result ?? Type.Undefined()) as R,
+  };
+}
+
+export const COMMAND_SCHEMAS = {
+  RequestBackup: define('RequestBackup', {
+    description: 'Back up one VM now (outside or within a policy).',
+    service: 'scheduler',
+    latest: RequestBackupV1,
+    result: RequestBackupResult,
+  }),
+  CancelJob: define('CancelJob', { description: 'Stop a job; what it holds is released.', service: 'scheduler', latest: CancelJobV1 }),
+  CreatePolicy: define('CreatePolicy', {
+    description: 'Create a protection policy.',
+    service: 'scheduler',
+    latest: CreatePolicyV1,
+    result: CreatePolicyResult,
+  }),
+  RequestSnapshot: define('RequestSnapshot', {
+    description: 'Take a point-in-time view of a VM\'s disks and export it over NBD.',
+    service: 'snapshot-coordinator',
+    latest: RequestSnapshotV1,
+    result: RequestSnapshotResult,
+  }),
+  ReleaseSnapshot: define('ReleaseSnapshot', {
+    description: 'Release a view, its overlay, bitmap hold and export.',
+    service: 'snapshot-coordinator',
+    latest: ReleaseSnapshotV1,
+  }),
+  RestoreDisk: define('RestoreDisk', {
+    description: 'Restore one disk of a restore point to a target.',
+    service: 'scheduler',
+    latest: RestoreDiskV1,
+    result: RestoreDiskResult,
+  }),
+} as const;
+
+export type CommandRegistry = typeof COMMAND_SCHEMAS;
+export type CommandName = keyof CommandRegistry;
+/** Payload of the current version of each command. */
+export type CommandPayloadMap = { [K in CommandName]: Static<CommandRegistry[K]['latest']> };
+/** Result carried by an accepted reply of each command. */
+export type CommandResultMap = { [K in CommandName]: Static<CommandRegistry[K]['result']> };
+
+export function isCommandName(name: string): name is CommandName {
+  return Object.hasOwn(COMMAND_SCHEMAS, name);
+}
+
+export function latestCommandVersion(name: CommandName): number {
+  return Object.keys(COMMAND_SCHEMAS[name].versions).length;
+}
+
+/** Payload schema of a command at a version, or undefined when this build does not know it. */
+export function commandPayloadSchema(name: CommandName, version: number): TSchema | undefined {
+  return (COMMAND_SCHEMAS[name].versions as Record<number, TSchema>)[version];
+}
+
+// ---- validation -----------------------------------------------------------------------------
+
+export interface CommandProblem {
+  /** JSON pointer into the command (`/payload/vmId`), `` for the whole value. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export type CommandCheck =
+  | { readonly ok: true; readonly command: Command }
+  | { readonly ok: false; readonly code: 'invalid_command' | 'unknown_command'; readonly problems: readonly CommandProblem[] };
+
+const MAX_PROBLEMS = 20;
+const envelopeCheck = TypeCompiler.Compile(CommandEnvelope);
+const payloadChecks = new Map<string, TypeCheck<TSchema>>();
+
+function problemsOf(check: TypeCheck<TSchema>, value: unknown, prefix = ''): CommandProblem[] {
+  const out: CommandProblem[] = [];
+  for (const e of check.Errors(value)) {
+    out.push({ path: `${prefix}${e.path}`, message: e.message });
+    if (out.length >= MAX_PROBLEMS) break;
+  }
+  return out;
+}
+
+/**
+ * Checks a decoded command: the envelope, then the payload against the schema of its name and
+ * version. `expectedName` is the name taken from the subject; a mismatch is invalid.
+ */
+export function checkCommand(raw: unknown, expectedName?: string): CommandCheck {
+  if (!envelopeCheck.Check(raw)) {
+    return { ok: false, code: 'invalid_command', problems: problemsOf(envelopeCheck, raw) };
+  }
+  const command = raw as Command;
+  if (expectedName !== undefined && command.name !== expectedName) {
+    return { ok: false, code: 'invalid_command', problems: [{ path: '/name', message: `sent to ${expectedName} but named ${command.name}` }] };
+  }
+  if (!isCommandName(command.name)) {
+    return { ok: false, code: 'unknown_command', problems: [{ path: '/name', message: `unknown command ${JSON.stringify(command.name)}` }] };
+  }
+  const schema = commandPayloadSchema(command.name, command.schemaVersion);
+  if (!schema) {
+    return {
+      ok: false,
+      code: 'unknown_command',
+      problems: [{
+        path: '/schemaVersion',
+        message: `${command.name} v${command.schemaVersion} is not known here (latest v${latestCommandVersion(command.name)})`,
+      }],
+    };
+  }
+  const key = `${command.name}.v${command.schemaVersion}`;
+  let check = payloadChecks.get(key);
+  if (!check) {
+    check = TypeCompiler.Compile(schema);
+    payloadChecks.set(key, check);
+  }
+  if (!check.Check(command.payload)) {
+    return { ok: false, code: 'invalid_command', problems: problemsOf(check, command.payload, '/payload') };
+  }
+  return { ok: true, command };
+}

@@ -1,0 +1,63 @@
+// Decorators that route a Nest controller method to our transport: a durable JetStream
+// consumer (`@JetStreamHandler`) or a command responder (`@CommandHandler`). Both carry
+// their options in the pattern's extras, which the server reads when it binds.
+import { EventPattern, MessagePattern } from '@nestjs/microservices';
+import type { MessageValidator } from './message-validation.ts';
+
+/** Transport id of JetStreamServer: handlers decorated here bind only to it. */
+export const JETSTREAM_TRANSPORT: unique symbol = Symbol.for('cairn.transport.jetstream');
+
+export interface JetStreamHandlerOptions {
+  /** The stream to consume (must exist). */
+  readonly stream: string;
+  /** Durable consumer name (`[A-Za-z0-9_-]`); every instance of the handler shares it. */
+  readonly durable: string;
+  /** Only messages on these subjects (one filter: NATS 2.9 has no multi-filter consumers). */
+  readonly filterSubject?: string;
+  /** Deliveries before the message is dead-lettered (default 5). */
+  readonly maxDeliver?: number;
+  /** Redelivery delays after failures 1, 2, …; the last repeats (default 1 s, 2 s, 4 s … 5 min). */
+  readonly backoffMs?: readonly number[];
+  /** Unacknowledged time before the server redelivers (default 30 s); in-progress acks every third of it. */
+  readonly ackWaitMs?: number;
+  /** Messages handled at once by one instance (default 1). */
+  readonly concurrency?: number;
+  /** How a decoded payload is checked (default: Cairn events, validated and upcast). */
+  readonly validate?: MessageValidator;
+  /** Where a new durable starts (default `all`). */
+  readonly deliverPolicy?: 'all' | 'new';
+  /** Drop messages whose id was already handled by this durable (default true). */
+  readonly dedup?: boolean;
+}
+
+export interface CommandHandlerOptions {
+  /** Queue group (default `cairn.<service>`): one instance of the service answers each request. */
+  readonly queue?: string;
+}
+
+export const JETSTREAM_EXTRAS = 'cairnJetStream';
+export const COMMAND_EXTRAS = 'cairnCommand';
+
+export interface CommandRoute extends CommandHandlerOptions {
+  readonly service: string;
+  readonly name: string;
+}
+
+export function jetStreamPattern(durable: string): string {
+  return `jetstream:${durable}`;
+}
+
+export function commandPattern(service: string, name: string): string {
+  return `command:${service}.${name}`;
+}
+
+/** Handles messages of a stream through a durable pull consumer (ack after success). */
+export function JetStreamHandler(options: JetStreamHandlerOptions): MethodDecorator {
+  return EventPattern<string>(jetStreamPattern(options.durable), JETSTREAM_TRANSPORT, { [JETSTREAM_EXTRAS]: options });
+}
+
+/** Answers command `name` of `service` (`cairn.<site>.cmd.<service>.<name>`). */
+export function CommandHandler(service: string, name: string, options: CommandHandlerOptions = {}): MethodDecorator {
+  const route: CommandRoute = { service, name, ...options };
+  return MessagePattern(commandPattern(service, name), JETSTREAM_TRANSPORT, { [COMMAND_EXTRAS]: route });
+}

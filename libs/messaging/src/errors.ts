@@ -1,0 +1,80 @@
+// Errors of the messaging layer: what a handler throws to steer the consumer, and what a
+// sender gets back when a message cannot be delivered or answered.
+import { RpcException } from '@nestjs/microservices';
+
+/**
+ * Thrown by a handler when retrying cannot help (the message is poison): the consumer
+ * terminates the message and records it as dead-lettered instead of redelivering it.
+ *
+ * It is an RpcException whose `getError()` is the exception itself, so Nest's default
+ * exception filter hands it on to the transport intact (a plain Error is reduced to
+ * "Internal server error" on the way, and then counts as retryable).
+ */
+export class NonRetryableError extends RpcException {
+  override readonly name: string = 'NonRetryableError';
+  constructor(message: string, readonly details?: unknown, options?: ErrorOptions) {
+    super(message);
+    this.message = message;
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+  override getError(): object { return this; }
+}
+
+/**
+ * Thrown by a command handler to reject a command with a code (`not_found`, `conflict`…):
+ * the caller gets `{ accepted: false, error: { code, message, details } }`.
+ */
+export class CommandFailedError extends RpcException {
+  override readonly name: string = 'CommandFailedError';
+  constructor(readonly code: string, message: string, readonly details?: unknown) {
+    super(message);
+    this.message = message;
+  }
+  override getError(): object { return this; }
+}
+
+/** A message larger than the configured limit: refused before sending, or on receipt. */
+export class MessageTooLargeError extends Error {
+  override readonly name = 'MessageTooLargeError';
+  constructor(readonly subject: string, readonly bytes: number, readonly maxBytes: number) {
+    super(`message for ${subject} is ${bytes} bytes, over the limit of ${maxBytes} bytes`);
+  }
+}
+
+/** No process listens for this command (nothing subscribed on its subject). */
+export class CommandNoRespondersError extends Error {
+  override readonly name = 'CommandNoRespondersError';
+  constructor(readonly subject: string, options?: ErrorOptions) {
+    super(`no service answers ${subject} (is it running and connected?)`, options);
+  }
+}
+
+/** The command was sent but no reply came in time; it may or may not have been handled. */
+export class CommandTimeoutError extends Error {
+  override readonly name = 'CommandTimeoutError';
+  constructor(readonly subject: string, readonly timeoutMs: number, options?: ErrorOptions) {
+    super(`no reply to ${subject} within ${timeoutMs} ms; it may still be handled — resend with the same idempotency key`, options);
+  }
+}
+
+/** The reply was not a valid command reply (a broken or foreign responder). */
+export class InvalidReplyError extends Error {
+  override readonly name = 'InvalidReplyError';
+  constructor(readonly subject: string, readonly problem: string) {
+    super(`invalid reply from ${subject}: ${problem}`);
+  }
+}
+
+/** True for errors a handler marks as not worth retrying (also duck-typed `retryable: false`). */
+export function isNonRetryable(err: unknown): boolean {
+  if (err instanceof NonRetryableError) return true;
+  return typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false;
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string') {
+    return (err as { message: string }).message;
+  }
+  return String(err);
+}

@@ -1,0 +1,26 @@
+// Cairn's messaging over NATS: a Nest transport binding handlers to durable JetStream
+// consumers (ack / nak with backoff / dead-letter) and to command request/reply, plus the
+// sending side (JetStreamClient, CommandBus). Semantics are written up in docs/messaging.md.
+export { JetStreamServer, DEFAULT_MAX_MESSAGE_BYTES, type JetStreamServerOptions } from './jetstream.server.ts';
+export {
+  JetStreamHandler, CommandHandler, JETSTREAM_TRANSPORT,
+  type JetStreamHandlerOptions, type CommandHandlerOptions,
+} from './decorators.ts';
+export { JetStreamContext, CommandContext, type JetStreamMessageInfo, type CommandInfo } from './handler-context.ts';
+export { JetStreamClient, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER, type PublishOptions, type JetStreamClientOptions } from './jetstream-client.ts';
+export { CommandBus, type CommandBusOptions, type SendOptions } from './command-bus.ts';
+export { REPLAYED_HEADER } from './command-responder.ts';
+export {
+  NonRetryableError, CommandFailedError, MessageTooLargeError, CommandNoRespondersError, CommandTimeoutError,
+  InvalidReplyError, isNonRetryable,
+} from './errors.ts';
+export {
+  EventLogDeadLetterSink, JetStreamDeadLetterSink, deadLetterEvent, deadLetterEventId, deadLetterStreamId,
+  type DeadLetter, type DeadLetterSink, type EventAppender, type DeadLetterEventOptions,
+} from './dead-letter.ts';
+export { exponentialBackoff, DEFAULT_BACKOFF_MS, type DeadLetterReason, type RetryPolicy } from './delivery-policy.ts';
+export { eventMessages, schemaMessages, versionedMessages, anyJson, type MessageValidator, type Validation, type Problem } from './message-validation.ts';
+export { commandFingerprint, type ProcessedMessages, type CommandReplies, type ReplyClaim } from './idempotency.ts';
+export { KvProcessedMessages, KvCommandReplies, type KvStoreOptions, type KvCommandRepliesOptions } from './idempotency.adapter.ts';
+export { injectTrace, extractTrace, traceOf, type ExtractedTrace } from './trace-context.ts';
+export type { Disposition, JetStreamConsumer } from './jetstream-consumer.ts';
