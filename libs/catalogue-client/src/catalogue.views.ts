@@ -109,7 +109,8 @@ export const AuditEntry = Type.Object({
   eventId: Type.String(),
   time: Time,
   type: Type.String(),
-  schemaVersion: Type.Integer({ minimum: 1 }),
+  /** 0 for an entry this build could not read (its `data` then says why). */
+  schemaVersion: Type.Integer({ minimum: 0 }),
   site: Type.String(),
   actor: Actor,
   streamId: Type.String(),

@@ -4,7 +4,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { RecordedEvent } from '@cairn/contracts';
 import { SCHEMA_DDL, SCHEMA_VERSION } from './catalogue.schema.ts';
-import { projectEvent } from './catalogue.projection.ts';
+import { projectEvent, unreadableAuditStatement, type UnreadableRecord } from './catalogue.projection.ts';
 
 export const CHECKPOINT_NAME = 'catalogue';
 
@@ -72,6 +72,32 @@ export class CatalogueDb {
       throw e;
     }
     return applied;
+  }
+
+  /**
+   * Records a log entry this build cannot read in the audit timeline (so nothing vanishes
+   * silently) and moves the checkpoint past it: the log delivers in order, so all before it
+   * were applied.
+   */
+  applyUnreadable(record: UnreadableRecord): boolean {
+    if (record.position <= this.position()) return false;
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const s = unreadableAuditStatement(record);
+      this.prepared(s.sql).run(...s.params);
+      this.prepared(`INSERT INTO checkpoint (name, position) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position`)
+        .run(CHECKPOINT_NAME, record.position);
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    }
+    return true;
+  }
+
+  /** Forgets the checkpoint (the next run replays from the start). */
+  resetCheckpoint(): void {
+    this.prepared(`DELETE FROM checkpoint WHERE name = ?`).run(CHECKPOINT_NAME);
   }
 
   /** A cached prepared statement (the projection reuses a small, fixed set of SQL texts). */

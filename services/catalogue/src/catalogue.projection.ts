@@ -198,6 +198,37 @@ export function auditStatement(recorded: RecordedEvent): SqlStatement {
   );
 }
 
+/** A log entry that could not be read as an event (what the log's `onInvalid` hands over). */
+export interface UnreadableRecord {
+  readonly position: bigint;
+  readonly location: string;
+  readonly error: { readonly message: string };
+  readonly payload: Uint8Array;
+}
+
+/**
+ * The audit row of an unreadable entry: whatever envelope fields it has, its error and the
+ * start of its bytes. Deterministic (no clock), so every replica and every rebuild agree.
+ */
+export function unreadableAuditStatement(record: UnreadableRecord): SqlStatement {
+  let raw: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(record.payload).toString('utf8'));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) raw = parsed as Record<string, unknown>;
+  } catch { /* not JSON: described by its error alone */ }
+  const text = (v: unknown, fallback: string) => (typeof v === 'string' && v.length > 0 ? v : fallback);
+  const actor = (raw.actor ?? {}) as Record<string, unknown>;
+  return sql(
+    `INSERT INTO audit (position, event_id, time, type, schema_version, site, actor_kind, actor_id, stream_id,
+       correlation_id, causation_id, trace, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`,
+    Number(record.position), text(raw.id, `unreadable-${record.position}`), text(raw.time, '1970-01-01T00:00:00.000Z'),
+    text(raw.type, 'Unreadable'), typeof raw.schemaVersion === 'number' ? raw.schemaVersion : 0, text(raw.site, ''),
+    actor.kind === 'user' ? 'user' : 'service', text(actor.id, 'unknown'), text(raw.streamId, record.location),
+    text(raw.correlationId, text(raw.streamId, record.location)), typeof raw.causationId === 'string' ? raw.causationId : null,
+    JSON.stringify({ unreadable: record.error.message, location: record.location, payloadBase64: Buffer.from(record.payload.subarray(0, 1024)).toString('base64') }),
+  );
+}
+
 /** The event at its current version, or null when this build cannot read it (newer type or version). */
 export function readable(event: CairnEvent): KnownEvent | null {
   if (!isEventType(event.type)) return null;

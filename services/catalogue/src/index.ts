@@ -1,4 +1,5 @@
-// The catalogue service: read models projected from the event log and the queries over them.
-export { CatalogueDb } from './catalogue-db.adapter.ts';
-export { CatalogueReadModel, NotFoundError } from './catalogue.read-model.ts';
-export { projectEvent } from './catalogue.projection.ts';
+// The catalogue service: read models projected from the event log into SQLite, answered as
+// NATS queries in a queue group. Start it with `startCatalogue`; ask it with @cairn/catalogue-client.
+export { startCatalogue, CatalogueModule, type StartCatalogueOptions, type RunningCatalogue, type CatalogueModuleOptions } from './catalogue.module.ts';
+export { CatalogueService, type CatalogueHealth, type CatalogueConfig } from './catalogue.service.ts';
+export { CatalogueProjector, type ProjectorLog, type RebuildOutcome } from './catalogue.projector.ts';

@@ -1,0 +1,57 @@
+// Answers each catalogue query: checks the request against its schema, reads the read model,
+// and turns every outcome into a reply (`ok` with the result, or an error code) — never throws.
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import type { TSchema } from '@sinclair/typebox';
+import {
+  QUERY_SCHEMAS, isQueryName,
+  type CatalogueStatus, type QueryName, type QueryReply, type QueryRequest, type QueryResult, type RebuildResult,
+} from '@cairn/catalogue-client';
+import { CatalogueReadModel, NotFoundError } from './catalogue.read-model.ts';
+
+/** What the handlers need besides the read model. */
+export interface CatalogueControl {
+  status(): Promise<CatalogueStatus>;
+  rebuild(): Promise<RebuildResult>;
+}
+
+type Handlers = { [Q in QueryName]: (request: QueryRequest<Q>) => QueryResult<Q> | Promise<QueryResult<Q>> };
+
+const checks = new Map<QueryName, TypeCheck<TSchema>>(
+  (Object.keys(QUERY_SCHEMAS) as QueryName[]).map((name) => [name, TypeCompiler.Compile(QUERY_SCHEMAS[name].request)]),
+);
+
+export class CatalogueQueryHandlers {
+  private readonly handlers: Handlers;
+
+  constructor(read: CatalogueReadModel, control: CatalogueControl) {
+    this.handlers = {
+      'vm.list': () => ({ items: read.listVms() }),
+      'vm.get': (q) => read.getVm(q.vmId),
+      'restorePoint.list': (q) => ({ items: read.listRestorePoints(q) }),
+      'restorePoint.get': (q) => read.getRestorePoint(q.restorePointId),
+      'job.list': (q) => ({ items: read.listJobs(q) }),
+      'job.get': (q) => read.getJob(q.jobId),
+      'policy.list': (q) => ({ items: read.listPolicies(q) }),
+      'policy.get': (q) => read.getPolicy(q.policyId),
+      'audit.timeline': (q) => ({ items: read.auditTimeline(q) }),
+      'catalogue.status': () => control.status(),
+      'catalogue.rebuild': () => control.rebuild(),
+    };
+  }
+
+  async handle(name: string, request: unknown): Promise<QueryReply> {
+    if (!isQueryName(name)) return { ok: false, error: { code: 'bad_request', message: `unknown query ${JSON.stringify(name)}` } };
+    const check = checks.get(name)!;
+    if (!check.Check(request)) {
+      const problems = [...check.Errors(request)].slice(0, 5).map((e) => `${e.path || '(request)'}: ${e.message}`);
+      return { ok: false, error: { code: 'bad_request', message: `${name}: ${problems.join('; ')}` } };
+    }
+    try {
+      const handler = this.handlers[name] as (q: unknown) => unknown;
+      return { ok: true, result: await handler(request) };
+    } catch (e) {
+      if (e instanceof NotFoundError) return { ok: false, error: { code: 'not_found', message: e.message } };
+      return { ok: false, error: { code: 'internal', message: `${name} failed: ${(e as Error).message}` } };
+    }
+  }
+}

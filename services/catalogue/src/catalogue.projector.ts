@@ -1,0 +1,215 @@
+// Keeps one replica's read models following the log, and rebuilds them from position 0 on
+// demand. A rebuild fills a fresh database beside the live one while queries go on being
+// answered from the old one, then swaps them: nobody ever reads a half-built catalogue.
+import { renameSync, rmSync } from 'node:fs';
+import type { CheckpointStore, EventLogReader, EventSubscriber, OnInvalidRecord, RunningProjection } from '@cairn/eventlog';
+import { runProjection } from '@cairn/eventlog';
+import type { Logger } from 'pino';
+import { CHECKPOINT_NAME, CatalogueDb } from './catalogue-db.adapter.ts';
+
+/** What the projector needs from the event log. */
+export interface ProjectorLog extends EventSubscriber, EventLogReader {
+  headPosition(): Promise<bigint>;
+}
+
+export interface ProjectorOptions {
+  readonly log: ProjectorLog;
+  /** SQLite file of this replica, or `:memory:`. */
+  readonly path: string;
+  readonly logger: Logger;
+  /** Events per transaction during a rebuild (default 500). */
+  readonly rebuildBatch?: number;
+  /** Delay before a failed live projection starts again (default 1 s, doubling to 30 s). */
+  readonly retryDelayMs?: number;
+}
+
+export interface ProjectorStatus {
+  position: bigint;
+  projecting: boolean;
+  rebuilding: boolean;
+  lastError: string | null;
+}
+
+export interface RebuildOutcome {
+  events: number;
+  position: bigint;
+  durationMs: number;
+}
+
+export class CatalogueProjector {
+  private db: CatalogueDb;
+  private live: RunningProjection | undefined;
+  private stopped = true;
+  private rebuilding: Promise<RebuildOutcome> | undefined;
+  private lastError: string | null = null;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+
+  constructor(private readonly options: ProjectorOptions) {
+    this.db = CatalogueDb.open(options.path);
+  }
+
+  /** The live database (replaced by a rebuild). */
+  get current(): CatalogueDb {
+    return this.db;
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.startLive();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.rebuilding?.catch(() => undefined);
+    await this.stopLive();
+    this.db.close();
+  }
+
+  status(): ProjectorStatus {
+    return {
+      position: this.db.isOpen ? this.db.position() : 0n,
+      projecting: this.live !== undefined,
+      rebuilding: this.rebuilding !== undefined,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Resolves once the read models include the event at `position`. */
+  async waitForPosition(position: bigint, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    // The live projection may be replaced by a rebuild meanwhile: poll the database itself.
+    while (this.db.position() < position) {
+      if (Date.now() > deadline) throw new Error(`catalogue did not reach position ${position} within ${timeoutMs} ms (at ${this.db.position()})`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Drops the read models and replays the whole log; one rebuild at a time (callers share it). */
+  rebuild(): Promise<RebuildOutcome> {
+    if (!this.rebuilding) {
+      this.rebuilding = this.doRebuild().finally(() => { this.rebuilding = undefined; });
+    }
+    return this.rebuilding;
+  }
+
+  private checkpoints(): CheckpointStore {
+    // The checkpoint is written by CatalogueDb.apply in the projection's own transaction;
+    // `save` only confirms it, so a crash can never separate the two.
+    return {
+      load: async () => this.db.position(),
+      save: async (_name, position) => {
+        if (this.db.position() < position) throw new Error(`checkpoint ${position} was not stored with its changes`);
+      },
+      reset: async () => this.db.resetCheckpoint(),
+    };
+  }
+
+  private onInvalid(target: () => CatalogueDb): OnInvalidRecord {
+    return (record) => {
+      this.options.logger.warn({ position: String(record.position), location: record.location, err: record.error.message },
+        'unreadable event recorded in the audit timeline only');
+      target().applyUnreadable(record);
+    };
+  }
+
+  private async startLive(): Promise<void> {
+    if (this.stopped || this.live) return;
+    const running = await runProjection({
+      name: CHECKPOINT_NAME,
+      log: this.options.log,
+      checkpointStore: this.checkpoints(),
+      handle: (recorded) => {
+        this.db.apply([recorded]);
+        this.failures = 0;
+        const e = recorded.event;
+        if (e.type === 'JobCompleted' || e.type === 'JobFailed' || e.type === 'JobCancelled' || e.type === 'JobRequested') {
+          this.options.logger.info({ jobId: e.correlationId, eventId: e.id, type: e.type, position: String(recorded.position),
+            traceId: e.trace?.traceparent.split('-')[1] }, `projected ${e.type}`);
+        }
+      },
+      onInvalid: this.onInvalid(() => this.db),
+    });
+    this.live = running;
+    running.done.then(
+      () => { if (this.live === running) this.live = undefined; },
+      (e: unknown) => {
+        if (this.live !== running) return;
+        this.live = undefined;
+        this.lastError = (e as Error).message;
+        this.failures++;
+        const delay = Math.min(30_000, (this.options.retryDelayMs ?? 1000) * 2 ** Math.min(this.failures - 1, 5));
+        this.options.logger.error({ err: this.lastError, retryInMs: delay }, 'catalogue projection stopped; restarting');
+        this.retryTimer = setTimeout(() => {
+          void this.startLive().catch((err: unknown) => { this.lastError = (err as Error).message; });
+        }, delay);
+        this.retryTimer.unref();
+      },
+    );
+  }
+
+  private async stopLive(): Promise<void> {
+    const running = this.live;
+    this.live = undefined;
+    await running?.stop();
+  }
+
+  private async replayInto(target: CatalogueDb): Promise<number> {
+    const batchSize = this.options.rebuildBatch ?? 500;
+    let batch = [];
+    let count = 0;
+    for await (const recorded of this.options.log.readAll({ fromPosition: target.position(), onInvalid: this.onInvalid(() => target) })) {
+      batch.push(recorded);
+      if (batch.length >= batchSize) {
+        count += target.apply(batch);
+        batch = [];
+      }
+    }
+    if (batch.length) count += target.apply(batch);
+    return count;
+  }
+
+  private async doRebuild(): Promise<RebuildOutcome> {
+    const started = Date.now();
+    const memory = this.options.path === ':memory:';
+    const freshPath = memory ? ':memory:' : `${this.options.path}.rebuild`;
+    if (!memory) removeDbFiles(freshPath);
+    const fresh = CatalogueDb.open(freshPath);
+    let events = 0;
+    try {
+      // Most of the log while the old read models keep answering, then the tail with the live
+      // projection stopped, so the swap loses nothing appended meanwhile.
+      events += await this.replayInto(fresh);
+      await this.stopLive();
+      events += await this.replayInto(fresh);
+    } catch (e) {
+      fresh.close();
+      if (!memory) removeDbFiles(freshPath);
+      await this.startLive();
+      throw e;
+    }
+    const position = fresh.position();
+    const old = this.db;
+    if (memory) {
+      this.db = fresh;
+      old.close();
+    } else {
+      // Synchronous from here to the reopen: no query can run against a closed database.
+      fresh.close();
+      old.close();
+      removeDbFiles(this.options.path);
+      renameSync(freshPath, this.options.path);
+      this.db = CatalogueDb.open(this.options.path);
+    }
+    this.lastError = null;
+    await this.startLive();
+    const outcome = { events, position, durationMs: Date.now() - started };
+    this.options.logger.info({ events, position: String(position), durationMs: outcome.durationMs }, 'catalogue rebuilt from the log');
+    return outcome;
+  }
+}
+
+function removeDbFiles(path: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+}
