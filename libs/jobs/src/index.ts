@@ -3,3 +3,4 @@ export * from './decider.ts';
 export * from './job.decider.ts';
 export * from './policy.decider.ts';
 export * from './retention.ts';
+export * from './transfer-work.ts';

@@ -1,0 +1,41 @@
+// The scheduler's configuration, validated once at start-up into one typed object.
+import type { Actor } from '@cairn/contracts';
+import { DEFAULT_TIMEOUTS, type JobTimeouts } from '@cairn/jobs';
+
+export interface SchedulerConfig {
+  readonly site: string;
+  readonly actor: Actor;
+  /** Repositories policies may name (a policy naming another one is refused). */
+  readonly repositories: readonly string[];
+  readonly timeouts: JobTimeouts;
+  /** Jobs running at once on one hypervisor host. */
+  readonly maxJobsPerHost: number;
+  /** Leadership lease: how long a dead leader holds it. */
+  readonly leaseTtlMs: number;
+  /** How often every open job and schedule is looked at (besides reacting to events). */
+  readonly tickMs: number;
+  /** Delay before an action that failed for a transient reason is tried again (doubles, capped). */
+  readonly retryBaseMs: number;
+  readonly snapshotCommandTimeoutMs: number;
+}
+
+export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string }): SchedulerConfig {
+  const c: SchedulerConfig = {
+    actor: { kind: 'service', id: `scheduler@${input.site}` },
+    repositories: ['default'],
+    timeouts: DEFAULT_TIMEOUTS,
+    maxJobsPerHost: 2,
+    leaseTtlMs: 10_000,
+    tickMs: 1_000,
+    retryBaseMs: 500,
+    snapshotCommandTimeoutMs: 120_000,
+    ...input,
+  };
+  const problems: string[] = [];
+  if (c.maxJobsPerHost < 1) problems.push('maxJobsPerHost must be at least 1');
+  if (c.leaseTtlMs < 1000) problems.push('leaseTtlMs must be at least 1000');
+  if (c.tickMs < 50) problems.push('tickMs must be at least 50');
+  if (c.repositories.length === 0) problems.push('at least one repository must be configured');
+  if (problems.length) throw new Error(`invalid scheduler configuration: ${problems.join('; ')}`);
+  return c;
+}

@@ -1,0 +1,54 @@
+// The scheduler's ports on NATS: snapshot commands to the coordinator (request/reply) and
+// transfer work onto the JetStream work queue (deduplicated by job and snapshot).
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { workSubject, type Actor } from '@cairn/contracts';
+import { CommandBus, JetStreamClient, CommandNoRespondersError, CommandTimeoutError } from '@cairn/messaging';
+import { TRANSFER_QUEUE, workStreamName, type TransferWork } from '@cairn/jobs';
+import { SnapshotRefused, type SchedulerPorts } from './scheduler.service.ts';
+
+/** Creates the site's work-queue stream when missing (the data movers consume it). */
+export async function ensureWorkStream(jsm: JetStreamManager, site: string): Promise<string> {
+  const name = workStreamName(site);
+  try {
+    await jsm.streams.info(name);
+  } catch {
+    await jsm.streams.add({
+      name,
+      subjects: [`cairn.${site}.work.>`],
+      retention: RetentionPolicy.Workqueue,
+      duplicate_window: 2 * 60 * 1_000_000_000,
+    });
+  }
+  return name;
+}
+
+export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor: Actor, snapshotTimeoutMs: number): Promise<SchedulerPorts> {
+  const bus = new CommandBus(nc, { site, actor });
+  const js = new JetStreamClient(nc);
+  await ensureWorkStream(await jetstreamManager(nc), site);
+  return {
+    async requestSnapshot({ jobId, vmId, snapshotId }) {
+      const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId, vmId }, {
+        idempotencyKey: snapshotId, timeoutMs: snapshotTimeoutMs,
+      });
+      if (!reply.accepted) {
+        if (reply.error.code === 'unavailable' || reply.error.code === 'in_progress') throw new Error(reply.error.message);
+        throw new SnapshotRefused(`snapshot coordinator refused: ${reply.error.message}`);
+      }
+    },
+    async releaseSnapshot({ jobId, snapshotId, success }) {
+      const reply = await bus.send('snapshot-coordinator', 'ReleaseSnapshot', {
+        jobId, snapshotId, outcome: success ? 'success' : 'failure', ...(success ? {} : { reason: 'the job did not commit a restore point' }),
+      }, { idempotencyKey: `release-${snapshotId}`, timeoutMs: snapshotTimeoutMs });
+      if (!reply.accepted && reply.error.code !== 'not_found') throw new Error(reply.error.message);
+    },
+    async enqueueTransfer(work: TransferWork) {
+      await js.publish(workSubject(site, TRANSFER_QUEUE), work, { msgID: `transfer-${work.jobId}-${work.snapshotId}` });
+    },
+  };
+}
+
+export function isTransient(e: unknown): boolean {
+  return e instanceof CommandNoRespondersError || e instanceof CommandTimeoutError;
+}

@@ -1,0 +1,329 @@
+// The scheduler: owns policies, turns due slots into jobs exactly once, and drives each job
+// through its phases as a process manager over the log. All state is folded from the log;
+// every action it takes is idempotent, so a standby that takes over simply carries on.
+import { createHash, randomUUID } from 'node:crypto';
+import type { Actor, KnownEvent, Policy } from '@cairn/contracts';
+import { handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
+import {
+  applyRetention, dueSlots, evolveJob, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
+  PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE,
+  type JobCommand, type JobState, type TransferWork,
+} from '@cairn/jobs';
+import type { SchedulerConfig } from './scheduler.config.ts';
+
+export interface VmRecord {
+  readonly vmId: string;
+  readonly name: string;
+  readonly tags: readonly string[];
+  readonly host: string;
+}
+
+/** What the scheduler asks of other services (adapters wire these to NATS). */
+export interface SchedulerPorts {
+  requestSnapshot(input: { jobId: string; vmId: string; snapshotId: string }): Promise<void>;
+  releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean }): Promise<void>;
+  enqueueTransfer(work: TransferWork): Promise<void>;
+}
+
+export class SchedulerRefusal extends Error {
+  constructor(readonly code: 'not_found' | 'invalid_command' | 'conflict', message: string, readonly details?: unknown) {
+    super(message);
+  }
+}
+
+interface Pending { readonly step: string; readonly at: number; readonly attempts: number }
+
+export class Scheduler {
+  private readonly jobs = new Map<string, JobState>();
+  private readonly vms = new Map<string, VmRecord>();
+  private readonly policies = new Map<string, Policy>();
+  private readonly expired = new Set<string>();
+  private readonly inflight = new Map<string, Pending>();
+  private readonly lastSlotCheck = new Map<string, Date>();
+  private subscription: EventSubscription | undefined;
+  private consuming: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private leader = false;
+  private caughtUp = false;
+  private position = 0n;
+
+  constructor(
+    private readonly config: SchedulerConfig,
+    private readonly log: EventLog,
+    private readonly ports: SchedulerPorts,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Folds the log so far, then follows it. */
+  async start(): Promise<void> {
+    const head = await this.log.headPosition();
+    this.subscription = this.log.subscribe({ from: 'start', onInvalid: () => undefined });
+    const sub = this.subscription;
+    let resolveCaughtUp!: () => void;
+    const caughtUp = new Promise<void>((r) => { resolveCaughtUp = r; });
+    if (head === 0n) resolveCaughtUp();
+    this.consuming = (async () => {
+      for await (const r of sub) {
+        this.position = r.position;
+        this.apply(r.event);
+        if (!this.caughtUp && r.position >= head) resolveCaughtUp();
+        if (this.caughtUp && r.event.streamId.startsWith('job-')) void this.drive(r.event.streamId.slice(4));
+      }
+    })();
+    await caughtUp;
+    this.caughtUp = true;
+    this.timer = setInterval(() => { void this.tick(); }, this.config.tickMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.subscription?.stop();
+    await this.consuming?.catch(() => undefined);
+  }
+
+  /** Only the leader acts; a standby keeps folding so it can take over at once. */
+  setLeader(leader: boolean): void {
+    this.leader = leader;
+    if (leader) {
+      this.inflight.clear();
+      void this.tick();
+    }
+  }
+
+  health(): { leader: boolean; position: string; jobsOpen: number; vms: number; policies: number } {
+    return {
+      leader: this.leader,
+      position: this.position.toString(),
+      jobsOpen: [...this.jobs.values()].filter((j) => !isTerminal(j)).length,
+      vms: this.vms.size,
+      policies: this.policies.size,
+    };
+  }
+
+  private apply(event: KnownEvent): void {
+    switch (event.type) {
+      case 'VmDiscovered':
+        this.vms.set(event.data.vmId, { vmId: event.data.vmId, name: event.data.name, tags: event.data.tags, host: event.data.hypervisor.host });
+        return;
+      case 'PolicyCreated':
+      case 'PolicyUpdated':
+        this.policies.set(event.data.policyId, event.data);
+        return;
+      case 'PolicyDeleted':
+        this.policies.delete(event.data.policyId);
+        return;
+      case 'RestorePointExpired':
+        this.expired.add(event.data.restorePointId);
+        return;
+      default:
+        if (event.streamId.startsWith('job-')) {
+          const id = event.streamId.slice(4);
+          this.jobs.set(id, evolveJob(this.jobs.get(id) ?? initialJobState(), event));
+        }
+    }
+  }
+
+  // ---- commands -----------------------------------------------------------------------------
+
+  findVm(ref: string): VmRecord | undefined {
+    return this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.name === ref);
+  }
+
+  async requestBackup(input: { vmId: string; policyId?: string; mode: 'auto' | 'full' }, actor: Actor, causationId: string): Promise<{ jobId: string }> {
+    const vm = this.findVm(input.vmId);
+    if (!vm) {
+      throw new SchedulerRefusal('not_found', `unknown VM ${JSON.stringify(input.vmId)}: no hypervisor reported it (see \`cairn vm list\`)`);
+    }
+    if (input.policyId && !this.policies.has(input.policyId)) {
+      throw new SchedulerRefusal('not_found', `unknown policy ${JSON.stringify(input.policyId)}`);
+    }
+    const jobId = randomUUID();
+    await this.runJobCommand(jobId, {
+      kind: 'request',
+      data: { jobId, vmId: vm.vmId, policyId: input.policyId ?? null, mode: input.mode, trigger: 'manual' },
+    }, actor, causationId);
+    return { jobId };
+  }
+
+  async createPolicy(policy: Omit<Policy, 'policyId'> & { policyId?: string }, actor: Actor, causationId: string): Promise<{ policyId: string }> {
+    const policyId = policy.policyId ?? randomUUID();
+    const full: Policy = { ...policy, policyId };
+    try {
+      await handleCommand(this.log, `policy-${policyId}`, policyDecider, { kind: 'create', policy: full, knownRepositories: this.config.repositories }, {
+        meta: { site: this.config.site, actor, causationId, correlationId: `policy-${policyId}` },
+      });
+    } catch (e) {
+      if (e instanceof PolicyInvalidError) {
+        throw new SchedulerRefusal(e.code === 'invalid' ? 'invalid_command' : e.code, `policy refused: ${e.message}`, { problems: e.problems });
+      }
+      throw e;
+    }
+    return { policyId };
+  }
+
+  async cancelJob(jobId: string, reason: string, actor: Actor, causationId: string): Promise<void> {
+    await this.runJobCommand(jobId, { kind: 'cancel', reason }, actor, causationId);
+  }
+
+  private async runJobCommand(jobId: string, command: JobCommand, actor: Actor, causationId: string | null): Promise<void> {
+    try {
+      await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
+        meta: { site: this.config.site, actor, causationId, correlationId: jobId },
+      });
+    } catch (e) {
+      if (e instanceof JobRefusedError) throw new SchedulerRefusal(e.code === 'ended' ? 'conflict' : e.code, e.message);
+      throw e;
+    }
+  }
+
+  // ---- the process manager ----------------------------------------------------------------
+
+  private async tick(): Promise<void> {
+    if (!this.leader || !this.caughtUp) return;
+    try {
+      await this.scheduleDueSlots();
+      const open = [...this.jobs.entries()].filter(([, j]) => !isTerminal(j) || (j.snapshot?.taken && !j.snapshot.released));
+      for (const [jobId] of open) await this.drive(jobId);
+    } catch {
+      // The next tick tries again; every step is idempotent.
+    }
+  }
+
+  private runningOnHost(host: string): number {
+    let n = 0;
+    for (const j of this.jobs.values()) {
+      if (j.status === 'running' && this.vms.get(j.request?.vmId ?? '')?.host === host) n++;
+    }
+    return n;
+  }
+
+  /** Takes the next step of one job, unless the same step is already under way. */
+  async drive(jobId: string): Promise<void> {
+    if (!this.leader) return;
+    const state = this.jobs.get(jobId);
+    if (!state) return;
+    const step = nextJobStep(state, this.now(), this.config.timeouts);
+    if (step.kind === 'none') return;
+    const key = `${jobId}:${step.kind}:${'snapshotId' in step ? step.snapshotId : ''}`;
+    const pending = this.inflight.get(jobId);
+    const nowMs = this.now().getTime();
+    if (pending && pending.step === key) {
+      const backoff = Math.min(30_000, this.config.retryBaseMs * 2 ** pending.attempts);
+      if (pending.at < 0 || nowMs - pending.at < backoff) return;
+    }
+    const attempts = pending?.step === key ? pending.attempts + 1 : 0;
+    this.inflight.set(jobId, { step: key, at: -1, attempts });
+    const actor = this.config.actor;
+    try {
+      switch (step.kind) {
+        case 'start': {
+          const vm = this.vms.get(state.request!.vmId);
+          if (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost) {
+            this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
+            return;
+          }
+          await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, null);
+          break;
+        }
+        case 'requestSnapshot':
+          await this.ports.requestSnapshot({ jobId, vmId: step.vmId, snapshotId: step.snapshotId });
+          break;
+        case 'queueTransfer': {
+          const taken = state.snapshot!.taken!;
+          const vm = this.vms.get(state.request!.vmId);
+          const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
+          await this.ports.enqueueTransfer({
+            jobId,
+            vmId: state.request!.vmId,
+            vmName: vm?.name ?? state.request!.vmId,
+            snapshotId: taken.snapshotId,
+            policyId: state.request!.policyId,
+            repository: policy?.repository ?? this.config.repositories[0]!,
+            mode: state.request!.mode,
+            nbd: taken.nbd,
+          });
+          await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, null);
+          break;
+        }
+        case 'release':
+          await this.ports.releaseSnapshot({ jobId, snapshotId: step.snapshotId, success: step.success });
+          break;
+        case 'complete': {
+          const started = Date.parse(state.requestedAt ?? this.now().toISOString());
+          await this.runJobCommand(jobId, { kind: 'complete', durationMs: Math.max(0, nowMs - started) }, actor, null);
+          await this.applyRetentionFor(jobId);
+          break;
+        }
+        case 'fail':
+          await this.runJobCommand(jobId, { kind: 'fail', phase: step.phase, reason: step.reason, retryable: false }, actor, null);
+          break;
+      }
+      this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
+    } catch (e) {
+      if (e instanceof SnapshotRefused) {
+        await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, null).catch(() => undefined);
+      }
+      // Transient: try the same step again after a growing delay.
+      this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
+    }
+  }
+
+  // ---- schedules and retention ----------------------------------------------------------------
+
+  private async scheduleDueSlots(): Promise<void> {
+    const now = this.now();
+    for (const policy of this.policies.values()) {
+      const after = this.lastSlotCheck.get(policy.policyId) ?? new Date(now.getTime() - this.config.tickMs * 2);
+      const slots = dueSlots(policy, after, now);
+      this.lastSlotCheck.set(policy.policyId, now);
+      // A scheduler that was down runs a missed schedule once, not once per missed slot.
+      const slot = slots.at(-1);
+      if (!slot) continue;
+      const vms = [...this.vms.values()].filter((vm) => selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host }));
+      for (const vm of vms) {
+        const jobId = slotJobId(policy.policyId, vm.vmId, slot);
+        try {
+          await this.runJobCommand(jobId, {
+            kind: 'request',
+            data: { jobId, vmId: vm.vmId, policyId: policy.policyId, mode: 'auto', trigger: 'schedule', slot: slot.toISOString() },
+          }, this.config.actor, `schedule-${policy.policyId}`);
+        } catch (e) {
+          if (!(e instanceof WrongExpectedRevisionError)) throw e;
+        }
+      }
+    }
+  }
+
+  private async applyRetentionFor(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    const policyId = job?.request?.policyId;
+    const policy = policyId ? this.policies.get(policyId) : undefined;
+    if (!job?.request || !policy) return;
+    const points = [...this.jobs.values()]
+      .filter((j) => j.request?.policyId === policyId && j.request?.vmId === job.request!.vmId && j.committed && !this.expired.has(j.committed.restorePointId))
+      .map((j) => ({ id: j.committed!.restorePointId, time: j.phaseSince ?? j.requestedAt ?? '' }));
+    const { expire } = applyRetention(points, policy.retention, policy.schedule.timezone);
+    for (const [restorePointId, reason] of expire) {
+      const streamId = `restorepoint-${restorePointId}`;
+      try {
+        await this.log.append(streamId, [{
+          id: randomUUID(), type: 'RestorePointExpired', schemaVersion: 1, time: this.now().toISOString(), site: this.config.site,
+          actor: this.config.actor, streamId, correlationId: jobId, causationId: null,
+          data: { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason },
+        }], { expectedRevision: 'no_stream' });
+      } catch (e) {
+        if (!(e instanceof WrongExpectedRevisionError)) throw e;
+      }
+    }
+  }
+}
+
+/** A snapshot coordinator said no (as opposed to not answering): the job fails with its words. */
+export class SnapshotRefused extends Error {}
+
+/** One job per (policy, VM, slot), whichever scheduler gets there: the id is derived from them. */
+export function slotJobId(policyId: string, vmId: string, slot: Date): string {
+  const stamp = slot.toISOString().replace(/[-:]/g, '').slice(0, 13);
+  const h = createHash('sha256').update(`${policyId}\n${vmId}\n${slot.toISOString()}`).digest('hex').slice(0, 16);
+  return `s${stamp}-${h}`;
+}
