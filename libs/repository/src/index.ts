@@ -1,3 +1,22 @@
 // The chunked, deduplicated, encrypted repository: restore points of VM disks on a
 // directory or S3.
-export * from './backend/backend.ts';
+export * from './backend/index.ts';
+export * from './errors.ts';
+export {
+  initRepository, openRepository, Repository,
+  DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_ENTRIES, DEFAULT_COMPRESSION_LEVEL,
+  type InitOptions, type OpenOptions, type RestorePointSummary, type RepositoryStats,
+} from './repository.ts';
+export type { RepositoryTuning } from './repository-core.ts';
+export type { DiskInput, Extent } from './write/disk-writer.ts';
+export type { VmInfo, WriteRestorePointInput, WriteRestorePointResult } from './write/restore-point-writer.ts';
+export type { DiskReader } from './read/disk-reader.ts';
+export type { RestoreOptions, RestoreResult } from './read/restore-disk.ts';
+export type { VerifyOptions, VerifyReport } from './maintenance/verify.ts';
+export type { GcOptions, GcReport } from './maintenance/gc.ts';
+export type { Manifest, DiskManifest, DiskStats } from './format/manifest.ts';
+export type { RepositoryConfig } from './format/config.ts';
+export { FORMAT_VERSION } from './format/config.ts';
+export type { Credentials, ScryptParams } from './keys/master-keys.ts';
+export { DEFAULT_SCRYPT } from './keys/master-keys.ts';
+export { FileKeyProvider, createKeyFile, type KeyProvider, type WrappedKey } from './keys/key-provider.ts';

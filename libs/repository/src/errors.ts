@@ -1,0 +1,93 @@
+// Typed errors of the repository: each says what is wrong and where, so an operator (or the
+// data mover) can act on it without reading a stack trace.
+
+export class RepositoryError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The passphrase or key provider does not unwrap any key of the repository. */
+export class WrongKeyError extends RepositoryError {}
+
+/** The repository's `config` names a format this code does not understand. */
+export class UnsupportedFormatError extends RepositoryError {}
+
+/** No repository (no `config`) at the backend's location. */
+export class RepositoryNotFoundError extends RepositoryError {}
+
+/** `initRepository` on a location that already holds a repository. */
+export class RepositoryExistsError extends RepositoryError {}
+
+/** A metadata object (config, key, manifest, index page, marker) is damaged or malformed. */
+export class CorruptObjectError extends RepositoryError {
+  constructor(
+    readonly key: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${key} is damaged: ${reason}`, options);
+  }
+}
+
+export class RestorePointNotFoundError extends RepositoryError {
+  constructor(readonly restorePointId: string) {
+    super(`restore point ${restorePointId} does not exist (no manifest)`);
+  }
+}
+
+export class DiskNotFoundError extends RepositoryError {
+  constructor(
+    readonly restorePointId: string,
+    readonly disk: string,
+    available: readonly string[],
+  ) {
+    super(`restore point ${restorePointId} has no disk "${disk}" (disks: ${available.join(', ') || 'none'})`);
+  }
+}
+
+/** Extents handed to the writer break its contract (alignment, order, bounds). */
+export class InvalidExtentError extends RepositoryError {}
+
+/** A restore point could not be committed; nothing of it is visible. */
+export class RestorePointWriteError extends RepositoryError {}
+
+export type ChunkDamage = 'missing' | 'truncated' | 'authentication' | 'decompression' | 'id-mismatch' | 'malformed';
+
+/** Where a chunk (or index page) is used: the restore point, the disk and byte offsets in it. */
+export interface ChunkUse {
+  readonly restorePointId: string;
+  readonly disk: string;
+  /** Byte offsets in the disk where the chunk (or the page's first chunk) sits; capped. */
+  readonly offsets: readonly number[];
+}
+
+export interface DamagedObject {
+  readonly kind: 'chunk' | 'index-page';
+  readonly id: string;
+  readonly key: string;
+  readonly damage: ChunkDamage;
+  readonly detail: string;
+  readonly uses: readonly ChunkUse[];
+}
+
+export function describeDamage(d: DamagedObject): string {
+  const uses = d.uses
+    .map((u) => `${u.restorePointId}/${u.disk} at ${u.offsets.slice(0, 8).join(', ')}${u.offsets.length > 8 ? ', …' : ''}`)
+    .join('; ');
+  return `${d.kind} ${d.id} (${d.key}) is ${d.damage}: ${d.detail}; used by ${uses || 'no restore point'}`;
+}
+
+/** Stored data failed its checks. Never returned silently: readers and restores throw this. */
+export class DamagedChunkError extends RepositoryError {
+  constructor(readonly damaged: readonly DamagedObject[]) {
+    super(`damaged data in the repository: ${damaged.map(describeDamage).join(' | ')}`);
+  }
+  get chunkIds(): string[] {
+    return this.damaged.map((d) => d.id);
+  }
+}
+
+/** A concurrent garbage collection or writer holds the repository for longer than we wait. */
+export class RepositoryBusyError extends RepositoryError {}

@@ -1,0 +1,130 @@
+// The sealed-object envelope: how a chunk, an index page or a manifest is compressed,
+// encrypted and authenticated before it leaves the process. Shared by the main thread and
+// the chunk workers, so it uses nothing but node:crypto and node:zlib (erasable TS only).
+//
+// Layout (all integers big-endian):
+//   0  'C' 'R' 'N'          magic
+//   3  kind                 'C' chunk | 'P' index page | 'M' manifest
+//   4  version              1
+//   5  flags                bit 0: payload is zstd-compressed
+//   6  reserved (2 bytes)   0
+//   8  payload length       u32, ciphertext bytes between nonce and tag
+//  12  nonce                12 bytes, random
+//  24  ciphertext           AES-256-GCM of the (compressed) plaintext
+//  ..  tag                  16 bytes
+// Associated data = the 12 header bytes + the object's id (UTF-8), so an object cannot be
+// swapped for another, moved to another id, or have its flags changed unnoticed.
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+
+export const ENVELOPE_VERSION = 1;
+export const HEADER_BYTES = 12;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+export const ENVELOPE_OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
+const FLAG_ZSTD = 1;
+
+export type EnvelopeKind = 'C' | 'P' | 'M';
+
+export type OpenFailure = 'truncated' | 'malformed' | 'authentication' | 'decompression' | 'id-mismatch';
+
+export class EnvelopeError extends Error {
+  // A plain field, not a parameter property: this module runs under Node's type stripping.
+  readonly failure: OpenFailure;
+  constructor(failure: OpenFailure, message: string) {
+    super(message);
+    this.failure = failure;
+    this.name = 'EnvelopeError';
+  }
+}
+
+/** Keyed content id: HMAC-SHA-256 under the repository's id key, as 64 hex chars. */
+export function contentId(idKey: Uint8Array, data: Uint8Array): string {
+  return createHmac('sha256', idKey).update(data).digest('hex');
+}
+
+/** Seals `plain`; compresses first (zstd at `level`) unless that does not pay. */
+export function seal(
+  kind: EnvelopeKind,
+  id: string,
+  plain: Uint8Array,
+  dataKey: Uint8Array,
+  level: number,
+): { sealed: Uint8Array; compressed: boolean } {
+  let payload: Uint8Array = plain;
+  let flags = 0;
+  if (level > 0 && plain.length > 0) {
+    const c = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: level } });
+    // Keep raw when compression saves under 1/32: decompressing costs more than it saves.
+    if (c.length < plain.length - (plain.length >> 5)) {
+      payload = c;
+      flags |= FLAG_ZSTD;
+    }
+  }
+  // allocUnsafeSlow: never the shared pool, so workers can transfer `out.buffer` whole.
+  const out = Buffer.allocUnsafeSlow(ENVELOPE_OVERHEAD + payload.length);
+  out[0] = 0x43; out[1] = 0x52; out[2] = 0x4e;
+  out[3] = kind.charCodeAt(0);
+  out[4] = ENVELOPE_VERSION;
+  out[5] = flags;
+  out[6] = 0; out[7] = 0;
+  out.writeUInt32BE(payload.length, 8);
+  const nonce = randomBytes(NONCE_BYTES);
+  nonce.copy(out, HEADER_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', dataKey, nonce);
+  cipher.setAAD(Buffer.concat([out.subarray(0, HEADER_BYTES), Buffer.from(id, 'utf8')]));
+  const body = HEADER_BYTES + NONCE_BYTES;
+  let n = cipher.update(payload).copy(out, body);
+  n += cipher.final().copy(out, body + n);
+  cipher.getAuthTag().copy(out, body + n);
+  return { sealed: out, compressed: (flags & FLAG_ZSTD) !== 0 };
+}
+
+/**
+ * Opens a sealed object, checking everything: envelope shape, authentication, decompression,
+ * and (when `idKey` is given) that the plaintext hashes to `id`. Throws `EnvelopeError`.
+ */
+export function open(
+  kind: EnvelopeKind,
+  id: string,
+  sealed: Uint8Array,
+  dataKey: Uint8Array,
+  options: { idKey?: Uint8Array; maxPlainBytes: number },
+): Uint8Array {
+  const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  if (buf.length < HEADER_BYTES) throw new EnvelopeError('truncated', `only ${buf.length} bytes, shorter than the header`);
+  if (buf[0] !== 0x43 || buf[1] !== 0x52 || buf[2] !== 0x4e) throw new EnvelopeError('malformed', 'bad magic');
+  if (buf[3] !== kind.charCodeAt(0)) throw new EnvelopeError('malformed', `object kind ${String.fromCharCode(buf[3] ?? 0)}, expected ${kind}`);
+  if (buf[4] !== ENVELOPE_VERSION) throw new EnvelopeError('malformed', `envelope version ${buf[4]} unsupported`);
+  const payloadLength = buf.readUInt32BE(8);
+  const expected = ENVELOPE_OVERHEAD + payloadLength;
+  if (buf.length < expected) throw new EnvelopeError('truncated', `${buf.length} bytes, header says ${expected}`);
+  if (buf.length > expected) throw new EnvelopeError('malformed', `${buf.length} bytes, header says ${expected}`);
+  const flags = buf[5] ?? 0;
+  const body = HEADER_BYTES + NONCE_BYTES;
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, buf.subarray(HEADER_BYTES, body));
+  decipher.setAAD(Buffer.concat([buf.subarray(0, HEADER_BYTES), Buffer.from(id, 'utf8')]));
+  decipher.setAuthTag(buf.subarray(body + payloadLength));
+  let payload: Buffer;
+  try {
+    payload = Buffer.concat([decipher.update(buf.subarray(body, body + payloadLength)), decipher.final()]);
+  } catch {
+    throw new EnvelopeError('authentication', 'authentication tag mismatch (content altered or wrong key)');
+  }
+  let plain: Uint8Array = payload;
+  if (flags & FLAG_ZSTD) {
+    try {
+      plain = zstdDecompressSync(payload, { maxOutputLength: options.maxPlainBytes });
+    } catch (e) {
+      throw new EnvelopeError('decompression', `zstd: ${(e as Error).message}`);
+    }
+  }
+  if (options.idKey) {
+    const actual = Buffer.from(contentId(options.idKey, plain), 'hex');
+    const want = Buffer.from(id, 'hex');
+    if (actual.length !== want.length || !timingSafeEqual(actual, want)) {
+      throw new EnvelopeError('id-mismatch', 'plaintext does not hash to its id');
+    }
+  }
+  return plain;
+}

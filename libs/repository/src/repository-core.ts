@@ -1,0 +1,164 @@
+// What every part of an open repository shares: the backend, the verified config, the
+// master keys, the worker pool, and typed access to sealed objects (chunks, index pages,
+// manifests). Readers, the writer, verify and GC each take this and nothing wider.
+import { type Backend, NotFoundError } from './backend/backend.ts';
+import { CorruptObjectError, RestorePointNotFoundError, type ChunkDamage } from './errors.ts';
+import type { RepositoryConfig } from './format/config.ts';
+import { contentId, EnvelopeError, open, seal } from './format/envelope.ts';
+import { chunkKey, isRestorePointId, pageKey, RESTORE_POINTS_PREFIX, restorePointKey } from './format/layout.ts';
+import { encodeManifest, parseManifest, ZERO_ID, type Manifest } from './format/manifest.ts';
+import type { MasterKeys } from './keys/master-keys.ts';
+import { ChunkWorkerPool } from './workers/chunk-worker-pool.ts';
+
+export const ENTRY_BYTES = 32;
+
+/** A chunk or index page could not be read back intact. Internal: callers add the uses. */
+export class ObjectReadError extends Error {
+  constructor(
+    readonly kind: 'chunk' | 'index-page',
+    readonly id: string,
+    readonly key: string,
+    readonly damage: ChunkDamage,
+    readonly detail: string,
+  ) {
+    super(`${kind} ${id} (${key}) is ${damage}: ${detail}`);
+    this.name = 'ObjectReadError';
+  }
+}
+
+export interface RepositoryTuning {
+  /** Worker threads for hashing/compression/encryption (default: one per core). */
+  readonly workers?: number;
+  /** Parallel object uploads of one writer (default 8). */
+  readonly uploadConcurrency?: number;
+  /** Parallel chunk fetches of a restore or verify (default 8). */
+  readonly fetchConcurrency?: number;
+  /** Decoded chunks an open disk keeps (default 32). */
+  readonly readCacheChunks?: number;
+  /** A writer's or sweeper's lease lifetime without heartbeat (default 10 min). */
+  readonly leaseMs?: number;
+  /** How often waiting writers and GC look again (default 1 s). */
+  readonly pollMs?: number;
+}
+
+export class RepositoryCore {
+  private workerPool?: ChunkWorkerPool;
+
+  constructor(
+    readonly backend: Backend,
+    readonly config: RepositoryConfig,
+    readonly keys: MasterKeys,
+    readonly tuning: RepositoryTuning = {},
+  ) {}
+
+  get chunkSize(): number {
+    return this.config.chunkSize;
+  }
+
+  get pageEntries(): number {
+    return this.config.pageEntries;
+  }
+
+  get pool(): ChunkWorkerPool {
+    this.workerPool ??= new ChunkWorkerPool(
+      {
+        dataKey: this.keys.dataKey,
+        idKey: this.keys.idKey,
+        level: this.config.compression.level,
+        maxPlainBytes: Math.max(this.config.chunkSize, this.config.pageEntries * ENTRY_BYTES),
+      },
+      this.tuning.workers,
+    );
+    return this.workerPool;
+  }
+
+  async close(): Promise<void> {
+    await this.workerPool?.close();
+    this.workerPool = undefined;
+  }
+
+  /** Fetches and opens a chunk, checking its id; throws `ObjectReadError` on any damage. */
+  async readChunk(id: string): Promise<Uint8Array> {
+    const key = chunkKey(id);
+    let sealed: Uint8Array;
+    try {
+      sealed = await this.backend.get(key);
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new ObjectReadError('chunk', id, key, 'missing', `not found in ${this.backend.location}`);
+      throw e;
+    }
+    try {
+      return await this.pool.open('C', id, sealed, true);
+    } catch (e) {
+      if (e instanceof EnvelopeError) throw new ObjectReadError('chunk', id, key, e.failure, e.message);
+      throw e;
+    }
+  }
+
+  /** An index page's entries (`entries` × 32 bytes; all zero for ZERO_ID). */
+  async readPage(id: string, entries: number): Promise<Uint8Array> {
+    if (id === ZERO_ID) return new Uint8Array(entries * ENTRY_BYTES);
+    const key = pageKey(id);
+    let plain: Uint8Array;
+    try {
+      const sealed = await this.backend.get(key);
+      plain = open('P', id, sealed, this.keys.dataKey, { idKey: this.keys.idKey, maxPlainBytes: this.pageEntries * ENTRY_BYTES });
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new ObjectReadError('index-page', id, key, 'missing', `not found in ${this.backend.location}`);
+      if (e instanceof EnvelopeError) throw new ObjectReadError('index-page', id, key, e.failure, e.message);
+      throw e;
+    }
+    if (plain.length !== entries * ENTRY_BYTES) {
+      throw new ObjectReadError('index-page', id, key, 'malformed', `${plain.length / ENTRY_BYTES} entries, expected ${entries}`);
+    }
+    return plain;
+  }
+
+  /** Stores an index page unless present; returns its id and the bytes written (0 when reused). */
+  async writePage(entries: Uint8Array): Promise<{ id: string; bytes: number }> {
+    if (entries.every((b) => b === 0)) return { id: ZERO_ID, bytes: 0 };
+    const id = contentId(this.keys.idKey, entries);
+    const key = pageKey(id);
+    if (await this.backend.exists(key)) return { id, bytes: 0 };
+    const { sealed } = seal('P', id, entries, this.keys.dataKey, this.config.compression.level);
+    await this.backend.put(key, sealed, { ifNotExists: true });
+    return { id, bytes: sealed.length };
+  }
+
+  async readManifest(id: string): Promise<Manifest> {
+    const key = restorePointKey(id);
+    if (!isRestorePointId(id)) throw new RestorePointNotFoundError(id);
+    let sealed: Uint8Array;
+    try {
+      sealed = await this.backend.get(key);
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new RestorePointNotFoundError(id);
+      throw e;
+    }
+    let plain: Uint8Array;
+    try {
+      plain = open('M', id, sealed, this.keys.dataKey, { maxPlainBytes: 256 * 1024 * 1024 });
+    } catch (e) {
+      if (e instanceof EnvelopeError) throw new CorruptObjectError(key, `manifest fails its check (${e.failure}: ${e.message})`);
+      throw e;
+    }
+    return parseManifest(key, id, plain);
+  }
+
+  /** Writes a manifest: the restore point's commit. Never replaces one. */
+  async writeManifest(m: Manifest): Promise<void> {
+    const { sealed } = seal('M', m.id, encodeManifest(m), this.keys.dataKey, this.config.compression.level);
+    // `false` can only mean a retried put whose first attempt landed: ids are random and unique.
+    await this.backend.put(restorePointKey(m.id), sealed, { ifNotExists: true });
+  }
+
+  /** Ids of committed restore points, oldest first. */
+  async listRestorePointIds(): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const o of this.backend.list(RESTORE_POINTS_PREFIX)) {
+      const id = o.key.slice(RESTORE_POINTS_PREFIX.length);
+      if (isRestorePointId(id)) ids.push(id);
+    }
+    return ids.sort();
+  }
+}

@@ -1,0 +1,238 @@
+// An open repository: the public face of the data path. `initRepository` creates one on a
+// backend, `openRepository` opens it with a passphrase or key provider; the methods below
+// write, read, restore, verify and collect garbage.
+import { type Backend, NotFoundError } from './backend/backend.ts';
+import { DiskNotFoundError, InvalidExtentError, RepositoryExistsError, RepositoryNotFoundError, WrongKeyError } from './errors.ts';
+import { encodeConfig, FORMAT_NAME, FORMAT_VERSION, parseConfig, signConfig, verifyConfigMac, type RepositoryConfig } from './format/config.ts';
+import { randomId } from './format/ids.ts';
+import { CHUNKS_PREFIX, CONFIG_KEY, INDEX_PREFIX, KEYS_PREFIX, keyObjectKey, PENDING_PREFIX, restorePointKey } from './format/layout.ts';
+import type { Manifest } from './format/manifest.ts';
+import {
+  encodeKeyObject, generateMasterKeys, parseKeyObject, unwrapMasterKeys, wrapMasterKeys,
+  type Credentials, type MasterKeys,
+} from './keys/master-keys.ts';
+import { collectGarbage, type GcOptions, type GcReport } from './maintenance/gc.ts';
+import { verify, type VerifyOptions, type VerifyReport } from './maintenance/verify.ts';
+import { IndexedDisk, type DiskReader } from './read/disk-reader.ts';
+import { restoreDisk, type RestoreOptions, type RestoreResult } from './read/restore-disk.ts';
+import { RepositoryCore, type RepositoryTuning } from './repository-core.ts';
+import { KnownChunks } from './write/known-chunks.ts';
+import { writeRestorePoint, type WriteRestorePointInput, type WriteRestorePointResult } from './write/restore-point-writer.ts';
+
+/** 256 KiB: see docs/repository.md, "Chunk size", for the measurements behind it. */
+export const DEFAULT_CHUNK_SIZE = 256 * 1024;
+/** 1024 ids (32 KiB) per index page: a page covers 256 MiB of disk at the default chunk size. */
+export const DEFAULT_PAGE_ENTRIES = 1024;
+export const DEFAULT_COMPRESSION_LEVEL = 1;
+
+export type InitOptions = Credentials & {
+  readonly chunkSize?: number;
+  readonly pageEntries?: number;
+  readonly compressionLevel?: number;
+  readonly tuning?: RepositoryTuning;
+};
+
+export type OpenOptions = Credentials & { readonly tuning?: RepositoryTuning };
+
+export interface RestorePointSummary {
+  readonly id: string;
+  readonly vm: { readonly id: string; readonly name: string };
+  readonly parentId?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly createdAt: string;
+  readonly committedAt: string;
+  readonly disks: ReadonlyArray<{ readonly name: string; readonly sizeBytes: number }>;
+}
+
+export interface RepositoryStats {
+  readonly location: string;
+  readonly repositoryId: string;
+  readonly chunkSize: number;
+  readonly restorePoints: number;
+  readonly chunks: number;
+  readonly chunkBytes: number;
+  readonly indexPages: number;
+  readonly indexBytes: number;
+  readonly keys: number;
+  readonly pendingWriters: number;
+}
+
+function credentialsOf(o: Credentials): Credentials {
+  if ('keyProvider' in o && o.keyProvider) return { keyProvider: o.keyProvider };
+  if ('passphrase' in o && typeof o.passphrase === 'string') return o.kdf ? { passphrase: o.passphrase, kdf: o.kdf } : { passphrase: o.passphrase };
+  throw new WrongKeyError('give a passphrase or a keyProvider');
+}
+
+async function readConfig(backend: Backend): Promise<RepositoryConfig> {
+  try {
+    return parseConfig(await backend.get(CONFIG_KEY), backend.location);
+  } catch (e) {
+    if (e instanceof NotFoundError) throw new RepositoryNotFoundError(`no Cairn repository at ${backend.location} (no config object)`);
+    throw e;
+  }
+}
+
+/** Creates a repository: key object first, `config` last (a repository exists once it has a config). */
+export async function initRepository(backend: Backend, options: InitOptions): Promise<Repository> {
+  const credentials = credentialsOf(options);
+  if (await backend.exists(CONFIG_KEY)) throw new RepositoryExistsError(`${backend.location} already holds a repository`);
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!Number.isInteger(chunkSize) || chunkSize < 4096 || chunkSize > 64 * 1024 * 1024 || (chunkSize & (chunkSize - 1)) !== 0) {
+    throw new InvalidExtentError(`chunk size must be a power of two between 4 KiB and 64 MiB, got ${chunkSize}`);
+  }
+  const keys = generateMasterKeys();
+  const repositoryId = randomId(16);
+  const config = signConfig({
+    format: FORMAT_NAME,
+    version: FORMAT_VERSION,
+    repositoryId,
+    chunkSize,
+    pageEntries: options.pageEntries ?? DEFAULT_PAGE_ENTRIES,
+    compression: { algorithm: 'zstd', level: options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL },
+    encryption: 'aes-256-gcm',
+    idHash: 'hmac-sha256',
+    createdAt: new Date().toISOString(),
+  }, keys.idKey);
+  parseConfig(encodeConfig(config), backend.location); // our own output must pass our own checks
+  const keyId = randomId(8);
+  await backend.put(keyObjectKey(keyId), encodeKeyObject(await wrapMasterKeys(keys, credentials, repositoryId, keyId)));
+  if (!(await backend.put(CONFIG_KEY, encodeConfig(config), { ifNotExists: true }))) {
+    throw new RepositoryExistsError(`${backend.location} already holds a repository`);
+  }
+  return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
+}
+
+/** Opens a repository: checks the format version, unwraps a key, verifies the config MAC. */
+export async function openRepository(backend: Backend, options: OpenOptions): Promise<Repository> {
+  const credentials = credentialsOf(options);
+  const config = await readConfig(backend);
+  let tried = 0;
+  let keys: MasterKeys | undefined;
+  for await (const o of backend.list(KEYS_PREFIX)) {
+    tried++;
+    const obj = parseKeyObject(o.key, await backend.get(o.key));
+    keys = await unwrapMasterKeys(obj, credentials, config.repositoryId);
+    if (keys) break;
+  }
+  if (!keys) {
+    const what = 'keyProvider' in credentials ? `key provider "${credentials.keyProvider.id}"` : 'passphrase';
+    throw new WrongKeyError(`wrong ${what}: it unwraps none of the ${tried} key(s) of the repository at ${backend.location}`);
+  }
+  verifyConfigMac(config, keys.idKey);
+  return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
+}
+
+export class Repository {
+  private readonly known: KnownChunks;
+
+  constructor(private readonly core: RepositoryCore) {
+    this.known = new KnownChunks(core.backend);
+  }
+
+  get chunkSize(): number { return this.core.chunkSize; }
+  get pageEntries(): number { return this.core.pageEntries; }
+  get repositoryId(): string { return this.core.config.repositoryId; }
+  get location(): string { return this.core.backend.location; }
+  get config(): RepositoryConfig { return this.core.config; }
+
+  /** Writes a restore point (manifest last); see `DiskInput` for the extents contract. */
+  writeRestorePoint(input: WriteRestorePointInput): Promise<WriteRestorePointResult> {
+    return writeRestorePoint(this.core, this.known, input);
+  }
+
+  async listRestorePoints(): Promise<RestorePointSummary[]> {
+    const out: RestorePointSummary[] = [];
+    for (const id of await this.core.listRestorePointIds()) {
+      const m = await this.core.readManifest(id);
+      out.push({
+        id: m.id, vm: { id: m.vm.id, name: m.vm.name },
+        ...(m.parentId ? { parentId: m.parentId } : {}),
+        ...(m.labels ? { labels: m.labels } : {}),
+        createdAt: m.createdAt, committedAt: m.committedAt,
+        disks: m.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
+      });
+    }
+    return out;
+  }
+
+  getManifest(id: string): Promise<Manifest> {
+    return this.core.readManifest(id);
+  }
+
+  async openDisk(restorePointId: string, diskName: string): Promise<DiskReader> {
+    return this.indexedDisk(restorePointId, diskName);
+  }
+
+  private async indexedDisk(restorePointId: string, diskName: string): Promise<IndexedDisk> {
+    const m = await this.core.readManifest(restorePointId);
+    const disk = m.disks.find((d) => d.name === diskName);
+    if (!disk) throw new DiskNotFoundError(restorePointId, diskName, m.disks.map((d) => d.name));
+    return new IndexedDisk(this.core, restorePointId, disk);
+  }
+
+  async restoreDisk(restorePointId: string, diskName: string, targetPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+    return restoreDisk(this.core, await this.indexedDisk(restorePointId, diskName), targetPath, options);
+  }
+
+  /** Removes the manifest; its chunks go at the next garbage collection. */
+  async deleteRestorePoint(id: string): Promise<void> {
+    await this.core.readManifest(id).catch((e: unknown) => {
+      if ((e as Error).name === 'RestorePointNotFoundError') throw e;
+      // A damaged manifest can still be deleted.
+    });
+    await this.core.backend.delete(restorePointKey(id));
+  }
+
+  verify(options: VerifyOptions = {}): Promise<VerifyReport> {
+    return verify(this.core, options);
+  }
+
+  async gc(options: GcOptions): Promise<GcReport> {
+    const report = await collectGarbage(this.core, options);
+    if (report.chunksDeleted > 0) this.known.invalidate();
+    return report;
+  }
+
+  async stats(): Promise<RepositoryStats> {
+    const count = async (prefix: string) => {
+      let n = 0; let bytes = 0;
+      for await (const o of this.core.backend.list(prefix)) { n++; bytes += o.size; }
+      return { n, bytes };
+    };
+    const [chunks, pages, keys, pending] = await Promise.all([count(CHUNKS_PREFIX), count(INDEX_PREFIX), count(KEYS_PREFIX), count(PENDING_PREFIX)]);
+    return {
+      location: this.location,
+      repositoryId: this.repositoryId,
+      chunkSize: this.chunkSize,
+      restorePoints: (await this.core.listRestorePointIds()).length,
+      chunks: chunks.n,
+      chunkBytes: chunks.bytes,
+      indexPages: pages.n,
+      indexBytes: pages.bytes,
+      keys: keys.n,
+      pendingWriters: pending.n,
+    };
+  }
+
+  /**
+   * Re-wraps the master keys under new credentials and removes every other key object.
+   * Chunks are not touched: the data key does not change.
+   */
+  async rotateKey(credentials: Credentials): Promise<{ keyId: string }> {
+    const c = credentialsOf(credentials);
+    const keyId = randomId(8);
+    const obj = await wrapMasterKeys(this.core.keys, c, this.repositoryId, keyId);
+    await this.core.backend.put(keyObjectKey(keyId), encodeKeyObject(obj), { ifNotExists: true });
+    const check = await unwrapMasterKeys(parseKeyObject(keyObjectKey(keyId), await this.core.backend.get(keyObjectKey(keyId))), c, this.repositoryId);
+    if (!check || !check.dataKey.equals(this.core.keys.dataKey)) throw new WrongKeyError('the new key does not unwrap; old keys kept');
+    const old: string[] = [];
+    for await (const o of this.core.backend.list(KEYS_PREFIX)) if (o.key !== keyObjectKey(keyId)) old.push(o.key);
+    for (const k of old) await this.core.backend.delete(k);
+    return { keyId };
+  }
+
+  /** Stops the worker threads. The repository object must not be used afterwards. */
+  close(): Promise<void> {
+    return this.core.close();
+  }
+}

@@ -1,0 +1,21 @@
+// Messages between the main thread and chunk workers (structured-clone friendly; buffers
+// are transferred, never copied).
+import type { EnvelopeKind, OpenFailure } from '../format/envelope.ts';
+
+export interface WorkerInit {
+  readonly dataKey: Uint8Array;
+  readonly idKey: Uint8Array;
+  readonly level: number;
+  readonly maxPlainBytes: number;
+}
+
+export type WorkerRequest =
+  | { readonly seq: number; readonly op: 'hash'; readonly buf: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'seal'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly checkId: boolean };
+
+export type WorkerReply =
+  | { readonly seq: number; readonly op: 'hash'; readonly id: string | null; readonly buf: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'seal'; readonly sealed: ArrayBuffer; readonly compressed: boolean }
+  | { readonly seq: number; readonly op: 'open'; readonly plain: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

@@ -1,0 +1,121 @@
+// A pool of chunk workers, one per core: the main thread reads and uploads while the
+// workers hash, compress, encrypt and open. Workers keep the process alive only while
+// they have work, so a forgotten `close()` never hangs a CLI.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { EnvelopeError, type EnvelopeKind } from '../format/envelope.ts';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+
+interface Pending {
+  resolve(reply: WorkerReply): void;
+  reject(error: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  inFlight: Map<number, Pending>;
+}
+
+/** Memory a worker may take over: the whole ArrayBuffer when `u8` owns it, else a copy. */
+export function ownedBuffer(u8: Uint8Array): ArrayBuffer {
+  if (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength && u8.buffer instanceof ArrayBuffer) return u8.buffer;
+  return new Uint8Array(u8).buffer as ArrayBuffer;
+}
+
+export class ChunkWorkerPool {
+  private readonly slots: Slot[] = [];
+  private seq = 0;
+  private outstanding = 0;
+  private closed = false;
+
+  constructor(
+    private readonly init: WorkerInit,
+    readonly size = Math.max(1, availableParallelism()),
+  ) {}
+
+  private spawn(): Slot {
+    const worker = new Worker(new URL('./chunk.worker.ts', import.meta.url), { workerData: this.init });
+    const slot: Slot = { worker, inFlight: new Map() };
+    worker.unref();
+    worker.on('message', (reply: WorkerReply) => {
+      const p = slot.inFlight.get(reply.seq);
+      if (!p) return;
+      slot.inFlight.delete(reply.seq);
+      this.settled();
+      p.resolve(reply);
+    });
+    const fail = (error: Error) => {
+      const idx = this.slots.indexOf(slot);
+      if (idx >= 0) this.slots.splice(idx, 1);
+      for (const p of slot.inFlight.values()) {
+        this.settled();
+        p.reject(new Error(`chunk worker failed: ${error.message}`, { cause: error }));
+      }
+      slot.inFlight.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => { if (!this.closed) fail(new Error(`chunk worker exited with code ${code}`)); });
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private settled(): void {
+    this.outstanding--;
+    if (this.outstanding === 0) for (const s of this.slots) s.worker.unref();
+  }
+
+  private pick(): Slot {
+    if (this.slots.length < this.size) return this.spawn();
+    let best = this.slots[0] as Slot;
+    for (const s of this.slots) if (s.inFlight.size < best.inFlight.size) best = s;
+    return best;
+  }
+
+  private run(build: (seq: number) => WorkerRequest, transfer: ArrayBuffer[]): Promise<WorkerReply> {
+    if (this.closed) return Promise.reject(new Error('chunk worker pool is closed'));
+    const slot = this.pick();
+    const seq = ++this.seq;
+    if (this.outstanding++ === 0) for (const s of this.slots) s.worker.ref();
+    slot.worker.ref();
+    return new Promise<WorkerReply>((resolve, reject) => {
+      slot.inFlight.set(seq, { resolve, reject });
+      slot.worker.postMessage(build(seq), transfer);
+    }).then((reply) => {
+      if (reply.op === 'error') {
+        if (reply.failure === 'internal') throw new Error(`chunk worker: ${reply.message}`);
+        throw new EnvelopeError(reply.failure, reply.message);
+      }
+      return reply;
+    });
+  }
+
+  /** Id of a chunk (`null` when all zero). `data` is handed to the worker and back. */
+  async hash(data: Uint8Array): Promise<{ id: string | null; data: Uint8Array }> {
+    const buf = ownedBuffer(data);
+    const r = await this.run((seq) => ({ seq, op: 'hash', buf }), [buf]);
+    if (r.op !== 'hash') throw new Error(`unexpected worker reply ${r.op}`);
+    return { id: r.id, data: new Uint8Array(r.buf) };
+  }
+
+  /** Compresses and encrypts `data` (consumed). */
+  async seal(kind: EnvelopeKind, id: string, data: Uint8Array): Promise<{ sealed: Uint8Array; compressed: boolean }> {
+    const buf = ownedBuffer(data);
+    const r = await this.run((seq) => ({ seq, op: 'seal', kind, id, buf }), [buf]);
+    if (r.op !== 'seal') throw new Error(`unexpected worker reply ${r.op}`);
+    return { sealed: new Uint8Array(r.sealed), compressed: r.compressed };
+  }
+
+  /** Opens a sealed object (consumed); throws `EnvelopeError` on any damage. */
+  async open(kind: EnvelopeKind, id: string, sealed: Uint8Array, checkId: boolean): Promise<Uint8Array> {
+    const buf = ownedBuffer(sealed);
+    const r = await this.run((seq) => ({ seq, op: 'open', kind, id, buf, checkId }), [buf]);
+    if (r.op !== 'open') throw new Error(`unexpected worker reply ${r.op}`);
+    return new Uint8Array(r.plain);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,56 @@
+// Chunk worker thread: hashes, compresses + encrypts, and opens chunks so every core works.
+// Loaded by `new Worker(new URL(...))` as a .ts file through Node's type stripping, so it
+// (and everything it imports) uses erasable TypeScript only.
+import { parentPort, workerData } from 'node:worker_threads';
+import { contentId, EnvelopeError, open, seal } from '../format/envelope.ts';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+
+const init = workerData as WorkerInit;
+const dataKey = Buffer.from(init.dataKey);
+const idKey = Buffer.from(init.idKey);
+let zeros = Buffer.alloc(0);
+
+function isZero(b: Buffer): boolean {
+  if (zeros.length < b.length) zeros = Buffer.alloc(b.length);
+  return b.equals(zeros.subarray(0, b.length));
+}
+
+/** Hands `b`'s memory over whole when it owns it; otherwise copies into a fresh buffer. */
+function transferable(b: Uint8Array): ArrayBuffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
+  return new Uint8Array(b).buffer as ArrayBuffer;
+}
+
+const port = parentPort;
+if (!port) throw new Error('chunk.worker.ts must run as a worker thread');
+
+port.on('message', (msg: WorkerRequest) => {
+  let reply: WorkerReply;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const data = Buffer.from(msg.buf);
+    if (msg.op === 'hash') {
+      const id = isZero(data) ? null : contentId(idKey, data);
+      reply = { seq: msg.seq, op: 'hash', id, buf: msg.buf };
+      transfer = [msg.buf];
+    } else if (msg.op === 'seal') {
+      const { sealed, compressed } = seal(msg.kind, msg.id, data, dataKey, init.level);
+      const out = transferable(sealed);
+      reply = { seq: msg.seq, op: 'seal', sealed: out, compressed };
+      transfer = [out];
+    } else {
+      const plain = open(msg.kind, msg.id, data, dataKey, {
+        maxPlainBytes: init.maxPlainBytes,
+        ...(msg.checkId ? { idKey } : {}),
+      });
+      const out = transferable(plain);
+      reply = { seq: msg.seq, op: 'open', plain: out };
+      transfer = [out];
+    }
+  } catch (e) {
+    reply = e instanceof EnvelopeError
+      ? { seq: msg.seq, op: 'error', failure: e.failure, message: e.message }
+      : { seq: msg.seq, op: 'error', failure: 'internal', message: (e as Error).message };
+  }
+  port.postMessage(reply, transfer);
+});

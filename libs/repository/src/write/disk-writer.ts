@@ -1,0 +1,212 @@
+// Writes one disk of a restore point: splits the caller's chunk-aligned extents into chunks,
+// has the workers hash them, uploads the chunks the repository lacks (sealed by the workers),
+// fills the regions the caller did not send from the parent's index (incremental) or with
+// zeros (full), and stores the index as content-addressed pages. Reading, worker processing
+// and uploads overlap; a semaphore bounds chunks in flight so memory does not grow with the disk.
+import { InvalidExtentError } from '../errors.ts';
+import { chunkKey } from '../format/layout.ts';
+import { rootChecksum, type DiskManifest, type DiskStats } from '../format/manifest.ts';
+import { ENTRY_BYTES, type RepositoryCore } from '../repository-core.ts';
+import type { KnownChunks } from './known-chunks.ts';
+import { Semaphore } from './semaphore.ts';
+
+export interface Extent {
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+export interface DiskInput {
+  readonly name: string;
+  readonly sizeBytes: number;
+  /** Chunk-aligned regions to store, in increasing offset order, not overlapping. */
+  readonly extents: AsyncIterable<Extent> | Iterable<Extent>;
+  /**
+   * The extents cover the whole disk (holes are zero) even though the restore point has a
+   * parent, e.g. a disk new since the parent. Default: full when there is no parent.
+   */
+  readonly full?: boolean;
+}
+
+interface PageBuilder {
+  readonly entries: Uint8Array;
+  remaining: number;
+}
+
+const emptyStats = (): DiskStats => ({
+  bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, chunksFromParent: 0, pagesNew: 0, pagesReused: 0,
+});
+
+export class DiskWriter {
+  private readonly cs: number;
+  private readonly E: number;
+  private readonly nChunks: number;
+  private readonly pages: string[];
+  private readonly builders = new Map<number, PageBuilder>();
+  private readonly tasks = new Set<Promise<void>>();
+  private readonly stats = emptyStats();
+  private failure?: unknown;
+  private parentPageCache = new Map<number, Uint8Array>();
+
+  constructor(
+    private readonly core: RepositoryCore,
+    private readonly known: KnownChunks,
+    private readonly disk: DiskInput,
+    private readonly parent: DiskManifest | undefined,
+    private readonly slots: Semaphore,
+  ) {
+    this.cs = core.chunkSize;
+    this.E = core.pageEntries;
+    if (!Number.isSafeInteger(disk.sizeBytes) || disk.sizeBytes < 0) {
+      throw new InvalidExtentError(`disk ${disk.name}: size ${disk.sizeBytes} is not a non-negative integer`);
+    }
+    this.nChunks = Math.ceil(disk.sizeBytes / this.cs);
+    this.pages = new Array<string>(Math.ceil(this.nChunks / this.E)).fill('');
+    if (parent && (parent.chunkSize !== this.cs || parent.pageEntries !== this.E)) {
+      throw new InvalidExtentError(`disk ${disk.name}: parent uses chunk size ${parent.chunkSize}/${parent.pageEntries}, repository ${this.cs}/${this.E}`);
+    }
+  }
+
+  async write(): Promise<DiskManifest> {
+    const { name, sizeBytes } = this.disk;
+    let next = 0; // first chunk index not yet accounted for
+    let end = 0; // end offset of the previous extent
+    try {
+      for await (const ext of this.disk.extents) {
+        if (this.failure) break;
+        const len = ext.data.byteLength;
+        if (len === 0) continue;
+        if (!Number.isSafeInteger(ext.offset) || ext.offset < end) {
+          throw new InvalidExtentError(`disk ${name}: extent at ${ext.offset} is out of order or overlaps the previous one (ending at ${end})`);
+        }
+        if (ext.offset % this.cs !== 0) {
+          throw new InvalidExtentError(`disk ${name}: extent at ${ext.offset} is not aligned to the ${this.cs}-byte chunk size (read whole chunks)`);
+        }
+        if (ext.offset + len > sizeBytes) {
+          throw new InvalidExtentError(`disk ${name}: extent ${ext.offset}+${len} ends past the disk's ${sizeBytes} bytes`);
+        }
+        if (len % this.cs !== 0 && ext.offset + len !== sizeBytes) {
+          throw new InvalidExtentError(`disk ${name}: extent ${ext.offset}+${len} is not a whole number of ${this.cs}-byte chunks and does not end at the disk's end`);
+        }
+        const first = ext.offset / this.cs;
+        await this.fillUncovered(next, first);
+        for (let o = 0; o < len && !this.failure; o += this.cs) {
+          await this.slots.acquire();
+          // A copy that owns its memory: it travels to a worker and back without another copy.
+          const data = ext.data.slice(o, Math.min(o + this.cs, len));
+          this.stats.bytesRead += data.byteLength;
+          this.track(this.processChunk(first + o / this.cs, data).finally(() => this.slots.release()));
+        }
+        next = first + Math.ceil(len / this.cs);
+        end = ext.offset + len;
+      }
+      if (!this.failure) await this.fillUncovered(next, this.nChunks);
+    } catch (e) {
+      this.failure ??= e;
+    }
+    while (this.tasks.size) await Promise.allSettled([...this.tasks]);
+    if (this.failure) throw this.failure;
+    if (this.pages.some((p) => p === '')) throw new Error(`disk ${name}: internal error, index incomplete`);
+    return {
+      name, sizeBytes, chunkSize: this.cs, pageEntries: this.E,
+      pages: this.pages, rootChecksum: rootChecksum(this.pages), stats: this.stats,
+    };
+  }
+
+  private track(p: Promise<void>): void {
+    const t = p.catch((e: unknown) => { this.failure ??= e; }).finally(() => this.tasks.delete(t));
+    this.tasks.add(t);
+  }
+
+  private async processChunk(index: number, data: Uint8Array): Promise<void> {
+    const { id, data: back } = await this.core.pool.hash(data);
+    if (id === null) {
+      this.stats.chunksZero++;
+      return this.assign(index, null);
+    }
+    if (this.known.has(id)) {
+      this.stats.chunksReused++;
+      return this.assign(index, id);
+    }
+    this.known.add(id); // claims the upload: a second copy in this or a later write is a reuse
+    try {
+      const { sealed } = await this.core.pool.seal('C', id, back);
+      await this.core.backend.put(chunkKey(id), sealed, { ifNotExists: true });
+      this.stats.chunksNew++;
+      this.stats.bytesStored += sealed.byteLength;
+    } catch (e) {
+      this.known.delete(id);
+      throw new Error(`upload of chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
+    }
+    this.assign(index, id);
+  }
+
+  /** Chunks [from, to) the caller did not send: the parent's ids (incremental) or zero. */
+  private async fillUncovered(from: number, to: number): Promise<void> {
+    const parent = this.disk.full ? undefined : this.parent;
+    const parentChunks = parent ? Math.ceil(parent.sizeBytes / this.cs) : 0;
+    let c = from;
+    while (c < to) {
+      const p = Math.floor(c / this.E);
+      const pageStart = p * this.E;
+      const pageEnd = Math.min(pageStart + this.E, this.nChunks);
+      const stop = Math.min(to, pageEnd);
+      // A page the caller did not touch at all, with the same extent in the parent: reuse it whole.
+      if (parent && c === pageStart && stop === pageEnd && !this.builders.has(p) && pageEnd <= parentChunks
+        && Math.min(pageStart + this.E, parentChunks) === pageEnd) {
+        this.pages[p] = parent.pages[p] as string;
+        this.stats.pagesReused++;
+        this.stats.chunksFromParent += pageEnd - pageStart;
+        c = stop;
+        continue;
+      }
+      const parentEntries = parent && c < parentChunks ? await this.parentPage(parent, p) : undefined;
+      for (; c < stop; c++) {
+        if (parentEntries && c < parentChunks) {
+          const off = (c - pageStart) * ENTRY_BYTES;
+          const entry = parentEntries.subarray(off, off + ENTRY_BYTES);
+          const zero = entry.every((b) => b === 0);
+          if (zero) this.stats.chunksZero++;
+          else this.stats.chunksFromParent++;
+          this.assignEntry(c, zero ? null : entry);
+        } else {
+          this.stats.chunksZero++;
+          this.assignEntry(c, null);
+        }
+      }
+    }
+  }
+
+  private async parentPage(parent: DiskManifest, p: number): Promise<Uint8Array> {
+    const cached = this.parentPageCache.get(p);
+    if (cached) return cached;
+    const parentChunks = Math.ceil(parent.sizeBytes / this.cs);
+    const entries = Math.min(this.E, parentChunks - p * this.E);
+    const page = await this.core.readPage(parent.pages[p] as string, entries);
+    this.parentPageCache.clear(); // extents come in order: one page at a time is enough
+    this.parentPageCache.set(p, page);
+    return page;
+  }
+
+  private assign(index: number, id: string | null): void {
+    this.assignEntry(index, id === null ? null : Buffer.from(id, 'hex'));
+  }
+
+  private assignEntry(index: number, entry: Uint8Array | null): void {
+    const p = Math.floor(index / this.E);
+    let b = this.builders.get(p);
+    if (!b) {
+      const count = Math.min(this.E, this.nChunks - p * this.E);
+      b = { entries: new Uint8Array(count * ENTRY_BYTES), remaining: count };
+      this.builders.set(p, b);
+    }
+    if (entry) b.entries.set(entry, (index - p * this.E) * ENTRY_BYTES);
+    if (--b.remaining === 0) {
+      this.builders.delete(p);
+      const entries = b.entries;
+      this.track(this.core.writePage(entries).then(({ id, bytes }) => {
+        this.pages[p] = id;
+        if (bytes > 0) { this.stats.pagesNew++; this.stats.bytesStored += bytes; } else this.stats.pagesReused++;
+      }));
+    }
+  }
+}
