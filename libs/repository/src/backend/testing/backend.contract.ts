@@ -137,8 +137,9 @@ export function backendContract(name: string, makeBackend: MakeBackend, options:
 
     it('missing objects throw a permanent NotFoundError carrying the key', async () => {
       const b = await fresh();
-      for (const attempt of [b.get('missing/k'), b.getRange('missing/k', 0, 1), b.getRange('missing/k', 0, 0), b.stat('missing/k')]) {
-        const e = await attempt.then(() => undefined, (err: unknown) => err);
+      const calls = [() => b.get('missing/k'), () => b.getRange('missing/k', 0, 1), () => b.getRange('missing/k', 0, 0), () => b.stat('missing/k')];
+      for (const call of calls) {
+        const e = await call().then(() => undefined, (err: unknown) => err);
         expect(e).toBeInstanceOf(NotFoundError);
         expect((e as NotFoundError).transient).toBe(false);
         expect((e as NotFoundError).key).toBe('missing/k');
