@@ -141,8 +141,17 @@ export const RestoreDiskV1 = Type.Object({
   restorePointId: Id,
   disk: Disk,
   target: RestoreTarget,
+  /** Replace an existing target file (default: refuse, nothing changed). */
+  overwrite: Type.Optional(Type.Boolean()),
+  /** Image format of a file target (default raw). */
+  format: Type.Optional(Type.Union([Type.Literal('raw'), Type.Literal('qcow2')])),
 }, { additionalProperties: false });
-export const RestoreDiskResult = Type.Object({ jobId: Id }, { additionalProperties: false });
+export const RestoreDiskResult = Type.Object({
+  restoreId: Id,
+  path: Type.Optional(Type.String()),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+  durationMs: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
 
 // ---- registry -------------------------------------------------------------------------------
 
@@ -203,7 +212,7 @@ export const COMMAND_SCHEMAS = {
   }),
   RestoreDisk: define('RestoreDisk', {
     description: 'Restore one disk of a restore point to a target.',
-    service: 'scheduler',
+    service: 'data-mover',
     latest: RestoreDiskV1,
     result: RestoreDiskResult,
   }),

@@ -2,4 +2,3 @@
 export { startScheduler, type StartSchedulerOptions, type RunningScheduler } from './scheduler.main.ts';
 export { Scheduler, SchedulerRefusal, slotJobId, type SchedulerPorts, type VmRecord } from './scheduler.service.ts';
 export { schedulerConfig, type SchedulerConfig } from './scheduler.config.ts';
-export { ensureWorkStream } from './scheduler.ports.adapter.ts';

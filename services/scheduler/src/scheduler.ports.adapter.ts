@@ -1,27 +1,12 @@
 // The scheduler's ports on NATS: snapshot commands to the coordinator (request/reply) and
 // transfer work onto the JetStream work queue (deduplicated by job and snapshot).
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ensureWorkStream } from '@cairn/work-queue';
 import { workSubject, type Actor } from '@cairn/contracts';
 import { CommandBus, JetStreamClient, CommandNoRespondersError, CommandTimeoutError } from '@cairn/messaging';
-import { TRANSFER_QUEUE, workStreamName, type TransferWork } from '@cairn/jobs';
+import { TRANSFER_QUEUE, type TransferWork } from '@cairn/jobs';
 import { SnapshotRefused, type SchedulerPorts } from './scheduler.service.ts';
-
-/** Creates the site's work-queue stream when missing (the data movers consume it). */
-export async function ensureWorkStream(jsm: JetStreamManager, site: string): Promise<string> {
-  const name = workStreamName(site);
-  try {
-    await jsm.streams.info(name);
-  } catch {
-    await jsm.streams.add({
-      name,
-      subjects: [`cairn.${site}.work.>`],
-      retention: RetentionPolicy.Workqueue,
-      duplicate_window: 2 * 60 * 1_000_000_000,
-    });
-  }
-  return name;
-}
 
 export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor: Actor, snapshotTimeoutMs: number): Promise<SchedulerPorts> {
   const bus = new CommandBus(nc, { site, actor });

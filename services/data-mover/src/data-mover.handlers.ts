@@ -1,0 +1,67 @@
+// Handlers of the data mover: transfer work from the queue, expired restore points from the
+// log, and restore commands. Built per site, since stream and subject names carry the site.
+import { Controller, Inject } from '@nestjs/common';
+import { Ctx, Payload } from '@nestjs/microservices';
+import { eventStreamName, eventSubjectFilter, workSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
+import { CommandContext, CommandFailedError, CommandHandler, JetStreamContext, JetStreamHandler, NonRetryableError, schemaMessages } from '@cairn/messaging';
+import { TRANSFER_QUEUE, TransferWork, workStreamName } from '@cairn/jobs';
+import { DataMover, RestoreRefused, TransferRefused } from './data-mover.service.ts';
+
+export interface HandlerSettings {
+  readonly site: string;
+  readonly ackWaitMs: number;
+  readonly maxDeliver: number;
+  readonly backoffMs: readonly number[];
+}
+
+export function dataMoverHandlers(s: HandlerSettings) {
+  @Controller()
+  class DataMoverHandlers {
+    constructor(@Inject(DataMover) private readonly mover: DataMover) {}
+
+    @JetStreamHandler({
+      stream: workStreamName(s.site),
+      durable: 'data-mover',
+      filterSubject: workSubject(s.site, TRANSFER_QUEUE),
+      ackWaitMs: s.ackWaitMs,
+      maxDeliver: s.maxDeliver,
+      backoffMs: s.backoffMs,
+      validate: schemaMessages(TransferWork),
+      dedup: false,
+    })
+    async transfer(@Payload() work: TransferWork, @Ctx() ctx: JetStreamContext) {
+      try {
+        return await this.mover.transfer(work, () => ctx.working());
+      } catch (e) {
+        const last = ctx.deliveryCount >= s.maxDeliver;
+        if (e instanceof TransferRefused || last) {
+          await this.mover.failJob(work.jobId, `transfer failed${last ? ` after ${ctx.deliveryCount} attempts` : ''}: ${(e as Error).message}`);
+          throw new NonRetryableError((e as Error).message);
+        }
+        throw e;
+      }
+    }
+
+    @JetStreamHandler({
+      stream: eventStreamName(s.site),
+      durable: 'data-mover-retention',
+      filterSubject: eventSubjectFilter(s.site, 'restorepoint'),
+      ackWaitMs: 30_000,
+    })
+    async expired(@Payload() event: KnownEvent) {
+      if (event.type === 'RestorePointExpired') await this.mover.expire(event.data.restorePointId);
+    }
+
+    @CommandHandler('data-mover', 'RestoreDisk')
+    async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() _ctx: CommandContext) {
+      try {
+        return await this.mover.restore(p);
+      } catch (e) {
+        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
+        if (e instanceof TransferRefused) throw new CommandFailedError('not_found', e.message);
+        throw new CommandFailedError('restore_failed', (e as Error).message);
+      }
+    }
+  }
+  return DataMoverHandlers;
+}

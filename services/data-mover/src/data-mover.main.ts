@@ -1,0 +1,68 @@
+// Starts a data mover as a Nest microservice on the JetStream transport.
+import 'reflect-metadata';
+import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { progressSubject, type Actor } from '@cairn/contracts';
+import type { EventLog } from '@cairn/eventlog';
+import { JetStreamServer } from '@cairn/messaging';
+import type { Repository } from '@cairn/repository';
+import { ensureWorkStream } from '@cairn/work-queue';
+import { DataMover, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
+import { dataMoverHandlers } from './data-mover.handlers.ts';
+
+@Module({})
+class DataMoverModule {
+  static with(mover: DataMover, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
+    return {
+      module: DataMoverModule,
+      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs })],
+      providers: [{ provide: DataMover, useValue: mover }],
+    };
+  }
+}
+
+export interface StartDataMoverOptions {
+  readonly nc: NatsConnection;
+  readonly log: EventLog;
+  readonly site: string;
+  readonly repositories: ReadonlyMap<string, Repository>;
+  readonly restoreRoots: readonly string[];
+  readonly actor?: Actor;
+  readonly connections?: number;
+  /** Unacknowledged time before another mover gets the work (default 30 s; kept alive while running). */
+  readonly ackWaitMs?: number;
+  readonly maxDeliver?: number;
+  readonly backoffMs?: readonly number[];
+}
+
+export interface RunningDataMover {
+  readonly mover: DataMover;
+  health(): { status: 'ok'; worker: string };
+  close(): Promise<void>;
+}
+
+export async function startDataMover(o: StartDataMoverOptions): Promise<RunningDataMover> {
+  const config: DataMoverConfig = {
+    site: o.site,
+    actor: o.actor ?? { kind: 'service', id: `data-mover@${o.site}` },
+    restoreRoots: o.restoreRoots,
+    connections: o.connections ?? 2,
+  };
+  const progress: ProgressSink = {
+    publish: (jobId, p) => o.nc.publish(progressSubject(o.site, jobId), JSON.stringify(p)),
+  };
+  await ensureWorkStream(await jetstreamManager(o.nc), o.site);
+  const mover = new DataMover(config, o.log, o.repositories, progress);
+  const app: INestMicroservice = await NestFactory.createMicroservice(
+    DataMoverModule.with(mover, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
+  );
+  await app.listen();
+  return {
+    mover,
+    health: () => ({ status: 'ok', worker: mover.worker }),
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,122 @@
+// The data mover: takes transfer work, records the job's transfer phase in its stream, runs
+// the transfer, commits, and reports progress; restores disks; lets expired restore points go.
+// Stateless: whatever it knows about a job it reads from the log.
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { isAbsolute, resolve, sep } from 'node:path';
+import type { Actor, CommandPayloadMap } from '@cairn/contracts';
+import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
+import { isTerminal, jobDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
+import type { Repository } from '@cairn/repository';
+import { runTransfer, type TransferProgress } from './transfer.ts';
+
+export interface DataMoverConfig {
+  readonly site: string;
+  readonly actor: Actor;
+  /** Restores write files only below these directories. */
+  readonly restoreRoots: readonly string[];
+  readonly connections: number;
+}
+
+export interface ProgressSink {
+  publish(jobId: string, progress: TransferProgress & { worker: string; at: string }): void;
+}
+
+/** A failure the same work can never get past (bad repository, corrupt parent): do not retry. */
+export class TransferRefused extends Error {}
+
+export class RestoreRefused extends Error {
+  constructor(readonly code: 'not_found' | 'conflict' | 'forbidden' | 'invalid_command', message: string) {
+    super(message);
+  }
+}
+
+export class DataMover {
+  readonly worker = `data-mover@${process.pid}-${randomUUID().slice(0, 8)}`;
+
+  constructor(
+    private readonly config: DataMoverConfig,
+    private readonly log: EventLog,
+    private readonly repositories: ReadonlyMap<string, Repository>,
+    private readonly progress: ProgressSink,
+  ) {}
+
+  private repository(name: string): Repository {
+    const repo = this.repositories.get(name);
+    if (!repo) throw new TransferRefused(`repository ${JSON.stringify(name)} is not configured on this data mover (have: ${[...this.repositories.keys()].join(', ')})`);
+    return repo;
+  }
+
+  private async decide(jobId: string, command: JobCommand): Promise<void> {
+    await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
+      meta: { site: this.config.site, actor: this.config.actor, correlationId: jobId, causationId: null },
+    });
+  }
+
+  /** Handles one transfer delivery; throws to have it redelivered. */
+  async transfer(work: TransferWork, heartbeat: () => void): Promise<'committed' | 'skipped'> {
+    const events = [];
+    for await (const r of this.log.readStream(`job-${work.jobId}`)) events.push(r.event);
+    const state = fold(jobDecider, events);
+    if (state.status === 'none') throw new TransferRefused(`job ${work.jobId} does not exist`);
+    if (state.committed || isTerminal(state)) return 'skipped';
+    await this.decide(work.jobId, { kind: 'startTransfer', worker: this.worker });
+    const repo = this.repository(work.repository);
+    const result = await runTransfer({ jobId: work.jobId, vm: { id: work.vmId, name: work.vmName }, nbd: work.nbd, mode: work.mode }, {
+      repository: repo,
+      connections: this.config.connections,
+      onProgress: (p) => {
+        heartbeat();
+        this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date().toISOString() });
+      },
+    });
+    await this.decide(work.jobId, {
+      kind: 'commit',
+      data: {
+        restorePointId: result.restorePointId,
+        jobId: work.jobId,
+        vmId: work.vmId,
+        parentId: result.parentId,
+        disks: result.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
+      },
+    });
+    return 'committed';
+  }
+
+  /** Gives up on a job whose transfer cannot succeed; the scheduler then releases its snapshot. */
+  async failJob(jobId: string, reason: string): Promise<void> {
+    await this.decide(jobId, { kind: 'fail', phase: 'transfer', reason, retryable: false }).catch(() => undefined);
+  }
+
+  private allowedTarget(path: string): string {
+    if (!isAbsolute(path)) throw new RestoreRefused('invalid_command', `restore target ${JSON.stringify(path)} must be an absolute path`);
+    const target = resolve(path);
+    const ok = this.config.restoreRoots.some((root) => {
+      const r = resolve(root);
+      return target.startsWith(r.endsWith(sep) ? r : r + sep);
+    });
+    if (!ok) throw new RestoreRefused('forbidden', `restore target ${target} is outside the allowed restore directories (${this.config.restoreRoots.join(', ')})`);
+    return target;
+  }
+
+  async restore(cmd: CommandPayloadMap['RestoreDisk'], repository = 'default') {
+    if (cmd.target.kind !== 'file') throw new RestoreRefused('invalid_command', `restore to ${cmd.target.kind} is not supported by this data mover yet; restore to a file`);
+    const target = this.allowedTarget(cmd.target.path);
+    const exists = await stat(target).then(() => true, () => false);
+    if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; pass --force to replace it`);
+    const repo = this.repository(repository);
+    const ids = new Set((await repo.listRestorePoints()).map((p) => p.id));
+    if (!ids.has(cmd.restorePointId)) throw new RestoreRefused('not_found', `no restore point ${cmd.restorePointId} in repository ${repository}`);
+    const started = Date.now();
+    const result = await repo.restoreDisk(cmd.restorePointId, cmd.disk, target, { format: cmd.format ?? 'raw', overwrite: cmd.overwrite ?? false });
+    return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - started };
+  }
+
+  /** Retention let a restore point go: its manifest is deleted; GC frees its chunks later. */
+  async expire(restorePointId: string, repository = 'default'): Promise<void> {
+    const repo = this.repository(repository);
+    await repo.deleteRestorePoint(restorePointId).catch((e: Error) => {
+      if (e.name !== 'RestorePointNotFoundError') throw e;
+    });
+  }
+}

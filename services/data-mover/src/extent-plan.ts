@@ -1,0 +1,71 @@
+// Turns the extents a hypervisor reports (dirty bitmap runs, allocated runs) into the reads
+// a data mover makes: widened to whole chunks (the repository stores whole chunks), merged
+// where they touch, and cut into reads of bounded size. Pure and streaming: memory does not
+// grow with the disk.
+
+export interface Range {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export async function* planReads(
+  extents: AsyncIterable<Range> | Iterable<Range>,
+  chunkSize: number,
+  diskSize: number,
+  maxReadBytes: number,
+): AsyncGenerator<Range> {
+  if (maxReadBytes < chunkSize || maxReadBytes % chunkSize !== 0) {
+    throw new RangeError(`maxReadBytes (${maxReadBytes}) must be a multiple of the chunk size (${chunkSize})`);
+  }
+  let run: { start: number; end: number } | null = null;
+  const emit = function* (r: { start: number; end: number }): Generator<Range> {
+    for (let at = r.start; at < r.end; at += maxReadBytes) yield { offset: at, length: Math.min(maxReadBytes, r.end - at) };
+  };
+  let lastEnd = -1;
+  for await (const e of extents) {
+    if (e.length <= 0) continue;
+    if (e.offset < lastEnd) throw new RangeError(`extents out of order: ${e.offset} after ${lastEnd}`);
+    lastEnd = e.offset + e.length;
+    const start = Math.floor(e.offset / chunkSize) * chunkSize;
+    const end = Math.min(diskSize, Math.ceil((e.offset + e.length) / chunkSize) * chunkSize);
+    if (start >= diskSize) break;
+    if (run && start <= run.end) {
+      run.end = Math.max(run.end, end);
+      continue;
+    }
+    if (run) yield* emit(run);
+    run = { start, end };
+  }
+  if (run) yield* emit(run);
+}
+
+/** Reads planned ranges with up to `depth` reads in flight, yielding data in order. */
+export async function* readAhead<T>(
+  ranges: AsyncIterable<Range>,
+  read: (r: Range) => Promise<T>,
+  depth: number,
+): AsyncGenerator<{ range: Range; data: T }> {
+  const queue: Array<{ range: Range; data: Promise<T> }> = [];
+  const it = ranges[Symbol.asyncIterator]();
+  let done = false;
+  const fill = async () => {
+    while (!done && queue.length < depth) {
+      const n = await it.next();
+      if (n.done) { done = true; break; }
+      const data = read(n.value);
+      data.catch(() => undefined); // surfaced when its turn comes
+      queue.push({ range: n.value, data });
+    }
+  };
+  try {
+    await fill();
+    while (queue.length) {
+      const head = queue.shift()!;
+      const data = await head.data;
+      await fill();
+      yield { range: head.range, data };
+    }
+  } finally {
+    await it.return?.(undefined);
+  }
+}

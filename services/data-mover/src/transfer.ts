@@ -1,0 +1,122 @@
+// One transfer: read a snapshot's disks over NBD (only the changed extents when the parent
+// restore point and the dirty bitmap allow it, else every allocated extent) and write them
+// as a restore point. Reading, processing and uploading overlap; memory stays bounded.
+import type { NbdEndpoint } from '@cairn/contracts';
+import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
+import type { Repository, DiskInput, Extent } from '@cairn/repository';
+import type { Static } from '@sinclair/typebox';
+import { planReads, readAhead } from './extent-plan.ts';
+
+type Endpoint = Static<typeof NbdEndpoint>;
+
+export interface TransferInput {
+  readonly jobId: string;
+  readonly vm: { readonly id: string; readonly name: string };
+  readonly nbd: Endpoint;
+  readonly mode: 'auto' | 'full';
+}
+
+export interface TransferProgress {
+  readonly disk: string;
+  readonly bytesDone: number;
+  readonly bytesPlanned: number | null;
+}
+
+export interface TransferOptions {
+  readonly repository: Pick<Repository, 'chunkSize' | 'writeRestorePoint' | 'listRestorePoints'>;
+  readonly onProgress?: (p: TransferProgress) => void;
+  /** Connections per disk export (default 2). */
+  readonly connections?: number;
+  /** Bytes per NBD read (a multiple of the chunk size; default 4 MiB or one chunk). */
+  readonly readBytes?: number;
+  /** Reads in flight per disk (default 4). */
+  readonly readAhead?: number;
+  /** Opens the NBD reader (tests may wrap it). */
+  readonly connect?: (endpoint: Endpoint, exportName: string, metaContexts: string[]) => Promise<NbdReader>;
+}
+
+export interface TransferResult {
+  readonly restorePointId: string;
+  readonly parentId: string | null;
+  readonly disks: Array<{ name: string; sizeBytes: number; bytesRead: number; bytesStored: number; chunksNew: number; chunksReused: number; mode: 'full' | 'incremental'; reason: string }>;
+}
+
+function address(endpoint: Endpoint): { path: string } | { host: string; port: number } {
+  return 'socket' in endpoint ? { path: endpoint.socket } : { host: endpoint.host, port: endpoint.port };
+}
+
+async function defaultConnect(endpoint: Endpoint, exportName: string, metaContexts: string[], connections: number): Promise<NbdReader> {
+  return NbdPool.connect(address(endpoint), { exportName, metaContexts, connections });
+}
+
+/** Finds the restore point an incremental builds on: the newest of this VM with every disk. */
+async function findParent(repo: TransferOptions['repository'], vmId: string, jobId: string) {
+  const points = (await repo.listRestorePoints()).filter((p) => p.vm.id === vmId);
+  const already = points.find((p) => p.labels?.['jobId'] === jobId);
+  const newest = points.filter((p) => p !== already).sort((a, b) => b.committedAt.localeCompare(a.committedAt))[0];
+  return { already, parent: newest };
+}
+
+export async function runTransfer(input: TransferInput, options: TransferOptions): Promise<TransferResult> {
+  const repo = options.repository;
+  const { already, parent } = await findParent(repo, input.vm.id, input.jobId);
+  if (already) {
+    // A previous delivery committed this job's restore point and died before saying so.
+    return {
+      restorePointId: already.id,
+      parentId: already.parentId ?? null,
+      disks: already.disks.map((d) => ({ ...d, bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, mode: 'full', reason: 'committed by an earlier delivery' })),
+    };
+  }
+  const chunkSize = repo.chunkSize;
+  const readBytes = options.readBytes ?? Math.max(chunkSize, Math.floor((4 * 1024 * 1024) / chunkSize) * chunkSize);
+  const readers: NbdReader[] = [];
+  const modes: TransferResult['disks'] = [];
+  try {
+    const disks: DiskInput[] = [];
+    for (const exp of input.nbd.exports) {
+      const parentHasDisk = parent?.disks.some((d) => d.name === exp.disk && d.sizeBytes === exp.sizeBytes) ?? false;
+      const incremental = input.mode !== 'full' && exp.mode === 'incremental' && !!exp.dirtyBitmapContext && parentHasDisk;
+      const reason = incremental ? exp.reason
+        : input.mode === 'full' ? 'full backup requested'
+        : exp.mode === 'full' ? exp.reason
+        : !parent ? 'no earlier restore point of this VM in the repository'
+        : 'the earlier restore point lacks this disk at this size';
+      const contexts = incremental ? ['base:allocation', exp.dirtyBitmapContext!] : ['base:allocation'];
+      const reader = options.connect
+        ? await options.connect(input.nbd, exp.exportName, contexts)
+        : await defaultConnect(input.nbd, exp.exportName, contexts, options.connections ?? 2);
+      readers.push(reader);
+      if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);
+      const source = incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader);
+      const plan = planReads(source, chunkSize, exp.sizeBytes, readBytes);
+      let done = 0;
+      const extents = async function* (): AsyncGenerator<Extent> {
+        for await (const { range, data } of readAhead(plan, (r) => reader.read(r.offset, r.length), options.readAhead ?? 4)) {
+          done += range.length;
+          options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: null });
+          yield { offset: range.offset, data };
+        }
+      };
+      disks.push({ name: exp.disk, sizeBytes: exp.sizeBytes, extents: extents(), full: !incremental });
+      modes.push({ name: exp.disk, sizeBytes: exp.sizeBytes, bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, mode: incremental ? 'incremental' : 'full', reason });
+    }
+    const anyIncremental = modes.some((m) => m.mode === 'incremental');
+    const result = await repo.writeRestorePoint({
+      vm: { id: input.vm.id, name: input.vm.name },
+      ...(parent && anyIncremental ? { parentId: parent.id } : {}),
+      disks,
+      labels: { jobId: input.jobId },
+    });
+    return {
+      restorePointId: result.restorePointId,
+      parentId: parent && anyIncremental ? parent.id : null,
+      disks: modes.map((m) => {
+        const s = result.disks.find((d) => d.name === m.name)!;
+        return { ...m, bytesRead: s.bytesRead, bytesStored: s.bytesStored, chunksNew: s.chunksNew, chunksReused: s.chunksReused };
+      }),
+    };
+  } finally {
+    await Promise.allSettled(readers.map((r) => r.close()));
+  }
+}
