@@ -1,0 +1,373 @@
+// QEMU adapter: one running QEMU (or qemu-storage-daemon) reached over one QMP monitor.
+// A view is a fleecing overlay per disk filled by a `blockdev-backup sync=none` job
+// (copy-before-write), opened in one transaction with the dirty-bitmap hand-over, and
+// exported read-only over the instance's NBD server with the frozen bitmap as meta context.
+// Every object carries the view id in its name (see naming.ts): release and crash recovery
+// are one routine that finds a view's objects and removes them.
+import { readdir, unlink, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type {
+  DiskRef, HypervisorAdapter, NbdAddress, OpenViewRequest, QuiesceResult, ReapReport, View, ViewDisk, VmInfo,
+} from '../hypervisor.port.ts';
+import { QmpClient } from '../qmp/qmp-client.ts';
+import { QmpError } from '../qmp/qmp-errors.ts';
+import { FreezeGuard, GuestAgentClient } from './guest-agent.ts';
+import {
+  exportName, isViewId, newViewId, objectId, overlayFileName, parseObjectId, parseOverlayFileName, parseViewBitmapName,
+} from './naming.ts';
+import { createOverlay } from './qemu-img.ts';
+import { planDisk, type BitmapState, type DiskPlan, type TransactionAction } from './view-plan.ts';
+
+/** pino-compatible subset. */
+export interface AdapterLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface QemuAdapterConfig {
+  qmpSocket: string;
+  /** Directory for fleecing overlays, owned by this adapter alone (one per QEMU instance). */
+  overlayDir: string;
+  /**
+   * Where views are served. Cairn starts the instance's NBD server there; if the instance
+   * already runs one, it is shared and must listen at this address.
+   */
+  nbd: NbdAddress;
+  /** Host side of the `org.qemu.guest_agent.0` channel, for quiesce. */
+  guestAgentSocket?: string;
+  /** VM name when QEMU has no `-name` (e.g. qemu-storage-daemon). */
+  vmName?: string;
+  /** Disks by id -> block node name, for instances without devices (qemu-storage-daemon). */
+  disks?: Record<string, string>;
+  defaultLeaseMs?: number;
+  commandTimeoutMs?: number;
+  logger?: AdapterLogger;
+}
+
+export class UnknownVmError extends Error { override readonly name = 'UnknownVmError'; }
+export class UnknownDiskError extends Error { override readonly name = 'UnknownDiskError'; }
+export class DiskBusyError extends Error { override readonly name = 'DiskBusyError'; }
+
+interface NamedNode {
+  'node-name': string;
+  drv: string;
+  file: string;
+  image: { 'virtual-size': number; format?: string };
+  'dirty-bitmaps'?: BitmapState[];
+}
+
+interface BlockInfo {
+  device: string;
+  qdev?: string;
+  inserted?: { 'node-name': string; drv: string; file: string; image: { 'virtual-size': number } };
+}
+
+interface ViewLeftovers {
+  exports: string[];
+  jobs: string[];
+  nodes: string[];
+  files: string[];
+  bitmaps: Array<{ node: string; name: string; kind: 'frozen' | 'fresh'; live: string; inconsistent: boolean }>;
+}
+
+const silent: AdapterLogger = { info: () => undefined, warn: () => undefined };
+
+export class QemuAdapter implements HypervisorAdapter {
+  readonly #views = new Map<string, View>();
+  readonly #busyDisks = new Map<string, string>(); // disk id -> view id
+  readonly #log: AdapterLogger;
+  readonly #freeze: FreezeGuard | undefined;
+  #nbdShared: boolean | undefined;
+
+  private constructor(readonly config: QemuAdapterConfig, readonly qmp: QmpClient) {
+    this.#log = config.logger ?? silent;
+    this.#freeze = config.guestAgentSocket
+      ? new FreezeGuard(new GuestAgentClient(config.guestAgentSocket), (e) => this.#log.warn({ err: String(e) }, 'guest thaw failed'))
+      : undefined;
+  }
+
+  static async connect(config: QemuAdapterConfig): Promise<QemuAdapter> {
+    await mkdir(config.overlayDir, { recursive: true });
+    const qmp = await QmpClient.connect(config.qmpSocket, { reconnect: { delayMs: 200, maxDelayMs: 2_000 }, commandTimeoutMs: config.commandTimeoutMs ?? 30_000 });
+    return new QemuAdapter(config, qmp);
+  }
+
+  /** Whether views are served by an NBD server Cairn did not start (known after the first view). */
+  get sharesNbdServer(): boolean | undefined { return this.#nbdShared; }
+
+  async inventory(): Promise<VmInfo[]> {
+    return [await this.#vm()];
+  }
+
+  openViews(): View[] { return [...this.#views.values()]; }
+
+  /** Takes over a view opened by an earlier run (from persisted state) so it can be released later. */
+  adoptView(view: View): void {
+    this.#views.set(view.viewId, view);
+    for (const d of view.disks) this.#busyDisks.set(d.disk, view.viewId);
+  }
+
+  async openView(req: OpenViewRequest): Promise<View> {
+    const chain = req.chain ?? 'default';
+    const vm = await this.#vm();
+    if (req.vm !== vm.id) throw new UnknownVmError(`VM ${JSON.stringify(req.vm)} is not on this QEMU (it runs ${JSON.stringify(vm.id)})`);
+    const disks = this.#selectDisks(vm, req.disks);
+    for (const d of disks) {
+      const holder = this.#busyDisks.get(d.id);
+      if (holder) throw new DiskBusyError(`disk ${d.id} of ${vm.id} is in view ${holder}`);
+    }
+    const viewId = newViewId();
+    for (const d of disks) this.#busyDisks.set(d.id, viewId);
+    const log = { viewId, vm: vm.id, jobId: req.jobId };
+    try {
+      await this.#ensureNbdServer();
+      const nodes = await this.#namedNodes();
+      const plans = disks.map((d) => planDisk({
+        node: d.nodeName, format: d.format, requested: req.mode, chain, viewId,
+        bitmaps: nodes.find((n) => n['node-name'] === d.nodeName)?.['dirty-bitmaps'] ?? [],
+      }));
+      for (const plan of plans) for (const c of plan.pre) await this.qmp.execute(c.command, c.args);
+      const actions: TransactionAction[] = [];
+      for (const [i, d] of disks.entries()) {
+        const file = join(this.config.overlayDir, overlayFileName(viewId, i));
+        const node = objectId('node', viewId, i);
+        await createOverlay(file, d.sizeBytes);
+        await this.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: file }, backing: d.nodeName });
+        actions.push(...plans[i]!.actions,
+          { type: 'blockdev-backup', data: { 'job-id': objectId('job', viewId, i), device: d.nodeName, target: node, sync: 'none' } });
+      }
+      const quiesced = req.quiesce ? await this.quiesce(vm.id) : undefined;
+      try {
+        await this.qmp.execute('transaction', { actions });
+      } finally {
+        if (quiesced?.frozen) await this.thaw(vm.id).catch((e: unknown) => this.#log.warn({ ...log, err: String(e) }, 'thaw failed'));
+      }
+      const viewDisks: ViewDisk[] = [];
+      for (const [i, d] of disks.entries()) viewDisks.push(await this.#export(viewId, i, d, plans[i]!));
+      const now = Date.now();
+      const view: View = {
+        viewId, vm: vm.id, jobId: req.jobId, nbd: this.config.nbd, disks: viewDisks,
+        createdAt: new Date(now).toISOString(),
+        expiresAt: new Date(now + (req.leaseMs ?? this.config.defaultLeaseMs ?? 3_600_000)).toISOString(),
+        ...(quiesced ? { quiesced } : {}),
+      };
+      this.#views.set(viewId, view);
+      this.#log.info({ ...log, disks: viewDisks.map((d) => ({ disk: d.disk, mode: d.mode, reason: d.reason })) }, 'view opened');
+      return view;
+    } catch (e) {
+      this.#log.warn({ ...log, err: String(e) }, 'open view failed: removing what it created');
+      await this.#removeView(viewId, false).catch((err: unknown) => this.#log.warn({ ...log, err: String(err) }, 'cleanup after failed open'));
+      for (const d of disks) if (this.#busyDisks.get(d.id) === viewId) this.#busyDisks.delete(d.id);
+      throw e;
+    }
+  }
+
+  async releaseView(viewId: string, outcome: { success: boolean }): Promise<void> {
+    if (!isViewId(viewId)) throw new Error(`not a view id: ${JSON.stringify(viewId)}`);
+    await this.#removeView(viewId, outcome.success);
+    this.#views.delete(viewId);
+    for (const [disk, holder] of this.#busyDisks) if (holder === viewId) this.#busyDisks.delete(disk);
+    this.#log.info({ viewId, success: outcome.success }, 'view released');
+  }
+
+  async reapOrphans(keep: ReadonlySet<string> = new Set(this.#views.keys())): Promise<ReapReport> {
+    const report: ReapReport = { exports: [], jobs: [], nodes: [], files: [], bitmaps: [] };
+    const found = await this.#scan();
+    for (const [viewId, left] of found) {
+      if (keep.has(viewId)) continue;
+      this.#log.warn({ viewId, ...left }, 'reaping leftovers of a view nobody holds');
+      await this.#removeLeftovers(left, false);
+      report.exports.push(...left.exports);
+      report.jobs.push(...left.jobs);
+      report.nodes.push(...left.nodes);
+      report.files.push(...left.files);
+      report.bitmaps.push(...left.bitmaps.map((b) => b.name));
+      this.#views.delete(viewId);
+      for (const [disk, holder] of this.#busyDisks) if (holder === viewId) this.#busyDisks.delete(disk);
+    }
+    return report;
+  }
+
+  async quiesce(_vm: string, opts: { timeoutMs?: number; maxFrozenMs?: number } = {}): Promise<QuiesceResult> {
+    if (!this.#freeze) return { frozen: false, reason: 'no guest agent channel configured: crash-consistent' };
+    return this.#freeze.freeze(opts);
+  }
+
+  async thaw(_vm: string): Promise<void> {
+    await this.#freeze?.thaw();
+  }
+
+  async close(): Promise<void> {
+    await this.qmp.close();
+  }
+
+  async #vm(): Promise<VmInfo> {
+    const [nameInfo, status, blocks, nodes] = await Promise.all([
+      this.qmp.execute<{ name?: string }>('query-name'),
+      this.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'running' })),
+      this.qmp.execute<BlockInfo[]>('query-block').catch(() => [] as BlockInfo[]),
+      this.#namedNodes(),
+    ]);
+    const id = nameInfo.name ?? this.config.vmName;
+    if (!id) throw new UnknownVmError(`QEMU at ${this.config.qmpSocket} has no -name; set vmName in the config`);
+    const byNode = new Map(nodes.map((n) => [n['node-name'], n]));
+    const disks: DiskRef[] = [];
+    if (this.config.disks) {
+      for (const [diskId, nodeName] of Object.entries(this.config.disks)) {
+        const n = byNode.get(nodeName);
+        if (!n) throw new UnknownDiskError(`configured disk ${diskId}: no block node ${nodeName}`);
+        disks.push({ id: diskId, nodeName, file: n.file, format: n.drv, sizeBytes: n.image['virtual-size'] });
+      }
+    } else {
+      for (const b of blocks) {
+        if (!b.inserted) continue;
+        const diskId = /^\/machine\/peripheral\/([^/]+)/.exec(b.qdev ?? '')?.[1] ?? (b.device || b.inserted['node-name']);
+        disks.push({ id: diskId, nodeName: b.inserted['node-name'], file: b.inserted.file, format: b.inserted.drv, sizeBytes: b.inserted.image['virtual-size'] });
+      }
+    }
+    const state = status.status === 'running' ? 'running' : status.status === 'shutdown' ? 'stopped' : 'paused';
+    return { id, name: id, state, disks };
+  }
+
+  #selectDisks(vm: VmInfo, wanted?: readonly string[]): DiskRef[] {
+    if (!wanted) {
+      if (vm.disks.length === 0) throw new UnknownDiskError(`VM ${vm.id} has no disks`);
+      return [...vm.disks];
+    }
+    return wanted.map((id) => {
+      const d = vm.disks.find((x) => x.id === id);
+      if (!d) throw new UnknownDiskError(`VM ${vm.id} has no disk ${JSON.stringify(id)} (it has ${vm.disks.map((x) => x.id).join(', ')})`);
+      return d;
+    });
+  }
+
+  async #namedNodes(): Promise<NamedNode[]> {
+    return this.qmp.execute<NamedNode[]>('query-named-block-nodes', { flat: true });
+  }
+
+  async #ensureNbdServer(): Promise<void> {
+    const a = this.config.nbd;
+    const addr = 'socketPath' in a
+      ? { type: 'unix', data: { path: a.socketPath } }
+      : { type: 'inet', data: { host: a.host, port: String(a.port) } };
+    try {
+      await this.qmp.execute('nbd-server-start', { addr });
+      this.#nbdShared = false;
+    } catch (e) {
+      if (!(e instanceof QmpError && /already running/i.test(e.desc))) throw e;
+      // Another user of this QEMU (or our earlier run) started it: share it.
+      this.#nbdShared ??= true;
+    }
+  }
+
+  async #export(viewId: string, index: number, disk: DiskRef, plan: DiskPlan): Promise<ViewDisk> {
+    const name = exportName(viewId, disk.id);
+    await this.qmp.execute('block-export-add', {
+      type: 'nbd', id: objectId('export', viewId, index), 'node-name': objectId('node', viewId, index), name, writable: false,
+      ...(plan.exportBitmap ? { bitmaps: [plan.exportBitmap] } : {}),
+    });
+    return {
+      disk: disk.id, exportName: name, sizeBytes: disk.sizeBytes, mode: plan.mode, reason: plan.reason,
+      ...(plan.mode === 'incremental' && plan.exportBitmap ? { bitmapContext: `qemu:dirty-bitmap:${plan.exportBitmap}` } : {}),
+    };
+  }
+
+  /** Everything tagged with a view id, grouped by view. */
+  async #scan(): Promise<Map<string, ViewLeftovers>> {
+    const out = new Map<string, ViewLeftovers>();
+    const get = (viewId: string) => {
+      let v = out.get(viewId);
+      if (!v) { v = { exports: [], jobs: [], nodes: [], files: [], bitmaps: [] }; out.set(viewId, v); }
+      return v;
+    };
+    const [exports, jobs, nodes, files] = await Promise.all([
+      this.qmp.execute<Array<{ id: string }>>('query-block-exports'),
+      this.qmp.execute<Array<{ device: string }>>('query-block-jobs'),
+      this.#namedNodes(),
+      readdir(this.config.overlayDir).catch(() => [] as string[]),
+    ]);
+    for (const e of exports) { const p = parseObjectId('export', e.id); if (p) get(p.viewId).exports.push(e.id); }
+    for (const j of jobs) { const p = parseObjectId('job', j.device); if (p) get(p.viewId).jobs.push(j.device); }
+    for (const n of nodes) {
+      const p = parseObjectId('node', n['node-name']);
+      if (p) get(p.viewId).nodes.push(n['node-name']);
+      for (const b of n['dirty-bitmaps'] ?? []) {
+        const vb = parseViewBitmapName(b.name);
+        if (vb) get(vb.viewId).bitmaps.push({ node: n['node-name'], name: b.name, kind: vb.kind, live: vb.live, inconsistent: b.inconsistent === true });
+      }
+    }
+    for (const f of files) { const p = parseOverlayFileName(f); if (p) get(p.viewId).files.push(join(this.config.overlayDir, f)); }
+    return out;
+  }
+
+  async #removeView(viewId: string, success: boolean): Promise<void> {
+    const left = (await this.#scan()).get(viewId);
+    if (left) await this.#removeLeftovers(left, success);
+  }
+
+  /**
+   * Tear-down order matters: the export holds the overlay and the frozen bitmap, the job holds
+   * the overlay; only then can the overlay node and file go. Bitmaps last: on success the
+   * frozen changes are dropped (the generation advances), on failure they are merged back.
+   */
+  async #removeLeftovers(left: ViewLeftovers, success: boolean): Promise<void> {
+    for (const id of left.exports) {
+      const gone = this.qmp.waitForEvent('BLOCK_EXPORT_DELETED', (d) => d['id'] === id, 10_000);
+      try {
+        await this.qmp.execute('block-export-del', { id, mode: 'hard' });
+        await gone;
+      } catch (e) {
+        gone.catch(() => undefined);
+        if (!(e instanceof QmpError)) throw e; // already gone: fine
+      }
+    }
+    for (const id of left.jobs) {
+      const ended = this.qmp.waitForEvent(['BLOCK_JOB_CANCELLED', 'BLOCK_JOB_COMPLETED'], (d) => d['device'] === id, 10_000);
+      try {
+        await this.qmp.execute('block-job-cancel', { device: id, force: true });
+        await ended;
+      } catch (e) {
+        ended.catch(() => undefined);
+        if (!(e instanceof QmpError)) throw e;
+      }
+    }
+    for (const node of left.nodes) await this.#blockdevDel(node);
+    for (const file of left.files) await unlink(file).catch(() => undefined);
+    for (const b of left.bitmaps) {
+      const remove = { type: 'block-dirty-bitmap-remove', data: { node: b.node, name: b.name } };
+      if (success || b.inconsistent) {
+        await this.qmp.execute('transaction', { actions: [remove] });
+      } else if (b.kind === 'frozen') {
+        const live = await this.#bitmap(b.node, b.live);
+        const actions = live && !live.inconsistent
+          ? [{ type: 'block-dirty-bitmap-merge', data: { node: b.node, target: b.live, bitmaps: [b.name] } }, remove]
+          : [remove]; // no usable live bitmap: the next backup is full anyway
+        await this.qmp.execute('transaction', { actions });
+      } else {
+        // The failed view created the live bitmap: drop it so the next backup is full again.
+        const live = await this.#bitmap(b.node, b.live);
+        await this.qmp.execute('transaction', { actions: live ? [remove, { type: 'block-dirty-bitmap-remove', data: { node: b.node, name: b.live } }] : [remove] });
+      }
+    }
+  }
+
+  async #bitmap(node: string, name: string): Promise<BitmapState | undefined> {
+    const nodes = await this.#namedNodes();
+    return nodes.find((n) => n['node-name'] === node)?.['dirty-bitmaps']?.find((b) => b.name === name);
+  }
+
+  async #blockdevDel(node: string): Promise<void> {
+    // Right after a job ends QEMU may still hold the node for a moment.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.qmp.execute('blockdev-del', { 'node-name': node });
+        return;
+      } catch (e) {
+        if (!(e instanceof QmpError)) throw e;
+        if (/cannot find|not found/i.test(e.desc)) return;
+        if (attempt >= 20) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+}

@@ -1,0 +1,35 @@
+// Test fixture: read an NBD export and its block status with libnbd's command-line tools
+// (nbdcopy, nbdinfo), independently of Cairn's own NBD client.
+import { execFile } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { randomUUID } from 'node:crypto';
+
+const run = promisify(execFile);
+
+export const nbdUri = (socketPath: string, exportName: string) => `nbd+unix:///${exportName}?socket=${socketPath}`;
+
+/** The whole export, read with nbdcopy. */
+export async function readExport(socketPath: string, exportName: string): Promise<Buffer> {
+  const file = join(tmpdir(), `cairn-nbdcopy-${randomUUID()}.raw`);
+  try {
+    await run('nbdcopy', [nbdUri(socketPath, exportName), file]);
+    return await readFile(file);
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** Indexes of `granularity`-sized blocks the meta context marks dirty (type bit 0). */
+export async function dirtyBlocks(socketPath: string, exportName: string, context: string, granularity = 64 * 1024): Promise<Set<number>> {
+  const { stdout } = await run('nbdinfo', [`--map=${context}`, '--json', nbdUri(socketPath, exportName)], { maxBuffer: 64 << 20 });
+  const extents = JSON.parse(stdout) as Array<{ offset: number; length: number; type: number }>;
+  const out = new Set<number>();
+  for (const e of extents) {
+    if ((e.type & 1) === 0) continue;
+    for (let b = Math.floor(e.offset / granularity); b < Math.ceil((e.offset + e.length) / granularity); b++) out.add(b);
+  }
+  return out;
+}
