@@ -1,0 +1,69 @@
+// Command handling over the log: a pure decider (decide/evolve/initialState) and the one
+// impure loop that reads a stream, folds it, decides, and appends at the revision it read,
+// deciding again when another writer got there first.
+import { newEvent, type CairnEvent, type EventDataMap, type EventMeta, type EventType, type KnownEvent } from '@cairn/contracts';
+import { WrongExpectedRevisionError } from './errors.ts';
+import type { EventAppender, EventStreamReader } from './event-log.port.ts';
+
+/** What decide() returns: an event to write, without its envelope (the handler adds it). */
+export type EventDraft<E extends KnownEvent = KnownEvent> = E extends KnownEvent ? { readonly type: E['type']; readonly data: E['data'] } : never;
+
+export interface Decider<Command, Event extends KnownEvent, State> {
+  /** Pure: the events a command leads to in a state (none when there is nothing to do). Throws to refuse. */
+  decide(command: Command, state: State): readonly EventDraft<Event>[];
+  /** Pure: the state after an event. */
+  evolve(state: State, event: Event): State;
+  initialState(): State;
+}
+
+/** Folds events into a state (events of types the decider does not know are passed too). */
+export function fold<Event extends KnownEvent, State>(decider: Pick<Decider<unknown, Event, State>, 'evolve' | 'initialState'>, events: Iterable<Event>): State {
+  let state = decider.initialState();
+  for (const e of events) state = decider.evolve(state, e);
+  return state;
+}
+
+export interface HandleCommandOptions {
+  /** Envelope fields of the new events (streamId is the handled stream). */
+  readonly meta: Omit<EventMeta, 'streamId' | 'id'>;
+  /** Conflicts retried before giving up (default 5). */
+  readonly maxRetries?: number;
+}
+
+export interface HandleCommandResult<State> {
+  readonly events: readonly CairnEvent[];
+  readonly state: State;
+  /** Revision after the append (or the one read, when nothing was appended); -1n for no stream. */
+  readonly revision: bigint;
+  readonly position: bigint | undefined;
+  /** How many times the command was decided again after a conflict. */
+  readonly retries: number;
+}
+
+export async function handleCommand<Command, Event extends KnownEvent, State>(
+  log: EventAppender & EventStreamReader,
+  streamId: string,
+  decider: Decider<Command, Event, State>,
+  command: Command,
+  options: HandleCommandOptions,
+): Promise<HandleCommandResult<State>> {
+  const maxRetries = options.maxRetries ?? 5;
+  for (let attempt = 0; ; attempt++) {
+    let state = decider.initialState();
+    let revision = -1n;
+    for await (const r of log.readStream(streamId)) {
+      state = decider.evolve(state, r.event as Event);
+      revision = r.revision;
+    }
+    const drafts = decider.decide(command, state);
+    if (drafts.length === 0) return { events: [], state, revision, position: undefined, retries: attempt };
+    const events = drafts.map((d) => newEvent(d.type as EventType, d.data as EventDataMap[EventType], { ...options.meta, streamId }));
+    try {
+      const result = await log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
+      for (const e of events) state = decider.evolve(state, e as unknown as Event);
+      return { events, state, revision: result.nextRevision, position: result.position, retries: attempt };
+    } catch (e) {
+      if (!(e instanceof WrongExpectedRevisionError) || attempt >= maxRetries) throw e;
+    }
+  }
+}

@@ -1,0 +1,13 @@
+// The event log: one port, adapters for NATS JetStream (default), KurrentDB and memory,
+// projections with checkpoints, and command handling over deciders.
+export * from './event-log.port.ts';
+export * from './errors.ts';
+export * from './decider.ts';
+export * from './checkpoint-store.ts';
+export * from './projection-runner.ts';
+export { InMemoryEventLog, InMemoryEventStore, type StoredRecord } from './in-memory-event-log.adapter.ts';
+export { NatsKvCheckpointStore } from './nats-kv-checkpoint-store.adapter.ts';
+export {
+  JetStreamEventLog, createJetStreamEventLog, REVISION_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER,
+  type JetStreamEventLogOptions,
+} from './jetstream-event-log.adapter.ts';

@@ -1,0 +1,411 @@
+// The event log on NATS JetStream (the embedded default: needs nothing beyond NATS).
+//
+// Mapping (see docs/eventlog.md):
+// - one stream per site, `CAIRN_EVT_<SITE>`, subjects `cairn.<site>.evt.>`, file storage,
+//   nothing expires, deletes and purges denied;
+// - one subject per aggregate stream, `cairn.<site>.evt.<category>.<streamId>`;
+// - one message per event: JSON of the envelope, `Nats-Msg-Id` = event id (the server drops a
+//   repeat inside the duplicate window), `Cairn-Revision` = the event's revision in its stream;
+// - global position = stream sequence. Revision = the `Cairn-Revision` header, because the
+//   per-subject sequence JetStream checks (`Nats-Expected-Last-Subject-Sequence`) is the
+//   *stream* sequence of the subject's last message, not a count;
+// - optimistic concurrency: read the subject's last message (sequence and revision), check
+//   the expected revision, publish with that sequence expected. The server refuses the
+//   publish if anyone wrote the subject meanwhile, so the revision header cannot fork.
+// - a batch is published message by message, each expecting the previous one's sequence:
+//   nobody can interleave, but it is not atomic on 2.9 (a crash leaves a prefix), and a
+//   retry with the same ids completes it.
+import {
+  eventStreamName, eventSubject, eventSubjectFilter, type CairnEvent,
+} from '@cairn/contracts';
+import {
+  DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, StorageType, RetentionPolicy, DiscardPolicy,
+  type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck,
+} from '@nats-io/jetstream';
+import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { checkSizes, decodeRecord, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
+import { EventLogUsageError, InvalidRecordError, WrongExpectedRevisionError } from './errors.ts';
+import type {
+  AppendOptions, AppendResult, EventLog, EventSubscription, OnInvalidRecord, ReadAllOptions, ReadStreamOptions,
+  Recorded, SubscribeOptions,
+} from './event-log.port.ts';
+
+export const REVISION_HEADER = 'Cairn-Revision';
+export const EVENT_TYPE_HEADER = 'Cairn-Event-Type';
+export const SCHEMA_VERSION_HEADER = 'Cairn-Schema-Version';
+
+/** JetStream API error code for "wrong last sequence" (per-subject expectation failed). */
+const WRONG_LAST_SEQUENCE = 10071;
+/** Room kept for the headers when checking an event against the server's max payload. */
+const HEADER_ALLOWANCE = 512;
+
+export interface JetStreamEventLogOptions {
+  readonly nc: NatsConnection;
+  readonly site: string;
+  /** JetStream domain of the site, when the connection is not local to it. */
+  readonly domain?: string;
+  /** How long the server remembers event ids to drop duplicate appends (default 2 min). */
+  readonly duplicateWindowMs?: number;
+  /** Create the stream when missing (default true). */
+  readonly createStream?: boolean;
+  readonly replicas?: number;
+  /** Attempts of an 'any' append that keeps losing races (default 10). */
+  readonly maxAnyAttempts?: number;
+  /**
+   * How long JetStream API calls and publishes are retried when the server does not answer
+   * (restart, leader change) before the error reaches the caller (default 30 s). Every call
+   * retried is idempotent: reads, and publishes carrying their event id.
+   */
+  readonly retryForMs?: number;
+}
+
+interface FollowState {
+  readonly filter: string;
+  position: bigint;
+  stopped: boolean;
+  messages?: ConsumerMessages | undefined;
+  wake?: () => void;
+}
+
+interface SubjectHead {
+  readonly seq: number;
+  readonly revision: bigint;
+}
+
+export class JetStreamEventLog implements EventLog {
+  readonly streamName: string;
+
+  private constructor(
+    readonly site: string,
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly maxAnyAttempts: number,
+    private readonly retryForMs: number,
+  ) {
+    this.streamName = eventStreamName(site);
+  }
+
+  static async open(options: JetStreamEventLogOptions): Promise<JetStreamEventLog> {
+    const jsOpts = options.domain ? { domain: options.domain } : {};
+    const jsm = await jetstreamManager(options.nc, jsOpts);
+    const js = jetstream(options.nc, jsOpts);
+    const log = new JetStreamEventLog(options.site, options.nc, js, jsm, options.maxAnyAttempts ?? 10, options.retryForMs ?? 30_000);
+    await log.ensureStream(options);
+    return log;
+  }
+
+  private async ensureStream(options: JetStreamEventLogOptions): Promise<void> {
+    const subject = eventSubjectFilter(this.site);
+    try {
+      const info = await this.jsm.streams.info(this.streamName);
+      if (!info.config.subjects?.includes(subject)) {
+        throw new Error(`stream ${this.streamName} exists but does not take ${subject} (subjects: ${info.config.subjects?.join(', ')})`);
+      }
+      return;
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === 10059) || options.createStream === false) throw e;
+    }
+    const windowNs = (options.duplicateWindowMs ?? 120_000) * 1_000_000;
+    try {
+      await this.jsm.streams.add({
+        name: this.streamName,
+        subjects: [subject],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        max_msgs: -1,
+        max_bytes: -1,
+        max_age: 0,
+        duplicate_window: windowNs,
+        num_replicas: options.replicas ?? 1,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+      });
+    } catch (e) {
+      // Another process created it at the same moment: fine if it is ours.
+      await this.jsm.streams.info(this.streamName).catch(() => { throw e; });
+    }
+  }
+
+  /** Runs an idempotent call, again while the server does not answer. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.retryForMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!isUnanswered(e) || this.nc.isClosed() || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * 2 ** attempt)));
+      }
+    }
+  }
+
+  // ---- append -------------------------------------------------------------------------
+
+  async append(streamId: string, events: readonly CairnEvent[], options: AppendOptions): Promise<AppendResult> {
+    const encoded = encodeBatch(this.site, streamId, events);
+    const maxBytes = (this.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ALLOWANCE;
+    checkSizes(encoded, maxBytes);
+    const subject = eventSubject(this.site, streamId);
+    const expected = options.expectedRevision;
+    for (let attempt = 1; ; attempt++) {
+      const head = await this.subjectHead(subject);
+      const actual = head ? head.revision : 'no_stream';
+      const matches = expected === 'any'
+        || (expected === 'no_stream' && actual === 'no_stream')
+        || (expected === 'stream_exists' && actual !== 'no_stream')
+        || (typeof expected === 'bigint' && actual === expected);
+      let todo: readonly EncodedEvent[] = encoded;
+      let from = head;
+      if (!matches) {
+        // Maybe our own earlier attempt: the same ids right after the expected revision.
+        const resumed = await this.resumeRetry(streamId, expected, encoded, head);
+        if (!resumed) throw new WrongExpectedRevisionError(streamId, expected, actual);
+        if (resumed.done) return resumed.done;
+        todo = resumed.todo;
+        from = resumed.from;
+      }
+      try {
+        return await this.publishChain(subject, todo, from);
+      } catch (e) {
+        if (!(e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE)) throw e;
+        if (expected === 'any' && attempt < this.maxAnyAttempts) continue;
+        const now = await this.subjectHead(subject);
+        throw new WrongExpectedRevisionError(streamId, expected, now ? now.revision : 'no_stream');
+      }
+    }
+  }
+
+  /** Publishes events in order, each expecting the previous one as the subject's last message. */
+  private async publishChain(subject: string, events: readonly EncodedEvent[], head: SubjectHead | undefined): Promise<AppendResult> {
+    let seq = head?.seq ?? 0;
+    let revision = head?.revision ?? -1n;
+    for (const { event, bytes } of events) {
+      const h = natsHeaders();
+      h.set(REVISION_HEADER, String(revision + 1n));
+      h.set(EVENT_TYPE_HEADER, event.type);
+      h.set(SCHEMA_VERSION_HEADER, String(event.schemaVersion));
+      if (event.trace) h.set('traceparent', event.trace.traceparent);
+      // A publish retried after a lost answer is dropped as a duplicate by the server (which
+      // checks the id before the expected sequence), so the retry is safe.
+      const expected = seq;
+      const ack: PubAck = await this.call(() => this.js.publish(subject, bytes, {
+        msgID: event.id,
+        expect: { lastSubjectSequence: expected },
+        headers: h,
+      }));
+      if (ack.duplicate) {
+        // Stored by an earlier attempt: take its place in the stream as the truth.
+        const stored = await this.call(() => this.jsm.streams.getMessage(this.streamName, { seq: ack.seq }));
+        revision = stored ? revisionOf(stored.header, revision) : revision + 1n;
+      } else {
+        revision += 1n;
+      }
+      seq = ack.seq;
+    }
+    return { nextRevision: revision, position: BigInt(seq) };
+  }
+
+  /**
+   * When the stream is not at the expected revision, checks whether the events that follow
+   * it are (a prefix of) this batch: then this append is a retry and only the rest is written.
+   */
+  private async resumeRetry(
+    streamId: string, expected: AppendOptions['expectedRevision'], batch: readonly EncodedEvent[], head: SubjectHead | undefined,
+  ): Promise<{ done?: AppendResult; todo: readonly EncodedEvent[]; from: SubjectHead | undefined } | undefined> {
+    if (!head || expected === 'any' || expected === 'stream_exists') return undefined;
+    const base = expected === 'no_stream' ? -1n : expected;
+    if (head.revision <= base) return undefined;
+    const after: Recorded[] = [];
+    for await (const r of this.readStream(streamId, { fromRevision: base + 1n, maxCount: batch.length + 1, onInvalid: () => undefined })) {
+      after.push(r);
+    }
+    if (after.length > batch.length || after.length === 0) return undefined;
+    if (!after.every((r, i) => r.event.id === batch[i]!.event.id && r.revision === base + 1n + BigInt(i))) return undefined;
+    const last = after.at(-1)!;
+    if (last.revision !== head.revision) return undefined;
+    if (after.length === batch.length) return { done: { nextRevision: last.revision, position: last.position }, todo: [], from: head };
+    return { todo: batch.slice(after.length), from: head };
+  }
+
+  /** Sequence and revision of a subject's last message (undefined: empty stream). */
+  private async subjectHead(subject: string): Promise<SubjectHead | undefined> {
+    const last = await this.call(() => this.jsm.streams.getMessage(this.streamName, { last_by_subj: subject }));
+    if (!last) return undefined;
+    const header = last.header.get(REVISION_HEADER);
+    if (/^\d+$/.test(header)) return { seq: last.seq, revision: BigInt(header) };
+    // Written around this adapter (no revision header): count the subject's messages.
+    const info = await this.call(() => this.jsm.streams.info(this.streamName, { subjects_filter: subject }));
+    const count = info.state.subjects?.[subject] ?? 1;
+    return { seq: last.seq, revision: BigInt(count - 1) };
+  }
+
+  // ---- reads --------------------------------------------------------------------------
+
+  async *readStream(streamId: string, options: ReadStreamOptions = {}): AsyncIterable<Recorded> {
+    const subject = eventSubject(this.site, streamId);
+    const head = await this.subjectHead(subject);
+    if (!head) return;
+    const from = options.fromRevision ?? 0n;
+    let count = 0;
+    let revision = -1n;
+    for await (const m of this.range(subject, 1, head.seq)) {
+      revision = revisionOf(m.headers, revision);
+      if (revision < from) continue;
+      if (options.maxCount !== undefined && count >= options.maxCount) return;
+      const r = await this.decode(m, revision, options.onInvalid);
+      if (!r) continue;
+      count++;
+      yield r;
+    }
+  }
+
+  async *readAll(options: ReadAllOptions = {}): AsyncIterable<Recorded> {
+    const after = options.fromPosition ?? 0n;
+    if (after < 0n) throw new EventLogUsageError('readAll: fromPosition must be >= 0');
+    const head = await this.headPosition();
+    if (head <= after) return;
+    let count = 0;
+    for await (const m of this.range(eventSubjectFilter(this.site), Number(after) + 1, Number(head))) {
+      if (options.maxCount !== undefined && count >= options.maxCount) return;
+      const r = await this.decode(m, revisionOf(m.headers, undefined), options.onInvalid);
+      if (!r) continue;
+      count++;
+      yield r;
+    }
+  }
+
+  /** Messages of `filter` with sequence in [start, end], through a short-lived ordered consumer. */
+  private async *range(filter: string, start: number, end: number): AsyncGenerator<JsMsg> {
+    const consumer = await this.call(() => this.js.consumers.get(this.streamName, {
+      filter_subjects: filter,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: start,
+    }));
+    const messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
+    try {
+      for await (const m of messages) {
+        if (m.seq > end) break;
+        yield m;
+        if (m.seq >= end || m.info.pending === 0) break;
+      }
+    } finally {
+      await messages.close().catch(() => undefined);
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  private async decode(m: JsMsg, revision: bigint | undefined, onInvalid: OnInvalidRecord | undefined): Promise<Recorded | undefined> {
+    const d = decodeRecord(m.data, BigInt(m.seq), m.subject);
+    if (!d.ok) {
+      await reportInvalid(d.record, onInvalid);
+      return undefined;
+    }
+    return { event: d.event, position: BigInt(m.seq), revision: revision ?? -1n };
+  }
+
+  // ---- subscriptions ------------------------------------------------------------------
+
+  subscribe(options: SubscribeOptions): EventSubscription {
+    if (typeof options.from === 'bigint' && options.from < 0n) throw new EventLogUsageError('subscribe: position must be >= 0');
+    const state: FollowState = {
+      filter: eventSubjectFilter(this.site, options.category),
+      position: typeof options.from === 'bigint' ? options.from : 0n,
+      stopped: false,
+    };
+    const iterator = this.follow(state, options);
+    return {
+      get position() { return state.position; },
+      async stop() {
+        state.stopped = true;
+        state.wake?.();
+        // stop(), not close(): close() waits for the iterator to drain, and the loop may be
+        // parked at a yield until its reader asks for more.
+        state.messages?.stop();
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+  }
+
+  /**
+   * The subscription loop: an ordered consumer from `position + 1`. The client library
+   * recreates it after a reconnect; if the consumer fails anyway (server restarted, consumer
+   * gone), a new one starts after the last position handed over, so nothing is skipped and
+   * nothing is handed over twice.
+   */
+  private async *follow(state: FollowState, options: SubscribeOptions): AsyncGenerator<Recorded> {
+    if (options.from === 'end') state.position = await this.headPosition();
+    let failures = 0;
+    while (!state.stopped) {
+      let consumerDelete: (() => Promise<unknown>) | undefined;
+      try {
+        const consumer = await this.js.consumers.get(this.streamName, {
+          filter_subjects: state.filter,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: Number(state.position) + 1,
+        });
+        consumerDelete = () => consumer.delete();
+        state.messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
+        if (state.stopped) break;
+        for await (const m of state.messages) {
+          failures = 0;
+          const seq = BigInt(m.seq);
+          if (seq <= state.position) continue; // redelivered after a reset: already handed over
+          const recorded = await this.decode(m, revisionOf(m.headers, undefined), options.onInvalid);
+          state.position = seq;
+          if (recorded) yield recorded;
+          if (state.stopped) break;
+        }
+      } catch (e) {
+        if (state.stopped) break;
+        if (e instanceof InvalidRecordError || !isTransient(e)) throw e;
+        failures++;
+      } finally {
+        await state.messages?.close().catch(() => undefined);
+        state.messages = undefined;
+        await consumerDelete?.().catch(() => undefined);
+      }
+      if (!state.stopped) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(2_000, 100 * 2 ** Math.min(failures, 5)));
+          state.wake = () => { clearTimeout(t); resolve(); };
+        });
+      }
+    }
+  }
+
+  async headPosition(): Promise<bigint> {
+    const info = await this.call(() => this.jsm.streams.info(this.streamName));
+    return BigInt(info.state.last_seq);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Opens the site's JetStream event log, creating its stream when missing. */
+export function createJetStreamEventLog(options: JetStreamEventLogOptions): Promise<JetStreamEventLog> {
+  return JetStreamEventLog.open(options);
+}
+
+function revisionOf(h: MsgHdrs | undefined, previous: bigint | undefined): bigint {
+  const v = h?.get(REVISION_HEADER);
+  if (v && /^\d+$/.test(v)) return BigInt(v);
+  return previous === undefined ? -1n : previous + 1n;
+}
+
+/** The server did not answer (yet): worth asking again. */
+function isUnanswered(e: unknown): boolean {
+  return e instanceof natsErrors.TimeoutError
+    || e instanceof natsErrors.NoRespondersError
+    || (e instanceof natsErrors.RequestError && e.isNoResponders())
+    // JetStream not (yet) enabled after a restart; the class is not exported, so by name.
+    || (e instanceof Error && e.name === 'JetStreamNotEnabled');
+}
+
+function isTransient(e: unknown): boolean {
+  // Validation and programming errors end the subscription; anything from the connection
+  // or the server (timeouts, consumer/stream gone, disconnects) is retried.
+  return !(e instanceof TypeError || e instanceof RangeError || e instanceof EventLogUsageError);
+}
