@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { trace } from '@opentelemetry/api';
-import { headers as natsHeaders } from '@nats-io/transport-node';
 import { useHarness, waitFor } from '@cairn/testing';
 import { JetStreamServer } from './jetstream.server.ts';
 import { JetStreamClient } from './jetstream-client.ts';
@@ -145,15 +144,27 @@ describe('JetStream consumer', () => {
     await serve({ ...where, ackWaitMs: 2000 }, (_p, ctx) => { handlerTrace = ctx.trace?.traceparent; });
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const parentSpan = '00f067aa0ba902b7';
-    const hdrs = natsHeaders();
-    hdrs.set('traceparent', `00-${traceId}-${parentSpan}-01`);
-    await site.js.publish(jobSubject(jobId), JSON.stringify(jobStarted(jobId)), { headers: hdrs });
+    await new JetStreamClient(site.nc).publish(jobSubject(jobId), jobStarted(jobId), { trace: { traceparent: `00-${traceId}-${parentSpan}-01` } });
     await waitFor(() => handlerTrace, { what: 'handler ran' });
     expect(handlerTrace).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
     const span = await waitFor(() => exporter.getFinishedSpans().find((s) => s.name === 'traced process'), { what: 'span' });
     expect(span.spanContext().traceId).toBe(traceId);
     expect(span.parentSpanContext?.spanId).toBe(parentSpan);
     expect(handlerTrace).toContain(span.spanContext().spanId);
+  });
+
+  it('keeps a long handler alive with in-progress acks: no redelivery past ack wait', async () => {
+    const { jobId, ...where } = uniqueEvents('long');
+    const deliveries: number[] = [];
+    let done = 0;
+    await serve({ ...where, ackWaitMs: 300 }, async (_p, ctx) => {
+      deliveries.push(ctx.deliveryCount);
+      await new Promise((r) => setTimeout(r, 1000));
+      done++;
+    });
+    await new JetStreamClient(site.nc).publishEvent(jobStarted(jobId));
+    await waitFor(async () => done === 1 && (await backlog(site, EVENTS, 'long')).ackPending === 0, { what: 'long handler acked' });
+    expect(deliveries).toEqual([1]);
   });
 
   it('validates work items by schema and version, and refuses to publish an oversize one', async () => {

@@ -11,7 +11,7 @@ import { Server, type CustomTransportStrategy, type MessageHandler } from '@nest
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { Actor } from '@cairn/contracts';
 import { CommandResponder, type CommandHandlerFn } from './command-responder.ts';
-import { JetStreamDeadLetterSink, type DeadLetterSink } from './dead-letter.ts';
+import { EventLogDeadLetterSink, JetStreamDeadLetterSink, type DeadLetterSink, type EventAppender } from './dead-letter.ts';
 import {
   COMMAND_EXTRAS, JETSTREAM_EXTRAS, JETSTREAM_TRANSPORT, commandPattern, jetStreamPattern,
   type CommandHandlerOptions, type CommandRoute, type JetStreamHandlerOptions,
@@ -36,8 +36,10 @@ export interface JetStreamServerOptions {
   readonly site: string;
   /** This service's identity, recorded as the actor of dead-letter events. */
   readonly actor: Actor;
-  /** Default: publish `MessageDeadLettered` into the site's event stream. */
+  /** Where dead letters go; default: appended to `eventLog` when given, else published into the site's event stream. */
   readonly deadLetters?: DeadLetterSink;
+  /** The site's event log (`@cairn/eventlog`): dead letters are appended to it. */
+  readonly eventLog?: EventAppender;
   /** Default: a NATS KV bucket `cairn_processed` (24 h); `false` turns dedup off. */
   readonly processed?: ProcessedMessages | false;
   /** Default: a NATS KV bucket `cairn_command_replies` (24 h). */
@@ -104,7 +106,9 @@ export class JetStreamServer extends Server<ServerEvents> implements CustomTrans
     if (eventHandlers.length > 0) {
       const js = jetstream(nc);
       const jsm = await jetstreamManager(nc);
-      const deadLetters = o.deadLetters ?? new JetStreamDeadLetterSink(js, { site: o.site, actor: o.actor });
+      const sinkOptions = { site: o.site, actor: o.actor };
+      const deadLetters = o.deadLetters
+        ?? (o.eventLog ? new EventLogDeadLetterSink(o.eventLog, sinkOptions) : new JetStreamDeadLetterSink(js, sinkOptions));
       const processed = o.processed === false ? undefined : (o.processed ?? (await KvProcessedMessages.open(nc)));
       const deps = { js, jsm, deadLetters, processed, maxMessageBytes, logger: this.log };
       for (const [pattern, handler] of eventHandlers) {

@@ -1,0 +1,68 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useHarness, waitFor } from '@cairn/testing';
+import { JetStreamServer } from './jetstream.server.ts';
+import { JetStreamClient } from './jetstream-client.ts';
+import { ACTOR, EVENTS, SITE, backlog, jobStarted, jobSubject, openSite, type TestSite } from './testing/site.ts';
+
+// `node --import tsx` rather than the tsx CLI: the CLI runs the script in a child process,
+// which a SIGKILL of the CLI would leave running (and acking in progress).
+const TSX_LOADER = import.meta.resolve('tsx');
+const FIXTURE = fileURLToPath(new URL('./testing/hanging-consumer.fixture.ts', import.meta.url));
+const ACK_WAIT_MS = 1000;
+
+describe('consumer crash', () => {
+  const h = useHarness();
+  let site: TestSite;
+  let url: string;
+
+  beforeAll(async () => {
+    url = (await h.nats()).url;
+    site = await openSite(url);
+    h.onClose(() => site.nc.close());
+  });
+
+  it('redelivers a message whose consumer was SIGKILLed mid-handler to another instance after ack wait', async () => {
+    const jobId = `j${randomUUID().slice(0, 8)}`;
+    const filter = jobSubject(jobId);
+    const child: ChildProcess = spawn(process.execPath, ['--import', TSX_LOADER, FIXTURE, url, EVENTS, 'crashy', filter, String(ACK_WAIT_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    h.onClose(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+    });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    await waitFor(() => out.includes('READY'), { timeoutMs: 60_000, what: `fixture ready (stderr: ${err})` });
+
+    const event = jobStarted(jobId);
+    const ack = await new JetStreamClient(site.nc).publishEvent(event);
+    const line = await waitFor(() => /HANDLING (\d+) (\d+) (\d+)/.exec(out), { timeoutMs: 20_000, what: 'child handling the message' });
+    expect(Number(line[1])).toBe(ack.seq);
+    expect(Number(line[2])).toBe(1);
+    const firstDeliveryAt = Number(line[3]);
+
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+
+    const received: Array<{ id: string; deliveries: number; at: number }> = [];
+    const server = new JetStreamServer({ servers: url, site: SITE, actor: ACTOR });
+    server.addJetStreamHandler({ stream: EVENTS, durable: 'crashy', filterSubject: filter, ackWaitMs: ACK_WAIT_MS }, (p, ctx) => {
+      received.push({ id: (p as { id: string }).id, deliveries: ctx.deliveryCount, at: Date.now() });
+    });
+    await new Promise<void>((resolve, reject) => server.listen((e?: unknown) => (e ? reject(e) : resolve())));
+    h.onClose(() => server.close());
+
+    await waitFor(() => received.length === 1, { timeoutMs: 20_000, what: 'redelivery to the second instance' });
+    expect(received[0]).toMatchObject({ id: event.id, deliveries: 2 });
+    // Not before the ack wait ran out since the child's last sign of life.
+    expect(received[0]!.at - firstDeliveryAt).toBeGreaterThanOrEqual(ACK_WAIT_MS);
+    await waitFor(async () => (await backlog(site, EVENTS, 'crashy')).ackPending === 0, { what: 'acked' });
+  }, 120_000); // a loaded CI machine may take tens of seconds to start the fixture process
+});
