@@ -4,8 +4,11 @@ export type * from './hypervisor.port.ts';
 export { QmpClient, type QmpClientOptions, type QmpEvent, type QmpGreeting } from './qmp/qmp-client.ts';
 export { QmpError, QmpTimeoutError, QmpConnectionError } from './qmp/qmp-errors.ts';
 export { QemuAdapter, UnknownVmError, UnknownDiskError, DiskBusyError, type QemuAdapterConfig, type AdapterLogger } from './qemu/qemu.adapter.ts';
+export { QemuOfflineAdapter, type QemuOfflineAdapterConfig, type OfflineVmConfig } from './qemu/qemu-offline.adapter.ts';
 export { GuestAgentClient, GuestAgentError, FreezeGuard, type FreezeOutcome } from './qemu/guest-agent.ts';
 export { PREFIX as CAIRN_OBJECT_PREFIX, isViewId, liveBitmapName } from './qemu/naming.ts';
 export { imageInfo, type ImageInfo, type ImageBitmap } from './qemu/qemu-img.ts';
 // Test fixtures (real QEMU processes); only test code calls them.
 export { startQemuVm, guestWrite, createTestDisk, type QemuVm, type QemuVmOptions, type TestDiskSpec } from './testing/qemu-vm.ts';
+export { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from './testing/guest-writer.ts';
+export { readExport, dirtyBlocks, nbdUri } from './testing/nbd-tools.ts';
