@@ -1,15 +1,20 @@
 // Builds the command tree; each command group lives in ./commands/<group>.command.ts.
 import { Command, CommanderError } from 'commander';
 import { registerRepoCommands } from './commands/repo.command.ts';
+import { registerOperateCommands } from './commands/operate.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('cairn')
     .description('Cairn: event-sourced backup for virtual machines')
     .option('--json', 'machine-readable output')
+    .option('--nats <url>', 'NATS of a running Cairn (default: from `cairn up` state or CAIRN_NATS_URL)')
+    .option('--site <name>', 'site name (default: from state or CAIRN_SITE)')
+    .option('--data <dir>', 'data directory of `cairn up` (default ./.cairn)')
     .exitOverride()
     .showHelpAfterError();
   registerRepoCommands(program);
+  registerOperateCommands(program);
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

@@ -1,0 +1,29 @@
+// Maps a refused command reply or a failed query to a CLI error with a fitting exit code.
+import type { CommandReply } from '@cairn/contracts';
+import { CatalogueQueryError } from '@cairn/catalogue-client';
+import { CommandNoRespondersError, CommandTimeoutError } from '@cairn/messaging';
+import { CliError, EXIT } from './cli-error.ts';
+
+const CODE_EXIT: Record<string, number> = {
+  not_found: EXIT.notFound,
+  conflict: EXIT.conflict,
+  invalid_command: EXIT.usage,
+  unavailable: EXIT.unavailable,
+};
+
+export function accepted<R>(reply: CommandReply<R>, what: string): R {
+  if (reply.accepted) return reply.result as R;
+  const problems = (reply.error.details as { problems?: Array<{ path?: string; message: string }> } | undefined)?.problems;
+  const detail = problems?.length ? '\n' + problems.map((p) => `  - ${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n') : '';
+  throw new CliError(`${what}: ${reply.error.message}${detail}`, CODE_EXIT[reply.error.code] ?? EXIT.failure);
+}
+
+export function transportError(e: unknown): never {
+  if (e instanceof CommandNoRespondersError || e instanceof CommandTimeoutError) {
+    throw new CliError(`${(e as Error).message}`, EXIT.unavailable, 'is `cairn up` running with all its services? `cairn status` shows their health');
+  }
+  if (e instanceof CatalogueQueryError) {
+    throw new CliError(e.message, e.code === 'not_found' ? EXIT.notFound : EXIT.failure);
+  }
+  throw e;
+}

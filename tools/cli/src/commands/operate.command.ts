@@ -1,0 +1,262 @@
+// Everyday operator commands: VMs, policies, backups, jobs, restore points, restores,
+// events and the catalogue. Each talks to a running Cairn over NATS (see ../session.ts).
+import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { progressSubject, type CommandPayloadMap } from '@cairn/contracts';
+import { createJetStreamEventLog } from '@cairn/eventlog';
+import type { JobDetail, JobView } from '@cairn/catalogue-client';
+import { CliError, EXIT } from '../cli-error.ts';
+import { accepted, transportError } from '../cli-replies.ts';
+import { bytes, output, table, withSession, type Session } from '../session.ts';
+
+type Opts = Record<string, unknown>;
+
+function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
+  return async function (this: Command, ...args: A) {
+    await withSession(this, async (s) => {
+      try {
+        await fn(s, ...args);
+      } catch (e) {
+        transportError(e);
+      }
+    });
+  };
+}
+
+async function resolveVm(s: Session, ref: string): Promise<string> {
+  const { items } = await s.catalogue.query('vm.list', {});
+  const vm = items.find((v) => v.vmId === ref) ?? items.find((v) => v.name === ref);
+  if (!vm) {
+    throw new CliError(`unknown VM ${JSON.stringify(ref)}`, EXIT.notFound,
+      `known VMs: ${items.map((v) => v.name).join(', ') || 'none (add a hypervisor with `cairn hypervisor add`)'}`);
+  }
+  return vm.vmId;
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+function jobLine(j: JobView): Record<string, unknown> {
+  return {
+    job: j.jobId, vm: j.vmId, state: j.state, trigger: j.trigger, requested: j.requestedAt,
+    read: j.bytesRead === null ? '' : bytes(j.bytesRead), stored: j.bytesStored === null ? '' : bytes(j.bytesStored),
+    restorePoint: j.restorePointId ?? '', reason: j.failure?.reason ?? j.cancelReason ?? '',
+  };
+}
+
+/** Follows a job until it ends, drawing a progress line on a terminal. */
+async function watchJob(s: Session, jobId: string, timeoutMs: number): Promise<JobDetail> {
+  const started = Date.now();
+  let done = 0; let lastAt = Date.now(); let lastDone = 0; let rate = 0;
+  const sub = s.nc.subscribe(progressSubject(s.site, jobId));
+  const tty = process.stderr.isTTY && !s.json;
+  void (async () => {
+    for await (const m of sub) {
+      const p = m.json<{ bytesDone: number; disk: string }>();
+      done = p.bytesDone;
+      const now = Date.now();
+      if (now - lastAt >= 500) { rate = ((done - lastDone) * 1000) / (now - lastAt); lastAt = now; lastDone = done; }
+      if (tty) process.stderr.write(`\r  ${p.disk}: ${bytes(done)} read, ${bytes(rate)}/s        `);
+    }
+  })();
+  try {
+    for (;;) {
+      let job: JobDetail | undefined;
+      try { job = await s.catalogue.query('job.get', { jobId }); } catch { /* not projected yet */ }
+      if (job && TERMINAL.has(job.state)) {
+        if (tty) process.stderr.write('\n');
+        return job;
+      }
+      if (Date.now() - started > timeoutMs) throw new CliError(`job ${jobId} still ${job?.state ?? 'unknown'} after ${timeoutMs / 1000} s`, EXIT.failure, `follow it with \`cairn job watch ${jobId}\``);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  } finally {
+    sub.unsubscribe();
+  }
+}
+
+function reportJob(s: Session, job: JobDetail): void {
+  output(s, job, () => {
+    const head = `job ${job.jobId}: ${job.state}${job.failure ? ` in ${job.failure.phase}: ${job.failure.reason}` : ''}`;
+    const phases = job.phases.map((p) => `  ${p.phase.padEnd(9)} ${p.state.padEnd(7)} ${p.detail ?? ''}`).join('\n');
+    const rp = job.restorePointId ? `\n  restore point ${job.restorePointId}: ${bytes(job.bytesRead ?? 0)} read, ${bytes(job.bytesStored ?? 0)} stored` : '';
+    return `${head}\n${phases}${rp}`;
+  });
+  if (job.state === 'failed' || job.state === 'cancelled') process.exitCode = EXIT.jobFailed;
+}
+
+export function registerOperateCommands(program: Command): void {
+  const vm = program.command('vm').description('virtual machines the hypervisors report');
+  vm.command('list').description('list VMs').action(act(async (s) => {
+    const { items } = await s.catalogue.query('vm.list', {});
+    output(s, items, () => table(items.map((v) => ({
+      vm: v.vmId, name: v.name, host: v.hypervisor.host, disks: v.disks.filter((d) => !d.detachedAt).map((d) => `${d.name}(${bytes(d.sizeBytes)})`).join(' '),
+      lastBackup: v.lastBackupAt ?? 'never', restorePoints: v.restorePoints,
+    })), ['vm', 'name', 'host', 'disks', 'lastBackup', 'restorePoints']));
+  }));
+
+  const policy = program.command('policy').description('protection policies');
+  policy.command('create')
+    .description('create a protection policy')
+    .requiredOption('--name <name>', 'policy name')
+    .option('--vm <names...>', 'VM names it protects')
+    .option('--tag <tags...>', 'protect VMs carrying all these tags')
+    .option('--hypervisor <host>', 'protect every VM of this hypervisor host')
+    .requiredOption('--cron <expr>', 'schedule, cron syntax (5 or 6 fields)')
+    .option('--timezone <tz>', 'IANA time zone of the schedule', Intl.DateTimeFormat().resolvedOptions().timeZone)
+    .option('--keep-last <n>', 'keep the last N restore points', '7')
+    .option('--keep-daily <n>', 'keep one per day for N days', '7')
+    .option('--keep-weekly <n>', 'keep one per week for N weeks', '4')
+    .option('--keep-monthly <n>', 'keep one per month for N months', '6')
+    .option('--keep-yearly <n>', 'keep one per year for N years', '0')
+    .option('--repository <name>', 'target repository', 'default')
+    .option('--key <ref>', 'key reference', 'default')
+    .option('--priority <n>', 'higher runs first', '100')
+    .action(act(async (s, o: Opts) => {
+      const num = (k: string) => {
+        const v = Number(o[k]);
+        if (!Number.isInteger(v) || v < 0) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number ≥ 0`, EXIT.usage);
+        return v;
+      };
+      const payload: CommandPayloadMap['CreatePolicy'] = {
+        name: String(o['name']),
+        selector: {
+          ...(o['vm'] ? { names: o['vm'] as string[] } : {}),
+          ...(o['tag'] ? { tags: o['tag'] as string[] } : {}),
+          ...(o['hypervisor'] ? { hypervisor: String(o['hypervisor']) } : {}),
+        },
+        schedule: { cron: String(o['cron']), timezone: String(o['timezone']) },
+        retention: { last: num('keepLast'), daily: num('keepDaily'), weekly: num('keepWeekly'), monthly: num('keepMonthly'), yearly: num('keepYearly') },
+        repository: String(o['repository']),
+        keyRef: String(o['key']),
+        priority: num('priority'),
+      };
+      const result = accepted(await s.bus.send('scheduler', 'CreatePolicy', payload), 'policy not created');
+      output(s, result, () => `policy ${result.policyId} created`);
+    }));
+  policy.command('list').description('list policies').action(act(async (s) => {
+    const { items } = await s.catalogue.query('policy.list', {});
+    output(s, items, () => table(items.map((p) => ({
+      policy: p.policyId, name: p.name, schedule: `${p.schedule.cron} (${p.schedule.timezone})`,
+      selector: JSON.stringify(p.selector), repository: p.repository,
+    })), ['policy', 'name', 'schedule', 'selector', 'repository']));
+  }));
+  policy.command('show <policy>').description('show one policy').action(act(async (s, ref: string) => {
+    const { items } = await s.catalogue.query('policy.list', {});
+    const p = items.find((x) => x.policyId === ref || x.name === ref);
+    if (!p) throw new CliError(`unknown policy ${JSON.stringify(ref)}`, EXIT.notFound);
+    output(s, p, () => JSON.stringify(p, null, 2));
+  }));
+
+  program.command('backup <vm>')
+    .description('back up a VM now')
+    .option('--full', 'read every allocated block, not only the changes')
+    .option('--wait', 'wait for the job to end, showing progress')
+    .option('--timeout <seconds>', 'with --wait: give up after this long', '3600')
+    .action(act(async (s, ref: string, o: Opts) => {
+      const vmId = await resolveVm(s, ref);
+      const { jobId } = accepted(await s.bus.send('scheduler', 'RequestBackup', { vmId, mode: o['full'] ? 'full' : 'auto' }, { idempotencyKey: randomUUID() }), 'backup not started');
+      if (!o['wait']) {
+        output(s, { jobId }, () => `job ${jobId} requested; follow it with \`cairn job watch ${jobId}\``);
+        return;
+      }
+      if (!s.json) process.stderr.write(`job ${jobId} requested\n`);
+      reportJob(s, await watchJob(s, jobId, Number(o['timeout']) * 1000));
+    }));
+
+  const job = program.command('job').description('backup jobs');
+  job.command('list')
+    .option('--state <state>', 'requested, running, completed, failed or cancelled')
+    .option('--vm <vm>', 'only this VM')
+    .option('--limit <n>', 'at most N jobs', '50')
+    .action(act(async (s, o: Opts) => {
+      const req = {
+        ...(o['state'] ? { state: o['state'] as JobView['state'] } : {}),
+        ...(o['vm'] ? { vmId: await resolveVm(s, String(o['vm'])) } : {}),
+        limit: Number(o['limit']),
+      };
+      const { items } = await s.catalogue.query('job.list', req);
+      output(s, items, () => table(items.map(jobLine), ['job', 'vm', 'state', 'trigger', 'requested', 'read', 'stored', 'restorePoint', 'reason']));
+    }));
+  job.command('show <job>').action(act(async (s, jobId: string) => reportJob(s, await s.catalogue.query('job.get', { jobId }))));
+  job.command('watch <job>')
+    .option('--timeout <seconds>', 'give up after this long', '86400')
+    .action(act(async (s, jobId: string, o: Opts) => reportJob(s, await watchJob(s, jobId, Number(o['timeout']) * 1000))));
+  job.command('cancel <job>').option('--reason <text>').action(act(async (s, jobId: string, o: Opts) => {
+    accepted(await s.bus.send('scheduler', 'CancelJob', { jobId, ...(o['reason'] ? { reason: String(o['reason']) } : {}) }), 'job not cancelled');
+    output(s, { jobId, cancelled: true }, () => `job ${jobId} cancelled`);
+  }));
+
+  const rp = program.command('restore-point').description('restore points');
+  rp.command('list').option('--vm <vm>', 'only this VM').option('--expired', 'include expired ones').action(act(async (s, o: Opts) => {
+    const req = { ...(o['vm'] ? { vmId: await resolveVm(s, String(o['vm'])) } : {}), ...(o['expired'] ? { includeExpired: true } : {}) };
+    const { items } = await s.catalogue.query('restorePoint.list', req);
+    output(s, items, () => table(items.map((p) => ({
+      restorePoint: p.restorePointId, vm: p.vmId, created: p.createdAt, kind: p.kind, size: bytes(p.sizeBytes),
+      read: bytes(p.bytesRead), stored: bytes(p.bytesStored), disks: p.disks.map((d) => d.name).join(' '),
+    })), ['restorePoint', 'vm', 'created', 'kind', 'size', 'read', 'stored', 'disks']));
+  }));
+
+  program.command('restore <restorePoint>')
+    .description('restore a disk of a restore point to a file')
+    .requiredOption('--to <file>', 'target file (raw unless --format qcow2)')
+    .option('--disk <name>', 'which disk (default: the only one)')
+    .option('--format <format>', 'raw or qcow2', 'raw')
+    .option('--force', 'replace the target if it exists')
+    .option('--timeout <seconds>', 'give up after this long', '86400')
+    .action(act(async (s, restorePointId: string, o: Opts) => {
+      const format = String(o['format']);
+      if (format !== 'raw' && format !== 'qcow2') throw new CliError(`--format must be raw or qcow2, not ${format}`, EXIT.usage);
+      const to = resolve(String(o['to']));
+      if (!o['force'] && (await stat(to).then(() => true, () => false))) {
+        throw new CliError(`${to} exists; nothing was changed`, EXIT.conflict, 'pass --force to replace it');
+      }
+      let disk = o['disk'] as string | undefined;
+      if (!disk) {
+        const point = await s.catalogue.query('restorePoint.get', { restorePointId });
+        if (point.disks.length !== 1) throw new CliError(`restore point has ${point.disks.length} disks (${point.disks.map((d) => d.name).join(', ')}); choose one with --disk`, EXIT.usage);
+        disk = point.disks[0]!.name;
+      }
+      const result = accepted(await s.bus.send('data-mover', 'RestoreDisk', {
+        restorePointId, disk, target: { kind: 'file', path: to }, format, ...(o['force'] ? { overwrite: true } : {}),
+      }, { timeoutMs: Number(o['timeout']) * 1000 }), 'restore failed');
+      output(s, result, () => `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
+    }));
+
+  const events = program.command('events').description('the event log');
+  events.command('tail')
+    .option('--job <id>', 'only this job')
+    .option('--follow', 'keep printing new events')
+    .option('-n, --lines <n>', 'events of history to print', '50')
+    .action(act(async (s, o: Opts) => {
+      const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+      const jobId = o['job'] as string | undefined;
+      const print = (r: { position: bigint; event: { time: string; type: string; streamId: string; actor: { id: string }; correlationId: string; causationId: string | null; data: unknown } }) => {
+        const e = r.event;
+        if (jobId && e.correlationId !== jobId && e.streamId !== `job-${jobId}`) return;
+        process.stdout.write(s.json
+          ? JSON.stringify({ position: Number(r.position), ...e }) + '\n'
+          : `${String(r.position).padStart(6)} ${e.time} ${e.type.padEnd(22)} ${e.streamId} by ${e.actor.id}${e.causationId ? ` (caused by ${e.causationId})` : ''}\n`);
+      };
+      const head = await log.headPosition();
+      const from = head > BigInt(o['lines'] as string) && !jobId ? head - BigInt(o['lines'] as string) : 0n;
+      if (!o['follow']) {
+        for await (const r of log.readAll({ fromPosition: from, onInvalid: () => undefined })) print(r);
+        return;
+      }
+      const sub = log.subscribe({ from, onInvalid: () => undefined });
+      process.once('SIGINT', () => { void sub.stop(); });
+      for await (const r of sub) print(r);
+    }));
+
+  const catalogue = program.command('catalogue').description('read models');
+  catalogue.command('rebuild').description('drop the read models and replay the log').action(act(async (s) => {
+    const results = await s.catalogue.rebuild();
+    output(s, results, () => results.map((r) => `replica ${r.replica}: ${r.events} events replayed in ${r.durationMs} ms`).join('\n'));
+  }));
+  catalogue.command('status').action(act(async (s) => {
+    const st = await s.catalogue.query('catalogue.status', {});
+    output(s, st, () => `catalogue ${st.replica}: position ${st.position}/${st.head} (lag ${st.lag})`);
+  }));
+}

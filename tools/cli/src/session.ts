@@ -1,0 +1,111 @@
+// How a CLI command reaches a running Cairn: the NATS URL and site from flags, environment
+// or the state file `cairn up` writes into its data directory, and the operator as actor.
+import { readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Command } from 'commander';
+import type { Actor } from '@cairn/contracts';
+import { CatalogueClient } from '@cairn/catalogue-client';
+import { CommandBus } from '@cairn/messaging';
+import { CliError, EXIT } from './cli-error.ts';
+
+export const DEFAULT_DATA_DIR = '.cairn';
+export const STATE_FILE = 'stack.json';
+
+export interface StackState {
+  readonly natsUrl: string;
+  readonly site: string;
+  readonly gatewayUrl?: string;
+  readonly pid: number;
+  readonly dataDir: string;
+}
+
+export interface GlobalOptions {
+  readonly json?: boolean;
+  readonly nats?: string;
+  readonly site?: string;
+  readonly data?: string;
+}
+
+export interface Session {
+  readonly nc: NatsConnection;
+  readonly site: string;
+  readonly actor: Actor;
+  readonly bus: CommandBus;
+  readonly catalogue: CatalogueClient;
+  readonly json: boolean;
+  close(): Promise<void>;
+}
+
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+export async function readStackState(dataDir: string): Promise<StackState | undefined> {
+  try {
+    return JSON.parse(await readFile(join(resolve(dataDir), STATE_FILE), 'utf8')) as StackState;
+  } catch {
+    return undefined;
+  }
+}
+
+export function operator(): Actor {
+  return { kind: 'user', id: process.env['CAIRN_USER'] ?? userInfo().username };
+}
+
+export async function openSession(cmd: Command): Promise<Session> {
+  const g = globals(cmd);
+  const state = await readStackState(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
+  const natsUrl = g.nats ?? process.env['CAIRN_NATS_URL'] ?? state?.natsUrl;
+  const site = g.site ?? process.env['CAIRN_SITE'] ?? state?.site ?? 'local';
+  if (!natsUrl) {
+    throw new CliError('no running Cairn found', EXIT.unavailable,
+      'start one with `npx cairn up` (in another terminal), or pass --nats <url> / set CAIRN_NATS_URL');
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: natsUrl, name: 'cairn-cli', timeout: 3000 });
+  } catch (e) {
+    throw new CliError(`cannot reach NATS at ${natsUrl}: ${(e as Error).message}`, EXIT.unavailable,
+      'is `cairn up` still running? start it again, or pass the right --nats <url>');
+  }
+  const actor = operator();
+  return {
+    nc, site, actor,
+    bus: new CommandBus(nc, { site, actor, defaultTimeoutMs: 15_000 }),
+    catalogue: new CatalogueClient(nc, { site }),
+    json: Boolean(g.json),
+    close: () => nc.close(),
+  };
+}
+
+/** Runs a command body with a session, closing it whatever happens. */
+export async function withSession<T>(cmd: Command, body: (s: Session) => Promise<T>): Promise<T> {
+  const s = await openSession(cmd);
+  try {
+    return await body(s);
+  } finally {
+    await s.close().catch(() => undefined);
+  }
+}
+
+/** Prints a value as JSON (with --json) or through the human formatter. */
+export function output(s: { json: boolean }, value: unknown, human: () => string): void {
+  process.stdout.write(s.json ? JSON.stringify(value, null, 2) + '\n' : human() + '\n');
+}
+
+export function table(rows: ReadonlyArray<Record<string, unknown>>, columns: readonly string[]): string {
+  if (rows.length === 0) return '(none)';
+  const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
+  const line = (vals: readonly string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
+}
+
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n; let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
