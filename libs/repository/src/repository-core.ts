@@ -33,6 +33,8 @@ export interface RepositoryTuning {
   readonly uploadConcurrency?: number;
   /** Parallel chunk fetches of a restore or verify (default 8). */
   readonly fetchConcurrency?: number;
+  /** Parallel deletes of a garbage collection sweep (default 8). */
+  readonly deleteConcurrency?: number;
   /** Decoded chunks an open disk keeps (default 32). */
   readonly readCacheChunks?: number;
   /** A writer's or sweeper's lease lifetime without heartbeat (default 10 min). */

@@ -86,7 +86,7 @@ export async function collectGarbage(core: RepositoryCore, options: GcOptions): 
     await mark(core, now.filter((id) => !known.has(id)), live);
     const doomed = candidates.filter((c) => !live.has(c.id));
     let n = 0;
-    await forEachLimit(doomed, t.uploadConcurrency ?? 8, async (c) => {
+    await forEachLimit(doomed, t.deleteConcurrency ?? 8, async (c) => {
       if (n++ % 256 === 0) await lease.assertHeld();
       await core.backend.delete(c.key);
     });

@@ -37,7 +37,8 @@ export async function makeRepository(h: FixtureHarness, backend: Backend, option
     kdf: CHEAP_KDF,
     chunkSize: TEST_CHUNK,
     pageEntries: TEST_PAGE_ENTRIES,
-    tuning: { pollMs: 20 },
+    // s3rver answers 500 to concurrent deletes in one directory: sweep one at a time there.
+    tuning: { pollMs: 20, ...(backend.location.startsWith('s3:') ? { deleteConcurrency: 1 } : {}) },
     ...options,
   } as InitOptions);
   h.onClose(() => repo.close());
