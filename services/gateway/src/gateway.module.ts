@@ -1,0 +1,143 @@
+// The gateway as a Nest module (controllers, global validation pipe, bearer guard, problem
+// filter) and `startGateway`, which runs it over HTTP for `cairn up` or as its own service.
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_PIPE, NestFactory } from '@nestjs/core';
+import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { CommandBus } from '@cairn/messaging';
+import { CatalogueClient } from '@cairn/catalogue-client';
+import { pino, type Logger } from 'pino';
+import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
+import { GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_HEALTH, GATEWAY_LOGGER } from './gateway.tokens.ts';
+import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
+import { EdgeValidationPipe } from './edge-validation.pipe.ts';
+import { BearerAuthGuard } from './bearer-auth.guard.ts';
+import { ProblemFilter } from './problem.filter.ts';
+import { ProblemError } from './problem.ts';
+import { requestContext } from './request-context.middleware.ts';
+import { SystemController, type HealthProbe } from './system.controller.ts';
+import { InventoryController } from './inventory.controller.ts';
+import { JobsController } from './jobs.controller.ts';
+import { PoliciesController } from './policies.controller.ts';
+import { AuditController } from './audit.controller.ts';
+import { gatewayOpenApiDocument } from './gateway.openapi.ts';
+
+export interface GatewayDeps {
+  readonly config: GatewayConfig;
+  readonly logger: Logger;
+  readonly catalogue: CatalogueQueries;
+  readonly commands: CommandSender;
+  readonly nc: { isClosed(): boolean };
+}
+
+function healthProbe(deps: GatewayDeps): HealthProbe {
+  const doc = gatewayOpenApiDocument();
+  return {
+    openApi: () => doc,
+    async health() {
+      const nats = deps.nc.isClosed() ? 'closed' as const : 'connected' as const;
+      let catalogue: { reachable: boolean; position?: number; lag?: number; detail?: string };
+      try {
+        const s = await deps.catalogue.query('catalogue.status', {});
+        catalogue = { reachable: true, position: s.position, lag: s.lag };
+      } catch (e) {
+        catalogue = { reachable: false, detail: (e as Error).message };
+      }
+      return { status: nats === 'connected' && catalogue.reachable ? 'ok' : 'degraded', site: deps.config.site, nats, catalogue };
+    },
+  };
+}
+
+@Module({})
+export class GatewayModule {
+  static forRoot(deps: GatewayDeps): DynamicModule {
+    return {
+      module: GatewayModule,
+      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController],
+      providers: [
+        { provide: GATEWAY_CONFIG, useValue: deps.config },
+        { provide: GATEWAY_LOGGER, useValue: deps.logger },
+        { provide: GATEWAY_CATALOGUE, useValue: deps.catalogue },
+        { provide: GATEWAY_COMMANDS, useValue: deps.commands },
+        { provide: GATEWAY_HEALTH, useValue: healthProbe(deps) },
+        GatewayService,
+        { provide: APP_PIPE, useClass: EdgeValidationPipe },
+        { provide: APP_GUARD, useClass: BearerAuthGuard },
+        { provide: APP_FILTER, useClass: ProblemFilter },
+      ],
+    };
+  }
+}
+
+/** Builds the HTTP application (not listening yet): for startGateway and for tests. */
+export async function createGatewayApp(deps: GatewayDeps): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(GatewayModule.forRoot(deps), new ExpressAdapter(), {
+    bodyParser: false, logger: false, abortOnError: false,
+  });
+  const express = app.getHttpAdapter().getInstance() as { disable(setting: string): void };
+  express.disable('x-powered-by');
+  app.use(requestContext(deps.logger));
+  app.useBodyParser('json', { limit: deps.config.bodyLimitBytes, type: ['application/json', 'application/*+json'] });
+  // A POST whose body is not JSON reaches no parser: refuse it before validation says "required".
+  app.use((req: { method: string; headers: Record<string, unknown> }, _res: unknown, next: (e?: unknown) => void) => {
+    const type = String(req.headers['content-type'] ?? '');
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (req.method === 'POST' && length > 0 && !/^application\/([a-z.+-]*\+)?json\b/i.test(type)) {
+      next(new ProblemError(415, 'unsupported-media-type', `send the body as application/json (got ${type || 'no Content-Type'})`));
+      return;
+    }
+    next();
+  });
+  return app;
+}
+
+export interface StartGatewayOptions extends Omit<GatewayConfigInput, 'site' | 'token'> {
+  readonly site: string;
+  readonly token: string;
+  /** NATS server URL (ignored when `nc` is given). */
+  readonly natsUrl?: string;
+  /** An open connection to share (not closed by `close()`). */
+  readonly nc?: NatsConnection;
+  readonly logger?: Logger;
+}
+
+export interface RunningGateway {
+  /** Base URL, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startGateway(options: StartGatewayOptions): Promise<RunningGateway> {
+  const config = gatewayConfig(options);
+  const logger = options.logger ?? pino({ name: 'gateway', level: process.env.CAIRN_LOG_LEVEL ?? 'info' }).child({ service: 'gateway', site: config.site });
+  let nc = options.nc;
+  let ownNc: NatsConnection | undefined;
+  if (!nc) {
+    if (!options.natsUrl) throw new TypeError('startGateway: give natsUrl or nc');
+    ownNc = await connect({ servers: options.natsUrl, name: `gateway@${config.site}` });
+    nc = ownNc;
+  }
+  try {
+    const catalogue = new CatalogueClient(nc, { site: config.site, timeoutMs: Math.min(config.timeoutMs, 10_000) });
+    const commands = new CommandBus(nc, { site: config.site, defaultTimeoutMs: config.timeoutMs, maxMessageBytes: config.bodyLimitBytes * 2 });
+    const app = await createGatewayApp({ config, logger, catalogue, commands, nc });
+    await app.listen(config.port, config.host);
+    const address = app.getHttpServer().address() as { port: number };
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `http://${host}:${address.port}`;
+    logger.info({ url }, 'gateway listening');
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      port: address.port,
+      close: () => (closing ??= (async () => {
+        await app.close();
+        await ownNc?.drain();
+      })()),
+    };
+  } catch (e) {
+    await ownNc?.drain().catch(() => undefined);
+    throw e;
+  }
+}

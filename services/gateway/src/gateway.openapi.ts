@@ -1,0 +1,22 @@
+// The gateway's OpenAPI document: every controller's routes, loaded here so the list is whole.
+import './system.controller.ts';
+import './inventory.controller.ts';
+import './jobs.controller.ts';
+import './policies.controller.ts';
+import './audit.controller.ts';
+import { ROUTE_SPECS } from './route.decorator.ts';
+import { buildOpenApiDocument, renderOpenApi } from './openapi.document.ts';
+
+export const API_VERSION = '0.1.0';
+
+export function gatewayOpenApiDocument() {
+  return buildOpenApiDocument(ROUTE_SPECS, {
+    title: 'Cairn gateway',
+    version: API_VERSION,
+    description: 'REST API of a Cairn site: VMs, restore points, jobs, policies and the audit timeline from the catalogue; backups, restores and policies as commands. Authenticate with `Authorization: Bearer <token>`. Errors are RFC 7807 problem JSON.',
+  });
+}
+
+export function gatewayOpenApiText(): string {
+  return renderOpenApi(gatewayOpenApiDocument());
+}

@@ -1,0 +1,6 @@
+// Injection tokens of the gateway (explicit: services run without decorator metadata).
+export const GATEWAY_CONFIG = Symbol.for('cairn.gateway.config');
+export const GATEWAY_LOGGER = Symbol.for('cairn.gateway.logger');
+export const GATEWAY_CATALOGUE = Symbol.for('cairn.gateway.catalogue');
+export const GATEWAY_COMMANDS = Symbol.for('cairn.gateway.commands');
+export const GATEWAY_HEALTH = Symbol.for('cairn.gateway.health');

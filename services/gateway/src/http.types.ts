@@ -1,0 +1,35 @@
+// The few parts of Express's request and response the gateway touches (Express ships no
+// types here, and the gateway should not lean on more than this anyway).
+import type { IncomingHttpHeaders } from 'node:http';
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly originalUrl?: string;
+  readonly headers: IncomingHttpHeaders;
+  body?: unknown;
+  readonly query: Record<string, unknown>;
+  readonly params: Record<string, string>;
+  /** Set by the gateway's request middleware. */
+  cairn?: RequestContext;
+}
+
+export interface HttpResponse {
+  statusCode: number;
+  status(code: number): HttpResponse;
+  setHeader(name: string, value: string): void;
+  type(contentType: string): HttpResponse;
+  send(body: string): void;
+  on(event: 'finish', listener: () => void): void;
+}
+
+/** Who is calling and under which trace: attached to each request at the edge. */
+export interface RequestContext {
+  readonly requestId: string;
+  readonly traceparent: string;
+  readonly startedAt: number;
+  /** Set once authenticated. */
+  actor?: { kind: 'user'; id: string };
+  /** Ids worth logging with the request (job, restore point...). */
+  jobId?: string;
+}

@@ -1,0 +1,5 @@
+// The gateway service: the operators' REST API over catalogue queries and commands.
+export { startGateway, createGatewayApp, GatewayModule, type StartGatewayOptions, type RunningGateway, type GatewayDeps } from './gateway.module.ts';
+export { gatewayConfig, GatewayConfigError, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
+export { gatewayOpenApiDocument, gatewayOpenApiText } from './gateway.openapi.ts';
+export type { CatalogueQueries, CommandSender } from './gateway.service.ts';

@@ -1,0 +1,37 @@
+// VMs and restore points, as the catalogue knows them.
+import { Controller, Inject } from '@nestjs/common';
+import { RestorePointView, VmView, type QueryRequest } from '@cairn/catalogue-client';
+import { GatewayService } from './gateway.service.ts';
+import { Input, Route } from './route.decorator.ts';
+import { Items, ListRestorePointsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
+
+@Controller()
+export class InventoryController {
+  constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+  @Route({ method: 'GET', path: '/v1/vms', operationId: 'listVms', tag: 'inventory', summary: 'VMs discovered on the site\'s hypervisors', response: Items(VmView) })
+  listVms() {
+    return this.gateway.query('vm.list', {});
+  }
+
+  @Route({ method: 'GET', path: '/v1/vms/:vmId', operationId: 'getVm', tag: 'inventory', summary: 'One VM with its disks', params: VmParams, response: VmView, problems: [404] })
+  getVm(@Input('params') p: { vmId: string }) {
+    return this.gateway.query('vm.get', p);
+  }
+
+  @Route({
+    method: 'GET', path: '/v1/restore-points', operationId: 'listRestorePoints', tag: 'restore-points',
+    summary: 'Restore points, newest first', query: ListRestorePointsQuery, response: Items(RestorePointView),
+  })
+  listRestorePoints(@Input('query') q: QueryRequest<'restorePoint.list'>) {
+    return this.gateway.query('restorePoint.list', q);
+  }
+
+  @Route({
+    method: 'GET', path: '/v1/restore-points/:restorePointId', operationId: 'getRestorePoint', tag: 'restore-points',
+    summary: 'One restore point with its disks', params: RestorePointParams, response: RestorePointView, problems: [404],
+  })
+  getRestorePoint(@Input('params') p: { restorePointId: string }) {
+    return this.gateway.query('restorePoint.get', p);
+  }
+}
