@@ -240,37 +240,49 @@ export class DirectoryBackend implements Backend {
     }
   }
 
-  private mapError(e: unknown, key: string | undefined, path: string, action: 'read' | 'write' | 'list' | 'delete'): BackendError {
-    if (e instanceof BackendError) return e;
-    const code = errno(e);
-    const where = `${path} (${this.location})`;
-    switch (code) {
-      case 'ENOENT':
-      case 'ENOTDIR':
-      case 'EISDIR':
-        if (key !== undefined && action === 'read') return new NotFoundError(key, this.location);
-        return new BackendError(`cannot ${action} ${where}: a parent is missing or is not a directory`, false, key, { cause: e });
-      case 'EACCES':
-      case 'EPERM':
-        return new BackendError(
-          `permission denied to ${action} ${where}: check the owner and mode of the repository directory (this process runs as uid ${process.getuid?.() ?? '?'})`,
-          false, key, { cause: e });
-      case 'ENOSPC':
-      case 'EDQUOT':
-        return new BackendError(
-          `no space left to ${action} ${where}${code === 'EDQUOT' ? ' (quota exceeded)' : ''}: free space (prune old restore points) or grow the volume, then retry the job`,
-          false, key, { cause: e });
-      case 'EROFS':
-        return new BackendError(`cannot ${action} ${where}: the file system is read-only; remount it read-write`, false, key, { cause: e });
-      case 'EMFILE':
-      case 'ENFILE':
-      case 'EAGAIN':
-      case 'EBUSY':
-      case 'EINTR':
-        return new BackendError(`temporary failure to ${action} ${where}: ${code}`, true, key, { cause: e });
-      default:
-        return new BackendError(`cannot ${action} ${where}: ${e instanceof Error ? e.message : String(e)}`, false, key, { cause: e });
-    }
+  private mapError(e: unknown, key: string | undefined, path: string, action: FsAction): BackendError {
+    return mapFsError(e, { key, path, action, location: this.location });
+  }
+}
+
+export type FsAction = 'read' | 'write' | 'list' | 'delete';
+
+/** Maps a Node fs error to the contract's error kinds, naming the path and what to do.
+ *  Exported for unit tests (permission errors cannot be provoked when tests run as root). */
+export function mapFsError(
+  e: unknown,
+  ctx: { key: string | undefined; path: string; action: FsAction; location: string },
+): BackendError {
+  const { key, path, action, location } = ctx;
+  if (e instanceof BackendError) return e;
+  const code = errno(e);
+  const where = `${path} (${location})`;
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+    case 'EISDIR':
+      if (key !== undefined && action === 'read') return new NotFoundError(key, location);
+      return new BackendError(`cannot ${action} ${where}: a parent is missing or is not a directory`, false, key, { cause: e });
+    case 'EACCES':
+    case 'EPERM':
+      return new BackendError(
+        `permission denied to ${action} ${where}: check the owner and mode of the repository directory (this process runs as uid ${process.getuid?.() ?? '?'})`,
+        false, key, { cause: e });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new BackendError(
+        `no space left to ${action} ${where}${code === 'EDQUOT' ? ' (quota exceeded)' : ''}: free space (prune old restore points) or grow the volume, then retry the job`,
+        false, key, { cause: e });
+    case 'EROFS':
+      return new BackendError(`cannot ${action} ${where}: the file system is read-only; remount it read-write`, false, key, { cause: e });
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EAGAIN':
+    case 'EBUSY':
+    case 'EINTR':
+      return new BackendError(`temporary failure to ${action} ${where}: ${code}`, true, key, { cause: e });
+    default:
+      return new BackendError(`cannot ${action} ${where}: ${e instanceof Error ? e.message : String(e)}`, false, key, { cause: e });
   }
 }
 

@@ -135,7 +135,7 @@ export class Faults {
   }
 }
 
-export type FaultyBackend = Backend & { readonly faults: Faults };
+export type FaultyBackend = Backend & { readonly faults: Faults; close(): Promise<void> };
 
 /** Wraps `inner`; with no rules it behaves exactly like `inner`. */
 export function withFaults(inner: Backend, faults: Faults = new Faults()): FaultyBackend {
