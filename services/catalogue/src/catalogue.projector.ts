@@ -159,7 +159,16 @@ export class CatalogueProjector {
     const batchSize = this.options.rebuildBatch ?? 500;
     let batch = [];
     let count = 0;
-    for await (const recorded of this.options.log.readAll({ fromPosition: target.position(), onInvalid: this.onInvalid(() => target) })) {
+    const recordUnreadable = this.onInvalid(() => {
+      // Whatever came before it must be in first: entries are recorded in log order.
+      if (batch.length) {
+        count += target.apply(batch);
+        batch = [];
+      }
+      count++;
+      return target;
+    });
+    for await (const recorded of this.options.log.readAll({ fromPosition: target.position(), onInvalid: recordUnreadable })) {
       batch.push(recorded);
       if (batch.length >= batchSize) {
         count += target.apply(batch);
