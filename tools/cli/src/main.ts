@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerRepoCommands } from './commands/repo.command.ts';
 import { registerOperateCommands } from './commands/operate.command.ts';
+import { registerUpCommand } from './commands/up.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -14,6 +15,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError();
   registerRepoCommands(program);
+  registerUpCommand(program);
   registerOperateCommands(program);
   try {
     await program.parseAsync(argv);

@@ -1,0 +1,164 @@
+// The embedded default (`cairn up`): one nats-server started locally (or a NATS URL given),
+// every service in this process, the repository and all state under one data directory.
+// Production runs the same services as separate processes; nothing here is special to them.
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
+import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
+import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Repository } from '@cairn/repository';
+import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
+import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
+import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
+import { startGateway, type RunningGateway } from '@cairn/gateway';
+import { parseCoordinatorConfig, startSnapshotCoordinator, type RunningCoordinator } from '@cairn/snapshot-coordinator';
+import { STATE_FILE, type StackState } from '../session.ts';
+
+export interface StackOptions {
+  readonly dataDir: string;
+  readonly site?: string;
+  /** Join this NATS instead of starting one. */
+  readonly natsUrl?: string;
+  /** Gateway port (default: a free one). */
+  readonly gatewayPort?: number;
+  /** QMP sockets of QEMU instances to back up. */
+  readonly qemu?: ReadonlyArray<{ readonly qmpSocket: string; readonly host?: string }>;
+  /** Shorter leases and timeouts (tests). */
+  readonly leaseMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface ServiceHealth { readonly service: string; readonly status: string; readonly detail?: unknown }
+
+export interface Stack {
+  readonly site: string;
+  readonly natsUrl: string;
+  readonly gatewayUrl: string;
+  readonly gatewayToken: string;
+  readonly dataDir: string;
+  readonly nc: NatsConnection;
+  readonly log: EventLog;
+  readonly repository: Repository;
+  readonly coordinator: RunningCoordinator;
+  health(): Promise<ServiceHealth[]>;
+  stop(): Promise<void>;
+}
+
+async function secret(file: string, make: () => string): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    const value = make();
+    await writeFile(file, value + '\n', { mode: 0o600 });
+    await chmod(file, 0o600);
+    return value;
+  }
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const say = options.log ?? (() => undefined);
+  const dataDir = resolve(options.dataDir);
+  const site = options.site ?? 'local';
+  const dirs = {
+    nats: join(dataDir, 'nats'),
+    repository: join(dataDir, 'repository'),
+    secrets: join(dataDir, 'secrets'),
+    catalogue: join(dataDir, 'catalogue'),
+    coordinator: join(dataDir, 'coordinator'),
+    restores: join(dataDir, 'restores'),
+  };
+  for (const d of Object.values(dirs)) await mkdir(d, { recursive: true });
+  await chmod(dirs.secrets, 0o700);
+  const stops: Array<() => Promise<unknown>> = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    stops.length = 0;
+    await rm(join(dataDir, STATE_FILE), { force: true });
+  };
+  try {
+    let nats: NatsServerProcess | undefined;
+    let natsUrl = options.natsUrl;
+    if (!natsUrl) {
+      nats = await startNatsServer({ dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024 });
+      natsUrl = nats.url;
+      stops.push(() => nats!.stop());
+      say(`nats-server      ok  ${natsUrl} (JetStream in ${nats.storeDir})`);
+    }
+    const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1 });
+    stops.push(() => nc.drain());
+    const log = await createJetStreamEventLog({ nc, site });
+    stops.push(() => log.close());
+
+    const passphrase = process.env['CAIRN_REPO_PASSPHRASE']
+      ?? await secret(join(dirs.secrets, 'repository.passphrase'), () => randomBytes(24).toString('base64url'));
+    const backend = new DirectoryBackend(dirs.repository, { createRoot: true });
+    let repository: Repository;
+    try {
+      repository = await openRepository(backend, { passphrase });
+    } catch (e) {
+      if (!(e instanceof RepositoryNotFoundError)) throw e;
+      repository = await initRepository(backend, { passphrase });
+      say(`repository       new ${dirs.repository}`);
+    }
+    stops.push(() => repository.close());
+    say(`repository       ok  ${dirs.repository} (chunks of ${repository.chunkSize / 1024} KiB)`);
+
+    const catalogue: RunningCatalogue = await startCatalogue({ nc, site, dataDir: dirs.catalogue, log });
+    stops.push(() => catalogue.close());
+    // Unix socket paths are limited to 107 bytes: keep NBD sockets short.
+    const runDir = join(dirs.coordinator, 'run').length < 80 ? join(dirs.coordinator, 'run') : await mkdtemp(join(tmpdir(), 'cairn-run-'));
+    await mkdir(runDir, { recursive: true });
+    const coordinator = await startSnapshotCoordinator({
+      nc, log,
+      config: parseCoordinatorConfig({
+        site, natsUrl, dataDir: dirs.coordinator,
+        ...(options.leaseMs ? { leaseMs: options.leaseMs, reapIntervalMs: Math.max(100, Math.floor(options.leaseMs / 4)) } : {}),
+        instances: (options.qemu ?? []).map((q, i) => ({
+          name: q.host ?? `qemu-${i + 1}`, qmpSocket: resolve(q.qmpSocket), nbd: { socketPath: join(runDir, `nbd-${i + 1}.sock`) },
+        })),
+      }),
+    });
+    stops.push(() => coordinator.close());
+    const mover: RunningDataMover = await startDataMover({
+      nc, log, site,
+      repositories: new Map([['default', repository]]),
+      restoreRoots: [dataDir, process.cwd(), tmpdir()],
+    });
+    stops.push(() => mover.close());
+    const scheduler: RunningScheduler = await startScheduler({
+      nc, log, config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
+    });
+    stops.push(() => scheduler.close());
+    const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
+    const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1' });
+    stops.push(() => gateway.close());
+
+    const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir };
+    await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+
+    return {
+      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, nc, log, repository, coordinator,
+      async health() {
+        const out: ServiceHealth[] = [];
+        const probe = async (service: string, f: () => unknown) => {
+          try { out.push({ service, status: 'ok', detail: await f() }); } catch (e) { out.push({ service, status: 'failing', detail: (e as Error).message }); }
+        };
+        await probe('nats', async () => { await nc.flush(); return natsUrl; });
+        await probe('event-log', async () => `head ${await log.headPosition()}`);
+        await probe('repository', async () => (await repository.stats()).restorePoints + ' restore points');
+        await probe('scheduler', () => scheduler.health());
+        await probe('snapshot-coordinator', () => coordinator.health());
+        await probe('data-mover', () => mover.health());
+        await probe('catalogue', () => catalogue.health());
+        await probe('gateway', async () => (await fetch(`${gateway.url}/health`)).status === 200 ? gateway.url : Promise.reject(new Error('health not 200')));
+        return out;
+      },
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
