@@ -102,7 +102,6 @@ const MUTATIONS: Mutation[] = ['flip', 'flip', 'flip', 'handle', 'drop', 'dup', 
 /** Applies one mutation; returns the byte stream and whether the server should stall after it. */
 function mutate(rng: Prng, msgs: Msg[], kind: Mutation, inflight: Buffer[]): { stream: Buffer; stall: boolean } {
   const list = [...msgs];
-  let stall = false;
   const i = rng.int(0, Math.max(0, list.length - 1));
   const m = list[i];
   switch (kind) {
@@ -153,7 +152,7 @@ function mutate(rng: Prng, msgs: Msg[], kind: Mutation, inflight: Buffer[]): { s
     default:
       break;
   }
-  return { stream: Buffer.concat(list.map((x) => x.bytes)), stall };
+  return { stream: Buffer.concat(list.map((x) => x.bytes)), stall: false };
 }
 
 /** Interleaves the replies of several requests, keeping each reply's own order. */
