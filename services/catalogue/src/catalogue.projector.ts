@@ -2,7 +2,7 @@
 // demand. A rebuild fills a fresh database beside the live one while queries go on being
 // answered from the old one, then swaps them: nobody ever reads a half-built catalogue.
 import { renameSync, rmSync } from 'node:fs';
-import type { CheckpointStore, EventLogReader, EventSubscriber, OnInvalidRecord, RunningProjection } from '@cairn/eventlog';
+import type { CheckpointStore, EventLogReader, EventSubscriber, OnInvalidRecord, Recorded, RunningProjection } from '@cairn/eventlog';
 import { runProjection } from '@cairn/eventlog';
 import type { Logger } from 'pino';
 import { CHECKPOINT_NAME, CatalogueDb } from './catalogue-db.adapter.ts';
@@ -157,7 +157,7 @@ export class CatalogueProjector {
 
   private async replayInto(target: CatalogueDb): Promise<number> {
     const batchSize = this.options.rebuildBatch ?? 500;
-    let batch = [];
+    let batch: Recorded[] = [];
     let count = 0;
     const recordUnreadable = this.onInvalid(() => {
       // Whatever came before it must be in first: entries are recorded in log order.
