@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness, waitFor } from '@cairn/testing';
+import type { NatsServerProcess } from '@cairn/nats-server';
 import { JetStreamServer } from './jetstream.server.ts';
 import { JetStreamClient } from './jetstream-client.ts';
 import { ACTOR, EVENTS, SITE, backlog, jobStarted, jobSubject, openSite, type TestSite } from './testing/site.ts';
@@ -18,9 +19,11 @@ describe('consumer crash', () => {
   const h = useHarness();
   let site: TestSite;
   let url: string;
+  let nats: NatsServerProcess;
 
   beforeAll(async () => {
-    url = (await h.nats()).url;
+    nats = await h.nats();
+    url = nats.url;
     site = await openSite(url);
     h.onClose(() => site.nc.close());
   });
@@ -65,4 +68,26 @@ describe('consumer crash', () => {
     expect(received[0]!.at - firstDeliveryAt).toBeGreaterThanOrEqual(ACK_WAIT_MS);
     await waitFor(async () => (await backlog(site, EVENTS, 'crashy')).ackPending === 0, { what: 'acked' });
   }, 120_000); // a loaded CI machine may take tens of seconds to start the fixture process
+
+  it('keeps consuming after the NATS server is killed and restarted', async () => {
+    const jobId = `j${randomUUID().slice(0, 8)}`;
+    const seen: string[] = [];
+    const server = new JetStreamServer({ servers: url, site: SITE, actor: ACTOR });
+    server.addJetStreamHandler({ stream: EVENTS, durable: 'survivor', filterSubject: jobSubject(jobId), ackWaitMs: 1000 }, (p) => {
+      seen.push((p as { id: string }).id);
+    });
+    await new Promise<void>((resolve, reject) => server.listen((e?: unknown) => (e ? reject(e) : resolve())));
+    h.onClose(() => server.close());
+    const client = new JetStreamClient(site.nc);
+    const before = jobStarted(jobId);
+    await client.publishEvent(before);
+    await waitFor(() => seen.length === 1, { what: 'first event' });
+
+    await nats.kill('SIGKILL');
+    await nats.start();
+    const after = jobStarted(jobId);
+    await waitFor(async () => (await client.publishEvent(after).then(() => true, () => false)), { timeoutMs: 20_000, what: 'publish after restart' });
+    await waitFor(() => seen.length === 2, { timeoutMs: 30_000, what: 'event after the restart' });
+    expect(seen).toEqual([before.id, after.id]);
+  }, 60_000);
 });

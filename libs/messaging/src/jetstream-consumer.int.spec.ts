@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { trace } from '@opentelemetry/api';
 import { useHarness, waitFor } from '@cairn/testing';
-import { JetStreamServer } from './jetstream.server.ts';
+import { JetStreamServer, type JetStreamServerOptions } from './jetstream.server.ts';
+import { JetStreamEventLog } from '@cairn/eventlog';
+import type { DeadLetter } from './dead-letter.ts';
 import { JetStreamClient } from './jetstream-client.ts';
 import { MessageTooLargeError, NonRetryableError } from './errors.ts';
 import type { JetStreamContext } from './handler-context.ts';
@@ -35,8 +37,12 @@ describe('JetStream consumer', () => {
   });
 
   /** A server with one handler, listening. */
-  async function serve(options: JetStreamHandlerOptions, fn: (payload: unknown, ctx: JetStreamContext) => unknown): Promise<JetStreamServer> {
-    const server = new JetStreamServer({ servers: url, site: SITE, actor: ACTOR, maxMessageBytes: MAX_BYTES, drainTimeoutMs: 2000 });
+  async function serve(
+    options: JetStreamHandlerOptions,
+    fn: (payload: unknown, ctx: JetStreamContext) => unknown,
+    extra: Partial<JetStreamServerOptions> = {},
+  ): Promise<JetStreamServer> {
+    const server = new JetStreamServer({ servers: url, site: SITE, actor: ACTOR, maxMessageBytes: MAX_BYTES, drainTimeoutMs: 2000, ...extra });
     server.addJetStreamHandler(options, fn);
     await new Promise<void>((resolve, reject) => server.listen((err?: unknown) => (err ? reject(err) : resolve())));
     servers.push(server);
@@ -93,6 +99,31 @@ describe('JetStream consumer', () => {
     for (const d of dls) expect(d.data).toMatchObject({ consumer: 'malformed', deliveries: 1, subject });
     // Terminated, not redelivered: nothing left pending for this consumer.
     expect(await backlog(site, EVENTS, 'malformed')).toEqual({ pending: 0, ackPending: 0 });
+    // Recorded through the event log: a stream of its own, readable like any other.
+    const log = await JetStreamEventLog.open({ nc: site.nc, site: SITE });
+    const recorded = [];
+    for await (const r of log.readStream('deadletter-malformed')) recorded.push(r);
+    expect(recorded.map((r) => r.revision)).toEqual([0n, 1n, 2n, 3n]);
+    expect(recorded.map((r) => r.event.id)).toEqual(dls.map((d) => d.id));
+  });
+
+  it('keeps a message whose dead letter cannot be recorded yet, and records it once later', async () => {
+    const { jobId, ...where } = uniqueEvents('sinkdown');
+    const recorded: DeadLetter[] = [];
+    let attempts = 0;
+    const sink = {
+      async record(dl: DeadLetter) {
+        attempts++;
+        if (attempts === 1) throw new Error('event log unavailable');
+        recorded.push(dl);
+      },
+    };
+    await serve({ ...where, ackWaitMs: 2000, backoffMs: [100] }, () => undefined, { deadLetters: sink });
+    await site.js.publish(jobSubject(jobId), 'garbage');
+    await waitFor(() => recorded.length === 1, { what: 'dead letter recorded on the second try' });
+    expect(attempts).toBe(2);
+    expect(recorded[0]).toMatchObject({ reason: 'malformed_json', deliveries: 2 });
+    await waitFor(async () => (await backlog(site, EVENTS, 'sinkdown')).ackPending === 0, { what: 'terminated' });
   });
 
   it('dead-letters poison: a NonRetryableError at once, a failing handler after maxDeliver', async () => {
@@ -165,6 +196,22 @@ describe('JetStream consumer', () => {
     await new JetStreamClient(site.nc).publishEvent(jobStarted(jobId));
     await waitFor(async () => done === 1 && (await backlog(site, EVENTS, 'long')).ackPending === 0, { what: 'long handler acked' });
     expect(deliveries).toEqual([1]);
+  });
+
+  it('recreates its durable consumer when it is deleted, and goes on', async () => {
+    const { jobId, ...where } = uniqueEvents('phoenix');
+    const seen: string[] = [];
+    await serve({ ...where, ackWaitMs: 2000 }, (p) => { seen.push((p as { id: string }).id); });
+    const client = new JetStreamClient(site.nc);
+    const first = jobStarted(jobId);
+    await client.publishEvent(first);
+    await waitFor(() => seen.length === 1, { what: 'first event' });
+    await site.jsm.consumers.delete(EVENTS, 'phoenix');
+    const second = jobStarted(jobId);
+    await client.publishEvent(second);
+    await waitFor(() => seen.includes(second.id), { timeoutMs: 20_000, what: 'event after the consumer was recreated' });
+    // The recreated durable starts from the beginning again; the first event is dropped as a duplicate.
+    expect(seen).toEqual([first.id, second.id]);
   });
 
   it('validates work items by schema and version, and refuses to publish an oversize one', async () => {

@@ -100,11 +100,39 @@ export class JetStreamConsumer {
 
   constructor(private readonly deps: ConsumerDeps, readonly settings: ConsumerSettings, private readonly handler: MessageHandlerFn) {}
 
-  /** Creates or updates the durable consumer, then starts pulling. */
+  /** Creates or updates the durable consumer, then starts pulling (and keeps pulling: see supervise). */
   async start(): Promise<void> {
     const consumer = await this.ensureConsumer();
-    this.messages = await consumer.consume({ max_messages: this.settings.concurrency });
-    this.loop = this.run(this.messages);
+    this.messages = await consumer.consume({ max_messages: this.settings.concurrency, abort_on_missing_resource: true });
+    this.loop = this.supervise(this.messages);
+  }
+
+  /**
+   * Runs the pull loop; if it ends while we are not stopping (consumer deleted, stream
+   * recreated, a fatal pull error), recreates the consumer and goes on, with a growing pause.
+   */
+  private async supervise(first: ConsumerMessages): Promise<void> {
+    let messages: ConsumerMessages | undefined = first;
+    let pauseMs = 500;
+    while (!this.stopping) {
+      if (messages) {
+        await this.run(messages);
+        messages = undefined;
+        if (this.stopping) break;
+      }
+      await new Promise((r) => setTimeout(r, pauseMs));
+      pauseMs = Math.min(pauseMs * 2, 30_000);
+      if (this.stopping) break;
+      try {
+        const consumer = await this.ensureConsumer();
+        messages = await consumer.consume({ max_messages: this.settings.concurrency, abort_on_missing_resource: true });
+        this.messages = messages;
+        pauseMs = 500;
+        this.deps.logger.log(`${this.settings.durable}: consumer resumed`);
+      } catch (e) {
+        this.deps.logger.warn(`${this.settings.durable}: cannot resume yet: ${errorMessage(e)}`);
+      }
+    }
   }
 
   /** Stops pulling and waits (up to `timeoutMs`) for handlers in flight; unfinished ones are redelivered later. */
@@ -169,7 +197,7 @@ export class JetStreamConsumer {
         void p.finally(() => this.inflight.delete(p));
       }
     } catch (e) {
-      if (!this.stopping) this.deps.logger.error(`${this.settings.durable}: consumer stopped: ${errorMessage(e)}`);
+      if (!this.stopping) this.deps.logger.error(`${this.settings.durable}: pulling stopped: ${errorMessage(e)}`);
     }
   }
 

@@ -10,8 +10,9 @@ import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { Actor } from '@cairn/contracts';
+import { JetStreamEventLog } from '@cairn/eventlog';
 import { CommandResponder, type CommandHandlerFn } from './command-responder.ts';
-import { EventLogDeadLetterSink, JetStreamDeadLetterSink, type DeadLetterSink, type EventAppender } from './dead-letter.ts';
+import { EventLogDeadLetterSink, type DeadLetterSink, type EventAppender } from './dead-letter.ts';
 import {
   COMMAND_EXTRAS, JETSTREAM_EXTRAS, JETSTREAM_TRANSPORT, commandPattern, jetStreamPattern,
   type CommandHandlerOptions, type CommandRoute, type JetStreamHandlerOptions,
@@ -36,9 +37,9 @@ export interface JetStreamServerOptions {
   readonly site: string;
   /** This service's identity, recorded as the actor of dead-letter events. */
   readonly actor: Actor;
-  /** Where dead letters go; default: appended to `eventLog` when given, else published into the site's event stream. */
+  /** Where dead letters go; default: appended to the site's event log. */
   readonly deadLetters?: DeadLetterSink;
-  /** The site's event log (`@cairn/eventlog`): dead letters are appended to it. */
+  /** The site's event log to append dead letters to (default: a JetStream event log opened on the connection). */
   readonly eventLog?: EventAppender;
   /** Default: a NATS KV bucket `cairn_processed` (24 h); `false` turns dedup off. */
   readonly processed?: ProcessedMessages | false;
@@ -108,7 +109,7 @@ export class JetStreamServer extends Server<ServerEvents> implements CustomTrans
       const jsm = await jetstreamManager(nc);
       const sinkOptions = { site: o.site, actor: o.actor };
       const deadLetters = o.deadLetters
-        ?? (o.eventLog ? new EventLogDeadLetterSink(o.eventLog, sinkOptions) : new JetStreamDeadLetterSink(js, sinkOptions));
+        ?? new EventLogDeadLetterSink(o.eventLog ?? (await JetStreamEventLog.open({ nc, site: o.site })), sinkOptions);
       const processed = o.processed === false ? undefined : (o.processed ?? (await KvProcessedMessages.open(nc)));
       const deps = { js, jsm, deadLetters, processed, maxMessageBytes, logger: this.log };
       for (const [pattern, handler] of eventHandlers) {
