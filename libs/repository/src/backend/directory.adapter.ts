@@ -51,7 +51,17 @@ export class DirectoryBackend implements Backend {
         try {
           await link(temp, path);
         } catch (e) {
-          if (errno(e) !== 'EEXIST') throw e;
+          const code = errno(e);
+          if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS' || code === 'EOPNOTSUPP') {
+            // No hard links on this file system (some FUSE/SMB mounts); we could create the temp
+            // file, so this is not a permission problem. Fall back to check-then-rename, which
+            // is not race-free — the same trade-off as S3 (see docs/repository-backends.md).
+            if (await pathExists(path)) return false;
+            await rename(temp, path);
+            if (this.fsync) await syncDir(dir);
+            return true;
+          }
+          if (code !== 'EEXIST') throw e;
           if (await isDirectory(path)) throw directoryInTheWay(key, path, this.location, e);
           return false;
         }
@@ -300,6 +310,10 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, (e: unknown) => (errno(e) === 'ENOENT' ? false : Promise.reject(e)));
 }
 
 async function isDirectory(path: string): Promise<boolean> {

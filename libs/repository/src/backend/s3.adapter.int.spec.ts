@@ -45,7 +45,14 @@ describe.skipIf(!realUrl)('S3Backend on a real S3 (skipped: needs CAIRN_S3_URL a
       // A fresh prefix per test under the configured one, so runs never see each other.
       const url = new URL(realUrl ?? 's3://unset');
       url.pathname = `${url.pathname.replace(/\/+$/, '')}/cairn-contract-${randomUUID()}`;
-      return createBackendFromUrl(url.toString());
+      const backend = createBackendFromUrl(url.toString());
+      // Leave nothing behind in a real bucket: empty the test's prefix when the suite closes it.
+      const close = backend.close?.bind(backend);
+      backend.close = async () => {
+        for await (const info of backend.list('')) await backend.delete(info.key);
+        await close?.();
+      };
+      return backend;
     },
     { skipConditionalPutRace: 'ifNotExists is check-then-put until conditional put is wired up' },
   );
