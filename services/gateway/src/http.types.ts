@@ -30,6 +30,4 @@ export interface RequestContext {
   readonly startedAt: number;
   /** Set once authenticated. */
   actor?: { kind: 'user'; id: string };
-  /** Ids worth logging with the request (job, restore point...). */
-  jobId?: string;
 }
