@@ -1,6 +1,6 @@
 // Encoding shared by the adapters: events are checked before they are written, and every
 // record read back is decoded, validated and upcast, or turned into an InvalidRecord.
-import { InvalidEventError, checkEvent, parseEvent, type CairnEvent, type KnownEvent } from '@cairn/contracts';
+import { InvalidEventError, checkEvent, parseEvent, validateEvent, type CairnEvent, type KnownEvent } from '@cairn/contracts';
 import { EventLogUsageError, EventTooLargeError, InvalidRecordError, type InvalidRecord } from './errors.ts';
 import type { OnInvalidRecord } from './event-log.port.ts';
 
@@ -44,6 +44,18 @@ export function decodeRecord(payload: Uint8Array, position: bigint, location: st
       ? e
       : new InvalidEventError('schema_mismatch', [{ path: '', message: (e as Error).message }]);
     return { ok: false, record: { position, location, error, payload } };
+  }
+}
+
+/** Like decodeRecord, for a store that hands back parsed JSON (the raw bytes are re-encoded for the report). */
+export function decodeValue(value: unknown, position: bigint, location: string): Decoded {
+  if (value instanceof Uint8Array) return decodeRecord(value, position, location);
+  if (typeof value === 'string') return decodeRecord(new TextEncoder().encode(value), position, location);
+  try {
+    return { ok: true, event: validateEvent(value) };
+  } catch (e) {
+    const error = e instanceof InvalidEventError ? e : new InvalidEventError('schema_mismatch', [{ path: '', message: (e as Error).message }]);
+    return { ok: false, record: { position, location, error, payload: new TextEncoder().encode(JSON.stringify(value) ?? '') } };
   }
 }
 

@@ -1,6 +1,7 @@
 // An event log in process memory: same contract as the real adapters (it runs the same
 // suite), for unit tests of deciders and projections and for tools that need no server.
 import type { CairnEvent, KnownEvent } from '@cairn/contracts';
+import { checkRetry } from './append-retry.ts';
 import { checkSizes, decodeRecord, encodeBatch, reportInvalid } from './codec.ts';
 import { EventLogUsageError, WrongExpectedRevisionError } from './errors.ts';
 import type {
@@ -51,26 +52,28 @@ export class InMemoryEventLog implements EventLog {
     const last = stream.at(-1);
     const actual = last ? last.revision : 'no_stream';
     const { expectedRevision: expected } = options;
-    // A retry of an append that was stored already: same ids right after the expected revision.
-    const base = expected === 'no_stream' ? -1n : typeof expected === 'bigint' ? expected : undefined;
-    const firstId = encoded[0]!.event.id;
-    const firstStored = stream.findIndex((r) => r.eventId === firstId);
-    if (firstStored >= 0 && (base === undefined || BigInt(firstStored) === base + 1n)) {
-      const done = stream.slice(firstStored, firstStored + encoded.length);
-      if (done.every((r, i) => r.eventId === encoded[i]!.event.id)) {
-        if (done.length === encoded.length) return { nextRevision: done.at(-1)!.revision, position: done.at(-1)!.position };
-        encoded.splice(0, done.length);
-        if (stream.length !== firstStored + done.length) throw new WrongExpectedRevisionError(streamId, expected, actual);
-      }
-    } else if (
-      (typeof expected === 'bigint' && actual !== expected)
-      || (expected === 'no_stream' && actual !== 'no_stream')
-      || (expected === 'stream_exists' && actual === 'no_stream')
-    ) {
-      throw new WrongExpectedRevisionError(streamId, expected, actual);
+    let todo = encoded;
+    const matches = expected === 'any'
+      || (expected === 'no_stream' && actual === 'no_stream')
+      || (expected === 'stream_exists' && actual !== 'no_stream')
+      || (typeof expected === 'bigint' && actual === expected);
+    if (!matches) {
+      const retry = await checkRetry(this, streamId, expected, encoded, actual);
+      if (retry.kind === 'conflict') throw new WrongExpectedRevisionError(streamId, expected, actual);
+      if (retry.kind === 'done') return { nextRevision: retry.last.revision, position: retry.last.position };
+      todo = [...retry.rest];
+      // The check awaited: make sure nobody wrote the stream meanwhile.
+      const now = this.store.records.filter((r) => r.streamId === streamId).at(-1)?.revision ?? 'no_stream';
+      if (now !== actual) throw new WrongExpectedRevisionError(streamId, expected, now);
+    } else if (expected === 'any' || expected === 'stream_exists') {
+      // The server-side duplicate window of JetStream, for events already stored anywhere.
+      const known = new Set(stream.map((r) => r.eventId));
+      const last = stream.filter((r) => r.eventId === encoded.at(-1)!.event.id).at(0);
+      todo = encoded.filter((e) => !known.has(e.event.id));
+      if (todo.length === 0 && last) return { nextRevision: last.revision, position: last.position };
     }
     let result: AppendResult | undefined;
-    for (const { event, bytes } of encoded) {
+    for (const { event, bytes } of todo) {
       const r = this.store.appendRaw(streamId, bytes, event.id);
       result = { nextRevision: r.revision, position: r.position };
     }

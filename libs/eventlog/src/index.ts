@@ -11,3 +11,5 @@ export {
   JetStreamEventLog, createJetStreamEventLog, REVISION_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER,
   type JetStreamEventLogOptions,
 } from './jetstream-event-log.adapter.ts';
+export { KurrentDbEventLog, type KurrentDbEventLogOptions } from './kurrentdb-event-log.adapter.ts';
+export { startKurrentDbRelay, type KurrentDbRelayOptions, type RunningRelay } from './kurrentdb-relay.adapter.ts';

@@ -23,6 +23,7 @@ import {
   type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck,
 } from '@nats-io/jetstream';
 import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { checkRetry } from './append-retry.ts';
 import { checkSizes, decodeRecord, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
 import { EventLogUsageError, InvalidRecordError, WrongExpectedRevisionError } from './errors.ts';
 import type {
@@ -160,12 +161,11 @@ export class JetStreamEventLog implements EventLog {
       let todo: readonly EncodedEvent[] = encoded;
       let from = head;
       if (!matches) {
-        // Maybe our own earlier attempt: the same ids right after the expected revision.
-        const resumed = await this.resumeRetry(streamId, expected, encoded, head);
-        if (!resumed) throw new WrongExpectedRevisionError(streamId, expected, actual);
-        if (resumed.done) return resumed.done;
-        todo = resumed.todo;
-        from = resumed.from;
+        const retry = await checkRetry(this, streamId, expected, encoded, actual);
+        if (retry.kind === 'conflict') throw new WrongExpectedRevisionError(streamId, expected, actual);
+        if (retry.kind === 'done') return { nextRevision: retry.last.revision, position: retry.last.position };
+        todo = retry.rest;
+        from = { seq: Number(retry.last.position), revision: retry.last.revision };
       }
       try {
         return await this.publishChain(subject, todo, from);
@@ -206,28 +206,6 @@ export class JetStreamEventLog implements EventLog {
       seq = ack.seq;
     }
     return { nextRevision: revision, position: BigInt(seq) };
-  }
-
-  /**
-   * When the stream is not at the expected revision, checks whether the events that follow
-   * it are (a prefix of) this batch: then this append is a retry and only the rest is written.
-   */
-  private async resumeRetry(
-    streamId: string, expected: AppendOptions['expectedRevision'], batch: readonly EncodedEvent[], head: SubjectHead | undefined,
-  ): Promise<{ done?: AppendResult; todo: readonly EncodedEvent[]; from: SubjectHead | undefined } | undefined> {
-    if (!head || expected === 'any' || expected === 'stream_exists') return undefined;
-    const base = expected === 'no_stream' ? -1n : expected;
-    if (head.revision <= base) return undefined;
-    const after: Recorded[] = [];
-    for await (const r of this.readStream(streamId, { fromRevision: base + 1n, maxCount: batch.length + 1, onInvalid: () => undefined })) {
-      after.push(r);
-    }
-    if (after.length > batch.length || after.length === 0) return undefined;
-    if (!after.every((r, i) => r.event.id === batch[i]!.event.id && r.revision === base + 1n + BigInt(i))) return undefined;
-    const last = after.at(-1)!;
-    if (last.revision !== head.revision) return undefined;
-    if (after.length === batch.length) return { done: { nextRevision: last.revision, position: last.position }, todo: [], from: head };
-    return { todo: batch.slice(after.length), from: head };
   }
 
   /** Sequence and revision of a subject's last message (undefined: empty stream). */
