@@ -8,11 +8,11 @@ import { commandSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/
 import { useHarness, waitFor } from '@cairn/testing';
 import { CommandBus } from './command-bus.ts';
 import { CommandHandler, JetStreamHandler } from './decorators.ts';
-import { CommandFailedError, CommandNoRespondersError, CommandTimeoutError, MessageTooLargeError } from './errors.ts';
+import { CommandFailedError, CommandNoRespondersError, CommandTimeoutError, MessageTooLargeError, NonRetryableError } from './errors.ts';
 import type { CommandContext, JetStreamContext } from './handler-context.ts';
 import { JetStreamClient } from './jetstream-client.ts';
 import { JetStreamServer } from './jetstream.server.ts';
-import { ACTOR, EVENTS, SITE, jobStarted, jobSubject, openSite, type TestSite } from './testing/site.ts';
+import { ACTOR, EVENTS, SITE, deadLetters, jobStarted, jobSubject, openSite, type TestSite } from './testing/site.ts';
 
 const MAX_BYTES = 16 * 1024;
 const calls: Array<{ payload: unknown; actor: string; key: string }> = [];
@@ -35,9 +35,11 @@ class SchedulerCommands {
     throw new CommandFailedError('not_found', `no job ${payload.jobId}`, { jobId: payload.jobId });
   }
 
-  @JetStreamHandler({ stream: EVENTS, durable: 'nest-jobs', filterSubject: jobSubject(JOB), ackWaitMs: 2000 })
+  @JetStreamHandler({ stream: EVENTS, durable: 'nest-jobs', filterSubject: jobSubject(JOB), ackWaitMs: 2000, backoffMs: [50] })
   onJobEvent(@Payload() event: KnownEvent, @Ctx() ctx: JetStreamContext) {
-    expect(ctx.deliveryCount).toBeGreaterThanOrEqual(1);
+    const attempt = event.type === 'JobStarted' ? event.data.attempt : 0;
+    if (attempt === 2) throw new NonRetryableError('attempt 2 is refused');
+    if (attempt === 3 && ctx.deliveryCount === 1) throw new Error('flaky');
     events.push(event);
   }
 }
@@ -145,5 +147,17 @@ describe('commands and the Nest transport', () => {
     await new JetStreamClient(site.nc).publishEvent(e);
     await waitFor(() => events.length === 1, { what: 'Nest handler received the event' });
     expect(events[0]).toEqual(e);
+  });
+
+  it('sees through Nest\'s exception filter: NonRetryableError dead-letters, a plain error retries', async () => {
+    const client = new JetStreamClient(site.nc);
+    const refused = { ...jobStarted(JOB), data: { jobId: JOB, attempt: 2 } };
+    const flaky = { ...jobStarted(JOB), data: { jobId: JOB, attempt: 3 } };
+    await client.publishEvent(refused);
+    await client.publishEvent(flaky);
+    await waitFor(() => events.some((x) => x.id === flaky.id), { what: 'flaky event handled on redelivery' });
+    const [dl] = await waitFor(async () => { const d = await deadLetters(site, 'nest-jobs'); return d.length === 1 ? d : undefined; }, { what: 'dead letter' });
+    expect(dl!.data.reason).toBe('handler_rejected: attempt 2 is refused');
+    expect(dl!.causationId).toBe(refused.id);
   });
 });

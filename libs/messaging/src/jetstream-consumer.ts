@@ -95,6 +95,7 @@ export class JetStreamConsumer {
   private loop: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private stopping = false;
+  private wake: (() => void) | undefined;
   /** Called after each delivery is settled (tests and metrics hook). */
   onSettled: ((disposition: Disposition, info: { seq: number; deliveries: number; reason?: string }) => void) | undefined;
 
@@ -120,7 +121,7 @@ export class JetStreamConsumer {
         messages = undefined;
         if (this.stopping) break;
       }
-      await new Promise((r) => setTimeout(r, pauseMs));
+      await this.pause(pauseMs);
       pauseMs = Math.min(pauseMs * 2, 30_000);
       if (this.stopping) break;
       try {
@@ -135,9 +136,19 @@ export class JetStreamConsumer {
     }
   }
 
+  /** Sleeps, unless stop() wakes it first. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() { clearTimeout(timer); resolve(); }
+      this.wake = done;
+    });
+  }
+
   /** Stops pulling and waits (up to `timeoutMs`) for handlers in flight; unfinished ones are redelivered later. */
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    this.wake?.();
     await this.messages?.close().catch(() => undefined);
     const all = Promise.allSettled([this.loop, ...this.inflight]);
     let timer: NodeJS.Timeout | undefined;
