@@ -4,6 +4,7 @@ import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/comm
 import { NestFactory } from '@nestjs/core';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
 import { progressSubject, type Actor } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
 import { JetStreamServer } from '@cairn/messaging';
@@ -35,6 +36,7 @@ export interface StartDataMoverOptions {
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
+  readonly logger?: Logger;
 }
 
 export interface RunningDataMover {
@@ -54,7 +56,8 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     publish: (jobId, p) => o.nc.publish(progressSubject(o.site, jobId), JSON.stringify(p)),
   };
   await ensureWorkStream(await jetstreamManager(o.nc), o.site);
-  const mover = new DataMover(config, o.log, o.repositories, progress);
+  const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'data-mover', site: o.site });
+  const mover = new DataMover(config, o.log, o.repositories, progress, logger);
   const app: INestMicroservice = await NestFactory.createMicroservice(
     DataMoverModule.with(mover, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },

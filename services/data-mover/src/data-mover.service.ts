@@ -18,6 +18,12 @@ export interface DataMoverConfig {
   readonly connections: number;
 }
 
+/** The log lines the data mover writes (pino's shape). */
+export interface MoverLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
 export interface ProgressSink {
   publish(jobId: string, progress: TransferProgress & { worker: string; at: string }): void;
 }
@@ -39,6 +45,7 @@ export class DataMover {
     private readonly log: EventLog,
     private readonly repositories: ReadonlyMap<string, Repository>,
     private readonly progress: ProgressSink,
+    private readonly logger: MoverLogger = { info: () => undefined, warn: () => undefined },
   ) {}
 
   private repository(name: string): Repository {
@@ -62,6 +69,8 @@ export class DataMover {
     if (state.committed || isTerminal(state)) return 'skipped';
     await this.decide(work.jobId, { kind: 'startTransfer', worker: this.worker });
     const repo = this.repository(work.repository);
+    this.logger.info({ jobId: work.jobId, vmId: work.vmId, worker: this.worker, disks: work.nbd.exports.map((e) => `${e.disk}:${e.mode}`) }, 'transfer started');
+    const started = Date.now();
     const result = await runTransfer({ jobId: work.jobId, vm: { id: work.vmId, name: work.vmName }, nbd: work.nbd, mode: work.mode }, {
       repository: repo,
       connections: this.config.connections,
@@ -80,11 +89,16 @@ export class DataMover {
         disks: result.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
       },
     });
+    this.logger.info({
+      jobId: work.jobId, restorePointId: result.restorePointId, parentId: result.parentId, durationMs: Date.now() - started,
+      disks: result.disks.map((d) => ({ disk: d.name, mode: d.mode, reason: d.reason, bytesRead: d.bytesRead, bytesStored: d.bytesStored })),
+    }, 'restore point committed');
     return 'committed';
   }
 
   /** Gives up on a job whose transfer cannot succeed; the scheduler then releases its snapshot. */
   async failJob(jobId: string, reason: string): Promise<void> {
+    this.logger.warn({ jobId, reason }, 'transfer failed for good');
     await this.decide(jobId, { kind: 'fail', phase: 'transfer', reason, retryable: false }).catch(() => undefined);
   }
 

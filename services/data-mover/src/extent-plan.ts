@@ -8,18 +8,37 @@ export interface Range {
   readonly length: number;
 }
 
+/** A planned read: a chunk-aligned window, and the parts of it the source marked. */
+export interface PlannedRead extends Range {
+  /** The reported extents inside the window, clipped to it, in order. */
+  readonly marked: readonly Range[];
+}
+
 export async function* planReads(
   extents: AsyncIterable<Range> | Iterable<Range>,
   chunkSize: number,
   diskSize: number,
   maxReadBytes: number,
-): AsyncGenerator<Range> {
+): AsyncGenerator<PlannedRead> {
   if (maxReadBytes < chunkSize || maxReadBytes % chunkSize !== 0) {
     throw new RangeError(`maxReadBytes (${maxReadBytes}) must be a multiple of the chunk size (${chunkSize})`);
   }
-  let run: { start: number; end: number } | null = null;
-  const emit = function* (r: { start: number; end: number }): Generator<Range> {
-    for (let at = r.start; at < r.end; at += maxReadBytes) yield { offset: at, length: Math.min(maxReadBytes, r.end - at) };
+  let run: { start: number; end: number; marked: Range[] } | null = null;
+  const emit = function* (r: { start: number; end: number; marked: Range[] }): Generator<PlannedRead> {
+    let i = 0;
+    for (let at = r.start; at < r.end; at += maxReadBytes) {
+      const end = Math.min(at + maxReadBytes, r.end);
+      const marked: Range[] = [];
+      while (i < r.marked.length) {
+        const m = r.marked[i]!;
+        const s = Math.max(m.offset, at);
+        const e = Math.min(m.offset + m.length, end);
+        if (e > s) marked.push({ offset: s, length: e - s });
+        if (m.offset + m.length <= end) i++;
+        else break;
+      }
+      yield { offset: at, length: end - at, marked };
+    }
   };
   let lastEnd = -1;
   for await (const e of extents) {
@@ -29,23 +48,25 @@ export async function* planReads(
     const start = Math.floor(e.offset / chunkSize) * chunkSize;
     const end = Math.min(diskSize, Math.ceil((e.offset + e.length) / chunkSize) * chunkSize);
     if (start >= diskSize) break;
+    const mark = { offset: e.offset, length: Math.min(e.offset + e.length, diskSize) - e.offset };
     if (run && start <= run.end) {
       run.end = Math.max(run.end, end);
+      run.marked.push(mark);
       continue;
     }
     if (run) yield* emit(run);
-    run = { start, end };
+    run = { start, end, marked: [mark] };
   }
   if (run) yield* emit(run);
 }
 
 /** Reads planned ranges with up to `depth` reads in flight, yielding data in order. */
-export async function* readAhead<T>(
-  ranges: AsyncIterable<Range>,
-  read: (r: Range) => Promise<T>,
+export async function* readAhead<R extends Range, T>(
+  ranges: AsyncIterable<R>,
+  read: (r: R) => Promise<T>,
   depth: number,
-): AsyncGenerator<{ range: Range; data: T }> {
-  const queue: Array<{ range: Range; data: Promise<T> }> = [];
+): AsyncGenerator<{ range: R; data: T }> {
+  const queue: Array<{ range: R; data: Promise<T> }> = [];
   const it = ranges[Symbol.asyncIterator]();
   let done = false;
   const fill = async () => {

@@ -12,17 +12,17 @@ describe('planReads', () => {
   it('widens 64 KiB dirty runs to whole 256 KiB chunks and merges neighbours', async () => {
     const dirty = [{ offset: 64 * KiB, length: 64 * KiB }, { offset: 192 * KiB, length: 64 * KiB }, { offset: 1024 * KiB, length: 64 * KiB }];
     expect(await all(planReads(dirty, 256 * KiB, 4096 * KiB, 1024 * KiB))).toEqual([
-      { offset: 0, length: 256 * KiB },
-      { offset: 1024 * KiB, length: 256 * KiB },
+      { offset: 0, length: 256 * KiB, marked: [{ offset: 64 * KiB, length: 64 * KiB }, { offset: 192 * KiB, length: 64 * KiB }] },
+      { offset: 1024 * KiB, length: 256 * KiB, marked: [{ offset: 1024 * KiB, length: 64 * KiB }] },
     ]);
   });
 
   it('cuts long runs into bounded reads and clips the disk tail', async () => {
     const reads = await all(planReads([{ offset: 0, length: 2600 * KiB }], 256 * KiB, 2600 * KiB, 1024 * KiB));
     expect(reads).toEqual([
-      { offset: 0, length: 1024 * KiB },
-      { offset: 1024 * KiB, length: 1024 * KiB },
-      { offset: 2048 * KiB, length: 552 * KiB },
+      { offset: 0, length: 1024 * KiB, marked: [{ offset: 0, length: 1024 * KiB }] },
+      { offset: 1024 * KiB, length: 1024 * KiB, marked: [{ offset: 1024 * KiB, length: 1024 * KiB }] },
+      { offset: 2048 * KiB, length: 552 * KiB, marked: [{ offset: 2048 * KiB, length: 552 * KiB }] },
     ]);
   });
 

@@ -5,6 +5,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { INestMicroservice } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
 import type { EventLog } from '@cairn/eventlog';
 import { JetStreamServer } from '@cairn/messaging';
 import { LeaderLease } from './leader-lease.ts';
@@ -26,6 +27,7 @@ export interface StartSchedulerOptions {
   readonly config: Partial<SchedulerConfig> & { site: string };
   /** Name of this replica in the lease (default: random). */
   readonly instance?: string;
+  readonly logger?: Logger;
 }
 
 export interface RunningScheduler {
@@ -37,7 +39,8 @@ export interface RunningScheduler {
 export async function startScheduler(options: StartSchedulerOptions): Promise<RunningScheduler> {
   const config = schedulerConfig(options.config);
   const ports = await natsSchedulerPorts(options.nc, config.site, config.actor, config.snapshotCommandTimeoutMs);
-  const scheduler = new Scheduler(config, options.log, ports);
+  const logger = (options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'scheduler', site: config.site });
+  const scheduler = new Scheduler(config, options.log, ports, () => new Date(), logger);
   await scheduler.start();
   const app: INestMicroservice = await NestFactory.createMicroservice(SchedulerModule.with(scheduler), {
     strategy: new JetStreamServer({ connection: options.nc, site: config.site, actor: config.actor }),

@@ -11,6 +11,14 @@ import {
 } from '@cairn/jobs';
 import type { SchedulerConfig } from './scheduler.config.ts';
 
+/** The log lines the scheduler writes (pino's shape). */
+export interface SchedulerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+const silent: SchedulerLogger = { info: () => undefined, warn: () => undefined };
+
 export interface VmRecord {
   readonly vmId: string;
   readonly name: string;
@@ -52,6 +60,7 @@ export class Scheduler {
     private readonly log: EventLog,
     private readonly ports: SchedulerPorts,
     private readonly now: () => Date = () => new Date(),
+    private readonly logger: SchedulerLogger = silent,
   ) {}
 
   /** Folds the log so far, then follows it. */
@@ -83,6 +92,7 @@ export class Scheduler {
 
   /** Only the leader acts; a standby keeps folding so it can take over at once. */
   setLeader(leader: boolean): void {
+    if (leader !== this.leader) this.logger.info({ leader }, leader ? 'became the active scheduler' : 'standing by');
     this.leader = leader;
     if (leader) {
       this.inflight.clear();
@@ -214,6 +224,7 @@ export class Scheduler {
     const attempts = pending?.step === key ? pending.attempts + 1 : 0;
     this.inflight.set(jobId, { step: key, at: -1, attempts });
     const actor = this.config.actor;
+    this.logger.info({ jobId, step: step.kind, attempt: attempts }, `job step ${step.kind}`);
     try {
       switch (step.kind) {
         case 'start': {
@@ -260,6 +271,7 @@ export class Scheduler {
       }
       this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
     } catch (e) {
+      this.logger.warn({ jobId, step: step.kind, attempt: attempts, err: (e as Error).message }, `job step ${step.kind} failed`);
       if (e instanceof SnapshotRefused) {
         await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, null).catch(() => undefined);
       }

@@ -110,6 +110,7 @@ export function registerUpCommand(program: Command): void {
           say(`${h.service.padEnd(16)} ${h.status === 'ok' ? 'ok ' : 'FAILING'} ${typeof h.detail === 'string' ? h.detail : JSON.stringify(h.detail)}`);
         }
         say(`gateway          ${stack.gatewayUrl} (token in ${join(dataDir, 'secrets', 'api.token')})`);
+        say(`logs             ${stack.logFile}`);
         if (vm) await runDemo(stack, vm);
       } catch (e) {
         await shutdown();

@@ -6,6 +6,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Repository } from '@cairn/repository';
@@ -28,6 +29,8 @@ export interface StackOptions {
   /** Shorter leases and timeouts (tests). */
   readonly leaseMs?: number;
   readonly log?: (line: string) => void;
+  /** Where services log (default: <data>/logs/cairn.log). */
+  readonly logger?: Logger;
 }
 
 export interface ServiceHealth { readonly service: string; readonly status: string; readonly detail?: unknown }
@@ -38,6 +41,7 @@ export interface Stack {
   readonly gatewayUrl: string;
   readonly gatewayToken: string;
   readonly dataDir: string;
+  readonly logFile: string;
   readonly nc: NatsConnection;
   readonly log: EventLog;
   readonly repository: Repository;
@@ -68,14 +72,20 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     catalogue: join(dataDir, 'catalogue'),
     coordinator: join(dataDir, 'coordinator'),
     restores: join(dataDir, 'restores'),
+    logs: join(dataDir, 'logs'),
   };
   for (const d of Object.values(dirs)) await mkdir(d, { recursive: true });
   await chmod(dirs.secrets, 0o700);
+  // Structured logs of every service go to one file; the terminal gets the summary lines.
+  const logFile = join(dirs.logs, 'cairn.log');
+  const destination = pino.destination({ dest: logFile, sync: false });
+  const logger: Logger = options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', base: { site, pid: process.pid } }, destination);
   const stops: Array<() => Promise<unknown>> = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
     stops.length = 0;
     await rm(join(dataDir, STATE_FILE), { force: true });
+    destination.flushSync();
   };
   try {
     let nats: NatsServerProcess | undefined;
@@ -105,13 +115,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     stops.push(() => repository.close());
     say(`repository       ok  ${dirs.repository} (chunks of ${repository.chunkSize / 1024} KiB)`);
 
-    const catalogue: RunningCatalogue = await startCatalogue({ nc, site, dataDir: dirs.catalogue, log });
+    const catalogue: RunningCatalogue = await startCatalogue({ nc, site, dataDir: dirs.catalogue, log, logger: logger.child({ name: 'catalogue' }) });
     stops.push(() => catalogue.close());
     // Unix socket paths are limited to 107 bytes: keep NBD sockets short.
     const runDir = join(dirs.coordinator, 'run').length < 80 ? join(dirs.coordinator, 'run') : await mkdtemp(join(tmpdir(), 'cairn-run-'));
     await mkdir(runDir, { recursive: true });
     const coordinator = await startSnapshotCoordinator({
-      nc, log,
+      nc, log, logger: logger.child({ name: 'snapshot-coordinator' }),
       config: parseCoordinatorConfig({
         site, natsUrl, dataDir: dirs.coordinator,
         ...(options.leaseMs ? { leaseMs: options.leaseMs, reapIntervalMs: Math.max(100, Math.floor(options.leaseMs / 4)) } : {}),
@@ -125,21 +135,22 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       nc, log, site,
       repositories: new Map([['default', repository]]),
       restoreRoots: [dataDir, process.cwd(), tmpdir()],
+      logger: logger.child({ name: 'data-mover' }),
     });
     stops.push(() => mover.close());
     const scheduler: RunningScheduler = await startScheduler({
-      nc, log, config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
+      nc, log, logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     stops.push(() => scheduler.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
-    const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1' });
+    const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
 
     const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 
     return {
-      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, nc, log, repository, coordinator,
+      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, coordinator,
       async health() {
         const out: ServiceHealth[] = [];
         const probe = async (service: string, f: () => unknown) => {
