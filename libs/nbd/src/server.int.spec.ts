@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { useHarness } from '@cairn/testing';
+import { useScratch } from './test-support/scratch.ts';
 import { NbdClient } from './client.ts';
 import { NbdPool } from './pool.ts';
 import { NbdServer } from './server.ts';
@@ -15,7 +15,7 @@ import { allocatedExtents } from './extents.ts';
 import { BASE_ALLOCATION, NbdOptionError, NbdRequestError, NBD_ENOSPC, NBD_EPERM, type Extent } from './protocol.ts';
 import { makeTestPki } from './test-support/processes.ts';
 
-const h = useHarness();
+const h = useScratch();
 const MiB = 1024 * 1024;
 
 /** 8 MiB: random data in [1 MiB, 3 MiB) and [5 MiB + 4 KiB, 6 MiB), zeroes elsewhere. */

@@ -2,6 +2,7 @@
 // and wait for their socket; generate a throwaway CA and server certificate with openssl.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
 
 export async function waitForPath(path: string, child: ChildProcess | null, timeoutMs = 15_000): Promise<void> {
@@ -26,10 +27,25 @@ export async function spawnWithSocket(cmd: string, args: string[], socketPath: s
   }));
   try {
     await waitForPath(socketPath, child);
+    await waitConnectable(socketPath, child);
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${stderr}`, { cause: e });
   }
   return child;
+}
+
+/** The socket file exists a moment before the server listens on it. */
+async function waitConnectable(path: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(path, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${path} never accepted a connection`);
 }
 
 export function run(cmd: string, args: string[]): string {
