@@ -214,6 +214,13 @@ describe('JetStream consumer', () => {
     expect(seen).toEqual([first.id, second.id]);
   });
 
+  it('refuses to bind a durable that exists with another filter subject', async () => {
+    const { jobId: _a, ...first } = uniqueEvents('refiltered');
+    await serve({ ...first, ackWaitMs: 2000 }, () => undefined);
+    const { jobId: _b, ...second } = uniqueEvents('refiltered');
+    await expect(serve({ ...second, ackWaitMs: 2000 }, () => undefined)).rejects.toThrow(/exists with filter .* delete the consumer or use another durable name/);
+  });
+
   it('validates work items by schema and version, and refuses to publish an oversize one', async () => {
     const Work = Type.Object({ schemaVersion: Type.Literal(1), id: Type.String(), disk: Type.String() });
     const handled: unknown[] = [];

@@ -167,13 +167,13 @@ export class JetStreamConsumer {
     } catch (e) {
       throw new Error(`consumer ${s.durable}: stream ${s.stream} is not available: ${errorMessage(e)}`, { cause: e });
     }
-    let exists = true;
-    try {
-      await jsm.consumers.info(s.stream, s.durable);
-    } catch {
-      exists = false;
-    }
-    if (exists) {
+    const existing = await jsm.consumers.info(s.stream, s.durable).catch(() => undefined);
+    if (existing) {
+      const filter = existing.config.filter_subject ?? '';
+      if (filter !== (s.filterSubject ?? '')) {
+        // NATS 2.9 cannot change a consumer's filter; consuming the wrong subjects would be worse.
+        throw new Error(`durable ${s.durable} on ${s.stream} exists with filter ${JSON.stringify(filter)}, the handler wants ${JSON.stringify(s.filterSubject ?? '')}: delete the consumer or use another durable name`);
+      }
       await jsm.consumers.update(s.stream, s.durable, mutable);
     } else {
       try {
