@@ -58,6 +58,8 @@ export interface ViewDisk {
   readonly reason: string;
   /** NBD meta context listing changed extents (incremental only). */
   readonly bitmapContext?: string;
+  /** Bytes marked changed in that context (incremental only). */
+  readonly changedBytes?: number;
 }
 
 export interface View {
@@ -89,6 +91,8 @@ export interface HypervisorAdapter {
   releaseView(viewId: string, outcome: { success: boolean }): Promise<void>;
   /** Views this adapter instance has open. */
   openViews(): View[];
+  /** Takes over a view opened by an earlier run of the caller (from its persisted records). */
+  adoptView(view: View): void;
   /**
    * Removes leftovers of views not in `keep` (default: the open views); leftovers of a crashed
    * run count as failed views (their changes are kept for the next backup).

@@ -5,7 +5,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useHarness } from '@cairn/testing';
+import { useCleanup } from '../testing/cleanup.ts';
 import { createTestDisk } from '../testing/qemu-vm.ts';
 import { dirtyBlocks, readExport } from '../testing/nbd-tools.ts';
 import { imageInfo } from './qemu-img.ts';
@@ -16,7 +16,7 @@ const SIZE = 16 << 20;
 const K64 = 65536;
 
 describe('QEMU offline adapter (qemu-img + qemu-storage-daemon)', () => {
-  const h = useHarness();
+  const h = useCleanup();
   let dir: string;
   let disk: string;
   let raw: string;

@@ -3,7 +3,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useHarness } from '@cairn/testing';
+import { useCleanup } from '../testing/cleanup.ts';
 import { QmpClient } from '../qmp/qmp-client.ts';
 import { startQemuVm, guestWrite, type QemuVm } from '../testing/qemu-vm.ts';
 import { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from '../testing/guest-writer.ts';
@@ -15,7 +15,7 @@ const SIZE = 16 << 20;
 const RAW_SIZE = 8 << 20;
 
 describe('QEMU adapter (real QEMU, disk written during backups)', () => {
-  const h = useHarness();
+  const h = useCleanup();
   let dir: string;
   let vm: QemuVm;
   let adapter: QemuAdapter;

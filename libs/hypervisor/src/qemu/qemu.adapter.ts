@@ -143,7 +143,12 @@ export class QemuAdapter implements HypervisorAdapter {
         if (quiesced?.frozen) await this.thaw(vm.id).catch((e: unknown) => this.#log.warn({ ...log, err: String(e) }, 'thaw failed'));
       }
       const viewDisks: ViewDisk[] = [];
-      for (const [i, d] of disks.entries()) viewDisks.push(await this.#export(viewId, i, d, plans[i]!));
+      const after = await this.#namedNodes();
+      for (const [i, d] of disks.entries()) {
+        const plan = plans[i]!;
+        const changed = plan.exportBitmap ? after.find((n) => n['node-name'] === d.nodeName)?.['dirty-bitmaps']?.find((b) => b.name === plan.exportBitmap)?.count : undefined;
+        viewDisks.push({ ...await this.#export(viewId, i, d, plan), ...(changed !== undefined ? { changedBytes: changed } : {}) });
+      }
       const now = Date.now();
       const view: View = {
         viewId, vm: vm.id, jobId: req.jobId, nbd: this.config.nbd, disks: viewDisks,

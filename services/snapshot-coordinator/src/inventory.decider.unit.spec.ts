@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { newEvent, type KnownEvent } from '@cairn/contracts';
+import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
+
+const meta = { site: 's', actor: { kind: 'service' as const, id: 'sc' }, streamId: 'vm-a' };
+const fold = (events: KnownEvent[]) => events.reduce(evolveVm, unknownVm);
+const seen = (disks: Array<[string, number]>): ObservedVm => ({ vmId: 'a', name: 'a', host: 'h1', disks: disks.map(([name, sizeBytes]) => ({ name, sizeBytes })) });
+
+describe('inventory decider', () => {
+  it('a VM seen for the first time is discovered with its disks', () => {
+    expect(decideInventory(unknownVm, seen([['d0', 10]]))).toEqual([
+      { type: 'VmDiscovered', data: { vmId: 'a', name: 'a', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'd0', sizeBytes: 10 }] } },
+    ]);
+  });
+
+  it('attached, detached and resized disks; nothing when unchanged', () => {
+    const known = fold([
+      newEvent('VmDiscovered', { vmId: 'a', name: 'a', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'd0', sizeBytes: 10 }, { name: 'd1', sizeBytes: 5 }] }, meta) as KnownEvent,
+      newEvent('DiskDetached', { vmId: 'a', disk: 'd1' }, meta) as KnownEvent,
+      newEvent('DiskAttached', { vmId: 'a', disk: { name: 'd2', sizeBytes: 7 } }, meta) as KnownEvent,
+    ]);
+    expect(decideInventory(known, seen([['d0', 10], ['d2', 7]]))).toEqual([]);
+    expect(decideInventory(known, seen([['d0', 20], ['d3', 1]])).map((c) => `${c.type}:${JSON.stringify(c.data)}`)).toEqual([
+      'DiskDetached:{"vmId":"a","disk":"d0"}',
+      'DiskDetached:{"vmId":"a","disk":"d2"}',
+      'DiskAttached:{"vmId":"a","disk":{"name":"d0","sizeBytes":20}}',
+      'DiskAttached:{"vmId":"a","disk":{"name":"d3","sizeBytes":1}}',
+    ]);
+  });
+
+  it('VM names become stream-safe ids', () => {
+    expect(vmIdFromName('web 01.example')).toBe('web_01_example');
+    expect(vmIdFromName('db-1')).toBe('db-1');
+  });
+});

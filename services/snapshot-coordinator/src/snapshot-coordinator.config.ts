@@ -1,0 +1,46 @@
+// Configuration, validated once at start-up into one typed object.
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+const Nbd = Type.Union([
+  Type.Object({ socketPath: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  Type.Object({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+]);
+
+export const CoordinatorConfig = Type.Object({
+  site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+  natsUrl: Type.String({ minLength: 1 }),
+  /** Open-view records and fleecing overlays live here. */
+  dataDir: Type.String({ minLength: 1 }),
+  /** Lease of a view unless the request asks for another (default 1 h). */
+  leaseMs: Type.Integer({ minimum: 1000, default: 3_600_000 }),
+  reapIntervalMs: Type.Integer({ minimum: 100, default: 30_000 }),
+  inventoryIntervalMs: Type.Integer({ minimum: 1000, default: 60_000 }),
+  /** Running QEMU instances: `name` is the hypervisor host name reported in the inventory. */
+  instances: Type.Array(Type.Object({
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    qmpSocket: Type.String({ minLength: 1 }),
+    nbd: Nbd,
+    guestAgentSocket: Type.Optional(Type.String({ minLength: 1 })),
+  }, { additionalProperties: false }), { default: [] }),
+  /** Powered-off VMs, served from their image files. */
+  offline: Type.Optional(Type.Object({
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    vms: Type.Array(Type.Object({
+      name: Type.String({ minLength: 1 }),
+      disks: Type.Array(Type.Object({ id: Type.String({ minLength: 1 }), file: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false })),
+  /** Serve GET /health on this loopback port (optional). */
+  healthPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+}, { additionalProperties: false });
+export type CoordinatorConfig = Static<typeof CoordinatorConfig>;
+
+export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
+  const withDefaults = Value.Default(CoordinatorConfig, structuredClone(input));
+  const errors = [...Value.Errors(CoordinatorConfig, withDefaults)];
+  if (errors.length) {
+    throw new Error(`invalid snapshot-coordinator config: ${errors.slice(0, 5).map((e) => `${e.path || '/'} ${e.message}`).join('; ')}`);
+  }
+  return withDefaults as CoordinatorConfig;
+}
