@@ -1,7 +1,8 @@
 // Benchmark: read a 2 GiB fully allocated image over NBD into nowhere with our client
-// (1, 2 and 4 connections, 4 MiB requests, pipelined into preallocated buffers), next to
-// nbdcopy to null: on the same export. The export is served by qemu-storage-daemon.
-// Run: npx tsx tools/bench/src/nbd-read.ts [--size-mib 2048] [--runs 3] [--depth 8] [--piece-mib 4]
+// (1, 2 and 4 connections; requests of each piece size, pipelined into preallocated
+// buffers with a fixed number of bytes in flight), next to nbdcopy to null: on the same
+// export. The export is served by qemu-storage-daemon.
+// Run: npx tsx tools/bench/src/nbd-read.ts [--size-mib 2048] [--runs 3] [--pieces-kib 256,1024,4096] [--inflight-mib 16]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
@@ -16,15 +17,15 @@ const { values } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '2048' },
     runs: { type: 'string', default: '3' },
-    depth: { type: 'string', default: '8' },
-    'piece-mib': { type: 'string', default: '4' },
+    'pieces-kib': { type: 'string', default: '256,1024,4096' },
+    'inflight-mib': { type: 'string', default: '16' },
     connections: { type: 'string', default: '1,2,4' },
   },
 });
 const sizeBytes = Number(values['size-mib']) * MiB;
 const runs = Number(values.runs);
-const depth = Number(values.depth);
-const pieceBytes = Number(values['piece-mib']) * MiB;
+const pieceSizes = String(values['pieces-kib']).split(',').map((k) => Number(k) * 1024);
+const inflightBytes = Number(values['inflight-mib']) * MiB;
 const connectionCounts = String(values.connections).split(',').map(Number);
 
 async function makeImage(path: string): Promise<void> {
@@ -59,7 +60,8 @@ async function startDaemon(image: string, socket: string): Promise<ChildProcess>
 }
 
 /** Reads the whole export with `depth` requests in flight, each into its own reused buffer. */
-async function readAll(pool: NbdPool): Promise<number> {
+async function readAll(pool: NbdPool, pieceBytes: number): Promise<number> {
+  const depth = Math.max(1, Math.floor(inflightBytes / pieceBytes));
   const buffers = Array.from({ length: depth }, () => Buffer.allocUnsafe(pieceBytes));
   let next = 0;
   const started = process.hrtime.bigint();
@@ -93,19 +95,24 @@ try {
   daemon = await startDaemon(image, socket);
   const results: Array<{ what: string; runs: number[] }> = [];
   for (const connections of connectionCounts) {
-    const ours: number[] = [];
+    const ours = new Map<number, number[]>(pieceSizes.map((p) => [p, []]));
     const theirs: number[] = [];
+    // Runs interleave the readers so a noisy neighbour hurts them alike.
     for (let run = 0; run < runs; run++) {
-      const pool = await NbdPool.connect({ path: socket }, { exportName: 'disk0', connections, pieceBytes, timeoutMs: 60_000 });
-      try {
-        ours.push(rate(await readAll(pool)));
-      } finally {
-        await pool.close();
+      for (const pieceBytes of pieceSizes) {
+        const pool = await NbdPool.connect({ path: socket }, { exportName: 'disk0', connections, pieceBytes, timeoutMs: 120_000 });
+        try {
+          ours.get(pieceBytes)!.push(rate(await readAll(pool, pieceBytes)));
+        } finally {
+          await pool.close();
+        }
       }
       theirs.push(rate(nbdcopy(socket, connections)));
     }
-    results.push({ what: `@cairn/nbd, ${connections} conn, ${pieceBytes / MiB} MiB x ${depth} in flight`, runs: ours });
-    results.push({ what: `nbdcopy --connections=${connections} to null:`, runs: theirs });
+    for (const [pieceBytes, r] of ours) {
+      results.push({ what: `@cairn/nbd NbdPool, ${connections} conn, ${pieceBytes / 1024} KiB requests, ${inflightBytes / MiB} MiB in flight`, runs: r });
+    }
+    results.push({ what: `nbdcopy --connections=${connections} (256 KiB requests) to null:`, runs: theirs });
   }
   console.log(`\nread ${sizeBytes / MiB} MiB from qemu-storage-daemon over a unix socket, ${runs} runs each (MB/s, 1 MB = 10^6 bytes)`);
   console.log('| reader | median MB/s | runs |');

@@ -3,7 +3,7 @@
 //
 //   npx tsx tools/bench/src/run.ts [--size 2G] [--runs 3] [--tools cairn,restic,borg]
 //                                  [--quick] [--flat 2G,8G] [--chunk-size 262144]
-//                                  [--work /tmp/dir] [--doc docs/benchmarks.md | --no-doc]
+//                                  [--work /tmp/dir] [--images /tmp/keep] [--doc docs/benchmarks.md | --no-doc]
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
@@ -58,13 +58,24 @@ interface Images {
   readonly changesFile: string;
 }
 
+/**
+ * Generates the base and changed images into `dir`, or reuses them when `dir` already holds
+ * images of the same spec (their checksums are kept beside them in images.json).
+ */
 async function prepareImages(spec: ImageSpec, dir: string): Promise<Images> {
   await mkdir(dir, { recursive: true });
+  const changesFile = join(dir, 'changes.json');
+  const metaFile = join(dir, 'images.json');
+  const meta = await readFile(metaFile, 'utf8').then((t) => JSON.parse(t) as { spec: ImageSpec; base: WrittenImage; changed: WrittenImage }, () => undefined);
+  if (meta && JSON.stringify(meta.spec) === JSON.stringify(spec)) {
+    log(`reusing the ${fmtSize(spec.sizeBytes)} images in ${dir}`);
+    return { dir, base: meta.base, changed: meta.changed, changesFile };
+  }
   const started = performance.now();
   const base = await writeImage(spec, 'base', join(dir, 'base.raw'));
   const changed = await writeImage(spec, 'changed', join(dir, 'changed.raw'));
-  const changesFile = join(dir, 'changes.json');
   await writeFile(changesFile, JSON.stringify({ blockSize: CHANGE_BLOCK_SIZE, blocks: changedBlocks(spec).map((b) => b.index) }));
+  await writeFile(metaFile, JSON.stringify({ spec, base, changed }));
   log(`generated two ${fmtSize(spec.sizeBytes)} images in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return { dir, base, changed, changesFile };
 }
@@ -201,6 +212,7 @@ async function main(): Promise<void> {
       'chunk-size': { type: 'string' },
       seed: { type: 'string', default: 'cairn-bench-1' },
       work: { type: 'string' },
+      images: { type: 'string' },
       doc: { type: 'string' },
       'no-doc': { type: 'boolean', default: false },
     },
@@ -229,7 +241,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   try {
     if (!values['flat-only']) {
-      const images = await prepareImages(spec, join(workRoot, 'images'));
+      const images = await prepareImages(spec, values.images ? resolve(values.images) : join(workRoot, 'images'));
       const results: RunResult[] = [];
       for (let run = 1; run <= runs; run++) {
         // Tools take turns within each run, so a noisy minute hurts all of them alike.
