@@ -1,6 +1,7 @@
 // A backend failing the Nth write or timing out: with retries the restore point commits;
 // without, it is not committed, the error says why, and no half restore point is visible.
 import { afterEach, describe, expect, it } from 'vitest';
+// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness } from '@cairn/testing';
 import { DirectoryBackend } from './backend/directory.adapter.ts';
 import { withRetry } from './backend/retry.wrapper.ts';
@@ -85,5 +86,20 @@ describe('backend faults during a write', () => {
     b.faults.failNthWrite(1, { key: /^restore-points\//, afterCall: true });
     const r = await b.repo.writeRestorePoint({ vm: { id: 'v', name: 'v' }, disks: [disk()] });
     expect((await b.repo.listRestorePoints()).map((x) => x.id)).toEqual([r.restorePointId]);
+  });
+
+  it('a writer never commits a chunk whose upload by a concurrent writer failed', async () => {
+    const { faults, repo, raw } = await setup();
+    faults.failNthWrite(2, { key: /^chunks\//, transient: false });
+    const results = await Promise.allSettled([
+      repo.writeRestorePoint({ vm: { id: 'a', name: 'a' }, disks: [disk()] }),
+      repo.writeRestorePoint({ vm: { id: 'b', name: 'b' }, disks: [disk()] }),
+    ]);
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    const ok = results.find((r) => r.status === 'fulfilled')!;
+    const id = (ok as PromiseFulfilledResult<{ restorePointId: string }>).value.restorePointId;
+    expect((await repo.listRestorePoints()).map((x) => x.id)).toEqual([id]);
+    expect((await repo.verify()).ok).toBe(true);
+    expect(await keys(raw, 'pending/')).toEqual([]);
   });
 });

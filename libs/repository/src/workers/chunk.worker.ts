@@ -33,6 +33,11 @@ port.on('message', (msg: WorkerRequest) => {
       const id = isZero(data) ? null : contentId(idKey, data);
       reply = { seq: msg.seq, op: 'hash', id, buf: msg.buf };
       transfer = [msg.buf];
+    } else if (msg.op === 'hashSeal') {
+      const id = isZero(data) ? null : contentId(idKey, data);
+      const out = id === null ? null : transferable(seal('C', id, data, dataKey, init.level).sealed);
+      reply = { seq: msg.seq, op: 'hashSeal', id, sealed: out };
+      transfer = out ? [out] : [];
     } else if (msg.op === 'seal') {
       const { sealed, compressed } = seal(msg.kind, msg.id, data, dataKey, init.level);
       const out = transferable(sealed);

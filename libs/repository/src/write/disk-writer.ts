@@ -45,6 +45,8 @@ export class DiskWriter {
   private readonly tasks = new Set<Promise<void>>();
   private readonly stats = emptyStats();
   private failure?: unknown;
+  /** Moving share of non-zero chunks that were new: decides whether sealing speculatively pays. */
+  private newRate = 1;
   private parentPageCache = new Map<number, Uint8Array>();
 
   constructor(
@@ -118,23 +120,37 @@ export class DiskWriter {
   }
 
   private async processChunk(index: number, data: Uint8Array): Promise<void> {
-    const { id, data: back } = await this.core.pool.hash(data);
+    // While most chunks turn out new (a first full backup, changed blocks), hash and seal in
+    // one worker trip; once dedup hits dominate, hash first and seal only what is missing.
+    const speculate = this.newRate > 0.5;
+    let id: string | null;
+    let plain: Uint8Array | undefined;
+    let sealed: Uint8Array | null = null;
+    if (speculate) ({ id, sealed } = await this.core.pool.hashSeal(data));
+    else ({ id, data: plain } = await this.core.pool.hash(data));
     if (id === null) {
       this.stats.chunksZero++;
       return this.assign(index, null);
     }
-    if (this.known.has(id)) {
+    // Another upload of the same chunk under way (this or another writer): reuse it once it landed.
+    const pending = this.known.inFlight(id);
+    if (pending ? await pending.then(() => true, () => false) : this.known.has(id)) {
       this.stats.chunksReused++;
+      this.newRate *= 0.9;
       return this.assign(index, id);
     }
-    this.known.add(id); // claims the upload: a second copy in this or a later write is a reuse
-    try {
-      const { sealed } = await this.core.pool.seal('C', id, back);
-      await this.core.backend.put(chunkKey(id), sealed, { ifNotExists: true });
+    this.newRate = this.newRate * 0.9 + 0.1;
+    const chunkId = id;
+    const upload = (async () => {
+      const body = sealed ?? (await this.core.pool.seal('C', chunkId, plain as Uint8Array)).sealed;
+      await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true });
       this.stats.chunksNew++;
-      this.stats.bytesStored += sealed.byteLength;
+      this.stats.bytesStored += body.byteLength;
+    })();
+    this.known.claim(id, upload);
+    try {
+      await upload;
     } catch (e) {
-      this.known.delete(id);
       throw new Error(`upload of chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
     }
     this.assign(index, id);

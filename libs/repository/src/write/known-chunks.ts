@@ -8,6 +8,8 @@ import { readGeneration } from '../maintenance/leases.ts';
 export class KnownChunks {
   private ids = new Set<string>();
   private generation?: string;
+  /** Uploads under way, so a writer never references a chunk another writer may still fail to store. */
+  private readonly uploading = new Map<string, Promise<void>>();
 
   constructor(private readonly backend: Backend) {}
 
@@ -30,12 +32,18 @@ export class KnownChunks {
     return this.ids.has(id);
   }
 
-  add(id: string): void {
-    this.ids.add(id);
+  /** The upload of `id` in progress (by any writer of this process), if any. */
+  inFlight(id: string): Promise<void> | undefined {
+    return this.uploading.get(id);
   }
 
-  delete(id: string): void {
-    this.ids.delete(id);
+  /** Records an upload; the id becomes known when it succeeds. */
+  claim(id: string, upload: Promise<void>): void {
+    this.uploading.set(id, upload);
+    upload.then(
+      () => { this.ids.add(id); this.uploading.delete(id); },
+      () => { this.uploading.delete(id); },
+    );
   }
 
   /** Forget everything (after this process swept). */
