@@ -1,1 +1,22 @@
-console.log("no generated docs yet")
+// `npm run docs:check`: fails when a generated document is stale. Today: docs/asyncapi.yaml,
+// regenerated in memory from libs/contracts and compared with the committed file.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const tsx = join(root, 'node_modules', '.bin', 'tsx');
+if (!existsSync(tsx)) {
+  console.error('docs:check: node_modules/.bin/tsx is missing; run npm ci first');
+  process.exit(1);
+}
+const run = spawnSync(tsx, ['tools/asyncapi/generate.ts', '--check'], { cwd: root, stdio: 'inherit' });
+if (run.error) {
+  console.error(`docs:check: cannot run the AsyncAPI generator: ${run.error.message}`);
+  process.exit(1);
+}
+if (run.status !== 0) {
+  console.error('docs:check: generated docs are stale (see above)');
+  process.exit(run.status ?? 1);
+}
