@@ -25,6 +25,8 @@ export interface JobState {
   readonly transfer?: { readonly queuedAt: string; readonly worker?: string };
   readonly committed?: Data<'RestorePointCommitted'>;
   readonly failure?: { readonly phase: JobPhase; readonly reason: string };
+  /** Id of the last event folded: the cause of whatever the process manager does next. */
+  readonly lastEventId?: string;
 }
 
 export const initialJobState = (): JobState => ({ status: 'none', attempt: 0, phase: null });
@@ -33,6 +35,11 @@ const terminal = (s: JobStatus) => s === 'completed' || s === 'failed' || s === 
 export const isTerminal = (state: JobState): boolean => terminal(state.status);
 
 export function evolveJob(state: JobState, event: KnownEvent): JobState {
+  const next = evolveJobData(state, event);
+  return next === state ? state : { ...next, lastEventId: event.id };
+}
+
+function evolveJobData(state: JobState, event: KnownEvent): JobState {
   const at = event.time;
   switch (event.type) {
     case 'JobRequested':

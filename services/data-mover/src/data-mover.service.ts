@@ -54,10 +54,11 @@ export class DataMover {
     return repo;
   }
 
-  private async decide(jobId: string, command: JobCommand): Promise<void> {
-    await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
-      meta: { site: this.config.site, actor: this.config.actor, correlationId: jobId, causationId: null },
+  private async decide(jobId: string, command: JobCommand, causationId: string | null): Promise<string | null> {
+    const r = await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
+      meta: { site: this.config.site, actor: this.config.actor, correlationId: jobId, causationId },
     });
+    return r.events.at(-1)?.id ?? r.state.lastEventId ?? causationId;
   }
 
   /** Handles one transfer delivery; throws to have it redelivered. */
@@ -67,10 +68,10 @@ export class DataMover {
     const state = fold(jobDecider, events);
     if (state.status === 'none') throw new TransferRefused(`job ${work.jobId} does not exist`);
     if (state.committed || isTerminal(state)) return 'skipped';
-    await this.decide(work.jobId, { kind: 'startTransfer', worker: this.worker });
+    const started = await this.decide(work.jobId, { kind: 'startTransfer', worker: this.worker }, state.lastEventId ?? null);
     const repo = this.repository(work.repository);
     this.logger.info({ jobId: work.jobId, vmId: work.vmId, worker: this.worker, disks: work.nbd.exports.map((e) => `${e.disk}:${e.mode}`) }, 'transfer started');
-    const started = Date.now();
+    const startedAt = Date.now();
     const result = await runTransfer({ jobId: work.jobId, vm: { id: work.vmId, name: work.vmName }, nbd: work.nbd, mode: work.mode }, {
       repository: repo,
       connections: this.config.connections,
@@ -88,9 +89,9 @@ export class DataMover {
         parentId: result.parentId,
         disks: result.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
       },
-    });
+    }, started);
     this.logger.info({
-      jobId: work.jobId, restorePointId: result.restorePointId, parentId: result.parentId, durationMs: Date.now() - started,
+      jobId: work.jobId, restorePointId: result.restorePointId, parentId: result.parentId, durationMs: Date.now() - startedAt,
       disks: result.disks.map((d) => ({ disk: d.name, mode: d.mode, reason: d.reason, bytesRead: d.bytesRead, bytesStored: d.bytesStored })),
     }, 'restore point committed');
     return 'committed';
@@ -99,7 +100,7 @@ export class DataMover {
   /** Gives up on a job whose transfer cannot succeed; the scheduler then releases its snapshot. */
   async failJob(jobId: string, reason: string): Promise<void> {
     this.logger.warn({ jobId, reason }, 'transfer failed for good');
-    await this.decide(jobId, { kind: 'fail', phase: 'transfer', reason, retryable: false }).catch(() => undefined);
+    await this.decide(jobId, { kind: 'fail', phase: 'transfer', reason, retryable: false }, null).catch(() => undefined);
   }
 
   private allowedTarget(path: string): string {
@@ -121,9 +122,9 @@ export class DataMover {
     const repo = this.repository(repository);
     const ids = new Set((await repo.listRestorePoints()).map((p) => p.id));
     if (!ids.has(cmd.restorePointId)) throw new RestoreRefused('not_found', `no restore point ${cmd.restorePointId} in repository ${repository}`);
-    const started = Date.now();
+    const startedAt = Date.now();
     const result = await repo.restoreDisk(cmd.restorePointId, cmd.disk, target, { format: cmd.format ?? 'raw', overwrite: cmd.overwrite ?? false });
-    return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - started };
+    return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - startedAt };
   }
 
   /** Retention let a restore point go: its manifest is deleted; GC frees its chunks later. */

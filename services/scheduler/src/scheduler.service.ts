@@ -224,6 +224,7 @@ export class Scheduler {
     const attempts = pending?.step === key ? pending.attempts + 1 : 0;
     this.inflight.set(jobId, { step: key, at: -1, attempts });
     const actor = this.config.actor;
+    const cause = state.lastEventId ?? null;
     this.logger.info({ jobId, step: step.kind, attempt: attempts }, `job step ${step.kind}`);
     try {
       switch (step.kind) {
@@ -233,7 +234,7 @@ export class Scheduler {
             this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
             return;
           }
-          await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, null);
+          await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
           break;
         }
         case 'requestSnapshot':
@@ -253,7 +254,7 @@ export class Scheduler {
             mode: state.request!.mode,
             nbd: taken.nbd,
           });
-          await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, null);
+          await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
           break;
         }
         case 'release':
@@ -261,19 +262,19 @@ export class Scheduler {
           break;
         case 'complete': {
           const started = Date.parse(state.requestedAt ?? this.now().toISOString());
-          await this.runJobCommand(jobId, { kind: 'complete', durationMs: Math.max(0, nowMs - started) }, actor, null);
+          await this.runJobCommand(jobId, { kind: 'complete', durationMs: Math.max(0, nowMs - started) }, actor, cause);
           await this.applyRetentionFor(jobId);
           break;
         }
         case 'fail':
-          await this.runJobCommand(jobId, { kind: 'fail', phase: step.phase, reason: step.reason, retryable: false }, actor, null);
+          await this.runJobCommand(jobId, { kind: 'fail', phase: step.phase, reason: step.reason, retryable: false }, actor, cause);
           break;
       }
       this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
     } catch (e) {
       this.logger.warn({ jobId, step: step.kind, attempt: attempts, err: (e as Error).message }, `job step ${step.kind} failed`);
       if (e instanceof SnapshotRefused) {
-        await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, null).catch(() => undefined);
+        await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, cause).catch(() => undefined);
       }
       // Transient: try the same step again after a growing delay.
       this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerRepoCommands } from './commands/repo.command.ts';
 import { registerOperateCommands } from './commands/operate.command.ts';
 import { registerUpCommand } from './commands/up.command.ts';
+import { registerRunCommand } from './commands/run.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -16,6 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError();
   registerRepoCommands(program);
   registerUpCommand(program);
+  registerRunCommand(program);
   registerOperateCommands(program);
   try {
     await program.parseAsync(argv);

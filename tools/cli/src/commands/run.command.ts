@@ -1,0 +1,88 @@
+// `cairn run <service>`: one service as its own process against a NATS given by URL, the way
+// production runs them (and the way tests kill one with SIGKILL).
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { Command } from 'commander';
+import { connect } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { createJetStreamEventLog } from '@cairn/eventlog';
+import { DirectoryBackend, openRepository } from '@cairn/repository';
+import { startScheduler } from '@cairn/scheduler';
+import { startDataMover } from '@cairn/data-mover';
+import { startCatalogue } from '@cairn/catalogue';
+import { parseCoordinatorConfig, startSnapshotCoordinator } from '@cairn/snapshot-coordinator';
+import { CliError, EXIT } from '../cli-error.ts';
+import { globals } from '../session.ts';
+
+const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator'] as const;
+
+interface RunOptions {
+  repo?: string;
+  qmp?: string[];
+  leaseMs?: string;
+  ackWaitMs?: string;
+  instance?: string;
+}
+
+export function registerRunCommand(program: Command): void {
+  program.command('run <service>')
+    .description(`run one service in this process (${SERVICES.join(', ')}) against --nats`)
+    .option('--repo <dir>', 'data mover: repository directory (passphrase from CAIRN_REPO_PASSPHRASE)')
+    .option('--qmp <sockets...>', 'snapshot coordinator: QMP sockets of QEMU instances')
+    .option('--lease-ms <ms>', 'scheduler leadership lease / coordinator view lease')
+    .option('--ack-wait-ms <ms>', 'data mover: time before unacknowledged work goes to another mover')
+    .option('--instance <name>', 'name of this replica')
+    .action(async function (this: Command, service: string, o: RunOptions) {
+      const g = globals(this);
+      if (!g.nats) throw new CliError('--nats <url> is required', EXIT.usage);
+      if (!(SERVICES as readonly string[]).includes(service)) throw new CliError(`unknown service ${service}; one of ${SERVICES.join(', ')}`, EXIT.usage);
+      const site = g.site ?? 'local';
+      const dataDir = resolve(g.data ?? join('.cairn', service));
+      await mkdir(dataDir, { recursive: true });
+      const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' });
+      const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1 });
+      const log = await createJetStreamEventLog({ nc, site });
+      const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
+      let close: () => Promise<void>;
+      switch (service) {
+        case 'scheduler': {
+          const s = await startScheduler({ nc, log, logger, ...(o.instance ? { instance: o.instance } : {}), config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}) } });
+          close = s.close;
+          break;
+        }
+        case 'data-mover': {
+          if (!o.repo) throw new CliError('--repo <dir> is required for the data mover', EXIT.usage);
+          const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
+          if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
+          const repository = await openRepository(new DirectoryBackend(resolve(o.repo)), { passphrase });
+          const m = await startDataMover({
+            nc, log, site, logger, repositories: new Map([['default', repository]]), restoreRoots: [dataDir, tmpdir()],
+            ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+          });
+          close = async () => { await m.close(); await repository.close(); };
+          break;
+        }
+        case 'catalogue': {
+          const c = await startCatalogue({ nc, site, dataDir, log, logger });
+          close = c.close;
+          break;
+        }
+        default: {
+          const c = await startSnapshotCoordinator({
+            nc, log, logger,
+            config: parseCoordinatorConfig({
+              site, natsUrl: g.nats, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
+              instances: (o.qmp ?? []).map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } })),
+            }),
+          });
+          close = c.close;
+        }
+      }
+      process.stdout.write(`${service} running (site ${site}, NATS ${g.nats})\n`);
+      await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
+      await close();
+      await log.close();
+      await nc.drain();
+    });
+}
