@@ -1,6 +1,7 @@
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness } from '@cairn/testing';
 import { BackendError, NotFoundError } from './backend.ts';
 import { DirectoryBackend } from './directory.adapter.ts';
@@ -40,8 +41,8 @@ describe('DirectoryBackend specifics', () => {
   it('reports a key used both as object and as prefix clearly', async () => {
     const b = new DirectoryBackend(await h.tmpDir());
     await b.put('p/q', new Uint8Array([1]));
-    for (const put of [b.put('p', new Uint8Array([2])), b.put('p', new Uint8Array([2]), { ifNotExists: true })]) {
-      const e = await put.catch((err: unknown) => err);
+    for (const put of [() => b.put('p', new Uint8Array([2])), () => b.put('p', new Uint8Array([2]), { ifNotExists: true })]) {
+      const e = await put().catch((err: unknown) => err);
       expect((e as Error).message).toMatch(/is a directory/);
     }
     await expect(b.get('p')).rejects.toBeInstanceOf(NotFoundError);

@@ -38,6 +38,6 @@ describe('createBackendFromUrl', () => {
     expect(() => createBackendFromUrl('s3://bucket', { env: {} })).toThrow(/CAIRN_S3_ACCESS_KEY and CAIRN_S3_SECRET_KEY/);
     expect(() => createBackendFromUrl('s3://bucket?endpont=x', { env })).toThrow(/unknown parameter "endpont"/);
     expect(() => createBackendFromUrl('s3://bucket?endpoint=ftp://x', { env })).toThrow(/must be http/);
-    expect(() => createBackendFromUrl('s3://bucket/bad%20prefix', { env })).toThrow(/invalid object key/);
+    expect(() => createBackendFromUrl('s3://bucket/bad%20prefix', { env })).toThrow(/invalid S3 prefix "bad prefix"/);
   });
 });

@@ -5,7 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Client } from 'minio';
 import { BackendError, NotFoundError, type Backend, type ObjectInfo } from './backend.ts';
-import { assertValidKey, assertValidPrefix, assertValidRange, rangePastEnd } from './keys.ts';
+import { assertValidKey, assertValidPrefix, assertValidRange, isValidKey, rangePastEnd } from './keys.ts';
 
 const MiB = 1024 * 1024;
 
@@ -52,7 +52,9 @@ export class S3Backend implements Backend {
   constructor(options: S3BackendOptions) {
     this.bucket = options.bucket;
     this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
-    if (this.prefix !== '') assertValidKey(this.prefix);
+    if (this.prefix !== '' && !isValidKey(this.prefix)) {
+      throw new BackendError(`invalid S3 prefix ${JSON.stringify(this.prefix)} for bucket ${this.bucket}: use /-separated segments of A-Z a-z 0-9 . _ -`, false);
+    }
     this.location = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''} at ${options.useSSL === false ? 'http' : 'https'}://${options.endPoint}${options.port ? `:${options.port}` : ''}`;
     this.multipartThreshold = options.multipartThreshold ?? 64 * MiB;
     this.partSize = Math.max(options.partSize ?? 16 * MiB, 5 * MiB);
