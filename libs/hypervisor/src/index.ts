@@ -11,4 +11,4 @@ export { imageInfo, type ImageInfo, type ImageBitmap } from './qemu/qemu-img.ts'
 // Test fixtures (real QEMU processes); only test code calls them.
 export { startQemuVm, guestWrite, createTestDisk, type QemuVm, type QemuVmOptions, type TestDiskSpec } from './testing/qemu-vm.ts';
 export { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from './testing/guest-writer.ts';
-export { readExport, dirtyBlocks, nbdUri } from './testing/nbd-tools.ts';
+export { readExport, readExportWithNbdcopy, dirtyBlocks, dirtyBlocksWithNbdinfo, nbdUri } from './testing/nbd-tools.ts';

@@ -7,7 +7,7 @@ import { useCleanup } from '../testing/cleanup.ts';
 import { QmpClient } from '../qmp/qmp-client.ts';
 import { startQemuVm, guestWrite, type QemuVm } from '../testing/qemu-vm.ts';
 import { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from '../testing/guest-writer.ts';
-import { readExport, dirtyBlocks } from '../testing/nbd-tools.ts';
+import { readExport, readExportWithNbdcopy, dirtyBlocks, dirtyBlocksWithNbdinfo } from '../testing/nbd-tools.ts';
 import type { View } from '../hypervisor.port.ts';
 import { QemuAdapter } from './qemu.adapter.ts';
 
@@ -72,6 +72,8 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     expect(d.mode).toBe('incremental');
     const dirty = [...await dirtyBlocks(nbdSocket(), d.exportName, d.bitmapContext!)].sort((a, b) => a - b);
     expect(dirty.length).toBeGreaterThan(0);
+    // libnbd sees the same bitmap as our client.
+    expect([...await dirtyBlocksWithNbdinfo(nbdSocket(), d.exportName, d.bitmapContext!)].sort((a, b) => a - b)).toEqual(dirty);
     const candidates = prev.matches.flatMap((a) => cur.matches.map((b) => [...blocksWritten(writes, a, b)].sort((x, y) => x - y)));
     expect(candidates).toContainEqual(dirty);
   }
@@ -88,7 +90,7 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     expect(full.view.disks[0]!.bitmapContext).toBeUndefined();
     const raw = full.view.disks.find((d) => d.disk === 'vblk1')!;
     expect(raw).toMatchObject({ mode: 'full', reason: expect.stringMatching(/raw disk: no persistent dirty bitmap/) });
-    const rawData = await readExport(nbdSocket(), raw.exportName);
+    const rawData = await readExportWithNbdcopy(nbdSocket(), raw.exportName);
     expect(rawData.length).toBe(RAW_SIZE);
     expect(rawData[3 * 65536]).toBe(0x41);
     await adapter.releaseView(full.view.viewId, { success: true });
