@@ -53,6 +53,7 @@ async function isLive(backend: Backend, key: string, now: number): Promise<boole
 export class Lease {
   private timer?: NodeJS.Timeout;
   private lost?: Error;
+  private beating: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly backend: Backend,
@@ -64,7 +65,9 @@ export class Lease {
     // Refresh at a quarter of the lease so one or two missed beats do not lose it.
     this.timer = setInterval(() => {
       const beat = { ...this.body, heartbeatAt: new Date().toISOString() };
-      this.backend.put(this.key, encode(beat)).catch((e: unknown) => { this.lost ??= e as Error; });
+      this.beating = this.beating
+        .then(() => this.backend.put(this.key, encode(beat)))
+        .catch((e: unknown) => { this.lost ??= e as Error; });
     }, Math.max(50, Math.floor(this.body.leaseMs / 4)));
     this.timer.unref();
   }
@@ -77,6 +80,7 @@ export class Lease {
 
   async release(): Promise<void> {
     clearInterval(this.timer);
+    await this.beating; // a heartbeat landing after the delete would resurrect the lease
     await this.backend.delete(this.key);
   }
 }
