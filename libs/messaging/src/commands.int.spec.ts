@@ -16,7 +16,7 @@ import { JetStreamServer } from './jetstream.server.ts';
 import { ACTOR, EVENTS, SITE, deadLetters, jobStarted, jobSubject, openSite, type TestSite } from './testing/site.ts';
 
 const MAX_BYTES = 16 * 1024;
-const calls: Array<{ payload: unknown; actor: string; key: string }> = [];
+const calls: Array<{ payload: unknown; actor: string; key: string; traceparent?: string }> = [];
 const events: KnownEvent[] = [];
 const JOB = `j${randomUUID().slice(0, 8)}`;
 let slowRelease: (() => void) | undefined;
@@ -25,7 +25,7 @@ let slowRelease: (() => void) | undefined;
 class SchedulerCommands {
   @CommandHandler('scheduler', 'RequestBackup')
   requestBackup(@Payload() payload: CommandPayloadMap['RequestBackup'], @Ctx() ctx: CommandContext) {
-    calls.push({ payload, actor: ctx.actor.id, key: ctx.idempotencyKey });
+    calls.push({ payload, actor: ctx.actor.id, key: ctx.idempotencyKey, ...(ctx.trace ? { traceparent: ctx.trace.traceparent } : {}) });
     return { jobId: `job-for-${payload.vmId}-${calls.length}` };
   }
 
@@ -74,9 +74,11 @@ describe('commands and the Nest transport', () => {
   });
 
   it('accepts a valid command and returns the typed result', async () => {
-    const reply = await bus.send('scheduler', 'RequestBackup', { vmId: 'vm-1', mode: 'auto' });
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const reply = await bus.send('scheduler', 'RequestBackup', { vmId: 'vm-1', mode: 'auto' }, { trace: { traceparent: `00-${traceId}-b7ad6b7169203331-01` } });
     expect(reply).toEqual({ accepted: true, result: { jobId: expect.stringMatching(/^job-for-vm-1-/) } });
     expect(calls.at(-1)).toMatchObject({ payload: { vmId: 'vm-1', mode: 'auto' }, actor: 'alice' });
+    expect(calls.at(-1)!.traceparent).toMatch(new RegExp(`^00-${traceId}-`));
   });
 
   it('rejects an invalid payload with the problems, without running the handler', async () => {
