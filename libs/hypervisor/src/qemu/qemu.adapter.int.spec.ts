@@ -10,6 +10,7 @@ import { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from '../te
 import { readExport, readExportWithNbdcopy, dirtyBlocks, dirtyBlocksWithNbdinfo } from '../testing/nbd-tools.ts';
 import type { View } from '../hypervisor.port.ts';
 import { QemuAdapter } from './qemu.adapter.ts';
+import { fakeGuestAgent } from '../testing/fake-guest-agent.ts';
 
 const SIZE = 16 << 20;
 const RAW_SIZE = 8 << 20;
@@ -28,7 +29,7 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
 
   beforeAll(async () => {
     dir = await h.tmpDir('cairn-hv-');
-    vm = await startQemuVm({ dir, name: 'vm-a', disks: [{ id: 'vblk0', format: 'qcow2', sizeBytes: SIZE }, { id: 'vblk1', format: 'raw', sizeBytes: RAW_SIZE }] });
+    vm = await startQemuVm({ dir, name: 'vm-a', disks: [{ id: 'vblk0', format: 'qcow2', sizeBytes: SIZE }, { id: 'vblk1', format: 'raw', sizeBytes: RAW_SIZE }], extraMonitors: 2 });
     h.onClose(() => vm.kill('SIGKILL'));
     adapter = await QemuAdapter.connect({ qmpSocket: vm.qmpPath, overlayDir: join(dir, 'overlays'), nbd: { socketPath: nbdSocket() } });
     h.onClose(() => adapter.close());
@@ -192,5 +193,26 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     await expectDirtyBetween(next, p2, { matches: [writer.writes.length] }, writer.writes);
     await fresh.releaseView(next.viewId, { success: true });
     expect(await fresh.reapOrphans()).toEqual({ exports: [], jobs: [], nodes: [], files: [], bitmaps: [] });
+    // The NBD server was started by the first adapter: this one shares it.
+    expect(fresh.sharesNbdServer).toBe(true);
+  });
+
+  it('quiesce: the guest agent freezes before the point in time and thaws after; a silent agent means crash-consistent, thawed anyway', async () => {
+    for (const [delay, frozen] of [[0, true], [Infinity, false]] as const) {
+      const agent = await fakeGuestAgent(delay);
+      h.onClose(() => agent.close());
+      const a = await QemuAdapter.connect({
+        qmpSocket: vm.monitors[1]!, overlayDir: join(dir, 'overlays'), nbd: { socketPath: nbdSocket() },
+        guestAgentSocket: agent.path, freezeTimeoutMs: 300,
+      });
+      const commands: string[] = [];
+      const view = await a.openView({ vm: 'vm-a', mode: 'auto', jobId: 'job-q', chain: 'q', disks: ['vblk1'], quiesce: true });
+      commands.push(...agent.received.filter((c) => c !== 'guest-sync-delimited'));
+      expect(view.quiesced?.frozen).toBe(frozen);
+      expect(view.quiesced?.reason).toMatch(frozen ? /froze 2 file system/ : /crash-consistent instead: .*no answer within 300 ms/);
+      expect(commands).toEqual(['guest-fsfreeze-freeze', 'guest-fsfreeze-thaw']);
+      await a.releaseView(view.viewId, { success: true });
+      await a.close();
+    }
   });
 });

@@ -35,6 +35,9 @@ export interface QemuAdapterConfig {
   nbd: NbdAddress;
   /** Host side of the `org.qemu.guest_agent.0` channel, for quiesce. */
   guestAgentSocket?: string;
+  /** Deadline of the guest freeze (default 10 s) and longest a guest stays frozen (default 60 s). */
+  freezeTimeoutMs?: number;
+  maxFrozenMs?: number;
   /** VM name when QEMU has no `-name` (e.g. qemu-storage-daemon). */
   vmName?: string;
   /** Disks by id -> block node name, for instances without devices (qemu-storage-daemon). */
@@ -195,7 +198,7 @@ export class QemuAdapter implements HypervisorAdapter {
 
   async quiesce(_vm: string, opts: { timeoutMs?: number; maxFrozenMs?: number } = {}): Promise<QuiesceResult> {
     if (!this.#freeze) return { frozen: false, reason: 'no guest agent channel configured: crash-consistent' };
-    return this.#freeze.freeze(opts);
+    return this.#freeze.freeze({ timeoutMs: opts.timeoutMs ?? this.config.freezeTimeoutMs ?? 10_000, maxFrozenMs: opts.maxFrozenMs ?? this.config.maxFrozenMs ?? 60_000 });
   }
 
   async thaw(_vm: string): Promise<void> {
