@@ -17,6 +17,9 @@ export interface Measured {
   readonly wallMs: number;
   /** Peak resident set size of the child in bytes (0 if it could not be measured). */
   readonly peakRssBytes: number;
+  /** CPU time (user + system) of the child in ms, NaN without GNU time. On a busy shared
+   *  machine this moves far less than wall time. */
+  readonly cpuMs: number;
   readonly stdout: string;
   readonly stderr: string;
 }
@@ -59,7 +62,7 @@ export async function runMeasured(spec: CommandSpec): Promise<Measured> {
   const dir = useTime ? await mkdtemp(join(tmpdir(), 'cairn-bench-time-')) : undefined;
   const timeFile = dir ? join(dir, 'rss') : undefined;
   const [command, args] = timeFile
-    ? [GNU_TIME, ['-f', '%M', '-o', timeFile, spec.command, ...spec.args]]
+    ? [GNU_TIME, ['-f', '%M %U %S', '-o', timeFile, spec.command, ...spec.args]]
     : [spec.command, [...spec.args]];
   const started = performance.now();
   const child = spawn(command, args, {
@@ -85,11 +88,13 @@ export async function runMeasured(spec: CommandSpec): Promise<Measured> {
     const wallMs = performance.now() - started;
     if (code !== 0) throw new CommandFailedError(spec, code, signal, stderr);
     let peakRssBytes = sampled;
+    let cpuMs = NaN;
     if (timeFile) {
-      const text = (await readFile(timeFile, 'utf8')).trim().split('\n').at(-1) ?? '0';
-      peakRssBytes = Number(text) * 1024;
+      const [rssKb, user, sys] = ((await readFile(timeFile, 'utf8')).trim().split('\n').at(-1) ?? '').split(' ').map(Number);
+      peakRssBytes = (rssKb ?? 0) * 1024;
+      cpuMs = ((user ?? NaN) + (sys ?? NaN)) * 1000;
     }
-    return { wallMs, peakRssBytes, stdout, stderr };
+    return { wallMs, peakRssBytes, cpuMs, stdout, stderr };
   } finally {
     if (sampler) clearInterval(sampler);
     if (dir) await rm(dir, { recursive: true, force: true });

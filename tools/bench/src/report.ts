@@ -13,6 +13,8 @@ export interface RunResult {
   readonly growthBytes: number;
   readonly restoreMs: number;
   readonly restoreRssBytes: number;
+  /** CPU time (user + system) of each command, NaN when not measurable. */
+  readonly cpuMs: { readonly full: number; readonly incremental: number; readonly restore: number };
   /** Cairn only: time inside the operation (no process start-up, no key derivation). */
   readonly inProcess?: { readonly fullMs: number; readonly incrementalMs: number; readonly restoreMs: number; readonly incrementalReadBytes: number };
 }
@@ -26,6 +28,7 @@ export interface ToolSummary {
   readonly repoBytes: number;
   readonly restoreMBps: number;
   readonly peakRssBytes: number;
+  readonly cpuS: { readonly full: number; readonly incremental: number; readonly restore: number };
   readonly inProcess?: { readonly fullMBps: number; readonly incrementalS: number; readonly restoreMBps: number; readonly incrementalReadBytes: number };
 }
 
@@ -72,6 +75,11 @@ export function summarize(results: readonly RunResult[]): ToolSummary[] {
       repoBytes: median(rs.map((r) => r.fullRepoBytes)),
       restoreMBps: median(rs.map((r) => mbps(r.diskBytes, r.restoreMs))),
       peakRssBytes: median(rs.map((r) => Math.max(r.fullRssBytes, r.incrementalRssBytes, r.restoreRssBytes))),
+      cpuS: {
+        full: median(rs.map((r) => r.cpuMs.full / 1000)),
+        incremental: median(rs.map((r) => r.cpuMs.incremental / 1000)),
+        restore: median(rs.map((r) => r.cpuMs.restore / 1000)),
+      },
       ...(inProcess ? { inProcess } : {}),
     };
   });
@@ -127,6 +135,21 @@ export function resultsTable(summaries: readonly ToolSummary[]): string {
     );
   }
   return lines.join('\n');
+}
+
+/** CPU seconds per operation: steadier than wall time when other jobs share the cores. */
+export function cpuTable(summaries: readonly ToolSummary[]): string {
+  const restic = summaries.find((s) => s.tool === 'restic');
+  const cell = (v: number, ref: number | undefined, isRef: boolean) =>
+    `${v.toFixed(2)} | ${isRef ? '1' : ref !== undefined && Number.isFinite(v / ref) ? `${(v / ref).toFixed(2)}×` : ''}`;
+  return [
+    '| tool | full CPU s | × restic | incremental CPU s | × restic | restore CPU s | × restic |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...summaries.map((s) => {
+      const isRef = s.tool === 'restic';
+      return `| ${s.tool} | ${cell(s.cpuS.full, restic?.cpuS.full, isRef)} | ${cell(s.cpuS.incremental, restic?.cpuS.incremental, isRef)} | ${cell(s.cpuS.restore, restic?.cpuS.restore, isRef)} |`;
+    }),
+  ].join('\n');
 }
 
 export function targetsTable(checks: readonly TargetCheck[]): string {

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { CHANGE_BLOCK_SIZE, GiB, MiB, changedBlocks, imageLayout, layoutMix, writeImage, type ImageSpec, type WrittenImage } from './image.ts';
 import { directoryBytes, peakRssMethod, runMeasured, type Measured } from './measure.ts';
 import { TOOLS, cairn, type BenchTool, type ToolContext } from './tools.ts';
-import { checkTargets, plainTable, replaceSection, resultsTable, summarize, targetsTable, type RunResult } from './report.ts';
+import { checkTargets, cpuTable, plainTable, replaceSection, resultsTable, summarize, targetsTable, type RunResult } from './report.ts';
 
 const PASSPHRASE = 'cairn-bench-passphrase';
 const IMAGE_NAME = 'disk.raw';
@@ -97,15 +97,15 @@ async function runTool(tool: BenchTool, run: number, images: Images, workRoot: s
     await useImage(images.dir, images.base.path);
     const full = await runMeasured(tool.full(ctx));
     const fullRepoBytes = await directoryBytes(tool.repoDir(ctx));
-    log(`${tool.name} run ${run}: full ${(full.wallMs / 1000).toFixed(1)} s`);
+    log(`${tool.name} run ${run}: full ${(full.wallMs / 1000).toFixed(1)} s (CPU ${(full.cpuMs / 1000).toFixed(1)} s, RSS ${(full.peakRssBytes / MiB).toFixed(0)} MiB)`);
     await useImage(images.dir, images.changed.path);
     const incremental = await runMeasured(tool.incremental(ctx));
     const growthBytes = (await directoryBytes(tool.repoDir(ctx))) - fullRepoBytes;
-    log(`${tool.name} run ${run}: incremental ${(incremental.wallMs / 1000).toFixed(2)} s, +${(growthBytes / MiB).toFixed(1)} MiB`);
+    log(`${tool.name} run ${run}: incremental ${(incremental.wallMs / 1000).toFixed(2)} s (CPU ${(incremental.cpuMs / 1000).toFixed(1)} s), +${(growthBytes / MiB).toFixed(1)} MiB`);
     const target = join(ctx.workDir, 'restore');
     await mkdir(target, { recursive: true });
     const restore = await runMeasured(tool.restore(ctx, target));
-    log(`${tool.name} run ${run}: restore ${(restore.wallMs / 1000).toFixed(1)} s`);
+    log(`${tool.name} run ${run}: restore ${(restore.wallMs / 1000).toFixed(1)} s (CPU ${(restore.cpuMs / 1000).toFixed(1)} s, RSS ${(restore.peakRssBytes / MiB).toFixed(0)} MiB)`);
     const restored = await sha256File(await tool.restoredFile(ctx, target));
     if (restored !== images.changed.sha256) throw new Error(`${tool.name} restored a different image (sha256 ${restored}, expected ${images.changed.sha256})`);
     const inProcess =
@@ -129,6 +129,7 @@ async function runTool(tool: BenchTool, run: number, images: Images, workRoot: s
       growthBytes,
       restoreMs: restore.wallMs,
       restoreRssBytes: restore.peakRssBytes,
+      cpuMs: { full: full.cpuMs, incremental: incremental.cpuMs, restore: restore.cpuMs },
       ...(inProcess ? { inProcess } : {}),
     };
   } finally {
@@ -253,7 +254,8 @@ async function main(): Promise<void> {
       const resticS = summaries.find((s) => s.tool === 'restic');
       const checks = cairnS && resticS ? checkTargets(cairnS, resticS) : [];
       const mix = layoutMix(imageLayout(spec));
-      console.log(`\n${fmtSize(size)} image, ${runs} run(s), medians:\n${plainTable(table)}`);
+      const cpu = cpuTable(summaries);
+      console.log(`\n${fmtSize(size)} image, ${runs} run(s), medians:\n${plainTable(table)}\n\nCPU time (user + system):\n${plainTable(cpu)}`);
       if (checks.length) console.log(`\ntargets:\n${plainTable(targetsTable(checks))}`);
       if (cairnS?.inProcess) {
         const p = cairnS.inProcess;
@@ -269,6 +271,10 @@ async function main(): Promise<void> {
         `- MB = 10^6 bytes of logical disk size per second of wall time of the whole command (process start-up and key derivation included). Medians of ${runs} run(s).`,
         '',
         table,
+        '',
+        'CPU time (user + system) of each command, medians: it moves much less than wall time when other jobs compete for the cores, so it is the steadier comparison here.',
+        '',
+        cpu,
         ...(checks.length ? ['', 'Cairn against the targets of issue 3:', '', targetsTable(checks)] : []),
         ...(cairnS?.inProcess
           ? ['', `Cairn inside the operation (without process start-up and key derivation): full ${cairnS.inProcess.fullMBps.toFixed(0)} MB/s, incremental ${cairnS.inProcess.incrementalS.toFixed(2)} s (reading ${(cairnS.inProcess.incrementalReadBytes / MiB).toFixed(0)} MiB of chunk-aligned changed extents), restore ${cairnS.inProcess.restoreMBps.toFixed(0)} MB/s.`]
