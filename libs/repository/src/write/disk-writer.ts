@@ -134,7 +134,7 @@ export class DiskWriter {
     }
     // Another upload of the same chunk under way (this or another writer): reuse it once it landed.
     const pending = this.known.inFlight(id);
-    if (pending ? await pending.then(() => true, () => false) : this.known.has(id)) {
+    if (pending ? await pending.then(() => true, () => false) : await this.known.contains(id)) {
       this.stats.chunksReused++;
       this.newRate *= 0.9;
       return this.assign(index, id);

@@ -1,35 +1,57 @@
 // Which chunk ids the repository already holds, so a writer uploads only what is missing.
-// Loaded from one listing of `chunks/` and kept across writes while no sweep has run since
-// (the GC generation tells); ids added by this process are recorded as they are uploaded.
+// A writer that checks few chunks (an incremental) asks the backend per chunk (`exists`);
+// past `probeLimit` checks one listing of `chunks/` is cheaper and is loaded instead. What is
+// learnt is kept across writes while no sweep has run since (the GC generation tells), and
+// uploads under way are tracked so concurrent writers never reference a chunk not yet stored.
 import type { Backend } from '../backend/backend.ts';
-import { CHUNKS_PREFIX, idFromContentKey } from '../format/layout.ts';
+import { CHUNKS_PREFIX, chunkKey, idFromContentKey } from '../format/layout.ts';
 import { readGeneration } from '../maintenance/leases.ts';
 
 export class KnownChunks {
   private ids = new Set<string>();
+  private listed?: Promise<void>;
+  private complete = false;
+  private probes = 0;
   private generation?: string;
   /** Uploads under way, so a writer never references a chunk another writer may still fail to store. */
   private readonly uploading = new Map<string, Promise<void>>();
 
-  constructor(private readonly backend: Backend) {}
+  constructor(
+    private readonly backend: Backend,
+    private readonly probeLimit = 256,
+  ) {}
 
-  /** Makes sure the set reflects the repository (re-lists after a sweep); returns the generation. */
+  /** Drops what a sweep may have invalidated; returns the generation this writer relies on. */
   async refresh(): Promise<string> {
     const generation = await readGeneration(this.backend);
     if (generation !== this.generation) {
-      const ids = new Set<string>();
-      for await (const o of this.backend.list(CHUNKS_PREFIX)) {
-        const id = idFromContentKey(o.key);
-        if (id) ids.add(id);
-      }
-      this.ids = ids;
+      this.invalidate();
       this.generation = generation;
     }
     return generation;
   }
 
-  has(id: string): boolean {
+  /** Whether the repository holds chunk `id` (uploads of this process included). */
+  async contains(id: string): Promise<boolean> {
+    if (this.ids.has(id)) return true;
+    if (this.complete) return false;
+    if (this.probes < this.probeLimit && !this.listed) {
+      this.probes++;
+      const found = await this.backend.exists(chunkKey(id));
+      if (found) this.ids.add(id);
+      return found;
+    }
+    this.listed ??= this.list();
+    await this.listed;
     return this.ids.has(id);
+  }
+
+  private async list(): Promise<void> {
+    for await (const o of this.backend.list(CHUNKS_PREFIX)) {
+      const id = idFromContentKey(o.key);
+      if (id) this.ids.add(id);
+    }
+    this.complete = true;
   }
 
   /** The upload of `id` in progress (by any writer of this process), if any. */
@@ -46,13 +68,12 @@ export class KnownChunks {
     );
   }
 
-  /** Forget everything (after this process swept). */
+  /** Forget everything (after a sweep). */
   invalidate(): void {
     this.generation = undefined;
-    this.ids.clear();
-  }
-
-  get size(): number {
-    return this.ids.size;
+    this.ids = new Set();
+    this.listed = undefined;
+    this.complete = false;
+    this.probes = 0;
   }
 }

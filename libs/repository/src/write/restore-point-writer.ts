@@ -48,7 +48,7 @@ export async function writeRestorePoint(
   try {
     lease = await acquireWriterLease(core.backend, { leaseMs: t.leaseMs ?? 600_000, pollMs: t.pollMs ?? 1000, waitMs: t.leaseMs ?? 600_000 });
     const parent = input.parentId ? await core.readManifest(input.parentId) : undefined;
-    step = 'listing the chunks the repository holds';
+    step = 'reading the garbage collection generation';
     const generation = await known.refresh();
     // Chunks in flight across the whole pipeline: enough to keep every worker and upload busy.
     const slots = new Semaphore(core.pool.size * 2 + (t.uploadConcurrency ?? 8));

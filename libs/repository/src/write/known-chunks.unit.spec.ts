@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryBackend } from '../backend/testing/memory-backend.ts';
+import { chunkKey } from '../format/layout.ts';
+import { bumpGeneration } from '../maintenance/leases.ts';
+import { KnownChunks } from './known-chunks.ts';
+
+const id = (n: number) => n.toString(16).padStart(64, '0');
+
+describe('known chunks', () => {
+  it('probes a few ids, then lists once; forgets after a sweep', async () => {
+    const b = new MemoryBackend();
+    for (const n of [1, 2, 3, 4]) await b.put(chunkKey(id(n)), new Uint8Array(1));
+    const known = new KnownChunks(b, 2);
+    const gen = await known.refresh();
+    expect(await known.contains(id(1))).toBe(true);
+    expect(await known.contains(id(9))).toBe(false);
+    // Past the probe limit: one listing answers everything.
+    expect(await Promise.all([id(2), id(3), id(4), id(8)].map((x) => known.contains(x)))).toEqual([true, true, true, false]);
+    await b.delete(chunkKey(id(3)));
+    expect(await known.contains(id(3))).toBe(true); // cached: nothing swept in between
+    await bumpGeneration(b);
+    expect(await known.refresh()).not.toBe(gen);
+    expect(await known.contains(id(3))).toBe(false);
+  });
+
+  it('an upload under way is known only once it lands', async () => {
+    const known = new KnownChunks(new MemoryBackend(), 0);
+    let fail!: (e: Error) => void;
+    const upload = new Promise<void>((_, reject) => { fail = reject; });
+    known.claim(id(5), upload);
+    expect(known.inFlight(id(5))).toBe(upload);
+    fail(new Error('boom'));
+    await upload.catch(() => undefined);
+    expect(known.inFlight(id(5))).toBeUndefined();
+    expect(await known.contains(id(5))).toBe(false);
+    const ok = Promise.resolve();
+    known.claim(id(6), ok);
+    await ok;
+    await Promise.resolve();
+    expect(await known.contains(id(6))).toBe(true);
+  });
+});
