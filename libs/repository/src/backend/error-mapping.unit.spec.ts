@@ -40,7 +40,7 @@ describe('mapS3Error', () => {
   });
 
   it('treats 5xx, throttling, resets and timeouts as transient', () => {
-    for (const e of [s3Err('InternalError'), s3Err('SlowDown'), s3Err('ServiceUnavailable'), s3Err('RequestTimeout'),
+    for (const e of [s3Err('InternalError'), s3Err('SlowDown'), s3Err('ServiceUnavailable'), s3Err('RequestTimeout'), s3Err('ConditionalRequestConflict'),
       s3Err('ECONNRESET'), s3Err('ETIMEDOUT'), s3Err('ECONNREFUSED'), s3Err('Weird', { statusCode: 502 }), new Error('socket hang up')]) {
       const m = mapS3Error(e, s3Ctx);
       expect(m, String((e as { code?: string }).code ?? e.message)).toBeInstanceOf(BackendError);

@@ -15,10 +15,10 @@ describe('createBackendFromUrl', () => {
   });
 
   it('maps s3:// to an S3Backend with endpoint, prefix and keys from the environment', async () => {
-    const o = s3OptionsFromUrl('s3://backups/site-a/repo/?endpoint=http://127.0.0.1:9000&region=eu-west-1', { env });
+    const o = s3OptionsFromUrl('s3://backups/site-a/repo/?endpoint=http://127.0.0.1:9000&region=eu-west-1&conditionalPut=true', { env });
     expect(o).toMatchObject({
       bucket: 'backups', prefix: 'site-a/repo', endPoint: '127.0.0.1', port: 9000, useSSL: false,
-      region: 'eu-west-1', pathStyle: true, accessKey: 'AK', secretKey: 'SK',
+      region: 'eu-west-1', pathStyle: true, conditionalPut: true, accessKey: 'AK', secretKey: 'SK',
     });
     const b = createBackendFromUrl('s3://backups?endpoint=https://minio.example:9443', { env });
     expect(b).toBeInstanceOf(S3Backend);

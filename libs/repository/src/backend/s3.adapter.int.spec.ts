@@ -1,4 +1,6 @@
 import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 // eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness, type S3Endpoint } from '@cairn/testing';
@@ -33,7 +35,8 @@ function onS3rver(extra: Partial<S3BackendOptions> = {}): S3Backend {
   });
 }
 
-backendContract('S3Backend on s3rver', () => onS3rver(), {
+// conditionalPut on: s3rver ignores the header, so this checks that sending it breaks nothing.
+backendContract('S3Backend on s3rver', () => onS3rver({ conditionalPut: true }), {
   ...(desAvailable ? {} : { skipLargeList: NO_DES }),
   skipConditionalPutRace: 's3rver ignores If-None-Match, ifNotExists is check-then-put',
 });
@@ -55,7 +58,7 @@ describe.skipIf(!realUrl)('S3Backend on a real S3 (skipped: needs CAIRN_S3_URL a
       };
       return backend;
     },
-    { skipConditionalPutRace: 'ifNotExists is check-then-put until conditional put is wired up' },
+    realUrl?.includes('conditionalPut=true') ? {} : { skipConditionalPutRace: 'add conditionalPut=true to CAIRN_S3_URL if the endpoint honours If-None-Match' },
   );
 });
 
@@ -103,6 +106,32 @@ describe('S3Backend specifics (s3rver)', () => {
     const e2 = await dead.get('k').catch((err: unknown) => err);
     expect(e2).toBeInstanceOf(BackendError);
     expect((e2 as BackendError).transient).toBe(true);
+  });
+
+  it('with conditionalPut, sends If-None-Match: * and reads 412 as "already exists"', async () => {
+    // A stand-in for an endpoint that honours conditional writes (s3rver does not): HEAD says
+    // the key is missing, PUT answers 412 as S3 does when another writer got there first.
+    const seen: Array<{ method: string | undefined; headers: IncomingHttpHeaders }> = [];
+    const server = createServer((req, res) => {
+      seen.push({ method: req.method, headers: req.headers });
+      req.resume();
+      req.on('end', () => {
+        if (req.method === 'HEAD') return void res.writeHead(404).end();
+        res.writeHead(412, { 'content-type': 'application/xml' }).end(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>',
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    h.onClose(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const b = new S3Backend({
+      endPoint: '127.0.0.1', port: (server.address() as AddressInfo).port, useSSL: false,
+      accessKey: 'x', secretKey: 'y', bucket: 'repo', conditionalPut: true,
+    });
+    h.onClose(() => b.close());
+    expect(await b.put('k', new Uint8Array([1]), { ifNotExists: true })).toBe(false);
+    const put = seen.find((r) => r.method === 'PUT');
+    expect(put?.headers['if-none-match']).toBe('*');
   });
 
   it('createBackendFromUrl builds an S3 backend from an s3:// location', async () => {

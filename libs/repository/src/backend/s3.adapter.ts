@@ -34,6 +34,9 @@ export interface S3BackendOptions {
   listPageSize?: number;
   /** Sockets kept to the endpoint (default 64). */
   maxSockets?: number;
+  /** Send `If-None-Match: *` on `ifNotExists` puts, making them race-free on endpoints that
+   *  honour it (AWS S3, recent MinIO). Off by default: s3rver and older stores ignore it. */
+  conditionalPut?: boolean;
 }
 
 type S3ErrorLike = Error & { code?: string; statusCode?: number };
@@ -48,6 +51,7 @@ export class S3Backend implements Backend {
   private readonly partSize: number;
   private readonly partConcurrency: number;
   private readonly listPageSize: number;
+  private readonly conditionalPut: boolean;
 
   constructor(options: S3BackendOptions) {
     this.bucket = options.bucket;
@@ -60,6 +64,7 @@ export class S3Backend implements Backend {
     this.partSize = Math.max(options.partSize ?? 16 * MiB, 5 * MiB);
     this.partConcurrency = Math.max(1, options.partConcurrency ?? 4);
     this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
+    this.conditionalPut = options.conditionalPut ?? false;
     const useSSL = options.useSSL ?? true;
     const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
     this.agent = useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
@@ -84,15 +89,22 @@ export class S3Backend implements Backend {
   async put(key: string, data: Uint8Array, options: { ifNotExists?: boolean } = {}): Promise<boolean> {
     assertValidKey(key);
     try {
-      // s3rver ignores `If-None-Match: *`, so this is check-then-put: two writers racing on a
-      // new key may both "win". Harmless for content-addressed keys (both write the same bytes);
-      // anything that needs a true compare-and-set must not rely on it (see docs).
+      // The stat saves uploading what is already there. On its own it is check-then-put: two
+      // writers racing on a new key may both "win" — harmless for content-addressed keys (both
+      // write the same bytes), not for compare-and-set. `conditionalPut` closes the race where
+      // the endpoint honours If-None-Match (s3rver ignores it; multipart uploads cannot carry it
+      // through minio's completeMultipartUpload). See docs/repository-backends.md.
       if (options.ifNotExists && (await this.exists(key))) return false;
       const body = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      if (body.length > this.multipartThreshold) await this.putMultipart(this.name(key), body);
-      else await this.client.putObject(this.bucket, this.name(key), body, body.length);
+      if (body.length > this.multipartThreshold) {
+        await this.putMultipart(this.name(key), body);
+      } else {
+        const headers = options.ifNotExists && this.conditionalPut ? { 'If-None-Match': '*' } : {};
+        await this.client.putObject(this.bucket, this.name(key), body, body.length, headers);
+      }
       return true;
     } catch (e) {
+      if (options.ifNotExists && code(e) === 'PreconditionFailed') return false;
       throw this.mapError(e, key, 'put');
     }
   }
@@ -227,7 +239,7 @@ export class S3Backend implements Backend {
 
 const TRANSIENT_S3_CODES = new Set([
   'InternalError', 'ServiceUnavailable', 'SlowDown', 'RequestTimeout', 'RequestTimeoutException',
-  'OperationAborted', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'BadGateway', 'GatewayTimeout',
+  'OperationAborted', 'ConditionalRequestConflict', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'BadGateway', 'GatewayTimeout',
   'XMinioServerNotInitialized', 'XMinioReadQuorum', 'XMinioWriteQuorum',
 ]);
 const TRANSIENT_NET_CODES = new Set([
