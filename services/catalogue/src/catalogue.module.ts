@@ -63,7 +63,7 @@ export interface RunningCatalogue {
 export async function startCatalogue(options: StartCatalogueOptions): Promise<RunningCatalogue> {
   const site = assertSite(options.site);
   const replica = options.replica ?? newReplicaId();
-  const logger = options.logger ?? pino({ name: 'catalogue', level: process.env.CAIRN_LOG_LEVEL ?? 'info' }).child({ service: 'catalogue', site, replica });
+  const logger = (options.logger ?? pino({ name: 'catalogue', level: process.env.CAIRN_LOG_LEVEL ?? 'info' })).child({ service: 'catalogue', site, replica });
   let dbPath = ':memory:';
   if (options.dataDir !== ':memory:') {
     mkdirSync(options.dataDir, { recursive: true });

@@ -12,6 +12,9 @@ export interface ProjectorLog extends EventSubscriber, EventLogReader {
   headPosition(): Promise<bigint>;
 }
 
+/** How long stopping the live projection may take before the projector goes on without it. */
+const STOP_TIMEOUT_MS = 3_000;
+
 export interface ProjectorOptions {
   readonly log: ProjectorLog;
   /** SQLite file of this replica, or `:memory:`. */
@@ -152,7 +155,16 @@ export class CatalogueProjector {
   private async stopLive(): Promise<void> {
     const running = this.live;
     this.live = undefined;
-    await running?.stop();
+    if (!running) return;
+    // Bounded: a subscription stopped before its consumer delivered anything may never settle
+    // (seen with the JetStream adapter); the closed database then ends its handler anyway.
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = await Promise.race([
+      running.stop().then(() => false),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS); }),
+    ]);
+    clearTimeout(timer);
+    if (gaveUp) this.options.logger.warn({ timeoutMs: STOP_TIMEOUT_MS }, 'log subscription did not stop in time; going on');
   }
 
   private async replayInto(target: CatalogueDb): Promise<number> {

@@ -61,13 +61,13 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
   async onApplicationBootstrap(): Promise<void> {
     await this.projector.start();
     this.responder.start();
-    this.logger.info({ replica: this.config.replica, db: this.config.dbPath, position: String(this.projector.status().position) }, 'catalogue started');
+    this.logger.info({ db: this.config.dbPath, position: String(this.projector.status().position) }, 'catalogue started');
   }
 
   async onApplicationShutdown(): Promise<void> {
     await this.responder.stop();
     await this.projector.stop();
-    this.logger.info({ replica: this.config.replica }, 'catalogue stopped');
+    this.logger.info('catalogue stopped');
   }
 
   async status(): Promise<CatalogueStatus> {

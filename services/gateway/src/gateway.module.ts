@@ -110,7 +110,7 @@ export interface RunningGateway {
 
 export async function startGateway(options: StartGatewayOptions): Promise<RunningGateway> {
   const config = gatewayConfig(options);
-  const logger = options.logger ?? pino({ name: 'gateway', level: process.env.CAIRN_LOG_LEVEL ?? 'info' }).child({ service: 'gateway', site: config.site });
+  const logger = (options.logger ?? pino({ name: 'gateway', level: process.env.CAIRN_LOG_LEVEL ?? 'info' })).child({ service: 'gateway', site: config.site });
   let nc = options.nc;
   let ownNc: NatsConnection | undefined;
   if (!nc) {

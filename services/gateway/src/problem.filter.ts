@@ -15,7 +15,10 @@ export class ProblemFilter implements ExceptionFilter {
     const req = ctx.getRequest<HttpRequest>();
     const res = ctx.getResponse<HttpResponse>();
     const body = this.toProblem(exception, req.originalUrl ?? req.url);
-    if (body.status >= 500) this.logger.error({ err: exception, path: req.originalUrl, status: body.status }, 'request failed');
+    // Expected refusals (a service down, a timeout) are logged with the request; surprises with their stack.
+    if (body.status >= 500 && !(exception instanceof ProblemError)) {
+      this.logger.error({ err: exception, path: req.originalUrl, status: body.status }, 'request failed');
+    }
     if (body.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="cairn"');
     res.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   }

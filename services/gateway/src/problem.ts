@@ -3,7 +3,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
-const TYPE_BASE = 'https://cairn.dev/problems/';
+// A URN, not a URL: nothing needs to be served for a problem type to be stable.
+const TYPE_BASE = 'urn:cairn:problem:';
 
 export const Problem = Type.Object({
   type: Type.String({ description: 'URI naming the kind of problem.' }),

@@ -25,7 +25,7 @@ export function requestContext(logger: Logger) {
       const location = res.getHeader('Location');
       const jobId = req.params?.jobId ?? (typeof location === 'string' ? /\/v1\/jobs\/([^/]+)$/.exec(location)?.[1] : undefined);
       const status = res.statusCode;
-      logger[status >= 500 ? 'error' : status >= 400 ? 'info' : 'debug']({
+      logger[status >= 500 ? 'warn' : status >= 400 ? 'info' : 'debug']({
         method: req.method, path: req.originalUrl ?? req.url, status, ms: Math.round(performance.now() - ctx.startedAt),
         requestId: ctx.requestId, traceId: ctx.traceparent.split('-')[1], ...(jobId ? { jobId } : {}),
         ...(req.cairn?.actor ? { actor: req.cairn.actor.id } : {}),

@@ -1,0 +1,21 @@
+// Runs one catalogue replica as its own process. Configuration from the environment:
+//   CAIRN_NATS_URL (default nats://127.0.0.1:4222), CAIRN_SITE (required),
+//   CAIRN_CATALOGUE_DIR (SQLite directory, or :memory:; required), CAIRN_LOG_LEVEL.
+// Run: npx tsx services/catalogue/src/catalogue.main.ts
+import { pathToFileURL } from 'node:url';
+import { startCatalogue } from './catalogue.module.ts';
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const site = env.CAIRN_SITE;
+  const dataDir = env.CAIRN_CATALOGUE_DIR;
+  if (!site || !dataDir) throw new Error('set CAIRN_SITE and CAIRN_CATALOGUE_DIR (a directory for the SQLite file, or :memory:)');
+  const running = await startCatalogue({ natsUrl: env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222', site, dataDir });
+  const stop = () => { running.close().then(() => process.exit(0), () => process.exit(1)); };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: unknown) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });
+}
