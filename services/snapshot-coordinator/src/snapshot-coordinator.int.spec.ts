@@ -86,12 +86,21 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
     configFile = join(dir, 'coordinator.json');
     await writeFile(configFile, JSON.stringify({
       site: 'test', natsUrl: nats.url, dataDir: join(dir, 'data'), leaseMs: LEASE_MS, reapIntervalMs: 250, inventoryIntervalMs: 60_000,
+      healthPort: 0,
       instances: [{ name: 'host1', qmpSocket: vm.qmpPath, nbd: { socketPath: join(dir, 'nbd.sock') } }],
     }));
     await startCoordinator();
   });
 
   afterAll(async () => { await killCoordinator('SIGTERM'); });
+
+  it('answers its health check', async () => {
+    const line = output.split('\n').find((l) => l.includes('snapshot coordinator started'))!;
+    const port = (JSON.parse(line) as { healthPort: number }).healthPort;
+    const res = await fetch(`http://127.0.0.1:${port}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok', instances: [{ name: 'host1', connected: true }], openSnapshots: 0 });
+  });
 
   it('publishes the inventory, takes and releases a snapshot', async () => {
     const vmEvents = await waitFor(async () => { const e = await events('vm-vm-a'); return e.length > 0 ? e : undefined; }, { what: 'VmDiscovered' });

@@ -105,11 +105,12 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
     await new Promise<void>((r) => server!.listen(config.healthPort, '127.0.0.1', r));
   }
   const address = server?.address();
-  logger.info({ instances: [...adapters.keys()] }, 'snapshot coordinator started');
+  const healthPort = typeof address === 'object' && address ? address.port : undefined;
+  logger.info({ instances: [...adapters.keys()], healthPort }, 'snapshot coordinator started');
   return {
     coordinator,
     health,
-    healthPort: typeof address === 'object' && address ? address.port : undefined,
+    healthPort,
     async close() {
       for (const stop of loops) await stop();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
