@@ -1,2 +1,4 @@
-// The `cairn` operator CLI.
+// The `cairn` operator CLI, and the embedded stack `cairn up` runs (end-to-end tests drive it).
 export { main } from './main.ts';
+export { startStack, type Stack, type StackOptions, type ServiceHealth } from './stack/embedded-stack.ts';
+export { startDemoVm, matchWritePrefix, demoBaseBlock, DEMO_BLOCK, type DemoVm, type DemoWrite } from './stack/demo-vm.ts';

@@ -12,7 +12,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
 import { startStack, type Stack } from '../stack/embedded-stack.ts';
-import { DEMO_BLOCK, matchWritePrefix, startDemoVm, type DemoVm } from '../stack/demo-vm.ts';
+import { DEMO_BLOCK, demoBaseBlock, matchWritePrefix, startDemoVm, type DemoVm } from '../stack/demo-vm.ts';
 
 const say = (line: string) => process.stdout.write(line + '\n');
 
@@ -71,8 +71,7 @@ async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
     readSync(fh.fd, b, 0, b.length, offset);
     return b;
   };
-  const base = (offset: number) => Buffer.alloc(DEMO_BLOCK, offset < 16 * 1024 * 1024 ? 0x5a : 0);
-  const check = matchWritePrefix(readBlock, base, vm.writes);
+  const check = matchWritePrefix(readBlock, demoBaseBlock, vm.writes);
   await fh.close();
   if (!check.ok) throw new CliError(`demo restore does not match the VM at its snapshot: ${check.reason}`, EXIT.failure);
   say(`restore ${second.restorePointId} → ${target}: ${bytes(restored.sizeBytes)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -10,6 +10,13 @@ import { QmpClient } from '@cairn/hypervisor';
 
 const run = promisify(execFile);
 export const DEMO_BLOCK = 64 * 1024;
+const BASE_BYTE = 0x5a;
+const BASE_BYTES = 16 * 1024 * 1024;
+
+/** A block of the demo disk as created, before the workload wrote anything. */
+export function demoBaseBlock(offset: number): Buffer {
+  return Buffer.alloc(DEMO_BLOCK, offset < BASE_BYTES ? BASE_BYTE : 0);
+}
 
 export interface DemoWrite { readonly seq: number; readonly offset: number; readonly byte: number }
 
@@ -42,7 +49,7 @@ export async function startDemoVm(dir: string, name = 'demo', sizeBytes = 64 * 1
   try { await access(disk); } catch {
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, String(sizeBytes)]);
     // A first image with data: a base that later writes change.
-    await run('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a 0 ${Math.min(sizeBytes, 16 * 1024 * 1024)}`, disk]);
+    await run('qemu-io', ['-f', 'qcow2', '-c', `write -P ${BASE_BYTE} 0 ${Math.min(sizeBytes, BASE_BYTES)}`, disk]);
   }
   const args = ['-M', 'q35', '-accel', 'tcg', '-m', '64', '-nodefaults', '-display', 'none', '-S', '-name', name,
     '-qmp', `unix:${qmpPath},server=on,wait=off`, '-qmp', `unix:${controlPath},server=on,wait=off`,

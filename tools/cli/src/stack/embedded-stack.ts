@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
-import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Repository } from '@cairn/repository';
+import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
@@ -29,6 +29,10 @@ export interface StackOptions {
   /** Shorter leases and timeouts (tests). */
   readonly leaseMs?: number;
   readonly log?: (line: string) => void;
+  /** Services to leave out (run elsewhere, e.g. as separate processes). */
+  readonly without?: ReadonlyArray<'scheduler' | 'data-mover'>;
+  /** Wraps the repository backend (tests inject faults here). */
+  readonly wrapBackend?: (backend: Backend) => Backend;
   /** Where services log (default: <data>/logs/cairn.log). */
   readonly logger?: Logger;
 }
@@ -45,6 +49,7 @@ export interface Stack {
   readonly nc: NatsConnection;
   readonly log: EventLog;
   readonly repository: Repository;
+  readonly passphrase: string;
   readonly coordinator: RunningCoordinator;
   health(): Promise<ServiceHealth[]>;
   stop(): Promise<void>;
@@ -103,7 +108,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const passphrase = process.env['CAIRN_REPO_PASSPHRASE']
       ?? await secret(join(dirs.secrets, 'repository.passphrase'), () => randomBytes(24).toString('base64url'));
-    const backend = new DirectoryBackend(dirs.repository, { createRoot: true });
+    const directory = new DirectoryBackend(dirs.repository, { createRoot: true });
+    const backend = options.wrapBackend ? options.wrapBackend(directory) : directory;
     let repository: Repository;
     try {
       repository = await openRepository(backend, { passphrase });
@@ -131,17 +137,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       }),
     });
     stops.push(() => coordinator.close());
-    const mover: RunningDataMover = await startDataMover({
+    const without = new Set(options.without ?? []);
+    const mover: RunningDataMover | undefined = without.has('data-mover') ? undefined : await startDataMover({
       nc, log, site,
       repositories: new Map([['default', repository]]),
       restoreRoots: [dataDir, process.cwd(), tmpdir()],
       logger: logger.child({ name: 'data-mover' }),
     });
-    stops.push(() => mover.close());
-    const scheduler: RunningScheduler = await startScheduler({
+    if (mover) stops.push(() => mover.close());
+    const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
       nc, log, logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
-    stops.push(() => scheduler.close());
+    if (scheduler) stops.push(() => scheduler.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
     const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
@@ -150,7 +157,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 
     return {
-      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, coordinator,
+      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, passphrase, coordinator,
       async health() {
         const out: ServiceHealth[] = [];
         const probe = async (service: string, f: () => unknown) => {
@@ -159,9 +166,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         await probe('nats', async () => { await nc.flush(); return natsUrl; });
         await probe('event-log', async () => `head ${await log.headPosition()}`);
         await probe('repository', async () => (await repository.stats()).restorePoints + ' restore points');
-        await probe('scheduler', () => scheduler.health());
+        if (scheduler) await probe('scheduler', () => scheduler.health());
         await probe('snapshot-coordinator', () => coordinator.health());
-        await probe('data-mover', () => mover.health());
+        if (mover) await probe('data-mover', () => mover.health());
         await probe('catalogue', () => catalogue.health());
         await probe('gateway', async () => (await fetch(`${gateway.url}/health`)).status === 200 ? gateway.url : Promise.reject(new Error('health not 200')));
         return out;
