@@ -202,6 +202,10 @@ async function updateDoc(path: string, sections: Record<string, string>): Promis
 }
 
 async function main(): Promise<void> {
+  // Cairn's child runs on this same Node; the repository needs Node 24 (zstd in zlib).
+  if (Number(process.versions.node.split('.')[0]) < 22) {
+    throw new Error(`Node ${process.version} is too old: run through npx (node_modules/.bin/node is Node 24)`);
+  }
   const { values } = parseArgs({
     options: {
       size: { type: 'string' },

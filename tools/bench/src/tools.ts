@@ -112,7 +112,8 @@ function cairnOp(ctx: ToolContext, op: string, extra: string[] = []): CommandSpe
 export const cairn: BenchTool = {
   name: 'cairn',
   settings: 'zstd level from the repository config, AES-256-GCM, HMAC-SHA-256 chunk ids; scrypt N=32768, r=8, p=5 (the parameters restic calibrated)',
-  version: () => `cairn ${firstLine('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD'])} on Node ${process.version}`,
+  // CAIRN_BENCH_COMMIT names the commit when the benchmark runs from an exported snapshot.
+  version: () => `cairn ${process.env.CAIRN_BENCH_COMMIT ?? firstLine('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD'])} on Node ${process.version}`,
   repoDir: (ctx) => join(ctx.workDir, 'repo'),
   init: (ctx) => cairnOp(ctx, 'init'),
   full: (ctx) => cairnOp(ctx, 'full'),
