@@ -131,10 +131,10 @@ export class QemuAdapter implements HypervisorAdapter {
       }));
       for (const plan of plans) for (const c of plan.pre) await this.qmp.execute(c.command, c.args);
       const actions: TransactionAction[] = [];
+      await Promise.all(disks.map((d, i) => createOverlay(join(this.config.overlayDir, overlayFileName(viewId, i)), d.sizeBytes)));
       for (const [i, d] of disks.entries()) {
         const file = join(this.config.overlayDir, overlayFileName(viewId, i));
         const node = objectId('node', viewId, i);
-        await createOverlay(file, d.sizeBytes);
         await this.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: file }, backing: d.nodeName });
         actions.push(...plans[i]!.actions,
           { type: 'blockdev-backup', data: { 'job-id': objectId('job', viewId, i), device: d.nodeName, target: node, sync: 'none' } });
