@@ -27,3 +27,20 @@ export async function checkRetry(
   if (!ours || last.revision !== actual) return { kind: 'conflict' };
   return after.length === batch.length ? { kind: 'done', last } : { kind: 'resume', rest: batch.slice(after.length), last };
 }
+
+/**
+ * For appends without an expected revision ('any', 'stream_exists'): which events of the
+ * batch the stream holds already (by id, at any age), so a repeat stores nothing twice.
+ * `last` is set when the batch's last event is stored (then it is the append's result).
+ */
+export async function skipStored(
+  reader: EventStreamReader, streamId: string, batch: readonly EncodedEvent[],
+): Promise<{ readonly rest: readonly EncodedEvent[]; readonly last: Recorded | undefined }> {
+  const wanted = new Set(batch.map((e) => e.event.id));
+  const found = new Map<string, Recorded>();
+  for await (const r of reader.readStream(streamId, { onInvalid: () => undefined })) {
+    if (wanted.has(r.event.id)) found.set(r.event.id, r);
+  }
+  if (found.size === 0) return { rest: batch, last: undefined };
+  return { rest: batch.filter((e) => !found.has(e.event.id)), last: found.get(batch.at(-1)!.event.id) };
+}

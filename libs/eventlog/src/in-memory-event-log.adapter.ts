@@ -1,7 +1,7 @@
 // An event log in process memory: same contract as the real adapters (it runs the same
 // suite), for unit tests of deciders and projections and for tools that need no server.
 import type { CairnEvent, KnownEvent } from '@cairn/contracts';
-import { checkRetry } from './append-retry.ts';
+import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeRecord, encodeBatch, reportInvalid } from './codec.ts';
 import { EventLogUsageError, WrongExpectedRevisionError } from './errors.ts';
 import type {
@@ -65,12 +65,10 @@ export class InMemoryEventLog implements EventLog {
       // The check awaited: make sure nobody wrote the stream meanwhile.
       const now = this.store.records.filter((r) => r.streamId === streamId).at(-1)?.revision ?? 'no_stream';
       if (now !== actual) throw new WrongExpectedRevisionError(streamId, expected, now);
-    } else if (expected === 'any' || expected === 'stream_exists') {
-      // The server-side duplicate window of JetStream, for events already stored anywhere.
-      const known = new Set(stream.map((r) => r.eventId));
-      const last = stream.filter((r) => r.eventId === encoded.at(-1)!.event.id).at(0);
-      todo = encoded.filter((e) => !known.has(e.event.id));
-      if (todo.length === 0 && last) return { nextRevision: last.revision, position: last.position };
+    } else if (last && (expected === 'any' || expected === 'stream_exists')) {
+      const stored = await skipStored(this, streamId, encoded);
+      if (stored.rest.length === 0 && stored.last) return { nextRevision: stored.last.revision, position: stored.last.position };
+      todo = [...stored.rest];
     }
     let result: AppendResult | undefined;
     for (const { event, bytes } of todo) {

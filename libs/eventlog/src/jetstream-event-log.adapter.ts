@@ -23,7 +23,7 @@ import {
   type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck,
 } from '@nats-io/jetstream';
 import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { checkRetry } from './append-retry.ts';
+import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeRecord, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
 import { EventLogUsageError, InvalidRecordError, WrongExpectedRevisionError } from './errors.ts';
 import type {
@@ -166,6 +166,12 @@ export class JetStreamEventLog implements EventLog {
         if (retry.kind === 'done') return { nextRevision: retry.last.revision, position: retry.last.position };
         todo = retry.rest;
         from = { seq: Number(retry.last.position), revision: retry.last.revision };
+      } else if (head && (expected === 'any' || expected === 'stream_exists')) {
+        // No revision to recognise a repeat by: look the ids up (the duplicate window only
+        // covers the last few minutes).
+        const stored = await skipStored(this, streamId, encoded);
+        if (stored.rest.length === 0 && stored.last) return { nextRevision: stored.last.revision, position: stored.last.position };
+        todo = stored.rest;
       }
       try {
         return await this.publishChain(subject, todo, from);

@@ -18,7 +18,7 @@ import {
   type AllStreamResolvedEvent, type AppendExpectedRevision, type EventStoreDBClient, type JSONType, type ReadPosition,
 } from '@eventstore/db-client';
 import { assertToken, type CairnEvent } from '@cairn/contracts';
-import { checkRetry } from './append-retry.ts';
+import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeValue, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
 import { EventLogUsageError, InvalidRecordError, WrongExpectedRevisionError } from './errors.ts';
 import type {
@@ -60,8 +60,15 @@ export class KurrentDbEventLog implements EventLog {
     const encoded = encodeBatch(this.site, streamId, events);
     checkSizes(encoded, this.maxEventBytes);
     const expected = options.expectedRevision;
+    let todo: readonly EncodedEvent[] = encoded;
+    if (expected === 'any' || expected === 'stream_exists') {
+      // KurrentDB's own idempotence is best effort for ANY: look the ids up.
+      const stored = await skipStored(this, streamId, encoded);
+      if (stored.rest.length === 0 && stored.last) return { nextRevision: stored.last.revision, position: stored.last.position };
+      todo = stored.rest;
+    }
     try {
-      return await this.write(streamId, encoded, toKurrent(expected));
+      return await this.write(streamId, todo, toKurrent(expected));
     } catch (e) {
       if (!(e instanceof WrongExpectedVersionError)) throw e;
       const actual = typeof e.actualVersion === 'bigint' ? e.actualVersion : 'no_stream';
