@@ -1,7 +1,6 @@
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness } from '@cairn/testing';
 import { BackendError, NotFoundError } from './backend.ts';
 import { DirectoryBackend } from './directory.adapter.ts';

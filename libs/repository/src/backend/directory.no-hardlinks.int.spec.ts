@@ -2,7 +2,6 @@
 // with EPERM, and ifNotExists falls back to check-then-rename instead of reporting a
 // permission problem.
 import { describe, expect, it, vi } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness } from '@cairn/testing';
 import { DirectoryBackend } from './directory.adapter.ts';
 

@@ -2,7 +2,6 @@ import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness, type S3Endpoint } from '@cairn/testing';
 import { BackendError, NotFoundError } from './backend.ts';
 import { createBackendFromUrl } from './from-url.ts';

@@ -1,6 +1,5 @@
 // Every production wrapper, and the fault wrapper with no faults, still honours the contract
 // around a real DirectoryBackend.
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
 import { useHarness } from '@cairn/testing';
 import { withBandwidthLimit } from './bandwidth-limit.wrapper.ts';
 import { withConcurrencyLimit } from './concurrency-limit.wrapper.ts';
