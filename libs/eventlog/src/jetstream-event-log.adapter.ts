@@ -25,7 +25,7 @@ import {
 import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeRecord, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
-import { EventLogUsageError, InvalidRecordError, WrongExpectedRevisionError } from './errors.ts';
+import { EventLogUsageError, WrongExpectedRevisionError } from './errors.ts';
 import type {
   AppendOptions, AppendResult, EventLog, EventSubscription, OnInvalidRecord, ReadAllOptions, ReadStreamOptions,
   Recorded, SubscribeOptions,
@@ -322,6 +322,7 @@ export class JetStreamEventLog implements EventLog {
   private async *follow(state: FollowState, options: SubscribeOptions): AsyncGenerator<Recorded> {
     if (options.from === 'end') state.position = await this.headPosition();
     let failures = 0;
+    let fatal: { error: unknown } | undefined;
     while (!state.stopped) {
       let consumerDelete: (() => Promise<unknown>) | undefined;
       try {
@@ -337,20 +338,27 @@ export class JetStreamEventLog implements EventLog {
           failures = 0;
           const seq = BigInt(m.seq);
           if (seq <= state.position) continue; // redelivered after a reset: already handed over
-          const recorded = await this.decode(m, revisionOf(m.headers, undefined), options.onInvalid);
+          let recorded: Recorded | undefined;
+          try {
+            recorded = await this.decode(m, revisionOf(m.headers, undefined), options.onInvalid);
+          } catch (e) {
+            fatal = { error: e }; // an unreadable record without a hook, or the hook failed
+            break;
+          }
           state.position = seq;
           if (recorded) yield recorded;
           if (state.stopped) break;
         }
       } catch (e) {
         if (state.stopped) break;
-        if (e instanceof InvalidRecordError || !isTransient(e)) throw e;
+        if (!isTransient(e)) throw e;
         failures++;
       } finally {
         await state.messages?.close().catch(() => undefined);
         state.messages = undefined;
         await consumerDelete?.().catch(() => undefined);
       }
+      if (fatal) throw fatal.error;
       if (!state.stopped) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, Math.min(2_000, 100 * 2 ** Math.min(failures, 5)));

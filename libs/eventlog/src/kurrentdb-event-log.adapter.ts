@@ -20,7 +20,7 @@ import {
 import { assertToken, type CairnEvent } from '@cairn/contracts';
 import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeValue, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
-import { EventLogUsageError, InvalidRecordError, WrongExpectedRevisionError } from './errors.ts';
+import { EventLogUsageError, WrongExpectedRevisionError } from './errors.ts';
 import type {
   AppendOptions, AppendResult, EventLog, EventSubscription, ExpectedRevision, OnInvalidRecord, ReadAllOptions,
   ReadStreamOptions, Recorded, SubscribeOptions,
@@ -163,6 +163,7 @@ export class KurrentDbEventLog implements EventLog {
       ? streamNameFilter({ prefixes: [`${assertToken(options.category, 'category')}-`] })
       : excludeSystemEvents();
     let failures = 0;
+    let fatal: { error: unknown } | undefined;
     while (!state.stopped) {
       const fromPosition: ReadPosition = state.position === 0n ? START : { commit: state.position, prepare: state.position };
       const subscription = this.client.subscribeToAll({ fromPosition, filter });
@@ -172,18 +173,24 @@ export class KurrentDbEventLog implements EventLog {
           failures = 0;
           const e = resolved.event;
           if (!e?.position || e.streamId.startsWith('$') || e.position.commit <= state.position) continue;
-          const r = await this.decode(e, options.onInvalid);
+          let r: Recorded | undefined;
+          try {
+            r = await this.decode(e, options.onInvalid);
+          } catch (error) {
+            fatal = { error }; // an unreadable record without a hook, or the hook failed
+            break;
+          }
           state.position = e.position.commit;
           if (r && r.event.site === this.site) yield r;
           if (state.stopped) break;
         }
-      } catch (err) {
+      } catch {
         if (state.stopped) break;
-        if (err instanceof InvalidRecordError) throw err;
         failures++;
       } finally {
         await subscription.unsubscribe().catch(() => undefined);
       }
+      if (fatal) throw fatal.error;
       if (!state.stopped) await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** Math.min(failures, 5))));
     }
   }

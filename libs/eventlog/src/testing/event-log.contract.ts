@@ -278,6 +278,12 @@ export function eventLogContract(name: string, makeFixture: () => Promise<EventL
       await sub.stop();
       expect(got.map((r) => r.event.id)).toEqual([before.id, after.id]);
       expect(subBad.map((r) => r.error.code)).toEqual(['malformed_json', 'unknown_version']);
+      // without a hook, the subscription ends at the bad record with the typed error (after the good one before it)
+      const strict = log.subscribe({ from });
+      const strictIt = strict[Symbol.asyncIterator]();
+      expect((await strictIt.next()).value?.event.id).toBe(before.id);
+      await expect(strictIt.next()).rejects.toBeInstanceOf(InvalidRecordError);
+      await strict.stop();
       expect(await collect(log.readStream(`deadletter-${id}`))).toEqual([]);
     });
   });
