@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // s3rver (the local S3 endpoint, run inside test workers) pages listings with DES.
+    execArgv: ['--openssl-legacy-provider'],
     maxWorkers: 2,
     reporters: process.env.CI ? ['default', ['json', { outputFile: 'tmp/vitest-results.json' }]] : ['default'],
   },

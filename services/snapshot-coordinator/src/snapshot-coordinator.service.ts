@@ -208,7 +208,11 @@ export class SnapshotCoordinator {
 
   async #emit<K extends EventType>(jobId: string, type: K, data: EventDataMap[K], idName: string): Promise<void> {
     const streamId = `job-${jobId}`;
-    await this.log.append(streamId, [newEvent(type, data, { site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, id: stableEventId(idName) })], { expectedRevision: 'any' });
+    const id = stableEventId(idName);
+    // Caused by the latest step of the job (the request, or the commit or failure that ended it).
+    let causationId: string | null = null;
+    for await (const r of this.log.readStream(streamId)) if (r.event.id !== id) causationId = r.event.id;
+    await this.log.append(streamId, [newEvent(type, data, { site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, causationId, id })], { expectedRevision: 'any' });
   }
 
   /** What the job's stream says: the snapshot id the scheduler chose, the mode and the policy. */
