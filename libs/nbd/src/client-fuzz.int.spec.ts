@@ -231,7 +231,8 @@ describe('NbdClient reply parser fuzz', () => {
         if (!stall) c.socket.end();
       });
       const client = await guard(NbdClient.connect({ path: server.path }, {
-        exportName: 'x', metaContexts: structured ? ['base:allocation'] : [], timeoutMs: TIMEOUT_MS,
+        // The handshake is not under test here: a loaded machine must not fail it.
+        exportName: 'x', metaContexts: structured ? ['base:allocation'] : [], timeoutMs: TIMEOUT_MS, handshakeTimeoutMs: 4000,
       }), `connect seed ${seed}`);
       const results = await guard(Promise.allSettled(plan.map((p) => (p.status
         ? client.blockStatus(p.offset, p.length, 'base:allocation')

@@ -5,7 +5,7 @@ import {
   FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT_HI, IHAVEOPT_LO,
   INFO_BLOCK_SIZE, INFO_EXPORT, MAX_STRING, NBDMAGIC_HI, NBDMAGIC_LO, NbdOptionError, NbdProtocolError,
   OPT_ABORT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO, OPT_REPLY_MAGIC_HI, OPT_REPLY_MAGIC_LO, OPT_SET_META_CONTEXT, OPT_STARTTLS,
-  OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_BIT, REP_ERR_UNSUP, REP_INFO, REP_META_CONTEXT, TFLAG_HAS_FLAGS,
+  OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_BIT, REP_ERR_TLS_REQD, REP_ERR_UNSUP, REP_INFO, REP_META_CONTEXT, TFLAG_HAS_FLAGS,
   decodeMessage, decodeString, optionReplyName, readU64,
 } from './protocol.ts';
 
@@ -74,6 +74,7 @@ export async function clientHandshake(channel: HandshakeChannel, options: Handsh
   const sr = await readOptionReply(ch, OPT_STRUCTURED_REPLY);
   let structuredReplies = false;
   if (sr.type === REP_ACK) structuredReplies = true;
+  else if (sr.type === REP_ERR_TLS_REQD) throw new NbdOptionError(`server requires TLS (${optionReplyName(sr.type)})${messageOf(sr)}`, sr.type);
   else if (!(sr.type & REP_ERR_BIT)) throw new NbdProtocolError(`unexpected reply ${sr.type} to STRUCTURED_REPLY`);
 
   const contexts = new Map<string, number>();

@@ -7,7 +7,10 @@ import type { Extent } from './protocol.ts';
 export interface NbdPoolOptions extends NbdClientOptions {
   /** Number of connections (default 4; 1 if the server does not allow multi-conn and writes are planned). */
   readonly connections?: number;
-  /** Size of the pieces a read is cut into (default 4 MiB). */
+  /**
+   * Size of the pieces a read is cut into (default 256 KiB: QEMU 7.2's server slows down
+   * sharply with larger requests, see docs/benchmarks-nbd.md).
+   */
   readonly pieceBytes?: number;
 }
 
@@ -41,7 +44,7 @@ export class NbdPool implements NbdReader {
       await Promise.allSettled(clients.map((c) => c.close()));
       throw new Error(`connections disagree on the export size: ${[...sizes].join(', ')}`);
     }
-    return new NbdPool(clients, Math.max(64 * 1024, options.pieceBytes ?? 4 * 1024 * 1024));
+    return new NbdPool(clients, Math.max(64 * 1024, options.pieceBytes ?? 256 * 1024));
   }
 
   get contexts(): ReadonlyMap<string, number> {

@@ -75,7 +75,7 @@ export class NbdServer {
     return { host: address.host, port: bound.port };
   }
 
-  /** Stops accepting, lets in-flight requests finish briefly, then closes every connection. */
+  /** Stops accepting and closes every connection (in-flight requests are cut off). */
   async close(): Promise<void> {
     this.shuttingDown = true;
     const server = this.server;
