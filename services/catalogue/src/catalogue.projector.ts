@@ -2,10 +2,9 @@
 // demand. A rebuild fills a fresh database beside the live one while queries go on being
 // answered from the old one, then swaps them: nobody ever reads a half-built catalogue.
 import { renameSync, rmSync } from 'node:fs';
-import type { CheckpointStore, EventLogReader, EventSubscriber, OnInvalidRecord, Recorded, RunningProjection } from '@cairn/eventlog';
-import { runProjection } from '@cairn/eventlog';
+import type { EventLogReader, EventSubscriber, OnInvalidRecord, Recorded } from '@cairn/eventlog';
 import type { Logger } from 'pino';
-import { CHECKPOINT_NAME, CatalogueDb } from './catalogue-db.adapter.ts';
+import { CatalogueDb } from './catalogue-db.adapter.ts';
 
 /** What the projector needs from the event log. */
 export interface ProjectorLog extends EventSubscriber, EventLogReader {
@@ -15,12 +14,18 @@ export interface ProjectorLog extends EventSubscriber, EventLogReader {
 /** How long stopping the live projection may take before the projector goes on without it. */
 const STOP_TIMEOUT_MS = 3_000;
 
+interface LiveProjection {
+  stop(): Promise<void>;
+  /** Settles when the loop ends: resolves after stop, rejects when projecting failed. */
+  readonly done: Promise<void>;
+}
+
 export interface ProjectorOptions {
   readonly log: ProjectorLog;
   /** SQLite file of this replica, or `:memory:`. */
   readonly path: string;
   readonly logger: Logger;
-  /** Events per transaction during a rebuild (default 500). */
+  /** Most events per transaction, live or rebuilding (default 500). */
   readonly rebuildBatch?: number;
   /** Delay before a failed live projection starts again (default 1 s, doubling to 30 s). */
   readonly retryDelayMs?: number;
@@ -41,7 +46,7 @@ export interface RebuildOutcome {
 
 export class CatalogueProjector {
   private db: CatalogueDb;
-  private live: RunningProjection | undefined;
+  private live: LiveProjection | undefined;
   private stopped = true;
   private rebuilding: Promise<RebuildOutcome> | undefined;
   private lastError: string | null = null;
@@ -97,18 +102,6 @@ export class CatalogueProjector {
     return this.rebuilding;
   }
 
-  private checkpoints(): CheckpointStore {
-    // The checkpoint is written by CatalogueDb.apply in the projection's own transaction;
-    // `save` only confirms it, so a crash can never separate the two.
-    return {
-      load: async () => this.db.position(),
-      save: async (_name, position) => {
-        if (this.db.position() < position) throw new Error(`checkpoint ${position} was not stored with its changes`);
-      },
-      reset: async () => this.db.resetCheckpoint(),
-    };
-  }
-
   private onInvalid(target: () => CatalogueDb): OnInvalidRecord {
     return (record) => {
       this.options.logger.warn({ position: String(record.position), location: record.location, err: record.error.message },
@@ -117,27 +110,57 @@ export class CatalogueProjector {
     };
   }
 
+  /**
+   * The live projection: follows the log from the checkpoint. Events that are already waiting
+   * (catching up after a restart) are applied in one transaction per batch; an event that
+   * arrives alone is applied at once. Each batch moves the checkpoint in its own transaction.
+   */
   private async startLive(): Promise<void> {
     if (this.stopped || this.live) return;
-    const running = await runProjection({
-      name: CHECKPOINT_NAME,
-      log: this.options.log,
-      checkpointStore: this.checkpoints(),
-      handle: (recorded) => {
-        this.db.apply([recorded]);
-        this.failures = 0;
-        const e = recorded.event;
-        if (e.type === 'JobCompleted' || e.type === 'JobFailed' || e.type === 'JobCancelled' || e.type === 'JobRequested') {
-          this.options.logger.info({ jobId: e.correlationId, eventId: e.id, type: e.type, position: String(recorded.position),
+    const maxBatch = this.options.rebuildBatch ?? 500;
+    // Bound to this database: after a rebuild swapped it out (and closed it), a straggling
+    // event from this loop fails here instead of landing out of order in the new one.
+    const db = this.db;
+    let batch: Recorded[] = [];
+    const flush = () => {
+      if (!batch.length) return;
+      const applied = batch;
+      batch = [];
+      db.apply(applied);
+      this.failures = 0;
+      for (const { event: e, position } of applied) {
+        if (e.type === 'JobRequested' || e.type === 'JobCompleted' || e.type === 'JobFailed' || e.type === 'JobCancelled') {
+          this.options.logger.info({ jobId: e.correlationId, eventId: e.id, type: e.type, position: String(position),
             traceId: e.trace?.traceparent.split('-')[1] }, `projected ${e.type}`);
         }
-      },
-      onInvalid: this.onInvalid(() => this.db),
+      }
+    };
+    const record = this.onInvalid(() => {
+      flush(); // what came before the unreadable entry goes in first: the checkpoint moves past it
+      return db;
     });
+    const subscription = this.options.log.subscribe({ from: db.position(), onInvalid: record });
+    const done = (async () => {
+      const events = subscription[Symbol.asyncIterator]();
+      let next = events.next();
+      for (;;) {
+        // Is the next event already there? Then keep batching; otherwise apply what we have.
+        const ready = await Promise.race([next.then(() => true, () => true), new Promise<false>((r) => setImmediate(() => r(false)))]);
+        if (!ready) flush();
+        const step = await next;
+        if (step.done) break;
+        batch.push(step.value);
+        if (batch.length >= maxBatch) flush();
+        next = events.next();
+      }
+      flush();
+    })();
+    const running: LiveProjection = { stop: () => subscription.stop(), done };
     this.live = running;
-    running.done.then(
+    done.then(
       () => { if (this.live === running) this.live = undefined; },
       (e: unknown) => {
+        void subscription.stop().catch(() => undefined);
         if (this.live !== running) return;
         this.live = undefined;
         this.lastError = (e as Error).message;
@@ -156,11 +179,13 @@ export class CatalogueProjector {
     const running = this.live;
     this.live = undefined;
     if (!running) return;
+    await running.stop();
     // Bounded: a subscription stopped before its consumer delivered anything may never settle
-    // (seen with the JetStream adapter); the closed database then ends its handler anyway.
+    // (seen with the JetStream adapter); the projector goes on without it, and an event it
+    // might still hand over later is refused by the closed or newer database's checkpoint.
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = await Promise.race([
-      running.stop().then(() => false),
+      running.done.then(() => false, () => false),
       new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS); }),
     ]);
     clearTimeout(timer);

@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS restore_points (
   expired_at TEXT,
   expiry_reason TEXT
 ) STRICT;
-CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, created_at);
+CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position);
+CREATE INDEX IF NOT EXISTS restore_points_position ON restore_points (position);
 
 CREATE TABLE IF NOT EXISTS restore_point_disks (
   restore_point_id TEXT NOT NULL,
@@ -89,6 +90,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, position);
 CREATE INDEX IF NOT EXISTS jobs_vm ON jobs (vm_id, position);
+CREATE INDEX IF NOT EXISTS jobs_position ON jobs (position);
 
 CREATE TABLE IF NOT EXISTS job_phases (
   job_id TEXT NOT NULL,
@@ -129,6 +131,7 @@ CREATE INDEX IF NOT EXISTS audit_correlation ON audit (correlation_id, position)
 CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor_id, position);
 CREATE INDEX IF NOT EXISTS audit_type ON audit (type, position);
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+CREATE INDEX IF NOT EXISTS audit_stream ON audit (stream_id, position);
 `;
 
 /** Tables holding read models (everything a rebuild empties). */
