@@ -28,14 +28,21 @@ export async function checkRetry(
   return after.length === batch.length ? { kind: 'done', last } : { kind: 'resume', rest: batch.slice(after.length), last };
 }
 
+/** Streams longer than this are not searched for repeats of an 'any' append (see skipStored). */
+export const REPEAT_SCAN_LIMIT = 256n;
+
 /**
  * For appends without an expected revision ('any', 'stream_exists'): which events of the
  * batch the stream holds already (by id, at any age), so a repeat stores nothing twice.
  * `last` is set when the batch's last event is stored (then it is the append's result).
+ * Streams are per aggregate and short; a stream past REPEAT_SCAN_LIMIT events (a busy
+ * dead-letter stream) is not searched, so every append does not read it all: there the
+ * store's own deduplication (JetStream's duplicate window) is what catches a repeat.
  */
 export async function skipStored(
-  reader: EventStreamReader, streamId: string, batch: readonly EncodedEvent[],
+  reader: EventStreamReader, streamId: string, batch: readonly EncodedEvent[], headRevision: bigint,
 ): Promise<{ readonly rest: readonly EncodedEvent[]; readonly last: Recorded | undefined }> {
+  if (headRevision >= REPEAT_SCAN_LIMIT) return { rest: batch, last: undefined };
   const wanted = new Set(batch.map((e) => e.event.id));
   const found = new Map<string, Recorded>();
   for await (const r of reader.readStream(streamId, { onInvalid: () => undefined })) {

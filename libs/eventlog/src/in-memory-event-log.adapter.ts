@@ -66,7 +66,7 @@ export class InMemoryEventLog implements EventLog {
       const now = this.store.records.filter((r) => r.streamId === streamId).at(-1)?.revision ?? 'no_stream';
       if (now !== actual) throw new WrongExpectedRevisionError(streamId, expected, now);
     } else if (last && (expected === 'any' || expected === 'stream_exists')) {
-      const stored = await skipStored(this, streamId, encoded);
+      const stored = await skipStored(this, streamId, encoded, last.revision);
       if (stored.rest.length === 0 && stored.last) return { nextRevision: stored.last.revision, position: stored.last.position };
       todo = [...stored.rest];
     }

@@ -169,7 +169,7 @@ export class JetStreamEventLog implements EventLog {
       } else if (head && (expected === 'any' || expected === 'stream_exists')) {
         // No revision to recognise a repeat by: look the ids up (the duplicate window only
         // covers the last few minutes).
-        const stored = await skipStored(this, streamId, encoded);
+        const stored = await skipStored(this, streamId, encoded, head.revision);
         if (stored.rest.length === 0 && stored.last) return { nextRevision: stored.last.revision, position: stored.last.position };
         todo = stored.rest;
       }

@@ -61,9 +61,10 @@ export class KurrentDbEventLog implements EventLog {
     checkSizes(encoded, this.maxEventBytes);
     const expected = options.expectedRevision;
     let todo: readonly EncodedEvent[] = encoded;
-    if (expected === 'any' || expected === 'stream_exists') {
+    const head = expected === 'any' || expected === 'stream_exists' ? await this.streamHead(streamId) : undefined;
+    if (head !== undefined) {
       // KurrentDB's own idempotence is best effort for ANY: look the ids up.
-      const stored = await skipStored(this, streamId, encoded);
+      const stored = await skipStored(this, streamId, encoded, head);
       if (stored.rest.length === 0 && stored.last) return { nextRevision: stored.last.revision, position: stored.last.position };
       todo = stored.rest;
     }
@@ -83,6 +84,18 @@ export class KurrentDbEventLog implements EventLog {
         throw new WrongExpectedRevisionError(streamId, expected, typeof again.actualVersion === 'bigint' ? again.actualVersion : 'no_stream');
       }
     }
+  }
+
+  /** Revision of a stream's last event (undefined: no stream). */
+  private async streamHead(streamId: string): Promise<bigint | undefined> {
+    try {
+      for await (const r of this.client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 })) {
+        if (r.event) return r.event.revision;
+      }
+    } catch (e) {
+      if (!(e instanceof StreamNotFoundError)) throw e;
+    }
+    return undefined;
   }
 
   private async write(streamId: string, events: readonly EncodedEvent[], expectedRevision: AppendExpectedRevision): Promise<AppendResult> {
