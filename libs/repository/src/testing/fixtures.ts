@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Backend } from '../backend/backend.ts';
 import { DirectoryBackend } from '../backend/directory.adapter.ts';
+import { withRetry } from '../backend/retry.wrapper.ts';
 import { S3Backend } from '../backend/s3.adapter.ts';
 import { initRepository, type InitOptions, type Repository } from '../repository.ts';
 
@@ -28,7 +29,8 @@ export async function makeBackend(h: FixtureHarness, kind: BackendKind): Promise
     bucket: 'repo', prefix: `r-${randomUUID()}`,
   });
   h.onClose(() => b.close?.());
-  return b;
+  // As in production, transient errors (s3rver resets connections under load) are retried.
+  return withRetry(b, { attempts: 4, baseDelayMs: 20 });
 }
 
 export async function makeRepository(h: FixtureHarness, backend: Backend, options: Partial<InitOptions> = {}): Promise<Repository> {
