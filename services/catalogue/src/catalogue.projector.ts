@@ -52,6 +52,8 @@ export class CatalogueProjector {
   private lastError: string | null = null;
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** Set while a rebuild has stopped the live projection to finish and swap: nothing may restart it. */
+  private swapping = false;
 
   constructor(private readonly options: ProjectorOptions) {
     this.db = CatalogueDb.open(options.path);
@@ -116,7 +118,7 @@ export class CatalogueProjector {
    * arrives alone is applied at once. Each batch moves the checkpoint in its own transaction.
    */
   private async startLive(): Promise<void> {
-    if (this.stopped || this.live) return;
+    if (this.stopped || this.live || this.swapping) return;
     const maxBatch = this.options.rebuildBatch ?? 500;
     // Bound to this database: after a rebuild swapped it out (and closed it), a straggling
     // event from this loop fails here instead of landing out of order in the new one.
@@ -227,11 +229,13 @@ export class CatalogueProjector {
       // Most of the log while the old read models keep answering, then the tail with the live
       // projection stopped, so the swap loses nothing appended meanwhile.
       events += await this.replayInto(fresh);
+      this.swapping = true;
       await this.stopLive();
       events += await this.replayInto(fresh);
     } catch (e) {
       fresh.close();
       if (!memory) removeDbFiles(freshPath);
+      this.swapping = false;
       await this.startLive();
       throw e;
     }
@@ -249,6 +253,7 @@ export class CatalogueProjector {
       this.db = CatalogueDb.open(this.options.path);
     }
     this.lastError = null;
+    this.swapping = false;
     await this.startLive();
     const outcome = { events, position, durationMs: Date.now() - started };
     this.options.logger.info({ events, position: String(position), durationMs: outcome.durationMs }, 'catalogue rebuilt from the log');
