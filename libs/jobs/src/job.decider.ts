@@ -55,7 +55,7 @@ function evolveJobData(state: JobState, event: KnownEvent): JobState {
     case 'TransferQueued':
       return { ...state, phase: 'transfer', phaseSince: at, transfer: { queuedAt: at } };
     case 'TransferStarted':
-      return { ...state, phaseSince: at, transfer: { queuedAt: state.transfer?.queuedAt ?? at, worker: event.data.worker } };
+      return { ...state, phase: 'transfer', phaseSince: at, transfer: { queuedAt: state.transfer?.queuedAt ?? at, worker: event.data.worker } };
     case 'RestorePointCommitted':
       return { ...state, phase: 'release', phaseSince: at, committed: event.data };
     case 'SnapshotReleased':
@@ -147,9 +147,11 @@ export interface JobTimeouts {
   readonly snapshot: number;
   readonly transfer: number;
   readonly release: number;
+  /** Queued work no mover took within this long is published again. */
+  readonly requeue: number;
 }
 
-export const DEFAULT_TIMEOUTS: JobTimeouts = { snapshot: 10 * 60_000, transfer: 12 * 3600_000, release: 10 * 60_000 };
+export const DEFAULT_TIMEOUTS: JobTimeouts = { snapshot: 10 * 60_000, transfer: 12 * 3600_000, release: 10 * 60_000, requeue: 60_000 };
 
 /** What the process manager does next for a job (one step; it is asked again after each event). */
 export type JobStep =
@@ -177,6 +179,9 @@ export function nextJobStep(state: JobState, now: Date, timeouts: JobTimeouts = 
     return { kind: 'requestSnapshot', snapshotId: snap.snapshotId, vmId: state.request!.vmId };
   }
   if (!state.transfer) return { kind: 'queueTransfer' };
+  // Queued but never taken (the work message was lost with a scheduler that died between
+  // recording and publishing it): publish again; movers skip work already committed.
+  if (!state.transfer.worker && !state.committed && age > timeouts.requeue) return { kind: 'queueTransfer' };
   if (!state.committed) {
     if (age > timeouts.transfer) return { kind: 'fail', phase: 'transfer', reason: `no progress of the transfer within ${timeouts.transfer / 1000} s` };
     return { kind: 'none' };

@@ -33,6 +33,8 @@ describe('job decider', () => {
     expect(nextJobStep(given([requested, started, snapReq]), now)).toEqual({ kind: 'requestSnapshot', snapshotId: 's1', vmId: 'vm1' });
     expect(nextJobStep(given([requested, started, snapReq, taken]), now)).toEqual({ kind: 'queueTransfer' });
     expect(nextJobStep(given([requested, started, snapReq, taken, queued]), now)).toEqual({ kind: 'none' });
+    // Work nobody took for a while is published again.
+    expect(nextJobStep(given([requested, started, snapReq, taken, queued]), new Date('2026-01-01T00:05:00Z'))).toEqual({ kind: 'queueTransfer' });
     expect(nextJobStep(given([requested, started, snapReq, taken, queued, committed]), now)).toEqual({ kind: 'release', snapshotId: 's1', success: true });
     const done = given([requested, started, snapReq, taken, queued, committed, released]);
     expect(nextJobStep(done, now)).toEqual({ kind: 'complete' });
@@ -41,7 +43,7 @@ describe('job decider', () => {
 
   it('fails a phase that runs past its timeout, then still releases the snapshot', () => {
     const s = given([requested, started, snapReq]);
-    const step = nextJobStep(s, new Date('2026-01-01T01:00:00Z'), { snapshot: 60_000, transfer: 60_000, release: 60_000 });
+    const step = nextJobStep(s, new Date('2026-01-01T01:00:00Z'), { snapshot: 60_000, transfer: 60_000, release: 60_000, requeue: 30_000 });
     expect(step).toMatchObject({ kind: 'fail', phase: 'snapshot' });
     const failedAfterTaken = given([requested, started, snapReq, taken, queued,
       newEvent('JobFailed', { jobId: 'j1', phase: 'transfer', reason: 'mover lost', retryable: false }, at('2026-01-01T00:02:00Z'))]);

@@ -241,6 +241,9 @@ export class Scheduler {
           await this.ports.requestSnapshot({ jobId, vmId: step.vmId, snapshotId: step.snapshotId });
           break;
         case 'queueTransfer': {
+          // Recorded first, then published: a mover that takes the work at once finds the job
+          // queued; a scheduler that dies in between publishes again later (idempotent).
+          await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
           const taken = state.snapshot!.taken!;
           const vm = this.vms.get(state.request!.vmId);
           const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
@@ -254,7 +257,6 @@ export class Scheduler {
             mode: state.request!.mode,
             nbd: taken.nbd,
           });
-          await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
           break;
         }
         case 'release':
