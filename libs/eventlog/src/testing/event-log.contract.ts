@@ -238,6 +238,21 @@ export function eventLogContract(name: string, makeFixture: () => Promise<EventL
       expect(rebuilt).toEqual(live);
     });
 
+    it('reads an event stored in an old schema version upcast to the current one', async () => {
+      const { log, writeRaw } = await makeFixture();
+      const id = uniq();
+      await log.append(`job-${id}`, [requested(log.site, id)], { expectedRevision: 'no_stream' });
+      const v1 = { ...started(log.site, id), type: 'JobFailed', schemaVersion: 1, data: { jobId: id, step: 'snapshot', error: 'qmp timeout' } };
+      await writeRaw(`job-${id}`, new TextEncoder().encode(JSON.stringify(v1)));
+      const read = await collect(log.readStream(`job-${id}`));
+      expect(read.map((r) => r.revision)).toEqual([0n, 1n]);
+      const failed = read[1]!.event;
+      expect(failed.schemaVersion).toBe(2);
+      expect(failed.data).toEqual({ jobId: id, phase: 'snapshot', reason: 'qmp timeout', retryable: false });
+      // and the stream goes on at the next revision
+      expect((await log.append(`job-${id}`, [started(log.site, id)], { expectedRevision: 1n })).nextRevision).toBe(2n);
+    });
+
     it('reports unreadable records (bad JSON, a future schema version) and refuses an oversize event, losing nothing', async () => {
       const { log, writeRaw } = await makeFixture();
       const from = await log.headPosition();
