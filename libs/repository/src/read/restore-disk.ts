@@ -6,9 +6,8 @@ import { open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { RepositoryError } from '../errors.ts';
 import { randomId } from '../format/ids.ts';
-import { ZERO_ID } from '../format/manifest.ts';
 import { ENTRY_BYTES, ObjectReadError, type RepositoryCore } from '../repository-core.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { Semaphore } from '../write/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
 
 const run = promisify(execFile);
@@ -48,7 +47,11 @@ export async function restoreDisk(
   const fh = await open(rawPath, 'wx');
   try {
     await fh.truncate(disk.sizeBytes); // sparse: zero chunks stay holes
-    for (let p = 0; p * E < nChunks; p++) {
+    // One bounded stream of chunk fetches across page boundaries (no barrier per page).
+    const slots = new Semaphore(core.tuning.fetchConcurrency ?? 8);
+    const running = new Set<Promise<void>>();
+    let fatal: unknown;
+    for (let p = 0; p * E < nChunks && fatal === undefined; p++) {
       let entries: Uint8Array;
       try {
         entries = await disk.pageEntries(p);
@@ -57,22 +60,30 @@ export async function restoreDisk(
         throw e;
       }
       const count = entries.length / ENTRY_BYTES;
-      const indexes = Array.from({ length: count }, (_, i) => i);
-      await forEachLimit(indexes, core.tuning.fetchConcurrency ?? 8, async (i) => {
+      for (let i = 0; i < count && fatal === undefined; i++) {
         const e = entries.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
-        if (e.every((b) => b === 0)) { chunksZero++; return; }
+        if (e.every((b) => b === 0)) { chunksZero++; continue; }
         const id = Buffer.from(e).toString('hex');
-        if (id === ZERO_ID) return;
-        try {
-          const data = await core.readChunk(id);
-          await fh.write(data, 0, data.length, (p * E + i) * cs);
-          chunksRead++;
-        } catch (err) {
-          if (err instanceof ObjectReadError) failures.push(err);
-          else throw err;
-        }
-      });
+        const offset = (p * E + i) * cs;
+        await slots.acquire();
+        const task = (async () => {
+          try {
+            const data = await core.readChunk(id);
+            await fh.write(data, 0, data.length, offset);
+            chunksRead++;
+          } catch (err) {
+            if (err instanceof ObjectReadError) failures.push(err);
+            else fatal ??= err;
+          } finally {
+            slots.release();
+          }
+        })();
+        running.add(task);
+        void task.finally(() => running.delete(task));
+      }
     }
+    await Promise.all(running);
+    if (fatal !== undefined) throw fatal;
     if (failures.length) throw await damagedError(core, failures);
     await fh.sync();
   } catch (e) {
