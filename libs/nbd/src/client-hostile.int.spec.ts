@@ -187,6 +187,30 @@ describe('NbdClient against a hostile server', () => {
       .rejects.toThrow(/grant|does not offer/);
   });
 
+  it('aligns reads and block status to the advertised minimum block size', async () => {
+    const seen: Array<[number, number]> = [];
+    server.setScript(async (c) => {
+      c.socket.write(Buffer.concat(handshakeReplies(SIZE, { structured: true, contextId: 9, context: 'base:allocation', minBlock: 4096 })));
+      await c.skipHandshake(3);
+      for (;;) {
+        const r = await c.nextRequest();
+        seen.push([r.offset, r.length]);
+        if (r.offset % 4096 || r.length % 4096) c.socket.write(errorChunk(r.handle, 1, 22, 'unaligned'));
+        else if (r.type === 7) c.socket.write(statusChunk(r.handle, 1, 9, [[4096, 3], [r.length - 4096, 0]]));
+        else c.socket.write(dataChunk(r.handle, 1, r.offset, content(r.offset, r.length)));
+      }
+    });
+    const client = await NbdClient.connect({ path: server.path }, { exportName: 'x', metaContexts: ['base:allocation'] });
+    expect(client.blockSizes.minimum).toBe(4096);
+    expect(Buffer.from(await client.read(1000, 5000)).equals(content(1000, 5000))).toBe(true);
+    expect(Buffer.from(await client.read(8192, 4096)).equals(content(8192, 4096))).toBe(true);
+    expect(await client.blockStatus(1000, 10_000, 'base:allocation')).toEqual([
+      { offset: 1000, length: 3096, flags: 3 }, { offset: 4096, length: 6904, flags: 0 },
+    ]);
+    expect(seen).toEqual([[0, 8192], [8192, 4096], [0, 12288]]);
+    await client.close();
+  });
+
   it('rejects unknown non-error chunk types', async () => {
     const client = await connect(answering((r) => [chunk(r.handle, 1, 77, Buffer.alloc(4))]));
     await expect(client.read(0, 10)).rejects.toThrow(/unknown structured reply type 77/);

@@ -149,6 +149,19 @@ export class NbdClient implements ReplyHandler {
     if (into && into.length < length) throw new RangeError(`destination holds ${into.length} bytes, ${length} requested`);
     const dest = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     if (length === 0) return dest;
+    const min = this.blockSizes.minimum;
+    if (offset % min !== 0 || length % min !== 0) {
+      // The server only takes whole minimum blocks: read the aligned cover and copy out.
+      const start = offset - (offset % min);
+      const end = Math.min(this.size, Math.ceil((offset + length) / min) * min);
+      const cover = await this.readAligned(start, end - start, Buffer.allocUnsafe(end - start));
+      dest.set(cover.subarray(offset - start, offset - start + length));
+      return dest;
+    }
+    return this.readAligned(offset, length, dest);
+  }
+
+  private async readAligned(offset: number, length: number, dest: Uint8Array): Promise<Uint8Array> {
     const parts: Promise<void>[] = [];
     for (let done = 0; done < length; done += this.maxRequest) {
       const n = Math.min(this.maxRequest, length - done);
@@ -160,23 +173,35 @@ export class NbdClient implements ReplyHandler {
 
   /**
    * Block status of one negotiated context from `offset`. The server may describe less than
-   * `length` (never more: the last extent is clamped); callers iterate from the end of the
-   * last extent. Lengths above 4 GiB - 1 are asked in a first window of that size.
+   * `length` (never more: extents are clipped to the range asked); callers iterate from the
+   * end of the last extent. Lengths above 4 GiB - 1 are asked in a first window of that size.
    */
   async blockStatus(offset: number, length: number, context: string): Promise<Extent[]> {
     const id = this.contexts.get(context);
     if (id === undefined) throw new Error(`metadata context '${context}' was not negotiated (have: ${[...this.contexts.keys()].join(', ') || 'none'})`);
     this.checkRange(offset, length);
-    const n = Math.min(length, 0xffffffff - (0xffffffff % this.blockSizes.minimum));
-    if (n === 0) return [];
-    const req = await this.requestStatus(offset, n, id);
-    return req.extents!.get(id)!;
+    if (length === 0) return [];
+    const min = this.blockSizes.minimum;
+    const start = offset - (offset % min);
+    const end = Math.min(this.size, Math.ceil((offset + length) / min) * min, start + 0xffffffff - (0xffffffff % min));
+    const req = await this.requestStatus(start, end - start, id);
+    // Clip to what was asked (alignment may have widened the request).
+    const out: Extent[] = [];
+    for (const e of req.extents!.get(id)!) {
+      const s = Math.max(e.offset, offset);
+      const t = Math.min(e.offset + e.length, offset + length);
+      if (s < t) out.push(s === e.offset && t === e.offset + e.length ? e : { offset: s, length: t - s, flags: e.flags });
+    }
+    if (out.length === 0) throw new NbdProtocolError(`BLOCK_STATUS reply described nothing of [${offset}, +${length})`);
+    return out;
   }
 
   /** Writes `data` at `offset` (the export must be writable). */
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.readOnly) throw new Error('export is read-only');
     this.checkRange(offset, data.length);
+    const min = this.blockSizes.minimum;
+    if (offset % min !== 0 || data.length % min !== 0) throw new RangeError(`writes must be aligned to the server's ${min}-byte minimum block size`);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < data.length; done += this.maxRequest) {
       const n = Math.min(this.maxRequest, data.length - done);

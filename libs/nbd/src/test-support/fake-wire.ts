@@ -76,7 +76,7 @@ export function optReply(opt: number, type: number, data: Uint8Array = new Uint8
 }
 
 /** The server's side of a successful handshake for the options our client sends. */
-export function handshakeReplies(size: number, opts: { structured: boolean; contextId?: number; context?: string }): Buffer[] {
+export function handshakeReplies(size: number, opts: { structured: boolean; contextId?: number; context?: string; minBlock?: number }): Buffer[] {
   const out: Buffer[] = [greeting()];
   out.push(optReply(OPT_STRUCTURED_REPLY, opts.structured ? REP_ACK : REP_ERR_UNSUP));
   if (opts.context !== undefined) {
@@ -84,7 +84,7 @@ export function handshakeReplies(size: number, opts: { structured: boolean; cont
     out.push(optReply(OPT_SET_META_CONTEXT, REP_ACK));
   }
   out.push(optReply(OPT_GO, REP_INFO, Buffer.concat([be16(INFO_EXPORT), be64(size), be16(TFLAG_HAS_FLAGS | TFLAG_READ_ONLY)])));
-  out.push(optReply(OPT_GO, REP_INFO, Buffer.concat([be16(INFO_BLOCK_SIZE), be32(1), be32(4096), be32(32 * 1024 * 1024)])));
+  out.push(optReply(OPT_GO, REP_INFO, Buffer.concat([be16(INFO_BLOCK_SIZE), be32(opts.minBlock ?? 1), be32(Math.max(4096, opts.minBlock ?? 1)), be32(32 * 1024 * 1024)])));
   out.push(optReply(OPT_GO, REP_ACK));
   return out;
 }
