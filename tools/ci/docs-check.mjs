@@ -1,5 +1,5 @@
-// `npm run docs:check`: fails when a generated document is stale. Today: docs/asyncapi.yaml,
-// regenerated in memory from libs/contracts and compared with the committed file.
+// `npm run docs:check`: fails when a generated document is stale: docs/asyncapi.yaml (events
+// and commands, from libs/contracts) and docs/openapi.json (the gateway's REST API).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -19,4 +19,9 @@ if (run.error) {
 if (run.status !== 0) {
   console.error('docs:check: generated docs are stale (see above)');
   process.exit(run.status ?? 1);
+}
+const openapi = spawnSync(process.execPath, ['tools/ci/openapi-check.mjs'], { cwd: root, stdio: 'inherit' });
+if (openapi.status !== 0) {
+  console.error('docs:check: docs/openapi.json is stale: run `node tools/ci/openapi-check.mjs --write`');
+  process.exit(openapi.status ?? 1);
 }

@@ -96,8 +96,11 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
         : await defaultConnect(input.nbd, exp.exportName, contexts, options.connections ?? 2);
       readers.push(reader);
       if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);
-      const source = incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader);
-      const plan = planReads(source, chunkSize, exp.sizeBytes, readBytes);
+      const extentsOf = () => (incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader));
+      // A first pass over the (cheap) block status gives the total, for progress and ETA.
+      let planned = 0;
+      for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) planned += w.length;
+      const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
       const parentDisk = incremental ? await repo.openDisk(parent!.id, exp.disk) : undefined;
       const mergeBelow = options.mergeBelow ?? 0.5;
       const counters = { read: 0 };
@@ -117,7 +120,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       const extents = async function* (): AsyncGenerator<Extent> {
         for await (const { range, data } of readAhead(plan, readWindow, options.readAhead ?? 4)) {
           done += range.length;
-          options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: null });
+          options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: planned });
           yield { offset: range.offset, data };
         }
       };

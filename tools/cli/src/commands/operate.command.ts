@@ -45,6 +45,16 @@ function jobLine(j: JobView): Record<string, unknown> {
   };
 }
 
+/** `disk0 [#######-------------]  35% 120.0 MiB of 342.0 MiB, 85.3 MiB/s, ETA 3 s` */
+export function progressLine(disk: string, done: number, planned: number | null, rate: number): string {
+  if (!planned) return `${disk}: ${bytes(done)} read, ${bytes(rate)}/s`;
+  const share = Math.min(1, done / planned);
+  const width = 20;
+  const bar = '#'.repeat(Math.round(share * width)).padEnd(width, '-');
+  const eta = rate > 0 ? `, ETA ${Math.ceil((planned - done) / rate)} s` : '';
+  return `${disk} [${bar}] ${String(Math.round(share * 100)).padStart(3)}% ${bytes(done)} of ${bytes(planned)}, ${bytes(rate)}/s${eta}`;
+}
+
 /** Follows a job until it ends, drawing a progress line on a terminal. */
 async function watchJob(s: Session, jobId: string, timeoutMs: number): Promise<JobDetail> {
   const started = Date.now();
@@ -53,11 +63,11 @@ async function watchJob(s: Session, jobId: string, timeoutMs: number): Promise<J
   const tty = process.stderr.isTTY && !s.json;
   void (async () => {
     for await (const m of sub) {
-      const p = m.json<{ bytesDone: number; disk: string }>();
+      const p = m.json<{ bytesDone: number; bytesPlanned: number | null; disk: string }>();
       done = p.bytesDone;
       const now = Date.now();
       if (now - lastAt >= 500) { rate = ((done - lastDone) * 1000) / (now - lastAt); lastAt = now; lastDone = done; }
-      if (tty) process.stderr.write(`\r  ${p.disk}: ${bytes(done)} read, ${bytes(rate)}/s        `);
+      if (tty) process.stderr.write(`\r  ${progressLine(p.disk, done, p.bytesPlanned, rate)}        `);
     }
   })();
   try {
