@@ -354,7 +354,9 @@ export class JetStreamEventLog implements EventLog {
         if (!isTransient(e)) throw e;
         failures++;
       } finally {
-        await state.messages?.close().catch(() => undefined);
+        // close() can wait forever on a consumer stopped before it delivered anything: bounded.
+        const closing = state.messages?.close().catch(() => undefined);
+        if (closing) await Promise.race([closing, new Promise((r) => setTimeout(r, 1_000).unref())]);
         state.messages = undefined;
         await consumerDelete?.().catch(() => undefined);
       }
