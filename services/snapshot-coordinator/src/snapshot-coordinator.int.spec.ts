@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { useHarness, waitFor } from '@cairn/testing';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
@@ -93,6 +93,8 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
   });
 
   afterAll(async () => { await killCoordinator('SIGTERM'); });
+  // The coordinator's own log is the first thing to read when a test here fails.
+  afterEach((ctx) => { if (ctx.task.result?.state === 'fail') console.error(`coordinator output:\n${output.slice(-8000)}`); });
 
   it('answers its health check', async () => {
     const line = output.split('\n').find((l) => l.includes('snapshot coordinator started'))!;
@@ -106,7 +108,7 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
     const vmEvents = await waitFor(async () => { const e = await events('vm-vm-a'); return e.length > 0 ? e : undefined; }, { what: 'VmDiscovered' });
     expect(vmEvents[0]).toMatchObject({ type: 'VmDiscovered', data: { vmId: 'vm-a', name: 'vm-a', hypervisor: { kind: 'qemu', host: 'host1' }, disks: [{ name: 'vblk0', sizeBytes: 16 << 20 }, { name: 'vblk1', sizeBytes: 4 << 20 }] } });
 
-    const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job1', vmId: 'vm-a', disks: ['vblk0'] }, { idempotencyKey: 'snap1', timeoutMs: 30_000 });
+    const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job1', vmId: 'vm-a', disks: ['vblk0'], leaseMs: 120_000 }, { idempotencyKey: 'snap1', timeoutMs: 30_000 });
     expect(reply).toEqual({ accepted: true, result: { snapshotId: 'snap1' } });
     const taken = (await events('job-job1')).find((e) => e.type === 'SnapshotTaken');
     expect(taken).toMatchObject({ data: { jobId: 'job1', snapshotId: 'snap1', nbd: { socket: join(dir, 'nbd.sock'), exports: [{ disk: 'vblk0', mode: 'full', reason: expect.stringMatching(/no dirty bitmap cairn-manual yet/) }] } } });
@@ -150,7 +152,7 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
 
     // Expired as failed: the next incremental still holds what snap2 had taken.
     await monitor.execute('human-monitor-command', { 'command-line': 'qemu-io -d /machine/peripheral/vblk0/virtio-backend "write -P 0x5a 1048576 65536"' });
-    const again = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job3', vmId: 'vm-a', disks: ['vblk0'] }, { idempotencyKey: 'snap3', timeoutMs: 30_000 });
+    const again = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job3', vmId: 'vm-a', disks: ['vblk0'], leaseMs: 120_000 }, { idempotencyKey: 'snap3', timeoutMs: 30_000 });
     expect(again.accepted).toBe(true);
     const t3 = (await events('job-job3')).find((e) => e.type === 'SnapshotTaken') as Extract<KnownEvent, { type: 'SnapshotTaken' }>;
     expect(t3.data.nbd.exports[0]!.mode).toBe('incremental');

@@ -127,9 +127,11 @@ export class SnapshotCoordinator {
 
   async releaseSnapshot(input: ReleaseSnapshotInput): Promise<void> {
     const record = this.records.get(input.snapshotId);
-    if (!record) throw new SnapshotCommandError('not_found', `no open snapshot ${input.snapshotId}`);
+    if (!record) throw new SnapshotCommandError('not_found', `no open snapshot ${input.snapshotId} (never taken, or already released)`);
     if (record.jobId !== input.jobId) throw new SnapshotCommandError('conflict', `snapshot ${input.snapshotId} belongs to job ${record.jobId}`);
-    await this.#release(record, input.outcome === 'success', 'job_ended');
+    if (!await this.#release(record, input.outcome === 'success', 'job_ended')) {
+      throw new SnapshotCommandError('not_found', `snapshot ${input.snapshotId} was already released (its lease ran out): its changes stay for the next backup`);
+    }
   }
 
   /** Releases every view whose lease ran out (as failed: its changes stay for the next backup). */
@@ -183,13 +185,21 @@ export class SnapshotCoordinator {
 
   openSnapshots(): ViewRecord[] { return this.records.all(); }
 
-  async #release(record: ViewRecord, success: boolean, cause: 'job_ended' | 'lease_expired'): Promise<void> {
+  /**
+   * Releases a recorded view once: a release command and the lease reaper may race, and only
+   * the first one decides success or failure. Resolves false when someone else released it.
+   */
+  async #release(record: ViewRecord, success: boolean, cause: 'job_ended' | 'lease_expired'): Promise<boolean> {
     const adapter = this.adapters.get(record.instance);
     if (!adapter) throw new Error(`snapshot ${record.snapshotId}: hypervisor instance ${record.instance} is no longer configured`);
-    await this.#locked(record.instance, () => adapter.releaseView(record.view.viewId, { success }));
-    await this.#emit(record.jobId, 'SnapshotReleased', { jobId: record.jobId, snapshotId: record.snapshotId, cause }, `SnapshotReleased:${record.snapshotId}`);
-    await this.records.delete(record.snapshotId);
-    this.logger.info({ jobId: record.jobId, snapshotId: record.snapshotId, viewId: record.view.viewId, success, cause }, 'snapshot released');
+    return this.#locked(record.instance, async () => {
+      if (this.records.get(record.snapshotId) !== record) return false;
+      await adapter.releaseView(record.view.viewId, { success });
+      await this.#emit(record.jobId, 'SnapshotReleased', { jobId: record.jobId, snapshotId: record.snapshotId, cause }, `SnapshotReleased:${record.snapshotId}`);
+      await this.records.delete(record.snapshotId);
+      this.logger.info({ jobId: record.jobId, snapshotId: record.snapshotId, viewId: record.view.viewId, success, cause }, 'snapshot released');
+      return true;
+    });
   }
 
   async #emitTaken(r: ViewRecord): Promise<void> {

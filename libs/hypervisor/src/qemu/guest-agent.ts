@@ -82,16 +82,17 @@ export class FreezeGuard {
 
   get frozen(): boolean { return this.#frozen; }
 
-  async freeze(opts: { timeoutMs?: number; maxFrozenMs?: number } = {}): Promise<FreezeOutcome> {
-    const { timeoutMs = 10_000, maxFrozenMs = 60_000 } = opts;
+  async freeze(opts: { timeoutMs?: number; maxFrozenMs?: number; thawTimeoutMs?: number } = {}): Promise<FreezeOutcome> {
+    const { timeoutMs = 10_000, maxFrozenMs = 60_000, thawTimeoutMs = 10_000 } = opts;
     try {
       const count = await this.agent.execute<number>('guest-fsfreeze-freeze', undefined, timeoutMs);
       this.#frozen = true;
-      this.#timer = setTimeout(() => { this.thaw().catch(this.onError); }, maxFrozenMs);
+      this.#timer = setTimeout(() => { this.thaw(thawTimeoutMs).catch(this.onError); }, maxFrozenMs);
       this.#timer.unref();
       return { frozen: true, reason: `guest agent froze ${count} file system(s)` };
     } catch (e) {
-      await this.#thawNow(timeoutMs).catch(this.onError);
+      // The thaw gets its own, longer deadline: it must not fail for the reason the freeze did.
+      await this.#thawNow(thawTimeoutMs).catch(() => this.#thawNow(thawTimeoutMs)).catch(this.onError);
       return { frozen: false, reason: `guest freeze failed, crash-consistent instead: ${(e as Error).message}` };
     }
   }

@@ -1,0 +1,110 @@
+// The coordinator's rules against a scripted hypervisor and an in-memory log.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { newEvent, type KnownEvent } from '@cairn/contracts';
+import { InMemoryEventLog } from '@cairn/eventlog';
+import type { HypervisorAdapter, OpenViewRequest, View } from '@cairn/hypervisor';
+import { SnapshotCommandError, SnapshotCoordinator, chainFor } from './snapshot-coordinator.service.ts';
+import { ViewRecordFile } from './view-records.ts';
+
+const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const actor = { kind: 'service' as const, id: 'sc' };
+const dirs: string[] = [];
+afterEach(async () => { for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true }); });
+
+class FakeAdapter implements HypervisorAdapter {
+  opened: OpenViewRequest[] = [];
+  released: Array<{ viewId: string; success: boolean }> = [];
+  adopted: string[] = [];
+  reaped: Array<ReadonlySet<string>> = [];
+  failOpen = false;
+  #n = 0;
+  async inventory() { return [{ id: 'web 1', name: 'web 1', state: 'running', disks: [{ id: 'vda', nodeName: 'n', file: 'f', format: 'qcow2', sizeBytes: 1024 }] }]; }
+  async openView(req: OpenViewRequest): Promise<View> {
+    if (this.failOpen) throw new Error('disk busy');
+    this.opened.push(req);
+    const viewId = `v${String(++this.#n).padStart(11, '0')}`;
+    return {
+      viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath: '/run/nbd.sock' }, createdAt: new Date().toISOString(),
+      expiresAt: new Date(Date.now() + (req.leaseMs ?? 1000)).toISOString(),
+      disks: [{ disk: 'vda', exportName: `cairn-${viewId}-vda`, sizeBytes: 1024, mode: 'incremental', reason: 'changes since…', bitmapContext: 'qemu:dirty-bitmap:x', changedBytes: 65536 }],
+    };
+  }
+  async releaseView(viewId: string, o: { success: boolean }) { await new Promise((r) => setTimeout(r, 5)); this.released.push({ viewId, success: o.success }); }
+  openViews() { return []; }
+  adoptView(v: View) { this.adopted.push(v.viewId); }
+  async reapOrphans(keep?: ReadonlySet<string>) { this.reaped.push(keep ?? new Set()); return { exports: [], jobs: [], nodes: [], files: [], bitmaps: [] }; }
+  async quiesce() { return { frozen: false, reason: '' }; }
+  async thaw() { /* nothing */ }
+  async close() { /* nothing */ }
+}
+
+async function setup(leaseMs = 60_000) {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-scu-'));
+  dirs.push(dir);
+  const adapter = new FakeAdapter();
+  const log = new InMemoryEventLog('s');
+  const records = new ViewRecordFile(join(dir, 'views.json'));
+  const make = () => new SnapshotCoordinator({ site: 's', actor, leaseMs }, new Map([['h1', adapter]]), log, records, silent);
+  const types = async (streamId: string) => { const out: KnownEvent[] = []; for await (const r of log.readStream(streamId)) out.push(r.event); return out; };
+  return { adapter, log, records, make, types, dir };
+}
+
+describe('SnapshotCoordinator', () => {
+  it('takes the snapshot id, mode and chain from the job stream and announces the view', async () => {
+    const { adapter, log, make, types } = await setup();
+    const meta = { site: 's', actor, streamId: 'job-j1' };
+    await log.append('job-j1', [
+      newEvent('JobRequested', { jobId: 'j1', vmId: 'web_1', policyId: 'gold', mode: 'full', trigger: 'manual' }, meta),
+      newEvent('SnapshotRequested', { jobId: 'j1', vmId: 'web_1', snapshotId: 'snap-a' }, meta),
+    ], { expectedRevision: 'any' });
+    const c = make();
+    expect(await c.requestSnapshot({ jobId: 'j1', vmId: 'web_1' }, 'key-1')).toEqual({ snapshotId: 'snap-a' });
+    expect(adapter.opened[0]).toMatchObject({ vm: 'web 1', mode: 'full', chain: 'gold', jobId: 'j1' });
+    const taken = (await types('job-j1')).find((e) => e.type === 'SnapshotTaken');
+    expect(taken?.data).toMatchObject({ snapshotId: 'snap-a', nbd: { socket: '/run/nbd.sock', exports: [{ disk: 'vda', mode: 'incremental', dirtyBitmapContext: 'qemu:dirty-bitmap:x' }] } });
+    // A retry re-announces the same view (same event id) and opens nothing new.
+    expect(await c.requestSnapshot({ jobId: 'j1', vmId: 'web_1' }, 'key-1')).toEqual({ snapshotId: 'snap-a' });
+    expect(adapter.opened).toHaveLength(1);
+  });
+
+  it('records SnapshotFailed with the reason when no view can be opened', async () => {
+    const { adapter, make, types } = await setup();
+    adapter.failOpen = true;
+    await expect(make().requestSnapshot({ jobId: 'j2', vmId: 'web_1' }, 'k2')).rejects.toMatchObject({ code: 'snapshot_failed' });
+    expect((await types('job-j2')).map((e) => [e.type, (e.data as { reason?: string }).reason])).toEqual([['SnapshotFailed', 'could not open a view of web_1: disk busy']]);
+    await expect(make().requestSnapshot({ jobId: 'j3', vmId: 'nope' }, 'k3')).rejects.toBeInstanceOf(SnapshotCommandError);
+  });
+
+  it('a release racing the lease reaper releases once; the loser is told', async () => {
+    const { adapter, make, types } = await setup(1);
+    const c = make();
+    await c.requestSnapshot({ jobId: 'j4', vmId: 'web_1', leaseMs: 1000 }, 's4');
+    const late = new Date(Date.now() + 5000);
+    const [reaped, released] = await Promise.allSettled([c.reapExpired(late), c.releaseSnapshot({ jobId: 'j4', snapshotId: 's4', outcome: 'success' })]);
+    expect(reaped).toEqual({ status: 'fulfilled', value: 1 });
+    expect(released).toMatchObject({ status: 'rejected', reason: { code: 'not_found' } });
+    expect(adapter.released).toEqual([{ viewId: 'v00000000001', success: false }]);
+    expect((await types('job-j4')).filter((e) => e.type === 'SnapshotReleased').map((e) => (e.data as { cause: string }).cause)).toEqual(['lease_expired']);
+  });
+
+  it('after a restart: adopts recorded views, reaps the rest keeping them, releases expired ones', async () => {
+    const { adapter, make } = await setup();
+    await make().requestSnapshot({ jobId: 'j5', vmId: 'web_1' }, 's5');
+    const restarted = make();
+    await restarted.recover();
+    expect(adapter.adopted).toEqual(['v00000000001']);
+    expect([...adapter.reaped[0]!]).toEqual(['v00000000001']);
+    expect(adapter.released).toEqual([]);
+    await restarted.releaseSnapshot({ jobId: 'j5', snapshotId: 's5', outcome: 'success' });
+    await expect(restarted.releaseSnapshot({ jobId: 'j5', snapshotId: 's5' })).rejects.toMatchObject({ code: 'not_found' });
+  });
+
+  it('chain names from policy ids', () => {
+    expect(chainFor(null)).toBe('manual');
+    expect(chainFor('gold')).toBe('gold');
+    expect(chainFor('x'.repeat(100))).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
