@@ -1,9 +1,10 @@
 // Helpers for end-to-end tests: the `cairn` CLI as a child process, waiting on the catalogue,
 // and checking a restored image against the demo VM's write log.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CatalogueClient, type JobDetail, type JobView } from '@cairn/catalogue-client';
+import { BackendError, type Backend } from '@cairn/repository';
 import { waitFor } from '@cairn/testing';
 import { DEMO_BLOCK, demoBaseBlock, matchWritePrefix, type DemoWrite } from '@cairn/cli';
 
@@ -49,4 +50,38 @@ export async function checkRestoredDemoImage(file: string, writes: readonly Demo
     if (!written.has(off) && !read(off).equals(demoBaseBlock(off))) return { ok: false, reason: `unwritten block at ${off} changed` };
   }
   return { ok: true, prefix: r.prefix };
+}
+
+/** A backend whose writes of some keys fail with a permanent error while `failing()` says so. */
+export function faultyBackend(inner: Backend, failing: (key: string) => boolean): Backend {
+  return {
+    location: inner.location,
+    async put(key, data, options) {
+      if (failing(key)) throw new BackendError(`injected fault: ${inner.location} refuses to store ${key}`, false, key);
+      return inner.put(key, data, options);
+    },
+    get: (key) => inner.get(key),
+    getRange: (key, offset, length) => inner.getRange(key, offset, length),
+    stat: (key) => inner.stat(key),
+    exists: (key) => inner.exists(key),
+    list: (prefix) => inner.list(prefix),
+    delete: (key) => inner.delete(key),
+    ...(inner.close ? { close: () => inner.close!() } : {}),
+  };
+}
+
+/** A job's events once `type` is among them. */
+export async function waitForJobEvent(catalogue: CatalogueClient, jobId: string, type: string, timeoutMs = 120_000): Promise<JobDetail> {
+  return waitFor(async () => {
+    const j = await catalogue.query('job.get', { jobId }).catch(() => undefined);
+    return j?.events.some((e) => e.type === type) ? j : undefined;
+  }, { timeoutMs, intervalMs: 200, what: `${type} in job ${jobId}` });
+}
+
+/** Pids of processes whose command line contains `text` (e.g. a QEMU by its QMP socket path). */
+export async function pidsOf(text: string): Promise<number[]> {
+  const out = await new Promise<string>((resolve) => {
+    execFile('pgrep', ['-f', '--', text], (_e, stdout) => resolve(String(stdout)));
+  });
+  return out.split('\n').filter(Boolean).map(Number).filter((p) => p !== process.pid);
 }
