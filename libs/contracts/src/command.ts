@@ -153,6 +153,19 @@ export const RestoreDiskResult = Type.Object({
   durationMs: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+export const AddHypervisorV1 = Type.Object({
+  /** Host name the VMs of this hypervisor are reported under. */
+  name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+  kind: Type.Literal('qemu'),
+  /** QMP socket of a running QEMU or qemu-storage-daemon (reachable by the coordinator). */
+  qmpSocket: Type.String({ minLength: 1, maxLength: 1024 }),
+  guestAgentSocket: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+}, { additionalProperties: false });
+export const AddHypervisorResult = Type.Object({
+  name: Type.String(),
+  vms: Type.Array(Type.String()),
+}, { additionalProperties: false });
+
 // ---- registry -------------------------------------------------------------------------------
 
 export interface CommandDefinition<N extends string = string, L extends TSchema = TSchema, R extends TSchema = TSchema> {
@@ -209,6 +222,12 @@ export const COMMAND_SCHEMAS = {
     description: 'Release a view, its overlay, bitmap hold and export.',
     service: 'snapshot-coordinator',
     latest: ReleaseSnapshotV1,
+  }),
+  AddHypervisor: define('AddHypervisor', {
+    description: 'Connect the snapshot coordinator to a hypervisor (kept across restarts).',
+    service: 'snapshot-coordinator',
+    latest: AddHypervisorV1,
+    result: AddHypervisorResult,
   }),
   RestoreDisk: define('RestoreDisk', {
     description: 'Restore one disk of a restore point to a target.',

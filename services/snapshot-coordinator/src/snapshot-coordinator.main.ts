@@ -5,7 +5,7 @@
 import 'reflect-metadata';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -19,14 +19,16 @@ import { parseCoordinatorConfig, type CoordinatorConfig } from './snapshot-coord
 import { SnapshotCoordinatorHandlers } from './snapshot-coordinator.handlers.ts';
 import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
 import { ViewRecordFile } from './view-records.ts';
+import { HypervisorRegistry } from './hypervisor-registry.ts';
+import { HypervisorRegistryHandlers } from './hypervisor-registry.handlers.ts';
 
 @Module({})
 class SnapshotCoordinatorModule {
-  static with(coordinator: SnapshotCoordinator): DynamicModule {
+  static with(coordinator: SnapshotCoordinator, registry: HypervisorRegistry): DynamicModule {
     return {
       module: SnapshotCoordinatorModule,
-      controllers: [SnapshotCoordinatorHandlers],
-      providers: [{ provide: SnapshotCoordinator, useValue: coordinator }],
+      controllers: [SnapshotCoordinatorHandlers, HypervisorRegistryHandlers],
+      providers: [{ provide: SnapshotCoordinator, useValue: coordinator }, { provide: HypervisorRegistry, useValue: registry }],
     };
   }
 }
@@ -75,12 +77,20 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
       defaultLeaseMs: config.leaseMs, logger: adapterLog.child({ instance: config.offline.name }),
     }));
   }
+  // Hypervisors added with `cairn hypervisor add` in earlier runs.
+  let coordinatorRef: SnapshotCoordinator | undefined;
+  const registry = new HypervisorRegistry(adapters, {
+    dataDir: config.dataDir, leaseMs: config.leaseMs, logger: adapterLog,
+    runDir: config.instances[0] && 'socketPath' in config.instances[0].nbd ? dirname(config.instances[0].nbd.socketPath) : join(config.dataDir, 'run'),
+  }, async () => { await coordinatorRef?.syncInventory(); });
+  await registry.restore();
   const records = new ViewRecordFile(join(config.dataDir, 'open-views.json'));
   const coordinator = new SnapshotCoordinator({ site: config.site, actor, leaseMs: config.leaseMs }, adapters, log, records, logger);
+  coordinatorRef = coordinator;
   await coordinator.recover();
   await coordinator.syncInventory().catch((e: unknown) => logger.warn({ err: String(e) }, 'first inventory failed'));
 
-  const app: INestMicroservice = await NestFactory.createMicroservice(SnapshotCoordinatorModule.with(coordinator), {
+  const app: INestMicroservice = await NestFactory.createMicroservice(SnapshotCoordinatorModule.with(coordinator, registry), {
     strategy: new JetStreamServer({ connection: nc, site: config.site, actor, eventLog: log }),
     logger: ['error', 'warn'],
   });

@@ -97,6 +97,22 @@ function reportJob(s: Session, job: JobDetail): void {
 }
 
 export function registerOperateCommands(program: Command): void {
+  const hypervisor = program.command('hypervisor').description('hypervisors the snapshot coordinator protects');
+  hypervisor.command('add <kind>')
+    .description('connect a hypervisor: `qemu` (a running QEMU or qemu-storage-daemon, by its QMP socket)')
+    .requiredOption('--qmp <socket>', 'QMP socket path')
+    .option('--name <name>', 'host name its VMs are reported under (default: from the socket file name)')
+    .option('--guest-agent <socket>', 'qemu-guest-agent socket, to quiesce file systems')
+    .action(act(async (s, kind: string, o: Opts) => {
+      if (kind !== 'qemu') throw new CliError(`unsupported hypervisor kind ${JSON.stringify(kind)}; supported: qemu`, EXIT.usage);
+      const qmpSocket = resolve(String(o['qmp']));
+      const name = String(o['name'] ?? qmpSocket.split('/').at(-1)!.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64));
+      const result = accepted(await s.bus.send('snapshot-coordinator', 'AddHypervisor', {
+        name, kind: 'qemu', qmpSocket, ...(o['guestAgent'] ? { guestAgentSocket: resolve(String(o['guestAgent'])) } : {}),
+      }, { timeoutMs: 30_000 }), 'hypervisor not added');
+      output(s, result, () => `hypervisor ${result.name} added; VMs: ${result.vms.join(', ') || 'none yet'}`);
+    }));
+
   const vm = program.command('vm').description('virtual machines the hypervisors report');
   vm.command('list').description('list VMs').action(act(async (s) => {
     const { items } = await s.catalogue.query('vm.list', {});

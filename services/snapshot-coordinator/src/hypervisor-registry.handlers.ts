@@ -1,0 +1,21 @@
+// `AddHypervisor`: connects the coordinator to one more hypervisor.
+import { Controller, Inject } from '@nestjs/common';
+import { Payload } from '@nestjs/microservices';
+import type { CommandPayloadMap } from '@cairn/contracts';
+import { CommandFailedError, CommandHandler } from '@cairn/messaging';
+import { HypervisorRegistry, HypervisorRegistryError } from './hypervisor-registry.ts';
+
+@Controller()
+export class HypervisorRegistryHandlers {
+  constructor(@Inject(HypervisorRegistry) private readonly registry: HypervisorRegistry) {}
+
+  @CommandHandler('snapshot-coordinator', 'AddHypervisor')
+  async add(@Payload() p: CommandPayloadMap['AddHypervisor']) {
+    try {
+      return await this.registry.add({ name: p.name, qmpSocket: p.qmpSocket, ...(p.guestAgentSocket ? { guestAgentSocket: p.guestAgentSocket } : {}) });
+    } catch (e) {
+      if (e instanceof HypervisorRegistryError) throw new CommandFailedError(e.code, e.message);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,89 @@
+// Hypervisors added at run time (`cairn hypervisor add`): connected at once, remembered in the
+// data directory and connected again at the next start.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { QemuAdapter, type AdapterLogger, type HypervisorAdapter } from '@cairn/hypervisor';
+
+const Added = Type.Array(Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+  qmpSocket: Type.String({ minLength: 1 }),
+  guestAgentSocket: Type.Optional(Type.String({ minLength: 1 })),
+}, { additionalProperties: false }));
+export type AddedHypervisor = Static<typeof Added>[number];
+
+export class HypervisorRegistryError extends Error {
+  constructor(readonly code: 'conflict' | 'unavailable', message: string) {
+    super(message);
+  }
+}
+
+export interface RegistrySettings {
+  readonly dataDir: string;
+  readonly leaseMs: number;
+  readonly logger: AdapterLogger & { child(b: object): AdapterLogger };
+  /** Where NBD sockets of added instances go (short paths: sockets are limited to 107 bytes). */
+  readonly runDir: string;
+}
+
+export class HypervisorRegistry {
+  private readonly file: string;
+
+  constructor(
+    private readonly adapters: Map<string, HypervisorAdapter>,
+    private readonly settings: RegistrySettings,
+    private readonly onAdded: () => Promise<void>,
+  ) {
+    this.file = join(settings.dataDir, 'hypervisors.json');
+  }
+
+  async load(): Promise<AddedHypervisor[]> {
+    let raw: unknown;
+    try { raw = JSON.parse(await readFile(this.file, 'utf8')); } catch { return []; }
+    if (!Value.Check(Added, raw)) throw new Error(`${this.file} is not a list of hypervisors; fix or remove it`);
+    return raw;
+  }
+
+  private async connect(h: AddedHypervisor): Promise<HypervisorAdapter> {
+    await mkdir(this.settings.runDir, { recursive: true });
+    return QemuAdapter.connect({
+      qmpSocket: h.qmpSocket,
+      nbd: { socketPath: join(this.settings.runDir, `nbd-${h.name}.sock`) },
+      overlayDir: join(this.settings.dataDir, 'overlays', h.name),
+      defaultLeaseMs: this.settings.leaseMs,
+      logger: this.settings.logger.child({ instance: h.name }),
+      ...(h.guestAgentSocket ? { guestAgentSocket: h.guestAgentSocket } : {}),
+    });
+  }
+
+  /** Connects what earlier runs added (a hypervisor that is down is skipped with a warning). */
+  async restore(): Promise<void> {
+    for (const h of await this.load()) {
+      if (this.adapters.has(h.name)) continue;
+      try {
+        this.adapters.set(h.name, await this.connect(h));
+      } catch (e) {
+        this.settings.logger.warn({ instance: h.name, err: (e as Error).message }, 'an added hypervisor is unreachable');
+      }
+    }
+  }
+
+  async add(h: AddedHypervisor): Promise<{ name: string; vms: string[] }> {
+    if (this.adapters.has(h.name)) throw new HypervisorRegistryError('conflict', `a hypervisor named ${h.name} is already connected`);
+    let adapter: HypervisorAdapter;
+    try {
+      adapter = await this.connect(h);
+    } catch (e) {
+      throw new HypervisorRegistryError('unavailable', `cannot connect to QMP at ${h.qmpSocket}: ${(e as Error).message}`);
+    }
+    const vms = (await adapter.inventory()).map((v) => v.name);
+    this.adapters.set(h.name, adapter);
+    const all = [...(await this.load()).filter((x) => x.name !== h.name), h];
+    await mkdir(dirname(this.file), { recursive: true });
+    await writeFile(`${this.file}.tmp`, JSON.stringify(all, null, 2) + '\n');
+    await rename(`${this.file}.tmp`, this.file);
+    await this.onAdded();
+    return { name: h.name, vms };
+  }
+}
