@@ -78,15 +78,15 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
     }));
   }
   // Hypervisors added with `cairn hypervisor add` in earlier runs.
-  let coordinatorRef: SnapshotCoordinator | undefined;
+  const ref: { coordinator?: SnapshotCoordinator } = {};
   const registry = new HypervisorRegistry(adapters, {
     dataDir: config.dataDir, leaseMs: config.leaseMs, logger: adapterLog,
     runDir: config.instances[0] && 'socketPath' in config.instances[0].nbd ? dirname(config.instances[0].nbd.socketPath) : join(config.dataDir, 'run'),
-  }, async () => { await coordinatorRef?.syncInventory(); });
+  }, async () => { await ref.coordinator?.syncInventory(); });
   await registry.restore();
   const records = new ViewRecordFile(join(config.dataDir, 'open-views.json'));
   const coordinator = new SnapshotCoordinator({ site: config.site, actor, leaseMs: config.leaseMs }, adapters, log, records, logger);
-  coordinatorRef = coordinator;
+  ref.coordinator = coordinator;
   await coordinator.recover();
   await coordinator.syncInventory().catch((e: unknown) => logger.warn({ err: String(e) }, 'first inventory failed'));
 
