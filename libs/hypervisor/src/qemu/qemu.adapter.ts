@@ -211,7 +211,11 @@ export class QemuAdapter implements HypervisorAdapter {
 
   async #vm(): Promise<VmInfo> {
     const [nameInfo, status, blocks, nodes] = await Promise.all([
-      this.qmp.execute<{ name?: string }>('query-name'),
+      // qemu-storage-daemon has no query-name (and no VM): the config names it.
+      this.qmp.execute<{ name?: string }>('query-name').catch((e: unknown) => {
+        if (e instanceof QmpError && e.errorClass === 'CommandNotFound') return {} as { name?: string };
+        throw e;
+      }),
       this.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'running' })),
       this.qmp.execute<BlockInfo[]>('query-block').catch(() => [] as BlockInfo[]),
       this.#namedNodes(),
