@@ -207,6 +207,7 @@ export class SnapshotCoordinator {
     const exports = v.disks.map((d) => ({
       disk: d.disk, exportName: d.exportName, sizeBytes: d.sizeBytes, mode: d.mode, reason: d.reason,
       ...(d.bitmapContext ? { dirtyBitmapContext: d.bitmapContext } : {}),
+      ...(d.changedBytes !== undefined ? { changedBytes: d.changedBytes } : {}),
     }));
     const nbd = 'socketPath' in v.nbd ? { socket: v.nbd.socketPath, exports } : { host: v.nbd.host, port: v.nbd.port, exports };
     await this.#emit(r.jobId, 'SnapshotTaken', { jobId: r.jobId, snapshotId: r.snapshotId, nbd, leaseExpiresAt: r.expiresAt }, `SnapshotTaken:${r.snapshotId}`);

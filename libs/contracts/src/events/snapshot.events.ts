@@ -20,6 +20,8 @@ export const NbdExport = Type.Object({
   reason: Reason,
   /** NBD meta context that carries the dirty bitmap (incremental only), e.g. `qemu:dirty-bitmap:cairn-3`. */
   dirtyBitmapContext: Type.Optional(Name),
+  /** Changed-extent summary: bytes the dirty bitmap marks (incremental), or the allocated bytes when known. */
+  changedBytes: Type.Optional(Bytes),
 }, { additionalProperties: false });
 
 const Exports = Type.Array(NbdExport, { minItems: 1 });
