@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { newEvent } from '@cairn/contracts';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
+ 
 import { useHarness } from '@cairn/testing';
 import { InMemoryCheckpointStore } from './checkpoint-store.ts';
 import { InMemoryEventLog } from './in-memory-event-log.adapter.ts';

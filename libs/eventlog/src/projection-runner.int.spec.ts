@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { newEvent } from '@cairn/contracts';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
+ 
 import { useHarness } from '@cairn/testing';
 import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';
 import { NatsKvCheckpointStore } from './nats-kv-checkpoint-store.adapter.ts';

@@ -8,7 +8,3 @@ export { QemuOfflineAdapter, type QemuOfflineAdapterConfig, type OfflineVmConfig
 export { GuestAgentClient, GuestAgentError, FreezeGuard, type FreezeOutcome } from './qemu/guest-agent.ts';
 export { PREFIX as CAIRN_OBJECT_PREFIX, isViewId, liveBitmapName } from './qemu/naming.ts';
 export { imageInfo, type ImageInfo, type ImageBitmap } from './qemu/qemu-img.ts';
-// Test fixtures (real QEMU processes); only test code calls them.
-export { startQemuVm, guestWrite, createTestDisk, type QemuVm, type QemuVmOptions, type TestDiskSpec } from './testing/qemu-vm.ts';
-export { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from './testing/guest-writer.ts';
-export { readExport, readExportWithNbdcopy, dirtyBlocks, dirtyBlocksWithNbdinfo, nbdUri } from './testing/nbd-tools.ts';

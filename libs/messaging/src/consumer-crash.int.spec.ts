@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
+ 
 import { useHarness, waitFor } from '@cairn/testing';
 import type { NatsServerProcess } from '@cairn/nats-server';
 import { JetStreamServer } from './jetstream.server.ts';

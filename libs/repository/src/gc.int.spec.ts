@@ -1,7 +1,7 @@
 // Garbage collection against a backup committing while it runs: nothing referenced goes,
 // unreferenced chunks older than the grace period do, younger ones stay.
 import { describe, expect, it } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
+ 
 import { useHarness, waitFor } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { CHUNKS_PREFIX, idFromContentKey } from './format/layout.ts';

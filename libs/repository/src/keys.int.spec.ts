@@ -2,7 +2,7 @@
 // re-encryption, the file key provider, a corrupt manifest or config, an unknown format.
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
+ 
 import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { CorruptObjectError, RepositoryExistsError, RepositoryNotFoundError, RestorePointNotFoundError, UnsupportedFormatError, WrongKeyError } from './errors.ts';

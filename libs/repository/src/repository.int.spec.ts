@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-// eslint-disable-next-line @nx/enforce-module-boundaries -- test code uses the harness (root config lacks a spec override)
+ 
 import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { ZERO_ID } from './format/manifest.ts';

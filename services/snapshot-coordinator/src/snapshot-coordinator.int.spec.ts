@@ -9,7 +9,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { useHarness, waitFor } from '@cairn/testing';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CommandBus } from '@cairn/messaging';
-import { QemuAdapter, QmpClient, startQemuVm, readExport, type QemuVm } from '@cairn/hypervisor';
+import { QemuAdapter, QmpClient } from '@cairn/hypervisor';
+import { startQemuVm, readExport, type QemuVm } from '@cairn/hypervisor/testing';
 import type { KnownEvent } from '@cairn/contracts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
