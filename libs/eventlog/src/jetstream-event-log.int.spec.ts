@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { eventSubject, newEvent } from '@cairn/contracts';
- 
 import { useHarness } from '@cairn/testing';
 import { eventLogContract } from './testing/event-log.contract.ts';
 import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';

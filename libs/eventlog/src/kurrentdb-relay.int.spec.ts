@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { newEvent } from '@cairn/contracts';
- 
 import { useHarness } from '@cairn/testing';
 import { InMemoryCheckpointStore } from './checkpoint-store.ts';
 import { InMemoryEventLog } from './in-memory-event-log.adapter.ts';

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { newEvent } from '@cairn/contracts';
- 
 import { useHarness } from '@cairn/testing';
 import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';
 import { NatsKvCheckpointStore } from './nats-kv-checkpoint-store.adapter.ts';

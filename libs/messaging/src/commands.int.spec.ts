@@ -5,7 +5,6 @@ import { NestFactory } from '@nestjs/core';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { commandSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
- 
 import { useHarness, waitFor } from '@cairn/testing';
 import { CommandBus } from './command-bus.ts';
 import { CommandHandler, JetStreamHandler } from './decorators.ts';

@@ -3,7 +3,6 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
- 
 import { useHarness, waitFor } from '@cairn/testing';
 import type { NatsServerProcess } from '@cairn/nats-server';
 import { JetStreamServer } from './jetstream.server.ts';

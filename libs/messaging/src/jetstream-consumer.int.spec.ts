@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { trace } from '@opentelemetry/api';
- 
 import { useHarness, waitFor } from '@cairn/testing';
 import { JetStreamServer, type JetStreamServerOptions } from './jetstream.server.ts';
 import { JetStreamEventLog } from '@cairn/eventlog';

@@ -4,7 +4,6 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
- 
 import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { DamagedChunkError } from './errors.ts';

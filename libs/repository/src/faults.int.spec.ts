@@ -1,7 +1,6 @@
 // A backend failing the Nth write or timing out: with retries the restore point commits;
 // without, it is not committed, the error says why, and no half restore point is visible.
 import { afterEach, describe, expect, it } from 'vitest';
- 
 import { useHarness } from '@cairn/testing';
 import { DirectoryBackend } from './backend/directory.adapter.ts';
 import { withRetry } from './backend/retry.wrapper.ts';

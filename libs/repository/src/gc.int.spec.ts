@@ -1,7 +1,6 @@
 // Garbage collection against a backup committing while it runs: nothing referenced goes,
 // unreferenced chunks older than the grace period do, younger ones stay.
 import { describe, expect, it } from 'vitest';
- 
 import { useHarness, waitFor } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { CHUNKS_PREFIX, idFromContentKey } from './format/layout.ts';

@@ -2,7 +2,6 @@
 // re-encryption, the file key provider, a corrupt manifest or config, an unknown format.
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
- 
 import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { CorruptObjectError, RepositoryExistsError, RepositoryNotFoundError, RestorePointNotFoundError, UnsupportedFormatError, WrongKeyError } from './errors.ts';

@@ -6,7 +6,6 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
- 
 import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { ZERO_ID } from './format/manifest.ts';
