@@ -38,26 +38,31 @@ export async function waitForJobEnd(catalogue: CatalogueClient, jobId: string, t
   }, { timeoutMs, intervalMs: 200, what: `job ${jobId} to end` });
 }
 
-/** The restored raw image equals the demo disk after exactly a prefix of its writes. */
-export async function checkRestoredDemoImage(file: string, writes: readonly DemoWrite[]): Promise<{ ok: boolean; prefix?: number; reason?: string }> {
+/**
+ * The restored raw image equals the demo disk after exactly a prefix of its writes. `base` is
+ * the disk as created (the demo's own base unless the test prepared the disk itself).
+ */
+export async function checkRestoredDemoImage(
+  file: string, writes: readonly DemoWrite[], base: (offset: number) => Buffer = demoBaseBlock,
+): Promise<{ ok: boolean; prefix?: number; reason?: string }> {
   const image = await readFile(file);
   const read = (offset: number) => image.subarray(offset, offset + DEMO_BLOCK);
-  const r = matchWritePrefix(read, demoBaseBlock, writes);
+  const r = matchWritePrefix(read, base, writes);
   if (!r.ok) return { ok: false, reason: r.reason };
   // Blocks never written must still be the base.
   const written = new Set(writes.map((w) => w.offset));
   for (let off = 0; off < image.length; off += DEMO_BLOCK) {
-    if (!written.has(off) && !read(off).equals(demoBaseBlock(off))) return { ok: false, reason: `unwritten block at ${off} changed` };
+    if (!written.has(off) && !read(off).equals(base(off))) return { ok: false, reason: `unwritten block at ${off} changed` };
   }
   return { ok: true, prefix: r.prefix };
 }
 
-/** A backend whose writes of some keys fail with a permanent error while `failing()` says so. */
-export function faultyBackend(inner: Backend, failing: (key: string) => boolean): Backend {
+/** A backend that runs `before(key)` ahead of every put (to fail or slow chosen writes). */
+export function interceptPuts(inner: Backend, before: (key: string) => Promise<void> | void): Backend {
   return {
     location: inner.location,
     async put(key, data, options) {
-      if (failing(key)) throw new BackendError(`injected fault: ${inner.location} refuses to store ${key}`, false, key);
+      await before(key);
       return inner.put(key, data, options);
     },
     get: (key) => inner.get(key),
@@ -68,6 +73,13 @@ export function faultyBackend(inner: Backend, failing: (key: string) => boolean)
     delete: (key) => inner.delete(key),
     ...(inner.close ? { close: () => inner.close!() } : {}),
   };
+}
+
+/** A backend whose writes of some keys fail with a permanent error while `failing()` says so. */
+export function faultyBackend(inner: Backend, failing: (key: string) => boolean): Backend {
+  return interceptPuts(inner, (key) => {
+    if (failing(key)) throw new BackendError(`injected fault: ${inner.location} refuses to store ${key}`, false, key);
+  });
 }
 
 /** A job's events once `type` is among them. */
@@ -84,4 +96,39 @@ export async function pidsOf(text: string): Promise<number[]> {
     execFile('pgrep', ['-f', '--', text], (_e, stdout) => resolve(String(stdout)));
   });
   return out.split('\n').filter(Boolean).map(Number).filter((p) => p !== process.pid);
+}
+
+export interface ServiceProcess {
+  readonly pid: number;
+  readonly name: string;
+  /** Its stdout so far (pino JSON lines and the "running" line). */
+  output(): string;
+  /** Resolves once it printed "<service> running". */
+  readonly ready: Promise<void>;
+  readonly exited: Promise<void>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** `cairn run <service>` as a separate process (Node 24), so a test can SIGKILL it. */
+export function runService(name: string, args: readonly string[], env: Record<string, string> = {}): ServiceProcess {
+  const child = spawn(process.execPath, [CAIRN, ...args], { cwd: ROOT, env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = ''; let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const ready = waitFor(() => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited before it ran: ${stderr.trim()}`);
+    return / running \(site /.test(stdout) || undefined;
+  }, { timeoutMs: 60_000, intervalMs: 100, what: `${name} to run` }).then(() => undefined);
+  ready.catch(() => undefined);
+  return {
+    pid: child.pid!,
+    name,
+    output: () => stdout,
+    ready,
+    exited,
+    kill(signal = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+  };
 }
