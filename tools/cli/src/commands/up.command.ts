@@ -52,7 +52,7 @@ async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  say(`demo VM          ${vm.name} (${bytes(vm.sizeBytes)} qcow2, QMP ${vm.qmpPath}); its workload keeps writing 64 KiB blocks`);
+  say(`demo VM              ${vm.name} (${bytes(vm.sizeBytes)} qcow2, QMP ${vm.qmpPath}); its workload keeps writing 64 KiB blocks`);
   vm.startWriting(50);
   await demoBackup(bus, catalogue, vmId, 'full');
   await new Promise((r) => setTimeout(r, 1500));
@@ -76,6 +76,27 @@ async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
   if (!check.ok) throw new CliError(`demo restore does not match the VM at its snapshot: ${check.reason}`, EXIT.failure);
   say(`restore ${second.restorePointId} → ${target}: ${bytes(restored.sizeBytes)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   say(`verify  the restored disk is the VM's disk at the snapshot instant: base + writes 1..${check.prefix} of ${vm.writes.length} (the guest kept writing)`);
+}
+
+/** One line of what a service says about itself. */
+function describeHealth(service: string, detail: unknown): string {
+  const d = (detail ?? {}) as Record<string, unknown>;
+  switch (service) {
+    case 'scheduler':
+      return `${d['leader'] ? 'active' : 'standby'}, ${String(d['jobsOpen'])} open jobs, ${String(d['vms'])} VMs, ${String(d['policies'])} policies`;
+    case 'snapshot-coordinator': {
+      const instances = (d['instances'] as Array<{ name: string; connected: boolean }> | undefined) ?? [];
+      return `${instances.map((i) => `${i.name}${i.connected ? '' : ' (disconnected)'}`).join(', ') || 'no hypervisors yet (cairn hypervisor add)'}; ${String(d['openSnapshots'])} open snapshots`;
+    }
+    case 'data-mover':
+      return String(d['worker']);
+    case 'catalogue': {
+      const st = (d['status'] ?? {}) as Record<string, unknown>;
+      return `position ${String(st['position'])} of ${String(st['head'])} (lag ${String(st['lag'])})`;
+    }
+    default:
+      return typeof detail === 'string' ? detail : JSON.stringify(detail);
+  }
 }
 
 export function registerUpCommand(program: Command): void {
@@ -106,10 +127,10 @@ export function registerUpCommand(program: Command): void {
           log: say,
         });
         for (const h of await stack.health()) {
-          say(`${h.service.padEnd(16)} ${h.status === 'ok' ? 'ok ' : 'FAILING'} ${typeof h.detail === 'string' ? h.detail : JSON.stringify(h.detail)}`);
+          say(`${h.service.padEnd(20)} ${h.status === 'ok' ? 'ok ' : 'FAILING'} ${describeHealth(h.service, h.detail)}`);
         }
-        say(`gateway          ${stack.gatewayUrl} (token in ${join(dataDir, 'secrets', 'api.token')})`);
-        say(`logs             ${stack.logFile}`);
+        say(`gateway              ${stack.gatewayUrl} (token in ${join(dataDir, 'secrets', 'api.token')})`);
+        say(`logs                 ${stack.logFile}`);
         if (vm) await runDemo(stack, vm);
       } catch (e) {
         await shutdown();

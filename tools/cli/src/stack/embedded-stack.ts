@@ -99,7 +99,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       nats = await startNatsServer({ dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024 });
       natsUrl = nats.url;
       stops.push(() => nats!.stop());
-      say(`nats-server      ok  ${natsUrl} (JetStream in ${nats.storeDir})`);
+      say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})`);
     }
     const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1 });
     stops.push(() => nc.drain());
@@ -116,10 +116,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     } catch (e) {
       if (!(e instanceof RepositoryNotFoundError)) throw e;
       repository = await initRepository(backend, { passphrase });
-      say(`repository       new ${dirs.repository}`);
+      say(`repository           new ${dirs.repository}`);
     }
     stops.push(() => repository.close());
-    say(`repository       ok  ${dirs.repository} (chunks of ${repository.chunkSize / 1024} KiB)`);
+    say(`repository           ok  ${dirs.repository} (chunks of ${repository.chunkSize / 1024} KiB)`);
 
     const catalogue: RunningCatalogue = await startCatalogue({ nc, site, dataDir: dirs.catalogue, log, logger: logger.child({ name: 'catalogue' }) });
     stops.push(() => catalogue.close());
