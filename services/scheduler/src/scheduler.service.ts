@@ -48,6 +48,8 @@ export class Scheduler {
   private readonly expired = new Set<string>();
   private readonly inflight = new Map<string, Pending>();
   private readonly lastSlotCheck = new Map<string, Date>();
+  /** Jobs this scheduler started whose JobStarted it has not folded yet (for the per-host limit). */
+  private readonly starting = new Set<string>();
   private subscription: EventSubscription | undefined;
   private consuming: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -129,6 +131,7 @@ export class Scheduler {
         if (event.streamId.startsWith('job-')) {
           const id = event.streamId.slice(4);
           this.jobs.set(id, evolveJob(this.jobs.get(id) ?? initialJobState(), event));
+          if (event.type === 'JobStarted') this.starting.delete(id);
         }
     }
   }
@@ -201,8 +204,9 @@ export class Scheduler {
 
   private runningOnHost(host: string): number {
     let n = 0;
-    for (const j of this.jobs.values()) {
-      if (j.status === 'running' && this.vms.get(j.request?.vmId ?? '')?.host === host) n++;
+    for (const [id, j] of this.jobs) {
+      const running = j.status === 'running' || (j.status === 'requested' && this.starting.has(id));
+      if (running && this.vms.get(j.request?.vmId ?? '')?.host === host) n++;
     }
     return n;
   }
@@ -234,6 +238,7 @@ export class Scheduler {
             this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
             return;
           }
+          this.starting.add(jobId);
           await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
           break;
         }
