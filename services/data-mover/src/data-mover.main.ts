@@ -37,6 +37,10 @@ export interface StartDataMoverOptions {
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
   readonly logger?: Logger;
+  /** How often repositories that lost restore points are garbage-collected (default 1 h). */
+  readonly gcEveryMs?: number;
+  /** Unreferenced chunks younger than this are kept (default 24 h). */
+  readonly gcGraceMs?: number;
 }
 
 export interface RunningDataMover {
@@ -63,9 +67,19 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();
+  let gcRound: Promise<void> = Promise.resolve();
+  const gcTimer = setInterval(() => {
+    gcRound = gcRound.then(() => mover.collectGarbage(o.gcGraceMs ?? 24 * 3600_000))
+      .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'garbage collection failed (tried again next round)'));
+  }, o.gcEveryMs ?? 3600_000);
+  gcTimer.unref();
   return {
     mover,
     health: () => ({ status: 'ok', worker: mover.worker }),
-    close: () => app.close(),
+    async close() {
+      clearInterval(gcTimer);
+      await gcRound;
+      await app.close();
+    },
   };
 }

@@ -127,11 +127,24 @@ export class DataMover {
     return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - startedAt };
   }
 
+  private readonly gcDue = new Set<string>();
+
   /** Retention let a restore point go: its manifest is deleted; GC frees its chunks later. */
   async expire(restorePointId: string, repository = 'default'): Promise<void> {
     const repo = this.repository(repository);
     await repo.deleteRestorePoint(restorePointId).catch((e: Error) => {
       if (e.name !== 'RestorePointNotFoundError') throw e;
     });
+    this.gcDue.add(repository);
+    this.logger.info({ restorePointId, repository }, 'restore point expired: manifest deleted, chunks go at the next garbage collection');
+  }
+
+  /** Garbage-collects the repositories that lost restore points since the last round. */
+  async collectGarbage(graceMs: number): Promise<void> {
+    for (const name of [...this.gcDue]) {
+      const report = await this.repository(name).gc({ graceMs });
+      if (!report.deferred) this.gcDue.delete(name);
+      this.logger.info({ repository: name, ...report }, report.deferred ? 'garbage collection deferred: backups were running' : 'garbage collected');
+    }
   }
 }
