@@ -20,6 +20,13 @@ missing=()
 for bin in "${!pkg_for[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("${pkg_for[$bin]}")
 done
+# Packages that ship only a plug-in, no binary: found by a file pattern instead.
+declare -A pkg_for_file=(
+  ['/usr/lib/*/rsyslog/lmnsd_gtls.so']=rsyslog-gnutls
+)
+for pattern in "${!pkg_for_file[@]}"; do
+  compgen -G "$pattern" >/dev/null || missing+=("${pkg_for_file[$pattern]}")
+done
 if [ ${#missing[@]} -eq 0 ]; then echo "all Debian packages present"; exit 0; fi
 mapfile -t unique < <(printf '%s\n' "${missing[@]}" | sort -u)
 echo "installing: ${unique[*]}"

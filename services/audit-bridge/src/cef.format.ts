@@ -1,0 +1,106 @@
+// CEF (ArcSight Common Event Format) payload for one Cairn event, with CEF's escaping rules:
+// header fields escape `\` and `|`; extension values escape `\` and `=` and encode line
+// breaks as `\n` / `\r`, so one event is always one line.
+import type { CairnEvent } from '@cairn/contracts';
+
+export const CEF_VENDOR = 'Cairn';
+export const CEF_PRODUCT = 'Cairn';
+
+/** Escapes a CEF header field (vendor, product, version, signature id, name). */
+export function escapeCefHeader(value: string): string {
+  return value.replace(/[\\|]/g, (c) => `\\${c}`).replace(/\r\n|\r|\n/g, ' ');
+}
+
+/** Escapes a CEF extension value. */
+export function escapeCefValue(value: string): string {
+  return value
+    .replace(/[\\=]/g, (c) => `\\${c}`)
+    .replace(/\r\n|\n/g, '\\n')
+    .replace(/\r/g, '\\r');
+}
+
+/** "JobFailed" -> "Job failed": the human-readable CEF name of an event type. */
+export function eventTypeName(type: string): string {
+  const words = type.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered']);
+const SECURITY_RELEVANT = new Set(['PolicyCreated', 'PolicyUpdated', 'PolicyDeleted', 'RestorePointExpired', 'JobCancelled']);
+
+/** CEF severity 0-10: failures 7 (high), security-relevant changes 5 (medium), the rest 3 (low). */
+export function cefSeverity(type: string): number {
+  if (FAILURES.has(type)) return 7;
+  if (SECURITY_RELEVANT.has(type)) return 5;
+  return 3;
+}
+
+/** Longest `msg` kept (ArcSight truncates at 1023 characters anyway). */
+const MAX_MSG = 1023;
+
+export interface CefContext {
+  /** Cairn version written in the header (Device Version). */
+  readonly version: string;
+  /** Global position of the event in the site's log. */
+  readonly position: bigint;
+}
+
+/** The CEF line of one event (no trailing newline). */
+export function toCef(event: CairnEvent, ctx: CefContext): string {
+  const header = [
+    'CEF:0', CEF_VENDOR, CEF_PRODUCT, ctx.version, event.type, eventTypeName(event.type), String(cefSeverity(event.type)),
+  ].map((v, i) => (i === 0 ? v : escapeCefHeader(v))).join('|');
+  const data = JSON.stringify(event.data);
+  const ext: Array<[string, string]> = [
+    ['rt', String(Date.parse(event.time))],
+    ['act', event.type],
+    ['suser', event.actor.id],
+    ['cs1Label', 'correlationId'],
+    ['cs1', event.correlationId],
+    ['cs2Label', 'streamId'],
+    ['cs2', event.streamId],
+    ['cs3Label', 'site'],
+    ['cs3', event.site],
+    ['cs4Label', 'actorKind'],
+    ['cs4', event.actor.kind],
+    ['cn1Label', 'position'],
+    ['cn1', ctx.position.toString()],
+    ['externalId', event.id],
+    ['msg', data.length > MAX_MSG ? `${data.slice(0, MAX_MSG - 3)}...` : data],
+  ];
+  if (event.causationId !== null) ext.push(['cs5Label', 'causationId'], ['cs5', event.causationId]);
+  return `${header}|${ext.map(([k, v]) => `${k}=${escapeCefValue(v)}`).join(' ')}`;
+}
+
+/** Parses a CEF line back (header fields and extensions, unescaped): for tests and tools. */
+export function parseCef(line: string): { header: string[]; ext: Record<string, string> } {
+  const header: string[] = [];
+  let i = 0;
+  let cur = '';
+  while (header.length < 7) {
+    if (i >= line.length) throw new Error(`not a CEF line (only ${header.length} header fields): ${line}`);
+    const c = line[i]!;
+    if (c === '\\' && i + 1 < line.length) { cur += line[i + 1]; i += 2; continue; }
+    if (c === '|') { header.push(cur); cur = ''; i++; continue; }
+    cur += c;
+    i++;
+  }
+  const rest = line.slice(i);
+  const ext: Record<string, string> = {};
+  // A key starts after a space (or the start) and is followed by an unescaped `=`.
+  const keyAt = /(?:^| )([A-Za-z0-9_]+)=/g;
+  const starts: Array<{ key: string; from: number; valueFrom: number }> = [];
+  // Values escape every `=`, so an unescaped one always ends a key.
+  for (const m of rest.matchAll(keyAt)) {
+    starts.push({ key: m[1]!, from: m.index, valueFrom: m.index + m[0].length });
+  }
+  starts.forEach((s, n) => {
+    const end = n + 1 < starts.length ? starts[n + 1]!.from : rest.length;
+    ext[s.key] = unescapeCefValue(rest.slice(s.valueFrom, end));
+  });
+  return { header, ext };
+}
+
+function unescapeCefValue(v: string): string {
+  return v.replace(/\\(.)/g, (_m, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
+}
