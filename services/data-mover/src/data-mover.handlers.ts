@@ -5,6 +5,7 @@ import { Ctx, Payload } from '@nestjs/microservices';
 import { eventStreamName, eventSubjectFilter, workSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
 import { CommandContext, CommandFailedError, CommandHandler, JetStreamContext, JetStreamHandler, NonRetryableError, schemaMessages } from '@cairn/messaging';
 import { TRANSFER_QUEUE, TransferWork, workStreamName } from '@cairn/jobs';
+import { BackendError } from '@cairn/repository';
 import { DataMover, RestoreRefused, TransferRefused } from './data-mover.service.ts';
 
 export interface HandlerSettings {
@@ -12,6 +13,18 @@ export interface HandlerSettings {
   readonly ackWaitMs: number;
   readonly maxDeliver: number;
   readonly backoffMs: readonly number[];
+}
+
+/**
+ * The repository already retried transient backend errors; a permanent one (refused, missing
+ * object), found anywhere in the cause chain the writer wraps it in, fails the same way on
+ * every delivery, so the job fails at once.
+ */
+function permanentBackendFailure(e: unknown): boolean {
+  for (let c = e, depth = 0; c instanceof Error && depth < 10; c = c.cause, depth++) {
+    if (c instanceof BackendError) return !c.transient;
+  }
+  return false;
 }
 
 export function dataMoverHandlers(s: HandlerSettings) {
@@ -34,7 +47,7 @@ export function dataMoverHandlers(s: HandlerSettings) {
         return await this.mover.transfer(work, () => ctx.working());
       } catch (e) {
         const last = ctx.deliveryCount >= s.maxDeliver;
-        if (e instanceof TransferRefused || last) {
+        if (e instanceof TransferRefused || permanentBackendFailure(e) || last) {
           await this.mover.failJob(work.jobId, `transfer failed${last ? ` after ${ctx.deliveryCount} attempts` : ''}: ${(e as Error).message}`);
           throw new NonRetryableError((e as Error).message);
         }
