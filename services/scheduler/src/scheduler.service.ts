@@ -48,6 +48,7 @@ export class Scheduler {
   private readonly expired = new Set<string>();
   private readonly inflight = new Map<string, Pending>();
   private readonly lastSlotCheck = new Map<string, Date>();
+  private readonly policySince = new Map<string, number>();
   /** Jobs this scheduler started whose JobStarted it has not folded yet (for the per-host limit). */
   private readonly starting = new Set<string>();
   private subscription: EventSubscription | undefined;
@@ -118,6 +119,9 @@ export class Scheduler {
         this.vms.set(event.data.vmId, { vmId: event.data.vmId, name: event.data.name, tags: event.data.tags, host: event.data.hypervisor.host });
         return;
       case 'PolicyCreated':
+        this.policySince.set(event.data.policyId, Date.parse(event.time));
+        this.policies.set(event.data.policyId, event.data);
+        return;
       case 'PolicyUpdated':
         this.policies.set(event.data.policyId, event.data);
         return;
@@ -293,7 +297,11 @@ export class Scheduler {
   private async scheduleDueSlots(): Promise<void> {
     const now = this.now();
     for (const policy of this.policies.values()) {
-      const after = this.lastSlotCheck.get(policy.policyId) ?? new Date(now.getTime() - this.config.tickMs * 2);
+      // A leader that has not looked at this policy yet may have just taken over from one that
+      // died: slots that came due while the dead one still held the lease (up to its lifetime)
+      // are still owed. Slot job ids make asking again a no-op; nothing before the policy.
+      const lookback = now.getTime() - this.config.leaseTtlMs - this.config.tickMs * 2;
+      const after = this.lastSlotCheck.get(policy.policyId) ?? new Date(Math.max(lookback, this.policySince.get(policy.policyId) ?? lookback));
       const slots = dueSlots(policy, after, now);
       this.lastSlotCheck.set(policy.policyId, now);
       // A scheduler that was down runs a missed schedule once, not once per missed slot.

@@ -166,4 +166,36 @@ describe('scheduler process manager', () => {
     expect(policyId).toBeTruthy();
     await w.scheduler.stop();
   });
+
+  it('a standby taking over from a dead leader still requests the slot that came due while the lease lapsed', async () => {
+    const log = new InMemoryEventLog(site);
+    const noop: SchedulerPorts = { requestSnapshot: async () => undefined, releaseSnapshot: async () => undefined, enqueueTransfer: async () => undefined };
+    const config = schedulerConfig({ site, tickMs: 1000, leaseTtlMs: 10_000, retryBaseMs: 1 });
+    const now = { t: Date.now() };
+    await log.append('vm-vm1', [newEvent('VmDiscovered', { vmId: 'vm1', name: 'vm1', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'd0', sizeBytes: 1024 }] }, { site, actor: svc, streamId: 'vm-vm1' })], { expectedRevision: 'any' });
+    const a = new Scheduler(config, log, noop, () => new Date(now.t));
+    const b = new Scheduler(config, log, noop, () => new Date(now.t));
+    await a.start();
+    await b.start();
+    a.setLeader(true);
+    await a.createPolicy({
+      name: 'every-minute', selector: { names: ['vm1'] }, schedule: { cron: '* * * * *', timezone: 'UTC' },
+      retention: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, repository: 'default', keyRef: 'k', priority: 1,
+    }, user, 'c');
+    for (let i = 0; i < 200 && b.health().policies === 0; i++) await new Promise((r) => setTimeout(r, 5)); // the standby folded it
+    expect(b.health().policies).toBe(1);
+    const slot = Math.ceil((now.t + 2000) / 60_000) * 60_000;
+    now.t = slot - 500;
+    await (a as unknown as { tick(): Promise<void> }).tick(); // the leader looks just before the slot
+    // It dies; its lease lapses 10 s after its last renewal, and the standby takes over.
+    a.setLeader(false);
+    await a.stop();
+    now.t = slot + 10_000;
+    b.setLeader(true);
+    await (b as unknown as { tick(): Promise<void> }).tick();
+    const slots: string[] = [];
+    for await (const r of log.readAll()) if (r.event.type === 'JobRequested') slots.push(r.event.data.slot ?? '');
+    expect(slots).toEqual([new Date(slot).toISOString()]);
+    await b.stop();
+  });
 });
