@@ -8,6 +8,7 @@ import type { AuditTarget } from './audit-target.ts';
 import { SyslogTarget, type SyslogTargetOptions } from './syslog.target.ts';
 import { HecTarget, OcsfHttpTarget, type HecTargetOptions, type OcsfHttpTargetOptions } from './http.targets.ts';
 import { OcsfFileTarget, type OcsfFileTargetOptions } from './file.target.ts';
+import { AuditChainTarget, type AuditChainTargetOptions } from './audit-chain.adapter.ts';
 import { TargetForwarder, type BatchOptions, type ForwarderLogger, type TargetHealth } from './target-forwarder.ts';
 
 export const CAIRN_VERSION = '0.1.0';
@@ -17,6 +18,7 @@ export type AuditTargetSpec = (
   | ({ readonly kind: 'ocsf-http' } & OcsfHttpTargetOptions)
   | ({ readonly kind: 'ocsf-file' } & OcsfFileTargetOptions)
   | ({ readonly kind: 'hec' } & HecTargetOptions)
+  | ({ readonly kind: 'chain' } & AuditChainTargetOptions)
   | { readonly kind: 'custom'; readonly target: AuditTarget }
 ) & { readonly batch?: BatchOptions };
 
@@ -46,19 +48,20 @@ export interface RunningAuditBridge {
 const NAME = /^[-_a-zA-Z0-9]{1,64}$/;
 const silent: ForwarderLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
-export function buildTarget(spec: AuditTargetSpec, version: string): AuditTarget {
+export function buildTarget(spec: AuditTargetSpec, version: string, nc: NatsConnection, site: string): AuditTarget {
   switch (spec.kind) {
     case 'syslog': return new SyslogTarget(spec, version);
     case 'ocsf-http': return new OcsfHttpTarget(spec, version);
     case 'ocsf-file': return new OcsfFileTarget(spec, version);
     case 'hec': return new HecTarget(spec, hostname());
+    case 'chain': return new AuditChainTarget(spec, nc, site);
     case 'custom': return spec.target;
   }
 }
 
 export async function startAuditBridge(options: StartAuditBridgeOptions): Promise<RunningAuditBridge> {
   const version = options.version ?? CAIRN_VERSION;
-  const targets = options.targets.map((spec) => ({ target: buildTarget(spec, version), batch: spec.batch ?? {} }));
+  const targets = options.targets.map((spec) => ({ target: buildTarget(spec, version, options.nc, options.site), batch: spec.batch ?? {} }));
   const names = targets.map((t) => t.target.name);
   for (const name of names) {
     if (!NAME.test(name)) throw new Error(`audit target name ${JSON.stringify(name)} must match ${NAME.source}`);

@@ -14,3 +14,7 @@ export { toCef, parseCef, escapeCefHeader, escapeCefValue, cefSeverity, eventTyp
 export { toSyslog, frameOctetCounted, escapeSdValue, syslogSeverity, EXAMPLE_PEN, AUDIT_FACILITY } from './syslog.format.ts';
 export { toOcsf, OcsfEntityManagement, OCSF_VERSION, OCSF_CLASS_UID, ACTIVITY_OF } from './ocsf.mapping.ts';
 export { toHec, hecBatchBody, type HecEnvelope } from './hec.format.ts';
+export {
+  AuditChainTarget, auditStream, readAuditChain, CHAIN_HASH_HEADER, CHAIN_PREV_HEADER, CHAIN_POSITION_HEADER,
+  type AuditChainTargetOptions, type AuditStreamLocation,
+} from './audit-chain.adapter.ts';
