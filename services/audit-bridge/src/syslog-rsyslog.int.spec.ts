@@ -81,5 +81,18 @@ describe('audit bridge to rsyslog', () => {
     expect(received.find((r) => r.cef.ext['act'] === 'JobRequested')!.cef.ext['suser']).toBe('alice@example.com');
     const positions = received.map((r) => Number(r.cef.ext['cn1']));
     expect(Math.max(...positions)).toBe(events.length);
+
+    // rsyslog down for a while: the bridge retries, and afterwards the new events arrived too.
+    await rsyslog.stop();
+    const later = jobEvents(site, 'job-later', 'completed');
+    await appendJob(log, later);
+    await waitFor(() => bridge.health().targets.every((t) => t.failures >= 2), { timeoutMs: 20_000, what: 'both syslog targets failing' });
+    await new Promise((r) => setTimeout(r, 1500));
+    await rsyslog.start();
+    await waitFor(async () => {
+      const ids = (await rsyslog.lines()).map((l) => parseCef(RFC5424.exec(l)![8]!).ext['externalId']);
+      return later.every((e) => ids.filter((id) => id === e.id).length >= 2);
+    }, { timeoutMs: 20_000, what: 'the events appended while rsyslog was down, over TCP and TLS' });
+    await waitFor(() => bridge.health().ok, { what: 'healthy again' });
   }, 60_000);
 });

@@ -62,15 +62,7 @@ export class TargetForwarder {
 
   async start(): Promise<void> {
     this.checkpoint = await this.store.load(checkpointName(this.target.name));
-    const sub = this.log.subscribe({
-      from: this.checkpoint,
-      onInvalid: (record) => {
-        // It stays in the log; a SIEM cannot be sent what cannot be read.
-        this.logger.error({ target: this.target.name, position: String(record.position), error: record.error.message }, 'unreadable record not forwarded');
-      },
-    });
-    this.subscription = sub;
-    this.running = Promise.all([this.read(sub), this.send()]).then(() => undefined);
+    this.running = Promise.all([this.read(this.checkpoint), this.send()]).then(() => undefined);
   }
 
   health(): TargetHealth {
@@ -92,13 +84,35 @@ export class TargetForwarder {
     await this.running;
   }
 
-  private async read(sub: EventSubscription): Promise<void> {
+  /** Reads the log into the queue; a failed subscription is opened again after what was queued. */
+  private async read(from: bigint): Promise<void> {
+    let position = from;
+    let delay = this.options.minBackoffMs ?? 200;
     try {
-      for await (const r of sub) {
-        if (!(await this.queue.push(r))) break;
+      while (!this.stopping) {
+        const sub = this.log.subscribe({
+          from: position,
+          onInvalid: (record) => {
+            // It stays in the log; a SIEM cannot be sent what cannot be read.
+            this.logger.error({ target: this.target.name, position: String(record.position), error: record.error.message }, 'unreadable record not forwarded');
+          },
+        });
+        this.subscription = sub;
+        try {
+          for await (const r of sub) {
+            if (!(await this.queue.push(r))) return;
+            position = r.position;
+            delay = this.options.minBackoffMs ?? 200;
+          }
+          return; // stopped
+        } catch (e) {
+          if (this.stopping) return;
+          this.logger.error({ target: this.target.name, error: String(e), retryInMs: delay }, 'log subscription failed, subscribing again');
+          await sub.stop().catch(() => undefined);
+          await sleep(delay);
+          delay = Math.min(this.options.maxBackoffMs ?? 5000, delay * 2);
+        }
       }
-    } catch (e) {
-      if (!this.stopping) this.logger.error({ target: this.target.name, error: String(e) }, 'log subscription failed');
     } finally {
       this.queue.close();
     }

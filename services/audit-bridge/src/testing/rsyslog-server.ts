@@ -16,6 +16,8 @@ export interface RsyslogServer {
   readonly certPem: string;
   lines(): Promise<string[]>;
   stop(): Promise<void>;
+  /** Starts the daemon again (after `stop`) on the same ports, appending to the same file. */
+  start(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -49,6 +51,19 @@ export async function startRsyslog(dir: string): Promise<RsyslogServer> {
     `input(type="imtcp" address="127.0.0.1" port="${tlsPort}" ruleset="r" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")`,
     '',
   ].join('\n'));
+  let daemon = await spawnDaemon(conf, dir, tcpPort, tlsPort);
+  return {
+    tcpPort, tlsPort, certPem: await readFile(cert, 'utf8'),
+    async lines() { return (await readFile(out, 'utf8')).split('\n').filter((l) => l.length > 0); },
+    stop: () => daemon.stop(),
+    async start() {
+      await daemon.stop();
+      daemon = await spawnDaemon(conf, dir, tcpPort, tlsPort);
+    },
+  };
+}
+
+async function spawnDaemon(conf: string, dir: string, tcpPort: number, tlsPort: number): Promise<{ stop(): Promise<void> }> {
   const child = spawn('rsyslogd', ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -59,22 +74,21 @@ export async function startRsyslog(dir: string): Promise<RsyslogServer> {
   const stop = async () => {
     if (alive) child.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    if (alive) child.kill('SIGKILL');
+    if (alive) {
+      child.kill('SIGKILL');
+      await exited;
+    }
   };
   try {
     await waitFor(async () => {
       if (!alive) throw new Error(`rsyslogd exited: ${stderr}`);
       return (await canConnect(tcpPort)) && (await canConnect(tlsPort));
-    }, { timeoutMs: 10_000 });
+    }, { timeoutMs: 10_000, what: 'rsyslogd to listen' });
   } catch (e) {
     await stop();
     throw e;
   }
-  return {
-    tcpPort, tlsPort, certPem: await readFile(cert, 'utf8'),
-    async lines() { return (await readFile(out, 'utf8')).split('\n').filter((l) => l.length > 0); },
-    stop,
-  };
+  return { stop };
 }
 
 function canConnect(port: number): Promise<boolean> {
