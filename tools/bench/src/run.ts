@@ -235,7 +235,9 @@ async function main(): Promise<void> {
   const workRoot = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-bench-'));
   await mkdir(workRoot, { recursive: true });
   const cleanup = async () => rm(workRoot, { recursive: true, force: true });
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void cleanup().then(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
+  }
 
   const spec: ImageSpec = { sizeBytes: size, seed: values.seed! };
   const versions = tools.map((t) => `${t.name}: ${t.version()}`);
