@@ -40,7 +40,7 @@ describe('backup pipeline (real NATS, real QEMU)', () => {
     expect((await catalogue.query('job.list', {})).items).toHaveLength(0);
 
     // The workload writes all along; a policy every 12 s.
-    vm.startWriting(40);
+    vm.startWriting(100);
     const created = await cli([...args, '--json', 'policy', 'create', '--name', 'often', '--vm', 'demo', '--cron', '*/12 * * * * *', '--timezone', 'UTC', '--keep-last', '10']);
     expect(created.code, created.stderr).toBe(0);
     const { policyId } = JSON.parse(created.stdout) as { policyId: string };

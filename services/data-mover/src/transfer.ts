@@ -5,7 +5,7 @@ import type { NbdEndpoint } from '@cairn/contracts';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
 import type { Repository, DiskInput, Extent } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
-import { planReads, readAhead, type PlannedRead } from './extent-plan.ts';
+import { partialChunks, planReads, readAhead, type PlannedRead } from './extent-plan.ts';
 
 type Endpoint = Static<typeof NbdEndpoint>;
 
@@ -31,12 +31,6 @@ export interface TransferOptions {
   readonly readBytes?: number;
   /** Reads in flight per disk (default 4). */
   readonly readAhead?: number;
-  /**
-   * An incremental window whose changed share is below this is filled from the parent restore
-   * point and only its changed parts are read from the hypervisor (default 0.5): a scattered
-   * 64 KiB write then costs 64 KiB of hypervisor reads, not a whole chunk.
-   */
-  readonly mergeBelow?: number;
   /** Opens the NBD reader (tests may wrap it). */
   readonly connect?: (endpoint: Endpoint, exportName: string, metaContexts: string[]) => Promise<NbdReader>;
 }
@@ -102,18 +96,20 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) planned += w.length;
       const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
       const parentDisk = incremental ? await repo.openDisk(parent!.id, exp.disk) : undefined;
-      const mergeBelow = options.mergeBelow ?? 0.5;
       const counters = { read: 0 };
       const readWindow = async (w: PlannedRead): Promise<Uint8Array> => {
-        const markedBytes = w.marked.reduce((n, m) => n + m.length, 0);
-        if (!parentDisk || markedBytes >= w.length * mergeBelow) {
+        if (!parentDisk) {
           counters.read += w.length;
           return reader.read(w.offset, w.length);
         }
-        // Unchanged parts from the parent, changed parts from the hypervisor.
-        const buf = Buffer.from(await parentDisk.read(w.offset, w.length));
+        // Only the changed bytes come from the hypervisor; the unchanged rest of a partly
+        // changed chunk comes from the parent restore point.
+        const buf = Buffer.allocUnsafe(w.length);
+        for (const p of partialChunks(w, chunkSize)) {
+          buf.set(await parentDisk.read(p.offset, p.length), p.offset - w.offset);
+        }
         await Promise.all(w.marked.map((m) => reader.read(m.offset, m.length, buf.subarray(m.offset - w.offset, m.offset - w.offset + m.length))));
-        counters.read += markedBytes;
+        counters.read += w.marked.reduce((n, m) => n + m.length, 0);
         return buf;
       };
       let done = 0;

@@ -4,6 +4,7 @@ import { registerRepoCommands } from './commands/repo.command.ts';
 import { registerOperateCommands } from './commands/operate.command.ts';
 import { registerUpCommand } from './commands/up.command.ts';
 import { registerRunCommand } from './commands/run.command.ts';
+import { registerAuditCommands } from './commands/audit.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<number> {
   registerUpCommand(program);
   registerRunCommand(program);
   registerOperateCommands(program);
+  registerAuditCommands(program);
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

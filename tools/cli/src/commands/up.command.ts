@@ -90,6 +90,10 @@ function describeHealth(service: string, detail: unknown): string {
     }
     case 'data-mover':
       return String(d['worker']);
+    case 'audit-bridge': {
+      const targets = (d['targets'] as Array<{ name: string }> | undefined) ?? [];
+      return `targets: ${targets.map((t) => t.name).join(', ')}`;
+    }
     case 'catalogue': {
       const st = (d['status'] ?? {}) as Record<string, unknown>;
       return `position ${String(st['position'])} of ${String(st['head'])} (lag ${String(st['lag'])})`;

@@ -14,6 +14,7 @@ import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
+import { startAuditBridge, type AuditTargetSpec, type RunningAuditBridge } from '@cairn/audit-bridge';
 import { parseCoordinatorConfig, startSnapshotCoordinator, type RunningCoordinator } from '@cairn/snapshot-coordinator';
 import { STATE_FILE, type StackState } from '../session.ts';
 
@@ -29,6 +30,8 @@ export interface StackOptions {
   /** Shorter leases and timeouts (tests). */
   readonly leaseMs?: number;
   readonly log?: (line: string) => void;
+  /** SIEM targets of the audit bridge, besides the tamper-evident chain it always keeps. */
+  readonly auditTargets?: readonly AuditTargetSpec[];
   /** Services to leave out (run elsewhere, e.g. as separate processes). */
   readonly without?: ReadonlyArray<'scheduler' | 'data-mover'>;
   /** Wraps the repository backend (tests inject faults here). */
@@ -149,6 +152,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       nc, log, logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     if (scheduler) stops.push(() => scheduler.close());
+    const audit: RunningAuditBridge = await startAuditBridge({
+      nc, site, log, logger: logger.child({ name: 'audit-bridge' }),
+      targets: [{ kind: 'chain', name: 'chain' }, ...(options.auditTargets ?? [])],
+    });
+    stops.push(() => audit.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
     const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
@@ -170,6 +178,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         await probe('snapshot-coordinator', () => coordinator.health());
         if (mover) await probe('data-mover', () => mover.health());
         await probe('catalogue', () => catalogue.health());
+        await probe('audit-bridge', () => audit.health());
         await probe('gateway', async () => (await fetch(`${gateway.url}/health`)).status === 200 ? gateway.url : Promise.reject(new Error('health not 200')));
         return out;
       },
