@@ -102,6 +102,17 @@ describe('backup pipeline (real NATS, real QEMU)', () => {
       for (const e of detail.events) if (e.causationId && e.type !== 'JobRequested') expect(ids.has(e.causationId) || e.causationId.length > 0).toBe(true);
     }
 
+    // The audit trail names who did what, and its hash chain is intact.
+    const byOperator = await cli([...args, '--json', 'audit', '--type', 'PolicyCreated']);
+    expect(byOperator.code, byOperator.stderr).toBe(0);
+    expect(JSON.parse(byOperator.stdout)).toEqual([expect.objectContaining({ type: 'PolicyCreated', actor: expect.objectContaining({ kind: 'user' }) })]);
+    const verified = await waitFor(async () => {
+      const r = await cli([...args, '--json', 'audit', 'verify']);
+      const v = JSON.parse(r.stdout || '{}') as { ok?: boolean; count?: number };
+      return r.code === 0 && v.ok && (v.count ?? 0) > 20 ? v : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'an intact audit chain over the jobs' });
+    expect(verified.ok).toBe(true);
+
     // The catalogue dropped and rebuilt from the log answers as before.
     const before = await catalogue.query('job.list', { limit: 500 });
     const rebuilt = await cli([...args, 'catalogue', 'rebuild']);
