@@ -149,8 +149,14 @@ export const RestoreDiskV1 = Type.Object({
 export const RestoreDiskResult = Type.Object({
   restoreId: Id,
   path: Type.Optional(Type.String()),
+  /** For an nbd-export target: where the restore point is served (read-write, writes kept in an overlay). */
+  nbd: Type.Optional(Type.Object({ socket: Type.String(), exportName: Name }, { additionalProperties: false })),
   sizeBytes: Type.Integer({ minimum: 0 }),
   durationMs: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
+export const StopRestoreExportV1 = Type.Object({
+  exportName: Name,
 }, { additionalProperties: false });
 
 export const AddHypervisorV1 = Type.Object({
@@ -222,6 +228,11 @@ export const COMMAND_SCHEMAS = {
     description: 'Release a view, its overlay, bitmap hold and export.',
     service: 'snapshot-coordinator',
     latest: ReleaseSnapshotV1,
+  }),
+  StopRestoreExport: define('StopRestoreExport', {
+    description: 'Stop serving a restore point over NBD; writes made to the export are discarded.',
+    service: 'data-mover',
+    latest: StopRestoreExportV1,
   }),
   AddHypervisor: define('AddHypervisor', {
     description: 'Connect the snapshot coordinator to a hypervisor (kept across restarts).',

@@ -65,6 +65,17 @@ export function dataMoverHandlers(s: HandlerSettings) {
       if (event.type === 'RestorePointExpired') await this.mover.expire(event.data.restorePointId);
     }
 
+    @CommandHandler('data-mover', 'StopRestoreExport')
+    async stopExport(@Payload() p: CommandPayloadMap['StopRestoreExport']) {
+      try {
+        await this.mover.stopExport(p.exportName);
+        return undefined;
+      } catch (e) {
+        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
+        throw e;
+      }
+    }
+
     @CommandHandler('data-mover', 'RestoreDisk')
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() _ctx: CommandContext) {
       try {

@@ -11,6 +11,9 @@ import { JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
 import { ensureWorkStream } from '@cairn/work-queue';
 import { DataMover, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
+import { RestoreExports } from './restore-exports.ts';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
 
 @Module({})
@@ -37,6 +40,8 @@ export interface StartDataMoverOptions {
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
   readonly logger?: Logger;
+  /** Where the NBD socket and overlays of restore points served over NBD live (keep it short). */
+  readonly runDir?: string;
   /** How often repositories that lost restore points are garbage-collected (default 1 h). */
   readonly gcEveryMs?: number;
   /** Unreferenced chunks younger than this are kept (default 24 h). */
@@ -61,7 +66,8 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   };
   await ensureWorkStream(await jetstreamManager(o.nc), o.site);
   const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'data-mover', site: o.site });
-  const mover = new DataMover(config, o.log, o.repositories, progress, logger);
+  const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
+  const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);
   const app: INestMicroservice = await NestFactory.createMicroservice(
     DataMoverModule.with(mover, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
@@ -80,6 +86,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       clearInterval(gcTimer);
       await gcRound;
       await app.close();
+      await exports.close();
     },
   };
 }

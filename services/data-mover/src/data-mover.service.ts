@@ -9,6 +9,7 @@ import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
 import type { Repository } from '@cairn/repository';
 import { runTransfer, type TransferProgress } from './transfer.ts';
+import type { RestoreExports } from './restore-exports.ts';
 
 export interface DataMoverConfig {
   readonly site: string;
@@ -46,6 +47,7 @@ export class DataMover {
     private readonly repositories: ReadonlyMap<string, Repository>,
     private readonly progress: ProgressSink,
     private readonly logger: MoverLogger = { info: () => undefined, warn: () => undefined },
+    private readonly exports?: RestoreExports,
   ) {}
 
   private repository(name: string): Repository {
@@ -115,7 +117,8 @@ export class DataMover {
   }
 
   async restore(cmd: CommandPayloadMap['RestoreDisk'], repository = 'default') {
-    if (cmd.target.kind !== 'file') throw new RestoreRefused('invalid_command', `restore to ${cmd.target.kind} is not supported by this data mover yet; restore to a file`);
+    if (cmd.target.kind === 'nbd-export') return this.export(cmd, cmd.target.exportName, repository);
+    if (cmd.target.kind !== 'file') throw new RestoreRefused('invalid_command', `restore to ${cmd.target.kind} is not supported by this data mover yet; restore to a file or an NBD export`);
     const target = this.allowedTarget(cmd.target.path);
     const exists = await stat(target).then(() => true, () => false);
     if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; pass --force to replace it`);
@@ -125,6 +128,27 @@ export class DataMover {
     const startedAt = Date.now();
     const result = await repo.restoreDisk(cmd.restorePointId, cmd.disk, target, { format: cmd.format ?? 'raw', overwrite: cmd.overwrite ?? false });
     return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - startedAt };
+  }
+
+  /** Serves a restore point over NBD, read-write with an overlay (instant recovery's ground). */
+  private async export(cmd: CommandPayloadMap['RestoreDisk'], exportName: string, repository: string) {
+    if (!this.exports) throw new RestoreRefused('invalid_command', 'this data mover serves no NBD exports');
+    if (this.exports.names().includes(exportName)) throw new RestoreRefused('conflict', `export ${exportName} is already served; stop it first`);
+    const repo = this.repository(repository);
+    const started = Date.now();
+    let disk;
+    try {
+      disk = await repo.openDisk(cmd.restorePointId, cmd.disk);
+    } catch (e) {
+      throw new RestoreRefused('not_found', (e as Error).message);
+    }
+    const nbd = await this.exports.add(exportName, disk);
+    this.logger.info({ restorePointId: cmd.restorePointId, disk: cmd.disk, ...nbd }, 'restore point served over NBD');
+    return { restoreId: randomUUID(), nbd, sizeBytes: disk.sizeBytes, durationMs: Date.now() - started };
+  }
+
+  async stopExport(exportName: string): Promise<void> {
+    if (!(await this.exports?.remove(exportName))) throw new RestoreRefused('not_found', `no export named ${exportName}`);
   }
 
   private readonly gcDue = new Set<string>();

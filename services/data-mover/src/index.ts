@@ -3,3 +3,4 @@ export { startDataMover, type StartDataMoverOptions, type RunningDataMover } fro
 export { DataMover, TransferRefused, RestoreRefused } from './data-mover.service.ts';
 export { runTransfer, type TransferInput, type TransferResult, type TransferOptions } from './transfer.ts';
 export { planReads, readAhead } from './extent-plan.ts';
+export { RestoreExports } from './restore-exports.ts';

@@ -225,17 +225,19 @@ export function registerOperateCommands(program: Command): void {
   }));
 
   program.command('restore <restorePoint>')
-    .description('restore a disk of a restore point to a file')
-    .requiredOption('--to <file>', 'target file (raw unless --format qcow2)')
+    .description('restore a disk of a restore point to a file, or serve it over NBD (--nbd)')
+    .option('--to <file>', 'target file (raw unless --format qcow2)')
+    .option('--nbd <export>', 'serve it read-write over NBD under this export name (writes go to an overlay)')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
     .option('--force', 'replace the target if it exists')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, restorePointId: string, o: Opts) => {
+      if (Boolean(o['to']) === Boolean(o['nbd'])) throw new CliError('give exactly one of --to <file> or --nbd <export>', EXIT.usage);
       const format = String(o['format']);
       if (format !== 'raw' && format !== 'qcow2') throw new CliError(`--format must be raw or qcow2, not ${format}`, EXIT.usage);
-      const to = resolve(String(o['to']));
-      if (!o['force'] && (await stat(to).then(() => true, () => false))) {
+      const to = o['to'] ? resolve(String(o['to'])) : undefined;
+      if (to && !o['force'] && (await stat(to).then(() => true, () => false))) {
         throw new CliError(`${to} exists; nothing was changed`, EXIT.conflict, 'pass --force to replace it');
       }
       let disk = o['disk'] as string | undefined;
@@ -244,10 +246,19 @@ export function registerOperateCommands(program: Command): void {
         if (point.disks.length !== 1) throw new CliError(`restore point has ${point.disks.length} disks (${point.disks.map((d) => d.name).join(', ')}); choose one with --disk`, EXIT.usage);
         disk = point.disks[0]!.name;
       }
+      const target = to ? { kind: 'file' as const, path: to } : { kind: 'nbd-export' as const, exportName: String(o['nbd']) };
       const result = accepted(await s.bus.send('data-mover', 'RestoreDisk', {
-        restorePointId, disk, target: { kind: 'file', path: to }, format, ...(o['force'] ? { overwrite: true } : {}),
+        restorePointId, disk, target, format, ...(o['force'] ? { overwrite: true } : {}),
       }, { timeoutMs: Number(o['timeout']) * 1000 }), 'restore failed');
-      output(s, result, () => `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
+      output(s, result, () => result.nbd
+        ? `serving ${disk} of ${restorePointId} at nbd+unix:///${result.nbd.exportName}?socket=${result.nbd.socket} (${bytes(result.sizeBytes)}, writes kept in an overlay); stop with \`cairn restore-export stop ${result.nbd.exportName}\``
+        : `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
+    }));
+  program.command('restore-export').description('restore points served over NBD')
+    .command('stop <export>').description('stop serving; writes made to it are discarded')
+    .action(act(async (s, exportName: string) => {
+      accepted(await s.bus.send('data-mover', 'StopRestoreExport', { exportName }), 'export not stopped');
+      output(s, { exportName, stopped: true }, () => `export ${exportName} stopped`);
     }));
 
   const events = program.command('events').description('the event log');
