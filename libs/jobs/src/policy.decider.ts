@@ -103,6 +103,14 @@ export function dueSlots(policy: Policy, after: Date, upTo: Date, max = 100): Da
   return slots;
 }
 
+/** Is `now` inside the policy's backup window (always, without one)? Windows may wrap midnight. */
+export function inBackupWindow(schedule: Policy['schedule'], now: Date): boolean {
+  const w = schedule.window;
+  if (!w || w.start === w.end) return true;
+  const hm = new Intl.DateTimeFormat('en-GB', { timeZone: schedule.timezone, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(now);
+  return w.start < w.end ? hm >= w.start && hm < w.end : hm >= w.start || hm < w.end;
+}
+
 /** Does a VM fall under a policy's selector? */
 export function selects(policy: Policy, vm: { name: string; tags: readonly string[]; hypervisor: string }): boolean {
   const s = policy.selector;

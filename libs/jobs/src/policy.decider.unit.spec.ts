@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Policy } from '@cairn/contracts';
-import { decidePolicy, dueSlots, PolicyInvalidError, selects } from './policy.decider.ts';
+import { decidePolicy, dueSlots, inBackupWindow, PolicyInvalidError, selects } from './policy.decider.ts';
 import { applyRetention } from './retention.ts';
 
 const policy: Policy = {
@@ -34,6 +34,16 @@ describe('policy decider', () => {
   it('gives the due slots in the policy time zone', () => {
     const slots = dueSlots(policy, new Date('2026-03-01T00:00:00Z'), new Date('2026-03-03T12:00:00Z'));
     expect(slots.map((d) => d.toISOString())).toEqual(['2026-03-01T01:00:00.000Z', '2026-03-02T01:00:00.000Z', '2026-03-03T01:00:00.000Z']);
+  });
+
+  it('knows whether a time is inside the backup window, in the policy time zone, across midnight', () => {
+    const night = { ...policy.schedule, window: { start: '22:00', end: '06:00' } };
+    expect(inBackupWindow(night, new Date('2026-03-01T22:30:00Z'))).toBe(true);   // 23:30 Paris
+    expect(inBackupWindow(night, new Date('2026-03-01T04:30:00Z'))).toBe(true);   // 05:30 Paris
+    expect(inBackupWindow(night, new Date('2026-03-01T05:30:00Z'))).toBe(false);  // 06:30 Paris
+    expect(inBackupWindow(night, new Date('2026-03-01T12:00:00Z'))).toBe(false);
+    expect(inBackupWindow({ ...policy.schedule, window: { start: '09:00', end: '17:00' } }, new Date('2026-03-01T12:00:00Z'))).toBe(true);
+    expect(inBackupWindow(policy.schedule, new Date())).toBe(true);
   });
 
   it('selects VMs by name, tags and hypervisor', () => {

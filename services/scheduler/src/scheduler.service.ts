@@ -5,7 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Actor, KnownEvent, Policy } from '@cairn/contracts';
 import { handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
-  applyRetention, dueSlots, evolveJob, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
+  applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE,
   type JobCommand, type JobState, type TransferWork,
 } from '@cairn/jobs';
@@ -199,7 +199,11 @@ export class Scheduler {
     if (!this.leader || !this.caughtUp) return;
     try {
       await this.scheduleDueSlots();
-      const open = [...this.jobs.entries()].filter(([, j]) => !isTerminal(j) || (j.snapshot?.taken && !j.snapshot.released));
+      // Higher-priority policies first, then the oldest request: they get the free slots of a host.
+      const priority = (j: JobState) => (j.request?.policyId ? this.policies.get(j.request.policyId)?.priority ?? 0 : 0);
+      const open = [...this.jobs.entries()]
+        .filter(([, j]) => !isTerminal(j) || (j.snapshot?.taken && !j.snapshot.released))
+        .sort(([, a], [, b]) => priority(b) - priority(a) || (a.requestedAt ?? '').localeCompare(b.requestedAt ?? ''));
       for (const [jobId] of open) await this.drive(jobId);
     } catch {
       // The next tick tries again; every step is idempotent.
@@ -238,7 +242,10 @@ export class Scheduler {
       switch (step.kind) {
         case 'start': {
           const vm = this.vms.get(state.request!.vmId);
-          if (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost) {
+          const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
+          // A scheduled job waits for its policy's backup window; a manual one does not.
+          const outsideWindow = state.request!.trigger === 'schedule' && policy && !inBackupWindow(policy.schedule, this.now());
+          if (outsideWindow || (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost)) {
             this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
             return;
           }

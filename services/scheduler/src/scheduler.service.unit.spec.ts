@@ -132,6 +132,29 @@ describe('scheduler process manager', () => {
     await w.scheduler.stop();
   });
 
+  it('starts a scheduled job only inside its policy backup window', async () => {
+    const w = await world();
+    const hm = (t: number) => new Date(t).toISOString().slice(11, 16);
+    // A window that opens two hours from now, for an hour.
+    const opens = w.now.t + 2 * 3600_000;
+    await w.scheduler.createPolicy({
+      name: 'windowed', selector: { names: ['vm3'] }, schedule: { cron: '* * * * *', timezone: 'UTC', window: { start: hm(opens), end: hm(opens + 3600_000) } },
+      retention: { last: 5, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, repository: 'default', keyRef: 'k', priority: 1,
+    }, user, 'c');
+    w.now.t += 60_000;
+    await (w.scheduler as unknown as { tick(): Promise<void> }).tick();
+    await w.settle();
+    const requested: string[] = [];
+    for await (const r of w.log.readAll()) if (r.event.type === 'JobRequested') requested.push(r.event.data.jobId);
+    expect(requested).toHaveLength(1);
+    expect((await w.jobEvents(requested[0]!)).map((e) => e.type)).toEqual(['JobRequested']);
+    w.now.t = opens + 5 * 60_000;
+    await w.scheduler.drive(requested[0]!);
+    await w.settle();
+    expect((await w.jobEvents(requested[0]!)).map((e) => e.type)).toContain('JobStarted');
+    await w.scheduler.stop();
+  });
+
   it('turns a due slot into one job per selected VM, once, and expires what retention lets go', async () => {
     const w = await world();
     const { policyId } = await w.scheduler.createPolicy({

@@ -9,9 +9,13 @@ export const PolicySelector = Type.Object({
   hypervisor: Type.Optional(Name),
 }, { additionalProperties: false });
 
+const ClockTime = Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM in the schedule time zone' });
+
 export const PolicySchedule = Type.Object({
   cron: Type.String({ minLength: 9, maxLength: 128, description: 'cron expression (5 or 6 fields)' }),
   timezone: Type.String({ minLength: 1, maxLength: 64, description: 'IANA zone, e.g. Europe/Paris' }),
+  /** Scheduled jobs start only inside this window (it may wrap midnight, e.g. 22:00–06:00). */
+  window: Type.Optional(Type.Object({ start: ClockTime, end: ClockTime }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 const Keep = Type.Integer({ minimum: 0, maximum: 10_000 });

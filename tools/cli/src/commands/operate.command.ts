@@ -37,6 +37,12 @@ async function resolveVm(s: Session, ref: string): Promise<string> {
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
+function parseWindow(v: string): { start: string; end: string } {
+  const m = /^(\d{2}:\d{2})-(\d{2}:\d{2})$/.exec(v);
+  if (!m) throw new CliError(`--window ${JSON.stringify(v)} must look like 22:00-06:00`, EXIT.usage);
+  return { start: m[1]!, end: m[2]! };
+}
+
 function jobLine(j: JobView): Record<string, unknown> {
   return {
     job: j.jobId, vm: j.vmId, state: j.state, trigger: j.trigger, requested: j.requestedAt,
@@ -131,6 +137,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--hypervisor <host>', 'protect every VM of this hypervisor host')
     .requiredOption('--cron <expr>', 'schedule, cron syntax (5 or 6 fields)')
     .option('--timezone <tz>', 'IANA time zone of the schedule', Intl.DateTimeFormat().resolvedOptions().timeZone)
+    .option('--window <HH:MM-HH:MM>', 'scheduled jobs start only inside this window (may wrap midnight)')
     .option('--keep-last <n>', 'keep the last N restore points', '7')
     .option('--keep-daily <n>', 'keep one per day for N days', '7')
     .option('--keep-weekly <n>', 'keep one per week for N weeks', '4')
@@ -152,7 +159,7 @@ export function registerOperateCommands(program: Command): void {
           ...(o['tag'] ? { tags: o['tag'] as string[] } : {}),
           ...(o['hypervisor'] ? { hypervisor: String(o['hypervisor']) } : {}),
         },
-        schedule: { cron: String(o['cron']), timezone: String(o['timezone']) },
+        schedule: { cron: String(o['cron']), timezone: String(o['timezone']), ...(o['window'] ? { window: parseWindow(String(o['window'])) } : {}) },
         retention: { last: num('keepLast'), daily: num('keepDaily'), weekly: num('keepWeekly'), monthly: num('keepMonthly'), yearly: num('keepYearly') },
         repository: String(o['repository']),
         keyRef: String(o['key']),
