@@ -18,6 +18,8 @@ export interface QmpClientOptions {
   commandTimeoutMs?: number;
   /** Reconnect after the connection is lost; commands issued meanwhile wait for it. */
   reconnect?: { delayMs?: number; maxDelayMs?: number } | false;
+  /** How long a command waits for a lost monitor to come back before failing (default 5 s). */
+  reconnectWaitMs?: number;
 }
 
 export interface QmpGreeting {
@@ -71,8 +73,15 @@ export class QmpClient extends EventEmitter<Events> {
     const timeoutMs = opts.timeoutMs ?? this.#opts.commandTimeoutMs;
     const deadline = Date.now() + timeoutMs;
     if (!this.isConnected) {
-      // While reconnecting, wait for the connection within this command's own deadline.
-      await withTimeout(this.#connected ?? Promise.reject(new QmpConnectionError('not connected')), timeoutMs, command);
+      // While reconnecting, wait a little for the monitor to come back (a QEMU restart), but
+      // not the whole command deadline: a QEMU that is gone should fail a job at once.
+      const waitMs = Math.min(timeoutMs, this.#opts.reconnectWaitMs ?? 5_000);
+      try {
+        await withTimeout(this.#connected ?? Promise.reject(new QmpConnectionError('not connected')), waitMs, command);
+      } catch (e) {
+        if (e instanceof QmpTimeoutError) throw new QmpConnectionError(`QMP ${this.path}: QEMU is not answering (connection lost ${waitMs} ms or more ago, still reconnecting)`);
+        throw e;
+      }
     }
     return this.#send<T>(command, args, Math.max(1, deadline - Date.now()));
   }
