@@ -4,11 +4,13 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE, NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
+import { workStreamName } from '@cairn/jobs';
 import { CommandBus } from '@cairn/messaging';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_HEALTH, GATEWAY_LOGGER } from './gateway.tokens.ts';
+import { GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
 import { BearerAuthGuard } from './bearer-auth.guard.ts';
@@ -21,6 +23,8 @@ import { JobsController } from './jobs.controller.ts';
 import { PoliciesController } from './policies.controller.ts';
 import { AuditController } from './audit.controller.ts';
 import { gatewayOpenApiDocument } from './gateway.openapi.ts';
+import { MetricsController } from './metrics.controller.ts';
+import { MetricsService, type WorkQueueProbe } from './metrics.service.ts';
 
 export interface GatewayDeps {
   readonly config: GatewayConfig;
@@ -28,6 +32,26 @@ export interface GatewayDeps {
   readonly catalogue: CatalogueQueries;
   readonly commands: CommandSender;
   readonly nc: { isClosed(): boolean };
+  /** Depth of the site's work queue for /metrics (reported as NaN when not given). */
+  readonly workQueue?: WorkQueueProbe;
+}
+
+const NO_WORK_QUEUE: WorkQueueProbe = { pending: () => Promise.resolve(NaN) };
+
+/** Messages in the site's JetStream work stream; 0 while the stream does not exist. */
+export function jetStreamWorkQueue(nc: NatsConnection, site: string): WorkQueueProbe {
+  const stream = workStreamName(site);
+  return {
+    async pending() {
+      const jsm = await jetstreamManager(nc);
+      try {
+        return (await jsm.streams.info(stream)).state.messages;
+      } catch (e) {
+        if (e instanceof JetStreamApiError && e.code === 10059) return 0; // stream not found
+        throw e;
+      }
+    },
+  };
 }
 
 function healthProbe(deps: GatewayDeps): HealthProbe {
@@ -53,14 +77,16 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController],
+      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
         { provide: GATEWAY_CATALOGUE, useValue: deps.catalogue },
         { provide: GATEWAY_COMMANDS, useValue: deps.commands },
         { provide: GATEWAY_HEALTH, useValue: healthProbe(deps) },
+        { provide: GATEWAY_WORK_QUEUE, useValue: deps.workQueue ?? NO_WORK_QUEUE },
         GatewayService,
+        MetricsService,
         { provide: APP_PIPE, useClass: EdgeValidationPipe },
         { provide: APP_GUARD, useClass: BearerAuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
@@ -121,7 +147,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   try {
     const catalogue = new CatalogueClient(nc, { site: config.site, timeoutMs: Math.min(config.timeoutMs, 10_000) });
     const commands = new CommandBus(nc, { site: config.site, defaultTimeoutMs: config.timeoutMs, maxMessageBytes: config.bodyLimitBytes * 2 });
-    const app = await createGatewayApp({ config, logger, catalogue, commands, nc });
+    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site) });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;

@@ -4,6 +4,7 @@ import './inventory.controller.ts';
 import './jobs.controller.ts';
 import './policies.controller.ts';
 import './audit.controller.ts';
+import './metrics.controller.ts';
 import { ROUTE_SPECS } from './route.decorator.ts';
 import { buildOpenApiDocument, renderOpenApi } from './openapi.document.ts';
 

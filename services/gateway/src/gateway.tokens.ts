@@ -4,3 +4,4 @@ export const GATEWAY_LOGGER = Symbol.for('cairn.gateway.logger');
 export const GATEWAY_CATALOGUE = Symbol.for('cairn.gateway.catalogue');
 export const GATEWAY_COMMANDS = Symbol.for('cairn.gateway.commands');
 export const GATEWAY_HEALTH = Symbol.for('cairn.gateway.health');
+export const GATEWAY_WORK_QUEUE = Symbol.for('cairn.gateway.work-queue');

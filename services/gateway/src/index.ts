@@ -1,5 +1,7 @@
 // The gateway service: the operators' REST API over catalogue queries and commands.
-export { startGateway, createGatewayApp, GatewayModule, type StartGatewayOptions, type RunningGateway, type GatewayDeps } from './gateway.module.ts';
+export { startGateway, createGatewayApp, GatewayModule, type StartGatewayOptions, type RunningGateway, type GatewayDeps, jetStreamWorkQueue } from './gateway.module.ts';
 export { gatewayConfig, GatewayConfigError, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
 export { gatewayOpenApiDocument, gatewayOpenApiText } from './gateway.openapi.ts';
 export type { CatalogueQueries, CommandSender } from './gateway.service.ts';
+export { MetricsService, type WorkQueueProbe } from './metrics.service.ts';
+export { renderExposition, escapeLabelValue, escapeHelp, EXPOSITION_CONTENT_TYPE, type MetricFamily, type Sample, type MetricType } from './metrics.exposition.ts';

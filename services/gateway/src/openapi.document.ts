@@ -83,7 +83,7 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], info: OpenApi
     const status = spec.status ?? 200;
     const problems = [...new Set([400, ...(spec.public ? [] : [401]), ...(spec.problems ?? []), 500])].sort((a, b) => a - b);
     const responses: JsonObject = {
-      [String(status)]: { description: spec.summary, content: { 'application/json': { schema: c.ref(spec.response) } } },
+      [String(status)]: { description: spec.summary, content: { [spec.contentType ?? 'application/json']: { schema: c.ref(spec.response) } } },
     };
     for (const p of problems) {
       responses[String(p)] = { description: TITLES[p] ?? 'Problem', content: { 'application/problem+json': { schema: problemRef } } };

@@ -18,6 +18,8 @@ export interface RouteSpec {
   readonly query?: TObject;
   readonly body?: TSchema;
   readonly response: TSchema;
+  /** Media type of the success response (application/json unless said). */
+  readonly contentType?: string;
   /** Success status (200 unless said). */
   readonly status?: number;
   /** Problem statuses worth documenting besides 400, 401 and 500. */
