@@ -18,6 +18,6 @@ export type WorkerRequest =
 export type WorkerReply =
   | { readonly seq: number; readonly op: 'hash'; readonly id: string | null; readonly buf: ArrayBuffer }
   | { readonly seq: number; readonly op: 'seal'; readonly sealed: ArrayBuffer; readonly compressed: boolean }
-  | { readonly seq: number; readonly op: 'hashSeal'; readonly id: string | null; readonly sealed: ArrayBuffer | null; readonly buf: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'hashSeal'; readonly id: string | null; readonly sealed: ArrayBuffer | null }
   | { readonly seq: number; readonly op: 'open'; readonly plain: ArrayBuffer }
   | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

@@ -97,13 +97,12 @@ export class ChunkWorkerPool {
     return { id: r.id, data: new Uint8Array(r.buf) };
   }
 
-  /** Id and sealed chunk in one trip: for runs where most chunks are new. `data` is handed to
-   *  the worker and comes back unchanged as `data`, for the caller to reuse. */
-  async hashSeal(data: Uint8Array): Promise<{ id: string | null; sealed: Uint8Array | null; data: Uint8Array }> {
+  /** Id and sealed chunk in one trip (`data` consumed): for runs where most chunks are new. */
+  async hashSeal(data: Uint8Array): Promise<{ id: string | null; sealed: Uint8Array | null }> {
     const buf = ownedBuffer(data);
     const r = await this.run((seq) => ({ seq, op: 'hashSeal', buf }), [buf]);
     if (r.op !== 'hashSeal') throw new Error(`unexpected worker reply ${r.op}`);
-    return { id: r.id, sealed: r.sealed ? new Uint8Array(r.sealed) : null, data: new Uint8Array(r.buf) };
+    return { id: r.id, sealed: r.sealed ? new Uint8Array(r.sealed) : null };
   }
 
   /** Compresses and encrypts `data` (consumed). */

@@ -36,9 +36,8 @@ port.on('message', (msg: WorkerRequest) => {
     } else if (msg.op === 'hashSeal') {
       const id = isZero(data) ? null : contentId(idKey, data);
       const out = id === null ? null : transferable(seal('C', id, data, dataKey, init.level).sealed);
-      // The input goes back too (sealing copied it), so the caller can reuse its memory.
-      reply = { seq: msg.seq, op: 'hashSeal', id, sealed: out, buf: msg.buf };
-      transfer = out ? [out, msg.buf] : [msg.buf];
+      reply = { seq: msg.seq, op: 'hashSeal', id, sealed: out };
+      transfer = out ? [out] : [];
     } else if (msg.op === 'seal') {
       const { sealed, compressed } = seal(msg.kind, msg.id, data, dataKey, init.level);
       const out = transferable(sealed);

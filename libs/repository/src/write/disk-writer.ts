@@ -48,8 +48,6 @@ export class DiskWriter {
   /** Moving share of non-zero chunks that were new: decides whether sealing speculatively pays. */
   private newRate = 1;
   private parentPageCache = new Map<number, Uint8Array>();
-  /** Chunk-sized buffers back from the workers: reused so each chunk does not fault in fresh memory. */
-  private readonly spare: ArrayBuffer[] = [];
 
   constructor(
     private readonly core: RepositoryCore,
@@ -95,9 +93,8 @@ export class DiskWriter {
         await this.fillUncovered(next, first);
         for (let o = 0; o < len && !this.failure; o += this.cs) {
           await this.slots.acquire();
-          // A copy that owns its memory (the caller may keep its extent): it travels to a worker
-          // and back without another copy, then serves a later chunk.
-          const data = this.copyChunk(ext.data.subarray(o, Math.min(o + this.cs, len)));
+          // A copy that owns its memory: it travels to a worker and back without another copy.
+          const data = ext.data.slice(o, Math.min(o + this.cs, len));
           this.stats.bytesRead += data.byteLength;
           this.track(this.processChunk(first + o / this.cs, data).finally(() => this.slots.release()));
         }
@@ -129,20 +126,15 @@ export class DiskWriter {
     let id: string | null;
     let plain: Uint8Array | undefined;
     let sealed: Uint8Array | null = null;
-    if (speculate) {
-      const r = await this.core.pool.hashSeal(data);
-      ({ id, sealed } = r);
-      this.recycle(r.data);
-    } else ({ id, data: plain } = await this.core.pool.hash(data));
+    if (speculate) ({ id, sealed } = await this.core.pool.hashSeal(data));
+    else ({ id, data: plain } = await this.core.pool.hash(data));
     if (id === null) {
-      if (plain) this.recycle(plain);
       this.stats.chunksZero++;
       return this.assign(index, null);
     }
     // Another upload of the same chunk under way (this or another writer): reuse it once it landed.
     const pending = this.known.inFlight(id);
     if (pending ? await pending.then(() => true, () => false) : await this.known.contains(id)) {
-      if (plain) this.recycle(plain);
       this.stats.chunksReused++;
       this.newRate *= 0.9;
       return this.assign(index, id);
@@ -162,20 +154,6 @@ export class DiskWriter {
       throw new Error(`upload of chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
     }
     this.assign(index, id);
-  }
-
-  private copyChunk(src: Uint8Array): Uint8Array {
-    const buf = src.byteLength === this.cs ? this.spare.pop() : undefined;
-    // allocUnsafeSlow: its own ArrayBuffer (transferable whole), not zeroed since it is overwritten.
-    const out = buf ? new Uint8Array(buf) : new Uint8Array(Buffer.allocUnsafeSlow(src.byteLength).buffer);
-    out.set(src);
-    return out;
-  }
-
-  private recycle(u8: Uint8Array): void {
-    const buf = u8.buffer;
-    // At most as many buffers as chunks can be in flight at once come back; the cap is a safeguard.
-    if (buf instanceof ArrayBuffer && u8.byteOffset === 0 && buf.byteLength === this.cs && this.spare.length < 64) this.spare.push(buf);
   }
 
   /** Chunks [from, to) the caller did not send: the parent's ids (incremental) or zero. */
