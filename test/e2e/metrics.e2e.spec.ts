@@ -101,6 +101,7 @@ describe('gateway /metrics', () => {
     await log.append('job-j3', [
       ev('JobRequested', { jobId: 'j3', vmId: 'vm1', policyId: null, mode: 'full', trigger: 'manual' }, 'job-j3'),
       ev('JobStarted', { jobId: 'j3', attempt: 1 }, 'job-j3'),
+      ev('SnapshotRequested', { jobId: 'j3', vmId: 'vm1', snapshotId: 's-j3' }, 'job-j3'),
     ], { expectedRevision: 'no_stream' });
     await log.append('job-j4', [
       ev('JobRequested', { jobId: 'j4', vmId: 'vm1', policyId: null, mode: 'full', trigger: 'manual' }, 'job-j4'),
@@ -127,6 +128,8 @@ describe('gateway /metrics', () => {
     expect(p.samples.get('cairn_jobs{state="failed"}')).toBe(1);
     expect(p.samples.get('cairn_jobs{state="requested"}')).toBe(0);
     expect(p.samples.get('cairn_jobs{state="cancelled"}')).toBe(0);
+    expect(p.samples.get('cairn_job_phase_running{phase="snapshot"}')).toBe(1);
+    expect(p.samples.get('cairn_job_phase_running{phase="transfer"}')).toBe(0);
     expect(p.type.get('cairn_backup_bytes_read_total')).toBe('counter');
     expect(p.samples.get('cairn_backup_bytes_read_total')).toBe(6144);
     expect(p.samples.get('cairn_backup_bytes_stored_total')).toBe(2048);
