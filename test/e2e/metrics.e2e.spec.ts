@@ -140,7 +140,8 @@ describe('gateway /metrics', () => {
     expect(p.samples.get('cairn_work_queue_pending')).toBe(2);
   });
 
-  it.skipIf(spawnSync('sh', ['-c', 'command -v prometheus']).status !== 0)('is scraped by a real Prometheus, which answers a query for cairn_jobs (skipped: needs prometheus)', async () => {
+  const hasPrometheus = spawnSync('sh', ['-c', 'command -v prometheus']).status === 0;
+  it.skipIf(!hasPrometheus)(`is scraped by a real Prometheus, which answers a query for cairn_jobs${hasPrometheus ? '' : ' (skipped: needs the Debian package prometheus)'}`, async () => {
     const dir = await h.tmpDir();
     const port = await freePort();
     const target = new URL(gateway.url).host;
