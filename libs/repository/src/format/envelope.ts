@@ -107,10 +107,7 @@ export function open(
   decipher.setAuthTag(buf.subarray(body + payloadLength));
   let payload: Buffer;
   try {
-    const head = decipher.update(buf.subarray(body, body + payloadLength));
-    const tail = decipher.final();
-    // GCM is a stream mode: final() yields nothing, so skip concat's copy of the whole payload.
-    payload = tail.length === 0 ? head : Buffer.concat([head, tail]);
+    payload = Buffer.concat([decipher.update(buf.subarray(body, body + payloadLength)), decipher.final()]);
   } catch {
     throw new EnvelopeError('authentication', 'authentication tag mismatch (content altered or wrong key)');
   }
