@@ -74,7 +74,7 @@ describe('backup pipeline (real NATS, real QEMU)', () => {
       const r = await cli([...args, 'restore', rp.restorePointId, '--to', target]);
       expect(r.code, r.stderr).toBe(0);
       const check = await checkRestoredDemoImage(target, vm.writes);
-      expect(check, check.reason).toMatchObject({ ok: true });
+      expect(check, `${rp.restorePointId} (${rp.kind}): ${check.reason}`).toMatchObject({ ok: true });
       expect(check.prefix!).toBeGreaterThan(lastPrefix);
       lastPrefix = check.prefix!;
     }

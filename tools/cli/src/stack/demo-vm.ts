@@ -76,11 +76,21 @@ export async function startDemoVm(dir: string, name = 'demo', sizeBytes = 64 * 1
   const writeOne = async () => {
     const s = ++seq;
     const offset = offsetFor(s, sizeBytes);
-    const byte = (s % 250) + 1;
-    await control!.execute('human-monitor-command', {
-      'command-line': `qemu-io -d /machine/peripheral/disk0/virtio-backend "write -P ${byte} ${offset} ${DEMO_BLOCK}"`,
-    });
-    writes.push({ seq: s, offset, byte });
+    // Never the base byte (0x5a) nor zero: a block must tell which write it holds.
+    const byte = 0x80 + (s % 120);
+    // HMP reports a failed qemu-io write as text (a success prints nothing), not as a QMP
+    // error: only writes that did not fail go into the log the restores are checked against.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const out = await control!.execute<string>('human-monitor-command', {
+        'command-line': `qemu-io -d /machine/peripheral/disk0/virtio-backend "write -P ${byte} ${offset} ${DEMO_BLOCK}"`,
+      });
+      if (!/error|fail|denied|busy|unable|cannot|not /i.test(out)) {
+        writes.push({ seq: s, offset, byte });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`the demo workload could not write at ${offset}`);
   };
   return {
     name, qmpPath, disk, sizeBytes, writes,
@@ -129,7 +139,8 @@ export function matchWritePrefix(
     const expectWrite = [...ws].reverse().find((w) => w.seq <= n);
     const want = expectWrite ? Buffer.alloc(DEMO_BLOCK, expectWrite.byte) : base(offset);
     if (!read(offset).equals(want)) {
-      return { ok: false, reason: `block at ${offset} does not match the disk after write ${n}` };
+      const got = read(offset);
+      return { ok: false, reason: `block at ${offset} does not match the disk after write ${n} (found byte ${got[0]} x${got.filter((b) => b === got[0]).length}, expected ${want[0]}; writes there: ${ws.map((w) => `#${w.seq}=${w.byte}`).join(' ')})` };
     }
   }
   return { ok: true, prefix: n };
