@@ -2,7 +2,7 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import type { Actor, KnownEvent, Policy } from '@cairn/contracts';
+import { newEvent, type Actor, type KnownEvent, type Policy } from '@cairn/contracts';
 import { handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
@@ -341,11 +341,9 @@ export class Scheduler {
     for (const [restorePointId, reason] of expire) {
       const streamId = `restorepoint-${restorePointId}`;
       try {
-        await this.log.append(streamId, [{
-          id: randomUUID(), type: 'RestorePointExpired', schemaVersion: 1, time: this.now().toISOString(), site: this.config.site,
-          actor: this.config.actor, streamId, correlationId: jobId, causationId: null,
-          data: { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason },
-        }], { expectedRevision: 'no_stream' });
+        await this.log.append(streamId, [newEvent('RestorePointExpired', { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason }, {
+          site: this.config.site, actor: this.config.actor, streamId, correlationId: jobId, causationId: null, time: this.now(),
+        })], { expectedRevision: 'no_stream' });
       } catch (e) {
         if (!(e instanceof WrongExpectedRevisionError)) throw e;
       }
