@@ -8,6 +8,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, Reason } from './events/common.ts';
 import { PolicyFields } from './events/policy.events.ts';
+import { ReplicationPolicyFields } from './events/replication.events.ts';
 
 /** The envelope every command travels in; `payload` is checked against the command's schema. */
 export const CommandEnvelope = Type.Object({
@@ -172,6 +173,58 @@ export const AddHypervisorResult = Type.Object({
   vms: Type.Array(Type.String()),
 }, { additionalProperties: false });
 
+const Site = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
+
+export const CreateReplicationPolicyV1 = Type.Object({
+  ...ReplicationPolicyFields,
+  /** Chosen by the replication service when omitted. */
+  policyId: Type.Optional(ReplicationPolicyFields.policyId),
+  /** The site receiving the command when omitted. */
+  sourceSite: Type.Optional(ReplicationPolicyFields.sourceSite),
+}, { additionalProperties: false });
+export const CreateReplicationPolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+
+export const DeleteReplicationPolicyV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+
+export const ReplicateRestorePointV1 = Type.Object({
+  restorePointId: Id,
+  targetSite: Site,
+}, { additionalProperties: false });
+export const ReplicationCopyResult = Type.Object({
+  restorePointId: Id,
+  targetSite: Site,
+  /** False when the target held the restore point already. */
+  committed: Type.Boolean(),
+  chunksSent: Type.Integer({ minimum: 0 }),
+  chunkBytesSent: Type.Integer({ minimum: 0 }),
+  pagesSent: Type.Integer({ minimum: 0 }),
+  /** Every byte of the transfer's messages to the target, headers included. */
+  bytesSent: Type.Integer({ minimum: 0 }),
+  durationMs: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
+export const VerifyReplicaV1 = Type.Object({
+  /** The site whose repository this site holds a copy of. */
+  sourceSite: Site,
+}, { additionalProperties: false });
+export const VerifyReplicaResult = Type.Object({
+  ok: Type.Boolean(),
+  objectsChecked: Type.Integer({ minimum: 0 }),
+  bytesChecked: Type.Integer({ minimum: 0 }),
+  damaged: Type.Array(Type.Object({ kind: Type.String(), id: Type.String(), damage: Type.String(), detail: Type.String() })),
+}, { additionalProperties: false });
+
+export const RepairReplicaV1 = Type.Object({
+  /** The site holding the damaged copy; the source (the site receiving this) sends the objects again. */
+  targetSite: Site,
+}, { additionalProperties: false });
+export const RepairReplicaResult = Type.Object({
+  damaged: Type.Integer({ minimum: 0 }),
+  repaired: Type.Integer({ minimum: 0 }),
+  /** Damaged objects the source cannot supply (gone or damaged at the source too). */
+  unrepairable: Type.Array(Type.String()),
+}, { additionalProperties: false });
+
 // ---- registry -------------------------------------------------------------------------------
 
 export interface CommandDefinition<N extends string = string, L extends TSchema = TSchema, R extends TSchema = TSchema> {
@@ -245,6 +298,35 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: RestoreDiskV1,
     result: RestoreDiskResult,
+  }),
+  CreateReplicationPolicy: define('CreateReplicationPolicy', {
+    description: 'Create a replication policy at its source site: which VMs go to which sites, when, how fast.',
+    service: 'replication',
+    latest: CreateReplicationPolicyV1,
+    result: CreateReplicationPolicyResult,
+  }),
+  DeleteReplicationPolicy: define('DeleteReplicationPolicy', {
+    description: 'Delete a replication policy (replicas already made stay).',
+    service: 'replication',
+    latest: DeleteReplicationPolicyV1,
+  }),
+  ReplicateRestorePoint: define('ReplicateRestorePoint', {
+    description: 'Copy one restore point of this site to another site now (only what the target lacks).',
+    service: 'replication',
+    latest: ReplicateRestorePointV1,
+    result: ReplicationCopyResult,
+  }),
+  VerifyReplica: define('VerifyReplica', {
+    description: 'Check, without the key, this site\'s copy of another site\'s repository.',
+    service: 'replication',
+    latest: VerifyReplicaV1,
+    result: VerifyReplicaResult,
+  }),
+  RepairReplica: define('RepairReplica', {
+    description: 'Ask a target site which objects of its copy are damaged and send them again from here.',
+    service: 'replication',
+    latest: RepairReplicaV1,
+    result: RepairReplicaResult,
   }),
 } as const;
 

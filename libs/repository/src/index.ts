@@ -20,3 +20,4 @@ export { FORMAT_VERSION } from './format/config.ts';
 export type { Credentials, ScryptParams } from './keys/master-keys.ts';
 export { DEFAULT_SCRYPT } from './keys/master-keys.ts';
 export { FileKeyProvider, createKeyFile, type KeyProvider, type WrappedKey } from './keys/key-provider.ts';
+export * from './replicate/index.ts';

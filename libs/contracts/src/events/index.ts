@@ -4,6 +4,7 @@ export * from './snapshot.events.ts';
 export * from './inventory.events.ts';
 export * from './policy.events.ts';
 export * from './messaging.events.ts';
+export * from './replication.events.ts';
 export * from './registry.ts';
 export * from './event-types.ts';
 export * from './validate.ts';

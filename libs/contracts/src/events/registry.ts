@@ -12,6 +12,9 @@ import {
 import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.events.ts';
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1 } from './messaging.events.ts';
+import {
+  ReplicaCommittedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
+} from './replication.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
 export interface HistoricVersion {
@@ -69,6 +72,11 @@ export const EVENT_SCHEMAS = {
   PolicyDeleted: define('PolicyDeleted', { description: 'A protection policy was deleted.', categories: ['policy'], latest: PolicyDeletedV1 }),
   RestorePointExpired: define('RestorePointExpired', { description: 'Retention let a restore point go.', categories: ['restorepoint'], latest: RestorePointExpiredV1 }),
   MessageDeadLettered: define('MessageDeadLettered', { description: 'A consumer gave up on a message.', categories: ['deadletter'], latest: MessageDeadLetteredV1 }),
+  ReplicationPolicyCreated: define('ReplicationPolicyCreated', { description: 'A replication policy was created at its source site.', categories: ['replpolicy'], latest: ReplicationPolicyCreatedV1 }),
+  ReplicationPolicyDeleted: define('ReplicationPolicyDeleted', { description: 'A replication policy was deleted.', categories: ['replpolicy'], latest: ReplicationPolicyDeletedV1 }),
+  ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),
+  ReplicaVerified: define('ReplicaVerified', { description: 'This site checked its copy of another site\'s repository without the key.', categories: ['replicacheck'], latest: ReplicaVerifiedV1 }),
+  ReplicaRepaired: define('ReplicaRepaired', { description: 'Damaged objects of a copy were sent again by the source site and checked.', categories: ['replicacheck'], latest: ReplicaRepairedV1 }),
 } as const;
 
 export type EventRegistry = typeof EVENT_SCHEMAS;

@@ -1,0 +1,79 @@
+// Replication between sites. Policies live at the source site (stream
+// `replpolicy-<policyId>`); a replica is recorded at the target site when its manifest is
+// written there (stream `replica-<restorePointId>`); keyless verifications and repairs of a
+// site's copy of another site's repository are recorded at the target too (stream
+// `replicacheck-<sourceSite>`).
+import { Type, type Static } from '@sinclair/typebox';
+import { Bytes, Count, Id, Name, Timestamp } from './common.ts';
+
+const Site = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'A site name.' });
+
+export const ReplicationTrigger = Type.Union([
+  /** Every restore point committed at the source, `delayMs` after its commit. */
+  Type.Object({ kind: Type.Literal('after-backup') }, { additionalProperties: false }),
+  /** Every `everyMs`, every restore point not yet at the target (the oldest first). */
+  Type.Object({ kind: Type.Literal('schedule'), everyMs: Type.Integer({ minimum: 1000, maximum: 31 * 24 * 3600_000 }) }, { additionalProperties: false }),
+]);
+
+export const ReplicationPolicyFields = {
+  policyId: Id,
+  name: Name,
+  sourceSite: Site,
+  targetSites: Type.Array(Site, { minItems: 1, maxItems: 32 }),
+  /** VM ids to replicate; every VM of the source site when omitted. */
+  vmIds: Type.Optional(Type.Array(Id, { maxItems: 10_000 })),
+  trigger: ReplicationTrigger,
+  /** Wait this long after a backup before copying it (after-backup), 0 = at once. */
+  delayMs: Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600_000 }),
+  /** Most bytes per second sent to each target; unlimited when omitted. */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
+};
+
+export const ReplicationPolicyCreatedV1 = Type.Object(ReplicationPolicyFields, { additionalProperties: false });
+export type ReplicationPolicy = Static<typeof ReplicationPolicyCreatedV1>;
+export const ReplicationPolicyDeletedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+
+export const ReplicaCommittedV1 = Type.Object({
+  restorePointId: Id,
+  vmId: Id,
+  vmName: Type.String(),
+  /** The backup job at the source, when the restore point came from one. */
+  jobId: Type.Union([Id, Type.Null()]),
+  policyId: Type.Union([Id, Type.Null()]),
+  sourceSite: Site,
+  targetSite: Site,
+  /** The source repository this is a copy of (same id at both sites). */
+  repositoryId: Type.String(),
+  /** When the restore point was committed at the source. */
+  sourceCommittedAt: Timestamp,
+  disks: Type.Array(Type.Object({ name: Name, sizeBytes: Bytes }, { additionalProperties: false })),
+  /** What this copy sent: objects the target lacked, and all bytes of the transfer (headers included). */
+  chunksSent: Count,
+  pagesSent: Count,
+  bytesSent: Bytes,
+}, { additionalProperties: false });
+
+const DamagedObject = Type.Object({
+  kind: Type.Union([Type.Literal('chunk'), Type.Literal('index-page'), Type.Literal('manifest')]),
+  id: Type.String(),
+  damage: Type.String(),
+}, { additionalProperties: false });
+
+export const ReplicaVerifiedV1 = Type.Object({
+  sourceSite: Site,
+  repositoryId: Type.String(),
+  ok: Type.Boolean(),
+  objectsChecked: Count,
+  bytesChecked: Bytes,
+  damagedCount: Count,
+  /** The first 100 damaged objects. */
+  damaged: Type.Array(DamagedObject, { maxItems: 100 }),
+}, { additionalProperties: false });
+
+export const ReplicaRepairedV1 = Type.Object({
+  sourceSite: Site,
+  repositoryId: Type.String(),
+  /** Objects sent again by the source and checked here. */
+  repaired: Type.Array(DamagedObject, { maxItems: 100 }),
+  repairedCount: Count,
+}, { additionalProperties: false });
