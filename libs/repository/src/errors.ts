@@ -91,3 +91,14 @@ export class DamagedChunkError extends RepositoryError {
 
 /** A concurrent garbage collection or writer holds the repository for longer than we wait. */
 export class RepositoryBusyError extends RepositoryError {}
+
+/** A restore point is locked (immutability): it cannot be deleted or overwritten before `retainUntil`. */
+export class RestorePointLockedError extends RepositoryError {
+  constructor(
+    readonly restorePointId: string,
+    readonly retainUntil: Date,
+    options?: { cause?: unknown },
+  ) {
+    super(`restore point ${restorePointId} is locked until ${retainUntil.toISOString()}: it cannot be deleted or overwritten before then`, options);
+  }
+}

@@ -3,7 +3,7 @@
 export * from './backend/index.ts';
 export * from './errors.ts';
 export {
-  initRepository, openRepository, Repository,
+  initRepository, openRepository, openRepositoryWithRecoveryKey, Repository,
   DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_ENTRIES, DEFAULT_COMPRESSION_LEVEL,
   type InitOptions, type OpenOptions, type RestorePointSummary, type RepositoryStats,
 } from './repository.ts';
@@ -21,3 +21,5 @@ export type { Credentials, ScryptParams } from './keys/master-keys.ts';
 export { DEFAULT_SCRYPT } from './keys/master-keys.ts';
 export { FileKeyProvider, createKeyFile, type KeyProvider, type WrappedKey } from './keys/key-provider.ts';
 export * from './replicate/index.ts';
+export { decodeRecoveryKey } from './keys/recovery-key.ts';
+export type { LockReport } from './maintenance/immutability.ts';

@@ -11,6 +11,8 @@ import {
   encodeKeyObject, generateMasterKeys, parseKeyObject, unwrapMasterKeys, wrapMasterKeys,
   type Credentials, type MasterKeys,
 } from './keys/master-keys.ts';
+import { asRestorePointLocked, lockRestorePoint, restorePointLockedUntil, type LockReport } from './maintenance/immutability.ts';
+import { encodeRecoveryKey, unlockWithRecoveryKey } from './keys/recovery-key.ts';
 import { collectGarbage, type GcOptions, type GcReport } from './maintenance/gc.ts';
 import { verify, type VerifyOptions, type VerifyReport } from './maintenance/verify.ts';
 import { IndexedDisk, type DiskReader } from './read/disk-reader.ts';
@@ -122,6 +124,15 @@ export async function openRepository(backend: Backend, options: OpenOptions): Pr
   return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
 }
 
+/**
+ * Opens a repository with a recovery key (`Repository.exportRecoveryKey`), when the passphrase
+ * or key provider is lost. Follow with `rotateKey` to set new credentials.
+ */
+export async function openRepositoryWithRecoveryKey(backend: Backend, recoveryKey: string, options: { tuning?: RepositoryTuning } = {}): Promise<Repository> {
+  const { config, keys } = await unlockWithRecoveryKey(backend, recoveryKey);
+  return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
+}
+
 export class Repository {
   private readonly known: KnownChunks;
 
@@ -174,13 +185,24 @@ export class Repository {
     return restoreDisk(this.core, await this.indexedDisk(restorePointId, diskName), targetPath, options);
   }
 
-  /** Removes the manifest; its chunks go at the next garbage collection. */
+  /** Removes the manifest; its chunks go at the next garbage collection.
+   *  A locked restore point is refused by the backend: `RestorePointLockedError`. */
   async deleteRestorePoint(id: string): Promise<void> {
     await this.core.readManifest(id).catch((e: unknown) => {
       if ((e as Error).name === 'RestorePointNotFoundError') throw e;
       // A damaged manifest can still be deleted.
     });
-    await this.core.backend.delete(restorePointKey(id));
+    await this.core.backend.delete(restorePointKey(id)).catch((e: unknown) => { throw asRestorePointLocked(id, e); });
+  }
+
+  /** Locks a restore point and everything it references until `retainUntil` (extend only). */
+  lockRestorePoint(id: string, retainUntil: Date): Promise<LockReport> {
+    return lockRestorePoint(this.core, id, retainUntil);
+  }
+
+  /** When the restore point's lock ends; undefined when it is not locked (at `at`, default now). */
+  restorePointLockedUntil(id: string, at = new Date()): Promise<Date | undefined> {
+    return restorePointLockedUntil(this.core, id, at.getTime());
   }
 
   verify(options: VerifyOptions = {}): Promise<VerifyReport> {
@@ -229,6 +251,15 @@ export class Repository {
     for await (const o of this.core.backend.list(KEYS_PREFIX)) if (o.key !== keyObjectKey(keyId)) old.push(o.key);
     for (const k of old) await this.core.backend.delete(k);
     return { keyId };
+  }
+
+  /**
+   * The recovery key: the master keys as text, valid across key rotations. Opens the
+   * repository with `openRepositoryWithRecoveryKey` when the passphrase is lost; whoever
+   * holds it can read everything, so it belongs offline (printed, in a safe).
+   */
+  exportRecoveryKey(): string {
+    return encodeRecoveryKey(this.repositoryId, this.core.keys);
   }
 
   /** Stops the worker threads. The repository object must not be used afterwards. */

@@ -6,6 +6,7 @@ import { link, mkdir, open, opendir, readFile, rename, stat, unlink } from 'node
 import { join, resolve } from 'node:path';
 import { BackendError, NotFoundError, type Backend, type ObjectInfo } from './backend.ts';
 import { assertValidKey, assertValidPrefix, assertValidRange, isValidKey, rangePastEnd } from './keys.ts';
+import { checkDeleteAllowed, checkPutAllowed, type LockStore } from './object-lock.ts';
 
 export interface DirectoryBackendOptions {
   /** Create the root directory on the first put if it is missing (default false: a missing
@@ -13,6 +14,8 @@ export interface DirectoryBackendOptions {
   createRoot?: boolean;
   /** fsync files and directories on put (default true). Only tests of other things turn it off. */
   fsync?: boolean;
+  /** Clock for object locks (ms since the epoch; tests move it instead of waiting). */
+  now?: () => number;
 }
 
 // Temp names contain "~", which no valid key segment may, so list() never yields them and a
@@ -24,12 +27,16 @@ export class DirectoryBackend implements Backend {
   readonly location: string;
   private readonly createRoot: boolean;
   private readonly fsync: boolean;
+  private readonly now: () => number;
+  private readonly lockStore: LockStore;
 
   constructor(root: string, options: DirectoryBackendOptions = {}) {
     this.root = resolve(root);
     this.location = `dir:${this.root}`;
     this.createRoot = options.createRoot ?? false;
     this.fsync = options.fsync ?? true;
+    this.now = options.now ?? Date.now;
+    this.lockStore = this.makeLockStore();
   }
 
   async put(key: string, data: Uint8Array, options: { ifNotExists?: boolean } = {}): Promise<boolean> {
@@ -38,6 +45,7 @@ export class DirectoryBackend implements Backend {
     const slash = key.lastIndexOf('/');
     const dirKey = slash < 0 ? '' : key.slice(0, slash);
     const dir = slash < 0 ? this.root : this.pathOf(dirKey);
+    await checkPutAllowed(this.lockStore, key, data, options.ifNotExists ?? false);
     const temp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
     try {
       await this.writeTemp(temp, data, dirKey);
@@ -151,6 +159,7 @@ export class DirectoryBackend implements Backend {
   async delete(key: string): Promise<void> {
     assertValidKey(key);
     const path = this.pathOf(key);
+    await checkDeleteAllowed(this.lockStore, key);
     try {
       await unlink(path);
     } catch (e) {
@@ -163,6 +172,24 @@ export class DirectoryBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+
+  /** Lock checks read the files directly (object-lock.ts). */
+  private makeLockStore(): LockStore {
+    return {
+    location: this.location,
+    readRaw: async (key) => {
+      try {
+        return await readFile(this.pathOf(key));
+      } catch (e) {
+        const code = errno(e);
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
+        throw this.mapError(e, key, this.pathOf(key), 'read');
+      }
+    },
+    existsRaw: (key) => pathExists(this.pathOf(key)).catch(() => true),
+    now: () => this.now(),
+    };
+  }
 
   private async *walk(dirKey: string, prefix: string): AsyncGenerator<ObjectInfo> {
     const dirPath = dirKey === '' ? this.root : this.pathOf(dirKey);

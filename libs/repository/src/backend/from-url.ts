@@ -18,7 +18,7 @@ export interface BackendUrlOptions {
   s3?: Partial<Omit<S3BackendOptions, 'bucket' | 'prefix' | 'endPoint' | 'accessKey' | 'secretKey'>>;
 }
 
-const FORMS = 'expected file:///path, a plain path, or s3://bucket[/prefix][?endpoint=http(s)://host:port&region=…&pathStyle=true|false&conditionalPut=true]';
+const FORMS = 'expected file:///path, a plain path, or s3://bucket[/prefix][?endpoint=http(s)://host:port&region=…&pathStyle=true|false&conditionalPut=true&objectLock=true]';
 
 export function createBackendFromUrl(url: string, options: BackendUrlOptions = {}): Backend {
   const trimmed = url.trim();
@@ -47,7 +47,7 @@ export function s3OptionsFromUrl(url: string, options: BackendUrlOptions = {}): 
     throw new Error(`no S3 credentials for ${url}: set CAIRN_S3_ACCESS_KEY and CAIRN_S3_SECRET_KEY (or pass them explicitly)`);
   }
   const q = parsed.searchParams;
-  const known = new Set(['endpoint', 'region', 'pathStyle', 'conditionalPut']);
+  const known = new Set(['endpoint', 'region', 'pathStyle', 'conditionalPut', 'objectLock']);
   for (const name of q.keys()) {
     if (!known.has(name)) throw new Error(`unknown parameter "${name}" in repository location ${url}: ${FORMS}`);
   }
@@ -71,6 +71,7 @@ export function s3OptionsFromUrl(url: string, options: BackendUrlOptions = {}): 
   const pathStyleParam = q.get('pathStyle');
   const pathStyle = pathStyleParam === null ? endpointParam !== null : pathStyleParam === 'true';
   const conditionalPut = q.get('conditionalPut') === 'true';
+  const objectLock = q.get('objectLock') === 'true';
   const sessionToken = options.sessionToken ?? env.CAIRN_S3_SESSION_TOKEN;
   return {
     ...options.s3,
@@ -81,6 +82,7 @@ export function s3OptionsFromUrl(url: string, options: BackendUrlOptions = {}): 
     ...(sessionToken ? { sessionToken } : {}),
     pathStyle,
     ...(conditionalPut ? { conditionalPut } : {}),
+    ...(objectLock ? { objectLock } : {}),
     accessKey,
     secretKey,
     bucket,

@@ -11,3 +11,6 @@ export { withConcurrencyLimit, Semaphore } from './concurrency-limit.wrapper.ts'
 export { withBandwidthLimit, systemClock, type BandwidthLimitOptions, type Clock } from './bandwidth-limit.wrapper.ts';
 export { TokenBucket } from './token-bucket.ts';
 export { wrapBackend, type BackendStackOptions } from './stack.ts';
+export {
+  LOCKS_PREFIX, lockKeyOf, lockedKeyOf, isLockKey, encodeLockRecord, parseLockRecord, ObjectLockedError, type LockRecord,
+} from './object-lock.ts';

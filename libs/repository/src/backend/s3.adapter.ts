@@ -6,6 +6,7 @@ import https from 'node:https';
 import { Client } from 'minio';
 import { BackendError, NotFoundError, type Backend, type ObjectInfo } from './backend.ts';
 import { assertValidKey, assertValidPrefix, assertValidRange, isValidKey, rangePastEnd } from './keys.ts';
+import { checkDeleteAllowed, checkPutAllowed, isLockKey, lockedKeyOf, parseLockRecord, type LockStore } from './object-lock.ts';
 
 const MiB = 1024 * 1024;
 
@@ -37,6 +38,10 @@ export interface S3BackendOptions {
   /** Send `If-None-Match: *` on `ifNotExists` puts, making them race-free on endpoints that
    *  honour it (AWS S3, recent MinIO). Off by default: s3rver and older stores ignore it. */
   conditionalPut?: boolean;
+  /** Lock records (`locks/<key>`, see object-lock.ts) also set S3 Object Lock retention in
+   *  COMPLIANCE mode on the object and the record: the bucket must have been created with
+   *  object lock enabled. Without it, locks are enforced by this backend only. */
+  objectLock?: boolean;
 }
 
 type S3ErrorLike = Error & { code?: string; statusCode?: number };
@@ -52,6 +57,8 @@ export class S3Backend implements Backend {
   private readonly partConcurrency: number;
   private readonly listPageSize: number;
   private readonly conditionalPut: boolean;
+  private readonly objectLock: boolean;
+  private readonly lockStore: LockStore;
 
   constructor(options: S3BackendOptions) {
     this.bucket = options.bucket;
@@ -65,6 +72,13 @@ export class S3Backend implements Backend {
     this.partConcurrency = Math.max(1, options.partConcurrency ?? 4);
     this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
     this.conditionalPut = options.conditionalPut ?? false;
+    this.objectLock = options.objectLock ?? false;
+    this.lockStore = {
+      location: this.location,
+      readRaw: (key) => this.get(key).catch((e: unknown) => (e instanceof NotFoundError ? undefined : Promise.reject(e))),
+      existsRaw: (key) => this.exists(key),
+      now: () => Date.now(),
+    };
     const useSSL = options.useSSL ?? true;
     const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
     this.agent = useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
@@ -88,6 +102,7 @@ export class S3Backend implements Backend {
 
   async put(key: string, data: Uint8Array, options: { ifNotExists?: boolean } = {}): Promise<boolean> {
     assertValidKey(key);
+    await checkPutAllowed(this.lockStore, key, data, options.ifNotExists ?? false);
     try {
       // The stat saves uploading what is already there. On its own it is check-then-put: two
       // writers racing on a new key may both "win" — harmless for content-addressed keys (both
@@ -102,6 +117,7 @@ export class S3Backend implements Backend {
         const headers = options.ifNotExists && this.conditionalPut ? { 'If-None-Match': '*' } : {};
         await this.client.putObject(this.bucket, this.name(key), body, body.length, headers);
       }
+      if (this.objectLock && isLockKey(key)) await this.applyRetention(key, body);
       return true;
     } catch (e) {
       if (options.ifNotExists && code(e) === 'PreconditionFailed') return false;
@@ -186,6 +202,7 @@ export class S3Backend implements Backend {
 
   async delete(key: string): Promise<void> {
     assertValidKey(key);
+    await checkDeleteAllowed(this.lockStore, key);
     try {
       await this.client.removeObject(this.bucket, this.name(key));
     } catch (e) {
@@ -197,6 +214,18 @@ export class S3Backend implements Backend {
 
   async close(): Promise<void> {
     this.agent.destroy();
+  }
+
+  /** S3 Object Lock (COMPLIANCE) on the locked object's current version and on the record. */
+  private async applyRetention(lockKey: string, record: Uint8Array): Promise<void> {
+    const parsed = parseLockRecord(record);
+    if (!parsed) return;
+    for (const key of [lockedKeyOf(lockKey), lockKey]) {
+      const { versionId } = await this.client.statObject(this.bucket, this.name(key));
+      await this.client.putObjectRetention(this.bucket, this.name(key), {
+        mode: 'COMPLIANCE', retainUntilDate: parsed.retainUntil, versionId: versionId ?? '',
+      });
+    }
   }
 
   private name(key: string): string {

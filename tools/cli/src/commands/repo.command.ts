@@ -2,7 +2,7 @@
 // against a repository location (a directory or s3://bucket/prefix?endpoint=…).
 // Secrets never come from the command line: the passphrase is read from
 // CAIRN_REPO_PASSPHRASE or a file (--passphrase-file), or a key file is named.
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
   BackendError,
@@ -18,6 +18,7 @@ import {
   createBackendFromUrl,
   initRepository,
   openRepository,
+  openRepositoryWithRecoveryKey,
   type Backend,
   type VerifyReport,
 } from '@cairn/repository';
@@ -27,10 +28,11 @@ interface RepoOptions {
   repo?: string;
   passphraseFile?: string;
   keyFile?: string;
+  recoveryKeyFile?: string;
   json?: boolean;
 }
 
-type Credentials = { passphrase: string } | { keyProvider: FileKeyProvider };
+type Credentials = { passphrase: string } | { keyProvider: FileKeyProvider } | { recoveryKey: string };
 
 const PASSPHRASE_ENV = 'CAIRN_REPO_PASSPHRASE';
 const NEW_PASSPHRASE_ENV = 'CAIRN_REPO_NEW_PASSPHRASE';
@@ -72,6 +74,7 @@ async function readSecretFile(path: string, what: string): Promise<string> {
 }
 
 async function credentials(o: RepoOptions): Promise<Credentials> {
+  if (o.recoveryKeyFile) return { recoveryKey: await readSecretFile(o.recoveryKeyFile, 'recovery key') };
   if (o.keyFile) return { keyProvider: new FileKeyProvider(o.keyFile) };
   if (o.passphraseFile) return { passphrase: await readSecretFile(o.passphraseFile, 'passphrase') };
   const fromEnv = process.env[PASSPHRASE_ENV];
@@ -124,7 +127,7 @@ type OpenRepository = Awaited<ReturnType<typeof openRepository>>;
 async function withRepository<T>(o: RepoOptions, fn: (repo: OpenRepository, backend: Backend) => Promise<T>): Promise<T> {
   const creds = await credentials(o);
   return withBackend(o, async (backend) => {
-    const repo = await openRepository(backend, creds);
+    const repo = 'recoveryKey' in creds ? await openRepositoryWithRecoveryKey(backend, creds.recoveryKey) : await openRepository(backend, creds);
     try {
       return await fn(repo, backend);
     } finally {
@@ -178,7 +181,8 @@ export function registerRepoCommands(program: Command): void {
     .description('repository operations (init, stats, verify, gc, key rotate)')
     .option('--repo <location>', 'repository: a directory path, file:///path or s3://bucket/prefix?endpoint=http://host:port (default $CAIRN_REPO)')
     .option('--passphrase-file <file>', `read the passphrase from a file (default: $${PASSPHRASE_ENV})`)
-    .option('--key-file <file>', 'use a key file (32 random bytes as hex) instead of a passphrase');
+    .option('--key-file <file>', 'use a key file (32 random bytes as hex) instead of a passphrase')
+    .option('--recovery-key-file <file>', 'open with a recovery key (cairn repo key export-recovery) when the passphrase is lost');
 
   repo
     .command('init')
@@ -188,6 +192,7 @@ export function registerRepoCommands(program: Command): void {
       const o = opts(cmd);
       const chunkSize = cmd.opts<{ chunkSize?: string }>().chunkSize;
       const creds = await credentials(o);
+      if ('recoveryKey' in creds) throw new CliError('a recovery key cannot create a repository', EXIT.usage);
       await withBackend(o, async (backend) => {
         const created = await initRepository(backend, { ...creds, ...(chunkSize ? { chunkSize: parseByteSize(chunkSize) } : {}) });
         try {
@@ -247,6 +252,7 @@ export function registerRepoCommands(program: Command): void {
     });
 
   const key = repo.command('key').description('repository keys');
+  registerRecoveryKeyCommand(key);
   key
     .command('rotate')
     .description(`re-wrap the repository keys under a new passphrase ($${NEW_PASSPHRASE_ENV} or --new-passphrase-file) or key file; chunks are not re-encrypted`)
@@ -263,6 +269,26 @@ export function registerRepoCommands(program: Command): void {
       await withRepository(o, async (r, backend) => {
         const result = await r.rotateKey(next);
         print(o, { location: backend.location, ...result }, `re-wrapped the keys of ${backend.location}; the old passphrase or key no longer opens it`);
+      });
+    });
+}
+
+export function registerRecoveryKeyCommand(key: Command): void {
+  key
+    .command('export-recovery')
+    .description('write the recovery key (opens the repository when the passphrase is lost; valid across rotations) to a new file, mode 0600')
+    .requiredOption('--out <file>', 'file to create (refuses to overwrite); print it and keep it offline, then delete the file')
+    .action(async (_options: unknown, cmd: Command) => {
+      const o = opts(cmd);
+      const out = cmd.opts<{ out: string }>().out;
+      await withRepository(o, async (r, backend) => {
+        try {
+          await writeFile(out, r.exportRecoveryKey() + '\n', { mode: 0o600, flag: 'wx' });
+        } catch (e) {
+          throw new CliError(`cannot create ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, EXIT.usage, 'name a file that does not exist yet');
+        }
+        print(o, { location: backend.location, repositoryId: r.repositoryId, file: out },
+          `wrote the recovery key of ${backend.location} to ${out} (mode 0600). Whoever holds it can read every restore point: keep it offline and delete the file.`);
       });
     });
 }
