@@ -1,7 +1,8 @@
 // Command handling over the log: a pure decider (decide/evolve/initialState) and the one
 // impure loop that reads a stream, folds it, decides, and appends at the revision it read,
 // deciding again when another writer got there first.
-import { newEvent, type CairnEvent, type EventDataMap, type EventMeta, type EventType, type KnownEvent } from '@cairn/contracts';
+import { context as otelContext, isSpanContextValid, trace } from '@opentelemetry/api';
+import { newEvent, type TraceContext, type CairnEvent, type EventDataMap, type EventMeta, type EventType, type KnownEvent } from '@cairn/contracts';
 import { WrongExpectedRevisionError } from './errors.ts';
 import type { EventAppender, EventStreamReader } from './event-log.port.ts';
 
@@ -23,8 +24,21 @@ export function fold<Event extends KnownEvent, State>(decider: Pick<Decider<unkn
   return state;
 }
 
+/** The W3C trace context of the span active in this call chain (none when no valid span is). */
+export function activeTraceContext(): TraceContext | undefined {
+  const span = trace.getSpan(otelContext.active());
+  const sc = span?.spanContext();
+  if (!sc || !isSpanContextValid(sc)) return undefined;
+  const traceparent = `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+  const tracestate = sc.traceState?.serialize();
+  return tracestate ? { traceparent, tracestate } : { traceparent };
+}
+
 export interface HandleCommandOptions {
-  /** Envelope fields of the new events (streamId is the handled stream). */
+  /**
+   * Envelope fields of the new events (streamId is the handled stream). Without a `trace`, the
+   * events carry the span active when the command is handled, so a job's trace continues.
+   */
   readonly meta: Omit<EventMeta, 'streamId' | 'id'>;
   /** Conflicts retried before giving up (default 5). */
   readonly maxRetries?: number;
@@ -57,7 +71,9 @@ export async function handleCommand<Command, Event extends KnownEvent, State>(
     }
     const drafts = decider.decide(command, state);
     if (drafts.length === 0) return { events: [], state, revision, position: undefined, retries: attempt };
-    const events = drafts.map((d) => newEvent(d.type as EventType, d.data as EventDataMap[EventType], { ...options.meta, streamId }));
+    const trace = options.meta.trace ?? activeTraceContext();
+    const meta = { ...options.meta, ...(trace ? { trace } : {}), streamId };
+    const events = drafts.map((d) => newEvent(d.type as EventType, d.data as EventDataMap[EventType], meta));
     try {
       const result = await log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
       for (const e of events) state = decider.evolve(state, e as unknown as Event);

@@ -12,6 +12,7 @@ import { CommandContext, type CommandInfo } from './handler-context.ts';
 import { commandFingerprint, type CommandReplies } from './idempotency.ts';
 import type { ConsumerLogger } from './jetstream-consumer.ts';
 import { extractTrace, traceOf } from './trace-context.ts';
+import { ensureContextManager, jobIdOf, withJobId } from './telemetry.ts';
 
 export type CommandHandlerFn = (payload: unknown, context: CommandContext) => Promise<unknown>;
 
@@ -141,7 +142,10 @@ export class CommandResponder {
   }
 
   private async run(msg: Msg, command: Command): Promise<{ reply: CommandReply; stored: boolean }> {
-    const { context: parent, trace: incoming } = extractTrace(msg.headers);
+    ensureContextManager();
+    const { context: incomingContext, trace: incoming } = extractTrace(msg.headers);
+    const jobId = jobIdOf(command.payload);
+    const parent = withJobId(incomingContext, jobId);
     return tracer.startActiveSpan(`${this.route.service} ${command.name}`, {
       kind: SpanKind.SERVER,
       attributes: {
@@ -149,6 +153,7 @@ export class CommandResponder {
         'messaging.destination.name': this.subject,
         'cairn.command.id': command.id,
         'cairn.command.actor': `${command.actor.kind}:${command.actor.id}`,
+        ...(jobId ? { 'cairn.job.id': jobId } : {}),
       },
     }, parent, async (span): Promise<{ reply: CommandReply; stored: boolean }> => {
       const otelContext = otelTrace.setSpan(parent, span);

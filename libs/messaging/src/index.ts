@@ -24,3 +24,9 @@ export { commandFingerprint, type ProcessedMessages, type CommandReplies, type R
 export { KvProcessedMessages, KvCommandReplies, type KvStoreOptions, type KvCommandRepliesOptions } from './idempotency.adapter.ts';
 export { injectTrace, extractTrace, traceOf, type ExtractedTrace } from './trace-context.ts';
 export type { Disposition, JetStreamConsumer } from './jetstream-consumer.ts';
+export { contextOf } from './trace-context.ts';
+export {
+  AsyncLocalStorageContextManager, ensureContextManager, setupTracing, tracingExporterFromEnv, activeJobId, withJobId,
+  logCorrelation, correlatedLogOptions, inSpan, jobIdOf, type Tracing, type TracingOptions, type JobSpanOptions,
+} from './telemetry.ts';
+export { OtlpHttpJsonExporter, otlpJson, type OtlpHttpJsonExporterOptions } from './otlp-exporter.ts';

@@ -13,6 +13,7 @@ import { JetStreamContext, type JetStreamMessageInfo } from './handler-context.t
 import type { ProcessedMessages } from './idempotency.ts';
 import { eventMessages, type MessageValidator } from './message-validation.ts';
 import { extractTrace, traceOf } from './trace-context.ts';
+import { ensureContextManager, jobIdOf, withJobId } from './telemetry.ts';
 
 /** The handler as the runner calls it; a rejection or thrown error means "not handled". */
 export type MessageHandlerFn = (payload: unknown, context: JetStreamContext) => Promise<unknown>;
@@ -103,6 +104,7 @@ export class JetStreamConsumer {
 
   /** Creates or updates the durable consumer, then starts pulling (and keeps pulling: see supervise). */
   async start(): Promise<void> {
+    ensureContextManager();
     const consumer = await this.ensureConsumer();
     this.messages = await consumer.consume({ max_messages: this.settings.concurrency, abort_on_missing_resource: true });
     this.loop = this.supervise(this.messages);
@@ -215,7 +217,7 @@ export class JetStreamConsumer {
   private async process(m: JsMsg): Promise<void> {
     const s = this.settings;
     const deliveries = m.info.deliveryCount;
-    const { context: parent, trace: incoming } = extractTrace(m.headers);
+    const { context: incomingContext, trace: incoming } = extractTrace(m.headers);
     const base: Omit<DeadLetter, 'reason' | 'detail'> = {
       consumer: s.durable,
       stream: s.stream,
@@ -263,6 +265,8 @@ export class JetStreamConsumer {
       }
     }
 
+    const jobId = jobIdOf(checked.value);
+    const parent = withJobId(incomingContext, jobId);
     const outcome = await tracer.startActiveSpan(`${s.durable} process`, {
       kind: SpanKind.CONSUMER,
       attributes: {
@@ -272,6 +276,7 @@ export class JetStreamConsumer {
         'messaging.message.id': messageId ?? '',
         'messaging.nats.stream_sequence': m.seq,
         'messaging.nats.delivery_count': deliveries,
+        ...(jobId ? { 'cairn.job.id': jobId } : {}),
       },
     }, parent, async (span): Promise<Outcome> => {
       const otelContext = otelTrace.setSpan(parent, span);

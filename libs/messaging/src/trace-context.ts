@@ -52,3 +52,14 @@ export function extractTrace(headers: MsgHdrs | undefined): ExtractedTrace {
   const t = traceOf(ctx);
   return t ? { context: ctx, trace: t } : { context: ctx };
 }
+
+const recordGetter: TextMapGetter<Record<string, string>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => carrier[key],
+};
+
+/** An OpenTelemetry context whose parent span is the one a stored trace context names. */
+export function contextOf(t: TraceContext | undefined, base: Context = ROOT_CONTEXT): Context {
+  if (!t) return base;
+  return propagator.extract(base, t.tracestate ? { traceparent: t.traceparent, tracestate: t.tracestate } : { traceparent: t.traceparent }, recordGetter);
+}

@@ -4,12 +4,16 @@
 import { renameSync, rmSync } from 'node:fs';
 import type { EventLogReader, EventSubscriber, OnInvalidRecord, Recorded } from '@cairn/eventlog';
 import type { Logger } from 'pino';
+import { context as otelContext, SpanKind, trace } from '@opentelemetry/api';
+import { contextOf, ensureContextManager, jobIdOf, withJobId } from '@cairn/messaging';
 import { CatalogueDb } from './catalogue-db.adapter.ts';
 
 /** What the projector needs from the event log. */
 export interface ProjectorLog extends EventSubscriber, EventLogReader {
   headPosition(): Promise<bigint>;
 }
+
+const tracer = trace.getTracer('@cairn/catalogue');
 
 /** How long stopping the live projection may take before the projector goes on without it. */
 const STOP_TIMEOUT_MS = 3_000;
@@ -118,6 +122,7 @@ export class CatalogueProjector {
    * arrives alone is applied at once. Each batch moves the checkpoint in its own transaction.
    */
   private async startLive(): Promise<void> {
+    ensureContextManager();
     if (this.stopped || this.live || this.swapping) return;
     const maxBatch = this.options.rebuildBatch ?? 500;
     // Bound to this database: after a rebuild swapped it out (and closed it), a straggling
@@ -128,13 +133,21 @@ export class CatalogueProjector {
       if (!batch.length) return;
       const applied = batch;
       batch = [];
+      const startTime = Date.now();
       db.apply(applied);
       this.failures = 0;
       for (const { event: e, position } of applied) {
+        // Each event of a job becomes a span of the job's trace (its projection into the read models).
+        const jobId = jobIdOf(e);
+        const span = jobId && e.trace ? tracer.startSpan(`catalogue project ${e.type}`, {
+          kind: SpanKind.CONSUMER, startTime,
+          attributes: { 'cairn.job.id': jobId, 'cairn.event.id': e.id, 'cairn.event.type': e.type, 'cairn.log.position': String(position) },
+        }, contextOf(e.trace)) : undefined;
         if (e.type === 'JobRequested' || e.type === 'JobCompleted' || e.type === 'JobFailed' || e.type === 'JobCancelled') {
-          this.options.logger.info({ jobId: e.correlationId, eventId: e.id, type: e.type, position: String(position),
-            traceId: e.trace?.traceparent.split('-')[1] }, `projected ${e.type}`);
+          const ctx = withJobId(span ? trace.setSpan(contextOf(e.trace), span) : otelContext.active(), jobId);
+          otelContext.with(ctx, () => this.options.logger.info({ eventId: e.id, type: e.type, position: String(position) }, `projected ${e.type}`));
         }
+        span?.end();
       }
     };
     const record = this.onInvalid(() => {

@@ -2,13 +2,14 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, type Actor, type KnownEvent, type Policy } from '@cairn/contracts';
-import { handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
+import { newEvent, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { activeTraceContext, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE,
   type JobCommand, type JobState, type TransferWork,
 } from '@cairn/jobs';
+import { inSpan } from '@cairn/messaging';
 import type { SchedulerConfig } from './scheduler.config.ts';
 
 /** The log lines the scheduler writes (pino's shape). */
@@ -47,6 +48,8 @@ export class Scheduler {
   private readonly policies = new Map<string, Policy>();
   private readonly expired = new Set<string>();
   private readonly inflight = new Map<string, Pending>();
+  /** The trace of each job's latest event: every step the scheduler takes for it continues it. */
+  private readonly traces = new Map<string, TraceContext>();
   private readonly lastSlotCheck = new Map<string, Date>();
   private readonly policySince = new Map<string, number>();
   /** Jobs this scheduler started whose JobStarted it has not folded yet (for the per-host limit). */
@@ -134,6 +137,7 @@ export class Scheduler {
       default:
         if (event.streamId.startsWith('job-')) {
           const id = event.streamId.slice(4);
+          if (event.trace) this.traces.set(id, event.trace);
           this.jobs.set(id, evolveJob(this.jobs.get(id) ?? initialJobState(), event));
           if (event.type === 'JobStarted') this.starting.delete(id);
         }
@@ -237,66 +241,71 @@ export class Scheduler {
     this.inflight.set(jobId, { step: key, at: -1, attempts });
     const actor = this.config.actor;
     const cause = state.lastEventId ?? null;
-    this.logger.info({ jobId, step: step.kind, attempt: attempts }, `job step ${step.kind}`);
-    try {
-      switch (step.kind) {
-        case 'start': {
-          const vm = this.vms.get(state.request!.vmId);
-          const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
-          // A scheduled job waits for its policy's backup window; a manual one does not.
-          const outsideWindow = state.request!.trigger === 'schedule' && policy && !inBackupWindow(policy.schedule, this.now());
-          if (outsideWindow || (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost)) {
-            this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
-            return;
-          }
-          this.starting.add(jobId);
-          await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
-          break;
-        }
-        case 'requestSnapshot':
-          await this.ports.requestSnapshot({ jobId, vmId: step.vmId, snapshotId: step.snapshotId });
-          break;
-        case 'queueTransfer': {
-          // Recorded first, then published: a mover that takes the work at once finds the job
-          // queued; a scheduler that dies in between publishes again later (idempotent).
-          await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
-          const taken = state.snapshot!.taken!;
-          const vm = this.vms.get(state.request!.vmId);
-          const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
-          await this.ports.enqueueTransfer({
-            jobId,
-            vmId: state.request!.vmId,
-            vmName: vm?.name ?? state.request!.vmId,
-            snapshotId: taken.snapshotId,
-            policyId: state.request!.policyId,
-            repository: policy?.repository ?? this.config.repositories[0]!,
-            mode: state.request!.mode,
-            nbd: taken.nbd,
-          });
-          break;
-        }
-        case 'release':
-          await this.ports.releaseSnapshot({ jobId, snapshotId: step.snapshotId, success: step.success });
-          break;
-        case 'complete': {
-          const started = Date.parse(state.requestedAt ?? this.now().toISOString());
-          await this.runJobCommand(jobId, { kind: 'complete', durationMs: Math.max(0, nowMs - started) }, actor, cause);
-          await this.applyRetentionFor(jobId);
-          break;
-        }
-        case 'fail':
-          await this.runJobCommand(jobId, { kind: 'fail', phase: step.phase, reason: step.reason, retryable: false }, actor, cause);
-          break;
+    if (step.kind === 'start') {
+      const vm = this.vms.get(state.request!.vmId);
+      const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
+      // A scheduled job waits for its policy's backup window; a manual one does not.
+      const outsideWindow = state.request!.trigger === 'schedule' && policy && !inBackupWindow(policy.schedule, this.now());
+      if (outsideWindow || (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost)) {
+        this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
+        return;
       }
-      this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
-    } catch (e) {
-      this.logger.warn({ jobId, step: step.kind, attempt: attempts, err: (e as Error).message }, `job step ${step.kind} failed`);
-      if (e instanceof SnapshotRefused) {
-        await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, cause).catch(() => undefined);
-      }
-      // Transient: try the same step again after a growing delay.
-      this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
     }
+    // Each step is a span of the job's trace (continued from its latest event), so the events,
+    // commands and work it causes carry the same trace.
+    await inSpan('@cairn/scheduler', `scheduler ${step.kind}`, { jobId, parent: this.traces.get(jobId), attributes: { 'cairn.job.step': step.kind, 'cairn.job.attempt': attempts } }, async () => {
+      this.logger.info({ jobId, step: step.kind, attempt: attempts }, `job step ${step.kind}`);
+      try {
+        switch (step.kind) {
+          case 'start':
+            this.starting.add(jobId);
+            await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
+            break;
+          case 'requestSnapshot':
+            await this.ports.requestSnapshot({ jobId, vmId: step.vmId, snapshotId: step.snapshotId });
+            break;
+          case 'queueTransfer': {
+            // Recorded first, then published: a mover that takes the work at once finds the job
+            // queued; a scheduler that dies in between publishes again later (idempotent).
+            await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
+            const taken = state.snapshot!.taken!;
+            const vm = this.vms.get(state.request!.vmId);
+            const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
+            await this.ports.enqueueTransfer({
+              jobId,
+              vmId: state.request!.vmId,
+              vmName: vm?.name ?? state.request!.vmId,
+              snapshotId: taken.snapshotId,
+              policyId: state.request!.policyId,
+              repository: policy?.repository ?? this.config.repositories[0]!,
+              mode: state.request!.mode,
+              nbd: taken.nbd,
+            });
+            break;
+          }
+          case 'release':
+            await this.ports.releaseSnapshot({ jobId, snapshotId: step.snapshotId, success: step.success });
+            break;
+          case 'complete': {
+            const started = Date.parse(state.requestedAt ?? this.now().toISOString());
+            await this.runJobCommand(jobId, { kind: 'complete', durationMs: Math.max(0, nowMs - started) }, actor, cause);
+            await this.applyRetentionFor(jobId);
+            break;
+          }
+          case 'fail':
+            await this.runJobCommand(jobId, { kind: 'fail', phase: step.phase, reason: step.reason, retryable: false }, actor, cause);
+            break;
+        }
+        this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
+      } catch (e) {
+        this.logger.warn({ jobId, step: step.kind, attempt: attempts, err: (e as Error).message }, `job step ${step.kind} failed`);
+        if (e instanceof SnapshotRefused) {
+          await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, cause).catch(() => undefined);
+        }
+        // Transient: try the same step again after a growing delay.
+        this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
+      }
+    });
   }
 
   // ---- schedules and retention ----------------------------------------------------------------
@@ -317,14 +326,17 @@ export class Scheduler {
       const vms = [...this.vms.values()].filter((vm) => selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host }));
       for (const vm of vms) {
         const jobId = slotJobId(policy.policyId, vm.vmId, slot);
-        try {
-          await this.runJobCommand(jobId, {
-            kind: 'request',
-            data: { jobId, vmId: vm.vmId, policyId: policy.policyId, mode: 'auto', trigger: 'schedule', slot: slot.toISOString() },
-          }, this.config.actor, `schedule-${policy.policyId}`);
-        } catch (e) {
-          if (!(e instanceof WrongExpectedRevisionError)) throw e;
-        }
+        // A scheduled job's trace starts here (a requested one continues its caller's).
+        await inSpan('@cairn/scheduler', 'scheduler schedule', { jobId, root: true, attributes: { 'cairn.policy.id': policy.policyId } }, async () => {
+          try {
+            await this.runJobCommand(jobId, {
+              kind: 'request',
+              data: { jobId, vmId: vm.vmId, policyId: policy.policyId, mode: 'auto', trigger: 'schedule', slot: slot.toISOString() },
+            }, this.config.actor, `schedule-${policy.policyId}`);
+          } catch (e) {
+            if (!(e instanceof WrongExpectedRevisionError)) throw e;
+          }
+        });
       }
     }
   }
@@ -343,6 +355,7 @@ export class Scheduler {
       try {
         await this.log.append(streamId, [newEvent('RestorePointExpired', { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason }, {
           site: this.config.site, actor: this.config.actor, streamId, correlationId: jobId, causationId: null, time: this.now(),
+          ...(activeTraceContext() ? { trace: activeTraceContext()! } : {}),
         })], { expectedRevision: 'no_stream' });
       } catch (e) {
         if (!(e instanceof WrongExpectedRevisionError)) throw e;

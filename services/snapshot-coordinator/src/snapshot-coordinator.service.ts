@@ -5,7 +5,7 @@
 // coordinator never loses track of a view it announced.
 import { createHash, randomUUID } from 'node:crypto';
 import { newEvent, type Actor, type EventDataMap, type EventType, type KnownEvent } from '@cairn/contracts';
-import type { EventAppender, EventStreamReader } from '@cairn/eventlog';
+import { activeTraceContext, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
 import type { HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
@@ -223,7 +223,11 @@ export class SnapshotCoordinator {
     // Caused by the latest step of the job (the request, or the commit or failure that ended it).
     let causationId: string | null = null;
     for await (const r of this.log.readStream(streamId)) if (r.event.id !== id) causationId = r.event.id;
-    await this.log.append(streamId, [newEvent(type, data, { site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, causationId, id })], { expectedRevision: 'any' });
+    // The span handling the command (a child of the job's trace) is the event's trace.
+    const trace = activeTraceContext();
+    await this.log.append(streamId, [newEvent(type, data, {
+      site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, causationId, id, ...(trace ? { trace } : {}),
+    })], { expectedRevision: 'any' });
   }
 
   /** What the job's stream says: the snapshot id the scheduler chose, the mode and the policy. */
