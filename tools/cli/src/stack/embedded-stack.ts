@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
+import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
@@ -87,13 +88,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   // Structured logs of every service go to one file; the terminal gets the summary lines.
   const logFile = join(dirs.logs, 'cairn.log');
   const destination = pino.destination({ dest: logFile, sync: false });
-  const logger: Logger = options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', base: { site, pid: process.pid } }, destination);
+  // Spans of every job (exported when OTEL_TRACES_EXPORTER says so); each log line carries the
+  // trace, span and job it was written under.
+  const tracing = setupTracing();
+  const logger: Logger = options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', base: { site, pid: process.pid }, ...correlatedLogOptions }, destination);
   const stops: Array<() => Promise<unknown>> = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
     stops.length = 0;
     await rm(join(dataDir, STATE_FILE), { force: true });
     destination.flushSync();
+    await tracing.provider.forceFlush().catch(() => undefined);
   };
   try {
     let nats: NatsServerProcess | undefined;
