@@ -6,6 +6,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createJetStreamEventLog } from '@cairn/eventlog';
+import { correlatedLogOptions } from '@cairn/messaging';
 import { assertSite } from '@cairn/contracts';
 import { pino, type Logger } from 'pino';
 import type { ProjectorLog } from './catalogue.projector.ts';
@@ -63,7 +64,7 @@ export interface RunningCatalogue {
 export async function startCatalogue(options: StartCatalogueOptions): Promise<RunningCatalogue> {
   const site = assertSite(options.site);
   const replica = options.replica ?? newReplicaId();
-  const logger = (options.logger ?? pino({ name: 'catalogue', level: process.env.CAIRN_LOG_LEVEL ?? 'info' })).child({ service: 'catalogue', site, replica });
+  const logger = (options.logger ?? pino({ name: 'catalogue', level: process.env.CAIRN_LOG_LEVEL ?? 'info', ...correlatedLogOptions })).child({ service: 'catalogue', site, replica });
   let dbPath = ':memory:';
   if (options.dataDir !== ':memory:') {
     mkdirSync(options.dataDir, { recursive: true });

@@ -6,7 +6,7 @@ import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-ex
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
-import { CommandBus } from '@cairn/messaging';
+import { CommandBus, correlatedLogOptions } from '@cairn/messaging';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
@@ -136,7 +136,7 @@ export interface RunningGateway {
 
 export async function startGateway(options: StartGatewayOptions): Promise<RunningGateway> {
   const config = gatewayConfig(options);
-  const logger = (options.logger ?? pino({ name: 'gateway', level: process.env.CAIRN_LOG_LEVEL ?? 'info' })).child({ service: 'gateway', site: config.site });
+  const logger = (options.logger ?? pino({ name: 'gateway', level: process.env.CAIRN_LOG_LEVEL ?? 'info', ...correlatedLogOptions })).child({ service: 'gateway', site: config.site });
   let nc = options.nc;
   let ownNc: NatsConnection | undefined;
   if (!nc) {

@@ -7,7 +7,7 @@ import type { INestMicroservice } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import type { EventLog } from '@cairn/eventlog';
-import { JetStreamServer } from '@cairn/messaging';
+import { correlatedLogOptions, JetStreamServer } from '@cairn/messaging';
 import { LeaderLease } from './leader-lease.ts';
 import { natsSchedulerPorts } from './scheduler.ports.adapter.ts';
 import { schedulerConfig, type SchedulerConfig } from './scheduler.config.ts';
@@ -39,7 +39,7 @@ export interface RunningScheduler {
 export async function startScheduler(options: StartSchedulerOptions): Promise<RunningScheduler> {
   const config = schedulerConfig(options.config);
   const ports = await natsSchedulerPorts(options.nc, config.site, config.actor, config.snapshotCommandTimeoutMs);
-  const logger = (options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'scheduler', site: config.site });
+  const logger = (options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions })).child({ service: 'scheduler', site: config.site });
   const scheduler = new Scheduler(config, options.log, ports, () => new Date(), logger);
   await scheduler.start();
   const app: INestMicroservice = await NestFactory.createMicroservice(SchedulerModule.with(scheduler), {

@@ -14,7 +14,7 @@ import { pino, type Logger } from 'pino';
 import type { Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { QemuAdapter, QemuOfflineAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
-import { JetStreamServer } from '@cairn/messaging';
+import { correlatedLogOptions, JetStreamServer } from '@cairn/messaging';
 import { parseCoordinatorConfig, type CoordinatorConfig } from './snapshot-coordinator.config.ts';
 import { SnapshotCoordinatorHandlers } from './snapshot-coordinator.handlers.ts';
 import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
@@ -58,7 +58,7 @@ export interface RunningCoordinator {
 
 export async function startSnapshotCoordinator(o: StartOptions): Promise<RunningCoordinator> {
   const { config } = o;
-  const logger = (o.logger ?? pino({ name: 'snapshot-coordinator', level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'snapshot-coordinator', site: config.site });
+  const logger = (o.logger ?? pino({ name: 'snapshot-coordinator', level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions })).child({ service: 'snapshot-coordinator', site: config.site });
   const actor: Actor = { kind: 'service', id: `snapshot-coordinator@${config.site}` };
   const nc = o.nc ?? await connect({ servers: config.natsUrl, name: 'snapshot-coordinator' });
   const log = o.log ?? await createJetStreamEventLog({ nc, site: config.site });

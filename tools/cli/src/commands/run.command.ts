@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { createJetStreamEventLog } from '@cairn/eventlog';
+import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
 import { DirectoryBackend, openRepository } from '@cairn/repository';
 import { startScheduler } from '@cairn/scheduler';
 import { startDataMover } from '@cairn/data-mover';
@@ -40,7 +41,9 @@ export function registerRunCommand(program: Command): void {
       const site = g.site ?? 'local';
       const dataDir = resolve(g.data ?? join('.cairn', service));
       await mkdir(dataDir, { recursive: true });
-      const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' });
+      // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
+      setupTracing();
+      const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions });
       const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1 });
       const log = await createJetStreamEventLog({ nc, site });
       const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
