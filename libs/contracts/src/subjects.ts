@@ -6,6 +6,7 @@
 //   progress  cairn.<site>.progress.<jobId>              (plain publish, not logged)
 //   work      cairn.<site>.work.<queue>                  (JetStream work queue)
 //   stream    CAIRN_EVT_<SITE>                           (one event stream per site)
+//   replication  cairn.<target>.repl.<source>.<op>       (request/reply, source site -> target site)
 
 export class InvalidSubjectError extends Error {
   override readonly name = 'InvalidSubjectError';
@@ -106,4 +107,12 @@ export function workSubject(site: string, queue: string): string {
 /** JetStream stream holding a site's events: `CAIRN_EVT_<SITE>` ('-' becomes '_'). */
 export function eventStreamName(site: string): string {
   return `CAIRN_EVT_${assertSite(site).toUpperCase().replaceAll('-', '_')}`;
+}
+
+/**
+ * Replication transfer from `source` to `target` (request/reply, served at the target):
+ * `cairn.<target>.repl.<source>.<op>`. Only the replication identity uses these across sites.
+ */
+export function replicationSubject(target: string, source: string, op: string): string {
+  return `${ROOT}.${assertSite(target)}.repl.${assertSite(source)}.${assertToken(op, 'operation')}`;
 }

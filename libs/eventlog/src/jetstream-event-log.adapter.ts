@@ -50,6 +50,12 @@ export interface JetStreamEventLogOptions {
   /** Create the stream when missing (default true). */
   readonly createStream?: boolean;
   readonly replicas?: number;
+  /**
+   * Read the events of every site the stream holds (`cairn.*.evt.>`), not only this site's:
+   * the hub's stream CAIRN_EVT_HUB sources every site's stream for the global view. Appends
+   * still go to this site's subjects only.
+   */
+  readonly allSites?: boolean;
   /** Attempts of an 'any' append that keeps losing races (default 10). */
   readonly maxAnyAttempts?: number;
   /**
@@ -83,15 +89,22 @@ export class JetStreamEventLog implements EventLog {
     private readonly jsm: JetStreamManager,
     private readonly maxAnyAttempts: number,
     private readonly retryForMs: number,
+    private readonly allSites = false,
   ) {
     this.streamName = eventStreamName(site);
+  }
+
+  /** What reads and subscriptions take: this site's events, or every site's (hub). */
+  private readFilter(category?: string): string {
+    if (!this.allSites) return eventSubjectFilter(this.site, category);
+    return category === undefined ? 'cairn.*.evt.>' : `cairn.*.evt.${category}.*`;
   }
 
   static async open(options: JetStreamEventLogOptions): Promise<JetStreamEventLog> {
     const jsOpts = options.domain ? { domain: options.domain } : {};
     const jsm = await jetstreamManager(options.nc, jsOpts);
     const js = jetstream(options.nc, jsOpts);
-    const log = new JetStreamEventLog(options.site, options.nc, js, jsm, options.maxAnyAttempts ?? 10, options.retryForMs ?? 30_000);
+    const log = new JetStreamEventLog(options.site, options.nc, js, jsm, options.maxAnyAttempts ?? 10, options.retryForMs ?? 30_000, options.allSites ?? false);
     await log.ensureStream(options);
     return log;
   }
@@ -252,7 +265,7 @@ export class JetStreamEventLog implements EventLog {
     const head = await this.headPosition();
     if (head <= after) return;
     let count = 0;
-    for await (const m of this.range(eventSubjectFilter(this.site), Number(after) + 1, Number(head))) {
+    for await (const m of this.range(this.readFilter(), Number(after) + 1, Number(head))) {
       if (options.maxCount !== undefined && count >= options.maxCount) return;
       const r = await this.decode(m, revisionOf(m.headers, undefined), options.onInvalid);
       if (!r) continue;
@@ -295,7 +308,7 @@ export class JetStreamEventLog implements EventLog {
   subscribe(options: SubscribeOptions): EventSubscription {
     if (typeof options.from === 'bigint' && options.from < 0n) throw new EventLogUsageError('subscribe: position must be >= 0');
     const state: FollowState = {
-      filter: eventSubjectFilter(this.site, options.category),
+      filter: this.readFilter(options.category),
       position: typeof options.from === 'bigint' ? options.from : 0n,
       stopped: false,
     };

@@ -67,6 +67,13 @@ function upsertDisk(vmId: string, name: string, sizeBytes: number, time: string)
 const touchVm = (vmId: string, time: string) => sql(`UPDATE vms SET updated_at = ? WHERE vm_id = ?`, time, vmId);
 
 const handlers: Handlers = {
+  ReplicaCommitted: ({ data }, at) => [sql(
+    `INSERT INTO replicas (restore_point_id, target_site, source_site, vm_id, vm_name, job_id, policy_id, repository_id, committed_at,
+       source_committed_at, disks, chunks_sent, bytes_sent, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (restore_point_id, target_site) DO NOTHING`,
+    data.restorePointId, data.targetSite, data.sourceSite, data.vmId, data.vmName, data.jobId, data.policyId, data.repositoryId, at.time,
+    data.sourceCommittedAt, JSON.stringify(data.disks), data.chunksSent, data.bytesSent, at.position,
+  )],
   VmDiscovered: ({ data }, at) => [
     sql(
       `INSERT INTO vms (vm_id, name, site, hypervisor_kind, hypervisor_host, tags, discovered_at, updated_at)

@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -132,7 +132,26 @@ CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor_id, position);
 CREATE INDEX IF NOT EXISTS audit_type ON audit (type, position);
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 CREATE INDEX IF NOT EXISTS audit_stream ON audit (stream_id, position);
+
+CREATE TABLE IF NOT EXISTS replicas (
+  restore_point_id TEXT NOT NULL,
+  target_site TEXT NOT NULL,
+  source_site TEXT NOT NULL,
+  vm_id TEXT NOT NULL,
+  vm_name TEXT NOT NULL,
+  job_id TEXT,
+  policy_id TEXT,
+  repository_id TEXT NOT NULL,
+  committed_at TEXT NOT NULL,
+  source_committed_at TEXT NOT NULL,
+  disks TEXT NOT NULL,
+  chunks_sent INTEGER NOT NULL,
+  bytes_sent INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (restore_point_id, target_site)
+) STRICT;
+CREATE INDEX IF NOT EXISTS replicas_position ON replicas (position);
 `;
 
 /** Tables holding read models (everything a rebuild empties). */
-export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit'] as const;
+export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit', 'replicas'] as const;

@@ -35,6 +35,8 @@ export interface StartDataMoverOptions {
   readonly restoreRoots: readonly string[];
   readonly actor?: Actor;
   readonly connections?: number;
+  /** Finds restore points of other sites' replicas kept here (disaster recovery). */
+  readonly locateRestorePoint?: (restorePointId: string) => Promise<Repository | undefined>;
   /** Unacknowledged time before another mover gets the work (default 30 s; kept alive while running). */
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
@@ -60,6 +62,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     actor: o.actor ?? { kind: 'service', id: `data-mover@${o.site}` },
     restoreRoots: o.restoreRoots,
     connections: o.connections ?? 2,
+    ...(o.locateRestorePoint ? { locateRestorePoint: o.locateRestorePoint } : {}),
   };
   const progress: ProgressSink = {
     publish: (jobId, p) => o.nc.publish(progressSubject(o.site, jobId), JSON.stringify(p)),

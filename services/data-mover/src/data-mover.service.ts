@@ -17,6 +17,11 @@ export interface DataMoverConfig {
   /** Restores write files only below these directories. */
   readonly restoreRoots: readonly string[];
   readonly connections: number;
+  /**
+   * Finds a restore point the site's own repository does not hold: a replica of another
+   * site's repository kept here (disaster recovery at a surviving site).
+   */
+  readonly locateRestorePoint?: (restorePointId: string) => Promise<Repository | undefined>;
 }
 
 /** The log lines the data mover writes (pino's shape). */
@@ -122,9 +127,14 @@ export class DataMover {
     const target = this.allowedTarget(cmd.target.path);
     const exists = await stat(target).then(() => true, () => false);
     if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; pass --force to replace it`);
-    const repo = this.repository(repository);
+    let repo = this.repository(repository);
     const ids = new Set((await repo.listRestorePoints()).map((p) => p.id));
-    if (!ids.has(cmd.restorePointId)) throw new RestoreRefused('not_found', `no restore point ${cmd.restorePointId} in repository ${repository}`);
+    if (!ids.has(cmd.restorePointId)) {
+      const replica = await this.config.locateRestorePoint?.(cmd.restorePointId);
+      if (!replica) throw new RestoreRefused('not_found', `no restore point ${cmd.restorePointId} in repository ${repository}`);
+      this.logger.info({ restorePointId: cmd.restorePointId, replica: replica.location }, 'restoring from a replica of another site');
+      repo = replica;
+    }
     const startedAt = Date.now();
     const result = await repo.restoreDisk(cmd.restorePointId, cmd.disk, target, { format: cmd.format ?? 'raw', overwrite: cmd.overwrite ?? false });
     return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - startedAt };
@@ -134,7 +144,9 @@ export class DataMover {
   private async export(cmd: CommandPayloadMap['RestoreDisk'], exportName: string, repository: string) {
     if (!this.exports) throw new RestoreRefused('invalid_command', 'this data mover serves no NBD exports');
     if (this.exports.names().includes(exportName)) throw new RestoreRefused('conflict', `export ${exportName} is already served; stop it first`);
-    const repo = this.repository(repository);
+    const own = this.repository(repository);
+    const repo = (await own.listRestorePoints()).some((p) => p.id === cmd.restorePointId)
+      ? own : (await this.config.locateRestorePoint?.(cmd.restorePointId)) ?? own;
     const started = Date.now();
     let disk;
     try {

@@ -5,6 +5,7 @@ import { registerOperateCommands } from './commands/operate.command.ts';
 import { registerUpCommand } from './commands/up.command.ts';
 import { registerRunCommand } from './commands/run.command.ts';
 import { registerAuditCommands } from './commands/audit.command.ts';
+import { registerSitesCommands } from './commands/sites.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -21,6 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   registerRunCommand(program);
   registerOperateCommands(program);
   registerAuditCommands(program);
+  registerSitesCommands(program);
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

@@ -99,6 +99,17 @@ export class ReplicaTarget {
   }
 
   /**
+   * Replaces a damaged object, manifests included, with the source's (checked the same way).
+   * Only for objects a verify reported: a manifest is otherwise written by `commit`, last.
+   */
+  async repair(obj: SealedRef & { readonly bytes: Uint8Array; readonly sha256: string }): Promise<void> {
+    const ref = { kind: obj.kind, id: obj.id };
+    this.check(ref, obj.bytes, obj.sha256);
+    await this.backend.put(sealedKey(ref), obj.bytes);
+    await this.backend.put(sumKey(ref), Buffer.from(obj.sha256 + '\n'));
+  }
+
+  /**
    * Commits a restore point: every index page it names must be here (chunks were checked
    * before their pages were sent), then the manifest. `false` when it was committed before.
    */

@@ -249,7 +249,12 @@ export function registerOperateCommands(program: Command): void {
       }
       let disk = o['disk'] as string | undefined;
       if (!disk) {
-        const point = await s.catalogue.query('restorePoint.get', { restorePointId });
+        // A restore point of another site (disaster recovery) is known here as a replica.
+        const point = await s.catalogue.query('restorePoint.get', { restorePointId }).catch(async (e: unknown) => {
+          const { items } = await s.catalogue.query('replica.list', { restorePointId, site: s.site }).catch(() => ({ items: [] }));
+          if (!items[0]) throw e;
+          return items[0];
+        });
         if (point.disks.length !== 1) throw new CliError(`restore point has ${point.disks.length} disks (${point.disks.map((d) => d.name).join(', ')}); choose one with --disk`, EXIT.usage);
         disk = point.disks[0]!.name;
       }

@@ -12,11 +12,12 @@ import { DirectoryBackend, openRepository } from '@cairn/repository';
 import { startScheduler } from '@cairn/scheduler';
 import { startDataMover } from '@cairn/data-mover';
 import { startCatalogue } from '@cairn/catalogue';
+import { startReplication } from '@cairn/replication';
 import { parseCoordinatorConfig, startSnapshotCoordinator } from '@cairn/snapshot-coordinator';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
 
-const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator'] as const;
+const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication'] as const;
 
 interface RunOptions {
   repo?: string;
@@ -24,15 +25,17 @@ interface RunOptions {
   leaseMs?: string;
   ackWaitMs?: string;
   instance?: string;
+  replicas?: string;
 }
 
 export function registerRunCommand(program: Command): void {
   program.command('run <service>')
     .description(`run one service in this process (${SERVICES.join(', ')}) against --nats`)
-    .option('--repo <dir>', 'data mover: repository directory (passphrase from CAIRN_REPO_PASSPHRASE)')
+    .option('--repo <dir>', 'data mover, replication: repository directory (passphrase from CAIRN_REPO_PASSPHRASE)')
+    .option('--replicas <dir>', 'replication: where copies of other sites\' repositories are kept (default <data>/replicas)')
     .option('--qmp <sockets...>', 'snapshot coordinator: QMP sockets of QEMU instances')
     .option('--lease-ms <ms>', 'scheduler leadership lease / coordinator view lease')
-    .option('--ack-wait-ms <ms>', 'data mover: time before unacknowledged work goes to another mover')
+    .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
     .option('--instance <name>', 'name of this replica')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
@@ -64,6 +67,18 @@ export function registerRunCommand(program: Command): void {
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
           });
           close = async () => { await m.close(); await repository.close(); };
+          break;
+        }
+        case 'replication': {
+          if (!o.repo) throw new CliError('--repo <dir> is required for replication', EXIT.usage);
+          const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
+          if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
+          const repository = await openRepository(new DirectoryBackend(resolve(o.repo)), { passphrase });
+          const r = await startReplication({
+            nc, log, site, logger, repository, replicasDir: resolve(o.replicas ?? join(dataDir, 'replicas')),
+            ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+          });
+          close = async () => { await r.close(); await repository.close(); };
           break;
         }
         case 'catalogue': {

@@ -110,7 +110,8 @@ export function registerUpCommand(program: Command): void {
     .option('--once', 'stop after start-up (and the demo) instead of serving until Ctrl-C')
     .option('--qmp <sockets...>', 'QMP sockets of running QEMU instances to protect')
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
-    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string }) {
+    .option('--hub <url>', 'join a hub as a leaf node (nats-leaf://host:port from `cairn hub`); the site becomes its JetStream domain')
+    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string; hub?: string }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       let vm: DemoVm | undefined;
@@ -127,6 +128,7 @@ export function registerUpCommand(program: Command): void {
           site: g.site ?? 'local',
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
+          ...(o.hub ? { hub: o.hub } : {}),
           qemu: [...(o.qmp ?? []).map((s) => ({ qmpSocket: s })), ...(vm ? [{ qmpSocket: vm.qmpPath }] : [])],
           log: say,
         });

@@ -17,6 +17,8 @@ import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { startAuditBridge, type AuditTargetSpec, type RunningAuditBridge } from '@cairn/audit-bridge';
 import { parseCoordinatorConfig, startSnapshotCoordinator, type RunningCoordinator } from '@cairn/snapshot-coordinator';
+import { startReplication, type RunningReplication } from '@cairn/replication';
+import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, type StackState } from '../session.ts';
 
 export interface StackOptions {
@@ -39,6 +41,15 @@ export interface StackOptions {
   readonly wrapBackend?: (backend: Backend) => Backend;
   /** Where services log (default: <data>/logs/cairn.log). */
   readonly logger?: Logger;
+  /**
+   * Join a hub as a leaf node (`nats-leaf://host:port`): the started nats-server gets the
+   * site as its JetStream domain and a leaf remote to the hub (see docs/sites.md).
+   */
+  readonly hub?: string;
+  /** Replication consumers' ack wait and longest retry delay (tests shorten them). */
+  readonly replication?: { readonly ackWaitMs?: number; readonly maxRetryDelayMs?: number };
+  /** Keys of other sites' repositories copied here, for disaster recovery (else from secrets/replica-<site>.passphrase). */
+  readonly replicaPassphrases?: Readonly<Record<string, string>>;
 }
 
 export interface ServiceHealth { readonly service: string; readonly status: string; readonly detail?: unknown }
@@ -55,6 +66,9 @@ export interface Stack {
   readonly repository: Repository;
   readonly passphrase: string;
   readonly coordinator: RunningCoordinator;
+  readonly replication: RunningReplication;
+  /** The nats-server this stack started (absent when it joined a NATS given by URL). */
+  readonly nats?: NatsServerProcess;
   health(): Promise<ServiceHealth[]>;
   stop(): Promise<void>;
 }
@@ -82,6 +96,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     coordinator: join(dataDir, 'coordinator'),
     restores: join(dataDir, 'restores'),
     logs: join(dataDir, 'logs'),
+    replicas: join(dataDir, 'replicas'),
   };
   for (const d of Object.values(dirs)) await mkdir(d, { recursive: true });
   await chmod(dirs.secrets, 0o700);
@@ -104,10 +119,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     let nats: NatsServerProcess | undefined;
     let natsUrl = options.natsUrl;
     if (!natsUrl) {
-      nats = await startNatsServer({ dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024 });
+      nats = await startNatsServer({
+        dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024,
+        // A site joined to a hub: its own JetStream domain, a leaf remote to the hub.
+        ...(options.hub ? { domain: site, extraConfig: `leafnodes {\n  reconnect: 1\n  remotes: [ { urls: [ ${JSON.stringify(options.hub)} ] } ]\n}` } : {}),
+      });
       natsUrl = nats.url;
       stops.push(() => nats!.stop());
-      say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})`);
+      say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}, domain ${site}` : ''}`);
     }
     const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1 });
     stops.push(() => nc.drain());
@@ -146,9 +165,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => coordinator.close());
     const without = new Set(options.without ?? []);
+    const replicas = replicaLocator({
+      replicasDir: dirs.replicas, secretsDir: dirs.secrets, ...(options.replicaPassphrases ? { passphrases: options.replicaPassphrases } : {}),
+    });
+    stops.push(() => replicas.close());
     const mover: RunningDataMover | undefined = without.has('data-mover') ? undefined : await startDataMover({
       nc, log, site,
       repositories: new Map([['default', repository]]),
+      locateRestorePoint: (id) => replicas.locate(id),
       restoreRoots: [dataDir, process.cwd(), tmpdir()],
       logger: logger.child({ name: 'data-mover' }),
     });
@@ -162,6 +186,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       targets: [{ kind: 'chain', name: 'chain' }, ...(options.auditTargets ?? [])],
     });
     stops.push(() => audit.close());
+    // Replication talks to other sites: its own connection (its own identity where NATS has users).
+    const replicationNc = await connect({ servers: natsUrl, name: `replication@${site}`, maxReconnectAttempts: -1 });
+    stops.push(() => replicationNc.drain());
+    const replicationLog = await createJetStreamEventLog({ nc: replicationNc, site });
+    const replication = await startReplication({
+      nc: replicationNc, log: replicationLog, site, repository, replicasDir: dirs.replicas, logger: logger.child({ name: 'replication' }),
+      ...(options.replication?.ackWaitMs ? { ackWaitMs: options.replication.ackWaitMs } : {}),
+      ...(options.replication?.maxRetryDelayMs ? { maxRetryDelayMs: options.replication.maxRetryDelayMs } : {}),
+    });
+    stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
     const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
@@ -170,7 +204,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 
     return {
-      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, passphrase, coordinator,
+      site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, passphrase, coordinator, replication,
+      ...(nats ? { nats } : {}),
       async health() {
         const out: ServiceHealth[] = [];
         const probe = async (service: string, f: () => unknown) => {
@@ -184,6 +219,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         if (mover) await probe('data-mover', () => mover.health());
         await probe('catalogue', () => catalogue.health());
         await probe('audit-bridge', () => audit.health());
+        await probe('replication', () => replication.health());
         await probe('gateway', async () => (await fetch(`${gateway.url}/health`)).status === 200 ? gateway.url : Promise.reject(new Error('health not 200')));
         return out;
       },

@@ -1,0 +1,187 @@
+// The target side of replication at one site: serves `cairn.<site>.repl.<source>.<op>` for
+// every source site, keeps one keyless copy repository per source site (a ReplicaTarget on
+// `<replicasDir>/<source>`), and records ReplicaCommitted / ReplicaVerified / ReplicaRepaired
+// in this site's log. It never holds a key: what it stores is what the source sealed.
+import { join } from 'node:path';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { assertSite, newEvent, type Actor } from '@cairn/contracts';
+import { WrongExpectedRevisionError, type EventLog } from '@cairn/eventlog';
+import { DirectoryBackend, ReplicaIntegrityError, ReplicaTarget, type Backend, type ReplicaVerifyReport, type SealedKind } from '@cairn/repository';
+import { H, makeHeaders, packIds, TransferError, unb64, unpackIds, type CommitMeta, type TransferOp } from './transfer-protocol.ts';
+
+const KINDS: readonly SealedKind[] = ['chunk', 'index-page', 'manifest'];
+const PARTS_TTL_MS = 10 * 60_000;
+
+export interface ReceiverOptions {
+  readonly nc: NatsConnection;
+  readonly log: EventLog;
+  readonly site: string;
+  /** One copy repository per source site under this directory (unless `backendFor` is given). */
+  readonly replicasDir: string;
+  readonly backendFor?: (sourceSite: string) => Backend;
+  readonly actor: Actor;
+  readonly logger: Logger;
+}
+
+export class ReplicaReceiver {
+  private sub?: Subscription;
+  private readonly targets = new Map<string, ReplicaTarget>();
+  private readonly parts = new Map<string, { chunks: Uint8Array[]; at: number }>();
+  /** Objects stored per source site and id (tests read it to prove nothing came twice). */
+  readonly received = new Map<string, number>();
+  private inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly o: ReceiverOptions) {}
+
+  start(): void {
+    this.sub = this.o.nc.subscribe(`cairn.${this.o.site}.repl.*.*`, {
+      queue: 'replication',
+      callback: (err, msg) => {
+        if (err) { this.o.logger.warn({ err: err.message }, 'replication receiver subscription failed'); return; }
+        const p = this.handle(msg).finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      },
+    });
+  }
+
+  async close(): Promise<void> {
+    this.sub?.unsubscribe();
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** The copy of `sourceSite`'s repository held here. */
+  target(sourceSite: string): ReplicaTarget {
+    assertSite(sourceSite);
+    let t = this.targets.get(sourceSite);
+    if (!t) {
+      const backend = this.o.backendFor?.(sourceSite) ?? new DirectoryBackend(join(this.o.replicasDir, sourceSite), { createRoot: true });
+      t = new ReplicaTarget(backend);
+      this.targets.set(sourceSite, t);
+    }
+    return t;
+  }
+
+  /** Keyless verify of the copy of `sourceSite`'s repository, recorded as ReplicaVerified. */
+  async verify(sourceSite: string): Promise<ReplicaVerifyReport> {
+    const t = this.target(sourceSite);
+    const report = await t.verify();
+    const repositoryId = (await t.repositoryId()) ?? '';
+    await this.o.log.append(`replicacheck-${sourceSite}`, [newEvent('ReplicaVerified', {
+      sourceSite, repositoryId, ok: report.ok, objectsChecked: report.objectsChecked, bytesChecked: report.bytesChecked,
+      damagedCount: report.damaged.length,
+      damaged: report.damaged.slice(0, 100).map((d) => ({ kind: d.kind, id: d.id, damage: d.damage })),
+    }, { site: this.o.site, actor: this.o.actor, streamId: `replicacheck-${sourceSite}` })], { expectedRevision: 'any' });
+    if (!report.ok) this.o.logger.warn({ sourceSite, damaged: report.damaged.length, first: report.damaged[0] }, 'replica verify found damage');
+    else this.o.logger.info({ sourceSite, objects: report.objectsChecked }, 'replica verified');
+    return report;
+  }
+
+  private async handle(msg: Msg): Promise<void> {
+    const [, , , source = '', op = ''] = msg.subject.split('.');
+    try {
+      const result = await this.dispatch(source, op as TransferOp, msg);
+      const body = result instanceof Uint8Array ? result : new TextEncoder().encode(JSON.stringify(result ?? null));
+      msg.respond(body, { headers: makeHeaders({ [H.status]: 'ok' }) });
+    } catch (e) {
+      const code = e instanceof TransferError ? e.code : e instanceof ReplicaIntegrityError ? 'integrity' : 'internal';
+      if (code !== 'incomplete') this.o.logger.warn({ source, op, code, err: (e as Error).message }, 'replication request refused');
+      msg.respond(new TextEncoder().encode(JSON.stringify({ code, message: (e as Error).message })), { headers: makeHeaders({ [H.status]: 'error' }) });
+    }
+  }
+
+  private async dispatch(source: string, op: TransferOp, msg: Msg): Promise<unknown> {
+    const target = this.target(source);
+    const header = (name: string): string => {
+      const v = msg.headers?.get(name);
+      if (!v) throw new TransferError('bad_request', `header ${name} missing`);
+      return v;
+    };
+    switch (op) {
+      case 'adopt': {
+        const x = msg.json<{ repositoryId: string; config: string; keys: Array<{ keyId: string; bytes: string }> }>();
+        return target.adopt({ repositoryId: x.repositoryId, config: unb64(x.config), keys: x.keys.map((k) => ({ keyId: k.keyId, bytes: unb64(k.bytes) })) });
+      }
+      case 'missing': {
+        const kind = header(H.kind) as SealedKind;
+        if (!KINDS.includes(kind) || kind === 'manifest') throw new TransferError('bad_request', `kind ${kind}`);
+        const lacking = await target.missing(unpackIds(msg.data).map((id) => ({ kind, id })));
+        return packIds(lacking.map((r) => r.id));
+      }
+      case 'has-rp':
+        return target.hasRestorePoint(msg.string());
+      case 'put': {
+        const kind = header(H.kind) as SealedKind;
+        if (!KINDS.includes(kind)) throw new TransferError('bad_request', `kind ${kind}`);
+        const id = header(H.id);
+        const part = Number(header(H.part));
+        const parts = Number(header(H.parts));
+        const bytes = this.assemble(`${source}\0${kind}\0${id}`, msg.data, part, parts);
+        if (!bytes) return null; // more parts to come
+        const obj = { kind, id, bytes, sha256: header(H.sha256) };
+        if (msg.headers?.get(H.repair) === '1') await target.repair(obj);
+        else await target.put(obj);
+        const k = `${source}/${kind}/${id}`;
+        this.received.set(k, (this.received.get(k) ?? 0) + 1);
+        return null;
+      }
+      case 'commit': {
+        const x = msg.json<{ manifest: string; pageIds: string[]; meta: CommitMeta }>();
+        const id = header(H.id);
+        const created = await target.commit({ id, bytes: unb64(x.manifest), sha256: header(H.sha256) }, x.pageIds);
+        await this.recordCommit(source, id, (await target.repositoryId()) ?? '', x.meta);
+        this.o.logger.info({ source, restorePointId: id, created, bytesSent: x.meta.bytesSent, chunksSent: x.meta.chunksSent }, 'replica committed');
+        return { created };
+      }
+      case 'verify': {
+        const r = await this.verify(source);
+        return { ...r, damaged: r.damaged.map((d) => ({ ...d })) };
+      }
+      case 'repaired': {
+        const x = msg.json<{ objects: Array<{ kind: SealedKind; id: string; damage: string }> }>();
+        await this.o.log.append(`replicacheck-${source}`, [newEvent('ReplicaRepaired', {
+          sourceSite: source, repositoryId: (await target.repositoryId()) ?? '', repaired: x.objects.slice(0, 100), repairedCount: x.objects.length,
+        }, { site: this.o.site, actor: this.o.actor, streamId: `replicacheck-${source}` })], { expectedRevision: 'any' });
+        return null;
+      }
+      default:
+        throw new TransferError('bad_request', `unknown operation ${JSON.stringify(op)}`);
+    }
+  }
+
+  /** ReplicaCommitted once per restore point at this site, even when a commit is retried. */
+  private async recordCommit(source: string, restorePointId: string, repositoryId: string, meta: CommitMeta): Promise<void> {
+    const streamId = `replica-${restorePointId}`;
+    try {
+      await this.o.log.append(streamId, [newEvent('ReplicaCommitted', {
+        restorePointId, vmId: meta.vmId, vmName: meta.vmName, jobId: meta.jobId, policyId: meta.policyId,
+        sourceSite: source, targetSite: this.o.site, repositoryId, sourceCommittedAt: meta.sourceCommittedAt,
+        disks: meta.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
+        chunksSent: meta.chunksSent, pagesSent: meta.pagesSent, bytesSent: meta.bytesSent,
+      }, { site: this.o.site, actor: this.o.actor, streamId, correlationId: meta.jobId ?? streamId })], { expectedRevision: 'no_stream' });
+    } catch (e) {
+      if (!(e instanceof WrongExpectedRevisionError)) throw e; // recorded by an earlier attempt
+    }
+  }
+
+  private assemble(key: string, data: Uint8Array, part: number, parts: number): Uint8Array | undefined {
+    if (!(Number.isInteger(parts) && parts >= 1 && Number.isInteger(part) && part >= 0 && part < parts)) {
+      throw new TransferError('bad_request', `part ${part} of ${parts}`);
+    }
+    if (parts === 1) return data;
+    const now = Date.now();
+    for (const [k, v] of this.parts) if (now - v.at > PARTS_TTL_MS) this.parts.delete(k);
+    let entry = this.parts.get(key);
+    if (part === 0) { entry = { chunks: [], at: now }; this.parts.set(key, entry); }
+    if (!entry || entry.chunks.length !== part) {
+      this.parts.delete(key);
+      throw new TransferError('incomplete', `part ${part} of ${key.replaceAll('\0', ' ')} came without the parts before it; send the object again`);
+    }
+    entry.chunks.push(Uint8Array.from(data));
+    entry.at = now;
+    if (part < parts - 1) return undefined;
+    this.parts.delete(key);
+    return Buffer.concat(entry.chunks);
+  }
+}
+

@@ -1,0 +1,82 @@
+// Starts the replication service of a site as a Nest microservice (commands over NATS), with
+// its receiver for other sites' copies and its policy consumers.
+import 'reflect-metadata';
+import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
+import type { Actor } from '@cairn/contracts';
+import type { EventLog } from '@cairn/eventlog';
+import { JetStreamServer } from '@cairn/messaging';
+import type { Backend, Repository } from '@cairn/repository';
+import { ReplicaReceiver } from './replica-receiver.ts';
+import { ReplicationHandlers } from './replication.handlers.ts';
+import { Replication } from './replication.service.ts';
+
+@Module({})
+class ReplicationModule {
+  static with(replication: Replication): DynamicModule {
+    return { module: ReplicationModule, controllers: [ReplicationHandlers], providers: [{ provide: Replication, useValue: replication }] };
+  }
+}
+
+export interface StartReplicationOptions {
+  /** The connection of the replication identity (the only one that talks to other sites). */
+  readonly nc: NatsConnection;
+  readonly log: EventLog;
+  readonly site: string;
+  /** This site's repository: the source of its replicas. */
+  readonly repository: Repository;
+  /** Where copies of other sites' repositories are kept (one directory per source site). */
+  readonly replicasDir: string;
+  /** Another backend for the copy of a source site's repository (S3, tests). */
+  readonly replicaBackend?: (sourceSite: string) => Backend;
+  readonly actor?: Actor;
+  readonly logger?: Logger;
+  readonly ackWaitMs?: number;
+  readonly maxRetryDelayMs?: number;
+}
+
+export interface ReplicationHealth {
+  readonly status: 'ok';
+  readonly policies: number;
+  readonly copies: number;
+  readonly received: number;
+}
+
+export interface RunningReplication {
+  readonly replication: Replication;
+  readonly receiver: ReplicaReceiver;
+  health(): ReplicationHealth;
+  close(): Promise<void>;
+}
+
+export async function startReplication(o: StartReplicationOptions): Promise<RunningReplication> {
+  const actor: Actor = o.actor ?? { kind: 'service', id: `replication@${o.site}` };
+  const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'replication', site: o.site });
+  const receiver = new ReplicaReceiver({
+    nc: o.nc, log: o.log, site: o.site, replicasDir: o.replicasDir, actor, logger,
+    ...(o.replicaBackend ? { backendFor: o.replicaBackend } : {}),
+  });
+  receiver.start();
+  const replication = new Replication(
+    { site: o.site, actor, ackWaitMs: o.ackWaitMs ?? 60_000, maxRetryDelayMs: o.maxRetryDelayMs ?? 30_000 },
+    o.nc, o.log, o.repository, logger, receiver,
+  );
+  await replication.start();
+  const app: INestMicroservice = await NestFactory.createMicroservice(ReplicationModule.with(replication), {
+    strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor }), logger: ['error', 'warn'],
+  });
+  await app.listen();
+  logger.info({ policies: replication.policies.size, replicasDir: o.replicasDir }, 'replication started');
+  return {
+    replication,
+    receiver,
+    health: () => ({ status: 'ok', policies: replication.policies.size, copies: replication.copies.length, received: [...receiver.received.values()].reduce((a, b) => a + b, 0) }),
+    async close() {
+      await replication.close();
+      await app.close();
+      await receiver.close();
+    },
+  };
+}

@@ -1,0 +1,352 @@
+// The replication service of one site. As a source it keeps the site's replication policies
+// (folded from the log), follows the site's RestorePointCommitted events with one durable
+// consumer per target site (after-backup policies; outages are waited out, nothing is
+// skipped or taken twice), sweeps for missing replicas on a schedule, and copies restore
+// points through a RemoteSink. As a target it runs the ReplicaReceiver.
+import { randomUUID } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import {
+  assertSite, eventStreamName, newEvent, parseEvent, type Actor, type CommandPayloadMap, type ReplicationPolicy,
+} from '@cairn/contracts';
+import type { EventLog, EventSubscription } from '@cairn/eventlog';
+import { copyRestorePoint, ReplicationSource, type Repository } from '@cairn/repository';
+import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
+import type { ReplicaReceiver } from './replica-receiver.ts';
+
+export interface ReplicationConfig {
+  readonly site: string;
+  readonly actor: Actor;
+  /** Unacknowledged time of a policy consumer's message before it comes again (default 60 s; kept alive while copying). */
+  readonly ackWaitMs: number;
+  /** Longest wait between two attempts at an unreachable target (default 30 s). */
+  readonly maxRetryDelayMs: number;
+}
+
+export class ReplicationRefused extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'ReplicationRefused';
+  }
+}
+
+export interface CopyReport {
+  readonly restorePointId: string;
+  readonly targetSite: string;
+  readonly committed: boolean;
+  readonly chunksSent: number;
+  readonly chunkBytesSent: number;
+  readonly pagesSent: number;
+  readonly bytesSent: number;
+  readonly durationMs: number;
+}
+
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.then(() => undefined, () => undefined);
+    return next;
+  }
+}
+
+export class Replication {
+  readonly policies = new Map<string, ReplicationPolicy>();
+  private readonly source: ReplicationSource;
+  private readonly locks = new Map<string, Mutex>();
+  private readonly adopted = new Set<string>();
+  private readonly consumers = new Map<string, { stop(): void; done: Promise<void> }>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private policySub?: EventSubscription;
+  private closed = false;
+  /** Copies done by this process (for health and tests). */
+  readonly copies: CopyReport[] = [];
+
+  constructor(
+    private readonly config: ReplicationConfig,
+    private readonly nc: NatsConnection,
+    private readonly log: EventLog,
+    private readonly repository: Repository,
+    private readonly logger: Logger,
+    readonly receiver?: ReplicaReceiver,
+  ) {
+    this.source = new ReplicationSource(repository);
+  }
+
+  get site(): string { return this.config.site; }
+
+  /** Loads the policies and keeps following them. */
+  async start(): Promise<void> {
+    // How many policy events the log holds now: the policies are loaded once that many came.
+    const jsm = await jetstreamManager(this.nc);
+    const info = await jsm.streams.info(eventStreamName(this.site), { subjects_filter: `cairn.${this.site}.evt.replpolicy.*` });
+    let expected = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+    let resolveLoaded: () => void = () => undefined;
+    const loaded = new Promise<void>((r) => { resolveLoaded = r; });
+    if (expected === 0) resolveLoaded();
+    const sub = this.log.subscribe({ from: 'start', category: 'replpolicy' });
+    this.policySub = sub;
+    void (async () => {
+      try {
+        for await (const r of sub) {
+          const e = r.event;
+          if (e.type === 'ReplicationPolicyCreated') this.policies.set(e.data.policyId, e.data);
+          else if (e.type === 'ReplicationPolicyDeleted') this.policies.delete(e.data.policyId);
+          if (--expected === 0) resolveLoaded();
+          this.reconcile();
+        }
+      } catch (err) {
+        if (!this.closed) this.logger.error({ err: (err as Error).message }, 'replication policies: subscription failed');
+      }
+    })();
+    await loaded;
+    this.reconcile();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.policySub?.stop();
+    for (const t of this.timers.values()) clearInterval(t);
+    this.timers.clear();
+    const all = [...this.consumers.values()];
+    for (const c of all) c.stop();
+    await Promise.allSettled(all.map((c) => c.done));
+    this.consumers.clear();
+  }
+
+  // ---- policies --------------------------------------------------------------------------
+
+  async createPolicy(p: CommandPayloadMap['CreateReplicationPolicy'], actor: Actor, causationId: string): Promise<{ policyId: string }> {
+    const sourceSite = p.sourceSite ?? this.site;
+    if (sourceSite !== this.site) throw new ReplicationRefused('invalid_command', `a policy lives at its source site: send it to ${sourceSite}, this is ${this.site}`);
+    if (p.targetSites.includes(this.site)) throw new ReplicationRefused('invalid_command', `site ${this.site} cannot replicate to itself`);
+    for (const t of p.targetSites) assertSite(t);
+    const policyId = p.policyId ?? randomUUID();
+    const policy: ReplicationPolicy = { ...p, policyId, sourceSite };
+    const streamId = `replpolicy-${policyId}`;
+    await this.log.append(streamId, [newEvent('ReplicationPolicyCreated', policy, { site: this.site, actor, streamId, causationId })], { expectedRevision: 'no_stream' })
+      .catch((e: Error) => {
+        if (e.name === 'WrongExpectedRevisionError') throw new ReplicationRefused('conflict', `replication policy ${policyId} exists`);
+        throw e;
+      });
+    this.policies.set(policyId, policy);
+    this.reconcile();
+    this.logger.info({ policyId, targets: policy.targetSites, trigger: policy.trigger }, 'replication policy created');
+    return { policyId };
+  }
+
+  async deletePolicy(policyId: string, actor: Actor, causationId: string): Promise<void> {
+    if (!this.policies.has(policyId)) throw new ReplicationRefused('not_found', `no replication policy ${policyId}`);
+    const streamId = `replpolicy-${policyId}`;
+    await this.log.append(streamId, [newEvent('ReplicationPolicyDeleted', { policyId }, { site: this.site, actor, streamId, causationId })], { expectedRevision: 'stream_exists' });
+    this.policies.delete(policyId);
+    this.reconcile();
+  }
+
+  private policiesFor(target: string, vmId: string, kind: 'after-backup' | 'schedule'): ReplicationPolicy[] {
+    return [...this.policies.values()].filter((p) => p.sourceSite === this.site && p.targetSites.includes(target)
+      && p.trigger.kind === kind && (!p.vmIds || p.vmIds.includes(vmId)));
+  }
+
+  /** One consumer per target of an after-backup policy, one timer per scheduled policy. */
+  private reconcile(): void {
+    if (this.closed) return;
+    const targets = new Set<string>();
+    for (const p of this.policies.values()) {
+      if (p.sourceSite !== this.site) continue;
+      if (p.trigger.kind === 'after-backup') for (const t of p.targetSites) targets.add(t);
+    }
+    for (const t of targets) if (!this.consumers.has(t)) this.consumers.set(t, this.follow(t));
+    for (const [t, c] of this.consumers) if (!targets.has(t)) { c.stop(); this.consumers.delete(t); }
+    for (const p of this.policies.values()) {
+      if (p.trigger.kind !== 'schedule' || p.sourceSite !== this.site || this.timers.has(p.policyId)) continue;
+      const timer = setInterval(() => { void this.sweep(p.policyId); }, p.trigger.everyMs);
+      timer.unref();
+      this.timers.set(p.policyId, timer);
+    }
+    for (const [id, timer] of this.timers) if (!this.policies.has(id)) { clearInterval(timer); this.timers.delete(id); }
+  }
+
+  // ---- after each backup -----------------------------------------------------------------
+
+  private follow(target: string): { stop(): void; done: Promise<void> } {
+    let stopped = false;
+    let messages: ConsumerMessages | undefined;
+    const durable = `replication-to-${target}`;
+    const stream = eventStreamName(this.site);
+    const loop = async () => {
+      let failures = 0;
+      while (!stopped) {
+        try {
+          const jsm = await jetstreamManager(this.nc);
+          await jsm.consumers.add(stream, {
+            durable_name: durable,
+            filter_subject: `cairn.${this.site}.evt.job.*`,
+            ack_policy: AckPolicy.Explicit,
+            deliver_policy: DeliverPolicy.All,
+            // One at a time, in log order: a parent reaches the target before its children.
+            max_ack_pending: 1,
+            max_deliver: -1,
+            ack_wait: this.config.ackWaitMs * 1_000_000,
+          }).catch(async (e: unknown) => {
+            // Exists already (with the same settings, or from an older build): use it.
+            await jsm.consumers.info(stream, durable).catch(() => { throw e; });
+          });
+          const consumer = await jetstream(this.nc).consumers.get(stream, durable);
+          messages = await consumer.consume({ max_messages: 1, expires: 5_000 });
+          if (stopped) break;
+          for await (const m of messages) {
+            failures = 0;
+            await this.onJobEvent(target, m);
+            if (stopped) break;
+          }
+        } catch (e) {
+          if (stopped) break;
+          failures++;
+          this.logger.warn({ target, err: (e as Error).message }, 'replication consumer failed; starting it again');
+          await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** Math.min(failures, 5))));
+        }
+      }
+    };
+    const done = loop();
+    return { stop() { stopped = true; messages?.stop(); }, done };
+  }
+
+  private async onJobEvent(target: string, m: JsMsg): Promise<void> {
+    let event;
+    try {
+      event = parseEvent(m.data);
+    } catch {
+      m.ack(); // not ours to judge: the catalogue and audit report unreadable records
+      return;
+    }
+    if (event.type !== 'RestorePointCommitted') { m.ack(); return; }
+    const policies = this.policiesFor(target, event.data.vmId, 'after-backup');
+    if (policies.length === 0) { m.ack(); return; }
+    const delayMs = Math.max(...policies.map((p) => p.delayMs));
+    const due = Date.parse(event.time) + delayMs;
+    if (Date.now() < due) { m.nak(Math.min(due - Date.now(), 3600_000)); return; }
+    // The strictest bandwidth limit among the policies that cover it.
+    const policy = policies.reduce((p, q) => ((q.bandwidthBytesPerSec ?? Infinity) < (p.bandwidthBytesPerSec ?? Infinity) ? q : p));
+    const beat = setInterval(() => m.working(), Math.max(500, Math.floor(this.config.ackWaitMs / 3)));
+    try {
+      await this.copy(event.data.restorePointId, target, { policy, jobId: event.data.jobId });
+      m.ack();
+    } catch (e) {
+      const attempt = m.info.deliveryCount;
+      const delay = Math.min(this.config.maxRetryDelayMs, 500 * 2 ** Math.min(attempt - 1, 10));
+      const unavailable = e instanceof TargetUnavailableError;
+      this.logger.warn({ target, restorePointId: event.data.restorePointId, attempt, retryInMs: delay, err: (e as Error).message },
+        unavailable ? 'target site unreachable; the copy waits for it' : 'replication failed; trying again');
+      m.nak(delay);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  // ---- on a schedule ---------------------------------------------------------------------
+
+  /** Copies every restore point a scheduled policy covers that a target lacks, oldest first. */
+  async sweep(policyId: string): Promise<CopyReport[]> {
+    const p = this.policies.get(policyId);
+    if (!p) return [];
+    const out: CopyReport[] = [];
+    const points = (await this.repository.listRestorePoints()).filter((rp) => !p.vmIds || p.vmIds.includes(rp.vm.id));
+    for (const target of p.targetSites) {
+      try {
+        for (const rp of points) out.push(await this.copy(rp.id, target, { policy: p, jobId: rp.labels?.['jobId'] ?? null }));
+      } catch (e) {
+        this.logger.warn({ policyId, target, err: (e as Error).message }, 'scheduled replication stopped; next round tries again');
+      }
+    }
+    return out;
+  }
+
+  // ---- one copy --------------------------------------------------------------------------
+
+  private lock(target: string): Mutex {
+    let l = this.locks.get(target);
+    if (!l) { l = new Mutex(); this.locks.set(target, l); }
+    return l;
+  }
+
+  /** Copies one restore point to a target site: only what it lacks, manifest last. */
+  copy(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null } = {}): Promise<CopyReport> {
+    assertSite(target);
+    if (target === this.site) return Promise.reject(new ReplicationRefused('invalid_command', 'a site does not replicate to itself'));
+    return this.lock(target).run(async () => {
+      const started = Date.now();
+      let manifest;
+      try {
+        manifest = await this.source.manifest(restorePointId);
+      } catch (e) {
+        if ((e as Error).name === 'RestorePointNotFoundError') throw new ReplicationRefused('not_found', `no restore point ${restorePointId} at site ${this.site}`);
+        throw e;
+      }
+      const sink = new RemoteSink(this.nc, this.site, target, o.policy?.bandwidthBytesPerSec ? { bandwidthBytesPerSec: o.policy.bandwidthBytesPerSec } : {});
+      sink.commitMeta = {
+        vmId: manifest.vm.id, vmName: manifest.vm.name, jobId: o.jobId ?? manifest.labels?.['jobId'] ?? null, policyId: o.policy?.policyId ?? null,
+        sourceCommittedAt: manifest.committedAt, disks: manifest.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
+        chunksSent: 0, pagesSent: 0,
+      };
+      if (!this.adopted.has(target)) {
+        await sink.adopt(await this.source.identity());
+        this.adopted.add(target);
+      } else if (await sink.hasRestorePoint(restorePointId)) {
+        const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
+        return r;
+      }
+      const base = manifest.parentId && (await sink.hasRestorePoint(manifest.parentId)) ? manifest.parentId : undefined;
+      let chunksSent = 0;
+      let pagesSent = 0;
+      const result = await copyRestorePoint(this.source, {
+        adopt: async () => undefined,
+        missing: (r) => sink.missing(r),
+        put: async (obj) => {
+          await sink.put(obj);
+          if (obj.kind === 'chunk') chunksSent++; else pagesSent++;
+          sink.commitMeta = { ...sink.commitMeta!, chunksSent, pagesSent };
+        },
+        commit: (mf, pages) => sink.commit(mf, pages),
+      }, restorePointId, { adopted: true, ...(base ? { base } : {}) });
+      const report: CopyReport = {
+        restorePointId, targetSite: target, committed: result.committed, chunksSent: result.chunksSent, chunkBytesSent: result.chunkBytesSent,
+        pagesSent: result.pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started,
+      };
+      this.copies.push(report);
+      this.logger.info({ ...report, base: base ?? null, chunksAsked: result.chunksAsked }, result.committed ? 'restore point replicated' : 'restore point was at the target already');
+      return report;
+    });
+  }
+
+  // ---- verify and repair -----------------------------------------------------------------
+
+  async verifyLocal(sourceSite: string) {
+    if (!this.receiver) throw new ReplicationRefused('unavailable', 'this replication service holds no replicas');
+    return this.receiver.verify(sourceSite);
+  }
+
+  /** Asks a target which objects of its copy are damaged and sends them again from here. */
+  async repair(target: string): Promise<{ damaged: number; repaired: number; unrepairable: string[] }> {
+    return this.lock(target).run(async () => {
+      const sink = new RemoteSink(this.nc, this.site, target);
+      const report = await sink.verify();
+      sink.repairing = true;
+      const repaired: Array<{ kind: string; id: string; damage: string }> = [];
+      const unrepairable: string[] = [];
+      for (const d of report.damaged) {
+        try {
+          await sink.put(await this.source.sealed(d.kind, d.id));
+          repaired.push({ kind: d.kind, id: d.id, damage: d.damage });
+        } catch (e) {
+          if (e instanceof TargetUnavailableError) throw e;
+          unrepairable.push(`${d.kind} ${d.id}: ${(e as Error).message}`);
+        }
+      }
+      if (repaired.length) await sink.repaired(repaired);
+      this.logger.info({ target, damaged: report.damaged.length, repaired: repaired.length, unrepairable: unrepairable.length }, 'replica repaired from the source');
+      return { damaged: report.damaged.length, repaired: repaired.length, unrepairable };
+    });
+  }
+}

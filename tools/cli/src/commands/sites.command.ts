@@ -1,0 +1,105 @@
+// Several sites: `cairn hub` runs the hub the sites join as leaf nodes (global view), and
+// `cairn replication …` manages replication policies, copies, keyless verification and
+// repair. See docs/sites.md.
+import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { CliError, EXIT } from '../cli-error.ts';
+import { accepted, transportError } from '../cli-replies.ts';
+import { bytes, DEFAULT_DATA_DIR, globals, output, table, withSession, type Session } from '../session.ts';
+import { startHub } from '../stack/hub-stack.ts';
+
+type Opts = Record<string, unknown>;
+const say = (line: string) => process.stdout.write(line + '\n');
+
+function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
+  return async function (this: Command, ...args: A) {
+    await withSession(this, async (s) => {
+      try { await fn(s, ...args); } catch (e) { transportError(e); }
+    });
+  };
+}
+
+const sitesOf = (v: unknown): string[] => String(v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+
+export function registerSitesCommands(program: Command): void {
+  program.command('hub')
+    .description('run the hub: sites join it as leaf nodes (`cairn up --site <name> --hub <leaf url>`); its catalogue and API show every site')
+    .requiredOption('--sites <names>', 'comma-separated sites whose events the hub sources, e.g. paris,lyon')
+    .option('--leaf-port <port>', 'port the sites connect to (default: a free one)')
+    .option('--gateway-port <port>', 'REST API port (default: a free one)')
+    .option('--once', 'stop after start-up')
+    .action(async function (this: Command, o: { sites: string; leafPort?: string; gatewayPort?: string; once?: boolean }) {
+      const g = globals(this);
+      const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? `${DEFAULT_DATA_DIR}-hub`);
+      const hub = await startHub({
+        dataDir, sites: sitesOf(o.sites), log: say,
+        ...(o.leafPort ? { leafPort: Number(o.leafPort) } : {}),
+        ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
+      });
+      say(`hub                  sources ${sitesOf(o.sites).join(', ')}; catalogue and gateway ${hub.gatewayUrl} in site hub`);
+      say(`join a site with     cairn up --site <name> --hub ${hub.leafUrl}`);
+      say(`global view          cairn --nats ${hub.natsUrl} --site hub vm list | restore-point list | replication replicas`);
+      if (!o.once) {
+        await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
+      }
+      await hub.stop();
+    });
+
+  const r = program.command('replication').description('replication between sites');
+  r.command('policy-create')
+    .description('create a replication policy at this (the source) site')
+    .requiredOption('--name <name>', 'policy name')
+    .requiredOption('--to <sites>', 'comma-separated target sites')
+    .option('--vm <ids...>', 'VM ids (default: every VM of the site)')
+    .option('--every <seconds>', 'copy on a schedule every N seconds instead of after each backup')
+    .option('--delay <seconds>', 'wait this long after a backup before copying it', '0')
+    .option('--bandwidth <bytesPerSec>', 'most bytes per second to each target')
+    .action(act(async (s, o: Opts) => {
+      const result = accepted(await s.bus.send('replication', 'CreateReplicationPolicy', {
+        name: String(o['name']), targetSites: sitesOf(o['to']),
+        ...(o['vm'] ? { vmIds: o['vm'] as string[] } : {}),
+        trigger: o['every'] ? { kind: 'schedule', everyMs: Number(o['every']) * 1000 } : { kind: 'after-backup' },
+        delayMs: Number(o['delay']) * 1000,
+        ...(o['bandwidth'] ? { bandwidthBytesPerSec: Number(o['bandwidth']) } : {}),
+      }, { idempotencyKey: randomUUID() }), 'policy refused');
+      output(s, result, () => `replication policy ${result.policyId} created`);
+    }));
+  r.command('copy <restorePoint>')
+    .description('copy one restore point of this site to another site now')
+    .requiredOption('--to <site>', 'target site')
+    .action(act(async (s, restorePointId: string, o: Opts) => {
+      const result = accepted(await s.bus.send('replication', 'ReplicateRestorePoint', { restorePointId, targetSite: String(o['to']) },
+        { timeoutMs: 24 * 3600_000 }), 'copy failed');
+      output(s, result, () => `${restorePointId} → ${result.targetSite}: ${result.committed ? 'copied' : 'was there already'}, ${result.chunksSent} chunks (${bytes(result.chunkBytesSent)}), ${bytes(result.bytesSent)} sent in ${(result.durationMs / 1000).toFixed(1)} s`);
+    }));
+  r.command('verify')
+    .description('check, without the key, this site\'s copy of another site\'s repository')
+    .requiredOption('--from <site>', 'the site whose repository is copied here')
+    .action(act(async (s, o: Opts) => {
+      const result = accepted(await s.bus.send('replication', 'VerifyReplica', { sourceSite: String(o['from']) }, { timeoutMs: 3600_000 }), 'verify failed');
+      output(s, result, () => result.ok
+        ? `copy of ${String(o['from'])}: ${result.objectsChecked} objects (${bytes(result.bytesChecked)}) intact`
+        : `copy of ${String(o['from'])}: ${result.damaged.length} damaged of ${result.objectsChecked}\n${table(result.damaged, ['kind', 'id', 'damage', 'detail'])}`);
+      if (!result.ok) throw new CliError('the copy is damaged; repair it from the source with `cairn replication repair --target <this site>` at the source', EXIT.failure);
+    }));
+  r.command('repair')
+    .description('send again, from this (the source) site, what a target reports damaged in its copy')
+    .requiredOption('--target <site>', 'the site holding the damaged copy')
+    .action(act(async (s, o: Opts) => {
+      const result = accepted(await s.bus.send('replication', 'RepairReplica', { targetSite: String(o['target']) }, { timeoutMs: 3600_000 }), 'repair failed');
+      output(s, result, () => `${result.repaired} of ${result.damaged} damaged objects sent again${result.unrepairable.length ? `; cannot repair: ${result.unrepairable.join('; ')}` : ''}`);
+    }));
+  r.command('replicas')
+    .description('replicas known here (at the hub: of every site)')
+    .option('--vm <id>', 'one VM')
+    .option('--restore-point <id>', 'one restore point')
+    .action(act(async (s, o: Opts) => {
+      const { items } = await s.catalogue.query('replica.list', {
+        ...(o['vm'] ? { vmId: String(o['vm']) } : {}), ...(o['restorePoint'] ? { restorePointId: String(o['restorePoint']) } : {}),
+      });
+      output(s, items, () => table(items.map((x) => ({
+        restorePoint: x.restorePointId, vm: x.vmName, from: x.sourceSite, at: x.site, committed: x.committedAt, sent: bytes(x.bytesSent),
+      })), ['restorePoint', 'vm', 'from', 'at', 'committed', 'sent']));
+    }));
+}

@@ -1,0 +1,116 @@
+// The hub (`cairn hub`): a nats-server the sites join as leaf nodes (JetStream domain `hub`),
+// the stream CAIRN_EVT_HUB that sources every site's event stream across the domains, and a
+// catalogue and gateway in site `hub` that read it: the global view of VMs, jobs, restore
+// points and replicas of every site, each marked with its site. CLI and API point at it
+// with `--nats <hub url> --site hub` or at its gateway.
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type StreamSource } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
+import { assertSite, eventStreamName, eventSubjectFilter } from '@cairn/contracts';
+import { createJetStreamEventLog } from '@cairn/eventlog';
+import { freePort, startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
+import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
+import { startGateway, type RunningGateway } from '@cairn/gateway';
+import { STATE_FILE, type StackState } from '../session.ts';
+
+export const HUB_SITE = 'hub';
+
+export interface HubOptions {
+  readonly dataDir: string;
+  /** Sites whose event streams the hub sources (more can be added with `addSites`). */
+  readonly sites: readonly string[];
+  /** Port the sites' leaf connections come to (default: a free one). */
+  readonly leafPort?: number;
+  readonly gatewayPort?: number;
+  readonly log?: (line: string) => void;
+  readonly logger?: Logger;
+}
+
+export interface Hub {
+  readonly natsUrl: string;
+  /** What a site gives as `cairn up --hub`. */
+  readonly leafUrl: string;
+  readonly gatewayUrl: string;
+  readonly gatewayToken: string;
+  readonly nats: NatsServerProcess;
+  readonly nc: NatsConnection;
+  readonly catalogue: RunningCatalogue;
+  /** Sources these sites' event streams too. */
+  addSites(sites: readonly string[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** CAIRN_EVT_HUB: the hub's own subjects plus every site's stream, sourced from its domain. */
+export async function ensureHubStream(nc: NatsConnection, sites: readonly string[]): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const name = eventStreamName(HUB_SITE);
+  const sources: StreamSource[] = [...new Set(sites)].map((s) => ({ name: eventStreamName(assertSite(s)), domain: s }));
+  try {
+    const info = await jsm.streams.info(name);
+    const have = new Set((info.config.sources ?? []).map((s) => s.name));
+    const missing = sources.filter((s) => !have.has(s.name));
+    if (missing.length) await jsm.streams.update(name, { ...info.config, sources: [...(info.config.sources ?? []), ...missing] });
+    return;
+  } catch (e) {
+    if (!(e instanceof JetStreamApiError && e.code === 10059)) throw e;
+  }
+  await jsm.streams.add({
+    name,
+    subjects: [eventSubjectFilter(HUB_SITE)],
+    sources,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_msgs: -1, max_bytes: -1, max_age: 0,
+    duplicate_window: 120_000_000_000,
+    deny_delete: true,
+    deny_purge: true,
+    allow_direct: true,
+  });
+}
+
+export async function startHub(o: HubOptions): Promise<Hub> {
+  const say = o.log ?? (() => undefined);
+  const dataDir = resolve(o.dataDir);
+  for (const d of ['nats', 'catalogue', 'secrets', 'logs']) await mkdir(join(dataDir, d), { recursive: true });
+  const logger = o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', base: { site: HUB_SITE, pid: process.pid } },
+    pino.destination({ dest: join(dataDir, 'logs', 'cairn.log'), sync: false }));
+  const stops: Array<() => Promise<unknown>> = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    stops.length = 0;
+  };
+  try {
+    const leafPort = o.leafPort ?? await freePort();
+    const nats = await startNatsServer({
+      dir: join(dataDir, 'nats'), serverName: 'cairn-hub', domain: HUB_SITE, maxPayload: 8 * 1024 * 1024,
+      extraConfig: `leafnodes {\n  host: "127.0.0.1"\n  port: ${leafPort}\n}`,
+    });
+    stops.push(() => nats.stop());
+    const leafUrl = `nats-leaf://127.0.0.1:${leafPort}`;
+    say(`nats-server          ok  ${nats.url} (domain hub), sites join at ${leafUrl}`);
+    const nc = await connect({ servers: nats.url, name: 'cairn-hub', maxReconnectAttempts: -1 });
+    stops.push(() => nc.drain());
+    await ensureHubStream(nc, o.sites);
+    const log = await createJetStreamEventLog({ nc, site: HUB_SITE, allSites: true });
+    const catalogue = await startCatalogue({ nc, site: HUB_SITE, dataDir: join(dataDir, 'catalogue'), log, logger: logger.child({ name: 'catalogue' }) });
+    stops.push(() => catalogue.close());
+    const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? randomBytes(24).toString('base64url');
+    await writeFile(join(dataDir, 'secrets', 'api.token'), gatewayToken + '\n', { mode: 0o600 });
+    const gateway: RunningGateway = await startGateway({ nc, site: HUB_SITE, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
+    stops.push(() => gateway.close());
+    const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir };
+    await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+    return {
+      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue,
+      addSites: (sites) => ensureHubStream(nc, sites),
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
