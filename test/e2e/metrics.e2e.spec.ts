@@ -169,6 +169,42 @@ describe('gateway /metrics', () => {
     expect(byState).toEqual({ requested: '0', running: '1', completed: '2', failed: '1', cancelled: '0' });
     expect(result[0]!.metric).toMatchObject({ __name__: 'cairn_jobs', job: 'cairn', instance: target });
   }, 30_000);
+
+  it('stays exact past 1,000 jobs and restore points (the catalogue aggregates, nothing is paged)', async () => {
+    const before = parseExposition((await scrape()).text);
+    const n = 1100;
+    const jobs = Array.from({ length: n }, (_, i) => ({ jobId: `bulk${i}`, read: 10_000 + i, stored: 1000 + (i % 7), durationMs: 500 + i }));
+    // Appended in parallel over many streams: each stream is one job.
+    for (let i = 0; i < jobs.length; i += 50) {
+      await Promise.all(jobs.slice(i, i + 50).map(({ jobId, read, stored, durationMs }) => {
+        const s = `job-${jobId}`;
+        return log.append(s, [
+          ev('JobRequested', { jobId, vmId: 'vm1', policyId: null, mode: 'full', trigger: 'manual' }, s),
+          ev('JobStarted', { jobId, attempt: 1 }, s),
+          ev('RestorePointCommitted', { restorePointId: `rp-${jobId}`, jobId, vmId: 'vm1', parentId: null, disks: [{ name: 'vda', sizeBytes: 8192, bytesRead: read, bytesStored: stored, chunksNew: 1, chunksReused: 0 }] }, s),
+          ev('JobCompleted', { jobId, restorePointId: `rp-${jobId}`, bytesRead: read, bytesStored: stored, durationMs }, s),
+        ], { expectedRevision: 'no_stream' });
+      }));
+    }
+    const head = Number(await log.headPosition());
+    const p = await waitFor(async () => {
+      const parsed = parseExposition((await scrape()).text);
+      return parsed.samples.get('cairn_catalogue_position') === head ? parsed : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: `the catalogue to project ${n} jobs` });
+    const sum = (f: (j: typeof jobs[0]) => number) => jobs.reduce((a, j) => a + f(j), 0);
+    const was = (k: string) => before.samples.get(k)!;
+    expect(p.samples.get('cairn_jobs{state="completed"}')).toBe(was('cairn_jobs{state="completed"}') + n);
+    expect(p.samples.get('cairn_jobs{state="completed"}')).toBeGreaterThan(1000);
+    expect(p.samples.get('cairn_jobs{state="running"}')).toBe(was('cairn_jobs{state="running"}'));
+    expect(p.samples.get('cairn_restore_points')).toBe(was('cairn_restore_points') + n);
+    expect(p.samples.get('cairn_backup_bytes_read_total')).toBe(was('cairn_backup_bytes_read_total') + sum((j) => j.read));
+    expect(p.samples.get('cairn_backup_bytes_stored_total')).toBe(was('cairn_backup_bytes_stored_total') + sum((j) => j.stored));
+    expect(p.samples.get('cairn_dedup_ratio')).toBeCloseTo(p.samples.get('cairn_backup_bytes_read_total')! / p.samples.get('cairn_backup_bytes_stored_total')!, 9);
+    expect(p.samples.get('cairn_backup_jobs_completed_total')).toBe(was('cairn_backup_jobs_completed_total') + n);
+    expect(p.samples.get('cairn_backup_seconds_total')).toBeCloseTo(was('cairn_backup_seconds_total') + sum((j) => j.durationMs) / 1000, 6);
+    expect(p.type.get('cairn_backup_throughput_bytes_per_second')).toBe('gauge');
+    expect(p.samples.get('cairn_catalogue_lag_events')).toBe(0);
+  }, 120_000);
 });
 
 function freePort(): Promise<number> {

@@ -168,3 +168,32 @@ export const RebuildResult = Type.Object({
   durationMs: Type.Integer({ minimum: 0 }),
 }, { $id: 'RebuildResult' });
 export type RebuildResult = Static<typeof RebuildResult>;
+
+/** Exact aggregates over the read models (for metrics): counts and sums, never a capped list. */
+export const CatalogueStats = Type.Object({
+  /** The log position the numbers are as of (of the replica that answered). */
+  position: Type.Integer({ minimum: 0 }),
+  /** Jobs by state (every state present, 0 when none). */
+  jobsByState: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+  /** Running jobs by the phase they are in now (their latest running phase). */
+  runningByPhase: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+  restorePoints: Type.Object({
+    total: Type.Integer({ minimum: 0 }),
+    live: Type.Integer({ minimum: 0 }),
+    expired: Type.Integer({ minimum: 0 }),
+  }),
+  /** Bytes read from VM disks and written to the repository, over all restore points (expired included). */
+  bytesRead: Type.Integer({ minimum: 0 }),
+  bytesStored: Type.Integer({ minimum: 0 }),
+  /** The same over restore points not expired. */
+  liveBytesRead: Type.Integer({ minimum: 0 }),
+  liveBytesStored: Type.Integer({ minimum: 0 }),
+  /** Completed jobs: bytes read and time taken (request to completion), for throughput. */
+  completed: Type.Object({
+    jobs: Type.Integer({ minimum: 0 }),
+    bytesRead: Type.Integer({ minimum: 0 }),
+    durationMs: Type.Integer({ minimum: 0 }),
+  }),
+  vms: Type.Integer({ minimum: 0 }),
+}, { $id: 'CatalogueStats' });
+export type CatalogueStats = Static<typeof CatalogueStats>;

@@ -4,10 +4,13 @@
 import type { SQLOutputValue } from 'node:sqlite';
 import {
   DEFAULT_LIMIT,
-  type AuditEntry, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
+  type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
   type RestorePointDiskView, type RestorePointView, type VmView,
 } from '@cairn/catalogue-client';
 import type { CatalogueDb } from './catalogue-db.adapter.ts';
+
+const JOB_STATES = ['requested', 'running', 'completed', 'failed', 'cancelled'] as const;
+const PHASES = ['schedule', 'snapshot', 'transfer', 'commit', 'release'] as const;
 
 type Row = Record<string, SQLOutputValue>;
 
@@ -31,6 +34,50 @@ export class CatalogueReadModel {
 
   private one(text: string, ...params: (string | number | null)[]): Row | undefined {
     return this.current().prepared(text).get(...params);
+  }
+
+  /**
+   * Exact aggregates over every job and restore point (SQL counts and sums, no list limit), as
+   * of one log position: the statements run back to back on the connection the projection
+   * writes through, so no batch lands between them.
+   */
+  stats(): CatalogueStats {
+    const db = this.current();
+    const jobsByState: Record<string, number> = Object.fromEntries(JOB_STATES.map((s) => [s, 0]));
+    for (const r of this.all(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`)) jobsByState[str(r.state)] = num(r.n);
+    const runningByPhase: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
+    // A running job is in its latest running phase (as job.get orders them).
+    for (const r of this.all(
+      `SELECT phase, COUNT(*) AS n FROM (
+         SELECT p.phase, ROW_NUMBER() OVER (PARTITION BY p.job_id ORDER BY p.started_at DESC, CASE p.phase
+           WHEN 'schedule' THEN 0 WHEN 'snapshot' THEN 1 WHEN 'transfer' THEN 2 WHEN 'commit' THEN 3 ELSE 4 END DESC) AS rn
+         FROM job_phases p JOIN jobs j ON j.job_id = p.job_id
+         WHERE j.state = 'running' AND p.state = 'running'
+       ) WHERE rn = 1 GROUP BY phase`,
+    )) runningByPhase[str(r.phase)] = num(r.n);
+    const rp = this.one(
+      `SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE expired_at IS NULL) AS live,
+         COALESCE(SUM(bytes_read), 0) AS read, COALESCE(SUM(bytes_stored), 0) AS stored,
+         COALESCE(SUM(bytes_read) FILTER (WHERE expired_at IS NULL), 0) AS live_read,
+         COALESCE(SUM(bytes_stored) FILTER (WHERE expired_at IS NULL), 0) AS live_stored
+       FROM restore_points`,
+    )!;
+    const done = this.one(
+      `SELECT COUNT(*) AS jobs, COALESCE(SUM(bytes_read), 0) AS read, COALESCE(SUM(duration_ms), 0) AS duration
+       FROM jobs WHERE state = 'completed'`,
+    )!;
+    return {
+      position: Number(db.position()),
+      jobsByState,
+      runningByPhase,
+      restorePoints: { total: num(rp.total), live: num(rp.live), expired: num(rp.total) - num(rp.live) },
+      bytesRead: num(rp.read),
+      bytesStored: num(rp.stored),
+      liveBytesRead: num(rp.live_read),
+      liveBytesStored: num(rp.live_stored),
+      completed: { jobs: num(done.jobs), bytesRead: num(done.read), durationMs: num(done.duration) },
+      vms: num(this.one(`SELECT COUNT(*) AS n FROM vms`)!.n),
+    };
   }
 
   listVms(): VmView[] {
