@@ -113,13 +113,13 @@ describe('several sites: hub, A and B', () => {
       return rps.length === pointsA.length + 1 && reps.length === pointsA.length ? { rps, reps } : undefined;
     }, { timeoutMs: 60_000, intervalMs: 250, what: 'the hub to see every restore point and replica' }).catch(async (e: Error) => {
       const { jetstreamManager } = await import('@nats-io/jetstream');
-      const hubInfo = await (await jetstreamManager(hub.nc)).streams.info('CAIRN_EVT_HUB', { subjects_filter: 'cairn.b.evt.>' });
+      const hubInfo = await (await jetstreamManager(hub.nc)).streams.info('CAIRN_EVT_HUB', { subjects_filter: 'cairn.hub.>' });
       const bInfo = await (await jetstreamManager(b.nc)).streams.info('CAIRN_EVT_B', { subjects_filter: 'cairn.b.evt.>' });
       const { readFile: rf } = await import('node:fs/promises');
       const hubLog = (await rf(hub.nats.logFile, 'utf8')).split('\n').filter((l) => /source|WRN|ERR/i.test(l)).slice(-15).join('\n');
       const bLog = (await rf(b.nats!.logFile, 'utf8')).split('\n').filter((l) => /WRN|ERR/i.test(l)).slice(-15).join('\n');
       console.log(`HUBLOG\n${hubLog}\nBLOG\n${bLog}`);
-      throw new Error(`${e.message}; the hub saw ${seen}; hub stream b subjects ${JSON.stringify(hubInfo.state.subjects)} sources ${JSON.stringify(hubInfo.sources)}; B stream ${JSON.stringify(bInfo.state.subjects)}`);
+      throw new Error(`${e.message}; the hub saw ${seen}; hub stream subjects ${JSON.stringify(hubInfo.state.subjects)} relay ${JSON.stringify(hub.relay.status())}; B stream ${JSON.stringify(bInfo.state.subjects)}`);
     });
     expect(view.rps.filter((r) => r.site === 'a').map((r) => r.restorePointId).sort()).toEqual([...pointsA].sort());
     expect(view.rps.filter((r) => r.site === 'b').map((r) => r.restorePointId)).toEqual([own]);

@@ -11,5 +11,9 @@ export {
   JetStreamEventLog, createJetStreamEventLog, REVISION_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER,
   type JetStreamEventLogOptions,
 } from './jetstream-event-log.adapter.ts';
+export {
+  startHubRelay, hubSiteSubject, HUB_SITES_PREFIX, ORIGIN_SEQ_HEADER, ORIGIN_SUBJECT_HEADER,
+  type HubRelayOptions, type RunningHubRelay, type HubRelaySiteStatus,
+} from './hub-relay.adapter.ts';
 export { KurrentDbEventLog, type KurrentDbEventLogOptions } from './kurrentdb-event-log.adapter.ts';
 export { startKurrentDbRelay, type KurrentDbRelayOptions, type RunningRelay } from './kurrentdb-relay.adapter.ts';

@@ -51,9 +51,10 @@ export interface JetStreamEventLogOptions {
   readonly createStream?: boolean;
   readonly replicas?: number;
   /**
-   * Read the events of every site the stream holds (`cairn.*.evt.>`), not only this site's:
-   * the hub's stream CAIRN_EVT_HUB sources every site's stream for the global view. Appends
-   * still go to this site's subjects only.
+   * Read every event the stream holds (`cairn.<site>.>`), not only this site's own subjects:
+   * the hub's stream CAIRN_EVT_HUB also holds every site's events, copied there by the hub
+   * relay on `cairn.hub.sites.<site>` (see hub-relay.adapter.ts). Appends still go to this
+   * site's subjects only; a category filter cannot apply to the copied events and is ignored.
    */
   readonly allSites?: boolean;
   /** Attempts of an 'any' append that keeps losing races (default 10). */
@@ -97,7 +98,7 @@ export class JetStreamEventLog implements EventLog {
   /** What reads and subscriptions take: this site's events, or every site's (hub). */
   private readFilter(category?: string): string {
     if (!this.allSites) return eventSubjectFilter(this.site, category);
-    return category === undefined ? 'cairn.*.evt.>' : `cairn.*.evt.${category}.*`;
+    return `cairn.${this.site}.>`;
   }
 
   static async open(options: JetStreamEventLogOptions): Promise<JetStreamEventLog> {

@@ -1,16 +1,17 @@
 // The hub (`cairn hub`): a nats-server the sites join as leaf nodes (JetStream domain `hub`),
-// the stream CAIRN_EVT_HUB that sources every site's event stream across the domains, and a
-// catalogue and gateway in site `hub` that read it: the global view of VMs, jobs, restore
+// the stream CAIRN_EVT_HUB into which the hub relay copies every site's event stream (read
+// in the site's domain across the leaf connection, in order, exactly once), and a catalogue
+// and gateway in site `hub` that read it: the global view of VMs, jobs, restore
 // points and replicas of every site, each marked with its site. CLI and API point at it
 // with `--nats <hub url> --site hub` or at its gateway.
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type StreamSource } from '@nats-io/jetstream';
+import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { assertSite, eventStreamName, eventSubjectFilter } from '@cairn/contracts';
-import { createJetStreamEventLog } from '@cairn/eventlog';
+import { createJetStreamEventLog, HUB_SITES_PREFIX, startHubRelay, type RunningHubRelay } from '@cairn/eventlog';
 import { freePort, startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
@@ -38,29 +39,28 @@ export interface Hub {
   readonly nats: NatsServerProcess;
   readonly nc: NatsConnection;
   readonly catalogue: RunningCatalogue;
-  /** Sources these sites' event streams too. */
+  readonly relay: RunningHubRelay;
+  /** Copies these sites' event streams too. */
   addSites(sites: readonly string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** CAIRN_EVT_HUB: the hub's own subjects plus every site's stream, sourced from its domain. */
-export async function ensureHubStream(nc: NatsConnection, sites: readonly string[]): Promise<void> {
+/** CAIRN_EVT_HUB: the hub's own subjects and, on `cairn.hub.sites.<site>`, every site's events. */
+export async function ensureHubStream(nc: NatsConnection): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const name = eventStreamName(HUB_SITE);
-  const sources: StreamSource[] = [...new Set(sites)].map((s) => ({ name: eventStreamName(assertSite(s)), domain: s }));
+  const subjects = [eventSubjectFilter(HUB_SITE), `${HUB_SITES_PREFIX}.*`];
   try {
     const info = await jsm.streams.info(name);
-    const have = new Set((info.config.sources ?? []).map((s) => s.name));
-    const missing = sources.filter((s) => !have.has(s.name));
-    if (missing.length) await jsm.streams.update(name, { ...info.config, sources: [...(info.config.sources ?? []), ...missing] });
+    const missing = subjects.filter((x) => !info.config.subjects?.includes(x));
+    if (missing.length) await jsm.streams.update(name, { ...info.config, subjects: [...(info.config.subjects ?? []), ...missing] });
     return;
   } catch (e) {
     if (!(e instanceof JetStreamApiError && e.code === 10059)) throw e;
   }
   await jsm.streams.add({
     name,
-    subjects: [eventSubjectFilter(HUB_SITE)],
-    sources,
+    subjects,
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,
@@ -94,7 +94,9 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     say(`nats-server          ok  ${nats.url} (domain hub), sites join at ${leafUrl}`);
     const nc = await connect({ servers: nats.url, name: 'cairn-hub', maxReconnectAttempts: -1 });
     stops.push(() => nc.drain());
-    await ensureHubStream(nc, o.sites);
+    await ensureHubStream(nc);
+    const relay = startHubRelay({ nc, hubStream: eventStreamName(HUB_SITE), sites: o.sites.map((x) => assertSite(x)), logger: logger.child({ name: 'hub-relay' }) });
+    stops.push(() => relay.stop());
     const log = await createJetStreamEventLog({ nc, site: HUB_SITE, allSites: true });
     const catalogue = await startCatalogue({ nc, site: HUB_SITE, dataDir: join(dataDir, 'catalogue'), log, logger: logger.child({ name: 'catalogue' }) });
     stops.push(() => catalogue.close());
@@ -105,8 +107,8 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
     return {
-      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue,
-      addSites: (sites) => ensureHubStream(nc, sites),
+      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay,
+      addSites: async (sites) => { for (const x of sites) relay.addSite(x); },
       stop,
     };
   } catch (e) {
