@@ -4,7 +4,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { assertSite } from '@cairn/contracts';
 import {
-  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobState, JobView, PolicyView, RebuildResult, RestorePointView, VmView,
+  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobState, JobView, PolicyView, RebuildResult, ReplicaView, RestorePointView, VmView,
 } from './catalogue.views.ts';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
@@ -48,6 +48,18 @@ export const QUERY_SCHEMAS = {
       limit: Type.Optional(Limit),
     }, Strict),
     result: Items(AuditEntry),
+  },
+  'replica.list': {
+    request: Type.Object({
+      restorePointId: Type.Optional(Id),
+      vmId: Type.Optional(Id),
+      /** The VM's home site. */
+      sourceSite: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })),
+      /** The site holding the copy. */
+      site: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })),
+      limit: Type.Optional(Limit),
+    }, Strict),
+    result: Items(ReplicaView),
   },
   /** Exact counts and byte sums over the read models (what the gateway's /metrics exports). */
   'catalogue.stats': { request: Type.Object({}, Strict), result: CatalogueStats },

@@ -169,6 +169,26 @@ export const RebuildResult = Type.Object({
 }, { $id: 'RebuildResult' });
 export type RebuildResult = Static<typeof RebuildResult>;
 
+/** A copy of a restore point at another site (from ReplicaCommitted, recorded at the target). */
+export const ReplicaView = Type.Object({
+  restorePointId: Id,
+  vmId: Id,
+  vmName: Type.String(),
+  jobId: Nullable(Id),
+  policyId: Nullable(Id),
+  /** The VM's home site, where the restore point was made. */
+  sourceSite: Type.String(),
+  /** The site holding this copy. */
+  site: Type.String(),
+  repositoryId: Type.String(),
+  committedAt: Time,
+  sourceCommittedAt: Time,
+  disks: Type.Array(Type.Object({ name: Type.String(), sizeBytes: Bytes })),
+  chunksSent: Type.Integer({ minimum: 0 }),
+  bytesSent: Bytes,
+}, { $id: 'ReplicaView' });
+export type ReplicaView = Static<typeof ReplicaView>;
+
 /** Exact aggregates over the read models (for metrics): counts and sums, never a capped list. */
 export const CatalogueStats = Type.Object({
   /** The log position the numbers are as of (of the replica that answered). */

@@ -34,6 +34,7 @@ export class CatalogueQueryHandlers {
       'policy.list': (q) => ({ items: read.listPolicies(q) }),
       'policy.get': (q) => read.getPolicy(q.policyId),
       'audit.timeline': (q) => ({ items: read.auditTimeline(q) }),
+      'replica.list': (q) => ({ items: read.listReplicas(q) }),
       'catalogue.stats': () => read.stats(),
       'catalogue.status': () => control.status(),
       'catalogue.rebuild': () => control.rebuild(),

@@ -5,7 +5,7 @@ import type { SQLOutputValue } from 'node:sqlite';
 import {
   DEFAULT_LIMIT,
   type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
-  type RestorePointDiskView, type RestorePointView, type VmView,
+  type ReplicaView, type RestorePointDiskView, type RestorePointView, type VmView,
 } from '@cairn/catalogue-client';
 import type { CatalogueDb } from './catalogue-db.adapter.ts';
 
@@ -34,6 +34,24 @@ export class CatalogueReadModel {
 
   private one(text: string, ...params: (string | number | null)[]): Row | undefined {
     return this.current().prepared(text).get(...params);
+  }
+
+  listReplicas(q: QueryRequest<'replica.list'>): ReplicaView[] {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.restorePointId) { where.push('restore_point_id = ?'); params.push(q.restorePointId); }
+    if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
+    if (q.sourceSite) { where.push('source_site = ?'); params.push(q.sourceSite); }
+    if (q.site) { where.push('target_site = ?'); params.push(q.site); }
+    const rows = this.all(
+      `SELECT * FROM replicas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
+      ...params, q.limit ?? DEFAULT_LIMIT,
+    );
+    return rows.map((r) => ({
+      restorePointId: str(r.restore_point_id), vmId: str(r.vm_id), vmName: str(r.vm_name), jobId: strOrNull(r.job_id), policyId: strOrNull(r.policy_id),
+      sourceSite: str(r.source_site), site: str(r.target_site), repositoryId: str(r.repository_id), committedAt: str(r.committed_at),
+      sourceCommittedAt: str(r.source_committed_at), disks: json(r.disks) as ReplicaView['disks'], chunksSent: num(r.chunks_sent), bytesSent: num(r.bytes_sent),
+    }));
   }
 
   /**
