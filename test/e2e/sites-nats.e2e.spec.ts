@@ -1,0 +1,67 @@
+// The NATS topologies in infra/nats, run as written: a hub and two leaf sites started from
+// hub.conf and leaf-site.conf (ports and directories from the environment), each site's
+// JetStream in its own domain, requests crossing site to site through the hub; site.conf and
+// the three-node cluster configs pass `nats-server -t`.
+import { execFile, spawn } from 'node:child_process';
+import { connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { freePort } from '@cairn/nats-server';
+import { useHarness, waitFor } from '@cairn/testing';
+import { ROOT } from './e2e-helpers.ts';
+
+const h = useHarness();
+const run = promisify(execFile);
+const INFRA = join(ROOT, 'infra', 'nats');
+
+async function natsFromConfig(config: string, env: Record<string, string>, port: number): Promise<void> {
+  const p = spawn('nats-server', ['-c', join(INFRA, config)], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  h.onClose(async () => { p.kill('SIGKILL'); await new Promise((r) => (p.exitCode === null ? p.once('exit', r) : r(null))); });
+  await waitFor(() => new Promise<boolean>((resolve) => {
+    const s = tcpConnect({ host: '127.0.0.1', port });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  }), { timeoutMs: 15_000, intervalMs: 50, what: `${config} on port ${port}` });
+}
+
+describe('infra/nats topologies', () => {
+  it('a hub and two leaf sites from the config files: JetStream per domain, requests across sites', async () => {
+    const [hubPort, leafPort, aPort, bPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    await natsFromConfig('hub.conf', { CAIRN_NATS_PORT: String(hubPort), CAIRN_LEAF_PORT: String(leafPort), CAIRN_NATS_STORE: await h.tmpDir() }, hubPort);
+    const leafEnv = (site: string, port: number, store: string) => ({
+      CAIRN_SITE: site, CAIRN_NATS_PORT: String(port), CAIRN_NATS_STORE: store, CAIRN_HUB_LEAF_URL: `nats-leaf://127.0.0.1:${leafPort}`,
+    });
+    await natsFromConfig('leaf-site.conf', leafEnv('a', aPort, await h.tmpDir()), aPort);
+    await natsFromConfig('leaf-site.conf', leafEnv('b', bPort, await h.tmpDir()), bPort);
+    const na = await connect({ servers: `127.0.0.1:${aPort}` });
+    const nb = await connect({ servers: `127.0.0.1:${bPort}` });
+    const nh = await connect({ servers: `127.0.0.1:${hubPort}` });
+    h.onClose(() => Promise.all([na.close(), nb.close(), nh.close()]));
+
+    // Site B answers on its own subjects; site A reaches it through the hub.
+    nb.subscribe('cairn.b.repl.a.ping', { callback: (_e, m) => m.respond('pong from b') });
+    const reply = await waitFor(() => na.request('cairn.b.repl.a.ping', '', { timeout: 500 }).then((m) => m.string(), () => ''),
+      { timeoutMs: 20_000, intervalMs: 200, what: 'a request from A to answer at B' });
+    expect(reply).toBe('pong from b');
+
+    // Each site's JetStream is its own domain: a stream made at A is A's only, and the hub
+    // reaches it through the domain.
+    await (await jetstreamManager(na)).streams.add({ name: 'CAIRN_EVT_A', subjects: ['cairn.a.evt.>'] });
+    await jetstream(na).publish('cairn.a.evt.vm.vm-1', 'x');
+    const fromHub = await jetstreamManager(nh, { domain: 'a' });
+    expect((await fromHub.streams.info('CAIRN_EVT_A')).state.messages).toBe(1);
+    await expect((await jetstreamManager(nb)).streams.info('CAIRN_EVT_A')).rejects.toThrow(/stream not found/);
+    expect((await jetstreamManager(nh, { domain: 'b' }).then((m) => m.getAccountInfo())).domain).toBe('b');
+  }, 60_000);
+
+  it('site.conf and the three-node cluster configs are valid for nats-server', async () => {
+    const env = { ...process.env, CAIRN_SITE: 'paris', CAIRN_NODE_NAME: 'paris-1', CAIRN_NATS_PORT: '14222', CAIRN_NATS_STORE: await h.tmpDir() };
+    for (const f of ['site.conf', 'cluster/node-1.conf', 'cluster/node-2.conf', 'cluster/node-3.conf']) {
+      const r = await run('nats-server', ['-t', '-c', join(INFRA, f)], { env });
+      expect(`${r.stdout}${r.stderr}`).toMatch(/valid/);
+    }
+  });
+});
