@@ -12,6 +12,7 @@ import {
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './errors.ts';
 import { injectTrace, traceOf } from './trace-context.ts';
+import { asPermissionDenied } from './permissions.ts';
 
 export interface CommandBusOptions {
   readonly site: string;
@@ -75,7 +76,7 @@ export class CommandBus {
       if (e instanceof natsErrors.RequestError && e.isNoResponders()) throw new CommandNoRespondersError(subject, { cause: e });
       if (e instanceof natsErrors.NoRespondersError) throw new CommandNoRespondersError(subject, { cause: e });
       if (e instanceof natsErrors.TimeoutError) throw new CommandTimeoutError(subject, timeoutMs, { cause: e });
-      throw e;
+      throw asPermissionDenied(e) ?? e;
     }
     let reply: unknown;
     try {

@@ -30,3 +30,4 @@ export {
   logCorrelation, correlatedLogOptions, inSpan, jobIdOf, type Tracing, type TracingOptions, type JobSpanOptions,
 } from './telemetry.ts';
 export { OtlpHttpJsonExporter, otlpJson, type OtlpHttpJsonExporterOptions } from './otlp-exporter.ts';
+export { NatsPermissionDeniedError, asPermissionDenied, onPermissionDenied, subscribeChecked, publishChecked } from './permissions.ts';

@@ -6,6 +6,7 @@ import type { Context } from '@opentelemetry/api';
 import { eventSubject, type CairnEvent, type TraceContext } from '@cairn/contracts';
 import { MessageTooLargeError } from './errors.ts';
 import { injectTrace } from './trace-context.ts';
+import { asPermissionDenied } from './permissions.ts';
 
 export const EVENT_TYPE_HEADER = 'Cairn-Event-Type';
 export const SCHEMA_VERSION_HEADER = 'Cairn-Schema-Version';
@@ -47,7 +48,7 @@ export class JetStreamClient {
       headers: h,
       ...(options.msgID ? { msgID: options.msgID } : {}),
       ...(options.expectLastSubjectSequence !== undefined ? { expect: { lastSubjectSequence: options.expectLastSubjectSequence } } : {}),
-    });
+    }).catch((e: unknown) => { throw asPermissionDenied(e) ?? e; });
   }
 
   /**

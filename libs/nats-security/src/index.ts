@@ -1,0 +1,6 @@
+// NATS security for a site: least-privilege identities (nkeys + permissions), the site CA and
+// certificates (mutual TLS), the nats-server config, and client connection options.
+export * from './permissions.ts';
+export * from './pki.ts';
+export * from './site-security.ts';
+export * from './connect.ts';

@@ -1,0 +1,144 @@
+// Who may publish and subscribe to what on a site's NATS: one identity per service (and the
+// operator's `admin`), each allowed only its own subjects. docs/security.md has the matrix.
+//
+// Subjects (libs/contracts/src/subjects.ts): cairn.<site>.evt.<category>.<streamId>,
+// .cmd.<service>.<name>, .progress.<jobId>, .work.<queue>, .query.catalogue.<name>,
+// .audit.chain, and cairn.<target>.repl.<source>.<op> between sites. JetStream is reached
+// through $JS.API.* (per stream), KV buckets through $KV.<bucket>.*, and replies come back on
+// each identity's own inbox prefix (_INBOX_<site>_<identity>), so nobody reads others' replies.
+//
+// Rules every identity shares: nothing outside its site except replication; no stream or
+// message deletion, purge or stream update (the event log and the audit chain are append-only
+// for services); no subscription to another identity's inbox.
+
+export const SERVICE_IDENTITIES = [
+  'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication',
+] as const;
+export type ServiceIdentity = (typeof SERVICE_IDENTITIES)[number];
+/** `admin`: the operator's CLI and `cairn up` itself (creates streams, reads everything on its site). */
+export type Identity = ServiceIdentity | 'admin';
+export const ALL_IDENTITIES: readonly Identity[] = [...SERVICE_IDENTITIES, 'admin'];
+
+export interface SubjectRules {
+  readonly allow: readonly string[];
+  readonly deny?: readonly string[];
+}
+
+export interface Permissions {
+  readonly publish: SubjectRules;
+  readonly subscribe: SubjectRules;
+  /** May answer requests sent to it (publish once to the reply subject of a message it got). */
+  readonly allowResponses: boolean;
+}
+
+export interface SitePermissionOptions {
+  /** Sites this site replicates to or receives from (replication only). Default: any site (`*`). */
+  readonly peers?: readonly string[];
+}
+
+const token = (site: string) => site.toUpperCase().replace(/-/g, '_');
+export const eventStream = (site: string) => `CAIRN_EVT_${token(site)}`;
+export const workStream = (site: string) => `CAIRN_WORK_${token(site)}`;
+export const auditStream = (site: string) => `CAIRN_AUDIT_${token(site)}`;
+
+/** The inbox prefix an identity must use (connect option `inboxPrefix`); it may subscribe only there. */
+export function inboxPrefix(site: string, identity: Identity): string {
+  return `_INBOX_${site.replace(/-/g, '_')}_${identity.replace(/-/g, '_')}`;
+}
+
+/** Destructive JetStream calls no service may make. */
+const DESTRUCTIVE = [
+  '$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.MSG.DELETE.>', '$JS.API.STREAM.UPDATE.>',
+  '$JS.API.STREAM.RESTORE.>', '$JS.API.STREAM.SNAPSHOT.>', '$JS.API.ACCOUNT.>', '$JS.API.SERVER.>', '$JS.API.META.>',
+];
+
+interface StreamUse {
+  readonly create?: boolean;
+  /** Stream info, get message by sequence or last-by-subject, direct get. */
+  readonly read?: boolean;
+  /** Durable or ephemeral consumers: create, info, next, ack, delete. */
+  readonly consume?: boolean;
+}
+
+function streamApi(stream: string, use: StreamUse): string[] {
+  const out: string[] = [];
+  if (use.create) out.push(`$JS.API.STREAM.CREATE.${stream}`);
+  if (use.read || use.consume) out.push(`$JS.API.STREAM.INFO.${stream}`);
+  if (use.read) out.push(`$JS.API.STREAM.MSG.GET.${stream}`, `$JS.API.DIRECT.GET.${stream}`, `$JS.API.DIRECT.GET.${stream}.>`);
+  if (use.consume) {
+    out.push(
+      `$JS.API.CONSUMER.CREATE.${stream}`, `$JS.API.CONSUMER.CREATE.${stream}.>`, `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.*`,
+      `$JS.API.CONSUMER.INFO.${stream}.*`, `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`, `$JS.API.CONSUMER.DELETE.${stream}.*`,
+      `$JS.API.CONSUMER.NAMES.${stream}`, `$JS.API.CONSUMER.LIST.${stream}`, `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`,
+    );
+  }
+  return out;
+}
+
+/** A KV bucket: create/bind, read, write, watch. */
+function kv(bucket: string): string[] {
+  return [`$KV.${bucket}.>`, ...streamApi(`KV_${bucket}`, { create: true, read: true, consume: true }), `$JS.API.STREAM.UPDATE.KV_${bucket}`];
+}
+
+const under = (site: string) => `cairn.${site}`;
+
+/** The permissions of every identity of `site`. */
+export function sitePermissions(site: string, options: SitePermissionOptions = {}): Record<Identity, Permissions> {
+  const s = under(site);
+  const evt = eventStream(site);
+  const work = workStream(site);
+  const audit = auditStream(site);
+  const siteKv = site.replace(/-/g, '_');
+  // Shared by every consumer (processed-message dedup) and responder (command idempotency).
+  const messagingKv = [...kv('cairn_processed'), ...kv('cairn_command_replies')];
+  const base = ['$JS.API.INFO', '$JS.API.STREAM.NAMES'];
+  // Reading and appending the event log (append = JetStream publish on an event subject).
+  const eventLog = streamApi(evt, { create: true, read: true, consume: true });
+  const inbox = (id: Identity) => `${inboxPrefix(site, id)}.>`;
+  const peers = options.peers?.length ? options.peers : ['*'];
+
+  const make = (id: Identity, publish: string[], subscribe: string[], allowResponses = true): Permissions => ({
+    publish: { allow: [...new Set([...base, ...publish])], deny: id === 'admin' ? [] : DESTRUCTIVE },
+    subscribe: { allow: [...new Set([inbox(id), ...subscribe])] },
+    allowResponses,
+  });
+
+  return {
+    scheduler: make('scheduler', [
+      `${s}.evt.>`, ...eventLog, ...messagingKv, ...kv(`cairn_leases_${siteKv}`),
+      `${s}.work.>`, ...streamApi(work, { create: true, read: true }),
+      `${s}.cmd.snapshot-coordinator.>`,
+    ], [`${s}.cmd.scheduler.>`]),
+    'snapshot-coordinator': make('snapshot-coordinator', [
+      `${s}.evt.>`, ...eventLog, ...messagingKv,
+    ], [`${s}.cmd.snapshot-coordinator.>`]),
+    'data-mover': make('data-mover', [
+      `${s}.evt.>`, ...eventLog, ...messagingKv,
+      `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
+    ], [`${s}.cmd.data-mover.>`]),
+    // Builds the views from the log and answers queries; writes nothing to the log.
+    catalogue: make('catalogue', [
+      ...streamApi(evt, { read: true, consume: true }), ...kv(`cairn_checkpoints_${siteKv}`),
+    ], [`${s}.query.catalogue.>`, `${s}.cmd.catalogue.>`]),
+    // The API: sends commands to every service, asks the catalogue, reports progress; may
+    // record security events.
+    gateway: make('gateway', [
+      `${s}.cmd.*.*`, `${s}.query.catalogue.>`, `${s}.evt.>`, ...eventLog,
+      ...streamApi(work, { read: true }), ...streamApi(audit, { read: true }),
+    ], [`${s}.progress.>`]),
+    // Read-only: reads the log, writes only its own hash chain and checkpoints.
+    'audit-bridge': make('audit-bridge', [
+      ...streamApi(evt, { read: true, consume: true }),
+      `${s}.audit.chain`, ...streamApi(audit, { create: true, read: true, consume: true }),
+      ...kv(`cairn_audit_${siteKv}`),
+    ], [], false),
+    // The one identity that crosses sites: sends transfers to peers' repl subjects and
+    // serves its own; reads peers' JetStream through their domains.
+    replication: make('replication', [
+      `${s}.evt.>`, ...eventLog, ...messagingKv, ...kv(`cairn_replication_${siteKv}`),
+      ...peers.map((p) => `cairn.${p}.repl.${site}.>`),
+    ], [`${s}.cmd.replication.>`, `${s}.repl.*.*`, ...peers.map((p) => `cairn.${p}.evt.>`)]),
+    // The operator (CLI, `cairn up`): everything on its own site, including stream admin.
+    admin: make('admin', [`${s}.>`, '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>'], [`${s}.>`]),
+  };
+}
