@@ -42,7 +42,7 @@ describe('infra/nats topologies', () => {
     h.onClose(() => Promise.all([na.close(), nb.close(), nh.close()]));
 
     // Site B answers on its own subjects; site A reaches it through the hub.
-    nb.subscribe('cairn.b.repl.a.ping', { callback: (_e, m) => m.respond('pong from b') });
+    nb.subscribe('cairn.b.repl.a.ping', { callback: (_e, m) => { m.respond('pong from b'); } });
     const reply = await waitFor(() => na.request('cairn.b.repl.a.ping', '', { timeout: 500 }).then((m) => m.string(), () => ''),
       { timeoutMs: 20_000, intervalMs: 200, what: 'a request from A to answer at B' });
     expect(reply).toBe('pong from b');

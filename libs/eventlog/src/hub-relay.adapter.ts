@@ -83,7 +83,7 @@ export function startHubRelay(o: HubRelayOptions): RunningHubRelay {
         });
         loop.messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
         if (loop.stopped) break;
-        if (!loop.status.connected) o.logger?.info({ site, from: originSeq + 1 }, 'hub relay: copying the site\'s events');
+        if (!loop.status.connected) o.logger?.info({ fromSite: site, from: originSeq + 1 }, 'hub relay: copying the site\'s events');
         loop.status.connected = true;
         delete loop.status.lastError;
         for await (const m of loop.messages) {
@@ -105,7 +105,7 @@ export function startHubRelay(o: HubRelayOptions): RunningHubRelay {
         if (loop.stopped) break;
         failures++;
         if (loop.status.connected || loop.status.lastError !== (e as Error).message) {
-          o.logger?.warn({ site, err: (e as Error).message }, 'hub relay: site not reachable or copy interrupted; trying again');
+          o.logger?.warn({ fromSite: site, err: (e as Error).message }, 'hub relay: site not reachable or copy interrupted; trying again');
         }
         loop.status.connected = false;
         loop.status.lastError = (e as Error).message;

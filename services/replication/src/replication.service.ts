@@ -55,7 +55,8 @@ export class Replication {
   readonly policies = new Map<string, ReplicationPolicy>();
   private readonly source: ReplicationSource;
   private readonly locks = new Map<string, Mutex>();
-  private readonly adopted = new Set<string>();
+  /** Per target: the key ids it was last given (see `copy`). */
+  private readonly adopted = new Map<string, string>();
   private readonly consumers = new Map<string, { stop(): void; done: Promise<void> }>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private policySub?: EventSubscription;
@@ -290,9 +291,13 @@ export class Replication {
         sourceCommittedAt: manifest.committedAt, disks: manifest.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
         chunksSent: 0, pagesSent: 0,
       };
-      if (!this.adopted.has(target)) {
-        await sink.adopt(await this.source.identity());
-        this.adopted.add(target);
+      // The target takes the repository's config and key objects once, and again when the key
+      // set changed (a rotation at the source adds a key object).
+      const identity = await this.source.identity();
+      const fingerprint = identity.keys.map((k) => k.keyId).sort().join(',');
+      if (this.adopted.get(target) !== fingerprint) {
+        await sink.adopt(identity);
+        this.adopted.set(target, fingerprint);
       } else if (await sink.hasRestorePoint(restorePointId)) {
         const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
         return r;

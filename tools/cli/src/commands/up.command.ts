@@ -94,6 +94,8 @@ function describeHealth(service: string, detail: unknown): string {
       const targets = (d['targets'] as Array<{ name: string }> | undefined) ?? [];
       return `targets: ${targets.map((t) => t.name).join(', ')}`;
     }
+    case 'replication':
+      return `${String(d['policies'])} policies, ${String(d['copies'])} copies sent, ${String(d['received'])} objects received from other sites`;
     case 'catalogue': {
       const st = (d['status'] ?? {}) as Record<string, unknown>;
       return `position ${String(st['position'])} of ${String(st['head'])} (lag ${String(st['lag'])})`;
@@ -111,7 +113,8 @@ export function registerUpCommand(program: Command): void {
     .option('--qmp <sockets...>', 'QMP sockets of running QEMU instances to protect')
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
     .option('--hub <url>', 'join a hub as a leaf node (nats-leaf://host:port from `cairn hub`); the site becomes its JetStream domain')
-    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string; hub?: string }) {
+    .option('--secure', 'NATS with mutual TLS and one least-privilege identity per service (site CA and keys in <data>/security, or from `cairn site init`)')
+    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string; hub?: string; secure?: boolean }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       let vm: DemoVm | undefined;
@@ -129,6 +132,7 @@ export function registerUpCommand(program: Command): void {
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),
+          ...(o.secure || process.env['CAIRN_SECURE'] === '1' ? { secure: true } : {}),
           qemu: [...(o.qmp ?? []).map((s) => ({ qmpSocket: s })), ...(vm ? [{ qmpSocket: vm.qmpPath }] : [])],
           log: say,
         });
