@@ -6,6 +6,7 @@ import { registerUpCommand } from './commands/up.command.ts';
 import { registerRunCommand } from './commands/run.command.ts';
 import { registerAuditCommands } from './commands/audit.command.ts';
 import { registerSitesCommands } from './commands/sites.command.ts';
+import { registerSiteCommands } from './commands/site.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerOperateCommands(program);
   registerAuditCommands(program);
   registerSitesCommands(program);
+  registerSiteCommands(program);
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import type { Actor } from '@cairn/contracts';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { CommandBus } from '@cairn/messaging';
+import { identityConnectOptions, loadSiteSecurity } from '@cairn/nats-security';
 import { CliError, EXIT } from './cli-error.ts';
 
 export const DEFAULT_DATA_DIR = '.cairn';
@@ -19,6 +20,8 @@ export interface StackState {
   readonly gatewayUrl?: string;
   readonly pid: number;
   readonly dataDir: string;
+  /** Set when the stack runs secure: the CLI connects as the site's `admin` identity from here. */
+  readonly securityDir?: string;
 }
 
 export interface GlobalOptions {
@@ -65,7 +68,9 @@ export async function openSession(cmd: Command): Promise<Session> {
   }
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: natsUrl, name: 'cairn-cli', timeout: 3000 });
+    const securityDir = process.env['CAIRN_NATS_SECURITY_DIR'] ?? state?.securityDir;
+    const auth = securityDir ? identityConnectOptions((await loadSiteSecurity(securityDir)).credentials('admin')) : {};
+    nc = await connect({ servers: natsUrl, timeout: 3000, ...auth, name: 'cairn-cli' });
   } catch (e) {
     throw new CliError(`cannot reach NATS at ${natsUrl}: ${(e as Error).message}`, EXIT.unavailable,
       'is `cairn up` still running? start it again, or pass the right --nats <url>');

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
+import { identityConnectOptions, initSiteSecurity, type Identity, type SiteSecurity } from '@cairn/nats-security';
 import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
@@ -50,6 +51,12 @@ export interface StackOptions {
   readonly replication?: { readonly ackWaitMs?: number; readonly maxRetryDelayMs?: number };
   /** Keys of other sites' repositories copied here, for disaster recovery (else from secrets/replica-<site>.passphrase). */
   readonly replicaPassphrases?: Readonly<Record<string, string>>;
+  /**
+   * NATS with mutual TLS and one least-privilege identity per service (docs/security.md):
+   * the site CA, certificates and nkeys are created in `<data>/security` (or `dir`) on first
+   * start, or taken from there when `cairn site init` made them. Off by default for now.
+   */
+  readonly secure?: boolean | { readonly dir?: string };
 }
 
 export interface ServiceHealth { readonly service: string; readonly status: string; readonly detail?: unknown }
@@ -69,6 +76,8 @@ export interface Stack {
   readonly replication: RunningReplication;
   /** The nats-server this stack started (absent when it joined a NATS given by URL). */
   readonly nats?: NatsServerProcess;
+  /** The site's NATS security material when the stack runs secure. */
+  readonly security?: SiteSecurity;
   health(): Promise<ServiceHealth[]>;
   stop(): Promise<void>;
 }
@@ -118,20 +127,37 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     let nats: NatsServerProcess | undefined;
     let natsUrl = options.natsUrl;
+    let security: SiteSecurity | undefined;
+    if (options.secure) {
+      if (options.hub) throw new Error('--secure with --hub is not supported yet: leaf-node TLS between sites is not configured');
+      const dir = (typeof options.secure === 'object' && options.secure.dir) || join(dataDir, 'security');
+      security = await initSiteSecurity({ dir, site });
+      say(`security             ok  ${security.dir} (site CA, mutual TLS, ${security.identities.length} NATS identities)`);
+    }
     if (!natsUrl) {
       nats = await startNatsServer({
         dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024,
         // A site joined to a hub: its own JetStream domain, a leaf remote to the hub.
         ...(options.hub ? { domain: site, extraConfig: `leafnodes {\n  reconnect: 1\n  remotes: [ { urls: [ ${JSON.stringify(options.hub)} ] } ]\n}` } : {}),
+        ...(security ? { extraConfig: await readFile(security.configFile, 'utf8'), scheme: 'tls' as const } : {}),
       });
       natsUrl = nats.url;
       stops.push(() => nats!.stop());
       say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}, domain ${site}` : ''}`);
     }
-    const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1 });
+    const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1, ...(security ? identityConnectOptions(security.credentials('admin')) : {}) });
     stops.push(() => nc.drain());
     const log = await createJetStreamEventLog({ nc, site });
     stops.push(() => log.close());
+    // Secure: each service its own connection, identity and event-log client; else all share one.
+    const as = async (identity: Identity): Promise<{ nc: NatsConnection; log: EventLog }> => {
+      if (!security) return { nc, log };
+      const own = await connect({ servers: natsUrl, maxReconnectAttempts: -1, ...identityConnectOptions(security.credentials(identity)) });
+      stops.push(() => own.drain());
+      const ownLog = await createJetStreamEventLog({ nc: own, site, createStream: false });
+      stops.push(() => ownLog.close());
+      return { nc: own, log: ownLog };
+    };
 
     const passphrase = process.env['CAIRN_REPO_PASSPHRASE']
       ?? await secret(join(dirs.secrets, 'repository.passphrase'), () => randomBytes(24).toString('base64url'));
@@ -148,13 +174,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     stops.push(() => repository.close());
     say(`repository           ok  ${dirs.repository} (chunks of ${repository.chunkSize / 1024} KiB)`);
 
-    const catalogue: RunningCatalogue = await startCatalogue({ nc, site, dataDir: dirs.catalogue, log, logger: logger.child({ name: 'catalogue' }) });
+    const catalogue: RunningCatalogue = await startCatalogue({ ...(await as('catalogue')), site, dataDir: dirs.catalogue, logger: logger.child({ name: 'catalogue' }) });
     stops.push(() => catalogue.close());
     // Unix socket paths are limited to 107 bytes: keep NBD sockets short.
     const runDir = join(dirs.coordinator, 'run').length < 80 ? join(dirs.coordinator, 'run') : await mkdtemp(join(tmpdir(), 'cairn-run-'));
     await mkdir(runDir, { recursive: true });
     const coordinator = await startSnapshotCoordinator({
-      nc, log, logger: logger.child({ name: 'snapshot-coordinator' }),
+      ...(await as('snapshot-coordinator')), logger: logger.child({ name: 'snapshot-coordinator' }),
       config: parseCoordinatorConfig({
         site, natsUrl, dataDir: dirs.coordinator,
         ...(options.leaseMs ? { leaseMs: options.leaseMs, reapIntervalMs: Math.max(100, Math.floor(options.leaseMs / 4)) } : {}),
@@ -170,7 +196,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => replicas.close());
     const mover: RunningDataMover | undefined = without.has('data-mover') ? undefined : await startDataMover({
-      nc, log, site,
+      ...(await as('data-mover')), site,
       repositories: new Map([['default', repository]]),
       locateRestorePoint: (id) => replicas.locate(id),
       restoreRoots: [dataDir, process.cwd(), tmpdir()],
@@ -178,16 +204,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
-      nc, log, logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
+      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     if (scheduler) stops.push(() => scheduler.close());
     const audit: RunningAuditBridge = await startAuditBridge({
-      nc, site, log, logger: logger.child({ name: 'audit-bridge' }),
+      ...(await as('audit-bridge')), site, logger: logger.child({ name: 'audit-bridge' }),
       targets: [{ kind: 'chain', name: 'chain' }, ...(options.auditTargets ?? [])],
     });
     stops.push(() => audit.close());
     // Replication talks to other sites: its own connection (its own identity where NATS has users).
-    const replicationNc = await connect({ servers: natsUrl, name: `replication@${site}`, maxReconnectAttempts: -1 });
+    const replicationNc = await connect({
+      servers: natsUrl, name: `replication@${site}`, maxReconnectAttempts: -1,
+      ...(security ? identityConnectOptions(security.credentials('replication')) : {}),
+    });
     stops.push(() => replicationNc.drain());
     const replicationLog = await createJetStreamEventLog({ nc: replicationNc, site });
     const replication = await startReplication({
@@ -197,14 +226,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
-    const gateway: RunningGateway = await startGateway({ nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
+    const gateway: RunningGateway = await startGateway({ nc: (await as('gateway')).nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
 
-    const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir };
+    const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}) };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 
     return {
       site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, passphrase, coordinator, replication,
+      ...(security ? { security } : {}),
       ...(nats ? { nats } : {}),
       async health() {
         const out: ServiceHealth[] = [];

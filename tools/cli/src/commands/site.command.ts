@@ -1,0 +1,48 @@
+// `cairn site init`: a site's NATS security material — the site CA (or the operator's), the
+// nats-server certificate, one nkey and client certificate per identity, and the nats-server
+// config with each identity's permissions (docs/security.md). `cairn up --secure` uses it.
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { describeCertificate, initSiteSecurity, sitePermissions } from '@cairn/nats-security';
+import { CliError, EXIT } from '../cli-error.ts';
+import { DEFAULT_DATA_DIR, globals } from '../session.ts';
+
+export function registerSiteCommands(program: Command): void {
+  const site = program.command('site').description('site set-up: NATS identities, certificates and permissions');
+  site
+    .command('init')
+    .description('create (or complete) the site CA, server and client certificates, nkeys and the nats-server security config')
+    .option('--dir <dir>', 'where to write them (default <data>/security)')
+    .option('--host <names...>', 'names and addresses nats-server is reached at (default localhost 127.0.0.1)')
+    .option('--peer <sites...>', 'sites replication may talk to (default: any)')
+    .option('--ca-cert <file>', "the operator's CA certificate, instead of a new site CA")
+    .option('--ca-key <file>', "the operator's CA private key (used to sign, never copied)")
+    .action(async (o: { dir?: string; host?: string[]; peer?: string[]; caCert?: string; caKey?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      const siteName = g.site ?? process.env['CAIRN_SITE'] ?? 'local';
+      if (Boolean(o.caCert) !== Boolean(o.caKey)) throw new CliError('--ca-cert and --ca-key go together', EXIT.usage);
+      const dir = resolve(o.dir ?? join(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR, 'security'));
+      const security = await initSiteSecurity({
+        dir, site: siteName,
+        ...(o.host ? { hosts: o.host } : {}),
+        ...(o.peer ? { peers: o.peer } : {}),
+        ...(o.caCert && o.caKey ? { ca: { cert: o.caCert, key: o.caKey } } : {}),
+      }).catch((e: unknown) => { throw new CliError(`cannot create the security material in ${dir}: ${(e as Error).message}`, EXIT.failure); });
+      const ca = await describeCertificate(security.caFile);
+      const summary = {
+        site: siteName, dir: security.dir, ca: ca.subject, caValidTo: ca.validTo, natsConfig: security.configFile,
+        identities: security.identities, permissions: sitePermissions(siteName, o.peer ? { peers: o.peer } : {}),
+      };
+      if (g.json) {
+        console.log(JSON.stringify(summary, null, 2));
+        return;
+      }
+      console.log([
+        `site ${siteName}: NATS security in ${security.dir}`,
+        `  CA            ${ca.subject} (valid to ${ca.validTo})`,
+        `  nats-server   include ${security.configFile} (mutual TLS, one nkey user per identity)`,
+        `  identities    ${security.identities.join(', ')} (identities/<name>.nk + .pem, mode 0600)`,
+        '  start with    cairn up --secure   (permission matrix: docs/security.md)',
+      ].join('\n'));
+    });
+}
