@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
+import { identityConnectOptions, loadSiteSecurity, type Identity } from '@cairn/nats-security';
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { createJetStreamEventLog } from '@cairn/eventlog';
@@ -26,6 +27,7 @@ interface RunOptions {
   ackWaitMs?: string;
   instance?: string;
   replicas?: string;
+  securityDir?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -37,6 +39,7 @@ export function registerRunCommand(program: Command): void {
     .option('--lease-ms <ms>', 'scheduler leadership lease / coordinator view lease')
     .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
     .option('--instance <name>', 'name of this replica')
+    .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
       if (!g.nats) throw new CliError('--nats <url> is required', EXIT.usage);
@@ -47,7 +50,9 @@ export function registerRunCommand(program: Command): void {
       // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
       setupTracing();
       const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions });
-      const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1 });
+      const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
+      const auth = securityDir ? identityConnectOptions((await loadSiteSecurity(securityDir)).credentials(service as Identity)) : {};
+      const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
       const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
       let close: () => Promise<void>;
