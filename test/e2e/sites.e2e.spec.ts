@@ -130,6 +130,16 @@ describe('several sites: hub, A and B', () => {
     const jobs = (await global.query('job.list', { limit: 1000 })).items;
     expect(jobs.filter((j) => j.site === 'a')).toHaveLength(pointsA.length);
     expect(jobs.filter((j) => j.site === 'b')).toHaveLength(1);
+    // So does the API of the hub.
+    const api = async <T>(path: string): Promise<T> => {
+      const r = await fetch(`${hub.gatewayUrl}${path}`, { headers: { Authorization: `Bearer ${hub.gatewayToken}` } });
+      expect(r.status, path).toBe(200);
+      return (await r.json()) as T;
+    };
+    expect((await api<{ items: Array<{ site: string }> }>('/v1/vms')).items.map((v) => v.site).sort()).toEqual(['a', 'b']);
+    expect((await api<{ items: unknown[] }>('/v1/restore-points?limit=1000')).items).toHaveLength(pointsA.length + 1);
+    expect((await api<{ items: Array<{ sourceSite: string; site: string }> }>('/v1/replicas?limit=1000')).items
+      .filter((r) => r.sourceSite === 'a' && r.site === 'b')).toHaveLength(pointsA.length);
     // The CLI points at the hub the same way as at a site.
     const listed = await cli(['--nats', hub.natsUrl, '--site', 'hub', '--json', 'replication', 'replicas']);
     expect(listed.code, listed.stderr).toBe(0);

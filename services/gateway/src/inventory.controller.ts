@@ -1,9 +1,9 @@
 // VMs and restore points, as the catalogue knows them.
 import { Controller, Inject } from '@nestjs/common';
-import { RestorePointView, VmView, type QueryRequest } from '@cairn/catalogue-client';
+import { ReplicaView, RestorePointView, VmView, type QueryRequest } from '@cairn/catalogue-client';
 import { GatewayService } from './gateway.service.ts';
 import { Input, Route } from './route.decorator.ts';
-import { Items, ListRestorePointsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
+import { Items, ListReplicasQuery, ListRestorePointsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
 
 @Controller()
 export class InventoryController {
@@ -33,5 +33,13 @@ export class InventoryController {
   })
   getRestorePoint(@Input('params') p: { restorePointId: string }) {
     return this.gateway.query('restorePoint.get', p);
+  }
+
+  @Route({
+    method: 'GET', path: '/v1/replicas', operationId: 'listReplicas', tag: 'restore-points',
+    summary: 'Copies of restore points at other sites (at the hub: of every site), newest first', query: ListReplicasQuery, response: Items(ReplicaView),
+  })
+  listReplicas(@Input('query') q: QueryRequest<'replica.list'>) {
+    return this.gateway.query('replica.list', q);
   }
 }
