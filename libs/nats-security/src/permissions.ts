@@ -75,9 +75,9 @@ function streamApi(stream: string, use: StreamUse): string[] {
   return out;
 }
 
-/** A KV bucket: create/bind, read, write, watch. */
+/** A KV bucket: create/bind, read, write, watch (never delete or reconfigure it). */
 function kv(bucket: string): string[] {
-  return [`$KV.${bucket}.>`, ...streamApi(`KV_${bucket}`, { create: true, read: true, consume: true }), `$JS.API.STREAM.UPDATE.KV_${bucket}`];
+  return [`$KV.${bucket}.>`, ...streamApi(`KV_${bucket}`, { create: true, read: true, consume: true })];
 }
 
 const under = (site: string) => `cairn.${site}`;
