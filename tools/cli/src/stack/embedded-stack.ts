@@ -138,8 +138,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       nats = await startNatsServer({
         dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024,
         // A site joined to a hub: its own JetStream domain, a leaf remote to the hub.
-        ...(options.hub ? { domain: site, extraConfig: `leafnodes {\n  reconnect: 1\n  remotes: [ { urls: [ ${JSON.stringify(options.hub)} ] } ]\n}` } : {}),
-        ...(security ? { extraConfig: await readFile(security.configFile, 'utf8'), scheme: 'tls' as const } : {}),
+        ...(options.hub ? { domain: site } : {}),
+        ...(security ? { scheme: 'tls' as const } : {}),
+        extraConfig: [
+          security ? await readFile(security.configFile, 'utf8') : '',
+          options.hub ? `leafnodes {\n  reconnect: 1\n  remotes: [ { urls: [ ${JSON.stringify(options.hub)} ] } ]\n}` : '',
+        ].filter(Boolean).join('\n'),
       });
       natsUrl = nats.url;
       stops.push(() => nats!.stop());
