@@ -7,7 +7,7 @@ import { isAbsolute, resolve, sep } from 'node:path';
 import type { Actor, CommandPayloadMap } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
-import type { Repository } from '@cairn/repository';
+import { RestorePointLockedError, type Repository } from '@cairn/repository';
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
 
@@ -168,9 +168,16 @@ export class DataMover {
   /** Retention let a restore point go: its manifest is deleted; GC frees its chunks later. */
   async expire(restorePointId: string, repository = 'default'): Promise<void> {
     const repo = this.repository(repository);
+    let lockedUntil: Date | undefined;
     await repo.deleteRestorePoint(restorePointId).catch((e: Error) => {
+      // Immutable until its lock ends (docs/security.md): retention cannot shorten that.
+      if (e instanceof RestorePointLockedError) { lockedUntil = e.retainUntil; return; }
       if (e.name !== 'RestorePointNotFoundError') throw e;
     });
+    if (lockedUntil) {
+      this.logger.warn({ restorePointId, repository, lockedUntil: lockedUntil.toISOString() }, 'restore point expired but locked: kept until its lock ends');
+      return;
+    }
     this.gcDue.add(repository);
     this.logger.info({ restorePointId, repository }, 'restore point expired: manifest deleted, chunks go at the next garbage collection');
   }
