@@ -81,7 +81,8 @@ export async function issueCertificate(ca: CertificateFiles, dir: string, o: Iss
   }
   await writeFile(ext, lines.join('\n') + '\n');
   await openssl([
-    'x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert,
+    // The serial file goes beside the new certificate, never into an operator's CA directory.
+    'x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAserial', join(dir, 'ca.srl'), '-CAcreateserial', '-out', cert,
     '-days', String(o.days ?? 825), '-extfile', ext,
   ]);
   // The CSR and extension file served their purpose; the serial file stays beside the CA.
