@@ -35,6 +35,8 @@ export interface StartReplicationOptions {
   readonly logger?: Logger;
   readonly ackWaitMs?: number;
   readonly maxRetryDelayMs?: number;
+  /** Keep a count per object received (tests). */
+  readonly recordReceived?: boolean;
 }
 
 export interface ReplicationHealth {
@@ -55,7 +57,7 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
   const actor: Actor = o.actor ?? { kind: 'service', id: `replication@${o.site}` };
   const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'replication', site: o.site });
   const receiver = new ReplicaReceiver({
-    nc: o.nc, log: o.log, site: o.site, replicasDir: o.replicasDir, actor, logger,
+    nc: o.nc, log: o.log, site: o.site, replicasDir: o.replicasDir, actor, logger, recordReceived: o.recordReceived ?? false,
     ...(o.replicaBackend ? { backendFor: o.replicaBackend } : {}),
   });
   receiver.start();
@@ -72,7 +74,7 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
   return {
     replication,
     receiver,
-    health: () => ({ status: 'ok', policies: replication.policies.size, copies: replication.copies.length, received: [...receiver.received.values()].reduce((a, b) => a + b, 0) }),
+    health: () => ({ status: 'ok', policies: replication.policies.size, copies: replication.copiesDone, received: receiver.objectsReceived }),
     async close() {
       await replication.close();
       await app.close();

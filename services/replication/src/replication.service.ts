@@ -61,8 +61,10 @@ export class Replication {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private policySub?: EventSubscription;
   private closed = false;
-  /** Copies done by this process (for health and tests). */
+  /** The latest copies done by this process (at most 1,000; for health and tests). */
   readonly copies: CopyReport[] = [];
+  /** Copies done since start. */
+  copiesDone = 0;
 
   constructor(
     private readonly config: ReplicationConfig,
@@ -320,6 +322,8 @@ export class Replication {
         pagesSent: result.pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started,
       };
       this.copies.push(report);
+      this.copiesDone++;
+      if (this.copies.length > 1000) this.copies.splice(0, this.copies.length - 1000);
       this.logger.info({ ...report, base: base ?? null, chunksAsked: result.chunksAsked }, result.committed ? 'restore point replicated' : 'restore point was at the target already');
       return report;
     });

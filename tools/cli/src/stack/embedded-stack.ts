@@ -48,7 +48,7 @@ export interface StackOptions {
    */
   readonly hub?: string;
   /** Replication consumers' ack wait and longest retry delay (tests shorten them). */
-  readonly replication?: { readonly ackWaitMs?: number; readonly maxRetryDelayMs?: number };
+  readonly replication?: { readonly ackWaitMs?: number; readonly maxRetryDelayMs?: number; readonly recordReceived?: boolean };
   /** Keys of other sites' repositories copied here, for disaster recovery (else from secrets/replica-<site>.passphrase). */
   readonly replicaPassphrases?: Readonly<Record<string, string>>;
   /**
@@ -227,6 +227,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       nc: replicationNc, log: replicationLog, site, repository, replicasDir: dirs.replicas, logger: logger.child({ name: 'replication' }),
       ...(options.replication?.ackWaitMs ? { ackWaitMs: options.replication.ackWaitMs } : {}),
       ...(options.replication?.maxRetryDelayMs ? { maxRetryDelayMs: options.replication.maxRetryDelayMs } : {}),
+      ...(options.replication?.recordReceived ? { recordReceived: true } : {}),
     });
     stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
