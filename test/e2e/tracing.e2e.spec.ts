@@ -2,28 +2,31 @@
 // gateway under the caller's W3C trace is followed by the scheduler, the snapshot coordinator,
 // the data mover and the catalogue, each continuing that trace (NATS headers, the trace stored
 // in the job's events); a scheduled job starts its own trace at the scheduler and is one trace
-// as well; and every log line written about the job names its trace and job.
+// as well; and every log line written about the job names its trace and job. Then the same with
+// the scheduler and the data mover as `cairn run` processes exporting OTLP to a loopback collector.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { useHarness, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { setupTracing } from '@cairn/messaging';
 import { startDemoVm, startStack } from '@cairn/cli';
-import { cli, jobsWhere, waitForJobEnd } from './e2e-helpers.ts';
+import { cli, jobsWhere, runService, waitForJobEnd } from './e2e-helpers.ts';
 
 interface LogLine { readonly name?: string; readonly msg?: string; readonly jobId?: string; readonly traceId?: string; readonly spanId?: string }
+
+// One tracer provider for the file: tracers obtained by modules stay bound to the first one.
+const exporter = new InMemorySpanExporter();
+const tracing = setupTracing({ exporter, simple: true });
+afterAll(() => tracing.shutdown());
 
 describe('tracing and correlated logs (real NATS, real QEMU)', () => {
   const h = useHarness();
 
   it('a backup (requested or scheduled) yields one trace whose spans cover every service it passed, and its log lines carry the trace and job ids', async () => {
-    const exporter = new InMemorySpanExporter();
-    const tracing = setupTracing({ exporter, simple: true });
-    h.onClose(() => tracing.shutdown());
-
     const dataDir = await h.tmpDir('cairn-trace-');
     const vm = await startDemoVm(join(dataDir, 'demo'), 'demo', 16 * 1024 * 1024);
     h.onClose(() => vm.stop());
@@ -110,5 +113,75 @@ describe('tracing and correlated logs (real NATS, real QEMU)', () => {
     for (const l of lines.filter((x) => x.traceId === traceId)) expect(l.jobId, `${l.name}: ${l.msg}`).toBe(jobId);
     expect([...new Set(ofJob.map((l) => l.name))]).toEqual(expect.arrayContaining(['scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue']));
     expect(ofJob.every((l) => typeof l.spanId === 'string' && /^[0-9a-f]{16}$/.test(l.spanId))).toBe(true);
+  }, 240_000);
+
+  it('across processes: a scheduler and a data mover run by `cairn run` continue the trace over NATS and export it over OTLP', async () => {
+    // An OTLP/HTTP collector on loopback for the child processes' spans.
+    const exported: { service: string; traceId: string; name: string; parentSpanId?: string; spanId: string }[] = [];
+    const collector = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => {
+        const doc = JSON.parse(body) as { resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] }; scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string }[] }[] }[] };
+        for (const rs of doc.resourceSpans) {
+          const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+          for (const ss of rs.scopeSpans) for (const sp of ss.spans) exported.push({ service, ...sp });
+        }
+        res.writeHead(200).end('{}');
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    h.onClose(() => new Promise<void>((r) => collector.close(() => r())));
+    const otel = (service: string) => ({
+      OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, OTEL_SERVICE_NAME: service,
+    });
+
+    const dataDir = await h.tmpDir('cairn-trace-procs-');
+    const vm = await startDemoVm(join(dataDir, 'demo'), 'demo', 16 * 1024 * 1024);
+    h.onClose(() => vm.stop());
+    const stack = await startStack({ dataDir, qemu: [{ qmpSocket: vm.qmpPath }], without: ['scheduler', 'data-mover'] });
+    h.onClose(() => stack.stop());
+    const common = ['--nats', stack.natsUrl, '--site', stack.site];
+    const scheduler = runService('scheduler', [...common, '--data', join(dataDir, 'sched'), 'run', 'scheduler', '--lease-ms', '2000'], otel('cairn-scheduler'));
+    const mover = runService('data-mover', [...common, '--data', join(dataDir, 'mover'), 'run', 'data-mover', '--repo', join(dataDir, 'repository')],
+      { ...otel('cairn-data-mover'), CAIRN_REPO_PASSPHRASE: stack.passphrase });
+    for (const p of [scheduler, mover]) h.onClose(async () => { p.kill('SIGTERM'); await p.exited; });
+    await Promise.all([scheduler.ready, mover.ready]);
+    const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
+    const demo = await waitFor(async () => (await catalogue.query('vm.list', {})).items.find((v) => v.name === 'demo'), { what: 'demo VM in the catalogue' });
+
+    const traceId = randomBytes(16).toString('hex');
+    const jobId = await waitFor(async () => {
+      const res = await fetch(`${stack.gatewayUrl}/v1/backups`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.gatewayToken}`, 'content-type': 'application/json', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+        body: JSON.stringify({ vmId: demo.vmId, mode: 'full' }),
+      });
+      // The scheduler process may not have folded the VM yet: then it refuses, and we ask again.
+      return res.status === 202 ? (await res.json() as { jobId: string }).jobId : undefined;
+    }, { what: 'the scheduler process to accept the backup' });
+    expect((await waitForJobEnd(catalogue, jobId)).state).toBe('completed');
+
+    // The children's spans arrive in batches; the test process has the coordinator's and the catalogue's.
+    const remote = await waitFor(() => {
+      const mine = exported.filter((x) => x.traceId === traceId);
+      const names = new Set(mine.map((x) => x.name));
+      return names.has('scheduler complete') && names.has('data-mover process') ? mine : undefined;
+    }, { timeoutMs: 30_000, what: 'the child processes to export their spans' });
+    expect(new Set(remote.filter((x) => x.name.startsWith('scheduler ')).map((x) => x.service))).toEqual(new Set(['cairn-scheduler']));
+    expect(remote.find((x) => x.name === 'data-mover process')!.service).toBe('cairn-data-mover');
+    const local = exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
+    expect(local.map((s) => s.name)).toEqual(expect.arrayContaining(['snapshot-coordinator RequestSnapshot', 'catalogue project JobCompleted']));
+    // The data mover's span is a child of the scheduler's queueTransfer step in the other process.
+    const queued = remote.find((x) => x.name === 'scheduler queueTransfer')!;
+    expect(remote.find((x) => x.name === 'data-mover process')!.parentSpanId).toBe(queued.spanId);
+    const snap = local.find((s) => s.name === 'snapshot-coordinator RequestSnapshot')!;
+    expect(remote.find((x) => x.name === 'scheduler requestSnapshot')!.spanId).toBe(snap.parentSpanContext!.spanId);
+
+    // The children's own log lines (stdout) about the job carry its trace.
+    for (const p of [scheduler, mover]) {
+      const lines = p.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine).filter((l) => l.jobId === jobId);
+      expect(lines.length, `${p.name} logged about the job`).toBeGreaterThan(0);
+      for (const l of lines) expect(l.traceId, `${p.name}: ${l.msg}`).toBe(traceId);
+    }
   }, 240_000);
 });
