@@ -94,8 +94,16 @@ export class ReplicaReceiver {
     }
   }
 
+  /** Objects go only into a copy that has the source's identity (config and keys) already. */
+  private async requireAdopted(source: string, target: ReplicaTarget): Promise<void> {
+    if ((await target.repositoryId()) === undefined) {
+      throw new TransferError('not_adopted', `this site holds no copy of ${source}'s repository yet: adopt first`);
+    }
+  }
+
   private async dispatch(source: string, op: TransferOp, msg: Msg): Promise<unknown> {
     const target = this.target(source);
+    if (op === 'missing' || op === 'put' || op === 'commit') await this.requireAdopted(source, target);
     const header = (name: string): string => {
       const v = msg.headers?.get(name);
       if (!v) throw new TransferError('bad_request', `header ${name} missing`);

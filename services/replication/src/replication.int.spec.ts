@@ -3,7 +3,7 @@
 // a scheduled policy copies what the target lacks; an after-backup policy with a delay copies
 // no earlier than the delay after the backup; the copy restores with the source's key only.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -112,6 +112,18 @@ describe('replication service', () => {
     expect(reply.headers?.get(H.status)).toBe('error');
     expect(reply.json<{ code: string }>().code).toBe('integrity');
     expect(await dst.receiver.target('src').missing([{ kind: 'chunk', id: '0'.repeat(64) }])).toHaveLength(1);
+  });
+
+  it('a target that lost its copy is given the identity again before any object', async () => {
+    const first = await backup('vm-again', image(2 * CHUNK, 21));
+    await send('src', 'ReplicateRestorePoint', { restorePointId: first.id, targetSite: 'dst' });
+    await rm(join(dstDir, 'src'), { recursive: true, force: true });
+    const second = await backup('vm-again', image(2 * CHUNK, 22));
+    const r = await send('src', 'ReplicateRestorePoint', { restorePointId: second.id, targetSite: 'dst' });
+    expect(r.committed).toBe(true);
+    const copy = await openRepository(new DirectoryBackend(join(dstDir, 'src')), { passphrase: PASS });
+    h.onClose(() => copy.close());
+    expect((await copy.listRestorePoints()).map((p) => p.id)).toEqual([second.id]);
   });
 
   it('a scheduled policy copies every restore point the target lacks; an after-backup policy waits its delay', async () => {

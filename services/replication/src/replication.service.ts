@@ -13,6 +13,7 @@ import {
 import type { EventLog, EventSubscription } from '@cairn/eventlog';
 import { copyRestorePoint, ReplicationSource, type Repository } from '@cairn/repository';
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
+import { TransferError } from './transfer-protocol.ts';
 import type { ReplicaReceiver } from './replica-receiver.ts';
 
 export interface ReplicationConfig {
@@ -279,54 +280,65 @@ export class Replication {
     assertSite(target);
     if (target === this.site) return Promise.reject(new ReplicationRefused('invalid_command', 'a site does not replicate to itself'));
     return this.lock(target).run(async () => {
-      const started = Date.now();
-      let manifest;
       try {
-        manifest = await this.source.manifest(restorePointId);
+        return await this.copyOnce(restorePointId, target, o);
       } catch (e) {
-        if ((e as Error).name === 'RestorePointNotFoundError') throw new ReplicationRefused('not_found', `no restore point ${restorePointId} at site ${this.site}`);
-        throw e;
+        // The target lost its copy (or was set up again): give it the identity, then go on.
+        if (!(e instanceof TransferError && e.code === 'not_adopted')) throw e;
+        this.adopted.delete(target);
+        return this.copyOnce(restorePointId, target, o);
       }
-      const sink = new RemoteSink(this.nc, this.site, target, o.policy?.bandwidthBytesPerSec ? { bandwidthBytesPerSec: o.policy.bandwidthBytesPerSec } : {});
-      sink.commitMeta = {
-        vmId: manifest.vm.id, vmName: manifest.vm.name, jobId: o.jobId ?? manifest.labels?.['jobId'] ?? null, policyId: o.policy?.policyId ?? null,
-        sourceCommittedAt: manifest.committedAt, disks: manifest.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
-        chunksSent: 0, pagesSent: 0,
-      };
-      // The target takes the repository's config and key objects once, and again when the key
-      // set changed (a rotation at the source adds a key object).
-      const identity = await this.source.identity();
-      const fingerprint = identity.keys.map((k) => k.keyId).sort().join(',');
-      if (this.adopted.get(target) !== fingerprint) {
-        await sink.adopt(identity);
-        this.adopted.set(target, fingerprint);
-      } else if (await sink.hasRestorePoint(restorePointId)) {
-        const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
-        return r;
-      }
-      const base = manifest.parentId && (await sink.hasRestorePoint(manifest.parentId)) ? manifest.parentId : undefined;
-      let chunksSent = 0;
-      let pagesSent = 0;
-      const result = await copyRestorePoint(this.source, {
-        adopt: async () => undefined,
-        missing: (r) => sink.missing(r),
-        put: async (obj) => {
-          await sink.put(obj);
-          if (obj.kind === 'chunk') chunksSent++; else pagesSent++;
-          sink.commitMeta = { ...sink.commitMeta!, chunksSent, pagesSent };
-        },
-        commit: (mf, pages) => sink.commit(mf, pages),
-      }, restorePointId, { adopted: true, ...(base ? { base } : {}) });
-      const report: CopyReport = {
-        restorePointId, targetSite: target, committed: result.committed, chunksSent: result.chunksSent, chunkBytesSent: result.chunkBytesSent,
-        pagesSent: result.pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started,
-      };
-      this.copies.push(report);
-      this.copiesDone++;
-      if (this.copies.length > 1000) this.copies.splice(0, this.copies.length - 1000);
-      this.logger.info({ ...report, base: base ?? null, chunksAsked: result.chunksAsked }, result.committed ? 'restore point replicated' : 'restore point was at the target already');
-      return report;
     });
+  }
+
+  private async copyOnce(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null }): Promise<CopyReport> {
+    const started = Date.now();
+    let manifest;
+    try {
+      manifest = await this.source.manifest(restorePointId);
+    } catch (e) {
+      if ((e as Error).name === 'RestorePointNotFoundError') throw new ReplicationRefused('not_found', `no restore point ${restorePointId} at site ${this.site}`);
+      throw e;
+    }
+    const sink = new RemoteSink(this.nc, this.site, target, o.policy?.bandwidthBytesPerSec ? { bandwidthBytesPerSec: o.policy.bandwidthBytesPerSec } : {});
+    sink.commitMeta = {
+      vmId: manifest.vm.id, vmName: manifest.vm.name, jobId: o.jobId ?? manifest.labels?.['jobId'] ?? null, policyId: o.policy?.policyId ?? null,
+      sourceCommittedAt: manifest.committedAt, disks: manifest.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
+      chunksSent: 0, pagesSent: 0,
+    };
+    // The target takes the repository's config and key objects once, and again when the key
+    // set changed (a rotation at the source adds a key object).
+    const identity = await this.source.identity();
+    const fingerprint = identity.keys.map((k) => k.keyId).sort().join(',');
+    if (this.adopted.get(target) !== fingerprint) {
+      await sink.adopt(identity);
+      this.adopted.set(target, fingerprint);
+    } else if (await sink.hasRestorePoint(restorePointId)) {
+      const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
+      return r;
+    }
+    const base = manifest.parentId && (await sink.hasRestorePoint(manifest.parentId)) ? manifest.parentId : undefined;
+    let chunksSent = 0;
+    let pagesSent = 0;
+    const result = await copyRestorePoint(this.source, {
+      adopt: async () => undefined,
+      missing: (r) => sink.missing(r),
+      put: async (obj) => {
+        await sink.put(obj);
+        if (obj.kind === 'chunk') chunksSent++; else pagesSent++;
+        sink.commitMeta = { ...sink.commitMeta!, chunksSent, pagesSent };
+      },
+      commit: (mf, pages) => sink.commit(mf, pages),
+    }, restorePointId, { adopted: true, ...(base ? { base } : {}) });
+    const report: CopyReport = {
+      restorePointId, targetSite: target, committed: result.committed, chunksSent: result.chunksSent, chunkBytesSent: result.chunkBytesSent,
+      pagesSent: result.pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started,
+    };
+    this.copies.push(report);
+    this.copiesDone++;
+    if (this.copies.length > 1000) this.copies.splice(0, this.copies.length - 1000);
+    this.logger.info({ ...report, base: base ?? null, chunksAsked: result.chunksAsked }, result.committed ? 'restore point replicated' : 'restore point was at the target already');
+    return report;
   }
 
   // ---- verify and repair -----------------------------------------------------------------
