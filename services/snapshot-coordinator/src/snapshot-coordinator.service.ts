@@ -4,8 +4,9 @@
 // Every view is remembered in a record file before its event is written, so a restarted
 // coordinator never loses track of a view it announced.
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, type Actor, type EventDataMap, type EventType, type KnownEvent } from '@cairn/contracts';
+import { newEvent, type Actor, type EventDataMap, type EventType, type KnownEvent, type TraceContext } from '@cairn/contracts';
 import { activeTraceContext, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import { inSpan } from '@cairn/messaging';
 import type { HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
@@ -222,12 +223,22 @@ export class SnapshotCoordinator {
     const id = stableEventId(idName);
     // Caused by the latest step of the job (the request, or the commit or failure that ended it).
     let causationId: string | null = null;
-    for await (const r of this.log.readStream(streamId)) if (r.event.id !== id) causationId = r.event.id;
-    // The span handling the command (a child of the job's trace) is the event's trace.
-    const trace = activeTraceContext();
-    await this.log.append(streamId, [newEvent(type, data, {
-      site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, causationId, id, ...(trace ? { trace } : {}),
-    })], { expectedRevision: 'any' });
+    let latestTrace: TraceContext | undefined;
+    for await (const r of this.log.readStream(streamId)) {
+      if (r.event.id === id) continue;
+      causationId = r.event.id;
+      latestTrace = r.event.trace ?? latestTrace;
+    }
+    const append = () => {
+      // The span handling the command (a child of the job's trace) is the event's trace.
+      const trace = activeTraceContext();
+      return this.log.append(streamId, [newEvent(type, data, {
+        site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, causationId, id, ...(trace ? { trace } : {}),
+      })], { expectedRevision: 'any' });
+    };
+    // Outside a command (a lease that ran out, a restart's clean-up): a span of the job's own trace.
+    if (activeTraceContext() || !latestTrace) await append();
+    else await inSpan('@cairn/snapshot-coordinator', `snapshot-coordinator ${type}`, { jobId, parent: latestTrace }, append);
   }
 
   /** What the job's stream says: the snapshot id the scheduler chose, the mode and the policy. */

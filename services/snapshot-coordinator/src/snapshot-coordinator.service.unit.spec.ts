@@ -90,6 +90,20 @@ describe('SnapshotCoordinator', () => {
     expect((await types('job-j4')).filter((e) => e.type === 'SnapshotReleased').map((e) => (e.data as { cause: string }).cause)).toEqual(['lease_expired']);
   });
 
+  it('events it writes outside a command (the lease reaper) continue the trace of the job', async () => {
+    const { make, log, types } = await setup(1);
+    const trace = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
+    await log.append('job-j6', [
+      newEvent('SnapshotRequested', { jobId: 'j6', vmId: 'web_1', snapshotId: 's6' }, { site: 's', actor, streamId: 'job-j6', trace }),
+    ], { expectedRevision: 'any' });
+    const c = make();
+    await c.requestSnapshot({ jobId: 'j6', vmId: 'web_1', leaseMs: 1000 }, 's6');
+    expect(await c.reapExpired(new Date(Date.now() + 5000))).toBe(1);
+    const events = await types('job-j6');
+    expect(events.map((e) => e.type)).toEqual(['SnapshotRequested', 'SnapshotTaken', 'SnapshotReleased']);
+    for (const e of events) expect(e.trace?.traceparent.split('-')[1], e.type).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+  });
+
   it('after a restart: adopts recorded views, reaps the rest keeping them, releases expired ones', async () => {
     const { adapter, make } = await setup();
     await make().requestSnapshot({ jobId: 'j5', vmId: 'web_1' }, 's5');
