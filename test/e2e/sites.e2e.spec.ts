@@ -191,11 +191,15 @@ describe('several sites: hub, A and B', () => {
     bytes[bytes.length - 100]! ^= 0x5a;
     await writeFile(file, bytes);
 
-    const report = await send(b, 'replication', 'VerifyReplica', { sourceSite: 'a' }, 300_000);
+    // Through the CLI, as an operator at B and then at A would.
+    const verified = await cli(['--nats', b.natsUrl, '--site', 'b', '--json', 'replication', 'verify', '--from', 'a']);
+    expect(verified.code).toBe(1);
+    const report = JSON.parse(verified.stdout) as CommandResultMap['VerifyReplica'];
     expect(report.ok).toBe(false);
     expect(report.damaged).toEqual([expect.objectContaining({ kind: 'chunk', id: victim, damage: 'digest-mismatch' })]);
-    const repair = await send(a, 'replication', 'RepairReplica', { targetSite: 'b' }, 300_000);
-    expect(repair).toEqual({ damaged: 1, repaired: 1, unrepairable: [] });
+    const repaired = await cli(['--nats', a.natsUrl, '--site', 'a', '--json', 'replication', 'repair', '--target', 'b']);
+    expect(repaired.code, repaired.stderr).toBe(0);
+    expect(JSON.parse(repaired.stdout)).toEqual({ damaged: 1, repaired: 1, unrepairable: [] });
     expect((await send(b, 'replication', 'VerifyReplica', { sourceSite: 'a' }, 300_000)).ok).toBe(true);
     const audit = (await new CatalogueClient(b.nc, { site: 'b' }).query('audit.timeline', { streamId: 'replicacheck-a', limit: 10 })).items.map((e) => e.type);
     expect(audit).toEqual(expect.arrayContaining(['ReplicaVerified', 'ReplicaRepaired']));
