@@ -3,7 +3,8 @@
 // timeouts, and retention.
 import { describe, expect, it } from 'vitest';
 import { newEvent, type Actor, type KnownEvent } from '@cairn/contracts';
-import { InMemoryEventLog, handleCommand } from '@cairn/eventlog';
+import { InMemoryEventLog, activeTraceContext, handleCommand } from '@cairn/eventlog';
+import { inSpan } from '@cairn/messaging';
 import { jobDecider, DEFAULT_TIMEOUTS, type TransferWork } from '@cairn/jobs';
 import { schedulerConfig } from './scheduler.config.ts';
 import { Scheduler, SchedulerRefusal, type SchedulerPorts } from './scheduler.service.ts';
@@ -17,6 +18,8 @@ interface World {
   scheduler: Scheduler;
   calls: string[];
   work: TransferWork[];
+  /** The trace active when each port was called (what the NATS adapters put in the headers). */
+  portTraces: string[];
   now: { t: number };
   settle(): Promise<void>;
   jobEvents(jobId: string): Promise<KnownEvent[]>;
@@ -26,6 +29,7 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
   const log = new InMemoryEventLog(site);
   const calls: string[] = [];
   const work: TransferWork[] = [];
+  const portTraces: string[] = [];
   const now = { t: Date.now() }; // events carry wall-clock times; the scheduler's clock moves on from there
   const append = async (streamId: string, type: string, data: unknown) => {
     await log.append(streamId, [newEvent(type as 'JobStarted', data as never, { site, actor: svc, streamId })], { expectedRevision: 'any' });
@@ -33,6 +37,7 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
   const ports: SchedulerPorts = {
     async requestSnapshot({ jobId, snapshotId }) {
       calls.push(`snapshot ${jobId}`);
+      portTraces.push(`snapshot ${activeTraceContext()?.traceparent ?? 'none'}`);
       if (opts.snapshotOk === false) return; // the coordinator never answers with an event
       await append(`job-${jobId}`, 'SnapshotTaken', {
         jobId, snapshotId, nbd: { socket: '/x', exports: [{ disk: 'd0', exportName: 'e', sizeBytes: 1024, mode: 'full', reason: 'first' }] },
@@ -42,7 +47,7 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
       calls.push(`release ${jobId} ${success}`);
       await append(`job-${jobId}`, 'SnapshotReleased', { jobId, snapshotId, cause: 'job_ended' });
     },
-    async enqueueTransfer(w) { work.push(w); calls.push(`transfer ${w.jobId}`); },
+    async enqueueTransfer(w) { work.push(w); calls.push(`transfer ${w.jobId}`); portTraces.push(`transfer ${activeTraceContext()?.traceparent ?? 'none'}`); },
   };
   const config = schedulerConfig({ site, tickMs: 60_000, retryBaseMs: 1, maxJobsPerHost: opts.maxJobsPerHost ?? 2, timeouts: { ...DEFAULT_TIMEOUTS, snapshot: opts.snapshotTimeoutMs ?? 600_000 } });
   const scheduler = new Scheduler(config, log, ports, () => new Date(now.t));
@@ -63,7 +68,7 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
     for await (const r of log.readStream(`job-${jobId}`)) out.push(r.event);
     return out;
   };
-  return { log, scheduler, calls, work, now, settle, jobEvents };
+  return { log, scheduler, calls, work, portTraces, now, settle, jobEvents };
 }
 
 /** A data mover: commits the transfer it was given. */
@@ -93,6 +98,23 @@ describe('scheduler process manager', () => {
     const completed = events.at(-1)!;
     expect(byId.get(completed.causationId!)).toBe('SnapshotReleased');
     expect(w.calls.filter((c) => c.startsWith('release'))).toEqual([`release ${jobId} true`]);
+    await w.scheduler.stop();
+  });
+
+  it('continues the trace of the request in every step: its events, its commands and its work carry it', async () => {
+    const w = await world();
+    // The command arrives under a caller's trace (no tracer provider here: the context passes through as is).
+    const caller = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
+    const { jobId } = await inSpan('test', 'RequestBackup', { parent: caller }, () => w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, 'cmd-t'));
+    await w.settle();
+    await commit(w, jobId, 'rpt'); // the mover's events, written outside any span here, carry none
+    await w.settle();
+    const events = await w.jobEvents(jobId);
+    const ours = events.filter((e) => !['SnapshotTaken', 'SnapshotReleased', 'TransferStarted', 'RestorePointCommitted'].includes(e.type));
+    expect(ours.map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'SnapshotRequested', 'TransferQueued', 'JobCompleted']);
+    for (const e of ours) expect(e.trace, e.type).toEqual(caller);
+    expect(w.portTraces.map((t) => t.split(' ')[0])).toEqual(expect.arrayContaining(['snapshot', 'transfer']));
+    expect(w.portTraces.every((t) => t.endsWith(caller.traceparent))).toBe(true);
     await w.scheduler.stop();
   });
 
