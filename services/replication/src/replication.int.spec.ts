@@ -126,10 +126,16 @@ describe('replication service', () => {
     expect((await copy.listRestorePoints()).map((p) => p.id)).toEqual([second.id]);
   });
 
-  it('a scheduled policy copies every restore point the target lacks; an after-backup policy waits its delay', async () => {
+  it('scheduled policies (interval, cron) copy every restore point the target lacks; an after-backup policy waits its delay', async () => {
     const scheduled = await backup('vm-sched', image(5 * CHUNK, 9));
     await send('src', 'CreateReplicationPolicy', { name: 'nightly', targetSites: ['dst'], vmIds: ['vm-sched'], trigger: { kind: 'schedule', everyMs: 1000 }, delayMs: 0 });
     await waitFor(async () => (await replicaEvents()).some((e) => e.restorePointId === scheduled.id), { timeoutMs: 30_000, intervalMs: 200, what: 'the scheduled copy' });
+
+    const nightly = await backup('vm-cron', image(2 * CHUNK, 13));
+    await send('src', 'CreateReplicationPolicy', { name: 'cron', targetSites: ['dst'], vmIds: ['vm-cron'], trigger: { kind: 'cron', cron: '* * * * * *', timezone: 'Europe/Paris' }, delayMs: 0 });
+    await waitFor(async () => (await replicaEvents()).some((e) => e.restorePointId === nightly.id), { timeoutMs: 30_000, intervalMs: 200, what: 'the cron copy' });
+    await expect(send('src', 'CreateReplicationPolicy', { name: 'bad', targetSites: ['dst'], trigger: { kind: 'cron', cron: 'every night ok', timezone: 'UTC' }, delayMs: 0 }))
+      .rejects.toThrow(/invalid_command/);
 
     const { policyId } = await send('src', 'CreateReplicationPolicy', { name: 'later', targetSites: ['dst'], vmIds: ['vm-late'], trigger: { kind: 'after-backup' }, delayMs: 1500 });
     const late = await backup('vm-late', image(3 * CHUNK, 11));

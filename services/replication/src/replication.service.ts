@@ -4,6 +4,7 @@
 // skipped or taken twice), sweeps for missing replicas on a schedule, and copies restore
 // points through a RemoteSink. As a target it runs the ReplicaReceiver.
 import { randomUUID } from 'node:crypto';
+import { Cron } from 'croner';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -59,7 +60,8 @@ export class Replication {
   /** Per target: the key ids it was last given (see `copy`). */
   private readonly adopted = new Map<string, string>();
   private readonly consumers = new Map<string, { stop(): void; done: Promise<void> }>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** The running schedule of each scheduled policy (interval or cron). */
+  private readonly timers = new Map<string, { stop(): void }>();
   private policySub?: EventSubscription;
   private closed = false;
   /** The latest copies done by this process (at most 1,000; for health and tests). */
@@ -111,7 +113,7 @@ export class Replication {
   async close(): Promise<void> {
     this.closed = true;
     await this.policySub?.stop();
-    for (const t of this.timers.values()) clearInterval(t);
+    for (const t of this.timers.values()) t.stop();
     this.timers.clear();
     const all = [...this.consumers.values()];
     for (const c of all) c.stop();
@@ -126,6 +128,13 @@ export class Replication {
     if (sourceSite !== this.site) throw new ReplicationRefused('invalid_command', `a policy lives at its source site: send it to ${sourceSite}, this is ${this.site}`);
     if (p.targetSites.includes(this.site)) throw new ReplicationRefused('invalid_command', `site ${this.site} cannot replicate to itself`);
     for (const t of p.targetSites) assertSite(t);
+    if (p.trigger.kind === 'cron') {
+      try {
+        new Cron(p.trigger.cron, { timezone: p.trigger.timezone, paused: true });
+      } catch (e) {
+        throw new ReplicationRefused('invalid_command', `trigger.cron ${JSON.stringify(p.trigger.cron)} in ${p.trigger.timezone}: ${(e as Error).message}`);
+      }
+    }
     const policyId = p.policyId ?? randomUUID();
     const policy: ReplicationPolicy = { ...p, policyId, sourceSite };
     const streamId = `replpolicy-${policyId}`;
@@ -148,7 +157,7 @@ export class Replication {
     this.reconcile();
   }
 
-  private policiesFor(target: string, vmId: string, kind: 'after-backup' | 'schedule'): ReplicationPolicy[] {
+  private policiesFor(target: string, vmId: string, kind: ReplicationPolicy['trigger']['kind']): ReplicationPolicy[] {
     return [...this.policies.values()].filter((p) => p.sourceSite === this.site && p.targetSites.includes(target)
       && p.trigger.kind === kind && (!p.vmIds || p.vmIds.includes(vmId)));
   }
@@ -164,12 +173,17 @@ export class Replication {
     for (const t of targets) if (!this.consumers.has(t)) this.consumers.set(t, this.follow(t));
     for (const [t, c] of this.consumers) if (!targets.has(t)) { c.stop(); this.consumers.delete(t); }
     for (const p of this.policies.values()) {
-      if (p.trigger.kind !== 'schedule' || p.sourceSite !== this.site || this.timers.has(p.policyId)) continue;
-      const timer = setInterval(() => { void this.sweep(p.policyId); }, p.trigger.everyMs);
-      timer.unref();
-      this.timers.set(p.policyId, timer);
+      if (p.trigger.kind === 'after-backup' || p.sourceSite !== this.site || this.timers.has(p.policyId)) continue;
+      if (p.trigger.kind === 'schedule') {
+        const timer = setInterval(() => { void this.sweep(p.policyId); }, p.trigger.everyMs);
+        timer.unref();
+        this.timers.set(p.policyId, { stop: () => clearInterval(timer) });
+      } else {
+        const job = new Cron(p.trigger.cron, { timezone: p.trigger.timezone, protect: true, unref: true }, () => { void this.sweep(p.policyId); });
+        this.timers.set(p.policyId, { stop: () => job.stop() });
+      }
     }
-    for (const [id, timer] of this.timers) if (!this.policies.has(id)) { clearInterval(timer); this.timers.delete(id); }
+    for (const [id, timer] of this.timers) if (!this.policies.has(id)) { timer.stop(); this.timers.delete(id); }
   }
 
   // ---- after each backup -----------------------------------------------------------------

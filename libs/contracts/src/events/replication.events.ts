@@ -13,6 +13,12 @@ export const ReplicationTrigger = Type.Union([
   Type.Object({ kind: Type.Literal('after-backup') }, { additionalProperties: false }),
   /** Every `everyMs`, every restore point not yet at the target (the oldest first). */
   Type.Object({ kind: Type.Literal('schedule'), everyMs: Type.Integer({ minimum: 1000, maximum: 31 * 24 * 3600_000 }) }, { additionalProperties: false }),
+  /** The same at each time of a cron expression (5 or 6 fields) in a time zone, e.g. nightly. */
+  Type.Object({
+    kind: Type.Literal('cron'),
+    cron: Type.String({ minLength: 9, maxLength: 128 }),
+    timezone: Type.String({ minLength: 1, maxLength: 64, description: 'IANA zone, e.g. Europe/Paris' }),
+  }, { additionalProperties: false }),
 ]);
 
 export const ReplicationPolicyFields = {

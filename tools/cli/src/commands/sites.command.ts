@@ -53,13 +53,16 @@ export function registerSitesCommands(program: Command): void {
     .requiredOption('--to <sites>', 'comma-separated target sites')
     .option('--vm <ids...>', 'VM ids (default: every VM of the site)')
     .option('--every <seconds>', 'copy on a schedule every N seconds instead of after each backup')
+    .option('--cron <expression>', 'copy on a cron schedule instead (e.g. "0 2 * * *"), in --timezone')
+    .option('--timezone <zone>', 'time zone of --cron', 'UTC')
     .option('--delay <seconds>', 'wait this long after a backup before copying it', '0')
     .option('--bandwidth <bytesPerSec>', 'most bytes per second to each target')
     .action(act(async (s, o: Opts) => {
       const result = accepted(await s.bus.send('replication', 'CreateReplicationPolicy', {
         name: String(o['name']), targetSites: sitesOf(o['to']),
         ...(o['vm'] ? { vmIds: o['vm'] as string[] } : {}),
-        trigger: o['every'] ? { kind: 'schedule', everyMs: Number(o['every']) * 1000 } : { kind: 'after-backup' },
+        trigger: o['cron'] ? { kind: 'cron', cron: String(o['cron']), timezone: String(o['timezone']) }
+          : o['every'] ? { kind: 'schedule', everyMs: Number(o['every']) * 1000 } : { kind: 'after-backup' },
         delayMs: Number(o['delay']) * 1000,
         ...(o['bandwidth'] ? { bandwidthBytesPerSec: Number(o['bandwidth']) } : {}),
       }, { idempotencyKey: randomUUID() }), 'policy refused');
