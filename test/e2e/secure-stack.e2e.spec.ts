@@ -1,6 +1,7 @@
 // `cairn up --secure`: every service on its own NATS connection with its own identity over
 // mutual TLS. A backup of a live QEMU VM (full, then incremental) and its restore run through
-// the whole pipeline with no permission violation anywhere (the server logs none); the CLI
+// the whole pipeline with no permission violation anywhere (the server logs none); a restore
+// point locked with `cairn restore-point lock` survives retention and direct deletion; the CLI
 // connects as the site's admin; a service identity stepping outside its permissions, and a
 // client without a certificate, are refused.
 import { readFile } from 'node:fs/promises';
@@ -11,6 +12,8 @@ import { useHarness, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { CommandBus, JetStreamClient, NatsPermissionDeniedError } from '@cairn/messaging';
 import { identityConnectOptions } from '@cairn/nats-security';
+import { newEvent } from '@cairn/contracts';
+import { RestorePointLockedError } from '@cairn/repository';
 import { startDemoVm, startStack } from '@cairn/cli';
 import { checkRestoredDemoImage, cli, waitForJobEnd } from './e2e-helpers.ts';
 
@@ -50,6 +53,26 @@ describe('the embedded stack with per-service NATS identities and mutual TLS (re
       return r.code === 0 ? r : undefined;
     }, { timeoutMs: 60_000, intervalMs: 1000, what: 'an intact audit chain' });
     expect(audit.code).toBe(0);
+
+    // Immutability through the command path: the full restore point is locked for 30 days;
+    // retention expiring both keeps the locked one and deletes the other (handled in order).
+    const [full, incremental] = [jobs[0]!.restorePointId!, jobs[1]!.restorePointId!];
+    const locked = await cli([...args, '--json', 'restore-point', 'lock', full, '--for', '30d']);
+    expect(locked.code, locked.stderr).toBe(0);
+    const lock = JSON.parse(locked.stdout) as { retainUntil: string; objectsLocked: number };
+    expect(lock.objectsLocked).toBeGreaterThan(1);
+    expect(Date.parse(lock.retainUntil)).toBeGreaterThan(Date.now() + 29 * 86_400_000);
+    for (const id of [full, incremental]) {
+      const streamId = `restorepoint-${id}`;
+      await stack.log.append(streamId, [newEvent('RestorePointExpired', { restorePointId: id, vmId: 'demo', policyId: null, reason: 'test: retention' }, {
+        site: stack.site, actor: { kind: 'user', id: 'tester' }, streamId,
+      })], { expectedRevision: 'any' });
+    }
+    await waitFor(async () => !(await stack.repository.listRestorePoints()).some((p) => p.id === incremental), { what: 'the unlocked restore point expired' });
+    expect((await stack.repository.listRestorePoints()).map((p) => p.id)).toContain(full);
+    await expect(stack.repository.deleteRestorePoint(full)).rejects.toThrow(RestorePointLockedError);
+    const history = await catalogue.query('job.get', { jobId: jobs[0]!.jobId });
+    expect(history.state).toBe('completed');
 
     // No service ever stepped outside its permissions during all of that.
     const serverLog = await readFile(stack.nats!.logFile, 'utf8');

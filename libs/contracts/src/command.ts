@@ -156,6 +156,18 @@ export const RestoreDiskResult = Type.Object({
   durationMs: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+export const LockRestorePointV1 = Type.Object({
+  restorePointId: Id,
+  /** Until when it cannot be deleted or overwritten (compliance mode: never shortened). */
+  retainUntil: Type.String({ format: 'date-time' }),
+}, { additionalProperties: false });
+export const LockRestorePointResult = Type.Object({
+  restorePointId: Id,
+  retainUntil: Type.String({ format: 'date-time' }),
+  /** Lock records written or extended (manifest, index pages, chunks). */
+  objectsLocked: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
 export const StopRestoreExportV1 = Type.Object({
   exportName: Name,
 }, { additionalProperties: false });
@@ -286,6 +298,12 @@ export const COMMAND_SCHEMAS = {
     description: 'Stop serving a restore point over NBD; writes made to the export are discarded.',
     service: 'data-mover',
     latest: StopRestoreExportV1,
+  }),
+  LockRestorePoint: define('LockRestorePoint', {
+    description: 'Lock a restore point and everything it references until a time: no delete or overwrite before then (extend only).',
+    service: 'data-mover',
+    latest: LockRestorePointV1,
+    result: LockRestorePointResult,
   }),
   AddHypervisor: define('AddHypervisor', {
     description: 'Connect the snapshot coordinator to a hypervisor (kept across restarts).',

@@ -76,6 +76,16 @@ export function dataMoverHandlers(s: HandlerSettings) {
       }
     }
 
+    @CommandHandler('data-mover', 'LockRestorePoint')
+    async lock(@Payload() p: CommandPayloadMap['LockRestorePoint'], @Ctx() ctx: CommandContext) {
+      try {
+        return await this.mover.lock(p, ctx.actor, ctx.command.id);
+      } catch (e) {
+        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
+        throw new CommandFailedError('lock_failed', (e as Error).message);
+      }
+    }
+
     @CommandHandler('data-mover', 'RestoreDisk')
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() _ctx: CommandContext) {
       try {

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { isAbsolute, resolve, sep } from 'node:path';
-import type { Actor, CommandPayloadMap } from '@cairn/contracts';
+import { newEvent, type Actor, type CommandPayloadMap } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
 import { RestorePointLockedError, type Repository } from '@cairn/repository';
@@ -164,6 +164,26 @@ export class DataMover {
   }
 
   private readonly gcDue = new Set<string>();
+
+  /**
+   * Locks a restore point (and all it references) until `retainUntil`; extend only. Records
+   * RestorePointLocked with the lock that now holds (a longer earlier lock stays).
+   */
+  async lock(cmd: CommandPayloadMap['LockRestorePoint'], actor: Actor, causationId: string, repository = 'default') {
+    const until = new Date(cmd.retainUntil);
+    if (!(until.getTime() > Date.now())) throw new RestoreRefused('invalid_command', `retainUntil ${cmd.retainUntil} is not in the future`);
+    const repo = this.repository(repository);
+    const report = await repo.lockRestorePoint(cmd.restorePointId, until).catch((e: Error) => {
+      if (e.name === 'RestorePointNotFoundError') throw new RestoreRefused('not_found', `no restore point ${cmd.restorePointId} in repository ${repository}`);
+      throw e;
+    });
+    const holds = (await repo.restorePointLockedUntil(cmd.restorePointId)) ?? until;
+    const data = { restorePointId: cmd.restorePointId, retainUntil: holds.toISOString(), objectsLocked: report.objectsLocked };
+    const streamId = `restorepoint-${cmd.restorePointId}`;
+    await this.log.append(streamId, [newEvent('RestorePointLocked', data, { site: this.config.site, actor, streamId, causationId })], { expectedRevision: 'any' });
+    this.logger.info({ ...data, repository }, 'restore point locked');
+    return data;
+  }
 
   /** Retention let a restore point go: its manifest is deleted; GC frees its chunks later. */
   async expire(restorePointId: string, repository = 'default'): Promise<void> {

@@ -26,6 +26,7 @@ export type PolicyCreated = EventOf<'PolicyCreated'>;
 export type PolicyUpdated = EventOf<'PolicyUpdated'>;
 export type PolicyDeleted = EventOf<'PolicyDeleted'>;
 export type RestorePointExpired = EventOf<'RestorePointExpired'>;
+export type RestorePointLocked = EventOf<'RestorePointLocked'>;
 export type MessageDeadLettered = EventOf<'MessageDeadLettered'>;
 export type ReplicationPolicyCreated = EventOf<'ReplicationPolicyCreated'>;
 export type ReplicationPolicyDeleted = EventOf<'ReplicationPolicyDeleted'>;

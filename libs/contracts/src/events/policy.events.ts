@@ -50,3 +50,10 @@ export const RestorePointExpiredV1 = Type.Object({
   policyId: Type.Union([Id, Type.Null()]),
   reason: Type.String({ minLength: 1, maxLength: 1024 }),
 }, { additionalProperties: false });
+
+/** A restore point was locked (immutability, stream `restorepoint-<restorePointId>`). */
+export const RestorePointLockedV1 = Type.Object({
+  restorePointId: Id,
+  retainUntil: Type.String({ format: 'date-time' }),
+  objectsLocked: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });

@@ -10,7 +10,7 @@ import {
   SnapshotFailedV1, SnapshotReleasedV1, SnapshotRequestedV1, SnapshotTakenV1, TransferQueuedV1, TransferStartedV1,
 } from './snapshot.events.ts';
 import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.events.ts';
-import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1 } from './policy.events.ts';
+import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1 } from './messaging.events.ts';
 import {
   ReplicaCommittedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
@@ -71,6 +71,7 @@ export const EVENT_SCHEMAS = {
   PolicyUpdated: define('PolicyUpdated', { description: 'A protection policy was replaced by a new version.', categories: ['policy'], latest: PolicyUpdatedV1 }),
   PolicyDeleted: define('PolicyDeleted', { description: 'A protection policy was deleted.', categories: ['policy'], latest: PolicyDeletedV1 }),
   RestorePointExpired: define('RestorePointExpired', { description: 'Retention let a restore point go.', categories: ['restorepoint'], latest: RestorePointExpiredV1 }),
+  RestorePointLocked: define('RestorePointLocked', { description: 'A restore point was locked: no delete or overwrite before retainUntil.', categories: ['restorepoint'], latest: RestorePointLockedV1 }),
   MessageDeadLettered: define('MessageDeadLettered', { description: 'A consumer gave up on a message.', categories: ['deadletter'], latest: MessageDeadLetteredV1 }),
   ReplicationPolicyCreated: define('ReplicationPolicyCreated', { description: 'A replication policy was created at its source site.', categories: ['replpolicy'], latest: ReplicationPolicyCreatedV1 }),
   ReplicationPolicyDeleted: define('ReplicationPolicyDeleted', { description: 'A replication policy was deleted.', categories: ['replpolicy'], latest: ReplicationPolicyDeletedV1 }),

@@ -8,6 +8,7 @@ import { progressSubject, type CommandPayloadMap } from '@cairn/contracts';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import type { JobDetail, JobView } from '@cairn/catalogue-client';
 import { CliError, EXIT } from '../cli-error.ts';
+import { parseDuration } from './repo.command.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
 
@@ -230,6 +231,18 @@ export function registerOperateCommands(program: Command): void {
       read: bytes(p.bytesRead), stored: bytes(p.bytesStored), disks: p.disks.map((d) => d.name).join(' '),
     })), ['restorePoint', 'vm', 'created', 'kind', 'size', 'read', 'stored', 'disks']));
   }));
+
+  rp.command('lock <restorePoint>')
+    .description('make a restore point immutable until a time: no delete or overwrite before then, by anyone (extend only)')
+    .option('--until <time>', 'ISO 8601 time, e.g. 2027-01-31T00:00:00Z')
+    .option('--for <duration>', 'from now, e.g. 30d, 12h')
+    .action(act(async (s, restorePointId: string, o: Opts) => {
+      if (Boolean(o['until']) === Boolean(o['for'])) throw new CliError('give one of --until <time> or --for <duration>', EXIT.usage);
+      const until = o['until'] ? new Date(String(o['until'])) : new Date(Date.now() + parseDuration(String(o['for'])));
+      if (Number.isNaN(until.getTime())) throw new CliError(`cannot read time "${String(o['until'])}"`, EXIT.usage, 'use ISO 8601, e.g. 2027-01-31T00:00:00Z');
+      const r = accepted(await s.bus.send('data-mover', 'LockRestorePoint', { restorePointId, retainUntil: until.toISOString() }, { timeoutMs: 600_000 }), 'restore point not locked');
+      output(s, r, () => `restore point ${r.restorePointId} locked until ${r.retainUntil} (${r.objectsLocked} objects locked now)`);
+    }));
 
   program.command('restore <restorePoint>')
     .description('restore a disk of a restore point to a file, or serve it over NBD (--nbd)')
