@@ -130,6 +130,8 @@ describe('several sites: hub, A and B', () => {
     const jobs = (await global.query('job.list', { limit: 1000 })).items;
     expect(jobs.filter((j) => j.site === 'a')).toHaveLength(pointsA.length);
     expect(jobs.filter((j) => j.site === 'b')).toHaveLength(1);
+    const policies = (await global.query('replicationPolicy.list', {})).items;
+    expect(policies.map((p) => [p.name, p.site, p.targetSites])).toEqual([['a-to-b', 'a', ['b']]]);
     // So does the API of the hub.
     const api = async <T>(path: string): Promise<T> => {
       const r = await fetch(`${hub.gatewayUrl}${path}`, { headers: { Authorization: `Bearer ${hub.gatewayToken}` } });

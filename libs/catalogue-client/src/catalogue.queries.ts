@@ -4,7 +4,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { assertSite } from '@cairn/contracts';
 import {
-  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobState, JobView, PolicyView, RebuildResult, ReplicaView, RestorePointView, VmView,
+  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, VmView,
 } from './catalogue.views.ts';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
@@ -61,6 +61,7 @@ export const QUERY_SCHEMAS = {
     }, Strict),
     result: Items(ReplicaView),
   },
+  'replicationPolicy.list': { request: Type.Object({ includeDeleted: Type.Optional(Type.Boolean()) }, Strict), result: Items(ReplicationPolicyView) },
   /** Exact counts and byte sums over the read models (what the gateway's /metrics exports). */
   'catalogue.stats': { request: Type.Object({}, Strict), result: CatalogueStats },
   'catalogue.status': { request: Type.Object({}, Strict), result: CatalogueStatus },

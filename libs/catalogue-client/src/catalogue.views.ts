@@ -217,3 +217,19 @@ export const CatalogueStats = Type.Object({
   vms: Type.Integer({ minimum: 0 }),
 }, { $id: 'CatalogueStats' });
 export type CatalogueStats = Static<typeof CatalogueStats>;
+
+/** A replication policy as its source site recorded it (at the hub: of every site). */
+export const ReplicationPolicyView = Type.Object({
+  policyId: Id,
+  name: Type.String(),
+  /** The source site (where the policy lives). */
+  site: Type.String(),
+  targetSites: Type.Array(Type.String()),
+  vmIds: Nullable(Type.Array(Type.String())),
+  trigger: Type.Unknown({ description: 'after-backup, schedule (everyMs) or cron (cron, timezone)' }),
+  delayMs: Type.Integer({ minimum: 0 }),
+  bandwidthBytesPerSec: Nullable(Type.Integer({ minimum: 0 })),
+  createdAt: Time,
+  deletedAt: Nullable(Time),
+}, { $id: 'ReplicationPolicyView' });
+export type ReplicationPolicyView = Static<typeof ReplicationPolicyView>;

@@ -35,6 +35,7 @@ export class CatalogueQueryHandlers {
       'policy.get': (q) => read.getPolicy(q.policyId),
       'audit.timeline': (q) => ({ items: read.auditTimeline(q) }),
       'replica.list': (q) => ({ items: read.listReplicas(q) }),
+      'replicationPolicy.list': (q) => ({ items: read.listReplicationPolicies(q) }),
       'catalogue.stats': () => read.stats(),
       'catalogue.status': () => control.status(),
       'catalogue.rebuild': () => control.rebuild(),

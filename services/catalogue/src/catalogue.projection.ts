@@ -67,6 +67,12 @@ function upsertDisk(vmId: string, name: string, sizeBytes: number, time: string)
 const touchVm = (vmId: string, time: string) => sql(`UPDATE vms SET updated_at = ? WHERE vm_id = ?`, time, vmId);
 
 const handlers: Handlers = {
+  ReplicationPolicyCreated: ({ data }, at) => [sql(
+    `INSERT INTO replication_policies (policy_id, site, name, body, created_at, deleted_at, position) VALUES (?, ?, ?, ?, ?, NULL, ?)
+     ON CONFLICT (policy_id) DO NOTHING`,
+    data.policyId, at.site, data.name, JSON.stringify(data), at.time, at.position,
+  )],
+  ReplicationPolicyDeleted: ({ data }, at) => [sql(`UPDATE replication_policies SET deleted_at = ? WHERE policy_id = ?`, at.time, data.policyId)],
   ReplicaCommitted: ({ data }, at) => [sql(
     `INSERT INTO replicas (restore_point_id, target_site, source_site, vm_id, vm_name, job_id, policy_id, repository_id, committed_at,
        source_committed_at, disks, chunks_sent, bytes_sent, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -5,7 +5,7 @@ import type { SQLOutputValue } from 'node:sqlite';
 import {
   DEFAULT_LIMIT,
   type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
-  type ReplicaView, type RestorePointDiskView, type RestorePointView, type VmView,
+  type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type RestorePointView, type VmView,
 } from '@cairn/catalogue-client';
 import type { CatalogueDb } from './catalogue-db.adapter.ts';
 
@@ -96,6 +96,20 @@ export class CatalogueReadModel {
       completed: { jobs: num(done.jobs), bytesRead: num(done.read), durationMs: num(done.duration) },
       vms: num(this.one(`SELECT COUNT(*) AS n FROM vms`)!.n),
     };
+  }
+
+  listReplicationPolicies(q: QueryRequest<'replicationPolicy.list'>): ReplicationPolicyView[] {
+    const rows = this.all(`SELECT * FROM replication_policies ${q.includeDeleted ? '' : 'WHERE deleted_at IS NULL'} ORDER BY position DESC`);
+    return rows.map((r) => {
+      const body = json(r.body) as {
+        targetSites: string[]; vmIds?: string[]; trigger: unknown; delayMs: number; bandwidthBytesPerSec?: number;
+      };
+      return {
+        policyId: str(r.policy_id), name: str(r.name), site: str(r.site), targetSites: body.targetSites, vmIds: body.vmIds ?? null,
+        trigger: body.trigger, delayMs: body.delayMs, bandwidthBytesPerSec: body.bandwidthBytesPerSec ?? null,
+        createdAt: str(r.created_at), deletedAt: strOrNull(r.deleted_at),
+      };
+    });
   }
 
   listVms(): VmView[] {

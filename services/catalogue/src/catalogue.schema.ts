@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -151,7 +151,17 @@ CREATE TABLE IF NOT EXISTS replicas (
   PRIMARY KEY (restore_point_id, target_site)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS replicas_position ON replicas (position);
+
+CREATE TABLE IF NOT EXISTS replication_policies (
+  policy_id TEXT PRIMARY KEY,
+  site TEXT NOT NULL,
+  name TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  deleted_at TEXT,
+  position INTEGER NOT NULL
+) STRICT;
 `;
 
 /** Tables holding read models (everything a rebuild empties). */
-export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit', 'replicas'] as const;
+export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit', 'replicas', 'replication_policies'] as const;

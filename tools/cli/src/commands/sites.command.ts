@@ -93,6 +93,16 @@ export function registerSitesCommands(program: Command): void {
       const result = accepted(await s.bus.send('replication', 'RepairReplica', { targetSite: String(o['target']) }, { timeoutMs: 3600_000 }), 'repair failed');
       output(s, result, () => `${result.repaired} of ${result.damaged} damaged objects sent again${result.unrepairable.length ? `; cannot repair: ${result.unrepairable.join('; ')}` : ''}`);
     }));
+  r.command('policies')
+    .description('replication policies (at the hub: of every site)')
+    .option('--all', 'deleted ones too')
+    .action(act(async (s, o: Opts) => {
+      const { items } = await s.catalogue.query('replicationPolicy.list', o['all'] ? { includeDeleted: true } : {});
+      output(s, items, () => table(items.map((p) => ({
+        policy: p.policyId, name: p.name, site: p.site, to: p.targetSites.join(','),
+        trigger: JSON.stringify(p.trigger), vms: p.vmIds?.join(',') ?? 'all', deleted: p.deletedAt ?? '',
+      })), ['policy', 'name', 'site', 'to', 'trigger', 'vms', 'deleted']));
+    }));
   r.command('replicas')
     .description('replicas known here (at the hub: of every site)')
     .option('--vm <id>', 'one VM')
