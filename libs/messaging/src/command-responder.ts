@@ -69,6 +69,13 @@ export class CommandResponder {
     });
   }
 
+  /** Why the server closed the subscription at once (a permission violation), or undefined. Call after a flush. */
+  async refusal(): Promise<Error | undefined> {
+    if (!this.sub?.isClosed()) return undefined;
+    const reason = await this.sub.closed;
+    return reason instanceof Error ? reason : undefined;
+  }
+
   /** Stops taking requests and waits (up to `timeoutMs`) for those in flight. */
   async stop(timeoutMs: number): Promise<void> {
     this.sub?.unsubscribe();

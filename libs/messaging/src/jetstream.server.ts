@@ -12,6 +12,7 @@ import { isObservable, lastValueFrom } from 'rxjs';
 import type { Actor } from '@cairn/contracts';
 import { JetStreamEventLog } from '@cairn/eventlog';
 import { CommandResponder, type CommandHandlerFn } from './command-responder.ts';
+import { asPermissionDenied } from './permissions.ts';
 import { EventLogDeadLetterSink, type DeadLetterSink, type EventAppender } from './dead-letter.ts';
 import {
   COMMAND_EXTRAS, JETSTREAM_EXTRAS, JETSTREAM_TRANSPORT, commandPattern, jetStreamPattern,
@@ -91,7 +92,7 @@ export class JetStreamServer extends Server<ServerEvents> implements CustomTrans
       callback();
     } catch (e) {
       await this.close().catch(() => undefined);
-      callback(e);
+      callback(asPermissionDenied(e, this.options.actor.id) ?? e);
     }
   }
 
@@ -133,8 +134,13 @@ export class JetStreamServer extends Server<ServerEvents> implements CustomTrans
 
     for (const c of this.consumers) await c.start();
     for (const r of this.responders) r.start();
-    // A round trip makes sure the server has registered every subscription before we say ready.
+    // A round trip makes sure the server has registered every subscription before we say ready,
+    // and a subscription outside this identity's permissions is refused here, not silently dead.
     await nc.flush();
+    for (const r of this.responders) {
+      const refused = await r.refusal();
+      if (refused) throw asPermissionDenied(refused, o.actor.id) ?? refused;
+    }
   }
 
   /** Calls a Nest handler (a proxy that may resolve to an Observable) and settles on its outcome. */

@@ -31,6 +31,9 @@ export function asPermissionDenied(e: unknown, identity?: string): NatsPermissio
       return new NatsPermissionDeniedError(cur.operation === 'subscription' ? 'subscribe' : 'publish', cur.subject, identity, { cause: cur });
     }
   }
+  // Some client paths (JetStream API requests) wrap it in a RequestError that keeps only the text.
+  const parsed = e instanceof Error ? natsErrors.PermissionViolationError.parse(e.message) : null;
+  if (parsed?.subject) return new NatsPermissionDeniedError(parsed.operation === 'subscription' ? 'subscribe' : 'publish', parsed.subject, identity, { cause: e });
   return undefined;
 }
 

@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '@cairn/testing';
-import { CommandBus, JetStreamClient, NatsPermissionDeniedError, publishChecked, subscribeChecked } from '@cairn/messaging';
+import { CommandBus, JetStreamClient, JetStreamServer, NatsPermissionDeniedError, publishChecked, subscribeChecked } from '@cairn/messaging';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import type { NatsServerProcess } from '@cairn/nats-server';
 import { identityConnectOptions } from './connect.ts';
@@ -158,6 +158,25 @@ describe('every service is denied what is not its own, with a clear error', () =
   it('only replication reaches another site: the data mover cannot send to site-b', async () => {
     await expect(publishChecked(await as('data-mover'), `cairn.site-b.repl.${SITE}.put`, enc({}), 'data-mover')).rejects.toThrow(NatsPermissionDeniedError);
     await expect(publishChecked(await as('gateway'), `cairn.site-b.cmd.scheduler.RequestBackup`, enc({}), 'gateway')).rejects.toThrow(NatsPermissionDeniedError);
+  });
+
+  it('a service that starts handlers outside its permissions fails to start with the error (not a silently dead handler)', async () => {
+    const listen = async (identity: Identity, setup: (server: JetStreamServer) => void) => {
+      const server = new JetStreamServer({ connection: await as(identity), site: SITE, actor: { kind: 'service', id: `${identity}@${SITE}` } });
+      setup(server);
+      const err = await new Promise<unknown>((resolve) => { void server.listen((e) => resolve(e)); });
+      return err;
+    };
+    // A data mover posing as the scheduler's command handler.
+    const asScheduler = await listen('data-mover', (srv) => srv.addCommandHandler('scheduler', 'RequestBackup', () => ({ jobId: 'x' })));
+    expect(asScheduler).toBeInstanceOf(NatsPermissionDeniedError);
+    expect((asScheduler as Error).message).toContain(`identity data-mover@${SITE} permission to subscribe "${S}.cmd.scheduler.RequestBackup"`);
+    // The catalogue creating a durable consumer on the work queue.
+    const onWork = await listen('catalogue', (srv) => srv.addJetStreamHandler(
+      { stream: workStream(SITE), durable: 'sneaky', filterSubject: `${S}.work.transfer` }, () => undefined,
+    ));
+    expect(onWork).toBeInstanceOf(NatsPermissionDeniedError);
+    expect((onWork as Error).message).toMatch(/permission to publish "\$JS\.API\./);
   });
 
   it('the connection stays usable after a refusal (the violation is per message, not fatal)', async () => {
