@@ -55,6 +55,16 @@ describe('infra/nats topologies', () => {
     expect((await fromHub.streams.info('CAIRN_EVT_A')).state.messages).toBe(1);
     await expect((await jetstreamManager(nb)).streams.info('CAIRN_EVT_A')).rejects.toThrow(/stream not found/);
     expect((await jetstreamManager(nh, { domain: 'b' }).then((m) => m.getAccountInfo())).domain).toBe('b');
+
+    // Interest crosses the leaf connections, so the site prefix is what keeps events apart: B's
+    // events land in B's stream only, and A's stream takes A's subjects from anywhere.
+    await (await jetstreamManager(nb)).streams.add({ name: 'CAIRN_EVT_B', subjects: ['cairn.b.evt.>'] });
+    await jetstream(nb).publish('cairn.b.evt.vm.vm-2', 'y');
+    expect((await fromHub.streams.info('CAIRN_EVT_A')).state.messages).toBe(1);
+    expect((await (await jetstreamManager(nh, { domain: 'b' })).streams.info('CAIRN_EVT_B')).state.messages).toBe(1);
+    const ack = await jetstream(nb).publish('cairn.a.evt.vm.vm-3', 'z'); // sent at B, stored at A
+    expect(ack.stream).toBe('CAIRN_EVT_A');
+    expect((await fromHub.streams.info('CAIRN_EVT_A')).state.messages).toBe(2);
   }, 60_000);
 
   it('site.conf and the three-node cluster configs are valid for nats-server', async () => {
