@@ -65,8 +65,11 @@ export class KvCommandReplies implements CommandReplies {
     return new KvCommandReplies(await openBucket(nc, o), o.pendingLeaseMs);
   }
 
+  /** `<service>.<token>` for the responder's `<service>:<name>:<key>`, so NATS permissions can
+   *  let each service write only its own entries (`$KV.cairn_command_replies.<service>.>`). */
   private key(key: string): string {
-    return kvToken(key);
+    const colon = key.indexOf(':');
+    return colon > 0 ? `${kvToken(key.slice(0, colon))}.${kvToken(key.slice(colon + 1))}` : kvToken(key);
   }
 
   async claim(key: string, fingerprint: string): Promise<ReplyClaim> {

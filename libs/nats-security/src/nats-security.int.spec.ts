@@ -155,6 +155,11 @@ describe('every service is denied what is not its own, with a clear error', () =
     });
   }
 
+  it('a service cannot forge another service\'s command replies or dedup entries', async () => {
+    await expect(publishChecked(await as('data-mover'), '$KV.cairn_command_replies.scheduler.h_forged', enc({}), 'data-mover')).rejects.toThrow(NatsPermissionDeniedError);
+    await expect(publishChecked(await as('scheduler'), '$KV.cairn_processed.data-mover.e-1', enc({}), 'scheduler')).rejects.toThrow(NatsPermissionDeniedError);
+  });
+
   it('only replication reaches another site: the data mover cannot send to site-b', async () => {
     await expect(publishChecked(await as('data-mover'), `cairn.site-b.repl.${SITE}.put`, enc({}), 'data-mover')).rejects.toThrow(NatsPermissionDeniedError);
     await expect(publishChecked(await as('gateway'), `cairn.site-b.cmd.scheduler.RequestBackup`, enc({}), 'gateway')).rejects.toThrow(NatsPermissionDeniedError);

@@ -75,10 +75,15 @@ function streamApi(stream: string, use: StreamUse): string[] {
   return out;
 }
 
-/** A KV bucket: create/bind, read, write, watch (never delete or reconfigure it). */
-function kv(bucket: string): string[] {
-  return [`$KV.${bucket}.>`, ...streamApi(`KV_${bucket}`, { create: true, read: true, consume: true })];
+/** A KV bucket: create/bind, read, watch; write the keys under `keys` (default all); never delete or reconfigure it. */
+function kv(bucket: string, keys: readonly string[] = ['>']): string[] {
+  return [...keys.map((k) => `$KV.${bucket}.${k}`), ...streamApi(`KV_${bucket}`, { create: true, read: true, consume: true })];
 }
+
+/** Command idempotency entries are `<service>.<token>`: a service writes only its own. */
+const commandReplies = (service: string) => kv('cairn_command_replies', [`${service}.>`]);
+/** Processed-message entries are `<durable>.<id>`: a consumer writes only its own durables'. */
+const processed = (durables: readonly string[]) => kv('cairn_processed', durables.map((d) => `${d}.>`));
 
 const under = (site: string) => `cairn.${site}`;
 
@@ -89,8 +94,6 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
   const work = workStream(site);
   const audit = auditStream(site);
   const siteKv = site.replace(/-/g, '_');
-  // Shared by every consumer (processed-message dedup) and responder (command idempotency).
-  const messagingKv = [...kv('cairn_processed'), ...kv('cairn_command_replies')];
   const base = ['$JS.API.INFO', '$JS.API.STREAM.NAMES'];
   // Reading and appending the event log (append = JetStream publish on an event subject).
   const eventLog = streamApi(evt, { create: true, read: true, consume: true });
@@ -105,15 +108,15 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
 
   return {
     scheduler: make('scheduler', [
-      `${s}.evt.>`, ...eventLog, ...messagingKv, ...kv(`cairn_leases_${siteKv}`),
+      `${s}.evt.>`, ...eventLog, ...commandReplies('scheduler'), ...kv(`cairn_leases_${siteKv}`),
       `${s}.work.>`, ...streamApi(work, { create: true, read: true }),
       `${s}.cmd.snapshot-coordinator.>`,
     ], [`${s}.cmd.scheduler.>`]),
     'snapshot-coordinator': make('snapshot-coordinator', [
-      `${s}.evt.>`, ...eventLog, ...messagingKv,
+      `${s}.evt.>`, ...eventLog, ...commandReplies('snapshot-coordinator'),
     ], [`${s}.cmd.snapshot-coordinator.>`]),
     'data-mover': make('data-mover', [
-      `${s}.evt.>`, ...eventLog, ...messagingKv,
+      `${s}.evt.>`, ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention']),
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
     ], [`${s}.cmd.data-mover.>`]),
     // Builds the views from the log and answers queries; writes nothing to the log.
@@ -135,7 +138,8 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     // The one identity that crosses sites: sends transfers to peers' repl subjects and
     // serves its own; reads peers' JetStream through their domains.
     replication: make('replication', [
-      `${s}.evt.>`, ...eventLog, ...messagingKv, ...kv(`cairn_replication_${siteKv}`),
+      `${s}.evt.>`, ...eventLog, ...commandReplies('replication'),
+      ...kv(`cairn_replication_${siteKv}`),
       ...peers.map((p) => `cairn.${p}.repl.${site}.>`),
     ], [`${s}.cmd.replication.>`, `${s}.repl.*.*`, ...peers.map((p) => `cairn.${p}.evt.>`)]),
     // The operator (CLI, `cairn up`): everything on its own site, including stream admin.

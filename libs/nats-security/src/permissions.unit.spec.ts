@@ -40,6 +40,17 @@ describe('sitePermissions', () => {
       expect(allows(perms.scheduler.publish, `${S}.cmd.snapshot-coordinator.RequestSnapshot`)).toBe(true);
     });
 
+    it(`${site}: idempotency and dedup entries: each service writes only its own`, () => {
+      expect(allows(perms['data-mover'].publish, '$KV.cairn_command_replies.data-mover.h_x')).toBe(true);
+      expect(allows(perms['data-mover'].publish, '$KV.cairn_command_replies.scheduler.h_x')).toBe(false);
+      expect(allows(perms.scheduler.publish, '$KV.cairn_command_replies.data-mover.h_x')).toBe(false);
+      expect(allows(perms['data-mover'].publish, '$KV.cairn_processed.data-mover-retention.e1')).toBe(true);
+      expect(allows(perms.scheduler.publish, '$KV.cairn_processed.data-mover.e1')).toBe(false);
+      for (const id of ['catalogue', 'gateway', 'audit-bridge'] as const) {
+        expect(allows(perms[id].publish, '$KV.cairn_command_replies.scheduler.h_x'), id).toBe(false);
+      }
+    });
+
     it(`${site}: no service deletes, purges or reconfigures a stream; each subscribes to its own inbox only`, () => {
       const stream = `CAIRN_EVT_${site.toUpperCase().replace(/-/g, '_')}`;
       for (const id of SERVICE_IDENTITIES) {
