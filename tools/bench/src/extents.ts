@@ -38,8 +38,9 @@ export function chunkAlignedRegions(
 
 /**
  * Reads `regions` of a file as extents of at most `pieceSize` bytes (keep it a multiple of
- * the chunk size so pieces stay chunk-aligned). Each extent is a fresh buffer the consumer
- * may keep; the next read starts only when the consumer asks for it.
+ * the chunk size so pieces stay chunk-aligned). Every extent is read into the same buffer,
+ * as a reader feeding Cairn's writer may (it copies what it keeps before asking for the next
+ * extent); the next read starts only when the consumer asks for it.
  */
 export async function* readRegions(
   path: string,
@@ -47,11 +48,12 @@ export async function* readRegions(
   pieceSize: number,
 ): AsyncGenerator<{ offset: number; data: Uint8Array }> {
   const file = await open(path, 'r');
+  const buffer = new Uint8Array(pieceSize);
   try {
     for (const region of regions) {
       for (let at = region.offset; at < region.offset + region.length; at += pieceSize) {
         const length = Math.min(pieceSize, region.offset + region.length - at);
-        const data = new Uint8Array(length);
+        const data = buffer.subarray(0, length);
         let filled = 0;
         while (filled < length) {
           const { bytesRead } = await file.read(data, filled, length - filled, at + filled);

@@ -9,15 +9,17 @@ export interface WorkerInit {
   readonly maxPlainBytes: number;
 }
 
+// `len`: the data is the first `len` bytes of `buf` (a pooled buffer may be longer).
 export type WorkerRequest =
-  | { readonly seq: number; readonly op: 'hash'; readonly buf: ArrayBuffer }
-  | { readonly seq: number; readonly op: 'hashSeal'; readonly buf: ArrayBuffer }
-  | { readonly seq: number; readonly op: 'seal'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer }
-  | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly checkId: boolean };
+  | { readonly seq: number; readonly op: 'hash'; readonly buf: ArrayBuffer; readonly len: number }
+  | { readonly seq: number; readonly op: 'hashSeal'; readonly buf: ArrayBuffer; readonly len: number }
+  | { readonly seq: number; readonly op: 'seal'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number }
+  | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly checkId: boolean };
 
+// Inputs come back (`buf`) once the worker is done with them, so the main thread reuses them.
 export type WorkerReply =
   | { readonly seq: number; readonly op: 'hash'; readonly id: string | null; readonly buf: ArrayBuffer }
-  | { readonly seq: number; readonly op: 'seal'; readonly sealed: ArrayBuffer; readonly compressed: boolean }
-  | { readonly seq: number; readonly op: 'hashSeal'; readonly id: string | null; readonly sealed: ArrayBuffer | null }
+  | { readonly seq: number; readonly op: 'seal'; readonly sealed: ArrayBuffer; readonly compressed: boolean; readonly buf: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'hashSeal'; readonly id: string | null; readonly sealed: ArrayBuffer | null; readonly buf: ArrayBuffer }
   | { readonly seq: number; readonly op: 'open'; readonly plain: ArrayBuffer }
   | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

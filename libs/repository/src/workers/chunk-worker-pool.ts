@@ -22,8 +22,14 @@ export function ownedBuffer(u8: Uint8Array): ArrayBuffer {
   return new Uint8Array(u8).buffer as ArrayBuffer;
 }
 
+/** Spare buffers kept per size: enough for every chunk in flight, bounded whatever happens. */
+const MAX_SPARES = 64;
+
 export class ChunkWorkerPool {
   private readonly slots: Slot[] = [];
+  /** Buffers of `borrow()`: they travel to a worker and come back, so memory is not faulted in per chunk. */
+  private readonly pooled = new WeakSet<ArrayBuffer>();
+  private readonly spares = new Map<number, ArrayBuffer[]>();
   private seq = 0;
   private outstanding = 0;
   private closed = false;
@@ -89,34 +95,73 @@ export class ChunkWorkerPool {
     });
   }
 
+  /**
+   * A buffer of `len` bytes (contents undefined) from the spares. Hand it to `hash`,
+   * `hashSeal` or `seal`: it comes back to the spares when the worker is done with it.
+   */
+  borrow(len: number, capacity = len): Uint8Array {
+    const buf = this.spares.get(capacity)?.pop() ?? new ArrayBuffer(capacity);
+    this.pooled.add(buf);
+    return new Uint8Array(buf, 0, len);
+  }
+
+  /** Returns a borrowed buffer that no worker needs any more (e.g. a chunk found to be known). */
+  recycle(data: Uint8Array): void {
+    const buf = data.buffer;
+    if (!(buf instanceof ArrayBuffer) || !this.pooled.has(buf) || buf.byteLength === 0) return;
+    this.spare(buf);
+  }
+
+  private spare(buf: ArrayBuffer): void {
+    let list = this.spares.get(buf.byteLength);
+    if (!list) { list = []; this.spares.set(buf.byteLength, list); }
+    if (list.length < MAX_SPARES) list.push(buf);
+  }
+
+  /** What to transfer for `data`: a borrowed buffer whole (with the data's length), else `ownedBuffer`. */
+  private transferOf(data: Uint8Array): { buf: ArrayBuffer; len: number; pooled: boolean } {
+    const b = data.buffer;
+    if (data.byteOffset === 0 && b instanceof ArrayBuffer && this.pooled.has(b)) return { buf: b, len: data.byteLength, pooled: true };
+    const buf = ownedBuffer(data);
+    return { buf, len: buf.byteLength, pooled: false };
+  }
+
+  /** A buffer back from a worker is a new object in this isolate: pool it again if it was pooled. */
+  private returned(buf: ArrayBuffer, pooled: boolean): ArrayBuffer {
+    if (pooled) this.pooled.add(buf);
+    return buf;
+  }
+
   /** Id of a chunk (`null` when all zero). `data` is handed to the worker and back. */
   async hash(data: Uint8Array): Promise<{ id: string | null; data: Uint8Array }> {
-    const buf = ownedBuffer(data);
-    const r = await this.run((seq) => ({ seq, op: 'hash', buf }), [buf]);
+    const { buf, len, pooled } = this.transferOf(data);
+    const r = await this.run((seq) => ({ seq, op: 'hash', buf, len }), [buf]);
     if (r.op !== 'hash') throw new Error(`unexpected worker reply ${r.op}`);
-    return { id: r.id, data: new Uint8Array(r.buf) };
+    return { id: r.id, data: new Uint8Array(this.returned(r.buf, pooled), 0, len) };
   }
 
   /** Id and sealed chunk in one trip (`data` consumed): for runs where most chunks are new. */
   async hashSeal(data: Uint8Array): Promise<{ id: string | null; sealed: Uint8Array | null }> {
-    const buf = ownedBuffer(data);
-    const r = await this.run((seq) => ({ seq, op: 'hashSeal', buf }), [buf]);
+    const { buf, len, pooled } = this.transferOf(data);
+    const r = await this.run((seq) => ({ seq, op: 'hashSeal', buf, len }), [buf]);
     if (r.op !== 'hashSeal') throw new Error(`unexpected worker reply ${r.op}`);
+    if (pooled) this.spare(this.returned(r.buf, true));
     return { id: r.id, sealed: r.sealed ? new Uint8Array(r.sealed) : null };
   }
 
   /** Compresses and encrypts `data` (consumed). */
   async seal(kind: EnvelopeKind, id: string, data: Uint8Array): Promise<{ sealed: Uint8Array; compressed: boolean }> {
-    const buf = ownedBuffer(data);
-    const r = await this.run((seq) => ({ seq, op: 'seal', kind, id, buf }), [buf]);
+    const { buf, len, pooled } = this.transferOf(data);
+    const r = await this.run((seq) => ({ seq, op: 'seal', kind, id, buf, len }), [buf]);
     if (r.op !== 'seal') throw new Error(`unexpected worker reply ${r.op}`);
+    if (pooled) this.spare(this.returned(r.buf, true));
     return { sealed: new Uint8Array(r.sealed), compressed: r.compressed };
   }
 
   /** Opens a sealed object (consumed); throws `EnvelopeError` on any damage. */
   async open(kind: EnvelopeKind, id: string, sealed: Uint8Array, checkId: boolean): Promise<Uint8Array> {
-    const buf = ownedBuffer(sealed);
-    const r = await this.run((seq) => ({ seq, op: 'open', kind, id, buf, checkId }), [buf]);
+    const { buf, len } = this.transferOf(sealed);
+    const r = await this.run((seq) => ({ seq, op: 'open', kind, id, buf, len, checkId }), [buf]);
     if (r.op !== 'open') throw new Error(`unexpected worker reply ${r.op}`);
     return new Uint8Array(r.plain);
   }

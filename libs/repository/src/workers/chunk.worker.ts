@@ -28,7 +28,7 @@ port.on('message', (msg: WorkerRequest) => {
   let reply: WorkerReply;
   let transfer: ArrayBuffer[] = [];
   try {
-    const data = Buffer.from(msg.buf);
+    const data = Buffer.from(msg.buf, 0, msg.len);
     if (msg.op === 'hash') {
       const id = isZero(data) ? null : contentId(idKey, data);
       reply = { seq: msg.seq, op: 'hash', id, buf: msg.buf };
@@ -36,13 +36,13 @@ port.on('message', (msg: WorkerRequest) => {
     } else if (msg.op === 'hashSeal') {
       const id = isZero(data) ? null : contentId(idKey, data);
       const out = id === null ? null : transferable(seal('C', id, data, dataKey, init.level).sealed);
-      reply = { seq: msg.seq, op: 'hashSeal', id, sealed: out };
-      transfer = out ? [out] : [];
+      reply = { seq: msg.seq, op: 'hashSeal', id, sealed: out, buf: msg.buf };
+      transfer = out ? [out, msg.buf] : [msg.buf];
     } else if (msg.op === 'seal') {
       const { sealed, compressed } = seal(msg.kind, msg.id, data, dataKey, init.level);
       const out = transferable(sealed);
-      reply = { seq: msg.seq, op: 'seal', sealed: out, compressed };
-      transfer = [out];
+      reply = { seq: msg.seq, op: 'seal', sealed: out, compressed, buf: msg.buf };
+      transfer = [out, msg.buf];
     } else {
       const plain = open(msg.kind, msg.id, data, dataKey, {
         maxPlainBytes: init.maxPlainBytes,

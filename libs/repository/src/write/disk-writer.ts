@@ -18,7 +18,11 @@ export interface Extent {
 export interface DiskInput {
   readonly name: string;
   readonly sizeBytes: number;
-  /** Chunk-aligned regions to store, in increasing offset order, not overlapping. */
+  /**
+   * Chunk-aligned regions to store, in increasing offset order, not overlapping. The writer
+   * copies what it needs from an extent before it asks for the next one, so the producer may
+   * read every extent into the same buffer.
+   */
   readonly extents: AsyncIterable<Extent> | Iterable<Extent>;
   /**
    * The extents cover the whole disk (holes are zero) even though the restore point has a
@@ -30,6 +34,13 @@ export interface DiskInput {
 interface PageBuilder {
   readonly entries: Uint8Array;
   remaining: number;
+}
+
+let zeros = Buffer.alloc(0);
+
+function isZero(view: Uint8Array): boolean {
+  if (zeros.length < view.byteLength) zeros = Buffer.alloc(view.byteLength);
+  return Buffer.from(view.buffer, view.byteOffset, view.byteLength).equals(zeros.subarray(0, view.byteLength));
 }
 
 const emptyStats = (): DiskStats => ({
@@ -92,10 +103,20 @@ export class DiskWriter {
         const first = ext.offset / this.cs;
         await this.fillUncovered(next, first);
         for (let o = 0; o < len && !this.failure; o += this.cs) {
+          const n = Math.min(this.cs, len - o);
+          const view = ext.data.subarray(o, o + n);
+          this.stats.bytesRead += n;
+          // All-zero chunks (a memcmp that stops at the first non-zero byte) never leave this thread.
+          if (isZero(view)) {
+            this.stats.chunksZero++;
+            this.assign(first + o / this.cs, null);
+            continue;
+          }
           await this.slots.acquire();
-          // A copy that owns its memory: it travels to a worker and back without another copy.
-          const data = ext.data.slice(o, Math.min(o + this.cs, len));
-          this.stats.bytesRead += data.byteLength;
+          // A copy into a reused buffer (the caller keeps its extent): it travels to a worker
+          // and back, then serves a later chunk, so no fresh memory is faulted in per chunk.
+          const data = this.core.pool.borrow(n, this.cs);
+          data.set(view);
           this.track(this.processChunk(first + o / this.cs, data).finally(() => this.slots.release()));
         }
         next = first + Math.ceil(len / this.cs);
@@ -135,6 +156,7 @@ export class DiskWriter {
     // Another upload of the same chunk under way (this or another writer): reuse it once it landed.
     const pending = this.known.inFlight(id);
     if (pending ? await pending.then(() => true, () => false) : await this.known.contains(id)) {
+      if (plain) this.core.pool.recycle(plain);
       this.stats.chunksReused++;
       this.newRate *= 0.9;
       return this.assign(index, id);

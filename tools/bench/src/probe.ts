@@ -1,0 +1,58 @@
+// In-process probe for iterating on the data path (not the published benchmark): generates
+// (or reuses) a base and changed image, then times full backup, incremental and restore
+// inside one process, with wall and CPU time (all threads) of each step.
+//   npx tsx tools/bench/src/probe.ts --dir /dev/shm/perf --size 512M [--repo-dir /tmp/x] [--fsync 0]
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DirectoryBackend, initRepository, openRepository } from '@cairn/repository';
+import { CHANGE_BLOCK_SIZE, MiB, changedBlocks, writeImage } from './image.ts';
+import { chunkAlignedRegions, readRegions } from './extents.ts';
+
+const { values } = parseArgs({ options: {
+  dir: { type: 'string', default: '/dev/shm/perf' }, size: { type: 'string', default: '512M' },
+  'repo-dir': { type: 'string' }, fsync: { type: 'string', default: '1' }, steps: { type: 'string', default: 'full,inc,restore' },
+} });
+const dir = values.dir!;
+const m = /^(\d+)([MG])$/.exec(values.size!)!;
+const size = Number(m[1]) * (m[2] === 'G' ? 1024 : 1) * MiB;
+const spec = { sizeBytes: size, seed: 'cairn-bench-1' };
+await mkdir(dir, { recursive: true });
+const base = join(dir, `base-${values.size}.raw`);
+const changed = join(dir, `changed-${values.size}.raw`);
+if (!existsSync(changed)) { await writeImage(spec, 'base', base); await writeImage(spec, 'changed', changed); }
+const repoDir = values['repo-dir'] ?? join(dir, 'repo');
+await rm(repoDir, { recursive: true, force: true });
+const KDF = { N: 1024, r: 8, p: 1 };
+const fsync = values.fsync !== '0';
+const be = new DirectoryBackend(repoDir, { createRoot: true, fsync });
+const r0 = await initRepository(be, { passphrase: 'x', kdf: KDF });
+await r0.close();
+const repo = await openRepository(be, { passphrase: 'x' });
+const steps = values.steps!.split(',');
+async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const c0 = process.cpuUsage(); const t0 = performance.now();
+  const out = await fn();
+  const ms = performance.now() - t0; const c = process.cpuUsage(c0);
+  const cpu = (c.user + c.system) / 1e6;
+  console.log(`${name.padEnd(8)} ${(ms / 1000).toFixed(2)} s  ${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s  cpu ${cpu.toFixed(2)} s  rss ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB`);
+  return out;
+}
+const piece = 4 * MiB;
+const full = await timed('full', () => repo.writeRestorePoint({ vm: { id: 'v', name: 'v' }, disks: [{ name: 'd', sizeBytes: size, extents: readRegions(base, [{ offset: 0, length: size }], piece) }] }));
+let last = full.restorePointId;
+if (steps.includes('inc')) {
+  const regions = chunkAlignedRegions(changedBlocks(spec).map((b) => b.index), CHANGE_BLOCK_SIZE, repo.chunkSize, size);
+  const inc = await timed('inc', () => repo.writeRestorePoint({ vm: { id: 'v', name: 'v' }, parentId: last, disks: [{ name: 'd', sizeBytes: size, extents: readRegions(changed, regions, piece) }] }));
+  last = inc.restorePointId;
+}
+if (steps.includes('restore')) {
+  const target = join(dir, 'restored.raw');
+  await rm(target, { force: true });
+  await timed('restore', () => repo.restoreDisk(last, 'd', target));
+  const a = await readFile(target); const b = await readFile(steps.includes('inc') ? changed : base);
+  if (!a.equals(b)) throw new Error('restore differs');
+  await rm(target);
+}
+await repo.close();
