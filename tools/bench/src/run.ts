@@ -13,7 +13,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { CHANGE_BLOCK_SIZE, GiB, MiB, changedBlocks, imageLayout, layoutMix, writeImage, type ImageSpec, type WrittenImage } from './image.ts';
 import { directoryBytes, peakRssMethod, runMeasured, type Measured } from './measure.ts';
-import { TOOLS, cairn, type BenchTool, type ToolContext } from './tools.ts';
+import { TOOLS, cairn, useCairnBundle, type BenchTool, type ToolContext } from './tools.ts';
+import { bundleCairnChild } from './bundle.ts';
 import { checkTargets, cpuTable, plainTable, replaceSection, resultsTable, summarize, targetsTable, type RunResult } from './report.ts';
 
 const PASSPHRASE = 'cairn-bench-passphrase';
@@ -220,6 +221,7 @@ async function main(): Promise<void> {
       images: { type: 'string' },
       doc: { type: 'string' },
       'no-doc': { type: 'boolean', default: false },
+      tsx: { type: 'boolean', default: false },
     },
   });
   const quick = values.quick;
@@ -239,6 +241,8 @@ async function main(): Promise<void> {
     process.once(signal, () => void cleanup().then(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
   }
 
+  // Cairn's child runs bundled, as a shipped CLI would (`--tsx`: through tsx, as before).
+  if (!values.tsx) useCairnBundle(await bundleCairnChild(join(workRoot, 'cairn-bundle')));
   const spec: ImageSpec = { sizeBytes: size, seed: values.seed! };
   const versions = tools.map((t) => `${t.name}: ${t.version()}`);
   const loadBefore = loadavg();

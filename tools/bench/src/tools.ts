@@ -98,12 +98,20 @@ export const borg: BenchTool = {
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const cairnChild = fileURLToPath(new URL('./cairn-child.ts', import.meta.url));
+/** The bundled child (tools/bench/src/bundle.ts), once `useCairnBundle` named it. */
+let cairnBundle: string | undefined;
+
+/** Runs Cairn's child from an esbuild bundle (plain JavaScript) instead of through tsx. */
+export function useCairnBundle(path: string | undefined): void {
+  cairnBundle = path;
+}
 
 function cairnOp(ctx: ToolContext, op: string, extra: string[] = []): CommandSpec {
+  const child = cairnBundle ? [cairnBundle] : ['--import', 'tsx', cairnChild];
   return {
-    // The same Node that runs the benchmark (24), loading TypeScript through tsx.
+    // The same Node that runs the benchmark (24): the bundled child, or TypeScript through tsx.
     command: process.execPath,
-    args: ['--import', 'tsx', cairnChild, op, '--work', ctx.workDir, '--image', join(ctx.imageDir, ctx.imageName), '--changes', ctx.changesFile, ...extra],
+    args: [...child, op, '--work', ctx.workDir, '--image', join(ctx.imageDir, ctx.imageName), '--changes', ctx.changesFile, ...extra],
     cwd: repoRoot,
     env: { CAIRN_REPO_PASSPHRASE: ctx.passphrase },
   };

@@ -22,6 +22,12 @@ export function ownedBuffer(u8: Uint8Array): ArrayBuffer {
   return new Uint8Array(u8).buffer as ArrayBuffer;
 }
 
+/**
+ * The worker's code: the TypeScript source beside this module, or, when this module was
+ * bundled into a `.mjs` (tools/bench/src/bundle.ts), the worker bundle beside that file.
+ */
+const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './chunk.worker.ts' : './chunk.worker.mjs', import.meta.url);
+
 /** Spare buffers kept per size: enough for every chunk in flight, bounded whatever happens. */
 const MAX_SPARES = 64;
 
@@ -40,7 +46,7 @@ export class ChunkWorkerPool {
   ) {}
 
   private spawn(): Slot {
-    const worker = new Worker(new URL('./chunk.worker.ts', import.meta.url), { workerData: this.init });
+    const worker = new Worker(WORKER_URL, { workerData: this.init });
     const slot: Slot = { worker, inFlight: new Map() };
     worker.unref();
     worker.on('message', (reply: WorkerReply) => {
