@@ -168,6 +168,18 @@ export const LockRestorePointResult = Type.Object({
   objectsLocked: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+/** Deletes a restore point; only with an approval whose request and grant are by two different administrators. */
+export const DeleteRestorePointV1 = Type.Object({
+  restorePointId: Id,
+  /** The granted four-eyes approval (stream `approval-<approvalId>`), checked by the data mover in the log. */
+  approvalId: Id,
+}, { additionalProperties: false });
+export const DeleteRestorePointResult = Type.Object({
+  restorePointId: Id,
+  /** False when the restore point was already gone. */
+  deleted: Type.Boolean(),
+}, { additionalProperties: false });
+
 export const StopRestoreExportV1 = Type.Object({
   exportName: Name,
 }, { additionalProperties: false });
@@ -304,6 +316,12 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: LockRestorePointV1,
     result: LockRestorePointResult,
+  }),
+  DeleteRestorePoint: define('DeleteRestorePoint', {
+    description: 'Delete a restore point after a four-eyes approval (refused while it is locked).',
+    service: 'data-mover',
+    latest: DeleteRestorePointV1,
+    result: DeleteRestorePointResult,
   }),
   AddHypervisor: define('AddHypervisor', {
     description: 'Connect the snapshot coordinator to a hypervisor (kept across restarts).',

@@ -5,6 +5,7 @@ export * from './inventory.events.ts';
 export * from './policy.events.ts';
 export * from './messaging.events.ts';
 export * from './replication.events.ts';
+export * from './security.events.ts';
 export * from './registry.ts';
 export * from './event-types.ts';
 export * from './validate.ts';

@@ -15,6 +15,10 @@ import { MessageDeadLetteredV1 } from './messaging.events.ts';
 import {
   ReplicaCommittedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
+import {
+  AccessDeniedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RestorePointDeletedV1,
+  SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserRolesChangedV1,
+} from './security.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
 export interface HistoricVersion {
@@ -78,6 +82,19 @@ export const EVENT_SCHEMAS = {
   ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),
   ReplicaVerified: define('ReplicaVerified', { description: 'This site checked its copy of another site\'s repository without the key.', categories: ['replicacheck'], latest: ReplicaVerifiedV1 }),
   ReplicaRepaired: define('ReplicaRepaired', { description: 'Damaged objects of a copy were sent again by the source site and checked.', categories: ['replicacheck'], latest: ReplicaRepairedV1 }),
+  UserCreated: define('UserCreated', { description: 'An API user was created with its roles.', categories: ['user'], latest: UserCreatedV1 }),
+  UserRolesChanged: define('UserRolesChanged', { description: 'An API user\'s roles were replaced.', categories: ['user'], latest: UserRolesChangedV1 }),
+  UserDisabled: define('UserDisabled', { description: 'An API user can no longer sign in; its tokens stop working at once.', categories: ['user'], latest: UserDisabledV1 }),
+  TokenIssued: define('TokenIssued', { description: 'An API token was issued to a user (only its SHA-256 is recorded).', categories: ['token'], latest: TokenIssuedV1 }),
+  TokenRevoked: define('TokenRevoked', { description: 'An API token was revoked: it stops working at once.', categories: ['token'], latest: TokenRevokedV1 }),
+  SignedIn: define('SignedIn', { description: 'A user authenticated (first use of a token by a gateway, or an OIDC token).', categories: ['access'], latest: SignedInV1 }),
+  AccessDenied: define('AccessDenied', { description: 'An authenticated caller was refused an operation its roles do not allow.', categories: ['access'], latest: AccessDeniedV1 }),
+  ApprovalRequested: define('ApprovalRequested', { description: 'An administrator asked for a destructive act that needs a second administrator (four-eyes).', categories: ['approval'], latest: ApprovalRequestedV1 }),
+  ApprovalGranted: define('ApprovalGranted', { description: 'A second administrator approved the request.', categories: ['approval'], latest: ApprovalGrantedV1 }),
+  ApprovalRejected: define('ApprovalRejected', { description: 'The request was rejected (or withdrawn); nothing happens.', categories: ['approval'], latest: ApprovalRejectedV1 }),
+  ApprovalExecuted: define('ApprovalExecuted', { description: 'The approved act was carried out, or failed.', categories: ['approval'], latest: ApprovalExecutedV1 }),
+  RestorePointDeleted: define('RestorePointDeleted', { description: 'A restore point was deleted after a four-eyes approval.', categories: ['restorepoint'], latest: RestorePointDeletedV1 }),
+  DiskRestored: define('DiskRestored', { description: 'A disk of a restore point was restored to a target.', categories: ['restore'], latest: DiskRestoredV1 }),
 } as const;
 
 export type EventRegistry = typeof EVENT_SCHEMAS;

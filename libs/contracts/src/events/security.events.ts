@@ -1,0 +1,125 @@
+// Security events: who may use the API (users and their tokens, streams `user-<userId>` and
+// `token-<tokenId>`), who signed in or was refused (stream `access-<yyyy-mm-dd>`), four-eyes
+// approvals of destructive acts (stream `approval-<approvalId>`), and the destructive acts
+// themselves (restore-point deletion, restores). Owned by the gateway, except RestorePointDeleted
+// and DiskRestored, which the data mover records when it did the act.
+import { Type, type Static } from '@sinclair/typebox';
+import { Id, Name, Reason, Timestamp } from './common.ts';
+
+/** API roles: administrator (everything), operator (backups, policies, restores), restore-operator (restores), auditor (read only). */
+export const Role = Type.Union([
+  Type.Literal('administrator'), Type.Literal('operator'), Type.Literal('restore-operator'), Type.Literal('auditor'),
+], { $id: 'Role' });
+export type Role = Static<typeof Role>;
+export const ROLES: readonly Role[] = ['administrator', 'operator', 'restore-operator', 'auditor'];
+
+/** A local user id: also the `<id>` of its stream and the actor id of what it does. */
+export const UserId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
+/** Who a person is as an actor (a local user id, or the subject of an OIDC token). */
+const Principal = Type.String({ minLength: 1, maxLength: 256 });
+
+export const UserCreatedV1 = Type.Object({
+  userId: UserId,
+  roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
+  displayName: Type.Optional(Name),
+}, { additionalProperties: false });
+
+export const UserRolesChangedV1 = Type.Object({
+  userId: UserId,
+  roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
+}, { additionalProperties: false });
+
+/** The user can no longer sign in; all its tokens stop working at once. */
+export const UserDisabledV1 = Type.Object({
+  userId: UserId,
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
+export const TokenIssuedV1 = Type.Object({
+  tokenId: Id,
+  userId: UserId,
+  name: Name,
+  /** SHA-256 (hex) of the token: the token itself is shown once and never stored. */
+  tokenSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  expiresAt: Type.Union([Timestamp, Type.Null()]),
+}, { additionalProperties: false });
+
+export const TokenRevokedV1 = Type.Object({
+  tokenId: Id,
+  userId: UserId,
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
+/** A first authentication: one per token per gateway process, one per OIDC token (not per request). */
+export const SignedInV1 = Type.Object({
+  userId: Principal,
+  method: Type.Union([Type.Literal('token'), Type.Literal('oidc')]),
+  tokenId: Type.Optional(Id),
+  issuer: Type.Optional(Type.String({ maxLength: 1024 })),
+  roles: Type.Array(Role, { maxItems: 4 }),
+}, { additionalProperties: false });
+
+/** An authenticated caller asked for something its roles do not allow (HTTP 403). */
+export const AccessDeniedV1 = Type.Object({
+  userId: Principal,
+  roles: Type.Array(Role, { maxItems: 4 }),
+  /** The API operation (operationId) or command refused. */
+  operation: Type.String({ minLength: 1, maxLength: 128 }),
+  /** What was missing: a permission, or `four-eyes` (own request approved by oneself). */
+  needed: Type.String({ minLength: 1, maxLength: 128 }),
+  method: Type.String({ maxLength: 16 }),
+  path: Type.String({ maxLength: 2048 }),
+}, { additionalProperties: false });
+
+/** What a four-eyes approval is for. */
+export const ApprovalAction = Type.Union([
+  Type.Object({ kind: Type.Literal('delete-restore-point'), restorePointId: Id }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('shorten-retention'), policyId: Id }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('disable-immutability'), restorePointId: Id }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('delete-repository'), repository: Name }, { additionalProperties: false }),
+], { $id: 'ApprovalAction' });
+export type ApprovalAction = Static<typeof ApprovalAction>;
+
+export const ApprovalRequestedV1 = Type.Object({
+  approvalId: Id,
+  action: ApprovalAction,
+  requestedBy: Principal,
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
+/** A second administrator approved; the act follows (ApprovalExecuted says how it went). */
+export const ApprovalGrantedV1 = Type.Object({
+  approvalId: Id,
+  approvedBy: Principal,
+}, { additionalProperties: false });
+
+export const ApprovalRejectedV1 = Type.Object({
+  approvalId: Id,
+  rejectedBy: Principal,
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
+export const ApprovalExecutedV1 = Type.Object({
+  approvalId: Id,
+  outcome: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
+  detail: Type.Optional(Type.String({ maxLength: 4096 })),
+}, { additionalProperties: false });
+
+/** A restore point was deleted after a four-eyes approval (stream `restorepoint-<id>`). */
+export const RestorePointDeletedV1 = Type.Object({
+  restorePointId: Id,
+  approvalId: Id,
+  requestedBy: Principal,
+  approvedBy: Principal,
+}, { additionalProperties: false });
+
+/** A disk of a restore point was restored (stream `restore-<restoreId>`). */
+export const DiskRestoredV1 = Type.Object({
+  restoreId: Id,
+  restorePointId: Id,
+  disk: Name,
+  target: Type.Union([Type.Literal('file'), Type.Literal('vm-disk'), Type.Literal('nbd-export')]),
+  /** File target: the path written. */
+  path: Type.Optional(Type.String({ maxLength: 4096 })),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
