@@ -23,24 +23,27 @@ const base = join(dir, `base-${values.size}.raw`);
 const changed = join(dir, `changed-${values.size}.raw`);
 if (!existsSync(changed)) { await writeImage(spec, 'base', base); await writeImage(spec, 'changed', changed); }
 const repoDir = values['repo-dir'] ?? join(dir, 'repo');
-await rm(repoDir, { recursive: true, force: true });
+const reuse = !steps0().includes('full');
+if (!reuse) await rm(repoDir, { recursive: true, force: true });
+function steps0(): string[] { return values.steps!.split(','); }
 const KDF = { N: 1024, r: 8, p: 1 };
 const fsync = values.fsync !== '0';
 const be = new DirectoryBackend(repoDir, { createRoot: true, fsync });
-const r0 = await initRepository(be, { passphrase: 'x', kdf: KDF });
-await r0.close();
-const repo = await openRepository(be, { passphrase: 'x' });
+if (!reuse) await (await initRepository(be, { passphrase: 'x', kdf: KDF })).close();
+const fetchConcurrency = process.env.PROBE_FETCH ? Number(process.env.PROBE_FETCH) : undefined;
+const uploadConcurrency = process.env.PROBE_UPLOAD ? Number(process.env.PROBE_UPLOAD) : undefined;
+const repo = await openRepository(be, { passphrase: 'x', tuning: { ...(fetchConcurrency ? { fetchConcurrency } : {}), ...(uploadConcurrency ? { uploadConcurrency } : {}) } });
 const steps = values.steps!.split(',');
 async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const c0 = process.cpuUsage(); const t0 = performance.now();
   const out = await fn();
   const ms = performance.now() - t0; const c = process.cpuUsage(c0);
-  const cpu = (c.user + c.system) / 1e6;
-  console.log(`${name.padEnd(8)} ${(ms / 1000).toFixed(2)} s  ${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s  cpu ${cpu.toFixed(2)} s  rss ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB`);
+  const cpu = (c.user + c.system) / 1e6; const sys = c.system / 1e6;
+  console.log(`${name.padEnd(8)} ${(ms / 1000).toFixed(2)} s  ${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s  cpu ${cpu.toFixed(2)} s (sys ${sys.toFixed(2)})  rss ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB`);
   return out;
 }
 const piece = 4 * MiB;
-const full = await timed('full', () => repo.writeRestorePoint({ vm: { id: 'v', name: 'v' }, disks: [{ name: 'd', sizeBytes: size, extents: readRegions(base, [{ offset: 0, length: size }], piece) }] }));
+const full = reuse ? { restorePointId: (await repo.listRestorePoints()).at(-1)!.id } : await timed('full', () => repo.writeRestorePoint({ vm: { id: 'v', name: 'v' }, disks: [{ name: 'd', sizeBytes: size, extents: readRegions(base, [{ offset: 0, length: size }], piece) }] }));
 let last = full.restorePointId;
 if (steps.includes('inc')) {
   const regions = chunkAlignedRegions(changedBlocks(spec).map((b) => b.index), CHANGE_BLOCK_SIZE, repo.chunkSize, size);

@@ -154,27 +154,40 @@ export class DiskWriter {
       return this.assign(index, null);
     }
     // Another upload of the same chunk under way (this or another writer): reuse it once it landed.
+    // A chunk sealed speculatively is not looked up in the repository: the conditional put
+    // says whether it was there, which saves a lookup per chunk (and the listing of every
+    // chunk once there are many) when most chunks are new.
     const pending = this.known.inFlight(id);
-    if (pending ? await pending.then(() => true, () => false) : await this.known.contains(id)) {
+    const reuse = pending ? await pending.then(() => true, () => false)
+      : this.known.has(id) || (sealed === null && await this.known.contains(id));
+    if (reuse) {
       if (plain) this.core.pool.recycle(plain);
-      this.stats.chunksReused++;
-      this.newRate *= 0.9;
-      return this.assign(index, id);
+      this.reused(index, id);
+      return;
     }
-    this.newRate = this.newRate * 0.9 + 0.1;
     const chunkId = id;
     const upload = (async () => {
       const body = sealed ?? (await this.core.pool.seal('C', chunkId, plain as Uint8Array)).sealed;
-      await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true });
-      this.stats.chunksNew++;
-      this.stats.bytesStored += body.byteLength;
+      const created = await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true });
+      return { created, bytes: body.byteLength };
     })();
-    this.known.claim(id, upload);
+    this.known.claim(id, upload.then(() => undefined));
+    let result: { created: boolean; bytes: number };
     try {
-      await upload;
+      result = await upload;
     } catch (e) {
       throw new Error(`upload of chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
     }
+    if (!result.created) return this.reused(index, id); // stored before (by anyone): same plaintext, same id
+    this.newRate = this.newRate * 0.9 + 0.1;
+    this.stats.chunksNew++;
+    this.stats.bytesStored += result.bytes;
+    this.assign(index, id);
+  }
+
+  private reused(index: number, id: string): void {
+    this.stats.chunksReused++;
+    this.newRate *= 0.9;
     this.assign(index, id);
   }
 

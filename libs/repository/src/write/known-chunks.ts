@@ -31,6 +31,11 @@ export class KnownChunks {
     return generation;
   }
 
+  /** Whether chunk `id` is known to be stored, without asking the backend. */
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
   /** Whether the repository holds chunk `id` (uploads of this process included). */
   async contains(id: string): Promise<boolean> {
     if (this.ids.has(id)) return true;
