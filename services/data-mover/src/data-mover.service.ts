@@ -2,8 +2,8 @@
 // the transfer, commits, and reports progress; restores disks; lets expired restore points go.
 // Stateless: whatever it knows about a job it reads from the log.
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
-import { isAbsolute, resolve, sep } from 'node:path';
+import { lstat, realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import { newEvent, type Actor, type CommandPayloadMap } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
@@ -110,21 +110,40 @@ export class DataMover {
     await this.decide(jobId, { kind: 'fail', phase: 'transfer', reason, retryable: false }, null).catch(() => undefined);
   }
 
-  private allowedTarget(path: string): string {
+  /**
+   * A restore target must be an absolute path below a restore root, both as written and as the
+   * file system resolves it: no NUL bytes, no `..` out of the root, no symbolic link (in a parent
+   * directory or as the target itself) leading out of it (docs/security.md, Input).
+   */
+  private async allowedTarget(path: string): Promise<string> {
+    if (path.includes('\0')) throw new RestoreRefused('invalid_command', 'restore target contains a NUL byte');
     if (!isAbsolute(path)) throw new RestoreRefused('invalid_command', `restore target ${JSON.stringify(path)} must be an absolute path`);
     const target = resolve(path);
-    const ok = this.config.restoreRoots.some((root) => {
-      const r = resolve(root);
-      return target.startsWith(r.endsWith(sep) ? r : r + sep);
-    });
-    if (!ok) throw new RestoreRefused('forbidden', `restore target ${target} is outside the allowed restore directories (${this.config.restoreRoots.join(', ')})`);
+    const inside = (p: string, root: string) => p.startsWith(root.endsWith(sep) ? root : root + sep);
+    const roots = this.config.restoreRoots.map((r) => resolve(r));
+    const outside = () => new RestoreRefused('forbidden', `restore target ${target} is outside the allowed restore directories (${this.config.restoreRoots.join(', ')})`);
+    const root = roots.find((r) => inside(target, r));
+    if (root === undefined) throw outside();
+    // The nearest part of the path that exists, resolved through any links, must stay inside the root.
+    const realRoot = await realpath(root).catch(() => root);
+    let probe = target;
+    for (;;) {
+      const st = await lstat(probe).catch(() => undefined);
+      if (st) {
+        const real = await realpath(probe).catch(() => undefined);
+        if (real === undefined || !(real === realRoot || inside(real, realRoot))) throw outside();
+        break;
+      }
+      if (probe === root || dirname(probe) === probe) break;
+      probe = dirname(probe);
+    }
     return target;
   }
 
   async restore(cmd: CommandPayloadMap['RestoreDisk'], repository = 'default') {
     if (cmd.target.kind === 'nbd-export') return this.export(cmd, cmd.target.exportName, repository);
     if (cmd.target.kind !== 'file') throw new RestoreRefused('invalid_command', `restore to ${cmd.target.kind} is not supported by this data mover yet; restore to a file or an NBD export`);
-    const target = this.allowedTarget(cmd.target.path);
+    const target = await this.allowedTarget(cmd.target.path);
     const exists = await stat(target).then(() => true, () => false);
     if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; pass --force to replace it`);
     let repo = this.repository(repository);
