@@ -147,7 +147,7 @@ describe('gateway: commands', () => {
     expect(r.body).toEqual({ jobId: 'job-from-fake', href: '/v1/jobs/job-from-fake' });
     expect(r.headers.get('location')).toBe('/v1/jobs/job-from-fake');
     const sent = received.at(-1)!;
-    expect(sent).toMatchObject({ name: 'RequestBackup', payload: { vmId: 'vm1', mode: 'auto' }, actor: { kind: 'user', id: 'operator' }, key: 'backup-vm1-1' });
+    expect(sent).toMatchObject({ name: 'RequestBackup', payload: { vmId: 'vm1', mode: 'auto' }, actor: { kind: 'user', id: 'admin' }, key: 'backup-vm1-1' });
     expect(sent.traceparent?.split('-')[1]).toBe(traceId);
   });
 

@@ -1,12 +1,15 @@
 // The gateway's configuration, checked once at start-up into one typed object.
 import { assertSite } from '@cairn/contracts';
+import type { OidcConfig } from './oidc.ts';
 
 export interface GatewayConfig {
   readonly site: string;
-  /** Static bearer token every /v1 request must carry. */
+  /** The bootstrap administrator's API token (recorded once in the log, revocable like any other). */
   readonly token: string;
-  /** Who requests made with the token are recorded as (the actor of their commands). */
+  /** The bootstrap administrator's user id (the actor of what is done with that token). */
   readonly user: string;
+  /** OIDC/JWT sign-in, when a provider is configured. */
+  readonly oidc?: OidcConfig;
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
@@ -22,6 +25,7 @@ export interface GatewayConfigInput {
   site: string;
   token: string;
   user?: string;
+  oidc?: OidcConfig;
   host?: string;
   port?: number;
   bodyLimitBytes?: number;
@@ -42,10 +46,16 @@ export function gatewayConfig(input: GatewayConfigInput): GatewayConfig {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GatewayConfigError(`gateway port ${port} is not a TCP port`);
   const bodyLimitBytes = input.bodyLimitBytes ?? 64 * 1024;
   if (!Number.isInteger(bodyLimitBytes) || bodyLimitBytes < 1024) throw new GatewayConfigError('gateway body limit must be at least 1024 bytes');
-  const user = input.user ?? 'operator';
-  if (!/^[A-Za-z0-9._@-]{1,256}$/.test(user)) throw new GatewayConfigError(`gateway user ${JSON.stringify(user)} is not a valid actor id`);
+  const user = input.user ?? 'admin';
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(user)) throw new GatewayConfigError(`gateway user ${JSON.stringify(user)} is not a valid user id (letters, digits, _ and -)`);
+  if (input.oidc) {
+    for (const k of ['issuer', 'audience', 'jwksUrl'] as const) {
+      if (typeof input.oidc[k] !== 'string' || input.oidc[k].length === 0) throw new GatewayConfigError(`gateway oidc.${k} is required`);
+    }
+    try { new URL(input.oidc.jwksUrl); } catch { throw new GatewayConfigError(`gateway oidc.jwksUrl ${JSON.stringify(input.oidc.jwksUrl)} is not a URL`); }
+  }
   return {
-    site, token: input.token, user, host: input.host ?? '127.0.0.1', port, bodyLimitBytes, timeoutMs: input.timeoutMs ?? 10_000,
+    site, token: input.token, user, ...(input.oidc ? { oidc: input.oidc } : {}), host: input.host ?? '127.0.0.1', port, bodyLimitBytes, timeoutMs: input.timeoutMs ?? 10_000,
     longTimeoutMs: input.longTimeoutMs ?? 30 * 60_000,
   };
 }

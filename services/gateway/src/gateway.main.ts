@@ -1,7 +1,9 @@
 // Runs the gateway as its own process. Configuration from the environment:
 //   CAIRN_NATS_URL (default nats://127.0.0.1:4222), CAIRN_SITE (required), CAIRN_API_TOKEN
 //   (required, 16+ characters), CAIRN_GATEWAY_HOST (default 127.0.0.1), CAIRN_GATEWAY_PORT
-//   (default 8080), CAIRN_GATEWAY_USER (actor of commands, default operator), CAIRN_LOG_LEVEL.
+//   (default 8080), CAIRN_GATEWAY_USER (the bootstrap administrator whose token CAIRN_API_TOKEN is,
+//   default admin), CAIRN_LOG_LEVEL; OIDC sign-in when CAIRN_OIDC_ISSUER, CAIRN_OIDC_AUDIENCE and
+//   CAIRN_OIDC_JWKS_URL are set (CAIRN_OIDC_USER_CLAIM default sub, CAIRN_OIDC_ROLES_CLAIM default roles).
 // Run: npx tsx services/gateway/src/gateway.main.ts
 import { pathToFileURL } from 'node:url';
 import { startGateway } from './gateway.module.ts';
@@ -17,6 +19,13 @@ async function main(): Promise<void> {
     port,
     ...(env.CAIRN_GATEWAY_HOST ? { host: env.CAIRN_GATEWAY_HOST } : {}),
     ...(env.CAIRN_GATEWAY_USER ? { user: env.CAIRN_GATEWAY_USER } : {}),
+    ...(env.CAIRN_OIDC_ISSUER && env.CAIRN_OIDC_AUDIENCE && env.CAIRN_OIDC_JWKS_URL ? {
+      oidc: {
+        issuer: env.CAIRN_OIDC_ISSUER, audience: env.CAIRN_OIDC_AUDIENCE, jwksUrl: env.CAIRN_OIDC_JWKS_URL,
+        ...(env.CAIRN_OIDC_USER_CLAIM ? { userClaim: env.CAIRN_OIDC_USER_CLAIM } : {}),
+        ...(env.CAIRN_OIDC_ROLES_CLAIM ? { rolesClaim: env.CAIRN_OIDC_ROLES_CLAIM } : {}),
+      },
+    } : {}),
   });
   const stop = () => { running.close().then(() => process.exit(0), () => process.exit(1)); };
   process.once('SIGTERM', stop);

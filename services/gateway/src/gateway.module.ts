@@ -7,13 +7,17 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
 import { CommandBus, correlatedLogOptions } from '@cairn/messaging';
+import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
+import { GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
-import { BearerAuthGuard } from './bearer-auth.guard.ts';
+import { AuthGuard, Authenticator } from './auth.guard.ts';
+import { IdentityController } from './identity.controller.ts';
+import { IdentityStore } from './identity.store.ts';
+import { OidcVerifier } from './oidc.ts';
 import { ProblemFilter } from './problem.filter.ts';
 import { ProblemError } from './problem.ts';
 import { requestContext } from './request-context.middleware.ts';
@@ -34,6 +38,8 @@ export interface GatewayDeps {
   readonly nc: { isClosed(): boolean };
   /** Depth of the site's work queue for /metrics (reported as NaN when not given). */
   readonly workQueue?: WorkQueueProbe;
+  /** Users, tokens, OIDC and the security events they cause. */
+  readonly auth: Authenticator;
 }
 
 const NO_WORK_QUEUE: WorkQueueProbe = { pending: () => Promise.resolve(NaN) };
@@ -77,7 +83,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController],
+      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController, IdentityController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -85,10 +91,11 @@ export class GatewayModule {
         { provide: GATEWAY_COMMANDS, useValue: deps.commands },
         { provide: GATEWAY_HEALTH, useValue: healthProbe(deps) },
         { provide: GATEWAY_WORK_QUEUE, useValue: deps.workQueue ?? NO_WORK_QUEUE },
+        { provide: GATEWAY_AUTH, useValue: deps.auth },
         GatewayService,
         MetricsService,
         { provide: APP_PIPE, useClass: EdgeValidationPipe },
-        { provide: APP_GUARD, useClass: BearerAuthGuard },
+        { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],
     };
@@ -124,6 +131,8 @@ export interface StartGatewayOptions extends Omit<GatewayConfigInput, 'site' | '
   readonly natsUrl?: string;
   /** An open connection to share (not closed by `close()`). */
   readonly nc?: NatsConnection;
+  /** The site's event log (users, tokens, approvals, security events); opened on `nc` when not given. */
+  readonly log?: EventLog;
   readonly logger?: Logger;
 }
 
@@ -139,6 +148,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   const logger = (options.logger ?? pino({ name: 'gateway', level: process.env.CAIRN_LOG_LEVEL ?? 'info', ...correlatedLogOptions })).child({ service: 'gateway', site: config.site });
   let nc = options.nc;
   let ownNc: NatsConnection | undefined;
+  let ownLog: EventLog | undefined;
+  let identities: IdentityStore | undefined;
   if (!nc) {
     if (!options.natsUrl) throw new TypeError('startGateway: give natsUrl or nc');
     ownNc = await connect({ servers: options.natsUrl, name: `gateway@${config.site}` });
@@ -147,7 +158,17 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   try {
     const catalogue = new CatalogueClient(nc, { site: config.site, timeoutMs: Math.min(config.timeoutMs, 10_000) });
     const commands = new CommandBus(nc, { site: config.site, defaultTimeoutMs: config.timeoutMs, maxMessageBytes: config.bodyLimitBytes * 2 });
-    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site) });
+    const serviceActor = { kind: 'service' as const, id: `gateway@${config.site}` };
+    if (!options.log) {
+      ownLog = await createJetStreamEventLog({ nc, site: config.site, createStream: false });
+    }
+    const log = options.log ?? ownLog!;
+    identities = new IdentityStore({ log, site: config.site, serviceActor, onError: (e) => logger.error({ err: e }, 'identity projection stopped') });
+    identities.start();
+    const bootstrap = await identities.ensureBootstrap(config.user, config.token);
+    if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');
+    const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined);
+    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -159,10 +180,14 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       port: address.port,
       close: () => (closing ??= (async () => {
         await app.close();
+        await identities?.stop();
+        await ownLog?.close();
         await ownNc?.drain();
       })()),
     };
   } catch (e) {
+    await identities?.stop().catch(() => undefined);
+    await ownLog?.close().catch(() => undefined);
     await ownNc?.drain().catch(() => undefined);
     throw e;
   }

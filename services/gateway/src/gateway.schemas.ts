@@ -1,7 +1,7 @@
 // Request and response shapes of the REST API that are not catalogue views: the bodies of the
 // command routes (the command payloads, with HTTP-friendly defaults) and small result objects.
 import { Type, type TSchema } from '@sinclair/typebox';
-import { CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1 } from '@cairn/contracts';
+import { ApprovalAction, CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1, Role, UserId } from '@cairn/contracts';
 import { QUERY_SCHEMAS } from '@cairn/catalogue-client';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
@@ -49,3 +49,86 @@ export const Health = Type.Object({
     detail: Type.Optional(Type.String()),
   }),
 }, { $id: 'Health' });
+
+// ---- users, tokens, approvals ------------------------------------------------------------
+
+const RoleList = Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true });
+const When = Type.String({ format: 'date-time' });
+
+export const UserParams = Type.Object({ userId: UserId });
+export const TokenParams = Type.Object({ tokenId: Id });
+export const ApprovalParams = Type.Object({ approvalId: Id });
+
+export const CreateUserBody = Type.Object({
+  userId: UserId,
+  roles: RoleList,
+  displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+}, { $id: 'CreateUserRequest', additionalProperties: false });
+export const SetRolesBody = Type.Object({ roles: RoleList }, { $id: 'SetRolesRequest', additionalProperties: false });
+export const ReasonBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }, { $id: 'ReasonRequest', additionalProperties: false });
+
+export const UserView = Type.Object({
+  userId: UserId,
+  roles: Type.Array(Role),
+  disabled: Type.Boolean(),
+  displayName: Type.Optional(Type.String()),
+  createdAt: When,
+  createdBy: Type.String(),
+}, { $id: 'User' });
+
+export const CreateTokenBody = Type.Object({
+  userId: UserId,
+  name: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9 ._-]+$' }),
+  /** Default: no expiry. */
+  expiresInDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
+}, { $id: 'CreateTokenRequest', additionalProperties: false });
+
+export const TokenView = Type.Object({
+  tokenId: Id,
+  userId: UserId,
+  name: Type.String(),
+  issuedAt: When,
+  issuedBy: Type.String(),
+  expiresAt: Type.Union([When, Type.Null()]),
+  revoked: Type.Boolean(),
+  revokedAt: Type.Optional(When),
+  revokedBy: Type.Optional(Type.String()),
+}, { $id: 'Token' });
+
+export const TokenCreated = Type.Object({
+  tokenId: Id,
+  userId: UserId,
+  expiresAt: Type.Union([When, Type.Null()]),
+  /** The token: shown this once, never stored (only its SHA-256 is). */
+  token: Type.String(),
+}, { $id: 'TokenCreated' });
+
+export const WhoAmI = Type.Object({
+  actor: Type.Object({ kind: Type.Literal('user'), id: Type.String() }),
+  roles: Type.Array(Role),
+  permissions: Type.Array(Type.String()),
+}, { $id: 'WhoAmI' });
+
+export const ApprovalView = Type.Object({
+  approvalId: Id,
+  action: ApprovalAction,
+  requestedBy: Type.String(),
+  requestedAt: When,
+  reason: Type.Optional(Type.String()),
+  status: Type.Union(['pending', 'approved', 'rejected', 'done', 'failed'].map((s) => Type.Literal(s))),
+  approvedBy: Type.Optional(Type.String()),
+  rejectedBy: Type.Optional(Type.String()),
+  decidedAt: Type.Optional(When),
+  detail: Type.Optional(Type.String()),
+  href: Type.String(),
+}, { $id: 'Approval' });
+
+export const CreateApprovalBody = Type.Object({
+  action: ApprovalAction,
+  reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+}, { $id: 'ApprovalRequest', additionalProperties: false });
+
+export const ListApprovalsQuery = Type.Object({
+  status: Type.Optional(Type.Union(['pending', 'approved', 'rejected', 'done', 'failed'].map((s) => Type.Literal(s)))),
+}, { additionalProperties: false });
+export const ListTokensQuery = Type.Object({ userId: Type.Optional(UserId) }, { additionalProperties: false });

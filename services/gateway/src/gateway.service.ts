@@ -40,6 +40,8 @@ const COMMAND_STATUS: Record<string, [number, string]> = {
   idempotency_conflict: [409, 'idempotency-conflict'],
   in_progress: [409, 'in-progress'],
   forbidden: [403, 'forbidden'],
+  locked: [409, 'locked'],
+  approval_required: [403, 'approval-required'],
   unavailable: [503, 'service-unavailable'],
   internal: [502, 'service-failed'],
 };

@@ -5,3 +5,4 @@ export const GATEWAY_CATALOGUE = Symbol.for('cairn.gateway.catalogue');
 export const GATEWAY_COMMANDS = Symbol.for('cairn.gateway.commands');
 export const GATEWAY_HEALTH = Symbol.for('cairn.gateway.health');
 export const GATEWAY_WORK_QUEUE = Symbol.for('cairn.gateway.work-queue');
+export const GATEWAY_AUTH = Symbol.for('cairn.gateway.auth');

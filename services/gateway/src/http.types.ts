@@ -1,6 +1,7 @@
 // The few parts of Express's request and response the gateway touches (Express ships no
 // types here, and the gateway should not lean on more than this anyway).
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Role } from '@cairn/contracts';
 
 export interface HttpRequest {
   readonly method: string;
@@ -30,4 +31,6 @@ export interface RequestContext {
   readonly startedAt: number;
   /** Set once authenticated. */
   actor?: { kind: 'user'; id: string };
+  /** The caller's roles, once authenticated. */
+  roles?: readonly Role[];
 }

@@ -5,3 +5,6 @@ export { gatewayOpenApiDocument, gatewayOpenApiText } from './gateway.openapi.ts
 export type { CatalogueQueries, CommandSender } from './gateway.service.ts';
 export { MetricsService, type WorkQueueProbe } from './metrics.service.ts';
 export { renderExposition, escapeLabelValue, escapeHelp, EXPOSITION_CONTENT_TYPE, type MetricFamily, type Sample, type MetricType } from './metrics.exposition.ts';
+export { IdentityStore, tokenIdOf, newToken, type Principal, type UserRecord, type TokenRecord, type ApprovalRecord } from './identity.store.ts';
+export { OidcVerifier, type OidcConfig } from './oidc.ts';
+export { ROLE_PERMISSIONS, allows, type Permission } from './roles.ts';

@@ -25,7 +25,7 @@ export class JobsController {
   }
 
   @Route({
-    method: 'POST', path: '/v1/backups', operationId: 'requestBackup', tag: 'jobs', status: 202,
+    method: 'POST', path: '/v1/backups', operationId: 'requestBackup', permission: 'backup', tag: 'jobs', status: 202,
     summary: 'Back up one VM now (RequestBackup)', description: 'Accepted means a job exists; follow it at `href`. Send an `Idempotency-Key` header to retry safely.',
     body: BackupBody, response: JobAccepted, problems: [404, 409, 503, 504],
   })
@@ -35,7 +35,7 @@ export class JobsController {
   }
 
   @Route({
-    method: 'POST', path: '/v1/restores', operationId: 'restoreDisk', tag: 'jobs',
+    method: 'POST', path: '/v1/restores', operationId: 'restoreDisk', permission: 'restore', tag: 'jobs',
     summary: 'Restore one disk of a restore point (RestoreDisk)',
     description: 'Answers when the data mover has written the disk (the request may take as long as the restore).',
     body: RestoreBody, response: RestoreResult, problems: [404, 409, 503, 504],

@@ -4,6 +4,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import { Problem } from './problem.ts';
 import type { RouteSpec } from './route.decorator.ts';
+import { ROLE_PERMISSIONS } from './roles.ts';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
@@ -81,7 +82,7 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], info: OpenApi
   const paths: Record<string, JsonObject> = {};
   for (const spec of routes) {
     const status = spec.status ?? 200;
-    const problems = [...new Set([400, ...(spec.public ? [] : [401]), ...(spec.problems ?? []), 500])].sort((a, b) => a - b);
+    const problems = [...new Set([400, ...(spec.public ? [] : [401, 403]), ...(spec.problems ?? []), 500])].sort((a, b) => a - b);
     const responses: JsonObject = {
       [String(status)]: { description: spec.summary, content: { [spec.contentType ?? 'application/json']: { schema: c.ref(spec.response) } } },
     };
@@ -97,7 +98,13 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], info: OpenApi
       ...(params.length ? { parameters: params } : {}),
       ...(spec.body ? { requestBody: { required: true, content: { 'application/json': { schema: c.ref(spec.body) } } } } : {}),
       responses,
-      ...(spec.public ? { security: [] } : {}),
+      ...(spec.public ? { security: [] } : (() => {
+        const permission = spec.permission ?? (spec.method === 'GET' ? 'read' : 'admin');
+        return {
+          'x-cairn-permission': permission,
+          'x-cairn-roles': Object.entries(ROLE_PERMISSIONS).filter(([, ps]) => ps.includes(permission)).map(([r]) => r),
+        };
+      })()),
     };
     const path = openApiPath(spec.path);
     paths[path] = { ...(paths[path] ?? {}), [spec.method.toLowerCase()]: operation };
@@ -111,7 +118,7 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], info: OpenApi
     paths,
     components: {
       schemas: sortedSchemas,
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'The static token from the gateway configuration.' } },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API token (`cairn token create`; `cairn up` makes the bootstrap administrator\'s), or an OIDC JWT where a provider is configured. Each operation says the permission it needs (`x-cairn-permission`) and the roles that grant it (`x-cairn-roles`).' } },
     },
   };
 }

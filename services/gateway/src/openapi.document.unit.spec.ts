@@ -13,7 +13,9 @@ describe('the gateway OpenAPI document', () => {
 
   it('documents every route with its parameters, success and problem responses', () => {
     expect(doc.paths['/v1/jobs/{jobId}']?.get?.parameters).toEqual([expect.objectContaining({ name: 'jobId', in: 'path' })]);
-    expect(Object.keys(doc.paths['/v1/backups']?.post?.responses ?? {})).toEqual(['202', '400', '401', '404', '409', '500', '503', '504']);
+    expect(Object.keys(doc.paths['/v1/backups']?.post?.responses ?? {})).toEqual(['202', '400', '401', '403', '404', '409', '500', '503', '504']);
+    expect(doc.paths['/v1/backups']?.post).toMatchObject({ 'x-cairn-permission': 'backup', 'x-cairn-roles': ['administrator', 'operator'] });
+    expect(doc.paths['/v1/audit']?.get).toMatchObject({ 'x-cairn-permission': 'read', 'x-cairn-roles': ['administrator', 'operator', 'restore-operator', 'auditor'] });
     expect(doc.paths['/health']?.get?.security).toEqual([]);
     expect(doc.paths['/v1/vms']?.get?.security).toBeUndefined();
   });

@@ -22,7 +22,7 @@ export class PoliciesController {
   }
 
   @Route({
-    method: 'POST', path: '/v1/policies', operationId: 'createPolicy', tag: 'policies', status: 201,
+    method: 'POST', path: '/v1/policies', operationId: 'createPolicy', permission: 'policy', tag: 'policies', status: 201,
     summary: 'Create a protection policy (CreatePolicy)', body: CreatePolicyBody, response: PolicyCreated, problems: [409, 422, 503, 504],
   })
   async createPolicy(@Input('body') body: CommandPayloadMap['CreatePolicy'], @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {

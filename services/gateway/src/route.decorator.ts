@@ -5,6 +5,8 @@ import { HttpCode, RequestMethod, SetMetadata, applyDecorators, createParamDecor
 import { RequestMapping } from '@nestjs/common';
 import type { TObject, TSchema } from '@sinclair/typebox';
 import type { HttpRequest } from './http.types.ts';
+import type { Permission } from './roles.ts';
+import type { Role } from '@cairn/contracts';
 
 export interface RouteSpec {
   readonly method: 'GET' | 'POST';
@@ -26,6 +28,8 @@ export interface RouteSpec {
   readonly problems?: readonly number[];
   /** No bearer token needed. */
   readonly public?: boolean;
+  /** What the caller's roles must grant (default: read for GET, admin otherwise). */
+  readonly permission?: Permission;
 }
 
 export const ROUTE_SPEC = 'cairn:route-spec';
@@ -62,6 +66,7 @@ export const Input = createParamDecorator((source: InputSource, ctx: ExecutionCo
 /** What a command needs to know of the caller: who, under which trace, with which idempotency key. */
 export interface Caller {
   readonly actor: { kind: 'user'; id: string };
+  readonly roles: readonly Role[];
   readonly traceparent: string;
   readonly idempotencyKey?: string;
 }
@@ -71,5 +76,5 @@ export const CallerOf = createParamDecorator((_: unknown, ctx: ExecutionContext)
   const c = req.cairn;
   if (!c?.actor) throw new Error('CallerOf used on a route without an authenticated caller');
   const key = req.headers['idempotency-key'];
-  return { actor: c.actor, traceparent: c.traceparent, ...(typeof key === 'string' && key.length > 0 ? { idempotencyKey: key } : {}) };
+  return { actor: c.actor, roles: c.roles ?? [], traceparent: c.traceparent, ...(typeof key === 'string' && key.length > 0 ? { idempotencyKey: key } : {}) };
 });

@@ -1,0 +1,119 @@
+// Authentication and authorisation of every non-public route: the bearer token is an API token
+// (looked up by hash in the identity store) or, where a provider is configured, an OIDC JWT.
+// The route's permission must be granted by one of the caller's roles, else 403 and an
+// AccessDenied event. The first use of a token (per gateway process) and each OIDC token
+// record a SignedIn event; requests after that record nothing, so the log is not flooded.
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { GATEWAY_AUTH } from './gateway.tokens.ts';
+import type { HttpRequest } from './http.types.ts';
+import { ProblemError } from './problem.ts';
+import { routeSpecOf, type RouteSpec } from './route.decorator.ts';
+import { allows, type Permission } from './roles.ts';
+import type { IdentityStore, Principal } from './identity.store.ts';
+import { looksLikeJwt, OidcError, type OidcVerifier } from './oidc.ts';
+
+const FAILURES: Record<string, string> = {
+  unknown: 'the bearer token is not valid',
+  revoked: 'the bearer token was revoked',
+  expired: 'the bearer token has expired',
+  'user-disabled': 'the token\'s user is disabled',
+  'no-user': 'the token\'s user does not exist',
+};
+
+/** The permission a route needs: declared, else read for GET and admin for anything else (fail closed). */
+export function permissionOf(spec: RouteSpec | undefined): Permission {
+  return spec?.permission ?? (spec?.method === 'GET' ? 'read' : 'admin');
+}
+
+export class Authenticator {
+  private readonly signedIn = new Set<string>();
+  private readonly lastDenied = new Map<string, number>();
+
+  constructor(
+    readonly identities: IdentityStore,
+    private readonly serviceActor: { kind: 'service'; id: string },
+    private readonly logger: Logger,
+    private readonly oidc?: OidcVerifier,
+  ) {}
+
+  /** The principal behind a bearer token; throws a 401 problem when there is none. */
+  async authenticate(token: string, traceparent?: string): Promise<Principal> {
+    let principal: Principal;
+    let sessionKey: string;
+    if (this.oidc && looksLikeJwt(token)) {
+      try {
+        const id = await this.oidc.verify(token);
+        principal = { actor: { kind: 'user', id: id.userId }, roles: id.roles, method: 'oidc', issuer: id.issuer };
+        sessionKey = `oidc:${id.issuer}:${id.sessionKey}`;
+      } catch (e) {
+        if (e instanceof OidcError) throw new ProblemError(401, 'unauthorized', e.message);
+        throw e;
+      }
+    } else {
+      const r = await this.identities.authenticate(token);
+      if (typeof r === 'string') {
+        this.logger.info({ reason: r }, 'authentication refused');
+        throw new ProblemError(401, 'unauthorized', FAILURES[r] ?? 'the bearer token is not valid');
+      }
+      principal = r;
+      sessionKey = `token:${r.tokenId}`;
+    }
+    if (!this.signedIn.has(sessionKey)) {
+      if (this.signedIn.size > 100_000) this.signedIn.clear();
+      this.signedIn.add(sessionKey);
+      await this.identities.recordAccess('SignedIn', {
+        userId: principal.actor.id, method: principal.method, roles: [...principal.roles],
+        ...(principal.tokenId ? { tokenId: principal.tokenId } : {}), ...(principal.issuer ? { issuer: principal.issuer.slice(0, 1024) } : {}),
+      }, principal.actor, traceparent).catch((e: unknown) => this.logger.warn({ err: e }, 'SignedIn not recorded'));
+    }
+    return principal;
+  }
+
+  /** Records a refusal (at most one per user and operation every 10 s) and returns the 403 problem. */
+  async denied(principal: Principal, operation: string, needed: string, req: { method: string; path: string; traceparent?: string }): Promise<ProblemError> {
+    const key = `${principal.actor.id}\u0000${operation}\u0000${needed}`;
+    const now = Date.now();
+    if ((this.lastDenied.get(key) ?? 0) + 10_000 <= now) {
+      this.lastDenied.set(key, now);
+      if (this.lastDenied.size > 10_000) this.lastDenied.clear();
+      await this.identities.recordAccess('AccessDenied', {
+        userId: principal.actor.id, roles: [...principal.roles], operation, needed, method: req.method.slice(0, 16), path: req.path.slice(0, 2048),
+      }, principal.actor, req.traceparent).catch((e: unknown) => this.logger.warn({ err: e }, 'AccessDenied not recorded'));
+    }
+    this.logger.info({ actor: principal.actor.id, operation, needed }, 'access denied');
+    return new ProblemError(403, 'forbidden', needed === 'four-eyes'
+      ? 'the same administrator cannot approve their own request: a second administrator must'
+      : `${operation} needs the ${needed} permission, which none of your roles (${principal.roles.join(', ') || 'none'}) grants`, { code: needed === 'four-eyes' ? 'four_eyes' : 'forbidden' });
+  }
+
+  get service(): { kind: 'service'; id: string } {
+    return this.serviceActor;
+  }
+}
+
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(@Inject(GATEWAY_AUTH) private readonly auth: Authenticator) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const spec = routeSpecOf(ctx.getHandler());
+    if (spec?.public) return true;
+    const req = ctx.switchToHttp().getRequest<HttpRequest>();
+    const header = req.headers.authorization;
+    const match = typeof header === 'string' && header.length <= 8192 ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match) throw new ProblemError(401, 'unauthorized', 'send an API token as `Authorization: Bearer <token>`');
+    const principal = await this.auth.authenticate(match[1]!, req.cairn?.traceparent);
+    if (req.cairn) {
+      req.cairn.actor = principal.actor;
+      req.cairn.roles = principal.roles;
+    }
+    const needed = permissionOf(spec);
+    if (!allows(principal.roles, needed)) {
+      throw await this.auth.denied(principal, spec?.operationId ?? 'route', needed, {
+        method: req.method, path: (req.originalUrl ?? req.url).split('?')[0]!, ...(req.cairn ? { traceparent: req.cairn.traceparent } : {}),
+      });
+    }
+    return true;
+  }
+}
