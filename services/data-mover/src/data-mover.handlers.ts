@@ -7,6 +7,7 @@ import { CommandContext, CommandFailedError, CommandHandler, JetStreamContext, J
 import { TRANSFER_QUEUE, TransferWork, workStreamName } from '@cairn/jobs';
 import { BackendError } from '@cairn/repository';
 import { DataMover, RestoreRefused, TransferRefused } from './data-mover.service.ts';
+import { DeletionRefused, SecurityActs } from './security-acts.ts';
 
 export interface HandlerSettings {
   readonly site: string;
@@ -30,7 +31,7 @@ function permanentBackendFailure(e: unknown): boolean {
 export function dataMoverHandlers(s: HandlerSettings) {
   @Controller()
   class DataMoverHandlers {
-    constructor(@Inject(DataMover) private readonly mover: DataMover) {}
+    constructor(@Inject(DataMover) private readonly mover: DataMover, @Inject(SecurityActs) private readonly acts: SecurityActs) {}
 
     @JetStreamHandler({
       stream: workStreamName(s.site),
@@ -86,10 +87,23 @@ export function dataMoverHandlers(s: HandlerSettings) {
       }
     }
 
-    @CommandHandler('data-mover', 'RestoreDisk')
-    async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() _ctx: CommandContext) {
+    @CommandHandler('data-mover', 'DeleteRestorePoint')
+    async deleteRestorePoint(@Payload() p: CommandPayloadMap['DeleteRestorePoint'], @Ctx() ctx: CommandContext) {
       try {
-        return await this.mover.restore(p);
+        return await this.acts.deleteRestorePoint(p, ctx.actor, ctx.command.id, ctx.trace);
+      } catch (e) {
+        if (e instanceof DeletionRefused) throw new CommandFailedError(e.code, e.message);
+        throw new CommandFailedError('delete_failed', (e as Error).message);
+      }
+    }
+
+    @CommandHandler('data-mover', 'RestoreDisk')
+    async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() ctx: CommandContext) {
+      try {
+        const result = await this.mover.restore(p);
+        // Who restored what, to where: a security-relevant act (docs/audit-siem.md).
+        await this.acts.restored(p, result, ctx.actor, ctx.command.id, ctx.trace);
+        return result;
       } catch (e) {
         if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
         if (e instanceof TransferRefused) throw new CommandFailedError('not_found', e.message);

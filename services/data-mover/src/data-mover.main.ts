@@ -15,14 +15,15 @@ import { RestoreExports } from './restore-exports.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
+import { SecurityActs } from './security-acts.ts';
 
 @Module({})
 class DataMoverModule {
-  static with(mover: DataMover, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
+  static with(mover: DataMover, acts: SecurityActs, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
     return {
       module: DataMoverModule,
       controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs })],
-      providers: [{ provide: DataMover, useValue: mover }],
+      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }],
     };
   }
 }
@@ -72,7 +73,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
   const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger }), o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();
