@@ -7,8 +7,8 @@ import { withRetry } from './backend/retry.wrapper.ts';
 import { Faults, withFaults } from './backend/testing/faults.ts';
 import type { Backend } from './backend/backend.ts';
 import { RestorePointWriteError } from './errors.ts';
-import type { Repository } from './repository.ts';
-import { makeRepository, TEST_CHUNK } from './testing/fixtures.ts';
+import { openRepository, type Repository } from './repository.ts';
+import { makeRepository, TEST_CHUNK, TEST_PASSPHRASE } from './testing/fixtures.ts';
 import { asAsync, fullExtents, makeImage } from './testing/test-image.ts';
 
 const h = useHarness();
@@ -40,6 +40,17 @@ async function expectNothingCommitted(repo: Repository, raw: Backend): Promise<v
 }
 
 describe('backend faults during a write', () => {
+  it('a failed flush of the chunks before the manifest leaves no restore point', async () => {
+    const { backend, raw } = await setup();
+    const failingFlush: Backend = { ...backend, flush: () => Promise.reject(new Error('flush injected')) };
+    const repo = await openRepository(failingFlush, { passphrase: TEST_PASSPHRASE });
+    h.onClose(() => repo.close());
+    const err = await repo.writeRestorePoint({ vm: { id: 'v', name: 'vm-f' }, disks: [disk()] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestorePointWriteError);
+    expect((err as Error).message).toMatch(/not committed \(failed while making the chunks and index pages durable\): flush injected/);
+    await expectNothingCommitted(repo, raw);
+  });
+
   it('retries a failed chunk upload and commits', async () => {
     const { faults, repo } = await setup({ attempts: 3 });
     faults.failNthWrite(3, { key: /^chunks\// });

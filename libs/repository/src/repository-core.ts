@@ -116,14 +116,17 @@ export class RepositoryCore {
     return plain;
   }
 
-  /** Stores an index page unless present; returns its id and the bytes written (0 when reused). */
-  async writePage(entries: Uint8Array): Promise<{ id: string; bytes: number }> {
+  /**
+   * Stores an index page unless present; returns its id and the bytes written (0 when reused).
+   * `deferSync`: durable only after `backend.flush()` (the writer flushes before the manifest).
+   */
+  async writePage(entries: Uint8Array, options: { deferSync?: boolean } = {}): Promise<{ id: string; bytes: number }> {
     if (entries.every((b) => b === 0)) return { id: ZERO_ID, bytes: 0 };
     const id = contentId(this.keys.idKey, entries);
     const key = pageKey(id);
     if (await this.backend.exists(key)) return { id, bytes: 0 };
     const { sealed } = seal('P', id, entries, this.keys.dataKey, this.config.compression.level);
-    await this.backend.put(key, sealed, { ifNotExists: true });
+    await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false });
     return { id, bytes: sealed.length };
   }
 

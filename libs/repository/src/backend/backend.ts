@@ -16,10 +16,24 @@ export interface ObjectInfo {
   readonly mtime: Date;
 }
 
+export interface PutOptions {
+  /** Store only if the key is absent; `false` comes back when it was there. */
+  readonly ifNotExists?: boolean;
+  /**
+   * The object need not be durable when the put returns, only complete (never half an
+   * object under its key): the caller calls `flush()` before anything depends on it, e.g. a
+   * restore point's chunks and index pages before its manifest. Lets the directory backend
+   * sync each directory once instead of once per object.
+   */
+  readonly deferSync?: boolean;
+}
+
 export interface Backend {
   /** Human-readable location for messages, e.g. `dir:/srv/repo` or `s3://bucket/prefix`. */
   readonly location: string;
-  put(key: string, data: Uint8Array, options?: { ifNotExists?: boolean }): Promise<boolean>;
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<boolean>;
+  /** Makes every earlier `deferSync` put durable (absent or a no-op where every put already is). */
+  flush?(): Promise<void>;
   get(key: string): Promise<Uint8Array>;
   getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
   stat(key: string): Promise<ObjectInfo>;

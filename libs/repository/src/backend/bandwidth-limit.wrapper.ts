@@ -55,6 +55,7 @@ export function withBandwidthLimit(inner: Backend, options: BandwidthLimitOption
     exists: (key) => inner.exists(key),
     list: (prefix) => inner.list(prefix),
     delete: (key) => inner.delete(key),
+    flush: () => inner.flush?.() ?? Promise.resolve(),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

@@ -65,6 +65,7 @@ export function withConcurrencyLimit(inner: Backend, options: { limit: number })
         await it.return?.();
       }
     },
+    flush: () => sem.run(() => inner.flush?.() ?? Promise.resolve()),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

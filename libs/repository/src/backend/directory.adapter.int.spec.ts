@@ -23,6 +23,19 @@ describe('DirectoryBackend specifics', () => {
     expect(await listKeys(b, '')).toEqual(['a/b/c']);
   });
 
+  it('a deferSync put is complete at once; flush() then syncs its directories', async () => {
+    const root = await h.tmpDir();
+    const b = new DirectoryBackend(root);
+    expect(await b.put('d/x/one', new Uint8Array([1]), { deferSync: true, ifNotExists: true })).toBe(true);
+    expect(await b.put('d/x/one', new Uint8Array([2]), { deferSync: true, ifNotExists: true })).toBe(false);
+    expect(await b.put('d/y/two', new Uint8Array([3]), { deferSync: true })).toBe(true);
+    expect([...(await b.get('d/x/one'))]).toEqual([1]);
+    expect(await listKeys(b, 'd/')).toEqual(['d/x/one', 'd/y/two']);
+    await b.flush();
+    await b.flush(); // nothing left to sync
+    expect(await readdir(join(root, 'd', 'x'))).toEqual(['one']);
+  });
+
   it('refuses to write into a missing root unless asked to create it', async () => {
     const parent = await h.tmpDir();
     const missing = new DirectoryBackend(join(parent, 'not-mounted'));

@@ -103,6 +103,7 @@ export function withRetry(inner: Backend, options: RetryOptions = {}): Backend {
         await afterFailure('list', undefined, attempt, failure.error);
       }
     },
+    flush: () => retried('flush', undefined, () => inner.flush?.() ?? Promise.resolve()),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

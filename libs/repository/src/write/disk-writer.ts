@@ -168,7 +168,8 @@ export class DiskWriter {
     const chunkId = id;
     const upload = (async () => {
       const body = sealed ?? (await this.core.pool.seal('C', chunkId, plain as Uint8Array)).sealed;
-      const created = await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true });
+      // Durable at the writer's flush, before the manifest (one directory sync each, not one per chunk).
+      const created = await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true, deferSync: true });
       return { created, bytes: body.byteLength };
     })();
     this.known.claim(id, upload.then(() => undefined));
@@ -254,7 +255,7 @@ export class DiskWriter {
     if (--b.remaining === 0) {
       this.builders.delete(p);
       const entries = b.entries;
-      this.track(this.core.writePage(entries).then(({ id, bytes }) => {
+      this.track(this.core.writePage(entries, { deferSync: true }).then(({ id, bytes }) => {
         this.pages[p] = id;
         if (bytes > 0) { this.stats.pagesNew++; this.stats.bytesStored += bytes; } else this.stats.pagesReused++;
       }));

@@ -61,6 +61,10 @@ export async function writeRestorePoint(
       }
       disks.push(await new DiskWriter(core, known, d, parentDisk, slots).write());
     }
+    // Chunks and index pages were put with deferSync: make them durable before the
+    // manifest names them, or a crash could leave a restore point without its data.
+    step = 'making the chunks and index pages durable';
+    await core.backend.flush?.();
     step = 'committing the manifest';
     await lease.assertHeld();
     if ((await readGeneration(core.backend)) !== generation) {

@@ -172,6 +172,7 @@ export function withFaults(inner: Backend, faults: Faults = new Faults()): Fault
         await it.return?.();
       }
     },
+    flush: () => inner.flush?.() ?? Promise.resolve(),
     async close() {
       faults.releaseHangs();
       await inner.close?.();
