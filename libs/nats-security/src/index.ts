@@ -4,3 +4,4 @@ export * from './permissions.ts';
 export * from './pki.ts';
 export * from './site-security.ts';
 export * from './connect.ts';
+export * from './leaf.ts';

@@ -1,0 +1,59 @@
+// The leaf link between a site and the hub (docs/security.md, "Leaf links"). Verified on
+// nats-server 2.9.10 (see the notes in docs/security.md):
+// - `leafnodes { authorization { users } }` takes no `permissions` (config error "unknown
+//   field"), so the hub lists one user per site in its top-level `authorization { users }`
+//   and leaves `leafnodes.authorization` out: a leaf connection then authenticates as that
+//   user and the server enforces the user's permissions on it (publish = what the site may
+//   send to the hub, subscribe = what the hub forwards to the site).
+// - `leafnodes { tls { verify: true } }` on the hub plus `tls { cert_file, key_file, ca_file }`
+//   on the site's remote: mutual TLS; a remote without a certificate or with one from another
+//   CA is refused in the handshake, a wrong password with "Authorization Violation".
+// Trust: one hub CA signs the hub's leaf server certificate and every site's leaf client
+// certificate (the site CAs stay local to their sites).
+import type { Permissions } from './permissions.ts';
+
+export interface LeafPermissionOptions {
+  /** Sites this site replicates with (their replication inboxes are named, so no wildcard default). */
+  readonly peers: readonly string[];
+}
+
+const inboxToken = (site: string, identity: string) => `_INBOX_${site.replace(/-/g, '_')}_${identity.replace(/-/g, '_')}`;
+
+/** What the hub lets the leaf connection of `site` carry: replication only, plus the hub relay's reads of the site's event stream. */
+export function leafPermissions(site: string, options: LeafPermissionOptions): Permissions {
+  const peers = options.peers;
+  const stream = `CAIRN_EVT_${site.toUpperCase().replace(/-/g, '_')}`;
+  return {
+    // Into the hub: transfers to peers' repl subjects, and answers on inboxes (replies to
+    // peers' replication requests and to the hub relay's JetStream API calls).
+    publish: { allow: [
+      ...peers.map((p) => `cairn.${p}.repl.${site}.>`), ...peers.map((p) => `${inboxToken(p, 'replication')}.>`),
+      `${inboxToken('hub', 'hub-relay')}.>`,
+    ] },
+    // Out to the site: peers' transfers addressed to it, the answers to its replication
+    // service's requests, and the hub relay's JetStream API
+    // calls on the site's event stream in its domain.
+    subscribe: {
+      allow: [
+        `cairn.${site}.repl.*.>`, `${inboxToken(site, 'replication')}.>`,
+        `$JS.${site}.API.STREAM.INFO.${stream}`, `$JS.${site}.API.CONSUMER.CREATE.${stream}`, `$JS.${site}.API.CONSUMER.CREATE.${stream}.>`,
+        `$JS.${site}.API.CONSUMER.INFO.${stream}.*`, `$JS.${site}.API.CONSUMER.MSG.NEXT.${stream}.*`, `$JS.${site}.API.CONSUMER.DELETE.${stream}.*`,
+        `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`,
+      ],
+    },
+    allowResponses: false,
+  };
+}
+
+/** The hub's `authorization { users }` entries for the sites' leaf connections (user + bcrypt or plain password given by the caller). */
+export function renderLeafUsers(users: ReadonlyArray<{ readonly site: string; readonly user: string; readonly password: string; readonly permissions: Permissions }>): string {
+  const q = (s: string) => JSON.stringify(s);
+  const rules = (r: { allow: readonly string[] }) => `{ allow: [${r.allow.map(q).join(', ')}] }`;
+  return users.map((u) => [
+    `    # leaf link of site ${u.site}`,
+    `    { user: ${q(u.user)}, password: ${q(u.password)}, permissions: {`,
+    `        publish: ${rules(u.permissions.publish)}`,
+    `        subscribe: ${rules(u.permissions.subscribe)}`,
+    '    } }',
+  ].join('\n')).join('\n');
+}
