@@ -282,6 +282,61 @@ describe(`fuzz: gateway requests (seed ${SEED}, replay with CAIRN_FUZZ_SEED)`, (
   });
 });
 
+describe(`fuzz: access and approval routes (seed ${SEED})`, () => {
+  it('refuses mistyped or extra fields and hostile ids on user, token and approval routes with a 4xx, creating nothing', async () => {
+    const r = rng(SEED ^ 0xAC5E55);
+    const before = await snapshot();
+    const strings = hostileStrings();
+    // Mutations that no schema can accept: a wrong type, an unknown field, a missing required field.
+    const wrongType = (): unknown => r.pick<() => unknown>([() => r.int(1000) - 500, () => true, () => null, () => ({ x: r.pick(strings) }), () => [[r.pick(strings)]]])();
+    const bodies: Record<string, { body: Record<string, unknown>; required: string[] }> = {
+      '/v1/users': { body: { userId: 'fuzz-user', roles: ['auditor'] }, required: ['userId', 'roles'] },
+      '/v1/tokens': { body: { userId: 'admin', name: 'fuzz' }, required: ['userId', 'name'] },
+      '/v1/approvals': { body: { action: { kind: 'delete-restore-point', restorePointId } }, required: ['action'] },
+      [`/v1/restore-points/${restorePointId}/deletion`]: { body: { reason: 'fuzz' }, required: [] },
+      '/v1/users/admin/roles': { body: { roles: ['administrator'] }, required: ['roles'] },
+    };
+    for (let i = 0; i < 120; i++) {
+      let res: Reply;
+      let label: string;
+      const kind = r.int(4);
+      if (kind <= 1) {
+        const path = r.pick(Object.keys(bodies));
+        const { body: valid, required } = bodies[path]!;
+        const body: Record<string, unknown> = structuredClone(valid);
+        const how = required.length ? r.int(3) : 1;
+        if (how === 0) body[r.pick(Object.keys(valid))] = wrongType();
+        else if (how === 1) body[r.pick(['admin', 'roles_', 'token', 'tokenSha256', 'approvedBy', '__proto__x', 'isAdmin'])] = r.pick([true, 'administrator', ['administrator'], r.pick(strings)]);
+        else delete body[r.pick(required)];
+        if (path === '/v1/approvals' && how === 0 && r.next() < 0.5) body.action = { kind: r.pick(['delete-restore-point', 'delete-everything', '']), restorePointId: r.pick(strings), extra: true };
+        label = `POST ${path} ${JSON.stringify(body).slice(0, 200)}`;
+        res = await raw('POST', path, JSON.stringify(body));
+        expect(res.status, label).toBe(400);
+      } else if (kind === 2) {
+        const s = r.pick(strings.filter((x) => x.length > 0 && x.length < 1000));
+        const enc = [...Buffer.from(s, 'utf8')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
+        const path = r.pick(['/v1/users/ID/roles', '/v1/users/ID/disable', '/v1/tokens/ID/revoke', '/v1/approvals/ID/approve', '/v1/approvals/ID/reject', '/v1/restore-points/ID/deletion', '/v1/approvals/ID']).replace('ID', enc);
+        const method = path.endsWith('/ID') || /approvals\/[^/]+$/.test(path) ? 'GET' : 'POST';
+        label = `${method} ${path}`;
+        res = await raw(method, path, method === 'POST' ? JSON.stringify(path.endsWith('/roles') ? { roles: ['auditor'] } : {}) : undefined);
+        expect([400, 404], label).toContain(res.status);
+      } else {
+        // Ids that are well formed but name nothing: nothing to revoke, approve or reject.
+        const id = `none-${r.int(1e9)}`;
+        const path = r.pick([`/v1/tokens/${id}/revoke`, `/v1/approvals/${id}/approve`, `/v1/approvals/${id}/reject`, `/v1/users/${id}/disable`, `/v1/restore-points/${id}/deletion`]);
+        label = `POST ${path}`;
+        res = await raw('POST', path, '{}');
+        expect(res.status, label).toBe(404);
+      }
+      expect(res.contentType, label).toMatch(/^application\/problem\+json/);
+    }
+    await nothingChanged(before.head, before.files);
+    // No user, token or approval came into being.
+    expect(JSON.parse((await raw('GET', '/v1/users')).body).items.map((u: { userId: string }) => u.userId)).not.toContain('fuzz-user');
+    expect(JSON.parse((await raw('GET', '/v1/approvals')).body).items).toEqual([]);
+  });
+});
+
 describe(`fuzz: NATS command payloads (seed ${SEED})`, () => {
   const codes = new Set<string>(Object.values(COMMAND_ERROR_CODES));
   const envelope = (name: string, payload: unknown, extra: Record<string, unknown> = {}) => ({
