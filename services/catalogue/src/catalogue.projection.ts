@@ -198,6 +198,11 @@ const handlers: Handlers = {
     sql(`UPDATE restore_points SET expired_at = ?, expiry_reason = ? WHERE restore_point_id = ? AND expired_at IS NULL`,
       at.time, data.reason, data.restorePointId),
   ],
+  // Deleted after a four-eyes approval: gone like an expired one, with who asked and who approved.
+  RestorePointDeleted: ({ data }, at) => [
+    sql(`UPDATE restore_points SET expired_at = ?, expiry_reason = ? WHERE restore_point_id = ? AND expired_at IS NULL`,
+      at.time, `deleted: requested by ${data.requestedBy}, approved by ${data.approvedBy} (approval ${data.approvalId})`, data.restorePointId),
+  ],
 };
 
 /** Every event, known or not, joins the audit timeline as it was written. */

@@ -70,9 +70,9 @@ export class Authenticator {
     return principal;
   }
 
-  /** Records a refusal (at most one per user and operation every 10 s) and returns the 403 problem. */
+  /** Records a refusal (at most one per user, operation and path every 10 s: a loop of the same refused request does not flood the log) and returns the 403 problem. */
   async denied(principal: Principal, operation: string, needed: string, req: { method: string; path: string; traceparent?: string }): Promise<ProblemError> {
-    const key = `${principal.actor.id}\u0000${operation}\u0000${needed}`;
+    const key = `${principal.actor.id}\u0000${operation}\u0000${needed}\u0000${req.method} ${req.path}`;
     const now = Date.now();
     if ((this.lastDenied.get(key) ?? 0) + 10_000 <= now) {
       this.lastDenied.set(key, now);
