@@ -17,7 +17,7 @@ import { Value } from '@sinclair/typebox/value';
 import { commandSubject, COMMAND_ERROR_CODES, CreatePolicyV1, RequestBackupV1 } from '@cairn/contracts';
 import { createJetStreamEventLog, type JetStreamEventLog } from '@cairn/eventlog';
 import { JetStreamServer } from '@cairn/messaging';
-import { DirectoryBackend, initRepository } from '@cairn/repository';
+import { DirectoryBackend, initRepository, type Repository } from '@cairn/repository';
 import { useHarness } from '@cairn/testing';
 import { startCatalogue } from '@cairn/catalogue';
 import { startDataMover } from '@cairn/data-mover';
@@ -37,6 +37,7 @@ let base: string; // everything this test owns on disk
 let root: string; // the data mover's only restore root
 let outside: string; // a directory beside the root that must stay empty
 let restorePointId: string;
+let repo: Repository;
 const reachedScheduler: string[] = [];
 
 /** mulberry32: small, seeded, good enough to pick fuzz cases reproducibly. */
@@ -131,7 +132,7 @@ beforeAll(async () => {
   const catalogue = await startCatalogue({ nc, site, dataDir: ':memory:', log, logger });
   h.onClose(() => catalogue.close());
 
-  const repo = await initRepository(new DirectoryBackend(join(base, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
+  repo = await initRepository(new DirectoryBackend(join(base, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
   h.onClose(() => repo.close());
   ({ restorePointId } = await repo.writeRestorePoint({
     vm: { id: 'vm1', name: 'vm1' },
@@ -352,7 +353,7 @@ describe(`fuzz: NATS command payloads (seed ${SEED})`, () => {
     const r = rng(SEED ^ 0x5EED);
     const before = await snapshot();
     const strings = hostileStrings();
-    const targets: [string, string][] = [['data-mover', 'RestoreDisk'], ['data-mover', 'LockRestorePoint'], ['data-mover', 'StopRestoreExport'], ['scheduler', 'RequestBackup'], ['scheduler', 'CreatePolicy']];
+    const targets: [string, string][] = [['data-mover', 'DeleteRestorePoint'], ['data-mover', 'RestoreDisk'], ['data-mover', 'LockRestorePoint'], ['data-mover', 'StopRestoreExport'], ['scheduler', 'RequestBackup'], ['scheduler', 'CreatePolicy']];
     const cases: { label: string; service: string; name: string; data: string | Uint8Array }[] = [];
     for (const [service, name] of targets) {
       cases.push(
@@ -374,6 +375,9 @@ describe(`fuzz: NATS command payloads (seed ${SEED})`, () => {
         () => ({ restorePointId: s, disk: 'vda', target: { kind: 'file', path: join(root, 'x.raw') } }),
         () => ({ restorePointId, disk: s, target: { kind: 'file', path: r.pick(hostilePaths()) } }),
         () => ({ restorePointId, disk: 'vda', target: { kind: 'file', path: r.pick(hostilePaths()) }, overwrite: true }),
+        // A deletion with a forged or missing approval: the data mover finds no granted approval in the log.
+        () => ({ restorePointId, approvalId: r.pick([randomUUID(), 'approved', s]) }),
+        () => ({ restorePointId: s, approvalId: randomUUID() }),
         () => ({ restorePointId: s, retainUntil: r.pick(['tomorrow', '2000-01-01T00:00:00Z', s]) }),
         () => ({ exportName: r.pick(['', 'x'.repeat(300), 'nope']) }),
         () => ({ vmId: s, mode: r.pick(['auto', 'incremental', 7]) }),
@@ -394,6 +398,8 @@ describe(`fuzz: NATS command payloads (seed ${SEED})`, () => {
     }
     expect(refused).toBe(cases.length);
     await nothingChanged(before.head, before.files);
+    // The restore point is still there (no deletion without a real four-eyes approval).
+    expect((await repo.listRestorePoints()).map((p) => p.id)).toContain(restorePointId);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(({} as Record<string, unknown>).admin).toBeUndefined();
   });
