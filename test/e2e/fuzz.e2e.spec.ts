@@ -338,6 +338,34 @@ describe(`fuzz: access and approval routes (seed ${SEED})`, () => {
   });
 });
 
+describe(`fuzz: credentials (seed ${SEED})`, () => {
+  it('answers malformed, forged and oversized bearer credentials with 401, signing no one in', async () => {
+    const r = rng(SEED ^ 0xBEA7E4);
+    const before = await snapshot();
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const forgedJwt = (alg: string) => `${b64({ alg, typ: 'JWT' })}.${b64({ sub: 'admin', roles: ['administrator'], exp: 4102444800 })}.${alg === 'none' ? '' : 'c2ln'}`;
+    const headers = [
+      '', 'Bearer', 'Bearer ', 'Basic YWRtaW46YWRtaW4=', `Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`, `Bearer ${token.toUpperCase()}`,
+      `Bearer ${token} ${token}`, `Token ${token}`, `Bearer ${'A'.repeat(6000)}`, 'Bearer \xff\xfe', `Bearer ${forgedJwt('none')}`,
+      `Bearer ${forgedJwt('HS256')}`, `Bearer ${forgedJwt('RS256')}`, 'Bearer ../../etc/passwd', 'Bearer %00', 'Bearer null', 'Bearer undefined',
+    ];
+    for (let i = 0; i < 60; i++) {
+      const auth = i < headers.length ? headers[i]! : r.pick(headers) + r.pick(['', '=', '.', 'a', ' x']);
+      const path = r.pick(['/v1/vms', '/v1/users', '/v1/whoami', '/v1/audit']);
+      const method = r.next() < 0.3 ? 'POST' : 'GET';
+      const target = method === 'POST' ? r.pick(['/v1/users', '/v1/tokens', '/v1/backups']) : path;
+      const res = await raw(method, target, method === 'POST' ? '{}' : undefined, { Authorization: auth });
+      expect(res.status, `${method} ${target} with ${JSON.stringify(auth.slice(0, 80))}`).toBe(401);
+      expect(res.contentType).toMatch(/^application\/problem\+json/);
+    }
+    await nothingChanged(before.head, before.files);
+    // Nobody was signed in by any of them.
+    const signedIn: unknown[] = [];
+    for await (const rec of log.readAll({ fromPosition: before.head })) if (rec.event.type === 'SignedIn') signedIn.push(rec.event.data);
+    expect(signedIn).toEqual([]);
+  });
+});
+
 describe(`fuzz: NATS command payloads (seed ${SEED})`, () => {
   const codes = new Set<string>(Object.values(COMMAND_ERROR_CODES));
   const envelope = (name: string, payload: unknown, extra: Record<string, unknown> = {}) => ({
