@@ -14,7 +14,7 @@
 //  ..  tag                  16 bytes
 // Associated data = the 12 header bytes + the object's id (UTF-8), so an object cannot be
 // swapped for another, moved to another id, or have its flags changed unnoticed.
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
 export const ENVELOPE_VERSION = 1;
@@ -31,6 +31,9 @@ const zstdBound = (n: number): number => Math.max(64, Math.min(n + (n >> 7) + 10
 
 export type EnvelopeKind = 'C' | 'P' | 'M';
 
+/** Raw key bytes, or a KeyObject made once (`createSecretKey`): cheaper per object on hot paths. */
+export type Key = Uint8Array | KeyObject;
+
 export type OpenFailure = 'truncated' | 'malformed' | 'authentication' | 'decompression' | 'id-mismatch';
 
 export class EnvelopeError extends Error {
@@ -44,7 +47,7 @@ export class EnvelopeError extends Error {
 }
 
 /** Keyed content id: HMAC-SHA-256 under the repository's id key, as 64 hex chars. */
-export function contentId(idKey: Uint8Array, data: Uint8Array): string {
+export function contentId(idKey: Key, data: Uint8Array): string {
   return createHmac('sha256', idKey).update(data).digest('hex');
 }
 
@@ -53,7 +56,7 @@ export function seal(
   kind: EnvelopeKind,
   id: string,
   plain: Uint8Array,
-  dataKey: Uint8Array,
+  dataKey: Key,
   level: number,
 ): { sealed: Uint8Array; compressed: boolean } {
   let payload: Uint8Array = plain;
@@ -95,8 +98,8 @@ export function open(
   kind: EnvelopeKind,
   id: string,
   sealed: Uint8Array,
-  dataKey: Uint8Array,
-  options: { idKey?: Uint8Array; maxPlainBytes: number },
+  dataKey: Key,
+  options: { idKey?: Key; maxPlainBytes: number },
 ): Uint8Array {
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   if (buf.length < HEADER_BYTES) throw new EnvelopeError('truncated', `only ${buf.length} bytes, shorter than the header`);

@@ -1,13 +1,15 @@
 // Chunk worker thread: hashes, compresses + encrypts, and opens chunks so every core works.
 // Loaded by `new Worker(new URL(...))` as a .ts file through Node's type stripping, so it
 // (and everything it imports) uses erasable TypeScript only.
+import { createSecretKey } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { contentId, EnvelopeError, open, seal } from '../format/envelope.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 const init = workerData as WorkerInit;
-const dataKey = Buffer.from(init.dataKey);
-const idKey = Buffer.from(init.idKey);
+// KeyObjects made once: creating a cipher or HMAC from raw bytes prepares the key every time.
+const dataKey = createSecretKey(Buffer.from(init.dataKey));
+const idKey = createSecretKey(Buffer.from(init.idKey));
 let zeros = Buffer.alloc(0);
 
 function isZero(b: Buffer): boolean {
