@@ -23,6 +23,7 @@ import { auditStream, readAuditChain, startAuditBridge } from '@cairn/audit-brid
 import { gatewayOpenApiDocument, startGateway, type RunningGateway } from '@cairn/gateway';
 import { verifyChain } from '@cairn/audit';
 import { pino } from 'pino';
+import { cli } from './e2e-helpers.ts';
 
 const site = 'site-acl';
 const bootstrapToken = 'bootstrap-token-0123456789abcdef';
@@ -30,6 +31,7 @@ const h = useHarness();
 const logger = pino({ level: 'silent' });
 const TEST: Actor = { kind: 'service', id: 'access-e2e' };
 let nc: NatsConnection;
+let natsUrl: string;
 let log: JetStreamEventLog;
 let repo: Repository;
 let catalogue: RunningCatalogue;
@@ -84,6 +86,7 @@ beforeAll(async () => {
   root = join(base, 'restores');
   await mkdir(root);
   const nats = await h.nats();
+  natsUrl = nats.url;
   nc = await connect({ servers: nats.url });
   h.onClose(() => nc.drain());
   log = await createJetStreamEventLog({ nc, site });
@@ -386,5 +389,39 @@ describe('four-eyes: deleting a restore point', () => {
     const other = String((await call(bootstrapToken, 'POST', `/v1/restore-points/${await restorePoint()}/deletion`, {})).body.approvalId);
     expect(await bus.send('data-mover', 'DeleteRestorePoint', { restorePointId: rp, approvalId: other })).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
     expect(await exists(rp)).toBe(true);
+  });
+});
+
+describe('the CLI', () => {
+  it('manages users and tokens, asks for and approves a deletion, and `cairn audit` shows who did it', { timeout: 300_000 }, async () => {
+    const api = (token: string) => ['--gateway', gateway.url, '--token', token];
+    const run = async (args: string[], expectCode = 0) => {
+      const r = await cli(args, { CAIRN_DATA: '/nonexistent-cairn-data' });
+      expect({ args: args.filter((a) => !a.startsWith('cairn_') && a !== bootstrapToken), code: r.code, stderr: r.stderr }).toMatchObject({ code: expectCode });
+      return r;
+    };
+    await run(['user', 'add', 'carl', '--role', 'administrator', ...api(bootstrapToken)]);
+    const created = JSON.parse((await run(['--json', 'token', 'create', '--user', 'carl', '--name', 'cli test', ...api(bootstrapToken)])).stdout) as { token: string; tokenId: string };
+    expect(JSON.parse((await run(['--json', 'whoami', ...api(created.token)])).stdout)).toMatchObject({ actor: { id: 'carl' }, roles: ['administrator'] });
+    // An auditor's token cannot add users (403 is exit 1 with the reason).
+    const refused = await run(['user', 'add', 'eve', '--role', 'administrator', ...api(tokens.auditor!)], 1);
+    expect(refused.stderr).toMatch(/admin permission/);
+
+    const rp = await restorePoint();
+    const asked = JSON.parse((await run(['--json', 'restore-point', 'delete', rp, '--reason', 'cli', ...api(bootstrapToken)])).stdout) as { approvalId: string };
+    const self = await run(['approval', 'approve', asked.approvalId, ...api(bootstrapToken)], 1);
+    expect(self.stderr).toMatch(/second administrator/);
+    expect(await exists(rp)).toBe(true);
+    await run(['approval', 'approve', asked.approvalId, ...api(created.token)]);
+    expect(await exists(rp)).toBe(false);
+
+    await run(['token', 'revoke', created.tokenId, ...api(bootstrapToken)]);
+    const revoked = await run(['whoami', ...api(created.token)], 1);
+    expect(revoked.stderr).toMatch(/revoked/);
+
+    await catalogue.service.projector.waitForPosition(await log.headPosition());
+    const audit = JSON.parse((await run(['--json', 'audit', '--actor', 'carl', '--nats', natsUrl, '--site', site])).stdout) as Array<{ type: string; data: Record<string, unknown> }>;
+    expect(audit.map((e) => e.type)).toEqual(expect.arrayContaining(['SignedIn', 'ApprovalGranted', 'RestorePointDeleted', 'ApprovalExecuted']));
+    expect(audit.find((e) => e.type === 'RestorePointDeleted')!.data).toMatchObject({ restorePointId: rp, requestedBy: 'admin', approvedBy: 'carl' });
   });
 });

@@ -5,6 +5,7 @@ import { registerOperateCommands } from './commands/operate.command.ts';
 import { registerUpCommand } from './commands/up.command.ts';
 import { registerRunCommand } from './commands/run.command.ts';
 import { registerAuditCommands } from './commands/audit.command.ts';
+import { registerAccessCommands } from './commands/access.command.ts';
 import { registerSitesCommands } from './commands/sites.command.ts';
 import { registerSiteCommands } from './commands/site.command.ts';
 import { CliError, EXIT } from './cli-error.ts';
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerRunCommand(program);
   registerOperateCommands(program);
   registerAuditCommands(program);
+  registerAccessCommands(program);
   registerSitesCommands(program);
   registerSiteCommands(program);
   try {

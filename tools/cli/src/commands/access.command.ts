@@ -1,0 +1,150 @@
+// Users, API tokens and four-eyes approvals: these go through the gateway's API with an API
+// token (--token, CAIRN_API_TOKEN, or the bootstrap administrator's token `cairn up` keeps in
+// <data>/secrets/api.token), so the gateway checks the caller's roles like any API call.
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { CliError, EXIT } from '../cli-error.ts';
+import { DEFAULT_DATA_DIR, globals, output, readStackState, table } from '../session.ts';
+
+const ROLES = ['administrator', 'operator', 'restore-operator', 'auditor'];
+
+interface ApiOptions { gateway?: string; token?: string }
+
+interface Api {
+  json: boolean;
+  call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>>;
+}
+
+async function api(cmd: Command): Promise<Api> {
+  const g = globals(cmd) as ReturnType<typeof globals> & ApiOptions;
+  const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
+  const state = await readStackState(dataDir);
+  const base = g.gateway ?? process.env['CAIRN_GATEWAY_URL'] ?? state?.gatewayUrl;
+  if (!base) throw new CliError('no gateway found', EXIT.unavailable, 'start Cairn with `npx cairn up`, or pass --gateway <url> / set CAIRN_GATEWAY_URL');
+  const token = g.token ?? process.env['CAIRN_API_TOKEN']
+    ?? await readFile(join(dataDir, 'secrets', 'api.token'), 'utf8').then((t) => t.trim(), () => undefined);
+  if (!token) throw new CliError('no API token', EXIT.usage, 'pass --token <token>, set CAIRN_API_TOKEN, or run where `cairn up` keeps its data (--data)');
+  return {
+    json: Boolean(g.json),
+    async call(method, path, body) {
+      let res: Response;
+      try {
+        res = await fetch(`${base.replace(/\/$/, '')}${path}`, {
+          method,
+          headers: { Authorization: `Bearer ${token}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+      } catch (e) {
+        throw new CliError(`cannot reach the gateway at ${base}: ${(e as Error).message}`, EXIT.unavailable, 'is `cairn up` still running?');
+      }
+      const text = await res.text();
+      const parsed = text ? JSON.parse(text) as Record<string, unknown> : {};
+      if (res.ok) return parsed;
+      const detail = typeof parsed.detail === 'string' ? parsed.detail : `HTTP ${res.status}`;
+      const code = res.status === 404 ? EXIT.notFound : res.status === 409 ? EXIT.conflict : res.status >= 500 ? EXIT.unavailable : res.status === 400 ? EXIT.usage : EXIT.failure;
+      const hint = res.status === 401 ? 'the token is missing, wrong, revoked or expired'
+        : res.status === 403 ? 'your roles do not allow this (see `cairn whoami`)' : undefined;
+      throw new CliError(detail, code, hint);
+    },
+  };
+}
+
+function withApi<A extends unknown[]>(fn: (a: Api, ...args: A) => Promise<void>) {
+  return async function (this: Command, ...args: A) {
+    await fn(await api(this), ...args);
+  };
+}
+
+const items = (r: Record<string, unknown>) => (r.items ?? []) as Array<Record<string, unknown>>;
+
+function addApiOptions(c: Command): Command {
+  return c.option('--gateway <url>', 'gateway URL (default: from `cairn up` state or CAIRN_GATEWAY_URL)')
+    .option('--token <token>', 'API token (default: CAIRN_API_TOKEN, else the bootstrap token of `cairn up`)');
+}
+
+const roleOption = () => new Option('--role <role...>', 'role(s): administrator, operator, restore-operator, auditor').choices(ROLES).makeOptionMandatory();
+
+export function registerAccessCommands(program: Command): void {
+  addApiOptions(program.command('whoami').description('who the API token is, and what its roles allow'))
+    .action(withApi(async (a) => {
+      const r = await a.call('GET', '/v1/whoami');
+      const actor = r.actor as { id: string };
+      output(a, r, () => `${actor.id}: ${(r.roles as string[]).join(', ')} (may ${(r.permissions as string[]).join(', ')})`);
+    }));
+
+  const user = addApiOptions(program.command('user').description('API users and their roles (administrators)'));
+  user.command('add <userId>').description('create a user with roles').addOption(roleOption()).option('--name <displayName>', 'display name')
+    .action(withApi(async (a, userId: string, o: { role: string[]; name?: string }) => {
+      const r = await a.call('POST', '/v1/users', { userId, roles: o.role, ...(o.name ? { displayName: o.name } : {}) });
+      output(a, r, () => `user ${userId} created (${o.role.join(', ')}); give them a token: cairn token create --user ${userId}`);
+    }));
+  user.command('list').description('users and their roles')
+    .action(withApi(async (a) => {
+      const r = await a.call('GET', '/v1/users');
+      output(a, items(r), () => table(items(r).map((u) => ({ ...u, roles: (u.roles as string[]).join(',') })), ['userId', 'roles', 'disabled', 'createdAt', 'createdBy']));
+    }));
+  user.command('roles <userId>').description('replace a user\'s roles').addOption(roleOption())
+    .action(withApi(async (a, userId: string, o: { role: string[] }) => {
+      output(a, await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/roles`, { roles: o.role }), () => `user ${userId}: ${o.role.join(', ')}`);
+    }));
+  user.command('disable <userId>').description('disable a user: all their tokens stop working at once').option('--reason <text>')
+    .action(withApi(async (a, userId: string, o: { reason?: string }) => {
+      output(a, await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/disable`, o.reason ? { reason: o.reason } : {}), () => `user ${userId} disabled`);
+    }));
+
+  const token = addApiOptions(program.command('token').description('API tokens (administrators issue and revoke them)'));
+  token.command('create').description('issue a token to a user; it is printed once and never stored')
+    .requiredOption('--user <userId>', 'whose token').option('--name <name>', 'what it is for', 'cli')
+    .option('--expires-in-days <n>', 'expire after N days (default never)')
+    .action(withApi(async (a, o: { user: string; name: string; expiresInDays?: string }) => {
+      const days = o.expiresInDays === undefined ? undefined : Number(o.expiresInDays);
+      if (days !== undefined && !(Number.isInteger(days) && days > 0)) throw new CliError('--expires-in-days must be a positive whole number', EXIT.usage);
+      const r = await a.call('POST', '/v1/tokens', { userId: o.user, name: o.name, ...(days ? { expiresInDays: days } : {}) });
+      output(a, r, () => `token ${String(r.tokenId)} for ${o.user}${r.expiresAt ? ` (expires ${String(r.expiresAt)})` : ''}:\n${String(r.token)}\n(shown once: keep it now)`);
+    }));
+  token.command('list').description('tokens (ids, owners, state; never the tokens)').option('--user <userId>')
+    .action(withApi(async (a, o: { user?: string }) => {
+      const r = await a.call('GET', `/v1/tokens${o.user ? `?userId=${encodeURIComponent(o.user)}` : ''}`);
+      output(a, items(r), () => table(items(r), ['tokenId', 'userId', 'name', 'issuedAt', 'expiresAt', 'revoked']));
+    }));
+  token.command('revoke <tokenId>').description('revoke a token: it stops working at once').option('--reason <text>')
+    .action(withApi(async (a, tokenId: string, o: { reason?: string }) => {
+      output(a, await a.call('POST', `/v1/tokens/${encodeURIComponent(tokenId)}/revoke`, o.reason ? { reason: o.reason } : {}), () => `token ${tokenId} revoked`);
+    }));
+
+  const approval = addApiOptions(program.command('approval').description('four-eyes requests: a second administrator approves destructive acts'));
+  approval.command('list').description('requests, newest first').option('--status <status>', 'pending, approved, rejected, done or failed')
+    .action(withApi(async (a, o: { status?: string }) => {
+      const r = await a.call('GET', `/v1/approvals${o.status ? `?status=${encodeURIComponent(o.status)}` : ''}`);
+      output(a, items(r), () => table(items(r).map((x) => ({ ...x, action: describe(x.action) })), ['approvalId', 'action', 'status', 'requestedBy', 'approvedBy', 'requestedAt']));
+    }));
+  approval.command('show <approvalId>').description('one request')
+    .action(withApi(async (a, id: string) => {
+      const r = await a.call('GET', `/v1/approvals/${encodeURIComponent(id)}`);
+      output(a, r, () => `${id}: ${describe(r.action)}, ${String(r.status)}, requested by ${String(r.requestedBy)}${r.approvedBy ? `, approved by ${String(r.approvedBy)}` : ''}${r.detail ? ` (${String(r.detail)})` : ''}`);
+    }));
+  approval.command('approve <approvalId>').description('approve another administrator\'s request; the act is carried out now')
+    .action(withApi(async (a, id: string) => {
+      const r = await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/approve`);
+      output(a, r, () => `approved: ${describe(r.action)} ${String(r.status)}`);
+    }));
+  approval.command('reject <approvalId>').description('reject (or withdraw your own) pending request').option('--reason <text>')
+    .action(withApi(async (a, id: string, o: { reason?: string }) => {
+      output(a, await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/reject`, o.reason ? { reason: o.reason } : {}), () => `rejected ${id}`);
+    }));
+
+  // `cairn restore-point delete`: asks; a second administrator approves with `cairn approval approve`.
+  const rp = program.commands.find((c) => c.name() === 'restore-point') ?? program.command('restore-point').description('restore points');
+  addApiOptions(rp.command('delete <restorePoint>').description('ask for a restore point to be deleted (it is once a second administrator approves)'))
+    .option('--reason <text>')
+    .action(withApi(async (a, id: string, o: { reason?: string }) => {
+      const r = await a.call('POST', `/v1/restore-points/${encodeURIComponent(id)}/deletion`, o.reason ? { reason: o.reason } : {});
+      output(a, r, () => `deletion of ${id} requested (approval ${String(r.approvalId)}); another administrator runs: cairn approval approve ${String(r.approvalId)}`);
+    }));
+}
+
+function describe(action: unknown): string {
+  const x = action as { kind: string; restorePointId?: string; policyId?: string; repository?: string };
+  return `${x.kind} ${x.restorePointId ?? x.policyId ?? x.repository ?? ''}`.trim();
+}
