@@ -25,8 +25,13 @@ export function eventTypeName(type: string): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered']);
-const SECURITY_RELEVANT = new Set(['PolicyCreated', 'PolicyUpdated', 'PolicyDeleted', 'RestorePointExpired', 'JobCancelled']);
+const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied']);
+const SECURITY_RELEVANT = new Set([
+  'PolicyCreated', 'PolicyUpdated', 'PolicyDeleted', 'RestorePointExpired', 'JobCancelled',
+  // Access and four-eyes (docs/security.md): who may do what, and destructive acts.
+  'UserCreated', 'UserRolesChanged', 'UserDisabled', 'TokenIssued', 'TokenRevoked', 'SignedIn',
+  'ApprovalRequested', 'ApprovalGranted', 'ApprovalRejected', 'ApprovalExecuted', 'RestorePointDeleted', 'RestorePointLocked', 'DiskRestored',
+]);
 
 /** CEF severity 0-10: failures 7 (high), security-relevant changes 5 (medium), the rest 3 (low). */
 export function cefSeverity(type: string): number {

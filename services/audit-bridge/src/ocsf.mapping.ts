@@ -26,9 +26,22 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   SnapshotReleased: 'Delete',
   DiskDetached: 'Update',
   MessageDeadLettered: 'Other',
+  UserCreated: 'Create',
+  UserRolesChanged: 'Update',
+  UserDisabled: 'Update',
+  TokenIssued: 'Create',
+  TokenRevoked: 'Delete',
+  SignedIn: 'Read',
+  AccessDenied: 'Other',
+  ApprovalRequested: 'Create',
+  ApprovalGranted: 'Update',
+  ApprovalRejected: 'Update',
+  ApprovalExecuted: 'Update',
+  RestorePointDeleted: 'Delete',
+  DiskRestored: 'Read',
 };
 
-const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered']);
+const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied']);
 
 const Str = Type.String({ minLength: 1 });
 export const OcsfEntityManagement = Type.Object({
