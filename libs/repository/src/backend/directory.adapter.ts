@@ -2,7 +2,7 @@
 // relative paths. Puts are atomic (temp file in the same directory, fsync, rename or link)
 // so a crash or a concurrent reader never sees half an object.
 import { randomBytes } from 'node:crypto';
-import { close as closeCb, fsync as fsyncCb, open as openCb, write as writeCb } from 'node:fs';
+import { close as closeCb, fsync as fsyncCb, open as openCb, readFile as readFileCb, write as writeCb } from 'node:fs';
 import { link, mkdir, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -97,7 +97,7 @@ export class DirectoryBackend implements Backend {
     assertValidKey(key);
     const path = this.pathOf(key);
     try {
-      return await readFile(path);
+      return await fsReadFile(path);
     } catch (e) {
       throw this.mapError(e, key, path, 'read');
     }
@@ -357,6 +357,7 @@ function errno(e: unknown): string | undefined {
 const fsOpen = promisify(openCb);
 const fsWrite = promisify((fd: number, data: Uint8Array, offset: number, length: number, position: null, cb: (err: NodeJS.ErrnoException | null, written: number) => void) => writeCb(fd, data, offset, length, position, cb));
 const fsFsync = promisify(fsyncCb);
+const fsReadFile = promisify(readFileCb) as (path: string) => Promise<Buffer>;
 const fsClose = promisify(closeCb);
 
 async function syncDir(dir: string): Promise<void> {

@@ -11,6 +11,8 @@ import { Semaphore } from '../write/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
 
 const run = promisify(execFile);
+/** Written bytes after which a restore starts the next background write-back (datasync). */
+const WRITEBACK_BYTES = 128 * 1024 * 1024;
 
 export interface RestoreOptions {
   readonly format?: 'raw' | 'qcow2';
@@ -51,6 +53,16 @@ export async function restoreDisk(
     const slots = new Semaphore(core.tuning.fetchConcurrency ?? 8);
     const running = new Set<Promise<void>>();
     let fatal: unknown;
+    // Write-back while restoring: left alone, the kernel keeps gigabytes dirty (a large page
+    // cache) and the final sync writes them all at the end, after the CPU work is done.
+    let unsynced = 0;
+    let syncing: Promise<void> | undefined;
+    const wrote = (bytes: number) => {
+      unsynced += bytes;
+      if (unsynced < WRITEBACK_BYTES || syncing) return;
+      unsynced = 0;
+      syncing = fh.datasync().catch((e: unknown) => { fatal ??= e; }).finally(() => { syncing = undefined; });
+    };
     for (let p = 0; p * E < nChunks && fatal === undefined; p++) {
       let entries: Uint8Array;
       try {
@@ -71,6 +83,7 @@ export async function restoreDisk(
             const data = await core.readChunk(id);
             await fh.write(data, 0, data.length, offset);
             chunksRead++;
+            wrote(data.length);
           } catch (err) {
             if (err instanceof ObjectReadError) failures.push(err);
             else fatal ??= err;
@@ -83,6 +96,7 @@ export async function restoreDisk(
       }
     }
     await Promise.all(running);
+    await syncing;
     if (fatal !== undefined) throw fatal;
     if (failures.length) throw await damagedError(core, failures);
     await fh.sync();
