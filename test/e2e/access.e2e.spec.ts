@@ -371,6 +371,23 @@ describe('four-eyes: deleting a restore point', () => {
     expect(await exists(rp2)).toBe(true);
   });
 
+  it('two administrators approving at once: exactly one wins, the act happens once', async () => {
+    await call(bootstrapToken, 'POST', '/v1/users', { userId: 'ann', roles: ['administrator'] });
+    const ann = String((await call(bootstrapToken, 'POST', '/v1/tokens', { userId: 'ann', name: 'race' })).body.token);
+    const rp = await restorePoint();
+    const approvalId = String((await call(bootstrapToken, 'POST', `/v1/restore-points/${rp}/deletion`, {})).body.approvalId);
+    const head = await log.headPosition();
+    const [x, y] = await Promise.all([
+      call(tokens.administrator, 'POST', `/v1/approvals/${approvalId}/approve`),
+      call(ann, 'POST', `/v1/approvals/${approvalId}/approve`),
+    ]);
+    expect([x.status, y.status].sort()).toEqual([200, 409]);
+    expect(await exists(rp)).toBe(false);
+    const written = (await eventsSince(head)).map((e) => e.type);
+    expect(written.filter((t) => t === 'ApprovalGranted')).toHaveLength(1);
+    expect(written.filter((t) => t === 'RestorePointDeleted')).toHaveLength(1);
+  });
+
   it('the data mover refuses a deletion sent straight over NATS without a valid two-person approval', async () => {
     const rp = await restorePoint();
     const bus = new CommandBus(nc, { site, actor: { kind: 'user', id: 'mallory' } });

@@ -179,7 +179,7 @@ export class IdentityController {
       await this.store.executed(a, 'failed', caller.actor, (e as Error).message);
       throw e;
     }
-    return approvalView(a);
+    return approvalView((await this.store.approval(a.approvalId)) ?? a);
   }
 
   @Route({
@@ -189,13 +189,14 @@ export class IdentityController {
   async reject(@Input('params') p: { approvalId: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller) {
     const a = await this.pending(p.approvalId);
     await this.store.reject(a, caller.actor, body.reason, caller.traceparent).catch(mapIdentityError);
-    return approvalView(a);
+    return approvalView((await this.store.approval(a.approvalId)) ?? a);
   }
 
   private async pending(approvalId: string): Promise<ApprovalRecord> {
     const a = await this.store.approval(approvalId, true);
     if (!a) throw new ProblemError(404, 'not-found', `no approval ${approvalId}`);
     if (a.status !== 'pending') throw new ProblemError(409, 'conflict', `approval ${approvalId} is ${a.status}, not pending`);
-    return a;
+    // A copy: its revision is the one this request read, so a concurrent decision makes our append fail (409).
+    return { ...a };
   }
 }

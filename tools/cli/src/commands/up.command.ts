@@ -142,7 +142,7 @@ export function registerUpCommand(program: Command): void {
         for (const h of await stack.health()) {
           say(`${h.service.padEnd(20)} ${h.status === 'ok' ? 'ok ' : 'FAILING'} ${describeHealth(h.service, h.detail)}`);
         }
-        say(`gateway              ${stack.gatewayUrl} (token in ${join(dataDir, 'secrets', 'api.token')})`);
+        say(`gateway              ${stack.gatewayUrl} (administrator \`admin\`, API token in ${join(dataDir, 'secrets', 'api.token')}; more users: cairn user add)`);
         say(`logs                 ${stack.logFile}`);
         if (vm) await runDemo(stack, vm);
       } catch (e) {
