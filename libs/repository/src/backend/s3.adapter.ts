@@ -3,7 +3,7 @@
 // CAIRN_S3_URL is set; the differences between the two are in docs/repository-backends.md.
 import http from 'node:http';
 import https from 'node:https';
-import { Client } from 'minio';
+import type { Client } from 'minio';
 import { BackendError, NotFoundError, type Backend, type ObjectInfo } from './backend.ts';
 import { assertValidKey, assertValidPrefix, assertValidRange, isValidKey, rangePastEnd } from './keys.ts';
 import { checkDeleteAllowed, checkPutAllowed, isLockKey, lockedKeyOf, parseLockRecord, type LockStore } from './object-lock.ts';
@@ -48,7 +48,9 @@ type S3ErrorLike = Error & { code?: string; statusCode?: number };
 
 export class S3Backend implements Backend {
   readonly location: string;
-  private readonly client: Client;
+  /** minio is loaded on first use: it is most of the code a directory-only process would load. */
+  private clientPromise?: Promise<Client>;
+  private readonly clientOptions: ConstructorParameters<typeof Client>[0];
   private readonly agent: http.Agent;
   private readonly bucket: string;
   private readonly prefix: string;
@@ -82,7 +84,7 @@ export class S3Backend implements Backend {
     const useSSL = options.useSSL ?? true;
     const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
     this.agent = useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
-    this.client = new Client({
+    this.clientOptions = {
       endPoint: options.endPoint,
       ...(options.port !== undefined ? { port: options.port } : {}),
       useSSL,
@@ -97,7 +99,12 @@ export class S3Backend implements Backend {
       partSize: Math.min(5 * 1024 * MiB, Math.max(5 * MiB, this.multipartThreshold)),
       // One retry layer, ours (withRetry): minio's would hide 5xx behind plain Errors and log.
       retryOptions: { disableRetry: true },
-    });
+    };
+  }
+
+  private client(): Promise<Client> {
+    this.clientPromise ??= import('minio').then(({ Client: MinioClient }) => new MinioClient(this.clientOptions));
+    return this.clientPromise;
   }
 
   async put(key: string, data: Uint8Array, options: { ifNotExists?: boolean } = {}): Promise<boolean> {
@@ -115,7 +122,7 @@ export class S3Backend implements Backend {
         await this.putMultipart(this.name(key), body);
       } else {
         const headers = options.ifNotExists && this.conditionalPut ? { 'If-None-Match': '*' } : {};
-        await this.client.putObject(this.bucket, this.name(key), body, body.length, headers);
+        await (await this.client()).putObject(this.bucket, this.name(key), body, body.length, headers);
       }
       if (this.objectLock && isLockKey(key)) await this.applyRetention(key, body);
       return true;
@@ -128,7 +135,7 @@ export class S3Backend implements Backend {
   async get(key: string): Promise<Uint8Array> {
     assertValidKey(key);
     try {
-      return await readAll(await this.client.getObject(this.bucket, this.name(key)));
+      return await readAll(await (await this.client()).getObject(this.bucket, this.name(key)));
     } catch (e) {
       throw this.mapError(e, key, 'get');
     }
@@ -146,7 +153,7 @@ export class S3Backend implements Backend {
     let data: Buffer;
     try {
       // getPartialObject sends `Range: bytes=offset-end`; getObject's range option is ignored.
-      data = await readAll(await this.client.getPartialObject(this.bucket, this.name(key), offset, length));
+      data = await readAll(await (await this.client()).getPartialObject(this.bucket, this.name(key), offset, length));
     } catch (e) {
       if (code(e) === 'InvalidRange') throw rangePastEnd(key, this.location, offset, length);
       throw this.mapError(e, key, 'get');
@@ -159,7 +166,7 @@ export class S3Backend implements Backend {
   async stat(key: string): Promise<ObjectInfo> {
     assertValidKey(key);
     try {
-      const s = await this.client.statObject(this.bucket, this.name(key));
+      const s = await (await this.client()).statObject(this.bucket, this.name(key));
       return { key, size: s.size, mtime: s.lastModified };
     } catch (e) {
       throw this.mapError(e, key, 'stat');
@@ -184,7 +191,7 @@ export class S3Backend implements Backend {
     for (;;) {
       let page;
       try {
-        page = await this.client.listObjectsV2Query(this.bucket, base + prefix, token, '', this.listPageSize, '');
+        page = await (await this.client()).listObjectsV2Query(this.bucket, base + prefix, token, '', this.listPageSize, '');
       } catch (e) {
         throw this.mapError(e, undefined, 'list');
       }
@@ -204,7 +211,7 @@ export class S3Backend implements Backend {
     assertValidKey(key);
     await checkDeleteAllowed(this.lockStore, key);
     try {
-      await this.client.removeObject(this.bucket, this.name(key));
+      await (await this.client()).removeObject(this.bucket, this.name(key));
     } catch (e) {
       const mapped = this.mapError(e, key, 'delete');
       if (mapped instanceof NotFoundError) return;
@@ -221,8 +228,8 @@ export class S3Backend implements Backend {
     const parsed = parseLockRecord(record);
     if (!parsed) return;
     for (const key of [lockedKeyOf(lockKey), lockKey]) {
-      const { versionId } = await this.client.statObject(this.bucket, this.name(key));
-      await this.client.putObjectRetention(this.bucket, this.name(key), {
+      const { versionId } = await (await this.client()).statObject(this.bucket, this.name(key));
+      await (await this.client()).putObjectRetention(this.bucket, this.name(key), {
         mode: 'COMPLIANCE', retainUntilDate: parsed.retainUntil, versionId: versionId ?? '',
       });
     }
@@ -236,7 +243,7 @@ export class S3Backend implements Backend {
     // At most 10,000 parts per object: grow the part size for very large objects.
     const partSize = Math.max(this.partSize, Math.ceil(body.length / 10_000));
     const count = Math.ceil(body.length / partSize);
-    const uploadId = await this.client.initiateNewMultipartUpload(this.bucket, name, {});
+    const uploadId = await (await this.client()).initiateNewMultipartUpload(this.bucket, name, {});
     try {
       const etags: Array<{ part: number; etag: string }> = [];
       let next = 0;
@@ -244,7 +251,7 @@ export class S3Backend implements Backend {
         while (next < count) {
           const index = next++;
           const part = body.subarray(index * partSize, Math.min(body.length, (index + 1) * partSize));
-          const res = await this.client.uploadPart(
+          const res = await (await this.client()).uploadPart(
             { bucketName: this.bucket, objectName: name, uploadID: uploadId, partNumber: index + 1, headers: {} },
             part,
           );
@@ -253,10 +260,10 @@ export class S3Backend implements Backend {
       };
       await Promise.all(Array.from({ length: Math.min(this.partConcurrency, count) }, lane));
       etags.sort((a, b) => a.part - b.part);
-      await this.client.completeMultipartUpload(this.bucket, name, uploadId, etags);
+      await (await this.client()).completeMultipartUpload(this.bucket, name, uploadId, etags);
     } catch (e) {
       // Abandoned parts cost storage until aborted; a lifecycle rule should also clean them.
-      await this.client.abortMultipartUpload(this.bucket, name, uploadId).catch(() => undefined);
+      await (await this.client()).abortMultipartUpload(this.bucket, name, uploadId).catch(() => undefined);
       throw e;
     }
   }
