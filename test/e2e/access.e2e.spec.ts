@@ -442,3 +442,33 @@ describe('the CLI', () => {
     expect(audit.find((e) => e.type === 'RestorePointDeleted')!.data).toMatchObject({ restorePointId: rp, requestedBy: 'admin', approvedBy: 'carl' });
   });
 });
+
+describe('secrets', () => {
+  it('no token, bootstrap or issued, appears in the gateway\'s log lines, even at debug level', async () => {
+    const lines: string[] = [];
+    const chatty = pino({ level: 'debug' }, { write: (l: string) => { lines.push(l); } });
+    const second = await startGateway({ nc, log, site, port: 0, token: bootstrapToken, logger: chatty, timeoutMs: 10_000 });
+    try {
+      const call2 = async (token: string, method: 'GET' | 'POST', path: string, body?: unknown) => {
+        const res = await fetch(`${second.url}${path}`, {
+          method, headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        return { status: res.status, body: await res.json() as Record<string, unknown> };
+      };
+      const issued = await call2(bootstrapToken, 'POST', '/v1/tokens', { userId: 'aude', name: 'logged' });
+      expect(issued.status).toBe(201);
+      const token = String(issued.body.token);
+      expect(await call2(token, 'GET', '/v1/vms')).toMatchObject({ status: 200 });
+      expect((await call2(token, 'POST', '/v1/backups', { vmId: 'vm1' })).status).toBe(403);
+      await call2(bootstrapToken, 'POST', `/v1/tokens/${String(issued.body.tokenId)}/revoke`, {});
+      expect((await call2(token, 'GET', '/v1/vms')).status).toBe(401);
+      expect((await call2(`${token}x`, 'GET', '/v1/vms')).status).toBe(401);
+      expect(lines.length).toBeGreaterThan(3);
+      const text = lines.join('');
+      for (const secret of [bootstrapToken, token, ...Object.values(tokens)]) expect(text).not.toContain(secret);
+      expect(text).not.toMatch(/cairn_[A-Za-z0-9_-]{20,}/);
+    } finally {
+      await second.close();
+    }
+  });
+});
