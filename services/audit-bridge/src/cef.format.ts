@@ -33,6 +33,16 @@ const SECURITY_RELEVANT = new Set([
   'ApprovalRequested', 'ApprovalGranted', 'ApprovalRejected', 'ApprovalExecuted', 'RestorePointDeleted', 'RestorePointLocked', 'DiskRestored',
 ]);
 
+/**
+ * The event as a SIEM receives it: the same, except that a token's SHA-256 (TokenIssued) is
+ * left out; the log and its hash chain keep it, a SIEM has no use for it.
+ */
+export function forSiem<E extends CairnEvent>(event: E): E {
+  if (event.type !== 'TokenIssued' || typeof event.data !== 'object' || event.data === null) return event;
+  const { tokenSha256: _omitted, ...data } = event.data as Record<string, unknown>;
+  return { ...event, data };
+}
+
 /** CEF severity 0-10: failures 7 (high), security-relevant changes 5 (medium), the rest 3 (low). */
 export function cefSeverity(type: string): number {
   if (FAILURES.has(type)) return 7;
@@ -55,7 +65,7 @@ export function toCef(event: CairnEvent, ctx: CefContext): string {
   const header = [
     'CEF:0', CEF_VENDOR, CEF_PRODUCT, ctx.version, event.type, eventTypeName(event.type), String(cefSeverity(event.type)),
   ].map((v, i) => (i === 0 ? v : escapeCefHeader(v))).join('|');
-  const data = JSON.stringify(event.data);
+  const data = JSON.stringify(forSiem(event).data);
   const ext: Array<[string, string]> = [
     ['rt', String(Date.parse(event.time))],
     ['act', event.type],

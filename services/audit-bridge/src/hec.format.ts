@@ -1,6 +1,7 @@
 // Splunk HTTP Event Collector form: one `{time, host, source, sourcetype, event}` object per
 // Cairn event; a batch is the objects one after another (newline-separated) in one POST to
 // /services/collector/event.
+import { forSiem } from './cef.format.ts';
 import type { CairnEvent } from '@cairn/contracts';
 
 export interface HecEnvelope {
@@ -27,7 +28,7 @@ export function toHec(event: CairnEvent, position: bigint, options: HecFormatOpt
     source: options.source ?? `cairn:${event.site}`,
     sourcetype: options.sourcetype ?? 'cairn:event',
     ...(options.index ? { index: options.index } : {}),
-    event: { ...event, position: position.toString() },
+    event: { ...forSiem(event), position: position.toString() },
   };
 }
 

@@ -5,7 +5,7 @@
 // TypeBox schema of exactly the fields written here.
 import { Type, type Static } from '@sinclair/typebox';
 import type { CairnEvent } from '@cairn/contracts';
-import { cefSeverity } from './cef.format.ts';
+import { cefSeverity, forSiem } from './cef.format.ts';
 
 export const OCSF_VERSION = '1.1.0';
 export const OCSF_CLASS_UID = 3004;
@@ -131,7 +131,7 @@ export function toOcsf(event: CairnEvent, position: bigint, productVersion: stri
         site: event.site,
         causationId: event.causationId,
         ...(event.trace ? { traceparent: event.trace.traceparent } : {}),
-        data: event.data,
+        data: forSiem(event).data,
       },
     },
   };

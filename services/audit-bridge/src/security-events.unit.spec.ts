@@ -1,0 +1,54 @@
+// The security events (access, four-eyes, restores) as the SIEM formats carry them: CEF
+// severity and fields, syslog severity, and OCSF records that validate against the documented
+// class fields with the activity docs/audit-siem.md lists.
+import { describe, expect, it } from 'vitest';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { newEvent, type CairnEvent } from '@cairn/contracts';
+import { parseCef, toCef } from './cef.format.ts';
+import { syslogSeverity } from './syslog.format.ts';
+import { OcsfEntityManagement, toOcsf } from './ocsf.mapping.ts';
+import { toHec } from './hec.format.ts';
+
+const site = 'site-a';
+const bob = { kind: 'user' as const, id: 'bob' };
+const meta = (streamId: string) => ({ site, actor: bob, streamId });
+
+const EVENTS: Array<[CairnEvent, { activity: string; cef: number; syslog: number; status: 'Success' | 'Failure' }]> = [
+  [newEvent('UserCreated', { userId: 'olga', roles: ['operator'] }, meta('user-olga')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('TokenIssued', { tokenId: 't1', userId: 'olga', name: 'cli', tokenSha256: 'a'.repeat(64), expiresAt: null }, meta('token-t1')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('TokenRevoked', { tokenId: 't1', userId: 'olga' }, meta('token-t1')), { activity: 'Delete', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('SignedIn', { userId: 'bob', method: 'token', tokenId: 't2', roles: ['administrator'] }, meta('access-2026-11-25')), { activity: 'Read', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('AccessDenied', { userId: 'bob', roles: ['auditor'], operation: 'requestBackup', needed: 'backup', method: 'POST', path: '/v1/backups' }, meta('access-2026-11-25')), { activity: 'Other', cef: 7, syslog: 3, status: 'Failure' }],
+  [newEvent('ApprovalRequested', { approvalId: 'a1', action: { kind: 'delete-restore-point', restorePointId: 'rp1' }, requestedBy: 'admin' }, meta('approval-a1')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('ApprovalGranted', { approvalId: 'a1', approvedBy: 'bob' }, meta('approval-a1')), { activity: 'Update', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('RestorePointDeleted', { restorePointId: 'rp1', approvalId: 'a1', requestedBy: 'admin', approvedBy: 'bob' }, meta('restorepoint-rp1')), { activity: 'Delete', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('DiskRestored', { restoreId: 'r1', restorePointId: 'rp1', disk: 'vda', target: 'file', path: '/restores/x.raw', sizeBytes: 1 }, meta('restore-r1')), { activity: 'Read', cef: 5, syslog: 5, status: 'Success' }],
+];
+
+const ocsf = TypeCompiler.Compile(OcsfEntityManagement);
+
+describe('security events in CEF, syslog and OCSF', () => {
+  for (const [event, want] of EVENTS) {
+    it(`${event.type}: ${want.activity}, CEF severity ${want.cef}, the person as actor`, () => {
+      const cef = parseCef(toCef(event, { version: '0.1.0', position: 7n }));
+      expect(cef.header[4]).toBe(event.type);
+      expect(Number(cef.header[6])).toBe(want.cef);
+      expect(cef.ext).toMatchObject({ suser: 'bob', cs4: 'user', cs2: event.streamId, externalId: event.id });
+      expect(syslogSeverity(event.type)).toBe(want.syslog);
+      const record = toOcsf(event, 7n, '0.1.0');
+      expect([...ocsf.Errors(record)].map((e) => `${e.path} ${e.message}`)).toEqual([]);
+      expect(record).toMatchObject({ activity_name: want.activity, status: want.status, actor: { user: { uid: 'bob' } }, entity: { type: event.streamId.split('-')[0] } });
+    });
+  }
+});
+
+describe('what a SIEM never gets', () => {
+  it('a token\'s hash stays in the log: CEF, OCSF and HEC leave it out', () => {
+    const e = EVENTS[1]![0];
+    const all = [toCef(e, { version: '0', position: 1n }), JSON.stringify(toOcsf(e, 1n, '0')), JSON.stringify(toHec(e, 1n, { host: 'h' }))];
+    for (const text of all) {
+      expect(text).not.toContain('a'.repeat(64));
+      expect(text).toContain('olga');
+    }
+  });
+});
