@@ -168,6 +168,14 @@ export const LockRestorePointResult = Type.Object({
   objectsLocked: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+/** Replaces a policy (same id); keeping fewer restore points of any kind needs a granted four-eyes approval. */
+export const UpdatePolicyV1 = Type.Object({
+  policy: Type.Object(PolicyFields, { additionalProperties: false }),
+  /** A granted `shorten-retention` approval for exactly this policy, when retention shortens. */
+  approvalId: Type.Optional(Id),
+}, { additionalProperties: false });
+export const UpdatePolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+
 /** Deletes a restore point; only with an approval whose request and grant are by two different administrators. */
 export const DeleteRestorePointV1 = Type.Object({
   restorePointId: Id,
@@ -294,6 +302,12 @@ export const COMMAND_SCHEMAS = {
     service: 'scheduler',
     latest: CreatePolicyV1,
     result: CreatePolicyResult,
+  }),
+  UpdatePolicy: define('UpdatePolicy', {
+    description: 'Replace a protection policy; shortening its retention needs a four-eyes approval.',
+    service: 'scheduler',
+    latest: UpdatePolicyV1,
+    result: UpdatePolicyResult,
   }),
   RequestSnapshot: define('RequestSnapshot', {
     description: 'Take a point-in-time view of a VM\'s disks and export it over NBD.',

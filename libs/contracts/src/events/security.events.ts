@@ -5,6 +5,7 @@
 // and DiskRestored, which the data mover records when it did the act.
 import { Type, type Static } from '@sinclair/typebox';
 import { Id, Name, Reason, Timestamp } from './common.ts';
+import { PolicyFields } from './policy.events.ts';
 
 /** API roles: administrator (everything), operator (backups, policies, restores), restore-operator (restores), auditor (read only). */
 export const Role = Type.Union([
@@ -74,7 +75,12 @@ export const AccessDeniedV1 = Type.Object({
 /** What a four-eyes approval is for. */
 export const ApprovalAction = Type.Union([
   Type.Object({ kind: Type.Literal('delete-restore-point'), restorePointId: Id }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('shorten-retention'), policyId: Id }, { additionalProperties: false }),
+  Type.Object({
+    kind: Type.Literal('shorten-retention'),
+    policyId: Id,
+    /** The policy as it will be once approved (UpdatePolicy carries exactly this). */
+    policy: Type.Optional(Type.Object(PolicyFields, { additionalProperties: false })),
+  }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('disable-immutability'), restorePointId: Id }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('delete-repository'), repository: Name }, { additionalProperties: false }),
 ], { $id: 'ApprovalAction' });
