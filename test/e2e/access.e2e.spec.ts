@@ -185,6 +185,7 @@ describe('roles on every route', () => {
       getApproval: () => ({ method: 'GET', path: '/v1/approvals/nope', allowed: ALL }),
       requestBackup: () => ({ method: 'POST', path: '/v1/backups', body: { vmId: 'vm1' }, allowed: ['administrator', 'operator'] }),
       createPolicy: () => ({ method: 'POST', path: '/v1/policies', body: policy(uniq()), allowed: ['administrator', 'operator'] }),
+      updatePolicy: () => ({ method: 'POST', path: '/v1/policies/nope', body: policy(uniq()), allowed: ['administrator', 'operator'] }),
       restoreDisk: () => ({ method: 'POST', path: '/v1/restores', body: { restorePointId: rp, disk: 'vda', target: { kind: 'file', path: join(root, `r-${uniq()}.raw`) } }, allowed: ['administrator', 'operator', 'restore-operator'] }),
       createUser: () => ({ method: 'POST', path: '/v1/users', body: { userId: `u${uniq()}`, roles: ['auditor'] }, allowed: ['administrator'] }),
       setUserRoles: () => ({ method: 'POST', path: '/v1/users/nobody/roles', body: { roles: ['auditor'] }, allowed: ['administrator'] }),

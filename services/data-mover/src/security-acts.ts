@@ -2,7 +2,7 @@
 // deleting a restore point (only with a four-eyes approval found in the log: requested by one
 // person, granted by another, for this restore point, not used before; a locked restore point
 // is refused by the repository until its lock ends) and restoring a disk (DiskRestored).
-import { newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type TraceContext } from '@cairn/contracts';
+import { newEvent, verifyApproval, type Actor, type CommandPayloadMap, type KnownEvent, type TraceContext } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
 import { RestorePointLockedError, type Repository } from '@cairn/repository';
 
@@ -30,20 +30,8 @@ export class SecurityActs {
   async deleteRestorePoint(cmd: CommandPayloadMap['DeleteRestorePoint'], actor: Actor, causationId: string, trace?: TraceContext, repository = 'default') {
     const events: KnownEvent[] = [];
     for await (const r of this.o.log.readStream(`approval-${cmd.approvalId}`)) events.push(r.event);
-    const requested = events.find((e) => e.type === 'ApprovalRequested');
-    if (requested?.type !== 'ApprovalRequested') throw new DeletionRefused('approval_required', `no approval ${cmd.approvalId}: deleting a restore point needs one granted by a second administrator`);
-    const action = requested.data.action;
-    if (action.kind !== 'delete-restore-point' || action.restorePointId !== cmd.restorePointId) {
-      throw new DeletionRefused('approval_required', `approval ${cmd.approvalId} is not for deleting restore point ${cmd.restorePointId}`);
-    }
-    const granted = events.find((e) => e.type === 'ApprovalGranted');
-    if (granted?.type !== 'ApprovalGranted') throw new DeletionRefused('approval_required', `approval ${cmd.approvalId} is not granted yet`);
-    if (granted.data.approvedBy === requested.data.requestedBy || granted.actor.id === requested.actor.id) {
-      throw new DeletionRefused('approval_required', `approval ${cmd.approvalId} was granted by its own requester: four-eyes needs a second administrator`);
-    }
-    if (events.some((e) => e.type === 'ApprovalRejected' || e.type === 'ApprovalExecuted')) {
-      throw new DeletionRefused('conflict', `approval ${cmd.approvalId} was already used or rejected`);
-    }
+    const verdict = verifyApproval(cmd.approvalId, events, (a) => a.kind === 'delete-restore-point' && a.restorePointId === cmd.restorePointId);
+    if (!verdict.ok) throw new DeletionRefused(verdict.code, verdict.message);
     const repo = this.o.repositories.get(repository);
     if (!repo) throw new DeletionRefused('not_found', `repository ${repository} is not configured on this data mover`);
     let deleted = true;
@@ -58,7 +46,7 @@ export class SecurityActs {
     }
     const streamId = `restorepoint-${cmd.restorePointId}`;
     await this.o.log.append(streamId, [newEvent('RestorePointDeleted', {
-      restorePointId: cmd.restorePointId, approvalId: cmd.approvalId, requestedBy: requested.data.requestedBy, approvedBy: granted.data.approvedBy,
+      restorePointId: cmd.restorePointId, approvalId: cmd.approvalId, requestedBy: verdict.requestedBy, approvedBy: verdict.approvedBy,
     }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'any' });
     this.o.logger?.info({ restorePointId: cmd.restorePointId, approvalId: cmd.approvalId, actor: actor.id, deleted }, 'restore point deleted (four-eyes)');
     return { restorePointId: cmd.restorePointId, deleted };

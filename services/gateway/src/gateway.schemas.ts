@@ -1,7 +1,7 @@
 // Request and response shapes of the REST API that are not catalogue views: the bodies of the
 // command routes (the command payloads, with HTTP-friendly defaults) and small result objects.
 import { Type, type TSchema } from '@sinclair/typebox';
-import { ApprovalAction, CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1, Role, UserId } from '@cairn/contracts';
+import { ApprovalAction, PolicyFields, CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1, Role, UserId } from '@cairn/contracts';
 import { QUERY_SCHEMAS } from '@cairn/catalogue-client';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
@@ -37,6 +37,10 @@ export const JobAccepted = Type.Object({
 }, { $id: 'JobAccepted' });
 
 export const PolicyCreated = Type.Object({ policyId: Id, href: Type.String() }, { $id: 'PolicyCreatedResponse' });
+
+const { policyId: _policyId, ...PolicyBodyFields } = PolicyFields;
+/** A policy's new version (its id is in the path). */
+export const UpdatePolicyBody = Type.Object(PolicyBodyFields, { $id: 'UpdatePolicyRequest', additionalProperties: false });
 
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),

@@ -26,7 +26,7 @@ const tokenView = (t: TokenRecord) => ({
   tokenId: t.tokenId, userId: t.userId, name: t.name, issuedAt: t.issuedAt, issuedBy: t.issuedBy, expiresAt: t.expiresAt, revoked: t.revoked,
   ...(t.revokedAt ? { revokedAt: t.revokedAt } : {}), ...(t.revokedBy ? { revokedBy: t.revokedBy } : {}),
 });
-const approvalView = (a: ApprovalRecord) => ({
+export const approvalView = (a: ApprovalRecord) => ({
   approvalId: a.approvalId, action: a.action, requestedBy: a.requestedBy, requestedAt: a.requestedAt, status: a.status,
   ...(a.reason ? { reason: a.reason } : {}), ...(a.approvedBy ? { approvedBy: a.approvedBy } : {}), ...(a.rejectedBy ? { rejectedBy: a.rejectedBy } : {}),
   ...(a.decidedAt ? { decidedAt: a.decidedAt } : {}), ...(a.detail ? { detail: a.detail } : {}),
@@ -40,7 +40,7 @@ function mapIdentityError(e: unknown): never {
 }
 
 /** Acts a four-eyes approval can be for, and which of them Cairn can carry out today. */
-const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point']);
+const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention']);
 
 @Controller()
 export class IdentityController {
@@ -151,6 +151,9 @@ export class IdentityController {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: Cairn has no operation for this yet, so there is nothing to approve (see docs/security.md)`);
     }
     if (action.kind === 'delete-restore-point') await this.gateway.query('restorePoint.get', { restorePointId: action.restorePointId });
+    if (action.kind === 'shorten-retention') {
+      throw new ProblemError(422, 'unsupported-action', 'shorten a policy\'s retention with POST /v1/policies/<policyId> (the new policy): it asks for the approval itself');
+    }
     const a = await this.store.requestApproval(action, caller.actor, reason, caller.traceparent);
     res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
     return approvalView(a);
@@ -173,6 +176,10 @@ export class IdentityController {
     try {
       if (a.action.kind === 'delete-restore-point') {
         await this.gateway.command('DeleteRestorePoint', { restorePointId: a.action.restorePointId, approvalId: a.approvalId }, caller);
+      } else if (a.action.kind === 'shorten-retention' && a.action.policy) {
+        await this.gateway.command('UpdatePolicy', { policy: a.action.policy, approvalId: a.approvalId }, caller);
+      } else {
+        throw new ProblemError(422, 'unsupported-action', `${a.action.kind}: nothing to carry out`);
       }
       await this.store.executed(a, 'done', caller.actor);
     } catch (e) {

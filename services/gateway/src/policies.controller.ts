@@ -1,15 +1,22 @@
 // Protection policies: read from the catalogue, created through the scheduler.
 import { Controller, Inject, Res } from '@nestjs/common';
 import { PolicyView, type QueryRequest } from '@cairn/catalogue-client';
-import type { CommandPayloadMap } from '@cairn/contracts';
+import { retentionShortened, type CommandPayloadMap, type Policy } from '@cairn/contracts';
 import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
-import { CreatePolicyBody, Items, ListPoliciesQuery, PolicyCreated, PolicyParams } from './gateway.schemas.ts';
+import { ApprovalView, CreatePolicyBody, Items, ListPoliciesQuery, PolicyCreated, PolicyParams, UpdatePolicyBody } from './gateway.schemas.ts';
+import { Type } from '@sinclair/typebox';
+import { GATEWAY_AUTH } from './gateway.tokens.ts';
+import type { Authenticator } from './auth.guard.ts';
+import { approvalView } from './identity.controller.ts';
 import type { HttpResponse } from './http.types.ts';
 
 @Controller()
 export class PoliciesController {
-  constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+  constructor(
+    @Inject(GatewayService) private readonly gateway: GatewayService,
+    @Inject(GATEWAY_AUTH) private readonly auth: Authenticator,
+  ) {}
 
   @Route({ method: 'GET', path: '/v1/policies', operationId: 'listPolicies', tag: 'policies', summary: 'Protection policies', query: ListPoliciesQuery, response: Items(PolicyView) })
   listPolicies(@Input('query') q: QueryRequest<'policy.list'>) {
@@ -30,5 +37,24 @@ export class PoliciesController {
     const href = `/v1/policies/${encodeURIComponent(policyId)}`;
     res.setHeader('Location', href);
     return { policyId, href };
+  }
+
+  @Route({
+    method: 'POST', path: '/v1/policies/:policyId', operationId: 'updatePolicy', tag: 'policies', permission: 'policy',
+    summary: 'Replace a policy (UpdatePolicy); keeping fewer restore points needs a second administrator (202 with the approval)',
+    description: 'When the new retention keeps fewer restore points of any kind, nothing changes yet: the answer is 202 with a four-eyes approval request (shorten-retention) that another administrator approves.',
+    params: PolicyParams, body: UpdatePolicyBody, response: Type.Union([PolicyCreated, ApprovalView]), problems: [404, 409, 422, 503, 504],
+  })
+  async updatePolicy(@Input('params') p: { policyId: string }, @Input('body') body: Omit<Policy, 'policyId'>, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    const current = await this.gateway.query('policy.get', p);
+    const policy: Policy = { ...body, policyId: p.policyId };
+    if (retentionShortened(current.retention, policy.retention)) {
+      const a = await this.auth.identities.requestApproval({ kind: 'shorten-retention', policyId: p.policyId, policy }, caller.actor, 'retention shortened', caller.traceparent);
+      res.status(202);
+      res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
+      return approvalView(a);
+    }
+    await this.gateway.command('UpdatePolicy', { policy }, caller);
+    return { policyId: p.policyId, href: `/v1/policies/${encodeURIComponent(p.policyId)}` };
   }
 }

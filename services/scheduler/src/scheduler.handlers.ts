@@ -29,6 +29,11 @@ export class SchedulerHandlers {
     return refusals(() => this.scheduler.createPolicy(p, ctx.actor, ctx.command.id));
   }
 
+  @CommandHandler('scheduler', 'UpdatePolicy')
+  updatePolicy(@Payload() p: CommandPayloadMap['UpdatePolicy'], @Ctx() ctx: CommandContext) {
+    return refusals(() => this.scheduler.updatePolicy(p.policy, p.approvalId, ctx.actor, ctx.command.id));
+  }
+
   @CommandHandler('scheduler', 'CancelJob')
   cancelJob(@Payload() p: CommandPayloadMap['CancelJob'], @Ctx() ctx: CommandContext) {
     return refusals(() => this.scheduler.cancelJob(p.jobId, p.reason ?? `cancelled by ${ctx.actor.id}`, ctx.actor, ctx.command.id));

@@ -2,8 +2,8 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
-import { activeTraceContext, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
+import { newEvent, retentionShortened, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { activeTraceContext, fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE,
@@ -35,7 +35,7 @@ export interface SchedulerPorts {
 }
 
 export class SchedulerRefusal extends Error {
-  constructor(readonly code: 'not_found' | 'invalid_command' | 'conflict', message: string, readonly details?: unknown) {
+  constructor(readonly code: 'not_found' | 'invalid_command' | 'conflict' | 'approval_required', message: string, readonly details?: unknown) {
     super(message);
   }
 }
@@ -180,6 +180,37 @@ export class Scheduler {
       throw e;
     }
     return { policyId };
+  }
+
+  /**
+   * Replaces a policy. Keeping fewer restore points of any kind (shortening retention) needs a
+   * granted four-eyes approval for exactly this new policy, checked in the log here too.
+   */
+  async updatePolicy(policy: Policy, approvalId: string | undefined, actor: Actor, causationId: string): Promise<{ policyId: string }> {
+    const streamId = `policy-${policy.policyId}`;
+    const events: KnownEvent[] = [];
+    for await (const r of this.log.readStream(streamId)) events.push(r.event);
+    const state = fold(policyDecider, events);
+    if (!state.policy || state.deleted) throw new SchedulerRefusal('not_found', `no policy ${policy.policyId}`);
+    if (retentionShortened(state.policy.retention, policy.retention)) {
+      if (!approvalId) throw new SchedulerRefusal('approval_required', `policy ${policy.policyId}: keeping fewer restore points needs a four-eyes approval (shorten-retention)`);
+      const approval: KnownEvent[] = [];
+      for await (const r of this.log.readStream(`approval-${approvalId}`)) approval.push(r.event);
+      const verdict = verifyApproval(approvalId, approval, (a) => a.kind === 'shorten-retention' && a.policyId === policy.policyId
+        && a.policy !== undefined && stableJson(a.policy) === stableJson(policy));
+      if (!verdict.ok) throw new SchedulerRefusal(verdict.code, verdict.message);
+    }
+    try {
+      await handleCommand(this.log, streamId, policyDecider, { kind: 'update', policy, knownRepositories: this.config.repositories }, {
+        meta: { site: this.config.site, actor, causationId, correlationId: approvalId ? `approval-${approvalId}` : streamId },
+      });
+    } catch (e) {
+      if (e instanceof PolicyInvalidError) {
+        throw new SchedulerRefusal(e.code === 'invalid' ? 'invalid_command' : e.code, `policy refused: ${e.message}`, { problems: e.problems });
+      }
+      throw e;
+    }
+    return { policyId: policy.policyId };
   }
 
   async cancelJob(jobId: string, reason: string, actor: Actor, causationId: string): Promise<void> {
@@ -372,4 +403,11 @@ export function slotJobId(policyId: string, vmId: string, slot: Date): string {
   const stamp = slot.toISOString().replace(/[-:]/g, '').slice(0, 13);
   const h = createHash('sha256').update(`${policyId}\n${vmId}\n${slot.toISOString()}`).digest('hex').slice(0, 16);
   return `s${stamp}-${h}`;
+}
+
+/** JSON with object keys sorted, to compare two policies whatever order their keys came in. */
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(v);
 }
