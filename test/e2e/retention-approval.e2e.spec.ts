@@ -14,6 +14,7 @@ import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startScheduler } from '@cairn/scheduler';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { pino } from 'pino';
+import { cli } from './e2e-helpers.ts';
 
 const site = 'site-ret';
 const admin = 'retention-bootstrap-0123456789';
@@ -121,5 +122,19 @@ describe('four-eyes: shortening a policy\'s retention', () => {
     ], { expectedRevision: 'no_stream' });
     expect(await bus.send('scheduler', 'UpdatePolicy', { policy, approvalId })).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
     expect(await policyNow(policyId)).toMatchObject({ retention: { daily: 1 } });
+  });
+});
+
+describe('the CLI', () => {
+  it('cairn policy retention: longer at once, shorter asks for an approval', { timeout: 120_000 }, async () => {
+    const policyId = String((await call(tokens.olga!, 'POST', '/v1/policies', { ...fields(5), name: 'cli' })).body.policyId);
+    const api = ['--gateway', gateway.url, '--token', tokens.olga!];
+    const longer = await cli(['policy', 'retention', policyId, '--keep-daily', '9', ...api], { CAIRN_DATA: '/nonexistent-cairn-data' });
+    expect(longer).toMatchObject({ code: 0, stdout: expect.stringMatching(/updated/) as unknown });
+    expect(await policyNow(policyId)).toMatchObject({ retention: { daily: 9, last: 3 } });
+    const shorter = await cli(['--json', 'policy', 'retention', policyId, '--keep-last', '1', ...api], { CAIRN_DATA: '/nonexistent-cairn-data' });
+    expect(shorter.code).toBe(0);
+    expect(JSON.parse(shorter.stdout)).toMatchObject({ status: 'pending', requestedBy: 'olga', action: { kind: 'shorten-retention', policyId } });
+    expect(await policyNow(policyId)).toMatchObject({ retention: { daily: 9, last: 3 } });
   });
 });

@@ -134,6 +134,8 @@ export function registerAccessCommands(program: Command): void {
       output(a, await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/reject`, o.reason ? { reason: o.reason } : {}), () => `rejected ${id}`);
     }));
 
+  registerPolicyRetention(program);
+
   // `cairn restore-point delete`: asks; a second administrator approves with `cairn approval approve`.
   const rp = program.commands.find((c) => c.name() === 'restore-point') ?? program.command('restore-point').description('restore points');
   addApiOptions(rp.command('delete <restorePoint>').description('ask for a restore point to be deleted (it is once a second administrator approves)'))
@@ -142,6 +144,34 @@ export function registerAccessCommands(program: Command): void {
       const r = await a.call('POST', `/v1/restore-points/${encodeURIComponent(id)}/deletion`, o.reason ? { reason: o.reason } : {});
       output(a, r, () => `deletion of ${id} requested (approval ${String(r.approvalId)}); another administrator runs: cairn approval approve ${String(r.approvalId)}`);
     }));
+}
+
+const KEEP = ['last', 'daily', 'weekly', 'monthly', 'yearly'] as const;
+
+function registerPolicyRetention(program: Command): void {
+  const policy = program.commands.find((c) => c.name() === 'policy') ?? program.command('policy').description('protection policies');
+  const cmd = addApiOptions(policy.command('retention <policyId>')
+    .description('change a policy\'s retention; keeping fewer restore points waits for a second administrator (four-eyes)'));
+  for (const k of KEEP) cmd.option(`--keep-${k} <n>`, `${k === 'last' ? 'latest' : k} restore points to keep (default: unchanged)`);
+  cmd.action(withApi(async (a, policyId: string, o: Partial<Record<`keep${Capitalize<(typeof KEEP)[number]>}`, string>>) => {
+    const current = await a.call('GET', `/v1/policies/${encodeURIComponent(policyId)}`);
+    const retention = { ...(current.retention as Record<string, number>) };
+    for (const k of KEEP) {
+      const v = o[`keep${k[0]!.toUpperCase()}${k.slice(1)}` as keyof typeof o];
+      if (v === undefined) continue;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new CliError(`--keep-${k} must be a whole number >= 0`, EXIT.usage);
+      retention[k] = n;
+    }
+    const body = {
+      name: current.name, selector: current.selector, schedule: current.schedule, retention,
+      repository: current.repository, keyRef: current.keyRef, priority: current.priority,
+    };
+    const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, body);
+    output(a, r, () => r.approvalId
+      ? `retention of ${policyId} shortened: waiting for a second administrator (approval ${String(r.approvalId)}; cairn approval approve ${String(r.approvalId)})`
+      : `policy ${policyId} updated`);
+  }));
 }
 
 function describe(action: unknown): string {
