@@ -90,6 +90,8 @@ export class IdentityStore {
   private readonly tokens = new Map<string, TokenRecord>();
   private readonly approvals = new Map<string, ApprovalRecord>();
   private readonly revisions = new Map<string, bigint>();
+  /** Token ids looked up in the log and not found: not read again until their TokenIssued arrives. */
+  private readonly unknownTokens = new Set<string>();
   private readonly subscriptions: EventSubscription[] = [];
 
   constructor(private readonly o: IdentityStoreOptions) {}
@@ -141,6 +143,7 @@ export class IdentityStore {
         break;
       }
       case 'TokenIssued':
+        this.unknownTokens.delete(e.data.tokenId);
         this.tokens.set(e.data.tokenId, {
           tokenId: e.data.tokenId, userId: e.data.userId, name: e.data.name, sha256: e.data.tokenSha256,
           expiresAt: e.data.expiresAt, issuedAt: e.time, issuedBy: by, revoked: false,
@@ -244,7 +247,14 @@ export class IdentityStore {
   }
 
   async token(tokenId: string): Promise<TokenRecord | undefined> {
-    if (!this.tokens.has(tokenId)) await this.load(`token-${tokenId}`);
+    if (!this.tokens.has(tokenId) && !this.unknownTokens.has(tokenId)) {
+      await this.load(`token-${tokenId}`);
+      if (!this.tokens.has(tokenId)) {
+        // Guessing tokens costs the guesser a request and the log nothing after the first miss.
+        if (this.unknownTokens.size >= 10_000) this.unknownTokens.clear();
+        this.unknownTokens.add(tokenId);
+      }
+    }
     return this.tokens.get(tokenId);
   }
 
