@@ -160,7 +160,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     const commands = new CommandBus(nc, { site: config.site, defaultTimeoutMs: config.timeoutMs, maxMessageBytes: config.bodyLimitBytes * 2 });
     const serviceActor = { kind: 'service' as const, id: `gateway@${config.site}` };
     if (!options.log) {
-      ownLog = await createJetStreamEventLog({ nc, site: config.site, createStream: false });
+      ownLog = await createJetStreamEventLog({ nc, site: config.site });
     }
     const log = options.log ?? ownLog!;
     identities = new IdentityStore({ log, site: config.site, serviceActor, onError: (e) => logger.error({ err: e }, 'identity projection stopped') });
