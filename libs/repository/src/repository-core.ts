@@ -29,7 +29,7 @@ export class ObjectReadError extends Error {
 export interface RepositoryTuning {
   /** Worker threads for hashing/compression/encryption (default: one per core). */
   readonly workers?: number;
-  /** Parallel object uploads of one writer (default 8). */
+  /** Parallel object uploads of one writer (default 16: on a directory each waits for an fsync). */
   readonly uploadConcurrency?: number;
   /** Parallel chunk fetches of a restore or verify (default 8). */
   readonly fetchConcurrency?: number;

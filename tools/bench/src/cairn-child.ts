@@ -19,6 +19,10 @@ interface State {
   readonly lastRestorePointId: string;
 }
 
+// Before any file call: uploads wait for fsyncs in libuv's pool, whose 4 threads would also
+// serve the image reads. A shipped CLI or service entry point sets the same.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {

@@ -51,7 +51,7 @@ export async function writeRestorePoint(
     step = 'reading the garbage collection generation';
     const generation = await known.refresh();
     // Chunks in flight across the whole pipeline: enough to keep every worker and upload busy.
-    const slots = new Semaphore(core.pool.size * 2 + (t.uploadConcurrency ?? 8));
+    const slots = new Semaphore(core.pool.size * 2 + (t.uploadConcurrency ?? 16));
     const disks: DiskManifest[] = [];
     for (const d of input.disks) {
       step = `writing disk ${d.name}`;
