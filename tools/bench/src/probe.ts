@@ -31,6 +31,9 @@ function steps0(): string[] { return values.steps!.split(','); }
 const KDF = { N: 1024, r: 8, p: 1 };
 const fsync = values.fsync !== '0';
 const be = new DirectoryBackend(repoDir, { createRoot: true, fsync });
+// How long the writer's one flush (directory syncs before the manifest) takes.
+const flush = be.flush.bind(be);
+be.flush = async () => { const t = performance.now(); await flush(); console.log(`  flush ${(performance.now() - t).toFixed(0)} ms`); };
 if (!reuse) await (await initRepository(be, { passphrase: 'x', kdf: KDF })).close();
 const fetchConcurrency = process.env.PROBE_FETCH ? Number(process.env.PROBE_FETCH) : undefined;
 const uploadConcurrency = process.env.PROBE_UPLOAD ? Number(process.env.PROBE_UPLOAD) : undefined;
