@@ -38,3 +38,6 @@ export type TokenIssued = EventOf<'TokenIssued'>;
 export type TokenRevoked = EventOf<'TokenRevoked'>;
 export type ApprovalRequested = EventOf<'ApprovalRequested'>;
 export type RestorePointDeleted = EventOf<'RestorePointDeleted'>;
+export type RepositoryInitialized = EventOf<'RepositoryInitialized'>;
+export type RepositoryKeyRotated = EventOf<'RepositoryKeyRotated'>;
+export type RecoveryKeyExported = EventOf<'RecoveryKeyExported'>;

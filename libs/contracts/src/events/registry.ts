@@ -19,6 +19,7 @@ import {
   AccessDeniedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserRolesChangedV1,
 } from './security.events.ts';
+import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
 export interface HistoricVersion {
@@ -95,6 +96,9 @@ export const EVENT_SCHEMAS = {
   ApprovalExecuted: define('ApprovalExecuted', { description: 'The approved act was carried out, or failed.', categories: ['approval'], latest: ApprovalExecutedV1 }),
   RestorePointDeleted: define('RestorePointDeleted', { description: 'A restore point was deleted after a four-eyes approval.', categories: ['restorepoint'], latest: RestorePointDeletedV1 }),
   DiskRestored: define('DiskRestored', { description: 'A disk of a restore point was restored to a target.', categories: ['restore'], latest: DiskRestoredV1 }),
+  RepositoryInitialized: define('RepositoryInitialized', { description: 'A repository was created with its first key (recorded in its key journal, then in the log).', categories: ['repository'], latest: RepositoryInitializedV1 }),
+  RepositoryKeyRotated: define('RepositoryKeyRotated', { description: 'A repository\'s master keys were re-wrapped under new credentials; the old ones no longer open it.', categories: ['repository'], latest: RepositoryKeyRotatedV1 }),
+  RecoveryKeyExported: define('RecoveryKeyExported', { description: 'A repository\'s recovery key was exported (only its keyed fingerprint is recorded).', categories: ['repository'], latest: RecoveryKeyExportedV1 }),
 } as const;
 
 export type EventRegistry = typeof EVENT_SCHEMAS;
