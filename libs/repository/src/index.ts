@@ -22,4 +22,8 @@ export { DEFAULT_SCRYPT } from './keys/master-keys.ts';
 export { FileKeyProvider, createKeyFile, type KeyProvider, type WrappedKey } from './keys/key-provider.ts';
 export * from './replicate/index.ts';
 export { decodeRecoveryKey } from './keys/recovery-key.ts';
+export {
+  KEY_JOURNAL_PREFIX, defaultKeyActor,
+  type KeyJournalEntry, type KeyActContext, type KeyActor, type KeyWrapping, type OpenedWith, type InvalidJournalObject,
+} from './keys/key-journal.ts';
 export type { LockReport } from './maintenance/immutability.ts';

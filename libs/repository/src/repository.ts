@@ -13,6 +13,10 @@ import {
 } from './keys/master-keys.ts';
 import { asRestorePointLocked, lockRestorePoint, restorePointLockedUntil, type LockReport } from './maintenance/immutability.ts';
 import { encodeRecoveryKey, unlockWithRecoveryKey } from './keys/recovery-key.ts';
+import {
+  newJournalEntry, readKeyJournal, recoveryKeyFingerprint, writeJournalEntry,
+  type InvalidJournalObject, type KeyActContext, type KeyJournalEntry, type KeyWrapping, type OpenedWith,
+} from './keys/key-journal.ts';
 import { collectGarbage, type GcOptions, type GcReport } from './maintenance/gc.ts';
 import { verify, type VerifyOptions, type VerifyReport } from './maintenance/verify.ts';
 import { IndexedDisk, type DiskReader } from './read/disk-reader.ts';
@@ -32,6 +36,8 @@ export type InitOptions = Credentials & {
   readonly pageEntries?: number;
   readonly compressionLevel?: number;
   readonly tuning?: RepositoryTuning;
+  /** Who creates it, for the key journal (default: the OS user on this host). */
+  readonly journal?: KeyActContext;
 };
 
 export type OpenOptions = Credentials & { readonly tuning?: RepositoryTuning };
@@ -64,6 +70,12 @@ function credentialsOf(o: Credentials): Credentials {
   if ('passphrase' in o && typeof o.passphrase === 'string') return o.kdf ? { passphrase: o.passphrase, kdf: o.kdf } : { passphrase: o.passphrase };
   throw new WrongKeyError('give a passphrase or a keyProvider');
 }
+
+function wrappingOf(c: Credentials): { wrapping: KeyWrapping; keyProvider?: string } {
+  return 'keyProvider' in c ? { wrapping: 'key-provider', keyProvider: c.keyProvider.id } : { wrapping: 'passphrase' };
+}
+
+const KEY_ID = /^[0-9a-f]{8,64}$/;
 
 async function readConfig(backend: Backend): Promise<RepositoryConfig> {
   try {
@@ -98,10 +110,14 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
   parseConfig(encodeConfig(config), backend.location); // our own output must pass our own checks
   const keyId = randomId(8);
   await backend.put(keyObjectKey(keyId), encodeKeyObject(await wrapMasterKeys(keys, credentials, repositoryId, keyId)));
+  // The journal entry before the config: a repository never exists without its record.
+  const entry = newJournalEntry(repositoryId, { act: 'init', keyId, ...wrappingOf(credentials), chunkSize }, options.journal);
+  const entryKey = await writeJournalEntry(backend, keys.idKey, entry);
   if (!(await backend.put(CONFIG_KEY, encodeConfig(config), { ifNotExists: true }))) {
+    await backend.delete(entryKey).catch(() => undefined);
     throw new RepositoryExistsError(`${backend.location} already holds a repository`);
   }
-  return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
+  return new Repository(new RepositoryCore(backend, config, keys, options.tuning), 'keyProvider' in credentials ? 'key-provider' : 'passphrase');
 }
 
 /** Opens a repository: checks the format version, unwraps a key, verifies the config MAC. */
@@ -121,7 +137,7 @@ export async function openRepository(backend: Backend, options: OpenOptions): Pr
     throw new WrongKeyError(`wrong ${what}: it unwraps none of the ${tried} key(s) of the repository at ${backend.location}`);
   }
   verifyConfigMac(config, keys.idKey);
-  return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
+  return new Repository(new RepositoryCore(backend, config, keys, options.tuning), 'keyProvider' in credentials ? 'key-provider' : 'passphrase');
 }
 
 /**
@@ -130,13 +146,14 @@ export async function openRepository(backend: Backend, options: OpenOptions): Pr
  */
 export async function openRepositoryWithRecoveryKey(backend: Backend, recoveryKey: string, options: { tuning?: RepositoryTuning } = {}): Promise<Repository> {
   const { config, keys } = await unlockWithRecoveryKey(backend, recoveryKey);
-  return new Repository(new RepositoryCore(backend, config, keys, options.tuning));
+  return new Repository(new RepositoryCore(backend, config, keys, options.tuning), 'recovery-key');
 }
 
 export class Repository {
   private readonly known: KnownChunks;
 
-  constructor(private readonly core: RepositoryCore) {
+  /** `openedWith`: how the keys were unwrapped (the key journal records it with each key operation). */
+  constructor(private readonly core: RepositoryCore, readonly openedWith: OpenedWith = 'passphrase') {
     this.known = new KnownChunks(core.backend);
   }
 
@@ -238,9 +255,11 @@ export class Repository {
 
   /**
    * Re-wraps the master keys under new credentials and removes every other key object.
-   * Chunks are not touched: the data key does not change.
+   * Chunks are not touched: the data key does not change. The act goes into the key journal
+   * (with `context`'s actor) before any old key is removed; when it cannot, the new key object
+   * is removed again and nothing changed.
    */
-  async rotateKey(credentials: Credentials): Promise<{ keyId: string }> {
+  async rotateKey(credentials: Credentials, context: KeyActContext = {}): Promise<{ keyId: string; journalEntry: KeyJournalEntry }> {
     const c = credentialsOf(credentials);
     const keyId = randomId(8);
     const obj = await wrapMasterKeys(this.core.keys, c, this.repositoryId, keyId);
@@ -249,17 +268,46 @@ export class Repository {
     if (!check || !check.dataKey.equals(this.core.keys.dataKey)) throw new WrongKeyError('the new key does not unwrap; old keys kept');
     const old: string[] = [];
     for await (const o of this.core.backend.list(KEYS_PREFIX)) if (o.key !== keyObjectKey(keyId)) old.push(o.key);
+    const previousKeyIds = old.map((k) => k.slice(KEYS_PREFIX.length)).filter((id) => KEY_ID.test(id));
+    const journalEntry = newJournalEntry(this.repositoryId, { act: 'rotate', keyId, previousKeyIds, ...wrappingOf(c), openedWith: this.openedWith }, context);
+    try {
+      await writeJournalEntry(this.core.backend, this.core.keys.idKey, journalEntry);
+    } catch (e) {
+      await this.core.backend.delete(keyObjectKey(keyId)).catch(() => undefined);
+      throw e;
+    }
     for (const k of old) await this.core.backend.delete(k);
-    return { keyId };
+    return { keyId, journalEntry };
   }
 
   /**
    * The recovery key: the master keys as text, valid across key rotations. Opens the
    * repository with `openRepositoryWithRecoveryKey` when the passphrase is lost; whoever
-   * holds it can read everything, so it belongs offline (printed, in a safe).
+   * holds it can read everything, so it belongs offline (printed, in a safe). Whoever hands it
+   * out records that with `recordRecoveryKeyExport` (the CLI does, or removes the file again).
    */
   exportRecoveryKey(): string {
     return encodeRecoveryKey(this.repositoryId, this.core.keys);
+  }
+
+  /** Keyed fingerprint of the recovery key (16 hex digits), safe to print and to log. */
+  recoveryKeyFingerprint(): string {
+    return recoveryKeyFingerprint(this.core.keys);
+  }
+
+  /** Records in the key journal that the recovery key was exported (to `file`, when given). */
+  async recordRecoveryKeyExport(details: { file?: string } = {}, context: KeyActContext = {}): Promise<KeyJournalEntry> {
+    const entry = newJournalEntry(this.repositoryId, {
+      act: 'export-recovery', fingerprint: this.recoveryKeyFingerprint(), openedWith: this.openedWith,
+      ...(details.file ? { file: details.file.slice(0, 4096) } : {}),
+    }, context);
+    await writeJournalEntry(this.core.backend, this.core.keys.idKey, entry);
+    return entry;
+  }
+
+  /** The key journal: every key operation in time order, and objects there that fail their check. */
+  keyJournal(): Promise<{ entries: KeyJournalEntry[]; invalid: InvalidJournalObject[] }> {
+    return readKeyJournal(this.core.backend, this.core.keys.idKey, this.repositoryId);
   }
 
   /** Stops the worker threads. The repository object must not be used afterwards. */

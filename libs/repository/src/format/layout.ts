@@ -7,6 +7,8 @@
 //   pending/<writer id>          a running writer's lease (GC waits for it)
 //   gc/sweep                     a running sweep's lease (writers wait for it)
 //   gc/generation                bumped after every sweep (invalidates cached chunk listings)
+//   journal/keys/<time>-<id>     one key operation (init, rotate, recovery key export), MAC'd
+//                                (keys/key-journal.ts; published to the site's log by the data mover)
 
 export const CONFIG_KEY = 'config';
 export const KEYS_PREFIX = 'keys/';
