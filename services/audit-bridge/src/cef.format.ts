@@ -31,7 +31,20 @@ const SECURITY_RELEVANT = new Set([
   // Access and four-eyes (docs/security.md): who may do what, and destructive acts.
   'UserCreated', 'UserRolesChanged', 'UserDisabled', 'TokenIssued', 'TokenRevoked', 'SignedIn',
   'ApprovalRequested', 'ApprovalGranted', 'ApprovalRejected', 'ApprovalExecuted', 'RestorePointDeleted', 'RestorePointLocked', 'DiskRestored',
+  // Repository keys (docs/security.md, Repository keys).
+  'RepositoryInitialized', 'RepositoryKeyRotated',
 ]);
+/** Acts that hand out the means to read everything: whoever holds a recovery key reads every restore point. */
+const HIGH_RISK = new Set(['RecoveryKeyExported']);
+
+/** How an event type weighs for a SIEM; CEF, syslog and OCSF severities all follow from it. */
+export type EventWeight = 'failure' | 'high-risk' | 'security' | 'info';
+export function eventWeight(type: string): EventWeight {
+  if (FAILURES.has(type)) return 'failure';
+  if (HIGH_RISK.has(type)) return 'high-risk';
+  if (SECURITY_RELEVANT.has(type)) return 'security';
+  return 'info';
+}
 
 /**
  * The event as a SIEM receives it: the same, except that a token's SHA-256 (TokenIssued) is
@@ -43,11 +56,12 @@ export function forSiem<E extends CairnEvent>(event: E): E {
   return { ...event, data };
 }
 
-/** CEF severity 0-10: failures 7 (high), security-relevant changes 5 (medium), the rest 3 (low). */
+/**
+ * CEF severity 0-10: failures 7 and high-risk acts 8 (both high), security-relevant changes 5
+ * (medium), the rest 3 (low).
+ */
 export function cefSeverity(type: string): number {
-  if (FAILURES.has(type)) return 7;
-  if (SECURITY_RELEVANT.has(type)) return 5;
-  return 3;
+  return { failure: 7, 'high-risk': 8, security: 5, info: 3 }[eventWeight(type)];
 }
 
 /** Longest `msg` kept (ArcSight truncates at 1023 characters anyway). */

@@ -10,7 +10,7 @@ export { checkpointName, type BatchOptions, type TargetHealth, type ForwarderLog
 export { SyslogTarget, type SyslogTargetOptions } from './syslog.target.ts';
 export { OcsfHttpTarget, HecTarget, type OcsfHttpTargetOptions, type HecTargetOptions } from './http.targets.ts';
 export { OcsfFileTarget, type OcsfFileTargetOptions } from './file.target.ts';
-export { toCef, parseCef, escapeCefHeader, escapeCefValue, cefSeverity, eventTypeName } from './cef.format.ts';
+export { toCef, parseCef, escapeCefHeader, escapeCefValue, cefSeverity, eventTypeName, eventWeight, type EventWeight } from './cef.format.ts';
 export { toSyslog, frameOctetCounted, escapeSdValue, syslogSeverity, EXAMPLE_PEN, AUDIT_FACILITY } from './syslog.format.ts';
 export { toOcsf, OcsfEntityManagement, OCSF_VERSION, OCSF_CLASS_UID, ACTIVITY_OF } from './ocsf.mapping.ts';
 export { toHec, hecBatchBody, type HecEnvelope } from './hec.format.ts';

@@ -39,6 +39,9 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   ApprovalExecuted: 'Update',
   RestorePointDeleted: 'Delete',
   DiskRestored: 'Read',
+  RepositoryInitialized: 'Create',
+  RepositoryKeyRotated: 'Update',
+  RecoveryKeyExported: 'Read',
 };
 
 const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied']);

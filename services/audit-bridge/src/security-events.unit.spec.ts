@@ -1,4 +1,4 @@
-// The security events (access, four-eyes, restores) as the SIEM formats carry them: CEF
+// The security events (access, four-eyes, restores, repository keys) as the SIEM formats carry them: CEF
 // severity and fields, syslog severity, and OCSF records that validate against the documented
 // class fields with the activity docs/audit-siem.md lists.
 import { describe, expect, it } from 'vitest';
@@ -13,7 +13,8 @@ const site = 'site-a';
 const bob = { kind: 'user' as const, id: 'bob' };
 const meta = (streamId: string) => ({ site, actor: bob, streamId });
 
-const EVENTS: Array<[CairnEvent, { activity: string; cef: number; syslog: number; status: 'Success' | 'Failure' }]> = [
+const REPO = '5f1c0d2e3a4b59687a8b9c0d1e2f3a4b';
+const EVENTS: Array<[CairnEvent, { activity: string; cef: number; syslog: number; status: 'Success' | 'Failure'; severity?: string }]> = [
   [newEvent('UserCreated', { userId: 'olga', roles: ['operator'] }, meta('user-olga')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('TokenIssued', { tokenId: 't1', userId: 'olga', name: 'cli', tokenSha256: 'a'.repeat(64), expiresAt: null }, meta('token-t1')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('TokenRevoked', { tokenId: 't1', userId: 'olga' }, meta('token-t1')), { activity: 'Delete', cef: 5, syslog: 5, status: 'Success' }],
@@ -23,6 +24,13 @@ const EVENTS: Array<[CairnEvent, { activity: string; cef: number; syslog: number
   [newEvent('ApprovalGranted', { approvalId: 'a1', approvedBy: 'bob' }, meta('approval-a1')), { activity: 'Update', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('RestorePointDeleted', { restorePointId: 'rp1', approvalId: 'a1', requestedBy: 'admin', approvedBy: 'bob' }, meta('restorepoint-rp1')), { activity: 'Delete', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('DiskRestored', { restoreId: 'r1', restorePointId: 'rp1', disk: 'vda', target: 'file', path: '/restores/x.raw', sizeBytes: 1 }, meta('restore-r1')), { activity: 'Read', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('RepositoryInitialized', { repositoryId: REPO, host: 'vault-1', keyId: 'a1b2c3d4e5f60718', wrapping: 'passphrase', chunkSize: 262144 }, meta(`repository-${REPO}`)),
+    { activity: 'Create', cef: 5, syslog: 5, status: 'Success', severity: 'Medium' }],
+  [newEvent('RepositoryKeyRotated', { repositoryId: REPO, keyId: '0011223344556677', previousKeyIds: ['a1b2c3d4e5f60718'], wrapping: 'key-provider', keyProvider: 'file', openedWith: 'recovery-key' }, meta(`repository-${REPO}`)),
+    { activity: 'Update', cef: 5, syslog: 5, status: 'Success', severity: 'Medium' }],
+  // Whoever holds a recovery key reads every restore point: high, a syslog warning.
+  [newEvent('RecoveryKeyExported', { repositoryId: REPO, fingerprint: '0123456789abcdef', openedWith: 'passphrase', file: '/safe/recovery.txt' }, meta(`repository-${REPO}`)),
+    { activity: 'Read', cef: 8, syslog: 4, status: 'Success', severity: 'High' }],
 ];
 
 const ocsf = TypeCompiler.Compile(OcsfEntityManagement);
@@ -38,6 +46,11 @@ describe('security events in CEF, syslog and OCSF', () => {
       const record = toOcsf(event, 7n, '0.1.0');
       expect([...ocsf.Errors(record)].map((e) => `${e.path} ${e.message}`)).toEqual([]);
       expect(record).toMatchObject({ activity_name: want.activity, status: want.status, actor: { user: { uid: 'bob' } }, entity: { type: event.streamId.split('-')[0] } });
+      if (want.severity) expect(record.severity).toBe(want.severity);
+      if (event.streamId.startsWith('repository-')) {
+        expect(record.entity).toEqual({ uid: event.streamId, type: 'repository', name: REPO });
+        expect(cef.ext).toMatchObject({ cs2: `repository-${REPO}` });
+      }
     });
   }
 });

@@ -3,7 +3,7 @@
 // 32473 is the example Private Enterprise Number of RFC 5612: replace it with the
 // operator's own PEN once one is registered (option `enterpriseNumber`).
 import type { CairnEvent } from '@cairn/contracts';
-import { cefSeverity, toCef } from './cef.format.ts';
+import { eventWeight, toCef } from './cef.format.ts';
 
 export const EXAMPLE_PEN = 32473;
 /** Facility 13: "log audit". */
@@ -17,10 +17,9 @@ export interface SyslogFormatOptions {
   readonly version: string;
 }
 
-/** Syslog severity: failures are errors (3), security-relevant changes notices (5), the rest info (6). */
+/** Syslog severity: failures are errors (3), high-risk acts warnings (4), security-relevant changes notices (5), the rest info (6). */
 export function syslogSeverity(type: string): number {
-  const cef = cefSeverity(type);
-  return cef >= 7 ? 3 : cef >= 5 ? 5 : 6;
+  return { failure: 3, 'high-risk': 4, security: 5, info: 6 }[eventWeight(type)];
 }
 
 /** Escapes an SD-PARAM value (RFC 5424 6.3.3: `"`, `\` and `]`). */
