@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
 import { SecurityActs } from './security-acts.ts';
+import { publishKeyJournal } from './key-journal.publisher.ts';
 
 @Module({})
 class DataMoverModule {
@@ -49,6 +50,11 @@ export interface StartDataMoverOptions {
   readonly gcEveryMs?: number;
   /** Unreferenced chunks younger than this are kept (default 24 h). */
   readonly gcGraceMs?: number;
+  /**
+   * How often the repositories' key journals are published again (default 5 min; also at
+   * start): key operations done offline reach the log this way.
+   */
+  readonly keyJournalEveryMs?: number;
 }
 
 export interface RunningDataMover {
@@ -77,6 +83,18 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();
+  // Key operations recorded in the repositories (offline rotations, exports) reach the log.
+  const warned = new Set<string>();
+  const publishKeys = async (): Promise<void> => {
+    for (const [name, repo] of o.repositories) {
+      await publishKeyJournal(o.log, o.site, repo, logger, warned)
+        .catch((e: unknown) => logger.warn({ repository: name, err: (e as Error).message }, 'key journal not published (tried again next round)'));
+    }
+  };
+  let keyRound: Promise<void> = publishKeys();
+  await keyRound;
+  const keyTimer = setInterval(() => { keyRound = keyRound.then(publishKeys); }, o.keyJournalEveryMs ?? 300_000);
+  keyTimer.unref();
   let gcRound: Promise<void> = Promise.resolve();
   const gcTimer = setInterval(() => {
     gcRound = gcRound.then(() => mover.collectGarbage(o.gcGraceMs ?? 24 * 3600_000))
@@ -88,7 +106,9 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     health: () => ({ status: 'ok', worker: mover.worker }),
     async close() {
       clearInterval(gcTimer);
+      clearInterval(keyTimer);
       await gcRound;
+      await keyRound;
       await app.close();
       await exports.close();
     },

@@ -7,7 +7,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { transportError } from '../cli-replies.ts';
 import { output, table, withSession } from '../session.ts';
 
-interface AuditOptions { actor?: string; vm?: string; type?: string; job?: string; since?: string; until?: string; limit: string }
+interface AuditOptions { actor?: string; vm?: string; type?: string; kind?: string; stream?: string; job?: string; since?: string; until?: string; limit: string }
 
 function isoOrThrow(v: string | undefined, flag: string): string | undefined {
   if (v === undefined) return undefined;
@@ -22,6 +22,8 @@ export function registerAuditCommands(program: Command): void {
     .option('--actor <id>', 'only what this user or service did')
     .option('--vm <vm>', 'only events about this VM (id)')
     .option('--type <event>', 'only this event type, e.g. PolicyCreated')
+    .option('--kind <event>', 'the same as --type (e.g. RepositoryKeyRotated)')
+    .option('--stream <id>', 'only this stream, e.g. repository-<repository id> (its key operations)')
     .option('--job <id>', 'only this job')
     .option('--since <time>', 'from this time (ISO 8601)')
     .option('--until <time>', 'up to this time')
@@ -31,8 +33,11 @@ export function registerAuditCommands(program: Command): void {
         try {
           const from = isoOrThrow(o.since, '--since');
           const to = isoOrThrow(o.until, '--until');
+          if (o.type && o.kind && o.type !== o.kind) throw new CliError('--type and --kind name the same filter: give one', EXIT.usage);
+          const type = o.type ?? o.kind;
           const { items } = await s.catalogue.query('audit.timeline', {
-            ...(o.actor ? { actor: o.actor } : {}), ...(o.type ? { type: o.type } : {}), ...(o.job ? { correlationId: o.job } : {}),
+            ...(o.actor ? { actor: o.actor } : {}), ...(type ? { type } : {}), ...(o.job ? { correlationId: o.job } : {}),
+            ...(o.stream ? { streamId: o.stream } : {}),
             ...(from ? { from } : {}), ...(to ? { to } : {}), limit: Number(o.limit),
           });
           const rows = o.vm ? items.filter((e) => e.streamId === `vm-${o.vm}` || (e.data as { vmId?: string } | null)?.vmId === o.vm) : items;

@@ -2,8 +2,14 @@
 // against a repository location (a directory or s3://bucket/prefix?endpoint=…).
 // Secrets never come from the command line: the passphrase is read from
 // CAIRN_REPO_PASSPHRASE or a file (--passphrase-file), or a key file is named.
-import { readFile, writeFile } from 'node:fs/promises';
+// Key operations (init, key rotate, key export-recovery) are recorded with the operator as actor:
+// in the repository's key journal always, and in the site's event log at once when a running
+// Cairn is reachable (else the data mover publishes the journal entry when it next starts).
+import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { createJetStreamEventLog } from '@cairn/eventlog';
+import { keyJournalEvent, publishKeyJournalEntries } from '@cairn/data-mover';
 import {
   BackendError,
   CorruptObjectError,
@@ -20,9 +26,11 @@ import {
   openRepository,
   openRepositoryWithRecoveryKey,
   type Backend,
+  type KeyJournalEntry,
   type VerifyReport,
 } from '@cairn/repository';
 import { CliError, EXIT } from '../cli-error.ts';
+import { openSession, operator } from '../session.ts';
 
 interface RepoOptions {
   repo?: string;
@@ -136,6 +144,55 @@ async function withRepository<T>(o: RepoOptions, fn: (repo: OpenRepository, back
   });
 }
 
+// ---- recording key operations in the event log
+
+/** Where a key operation was recorded: always the key journal; the event log when reachable now. */
+export interface KeyActRecord {
+  readonly eventId: string;
+  readonly type: string;
+  readonly actor: string;
+  readonly recorded: 'event-log' | 'key-journal';
+  readonly site?: string;
+  /** Why it is only in the key journal for now. */
+  readonly pending?: string;
+}
+
+/**
+ * Appends the event of a journal entry to the running site's log (same event id as the entry,
+ * so the data mover's later catch-up adds nothing). Without a reachable Cairn, it stays in the
+ * key journal: nothing is lost, the event comes when a data mover opens the repository.
+ */
+async function recordKeyAct(cmd: Command, entry: KeyJournalEntry): Promise<KeyActRecord> {
+  const base = { eventId: entry.id, actor: `${entry.actor.kind}:${entry.actor.id}` };
+  let type = entry.act as string;
+  let session: Awaited<ReturnType<typeof openSession>> | undefined;
+  try {
+    session = await openSession(cmd);
+    const s = session;
+    type = keyJournalEvent(entry, s.site).type;
+    const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+    let problem = '';
+    try {
+      const appended = await publishKeyJournalEntries(log, s.site, [entry], { info: () => undefined, warn: (o) => { problem = String((o as { err?: unknown }).err ?? 'append failed'); } });
+      if (!appended.includes(entry.id)) throw new Error(problem || 'the log did not take the event');
+    } finally {
+      await log.close().catch(() => undefined);
+    }
+    return { ...base, type, recorded: 'event-log', site: s.site };
+  } catch (e) {
+    return { ...base, type, recorded: 'key-journal', pending: (e as Error).message };
+  } finally {
+    await session?.close().catch(() => undefined);
+  }
+}
+
+function recordText(r: KeyActRecord): string {
+  return r.recorded === 'event-log'
+    ? `recorded: ${r.type} ${r.eventId} by ${r.actor} in the event log of site ${r.site}`
+    : `recorded: ${r.eventId} by ${r.actor} in the repository's key journal; not in an event log yet (${r.pending}). ` +
+      'A data mover adds it to its site\'s log when it next opens the repository.';
+}
+
 // ---- output
 
 function formatBytes(n: number): string {
@@ -194,10 +251,12 @@ export function registerRepoCommands(program: Command): void {
       const creds = await credentials(o);
       if ('recoveryKey' in creds) throw new CliError('a recovery key cannot create a repository', EXIT.usage);
       await withBackend(o, async (backend) => {
-        const created = await initRepository(backend, { ...creds, ...(chunkSize ? { chunkSize: parseByteSize(chunkSize) } : {}) });
+        const created = await initRepository(backend, { ...creds, ...(chunkSize ? { chunkSize: parseByteSize(chunkSize) } : {}), journal: { actor: operator() } });
         try {
-          const summary = { location: backend.location, chunkSize: created.chunkSize };
-          print(o, summary, `created repository at ${backend.location} (chunk size ${formatBytes(created.chunkSize)})`);
+          const entry = (await created.keyJournal()).entries.find((e) => e.act === 'init');
+          const event = entry ? await recordKeyAct(cmd, entry) : undefined;
+          const summary = { location: backend.location, repositoryId: created.repositoryId, chunkSize: created.chunkSize, ...(event ? { event } : {}) };
+          print(o, summary, `created repository at ${backend.location} (chunk size ${formatBytes(created.chunkSize)})${event ? `\n${recordText(event)}` : ''}`);
         } finally {
           await created.close();
         }
@@ -267,8 +326,10 @@ export function registerRepoCommands(program: Command): void {
       else if (process.env[NEW_PASSPHRASE_ENV]) next = { passphrase: process.env[NEW_PASSPHRASE_ENV] };
       else throw new CliError('no new passphrase given', EXIT.usage, `set ${NEW_PASSPHRASE_ENV}, or pass --new-passphrase-file <file> or --new-key-file <file>`);
       await withRepository(o, async (r, backend) => {
-        const result = await r.rotateKey(next);
-        print(o, { location: backend.location, ...result }, `re-wrapped the keys of ${backend.location}; the old passphrase or key no longer opens it`);
+        const { keyId, journalEntry } = await r.rotateKey(next, { actor: operator() });
+        const event = await recordKeyAct(cmd, journalEntry);
+        print(o, { location: backend.location, repositoryId: r.repositoryId, keyId, event },
+          `re-wrapped the keys of ${backend.location}; the old passphrase or key no longer opens it\n${recordText(event)}`);
       });
     });
 }
@@ -287,8 +348,18 @@ export function registerRecoveryKeyCommand(key: Command): void {
         } catch (e) {
           throw new CliError(`cannot create ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, EXIT.usage, 'name a file that does not exist yet');
         }
-        print(o, { location: backend.location, repositoryId: r.repositoryId, file: out },
-          `wrote the recovery key of ${backend.location} to ${out} (mode 0600). Whoever holds it can read every restore point: keep it offline and delete the file.`);
+        // No recovery key leaves without a record: when the journal cannot take it, the file goes.
+        let entry: KeyJournalEntry;
+        try {
+          entry = await r.recordRecoveryKeyExport({ file: resolve(out) }, { actor: operator() });
+        } catch (e) {
+          await unlink(out).catch(() => undefined);
+          throw new CliError(`cannot record the export in the repository's key journal, so ${out} was removed again: ${(e as Error).message}`, EXIT.failure);
+        }
+        const event = await recordKeyAct(cmd, entry);
+        const fingerprint = r.recoveryKeyFingerprint();
+        print(o, { location: backend.location, repositoryId: r.repositoryId, file: out, fingerprint, event },
+          `wrote the recovery key of ${backend.location} to ${out} (mode 0600, fingerprint ${fingerprint}). Whoever holds it can read every restore point: keep it offline and delete the file.\n${recordText(event)}`);
       });
     });
 }
