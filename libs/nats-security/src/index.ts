@@ -5,3 +5,4 @@ export * from './pki.ts';
 export * from './site-security.ts';
 export * from './connect.ts';
 export * from './leaf.ts';
+export * from './hub-security.ts';

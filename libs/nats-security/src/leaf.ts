@@ -45,7 +45,11 @@ export function leafPermissions(site: string, options: LeafPermissionOptions): P
   };
 }
 
-/** The hub's `authorization { users }` entries for the sites' leaf connections (user + bcrypt or plain password given by the caller). */
+/**
+ * The hub's `authorization { users }` entries for the sites' leaf connections (user + bcrypt or
+ * plain password given by the caller). Each may connect only as a leaf node
+ * (`allowed_connection_types`): its password and certificate do not open the hub's client port.
+ */
 export function renderLeafUsers(users: ReadonlyArray<{ readonly site: string; readonly user: string; readonly password: string; readonly permissions: Permissions }>): string {
   const q = (s: string) => JSON.stringify(s);
   const rules = (r: { allow: readonly string[] }) => `{ allow: [${r.allow.map(q).join(', ')}] }`;
@@ -54,6 +58,36 @@ export function renderLeafUsers(users: ReadonlyArray<{ readonly site: string; re
     `    { user: ${q(u.user)}, password: ${q(u.password)}, permissions: {`,
     `        publish: ${rules(u.permissions.publish)}`,
     `        subscribe: ${rules(u.permissions.subscribe)}`,
-    '    } }',
+    '      }, allowed_connection_types: ["LEAFNODE"] }',
   ].join('\n')).join('\n');
+}
+
+const q = (s: string) => JSON.stringify(s);
+
+/** The hub's leaf listener: mutual TLS against the hub CA (a site without a hub-CA certificate is refused in the handshake). */
+export function renderHubLeafListener(o: { readonly host: string; readonly port: number; readonly cert: string; readonly key: string; readonly ca: string }): string {
+  return [
+    'leafnodes {',
+    `  host: ${q(o.host)}`,
+    `  port: ${o.port}`,
+    `  tls { cert_file: ${q(o.cert)}, key_file: ${q(o.key)}, ca_file: ${q(o.ca)}, verify: true, timeout: 5 }`,
+    '}',
+  ].join('\n');
+}
+
+/**
+ * A site's leaf remote to the hub. With `credentials`: TLS with the site's leaf certificate,
+ * trusting only the hub CA, as the site's leaf user; else a plain remote (an insecure hub).
+ */
+export function renderLeafRemote(hubUrl: string, credentials?: { readonly user: string; readonly password: string; readonly certFile: string; readonly keyFile: string; readonly caFile: string }): string {
+  let url = hubUrl;
+  let tls = '';
+  if (credentials) {
+    const u = new URL(hubUrl);
+    u.username = encodeURIComponent(credentials.user);
+    u.password = encodeURIComponent(credentials.password);
+    url = u.toString().replace(/\/$/, '');
+    tls = `, tls: { cert_file: ${q(credentials.certFile)}, key_file: ${q(credentials.keyFile)}, ca_file: ${q(credentials.caFile)}, timeout: 5 }`;
+  }
+  return `leafnodes {\n  reconnect: 1\n  remotes: [ { urls: [ ${q(url)} ]${tls} } ]\n}`;
 }

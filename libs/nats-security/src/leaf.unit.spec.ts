@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { leafPermissions, renderLeafUsers } from './leaf.ts';
+import { leafPermissions, renderLeafRemote, renderLeafUsers } from './leaf.ts';
+import { hubPermissions } from './permissions.ts';
 
 describe('leafPermissions', () => {
   it('lets only replication and the hub relay reads cross the leaf link of a site', () => {
@@ -14,5 +15,28 @@ describe('leafPermissions', () => {
     const text = renderLeafUsers([{ site: 'a', user: 'site-a', password: 'x', permissions: leafPermissions('a', { peers: ['b'] }) }]);
     expect(text).toContain('{ user: "site-a", password: "x", permissions: {');
     expect(text).toContain('"cairn.b.repl.a.>", "_INBOX_b_replication.>", "_INBOX_hub_hub_relay.>"');
+  });
+});
+
+describe('the hub side of leaf links', () => {
+  it('leaf users may connect only as leaf nodes', () => {
+    const text = renderLeafUsers([{ site: 'a', user: 'leaf-a', password: '$2b$11$x', permissions: leafPermissions('a', { peers: ['b'] }) }]);
+    expect(text).toContain('allowed_connection_types: ["LEAFNODE"]');
+  });
+  it('the hub relay may make only the calls the sites\' leaf users let through, and append to cairn.hub.sites.*', () => {
+    const relay = hubPermissions(['a', 'b'])['hub-relay'];
+    const leafA = leafPermissions('a', { peers: ['b'] });
+    const siteCalls = relay.publish.allow.filter((s) => s.startsWith('$JS.a.') || s.includes('CAIRN_EVT_A'));
+    expect(siteCalls.sort()).toEqual(leafA.subscribe.allow.filter((s) => s.startsWith('$JS.')).sort());
+    expect(relay.publish.allow).toContain('cairn.hub.sites.*');
+    expect(relay.publish.allow.some((s) => s.includes('DELETE.CAIRN_EVT_HUB') || s.startsWith('cairn.a.') || s.includes('STREAM.CREATE'))).toBe(false);
+    expect(relay.subscribe.allow).toEqual(['_INBOX_hub_hub_relay.>']);
+    expect(hubPermissions(['a']).catalogue.subscribe.allow).toContain('cairn.hub.query.catalogue.>');
+  });
+  it('a site\'s remote: TLS with its leaf certificate and user, or plain without credentials', () => {
+    const tls = renderLeafRemote('nats-leaf://hub.example:7422', { user: 'leaf-a', password: 'p_w-1', certFile: '/b/leaf.pem', keyFile: '/b/leaf-key.pem', caFile: '/b/hub-ca.pem' });
+    expect(tls).toContain('"nats-leaf://leaf-a:p_w-1@hub.example:7422"');
+    expect(tls).toContain('tls: { cert_file: "/b/leaf.pem", key_file: "/b/leaf-key.pem", ca_file: "/b/hub-ca.pem"');
+    expect(renderLeafRemote('nats-leaf://hub.example:7422')).not.toContain('tls');
   });
 });

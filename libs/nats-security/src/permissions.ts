@@ -19,6 +19,12 @@ export type ServiceIdentity = (typeof SERVICE_IDENTITIES)[number];
 export type Identity = ServiceIdentity | 'admin';
 export const ALL_IDENTITIES: readonly Identity[] = [...SERVICE_IDENTITIES, 'admin'];
 
+/** The hub's own clients (`cairn hub`): the relay copying every site's events, and a catalogue, gateway and admin in site `hub`. */
+export const HUB_IDENTITIES = ['hub-relay', 'catalogue', 'gateway', 'admin'] as const;
+export type HubIdentity = (typeof HUB_IDENTITIES)[number];
+/** An identity of a site or of the hub. */
+export type AnyIdentity = Identity | HubIdentity;
+
 export interface SubjectRules {
   readonly allow: readonly string[];
   readonly deny?: readonly string[];
@@ -42,7 +48,7 @@ export const workStream = (site: string) => `CAIRN_WORK_${token(site)}`;
 export const auditStream = (site: string) => `CAIRN_AUDIT_${token(site)}`;
 
 /** The inbox prefix an identity must use (connect option `inboxPrefix`); it may subscribe only there. */
-export function inboxPrefix(site: string, identity: Identity): string {
+export function inboxPrefix(site: string, identity: AnyIdentity): string {
   return `_INBOX_${site.replace(/-/g, '_')}_${identity.replace(/-/g, '_')}`;
 }
 
@@ -146,3 +152,43 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     admin: make('admin', [`${s}.>`, '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>'], [`${s}.>`]),
   };
 }
+
+/** The site name of the hub (`cairn hub`): its JetStream domain, its stream CAIRN_EVT_HUB. */
+export const HUB = 'hub';
+
+/**
+ * The permissions of the hub's own identities on the hub's nats-server. The catalogue, gateway
+ * and admin are those of a site named `hub` (the catalogue reads CAIRN_EVT_HUB, which holds
+ * every site's events on `cairn.hub.sites.<site>`). The hub relay reads each site's event
+ * stream in the site's domain (`$JS.<site>.API`, the calls the sites' leaf users let through,
+ * see leafPermissions) and appends to `cairn.hub.sites.*` of the hub's stream; nothing else.
+ */
+export function hubPermissions(sites: readonly string[]): Record<HubIdentity, Permissions> {
+  const hub = sitePermissions(HUB);
+  const hubStream = eventStream(HUB);
+  const siteReads = sites.flatMap((site) => {
+    const stream = eventStream(site);
+    const api = `$JS.${site}.API`;
+    return [
+      `${api}.STREAM.INFO.${stream}`, `${api}.CONSUMER.CREATE.${stream}`, `${api}.CONSUMER.CREATE.${stream}.>`,
+      `${api}.CONSUMER.INFO.${stream}.*`, `${api}.CONSUMER.MSG.NEXT.${stream}.*`, `${api}.CONSUMER.DELETE.${stream}.*`,
+      `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`,
+    ];
+  });
+  return {
+    'hub-relay': {
+      publish: {
+        allow: [...new Set(['$JS.API.INFO', `${HUB_SITES}.*`, ...streamApi(hubStream, { read: true }), ...siteReads])],
+        deny: DESTRUCTIVE,
+      },
+      subscribe: { allow: [`${inboxPrefix(HUB, 'hub-relay')}.>`] },
+      allowResponses: false,
+    },
+    catalogue: hub.catalogue,
+    gateway: hub.gateway,
+    admin: hub.admin,
+  };
+}
+
+/** Where the hub relay copies each site's events (libs/eventlog HUB_SITES_PREFIX). */
+const HUB_SITES = 'cairn.hub.sites';

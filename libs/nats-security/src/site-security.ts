@@ -12,7 +12,7 @@ import { createUser, fromSeed } from '@nats-io/nkeys';
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createCertificateAuthority, issueCertificate, type CertificateFiles } from './pki.ts';
-import { ALL_IDENTITIES, inboxPrefix, sitePermissions, type Identity, type Permissions, type SitePermissionOptions } from './permissions.ts';
+import { ALL_IDENTITIES, inboxPrefix, sitePermissions, type AnyIdentity, type Identity, type Permissions, type SitePermissionOptions } from './permissions.ts';
 
 export interface SiteSecurityOptions extends SitePermissionOptions {
   readonly dir: string;
@@ -28,13 +28,26 @@ export interface SiteSecurityOptions extends SitePermissionOptions {
 export interface SiteFile {
   readonly version: 1;
   readonly site: string;
+  /** `hub` for the material of `cairn hub` (hub-security.ts). */
+  readonly role?: 'site' | 'hub';
   readonly hosts: readonly string[];
   readonly peers?: readonly string[];
   readonly identities: Readonly<Record<string, { readonly nkey: string }>>;
+  /** Hub only: the sites' leaf users (bcrypt hash of each password, never the password). */
+  readonly leafSites?: Readonly<Record<string, LeafSiteEntry>>;
+}
+
+export interface LeafSiteEntry {
+  readonly user: string;
+  /** bcrypt (`$2b$…`), as nats-server checks it. */
+  readonly passwordHash: string;
+  /** Sites it replicates with (default: every other site of the hub). */
+  readonly peers?: readonly string[];
+  readonly issuedAt: string;
 }
 
 export interface IdentityCredentials {
-  readonly identity: Identity;
+  readonly identity: AnyIdentity;
   readonly site: string;
   readonly seedFile: string;
   readonly certFile: string;
@@ -49,8 +62,8 @@ export interface SiteSecurity {
   readonly caFile: string;
   /** Path of the nats-server include file (tls + authorization). */
   readonly configFile: string;
-  readonly identities: readonly Identity[];
-  credentials(identity: Identity): IdentityCredentials;
+  readonly identities: readonly AnyIdentity[];
+  credentials(identity: AnyIdentity): IdentityCredentials;
 }
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
@@ -66,6 +79,8 @@ function renderRules(r: { allow: readonly string[]; deny?: readonly string[] }):
 export function renderNatsSecurityConfig(o: {
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string };
   readonly users: ReadonlyArray<{ readonly identity: string; readonly nkey: string; readonly permissions: Permissions }>;
+  /** More `authorization { users }` entries, rendered (the hub's leaf users, renderLeafUsers). */
+  readonly extraUsers?: string;
 }): string {
   const users = o.users.map((u) => [
     `    # ${u.identity}`,
@@ -88,6 +103,7 @@ export function renderNatsSecurityConfig(o: {
     '  timeout: 5',
     '  users: [',
     users.join('\n'),
+    ...(o.extraUsers ? [o.extraUsers] : []),
     '  ]',
     '}',
     '',
@@ -96,12 +112,34 @@ export function renderNatsSecurityConfig(o: {
 
 /** Creates what is missing of a site's security material in `dir` and returns it; idempotent. */
 export async function initSiteSecurity(options: SiteSecurityOptions): Promise<SiteSecurity> {
+  return initSecurityDir({
+    dir: options.dir, site: options.site, role: 'site', identities: options.identities ?? ALL_IDENTITIES,
+    ...(options.hosts ? { hosts: options.hosts } : {}), ...(options.ca ? { ca: options.ca } : {}), ...(options.peers ? { peers: options.peers } : {}),
+    render: (file) => {
+      const permissions = sitePermissions(options.site, { ...(file.peers ? { peers: file.peers } : {}) });
+      return { permissions: (id) => permissions[id as Identity] };
+    },
+  });
+}
+
+/** @internal The CA, server certificate, identities and nats-server config of a site or of the hub. */
+export async function initSecurityDir(options: {
+  readonly dir: string;
+  readonly site: string;
+  readonly role: 'site' | 'hub';
+  readonly identities: readonly AnyIdentity[];
+  readonly hosts?: readonly string[];
+  readonly ca?: CertificateFiles;
+  readonly peers?: readonly string[];
+  /** Changes the file before it is written (the hub's leaf users). */
+  readonly update?: (file: SiteFile) => SiteFile | Promise<SiteFile>;
+  readonly render: (file: SiteFile) => { permissions: (identity: AnyIdentity) => Permissions; extraUsers?: string };
+}): Promise<SiteSecurity> {
   const dir = resolve(options.dir);
   const idDir = join(dir, 'identities');
   await mkdir(idDir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   const hosts = options.hosts?.length ? [...options.hosts] : ['localhost', '127.0.0.1'];
-  const identities = options.identities ?? ALL_IDENTITIES;
 
   let ca: CertificateFiles;
   if (options.ca) {
@@ -117,11 +155,13 @@ export async function initSiteSecurity(options: SiteSecurityOptions): Promise<Si
   }
 
   const site: SiteFile = await readFile(join(dir, 'site.json'), 'utf8').then((t) => JSON.parse(t) as SiteFile, () => ({
-    version: 1, site: options.site, hosts, ...(options.peers ? { peers: options.peers } : {}), identities: {},
+    version: 1, site: options.site, ...(options.role === 'hub' ? { role: 'hub' as const } : {}), hosts,
+    ...(options.peers ? { peers: options.peers } : {}), identities: {},
   }));
-  if (site.site !== options.site) throw new Error(`${dir} holds the security material of site ${site.site}, not ${options.site}`);
+  if (site.site !== options.site) throw new Error(`${dir} holds the security material of ${site.role === 'hub' ? 'the hub' : `site ${site.site}`}, not ${options.role === 'hub' ? 'the hub' : `site ${options.site}`}`);
+  if ((site.role ?? 'site') !== options.role) throw new Error(`${dir} holds the security material of a ${site.role ?? 'site'}, not of a ${options.role}`);
   const ids: Record<string, { nkey: string }> = { ...site.identities };
-  for (const id of identities) {
+  for (const id of options.identities) {
     const seedFile = join(idDir, `${id}.nk`);
     if (!(await exists(seedFile))) {
       const kp = createUser();
@@ -133,25 +173,27 @@ export async function initSiteSecurity(options: SiteSecurityOptions): Promise<Si
       await issueCertificate(ca, idDir, { commonName: `${id}@${options.site}`, kind: 'client', fileName: id });
     }
   }
-  const file: SiteFile = { ...site, identities: ids };
+  let file: SiteFile = { ...site, identities: ids };
+  if (options.update) file = await options.update(file);
   await writeFile(join(dir, 'site.json'), JSON.stringify(file, null, 2) + '\n');
 
-  const permissions = sitePermissions(options.site, { ...(file.peers ? { peers: file.peers } : {}) });
+  const r = options.render(file);
   const configFile = join(dir, 'nats-security.conf');
   await writeFile(configFile, renderNatsSecurityConfig({
     tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server-key.pem'), ca: join(dir, 'ca.pem') },
-    users: Object.entries(ids).map(([identity, { nkey }]) => ({ identity, nkey, permissions: permissions[identity as Identity] })),
-  }));
-  return siteSecurityAt(dir, options.site, Object.keys(ids) as Identity[]);
+    users: Object.entries(ids).map(([identity, { nkey }]) => ({ identity, nkey, permissions: r.permissions(identity as AnyIdentity) })),
+    ...(r.extraUsers ? { extraUsers: r.extraUsers } : {}),
+  }), { mode: 0o600 });
+  return siteSecurityAt(dir, options.site, Object.keys(ids) as AnyIdentity[]);
 }
 
 /** Opens the material `initSiteSecurity` made (for the services and the CLI). */
 export async function loadSiteSecurity(dir: string): Promise<SiteSecurity> {
   const file = JSON.parse(await readFile(join(resolve(dir), 'site.json'), 'utf8')) as SiteFile;
-  return siteSecurityAt(resolve(dir), file.site, Object.keys(file.identities) as Identity[]);
+  return siteSecurityAt(resolve(dir), file.site, Object.keys(file.identities) as AnyIdentity[]);
 }
 
-function siteSecurityAt(dir: string, site: string, identities: Identity[]): SiteSecurity {
+function siteSecurityAt(dir: string, site: string, identities: AnyIdentity[]): SiteSecurity {
   return {
     dir, site, identities,
     caFile: join(dir, 'ca.pem'),

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -82,7 +82,9 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const configFile = join(options.dir, 'nats-server.conf');
   const logFile = join(options.dir, 'nats-server.log');
   await mkdir(storeDir, { recursive: true });
-  await writeFile(configFile, renderConfig({ ...options, host, port, storeDir }));
+  // 0600: the extra config may hold a secret (a site's leaf password in its hub remote).
+  await writeFile(configFile, renderConfig({ ...options, host, port, storeDir }), { mode: 0o600 });
+  await chmod(configFile, 0o600);
   const binary = options.binary ?? 'nats-server';
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();

@@ -24,10 +24,17 @@ export interface ReceiverOptions {
   readonly logger: Logger;
   /** Count every object stored, per source site and id, in `received` (tests; it grows with the copy). */
   readonly recordReceived?: boolean;
+  /**
+   * Source sites to serve (`cairn.<site>.repl.<peer>.*` each); default every site
+   * (`cairn.<site>.repl.*.*`). Behind a secure hub they must be named: the hub forwards a
+   * site's interest to a peer's leaf only within what that peer may send
+   * (`cairn.<site>.repl.<peer>.>`), and a wildcard over the source is not within it.
+   */
+  readonly peers?: readonly string[];
 }
 
 export class ReplicaReceiver {
-  private sub?: Subscription;
+  private subs: Subscription[] = [];
   private readonly targets = new Map<string, ReplicaTarget>();
   private readonly parts = new Map<string, { chunks: Uint8Array[]; at: number }>();
   /** Objects stored per source site and id, with `recordReceived` (tests prove nothing came twice). */
@@ -39,18 +46,19 @@ export class ReplicaReceiver {
   constructor(private readonly o: ReceiverOptions) {}
 
   start(): void {
-    this.sub = this.o.nc.subscribe(`cairn.${this.o.site}.repl.*.*`, {
+    const sources = this.o.peers?.length ? this.o.peers.map((p) => assertSite(p)) : ['*'];
+    this.subs = sources.map((source) => this.o.nc.subscribe(`cairn.${this.o.site}.repl.${source}.*`, {
       queue: 'replication',
       callback: (err, msg) => {
         if (err) { this.o.logger.warn({ err: err.message }, 'replication receiver subscription failed'); return; }
         const p = this.handle(msg).finally(() => this.inFlight.delete(p));
         this.inFlight.add(p);
       },
-    });
+    }));
   }
 
   async close(): Promise<void> {
-    this.sub?.unsubscribe();
+    for (const sub of this.subs) sub.unsubscribe();
     await Promise.allSettled([...this.inFlight]);
   }
 

@@ -37,6 +37,8 @@ export interface StartReplicationOptions {
   readonly maxRetryDelayMs?: number;
   /** Keep a count per object received (tests). */
   readonly recordReceived?: boolean;
+  /** Sites whose copies this site receives (default every site; name them behind a secure hub, see ReplicaReceiver). */
+  readonly peers?: readonly string[];
 }
 
 export interface ReplicationHealth {
@@ -58,6 +60,7 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
   const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'replication', site: o.site });
   const receiver = new ReplicaReceiver({
     nc: o.nc, log: o.log, site: o.site, replicasDir: o.replicasDir, actor, logger, recordReceived: o.recordReceived ?? false,
+    ...(o.peers?.length ? { peers: o.peers } : {}),
     ...(o.replicaBackend ? { backendFor: o.replicaBackend } : {}),
   });
   receiver.start();

@@ -2,11 +2,12 @@
 // `cairn replication …` manages replication policies, copies, keyless verification and
 // repair. See docs/sites.md.
 import { randomUUID } from 'node:crypto';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, output, table, withSession, type Session } from '../session.ts';
+import { addLeafSite, initHubSecurity } from '@cairn/nats-security';
 import { startHub } from '../stack/hub-stack.ts';
 
 type Opts = Record<string, unknown>;
@@ -23,27 +24,70 @@ function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>)
 const sitesOf = (v: unknown): string[] => String(v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 
 export function registerSitesCommands(program: Command): void {
-  program.command('hub')
-    .description('run the hub: sites join it as leaf nodes (`cairn up --site <name> --hub <leaf url>`); its catalogue and API show every site')
-    .requiredOption('--sites <names>', 'comma-separated sites whose events the hub sources, e.g. paris,lyon')
+  const hubDataDir = (cmd: Command) => resolve(globals(cmd).data ?? process.env['CAIRN_DATA'] ?? `${DEFAULT_DATA_DIR}-hub`);
+  const hub = program.command('hub')
+    .description('run the hub: sites join it as leaf nodes (`cairn up --site <name> --hub <leaf url> --hub-credentials <dir>`); its catalogue and API show every site')
+    .option('--sites <names>', 'comma-separated sites whose events the hub copies (default: the sites added with `cairn hub add-site`)')
     .option('--leaf-port <port>', 'port the sites connect to (default: a free one)')
+    .option('--leaf-host <address>', 'address the leaf listener binds', '127.0.0.1')
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
+    .option('--host <names...>', 'names and addresses the hub is reached at, for its certificate (first start; default localhost 127.0.0.1)')
+    .option('--insecure', 'plain NATS: no TLS, no identities, no leaf users (any site may join)')
     .option('--once', 'stop after start-up')
-    .action(async function (this: Command, o: { sites: string; leafPort?: string; gatewayPort?: string; once?: boolean }) {
-      const g = globals(this);
-      const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? `${DEFAULT_DATA_DIR}-hub`);
-      const hub = await startHub({
-        dataDir, sites: sitesOf(o.sites), log: say,
+    .action(async function (this: Command, o: { sites?: string; leafPort?: string; leafHost: string; gatewayPort?: string; host?: string[]; insecure?: boolean; once?: boolean }) {
+      const dataDir = hubDataDir(this);
+      const secure = !o.insecure && process.env['CAIRN_SECURE'] !== '0';
+      const running = await startHub({
+        dataDir, sites: sitesOf(o.sites), log: say, leafHost: o.leafHost,
+        ...(secure ? { secure: true } : {}),
+        ...(o.host ? { hosts: o.host } : {}),
         ...(o.leafPort ? { leafPort: Number(o.leafPort) } : {}),
         ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
       });
-      say(`hub                  sources ${sitesOf(o.sites).join(', ')}; catalogue and gateway ${hub.gatewayUrl} in site hub`);
-      say(`join a site with     cairn up --site <name> --hub ${hub.leafUrl}`);
-      say(`global view          cairn --nats ${hub.natsUrl} --site hub vm list | restore-point list | replication replicas`);
+      const sites = running.relay.status().map((x) => x.site);
+      if (!sites.length) {
+        await running.stop();
+        throw new CliError('the hub has no sites: add them with `cairn hub add-site <site> --out <dir>` (or --sites with --insecure)', EXIT.usage);
+      }
+      say(`hub                  copies ${sites.join(', ')}; catalogue and gateway ${running.gatewayUrl} in site hub`);
+      say(secure
+        ? `join a site with     cairn up --site <name> --hub ${running.leafUrl} --hub-credentials <bundle of cairn hub add-site>`
+        : `join a site with     cairn up --site <name> --hub ${running.leafUrl}`);
+      say(`global view          cairn --data ${dataDir} --site hub vm list | restore-point list | replication replicas`);
       if (!o.once) {
         await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
       }
-      await hub.stop();
+      await running.stop();
+    });
+  hub.command('init')
+    .description('create the hub\'s security material in <data>/security: hub CA, server certificate, identities of its relay, catalogue, gateway and admin')
+    .option('--host <names...>', 'names and addresses the hub is reached at (default localhost 127.0.0.1)')
+    .action(async function (this: Command, o: { host?: string[] }) {
+      const g = globals(this);
+      const security = await initHubSecurity({ dir: join(hubDataDir(this), 'security'), ...(o.host ? { hosts: o.host } : {}) });
+      const result = { dir: security.dir, ca: security.caFile, identities: security.identities, leafSites: security.leafSites };
+      process.stdout.write(g.json ? JSON.stringify(result, null, 2) + '\n'
+        : `hub security in ${security.dir}: CA ${security.caFile}, identities ${security.identities.join(', ')}; leaf users: ${security.leafSites.join(', ') || 'none (cairn hub add-site)'}\n`);
+    });
+  hub.command('add-site <site>')
+    .description('register a site at the hub and write its leaf credential bundle (leaf user and password, leaf certificate, hub CA) for `cairn up --hub-credentials`')
+    .requiredOption('--out <dir>', 'where to write the bundle (hand it to the site\'s operator; it holds the password)')
+    .requiredOption('--peers <sites>', 'comma-separated sites it replicates with (to and from), or none')
+    .option('--hub-url <url>', 'the hub\'s leaf URL, recorded in the bundle for the site\'s operator')
+    .option('--host <names...>', 'names and addresses the hub is reached at (when this creates the hub\'s material)')
+    .action(async function (this: Command, site: string, o: { out: string; peers: string; hubUrl?: string; host?: string[] }) {
+      const g = globals(this);
+      const { hub: security, bundleDir, bundle } = await addLeafSite({
+        dir: join(hubDataDir(this), 'security'), site, out: o.out,
+        peers: o.peers === 'none' ? [] : sitesOf(o.peers), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}), ...(o.host ? { hosts: o.host } : {}),
+      });
+      const result = { site, user: bundle.user, bundle: bundleDir, peers: bundle.peers ?? [], leafSites: security.leafSites };
+      process.stdout.write(g.json ? JSON.stringify(result, null, 2) + '\n' : [
+        `site ${site}: leaf user ${bundle.user} (password bcrypt-hashed in ${security.configFile}), certificate from the hub CA; replicates with ${bundle.peers?.join(', ') || 'no site'}`,
+        `bundle               ${bundleDir} (leaf.json holds the password: hand it over like a key)`,
+        `at the site          cairn up --site ${site} --hub <leaf url of the hub> --hub-credentials ${bundleDir}`,
+        'a running hub takes the new leaf user at its next start',
+      ].join('\n') + '\n');
     });
 
   const r = program.command('replication').description('replication between sites');

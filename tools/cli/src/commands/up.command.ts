@@ -113,9 +113,10 @@ export function registerUpCommand(program: Command): void {
     .option('--qmp <sockets...>', 'QMP sockets of running QEMU instances to protect')
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
     .option('--hub <url>', 'join a hub as a leaf node (nats-leaf://host:port from `cairn hub`); the site becomes its JetStream domain')
-    .option('--secure', 'NATS with mutual TLS and one least-privilege identity per service (site CA and keys in <data>/security, or from `cairn site init`); the default unless --hub or --nats is given')
+    .option('--hub-credentials <dir>', 'this site\'s leaf credential bundle from the hub (`cairn hub add-site <site> --out <dir>`): TLS leaf link as the site\'s leaf user (default $CAIRN_HUB_CREDENTIALS)')
+    .option('--secure', 'NATS with mutual TLS and one least-privilege identity per service (site CA and keys in <data>/security, or from `cairn site init`); the default unless --nats is given')
     .option('--insecure', 'plain NATS without TLS or per-service identities (everything on one connection)')
-    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string; hub?: string; secure?: boolean; insecure?: boolean }) {
+    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       let vm: DemoVm | undefined;
@@ -133,9 +134,11 @@ export function registerUpCommand(program: Command): void {
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),
-          // Secure by default where this process starts NATS itself; a hub link has no TLS yet.
+          ...(o.hub && (o.hubCredentials ?? process.env['CAIRN_HUB_CREDENTIALS']) ? { hubCredentials: resolve((o.hubCredentials ?? process.env['CAIRN_HUB_CREDENTIALS'])!) } : {}),
+          // Secure by default where this process starts NATS itself (the hub link too: TLS with
+          // the site's leaf credentials; a hub that asks for them and gets none is an error).
           ...(o.secure || process.env['CAIRN_SECURE'] === '1'
-            || (!o.insecure && !o.hub && !g.nats && process.env['CAIRN_SECURE'] !== '0') ? { secure: true } : {}),
+            || (!o.insecure && !g.nats && process.env['CAIRN_SECURE'] !== '0') ? { secure: true } : {}),
           qemu: [...(o.qmp ?? []).map((s) => ({ qmpSocket: s })), ...(vm ? [{ qmpSocket: vm.qmpPath }] : [])],
           log: say,
         });

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
-import { identityConnectOptions, initSiteSecurity, type Identity, type SiteSecurity } from '@cairn/nats-security';
+import { identityConnectOptions, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, type Identity, type LeafCredentials, type SiteSecurity } from '@cairn/nats-security';
 import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
@@ -47,6 +47,12 @@ export interface StackOptions {
    * site as its JetStream domain and a leaf remote to the hub (see docs/sites.md).
    */
   readonly hub?: string;
+  /**
+   * The site's leaf credential bundle from the hub (`cairn hub add-site <site> --out <dir>`):
+   * the leaf remote then uses TLS with the site's leaf certificate, trusting the hub CA, as the
+   * site's leaf user. Required when the hub's leaf listener asks for TLS.
+   */
+  readonly hubCredentials?: string;
   /** Replication consumers' ack wait and longest retry delay (tests shorten them). */
   readonly replication?: { readonly ackWaitMs?: number; readonly maxRetryDelayMs?: number; readonly recordReceived?: boolean };
   /** Keys of other sites' repositories copied here, for disaster recovery (else from secrets/replica-<site>.passphrase). */
@@ -128,11 +134,24 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     let nats: NatsServerProcess | undefined;
     let natsUrl = options.natsUrl;
     let security: SiteSecurity | undefined;
+    // The leaf link to the hub: TLS with the site's leaf credentials, or plain to a hub that asks for none.
+    let leaf: LeafCredentials | undefined;
+    if (options.hub && !natsUrl) {
+      if (options.hubCredentials) {
+        leaf = await loadLeafCredentials(options.hubCredentials);
+        if (leaf.site !== site) throw new Error(`the hub credentials in ${options.hubCredentials} are site ${leaf.site}'s, not ${site}'s`);
+      } else {
+        const info = await probeLeafListener(options.hub);
+        if (info?.tlsRequired || info?.authRequired) {
+          throw new Error(`the hub at ${options.hub} requires TLS and a leaf user for each site: pass --hub-credentials <dir> with this site's bundle, made on the hub by \`cairn hub add-site ${site} --out <dir>\` (docs/sites.md)`);
+        }
+        say(`hub link             note: ${info ? 'the hub asks for no TLS (cairn hub --insecure): the leaf link is plain' : `the hub at ${options.hub} is not reachable now; joining without leaf credentials (a secure hub will refuse this site)`}`);
+      }
+    }
     if (options.secure) {
       const dir = (typeof options.secure === 'object' && options.secure.dir) || join(dataDir, 'security');
-      security = await initSiteSecurity({ dir, site });
+      security = await initSiteSecurity({ dir, site, ...(leaf?.peers?.length ? { peers: leaf.peers } : {}) });
       say(`security             ok  ${security.dir} (site CA, mutual TLS, ${security.identities.length} NATS identities)`);
-      if (options.hub) say('security             note: the leaf link to the hub is not TLS yet (clients are; see docs/security.md)');
     }
     if (!natsUrl) {
       nats = await startNatsServer({
@@ -142,12 +161,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         ...(security ? { scheme: 'tls' as const } : {}),
         extraConfig: [
           security ? await readFile(security.configFile, 'utf8') : '',
-          options.hub ? `leafnodes {\n  reconnect: 1\n  remotes: [ { urls: [ ${JSON.stringify(options.hub)} ] } ]\n}` : '',
+          options.hub ? renderLeafRemote(options.hub, leaf) : '',
         ].filter(Boolean).join('\n'),
       });
       natsUrl = nats.url;
       stops.push(() => nats!.stop());
-      say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}, domain ${site}` : ''}`);
+      say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}${leaf ? ` (TLS, leaf user ${leaf.user})` : ''}, domain ${site}` : ''}`);
     }
     const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1, ...(security ? identityConnectOptions(security.credentials('admin')) : {}) });
     stops.push(() => nc.drain());
@@ -228,6 +247,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.replication?.ackWaitMs ? { ackWaitMs: options.replication.ackWaitMs } : {}),
       ...(options.replication?.maxRetryDelayMs ? { maxRetryDelayMs: options.replication.maxRetryDelayMs } : {}),
       ...(options.replication?.recordReceived ? { recordReceived: true } : {}),
+      // Behind a secure hub the receiver names the peers its leaf user allows (ReplicaReceiver).
+      ...(leaf?.peers?.length ? { peers: leaf.peers } : {}),
     });
     stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));

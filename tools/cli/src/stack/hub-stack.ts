@@ -5,10 +5,11 @@
 // points and replicas of every site, each marked with its site. CLI and API point at it
 // with `--nats <hub url> --site hub` or at its gateway.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { identityConnectOptions, initHubSecurity, renderHubLeafListener, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
 import { pino, type Logger } from 'pino';
 import { assertSite, eventStreamName, eventSubjectFilter } from '@cairn/contracts';
 import { createJetStreamEventLog, HUB_SITES_PREFIX, startHubRelay, type RunningHubRelay } from '@cairn/eventlog';
@@ -28,6 +29,17 @@ export interface HubOptions {
   readonly gatewayPort?: number;
   readonly log?: (line: string) => void;
   readonly logger?: Logger;
+  /**
+   * Mutual TLS on the client port and the leaf listener, one identity per hub client (relay,
+   * catalogue, gateway, admin) and one leaf user per site (docs/security.md, "Leaf links"):
+   * the material is created in `<data>/security` (or `dir`) if missing; sites are registered
+   * with `cairn hub add-site`. Off unless asked (`cairn hub` asks unless --insecure).
+   */
+  readonly secure?: boolean | { readonly dir?: string };
+  /** Names and addresses the hub is reached at (its server certificate; default localhost, 127.0.0.1). */
+  readonly hosts?: readonly string[];
+  /** Address the leaf listener binds (default 127.0.0.1). */
+  readonly leafHost?: string;
 }
 
 export interface Hub {
@@ -40,6 +52,8 @@ export interface Hub {
   readonly nc: NatsConnection;
   readonly catalogue: RunningCatalogue;
   readonly relay: RunningHubRelay;
+  /** The hub's NATS security material when it runs secure. */
+  readonly security?: HubSecurity;
   /** Copies these sites' event streams too. */
   addSites(sites: readonly string[]): Promise<void>;
   stop(): Promise<void>;
@@ -85,29 +99,50 @@ export async function startHub(o: HubOptions): Promise<Hub> {
   };
   try {
     const leafPort = o.leafPort ?? await freePort();
+    const leafHost = o.leafHost ?? '127.0.0.1';
+    let security: HubSecurity | undefined;
+    if (o.secure) {
+      const dir = (typeof o.secure === 'object' && o.secure.dir) || join(dataDir, 'security');
+      security = await initHubSecurity({ dir, sites: o.sites, ...(o.hosts ? { hosts: o.hosts } : {}) });
+      say(`security             ok  ${security.dir} (hub CA, mutual TLS, ${security.identities.length} NATS identities, leaf users: ${security.leafSites.join(', ') || 'none yet — cairn hub add-site'})`);
+    }
+    const sites = security ? security.sites : o.sites;
     const nats = await startNatsServer({
       dir: join(dataDir, 'nats'), serverName: 'cairn-hub', domain: HUB_SITE, maxPayload: 8 * 1024 * 1024,
-      extraConfig: `leafnodes {\n  host: "127.0.0.1"\n  port: ${leafPort}\n}`,
+      ...(security ? { scheme: 'tls' as const } : {}),
+      extraConfig: security
+        ? [await readFile(security.configFile, 'utf8'), renderHubLeafListener({ host: leafHost, port: leafPort, ...security.leafTls })].join('\n')
+        : `leafnodes {\n  host: ${JSON.stringify(leafHost)}\n  port: ${leafPort}\n}`,
     });
     stops.push(() => nats.stop());
-    const leafUrl = `nats-leaf://127.0.0.1:${leafPort}`;
-    say(`nats-server          ok  ${nats.url} (domain hub), sites join at ${leafUrl}`);
-    const nc = await connect({ servers: nats.url, name: 'cairn-hub', maxReconnectAttempts: -1 });
-    stops.push(() => nc.drain());
+    const leafUrl = `nats-leaf://${leafHost}:${leafPort}`;
+    say(`nats-server          ok  ${nats.url} (domain hub), sites join at ${leafUrl}${security ? ' (mutual TLS, one leaf user per site)' : ''}`);
+    // Secure: each client of the hub on its own connection with its own identity.
+    const as = async (identity: HubIdentity): Promise<NatsConnection> => {
+      const auth: Partial<ConnectionOptions> = security ? identityConnectOptions(security.credentials(identity)) : {};
+      if (!security && identity !== 'admin') return nc;
+      const own = await connect({ servers: nats.url, name: `${identity}@hub`, maxReconnectAttempts: -1, ...auth });
+      stops.push(() => own.drain());
+      return own;
+    };
+    const nc = await as('admin');
     await ensureHubStream(nc);
-    const relay = startHubRelay({ nc, hubStream: eventStreamName(HUB_SITE), sites: o.sites.map((x) => assertSite(x)), logger: logger.child({ name: 'hub-relay' }) });
+    const relay = startHubRelay({ nc: await as('hub-relay'), hubStream: eventStreamName(HUB_SITE), sites: sites.map((x) => assertSite(x)), logger: logger.child({ name: 'hub-relay' }) });
     stops.push(() => relay.stop());
-    const log = await createJetStreamEventLog({ nc, site: HUB_SITE, allSites: true });
-    const catalogue = await startCatalogue({ nc, site: HUB_SITE, dataDir: join(dataDir, 'catalogue'), log, logger: logger.child({ name: 'catalogue' }) });
+    const catalogueNc = await as('catalogue');
+    const log = await createJetStreamEventLog({ nc: catalogueNc, site: HUB_SITE, allSites: true, createStream: false });
+    stops.push(() => log.close());
+    const catalogue = await startCatalogue({ nc: catalogueNc, site: HUB_SITE, dataDir: join(dataDir, 'catalogue'), log, logger: logger.child({ name: 'catalogue' }) });
     stops.push(() => catalogue.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? randomBytes(24).toString('base64url');
     await writeFile(join(dataDir, 'secrets', 'api.token'), gatewayToken + '\n', { mode: 0o600 });
-    const gateway: RunningGateway = await startGateway({ nc, site: HUB_SITE, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
+    const gateway: RunningGateway = await startGateway({ nc: await as('gateway'), site: HUB_SITE, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
-    const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir };
+    const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}) };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
     return {
       natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay,
+      ...(security ? { security } : {}),
       addSites: async (sites) => { for (const x of sites) relay.addSite(x); },
       stop,
     };
