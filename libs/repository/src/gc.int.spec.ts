@@ -1,8 +1,11 @@
 // Garbage collection against a backup committing while it runs: nothing referenced goes,
 // unreferenced chunks older than the grace period do, younger ones stay.
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useHarness, waitFor } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
+import { DirectoryBackend } from './backend/directory.adapter.ts';
 import { CHUNKS_PREFIX, idFromContentKey } from './format/layout.ts';
 import type { Repository } from './repository.ts';
 import { makeBackend, makeRepository, TEST_CHUNK, type BackendKind } from './testing/fixtures.ts';
@@ -123,5 +126,37 @@ describe.each<BackendKind>(['directory', 's3'])('gc on %s', (kind) => {
     release();
     await writing;
     expect((await repo.verify()).ok).toBe(true);
+  });
+});
+
+describe('gc on the directory backend', () => {
+  it('removes the temp files of crashed puts older than the grace period, and nothing else', async () => {
+    const root = await h.tmpDir();
+    const backend = new DirectoryBackend(root);
+    const repo = await makeRepository(h, backend);
+    const img = makeImage(SIZE, 51);
+    const rp = (await repo.writeRestorePoint({ vm: { id: 'x', name: 'x' }, disks: [full('sda', img)] })).restorePointId;
+    const keep = (await repo.writeRestorePoint({ vm: { id: 'y', name: 'y' }, disks: [full('sda', makeImage(SIZE, 52))] })).restorePointId;
+    await repo.deleteRestorePoint(rp); // something to sweep, written an hour ago
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const top of ['chunks', 'index']) {
+      for (const sub of await readdir(join(root, top))) {
+        for (const f of await readdir(join(root, top, sub))) await utimes(join(root, top, sub, f), hourAgo, hourAgo);
+      }
+    }
+    // What a writer killed between writing a chunk and naming it leaves: temp files.
+    const dir = join(root, 'chunks', 'ab');
+    await mkdir(dir, { recursive: true });
+    const old = join(dir, '.tmp~00000000deadbeef');
+    await writeFile(old, 'partial chunk');
+    await utimes(old, hourAgo, hourAgo);
+    const fresh = join(dir, '.tmp~00000000feedface');
+    await writeFile(fresh, 'a put under way');
+    const report = await repo.gc({ graceMs: 600_000 });
+    expect(report.chunksDeleted).toBeGreaterThan(0);
+    expect(report.debrisFiles).toBe(1);
+    expect(await readdir(dir)).toEqual(['.tmp~00000000feedface']);
+    expect((await repo.verify()).ok).toBe(true);
+    expect(Buffer.from(await (await repo.openDisk(keep, 'sda')).read(0, SIZE)).equals(Buffer.from(makeImage(SIZE, 52)))).toBe(true);
   });
 });

@@ -1,7 +1,7 @@
 // What every part of an open repository shares: the backend, the verified config, the
 // master keys, the worker pool, and typed access to sealed objects (chunks, index pages,
 // manifests). Readers, the writer, verify and GC each take this and nothing wider.
-import { type Backend, NotFoundError } from './backend/backend.ts';
+import { type Backend, type FlushGroup, NotFoundError } from './backend/backend.ts';
 import { CorruptObjectError, RestorePointNotFoundError, type ChunkDamage } from './errors.ts';
 import type { RepositoryConfig } from './format/config.ts';
 import { contentId, EnvelopeError, open, seal } from './format/envelope.ts';
@@ -118,15 +118,15 @@ export class RepositoryCore {
 
   /**
    * Stores an index page unless present; returns its id and the bytes written (0 when reused).
-   * `deferSync`: durable only after `backend.flush()` (the writer flushes before the manifest).
+   * `deferSync`: durable only after `backend.flush(flushGroup)` (the writer flushes before the manifest).
    */
-  async writePage(entries: Uint8Array, options: { deferSync?: boolean } = {}): Promise<{ id: string; bytes: number }> {
+  async writePage(entries: Uint8Array, options: { deferSync?: boolean; flushGroup?: FlushGroup } = {}): Promise<{ id: string; bytes: number }> {
     if (entries.every((b) => b === 0)) return { id: ZERO_ID, bytes: 0 };
     const id = contentId(this.keys.idKey, entries);
     const key = pageKey(id);
     if (await this.backend.exists(key)) return { id, bytes: 0 };
     const { sealed } = seal('P', id, entries, this.keys.dataKey, this.config.compression.level);
-    await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false });
+    await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false, ...(options.flushGroup ? { flushGroup: options.flushGroup } : {}) });
     return { id, bytes: sealed.length };
   }
 

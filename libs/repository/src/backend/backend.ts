@@ -20,20 +20,35 @@ export interface PutOptions {
   /** Store only if the key is absent; `false` comes back when it was there. */
   readonly ifNotExists?: boolean;
   /**
-   * The object need not be durable when the put returns, only complete (never half an
-   * object under its key): the caller calls `flush()` before anything depends on it, e.g. a
-   * restore point's chunks and index pages before its manifest. Lets the directory backend
-   * sync each directory once instead of once per object.
+   * The object need be neither durable nor visible under its key when the put returns, only
+   * complete once it is visible (never half an object under its key): the caller calls
+   * `flush()` before anything depends on it, e.g. a restore point's chunks and index pages
+   * before its manifest. Lets the directory backend make a whole batch of objects durable
+   * with one file-system sync, and name them only then.
    */
   readonly deferSync?: boolean;
+  /** Where a failure to make this deferred put durable is recorded; `flush(group)` throws it. */
+  readonly flushGroup?: FlushGroup;
+}
+
+/**
+ * The deferred puts of one caller (one restore point writer): a backend that fails to make
+ * some of them durable records the error here, so that this caller's `flush(group)` fails even
+ * when another caller's flush already ran the failed batch.
+ */
+export interface FlushGroup {
+  failure?: Error;
 }
 
 export interface Backend {
   /** Human-readable location for messages, e.g. `dir:/srv/repo` or `s3://bucket/prefix`. */
   readonly location: string;
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<boolean>;
-  /** Makes every earlier `deferSync` put durable (absent or a no-op where every put already is). */
-  flush?(): Promise<void>;
+  /** Makes every earlier `deferSync` put durable and visible (absent or a no-op where every put
+   *  already is); throws if one of `group`'s puts (without a group: an ungrouped put) could not be. */
+  flush?(group?: FlushGroup): Promise<void>;
+  /** Removes what crashed puts left behind (temp files) older than `olderThanMs`; only backends that leave any. */
+  removeDebris?(olderThanMs: number): Promise<{ readonly files: number; readonly bytes: number }>;
   get(key: string): Promise<Uint8Array>;
   getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
   stat(key: string): Promise<ObjectInfo>;

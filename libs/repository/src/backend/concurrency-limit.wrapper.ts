@@ -65,7 +65,8 @@ export function withConcurrencyLimit(inner: Backend, options: { limit: number })
         await it.return?.();
       }
     },
-    flush: () => sem.run(() => inner.flush?.() ?? Promise.resolve()),
+    flush: (group) => sem.run(() => inner.flush?.(group) ?? Promise.resolve()),
+    ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

@@ -30,6 +30,8 @@ export interface GcReport {
   readonly keptYoung: number;
   /** True when writers kept running past `waitForWritersMs`: nothing was deleted. */
   readonly deferred: boolean;
+  /** Temp files of crashed writes removed (directory backend), older than the grace period. */
+  readonly debrisFiles?: number;
 }
 
 interface Candidate { key: string; id: string; size: number; kind: 'chunk' | 'page' }
@@ -84,6 +86,9 @@ export async function collectGarbage(core: RepositoryCore, options: GcOptions): 
     const now = await core.listRestorePointIds();
     const known = new Set(seen);
     await mark(core, now.filter((id) => !known.has(id)), live);
+    // No writer runs now: temp files older than the grace period belong to crashed puts
+    // (removed whenever a sweep runs; a repository with nothing to sweep keeps them meanwhile).
+    const debris = core.backend.removeDebris ? await core.backend.removeDebris(options.graceMs) : undefined;
     const doomed = candidates.filter((c) => !live.has(c.id));
     let n = 0;
     await forEachLimit(doomed, t.deleteConcurrency ?? 8, async (c) => {
@@ -98,6 +103,7 @@ export async function collectGarbage(core: RepositoryCore, options: GcOptions): 
       chunksDeleted: doomed.filter((c) => c.kind === 'chunk').length,
       pagesDeleted: doomed.filter((c) => c.kind === 'page').length,
       bytesDeleted: doomed.reduce((s, c) => s + c.size, 0),
+      ...(debris ? { debrisFiles: debris.files } : {}),
     };
   } finally {
     // Even after a partial sweep: cached chunk listings elsewhere must be reloaded.

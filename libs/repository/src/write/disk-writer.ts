@@ -8,6 +8,7 @@ import { chunkKey } from '../format/layout.ts';
 import { rootChecksum, type DiskManifest, type DiskStats } from '../format/manifest.ts';
 import { ENTRY_BYTES, type RepositoryCore } from '../repository-core.ts';
 import type { KnownChunks } from './known-chunks.ts';
+import type { WriterSession } from './writer-session.ts';
 import { Semaphore } from './semaphore.ts';
 
 export interface Extent {
@@ -66,6 +67,7 @@ export class DiskWriter {
     private readonly disk: DiskInput,
     private readonly parent: DiskManifest | undefined,
     private readonly slots: Semaphore,
+    private readonly session: WriterSession,
   ) {
     this.cs = core.chunkSize;
     this.E = core.pageEntries;
@@ -158,7 +160,8 @@ export class DiskWriter {
     // says whether it was there, which saves a lookup per chunk (and the listing of every
     // chunk once there are many) when most chunks are new.
     const pending = this.known.inFlight(id);
-    const reuse = pending ? await pending.then(() => true, () => false)
+    const mine = pending?.owner === this.session;
+    const reuse = mine ? await pending.stored.then(() => true, () => false)
       : this.known.has(id) || (sealed === null && await this.known.contains(id));
     if (reuse) {
       if (plain) this.core.pool.recycle(plain);
@@ -168,11 +171,11 @@ export class DiskWriter {
     const chunkId = id;
     const upload = (async () => {
       const body = sealed ?? (await this.core.pool.seal('C', chunkId, plain as Uint8Array)).sealed;
-      // Durable at the writer's flush, before the manifest (one directory sync each, not one per chunk).
-      const created = await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true, deferSync: true });
+      // Durable and named at the writer's flush, before the manifest (one file-system sync per batch, not an fsync per chunk).
+      const created = await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true, deferSync: true, flushGroup: this.session.group });
       return { created, bytes: body.byteLength };
     })();
-    this.known.claim(id, upload.then(() => undefined));
+    this.known.claim(id, this.session, upload.then(() => undefined), this.session.durable);
     let result: { created: boolean; bytes: number };
     try {
       result = await upload;
@@ -255,7 +258,7 @@ export class DiskWriter {
     if (--b.remaining === 0) {
       this.builders.delete(p);
       const entries = b.entries;
-      this.track(this.core.writePage(entries, { deferSync: true }).then(({ id, bytes }) => {
+      this.track(this.core.writePage(entries, { deferSync: true, flushGroup: this.session.group }).then(({ id, bytes }) => {
         this.pages[p] = id;
         if (bytes > 0) { this.stats.pagesNew++; this.stats.bytesStored += bytes; } else this.stats.pagesReused++;
       }));

@@ -14,7 +14,7 @@ export class KnownChunks {
   private probes = 0;
   private generation?: string;
   /** Uploads under way, so a writer never references a chunk another writer may still fail to store. */
-  private readonly uploading = new Map<string, Promise<void>>();
+  private readonly uploading = new Map<string, { readonly owner: object; readonly stored: Promise<void> }>();
 
   constructor(
     private readonly backend: Backend,
@@ -59,17 +59,25 @@ export class KnownChunks {
     this.complete = true;
   }
 
-  /** The upload of `id` in progress (by any writer of this process), if any. */
-  inFlight(id: string): Promise<void> | undefined {
+  /** The upload of `id` under way in this process, if any, and which writer owns it. */
+  inFlight(id: string): { readonly owner: object; readonly stored: Promise<void> } | undefined {
     return this.uploading.get(id);
   }
 
-  /** Records an upload; the id becomes known when it succeeds. */
-  claim(id: string, upload: Promise<void>): void {
-    this.uploading.set(id, upload);
-    upload.then(
-      () => { this.ids.add(id); this.uploading.delete(id); },
-      () => { this.uploading.delete(id); },
+  /**
+   * Records an upload by writer `owner`: `stored` settles when the put returned (other chunks
+   * of the same writer may then reference it), `durable` when the writer's flush made it
+   * durable and named; only then does the id count as held for every writer. A deferred
+   * object is not named before its writer's flush, so another writer that needs it uploads its
+   * own copy (content-addressed: the same object) rather than depend on a flush that may fail.
+   */
+  claim(id: string, owner: object, stored: Promise<void>, durable: Promise<void>): void {
+    const entry = { owner, stored };
+    this.uploading.set(id, entry);
+    const drop = () => { if (this.uploading.get(id) === entry) this.uploading.delete(id); };
+    stored.then(() => durable).then(
+      () => { this.ids.add(id); drop(); },
+      drop,
     );
   }
 

@@ -23,20 +23,36 @@ describe('known chunks', () => {
     expect(await known.contains(id(3))).toBe(false);
   });
 
-  it('an upload under way is known only once it lands', async () => {
+  it('an upload under way is known to other writers only once its writer made it durable', async () => {
     const known = new KnownChunks(new MemoryBackend(), 0);
+    const owner = {};
     let fail!: (e: Error) => void;
     const upload = new Promise<void>((_, reject) => { fail = reject; });
-    known.claim(id(5), upload);
-    expect(known.inFlight(id(5))).toBe(upload);
+    known.claim(id(5), owner, upload, Promise.resolve());
+    expect(known.inFlight(id(5))?.owner).toBe(owner);
     fail(new Error('boom'));
     await upload.catch(() => undefined);
+    await Promise.resolve();
     expect(known.inFlight(id(5))).toBeUndefined();
     expect(await known.contains(id(5))).toBe(false);
-    const ok = Promise.resolve();
-    known.claim(id(6), ok);
-    await ok;
-    await Promise.resolve();
-    expect(await known.contains(id(6))).toBe(true);
+
+    // Stored, but the writer's flush has not made it durable yet: not known.
+    let durable!: () => void;
+    let lost!: (e: Error) => void;
+    known.claim(id(6), owner, Promise.resolve(), new Promise<void>((res) => { durable = res; }));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(known.has(id(6))).toBe(false);
+    expect(known.inFlight(id(6))?.owner).toBe(owner);
+    durable();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(known.has(id(6))).toBe(true);
+    expect(known.inFlight(id(6))).toBeUndefined();
+
+    // Stored, then the writer failed before its flush: never known.
+    known.claim(id(7), owner, Promise.resolve(), new Promise<void>((_, rej) => { lost = rej; }));
+    lost(new Error('writer failed'));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(known.has(id(7))).toBe(false);
+    expect(await known.contains(id(7))).toBe(false);
   });
 });

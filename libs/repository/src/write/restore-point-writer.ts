@@ -8,6 +8,7 @@ import { acquireWriterLease, readGeneration, type Lease } from '../maintenance/l
 import type { RepositoryCore } from '../repository-core.ts';
 import { DiskWriter, type DiskInput } from './disk-writer.ts';
 import type { KnownChunks } from './known-chunks.ts';
+import { WriterSession } from './writer-session.ts';
 import { Semaphore } from './semaphore.ts';
 
 export interface VmInfo {
@@ -45,6 +46,7 @@ export async function writeRestorePoint(
   const t = core.tuning;
   let lease: Lease | undefined;
   let step = 'taking the writer lease';
+  const session = new WriterSession();
   try {
     lease = await acquireWriterLease(core.backend, { leaseMs: t.leaseMs ?? 600_000, pollMs: t.pollMs ?? 1000, waitMs: t.leaseMs ?? 600_000 });
     const parent = input.parentId ? await core.readManifest(input.parentId) : undefined;
@@ -59,12 +61,13 @@ export async function writeRestorePoint(
       if (parent && !parentDisk && !d.full) {
         throw new InvalidExtentError(`disk ${d.name} is not in parent ${parent.id}: send it whole with \`full: true\``);
       }
-      disks.push(await new DiskWriter(core, known, d, parentDisk, slots).write());
+      disks.push(await new DiskWriter(core, known, d, parentDisk, slots, session).write());
     }
     // Chunks and index pages were put with deferSync: make them durable before the
     // manifest names them, or a crash could leave a restore point without its data.
     step = 'making the chunks and index pages durable';
-    await core.backend.flush?.();
+    await core.backend.flush?.(session.group);
+    session.markDurable();
     step = 'committing the manifest';
     await lease.assertHeld();
     if ((await readGeneration(core.backend)) !== generation) {
@@ -93,6 +96,7 @@ export async function writeRestorePoint(
       { cause: e },
     );
   } finally {
+    session.end();
     await lease?.release().catch(() => undefined);
   }
 }

@@ -172,7 +172,8 @@ export function withFaults(inner: Backend, faults: Faults = new Faults()): Fault
         await it.return?.();
       }
     },
-    flush: () => inner.flush?.() ?? Promise.resolve(),
+    flush: (group) => inner.flush?.(group) ?? Promise.resolve(),
+    ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     async close() {
       faults.releaseHangs();
       await inner.close?.();

@@ -1,0 +1,65 @@
+// Deferred puts of the directory backend against the real file system and the real
+// `sync --file-system`; a failing or missing `sync` is put first on PATH to show what
+// happens when the data cannot be made durable, or the tool is too old.
+import { chmod, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useHarness } from '@cairn/testing';
+import { NotFoundError, type FlushGroup } from './backend.ts';
+import { DirectoryBackend } from './directory.adapter.ts';
+import { DeferredNames } from './deferred-names.ts';
+
+const h = useHarness();
+const PATH = process.env['PATH'];
+afterEach(() => { process.env['PATH'] = PATH; });
+
+/** A `sync` on PATH that prints `stderr` and exits 1. */
+async function fakeSync(stderr: string): Promise<void> {
+  const bin = await h.tmpDir();
+  await writeFile(join(bin, 'sync'), `#!/bin/sh\necho '${stderr}' >&2\nexit 1\n`);
+  await chmod(join(bin, 'sync'), 0o755);
+  process.env['PATH'] = `${bin}:${PATH}`;
+}
+
+describe('deferred puts (directory backend)', () => {
+  it('a failed file-system sync fails the flush of every group in the batch and names nothing', async () => {
+    const root = await h.tmpDir();
+    const b = new DirectoryBackend(root);
+    const a: FlushGroup = {};
+    const c: FlushGroup = {};
+    await b.put('chunks/aa/1', new Uint8Array([1]), { deferSync: true, ifNotExists: true, flushGroup: a });
+    await b.put('chunks/bb/2', new Uint8Array([2]), { deferSync: true, ifNotExists: true, flushGroup: c });
+    await fakeSync('sync: error syncing: Input/output error');
+    await expect(b.flush(a)).rejects.toThrow(/Input\/output error/);
+    await expect(b.flush(c)).rejects.toThrow(/Input\/output error/);
+    await expect(b.get('chunks/aa/1')).rejects.toBeInstanceOf(NotFoundError);
+    expect(await readdir(join(root, 'chunks', 'aa'))).toEqual([]); // temp removed, no name
+    // Later writers are not affected.
+    process.env['PATH'] = PATH;
+    const d: FlushGroup = {};
+    await b.put('chunks/aa/1', new Uint8Array([1]), { deferSync: true, ifNotExists: true, flushGroup: d });
+    await b.flush(d);
+    expect([...(await b.get('chunks/aa/1'))]).toEqual([1]);
+  });
+
+  it('without `sync --file-system` it syncs each file and directory instead', async () => {
+    const root = await h.tmpDir();
+    const b = new DirectoryBackend(root);
+    await fakeSync("sync: unrecognized option '--file-system'");
+    await b.put('p/1', new Uint8Array([5]), { deferSync: true });
+    await b.flush();
+    expect([...(await b.get('p/1'))]).toEqual([5]);
+  });
+
+  it('starts batches by itself, so memory stays bounded, and a flush waits for all of them', async () => {
+    const root = await h.tmpDir();
+    const names = new DeferredNames({ root, sync: true, batchSize: 4, mapError: (e) => e as Error });
+    const b = new DirectoryBackend(root);
+    (b as unknown as { deferred: DeferredNames }).deferred = names;
+    for (let i = 0; i < 23; i++) await b.put(`k/${i}`, new Uint8Array([i]), { deferSync: true, ifNotExists: true });
+    const seen = (await readdir(join(root, 'k'))).filter((n) => !n.includes('~')).length;
+    expect(seen).toBeGreaterThan(0); // earlier batches were named without a flush
+    await b.flush();
+    expect((await readdir(join(root, 'k'))).length).toBe(23);
+  });
+});
