@@ -1,8 +1,12 @@
 // Runs one catalogue replica as its own process. Configuration from the environment:
 //   CAIRN_NATS_URL (default nats://127.0.0.1:4222), CAIRN_SITE (required),
-//   CAIRN_CATALOGUE_DIR (SQLite directory, or :memory:; required), CAIRN_LOG_LEVEL.
+//   CAIRN_CATALOGUE_DIR (SQLite directory, or :memory:; required), CAIRN_LOG_LEVEL;
+//   CAIRN_NATS_SECURITY_DIR (a site's or the hub's security directory: connect with the
+//   `catalogue` identity over mutual TLS; CAIRN_NATS_IDENTITY names another identity).
 // Run: npx tsx services/catalogue/src/catalogue.main.ts
 import { pathToFileURL } from 'node:url';
+import { connect } from '@nats-io/transport-node';
+import { identityFromEnv } from '@cairn/nats-security';
 import { startCatalogue } from './catalogue.module.ts';
 
 async function main(): Promise<void> {
@@ -10,8 +14,9 @@ async function main(): Promise<void> {
   const site = env.CAIRN_SITE;
   const dataDir = env.CAIRN_CATALOGUE_DIR;
   if (!site || !dataDir) throw new Error('set CAIRN_SITE and CAIRN_CATALOGUE_DIR (a directory for the SQLite file, or :memory:)');
-  const running = await startCatalogue({ natsUrl: env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222', site, dataDir });
-  const stop = () => { running.close().then(() => process.exit(0), () => process.exit(1)); };
+  const nc = await connect({ servers: env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222', name: `catalogue@${site}`, maxReconnectAttempts: -1, ...(await identityFromEnv('catalogue')) });
+  const running = await startCatalogue({ nc, site, dataDir });
+  const stop = () => { running.close().then(() => nc.drain()).then(() => process.exit(0), () => process.exit(1)); };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }

@@ -2,6 +2,8 @@
 // command handlers as a Nest microservice on the JetStream transport, the lease reaper and
 // the inventory loop, and an optional health endpoint. Run directly with a config file:
 //   tsx services/snapshot-coordinator/src/snapshot-coordinator.main.ts <config.json>
+// With CAIRN_NATS_SECURITY_DIR (the site's security directory) it connects as the
+// `snapshot-coordinator` identity over mutual TLS.
 import 'reflect-metadata';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -15,6 +17,7 @@ import type { Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { QemuAdapter, QemuOfflineAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
 import { correlatedLogOptions, JetStreamServer } from '@cairn/messaging';
+import { identityFromEnv } from '@cairn/nats-security';
 import { parseCoordinatorConfig, type CoordinatorConfig } from './snapshot-coordinator.config.ts';
 import { SnapshotCoordinatorHandlers } from './snapshot-coordinator.handlers.ts';
 import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
@@ -146,8 +149,9 @@ async function main(): Promise<void> {
   const file = process.argv[2];
   if (!file) throw new Error('usage: snapshot-coordinator.main.ts <config.json>');
   const config = parseCoordinatorConfig(JSON.parse(await readFile(file, 'utf8')));
-  const running = await startSnapshotCoordinator({ config });
-  const stop = () => { running.close().then(() => process.exit(0), () => process.exit(1)); };
+  const nc = await connect({ servers: config.natsUrl, name: 'snapshot-coordinator', ...(await identityFromEnv('snapshot-coordinator')) });
+  const running = await startSnapshotCoordinator({ config, nc });
+  const stop = () => { running.close().then(() => nc.drain()).then(() => process.exit(0), () => process.exit(1)); };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }

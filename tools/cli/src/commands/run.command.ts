@@ -28,6 +28,7 @@ interface RunOptions {
   instance?: string;
   replicas?: string;
   securityDir?: string;
+  peers?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -39,6 +40,7 @@ export function registerRunCommand(program: Command): void {
     .option('--lease-ms <ms>', 'scheduler leadership lease / coordinator view lease')
     .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
     .option('--instance <name>', 'name of this replica')
+    .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
@@ -82,6 +84,7 @@ export function registerRunCommand(program: Command): void {
           const r = await startReplication({
             nc, log, site, logger, repository, replicasDir: resolve(o.replicas ?? join(dataDir, 'replicas')),
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+            ...(o.peers ? { peers: o.peers.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
           });
           close = async () => { await r.close(); await repository.close(); };
           break;
