@@ -149,7 +149,8 @@ export async function loadLeafCredentials(dir: string): Promise<LeafCredentials>
 
 /**
  * What a hub's leaf listener asks for, from the INFO it sends first (before any TLS): whether
- * it needs TLS and a user. `undefined` when it cannot be reached within `timeoutMs`.
+ * it needs TLS (`authRequired` is always true on a 2.9 leaf listener, so it tells nothing).
+ * `undefined` when it cannot be reached within `timeoutMs`.
  */
 export function probeLeafListener(url: string, timeoutMs = 3000): Promise<{ tlsRequired: boolean; authRequired: boolean } | undefined> {
   const u = new URL(url);
