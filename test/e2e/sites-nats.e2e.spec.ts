@@ -1,15 +1,20 @@
 // The NATS topologies in infra/nats, run as written: a hub and two leaf sites started from
 // hub.conf and leaf-site.conf (ports and directories from the environment), each site's
 // JetStream in its own domain, requests crossing site to site through the hub; site.conf and
-// the three-node cluster configs pass `nats-server -t`.
+// the three-node cluster configs pass `nats-server -t`; hub-secure.conf and
+// leaf-site-secure.conf with the material `cairn hub add-site` and `cairn site init` generate:
+// only A's replication identity reaches B, over the TLS leaf links.
 import { execFile, spawn } from 'node:child_process';
 import { connect as tcpConnect } from 'node:net';
-import { join } from 'node:path';
+import { copyFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@cairn/nats-server';
+import { addLeafSite, identityConnectOptions, initSiteSecurity } from '@cairn/nats-security';
+import { publishChecked } from '@cairn/messaging';
 import { useHarness, waitFor } from '@cairn/testing';
 import { ROOT } from './e2e-helpers.ts';
 
@@ -18,7 +23,7 @@ const run = promisify(execFile);
 const INFRA = join(ROOT, 'infra', 'nats');
 
 async function natsFromConfig(config: string, env: Record<string, string>, port: number): Promise<void> {
-  const p = spawn('nats-server', ['-c', join(INFRA, config)], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  const p = spawn('nats-server', ['-c', resolve(INFRA, config)], { env: { ...process.env, ...env }, stdio: 'ignore' });
   h.onClose(async () => { p.kill('SIGKILL'); await new Promise((r) => (p.exitCode === null ? p.once('exit', r) : r(null))); });
   await waitFor(() => new Promise<boolean>((resolve) => {
     const s = tcpConnect({ host: '127.0.0.1', port });
@@ -74,4 +79,46 @@ describe('infra/nats topologies', () => {
       expect(`${r.stdout}${r.stderr}`).toMatch(/valid/);
     }
   });
+
+  it('hub-secure.conf and leaf-site-secure.conf with generated material: only replication crosses, over TLS', async () => {
+    const dir = await h.tmpDir();
+    const [hubPort, leafPort, aPort, bPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const hubDir = join(dir, 'hub');
+    await copyFile(join(INFRA, 'hub-secure.conf'), join(dir, 'hub-secure.conf'));
+    const bundles: Record<string, Awaited<ReturnType<typeof addLeafSite>>['bundle']> = {};
+    for (const [site, peer] of [['a', 'b'], ['b', 'a']] as const) {
+      bundles[site] = (await addLeafSite({ dir: hubDir, site, peers: [peer], out: join(dir, `bundle-${site}`) })).bundle;
+    }
+    await copyFile(join(hubDir, 'nats-security.conf'), join(dir, 'hub-security.conf'));
+    await natsFromConfig(join(dir, 'hub-secure.conf'), {
+      CAIRN_NATS_PORT: String(hubPort), CAIRN_LEAF_PORT: String(leafPort), CAIRN_NATS_STORE: await h.tmpDir(),
+      CAIRN_HUB_LEAF_CERT: join(hubDir, 'server.pem'), CAIRN_HUB_LEAF_KEY: join(hubDir, 'server-key.pem'), CAIRN_HUB_CA: join(hubDir, 'ca.pem'),
+    }, hubPort);
+    const sites: Record<string, Awaited<ReturnType<typeof initSiteSecurity>>> = {};
+    for (const [site, port] of [['a', aPort], ['b', bPort]] as const) {
+      const siteDir = join(dir, `site-${site}`);
+      sites[site] = await initSiteSecurity({ dir: join(siteDir, 'security'), site, peers: [site === 'a' ? 'b' : 'a'] });
+      await copyFile(join(INFRA, 'leaf-site-secure.conf'), join(siteDir, 'leaf-site-secure.conf'));
+      await copyFile(sites[site].configFile, join(siteDir, 'site-security.conf'));
+      const leaf = bundles[site]!;
+      await natsFromConfig(join(siteDir, 'leaf-site-secure.conf'), {
+        CAIRN_SITE: site, CAIRN_NATS_PORT: String(port), CAIRN_NATS_STORE: await h.tmpDir(),
+        CAIRN_HUB_LEAF_URL: `nats-leaf://${leaf.user}:${leaf.password}@127.0.0.1:${leafPort}`,
+        CAIRN_LEAF_CERT: leaf.certFile, CAIRN_LEAF_KEY: leaf.keyFile, CAIRN_HUB_CA: leaf.caFile,
+      }, port);
+    }
+    const as = async (site: string, port: number, identity: 'replication' | 'data-mover') => {
+      const nc = await connect({ servers: `tls://127.0.0.1:${port}`, ...identityConnectOptions(sites[site]!.credentials(identity)) });
+      h.onClose(() => nc.close());
+      return nc;
+    };
+    const replB = await as('b', bPort, 'replication');
+    replB.subscribe('cairn.b.repl.a.*', { queue: 'replication', callback: (_e, m) => { m.respond('from b'); } });
+    await replB.flush();
+    const replA = await as('a', aPort, 'replication');
+    const reply = await waitFor(() => replA.request('cairn.b.repl.a.has-rp', '', { timeout: 500 }).then((m) => m.string(), () => ''),
+      { timeoutMs: 30_000, intervalMs: 200, what: 'A\'s replication to reach B through the secure hub' });
+    expect(reply).toBe('from b');
+    await expect(publishChecked(await as('a', aPort, 'data-mover'), 'cairn.b.repl.a.put', 'x')).rejects.toThrow(/permission to publish/);
+  }, 60_000);
 });
