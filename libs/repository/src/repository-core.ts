@@ -26,12 +26,16 @@ export class ObjectReadError extends Error {
   }
 }
 
+/** Default `fetchConcurrency`: 8 restored 1 GiB in 2.5 s, 32 in 1.4-1.9 s, 64 no faster (probe.ts, page cache). */
+export const DEFAULT_FETCH_CONCURRENCY = 32;
+
 export interface RepositoryTuning {
   /** Worker threads for hashing/compression/encryption (default: one per core). */
   readonly workers?: number;
   /** Parallel object uploads of one writer (default 16: on a directory each waits for an fsync). */
   readonly uploadConcurrency?: number;
-  /** Parallel chunk fetches of a restore or verify (default 8). */
+  /** Parallel chunk fetches of a restore, verify or range read (default 32: each fetch is several
+   *  thread-pool round trips, so fewer leave the workers idle even from the page cache). */
   readonly fetchConcurrency?: number;
   /** Parallel deletes of a garbage collection sweep (default 8). */
   readonly deleteConcurrency?: number;

@@ -3,7 +3,7 @@
 // Every damaged object is reported with all restore points and disk offsets that use it.
 import type { DamagedObject } from '../errors.ts';
 import type { Manifest } from '../format/manifest.ts';
-import { ObjectReadError, type RepositoryCore } from '../repository-core.ts';
+import { ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
 import { forEachLimit } from '../write/semaphore.ts';
 import { findUses, toDamaged, UseCollector, walkIndexes } from './chunk-uses.ts';
 
@@ -46,7 +46,7 @@ export async function verify(core: RepositoryCore, options: VerifyOptions = {}):
   const chosen = sample >= 1 ? all : all.filter(() => Math.random() < sample);
   if (sample > 0 && chosen.length === 0 && all.length > 0) chosen.push(all[Math.floor(Math.random() * all.length)] as string);
   let bytesChecked = 0;
-  await forEachLimit(chosen, core.tuning.fetchConcurrency ?? 8, async (id) => {
+  await forEachLimit(chosen, core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY, async (id) => {
     try {
       bytesChecked += (await core.readChunk(id)).byteLength;
     } catch (e) {

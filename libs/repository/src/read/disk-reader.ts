@@ -5,7 +5,7 @@
 import { DamagedChunkError } from '../errors.ts';
 import { ZERO_ID, type DiskManifest } from '../format/manifest.ts';
 import { findUses, toDamaged } from '../maintenance/chunk-uses.ts';
-import { ENTRY_BYTES, ObjectReadError, type RepositoryCore } from '../repository-core.ts';
+import { ENTRY_BYTES, ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
 import { forEachLimit } from '../write/semaphore.ts';
 import { Lru } from './lru.ts';
 
@@ -89,7 +89,7 @@ export class IndexedDisk implements DiskReader {
     const last = Math.floor((offset + length - 1) / cs);
     const indexes = Array.from({ length: last - first + 1 }, (_, i) => first + i);
     const failures: ObjectReadError[] = [];
-    await forEachLimit(indexes, this.core.tuning.fetchConcurrency ?? 8, async (ci) => {
+    await forEachLimit(indexes, this.core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY, async (ci) => {
       try {
         const id = await this.chunkIdAt(ci);
         if (id === null) return;

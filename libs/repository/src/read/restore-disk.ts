@@ -6,7 +6,7 @@ import { open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { RepositoryError } from '../errors.ts';
 import { randomId } from '../format/ids.ts';
-import { ENTRY_BYTES, ObjectReadError, type RepositoryCore } from '../repository-core.ts';
+import { ENTRY_BYTES, ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
 import { Semaphore } from '../write/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
 
@@ -50,7 +50,7 @@ export async function restoreDisk(
   try {
     await fh.truncate(disk.sizeBytes); // sparse: zero chunks stay holes
     // One bounded stream of chunk fetches across page boundaries (no barrier per page).
-    const slots = new Semaphore(core.tuning.fetchConcurrency ?? 8);
+    const slots = new Semaphore(core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY);
     const running = new Set<Promise<void>>();
     let fatal: unknown;
     // Write-back while restoring: left alone, the kernel keeps gigabytes dirty (a large page
