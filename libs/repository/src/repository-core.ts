@@ -32,7 +32,7 @@ export const DEFAULT_FETCH_CONCURRENCY = 32;
 export interface RepositoryTuning {
   /** Worker threads for hashing/compression/encryption (default: one per core). */
   readonly workers?: number;
-  /** Parallel object uploads of one writer (default 16: on a directory each waits for an fsync). */
+  /** Parallel object uploads of one writer (default 16: for S3, where each put is a round trip; a directory takes deferred puts at once). */
   readonly uploadConcurrency?: number;
   /** Parallel chunk fetches of a restore, verify or range read (default 32: each fetch is several
    *  thread-pool round trips, so fewer leave the workers idle even from the page cache). */
