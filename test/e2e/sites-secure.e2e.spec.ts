@@ -76,7 +76,8 @@ describe('several sites, secure: hub, A and B with mutual TLS, identities and le
   }, 180_000);
 
   it('replicates A to B after a backup, across the TLS leaf links', async () => {
-    const bus = new CommandBus(a.nc, { site: 'a', actor: { kind: 'user', id: 'sites-secure-e2e' }, defaultTimeoutMs: 30_000 });
+    // A secure site takes only signed commands: `a.nc` signs with the local operator's key (cairn up made it).
+    const bus = new CommandBus(a.nc, { site: 'a', actor: a.operator!.actor, defaultTimeoutMs: 30_000 });
     const created = await bus.send('replication', 'CreateReplicationPolicy', { name: 'a-to-b', targetSites: ['b'], vmIds: [vmA.vmId], trigger: { kind: 'after-backup' }, delayMs: 0 }, { idempotencyKey: randomUUID() });
     expect(created.accepted, JSON.stringify(created)).toBe(true);
     const id = await backup(a, vmA, makeImage(vmA.size, 3));

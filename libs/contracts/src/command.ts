@@ -3,12 +3,27 @@
 // and version, and one reply shape that says accepted or why not.
 // Adding a version: add the schema under the next number in `versions`; senders use `latest`.
 import './formats.ts';
+import { createHash } from 'node:crypto';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, Reason } from './events/common.ts';
 import { PolicyFields } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
+
+/**
+ * Who vouches for a command: an ed25519 signature (an nkey: a person's operator key, or a
+ * service identity's key) over `commandSigningString` (docs/security.md, signed commands).
+ */
+export const CommandAuth = Type.Object({
+  /** The signer's public nkey (`U…`). */
+  publicKey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }),
+  /** base64url of the ed25519 signature. */
+  signature: Type.String({ minLength: 16, maxLength: 256, pattern: '^[A-Za-z0-9_-]+$' }),
+  /** When it was signed; receivers refuse a signature more than 5 minutes off their clock. */
+  issuedAt: Type.String({ format: 'date-time' }),
+}, { $id: 'CommandAuth', additionalProperties: false });
+export type CommandAuth = Static<typeof CommandAuth>;
 
 /** The envelope every command travels in; `payload` is checked against the command's schema. */
 export const CommandEnvelope = Type.Object({
@@ -24,6 +39,8 @@ export const CommandEnvelope = Type.Object({
   site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
   time: Type.String({ format: 'date-time' }),
   trace: Type.Optional(TraceContext),
+  /** The signature of the actor's key (or of the service identity that authenticated the actor). */
+  auth: Type.Optional(CommandAuth),
   payload: Type.Unknown(),
 }, { $id: 'CommandEnvelope', additionalProperties: false });
 
@@ -37,7 +54,28 @@ export interface Command<N extends string = string, P = unknown> {
   readonly site: string;
   readonly time: string;
   readonly trace?: TraceContext;
+  readonly auth?: CommandAuth;
   readonly payload: P;
+}
+
+/** JSON with object keys sorted at every level and no whitespace (what signatures cover). */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/**
+ * What a command signature covers: the command's id and idempotency key, name and version,
+ * site, actor, the signing time and the SHA-256 of its canonical payload, one per line.
+ */
+export function commandSigningString(command: Omit<Command, 'auth'>, issuedAt: string): string {
+  const payloadSha256 = createHash('sha256').update(canonicalJson(command.payload)).digest('hex');
+  return [
+    'cairn-command-v1', command.id, command.idempotencyKey, command.name, String(command.schemaVersion), command.site,
+    `${command.actor.kind}:${command.actor.id}`, issuedAt, payloadSha256,
+  ].join('\n');
 }
 
 /** Error codes every command handler may reply with; services may add their own (snake_case). */
@@ -56,6 +94,8 @@ export const COMMAND_ERROR_CODES = {
   /** The command conflicts with current state (e.g. the job already ended). */
   conflict: 'conflict',
   forbidden: 'forbidden',
+  /** The command's signature is missing, wrong, stale, or by a key that is not (or no longer) the actor's. */
+  unauthenticated: 'unauthenticated',
   /** A dependency is down; the same command may succeed later. */
   unavailable: 'unavailable',
   /** Unexpected failure in the handler; nothing was decided. */

@@ -13,6 +13,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './errors.ts';
 import { injectTrace, traceOf } from './trace-context.ts';
 import { asPermissionDenied } from './permissions.ts';
+import { commandSecurityOf, signCommand, type CommandSigner } from './command-auth.ts';
 
 export interface CommandBusOptions {
   readonly site: string;
@@ -21,6 +22,8 @@ export interface CommandBusOptions {
   readonly defaultTimeoutMs?: number;
   /** Larger commands are refused before sending (default 1 MiB). */
   readonly maxMessageBytes?: number;
+  /** Signs every command (`auth`); default: the signer bound to the connection (`bindCommandSecurity`), else unsigned. */
+  readonly signer?: CommandSigner;
 }
 
 export interface SendOptions {
@@ -53,7 +56,7 @@ export class CommandBus {
     if (!actor) throw new TypeError(`CommandBus.send(${name}): no actor (pass options.actor or configure one)`);
     const subject = commandSubject(this.options.site, service, name);
     const trace = options.trace ?? traceOf(options.otelContext);
-    const command: Command = {
+    const unsigned: Command = {
       id: randomUUID(),
       name,
       schemaVersion: options.schemaVersion ?? latestCommandVersion(name),
@@ -64,6 +67,8 @@ export class CommandBus {
       ...(trace ? { trace } : {}),
       payload,
     };
+    const signer = this.options.signer ?? commandSecurityOf(this.nc)?.signer;
+    const command = signer ? signCommand(unsigned, signer) : unsigned;
     const body = Buffer.from(JSON.stringify(command));
     if (body.byteLength > this.maxMessageBytes) throw new MessageTooLargeError(subject, body.byteLength, this.maxMessageBytes);
     const h = natsHeaders();

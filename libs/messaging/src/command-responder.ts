@@ -12,6 +12,7 @@ import { CommandContext, type CommandInfo } from './handler-context.ts';
 import { commandFingerprint, type CommandReplies } from './idempotency.ts';
 import type { ConsumerLogger } from './jetstream-consumer.ts';
 import { extractTrace, traceOf } from './trace-context.ts';
+import type { CommandAuthorizer } from './command-auth.ts';
 import { ensureContextManager, jobIdOf, withJobId } from './telemetry.ts';
 
 export type CommandHandlerFn = (payload: unknown, context: CommandContext) => Promise<unknown>;
@@ -22,6 +23,8 @@ export interface ResponderDeps {
   readonly replies: CommandReplies;
   readonly maxMessageBytes: number;
   readonly logger: ConsumerLogger;
+  /** Checks who sent a command before anything else happens (signed commands, docs/security.md). */
+  readonly authorizer?: CommandAuthorizer;
 }
 
 /** Header set on a reply that was answered from the idempotency store. */
@@ -121,6 +124,19 @@ export class CommandResponder {
     if (command.site !== this.deps.site) {
       return this.respond(msg, rejected(COMMAND_ERROR_CODES.invalidCommand, `command for site ${command.site} reached site ${this.deps.site}`,
         { problems: [{ path: '/site', message: `expected ${this.deps.site}` }] }));
+    }
+
+    if (this.deps.authorizer) {
+      let decision;
+      try {
+        decision = await this.deps.authorizer.authorize(command, this.subject);
+      } catch (e) {
+        return this.respond(msg, rejected(COMMAND_ERROR_CODES.unavailable, `cannot check who sent ${command.name}: ${errorMessage(e)}`));
+      }
+      if (!decision.ok) {
+        this.deps.logger.warn(`${this.subject}: refused ${command.name} ${command.id} from ${command.actor.kind}:${command.actor.id}: ${decision.message}`);
+        return this.respond(msg, rejected(decision.code, decision.message));
+      }
     }
 
     const key = `${this.route.service}:${command.name}:${command.idempotencyKey}`;

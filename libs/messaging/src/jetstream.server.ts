@@ -11,6 +11,7 @@ import { Server, type CustomTransportStrategy, type MessageHandler } from '@nest
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { Actor } from '@cairn/contracts';
 import { JetStreamEventLog } from '@cairn/eventlog';
+import { commandSecurityOf, type CommandAuthorizer } from './command-auth.ts';
 import { CommandResponder, type CommandHandlerFn } from './command-responder.ts';
 import { asPermissionDenied } from './permissions.ts';
 import { EventLogDeadLetterSink, type DeadLetterSink, type EventAppender } from './dead-letter.ts';
@@ -52,6 +53,8 @@ export interface JetStreamServerOptions {
   readonly consumerDefaults?: Partial<Omit<ConsumerSettings, 'stream' | 'durable'>>;
   /** How long `close` waits for handlers in flight (default 10 s). */
   readonly drainTimeoutMs?: number;
+  /** Checks who sent each command (signed commands); default: the one bound to the connection (`bindCommandSecurity`). */
+  readonly commandAuthorizer?: CommandAuthorizer;
 }
 
 type ServerEvents = { disconnect: (server: string) => void; reconnect: (server: string) => void; error: (err: Error) => void };
@@ -124,7 +127,8 @@ export class JetStreamServer extends Server<ServerEvents> implements CustomTrans
     const commandHandlers = handlers.filter(([, h]) => !h.isEventHandler);
     if (commandHandlers.length > 0) {
       const replies = o.commandReplies ?? (await KvCommandReplies.open(nc));
-      const deps = { nc, site: o.site, replies, maxMessageBytes, logger: this.log };
+      const authorizer = o.commandAuthorizer ?? commandSecurityOf(nc)?.authorizer;
+      const deps = { nc, site: o.site, replies, maxMessageBytes, logger: this.log, ...(authorizer ? { authorizer } : {}) };
       for (const [pattern, handler] of commandHandlers) {
         const route = handler.extras?.[COMMAND_EXTRAS] as CommandRoute | undefined;
         if (!route) throw new Error(`handler ${pattern} has no command route: decorate it with @CommandHandler(service, name)`);

@@ -211,3 +211,13 @@ function siteSecurityAt(dir: string, site: string, identities: AnyIdentity[]): S
     },
   };
 }
+
+/**
+ * Public keys of the site's service identities (public key → identity), from `site.json`;
+ * `admin` (the CLI's and `cairn up`'s NATS identity) is left out: it does not vouch for commands.
+ * Services accept a command signed by one of these keys (docs/security.md, signed commands).
+ */
+export async function servicePublicKeys(dir: string): Promise<Map<string, string>> {
+  const file = JSON.parse(await readFile(join(resolve(dir), 'site.json'), 'utf8')) as SiteFile;
+  return new Map(Object.entries(file.identities).filter(([id]) => id !== 'admin').map(([id, { nkey }]) => [nkey, id]));
+}

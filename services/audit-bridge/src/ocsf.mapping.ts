@@ -29,6 +29,8 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   UserCreated: 'Create',
   UserRolesChanged: 'Update',
   UserDisabled: 'Update',
+  UserKeyAdded: 'Create',
+  UserKeyRevoked: 'Delete',
   TokenIssued: 'Create',
   TokenRevoked: 'Delete',
   SignedIn: 'Read',

@@ -61,6 +61,12 @@ const When = Type.String({ format: 'date-time' });
 
 export const UserParams = Type.Object({ userId: UserId });
 export const TokenParams = Type.Object({ tokenId: Id });
+const PublicKey = Type.String({ pattern: '^U[A-Z2-7]{55}$', description: 'An nkey public key (ed25519)' });
+export const UserKeyParams = Type.Object({ userId: UserId, publicKey: PublicKey });
+export const AddUserKeyBody = Type.Object({
+  publicKey: PublicKey,
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+}, { $id: 'AddUserKeyRequest', additionalProperties: false });
 export const ApprovalParams = Type.Object({ approvalId: Id });
 
 export const CreateUserBody = Type.Object({
@@ -78,6 +84,8 @@ export const UserView = Type.Object({
   displayName: Type.Optional(Type.String()),
   createdAt: When,
   createdBy: Type.String(),
+  /** Public halves of the user's current operator keys (signing commands sent over NATS). */
+  keys: Type.Array(Type.String()),
 }, { $id: 'User' });
 
 export const CreateTokenBody = Type.Object({

@@ -8,7 +8,7 @@ import type { ApprovalAction, Role } from '@cairn/contracts';
 import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import {
-  ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, Items, ListApprovalsQuery, ListTokensQuery,
+  AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, Items, ListApprovalsQuery, ListTokensQuery,
   ReasonBody, RestorePointParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
 } from './gateway.schemas.ts';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
@@ -19,7 +19,7 @@ import { ProblemError } from './problem.ts';
 import { PERMISSIONS, allows } from './roles.ts';
 
 const userView = (u: UserRecord) => ({
-  userId: u.userId, roles: [...u.roles], disabled: u.disabled, createdAt: u.createdAt, createdBy: u.createdBy,
+  userId: u.userId, roles: [...u.roles], disabled: u.disabled, createdAt: u.createdAt, createdBy: u.createdBy, keys: [...u.keys],
   ...(u.displayName ? { displayName: u.displayName } : {}),
 });
 const tokenView = (t: TokenRecord) => ({
@@ -87,6 +87,22 @@ export class IdentityController {
   })
   async disableUser(@Input('params') p: { userId: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller) {
     return userView(await this.store.disableUser(p.userId, caller.actor, body.reason).catch(mapIdentityError));
+  }
+
+  @Route({
+    method: 'POST', path: '/v1/users/:userId/keys', operationId: 'addUserKey', tag: 'access', status: 201, permission: 'admin',
+    summary: 'Record an operator key (public half) the user signs NATS commands with (UserKeyAdded)', params: UserParams, body: AddUserKeyBody, response: UserView, problems: [403, 404, 409],
+  })
+  async addKey(@Input('params') p: { userId: string }, @Input('body') body: { publicKey: string; name?: string }, @CallerOf() caller: Caller) {
+    return userView(await this.store.addKey(p.userId, body.publicKey, caller.actor, body.name).catch(mapIdentityError));
+  }
+
+  @Route({
+    method: 'POST', path: '/v1/users/:userId/keys/:publicKey/revoke', operationId: 'revokeUserKey', tag: 'access', permission: 'admin',
+    summary: 'Revoke an operator key: commands it signs are refused at once (UserKeyRevoked)', params: UserKeyParams, body: ReasonBody, response: UserView, problems: [403, 404],
+  })
+  async revokeKey(@Input('params') p: { userId: string; publicKey: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller) {
+    return userView(await this.store.revokeKey(p.userId, p.publicKey, caller.actor, body.reason).catch(mapIdentityError));
   }
 
   // ---- tokens ------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ export interface UserRecord {
   readonly userId: string;
   roles: Role[];
   disabled: boolean;
+  /** Current operator keys (public): what may sign this user's commands over NATS. */
+  keys: string[];
   readonly displayName?: string;
   readonly createdAt: string;
   readonly createdBy: string;
@@ -128,7 +130,7 @@ export class IdentityStore {
     switch (e.type) {
       case 'UserCreated':
         this.users.set(e.data.userId, {
-          userId: e.data.userId, roles: [...e.data.roles], disabled: false, createdAt: e.time, createdBy: by,
+          userId: e.data.userId, roles: [...e.data.roles], disabled: false, keys: [], createdAt: e.time, createdBy: by,
           ...(e.data.displayName ? { displayName: e.data.displayName } : {}),
         });
         break;
@@ -140,6 +142,16 @@ export class IdentityStore {
       case 'UserDisabled': {
         const u = this.users.get(e.data.userId);
         if (u) u.disabled = true;
+        break;
+      }
+      case 'UserKeyAdded': {
+        const u = this.users.get(e.data.userId);
+        if (u && !u.keys.includes(e.data.publicKey)) u.keys.push(e.data.publicKey);
+        break;
+      }
+      case 'UserKeyRevoked': {
+        const u = this.users.get(e.data.userId);
+        if (u) u.keys = u.keys.filter((k) => k !== e.data.publicKey);
         break;
       }
       case 'TokenIssued':
@@ -230,6 +242,25 @@ export class IdentityStore {
     const u = await this.user(userId);
     if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
     if (!u.disabled) await this.append(`user-${userId}`, 'UserDisabled', { userId, ...(reason ? { reason } : {}) }, actor, 'any');
+    return u;
+  }
+
+  /** Records an operator key (its public half only) for a user (UserKeyAdded). */
+  async addKey(userId: string, publicKey: string, actor: Actor, name?: string): Promise<UserRecord> {
+    const u = await this.user(userId);
+    if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
+    if (u.disabled) throw new IdentityConflictError(`user ${userId} is disabled`);
+    if (u.keys.includes(publicKey)) throw new IdentityConflictError(`user ${userId} has key ${publicKey} already`);
+    await this.append(`user-${userId}`, 'UserKeyAdded', { userId, publicKey, ...(name ? { name } : {}) }, actor, 'any');
+    return u;
+  }
+
+  /** Revokes an operator key (UserKeyRevoked): commands it signs are refused from then on. */
+  async revokeKey(userId: string, publicKey: string, actor: Actor, reason?: string): Promise<UserRecord> {
+    const u = await this.user(userId);
+    if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
+    if (!u.keys.includes(publicKey)) throw new IdentityNotFoundError(`user ${userId} has no current key ${publicKey}`);
+    await this.append(`user-${userId}`, 'UserKeyRevoked', { userId, publicKey, ...(reason ? { reason } : {}) }, actor, 'any');
     return u;
   }
 

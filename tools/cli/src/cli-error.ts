@@ -7,6 +7,8 @@ export const EXIT = {
   conflict: 4,
   unavailable: 5,
   jobFailed: 6,
+  /** Refused: not authenticated (signature) or not allowed (role). */
+  denied: 7,
 } as const;
 
 export class CliError extends Error {

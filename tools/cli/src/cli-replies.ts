@@ -9,6 +9,8 @@ const CODE_EXIT: Record<string, number> = {
   conflict: EXIT.conflict,
   invalid_command: EXIT.usage,
   unavailable: EXIT.unavailable,
+  forbidden: EXIT.denied,
+  unauthenticated: EXIT.denied,
 };
 
 export function accepted<R>(reply: CommandReply<R>, what: string): R {

@@ -17,6 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--nats <url>', 'NATS of a running Cairn (default: from `cairn up` state or CAIRN_NATS_URL)')
     .option('--site <name>', 'site name (default: from state or CAIRN_SITE)')
     .option('--data <dir>', 'data directory of `cairn up` (default ./.cairn)')
+    .option('--operator-key <file>', 'sign commands sent over NATS with this operator key (default $CAIRN_OPERATOR_KEY, else the key `cairn up` made for you)')
     .exitOverride()
     .showHelpAfterError();
   registerRepoCommands(program);

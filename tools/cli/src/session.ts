@@ -10,6 +10,7 @@ import { CatalogueClient } from '@cairn/catalogue-client';
 import { CommandBus } from '@cairn/messaging';
 import { identityConnectOptions, loadSiteSecurity } from '@cairn/nats-security';
 import { CliError, EXIT } from './cli-error.ts';
+import { loadOperatorKey, type OperatorKey } from './operator-key.ts';
 
 export const DEFAULT_DATA_DIR = '.cairn';
 export const STATE_FILE = 'stack.json';
@@ -22,6 +23,8 @@ export interface StackState {
   readonly dataDir: string;
   /** Set when the stack runs secure: the CLI connects as the site's `admin` identity from here. */
   readonly securityDir?: string;
+  /** Secure stacks: the local operator's user and key file (`cairn up` made them); the CLI signs with it. */
+  readonly operator?: { readonly userId: string; readonly keyFile: string };
 }
 
 export interface GlobalOptions {
@@ -29,12 +32,15 @@ export interface GlobalOptions {
   readonly nats?: string;
   readonly site?: string;
   readonly data?: string;
+  readonly operatorKey?: string;
 }
 
 export interface Session {
   readonly nc: NatsConnection;
   readonly site: string;
   readonly actor: Actor;
+  /** The key commands are signed with, when there is one. */
+  readonly operatorKey?: OperatorKey;
   readonly bus: CommandBus;
   readonly catalogue: CatalogueClient;
   readonly json: boolean;
@@ -57,6 +63,31 @@ export function operator(): Actor {
   return { kind: 'user', id: process.env['CAIRN_USER'] ?? userInfo().username };
 }
 
+/**
+ * The key to sign with: `--operator-key`, else `CAIRN_OPERATOR_KEY`, else the key `cairn up`
+ * made for the local operator (when CAIRN_USER does not name someone else). None: unsigned.
+ */
+export async function operatorKeyFor(g: GlobalOptions, state: StackState | undefined): Promise<OperatorKey | undefined> {
+  const explicit = g.operatorKey ?? process.env['CAIRN_OPERATOR_KEY'];
+  const user = process.env['CAIRN_USER'];
+  const file = explicit ?? (state?.operator && (!user || user === state.operator.userId) ? state.operator.keyFile : undefined);
+  if (!file) return undefined;
+  try {
+    return await loadOperatorKey(file);
+  } catch (e) {
+    throw new CliError((e as Error).message, EXIT.usage, 'pass the file `cairn user key add` wrote (--operator-key <file> or CAIRN_OPERATOR_KEY)');
+  }
+}
+
+/** The actor: CAIRN_USER, else the key's user, else the OS user. */
+export function actorFor(key: OperatorKey | undefined): Actor {
+  const user = process.env['CAIRN_USER'];
+  if (key && user && user !== key.userId) {
+    throw new CliError(`the operator key ${key.file} belongs to ${key.userId}, not to CAIRN_USER=${user}`, EXIT.usage);
+  }
+  return key ? { kind: 'user', id: key.userId } : operator();
+}
+
 export async function openSession(cmd: Command): Promise<Session> {
   const g = globals(cmd);
   const state = await readStackState(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
@@ -75,10 +106,18 @@ export async function openSession(cmd: Command): Promise<Session> {
     throw new CliError(`cannot reach NATS at ${natsUrl}: ${(e as Error).message}`, EXIT.unavailable,
       'is `cairn up` still running? start it again, or pass the right --nats <url>');
   }
-  const actor = operator();
+  let key: OperatorKey | undefined;
+  let actor: Actor;
+  try {
+    key = await operatorKeyFor(g, state);
+    actor = actorFor(key);
+  } catch (e) {
+    await nc.close();
+    throw e;
+  }
   return {
-    nc, site, actor,
-    bus: new CommandBus(nc, { site, actor, defaultTimeoutMs: 15_000 }),
+    nc, site, actor, ...(key ? { operatorKey: key } : {}),
+    bus: new CommandBus(nc, { site, actor, defaultTimeoutMs: 15_000, ...(key ? { signer: key.signer } : {}) }),
     catalogue: new CatalogueClient(nc, { site }),
     json: Boolean(g.json),
     close: () => nc.close(),

@@ -17,7 +17,7 @@ import {
 } from './replication.events.ts';
 import {
   AccessDeniedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RestorePointDeletedV1,
-  SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserRolesChangedV1,
+  SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 
@@ -86,6 +86,8 @@ export const EVENT_SCHEMAS = {
   UserCreated: define('UserCreated', { description: 'An API user was created with its roles.', categories: ['user'], latest: UserCreatedV1 }),
   UserRolesChanged: define('UserRolesChanged', { description: 'An API user\'s roles were replaced.', categories: ['user'], latest: UserRolesChangedV1 }),
   UserDisabled: define('UserDisabled', { description: 'An API user can no longer sign in; its tokens stop working at once.', categories: ['user'], latest: UserDisabledV1 }),
+  UserKeyAdded: define('UserKeyAdded', { description: 'A user got an operator key (public key only) to sign commands sent over NATS.', categories: ['user'], latest: UserKeyAddedV1 }),
+  UserKeyRevoked: define('UserKeyRevoked', { description: 'A user\'s operator key was revoked: commands it signs are refused at once.', categories: ['user'], latest: UserKeyRevokedV1 }),
   TokenIssued: define('TokenIssued', { description: 'An API token was issued to a user (only its SHA-256 is recorded).', categories: ['token'], latest: TokenIssuedV1 }),
   TokenRevoked: define('TokenRevoked', { description: 'An API token was revoked: it stops working at once.', categories: ['token'], latest: TokenRevokedV1 }),
   SignedIn: define('SignedIn', { description: 'A user authenticated (first use of a token by a gateway, or an OIDC token).', categories: ['access'], latest: SignedInV1 }),

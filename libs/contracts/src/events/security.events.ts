@@ -36,6 +36,23 @@ export const UserDisabledV1 = Type.Object({
   reason: Type.Optional(Reason),
 }, { additionalProperties: false });
 
+/** An nkey public key (`U…`): a person's operator key for signing commands sent over NATS. */
+const PublicKey = Type.String({ pattern: '^U[A-Z2-7]{55}$' });
+
+/** The user may sign commands with this key (the seed stays in the file the CLI wrote). */
+export const UserKeyAddedV1 = Type.Object({
+  userId: UserId,
+  publicKey: PublicKey,
+  name: Type.Optional(Name),
+}, { additionalProperties: false });
+
+/** Commands signed by this key are refused from now on. */
+export const UserKeyRevokedV1 = Type.Object({
+  userId: UserId,
+  publicKey: PublicKey,
+  reason: Type.Optional(Reason),
+}, { additionalProperties: false });
+
 export const TokenIssuedV1 = Type.Object({
   tokenId: Id,
   userId: UserId,

@@ -1,11 +1,12 @@
 // Users, API tokens and four-eyes approvals: these go through the gateway's API with an API
 // token (--token, CAIRN_API_TOKEN, or the bootstrap administrator's token `cairn up` keeps in
 // <data>/secrets/api.token), so the gateway checks the caller's roles like any API call.
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { DEFAULT_DATA_DIR, globals, output, readStackState, table } from '../session.ts';
+import { createOperatorKey } from '../operator-key.ts';
 
 const ROLES = ['administrator', 'operator', 'restore-operator', 'auditor'];
 
@@ -87,6 +88,40 @@ export function registerAccessCommands(program: Command): void {
   user.command('roles <userId>').description('replace a user\'s roles').addOption(roleOption())
     .action(withApi(async (a, userId: string, o: { role: string[] }) => {
       output(a, await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/roles`, { roles: o.role }), () => `user ${userId}: ${o.role.join(', ')}`);
+    }));
+  // Operator keys: the seed is made here and written only to --out (0600); the gateway records
+  // the public half (UserKeyAdded). CLI commands over NATS are then signed with it.
+  const key = user.command('key').description('operator keys: sign CLI commands sent over NATS (docs/security.md)');
+  key.command('add <userId>').description('make an operator key for a user: the seed goes to --out (0600), the public key is recorded')
+    .requiredOption('--out <file>', 'where to write the key (never overwritten); give it to the user: --operator-key <file> or CAIRN_OPERATOR_KEY')
+    .option('--name <name>', 'what the key is for')
+    .action(withApi(async (a, userId: string, o: { out: string; name?: string }) => {
+      const g = globals(key);
+      const state = await readStackState(resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR));
+      const out = resolve(o.out);
+      const k = await createOperatorKey(out, userId, g.site ?? process.env['CAIRN_SITE'] ?? state?.site).catch((e: NodeJS.ErrnoException) => {
+        throw new CliError(e.code === 'EEXIST' ? `${out} exists: a key file is never overwritten` : `cannot write ${out}: ${e.message}`, EXIT.usage);
+      });
+      let r;
+      try {
+        r = await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/keys`, { publicKey: k.publicKey, ...(o.name ? { name: o.name } : {}) });
+      } catch (e) {
+        await rm(out, { force: true });
+        throw e;
+      }
+      output(a, { userId, publicKey: k.publicKey, file: out, user: r }, () => `key ${k.publicKey} added for ${userId}; its seed is in ${out} (0600): cairn --operator-key ${out} …`);
+    }));
+  key.command('list <userId>').description('a user\'s current operator keys (public halves)')
+    .action(withApi(async (a, userId: string) => {
+      const r = (await a.call('GET', '/v1/users')).items as Array<{ userId: string; keys?: string[] }> | undefined;
+      const u = r?.find((x) => x.userId === userId);
+      if (!u) throw new CliError(`no user ${userId}`, EXIT.notFound);
+      output(a, u.keys ?? [], () => (u.keys ?? []).join('\n') || '(none)');
+    }));
+  key.command('revoke <userId> <publicKey>').description('revoke an operator key: commands it signs are refused at once').option('--reason <text>')
+    .action(withApi(async (a, userId: string, publicKey: string, o: { reason?: string }) => {
+      output(a, await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/keys/${encodeURIComponent(publicKey)}/revoke`, o.reason ? { reason: o.reason } : {}),
+        () => `key ${publicKey} of ${userId} revoked`);
     }));
   user.command('disable <userId>').description('disable a user: all their tokens stop working at once').option('--reason <text>')
     .action(withApi(async (a, userId: string, o: { reason?: string }) => {

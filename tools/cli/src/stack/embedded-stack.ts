@@ -8,8 +8,12 @@ import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
-import { identityConnectOptions, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, type Identity, type LeafCredentials, type SiteSecurity } from '@cairn/nats-security';
-import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
+import {
+  identityConnectOptions, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, servicePublicKeys,
+  type Identity, type LeafCredentials, type SiteSecurity,
+} from '@cairn/nats-security';
+import { bindCommandSecurity, correlatedLogOptions, setupTracing, signerFromSeed, SignedCommandPolicy, type CommandSigner } from '@cairn/messaging';
+import type { Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
@@ -20,7 +24,8 @@ import { startAuditBridge, type AuditTargetSpec, type RunningAuditBridge } from 
 import { parseCoordinatorConfig, startSnapshotCoordinator, type RunningCoordinator } from '@cairn/snapshot-coordinator';
 import { startReplication, type RunningReplication } from '@cairn/replication';
 import { replicaLocator } from './replicas.ts';
-import { STATE_FILE, type StackState } from '../session.ts';
+import { STATE_FILE, operator, type StackState } from '../session.ts';
+import { ensureOperator } from './operator-bootstrap.ts';
 
 export interface StackOptions {
   readonly dataDir: string;
@@ -63,6 +68,8 @@ export interface StackOptions {
    * start, or taken from there when `cairn site init` made them. Off by default for now.
    */
   readonly secure?: boolean | { readonly dir?: string };
+  /** Secure stacks: the local operator who gets a user and key (default CAIRN_USER or the OS user). */
+  readonly operator?: Actor;
 }
 
 export interface ServiceHealth { readonly service: string; readonly status: string; readonly detail?: unknown }
@@ -84,6 +91,11 @@ export interface Stack {
   readonly nats?: NatsServerProcess;
   /** The site's NATS security material when the stack runs secure. */
   readonly security?: SiteSecurity;
+  /**
+   * Secure stacks: the local operator (administrator) and the key its commands are signed with;
+   * `nc` signs with it, so commands sent on it must name this actor.
+   */
+  readonly operator?: { readonly actor: Actor; readonly signer: CommandSigner; readonly keyFile: string };
   health(): Promise<ServiceHealth[]>;
   stop(): Promise<void>;
 }
@@ -172,6 +184,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     stops.push(() => nc.drain());
     const log = await createJetStreamEventLog({ nc, site });
     stops.push(() => log.close());
+    // Secure: every command over NATS is signed (docs/security.md, signed commands). Each
+    // service signs with its identity's nkey and checks what it receives; the local operator
+    // gets a user and key, and `nc` (the CLI's `admin` connection) signs with that key.
+    const serviceKeys = security ? await servicePublicKeys(security.dir) : undefined;
+    const secureCommands = async (identity: Identity, conn: NatsConnection, connLog: EventLog) => {
+      if (!security || !serviceKeys) return;
+      bindCommandSecurity(conn, {
+        signer: signerFromSeed(await readFile(security.credentials(identity).seedFile, 'utf8')),
+        authorizer: new SignedCommandPolicy({
+          log: connLog, site, serviceKeys, serviceActor: { kind: 'service', id: `${identity}@${site}` },
+          onError: (e) => logger.warn({ err: e, identity }, 'could not record AccessDenied'),
+        }),
+      });
+    };
+    const operatorActor = options.operator ?? operator();
+    const operatorKey = security ? await ensureOperator({ log, site, secretsDir: dirs.secrets, actor: operatorActor, say }) : undefined;
+    if (operatorKey) bindCommandSecurity(nc, { signer: operatorKey.signer });
     // Secure: each service its own connection, identity and event-log client; else all share one.
     const as = async (identity: Identity): Promise<{ nc: NatsConnection; log: EventLog }> => {
       if (!security) return { nc, log };
@@ -179,6 +208,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       stops.push(() => own.drain());
       const ownLog = await createJetStreamEventLog({ nc: own, site, createStream: false });
       stops.push(() => ownLog.close());
+      await secureCommands(identity, own, ownLog);
       return { nc: own, log: ownLog };
     };
 
@@ -242,6 +272,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => replicationNc.drain());
     const replicationLog = await createJetStreamEventLog({ nc: replicationNc, site });
+    await secureCommands('replication', replicationNc, replicationLog);
     const replication = await startReplication({
       nc: replicationNc, log: replicationLog, site, repository, replicasDir: dirs.replicas, logger: logger.child({ name: 'replication' }),
       ...(options.replication?.ackWaitMs ? { ackWaitMs: options.replication.ackWaitMs } : {}),
@@ -255,12 +286,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const gateway: RunningGateway = await startGateway({ nc: (await as('gateway')).nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
 
-    const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}) };
+    const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}),
+      ...(operatorKey ? { operator: { userId: operatorKey.userId, keyFile: operatorKey.file } } : {}),
+    };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 
     return {
       site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, passphrase, coordinator, replication,
       ...(security ? { security } : {}),
+      ...(operatorKey ? { operator: { actor: { kind: 'user' as const, id: operatorKey.userId }, signer: operatorKey.signer, keyFile: operatorKey.file } } : {}),
       ...(nats ? { nats } : {}),
       async health() {
         const out: ServiceHealth[] = [];

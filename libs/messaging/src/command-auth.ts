@@ -1,0 +1,199 @@
+// Signed commands (docs/security.md, "How commands sent over NATS are authenticated"). NATS
+// does not tell a subscriber who published a message, so a command's actor is only a claim
+// unless the command carries a signature: `auth` = an ed25519 signature (nkeys) over
+// `commandSigningString`. Where a site runs secure, every command handler checks it before the
+// handler runs:
+//
+// - signed by a **service identity's key** (the nkey the service authenticates to NATS with;
+//   the public keys are in the site's security material): accepted. That is the gateway, which
+//   authenticated the person (API token / OIDC) and checked their role on the route itself, or
+//   a service acting on its own (the scheduler asking the coordinator for a snapshot);
+// - signed by a **person's operator key**: the key must be a current key of the actor's user
+//   (`UserKeyAdded`, not `UserKeyRevoked`, user not disabled, read from the log at each
+//   command), and the user's roles must grant the command's permission (`COMMAND_PERMISSIONS`);
+// - anything else — no signature, a signature that does not verify, signed more than 5 minutes
+//   off the receiver's clock, a key that is not the actor's or was revoked, a service actor not
+//   signed by a service — is refused (`unauthenticated`, or `forbidden` for a missing role) and
+//   recorded as `AccessDenied`.
+// Replays: a signed command sent again within the 5 minutes carries the same idempotency key
+// (it is signed), so the responder answers it with the first reply and runs nothing; later, the
+// signature is stale.
+import type { NatsConnection } from '@nats-io/transport-node';
+import { fromPublic, fromSeed } from '@nats-io/nkeys';
+import {
+  COMMAND_ERROR_CODES, COMMAND_PERMISSIONS, ROLES, allows, commandSigningString, isCommandName, newEvent,
+  type Actor, type Command, type CommandAuth, type KnownEvent, type Role,
+} from '@cairn/contracts';
+import type { EventAppender, EventStreamReader } from '@cairn/eventlog';
+
+/** Signs commands with an nkey (a person's operator key or a service identity's key). */
+export interface CommandSigner {
+  readonly publicKey: string;
+  sign(data: Uint8Array): Uint8Array;
+}
+
+export function signerFromSeed(seed: string): CommandSigner {
+  const kp = fromSeed(new TextEncoder().encode(seed.trim()));
+  return { publicKey: kp.getPublicKey(), sign: (data) => kp.sign(data) };
+}
+
+/** The command with its `auth`: a signature over `commandSigningString` at `now`. */
+export function signCommand<C extends Command>(command: C, signer: CommandSigner, now: Date = new Date()): C {
+  const { auth: _ignored, ...unsigned } = command;
+  const issuedAt = now.toISOString();
+  const signature = Buffer.from(signer.sign(new TextEncoder().encode(commandSigningString(unsigned, issuedAt)))).toString('base64url');
+  const auth: CommandAuth = { publicKey: signer.publicKey, signature, issuedAt };
+  return { ...unsigned, auth } as C;
+}
+
+/** Whether `auth` is a valid signature of this command by `auth.publicKey` (not who that is). */
+export function verifyCommandSignature(command: Command): boolean {
+  const auth = command.auth;
+  if (!auth) return false;
+  try {
+    const { auth: _a, ...unsigned } = command;
+    const data = new TextEncoder().encode(commandSigningString(unsigned, auth.issuedAt));
+    return fromPublic(auth.publicKey).verify(data, new Uint8Array(Buffer.from(auth.signature, 'base64url')));
+  } catch {
+    return false;
+  }
+}
+
+export type CommandAuthDecision =
+  | { readonly ok: true; readonly by: 'service' | 'user' | 'unchecked' }
+  | { readonly ok: false; readonly code: 'unauthenticated' | 'forbidden'; readonly message: string };
+
+/** Decides whether a command may run; the command responder asks it before the handler. */
+export interface CommandAuthorizer {
+  authorize(command: Command, subject: string): Promise<CommandAuthDecision>;
+}
+
+/** What the log says about a user, for checking their signed commands. */
+export interface OperatorRecord {
+  readonly userId: string;
+  readonly roles: readonly Role[];
+  readonly disabled: boolean;
+  readonly keys: ReadonlySet<string>;
+  readonly revokedKeys: ReadonlySet<string>;
+}
+
+const USER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Folds a user's stream (`user-<id>`) into roles, state and current keys; undefined when there is no such user. */
+export async function readOperator(log: EventStreamReader, userId: string): Promise<OperatorRecord | undefined> {
+  if (!USER_ID.test(userId)) return undefined;
+  let found = false;
+  let roles: Role[] = [];
+  let disabled = false;
+  const keys = new Set<string>();
+  const revokedKeys = new Set<string>();
+  for await (const r of log.readStream(`user-${userId}`)) {
+    const e = r.event as KnownEvent;
+    switch (e.type) {
+      case 'UserCreated': found = true; roles = [...e.data.roles]; break;
+      case 'UserRolesChanged': roles = [...e.data.roles]; break;
+      case 'UserDisabled': disabled = true; break;
+      case 'UserKeyAdded': if (!revokedKeys.has(e.data.publicKey)) keys.add(e.data.publicKey); break;
+      case 'UserKeyRevoked': keys.delete(e.data.publicKey); revokedKeys.add(e.data.publicKey); break;
+      default: break;
+    }
+  }
+  return found ? { userId, roles: roles.filter((x) => ROLES.includes(x)), disabled, keys, revokedKeys } : undefined;
+}
+
+export interface SignedCommandPolicyOptions {
+  /** Where users and keys are read (`user-<id>`) and `AccessDenied` is recorded (`access-<date>`). */
+  readonly log: EventStreamReader & EventAppender;
+  readonly site: string;
+  /** Actor of the `AccessDenied` records of unauthenticated commands (the checking service). */
+  readonly serviceActor: Actor;
+  /** Public keys of the site's service identities (key → identity name): they vouch for their commands. */
+  readonly serviceKeys: ReadonlyMap<string, string>;
+  /** How far `issuedAt` may be from the receiver's clock (default 5 minutes). */
+  readonly maxSkewMs?: number;
+  readonly now?: () => Date;
+  readonly onError?: (e: unknown) => void;
+}
+
+/** The secure-site rule above; `AccessDenied` at most once per actor, command and reason every 10 s. */
+export class SignedCommandPolicy implements CommandAuthorizer {
+  private readonly recent = new Map<string, number>();
+
+  constructor(private readonly o: SignedCommandPolicyOptions) {}
+
+  async authorize(command: Command, subject: string): Promise<CommandAuthDecision> {
+    const now = (this.o.now ?? (() => new Date()))();
+    const deny = async (code: 'unauthenticated' | 'forbidden', needed: string, message: string, roles: readonly Role[] = [], asUser = false): Promise<CommandAuthDecision> => {
+      await this.recordDenied(command, subject, needed, roles, asUser).catch((e) => this.o.onError?.(e));
+      return { ok: false, code, message };
+    };
+    const who = `${command.actor.kind}:${command.actor.id}`;
+    const auth = command.auth;
+    if (!auth) {
+      return deny('unauthenticated', 'signature', `${command.name} from ${who} is not signed: this site accepts only signed commands (cairn: --operator-key <file> or CAIRN_OPERATOR_KEY; see docs/security.md)`);
+    }
+    if (!verifyCommandSignature(command)) return deny('unauthenticated', 'valid-signature', `${command.name} from ${who}: the signature does not verify`);
+    const skew = Math.abs(Date.parse(auth.issuedAt) - now.getTime());
+    const maxSkewMs = this.o.maxSkewMs ?? 5 * 60_000;
+    if (!(skew <= maxSkewMs)) {
+      return deny('unauthenticated', 'fresh-signature', `${command.name} from ${who} was signed at ${auth.issuedAt}, more than ${Math.round(maxSkewMs / 1000)} s from now: stale or replayed (check the clocks)`);
+    }
+    if (this.o.serviceKeys.has(auth.publicKey)) return { ok: true, by: 'service' };
+    if (command.actor.kind !== 'user') {
+      return deny('unauthenticated', 'service-signature', `${command.name} claims service ${command.actor.id} but is not signed by a service identity of site ${this.o.site}`);
+    }
+    const user = await readOperator(this.o.log, command.actor.id);
+    if (!user) return deny('unauthenticated', 'known-user', `${command.name}: no user ${command.actor.id} at site ${this.o.site}`);
+    if (!user.keys.has(auth.publicKey)) {
+      return deny('unauthenticated', 'current-key', `${command.name}: key ${auth.publicKey} is not a current key of user ${user.userId} (never added, or revoked)`, user.roles);
+    }
+    if (user.disabled) return deny('unauthenticated', 'enabled-user', `${command.name}: user ${user.userId} is disabled`, user.roles);
+    const permission = isCommandName(command.name) ? COMMAND_PERMISSIONS[command.name] : 'admin';
+    if (!allows(user.roles, permission)) {
+      return deny('forbidden', permission, `${command.name} needs permission ${permission}; user ${user.userId} has roles ${user.roles.join(', ') || '(none)'}`, user.roles, true);
+    }
+    return { ok: true, by: 'user' };
+  }
+
+  private async recordDenied(command: Command, subject: string, needed: string, roles: readonly Role[], asUser: boolean): Promise<void> {
+    const key = `${command.actor.kind}:${command.actor.id}|${command.name}|${needed}`;
+    const t = Date.now();
+    const last = this.recent.get(key);
+    if (last !== undefined && t - last < 10_000) return;
+    if (this.recent.size > 10_000) this.recent.clear();
+    this.recent.set(key, t);
+    const streamId = `access-${new Date(t).toISOString().slice(0, 10)}`;
+    // An authenticated person refused for their role is the actor; a claim that did not
+    // authenticate is recorded by the service that refused it, naming who was claimed.
+    const actor: Actor = asUser ? command.actor : this.o.serviceActor;
+    const event = newEvent('AccessDenied', {
+      userId: command.actor.id.slice(0, 256), roles: [...roles], operation: command.name, needed, method: 'NATS', path: subject.slice(0, 2048),
+    }, { site: this.o.site, actor, streamId, causationId: command.id, ...(command.trace ? { trace: command.trace } : {}) });
+    await this.o.log.append(streamId, [event], { expectedRevision: 'any' });
+  }
+}
+
+/** What a connection's commands are signed with and checked by (see `bindCommandSecurity`). */
+export interface CommandSecurity {
+  /** Signs what a CommandBus on this connection sends (the identity's or operator's key). */
+  readonly signer?: CommandSigner;
+  /** Checks what a JetStreamServer on this connection receives. */
+  readonly authorizer?: CommandAuthorizer;
+}
+
+const bound = new WeakMap<NatsConnection, CommandSecurity>();
+
+/**
+ * Attaches signing and checking to a NATS connection: a connection is authenticated as one
+ * identity, and the command buses and servers built on it sign and check as that identity
+ * without every service's options having to carry them. Explicit options win.
+ */
+export function bindCommandSecurity(nc: NatsConnection, security: CommandSecurity): void {
+  bound.set(nc, { ...bound.get(nc), ...security });
+}
+
+export function commandSecurityOf(nc: NatsConnection): CommandSecurity | undefined {
+  return bound.get(nc);
+}
+
+export const UNAUTHENTICATED = COMMAND_ERROR_CODES.unauthenticated;
