@@ -4,7 +4,8 @@
 // `cairn up` made a key for the local operator, so the CLI works without flags; a person with
 // their own key runs a backup that records them; unsigned, forged, stale and revoked-key
 // commands and commands outside a role are refused with AccessDenied; a replay in the window
-// runs nothing twice; the gateway's commands (it authenticated the person) keep working.
+// runs nothing twice; the gateway's commands (it authenticated the person) keep working. An
+// insecure site runs unsigned commands and marks the unverified name `authenticated: false`.
 import { randomUUID } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -158,4 +159,31 @@ describe('signed operator commands on a secure site (real NATS with TLS and iden
     const serverLog = await readFile(stack.nats!.logFile, 'utf8');
     expect(serverLog.split('\n').filter((l) => /Violation/i.test(l))).toEqual([]);
   }, 900_000);
+
+  it('an insecure site runs unsigned commands but records the unverified name as authenticated: false', async () => {
+    const dataDir = await h.tmpDir('cairn-e2e-opkeys-insecure-');
+    const stack = await startStack({ dataDir });
+    h.onClose(() => stack.stop());
+    expect(stack.operator).toBeUndefined();
+    const d = ['--data', dataDir];
+    const policyBy = async (name: string) => waitFor(async () => {
+      for await (const r of stack.log.readAll()) {
+        const e = r.event as KnownEvent;
+        if (e.type === 'PolicyCreated' && e.data.name === name) return e;
+      }
+      return undefined;
+    }, { what: `PolicyCreated ${name}` });
+    const create = (name: string, args: string[] = [], env: Record<string, string> = {}) =>
+      cli([...d, ...args, 'policy', 'create', '--name', name, '--vm', 'demo', '--cron', '0 2 * * *', '--timezone', 'UTC'], env);
+    const claimed = await create('claimed', [], { CAIRN_USER: 'mallory' });
+    expect(claimed.code, claimed.stderr).toBe(0);
+    expect((await policyBy('claimed')).actor).toEqual({ kind: 'user', id: 'mallory', authenticated: false });
+    // With a current key of the user, the same site records the person as authenticated.
+    expect((await cli([...d, 'user', 'add', 'olga', '--role', 'operator'])).code).toBe(0);
+    const keyFile = join(dataDir, 'olga.key');
+    expect((await cli([...d, 'user', 'key', 'add', 'olga', '--out', keyFile])).code).toBe(0);
+    const signed = await create('signed', ['--operator-key', keyFile]);
+    expect(signed.code, signed.stderr).toBe(0);
+    expect((await policyBy('signed')).actor).toEqual({ kind: 'user', id: 'olga' });
+  }, 300_000);
 });

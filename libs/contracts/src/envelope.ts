@@ -5,6 +5,12 @@ export const Actor = Type.Object({
   kind: Type.Union([Type.Literal('user'), Type.Literal('service')]),
   /** A user name, or a service identity such as `scheduler@site-a`. */
   id: Type.String({ minLength: 1, maxLength: 256 }),
+  /**
+   * `false`: a person's name that nobody checked — a command from a site that does not require
+   * signed commands (`cairn up --insecure`), unsigned or not signed by a current key of that user.
+   * Absent: authenticated (by the gateway, an operator key, or a service identity).
+   */
+  authenticated: Type.Optional(Type.Literal(false)),
 }, { $id: 'Actor' });
 export type Actor = Static<typeof Actor>;
 

@@ -120,7 +120,7 @@ export class CommandResponder {
     if (!checked.ok) {
       return this.respond(msg, rejected(checked.code, `${this.route.name}: ${checked.problems.length} problem(s)`, { problems: checked.problems }));
     }
-    const command = checked.command;
+    let command = checked.command;
     if (command.site !== this.deps.site) {
       return this.respond(msg, rejected(COMMAND_ERROR_CODES.invalidCommand, `command for site ${command.site} reached site ${this.deps.site}`,
         { problems: [{ path: '/site', message: `expected ${this.deps.site}` }] }));
@@ -137,6 +137,9 @@ export class CommandResponder {
         this.deps.logger.warn(`${this.subject}: refused ${command.name} ${command.id} from ${command.actor.kind}:${command.actor.id}: ${decision.message}`);
         return this.respond(msg, rejected(decision.code, decision.message));
       }
+      // The actor handlers see (and record) is what was checked: a name nobody verified says so.
+      const actor = { kind: command.actor.kind, id: command.actor.id, ...(decision.by === 'unchecked' ? { authenticated: false as const } : {}) };
+      command = { ...command, actor };
     }
 
     const key = `${this.route.service}:${command.name}:${command.idempotencyKey}`;

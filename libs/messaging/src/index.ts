@@ -32,6 +32,6 @@ export {
 export { OtlpHttpJsonExporter, otlpJson, type OtlpHttpJsonExporterOptions } from './otlp-exporter.ts';
 export { NatsPermissionDeniedError, asPermissionDenied, onPermissionDenied, subscribeChecked, publishChecked } from './permissions.ts';
 export {
-  signerFromSeed, signCommand, verifyCommandSignature, readOperator, SignedCommandPolicy, bindCommandSecurity, commandSecurityOf,
+  signerFromSeed, signCommand, verifyCommandSignature, readOperator, SignedCommandPolicy, UnverifiedCommandPolicy, bindCommandSecurity, commandSecurityOf,
   type CommandSigner, type CommandAuthorizer, type CommandAuthDecision, type CommandSecurity, type OperatorRecord, type SignedCommandPolicyOptions,
 } from './command-auth.ts';

@@ -17,6 +17,7 @@ import { startReplication } from '@cairn/replication';
 import { parseCoordinatorConfig, startSnapshotCoordinator } from '@cairn/snapshot-coordinator';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
+import { markUnverifiedCommands, secureServiceCommands } from '../stack/command-security.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication'] as const;
 
@@ -53,9 +54,13 @@ export function registerRunCommand(program: Command): void {
       setupTracing();
       const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions });
       const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
-      const auth = securityDir ? identityConnectOptions((await loadSiteSecurity(securityDir)).credentials(service as Identity)) : {};
+      const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
+      const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
       const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
+      // Secure: sign what it sends with its identity, accept only signed commands (docs/security.md).
+      if (security) await secureServiceCommands({ security, identity: service as Identity, nc, log, site, logger });
+      else markUnverifiedCommands(nc, log);
       const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
       let close: () => Promise<void>;
       switch (service) {

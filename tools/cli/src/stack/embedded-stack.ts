@@ -12,7 +12,7 @@ import {
   identityConnectOptions, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, servicePublicKeys,
   type Identity, type LeafCredentials, type SiteSecurity,
 } from '@cairn/nats-security';
-import { bindCommandSecurity, correlatedLogOptions, setupTracing, signerFromSeed, SignedCommandPolicy, type CommandSigner } from '@cairn/messaging';
+import { bindCommandSecurity, correlatedLogOptions, setupTracing, type CommandSigner } from '@cairn/messaging';
 import type { Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
@@ -26,6 +26,7 @@ import { startReplication, type RunningReplication } from '@cairn/replication';
 import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, operator, type StackState } from '../session.ts';
 import { ensureOperator } from './operator-bootstrap.ts';
+import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
 
 export interface StackOptions {
   readonly dataDir: string;
@@ -189,18 +190,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // gets a user and key, and `nc` (the CLI's `admin` connection) signs with that key.
     const serviceKeys = security ? await servicePublicKeys(security.dir) : undefined;
     const secureCommands = async (identity: Identity, conn: NatsConnection, connLog: EventLog) => {
-      if (!security || !serviceKeys) return;
-      bindCommandSecurity(conn, {
-        signer: signerFromSeed(await readFile(security.credentials(identity).seedFile, 'utf8')),
-        authorizer: new SignedCommandPolicy({
-          log: connLog, site, serviceKeys, serviceActor: { kind: 'service', id: `${identity}@${site}` },
-          onError: (e) => logger.warn({ err: e, identity }, 'could not record AccessDenied'),
-        }),
-      });
+      if (security && serviceKeys) await secureServiceCommands({ security, identity, nc: conn, log: connLog, site, logger, serviceKeys });
     };
     const operatorActor = options.operator ?? operator();
     const operatorKey = security ? await ensureOperator({ log, site, secretsDir: dirs.secrets, actor: operatorActor, say }) : undefined;
     if (operatorKey) bindCommandSecurity(nc, { signer: operatorKey.signer });
+    // Not secure: commands are not checked, but a person's unverified name is marked as such.
+    if (!security) markUnverifiedCommands(nc, log);
     // Secure: each service its own connection, identity and event-log client; else all share one.
     const as = async (identity: Identity): Promise<{ nc: NatsConnection; log: EventLog }> => {
       if (!security) return { nc, log };
@@ -272,7 +268,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => replicationNc.drain());
     const replicationLog = await createJetStreamEventLog({ nc: replicationNc, site });
-    await secureCommands('replication', replicationNc, replicationLog);
+    if (security) await secureCommands('replication', replicationNc, replicationLog);
+    else markUnverifiedCommands(replicationNc, replicationLog);
     const replication = await startReplication({
       nc: replicationNc, log: replicationLog, site, repository, replicasDir: dirs.replicas, logger: logger.child({ name: 'replication' }),
       ...(options.replication?.ackWaitMs ? { ackWaitMs: options.replication.ackWaitMs } : {}),
