@@ -71,6 +71,8 @@ export function interceptPuts(inner: Backend, before: (key: string) => Promise<v
     exists: (key) => inner.exists(key),
     list: (prefix) => inner.list(prefix),
     delete: (key) => inner.delete(key),
+    flush: (group) => inner.flush(group),
+    ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     ...(inner.close ? { close: () => inner.close!() } : {}),
   };
 }

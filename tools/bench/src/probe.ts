@@ -33,7 +33,7 @@ const fsync = values.fsync !== '0';
 const be = new DirectoryBackend(repoDir, { createRoot: true, fsync });
 // How long the writer's one flush (directory syncs before the manifest) takes.
 const flush = be.flush.bind(be);
-be.flush = async () => { const t = performance.now(); await flush(); console.log(`  flush ${(performance.now() - t).toFixed(0)} ms`); };
+be.flush = async (group) => { const t = performance.now(); await flush(group); console.log(`  flush ${(performance.now() - t).toFixed(0)} ms`); };
 if (!reuse) await (await initRepository(be, { passphrase: 'x', kdf: KDF })).close();
 const fetchConcurrency = process.env.PROBE_FETCH ? Number(process.env.PROBE_FETCH) : undefined;
 const uploadConcurrency = process.env.PROBE_UPLOAD ? Number(process.env.PROBE_UPLOAD) : undefined;

@@ -44,9 +44,11 @@ export interface Backend {
   /** Human-readable location for messages, e.g. `dir:/srv/repo` or `s3://bucket/prefix`. */
   readonly location: string;
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<boolean>;
-  /** Makes every earlier `deferSync` put durable and visible (absent or a no-op where every put
-   *  already is); throws if one of `group`'s puts (without a group: an ungrouped put) could not be. */
-  flush?(group?: FlushGroup): Promise<void>;
+  /** Makes every earlier `deferSync` put durable and visible (a no-op where every put already
+   *  is); throws if one of `group`'s puts (without a group: an ungrouped put) could not be.
+   *  Required, so that no wrapper can forget to pass it on: a deferred put that is never
+   *  flushed never gets its name. */
+  flush(group?: FlushGroup): Promise<void>;
   /** Removes what crashed puts left behind (temp files) older than `olderThanMs`; only backends that leave any. */
   removeDebris?(olderThanMs: number): Promise<{ readonly files: number; readonly bytes: number }>;
   get(key: string): Promise<Uint8Array>;

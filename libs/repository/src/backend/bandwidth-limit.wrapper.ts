@@ -55,7 +55,7 @@ export function withBandwidthLimit(inner: Backend, options: BandwidthLimitOption
     exists: (key) => inner.exists(key),
     list: (prefix) => inner.list(prefix),
     delete: (key) => inner.delete(key),
-    flush: (group) => inner.flush?.(group) ?? Promise.resolve(),
+    flush: (group) => inner.flush(group),
     ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     close: () => inner.close?.() ?? Promise.resolve(),
   };

@@ -65,7 +65,7 @@ export function withConcurrencyLimit(inner: Backend, options: { limit: number })
         await it.return?.();
       }
     },
-    flush: (group) => sem.run(() => inner.flush?.(group) ?? Promise.resolve()),
+    flush: (group) => sem.run(() => inner.flush(group)),
     ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     close: () => inner.close?.() ?? Promise.resolve(),
   };

@@ -103,7 +103,7 @@ export function withRetry(inner: Backend, options: RetryOptions = {}): Backend {
         await afterFailure('list', undefined, attempt, failure.error);
       }
     },
-    flush: (group) => retried('flush', undefined, () => inner.flush?.(group) ?? Promise.resolve()),
+    flush: (group) => retried('flush', undefined, () => inner.flush(group)),
     ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     close: () => inner.close?.() ?? Promise.resolve(),
   };

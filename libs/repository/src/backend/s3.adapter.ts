@@ -219,6 +219,9 @@ export class S3Backend implements Backend {
     }
   }
 
+  /** Every put is durable and visible when it returns: nothing to flush. */
+  async flush(): Promise<void> {}
+
   async close(): Promise<void> {
     this.agent.destroy();
   }

@@ -66,7 +66,7 @@ export async function writeRestorePoint(
     // Chunks and index pages were put with deferSync: make them durable before the
     // manifest names them, or a crash could leave a restore point without its data.
     step = 'making the chunks and index pages durable';
-    await core.backend.flush?.(session.group);
+    await core.backend.flush(session.group);
     session.markDurable();
     step = 'committing the manifest';
     await lease.assertHeld();

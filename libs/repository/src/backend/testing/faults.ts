@@ -172,7 +172,7 @@ export function withFaults(inner: Backend, faults: Faults = new Faults()): Fault
         await it.return?.();
       }
     },
-    flush: (group) => inner.flush?.(group) ?? Promise.resolve(),
+    flush: (group) => inner.flush(group),
     ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
     async close() {
       faults.releaseHangs();

@@ -52,6 +52,9 @@ export class MemoryBackend implements Backend {
     this.objects.delete(key);
   }
 
+  /** Puts are visible at once: nothing to flush. */
+  async flush(): Promise<void> {}
+
   async close(): Promise<void> {}
 
   /** Number of stored objects (for assertions). */
