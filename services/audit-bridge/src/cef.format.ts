@@ -98,6 +98,8 @@ export function toCef(event: CairnEvent, ctx: CefContext): string {
     ['msg', data.length > MAX_MSG ? `${data.slice(0, MAX_MSG - 3)}...` : data],
   ];
   if (event.causationId !== null) ext.push(['cs5Label', 'causationId'], ['cs5', event.causationId]);
+  // A person's name nobody verified (a site without signed commands): docs/audit-siem.md.
+  if (event.actor.authenticated === false) ext.push(['cs6Label', 'actorAuthenticated'], ['cs6', 'false']);
   return `${header}|${ext.map(([k, v]) => `${k}=${escapeCefValue(v)}`).join(' ')}`;
 }
 

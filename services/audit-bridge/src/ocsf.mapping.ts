@@ -84,6 +84,8 @@ export const OcsfEntityManagement = Type.Object({
       site: Str,
       causationId: Type.Union([Str, Type.Null()]),
       traceparent: Type.Optional(Str),
+      /** Present (false) when the actor is a person's name nobody verified. */
+      actorAuthenticated: Type.Optional(Type.Literal(false)),
       data: Type.Unknown(),
     }, { additionalProperties: false }),
   }, { additionalProperties: false }),
@@ -136,6 +138,7 @@ export function toOcsf(event: CairnEvent, position: bigint, productVersion: stri
         site: event.site,
         causationId: event.causationId,
         ...(event.trace ? { traceparent: event.trace.traceparent } : {}),
+        ...(event.actor.authenticated === false ? { actorAuthenticated: false as const } : {}),
         data: forSiem(event).data,
       },
     },

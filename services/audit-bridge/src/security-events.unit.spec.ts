@@ -16,6 +16,8 @@ const meta = (streamId: string) => ({ site, actor: bob, streamId });
 const REPO = '5f1c0d2e3a4b59687a8b9c0d1e2f3a4b';
 const EVENTS: Array<[CairnEvent, { activity: string; cef: number; syslog: number; status: 'Success' | 'Failure'; severity?: string }]> = [
   [newEvent('UserCreated', { userId: 'olga', roles: ['operator'] }, meta('user-olga')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('UserKeyAdded', { userId: 'olga', publicKey: `U${'A'.repeat(55)}` }, meta('user-olga')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
+  [newEvent('UserKeyRevoked', { userId: 'olga', publicKey: `U${'A'.repeat(55)}` }, meta('user-olga')), { activity: 'Delete', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('TokenIssued', { tokenId: 't1', userId: 'olga', name: 'cli', tokenSha256: 'a'.repeat(64), expiresAt: null }, meta('token-t1')), { activity: 'Create', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('TokenRevoked', { tokenId: 't1', userId: 'olga' }, meta('token-t1')), { activity: 'Delete', cef: 5, syslog: 5, status: 'Success' }],
   [newEvent('SignedIn', { userId: 'bob', method: 'token', tokenId: 't2', roles: ['administrator'] }, meta('access-2026-11-25')), { activity: 'Read', cef: 5, syslog: 5, status: 'Success' }],
@@ -53,6 +55,21 @@ describe('security events in CEF, syslog and OCSF', () => {
       }
     });
   }
+});
+
+describe('an unverified person (a site without signed commands)', () => {
+  it('says so in CEF (cs6 actorAuthenticated=false) and OCSF (unmapped.cairn.actorAuthenticated); an authenticated one carries nothing', () => {
+    const claimed = newEvent('PolicyCreated', { policyId: 'p1', name: 'p', selector: { vmIds: ['vm1'] }, schedule: { cron: '0 2 * * *', timezone: 'UTC' }, retention: { keepLast: 1 }, repository: 'default' } as never,
+      { site, actor: { kind: 'user', id: 'mallory', authenticated: false }, streamId: 'policy-p1' });
+    const cef = parseCef(toCef(claimed, { version: '0.1.0', position: 1n }));
+    expect(cef.ext).toMatchObject({ suser: 'mallory', cs6Label: 'actorAuthenticated', cs6: 'false' });
+    const record = toOcsf(claimed, 1n, '0.1.0');
+    expect([...ocsf.Errors(record)]).toEqual([]);
+    expect(record.unmapped.cairn.actorAuthenticated).toBe(false);
+    const real = newEvent('UserCreated', { userId: 'olga', roles: ['operator'] }, meta('user-olga'));
+    expect(parseCef(toCef(real, { version: '0.1.0', position: 2n })).ext).not.toHaveProperty('cs6');
+    expect(toOcsf(real, 2n, '0.1.0').unmapped.cairn).not.toHaveProperty('actorAuthenticated');
+  });
 });
 
 describe('what a SIEM never gets', () => {
