@@ -136,6 +136,8 @@ export const PolicyView = Type.Object({
   repository: Type.String(),
   keyRef: Type.String(),
   priority: Type.Integer(),
+  /** New restore points are locked until the end of their retention (docs/security.md). */
+  immutable: Type.Optional(Type.Boolean()),
   /** 1 when created, +1 per update. */
   version: Type.Integer({ minimum: 1 }),
   createdAt: Time,

@@ -44,6 +44,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   VerifyReplica: 'read',
   // Destructive or infrastructure: administrators only (deletion also needs a four-eyes approval).
   DeleteRestorePoint: 'admin',
+  DeleteRepository: 'admin',
   RepairReplica: 'admin',
   AddHypervisor: 'admin',
   // Service-to-service steps of a backup; a person never needs to send them.

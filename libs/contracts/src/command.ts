@@ -228,6 +228,21 @@ export const DeleteRestorePointResult = Type.Object({
   deleted: Type.Boolean(),
 }, { additionalProperties: false });
 
+/**
+ * Deletes a repository and everything in it; only with a `delete-repository` approval whose
+ * request and grant are by two different administrators, and only when no lock is live.
+ */
+export const DeleteRepositoryV1 = Type.Object({
+  repository: Name,
+  approvalId: Id,
+}, { additionalProperties: false });
+export const DeleteRepositoryResult = Type.Object({
+  repository: Name,
+  repositoryId: Type.String(),
+  restorePointsDeleted: Type.Integer({ minimum: 0 }),
+  objectsDeleted: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
 export const StopRestoreExportV1 = Type.Object({
   exportName: Name,
 }, { additionalProperties: false });
@@ -376,6 +391,12 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: DeleteRestorePointV1,
     result: DeleteRestorePointResult,
+  }),
+  DeleteRepository: define('DeleteRepository', {
+    description: 'Delete a repository (restore points, chunks, index, keys) after a four-eyes approval; refused while any lock is live.',
+    service: 'data-mover',
+    latest: DeleteRepositoryV1,
+    result: DeleteRepositoryResult,
   }),
   AddHypervisor: define('AddHypervisor', {
     description: 'Connect the snapshot coordinator to a hypervisor (kept across restarts).',

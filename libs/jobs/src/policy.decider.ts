@@ -42,6 +42,9 @@ export function policyProblems(policy: Policy, knownRepositories: readonly strin
   if (r.last + r.daily + r.weekly + r.monthly + r.yearly === 0) {
     problems.push('retention keeps nothing: set at least one of last, daily, weekly, monthly, yearly');
   }
+  if (policy.immutable && r.daily + r.weekly + r.monthly + r.yearly === 0) {
+    problems.push('immutable needs a retention by time (daily, weekly, monthly or yearly): `last` alone gives no lock period');
+  }
   if (!knownRepositories.includes(policy.repository)) {
     problems.push(`repository ${JSON.stringify(policy.repository)} does not exist (known: ${knownRepositories.join(', ') || 'none'})`);
   }

@@ -102,3 +102,10 @@ export class RestorePointLockedError extends RepositoryError {
     super(`restore point ${restorePointId} is locked until ${retainUntil.toISOString()}: it cannot be deleted or overwritten before then`, options);
   }
 }
+
+/** Deleting the whole repository while a lock is live: `retainUntil` is the latest lock's end. */
+export class RepositoryLockedError extends RepositoryError {
+  constructor(readonly location: string, readonly retainUntil: Date, readonly key: string) {
+    super(`repository at ${location} holds locked objects until ${retainUntil.toISOString()} (latest lock: ${key}): it cannot be deleted before then`);
+  }
+}

@@ -27,3 +27,4 @@ export {
   type KeyJournalEntry, type KeyActContext, type KeyActor, type KeyWrapping, type OpenedWith, type InvalidJournalObject,
 } from './keys/key-journal.ts';
 export type { LockReport } from './maintenance/immutability.ts';
+export type { DestroyReport } from './maintenance/destroy.ts';

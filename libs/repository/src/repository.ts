@@ -18,6 +18,7 @@ import {
   type InvalidJournalObject, type KeyActContext, type KeyJournalEntry, type KeyWrapping, type OpenedWith,
 } from './keys/key-journal.ts';
 import { collectGarbage, type GcOptions, type GcReport } from './maintenance/gc.ts';
+import { destroyRepository, latestLiveLock, type DestroyReport } from './maintenance/destroy.ts';
 import { verify, type VerifyOptions, type VerifyReport } from './maintenance/verify.ts';
 import { IndexedDisk, type DiskReader } from './read/disk-reader.ts';
 import { restoreDisk, type RestoreOptions, type RestoreResult } from './read/restore-disk.ts';
@@ -220,6 +221,21 @@ export class Repository {
   /** When the restore point's lock ends; undefined when it is not locked (at `at`, default now). */
   restorePointLockedUntil(id: string, at = new Date()): Promise<Date | undefined> {
     return restorePointLockedUntil(this.core, id, at.getTime());
+  }
+
+  /** The end of the latest live lock of any object, or undefined when nothing is locked now. */
+  async latestLock(at = new Date()): Promise<Date | undefined> {
+    const l = await latestLiveLock(this.core, at.getTime());
+    return l ? new Date(l.until) : undefined;
+  }
+
+  /**
+   * Deletes everything in the repository — restore points, index, chunks, key journal, keys,
+   * config — unless a lock is live (`RepositoryLockedError` naming the latest lock's end). The
+   * caller checks the four-eyes approval; the object must not be used afterwards.
+   */
+  destroy(): Promise<DestroyReport> {
+    return destroyRepository(this.core);
   }
 
   verify(options: VerifyOptions = {}): Promise<VerifyReport> {

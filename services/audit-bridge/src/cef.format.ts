@@ -32,7 +32,7 @@ const SECURITY_RELEVANT = new Set([
   'UserCreated', 'UserRolesChanged', 'UserDisabled', 'UserKeyAdded', 'UserKeyRevoked', 'TokenIssued', 'TokenRevoked', 'SignedIn',
   'ApprovalRequested', 'ApprovalGranted', 'ApprovalRejected', 'ApprovalExecuted', 'RestorePointDeleted', 'RestorePointLocked', 'DiskRestored',
   // Repository keys (docs/security.md, Repository keys).
-  'RepositoryInitialized', 'RepositoryKeyRotated',
+  'RepositoryInitialized', 'RepositoryKeyRotated', 'RepositoryDeleted',
 ]);
 /** Acts that hand out the means to read everything: whoever holds a recovery key reads every restore point. */
 const HIGH_RISK = new Set(['RecoveryKeyExported']);

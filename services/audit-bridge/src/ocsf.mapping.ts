@@ -43,6 +43,7 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   DiskRestored: 'Read',
   RepositoryInitialized: 'Create',
   RepositoryKeyRotated: 'Update',
+  RepositoryDeleted: 'Delete',
   RecoveryKeyExported: 'Read',
 };
 

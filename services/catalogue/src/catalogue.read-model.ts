@@ -291,6 +291,7 @@ function policy(r: Row): PolicyView {
     repository: body.repository,
     keyRef: body.keyRef,
     priority: body.priority,
+    ...(body.immutable !== undefined ? { immutable: body.immutable } : {}),
     version: num(r.version),
     createdAt: str(r.created_at),
     updatedAt: str(r.updated_at),

@@ -97,6 +97,16 @@ export function dataMoverHandlers(s: HandlerSettings) {
       }
     }
 
+    @CommandHandler('data-mover', 'DeleteRepository')
+    async deleteRepository(@Payload() p: CommandPayloadMap['DeleteRepository'], @Ctx() ctx: CommandContext) {
+      try {
+        return await this.acts.deleteRepository(p, ctx.actor, ctx.command.id, ctx.trace);
+      } catch (e) {
+        if (e instanceof DeletionRefused) throw new CommandFailedError(e.code, e.message);
+        throw new CommandFailedError('delete_failed', (e as Error).message);
+      }
+    }
+
     @CommandHandler('data-mover', 'RestoreDisk')
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() ctx: CommandContext) {
       try {

@@ -59,17 +59,19 @@ export interface StartDataMoverOptions {
 
 export interface RunningDataMover {
   readonly mover: DataMover;
-  health(): { status: 'ok'; worker: string };
+  health(): { status: 'ok'; worker: string; deletedRepositories?: Record<string, string> };
   close(): Promise<void>;
 }
 
 export async function startDataMover(o: StartDataMoverOptions): Promise<RunningDataMover> {
+  const deletedRepositories = new Map<string, string>();
   const config: DataMoverConfig = {
     site: o.site,
     actor: o.actor ?? { kind: 'service', id: `data-mover@${o.site}` },
     restoreRoots: o.restoreRoots,
     connections: o.connections ?? 2,
     ...(o.locateRestorePoint ? { locateRestorePoint: o.locateRestorePoint } : {}),
+    deletedRepositories,
   };
   const progress: ProgressSink = {
     publish: (jobId, p) => o.nc.publish(progressSubject(o.site, jobId), JSON.stringify(p)),
@@ -79,7 +81,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
   const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger }), o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories }), o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();
@@ -87,6 +89,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const warned = new Set<string>();
   const publishKeys = async (): Promise<void> => {
     for (const [name, repo] of o.repositories) {
+      if (deletedRepositories.has(name)) continue; // its key journal went with it
       await publishKeyJournal(o.log, o.site, repo, logger, warned)
         .catch((e: unknown) => logger.warn({ repository: name, err: (e as Error).message }, 'key journal not published (tried again next round)'));
     }
@@ -103,7 +106,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   gcTimer.unref();
   return {
     mover,
-    health: () => ({ status: 'ok', worker: mover.worker }),
+    health: () => ({ status: 'ok', worker: mover.worker, ...(deletedRepositories.size ? { deletedRepositories: Object.fromEntries(deletedRepositories) } : {}) }),
     async close() {
       clearInterval(gcTimer);
       clearInterval(keyTimer);

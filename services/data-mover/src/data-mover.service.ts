@@ -4,9 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import { lstat, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
-import { newEvent, type Actor, type CommandPayloadMap } from '@cairn/contracts';
+import { immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
-import { isTerminal, jobDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
+import { isTerminal, jobDecider, policyDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
 import { RestorePointLockedError, type Repository } from '@cairn/repository';
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
@@ -22,6 +22,8 @@ export interface DataMoverConfig {
    * site's repository kept here (disaster recovery at a surviving site).
    */
   readonly locateRestorePoint?: (restorePointId: string) => Promise<Repository | undefined>;
+  /** Repositories deleted (four-eyes) while this mover ran: name → why they are gone. Shared with SecurityActs. */
+  readonly deletedRepositories?: Map<string, string>;
 }
 
 /** The log lines the data mover writes (pino's shape). */
@@ -56,6 +58,8 @@ export class DataMover {
   ) {}
 
   private repository(name: string): Repository {
+    const gone = this.config.deletedRepositories?.get(name);
+    if (gone) throw new TransferRefused(`repository ${JSON.stringify(name)} was deleted (${gone}): nothing can be written to or read from it`);
     const repo = this.repositories.get(name);
     if (!repo) throw new TransferRefused(`repository ${JSON.stringify(name)} is not configured on this data mover (have: ${[...this.repositories.keys()].join(', ')})`);
     return repo;
@@ -74,7 +78,14 @@ export class DataMover {
     for await (const r of this.log.readStream(`job-${work.jobId}`)) events.push(r.event);
     const state = fold(jobDecider, events);
     if (state.status === 'none') throw new TransferRefused(`job ${work.jobId} does not exist`);
-    if (state.committed || isTerminal(state)) return 'skipped';
+    if (state.committed) {
+      // Delivered again after the commit (a mover died before acknowledging): the lock of an
+      // immutable policy may be missing, so make sure of it (extend-only, idempotent).
+      const at = events.find((e) => e.type === 'RestorePointCommitted')?.time;
+      await this.lockForPolicy(work, state.committed.restorePointId, at ? new Date(at) : new Date(), state.lastEventId ?? null);
+      return 'skipped';
+    }
+    if (isTerminal(state)) return 'skipped';
     const started = await this.decide(work.jobId, { kind: 'startTransfer', worker: this.worker }, state.lastEventId ?? null);
     const repo = this.repository(work.repository);
     this.logger.info({ jobId: work.jobId, vmId: work.vmId, worker: this.worker, disks: work.nbd.exports.map((e) => `${e.disk}:${e.mode}`) }, 'transfer started');
@@ -97,11 +108,34 @@ export class DataMover {
         disks: result.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
       },
     }, started);
+    // Before the work is acknowledged: a mover that dies between the commit and the lock gets
+    // the work delivered again and locks then (the branch above).
+    await this.lockForPolicy(work, result.restorePointId, new Date(), null);
     this.logger.info({
       jobId: work.jobId, restorePointId: result.restorePointId, parentId: result.parentId, durationMs: Date.now() - startedAt,
       disks: result.disks.map((d) => ({ disk: d.name, mode: d.mode, reason: d.reason, bytesRead: d.bytesRead, bytesStored: d.bytesStored })),
     }, 'restore point committed');
     return 'committed';
+  }
+
+  /**
+   * A restore point of an immutable policy is locked as soon as it is committed, until the end
+   * of its retention period (`immutabilityLockUntil`), by this service's identity, through the
+   * same path as LockRestorePoint. Nothing happens when the log already records a lock that long.
+   */
+  private async lockForPolicy(work: TransferWork, restorePointId: string, committedAt: Date, causationId: string | null): Promise<void> {
+    if (!work.policyId) return;
+    const events: KnownEvent[] = [];
+    for await (const r of this.log.readStream(`policy-${work.policyId}`)) events.push(r.event);
+    const policy = fold(policyDecider, events).policy;
+    if (!policy?.immutable) return;
+    const until = immutabilityLockUntil(policy.retention, committedAt);
+    if (!until || until.getTime() <= Date.now()) return;
+    for await (const r of this.log.readStream(`restorepoint-${restorePointId}`)) {
+      if (r.event.type === 'RestorePointLocked' && Date.parse(r.event.data.retainUntil) >= until.getTime()) return;
+    }
+    await this.lock({ restorePointId, retainUntil: until.toISOString() }, this.config.actor, causationId ?? `commit-${restorePointId}`, work.repository);
+    this.logger.info({ restorePointId, policyId: policy.policyId, retainUntil: until.toISOString() }, 'restore point of an immutable policy locked until the end of its retention');
   }
 
   /** Gives up on a job whose transfer cannot succeed; the scheduler then releases its snapshot. */
@@ -206,6 +240,7 @@ export class DataMover {
 
   /** Retention let a restore point go: its manifest is deleted; GC frees its chunks later. */
   async expire(restorePointId: string, repository = 'default'): Promise<void> {
+    if (this.config.deletedRepositories?.has(repository)) return; // went with its repository
     const repo = this.repository(repository);
     let lockedUntil: Date | undefined;
     await repo.deleteRestorePoint(restorePointId).catch((e: Error) => {
@@ -224,6 +259,7 @@ export class DataMover {
   /** Garbage-collects the repositories that lost restore points since the last round. */
   async collectGarbage(graceMs: number): Promise<void> {
     for (const name of [...this.gcDue]) {
+      if (this.config.deletedRepositories?.has(name)) { this.gcDue.delete(name); continue; }
       const report = await this.repository(name).gc({ graceMs });
       if (!report.deferred) this.gcDue.delete(name);
       this.logger.info({ repository: name, ...report }, report.deferred ? 'garbage collection deferred: backups were running' : 'garbage collected');

@@ -4,7 +4,7 @@
 // is refused by the repository until its lock ends) and restoring a disk (DiskRestored).
 import { newEvent, verifyApproval, type Actor, type CommandPayloadMap, type KnownEvent, type TraceContext } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
-import { RestorePointLockedError, type Repository } from '@cairn/repository';
+import { RepositoryLockedError, RestorePointLockedError, type Repository } from '@cairn/repository';
 
 /** Why a deletion was refused: a code the command reply carries. */
 export class DeletionRefused extends Error {
@@ -18,6 +18,8 @@ export interface SecurityActsOptions {
   readonly log: EventLog;
   readonly repositories: ReadonlyMap<string, Repository>;
   readonly logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** Repositories deleted while this mover runs (name → why), shared with the DataMover. */
+  readonly deletedRepositories?: Map<string, string>;
 }
 
 export class SecurityActs {
@@ -32,6 +34,8 @@ export class SecurityActs {
     for await (const r of this.o.log.readStream(`approval-${cmd.approvalId}`)) events.push(r.event);
     const verdict = verifyApproval(cmd.approvalId, events, (a) => a.kind === 'delete-restore-point' && a.restorePointId === cmd.restorePointId);
     if (!verdict.ok) throw new DeletionRefused(verdict.code, verdict.message);
+    const gone = this.o.deletedRepositories?.get(repository);
+    if (gone) throw new DeletionRefused('not_found', `repository ${repository} was deleted (${gone})`);
     const repo = this.o.repositories.get(repository);
     if (!repo) throw new DeletionRefused('not_found', `repository ${repository} is not configured on this data mover`);
     let deleted = true;
@@ -50,6 +54,41 @@ export class SecurityActs {
     }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'any' });
     this.o.logger?.info({ restorePointId: cmd.restorePointId, approvalId: cmd.approvalId, actor: actor.id, deleted }, 'restore point deleted (four-eyes)');
     return { restorePointId: cmd.restorePointId, deleted };
+  }
+
+  /**
+   * Deletes a whole repository: only with a granted `delete-repository` approval for it (checked
+   * here in the log), and only when no lock is live (refused with the latest lock's end). Then
+   * every object goes, and RepositoryDeleted records both administrators. From then on this
+   * mover reports the repository as deleted instead of touching it.
+   */
+  async deleteRepository(cmd: CommandPayloadMap['DeleteRepository'], actor: Actor, causationId: string, trace?: TraceContext) {
+    const events: KnownEvent[] = [];
+    for await (const r of this.o.log.readStream(`approval-${cmd.approvalId}`)) events.push(r.event);
+    const verdict = verifyApproval(cmd.approvalId, events, (a) => a.kind === 'delete-repository' && a.repository === cmd.repository);
+    if (!verdict.ok) throw new DeletionRefused(verdict.code, verdict.message);
+    const gone = this.o.deletedRepositories?.get(cmd.repository);
+    if (gone) throw new DeletionRefused('not_found', `repository ${cmd.repository} was deleted already (${gone})`);
+    const repo = this.o.repositories.get(cmd.repository);
+    if (!repo) throw new DeletionRefused('not_found', `repository ${cmd.repository} is not configured on this data mover`);
+    const { repositoryId, location } = repo;
+    let report;
+    try {
+      report = await repo.destroy();
+    } catch (e) {
+      if (e instanceof RepositoryLockedError) {
+        throw new DeletionRefused('locked', `repository ${cmd.repository} holds restore points locked until ${e.retainUntil.toISOString()}: it cannot be deleted before then`);
+      }
+      throw e;
+    }
+    this.o.deletedRepositories?.set(cmd.repository, `approval ${cmd.approvalId}, requested by ${verdict.requestedBy}, approved by ${verdict.approvedBy}`);
+    const streamId = `repository-${repositoryId}`;
+    await this.o.log.append(streamId, [newEvent('RepositoryDeleted', {
+      repository: cmd.repository, repositoryId, location: location.slice(0, 4096), approvalId: cmd.approvalId,
+      requestedBy: verdict.requestedBy, approvedBy: verdict.approvedBy, ...report,
+    }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'any' });
+    this.o.logger?.warn({ repository: cmd.repository, repositoryId, location, approvalId: cmd.approvalId, actor: actor.id, ...report }, 'repository deleted (four-eyes)');
+    return { repository: cmd.repository, repositoryId, ...report };
   }
 
   /** Records a restore, with the person who asked for it. */

@@ -12,6 +12,7 @@ export const VmParams = Type.Object({ vmId: Id });
 export const JobParams = Type.Object({ jobId: Id });
 export const PolicyParams = Type.Object({ policyId: Id });
 export const RestorePointParams = Type.Object({ restorePointId: Id });
+export const RepositoryParams = Type.Object({ repository: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }) });
 
 export const ListRestorePointsQuery = QUERY_SCHEMAS['restorePoint.list'].request;
 export const ListJobsQuery = QUERY_SCHEMAS['job.list'].request;

@@ -9,7 +9,7 @@ import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import {
   AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, Items, ListApprovalsQuery, ListTokensQuery,
-  ReasonBody, RestorePointParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
+  ReasonBody, RepositoryParams, RestorePointParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
 } from './gateway.schemas.ts';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
 import type { HttpResponse } from './http.types.ts';
@@ -40,7 +40,7 @@ function mapIdentityError(e: unknown): never {
 }
 
 /** Acts a four-eyes approval can be for, and which of them Cairn can carry out today. */
-const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention']);
+const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository']);
 
 @Controller()
 export class IdentityController {
@@ -162,13 +162,23 @@ export class IdentityController {
     return this.request({ kind: 'delete-restore-point', restorePointId: p.restorePointId }, body.reason, caller, res);
   }
 
+  @Route({
+    method: 'POST', path: '/v1/repositories/:repository/deletion', operationId: 'requestRepositoryDeletion', tag: 'approvals', status: 202, permission: 'admin',
+    summary: 'Ask for a whole repository to be deleted: it is, once a second administrator approves (four-eyes) and no lock is live',
+    description: 'The data mover checks the approval in the log, refuses while any restore point is locked (409, code locked, naming the latest lock end), then deletes restore points, chunks, index, key journal and keys and records RepositoryDeleted with both administrators.',
+    params: RepositoryParams, body: ReasonBody, response: ApprovalView, problems: [403, 404],
+  })
+  async requestRepositoryDeletion(@Input('params') p: { repository: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    return this.request({ kind: 'delete-repository', repository: p.repository }, body.reason, caller, res);
+  }
+
   private async request(action: ApprovalAction, reason: string | undefined, caller: Caller, res: HttpResponse) {
     if (!EXECUTABLE.has(action.kind)) {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: Cairn has no operation for this yet, so there is nothing to approve (see docs/security.md)`);
     }
     if (action.kind === 'delete-restore-point') await this.gateway.query('restorePoint.get', { restorePointId: action.restorePointId });
-    if (action.kind === 'shorten-retention') {
-      throw new ProblemError(422, 'unsupported-action', 'shorten a policy\'s retention with POST /v1/policies/<policyId> (the new policy): it asks for the approval itself');
+    if (action.kind === 'shorten-retention' || action.kind === 'disable-immutability') {
+      throw new ProblemError(422, 'unsupported-action', `${action.kind}: change the policy with POST /v1/policies/<policyId> (the new policy): it asks for the approval itself`);
     }
     const a = await this.store.requestApproval(action, caller.actor, reason, caller.traceparent);
     res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
@@ -192,7 +202,9 @@ export class IdentityController {
     try {
       if (a.action.kind === 'delete-restore-point') {
         await this.gateway.command('DeleteRestorePoint', { restorePointId: a.action.restorePointId, approvalId: a.approvalId }, caller);
-      } else if (a.action.kind === 'shorten-retention' && a.action.policy) {
+      } else if (a.action.kind === 'delete-repository') {
+        await this.gateway.command('DeleteRepository', { repository: a.action.repository, approvalId: a.approvalId }, caller);
+      } else if ((a.action.kind === 'shorten-retention' || a.action.kind === 'disable-immutability') && a.action.policy) {
         await this.gateway.command('UpdatePolicy', { policy: a.action.policy, approvalId: a.approvalId }, caller);
       } else {
         throw new ProblemError(422, 'unsupported-action', `${a.action.kind}: nothing to carry out`);

@@ -1,7 +1,7 @@
 // Protection policies: read from the catalogue, created through the scheduler.
 import { Controller, Inject, Res } from '@nestjs/common';
 import { PolicyView, type QueryRequest } from '@cairn/catalogue-client';
-import { retentionShortened, type CommandPayloadMap, type Policy } from '@cairn/contracts';
+import { policyChangeApproval, type CommandPayloadMap, type Policy } from '@cairn/contracts';
 import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import { ApprovalView, CreatePolicyBody, Items, ListPoliciesQuery, PolicyCreated, PolicyParams, UpdatePolicyBody } from './gateway.schemas.ts';
@@ -41,15 +41,17 @@ export class PoliciesController {
 
   @Route({
     method: 'POST', path: '/v1/policies/:policyId', operationId: 'updatePolicy', tag: 'policies', permission: 'policy',
-    summary: 'Replace a policy (UpdatePolicy); keeping fewer restore points needs a second administrator (202 with the approval)',
-    description: 'When the new retention keeps fewer restore points of any kind, nothing changes yet: the answer is 202 with a four-eyes approval request (shorten-retention) that another administrator approves.',
+    summary: 'Replace a policy (UpdatePolicy); keeping fewer restore points or locking them less needs a second administrator (202 with the approval)',
+    description: 'When the new retention keeps fewer restore points of any kind, nothing changes yet: the answer is 202 with a four-eyes approval request (shorten-retention) that another administrator approves. Turning `immutable` off, or shortening the lock period it gives new restore points, is the same with a disable-immutability request; locks already made stay.',
     params: PolicyParams, body: UpdatePolicyBody, response: Type.Union([PolicyCreated, ApprovalView]), problems: [404, 409, 422, 503, 504],
   })
   async updatePolicy(@Input('params') p: { policyId: string }, @Input('body') body: Omit<Policy, 'policyId'>, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
     const current = await this.gateway.query('policy.get', p);
     const policy: Policy = { ...body, policyId: p.policyId };
-    if (retentionShortened(current.retention, policy.retention)) {
-      const a = await this.auth.identities.requestApproval({ kind: 'shorten-retention', policyId: p.policyId, policy }, caller.actor, 'retention shortened', caller.traceparent);
+    const kind = policyChangeApproval(current, policy);
+    if (kind) {
+      const why = kind === 'disable-immutability' ? 'immutability turned off or its lock period shortened' : 'retention shortened';
+      const a = await this.auth.identities.requestApproval({ kind, policyId: p.policyId, policy }, caller.actor, why, caller.traceparent);
       res.status(202);
       res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
       return approvalView(a);

@@ -2,7 +2,7 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, retentionShortened, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { newEvent, policyChangeApproval, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
 import { activeTraceContext, fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
@@ -47,6 +47,8 @@ export class Scheduler {
   private readonly vms = new Map<string, VmRecord>();
   private readonly policies = new Map<string, Policy>();
   private readonly expired = new Set<string>();
+  /** When each locked restore point's lock ends (RestorePointLocked, extend only). */
+  private readonly lockedUntil = new Map<string, number>();
   private readonly inflight = new Map<string, Pending>();
   /** The trace of each job's latest event: every step the scheduler takes for it continues it. */
   private readonly traces = new Map<string, TraceContext>();
@@ -134,6 +136,11 @@ export class Scheduler {
       case 'RestorePointExpired':
         this.expired.add(event.data.restorePointId);
         return;
+      case 'RestorePointLocked': {
+        const until = Date.parse(event.data.retainUntil);
+        if (until > (this.lockedUntil.get(event.data.restorePointId) ?? 0)) this.lockedUntil.set(event.data.restorePointId, until);
+        return;
+      }
       default:
         if (event.streamId.startsWith('job-')) {
           const id = event.streamId.slice(4);
@@ -183,8 +190,9 @@ export class Scheduler {
   }
 
   /**
-   * Replaces a policy. Keeping fewer restore points of any kind (shortening retention) needs a
-   * granted four-eyes approval for exactly this new policy, checked in the log here too.
+   * Replaces a policy. Keeping fewer restore points of any kind (shortening retention), or
+   * locking new ones less (turning immutability off, a shorter lock period), needs a granted
+   * four-eyes approval of that kind for exactly this new policy, checked in the log here too.
    */
   async updatePolicy(policy: Policy, approvalId: string | undefined, actor: Actor, causationId: string): Promise<{ policyId: string }> {
     const streamId = `policy-${policy.policyId}`;
@@ -192,11 +200,14 @@ export class Scheduler {
     for await (const r of this.log.readStream(streamId)) events.push(r.event);
     const state = fold(policyDecider, events);
     if (!state.policy || state.deleted) throw new SchedulerRefusal('not_found', `no policy ${policy.policyId}`);
-    if (retentionShortened(state.policy.retention, policy.retention)) {
-      if (!approvalId) throw new SchedulerRefusal('approval_required', `policy ${policy.policyId}: keeping fewer restore points needs a four-eyes approval (shorten-retention)`);
+    // Keeping fewer restore points (shorten-retention) or locking new ones less (disable-immutability).
+    const kind = policyChangeApproval(state.policy, policy, this.now());
+    if (kind) {
+      const what = kind === 'disable-immutability' ? 'locking new restore points less (immutability off or a shorter lock)' : 'keeping fewer restore points';
+      if (!approvalId) throw new SchedulerRefusal('approval_required', `policy ${policy.policyId}: ${what} needs a four-eyes approval (${kind})`);
       const approval: KnownEvent[] = [];
       for await (const r of this.log.readStream(`approval-${approvalId}`)) approval.push(r.event);
-      const verdict = verifyApproval(approvalId, approval, (a) => a.kind === 'shorten-retention' && a.policyId === policy.policyId
+      const verdict = verifyApproval(approvalId, approval, (a) => a.kind === kind && a.policyId === policy.policyId
         && a.policy !== undefined && stableJson(a.policy) === stableJson(policy));
       if (!verdict.ok) throw new SchedulerRefusal(verdict.code, verdict.message);
     }
@@ -382,6 +393,12 @@ export class Scheduler {
       .map((j) => ({ id: j.committed!.restorePointId, time: j.phaseSince ?? j.requestedAt ?? '' }));
     const { expire } = applyRetention(points, policy.retention, policy.schedule.timezone);
     for (const [restorePointId, reason] of expire) {
+      // A locked restore point is not expired before its lock ends: the next retention run of
+      // this policy and VM (after a later backup) considers it again.
+      if ((this.lockedUntil.get(restorePointId) ?? 0) > this.now().getTime()) {
+        this.logger.info({ restorePointId, lockedUntil: new Date(this.lockedUntil.get(restorePointId)!).toISOString() }, 'retention would let it go, but it is locked: kept until its lock ends');
+        continue;
+      }
       const streamId = `restorepoint-${restorePointId}`;
       try {
         await this.log.append(streamId, [newEvent('RestorePointExpired', { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason }, {

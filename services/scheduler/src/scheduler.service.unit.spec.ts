@@ -212,6 +212,34 @@ describe('scheduler process manager', () => {
     await w.scheduler.stop();
   });
 
+  it('retention does not expire a restore point while it is locked; it expires the unlocked ones', async () => {
+    const w = await world();
+    await w.scheduler.createPolicy({
+      name: 'every-minute', selector: { tags: ['prod'], hypervisor: 'h2' }, schedule: { cron: '* * * * *', timezone: 'UTC' },
+      retention: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, repository: 'default', keyRef: 'k', priority: 1,
+    }, user, 'c');
+    // rp1 is locked (as an immutable policy's data mover does at commit) until tomorrow.
+    await w.log.append('restorepoint-rp1', [newEvent('RestorePointLocked', { restorePointId: 'rp1', retainUntil: new Date(w.now.t + 86_400_000).toISOString(), objectsLocked: 3 }, { site, actor: svc, streamId: 'restorepoint-rp1' })], { expectedRevision: 'any' });
+    const seen = new Set<string>();
+    for (const minute of [1, 2, 3]) {
+      w.now.t += 60_000;
+      await (w.scheduler as unknown as { tick(): Promise<void> }).tick();
+      const ids: string[] = [];
+      for await (const r of w.log.readAll()) if (r.event.type === 'JobRequested' && !seen.has(r.event.data.jobId)) ids.push(r.event.data.jobId);
+      const jobId = ids.at(-1)!;
+      seen.add(jobId);
+      await w.settle();
+      await w.scheduler.drive(jobId);
+      await w.settle();
+      await commit(w, jobId, `rp${minute}`);
+      await w.settle();
+    }
+    const expired: string[] = [];
+    for await (const r of w.log.readAll()) if (r.event.type === 'RestorePointExpired') expired.push(r.event.data.restorePointId);
+    expect(expired).toEqual(['rp2']);
+    await w.scheduler.stop();
+  });
+
   it('a standby taking over from a dead leader still requests the slot that came due while the lease lapsed', async () => {
     const log = new InMemoryEventLog(site);
     const noop: SchedulerPorts = { requestSnapshot: async () => undefined, releaseSnapshot: async () => undefined, enqueueTransfer: async () => undefined };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { newEvent } from './new-event.ts';
-import { retentionShortened, verifyApproval } from './approval.ts';
+import { immutabilityLockUntil, policyChangeApproval, retentionShortened, verifyApproval } from './approval.ts';
 import type { KnownEvent } from './event-types.ts';
 
 const site = 'site-a';
@@ -37,5 +37,28 @@ describe('retentionShortened', () => {
     expect(retentionShortened(r, { ...r, last: 2, daily: 30 })).toBe(true);
     expect(retentionShortened(r, { ...r, yearly: 5 })).toBe(false);
     expect(retentionShortened(r, r)).toBe(false);
+  });
+});
+
+describe('immutability of a policy', () => {
+  const r = (daily: number, weekly: number, monthly: number, yearly: number, last = 0) => ({ daily, weekly, monthly, yearly, last });
+  const at = new Date('2026-01-31T02:00:00.000Z');
+
+  it('locks until the longest calendar span its retention can keep a restore point', () => {
+    expect(immutabilityLockUntil(r(7, 0, 0, 0), at)?.toISOString()).toBe('2026-02-07T02:00:00.000Z');
+    expect(immutabilityLockUntil(r(7, 4, 0, 0), at)?.toISOString()).toBe('2026-02-28T02:00:00.000Z');
+    expect(immutabilityLockUntil(r(7, 4, 1, 0), at)?.toISOString()).toBe('2026-03-03T02:00:00.000Z'); // 31 Jan + 1 month (UTC calendar)
+    expect(immutabilityLockUntil(r(0, 0, 0, 2, 5), at)?.toISOString()).toBe('2028-01-31T02:00:00.000Z');
+    expect(immutabilityLockUntil(r(0, 0, 0, 0, 5), at)).toBeUndefined();
+  });
+
+  it('turning it off or shortening the lock needs disable-immutability; keeping fewer alone, shorten-retention', () => {
+    const on = { immutable: true, retention: r(7, 4, 0, 0, 3) };
+    expect(policyChangeApproval(on, { ...on, immutable: false })).toBe('disable-immutability');
+    expect(policyChangeApproval(on, { ...on, retention: r(7, 2, 0, 0, 3) })).toBe('disable-immutability');
+    expect(policyChangeApproval(on, { ...on, retention: r(7, 4, 0, 0, 1) })).toBe('shorten-retention'); // same lock, fewer kept
+    expect(policyChangeApproval(on, { ...on, retention: r(7, 4, 6, 0, 3) })).toBeUndefined();
+    expect(policyChangeApproval({ retention: on.retention }, on)).toBeUndefined(); // turning it on
+    expect(policyChangeApproval({ retention: on.retention }, { retention: r(1, 4, 0, 0, 3) })).toBe('shorten-retention');
   });
 });

@@ -41,3 +41,4 @@ export type RestorePointDeleted = EventOf<'RestorePointDeleted'>;
 export type RepositoryInitialized = EventOf<'RepositoryInitialized'>;
 export type RepositoryKeyRotated = EventOf<'RepositoryKeyRotated'>;
 export type RecoveryKeyExported = EventOf<'RecoveryKeyExported'>;
+export type RepositoryDeleted = EventOf<'RepositoryDeleted'>;

@@ -36,6 +36,12 @@ export const PolicyFields = {
   keyRef: Name,
   /** Higher runs first when slots compete. */
   priority: Type.Integer({ minimum: 0, maximum: 1000 }),
+  /**
+   * Lock each new restore point of this policy until the latest time its retention can still
+   * keep it (`immutabilityLockUntil`); turning it off, or shortening that time, needs a
+   * four-eyes approval (disable-immutability). Locks already made are never shortened.
+   */
+  immutable: Type.Optional(Type.Boolean()),
 };
 
 export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });

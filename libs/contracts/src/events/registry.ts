@@ -16,7 +16,7 @@ import {
   ReplicaCommittedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
 import {
-  AccessDeniedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RestorePointDeletedV1,
+  AccessDeniedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
@@ -100,6 +100,7 @@ export const EVENT_SCHEMAS = {
   DiskRestored: define('DiskRestored', { description: 'A disk of a restore point was restored to a target.', categories: ['restore'], latest: DiskRestoredV1 }),
   RepositoryInitialized: define('RepositoryInitialized', { description: 'A repository was created with its first key (recorded in its key journal, then in the log).', categories: ['repository'], latest: RepositoryInitializedV1 }),
   RepositoryKeyRotated: define('RepositoryKeyRotated', { description: 'A repository\'s master keys were re-wrapped under new credentials; the old ones no longer open it.', categories: ['repository'], latest: RepositoryKeyRotatedV1 }),
+  RepositoryDeleted: define('RepositoryDeleted', { description: 'A repository and everything in it was deleted after a four-eyes approval (no lock was live).', categories: ['repository'], latest: RepositoryDeletedV1 }),
   RecoveryKeyExported: define('RecoveryKeyExported', { description: 'A repository\'s recovery key was exported (only its keyed fingerprint is recorded).', categories: ['repository'], latest: RecoveryKeyExportedV1 }),
 } as const;
 

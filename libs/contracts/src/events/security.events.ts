@@ -98,7 +98,12 @@ export const ApprovalAction = Type.Union([
     /** The policy as it will be once approved (UpdatePolicy carries exactly this). */
     policy: Type.Optional(Type.Object(PolicyFields, { additionalProperties: false })),
   }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('disable-immutability'), restorePointId: Id }, { additionalProperties: false }),
+  Type.Object({
+    kind: Type.Literal('disable-immutability'),
+    policyId: Id,
+    /** The policy as it will be once approved: immutable off, or a shorter lock period. */
+    policy: Type.Optional(Type.Object(PolicyFields, { additionalProperties: false })),
+  }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('delete-repository'), repository: Name }, { additionalProperties: false }),
 ], { $id: 'ApprovalAction' });
 export type ApprovalAction = Static<typeof ApprovalAction>;
@@ -134,6 +139,22 @@ export const RestorePointDeletedV1 = Type.Object({
   approvalId: Id,
   requestedBy: Principal,
   approvedBy: Principal,
+}, { additionalProperties: false });
+
+/**
+ * A repository was deleted after a four-eyes approval: its restore points, chunks, index, key
+ * journal, keys and config (stream `repository-<repositoryId>`).
+ */
+export const RepositoryDeletedV1 = Type.Object({
+  /** The repository's name on the site (`default`, ...). */
+  repository: Name,
+  repositoryId: Type.String({ minLength: 1, maxLength: 128 }),
+  location: Type.String({ maxLength: 4096 }),
+  approvalId: Id,
+  requestedBy: Principal,
+  approvedBy: Principal,
+  restorePointsDeleted: Type.Integer({ minimum: 0 }),
+  objectsDeleted: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
 /** A disk of a restore point was restored (stream `restore-<restoreId>`). */

@@ -170,6 +170,8 @@ export function registerAccessCommands(program: Command): void {
     }));
 
   registerPolicyRetention(program);
+  registerPolicyImmutability(program);
+  registerRepositoryDeletion(program);
 
   // `cairn restore-point delete`: asks; a second administrator approves with `cairn approval approve`.
   const rp = program.commands.find((c) => c.name() === 'restore-point') ?? program.command('restore-point').description('restore points');
@@ -198,15 +200,46 @@ function registerPolicyRetention(program: Command): void {
       if (!Number.isInteger(n) || n < 0) throw new CliError(`--keep-${k} must be a whole number >= 0`, EXIT.usage);
       retention[k] = n;
     }
-    const body = {
-      name: current.name, selector: current.selector, schedule: current.schedule, retention,
-      repository: current.repository, keyRef: current.keyRef, priority: current.priority,
-    };
+    const body = { ...policyBody(current), retention };
     const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, body);
     output(a, r, () => r.approvalId
       ? `retention of ${policyId} shortened: waiting for a second administrator (approval ${String(r.approvalId)}; cairn approval approve ${String(r.approvalId)})`
       : `policy ${policyId} updated`);
   }));
+}
+
+/** The updatable fields of a policy as the API returned it (immutability kept as it is). */
+function policyBody(current: Record<string, unknown>) {
+  return {
+    name: current.name, selector: current.selector, schedule: current.schedule, retention: current.retention,
+    repository: current.repository, keyRef: current.keyRef, priority: current.priority,
+    ...(current.immutable !== undefined ? { immutable: current.immutable } : {}),
+  };
+}
+
+function registerPolicyImmutability(program: Command): void {
+  const policy = program.commands.find((c) => c.name() === 'policy') ?? program.command('policy').description('protection policies');
+  addApiOptions(policy.command('immutable <policyId> <onOrOff>')
+    .description('lock new restore points until the end of their retention (on), or stop doing so (off: waits for a second administrator; existing locks stay)'))
+    .action(withApi(async (a, policyId: string, onOrOff: string) => {
+      if (onOrOff !== 'on' && onOrOff !== 'off') throw new CliError('say on or off', EXIT.usage);
+      const current = await a.call('GET', `/v1/policies/${encodeURIComponent(policyId)}`);
+      const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, { ...policyBody(current), immutable: onOrOff === 'on' });
+      output(a, r, () => r.approvalId
+        ? `immutability of ${policyId} off: waiting for a second administrator (approval ${String(r.approvalId)}; cairn approval approve ${String(r.approvalId)}); restore points already locked stay locked`
+        : `policy ${policyId} updated: immutable ${onOrOff}`);
+    }));
+}
+
+function registerRepositoryDeletion(program: Command): void {
+  const repo = program.commands.find((c) => c.name() === 'repo') ?? program.command('repo').description('repositories');
+  addApiOptions(repo.command('delete <repository>')
+    .description('ask for a whole repository of the site (default: default) to be deleted; it is once a second administrator approves and no lock is live'))
+    .option('--reason <text>')
+    .action(withApi(async (a, name: string, o: { reason?: string }) => {
+      const r = await a.call('POST', `/v1/repositories/${encodeURIComponent(name)}/deletion`, o.reason ? { reason: o.reason } : {});
+      output(a, r, () => `deletion of repository ${name} requested (approval ${String(r.approvalId)}); another administrator runs: cairn approval approve ${String(r.approvalId)}`);
+    }));
 }
 
 function describe(action: unknown): string {

@@ -147,6 +147,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--repository <name>', 'target repository', 'default')
     .option('--key <ref>', 'key reference', 'default')
     .option('--priority <n>', 'higher runs first', '100')
+    .option('--immutable', 'lock each new restore point until the end of its retention (turning it off later needs a second administrator)')
     .action(act(async (s, o: Opts) => {
       const num = (k: string) => {
         const v = Number(o[k]);
@@ -165,6 +166,7 @@ export function registerOperateCommands(program: Command): void {
         repository: String(o['repository']),
         keyRef: String(o['key']),
         priority: num('priority'),
+        ...(o['immutable'] ? { immutable: true } : {}),
       };
       const result = accepted(await s.bus.send('scheduler', 'CreatePolicy', payload), 'policy not created');
       output(s, result, () => `policy ${result.policyId} created`);

@@ -1,0 +1,47 @@
+// Deleting a whole repository (after a four-eyes approval, checked by the caller): refused while
+// any lock record is live, so immutability holds against this too. Otherwise every object goes,
+// restore points first and the keys and config last, so that a deletion cut short leaves a
+// repository that still opens (and is deleted by running it again), never one missing its keys
+// while it still holds data.
+import { isLockKey, parseLockRecord } from '../backend/object-lock.ts';
+import { NotFoundError } from '../backend/backend.ts';
+import { RepositoryLockedError } from '../errors.ts';
+import { CONFIG_KEY, KEYS_PREFIX, RESTORE_POINTS_PREFIX } from '../format/layout.ts';
+import type { RepositoryCore } from '../repository-core.ts';
+import { forEachLimit } from '../write/semaphore.ts';
+
+export interface DestroyReport {
+  readonly restorePointsDeleted: number;
+  readonly objectsDeleted: number;
+}
+
+/** The latest live lock in the repository (ms since the epoch), or undefined when none is live. */
+export async function latestLiveLock(core: RepositoryCore, now = Date.now()): Promise<{ until: number; key: string } | undefined> {
+  let latest: { until: number; key: string } | undefined;
+  for await (const o of core.backend.list('')) {
+    if (!isLockKey(o.key)) continue;
+    let record;
+    try {
+      record = parseLockRecord(await core.backend.get(o.key));
+    } catch (e) {
+      if (e instanceof NotFoundError) continue;
+      throw e;
+    }
+    const until = record ? Date.parse(record.retainUntil) : NaN;
+    if (until > now && (!latest || until > latest.until)) latest = { until, key: record!.key };
+  }
+  return latest;
+}
+
+export async function destroyRepository(core: RepositoryCore, now = Date.now()): Promise<DestroyReport> {
+  const lock = await latestLiveLock(core, now);
+  if (lock) throw new RepositoryLockedError(core.backend.location, new Date(lock.until), lock.key);
+  const keys: string[] = [];
+  for await (const o of core.backend.list('')) keys.push(o.key);
+  const rank = (k: string) => (k.startsWith(RESTORE_POINTS_PREFIX) ? 0 : k === CONFIG_KEY ? 4 : k.startsWith(KEYS_PREFIX) ? 3 : isLockKey(k) ? 2 : 1);
+  let objectsDeleted = 0;
+  for (const r of [0, 1, 2, 3, 4]) {
+    await forEachLimit(keys.filter((k) => rank(k) === r), 16, async (k) => { await core.backend.delete(k); objectsDeleted++; });
+  }
+  return { restorePointsDeleted: keys.filter((k) => rank(k) === 0).length, objectsDeleted };
+}
