@@ -6,8 +6,10 @@
 //   later restore points are left unlocked; UpdatePolicy over NATS cannot do it alone;
 // - deleting a repository needs a granted delete-repository approval, is refused while a lock is
 //   live (naming the lock's end), and otherwise removes everything, recorded with both people.
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -156,6 +158,38 @@ describe('immutable policies', () => {
     // The same work again (another redelivery): the lock holds already, nothing more is recorded.
     await redeliver(jobOf.get(restorePointId)!, policyId);
     expect((await streamEvents(`restorepoint-${restorePointId}`)).filter((e) => e.type === 'RestorePointLocked')).toHaveLength(1);
+  });
+
+  it('a backup transferred over NBD (real qemu-nbd) is locked right at its commit', { timeout: 60_000 }, async () => {
+    const run = promisify(execFile);
+    const image = join(base, 'disk.qcow2');
+    await run('qemu-img', ['create', '-f', 'qcow2', image, String(4 * 1024 * 1024)]);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 1048576', image]);
+    const socket = join(base, 'nbd.sock');
+    const server = spawn('qemu-nbd', ['-r', '-f', 'qcow2', '-t', '-e', '4', '-x', 'vda', '--socket', socket, image], { stdio: 'ignore' });
+    h.onClose(() => server.kill('SIGKILL'));
+    await waitFor(() => run('nbdinfo', [`nbd+unix:///vda?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
+    const jobId = randomUUID();
+    const snapshotId = `snap-${jobId}`;
+    const nbd = { socket, exports: [{ disk: 'vda', exportName: 'vda', sizeBytes: 4 * 1024 * 1024, mode: 'full' as const, reason: 'first backup' }] };
+    const streamId = `job-${jobId}`;
+    const meta = { site, actor: TEST, streamId, correlationId: jobId };
+    await log.append(streamId, [
+      newEvent('JobRequested', { jobId, vmId: 'vm1', policyId, mode: 'full', trigger: 'manual' }, meta),
+      newEvent('JobStarted', { jobId, attempt: 1 }, meta),
+      newEvent('SnapshotRequested', { jobId, vmId: 'vm1', snapshotId }, meta),
+      newEvent('SnapshotTaken', { jobId, snapshotId, nbd }, meta),
+      newEvent('TransferQueued', { jobId, snapshotId, queue: 'transfers' }, meta),
+    ], { expectedRevision: 'no_stream' });
+    const before = Date.now();
+    expect(await mover.mover.transfer({ jobId, vmId: 'vm1', vmName: 'web-1', snapshotId, policyId, repository: 'default', mode: 'full', nbd }, () => undefined)).toBe('committed');
+    server.kill('SIGTERM');
+    const commit = (await streamEvents(streamId)).find((e) => e.type === 'RestorePointCommitted');
+    const restorePointId = commit?.type === 'RestorePointCommitted' ? commit.data.restorePointId : '';
+    const until = await repos.default!.restorePointLockedUntil(restorePointId);
+    expect(until!.getTime()).toBeGreaterThanOrEqual(immutabilityLockUntil(fields(true).retention, new Date(before))!.getTime());
+    expect(until!.getTime()).toBeLessThanOrEqual(immutabilityLockUntil(fields(true).retention, new Date())!.getTime());
+    expect((await streamEvents(`restorepoint-${restorePointId}`)).map((e) => [e.type, e.actor.id])).toEqual([['RestorePointLocked', `data-mover@${site}`]]);
   });
 
   it('an approved deletion of the locked restore point is refused; it stays', async () => {
