@@ -8,7 +8,7 @@
 //   live (naming the lock's end), and otherwise removes everything, recorded with both people.
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { immutabilityLockUntil, newEvent, type Actor, type KnownEvent } from '@cairn/contracts';
 import { createJetStreamEventLog, type JetStreamEventLog } from '@cairn/eventlog';
 import { CommandBus } from '@cairn/messaging';
-import { DirectoryBackend, initRepository, type Repository } from '@cairn/repository';
+import { DirectoryBackend, initRepository, openRepository, RepositoryDeletedError, type Repository } from '@cairn/repository';
 import { useHarness, waitFor } from '@cairn/testing';
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startScheduler } from '@cairn/scheduler';
@@ -312,9 +312,19 @@ describe('deleting a repository', () => {
     const done = await cli(['--json', 'approval', 'approve', approvalId, ...api(admin)], env);
     expect(done.code).toBe(0);
     expect(JSON.parse(done.stdout)).toMatchObject({ status: 'done', approvedBy: 'admin', requestedBy: 'bob' });
-    // Nothing is left in the repository's directory but empty folders.
+    // Nothing is left in the repository's directory but empty folders and the `deleted` marker,
+    // which tells whoever opens the location later what happened and by whom.
     const files = (await readdir(join(base, 'spare'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
-    expect(files.map((f) => f.name)).toEqual([]);
+    expect(files.map((f) => f.name)).toEqual(['deleted']);
+    expect(JSON.parse(await readFile(join(base, 'spare', 'deleted'), 'utf8'))).toMatchObject({ repositoryId: repos.spare!.repositoryId, approvalId, requestedBy: 'bob', approvedBy: 'admin' });
+    for (const reopen of [
+      () => openRepository(new DirectoryBackend(join(base, 'spare')), { passphrase: 'pw' }),
+      () => initRepository(new DirectoryBackend(join(base, 'spare')), { passphrase: 'pw', kdf: { N: 1024 } }),
+    ]) {
+      const e = await reopen().then(() => undefined, (err: unknown) => err);
+      expect(e).toBeInstanceOf(RepositoryDeletedError);
+      expect((e as Error).message).toMatch(/was deleted at .* \(requested by bob, approved by admin/);
+    }
     const deleted = (await streamEvents(`repository-${repositoryId}`)).find((e) => e.type === 'RepositoryDeleted');
     expect(deleted).toMatchObject({ actor: { id: 'admin' }, data: { repository: 'spare', repositoryId, approvalId, requestedBy: 'bob', approvedBy: 'admin', restorePointsDeleted: 1 } });
     expect((await eventsSince(head)).filter((e) => e.streamId === `approval-${approvalId}` || e.type === 'RepositoryDeleted').map((e) => [e.type, e.actor.id])).toEqual([

@@ -17,6 +17,22 @@ export class UnsupportedFormatError extends RepositoryError {}
 /** No repository (no `config`) at the backend's location. */
 export class RepositoryNotFoundError extends RepositoryError {}
 
+/** The location held a repository that was deleted (four-eyes); its `deleted` marker says by whom. */
+export class RepositoryDeletedError extends RepositoryError {
+  constructor(readonly location: string, readonly record: DeletedRecord) {
+    super(`the repository at ${location} was deleted at ${record.deletedAt}${record.requestedBy ? ` (requested by ${record.requestedBy}, approved by ${record.approvedBy ?? '?'}${record.approvalId ? `, approval ${record.approvalId}` : ''})` : ''}: `
+      + `nothing can be restored from it; to reuse the location for a new repository, remove its \`deleted\` marker first`);
+  }
+}
+
+export interface DeletedRecord {
+  readonly repositoryId: string;
+  readonly deletedAt: string;
+  readonly approvalId?: string;
+  readonly requestedBy?: string;
+  readonly approvedBy?: string;
+}
+
 /** `initRepository` on a location that already holds a repository. */
 export class RepositoryExistsError extends RepositoryError {}
 

@@ -2,16 +2,18 @@
 // and chunks) cannot be deleted or overwritten by any call before its lock ends — not
 // through the repository, not through the backend directly, not through the wrappers —
 // and the lock cannot be shortened or removed. After it ends, deletion works again.
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { DirectoryBackend } from './backend/directory.adapter.ts';
 import { encodeLockRecord, lockKeyOf, ObjectLockedError } from './backend/object-lock.ts';
 import { wrapBackend } from './backend/stack.ts';
-import { RestorePointLockedError } from './errors.ts';
+import { RepositoryDeletedError, RepositoryLockedError, RestorePointLockedError } from './errors.ts';
 import { CHUNKS_PREFIX, INDEX_PREFIX, restorePointKey } from './format/layout.ts';
-import { openRepository, type Repository } from './repository.ts';
-import { makeRepository, TEST_CHUNK, TEST_PASSPHRASE } from './testing/fixtures.ts';
+import { initRepository, openRepository, openRepositoryWithRecoveryKey, type Repository } from './repository.ts';
+import { CHEAP_KDF, makeRepository, TEST_CHUNK, TEST_PASSPHRASE } from './testing/fixtures.ts';
 import { asAsync, fullExtents, makeImage } from './testing/test-image.ts';
 
 const h = useHarness();
@@ -118,5 +120,41 @@ describe('locked restore points on the directory backend', () => {
     await repo.deleteRestorePoint(locked);
     await backend.delete(lockKeyOf(restorePointKey(locked)));
     expect((await repo.listRestorePoints()).map((r) => r.id)).not.toContain(locked);
+  });
+});
+
+describe('deleting a whole repository', () => {
+  it('is refused while a lock is live; afterwards it leaves only a marker that every later open and init reports', async () => {
+    const dir = await h.tmpDir('cairn-destroy-');
+    const backend = new DirectoryBackend(dir, { createRoot: true, fsync: false });
+    const repo = await makeRepository(h, backend);
+    const id = (await repo.writeRestorePoint({
+      vm: { id: 'vm', name: 'vm' }, disks: [{ name: 'd', sizeBytes: SIZE, extents: asAsync(fullExtents(makeImage(SIZE, 61), TEST_CHUNK)) }],
+    })).restorePointId;
+    const recoveryKey = repo.exportRecoveryKey();
+    const until = new Date(Date.now() + 1500); // real time: the deletion reads the wall clock
+    await repo.lockRestorePoint(id, until);
+    const refused = await repo.destroy({ requestedBy: 'bob', approvedBy: 'alice' }).then(() => undefined, (e: unknown) => e);
+    expect(refused).toBeInstanceOf(RepositoryLockedError);
+    expect((refused as Error).message).toContain(until.toISOString());
+    expect((await repo.listRestorePoints()).map((p) => p.id)).toEqual([id]);
+
+    await new Promise((r) => setTimeout(r, Math.max(0, until.getTime() - Date.now()) + 50));
+    const report = await repo.destroy({ approvalId: 'a-1', requestedBy: 'bob', approvedBy: 'alice' });
+    expect(report.restorePointsDeleted).toBe(1);
+    const left = (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+    expect(left).toEqual(['deleted']);
+    for (const reopen of [
+      () => openRepository(backend, { passphrase: TEST_PASSPHRASE }),
+      () => openRepositoryWithRecoveryKey(backend, recoveryKey),
+      () => initRepository(backend, { passphrase: TEST_PASSPHRASE, kdf: CHEAP_KDF }),
+    ]) {
+      const e = await reopen().then(() => undefined, (err: unknown) => err);
+      expect(e).toBeInstanceOf(RepositoryDeletedError);
+      expect((e as Error).message).toMatch(/was deleted at .* \(requested by bob, approved by alice, approval a-1\)/);
+    }
+    // The operator may reuse the location on purpose, by removing the marker.
+    await rm(join(dir, 'deleted'));
+    await expect(initRepository(backend, { passphrase: TEST_PASSPHRASE, kdf: CHEAP_KDF })).resolves.toBeDefined();
   });
 });

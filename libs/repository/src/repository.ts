@@ -18,7 +18,7 @@ import {
   type InvalidJournalObject, type KeyActContext, type KeyJournalEntry, type KeyWrapping, type OpenedWith,
 } from './keys/key-journal.ts';
 import { collectGarbage, type GcOptions, type GcReport } from './maintenance/gc.ts';
-import { destroyRepository, latestLiveLock, type DestroyReport } from './maintenance/destroy.ts';
+import { assertNotDeleted, destroyRepository, latestLiveLock, type DeletionInfo, type DestroyReport } from './maintenance/destroy.ts';
 import { verify, type VerifyOptions, type VerifyReport } from './maintenance/verify.ts';
 import { IndexedDisk, type DiskReader } from './read/disk-reader.ts';
 import { restoreDisk, type RestoreOptions, type RestoreResult } from './read/restore-disk.ts';
@@ -82,7 +82,10 @@ async function readConfig(backend: Backend): Promise<RepositoryConfig> {
   try {
     return parseConfig(await backend.get(CONFIG_KEY), backend.location);
   } catch (e) {
-    if (e instanceof NotFoundError) throw new RepositoryNotFoundError(`no Cairn repository at ${backend.location} (no config object)`);
+    if (e instanceof NotFoundError) {
+      await assertNotDeleted(backend);
+      throw new RepositoryNotFoundError(`no Cairn repository at ${backend.location} (no config object)`);
+    }
     throw e;
   }
 }
@@ -91,6 +94,7 @@ async function readConfig(backend: Backend): Promise<RepositoryConfig> {
 export async function initRepository(backend: Backend, options: InitOptions): Promise<Repository> {
   const credentials = credentialsOf(options);
   if (await backend.exists(CONFIG_KEY)) throw new RepositoryExistsError(`${backend.location} already holds a repository`);
+  await assertNotDeleted(backend);
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunkSize) || chunkSize < 4096 || chunkSize > 64 * 1024 * 1024 || (chunkSize & (chunkSize - 1)) !== 0) {
     throw new InvalidExtentError(`chunk size must be a power of two between 4 KiB and 64 MiB, got ${chunkSize}`);
@@ -232,10 +236,11 @@ export class Repository {
   /**
    * Deletes everything in the repository — restore points, index, chunks, key journal, keys,
    * config — unless a lock is live (`RepositoryLockedError` naming the latest lock's end). The
-   * caller checks the four-eyes approval; the object must not be used afterwards.
+   * caller checks the four-eyes approval; the object must not be used afterwards. Leaves a
+   * `deleted` marker with `info` (who asked and approved), so later opens say what happened.
    */
-  destroy(): Promise<DestroyReport> {
-    return destroyRepository(this.core);
+  destroy(info: DeletionInfo = {}): Promise<DestroyReport> {
+    return destroyRepository(this.core, info);
   }
 
   verify(options: VerifyOptions = {}): Promise<VerifyReport> {

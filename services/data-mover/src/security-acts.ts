@@ -74,7 +74,7 @@ export class SecurityActs {
     const { repositoryId, location } = repo;
     let report;
     try {
-      report = await repo.destroy();
+      report = await repo.destroy({ approvalId: cmd.approvalId, requestedBy: verdict.requestedBy, approvedBy: verdict.approvedBy });
     } catch (e) {
       if (e instanceof RepositoryLockedError) {
         throw new DeletionRefused('locked', `repository ${cmd.repository} holds restore points locked until ${e.retainUntil.toISOString()}: it cannot be deleted before then`);

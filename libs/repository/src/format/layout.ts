@@ -7,6 +7,7 @@
 //   pending/<writer id>          a running writer's lease (GC waits for it)
 //   gc/sweep                     a running sweep's lease (writers wait for it)
 //   gc/generation                bumped after every sweep (invalidates cached chunk listings)
+//   deleted                      left by a four-eyes repository deletion: who, when (plain JSON)
 //   journal/keys/<time>-<id>     one key operation (init, rotate, recovery key export), MAC'd
 //                                (keys/key-journal.ts; published to the site's log by the data mover)
 
@@ -18,6 +19,7 @@ export const RESTORE_POINTS_PREFIX = 'restore-points/';
 export const PENDING_PREFIX = 'pending/';
 export const GC_SWEEP_KEY = 'gc/sweep';
 export const GC_GENERATION_KEY = 'gc/generation';
+export const DELETED_KEY = 'deleted';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 

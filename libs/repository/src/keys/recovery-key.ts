@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { NotFoundError, type Backend } from '../backend/backend.ts';
 import { CorruptObjectError, RepositoryNotFoundError, WrongKeyError } from '../errors.ts';
+import { assertNotDeleted } from '../maintenance/destroy.ts';
 import { parseConfig, verifyConfigMac } from '../format/config.ts';
 import { CONFIG_KEY } from '../format/layout.ts';
 import type { MasterKeys } from './master-keys.ts';
@@ -67,7 +68,10 @@ export async function unlockWithRecoveryKey(backend: Backend, recoveryKey: strin
   try {
     config = parseConfig(await backend.get(CONFIG_KEY), backend.location);
   } catch (e) {
-    if (e instanceof NotFoundError) throw new RepositoryNotFoundError(`no Cairn repository at ${backend.location} (no config object)`);
+    if (e instanceof NotFoundError) {
+      await assertNotDeleted(backend);
+      throw new RepositoryNotFoundError(`no Cairn repository at ${backend.location} (no config object)`);
+    }
     throw e;
   }
   if (config.repositoryId !== repositoryId) {

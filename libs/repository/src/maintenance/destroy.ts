@@ -5,8 +5,9 @@
 // while it still holds data.
 import { isLockKey, parseLockRecord } from '../backend/object-lock.ts';
 import { NotFoundError } from '../backend/backend.ts';
-import { RepositoryLockedError } from '../errors.ts';
-import { CONFIG_KEY, KEYS_PREFIX, RESTORE_POINTS_PREFIX } from '../format/layout.ts';
+import { RepositoryDeletedError, RepositoryLockedError, type DeletedRecord } from '../errors.ts';
+import { CONFIG_KEY, DELETED_KEY, KEYS_PREFIX, RESTORE_POINTS_PREFIX } from '../format/layout.ts';
+import type { Backend } from '../backend/backend.ts';
 import type { RepositoryCore } from '../repository-core.ts';
 import { forEachLimit } from '../write/semaphore.ts';
 
@@ -33,7 +34,10 @@ export async function latestLiveLock(core: RepositoryCore, now = Date.now()): Pr
   return latest;
 }
 
-export async function destroyRepository(core: RepositoryCore, now = Date.now()): Promise<DestroyReport> {
+/** Who deleted the repository, left behind as the `deleted` marker (no secret in it). */
+export type DeletionInfo = Omit<DeletedRecord, 'repositoryId' | 'deletedAt'>;
+
+export async function destroyRepository(core: RepositoryCore, info: DeletionInfo = {}, now = Date.now()): Promise<DestroyReport> {
   const lock = await latestLiveLock(core, now);
   if (lock) throw new RepositoryLockedError(core.backend.location, new Date(lock.until), lock.key);
   const keys: string[] = [];
@@ -43,5 +47,27 @@ export async function destroyRepository(core: RepositoryCore, now = Date.now()):
   for (const r of [0, 1, 2, 3, 4]) {
     await forEachLimit(keys.filter((k) => rank(k) === r), 16, async (k) => { await core.backend.delete(k); objectsDeleted++; });
   }
+  // A marker instead of an empty location: a service or `cairn up` that opens it later is told
+  // the repository was deleted and by whom, rather than finding nothing (or making a new one).
+  const record: DeletedRecord = { repositoryId: core.config.repositoryId, deletedAt: new Date(now).toISOString(), ...info };
+  await core.backend.put(DELETED_KEY, Buffer.from(JSON.stringify(record, null, 2) + '\n'));
   return { restorePointsDeleted: keys.filter((k) => rank(k) === 0).length, objectsDeleted };
+}
+
+/** Throws `RepositoryDeletedError` when `backend` holds the marker of a deleted repository. */
+export async function assertNotDeleted(backend: Backend): Promise<void> {
+  let raw: Uint8Array;
+  try {
+    raw = await backend.get(DELETED_KEY);
+  } catch (e) {
+    if (e instanceof NotFoundError) return;
+    throw e;
+  }
+  let record: DeletedRecord;
+  try {
+    record = JSON.parse(Buffer.from(raw).toString('utf8')) as DeletedRecord;
+  } catch {
+    record = { repositoryId: '?', deletedAt: '?' };
+  }
+  throw new RepositoryDeletedError(backend.location, record);
 }

@@ -17,6 +17,7 @@ import {
   FileKeyProvider,
   RepositoryBusyError,
   RepositoryExistsError,
+  RepositoryDeletedError,
   RepositoryNotFoundError,
   RestorePointNotFoundError,
   UnsupportedFormatError,
@@ -106,6 +107,7 @@ function backendFor(o: RepoOptions, create = false): Backend {
 
 function toCliError(e: unknown, location: string): unknown {
   if (e instanceof CliError) return e;
+  if (e instanceof RepositoryDeletedError) return new CliError(e.message, EXIT.notFound);
   if (e instanceof RepositoryNotFoundError) return new CliError(`no repository at ${location}`, EXIT.notFound, `create one with: cairn repo init --repo ${location}`);
   if (e instanceof RepositoryExistsError) return new CliError(`a repository already exists at ${location}`, EXIT.conflict);
   if (e instanceof WrongKeyError) return new CliError(`wrong passphrase or key for the repository at ${location}: ${e.message}`, EXIT.failure);
