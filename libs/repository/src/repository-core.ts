@@ -101,6 +101,24 @@ export class RepositoryCore {
     }
   }
 
+  /** Reads chunk `id` and writes its checked plaintext at `position` of the open file `fd` (full restore); the bytes written. */
+  async readChunkTo(id: string, fd: number, position: number): Promise<number> {
+    const key = chunkKey(id);
+    let sealed: Uint8Array;
+    try {
+      sealed = await this.backend.get(key);
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new ObjectReadError('chunk', id, key, 'missing', `not found in ${this.backend.location}`);
+      throw e;
+    }
+    try {
+      return await this.pool.openTo(id, sealed, fd, position);
+    } catch (e) {
+      if (e instanceof EnvelopeError) throw new ObjectReadError('chunk', id, key, e.failure, e.message);
+      throw e;
+    }
+  }
+
   /** An index page's entries (`entries` × 32 bytes; all zero for ZERO_ID). */
   async readPage(id: string, entries: number): Promise<Uint8Array> {
     if (id === ZERO_ID) return new Uint8Array(entries * ENTRY_BYTES);

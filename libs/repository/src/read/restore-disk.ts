@@ -80,10 +80,10 @@ export async function restoreDisk(
         await slots.acquire();
         const task = (async () => {
           try {
-            const data = await core.readChunk(id);
-            await fh.write(data, 0, data.length, offset);
+            // The worker that opens the chunk writes it into the target itself.
+            const bytes = await core.readChunkTo(id, fh.fd, offset);
             chunksRead++;
-            wrote(data.length);
+            wrote(bytes);
           } catch (err) {
             if (err instanceof ObjectReadError) failures.push(err);
             else fatal ??= err;

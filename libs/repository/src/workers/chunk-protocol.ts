@@ -14,7 +14,10 @@ export type WorkerRequest =
   | { readonly seq: number; readonly op: 'hash'; readonly buf: ArrayBuffer; readonly len: number }
   | { readonly seq: number; readonly op: 'hashSeal'; readonly buf: ArrayBuffer; readonly len: number }
   | { readonly seq: number; readonly op: 'seal'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number }
-  | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly checkId: boolean };
+  | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly checkId: boolean }
+  // Opens a chunk and writes its plaintext at `position` of the file `fd` (a restore target):
+  // the plaintext never travels back to the main thread.
+  | { readonly seq: number; readonly op: 'openTo'; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly fd: number; readonly position: number };
 
 // Inputs come back (`buf`) once the worker is done with them, so the main thread reuses them.
 export type WorkerReply =
@@ -22,4 +25,5 @@ export type WorkerReply =
   | { readonly seq: number; readonly op: 'seal'; readonly sealed: ArrayBuffer; readonly compressed: boolean; readonly buf: ArrayBuffer }
   | { readonly seq: number; readonly op: 'hashSeal'; readonly id: string | null; readonly sealed: ArrayBuffer | null; readonly buf: ArrayBuffer }
   | { readonly seq: number; readonly op: 'open'; readonly plain: ArrayBuffer }
+  | { readonly seq: number; readonly op: 'openTo'; readonly bytes: number }
   | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

@@ -172,6 +172,14 @@ export class ChunkWorkerPool {
     return new Uint8Array(r.plain);
   }
 
+  /** Opens a sealed chunk (consumed, id checked) and writes its plaintext at `position` of `fd`; resolves to the bytes written. */
+  async openTo(id: string, sealed: Uint8Array, fd: number, position: number): Promise<number> {
+    const { buf, len } = this.transferOf(sealed);
+    const r = await this.run((seq) => ({ seq, op: 'openTo', id, buf, len, fd, position }), [buf]);
+    if (r.op !== 'openTo') throw new Error(`unexpected worker reply ${r.op}`);
+    return r.bytes;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const slots = this.slots.splice(0);

@@ -2,6 +2,7 @@
 // Loaded by `new Worker(new URL(...))` as a .ts file through Node's type stripping, so it
 // (and everything it imports) uses erasable TypeScript only.
 import { createSecretKey } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { contentId, EnvelopeError, open, seal } from '../format/envelope.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
@@ -45,6 +46,12 @@ port.on('message', (msg: WorkerRequest) => {
       const out = transferable(sealed);
       reply = { seq: msg.seq, op: 'seal', sealed: out, compressed, buf: msg.buf };
       transfer = [out, msg.buf];
+    } else if (msg.op === 'openTo') {
+      const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+      // Synchronous on purpose: this thread has nothing else to do meanwhile, and a write into
+      // the page cache takes microseconds (an asynchronous one would cost more in dispatch).
+      for (let done = 0; done < plain.byteLength;) done += writeSync(msg.fd, plain, done, plain.byteLength - done, msg.position + done);
+      reply = { seq: msg.seq, op: 'openTo', bytes: plain.byteLength };
     } else {
       const plain = open(msg.kind, msg.id, data, dataKey, {
         maxPlainBytes: init.maxPlainBytes,
