@@ -8,6 +8,7 @@
 // base restore point's page at the same place are asked about.
 import { forEachLimit } from '../write/semaphore.ts';
 import type { PageRef, ReplicationSource, RepositoryIdentity, SealedObject } from './replication-source.ts';
+import type { ReplicaRefs } from './replica-target.ts';
 import type { SealedRef } from './sealed-objects.ts';
 
 export interface ReplicaSink {
@@ -15,6 +16,11 @@ export interface ReplicaSink {
   missing(refs: readonly SealedRef[]): Promise<SealedRef[]>;
   put(obj: SealedObject): Promise<void>;
   commit(manifest: { readonly id: string; readonly bytes: Uint8Array; readonly sha256: string }, pageIds: readonly string[]): Promise<boolean>;
+  /**
+   * Takes the ids of every chunk and index page the restore point references, before its
+   * manifest (so a keyless copy can garbage-collect). Sinks without it get no refs.
+   */
+  putRefs?(restorePointId: string, refs: ReplicaRefs): Promise<void>;
 }
 
 export interface CopyOptions {
@@ -66,9 +72,14 @@ export async function copyRestorePoint(source: ReplicationSource, sink: ReplicaS
 
   const settled = new Set<string>(); // chunk ids the sink is known to hold now
   const sentPages = new Set<string>();
+  const refChunks = new Set<string>(); // every chunk the restore point references (with putRefs)
   for (const page of pages) {
-    if (!lackingPages.has(page.id) || sentPages.has(page.id)) continue;
+    if (!lackingPages.has(page.id) || sentPages.has(page.id)) {
+      if (sink.putRefs && !sentPages.has(page.id)) for (const id of await source.pageChunks(page)) refChunks.add(id);
+      continue;
+    }
     const ids = await source.pageChunks(page);
+    for (const id of ids) refChunks.add(id);
     const base = basePages.get(`${page.disk}\0${page.index}`);
     if (base && !lackingPages.has(base.id)) for (const id of await source.pageChunks(base)) settled.add(id);
     const ask = [...new Set(ids.filter((id) => !settled.has(id)))];
@@ -81,6 +92,7 @@ export async function copyRestorePoint(source: ReplicationSource, sink: ReplicaS
     await send(await source.sealed('index-page', page.id));
     sentPages.add(page.id);
   }
+  if (sink.putRefs) await sink.putRefs(restorePointId, { pages: pageIds, chunks: [...refChunks] });
   const manifest = await source.sealed('manifest', restorePointId);
   stats.manifestBytes = manifest.bytes.length;
   const committed = await sink.commit(manifest, pageIds);
