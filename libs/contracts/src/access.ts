@@ -46,6 +46,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   DeleteRestorePoint: 'admin',
   DeleteRepository: 'admin',
   RepairReplica: 'admin',
+  CollectReplicaGarbage: 'admin',
   AddHypervisor: 'admin',
   // Service-to-service steps of a backup; a person never needs to send them.
   RequestSnapshot: 'admin',

@@ -312,6 +312,22 @@ export const RepairReplicaResult = Type.Object({
   unrepairable: Type.Array(Type.String()),
 }, { additionalProperties: false });
 
+export const CollectReplicaGarbageV1 = Type.Object({
+  /** The site whose repository this site holds a copy of. */
+  sourceSite: Site,
+  /** Unreferenced objects younger than this are kept (default 1 hour). */
+  graceMs: Type.Optional(Type.Integer({ minimum: 0 })),
+}, { additionalProperties: false });
+export const CollectReplicaGarbageResult = Type.Object({
+  /** True when a copy into this replica store was running: nothing was swept, try again later. */
+  deferred: Type.Boolean(),
+  liveReplicas: Type.Integer({ minimum: 0 }),
+  withoutRefs: Type.Integer({ minimum: 0 }),
+  objectsDeleted: Type.Integer({ minimum: 0 }),
+  bytesFreed: Type.Integer({ minimum: 0 }),
+  objectsKeptYoung: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
 // ---- registry -------------------------------------------------------------------------------
 
 export interface CommandDefinition<N extends string = string, L extends TSchema = TSchema, R extends TSchema = TSchema> {
@@ -438,6 +454,12 @@ export const COMMAND_SCHEMAS = {
     service: 'replication',
     latest: RepairReplicaV1,
     result: RepairReplicaResult,
+  }),
+  CollectReplicaGarbage: define('CollectReplicaGarbage', {
+    description: 'Delete, without the key, the objects of this site\'s copy of another site\'s repository that no replica references any more.',
+    service: 'replication',
+    latest: CollectReplicaGarbageV1,
+    result: CollectReplicaGarbageResult,
   }),
 } as const;
 

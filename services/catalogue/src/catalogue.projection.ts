@@ -80,6 +80,8 @@ const handlers: Handlers = {
     data.restorePointId, data.targetSite, data.sourceSite, data.vmId, data.vmName, data.jobId, data.policyId, data.repositoryId, at.time,
     data.sourceCommittedAt, JSON.stringify(data.disks), data.chunksSent, data.bytesSent, at.position,
   )],
+  // The source let the restore point go and the target removed its replica: it is listed no more.
+  ReplicaExpired: ({ data }) => [sql(`DELETE FROM replicas WHERE restore_point_id = ? AND target_site = ?`, data.restorePointId, data.targetSite)],
   VmDiscovered: ({ data }, at) => [
     sql(
       `INSERT INTO vms (vm_id, name, site, hypervisor_kind, hypervisor_host, tags, discovered_at, updated_at)

@@ -3,7 +3,7 @@
 // keeps to the policy's bandwidth limit.
 import { errors as natsErrors, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { replicationSubject } from '@cairn/contracts';
-import { TokenBucket, type ReplicaSink, type RepositoryIdentity, type SealedObject, type SealedRef, type ReplicaVerifyReport } from '@cairn/repository';
+import { encodeRefs, sha256Hex, TokenBucket, type ReplicaRefs, type ReplicaSink, type RepositoryIdentity, type SealedObject, type SealedRef, type ReplicaVerifyReport } from '@cairn/repository';
 import { b64, H, headerBytes, makeHeaders, packIds, TransferError, unpackIds, type CommitMeta, type TransferOp } from './transfer-protocol.ts';
 
 export interface RemoteSinkOptions {
@@ -117,6 +117,23 @@ export class RemoteSink implements ReplicaSink {
       body = { ...body, meta: { ...body.meta, bytesSent: total } };
     }
     return (await this.json<{ created: boolean }>('commit', body, hdrs)).created;
+  }
+
+  /** The ids the restore point references, before its commit (in parts like a large object). */
+  async putRefs(restorePointId: string, refs: ReplicaRefs): Promise<void> {
+    const bytes = encodeRefs(refs);
+    const sha256 = sha256Hex(bytes);
+    const parts = Math.max(1, Math.ceil(bytes.length / this.maxPart));
+    for (let i = 0; i < parts; i++) {
+      await this.request('refs', bytes.subarray(i * this.maxPart, (i + 1) * this.maxPart), {
+        [H.id]: restorePointId, [H.sha256]: sha256, [H.part]: String(i), [H.parts]: String(parts),
+      });
+    }
+  }
+
+  /** Tells the target the source let the restore point go: it removes its replica. */
+  expire(restorePointId: string, reason: string): Promise<{ held: boolean }> {
+    return this.json('expire', { restorePointId, reason });
   }
 
   verify(): Promise<ReplicaVerifyReport> {

@@ -1,13 +1,15 @@
 // The target side of replication at one site: serves `cairn.<site>.repl.<source>.<op>` for
 // every source site, keeps one keyless copy repository per source site (a ReplicaTarget on
 // `<replicasDir>/<source>`), and records ReplicaCommitted / ReplicaVerified / ReplicaRepaired
-// in this site's log. It never holds a key: what it stores is what the source sealed.
+// / ReplicaExpired / ReplicaGarbageCollected in this site's log. It never holds a key: what it
+// stores is what the source sealed. A replica the source expired is removed on `expire`, and a
+// replica GC of that copy follows (keyless: the refs lists the source sent with each copy).
 import { join } from 'node:path';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { assertSite, newEvent, type Actor } from '@cairn/contracts';
 import { WrongExpectedRevisionError, type EventLog } from '@cairn/eventlog';
-import { DirectoryBackend, ReplicaIntegrityError, ReplicaTarget, type Backend, type ReplicaVerifyReport, type SealedKind } from '@cairn/repository';
+import { DirectoryBackend, ReplicaExpiredError, ReplicaIntegrityError, ReplicaTarget, type Backend, type ReplicaGcReport, type ReplicaVerifyReport, type SealedKind } from '@cairn/repository';
 import { H, makeHeaders, packIds, TransferError, unb64, unpackIds, type CommitMeta, type TransferOp } from './transfer-protocol.ts';
 
 const KINDS: readonly SealedKind[] = ['chunk', 'index-page', 'manifest'];
@@ -31,6 +33,10 @@ export interface ReceiverOptions {
    * (`cairn.<site>.repl.<peer>.>`), and a wildcard over the source is not within it.
    */
   readonly peers?: readonly string[];
+  /** Replica GC after expiries: unreferenced objects younger than this stay (default 1 hour). */
+  readonly gcGraceMs?: number;
+  /** Wait after an expiry before the replica GC runs (default 5 s; more expiries in between join it). */
+  readonly gcDelayMs?: number;
 }
 
 export class ReplicaReceiver {
@@ -42,6 +48,9 @@ export class ReplicaReceiver {
   /** Objects stored since start. */
   objectsReceived = 0;
   private inFlight = new Set<Promise<void>>();
+  /** Replica GC runs due after expiries, per source site. */
+  private readonly gcTimers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
 
   constructor(private readonly o: ReceiverOptions) {}
 
@@ -58,6 +67,9 @@ export class ReplicaReceiver {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.gcTimers.values()) clearTimeout(t);
+    this.gcTimers.clear();
     for (const sub of this.subs) sub.unsubscribe();
     await Promise.allSettled([...this.inFlight]);
   }
@@ -89,6 +101,65 @@ export class ReplicaReceiver {
     return report;
   }
 
+  /**
+   * Replica GC of the copy of `sourceSite`'s repository (keyless; see ReplicaTarget.gc),
+   * recorded as ReplicaGarbageCollected unless deferred by a running copy.
+   */
+  async gc(sourceSite: string, graceMs = this.o.gcGraceMs ?? 3600_000): Promise<ReplicaGcReport> {
+    const t = this.target(sourceSite);
+    const report = await t.gc({ graceMs });
+    if (report.deferred) {
+      this.o.logger.info({ sourceSite }, 'replica GC deferred: a copy is being received');
+      return report;
+    }
+    const { deferred: _, ...data } = report;
+    await this.o.log.append(`replicacheck-${sourceSite}`, [newEvent('ReplicaGarbageCollected', {
+      sourceSite, repositoryId: (await t.repositoryId()) ?? '', ...data,
+    }, { site: this.o.site, actor: this.o.actor, streamId: `replicacheck-${sourceSite}` })], { expectedRevision: 'any' });
+    if (report.withoutRefs) this.o.logger.warn({ sourceSite, withoutRefs: report.withoutRefs }, 'replica GC swept nothing: replicas copied before refs lists existed make their objects unknown');
+    else this.o.logger.info({ sourceSite, ...data }, 'replica GC done');
+    return report;
+  }
+
+  /** A replica GC of `sourceSite`'s copy soon (after expiries); a deferred one tries again. */
+  private gcSoon(sourceSite: string, delayMs = this.o.gcDelayMs ?? 5_000): void {
+    if (this.closed || this.gcTimers.has(sourceSite)) return;
+    const timer = setTimeout(() => {
+      this.gcTimers.delete(sourceSite);
+      const run = this.gc(sourceSite).then((r) => {
+        if (r.deferred) this.gcSoon(sourceSite, this.target(sourceSite).busyMs);
+      }, (err: Error) => this.o.logger.warn({ sourceSite, err: err.message }, 'replica GC failed'));
+      const p = run.finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }, delayMs);
+    timer.unref();
+    this.gcTimers.set(sourceSite, timer);
+  }
+
+  /**
+   * The source let a restore point go: remove its replica and record ReplicaExpired once (only
+   * where a replica was committed here). Again after a crash, it records what is missing.
+   */
+  private async expire(source: string, restorePointId: string, reason: string): Promise<{ held: boolean }> {
+    const t = this.target(source);
+    if ((await t.repositoryId()) === undefined) return { held: false };
+    const held = await t.expire(restorePointId);
+    const streamId = `replica-${restorePointId}`;
+    let committed = false;
+    let expired = false;
+    for await (const r of this.o.log.readStream(streamId)) {
+      if (r.event.type === 'ReplicaCommitted' && r.event.data.sourceSite === source) committed = true;
+      if (r.event.type === 'ReplicaExpired') expired = true;
+    }
+    if (committed && !expired) {
+      await this.o.log.append(streamId, [newEvent('ReplicaExpired', { restorePointId, sourceSite: source, targetSite: this.o.site, reason },
+        { site: this.o.site, actor: this.o.actor, streamId })], { expectedRevision: 'stream_exists' });
+      this.o.logger.info({ source, restorePointId, reason }, 'replica expired');
+    }
+    if (held || committed) this.gcSoon(source);
+    return { held };
+  }
+
   private async handle(msg: Msg): Promise<void> {
     const [, , , source = '', op = ''] = msg.subject.split('.');
     try {
@@ -96,7 +167,7 @@ export class ReplicaReceiver {
       const body = result instanceof Uint8Array ? result : new TextEncoder().encode(JSON.stringify(result ?? null));
       msg.respond(body, { headers: makeHeaders({ [H.status]: 'ok' }) });
     } catch (e) {
-      const code = e instanceof TransferError ? e.code : e instanceof ReplicaIntegrityError ? 'integrity' : 'internal';
+      const code = e instanceof TransferError ? e.code : e instanceof ReplicaIntegrityError ? 'integrity' : e instanceof ReplicaExpiredError ? 'expired' : 'internal';
       if (code !== 'incomplete') this.o.logger.warn({ source, op, code, err: (e as Error).message }, 'replication request refused');
       msg.respond(new TextEncoder().encode(JSON.stringify({ code, message: (e as Error).message })), { headers: makeHeaders({ [H.status]: 'error' }) });
     }
@@ -111,7 +182,7 @@ export class ReplicaReceiver {
 
   private async dispatch(source: string, op: TransferOp, msg: Msg): Promise<unknown> {
     const target = this.target(source);
-    if (op === 'missing' || op === 'put' || op === 'commit') await this.requireAdopted(source, target);
+    if (op === 'missing' || op === 'put' || op === 'commit' || op === 'refs') await this.requireAdopted(source, target);
     const header = (name: string): string => {
       const v = msg.headers?.get(name);
       if (!v) throw new TransferError('bad_request', `header ${name} missing`);
@@ -147,6 +218,18 @@ export class ReplicaReceiver {
           this.received.set(k, (this.received.get(k) ?? 0) + 1);
         }
         return null;
+      }
+      case 'refs': {
+        const id = header(H.id);
+        const bytes = this.assemble(`${source}\0refs\0${id}`, msg.data, Number(header(H.part)), Number(header(H.parts)));
+        if (!bytes) return null;
+        await target.storeRefs(id, bytes, header(H.sha256));
+        return null;
+      }
+      case 'expire': {
+        const x = msg.json<{ restorePointId: string; reason: string }>();
+        if (typeof x?.restorePointId !== 'string' || typeof x.reason !== 'string') throw new TransferError('bad_request', 'expire needs restorePointId and reason');
+        return this.expire(source, x.restorePointId, x.reason.slice(0, 500));
       }
       case 'commit': {
         const x = msg.json<{ manifest: string; pageIds: string[]; meta: CommitMeta }>();

@@ -46,6 +46,11 @@ export class ReplicationHandlers {
     });
   }
 
+  @CommandHandler('replication', 'CollectReplicaGarbage')
+  gc(@Payload() p: CommandPayloadMap['CollectReplicaGarbage']) {
+    return refusals(async () => ({ ...(await this.replication.collectGarbage(p.sourceSite, p.graceMs)) }));
+  }
+
   @CommandHandler('replication', 'RepairReplica')
   repair(@Payload() p: CommandPayloadMap['RepairReplica']) {
     return refusals(() => this.replication.repair(p.targetSite));

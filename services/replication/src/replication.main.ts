@@ -39,6 +39,9 @@ export interface StartReplicationOptions {
   readonly recordReceived?: boolean;
   /** Sites whose copies this site receives (default every site; name them behind a secure hub, see ReplicaReceiver). */
   readonly peers?: readonly string[];
+  /** Replica GC after expiries: grace period of unreferenced objects (default 1 hour) and delay (default 5 s). */
+  readonly replicaGcGraceMs?: number;
+  readonly replicaGcDelayMs?: number;
 }
 
 export interface ReplicationHealth {
@@ -61,6 +64,8 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
   const receiver = new ReplicaReceiver({
     nc: o.nc, log: o.log, site: o.site, replicasDir: o.replicasDir, actor, logger, recordReceived: o.recordReceived ?? false,
     ...(o.peers?.length ? { peers: o.peers } : {}),
+    ...(o.replicaGcGraceMs !== undefined ? { gcGraceMs: o.replicaGcGraceMs } : {}),
+    ...(o.replicaGcDelayMs !== undefined ? { gcDelayMs: o.replicaGcDelayMs } : {}),
     ...(o.replicaBackend ? { backendFor: o.replicaBackend } : {}),
   });
   receiver.start();

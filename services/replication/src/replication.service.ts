@@ -3,13 +3,19 @@
 // consumer per target site (after-backup policies; outages are waited out, nothing is
 // skipped or taken twice), sweeps for missing replicas on a schedule, and copies restore
 // points through a RemoteSink. As a target it runs the ReplicaReceiver.
+//
+// Replica expiry: one more durable consumer per target site (every site a policy ever named,
+// and any this process copied to) follows the site's restore-point events; each
+// RestorePointExpired / RestorePointDeleted is sent to the target (`expire`), which removes its
+// replica. A target that is away gets it when it returns (the consumer waits, in order); a
+// restore point locked at the source keeps its replicas until the lock ends.
 import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  assertSite, eventStreamName, newEvent, parseEvent, type Actor, type CommandPayloadMap, type ReplicationPolicy,
+  assertSite, eventStreamName, eventSubjectFilter, newEvent, parseEvent, type Actor, type CommandPayloadMap, type ReplicationPolicy,
 } from '@cairn/contracts';
 import type { EventLog, EventSubscription } from '@cairn/eventlog';
 import { copyRestorePoint, ReplicationSource, type Repository } from '@cairn/repository';
@@ -60,6 +66,14 @@ export class Replication {
   /** Per target: the key ids it was last given (see `copy`). */
   private readonly adopted = new Map<string, string>();
   private readonly consumers = new Map<string, { stop(): void; done: Promise<void> }>();
+  /** Per target site: the consumer that sends it the expiries of this site's restore points. */
+  private readonly expiryConsumers = new Map<string, { stop(): void; done: Promise<void> }>();
+  /** Every site a policy ever named as a target, and every site this process copied to. */
+  readonly knownTargets = new Set<string>();
+  /** Replicas expired at targets by this process (for health and tests). */
+  expiriesSent = 0;
+  /** Expiries put off because the restore point was locked (for tests). */
+  expiriesWaitingForLock = 0;
   /** The running schedule of each scheduled policy (interval or cron). */
   private readonly timers = new Map<string, { stop(): void }>();
   private policySub?: EventSubscription;
@@ -97,7 +111,10 @@ export class Replication {
       try {
         for await (const r of sub) {
           const e = r.event;
-          if (e.type === 'ReplicationPolicyCreated') this.policies.set(e.data.policyId, e.data);
+          if (e.type === 'ReplicationPolicyCreated') {
+            this.policies.set(e.data.policyId, e.data);
+            if (e.data.sourceSite === this.site) for (const t of e.data.targetSites) this.knownTargets.add(t);
+          }
           else if (e.type === 'ReplicationPolicyDeleted') this.policies.delete(e.data.policyId);
           if (--expected === 0) resolveLoaded();
           this.reconcile();
@@ -115,10 +132,11 @@ export class Replication {
     await this.policySub?.stop();
     for (const t of this.timers.values()) t.stop();
     this.timers.clear();
-    const all = [...this.consumers.values()];
+    const all = [...this.consumers.values(), ...this.expiryConsumers.values()];
     for (const c of all) c.stop();
     await Promise.allSettled(all.map((c) => c.done));
     this.consumers.clear();
+    this.expiryConsumers.clear();
   }
 
   // ---- policies --------------------------------------------------------------------------
@@ -144,6 +162,7 @@ export class Replication {
         throw e;
       });
     this.policies.set(policyId, policy);
+    for (const t of policy.targetSites) this.knownTargets.add(t);
     this.reconcile();
     this.logger.info({ policyId, targets: policy.targetSites, trigger: policy.trigger }, 'replication policy created');
     return { policyId };
@@ -171,6 +190,9 @@ export class Replication {
       if (p.trigger.kind === 'after-backup') for (const t of p.targetSites) targets.add(t);
     }
     for (const t of targets) if (!this.consumers.has(t)) this.consumers.set(t, this.follow(t));
+    for (const t of this.knownTargets) {
+      if (!this.expiryConsumers.has(t)) this.expiryConsumers.set(t, this.followExpiries(t));
+    }
     for (const [t, c] of this.consumers) if (!targets.has(t)) { c.stop(); this.consumers.delete(t); }
     for (const p of this.policies.values()) {
       if (p.trigger.kind === 'after-backup' || p.sourceSite !== this.site || this.timers.has(p.policyId)) continue;
@@ -189,9 +211,17 @@ export class Replication {
   // ---- after each backup -----------------------------------------------------------------
 
   private follow(target: string): { stop(): void; done: Promise<void> } {
+    return this.durable(target, `replication-to-${target}`, `cairn.${this.site}.evt.job.*`, (m) => this.onJobEvent(target, m));
+  }
+
+  private followExpiries(target: string): { stop(): void; done: Promise<void> } {
+    return this.durable(target, `replica-expiry-to-${target}`, eventSubjectFilter(this.site, 'restorepoint'), (m) => this.onRestorePointEvent(target, m));
+  }
+
+  /** One durable consumer on the site's stream, one message at a time, in log order. */
+  private durable(target: string, durable: string, filter: string, onMessage: (m: JsMsg) => Promise<void>): { stop(): void; done: Promise<void> } {
     let stopped = false;
     let messages: ConsumerMessages | undefined;
-    const durable = `replication-to-${target}`;
     const stream = eventStreamName(this.site);
     const loop = async () => {
       let failures = 0;
@@ -200,7 +230,7 @@ export class Replication {
           const jsm = await jetstreamManager(this.nc);
           await jsm.consumers.add(stream, {
             durable_name: durable,
-            filter_subject: `cairn.${this.site}.evt.job.*`,
+            filter_subject: filter,
             ack_policy: AckPolicy.Explicit,
             deliver_policy: DeliverPolicy.All,
             // One at a time, in log order: a parent reaches the target before its children.
@@ -216,13 +246,13 @@ export class Replication {
           if (stopped) break;
           for await (const m of messages) {
             failures = 0;
-            await this.onJobEvent(target, m);
+            await onMessage(m);
             if (stopped) break;
           }
         } catch (e) {
           if (stopped) break;
           failures++;
-          this.logger.warn({ target, err: (e as Error).message }, 'replication consumer failed; starting it again');
+          this.logger.warn({ target, durable, err: (e as Error).message }, 'replication consumer failed; starting it again');
           await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** Math.min(failures, 5))));
         }
       }
@@ -252,6 +282,12 @@ export class Replication {
       await this.copy(event.data.restorePointId, target, { policy, jobId: event.data.jobId });
       m.ack();
     } catch (e) {
+      if (e instanceof ReplicationRefused && e.code === 'not_found') {
+        // Expired or deleted at this site before it was copied: nothing to copy any more.
+        this.logger.info({ target, restorePointId: event.data.restorePointId }, 'restore point gone at the source before its copy: skipped');
+        m.ack();
+        return;
+      }
       const attempt = m.info.deliveryCount;
       const delay = Math.min(this.config.maxRetryDelayMs, 500 * 2 ** Math.min(attempt - 1, 10));
       const unavailable = e instanceof TargetUnavailableError;
@@ -261,6 +297,70 @@ export class Replication {
     } finally {
       clearInterval(beat);
     }
+  }
+
+  // ---- replica expiry -------------------------------------------------------------------
+
+  private async onRestorePointEvent(target: string, m: JsMsg): Promise<void> {
+    let event;
+    try {
+      event = parseEvent(m.data);
+    } catch {
+      m.ack();
+      return;
+    }
+    if (event.type !== 'RestorePointExpired' && event.type !== 'RestorePointDeleted') { m.ack(); return; }
+    const restorePointId = event.data.restorePointId;
+    const reason = event.type === 'RestorePointExpired' ? `expired: ${event.data.reason}` : `deleted (approval ${event.data.approvalId})`;
+    // Replicas carry no lock of their own: they keep the source's. A locked restore point's
+    // replicas stay until its lock ends (retention does not expire it before; if it did, the
+    // expiry waits here).
+    const lockedUntil = await this.lockedUntil(restorePointId);
+    if (lockedUntil > Date.now()) {
+      this.expiriesWaitingForLock++;
+      this.logger.info({ target, restorePointId, lockedUntil: new Date(lockedUntil).toISOString() }, 'replica expiry waits for the lock to end');
+      m.nak(Math.min(lockedUntil - Date.now() + 1000, 3600_000));
+      return;
+    }
+    const beat = setInterval(() => m.working(), Math.max(500, Math.floor(this.config.ackWaitMs / 3)));
+    try {
+      const r = await this.expireAt(target, restorePointId, reason);
+      if (r.held) this.expiriesSent++;
+      m.ack();
+    } catch (e) {
+      const attempt = m.info.deliveryCount;
+      const delay = Math.min(this.config.maxRetryDelayMs, 500 * 2 ** Math.min(attempt - 1, 10));
+      this.logger.warn({ target, restorePointId, attempt, retryInMs: delay, err: (e as Error).message },
+        e instanceof TargetUnavailableError ? 'target site unreachable; the replica expiry waits for it' : 'replica expiry failed; trying again');
+      m.nak(delay);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  /** Tells a target to remove its replica of a restore point (after any copy to it under way). */
+  expireAt(target: string, restorePointId: string, reason: string): Promise<{ held: boolean }> {
+    assertSite(target);
+    return this.lock(target).run(async () => {
+      const r = await new RemoteSink(this.nc, this.site, target).expire(restorePointId, reason);
+      this.logger.info({ target, restorePointId, reason, held: r.held }, r.held ? 'replica expired at the target' : 'the target held no replica of it');
+      return r;
+    });
+  }
+
+  /** The latest lock end recorded for a restore point at this site (0: never locked). */
+  private async lockedUntil(restorePointId: string): Promise<number> {
+    let until = 0;
+    for await (const r of this.log.readStream(`restorepoint-${restorePointId}`)) {
+      if (r.event.type === 'RestorePointLocked') until = Math.max(until, Date.parse(r.event.data.retainUntil));
+    }
+    return until;
+  }
+
+  /** Replica GC of this site's copy of `sourceSite`'s repository. */
+  async collectGarbage(sourceSite: string, graceMs?: number) {
+    if (!this.receiver) throw new ReplicationRefused('unavailable', 'this replication service holds no replicas');
+    return this.receiver.gc(assertSite(sourceSite), graceMs);
   }
 
   // ---- on a schedule ---------------------------------------------------------------------
@@ -293,6 +393,7 @@ export class Replication {
   copy(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null } = {}): Promise<CopyReport> {
     assertSite(target);
     if (target === this.site) return Promise.reject(new ReplicationRefused('invalid_command', 'a site does not replicate to itself'));
+    if (!this.knownTargets.has(target)) { this.knownTargets.add(target); this.reconcile(); }
     return this.lock(target).run(async () => {
       try {
         return await this.copyOnce(restorePointId, target, o);
@@ -343,7 +444,16 @@ export class Replication {
         sink.commitMeta = { ...sink.commitMeta!, chunksSent, pagesSent };
       },
       commit: (mf, pages) => sink.commit(mf, pages),
-    }, restorePointId, { adopted: true, ...(base ? { base } : {}) });
+      putRefs: (id, refs) => sink.putRefs(id, refs),
+    }, restorePointId, { adopted: true, ...(base ? { base } : {}) }).catch((e: unknown) => {
+      // Expired at the source while this copy ran, and removed at the target: nothing to do.
+      if (e instanceof TransferError && e.code === 'expired') return undefined;
+      throw e;
+    });
+    if (!result) {
+      this.logger.info({ restorePointId, target }, 'restore point expired while it was being copied: the target refused it');
+      return { restorePointId, targetSite: target, committed: false, chunksSent, chunkBytesSent: 0, pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
+    }
     const report: CopyReport = {
       restorePointId, targetSite: target, committed: result.committed, chunksSent: result.chunksSent, chunkBytesSent: result.chunkBytesSent,
       pagesSent: result.pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started,

@@ -8,6 +8,8 @@
 //   commit    headers id, sha256; JSON {manifest, pageIds, meta} -> JSON {created}
 //   verify    (empty)                                             -> JSON keyless verify report
 //   repaired  JSON {objects}                                      -> JSON null (records ReplicaRepaired)
+//   refs      headers id, sha256, part, parts; body = the restore point's refs list (before commit)
+//   expire    JSON {restorePointId, reason}                       -> JSON {held} (records ReplicaExpired)
 //
 // Every reply carries `Cairn-Status: ok` or `error` (body JSON {code, message}).
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
@@ -22,7 +24,7 @@ export const H = {
   repair: 'Cairn-Repair',
 } as const;
 
-export type TransferOp = 'adopt' | 'missing' | 'has-rp' | 'put' | 'commit' | 'verify' | 'repaired';
+export type TransferOp = 'adopt' | 'missing' | 'has-rp' | 'put' | 'commit' | 'verify' | 'repaired' | 'refs' | 'expire';
 
 export interface CommitMeta {
   readonly vmId: string;

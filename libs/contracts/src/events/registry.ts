@@ -13,7 +13,7 @@ import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.even
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1 } from './messaging.events.ts';
 import {
-  ReplicaCommittedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
+  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
 import {
   AccessDeniedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, RestorePointDeletedV1,
@@ -83,6 +83,8 @@ export const EVENT_SCHEMAS = {
   ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),
   ReplicaVerified: define('ReplicaVerified', { description: 'This site checked its copy of another site\'s repository without the key.', categories: ['replicacheck'], latest: ReplicaVerifiedV1 }),
   ReplicaRepaired: define('ReplicaRepaired', { description: 'Damaged objects of a copy were sent again by the source site and checked.', categories: ['replicacheck'], latest: ReplicaRepairedV1 }),
+  ReplicaExpired: define('ReplicaExpired', { description: 'The source site expired or deleted a restore point: its replica here was removed (its objects go at the next replica GC).', categories: ['replica'], latest: ReplicaExpiredV1 }),
+  ReplicaGarbageCollected: define('ReplicaGarbageCollected', { description: 'Objects of this site\'s copy of another site\'s repository that no replica references any more were deleted, without the key.', categories: ['replicacheck'], latest: ReplicaGarbageCollectedV1 }),
   UserCreated: define('UserCreated', { description: 'An API user was created with its roles.', categories: ['user'], latest: UserCreatedV1 }),
   UserRolesChanged: define('UserRolesChanged', { description: 'An API user\'s roles were replaced.', categories: ['user'], latest: UserRolesChangedV1 }),
   UserDisabled: define('UserDisabled', { description: 'An API user can no longer sign in; its tokens stop working at once.', categories: ['user'], latest: UserDisabledV1 }),

@@ -83,3 +83,24 @@ export const ReplicaRepairedV1 = Type.Object({
   repaired: Type.Array(DamagedObject, { maxItems: 100 }),
   repairedCount: Count,
 }, { additionalProperties: false });
+
+export const ReplicaExpiredV1 = Type.Object({
+  restorePointId: Id,
+  sourceSite: Site,
+  targetSite: Site,
+  /** Why the source let it go: retention (`expired: <reason>`) or a four-eyes deletion (`deleted`). */
+  reason: Type.String(),
+}, { additionalProperties: false });
+
+export const ReplicaGarbageCollectedV1 = Type.Object({
+  sourceSite: Site,
+  repositoryId: Type.String(),
+  /** Replicas whose objects were kept (every restore point the copy holds). */
+  liveReplicas: Count,
+  /** Replicas committed before copies carried a refs list: their objects are unknown, so nothing was swept. */
+  withoutRefs: Count,
+  objectsDeleted: Count,
+  bytesFreed: Bytes,
+  /** Unreferenced objects younger than the grace period, kept for now. */
+  objectsKeptYoung: Count,
+}, { additionalProperties: false });

@@ -130,6 +130,20 @@ export function registerSitesCommands(program: Command): void {
         : `copy of ${String(o['from'])}: ${result.damaged.length} damaged of ${result.objectsChecked}\n${table(result.damaged, ['kind', 'id', 'damage', 'detail'])}`);
       if (!result.ok) throw new CliError('the copy is damaged; repair it from the source with `cairn replication repair --target <this site>` at the source', EXIT.failure);
     }));
+  r.command('gc')
+    .description('delete, without the key, the objects of this site\'s copy of another site\'s repository that no replica references any more')
+    .requiredOption('--from <site>', 'the site whose repository is copied here')
+    .option('--grace <seconds>', 'keep unreferenced objects younger than this', '3600')
+    .action(act(async (s, o: Opts) => {
+      const result = accepted(await s.bus.send('replication', 'CollectReplicaGarbage', { sourceSite: String(o['from']), graceMs: Number(o['grace']) * 1000 },
+        { timeoutMs: 3600_000 }), 'replica GC failed');
+      output(s, result, () => result.deferred
+        ? `copy of ${String(o['from'])}: a copy is being received; nothing swept, try again later`
+        : result.withoutRefs
+          ? `copy of ${String(o['from'])}: ${result.withoutRefs} of ${result.liveReplicas} replicas were copied without a refs list; nothing swept (their objects are unknown)`
+          : `copy of ${String(o['from'])}: ${result.objectsDeleted} objects deleted (${bytes(result.bytesFreed)} freed), ${result.liveReplicas} replicas kept, ${result.objectsKeptYoung} young objects kept`);
+      if (result.deferred) throw new CliError('a copy into this replica store is running', EXIT.conflict);
+    }));
   r.command('repair')
     .description('send again, from this (the source) site, what a target reports damaged in its copy')
     .requiredOption('--target <site>', 'the site holding the damaged copy')
