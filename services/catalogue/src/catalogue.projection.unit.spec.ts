@@ -259,4 +259,16 @@ describe('catalogue projection: audit timeline and checkpoint', () => {
       db.close();
     }
   });
+
+  it('a replica expired at its target leaves the list; another site\'s replica of it stays', () => {
+    const committed = (targetSite: string) => ev('ReplicaCommitted', {
+      restorePointId: 'rp-1', vmId: 'vm1', vmName: 'web-1', jobId: null, policyId: null, sourceSite: 'site-a', targetSite, repositoryId: 'repo-1',
+      sourceCommittedAt: '2026-01-01T00:00:00.000Z', disks: [{ name: 'vda', sizeBytes: 1024 }], chunksSent: 1, pagesSent: 1, bytesSent: 100,
+    }, 'replica-rp-1');
+    given(committed('site-b'), committed('site-c'))
+      .when(ev('ReplicaExpired', { restorePointId: 'rp-1', sourceSite: 'site-a', targetSite: 'site-b', reason: 'expired: keepLast 3' }, 'replica-rp-1'))
+      .then((read) => {
+        expect(read.listReplicas({}).map((r) => [r.restorePointId, r.site])).toEqual([['rp-1', 'site-c']]);
+      });
+  });
 });
