@@ -2,21 +2,23 @@
 // source is removed at the target (ReplicaExpired in the target's log), the replica GC there
 // frees what no other replica uses — without the key — and the replica that stays restores
 // byte-identical; a target that is down gets the expiry when it returns; a locked restore
-// point's replica stays until the lock ends.
+// point's replica stays until the lock ends; a replica GC asked for while a copy is being
+// received is deferred, and the copy loses nothing.
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { newEvent, type KnownEvent } from '@cairn/contracts';
+import { newEvent, type KnownEvent, type ReplicationPolicy } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, type Repository } from '@cairn/repository';
 import { useHarness, waitFor } from '@cairn/testing';
+import { RemoteSink } from './remote-sink.ts';
 import { startReplication, type RunningReplication } from './replication.main.ts';
 
 const h = useHarness();
-const logger = pino({ level: 'silent' });
+const logger = pino({ level: process.env['DBG'] ? 'info' : 'silent' });
 const PASS = 'source site key';
 const KDF = { N: 1024, r: 8, p: 1 };
 const CHUNK = 64 * 1024;
@@ -159,5 +161,48 @@ describe('replica expiry and replica GC', () => {
     await waitFor(has('ReplicaExpired', id), { timeoutMs: 30_000, intervalMs: 100, what: 'the expiry after the lock' });
     const expiredAt = (await dstEvents()).find((x) => x.type === 'ReplicaExpired' && x.data.restorePointId === id)!.time;
     expect(Date.parse(expiredAt)).toBeGreaterThanOrEqual(Date.parse(retainUntil));
+  });
+
+  it('a replica GC while a copy is being received is deferred; afterwards it frees only the expired replica\'s own objects and the copy restores byte-identical', async () => {
+    const target = dst!.receiver.target('src');
+    const write = async (data: Buffer) => (await repo.writeRestorePoint({ vm: { id: 'vm-2', name: 'vm-2' }, disks: [{ name: 'disk0', sizeBytes: data.length, extents: [{ offset: 0, data }] }] })).restorePointId;
+    const old = image(20 * CHUNK, 300);
+    const oldId = await write(old);
+    await src.replication.copy(oldId, 'dst');
+    // The next restore point keeps half of the old one's chunks and has 20 new ones, sent slowly.
+    const next = Buffer.concat([old.subarray(0, 10 * CHUNK), image(20 * CHUNK, 301)]);
+    const nextId = await write(next);
+    const oldRefs = (await target.readRefs(oldId))!;
+    const slow = { policyId: randomUUID(), name: 'slow', sourceSite: 'src', targetSites: ['dst'], trigger: { kind: 'after-backup' }, delayMs: 0, bandwidthBytesPerSec: 256 * 1024 } as ReplicationPolicy;
+    const received = dst!.receiver.objectsReceived;
+    const copying = src.replication.copy(nextId, 'dst', { policy: slow });
+    await waitFor(() => dst!.receiver.objectsReceived > received, { timeoutMs: 30_000, intervalMs: 20, what: 'the copy under way' });
+    // The old one expires meanwhile (sent by hand here: in-process, an expiry waits for the copy).
+    expect(await new RemoteSink(nc, 'src', 'dst').expire(oldId, 'expired: test')).toEqual({ held: true });
+    const during = await dst!.receiver.gc('src', 0);
+    expect(await target.hasRestorePoint(nextId)).toBe(false); // the copy was still running
+    expect(during).toMatchObject({ deferred: true, objectsDeleted: 0 });
+    expect((await copying).committed).toBe(true);
+
+    const before = await chunkFiles(join(dstDir, 'src'));
+    const after = await dst!.receiver.gc('src', 0);
+    expect(after).toMatchObject({ deferred: false, withoutRefs: 0 });
+    const nextRefs = (await target.readRefs(nextId))!;
+    // Everything no live replica references goes (the old one's own 10 chunks, and what
+    // earlier expiries left while their GC was deferred by a copy); everything referenced stays.
+    const events = await dstEvents();
+    const expired = new Set(events.filter((e) => e.type === 'ReplicaExpired').map((e) => e.data.restorePointId));
+    const live = new Set<string>();
+    for (const e of events) {
+      if (e.type !== 'ReplicaCommitted' || expired.has(e.data.restorePointId)) continue;
+      for (const c of (await target.readRefs(e.data.restorePointId))!.chunks) live.add(c);
+    }
+    const now = await chunkFiles(join(dstDir, 'src'));
+    const gone = [...before].filter((c) => !now.has(c)).sort();
+    expect(gone).toEqual([...before].filter((c) => !live.has(c)).sort());
+    expect(gone).toEqual(expect.arrayContaining(oldRefs.chunks.filter((c) => !nextRefs.chunks.includes(c))));
+    for (const c of live) expect(now.has(c)).toBe(true);
+    expect((await target.verify()).ok).toBe(true);
+    expect((await restoreFromCopy(nextId)).equals(next)).toBe(true);
   });
 });
