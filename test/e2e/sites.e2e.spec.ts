@@ -3,15 +3,17 @@
 // order: replication A→B with the bytes sent for an incremental against the compressed bytes
 // of its new chunks; B cut off while A keeps backing up, then catching up with the hub's view
 // complete; the replication process SIGKILLed midway and resumed without sending a finished
-// chunk twice; a chunk damaged at B found by the keyless verify and repaired from A; and A's
-// repository deleted, its VM restored at B from the replica, byte-identical.
+// chunk twice; a chunk damaged at B found by the keyless verify and repaired from A; restore
+// points expired at A (once with B away) removed at B, B's replica GC freeing exactly what no
+// other replica uses while a copy runs beside it; and A's repository deleted, its VM restored
+// at B from the replica, byte-identical.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CatalogueClient } from '@cairn/catalogue-client';
-import { replicationSubject, type CommandName, type CommandPayloadMap, type CommandResultMap } from '@cairn/contracts';
+import { newEvent, replicationSubject, type CommandName, type CommandPayloadMap, type CommandResultMap } from '@cairn/contracts';
 import { CommandBus } from '@cairn/messaging';
 import { startHub, startStack, type Hub, type Stack } from '@cairn/cli';
 import { useHarness, waitFor } from '@cairn/testing';
@@ -206,6 +208,75 @@ describe('several sites: hub, A and B', () => {
     const audit = (await new CatalogueClient(b.nc, { site: 'b' }).query('audit.timeline', { streamId: 'replicacheck-a', limit: 10 })).items.map((e) => e.type);
     expect(audit).toEqual(expect.arrayContaining(['ReplicaVerified', 'ReplicaRepaired']));
   }, 300_000);
+
+  it('restore points expired at A leave B (B away for one of them); B\'s replica GC frees what no other replica uses, a copy running beside it loses nothing', async () => {
+    const copyAtB = b.replication.receiver.target('a');
+    const replicaDir = join(b.dataDir, 'replicas', 'a');
+    // Retention at A, as the scheduler records it; A's data mover deletes the manifest and A's
+    // replication (the separate process by now) tells B.
+    const expireAtA = async (id: string) => {
+      await a.log.append(`restorepoint-${id}`, [newEvent('RestorePointExpired', { restorePointId: id, vmId: vmA.vmId, policyId: randomUUID(), reason: 'keepLast 4' },
+        { site: 'a', actor: { kind: 'service', id: 'scheduler@a' }, streamId: `restorepoint-${id}` })], { expectedRevision: 'no_stream' });
+      await waitFor(async () => !(await a.repository.listRestorePoints()).some((p) => p.id === id), { timeoutMs: 60_000, intervalMs: 200, what: `A's data mover to expire ${id}` });
+    };
+    const [first, , third] = pointsA as [string, string, string];
+    const gone = [first, third];
+    const refsOf = async (id: string) => (await copyAtB.readRefs(id))!;
+    const goneChunks = new Set<string>();
+    for (const id of gone) for (const c of (await refsOf(id)).chunks) goneChunks.add(c);
+
+    await expireAtA(first);
+    await waitFor(async () => !(await replicasAt(b, 'b')).some((r) => r.restorePointId === first), { timeoutMs: 60_000, intervalMs: 200, what: 'the replica gone from B\'s catalogue' });
+    expect(await copyAtB.hasRestorePoint(first)).toBe(false);
+
+    // B away while A expires the next one: B removes it when it returns.
+    await b.nats!.stop();
+    await expireAtA(third);
+    await b.nats!.start();
+    await waitFor(async () => !(await replicasAt(b, 'b')).some((r) => r.restorePointId === third), { timeoutMs: 120_000, intervalMs: 250, what: 'the expiry at B after its return' });
+    expect(await copyAtB.hasRestorePoint(third)).toBe(false);
+    const timeline = (await new CatalogueClient(b.nc, { site: 'b' }).query('audit.timeline', { streamId: `replica-${third}`, limit: 10 })).items.map((e) => e.type);
+    expect(timeline).toHaveLength(2);
+    expect(timeline).toEqual(expect.arrayContaining(['ReplicaCommitted', 'ReplicaExpired']));
+    // The hub's view drops them too.
+    await waitFor(async () => {
+      const reps = (await new CatalogueClient(hub.nc, { site: 'hub' }).query('replica.list', { limit: 1000 })).items;
+      return !reps.some((r) => gone.includes(r.restorePointId));
+    }, { timeoutMs: 60_000, intervalMs: 250, what: 'the hub to drop the expired replicas' });
+
+    // A new backup copied to B while B's replica GC runs again and again (grace 0, through the CLI).
+    const before = await chunkFiles(replicaDir);
+    const next = await backupA(5);
+    const outcomes: number[] = [];
+    await waitFor(async () => {
+      const r = await cli(['--nats', b.natsUrl, '--site', 'b', '--json', 'replication', 'gc', '--from', 'a', '--grace', '0']);
+      expect([0, 4], r.stderr).toContain(r.code); // done, or deferred while the copy runs
+      outcomes.push(r.code);
+      return (await replicasAt(b, 'b')).some((x) => x.restorePointId === next.id);
+    }, { timeoutMs: 120_000, intervalMs: 100, what: 'the new copy at B during replica GCs' });
+    const last = await waitFor(async () => {
+      const r = await cli(['--nats', b.natsUrl, '--site', 'b', '--json', 'replication', 'gc', '--from', 'a', '--grace', '0']);
+      return r.code === 0 ? JSON.parse(r.stdout) as CommandResultMap['CollectReplicaGarbage'] : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 500, what: 'a replica GC after the copy' });
+    expect(last).toMatchObject({ deferred: false, withoutRefs: 0 });
+    console.log(`[sites] replica GC runs beside the copy: ${outcomes.filter((c) => c === 4).length} deferred, ${outcomes.filter((c) => c === 0).length} ran`);
+
+    // Exactly the chunks no remaining replica references are gone; the rest are all there.
+    const live = new Set<string>();
+    for (const r of await replicasAt(b, 'b')) for (const c of (await refsOf(r.restorePointId)).chunks) live.add(c);
+    const after = await chunkFiles(replicaDir);
+    const freed = [...before.keys()].filter((c) => !after.has(c));
+    const expected = [...goneChunks].filter((c) => !live.has(c));
+    expect(expected.length).toBeGreaterThan(0);
+    expect(freed.sort()).toEqual(expected.sort());
+    for (const c of live) expect(after.has(c)).toBe(true);
+    const freedBytes = freed.reduce((n, c) => n + before.get(c)!, 0);
+    console.log(`[sites] replica GC at B: ${freed.length} chunks (${freedBytes} bytes) freed of ${before.size}; ${live.size} referenced chunks kept`);
+    const verified = await cli(['--nats', b.natsUrl, '--site', 'b', '--json', 'replication', 'verify', '--from', 'a']);
+    expect(verified.code, verified.stdout).toBe(0);
+    const gcs = (await new CatalogueClient(b.nc, { site: 'b' }).query('audit.timeline', { streamId: 'replicacheck-a', limit: 100 })).items.filter((e) => e.type === 'ReplicaGarbageCollected');
+    expect(gcs.length).toBeGreaterThan(0);
+  }, 400_000);
 
   it('A\'s repository deleted: the VM restores at B from its replica, byte-identical', async () => {
     child?.kill('SIGKILL');
