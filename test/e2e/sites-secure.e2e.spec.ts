@@ -4,7 +4,7 @@
 // CA and identities and a TLS leaf remote as their leaf user (startStack secure with
 // hubCredentials, as `cairn up --site X --hub <url> --hub-credentials <dir>`). Shows:
 // replication A→B after a backup; the hub's catalogue, API and CLI list both sites' restore
-// points; no permission violation in any server's log for that traffic; A's other identities
+// points; a restore point expired at A leaves B (and the hub's view), B's replica GC through the CLI; no permission violation in any server's log for that traffic; A's other identities
 // cannot reach B, and a leaf link holding A's leaf credentials carries nothing but replication;
 // a leaf remote without a certificate, or a site without credentials, is refused.
 import { randomUUID } from 'node:crypto';
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CatalogueClient } from '@cairn/catalogue-client';
-import { replicationSubject } from '@cairn/contracts';
+import { newEvent, replicationSubject } from '@cairn/contracts';
 import { CommandBus, NatsPermissionDeniedError, publishChecked } from '@cairn/messaging';
 import { identityConnectOptions, loadLeafCredentials, type AnyIdentity } from '@cairn/nats-security';
 import { startNatsServer } from '@cairn/nats-server';
@@ -104,6 +104,26 @@ describe('several sites, secure: hub, A and B with mutual TLS, identities and le
     const listed = await cli(['--data', hubDir, '--site', 'hub', '--json', 'restore-point', 'list']);
     expect(listed.code, listed.stderr).toBe(0);
     expect((JSON.parse(listed.stdout) as Array<{ site: string }>).map((x) => x.site).sort()).toEqual(['a', 'b']);
+  }, 180_000);
+
+  it('a restore point expired at A leaves B and the hub\'s view, across the TLS leaf links; B\'s replica GC frees its chunks (CLI)', async () => {
+    // A second backup of A, copied to B, then expired by retention at A.
+    const id = await backup(a, vmA, makeImage(vmA.size, 11));
+    await waitFor(async () => (await replicasAt(b)).some((r) => r.restorePointId === id), { timeoutMs: 90_000, intervalMs: 250, what: 'the second restore point at B' });
+    await a.log.append(`restorepoint-${id}`, [newEvent('RestorePointExpired', { restorePointId: id, vmId: vmA.vmId, policyId: randomUUID(), reason: 'keepLast 0' },
+      { site: 'a', actor: { kind: 'service', id: 'scheduler@a' }, streamId: `restorepoint-${id}` })], { expectedRevision: 'no_stream' });
+    await waitFor(async () => !(await replicasAt(b)).some((r) => r.restorePointId === id), { timeoutMs: 90_000, intervalMs: 250, what: 'the replica gone from B' });
+    expect(await b.replication.receiver.target('a').hasRestorePoint(id)).toBe(false);
+    await waitFor(async () => !(await new CatalogueClient(hub.nc, { site: 'hub' }).query('replica.list', { limit: 1000 })).items.some((r) => r.restorePointId === id),
+      { timeoutMs: 60_000, intervalMs: 250, what: 'the hub to drop the replica' });
+    const gc = await waitFor(async () => {
+      const r = await cli(['--data', b.dataDir, '--site', 'b', '--json', 'replication', 'gc', '--from', 'a', '--grace', '0']);
+      if (r.code !== 0 && r.code !== 4) throw new Error(`cairn replication gc: ${r.code} ${r.stderr}`);
+      return r.code === 0 ? JSON.parse(r.stdout) as { objectsDeleted: number; liveReplicas: number } : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: 'a replica GC at B' });
+    expect(gc.liveReplicas).toBe(1);
+    // The automatic run after the expiry (grace 1 hour) kept them; this one frees its own chunks.
+    expect(gc.objectsDeleted).toBeGreaterThan(0);
   }, 180_000);
 
   it('legitimate traffic leaves no permission violation in any server\'s log, and no leaf password in logs', async () => {
