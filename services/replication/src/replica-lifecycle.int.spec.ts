@@ -3,7 +3,8 @@
 // frees what no other replica uses — without the key — and the replica that stays restores
 // byte-identical; a target that is down gets the expiry when it returns; a locked restore
 // point's replica stays until the lock ends; a replica GC asked for while a copy is being
-// received is deferred, and the copy loses nothing.
+// received is deferred, and the copy loses nothing; a replica copied without a refs list stops
+// every sweep until a copy by hand sends its list.
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { newEvent, type KnownEvent, type ReplicationPolicy } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
-import { DirectoryBackend, initRepository, openRepository, type Repository } from '@cairn/repository';
+import { copyRestorePoint, DirectoryBackend, initRepository, openRepository, ReplicationSource, type Repository } from '@cairn/repository';
 import { useHarness, waitFor } from '@cairn/testing';
 import { RemoteSink } from './remote-sink.ts';
 import { startReplication, type RunningReplication } from './replication.main.ts';
@@ -204,5 +205,23 @@ describe('replica expiry and replica GC', () => {
     for (const c of live) expect(now.has(c)).toBe(true);
     expect((await target.verify()).ok).toBe(true);
     expect((await restoreFromCopy(nextId)).equals(next)).toBe(true);
+  });
+
+  it('a replica without a refs list (an older copy) stops every sweep; a copy by hand sends its list', async () => {
+    const target = dst!.receiver.target('src');
+    const data = image(4 * CHUNK, 400);
+    const id = (await repo.writeRestorePoint({ vm: { id: 'vm-3', name: 'vm-3' }, disks: [{ name: 'disk0', sizeBytes: data.length, extents: [{ offset: 0, data }] }] })).restorePointId;
+    // As an older version copied: no refs list.
+    const remote = new RemoteSink(nc, 'src', 'dst');
+    remote.commitMeta = { vmId: 'vm-3', vmName: 'vm-3', jobId: null, policyId: null, sourceCommittedAt: new Date().toISOString(), disks: [{ name: 'disk0', sizeBytes: data.length }], chunksSent: 0, pagesSent: 0 };
+    await copyRestorePoint(new ReplicationSource(repo), { adopt: (i) => remote.adopt(i), missing: (r) => remote.missing(r), put: (o) => remote.put(o), commit: (m, p) => remote.commit(m, p) }, id);
+    expect(await target.readRefs(id)).toBeUndefined();
+    const files = (await chunkFiles(join(dstDir, 'src'))).size;
+    expect(await dst!.receiver.gc('src', 0)).toMatchObject({ deferred: false, withoutRefs: 1, objectsDeleted: 0 });
+    expect((await chunkFiles(join(dstDir, 'src'))).size).toBe(files);
+    const again = await src.replication.copy(id, 'dst', { full: true });
+    expect(again).toMatchObject({ committed: false, chunksSent: 0 });
+    expect((await target.readRefs(id))!.chunks).toHaveLength(4);
+    expect(await dst!.receiver.gc('src', 0)).toMatchObject({ deferred: false, withoutRefs: 0 });
   });
 });

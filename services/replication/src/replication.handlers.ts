@@ -33,7 +33,8 @@ export class ReplicationHandlers {
   @CommandHandler('replication', 'ReplicateRestorePoint')
   replicate(@Payload() p: CommandPayloadMap['ReplicateRestorePoint']) {
     return refusals(async () => {
-      const r = await this.replication.copy(p.restorePointId, p.targetSite);
+      // By hand: the whole copy, so a replica made before refs lists existed gets its list.
+      const r = await this.replication.copy(p.restorePointId, p.targetSite, { full: true });
       return { ...r };
     });
   }

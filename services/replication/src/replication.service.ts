@@ -390,7 +390,12 @@ export class Replication {
   }
 
   /** Copies one restore point to a target site: only what it lacks, manifest last. */
-  copy(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null } = {}): Promise<CopyReport> {
+  /**
+   * `full`: go through the whole copy even when the target holds the restore point (asks
+   * about every page, sends nothing it holds, and its refs list again: how a replica copied
+   * before refs lists existed gets one).
+   */
+  copy(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null; full?: boolean } = {}): Promise<CopyReport> {
     assertSite(target);
     if (target === this.site) return Promise.reject(new ReplicationRefused('invalid_command', 'a site does not replicate to itself'));
     if (!this.knownTargets.has(target)) { this.knownTargets.add(target); this.reconcile(); }
@@ -406,7 +411,7 @@ export class Replication {
     });
   }
 
-  private async copyOnce(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null }): Promise<CopyReport> {
+  private async copyOnce(restorePointId: string, target: string, o: { policy?: ReplicationPolicy; jobId?: string | null; full?: boolean }): Promise<CopyReport> {
     const started = Date.now();
     let manifest;
     try {
@@ -428,7 +433,7 @@ export class Replication {
     if (this.adopted.get(target) !== fingerprint) {
       await sink.adopt(identity);
       this.adopted.set(target, fingerprint);
-    } else if (await sink.hasRestorePoint(restorePointId)) {
+    } else if (!o.full && await sink.hasRestorePoint(restorePointId)) {
       const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
       return r;
     }
