@@ -40,6 +40,8 @@ export interface HubRelaySiteStatus {
 
 export interface RunningHubRelay {
   addSite(site: string): void;
+  /** Stops copying the site (its leaf user was removed); what was copied stays. */
+  removeSite(site: string): Promise<void>;
   status(): HubRelaySiteStatus[];
   stop(): Promise<void>;
 }
@@ -131,9 +133,18 @@ export function startHubRelay(o: HubRelayOptions): RunningHubRelay {
     loops.set(site, loop);
   }
 
+  async function removeSite(site: string): Promise<void> {
+    const l = loops.get(site);
+    if (!l) return;
+    loops.delete(site);
+    l.stopped = true; l.wake?.(); l.messages?.stop();
+    await l.done;
+  }
+
   for (const s of o.sites) addSite(s);
   return {
     addSite,
+    removeSite,
     status: () => [...loops.values()].map((l) => ({ ...l.status })),
     async stop() {
       for (const l of loops.values()) { l.stopped = true; l.wake?.(); l.messages?.stop(); }

@@ -21,7 +21,8 @@
 //   <out>/hub-ca.pem                  the hub CA certificate (the only CA the site's remote trusts)
 //
 // The hub keeps no password: issuing the bundle again makes a new password (and certificate),
-// which replaces the old one at the hub's next start.
+// which replaces the old one; a running hub applies it by itself (renderHubSecurity, reloaded
+// by tools/cli/src/stack/hub-reload.ts).
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
@@ -30,7 +31,8 @@ import bcrypt from 'bcryptjs';
 import { issueCertificate } from './pki.ts';
 import { leafPermissions, renderLeafUsers } from './leaf.ts';
 import { HUB, HUB_IDENTITIES, hubPermissions, type HubIdentity } from './permissions.ts';
-import { initSecurityDir, type LeafSiteEntry, type SiteFile, type SiteSecurity } from './site-security.ts';
+import { initSecurityDir, renderNatsSecurityConfig, type LeafSiteEntry, type SiteFile, type SiteSecurity } from './site-security.ts';
+import type { AnyIdentity } from './permissions.ts';
 import type { CertificateFiles } from './pki.ts';
 
 export interface HubSecurityOptions {
@@ -69,6 +71,46 @@ export const leafUser = (site: string) => `leaf-${site}`;
 
 const peersOf = (file: SiteFile, site: string): string[] => [...(file.leafSites?.[site]?.peers ?? [])];
 
+function hubRules(file: SiteFile, extraSites?: readonly string[]) {
+  const leaf = Object.keys(file.leafSites ?? {}).sort();
+  const sites = [...new Set([...leaf, ...(extraSites ?? [])])];
+  const permissions = hubPermissions(sites);
+  return {
+    sites,
+    permissions: (id: AnyIdentity) => permissions[id as HubIdentity],
+    extraUsers: renderLeafUsers(leaf.map((site) => ({
+      site, user: file.leafSites![site]!.user, password: file.leafSites![site]!.passwordHash,
+      permissions: leafPermissions(site, { peers: peersOf(file, site) }),
+    }))),
+  };
+}
+
+export interface RenderedHubSecurity {
+  /** The nats-server include text, as `initHubSecurity` writes it to nats-security.conf. */
+  readonly config: string;
+  /** The sites' leaf users as site.json holds them (hashes only). */
+  readonly leafSites: Readonly<Record<string, LeafSiteEntry>>;
+  /** Every site the relay may read (leaf users and `sites`). */
+  readonly sites: readonly string[];
+}
+
+/**
+ * The hub's nats-server security config as it is now in `dir`'s site.json (after a
+ * `cairn hub add-site`), rendered without writing anything: a running hub reloads it.
+ */
+export async function renderHubSecurity(dir: string, sites?: readonly string[]): Promise<RenderedHubSecurity> {
+  const d = resolve(dir);
+  const file = JSON.parse(await readFile(join(d, 'site.json'), 'utf8')) as SiteFile;
+  if (file.role !== 'hub') throw new Error(`${d} holds the security material of site ${file.site}, not of the hub`);
+  const r = hubRules(file, sites);
+  const config = renderNatsSecurityConfig({
+    tls: { cert: join(d, 'server.pem'), key: join(d, 'server-key.pem'), ca: join(d, 'ca.pem') },
+    users: Object.entries(file.identities).map(([identity, { nkey }]) => ({ identity, nkey, permissions: r.permissions(identity as AnyIdentity) })),
+    ...(r.extraUsers ? { extraUsers: r.extraUsers } : {}),
+  });
+  return { config, leafSites: { ...(file.leafSites ?? {}) }, sites: r.sites };
+}
+
 /** Creates what is missing of the hub's material in `dir` and (re)writes its nats-server config; idempotent. */
 export async function initHubSecurity(options: HubSecurityOptions, update?: (file: SiteFile) => SiteFile | Promise<SiteFile>): Promise<HubSecurity> {
   let sites: string[] = [];
@@ -77,16 +119,9 @@ export async function initHubSecurity(options: HubSecurityOptions, update?: (fil
     ...(options.hosts ? { hosts: options.hosts } : {}), ...(options.ca ? { ca: options.ca } : {}),
     ...(update ? { update } : {}),
     render: (file) => {
-      const leaf = Object.keys(file.leafSites ?? {}).sort();
-      sites = [...new Set([...leaf, ...(options.sites ?? [])])];
-      const permissions = hubPermissions(sites);
-      return {
-        permissions: (id) => permissions[id as HubIdentity],
-        extraUsers: renderLeafUsers(leaf.map((site) => ({
-          site, user: file.leafSites![site]!.user, password: file.leafSites![site]!.passwordHash,
-          permissions: leafPermissions(site, { peers: peersOf(file, site) }),
-        }))),
-      };
+      const r = hubRules(file, options.sites);
+      sites = r.sites;
+      return r;
     },
   });
   const file = JSON.parse(await readFile(join(security.dir, 'site.json'), 'utf8')) as SiteFile;

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, stat, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -36,6 +36,12 @@ export interface NatsServerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Start again on the same port and store (after stop or kill). */
   start(): Promise<void>;
+  /**
+   * Rewrites the config with `extraConfig` (or the current one) and has the running server
+   * reload it (SIGHUP). Resolves once the server logged the reload; rejects with the server's
+   * reason when it refused it — it then keeps its previous config, and so does the config file.
+   */
+  reload(extraConfig?: string): Promise<void>;
 }
 
 /** A TCP port that was free a moment ago on the loopback interface. */
@@ -82,9 +88,13 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const configFile = join(options.dir, 'nats-server.conf');
   const logFile = join(options.dir, 'nats-server.log');
   await mkdir(storeDir, { recursive: true });
+  let current: NatsServerOptions = { ...options };
   // 0600: the extra config may hold a secret (a site's leaf password in its hub remote).
-  await writeFile(configFile, renderConfig({ ...options, host, port, storeDir }), { mode: 0o600 });
-  await chmod(configFile, 0o600);
+  const writeConfig = async (o: NatsServerOptions) => {
+    await writeFile(configFile, renderConfig({ ...o, host, port, storeDir }), { mode: 0o600 });
+    await chmod(configFile, 0o600);
+  };
+  await writeConfig(current);
   const binary = options.binary ?? 'nats-server';
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -123,6 +133,31 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     clearTimeout(timer);
   }
 
+  let reloading: Promise<unknown> = Promise.resolve();
+  async function reloadNow(extraConfig: string | undefined): Promise<void> {
+    if (!child || child.exitCode !== null || child.signalCode !== null || !child.pid) throw new Error('nats-server is not running');
+    const previous = current;
+    const next: NatsServerOptions = extraConfig === undefined ? current : { ...current, extraConfig };
+    const from = await stat(logFile).then((x) => x.size, () => 0);
+    await writeConfig(next);
+    child.kill('SIGHUP');
+    // nats-server answers a reload signal only in its log: "Reloaded server configuration" or
+    // "Failed to reload server configuration: <why>" (2.9).
+    const deadline = Date.now() + 15_000;
+    let outcome: { ok: true } | { ok: false; why: string } | undefined;
+    while (!outcome && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      const text = await readFrom(logFile, from);
+      const failed = /Failed to reload server configuration: ?(.*)/.exec(text);
+      if (failed) outcome = { ok: false, why: failed[1]!.trim() };
+      else if (text.includes('Reloaded server configuration')) outcome = { ok: true };
+      else if (child.exitCode !== null || child.signalCode !== null) outcome = { ok: false, why: `nats-server exited (see ${logFile})` };
+    }
+    if (outcome?.ok) { current = next; return; }
+    await writeConfig(previous);
+    throw new Error(`nats-server did not reload its config: ${outcome ? outcome.why : `no answer within 15 s (see ${logFile})`}; it keeps the previous one`);
+  }
+
   await start();
   return {
     url: `${options.scheme ?? 'nats'}://${host}:${port}`,
@@ -134,5 +169,24 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     stop,
     kill,
     start,
+    reload(extraConfig?: string) {
+      const run = reloading.then(() => reloadNow(extraConfig));
+      reloading = run.catch(() => undefined);
+      return run;
+    },
   };
+}
+
+async function readFrom(file: string, offset: number): Promise<string> {
+  const f = await open(file, 'r').catch(() => undefined);
+  if (!f) return '';
+  try {
+    const { size } = await f.stat();
+    if (size <= offset) return '';
+    const buf = Buffer.alloc(size - offset);
+    await f.read(buf, 0, buf.length, offset);
+    return buf.toString('utf8');
+  } finally {
+    await f.close();
+  }
 }

@@ -86,7 +86,7 @@ export function registerSitesCommands(program: Command): void {
         `site ${site}: leaf user ${bundle.user} (password bcrypt-hashed in ${security.configFile}), certificate from the hub CA; replicates with ${bundle.peers?.join(', ') || 'no site'}`,
         `bundle               ${bundleDir} (leaf.json holds the password: hand it over like a key)`,
         `at the site          cairn up --site ${site} --hub <leaf url of the hub> --hub-credentials ${bundleDir}`,
-        'a running hub takes the new leaf user at its next start',
+        'a running hub applies it by itself within seconds (it reloads its nats-server config; no restart)',
       ].join('\n') + '\n');
     });
 

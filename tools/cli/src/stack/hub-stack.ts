@@ -5,11 +5,11 @@
 // points and replicas of every site, each marked with its site. CLI and API point at it
 // with `--nats <hub url> --site hub` or at its gateway.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { identityConnectOptions, initHubSecurity, renderHubLeafListener, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
+import { identityConnectOptions, initHubSecurity, renderHubLeafListener, renderHubSecurity, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
 import { pino, type Logger } from 'pino';
 import { assertSite, eventStreamName, eventSubjectFilter } from '@cairn/contracts';
 import { createJetStreamEventLog, HUB_SITES_PREFIX, startHubRelay, type RunningHubRelay } from '@cairn/eventlog';
@@ -17,6 +17,7 @@ import { freePort, startNatsServer, type NatsServerProcess } from '@cairn/nats-s
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { STATE_FILE, type StackState } from '../session.ts';
+import { watchHubSecurity, type HubSecurityWatch } from './hub-reload.ts';
 
 export const HUB_SITE = 'hub';
 
@@ -40,6 +41,8 @@ export interface HubOptions {
   readonly hosts?: readonly string[];
   /** Address the leaf listener binds (default 127.0.0.1). */
   readonly leafHost?: string;
+  /** Secure: re-check the security directory for added sites this often besides watching it (default 10 s). */
+  readonly securityRecheckMs?: number;
 }
 
 export interface Hub {
@@ -56,6 +59,12 @@ export interface Hub {
   readonly security?: HubSecurity;
   /** Copies these sites' event streams too. */
   addSites(sites: readonly string[]): Promise<void>;
+  /**
+   * Secure: applies the security directory now (sites added with `cairn hub add-site` while the
+   * hub runs); the hub also does it by itself on a change of the directory. Rejects when
+   * nats-server refused the new config (it keeps the previous one).
+   */
+  reloadSecurity(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -107,11 +116,15 @@ export async function startHub(o: HubOptions): Promise<Hub> {
       say(`security             ok  ${security.dir} (hub CA, mutual TLS, ${security.identities.length} NATS identities, leaf users: ${security.leafSites.join(', ') || 'none yet — cairn hub add-site'})`);
     }
     const sites = security ? security.sites : o.sites;
+    // The security part is rendered from site.json (as nats-security.conf holds it) so that a
+    // reload renders it the same way; the leaf listener stays as it is (2.9 cannot reload it).
+    const rendered = security ? await renderHubSecurity(security.dir, o.sites) : undefined;
+    const secureConfig = (securityConfig: string) => [securityConfig, renderHubLeafListener({ host: leafHost, port: leafPort, ...security!.leafTls })].join('\n');
     const nats = await startNatsServer({
       dir: join(dataDir, 'nats'), serverName: 'cairn-hub', domain: HUB_SITE, maxPayload: 8 * 1024 * 1024,
       ...(security ? { scheme: 'tls' as const } : {}),
-      extraConfig: security
-        ? [await readFile(security.configFile, 'utf8'), renderHubLeafListener({ host: leafHost, port: leafPort, ...security.leafTls })].join('\n')
+      extraConfig: rendered
+        ? secureConfig(rendered.config)
         : `leafnodes {\n  host: ${JSON.stringify(leafHost)}\n  port: ${leafPort}\n}`,
     });
     stops.push(() => nats.stop());
@@ -129,6 +142,15 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     await ensureHubStream(nc);
     const relay = startHubRelay({ nc: await as('hub-relay'), hubStream: eventStreamName(HUB_SITE), sites: sites.map((x) => assertSite(x)), logger: logger.child({ name: 'hub-relay' }) });
     stops.push(() => relay.stop());
+    let watch: HubSecurityWatch | undefined;
+    if (security && rendered) {
+      const w = watchHubSecurity({
+        dir: security.dir, sites: o.sites, applied: rendered, extraConfig: secureConfig, nats, relay, say,
+        logger: logger.child({ name: 'hub-security' }), ...(o.securityRecheckMs ? { recheckMs: o.securityRecheckMs } : {}),
+      });
+      watch = w;
+      stops.push(async () => w.stop());
+    }
     const catalogueNc = await as('catalogue');
     const log = await createJetStreamEventLog({ nc: catalogueNc, site: HUB_SITE, allSites: true, createStream: false });
     stops.push(() => log.close());
@@ -144,6 +166,7 @@ export async function startHub(o: HubOptions): Promise<Hub> {
       natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay,
       ...(security ? { security } : {}),
       addSites: async (sites) => { for (const x of sites) relay.addSite(x); },
+      reloadSecurity: async () => { await watch?.check(); },
       stop,
     };
   } catch (e) {
