@@ -84,25 +84,17 @@ export class RepositoryCore {
   }
 
   /** Fetches and opens a chunk, checking its id; throws `ObjectReadError` on any damage. */
-  async readChunk(id: string): Promise<Uint8Array> {
-    const key = chunkKey(id);
-    let sealed: Uint8Array;
-    try {
-      sealed = await this.backend.get(key);
-    } catch (e) {
-      if (e instanceof NotFoundError) throw new ObjectReadError('chunk', id, key, 'missing', `not found in ${this.backend.location}`);
-      throw e;
-    }
-    try {
-      return await this.pool.open('C', id, sealed, true);
-    } catch (e) {
-      if (e instanceof EnvelopeError) throw new ObjectReadError('chunk', id, key, e.failure, e.message);
-      throw e;
-    }
+  readChunk(id: string): Promise<Uint8Array> {
+    return this.withSealedChunk(id, (sealed) => this.pool.open('C', id, sealed, true));
   }
 
   /** Reads chunk `id` and writes its checked plaintext at `position` of the open file `fd` (full restore); the bytes written. */
-  async readChunkTo(id: string, fd: number, position: number): Promise<number> {
+  readChunkTo(id: string, fd: number, position: number): Promise<number> {
+    return this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position));
+  }
+
+  /** Fetches chunk `id` and hands it to `open` (a worker); a missing or damaged chunk becomes `ObjectReadError`. */
+  private async withSealedChunk<T>(id: string, open: (sealed: Uint8Array) => Promise<T>): Promise<T> {
     const key = chunkKey(id);
     let sealed: Uint8Array;
     try {
@@ -112,7 +104,7 @@ export class RepositoryCore {
       throw e;
     }
     try {
-      return await this.pool.openTo(id, sealed, fd, position);
+      return await open(sealed);
     } catch (e) {
       if (e instanceof EnvelopeError) throw new ObjectReadError('chunk', id, key, e.failure, e.message);
       throw e;

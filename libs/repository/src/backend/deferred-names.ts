@@ -16,6 +16,7 @@ import { execFile } from 'node:child_process';
 import { close as closeCb, fsync as fsyncCb, open as openCb } from 'node:fs';
 import { link, open, rename, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { forEachLimit } from '../write/semaphore.ts';
 import type { FlushGroup } from './backend.ts';
 
 export interface DeferredName {
@@ -99,12 +100,12 @@ export class DeferredNames {
       if (this.o.sync) await this.syncData(batch);
     } catch (e) {
       // The data may not be on disk: no name may appear. Every put of the batch fails.
-      await forEachLimited(batch, 16, (n) => unlink(n.temp).catch(() => undefined));
+      await forEachLimit(batch, 16, async (n) => { await unlink(n.temp).catch(() => undefined); });
       for (const n of batch) n.group.failure ??= this.o.mapError(e, n);
       return;
     }
     const dirs = new Set<string>();
-    await forEachLimited(batch, 16, async (n) => {
+    await forEachLimit(batch, 16, async (n) => {
       try {
         if (n.keepExisting) {
           try {
@@ -138,12 +139,12 @@ export class DeferredNames {
 
   private async syncData(batch: readonly DeferredName[]): Promise<void> {
     if (await this.syncFileSystem()) return;
-    await forEachLimited(batch, 16, (n) => fsyncPath(n.temp));
+    await forEachLimit(batch, 16, (n) => fsyncPath(n.temp));
   }
 
   private async syncNames(dirs: ReadonlySet<string>): Promise<void> {
     if (await this.syncFileSystem()) return;
-    await forEachLimited([...dirs], 16, (d) => syncDir(d));
+    await forEachLimit([...dirs], 16, (d) => syncDir(d));
   }
 
   /** syncfs(2) of the repository's file system; false where `sync -f` is missing (then per file). */
@@ -191,12 +192,4 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }

@@ -3,7 +3,7 @@
 // so a crash or a concurrent reader never sees half an object.
 import { randomBytes } from 'node:crypto';
 import { close as closeCb, closeSync, fsync as fsyncCb, mkdirSync, open as openCb, openSync, readFile as readFileCb, rmSync, statSync, write as writeCb, writeSync } from 'node:fs';
-import { link, mkdir, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import { BackendError, NotFoundError, type Backend, type FlushGroup, type ObjectInfo, type PutOptions } from './backend.ts';
@@ -306,7 +306,7 @@ export class DirectoryBackend implements Backend {
       fd = await fsOpen(temp, 'wx');
     } catch (e) {
       if (errno(e) !== 'ENOENT') throw e;
-      await this.makeDirs(dirKey);
+      this.makeDirsSync(dirKey);
       fd = await fsOpen(temp, 'wx');
     }
     try {
@@ -339,6 +339,9 @@ export class DirectoryBackend implements Backend {
     closeSync(fd);
   }
 
+  /** Creates the directories of `dirKey` below the root, one level at a time, so that a
+   *  missing root is reported instead of silently re-created. Synchronous: it runs only when
+   *  a directory is missing, and each call takes microseconds. */
   private makeDirsSync(dirKey: string): void {
     const s = statSync(this.root, { throwIfNoEntry: false });
     if (s && !s.isDirectory()) throw new BackendError(`repository root ${this.root} is not a directory`, false);
@@ -356,34 +359,6 @@ export class DirectoryBackend implements Backend {
       path = join(path, segment);
       try {
         mkdirSync(path);
-      } catch (e) {
-        if (errno(e) !== 'EEXIST') throw e;
-      }
-    }
-  }
-
-  /** Creates the directories of `dirKey` below the root, one level at a time, so that a
-   *  missing root is reported instead of silently re-created. */
-  private async makeDirs(dirKey: string): Promise<void> {
-    try {
-      const s = await stat(this.root);
-      if (!s.isDirectory()) throw new BackendError(`repository root ${this.root} is not a directory`, false);
-    } catch (e) {
-      if (errno(e) !== 'ENOENT') throw e;
-      if (!this.createRoot) {
-        throw new BackendError(
-          `repository directory ${this.root} does not exist: check that the volume is mounted, or initialise the repository there`,
-          false,
-        );
-      }
-      await mkdir(this.root, { recursive: true });
-    }
-    if (dirKey === '') return;
-    let path = this.root;
-    for (const segment of dirKey.split('/')) {
-      path = join(path, segment);
-      try {
-        await mkdir(path);
       } catch (e) {
         if (errno(e) !== 'EEXIST') throw e;
       }
