@@ -14,6 +14,7 @@ import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startScheduler } from '@cairn/scheduler';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { pino } from 'pino';
+import { gatewayCall } from './e2e-helpers.ts';
 
 const site = 'site-actors';
 const admin = 'actors-bootstrap-0123456789';
@@ -25,13 +26,7 @@ let gateway: RunningGateway;
 let catalogue: RunningCatalogue;
 const snapshotCommands: Array<{ actor: Actor; commandId: string }> = [];
 
-async function call(token: string, method: 'GET' | 'POST', path: string, body?: unknown) {
-  const res = await fetch(`${gateway.url}${path}`, {
-    method, headers: { Authorization: `Bearer ${token}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: await res.json() as Record<string, unknown> };
-}
+const call = (token: string, method: 'GET' | 'POST', path: string, body?: unknown) => gatewayCall(gateway.url, token, method, path, body);
 
 beforeAll(async () => {
   const nats = await h.nats();

@@ -23,7 +23,7 @@ import { startScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { pino } from 'pino';
-import { cli } from './e2e-helpers.ts';
+import { cli, gatewayCall } from './e2e-helpers.ts';
 
 const site = 'site-imm';
 const admin = 'immutability-bootstrap-0123456789';
@@ -40,14 +40,7 @@ let base: string;
 const repos: Record<string, Repository> = {};
 const tokens: Record<string, string> = {};
 
-async function call(token: string, method: 'GET' | 'POST', path: string, body?: unknown) {
-  const res = await fetch(`${gateway.url}${path}`, {
-    method, headers: { Authorization: `Bearer ${token}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
-}
+const call = (token: string, method: 'GET' | 'POST', path: string, body?: unknown) => gatewayCall(gateway.url, token, method, path, body);
 
 const fields = (immutable: boolean, daily = 7) => ({
   name: 'immutable-nightly', selector: { names: ['web-1'] }, schedule: { cron: '0 2 * * *', timezone: 'UTC' },

@@ -14,7 +14,7 @@ import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startScheduler } from '@cairn/scheduler';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { pino } from 'pino';
-import { cli } from './e2e-helpers.ts';
+import { cli, gatewayCall } from './e2e-helpers.ts';
 
 const site = 'site-ret';
 const admin = 'retention-bootstrap-0123456789';
@@ -26,14 +26,7 @@ let catalogue: RunningCatalogue;
 let gateway: RunningGateway;
 const tokens: Record<string, string> = {};
 
-async function call(token: string, method: 'GET' | 'POST', path: string, body?: unknown) {
-  const res = await fetch(`${gateway.url}${path}`, {
-    method, headers: { Authorization: `Bearer ${token}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
-}
+const call = (token: string, method: 'GET' | 'POST', path: string, body?: unknown) => gatewayCall(gateway.url, token, method, path, body);
 
 const retention = (daily: number, last = 3) => ({ daily, weekly: 0, monthly: 0, yearly: 0, last });
 const fields = (daily: number) => ({
