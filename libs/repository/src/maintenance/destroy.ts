@@ -3,7 +3,7 @@
 // restore points first and the keys and config last, so that a deletion cut short leaves a
 // repository that still opens (and is deleted by running it again), never one missing its keys
 // while it still holds data.
-import { isLockKey, parseLockRecord } from '../backend/object-lock.ts';
+import { isLockKey, LOCKS_PREFIX, parseLockRecord } from '../backend/object-lock.ts';
 import { NotFoundError } from '../backend/backend.ts';
 import { RepositoryDeletedError, RepositoryLockedError, type DeletedRecord } from '../errors.ts';
 import { CONFIG_KEY, DELETED_KEY, KEYS_PREFIX, RESTORE_POINTS_PREFIX } from '../format/layout.ts';
@@ -19,8 +19,7 @@ export interface DestroyReport {
 /** The latest live lock in the repository (ms since the epoch), or undefined when none is live. */
 export async function latestLiveLock(core: RepositoryCore, now = Date.now()): Promise<{ until: number; key: string } | undefined> {
   let latest: { until: number; key: string } | undefined;
-  for await (const o of core.backend.list('')) {
-    if (!isLockKey(o.key)) continue;
+  for await (const o of core.backend.list(LOCKS_PREFIX)) {
     let record;
     try {
       record = parseLockRecord(await core.backend.get(o.key));
