@@ -148,7 +148,8 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
     // The stray view is reaped at start; the recorded one is kept until its lease ends, then released.
     await waitFor(async () => JSON.stringify(await leftovers()) === JSON.stringify(nothingLeft), { timeoutMs: LEASE_MS + 15_000, what: 'all leftovers gone' });
     expect(Date.parse(taken.data.leaseExpiresAt!) - killedAt).toBeLessThanOrEqual(LEASE_MS);
-    const released = (await events('job-job2')).find((e) => e.type === 'SnapshotReleased');
+    // The reaper releases the view, then records it: the event may land just after the view is gone.
+    const released = await waitFor(async () => (await events('job-job2')).find((e) => e.type === 'SnapshotReleased'), { timeoutMs: 15_000, what: 'SnapshotReleased of snap2' });
     expect(released).toMatchObject({ data: { snapshotId: 'snap2', cause: 'lease_expired' } });
 
     // Expired as failed: the next incremental still holds what snap2 had taken.
