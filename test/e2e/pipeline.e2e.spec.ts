@@ -9,6 +9,10 @@ import { CatalogueClient } from '@cairn/catalogue-client';
 import { startDemoVm, startStack, DEMO_BLOCK } from '@cairn/cli';
 import { checkRestoredDemoImage, cli, jobsWhere } from './e2e-helpers.ts';
 
+// This file's policies run every few seconds: allow it (a site's default minimum is 5 min), in this
+// process and the `cairn` processes it starts.
+process.env['CAIRN_MIN_SCHEDULE_INTERVAL_MS'] = '1000';
+
 const PHASES = ['JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'TransferQueued', 'TransferStarted', 'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted'];
 
 describe('backup pipeline (real NATS, real QEMU)', () => {

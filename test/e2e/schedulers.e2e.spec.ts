@@ -9,6 +9,10 @@ import { CatalogueClient, type JobView } from '@cairn/catalogue-client';
 import { startDemoVm, startStack } from '@cairn/cli';
 import { cli, interceptPuts, jobsWhere, runService, waitForJobEnd, type ServiceProcess } from './e2e-helpers.ts';
 
+// This file's policies run every few seconds: allow it (a site's default minimum is 5 min), in this
+// process and the `cairn` processes it starts.
+process.env['CAIRN_MIN_SCHEDULE_INTERVAL_MS'] = '1000';
+
 const SLOT_MS = 10_000;
 
 describe('two schedulers (real NATS, real QEMU)', () => {

@@ -16,6 +16,10 @@ import { setupTracing } from '@cairn/messaging';
 import { startDemoVm, startStack } from '@cairn/cli';
 import { cli, jobsWhere, runService, waitForJobEnd } from './e2e-helpers.ts';
 
+// This file's policies run every few seconds: allow it (a site's default minimum is 5 min), in this
+// process and the `cairn` processes it starts.
+process.env['CAIRN_MIN_SCHEDULE_INTERVAL_MS'] = '1000';
+
 interface LogLine { readonly name?: string; readonly msg?: string; readonly jobId?: string; readonly traceId?: string; readonly spanId?: string }
 
 // One tracer provider for the file: tracers obtained by modules stay bound to the first one.

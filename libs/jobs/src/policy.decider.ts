@@ -10,8 +10,8 @@ export interface PolicyState {
 }
 
 export type PolicyCommand =
-  | { readonly kind: 'create'; readonly policy: Policy; readonly knownRepositories: readonly string[] }
-  | { readonly kind: 'update'; readonly policy: Policy; readonly knownRepositories: readonly string[] }
+  | { readonly kind: 'create'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
+  | { readonly kind: 'update'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   | { readonly kind: 'delete'; readonly policyId: string };
 
 export class PolicyInvalidError extends Error {
@@ -21,19 +21,55 @@ export class PolicyInvalidError extends Error {
   }
 }
 
+/** The shortest time between two backups of a policy unless the site configures another (docs/security.md, Input). */
+export const DEFAULT_MIN_SCHEDULE_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * Problems with a cron expression as documented: 5 fields (minute hour day month weekday) or 6
+ * (seconds first), nothing else (croner also takes a 7th, year, field), and no two runs closer
+ * than `minIntervalMs` (checked over the runs of a year's sample weeks, DST changes included).
+ */
+export function cronProblems(cron: string, timezone: string, minIntervalMs = DEFAULT_MIN_SCHEDULE_INTERVAL_MS): string[] {
+  const fields = cron.trim().split(/\s+/);
+  if (fields.length !== 5 && fields.length !== 6) {
+    return [`schedule.cron ${JSON.stringify(cron)} has ${fields.length} fields: give 5 (minute hour day month weekday) or 6 (seconds first)`];
+  }
+  let parsed: Cron;
+  try {
+    parsed = new Cron(cron, { timezone, paused: true });
+  } catch (e) {
+    return [`schedule.cron ${JSON.stringify(cron)} is invalid: ${(e as Error).message}`];
+  }
+  // Runs in a few sample stretches of a year (both DST changes in the north and the south).
+  let shortest = Infinity;
+  for (const start of ['2027-01-01T00:00:00Z', '2027-03-25T00:00:00Z', '2027-06-01T00:00:00Z', '2027-10-25T00:00:00Z']) {
+    let prev = parsed.nextRun(new Date(start));
+    for (let i = 0; prev && i < 200 && shortest >= minIntervalMs; i++) {
+      const next = parsed.nextRun(prev);
+      if (!next) break;
+      shortest = Math.min(shortest, next.getTime() - prev.getTime());
+      prev = next;
+    }
+  }
+  if (shortest < minIntervalMs) {
+    return [`schedule.cron ${JSON.stringify(cron)} runs every ${formatMs(shortest)}: backups must be at least ${formatMs(minIntervalMs)} apart on this site`];
+  }
+  return [];
+}
+
+function formatMs(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
+}
+
 /** Problems with a policy an operator wrote (empty when it is fine). */
-export function policyProblems(policy: Policy, knownRepositories: readonly string[]): string[] {
+export function policyProblems(policy: Policy, knownRepositories: readonly string[], minIntervalMs = DEFAULT_MIN_SCHEDULE_INTERVAL_MS): string[] {
   const problems: string[] = [];
   try {
     new Intl.DateTimeFormat('en', { timeZone: policy.schedule.timezone });
   } catch {
     problems.push(`schedule.timezone ${JSON.stringify(policy.schedule.timezone)} is not an IANA time zone (e.g. Europe/Paris)`);
   }
-  try {
-    new Cron(policy.schedule.cron, { paused: true });
-  } catch (e) {
-    problems.push(`schedule.cron ${JSON.stringify(policy.schedule.cron)} is invalid: ${(e as Error).message}`);
-  }
+  problems.push(...cronProblems(policy.schedule.cron, problems.length ? 'UTC' : policy.schedule.timezone, minIntervalMs));
   const sel = policy.selector;
   if (!sel.names?.length && !sel.tags?.length && !sel.hypervisor) {
     problems.push('selector is empty: name VMs, tags or a hypervisor');
@@ -70,13 +106,13 @@ export function decidePolicy(command: PolicyCommand, state: PolicyState): readon
         if (JSON.stringify(state.policy) === JSON.stringify(command.policy)) return [];
         throw new PolicyInvalidError([`policy ${command.policy.policyId} exists`], 'conflict');
       }
-      const problems = policyProblems(command.policy, command.knownRepositories);
+      const problems = policyProblems(command.policy, command.knownRepositories, command.minIntervalMs);
       if (problems.length) throw new PolicyInvalidError(problems);
       return [{ type: 'PolicyCreated', data: command.policy }];
     }
     case 'update': {
       if (!state.policy || state.deleted) throw new PolicyInvalidError([`policy ${command.policy.policyId} does not exist`], 'not_found');
-      const problems = policyProblems(command.policy, command.knownRepositories);
+      const problems = policyProblems(command.policy, command.knownRepositories, command.minIntervalMs);
       if (problems.length) throw new PolicyInvalidError(problems);
       return [{ type: 'PolicyUpdated', data: command.policy }];
     }

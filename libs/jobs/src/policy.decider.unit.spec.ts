@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Policy } from '@cairn/contracts';
-import { decidePolicy, dueSlots, inBackupWindow, PolicyInvalidError, selects } from './policy.decider.ts';
+import { cronProblems, decidePolicy, dueSlots, inBackupWindow, PolicyInvalidError, selects } from './policy.decider.ts';
 import { applyRetention } from './retention.ts';
 
 const policy: Policy = {
@@ -29,6 +29,21 @@ describe('policy decider', () => {
       expect(problems).toMatch(/selector is empty/);
       expect(problems).toMatch(/repository "nope" does not exist/);
     }
+  });
+
+  it('takes cron exactly as documented (5 or 6 fields) and no schedule closer than the minimum interval', () => {
+    for (const ok of ['0 2 * * *', '*/5 * * * *', '0 */5 * * * *', '0 0 * * 1-5', '30 2 1 * *']) expect(cronProblems(ok, 'Europe/Paris'), ok).toEqual([]);
+    const bad: [string, RegExp][] = [
+      ['* * * * * * *', /7 fields: give 5/], ['* * * *', /4 fields/], ['', /1 fields/], ['61 * * * *', /invalid/],
+      ['* * * * *', /every 1 min: backups must be at least 5 min apart/], ['* * * * * *', /every 1 s/],
+      ['*/4 * * * *', /every 4 min/], ['0,1 3 * * *', /every 1 min/], ['*/10 * * * * *', /every 10 s/],
+    ];
+    for (const [cron, why] of bad) expect(cronProblems(cron, 'UTC').join('\n'), cron).toMatch(why);
+    // The minimum is the site's: a test site may allow every 10 s.
+    expect(cronProblems('*/10 * * * * *', 'UTC', 10_000)).toEqual([]);
+    const often = { ...policy, schedule: { cron: '* * * * *', timezone: 'UTC' } };
+    expect(() => decidePolicy({ kind: 'create', policy: often, knownRepositories: ['default'] }, { policy: null, deleted: false })).toThrow(/at least 5 min apart/);
+    expect(decidePolicy({ kind: 'create', policy: often, knownRepositories: ['default'], minIntervalMs: 60_000 }, { policy: null, deleted: false })).toHaveLength(1);
   });
 
   it('gives the due slots in the policy time zone', () => {

@@ -1,6 +1,6 @@
 // The scheduler's configuration, validated once at start-up into one typed object.
 import type { Actor } from '@cairn/contracts';
-import { DEFAULT_TIMEOUTS, type JobTimeouts } from '@cairn/jobs';
+import { DEFAULT_MIN_SCHEDULE_INTERVAL_MS, DEFAULT_TIMEOUTS, type JobTimeouts } from '@cairn/jobs';
 
 export interface SchedulerConfig {
   readonly site: string;
@@ -17,6 +17,8 @@ export interface SchedulerConfig {
   /** Delay before an action that failed for a transient reason is tried again (doubles, capped). */
   readonly retryBaseMs: number;
   readonly snapshotCommandTimeoutMs: number;
+  /** The shortest time a policy's schedule may leave between two backups (default 5 min). */
+  readonly minScheduleIntervalMs: number;
 }
 
 export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string }): SchedulerConfig {
@@ -29,12 +31,15 @@ export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string
     tickMs: 1_000,
     retryBaseMs: 500,
     snapshotCommandTimeoutMs: 120_000,
+    // CAIRN_MIN_SCHEDULE_INTERVAL_MS: a site (or a test) that wants backups more often than every 5 min.
+    minScheduleIntervalMs: Number(process.env['CAIRN_MIN_SCHEDULE_INTERVAL_MS'] ?? DEFAULT_MIN_SCHEDULE_INTERVAL_MS),
     ...input,
   };
   const problems: string[] = [];
   if (c.maxJobsPerHost < 1) problems.push('maxJobsPerHost must be at least 1');
   if (c.leaseTtlMs < 1000) problems.push('leaseTtlMs must be at least 1000');
   if (c.tickMs < 50) problems.push('tickMs must be at least 50');
+  if (!(c.minScheduleIntervalMs >= 1000)) problems.push('minScheduleIntervalMs must be at least 1000');
   if (c.repositories.length === 0) problems.push('at least one repository must be configured');
   if (problems.length) throw new Error(`invalid scheduler configuration: ${problems.join('; ')}`);
   return c;

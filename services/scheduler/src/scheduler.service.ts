@@ -177,7 +177,7 @@ export class Scheduler {
     const policyId = policy.policyId ?? randomUUID();
     const full: Policy = { ...policy, policyId };
     try {
-      await handleCommand(this.log, `policy-${policyId}`, policyDecider, { kind: 'create', policy: full, knownRepositories: this.config.repositories }, {
+      await handleCommand(this.log, `policy-${policyId}`, policyDecider, { kind: 'create', policy: full, knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs }, {
         meta: { site: this.config.site, actor, causationId, correlationId: `policy-${policyId}` },
       });
     } catch (e) {
@@ -212,7 +212,7 @@ export class Scheduler {
       if (!verdict.ok) throw new SchedulerRefusal(verdict.code, verdict.message);
     }
     try {
-      await handleCommand(this.log, streamId, policyDecider, { kind: 'update', policy, knownRepositories: this.config.repositories }, {
+      await handleCommand(this.log, streamId, policyDecider, { kind: 'update', policy, knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs }, {
         meta: { site: this.config.site, actor, causationId, correlationId: approvalId ? `approval-${approvalId}` : streamId },
       });
     } catch (e) {

@@ -49,7 +49,8 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
     },
     async enqueueTransfer(w) { work.push(w); calls.push(`transfer ${w.jobId}`); portTraces.push(`transfer ${activeTraceContext()?.traceparent ?? 'none'}`); },
   };
-  const config = schedulerConfig({ site, tickMs: 60_000, retryBaseMs: 1, maxJobsPerHost: opts.maxJobsPerHost ?? 2, timeouts: { ...DEFAULT_TIMEOUTS, snapshot: opts.snapshotTimeoutMs ?? 600_000 } });
+  // Every-minute policies below: the site allows them (the default minimum is 5 min).
+  const config = schedulerConfig({ site, tickMs: 60_000, minScheduleIntervalMs: 60_000, retryBaseMs: 1, maxJobsPerHost: opts.maxJobsPerHost ?? 2, timeouts: { ...DEFAULT_TIMEOUTS, snapshot: opts.snapshotTimeoutMs ?? 600_000 } });
   const scheduler = new Scheduler(config, log, ports, () => new Date(now.t));
   for (const [vmId, host] of [['vm1', 'h1'], ['vm2', 'h1'], ['vm3', 'h2']] as const) {
     await append(`vm-${vmId}`, 'VmDiscovered', { vmId, name: vmId, hypervisor: { kind: 'qemu', host }, tags: ['prod'], disks: [{ name: 'd0', sizeBytes: 1024 }] });
@@ -243,7 +244,7 @@ describe('scheduler process manager', () => {
   it('a standby taking over from a dead leader still requests the slot that came due while the lease lapsed', async () => {
     const log = new InMemoryEventLog(site);
     const noop: SchedulerPorts = { requestSnapshot: async () => undefined, releaseSnapshot: async () => undefined, enqueueTransfer: async () => undefined };
-    const config = schedulerConfig({ site, tickMs: 1000, leaseTtlMs: 10_000, retryBaseMs: 1 });
+    const config = schedulerConfig({ site, tickMs: 1000, minScheduleIntervalMs: 60_000, leaseTtlMs: 10_000, retryBaseMs: 1 });
     const now = { t: Date.now() };
     await log.append('vm-vm1', [newEvent('VmDiscovered', { vmId: 'vm1', name: 'vm1', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'd0', sizeBytes: 1024 }] }, { site, actor: svc, streamId: 'vm-vm1' })], { expectedRevision: 'any' });
     const a = new Scheduler(config, log, noop, () => new Date(now.t));
