@@ -55,7 +55,7 @@ describe('two data movers (real NATS, real QEMU)', () => {
       const m = runService(name, [
         '--nats', stack.natsUrl, '--site', stack.site, '--data', join(dataDir, name),
         'run', 'data-mover', '--repo', join(dataDir, 'repository'), '--ack-wait-ms', '3000',
-      ], { CAIRN_REPO_PASSPHRASE: stack.passphrase });
+      ], { CAIRN_REPO_PASSPHRASE: stack.passphrase, CAIRN_RESTORE_ROOTS: join(dataDir, 'restores') });
       h.onClose(async () => { m.kill(); await m.exited; });
       movers.push(m);
     }
@@ -104,7 +104,7 @@ describe('two data movers (real NATS, real QEMU)', () => {
     expect(points).toHaveLength(1);
     expect(points[0]!.id).toBe(job.restorePointId);
     expect((await catalogue.query('restorePoint.list', {})).items.map((p) => p.restorePointId)).toEqual([job.restorePointId]);
-    const target = join(dataDir, 'restored.raw');
+    const target = join(dataDir, 'restores', 'restored.raw');
     const restored = await cli(['--data', dataDir, 'restore', job.restorePointId!, '--to', target]);
     expect(restored.code, restored.stderr).toBe(0);
     const check = await checkRestoredDemoImage(target, vm.writes, base);

@@ -70,7 +70,7 @@ describe('a failed phase ends the job with JobFailed and releases its snapshot (
     const nextId = await backup(dataDir, 'demo');
     const next = await waitForJobEnd(catalogue, nextId);
     expect(next.state, JSON.stringify(next.failure)).toBe('completed');
-    const target = join(dataDir, 'after-failure.raw');
+    const target = join(dataDir, 'restores', 'after-failure.raw');
     const r = await cli(['--data', dataDir, 'restore', next.restorePointId!, '--to', target]);
     expect(r.code, r.stderr).toBe(0);
     const check = await checkRestoredDemoImage(target, vm.writes);

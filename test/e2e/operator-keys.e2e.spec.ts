@@ -89,7 +89,7 @@ describe('signed operator commands on a secure site (real NATS with TLS and iden
     }));
 
     // 5. The restore operator restores, and cannot delete (needs admin, before any four-eyes check).
-    const target = join(dataDir, 'restored-by-rita.raw');
+    const target = join(dataDir, 'restores', 'restored-by-rita.raw');
     const restored = await cli([...d, '--operator-key', keyFile('rita'), 'restore', aliceJob.restorePointId!, '--to', target]);
     expect(restored.code, restored.stderr).toBe(0);
     const diskRestored = await waitFor(async () => (await events()).find((e) => e.type === 'DiskRestored' && e.data.path === target), { what: 'DiskRestored' });

@@ -74,7 +74,7 @@ describe('backup pipeline (real NATS, real QEMU)', () => {
     // Each restore point restores to the disk exactly at its snapshot instant.
     let lastPrefix = -1;
     for (const rp of [rp1, rp2]) {
-      const target = join(dataDir, `${rp.restorePointId}.raw`);
+      const target = join(dataDir, 'restores', `${rp.restorePointId}.raw`);
       const r = await cli([...args, 'restore', rp.restorePointId, '--to', target]);
       expect(r.code, r.stderr).toBe(0);
       const check = await checkRestoredDemoImage(target, vm.writes);

@@ -44,7 +44,7 @@ describe('the embedded stack with per-service NATS identities and mutual TLS (re
     }
     const rp = await catalogue.query('restorePoint.get', { restorePointId: jobs[1]!.restorePointId! });
     expect(rp.kind).toBe('incremental');
-    const target = join(dataDir, 'restored.raw');
+    const target = join(dataDir, 'restores', 'restored.raw');
     const restored = await cli([...args, 'restore', rp.restorePointId, '--to', target]);
     expect(restored.code, restored.stderr).toBe(0);
     expect(await checkRestoredDemoImage(target, vm.writes)).toMatchObject({ ok: true });

@@ -126,6 +126,7 @@ export class CommandResponder {
         { problems: [{ path: '/site', message: `expected ${this.deps.site}` }] }));
     }
 
+    let vouchedBy: CommandInfo['vouchedBy'];
     if (this.deps.authorizer) {
       let decision;
       try {
@@ -133,6 +134,7 @@ export class CommandResponder {
       } catch (e) {
         return this.respond(msg, rejected(COMMAND_ERROR_CODES.unavailable, `cannot check who sent ${command.name}: ${errorMessage(e)}`));
       }
+      vouchedBy = decision.ok ? decision.by : undefined;
       if (!decision.ok) {
         this.deps.logger.warn(`${this.subject}: refused ${command.name} ${command.id} from ${command.actor.kind}:${command.actor.id}: ${decision.message}`);
         return this.respond(msg, rejected(decision.code, decision.message));
@@ -157,7 +159,7 @@ export class CommandResponder {
       case 'claimed': break;
     }
 
-    const { reply, stored } = await this.run(msg, command);
+    const { reply, stored } = await this.run(msg, command, vouchedBy);
     try {
       if (stored) await this.deps.replies.complete(key, claim.token, fingerprint, reply);
       else await this.deps.replies.abandon(key, claim.token);
@@ -167,7 +169,7 @@ export class CommandResponder {
     this.respond(msg, reply);
   }
 
-  private async run(msg: Msg, command: Command): Promise<{ reply: CommandReply; stored: boolean }> {
+  private async run(msg: Msg, command: Command, vouchedBy?: CommandInfo['vouchedBy']): Promise<{ reply: CommandReply; stored: boolean }> {
     ensureContextManager();
     const { context: incomingContext, trace: incoming } = extractTrace(msg.headers);
     const jobId = jobIdOf(command.payload);
@@ -189,6 +191,7 @@ export class CommandResponder {
         command,
         trace: traceOf(otelContext) ?? incoming ?? command.trace,
         otelContext,
+        ...(vouchedBy ? { vouchedBy } : {}),
       };
       try {
         const result = await this.handler(command.payload, new CommandContext([info]));

@@ -38,6 +38,12 @@ export interface CommandInfo {
   readonly command: Command;
   readonly trace: TraceContext | undefined;
   readonly otelContext: Context;
+  /**
+   * Who vouched for the actor, where the connection checks commands: `user` when the person's
+   * own current key signed it (the local CLI), `service` when a service identity did (the
+   * gateway for an API user), `unchecked` on a site that does not require signatures.
+   */
+  readonly vouchedBy?: 'service' | 'user' | 'unchecked';
 }
 
 /** Second argument of a command handler (`@Ctx() ctx: CommandContext`). */

@@ -110,7 +110,8 @@ export function dataMoverHandlers(s: HandlerSettings) {
     @CommandHandler('data-mover', 'RestoreDisk')
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() ctx: CommandContext) {
       try {
-        const result = await this.mover.restore(p);
+        // A target outside the restore roots only when the person's own key signed it (the local CLI).
+        const result = await this.mover.restore(p, 'default', { ownTarget: ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user' });
         // Who restored what, to where: a security-relevant act (docs/audit-siem.md).
         await this.acts.restored(p, result, ctx.actor, ctx.command.id, ctx.trace);
         return result;

@@ -35,6 +35,10 @@ export interface StartDataMoverOptions {
   readonly site: string;
   readonly repositories: ReadonlyMap<string, Repository>;
   readonly restoreRoots: readonly string[];
+  /** Never written by a restore (repository, secrets, security, event store, state file). */
+  readonly forbiddenRestorePaths?: readonly string[];
+  /** The data directory: refused as a restore target except below a root inside it. */
+  readonly dataDir?: string;
   readonly actor?: Actor;
   readonly connections?: number;
   /** Finds restore points of other sites' replicas kept here (disaster recovery). */
@@ -69,6 +73,8 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     site: o.site,
     actor: o.actor ?? { kind: 'service', id: `data-mover@${o.site}` },
     restoreRoots: o.restoreRoots,
+    ...(o.forbiddenRestorePaths ? { forbiddenRestorePaths: o.forbiddenRestorePaths } : {}),
+    ...(o.dataDir !== undefined ? { dataDir: o.dataDir } : {}),
     connections: o.connections ?? 2,
     ...(o.locateRestorePoint ? { locateRestorePoint: o.locateRestorePoint } : {}),
     deletedRepositories,

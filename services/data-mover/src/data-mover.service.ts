@@ -2,20 +2,24 @@
 // the transfer, commits, and reports progress; restores disks; lets expired restore points go.
 // Stateless: whatever it knows about a job it reads from the log.
 import { randomUUID } from 'node:crypto';
-import { lstat, realpath, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve, sep } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, policyDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
 import { RestorePointLockedError, type Repository } from '@cairn/repository';
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
+import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
 
 export interface DataMoverConfig {
   readonly site: string;
   readonly actor: Actor;
-  /** Restores write files only below these directories. */
+  /** Restores write files only below these directories (and a person's own signed target elsewhere). */
   readonly restoreRoots: readonly string[];
+  /** Never written by a restore: the repository, secrets, security material, the event store, the state file. */
+  readonly forbiddenRestorePaths?: readonly string[];
+  /** The stack's data directory: no restore inside it except below a root there (`<data>/restores`). */
+  readonly dataDir?: string;
   readonly connections: number;
   /**
    * Finds a restore point the site's own repository does not hold: a replica of another
@@ -144,40 +148,23 @@ export class DataMover {
     await this.decide(jobId, { kind: 'fail', phase: 'transfer', reason, retryable: false }, null).catch(() => undefined);
   }
 
-  /**
-   * A restore target must be an absolute path below a restore root, both as written and as the
-   * file system resolves it: no NUL bytes, no `..` out of the root, no symbolic link (in a parent
-   * directory or as the target itself) leading out of it (docs/security.md, Input).
-   */
-  private async allowedTarget(path: string): Promise<string> {
-    if (path.includes('\0')) throw new RestoreRefused('invalid_command', 'restore target contains a NUL byte');
-    if (!isAbsolute(path)) throw new RestoreRefused('invalid_command', `restore target ${JSON.stringify(path)} must be an absolute path`);
-    const target = resolve(path);
-    const inside = (p: string, root: string) => p.startsWith(root.endsWith(sep) ? root : root + sep);
-    const roots = this.config.restoreRoots.map((r) => resolve(r));
-    const outside = () => new RestoreRefused('forbidden', `restore target ${target} is outside the allowed restore directories (${this.config.restoreRoots.join(', ')})`);
-    const root = roots.find((r) => inside(target, r));
-    if (root === undefined) throw outside();
-    // The nearest part of the path that exists, resolved through any links, must stay inside the root.
-    const realRoot = await realpath(root).catch(() => root);
-    let probe = target;
-    for (;;) {
-      const st = await lstat(probe).catch(() => undefined);
-      if (st) {
-        const real = await realpath(probe).catch(() => undefined);
-        if (real === undefined || !(real === realRoot || inside(real, realRoot))) throw outside();
-        break;
-      }
-      if (probe === root || dirname(probe) === probe) break;
-      probe = dirname(probe);
+  /** Where restores may write (docs/security.md, Restore targets); `ownTarget`: the person's own signed `--to`. */
+  private async allowedTarget(path: string, ownTarget: boolean): Promise<string> {
+    try {
+      return await checkRestoreTarget(path, {
+        roots: this.config.restoreRoots, forbidden: this.config.forbiddenRestorePaths ?? [],
+        ...(this.config.dataDir !== undefined ? { dataDir: this.config.dataDir } : {}), ownTarget,
+      });
+    } catch (e) {
+      if (e instanceof RestoreTargetRefused) throw new RestoreRefused(e.code, e.message);
+      throw e;
     }
-    return target;
   }
 
-  async restore(cmd: CommandPayloadMap['RestoreDisk'], repository = 'default') {
+  async restore(cmd: CommandPayloadMap['RestoreDisk'], repository = 'default', opts: { readonly ownTarget?: boolean } = {}) {
     if (cmd.target.kind === 'nbd-export') return this.export(cmd, cmd.target.exportName, repository);
     if (cmd.target.kind !== 'file') throw new RestoreRefused('invalid_command', `restore to ${cmd.target.kind} is not supported by this data mover yet; restore to a file or an NBD export`);
-    const target = await this.allowedTarget(cmd.target.path);
+    const target = await this.allowedTarget(cmd.target.path, opts.ownTarget === true);
     const exists = await stat(target).then(() => true, () => false);
     if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; pass --force to replace it`);
     let repo = this.repository(repository);

@@ -5,3 +5,4 @@ export { runTransfer, type TransferInput, type TransferResult, type TransferOpti
 export { planReads, readAhead } from './extent-plan.ts';
 export { RestoreExports } from './restore-exports.ts';
 export { keyJournalEvent, keyEventStream, publishKeyJournal, publishKeyJournalEntries } from './key-journal.publisher.ts';
+export { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';

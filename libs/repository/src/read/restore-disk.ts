@@ -2,7 +2,7 @@
 // (zero chunks are holes), written to a temporary file that is renamed only when every chunk
 // passed its checks, so a damaged restore point never leaves a plausible-looking image.
 import { execFile } from 'node:child_process';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { RepositoryError } from '../errors.ts';
 import { randomId } from '../format/ids.ts';
@@ -46,7 +46,8 @@ export async function restoreDisk(
   let chunksRead = 0;
   let chunksZero = 0;
   const failures: ObjectReadError[] = [];
-  const fh = await open(rawPath, 'wx');
+  // Owner-only (0600, less what the umask takes): a disk image holds everything the VM held.
+  const fh = await open(rawPath, 'wx', 0o600);
   try {
     await fh.truncate(disk.sizeBytes); // sparse: zero chunks stay holes
     // One bounded stream of chunk fetches across page boundaries (no barrier per page).
@@ -111,6 +112,7 @@ export async function restoreDisk(
       const qPath = `${targetPath}.cairn-partial-${randomId(4)}.qcow2`;
       try {
         await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawPath, qPath]);
+        await chmod(qPath, 0o600);
         await rename(qPath, targetPath);
       } catch (e) {
         await rm(qPath, { force: true });

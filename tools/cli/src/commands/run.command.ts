@@ -2,7 +2,6 @@
 // production runs them (and the way tests kill one with SIGKILL).
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { identityConnectOptions, loadSiteSecurity, type Identity } from '@cairn/nats-security';
 import { connect } from '@nats-io/transport-node';
@@ -18,6 +17,7 @@ import { parseCoordinatorConfig, startSnapshotCoordinator } from '@cairn/snapsho
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
 import { markUnverifiedCommands, secureServiceCommands } from '../stack/command-security.ts';
+import { restorePlaces } from '../stack/restore-places.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication'] as const;
 
@@ -75,7 +75,8 @@ export function registerRunCommand(program: Command): void {
           if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
           const repository = await openRepository(new DirectoryBackend(resolve(o.repo)), { passphrase });
           const m = await startDataMover({
-            nc, log, site, logger, repositories: new Map([['default', repository]]), restoreRoots: [dataDir, tmpdir()],
+            nc, log, site, logger, repositories: new Map([['default', repository]]),
+            ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
           });
           close = async () => { await m.close(); await repository.close(); };

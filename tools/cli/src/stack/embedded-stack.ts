@@ -27,9 +27,12 @@ import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, operator, type StackState } from '../session.ts';
 import { ensureOperator } from './operator-bootstrap.ts';
 import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
+import { restorePlaces } from './restore-places.ts';
 
 export interface StackOptions {
   readonly dataDir: string;
+  /** Restore roots besides `<data>/restores` (default: CAIRN_RESTORE_ROOTS). */
+  readonly restoreRoots?: readonly string[];
   readonly site?: string;
   /** Join this NATS instead of starting one. */
   readonly natsUrl?: string;
@@ -248,7 +251,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(await as('data-mover')), site,
       repositories: new Map([['default', repository]]),
       locateRestorePoint: (id) => replicas.locate(id),
-      restoreRoots: [dataDir, process.cwd(), tmpdir()],
+      ...restorePlaces(dataDir, {
+        ...(options.restoreRoots ? { roots: options.restoreRoots } : {}),
+        forbidden: [dirs.repository, ...(security ? [security.dir] : [])],
+      }),
       logger: logger.child({ name: 'data-mover' }),
     });
     if (mover) stops.push(() => mover.close());
