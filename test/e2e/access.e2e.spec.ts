@@ -120,8 +120,9 @@ beforeAll(async () => {
   h.onClose(() => new Promise<void>((resolve) => jwks.close(() => resolve())));
   issuer = `http://127.0.0.1:${(jwks.address() as { port: number }).port}`;
 
+  // Many refused credentials from one address here: throttling is tested in hostile-input.e2e.spec.ts.
   gateway = await startGateway({
-    nc, log, site, port: 0, token: bootstrapToken, logger, timeoutMs: 10_000, longTimeoutMs: 30_000,
+    nc, log, site, port: 0, token: bootstrapToken, logger, timeoutMs: 10_000, longTimeoutMs: 30_000, authFailureLimit: 1_000_000,
     oidc: { issuer, audience: 'cairn', jwksUrl: `${issuer}/jwks.json` },
   });
   h.onClose(() => gateway.close());
@@ -451,7 +452,7 @@ describe('secrets', () => {
   it('no token, bootstrap or issued, appears in the gateway\'s log lines, even at debug level', async () => {
     const lines: string[] = [];
     const chatty = pino({ level: 'debug' }, { write: (l: string) => { lines.push(l); } });
-    const second = await startGateway({ nc, log, site, port: 0, token: bootstrapToken, logger: chatty, timeoutMs: 10_000 });
+    const second = await startGateway({ nc, log, site, port: 0, token: bootstrapToken, logger: chatty, timeoutMs: 10_000, authFailureLimit: 1_000_000 });
     try {
       const call2 = async (token: string, method: 'GET' | 'POST', path: string, body?: unknown) => {
         const res = await fetch(`${second.url}${path}`, {

@@ -151,14 +151,16 @@ beforeAll(async () => {
   await new Promise<void>((resolve, reject) => { void scheduler.listen((e?: unknown) => (e ? reject(e) : resolve())); });
   h.onClose(() => scheduler.close());
 
-  gateway = await startGateway({ nc, site, port: 0, token, logger, bodyLimitBytes: 16 * 1024, timeoutMs: 10_000, longTimeoutMs: 30_000 });
+  // This file sends bad credentials by the hundred from one address: throttling (429 after 10 a minute)
+  // is tested in hostile-input.e2e.spec.ts; here every one must meet the check itself.
+  gateway = await startGateway({ nc, site, port: 0, token, logger, authFailureLimit: 1_000_000, bodyLimitBytes: 16 * 1024, timeoutMs: 10_000, longTimeoutMs: 30_000 });
   h.onClose(() => gateway.close());
 });
 
 afterAll(async () => { await gateway?.close(); });
 
-/** Events the gateway records about callers (a first sign-in, a refusal): the audit trail, not a change. */
-const SECURITY_RECORDS = new Set(['SignedIn', 'AccessDenied']);
+/** Events the gateway records about callers (a first sign-in, a refusal, failed authentication): the audit trail, not a change. */
+const SECURITY_RECORDS = new Set(['SignedIn', 'AccessDenied', 'AuthFailed']);
 
 /**
  * What must hold after every batch: nothing but sign-in/denial records written to the log,

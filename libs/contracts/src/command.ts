@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
-import { Id, Name, Reason } from './events/common.ts';
+import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 
@@ -159,6 +159,7 @@ export const ReleaseSnapshotV1 = Type.Object({
 
 export const CreatePolicyV1 = Type.Object({
   ...PolicyFields,
+  name: PlainName,
   /** Chosen by the scheduler when omitted. */
   policyId: Type.Optional(PolicyFields.policyId),
 }, { additionalProperties: false });
@@ -175,7 +176,7 @@ export const RestoreTarget = Type.Union([
   /** An existing disk of a VM, overwritten in place. */
   Type.Object({ kind: Type.Literal('vm-disk'), vmId: Id, disk: Disk }, { additionalProperties: false }),
   /** Instant recovery: the restore point served read-write over NBD, writes kept in an overlay. */
-  Type.Object({ kind: Type.Literal('nbd-export'), exportName: Name }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('nbd-export'), exportName: PlainName }, { additionalProperties: false }),
 ]);
 
 export const RestoreDiskV1 = Type.Object({
@@ -210,7 +211,7 @@ export const LockRestorePointResult = Type.Object({
 
 /** Replaces a policy (same id); keeping fewer restore points of any kind needs a granted four-eyes approval. */
 export const UpdatePolicyV1 = Type.Object({
-  policy: Type.Object(PolicyFields, { additionalProperties: false }),
+  policy: Type.Object({ ...PolicyFields, name: PlainName }, { additionalProperties: false }),
   /** A granted `shorten-retention` approval for exactly this policy, when retention shortens. */
   approvalId: Type.Optional(Id),
 }, { additionalProperties: false });
@@ -244,7 +245,7 @@ export const DeleteRepositoryResult = Type.Object({
 }, { additionalProperties: false });
 
 export const StopRestoreExportV1 = Type.Object({
-  exportName: Name,
+  exportName: PlainName,
 }, { additionalProperties: false });
 
 export const AddHypervisorV1 = Type.Object({
@@ -264,6 +265,7 @@ const Site = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
 
 export const CreateReplicationPolicyV1 = Type.Object({
   ...ReplicationPolicyFields,
+  name: PlainName,
   /** Chosen by the replication service when omitted. */
   policyId: Type.Optional(ReplicationPolicyFields.policyId),
   /** The site receiving the command when omitted. */

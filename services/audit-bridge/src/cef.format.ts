@@ -25,7 +25,7 @@ export function eventTypeName(type: string): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied']);
+const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied', 'AuthFailed']);
 const SECURITY_RELEVANT = new Set([
   'PolicyCreated', 'PolicyUpdated', 'PolicyDeleted', 'RestorePointExpired', 'JobCancelled',
   // Access and four-eyes (docs/security.md): who may do what, and destructive acts.

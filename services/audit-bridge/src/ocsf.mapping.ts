@@ -35,6 +35,7 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   TokenRevoked: 'Delete',
   SignedIn: 'Read',
   AccessDenied: 'Other',
+  AuthFailed: 'Other',
   ApprovalRequested: 'Create',
   ApprovalGranted: 'Update',
   ApprovalRejected: 'Update',
@@ -47,7 +48,7 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   RecoveryKeyExported: 'Read',
 };
 
-const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied']);
+const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 'AccessDenied', 'AuthFailed']);
 
 const Str = Type.String({ minLength: 1 });
 export const OcsfEntityManagement = Type.Object({

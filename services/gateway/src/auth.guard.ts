@@ -12,6 +12,7 @@ import { routeSpecOf, type RouteSpec } from './route.decorator.ts';
 import { allows, type Permission } from './roles.ts';
 import type { IdentityStore, Principal } from './identity.store.ts';
 import { looksLikeJwt, OidcError, type OidcVerifier } from './oidc.ts';
+import { AuthThrottle, type AuthFailedData } from './auth-throttle.ts';
 
 const FAILURES: Record<string, string> = {
   unknown: 'the bearer token is not valid',
@@ -29,16 +30,54 @@ export function permissionOf(spec: RouteSpec | undefined): Permission {
 export class Authenticator {
   private readonly signedIn = new Set<string>();
   private readonly lastDenied = new Map<string, number>();
+  private readonly throttle: AuthThrottle;
+  private readonly flushTimer: NodeJS.Timeout;
 
   constructor(
     readonly identities: IdentityStore,
     private readonly serviceActor: { kind: 'service'; id: string },
     private readonly logger: Logger,
     private readonly oidc?: OidcVerifier,
-  ) {}
+    throttle: { readonly limit?: number } = {},
+  ) {
+    this.throttle = new AuthThrottle(throttle);
+    this.flushTimer = setInterval(() => this.report(this.throttle.flush(Date.now())), 10_000);
+    this.flushTimer.unref();
+  }
 
-  /** The principal behind a bearer token; throws a 401 problem when there is none. */
-  async authenticate(token: string, traceparent?: string): Promise<Principal> {
+  close(): void {
+    clearInterval(this.flushTimer);
+    this.report(this.throttle.flush(Number.POSITIVE_INFINITY));
+  }
+
+  /** 429 while this source is blocked for failing to authenticate too often (the attempt is counted). */
+  checkThrottle(source: string): void {
+    const now = Date.now();
+    const wait = this.throttle.blockedFor(now, source);
+    if (wait <= 0) return;
+    this.report(this.throttle.failure(now, source, 'throttled'));
+    throw new ProblemError(429, 'too-many-failures', `too many failed authentications from ${source}: try again in ${Math.ceil(wait / 1000)} s`, { code: 'throttled', retryAfterS: Math.ceil(wait / 1000) });
+  }
+
+  private report(records: readonly AuthFailedData[]): void {
+    for (const data of records) {
+      this.logger.warn(data, 'authentication failures');
+      void this.identities.recordAccess('AuthFailed', data, this.serviceActor).catch((e: unknown) => this.logger.warn({ err: e }, 'AuthFailed not recorded'));
+    }
+  }
+
+  /** Counts a failure of `source` (and of the token's user, when known) and throws its 401, or 429 once blocked. */
+  private failed(source: string, reason: string, detail: string, userId?: string): never {
+    const now = Date.now();
+    this.report(this.throttle.failure(now, source, reason, userId));
+    this.logger.info({ reason, source, ...(userId ? { userId } : {}) }, 'authentication refused');
+    const wait = this.throttle.blockedFor(now, source, userId);
+    if (wait > 0) throw new ProblemError(429, 'too-many-failures', `too many failed authentications: try again in ${Math.ceil(wait / 1000)} s`, { code: 'throttled', retryAfterS: Math.ceil(wait / 1000) });
+    throw new ProblemError(401, 'unauthorized', detail);
+  }
+
+  /** The principal behind a bearer token; throws a 401 problem when there is none (429 when failing too often). */
+  async authenticate(token: string, traceparent?: string, source = 'unknown'): Promise<Principal> {
     let principal: Principal;
     let sessionKey: string;
     if (this.oidc && looksLikeJwt(token)) {
@@ -47,14 +86,14 @@ export class Authenticator {
         principal = { actor: { kind: 'user', id: id.userId }, roles: id.roles, method: 'oidc', issuer: id.issuer };
         sessionKey = `oidc:${id.issuer}:${id.sessionKey}`;
       } catch (e) {
-        if (e instanceof OidcError) throw new ProblemError(401, 'unauthorized', e.message);
+        if (e instanceof OidcError) this.failed(source, 'oidc', e.message);
         throw e;
       }
     } else {
       const r = await this.identities.authenticate(token);
       if (typeof r === 'string') {
-        this.logger.info({ reason: r }, 'authentication refused');
-        throw new ProblemError(401, 'unauthorized', FAILURES[r] ?? 'the bearer token is not valid');
+        const userId = r === 'unknown' ? undefined : (await this.identities.tokenOwner(token));
+        this.failed(source, r, FAILURES[r] ?? 'the bearer token is not valid', userId);
       }
       principal = r;
       sessionKey = `token:${r.tokenId}`;
@@ -100,10 +139,12 @@ export class AuthGuard implements CanActivate {
     const spec = routeSpecOf(ctx.getHandler());
     if (spec?.public) return true;
     const req = ctx.switchToHttp().getRequest<HttpRequest>();
+    const source = req.socket?.remoteAddress ?? 'unknown';
+    this.auth.checkThrottle(source);
     const header = req.headers.authorization;
     const match = typeof header === 'string' && header.length <= 8192 ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match) throw new ProblemError(401, 'unauthorized', 'send an API token as `Authorization: Bearer <token>`');
-    const principal = await this.auth.authenticate(match[1]!, req.cairn?.traceparent);
+    const principal = await this.auth.authenticate(match[1]!, req.cairn?.traceparent, source);
     if (req.cairn) {
       req.cairn.actor = principal.actor;
       req.cairn.roles = principal.roles;

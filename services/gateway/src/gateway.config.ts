@@ -19,6 +19,8 @@ export interface GatewayConfig {
   readonly timeoutMs: number;
   /** The same for commands that answer when their work is done (a restore). */
   readonly longTimeoutMs: number;
+  /** Failed authentications per source address or user within a minute before 429 for a minute (default 10). */
+  readonly authFailureLimit: number;
 }
 
 export interface GatewayConfigInput {
@@ -31,6 +33,7 @@ export interface GatewayConfigInput {
   bodyLimitBytes?: number;
   timeoutMs?: number;
   longTimeoutMs?: number;
+  authFailureLimit?: number;
 }
 
 export class GatewayConfigError extends Error {
@@ -46,6 +49,8 @@ export function gatewayConfig(input: GatewayConfigInput): GatewayConfig {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GatewayConfigError(`gateway port ${port} is not a TCP port`);
   const bodyLimitBytes = input.bodyLimitBytes ?? 64 * 1024;
   if (!Number.isInteger(bodyLimitBytes) || bodyLimitBytes < 1024) throw new GatewayConfigError('gateway body limit must be at least 1024 bytes');
+  const authFailureLimit = input.authFailureLimit ?? 10;
+  if (!Number.isInteger(authFailureLimit) || authFailureLimit < 1) throw new GatewayConfigError('gateway authFailureLimit must be a positive integer');
   const user = input.user ?? 'admin';
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(user)) throw new GatewayConfigError(`gateway user ${JSON.stringify(user)} is not a valid user id (letters, digits, _ and -)`);
   if (input.oidc) {
@@ -56,6 +61,6 @@ export function gatewayConfig(input: GatewayConfigInput): GatewayConfig {
   }
   return {
     site, token: input.token, user, ...(input.oidc ? { oidc: input.oidc } : {}), host: input.host ?? '127.0.0.1', port, bodyLimitBytes, timeoutMs: input.timeoutMs ?? 10_000,
-    longTimeoutMs: input.longTimeoutMs ?? 30 * 60_000,
+    longTimeoutMs: input.longTimeoutMs ?? 30 * 60_000, authFailureLimit,
   };
 }

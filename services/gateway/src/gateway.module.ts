@@ -21,6 +21,7 @@ import { OidcVerifier } from './oidc.ts';
 import { ProblemFilter } from './problem.filter.ts';
 import { ProblemError } from './problem.ts';
 import { requestContext } from './request-context.middleware.ts';
+import { refuseCredentialsInUrl, securityHeaders } from './edge-hardening.ts';
 import { SystemController, type HealthProbe } from './system.controller.ts';
 import { InventoryController } from './inventory.controller.ts';
 import { JobsController } from './jobs.controller.ts';
@@ -109,7 +110,9 @@ export async function createGatewayApp(deps: GatewayDeps): Promise<NestExpressAp
   });
   const express = app.getHttpAdapter().getInstance() as { disable(setting: string): void };
   express.disable('x-powered-by');
+  app.use(securityHeaders());
   app.use(requestContext(deps.logger));
+  app.use(refuseCredentialsInUrl());
   app.useBodyParser('json', { limit: deps.config.bodyLimitBytes, type: ['application/json', 'application/*+json'] });
   // A POST whose body is not JSON reaches no parser: refuse it before validation says "required".
   app.use((req: { method: string; headers: Record<string, unknown> }, _res: unknown, next: (e?: unknown) => void) => {
@@ -167,7 +170,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     identities.start();
     const bootstrap = await identities.ensureBootstrap(config.user, config.token);
     if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');
-    const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined);
+    const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined, { limit: config.authFailureLimit });
     const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
@@ -180,6 +183,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       port: address.port,
       close: () => (closing ??= (async () => {
         await app.close();
+        auth.close();
         await identities?.stop();
         await ownLog?.close();
         await ownNc?.drain();

@@ -62,18 +62,18 @@ const When = Type.String({ format: 'date-time' });
 
 export const UserParams = Type.Object({ userId: UserId });
 export const TokenParams = Type.Object({ tokenId: Id });
-const PublicKey = Type.String({ pattern: '^U[A-Z2-7]{55}$', description: 'An nkey public key (ed25519)' });
+const PublicKey = Type.String({ pattern: '^U[A-Z2-7]{55}$', format: 'nkey-user', description: 'An nkey public key (ed25519) with a valid checksum' });
 export const UserKeyParams = Type.Object({ userId: UserId, publicKey: PublicKey });
 export const AddUserKeyBody = Type.Object({
   publicKey: PublicKey,
-  name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 256, format: 'plain-name' })),
 }, { $id: 'AddUserKeyRequest', additionalProperties: false });
 export const ApprovalParams = Type.Object({ approvalId: Id });
 
 export const CreateUserBody = Type.Object({
   userId: UserId,
   roles: RoleList,
-  displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 256, format: 'plain-name' })),
 }, { $id: 'CreateUserRequest', additionalProperties: false });
 export const SetRolesBody = Type.Object({ roles: RoleList }, { $id: 'SetRolesRequest', additionalProperties: false });
 export const ReasonBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }, { $id: 'ReasonRequest', additionalProperties: false });

@@ -46,6 +46,19 @@ const COMMAND_STATUS: Record<string, [number, string]> = {
   internal: [502, 'service-failed'],
 };
 
+/**
+ * One entry of a problem's `errors` from what a service listed: `{ path, message }` as given, a
+ * plain string as the message of the body as a whole (never the text "undefined").
+ */
+export function problemEntry(p: unknown): { path: string; message: string } {
+  if (typeof p === 'string') return { path: 'body', message: p };
+  const o = (typeof p === 'object' && p !== null ? p : {}) as { path?: unknown; message?: unknown };
+  return {
+    path: typeof o.path === 'string' && o.path ? o.path : 'body',
+    message: typeof o.message === 'string' ? o.message : JSON.stringify(p) ?? 'invalid',
+  };
+}
+
 @Injectable()
 export class GatewayService {
   constructor(
@@ -94,7 +107,7 @@ export class GatewayService {
     const details = reply.error.details as { problems?: { path: string; message: string }[] } | undefined;
     throw new ProblemError(status, kind, `${name} refused: ${reply.error.message}`, {
       code: reply.error.code,
-      ...(Array.isArray(details?.problems) ? { errors: details.problems.map((p) => ({ path: String(p.path), message: String(p.message) })) } : {}),
+      ...(Array.isArray(details?.problems) ? { errors: details.problems.map(problemEntry) } : {}),
     });
   }
 }

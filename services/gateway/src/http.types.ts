@@ -11,6 +11,8 @@ export interface HttpRequest {
   body?: unknown;
   readonly query: Record<string, unknown>;
   readonly params: Record<string, string>;
+  /** The connection (the caller's address, for throttling failed authentication). */
+  readonly socket?: { readonly remoteAddress?: string };
   /** Set by the gateway's request middleware. */
   cairn?: RequestContext;
 }

@@ -13,7 +13,7 @@ import {
 } from './gateway.schemas.ts';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
 import type { HttpResponse } from './http.types.ts';
-import { IdentityConflictError, IdentityNotFoundError, type ApprovalRecord, type ApprovalStatus, type TokenRecord, type UserRecord } from './identity.store.ts';
+import { IdentityConflictError, IdentityNotFoundError, LastAdministratorError, type ApprovalRecord, type ApprovalStatus, type TokenRecord, type UserRecord } from './identity.store.ts';
 import type { Authenticator } from './auth.guard.ts';
 import { ProblemError } from './problem.ts';
 import { PERMISSIONS, allows } from './roles.ts';
@@ -36,6 +36,7 @@ export const approvalView = (a: ApprovalRecord) => ({
 function mapIdentityError(e: unknown): never {
   if (e instanceof IdentityNotFoundError) throw new ProblemError(404, 'not-found', e.message);
   if (e instanceof IdentityConflictError) throw new ProblemError(409, 'conflict', e.message);
+  if (e instanceof LastAdministratorError) throw new ProblemError(409, 'last-administrator', e.message, { code: 'last_administrator' });
   throw e;
 }
 
@@ -75,7 +76,7 @@ export class IdentityController {
 
   @Route({
     method: 'POST', path: '/v1/users/:userId/roles', operationId: 'setUserRoles', tag: 'access', permission: 'admin',
-    summary: 'Replace a user\'s roles (UserRolesChanged)', params: UserParams, body: SetRolesBody, response: UserView, problems: [403, 404],
+    summary: 'Replace a user\'s roles (UserRolesChanged); the last enabled administrator keeps the role (409)', params: UserParams, body: SetRolesBody, response: UserView, problems: [403, 404, 409],
   })
   async setRoles(@Input('params') p: { userId: string }, @Input('body') body: { roles: Role[] }, @CallerOf() caller: Caller) {
     return userView(await this.store.setRoles(p.userId, body.roles, caller.actor).catch(mapIdentityError));
@@ -83,7 +84,7 @@ export class IdentityController {
 
   @Route({
     method: 'POST', path: '/v1/users/:userId/disable', operationId: 'disableUser', tag: 'access', permission: 'admin',
-    summary: 'Disable a user: every token of theirs stops working at once (UserDisabled)', params: UserParams, body: ReasonBody, response: UserView, problems: [403, 404],
+    summary: 'Disable a user: every token of theirs stops working at once (UserDisabled); never the last enabled administrator (409)', params: UserParams, body: ReasonBody, response: UserView, problems: [403, 404, 409],
   })
   async disableUser(@Input('params') p: { userId: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller) {
     return userView(await this.store.disableUser(p.userId, caller.actor, body.reason).catch(mapIdentityError));

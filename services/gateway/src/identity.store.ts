@@ -67,6 +67,10 @@ export type AuthFailure = 'unknown' | 'revoked' | 'expired' | 'user-disabled' | 
 export class IdentityConflictError extends Error {
   override readonly name = 'IdentityConflictError';
 }
+/** Refused: the change would leave the site without an enabled administrator. */
+export class LastAdministratorError extends Error {
+  override readonly name = 'LastAdministratorError';
+}
 export class IdentityNotFoundError extends Error {
   override readonly name = 'IdentityNotFoundError';
 }
@@ -232,17 +236,40 @@ export class IdentityStore {
   }
 
   async setRoles(userId: string, roles: readonly Role[], actor: Actor): Promise<UserRecord> {
-    const u = await this.user(userId);
-    if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
-    await this.append(`user-${userId}`, 'UserRolesChanged', { userId, roles: [...new Set(roles)] }, actor, 'any');
-    return u;
+    return this.serially(async () => {
+      const u = await this.user(userId);
+      if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
+      if (!roles.includes('administrator')) this.keepAnAdministrator(u, 'lose the administrator role');
+      await this.append(`user-${userId}`, 'UserRolesChanged', { userId, roles: [...new Set(roles)] }, actor, 'any');
+      return u;
+    });
   }
 
   async disableUser(userId: string, actor: Actor, reason?: string): Promise<UserRecord> {
-    const u = await this.user(userId);
-    if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
-    if (!u.disabled) await this.append(`user-${userId}`, 'UserDisabled', { userId, ...(reason ? { reason } : {}) }, actor, 'any');
-    return u;
+    return this.serially(async () => {
+      const u = await this.user(userId);
+      if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
+      this.keepAnAdministrator(u, 'be disabled');
+      if (!u.disabled) await this.append(`user-${userId}`, 'UserDisabled', { userId, ...(reason ? { reason } : {}) }, actor, 'any');
+      return u;
+    });
+  }
+
+  /** Changes to roles and enabled state, one at a time (the last-administrator rule reads them all). */
+  private chain: Promise<unknown> = Promise.resolve();
+  private serially<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(f, f);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A site keeps at least one enabled administrator: else nobody could manage it any more. */
+  private keepAnAdministrator(u: UserRecord, what: string): void {
+    if (u.disabled || !u.roles.includes('administrator')) return;
+    const others = [...this.users.values()].filter((x) => x.userId !== u.userId && !x.disabled && x.roles.includes('administrator'));
+    if (others.length === 0) {
+      throw new LastAdministratorError(`${u.userId} is the last enabled administrator and cannot ${what}: make another user an administrator first (docs/security.md, Accounts)`);
+    }
   }
 
   /** Records an operator key (its public half only) for a user (UserKeyAdded). */
@@ -297,6 +324,12 @@ export class IdentityStore {
   }
 
   /** Checks a presented API token: the principal, or why not. */
+  /** Whose token this is, when it is one this site issued (revoked or expired included). */
+  async tokenOwner(token: string): Promise<string | undefined> {
+    const t = await this.token(tokenIdOf(token));
+    return t && timingSafeEqual(Buffer.from(sha256(token), 'hex'), Buffer.from(t.sha256, 'hex')) ? t.userId : undefined;
+  }
+
   async authenticate(token: string, now = new Date()): Promise<Principal | AuthFailure> {
     const tokenId = tokenIdOf(token);
     const t = await this.token(tokenId);
@@ -368,8 +401,8 @@ export class IdentityStore {
 
   // ---- security events -------------------------------------------------------------------
 
-  /** SignedIn / AccessDenied, in the day's `access-<date>` stream. */
-  async recordAccess<K extends 'SignedIn' | 'AccessDenied'>(type: K, data: EventDataMap[K], actor: Actor, traceparent?: string): Promise<void> {
+  /** SignedIn / AccessDenied / AuthFailed, in the day's `access-<date>` stream. */
+  async recordAccess<K extends 'SignedIn' | 'AccessDenied' | 'AuthFailed'>(type: K, data: EventDataMap[K], actor: Actor, traceparent?: string): Promise<void> {
     const day = new Date().toISOString().slice(0, 10);
     await this.append(`access-${day}`, type, data, actor, 'any', traceparent ? { traceparent } : {});
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InMemoryEventLog } from '@cairn/eventlog';
-import { IdentityStore, tokenIdOf } from './identity.store.ts';
+import { IdentityStore, LastAdministratorError, tokenIdOf } from './identity.store.ts';
 import { ROLE_PERMISSIONS, allows } from './roles.ts';
 import { permissionOf } from './auth.guard.ts';
 
@@ -75,5 +75,22 @@ describe('IdentityStore', () => {
     await ids.grant(a, { kind: 'user', id: 'bob' });
     await expect(ids.grant(seen, { kind: 'user', id: 'carl' })).rejects.toThrow(/changed meanwhile/);
     expect((await ids.approval(a.approvalId, true))).toMatchObject({ status: 'approved', approvedBy: 'bob', requestedBy: 'admin' });
+  });
+
+  it('never leaves the site without an enabled administrator, even when two ask at once', async () => {
+    const { ids } = store();
+    await ids.ensureBootstrap('admin', 'bootstrap-token-0123456789');
+    await expect(ids.disableUser('admin', admin)).rejects.toBeInstanceOf(LastAdministratorError);
+    await expect(ids.setRoles('admin', ['operator'], admin)).rejects.toThrow(/last enabled administrator and cannot lose the administrator role/);
+    await ids.createUser('bob', ['administrator'], admin);
+    await ids.createUser('olga', ['operator'], admin);
+    await ids.disableUser('olga', admin);
+    // Two administrators disabling each other at the same moment: one of them stays.
+    const both = await Promise.allSettled([ids.disableUser('admin', admin), ids.disableUser('bob', admin)]);
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const left = ids.listUsers().filter((u) => !u.disabled && u.roles.includes('administrator'));
+    expect(left).toHaveLength(1);
+    await expect(ids.setRoles(left[0]!.userId, ['auditor'], admin)).rejects.toBeInstanceOf(LastAdministratorError);
+    expect((await ids.setRoles(left[0]!.userId, ['administrator', 'auditor'], admin)).roles).toContain('administrator');
   });
 });

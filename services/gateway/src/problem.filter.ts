@@ -5,6 +5,7 @@ import type { HttpRequest, HttpResponse } from './http.types.ts';
 import type { Logger } from 'pino';
 import { PROBLEM_CONTENT_TYPE, ProblemError, problem, type Problem } from './problem.ts';
 import { GATEWAY_LOGGER } from './gateway.tokens.ts';
+import { redactUrl } from './edge-hardening.ts';
 
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
@@ -14,12 +15,15 @@ export class ProblemFilter implements ExceptionFilter {
     const ctx = host.switchToHttp();
     const req = ctx.getRequest<HttpRequest>();
     const res = ctx.getResponse<HttpResponse>();
-    const body = this.toProblem(exception, req.originalUrl ?? req.url);
+    // The path as sent, less any credential in its query (never echoed nor logged).
+    const path = redactUrl(req.originalUrl ?? req.url);
+    const body = this.toProblem(exception, path);
     // Expected refusals (a service down, a timeout) are logged with the request; surprises with their stack.
     if (body.status >= 500 && !(exception instanceof ProblemError)) {
-      this.logger.error({ err: exception, path: req.originalUrl, status: body.status }, 'request failed');
+      this.logger.error({ err: exception, path, status: body.status }, 'request failed');
     }
     if (body.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="cairn"');
+    if (exception instanceof ProblemError && exception.extra.retryAfterS !== undefined) res.setHeader('Retry-After', String(exception.extra.retryAfterS));
     res.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   }
 

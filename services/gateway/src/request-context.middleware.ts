@@ -4,6 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse } from './http.types.ts';
+import { redactUrl } from './edge-hardening.ts';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -26,7 +27,7 @@ export function requestContext(logger: Logger) {
       const jobId = req.params?.jobId ?? (typeof location === 'string' ? /\/v1\/jobs\/([^/]+)$/.exec(location)?.[1] : undefined);
       const status = res.statusCode;
       logger[status >= 500 ? 'warn' : status >= 400 ? 'info' : 'debug']({
-        method: req.method, path: req.originalUrl ?? req.url, status, ms: Math.round(performance.now() - ctx.startedAt),
+        method: req.method, path: redactUrl(req.originalUrl ?? req.url), status, ms: Math.round(performance.now() - ctx.startedAt),
         requestId: ctx.requestId, traceId: ctx.traceparent.split('-')[1], ...(jobId ? { jobId } : {}),
         ...(req.cairn?.actor ? { actor: req.cairn.actor.id } : {}),
       }, 'request');

@@ -89,6 +89,26 @@ export const AccessDeniedV1 = Type.Object({
   path: Type.String({ maxLength: 2048 }),
 }, { additionalProperties: false });
 
+/**
+ * Failed authentication, aggregated (docs/security.md, Edges): per source address and per user,
+ * one at the first failure of a window, one when throttling starts, one with the count when a
+ * window with unreported failures ends; never one per attempt.
+ */
+export const AuthFailedV1 = Type.Object({
+  /** What was counted: the caller's address, or the user whose (revoked, expired, disabled) token it was. */
+  scope: Type.Union([Type.Literal('source'), Type.Literal('user')]),
+  /** The caller's address (scope source) or the last one seen (scope user). */
+  source: Type.String({ maxLength: 64 }),
+  userId: Type.Optional(Principal),
+  /** Failures in this window so far (a summary: all of them). */
+  attempts: Type.Integer({ minimum: 1 }),
+  /** Why they failed, e.g. unknown, revoked, expired, user-disabled, oidc, throttled. */
+  reasons: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 8 }),
+  windowStart: Timestamp,
+  /** Set while further attempts are refused with 429 without being checked. */
+  blockedUntil: Type.Optional(Timestamp),
+}, { additionalProperties: false });
+
 /** What a four-eyes approval is for. */
 export const ApprovalAction = Type.Union([
   Type.Object({ kind: Type.Literal('delete-restore-point'), restorePointId: Id }, { additionalProperties: false }),
