@@ -84,7 +84,15 @@ export class Scheduler {
         this.position = r.position;
         this.apply(r.event);
         if (!this.caughtUp && r.position >= head) resolveCaughtUp();
-        if (this.caughtUp && r.event.streamId.startsWith('job-')) void this.drive(r.event.streamId.slice(4));
+        if (this.caughtUp && r.event.streamId.startsWith('job-')) {
+          const jobId = r.event.streamId.slice(4);
+          void this.drive(jobId);
+          // A job that ended and gave its view back lets the next queued backup of its VM start.
+          const job = this.jobs.get(jobId);
+          if (job && isTerminal(job) && !(job.snapshot?.taken && !job.snapshot.released) && job.request) {
+            for (const waiting of this.waitingOn(job.request.vmId)) void this.drive(waiting);
+          }
+        }
       }
     })();
     await caughtUp;
@@ -256,6 +264,24 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Another job of this VM holds (or is about to hold) a view of its disks: a second backup of
+   * the VM waits its turn instead of failing on a disk that is in view (issue 22).
+   */
+  private vmBusy(vmId: string, jobId: string): boolean {
+    for (const [id, j] of this.jobs) {
+      if (id === jobId || j.request?.vmId !== vmId) continue;
+      if (j.status === 'running' || (j.status === 'requested' && this.starting.has(id))) return true;
+      if (j.snapshot?.taken && !j.snapshot.released) return true;
+    }
+    return false;
+  }
+
+  /** Jobs of a VM waiting for their turn (requested, not started). */
+  private waitingOn(vmId: string): string[] {
+    return [...this.jobs.entries()].filter(([, j]) => j.status === 'requested' && j.request?.vmId === vmId).map(([id]) => id);
+  }
+
   private runningOnHost(host: string): number {
     let n = 0;
     for (const [id, j] of this.jobs) {
@@ -288,7 +314,9 @@ export class Scheduler {
       const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
       // A scheduled job waits for its policy's backup window; a manual one does not.
       const outsideWindow = state.request!.trigger === 'schedule' && policy && !inBackupWindow(policy.schedule, this.now());
-      if (outsideWindow || (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost)) {
+      const vmBusy = this.vmBusy(state.request!.vmId, jobId);
+      if (vmBusy && pending?.step !== key) this.logger.info({ jobId, vmId: state.request!.vmId }, 'another backup of this VM is in flight: queued until it ends');
+      if (outsideWindow || vmBusy || (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost)) {
         this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
         return;
       }

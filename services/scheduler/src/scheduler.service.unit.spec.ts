@@ -143,6 +143,26 @@ describe('scheduler process manager', () => {
     await w.scheduler.stop();
   });
 
+  it('queues a second backup of a VM that has one in flight: it starts once the first has ended and released its view', async () => {
+    const w = await world({ maxJobsPerHost: 4 });
+    const a = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, 'c1');
+    const b = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'full' }, user, 'c2');
+    for (const j of [a, b]) await w.scheduler.drive(j.jobId);
+    await w.settle();
+    // Only the first asked for a view; the second waits, requested and not failed.
+    expect(w.calls.filter((c) => c.startsWith('snapshot'))).toEqual([`snapshot ${a.jobId}`]);
+    expect((await w.jobEvents(b.jobId)).map((e) => e.type)).toEqual(['JobRequested']);
+    await commit(w, a.jobId, 'rpa');
+    await w.settle();
+    await w.scheduler.drive(b.jobId);
+    await w.settle();
+    expect((await w.jobEvents(a.jobId)).at(-1)!.type).toBe('JobCompleted');
+    expect(w.calls.filter((c) => c.startsWith('snapshot'))).toEqual([`snapshot ${a.jobId}`, `snapshot ${b.jobId}`]);
+    expect(w.work.map((x) => x.jobId)).toEqual([a.jobId, b.jobId]);
+    expect((await w.jobEvents(b.jobId)).some((e) => e.type === 'JobFailed')).toBe(false);
+    await w.scheduler.stop();
+  });
+
   it('fails a snapshot that never comes within its timeout, naming the phase', async () => {
     const w = await world({ snapshotOk: false, snapshotTimeoutMs: 60_000 });
     const { jobId } = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, 'c');
