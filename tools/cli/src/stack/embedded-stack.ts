@@ -47,6 +47,8 @@ export interface StackOptions {
   readonly auditTargets?: readonly AuditTargetSpec[];
   /** Services to leave out (run elsewhere, e.g. as separate processes). */
   readonly without?: ReadonlyArray<'scheduler' | 'data-mover'>;
+  /** Wraps the event-log client each service is given (tests observe what a service reads here). */
+  readonly wrapLog?: (service: Identity, log: EventLog) => EventLog;
   /** Wraps the repository backend (tests inject faults here). */
   readonly wrapBackend?: (backend: Backend) => Backend;
   /** Where services log (default: <data>/logs/cairn.log). */
@@ -201,14 +203,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // Not secure: commands are not checked, but a person's unverified name is marked as such.
     if (!security) markUnverifiedCommands(nc, log);
     // Secure: each service its own connection, identity and event-log client; else all share one.
+    const wrapLog = (identity: Identity, l: EventLog) => (options.wrapLog ? options.wrapLog(identity, l) : l);
     const as = async (identity: Identity): Promise<{ nc: NatsConnection; log: EventLog }> => {
-      if (!security) return { nc, log };
+      if (!security) return { nc, log: wrapLog(identity, log) };
       const own = await connect({ servers: natsUrl, maxReconnectAttempts: -1, ...identityConnectOptions(security.credentials(identity)) });
       stops.push(() => own.drain());
       const ownLog = await createJetStreamEventLog({ nc: own, site, createStream: false });
       stops.push(() => ownLog.close());
       await secureCommands(identity, own, ownLog);
-      return { nc: own, log: ownLog };
+      return { nc: own, log: wrapLog(identity, ownLog) };
     };
 
     const passphrase = process.env['CAIRN_REPO_PASSPHRASE']
@@ -277,7 +280,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (security) await secureCommands('replication', replicationNc, replicationLog);
     else markUnverifiedCommands(replicationNc, replicationLog);
     const replication = await startReplication({
-      nc: replicationNc, log: replicationLog, site, repository, replicasDir: dirs.replicas, logger: logger.child({ name: 'replication' }),
+      nc: replicationNc, log: wrapLog('replication', replicationLog), site, repository, replicasDir: dirs.replicas, logger: logger.child({ name: 'replication' }),
       ...(options.replication?.ackWaitMs ? { ackWaitMs: options.replication.ackWaitMs } : {}),
       ...(options.replication?.maxRetryDelayMs ? { maxRetryDelayMs: options.replication.maxRetryDelayMs } : {}),
       ...(options.replication?.recordReceived ? { recordReceived: true } : {}),
