@@ -42,6 +42,12 @@ export interface HandleCommandOptions {
   readonly meta: Omit<EventMeta, 'streamId' | 'id'>;
   /** Conflicts retried before giving up (default 5). */
   readonly maxRetries?: number;
+  /**
+   * The stream as the caller already knows it (folded from its subscription, or vouched for by
+   * the command's sender): the first attempt decides on this state and appends expecting this
+   * revision, without reading the stream. Only a conflict (the stream moved on) reads it.
+   */
+  readonly known?: { readonly state: unknown; readonly revision: bigint };
 }
 
 export interface HandleCommandResult<State> {
@@ -65,9 +71,14 @@ export async function handleCommand<Command, Event extends KnownEvent, State>(
   for (let attempt = 0; ; attempt++) {
     let state = decider.initialState();
     let revision = -1n;
-    for await (const r of log.readStream(streamId)) {
-      state = decider.evolve(state, r.event as Event);
-      revision = r.revision;
+    if (attempt === 0 && options.known) {
+      state = options.known.state as State;
+      revision = options.known.revision;
+    } else {
+      for await (const r of log.readStream(streamId)) {
+        state = decider.evolve(state, r.event as Event);
+        revision = r.revision;
+      }
     }
     const drafts = decider.decide(command, state);
     if (drafts.length === 0) return { events: [], state, revision, position: undefined, retries: attempt };
@@ -79,7 +90,7 @@ export async function handleCommand<Command, Event extends KnownEvent, State>(
       for (const e of events) state = decider.evolve(state, e as unknown as Event);
       return { events, state, revision: result.nextRevision, position: result.position, retries: attempt };
     } catch (e) {
-      if (!(e instanceof WrongExpectedRevisionError) || attempt >= maxRetries) throw e;
+      if (!(e instanceof WrongExpectedRevisionError) || attempt >= maxRetries + (options.known ? 1 : 0)) throw e;
     }
   }
 }

@@ -70,4 +70,23 @@ describe('handleCommand', () => {
     await expect(handleCommand(log, 'job-5', job, { kind: 'start', jobId: '5' }, { meta })).rejects.toThrow('not requested');
     expect(await log.headPosition()).toBe(0n);
   });
+
+  it('decides on a known state and revision without reading; reads and decides again only when the stream moved on', async () => {
+    class CountingLog extends RacingLog {
+      reads = 0;
+      override readStream(...a: Parameters<InMemoryEventLog['readStream']>) { this.reads++; return super.readStream(...a); }
+    }
+    const log = new CountingLog('site-a');
+    const requested = await handleCommand(log, 'job-7', job, { kind: 'request', jobId: '7' }, { meta, known: { state: job.initialState(), revision: -1n } });
+    expect(log.reads).toBe(0);
+    const started = await handleCommand(log, 'job-7', job, { kind: 'start', jobId: '7' }, { meta, known: { state: requested.state, revision: requested.revision } });
+    expect(log.reads).toBe(0);
+    expect(started.state).toEqual({ status: 'started', attempts: 1 });
+    // Stale knowledge: another writer appended since; the append conflicts, the stream is read once.
+    log.racesLeft = 1;
+    const again = await handleCommand(log, 'job-7', job, { kind: 'start', jobId: '7' }, { meta, known: { state: started.state, revision: started.revision } });
+    expect(log.reads).toBeGreaterThan(0); // (the adapter also reads to tell a repeat from a conflict)
+    expect(again.retries).toBe(1);
+    expect(again.state).toEqual({ status: 'started', attempts: 3 });
+  });
 });
