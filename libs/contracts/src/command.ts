@@ -129,6 +129,17 @@ export type CommandReply<R = unknown> = { readonly accepted: true; readonly resu
 
 const Disk = Name;
 
+/**
+ * Where the sender left the job's stream: the receiver appends its fact expecting this revision
+ * (no read), and reads the stream only when it moved on since.
+ */
+const JobStreamPosition = {
+  /** Revision of the job stream's last event when the command was sent. */
+  jobRevision: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Id of that event: the cause of what the receiver records. */
+  causationId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+};
+
 export const RequestBackupV1 = Type.Object({
   vmId: Id,
   policyId: Type.Optional(Id),
@@ -146,6 +157,14 @@ export const RequestSnapshotV1 = Type.Object({
   quiesce: Type.Optional(Type.Boolean()),
   /** How long the view may live before the coordinator releases it on its own. */
   leaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600 * 1000 })),
+  // What the job's stream says, sent along so that the coordinator never reads it to learn it.
+  /** The snapshot id the job asked for (SnapshotRequested); the idempotency key when omitted. */
+  snapshotId: Type.Optional(Id),
+  /** The job's mode (default auto). */
+  mode: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('full')])),
+  /** The job's policy: its changed-block history (bitmap chain). None: the manual chain. */
+  policyId: Type.Optional(Type.Union([Id, Type.Null()])),
+  ...JobStreamPosition,
 }, { additionalProperties: false });
 export const RequestSnapshotResult = Type.Object({ snapshotId: Id }, { additionalProperties: false });
 
@@ -155,6 +174,7 @@ export const ReleaseSnapshotV1 = Type.Object({
   /** `success` advances the changed-block generation; `failure` keeps the changes for the next backup. Default failure. */
   outcome: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('failure')])),
   reason: Type.Optional(Reason),
+  ...JobStreamPosition,
 }, { additionalProperties: false });
 
 export const CreatePolicyV1 = Type.Object({

@@ -10,6 +10,7 @@ export type JobStatus = 'none' | 'requested' | 'running' | 'completed' | 'failed
 
 export interface JobState {
   readonly status: JobStatus;
+  readonly jobId?: string;
   readonly request?: Data<'JobRequested'>;
   readonly attempt: number;
   readonly phase: JobPhase | null;
@@ -43,7 +44,7 @@ function evolveJobData(state: JobState, event: KnownEvent): JobState {
   const at = event.time;
   switch (event.type) {
     case 'JobRequested':
-      return { ...state, status: 'requested', request: event.data, phase: 'schedule', phaseSince: at, requestedAt: at };
+      return { ...state, status: 'requested', jobId: event.data.jobId, request: event.data, phase: 'schedule', phaseSince: at, requestedAt: at };
     case 'JobStarted':
       return { ...state, status: 'running', attempt: event.data.attempt, phaseSince: at };
     case 'SnapshotRequested':
@@ -76,6 +77,10 @@ export type JobCommand =
   | { readonly kind: 'start'; readonly snapshotId: string }
   | { readonly kind: 'queueTransfer'; readonly queue: string }
   | { readonly kind: 'startTransfer'; readonly worker: string }
+  // The snapshot coordinator's facts: the view it opened (or could not), and its release.
+  | { readonly kind: 'recordSnapshot'; readonly data: Data<'SnapshotTaken'> }
+  | { readonly kind: 'recordSnapshotFailure'; readonly snapshotId: string; readonly reason: string }
+  | { readonly kind: 'recordRelease'; readonly snapshotId: string; readonly cause: Data<'SnapshotReleased'>['cause'] }
   | { readonly kind: 'commit'; readonly data: Data<'RestorePointCommitted'> }
   | { readonly kind: 'complete'; readonly durationMs: number }
   | { readonly kind: 'fail'; readonly phase: JobPhase; readonly reason: string; readonly retryable: boolean }
@@ -89,7 +94,8 @@ export class JobRefusedError extends Error {
 }
 
 export function decideJob(command: JobCommand, state: JobState): readonly Draft[] {
-  const jobId = state.request?.jobId;
+  const jobId = state.jobId;
+  if (isSnapshotFact(command)) return decideSnapshotFact(command, state);
   if (command.kind === 'request') {
     if (state.status === 'none') return [{ type: 'JobRequested', data: command.data }];
     // The same slot asked again (a second scheduler, a retried request): nothing new.
@@ -134,6 +140,48 @@ export function decideJob(command: JobCommand, state: JobState): readonly Draft[
     case 'cancel':
       return [{ type: 'JobCancelled', data: { jobId, reason: command.reason } }];
   }
+}
+
+/**
+ * The coordinator's facts are recorded whatever the job's status: a view opened for a job that
+ * was cancelled meanwhile still has to be known, so that it is released.
+ */
+type SnapshotFact = Extract<JobCommand, { kind: 'recordSnapshot' | 'recordSnapshotFailure' | 'recordRelease' }>;
+const isSnapshotFact = (c: JobCommand): c is SnapshotFact => c.kind === 'recordSnapshot' || c.kind === 'recordSnapshotFailure' || c.kind === 'recordRelease';
+
+function decideSnapshotFact(command: SnapshotFact, state: JobState): readonly Draft[] {
+  const snapshotId = command.kind === 'recordSnapshot' ? command.data.snapshotId : command.snapshotId;
+  const snap = state.snapshot;
+  if (!state.jobId || !snap) throw new JobRefusedError(`job ${state.jobId ?? '?'} asked for no snapshot`, 'not_found');
+  if (snap.snapshotId !== snapshotId) throw new JobRefusedError(`job ${state.jobId} asked for snapshot ${snap.snapshotId}, not ${snapshotId}`, 'conflict');
+  switch (command.kind) {
+    case 'recordSnapshot':
+      return snap.taken || snap.failed ? [] : [{ type: 'SnapshotTaken', data: command.data }];
+    case 'recordSnapshotFailure':
+      return snap.taken || snap.failed ? [] : [{ type: 'SnapshotFailed', data: { jobId: state.jobId, snapshotId, reason: command.reason } }];
+    case 'recordRelease':
+      return snap.released ? [] : [{ type: 'SnapshotReleased', data: { jobId: state.jobId, snapshotId, cause: command.cause } }];
+  }
+}
+
+/**
+ * The job as the receiver of a command knows it from what the sender put in the command, at
+ * the revision the sender saw: running, with the snapshot it asked for (taken or not) and the
+ * transfer it queued. Decisions on it hold as long as the stream is still at that revision
+ * (`handleCommand`'s `known`): an append there proves nothing happened in between.
+ */
+export function jobStateAsSent(facts: {
+  readonly jobId: string;
+  readonly snapshotId: string;
+  readonly taken?: Data<'SnapshotTaken'>;
+  readonly transferQueued?: boolean;
+}): JobState {
+  return {
+    status: 'running', jobId: facts.jobId, attempt: 1,
+    phase: facts.transferQueued ? 'transfer' : 'snapshot',
+    snapshot: { snapshotId: facts.snapshotId, ...(facts.taken ? { taken: facts.taken } : {}), released: false },
+    ...(facts.transferQueued ? { transfer: { queuedAt: '' } } : {}),
+  };
 }
 
 export const jobDecider: Decider<JobCommand, KnownEvent, JobState> = {

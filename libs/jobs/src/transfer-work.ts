@@ -1,7 +1,7 @@
 // The work message the scheduler puts on the data movers' queue: everything a mover needs
 // to read a snapshot and commit a restore point, without asking anyone.
 import { Type, type Static } from '@sinclair/typebox';
-import { NbdEndpoint } from '@cairn/contracts';
+import { NbdEndpoint, PolicyRetention } from '@cairn/contracts';
 
 export const TransferWork = Type.Object({
   jobId: Type.String({ minLength: 1, maxLength: 200 }),
@@ -12,6 +12,16 @@ export const TransferWork = Type.Object({
   repository: Type.String({ minLength: 1, maxLength: 256 }),
   mode: Type.Union([Type.Literal('auto'), Type.Literal('full')]),
   nbd: NbdEndpoint,
+  // What the scheduler knows, so that the mover reads neither the job's nor the policy's stream.
+  /** Revision of the job stream at TransferQueued: the mover appends TransferStarted expecting it. */
+  jobRevision: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Id of TransferQueued: the cause of TransferStarted. */
+  causationId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  /**
+   * The lock of an immutable policy: the restore point is locked until this retention after its
+   * commit (`immutabilityLockUntil`); null for a policy that is not immutable or no policy.
+   */
+  lockRetention: Type.Optional(Type.Union([PolicyRetention, Type.Null()])),
 }, { $id: 'TransferWork', additionalProperties: false });
 export type TransferWork = Static<typeof TransferWork>;
 

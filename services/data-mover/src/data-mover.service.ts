@@ -1,11 +1,14 @@
 // The data mover: takes transfer work, records the job's transfer phase in its stream, runs
 // the transfer, commits, and reports progress; restores disks; lets expired restore points go.
-// Stateless: whatever it knows about a job it reads from the log.
+// Stateless: what it knows about a job comes with the work (where the scheduler left the job's
+// stream, the lock of an immutable policy); it reads the stream only on a redelivery or when
+// the stream moved on since.
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
+import { immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
-import { isTerminal, jobDecider, policyDecider, type JobCommand, type TransferWork } from '@cairn/jobs';
+import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
+import type { Static } from '@sinclair/typebox';
 import { RestorePointLockedError, type Repository } from '@cairn/repository';
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
@@ -76,21 +79,50 @@ export class DataMover {
     return r.events.at(-1)?.id ?? r.state.lastEventId ?? causationId;
   }
 
-  /** Handles one transfer delivery; throws to have it redelivered. */
-  async transfer(work: TransferWork, heartbeat: () => void): Promise<'committed' | 'skipped'> {
-    const events = [];
-    for await (const r of this.log.readStream(`job-${work.jobId}`)) events.push(r.event);
-    const state = fold(jobDecider, events);
-    if (state.status === 'none') throw new TransferRefused(`job ${work.jobId} does not exist`);
-    if (state.committed) {
-      // Delivered again after the commit (a mover died before acknowledging): the lock of an
-      // immutable policy may be missing, so make sure of it (extend-only, idempotent).
-      const at = events.find((e) => e.type === 'RestorePointCommitted')?.time;
-      await this.lockForPolicy(work, state.committed.restorePointId, at ? new Date(at) : new Date(), state.lastEventId ?? null);
-      return 'skipped';
+  /**
+   * Handles one transfer delivery; throws to have it redelivered. A first delivery decides on
+   * the job as the scheduler queued it (no read); a redelivery reads the job's stream once.
+   */
+  async transfer(work: TransferWork, heartbeat: () => void, redelivered = false): Promise<'committed' | 'skipped'> {
+    const streamId = `job-${work.jobId}`;
+    let known: { state: JobState; revision: bigint; cause: string | null; committedAt?: string };
+    if (work.jobRevision !== undefined && !redelivered) {
+      known = { state: jobStateAsSent({ jobId: work.jobId, snapshotId: work.snapshotId, transferQueued: true }), revision: BigInt(work.jobRevision), cause: work.causationId ?? null };
+    } else {
+      const events = [];
+      let revision = -1n;
+      for await (const r of this.log.readStream(streamId)) { events.push(r.event); revision = r.revision; }
+      const state = fold(jobDecider, events);
+      known = { state, revision, cause: state.lastEventId ?? null, committedAt: events.find((e) => e.type === 'RestorePointCommitted')?.time };
     }
-    if (isTerminal(state)) return 'skipped';
-    const started = await this.decide(work.jobId, { kind: 'startTransfer', worker: this.worker }, state.lastEventId ?? null);
+    const skip = async (state: JobState, committedAt: string | undefined): Promise<'skipped' | undefined> => {
+      if (state.status === 'none') throw new TransferRefused(`job ${work.jobId} does not exist`);
+      if (state.committed) {
+        // Delivered again after the commit (a mover died before acknowledging): the lock of an
+        // immutable policy may be missing, so make sure of it (extend-only, idempotent).
+        await this.lockForPolicy(work, state.committed.restorePointId, new Date(committedAt ?? state.phaseSince ?? Date.now()), state.lastEventId ?? null);
+        return 'skipped';
+      }
+      return isTerminal(state) ? 'skipped' : undefined;
+    };
+    const before = await skip(known.state, known.committedAt);
+    if (before) return before;
+    let started;
+    try {
+      started = await handleCommand(this.log, streamId, jobDecider, { kind: 'startTransfer', worker: this.worker }, {
+        meta: { site: this.config.site, actor: this.config.actor, correlationId: work.jobId, causationId: known.cause },
+        known: { state: known.state, revision: known.revision },
+      });
+    } catch (e) {
+      // The stream moved on to the job's end (cancelled, failed by a timeout) meanwhile.
+      if (e instanceof JobRefusedError && e.code === 'ended') return 'skipped';
+      if (e instanceof JobRefusedError) throw new TransferRefused(e.message);
+      throw e;
+    }
+    if (started.events.length === 0) {
+      const after = await skip(started.state, undefined);
+      if (after) return after;
+    }
     const repo = this.repository(work.repository);
     this.logger.info({ jobId: work.jobId, vmId: work.vmId, worker: this.worker, disks: work.nbd.exports.map((e) => `${e.disk}:${e.mode}`) }, 'transfer started');
     const startedAt = Date.now();
@@ -102,7 +134,7 @@ export class DataMover {
         this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date().toISOString() });
       },
     });
-    await this.decide(work.jobId, {
+    await handleCommand(this.log, streamId, jobDecider, {
       kind: 'commit',
       data: {
         restorePointId: result.restorePointId,
@@ -111,7 +143,10 @@ export class DataMover {
         parentId: result.parentId,
         disks: result.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
       },
-    }, started);
+    }, {
+      meta: { site: this.config.site, actor: this.config.actor, correlationId: work.jobId, causationId: started.events.at(-1)?.id ?? started.state.lastEventId ?? known.cause },
+      known: { state: started.state, revision: started.revision },
+    });
     // Before the work is acknowledged: a mover that dies between the commit and the lock gets
     // the work delivered again and locks then (the branch above).
     await this.lockForPolicy(work, result.restorePointId, new Date(), null);
@@ -129,17 +164,23 @@ export class DataMover {
    */
   private async lockForPolicy(work: TransferWork, restorePointId: string, committedAt: Date, causationId: string | null): Promise<void> {
     if (!work.policyId) return;
-    const events: KnownEvent[] = [];
-    for await (const r of this.log.readStream(`policy-${work.policyId}`)) events.push(r.event);
-    const policy = fold(policyDecider, events).policy;
-    if (!policy?.immutable) return;
-    const until = immutabilityLockUntil(policy.retention, committedAt);
+    const retention = work.lockRetention !== undefined ? work.lockRetention : await this.policyLock(work.policyId);
+    if (!retention) return;
+    const until = immutabilityLockUntil(retention, committedAt);
     if (!until || until.getTime() <= Date.now()) return;
     for await (const r of this.log.readStream(`restorepoint-${restorePointId}`)) {
       if (r.event.type === 'RestorePointLocked' && Date.parse(r.event.data.retainUntil) >= until.getTime()) return;
     }
     await this.lock({ restorePointId, retainUntil: until.toISOString() }, this.config.actor, causationId ?? `commit-${restorePointId}`, work.repository);
-    this.logger.info({ restorePointId, policyId: policy.policyId, retainUntil: until.toISOString() }, 'restore point of an immutable policy locked until the end of its retention');
+    this.logger.info({ restorePointId, policyId: work.policyId, retainUntil: until.toISOString() }, 'restore point of an immutable policy locked until the end of its retention');
+  }
+
+  /** Work queued without the lock (by an older scheduler): the policy's stream says. */
+  private async policyLock(policyId: string): Promise<Static<typeof PolicyRetention> | null> {
+    const events: KnownEvent[] = [];
+    for await (const r of this.log.readStream(`policy-${policyId}`)) events.push(r.event);
+    const policy = fold(policyDecider, events).policy;
+    return policy?.immutable ? policy.retention : null;
   }
 
   /** Gives up on a job whose transfer cannot succeed; the scheduler then releases its snapshot. */

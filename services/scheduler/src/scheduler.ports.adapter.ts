@@ -13,8 +13,10 @@ export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor
   const js = new JetStreamClient(nc);
   await ensureWorkStream(await jetstreamManager(nc), site);
   return {
-    async requestSnapshot({ jobId, vmId, snapshotId }) {
-      const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId, vmId }, {
+    async requestSnapshot({ jobId, vmId, snapshotId, mode, policyId, jobRevision, causationId }) {
+      const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', {
+        jobId, vmId, snapshotId, mode, policyId, jobRevision, ...(causationId ? { causationId } : {}),
+      }, {
         idempotencyKey: snapshotId, timeoutMs: snapshotTimeoutMs,
       });
       if (!reply.accepted) {
@@ -22,9 +24,10 @@ export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor
         throw new SnapshotRefused(`snapshot coordinator refused: ${reply.error.message}`);
       }
     },
-    async releaseSnapshot({ jobId, snapshotId, success }) {
+    async releaseSnapshot({ jobId, snapshotId, success, jobRevision, causationId }) {
       const reply = await bus.send('snapshot-coordinator', 'ReleaseSnapshot', {
         jobId, snapshotId, outcome: success ? 'success' : 'failure', ...(success ? {} : { reason: 'the job did not commit a restore point' }),
+        jobRevision, ...(causationId ? { causationId } : {}),
       }, { idempotencyKey: `release-${snapshotId}`, timeoutMs: snapshotTimeoutMs });
       if (!reply.accepted && reply.error.code !== 'not_found') throw new Error(reply.error.message);
     },

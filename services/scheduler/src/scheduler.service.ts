@@ -29,8 +29,11 @@ export interface VmRecord {
 
 /** What the scheduler asks of other services (adapters wire these to NATS). */
 export interface SchedulerPorts {
-  requestSnapshot(input: { jobId: string; vmId: string; snapshotId: string }): Promise<void>;
-  releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean }): Promise<void>;
+  /** Carries what the job's stream says (mode, policy) and where it stands, so the coordinator reads nothing. */
+  requestSnapshot(input: {
+    jobId: string; vmId: string; snapshotId: string; mode: 'auto' | 'full'; policyId: string | null; jobRevision: number; causationId: string | null;
+  }): Promise<void>;
+  releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean; jobRevision: number; causationId: string | null }): Promise<void>;
   enqueueTransfer(work: TransferWork): Promise<void>;
 }
 
@@ -44,6 +47,8 @@ interface Pending { readonly step: string; readonly at: number; readonly attempt
 
 export class Scheduler {
   private readonly jobs = new Map<string, JobState>();
+  /** Revision of each job stream as folded: the expected revision of the scheduler's next append to it. */
+  private readonly revisions = new Map<string, bigint>();
   private readonly vms = new Map<string, VmRecord>();
   private readonly policies = new Map<string, Policy>();
   private readonly expired = new Set<string>();
@@ -83,6 +88,7 @@ export class Scheduler {
       for await (const r of sub) {
         this.position = r.position;
         this.apply(r.event);
+        if (r.event.streamId.startsWith('job-')) this.revisions.set(r.event.streamId.slice(4), r.revision);
         if (!this.caughtUp && r.position >= head) resolveCaughtUp();
         if (this.caughtUp && r.event.streamId.startsWith('job-')) {
           const jobId = r.event.streamId.slice(4);
@@ -236,10 +242,17 @@ export class Scheduler {
     await this.runJobCommand(jobId, { kind: 'cancel', reason }, actor, causationId);
   }
 
-  private async runJobCommand(jobId: string, command: JobCommand, actor: Actor, causationId: string | null): Promise<void> {
+  /**
+   * Decides a command on the job as this scheduler has folded it and appends at that revision
+   * (a new job: no stream); the stream is read only when it moved on since (a conflict).
+   */
+  private async runJobCommand(jobId: string, command: JobCommand, actor: Actor, causationId: string | null) {
+    const known = this.jobs.get(jobId);
+    const revision = this.revisions.get(jobId);
     try {
-      await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
+      return await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
         meta: { site: this.config.site, actor, causationId, correlationId: jobId },
+        known: known && revision !== undefined ? { state: known, revision } : { state: initialJobState(), revision: -1n },
       });
     } catch (e) {
       if (e instanceof JobRefusedError) throw new SchedulerRefusal(e.code === 'ended' ? 'conflict' : e.code, e.message);
@@ -332,16 +345,22 @@ export class Scheduler {
             await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
             break;
           case 'requestSnapshot':
-            await this.ports.requestSnapshot({ jobId, vmId: step.vmId, snapshotId: step.snapshotId });
+            await this.ports.requestSnapshot({
+              jobId, vmId: step.vmId, snapshotId: step.snapshotId, mode: state.request!.mode, policyId: state.request!.policyId,
+              jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause,
+            });
             break;
           case 'queueTransfer': {
             // Recorded first, then published: a mover that takes the work at once finds the job
             // queued; a scheduler that dies in between publishes again later (idempotent).
-            await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
+            const queued = await this.runJobCommand(jobId, { kind: 'queueTransfer', queue: TRANSFER_QUEUE }, actor, cause);
             const taken = state.snapshot!.taken!;
             const vm = this.vms.get(state.request!.vmId);
             const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
             await this.ports.enqueueTransfer({
+              jobRevision: Number(queued.revision),
+              causationId: queued.events.at(-1)?.id ?? queued.state.lastEventId ?? cause ?? jobId,
+              lockRetention: policy?.immutable ? policy.retention : null,
               jobId,
               vmId: state.request!.vmId,
               vmName: vm?.name ?? state.request!.vmId,
@@ -354,7 +373,9 @@ export class Scheduler {
             break;
           }
           case 'release':
-            await this.ports.releaseSnapshot({ jobId, snapshotId: step.snapshotId, success: step.success });
+            await this.ports.releaseSnapshot({
+              jobId, snapshotId: step.snapshotId, success: step.success, jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause,
+            });
             break;
           case 'complete': {
             const started = Date.parse(state.requestedAt ?? this.now().toISOString());

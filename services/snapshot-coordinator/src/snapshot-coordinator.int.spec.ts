@@ -11,7 +11,7 @@ import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CommandBus } from '@cairn/messaging';
 import { QemuAdapter, QmpClient } from '@cairn/hypervisor';
 import { startQemuVm, readExport, type QemuVm } from '@cairn/hypervisor/testing';
-import type { KnownEvent } from '@cairn/contracts';
+import { newEvent, type KnownEvent } from '@cairn/contracts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MAIN = join(ROOT, 'services/snapshot-coordinator/src/snapshot-coordinator.main.ts');
@@ -50,6 +50,16 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
     process.kill(-proc.pid!, signal);
     await exited;
     await waitFor(() => { try { process.kill(-proc.pid!, 0); return false; } catch { return true; } }, { what: 'coordinator process group gone' });
+  }
+
+  /** A job that asked for a snapshot, as the scheduler leaves it: the coordinator records its facts there. */
+  async function requestedJob(jobId: string, snapshotId: string): Promise<void> {
+    const meta = { site: 'test', actor: { kind: 'service' as const, id: 'scheduler@test' }, streamId: `job-${jobId}` };
+    await log.append(`job-${jobId}`, [
+      newEvent('JobRequested', { jobId, vmId: 'vm-a', policyId: null, mode: 'auto', trigger: 'manual' }, meta),
+      newEvent('JobStarted', { jobId, attempt: 1 }, meta),
+      newEvent('SnapshotRequested', { jobId, vmId: 'vm-a', snapshotId }, meta),
+    ], { expectedRevision: 'no_stream' });
   }
 
   async function events(streamId: string): Promise<KnownEvent[]> {
@@ -109,6 +119,7 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
     const vmEvents = await waitFor(async () => { const e = await events('vm-vm-a'); return e.length > 0 ? e : undefined; }, { what: 'VmDiscovered' });
     expect(vmEvents[0]).toMatchObject({ type: 'VmDiscovered', data: { vmId: 'vm-a', name: 'vm-a', hypervisor: { kind: 'qemu', host: 'host1' }, disks: [{ name: 'vblk0', sizeBytes: 16 << 20 }, { name: 'vblk1', sizeBytes: 4 << 20 }] } });
 
+    await requestedJob('job1', 'snap1');
     const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job1', vmId: 'vm-a', disks: ['vblk0'], leaseMs: 120_000 }, { idempotencyKey: 'snap1', timeoutMs: 30_000 });
     expect(reply).toEqual({ accepted: true, result: { snapshotId: 'snap1' } });
     const taken = (await events('job-job1')).find((e) => e.type === 'SnapshotTaken');
@@ -118,7 +129,7 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
 
     const released = await bus.send('snapshot-coordinator', 'ReleaseSnapshot', { jobId: 'job1', snapshotId: 'snap1', outcome: 'success' }, { idempotencyKey: 'rel-snap1', timeoutMs: 30_000 });
     expect(released.accepted).toBe(true);
-    expect((await events('job-job1')).map((e) => e.type)).toEqual(['SnapshotTaken', 'SnapshotReleased']);
+    expect((await events('job-job1')).map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'SnapshotReleased']);
     expect(await leftovers()).toEqual(nothingLeft);
 
     const unknown = await bus.send('snapshot-coordinator', 'ReleaseSnapshot', { jobId: 'job1', snapshotId: 'nope' }, { idempotencyKey: 'rel-nope', timeoutMs: 30_000 });
@@ -126,6 +137,7 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
   });
 
   it('SIGKILL mid-job, restart: nothing is left behind within one lease period', async () => {
+    await requestedJob('job2', 'snap2');
     const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job2', vmId: 'vm-a', disks: ['vblk0'] }, { idempotencyKey: 'snap2', timeoutMs: 30_000 });
     expect(reply.accepted).toBe(true);
     const taken = (await events('job-job2')).find((e) => e.type === 'SnapshotTaken') as Extract<KnownEvent, { type: 'SnapshotTaken' }>;
@@ -154,6 +166,7 @@ describe('snapshot coordinator (child process, real NATS and QEMU)', () => {
 
     // Expired as failed: the next incremental still holds what snap2 had taken.
     await monitor.execute('human-monitor-command', { 'command-line': 'qemu-io -d /machine/peripheral/vblk0/virtio-backend "write -P 0x5a 1048576 65536"' });
+    await requestedJob('job3', 'snap3');
     const again = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'job3', vmId: 'vm-a', disks: ['vblk0'], leaseMs: 120_000 }, { idempotencyKey: 'snap3', timeoutMs: 30_000 });
     expect(again.accepted).toBe(true);
     const t3 = (await events('job-job3')).find((e) => e.type === 'SnapshotTaken') as Extract<KnownEvent, { type: 'SnapshotTaken' }>;

@@ -2,10 +2,14 @@
 // SnapshotTaken (or SnapshotFailed), release it when the job ends or its lease runs out, keep
 // the inventory in the log, and after a crash keep what is still leased and remove the rest.
 // Every view is remembered in a record file before its event is written, so a restarted
-// coordinator never loses track of a view it announced.
+// coordinator never loses track of a view it announced. What the job's stream says (snapshot
+// id, mode, policy, its revision) comes in the command: the coordinator records its facts in
+// the job's stream through the job decider, expecting that revision, and reads the stream only
+// when it moved on since (or for a lease that ran out, which no command announces).
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, type Actor, type EventDataMap, type EventType, type KnownEvent, type TraceContext } from '@cairn/contracts';
-import { activeTraceContext, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import { newEvent, type Actor, type TraceContext } from '@cairn/contracts';
+import { activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/messaging';
 import type { HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
@@ -35,21 +39,27 @@ export interface RequestSnapshotInput {
   readonly disks?: readonly string[];
   readonly quiesce?: boolean;
   readonly leaseMs?: number;
+  /** The snapshot id the job asked for (else the idempotency key). */
+  readonly snapshotId?: string;
+  readonly mode?: 'auto' | 'full';
+  readonly policyId?: string | null;
+  /** Where the sender left the job's stream (see the RequestSnapshot command). */
+  readonly jobRevision?: number;
+  readonly causationId?: string;
 }
 
 export interface ReleaseSnapshotInput {
   readonly jobId: string;
   readonly snapshotId: string;
   readonly outcome?: 'success' | 'failure';
+  readonly jobRevision?: number;
+  readonly causationId?: string;
 }
+
+/** The job as the command's sender left it, when it said where (no read needed). */
+interface SentPosition { readonly state: JobState; readonly revision: bigint; readonly causationId: string | null }
 
 const ID = /^[A-Za-z0-9_-]{1,200}$/;
-
-/** A UUID derived from a name: re-emitting the same fact gets the same event id (dropped as duplicate). */
-function stableEventId(name: string): string {
-  const h = createHash('sha256').update(name).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((parseInt(h.slice(16, 18), 16) & 0x3f) | 0x80).toString(16)}${h.slice(18, 20)}-${h.slice(20, 32)}`;
-}
 
 /** Chain (bitmap) name for a policy: one changed-block history per policy and disk. */
 export function chainFor(policyId: string | null | undefined): string {
@@ -85,17 +95,20 @@ export class SnapshotCoordinator {
   }
 
   async requestSnapshot(input: RequestSnapshotInput, idempotencyKey: string): Promise<{ snapshotId: string }> {
-    const job = await this.#jobFacts(input.jobId);
-    const snapshotId = job.snapshotId ?? (ID.test(idempotencyKey) ? idempotencyKey : randomUUID());
+    const snapshotId = input.snapshotId ?? (ID.test(idempotencyKey) ? idempotencyKey : randomUUID());
+    const job = { mode: input.mode ?? 'auto', policyId: input.policyId ?? null };
+    const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
+      state: jobStateAsSent({ jobId: input.jobId, snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
+    };
     const existing = this.records.get(snapshotId);
     if (existing) {
-      // A retry of a request that already got a view: announce it again (same event id).
-      await this.#emitTaken(existing);
+      // A retry of a request that already got a view: record it (the decider says whether it is already).
+      await this.#recordTaken(existing, sent);
       return { snapshotId };
     }
     const instance = await this.#instanceOf(input.vmId);
     if (!instance) {
-      await this.#emitFailed(input.jobId, snapshotId, `VM ${input.vmId} is on none of this coordinator's hypervisors`);
+      await this.#record(input.jobId, { kind: 'recordSnapshotFailure', snapshotId, reason: `VM ${input.vmId} is on none of this coordinator's hypervisors` }, sent);
       throw new SnapshotCommandError('not_found', `VM ${input.vmId} is on none of this coordinator's hypervisors`);
     }
     const adapter = this.adapters.get(instance)!;
@@ -108,17 +121,28 @@ export class SnapshotCoordinator {
           vm: vmName, mode: job.mode, jobId: input.jobId, chain: chainFor(job.policyId), leaseMs,
           ...(input.disks ? { disks: input.disks } : {}), ...(input.quiesce ? { quiesce: true } : {}),
         });
-        const r: ViewRecord = { snapshotId, jobId: input.jobId, instance, view, expiresAt: view.expiresAt };
+        const trace = activeTraceContext();
+        const r: ViewRecord = { snapshotId, jobId: input.jobId, instance, view, expiresAt: view.expiresAt, ...(trace ? { trace } : {}) };
         await this.records.put(r);
         return r;
       });
     } catch (e) {
       const reason = `could not open a view of ${input.vmId}: ${(e as Error).message}`;
       this.logger.warn({ jobId: input.jobId, snapshotId, err: (e as Error).message }, 'snapshot failed');
-      await this.#emitFailed(input.jobId, snapshotId, reason);
+      await this.#record(input.jobId, { kind: 'recordSnapshotFailure', snapshotId, reason: reason.slice(0, 4096) }, sent);
       throw new SnapshotCommandError('snapshot_failed', reason);
     }
-    await this.#emitTaken(record);
+    try {
+      await this.#recordTaken(record, sent);
+    } catch (e) {
+      if (!(e instanceof SnapshotCommandError)) throw e;
+      // The job did not ask for this view (or is gone): give it back rather than hold the disk.
+      await this.#locked(instance, async () => {
+        await adapter.releaseView(record.view.viewId, { success: false });
+        await this.records.delete(snapshotId);
+      });
+      throw e;
+    }
     this.logger.info({
       jobId: input.jobId, snapshotId, viewId: record.view.viewId,
       disks: record.view.disks.map((d) => ({ disk: d.disk, mode: d.mode, reason: d.reason, changedBytes: d.changedBytes })),
@@ -130,7 +154,10 @@ export class SnapshotCoordinator {
     const record = this.records.get(input.snapshotId);
     if (!record) throw new SnapshotCommandError('not_found', `no open snapshot ${input.snapshotId} (never taken, or already released)`);
     if (record.jobId !== input.jobId) throw new SnapshotCommandError('conflict', `snapshot ${input.snapshotId} belongs to job ${record.jobId}`);
-    if (!await this.#release(record, input.outcome === 'success', 'job_ended')) {
+    const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
+      state: jobStateAsSent({ jobId: input.jobId, snapshotId: input.snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
+    };
+    if (!await this.#release(record, input.outcome === 'success', 'job_ended', sent)) {
       throw new SnapshotCommandError('not_found', `snapshot ${input.snapshotId} was already released (its lease ran out): its changes stay for the next backup`);
     }
   }
@@ -172,12 +199,14 @@ export class SnapshotCoordinator {
         hosts.set(vmId, instance);
         const streamId = `vm-${vmId}`;
         let known = unknownVm;
-        for await (const r of this.log.readStream(streamId)) known = evolveVm(known, r.event);
+        let revision = -1n;
+        for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
         const seen: ObservedVm = { vmId, name: vm.name, host: instance, disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
         const changes = decideInventory(known, seen);
         if (changes.length === 0) continue;
         const events = changes.map((c) => newEvent(c.type, c.data as never, { site: this.settings.site, actor: this.settings.actor, streamId }));
-        await this.log.append(streamId, events, { expectedRevision: 'any' });
+        // At the revision decided on: a concurrent writer makes this round fail, the next one decides again.
+        await this.log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
         this.logger.info({ vmId, changes: changes.map((c) => c.type) }, 'inventory changed');
       }
     }
@@ -190,20 +219,23 @@ export class SnapshotCoordinator {
    * Releases a recorded view once: a release command and the lease reaper may race, and only
    * the first one decides success or failure. Resolves false when someone else released it.
    */
-  async #release(record: ViewRecord, success: boolean, cause: 'job_ended' | 'lease_expired'): Promise<boolean> {
+  async #release(record: ViewRecord, success: boolean, cause: 'job_ended' | 'lease_expired', sent?: SentPosition): Promise<boolean> {
     const adapter = this.adapters.get(record.instance);
     if (!adapter) throw new Error(`snapshot ${record.snapshotId}: hypervisor instance ${record.instance} is no longer configured`);
     return this.#locked(record.instance, async () => {
       if (this.records.get(record.snapshotId) !== record) return false;
       await adapter.releaseView(record.view.viewId, { success });
-      await this.#emit(record.jobId, 'SnapshotReleased', { jobId: record.jobId, snapshotId: record.snapshotId, cause }, `SnapshotReleased:${record.snapshotId}`);
+      const release = () => this.#record(record.jobId, { kind: 'recordRelease', snapshotId: record.snapshotId, cause }, sent);
+      // Outside a command (a lease that ran out, a restart's clean-up): a span of the job's own trace.
+      if (activeTraceContext() || !record.trace) await release();
+      else await inSpan('@cairn/snapshot-coordinator', 'snapshot-coordinator SnapshotReleased', { jobId: record.jobId, parent: record.trace }, release);
       await this.records.delete(record.snapshotId);
       this.logger.info({ jobId: record.jobId, snapshotId: record.snapshotId, viewId: record.view.viewId, success, cause }, 'snapshot released');
       return true;
     });
   }
 
-  async #emitTaken(r: ViewRecord): Promise<void> {
+  async #recordTaken(r: ViewRecord, sent: SentPosition | undefined): Promise<void> {
     const v: View = r.view;
     const exports = v.disks.map((d) => ({
       disk: d.disk, exportName: d.exportName, sizeBytes: d.sizeBytes, mode: d.mode, reason: d.reason,
@@ -211,51 +243,38 @@ export class SnapshotCoordinator {
       ...(d.changedBytes !== undefined ? { changedBytes: d.changedBytes } : {}),
     }));
     const nbd = 'socketPath' in v.nbd ? { socket: v.nbd.socketPath, exports } : { host: v.nbd.host, port: v.nbd.port, exports };
-    await this.#emit(r.jobId, 'SnapshotTaken', { jobId: r.jobId, snapshotId: r.snapshotId, nbd, leaseExpiresAt: r.expiresAt }, `SnapshotTaken:${r.snapshotId}`);
+    await this.#record(r.jobId, { kind: 'recordSnapshot', data: { jobId: r.jobId, snapshotId: r.snapshotId, nbd, leaseExpiresAt: r.expiresAt } }, sent);
   }
 
-  async #emitFailed(jobId: string, snapshotId: string, reason: string): Promise<void> {
-    await this.#emit(jobId, 'SnapshotFailed', { jobId, snapshotId, reason: reason.slice(0, 4096) }, `SnapshotFailed:${snapshotId}`);
-  }
-
-  async #emit<K extends EventType>(jobId: string, type: K, data: EventDataMap[K], idName: string): Promise<void> {
+  /**
+   * Records one of the coordinator's facts in the job's stream through the job decider: on the
+   * job as the command's sender left it when it said so (no read), else as read from the stream.
+   * Caused by the sender's latest event (else the stream's latest event).
+   */
+  async #record(jobId: string, command: JobCommand, sent: SentPosition | undefined): Promise<void> {
     const streamId = `job-${jobId}`;
-    const id = stableEventId(idName);
-    // Caused by the latest step of the job (the request, or the commit or failure that ended it).
-    let causationId: string | null = null;
+    let known = sent;
     let latestTrace: TraceContext | undefined;
-    for await (const r of this.log.readStream(streamId)) {
-      if (r.event.id === id) continue;
-      causationId = r.event.id;
-      latestTrace = r.event.trace ?? latestTrace;
+    if (!known) {
+      let revision = -1n;
+      const events = [];
+      for await (const r of this.log.readStream(streamId)) { events.push(r.event); revision = r.revision; latestTrace = r.event.trace ?? latestTrace; }
+      const state = fold(jobDecider, events);
+      known = { state, revision, causationId: state.lastEventId ?? null };
     }
-    const append = () => {
-      // The span handling the command (a child of the job's trace) is the event's trace.
-      const trace = activeTraceContext();
-      return this.log.append(streamId, [newEvent(type, data, {
-        site: this.settings.site, actor: this.settings.actor, streamId, correlationId: jobId, causationId, id, ...(trace ? { trace } : {}),
-      })], { expectedRevision: 'any' });
-    };
-    // Outside a command (a lease that ran out, a restart's clean-up): a span of the job's own trace.
-    if (activeTraceContext() || !latestTrace) await append();
-    else await inSpan('@cairn/snapshot-coordinator', `snapshot-coordinator ${type}`, { jobId, parent: latestTrace }, append);
-  }
-
-  /** What the job's stream says: the snapshot id the scheduler chose, the mode and the policy. */
-  async #jobFacts(jobId: string): Promise<{ snapshotId?: string; mode: 'auto' | 'full'; policyId: string | null }> {
-    let mode: 'auto' | 'full' = 'auto';
-    let policyId: string | null = null;
-    let snapshotId: string | undefined;
     try {
-      for await (const r of this.log.readStream(`job-${jobId}`)) {
-        const e: KnownEvent = r.event;
-        if (e.type === 'JobRequested') { mode = e.data.mode; policyId = e.data.policyId; }
-        if (e.type === 'SnapshotRequested') snapshotId = e.data.snapshotId;
-      }
+      await handleCommand(this.log, streamId, jobDecider, command, {
+        meta: {
+          site: this.settings.site, actor: this.settings.actor, correlationId: jobId, causationId: known.causationId,
+          // Outside any span (a reaper round): the job's own trace, as its latest event has it.
+          ...(!activeTraceContext() && latestTrace ? { trace: latestTrace } : {}),
+        },
+        known: { state: known.state, revision: known.revision },
+      });
     } catch (e) {
-      this.logger.warn({ jobId, err: (e as Error).message }, 'job stream unreadable: defaults used');
+      if (e instanceof JobRefusedError) throw new SnapshotCommandError(e.code === 'ended' ? 'conflict' : e.code, e.message);
+      throw e;
     }
-    return { mode, policyId, ...(snapshotId ? { snapshotId } : {}) };
   }
 
   async #instanceOf(vmId: string): Promise<string | undefined> {

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { newEvent, type KnownEvent } from '@cairn/contracts';
+import { newEvent, type KnownEvent, type TraceContext } from '@cairn/contracts';
 import { InMemoryEventLog } from '@cairn/eventlog';
 import type { HypervisorAdapter, OpenViewRequest, View } from '@cairn/hypervisor';
 import { SnapshotCommandError, SnapshotCoordinator, chainFor } from './snapshot-coordinator.service.ts';
@@ -41,11 +41,25 @@ class FakeAdapter implements HypervisorAdapter {
   async close() { /* nothing */ }
 }
 
+/** A job that asked for a snapshot, as the scheduler leaves it (JobRequested, JobStarted, SnapshotRequested). */
+async function requestedJob(log: InMemoryEventLog, jobId: string, snapshotId: string, o: { policyId?: string; mode?: 'auto' | 'full'; trace?: TraceContext } = {}) {
+  const meta = { site: 's', actor, streamId: `job-${jobId}`, ...(o.trace ? { trace: o.trace } : {}) };
+  const r = await log.append(`job-${jobId}`, [
+    newEvent('JobRequested', { jobId, vmId: 'web_1', policyId: o.policyId ?? null, mode: o.mode ?? 'auto', trigger: 'manual' }, meta),
+    newEvent('JobStarted', { jobId, attempt: 1 }, meta),
+    newEvent('SnapshotRequested', { jobId, vmId: 'web_1', snapshotId }, meta),
+  ], { expectedRevision: 'no_stream' });
+  return { jobRevision: Number(r.nextRevision) };
+}
+
 async function setup(leaseMs = 60_000) {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-scu-'));
   dirs.push(dir);
   const adapter = new FakeAdapter();
-  const log = new InMemoryEventLog('s');
+  const log = new (class extends InMemoryEventLog {
+    reads: string[] = [];
+    override readStream(...a: Parameters<InMemoryEventLog['readStream']>) { this.reads.push(a[0]); return super.readStream(...a); }
+  })('s');
   const records = new ViewRecordFile(join(dir, 'views.json'));
   const make = () => new SnapshotCoordinator({ site: 's', actor, leaseMs }, new Map([['h1', adapter]]), log, records, silent);
   const types = async (streamId: string) => { const out: KnownEvent[] = []; for await (const r of log.readStream(streamId)) out.push(r.event); return out; };
@@ -53,33 +67,42 @@ async function setup(leaseMs = 60_000) {
 }
 
 describe('SnapshotCoordinator', () => {
-  it('takes the snapshot id, mode and chain from the job stream and announces the view', async () => {
+  it('takes the snapshot id, mode and chain from the command, announces the view without reading the job stream', async () => {
     const { adapter, log, make, types } = await setup();
-    const meta = { site: 's', actor, streamId: 'job-j1' };
-    await log.append('job-j1', [
-      newEvent('JobRequested', { jobId: 'j1', vmId: 'web_1', policyId: 'gold', mode: 'full', trigger: 'manual' }, meta),
-      newEvent('SnapshotRequested', { jobId: 'j1', vmId: 'web_1', snapshotId: 'snap-a' }, meta),
-    ], { expectedRevision: 'any' });
+    const { jobRevision } = await requestedJob(log, 'j1', 'snap-a', { policyId: 'gold', mode: 'full' });
     const c = make();
-    expect(await c.requestSnapshot({ jobId: 'j1', vmId: 'web_1' }, 'key-1')).toEqual({ snapshotId: 'snap-a' });
+    const cmd = { jobId: 'j1', vmId: 'web_1', snapshotId: 'snap-a', mode: 'full' as const, policyId: 'gold', jobRevision };
+    expect(await c.requestSnapshot(cmd, 'key-1')).toEqual({ snapshotId: 'snap-a' });
     expect(adapter.opened[0]).toMatchObject({ vm: 'web 1', mode: 'full', chain: 'gold', jobId: 'j1' });
+    expect(log.reads).toEqual([]);
     const taken = (await types('job-j1')).find((e) => e.type === 'SnapshotTaken');
     expect(taken?.data).toMatchObject({ snapshotId: 'snap-a', nbd: { socket: '/run/nbd.sock', exports: [{ disk: 'vda', mode: 'incremental', dirtyBitmapContext: 'qemu:dirty-bitmap:x' }] } });
-    // A retry re-announces the same view (same event id) and opens nothing new.
-    expect(await c.requestSnapshot({ jobId: 'j1', vmId: 'web_1' }, 'key-1')).toEqual({ snapshotId: 'snap-a' });
+    // A retry (the stream has moved on: the job decider reads it and records nothing twice) opens nothing new.
+    expect(await c.requestSnapshot(cmd, 'key-1')).toEqual({ snapshotId: 'snap-a' });
     expect(adapter.opened).toHaveLength(1);
+    expect((await types('job-j1')).filter((e) => e.type === 'SnapshotTaken')).toHaveLength(1);
+  });
+
+  it('refuses to record a view for a snapshot the job did not ask for, and gives the view back', async () => {
+    const { adapter, log, make, types } = await setup();
+    const { jobRevision } = await requestedJob(log, 'j7', 'snap-7');
+    await expect(make().requestSnapshot({ jobId: 'j7', vmId: 'web_1', snapshotId: 'other', jobRevision: jobRevision + 5 }, 'k7')).rejects.toMatchObject({ code: 'conflict' });
+    expect((await types('job-j7')).map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'SnapshotRequested']);
+    expect(adapter.released).toEqual([{ viewId: 'v00000000001', success: false }]);
   });
 
   it('records SnapshotFailed with the reason when no view can be opened', async () => {
-    const { adapter, make, types } = await setup();
+    const { adapter, log, make, types } = await setup();
     adapter.failOpen = true;
+    await requestedJob(log, 'j2', 'k2');
     await expect(make().requestSnapshot({ jobId: 'j2', vmId: 'web_1' }, 'k2')).rejects.toMatchObject({ code: 'snapshot_failed' });
-    expect((await types('job-j2')).map((e) => [e.type, (e.data as { reason?: string }).reason])).toEqual([['SnapshotFailed', 'could not open a view of web_1: disk busy']]);
+    expect((await types('job-j2')).filter((e) => e.type === 'SnapshotFailed').map((e) => [e.type, (e.data as { reason?: string }).reason])).toEqual([['SnapshotFailed', 'could not open a view of web_1: disk busy']]);
     await expect(make().requestSnapshot({ jobId: 'j3', vmId: 'nope' }, 'k3')).rejects.toBeInstanceOf(SnapshotCommandError);
   });
 
   it('a release racing the lease reaper releases once; the loser is told', async () => {
-    const { adapter, make, types } = await setup(1);
+    const { adapter, log, make, types } = await setup(1);
+    await requestedJob(log, 'j4', 's4');
     const c = make();
     await c.requestSnapshot({ jobId: 'j4', vmId: 'web_1', leaseMs: 1000 }, 's4');
     const late = new Date(Date.now() + 5000);
@@ -93,19 +116,18 @@ describe('SnapshotCoordinator', () => {
   it('events it writes outside a command (the lease reaper) continue the trace of the job', async () => {
     const { make, log, types } = await setup(1);
     const trace = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
-    await log.append('job-j6', [
-      newEvent('SnapshotRequested', { jobId: 'j6', vmId: 'web_1', snapshotId: 's6' }, { site: 's', actor, streamId: 'job-j6', trace }),
-    ], { expectedRevision: 'any' });
+    await requestedJob(log, 'j6', 's6', { trace });
     const c = make();
     await c.requestSnapshot({ jobId: 'j6', vmId: 'web_1', leaseMs: 1000 }, 's6');
     expect(await c.reapExpired(new Date(Date.now() + 5000))).toBe(1);
     const events = await types('job-j6');
-    expect(events.map((e) => e.type)).toEqual(['SnapshotRequested', 'SnapshotTaken', 'SnapshotReleased']);
+    expect(events.map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'SnapshotReleased']);
     for (const e of events) expect(e.trace?.traceparent.split('-')[1], e.type).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
   });
 
   it('after a restart: adopts recorded views, reaps the rest keeping them, releases expired ones', async () => {
-    const { adapter, make } = await setup();
+    const { adapter, log, make } = await setup();
+    await requestedJob(log, 'j5', 's5');
     await make().requestSnapshot({ jobId: 'j5', vmId: 'web_1' }, 's5');
     const restarted = make();
     await restarted.recover();

@@ -5,6 +5,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { View } from '@cairn/hypervisor';
+import type { TraceContext } from '@cairn/contracts';
 
 export interface ViewRecord {
   readonly snapshotId: string;
@@ -13,6 +14,8 @@ export interface ViewRecord {
   readonly instance: string;
   readonly view: View;
   readonly expiresAt: string;
+  /** The trace of the command that opened it: a release by the lease reaper continues it. */
+  readonly trace?: TraceContext;
 }
 
 /** Records whose lease has run out at `now`. */
