@@ -2,20 +2,11 @@
 // impure loop that reads a stream, folds it, decides, and appends at the revision it read,
 // deciding again when another writer got there first.
 import { context as otelContext, isSpanContextValid, trace } from '@opentelemetry/api';
-import { newEvent, type TraceContext, type CairnEvent, type EventDataMap, type EventMeta, type EventType, type KnownEvent } from '@cairn/contracts';
+import { newEvent, type Decider, type TraceContext, type CairnEvent, type EventDataMap, type EventMeta, type EventType, type KnownEvent } from '@cairn/contracts';
 import { WrongExpectedRevisionError } from './errors.ts';
 import type { EventAppender, EventStreamReader } from './event-log.port.ts';
 
-/** What decide() returns: an event to write, without its envelope (the handler adds it). */
-export type EventDraft<E extends KnownEvent = KnownEvent> = E extends KnownEvent ? { readonly type: E['type']; readonly data: E['data'] } : never;
-
-export interface Decider<Command, Event extends KnownEvent, State> {
-  /** Pure: the events a command leads to in a state (none when there is nothing to do). Throws to refuse. */
-  decide(command: Command, state: State): readonly EventDraft<Event>[];
-  /** Pure: the state after an event. */
-  evolve(state: State, event: Event): State;
-  initialState(): State;
-}
+export type { Decider, EventDraft } from '@cairn/contracts';
 
 /** Folds events into a state (events of types the decider does not know are passed too). */
 export function fold<Event extends KnownEvent, State>(decider: Pick<Decider<unknown, Event, State>, 'evolve' | 'initialState'>, events: Iterable<Event>): State {
@@ -90,7 +81,7 @@ export async function handleCommand<Command, Event extends KnownEvent, State>(
       for (const e of events) state = decider.evolve(state, e as unknown as Event);
       return { events, state, revision: result.nextRevision, position: result.position, retries: attempt };
     } catch (e) {
-      if (!(e instanceof WrongExpectedRevisionError) || attempt >= maxRetries + (options.known ? 1 : 0)) throw e;
+      if (!(e instanceof WrongExpectedRevisionError) || attempt >= maxRetries) throw e;
     }
   }
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { newEvent, type KnownEvent } from '@cairn/contracts';
-import { decideJob, evolveJob, initialJobState, nextJobStep, JobRefusedError, type JobCommand, type JobState } from './job.decider.ts';
+import { decideJob, evolveJob, initialJobState, jobDecider, jobStateAsSent, nextJobStep, JobRefusedError, type JobCommand, type JobState } from './job.decider.ts';
+import { deciderSpec } from './testing/index.ts';
 
 const meta = { site: 'a', actor: { kind: 'service' as const, id: 'test' }, streamId: 'job-j1' };
 const at = (iso: string) => ({ ...meta, time: iso });
@@ -55,5 +56,38 @@ describe('job decider', () => {
     const cancelled = given([requested, newEvent('JobCancelled', { jobId: 'j1', reason: 'operator' }, at('2026-01-01T00:00:02Z'))]);
     expect(() => when(cancelled, { kind: 'start', snapshotId: 's' })).toThrow(/has ended/);
     expect(when(cancelled, { kind: 'cancel', reason: 'again' })).toEqual([]);
+  });
+
+  describe("the coordinator's facts (given/when/then)", () => {
+    const spec = deciderSpec(jobDecider);
+    const failed = newEvent('JobFailed', { jobId: 'j1', phase: 'transfer', reason: 'x', retryable: false }, at('2026-01-01T00:02:00Z'));
+
+    it('records the view the job asked for, once', () => {
+      spec.given([requested, started, snapReq]).when({ kind: 'recordSnapshot', data: taken.data }).then([{ type: 'SnapshotTaken', data: taken.data }]);
+      spec.given([requested, started, snapReq, taken]).when({ kind: 'recordSnapshot', data: taken.data }).thenNothing();
+      spec.given([requested, started, snapReq, taken]).when({ kind: 'recordSnapshotFailure', snapshotId: 's1', reason: 'late' }).thenNothing();
+    });
+
+    it('refuses a view of a snapshot the job did not ask for, or for a job that asked for none', () => {
+      spec.given([requested, started, snapReq]).when({ kind: 'recordSnapshot', data: { ...taken.data, snapshotId: 's2' } }).thenRefuses(/asked for snapshot s1, not s2/);
+      spec.given([requested]).when({ kind: 'recordSnapshot', data: taken.data }).thenRefuses(JobRefusedError);
+      spec.given([]).when({ kind: 'recordRelease', snapshotId: 's1', cause: 'job_ended' }).thenRefuses(JobRefusedError);
+    });
+
+    it('records the release once, also after the job ended (the view is still given back)', () => {
+      spec.given([requested, started, snapReq, taken, queued, failed]).when({ kind: 'recordRelease', snapshotId: 's1', cause: 'job_ended' })
+        .then([{ type: 'SnapshotReleased', data: { jobId: 'j1', snapshotId: 's1', cause: 'job_ended' } }]);
+      spec.given([requested, started, snapReq, taken, queued, committed, released]).when({ kind: 'recordRelease', snapshotId: 's1', cause: 'lease_expired' }).thenNothing();
+    });
+
+    it('decides on the job as the sender left it the same as on the stream it folded', () => {
+      const asSent = jobStateAsSent({ jobId: 'j1', snapshotId: 's1' });
+      const folded = given([requested, started, snapReq]);
+      for (const c of [{ kind: 'recordSnapshot', data: taken.data }, { kind: 'recordSnapshotFailure', snapshotId: 's1', reason: 'r' }, { kind: 'recordRelease', snapshotId: 's1', cause: 'job_ended' }] as JobCommand[]) {
+        expect(decideJob(c, asSent)).toEqual(decideJob(c, folded));
+      }
+      const queuedAsSent = jobStateAsSent({ jobId: 'j1', snapshotId: 's1', transferQueued: true });
+      expect(decideJob({ kind: 'startTransfer', worker: 'm' }, queuedAsSent)).toEqual(decideJob({ kind: 'startTransfer', worker: 'm' }, given([requested, started, snapReq, taken, queued])));
+    });
   });
 });

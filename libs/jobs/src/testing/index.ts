@@ -1,0 +1,2 @@
+// Test helpers for deciders (imported by specs only: `@cairn/jobs/testing`).
+export * from './decider-spec.ts';
