@@ -20,6 +20,20 @@ export const TraceContext = Type.Object({
 }, { $id: 'TraceContext' });
 export type TraceContext = Static<typeof TraceContext>;
 
+/**
+ * Who wrote an event and their signature (envelope v2; an event without it is envelope v1, see
+ * docs/eventlog.md "Provenance"). `signature` is ed25519 by `publicKey` (an nkey of the site's
+ * identity `writer`) over `eventSigningString` (provenance.ts): the whole event but the signature.
+ */
+export const EventProvenance = Type.Object({
+  /** A site identity (`scheduler`, `gateway`, `admin` …), the row of the writer table it writes under. */
+  writer: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9-]*$' }),
+  publicKey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }),
+  /** base64url of the ed25519 signature. */
+  signature: Type.String({ minLength: 16, maxLength: 256, pattern: '^[A-Za-z0-9_-]+$' }),
+}, { $id: 'EventProvenance', additionalProperties: false });
+export type EventProvenance = Static<typeof EventProvenance>;
+
 /** Envelope fields; `data` is typed per event. */
 export const EnvelopeFields = {
   id: Type.String({ format: 'uuid', description: 'Event id; also the dedup key (Nats-Msg-Id).' }),
@@ -33,6 +47,7 @@ export const EnvelopeFields = {
   correlationId: Type.String({ minLength: 1, maxLength: 200, description: 'The job (or request) the event belongs to.' }),
   causationId: Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()], { description: 'The command or event that caused it.' }),
   trace: Type.Optional(TraceContext),
+  provenance: Type.Optional(EventProvenance),
 };
 
 export function envelopeSchema<T extends string, D extends TSchema>(type: T, version: number, data: D) {
@@ -56,6 +71,8 @@ export interface CairnEvent<T extends string = string, D = unknown> {
   readonly correlationId: string;
   readonly causationId: string | null;
   readonly trace?: TraceContext;
+  /** Writer and signature (envelope v2); absent on legacy events. */
+  readonly provenance?: EventProvenance;
   readonly data: D;
 }
 

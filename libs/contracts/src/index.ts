@@ -6,6 +6,7 @@ export * from './command.ts';
 export * from './decider.ts';
 export * from './access.ts';
 export * from './restore-confinement.ts';
+export * from './provenance.ts';
 export * from './subjects.ts';
 export * from './formats.ts';
 export * from './events/index.ts';

@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './decider.ts';
 export * from './checkpoint-store.ts';
 export * from './projection-runner.ts';
+export * from './provenance.ts';
 export { InMemoryEventLog, InMemoryEventStore, type StoredRecord } from './in-memory-event-log.adapter.ts';
 export { NatsKvCheckpointStore } from './nats-kv-checkpoint-store.adapter.ts';
 export {

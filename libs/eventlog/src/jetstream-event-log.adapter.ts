@@ -26,6 +26,7 @@ import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type NatsCo
 import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeRecord, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
 import { EventLogUsageError, WrongExpectedRevisionError } from './errors.ts';
+import { checkProvenance, eventProvenanceOf, provenanceViolation, signEvent, type EventProvenanceSettings } from './provenance.ts';
 import type {
   AppendOptions, AppendResult, EventLog, EventSubscription, OnInvalidRecord, ReadAllOptions, ReadStreamOptions,
   Recorded, SubscribeOptions,
@@ -57,6 +58,11 @@ export interface JetStreamEventLogOptions {
    * site's subjects only; a category filter cannot apply to the copied events and is ignored.
    */
   readonly allSites?: boolean;
+  /**
+   * Signing of appends and checking of reads (provenance.ts). Default: what was bound to the
+   * connection with bindEventProvenance, else none. Not applied to a hub's `allSites` reads.
+   */
+  readonly provenance?: EventProvenanceSettings;
   /** Attempts of an 'any' append that keeps losing races (default 10). */
   readonly maxAnyAttempts?: number;
   /**
@@ -91,9 +97,18 @@ export class JetStreamEventLog implements EventLog {
     private readonly maxAnyAttempts: number,
     private readonly retryForMs: number,
     private readonly allSites = false,
+    private readonly provenanceOption?: EventProvenanceSettings,
   ) {
     this.streamName = eventStreamName(site);
   }
+
+  /** Looked up at each use: a connection may be bound after the log was opened on it. */
+  private get provenance(): EventProvenanceSettings | undefined {
+    return this.provenanceOption ?? eventProvenanceOf(this.nc);
+  }
+
+  /** Refused events already reported by this client (reported once, however often read). */
+  private readonly reported = new Set<string>();
 
   /** What reads and subscriptions take: this site's events, or every site's (hub). */
   private readFilter(category?: string): string {
@@ -105,7 +120,7 @@ export class JetStreamEventLog implements EventLog {
     const jsOpts = options.domain ? { domain: options.domain } : {};
     const jsm = await jetstreamManager(options.nc, jsOpts);
     const js = jetstream(options.nc, jsOpts);
-    const log = new JetStreamEventLog(options.site, options.nc, js, jsm, options.maxAnyAttempts ?? 10, options.retryForMs ?? 30_000, options.allSites ?? false);
+    const log = new JetStreamEventLog(options.site, options.nc, js, jsm, options.maxAnyAttempts ?? 10, options.retryForMs ?? 30_000, options.allSites ?? false, options.provenance);
     await log.ensureStream(options);
     return log;
   }
@@ -160,7 +175,9 @@ export class JetStreamEventLog implements EventLog {
   // ---- append -------------------------------------------------------------------------
 
   async append(streamId: string, events: readonly CairnEvent[], options: AppendOptions): Promise<AppendResult> {
-    const encoded = encodeBatch(this.site, streamId, events);
+    // A signing client signs each event as its writer, and refuses a kind the writer may not emit.
+    const signer = this.provenance?.signer;
+    const encoded = encodeBatch(this.site, streamId, signer ? events.map((e) => signEvent(e, signer)) : events);
     const maxBytes = (this.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ALLOWANCE;
     checkSizes(encoded, maxBytes);
     const subject = eventSubject(this.site, streamId);
@@ -301,7 +318,28 @@ export class JetStreamEventLog implements EventLog {
       await reportInvalid(d.record, onInvalid);
       return undefined;
     }
-    return { event: d.event, position: BigInt(m.seq), revision: revision ?? -1n };
+    const position = BigInt(m.seq);
+    const verify = this.allSites ? undefined : this.provenance?.verify;
+    if (verify) {
+      const verdict = checkProvenance(d.event, position, verify);
+      if (!verdict.ok) {
+        this.reportViolation(d.event, position, verdict);
+        return undefined;
+      }
+    }
+    return { event: d.event, position, revision: revision ?? -1n };
+  }
+
+  /** Records a refused event as a ProvenanceViolation (once per client) and tells the hook; the read goes on. */
+  private reportViolation(event: CairnEvent, position: bigint, verdict: Extract<ReturnType<typeof checkProvenance>, { ok: false }>): void {
+    const verify = this.provenance?.verify;
+    if (!verify || this.reported.has(event.id)) return;
+    this.reported.add(event.id);
+    const violation = provenanceViolation(event, position, verdict, { site: this.site, detectedBy: verify.detectedBy });
+    void this.append(violation.streamId, [violation], { expectedRevision: 'any' }).then(
+      () => verify.onViolation?.(violation),
+      (e: unknown) => verify.onViolation?.(violation, e),
+    );
   }
 
   // ---- subscriptions ------------------------------------------------------------------

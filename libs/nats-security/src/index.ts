@@ -6,3 +6,4 @@ export * from './site-security.ts';
 export * from './connect.ts';
 export * from './leaf.ts';
 export * from './hub-security.ts';
+export * from './identity-keys.ts';

@@ -7,9 +7,14 @@
 // through $JS.API.* (per stream), KV buckets through $KV.<bucket>.*, and replies come back on
 // each identity's own inbox prefix (_INBOX_<site>_<identity>), so nobody reads others' replies.
 //
+// Event subjects: each identity publishes only `cairn.<site>.evt.<category>.>` of the categories
+// its event kinds live in, from the writer table (libs/contracts provenance.ts).
+//
 // Rules every identity shares: nothing outside its site except replication; no stream or
 // message deletion, purge or stream update (the event log and the audit chain are append-only
 // for services); no subscription to another identity's inbox.
+
+import { writableCategories } from '@cairn/contracts';
 
 export const SERVICE_IDENTITIES = [
   'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication',
@@ -93,6 +98,9 @@ const processed = (durables: readonly string[]) => kv('cairn_processed', durable
 
 const under = (site: string) => `cairn.${site}`;
 
+/** The event subjects an identity may publish: the categories of the event kinds the writer table gives it. */
+const eventSubjects = (site: string, id: Identity) => writableCategories(id).map((c) => `${under(site)}.evt.${c}.>`);
+
 /** The permissions of every identity of `site`. */
 export function sitePermissions(site: string, options: SitePermissionOptions = {}): Record<Identity, Permissions> {
   const s = under(site);
@@ -114,37 +122,37 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
 
   return {
     scheduler: make('scheduler', [
-      `${s}.evt.>`, ...eventLog, ...commandReplies('scheduler'), ...kv(`cairn_leases_${siteKv}`),
+      ...eventSubjects(site, 'scheduler'), ...eventLog, ...commandReplies('scheduler'), ...kv(`cairn_leases_${siteKv}`),
       `${s}.work.>`, ...streamApi(work, { create: true, read: true }),
       `${s}.cmd.snapshot-coordinator.>`,
     ], [`${s}.cmd.scheduler.>`]),
     'snapshot-coordinator': make('snapshot-coordinator', [
-      `${s}.evt.>`, ...eventLog, ...commandReplies('snapshot-coordinator'),
+      ...eventSubjects(site, 'snapshot-coordinator'), ...eventLog, ...commandReplies('snapshot-coordinator'),
     ], [`${s}.cmd.snapshot-coordinator.>`]),
     'data-mover': make('data-mover', [
-      `${s}.evt.>`, ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention']),
+      ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention']),
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
     ], [`${s}.cmd.data-mover.>`]),
-    // Builds the views from the log and answers queries; writes nothing to the log.
+    // Builds the views from the log and answers queries; writes only the events it refused (ProvenanceViolation).
     catalogue: make('catalogue', [
-      ...streamApi(evt, { read: true, consume: true }), ...kv(`cairn_checkpoints_${siteKv}`),
+      ...eventSubjects(site, 'catalogue'), ...streamApi(evt, { read: true, consume: true }), ...kv(`cairn_checkpoints_${siteKv}`),
     ], [`${s}.query.catalogue.>`, `${s}.cmd.catalogue.>`]),
     // The API: sends commands to every service, asks the catalogue, reports progress; may
     // record security events.
     gateway: make('gateway', [
-      `${s}.cmd.*.*`, `${s}.query.catalogue.>`, `${s}.evt.>`, ...eventLog,
+      `${s}.cmd.*.*`, `${s}.query.catalogue.>`, ...eventSubjects(site, 'gateway'), ...eventLog,
       ...streamApi(work, { read: true }), ...streamApi(audit, { read: true }),
     ], [`${s}.progress.>`]),
-    // Read-only: reads the log, writes only its own hash chain and checkpoints.
+    // Read-only: reads the log, writes only its own hash chain, checkpoints and the events it refused.
     'audit-bridge': make('audit-bridge', [
-      ...streamApi(evt, { read: true, consume: true }),
+      ...eventSubjects(site, 'audit-bridge'), ...streamApi(evt, { read: true, consume: true }),
       `${s}.audit.chain`, ...streamApi(audit, { create: true, read: true, consume: true }),
       ...kv(`cairn_audit_${siteKv}`),
     ], [], false),
     // The one identity that crosses sites: sends transfers to peers' repl subjects and
     // serves its own; reads peers' JetStream through their domains.
     replication: make('replication', [
-      `${s}.evt.>`, ...eventLog, ...commandReplies('replication'),
+      ...eventSubjects(site, 'replication'), ...eventLog, ...commandReplies('replication'),
       ...kv(`cairn_replication_${siteKv}`),
       ...peers.map((p) => `cairn.${p}.repl.${site}.>`),
     ], [`${s}.cmd.replication.>`, `${s}.repl.*.*`, ...peers.map((p) => `cairn.${p}.evt.>`)]),

@@ -29,15 +29,32 @@ describe('sitePermissions', () => {
       expect(allows(perms.replication.publish, 'cairn.hq.cmd.scheduler.RequestBackup')).toBe(false);
     });
 
-    it(`${site}: the audit bridge only reads; the catalogue writes no events; a data mover cannot command the scheduler`, () => {
+    it(`${site}: the audit bridge only reads; the catalogue writes no events (both only report refused ones); a data mover cannot command the scheduler`, () => {
       const audit = perms['audit-bridge'];
       expect(audit.allowResponses).toBe(false);
       expect(audit.subscribe.allow).toEqual([`${inboxPrefix(site, 'audit-bridge')}.>`]);
-      expect(audit.publish.allow.filter((a) => a.startsWith('cairn.'))).toEqual([`${S}.audit.chain`]);
+      expect(audit.publish.allow.filter((a) => a.startsWith('cairn.'))).toEqual([`${S}.evt.provenance.>`, `${S}.audit.chain`]);
+      expect(perms.catalogue.publish.allow.filter((a) => a.startsWith('cairn.'))).toEqual([`${S}.evt.provenance.>`]);
       expect(allows(perms.catalogue.publish, `${S}.evt.job.job-1`)).toBe(false);
       expect(allows(perms['data-mover'].publish, `${S}.cmd.scheduler.RequestBackup`)).toBe(false);
       expect(allows(perms['data-mover'].subscribe, `${S}.cmd.scheduler.RequestBackup`)).toBe(false);
       expect(allows(perms.scheduler.publish, `${S}.cmd.snapshot-coordinator.RequestSnapshot`)).toBe(true);
+    });
+
+    it(`${site}: each identity publishes only the event subjects of the kinds the writer table gives it`, () => {
+      const may = (id: keyof typeof perms, streamId: string) => allows(perms[id].publish, `${S}.evt.${streamId.split('-')[0]}.${streamId}`);
+      for (const id of ['scheduler', 'snapshot-coordinator', 'data-mover', 'replication', 'catalogue', 'audit-bridge'] as const) {
+        for (const forged of ['user-eve', 'token-abc', 'approval-1']) expect(may(id, forged), `${id} ${forged}`).toBe(false);
+      }
+      expect(may('gateway', 'user-eve')).toBe(true);
+      expect(may('gateway', 'approval-1')).toBe(true);
+      expect(may('gateway', 'job-1')).toBe(false);
+      expect(may('gateway', 'restorepoint-1')).toBe(false);
+      expect(may('data-mover', 'restorepoint-1')).toBe(true);
+      expect(may('data-mover', 'policy-1')).toBe(false);
+      expect(may('snapshot-coordinator', 'restorepoint-1')).toBe(false);
+      expect(may('scheduler', 'job-1')).toBe(true);
+      for (const id of SERVICE_IDENTITIES) expect(may(id, 'provenance-x'), id).toBe(true);
     });
 
     it(`${site}: idempotency and dedup entries: each service writes only its own`, () => {

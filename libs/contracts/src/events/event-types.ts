@@ -44,3 +44,5 @@ export type RepositoryInitialized = EventOf<'RepositoryInitialized'>;
 export type RepositoryKeyRotated = EventOf<'RepositoryKeyRotated'>;
 export type RecoveryKeyExported = EventOf<'RecoveryKeyExported'>;
 export type RepositoryDeleted = EventOf<'RepositoryDeleted'>;
+export type EventSigningStarted = EventOf<'EventSigningStarted'>;
+export type ProvenanceViolation = EventOf<'ProvenanceViolation'>;

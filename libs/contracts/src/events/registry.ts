@@ -20,6 +20,7 @@ import {
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
+import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
 export interface HistoricVersion {
@@ -105,6 +106,8 @@ export const EVENT_SCHEMAS = {
   RepositoryKeyRotated: define('RepositoryKeyRotated', { description: 'A repository\'s master keys were re-wrapped under new credentials; the old ones no longer open it.', categories: ['repository'], latest: RepositoryKeyRotatedV1 }),
   RepositoryDeleted: define('RepositoryDeleted', { description: 'A repository and everything in it was deleted after a four-eyes approval (no lock was live).', categories: ['repository'], latest: RepositoryDeletedV1 }),
   RecoveryKeyExported: define('RecoveryKeyExported', { description: 'A repository\'s recovery key was exported (only its keyed fingerprint is recorded).', categories: ['repository'], latest: RecoveryKeyExportedV1 }),
+  EventSigningStarted: define('EventSigningStarted', { description: 'From this event\'s position on, every event must be signed by its writer; unsigned events before it are legacy.', categories: ['provenance'], latest: EventSigningStartedV1 }),
+  ProvenanceViolation: define('ProvenanceViolation', { description: 'A reader refused an event: unsigned, signed by an unknown key, altered, or by an identity that may not write it.', categories: ['provenance'], latest: ProvenanceViolationV1 }),
 } as const;
 
 export type EventRegistry = typeof EVENT_SCHEMAS;

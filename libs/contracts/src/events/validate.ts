@@ -146,7 +146,16 @@ export function upcast(event: CairnEvent): KnownEvent {
   const lifted = { ...event, schemaVersion: latest, data };
   const check = checker(event.type, latest, def.latest);
   if (!check.Check(lifted)) throw new InvalidEventError('upcast_failed', problemsOf(check, lifted), event);
+  // A signature covers the event as written: keep that form for whoever verifies it.
+  if (event.provenance) asWritten.set(lifted, event);
   return lifted as KnownEvent;
+}
+
+const asWritten = new WeakMap<object, CairnEvent>();
+
+/** The event as its writer signed it: itself, or the stored version it was upcast from on read. */
+export function writtenForm(event: CairnEvent): CairnEvent {
+  return asWritten.get(event) ?? event;
 }
 
 /** Validates an event of any known version and returns it at the current version. */

@@ -9,12 +9,12 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
 import {
-  identityConnectOptions, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, servicePublicKeys,
+  identityConnectOptions, identityPublicKeys, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, servicePublicKeys,
   type Identity, type LeafCredentials, type SiteSecurity,
 } from '@cairn/nats-security';
 import { bindCommandSecurity, correlatedLogOptions, setupTracing, type CommandSigner } from '@cairn/messaging';
 import type { Actor } from '@cairn/contracts';
-import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
+import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
@@ -28,6 +28,7 @@ import { STATE_FILE, operator, type StackState } from '../session.ts';
 import { ensureOperator } from './operator-bootstrap.ts';
 import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
 import { restorePlaces } from './restore-places.ts';
+import { secureEventProvenance } from './event-provenance.ts';
 
 export interface StackOptions {
   readonly dataDir: string;
@@ -190,6 +191,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     stops.push(() => nc.drain());
     const log = await createJetStreamEventLog({ nc, site });
     stops.push(() => log.close());
+    // Secure: every event is signed by its writer and checked by its readers, from the recorded
+    // cut-over on (the first start of a secure site records it; older unsigned events are legacy).
+    let provenanceKeys: ProvenanceKeys | undefined;
+    if (security) {
+      const keys = await identityPublicKeys(security.dir);
+      bindEventProvenance(nc, { signer: eventSignerFromSeed('admin', await readFile(security.credentials('admin').seedFile, 'utf8')) });
+      provenanceKeys = { keys, legacyBefore: await startEventSigning(log, { site, keys }) };
+      await secureEventProvenance({ security, identity: 'admin', nc, keys: provenanceKeys, logger });
+    }
     // Secure: every command over NATS is signed (docs/security.md, signed commands). Each
     // service signs with its identity's nkey and checks what it receives; the local operator
     // gets a user and key, and `nc` (the CLI's `admin` connection) signs with that key.
@@ -208,6 +218,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       if (!security) return { nc, log: wrapLog(identity, log) };
       const own = await connect({ servers: natsUrl, maxReconnectAttempts: -1, ...identityConnectOptions(security.credentials(identity)) });
       stops.push(() => own.drain());
+      await secureEventProvenance({ security, identity, nc: own, keys: provenanceKeys!, logger: logger.child({ name: identity }) });
       const ownLog = await createJetStreamEventLog({ nc: own, site, createStream: false });
       stops.push(() => ownLog.close());
       await secureCommands(identity, own, ownLog);
@@ -276,6 +287,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(security ? identityConnectOptions(security.credentials('replication')) : {}),
     });
     stops.push(() => replicationNc.drain());
+    if (security) await secureEventProvenance({ security, identity: 'replication', nc: replicationNc, keys: provenanceKeys!, logger: logger.child({ name: 'replication' }) });
     const replicationLog = await createJetStreamEventLog({ nc: replicationNc, site });
     if (security) await secureCommands('replication', replicationNc, replicationLog);
     else markUnverifiedCommands(replicationNc, replicationLog);
