@@ -16,6 +16,7 @@ import { newEvent } from '@cairn/contracts';
 import { RestorePointLockedError } from '@cairn/repository';
 import { startDemoVm, startStack } from '@cairn/cli';
 import { checkRestoredDemoImage, cli, waitForJobEnd } from './e2e-helpers.ts';
+import { logAs } from './provenance-helpers.ts';
 
 describe('the embedded stack with per-service NATS identities and mutual TLS (real NATS, real QEMU)', () => {
   const h = useHarness();
@@ -64,7 +65,8 @@ describe('the embedded stack with per-service NATS identities and mutual TLS (re
     expect(Date.parse(lock.retainUntil)).toBeGreaterThan(Date.now() + 29 * 86_400_000);
     for (const id of [full, incremental]) {
       const streamId = `restorepoint-${id}`;
-      await stack.log.append(streamId, [newEvent('RestorePointExpired', { restorePointId: id, vmId: 'demo', policyId: null, reason: 'test: retention' }, {
+      // As retention does it: the scheduler writes RestorePointExpired (the writer table).
+      await (await logAs(stack, 'scheduler')).append(streamId, [newEvent('RestorePointExpired', { restorePointId: id, vmId: 'demo', policyId: null, reason: 'test: retention' }, {
         site: stack.site, actor: { kind: 'user', id: 'tester' }, streamId,
       })], { expectedRevision: 'any' });
     }

@@ -6,6 +6,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newEvent, type Actor } from '@cairn/contracts';
 import type { Stack } from '@cairn/cli';
+import { logAs } from './provenance-helpers.ts';
 
 const ACTOR: Actor = { kind: 'service', id: 'sites-e2e' };
 
@@ -42,7 +43,7 @@ export interface Vm { readonly vmId: string; readonly name: string; readonly siz
 /** VmDiscovered in the site's log, as the coordinator records a VM. */
 export async function discoverVm(stack: Stack, vm: Vm): Promise<void> {
   const streamId = `vm-${vm.vmId}`;
-  await stack.log.append(streamId, [newEvent('VmDiscovered', {
+  await (await logAs(stack, 'snapshot-coordinator')).append(streamId, [newEvent('VmDiscovered', {
     vmId: vm.vmId, name: vm.name, hypervisor: { kind: 'qemu', host: `${stack.site}-host` }, tags: [], disks: [{ name: 'disk0', sizeBytes: vm.size }],
   }, { site: stack.site, actor: ACTOR, streamId })], { expectedRevision: 'any' });
 }
@@ -68,14 +69,20 @@ export async function backup(stack: Stack, vm: Vm, image: Uint8Array, parent?: {
   const d = w.disks[0]!;
   const streamId = `job-${jobId}`;
   const meta = { site: stack.site, actor: ACTOR, streamId, correlationId: jobId };
-  await stack.log.append(streamId, [
+  // Each event by the service that writes it (on a secure site, signed by its identity).
+  const scheduler = await logAs(stack, 'scheduler');
+  await scheduler.append(streamId, [
     newEvent('JobRequested', { jobId, vmId: vm.vmId, policyId: null, mode: parent ? 'auto' : 'full', trigger: 'manual' }, meta),
+  ], { expectedRevision: 'no_stream' });
+  await (await logAs(stack, 'data-mover')).append(streamId, [
     newEvent('RestorePointCommitted', {
       restorePointId: w.restorePointId, jobId, vmId: vm.vmId, parentId: parent?.id ?? null,
       disks: [{ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused }],
     }, meta),
+  ], { expectedRevision: 0n });
+  await scheduler.append(streamId, [
     newEvent('JobCompleted', { jobId, restorePointId: w.restorePointId, bytesRead: d.bytesRead, bytesStored: d.bytesStored, durationMs: Date.now() - started }, meta),
-  ], { expectedRevision: 'no_stream' });
+  ], { expectedRevision: 1n });
   return w.restorePointId;
 }
 

@@ -21,6 +21,7 @@ import { startHub, startStack, type Hub, type Stack } from '@cairn/cli';
 import { useHarness, waitFor } from '@cairn/testing';
 import { cli } from './e2e-helpers.ts';
 import { backup, discoverVm, makeImage, type Vm } from './sites-helpers.ts';
+import { logAs } from './provenance-helpers.ts';
 
 const h = useHarness();
 const MiB = 1024 * 1024;
@@ -110,7 +111,7 @@ describe('several sites, secure: hub, A and B with mutual TLS, identities and le
     // A second backup of A, copied to B, then expired by retention at A.
     const id = await backup(a, vmA, makeImage(vmA.size, 11));
     await waitFor(async () => (await replicasAt(b)).some((r) => r.restorePointId === id), { timeoutMs: 90_000, intervalMs: 250, what: 'the second restore point at B' });
-    await a.log.append(`restorepoint-${id}`, [newEvent('RestorePointExpired', { restorePointId: id, vmId: vmA.vmId, policyId: randomUUID(), reason: 'keepLast 0' },
+    await (await logAs(a, 'scheduler')).append(`restorepoint-${id}`, [newEvent('RestorePointExpired', { restorePointId: id, vmId: vmA.vmId, policyId: randomUUID(), reason: 'keepLast 0' },
       { site: 'a', actor: { kind: 'service', id: 'scheduler@a' }, streamId: `restorepoint-${id}` })], { expectedRevision: 'no_stream' });
     await waitFor(async () => !(await replicasAt(b)).some((r) => r.restorePointId === id), { timeoutMs: 90_000, intervalMs: 250, what: 'the replica gone from B' });
     expect(await b.replication.receiver.target('a').hasRestorePoint(id)).toBe(false);

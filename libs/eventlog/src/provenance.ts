@@ -14,7 +14,7 @@ import {
   eventSigningString, mayWrite, newEvent, writtenForm,
   type CairnEvent, type EventDataMap, type KnownEvent,
 } from '@cairn/contracts';
-import type { EventAppender, EventStreamReader } from './event-log.port.ts';
+import type { EventAppender, EventLogReader, EventStreamReader } from './event-log.port.ts';
 
 /** Signs events as one writer (a site identity) with its nkey. */
 export interface EventSigner {
@@ -146,4 +146,55 @@ export function bindEventProvenance(nc: NatsConnection, settings: EventProvenanc
 
 export function eventProvenanceOf(nc: NatsConnection): EventProvenanceSettings | undefined {
   return bound.get(nc);
+}
+
+/** One event `auditLogProvenance` found that its readers refuse. */
+export interface RefusedEvent {
+  readonly position: string;
+  readonly eventId: string;
+  readonly type: string;
+  readonly streamId: string;
+  readonly actor: string;
+  readonly failure: ProvenanceFailure;
+  readonly signedBy: string | null;
+  readonly claimedWriter: string | null;
+  readonly message: string;
+}
+
+export interface ProvenanceReport {
+  readonly checked: number;
+  /** Unsigned events before the cut-over (envelope v1), accepted as legacy. */
+  readonly legacy: number;
+  /** Position of the signing cut-over (0: none recorded). */
+  readonly cutover: string;
+  /** Records that are not valid events at all (reported elsewhere: they are no event of anyone). */
+  readonly unreadable: number;
+  readonly refused: readonly RefusedEvent[];
+}
+
+/**
+ * Checks every event of a log against the site's identity keys and the writer table, as its
+ * readers do (`cairn audit verify`). `log` must be a client that does not itself skip refused
+ * events (open it with `provenance: {}`).
+ */
+export async function auditLogProvenance(log: EventLogReader & EventStreamReader, keys: ReadonlyMap<string, string>): Promise<ProvenanceReport> {
+  const legacyBefore = await readSigningCutover(log, keys);
+  let checked = 0;
+  let legacy = 0;
+  let unreadable = 0;
+  const refused: RefusedEvent[] = [];
+  for await (const r of log.readAll({ onInvalid: () => { unreadable++; } })) {
+    checked++;
+    const v = checkProvenance(r.event, r.position, { keys, legacyBefore });
+    if (v.ok) {
+      if (v.legacy) legacy++;
+      continue;
+    }
+    refused.push({
+      position: String(r.position), eventId: r.event.id, type: r.event.type, streamId: r.event.streamId,
+      actor: `${r.event.actor.kind}:${r.event.actor.id}`, failure: v.failure, signedBy: v.signedBy,
+      claimedWriter: writtenForm(r.event).provenance?.writer ?? null, message: v.message,
+    });
+  }
+  return { checked, legacy, cutover: String(legacyBefore), unreadable, refused };
 }

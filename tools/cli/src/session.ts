@@ -9,6 +9,7 @@ import type { Actor } from '@cairn/contracts';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { CommandBus } from '@cairn/messaging';
 import { identityConnectOptions, loadSiteSecurity } from '@cairn/nats-security';
+import { signEventsAs } from './stack/event-provenance.ts';
 import { CliError, EXIT } from './cli-error.ts';
 import { loadOperatorKey, type OperatorKey } from './operator-key.ts';
 
@@ -44,6 +45,8 @@ export interface Session {
   readonly bus: CommandBus;
   readonly catalogue: CatalogueClient;
   readonly json: boolean;
+  /** A secure site's security directory (identity keys, for `cairn audit verify`). */
+  readonly securityDir?: string;
   close(): Promise<void>;
 }
 
@@ -98,10 +101,13 @@ export async function openSession(cmd: Command): Promise<Session> {
       'start one with `npx cairn up` (in another terminal), or pass --nats <url> / set CAIRN_NATS_URL');
   }
   let nc: NatsConnection;
+  const securityDir = process.env['CAIRN_NATS_SECURITY_DIR'] ?? state?.securityDir;
   try {
-    const securityDir = process.env['CAIRN_NATS_SECURITY_DIR'] ?? state?.securityDir;
-    const auth = securityDir ? identityConnectOptions((await loadSiteSecurity(securityDir)).credentials('admin')) : {};
+    const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
+    const auth = security ? identityConnectOptions(security.credentials('admin')) : {};
     nc = await connect({ servers: natsUrl, timeout: 3000, ...auth, name: 'cairn-cli' });
+    // What the CLI appends (repository key events) is signed as the site's `admin`.
+    if (security) await signEventsAs(nc, security, 'admin');
   } catch (e) {
     throw new CliError(`cannot reach NATS at ${natsUrl}: ${(e as Error).message}`, EXIT.unavailable,
       'is `cairn up` still running? start it again, or pass the right --nats <url>');
@@ -116,7 +122,7 @@ export async function openSession(cmd: Command): Promise<Session> {
     throw e;
   }
   return {
-    nc, site, actor, ...(key ? { operatorKey: key } : {}),
+    nc, site, actor, ...(key ? { operatorKey: key } : {}), ...(securityDir ? { securityDir } : {}),
     bus: new CommandBus(nc, { site, actor, defaultTimeoutMs: 15_000, ...(key ? { signer: key.signer } : {}) }),
     catalogue: new CatalogueClient(nc, { site }),
     json: Boolean(g.json),

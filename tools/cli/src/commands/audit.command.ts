@@ -2,6 +2,7 @@
 // which checks the tamper-evident hash chain the audit bridge seals the log into.
 import type { Command } from 'commander';
 import { verifyChain } from '@cairn/audit';
+import { checkLogProvenance, provenanceLines } from './audit-provenance.ts';
 import { auditStream, readAuditChain } from '@cairn/audit-bridge';
 import { CliError, EXIT } from '../cli-error.ts';
 import { transportError } from '../cli-replies.ts';
@@ -51,17 +52,22 @@ export function registerAuditCommands(program: Command): void {
     });
 
   audit.command('verify')
-    .description('check the hash chain of the audit trail: names the first removed, reordered or altered record')
+    .description('check the hash chain of the audit trail (names the first removed, reordered or altered record) and, on a secure site, every event\'s signature and writer (names each one its readers refuse)')
     .action(async function (this: Command) {
       await withSession(this, async (s) => {
         const records = await readAuditChain(s.nc, auditStream(s.site)).catch((e: Error) => {
           throw new CliError(`cannot read the audit chain: ${e.message}`, EXIT.unavailable, 'the audit bridge keeps it; is it running (cairn up does)?');
         });
         const verdict = verifyChain(records);
-        output(s, verdict, () => verdict.ok
-          ? `audit chain intact: ${verdict.count} records, head ${verdict.head}`
-          : `audit chain BROKEN (${verdict.problem.kind}) at ${verdict.problem.message}`);
-        if (!verdict.ok) process.exitCode = EXIT.failure;
+        // A secure site: every event of the log must be signed by an identity the writer table allows.
+        const provenance = s.securityDir ? await checkLogProvenance(s.nc, s.site, s.securityDir) : undefined;
+        output(s, { ...verdict, ...(provenance ? { provenance } : {}) }, () => [
+          verdict.ok
+            ? `audit chain intact: ${verdict.count} records, head ${verdict.head}`
+            : `audit chain BROKEN (${verdict.problem.kind}) at ${verdict.problem.message}`,
+          ...(provenance ? provenanceLines(provenance) : []),
+        ].join('\n'));
+        if (!verdict.ok || (provenance && provenance.refused.length > 0)) process.exitCode = EXIT.failure;
       });
     });
 }

@@ -3,10 +3,10 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { identityConnectOptions, loadSiteSecurity, type Identity } from '@cairn/nats-security';
+import { identityConnectOptions, identityPublicKeys, loadSiteSecurity, type Identity } from '@cairn/nats-security';
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { createJetStreamEventLog } from '@cairn/eventlog';
+import { createJetStreamEventLog, readSigningCutover } from '@cairn/eventlog';
 import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
 import { DirectoryBackend, openRepository } from '@cairn/repository';
 import { startScheduler } from '@cairn/scheduler';
@@ -18,6 +18,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
 import { markUnverifiedCommands, secureServiceCommands } from '../stack/command-security.ts';
 import { restorePlaces } from '../stack/restore-places.ts';
+import { secureEventProvenance } from '../stack/event-provenance.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication'] as const;
 
@@ -58,6 +59,11 @@ export function registerRunCommand(program: Command): void {
       const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
       const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
+      // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
+      if (security) {
+        const keys = await identityPublicKeys(security.dir);
+        await secureEventProvenance({ security, identity: service as Identity, nc, keys: { keys, legacyBefore: await readSigningCutover(log, keys) }, logger });
+      }
       // Secure: sign what it sends with its identity, accept only signed commands (docs/security.md).
       if (security) await secureServiceCommands({ security, identity: service as Identity, nc, log, site, logger });
       else markUnverifiedCommands(nc, log);

@@ -28,3 +28,8 @@ export async function secureEventProvenance(o: {
     },
   });
 }
+
+/** Signs what this connection appends as `identity`, checks nothing (the CLI's short sessions). */
+export async function signEventsAs(nc: NatsConnection, security: SiteSecurity, identity: AnyIdentity): Promise<void> {
+  bindEventProvenance(nc, { signer: eventSignerFromSeed(identity, await readFile(security.credentials(identity).seedFile, 'utf8')) });
+}
