@@ -68,17 +68,19 @@ export function checkProvenance(event: CairnEvent, position: bigint, o: Provenan
   }
   const signedBy = o.keys.get(p.publicKey);
   if (!signedBy) return { ok: false, failure: 'unknown_key', signedBy: null, message: `${event.type} ${event.id} is signed by ${p.publicKey}, not a key of this site's identities` };
-  let valid = false;
-  try {
-    const data = new TextEncoder().encode(eventSigningString(written, p.writer, p.publicKey));
-    valid = fromPublic(p.publicKey).verify(data, new Uint8Array(Buffer.from(p.signature, 'base64url')));
-  } catch {
-    valid = false;
-  }
-  if (!valid) return { ok: false, failure: 'bad_signature', signedBy, message: `${event.type} ${event.id}: the signature of ${signedBy}'s key does not verify (altered or forged)` };
+  if (!verifies(written, p)) return { ok: false, failure: 'bad_signature', signedBy, message: `${event.type} ${event.id}: the signature of ${signedBy}'s key does not verify (altered or forged)` };
   if (signedBy !== p.writer) return { ok: false, failure: 'writer_mismatch', signedBy, message: `${event.type} ${event.id} names writer ${p.writer} but is signed by ${signedBy}'s key` };
   if (!mayWrite(signedBy, event.type)) return { ok: false, failure: 'not_permitted', signedBy, message: `${signedBy} may not write ${event.type} (event ${event.id} in ${event.streamId})` };
   return { ok: true, writer: signedBy, legacy: false };
+}
+
+function verifies(event: CairnEvent, p: NonNullable<CairnEvent['provenance']>): boolean {
+  try {
+    const data = new TextEncoder().encode(eventSigningString(event, p.writer, p.publicKey));
+    return fromPublic(p.publicKey).verify(data, new Uint8Array(Buffer.from(p.signature, 'base64url')));
+  } catch {
+    return false;
+  }
 }
 
 /** The ProvenanceViolation a reader records about a refused event (one per event and reader: a stable id). */
