@@ -68,6 +68,7 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   TokenIssued: ['gateway'],
   TokenRevoked: ['gateway'],
   SignedIn: ['gateway'],
+  AuthFailed: ['gateway'],
   AccessDenied: SERVICES_WITH_COMMANDS,
   ApprovalRequested: ['gateway'],
   ApprovalGranted: ['gateway'],
