@@ -13,7 +13,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { fromSeed } from '@nats-io/nkeys';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { eventSigningString, eventSubject, type CairnEvent } from '@cairn/contracts';
-import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, type EventLog } from '@cairn/eventlog';
+import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, signEvent, type AppendOptions, type EventLog } from '@cairn/eventlog';
 import { identityConnectOptions, identityPublicKeys, type AnyIdentity, type SiteSecurity } from '@cairn/nats-security';
 
 interface SecureStack {
@@ -41,6 +41,23 @@ async function connectAs(stack: SecureStack & { security: SiteSecurity }, identi
 export async function logAs(stack: SecureStack, identity: AnyIdentity): Promise<EventLog> {
   if (!stack.security) return stack.log;
   return (await connectAs(stack as SecureStack & { security: SiteSecurity }, identity)).log;
+}
+
+/**
+ * Appends one batch whose events are signed by different identities (as if each service had
+ * written its own, without anyone writing between them): each event signed by its writer, the
+ * batch sent through a client that adds no signature. On a stack that is not secure: as is.
+ */
+export async function appendSignedBatch(stack: SecureStack, streamId: string, batch: ReadonlyArray<{ readonly identity: AnyIdentity; readonly event: CairnEvent }>, options: AppendOptions): Promise<void> {
+  if (!stack.security) {
+    await stack.log.append(streamId, batch.map((b) => b.event), options);
+    return;
+  }
+  const security = stack.security;
+  const signed = await Promise.all(batch.map(async (b) => signEvent(b.event, eventSignerFromSeed(b.identity, await readFile(security.credentials(b.identity).seedFile, 'utf8')))));
+  const { nc } = await connectAs(stack as SecureStack & { security: SiteSecurity }, 'admin');
+  const plain = await createJetStreamEventLog({ nc, site: stack.site, createStream: false, provenance: {} });
+  await plain.append(streamId, signed, options);
 }
 
 /** Closes the connections logAs/forgeEvent opened (afterAll). */

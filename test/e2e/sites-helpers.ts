@@ -6,7 +6,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newEvent, type Actor } from '@cairn/contracts';
 import type { Stack } from '@cairn/cli';
-import { logAs } from './provenance-helpers.ts';
+import { appendSignedBatch, logAs } from './provenance-helpers.ts';
 
 const ACTOR: Actor = { kind: 'service', id: 'sites-e2e' };
 
@@ -69,20 +69,15 @@ export async function backup(stack: Stack, vm: Vm, image: Uint8Array, parent?: {
   const d = w.disks[0]!;
   const streamId = `job-${jobId}`;
   const meta = { site: stack.site, actor: ACTOR, streamId, correlationId: jobId };
-  // Each event by the service that writes it (on a secure site, signed by its identity).
-  const scheduler = await logAs(stack, 'scheduler');
-  await scheduler.append(streamId, [
-    newEvent('JobRequested', { jobId, vmId: vm.vmId, policyId: null, mode: parent ? 'auto' : 'full', trigger: 'manual' }, meta),
-  ], { expectedRevision: 'no_stream' });
-  await (await logAs(stack, 'data-mover')).append(streamId, [
-    newEvent('RestorePointCommitted', {
+  // Each event signed by the service that writes it (on a secure site), in one batch as before.
+  await appendSignedBatch(stack, streamId, [
+    { identity: 'scheduler', event: newEvent('JobRequested', { jobId, vmId: vm.vmId, policyId: null, mode: parent ? 'auto' : 'full', trigger: 'manual' }, meta) },
+    { identity: 'data-mover', event: newEvent('RestorePointCommitted', {
       restorePointId: w.restorePointId, jobId, vmId: vm.vmId, parentId: parent?.id ?? null,
       disks: [{ name: d.name, sizeBytes: d.sizeBytes, bytesRead: d.bytesRead, bytesStored: d.bytesStored, chunksNew: d.chunksNew, chunksReused: d.chunksReused }],
-    }, meta),
-  ], { expectedRevision: 0n });
-  await scheduler.append(streamId, [
-    newEvent('JobCompleted', { jobId, restorePointId: w.restorePointId, bytesRead: d.bytesRead, bytesStored: d.bytesStored, durationMs: Date.now() - started }, meta),
-  ], { expectedRevision: 1n });
+    }, meta) },
+    { identity: 'scheduler', event: newEvent('JobCompleted', { jobId, restorePointId: w.restorePointId, bytesRead: d.bytesRead, bytesStored: d.bytesStored, durationMs: Date.now() - started }, meta) },
+  ], { expectedRevision: 'no_stream' });
   return w.restorePointId;
 }
 

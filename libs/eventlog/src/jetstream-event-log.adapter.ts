@@ -188,7 +188,9 @@ export class JetStreamEventLog implements EventLog {
       const matches = expected === 'any'
         || (expected === 'no_stream' && actual === 'no_stream')
         || (expected === 'stream_exists' && actual !== 'no_stream')
-        || (typeof expected === 'bigint' && actual === expected);
+        || (typeof expected === 'bigint' && actual === expected)
+        // What a checking reader did not see (refused events) does not make its append a conflict.
+        || (actual !== 'no_stream' && await this.onlyRefusedAfter(subject, expected, head!.seq));
       let todo: readonly EncodedEvent[] = encoded;
       let from = head;
       if (!matches) {
@@ -213,6 +215,27 @@ export class JetStreamEventLog implements EventLog {
         throw new WrongExpectedRevisionError(streamId, expected, now ? now.revision : 'no_stream');
       }
     }
+  }
+
+  /**
+   * True when every event of the subject after revision `expected` is one a checking reader
+   * refuses (forged): a writer that read the stream through this client saw the stream at
+   * `expected`, and may append after the forged events without a conflict.
+   */
+  private async onlyRefusedAfter(subject: string, expected: AppendOptions['expectedRevision'], headSeq: number): Promise<boolean> {
+    const verify = this.allSites ? undefined : this.provenance?.verify;
+    if (!verify || !(typeof expected === 'bigint' || expected === 'no_stream')) return false;
+    const base = expected === 'no_stream' ? -1n : expected;
+    let revision = -1n;
+    let after = 0;
+    for await (const m of this.range(subject, 1, headSeq)) {
+      revision = revisionOf(m.headers, revision);
+      if (revision <= base) continue;
+      after++;
+      const d = decodeRecord(m.data, BigInt(m.seq), m.subject);
+      if (!d.ok || checkProvenance(d.event, BigInt(m.seq), verify).ok) return false;
+    }
+    return after > 0;
   }
 
   /** Publishes events in order, each expecting the previous one as the subject's last message. */

@@ -30,7 +30,8 @@ export async function main(argv: string[]): Promise<number> {
   registerSiteCommands(program);
   try {
     await program.parseAsync(argv);
-    return EXIT.ok;
+    // A command that ran but found something wrong sets process.exitCode (audit verify, a failed job).
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
