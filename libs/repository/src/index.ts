@@ -26,5 +26,6 @@ export {
   KEY_JOURNAL_PREFIX, defaultKeyActor,
   type KeyJournalEntry, type KeyActContext, type KeyActor, type KeyWrapping, type OpenedWith, type InvalidJournalObject,
 } from './keys/key-journal.ts';
+export { keyJournalEvent, keyEventStream, publishKeyJournal, publishKeyJournalEntries, type KeyJournalLogger } from './keys/key-journal.publisher.ts';
 export type { LockReport } from './maintenance/immutability.ts';
 export type { DestroyReport } from './maintenance/destroy.ts';

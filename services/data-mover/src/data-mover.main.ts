@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
 import { SecurityActs } from './security-acts.ts';
-import { publishKeyJournal } from './key-journal.publisher.ts';
+import { publishKeyJournal } from '@cairn/repository';
 
 @Module({})
 class DataMoverModule {

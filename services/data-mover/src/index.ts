@@ -4,5 +4,4 @@ export { DataMover, TransferRefused, RestoreRefused } from './data-mover.service
 export { runTransfer, type TransferInput, type TransferResult, type TransferOptions } from './transfer.ts';
 export { planReads, readAhead } from './extent-plan.ts';
 export { RestoreExports } from './restore-exports.ts';
-export { keyJournalEvent, keyEventStream, publishKeyJournal, publishKeyJournalEntries } from './key-journal.publisher.ts';
 export { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';

@@ -1,45 +1,9 @@
 // Caps the number of backend calls in flight (a semaphore), so a wide pipeline cannot open
 // hundreds of S3 connections or file handles at once.
 import type { Backend, ObjectInfo } from './backend.ts';
+import { Semaphore } from '../concurrency/semaphore.ts';
 
-/** FIFO counting semaphore. */
-export class Semaphore {
-  private free: number;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(readonly limit: number) {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`concurrency limit must be a positive integer, got ${limit}`);
-    this.free = limit;
-  }
-
-  get inUse(): number {
-    return this.limit - this.free;
-  }
-
-  async acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.waiting.shift();
-    // Hand the permit straight to the next waiter, so a newcomer cannot overtake it.
-    if (next) next();
-    else this.free++;
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire();
-    try {
-      return await fn();
-    } finally {
-      this.release();
-    }
-  }
-}
+export { Semaphore };
 
 export function withConcurrencyLimit(inner: Backend, options: { limit: number }): Backend {
   const sem = new Semaphore(options.limit);

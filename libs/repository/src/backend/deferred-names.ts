@@ -16,7 +16,7 @@ import { execFile } from 'node:child_process';
 import { close as closeCb, fsync as fsyncCb, open as openCb } from 'node:fs';
 import { link, open, rename, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import type { FlushGroup } from './backend.ts';
 
 export interface DeferredName {

@@ -9,7 +9,7 @@ import { RepositoryDeletedError, RepositoryLockedError, type DeletedRecord } fro
 import { CONFIG_KEY, DELETED_KEY, KEYS_PREFIX, RESTORE_POINTS_PREFIX } from '../format/layout.ts';
 import type { Backend } from '../backend/backend.ts';
 import type { RepositoryCore } from '../repository-core.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 
 export interface DestroyReport {
   readonly restorePointsDeleted: number;

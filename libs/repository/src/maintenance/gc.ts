@@ -7,9 +7,9 @@ import { CorruptObjectError } from '../errors.ts';
 import { CHUNKS_PREFIX, idFromContentKey, INDEX_PREFIX } from '../format/layout.ts';
 import { ZERO_ID, type Manifest } from '../format/manifest.ts';
 import type { RepositoryCore } from '../repository-core.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import { walkIndexes } from './chunk-uses.ts';
-import { acquireSweepLease, bumpGeneration } from './leases.ts';
+import { acquireSweepLease, bumpGeneration } from '../leases/leases.ts';
 
 export interface GcOptions {
   /** Unreferenced objects younger than this are kept (a writer may be about to use them). */

@@ -9,7 +9,7 @@ import { CorruptObjectError, RestorePointLockedError } from '../errors.ts';
 import { chunkKey, pageKey, restorePointKey } from '../format/layout.ts';
 import { ZERO_ID } from '../format/manifest.ts';
 import type { RepositoryCore } from '../repository-core.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import { walkIndexes } from './chunk-uses.ts';
 
 export interface LockReport {

@@ -4,7 +4,7 @@
 import type { DamagedObject } from '../errors.ts';
 import type { Manifest } from '../format/manifest.ts';
 import { ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import { findUses, toDamaged, UseCollector, walkIndexes } from './chunk-uses.ts';
 
 export interface VerifyOptions {

@@ -6,7 +6,7 @@ import { DamagedChunkError } from '../errors.ts';
 import { ZERO_ID, type DiskManifest } from '../format/manifest.ts';
 import { findUses, toDamaged } from '../maintenance/chunk-uses.ts';
 import { ENTRY_BYTES, ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import { Lru } from './lru.ts';
 
 export interface DiskReader {

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { RepositoryError } from '../errors.ts';
 import { randomId } from '../format/ids.ts';
 import { ENTRY_BYTES, ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
-import { Semaphore } from '../write/semaphore.ts';
+import { Semaphore } from '../concurrency/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
 
 const run = promisify(execFile);

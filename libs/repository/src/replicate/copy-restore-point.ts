@@ -6,7 +6,7 @@
 // Bytes for the questions stay small: a page the sink holds vouches for its chunks (a page
 // is written only after them), so only the chunks of missing pages that differ from the
 // base restore point's page at the same place are asked about.
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import type { PageRef, ReplicationSource, RepositoryIdentity, SealedObject } from './replication-source.ts';
 import type { ReplicaRefs } from './replica-target.ts';
 import type { SealedRef } from './sealed-objects.ts';

@@ -18,7 +18,7 @@ import { type Backend, NotFoundError } from '../backend/backend.ts';
 import { RepositoryExistsError } from '../errors.ts';
 import { parseConfig } from '../format/config.ts';
 import { CHUNKS_PREFIX, CONFIG_KEY, INDEX_PREFIX, RESTORE_POINTS_PREFIX, isContentId, isRestorePointId, keyObjectKey } from '../format/layout.ts';
-import { forEachLimit } from '../write/semaphore.ts';
+import { forEachLimit } from '../concurrency/semaphore.ts';
 import type { RepositoryIdentity } from './replication-source.ts';
 import { sealedKey, sealedShapeProblem, sha256Hex, type SealedKind, type SealedRef } from './sealed-objects.ts';
 

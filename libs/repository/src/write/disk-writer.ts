@@ -9,7 +9,7 @@ import { rootChecksum, type DiskManifest, type DiskStats } from '../format/manif
 import { ENTRY_BYTES, type RepositoryCore } from '../repository-core.ts';
 import type { KnownChunks } from './known-chunks.ts';
 import type { WriterSession } from './writer-session.ts';
-import { Semaphore } from './semaphore.ts';
+import { Semaphore } from '../concurrency/semaphore.ts';
 
 export interface Extent {
   readonly offset: number;

@@ -5,7 +5,7 @@
 // uploads under way are tracked so concurrent writers never reference a chunk not yet stored.
 import type { Backend } from '../backend/backend.ts';
 import { CHUNKS_PREFIX, chunkKey, idFromContentKey } from '../format/layout.ts';
-import { readGeneration } from '../maintenance/leases.ts';
+import { readGeneration } from '../leases/leases.ts';
 
 export class KnownChunks {
   private ids = new Set<string>();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backend/testing/memory-backend.ts';
 import { chunkKey } from '../format/layout.ts';
-import { bumpGeneration } from '../maintenance/leases.ts';
+import { bumpGeneration } from '../leases/leases.ts';
 import { KnownChunks } from './known-chunks.ts';
 
 const id = (n: number) => n.toString(16).padStart(64, '0');

@@ -4,12 +4,12 @@
 import { InvalidExtentError, RestorePointWriteError } from '../errors.ts';
 import { newRestorePointId } from '../format/ids.ts';
 import { MANIFEST_VERSION, type DiskManifest, type DiskStats, type Manifest } from '../format/manifest.ts';
-import { acquireWriterLease, readGeneration, type Lease } from '../maintenance/leases.ts';
+import { acquireWriterLease, readGeneration, type Lease } from '../leases/leases.ts';
 import type { RepositoryCore } from '../repository-core.ts';
 import { DiskWriter, type DiskInput } from './disk-writer.ts';
 import type { KnownChunks } from './known-chunks.ts';
 import { WriterSession } from './writer-session.ts';
-import { Semaphore } from './semaphore.ts';
+import { Semaphore } from '../concurrency/semaphore.ts';
 
 export interface VmInfo {
   readonly id: string;

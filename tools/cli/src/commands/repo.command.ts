@@ -9,7 +9,7 @@ import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { createJetStreamEventLog } from '@cairn/eventlog';
-import { keyJournalEvent, publishKeyJournalEntries } from '@cairn/data-mover';
+import { keyJournalEvent, publishKeyJournalEntries } from '@cairn/repository';
 import {
   BackendError,
   CorruptObjectError,

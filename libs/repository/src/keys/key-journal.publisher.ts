@@ -7,7 +7,8 @@
 // is one event however often and by whomever it is published.
 import { newEvent, type KnownEvent } from '@cairn/contracts';
 import type { EventAppender, EventStreamReader } from '@cairn/eventlog';
-import type { KeyJournalEntry, Repository } from '@cairn/repository';
+import type { KeyJournalEntry } from './key-journal.ts';
+import type { Repository } from '../repository.ts';
 
 export const keyEventStream = (repositoryId: string): string => `repository-${repositoryId}`;
 
