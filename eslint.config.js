@@ -2,6 +2,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import nx from '@nx/eslint-plugin';
+import noFolderCycles from './tools/ci/eslint/no-folder-cycles.js';
 
 const depConstraints = [
   { sourceTag: 'type:contracts', onlyDependOnLibsWithTags: ['type:contracts'] },
@@ -10,10 +11,13 @@ const depConstraints = [
   { sourceTag: 'type:adapter', onlyDependOnLibsWithTags: ['type:domain', 'type:contracts', 'type:adapter'] },
   { sourceTag: 'type:testing', onlyDependOnLibsWithTags: ['type:domain', 'type:contracts', 'type:adapter', 'type:testing'] },
   { sourceTag: 'type:service', onlyDependOnLibsWithTags: ['type:domain', 'type:contracts', 'type:adapter'] },
-  // The CLI's embedded stack (`cairn up`) is the one place that runs services in process.
-  { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:domain', 'type:contracts', 'type:adapter', 'type:service', 'type:tool'] },
+  // Tools import no service: what the CLI needs of one lives in a library.
+  { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:domain', 'type:contracts', 'type:adapter', 'type:tool'] },
 ];
-const boundaries = (allow) => ({ allow, banTransitiveDependencies: false, depConstraints });
+// The entries that run services: the embedded stack of `cairn up`, the hub, and `cairn run <service>`.
+const SERVICE_ENTRIES = ['tools/cli/src/stack/embedded-stack.ts', 'tools/cli/src/stack/hub-stack.ts', 'tools/cli/src/commands/run.command.ts'];
+const boundaries = (allow, constraints = depConstraints) => ({ allow, banTransitiveDependencies: false, depConstraints: constraints });
+const entryConstraints = depConstraints.map((c) => (c.sourceTag === 'type:tool' ? { ...c, onlyDependOnLibsWithTags: [...c.onlyDependOnLibsWithTags, 'type:service'] } : c));
 
 export default tseslint.config(
   { ignores: ['**/node_modules/**', '**/dist/**', 'tmp/**', '.nx/**', 'docs/**'] },
@@ -21,11 +25,16 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
-    plugins: { '@nx': nx },
+    plugins: { '@nx': nx, cairn: { rules: { 'no-folder-cycles': noFolderCycles } } },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@nx/enforce-module-boundaries': ['error', boundaries([])],
+      'cairn/no-folder-cycles': 'error',
     },
+  },
+  {
+    files: SERVICE_ENTRIES,
+    rules: { '@nx/enforce-module-boundaries': ['error', boundaries([], entryConstraints)] },
   },
   {
     // Tests of any project may use the test harness.

@@ -18,3 +18,4 @@ export {
 } from './hub-relay.adapter.ts';
 export { KurrentDbEventLog, type KurrentDbEventLogOptions } from './kurrentdb-event-log.adapter.ts';
 export { startKurrentDbRelay, type KurrentDbRelayOptions, type RunningRelay } from './kurrentdb-relay.adapter.ts';
+export * from './audit-stream.adapter.ts';

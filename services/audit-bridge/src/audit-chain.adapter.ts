@@ -1,35 +1,22 @@
 // The site's audit stream: every event of the log, in position order, sealed into the hash
 // chain of @cairn/audit (each record carries the hash of the one before and its own, in
 // headers). Written by the bridge as one more target (`kind: 'chain'`), so it follows the
-// log with its own checkpoint; read back by `readAuditChain` for `verifyChain`.
+// log with its own checkpoint; read back by `readAuditChain` (@cairn/eventlog) for `verifyChain`.
 //
 // JetStream stream `CAIRN_AUDIT_<SITE>`, subject `cairn.<site>.audit.chain`, deletes and
 // purges denied. The writer is idempotent across crashes: it continues from the stream's
 // last record and skips events at or below that position, and every publish expects the
 // stream's last sequence, so two writers cannot fork the chain.
-import {
-  DeliverPolicy, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, jetstream, jetstreamManager,
-  type JetStreamClient, type JetStreamManager,
-} from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { GENESIS_HASH, chainEvents, type ChainedRecord } from '@cairn/audit';
-import { assertSite, type CairnEvent } from '@cairn/contracts';
-import type { Recorded } from '@cairn/eventlog';
+import { GENESIS_HASH, chainEvents } from '@cairn/audit';
+import {
+  auditStream, ensureAuditStream, CHAIN_HASH_HEADER, CHAIN_POSITION_HEADER, CHAIN_PREV_HEADER, type AuditStreamLocation, type Recorded,
+} from '@cairn/eventlog';
 import type { AuditTarget } from './audit-target.ts';
 
-export const CHAIN_PREV_HEADER = 'Cairn-Chain-Prev';
-export const CHAIN_HASH_HEADER = 'Cairn-Chain-Hash';
-export const CHAIN_POSITION_HEADER = 'Cairn-Position';
-
-export interface AuditStreamLocation {
-  readonly stream: string;
-  readonly subject: string;
-}
-
-export function auditStream(site: string): AuditStreamLocation {
-  assertSite(site);
-  return { stream: `CAIRN_AUDIT_${site.toUpperCase().replace(/-/g, '_')}`, subject: `cairn.${site}.audit.chain` };
-}
+// The stream's location and reader live in @cairn/eventlog (the CLI reads it without the bridge).
+export { auditStream, readAuditChain, CHAIN_HASH_HEADER, CHAIN_POSITION_HEADER, CHAIN_PREV_HEADER, type AuditStreamLocation } from '@cairn/eventlog';
 
 export interface AuditChainTargetOptions {
   readonly name: string;
@@ -87,59 +74,4 @@ export class AuditChainTarget implements AuditTarget {
     if (!last) return { position: 0n, hash: GENESIS_HASH, seq: info.state.last_seq };
     return { position: BigInt(last.header.get(CHAIN_POSITION_HEADER)), hash: last.header.get(CHAIN_HASH_HEADER), seq: last.seq };
   }
-}
-
-async function ensureAuditStream(jsm: JetStreamManager, location: AuditStreamLocation): Promise<void> {
-  try {
-    await jsm.streams.info(location.stream);
-    return;
-  } catch (e) {
-    if (!(e instanceof JetStreamApiError && e.code === 10059)) throw e;
-  }
-  try {
-    await jsm.streams.add({
-      name: location.stream, subjects: [location.subject], storage: StorageType.File, retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old, max_msgs: -1, max_bytes: -1, max_age: 0, duplicate_window: 120_000_000_000,
-      num_replicas: 1, deny_delete: true, deny_purge: true,
-    });
-  } catch (e) {
-    await jsm.streams.info(location.stream).catch(() => { throw e; });
-  }
-}
-
-/**
- * Reads a whole audit stream in sequence order as chain records, for `verifyChain`. A record
- * whose headers are missing or malformed is returned with empty hashes, so the verifier
- * reports it rather than this function throwing.
- */
-export async function readAuditChain(nc: NatsConnection, location: AuditStreamLocation): Promise<ChainedRecord<CairnEvent>[]> {
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(location.stream);
-  const out: ChainedRecord<CairnEvent>[] = [];
-  if (info.state.messages === 0) return out;
-  const js = jetstream(nc);
-  const consumer = await js.consumers.get(location.stream, { filter_subjects: location.subject, deliver_policy: DeliverPolicy.All });
-  const messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
-  try {
-    for await (const m of messages) {
-      const pos = m.headers?.get(CHAIN_POSITION_HEADER) ?? '';
-      let event: CairnEvent;
-      try {
-        event = JSON.parse(new TextDecoder().decode(m.data)) as CairnEvent;
-      } catch {
-        event = { id: `unparsable-seq-${m.seq}` } as CairnEvent;
-      }
-      out.push({
-        position: /^\d+$/.test(pos) ? BigInt(pos) : 0n,
-        event,
-        prevHash: m.headers?.get(CHAIN_PREV_HEADER) ?? '',
-        hash: m.headers?.get(CHAIN_HASH_HEADER) ?? '',
-      });
-      if (m.info.pending === 0) break;
-    }
-  } finally {
-    await messages.close().catch(() => undefined);
-    await consumer.delete().catch(() => undefined);
-  }
-  return out;
 }

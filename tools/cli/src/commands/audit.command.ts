@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { verifyChain } from '@cairn/audit';
 import { checkLogProvenance, provenanceLines } from './audit-provenance.ts';
-import { auditStream, readAuditChain } from '@cairn/audit-bridge';
+import { auditStream, readAuditChain } from '@cairn/eventlog';
 import { CliError, EXIT } from '../cli-error.ts';
 import { transportError } from '../cli-replies.ts';
 import { output, table, withSession } from '../session.ts';
