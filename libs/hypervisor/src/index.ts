@@ -1,5 +1,6 @@
-// Hypervisor integration: the adapter port every hypervisor implements, the QMP client, and
-// the QEMU adapters (running VMs through QMP, powered-off VMs through their qcow2 files).
+// Hypervisor integration: the adapter port every hypervisor implements, the QMP client, the
+// QEMU adapters (running VMs through QMP, powered-off VMs through their qcow2 files) and the
+// libvirt adapter (domains through libvirt's backup API).
 export type * from './hypervisor.port.ts';
 export { QmpClient, type QmpClientOptions, type QmpEvent, type QmpGreeting } from './qmp/qmp-client.ts';
 export { QmpError, QmpTimeoutError, QmpConnectionError } from './qmp/qmp-errors.ts';
@@ -8,3 +9,11 @@ export { QemuOfflineAdapter, type QemuOfflineAdapterConfig, type OfflineVmConfig
 export { GuestAgentClient, GuestAgentError, FreezeGuard, type FreezeOutcome } from './qemu/guest-agent.ts';
 export { PREFIX as CAIRN_OBJECT_PREFIX, isViewId, liveBitmapName } from './qemu/naming.ts';
 export { imageInfo, type ImageInfo, type ImageBitmap } from './qemu/qemu-img.ts';
+export { LibvirtAdapter, type LibvirtAdapterConfig } from './libvirt/libvirt.adapter.ts';
+export { Virsh, VirshError, type VirshOptions } from './libvirt/virsh.ts';
+export {
+  parseDomainXml, libvirtVmConfig, domainXmlForRestore, hostSpecificParts, DomainXmlError,
+  type DomainSummary, type DomainDisk, type DomainNic, type LibvirtVmConfig, type HostPath, type SecretRef, type DefineOptions,
+} from './libvirt/domain-xml.ts';
+export { planLibvirtBackup, checkpointName, parseCheckpointName, type ChainRecord, type LibvirtBackupPlan, type LibvirtDiskPlan } from './libvirt/checkpoint-plan.ts';
+export { DomainEventWatcher, parseEventLine, type DomainEvent } from './libvirt/domain-events.ts';

@@ -1,0 +1,519 @@
+// The libvirt adapter: VMs that libvirt owns, backed up through libvirt's own backup API in
+// pull mode (never through the QEMU monitor libvirt holds). A view is one `backup-begin` that
+// exports every chosen disk over NBD on a unix socket and creates a checkpoint at the same
+// instant; an incremental reads the changes since the checkpoint of the chain's last good
+// backup through the `qemu:dirty-bitmap:` context. Releasing ends the job (`domjobabort`,
+// which also removes the scratch files) and keeps exactly one checkpoint per chain: on
+// success the new one (older ones deleted), on failure the old one (the new one deleted, its
+// changes merged back by libvirt). A shut-off domain's disks are served read-only by a
+// qemu-storage-daemon, whose image locks keep the domain from starting meanwhile.
+import { spawn } from 'node:child_process';
+import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type {
+  HypervisorAdapter, OpenViewRequest, QuiesceResult, ReapReport, View, ViewDisk, VmInfo,
+} from '../hypervisor.port.ts';
+import { isViewId, newViewId } from '../qemu/naming.ts';
+import { DiskBusyError, UnknownDiskError, UnknownVmError, type AdapterLogger } from '../qemu/qemu.adapter.ts';
+import {
+  isBrokenCheckpointError, parseCheckpointName, planLibvirtBackup, type ChainRecord, type LibvirtBackupPlan,
+} from './checkpoint-plan.ts';
+import {
+  backupXml, checkpointXml, libvirtVmConfig, parseBackupXml, parseCheckpointXml, parseDomainXml,
+  type DomainSummary, type LibvirtVmConfig,
+} from './domain-xml.ts';
+import { Virsh, VirshError } from './virsh.ts';
+import { DomainEventWatcher } from './domain-events.ts';
+
+export interface LibvirtAdapterConfig {
+  /** qemu:///system, or qemu+ssh:// / qemu+tls:// (inventory only: NBD exports are local sockets). */
+  readonly uri: string;
+  /** libvirt auth.conf with the credentials (never on the command line). */
+  readonly credentialsFile?: string;
+  /**
+   * NBD sockets, scratch files and offline daemons' pid files. QEMU (user libvirt-qemu on
+   * Debian) must be able to create files here: the adapter gives the directory to that user.
+   */
+  readonly runDir: string;
+  /** Where copy-before-write scratch files go (default runDir); removed after every view. */
+  readonly scratchDir?: string;
+  /** Chain records (last good checkpoint per domain and chain) and open views. */
+  readonly stateDir: string;
+  readonly defaultLeaseMs?: number;
+  /** Owner for runDir/scratchDir as `uid:gid` (default: the owner of /var/lib/libvirt/qemu). */
+  readonly qemuOwner?: string;
+  /** Deadline of a guest-agent freeze (default 10 s). */
+  readonly freezeTimeoutMs?: number;
+  /** A freeze never lasts longer than this (default 60 s). */
+  readonly maxFrozenMs?: number;
+  readonly logger?: AdapterLogger;
+}
+
+interface PendingView {
+  readonly view: View;
+  readonly domain: string;
+  readonly chain: string;
+  /** The checkpoint this view created (running domains only). */
+  readonly checkpoint?: string;
+  readonly domainUuid: string;
+  readonly disks: Record<string, string>;
+  readonly offline: boolean;
+}
+
+interface State {
+  chains: Record<string, Record<string, ChainRecord>>;
+  views: Record<string, PendingView>;
+}
+
+const silent: AdapterLogger = { info: () => undefined, warn: () => undefined };
+const STATE_NAME: Record<string, string> = { running: 'running', paused: 'paused', 'shut off': 'stopped', shutoff: 'stopped', crashed: 'stopped', 'in shutdown': 'running', pmsuspended: 'paused', idle: 'running', blocked: 'running' };
+const exportNameOf = (viewId: string, target: string) => `cairn-${viewId}-${target}`;
+const viewOfName = (name: string) => /(?:^|[-.])(v[a-z0-9]{11})(?:[-.]|$)/.exec(name)?.[1];
+
+export class LibvirtAdapter implements HypervisorAdapter {
+  readonly virsh: Virsh;
+  readonly #log: AdapterLogger;
+  readonly #stateFile: string;
+  #state: State = { chains: {}, views: {} };
+  readonly #frozen = new Map<string, NodeJS.Timeout>();
+  #watcher: DomainEventWatcher | undefined;
+
+  private constructor(readonly config: LibvirtAdapterConfig) {
+    this.virsh = new Virsh({ uri: config.uri, ...(config.credentialsFile ? { credentialsFile: config.credentialsFile } : {}) });
+    this.#log = config.logger ?? silent;
+    this.#stateFile = join(config.stateDir, 'libvirt-state.json');
+  }
+
+  /** Checks the connection (`virsh uri`) and loads the adapter's records. */
+  static async connect(config: LibvirtAdapterConfig): Promise<LibvirtAdapter> {
+    const a = new LibvirtAdapter(config);
+    await a.virsh.run(['uri'], 30_000);
+    await a.#loadState();
+    return a;
+  }
+
+  get scratchDir(): string { return this.config.scratchDir ?? this.config.runDir; }
+
+  // ---- inventory ---------------------------------------------------------------------------
+
+  async inventory(): Promise<VmInfo[]> {
+    const names = (await this.virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter(Boolean);
+    const stats = parseDomstats(await this.virsh.run(['domstats', '--raw', '--state', '--block']).catch(() => ''));
+    const out: VmInfo[] = [];
+    for (const name of names) {
+      let summary: DomainSummary;
+      try { summary = parseDomainXml(await this.virsh.run(['dumpxml', name])); } catch (e) {
+        if (e instanceof VirshError && /failed to get domain|not found/i.test(e.message)) continue; // undefined meanwhile
+        throw e;
+      }
+      const s = stats.get(name) ?? {};
+      const state = await this.#state0(name, s['state.state']);
+      const capacity = new Map<string, number>();
+      for (let i = 0; i < Number(s['block.count'] ?? 0); i++) capacity.set(s[`block.${i}.name`] ?? '', Number(s[`block.${i}.capacity`] ?? NaN));
+      const disks = [];
+      for (const d of summary.disks) {
+        let size = capacity.get(d.target);
+        if (size === undefined || !Number.isFinite(size) || size === 0) size = await this.#capacity(name, d.target);
+        disks.push({ id: d.target, nodeName: d.target, file: d.source ?? '', format: d.format, sizeBytes: size });
+      }
+      out.push({ id: name, name, state, disks });
+    }
+    return out;
+  }
+
+  /** The domain's configuration for a restore point (inactive XML; secrets and host paths apart). */
+  async vmConfig(vm: string): Promise<LibvirtVmConfig> {
+    return libvirtVmConfig(await this.virsh.run(['dumpxml', '--inactive', vm]));
+  }
+
+  /**
+   * Calls `onChange` when libvirt reports a domain event (defined, undefined, started,
+   * stopped, device added or removed), from one `virsh event --loop --all`.
+   */
+  watch(onChange: (e: { domain: string; event: string }) => void): void {
+    this.#watcher ??= new DomainEventWatcher(this.virsh, this.#log);
+    this.#watcher.on('event', onChange);
+    this.#watcher.start();
+  }
+
+  async #state0(name: string, code: string | undefined): Promise<string> {
+    const byCode: Record<string, string> = { '1': 'running', '2': 'running', '3': 'paused', '4': 'running', '5': 'stopped', '6': 'stopped', '7': 'paused' };
+    if (code && byCode[code]) return byCode[code]!;
+    const s = (await this.virsh.run(['domstate', name])).trim();
+    return STATE_NAME[s] ?? s;
+  }
+
+  async #capacity(domain: string, target: string): Promise<number> {
+    const out = await this.virsh.run(['domblkinfo', domain, target]).catch(() => '');
+    const m = /Capacity:\s+(\d+)/.exec(out);
+    return m ? Number(m[1]) : 0;
+  }
+
+  // ---- views -------------------------------------------------------------------------------
+
+  openViews(): View[] { return Object.values(this.#state.views).map((p) => p.view); }
+
+  adoptView(view: View): void {
+    if (!this.#state.views[view.viewId]) this.#log.warn({ viewId: view.viewId }, 'adopting a view this adapter has no record of: it is released as far as libvirt shows it');
+  }
+
+  async openView(req: OpenViewRequest): Promise<View> {
+    const chain = req.chain ?? 'default';
+    let xml: string;
+    try { xml = await this.virsh.run(['dumpxml', req.vm]); } catch (e) {
+      throw new UnknownVmError(`libvirt has no domain ${JSON.stringify(req.vm)}: ${(e as Error).message}`);
+    }
+    const summary = parseDomainXml(xml);
+    const chosen = req.disks ? req.disks.map((id) => {
+      const d = summary.disks.find((x) => x.target === id);
+      if (!d) throw new UnknownDiskError(`domain ${req.vm} has no disk ${JSON.stringify(id)} (it has ${summary.disks.map((x) => x.target).join(', ')})`);
+      return d;
+    }) : summary.disks;
+    if (chosen.length === 0) throw new UnknownDiskError(`domain ${req.vm} has no disks to back up`);
+    for (const p of Object.values(this.#state.views)) {
+      if (p.domain === req.vm) throw new DiskBusyError(`domain ${req.vm} is already in view ${p.view.viewId} (libvirt runs one backup job per domain)`);
+    }
+    const state = (await this.virsh.run(['domstate', req.vm])).trim();
+    await this.#prepareDirs();
+    const viewId = newViewId();
+    const leaseMs = req.leaseMs ?? this.config.defaultLeaseMs ?? 3_600_000;
+    const sizes = new Map(await Promise.all(chosen.map(async (d) => [d.target, await this.#capacity(req.vm, d.target)] as const)));
+    if (state === 'shut off' || state === 'crashed') return this.#openOffline(req, summary, chosen, viewId, leaseMs, sizes);
+    if (state !== 'running' && state !== 'paused') throw new Error(`domain ${req.vm} is ${state}: only running, paused or shut-off domains can be backed up`);
+
+    const record = this.#state.chains[req.vm]?.[chain];
+    const checkpoints = await this.#cairnCheckpoints(req.vm);
+    const planInput = { chain, viewId, requested: req.mode, domainUuid: summary.uuid, disks: chosen, record, checkpoints };
+    let plan = planLibvirtBackup(planInput);
+    const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
+    const quiesced = req.quiesce ? await this.quiesce(req.vm) : undefined;
+    try {
+      try {
+        await this.#begin(req.vm, viewId, socketPath, plan, summary);
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (!record || !isBrokenCheckpointError(msg)) throw e;
+        // The recorded checkpoint's bitmap is broken (QEMU stopped uncleanly): drop it and go full.
+        this.#log.warn({ vm: req.vm, checkpoint: record.checkpoint, err: msg }, 'checkpoint broken: full backup');
+        await this.#deleteCheckpoint(req.vm, record.checkpoint);
+        delete this.#state.chains[req.vm]![chain];
+        await this.#saveState();
+        plan = planLibvirtBackup({ ...planInput, checkpoints: await this.#cairnCheckpoints(req.vm), broken: libvirtReason(msg) });
+        await this.#begin(req.vm, viewId, socketPath, plan, summary);
+      }
+    } finally {
+      if (quiesced?.frozen) await this.thaw(req.vm);
+    }
+    const disks: ViewDisk[] = plan.disks.map((d) => ({
+      disk: d.target, exportName: exportNameOf(viewId, d.target), sizeBytes: sizes.get(d.target) ?? 0, mode: d.mode, reason: d.reason,
+      ...(d.mode === 'incremental' ? { bitmapContext: `qemu:dirty-bitmap:${exportNameOf(viewId, d.target)}` } : {}),
+    }));
+    const now = Date.now();
+    const view: View = {
+      viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath }, disks,
+      createdAt: new Date(now).toISOString(), expiresAt: new Date(now + leaseMs).toISOString(),
+      ...(quiesced ? { quiesced } : {}),
+    };
+    this.#state.views[viewId] = {
+      view, domain: req.vm, chain, checkpoint: plan.checkpoint, domainUuid: summary.uuid, offline: false,
+      disks: Object.fromEntries(chosen.map((d) => [d.target, d.source ?? ''])),
+    };
+    await this.#saveState();
+    this.#log.info({ viewId, vm: req.vm, checkpoint: plan.checkpoint, disks: disks.map((d) => ({ disk: d.disk, mode: d.mode, reason: d.reason })) }, 'libvirt backup started');
+    return view;
+  }
+
+  async #begin(domain: string, viewId: string, socketPath: string, plan: LibvirtBackupPlan, summary: DomainSummary): Promise<void> {
+    const dir = this.config.runDir;
+    const chosen = new Set(plan.disks.map((d) => d.target));
+    const bx = backupXml({
+      socketPath,
+      disks: plan.disks.map((d) => ({
+        target: d.target, exportName: exportNameOf(viewId, d.target), scratchFile: join(this.scratchDir, `cairn-${viewId}-${d.target}.qcow2`),
+        ...(d.since ? { incremental: d.since, exportBitmap: exportNameOf(viewId, d.target) } : {}),
+      })),
+      excluded: summary.disks.map((d) => d.target).filter((t) => !chosen.has(t)),
+    });
+    const cx = checkpointXml({
+      name: plan.checkpoint, description: `Cairn view ${viewId}`,
+      bitmapDisks: plan.disks.filter((d) => d.bitmap).map((d) => d.target),
+      noBitmapDisks: summary.disks.map((d) => d.target).filter((t) => !plan.disks.some((d) => d.bitmap && d.target === t)),
+    });
+    const bf = join(dir, `cairn-${viewId}.backup.xml`);
+    const cf = join(dir, `cairn-${viewId}.checkpoint.xml`);
+    await writeFile(bf, bx);
+    await writeFile(cf, cx);
+    try {
+      await this.virsh.run(['backup-begin', domain, bf, cf]);
+    } finally {
+      await rm(bf, { force: true });
+      await rm(cf, { force: true });
+    }
+  }
+
+  async releaseView(viewId: string, outcome: { success: boolean }): Promise<void> {
+    if (!isViewId(viewId)) throw new Error(`not a view id: ${JSON.stringify(viewId)}`);
+    const p = this.#state.views[viewId];
+    if (!p) { await this.#removeFiles(viewId); return; }
+    if (p.offline) {
+      await this.#stopDaemon(viewId);
+    } else {
+      await this.#abortJob(p.domain, viewId);
+      const checkpoints = await this.#cairnCheckpoints(p.domain).catch(() => new Map<string, readonly string[]>());
+      if (outcome.success && p.checkpoint && checkpoints.has(p.checkpoint)) {
+        const chains = (this.#state.chains[p.domain] ??= {});
+        chains[p.chain] = { checkpoint: p.checkpoint, domainUuid: p.domainUuid, disks: p.disks };
+        await this.#saveState();
+        // Older checkpoints of this chain are of no more use (their changes are in the new restore point).
+        for (const name of checkpoints.keys()) {
+          const c = parseCheckpointName(name);
+          if (c?.chain === p.chain && name !== p.checkpoint) await this.#deleteCheckpoint(p.domain, name);
+        }
+      } else if (p.checkpoint && checkpoints.has(p.checkpoint)) {
+        // libvirt merges the deleted checkpoint's changes into its parent: nothing is lost.
+        await this.#deleteCheckpoint(p.domain, p.checkpoint);
+      }
+    }
+    await this.#removeFiles(viewId);
+    delete this.#state.views[viewId];
+    await this.#saveState();
+    this.#log.info({ viewId, vm: p.domain, success: outcome.success }, 'libvirt view released');
+  }
+
+  async reapOrphans(keep: ReadonlySet<string> = new Set(Object.keys(this.#state.views))): Promise<ReapReport> {
+    const report: ReapReport = { exports: [], jobs: [], nodes: [], files: [], bitmaps: [] };
+    for (const viewId of Object.keys(this.#state.views)) {
+      if (keep.has(viewId)) continue;
+      report.jobs.push(viewId);
+      await this.releaseView(viewId, { success: false });
+    }
+    const names = (await this.virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter(Boolean);
+    for (const domain of names) {
+      // A backup job left by a run that died before it recorded its view.
+      const job = await this.#backupJob(domain);
+      if (job?.viewId && !keep.has(job.viewId)) {
+        await this.#abortJob(domain, job.viewId);
+        report.exports.push(...job.exports);
+      }
+      const recorded = new Set(Object.values(this.#state.chains[domain] ?? {}).map((r) => r.checkpoint));
+      for (const name of (await this.#cairnCheckpoints(domain).catch(() => new Map())).keys()) {
+        const c = parseCheckpointName(name);
+        if (c && !keep.has(c.viewId) && !recorded.has(name)) {
+          await this.#deleteCheckpoint(domain, name);
+          report.bitmaps.push(`${domain}:${name}`);
+        }
+      }
+    }
+    for (const f of await readdir(this.config.runDir).catch(() => [] as string[])) {
+      const id = viewOfName(f);
+      if (f.startsWith('cairn-') && id && !keep.has(id)) {
+        if (f.endsWith('.pid')) await this.#stopDaemon(id);
+        await rm(join(this.config.runDir, f), { force: true });
+        report.files.push(join(this.config.runDir, f));
+      }
+    }
+    if (this.scratchDir !== this.config.runDir) {
+      for (const f of await readdir(this.scratchDir).catch(() => [] as string[])) {
+        const id = viewOfName(f);
+        if (f.startsWith('cairn-') && id && !keep.has(id)) { await rm(join(this.scratchDir, f), { force: true }); report.files.push(join(this.scratchDir, f)); }
+      }
+    }
+    return report;
+  }
+
+  // ---- quiesce -----------------------------------------------------------------------------
+
+  /** Freezes the guest's file systems through libvirt's guest-agent call, bounded by a deadline. */
+  async quiesce(vm: string, opts: { timeoutMs?: number; maxFrozenMs?: number } = {}): Promise<QuiesceResult> {
+    const timeoutMs = opts.timeoutMs ?? this.config.freezeTimeoutMs ?? 10_000;
+    try {
+      await this.virsh.run(['domfsfreeze', vm], timeoutMs);
+    } catch (e) {
+      // A late freeze may still land: thaw anyway (a thaw of an unfrozen guest is harmless).
+      await this.virsh.run(['domfsthaw', vm], 10_000).catch(() => undefined);
+      return { frozen: false, reason: `guest agent did not freeze the file systems: ${libvirtReason((e as Error).message)}` };
+    }
+    const maxFrozenMs = opts.maxFrozenMs ?? this.config.maxFrozenMs ?? 60_000;
+    clearTimeout(this.#frozen.get(vm));
+    this.#frozen.set(vm, setTimeout(() => {
+      this.#log.warn({ vm, maxFrozenMs }, 'guest frozen too long: thawing');
+      void this.thaw(vm);
+    }, maxFrozenMs).unref());
+    return { frozen: true, reason: 'file systems frozen by the QEMU guest agent (through libvirt)' };
+  }
+
+  async thaw(vm: string): Promise<void> {
+    clearTimeout(this.#frozen.get(vm));
+    this.#frozen.delete(vm);
+    for (let attempt = 0; ; attempt++) {
+      try { await this.virsh.run(['domfsthaw', vm], 10_000); return; } catch (e) {
+        if (attempt >= 1) { this.#log.warn({ vm, err: (e as Error).message }, 'thaw failed'); return; }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#watcher?.stop();
+    for (const t of this.#frozen.values()) clearTimeout(t);
+  }
+
+  // ---- shut-off domains --------------------------------------------------------------------
+
+  async #openOffline(req: OpenViewRequest, summary: DomainSummary, chosen: DomainSummary['disks'], viewId: string, leaseMs: number, sizes: Map<string, number>): Promise<View> {
+    const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
+    const pidFile = join(this.config.runDir, `cairn-${viewId}.pid`);
+    const args = ['--pidfile', pidFile];
+    chosen.forEach((d, i) => {
+      if (!d.source || d.type === 'network') throw new Error(`disk ${d.target} of shut-off domain ${req.vm} is not a local image`);
+      args.push('--blockdev', `driver=${d.format},node-name=d${i},read-only=on,file.driver=${d.type === 'block' ? 'host_device' : 'file'},file.filename=${d.source.replaceAll(',', ',,')}`);
+    });
+    args.push('--nbd-server', `addr.type=unix,addr.path=${socketPath.replaceAll(',', ',,')}`);
+    chosen.forEach((d, i) => args.push('--export', `type=nbd,id=e${i},node-name=d${i},name=${exportNameOf(viewId, d.target)},writable=off`));
+    const child = spawn('qemu-storage-daemon', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`qemu-storage-daemon for shut-off domain ${req.vm} exited: ${stderr.trim()}`);
+      if (await stat(socketPath).then(() => true, () => false) && await stat(pidFile).then(() => true, () => false)) break;
+      if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`qemu-storage-daemon did not come up: ${stderr.trim()}`); }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.stderr.destroy();
+    child.unref();
+    const now = Date.now();
+    const view: View = {
+      viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath },
+      disks: chosen.map((d) => ({
+        disk: d.target, exportName: exportNameOf(viewId, d.target), sizeBytes: sizes.get(d.target) ?? 0, mode: 'full' as const,
+        reason: 'domain is shut off: disks read directly (read-only, the domain cannot start meanwhile); libvirt makes no checkpoint offline, so full',
+      })),
+      createdAt: new Date(now).toISOString(), expiresAt: new Date(now + leaseMs).toISOString(),
+      quiesced: { frozen: false, reason: 'domain is shut off: its disks are at rest' },
+    };
+    this.#state.views[viewId] = {
+      view, domain: req.vm, chain: req.chain ?? 'default', domainUuid: summary.uuid, offline: true,
+      disks: Object.fromEntries(chosen.map((d) => [d.target, d.source ?? ''])),
+    };
+    await this.#saveState();
+    this.#log.info({ viewId, vm: req.vm }, 'shut-off domain served read-only');
+    return view;
+  }
+
+  async #stopDaemon(viewId: string): Promise<void> {
+    const pidFile = join(this.config.runDir, `cairn-${viewId}.pid`);
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (!pid) return;
+    // Only a daemon of this view (the pid may have been reused).
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.includes(viewId)) return;
+    try { process.kill(pid, 'SIGTERM'); } catch { return; }
+    for (let i = 0; i < 200; i++) {
+      try { process.kill(pid, 0); } catch { return; }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+
+  // ---- libvirt helpers ---------------------------------------------------------------------
+
+  /** Cairn's checkpoints on a domain: name -> disks with a bitmap. */
+  async #cairnCheckpoints(domain: string): Promise<Map<string, readonly string[]>> {
+    const names = (await this.virsh.run(['checkpoint-list', domain, '--name'])).split('\n').map((s) => s.trim()).filter((n) => parseCheckpointName(n));
+    const out = new Map<string, readonly string[]>();
+    for (const n of names) out.set(n, parseCheckpointXml(await this.virsh.run(['checkpoint-dumpxml', domain, n, '--no-domain'])).disks);
+    return out;
+  }
+
+  async #deleteCheckpoint(domain: string, name: string): Promise<void> {
+    try {
+      await this.virsh.run(['checkpoint-delete', domain, name]);
+    } catch (e) {
+      // The bitmap is gone or broken (or the domain changed under it): forget the metadata only.
+      this.#log.warn({ domain, checkpoint: name, err: (e as Error).message }, 'checkpoint delete failed: removing its metadata only');
+      await this.virsh.run(['checkpoint-delete', domain, name, '--metadata']).catch((err: unknown) => {
+        if (!/not found|no domain checkpoint/i.test(String(err))) throw err;
+      });
+    }
+  }
+
+  /** The domain's running backup job, if it is one of Cairn's. */
+  async #backupJob(domain: string): Promise<{ viewId: string | undefined; exports: string[] } | undefined> {
+    let xml: string;
+    try { xml = await this.virsh.run(['backup-dumpxml', domain]); } catch { return undefined; }
+    const b = parseBackupXml(xml);
+    const exports = b.disks.map((d) => d.exportName ?? d.target);
+    const viewId = exports.map(viewOfName).find((v) => v) ?? (b.socket ? viewOfName(b.socket.split('/').pop()!) : undefined);
+    return { viewId, exports };
+  }
+
+  /** Ends the view's pull-mode backup job (libvirt then removes the scratch files). */
+  async #abortJob(domain: string, viewId: string): Promise<void> {
+    const job = await this.#backupJob(domain);
+    if (!job || job.viewId !== viewId) return;
+    await this.virsh.run(['domjobabort', domain]).catch((e: unknown) => {
+      if (!/no job is active|not running/i.test(String(e))) throw e;
+    });
+    for (let i = 0; i < 200; i++) {
+      if (!await this.#backupJob(domain)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`backup job of ${domain} (view ${viewId}) did not end after domjobabort`);
+  }
+
+  async #removeFiles(viewId: string): Promise<void> {
+    for (const dir of new Set([this.config.runDir, this.scratchDir])) {
+      for (const f of await readdir(dir).catch(() => [] as string[])) {
+        if (f.startsWith(`cairn-${viewId}`)) await rm(join(dir, f), { force: true });
+      }
+    }
+  }
+
+  async #prepareDirs(): Promise<void> {
+    const owner = await this.#qemuOwner();
+    for (const dir of new Set([this.config.runDir, this.scratchDir])) {
+      await mkdir(dir, { recursive: true, mode: 0o770 });
+      if (owner) await chown(dir, owner.uid, owner.gid).catch((e: unknown) => this.#log.warn({ dir, err: String(e) }, 'cannot hand the directory to QEMU\'s user'));
+    }
+  }
+
+  async #qemuOwner(): Promise<{ uid: number; gid: number } | undefined> {
+    if (this.config.qemuOwner) {
+      const [uid, gid] = this.config.qemuOwner.split(':').map(Number);
+      return { uid: uid!, gid: gid ?? uid! };
+    }
+    const s = await stat('/var/lib/libvirt/qemu').catch(() => undefined);
+    return s ? { uid: s.uid, gid: s.gid } : undefined;
+  }
+
+  async #loadState(): Promise<void> {
+    let raw: string;
+    try { raw = await readFile(this.#stateFile, 'utf8'); } catch { return; }
+    const s = JSON.parse(raw) as State;
+    if (!s || typeof s !== 'object' || typeof s.chains !== 'object' || typeof s.views !== 'object') throw new Error(`${this.#stateFile} is damaged; fix or remove it (the next backups are then full)`);
+    this.#state = s;
+  }
+
+  async #saveState(): Promise<void> {
+    await mkdir(this.config.stateDir, { recursive: true });
+    await writeFile(`${this.#stateFile}.tmp`, JSON.stringify(this.#state, null, 2));
+    await rename(`${this.#stateFile}.tmp`, this.#stateFile);
+  }
+}
+
+/** libvirt's own words from a virsh error, without the command line. */
+function libvirtReason(message: string): string {
+  return message.replace(/^virsh [^:]*: /, '');
+}
+
+function parseDomstats(out: string): Map<string, Record<string, string>> {
+  const map = new Map<string, Record<string, string>>();
+  let cur: Record<string, string> | undefined;
+  for (const line of out.split('\n')) {
+    const d = /^Domain: '(.*)'$/.exec(line.trim());
+    if (d) { cur = {}; map.set(d[1]!, cur); continue; }
+    const kv = /^\s*([^=]+)=(.*)$/.exec(line);
+    if (kv && cur) cur[kv[1]!.trim()] = kv[2]!;
+  }
+  return map;
+}
