@@ -198,7 +198,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
         await this.#deleteCheckpoint(req.vm, record.checkpoint);
         delete this.#state.chains[req.vm]![chain];
         await this.#saveState();
-        plan = planLibvirtBackup({ ...planInput, checkpoints: await this.#cairnCheckpoints(req.vm), broken: libvirtReason(msg) });
+        plan = planLibvirtBackup({ ...planInput, broken: libvirtReason(msg) });
         await this.#begin(req.vm, viewId, socketPath, plan, summary);
       }
     } finally {
