@@ -130,7 +130,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
    * Calls `onChange` when libvirt reports a domain event (defined, undefined, started,
    * stopped, device added or removed), from one `virsh event --loop --all`.
    */
-  watch(onChange: (e: { domain: string; event: string }) => void): void {
+  watch(onChange: (e: DomainEvent) => void): void {
     this.#watcher ??= new DomainEventWatcher(this.virsh, this.#log);
     this.#watcher.on('event', onChange);
     this.#watcher.start();
