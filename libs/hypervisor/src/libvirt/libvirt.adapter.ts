@@ -23,7 +23,7 @@ import {
   type DomainSummary, type LibvirtVmConfig,
 } from './domain-xml.ts';
 import { Virsh, VirshError } from './virsh.ts';
-import { DomainEventWatcher } from './domain-events.ts';
+import { DomainEventWatcher, type DomainEvent } from './domain-events.ts';
 
 export interface LibvirtAdapterConfig {
   /** qemu:///system, or qemu+ssh:// / qemu+tls:// (inventory only: NBD exports are local sockets). */
