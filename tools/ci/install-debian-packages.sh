@@ -15,6 +15,7 @@ declare -A pkg_for=(
   [borg]=borgbackup
   [rsyslogd]=rsyslog
   [prometheus]=prometheus
+  [chromium]=chromium
 )
 missing=()
 for bin in "${!pkg_for[@]}"; do

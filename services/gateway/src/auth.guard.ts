@@ -13,6 +13,7 @@ import { allows, type Permission } from './roles.ts';
 import type { IdentityStore, Principal } from './identity.store.ts';
 import { looksLikeJwt, OidcError, type OidcVerifier } from './oidc.ts';
 import { AuthThrottle, type AuthFailedData } from './auth-throttle.ts';
+import { cookieValue, csrfRefusal, SESSION_COOKIE } from './session.ts';
 
 const FAILURES: Record<string, string> = {
   unknown: 'the bearer token is not valid',
@@ -143,8 +144,14 @@ export class AuthGuard implements CanActivate {
     this.auth.checkThrottle(source);
     const header = req.headers.authorization;
     const match = typeof header === 'string' && header.length <= 8192 ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) throw new ProblemError(401, 'unauthorized', 'send an API token as `Authorization: Bearer <token>`');
-    const principal = await this.auth.authenticate(match[1]!, req.cairn?.traceparent, source);
+    // The console's session cookie stands in for the header; a change made with it must pass the CSRF check.
+    const cookie = match || header !== undefined ? undefined : cookieValue(req.headers.cookie, SESSION_COOKIE);
+    if (!match && !cookie) throw new ProblemError(401, 'unauthorized', 'send an API token as `Authorization: Bearer <token>`');
+    if (cookie) {
+      const refusal = csrfRefusal(req);
+      if (refusal) throw new ProblemError(403, 'csrf', refusal, { code: 'csrf' });
+    }
+    const principal = await this.auth.authenticate(match ? match[1]! : cookie!, req.cairn?.traceparent, source);
     if (req.cairn) {
       req.cairn.actor = principal.actor;
       req.cairn.roles = principal.roles;

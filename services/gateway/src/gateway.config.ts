@@ -1,6 +1,7 @@
 // The gateway's configuration, checked once at start-up into one typed object.
 import { assertSite } from '@cairn/contracts';
 import type { OidcConfig } from './oidc.ts';
+import { DEFAULT_CONSOLE_DIR } from './console.static.ts';
 
 export interface GatewayConfig {
   readonly site: string;
@@ -21,6 +22,8 @@ export interface GatewayConfig {
   readonly longTimeoutMs: number;
   /** Failed authentications per source address or user within a minute before 429 for a minute (default 10). */
   readonly authFailureLimit: number;
+  /** The web console's built files, served at `/` (apps/console/dist unless said). */
+  readonly consoleDir: string;
 }
 
 export interface GatewayConfigInput {
@@ -34,6 +37,7 @@ export interface GatewayConfigInput {
   timeoutMs?: number;
   longTimeoutMs?: number;
   authFailureLimit?: number;
+  consoleDir?: string;
 }
 
 export class GatewayConfigError extends Error {
@@ -62,5 +66,6 @@ export function gatewayConfig(input: GatewayConfigInput): GatewayConfig {
   return {
     site, token: input.token, user, ...(input.oidc ? { oidc: input.oidc } : {}), host: input.host ?? '127.0.0.1', port, bodyLimitBytes, timeoutMs: input.timeoutMs ?? 10_000,
     longTimeoutMs: input.longTimeoutMs ?? 30 * 60_000, authFailureLimit,
+    consoleDir: input.consoleDir ?? process.env['CAIRN_CONSOLE_DIR'] ?? DEFAULT_CONSOLE_DIR,
   };
 }

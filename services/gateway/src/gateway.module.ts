@@ -11,7 +11,7 @@ import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
+import { GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
 import { AuthGuard, Authenticator } from './auth.guard.ts';
@@ -30,6 +30,10 @@ import { AuditController } from './audit.controller.ts';
 import { gatewayOpenApiDocument } from './gateway.openapi.ts';
 import { MetricsController } from './metrics.controller.ts';
 import { MetricsService, type WorkQueueProbe } from './metrics.service.ts';
+import { SessionController } from './session.controller.ts';
+import { EventFeed, EventsController, type EventFeedSource } from './events.controller.ts';
+import { mountConsole } from './console.static.ts';
+import { progressSubject } from '@cairn/contracts';
 
 export interface GatewayDeps {
   readonly config: GatewayConfig;
@@ -41,6 +45,30 @@ export interface GatewayDeps {
   readonly workQueue?: WorkQueueProbe;
   /** Users, tokens, OIDC and the security events they cause. */
   readonly auth: Authenticator;
+  /** The log and progress messages the console's live feed streams (503 on the feed when absent). */
+  readonly events?: EventFeedSource;
+}
+
+/** The console feed's source over the site's log and the data movers' progress messages. */
+export function eventFeedSource(log: EventLog, nc: NatsConnection, site: string): EventFeedSource {
+  const prefix = progressSubject(site, 'x').slice(0, -1);
+  return {
+    headPosition: () => log.headPosition(),
+    subscribe: (o) => log.subscribe({ from: o.from }),
+    progress(onProgress) {
+      const sub = nc.subscribe(`${prefix}*`, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            onProgress(msg.subject.slice(prefix.length), msg.json());
+          } catch {
+            // a malformed progress message is not worth a console's stream
+          }
+        },
+      });
+      return () => sub.unsubscribe();
+    },
+  };
 }
 
 const NO_WORK_QUEUE: WorkQueueProbe = { pending: () => Promise.resolve(NaN) };
@@ -84,7 +112,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController, IdentityController],
+      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, EventsController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -93,8 +121,10 @@ export class GatewayModule {
         { provide: GATEWAY_HEALTH, useValue: healthProbe(deps) },
         { provide: GATEWAY_WORK_QUEUE, useValue: deps.workQueue ?? NO_WORK_QUEUE },
         { provide: GATEWAY_AUTH, useValue: deps.auth },
+        { provide: GATEWAY_EVENTS, useValue: deps.events },
         GatewayService,
         MetricsService,
+        EventFeed,
         { provide: APP_PIPE, useClass: EdgeValidationPipe },
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
@@ -113,6 +143,7 @@ export async function createGatewayApp(deps: GatewayDeps): Promise<NestExpressAp
   app.use(securityHeaders());
   app.use(requestContext(deps.logger));
   app.use(refuseCredentialsInUrl());
+  mountConsole(app, deps.config.consoleDir);
   app.useBodyParser('json', { limit: deps.config.bodyLimitBytes, type: ['application/json', 'application/*+json'] });
   // A POST whose body is not JSON reaches no parser: refuse it before validation says "required".
   app.use((req: { method: string; headers: Record<string, unknown> }, _res: unknown, next: (e?: unknown) => void) => {
@@ -171,7 +202,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     const bootstrap = await identities.ensureBootstrap(config.user, config.token);
     if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');
     const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined, { limit: config.authFailureLimit });
-    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth });
+    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site) });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;

@@ -6,6 +6,8 @@ import './policies.controller.ts';
 import './audit.controller.ts';
 import './metrics.controller.ts';
 import './identity.controller.ts';
+import './session.controller.ts';
+import './events.controller.ts';
 import { ROUTE_SPECS } from './route.decorator.ts';
 import { buildOpenApiDocument, renderOpenApi } from './openapi.document.ts';
 

@@ -6,3 +6,4 @@ export const GATEWAY_COMMANDS = Symbol.for('cairn.gateway.commands');
 export const GATEWAY_HEALTH = Symbol.for('cairn.gateway.health');
 export const GATEWAY_WORK_QUEUE = Symbol.for('cairn.gateway.work-queue');
 export const GATEWAY_AUTH = Symbol.for('cairn.gateway.auth');
+export const GATEWAY_EVENTS = Symbol.for('cairn.gateway.events');

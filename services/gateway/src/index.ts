@@ -1,5 +1,5 @@
 // The gateway service: the operators' REST API over catalogue queries and commands.
-export { startGateway, createGatewayApp, GatewayModule, type StartGatewayOptions, type RunningGateway, type GatewayDeps, jetStreamWorkQueue } from './gateway.module.ts';
+export { startGateway, createGatewayApp, eventFeedSource, GatewayModule, type StartGatewayOptions, type RunningGateway, type GatewayDeps, jetStreamWorkQueue } from './gateway.module.ts';
 export { gatewayConfig, GatewayConfigError, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
 export { gatewayOpenApiDocument, gatewayOpenApiText } from './gateway.openapi.ts';
 export type { CatalogueQueries, CommandSender } from './gateway.service.ts';
@@ -8,3 +8,4 @@ export { renderExposition, escapeLabelValue, escapeHelp, EXPOSITION_CONTENT_TYPE
 export { IdentityStore, tokenIdOf, newToken, type Principal, type UserRecord, type TokenRecord, type ApprovalRecord } from './identity.store.ts';
 export { OidcVerifier, type OidcConfig } from './oidc.ts';
 export { ROLE_PERMISSIONS, allows, type Permission } from './roles.ts';
+export { SESSION_COOKIE, CSRF_HEADER } from './session.ts';
