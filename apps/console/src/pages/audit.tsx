@@ -1,0 +1,90 @@
+// Audit: the site's log as the audit trail, filtered by actor, kind (event type), site and
+// time, exported as CSV or JSON; the hash chain's verification status where the gateway has it.
+import { useState } from 'preact/hooks';
+import { useQuery } from '@tanstack/preact-query';
+import { api, qs, type AuditEntry, type Items } from '../api.ts';
+import { useSession } from '../session.tsx';
+import { Empty, ErrorBox, Loading, Page, Time } from '../ui.tsx';
+
+interface Filters { actor: string; type: string; site: string; from: string; to: string }
+const NONE: Filters = { actor: '', type: '', site: '', from: '', to: '' };
+
+const iso = (local: string) => (local ? new Date(local).toISOString() : undefined);
+
+export function toCsv(rows: readonly AuditEntry[]): string {
+  const cell = (v: unknown) => {
+    const s = typeof v === 'string' ? v : JSON.stringify(v) ?? '';
+    return /[",\n\r]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const head = ['position', 'time', 'type', 'site', 'actorKind', 'actor', 'streamId', 'correlationId', 'data'];
+  return [head.join(','), ...rows.map((e) => [e.position, e.time, e.type, e.site, e.actor.kind, e.actor.id, e.streamId, e.correlationId, e.data].map(cell).join(','))].join('\r\n') + '\r\n';
+}
+
+function download(name: string, type: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export function AuditPage() {
+  const session = useSession();
+  const [draft, setDraft] = useState<Filters>(NONE);
+  const [filters, setFilters] = useState<Filters>(NONE);
+  const audit = useQuery({
+    queryKey: ['audit', filters],
+    queryFn: () => api<Items<AuditEntry>>(`/v1/audit${qs({ actor: filters.actor, type: filters.type, from: iso(filters.from), to: iso(filters.to), limit: 1000 })}`),
+  });
+  const chain = useQuery({
+    queryKey: ['audit-chain'], enabled: session.has('verifyAuditChain'),
+    queryFn: () => api<{ ok: boolean; count: number; problem?: { message: string } }>('/v1/audit/chain'),
+  });
+  const rows = (audit.data?.items ?? []).filter((e) => !filters.site || e.site === filters.site);
+  const field = (k: keyof Filters, label: string, type = 'text') => (
+    <label>{label} <input type={type} value={draft[k]} onInput={(e) => setDraft({ ...draft, [k]: (e.target as HTMLInputElement).value })} /></label>
+  );
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  return (
+    <Page title="Audit" actions={<>
+      <button type="button" disabled={rows.length === 0} onClick={() => download(`cairn-audit-${stamp}.csv`, 'text/csv', toCsv(rows))}>Export CSV</button>
+      <button type="button" disabled={rows.length === 0} onClick={() => download(`cairn-audit-${stamp}.json`, 'application/json', JSON.stringify(rows, null, 2))}>Export JSON</button>
+    </>}>
+      <section class="card chain" aria-label="Audit chain">
+        <strong>Hash chain: </strong>
+        {!session.has('verifyAuditChain')
+          ? <span data-chain="cli">verified with <code>cairn audit verify</code> (this gateway has no verification route yet)</span>
+          : chain.isLoading ? <span>verifying…</span>
+          : chain.data?.ok ? <span class="ok" data-chain="ok">intact, {chain.data.count} records</span>
+          : <span class="error" data-chain="broken">BROKEN: {chain.data?.problem?.message ?? (chain.error as Error | null)?.message}</span>}
+      </section>
+      <form class="filters" onSubmit={(e) => { e.preventDefault(); setFilters(draft); }} aria-label="Filter the audit trail">
+        {field('actor', 'Actor')}
+        {field('type', 'Kind (event type)')}
+        {field('site', 'Site')}
+        {field('from', 'From', 'datetime-local')}
+        {field('to', 'To', 'datetime-local')}
+        <button type="submit" class="primary">Apply</button>
+        <button type="button" onClick={() => { setDraft(NONE); setFilters(NONE); }}>Clear</button>
+      </form>
+      <ErrorBox error={audit.error} />
+      {audit.isLoading ? <Loading what="the audit trail" /> : rows.length === 0 ? <Empty>No events match.</Empty> : (
+        <div class="table-wrap">
+          <table>
+            <thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">Kind</th><th scope="col">Actor</th><th scope="col">Site</th><th scope="col">Stream</th></tr></thead>
+            <tbody>
+              {rows.map((e) => (
+                <tr key={e.position} data-position={e.position}>
+                  <td>{e.position}</td><td><Time iso={e.time} /></td><td>{e.type}</td><td>{e.actor.kind}:{e.actor.id}</td><td>{e.site}</td><td>{e.streamId}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Page>
+  );
+}

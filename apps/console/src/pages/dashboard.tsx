@@ -1,0 +1,95 @@
+// Dashboard: one tile per concern, each linking to its page, all kept current by the live feed.
+import { useFeed } from '../live.ts';
+import { useApprovals, useHealth, useJobs, useReplicas, useRestorePoints, useVms } from '../queries.ts';
+import { useSession } from '../session.tsx';
+import { Page, Progress, StateBadge, bytes, shortId, when } from '../ui.tsx';
+import type { Job, JobState } from '../api.ts';
+
+/** A VM is within its RPO when its last backup is younger than this (policies may back up less often). */
+const RPO_HOURS = 24;
+const DAY_MS = 24 * 3600_000;
+
+export function Dashboard() {
+  const live = useFeed();
+  const session = useSession();
+  const vms = useVms();
+  const jobs = useJobs({ limit: 500 });
+  const points = useRestorePoints();
+  const approvals = useApprovals('pending');
+  const health = useHealth();
+  const replicas = useReplicas();
+  const now = Date.now();
+
+  const vmList = vms.data?.items ?? [];
+  const withinRpo = vmList.filter((v) => v.lastBackupAt && now - Date.parse(v.lastBackupAt) < RPO_HOURS * 3600_000).length;
+  const recent = (jobs.data?.items ?? []).filter((j) => now - Date.parse(j.requestedAt) < DAY_MS);
+  // The feed is ahead of the catalogue: a job's state from its latest live event wins.
+  const stateOf = (j: Job): JobState => live.jobStates.get(j.jobId) ?? j.state;
+  const liveOnly = [...live.jobStates.entries()].filter(([id]) => !recent.some((j) => j.jobId === id));
+  const counts = { completed: 0, failed: 0, running: 0 };
+  for (const j of recent) {
+    const s = stateOf(j);
+    if (s === 'completed') counts.completed++;
+    else if (s === 'failed') counts.failed++;
+    else if (s === 'running' || s === 'requested') counts.running++;
+  }
+  for (const [, s] of liveOnly) {
+    if (s === 'failed') counts.failed++;
+    else if (s === 'running' || s === 'requested') counts.running++;
+    else if (s === 'completed') counts.completed++;
+  }
+  const running = recent.filter((j) => ['running', 'requested'].includes(stateOf(j)));
+  const live_points = (points.data?.items ?? []).filter((p) => !p.expiredAt);
+  const read = live_points.reduce((n, p) => n + p.bytesRead, 0);
+  const stored = live_points.reduce((n, p) => n + p.bytesStored, 0);
+  const pending = approvals.data?.items.length ?? 0;
+  const sites = new Set((replicas.data?.items ?? []).map((r) => r.site));
+
+  return (
+    <Page title="Dashboard">
+      <div class="tiles">
+        <a class="tile" href="/vms" data-tile="vms">
+          <h2>Protected VMs</h2>
+          <p class="big">{vmList.length}</p>
+          <p>{withinRpo} of {vmList.length} backed up within {RPO_HOURS} h</p>
+          <ul class="mini">{vmList.slice(0, 5).map((v) => <li key={v.vmId} data-vm={v.name}>{v.name}</li>)}</ul>
+        </a>
+        <a class={`tile ${counts.failed > 0 ? 'bad' : 'good'}`} href={counts.failed > 0 ? '/jobs?state=failed' : '/jobs'} data-tile="jobs" data-status={counts.failed > 0 ? 'failed' : 'ok'}>
+          <h2>Jobs, last 24 h</h2>
+          <p class="big">{counts.completed} ok · {counts.failed} failed · {counts.running} running</p>
+          {running.slice(0, 3).map((j) => (
+            <div key={j.jobId} class="tile-job"><span>{shortId(j.jobId)}</span><Progress percent={live.percentOf(j.jobId, stateOf(j))} label={`job ${j.jobId} progress`} /></div>
+          ))}
+        </a>
+        <a class="tile" href="/vms" data-tile="storage">
+          <h2>Storage</h2>
+          <p class="big">{bytes(stored)}</p>
+          <p>{bytes(read)} read from disks · deduplication and compression {stored > 0 ? `${(read / stored).toFixed(1)}×` : '—'}</p>
+          <p>{live_points.length} restore points</p>
+        </a>
+        <a class="tile" href="/sites" data-tile="sites">
+          <h2>Sites</h2>
+          <p class="big">{health.data ? health.data.site : '—'} <StateBadge state={health.data?.status ?? 'unknown'} /></p>
+          <p>catalogue lag {health.data?.catalogue.lag ?? '—'} events{sites.size ? ` · copies at ${[...sites].join(', ')}` : ''}</p>
+        </a>
+        <a class={`tile ${pending > 0 ? 'warn' : ''}`} href="/approvals" data-tile="approvals">
+          <h2>Approvals waiting</h2>
+          <p class="big">{pending}</p>
+          <p>{session.can('admin') ? 'four-eyes requests for a second administrator' : 'administrators decide these'}</p>
+        </a>
+      </div>
+      <section class="activity" aria-labelledby="activity-title">
+        <h2 id="activity-title">Live activity</h2>
+        {live.events.length === 0 ? <p class="muted">Events appear here as they happen.</p> : (
+          <ol class="events" aria-live="polite" aria-relevant="additions">
+            {live.events.slice(0, 50).map((e) => (
+              <li key={e.position} data-position={e.position} data-event-id={e.id}>
+                <span class="muted">{when(e.time)}</span> <strong>{e.type}</strong> <span class="muted">{e.streamId} · {e.actor.id}</span>
+              </li>
+            ))}
+          </ol>
+        )}
+      </section>
+    </Page>
+  );
+}

@@ -1,0 +1,41 @@
+// Sign-in with an API token (or an OIDC token where the gateway has a provider): the gateway
+// keeps it in an HttpOnly cookie; the page never stores it.
+import { useState } from 'preact/hooks';
+import type { JSX } from 'preact';
+import { post, type WhoAmI } from '../api.ts';
+
+export function SignIn(props: { onSignedIn: (me: WhoAmI) => void; toggle: JSX.Element }) {
+  const [token, setToken] = useState('');
+  const [error, setError] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const me = await post<WhoAmI>('/v1/session', { token: token.trim() });
+      setToken('');
+      props.onSignedIn(me);
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="center sign-in">
+      <form class="card" onSubmit={(e) => void submit(e)} aria-labelledby="page-title">
+        <h1 id="page-title">Sign in to Cairn</h1>
+        <label for="token">API token</label>
+        <input id="token" name="token" type="password" autoComplete="off" required minLength={16} value={token}
+          onInput={(e) => setToken((e.target as HTMLInputElement).value)} aria-describedby="token-help" />
+        <p id="token-help" class="muted">An API token (<code>cairn token create</code>; <code>cairn up</code> writes the administrator's to <code>secrets/api.token</code>), or an OIDC token where the gateway has a provider.</p>
+        {error ? <p class="error" role="alert">{error}</p> : null}
+        <div class="row">
+          <button type="submit" class="primary" disabled={busy}>{busy ? 'Signing in…' : 'Sign in'}</button>
+          {props.toggle}
+        </div>
+      </form>
+    </main>
+  );
+}

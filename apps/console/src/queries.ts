@@ -1,0 +1,21 @@
+// The console's reads, one hook each, keyed so the live feed can mark them stale (main.tsx).
+import { useQuery } from '@tanstack/preact-query';
+import { api, qs, type Approval, type Health, type Items, type Job, type JobDetail, type Policy, type Replica, type RestorePoint, type Vm } from './api.ts';
+
+export const useVms = () => useQuery({ queryKey: ['vms'], queryFn: () => api<Items<Vm>>('/v1/vms') });
+export const useVm = (vmId: string) => useQuery({ queryKey: ['vm', vmId], queryFn: () => api<Vm>(`/v1/vms/${encodeURIComponent(vmId)}`) });
+export const useJobs = (filter: { state?: string; vmId?: string; limit?: number } = {}) =>
+  useQuery({ queryKey: ['jobs', filter], queryFn: () => api<Items<Job>>(`/v1/jobs${qs({ limit: 200, ...filter })}`) });
+export const useJob = (jobId: string) => useQuery({ queryKey: ['job', jobId], queryFn: () => api<JobDetail>(`/v1/jobs/${encodeURIComponent(jobId)}`) });
+export const useRestorePoints = (filter: { vmId?: string } = {}) =>
+  useQuery({ queryKey: ['restore-points', filter], queryFn: () => api<Items<RestorePoint>>(`/v1/restore-points${qs({ limit: 500, ...filter })}`) });
+export const usePolicies = () => useQuery({ queryKey: ['policies'], queryFn: () => api<Items<Policy>>('/v1/policies') });
+export const useApprovals = (status?: string) => useQuery({ queryKey: ['approvals', status ?? 'all'], queryFn: () => api<Items<Approval>>(`/v1/approvals${qs({ status })}`) });
+export const useReplicas = () => useQuery({ queryKey: ['replicas'], queryFn: () => api<Items<Replica>>('/v1/replicas?limit=500') });
+export const useHealth = () => useQuery({
+  queryKey: ['health'], refetchInterval: 30_000,
+  queryFn: async () => {
+    const res = await fetch('/health', { headers: { Accept: 'application/json' } });
+    return (await res.json()) as Health;
+  },
+});

@@ -1,0 +1,292 @@
+/// <reference lib="dom" />
+// The web console in a real browser (Debian's chromium through playwright-core) against a real
+// stack (`cairn up` in process) backing up a QEMU VM: sign-in, the dashboard, a backup started
+// from the VM page followed live to 100%, its restore point on the timeline, a disk restore from
+// the wizard, a failed job turning the dashboard red, role checks, four-eyes deletion,
+// accessibility (axe-core) and screenshots of every page in both themes, phone layout, and the
+// live feed resuming after a gateway restart without missing an event.
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { useHarness, waitFor } from '@cairn/testing';
+import { CatalogueClient } from '@cairn/catalogue-client';
+import { startDemoVm, startStack, type DemoVm, type Stack } from '@cairn/cli';
+import { startGateway, type RunningGateway } from '@cairn/gateway';
+import { faultyBackend, gatewayCall } from './e2e-helpers.ts';
+import { axeSerious, ensureConsoleBuilt, launchChromium, overflowX, screenshot } from './console-helpers.ts';
+
+const CHUNKS = 'chunks/';
+const h = useHarness();
+let dataDir: string;
+let vm: DemoVm;
+let stack: Stack;
+let catalogue: CatalogueClient;
+let browser: Browser;
+let refuseChunks = false;
+const tokens: Record<string, string> = {};
+let vmId: string;
+
+async function signedIn(user: string, baseUrl = stack.gatewayUrl, viewport = { width: 1280, height: 720 }): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport, baseURL: baseUrl });
+  const page = await context.newPage();
+  await page.goto('/');
+  await page.getByLabel('API token').fill(tokens[user]!);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator(`[data-user="${user}"]`).waitFor();
+  return { context, page };
+}
+
+beforeAll(async () => {
+  await ensureConsoleBuilt();
+  dataDir = await h.tmpDir('cairn-e2e-console-');
+  vm = await startDemoVm(join(dataDir, 'demo'), 'demo', 32 * 1024 * 1024);
+  h.onClose(() => vm.stop());
+  stack = await startStack({ dataDir, qemu: [{ qmpSocket: vm.qmpPath }], wrapBackend: (b) => faultyBackend(b, (key) => refuseChunks && key.startsWith(CHUNKS)) });
+  h.onClose(() => stack.stop());
+  catalogue = new CatalogueClient(stack.nc, { site: stack.site });
+  const v = await waitFor(async () => (await catalogue.query('vm.list', {})).items.find((x) => x.name === 'demo'), { what: 'demo VM in the catalogue' });
+  vmId = v.vmId;
+  tokens['admin'] = stack.gatewayToken;
+  for (const [user, roles] of [['admin2', ['administrator']], ['audrey', ['auditor']]] as const) {
+    expect((await gatewayCall(stack.gatewayUrl, stack.gatewayToken, 'POST', '/v1/users', { userId: user, roles })).status).toBe(201);
+    const t = await gatewayCall(stack.gatewayUrl, stack.gatewayToken, 'POST', '/v1/tokens', { userId: user, name: 'console' });
+    tokens[user] = t.body['token'] as string;
+  }
+  browser = await launchChromium();
+  h.onClose(() => browser.close());
+}, 180_000);
+
+afterAll(async () => { await browser?.close(); });
+
+describe('web console (real stack, real QEMU, chromium)', () => {
+  let admin: Page;
+  let restorePointId: string;
+
+  it('refuses a wrong token on the sign-in page, then signs in and shows the VM on the dashboard', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, baseURL: stack.gatewayUrl });
+    admin = await context.newPage();
+    await admin.goto('/');
+    await admin.getByLabel('API token').fill('not-a-valid-token-at-all');
+    await admin.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => admin.getByRole('alert').textContent(), { timeout: 30_000 }).toMatch(/not valid/);
+    await admin.getByLabel('API token').fill(tokens['admin']!);
+    await admin.getByRole('button', { name: 'Sign in' }).click();
+    await admin.locator('[data-tile="vms"] [data-vm="demo"]').waitFor({ timeout: 30_000 });
+    // The session is an HttpOnly cookie: the page's scripts cannot read it.
+    expect(await admin.evaluate(() => document.cookie)).not.toMatch(/cairn_session/);
+    const cookie = (await context.cookies()).find((c) => c.name === 'cairn_session')!;
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
+    await admin.locator('[data-feed-status="live"]').waitFor({ timeout: 30_000 });
+  });
+
+  it('starts a backup from the VM page, follows it to 100% without a reload, and shows the new restore point on the timeline', async () => {
+    await admin.getByRole('link', { name: 'VMs' }).click();
+    await admin.getByRole('link', { name: 'demo' }).click();
+    await admin.getByRole('heading', { name: 'demo', level: 1 }).waitFor();
+    expect(await admin.locator('[data-restore-point]').count()).toBe(0);
+    await admin.evaluate(() => { (window as unknown as { marker: number }).marker = 1; });
+    await vm.write(20);
+    await admin.locator('[data-action="backup"]').click();
+    const current = admin.locator('.current-job');
+    await current.waitFor();
+    await admin.locator('.current-job progress[data-percent="100"]').waitFor({ timeout: 180_000 });
+    await admin.locator('.current-job[data-state="completed"]').waitFor({ timeout: 60_000 });
+    await admin.locator('[data-restore-point]').first().waitFor({ timeout: 30_000 });
+    // Still the same document: nothing reloaded the page.
+    expect(await admin.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(1);
+    const jobId = await current.getAttribute('data-job');
+    const job = await catalogue.query('job.get', { jobId: jobId! });
+    expect(job.state).toBe('completed');
+    restorePointId = job.restorePointId!;
+    expect(await admin.locator(`[data-restore-point="${restorePointId}"]`).count()).toBe(1);
+  });
+
+  it('restores the disk from the wizard', async () => {
+    const target = join(dataDir, 'restores', 'console-restore.raw');
+    await admin.getByRole('link', { name: 'Restore' }).click();
+    await admin.getByLabel('1. VM').selectOption(vmId);
+    await admin.getByLabel('2. Restore point').selectOption(restorePointId);
+    await admin.getByLabel('Target image file').fill(target);
+    await admin.locator('[data-action="restore"]').click();
+    await admin.locator('[data-restored]').waitFor({ timeout: 180_000 });
+    expect((await stat(target)).size).toBe(32 * 1024 * 1024);
+  });
+
+  it('turns the dashboard\'s jobs tile red within 2 s of a JobFailed event', async () => {
+    await admin.getByRole('link', { name: 'Dashboard' }).click();
+    const tile = admin.locator('[data-tile="jobs"]');
+    await expect.poll(() => tile.getAttribute('data-status'), { timeout: 30_000 }).toBe('ok');
+    // The page notes when the tile turns red (its own clock: the same machine's as the log's).
+    await admin.evaluate(() => {
+      const el = document.querySelector('[data-tile="jobs"]')!;
+      const w = window as unknown as { redAt?: number };
+      new MutationObserver(() => { if (el.getAttribute('data-status') === 'failed') w.redAt ??= Date.now(); }).observe(el, { attributes: true });
+    });
+    await vm.write(20);
+    refuseChunks = true;
+    try {
+      const r = await gatewayCall(stack.gatewayUrl, tokens['admin']!, 'POST', '/v1/backups', { vmId });
+      expect(r.status).toBe(202);
+      const jobId = r.body['jobId'] as string;
+      const failed = await waitFor(async () => {
+        const j = await catalogue.query('job.get', { jobId }).catch(() => undefined);
+        return j?.events.find((e) => e.type === 'JobFailed');
+      }, { timeoutMs: 180_000, intervalMs: 200, what: 'JobFailed' });
+      const redAt = await waitFor(() => admin.evaluate(() => (window as unknown as { redAt?: number }).redAt), { timeoutMs: 30_000, what: 'the tile to turn red' });
+      const afterEvent = redAt - Date.parse(failed.time);
+      expect(afterEvent, `tile red ${afterEvent} ms after the JobFailed event`).toBeLessThan(2000);
+    } finally {
+      refuseChunks = false;
+    }
+  });
+
+  it('an auditor sees the audit page and no backup button, restore or approve action', async () => {
+    const { context, page } = await signedIn('audrey');
+    try {
+      await page.getByRole('link', { name: 'Audit' }).click();
+      await page.locator('tr[data-position]').first().waitFor({ timeout: 30_000 });
+      expect(await page.getByRole('link', { name: 'Restore' }).count()).toBe(0);
+      await page.goto(`/vms/${vmId}`);
+      await page.getByRole('heading', { name: 'demo', level: 1 }).waitFor();
+      await page.locator('[data-restore-point]').first().waitFor();
+      expect(await page.locator('[data-action="backup"]').count()).toBe(0);
+      expect(await page.locator('[data-action="request-deletion"]').count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a second administrator approves the deletion the first requested', async () => {
+    await admin.goto(`/vms/${vmId}`);
+    const point = admin.locator(`[data-restore-point="${restorePointId}"]`);
+    await point.locator('[data-action="request-deletion"]').click();
+    await point.getByRole('status').waitFor();
+    // The requester cannot approve their own request.
+    await admin.getByRole('link', { name: 'Approvals' }).click();
+    const own = admin.locator('[data-approval][data-status="pending"]').first();
+    await own.waitFor({ timeout: 30_000 });
+    expect(await own.locator('[data-action="approve"]').count()).toBe(0);
+
+    const { context, page } = await signedIn('admin2');
+    try {
+      await page.getByRole('link', { name: 'Approvals' }).click();
+      const card = page.locator('[data-approval][data-status="pending"]').first();
+      await card.locator('[data-action="approve"]').click();
+      await waitFor(async () => {
+        const p = await catalogue.query('restorePoint.get', { restorePointId }).catch(() => null);
+        return p === null || p.expiredAt ? true : undefined;
+      }, { timeoutMs: 60_000, what: 'the restore point deleted' });
+      await admin.goto(`/vms/${vmId}`);
+      await admin.getByRole('heading', { name: 'demo', level: 1 }).waitFor();
+      await expect.poll(() => admin.locator(`[data-restore-point="${restorePointId}"]`).count(), { timeout: 30_000 }).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('every page passes axe-core without serious or critical violations, in light and dark, and is screenshot', async () => {
+    // A policy, so the policies page shows its preview.
+    await admin.goto('/policies');
+    await admin.getByRole('button', { name: 'New policy' }).click();
+    await admin.getByLabel('Name').fill('nightly');
+    await admin.getByLabel('VM names (comma-separated)').fill('demo');
+    await admin.getByLabel('Time zone').fill('Europe/Paris');
+    await admin.locator('.preview .runs li').nth(4).waitFor();
+    await admin.getByRole('button', { name: 'Save' }).click();
+    await admin.locator('[data-policy="nightly"] .runs li').nth(4).waitFor({ timeout: 30_000 });
+
+    const jobId = (await catalogue.query('job.list', { vmId, limit: 1 })).items[0]!.jobId;
+    const pages: Array<[string, string, string]> = [
+      ['dashboard', '/', '[data-tile="jobs"]'], ['vms', '/vms', 'tr[data-vm]'], ['vm', `/vms/${vmId}`, '.page h2'],
+      ['jobs', '/jobs', 'tr[data-job]'], ['job', `/jobs/${jobId}`, '.phases li'], ['restore', `/restore?vm=${vmId}`, '.step'],
+      ['policies', '/policies', '[data-policy]'], ['audit', '/audit', 'tr[data-position]'], ['approvals', '/approvals', '.page'], ['sites', '/sites', 'tr[data-site]'],
+    ];
+    const found: Record<string, unknown> = {};
+    for (const theme of ['light', 'dark'] as const) {
+      await admin.evaluate((t) => localStorage.setItem('cairn-theme', t), theme);
+      for (const [name, path, ready] of pages) {
+        await admin.goto(path);
+        await admin.locator(ready).first().waitFor({ timeout: 30_000 });
+        expect(await admin.evaluate(() => document.documentElement.dataset['theme'])).toBe(theme);
+        const v = await axeSerious(admin);
+        if (v.length) found[`${name}/${theme}`] = v;
+        await screenshot(admin, `${name}-${theme}`);
+      }
+    }
+    // The sign-in page too.
+    for (const theme of ['light', 'dark'] as const) {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, baseURL: stack.gatewayUrl, colorScheme: theme });
+      const page = await context.newPage();
+      await page.goto('/');
+      await page.getByLabel('API token').waitFor();
+      const v = await axeSerious(page);
+      if (v.length) found[`sign-in/${theme}`] = v;
+      await screenshot(page, `sign-in-${theme}`);
+      await context.close();
+    }
+    expect(found).toEqual({});
+  });
+
+  it('keeps its layout at phone width and is usable from the keyboard', async () => {
+    const { context, page } = await signedIn('admin', stack.gatewayUrl, { width: 390, height: 844 });
+    try {
+      for (const path of ['/', '/vms', `/vms/${vmId}`, '/jobs', '/policies', '/audit']) {
+        await page.goto(path);
+        await page.locator('#page-title').waitFor();
+        expect(await overflowX(page), `${path} scrolls sideways at phone width`).toBeLessThanOrEqual(0);
+      }
+      await screenshot(page, 'phone-vm-light');
+      // Keyboard: the skip link first, the menu opens with Enter, links are reachable by Tab.
+      await page.goto('/');
+      await page.locator('#page-title').waitFor();
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+      await page.getByRole('button', { name: 'Menu' }).focus();
+      await page.keyboard.press('Enter');
+      await page.getByRole('link', { name: 'Jobs' }).focus();
+      await page.keyboard.press('Enter');
+      await page.locator('h1', { hasText: 'Jobs' }).waitFor();
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('page-title');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('the live feed resumes after a gateway restart and shows every event of the log once', async () => {
+    // A gateway of our own on the stack's NATS and log, so it can be stopped and started again.
+    let gateway: RunningGateway = await startGateway({ nc: stack.nc, log: stack.log, site: stack.site, token: stack.gatewayToken, port: 0 });
+    const port = gateway.port;
+    const { context, page } = await signedIn('admin', gateway.url);
+    try {
+      await page.locator('[data-feed-status="live"]').waitFor({ timeout: 30_000 });
+      const make = async (userId: string) => expect((await gatewayCall(stack.gatewayUrl, tokens['admin']!, 'POST', '/v1/users', { userId, roles: ['auditor'] })).status).toBe(201);
+      await make('feed-before');
+      await page.locator('.activity li', { hasText: 'user-feed-before' }).waitFor({ timeout: 30_000 });
+
+      await gateway.close();
+      await page.locator('[data-feed-status="reconnecting"]').waitFor({ timeout: 30_000 });
+      await make('feed-gap-1');
+      await make('feed-gap-2');
+      gateway = await startGateway({ nc: stack.nc, log: stack.log, site: stack.site, token: stack.gatewayToken, port });
+      h.onClose(() => gateway.close());
+      await make('feed-after');
+      await page.locator('.activity li', { hasText: 'user-feed-after' }).waitFor({ timeout: 60_000 });
+
+      const shown = (await page.locator('.activity li[data-position]').evaluateAll((els) => els.map((e) => [e.getAttribute('data-position'), e.getAttribute('data-event-id')])))
+        .reverse() as [string, string][];
+      const first = BigInt(shown[0]![0]);
+      const last = BigInt(shown.at(-1)![0]);
+      const inLog: [string, string][] = [];
+      for await (const r of stack.log.readAll({ fromPosition: first - 1n })) {
+        if (r.position > last) break;
+        inLog.push([r.position.toString(), r.event.id]);
+      }
+      expect(shown).toEqual(inLog);
+      expect(shown.length).toBeGreaterThanOrEqual(4);
+    } finally {
+      await context.close();
+      await gateway.close();
+    }
+  });
+});
