@@ -2,7 +2,7 @@
 // Helpers for the web console's browser tests: the console built once, Debian's chromium driven
 // by playwright-core (no browser download), an axe-core scan, screenshots, a layout check.
 import { execFile } from 'node:child_process';
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -12,15 +12,21 @@ export const CHROMIUM = process.env['CAIRN_CHROMIUM'] ?? '/usr/bin/chromium';
 export const SCREENSHOTS = join(ROOT, 'tmp', 'console-screenshots');
 const CONSOLE_DIST = join(ROOT, 'apps', 'console', 'dist', 'index.html');
 
-/** Builds the console unless `npm ci` (its prepare script) already did. */
+/** Newest modification time of the console's sources (ms). */
+async function sourcesChangedAt(): Promise<number> {
+  const app = join(ROOT, 'apps', 'console');
+  let newest = (await stat(join(app, 'index.html'))).mtimeMs;
+  for (const f of await readdir(join(app, 'src'), { recursive: true })) newest = Math.max(newest, (await stat(join(app, 'src', f))).mtimeMs);
+  return newest;
+}
+
+/** Builds the console unless `npm ci` (its prepare script) or an earlier run built these sources already. */
 export async function ensureConsoleBuilt(): Promise<void> {
-  try {
-    await access(CONSOLE_DIST);
-  } catch {
-    await new Promise<void>((resolve, reject) => {
-      execFile(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build'], { cwd: join(ROOT, 'apps', 'console') }, (e, _o, stderr) => (e ? reject(new Error(`console build failed: ${stderr}`)) : resolve()));
-    });
-  }
+  const built = await stat(CONSOLE_DIST).then((s) => s.mtimeMs, () => 0);
+  if (built > (await sourcesChangedAt())) return;
+  await new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build'], { cwd: join(ROOT, 'apps', 'console') }, (e, _o, stderr) => (e ? reject(new Error(`console build failed: ${stderr}`)) : resolve()));
+  });
 }
 
 /** Debian's chromium, headless, with a fresh profile (playwright makes a new temporary user-data-dir per launch). */

@@ -122,7 +122,7 @@ function Timeline(props: { points: RestorePoint[] }) {
         {visible.map((p) => {
           const copies = (replicas.data?.items ?? []).filter((r) => r.restorePointId === p.restorePointId).map((r) => r.site);
           return (
-            <li key={p.restorePointId} class={`point kind-${p.kind}`} data-restore-point={p.restorePointId}>
+            <li key={p.restorePointId} class={`point point-${p.kind}`} data-restore-point={p.restorePointId}>
               <div class="point-head">
                 <Time iso={p.createdAt} /> <span class={`badge kind-${p.kind}`}>{p.kind}</span>
                 <span class="muted">{shortId(p.restorePointId)}</span>
