@@ -51,6 +51,8 @@ async function call(token: string | undefined, method: 'GET' | 'POST', path: str
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(`${gateway.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   const text = await res.text();
+  // The live feed answers text/event-stream, not JSON.
+  if (res.headers.get('content-type')?.startsWith('text/event-stream')) return { status: res.status, body: {} };
   return { status: res.status, body: text ? JSON.parse(text) as Reply['body'] : {} };
 }
 
@@ -184,6 +186,7 @@ describe('roles on every route', () => {
       listTokens: () => ({ method: 'GET', path: '/v1/tokens', allowed: ALL }),
       listApprovals: () => ({ method: 'GET', path: '/v1/approvals', allowed: ALL }),
       getApproval: () => ({ method: 'GET', path: '/v1/approvals/nope', allowed: ALL }),
+      eventStream: () => ({ method: 'GET', path: '/v1/events/stream?after=0&follow=false', allowed: ALL }),
       requestBackup: () => ({ method: 'POST', path: '/v1/backups', body: { vmId: 'vm1' }, allowed: ['administrator', 'operator'] }),
       createPolicy: () => ({ method: 'POST', path: '/v1/policies', body: policy(uniq()), allowed: ['administrator', 'operator'] }),
       updatePolicy: () => ({ method: 'POST', path: '/v1/policies/nope', body: policy(uniq()), allowed: ['administrator', 'operator'] }),

@@ -149,6 +149,14 @@ describe('live feed', () => {
     }
   });
 
+  it('with follow=false sends what the log holds and ends', async () => {
+    const head = await log.headPosition();
+    const res = await fetch(`${gateway.url}/v1/events/stream?after=0&follow=false`, { headers: { Authorization: `Bearer ${token}` } });
+    const ids = (await res.text()).split('\n').filter((l) => l.startsWith('id: ')).map((l) => BigInt(l.slice(4)));
+    expect(ids[0]).toBe(0n);
+    expect(ids.at(-1)).toBe(head);
+  });
+
   it('refuses a feed without a session and a resume position that is not one', async () => {
     expect((await fetch(`${gateway.url}/v1/events/stream`)).status).toBe(401);
     const bad = await fetch(`${gateway.url}/v1/events/stream`, { headers: { Authorization: `Bearer ${token}`, 'Last-Event-ID': 'yesterday' } });

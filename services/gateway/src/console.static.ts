@@ -1,7 +1,7 @@
 // The web console's built files (apps/console, `npm run build -w @cairn/console`) served at `/`
-// from the same origin as the API: assets as files, and index.html for any other page path so
-// the single-page app's own routes (/vms/…, /jobs/…) survive a reload. API, health, metrics and
-// OpenAPI paths are never answered with the page.
+// from the same origin as the API: assets as files, and index.html for the single-page app's own
+// routes (/vms/…, /jobs/…) so they survive a reload. Every other path (API, health, metrics,
+// OpenAPI, anything unknown) is left to the routes and their 404 problem.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
@@ -9,7 +9,12 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 /** Where `cairn up` finds the console when no directory is configured: the workspace's build. */
 export const DEFAULT_CONSOLE_DIR = resolve(import.meta.dirname, '..', '..', '..', 'apps', 'console', 'dist');
 
-const NOT_PAGES = /^\/(v1|health|openapi\.json|metrics|assets)(\/|$)/;
+/** The console's own page paths (its router's routes); anything else is not a page (404 problem as before). */
+const PAGES = /^\/(?:(?:vms|jobs|restore|policies|audit|approvals|sites)(?:\/[A-Za-z0-9_-][A-Za-z0-9._:-]{0,199})?\/?)?$/;
+
+export function isConsolePage(path: string): boolean {
+  return PAGES.test(path);
+}
 
 interface PageRequest { readonly method: string; readonly path: string; readonly headers: Record<string, unknown> }
 interface PageResponse {
@@ -30,7 +35,7 @@ export function mountConsole(app: NestExpressApplication, dir: string): void {
   }
   const page = built ? readFileSync(index, 'utf8') : undefined;
   app.use((req: PageRequest, res: PageResponse, next: () => void) => {
-    if ((req.method !== 'GET' && req.method !== 'HEAD') || NOT_PAGES.test(req.path) || /\.[a-z0-9]+$/i.test(req.path)) {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || !isConsolePage(req.path)) {
       next();
       return;
     }

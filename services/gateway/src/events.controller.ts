@@ -39,9 +39,11 @@ export class EventFeed implements OnModuleDestroy {
     @Inject(GATEWAY_LOGGER) private readonly logger: Logger,
   ) {}
 
-  async serve(roles: readonly Role[], from: bigint | 'head', res: StreamResponse, onClose: (listener: () => void) => void): Promise<void> {
+  /** Streams from `from`; with `follow` false, only up to the log's head as it is now, then ends. */
+  async serve(roles: readonly Role[], from: bigint | 'head', follow: boolean, res: StreamResponse, onClose: (listener: () => void) => void): Promise<void> {
     if (!this.source) throw new ProblemError(503, 'service-unavailable', 'this gateway has no event log to stream from');
-    const start = from === 'head' ? await this.source.headPosition() : from;
+    const head = from === 'head' || !follow ? await this.source.headPosition() : 0n;
+    const start = from === 'head' ? head : from;
     const sub = this.source.subscribe({ from: start });
     let ended = false;
     const heartbeat = setInterval(() => { if (!ended) res.write(': keep-alive\n\n'); }, HEARTBEAT_MS);
@@ -63,14 +65,22 @@ export class EventFeed implements OnModuleDestroy {
     res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', Connection: 'keep-alive' });
     // The client learns where it stands at once, so even a reconnect before any event resumes right.
     res.write(`retry: 1000\n${sseFrame({ event: 'ready', id: start.toString(), data: { position: start.toString() } })}`);
+    if (!follow && start >= head) {
+      end();
+      return;
+    }
     void (async () => {
       try {
         for await (const r of sub) {
           if (ended) break;
-          if (!eventVisibleTo(roles, r.event)) continue;
+          if (!eventVisibleTo(roles, r.event)) {
+            if (!follow && r.position >= head) break;
+            continue;
+          }
           if (!res.write(sseFrame({ event: 'log', id: r.position.toString(), data: { position: r.position.toString(), ...r.event } }))) {
             await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
           }
+          if (!follow && r.position >= head) break;
         }
       } catch (e) {
         this.logger.warn({ err: e }, 'event stream to the console stopped');
@@ -92,11 +102,14 @@ export class EventsController {
   @Route({
     method: 'GET', path: '/v1/events/stream', operationId: 'eventStream', tag: 'events', contentType: 'text/event-stream',
     summary: 'Live feed (server-sent events) of the log events your roles may see, and job progress',
-    description: 'Frames: `ready` (id = where the stream starts), `log` (id = the event\'s log position, data = the event), `progress` (no id: `{jobId, disk, bytesDone, bytesPlanned}`). A reconnect sends `Last-Event-ID` and resumes after it with no gap; `?after=<position>` does the same for a first connection; without either the stream starts at the log\'s head. Operators and restore operators do not see user, token, access, approval and repository-key streams.',
-    query: Type.Object({ after: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })) }, { additionalProperties: false }),
+    description: 'Frames: `ready` (id = where the stream starts), `log` (id = the event\'s log position, data = the event), `progress` (no id: `{jobId, disk, bytesDone, bytesPlanned}`). A reconnect sends `Last-Event-ID` and resumes after it with no gap; `?after=<position>` does the same for a first connection; without either the stream starts at the log\'s head. `?follow=false` sends what the log holds now (from there) and ends. Operators and restore operators do not see user, token, access, approval and repository-key streams.',
+    query: Type.Object({
+      after: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
+      follow: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'false: end at the log\'s head as it was at the request (default true: keep streaming)' })),
+    }, { additionalProperties: false }),
     response: Type.String(), problems: [503],
   })
-  async stream(@Input('query') q: { after?: string }, @Req() req: HttpRequest & { once(event: 'close', l: () => void): void }, @Res() res: StreamResponse) {
+  async stream(@Input('query') q: { after?: string; follow?: 'true' | 'false' }, @Req() req: HttpRequest & { once(event: 'close', l: () => void): void }, @Res() res: StreamResponse) {
     let from: bigint | 'head';
     try {
       from = resumeFrom(req.headers['last-event-id'], q.after);
@@ -104,6 +117,6 @@ export class EventsController {
       if (e instanceof ResumeError) throw new ProblemError(400, 'validation', e.message);
       throw e;
     }
-    await this.feed.serve(req.cairn?.roles ?? [], from, res, (l) => req.once('close', l));
+    await this.feed.serve(req.cairn?.roles ?? [], from, q.follow !== 'false', res, (l) => req.once('close', l));
   }
 }
