@@ -268,14 +268,24 @@ export const StopRestoreExportV1 = Type.Object({
   exportName: PlainName,
 }, { additionalProperties: false });
 
-export const AddHypervisorV1 = Type.Object({
-  /** Host name the VMs of this hypervisor are reported under. */
-  name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
-  kind: Type.Literal('qemu'),
-  /** QMP socket of a running QEMU or qemu-storage-daemon (reachable by the coordinator). */
-  qmpSocket: Type.String({ minLength: 1, maxLength: 1024 }),
-  guestAgentSocket: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
-}, { additionalProperties: false });
+export const AddHypervisorV1 = Type.Union([
+  Type.Object({
+    /** Host name the VMs of this hypervisor are reported under. */
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    kind: Type.Literal('qemu'),
+    /** QMP socket of a running QEMU or qemu-storage-daemon (reachable by the coordinator). */
+    qmpSocket: Type.String({ minLength: 1, maxLength: 1024 }),
+    guestAgentSocket: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  }, { additionalProperties: false }),
+  Type.Object({
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    kind: Type.Literal('libvirt'),
+    /** libvirt connection URI: qemu:///system (qemu+ssh:// and qemu+tls:// for the inventory). */
+    uri: Type.String({ pattern: '^[a-z0-9+]+://\\S*$', maxLength: 1024 }),
+    /** A libvirt auth.conf on the coordinator's host with the credentials (never the secret itself). */
+    credentialsFile: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  }, { additionalProperties: false }),
+]);
 export const AddHypervisorResult = Type.Object({
   name: Type.String(),
   vms: Type.Array(Type.String()),

@@ -1,4 +1,5 @@
-// `AddHypervisor`: connects the coordinator to one more hypervisor.
+// `AddHypervisor`: connects the coordinator to one more hypervisor (a QEMU by its QMP socket,
+// or a libvirt connection).
 import { Controller, Inject } from '@nestjs/common';
 import { Payload } from '@nestjs/microservices';
 import type { CommandPayloadMap } from '@cairn/contracts';
@@ -12,7 +13,9 @@ export class HypervisorRegistryHandlers {
   @CommandHandler('snapshot-coordinator', 'AddHypervisor')
   async add(@Payload() p: CommandPayloadMap['AddHypervisor']) {
     try {
-      return await this.registry.add({ name: p.name, qmpSocket: p.qmpSocket, ...(p.guestAgentSocket ? { guestAgentSocket: p.guestAgentSocket } : {}) });
+      return await this.registry.add(p.kind === 'libvirt'
+        ? { name: p.name, kind: 'libvirt', uri: p.uri, ...(p.credentialsFile ? { credentialsFile: p.credentialsFile } : {}) }
+        : { name: p.name, qmpSocket: p.qmpSocket, ...(p.guestAgentSocket ? { guestAgentSocket: p.guestAgentSocket } : {}) });
     } catch (e) {
       if (e instanceof HypervisorRegistryError) throw new CommandFailedError(e.code, e.message);
       throw e;

@@ -5,12 +5,23 @@ import { dirname, join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { QemuAdapter, type AdapterLogger, type HypervisorAdapter } from '@cairn/hypervisor';
+import { connectLibvirt } from './libvirt-instance.ts';
 
-const Added = Type.Array(Type.Object({
-  name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
-  qmpSocket: Type.String({ minLength: 1 }),
-  guestAgentSocket: Type.Optional(Type.String({ minLength: 1 })),
-}, { additionalProperties: false }));
+const Name = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+const Added = Type.Array(Type.Union([
+  Type.Object({
+    name: Name,
+    kind: Type.Optional(Type.Literal('qemu')),
+    qmpSocket: Type.String({ minLength: 1 }),
+    guestAgentSocket: Type.Optional(Type.String({ minLength: 1 })),
+  }, { additionalProperties: false }),
+  Type.Object({
+    name: Name,
+    kind: Type.Literal('libvirt'),
+    uri: Type.String({ minLength: 1 }),
+    credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
+  }, { additionalProperties: false }),
+]));
 export type AddedHypervisor = Static<typeof Added>[number];
 
 export class HypervisorRegistryError extends Error {
@@ -46,6 +57,10 @@ export class HypervisorRegistry {
   }
 
   private async connect(h: AddedHypervisor): Promise<HypervisorAdapter> {
+    if (h.kind === 'libvirt') {
+      return connectLibvirt({ name: h.name, uri: h.uri, ...(h.credentialsFile ? { credentialsFile: h.credentialsFile } : {}) },
+        { dataDir: this.settings.dataDir, leaseMs: this.settings.leaseMs, logger: this.settings.logger, onChange: () => { this.onAdded().catch((e: unknown) => this.settings.logger.warn({ err: String(e) }, 'inventory after a libvirt event failed')); } });
+    }
     await mkdir(this.settings.runDir, { recursive: true });
     return QemuAdapter.connect({
       qmpSocket: h.qmpSocket,
@@ -75,7 +90,8 @@ export class HypervisorRegistry {
     try {
       adapter = await this.connect(h);
     } catch (e) {
-      throw new HypervisorRegistryError('unavailable', `cannot connect to QMP at ${h.qmpSocket}: ${(e as Error).message}`);
+      const where = h.kind === 'libvirt' ? `libvirt at ${h.uri}` : `QMP at ${h.qmpSocket}`;
+      throw new HypervisorRegistryError('unavailable', `cannot connect to ${where}: ${(e as Error).message}`);
     }
     const vms = (await adapter.inventory()).map((v) => v.name);
     this.adapters.set(h.name, adapter);

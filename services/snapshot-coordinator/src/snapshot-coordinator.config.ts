@@ -23,6 +23,15 @@ export const CoordinatorConfig = Type.Object({
     nbd: Nbd,
     guestAgentSocket: Type.Optional(Type.String({ minLength: 1 })),
   }, { additionalProperties: false }), { default: [] }),
+  /** libvirt connections: every domain of each is protected (docs/hypervisor.md, "libvirt adapter"). */
+  libvirt: Type.Array(Type.Object({
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    uri: Type.String({ minLength: 1, maxLength: 1024 }),
+    /** libvirt auth.conf holding the credentials (never on a command line). */
+    credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** NBD socket and copy-before-write scratch files; QEMU's user must reach it (default under /var/tmp). */
+    scratchDir: Type.Optional(Type.String({ minLength: 1, maxLength: 80 })),
+  }, { additionalProperties: false }), { default: [] }),
   /** Powered-off VMs, served from their image files. */
   offline: Type.Optional(Type.Object({
     name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),

@@ -24,6 +24,7 @@ import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
 import { ViewRecordFile } from './view-records.ts';
 import { HypervisorRegistry } from './hypervisor-registry.ts';
 import { HypervisorRegistryHandlers } from './hypervisor-registry.handlers.ts';
+import { connectLibvirt } from './libvirt-instance.ts';
 
 @Module({})
 class SnapshotCoordinatorModule {
@@ -82,6 +83,10 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
   }
   // Hypervisors added with `cairn hypervisor add` in earlier runs.
   const ref: { coordinator?: SnapshotCoordinator } = {};
+  const inventoryNow = () => { void ref.coordinator?.syncInventory().catch((e: unknown) => logger.warn({ err: String(e) }, 'inventory after a libvirt event failed')); };
+  for (const l of config.libvirt) {
+    adapters.set(l.name, await connectLibvirt(l, { dataDir: config.dataDir, leaseMs: config.leaseMs, logger: adapterLog, onChange: inventoryNow }));
+  }
   const registry = new HypervisorRegistry(adapters, {
     dataDir: config.dataDir, leaseMs: config.leaseMs, logger: adapterLog,
     runDir: config.instances[0] && 'socketPath' in config.instances[0].nbd ? dirname(config.instances[0].nbd.socketPath) : join(config.dataDir, 'run'),

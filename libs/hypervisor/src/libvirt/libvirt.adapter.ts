@@ -9,7 +9,8 @@
 // qemu-storage-daemon, whose image locks keep the domain from starting meanwhile.
 import { spawn } from 'node:child_process';
 import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import type {
   HypervisorAdapter, OpenViewRequest, QuiesceResult, ReapReport, View, ViewDisk, VmInfo,
 } from '../hypervisor.port.ts';
@@ -20,7 +21,7 @@ import {
 } from './checkpoint-plan.ts';
 import {
   backupXml, checkpointXml, libvirtVmConfig, parseBackupXml, parseCheckpointXml, parseDomainXml,
-  type DomainSummary, type LibvirtVmConfig,
+  type CheckpointInfo, type DomainSummary, type LibvirtVmConfig,
 } from './domain-xml.ts';
 import { Virsh, VirshError } from './virsh.ts';
 import { DomainEventWatcher, type DomainEvent } from './domain-events.ts';
@@ -77,11 +78,17 @@ export class LibvirtAdapter implements HypervisorAdapter {
   #state: State = { chains: {}, views: {} };
   readonly #frozen = new Map<string, NodeJS.Timeout>();
   #watcher: DomainEventWatcher | undefined;
+  /**
+   * Marks this adapter's checkpoints (in their description) and jobs (by the socket in runDir),
+   * so the reaper never touches what another Cairn on the same libvirt made.
+   */
+  readonly #owner: string;
 
   private constructor(readonly config: LibvirtAdapterConfig) {
     this.virsh = new Virsh({ uri: config.uri, ...(config.credentialsFile ? { credentialsFile: config.credentialsFile } : {}) });
     this.#log = config.logger ?? silent;
     this.#stateFile = join(config.stateDir, 'libvirt-state.json');
+    this.#owner = createHash('sha256').update(resolve(config.stateDir)).digest('hex').slice(0, 12);
   }
 
   /** Checks the connection (`virsh uri`) and loads the adapter's records. */
@@ -182,7 +189,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     if (state !== 'running' && state !== 'paused') throw new Error(`domain ${req.vm} is ${state}: only running, paused or shut-off domains can be backed up`);
 
     const record = this.#state.chains[req.vm]?.[chain];
-    const checkpoints = await this.#cairnCheckpoints(req.vm);
+    const checkpoints = new Map([...await this.#cairnCheckpoints(req.vm)].map(([n, c]) => [n, c.disks]));
     const planInput = { chain, viewId, requested: req.mode, domainUuid: summary.uuid, disks: chosen, record, checkpoints };
     let plan = planLibvirtBackup(planInput);
     const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
@@ -235,7 +242,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
       excluded: summary.disks.map((d) => d.target).filter((t) => !chosen.has(t)),
     });
     const cx = checkpointXml({
-      name: plan.checkpoint, description: `Cairn view ${viewId}`,
+      name: plan.checkpoint, description: `Cairn ${this.#owner} view ${viewId}`,
       bitmapDisks: plan.disks.filter((d) => d.bitmap).map((d) => d.target),
       noBitmapDisks: summary.disks.map((d) => d.target).filter((t) => !plan.disks.some((d) => d.bitmap && d.target === t)),
     });
@@ -259,7 +266,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
       await this.#stopDaemon(viewId);
     } else {
       await this.#abortJob(p.domain, viewId);
-      const checkpoints = await this.#cairnCheckpoints(p.domain).catch(() => new Map<string, readonly string[]>());
+      const checkpoints = await this.#cairnCheckpoints(p.domain).catch(() => new Map<string, CheckpointInfo>());
       if (outcome.success && p.checkpoint && checkpoints.has(p.checkpoint)) {
         const chains = (this.#state.chains[p.domain] ??= {});
         chains[p.chain] = { checkpoint: p.checkpoint, domainUuid: p.domainUuid, disks: p.disks };
@@ -291,14 +298,14 @@ export class LibvirtAdapter implements HypervisorAdapter {
     for (const domain of names) {
       // A backup job left by a run that died before it recorded its view.
       const job = await this.#backupJob(domain);
-      if (job?.viewId && !keep.has(job.viewId)) {
+      if (job?.viewId && job.mine && !keep.has(job.viewId)) {
         await this.#abortJob(domain, job.viewId);
         report.exports.push(...job.exports);
       }
       const recorded = new Set(Object.values(this.#state.chains[domain] ?? {}).map((r) => r.checkpoint));
-      for (const name of (await this.#cairnCheckpoints(domain).catch(() => new Map())).keys()) {
+      for (const [name, cp] of await this.#cairnCheckpoints(domain).catch(() => new Map<string, CheckpointInfo>())) {
         const c = parseCheckpointName(name);
-        if (c && !keep.has(c.viewId) && !recorded.has(name)) {
+        if (c && cp.description.startsWith(`Cairn ${this.#owner} `) && !keep.has(c.viewId) && !recorded.has(name)) {
           await this.#deleteCheckpoint(domain, name);
           report.bitmaps.push(`${domain}:${name}`);
         }
@@ -417,11 +424,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
 
   // ---- libvirt helpers ---------------------------------------------------------------------
 
-  /** Cairn's checkpoints on a domain: name -> disks with a bitmap. */
-  async #cairnCheckpoints(domain: string): Promise<Map<string, readonly string[]>> {
+  /** Cairn's checkpoints on a domain, by name. */
+  async #cairnCheckpoints(domain: string): Promise<Map<string, CheckpointInfo>> {
     const names = (await this.virsh.run(['checkpoint-list', domain, '--name'])).split('\n').map((s) => s.trim()).filter((n) => parseCheckpointName(n));
-    const out = new Map<string, readonly string[]>();
-    for (const n of names) out.set(n, parseCheckpointXml(await this.virsh.run(['checkpoint-dumpxml', domain, n, '--no-domain'])).disks);
+    const out = new Map<string, CheckpointInfo>();
+    for (const n of names) out.set(n, parseCheckpointXml(await this.virsh.run(['checkpoint-dumpxml', domain, n, '--no-domain'])));
     return out;
   }
 
@@ -438,13 +445,13 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 
   /** The domain's running backup job, if it is one of Cairn's. */
-  async #backupJob(domain: string): Promise<{ viewId: string | undefined; exports: string[] } | undefined> {
+  async #backupJob(domain: string): Promise<{ viewId: string | undefined; exports: string[]; mine: boolean } | undefined> {
     let xml: string;
     try { xml = await this.virsh.run(['backup-dumpxml', domain]); } catch { return undefined; }
     const b = parseBackupXml(xml);
     const exports = b.disks.map((d) => d.exportName ?? d.target);
     const viewId = exports.map(viewOfName).find((v) => v) ?? (b.socket ? viewOfName(b.socket.split('/').pop()!) : undefined);
-    return { viewId, exports };
+    return { viewId, exports, mine: !!b.socket && b.socket.startsWith(`${resolve(this.config.runDir)}/`) };
   }
 
   /** Ends the view's pull-mode backup job (libvirt then removes the scratch files). */

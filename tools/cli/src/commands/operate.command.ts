@@ -106,17 +106,30 @@ function reportJob(s: Session, job: JobDetail): void {
 export function registerOperateCommands(program: Command): void {
   const hypervisor = program.command('hypervisor').description('hypervisors the snapshot coordinator protects');
   hypervisor.command('add <kind>')
-    .description('connect a hypervisor: `qemu` (a running QEMU or qemu-storage-daemon, by its QMP socket)')
-    .requiredOption('--qmp <socket>', 'QMP socket path')
-    .option('--name <name>', 'host name its VMs are reported under (default: from the socket file name)')
-    .option('--guest-agent <socket>', 'qemu-guest-agent socket, to quiesce file systems')
+    .description('connect a hypervisor: `qemu` (a running QEMU or qemu-storage-daemon, by its QMP socket) or `libvirt` (every domain of a libvirt connection)')
+    .option('--qmp <socket>', 'qemu: QMP socket path')
+    .option('--uri <uri>', 'libvirt: connection URI, e.g. qemu:///system')
+    .option('--credentials-file <file>', 'libvirt: an auth.conf with the credentials for the URI (read by the coordinator, never passed on a command line)')
+    .option('--name <name>', 'host name its VMs are reported under (default: from the socket file name or the URI\'s host)')
+    .option('--guest-agent <socket>', 'qemu: qemu-guest-agent socket, to quiesce file systems')
     .action(act(async (s, kind: string, o: Opts) => {
-      if (kind !== 'qemu') throw new CliError(`unsupported hypervisor kind ${JSON.stringify(kind)}; supported: qemu`, EXIT.usage);
-      const qmpSocket = resolve(String(o['qmp']));
-      const name = String(o['name'] ?? qmpSocket.split('/').at(-1)!.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64));
-      const result = accepted(await s.bus.send('snapshot-coordinator', 'AddHypervisor', {
-        name, kind: 'qemu', qmpSocket, ...(o['guestAgent'] ? { guestAgentSocket: resolve(String(o['guestAgent'])) } : {}),
-      }, { timeoutMs: 30_000 }), 'hypervisor not added');
+      const slug = (v: string) => v.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
+      let payload: Record<string, unknown>;
+      if (kind === 'qemu') {
+        if (!o['qmp']) throw new CliError('cairn hypervisor add qemu needs --qmp <socket>', EXIT.usage);
+        const qmpSocket = resolve(String(o['qmp']));
+        const name = String(o['name'] ?? slug(qmpSocket.split('/').at(-1)!.replace(/\.[^.]*$/, '')));
+        payload = { name, kind: 'qemu', qmpSocket, ...(o['guestAgent'] ? { guestAgentSocket: resolve(String(o['guestAgent'])) } : {}) };
+      } else if (kind === 'libvirt') {
+        if (!o['uri']) throw new CliError('cairn hypervisor add libvirt needs --uri <uri> (e.g. qemu:///system)', EXIT.usage);
+        const uri = String(o['uri']);
+        const host = /^[a-z0-9+]+:\/\/(?:[^@/]*@)?([^/:?]*)/i.exec(uri)?.[1];
+        const name = String(o['name'] ?? slug(host || 'libvirt'));
+        payload = { name, kind: 'libvirt', uri, ...(o['credentialsFile'] ? { credentialsFile: resolve(String(o['credentialsFile'])) } : {}) };
+      } else {
+        throw new CliError(`unsupported hypervisor kind ${JSON.stringify(kind)}; supported: qemu, libvirt`, EXIT.usage);
+      }
+      const result = accepted(await s.bus.send('snapshot-coordinator', 'AddHypervisor', payload as never, { timeoutMs: 30_000 }), 'hypervisor not added');
       output(s, result, () => `hypervisor ${result.name} added; VMs: ${result.vms.join(', ') || 'none yet'}`);
     }));
 

@@ -111,12 +111,13 @@ export function registerUpCommand(program: Command): void {
     .option('--demo', 'also start a demo VM that keeps writing, back it up twice and prove a restore')
     .option('--once', 'stop after start-up (and the demo) instead of serving until Ctrl-C')
     .option('--qmp <sockets...>', 'QMP sockets of running QEMU instances to protect')
+    .option('--libvirt <uris...>', 'libvirt connection URIs whose domains to protect, e.g. qemu:///system')
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
     .option('--hub <url>', 'join a hub as a leaf node (nats-leaf://host:port from `cairn hub`); the site becomes its JetStream domain')
     .option('--hub-credentials <dir>', 'this site\'s leaf credential bundle from the hub (`cairn hub add-site <site> --out <dir>`): TLS leaf link as the site\'s leaf user (default $CAIRN_HUB_CREDENTIALS)')
     .option('--secure', 'NATS with mutual TLS and one least-privilege identity per service (site CA and keys in <data>/security, or from `cairn site init`); the default unless --nats is given')
     .option('--insecure', 'plain NATS without TLS or per-service identities (everything on one connection)')
-    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean }) {
+    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; libvirt?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       let vm: DemoVm | undefined;
@@ -140,6 +141,7 @@ export function registerUpCommand(program: Command): void {
           ...(o.secure || process.env['CAIRN_SECURE'] === '1'
             || (!o.insecure && !g.nats && process.env['CAIRN_SECURE'] !== '0') ? { secure: true } : {}),
           qemu: [...(o.qmp ?? []).map((s) => ({ qmpSocket: s })), ...(vm ? [{ qmpSocket: vm.qmpPath }] : [])],
+          ...(o.libvirt?.length ? { libvirt: o.libvirt.map((uri) => ({ uri })) } : {}),
           log: say,
         });
         for (const h of await stack.health()) {

@@ -41,6 +41,8 @@ export interface StackOptions {
   readonly gatewayPort?: number;
   /** QMP sockets of QEMU instances to back up. */
   readonly qemu?: ReadonlyArray<{ readonly qmpSocket: string; readonly host?: string }>;
+  /** libvirt connections whose domains to protect (`cairn up --libvirt qemu:///system`). */
+  readonly libvirt?: ReadonlyArray<{ readonly uri: string; readonly name?: string }>;
   /** Shorter leases and timeouts (tests). */
   readonly leaseMs?: number;
   readonly log?: (line: string) => void;
@@ -253,6 +255,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         instances: (options.qemu ?? []).map((q, i) => ({
           name: q.host ?? `qemu-${i + 1}`, qmpSocket: resolve(q.qmpSocket), nbd: { socketPath: join(runDir, `nbd-${i + 1}.sock`) },
         })),
+        libvirt: (options.libvirt ?? []).map((l, i) => ({ name: l.name ?? (i === 0 ? 'libvirt' : `libvirt-${i + 1}`), uri: l.uri })),
       }),
     });
     stops.push(() => coordinator.close());
