@@ -187,6 +187,7 @@ describe('roles on every route', () => {
       listApprovals: () => ({ method: 'GET', path: '/v1/approvals', allowed: ALL }),
       getApproval: () => ({ method: 'GET', path: '/v1/approvals/nope', allowed: ALL }),
       eventStream: () => ({ method: 'GET', path: '/v1/events/stream?after=0&follow=false', allowed: ALL }),
+      verifyAuditChain: () => ({ method: 'GET', path: '/v1/audit/chain', allowed: ALL }),
       requestBackup: () => ({ method: 'POST', path: '/v1/backups', body: { vmId: 'vm1' }, allowed: ['administrator', 'operator'] }),
       createPolicy: () => ({ method: 'POST', path: '/v1/policies', body: policy(uniq()), allowed: ['administrator', 'operator'] }),
       updatePolicy: () => ({ method: 'POST', path: '/v1/policies/nope', body: policy(uniq()), allowed: ['administrator', 'operator'] }),

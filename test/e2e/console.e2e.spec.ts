@@ -151,6 +151,8 @@ describe('web console (real stack, real QEMU, chromium)', () => {
     try {
       await nav(page, 'Audit').click();
       await page.locator('tr[data-position]').first().waitFor({ timeout: 30_000 });
+      // The chain the audit bridge keeps, verified through the gateway.
+      await page.locator('[data-chain="ok"]').waitFor({ timeout: 60_000 });
       expect(await nav(page, 'Restore').count()).toBe(0);
       await page.goto(`/vms/${vmId}`);
       await page.getByRole('heading', { name: 'demo', level: 1 }).waitFor();

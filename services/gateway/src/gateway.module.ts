@@ -11,7 +11,7 @@ import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
+import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
 import { AuthGuard, Authenticator } from './auth.guard.ts';
@@ -33,6 +33,7 @@ import { MetricsService, type WorkQueueProbe } from './metrics.service.ts';
 import { SessionController } from './session.controller.ts';
 import { EventFeed, EventsController, type EventFeedSource } from './events.controller.ts';
 import { mountConsole } from './console.static.ts';
+import { AuditChainController, type AuditChainProbe } from './audit-chain.controller.ts';
 import { progressSubject } from '@cairn/contracts';
 
 export interface GatewayDeps {
@@ -47,6 +48,8 @@ export interface GatewayDeps {
   readonly auth: Authenticator;
   /** The log and progress messages the console's live feed streams (503 on the feed when absent). */
   readonly events?: EventFeedSource;
+  /** Verifies the site's audit chain for GET /v1/audit/chain (503 there when absent). */
+  readonly auditChain?: AuditChainProbe;
 }
 
 /** The console feed's source over the site's log and the data movers' progress messages. */
@@ -112,7 +115,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, EventsController],
+      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, EventsController, AuditChainController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -122,6 +125,7 @@ export class GatewayModule {
         { provide: GATEWAY_WORK_QUEUE, useValue: deps.workQueue ?? NO_WORK_QUEUE },
         { provide: GATEWAY_AUTH, useValue: deps.auth },
         { provide: GATEWAY_EVENTS, useValue: deps.events },
+        { provide: GATEWAY_AUDIT_CHAIN, useValue: deps.auditChain },
         GatewayService,
         MetricsService,
         EventFeed,
@@ -168,6 +172,8 @@ export interface StartGatewayOptions extends Omit<GatewayConfigInput, 'site' | '
   /** The site's event log (users, tokens, approvals, security events); opened on `nc` when not given. */
   readonly log?: EventLog;
   readonly logger?: Logger;
+  /** Verifies the audit chain for GET /v1/audit/chain (`cairn up` gives the audit bridge's). */
+  readonly auditChain?: AuditChainProbe;
 }
 
 export interface RunningGateway {
@@ -202,7 +208,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     const bootstrap = await identities.ensureBootstrap(config.user, config.token);
     if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');
     const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined, { limit: config.authFailureLimit });
-    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site) });
+    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site), ...(options.auditChain ? { auditChain: options.auditChain } : {}) });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;

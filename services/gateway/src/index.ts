@@ -9,3 +9,4 @@ export { IdentityStore, tokenIdOf, newToken, type Principal, type UserRecord, ty
 export { OidcVerifier, type OidcConfig } from './oidc.ts';
 export { ROLE_PERMISSIONS, allows, type Permission } from './roles.ts';
 export { SESSION_COOKIE, CSRF_HEADER } from './session.ts';
+export type { AuditChainProbe, AuditChainVerdict } from './audit-chain.controller.ts';

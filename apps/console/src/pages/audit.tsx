@@ -2,7 +2,7 @@
 // time, exported as CSV or JSON; the hash chain's verification status where the gateway has it.
 import { useState } from 'preact/hooks';
 import { useQuery } from '@tanstack/preact-query';
-import { api, qs, type AuditEntry, type Items } from '../api.ts';
+import { api, ApiError, qs, type AuditEntry, type Items } from '../api.ts';
 import { useSession } from '../session.tsx';
 import { Empty, ErrorBox, Loading, Page, Time } from '../ui.tsx';
 
@@ -41,7 +41,7 @@ export function AuditPage() {
   });
   const chain = useQuery({
     queryKey: ['audit-chain'], enabled: session.has('verifyAuditChain'),
-    queryFn: () => api<{ ok: boolean; count: number; problem?: { message: string } }>('/v1/audit/chain'),
+    queryFn: () => api<{ ok: boolean; count: number; problem?: { kind: string; message: string } }>('/v1/audit/chain'), retry: false,
   });
   const rows = (audit.data?.items ?? []).filter((e) => !filters.site || e.site === filters.site);
   const field = (k: keyof Filters, label: string, type = 'text') => (
@@ -55,11 +55,13 @@ export function AuditPage() {
     </>}>
       <section class="card chain" aria-label="Audit chain">
         <strong>Hash chain: </strong>
-        {!session.has('verifyAuditChain')
-          ? <span data-chain="cli">verified with <code>cairn audit verify</code> (this gateway has no verification route yet)</span>
-          : chain.isLoading ? <span>verifying…</span>
-          : chain.data?.ok ? <span class="ok" data-chain="ok">intact, {chain.data.count} records</span>
-          : <span class="error" data-chain="broken">BROKEN: {chain.data?.problem?.message ?? (chain.error as Error | null)?.message}</span>}
+        {!session.has('verifyAuditChain') || (chain.error instanceof ApiError && chain.error.code === 'no_audit_chain')
+          ? <span data-chain="cli">verified with <code>cairn audit verify</code> (this gateway cannot read the chain)</span>
+          : chain.isLoading ? <span role="status">verifying…</span>
+          : chain.error ? <span class="error" data-chain="unknown">not verified: {(chain.error as Error).message}</span>
+          : chain.data?.ok ? <span class="ok" data-chain="ok">intact: {chain.data.count} records verified</span>
+          : <span class="error" data-chain="broken">BROKEN ({chain.data?.problem?.kind}): {chain.data?.problem?.message}</span>}
+        {' '}<button type="button" onClick={() => void chain.refetch()} disabled={chain.isFetching}>Verify again</button>
       </section>
       <form class="filters" onSubmit={(e) => { e.preventDefault(); setFilters(draft); }} aria-label="Filter the audit trail">
         {field('actor', 'Actor')}

@@ -20,7 +20,8 @@ import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
-import { startAuditBridge, type AuditTargetSpec, type RunningAuditBridge } from '@cairn/audit-bridge';
+import { auditStream, readAuditChain, startAuditBridge, type AuditTargetSpec, type RunningAuditBridge } from '@cairn/audit-bridge';
+import { verifyChain } from '@cairn/audit';
 import { parseCoordinatorConfig, startSnapshotCoordinator, type RunningCoordinator } from '@cairn/snapshot-coordinator';
 import { startReplication, type RunningReplication } from '@cairn/replication';
 import { replicaLocator } from './replicas.ts';
@@ -279,8 +280,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     if (scheduler) stops.push(() => scheduler.close());
+    const auditDeps = await as('audit-bridge');
     const audit: RunningAuditBridge = await startAuditBridge({
-      ...(await as('audit-bridge')), site, logger: logger.child({ name: 'audit-bridge' }),
+      ...auditDeps, site, logger: logger.child({ name: 'audit-bridge' }),
       targets: [{ kind: 'chain', name: 'chain' }, ...(options.auditTargets ?? [])],
     });
     stops.push(() => audit.close());
@@ -304,7 +306,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
-    const gateway: RunningGateway = await startGateway({ nc: (await as('gateway')).nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
+    const gateway: RunningGateway = await startGateway({ nc: (await as('gateway')).nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }),
+      // The console's chain status: the audit bridge's reader, libs/audit's verifier (as `cairn audit verify`).
+      auditChain: { verify: async () => verifyChain(await readAuditChain(auditDeps.nc, auditStream(site))) } });
     stops.push(() => gateway.close());
 
     const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}),
