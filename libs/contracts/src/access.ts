@@ -42,6 +42,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   RestoreDisk: 'restore',
   StopRestoreExport: 'restore',
   VerifyReplica: 'read',
+  DescribeRepository: 'read',
   // Destructive or infrastructure: administrators only (deletion also needs a four-eyes approval).
   DeleteRestorePoint: 'admin',
   DeleteRepository: 'admin',

@@ -264,6 +264,17 @@ export const DeleteRepositoryResult = Type.Object({
   objectsDeleted: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+/** Whether a data mover of the site holds this repository (a request about an unknown one is 404 at once). */
+export const DescribeRepositoryV1 = Type.Object({
+  repository: Name,
+}, { additionalProperties: false });
+export const DescribeRepositoryResult = Type.Object({
+  repository: Name,
+  repositoryId: Type.String(),
+  /** Set when the repository was deleted (four-eyes) while this data mover ran: who and why. */
+  deleted: Type.Optional(Type.String()),
+}, { additionalProperties: false });
+
 export const StopRestoreExportV1 = Type.Object({
   exportName: PlainName,
 }, { additionalProperties: false });
@@ -451,6 +462,12 @@ export const COMMAND_SCHEMAS = {
     service: 'snapshot-coordinator',
     latest: AddHypervisorV1,
     result: AddHypervisorResult,
+  }),
+  DescribeRepository: define('DescribeRepository', {
+    description: 'Name the repository a data mover holds under this name, or that it was deleted (not_found when it never held one).',
+    service: 'data-mover',
+    latest: DescribeRepositoryV1,
+    result: DescribeRepositoryResult,
   }),
   RestoreDisk: define('RestoreDisk', {
     description: 'Restore one disk of a restore point to a target.',

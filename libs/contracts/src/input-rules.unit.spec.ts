@@ -37,7 +37,7 @@ describe('input rules', () => {
       ['/data/stack.json', true, 'forbidden'], ['/data/secrets/api.token', true, 'forbidden'], ['/data/repository/config', true, 'forbidden'],
       ['/data/x.raw', true, 'forbidden'], ['/data', true, 'forbidden'], ['/srv/restores', true, 'forbidden'], ['/home/u/x.raw', false, 'forbidden'],
       ['/srv/restores/../x.raw', false, 'forbidden'], ['rel.raw', true, 'invalid_command'], ['/srv/restores/\0', true, 'invalid_command'],
-      [`/srv/restores/${'a'.repeat(4096)}`, true, 'invalid_command'],
+      [`/srv/restores/${'a'.repeat(4096)}`, true, 'invalid_command'], [`/srv/restores/${'a'.repeat(256)}`, true, 'invalid_command'],
     ];
     for (const [path, own, code] of refused) {
       const d = confineRestoreTarget(path, { ...c, ownTarget: own });

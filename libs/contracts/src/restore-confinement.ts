@@ -5,6 +5,8 @@ import { isAbsolute, resolve, sep } from 'node:path';
 
 /** The longest restore target path accepted (PATH_MAX on Linux). */
 export const MAX_RESTORE_PATH_BYTES = 4096;
+/** The longest name of one directory or file (NAME_MAX). */
+export const MAX_NAME_BYTES = 255;
 
 export interface RestoreConfinement {
   /** Directories the administrator lists for restores (and the stack's own `<data>/restores`). */
@@ -40,6 +42,7 @@ export function confineRestoreTarget(path: string, c: RestoreConfinement): Confi
   if (Buffer.byteLength(path) > MAX_RESTORE_PATH_BYTES) return invalid(`restore target is longer than ${MAX_RESTORE_PATH_BYTES} bytes`);
   if (path.includes('\0')) return invalid('restore target contains a NUL byte');
   if (!isAbsolute(path)) return invalid(`restore target ${JSON.stringify(path)} must be an absolute path`);
+  if (path.split(sep).some((part) => Buffer.byteLength(part) > MAX_NAME_BYTES)) return invalid(`restore target has a name longer than ${MAX_NAME_BYTES} bytes`);
   const target = resolve(path);
   const hard = c.forbidden.map((f) => resolve(f));
   const hit = hard.find((f) => isWithin(target, f));

@@ -33,8 +33,12 @@ export const REPLAYED_HEADER = 'Cairn-Idempotent-Replay';
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const tracer = otelTrace.getTracer('@cairn/messaging');
 
+/** Longest error message a reply carries (the CommandError schema's limit): a longer one is cut, never an invalid reply. */
+const MAX_ERROR_MESSAGE = 4096;
+
 function rejected(code: string, message: string, details?: unknown): CommandReply {
-  return { accepted: false, error: { code, message, ...(details === undefined ? {} : { details }) } };
+  const text = message.length > MAX_ERROR_MESSAGE ? `${message.slice(0, MAX_ERROR_MESSAGE - 1)}…` : message;
+  return { accepted: false, error: { code, message: text, ...(details === undefined ? {} : { details }) } };
 }
 
 /** Maps what a handler threw to a reply code; `stored` says whether a retry should get the same answer. */

@@ -2,6 +2,7 @@
 // (`ttl`): NATS 2.9 ignores per-key TTL, but expires a bucket's entries by age.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import type { CommandReply } from '@cairn/contracts';
 import { kvToken, type CommandReplies, type ProcessedMessages, type ReplyClaim } from './idempotency.ts';
 
@@ -81,8 +82,11 @@ export class KvCommandReplies implements CommandReplies {
       if (!e || e.operation !== 'PUT') {
         try {
           return { state: 'claimed', token: await this.kv.create(k, record) };
-        } catch {
-          continue; // someone created it in between
+        } catch (err) {
+          // Someone created it in between: read theirs. Anything else (the store is full or
+          // down) is not "being handled": say what it is.
+          if (err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164)) continue; // wrong last sequence
+          throw err;
         }
       }
       const existing = e.json<ReplyRecord>();

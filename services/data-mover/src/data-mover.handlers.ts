@@ -107,6 +107,16 @@ export function dataMoverHandlers(s: HandlerSettings) {
       }
     }
 
+    @CommandHandler('data-mover', 'DescribeRepository')
+    describeRepository(@Payload() p: CommandPayloadMap['DescribeRepository']) {
+      try {
+        return this.mover.describeRepository(p.repository);
+      } catch (e) {
+        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
+        throw e;
+      }
+    }
+
     @CommandHandler('data-mover', 'RestoreDisk')
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() ctx: CommandContext) {
       try {

@@ -64,6 +64,17 @@ export class DataMover {
     private readonly exports?: RestoreExports,
   ) {}
 
+  /** The repository held under `name` (or deleted since), else RestoreRefused not_found. */
+  describeRepository(name: string): { repository: string; repositoryId: string; deleted?: string } {
+    const gone = this.config.deletedRepositories?.get(name);
+    if (gone) return { repository: name, repositoryId: '', deleted: gone };
+    try {
+      return { repository: name, repositoryId: this.repository(name).repositoryId };
+    } catch (e) {
+      throw new RestoreRefused('not_found', (e as Error).message);
+    }
+  }
+
   private repository(name: string): Repository {
     const gone = this.config.deletedRepositories?.get(name);
     if (gone) throw new TransferRefused(`repository ${JSON.stringify(name)} was deleted (${gone}): nothing can be written to or read from it`);

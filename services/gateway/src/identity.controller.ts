@@ -178,6 +178,9 @@ export class IdentityController {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: Cairn has no operation for this yet, so there is nothing to approve (see docs/security.md)`);
     }
     if (action.kind === 'delete-restore-point') await this.gateway.query('restorePoint.get', { restorePointId: action.restorePointId });
+    // A repository no data mover ever held: 404 now, not an approval that can only fail later
+    // (one deleted meanwhile goes on to say so when approved).
+    if (action.kind === 'delete-repository') await this.gateway.command('DescribeRepository', { repository: action.repository }, caller);
     if (action.kind === 'shorten-retention' || action.kind === 'disable-immutability') {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: change the policy with POST /v1/policies/<policyId> (the new policy): it asks for the approval itself`);
     }

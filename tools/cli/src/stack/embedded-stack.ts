@@ -30,6 +30,7 @@ import { ensureOperator } from './operator-bootstrap.ts';
 import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
 import { restorePlaces } from './restore-places.ts';
 import { secureEventProvenance } from './event-provenance.ts';
+import { flushLogFile, logFileDestination } from './log-file.ts';
 
 export interface StackOptions {
   readonly dataDir: string;
@@ -139,7 +140,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   await chmod(dirs.secrets, 0o700);
   // Structured logs of every service go to one file; the terminal gets the summary lines.
   const logFile = join(dirs.logs, 'cairn.log');
-  const destination = pino.destination({ dest: logFile, sync: false });
+  const destination = logFileDestination(logFile, say);
   // Spans of every job (exported when OTEL_TRACES_EXPORTER says so); each log line carries the
   // trace, span and job it was written under.
   const tracing = setupTracing();
@@ -149,7 +150,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     for (const s of stops.reverse()) await s().catch(() => undefined);
     stops.length = 0;
     await rm(join(dataDir, STATE_FILE), { force: true });
-    destination.flushSync();
+    flushLogFile(destination);
     await tracing.provider.forceFlush().catch(() => undefined);
   };
   try {

@@ -18,6 +18,7 @@ import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { STATE_FILE, type StackState } from '../session.ts';
 import { watchHubSecurity, type HubSecurityWatch } from './hub-reload.ts';
+import { logFileDestination } from './log-file.ts';
 
 export const HUB_SITE = 'hub';
 
@@ -100,7 +101,7 @@ export async function startHub(o: HubOptions): Promise<Hub> {
   const dataDir = resolve(o.dataDir);
   for (const d of ['nats', 'catalogue', 'secrets', 'logs']) await mkdir(join(dataDir, d), { recursive: true });
   const logger = o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', base: { site: HUB_SITE, pid: process.pid } },
-    pino.destination({ dest: join(dataDir, 'logs', 'cairn.log'), sync: false }));
+    logFileDestination(join(dataDir, 'logs', 'cairn.log'), say));
   const stops: Array<() => Promise<unknown>> = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
