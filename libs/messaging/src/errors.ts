@@ -1,6 +1,7 @@
 // Errors of the messaging layer: what a handler throws to steer the consumer, and what a
 // sender gets back when a message cannot be delivered or answered.
-import { RpcException } from '@nestjs/microservices';
+// The exception alone, not the package index: the CLI's bundle then leaves NestJS out of commands that do not start services.
+import { RpcException } from '@nestjs/microservices/exceptions/rpc-exception.js';
 
 /**
  * Thrown by a handler when retrying cannot help (the message is poison): the consumer

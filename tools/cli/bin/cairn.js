@@ -1,12 +1,59 @@
 #!/usr/bin/env node
-// Entry of the `cairn` CLI: loads the TypeScript sources through tsx (decorators included).
-import { register } from 'tsx/esm/api';
+// Entry of the `cairn` CLI. Runs the esbuild bundle in ../dist (built by `npm ci`/`npm install`
+// through the root `prepare` script); when a source file is newer than the bundle it rebuilds
+// it first, and if that cannot be done it runs the TypeScript sources through tsx.
+// CAIRN_CLI_SOURCE=1 always runs the sources.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import module from 'node:module';
+import { pathToFileURL } from 'node:url';
 
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 22) {
   console.error(`cairn needs Node >= 22.12 (this is ${process.version}); run it through npx or npm run from the repository root, which use the Node 24 in node_modules/.bin`);
   process.exit(2);
 }
-register();
-const { main } = await import('../src/main.ts');
-process.exitCode = await main(process.argv);
+
+const root = new URL('../../../', import.meta.url);
+const dist = new URL('../dist/', import.meta.url);
+
+/** The bundle of the current build, when no file it was built from changed since. */
+function freshBundle() {
+  try {
+    const pointer = new URL('current.json', dist);
+    const builtAt = statSync(pointer).mtimeMs;
+    const { build, inputs } = JSON.parse(readFileSync(pointer, 'utf8'));
+    for (const file of inputs) {
+      const at = statSync(new URL(file, root), { throwIfNoEntry: false })?.mtimeMs;
+      if (at === undefined || at > builtAt) return undefined;
+    }
+    const bundle = new URL(`${build}/cairn.mjs`, dist);
+    return existsSync(bundle) ? bundle : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function load() {
+  if (process.env.CAIRN_CLI_SOURCE !== '1') {
+    const bundle = freshBundle();
+    if (bundle) return import(bundle.href);
+    if (existsSync(new URL('node_modules/esbuild', root))) {
+      try {
+        const { buildCli } = await import('../build.mjs');
+        return import(pathToFileURL(await buildCli({ quiet: true })).href);
+      } catch {
+        // Running the sources below is slower, not different.
+      }
+    }
+  }
+  const { register } = await import('tsx/esm/api');
+  register();
+  return import('../src/main.ts');
+}
+
+// V8's code cache on disk: later starts skip most parsing and compiling.
+module.enableCompileCache?.();
+const { main } = await load();
+const code = await main(process.argv);
+// A command may already have set a non-zero code (a failed job gives 6): keep it.
+if (code !== 0 || process.exitCode === undefined) process.exitCode = code;

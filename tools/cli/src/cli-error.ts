@@ -1,4 +1,6 @@
-// Exit codes and the error type every command throws for a clean message.
+// Exit codes, the error type every command throws for a clean message, and the one shape an
+// error takes on the way out (a sentence on stderr, or `{ error: { code, message, hint } }` on
+// stdout with --json).
 export const EXIT = {
   ok: 0,
   failure: 1,
@@ -7,13 +9,47 @@ export const EXIT = {
   conflict: 4,
   unavailable: 5,
   jobFailed: 6,
-  /** Refused: not authenticated (signature) or not allowed (role). */
+  /** Refused: not authenticated (signature, token) or not allowed (role, four eyes). */
   denied: 7,
 } as const;
 
+/** The machine-readable code of each exit code, when the error does not name a finer one. */
+const CODE_OF_EXIT: Record<number, string> = {
+  [EXIT.failure]: 'failed',
+  [EXIT.usage]: 'usage',
+  [EXIT.notFound]: 'not_found',
+  [EXIT.conflict]: 'conflict',
+  [EXIT.unavailable]: 'unavailable',
+  [EXIT.jobFailed]: 'job_failed',
+  [EXIT.denied]: 'denied',
+};
+
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode: number = EXIT.failure, readonly hint?: string) {
+  /** `code`: a finer machine-readable reason (e.g. `four_eyes`); default from the exit code. */
+  constructor(message: string, readonly exitCode: number = EXIT.failure, readonly hint?: string, readonly code?: string) {
     super(message);
     this.name = 'CliError';
   }
+}
+
+export interface ErrorShape {
+  readonly error: { readonly code: string; readonly message: string; readonly hint?: string };
+}
+
+/** A message as a whole sentence: capital first letter, a full stop at the end. */
+export function sentence(text: string): string {
+  const t = text.trim().replace(/\s+$/, '');
+  if (!t) return 'Something failed without saying what.';
+  const first = /^[a-z]/.test(t) && !/^[a-z]+[A-Z]/.test(t.split(/\s/)[0]!) ? t[0]!.toUpperCase() + t.slice(1) : t;
+  return /[.!?:]$/.test(first) ? first : `${first}.`;
+}
+
+export function errorShape(e: CliError): ErrorShape {
+  return {
+    error: {
+      code: e.code ?? CODE_OF_EXIT[e.exitCode] ?? 'failed',
+      message: sentence(e.message),
+      ...(e.hint ? { hint: sentence(e.hint) } : {}),
+    },
+  };
 }

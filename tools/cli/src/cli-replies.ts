@@ -11,13 +11,18 @@ const CODE_EXIT: Record<string, number> = {
   unavailable: EXIT.unavailable,
   forbidden: EXIT.denied,
   unauthenticated: EXIT.denied,
+  four_eyes: EXIT.denied,
+  approval_required: EXIT.denied,
+  locked: EXIT.conflict,
 };
 
 export function accepted<R>(reply: CommandReply<R>, what: string): R {
   if (reply.accepted) return reply.result as R;
   const problems = (reply.error.details as { problems?: Array<{ path?: string; message: string }> } | undefined)?.problems;
-  const detail = problems?.length ? '\n' + problems.map((p) => `  - ${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n') : '';
-  throw new CliError(`${what}: ${reply.error.message}${detail}`, CODE_EXIT[reply.error.code] ?? EXIT.failure);
+  // Problems without a message say nothing: left out rather than printed as `- undefined`.
+  const said = (problems ?? []).filter((p) => typeof p.message === 'string' && p.message && p.message !== 'undefined');
+  const detail = said.length ? '\n' + said.map((p) => `  - ${p.path && p.path !== 'undefined' ? `${p.path}: ` : ''}${p.message}`).join('\n') : '';
+  throw new CliError(`${what}: ${reply.error.message}${detail}`, CODE_EXIT[reply.error.code] ?? EXIT.failure, undefined, reply.error.code);
 }
 
 export function transportError(e: unknown): never {

@@ -42,11 +42,14 @@ async function api(cmd: Command): Promise<Api> {
       const text = await res.text();
       const parsed = text ? JSON.parse(text) as Record<string, unknown> : {};
       if (res.ok) return parsed;
-      const detail = typeof parsed.detail === 'string' ? parsed.detail : `HTTP ${res.status}`;
-      const code = res.status === 404 ? EXIT.notFound : res.status === 409 ? EXIT.conflict : res.status >= 500 ? EXIT.unavailable : res.status === 400 ? EXIT.usage : EXIT.failure;
+      const detail = typeof parsed.detail === 'string' ? parsed.detail : `the gateway answered HTTP ${res.status}`;
+      // Refusals (401, 403) are exit 7 like every refusal; the problem's own code is kept for --json.
+      const code = res.status === 401 || res.status === 403 ? EXIT.denied : res.status === 404 ? EXIT.notFound : res.status === 409 ? EXIT.conflict
+        : res.status >= 500 ? EXIT.unavailable : res.status === 400 ? EXIT.usage : EXIT.failure;
       const hint = res.status === 401 ? 'the token is missing, wrong, revoked or expired'
-        : res.status === 403 ? 'your roles do not allow this (see `cairn whoami`)' : undefined;
-      throw new CliError(detail, code, hint);
+        : parsed.code === 'four_eyes' ? 'another administrator must approve it (`cairn approval approve <id>` with their token)'
+          : res.status === 403 ? 'your roles do not allow this (see `cairn whoami`)' : undefined;
+      throw new CliError(detail, code, hint, typeof parsed.code === 'string' ? parsed.code : undefined);
     },
   };
 }

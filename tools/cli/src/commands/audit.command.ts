@@ -1,7 +1,6 @@
 // `cairn audit`: the audit trail (who did what, when) from the catalogue, and `audit verify`,
 // which checks the tamper-evident hash chain the audit bridge seals the log into.
 import type { Command } from 'commander';
-import { verifyChain } from '@cairn/audit';
 import { checkLogProvenance, provenanceLines } from './audit-provenance.ts';
 import { auditStream, readAuditChain } from '@cairn/eventlog';
 import { CliError, EXIT } from '../cli-error.ts';
@@ -55,6 +54,7 @@ export function registerAuditCommands(program: Command): void {
     .description('check the hash chain of the audit trail (names the first removed, reordered or altered record) and, on a secure site, every event\'s signature and writer (names each one its readers refuse)')
     .action(async function (this: Command) {
       await withSession(this, async (s) => {
+        const { verifyChain } = await import('@cairn/audit');
         const records = await readAuditChain(s.nc, auditStream(s.site)).catch((e: Error) => {
           throw new CliError(`cannot read the audit chain: ${e.message}`, EXIT.unavailable, 'the audit bridge keeps it; is it running (cairn up does)?');
         });

@@ -3,22 +3,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { identityConnectOptions, identityPublicKeys, loadSiteSecurity, type Identity } from '@cairn/nats-security';
-import { connect } from '@nats-io/transport-node';
-import { pino } from 'pino';
-import { createJetStreamEventLog, readSigningCutover } from '@cairn/eventlog';
-import { correlatedLogOptions, setupTracing } from '@cairn/messaging';
-import { DirectoryBackend, openRepository } from '@cairn/repository';
-import { startScheduler } from '@cairn/scheduler';
-import { startDataMover } from '@cairn/data-mover';
-import { startCatalogue } from '@cairn/catalogue';
-import { startReplication } from '@cairn/replication';
-import { parseCoordinatorConfig, startSnapshotCoordinator } from '@cairn/snapshot-coordinator';
+import type { Identity } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
-import { markUnverifiedCommands, secureServiceCommands } from '../stack/command-security.ts';
-import { restorePlaces } from '../stack/restore-places.ts';
-import { secureEventProvenance } from '../stack/event-provenance.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication'] as const;
 
@@ -48,6 +35,16 @@ export function registerRunCommand(program: Command): void {
       const g = globals(this);
       if (!g.nats) throw new CliError('--nats <url> is required', EXIT.usage);
       if (!(SERVICES as readonly string[]).includes(service)) throw new CliError(`unknown service ${service}; one of ${SERVICES.join(', ')}`, EXIT.usage);
+      // The services' code is loaded only here, so every other command starts without it.
+      const [
+        { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
+        { DirectoryBackend, openRepository }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
+        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance },
+      ] = await Promise.all([
+        import('@cairn/nats-security'), import('@nats-io/transport-node'), import('pino'), import('@cairn/eventlog'), import('@cairn/messaging'),
+        import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
+        import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'),
+      ]);
       const site = g.site ?? 'local';
       const dataDir = resolve(g.data ?? join('.cairn', service));
       await mkdir(dataDir, { recursive: true });

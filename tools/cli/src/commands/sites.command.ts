@@ -8,7 +8,6 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, output, table, withSession, type Session } from '../session.ts';
 import { addLeafSite, initHubSecurity } from '@cairn/nats-security';
-import { startHub } from '../stack/hub-stack.ts';
 
 type Opts = Record<string, unknown>;
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -37,6 +36,7 @@ export function registerSitesCommands(program: Command): void {
     .action(async function (this: Command, o: { sites?: string; leafPort?: string; leafHost: string; gatewayPort?: string; host?: string[]; insecure?: boolean; once?: boolean }) {
       const dataDir = hubDataDir(this);
       const secure = !o.insecure && process.env['CAIRN_SECURE'] !== '0';
+      const { startHub } = await import('../stack/hub-stack.ts');
       const running = await startHub({
         dataDir, sites: sitesOf(o.sites), log: say, leafHost: o.leafHost,
         ...(secure ? { secure: true } : {}),

@@ -11,8 +11,8 @@ import { CommandBus } from '@cairn/messaging';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
-import { startStack, type Stack } from '../stack/embedded-stack.ts';
-import { DEMO_BLOCK, demoBaseBlock, matchWritePrefix, startDemoVm, type DemoVm } from '../stack/demo-vm.ts';
+import type { Stack } from '../stack/embedded-stack.ts';
+import type { DemoVm } from '../stack/demo-vm.ts';
 
 const say = (line: string) => process.stdout.write(line + '\n');
 
@@ -39,6 +39,7 @@ async function demoBackup(bus: CommandBus, catalogue: CatalogueClient, vmId: str
 }
 
 async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
+  const { DEMO_BLOCK, demoBaseBlock, matchWritePrefix } = await import('../stack/demo-vm.ts');
   const actor = operator();
   const bus = new CommandBus(stack.nc, { site: stack.site, actor, defaultTimeoutMs: 30_000 });
   const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
@@ -121,7 +122,9 @@ export function registerUpCommand(program: Command): void {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       let vm: DemoVm | undefined;
-      if (o.demo) vm = await startDemoVm(join(dataDir, 'demo'));
+      // Loaded here, not at the top: other commands start without the services' code.
+      const { startStack } = await import('../stack/embedded-stack.ts');
+      if (o.demo) vm = await (await import('../stack/demo-vm.ts')).startDemoVm(join(dataDir, 'demo'));
       let stack: Stack | undefined;
       const shutdown = async () => {
         await stack?.stop();
