@@ -36,12 +36,17 @@ export interface ErrorShape {
   readonly error: { readonly code: string; readonly message: string; readonly hint?: string };
 }
 
-/** A message as a whole sentence: capital first letter, a full stop at the end. */
+/** The text with a full stop at its end (unless it ends a sentence already). */
+export function fullStop(text: string): string {
+  const t = text.trim();
+  if (!t) return 'something failed without saying what.';
+  return /[.!?:]$/.test(t) ? t : `${t}.`;
+}
+
+/** A message as a whole sentence: capital first letter (not of a name like `vmId`), a full stop at the end. */
 export function sentence(text: string): string {
-  const t = text.trim().replace(/\s+$/, '');
-  if (!t) return 'Something failed without saying what.';
-  const first = /^[a-z]/.test(t) && !/^[a-z]+[A-Z]/.test(t.split(/\s/)[0]!) ? t[0]!.toUpperCase() + t.slice(1) : t;
-  return /[.!?:]$/.test(first) ? first : `${first}.`;
+  const t = fullStop(text);
+  return /^[a-z]/.test(t) && !/^[a-z]+[A-Z]/.test(t.split(/\s/)[0]!) ? t[0]!.toUpperCase() + t.slice(1) : t;
 }
 
 export function errorShape(e: CliError): ErrorShape {

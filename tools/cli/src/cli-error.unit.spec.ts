@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CliError, EXIT, errorShape, sentence } from './cli-error.ts';
+import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 
 describe('the one error shape', () => {
   it('makes whole sentences of messages and hints', () => {
@@ -7,6 +7,7 @@ describe('the one error shape', () => {
     expect(sentence('The job failed.')).toBe('The job failed.');
     expect(sentence('see `cairn --help`')).toBe('See `cairn --help`.');
     expect(sentence('')).toBe('Something failed without saying what.');
+    expect(fullStop('no repository at dir:/x')).toBe('no repository at dir:/x.');
   });
 
   it('names a code from the exit code unless the error has a finer one', () => {

@@ -10,7 +10,7 @@ import { registerAccessCommands } from './commands/access.command.ts';
 import { registerSitesCommands } from './commands/sites.command.ts';
 import { registerSiteCommands } from './commands/site.command.ts';
 import { registerCompletionCommand } from './commands/completion.command.ts';
-import { CliError, EXIT, errorShape, sentence } from './cli-error.ts';
+import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 import { cliVersion } from './version.ts';
 
 export function buildProgram(json = false): Command {
@@ -52,7 +52,8 @@ export async function main(argv: string[]): Promise<number> {
   const json = argv.slice(2).includes('--json');
   const fail = (e: CliError): number => {
     if (json) process.stdout.write(JSON.stringify(errorShape(e)) + '\n');
-    else process.stderr.write(`cairn: ${sentence(e.message)}${e.hint ? `\n  ${sentence(e.hint)}` : ''}\n`);
+    // After `cairn: ` the sentence reads on in lower case (`cairn: no repository at …`); it still ends with a full stop.
+    else process.stderr.write(`cairn: ${fullStop(e.message)}${e.hint ? `\n  ${sentence(e.hint)}` : ''}\n`);
     return e.exitCode;
   };
   try {

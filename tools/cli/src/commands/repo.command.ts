@@ -292,7 +292,9 @@ export function registerRepoCommands(program: Command): void {
         const { damaged } = report;
         if (o.json) print(o, { location: backend.location, ...report });
         else console.log(verifyText(backend.location, report));
-        if (damaged.length > 0) {
+        // With --json the report above is the one JSON document on stdout; the exit code says it failed.
+        if (damaged.length > 0 && o.json) process.exitCode = EXIT.failure;
+        else if (damaged.length > 0) {
           throw new CliError(`verify found ${damaged.length} damaged object(s) in ${backend.location}`, EXIT.failure,
             'restore points that use them cannot be restored intact; see the report above');
         }
