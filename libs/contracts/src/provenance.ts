@@ -51,6 +51,8 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   RestorePointExpired: ['scheduler'],
   RestorePointLocked: ['data-mover'],
   MessageDeadLettered: CONSUMERS,
+  // `cairn up` supervising the nats-server it started (its own connection is `admin`)
+  NatsServerRestarted: ['admin'],
   // replication
   ReplicationPolicyCreated: ['replication'],
   ReplicationPolicyDeleted: ['replication'],

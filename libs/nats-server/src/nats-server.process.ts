@@ -21,6 +21,13 @@ export interface NatsServerOptions {
   binary?: string;
   /** URL scheme clients should use (tls:// when the extra config enables TLS). */
   scheme?: 'nats' | 'tls';
+  /**
+   * Run the server in its own process group, so a Ctrl-C to the terminal reaches only its
+   * parent, which stops the server in order (`cairn up`). Default false.
+   */
+  ownProcessGroup?: boolean;
+  /** Told when the server exits other than through stop() or kill() (a crash, a kill from outside). */
+  onUnexpectedExit?: (exit: { readonly code: number | null; readonly signal: NodeJS.Signals | null; readonly pid: number | undefined }) => void;
 }
 
 export interface NatsServerProcess {
@@ -98,16 +105,22 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const binary = options.binary ?? 'nats-server';
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
+  /** Set by stop() and kill(): the exit that follows is not unexpected. */
+  let deliberate = false;
 
   async function start(): Promise<void> {
     if (child && child.exitCode === null && child.signalCode === null) return;
-    const proc = spawn(binary, ['-c', configFile, '-l', logFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(binary, ['-c', configFile, '-l', logFile], { stdio: ['ignore', 'ignore', 'pipe'], ...(options.ownProcessGroup ? { detached: true } : {}) });
     child = proc;
+    deliberate = false;
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     let spawnError: Error | undefined;
     proc.once('error', (e) => { spawnError = e; });
-    exited = new Promise((resolve) => proc.once('exit', () => resolve()));
+    exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+      if (!deliberate && child === proc) options.onUnexpectedExit?.({ code, signal, pid: proc.pid });
+      resolve();
+    }));
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       if (spawnError) throw new Error(`cannot start ${binary}: ${spawnError.message} (install the Debian package nats-server)`);
@@ -121,12 +134,14 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
 
   async function kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    deliberate = true;
     child.kill(signal);
     await exited;
   }
 
   async function stop(): Promise<void> {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    deliberate = true;
     const timer = setTimeout(() => child?.kill('SIGKILL'), 5_000);
     child.kill('SIGTERM');
     await exited;

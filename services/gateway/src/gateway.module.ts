@@ -50,6 +50,36 @@ export interface GatewayDeps {
   readonly events?: EventFeedSource;
   /** Verifies the site's audit chain for GET /v1/audit/chain (503 there when absent). */
   readonly auditChain?: AuditChainProbe;
+  /** Whether the NATS connection is up now (default: connected unless closed). */
+  readonly connection?: () => NatsConnectionState;
+  /** The nats-server its host process supervises (`cairn up`), for /health. */
+  readonly natsServer?: () => SupervisedNatsServer;
+}
+
+export type NatsConnectionState = 'connected' | 'disconnected' | 'closed';
+
+/** What a supervisor says about the nats-server it started and restarts. */
+export interface SupervisedNatsServer {
+  readonly state: 'running' | 'restarting' | 'stopped';
+  readonly restarts: number;
+  readonly lastExit?: { readonly code: number | null; readonly signal: string | null; readonly at: string };
+  readonly lastRestartAt?: string;
+}
+
+/**
+ * The connection's state from the client's own status events, so /health answers at once and
+ * truthfully while NATS is away (a query would wait for its timeout; `isClosed()` stays false
+ * while the client reconnects).
+ */
+export function trackConnection(nc: NatsConnection): () => NatsConnectionState {
+  let up = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnecting' || s.type === 'staleConnection') up = false;
+      else if (s.type === 'reconnect') up = true;
+    }
+  })().catch(() => undefined);
+  return () => (nc.isClosed() ? 'closed' : up ? 'connected' : 'disconnected');
 }
 
 /** The console feed's source over the site's log and the data movers' progress messages. */
@@ -97,15 +127,21 @@ function healthProbe(deps: GatewayDeps): HealthProbe {
   return {
     openApi: () => doc,
     async health() {
-      const nats = deps.nc.isClosed() ? 'closed' as const : 'connected' as const;
+      const nats: NatsConnectionState = deps.connection ? deps.connection() : deps.nc.isClosed() ? 'closed' : 'connected';
+      const natsServer = deps.natsServer?.();
       let catalogue: { reachable: boolean; position?: number; lag?: number; detail?: string };
-      try {
-        const s = await deps.catalogue.query('catalogue.status', {});
-        catalogue = { reachable: true, position: s.position, lag: s.lag };
-      } catch (e) {
-        catalogue = { reachable: false, detail: (e as Error).message };
+      if (nats !== 'connected') {
+        catalogue = { reachable: false, detail: `not asked: the connection to NATS is ${nats}` };
+      } else {
+        try {
+          const s = await deps.catalogue.query('catalogue.status', {});
+          catalogue = { reachable: true, position: s.position, lag: s.lag };
+        } catch (e) {
+          catalogue = { reachable: false, detail: (e as Error).message };
+        }
       }
-      return { status: nats === 'connected' && catalogue.reachable ? 'ok' : 'degraded', site: deps.config.site, nats, catalogue };
+      const ok = nats === 'connected' && catalogue.reachable && (!natsServer || natsServer.state === 'running');
+      return { status: ok ? 'ok' : 'degraded', site: deps.config.site, nats, ...(natsServer ? { natsServer } : {}), catalogue };
     },
   };
 }
@@ -174,6 +210,8 @@ export interface StartGatewayOptions extends Omit<GatewayConfigInput, 'site' | '
   readonly logger?: Logger;
   /** Verifies the audit chain for GET /v1/audit/chain (`cairn up` gives the audit bridge's). */
   readonly auditChain?: AuditChainProbe;
+  /** The nats-server its host process supervises (`cairn up`), reported by /health. */
+  readonly natsServer?: () => SupervisedNatsServer;
 }
 
 export interface RunningGateway {
@@ -208,7 +246,11 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     const bootstrap = await identities.ensureBootstrap(config.user, config.token);
     if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');
     const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined, { limit: config.authFailureLimit });
-    const app = await createGatewayApp({ config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site), ...(options.auditChain ? { auditChain: options.auditChain } : {}) });
+    const app = await createGatewayApp({
+      config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site),
+      ...(options.auditChain ? { auditChain: options.auditChain } : {}),
+      connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
+    });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;

@@ -46,7 +46,11 @@ export const UpdatePolicyBody = Type.Object(PolicyBodyFields, { $id: 'UpdatePoli
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
   site: Type.String(),
-  nats: Type.Union([Type.Literal('connected'), Type.Literal('closed')]),
+  nats: Type.Union([Type.Literal('connected'), Type.Literal('disconnected'), Type.Literal('closed')], { description: 'the gateway\'s connection to NATS now (disconnected: the client is reconnecting)' }),
+  natsServer: Type.Optional(Type.Object({
+    state: Type.Union([Type.Literal('running'), Type.Literal('restarting'), Type.Literal('stopped')]),
+    restarts: Type.Integer({ minimum: 0 }),
+  }, { additionalProperties: true, description: 'the nats-server `cairn up` started and supervises (absent when NATS is not its own)' })),
   catalogue: Type.Object({
     reachable: Type.Boolean(),
     position: Type.Optional(Type.Integer()),

@@ -46,3 +46,4 @@ export type RecoveryKeyExported = EventOf<'RecoveryKeyExported'>;
 export type RepositoryDeleted = EventOf<'RepositoryDeleted'>;
 export type EventSigningStarted = EventOf<'EventSigningStarted'>;
 export type ProvenanceViolation = EventOf<'ProvenanceViolation'>;
+export type NatsServerRestarted = EventOf<'NatsServerRestarted'>;

@@ -22,3 +22,20 @@ export const MessageDeadLetteredV1 = Type.Object({
 export function payloadPreview(payload: Uint8Array): string {
   return Buffer.from(payload.subarray(0, DEAD_LETTER_PREVIEW_BYTES)).toString('base64');
 }
+
+/**
+ * `cairn up` restarted the nats-server it supervises after it exited unasked (stream
+ * `supervisor-<site>`), written once the server runs again.
+ */
+export const NatsServerRestartedV1 = Type.Object({
+  /** How it ended: the exit code, or the signal that ended it. */
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  signal: Type.Union([Name, Type.Null()]),
+  /** Milliseconds from the exit to the server listening again. */
+  downMs: Count,
+  /** Start attempts it took (1: the first worked). */
+  attempts: Type.Integer({ minimum: 1 }),
+  /** Restarts since `cairn up` started, this one included. */
+  restarts: Type.Integer({ minimum: 1 }),
+}, { additionalProperties: false });
+

@@ -11,7 +11,7 @@ import {
 } from './snapshot.events.ts';
 import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.events.ts';
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
-import { MessageDeadLetteredV1 } from './messaging.events.ts';
+import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
   ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
@@ -79,6 +79,7 @@ export const EVENT_SCHEMAS = {
   RestorePointExpired: define('RestorePointExpired', { description: 'Retention let a restore point go.', categories: ['restorepoint'], latest: RestorePointExpiredV1 }),
   RestorePointLocked: define('RestorePointLocked', { description: 'A restore point was locked: no delete or overwrite before retainUntil.', categories: ['restorepoint'], latest: RestorePointLockedV1 }),
   MessageDeadLettered: define('MessageDeadLettered', { description: 'A consumer gave up on a message.', categories: ['deadletter'], latest: MessageDeadLetteredV1 }),
+  NatsServerRestarted: define('NatsServerRestarted', { description: '`cairn up` restarted the nats-server it supervises after it exited unasked.', categories: ['supervisor'], latest: NatsServerRestartedV1 }),
   ReplicationPolicyCreated: define('ReplicationPolicyCreated', { description: 'A replication policy was created at its source site.', categories: ['replpolicy'], latest: ReplicationPolicyCreatedV1 }),
   ReplicationPolicyDeleted: define('ReplicationPolicyDeleted', { description: 'A replication policy was deleted.', categories: ['replpolicy'], latest: ReplicationPolicyDeletedV1 }),
   ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),

@@ -13,6 +13,7 @@ import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
 import type { Stack } from '../stack/embedded-stack.ts';
 import type { DemoVm } from '../stack/demo-vm.ts';
+import { guardChildren, watchParent, type ProcessGuard } from '../stack/process-guard.ts';
 
 const say = (line: string) => process.stdout.write(line + '\n');
 
@@ -106,6 +107,52 @@ function describeHealth(service: string, detail: unknown): string {
   }
 }
 
+/** Longest a stop may take before everything is killed (the issue's bound is 10 s). */
+const STOP_DEADLINE_MS = 9_000;
+
+/**
+ * How `cairn up` is stopped: the first Ctrl-C, SIGTERM, SIGHUP or loss of its parent asks
+ * for an orderly stop (services first, nats-server last) within STOP_DEADLINE_MS; a second
+ * signal, or the deadline, kills everything it started at once.
+ */
+function stopControl(guard: ProcessGuard) {
+  let asked = false;
+  let signalled!: () => void;
+  const promise = new Promise<void>((r) => { signalled = r; });
+  const now = (why: string) => {
+    say(`${why}: stopping at once`);
+    guard.killAll();
+    process.exit(130);
+  };
+  const onSignal = (why: string) => {
+    if (asked) now(why);
+    asked = true;
+    say(`${why}: stopping… (Ctrl-C again stops at once)`);
+    signalled();
+  };
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
+    const h = () => onSignal(sig);
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  const unwatch = watchParent(() => onSignal('its parent process is gone'));
+  let deadline: NodeJS.Timeout | undefined;
+  return {
+    signalled: promise,
+    requested: () => asked,
+    armDeadline() {
+      deadline = setTimeout(() => now(`not stopped within ${STOP_DEADLINE_MS / 1000} s`), STOP_DEADLINE_MS);
+    },
+    done() {
+      clearTimeout(deadline);
+      unwatch();
+      for (const [sig, h] of handlers) process.off(sig, h);
+      // A handle something left open must not keep a stopped `cairn up` alive.
+      setTimeout(() => process.exit(), 1000).unref();
+    },
+  };
+}
+
 export function registerUpCommand(program: Command): void {
   program.command('up')
     .description('start Cairn on this machine: NATS, every service, the repository under --data')
@@ -121,16 +168,19 @@ export function registerUpCommand(program: Command): void {
     .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; libvirt?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
+      // Whatever happens to this process, nothing it starts outlives it (./stack/process-guard.ts).
+      const guard = guardChildren();
+      const stop = stopControl(guard);
       let vm: DemoVm | undefined;
-      // Loaded here, not at the top: other commands start without the services' code.
-      const { startStack } = await import('../stack/embedded-stack.ts');
-      if (o.demo) vm = await (await import('../stack/demo-vm.ts')).startDemoVm(join(dataDir, 'demo'));
       let stack: Stack | undefined;
       const shutdown = async () => {
         await stack?.stop();
         await vm?.stop();
       };
-      try {
+      const work = (async () => {
+        // Loaded here, not at the top: other commands start without the services' code.
+        const { startStack } = await import('../stack/embedded-stack.ts');
+        if (o.demo) vm = await (await import('../stack/demo-vm.ts')).startDemoVm(join(dataDir, 'demo'));
         say(`cairn up: data in ${dataDir}`);
         stack = await startStack({
           dataDir,
@@ -146,27 +196,31 @@ export function registerUpCommand(program: Command): void {
           qemu: [...(o.qmp ?? []).map((s) => ({ qmpSocket: s })), ...(vm ? [{ qmpSocket: vm.qmpPath }] : [])],
           ...(o.libvirt?.length ? { libvirt: o.libvirt.map((uri) => ({ uri })) } : {}),
           log: say,
+          // Ctrl-C reaches this process only; it stops nats-server last, in order.
+          ownProcessGroups: true,
         });
+        if (stop.requested()) return;
         for (const h of await stack.health()) {
           say(`${h.service.padEnd(20)} ${h.status === 'ok' ? 'ok ' : 'FAILING'} ${describeHealth(h.service, h.detail)}`);
         }
         say(`gateway              ${stack.gatewayUrl} (administrator \`admin\`, API token in ${join(dataDir, 'secrets', 'api.token')}; more users: cairn user add)`);
         say(`logs                 ${stack.logFile}`);
         if (vm) await runDemo(stack, vm);
-      } catch (e) {
-        await shutdown();
-        throw e;
+      })();
+      // A stop asked for while starting or during the demo ends that work: it is not awaited further.
+      work.catch(() => undefined);
+      const first = await Promise.race([work.then(() => 'ready' as const, (e: unknown) => ({ failed: e })), stop.signalled.then(() => 'stop' as const)]);
+      if (first === 'ready' && !o.once) {
+        say('cairn is up; other terminals can run `npx cairn vm list`, `npx cairn backup <vm> --wait` … Ctrl-C stops it.');
+        await stop.signalled;
       }
-      if (o.once) {
-        await shutdown();
-        return;
+      stop.armDeadline();
+      if (first === 'stop' && !stack) {
+        // Still starting: let start-up finish (it stops itself on error), within the deadline.
+        await work.catch(() => undefined);
       }
-      say('cairn is up; other terminals can run `npx cairn vm list`, `npx cairn backup <vm> --wait` … Ctrl-C stops it.');
-      await new Promise<void>((resolveStop) => {
-        const onSignal = () => { say('stopping…'); resolveStop(); };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-      });
-      await shutdown();
+      await shutdown().catch((e: unknown) => say(`stopping: ${(e as Error).message}`));
+      stop.done();
+      if (typeof first === 'object') throw first.failed;
     });
 }

@@ -56,7 +56,8 @@ export async function startDemoVm(dir: string, name = 'demo', sizeBytes = 64 * 1
     '-blockdev', `driver=file,filename=${disk},node-name=disk0-file`,
     '-blockdev', 'driver=qcow2,file=disk0-file,node-name=disk0-fmt',
     '-device', 'virtio-blk-pci,drive=disk0-fmt,id=disk0'];
-  const proc: ChildProcess = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: a Ctrl-C reaches `cairn up`, which stops the VM after the services.
+  const proc: ChildProcess = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));

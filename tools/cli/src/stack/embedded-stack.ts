@@ -13,7 +13,7 @@ import {
   type Identity, type LeafCredentials, type SiteSecurity,
 } from '@cairn/nats-security';
 import { bindCommandSecurity, correlatedLogOptions, setupTracing, type CommandSigner } from '@cairn/messaging';
-import type { Actor } from '@cairn/contracts';
+import { newEvent, type Actor } from '@cairn/contracts';
 import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
@@ -27,6 +27,7 @@ import { startReplication, type RunningReplication } from '@cairn/replication';
 import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, operator, type StackState } from '../session.ts';
 import { ensureOperator } from './operator-bootstrap.ts';
+import { superviseNats, type NatsSupervision, type NatsSupervisor } from './nats-supervisor.ts';
 import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
 import { restorePlaces } from './restore-places.ts';
 import { secureEventProvenance } from './event-provenance.ts';
@@ -81,6 +82,10 @@ export interface StackOptions {
   readonly secure?: boolean | { readonly dir?: string };
   /** Secure stacks: the local operator who gets a user and key (default CAIRN_USER or the OS user). */
   readonly operator?: Actor;
+  /** Start nats-server in its own process group (`cairn up`: a Ctrl-C reaches only the stack, which stops it last). */
+  readonly ownProcessGroups?: boolean;
+  /** Waits between restart attempts of a nats-server that exited unasked (./nats-supervisor.ts). */
+  readonly natsRestartBackoffMs?: readonly number[];
 }
 
 export interface ServiceHealth { readonly service: string; readonly status: string; readonly detail?: unknown }
@@ -100,6 +105,8 @@ export interface Stack {
   readonly replication: RunningReplication;
   /** The nats-server this stack started (absent when it joined a NATS given by URL). */
   readonly nats?: NatsServerProcess;
+  /** Its supervision: restarted when it exits unasked (absent when it joined a NATS given by URL). */
+  readonly natsSupervision?: () => NatsSupervision;
   /** The site's NATS security material when the stack runs secure. */
   readonly security?: SiteSecurity;
   /**
@@ -155,6 +162,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
   try {
     let nats: NatsServerProcess | undefined;
+    let supervisor: NatsSupervisor | undefined;
+    /** Set once the event log is open: records a restart of nats-server as an event. */
+    let recordRestart: ((r: { exitCode: number | null; signal: string | null; downMs: number; attempts: number }) => Promise<void>) | undefined;
     let natsUrl = options.natsUrl;
     let security: SiteSecurity | undefined;
     // The leaf link to the hub: TLS with the site's leaf credentials, or plain to a hub that asks for none.
@@ -177,8 +187,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       say(`security             ok  ${security.dir} (site CA, mutual TLS, ${security.identities.length} NATS identities)`);
     }
     if (!natsUrl) {
+      supervisor = superviseNats(() => nats, {
+        say,
+        ...(options.natsRestartBackoffMs ? { backoffMs: options.natsRestartBackoffMs } : {}),
+        onExit: (x) => logger.error({ exitCode: x.code, signal: x.signal, pid: x.pid }, 'nats-server exited unasked; restarting it'),
+        onAttemptFailed: (n, e) => logger.error({ attempt: n, err: e }, 'nats-server did not start again; retrying'),
+        onRestarted: (r) => {
+          logger.warn({ attempts: r.attempts, downMs: r.downMs, pid: r.pid }, 'nats-server restarted');
+          void recordRestart?.({ exitCode: r.exit.code, signal: r.exit.signal, downMs: r.downMs, attempts: r.attempts })
+            .catch((e: unknown) => logger.error({ err: e }, 'NatsServerRestarted not recorded'));
+        },
+      });
       nats = await startNatsServer({
         dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024,
+        ...(options.ownProcessGroups ? { ownProcessGroup: true } : {}),
+        onUnexpectedExit: (x) => supervisor?.exited(x),
         // A site joined to a hub: its own JetStream domain, a leaf remote to the hub.
         ...(options.hub ? { domain: site } : {}),
         ...(security ? { scheme: 'tls' as const } : {}),
@@ -188,7 +211,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         ].filter(Boolean).join('\n'),
       });
       natsUrl = nats.url;
-      stops.push(() => nats!.stop());
+      stops.push(() => { supervisor?.stop(); return nats!.stop(); });
       say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}${leaf ? ` (TLS, leaf user ${leaf.user})` : ''}, domain ${site}` : ''}`);
     }
     const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1, ...(security ? identityConnectOptions(security.credentials('admin')) : {}) });
@@ -204,6 +227,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       provenanceKeys = { keys, legacyBefore: await startEventSigning(log, { site, keys }) };
       await secureEventProvenance({ security, identity: 'admin', nc, keys: provenanceKeys, logger });
     }
+    recordRestart = async (r) => {
+      const event = newEvent('NatsServerRestarted', { ...r, restarts: supervisor?.status().restarts ?? 1 }, {
+        site, actor: { kind: 'service', id: `cairn-up@${site}` }, streamId: `supervisor-${site}`,
+      });
+      await log.append(event.streamId, [event], { expectedRevision: 'any' });
+    };
     // Secure: every command over NATS is signed (docs/security.md, signed commands). Each
     // service signs with its identity's nkey and checks what it receives; the local operator
     // gets a user and key, and `nc` (the CLI's `admin` connection) signs with that key.
@@ -307,9 +336,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
-    const gateway: RunningGateway = await startGateway({ nc: (await as('gateway')).nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }),
+    const gateway: RunningGateway = await startGateway({
+      nc: (await as('gateway')).nc, site, token: gatewayToken, port: options.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }),
       // The console's chain status: the audit bridge's reader, libs/audit's verifier (as `cairn audit verify`).
-      auditChain: { verify: async () => verifyChain(await readAuditChain(auditDeps.nc, auditStream(site))) } });
+      auditChain: { verify: async () => verifyChain(await readAuditChain(auditDeps.nc, auditStream(site))) },
+      ...(supervisor ? { natsServer: supervisor.status } : {}),
+    });
     stops.push(() => gateway.close());
 
     const state: StackState = { natsUrl, site, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}),
@@ -322,11 +354,22 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(security ? { security } : {}),
       ...(operatorKey ? { operator: { actor: { kind: 'user' as const, id: operatorKey.userId }, signer: operatorKey.signer, keyFile: operatorKey.file } } : {}),
       ...(nats ? { nats } : {}),
+      ...(supervisor ? { natsSupervision: supervisor.status } : {}),
       async health() {
         const out: ServiceHealth[] = [];
+        // Each probe answers within 3 s: one that waits on an absent NATS says so instead of hanging.
         const probe = async (service: string, f: () => unknown) => {
-          try { out.push({ service, status: 'ok', detail: await f() }); } catch (e) { out.push({ service, status: 'failing', detail: (e as Error).message }); }
+          let timer: NodeJS.Timeout | undefined;
+          const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000); });
+          try { out.push({ service, status: 'ok', detail: await Promise.race([f(), late]) }); } catch (e) { out.push({ service, status: 'failing', detail: (e as Error).message }); } finally { clearTimeout(timer); }
         };
+        if (supervisor) {
+          await probe('nats-server', () => {
+            const st = supervisor!.status();
+            if (st.state !== 'running') throw new Error(`${st.state} (restarts so far: ${st.restarts})`);
+            return `pid ${nats!.pid}, restarts: ${st.restarts}`;
+          });
+        }
         await probe('nats', async () => { await nc.flush(); return natsUrl; });
         await probe('event-log', async () => `head ${await log.headPosition()}`);
         await probe('repository', async () => (await repository.stats()).restorePoints + ' restore points');
