@@ -60,7 +60,9 @@ const ownModulesArePure = (impure) => ({
 export async function buildCli({ quiet = false } = {}) {
   const { build } = await import('esbuild');
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-  const name = `b-${Date.now()}-${process.pid}`;
+  // Files changed after this instant may not be in the bundle: bin/cairn.js compares with it.
+  const startedAt = Date.now();
+  const name = `b-${startedAt}-${process.pid}`;
   const out = join(DIST, name);
   await mkdir(out, { recursive: true });
   const common = {
@@ -97,7 +99,7 @@ export async function buildCli({ quiet = false } = {}) {
     const inputs = [...new Set([...Object.keys(cli.metafile.inputs), ...Object.keys(worker.metafile.inputs)])]
       .filter((p) => !p.includes('node_modules'))
       .map((p) => relative(root, resolve(process.cwd(), p)));
-    const info = { version: pkg.version, build: name, builtAt: new Date().toISOString(), inputs: ['package-lock.json', 'tools/cli/build.mjs', ...inputs] };
+    const info = { version: pkg.version, build: name, startedAt, builtAt: new Date().toISOString(), inputs: ['package-lock.json', 'tools/cli/build.mjs', ...inputs] };
     const pointer = join(DIST, `${CURRENT}.${process.pid}`);
     await writeFile(pointer, JSON.stringify(info) + '\n');
     await rename(pointer, join(DIST, CURRENT));

@@ -122,6 +122,9 @@ export function jetStreamWorkQueue(nc: NatsConnection, site: string): WorkQueueP
   };
 }
 
+/** How long /health waits for the catalogue's status before it says the catalogue does not answer. */
+const HEALTH_QUERY_MS = 3000;
+
 function healthProbe(deps: GatewayDeps): HealthProbe {
   const doc = gatewayOpenApiDocument();
   return {
@@ -133,11 +136,16 @@ function healthProbe(deps: GatewayDeps): HealthProbe {
       if (nats !== 'connected') {
         catalogue = { reachable: false, detail: `not asked: the connection to NATS is ${nats}` };
       } else {
+        // A probe answers promptly: a catalogue still reconnecting is reported, not waited for.
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${HEALTH_QUERY_MS / 1000} s`)), HEALTH_QUERY_MS); });
         try {
-          const s = await deps.catalogue.query('catalogue.status', {});
+          const s = await Promise.race([deps.catalogue.query('catalogue.status', {}), late]);
           catalogue = { reachable: true, position: s.position, lag: s.lag };
         } catch (e) {
           catalogue = { reachable: false, detail: (e as Error).message };
+        } finally {
+          clearTimeout(timer);
         }
       }
       const ok = nats === 'connected' && catalogue.reachable && (!natsServer || natsServer.state === 'running');

@@ -19,12 +19,11 @@ const dist = new URL('../dist/', import.meta.url);
 /** The bundle of the current build, when no file it was built from changed since. */
 function freshBundle() {
   try {
-    const pointer = new URL('current.json', dist);
-    const builtAt = statSync(pointer).mtimeMs;
-    const { build, inputs } = JSON.parse(readFileSync(pointer, 'utf8'));
+    const { build, inputs, startedAt } = JSON.parse(readFileSync(new URL('current.json', dist), 'utf8'));
+    // A file changed after the build started may have been read before the change.
     for (const file of inputs) {
       const at = statSync(new URL(file, root), { throwIfNoEntry: false })?.mtimeMs;
-      if (at === undefined || at > builtAt) return undefined;
+      if (at === undefined || !(at < startedAt)) return undefined;
     }
     const bundle = new URL(`${build}/cairn.mjs`, dist);
     return existsSync(bundle) ? bundle : undefined;

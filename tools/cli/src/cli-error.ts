@@ -43,10 +43,15 @@ export function fullStop(text: string): string {
   return /[.!?:]$/.test(t) ? t : `${t}.`;
 }
 
-/** A message as a whole sentence: capital first letter (not of a name like `vmId`), a full stop at the end. */
+/**
+ * A message as a whole sentence: a full stop at the end, a capital first letter; a first word
+ * that is a name (`createUser`, a path) is quoted or left as it is, not capitalised.
+ */
 export function sentence(text: string): string {
   const t = fullStop(text);
-  return /^[a-z]/.test(t) && !/^[a-z]+[A-Z]/.test(t.split(/\s/)[0]!) ? t[0]!.toUpperCase() + t.slice(1) : t;
+  const first = t.split(/\s/)[0]!;
+  if (/^[a-z]+[A-Z]\w*$/.test(first)) return `\`${first}\`${t.slice(first.length)}`;
+  return /^[a-z]/.test(t) ? t[0]!.toUpperCase() + t.slice(1) : t;
 }
 
 export function errorShape(e: CliError): ErrorShape {

@@ -7,6 +7,8 @@ describe('the one error shape', () => {
     expect(sentence('The job failed.')).toBe('The job failed.');
     expect(sentence('see `cairn --help`')).toBe('See `cairn --help`.');
     expect(sentence('')).toBe('Something failed without saying what.');
+    expect(sentence('createUser needs the admin permission')).toBe('`createUser` needs the admin permission.');
+    expect(sentence('/tmp/x exists; nothing was changed')).toBe('/tmp/x exists; nothing was changed.');
     expect(fullStop('no repository at dir:/x')).toBe('no repository at dir:/x.');
   });
 

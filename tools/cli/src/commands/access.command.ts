@@ -49,7 +49,8 @@ async function api(cmd: Command): Promise<Api> {
       const hint = res.status === 401 ? 'the token is missing, wrong, revoked or expired'
         : parsed.code === 'four_eyes' ? 'another administrator must approve it (`cairn approval approve <id>` with their token)'
           : res.status === 403 ? 'your roles do not allow this (see `cairn whoami`)' : undefined;
-      throw new CliError(detail, code, hint, typeof parsed.code === 'string' ? parsed.code : undefined);
+      const reason = typeof parsed.code === 'string' ? parsed.code : res.status === 401 ? 'unauthenticated' : res.status === 403 ? 'forbidden' : undefined;
+      throw new CliError(detail, code, hint, reason);
     },
   };
 }
