@@ -164,7 +164,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     let nats: NatsServerProcess | undefined;
     let supervisor: NatsSupervisor | undefined;
     /** Set once the event log is open: records a restart of nats-server as an event. */
-    let recordRestart: ((r: { exitCode: number | null; signal: string | null; downMs: number; attempts: number }) => Promise<void>) | undefined;
+    const restarts: { record?: (r: { exitCode: number | null; signal: string | null; downMs: number; attempts: number }) => Promise<void> } = {};
     let natsUrl = options.natsUrl;
     let security: SiteSecurity | undefined;
     // The leaf link to the hub: TLS with the site's leaf credentials, or plain to a hub that asks for none.
@@ -194,7 +194,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         onAttemptFailed: (n, e) => logger.error({ attempt: n, err: e }, 'nats-server did not start again; retrying'),
         onRestarted: (r) => {
           logger.warn({ attempts: r.attempts, downMs: r.downMs, pid: r.pid }, 'nats-server restarted');
-          void recordRestart?.({ exitCode: r.exit.code, signal: r.exit.signal, downMs: r.downMs, attempts: r.attempts })
+          void restarts.record?.({ exitCode: r.exit.code, signal: r.exit.signal, downMs: r.downMs, attempts: r.attempts })
             .catch((e: unknown) => logger.error({ err: e }, 'NatsServerRestarted not recorded'));
         },
       });
@@ -227,7 +227,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       provenanceKeys = { keys, legacyBefore: await startEventSigning(log, { site, keys }) };
       await secureEventProvenance({ security, identity: 'admin', nc, keys: provenanceKeys, logger });
     }
-    recordRestart = async (r) => {
+    restarts.record = async (r) => {
       const event = newEvent('NatsServerRestarted', { ...r, restarts: supervisor?.status().restarts ?? 1 }, {
         site, actor: { kind: 'service', id: `cairn-up@${site}` }, streamId: `supervisor-${site}`,
       });
