@@ -53,6 +53,24 @@ const ownModulesArePure = (impure) => ({
 });
 
 /**
+ * `import.meta.dirname` in our own sources means the source's directory (the gateway finds the
+ * console's build from it): in the bundle it becomes that directory again, found from the
+ * bundle's own place (dist/b-<time>/ is four levels below the repository root).
+ */
+const sourceDirnames = {
+  name: 'cairn-source-dirnames',
+  setup(b) {
+    b.onLoad({ filter: /\/(libs|services|tools)\/.*\.ts$/ }, async (args) => {
+      if (args.path.includes('node_modules')) return undefined;
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes('import.meta.dirname')) return undefined;
+      const rel = relative(root, dirname(args.path));
+      return { contents: text.replaceAll('import.meta.dirname', `__cairnSourceDir(${JSON.stringify(rel)})`), loader: 'ts' };
+    });
+  },
+};
+
+/**
  * Builds into a new directory dist/b-<time>/ and then points dist/current.json at it, so a
  * `cairn` already running (or starting meanwhile) keeps the build it loaded. Keeps the last
  * three builds. Returns the bundle's path.
@@ -74,7 +92,10 @@ export async function buildCli({ quiet = false } = {}) {
     logLevel: quiet ? 'error' : 'warning',
     external: ABSENT_OPTIONAL,
     // CommonJS dependencies bundled into ESM still call require() for Node's built-ins.
-    banner: { js: "import { createRequire as __cairnRequire } from 'node:module'; const require = __cairnRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cairnRequire } from 'node:module'; const require = __cairnRequire(import.meta.url);"
+        + " import { fileURLToPath as __cairnPath } from 'node:url'; const __cairnSourceDir = (rel) => __cairnPath(new URL(`../../../../${rel}`, import.meta.url));",
+    },
     outExtension: { '.js': '.mjs' },
     metafile: true,
   };
@@ -86,7 +107,7 @@ export async function buildCli({ quiet = false } = {}) {
       // Commands load what only they need (services, the repository) as separate chunks.
       splitting: true,
       chunkNames: '[name]-[hash]',
-      plugins: [ownModulesArePure(await bareImported())],
+      plugins: [ownModulesArePure(await bareImported()), sourceDirnames],
       define: { 'process.env.CAIRN_CLI_VERSION': JSON.stringify(pkg.version) },
     });
     // The chunk worker pool looks for `chunk.worker.mjs` beside the module that contains it.
