@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['libs/*/src/**/*.spec.ts', 'services/*/src/**/*.spec.ts', 'tools/*/src/**/*.spec.ts', 'test/**/*.spec.ts'],
+    include: ['apps/*/src/**/*.spec.ts', 'libs/*/src/**/*.spec.ts', 'services/*/src/**/*.spec.ts', 'tools/*/src/**/*.spec.ts', 'test/**/*.spec.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -4,21 +4,13 @@ import { useState } from 'preact/hooks';
 import { useQuery } from '@tanstack/preact-query';
 import { api, ApiError, qs, type AuditEntry, type Items } from '../api.ts';
 import { useSession } from '../session.tsx';
+import { toCsv } from '../csv.ts';
 import { Empty, ErrorBox, Loading, Page, Time } from '../ui.tsx';
 
 interface Filters { actor: string; type: string; site: string; from: string; to: string }
 const NONE: Filters = { actor: '', type: '', site: '', from: '', to: '' };
 
 const iso = (local: string) => (local ? new Date(local).toISOString() : undefined);
-
-export function toCsv(rows: readonly AuditEntry[]): string {
-  const cell = (v: unknown) => {
-    const s = typeof v === 'string' ? v : JSON.stringify(v) ?? '';
-    return /[",\n\r]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  const head = ['position', 'time', 'type', 'site', 'actorKind', 'actor', 'streamId', 'correlationId', 'data'];
-  return [head.join(','), ...rows.map((e) => [e.position, e.time, e.type, e.site, e.actor.kind, e.actor.id, e.streamId, e.correlationId, e.data].map(cell).join(','))].join('\r\n') + '\r\n';
-}
 
 function download(name: string, type: string, text: string): void {
   const url = URL.createObjectURL(new Blob([text], { type }));

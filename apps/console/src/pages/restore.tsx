@@ -75,7 +75,7 @@ export function RestoreWizard() {
 function DiskRestore(props: KindProps) {
   const disks = props.point.disks;
   const [disk, setDisk] = useState(disks[0]?.name ?? '');
-  const [path, setPath] = useState(`/tmp/cairn-restore-${props.point.restorePointId.slice(0, 8)}-${disks[0]?.name ?? 'disk'}.raw`);
+  const [path, setPath] = useState('');
   const [format, setFormat] = useState<'raw' | 'qcow2'>('raw');
   const [overwrite, setOverwrite] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -97,7 +97,9 @@ function DiskRestore(props: KindProps) {
       <label>Disk <select value={disk} onChange={(e) => setDisk((e.target as HTMLSelectElement).value)}>
         {disks.map((d) => <option key={d.name} value={d.name}>{d.name} ({bytes(d.sizeBytes)})</option>)}
       </select></label>
-      <label>Target image file <input type="text" required value={path} onInput={(e) => setPath((e.target as HTMLInputElement).value)} spellcheck={false} /></label>
+      <label>Target image file <input type="text" required value={path} onInput={(e) => setPath((e.target as HTMLInputElement).value)} spellcheck={false}
+        placeholder={`…/restores/${props.point.restorePointId.slice(0, 8)}-${disk || 'disk'}.raw`} aria-describedby="target-help" /></label>
+      <p id="target-help" class="muted">A new file on the data mover's host, inside its restore directories (with <code>cairn up</code>: <code>&lt;data&gt;/restores/</code>); other places are refused.</p>
       <label>Format <select value={format} onChange={(e) => setFormat((e.target as HTMLSelectElement).value as 'raw' | 'qcow2')}>
         <option value="raw">raw</option><option value="qcow2">qcow2</option>
       </select></label>
