@@ -4,6 +4,7 @@ import './formats.ts';
 export * from './envelope.ts';
 export * from './command.ts';
 export * from './decider.ts';
+export * from './refusal.ts';
 export * from './access.ts';
 export * from './restore-confinement.ts';
 export * from './provenance.ts';

@@ -5,7 +5,7 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { SpanKind, SpanStatusCode, trace as otelTrace } from '@opentelemetry/api';
-import { COMMAND_ERROR_CODES, checkCommand, commandSubject, type Command, type CommandReply } from '@cairn/contracts';
+import { COMMAND_ERROR_CODES, Refusal, checkCommand, commandSubject, type Command, type CommandReply } from '@cairn/contracts';
 import type { CommandRoute } from './decorators.ts';
 import { CommandFailedError, NonRetryableError, errorMessage } from './errors.ts';
 import { CommandContext, type CommandInfo } from './handler-context.ts';
@@ -43,7 +43,7 @@ function rejected(code: string, message: string, details?: unknown): CommandRepl
 
 /** Maps what a handler threw to a reply code; `stored` says whether a retry should get the same answer. */
 export function replyForError(err: unknown): { reply: CommandReply; stored: boolean } {
-  if (err instanceof CommandFailedError) return { reply: rejected(err.code, err.message, err.details), stored: err.code !== COMMAND_ERROR_CODES.unavailable };
+  if (err instanceof CommandFailedError || err instanceof Refusal) return { reply: rejected(err.code, err.message, err.details), stored: err.code !== COMMAND_ERROR_CODES.unavailable };
   if (err instanceof NonRetryableError) return { reply: rejected('rejected', err.message, err.details), stored: true };
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   if (typeof code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(code)) {

@@ -4,7 +4,7 @@ import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { commandSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
+import { Refusal, commandSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { CommandBus } from './command-bus.ts';
 import { CommandHandler, JetStreamHandler } from './decorators.ts';
@@ -32,6 +32,8 @@ class SchedulerCommands {
   async cancelJob(@Payload() payload: CommandPayloadMap['CancelJob']) {
     if (payload.jobId === 'slow') await new Promise<void>((r) => { slowRelease = r; });
     if (payload.jobId === 'boom') throw new Error('database exploded');
+    // A rule's refusal (what services throw): the caller's error, with no try/catch in the handler.
+    if (payload.jobId === 'ended') throw new Refusal('conflict', 'job ended has ended', { jobId: 'ended' });
     throw new CommandFailedError('not_found', `no job ${payload.jobId}`, { jobId: payload.jobId });
   }
 
@@ -109,7 +111,9 @@ describe('commands and the Nest transport', () => {
     expect(await bus.send('scheduler', 'CancelJob', { jobId: 'nope' }))
       .toEqual({ accepted: false, error: { code: 'not_found', message: 'no job nope', details: { jobId: 'nope' } } });
     expect(await bus.send('scheduler', 'CancelJob', { jobId: 'boom' }))
-      .toMatchObject({ accepted: false, error: { code: 'internal' } });
+      .toMatchObject({ accepted: false, error: { code: 'internal', message: 'database exploded' } });
+    expect(await bus.send('scheduler', 'CancelJob', { jobId: 'ended' }))
+      .toEqual({ accepted: false, error: { code: 'conflict', message: 'job ended has ended', details: { jobId: 'ended' } } });
     const key = randomUUID();
     const slow = bus.send('scheduler', 'CancelJob', { jobId: 'slow' }, { idempotencyKey: key });
     await waitFor(() => slowRelease, { what: 'slow handler running' });

@@ -1,7 +1,9 @@
 // Decorators that route a Nest controller method to our transport: a durable JetStream
 // consumer (`@JetStreamHandler`) or a command responder (`@CommandHandler`). Both carry
 // their options in the pattern's extras, which the server reads when it binds.
+import { Catch, UseFilters, applyDecorators, type RpcExceptionFilter } from '@nestjs/common';
 import { EventPattern, MessagePattern } from '@nestjs/microservices';
+import { throwError, type Observable } from 'rxjs';
 import type { MessageValidator } from './message-validation.ts';
 
 /** Transport id of JetStreamServer: handlers decorated here bind only to it. */
@@ -56,8 +58,24 @@ export function JetStreamHandler(options: JetStreamHandlerOptions): MethodDecora
   return EventPattern<string>(jetStreamPattern(options.durable), JETSTREAM_TRANSPORT, { [JETSTREAM_EXTRAS]: options });
 }
 
-/** Answers command `name` of `service` (`cairn.<site>.cmd.<service>.<name>`). */
+/**
+ * Lets what a command handler throws reach the command responder intact (Nest's default filter
+ * reduces any error that is not an RpcException to "Internal server error"): the responder turns
+ * a `Refusal` into the caller's rejected reply with its code, anything else into `internal` with
+ * its message (not kept for a retry). So a handler is one line, with no try/catch.
+ */
+@Catch()
+export class RefusalFilter implements RpcExceptionFilter<unknown> {
+  catch(error: unknown): Observable<never> {
+    return throwError(() => error);
+  }
+}
+
+/** Answers command `name` of `service` (`cairn.<site>.cmd.<service>.<name>`); a `Refusal` it throws is the caller's error. */
 export function CommandHandler(service: string, name: string, options: CommandHandlerOptions = {}): MethodDecorator {
   const route: CommandRoute = { service, name, ...options };
-  return MessagePattern(commandPattern(service, name), JETSTREAM_TRANSPORT, { [COMMAND_EXTRAS]: route });
+  return applyDecorators(
+    MessagePattern(commandPattern(service, name), JETSTREAM_TRANSPORT, { [COMMAND_EXTRAS]: route }),
+    UseFilters(RefusalFilter),
+  );
 }

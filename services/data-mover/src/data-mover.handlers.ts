@@ -3,11 +3,11 @@
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { eventStreamName, eventSubjectFilter, workSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
-import { CommandContext, CommandFailedError, CommandHandler, JetStreamContext, JetStreamHandler, NonRetryableError, schemaMessages } from '@cairn/messaging';
+import { CommandContext, CommandHandler, JetStreamContext, JetStreamHandler, NonRetryableError, schemaMessages } from '@cairn/messaging';
 import { TRANSFER_QUEUE, TransferWork, workStreamName } from '@cairn/jobs';
 import { BackendError } from '@cairn/repository';
-import { DataMover, RestoreRefused, TransferRefused } from './data-mover.service.ts';
-import { DeletionRefused, SecurityActs } from './security-acts.ts';
+import { DataMover, TransferRefused } from './data-mover.service.ts';
+import { SecurityActs } from './security-acts.ts';
 
 export interface HandlerSettings {
   readonly site: string;
@@ -68,43 +68,23 @@ export function dataMoverHandlers(s: HandlerSettings) {
 
     @CommandHandler('data-mover', 'StopRestoreExport')
     async stopExport(@Payload() p: CommandPayloadMap['StopRestoreExport']) {
-      try {
-        await this.mover.stopExport(p.exportName);
-        return undefined;
-      } catch (e) {
-        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
-        throw e;
-      }
+      await this.mover.stopExport(p.exportName);
+      return undefined;
     }
 
     @CommandHandler('data-mover', 'LockRestorePoint')
     async lock(@Payload() p: CommandPayloadMap['LockRestorePoint'], @Ctx() ctx: CommandContext) {
-      try {
-        return await this.mover.lock(p, ctx.actor, ctx.command.id);
-      } catch (e) {
-        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
-        throw new CommandFailedError('lock_failed', (e as Error).message);
-      }
+      return this.mover.lock(p, ctx.actor, ctx.command.id);
     }
 
     @CommandHandler('data-mover', 'DeleteRestorePoint')
     async deleteRestorePoint(@Payload() p: CommandPayloadMap['DeleteRestorePoint'], @Ctx() ctx: CommandContext) {
-      try {
-        return await this.acts.deleteRestorePoint(p, ctx.actor, ctx.command.id, ctx.trace);
-      } catch (e) {
-        if (e instanceof DeletionRefused) throw new CommandFailedError(e.code, e.message);
-        throw new CommandFailedError('delete_failed', (e as Error).message);
-      }
+      return this.acts.deleteRestorePoint(p, ctx.actor, ctx.command.id, ctx.trace);
     }
 
     @CommandHandler('data-mover', 'DeleteRepository')
     async deleteRepository(@Payload() p: CommandPayloadMap['DeleteRepository'], @Ctx() ctx: CommandContext) {
-      try {
-        return await this.acts.deleteRepository(p, ctx.actor, ctx.command.id, ctx.trace);
-      } catch (e) {
-        if (e instanceof DeletionRefused) throw new CommandFailedError(e.code, e.message);
-        throw new CommandFailedError('delete_failed', (e as Error).message);
-      }
+      return this.acts.deleteRepository(p, ctx.actor, ctx.command.id, ctx.trace);
     }
 
     @CommandHandler('data-mover', 'DescribeRepository')
@@ -119,17 +99,11 @@ export function dataMoverHandlers(s: HandlerSettings) {
 
     @CommandHandler('data-mover', 'RestoreDisk')
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() ctx: CommandContext) {
-      try {
-        // A target outside the restore roots only when the person's own key signed it (the local CLI).
-        const result = await this.mover.restore(p, 'default', { ownTarget: ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user' });
-        // Who restored what, to where: a security-relevant act (docs/audit-siem.md).
-        await this.acts.restored(p, result, ctx.actor, ctx.command.id, ctx.trace);
-        return result;
-      } catch (e) {
-        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
-        if (e instanceof TransferRefused) throw new CommandFailedError('not_found', e.message);
-        throw new CommandFailedError('restore_failed', (e as Error).message);
-      }
+      // A target outside the restore roots only when the person's own key signed it (the local CLI).
+      const result = await this.mover.restore(p, 'default', { ownTarget: ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user' });
+      // Who restored what, to where: a security-relevant act (docs/audit-siem.md).
+      await this.acts.restored(p, result, ctx.actor, ctx.command.id, ctx.trace);
+      return result;
     }
   }
   return DataMoverHandlers;

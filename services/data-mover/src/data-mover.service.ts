@@ -5,7 +5,7 @@
 // the stream moved on since.
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
+import { Refusal, immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
 import type { Static } from '@sinclair/typebox';
@@ -44,11 +44,15 @@ export interface ProgressSink {
 }
 
 /** A failure the same work can never get past (bad repository, corrupt parent): do not retry. */
-export class TransferRefused extends Error {}
+export class TransferRefused extends Refusal {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}
 
-export class RestoreRefused extends Error {
-  constructor(readonly code: 'not_found' | 'conflict' | 'forbidden' | 'invalid_command', message: string) {
-    super(message);
+export class RestoreRefused extends Refusal {
+  constructor(override readonly code: 'not_found' | 'conflict' | 'forbidden' | 'invalid_command', message: string) {
+    super(code, message);
   }
 }
 

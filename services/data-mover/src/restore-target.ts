@@ -4,11 +4,11 @@
 // dangling one) leads a restore somewhere the rule refuses. Every restore kind calls this.
 import { lstat, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { confineRestoreTarget, type RestoreConfinement } from '@cairn/contracts';
+import { Refusal, confineRestoreTarget, type RestoreConfinement } from '@cairn/contracts';
 
-export class RestoreTargetRefused extends Error {
-  constructor(readonly code: 'invalid_command' | 'forbidden', message: string) {
-    super(message);
+export class RestoreTargetRefused extends Refusal {
+  constructor(override readonly code: 'invalid_command' | 'forbidden', message: string) {
+    super(code, message);
   }
 }
 

@@ -2,14 +2,14 @@
 // deleting a restore point (only with a four-eyes approval found in the log: requested by one
 // person, granted by another, for this restore point, not used before; a locked restore point
 // is refused by the repository until its lock ends) and restoring a disk (DiskRestored).
-import { newEvent, verifyApproval, type Actor, type CommandPayloadMap, type KnownEvent, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, verifyApproval, type Actor, type CommandPayloadMap, type KnownEvent, type TraceContext } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
 import { RepositoryLockedError, RestorePointLockedError, type Repository } from '@cairn/repository';
 
 /** Why a deletion was refused: a code the command reply carries. */
-export class DeletionRefused extends Error {
-  constructor(readonly code: 'approval_required' | 'not_found' | 'locked' | 'conflict', message: string) {
-    super(message);
+export class DeletionRefused extends Refusal {
+  constructor(override readonly code: 'approval_required' | 'not_found' | 'locked' | 'conflict', message: string) {
+    super(code, message);
   }
 }
 

@@ -5,6 +5,7 @@ import { errors as natsErrors, type Msg, type NatsConnection } from '@nats-io/tr
 import { replicationSubject } from '@cairn/contracts';
 import { encodeRefs, sha256Hex, TokenBucket, type ReplicaRefs, type ReplicaSink, type RepositoryIdentity, type SealedObject, type SealedRef, type ReplicaVerifyReport } from '@cairn/repository';
 import { b64, H, headerBytes, makeHeaders, packIds, TransferError, unpackIds, type CommitMeta, type TransferOp } from './transfer-protocol.ts';
+import { Refusal } from '@cairn/contracts';
 
 export interface RemoteSinkOptions {
   readonly timeoutMs?: number;
@@ -21,8 +22,12 @@ export interface SinkStats {
 }
 
 /** The target site did not answer (cut off, down, or no receiver there). */
-export class TargetUnavailableError extends Error {
-  override readonly name = 'TargetUnavailableError';
+export class TargetUnavailableError extends Refusal {
+  override readonly name: string = 'TargetUnavailableError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message);
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
 }
 
 export class RemoteSink implements ReplicaSink {

@@ -22,6 +22,7 @@ import { copyRestorePoint, ReplicationSource, type Repository } from '@cairn/rep
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
 import { TransferError } from './transfer-protocol.ts';
 import type { ReplicaReceiver } from './replica-receiver.ts';
+import { Refusal } from '@cairn/contracts';
 
 export interface ReplicationConfig {
   readonly site: string;
@@ -32,11 +33,8 @@ export interface ReplicationConfig {
   readonly maxRetryDelayMs: number;
 }
 
-export class ReplicationRefused extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-    this.name = 'ReplicationRefused';
-  }
+export class ReplicationRefused extends Refusal {
+  override readonly name: string = 'ReplicationRefused';
 }
 
 export interface CopyReport {

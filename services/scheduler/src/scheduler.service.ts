@@ -2,7 +2,7 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, policyChangeApproval, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, policyChangeApproval, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
 import { activeTraceContext, fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
@@ -37,9 +37,9 @@ export interface SchedulerPorts {
   enqueueTransfer(work: TransferWork): Promise<void>;
 }
 
-export class SchedulerRefusal extends Error {
-  constructor(readonly code: 'not_found' | 'invalid_command' | 'conflict' | 'approval_required', message: string, readonly details?: unknown) {
-    super(message);
+export class SchedulerRefusal extends Refusal {
+  constructor(override readonly code: 'not_found' | 'invalid_command' | 'conflict' | 'approval_required', message: string, details?: unknown) {
+    super(code, message, details);
   }
 }
 

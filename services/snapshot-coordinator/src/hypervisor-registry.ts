@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { QemuAdapter, type AdapterLogger, type HypervisorAdapter } from '@cairn/hypervisor';
+import { Refusal } from '@cairn/contracts';
 import { connectLibvirt } from './libvirt-instance.ts';
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
@@ -24,9 +25,9 @@ const Added = Type.Array(Type.Union([
 ]));
 export type AddedHypervisor = Static<typeof Added>[number];
 
-export class HypervisorRegistryError extends Error {
-  constructor(readonly code: 'conflict' | 'unavailable', message: string) {
-    super(message);
+export class HypervisorRegistryError extends Refusal {
+  constructor(override readonly code: 'conflict' | 'unavailable', message: string) {
+    super(code, message);
   }
 }
 

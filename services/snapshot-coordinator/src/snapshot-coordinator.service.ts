@@ -7,7 +7,7 @@
 // the job's stream through the job decider, expecting that revision, and reads the stream only
 // when it moved on since (or for a lease that ran out, which no command announces).
 import { createHash, randomUUID } from 'node:crypto';
-import { newEvent, type Actor, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, type Actor, type TraceContext } from '@cairn/contracts';
 import { activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/messaging';
@@ -28,9 +28,8 @@ export interface CoordinatorSettings {
 }
 
 /** A refusal with a command error code (`not_found`, `conflict`, `snapshot_failed`...). */
-export class SnapshotCommandError extends Error {
+export class SnapshotCommandError extends Refusal {
   override readonly name = 'SnapshotCommandError';
-  constructor(readonly code: string, message: string) { super(message); }
 }
 
 export interface RequestSnapshotInput {
