@@ -25,6 +25,7 @@ import { restoreDisk, type RestoreOptions, type RestoreResult } from './read/res
 import { RepositoryCore, type RepositoryTuning } from './repository-core.ts';
 import { KnownChunks } from './write/known-chunks.ts';
 import { writeRestorePoint, type WriteRestorePointInput, type WriteRestorePointResult } from './write/restore-point-writer.ts';
+import { ReplicationSource } from './replicate/replication-source.ts';
 
 /** 256 KiB: see docs/repository.md, "Chunk size", for the measurements behind it. */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
@@ -167,6 +168,9 @@ export class Repository {
   get repositoryId(): string { return this.core.config.repositoryId; }
   get location(): string { return this.core.backend.location; }
   get config(): RepositoryConfig { return this.core.config; }
+
+  /** The source side of replication on this (open) repository: sealed objects, sent verbatim. */
+  replicationSource(): ReplicationSource { return new ReplicationSource(this.core); }
 
   /** Writes a restore point (manifest last); see `DiskInput` for the extents contract. */
   writeRestorePoint(input: WriteRestorePointInput): Promise<WriteRestorePointResult> {

@@ -13,7 +13,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { newEvent, type KnownEvent, type ReplicationPolicy } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
-import { copyRestorePoint, DirectoryBackend, initRepository, openRepository, ReplicationSource, type Repository } from '@cairn/repository';
+import { copyRestorePoint, DirectoryBackend, initRepository, openRepository, type Repository } from '@cairn/repository';
 import { useHarness, waitFor } from '@cairn/testing';
 import { RemoteSink } from './remote-sink.ts';
 import { startReplication, type RunningReplication } from './replication.main.ts';
@@ -214,7 +214,7 @@ describe('replica expiry and replica GC', () => {
     // As an older version copied: no refs list.
     const remote = new RemoteSink(nc, 'src', 'dst');
     remote.commitMeta = { vmId: 'vm-3', vmName: 'vm-3', jobId: null, policyId: null, sourceCommittedAt: new Date().toISOString(), disks: [{ name: 'disk0', sizeBytes: data.length }], chunksSent: 0, pagesSent: 0 };
-    await copyRestorePoint(new ReplicationSource(repo), { adopt: (i) => remote.adopt(i), missing: (r) => remote.missing(r), put: (o) => remote.put(o), commit: (m, p) => remote.commit(m, p) }, id);
+    await copyRestorePoint(repo.replicationSource(), { adopt: (i) => remote.adopt(i), missing: (r) => remote.missing(r), put: (o) => remote.put(o), commit: (m, p) => remote.commit(m, p) }, id);
     expect(await target.readRefs(id)).toBeUndefined();
     const files = (await chunkFiles(join(dstDir, 'src'))).size;
     expect(await dst!.receiver.gc('src', 0)).toMatchObject({ deferred: false, withoutRefs: 1, objectsDeleted: 0 });

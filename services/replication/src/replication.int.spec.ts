@@ -12,7 +12,7 @@ import { newEvent, replicationSubject, type CommandName, type CommandPayloadMap,
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CommandBus } from '@cairn/messaging';
 import {
-  copyRestorePoint, DirectoryBackend, initRepository, openRepository, ReplicationSource, sha256Hex, type Repository,
+  copyRestorePoint, DirectoryBackend, initRepository, openRepository, sha256Hex, type Repository,
 } from '@cairn/repository';
 import { useHarness, waitFor } from '@cairn/testing';
 import { RemoteSink } from './remote-sink.ts';
@@ -86,7 +86,7 @@ describe('replication service', () => {
     const { id } = await backup('vm-parts', disk);
     const sink = new RemoteSink(nc, 'src', 'dst', { maxPart: 10_000 });
     sink.commitMeta = { vmId: 'vm-parts', vmName: 'vm-parts', jobId: null, policyId: null, sourceCommittedAt: new Date().toISOString(), disks: [{ name: 'disk0', sizeBytes: disk.length }], chunksSent: 0, pagesSent: 0 };
-    const r = await copyRestorePoint(new ReplicationSource(repo), sink, id);
+    const r = await copyRestorePoint(repo.replicationSource(), sink, id);
     expect(r.committed).toBe(true);
     expect(sink.stats.requests).toBeGreaterThan(r.chunksSent + r.pagesSent); // several parts per chunk
     expect((await dst.receiver.target('src').verify()).ok).toBe(true);
@@ -100,7 +100,7 @@ describe('replication service', () => {
   });
 
   it('refuses an object whose bytes changed on the way, and stores nothing', async () => {
-    const source = new ReplicationSource(repo);
+    const source = repo.replicationSource();
     const [page] = await source.pages((await repo.listRestorePoints())[0]!.id);
     const chunk = await source.sealed('chunk', (await source.pageChunks(page!))[0]!);
     const bad = Buffer.from(chunk.bytes);

@@ -18,7 +18,7 @@ import {
   assertSite, eventStreamName, eventSubjectFilter, newEvent, parseEvent, type Actor, type CommandPayloadMap, type ReplicationPolicy,
 } from '@cairn/contracts';
 import type { EventLog, EventSubscription } from '@cairn/eventlog';
-import { copyRestorePoint, ReplicationSource, type Repository } from '@cairn/repository';
+import { copyRestorePoint, type ReplicationSource, type Repository } from '@cairn/repository';
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
 import { TransferError } from './transfer-protocol.ts';
 import type { ReplicaReceiver } from './replica-receiver.ts';
@@ -85,11 +85,12 @@ export class Replication {
     private readonly config: ReplicationConfig,
     private readonly nc: NatsConnection,
     private readonly log: EventLog,
-    private readonly repository: Repository,
+    /** The replication source role: what it lists and sends (no writer, no maintenance). */
+    private readonly repository: Pick<Repository, 'listRestorePoints' | 'replicationSource'>,
     private readonly logger: Logger,
     readonly receiver?: ReplicaReceiver,
   ) {
-    this.source = new ReplicationSource(repository);
+    this.source = repository.replicationSource();
   }
 
   get site(): string { return this.config.site; }

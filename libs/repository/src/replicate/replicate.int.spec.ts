@@ -41,7 +41,7 @@ describe('replication of restore points between repositories', () => {
     srcDir = await h.tmpDir('cairn-src-');
     repo = await makeRepository(h, new DirectoryBackend(srcDir, { createRoot: true, fsync: false }));
     h.onClose(() => repo.close());
-    source = new ReplicationSource(repo);
+    source = repo.replicationSource();
     fullId = (await repo.writeRestorePoint({
       vm: { id: 'vm-1', name: 'alpha' },
       disks: [{ name: 'sda', sizeBytes: SIZE, extents: asAsync(fullExtents(base, TEST_CHUNK)) }],
@@ -133,7 +133,7 @@ describe('replication of restore points between repositories', () => {
     await target.adopt(await source.identity());
     const other = await makeRepository(h, new DirectoryBackend(await h.tmpDir(), { createRoot: true, fsync: false }));
     h.onClose(() => other.close());
-    await expect(target.adopt(await new ReplicationSource(other).identity())).rejects.toThrow(/holds a copy of repository/);
+    await expect(target.adopt(await other.replicationSource().identity())).rejects.toThrow(/holds a copy of repository/);
   });
 
   // ---- replica lifecycle: expiry and keyless GC ------------------------------------------

@@ -6,7 +6,6 @@ import { EnvelopeError, open } from '../format/envelope.ts';
 import { keyObjectKey, KEYS_PREFIX, CONFIG_KEY } from '../format/layout.ts';
 import { ZERO_ID, type Manifest } from '../format/manifest.ts';
 import { ENTRY_BYTES, ObjectReadError, type RepositoryCore } from '../repository-core.ts';
-import type { Repository } from '../repository.ts';
 import { sealedKey, sha256Hex, type SealedKind } from './sealed-objects.ts';
 
 /** The repository's identity as a copy needs it: config and wrapped key objects, verbatim. */
@@ -34,16 +33,9 @@ export interface SealedObject {
   readonly sha256: string;
 }
 
-// The repository keeps its core private; replication is part of the library, so it reaches
-// in here, in one place.
-const coreOf = (repo: Repository): RepositoryCore => (repo as unknown as { core: RepositoryCore }).core;
-
+/** Made by `Repository.replicationSource()`, which hands it the repository's core. */
 export class ReplicationSource {
-  private readonly core: RepositoryCore;
-
-  constructor(repo: Repository) {
-    this.core = coreOf(repo);
-  }
+  constructor(private readonly core: RepositoryCore) {}
 
   get repositoryId(): string { return this.core.config.repositoryId; }
 
