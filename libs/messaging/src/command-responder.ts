@@ -41,10 +41,15 @@ function rejected(code: string, message: string, details?: unknown): CommandRepl
   return { accepted: false, error: { code, message: text, ...(details === undefined ? {} : { details }) } };
 }
 
-/** Maps what a handler threw to a reply code; `stored` says whether a retry should get the same answer. */
-export function replyForError(err: unknown): { reply: CommandReply; stored: boolean } {
+/**
+ * Maps what a handler threw to a reply code; `stored` says whether a retry should get the same
+ * answer. A `Refusal` is the caller's error with its code; anything else is the route's
+ * `failureCode` when it names one, else `internal`.
+ */
+export function replyForError(err: unknown, failureCode?: string): { reply: CommandReply; stored: boolean } {
   if (err instanceof CommandFailedError || err instanceof Refusal) return { reply: rejected(err.code, err.message, err.details), stored: err.code !== COMMAND_ERROR_CODES.unavailable };
   if (err instanceof NonRetryableError) return { reply: rejected('rejected', err.message, err.details), stored: true };
+  if (failureCode) return { reply: rejected(failureCode, errorMessage(err)), stored: true };
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   if (typeof code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(code)) {
     return { reply: rejected(code, errorMessage(err)), stored: code !== COMMAND_ERROR_CODES.unavailable && code !== COMMAND_ERROR_CODES.internal };
@@ -204,7 +209,7 @@ export class CommandResponder {
         return { reply, stored: true };
       } catch (e) {
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(e) });
-        const mapped = replyForError(e);
+        const mapped = replyForError(e, this.route.failureCode);
         if (!mapped.stored) this.deps.logger.error(`${this.subject}: ${command.name} ${command.id} failed: ${errorMessage(e)}`);
         return mapped;
       } finally {

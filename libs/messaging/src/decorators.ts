@@ -35,6 +35,8 @@ export interface JetStreamHandlerOptions {
 export interface CommandHandlerOptions {
   /** Queue group (default `cairn.<service>`): one instance of the service answers each request. */
   readonly queue?: string;
+  /** The code an unexpected error (not a Refusal) is answered with, e.g. `restore_failed` (default `internal`). */
+  readonly failureCode?: string;
 }
 
 export const JETSTREAM_EXTRAS = 'cairnJetStream';

@@ -72,32 +72,27 @@ export function dataMoverHandlers(s: HandlerSettings) {
       return undefined;
     }
 
-    @CommandHandler('data-mover', 'LockRestorePoint')
+    @CommandHandler('data-mover', 'LockRestorePoint', { failureCode: 'lock_failed' })
     async lock(@Payload() p: CommandPayloadMap['LockRestorePoint'], @Ctx() ctx: CommandContext) {
       return this.mover.lock(p, ctx.actor, ctx.command.id);
     }
 
-    @CommandHandler('data-mover', 'DeleteRestorePoint')
+    @CommandHandler('data-mover', 'DeleteRestorePoint', { failureCode: 'delete_failed' })
     async deleteRestorePoint(@Payload() p: CommandPayloadMap['DeleteRestorePoint'], @Ctx() ctx: CommandContext) {
       return this.acts.deleteRestorePoint(p, ctx.actor, ctx.command.id, ctx.trace);
     }
 
-    @CommandHandler('data-mover', 'DeleteRepository')
+    @CommandHandler('data-mover', 'DeleteRepository', { failureCode: 'delete_failed' })
     async deleteRepository(@Payload() p: CommandPayloadMap['DeleteRepository'], @Ctx() ctx: CommandContext) {
       return this.acts.deleteRepository(p, ctx.actor, ctx.command.id, ctx.trace);
     }
 
     @CommandHandler('data-mover', 'DescribeRepository')
     describeRepository(@Payload() p: CommandPayloadMap['DescribeRepository']) {
-      try {
-        return this.mover.describeRepository(p.repository);
-      } catch (e) {
-        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
-        throw e;
-      }
+      return this.mover.describeRepository(p.repository);
     }
 
-    @CommandHandler('data-mover', 'RestoreDisk')
+    @CommandHandler('data-mover', 'RestoreDisk', { failureCode: 'restore_failed' })
     async restore(@Payload() p: CommandPayloadMap['RestoreDisk'], @Ctx() ctx: CommandContext) {
       // A target outside the restore roots only when the person's own key signed it (the local CLI).
       const result = await this.mover.restore(p, 'default', { ownTarget: ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user' });
