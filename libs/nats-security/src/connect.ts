@@ -1,15 +1,17 @@
-// Connection options for one identity: its nkey, its client certificate and the site CA,
+// Connection options for one identity: its client certificate and the password its nkey makes, the site CA,
 // and its own inbox prefix (the only inbox its permissions let it subscribe to).
 import { readFileSync } from 'node:fs';
-import { nkeyAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
+import type { ConnectionOptions } from '@nats-io/transport-node';
+import { identityAuthenticator } from './identity-binding.ts';
 import { loadSiteSecurity, type IdentityCredentials } from './site-security.ts';
 import type { AnyIdentity } from './permissions.ts';
 
 export function identityConnectOptions(c: IdentityCredentials): Pick<ConnectionOptions, 'authenticator' | 'tls' | 'inboxPrefix' | 'name'> {
-  const seed = new TextEncoder().encode(readFileSync(c.seedFile, 'utf8').trim());
+  const seed = readFileSync(c.seedFile, 'utf8').trim();
   return {
     name: `${c.identity}@${c.site}`,
-    authenticator: nkeyAuthenticator(seed),
+    // The certificate names the identity; the password proves its nkey (identity-binding.ts).
+    authenticator: identityAuthenticator(seed, c.identity, c.site),
     tls: { caFile: c.caFile, certFile: c.certFile, keyFile: c.keyFile },
     inboxPrefix: c.inboxPrefix,
   };

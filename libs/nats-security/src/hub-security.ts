@@ -5,8 +5,9 @@
 //                                     client certificate (the sites' own CAs stay at the sites)
 //   <dir>/server.pem, server-key.pem  the hub nats-server's certificate (client port and leaf listener)
 //   <dir>/identities/<id>.nk, .pem    hub-relay, catalogue, gateway, admin (nkey + client certificate)
-//   <dir>/nats-security.conf          tls { verify: true } + authorization { users }: the hub's
-//                                     identities (public nkeys) and one leaf user per site
+//   <dir>/nats-security.conf          tls { verify_and_map: true } + authorization { users }: the hub's
+//                                     identities (certificate subject + hash of the password their
+//                                     nkey makes) and one leaf user per site
 //                                     (bcrypt hash of its password, leafPermissions, leaf only)
 //   <dir>/site.json                   site "hub", role "hub", public nkeys, the leaf users
 //                                     (user, bcrypt hash, peers) — no password, no seed
@@ -105,7 +106,11 @@ export async function renderHubSecurity(dir: string, sites?: readonly string[]):
   const r = hubRules(file, sites);
   const config = renderNatsSecurityConfig({
     tls: { cert: join(d, 'server.pem'), key: join(d, 'server-key.pem'), ca: join(d, 'ca.pem') },
-    users: Object.entries(file.identities).map(([identity, { nkey }]) => ({ identity, nkey, permissions: r.permissions(identity as AnyIdentity) })),
+    site: HUB,
+    users: Object.entries(file.identities).map(([identity, { connectHash }]) => {
+      if (!connectHash) throw new Error(`${d}/site.json has no connect hash for ${identity}: run cairn hub init (or start the hub) once to add it`);
+      return { identity, connectHash, permissions: r.permissions(identity as AnyIdentity) };
+    }),
     ...(r.extraUsers ? { extraUsers: r.extraUsers } : {}),
   });
   return { config, leafSites: { ...(file.leafSites ?? {}) }, sites: r.sites };

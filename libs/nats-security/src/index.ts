@@ -7,3 +7,4 @@ export * from './connect.ts';
 export * from './leaf.ts';
 export * from './hub-security.ts';
 export * from './identity-keys.ts';
+export * from './identity-binding.ts';

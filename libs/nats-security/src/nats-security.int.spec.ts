@@ -1,8 +1,8 @@
-// A real nats-server with the generated site config (mutual TLS + one nkey identity per
-// service): every service can do its own work, and a publish or subscription outside its
+// A real nats-server with the generated site config (mutual TLS, each certificate mapped to its
+// identity, whose password only its nkey makes): every service can do its own work, and a publish or subscription outside its
 // permissions is refused by the server and surfaces as NatsPermissionDeniedError; clients
 // without the CA, without a client certificate, with another CA's certificate, without an
-// nkey or without TLS are refused.
+// nkey, with another identity's nkey, or without TLS are refused.
 import { readFile } from 'node:fs/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -12,6 +12,7 @@ import { CommandBus, JetStreamClient, JetStreamServer, NatsPermissionDeniedError
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import type { NatsServerProcess } from '@cairn/nats-server';
 import { identityConnectOptions } from './connect.ts';
+import { identityAuthenticator } from './identity-binding.ts';
 import { SERVICE_IDENTITIES, workStream, type Identity, type ServiceIdentity } from './permissions.ts';
 import { createCertificateAuthority, issueCertificate } from './pki.ts';
 import { initSiteSecurity, type SiteSecurity } from './site-security.ts';
@@ -67,6 +68,21 @@ describe('TLS and authentication', () => {
     const other = await createCertificateAuthority(otherDir, 'Not the site CA');
     const forged = await issueCertificate(other, otherDir, { commonName: `scheduler@${SITE}`, kind: 'client', fileName: 'scheduler' });
     await refused({ authenticator, tls: { caFile: c.caFile, certFile: forged.cert, keyFile: forged.key } });
+  });
+
+  it('a certificate of one identity with the nkey of another is refused, both ways; its own pair connects as itself', async () => {
+    const mover = security.credentials('data-mover');
+    const scheduler = security.credentials('scheduler');
+    const seed = async (c: typeof mover) => (await readFile(c.seedFile, 'utf8')).trim();
+    const tls = (c: typeof mover) => ({ caFile: c.caFile, certFile: c.certFile, keyFile: c.keyFile });
+    expect(await refused({ tls: tls(mover), authenticator: identityAuthenticator(await seed(scheduler), 'scheduler', SITE) })).toMatch(/authorization/i);
+    expect(await refused({ tls: tls(scheduler), authenticator: identityAuthenticator(await seed(mover), 'data-mover', SITE) })).toMatch(/authorization/i);
+    // The other identity's nkey proving the certificate's identity name is still the wrong key.
+    expect(await refused({ tls: tls(mover), authenticator: identityAuthenticator(await seed(scheduler), 'data-mover', SITE) })).toMatch(/authorization/i);
+    // Its own pair: what the server lets it do is the data mover's (it may not command the scheduler).
+    const nc = await connect({ servers: server.url, reconnect: false, timeout: 5000, ...identityConnectOptions(mover) });
+    await expect(publishChecked(nc, `${S}.cmd.scheduler.RequestBackup`, enc({}))).rejects.toBeInstanceOf(NatsPermissionDeniedError);
+    await nc.close();
   });
 
   it('a valid certificate without an identity (nkey) is refused; plain nats:// is refused', async () => {
