@@ -200,6 +200,10 @@ describe('cairn audit verify', () => {
     for (const s of stored) expect(sealed.has(s.eventId)).toBe(false);
     expect(chain.some((c) => c.event.type === 'ProvenanceViolation')).toBe(true);
     expect(chain.filter((c) => c.event.type === 'UserCreated').every((c) => c.event.provenance?.writer === 'gateway' || c.event.provenance?.writer === 'admin')).toBe(true);
+    // The cut-over `cairn up` recorded: recording it again changes nothing.
+    const again = await cli(['--data', stack.dataDir, '--json', 'audit', 'start-signing']);
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as { cutover: string }).cutover).toBe((out.provenance as unknown as { cutover: string }).cutover);
     const text = await cli(['--data', stack.dataDir, 'audit', 'verify']);
     expect(text.stdout).toMatch(/REFUSED position \d+ ApprovalGranted .* signed by admin/);
   });

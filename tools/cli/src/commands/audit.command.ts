@@ -1,7 +1,7 @@
 // `cairn audit`: the audit trail (who did what, when) from the catalogue, and `audit verify`,
 // which checks the tamper-evident hash chain the audit bridge seals the log into.
 import type { Command } from 'commander';
-import { checkLogProvenance, provenanceLines } from './audit-provenance.ts';
+import { checkLogProvenance, provenanceLines, recordSigningCutover } from './audit-provenance.ts';
 import { auditStream, readAuditChain } from '@cairn/eventlog';
 import { CliError, EXIT } from '../cli-error.ts';
 import { transportError } from '../cli-replies.ts';
@@ -47,6 +47,16 @@ export function registerAuditCommands(program: Command): void {
         } catch (e) {
           transportError(e);
         }
+      });
+    });
+
+  audit.command('start-signing')
+    .description('secure sites: record that every event from now on must be signed by its writer (cairn up does this itself; once for services run with cairn run)')
+    .action(async function (this: Command) {
+      await withSession(this, async (s) => {
+        if (!s.securityDir) throw new CliError('this site does not run secure: there are no identity keys to sign events with', EXIT.usage);
+        const position = await recordSigningCutover(s.nc, s.site, s.securityDir);
+        output(s, { cutover: String(position) }, () => `events are signed from position ${position} on; unsigned events before it are legacy`);
       });
     });
 
