@@ -100,6 +100,8 @@ export function toCef(event: CairnEvent, ctx: CefContext): string {
   if (event.causationId !== null) ext.push(['cs5Label', 'causationId'], ['cs5', event.causationId]);
   // A person's name nobody verified (a site without signed commands): docs/audit-siem.md.
   if (event.actor.authenticated === false) ext.push(['cs6Label', 'actorAuthenticated'], ['cs6', 'false']);
+  // The identity that wrote and signed it (secure sites): the event's source process.
+  if (event.provenance) ext.push(['sproc', event.provenance.writer]);
   return `${header}|${ext.map(([k, v]) => `${k}=${escapeCefValue(v)}`).join(' ')}`;
 }
 

@@ -88,6 +88,8 @@ export const OcsfEntityManagement = Type.Object({
       traceparent: Type.Optional(Str),
       /** Present (false) when the actor is a person's name nobody verified. */
       actorAuthenticated: Type.Optional(Type.Literal(false)),
+      /** The identity that wrote and signed the event (secure sites). */
+      writer: Type.Optional(Type.String()),
       data: Type.Unknown(),
     }, { additionalProperties: false }),
   }, { additionalProperties: false }),
@@ -141,6 +143,7 @@ export function toOcsf(event: CairnEvent, position: bigint, productVersion: stri
         causationId: event.causationId,
         ...(event.trace ? { traceparent: event.trace.traceparent } : {}),
         ...(event.actor.authenticated === false ? { actorAuthenticated: false as const } : {}),
+        ...(event.provenance ? { writer: event.provenance.writer } : {}),
         data: forSiem(event).data,
       },
     },

@@ -49,6 +49,8 @@ export function toSyslog(event: CairnEvent, position: bigint, options: SyslogFor
   ];
   if (event.causationId !== null) params.push(['causationId', event.causationId]);
   if (event.trace) params.push(['traceparent', event.trace.traceparent]);
+  // The identity that wrote and signed it (secure sites, docs/security.md "Event provenance").
+  if (event.provenance) params.push(['writer', event.provenance.writer]);
   const sd = `[cairn@${pen} ${params.map(([k, v]) => `${k}="${escapeSdValue(v)}"`).join(' ')}]`;
   return [
     `<${pri}>1`,
