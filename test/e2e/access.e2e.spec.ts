@@ -182,7 +182,7 @@ describe('roles on every route', () => {
       getPolicy: () => ({ method: 'GET', path: '/v1/policies/nope', allowed: ALL }),
       auditTimeline: () => ({ method: 'GET', path: '/v1/audit?limit=5', allowed: ALL }),
       whoAmI: () => ({ method: 'GET', path: '/v1/whoami', allowed: ALL }),
-      listUsers: () => ({ method: 'GET', path: '/v1/users', allowed: ALL }),
+      listUsers: () => ({ method: 'GET', path: '/v1/users', allowed: ['administrator'] }),
       listTokens: () => ({ method: 'GET', path: '/v1/tokens', allowed: ALL }),
       listApprovals: () => ({ method: 'GET', path: '/v1/approvals', allowed: ALL }),
       getApproval: () => ({ method: 'GET', path: '/v1/approvals/nope', allowed: ALL }),
@@ -241,7 +241,8 @@ describe('roles on every route', () => {
     for (const [op, make] of Object.entries(cases)) {
       const c = make();
       const r = await call(tokens.auditor, c.method, c.path, c.body);
-      if (c.method === 'GET') expect({ op, status: r.status }).toEqual({ op, status: expect.toSatisfy((s: number) => s === 200 || s === 404) as unknown });
+      // Reads it is allowed (every GET but the administrators' user list) answer; everything else is refused.
+      if (c.method === 'GET' && c.allowed.includes('auditor')) expect({ op, status: r.status }).toEqual({ op, status: expect.toSatisfy((s: number) => s === 200 || s === 404) as unknown });
       else expect({ op, status: r.status }).toEqual({ op, status: 403 });
     }
     const written = await eventsSince(head);
@@ -429,20 +430,20 @@ describe('the CLI', () => {
     await run(['user', 'add', 'carl', '--role', 'administrator', ...api(bootstrapToken)]);
     const created = JSON.parse((await run(['--json', 'token', 'create', '--user', 'carl', '--name', 'cli test', ...api(bootstrapToken)])).stdout) as { token: string; tokenId: string };
     expect(JSON.parse((await run(['--json', 'whoami', ...api(created.token)])).stdout)).toMatchObject({ actor: { id: 'carl' }, roles: ['administrator'] });
-    // An auditor's token cannot add users (403 is exit 1 with the reason).
-    const refused = await run(['user', 'add', 'eve', '--role', 'administrator', ...api(tokens.auditor!)], 1);
+    // An auditor's token cannot add users (a refusal is exit 7, with the reason; README exit codes).
+    const refused = await run(['user', 'add', 'eve', '--role', 'administrator', ...api(tokens.auditor!)], 7);
     expect(refused.stderr).toMatch(/admin permission/);
 
     const rp = await restorePoint();
     const asked = JSON.parse((await run(['--json', 'restore-point', 'delete', rp, '--reason', 'cli', ...api(bootstrapToken)])).stdout) as { approvalId: string };
-    const self = await run(['approval', 'approve', asked.approvalId, ...api(bootstrapToken)], 1);
+    const self = await run(['approval', 'approve', asked.approvalId, ...api(bootstrapToken)], 7);
     expect(self.stderr).toMatch(/second administrator/);
     expect(await exists(rp)).toBe(true);
     await run(['approval', 'approve', asked.approvalId, ...api(created.token)]);
     expect(await exists(rp)).toBe(false);
 
     await run(['token', 'revoke', created.tokenId, ...api(bootstrapToken)]);
-    const revoked = await run(['whoami', ...api(created.token)], 1);
+    const revoked = await run(['whoami', ...api(created.token)], 7);
     expect(revoked.stderr).toMatch(/revoked/);
 
     await catalogue.service.projector.waitForPosition(await log.headPosition());

@@ -18,6 +18,14 @@ interface At {
 
 const sql = (text: string, ...params: SqlValue[]): SqlStatement => ({ sql: text, params });
 
+/** Bytes in IEC units, as the CLI prints them (`36.8 MiB`); the exact count goes beside it. */
+function iec(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n; let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
 type Handler<K extends EventType> = (event: EventOf<K>, at: At) => SqlStatement[];
 type Handlers = { [K in EventType]?: Handler<K> };
 
@@ -154,7 +162,7 @@ const handlers: Handlers = {
         data.restorePointId, d.name, d.sizeBytes, d.bytesRead, d.bytesStored, d.chunksNew, d.chunksReused,
       )),
       touchJob(data.jobId, at.time, 'restore_point_id = ?', data.restorePointId),
-      phaseEnded(data.jobId, 'transfer', 'done', at.time, `${bytesRead} bytes read`),
+      phaseEnded(data.jobId, 'transfer', 'done', at.time, `${iec(bytesRead)} read (${bytesRead} B)`),
       phaseEnded(data.jobId, 'commit', 'done', at.time, `restore point ${data.restorePointId}`),
     ];
   },

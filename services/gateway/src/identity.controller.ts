@@ -61,7 +61,8 @@ export class IdentityController {
 
   // ---- users -------------------------------------------------------------------------------
 
-  @Route({ method: 'GET', path: '/v1/users', operationId: 'listUsers', tag: 'access', summary: 'API users and their roles', response: Items(UserView) })
+  // Who exists and with which roles is for administrators only (an operator's token listed everyone).
+  @Route({ method: 'GET', path: '/v1/users', operationId: 'listUsers', tag: 'access', permission: 'admin', summary: 'API users and their roles (administrators)', response: Items(UserView) })
   listUsers() {
     return { items: this.store.listUsers().map(userView) };
   }

@@ -181,8 +181,59 @@ export function registerOperateCommands(program: Command): void {
         priority: num('priority'),
         ...(o['immutable'] ? { immutable: true } : {}),
       };
+      // One name, one policy: the name is how people refer to it (policy show|edit <name>).
+      const same = (await s.catalogue.query('policy.list', {})).items.find((p) => p.name === payload.name && !p.deletedAt);
+      if (same) {
+        throw new CliError(`a policy named ${JSON.stringify(payload.name)} exists already (${same.policyId}); nothing was created`, EXIT.conflict,
+          `choose another name, or change that one with \`cairn policy edit ${payload.name}\``);
+      }
       const result = accepted(await s.bus.send('scheduler', 'CreatePolicy', payload), 'policy not created');
       output(s, result, () => `policy ${result.policyId} created`);
+    }));
+  policy.command('edit <policy>')
+    .description('change a policy (by name or id): only the options given change; shortening retention needs a four-eyes approval (--approval)')
+    .option('--name <name>', 'new name')
+    .option('--vm <names...>', 'VM names it protects (replaces the selector)')
+    .option('--tag <tags...>', 'protect VMs carrying all these tags (replaces the selector)')
+    .option('--hypervisor <host>', 'protect every VM of this hypervisor host (replaces the selector)')
+    .option('--cron <expr>', 'schedule, cron syntax (5 or 6 fields)')
+    .option('--timezone <tz>', 'IANA time zone of the schedule')
+    .option('--window <HH:MM-HH:MM>', 'scheduled jobs start only inside this window; "none" removes it')
+    .option('--keep-last <n>').option('--keep-daily <n>').option('--keep-weekly <n>').option('--keep-monthly <n>').option('--keep-yearly <n>')
+    .option('--priority <n>', 'higher runs first')
+    .option('--approval <id>', 'a granted shorten-retention approval for this policy')
+    .action(act(async (s, ref: string, o: Opts) => {
+      const { items } = await s.catalogue.query('policy.list', {});
+      const p = items.find((x) => !x.deletedAt && (x.policyId === ref || x.name === ref));
+      if (!p) throw new CliError(`unknown policy ${JSON.stringify(ref)}`, EXIT.notFound, `known policies: ${items.filter((x) => !x.deletedAt).map((x) => x.name).join(', ') || 'none'}`);
+      const num = (k: string, current: number) => {
+        if (o[k] === undefined) return current;
+        const v = Number(o[k]);
+        if (!Number.isInteger(v) || v < 0) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number ≥ 0`, EXIT.usage);
+        return v;
+      };
+      const name = o['name'] === undefined ? p.name : String(o['name']);
+      if (name !== p.name && items.some((x) => !x.deletedAt && x.name === name)) throw new CliError(`a policy named ${JSON.stringify(name)} exists already; nothing was changed`, EXIT.conflict);
+      const newSelector = o['vm'] || o['tag'] || o['hypervisor'];
+      const window = o['window'] === undefined ? p.schedule.window : String(o['window']) === 'none' ? undefined : parseWindow(String(o['window']));
+      const { window: _old, ...scheduleRest } = p.schedule;
+      const policyBody: CommandPayloadMap['UpdatePolicy']['policy'] = {
+        policyId: p.policyId, name,
+        selector: newSelector ? {
+          ...(o['vm'] ? { names: o['vm'] as string[] } : {}),
+          ...(o['tag'] ? { tags: o['tag'] as string[] } : {}),
+          ...(o['hypervisor'] ? { hypervisor: String(o['hypervisor']) } : {}),
+        } : p.selector,
+        schedule: { ...scheduleRest, ...(o['cron'] ? { cron: String(o['cron']) } : {}), ...(o['timezone'] ? { timezone: String(o['timezone']) } : {}), ...(window ? { window } : {}) },
+        retention: {
+          last: num('keepLast', p.retention.last), daily: num('keepDaily', p.retention.daily), weekly: num('keepWeekly', p.retention.weekly),
+          monthly: num('keepMonthly', p.retention.monthly), yearly: num('keepYearly', p.retention.yearly),
+        },
+        repository: p.repository, keyRef: p.keyRef, priority: num('priority', p.priority),
+        ...(p.immutable ? { immutable: true } : {}),
+      };
+      const result = accepted(await s.bus.send('scheduler', 'UpdatePolicy', { policy: policyBody, ...(o['approval'] ? { approvalId: String(o['approval']) } : {}) }), 'policy not changed');
+      output(s, { ...result, policy: policyBody }, () => `policy ${result.policyId} (${name}) changed`);
     }));
   policy.command('list').description('list policies').action(act(async (s) => {
     const { items } = await s.catalogue.query('policy.list', {});
@@ -246,6 +297,19 @@ export function registerOperateCommands(program: Command): void {
       read: bytes(p.bytesRead), stored: bytes(p.bytesStored), disks: p.disks.map((d) => d.name).join(' '),
     })), ['restorePoint', 'vm', 'created', 'kind', 'size', 'read', 'stored', 'disks']));
   }));
+
+  rp.command('show <restorePoint>')
+    .description('one restore point: its kind, parent, sizes and disks (--json: exact byte counts)')
+    .action(act(async (s, restorePointId: string) => {
+      const p = await s.catalogue.query('restorePoint.get', { restorePointId });
+      output(s, p, () => [
+        `restore point ${p.restorePointId} of VM ${p.vmId}: ${p.kind}${p.parentId ? ` on ${p.parentId}` : ''}, created ${p.createdAt} by job ${p.jobId}${p.policyId ? ` (policy ${p.policyId})` : ''}`,
+        `  size ${bytes(p.sizeBytes)}, read ${bytes(p.bytesRead)}, stored ${bytes(p.bytesStored)}, saved ${bytes(p.savedBytes)}`,
+        ...(p.expiredAt ? [`  expired ${p.expiredAt}: ${p.expiryReason ?? ''}`] : []),
+        table(p.disks.map((d) => ({ disk: d.name, size: bytes(d.sizeBytes), read: bytes(d.bytesRead), stored: bytes(d.bytesStored), chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
+          ['disk', 'size', 'read', 'stored', 'chunksNew', 'chunksReused']),
+      ].join('\n'));
+    }));
 
   rp.command('lock <restorePoint>')
     .description('make a restore point immutable until a time: no delete or overwrite before then, by anyone (extend only)')

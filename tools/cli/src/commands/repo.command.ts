@@ -5,8 +5,8 @@
 // Key operations (init, key rotate, key export-recovery) are recorded with the operator as actor:
 // in the repository's key journal always, and in the site's event log at once when a running
 // Cairn is reachable (else the data mover publishes the journal entry when it next starts).
-import { readFile, unlink, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import { keyJournalEvent, publishKeyJournalEntries } from '@cairn/repository';
@@ -88,7 +88,10 @@ async function credentials(o: RepoOptions): Promise<Credentials> {
   if (o.passphraseFile) return { passphrase: await readSecretFile(o.passphraseFile, 'passphrase') };
   const fromEnv = process.env[PASSPHRASE_ENV];
   if (fromEnv) return { passphrase: fromEnv };
-  throw new CliError('no passphrase given', EXIT.usage, `set ${PASSPHRASE_ENV}, or pass --passphrase-file <file> or --key-file <file>`);
+  // The repository of a `cairn up` data directory: the passphrase file it made beside it.
+  const beside = o.repo && !/^[a-z][a-z0-9+]*:\/\//i.test(o.repo) ? join(dirname(resolve(o.repo)), 'secrets', 'repository.passphrase') : undefined;
+  if (beside && (await stat(beside).then((x) => x.isFile(), () => false))) return { passphrase: await readSecretFile(beside, 'passphrase') };
+  throw new CliError('no passphrase given', EXIT.usage, `set ${PASSPHRASE_ENV}, or pass --passphrase-file <file> or --key-file <file> (the repository of a \`cairn up\` data directory uses <data>/secrets/repository.passphrase by itself)`);
 }
 
 function backendFor(o: RepoOptions, create = false): Backend {

@@ -3,7 +3,7 @@
 // then incremental) and proves a restore against the VM's own write log.
 import { randomUUID } from 'node:crypto';
 import { readSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CatalogueClient, type JobDetail } from '@cairn/catalogue-client';
@@ -56,9 +56,10 @@ async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
   }
   say(`demo VM              ${vm.name} (${bytes(vm.sizeBytes)} qcow2, QMP ${vm.qmpPath}); its workload keeps writing 64 KiB blocks`);
   vm.startWriting(50);
-  await demoBackup(bus, catalogue, vmId, 'full');
+  // Labelled by order: on a data directory with earlier restore points the first is an incremental too (its kind says which).
+  await demoBackup(bus, catalogue, vmId, 'first');
   await new Promise((r) => setTimeout(r, 1500));
-  const second = await demoBackup(bus, catalogue, vmId, 'incremental');
+  const second = await demoBackup(bus, catalogue, vmId, 'second');
   const target = join(stack.dataDir, 'restores', `${vm.name}-${second.restorePointId}.raw`);
   const t0 = Date.now();
   const restored = accepted(await bus.send('data-mover', 'RestoreDisk', {
@@ -78,6 +79,10 @@ async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
   if (!check.ok) throw new CliError(`demo restore does not match the VM at its snapshot: ${check.reason}`, EXIT.failure);
   say(`restore ${second.restorePointId} → ${target}: ${bytes(restored.sizeBytes)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   say(`verify  the restored disk is the VM's disk at the snapshot instant: base + writes 1..${check.prefix} of ${vm.writes.length} (the guest kept writing)`);
+  // The proof is made: the 64 MiB copy goes, so demo runs do not pile up restored disks.
+  await rm(target, { force: true });
+  // The workload goes on (more slowly) while Cairn serves, so later backups have changes to read.
+  vm.startWriting(1000);
 }
 
 /** One line of what a service says about itself. */
