@@ -1,18 +1,23 @@
 // libvirt end to end: a running Cairn gets `cairn hypervisor add libvirt --uri qemu:///system`,
-// finds a booted TCG domain (two disks, a guest that keeps writing) in its inventory, and
-// `cairn backup` takes a full and then an incremental restore point through libvirt's backup
-// API; each restores byte-identical to the domain's disks at the snapshot instant (the domain
-// is paused over each backup, so its own images are that instant), the incremental reading
-// only the changed blocks.
+// finds a booted TCG domain (two disks, a guest that keeps writing, the real qemu-guest-agent)
+// in its inventory, and backs it up full and then incrementally through libvirt's backup API;
+// each restore point restores byte-identical to the domain's disks at the snapshot instant
+// (the domain is paused over each of these backups, so its own images are that instant; the
+// policy has quiesce off, a paused guest cannot answer its agent), the incremental reading
+// only the changed blocks. `cairn backup` of the running domain is application-consistent;
+// a domain without an agent gives `crash` with the reason (preferred) or a failed job
+// (required); `cairn restore-point show` prints all of it and the domain's configuration.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { buildGuestImage, defineGuestDomain, ensureLibvirtd, useHarness, virsh, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
-import { cli } from './e2e-helpers.ts';
+import { CommandBus } from '@cairn/messaging';
+import { cli, waitForJobEnd } from './e2e-helpers.ts';
 
 const run = promisify(execFile);
 
@@ -25,8 +30,19 @@ describe('libvirt through the product (real libvirtd, QEMU, NATS)', () => {
     const image = await buildGuestImage({ dir: dataDir, hostname: 'lve2e', workload: true, sizeMiB: 96 });
     const data = join(dataDir, 'data.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', data, '16M']);
-    const dom = await defineGuestDomain({ image, dir: dataDir, prefix: 'cairn-e2e', extraDisks: [{ file: data, format: 'qcow2' }] });
+    const dom = await defineGuestDomain({ image, dir: dataDir, prefix: 'cairn-e2e', extraDisks: [{ file: data, format: 'qcow2' }], guestAgent: true });
     h.onClose(() => dom.remove());
+    // A domain with no OS and no agent channel (SeaBIOS finds nothing to boot and waits).
+    const bare = `${dom.name}-bare`;
+    const bareDisk = join(dataDir, 'bare.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', bareDisk, '8M']);
+    await run('chmod', ['666', bareDisk]);
+    await writeFile(join(dataDir, 'bare.xml'), `<domain type='qemu'><name>${bare}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+      <os><type arch='x86_64' machine='q35'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='${bareDisk}'/><target dev='vda' bus='virtio'/></disk><memballoon model='none'/></devices></domain>`);
+    await virsh('define', join(dataDir, 'bare.xml'));
+    h.onClose(async () => { await virsh('destroy', bare).catch(() => undefined); await virsh('undefine', bare, '--checkpoints-metadata').catch(() => undefined); });
+    await virsh('start', bare);
     const stack = await startStack({ dataDir });
     h.onClose(() => stack.stop());
     const args = ['--data', dataDir];
@@ -50,12 +66,24 @@ describe('libvirt through the product (real libvirtd, QEMU, NATS)', () => {
       }
       return out;
     };
+    const bus = new CommandBus(stack.nc, { site: stack.site, actor: { kind: 'user', id: 'libvirt-e2e' }, defaultTimeoutMs: 60_000 });
+    const policyFor = async (vm: string, quiesce: string) => {
+      const r = await cli([...args, '--json', 'policy', 'create', '--name', `p-${quiesce}-${randomUUID().slice(0, 6)}`, '--vm', vm, '--cron', '0 3 * * *', '--timezone', 'UTC', '--quiesce', quiesce]);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { policyId: string }).policyId;
+    };
+    const backupWith = async (vmId: string, policyId: string) => {
+      const reply = await bus.send('scheduler', 'RequestBackup', { vmId, policyId, mode: 'auto' }, { idempotencyKey: randomUUID() });
+      if (!reply.accepted) throw new Error(`RequestBackup refused: ${reply.error.message}`);
+      return waitForJobEnd(catalogue, reply.result!.jobId, 600_000);
+    };
+    const noQuiesce = await policyFor(dom.name, 'off');
     const backupPaused = async (label: string) => {
       await virsh('suspend', dom.name);
       try {
-        const r = await cli([...args, '--json', 'backup', dom.name, '--wait', '--timeout', '600'], {}, 660_000);
-        expect(r.code, `${label}: ${r.stderr}`).toBe(0);
-        return { job: JSON.parse(r.stdout) as { restorePointId: string }, images: await imagesNow() };
+        const job = await backupWith(dom.name, noQuiesce);
+        expect(job.state, `${label}: ${job.failure?.reason ?? ''}`).toBe('completed');
+        return { job: { restorePointId: job.restorePointId! }, images: await imagesNow() };
       } finally { await virsh('resume', dom.name); }
     };
 
@@ -78,7 +106,30 @@ describe('libvirt through the product (real libvirtd, QEMU, NATS)', () => {
         expect(rp.bytesRead).toBeLessThan(rp.sizeBytes / 8);
       }
     }
-    const job = await cli([...args, '--json', 'job', 'list']);
-    expect(job.code).toBe(0);
+    const shown = await cli([...args, 'restore-point', 'show', second.job.restorePointId]);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/consistency: crash \(quiesce is off for this job\)/);
+    expect(shown.stdout).toMatch(/snapshot: vda: incremental \(changes since checkpoint cairn\./);
+    expect(shown.stdout).toMatch(new RegExp(`configuration \\(libvirt\\): ${dom.name}, machine pc-q35-[0-9.]+, 1 vCPU, 512\\.0 MiB memory, firmware bios`));
+    expect(shown.stdout).toContain(`host-specific disk vda: ${image.disk}`);
+    const xml = await cli([...args, 'restore-point', 'show', second.job.restorePointId, '--xml']);
+    expect(xml.stdout).toMatch(new RegExp(`<name>${dom.name}</name>`));
+
+    // The running domain with its agent: application-consistent (cairn backup: quiesce preferred).
+    const manual = await cli([...args, '--json', 'backup', dom.name, '--wait', '--timeout', '600'], {}, 660_000);
+    expect(manual.code, manual.stderr).toBe(0);
+    const app = await cli([...args, 'restore-point', 'show', (JSON.parse(manual.stdout) as { restorePointId: string }).restorePointId]);
+    expect(app.stdout).toMatch(/consistency: application \(file systems frozen by the QEMU guest agent/);
+
+    // No agent: preferred gives crash with the reason, required fails the job with it.
+    await waitFor(async () => (await catalogue.query('vm.list', {})).items.some((v) => v.name === bare), { what: 'the bare domain in the catalogue' });
+    const crash = await cli([...args, '--json', 'backup', bare, '--wait', '--timeout', '600'], {}, 660_000);
+    expect(crash.code, crash.stderr).toBe(0);
+    const crashShown = await cli([...args, 'restore-point', 'show', (JSON.parse(crash.stdout) as { restorePointId: string }).restorePointId]);
+    expect(crashShown.stdout).toMatch(/consistency: crash \(guest agent did not freeze the file systems: .*agent/i);
+    const required = await backupWith(bare, await policyFor(bare, 'required'));
+    expect(required.state).toBe('failed');
+    expect(required.failure?.reason).toMatch(/quiesce is required but the guest was not frozen: guest agent did not freeze/);
+    console.log(`libvirt e2e required quiesce without agent: ${required.failure?.reason}`);
   }, 900_000);
 });

@@ -61,6 +61,11 @@ export const RestorePointView = Type.Object({
   disks: Type.Array(RestorePointDiskView),
   expiredAt: Nullable(Time),
   expiryReason: Nullable(Type.String()),
+  /** `application` when the guest's file systems were frozen at the snapshot, else `crash`; null when not recorded. */
+  consistency: Type.Optional(Nullable(Type.Union([Type.Literal('application'), Type.Literal('crash')]))),
+  consistencyReason: Type.Optional(Nullable(Type.String())),
+  /** The VM's configuration at the snapshot (libvirt domain XML and summary, or QEMU's), also in the manifest. */
+  vmConfig: Type.Optional(Nullable(Type.Record(Type.String(), Type.Unknown()))),
 }, { $id: 'RestorePointView' });
 export type RestorePointView = Static<typeof RestorePointView>;
 

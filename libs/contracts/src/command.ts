@@ -8,7 +8,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, PlainName, Reason } from './events/common.ts';
-import { PolicyFields } from './events/policy.events.ts';
+import { PolicyFields, QuiescePolicy } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 
 /**
@@ -153,8 +153,11 @@ export const RequestSnapshotV1 = Type.Object({
   vmId: Id,
   /** Disks to include; all of the VM's disks when omitted. */
   disks: Type.Optional(Type.Array(Disk, { minItems: 1 })),
-  /** Freeze guest file systems through the guest agent first. */
-  quiesce: Type.Optional(Type.Boolean()),
+  /**
+   * Freeze guest file systems through the guest agent first: `required`, `preferred` (the
+   * default), `off`; `true`/`false` mean preferred/off.
+   */
+  quiesce: Type.Optional(Type.Union([Type.Boolean(), QuiescePolicy])),
   /** How long the view may live before the coordinator releases it on its own. */
   leaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600 * 1000 })),
   // What the job's stream says, sent along so that the coordinator never reads it to learn it.

@@ -72,6 +72,11 @@ export interface View {
   readonly expiresAt: string;
   /** Whether the guest file systems were frozen at the point in time, and if not, why. */
   readonly quiesced?: { readonly frozen: boolean; readonly reason: string };
+  /**
+   * The VM's configuration at the point in time, for its restore point (libvirt: the domain
+   * XML with host paths and secret references apart; QEMU: machine, vCPUs, memory, disks, NICs).
+   */
+  readonly vmConfig?: Readonly<Record<string, unknown>>;
 }
 
 export interface ReapReport {

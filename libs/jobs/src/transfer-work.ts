@@ -1,7 +1,7 @@
 // The work message the scheduler puts on the data movers' queue: everything a mover needs
 // to read a snapshot and commit a restore point, without asking anyone.
 import { Type, type Static } from '@sinclair/typebox';
-import { NbdEndpoint, PolicyRetention } from '@cairn/contracts';
+import { Consistency, NbdEndpoint, PolicyRetention, VmConfig } from '@cairn/contracts';
 
 export const TransferWork = Type.Object({
   jobId: Type.String({ minLength: 1, maxLength: 200 }),
@@ -22,6 +22,10 @@ export const TransferWork = Type.Object({
    * commit (`immutabilityLockUntil`); null for a policy that is not immutable or no policy.
    */
   lockRetention: Type.Optional(Type.Union([PolicyRetention, Type.Null()])),
+  /** From SnapshotTaken, kept in the restore point's manifest: frozen or not, and why. */
+  consistency: Type.Optional(Consistency),
+  /** From SnapshotTaken, kept in the restore point's manifest: the VM's configuration. */
+  vmConfig: Type.Optional(VmConfig),
 }, { $id: 'TransferWork', additionalProperties: false });
 export type TransferWork = Static<typeof TransferWork>;
 

@@ -136,6 +136,8 @@ const handlers: Handlers = {
   SnapshotTaken: ({ data }, at) => [
     touchJob(data.jobId, at.time, 'snapshot_id = ?', data.snapshotId),
     phaseEnded(data.jobId, 'snapshot', 'done', at.time, data.nbd.exports.map((x) => `${x.disk}: ${x.mode} (${x.reason})`).join('; ')),
+    sql(`UPDATE jobs SET consistency = ?, consistency_reason = ?, vm_config = ? WHERE job_id = ?`,
+      data.consistency?.level ?? null, data.consistency?.reason ?? null, data.vmConfig ? JSON.stringify(data.vmConfig) : null, data.jobId),
   ],
   SnapshotFailed: ({ data }, at) => [touchJob(data.jobId, at.time), phaseEnded(data.jobId, 'snapshot', 'failed', at.time, data.reason)],
   SnapshotReleased: ({ data }, at) => [touchJob(data.jobId, at.time), phaseEnded(data.jobId, 'release', 'done', at.time, data.cause)],

@@ -168,6 +168,8 @@ export class CatalogueReadModel {
     const bytesRead = num(r.bytes_read);
     const bytesStored = num(r.bytes_stored);
     const parentId = strOrNull(r.parent_id);
+    const job = this.one(`SELECT consistency, consistency_reason, vm_config FROM jobs WHERE job_id = ?`, str(r.job_id));
+    const vmConfig = job?.vm_config ? JSON.parse(str(job.vm_config)) as Record<string, unknown> : null;
     return {
       restorePointId: str(r.restore_point_id),
       jobId: str(r.job_id),
@@ -185,6 +187,9 @@ export class CatalogueReadModel {
       disks,
       expiredAt: strOrNull(r.expired_at),
       expiryReason: strOrNull(r.expiry_reason),
+      consistency: (strOrNull(job?.consistency) as 'application' | 'crash' | null) ?? null,
+      consistencyReason: strOrNull(job?.consistency_reason),
+      vmConfig,
     };
   }
 

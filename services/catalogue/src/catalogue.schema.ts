@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -86,7 +86,10 @@ CREATE TABLE IF NOT EXISTS jobs (
   failure_phase TEXT,
   failure_reason TEXT,
   failure_retryable INTEGER,
-  cancel_reason TEXT
+  cancel_reason TEXT,
+  consistency TEXT,
+  consistency_reason TEXT,
+  vm_config TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, position);
 CREATE INDEX IF NOT EXISTS jobs_vm ON jobs (vm_id, position);

@@ -11,7 +11,8 @@ type Endpoint = Static<typeof NbdEndpoint>;
 
 export interface TransferInput {
   readonly jobId: string;
-  readonly vm: { readonly id: string; readonly name: string };
+  /** `config`: the VM's configuration and the snapshot's consistency, kept in the manifest. */
+  readonly vm: { readonly id: string; readonly name: string; readonly config?: Readonly<Record<string, unknown>> };
   readonly nbd: Endpoint;
   readonly mode: 'auto' | 'full';
 }
@@ -126,7 +127,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
     }
     const anyIncremental = modes.some((m) => m.mode === 'incremental');
     const result = await repo.writeRestorePoint({
-      vm: { id: input.vm.id, name: input.vm.name },
+      vm: { id: input.vm.id, name: input.vm.name, ...(input.vm.config ? { config: input.vm.config } : {}) },
       ...(parent && anyIncremental ? { parentId: parent.id } : {}),
       disks,
       labels: { jobId: input.jobId },

@@ -32,6 +32,8 @@ export interface SchedulerPorts {
   /** Carries what the job's stream says (mode, policy) and where it stands, so the coordinator reads nothing. */
   requestSnapshot(input: {
     jobId: string; vmId: string; snapshotId: string; mode: 'auto' | 'full'; policyId: string | null; jobRevision: number; causationId: string | null;
+    /** The policy's quiesce option (default preferred). */
+    quiesce?: 'required' | 'preferred' | 'off';
   }): Promise<void>;
   releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean; jobRevision: number; causationId: string | null }): Promise<void>;
   enqueueTransfer(work: TransferWork): Promise<void>;
@@ -344,11 +346,13 @@ export class Scheduler {
             this.starting.add(jobId);
             await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
             break;
-          case 'requestSnapshot':
+          case 'requestSnapshot': {
+            const quiesce = (state.request!.policyId ? this.policies.get(state.request!.policyId)?.quiesce : undefined) ?? 'preferred';
             await this.ports.requestSnapshot({
               jobId, vmId: step.vmId, snapshotId: step.snapshotId, mode: state.request!.mode, policyId: state.request!.policyId,
-              jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause,
+              jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause, quiesce,
             });
+          }
             break;
           case 'queueTransfer': {
             // Recorded first, then published: a mover that takes the work at once finds the job
@@ -369,6 +373,8 @@ export class Scheduler {
               repository: policy?.repository ?? this.config.repositories[0]!,
               mode: state.request!.mode,
               nbd: taken.nbd,
+              ...(taken.consistency ? { consistency: taken.consistency } : {}),
+              ...(taken.vmConfig ? { vmConfig: taken.vmConfig } : {}),
             });
             break;
           }

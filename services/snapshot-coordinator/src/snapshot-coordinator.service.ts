@@ -7,7 +7,7 @@
 // the job's stream through the job decider, expecting that revision, and reads the stream only
 // when it moved on since (or for a lease that ran out, which no command announces).
 import { createHash, randomUUID } from 'node:crypto';
-import { Refusal, newEvent, type Actor, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, type Actor, type QuiescePolicy, type TraceContext } from '@cairn/contracts';
 import { activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/messaging';
@@ -36,7 +36,8 @@ export interface RequestSnapshotInput {
   readonly jobId: string;
   readonly vmId: string;
   readonly disks?: readonly string[];
-  readonly quiesce?: boolean;
+  /** `required`, `preferred` (default), `off`; true/false mean preferred/off. */
+  readonly quiesce?: boolean | QuiescePolicy;
   readonly leaseMs?: number;
   /** The snapshot id the job asked for (else the idempotency key). */
   readonly snapshotId?: string;
@@ -59,6 +60,7 @@ export interface ReleaseSnapshotInput {
 interface SentPosition { readonly state: JobState; readonly revision: bigint; readonly causationId: string | null }
 
 const ID = /^[A-Za-z0-9_-]{1,200}$/;
+const MAX_VM_CONFIG = 256 * 1024;
 
 /** Chain (bitmap) name for a policy: one changed-block history per policy and disk. */
 export function chainFor(policyId: string | null | undefined): string {
@@ -96,6 +98,7 @@ export class SnapshotCoordinator {
   async requestSnapshot(input: RequestSnapshotInput, idempotencyKey: string): Promise<{ snapshotId: string }> {
     const snapshotId = input.snapshotId ?? (ID.test(idempotencyKey) ? idempotencyKey : randomUUID());
     const job = { mode: input.mode ?? 'auto', policyId: input.policyId ?? null };
+    const quiesce: QuiescePolicy = input.quiesce === true || input.quiesce === undefined ? 'preferred' : input.quiesce === false ? 'off' : input.quiesce;
     const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
       state: jobStateAsSent({ jobId: input.jobId, snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
     };
@@ -118,8 +121,12 @@ export class SnapshotCoordinator {
         const vmName = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === input.vmId)?.name ?? input.vmId;
         const view = await adapter.openView({
           vm: vmName, mode: job.mode, jobId: input.jobId, chain: chainFor(job.policyId), leaseMs,
-          ...(input.disks ? { disks: input.disks } : {}), ...(input.quiesce ? { quiesce: true } : {}),
+          ...(input.disks ? { disks: input.disks } : {}), ...(quiesce !== 'off' ? { quiesce: true } : {}),
         });
+        if (quiesce === 'required' && !view.quiesced?.frozen) {
+          await adapter.releaseView(view.viewId, { success: false });
+          throw new Error(`quiesce is required but the guest was not frozen: ${view.quiesced?.reason ?? 'the hypervisor cannot quiesce'}`);
+        }
         const trace = activeTraceContext();
         const r: ViewRecord = { snapshotId, jobId: input.jobId, instance, view, expiresAt: view.expiresAt, ...(trace ? { trace } : {}) };
         await this.records.put(r);
@@ -242,7 +249,14 @@ export class SnapshotCoordinator {
       ...(d.changedBytes !== undefined ? { changedBytes: d.changedBytes } : {}),
     }));
     const nbd = 'socketPath' in v.nbd ? { socket: v.nbd.socketPath, exports } : { host: v.nbd.host, port: v.nbd.port, exports };
-    await this.#record(r.jobId, { kind: 'recordSnapshot', data: { jobId: r.jobId, snapshotId: r.snapshotId, nbd, leaseExpiresAt: r.expiresAt } }, sent);
+    const consistency = v.quiesced?.frozen ? { level: 'application' as const, reason: v.quiesced.reason.slice(0, 1024) }
+      : { level: 'crash' as const, reason: (v.quiesced?.reason ?? 'quiesce is off for this job').slice(0, 1024) };
+    const vmConfig = v.vmConfig && JSON.stringify(v.vmConfig).length <= MAX_VM_CONFIG ? v.vmConfig as { kind: string } : undefined;
+    if (v.vmConfig && !vmConfig) this.logger.warn({ jobId: r.jobId, snapshotId: r.snapshotId }, 'VM configuration larger than 256 KiB: not kept in the restore point');
+    await this.#record(r.jobId, {
+      kind: 'recordSnapshot',
+      data: { jobId: r.jobId, snapshotId: r.snapshotId, nbd, leaseExpiresAt: r.expiresAt, consistency, ...(vmConfig ? { vmConfig } : {}) },
+    }, sent);
   }
 
   /**

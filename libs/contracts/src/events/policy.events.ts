@@ -24,6 +24,9 @@ export const PolicyRetention = Type.Object({
   daily: Keep, weekly: Keep, monthly: Keep, yearly: Keep, last: Keep,
 }, { additionalProperties: false });
 
+export const QuiescePolicy = Type.Union([Type.Literal('required'), Type.Literal('preferred'), Type.Literal('off')]);
+export type QuiescePolicy = Static<typeof QuiescePolicy>;
+
 export const PolicyFields = {
   policyId: Id,
   name: Name,
@@ -42,6 +45,12 @@ export const PolicyFields = {
    * four-eyes approval (disable-immutability). Locks already made are never shortened.
    */
   immutable: Type.Optional(Type.Boolean()),
+  /**
+   * Freeze the guest's file systems through its agent at the point in time: `required` fails
+   * the job when the agent does not answer, `preferred` (the default) falls back to a
+   * crash-consistent backup and says why, `off` never asks.
+   */
+  quiesce: Type.Optional(QuiescePolicy),
 };
 
 export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });

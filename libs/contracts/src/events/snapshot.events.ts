@@ -36,12 +36,27 @@ export const NbdEndpoint = Type.Union([
   }, { additionalProperties: false }),
 ]);
 
+/** Whether the guest's file systems were frozen at the point in time (`application`) or not (`crash`), and why. */
+export const Consistency = Type.Object({
+  level: Type.Union([Type.Literal('application'), Type.Literal('crash')]),
+  reason: Reason,
+}, { additionalProperties: false });
+
+/**
+ * The VM's configuration at the point in time, kept in the restore point: `kind: libvirt` (the
+ * domain XML, a summary, host paths and secret references apart) or `kind: qemu` (machine type,
+ * vCPUs, memory, disks, NICs from QMP). At most 256 KiB as JSON.
+ */
+export const VmConfig = Type.Object({ kind: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true });
+
 export const SnapshotTakenV1 = Type.Object({
   jobId: Id,
   snapshotId: Id,
   nbd: NbdEndpoint,
   /** When the snapshot coordinator releases the view if nobody renews it. */
   leaseExpiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+  consistency: Type.Optional(Consistency),
+  vmConfig: Type.Optional(VmConfig),
 }, { additionalProperties: false });
 
 export const SnapshotFailedV1 = Type.Object({

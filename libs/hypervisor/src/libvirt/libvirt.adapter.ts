@@ -193,6 +193,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const planInput = { chain, viewId, requested: req.mode, domainUuid: summary.uuid, disks: chosen, record, checkpoints };
     let plan = planLibvirtBackup(planInput);
     const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
+    const vmConfig = await this.vmConfig(req.vm);
     const quiesced = req.quiesce ? await this.quiesce(req.vm) : undefined;
     try {
       try {
@@ -219,7 +220,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const view: View = {
       viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath }, disks,
       createdAt: new Date(now).toISOString(), expiresAt: new Date(now + leaseMs).toISOString(),
-      ...(quiesced ? { quiesced } : {}),
+      ...(quiesced ? { quiesced } : {}), vmConfig: { ...vmConfig },
     };
     this.#state.views[viewId] = {
       view, domain: req.vm, chain, checkpoint: plan.checkpoint, domainUuid: summary.uuid, offline: false,
@@ -397,6 +398,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
       })),
       createdAt: new Date(now).toISOString(), expiresAt: new Date(now + leaseMs).toISOString(),
       quiesced: { frozen: false, reason: 'domain is shut off: its disks are at rest' },
+      vmConfig: { ...await this.vmConfig(req.vm) },
     };
     this.#state.views[viewId] = {
       view, domain: req.vm, chain: req.chain ?? 'default', domainUuid: summary.uuid, offline: true,

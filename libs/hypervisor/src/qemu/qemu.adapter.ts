@@ -4,6 +4,7 @@
 // exported read-only over the instance's NBD server with the frozen bitmap as meta context.
 // Every object carries the view id in its name (see naming.ts): release and crash recovery
 // are one routine that finds a view's objects and removes them.
+import { qemuVmConfig } from './vm-config.ts';
 import { readdir, unlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
@@ -153,8 +154,9 @@ export class QemuAdapter implements HypervisorAdapter {
         viewDisks.push({ ...await this.#export(viewId, i, d, plan), ...(changed !== undefined ? { changedBytes: changed } : {}) });
       }
       const now = Date.now();
+      const vmConfig = await qemuVmConfig(this.qmp, vm.name, disks);
       const view: View = {
-        viewId, vm: vm.id, jobId: req.jobId, nbd: this.config.nbd, disks: viewDisks,
+        viewId, vm: vm.id, jobId: req.jobId, nbd: this.config.nbd, disks: viewDisks, vmConfig: { ...vmConfig },
         createdAt: new Date(now).toISOString(),
         expiresAt: new Date(now + (req.leaseMs ?? this.config.defaultLeaseMs ?? 3_600_000)).toISOString(),
         ...(quiesced ? { quiesced } : {}),

@@ -38,6 +38,12 @@ async function resolveVm(s: Session, ref: string): Promise<string> {
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
+function quiesceOption(v: unknown): 'required' | 'preferred' | 'off' {
+  const mode = String(v ?? 'preferred');
+  if (mode !== 'required' && mode !== 'preferred' && mode !== 'off') throw new CliError(`--quiesce must be required, preferred or off, not ${JSON.stringify(mode)}`, EXIT.usage);
+  return mode;
+}
+
 function parseWindow(v: string): { start: string; end: string } {
   const m = /^(\d{2}:\d{2})-(\d{2}:\d{2})$/.exec(v);
   if (!m) throw new CliError(`--window ${JSON.stringify(v)} must look like 22:00-06:00`, EXIT.usage);
@@ -161,6 +167,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--key <ref>', 'key reference', 'default')
     .option('--priority <n>', 'higher runs first', '100')
     .option('--immutable', 'lock each new restore point until the end of its retention (turning it off later needs a second administrator)')
+    .option('--quiesce <mode>', 'freeze guest file systems through the guest agent: required (fail without it), preferred (crash-consistent with the reason otherwise) or off', 'preferred')
     .action(act(async (s, o: Opts) => {
       const num = (k: string) => {
         const v = Number(o[k]);
@@ -180,6 +187,7 @@ export function registerOperateCommands(program: Command): void {
         keyRef: String(o['key']),
         priority: num('priority'),
         ...(o['immutable'] ? { immutable: true } : {}),
+        quiesce: quiesceOption(o['quiesce']),
       };
       // One name, one policy: the name is how people refer to it (policy show|edit <name>).
       const same = (await s.catalogue.query('policy.list', {})).items.find((p) => p.name === payload.name && !p.deletedAt);

@@ -1,0 +1,37 @@
+// The configuration of a VM running under plain QEMU, read through QMP for its restore
+// points: machine type, vCPUs, memory, disks and NICs. Every query is best effort (a
+// qemu-storage-daemon has no machine): what QEMU cannot say is left out, never guessed.
+import type { DiskRef } from '../hypervisor.port.ts';
+
+interface Qmp { execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> }
+
+export interface QemuVmConfig {
+  readonly kind: 'qemu';
+  readonly name: string;
+  readonly machine?: string;
+  readonly vcpus?: number;
+  readonly memoryBytes?: number;
+  readonly disks: ReadonlyArray<{ id: string; format: string; sizeBytes: number; file: string }>;
+  readonly nics: ReadonlyArray<{ id: string; mac?: string }>;
+  /** Host-specific parts kept apart from the portable ones (image paths). */
+  readonly hostPaths: ReadonlyArray<{ where: string; path: string }>;
+}
+
+export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskRef[]): Promise<QemuVmConfig> {
+  const soft = <T>(p: Promise<T>) => p.catch(() => undefined);
+  const [machine, cpus, memory, filters] = await Promise.all([
+    soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'type' })),
+    soft(qmp.execute<unknown[]>('query-cpus-fast')),
+    soft(qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary')),
+    soft(qmp.execute<Array<{ name: string; 'main-mac'?: string }>>('query-rx-filter')),
+  ]);
+  return {
+    kind: 'qemu', name,
+    ...(machine ? { machine: machine.replace(/-machine$/, '') } : {}),
+    ...(cpus ? { vcpus: cpus.length } : {}),
+    ...(memory?.['base-memory'] ? { memoryBytes: memory['base-memory'] } : {}),
+    disks: disks.map((d) => ({ id: d.id, format: d.format, sizeBytes: d.sizeBytes, file: d.file })),
+    nics: (filters ?? []).map((f) => ({ id: f.name, ...(f['main-mac'] ? { mac: f['main-mac'] } : {}) })),
+    hostPaths: disks.filter((d) => d.file).map((d) => ({ where: `disk ${d.id}`, path: d.file })),
+  };
+}
