@@ -27,7 +27,7 @@ describe('libvirt through the product (real libvirtd, QEMU, NATS)', () => {
   it('hypervisor add libvirt, then cairn backup full and incremental; each restore point restores to the disks at its instant', async () => {
     await ensureLibvirtd();
     const dataDir = await h.tmpDir('cairn-e2e-lv-');
-    const image = await buildGuestImage({ dir: dataDir, hostname: 'lve2e', workload: true, sizeMiB: 96 });
+    const image = await buildGuestImage({ dir: dataDir, hostname: 'lve2e', workload: true, guestAgent: true, sizeMiB: 96 });
     const data = join(dataDir, 'data.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', data, '16M']);
     const dom = await defineGuestDomain({ image, dir: dataDir, prefix: 'cairn-e2e', extraDisks: [{ file: data, format: 'qcow2' }], guestAgent: true });

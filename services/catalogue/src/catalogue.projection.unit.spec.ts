@@ -178,6 +178,18 @@ describe('catalogue projection: restore points', () => {
     });
   });
 
+  it('a restore point shows the consistency and VM configuration its snapshot recorded', () => {
+    const taken = ev('SnapshotTaken', {
+      jobId: 'j1', snapshotId: 's1', nbd: { socket: '/run/x.sock', exports: [{ disk: 'vda', exportName: 'e', sizeBytes: 1024, mode: 'full', reason: 'first' }] },
+      consistency: { level: 'application', reason: 'file systems frozen' }, vmConfig: { kind: 'libvirt', domainXml: '<domain/>' },
+    }, 'job-j1');
+    given(ev('VmDiscovered', vmA, 'vm-vm1'), requested, started, taken).when(committed).then((read) => {
+      expect(read.getRestorePoint('rp1')).toMatchObject({
+        consistency: 'application', consistencyReason: 'file systems frozen', vmConfig: { kind: 'libvirt', domainXml: '<domain/>' },
+      });
+    });
+  });
+
   it('an incremental names its parent; an expired point leaves the default list', () => {
     const inc = ev('RestorePointCommitted', {
       restorePointId: 'rp2', jobId: 'j2', vmId: 'vm1', parentId: 'rp1',

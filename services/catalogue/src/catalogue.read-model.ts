@@ -187,9 +187,9 @@ export class CatalogueReadModel {
       disks,
       expiredAt: strOrNull(r.expired_at),
       expiryReason: strOrNull(r.expiry_reason),
-      consistency: (strOrNull(job?.consistency) as 'application' | 'crash' | null) ?? null,
-      consistencyReason: strOrNull(job?.consistency_reason),
-      vmConfig,
+      // Only where the snapshot recorded them (restore points taken before they were kept have none).
+      ...(job?.consistency ? { consistency: str(job.consistency) as 'application' | 'crash', consistencyReason: strOrNull(job.consistency_reason) } : {}),
+      ...(vmConfig ? { vmConfig } : {}),
     };
   }
 

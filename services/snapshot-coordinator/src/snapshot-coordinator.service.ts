@@ -249,8 +249,8 @@ export class SnapshotCoordinator {
       ...(d.changedBytes !== undefined ? { changedBytes: d.changedBytes } : {}),
     }));
     const nbd = 'socketPath' in v.nbd ? { socket: v.nbd.socketPath, exports } : { host: v.nbd.host, port: v.nbd.port, exports };
-    const consistency = v.quiesced?.frozen ? { level: 'application' as const, reason: v.quiesced.reason.slice(0, 1024) }
-      : { level: 'crash' as const, reason: (v.quiesced?.reason ?? 'quiesce is off for this job').slice(0, 1024) };
+    const why = (v.quiesced?.reason || (v.quiesced ? 'the hypervisor gave no reason' : 'quiesce is off for this job')).slice(0, 1024);
+    const consistency = { level: v.quiesced?.frozen ? 'application' as const : 'crash' as const, reason: why };
     const vmConfig = v.vmConfig && JSON.stringify(v.vmConfig).length <= MAX_VM_CONFIG ? v.vmConfig as { kind: string } : undefined;
     if (v.vmConfig && !vmConfig) this.logger.warn({ jobId: r.jobId, snapshotId: r.snapshotId }, 'VM configuration larger than 256 KiB: not kept in the restore point');
     await this.#record(r.jobId, {
