@@ -47,7 +47,7 @@ export const Consistency = Type.Object({
  * domain XML, a summary, host paths and secret references apart) or `kind: qemu` (machine type,
  * vCPUs, memory, disks, NICs from QMP). At most 256 KiB as JSON.
  */
-export const VmConfig = Type.Object({ kind: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true });
+export const VmConfig = Type.Unsafe<{ kind: string; [key: string]: unknown }>(Type.Object({ kind: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }));
 
 export const SnapshotTakenV1 = Type.Object({
   jobId: Id,
