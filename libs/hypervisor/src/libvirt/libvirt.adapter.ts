@@ -64,6 +64,8 @@ interface PendingView {
 interface State {
   chains: Record<string, Record<string, ChainRecord>>;
   views: Record<string, PendingView>;
+  /** Domains being frozen or frozen now (since when): thawed at the next start if we die first. */
+  frozen?: Record<string, string>;
 }
 
 const silent: AdapterLogger = { info: () => undefined, warn: () => undefined };
@@ -96,6 +98,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const a = new LibvirtAdapter(config);
     await a.virsh.run(['uri'], 30_000);
     await a.#loadState();
+    // A run that died between freeze and thaw left the guest frozen: thaw it now.
+    for (const vm of Object.keys(a.#state.frozen ?? {})) {
+      a.#log.warn({ vm }, 'thawing a guest an earlier run froze');
+      await a.thaw(vm);
+    }
     return a;
   }
 
@@ -334,11 +341,13 @@ export class LibvirtAdapter implements HypervisorAdapter {
   /** Freezes the guest's file systems through libvirt's guest-agent call, bounded by a deadline. */
   async quiesce(vm: string, opts: { timeoutMs?: number; maxFrozenMs?: number } = {}): Promise<QuiesceResult> {
     const timeoutMs = opts.timeoutMs ?? this.config.freezeTimeoutMs ?? 10_000;
+    (this.#state.frozen ??= {})[vm] = new Date().toISOString();
+    await this.#saveState();
     try {
       await this.virsh.run(['domfsfreeze', vm], timeoutMs);
     } catch (e) {
       // A late freeze may still land: thaw anyway (a thaw of an unfrozen guest is harmless).
-      await this.virsh.run(['domfsthaw', vm], 10_000).catch(() => undefined);
+      await this.thaw(vm);
       return { frozen: false, reason: `guest agent did not freeze the file systems: ${libvirtReason((e as Error).message)}` };
     }
     const maxFrozenMs = opts.maxFrozenMs ?? this.config.maxFrozenMs ?? 60_000;
@@ -354,9 +363,15 @@ export class LibvirtAdapter implements HypervisorAdapter {
     clearTimeout(this.#frozen.get(vm));
     this.#frozen.delete(vm);
     for (let attempt = 0; ; attempt++) {
-      try { await this.virsh.run(['domfsthaw', vm], 10_000); return; } catch (e) {
+      try { await this.virsh.run(['domfsthaw', vm], 10_000); break; } catch (e) {
+        // Nothing to thaw where there is no agent or no domain any more.
+        if (/not configured|not connected|not running|failed to get domain|not found/i.test((e as Error).message)) break;
         if (attempt >= 1) { this.#log.warn({ vm, err: (e as Error).message }, 'thaw failed'); return; }
       }
+    }
+    if (this.#state.frozen?.[vm]) {
+      delete this.#state.frozen[vm];
+      await this.#saveState();
     }
   }
 

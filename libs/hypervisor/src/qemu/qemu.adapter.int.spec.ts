@@ -94,6 +94,11 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     const rawData = await readExportWithNbdcopy(nbdSocket(), raw.exportName);
     expect(rawData.length).toBe(RAW_SIZE);
     expect(rawData[3 * 65536]).toBe(0x41);
+    // The VM's configuration for the restore point, from QMP.
+    expect(full.view.vmConfig).toMatchObject({
+      kind: 'qemu', name: 'vm-a', machine: expect.stringMatching(/q35/), vcpus: 1, memoryBytes: expect.any(Number),
+      disks: [{ id: 'vblk0', format: 'qcow2', sizeBytes: SIZE }, { id: 'vblk1', format: 'raw', sizeBytes: RAW_SIZE }],
+    });
     await adapter.releaseView(full.view.viewId, { success: true });
     p1 = full.point;
 
