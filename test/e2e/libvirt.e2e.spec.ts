@@ -9,7 +9,7 @@
 // (required); `cairn restore-point show` prints all of it and the domain's configuration.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { buildGuestImage, defineGuestDomain, ensureLibvirtd, useHarness, virsh, 
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
 import { CommandBus } from '@cairn/messaging';
+import { defaultScratchDir } from '@cairn/snapshot-coordinator';
 import { cli, waitForJobEnd } from './e2e-helpers.ts';
 
 const run = promisify(execFile);
@@ -43,6 +44,7 @@ describe('libvirt through the product (real libvirtd, QEMU, NATS)', () => {
     await virsh('define', join(dataDir, 'bare.xml'));
     h.onClose(async () => { await virsh('destroy', bare).catch(() => undefined); await virsh('undefine', bare, '--checkpoints-metadata').catch(() => undefined); });
     await virsh('start', bare);
+    h.onClose(() => rm(defaultScratchDir(join(dataDir, 'coordinator'), 'lv'), { recursive: true, force: true })); // after the stack stops
     const stack = await startStack({ dataDir });
     h.onClose(() => stack.stop());
     const args = ['--data', dataDir];

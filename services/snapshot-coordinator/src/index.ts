@@ -4,3 +4,4 @@ export { startSnapshotCoordinator, type StartOptions, type RunningCoordinator, t
 export { SnapshotCoordinator, SnapshotCommandError, chainFor, type CoordinatorSettings, type CoordinatorLogger } from './snapshot-coordinator.service.ts';
 export { CoordinatorConfig, parseCoordinatorConfig } from './snapshot-coordinator.config.ts';
 export { SERVICE_NAME } from './snapshot-coordinator.handlers.ts';
+export { defaultScratchDir } from './libvirt-instance.ts';
