@@ -8,7 +8,7 @@
 // accepted when their position is before the site's `EventSigningStarted` event; after it, or
 // when the log records no cut-over, an unsigned event is refused.
 import { createHash } from 'node:crypto';
-import { fromPublic, fromSeed } from '@nats-io/nkeys';
+import { nativeSigner, verifyNkeySignature } from './ed25519.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   eventSigningString, mayWrite, newEvent, writtenForm,
@@ -24,8 +24,8 @@ export interface EventSigner {
 }
 
 export function eventSignerFromSeed(writer: string, seed: string): EventSigner {
-  const kp = fromSeed(new TextEncoder().encode(seed.trim()));
-  return { writer, publicKey: kp.getPublicKey(), sign: (data) => kp.sign(data) };
+  const native = nativeSigner(seed);
+  return { writer, publicKey: native.publicKey, sign: (data) => native.sign(data) };
 }
 
 /** An append refused before anything was sent: the writer may not emit this event kind. */
@@ -77,7 +77,7 @@ export function checkProvenance(event: CairnEvent, position: bigint, o: Provenan
 function verifies(event: CairnEvent, p: NonNullable<CairnEvent['provenance']>): boolean {
   try {
     const data = new TextEncoder().encode(eventSigningString(event, p.writer, p.publicKey));
-    return fromPublic(p.publicKey).verify(data, new Uint8Array(Buffer.from(p.signature, 'base64url')));
+    return verifyNkeySignature(p.publicKey, data, new Uint8Array(Buffer.from(p.signature, 'base64url')));
   } catch {
     return false;
   }

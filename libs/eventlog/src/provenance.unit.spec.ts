@@ -71,3 +71,20 @@ describe('event provenance', () => {
     expect(a).toMatchObject({ type: 'ProvenanceViolation', streamId: `provenance-${e.id}`, data: { eventId: e.id, failure: 'unsigned', detectedBy: 'gateway', claimedActor: 'user:admin' } });
   });
 });
+
+describe('native ed25519 for nkeys', () => {
+  it('signs and verifies exactly as nkeys does, both ways', async () => {
+    const { fromPublic, fromSeed } = await import('@nats-io/nkeys');
+    const { nativeSigner, verifyNkeySignature } = await import('./ed25519.ts');
+    const seed = new TextDecoder().decode(createUser().getSeed());
+    const kp = fromSeed(new TextEncoder().encode(seed));
+    const native = nativeSigner(seed);
+    expect(native.publicKey).toBe(kp.getPublicKey());
+    const data = new TextEncoder().encode('cairn-event-v2\n{"a":1}');
+    expect(Buffer.from(native.sign(data))).toEqual(Buffer.from(kp.sign(data)));
+    expect(fromPublic(kp.getPublicKey()).verify(data, native.sign(data))).toBe(true);
+    expect(verifyNkeySignature(kp.getPublicKey(), data, kp.sign(data))).toBe(true);
+    expect(verifyNkeySignature(kp.getPublicKey(), new TextEncoder().encode('other'), kp.sign(data))).toBe(false);
+    expect(verifyNkeySignature('not-a-key', data, kp.sign(data))).toBe(false);
+  });
+});
