@@ -40,6 +40,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   DeleteReplicationPolicy: 'policy',
   ReplicateRestorePoint: 'backup',
   RestoreDisk: 'restore',
+  RequestRestore: 'restore',
   StopRestoreExport: 'restore',
   VerifyReplica: 'read',
   DescribeRepository: 'read',

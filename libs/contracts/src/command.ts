@@ -10,6 +10,7 @@ import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields, QuiescePolicy } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
+import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
 
 /**
  * Who vouches for a command: an ed25519 signature (an nkey: a person's operator key, or a
@@ -477,6 +478,12 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: RestoreDiskV1,
     result: RestoreDiskResult,
+  }),
+  RequestRestore: define('RequestRestore', {
+    description: 'Start a restore job (stream restore-<restoreId>): any data mover takes it from the work queue, with progress and redelivery.',
+    service: 'data-mover',
+    latest: RequestRestoreV1,
+    result: RequestRestoreResult,
   }),
   CreateReplicationPolicy: define('CreateReplicationPolicy', {
     description: 'Create a replication policy at its source site: which VMs go to which sites, when, how fast.',

@@ -5,6 +5,7 @@ export * from './envelope.ts';
 export * from './command.ts';
 export * from './decider.ts';
 export * from './refusal.ts';
+export * from './restore-commands.ts';
 export * from './access.ts';
 export * from './restore-confinement.ts';
 export * from './provenance.ts';

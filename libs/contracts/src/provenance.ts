@@ -79,6 +79,12 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   // destructive acts, recorded by the data mover that carried them out after checking the approval
   RestorePointDeleted: ['data-mover'],
   DiskRestored: ['data-mover'],
+  // restore jobs: any data mover records the request it accepted and the work it does
+  RestoreRequested: ['data-mover'],
+  RestoreStarted: ['data-mover'],
+  RestoreProgressed: ['data-mover'],
+  RestoreCompleted: ['data-mover'],
+  RestoreFailed: ['data-mover'],
   RepositoryDeleted: ['data-mover'],
   // repository keys: the data mover's key journal, or the operator's CLI (`cairn repo …`)
   RepositoryInitialized: ['data-mover', 'admin'],

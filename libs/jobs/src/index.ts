@@ -4,3 +4,4 @@ export * from './job.decider.ts';
 export * from './policy.decider.ts';
 export * from './retention.ts';
 export * from './transfer-work.ts';
+export * from './restore.decider.ts';

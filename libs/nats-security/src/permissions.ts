@@ -132,6 +132,8 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     'data-mover': make('data-mover', [
       ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention']),
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
+      // Restore jobs: the mover that records a request queues its work.
+      `${s}.work.restores`,
     ], [`${s}.cmd.data-mover.>`]),
     // Builds the views from the log and answers queries; writes only the events it refused (ProvenanceViolation).
     catalogue: make('catalogue', [

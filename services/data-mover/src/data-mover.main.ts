@@ -2,10 +2,10 @@
 import 'reflect-metadata';
 import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
-import { progressSubject, type Actor } from '@cairn/contracts';
+import { progressSubject, RESTORE_QUEUE, workSubject, type Actor } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
 import { JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
@@ -17,14 +17,16 @@ import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
 import { SecurityActs } from './security-acts.ts';
 import { publishKeyJournal } from '@cairn/repository';
+import { RestoreJobs } from './restore-job.ts';
+import { restoreJobHandlers } from './restore-job.handlers.ts';
 
 @Module({})
 class DataMoverModule {
-  static with(mover: DataMover, acts: SecurityActs, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
+  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
     return {
       module: DataMoverModule,
-      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs })],
-      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }],
+      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs })],
+      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }],
     };
   }
 }
@@ -86,8 +88,15 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'data-mover', site: o.site });
   const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
   const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);
+  const js = jetstream(o.nc);
+  const restores = new RestoreJobs({
+    site: o.site,
+    actor: config.actor,
+    enqueue: async (work) => { await js.publish(workSubject(o.site, RESTORE_QUEUE), JSON.stringify(work), { msgID: `restore-${work.restoreId}` }); },
+    publishProgress: (restoreId, p) => o.nc.publish(progressSubject(o.site, restoreId), JSON.stringify(p)),
+  }, o.log, mover, logger);
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories }), o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories }), restores, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();

@@ -9,7 +9,7 @@ import { Refusal, immutabilityLockUntil, newEvent, type Actor, type CommandPaylo
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
 import type { Static } from '@sinclair/typebox';
-import { RestorePointLockedError, type Repository } from '@cairn/repository';
+import { RestorePointLockedError, type Manifest, type Repository } from '@cairn/repository';
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
@@ -235,6 +235,28 @@ export class DataMover {
     const startedAt = Date.now();
     const result = await repo.restoreDisk(cmd.restorePointId, cmd.disk, target, { format: cmd.format ?? 'raw', overwrite: cmd.overwrite ?? false });
     return { restoreId: randomUUID(), path: result.path, sizeBytes: result.sizeBytes, durationMs: Date.now() - startedAt };
+  }
+
+  /**
+   * Where a restore point is read: the named repository of this site, or else a replica of
+   * another site's repository kept here. Decided once per restore job (restore-job.ts).
+   */
+  async restoreSource(restorePointId: string, repository = 'default'): Promise<{ repo: Repository; source: 'local' | 'replica'; manifest: Manifest }> {
+    const own = this.repository(repository);
+    const manifest = await own.getManifest(restorePointId).catch((e: Error) => {
+      if (e.name === 'RestorePointNotFoundError') return undefined;
+      throw e;
+    });
+    if (manifest) return { repo: own, source: 'local', manifest };
+    const replica = await this.config.locateRestorePoint?.(restorePointId);
+    if (!replica) throw new RestoreRefused('not_found', `no restore point ${restorePointId} in repository ${repository}`);
+    this.logger.info({ restorePointId, replica: replica.location }, 'restoring from a replica of another site');
+    return { repo: replica, source: 'replica', manifest: await replica.getManifest(restorePointId) };
+  }
+
+  /** The restore-target rule (docs/security.md), for the restore job. */
+  checkRestoreTarget(path: string, ownTarget: boolean): Promise<string> {
+    return this.allowedTarget(path, ownTarget);
   }
 
   /** Serves a restore point over NBD, read-write with an overlay (instant recovery's ground). */

@@ -5,3 +5,4 @@ export { runTransfer, type TransferInput, type TransferResult, type TransferOpti
 export { planReads, readAhead } from './extent-plan.ts';
 export { RestoreExports } from './restore-exports.ts';
 export { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
+export { RestoreJobs, RestoreJobRefused, type RestoreJobsConfig } from './restore-job.ts';

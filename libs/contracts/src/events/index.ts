@@ -6,6 +6,7 @@ export * from './policy.events.ts';
 export * from './messaging.events.ts';
 export * from './replication.events.ts';
 export * from './security.events.ts';
+export * from './restore.events.ts';
 export * from './repository-key.events.ts';
 export * from './provenance.events.ts';
 export * from './approval.ts';

@@ -19,6 +19,7 @@ import {
   AccessDeniedV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
+import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreRequestedV1, RestoreStartedV1 } from './restore.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
 
@@ -102,6 +103,11 @@ export const EVENT_SCHEMAS = {
   ApprovalRejected: define('ApprovalRejected', { description: 'The request was rejected (or withdrawn); nothing happens.', categories: ['approval'], latest: ApprovalRejectedV1 }),
   ApprovalExecuted: define('ApprovalExecuted', { description: 'The approved act was carried out, or failed.', categories: ['approval'], latest: ApprovalExecutedV1 }),
   RestorePointDeleted: define('RestorePointDeleted', { description: 'A restore point was deleted after a four-eyes approval.', categories: ['restorepoint'], latest: RestorePointDeletedV1 }),
+  RestoreRequested: define('RestoreRequested', { description: 'A restore job was asked for: which restore point, to which target.', categories: ['restore'], latest: RestoreRequestedV1 }),
+  RestoreStarted: define('RestoreStarted', { description: 'A data mover took the restore job, with the plan it decided (source, files).', categories: ['restore'], latest: RestoreStartedV1 }),
+  RestoreProgressed: define('RestoreProgressed', { description: 'A restore job wrote part of a disk (coarse steps; live progress goes to the progress subject).', categories: ['restore'], latest: RestoreProgressedV1 }),
+  RestoreCompleted: define('RestoreCompleted', { description: 'Every disk of the restore job is in place under its final name.', categories: ['restore'], latest: RestoreCompletedV1 }),
+  RestoreFailed: define('RestoreFailed', { description: 'The restore job ended without its target; nothing is left under the target name.', categories: ['restore'], latest: RestoreFailedV1 }),
   DiskRestored: define('DiskRestored', { description: 'A disk of a restore point was restored to a target.', categories: ['restore'], latest: DiskRestoredV1 }),
   RepositoryInitialized: define('RepositoryInitialized', { description: 'A repository was created with its first key (recorded in its key journal, then in the log).', categories: ['repository'], latest: RepositoryInitializedV1 }),
   RepositoryKeyRotated: define('RepositoryKeyRotated', { description: 'A repository\'s master keys were re-wrapped under new credentials; the old ones no longer open it.', categories: ['repository'], latest: RepositoryKeyRotatedV1 }),

@@ -18,6 +18,13 @@ export interface RestoreOptions {
   readonly format?: 'raw' | 'qcow2';
   /** Replace an existing target file (default: refuse). */
   readonly overwrite?: boolean;
+  /**
+   * The temporary file to write (default a random name beside the target). A restore job
+   * names it after itself, so a redelivery after a crash replaces what the dead attempt left.
+   */
+  readonly partialPath?: string;
+  /** Called as chunks land: bytes of the disk done (holes count as done) out of its size. */
+  readonly onProgress?: (bytesDone: number, bytesTotal: number) => void;
 }
 
 export interface RestoreResult {
@@ -39,7 +46,8 @@ export async function restoreDisk(
     const exists = await stat(targetPath).then(() => true, () => false);
     if (exists) throw new RepositoryError(`restore target ${targetPath} exists (pass overwrite to replace it)`);
   }
-  const rawPath = `${targetPath}.cairn-partial-${randomId(4)}`;
+  const rawPath = options.partialPath ?? `${targetPath}.cairn-partial-${randomId(4)}`;
+  if (options.partialPath) await rm(rawPath, { force: true }); // a dead attempt's leftover
   const cs = disk.chunkSize;
   const nChunks = Math.ceil(disk.sizeBytes / cs);
   const E = core.pageEntries;
@@ -64,6 +72,11 @@ export async function restoreDisk(
       unsynced = 0;
       syncing = fh.datasync().catch((e: unknown) => { fatal ??= e; }).finally(() => { syncing = undefined; });
     };
+    let done = 0;
+    const progressed = (bytes: number) => {
+      done += bytes;
+      options.onProgress?.(done, disk.sizeBytes);
+    };
     for (let p = 0; p * E < nChunks && fatal === undefined; p++) {
       let entries: Uint8Array;
       try {
@@ -75,7 +88,7 @@ export async function restoreDisk(
       const count = entries.length / ENTRY_BYTES;
       for (let i = 0; i < count && fatal === undefined; i++) {
         const e = entries.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
-        if (e.every((b) => b === 0)) { chunksZero++; continue; }
+        if (e.every((b) => b === 0)) { chunksZero++; progressed(Math.min(cs, disk.sizeBytes - (p * E + i) * cs)); continue; }
         const id = Buffer.from(e).toString('hex');
         const offset = (p * E + i) * cs;
         await slots.acquire();
@@ -85,6 +98,7 @@ export async function restoreDisk(
             const bytes = await core.readChunkTo(id, fh.fd, offset);
             chunksRead++;
             wrote(bytes);
+            progressed(bytes);
           } catch (err) {
             if (err instanceof ObjectReadError) failures.push(err);
             else fatal ??= err;
@@ -109,7 +123,7 @@ export async function restoreDisk(
   await fh.close();
   try {
     if (format === 'qcow2') {
-      const qPath = `${targetPath}.cairn-partial-${randomId(4)}.qcow2`;
+      const qPath = `${options.partialPath ?? `${targetPath}.cairn-partial-${randomId(4)}`}.qcow2`;
       try {
         await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawPath, qPath]);
         await chmod(qPath, 0o600);

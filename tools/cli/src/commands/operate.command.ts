@@ -11,6 +11,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { parseDuration } from './repo.command.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
+import { isRestoreJob, startRestore, watchRestore } from './restore-job.ts';
 
 type Opts = Record<string, unknown>;
 
@@ -290,7 +291,11 @@ export function registerOperateCommands(program: Command): void {
   job.command('show <job>').action(act(async (s, jobId: string) => reportJob(s, await s.catalogue.query('job.get', { jobId }))));
   job.command('watch <job>')
     .option('--timeout <seconds>', 'give up after this long', '86400')
-    .action(act(async (s, jobId: string, o: Opts) => reportJob(s, await watchJob(s, jobId, Number(o['timeout']) * 1000))));
+    .action(act(async (s, jobId: string, o: Opts) => {
+      // A restore job (stream restore-<id>) or a backup job (the catalogue's view).
+      if (await isRestoreJob(s, jobId)) return watchRestore(s, jobId, Number(o['timeout']) * 1000);
+      reportJob(s, await watchJob(s, jobId, Number(o['timeout']) * 1000));
+    }));
   job.command('cancel <job>').option('--reason <text>').action(act(async (s, jobId: string, o: Opts) => {
     accepted(await s.bus.send('scheduler', 'CancelJob', { jobId, ...(o['reason'] ? { reason: String(o['reason']) } : {}) }), 'job not cancelled');
     output(s, { jobId, cancelled: true }, () => `job ${jobId} cancelled`);
@@ -332,12 +337,14 @@ export function registerOperateCommands(program: Command): void {
     }));
 
   program.command('restore <restorePoint>')
-    .description('restore a disk of a restore point to a file, or serve it over NBD (--nbd)')
+    .description('restore a disk of a restore point to a file (a restore job: `cairn job watch <id>`), or serve it over NBD (--nbd)')
     .option('--to <file>', 'target file (raw unless --format qcow2)')
     .option('--nbd <export>', 'serve it read-write over NBD under this export name (writes go to an overlay)')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
     .option('--force', 'replace the target if it exists')
+    .option('--wait', 'wait for the restore job to end, showing progress (the default for --to)')
+    .option('--no-wait', 'with --to: print the restore job id and return at once')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, restorePointId: string, o: Opts) => {
       if (Boolean(o['to']) === Boolean(o['nbd'])) throw new CliError('give exactly one of --to <file> or --nbd <export>', EXIT.usage);
@@ -358,7 +365,11 @@ export function registerOperateCommands(program: Command): void {
         if (point.disks.length !== 1) throw new CliError(`restore point has ${point.disks.length} disks (${point.disks.map((d) => d.name).join(', ')}); choose one with --disk`, EXIT.usage);
         disk = point.disks[0]!.name;
       }
-      const target = to ? { kind: 'file' as const, path: to } : { kind: 'nbd-export' as const, exportName: String(o['nbd']) };
+      if (to) {
+        await startRestore(s, restorePointId, { kind: 'file', disk, path: to, format, overwrite: Boolean(o['force']) }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000 });
+        return;
+      }
+      const target = { kind: 'nbd-export' as const, exportName: String(o['nbd']) };
       const result = accepted(await s.bus.send('data-mover', 'RestoreDisk', {
         restorePointId, disk, target, format, ...(o['force'] ? { overwrite: true } : {}),
       }, { timeoutMs: Number(o['timeout']) * 1000 }), 'restore failed');

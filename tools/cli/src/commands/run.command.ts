@@ -18,6 +18,7 @@ interface RunOptions {
   replicas?: string;
   securityDir?: string;
   peers?: string;
+  downloadLimit?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -27,6 +28,7 @@ export function registerRunCommand(program: Command): void {
     .option('--replicas <dir>', 'replication: where copies of other sites\' repositories are kept (default <data>/replicas)')
     .option('--qmp <sockets...>', 'snapshot coordinator: QMP sockets of QEMU instances')
     .option('--lease-ms <ms>', 'scheduler leadership lease / coordinator view lease')
+    .option('--download-limit <bytesPerSec>', 'data mover: most bytes per second read from the repository (restores; default unlimited)')
     .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
@@ -38,7 +40,7 @@ export function registerRunCommand(program: Command): void {
       // The services' code is loaded only here, so every other command starts without it.
       const [
         { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
-        { DirectoryBackend, openRepository }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
+        { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
         { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance },
       ] = await Promise.all([
         import('@cairn/nats-security'), import('@nats-io/transport-node'), import('pino'), import('@cairn/eventlog'), import('@cairn/messaging'),
@@ -76,7 +78,10 @@ export function registerRunCommand(program: Command): void {
           if (!o.repo) throw new CliError('--repo <dir> is required for the data mover', EXIT.usage);
           const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
           if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
-          const repository = await openRepository(new DirectoryBackend(resolve(o.repo)), { passphrase });
+          const limit = o.downloadLimit ? Number(o.downloadLimit) : undefined;
+          if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new CliError(`--download-limit must be a positive number of bytes per second, not ${o.downloadLimit}`, EXIT.usage);
+          const backend = new DirectoryBackend(resolve(o.repo));
+          const repository = await openRepository(limit ? withBandwidthLimit(backend, { downloadBytesPerSec: limit }) : backend, { passphrase });
           const m = await startDataMover({
             nc, log, site, logger, repositories: new Map([['default', repository]]),
             ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),

@@ -1,0 +1,148 @@
+// Restore as a job (stream `restore-<restoreId>`): a request is recorded through the restore
+// decider and put on the work queue `restores`; whichever data mover takes it decides the plan
+// once (source, target checks), writes every disk under a temporary name that carries the job
+// id and renames it at the end, records each disk and the outcome. A mover that dies stops
+// extending its in-progress ack; JetStream redelivers the work, and the next mover follows the
+// recorded plan, replaces the dead attempt's temporary file and skips disks already written.
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import type { Actor, RequestRestoreV1, RestoreFailureCode, RestoreWork, TraceContext } from '@cairn/contracts';
+import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
+import { isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
+import type { KnownEvent } from '@cairn/contracts';
+import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
+
+export interface RestoreJobsConfig {
+  readonly site: string;
+  /** The data mover's own identity: it writes the job's progress and outcome. */
+  readonly actor: Actor;
+  /** Puts the work on the queue (idempotent: JetStream drops a second message with the same id). */
+  readonly enqueue: (work: RestoreWork) => Promise<void>;
+  /** Live progress, not logged (`cairn.<site>.progress.<restoreId>`). */
+  readonly publishProgress: (restoreId: string, p: { disk: string; bytesDone: number; bytesPlanned: number; worker: string; at: string }) => void;
+  /** Steps of a disk between two RestoreProgressed events in the log (default 4: every 25 %). */
+  readonly loggedSteps?: number;
+}
+
+/** A failure every delivery would meet again: the job fails with this code at once. */
+export class RestoreJobRefused extends Error {
+  constructor(readonly code: RestoreFailureCode, message: string) {
+    super(message);
+  }
+}
+
+const refusalCode = (c: RestoreRefused['code']): RestoreFailureCode => (c === 'invalid_command' ? 'invalid' : c);
+
+export class RestoreJobs {
+  constructor(
+    private readonly config: RestoreJobsConfig,
+    private readonly log: EventLog,
+    private readonly mover: DataMover,
+    private readonly logger: MoverLogger,
+  ) {}
+
+  private async decide(restoreId: string, command: RestoreCommand, actor: Actor, causationId: string | null, trace?: TraceContext) {
+    return handleCommand(this.log, `restore-${restoreId}`, restoreDecider, command, {
+      meta: { site: this.config.site, actor, correlationId: restoreId, causationId, ...(trace ? { trace } : {}) },
+    });
+  }
+
+  /** Records the request (the requester as actor) and queues the work; a retry changes nothing. */
+  async request(cmd: RequestRestoreV1, actor: Actor, ownTarget: boolean, commandId: string, trace?: TraceContext): Promise<{ restoreId: string }> {
+    const restoreId = cmd.restoreId ?? randomUUID();
+    const data = { restoreId, restorePointId: cmd.restorePointId, repository: cmd.repository ?? 'default', target: cmd.target, ownTarget };
+    try {
+      await this.decide(restoreId, { kind: 'request', data }, actor, commandId, trace);
+    } catch (e) {
+      if (e instanceof RestoreCommandRejected) throw new RestoreRefused('conflict', e.message);
+      throw e;
+    }
+    await this.config.enqueue(data);
+    this.logger.info({ restoreId, restorePointId: cmd.restorePointId, target: cmd.target }, 'restore requested');
+    return { restoreId };
+  }
+
+  private async state(restoreId: string): Promise<RestoreState> {
+    const events: KnownEvent[] = [];
+    for await (const r of this.log.readStream(`restore-${restoreId}`)) events.push(r.event);
+    return fold(restoreDecider, events);
+  }
+
+  /** The plan of a first attempt: where the point is read, where each file goes; refusals fail the job. */
+  private async plan(work: RestoreWork): Promise<RestorePlan> {
+    try {
+      const { repo, source, manifest } = await this.mover.restoreSource(work.restorePointId, work.repository);
+      const t = work.target;
+      const disk = manifest.disks.find((d) => d.name === t.disk);
+      if (!disk) throw new RestoreRefused('not_found', `restore point ${work.restorePointId} has no disk ${t.disk} (has ${manifest.disks.map((d) => d.name).join(', ')})`);
+      const path = await this.mover.checkRestoreTarget(t.path, work.ownTarget);
+      if (!t.overwrite && await stat(path).then(() => true, () => false)) throw new RestoreRefused('conflict', `${path} exists; pass --force to replace it`);
+      return {
+        source, sourceLocation: repo.location,
+        disks: [{ disk: disk.name, path, partialPath: `${path}.cairn-restore-${work.restoreId}`, format: t.format, sizeBytes: disk.sizeBytes }],
+      };
+    } catch (e) {
+      if (e instanceof RestoreRefused) throw new RestoreJobRefused(refusalCode(e.code), e.message);
+      throw e;
+    }
+  }
+
+  /** Runs one delivery of the work; throws to have it redelivered. */
+  async run(work: RestoreWork, heartbeat: () => void): Promise<'completed' | 'skipped'> {
+    const restoreId = work.restoreId;
+    const state = await this.state(restoreId);
+    if (state.status === 'none') throw new RestoreJobRefused('not_found', `restore ${restoreId} was never requested`);
+    if (isRestoreOver(state)) return 'skipped';
+    const actor = this.config.actor;
+    const plan = state.plan ?? await this.plan(work);
+    const started = await this.decide(restoreId, { kind: 'start', worker: this.mover.worker, plan }, actor, state.lastEventId ?? null);
+    const attempt = started.state.attempts;
+    const { repo } = await this.mover.restoreSource(work.restorePointId, work.repository).catch((e: unknown) => {
+      if (e instanceof RestoreRefused) throw new RestoreJobRefused(refusalCode(e.code), e.message);
+      throw e;
+    });
+    const begunAt = Date.now();
+    this.logger.info({ restoreId, restorePointId: work.restorePointId, worker: this.mover.worker, attempt, disks: plan.disks.map((d) => d.disk), skip: [...started.state.written.keys()] }, 'restore started');
+    // The requester is the actor of DiskRestored: who restored what, to where (docs/audit-siem.md).
+    const requester = started.state.requester ?? actor;
+    let cause = started.events.at(-1)?.id ?? null;
+    for (const d of plan.disks) {
+      if (started.state.written.has(d.disk)) continue;
+      const steps = this.config.loggedSteps ?? 4;
+      let logged = 0; let lastBeat = 0; let lastPublish = 0;
+      let logging: Promise<unknown> = Promise.resolve();
+      const result = await repo.restoreDisk(work.restorePointId, d.disk, d.path, {
+        format: d.format, overwrite: true, partialPath: d.partialPath,
+        onProgress: (done, total) => {
+          const now = Date.now();
+          if (now - lastBeat >= 1000) { lastBeat = now; heartbeat(); }
+          if (now - lastPublish >= 250 || done === total) {
+            lastPublish = now;
+            this.config.publishProgress(restoreId, { disk: d.disk, bytesDone: done, bytesPlanned: total, worker: this.mover.worker, at: new Date(now).toISOString() });
+          }
+          const step = total > 0 ? Math.floor((done / total) * steps) : steps;
+          if (step > logged && step < steps) {
+            logged = step;
+            logging = logging.then(() => this.decide(restoreId, { kind: 'progress', disk: d.disk, bytesDone: done, bytesTotal: total }, actor, cause))
+              .catch((e: unknown) => this.logger.warn({ restoreId, err: (e as Error).message }, 'restore progress not recorded'));
+          }
+        },
+      });
+      await logging;
+      const written = await this.decide(restoreId, { kind: 'diskWritten', disk: d.disk, sizeBytes: result.sizeBytes, actorPath: result.path }, requester, cause);
+      cause = written.events.at(-1)?.id ?? cause;
+      heartbeat();
+    }
+    await this.decide(restoreId, { kind: 'complete', durationMs: Date.now() - begunAt }, actor, cause);
+    this.logger.info({ restoreId, attempt, durationMs: Date.now() - begunAt }, 'restore completed');
+    return 'completed';
+  }
+
+  /** Ends the job for good with the reason (nothing is left under the target name). */
+  async fail(restoreId: string, code: RestoreFailureCode, reason: string): Promise<void> {
+    this.logger.warn({ restoreId, code, reason }, 'restore failed');
+    await this.decide(restoreId, { kind: 'fail', code, reason }, this.config.actor, null).catch((e: unknown) => {
+      this.logger.warn({ restoreId, err: (e as Error).message }, 'RestoreFailed not recorded');
+    });
+  }
+}

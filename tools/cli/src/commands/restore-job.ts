@@ -1,0 +1,91 @@
+// Restore jobs from the CLI: start one (RequestRestore) and follow it to its end from its own
+// stream `restore-<id>` and the live progress subject, as `backup --wait` follows a backup.
+import { randomUUID } from 'node:crypto';
+import { progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
+import { createJetStreamEventLog, fold } from '@cairn/eventlog';
+import { isRestoreOver, restoreDecider, type RestoreState } from '@cairn/jobs';
+import { CliError, EXIT } from '../cli-error.ts';
+import { accepted } from '../cli-replies.ts';
+import { bytes, output, type Session } from '../session.ts';
+import { progressLine } from './operate.command.ts';
+
+const FAILURE_EXIT: Record<string, number> = {
+  not_found: EXIT.notFound, conflict: EXIT.conflict, forbidden: EXIT.denied, invalid: EXIT.usage, failed: EXIT.jobFailed,
+};
+
+async function restoreState(s: Session, restoreId: string): Promise<RestoreState> {
+  const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+  const events: KnownEvent[] = [];
+  for await (const r of log.readStream(`restore-${restoreId}`)) events.push(r.event);
+  return fold(restoreDecider, events);
+}
+
+/** True when `id` names a restore job (its stream exists). */
+export async function isRestoreJob(s: Session, id: string): Promise<boolean> {
+  const st = await restoreState(s, id).catch(() => undefined);
+  return st !== undefined && st.status !== 'none';
+}
+
+/** The summary a finished (or running) restore job prints. */
+export function restoreSummary(restoreId: string, st: RestoreState) {
+  const disks = st.plan?.disks.map((d) => ({ disk: d.disk, path: d.path, sizeBytes: d.sizeBytes, written: st.written.has(d.disk) })) ?? [];
+  return {
+    restoreId, state: st.status, restorePointId: st.request?.restorePointId, attempts: st.attempts, worker: st.worker,
+    path: disks[0]?.path, sizeBytes: disks.reduce((n, d) => n + d.sizeBytes, 0), durationMs: st.completed?.durationMs ?? 0,
+    disks, ...(st.progress ? { progress: st.progress } : {}), ...(st.failure ? { failure: st.failure } : {}),
+  };
+}
+
+/** Follows a restore job until it ends, drawing a progress line on a terminal; throws when it failed. */
+export async function watchRestore(s: Session, restoreId: string, timeoutMs: number): Promise<void> {
+  const started = Date.now();
+  let lastAt = Date.now(); let lastDone = 0; let rate = 0; let printed = -1;
+  const sub = s.nc.subscribe(progressSubject(s.site, restoreId));
+  const tty = process.stderr.isTTY && !s.json;
+  void (async () => {
+    for await (const m of sub) {
+      const p = m.json<{ bytesDone: number; bytesPlanned: number; disk: string }>();
+      const now = Date.now();
+      if (now - lastAt >= 500) { rate = ((p.bytesDone - lastDone) * 1000) / (now - lastAt); lastAt = now; lastDone = p.bytesDone; }
+      if (tty) process.stderr.write(`\r  ${progressLine(p.disk, p.bytesDone, p.bytesPlanned, rate)}        `);
+      else if (!s.json) {
+        // Not a terminal (a log, a pipe): one line per tenth done.
+        const tenth = p.bytesPlanned > 0 ? Math.floor((p.bytesDone / p.bytesPlanned) * 10) : 10;
+        if (tenth > printed) { printed = tenth; process.stderr.write(`  ${progressLine(p.disk, p.bytesDone, p.bytesPlanned, rate)}\n`); }
+      }
+    }
+  })();
+  try {
+    for (;;) {
+      const st = await restoreState(s, restoreId);
+      if (isRestoreOver(st)) {
+        if (tty) process.stderr.write('\n');
+        const summary = restoreSummary(restoreId, st);
+        if (st.status === 'failed') {
+          if (s.json) output(s, summary, () => '');
+          throw new CliError(`restore ${restoreId} failed: ${st.failure?.reason ?? 'unknown reason'}`, FAILURE_EXIT[st.failure?.code ?? 'failed'] ?? EXIT.jobFailed);
+        }
+        output(s, summary, () => summary.disks.map((d) =>
+          `restored ${d.disk} of ${summary.restorePointId} to ${d.path} (${bytes(d.sizeBytes)} in ${(summary.durationMs / 1000).toFixed(1)} s${st.attempts > 1 ? `, ${st.attempts} attempts` : ''})`).join('\n'));
+        return;
+      }
+      if (Date.now() - started > timeoutMs) {
+        throw new CliError(`restore ${restoreId} still ${st.status} after ${timeoutMs / 1000} s`, EXIT.failure, `follow it with \`cairn job watch ${restoreId}\``);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  } finally {
+    sub.unsubscribe();
+  }
+}
+
+/** Starts a restore job; with `wait`, follows it to its end. */
+export async function startRestore(s: Session, restorePointId: string, target: RestoreRequestTarget, o: { wait: boolean; timeoutMs: number }): Promise<void> {
+  const restoreId = randomUUID();
+  accepted(await s.bus.send('data-mover', 'RequestRestore', { restoreId, restorePointId, target }, { idempotencyKey: restoreId }), 'restore not started');
+  if (!o.wait) {
+    output(s, { restoreId }, () => `restore ${restoreId} requested; follow it with \`cairn job watch ${restoreId}\``);
+    return;
+  }
+  await watchRestore(s, restoreId, o.timeoutMs);
+}
