@@ -2,8 +2,10 @@
 // mover that took the restore is SIGKILLed in the middle of it; JetStream redelivers the work
 // to the other, which follows the recorded plan and completes. The restored file is byte-identical
 // to the disk, nothing ever appears under the target name before the job completes, no
-// temporary file is left, and `cairn job watch` follows the job to its end with progress.
-import { createHash, randomBytes } from 'node:crypto';
+// temporary file is left, and `cairn job watch` follows the job to its end with progress; the
+// API shows the job and refuses a second restore onto the same file with its reason.
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { progressSubject, type KnownEvent } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { startStack } from '@cairn/cli';
-import { cli, runService, type ServiceProcess } from './e2e-helpers.ts';
+import { CAIRN, cli, gatewayCall, ROOT, runService, type ServiceProcess } from './e2e-helpers.ts';
 
 const MiB = 1024 * 1024;
 const RANDOM_BYTES = 96 * MiB;
@@ -28,7 +30,7 @@ async function sha256(file: string): Promise<string> {
 describe('restore job (real NATS, two movers as processes)', () => {
   const h = useHarness();
 
-  it('a mover SIGKILLed mid-restore: redelivered, completed byte-identical, nothing under the target name before the end', async () => {
+  it('a mover SIGKILLed mid-restore: redelivered, completed byte-identical, no half-written file under the target name', async () => {
     const dataDir = await h.tmpDir('cairn-e2e-restore-job-');
     const stack = await startStack({ dataDir, without: ['data-mover'] });
     h.onClose(() => stack.stop());
@@ -59,26 +61,33 @@ describe('restore job (real NATS, two movers as processes)', () => {
 
     const outDir = join(dataDir, 'restores');
     const target = join(outDir, 'disk0.raw');
-    const r = await cli(['--data', dataDir, '--json', 'restore', restorePointId, '--disk', 'disk0', '--to', target, '--no-wait']);
+    const restoreId = randomUUID();
+    // `cairn job watch` follows the job from before it exists (progress lines go to stderr when not a terminal).
+    const watch = spawn(process.execPath, [CAIRN, '--data', dataDir, 'job', 'watch', restoreId], { cwd: ROOT, env: { ...process.env, CAIRN_LOG_LEVEL: 'warn' } });
+    h.onClose(() => { if (watch.exitCode === null) watch.kill('SIGKILL'); });
+    let watchOut = ''; let watchErr = '';
+    watch.stdout.setEncoding('utf8').on('data', (d: string) => { watchOut += d; });
+    watch.stderr.setEncoding('utf8').on('data', (d: string) => { watchErr += d; });
+    const watchExit = new Promise<number>((res) => watch.once('close', (code) => res(code ?? -1)));
+
+    await waitFor(() => /waiting for job/.test(watchErr) || undefined, { timeoutMs: 90_000, intervalMs: 50, what: '`cairn job watch` to start' });
+    const r = await cli(['--data', dataDir, '--json', 'restore', restorePointId, '--disk', 'disk0', '--to', target, '--no-wait', '--id', restoreId]);
     expect(r.code, r.stderr).toBe(0);
-    const { restoreId } = JSON.parse(r.stdout) as { restoreId: string };
+    expect(JSON.parse(r.stdout)).toEqual({ restoreId });
     const ofJob = () => events.filter((e) => e.streamId === `restore-${restoreId}`);
 
-    // Watch the target name the whole time: it must not exist before RestoreCompleted.
-    const seenEarly: string[] = [];
+    // Watch the target name the whole time: the first file that appears under it must already be
+    // the whole disk (renamed into place at the end), and stay the same file to the end.
+    let first: { ino: number; sha: string; beforeEnd: boolean } | undefined;
     let watching = true;
     const watcher = (async () => {
-      while (watching) {
-        const done = ofJob().some((e) => e.type === 'RestoreCompleted' || e.type === 'RestoreFailed');
-        const exists = await stat(target).then(() => true, () => false);
-        if (exists && !done && !ofJob().some((e) => e.type === 'RestoreCompleted')) seenEarly.push(new Date().toISOString());
-        if (done) return;
-        await new Promise((res) => setTimeout(res, 20));
+      while (watching && !first) {
+        const ended = ofJob().some((e) => e.type === 'RestoreCompleted' || e.type === 'RestoreFailed');
+        const st = await stat(target).catch(() => undefined);
+        if (st) first = { ino: st.ino, sha: await sha256(target), beforeEnd: !ended };
+        else await new Promise((res) => setTimeout(res, 20));
       }
     })();
-    // `cairn job watch` follows it from the start (its progress lines go to stderr when not a terminal).
-    const watch = cli(['--data', dataDir, 'job', 'watch', restoreId], {}, 300_000);
-
     const progress: Array<{ worker: string; bytesDone: number; bytesPlanned: number }> = [];
     const progressSub = stack.nc.subscribe(progressSubject(stack.site, restoreId));
     h.onClose(() => progressSub.unsubscribe());
@@ -89,6 +98,7 @@ describe('restore job (real NATS, two movers as processes)', () => {
     const victim = movers.find((m) => worker.startsWith(`data-mover@${m.pid}-`));
     expect(victim, `no mover has the pid of ${worker}`).toBeDefined();
     await waitFor(() => progress.some((p) => p.worker === worker && p.bytesDone > 0 && p.bytesDone < p.bytesPlanned), { timeoutMs: 60_000, intervalMs: 10, what: `progress from ${worker}` });
+    await waitFor(() => /following restore/.test(watchErr) || undefined, { timeoutMs: 60_000, intervalMs: 50, what: '`cairn job watch` to follow the job' });
     victim!.kill('SIGKILL');
     await victim!.exited;
     expect(ofJob().map((e) => e.type), 'the restore ended before its mover died').not.toContain('DiskRestored');
@@ -98,7 +108,9 @@ describe('restore job (real NATS, two movers as processes)', () => {
     watching = false;
     await watcher;
     expect(end.type, JSON.stringify(end.data)).toBe('RestoreCompleted');
-    expect(seenEarly, 'the target name existed before the job completed').toEqual([]);
+    expect(first, 'the target never appeared').toBeDefined();
+    expect(first!.sha, 'a half-written file appeared under the target name').toBe(await sha256(reference));
+    expect((await stat(target)).ino, 'the file under the target name was replaced').toBe(first!.ino);
 
     const starts = ofJob().filter((e) => e.type === 'RestoreStarted').map((e) => e.data as { worker: string; attempt: number; disks: Array<{ path: string; partialPath: string }> });
     expect(starts.length).toBeGreaterThanOrEqual(2);
@@ -118,9 +130,23 @@ describe('restore job (real NATS, two movers as processes)', () => {
     expect(st.blocks * 512).toBeLessThan(DISK_BYTES);
     expect(await readdir(outDir)).toEqual(['disk0.raw']);
 
-    const w = await watch;
-    expect(w.code, w.stderr).toBe(0);
-    expect(w.stdout).toContain(`restored disk0 of ${restorePointId} to ${target}`);
-    expect(w.stderr).toMatch(/disk0 \[[#-]{20}\]/);
+    expect(await watchExit, watchErr).toBe(0);
+    expect(watchOut).toContain(`restored disk0 of ${restorePointId} to ${target}`);
+    expect(watchErr).toMatch(/disk0 \[[#-]{20}\]/);
+
+    // The API shows the job, and a refused one: its reason, and the existing file untouched.
+    const api = (method: 'GET' | 'POST', path: string, body?: unknown) => gatewayCall(stack.gatewayUrl, stack.gatewayToken, method, path, body);
+    const view = await api('GET', `/v1/restore-jobs/${restoreId}`);
+    expect(view.status).toBe(200);
+    expect(view.body).toMatchObject({ restoreId, state: 'completed', restorePointId, path: target, sizeBytes: DISK_BYTES, attempts: starts.length, source: 'local' });
+    const posted = await api('POST', '/v1/restore-jobs', { restorePointId, target: { kind: 'file', disk: 'disk0', path: target, format: 'raw', overwrite: false } });
+    expect(posted.status, JSON.stringify(posted.body)).toBe(202);
+    const refused = await waitFor(async () => {
+      const r = await api('GET', posted.body['href'] as string);
+      return r.body['state'] === 'failed' ? r.body : undefined;
+    }, { timeoutMs: 60_000, what: 'the second restore to be refused' });
+    expect(refused['failure']).toMatchObject({ code: 'conflict', reason: expect.stringMatching(/exists/) });
+    expect(await sha256(target)).toBe(await sha256(reference));
+    expect((await api('GET', '/v1/restore-jobs/no-such-job')).status).toBe(404);
   }, 400_000);
 });

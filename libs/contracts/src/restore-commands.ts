@@ -27,3 +27,24 @@ export const RestoreWork = Type.Object({
   ownTarget: Type.Boolean(),
 }, { $id: 'RestoreWork', additionalProperties: false });
 export type RestoreWork = Static<typeof RestoreWork>;
+
+/** A restore job as the API and `cairn job watch --json` show it (folded from its stream). */
+export const RestoreJobView = Type.Object({
+  restoreId: Id,
+  state: Type.Union([Type.Literal('requested'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')]),
+  restorePointId: Id,
+  requestedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  endedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  attempts: Type.Integer({ minimum: 0 }),
+  worker: Type.Optional(Type.String()),
+  source: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('replica')])),
+  /** The first disk's path (a one-disk restore's file). */
+  path: Type.Optional(Type.String()),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+  durationMs: Type.Integer({ minimum: 0 }),
+  disks: Type.Array(Type.Object({ disk: Name, path: Type.String(), sizeBytes: Type.Integer({ minimum: 0 }), written: Type.Boolean() }, { additionalProperties: false })),
+  /** The last coarse progress recorded in the log (live progress: the progress subject). */
+  progress: Type.Optional(Type.Object({ disk: Name, bytesDone: Type.Integer({ minimum: 0 }), bytesTotal: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
+  failure: Type.Optional(Type.Object({ code: Type.String(), reason: Type.String() }, { additionalProperties: false })),
+}, { $id: 'RestoreJobView', additionalProperties: false });
+export type RestoreJobView = Static<typeof RestoreJobView>;

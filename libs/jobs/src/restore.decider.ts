@@ -2,7 +2,7 @@
 // by a data mover with the plan it decided once (source, files), progress, each disk written,
 // then completed or failed. A redelivery after a mover died starts it again with the same plan
 // and skips the disks already written. Pure: no I/O, no clock.
-import type { Actor, EventDataMap, KnownEvent, RestoreFailureCode, RestorePlannedDisk } from '@cairn/contracts';
+import type { Actor, EventDataMap, KnownEvent, RestoreFailureCode, RestoreJobView, RestorePlannedDisk } from '@cairn/contracts';
 import type { Decider, Draft } from './decider.ts';
 
 type Data<K extends keyof EventDataMap> = EventDataMap[K];
@@ -133,3 +133,16 @@ export const restoreDecider: Decider<RestoreCommand, KnownEvent, RestoreState> =
   evolve: evolveRestore,
   initialState: initialRestoreState,
 };
+
+/** The job as the API and the CLI show it; undefined when it was never requested. */
+export function restoreJobView(state: RestoreState): RestoreJobView | undefined {
+  if (state.status === 'none' || !state.request) return undefined;
+  const disks = state.plan?.disks.map((d) => ({ disk: d.disk, path: d.path, sizeBytes: state.written.get(d.disk) ?? d.sizeBytes, written: state.written.has(d.disk) })) ?? [];
+  return {
+    restoreId: state.request.restoreId, state: state.status, restorePointId: state.request.restorePointId,
+    ...(state.requestedAt ? { requestedAt: state.requestedAt } : {}), ...(state.endedAt ? { endedAt: state.endedAt } : {}),
+    attempts: state.attempts, ...(state.worker ? { worker: state.worker } : {}), ...(state.plan ? { source: state.plan.source } : {}),
+    ...(disks[0] ? { path: disks[0].path } : {}), sizeBytes: disks.reduce((n, d) => n + d.sizeBytes, 0), durationMs: state.completed?.durationMs ?? 0,
+    disks, ...(state.progress ? { progress: { ...state.progress } } : {}), ...(state.failure ? { failure: { ...state.failure } } : {}),
+  };
+}

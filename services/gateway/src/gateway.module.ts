@@ -11,7 +11,9 @@ import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
+import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
+import { RestoreJobsController, type RestoreJobReader } from './restore-jobs.controller.ts';
+import { restoreJobReader } from './restore-job.reader.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
 import { AuthGuard, Authenticator } from './auth.guard.ts';
@@ -54,6 +56,8 @@ export interface GatewayDeps {
   readonly connection?: () => NatsConnectionState;
   /** The nats-server its host process supervises (`cairn up`), for /health. */
   readonly natsServer?: () => SupervisedNatsServer;
+  /** Restore jobs read from the log (GET /v1/restore-jobs/:id answers 503 without it). */
+  readonly restoreJobs?: RestoreJobReader;
 }
 
 export type NatsConnectionState = 'connected' | 'disconnected' | 'closed';
@@ -159,7 +163,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, EventsController, AuditChainController],
+      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, EventsController, AuditChainController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -170,6 +174,7 @@ export class GatewayModule {
         { provide: GATEWAY_AUTH, useValue: deps.auth },
         { provide: GATEWAY_EVENTS, useValue: deps.events },
         { provide: GATEWAY_AUDIT_CHAIN, useValue: deps.auditChain },
+        ...(deps.restoreJobs ? [{ provide: GATEWAY_RESTORE_JOBS, useValue: deps.restoreJobs }] : []),
         GatewayService,
         MetricsService,
         EventFeed,
@@ -255,7 +260,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');
     const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined, { limit: config.authFailureLimit });
     const app = await createGatewayApp({
-      config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site),
+      config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site), restoreJobs: restoreJobReader(log),
       ...(options.auditChain ? { auditChain: options.auditChain } : {}),
       connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
     });

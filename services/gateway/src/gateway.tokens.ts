@@ -8,3 +8,4 @@ export const GATEWAY_WORK_QUEUE = Symbol.for('cairn.gateway.work-queue');
 export const GATEWAY_AUTH = Symbol.for('cairn.gateway.auth');
 export const GATEWAY_EVENTS = Symbol.for('cairn.gateway.events');
 export const GATEWAY_AUDIT_CHAIN = Symbol.for('cairn.gateway.audit-chain');
+export const GATEWAY_RESTORE_JOBS = Symbol.for('cairn.gateway.restore-jobs');

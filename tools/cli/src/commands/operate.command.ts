@@ -292,9 +292,18 @@ export function registerOperateCommands(program: Command): void {
   job.command('watch <job>')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, jobId: string, o: Opts) => {
-      // A restore job (stream restore-<id>) or a backup job (the catalogue's view).
-      if (await isRestoreJob(s, jobId)) return watchRestore(s, jobId, Number(o['timeout']) * 1000);
-      reportJob(s, await watchJob(s, jobId, Number(o['timeout']) * 1000));
+      // A restore job (stream restore-<id>) or a backup job (the catalogue's view); a job just
+      // requested may not be known yet, so wait for either.
+      const timeoutMs = Number(o['timeout']) * 1000;
+      const since = Date.now();
+      for (let said = false; ; said = true) {
+        if (await isRestoreJob(s, jobId)) return watchRestore(s, jobId, timeoutMs - (Date.now() - since));
+        if (await s.catalogue.query('job.get', { jobId }).then(() => true, () => false)) break;
+        if (Date.now() - since > timeoutMs) throw new CliError(`no job ${jobId}`, EXIT.notFound);
+        if (!said && !s.json) process.stderr.write(`waiting for job ${jobId} to appear\n`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      reportJob(s, await watchJob(s, jobId, timeoutMs - (Date.now() - since)));
     }));
   job.command('cancel <job>').option('--reason <text>').action(act(async (s, jobId: string, o: Opts) => {
     accepted(await s.bus.send('scheduler', 'CancelJob', { jobId, ...(o['reason'] ? { reason: String(o['reason']) } : {}) }), 'job not cancelled');
@@ -345,6 +354,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--force', 'replace the target if it exists')
     .option('--wait', 'wait for the restore job to end, showing progress (the default for --to)')
     .option('--no-wait', 'with --to: print the restore job id and return at once')
+    .option('--id <restoreId>', 'with --to: the restore job\'s id (the same id again is the same job: safe to retry)')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, restorePointId: string, o: Opts) => {
       if (Boolean(o['to']) === Boolean(o['nbd'])) throw new CliError('give exactly one of --to <file> or --nbd <export>', EXIT.usage);
@@ -366,7 +376,7 @@ export function registerOperateCommands(program: Command): void {
         disk = point.disks[0]!.name;
       }
       if (to) {
-        await startRestore(s, restorePointId, { kind: 'file', disk, path: to, format, overwrite: Boolean(o['force']) }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000 });
+        await startRestore(s, restorePointId, { kind: 'file', disk, path: to, format, overwrite: Boolean(o['force']) }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
         return;
       }
       const target = { kind: 'nbd-export' as const, exportName: String(o['nbd']) };

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
 import { createJetStreamEventLog, fold } from '@cairn/eventlog';
-import { isRestoreOver, restoreDecider, type RestoreState } from '@cairn/jobs';
+import { isRestoreOver, restoreDecider, restoreJobView, type RestoreState } from '@cairn/jobs';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
 import { bytes, output, type Session } from '../session.ts';
@@ -26,16 +26,6 @@ export async function isRestoreJob(s: Session, id: string): Promise<boolean> {
   return st !== undefined && st.status !== 'none';
 }
 
-/** The summary a finished (or running) restore job prints. */
-export function restoreSummary(restoreId: string, st: RestoreState) {
-  const disks = st.plan?.disks.map((d) => ({ disk: d.disk, path: d.path, sizeBytes: d.sizeBytes, written: st.written.has(d.disk) })) ?? [];
-  return {
-    restoreId, state: st.status, restorePointId: st.request?.restorePointId, attempts: st.attempts, worker: st.worker,
-    path: disks[0]?.path, sizeBytes: disks.reduce((n, d) => n + d.sizeBytes, 0), durationMs: st.completed?.durationMs ?? 0,
-    disks, ...(st.progress ? { progress: st.progress } : {}), ...(st.failure ? { failure: st.failure } : {}),
-  };
-}
-
 /** Follows a restore job until it ends, drawing a progress line on a terminal; throws when it failed. */
 export async function watchRestore(s: Session, restoreId: string, timeoutMs: number): Promise<void> {
   const started = Date.now();
@@ -56,11 +46,16 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
     }
   })();
   try {
+    await s.nc.flush(); // subscribed before saying so
+    if (!s.json) {
+      const st = await restoreState(s, restoreId);
+      process.stderr.write(`following restore ${restoreId}: ${st.status}${st.worker ? ` on ${st.worker}, attempt ${st.attempts}` : ''}\n`);
+    }
     for (;;) {
       const st = await restoreState(s, restoreId);
       if (isRestoreOver(st)) {
         if (tty) process.stderr.write('\n');
-        const summary = restoreSummary(restoreId, st);
+        const summary = restoreJobView(st)!;
         if (st.status === 'failed') {
           if (s.json) output(s, summary, () => '');
           throw new CliError(`restore ${restoreId} failed: ${st.failure?.reason ?? 'unknown reason'}`, FAILURE_EXIT[st.failure?.code ?? 'failed'] ?? EXIT.jobFailed);
@@ -80,8 +75,8 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
 }
 
 /** Starts a restore job; with `wait`, follows it to its end. */
-export async function startRestore(s: Session, restorePointId: string, target: RestoreRequestTarget, o: { wait: boolean; timeoutMs: number }): Promise<void> {
-  const restoreId = randomUUID();
+export async function startRestore(s: Session, restorePointId: string, target: RestoreRequestTarget, o: { wait: boolean; timeoutMs: number; restoreId?: string }): Promise<void> {
+  const restoreId = o.restoreId ?? randomUUID();
   accepted(await s.bus.send('data-mover', 'RequestRestore', { restoreId, restorePointId, target }, { idempotencyKey: restoreId }), 'restore not started');
   if (!o.wait) {
     output(s, { restoreId }, () => `restore ${restoreId} requested; follow it with \`cairn job watch ${restoreId}\``);
