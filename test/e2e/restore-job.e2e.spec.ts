@@ -48,7 +48,7 @@ describe('restore job (real NATS, two movers as processes)', () => {
       const m = runService(name, [
         '--nats', stack.natsUrl, '--site', stack.site, '--data', join(dataDir, name),
         'run', 'data-mover', '--repo', join(dataDir, 'repository'), '--ack-wait-ms', '3000', '--download-limit', String(DOWNLOAD_LIMIT),
-      ], { CAIRN_REPO_PASSPHRASE: stack.passphrase });
+      ], { CAIRN_REPO_PASSPHRASE: stack.passphrase, CAIRN_RESTORE_ROOTS: join(dataDir, 'restores') });
       h.onClose(async () => { m.kill(); await m.exited; });
       movers.push(m);
     }
@@ -93,7 +93,8 @@ describe('restore job (real NATS, two movers as processes)', () => {
     h.onClose(() => progressSub.unsubscribe());
     void (async () => { for await (const m of progressSub) progress.push(m.json()); })();
 
-    const started = await waitFor(() => ofJob().find((e) => e.type === 'RestoreStarted'), { timeoutMs: 90_000, intervalMs: 20, what: 'RestoreStarted' });
+    const started = await waitFor(() => ofJob().find((e) => e.type === 'RestoreStarted'), { timeoutMs: 90_000, intervalMs: 20, what: 'RestoreStarted' })
+      .catch((e: Error) => { throw new Error(`${e.message}; job events: ${JSON.stringify(ofJob().map((x) => [x.type, x.data]))}; movers: ${movers.map((m) => m.output().slice(-3000)).join('\n---\n')}`); });
     const worker = (started.data as { worker: string }).worker;
     const victim = movers.find((m) => worker.startsWith(`data-mover@${m.pid}-`));
     expect(victim, `no mover has the pid of ${worker}`).toBeDefined();
