@@ -21,6 +21,16 @@ interface RunOptions {
   downloadLimit?: string;
 }
 
+/**
+ * A CommonJS package imported dynamically: in the esbuild bundle its chunk exports only
+ * `default` (module.exports), so its named exports are read from there.
+ */
+async function commonJs<M extends object>(loading: Promise<M>): Promise<M> {
+  const m = await loading;
+  const inner = (m as { default?: unknown }).default;
+  return inner && typeof inner === 'object' || typeof inner === 'function' ? { ...(inner as object), ...m } as M : m;
+}
+
 export function registerRunCommand(program: Command): void {
   program.command('run <service>')
     .description(`run one service in this process (${SERVICES.join(', ')}) against --nats`)
@@ -43,7 +53,7 @@ export function registerRunCommand(program: Command): void {
         { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
         { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance },
       ] = await Promise.all([
-        import('@cairn/nats-security'), import('@nats-io/transport-node'), import('pino'), import('@cairn/eventlog'), import('@cairn/messaging'),
+        import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/messaging'),
         import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
         import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'),
       ]);
