@@ -56,7 +56,7 @@ describe('libvirt through the product (real libvirtd, QEMU, NATS)', () => {
     expect(added.code, added.stderr).toBe(0);
     expect(added.stdout).toContain(dom.name);
     const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
-    await waitFor(async () => (await catalogue.query('vm.list', {})).items.some((v) => v.name === dom.name && v.hypervisor.host === 'lv'), { what: 'the domain in the catalogue' });
+    await waitFor(async () => (await catalogue.query('vm.list', {})).items.some((v) => v.name === dom.name && v.hypervisor.host === 'lv' && v.hypervisor.kind === 'libvirt'), { what: 'the domain in the catalogue' });
     await dom.waitForSerial(undefined, 240_000);
 
     const imagesNow = async () => {

@@ -91,6 +91,8 @@ export interface ReapReport {
 export interface QuiesceResult { readonly frozen: boolean; readonly reason: string }
 
 export interface HypervisorAdapter {
+  /** What the inventory reports the VMs as running under (default `qemu`). */
+  readonly kind?: 'qemu' | 'libvirt';
   inventory(): Promise<VmInfo[]>;
   openView(request: OpenViewRequest): Promise<View>;
   releaseView(viewId: string, outcome: { success: boolean }): Promise<void>;

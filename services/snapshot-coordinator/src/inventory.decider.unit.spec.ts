@@ -13,6 +13,10 @@ describe('inventory decider', () => {
     ]);
   });
 
+  it('a libvirt domain is discovered as running under libvirt', () => {
+    expect(decideInventory(unknownVm, { ...seen([['vda', 10]]), kind: 'libvirt' })[0]).toMatchObject({ data: { hypervisor: { kind: 'libvirt', host: 'h1' } } });
+  });
+
   it('attached, detached and resized disks; nothing when unchanged', () => {
     const known = fold([
       newEvent('VmDiscovered', { vmId: 'a', name: 'a', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'd0', sizeBytes: 10 }, { name: 'd1', sizeBytes: 5 }] }, meta) as KnownEvent,

@@ -207,7 +207,7 @@ export class SnapshotCoordinator {
         let known = unknownVm;
         let revision = -1n;
         for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
-        const seen: ObservedVm = { vmId, name: vm.name, host: instance, disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
+        const seen: ObservedVm = { vmId, name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
         const changes = decideInventory(known, seen);
         if (changes.length === 0) continue;
         const events = changes.map((c) => newEvent(c.type, c.data as never, { site: this.settings.site, actor: this.settings.actor, streamId }));

@@ -74,6 +74,7 @@ const exportNameOf = (viewId: string, target: string) => `cairn-${viewId}-${targ
 const viewOfName = (name: string) => /(?:^|[-.])(v[a-z0-9]{11})(?:[-.]|$)/.exec(name)?.[1];
 
 export class LibvirtAdapter implements HypervisorAdapter {
+  readonly kind = 'libvirt' as const;
   readonly virsh: Virsh;
   readonly #log: AdapterLogger;
   readonly #stateFile: string;
