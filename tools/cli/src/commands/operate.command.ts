@@ -12,6 +12,7 @@ import { parseDuration } from './repo.command.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
 import { isRestoreJob, startRestore, watchRestore } from './restore-job.ts';
+import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
 
 type Opts = Record<string, unknown>;
 
@@ -321,15 +322,19 @@ export function registerOperateCommands(program: Command): void {
   }));
 
   rp.command('show <restorePoint>')
-    .description('one restore point: its kind, parent, sizes and disks (--json: exact byte counts)')
-    .action(act(async (s, restorePointId: string) => {
+    .description('one restore point: its kind, parent, sizes and disks, full or incremental and why, consistency, the VM configuration it holds (--json: exact byte counts)')
+    .option('--xml', 'print only the libvirt domain XML it holds')
+    .action(act(async (s, restorePointId: string, o: Opts) => {
       const p = await s.catalogue.query('restorePoint.get', { restorePointId });
+      if (o['xml']) { process.stdout.write(domainXmlOf(p)); return; }
+      const snapshot = (await s.catalogue.query('job.get', { jobId: p.jobId }).catch(() => undefined))?.phases.find((ph) => ph.phase === 'snapshot')?.detail;
       output(s, p, () => [
         `restore point ${p.restorePointId} of VM ${p.vmId}: ${p.kind}${p.parentId ? ` on ${p.parentId}` : ''}, created ${p.createdAt} by job ${p.jobId}${p.policyId ? ` (policy ${p.policyId})` : ''}`,
         `  size ${bytes(p.sizeBytes)}, read ${bytes(p.bytesRead)}, stored ${bytes(p.bytesStored)}, saved ${bytes(p.savedBytes)}`,
         ...(p.expiredAt ? [`  expired ${p.expiredAt}: ${p.expiryReason ?? ''}`] : []),
         table(p.disks.map((d) => ({ disk: d.name, size: bytes(d.sizeBytes), read: bytes(d.bytesRead), stored: bytes(d.bytesStored), chunksNew: d.chunksNew, chunksReused: d.chunksReused })),
           ['disk', 'size', 'read', 'stored', 'chunksNew', 'chunksReused']),
+        ...restorePointDetails(p, snapshot),
       ].join('\n'));
     }));
 
