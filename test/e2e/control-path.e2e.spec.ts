@@ -104,5 +104,10 @@ describe('control path of a backup job (real NATS, real QEMU)', () => {
     const released = (j: typeof jobs[0]) => j.events.find((e) => e.type === 'SnapshotReleased')!.position;
     const [first, second] = [...jobs].sort((x, y) => started(x) - started(y));
     expect(started(second!)).toBeGreaterThan(released(first!));
+    // Each is an incremental on the restore point before it, which the scheduler named in the work.
+    const rp = (j: typeof jobs[0]) => catalogue.query('restorePoint.get', { restorePointId: j.restorePointId! });
+    const [rpFirst, rpSecond] = [await rp(first!), await rp(second!)];
+    expect(rpSecond.kind).toBe('incremental');
+    expect(rpSecond.parentId).toBe(rpFirst.restorePointId);
   }, 300_000);
 });

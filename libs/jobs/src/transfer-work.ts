@@ -26,6 +26,15 @@ export const TransferWork = Type.Object({
   consistency: Type.Optional(Consistency),
   /** From SnapshotTaken, kept in the restore point's manifest: the VM's configuration. */
   vmConfig: Type.Optional(VmConfig),
+  /**
+   * The restore point an incremental builds on, as the scheduler knows it: the newest one of
+   * this VM committed to this repository, not expired or deleted, with its disks; null when
+   * there is none. A redelivered transfer (or work without it) looks in the repository instead.
+   */
+  parent: Type.Optional(Type.Union([Type.Object({
+    restorePointId: Type.String({ minLength: 1, maxLength: 200 }),
+    disks: Type.Array(Type.Object({ name: Type.String({ minLength: 1, maxLength: 256 }), sizeBytes: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
+  }, { additionalProperties: false }), Type.Null()])),
 }, { $id: 'TransferWork', additionalProperties: false });
 export type TransferWork = Static<typeof TransferWork>;
 

@@ -142,7 +142,10 @@ export class DataMover {
     this.logger.info({ jobId: work.jobId, vmId: work.vmId, worker: this.worker, disks: work.nbd.exports.map((e) => `${e.disk}:${e.mode}`) }, 'transfer started');
     const startedAt = Date.now();
     const config = work.consistency || work.vmConfig ? { ...(work.consistency ? { consistency: work.consistency } : {}), ...(work.vmConfig ? { hypervisor: work.vmConfig } : {}) } : undefined;
-    const result = await runTransfer({ jobId: work.jobId, vm: { id: work.vmId, name: work.vmName, ...(config ? { config } : {}) }, nbd: work.nbd, mode: work.mode }, {
+    const result = await runTransfer({
+      jobId: work.jobId, vm: { id: work.vmId, name: work.vmName, ...(config ? { config } : {}) }, nbd: work.nbd, mode: work.mode,
+      ...(work.parent !== undefined ? { parent: work.parent } : {}), redelivered,
+    }, {
       repository: repo,
       connections: this.config.connections,
       onProgress: (p) => {

@@ -15,6 +15,12 @@ export interface TransferInput {
   readonly vm: { readonly id: string; readonly name: string; readonly config?: Readonly<Record<string, unknown>> };
   readonly nbd: Endpoint;
   readonly mode: 'auto' | 'full';
+  /**
+   * The parent as the scheduler knows it (null: none). Absent, or on a redelivery (a mover may
+   * have committed this job's restore point and died), the repository is asked instead.
+   */
+  readonly parent?: { readonly restorePointId: string; readonly disks: ReadonlyArray<{ readonly name: string; readonly sizeBytes: number }> } | null;
+  readonly redelivered?: boolean;
 }
 
 export interface TransferProgress {
@@ -60,7 +66,9 @@ async function findParent(repo: TransferOptions['repository'], vmId: string, job
 
 export async function runTransfer(input: TransferInput, options: TransferOptions): Promise<TransferResult> {
   const repo = options.repository;
-  const { already, parent } = await findParent(repo, input.vm.id, input.jobId);
+  const { already, parent } = input.parent !== undefined && !input.redelivered
+    ? { already: undefined, parent: input.parent ? { id: input.parent.restorePointId, disks: input.parent.disks } : undefined }
+    : await findParent(repo, input.vm.id, input.jobId);
   if (already) {
     // A previous delivery committed this job's restore point and died before saying so.
     return {

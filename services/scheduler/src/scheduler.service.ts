@@ -53,7 +53,10 @@ export class Scheduler {
   private readonly revisions = new Map<string, bigint>();
   private readonly vms = new Map<string, VmRecord>();
   private readonly policies = new Map<string, Policy>();
+  /** Restore points gone (expired by retention or deleted after an approval): no parent of an incremental. */
   private readonly expired = new Set<string>();
+  /** Order in which jobs committed their restore points (the newest is an incremental's parent). */
+  private readonly commitOrder = new Map<string, number>();
   /** When each locked restore point's lock ends (RestorePointLocked, extend only). */
   private readonly lockedUntil = new Map<string, number>();
   private readonly inflight = new Map<string, Pending>();
@@ -150,6 +153,7 @@ export class Scheduler {
         this.policies.delete(event.data.policyId);
         return;
       case 'RestorePointExpired':
+      case 'RestorePointDeleted':
         this.expired.add(event.data.restorePointId);
         return;
       case 'RestorePointLocked': {
@@ -163,6 +167,7 @@ export class Scheduler {
           if (event.trace) this.traces.set(id, event.trace);
           this.jobs.set(id, evolveJob(this.jobs.get(id) ?? initialJobState(), event));
           if (event.type === 'JobStarted') this.starting.delete(id);
+          if (event.type === 'RestorePointCommitted') this.commitOrder.set(id, this.commitOrder.size + 1);
         }
     }
   }
@@ -292,6 +297,26 @@ export class Scheduler {
     return false;
   }
 
+  private repositoryOf(job: JobState): string {
+    const policy = job.request?.policyId ? this.policies.get(job.request.policyId) : undefined;
+    return policy?.repository ?? this.config.repositories[0]!;
+  }
+
+  /** The restore point an incremental of this job builds on: the VM's newest one in the job's repository that is still there. */
+  private parentFor(jobId: string, job: JobState): TransferWork['parent'] {
+    const repository = this.repositoryOf(job);
+    let best: { order: number; parent: NonNullable<TransferWork['parent']> } | undefined;
+    for (const [id, j] of this.jobs) {
+      if (id === jobId || !j.committed || j.request?.vmId !== job.request?.vmId) continue;
+      if (this.expired.has(j.committed.restorePointId) || this.repositoryOf(j) !== repository) continue;
+      const order = this.commitOrder.get(id) ?? 0;
+      if (!best || order > best.order) {
+        best = { order, parent: { restorePointId: j.committed.restorePointId, disks: j.committed.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })) } };
+      }
+    }
+    return best?.parent ?? null;
+  }
+
   /** Jobs of a VM waiting for their turn (requested, not started). */
   private waitingOn(vmId: string): string[] {
     return [...this.jobs.entries()].filter(([, j]) => j.status === 'requested' && j.request?.vmId === vmId).map(([id]) => id);
@@ -365,6 +390,7 @@ export class Scheduler {
               jobRevision: Number(queued.revision),
               causationId: queued.events.at(-1)?.id ?? queued.state.lastEventId ?? cause ?? jobId,
               lockRetention: policy?.immutable ? policy.retention : null,
+              parent: this.parentFor(jobId, state),
               jobId,
               vmId: state.request!.vmId,
               vmName: vm?.name ?? state.request!.vmId,

@@ -160,6 +160,10 @@ describe('scheduler process manager', () => {
     expect(w.calls.filter((c) => c.startsWith('snapshot'))).toEqual([`snapshot ${a.jobId}`, `snapshot ${b.jobId}`]);
     expect(w.work.map((x) => x.jobId)).toEqual([a.jobId, b.jobId]);
     expect((await w.jobEvents(b.jobId)).some((e) => e.type === 'JobFailed')).toBe(false);
+    // The work carries the parent the mover builds on (none for the first), and where the job's stream stood.
+    expect(w.work[0]!.parent).toBeNull();
+    expect(w.work[1]!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
+    expect(w.work[1]!.jobRevision).toBe(4); // JobRequested, JobStarted, SnapshotRequested, SnapshotTaken, TransferQueued
     await w.scheduler.stop();
   });
 
