@@ -2,10 +2,10 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { Refusal, newEvent, policyChangeApproval, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
-import { activeTraceContext, fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
+import { Refusal, policyChangeApproval, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
-  applyRetention, dueSlots, evolveJob, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
+  applyRetention, dueSlots, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE,
   type JobCommand, type JobState, type TransferWork,
 } from '@cairn/jobs';
@@ -480,15 +480,11 @@ export class Scheduler {
         this.logger.info({ restorePointId, lockedUntil: new Date(this.lockedUntil.get(restorePointId)!).toISOString() }, 'retention would let it go, but it is locked: kept until its lock ends');
         continue;
       }
-      const streamId = `restorepoint-${restorePointId}`;
-      try {
-        await this.log.append(streamId, [newEvent('RestorePointExpired', { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason }, {
-          site: this.config.site, actor: this.config.actor, streamId, correlationId: jobId, causationId: null, time: this.now(),
-          ...(activeTraceContext() ? { trace: activeTraceContext()! } : {}),
-        })], { expectedRevision: 'no_stream' });
-      } catch (e) {
-        if (!(e instanceof WrongExpectedRevisionError)) throw e;
-      }
+      // Through the restore point's decider, at the revision read (a locked point's stream
+      // exists): not again once expired or deleted, not while a lock recorded there holds.
+      await handleCommand(this.log, `restorepoint-${restorePointId}`, restorePointDecider, {
+        kind: 'expire', data: { restorePointId, vmId: job.request.vmId, policyId: policy.policyId, reason }, now: this.now(),
+      }, { meta: { site: this.config.site, actor: this.config.actor, correlationId: jobId, causationId: null, time: this.now() } });
     }
   }
 }

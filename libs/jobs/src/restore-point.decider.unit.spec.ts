@@ -1,0 +1,28 @@
+import { describe, it } from 'vitest';
+import { newEvent } from '@cairn/contracts';
+import { restorePointDecider } from './restore-point.decider.ts';
+import { deciderSpec } from './testing/index.ts';
+
+const meta = { site: 'a', actor: { kind: 'service' as const, id: 'test' }, streamId: 'restorepoint-rp1' };
+const now = new Date('2026-03-01T00:00:00Z');
+const data = { restorePointId: 'rp1', vmId: 'vm1', policyId: 'p1', reason: 'beyond last 2' };
+const locked = (until: string) => newEvent('RestorePointLocked', { restorePointId: 'rp1', retainUntil: until, objectsLocked: 3 }, meta);
+
+describe('restore point decider: retention expiry (given/when/then)', () => {
+  const spec = deciderSpec(restorePointDecider);
+
+  it('expires a restore point retention lets go, once', () => {
+    spec.given([]).when({ kind: 'expire', data, now }).then([{ type: 'RestorePointExpired', data }]);
+    spec.given([newEvent('RestorePointExpired', data, meta)]).when({ kind: 'expire', data, now }).thenNothing();
+  });
+
+  it('keeps a locked one until its lock ends (the longest lock counts), then expires it', () => {
+    spec.given([locked('2026-04-01T00:00:00Z'), locked('2026-02-01T00:00:00Z')]).when({ kind: 'expire', data, now }).thenNothing();
+    spec.given([locked('2026-02-01T00:00:00Z')]).when({ kind: 'expire', data, now }).then([{ type: 'RestorePointExpired', data }]);
+  });
+
+  it('does not expire one deleted after an approval', () => {
+    const deleted = newEvent('RestorePointDeleted', { restorePointId: 'rp1', approvalId: 'a1', requestedBy: 'alice', approvedBy: 'bob' }, meta);
+    spec.given([deleted]).when({ kind: 'expire', data, now }).thenNothing();
+  });
+});
