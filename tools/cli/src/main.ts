@@ -10,6 +10,7 @@ import { registerAccessCommands } from './commands/access.command.ts';
 import { registerSitesCommands } from './commands/sites.command.ts';
 import { registerSiteCommands } from './commands/site.command.ts';
 import { registerCompletionCommand } from './commands/completion.command.ts';
+import { registerConfigCommands } from './commands/config.command.ts';
 import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 import { cliVersion } from './version.ts';
 
@@ -34,6 +35,7 @@ export function buildProgram(json = false): Command {
   registerAccessCommands(program);
   registerSitesCommands(program);
   registerSiteCommands(program);
+  registerConfigCommands(program);
   registerCompletionCommand(program);
   // Sub-commands fail like the program does (exit code, not process.exit).
   const override = (c: Command): void => {

@@ -6,8 +6,10 @@ import type { Command } from 'commander';
 import type { Identity } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
+import type { AuditTargetSpec } from '@cairn/audit-bridge';
+import { configFile, readConfig } from './config.command.ts';
 
-const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication'] as const;
+const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge'] as const;
 
 interface RunOptions {
   repo?: string;
@@ -19,6 +21,7 @@ interface RunOptions {
   securityDir?: string;
   peers?: string;
   downloadLimit?: string;
+  config?: string;
 }
 
 /**
@@ -42,6 +45,7 @@ export function registerRunCommand(program: Command): void {
     .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
+    .option('--config <file>', 'audit bridge: cairn.yaml with its SIEM targets (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
@@ -111,6 +115,15 @@ export function registerRunCommand(program: Command): void {
             ...(o.peers ? { peers: o.peers.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
           });
           close = async () => { await r.close(); await repository.close(); };
+          break;
+        }
+        case 'audit-bridge': {
+          const config = await readConfig(await configFile(o.config));
+          const { startAuditBridge } = await import('@cairn/audit-bridge');
+          const b = await startAuditBridge({
+            nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as AuditTargetSpec[])],
+          });
+          close = b.close;
           break;
         }
         case 'catalogue': {

@@ -13,6 +13,8 @@ import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
 import type { Stack } from '../stack/embedded-stack.ts';
 import type { DemoVm } from '../stack/demo-vm.ts';
+import type { AuditTargetSpec } from '@cairn/audit-bridge';
+import { configFile, readConfig } from './config.command.ts';
 import { guardChildren, watchParent, type ProcessGuard } from '../stack/process-guard.ts';
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -170,10 +172,14 @@ export function registerUpCommand(program: Command): void {
     .option('--hub-credentials <dir>', 'this site\'s leaf credential bundle from the hub (`cairn hub add-site <site> --out <dir>`): TLS leaf link as the site\'s leaf user (default $CAIRN_HUB_CREDENTIALS)')
     .option('--secure', 'NATS with mutual TLS and one least-privilege identity per service (site CA and keys in <data>/security, or from `cairn site init`); the default unless --nats is given')
     .option('--insecure', 'plain NATS without TLS or per-service identities (everything on one connection)')
-    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; libvirt?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean }) {
+    .option('--config <file>', 'site configuration (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one): site name, SIEM targets')
+    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; libvirt?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean; config?: string }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       // Whatever happens to this process, nothing it starts outlives it (./stack/process-guard.ts).
+      // A mistake in the configuration stops here, before anything starts.
+      const configPath = await configFile(o.config);
+      const config = await readConfig(configPath);
       const guard = guardChildren();
       const stop = stopControl(guard);
       let vm: DemoVm | undefined;
@@ -186,10 +192,11 @@ export function registerUpCommand(program: Command): void {
         // Loaded here, not at the top: other commands start without the services' code.
         const { startStack } = await import('../stack/embedded-stack.ts');
         if (o.demo) vm = await (await import('../stack/demo-vm.ts')).startDemoVm(join(dataDir, 'demo'));
-        say(`cairn up: data in ${dataDir}`);
+        say(`cairn up: data in ${dataDir}${configPath ? `, configuration ${configPath}` : ''}`);
         stack = await startStack({
           dataDir,
-          site: g.site ?? 'local',
+          site: g.site ?? config?.site ?? 'local',
+          ...(config?.audit?.targets?.length ? { auditTargets: config.audit.targets as AuditTargetSpec[] } : {}),
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),

@@ -1,0 +1,41 @@
+// `cairn config check [file]` and `cairn config schema`: the site's cairn.yaml checked against
+// its JSON Schema (docs/cairn.schema.json), every mistake named with its line.
+import { access } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { CliError, EXIT } from '../cli-error.ts';
+import { globals, output } from '../session.ts';
+import { ConfigError, cairnConfigJsonSchema, loadCairnConfig, type CairnConfig } from '../config/cairn-config.ts';
+
+/** The config file to use: the one given, else $CAIRN_CONFIG, else ./cairn.yaml when it exists. */
+export async function configFile(given?: string): Promise<string | undefined> {
+  if (given) return given;
+  if (process.env['CAIRN_CONFIG']) return process.env['CAIRN_CONFIG'];
+  return access('cairn.yaml').then(() => 'cairn.yaml', () => undefined);
+}
+
+/** Loads it, turning a mistake into a usage error that names the lines. */
+export async function readConfig(file: string | undefined): Promise<CairnConfig | undefined> {
+  if (!file) return undefined;
+  try {
+    return await loadCairnConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliError(e.message, EXIT.usage, 'the schema is docs/cairn.schema.json (`cairn config schema`)', 'invalid_config');
+    throw new CliError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, EXIT.usage);
+  }
+}
+
+export function registerConfigCommands(program: Command): void {
+  const config = program.command('config').description('the site configuration file, cairn.yaml');
+  config.command('check [file]')
+    .description('check cairn.yaml (default: $CAIRN_CONFIG or ./cairn.yaml) against its schema; names the line of each mistake')
+    .action(async function (this: Command, file?: string) {
+      const path = await configFile(file);
+      if (!path) throw new CliError('no cairn.yaml here and no file given', EXIT.usage, 'pass the file: cairn config check <file>');
+      const c = (await readConfig(path))!;
+      output({ json: Boolean(globals(this).json) }, { file: path, ok: true, config: c },
+        () => `${path}: ok (site ${c.site ?? 'local'}, ${c.audit?.targets?.length ?? 0} SIEM targets)`);
+    });
+  config.command('schema').description('print the JSON Schema of cairn.yaml').action(() => {
+    process.stdout.write(JSON.stringify(cairnConfigJsonSchema(), null, 2) + '\n');
+  });
+}
