@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import type { Identity } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
-import type { AuditTargetSpec } from '@cairn/audit-bridge';
 import { configFile, readConfig } from './config.command.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge'] as const;
@@ -121,7 +120,7 @@ export function registerRunCommand(program: Command): void {
           const config = await readConfig(await configFile(o.config));
           const { startAuditBridge } = await import('@cairn/audit-bridge');
           const b = await startAuditBridge({
-            nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as AuditTargetSpec[])],
+            nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as Parameters<typeof startAuditBridge>[0]['targets'])],
           });
           close = b.close;
           break;

@@ -11,9 +11,8 @@ import { CommandBus } from '@cairn/messaging';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
-import type { Stack } from '../stack/embedded-stack.ts';
+import type { Stack, StackOptions } from '../stack/embedded-stack.ts';
 import type { DemoVm } from '../stack/demo-vm.ts';
-import type { AuditTargetSpec } from '@cairn/audit-bridge';
 import { configFile, readConfig } from './config.command.ts';
 import { guardChildren, watchParent, type ProcessGuard } from '../stack/process-guard.ts';
 
@@ -196,7 +195,7 @@ export function registerUpCommand(program: Command): void {
         stack = await startStack({
           dataDir,
           site: g.site ?? config?.site ?? 'local',
-          ...(config?.audit?.targets?.length ? { auditTargets: config.audit.targets as AuditTargetSpec[] } : {}),
+          ...(config?.audit?.targets?.length ? { auditTargets: config.audit.targets as StackOptions['auditTargets'] } : {}),
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),
