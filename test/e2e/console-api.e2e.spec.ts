@@ -9,6 +9,9 @@ import { createJetStreamEventLog, type JetStreamEventLog } from '@cairn/eventlog
 import { useHarness } from '@cairn/testing';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { pino } from 'pino';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 const site = 'console-api';
 const token = 'console-api-token-0123456789abcdef';
@@ -184,5 +187,75 @@ describe('live feed', () => {
     const upTo = inLog.slice(0, inLog.findIndex((e) => e.position === shown.at(-1)!.position) + 1);
     expect(shown.map((e) => [e.position, e.id])).toEqual(upTo.map((e) => [e.position, e.id]));
     expect(shown.map((e) => e.streamId)).toEqual(expect.arrayContaining(['job-r1', 'job-r2', 'job-r3', 'job-r4', 'job-r5']));
+  });
+});
+
+describe('single sign-on (OIDC authorization code + PKCE)', () => {
+  it('sends the browser to the provider, takes the code back, checks the token and signs in; a foreign state is refused', async () => {
+    // A provider that consents at once: /authorize redirects back with a code, /token checks PKCE and answers a JWT.
+    const pair = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256' };
+    const codes = new Map<string, { challenge: string; redirectUri: string }>();
+    let issuer = '';
+    const idp = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', issuer);
+      if (url.pathname === '/.well-known/openid-configuration') {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ issuer, authorization_endpoint: `${issuer}/authorize`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/jwks.json` }));
+      } else if (url.pathname === '/jwks.json') {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ keys: [jwk] }));
+      } else if (url.pathname === '/authorize') {
+        expect(url.searchParams.get('code_challenge_method')).toBe('S256');
+        expect(url.searchParams.get('client_id')).toBe('cairn-console');
+        const code = `code-${codes.size + 1}`;
+        codes.set(code, { challenge: url.searchParams.get('code_challenge')!, redirectUri: url.searchParams.get('redirect_uri')! });
+        res.statusCode = 302;
+        res.setHeader('Location', `${url.searchParams.get('redirect_uri')}?code=${code}&state=${url.searchParams.get('state')}`);
+        res.end();
+      } else if (url.pathname === '/token') {
+        let body = '';
+        req.on('data', (d: Buffer) => { body += d.toString(); });
+        req.on('end', () => {
+          const form = new URLSearchParams(body);
+          const c = codes.get(form.get('code') ?? '');
+          const ok = c && c.redirectUri === form.get('redirect_uri') && createHash('sha256').update(form.get('code_verifier') ?? '').digest('base64url') === c.challenge;
+          res.setHeader('Content-Type', 'application/json');
+          if (!ok) { res.statusCode = 400; res.end(JSON.stringify({ error: 'invalid_grant' })); return; }
+          void new SignJWT({ roles: ['auditor'] }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(issuer).setAudience('cairn').setSubject('erin@example.org')
+            .setIssuedAt().setExpirationTime('5m').sign(pair.privateKey).then((t) => res.end(JSON.stringify({ access_token: t, token_type: 'Bearer' })));
+        });
+      } else {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve));
+    h.onClose(() => new Promise<void>((resolve) => idp.close(() => resolve())));
+    issuer = `http://127.0.0.1:${(idp.address() as { port: number }).port}`;
+    const sso = await startGateway({ nc, log, site, port: 0, token, logger, oidc: { issuer, audience: 'cairn', jwksUrl: `${issuer}/jwks.json`, clientId: 'cairn-console' } });
+    h.onClose(() => sso.close());
+
+    expect(await (await fetch(`${sso.url}/v1/session/options`)).json()).toEqual({ token: true, oidc: { issuer } });
+    expect(await (await fetch(`${gateway.url}/v1/session/options`)).json()).toEqual({ token: true, oidc: null });
+    const start = await fetch(`${sso.url}/v1/session/oidc`, { redirect: 'manual' });
+    expect(start.status).toBe(302);
+    const loginCookie = start.headers.get('set-cookie')!;
+    expect(loginCookie).toMatch(/^cairn_oidc=.+; Path=\/v1\/session\/oidc\/callback; HttpOnly; SameSite=Lax/);
+    const atIdp = await fetch(start.headers.get('location')!, { redirect: 'manual' });
+    const back = new URL(atIdp.headers.get('location')!);
+    expect(back.pathname).toBe('/v1/session/oidc/callback');
+
+    // The same callback without the login cookie (another browser, a forged link): refused.
+    expect((await fetch(back, { redirect: 'manual' })).status).toBe(401);
+
+    const done = await fetch(back, { redirect: 'manual', headers: { Cookie: loginCookie.split(';')[0]! } });
+    expect(done.status).toBe(303);
+    expect(done.headers.get('location')).toBe('/');
+    const session = done.headers.getSetCookie().find((c) => c.startsWith('cairn_session='))!;
+    expect(session).toMatch(/HttpOnly; SameSite=Strict/);
+    const me = await fetch(`${sso.url}/v1/whoami`, { headers: { Cookie: session.split(';')[0]! } });
+    expect(await me.json()).toMatchObject({ actor: { id: 'erin@example.org' }, roles: ['auditor'] });
+    await sso.close();
   });
 });

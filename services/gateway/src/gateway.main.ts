@@ -3,7 +3,7 @@
 //   (required, 16+ characters), CAIRN_GATEWAY_HOST (default 127.0.0.1), CAIRN_GATEWAY_PORT
 //   (default 8080), CAIRN_GATEWAY_USER (the bootstrap administrator whose token CAIRN_API_TOKEN is,
 //   default admin), CAIRN_LOG_LEVEL; OIDC sign-in when CAIRN_OIDC_ISSUER, CAIRN_OIDC_AUDIENCE and
-//   CAIRN_OIDC_JWKS_URL are set (CAIRN_OIDC_USER_CLAIM default sub, CAIRN_OIDC_ROLES_CLAIM default roles);
+//   CAIRN_OIDC_JWKS_URL are set (CAIRN_OIDC_USER_CLAIM default sub, CAIRN_OIDC_ROLES_CLAIM default roles; CAIRN_OIDC_CLIENT_ID [+ _AUTHORIZATION_URL, _TOKEN_URL] for the console's single sign-on);
 //   CAIRN_NATS_SECURITY_DIR (a site's or the hub's security directory: connect with the `gateway`
 //   identity over mutual TLS; CAIRN_NATS_IDENTITY names another identity).
 // Run: npx tsx services/gateway/src/gateway.main.ts
@@ -29,6 +29,9 @@ async function main(): Promise<void> {
         issuer: env.CAIRN_OIDC_ISSUER, audience: env.CAIRN_OIDC_AUDIENCE, jwksUrl: env.CAIRN_OIDC_JWKS_URL,
         ...(env.CAIRN_OIDC_USER_CLAIM ? { userClaim: env.CAIRN_OIDC_USER_CLAIM } : {}),
         ...(env.CAIRN_OIDC_ROLES_CLAIM ? { rolesClaim: env.CAIRN_OIDC_ROLES_CLAIM } : {}),
+        ...(env.CAIRN_OIDC_CLIENT_ID ? { clientId: env.CAIRN_OIDC_CLIENT_ID } : {}),
+        ...(env.CAIRN_OIDC_AUTHORIZATION_URL ? { authorizationUrl: env.CAIRN_OIDC_AUTHORIZATION_URL } : {}),
+        ...(env.CAIRN_OIDC_TOKEN_URL ? { tokenUrl: env.CAIRN_OIDC_TOKEN_URL } : {}),
       },
     } : {}),
   });

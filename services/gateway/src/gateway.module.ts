@@ -36,6 +36,7 @@ import { SessionController } from './session.controller.ts';
 import { EventFeed, EventsController, type EventFeedSource } from './events.controller.ts';
 import { mountConsole } from './console.static.ts';
 import { AuditChainController, type AuditChainProbe } from './audit-chain.controller.ts';
+import { OidcLoginController } from './oidc-login.controller.ts';
 import { progressSubject } from '@cairn/contracts';
 
 export interface GatewayDeps {
@@ -163,7 +164,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, EventsController, AuditChainController],
+      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },

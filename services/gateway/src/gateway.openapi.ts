@@ -8,6 +8,7 @@ import './audit.controller.ts';
 import './metrics.controller.ts';
 import './identity.controller.ts';
 import './session.controller.ts';
+import './oidc-login.controller.ts';
 import './events.controller.ts';
 import './audit-chain.controller.ts';
 import { ROUTE_SPECS } from './route.decorator.ts';

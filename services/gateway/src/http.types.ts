@@ -20,7 +20,7 @@ export interface HttpRequest {
 export interface HttpResponse {
   statusCode: number;
   status(code: number): HttpResponse;
-  setHeader(name: string, value: string): void;
+  setHeader(name: string, value: string | string[]): void;
   type(contentType: string): HttpResponse;
   send(body: string): void;
   on(event: 'finish', listener: () => void): void;

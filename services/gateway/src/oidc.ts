@@ -20,6 +20,11 @@ export interface OidcConfig {
   readonly roleMap?: Readonly<Record<string, Role>>;
   /** Accepted signature algorithms (default RS256, ES256, EdDSA). */
   readonly algorithms?: readonly string[];
+  /** The console's sign-in through the provider (authorization code + PKCE): its client id there. */
+  readonly clientId?: string;
+  /** The provider's authorization and token endpoints (default: from its discovery document). */
+  readonly authorizationUrl?: string;
+  readonly tokenUrl?: string;
 }
 
 export interface OidcIdentity {

@@ -1,13 +1,17 @@
 // Sign-in with an API token (or an OIDC token where the gateway has a provider): the gateway
 // keeps it in an HttpOnly cookie; the page never stores it.
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
-import { post, type WhoAmI } from '../api.ts';
+import { api, post, type WhoAmI } from '../api.ts';
 
 export function SignIn(props: { onSignedIn: (me: WhoAmI) => void; toggle: JSX.Element }) {
   const [token, setToken] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
+  const [sso, setSso] = useState<{ issuer: string } | null>(null);
+  useEffect(() => {
+    api<{ oidc: { issuer: string } | null }>('/v1/session/options').then((o) => setSso(o.oidc), () => undefined);
+  }, []);
   const submit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
@@ -35,6 +39,7 @@ export function SignIn(props: { onSignedIn: (me: WhoAmI) => void; toggle: JSX.El
           <button type="submit" class="primary" disabled={busy}>{busy ? 'Signing in…' : 'Sign in'}</button>
           {props.toggle}
         </div>
+        {sso ? <p><a class="button" href="/v1/session/oidc" data-action="sso">Sign in with single sign-on</a> <span class="muted">({sso.issuer})</span></p> : null}
       </form>
     </main>
   );
