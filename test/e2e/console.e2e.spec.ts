@@ -63,7 +63,8 @@ beforeAll(async () => {
 
 afterAll(async () => { await browser?.close(); });
 
-describe('web console (real stack, real QEMU, chromium)', () => {
+// Generous: a loaded machine runs a browser, QEMU and the whole stack here at once.
+describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, () => {
   let admin: Page;
   let restorePointId: string;
 
@@ -247,14 +248,20 @@ describe('web console (real stack, real QEMU, chromium)', () => {
       await make('feed-before');
       await page.locator('.activity li', { hasText: 'user-feed-before' }).waitFor({ timeout: 30_000 });
 
+      const t0 = Date.now();
       await gateway.close();
+      console.info(`console e2e: the gateway closed in ${Date.now() - t0} ms`);
       await page.locator('[data-feed-status="reconnecting"]').waitFor({ timeout: 30_000 });
       await make('feed-gap-1');
       await make('feed-gap-2');
       gateway = await startGateway({ nc: stack.nc, log: stack.log, site: stack.site, token: stack.gatewayToken, port, logger: pino({ level: 'silent' }) });
       h.onClose(() => gateway.close());
       await make('feed-after');
-      await page.locator('.activity li', { hasText: 'user-feed-after' }).waitFor({ timeout: 60_000 });
+      await page.locator('.activity li', { hasText: 'user-feed-after' }).waitFor({ timeout: 90_000 }).catch(async (e: Error) => {
+        const status = await page.locator('[data-feed-status]').getAttribute('data-feed-status');
+        const shown = await page.locator('.activity li').allTextContents();
+        throw new Error(`${e.message}\nfeed status ${status}; shown: ${shown.join(' | ')}`);
+      });
 
       const shown = (await page.locator('.activity li[data-position]').evaluateAll((els) => els.map((e) => [e.getAttribute('data-position'), e.getAttribute('data-event-id')])))
         .reverse() as [string, string][];

@@ -33,6 +33,8 @@ const HEARTBEAT_MS = 15_000;
 @Injectable()
 export class EventFeed implements OnModuleDestroy {
   private readonly open = new Set<() => void>();
+  /** Set when the gateway closes: a browser reconnecting in that moment must not hold the server open. */
+  private closing = false;
 
   constructor(
     @Inject(GATEWAY_EVENTS) private readonly source: EventFeedSource | undefined,
@@ -42,8 +44,10 @@ export class EventFeed implements OnModuleDestroy {
   /** Streams from `from`; with `follow` false, only up to the log's head as it is now, then ends. */
   async serve(roles: readonly Role[], from: bigint | 'head', follow: boolean, res: StreamResponse, onClose: (listener: () => void) => void): Promise<void> {
     if (!this.source) throw new ProblemError(503, 'service-unavailable', 'this gateway has no event log to stream from');
+    if (this.closing) throw new ProblemError(503, 'service-unavailable', 'this gateway is shutting down; reconnect in a moment');
     const head = from === 'head' || !follow ? await this.source.headPosition() : 0n;
     const start = from === 'head' ? head : from;
+    if (this.closing) throw new ProblemError(503, 'service-unavailable', 'this gateway is shutting down; reconnect in a moment');
     const sub = this.source.subscribe({ from: start });
     let ended = false;
     const heartbeat = setInterval(() => { if (!ended) res.write(': keep-alive\n\n'); }, HEARTBEAT_MS);
@@ -91,6 +95,7 @@ export class EventFeed implements OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
+    this.closing = true;
     for (const end of [...this.open]) end();
   }
 }
