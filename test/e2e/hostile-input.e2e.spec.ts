@@ -86,6 +86,32 @@ beforeAll(async () => {
 afterAll(async () => { await closeIdentityConnections(); await stack?.stop(); });
 
 describe('hostile input across REST, NATS and the CLI (secure cairn up)', () => {
+  it('a locked-out administrator gets back in with their own operator key, audited; no service or REST caller can', async () => {
+    const head = await stack.log.headPosition();
+    const r = await cli(['--data', dataDir, '--json', 'access', 'recover', '--reason', 'lost every token']);
+    expect(r.code, r.stderr).toBe(0);
+    const { token, userId } = JSON.parse(r.stdout) as { token: string; userId: string };
+    expect(userId).toBe('local-op');
+    expect((await rest(token, 'GET', '/v1/whoami')).body).toMatchObject({ actor: { id: 'local-op' }, roles: ['administrator'] });
+    const events: KnownEvent[] = [];
+    for await (const e of stack.log.readAll({ fromPosition: head })) events.push(e.event as KnownEvent);
+    expect(events.find((e) => e.type === 'AccessRecovered')).toMatchObject({ actor: { kind: 'user', id: 'local-op' }, data: { userId: 'local-op', reason: 'lost every token' } });
+    // A service identity (the gateway's own, which the REST API acts through) is refused, as it
+    // would be acting for a person it authenticated, and so is the admin identity signing as itself.
+    const security = stack.security!;
+    for (const [identity, code] of [['gateway', 'forbidden'], ['admin', 'unauthenticated']] as const) {
+      const nc = await connect({ servers: stack.natsUrl, reconnect: false, ...identityConnectOptions(security.credentials(identity)) });
+      h.onClose(() => nc.close());
+      bindCommandSecurity(nc, { signer: signerFromSeed(await readFile(security.credentials(identity).seedFile, 'utf8')) });
+      const bus = new CommandBus(nc, { site: stack.site, actor: { kind: 'service', id: `${identity}@${stack.site}` } });
+      expect(await bus.send('gateway', 'RecoverAccess', { reason: 'x' }), identity).toMatchObject({ accepted: false, error: { code } });
+      const forPerson = await bus.send('gateway', 'RecoverAccess', { reason: 'x' }, { actor: { kind: 'user', id: 'local-op' } });
+      expect(forPerson.accepted, `${identity} acting for local-op`).toBe(false);
+    }
+    // There is no REST route for it.
+    expect((await rest(stack.gatewayToken, 'POST', '/v1/access/recover', { reason: 'x' })).status).toBe(404);
+  }, 120_000);
+
   it('refuses every probe of the table, changes nothing it protects, and says so in counts', async () => {
     const protectedFiles = [join(dataDir, 'stack.json'), join(dataDir, 'secrets', 'api.token'), join(dataDir, 'repository', 'config')];
     const before = await Promise.all(protectedFiles.map(sha));

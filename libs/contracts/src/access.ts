@@ -50,6 +50,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   RepairReplica: 'admin',
   CollectReplicaGarbage: 'admin',
   AddHypervisor: 'admin',
+  RecoverAccess: 'admin',
   // Service-to-service steps of a backup; a person never needs to send them.
   RequestSnapshot: 'admin',
   ReleaseSnapshot: 'admin',

@@ -279,6 +279,22 @@ export const DescribeRepositoryResult = Type.Object({
   deleted: Type.Optional(Type.String()),
 }, { additionalProperties: false });
 
+/**
+ * A locked-out site's way back in (docs/security.md, Accounts): an administrator whose own
+ * operator key signs this (the local CLI, `cairn access recover`) gets a new API token from the
+ * gateway, which records AccessRecovered and TokenIssued. Not through the REST API, not for a
+ * command a service signed.
+ */
+export const RecoverAccessV1 = Type.Object({
+  reason: Reason,
+}, { additionalProperties: false });
+export const RecoverAccessResult = Type.Object({
+  userId: Type.String(),
+  tokenId: Id,
+  /** The new API token: shown once, only in this reply. */
+  token: Type.String(),
+}, { additionalProperties: false });
+
 export const StopRestoreExportV1 = Type.Object({
   exportName: PlainName,
 }, { additionalProperties: false });
@@ -466,6 +482,12 @@ export const COMMAND_SCHEMAS = {
     service: 'snapshot-coordinator',
     latest: AddHypervisorV1,
     result: AddHypervisorResult,
+  }),
+  RecoverAccess: define('RecoverAccess', {
+    description: 'A new API token for the administrator whose own operator key signed this: the way back into a locked-out site.',
+    service: 'gateway',
+    latest: RecoverAccessV1,
+    result: RecoverAccessResult,
   }),
   DescribeRepository: define('DescribeRepository', {
     description: 'Name the repository a data mover holds under this name, or that it was deleted (not_found when it never held one).',

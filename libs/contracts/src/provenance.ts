@@ -70,6 +70,7 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   TokenIssued: ['gateway'],
   TokenRevoked: ['gateway'],
   SignedIn: ['gateway'],
+  AccessRecovered: ['gateway'],
   AuthFailed: ['gateway'],
   AccessDenied: SERVICES_WITH_COMMANDS,
   ApprovalRequested: ['gateway'],

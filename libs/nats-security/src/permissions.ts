@@ -143,8 +143,8 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     // record security events.
     gateway: make('gateway', [
       `${s}.cmd.*.*`, `${s}.query.catalogue.>`, ...eventSubjects(site, 'gateway'), ...eventLog,
-      ...streamApi(work, { read: true }), ...streamApi(audit, { read: true }),
-    ], [`${s}.progress.>`]),
+      ...streamApi(work, { read: true }), ...streamApi(audit, { read: true }), ...commandReplies('gateway'),
+    ], [`${s}.progress.>`, `${s}.cmd.gateway.>`]),
     // Read-only: reads the log, writes only its own hash chain, checkpoints and the events it refused.
     'audit-bridge': make('audit-bridge', [
       ...eventSubjects(site, 'audit-bridge'), ...streamApi(evt, { read: true, consume: true }),

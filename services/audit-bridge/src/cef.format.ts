@@ -29,7 +29,7 @@ const FAILURES = new Set(['JobFailed', 'SnapshotFailed', 'MessageDeadLettered', 
 const SECURITY_RELEVANT = new Set([
   'PolicyCreated', 'PolicyUpdated', 'PolicyDeleted', 'RestorePointExpired', 'JobCancelled',
   // Access and four-eyes (docs/security.md): who may do what, and destructive acts.
-  'UserCreated', 'UserRolesChanged', 'UserDisabled', 'UserKeyAdded', 'UserKeyRevoked', 'TokenIssued', 'TokenRevoked', 'SignedIn',
+  'UserCreated', 'UserRolesChanged', 'UserDisabled', 'UserKeyAdded', 'UserKeyRevoked', 'TokenIssued', 'TokenRevoked', 'SignedIn', 'AccessRecovered',
   'ApprovalRequested', 'ApprovalGranted', 'ApprovalRejected', 'ApprovalExecuted', 'RestorePointDeleted', 'RestorePointLocked', 'DiskRestored',
   // Repository keys (docs/security.md, Repository keys).
   'RepositoryInitialized', 'RepositoryKeyRotated', 'RepositoryDeleted',

@@ -36,6 +36,7 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   SignedIn: 'Read',
   AccessDenied: 'Other',
   AuthFailed: 'Other',
+  AccessRecovered: 'Create',
   ApprovalRequested: 'Create',
   ApprovalGranted: 'Update',
   ApprovalRejected: 'Update',

@@ -21,6 +21,7 @@ import { IdentityController } from './identity.controller.ts';
 import { IdentityStore } from './identity.store.ts';
 import { OidcVerifier } from './oidc.ts';
 import { ProblemFilter } from './problem.filter.ts';
+import { serveAccessRecovery } from './access-recovery.ts';
 import { ProblemError } from './problem.ts';
 import { requestContext } from './request-context.middleware.ts';
 import { refuseCredentialsInUrl, securityHeaders } from './edge-hardening.ts';
@@ -226,6 +227,8 @@ export interface StartGatewayOptions extends Omit<GatewayConfigInput, 'site' | '
   readonly auditChain?: AuditChainProbe;
   /** The nats-server its host process supervises (`cairn up`), reported by /health. */
   readonly natsServer?: () => SupervisedNatsServer;
+  /** Answer RecoverAccess over NATS (default true; the hub's gateway has no operator keys to honour). */
+  readonly accessRecovery?: boolean;
 }
 
 export interface RunningGateway {
@@ -242,6 +245,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   let ownNc: NatsConnection | undefined;
   let ownLog: EventLog | undefined;
   let identities: IdentityStore | undefined;
+  let recovery: { close(): Promise<void> } | undefined;
   if (!nc) {
     if (!options.natsUrl) throw new TypeError('startGateway: give natsUrl or nc');
     ownNc = await connect({ servers: options.natsUrl, name: `gateway@${config.site}` });
@@ -265,6 +269,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       ...(options.auditChain ? { auditChain: options.auditChain } : {}),
       connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
     });
+    if (options.accessRecovery !== false) recovery = await serveAccessRecovery({ nc, site: config.site, identities });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -276,6 +281,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       port: address.port,
       close: () => (closing ??= (async () => {
         await app.close();
+        await recovery?.close();
         auth.close();
         await identities?.stop();
         await ownLog?.close();
@@ -283,6 +289,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       })()),
     };
   } catch (e) {
+    await recovery?.close().catch(() => undefined);
     await identities?.stop().catch(() => undefined);
     await ownLog?.close().catch(() => undefined);
     await ownNc?.drain().catch(() => undefined);

@@ -401,8 +401,8 @@ export class IdentityStore {
 
   // ---- security events -------------------------------------------------------------------
 
-  /** SignedIn / AccessDenied / AuthFailed, in the day's `access-<date>` stream. */
-  async recordAccess<K extends 'SignedIn' | 'AccessDenied' | 'AuthFailed'>(type: K, data: EventDataMap[K], actor: Actor, traceparent?: string): Promise<void> {
+  /** SignedIn / AccessDenied / AuthFailed / AccessRecovered, in the day's `access-<date>` stream. */
+  async recordAccess<K extends 'SignedIn' | 'AccessDenied' | 'AuthFailed' | 'AccessRecovered'>(type: K, data: EventDataMap[K], actor: Actor, traceparent?: string): Promise<void> {
     const day = new Date().toISOString().slice(0, 10);
     await this.append(`access-${day}`, type, data, actor, 'any', traceparent ? { traceparent } : {});
   }

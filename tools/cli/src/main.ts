@@ -7,6 +7,7 @@ import { registerUpCommand } from './commands/up.command.ts';
 import { registerRunCommand } from './commands/run.command.ts';
 import { registerAuditCommands } from './commands/audit.command.ts';
 import { registerAccessCommands } from './commands/access.command.ts';
+import { registerRecoverCommand } from './commands/recover.command.ts';
 import { registerSitesCommands } from './commands/sites.command.ts';
 import { registerSiteCommands } from './commands/site.command.ts';
 import { registerCompletionCommand } from './commands/completion.command.ts';
@@ -33,6 +34,7 @@ export function buildProgram(json = false): Command {
   registerOperateCommands(program);
   registerAuditCommands(program);
   registerAccessCommands(program);
+  registerRecoverCommand(program);
   registerSitesCommands(program);
   registerSiteCommands(program);
   registerConfigCommands(program);

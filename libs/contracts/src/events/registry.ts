@@ -16,7 +16,7 @@ import {
   ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
 import {
-  AccessDeniedV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, RestorePointDeletedV1,
+  AccessDeniedV1, AccessRecoveredV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreRequestedV1, RestoreStartedV1 } from './restore.events.ts';
@@ -96,6 +96,7 @@ export const EVENT_SCHEMAS = {
   TokenIssued: define('TokenIssued', { description: 'An API token was issued to a user (only its SHA-256 is recorded).', categories: ['token'], latest: TokenIssuedV1 }),
   TokenRevoked: define('TokenRevoked', { description: 'An API token was revoked: it stops working at once.', categories: ['token'], latest: TokenRevokedV1 }),
   SignedIn: define('SignedIn', { description: 'A user authenticated (first use of a token by a gateway, or an OIDC token).', categories: ['access'], latest: SignedInV1 }),
+  AccessRecovered: define('AccessRecovered', { description: 'An administrator got a new API token through their own operator key (the locked-out site\'s way back in).', categories: ['access'], latest: AccessRecoveredV1 }),
   AuthFailed: define('AuthFailed', { description: 'Authentication failed at the gateway, aggregated per source and per user (not one per attempt); says when throttling started.', categories: ['access'], latest: AuthFailedV1 }),
   AccessDenied: define('AccessDenied', { description: 'An authenticated caller was refused an operation its roles do not allow.', categories: ['access'], latest: AccessDeniedV1 }),
   ApprovalRequested: define('ApprovalRequested', { description: 'An administrator asked for a destructive act that needs a second administrator (four-eyes).', categories: ['approval'], latest: ApprovalRequestedV1 }),

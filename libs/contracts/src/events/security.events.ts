@@ -109,6 +109,16 @@ export const AuthFailedV1 = Type.Object({
   blockedUntil: Type.Optional(Timestamp),
 }, { additionalProperties: false });
 
+/** An administrator got back into a locked-out site with their own operator key (RecoverAccess). */
+export const AccessRecoveredV1 = Type.Object({
+  userId: Principal,
+  /** The token issued (its TokenIssued follows). */
+  tokenId: Id,
+  /** The operator key that signed the request. */
+  publicKey: PublicKey,
+  reason: Reason,
+}, { additionalProperties: false });
+
 /** What a four-eyes approval is for. */
 export const ApprovalAction = Type.Union([
   Type.Object({ kind: Type.Literal('delete-restore-point'), restorePointId: Id }, { additionalProperties: false }),

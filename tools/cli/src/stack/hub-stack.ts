@@ -159,7 +159,7 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     stops.push(() => catalogue.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? randomBytes(24).toString('base64url');
     await writeFile(join(dataDir, 'secrets', 'api.token'), gatewayToken + '\n', { mode: 0o600 });
-    const gateway: RunningGateway = await startGateway({ nc: await as('gateway'), site: HUB_SITE, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
+    const gateway: RunningGateway = await startGateway({ nc: await as('gateway'), site: HUB_SITE, accessRecovery: false, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
     stops.push(() => gateway.close());
     const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}) };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
