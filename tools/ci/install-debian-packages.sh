@@ -32,7 +32,7 @@ done
 # the test guest (kernel, static busybox, guest agent), libvirt, libguestfs, file systems for
 # file-level restore, and Chromium for the console's browser tests.
 for pkg in linux-image-amd64 busybox-static qemu-guest-agent libvirt-daemon-system libvirt-clients \
-  libguestfs-tools xfsprogs dosfstools mtools gdisk e2fsprogs chromium; do
+  libguestfs-tools xfsprogs dosfstools mtools gdisk e2fsprogs cryptsetup-bin chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then echo "all Debian packages present"; exit 0; fi

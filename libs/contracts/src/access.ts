@@ -13,15 +13,17 @@ export type Permission =
   | 'policy'
   /** Restore disks of restore points. */
   | 'restore'
+  /** Read the files inside restore points: browse, download, write back (an auditor may not). */
+  | 'files'
   /** Users, tokens, keys, hypervisors, and four-eyes requests and approvals. */
   | 'admin';
 
-export const PERMISSIONS: readonly Permission[] = ['read', 'backup', 'policy', 'restore', 'admin'];
+export const PERMISSIONS: readonly Permission[] = ['read', 'backup', 'policy', 'restore', 'files', 'admin'];
 
 export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
-  administrator: ['read', 'backup', 'policy', 'restore', 'admin'],
-  operator: ['read', 'backup', 'policy', 'restore'],
-  'restore-operator': ['read', 'restore'],
+  administrator: ['read', 'backup', 'policy', 'restore', 'files', 'admin'],
+  operator: ['read', 'backup', 'policy', 'restore', 'files'],
+  'restore-operator': ['read', 'restore', 'files'],
   auditor: ['read'],
 };
 
@@ -42,6 +44,9 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   RestoreDisk: 'restore',
   RequestRestore: 'restore',
   StopRestoreExport: 'restore',
+  BrowseFiles: 'files',
+  RestoreFiles: 'files',
+  SearchFiles: 'files',
   VerifyReplica: 'read',
   DescribeRepository: 'read',
   // Destructive or infrastructure: administrators only (deletion also needs a four-eyes approval).

@@ -11,6 +11,7 @@ import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields, QuiescePolicy } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
+import { BrowseFilesResult, BrowseFilesV1, RestoreFilesResult, RestoreFilesV1, SearchFilesResult, SearchFilesV1 } from './files.ts';
 
 /**
  * Who vouches for a command: an ed25519 signature (an nkey: a person's operator key, or a
@@ -506,6 +507,24 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: RequestRestoreV1,
     result: RequestRestoreResult,
+  }),
+  BrowseFiles: define('BrowseFiles', {
+    description: 'List a directory or look at a file inside a restore point (a warm libguestfs appliance per restore point and disk).',
+    service: 'data-mover',
+    latest: BrowseFilesV1,
+    result: BrowseFilesResult,
+  }),
+  SearchFiles: define('SearchFiles', {
+    description: 'Find files by name or path in the file indexes of restore points, without starting an appliance.',
+    service: 'data-mover',
+    latest: SearchFilesV1,
+    result: SearchFilesResult,
+  }),
+  RestoreFiles: define('RestoreFiles', {
+    description: 'Copy files out of a restore point to a directory or a tar archive on the data mover\'s host (modes, owners, times, links, holes kept).',
+    service: 'data-mover',
+    latest: RestoreFilesV1,
+    result: RestoreFilesResult,
   }),
   CreateReplicationPolicy: define('CreateReplicationPolicy', {
     description: 'Create a replication policy at its source site: which VMs go to which sites, when, how fast.',

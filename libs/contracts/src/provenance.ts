@@ -79,6 +79,10 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   ApprovalExecuted: ['gateway'],
   // destructive acts, recorded by the data mover that carried them out after checking the approval
   RestorePointDeleted: ['data-mover'],
+  // file-level restore: the data mover that served the browse, copy or search
+  RestorePointFilesBrowsed: ['data-mover'],
+  FilesRestored: ['data-mover'],
+  FilesSearched: ['data-mover'],
   DiskRestored: ['data-mover'],
   // restore jobs: any data mover records the request it accepted and the work it does
   RestoreRequested: ['data-mover'],

@@ -130,7 +130,7 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
       ...eventSubjects(site, 'snapshot-coordinator'), ...eventLog, ...commandReplies('snapshot-coordinator'),
     ], [`${s}.cmd.snapshot-coordinator.>`]),
     'data-mover': make('data-mover', [
-      ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention']),
+      ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention', 'data-mover-file-index', 'data-mover-file-index-expiry']),
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
       // Restore jobs: the mover that records a request queues its work.
       `${s}.work.restores`,

@@ -19,14 +19,16 @@ import { SecurityActs } from './security-acts.ts';
 import { publishKeyJournal } from '@cairn/repository';
 import { RestoreJobs } from './restore-job.ts';
 import { restoreJobHandlers } from './restore-job.handlers.ts';
+import { FileBrowser, type FileBrowserOptions } from './file-browser.ts';
+import { FILE_INDEX_LOG, FilesHandlers, fileIndexHandlers } from './files.handlers.ts';
 
 @Module({})
 class DataMoverModule {
-  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
+  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, files: FileBrowser, log: EventLog, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
     return {
       module: DataMoverModule,
-      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs })],
-      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }],
+      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), FilesHandlers, ...(files.indexing ? [fileIndexHandlers(site)] : [])],
+      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }, { provide: FileBrowser, useValue: files }, { provide: FILE_INDEX_LOG, useValue: log }],
     };
   }
 }
@@ -61,10 +63,13 @@ export interface StartDataMoverOptions {
    * start): key operations done offline reach the log this way.
    */
   readonly keyJournalEveryMs?: number;
+  /** File-level restore: appliance memory, idle time, how many at once (docs/files.md). */
+  readonly files?: Omit<FileBrowserOptions, 'site'>;
 }
 
 export interface RunningDataMover {
   readonly mover: DataMover;
+  readonly files: FileBrowser;
   health(): { status: 'ok'; worker: string; deletedRepositories?: Record<string, string> };
   close(): Promise<void>;
 }
@@ -95,8 +100,17 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     enqueue: async (work) => { await js.publish(workSubject(o.site, RESTORE_QUEUE), JSON.stringify(work), { msgID: `restore-${work.restoreId}` }); },
     publishProgress: (restoreId, p) => o.nc.publish(progressSubject(o.site, restoreId), JSON.stringify(p)),
   }, o.log, mover, logger);
+  const files = new FileBrowser({ site: o.site, ...o.files }, o.log, async (restorePointId) => {
+    for (const [name, repository] of o.repositories) {
+      if (deletedRepositories.has(name)) continue;
+      if ((await repository.listRestorePoints()).some((p) => p.id === restorePointId)) return { repository, replica: false };
+    }
+    const replica = await o.locateRestorePoint?.(restorePointId);
+    return replica ? { repository: replica, replica: true } : undefined;
+  }, exports, (path, own) => mover.allowedTarget(path, own), logger.child({ component: 'files' }),
+    () => [...o.repositories].filter(([name]) => !deletedRepositories.has(name)).map(([, r]) => r));
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories }), restores, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories }), restores, files, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();
@@ -121,6 +135,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   gcTimer.unref();
   return {
     mover,
+    files,
     health: () => ({ status: 'ok', worker: mover.worker, ...(deletedRepositories.size ? { deletedRepositories: Object.fromEntries(deletedRepositories) } : {}) }),
     async close() {
       clearInterval(gcTimer);
@@ -128,6 +143,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       await gcRound;
       await keyRound;
       await app.close();
+      await files.close();
       await exports.close();
     },
   };

@@ -209,7 +209,7 @@ export class DataMover {
   }
 
   /** Where restores may write (docs/security.md, Restore targets); `ownTarget`: the person's own signed `--to`. */
-  private async allowedTarget(path: string, ownTarget: boolean): Promise<string> {
+  async allowedTarget(path: string, ownTarget: boolean): Promise<string> {
     try {
       return await checkRestoreTarget(path, {
         roots: this.config.restoreRoots, forbidden: this.config.forbiddenRestorePaths ?? [],

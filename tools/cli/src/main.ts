@@ -14,6 +14,7 @@ import { registerCompletionCommand } from './commands/completion.command.ts';
 import { registerConfigCommands } from './commands/config.command.ts';
 import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 import { cliVersion } from './version.ts';
+import { registerFilesCommands } from './commands/files.command.ts';
 
 export function buildProgram(json = false): Command {
   const program = new Command('cairn')
@@ -39,6 +40,7 @@ export function buildProgram(json = false): Command {
   registerSiteCommands(program);
   registerConfigCommands(program);
   registerCompletionCommand(program);
+  registerFilesCommands(program);
   // Sub-commands fail like the program does (exit code, not process.exit).
   const override = (c: Command): void => {
     for (const sub of c.commands) {

@@ -51,6 +51,11 @@ export const PolicyFields = {
    * crash-consistent backup and says why, `off` never asks.
    */
   quiesce: Type.Optional(QuiescePolicy),
+  /**
+   * Build a file index of each new restore point in the background (path, size, time and type
+   * of every file; searchable without an appliance, docs/files.md). Default on.
+   */
+  fileIndex: Type.Optional(Type.Boolean()),
 };
 
 export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });

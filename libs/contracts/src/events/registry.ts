@@ -20,6 +20,7 @@ import {
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreRequestedV1, RestoreStartedV1 } from './restore.events.ts';
+import { FilesRestoredV1, FilesSearchedV1, RestorePointFilesBrowsedV1 } from './files.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
 
@@ -110,6 +111,9 @@ export const EVENT_SCHEMAS = {
   RestoreCompleted: define('RestoreCompleted', { description: 'Every disk of the restore job is in place under its final name.', categories: ['restore'], latest: RestoreCompletedV1 }),
   RestoreFailed: define('RestoreFailed', { description: 'The restore job ended without its target; nothing is left under the target name.', categories: ['restore'], latest: RestoreFailedV1 }),
   DiskRestored: define('DiskRestored', { description: 'A disk of a restore point was restored to a target.', categories: ['restore'], latest: DiskRestoredV1 }),
+  RestorePointFilesBrowsed: define('RestorePointFilesBrowsed', { description: 'Someone listed or looked at files inside a restore point (who, which point, which paths).', categories: ['files'], latest: RestorePointFilesBrowsedV1 }),
+  FilesSearched: define('FilesSearched', { description: 'Someone searched the file indexes of restore points (who, which pattern, how many matches).', categories: ['files'], latest: FilesSearchedV1 }),
+  FilesRestored: define('FilesRestored', { description: 'Files of a restore point were copied out (who, which point, which paths, where to).', categories: ['files'], latest: FilesRestoredV1 }),
   RepositoryInitialized: define('RepositoryInitialized', { description: 'A repository was created with its first key (recorded in its key journal, then in the log).', categories: ['repository'], latest: RepositoryInitializedV1 }),
   RepositoryKeyRotated: define('RepositoryKeyRotated', { description: 'A repository\'s master keys were re-wrapped under new credentials; the old ones no longer open it.', categories: ['repository'], latest: RepositoryKeyRotatedV1 }),
   RepositoryDeleted: define('RepositoryDeleted', { description: 'A repository and everything in it was deleted after a four-eyes approval (no lock was live).', categories: ['repository'], latest: RepositoryDeletedV1 }),

@@ -1,0 +1,126 @@
+// `cairn files ls|stat|get`: file-level restore over NATS. The data mover keeps a warm
+// libguestfs appliance per (restore point, disk) being browsed: the first command on a
+// restore point waits for it (20-75 s under TCG), the next ones answer at once.
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { GuestFileEntry } from '@cairn/contracts';
+import { accepted, transportError } from '../cli-replies.ts';
+import { CliError, EXIT } from '../cli-error.ts';
+import { bytes, output, table, withSession, type Session } from '../session.ts';
+
+type Opts = Record<string, unknown>;
+
+function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
+  return async function (this: Command, ...args: A) {
+    await withSession(this, async (s) => {
+      try {
+        await fn(s, ...args);
+      } catch (e) {
+        transportError(e);
+      }
+    });
+  };
+}
+
+/** `ls -l`'s first column. */
+export function modeString(e: Pick<GuestFileEntry, 'type' | 'mode'>): string {
+  const t = { file: '-', directory: 'd', symlink: 'l', other: '?' }[e.type];
+  const bits = 'rwxrwxrwx';
+  let out = '';
+  for (let i = 0; i < 9; i++) out += e.mode & (1 << (8 - i)) ? bits[i] : '-';
+  return t + out;
+}
+
+function rows(entries: readonly GuestFileEntry[]) {
+  return entries.map((e) => ({
+    mode: modeString(e), owner: `${e.uid}:${e.gid}`, size: e.type === 'file' ? String(e.size) : '', modified: e.mtime.replace(/\.000Z$/, 'Z'),
+    name: e.target !== undefined ? `${e.name} -> ${e.target}` : e.name,
+  }));
+}
+
+const timeout = (o: Opts) => Number(o['timeout']) * 1000;
+
+export function registerFilesCommands(program: Command): void {
+  const files = program.command('files').description('files inside restore points: browse, download (docs/files.md)');
+  files.command('ls <restorePoint> [path]')
+    .description('list a directory of a restore point\'s disk; `/` lists its file systems (part1, part2, …)')
+    .option('--disk <name>', 'disk of the restore point (default: its only disk)')
+    .option('--timeout <seconds>', 'give up after this long (the first call starts an appliance)', '300')
+    .action(act(async (s, restorePointId: string, path: string | undefined, o: Opts) => {
+      const r = accepted(await s.bus.send('data-mover', 'BrowseFiles', {
+        restorePointId, op: 'list', path: path ?? '/', ...(o['disk'] ? { disk: String(o['disk']) } : {}),
+      }, { timeoutMs: timeout(o) }), 'cannot list');
+      output(s, r, () => {
+        const unreadable = r.filesystems.filter((f) => !f.mounted).map((f) => `  (${f.name}: ${f.type}, ${f.reason})`);
+        return [table(rows(r.entries), ['mode', 'owner', 'size', 'modified', 'name']), ...((path ?? '/') === '/' ? unreadable : []),
+          ...(r.truncated ? [`  (only the first ${r.entries.length} entries)`] : [])].join('\n');
+      });
+    }));
+  files.command('stat <restorePoint> <path>')
+    .description('type, size, mode, owner and time of one file')
+    .option('--disk <name>', 'disk of the restore point')
+    .option('--timeout <seconds>', 'give up after this long', '300')
+    .action(act(async (s, restorePointId: string, path: string, o: Opts) => {
+      const r = accepted(await s.bus.send('data-mover', 'BrowseFiles', {
+        restorePointId, op: 'stat', path, ...(o['disk'] ? { disk: String(o['disk']) } : {}),
+      }, { timeoutMs: timeout(o) }), 'cannot stat');
+      const e = r.entries[0]!;
+      output(s, e, () => [
+        `path      ${e.path}`, `type      ${e.type}${e.target !== undefined ? ` -> ${e.target}` : ''}`,
+        `size      ${e.size} (${bytes(e.size)}; ${bytes(e.allocated)} allocated)`, `mode      ${modeString(e)} (${e.mode.toString(8).padStart(4, '0')})`,
+        `owner     ${e.uid}:${e.gid}`, `modified  ${e.mtime}`,
+      ].join('\n'));
+    }));
+  files.command('get <restorePoint> <paths...>')
+    .description('copy files or directories out (modes, owners, times, links and holes kept) to a directory or a tar archive on the data mover\'s host')
+    .option('--disk <name>', 'disk of the restore point')
+    .option('--to <dir>', 'directory to copy into (each path under its own name)')
+    .option('--tar <file>', 'write one directory as a tar archive')
+    .option('--overwrite', 'replace what exists at the target')
+    .option('--timeout <seconds>', 'give up after this long', '3600')
+    .action(act(async (s, restorePointId: string, paths: string[], o: Opts) => {
+      if (Boolean(o['to']) === Boolean(o['tar'])) throw new CliError('give exactly one of --to <dir> or --tar <file>', EXIT.usage);
+      const target = o['to'] ? { kind: 'directory' as const, path: resolve(String(o['to'])) } : { kind: 'tar' as const, path: resolve(String(o['tar'])) };
+      const r = accepted(await s.bus.send('data-mover', 'RestoreFiles', {
+        restorePointId, paths, target, ...(o['disk'] ? { disk: String(o['disk']) } : {}), ...(o['overwrite'] ? { overwrite: true } : {}),
+      }, { timeoutMs: timeout(o) }), 'files not restored');
+      output(s, r, () => [
+        `restored ${r.files} files, ${r.directories} directories, ${r.symlinks} links (${bytes(r.bytes)}) from ${r.disk} of ${restorePointId} in ${(r.durationMs / 1000).toFixed(1)} s:`,
+        ...r.written.map((w) => `  ${w}`),
+        ...(r.skipped.length ? [`skipped (devices, sockets, FIFOs): ${r.skipped.join(', ')}`] : []),
+      ].join('\n'));
+    }));
+  files.command('search <pattern>')
+    .description('which restore points hold files matching a glob (`*.xlsx`: by name; `/part1/etc/**`: by path) or, with --regex, a regular expression; from the file indexes, no appliance')
+    .option('--regex', 'the pattern is a regular expression over the path')
+    .option('--vm <vm>', 'only restore points of this VM (name or id)')
+    .option('--since <time>', 'only restore points committed at or after this time (ISO 8601)')
+    .option('--limit <n>', 'at most N matches', '1000')
+    .action(act(async (s, pattern: string, o: Opts) => {
+      let vmId: string | undefined;
+      if (o['vm']) {
+        const { items } = await s.catalogue.query('vm.list', {});
+        const vm = items.find((v) => v.vmId === o['vm']) ?? items.find((v) => v.name === o['vm']);
+        if (!vm) throw new CliError(`unknown VM ${JSON.stringify(o['vm'])}`, EXIT.notFound);
+        vmId = vm.vmId;
+      }
+      const since = o['since'] ? String(o['since']) : undefined;
+      if (since && Number.isNaN(Date.parse(since))) throw new CliError(`--since ${JSON.stringify(since)} is not a time (ISO 8601)`, EXIT.usage);
+      const r = accepted(await s.bus.send('data-mover', 'SearchFiles', {
+        pattern, ...(o['regex'] ? { regex: true } : {}), ...(vmId ? { vmId } : {}), ...(since ? { since: new Date(since).toISOString() } : {}), limit: Number(o['limit']),
+      }), 'search failed');
+      output(s, r, () => {
+        const byPath = new Map<string, typeof r.matches>();
+        for (const m of r.matches) byPath.set(`${m.vmName}:${m.disk}:${m.path}`, [...(byPath.get(`${m.vmName}:${m.disk}:${m.path}`) ?? []), m]);
+        const lines: string[] = [];
+        for (const [key, ms] of byPath) {
+          lines.push(`${key}  in ${ms.length} of ${r.pointsSearched} restore points searched`);
+          for (const m of ms) lines.push(`  ${m.restorePointId}  ${m.committedAt}  ${m.type === 'file' ? bytes(m.size) : m.type}  modified ${m.mtime}`);
+        }
+        if (lines.length === 0) lines.push(`no match in ${r.pointsSearched} restore points searched`);
+        if (r.truncated) lines.push(`(only the first ${r.matches.length} matches)`);
+        if (r.pointsWithoutIndex.length) lines.push(`${r.pointsWithoutIndex.length} restore points have no file index (not built yet, or off in their policy)`);
+        return lines.join('\n');
+      });
+    }));
+}
