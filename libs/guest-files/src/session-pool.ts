@@ -27,6 +27,8 @@ interface Slot {
 export class SessionPool {
   private readonly slots = new Map<string, Slot>();
   private launches = 0;
+  /** Order of use (a clock could tie within a millisecond). */
+  private tick = 0;
 
   constructor(private readonly o: SessionPoolOptions, private readonly onClose: (key: string, why: 'idle' | 'evicted' | 'shutdown' | 'failed') => void = () => undefined) {}
 
@@ -48,7 +50,7 @@ export class SessionPool {
     }
     if (!slot) {
       // Reserved before anything is awaited, so concurrent first users share one opening.
-      slot = { busy: 0, lastUsed: Date.now() };
+      slot = { busy: 0, lastUsed: ++this.tick };
       this.slots.set(key, slot);
       this.launches++;
       const s = slot;
@@ -62,7 +64,7 @@ export class SessionPool {
       return await fn(session);
     } finally {
       slot.busy--;
-      slot.lastUsed = Date.now();
+      slot.lastUsed = ++this.tick;
       if (slot.busy === 0 && this.slots.get(key) === slot) this.arm(key, slot);
     }
   }
