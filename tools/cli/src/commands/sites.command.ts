@@ -128,7 +128,9 @@ export function registerSitesCommands(program: Command): void {
       output(s, result, () => result.ok
         ? `copy of ${String(o['from'])}: ${result.objectsChecked} objects (${bytes(result.bytesChecked)}) intact`
         : `copy of ${String(o['from'])}: ${result.damaged.length} damaged of ${result.objectsChecked}\n${table(result.damaged, ['kind', 'id', 'damage', 'detail'])}`);
-      if (!result.ok) throw new CliError('the copy is damaged; repair it from the source with `cairn replication repair --target <this site>` at the source', EXIT.failure);
+      // With --json the report is the one document on stdout (as `repo verify --json`); the exit code says damage.
+      if (!result.ok && s.json) process.exitCode = EXIT.failure;
+      else if (!result.ok) throw new CliError('the copy is damaged; repair it from the source with `cairn replication repair --target <this site>` at the source', EXIT.failure);
     }));
   r.command('gc')
     .description('delete, without the key, the objects of this site\'s copy of another site\'s repository that no replica references any more')
