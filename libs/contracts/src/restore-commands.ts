@@ -2,7 +2,7 @@
 // the queue `restores`. The events of the job are in events/restore.events.ts.
 import { Type, type Static } from '@sinclair/typebox';
 import { Id, Name } from './events/common.ts';
-import { RestoreRequestTarget } from './events/restore.events.ts';
+import { RestoreCompletedV1, RestoreRequestTarget } from './events/restore.events.ts';
 
 export const RESTORE_QUEUE = 'restores';
 
@@ -46,5 +46,7 @@ export const RestoreJobView = Type.Object({
   /** The last coarse progress recorded in the log (live progress: the progress subject). */
   progress: Type.Optional(Type.Object({ disk: Name, bytesDone: Type.Integer({ minimum: 0 }), bytesTotal: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
   failure: Type.Optional(Type.Object({ code: Type.String(), reason: Type.String() }, { additionalProperties: false })),
+  /** Whole-VM restore: the VM made (once completed). */
+  vm: Type.Optional(RestoreCompletedV1.properties.vm),
 }, { $id: 'RestoreJobView', additionalProperties: false });
 export type RestoreJobView = Static<typeof RestoreJobView>;

@@ -17,3 +17,5 @@ export {
 } from './libvirt/domain-xml.ts';
 export { planLibvirtBackup, checkpointName, parseCheckpointName, type ChainRecord, type LibvirtBackupPlan, type LibvirtDiskPlan } from './libvirt/checkpoint-plan.ts';
 export { DomainEventWatcher, parseEventLine, type DomainEvent } from './libvirt/domain-events.ts';
+export { qemuCommandLine, newMac, type QemuLaunch } from './qemu/qemu-command-line.ts';
+export type { QemuVmConfig } from './qemu/vm-config.ts';

@@ -2,7 +2,7 @@
 // by a data mover with the plan it decided once (source, files), progress, each disk written,
 // then completed or failed. A redelivery after a mover died starts it again with the same plan
 // and skips the disks already written. Pure: no I/O, no clock.
-import type { Actor, EventDataMap, KnownEvent, RestoreFailureCode, RestoreJobView, RestorePlannedDisk } from '@cairn/contracts';
+import type { Actor, EventDataMap, KnownEvent, RestoreFailureCode, RestoreJobView, RestorePlannedDisk, RestorePlannedVm } from '@cairn/contracts';
 import type { Decider, Draft } from './decider.ts';
 
 type Data<K extends keyof EventDataMap> = EventDataMap[K];
@@ -13,6 +13,7 @@ export interface RestorePlan {
   readonly source: 'local' | 'replica';
   readonly sourceLocation: string;
   readonly disks: readonly RestorePlannedDisk[];
+  readonly vm?: RestorePlannedVm;
 }
 
 export interface RestoreState {
@@ -45,7 +46,7 @@ export type RestoreCommand =
   | { readonly kind: 'start'; readonly worker: string; readonly plan?: RestorePlan }
   | { readonly kind: 'progress'; readonly disk: string; readonly bytesDone: number; readonly bytesTotal: number }
   | { readonly kind: 'diskWritten'; readonly disk: string; readonly sizeBytes: number; readonly actorPath: string }
-  | { readonly kind: 'complete'; readonly durationMs: number }
+  | { readonly kind: 'complete'; readonly durationMs: number; readonly vm?: Data<'RestoreCompleted'>['vm'] }
   | { readonly kind: 'fail'; readonly code: RestoreFailureCode; readonly reason: string };
 
 /** A command that makes no sense in the job's state (a bug or a stale caller), with the reason. */
@@ -58,7 +59,7 @@ function evolveData(state: RestoreState, event: KnownEvent): RestoreState {
     case 'RestoreStarted':
       return {
         ...state, status: 'running', attempts: event.data.attempt, worker: event.data.worker,
-        plan: state.plan ?? { source: event.data.source, sourceLocation: event.data.sourceLocation, disks: event.data.disks },
+        plan: state.plan ?? { source: event.data.source, sourceLocation: event.data.sourceLocation, disks: event.data.disks, ...(event.data.vm ? { vm: event.data.vm } : {}) },
       };
     case 'RestoreProgressed':
       return { ...state, progress: { disk: event.data.disk, bytesDone: event.data.bytesDone, bytesTotal: event.data.bytesTotal } };
@@ -98,7 +99,7 @@ export function decideRestore(command: RestoreCommand, state: RestoreState): rea
       if (!plan) throw new RestoreCommandRejected(`restore ${id} has no plan yet: the first start must carry one`);
       return [{
         type: 'RestoreStarted',
-        data: { restoreId: id, worker: command.worker, attempt: state.attempts + 1, source: plan.source, sourceLocation: plan.sourceLocation, disks: [...plan.disks] },
+        data: { restoreId: id, worker: command.worker, attempt: state.attempts + 1, source: plan.source, sourceLocation: plan.sourceLocation, disks: [...plan.disks], ...(plan.vm ? { vm: plan.vm } : {}) },
       }];
     }
     case 'progress':
@@ -110,7 +111,7 @@ export function decideRestore(command: RestoreCommand, state: RestoreState): rea
       if (!state.plan?.disks.some((d) => d.disk === command.disk)) throw new RestoreCommandRejected(`disk ${command.disk} is not in the plan of restore ${id}`);
       return [{
         type: 'DiskRestored',
-        data: { restoreId: id, restorePointId: state.request.restorePointId, disk: command.disk, target: 'file', path: command.actorPath.slice(0, 4096), sizeBytes: command.sizeBytes },
+        data: { restoreId: id, restorePointId: state.request.restorePointId, disk: command.disk, target: state.plan.vm ? 'vm-disk' : 'file', path: command.actorPath.slice(0, 4096), sizeBytes: command.sizeBytes },
       }];
     }
     case 'complete': {
@@ -119,7 +120,7 @@ export function decideRestore(command: RestoreCommand, state: RestoreState): rea
       if (missing.length) throw new RestoreCommandRejected(`restore ${id} cannot complete: ${missing.join(', ')} not written`);
       return [{
         type: 'RestoreCompleted',
-        data: { restoreId: id, disks: state.plan.disks.map((d) => ({ disk: d.disk, path: d.path, sizeBytes: state.written.get(d.disk) ?? d.sizeBytes })), attempts: state.attempts, durationMs: command.durationMs },
+        data: { restoreId: id, disks: state.plan.disks.map((d) => ({ disk: d.disk, path: d.path, sizeBytes: state.written.get(d.disk) ?? d.sizeBytes })), attempts: state.attempts, durationMs: command.durationMs, ...(command.vm ? { vm: command.vm } : {}) },
       }];
     }
     case 'fail':
@@ -144,5 +145,6 @@ export function restoreJobView(state: RestoreState): RestoreJobView | undefined 
     attempts: state.attempts, ...(state.worker ? { worker: state.worker } : {}), ...(state.plan ? { source: state.plan.source } : {}),
     ...(disks[0] ? { path: disks[0].path } : {}), sizeBytes: disks.reduce((n, d) => n + d.sizeBytes, 0), durationMs: state.completed?.durationMs ?? 0,
     disks, ...(state.progress ? { progress: { ...state.progress } } : {}), ...(state.failure ? { failure: { ...state.failure } } : {}),
+    ...(state.completed?.vm ? { vm: state.completed.vm } : {}),
   };
 }

@@ -5,6 +5,7 @@
 // the stream moved on since.
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Refusal, immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
@@ -255,6 +256,13 @@ export class DataMover {
     if (!replica) throw new RestoreRefused('not_found', `no restore point ${restorePointId} in repository ${repository}`);
     this.logger.info({ restorePointId, replica: replica.location }, 'restoring from a replica of another site');
     return { repo: replica, source: 'replica', manifest: await replica.getManifest(restorePointId) };
+  }
+
+  /** Where a whole-VM restore makes the VM's directory when the request names no storage. */
+  defaultVmStorage(): string {
+    const root = this.config.restoreRoots[0];
+    if (!root) throw new RestoreRefused('invalid_command', 'this data mover has no restore directory: name the storage of the VM');
+    return join(root, 'vms');
   }
 
   /** The restore-target rule (docs/security.md), for the restore job. */

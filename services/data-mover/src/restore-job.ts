@@ -5,12 +5,14 @@
 // extending its in-progress ack; JetStream redelivers the work, and the next mover follows the
 // recorded plan, replaces the dead attempt's temporary file and skips disks already written.
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Actor, RequestRestoreV1, RestoreFailureCode, RestoreWork, TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
 import type { KnownEvent } from '@cairn/contracts';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
+import { finishVmRestore, planVmRestore } from './vm-restore.ts';
 
 export interface RestoreJobsConfig {
   readonly site: string;
@@ -73,6 +75,12 @@ export class RestoreJobs {
     try {
       const { repo, source, manifest } = await this.mover.restoreSource(work.restorePointId, work.repository);
       const t = work.target;
+      if (t.kind === 'vm') {
+        const dir = await this.mover.checkRestoreTarget(join(t.storage ?? this.mover.defaultVmStorage(), t.vmName), work.ownTarget);
+        if (await stat(dir).then(() => true, () => false)) throw new RestoreRefused('conflict', `${dir} exists: a VM named ${t.vmName} was restored there before; choose another --vm name`);
+        const { disks, vm } = planVmRestore(work.restoreId, manifest, t, dir);
+        return { source, sourceLocation: repo.location, disks, vm };
+      }
       const disk = manifest.disks.find((d) => d.name === t.disk);
       if (!disk) throw new RestoreRefused('not_found', `restore point ${work.restorePointId} has no disk ${t.disk} (has ${manifest.disks.map((d) => d.name).join(', ')})`);
       const path = await this.mover.checkRestoreTarget(t.path, work.ownTarget);
@@ -106,12 +114,15 @@ export class RestoreJobs {
     // The requester is the actor of DiskRestored: who restored what, to where (docs/audit-siem.md).
     const requester = started.state.requester ?? actor;
     let cause = started.events.at(-1)?.id ?? null;
+    // The VM is built in its staging directory; once renamed into place (by an attempt that died
+    // before recording the end) every disk is written and only the last steps remain.
+    if (plan.vm && !(await stat(plan.vm.dir).then(() => true, () => false))) await mkdir(plan.vm.stagingDir, { recursive: true, mode: 0o700 });
     for (const d of plan.disks) {
       if (started.state.written.has(d.disk)) continue;
       const steps = this.config.loggedSteps ?? 4;
       let logged = 0; let lastBeat = 0; let lastPublish = 0;
       let logging: Promise<unknown> = Promise.resolve();
-      const result = await repo.restoreDisk(work.restorePointId, d.disk, d.path, {
+      const result = await repo.restoreDisk(work.restorePointId, d.disk, d.writePath ?? d.path, {
         format: d.format, overwrite: true, partialPath: d.partialPath,
         onProgress: (done, total) => {
           const now = Date.now();
@@ -129,11 +140,13 @@ export class RestoreJobs {
         },
       });
       await logging;
-      const written = await this.decide(restoreId, { kind: 'diskWritten', disk: d.disk, sizeBytes: result.sizeBytes, actorPath: result.path }, requester, cause);
+      const written = await this.decide(restoreId, { kind: 'diskWritten', disk: d.disk, sizeBytes: result.sizeBytes, actorPath: d.path }, requester, cause);
       cause = written.events.at(-1)?.id ?? cause;
       heartbeat();
     }
-    await this.decide(restoreId, { kind: 'complete', durationMs: Date.now() - begunAt }, actor, cause);
+    const vm = plan.vm ? await finishVmRestore(plan.vm, plan.disks) : undefined;
+    if (vm) this.logger.info({ restoreId, vm: vm.name, dir: vm.dir, uuid: vm.uuid, started: vm.started, pid: vm.pid }, 'VM restored');
+    await this.decide(restoreId, { kind: 'complete', durationMs: Date.now() - begunAt, ...(vm ? { vm } : {}) }, actor, cause);
     this.logger.info({ restoreId, attempt, durationMs: Date.now() - begunAt }, 'restore completed');
     return 'completed';
   }

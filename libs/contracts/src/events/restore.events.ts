@@ -4,6 +4,7 @@
 // appends another RestoreStarted and resumes from the disks already written.
 import { Type, type Static } from '@sinclair/typebox';
 import { Bytes, Count, Id, Name, Reason } from './common.ts';
+import { VmConfig } from './snapshot.events.ts';
 
 /** What to restore and where; the data mover checks it when it starts. */
 export const RestoreRequestTarget = Type.Union([
@@ -14,6 +15,20 @@ export const RestoreRequestTarget = Type.Union([
     path: Type.String({ minLength: 1, maxLength: 4096 }),
     format: Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]),
     overwrite: Type.Boolean(),
+  }, { additionalProperties: false }),
+  /**
+   * The whole VM: every disk of the restore point plus its configuration, as a new VM named
+   * `vmName` in `<storage>/<vmName>/` (disks, vm.json, start.sh); started when `start`.
+   */
+  Type.Object({
+    kind: Type.Literal('vm'),
+    vmName: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }),
+    /** Directory the VM's directory is made in (default: the data mover's first restore root + /vms). */
+    storage: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    format: Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]),
+    start: Type.Boolean(),
+    /** Keep the original UUID and MAC addresses (default: new ones, so the copy can run beside the original). */
+    keepIdentity: Type.Boolean(),
   }, { additionalProperties: false }),
 ]);
 export type RestoreRequestTarget = Static<typeof RestoreRequestTarget>;
@@ -34,8 +49,23 @@ export const RestorePlannedDisk = Type.Object({
   partialPath: Type.String({ minLength: 1, maxLength: 4200 }),
   format: Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]),
   sizeBytes: Bytes,
+  /** Whole-VM restore: where the disk is put first (the VM's staging directory, renamed to its final place at the end). */
+  writePath: Type.Optional(Type.String({ minLength: 1, maxLength: 4200 })),
 }, { additionalProperties: false });
 export type RestorePlannedDisk = Static<typeof RestorePlannedDisk>;
+
+/** The VM a whole-VM restore makes: built in `stagingDir`, renamed to `dir` when complete. */
+export const RestorePlannedVm = Type.Object({
+  name: Name,
+  dir: Type.String({ maxLength: 4096 }),
+  stagingDir: Type.String({ maxLength: 4200 }),
+  uuid: Type.String({ maxLength: 64 }),
+  /** NIC id → MAC address of the new VM. */
+  macs: Type.Record(Type.String(), Type.String()),
+  start: Type.Boolean(),
+  config: VmConfig,
+}, { additionalProperties: false });
+export type RestorePlannedVm = Static<typeof RestorePlannedVm>;
 
 export const RestoreStartedV1 = Type.Object({
   restoreId: Id,
@@ -46,6 +76,8 @@ export const RestoreStartedV1 = Type.Object({
   sourceLocation: Type.String({ maxLength: 4096 }),
   /** Decided on the first start; later attempts repeat it. */
   disks: Type.Array(RestorePlannedDisk, { minItems: 1 }),
+  /** Whole-VM restore: the new VM, decided on the first start. */
+  vm: Type.Optional(RestorePlannedVm),
 }, { additionalProperties: false });
 
 export const RestoreProgressedV1 = Type.Object({
@@ -60,6 +92,18 @@ export const RestoreCompletedV1 = Type.Object({
   disks: Type.Array(Type.Object({ disk: Name, path: Type.String({ maxLength: 4096 }), sizeBytes: Bytes }, { additionalProperties: false })),
   attempts: Count,
   durationMs: Count,
+  /** Whole-VM restore: the VM made, and where it runs when it was started. */
+  vm: Type.Optional(Type.Object({
+    name: Name,
+    dir: Type.String({ maxLength: 4096 }),
+    uuid: Type.String({ maxLength: 64 }),
+    macs: Type.Record(Type.String(), Type.String()),
+    started: Type.Boolean(),
+    pid: Type.Optional(Type.Integer({ minimum: 1 })),
+    qmpSocket: Type.String({ maxLength: 4200 }),
+    serialLog: Type.String({ maxLength: 4200 }),
+    startScript: Type.String({ maxLength: 4200 }),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export const RestoreFailureCode = Type.Union([

@@ -12,26 +12,43 @@ export interface QemuVmConfig {
   readonly vcpus?: number;
   readonly memoryBytes?: number;
   readonly disks: ReadonlyArray<{ id: string; format: string; sizeBytes: number; file: string }>;
-  readonly nics: ReadonlyArray<{ id: string; mac?: string }>;
+  readonly nics: ReadonlyArray<{ id: string; mac?: string; model?: string }>;
+  readonly uuid?: string;
+  /** Direct kernel boot (`-kernel`, `-initrd`, `-append`), when the VM was started that way. */
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly append?: string;
   /** Host-specific parts kept apart from the portable ones (image paths). */
   readonly hostPaths: ReadonlyArray<{ where: string; path: string }>;
 }
 
 export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskRef[]): Promise<QemuVmConfig> {
   const soft = <T>(p: Promise<T>) => p.catch(() => undefined);
-  const [machine, cpus, memory, filters] = await Promise.all([
+  const [machine, cpus, memory, filters, uuid, kernel, initrd, append] = await Promise.all([
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'type' })),
     soft(qmp.execute<unknown[]>('query-cpus-fast')),
     soft(qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary')),
     soft(qmp.execute<Array<{ name: string; 'main-mac'?: string }>>('query-rx-filter')),
+    soft(qmp.execute<{ UUID: string }>('query-uuid')),
+    soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'kernel' })),
+    soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'initrd' })),
+    soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'append' })),
   ]);
+  // The device model of each NIC, for a restore that recreates it (`virtio-net-pci`, `e1000`...).
+  const models = new Map<string, string>();
+  for (const f of filters ?? []) {
+    const type = await soft(qmp.execute<string>('qom-get', { path: `/machine/peripheral/${f.name}`, property: 'type' }));
+    if (type) models.set(f.name, type);
+  }
   return {
     kind: 'qemu', name,
     ...(machine ? { machine: machine.replace(/-machine$/, '') } : {}),
     ...(cpus ? { vcpus: cpus.length } : {}),
     ...(memory?.['base-memory'] ? { memoryBytes: memory['base-memory'] } : {}),
     disks: disks.map((d) => ({ id: d.id, format: d.format, sizeBytes: d.sizeBytes, file: d.file })),
-    nics: (filters ?? []).map((f) => ({ id: f.name, ...(f['main-mac'] ? { mac: f['main-mac'] } : {}) })),
+    nics: (filters ?? []).map((f) => ({ id: f.name, ...(f['main-mac'] ? { mac: f['main-mac'] } : {}), ...(models.get(f.name) ? { model: models.get(f.name)! } : {}) })),
+    ...(uuid && !/^0{8}-0{4}/.test(uuid.UUID) ? { uuid: uuid.UUID } : {}),
+    ...(kernel ? { kernel } : {}), ...(initrd ? { initrd } : {}), ...(append ? { append } : {}),
     hostPaths: disks.filter((d) => d.file).map((d) => ({ where: `disk ${d.id}`, path: d.file })),
   };
 }

@@ -351,9 +351,13 @@ export function registerOperateCommands(program: Command): void {
     }));
 
   program.command('restore <restorePoint>')
-    .description('restore a disk of a restore point to a file (a restore job: `cairn job watch <id>`), or serve it over NBD (--nbd)')
+    .description('restore a disk of a restore point to a file, or the whole VM as a new VM (--vm), as a restore job (`cairn job watch <id>`); or serve a disk over NBD (--nbd)')
     .option('--to <file>', 'target file (raw unless --format qcow2)')
     .option('--nbd <export>', 'serve it read-write over NBD under this export name (writes go to an overlay)')
+    .option('--vm <new-name>', 'restore the whole VM (every disk and its configuration) as a new VM with this name')
+    .option('--storage <dir>', 'with --vm: where the VM\'s directory is made (default: the data mover\'s restore directory /vms)')
+    .option('--start', 'with --vm: start the restored VM')
+    .option('--keep-identity', 'with --vm: keep the original UUID and MAC addresses (default: new ones)')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
     .option('--force', 'replace the target if it exists')
@@ -362,9 +366,17 @@ export function registerOperateCommands(program: Command): void {
     .option('--id <restoreId>', 'with --to: the restore job\'s id (the same id again is the same job: safe to retry)')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, restorePointId: string, o: Opts) => {
-      if (Boolean(o['to']) === Boolean(o['nbd'])) throw new CliError('give exactly one of --to <file> or --nbd <export>', EXIT.usage);
+      if ([o['to'], o['nbd'], o['vm']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name> or --nbd <export>', EXIT.usage);
       const format = String(o['format']);
       if (format !== 'raw' && format !== 'qcow2') throw new CliError(`--format must be raw or qcow2, not ${format}`, EXIT.usage);
+      if (o['vm']) {
+        // The whole VM: every disk and its configuration, as a new VM (restore-job.ts).
+        await startRestore(s, restorePointId, {
+          kind: 'vm', vmName: String(o['vm']), format, start: Boolean(o['start']), keepIdentity: Boolean(o['keepIdentity']),
+          ...(o['storage'] ? { storage: resolve(String(o['storage'])) } : {}),
+        }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
+        return;
+      }
       const to = o['to'] ? resolve(String(o['to'])) : undefined;
       if (to && !o['force'] && (await stat(to).then(() => true, () => false))) {
         throw new CliError(`${to} exists; nothing was changed`, EXIT.conflict, 'pass --force to replace it');

@@ -60,8 +60,10 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
           if (s.json) output(s, summary, () => '');
           throw new CliError(`restore ${restoreId} failed: ${st.failure?.reason ?? 'unknown reason'}`, FAILURE_EXIT[st.failure?.code ?? 'failed'] ?? EXIT.jobFailed);
         }
-        output(s, summary, () => summary.disks.map((d) =>
-          `restored ${d.disk} of ${summary.restorePointId} to ${d.path} (${bytes(d.sizeBytes)} in ${(summary.durationMs / 1000).toFixed(1)} s${st.attempts > 1 ? `, ${st.attempts} attempts` : ''})`).join('\n'));
+        const vm = st.completed?.vm;
+        output(s, summary, () => [...summary.disks.map((d) =>
+          `restored ${d.disk} of ${summary.restorePointId} to ${d.path} (${bytes(d.sizeBytes)} in ${(summary.durationMs / 1000).toFixed(1)} s${st.attempts > 1 ? `, ${st.attempts} attempts` : ''})`),
+        ...(vm ? [`VM ${vm.name} (uuid ${vm.uuid}, MACs ${Object.values(vm.macs).join(', ') || 'none'}) in ${vm.dir}: ${vm.started ? `running (pid ${vm.pid}), console ${vm.serialLog}, QMP ${vm.qmpSocket}` : `start it with ${vm.startScript}`}`] : [])].join('\n'));
         return;
       }
       if (Date.now() - started > timeoutMs) {

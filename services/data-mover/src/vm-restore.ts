@@ -1,0 +1,79 @@
+// Whole-VM restore (QEMU): the plan (every disk of the restore point into a staging directory,
+// a new UUID and MAC addresses unless the identity is kept), and the last steps once every
+// disk is written: the configuration and a start script next to the disks, the staging
+// directory renamed to the VM's directory (so a VM directory is complete or absent), and the
+// VM started from the script when asked. Each step is idempotent for a redelivered job.
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { EventDataMap, RestorePlannedDisk, RestorePlannedVm, RestoreRequestTarget } from '@cairn/contracts';
+import { newMac, qemuCommandLine, type QemuVmConfig } from '@cairn/hypervisor';
+import type { Manifest } from '@cairn/repository';
+import { RestoreJobRefused } from './restore-job.ts';
+
+const run = promisify(execFile);
+type VmTarget = Extract<RestoreRequestTarget, { kind: 'vm' }>;
+export type RestoredVm = NonNullable<EventDataMap['RestoreCompleted']['vm']>;
+
+const files = (dir: string) => ({ config: join(dir, 'vm.json'), script: join(dir, 'start.sh'), qmp: join(dir, 'qmp.sock'), serial: join(dir, 'serial.log'), pid: join(dir, 'qemu.pid') });
+
+/** Decides where every disk goes and the new VM's identity; refuses a restore point without a configuration. */
+export function planVmRestore(restoreId: string, manifest: Manifest, target: VmTarget, dir: string): { disks: RestorePlannedDisk[]; vm: RestorePlannedVm } {
+  // The manifest keeps the hypervisor's configuration under `hypervisor` (data-mover.service.ts).
+  const config = (manifest.vm.config as { hypervisor?: { kind?: string } } | undefined)?.hypervisor;
+  if (config?.kind !== 'qemu') {
+    throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no QEMU configuration of its VM (made before configurations were recorded, or by another hypervisor); restore its disks one by one with --to`);
+  }
+  const stagingDir = `${dir}.cairn-restore-${restoreId}`;
+  const ext = target.format === 'qcow2' ? 'qcow2' : 'raw';
+  const disks = manifest.disks.map((d) => ({
+    disk: d.name, path: join(dir, `${d.name}.${ext}`), writePath: join(stagingDir, `${d.name}.${ext}`),
+    partialPath: join(stagingDir, `${d.name}.${ext}.partial`), format: target.format, sizeBytes: d.sizeBytes,
+  }));
+  const keep = target.keepIdentity;
+  const qemu = config as unknown as QemuVmConfig;
+  const macs = Object.fromEntries(qemu.nics.map((n) => [n.id, keep && n.mac ? n.mac : newMac()]));
+  return { disks, vm: { name: target.vmName, dir, stagingDir, uuid: keep && qemu.uuid ? qemu.uuid : randomUUID(), macs, start: target.start, config: config as RestorePlannedVm['config'] } };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+async function alive(pidFile: string): Promise<number | undefined> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try { process.kill(pid, 0); return pid; } catch { return undefined; }
+}
+
+/** Writes the configuration and start script, puts the VM directory in place, starts it when asked. */
+export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly RestorePlannedDisk[]): Promise<RestoredVm> {
+  const final = files(plan.dir);
+  if (await exists(plan.stagingDir)) {
+    const staged = files(plan.stagingDir);
+    const argv = qemuCommandLine(plan.config as unknown as QemuVmConfig, {
+      name: plan.name, uuid: plan.uuid, macs: plan.macs, qmpSocket: final.qmp, serialLog: final.serial, pidFile: final.pid,
+      disks: disks.map((d) => ({ name: d.disk, file: d.path, format: d.format })),
+    });
+    const quote = (a: string) => (/^[A-Za-z0-9_./:=,@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+    await writeFile(staged.config, JSON.stringify({ name: plan.name, uuid: plan.uuid, macs: plan.macs, config: plan.config, disks: disks.map((d) => ({ disk: d.disk, path: d.path, format: d.format })) }, null, 2) + '\n', { mode: 0o600 });
+    await writeFile(staged.script, `#!/bin/sh\n# Starts the VM ${plan.name} restored by Cairn (network devices are not connected to any network).\nexec ${argv.map(quote).join(' ')}\n`, { mode: 0o700 });
+    await mkdir(join(plan.dir, '..'), { recursive: true });
+    await rename(plan.stagingDir, plan.dir);
+  } else if (!(await exists(final.script))) {
+    throw new Error(`neither ${plan.stagingDir} nor ${plan.dir} holds the restored VM`);
+  }
+  let pid = await alive(final.pid);
+  if (plan.start && pid === undefined) {
+    await run(final.script, [], { timeout: 120_000 }).catch((e: Error & { stderr?: string }) => {
+      throw new Error(`the restored VM ${plan.name} did not start: ${(e.stderr ?? e.message).trim().slice(0, 2000)}`);
+    });
+    pid = await alive(final.pid);
+  }
+  return {
+    name: plan.name, dir: plan.dir, uuid: plan.uuid, macs: plan.macs, started: pid !== undefined, ...(pid !== undefined ? { pid } : {}),
+    qmpSocket: final.qmp, serialLog: final.serial, startScript: final.script,
+  };
+}
