@@ -129,7 +129,7 @@ describe('whole-VM restore (real QEMU guest, two movers as processes)', () => {
     const storage = join(dataDir, 'restores', 'vms');
     const t0 = Date.now();
     const r = await cli(['--data', dataDir, '--json', 'restore', restorePointId, '--vm', 'copy-b', '--storage', storage, '--start'], {}, 300_000);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${r.stdout} ${r.stderr}`).toBe(0);
     const view = JSON.parse(r.stdout) as { state: string; vm: { started: boolean; pid: number; serialLog: string; uuid: string; macs: Record<string, string> } };
     expect(view.state).toBe('completed');
     expect(view.vm.started).toBe(true);

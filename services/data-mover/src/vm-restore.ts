@@ -67,7 +67,7 @@ export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly Re
   }
   let pid = await alive(final.pid);
   if (plan.start && pid === undefined) {
-    await run(final.script, [], { timeout: 120_000 }).catch((e: Error & { stderr?: string }) => {
+    await run('/bin/sh', [final.script], { timeout: 120_000 }).catch((e: Error & { stderr?: string }) => {
       throw new Error(`the restored VM ${plan.name} did not start: ${(e.stderr ?? e.message).trim().slice(0, 2000)}`);
     });
     pid = await alive(final.pid);

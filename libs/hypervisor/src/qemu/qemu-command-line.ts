@@ -12,13 +12,13 @@ export interface QemuLaunch {
   readonly qmpSocket: string;
   readonly serialLog: string;
   readonly pidFile: string;
-  /** `-accel` (default `kvm:tcg`: KVM where the host has it). */
+  /** The machine's `accel` (default `kvm:tcg`: KVM where the host has it, else TCG). */
   readonly accel?: string;
 }
 
 /** The QEMU command line (program first) that starts a restored VM, daemonized. */
 export function qemuCommandLine(config: QemuVmConfig, l: QemuLaunch): string[] {
-  const args = ['qemu-system-x86_64', '-name', l.name, '-uuid', l.uuid, '-M', config.machine ?? 'q35', '-accel', l.accel ?? 'kvm:tcg',
+  const args = ['qemu-system-x86_64', '-name', l.name, '-uuid', l.uuid, '-M', `${config.machine ?? 'q35'},accel=${l.accel ?? config.accel ?? 'kvm:tcg'}`,
     '-smp', String(config.vcpus ?? 1), '-m', String(Math.max(64, Math.round((config.memoryBytes ?? 512 * 1024 * 1024) / (1024 * 1024)))), '-nodefaults', '-display', 'none', '-no-reboot',
     '-serial', `file:${l.serialLog}`, '-qmp', `unix:${l.qmpSocket},server=on,wait=off`, '-pidfile', l.pidFile, '-daemonize'];
   if (config.kernel) args.push('-kernel', config.kernel);
@@ -31,7 +31,7 @@ export function qemuCommandLine(config: QemuVmConfig, l: QemuLaunch): string[] {
     if (!disk) continue;
     args.push('-blockdev', `driver=file,filename=${disk.file},node-name=disk${i}-file`,
       '-blockdev', `driver=${disk.format},file=disk${i}-file,node-name=disk${i}-fmt`,
-      '-device', `virtio-blk-pci,drive=disk${i}-fmt,id=${id}${i === 0 ? ',bootindex=0' : ''}`);
+      '-device', `virtio-blk-pci,drive=disk${i}-fmt,id=${id}`);
   }
   for (const n of config.nics) {
     // Not connected to any network (user mode, restricted): a restored copy must not take the original's place on its network.

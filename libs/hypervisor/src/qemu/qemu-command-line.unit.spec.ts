@@ -21,7 +21,7 @@ describe('qemuCommandLine', () => {
     expect(line).toContain('-smp 2 -m 1024');
     expect(line).toContain('-kernel /boot/k -initrd /boot/i -append root=/dev/vda');
     expect(line.indexOf('filename=/v/vda.raw')).toBeLessThan(line.indexOf('filename=/v/vdb.raw'));
-    expect(line).toContain('virtio-blk-pci,drive=disk0-fmt,id=vda,bootindex=0');
+    expect(line).toContain('virtio-blk-pci,drive=disk0-fmt,id=vda');
     expect(line).toContain('e1000,netdev=nic0-net,id=nic0,mac=52:54:00:01:02:03');
     expect(line).toContain('user,id=nic0-net,restrict=on');
     expect(line).not.toContain('/old/');

@@ -14,6 +14,8 @@ export interface QemuVmConfig {
   readonly disks: ReadonlyArray<{ id: string; format: string; sizeBytes: number; file: string }>;
   readonly nics: ReadonlyArray<{ id: string; mac?: string; model?: string }>;
   readonly uuid?: string;
+  /** The accelerator it ran with (`kvm` or `tcg`), so a restored copy runs the same way. */
+  readonly accel?: 'kvm' | 'tcg';
   /** Direct kernel boot (`-kernel`, `-initrd`, `-append`), when the VM was started that way. */
   readonly kernel?: string;
   readonly initrd?: string;
@@ -24,7 +26,7 @@ export interface QemuVmConfig {
 
 export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskRef[]): Promise<QemuVmConfig> {
   const soft = <T>(p: Promise<T>) => p.catch(() => undefined);
-  const [machine, cpus, memory, filters, uuid, kernel, initrd, append] = await Promise.all([
+  const [machine, cpus, memory, filters, uuid, kernel, initrd, append, kvm] = await Promise.all([
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'type' })),
     soft(qmp.execute<unknown[]>('query-cpus-fast')),
     soft(qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary')),
@@ -33,6 +35,7 @@ export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskR
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'kernel' })),
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'initrd' })),
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'append' })),
+    soft(qmp.execute<{ enabled: boolean }>('query-kvm')),
   ]);
   // The device model of each NIC, for a restore that recreates it (`virtio-net-pci`, `e1000`...).
   const models = new Map<string, string>();
@@ -48,6 +51,7 @@ export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskR
     disks: disks.map((d) => ({ id: d.id, format: d.format, sizeBytes: d.sizeBytes, file: d.file })),
     nics: (filters ?? []).map((f) => ({ id: f.name, ...(f['main-mac'] ? { mac: f['main-mac'] } : {}), ...(models.get(f.name) ? { model: models.get(f.name)! } : {}) })),
     ...(uuid && !/^0{8}-0{4}/.test(uuid.UUID) ? { uuid: uuid.UUID } : {}),
+    ...(kvm ? { accel: kvm.enabled ? 'kvm' as const : 'tcg' as const } : {}),
     ...(kernel ? { kernel } : {}), ...(initrd ? { initrd } : {}), ...(append ? { append } : {}),
     hostPaths: disks.filter((d) => d.file).map((d) => ({ where: `disk ${d.id}`, path: d.file })),
   };
