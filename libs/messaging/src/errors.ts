@@ -1,6 +1,8 @@
 // Errors of the messaging layer: what a handler throws to steer the consumer, and what a
 // sender gets back when a message cannot be delivered or answered.
 // The exception alone, not the package index: the CLI's bundle then leaves NestJS out of commands that do not start services.
+// Nest's decorators, loaded by the exception's module, need the metadata polyfill first.
+import 'reflect-metadata';
 import { RpcException } from '@nestjs/microservices/exceptions/rpc-exception.js';
 
 /**
