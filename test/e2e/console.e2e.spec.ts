@@ -231,7 +231,8 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
       await nav(page, 'Jobs').focus();
       await page.keyboard.press('Enter');
       await page.locator('h1', { hasText: 'Jobs' }).waitFor();
-      expect(await page.evaluate(() => document.activeElement?.id)).toBe('page-title');
+      // Focus moves to the new heading once the page has rendered (an effect after the heading appears).
+      await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('page-title');
     } finally {
       await context.close();
     }

@@ -135,9 +135,11 @@ describe('libvirt adapter (real libvirtd, a booted TCG guest writing to its disk
     expect((await readdir(runDir())).filter((f) => f.endsWith('.qcow2'))).toHaveLength(2); // scratch files
     // A separate process reads the export slowly (a data mover) and is SIGKILLed mid-way.
     const reader = spawn('nbdcopy', ['--request-size=65536', '--connections=1', '--requests=1', `nbd+unix:///${v.disks[0]!.exportName}?socket=${socketOf(v)}`, '/dev/null'], { stdio: 'ignore' });
+    // Listened for at once: a reader that ends by itself within the 100 ms must not hang the test.
+    const readerGone = new Promise((r) => reader.once('exit', r));
     await new Promise((r) => setTimeout(r, 100));
     reader.kill('SIGKILL');
-    await new Promise((r) => reader.once('exit', r));
+    await readerGone;
     // The job failed (or its lease ran out): released as failed.
     await adapter.releaseView(v.viewId, { success: false });
     await expect(virsh('backup-dumpxml', dom.name)).rejects.toThrow(/no domain backup job/);
