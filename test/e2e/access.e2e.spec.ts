@@ -45,7 +45,7 @@ const tokens: Record<string, string> = {};
 
 interface Reply { status: number; body: Record<string, unknown> & { items?: Array<Record<string, unknown>> } }
 
-async function call(token: string | undefined, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Reply> {
+async function call(token: string | undefined, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<Reply> {
   const headers: Record<string, string> = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -104,7 +104,7 @@ beforeAll(async () => {
   h.onClose(() => bridge.close());
 
   const scheduler = new JetStreamServer({ connection: nc, site, actor: { kind: 'service', id: 'fake-scheduler' } });
-  for (const name of ['RequestBackup', 'CreatePolicy'] as const) {
+  for (const name of ['RequestBackup', 'CreatePolicy', 'PausePolicy', 'ResumePolicy', 'DeletePolicy'] as const) {
     scheduler.addCommandHandler('scheduler', name, async (_payload, ctx) => {
       reachedScheduler.push({ name, actor: ctx.actor });
       return name === 'RequestBackup' ? { jobId: `j-${reachedScheduler.length}` } : { policyId: `p-${reachedScheduler.length}` };
@@ -156,7 +156,7 @@ describe('users and tokens', () => {
 });
 
 describe('roles on every route', () => {
-  type Case = { method: 'GET' | 'POST'; path: string; body?: unknown; allowed: readonly string[] };
+  type Case = { method: 'GET' | 'POST' | 'DELETE'; path: string; body?: unknown; allowed: readonly string[] };
   const ALL = ['administrator', 'operator', 'restore-operator', 'auditor'];
   let rp: string;
   let cases: Record<string, () => Case>;
@@ -191,6 +191,9 @@ describe('roles on every route', () => {
       requestBackup: () => ({ method: 'POST', path: '/v1/backups', body: { vmId: 'vm1' }, allowed: ['administrator', 'operator'] }),
       createPolicy: () => ({ method: 'POST', path: '/v1/policies', body: policy(uniq()), allowed: ['administrator', 'operator'] }),
       updatePolicy: () => ({ method: 'POST', path: '/v1/policies/nope', body: policy(uniq()), allowed: ['administrator', 'operator'] }),
+      pausePolicy: () => ({ method: 'POST', path: '/v1/policies/nope/pause', allowed: ['administrator', 'operator'] }),
+      resumePolicy: () => ({ method: 'POST', path: '/v1/policies/nope/resume', allowed: ['administrator', 'operator'] }),
+      deletePolicy: () => ({ method: 'DELETE', path: '/v1/policies/nope', allowed: ['administrator', 'operator'] }),
       restoreDisk: () => ({ method: 'POST', path: '/v1/restores', body: { restorePointId: rp, disk: 'vda', target: { kind: 'file', path: join(root, `r-${uniq()}.raw`) } }, allowed: ['administrator', 'operator', 'restore-operator'] }),
       requestRestore: () => ({ method: 'POST', path: '/v1/restore-jobs', body: { restorePointId: rp, target: { kind: 'file', disk: 'vda', path: join(root, `rj-${uniq()}.raw`), format: 'raw', overwrite: false } }, allowed: ['administrator', 'operator', 'restore-operator'] }),
       getRestoreJob: () => ({ method: 'GET', path: '/v1/restore-jobs/nope', allowed: ALL }),

@@ -7,7 +7,7 @@ export class ApiError extends Error {
   }
 }
 
-export async function api<T>(path: string, init: { method?: 'GET' | 'POST'; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
+export async function api<T>(path: string, init: { method?: 'GET' | 'POST' | 'DELETE'; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
   const method = init.method ?? 'GET';
   const headers: Record<string, string> = { Accept: 'application/json', ...init.headers };
   if (method !== 'GET') headers['X-Cairn-CSRF'] = '1';
@@ -29,6 +29,8 @@ export async function api<T>(path: string, init: { method?: 'GET' | 'POST'; body
 }
 
 export const post = <T>(path: string, body?: unknown, headers?: Record<string, string>) => api<T>(path, { method: 'POST', body: body ?? {}, ...(headers ? { headers } : {}) });
+
+export const del = <T>(path: string) => api<T>(path, { method: 'DELETE' });
 
 /** Query-string from the defined values only. */
 export function qs(params: Record<string, string | number | boolean | undefined>): string {
@@ -72,7 +74,7 @@ export interface Policy {
   policyId: string; name: string; selector: { names?: string[]; tags?: string[]; hypervisor?: string };
   schedule: { cron: string; timezone: string; window?: { start: string; end: string } };
   retention: { daily: number; weekly: number; monthly: number; yearly: number; last: number };
-  repository: string; keyRef: string; priority: number; immutable?: boolean; version: number; deletedAt: string | null;
+  repository: string; keyRef: string; priority: number; immutable?: boolean; version: number; deletedAt: string | null; pausedAt?: string | null;
 }
 export interface Approval {
   approvalId: string; action: { kind: string; restorePointId?: string; policyId?: string; repository?: string };

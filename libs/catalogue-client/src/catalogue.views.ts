@@ -148,6 +148,8 @@ export const PolicyView = Type.Object({
   createdAt: Time,
   updatedAt: Time,
   deletedAt: Nullable(Time),
+  /** Paused (PausePolicy) since then: no new backups are scheduled; null when running. */
+  pausedAt: Type.Optional(Nullable(Time)),
 }, { $id: 'PolicyView' });
 export type PolicyView = Static<typeof PolicyView>;
 

@@ -242,6 +242,10 @@ export const UpdatePolicyV1 = Type.Object({
 }, { additionalProperties: false });
 export const UpdatePolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
 
+/** Pauses, resumes or deletes a policy (deleting keeps its restore points). */
+export const PolicyRefV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+export const PolicyRefResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+
 /** Deletes a restore point; only with an approval whose request and grant are by two different administrators. */
 export const DeleteRestorePointV1 = Type.Object({
   restorePointId: Id,
@@ -443,6 +447,24 @@ export const COMMAND_SCHEMAS = {
     service: 'scheduler',
     latest: UpdatePolicyV1,
     result: UpdatePolicyResult,
+  }),
+  PausePolicy: define('PausePolicy', {
+    description: 'Pause a protection policy: it schedules no new backups until resumed.',
+    service: 'scheduler',
+    latest: PolicyRefV1,
+    result: PolicyRefResult,
+  }),
+  ResumePolicy: define('ResumePolicy', {
+    description: 'Resume a paused protection policy.',
+    service: 'scheduler',
+    latest: PolicyRefV1,
+    result: PolicyRefResult,
+  }),
+  DeletePolicy: define('DeletePolicy', {
+    description: 'Delete a protection policy; its restore points are kept (and no longer expire by its retention).',
+    service: 'scheduler',
+    latest: PolicyRefV1,
+    result: PolicyRefResult,
   }),
   RequestSnapshot: define('RequestSnapshot', {
     description: 'Take a point-in-time view of a VM\'s disks and export it over NBD.',

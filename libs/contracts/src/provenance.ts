@@ -48,6 +48,8 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   PolicyCreated: ['scheduler'],
   PolicyUpdated: ['scheduler'],
   PolicyDeleted: ['scheduler'],
+  PolicyPaused: ['scheduler'],
+  PolicyResumed: ['scheduler'],
   RestorePointExpired: ['scheduler'],
   RestorePointLocked: ['data-mover'],
   MessageDeadLettered: CONSUMERS,

@@ -7,12 +7,16 @@ import type { Decider, Draft } from './decider.ts';
 export interface PolicyState {
   readonly policy: Policy | null;
   readonly deleted: boolean;
+  /** Paused: schedules no new backups until resumed (restore points and retention stay). */
+  readonly paused?: boolean;
 }
 
 export type PolicyCommand =
   | { readonly kind: 'create'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   | { readonly kind: 'update'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
-  | { readonly kind: 'delete'; readonly policyId: string };
+  | { readonly kind: 'delete'; readonly policyId: string }
+  | { readonly kind: 'pause'; readonly policyId: string }
+  | { readonly kind: 'resume'; readonly policyId: string };
 
 export class PolicyInvalidError extends Error {
   override readonly name = 'PolicyInvalidError';
@@ -90,10 +94,15 @@ export function policyProblems(policy: Policy, knownRepositories: readonly strin
 export function evolvePolicy(state: PolicyState, event: KnownEvent): PolicyState {
   switch (event.type) {
     case 'PolicyCreated':
+      return { policy: event.data, deleted: false, paused: false };
     case 'PolicyUpdated':
-      return { policy: event.data, deleted: false };
+      return { ...state, policy: event.data, deleted: false };
     case 'PolicyDeleted':
       return { ...state, deleted: true };
+    case 'PolicyPaused':
+      return { ...state, paused: true };
+    case 'PolicyResumed':
+      return { ...state, paused: false };
     default:
       return state;
   }
@@ -119,13 +128,21 @@ export function decidePolicy(command: PolicyCommand, state: PolicyState): readon
     case 'delete':
       if (!state.policy || state.deleted) return [];
       return [{ type: 'PolicyDeleted', data: { policyId: command.policyId } }];
+    case 'pause':
+    case 'resume': {
+      if (!state.policy || state.deleted) throw new PolicyInvalidError([`policy ${command.policyId} does not exist`], 'not_found');
+      const pause = command.kind === 'pause';
+      // Pausing a paused policy (or resuming a running one) is a no-op: asking twice is safe.
+      if (Boolean(state.paused) === pause) return [];
+      return [{ type: pause ? 'PolicyPaused' : 'PolicyResumed', data: { policyId: command.policyId } }];
+    }
   }
 }
 
 export const policyDecider: Decider<PolicyCommand, KnownEvent, PolicyState> = {
   decide: decidePolicy,
   evolve: evolvePolicy,
-  initialState: () => ({ policy: null, deleted: false }),
+  initialState: () => ({ policy: null, deleted: false, paused: false }),
 };
 
 /** Schedule slots of a policy due in (after, upTo]: each becomes exactly one job per VM. */

@@ -195,7 +195,7 @@ const handlers: Handlers = {
     sql(
       `INSERT INTO policies (policy_id, name, body, version, created_at, updated_at, deleted_at) VALUES (?, ?, ?, 1, ?, ?, NULL)
        ON CONFLICT (policy_id) DO UPDATE SET name = excluded.name, body = excluded.body, version = policies.version + 1,
-         updated_at = excluded.updated_at, deleted_at = NULL`,
+         updated_at = excluded.updated_at, deleted_at = NULL, paused_at = NULL`,
       data.policyId, data.name, JSON.stringify(data), at.time, at.time,
     ),
   ],
@@ -205,6 +205,12 @@ const handlers: Handlers = {
   ],
   PolicyDeleted: ({ data }, at) => [
     sql(`UPDATE policies SET deleted_at = ?, updated_at = ? WHERE policy_id = ? AND deleted_at IS NULL`, at.time, at.time, data.policyId),
+  ],
+  PolicyPaused: ({ data }, at) => [
+    sql(`UPDATE policies SET paused_at = ?, updated_at = ? WHERE policy_id = ? AND paused_at IS NULL`, at.time, at.time, data.policyId),
+  ],
+  PolicyResumed: ({ data }, at) => [
+    sql(`UPDATE policies SET paused_at = NULL, updated_at = ? WHERE policy_id = ?`, at.time, data.policyId),
   ],
   RestorePointExpired: ({ data }, at) => [
     sql(`UPDATE restore_points SET expired_at = ?, expiry_reason = ? WHERE restore_point_id = ? AND expired_at IS NULL`,

@@ -301,6 +301,7 @@ function policy(r: Row): PolicyView {
     createdAt: str(r.created_at),
     updatedAt: str(r.updated_at),
     deletedAt: strOrNull(r.deleted_at),
+    pausedAt: strOrNull(r.paused_at),
   };
 }
 

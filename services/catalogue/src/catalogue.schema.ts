@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS policies (
   version INTEGER NOT NULL,
   created_at TEXT NOT NULL,
   updated_at TEXT NOT NULL,
-  deleted_at TEXT
+  deleted_at TEXT,
+  paused_at TEXT
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS audit (

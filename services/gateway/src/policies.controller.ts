@@ -59,4 +59,34 @@ export class PoliciesController {
     await this.gateway.command('UpdatePolicy', { policy }, caller);
     return { policyId: p.policyId, href: `/v1/policies/${encodeURIComponent(p.policyId)}` };
   }
+
+  @Route({
+    method: 'POST', path: '/v1/policies/:policyId/pause', operationId: 'pausePolicy', tag: 'policies', permission: 'policy',
+    summary: 'Pause a policy (PausePolicy): it schedules no new backups until resumed; running jobs and restore points stay',
+    params: PolicyParams, response: PolicyCreated, problems: [404, 503, 504],
+  })
+  async pausePolicy(@Input('params') p: { policyId: string }, @CallerOf() caller: Caller) {
+    await this.gateway.command('PausePolicy', { policyId: p.policyId }, caller);
+    return { policyId: p.policyId, href: `/v1/policies/${encodeURIComponent(p.policyId)}` };
+  }
+
+  @Route({
+    method: 'POST', path: '/v1/policies/:policyId/resume', operationId: 'resumePolicy', tag: 'policies', permission: 'policy',
+    summary: 'Resume a paused policy (ResumePolicy): slots from now on are scheduled, those missed while paused are not',
+    params: PolicyParams, response: PolicyCreated, problems: [404, 503, 504],
+  })
+  async resumePolicy(@Input('params') p: { policyId: string }, @CallerOf() caller: Caller) {
+    await this.gateway.command('ResumePolicy', { policyId: p.policyId }, caller);
+    return { policyId: p.policyId, href: `/v1/policies/${encodeURIComponent(p.policyId)}` };
+  }
+
+  @Route({
+    method: 'DELETE', path: '/v1/policies/:policyId', operationId: 'deletePolicy', tag: 'policies', permission: 'policy',
+    summary: 'Delete a policy (DeletePolicy): no new backups; its restore points are kept and no longer expire by its retention',
+    params: PolicyParams, response: PolicyCreated, problems: [404, 503, 504],
+  })
+  async deletePolicy(@Input('params') p: { policyId: string }, @CallerOf() caller: Caller) {
+    await this.gateway.command('DeletePolicy', { policyId: p.policyId }, caller);
+    return { policyId: p.policyId, href: `/v1/policies/${encodeURIComponent(p.policyId)}` };
+  }
 }

@@ -9,7 +9,7 @@ import type { Permission } from './roles.ts';
 import type { Role } from '@cairn/contracts';
 
 export interface RouteSpec {
-  readonly method: 'GET' | 'POST';
+  readonly method: 'GET' | 'POST' | 'DELETE';
   /** Express-style path (`/v1/jobs/:jobId`). */
   readonly path: string;
   readonly operationId: string;
@@ -39,7 +39,7 @@ export const ROUTE_SPECS: RouteSpec[] = [];
 export function Route(spec: RouteSpec): MethodDecorator {
   ROUTE_SPECS.push(spec);
   return applyDecorators(
-    RequestMapping({ path: spec.path, method: spec.method === 'GET' ? RequestMethod.GET : RequestMethod.POST }),
+    RequestMapping({ path: spec.path, method: RequestMethod[spec.method] }),
     HttpCode(spec.status ?? 200),
     SetMetadata(ROUTE_SPEC, spec),
   );

@@ -25,6 +25,21 @@ export class SchedulerHandlers {
     return this.scheduler.updatePolicy(p.policy, p.approvalId, ctx.actor, ctx.command.id);
   }
 
+  @CommandHandler('scheduler', 'PausePolicy')
+  pausePolicy(@Payload() p: CommandPayloadMap['PausePolicy'], @Ctx() ctx: CommandContext) {
+    return this.scheduler.changePolicyState('pause', p.policyId, ctx.actor, ctx.command.id);
+  }
+
+  @CommandHandler('scheduler', 'ResumePolicy')
+  resumePolicy(@Payload() p: CommandPayloadMap['ResumePolicy'], @Ctx() ctx: CommandContext) {
+    return this.scheduler.changePolicyState('resume', p.policyId, ctx.actor, ctx.command.id);
+  }
+
+  @CommandHandler('scheduler', 'DeletePolicy')
+  deletePolicy(@Payload() p: CommandPayloadMap['DeletePolicy'], @Ctx() ctx: CommandContext) {
+    return this.scheduler.changePolicyState('delete', p.policyId, ctx.actor, ctx.command.id);
+  }
+
   @CommandHandler('scheduler', 'CancelJob')
   cancelJob(@Payload() p: CommandPayloadMap['CancelJob'], @Ctx() ctx: CommandContext) {
     return this.scheduler.cancelJob(p.jobId, p.reason ?? `cancelled by ${ctx.actor.id}`, ctx.actor, ctx.command.id);

@@ -64,6 +64,8 @@ export class Scheduler {
   private readonly traces = new Map<string, TraceContext>();
   private readonly lastSlotCheck = new Map<string, Date>();
   private readonly policySince = new Map<string, number>();
+  /** Paused policies: they schedule no new backups until resumed. */
+  private readonly paused = new Set<string>();
   /** Jobs this scheduler started whose JobStarted it has not folded yet (for the per-host limit). */
   private readonly starting = new Set<string>();
   private subscription: EventSubscription | undefined;
@@ -150,7 +152,17 @@ export class Scheduler {
         this.policies.set(event.data.policyId, event.data);
         return;
       case 'PolicyDeleted':
+        // Its restore points stay (nothing expires them by this policy's retention any more).
         this.policies.delete(event.data.policyId);
+        this.paused.delete(event.data.policyId);
+        return;
+      case 'PolicyPaused':
+        this.paused.add(event.data.policyId);
+        return;
+      case 'PolicyResumed':
+        this.paused.delete(event.data.policyId);
+        // Slots that came due while paused are not owed: schedule from now on.
+        this.lastSlotCheck.set(event.data.policyId, new Date(Math.max(Date.parse(event.time), this.lastSlotCheck.get(event.data.policyId)?.getTime() ?? 0)));
         return;
       case 'RestorePointExpired':
       case 'RestorePointDeleted':
@@ -243,6 +255,27 @@ export class Scheduler {
       throw e;
     }
     return { policyId: policy.policyId };
+  }
+
+  /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */
+  async changePolicyState(kind: 'pause' | 'resume' | 'delete', policyId: string, actor: Actor, causationId: string): Promise<{ policyId: string }> {
+    const streamId = `policy-${policyId}`;
+    try {
+      if (kind === 'delete') {
+        const events: KnownEvent[] = [];
+        for await (const r of this.log.readStream(streamId)) events.push(r.event);
+        const state = fold(policyDecider, events);
+        if (!state.policy || state.deleted) throw new SchedulerRefusal('not_found', `no policy ${policyId}`);
+      }
+      await handleCommand(this.log, streamId, policyDecider, { kind, policyId }, {
+        meta: { site: this.config.site, actor, causationId, correlationId: streamId },
+      });
+    } catch (e) {
+      if (e instanceof PolicyInvalidError) throw new SchedulerRefusal(e.code === 'invalid' ? 'invalid_command' : e.code, `policy ${kind} refused: ${e.message}`);
+      throw e;
+    }
+    this.logger.info({ policyId, kind, actor: actor.id }, `policy ${kind}d`);
+    return { policyId };
   }
 
   async cancelJob(jobId: string, reason: string, actor: Actor, causationId: string): Promise<void> {
@@ -436,6 +469,7 @@ export class Scheduler {
   private async scheduleDueSlots(): Promise<void> {
     const now = this.now();
     for (const policy of this.policies.values()) {
+      if (this.paused.has(policy.policyId)) continue;
       // A leader that has not looked at this policy yet may have just taken over from one that
       // died: slots that came due while the dead one still held the lease (up to its lifetime)
       // are still owed. Slot job ids make asking again a no-op; nothing before the policy.

@@ -3,13 +3,13 @@
 // appear when the gateway has those operations.
 import { useState } from 'preact/hooks';
 import { useQueryClient } from '@tanstack/preact-query';
-import { post, type Policy } from '../api.ts';
+import { del, post, type Policy } from '../api.ts';
 import { usePolicies } from '../queries.ts';
 import { useSession } from '../session.tsx';
 import { inZone, nextRuns, retentionInWords } from '../schedule.ts';
 import { Empty, ErrorBox, Loading, Page } from '../ui.tsx';
 
-type Draft = Omit<Policy, 'policyId' | 'version' | 'deletedAt'>;
+type Draft = Omit<Policy, 'policyId' | 'version' | 'deletedAt' | 'pausedAt'>;
 const NEW: Draft = {
   name: '', selector: { names: [] }, schedule: { cron: '0 2 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone },
   retention: { last: 7, daily: 7, weekly: 4, monthly: 6, yearly: 0 }, repository: 'default', keyRef: 'default', priority: 100,
@@ -25,7 +25,8 @@ export function PoliciesPage() {
   const act = async (op: string, policyId: string) => {
     setError(undefined);
     try {
-      await post(`/v1/policies/${encodeURIComponent(policyId)}/${op}`);
+      if (op === 'deletion') await del(`/v1/policies/${encodeURIComponent(policyId)}`);
+      else await post(`/v1/policies/${encodeURIComponent(policyId)}/${op}`);
       setMessage(`Policy ${op === 'deletion' ? 'deletion requested' : `${op}d`}.`);
       void queries.invalidateQueries({ queryKey: ['policies'] });
     } catch (e) {
@@ -43,7 +44,7 @@ export function PoliciesPage() {
             const preview = nextRuns(p.schedule);
             return (
               <article key={p.policyId} class="card" data-policy={p.name} aria-labelledby={`policy-${p.policyId}`}>
-                <h2 id={`policy-${p.policyId}`}>{p.name} {p.immutable ? <span class="badge">immutable</span> : null}</h2>
+                <h2 id={`policy-${p.policyId}`}>{p.name} {p.immutable ? <span class="badge">immutable</span> : null}{p.pausedAt ? <span class="badge">paused</span> : null}</h2>
                 <p>VMs: {[...(p.selector.names ?? []).map((n) => `name ${n}`), ...(p.selector.tags ?? []).map((t) => `tag ${t}`), ...(p.selector.hypervisor ? [`hypervisor ${p.selector.hypervisor}`] : [])].join(', ') || 'none'}</p>
                 <p>Schedule <code>{p.schedule.cron}</code> in {p.schedule.timezone}{p.schedule.window ? `, only between ${p.schedule.window.start} and ${p.schedule.window.end}` : ''} → repository {p.repository}</p>
                 <h3>Next runs</h3>
@@ -54,8 +55,8 @@ export function PoliciesPage() {
                 <p>{retentionInWords(p.retention)}</p>
                 <div class="row">
                   {session.can('policy') ? <button type="button" onClick={() => setEditing({ policyId: p.policyId, draft: strip(p) })}>Edit</button> : null}
-                  {session.can('policy') && session.has('pausePolicy') ? <button type="button" onClick={() => void act('pause', p.policyId)}>Pause</button> : null}
-                  {session.can('policy') && session.has('resumePolicy') ? <button type="button" onClick={() => void act('resume', p.policyId)}>Resume</button> : null}
+                  {session.can('policy') && session.has('pausePolicy') && !p.pausedAt ? <button type="button" onClick={() => void act('pause', p.policyId)}>Pause</button> : null}
+                  {session.can('policy') && session.has('resumePolicy') && p.pausedAt ? <button type="button" onClick={() => void act('resume', p.policyId)}>Resume</button> : null}
                   {session.can('policy') && session.has('deletePolicy') ? <button type="button" class="danger" onClick={() => void act('deletion', p.policyId)}>Delete</button> : null}
                 </div>
               </article>
@@ -69,7 +70,7 @@ export function PoliciesPage() {
 
 function strip(p: Policy): Draft {
   const draft = { ...p } as Partial<Policy> & Record<string, unknown>;
-  for (const k of ['policyId', 'version', 'deletedAt', 'createdAt', 'updatedAt']) delete draft[k];
+  for (const k of ['policyId', 'version', 'deletedAt', 'pausedAt', 'createdAt', 'updatedAt']) delete draft[k];
   return draft as Draft;
 }
 

@@ -61,6 +61,9 @@ export const PolicyFields = {
 export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });
 export const PolicyUpdatedV1 = Type.Object(PolicyFields, { additionalProperties: false });
 export const PolicyDeletedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+/** The policy schedules no new backups until resumed; its restore points and their retention stay. */
+export const PolicyPausedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+export const PolicyResumedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
 export type Policy = Static<typeof PolicyCreatedV1>;
 
 /** Retention decisions (stream `restorepoint-<restorePointId>`). */

@@ -10,7 +10,7 @@ import {
   SnapshotFailedV1, SnapshotReleasedV1, SnapshotRequestedV1, SnapshotTakenV1, TransferQueuedV1, TransferStartedV1,
 } from './snapshot.events.ts';
 import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.events.ts';
-import { PolicyCreatedV1, PolicyDeletedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
+import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
   ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
@@ -77,7 +77,9 @@ export const EVENT_SCHEMAS = {
   DiskDetached: define('DiskDetached', { description: 'A disk left a VM.', categories: ['vm'], latest: DiskDetachedV1 }),
   PolicyCreated: define('PolicyCreated', { description: 'A protection policy was created.', categories: ['policy'], latest: PolicyCreatedV1 }),
   PolicyUpdated: define('PolicyUpdated', { description: 'A protection policy was replaced by a new version.', categories: ['policy'], latest: PolicyUpdatedV1 }),
-  PolicyDeleted: define('PolicyDeleted', { description: 'A protection policy was deleted.', categories: ['policy'], latest: PolicyDeletedV1 }),
+  PolicyDeleted: define('PolicyDeleted', { description: 'A protection policy was deleted (its restore points are kept).', categories: ['policy'], latest: PolicyDeletedV1 }),
+  PolicyPaused: define('PolicyPaused', { description: 'A protection policy was paused: it schedules no new backups until resumed.', categories: ['policy'], latest: PolicyPausedV1 }),
+  PolicyResumed: define('PolicyResumed', { description: 'A paused protection policy schedules backups again.', categories: ['policy'], latest: PolicyResumedV1 }),
   RestorePointExpired: define('RestorePointExpired', { description: 'Retention let a restore point go.', categories: ['restorepoint'], latest: RestorePointExpiredV1 }),
   RestorePointLocked: define('RestorePointLocked', { description: 'A restore point was locked: no delete or overwrite before retainUntil.', categories: ['restorepoint'], latest: RestorePointLockedV1 }),
   MessageDeadLettered: define('MessageDeadLettered', { description: 'A consumer gave up on a message.', categories: ['deadletter'], latest: MessageDeadLetteredV1 }),
