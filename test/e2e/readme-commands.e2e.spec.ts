@@ -78,6 +78,8 @@ describe('the README, as written (real stack, demo VM)', () => {
     expect(results.filter((r) => r.code !== 0)).toEqual([]);
     const out = (prefix: string) => results.find((r) => r.command.startsWith(prefix))!.out;
     expect(out('npx cairn repo stats')).toMatch(/restorePoints/);
+    expect(out('npx cairn policy pause')).toMatch(/\(nightly\) paused/);
+    expect(out('npx cairn policy resume')).toMatch(/\(nightly\) resumed/);
     expect(out('npx cairn policy edit')).toMatch(/changed/);
     // The README's note: a second policy of the same name is refused (exit 4), nothing created.
     const again = await bash(cwd, `${cairn} policy create --name nightly --vm demo --cron "0 2 * * *"`, env);

@@ -211,8 +211,20 @@ describe('catalogue projection: policies', () => {
     const deleted = ev('PolicyDeleted', { policyId: 'p1' }, 'policy-p1');
     given(created, updated).when(deleted).then((read) => {
       expect(read.listPolicies({})).toEqual([]);
-      expect(read.getPolicy('p1')).toEqual({ ...policy, priority: 20, version: 2, createdAt: created.time, updatedAt: deleted.time, deletedAt: deleted.time });
+      expect(read.getPolicy('p1')).toEqual({ ...policy, priority: 20, version: 2, createdAt: created.time, updatedAt: deleted.time, deletedAt: deleted.time, pausedAt: null });
       expect(read.listPolicies({ includeDeleted: true })).toHaveLength(1);
+    });
+  });
+
+  it('a paused policy shows since when until it is resumed', () => {
+    const created = ev('PolicyCreated', policy, 'policy-p1');
+    const paused = ev('PolicyPaused', { policyId: 'p1' }, 'policy-p1');
+    const resumed = ev('PolicyResumed', { policyId: 'p1' }, 'policy-p1');
+    given(created).when(paused).then((read) => {
+      expect(read.listPolicies({})).toEqual([expect.objectContaining({ policyId: 'p1', pausedAt: paused.time, deletedAt: null })]);
+    });
+    given(created, paused).when(resumed).then((read) => {
+      expect(read.getPolicy('p1')).toMatchObject({ pausedAt: null, updatedAt: resumed.time });
     });
   });
 });
