@@ -237,6 +237,47 @@ describe('scheduler process manager', () => {
     await w.scheduler.stop();
   });
 
+  it('a paused policy schedules no job until resumed; a deleted one none at all, its restore points kept', async () => {
+    const w = await world();
+    const tick = () => (w.scheduler as unknown as { tick(): Promise<void> }).tick();
+    const { policyId } = await w.scheduler.createPolicy({
+      name: 'pausable', selector: { names: ['vm3'] }, schedule: { cron: '* * * * *', timezone: 'UTC' },
+      retention: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, repository: 'default', keyRef: 'k', priority: 1,
+    }, user, 'c');
+    const requested = async () => {
+      const ids: string[] = [];
+      for await (const r of w.log.readAll()) if (r.event.type === 'JobRequested') ids.push(r.event.data.jobId);
+      return ids;
+    };
+    await w.scheduler.changePolicyState('pause', policyId, user, 'c');
+    await w.scheduler.changePolicyState('pause', policyId, user, 'c'); // twice: a no-op
+    w.now.t += 60_000;
+    await tick();
+    expect(await requested()).toEqual([]);
+    await w.scheduler.changePolicyState('resume', policyId, user, 'c');
+    w.now.t += 60_000;
+    await tick();
+    const [jobId] = await requested();
+    expect(jobId).toBeDefined();
+    await w.settle();
+    await w.scheduler.drive(jobId!);
+    await w.settle();
+    await commit(w, jobId!, 'rp-kept');
+    await w.settle();
+    await w.scheduler.changePolicyState('delete', policyId, user, 'c');
+    await expect(w.scheduler.changePolicyState('pause', policyId, user, 'c')).rejects.toMatchObject({ code: 'not_found' });
+    for (let i = 0; i < 3; i++) {
+      w.now.t += 60_000;
+      await tick();
+    }
+    expect(await requested()).toHaveLength(1);
+    const types: string[] = [];
+    for await (const r of w.log.readAll()) types.push(r.event.type);
+    expect(types.filter((t) => t.startsWith('Policy'))).toEqual(['PolicyCreated', 'PolicyPaused', 'PolicyResumed', 'PolicyDeleted']);
+    expect(types).not.toContain('RestorePointExpired');
+    await w.scheduler.stop();
+  });
+
   it('retention does not expire a restore point while it is locked; it expires the unlocked ones', async () => {
     const w = await world();
     await w.scheduler.createPolicy({
