@@ -174,6 +174,23 @@ describe('libvirt adapter (real libvirtd, a booted TCG guest writing to its disk
     } finally { await adapter.releaseView(v.viewId, { success: true }); }
   }, 120_000);
 
+  it('a run that dies between freeze and thaw: the guest is thawed when the adapter starts again on the same state', async () => {
+    const status = () => virsh('qemu-agent-command', dom.name, '{"execute":"guest-fsfreeze-status"}'); // test only
+    const config = { uri: 'qemu:///system', runDir: join(dir, 'run-dying'), stateDir: join(dir, 'state-dying'), freezeTimeoutMs: 20_000, maxFrozenMs: 600_000 };
+    const dying = await LibvirtAdapter.connect(config);
+    try {
+      expect(await dying.quiesce(dom.name)).toMatchObject({ frozen: true });
+      // The run ends here with no thaw (close() only stops its watcher and dead-man timer):
+      // what a coordinator SIGKILLed between domfsfreeze and domfsthaw leaves behind.
+      await dying.close();
+      expect(await status()).toMatch(/"frozen"/);
+      const next = await LibvirtAdapter.connect(config);
+      await next.close();
+      expect(await status()).toMatch(/"thawed"/);
+      expect(JSON.parse(await readFile(join(config.stateDir, 'libvirt-state.json'), 'utf8')).frozen ?? {}).toEqual({});
+    } finally { await virsh('domfsthaw', dom.name).catch(() => undefined); }
+  }, 120_000);
+
   it('a checkpoint deleted by hand, QEMU killed, the domain redefined: each next backup is full and says why', async () => {
     const [cp] = await cairnCheckpoints(dom.name);
     await virsh('checkpoint-delete', dom.name, cp!);
