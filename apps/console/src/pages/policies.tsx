@@ -27,7 +27,7 @@ export function PoliciesPage() {
     try {
       if (op === 'deletion') await del(`/v1/policies/${encodeURIComponent(policyId)}`);
       else await post(`/v1/policies/${encodeURIComponent(policyId)}/${op}`);
-      setMessage(`Policy ${op === 'deletion' ? 'deletion requested' : `${op}d`}.`);
+      setMessage(op === 'deletion' ? 'Policy deleted; its restore points are kept.' : `Policy ${op}d.`);
       void queries.invalidateQueries({ queryKey: ['policies'] });
     } catch (e) {
       setError(e);
