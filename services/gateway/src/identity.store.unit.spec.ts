@@ -14,13 +14,14 @@ function store(log = new InMemoryEventLog(site)) {
 describe('roles', () => {
   it('grants what the matrix says and nothing else', () => {
     expect(allows(['auditor'], 'read')).toBe(true);
-    for (const p of ['backup', 'policy', 'restore', 'admin'] as const) expect(allows(['auditor'], p)).toBe(false);
+    for (const p of ['backup', 'policy', 'restore', 'files', 'admin'] as const) expect(allows(['auditor'], p)).toBe(false);
+    expect(allows(['restore-operator'], 'files')).toBe(true);
     expect(allows(['restore-operator'], 'restore')).toBe(true);
     expect(allows(['restore-operator'], 'backup')).toBe(false);
     expect(allows(['operator'], 'admin')).toBe(false);
     expect(allows(['auditor', 'restore-operator'], 'restore')).toBe(true);
     expect(allows([], 'read')).toBe(false);
-    expect(ROLE_PERMISSIONS.administrator).toEqual(['read', 'backup', 'policy', 'restore', 'admin']);
+    expect(ROLE_PERMISSIONS.administrator).toEqual(['read', 'backup', 'policy', 'restore', 'files', 'admin']);
   });
 
   it('a route that declares no permission needs read for GET and admin otherwise (fail closed)', () => {
