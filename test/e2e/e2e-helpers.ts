@@ -1,6 +1,8 @@
 // Helpers for end-to-end tests: the `cairn` CLI as a child process, waiting on the catalogue,
 // and checking a restored image against the demo VM's write log.
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CatalogueClient, type JobDetail, type JobView } from '@cairn/catalogue-client';
@@ -143,4 +145,11 @@ export async function gatewayCall(baseUrl: string, token: string, method: 'GET' 
   });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
+}
+
+/** SHA-256 of a file, streamed. */
+export async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const b of createReadStream(file)) h.update(b as Buffer);
+  return h.digest('hex');
 }

@@ -5,27 +5,20 @@
 // temporary file is left, and `cairn job watch` follows the job to its end with progress; the
 // API shows the job and refuses a second restore onto the same file with its reason.
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { progressSubject, type KnownEvent } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { startStack } from '@cairn/cli';
-import { CAIRN, cli, gatewayCall, ROOT, runService, type ServiceProcess } from './e2e-helpers.ts';
+import { CAIRN, cli, gatewayCall, ROOT, runService, sha256, type ServiceProcess } from './e2e-helpers.ts';
 
 const MiB = 1024 * 1024;
 const RANDOM_BYTES = 96 * MiB;
 const DISK_BYTES = 128 * MiB; // the last 32 MiB are zeros: holes in the restored file
 /** Read rate of each mover from the repository: the restore takes seconds, so it can be killed midway. */
 const DOWNLOAD_LIMIT = 12 * MiB;
-
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const b of createReadStream(file)) h.update(b as Buffer);
-  return h.digest('hex');
-}
 
 describe('restore job (real NATS, two movers as processes)', () => {
   const h = useHarness();

@@ -2,8 +2,7 @@
 // Linux guest is backed up with its configuration, then restored as new VMs. One restore has
 // its mover SIGKILLed midway and completes after redelivery with disks byte-equal to the
 // restore point, a new UUID and new MACs; another is started (--start) and boots to its marker.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,19 +10,13 @@ import { progressSubject, type KnownEvent } from '@cairn/contracts';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { bootGuest, buildGuestImage, createHarness, waitFor, type BootedGuest, type GuestImage, type Harness } from '@cairn/testing';
 import { startStack, type Stack } from '@cairn/cli';
-import { cli, runService, waitForJobEnd, type ServiceProcess } from './e2e-helpers.ts';
+import { cli, runService, sha256, waitForJobEnd, type ServiceProcess } from './e2e-helpers.ts';
 
 const MiB = 1024 * 1024;
 const ORIGINAL_UUID = '5c0ffee0-0000-4000-8000-00000000a11c';
 const ORIGINAL_MAC = '52:54:00:aa:bb:cc';
 /** Read rate of each mover from the repository: a restore takes seconds, so it can be killed midway. */
 const DOWNLOAD_LIMIT = 4 * MiB;
-
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const b of createReadStream(file)) h.update(b as Buffer);
-  return h.digest('hex');
-}
 
 describe('whole-VM restore (real QEMU guest, two movers as processes)', () => {
   let h: Harness;
