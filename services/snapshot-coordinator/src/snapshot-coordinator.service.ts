@@ -8,11 +8,12 @@
 // when it moved on since (or for a lease that ran out, which no command announces).
 import { createHash, randomUUID } from 'node:crypto';
 import { Refusal, newEvent, type Actor, type QuiescePolicy, type TraceContext } from '@cairn/contracts';
-import { activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import { WrongExpectedRevisionError, activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/messaging';
 import type { HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
+import { CoalescedRound } from './coalesced-round.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
 
 export interface CoordinatorLogger {
@@ -61,6 +62,8 @@ interface SentPosition { readonly state: JobState; readonly revision: bigint; re
 
 const ID = /^[A-Za-z0-9_-]{1,200}$/;
 const MAX_VM_CONFIG = 256 * 1024;
+/** Reads and decisions of one VM's inventory before a conflict is given up (the next round tries again). */
+const INVENTORY_ATTEMPTS = 4;
 
 /** Chain (bitmap) name for a policy: one changed-block history per policy and disk. */
 export function chainFor(policyId: string | null | undefined): string {
@@ -70,7 +73,8 @@ export function chainFor(policyId: string | null | undefined): string {
 
 export class SnapshotCoordinator {
   readonly #locks = new Map<string, Promise<unknown>>();
-  #vmHost = new Map<string, string>(); // vmId -> instance
+  readonly #vmHost = new Map<string, string>(); // vmId -> instance
+  readonly #inventoryRounds = new Map<string, CoalescedRound>();
 
   constructor(
     private readonly settings: CoordinatorSettings,
@@ -191,32 +195,65 @@ export class SnapshotCoordinator {
     }
   }
 
-  /** Appends VmDiscovered / DiskAttached / DiskDetached where the hypervisors differ from the log. */
+  /**
+   * Appends VmDiscovered / DiskAttached / DiskDetached where the hypervisors differ from the log.
+   * One round at a time per hypervisor instance: the periodic round, `cairn hypervisor add` and
+   * libvirt's domain events all come here, and triggers during a round share the next one.
+   */
   async syncInventory(): Promise<void> {
-    const hosts = new Map<string, string>();
-    for (const [instance, adapter] of this.adapters) {
-      let vms;
-      try { vms = await adapter.inventory(); } catch (e) {
-        this.logger.warn({ instance, err: (e as Error).message }, 'inventory unavailable');
+    for (const instance of [...this.adapters.keys()]) {
+      let round = this.#inventoryRounds.get(instance);
+      if (!round) {
+        round = new CoalescedRound(() => this.#inventoryRound(instance));
+        this.#inventoryRounds.set(instance, round);
+      }
+      await round.run();
+    }
+  }
+
+  async #inventoryRound(instance: string): Promise<void> {
+    const adapter = this.adapters.get(instance);
+    if (!adapter) return;
+    let vms;
+    try { vms = await adapter.inventory(); } catch (e) {
+      this.logger.warn({ instance, err: (e as Error).message }, 'inventory unavailable');
+      for (const [vmId, host] of this.#vmHost) if (host === instance) this.#vmHost.delete(vmId);
+      return;
+    }
+    const ids = new Set<string>();
+    for (const vm of vms) {
+      const seen: ObservedVm = { vmId: vmIdFromName(vm.name), name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
+      ids.add(seen.vmId);
+      this.#vmHost.set(seen.vmId, instance);
+      await this.#syncVm(seen);
+    }
+    for (const [vmId, host] of this.#vmHost) if (host === instance && !ids.has(vmId)) this.#vmHost.delete(vmId);
+  }
+
+  /**
+   * Brings one VM's stream in line with what is observed, at the revision decided on. Another
+   * writer in between (another coordinator, an older round) makes it read and decide again, a
+   * few times at most.
+   */
+  async #syncVm(seen: ObservedVm): Promise<void> {
+    const streamId = `vm-${seen.vmId}`;
+    for (let attempt = 1; ; attempt++) {
+      let known = unknownVm;
+      let revision = -1n;
+      for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
+      const changes = decideInventory(known, seen);
+      if (changes.length === 0) return;
+      const events = changes.map((c) => newEvent(c.type, c.data as never, { site: this.settings.site, actor: this.settings.actor, streamId }));
+      try {
+        await this.log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
+      } catch (e) {
+        if (!(e instanceof WrongExpectedRevisionError) || attempt >= INVENTORY_ATTEMPTS) throw e;
+        this.logger.info({ vmId: seen.vmId, attempt, err: e.message }, 'inventory: the VM\'s stream moved on; deciding again');
         continue;
       }
-      for (const vm of vms) {
-        const vmId = vmIdFromName(vm.name);
-        hosts.set(vmId, instance);
-        const streamId = `vm-${vmId}`;
-        let known = unknownVm;
-        let revision = -1n;
-        for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
-        const seen: ObservedVm = { vmId, name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
-        const changes = decideInventory(known, seen);
-        if (changes.length === 0) continue;
-        const events = changes.map((c) => newEvent(c.type, c.data as never, { site: this.settings.site, actor: this.settings.actor, streamId }));
-        // At the revision decided on: a concurrent writer makes this round fail, the next one decides again.
-        await this.log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
-        this.logger.info({ vmId, changes: changes.map((c) => c.type) }, 'inventory changed');
-      }
+      this.logger.info({ vmId: seen.vmId, changes: changes.map((c) => c.type) }, 'inventory changed');
+      return;
     }
-    this.#vmHost = hosts;
   }
 
   openSnapshots(): ViewRecord[] { return this.records.all(); }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newEvent, type KnownEvent, type TraceContext } from '@cairn/contracts';
-import { InMemoryEventLog } from '@cairn/eventlog';
+import { InMemoryEventLog, WrongExpectedRevisionError } from '@cairn/eventlog';
 import type { HypervisorAdapter, OpenViewRequest, View } from '@cairn/hypervisor';
 import { SnapshotCommandError, SnapshotCoordinator, chainFor } from './snapshot-coordinator.service.ts';
 import { ViewRecordFile } from './view-records.ts';
@@ -136,6 +136,39 @@ describe('SnapshotCoordinator', () => {
     expect(adapter.released).toEqual([]);
     await restarted.releaseSnapshot({ jobId: 'j5', snapshotId: 's5', outcome: 'success' });
     await expect(restarted.releaseSnapshot({ jobId: 'j5', snapshotId: 's5' })).rejects.toMatchObject({ code: 'not_found' });
+  });
+
+  it('inventory rounds triggered at once (periodic, hypervisor add, libvirt events) run one at a time: the VM is discovered once, nothing conflicts', async () => {
+    const { adapter, make, types } = await setup();
+    let inside = 0;
+    let most = 0;
+    const inventory = adapter.inventory.bind(adapter);
+    adapter.inventory = async () => { inside++; most = Math.max(most, inside); await new Promise((r) => setTimeout(r, 5)); inside--; return inventory(); };
+    const c = make();
+    await Promise.all([c.syncInventory(), c.syncInventory(), c.syncInventory(), c.syncInventory()]);
+    expect(most).toBe(1);
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered']);
+  });
+
+  it('inventory: another writer between read and append makes it read and decide again (bounded)', async () => {
+    const { log, make, types } = await setup();
+    let interfere = 1;
+    const append = log.append.bind(log);
+    log.append = async (streamId, events, options) => {
+      if (streamId.startsWith('vm-') && interfere > 0) {
+        interfere--;
+        // Another coordinator saw the VM with a smaller disk just before us.
+        await append(streamId, [newEvent('VmDiscovered', { vmId: 'web_1', name: 'web 1', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'vda', sizeBytes: 512 }] }, { site: 's', actor, streamId })], { expectedRevision: 'any' });
+      }
+      return append(streamId, events, options);
+    };
+    const c = make();
+    await c.syncInventory();
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'DiskDetached', 'DiskAttached']);
+    // A writer that always gets there first: given up after a few attempts (the next round tries again).
+    interfere = 100;
+    await log.append('vm-web_1', [newEvent('DiskDetached', { vmId: 'web_1', disk: 'vda' }, { site: 's', actor, streamId: 'vm-web_1' })], { expectedRevision: 'any' });
+    await expect(c.syncInventory()).rejects.toBeInstanceOf(WrongExpectedRevisionError);
   });
 
   it('chain names from policy ids', () => {
