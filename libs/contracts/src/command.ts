@@ -169,6 +169,15 @@ export const RequestSnapshotV1 = Type.Object({
   mode: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('full')])),
   /** The job's policy: its changed-block history (bitmap chain). None: the manual chain. */
   policyId: Type.Optional(Type.Union([Id, Type.Null()])),
+  /**
+   * The restore point the transfer will build on and the snapshot it was taken at; null when
+   * there is none it can build on (then the view is full, for `reason`). Absent: the
+   * coordinator goes by the changed-block history alone.
+   */
+  parent: Type.Optional(Type.Union([
+    Type.Object({ restorePointId: Id, snapshotId: Id }, { additionalProperties: false }),
+    Type.Object({ none: Reason }, { additionalProperties: false }),
+  ])),
   ...JobStreamPosition,
 }, { additionalProperties: false });
 export const RequestSnapshotResult = Type.Object({ snapshotId: Id }, { additionalProperties: false });

@@ -29,7 +29,8 @@ export const TransferWork = Type.Object({
   /**
    * The restore point an incremental builds on, as the scheduler knows it: the newest one of
    * this VM committed to this repository, not expired or deleted, with its disks; null when
-   * there is none. A redelivered transfer (or work without it) looks in the repository instead.
+   * there is none it can build on (none newer than the last backup of the job's chain, whose
+   * changed-block history restarted there). Work without it looks in the repository instead.
    */
   parent: Type.Optional(Type.Union([Type.Object({
     restorePointId: Type.String({ minLength: 1, maxLength: 200 }),

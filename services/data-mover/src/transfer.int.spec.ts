@@ -73,11 +73,27 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     }, { repository: repo });
     expect(again.restorePointId).toBe(inc.restorePointId);
 
+    // Work whose parent the scheduler ruled out (null: older than its chain's last backup) reads
+    // every allocated extent from the incremental view, redelivered too (the repository's
+    // newest point is not taken instead).
+    server = serve(image, socket, 'b0');
+    await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
+    const whole = await runTransfer({
+      jobId: 'job3', vm, mode: 'auto', parent: null, redelivered: true,
+      nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
+    }, { repository: repo });
+    server.kill('SIGTERM');
+    expect(whole.parentId).toBeNull();
+    expect(whole.disks[0]!.mode).toBe('full');
+    expect(whole.disks[0]!.bytesRead).toBeGreaterThanOrEqual(3 * MiB + 2 * 64 * KiB); // every allocated extent, not the 4 changed blocks
+
     const raw = join(dir, 'now.raw');
     await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw]);
     const restored = join(dir, 'restored.raw');
-    await repo.restoreDisk(inc.restorePointId, 'disk0', restored);
-    expect(Buffer.compare(await readFile(restored), await readFile(raw))).toBe(0);
+    for (const rp of [inc.restorePointId, whole.restorePointId]) {
+      await repo.restoreDisk(rp, 'disk0', restored, { overwrite: true });
+      expect(Buffer.compare(await readFile(restored), await readFile(raw)), rp).toBe(0);
+    }
     await repo.close();
   });
 });

@@ -16,8 +16,9 @@ export interface TransferInput {
   readonly nbd: Endpoint;
   readonly mode: 'auto' | 'full';
   /**
-   * The parent as the scheduler knows it (null: none). Absent, or on a redelivery (a mover may
-   * have committed this job's restore point and died), the repository is asked instead.
+   * The parent as the scheduler knows it (null: none to build on, a full read). Absent, the
+   * repository's newest point of the VM; on a redelivery the repository is also asked whether a
+   * mover committed this job's restore point already and died.
    */
   readonly parent?: { readonly restorePointId: string; readonly disks: ReadonlyArray<{ readonly name: string; readonly sizeBytes: number }> } | null;
   readonly redelivered?: boolean;
@@ -66,9 +67,11 @@ async function findParent(repo: TransferOptions['repository'], vmId: string, job
 
 export async function runTransfer(input: TransferInput, options: TransferOptions): Promise<TransferResult> {
   const repo = options.repository;
-  const { already, parent } = input.parent !== undefined && !input.redelivered
-    ? { already: undefined, parent: input.parent ? { id: input.parent.restorePointId, disks: input.parent.disks } : undefined }
-    : await findParent(repo, input.vm.id, input.jobId);
+  // The scheduler's parent holds on a redelivery too (it may have ruled the newest point out);
+  // a redelivery asks the repository whether an earlier delivery committed this job already.
+  const found = input.parent !== undefined && !input.redelivered ? undefined : await findParent(repo, input.vm.id, input.jobId);
+  const already = found?.already;
+  const parent = input.parent !== undefined ? (input.parent ? { id: input.parent.restorePointId, disks: input.parent.disks } : undefined) : found?.parent;
   if (already) {
     // A previous delivery committed this job's restore point and died before saying so.
     return {

@@ -13,9 +13,9 @@ export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor
   const js = new JetStreamClient(nc);
   await ensureWorkStream(await jetstreamManager(nc), site);
   return {
-    async requestSnapshot({ jobId, vmId, snapshotId, mode, policyId, jobRevision, causationId, quiesce }) {
+    async requestSnapshot({ jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, causationId, quiesce }) {
       const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', {
-        jobId, vmId, snapshotId, mode, policyId, jobRevision, ...(causationId ? { causationId } : {}), ...(quiesce ? { quiesce } : {}),
+        jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, ...(causationId ? { causationId } : {}), ...(quiesce ? { quiesce } : {}),
       }, {
         idempotencyKey: snapshotId, timeoutMs: snapshotTimeoutMs,
       });

@@ -34,6 +34,8 @@ export interface SchedulerPorts {
     jobId: string; vmId: string; snapshotId: string; mode: 'auto' | 'full'; policyId: string | null; jobRevision: number; causationId: string | null;
     /** The policy's quiesce option (default preferred). */
     quiesce?: 'required' | 'preferred' | 'off';
+    /** The restore point the transfer will build on and its snapshot, or why there is none (a full view). */
+    parent: { restorePointId: string; snapshotId: string } | { none: string };
   }): Promise<void>;
   releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean; jobRevision: number; causationId: string | null }): Promise<void>;
   enqueueTransfer(work: TransferWork): Promise<void>;
@@ -44,6 +46,11 @@ export class SchedulerRefusal extends Refusal {
     super(code, message, details);
   }
 }
+
+/** What an incremental of a job builds on, or why nothing. */
+type ParentChoice = { restorePointId: string; snapshotId: string; disks: Array<{ name: string; sizeBytes: number }> } | { none: string };
+
+const transferParent = (p: ParentChoice): TransferWork['parent'] => ('none' in p ? null : { restorePointId: p.restorePointId, disks: p.disks });
 
 interface Pending { readonly step: string; readonly at: number; readonly attempts: number }
 
@@ -335,19 +342,32 @@ export class Scheduler {
     return policy?.repository ?? this.config.repositories[0]!;
   }
 
-  /** The restore point an incremental of this job builds on: the VM's newest one in the job's repository that is still there. */
-  private parentFor(jobId: string, job: JobState): TransferWork['parent'] {
+  /**
+   * The restore point an incremental of this job builds on: the VM's newest one in the job's
+   * repository that is still there, unless it is older than the last backup of the job's own
+   * chain (its policy, or manual). That backup restarted the chain's changed-block history, so
+   * what changed between an older point and it is no longer known: then none, and the view is
+   * full. (A newer point from another chain is a sound base: the history holds a superset.)
+   */
+  private parentFor(jobId: string, job: JobState): ParentChoice {
     const repository = this.repositoryOf(job);
-    let best: { order: number; parent: NonNullable<TransferWork['parent']> } | undefined;
+    const vmId = job.request?.vmId;
+    const chain = job.request?.policyId ?? null;
+    let best: { order: number; id: string; job: JobState } | undefined;
+    let chainHead = -1;
     for (const [id, j] of this.jobs) {
-      if (id === jobId || !j.committed || j.request?.vmId !== job.request?.vmId) continue;
-      if (this.expired.has(j.committed.restorePointId) || this.repositoryOf(j) !== repository) continue;
+      if (id === jobId || !j.committed || j.request?.vmId !== vmId) continue;
       const order = this.commitOrder.get(id) ?? 0;
-      if (!best || order > best.order) {
-        best = { order, parent: { restorePointId: j.committed.restorePointId, disks: j.committed.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })) } };
-      }
+      if ((j.request?.policyId ?? null) === chain) chainHead = Math.max(chainHead, order);
+      if (this.expired.has(j.committed.restorePointId) || this.repositoryOf(j) !== repository) continue;
+      if (!best || order > best.order) best = { order, id, job: j };
     }
-    return best?.parent ?? null;
+    if (!best) return { none: `no earlier restore point of this VM in repository ${repository}` };
+    if (best.order < chainHead) {
+      return { none: `the newest restore point of this VM in repository ${repository} (${best.job.committed!.restorePointId}) is older than the last backup of chain ${chain ?? 'manual'}, which restarted its changed-block history` };
+    }
+    const c = best.job.committed!;
+    return { restorePointId: c.restorePointId, snapshotId: best.job.snapshot?.snapshotId ?? best.id, disks: c.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })) };
   }
 
   /** Jobs of a VM waiting for their turn (requested, not started). */
@@ -406,8 +426,10 @@ export class Scheduler {
             break;
           case 'requestSnapshot': {
             const quiesce = (state.request!.policyId ? this.policies.get(state.request!.policyId)?.quiesce : undefined) ?? 'preferred';
+            const parent = this.parentFor(jobId, state);
             await this.ports.requestSnapshot({
               jobId, vmId: step.vmId, snapshotId: step.snapshotId, mode: state.request!.mode, policyId: state.request!.policyId,
+              parent: 'none' in parent ? parent : { restorePointId: parent.restorePointId, snapshotId: parent.snapshotId },
               jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause, quiesce,
             });
           }
@@ -423,7 +445,7 @@ export class Scheduler {
               jobRevision: Number(queued.revision),
               causationId: queued.events.at(-1)?.id ?? queued.state.lastEventId ?? cause ?? jobId,
               lockRetention: policy?.immutable ? policy.retention : null,
-              parent: this.parentFor(jobId, state),
+              parent: transferParent(this.parentFor(jobId, state)),
               jobId,
               vmId: state.request!.vmId,
               vmName: vm?.name ?? state.request!.vmId,

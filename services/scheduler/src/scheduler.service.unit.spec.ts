@@ -18,6 +18,8 @@ interface World {
   scheduler: Scheduler;
   calls: string[];
   work: TransferWork[];
+  /** Every RequestSnapshot as the coordinator got it. */
+  snapshots: Array<Parameters<SchedulerPorts['requestSnapshot']>[0]>;
   /** The trace active when each port was called (what the NATS adapters put in the headers). */
   portTraces: string[];
   now: { t: number };
@@ -29,13 +31,16 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
   const log = new InMemoryEventLog(site);
   const calls: string[] = [];
   const work: TransferWork[] = [];
+  const snapshots: World['snapshots'] = [];
   const portTraces: string[] = [];
   const now = { t: Date.now() }; // events carry wall-clock times; the scheduler's clock moves on from there
   const append = async (streamId: string, type: string, data: unknown) => {
     await log.append(streamId, [newEvent(type as 'JobStarted', data as never, { site, actor: svc, streamId })], { expectedRevision: 'any' });
   };
   const ports: SchedulerPorts = {
-    async requestSnapshot({ jobId, snapshotId }) {
+    async requestSnapshot(input) {
+      const { jobId, snapshotId } = input;
+      snapshots.push(input);
       calls.push(`snapshot ${jobId}`);
       portTraces.push(`snapshot ${activeTraceContext()?.traceparent ?? 'none'}`);
       if (opts.snapshotOk === false) return; // the coordinator never answers with an event
@@ -69,7 +74,7 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
     for await (const r of log.readStream(`job-${jobId}`)) out.push(r.event);
     return out;
   };
-  return { log, scheduler, calls, work, portTraces, now, settle, jobEvents };
+  return { log, scheduler, calls, work, snapshots, portTraces, now, settle, jobEvents };
 }
 
 /** A data mover: commits the transfer it was given. */
@@ -164,6 +169,30 @@ describe('scheduler process manager', () => {
     expect(w.work[0]!.parent).toBeNull();
     expect(w.work[1]!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
     expect(w.work[1]!.jobRevision).toBe(4); // JobRequested, JobStarted, SnapshotRequested, SnapshotTaken, TransferQueued
+    await w.scheduler.stop();
+  });
+
+  it('names the parent in the snapshot request and the work; none when the newest point left is older than the chain\'s last backup', async () => {
+    const w = await world({ maxJobsPerHost: 4 });
+    const backup = async (rp: string) => {
+      const { jobId } = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, `c-${rp}`);
+      await w.scheduler.drive(jobId);
+      await w.settle();
+      await commit(w, jobId, rp);
+      await w.settle();
+      return jobId;
+    };
+    const a = await backup('rpa');
+    expect(w.snapshots.at(-1)!.parent).toEqual({ none: 'no earlier restore point of this VM in repository default' });
+    await backup('rpb');
+    const snapA = (await w.jobEvents(a)).find((e) => e.type === 'SnapshotRequested')!.data as { snapshotId: string };
+    expect(w.snapshots.at(-1)!.parent).toEqual({ restorePointId: 'rpa', snapshotId: snapA.snapshotId });
+    expect(w.work.at(-1)!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
+    // rpb goes: rpa is left, but the manual chain's history restarted at rpb, so nothing is a sound base.
+    await w.log.append('restorepoint-rpb', [newEvent('RestorePointExpired', { restorePointId: 'rpb', vmId: 'vm1', policyId: null, reason: 'test' }, { site, actor: svc, streamId: 'restorepoint-rpb' })], { expectedRevision: 'no_stream' });
+    await backup('rpc');
+    expect(w.snapshots.at(-1)!.parent).toMatchObject({ none: expect.stringContaining('(rpa) is older than the last backup of chain manual') });
+    expect(w.work.at(-1)!.parent).toBeNull();
     await w.scheduler.stop();
   });
 

@@ -44,6 +44,8 @@ export interface RequestSnapshotInput {
   readonly snapshotId?: string;
   readonly mode?: 'auto' | 'full';
   readonly policyId?: string | null;
+  /** What the transfer will build on, or why nothing (then the view is full). */
+  readonly parent?: { readonly restorePointId: string; readonly snapshotId: string } | { readonly none: string };
   /** Where the sender left the job's stream (see the RequestSnapshot command). */
   readonly jobRevision?: number;
   readonly causationId?: string;
@@ -101,7 +103,9 @@ export class SnapshotCoordinator {
 
   async requestSnapshot(input: RequestSnapshotInput, idempotencyKey: string): Promise<{ snapshotId: string }> {
     const snapshotId = input.snapshotId ?? (ID.test(idempotencyKey) ? idempotencyKey : randomUUID());
-    const job = { mode: input.mode ?? 'auto', policyId: input.policyId ?? null };
+    // Nothing to build on: a full view, whatever the changed-block history holds (its generation still steps).
+    const noParent = input.parent && 'none' in input.parent && input.mode !== 'full' ? input.parent.none : undefined;
+    const job = { mode: noParent ? 'full' as const : input.mode ?? 'auto', policyId: input.policyId ?? null };
     const quiesce: QuiescePolicy = input.quiesce === true || input.quiesce === undefined ? 'preferred' : input.quiesce === false ? 'off' : input.quiesce;
     const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
       state: jobStateAsSent({ jobId: input.jobId, snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
@@ -123,10 +127,11 @@ export class SnapshotCoordinator {
     try {
       record = await this.#locked(instance, async () => {
         const vmName = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === input.vmId)?.name ?? input.vmId;
-        const view = await adapter.openView({
+        const opened = await adapter.openView({
           vm: vmName, mode: job.mode, jobId: input.jobId, chain: chainFor(job.policyId), leaseMs,
           ...(input.disks ? { disks: input.disks } : {}), ...(quiesce !== 'off' ? { quiesce: true } : {}),
         });
+        const view = noParent ? { ...opened, disks: opened.disks.map((d) => (d.mode === 'full' && d.reason === 'full backup requested' ? { ...d, reason: noParent } : d)) } : opened;
         if (quiesce === 'required' && !view.quiesced?.frozen) {
           await adapter.releaseView(view.viewId, { success: false });
           throw new Error(`quiesce is required but the guest was not frozen: ${view.quiesced?.reason ?? 'the hypervisor cannot quiesce'}`);

@@ -20,6 +20,8 @@ class FakeAdapter implements HypervisorAdapter {
   adopted: string[] = [];
   reaped: Array<ReadonlySet<string>> = [];
   failOpen = false;
+  /** Answer a full request with a full view, as the real adapters do (else always incremental). */
+  honourMode = false;
   #n = 0;
   async inventory() { return [{ id: 'web 1', name: 'web 1', state: 'running', disks: [{ id: 'vda', nodeName: 'n', file: 'f', format: 'qcow2', sizeBytes: 1024 }] }]; }
   async openView(req: OpenViewRequest): Promise<View> {
@@ -29,7 +31,9 @@ class FakeAdapter implements HypervisorAdapter {
     return {
       viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath: '/run/nbd.sock' }, createdAt: new Date().toISOString(),
       expiresAt: new Date(Date.now() + (req.leaseMs ?? 1000)).toISOString(),
-      disks: [{ disk: 'vda', exportName: `cairn-${viewId}-vda`, sizeBytes: 1024, mode: 'incremental', reason: 'changes since…', bitmapContext: 'qemu:dirty-bitmap:x', changedBytes: 65536 }],
+      disks: [this.honourMode && req.mode === 'full'
+        ? { disk: 'vda', exportName: `cairn-${viewId}-vda`, sizeBytes: 1024, mode: 'full', reason: 'full backup requested' }
+        : { disk: 'vda', exportName: `cairn-${viewId}-vda`, sizeBytes: 1024, mode: 'incremental', reason: 'changes since…', bitmapContext: 'qemu:dirty-bitmap:x', changedBytes: 65536 }],
     };
   }
   async releaseView(viewId: string, o: { success: boolean }) { await new Promise((r) => setTimeout(r, 5)); this.released.push({ viewId, success: o.success }); }
@@ -81,6 +85,21 @@ describe('SnapshotCoordinator', () => {
     expect(await c.requestSnapshot(cmd, 'key-1')).toEqual({ snapshotId: 'snap-a' });
     expect(adapter.opened).toHaveLength(1);
     expect((await types('job-j1')).filter((e) => e.type === 'SnapshotTaken')).toHaveLength(1);
+  });
+
+  it('opens a full view when the command says there is no parent to build on, and records why', async () => {
+    const { adapter, log, make, types } = await setup();
+    adapter.honourMode = true;
+    const { jobRevision } = await requestedJob(log, 'j9', 'snap-9');
+    const none = 'no earlier restore point of this VM in repository default';
+    await make().requestSnapshot({ jobId: 'j9', vmId: 'web_1', snapshotId: 'snap-9', mode: 'auto', parent: { none }, jobRevision }, 'k9');
+    expect(adapter.opened[0]).toMatchObject({ mode: 'full', chain: 'manual' });
+    const taken = (await types('job-j9')).find((e) => e.type === 'SnapshotTaken');
+    expect(taken?.data).toMatchObject({ nbd: { exports: [{ disk: 'vda', mode: 'full', reason: none }] } });
+    // A named parent leaves the choice to the changed-block history.
+    const b = await requestedJob(log, 'j10', 'snap-10');
+    await make().requestSnapshot({ jobId: 'j10', vmId: 'web_1', snapshotId: 'snap-10', mode: 'auto', parent: { restorePointId: 'rp1', snapshotId: 'snap-9' }, jobRevision: b.jobRevision }, 'k10');
+    expect(adapter.opened[1]).toMatchObject({ mode: 'auto' });
   });
 
   it('refuses to record a view for a snapshot the job did not ask for, and gives the view back', async () => {
