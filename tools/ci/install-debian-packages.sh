@@ -16,6 +16,7 @@ declare -A pkg_for=(
   [rsyslogd]=rsyslog
   [prometheus]=prometheus
   [chromium]=chromium
+  [sshd]=openssh-server
 )
 missing=()
 for bin in "${!pkg_for[@]}"; do

@@ -6,3 +6,4 @@ export { waitFor } from './wait-for.ts';
 export { buildGuestImage, bootGuest, guestMarker, guestQemuArgs, hostKernel, type GuestImage, type GuestImageOptions, type BootedGuest, type BootedGuestOptions } from './guest.ts';
 export { ensureLibvirtd, defineGuestDomain, guestDomainXml, virsh, LIBVIRT_URI, type GuestDomain, type GuestDomainOptions } from './libvirt.ts';
 export * from './files-disk.ts';
+export { startTestSshd, type TestSshd } from './sshd.ts';

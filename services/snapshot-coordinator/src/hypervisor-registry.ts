@@ -91,7 +91,7 @@ export class HypervisorRegistry {
     try {
       adapter = await this.connect(h);
     } catch (e) {
-      const where = h.kind === 'libvirt' ? `libvirt at ${h.uri}` : `QMP at ${h.qmpSocket}`;
+      const where = h.kind === 'libvirt' ? `libvirt at ${h.uri.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@')}` : `QMP at ${h.qmpSocket}`;
       throw new HypervisorRegistryError('unavailable', `cannot connect to ${where}: ${(e as Error).message}`);
     }
     const vms = (await adapter.inventory()).map((v) => v.name);

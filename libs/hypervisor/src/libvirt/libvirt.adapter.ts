@@ -25,9 +25,13 @@ import {
 } from './domain-xml.ts';
 import { Virsh, VirshError } from './virsh.ts';
 import { DomainEventWatcher, type DomainEvent } from './domain-events.ts';
+import { SshHost, shellQuote, sshTargetOf } from './ssh-host.ts';
 
 export interface LibvirtAdapterConfig {
-  /** qemu:///system, or qemu+ssh:// / qemu+tls:// (inventory only: NBD exports are local sockets). */
+  /**
+   * qemu:///system, or qemu+ssh:// (backups too: the NBD socket is forwarded over SSH) or
+   * qemu+tls:// (inventory and quiesce; backups need a coordinator on the host).
+   */
   readonly uri: string;
   /** libvirt auth.conf with the credentials (never on the command line). */
   readonly credentialsFile?: string;
@@ -38,6 +42,11 @@ export interface LibvirtAdapterConfig {
   readonly runDir: string;
   /** Where copy-before-write scratch files go (default runDir); removed after every view. */
   readonly scratchDir?: string;
+  /**
+   * qemu+ssh only: the directory on the libvirt host for the NBD socket and the scratch files
+   * (default /var/tmp/cairn-lvr-<instance hash>); runDir then holds the forwarded sockets.
+   */
+  readonly remoteDir?: string;
   /** Chain records (last good checkpoint per domain and chain) and open views. */
   readonly stateDir: string;
   readonly defaultLeaseMs?: number;
@@ -86,12 +95,19 @@ export class LibvirtAdapter implements HypervisorAdapter {
    * so the reaper never touches what another Cairn on the same libvirt made.
    */
   readonly #owner: string;
+  /** The host behind a qemu+ssh URI (its NBD sockets are forwarded). */
+  readonly #ssh: SshHost | undefined;
+  /** Another remote transport (qemu+tls, qemu+tcp): no way to reach its NBD socket. */
+  readonly #farAway: boolean;
 
   private constructor(readonly config: LibvirtAdapterConfig) {
     this.virsh = new Virsh({ uri: config.uri, ...(config.credentialsFile ? { credentialsFile: config.credentialsFile } : {}) });
     this.#log = config.logger ?? silent;
     this.#stateFile = join(config.stateDir, 'libvirt-state.json');
     this.#owner = createHash('sha256').update(resolve(config.stateDir)).digest('hex').slice(0, 12);
+    const target = sshTargetOf(config.uri);
+    this.#ssh = target ? new SshHost(target) : undefined;
+    this.#farAway = !target && isRemoteUri(config.uri);
   }
 
   /** Checks the connection (`virsh uri`) and loads the adapter's records. */
@@ -99,6 +115,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const a = new LibvirtAdapter(config);
     await a.virsh.run(['uri'], 30_000);
     await a.#loadState();
+    // Views an earlier run left open on a remote host: their forwards come back.
+    if (a.#ssh) {
+      for (const viewId of Object.keys(a.#state.views)) {
+        await a.#forward(viewId).catch((e: unknown) => a.#log.warn({ viewId, err: String(e) }, 'cannot forward the NBD socket of an open view again'));
+      }
+    }
     // A run that died between freeze and thaw left the guest frozen: thaw it now.
     for (const vm of Object.keys(a.#state.frozen ?? {})) {
       a.#log.warn({ vm }, 'thawing a guest an earlier run froze');
@@ -107,7 +129,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     return a;
   }
 
-  get scratchDir(): string { return this.config.scratchDir ?? this.config.runDir; }
+  get scratchDir(): string { return this.#ssh ? this.#remoteDir : this.config.scratchDir ?? this.config.runDir; }
+
+  /** The directory on the libvirt host that holds the NBD socket QEMU listens on. */
+  get #hostDir(): string { return this.#ssh ? this.#remoteDir : this.config.runDir; }
+
+  get #remoteDir(): string { return this.config.remoteDir ?? `/var/tmp/cairn-lvr-${this.#owner}`; }
 
   // ---- inventory ---------------------------------------------------------------------------
 
@@ -188,6 +215,9 @@ export class LibvirtAdapter implements HypervisorAdapter {
     for (const p of Object.values(this.#state.views)) {
       if (p.domain === req.vm) throw new DiskBusyError(`domain ${req.vm} is already in view ${p.view.viewId} (libvirt runs one backup job per domain)`);
     }
+    if (this.#farAway) {
+      throw new Error(`${this.config.uri}: backups over this transport are not built (the NBD export would be on the host, out of the data mover's reach); use qemu+ssh:// or run a coordinator on the host`);
+    }
     const state = (await this.virsh.run(['domstate', req.vm])).trim();
     await this.#prepareDirs();
     const viewId = newViewId();
@@ -200,7 +230,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const checkpoints = new Map([...await this.#cairnCheckpoints(req.vm)].map(([n, c]) => [n, c.disks]));
     const planInput = { chain, viewId, requested: req.mode, domainUuid: summary.uuid, disks: chosen, record, checkpoints };
     let plan = planLibvirtBackup(planInput);
-    const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
+    const socketPath = join(this.#hostDir, `cairn-${viewId}.sock`);
     const vmConfig = await this.vmConfig(req.vm);
     const quiesced = req.quiesce ? await this.quiesce(req.vm) : undefined;
     try {
@@ -226,7 +256,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     }));
     const now = Date.now();
     const view: View = {
-      viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath }, disks,
+      viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath: this.#ssh ? this.#forwardedSocket(viewId) : socketPath }, disks,
       createdAt: new Date(now).toISOString(), expiresAt: new Date(now + leaseMs).toISOString(),
       ...(quiesced ? { quiesced } : {}), vmConfig: { ...vmConfig },
     };
@@ -235,6 +265,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
       disks: Object.fromEntries(chosen.map((d) => [d.target, d.source ?? ''])),
     };
     await this.#saveState();
+    if (this.#ssh) {
+      try { await this.#forward(viewId); } catch (e) {
+        await this.releaseView(viewId, { success: false });
+        throw e;
+      }
+    }
     this.#log.info({ viewId, vm: req.vm, checkpoint: plan.checkpoint, disks: disks.map((d) => ({ disk: d.disk, mode: d.mode, reason: d.reason })) }, 'libvirt backup started');
     return view;
   }
@@ -271,9 +307,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
     if (!isViewId(viewId)) throw new Error(`not a view id: ${JSON.stringify(viewId)}`);
     const p = this.#state.views[viewId];
     if (!p) { await this.#removeFiles(viewId); return; }
-    if (p.offline) {
-      await this.#stopDaemon(viewId);
-    } else {
+    if (p.offline || this.#ssh) await this.#stopDaemon(viewId);
+    if (!p.offline) {
       await this.#abortJob(p.domain, viewId);
       const checkpoints = await this.#cairnCheckpoints(p.domain).catch(() => new Map<string, CheckpointInfo>());
       if (outcome.success && p.checkpoint && checkpoints.has(p.checkpoint)) {
@@ -328,7 +363,14 @@ export class LibvirtAdapter implements HypervisorAdapter {
         report.files.push(join(this.config.runDir, f));
       }
     }
-    if (this.scratchDir !== this.config.runDir) {
+    if (this.#ssh) {
+      const listed = await this.#ssh.sh(`ls -1 ${shellQuote(this.#remoteDir)} 2>/dev/null || true`).catch(() => '');
+      const stale = listed.split('\n').map((f) => f.trim()).filter((f) => { const id = viewOfName(f); return f.startsWith('cairn-') && id && !keep.has(id); });
+      if (stale.length > 0) {
+        await this.#ssh.run(['rm', '-f', '--', ...stale.map((f) => join(this.#remoteDir, f))]);
+        report.files.push(...stale.map((f) => `${this.#ssh!.target.host}:${join(this.#remoteDir, f)}`));
+      }
+    } else if (this.scratchDir !== this.config.runDir) {
       for (const f of await readdir(this.scratchDir).catch(() => [] as string[])) {
         const id = viewOfName(f);
         if (f.startsWith('cairn-') && id && !keep.has(id)) { await rm(join(this.scratchDir, f), { force: true }); report.files.push(join(this.scratchDir, f)); }
@@ -384,6 +426,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
   // ---- shut-off domains --------------------------------------------------------------------
 
   async #openOffline(req: OpenViewRequest, summary: DomainSummary, chosen: DomainSummary['disks'], viewId: string, leaseMs: number, sizes: Map<string, number>): Promise<View> {
+    if (this.#ssh) throw new Error(`domain ${req.vm} is shut off on the remote host ${this.#ssh.target.host}: its images can only be read on the host itself (start it, or run a coordinator there)`);
     const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
     const pidFile = join(this.config.runDir, `cairn-${viewId}.pid`);
     const args = ['--pidfile', pidFile];
@@ -469,7 +512,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const b = parseBackupXml(xml);
     const exports = b.disks.map((d) => d.exportName ?? d.target);
     const viewId = exports.map(viewOfName).find((v) => v) ?? (b.socket ? viewOfName(b.socket.split('/').pop()!) : undefined);
-    return { viewId, exports, mine: !!b.socket && b.socket.startsWith(`${resolve(this.config.runDir)}/`) };
+    return { viewId, exports, mine: !!b.socket && b.socket.startsWith(`${resolve(this.#hostDir)}/`) };
   }
 
   /** Ends the view's pull-mode backup job (libvirt then removes the scratch files). */
@@ -487,14 +530,35 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 
   async #removeFiles(viewId: string): Promise<void> {
-    for (const dir of new Set([this.config.runDir, this.scratchDir])) {
+    for (const dir of new Set(this.#ssh ? [this.config.runDir] : [this.config.runDir, this.scratchDir])) {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (f.startsWith(`cairn-${viewId}`)) await rm(join(dir, f), { force: true });
       }
     }
+    if (this.#ssh) await this.#ssh.sh(`rm -f ${shellQuote(this.#remoteDir)}/cairn-${viewId}*`);
+  }
+
+  #forwardedSocket(viewId: string): string { return join(this.config.runDir, `cairn-${viewId}.fwd.sock`); }
+
+  /** qemu+ssh: the view's NBD socket on the host, forwarded to runDir (pid file `cairn-<viewId>.pid`). */
+  async #forward(viewId: string): Promise<void> {
+    const pidFile = join(this.config.runDir, `cairn-${viewId}.pid`);
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (pid && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(viewId)) return;
+    const local = this.#forwardedSocket(viewId);
+    await rm(local, { force: true });
+    const child = await this.#ssh!.forward(local, join(this.#remoteDir, `cairn-${viewId}.sock`));
+    await writeFile(pidFile, `${String(child.pid)}\n`);
   }
 
   async #prepareDirs(): Promise<void> {
+    if (this.#ssh) {
+      await mkdir(this.config.runDir, { recursive: true, mode: 0o700 });
+      // On the host: a directory QEMU's user may create the socket and scratch files in.
+      const d = shellQuote(this.#remoteDir);
+      await this.#ssh.sh(`mkdir -p -m 0770 ${d} && { o=$(stat -c %u:%g /var/lib/libvirt/qemu 2>/dev/null) && chown "$o" ${d} || true; }`);
+      return;
+    }
     const owner = await this.#qemuOwner();
     for (const dir of new Set([this.config.runDir, this.scratchDir])) {
       await mkdir(dir, { recursive: true, mode: 0o770 });
@@ -524,6 +588,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
     await writeFile(`${this.#stateFile}.tmp`, JSON.stringify(this.#state, null, 2));
     await rename(`${this.#stateFile}.tmp`, this.#stateFile);
   }
+}
+
+/** A URI naming a host (qemu+tls://host/system), as opposed to a local one (qemu:///system). */
+function isRemoteUri(uri: string): boolean {
+  try { return new URL(uri).hostname !== ''; } catch { return false; }
 }
 
 /** libvirt's own words from a virsh error, without the command line. */
