@@ -3,7 +3,8 @@
 // to the other, which follows the recorded plan and completes. The restored file is byte-identical
 // to the disk, nothing ever appears under the target name before the job completes, no
 // temporary file is left, and `cairn job watch` follows the job to its end with progress; the
-// API shows the job and refuses a second restore onto the same file with its reason.
+// API shows the job and refuses a second restore onto the same file with its reason; both are
+// listed as restore jobs beside the backups (GET /v1/jobs, `cairn job list`).
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, stat, writeFile } from 'node:fs/promises';
@@ -142,5 +143,22 @@ describe('restore job (real NATS, two movers as processes)', () => {
     expect(refused['failure']).toMatchObject({ code: 'conflict', reason: expect.stringMatching(/exists/) });
     expect(await sha256(target)).toBe(await sha256(reference));
     expect((await api('GET', '/v1/restore-jobs/no-such-job')).status).toBe(404);
+
+    // Both are jobs beside the backups in the catalogue: GET /v1/jobs and `cairn job list` (kind restore).
+    const refusedId = posted.body['restoreId'] as string;
+    type Listed = { jobId: string; kind: string; state: string; restorePointId: string | null; failure: { reason: string } | null };
+    const listed = await waitFor(async () => {
+      const r = await api('GET', '/v1/jobs?kind=restore');
+      const items = (r.body['items'] ?? []) as Listed[];
+      const ended = (id: string, state: string) => items.some((j) => j.jobId === id && j.state === state);
+      return ended(restoreId, 'completed') && ended(refusedId, 'failed') ? items : undefined;
+    }, { timeoutMs: 60_000, what: 'both restore jobs in GET /v1/jobs' });
+    expect(listed.every((j) => j.kind === 'restore')).toBe(true);
+    expect(listed.find((j) => j.jobId === refusedId)!.failure!.reason).toMatch(/exists/);
+    const list = await cli(['--data', dataDir, '--json', 'job', 'list', '--kind', 'restore']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(JSON.parse(list.stdout) as Listed[]).toEqual(expect.arrayContaining([expect.objectContaining({ jobId: restoreId, kind: 'restore', state: 'completed', restorePointId })]));
+    const table = await cli(['--data', dataDir, 'job', 'list']);
+    expect(table.stdout).toMatch(new RegExp(`${restoreId}\\s+restore\\s`));
   }, 400_000);
 });

@@ -4,7 +4,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { assertSite } from '@cairn/contracts';
 import {
-  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, VmView,
+  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobKind, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, VmView,
 } from './catalogue.views.ts';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
@@ -28,7 +28,7 @@ export const QUERY_SCHEMAS = {
   },
   'restorePoint.get': { request: Type.Object({ restorePointId: Id }, Strict), result: RestorePointView },
   'job.list': {
-    request: Type.Object({ state: Type.Optional(JobState), vmId: Type.Optional(Id), limit: Type.Optional(Limit) }, Strict),
+    request: Type.Object({ state: Type.Optional(JobState), vmId: Type.Optional(Id), kind: Type.Optional(JobKind), limit: Type.Optional(Limit) }, Strict),
     result: Items(JobView),
   },
   'job.get': { request: Type.Object({ jobId: Id }, Strict), result: JobDetail },

@@ -74,12 +74,18 @@ export const JobState = Type.Union([
 ], { $id: 'JobState' });
 export type JobState = Static<typeof JobState>;
 
+export const JobKind = Type.Union([Type.Literal('backup'), Type.Literal('restore')], { $id: 'JobKind' });
+export type JobKind = Static<typeof JobKind>;
+
 export const JobView = Type.Object({
   jobId: Id,
-  vmId: Id,
+  /** A backup (stream `job-<id>`) or a restore (stream `restore-<id>`: the restore point in `restorePointId`). */
+  kind: JobKind,
+  /** The VM backed up, or whose restore point is restored (empty when the catalogue does not know the point). */
+  vmId: Type.Union([Id, Type.Literal('')]),
   policyId: Nullable(Id),
   site: Type.String(),
-  mode: Type.String({ description: 'As requested: auto or full.' }),
+  mode: Type.String({ description: 'As requested: auto or full (backup); file or vm (restore).' }),
   trigger: Type.String(),
   slot: Nullable(Time),
   state: JobState,
@@ -202,9 +208,9 @@ export type ReplicaView = Static<typeof ReplicaView>;
 export const CatalogueStats = Type.Object({
   /** The log position the numbers are as of (of the replica that answered). */
   position: Type.Integer({ minimum: 0 }),
-  /** Jobs by state (every state present, 0 when none). */
+  /** Backup jobs by state (every state present, 0 when none). */
   jobsByState: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
-  /** Running jobs by the phase they are in now (their latest running phase). */
+  /** Running backup jobs by the phase they are in now (their latest running phase). */
   runningByPhase: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
   restorePoints: Type.Object({
     total: Type.Integer({ minimum: 0 }),
@@ -217,7 +223,7 @@ export const CatalogueStats = Type.Object({
   /** The same over restore points not expired. */
   liveBytesRead: Type.Integer({ minimum: 0 }),
   liveBytesStored: Type.Integer({ minimum: 0 }),
-  /** Completed jobs: bytes read and time taken (request to completion), for throughput. */
+  /** Completed backup jobs: bytes read and time taken (request to completion), for throughput. */
   completed: Type.Object({
     jobs: Type.Integer({ minimum: 0 }),
     bytesRead: Type.Integer({ minimum: 0 }),

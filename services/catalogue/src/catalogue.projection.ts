@@ -190,6 +190,51 @@ const handlers: Handlers = {
     closeRunningPhases(data.jobId, at.time, `cancelled: ${data.reason}`),
   ],
 
+  // A restore job (stream restore-<id>) is a job of kind restore: requested (schedule phase),
+  // taken by a mover with its plan (transfer phase: what is written), then completed or failed.
+  RestoreRequested: ({ data }, at) => [
+    sql(
+      `INSERT INTO jobs (job_id, kind, vm_id, policy_id, site, mode, trigger, state, attempt, requested_at, updated_at, position, restore_point_id)
+       VALUES (?, 'restore', COALESCE((SELECT vm_id FROM restore_points WHERE restore_point_id = ?),
+         (SELECT vm_id FROM replicas WHERE restore_point_id = ? LIMIT 1), ''), NULL, ?, ?, 'manual', 'requested', 0, ?, ?, ?, ?)
+       ON CONFLICT (job_id) DO NOTHING`,
+      data.restoreId, data.restorePointId, data.restorePointId, at.site, data.target.kind, at.time, at.time, at.position, data.restorePointId,
+    ),
+    phaseStarted(data.restoreId, 'schedule', at.time, data.target.kind === 'vm'
+      ? `restore of ${data.restorePointId} as VM ${data.target.vmName}` : `restore of ${data.restorePointId} disk ${data.target.disk} to ${data.target.path}`),
+  ],
+  RestoreStarted: ({ data }, at) => [
+    sql(
+      `UPDATE jobs SET state = 'running', attempt = ?, worker = ?, started_at = COALESCE(started_at, ?), updated_at = ?
+       WHERE job_id = ? AND state IN ('requested', 'running')`,
+      data.attempt, data.worker, at.time, at.time, data.restoreId,
+    ),
+    phaseEnded(data.restoreId, 'schedule', 'done', at.time, `attempt ${data.attempt}`),
+    phaseStarted(data.restoreId, 'transfer', at.time, `taken by ${data.worker}, reading the ${data.source === 'replica' ? 'replica' : 'restore point'}: ${data.disks.map((d) => d.disk).join(', ')}`),
+  ],
+  RestoreProgressed: ({ data }, at) => [
+    touchJob(data.restoreId, at.time),
+    sql(`UPDATE job_phases SET detail = ? WHERE job_id = ? AND phase = 'transfer' AND state = 'running'`,
+      `${data.disk}: ${iec(data.bytesDone)} of ${iec(data.bytesTotal)} written`, data.restoreId),
+  ],
+  RestoreCompleted: ({ data }, at) => {
+    const written = data.disks.reduce((n, d) => n + d.sizeBytes, 0);
+    return [
+      sql(`UPDATE jobs SET state = 'completed', ended_at = ?, updated_at = ?, bytes_read = ?, duration_ms = ? WHERE job_id = ?`,
+        at.time, at.time, written, data.durationMs, data.restoreId),
+      phaseEnded(data.restoreId, 'transfer', 'done', at.time, data.vm
+        ? `VM ${data.vm.name} in ${data.vm.dir}${data.vm.started ? ', started' : ''}` : data.disks.map((d) => `${d.disk} to ${d.path}`).join('; ')),
+    ];
+  },
+  RestoreFailed: ({ data }, at) => [
+    sql(
+      `UPDATE jobs SET state = 'failed', ended_at = ?, updated_at = ?, failure_reason = ?, failure_retryable = 0,
+         failure_phase = CASE WHEN state = 'requested' THEN 'schedule' ELSE 'transfer' END WHERE job_id = ?`,
+      at.time, at.time, data.reason, data.restoreId,
+    ),
+    closeRunningPhases(data.restoreId, at.time, `restore failed (${data.code}): ${data.reason}`),
+  ],
+
   PolicyCreated: ({ data }, at) => [
     // Created again after a delete: the same id comes back as a new version.
     sql(

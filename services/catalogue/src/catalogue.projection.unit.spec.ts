@@ -165,6 +165,48 @@ describe('catalogue projection: jobs and phases', () => {
   });
 });
 
+describe('catalogue projection: restore jobs', () => {
+  const target = { kind: 'file' as const, disk: 'vda', path: '/restore/web.raw', format: 'raw' as const, overwrite: false };
+  const rRequested = ev('RestoreRequested', { restoreId: 'r1', restorePointId: 'rp1', repository: 'local', target, ownTarget: false }, 'restore-r1');
+  const rStarted = ev('RestoreStarted', {
+    restoreId: 'r1', worker: 'data-mover@h2#1', attempt: 1, source: 'local', sourceLocation: '/repo',
+    disks: [{ disk: 'vda', path: '/restore/web.raw', partialPath: '/restore/web.raw.cairn-restore-r1', format: 'raw', sizeBytes: 1024 }],
+  }, 'restore-r1');
+  const rProgress = ev('RestoreProgressed', { restoreId: 'r1', disk: 'vda', bytesDone: 512, bytesTotal: 1024 }, 'restore-r1');
+  const rCompleted = ev('RestoreCompleted', { restoreId: 'r1', disks: [{ disk: 'vda', path: '/restore/web.raw', sizeBytes: 1024 }], attempts: 1, durationMs: 2500 }, 'restore-r1');
+  const backup = [requested, started, snapRequested, snapTaken, queued, transferStarted, committed, released, completed];
+
+  it('a restore job is a job of kind restore: the VM of its restore point, its worker, phases, progress and events', () => {
+    given(...backup, rRequested, rStarted).when(rProgress).then((read) => {
+      const job = read.getJob('r1');
+      expect(job).toMatchObject({ kind: 'restore', vmId: 'vm1', state: 'running', mode: 'file', restorePointId: 'rp1', worker: 'data-mover@h2#1', attempt: 1 });
+      expect(job.phases.map((p) => [p.phase, p.state, p.detail])).toEqual([
+        ['schedule', 'done', 'attempt 1'],
+        ['transfer', 'running', 'vda: 512 B of 1.0 KiB written'],
+      ]);
+      expect(job.events.map((e) => e.type)).toEqual(['RestoreRequested', 'RestoreStarted', 'RestoreProgressed']);
+    });
+    given(...backup, rRequested, rStarted, rProgress).when(rCompleted).then((read) => {
+      expect(read.getJob('r1')).toMatchObject({ state: 'completed', endedAt: rCompleted.time, durationMs: 2500, bytesRead: 1024, failure: null });
+      expect(read.getJob('r1').phases.at(-1)).toMatchObject({ phase: 'transfer', state: 'done', detail: 'vda to /restore/web.raw' });
+      // Listed beside backups, filtered by kind; the backup metrics count backups only.
+      expect(read.listJobs({}).map((j) => [j.jobId, j.kind])).toEqual([['r1', 'restore'], ['j1', 'backup']]);
+      expect(read.listJobs({ kind: 'restore' }).map((j) => j.jobId)).toEqual(['r1']);
+      expect(read.listJobs({ kind: 'backup', vmId: 'vm1' }).map((j) => j.jobId)).toEqual(['j1']);
+      expect(read.stats().completed.jobs).toBe(1);
+    });
+  });
+
+  it('a restore refused before any mover took it failed in its schedule phase, with the reason', () => {
+    const failed = ev('RestoreFailed', { restoreId: 'r1', code: 'conflict', reason: '/restore/web.raw exists' }, 'restore-r1');
+    given(rRequested).when(failed).then((read) => {
+      const job = read.getJob('r1');
+      expect(job).toMatchObject({ kind: 'restore', vmId: '', state: 'failed', failure: { phase: 'schedule', reason: '/restore/web.raw exists', retryable: false } });
+      expect(job.phases.filter((p) => p.state === 'running')).toEqual([]);
+    });
+  });
+});
+
 describe('catalogue projection: restore points', () => {
   it('a committed restore point carries sizes, bytes, savings, policy and site', () => {
     given(ev('VmDiscovered', vmA, 'vm-vm1'), requested, started).when(committed).then((read) => {

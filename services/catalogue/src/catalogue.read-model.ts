@@ -55,14 +55,14 @@ export class CatalogueReadModel {
   }
 
   /**
-   * Exact aggregates over every job and restore point (SQL counts and sums, no list limit), as
+   * Exact aggregates over every backup job and restore point (SQL counts and sums, no list limit), as
    * of one log position: the statements run back to back on the connection the projection
    * writes through, so no batch lands between them.
    */
   stats(): CatalogueStats {
     const db = this.current();
     const jobsByState: Record<string, number> = Object.fromEntries(JOB_STATES.map((s) => [s, 0]));
-    for (const r of this.all(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`)) jobsByState[str(r.state)] = num(r.n);
+    for (const r of this.all(`SELECT state, COUNT(*) AS n FROM jobs WHERE kind = 'backup' GROUP BY state`)) jobsByState[str(r.state)] = num(r.n);
     const runningByPhase: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
     // A running job is in its latest running phase (as job.get orders them).
     for (const r of this.all(
@@ -70,7 +70,7 @@ export class CatalogueReadModel {
          SELECT p.phase, ROW_NUMBER() OVER (PARTITION BY p.job_id ORDER BY p.started_at DESC, CASE p.phase
            WHEN 'schedule' THEN 0 WHEN 'snapshot' THEN 1 WHEN 'transfer' THEN 2 WHEN 'commit' THEN 3 ELSE 4 END DESC) AS rn
          FROM job_phases p JOIN jobs j ON j.job_id = p.job_id
-         WHERE j.state = 'running' AND p.state = 'running'
+         WHERE j.kind = 'backup' AND j.state = 'running' AND p.state = 'running'
        ) WHERE rn = 1 GROUP BY phase`,
     )) runningByPhase[str(r.phase)] = num(r.n);
     const rp = this.one(
@@ -82,7 +82,7 @@ export class CatalogueReadModel {
     )!;
     const done = this.one(
       `SELECT COUNT(*) AS jobs, COALESCE(SUM(bytes_read), 0) AS read, COALESCE(SUM(duration_ms), 0) AS duration
-       FROM jobs WHERE state = 'completed'`,
+       FROM jobs WHERE kind = 'backup' AND state = 'completed'`,
     )!;
     return {
       position: Number(db.position()),
@@ -198,6 +198,7 @@ export class CatalogueReadModel {
     const params: (string | number)[] = [];
     if (q.state) { where.push('state = ?'); params.push(q.state); }
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
+    if (q.kind) { where.push('kind = ?'); params.push(q.kind); }
     return this.all(
       `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
       ...params, q.limit ?? DEFAULT_LIMIT,
@@ -218,8 +219,9 @@ export class CatalogueReadModel {
       detail: strOrNull(p.detail),
     }));
     // Everything correlated with the job, plus whatever was appended to its own stream.
+    const stream = str(row.kind) === 'restore' ? `restore-${jobId}` : `job-${jobId}`;
     const events = this.all(
-      `SELECT * FROM audit WHERE correlation_id = ? OR stream_id = ? ORDER BY position LIMIT 10000`, jobId, `job-${jobId}`,
+      `SELECT * FROM audit WHERE correlation_id = ? OR stream_id = ? ORDER BY position LIMIT 10000`, jobId, stream,
     ).map(auditEntry);
     return { ...job(row), phases, events };
   }
@@ -262,6 +264,7 @@ function job(r: Row): JobView {
   const failed = r.failure_phase !== null && r.failure_phase !== undefined;
   return {
     jobId: str(r.job_id),
+    kind: str(r.kind) as JobView['kind'],
     vmId: str(r.vm_id),
     policyId: strOrNull(r.policy_id),
     site: str(r.site),

@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS restore_point_disks (
 
 CREATE TABLE IF NOT EXISTS jobs (
   job_id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL DEFAULT 'backup',
   vm_id TEXT NOT NULL,
   policy_id TEXT,
   site TEXT NOT NULL,
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, position);
 CREATE INDEX IF NOT EXISTS jobs_vm ON jobs (vm_id, position);
 CREATE INDEX IF NOT EXISTS jobs_position ON jobs (position);
+CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind, position);
 
 CREATE TABLE IF NOT EXISTS job_phases (
   job_id TEXT NOT NULL,

@@ -11,7 +11,7 @@ import type { HttpResponse } from './http.types.ts';
 export class JobsController {
   constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
 
-  @Route({ method: 'GET', path: '/v1/jobs', operationId: 'listJobs', tag: 'jobs', summary: 'Jobs, newest first', query: ListJobsQuery, response: Items(JobView) })
+  @Route({ method: 'GET', path: '/v1/jobs', operationId: 'listJobs', tag: 'jobs', summary: 'Backup and restore jobs, newest first (kind backup or restore)', query: ListJobsQuery, response: Items(JobView) })
   listJobs(@Input('query') q: QueryRequest<'job.list'>) {
     return this.gateway.query('job.list', q);
   }

@@ -54,7 +54,7 @@ function parseWindow(v: string): { start: string; end: string } {
 
 function jobLine(j: JobView): Record<string, unknown> {
   return {
-    job: j.jobId, vm: j.vmId, state: j.state, trigger: j.trigger, requested: j.requestedAt,
+    job: j.jobId, kind: j.kind, vm: j.vmId, state: j.state, trigger: j.trigger, requested: j.requestedAt,
     read: j.bytesRead === null ? '' : bytes(j.bytesRead), stored: j.bytesStored === null ? '' : bytes(j.bytesStored),
     restorePoint: j.restorePointId ?? '', reason: j.failure?.reason ?? j.cancelReason ?? '',
   };
@@ -103,9 +103,11 @@ async function watchJob(s: Session, jobId: string, timeoutMs: number): Promise<J
 
 function reportJob(s: Session, job: JobDetail): void {
   output(s, job, () => {
-    const head = `job ${job.jobId}: ${job.state}${job.failure ? ` in ${job.failure.phase}: ${job.failure.reason}` : ''}`;
+    const head = `${job.kind} job ${job.jobId}: ${job.state}${job.failure ? ` in ${job.failure.phase}: ${job.failure.reason}` : ''}`;
     const phases = job.phases.map((p) => `  ${p.phase.padEnd(9)} ${p.state.padEnd(7)} ${p.detail ?? ''}`).join('\n');
-    const rp = job.restorePointId ? `\n  restore point ${job.restorePointId}: ${bytes(job.bytesRead ?? 0)} read, ${bytes(job.bytesStored ?? 0)} stored` : '';
+    const rp = !job.restorePointId ? ''
+      : job.kind === 'restore' ? `\n  from restore point ${job.restorePointId}${job.bytesRead !== null ? `: ${bytes(job.bytesRead)} written` : ''}`
+        : `\n  restore point ${job.restorePointId}: ${bytes(job.bytesRead ?? 0)} read, ${bytes(job.bytesStored ?? 0)} stored`;
     return `${head}\n${phases}${rp}`;
   });
   if (job.state === 'failed' || job.state === 'cancelled') process.exitCode = EXIT.jobFailed;
@@ -287,19 +289,21 @@ export function registerOperateCommands(program: Command): void {
       reportJob(s, await watchJob(s, jobId, Number(o['timeout']) * 1000));
     }));
 
-  const job = program.command('job').description('backup jobs');
+  const job = program.command('job').description('backup and restore jobs');
   job.command('list')
     .option('--state <state>', 'requested, running, completed, failed or cancelled')
+    .option('--kind <kind>', 'backup or restore')
     .option('--vm <vm>', 'only this VM')
     .option('--limit <n>', 'at most N jobs', '50')
     .action(act(async (s, o: Opts) => {
       const req = {
         ...(o['state'] ? { state: o['state'] as JobView['state'] } : {}),
         ...(o['vm'] ? { vmId: await resolveVm(s, String(o['vm'])) } : {}),
+        ...(o['kind'] ? { kind: o['kind'] as JobView['kind'] } : {}),
         limit: Number(o['limit']),
       };
       const { items } = await s.catalogue.query('job.list', req);
-      output(s, items, () => table(items.map(jobLine), ['job', 'vm', 'state', 'trigger', 'requested', 'read', 'stored', 'restorePoint', 'reason']));
+      output(s, items, () => table(items.map(jobLine), ['job', 'kind', 'vm', 'state', 'trigger', 'requested', 'read', 'stored', 'restorePoint', 'reason']));
     }));
   job.command('show <job>').action(act(async (s, jobId: string) => reportJob(s, await s.catalogue.query('job.get', { jobId }))));
   job.command('watch <job>')
