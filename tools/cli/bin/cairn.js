@@ -7,13 +7,28 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import module from 'node:module';
 import { pathToFileURL } from 'node:url';
 
+const root = new URL('../../../', import.meta.url);
+
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 22) {
-  console.error(`cairn needs Node >= 22.12 (this is ${process.version}); run it through npx or npm run from the repository root, which use the Node 24 in node_modules/.bin`);
-  process.exit(2);
+  // An older `node` first on PATH (Debian's 20): run again with the Node 24 the repository
+  // installs (the `node` devDependency), passing signals on and ending with its exit code.
+  const own = new URL('node_modules/node/bin/node', root);
+  if (!existsSync(own)) {
+    console.error(`cairn needs Node >= 22.12 (this is ${process.version}); run it through npx or npm run from the repository root, which use the Node 24 in node_modules/.bin`);
+    process.exit(2);
+  }
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const child = spawn(fileURLToPath(own), process.argv.slice(1), { stdio: 'inherit' });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => {
+    if (signal) process.kill(process.pid, signal);
+    process.exit(code ?? 1);
+  });
+  await new Promise(() => undefined);
 }
 
-const root = new URL('../../../', import.meta.url);
 const dist = new URL('../dist/', import.meta.url);
 
 /** The bundle of the current build, when no file it was built from changed since. */

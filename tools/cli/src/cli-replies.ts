@@ -1,7 +1,6 @@
 // Maps a refused command reply or a failed query to a CLI error with a fitting exit code.
 import type { CommandReply } from '@cairn/contracts';
-import { CatalogueQueryError } from '@cairn/catalogue-client';
-import { CommandNoRespondersError, CommandTimeoutError } from '@cairn/messaging';
+import type { CatalogueQueryError } from '@cairn/catalogue-client';
 import { CliError, EXIT } from './cli-error.ts';
 
 const CODE_EXIT: Record<string, number> = {
@@ -26,11 +25,14 @@ export function accepted<R>(reply: CommandReply<R>, what: string): R {
 }
 
 export function transportError(e: unknown): never {
-  if (e instanceof CommandNoRespondersError || e instanceof CommandTimeoutError) {
+  // By name, not instanceof: the CLI loads the bus and the catalogue client only when used (start-up).
+  const name = (e as Error | undefined)?.name;
+  if (name === 'CommandNoRespondersError' || name === 'CommandTimeoutError') {
     throw new CliError(`${(e as Error).message}`, EXIT.unavailable, 'is `cairn up` running with all its services? `cairn status` shows their health');
   }
-  if (e instanceof CatalogueQueryError) {
-    throw new CliError(e.message, e.code === 'not_found' ? EXIT.notFound : EXIT.failure);
+  if (name === 'CatalogueQueryError') {
+    const q = e as CatalogueQueryError;
+    throw new CliError(q.message, q.code === 'not_found' ? EXIT.notFound : EXIT.failure);
   }
   throw e;
 }

@@ -3,15 +3,18 @@
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Command } from 'commander';
 import type { Actor } from '@cairn/contracts';
-import { CatalogueClient } from '@cairn/catalogue-client';
-import { CommandBus } from '@cairn/messaging';
-import { identityConnectOptions, loadSiteSecurity } from '@cairn/nats-security';
-import { signEventsAs } from './stack/event-provenance.ts';
+import type { CatalogueClient } from '@cairn/catalogue-client';
+import type { CommandBus } from '@cairn/messaging';
+import type { EventLog } from '@cairn/eventlog';
 import { CliError, EXIT } from './cli-error.ts';
-import { loadOperatorKey, type OperatorKey } from './operator-key.ts';
+import { commonJs } from './lazy-import.ts';
+import type { OperatorKey } from './operator-key.ts';
+// Start-up (docs/benchmarks.md "CLI start-up"): this module and the command definitions load at
+// every start, so everything heavy (the NATS client, the command bus with NestJS and
+// OpenTelemetry, the event log) is imported when a session first needs it.
 
 export const DEFAULT_DATA_DIR = '.cairn';
 export const STATE_FILE = 'stack.json';
@@ -42,8 +45,13 @@ export interface Session {
   readonly actor: Actor;
   /** The key commands are signed with, when there is one. */
   readonly operatorKey?: OperatorKey;
-  readonly bus: CommandBus;
+  /** Sends commands; the bus (and what it loads) is made on the first send. */
+  readonly bus: Pick<CommandBus, 'send'>;
   readonly catalogue: CatalogueClient;
+  /** The site's event log on this connection; on a secure site what it appends is signed as the site's `admin`. */
+  eventLog(): Promise<EventLog>;
+  /** Signs what this connection appends (secure sites); eventLog() does it too. */
+  bindSigning(): Promise<void>;
   readonly json: boolean;
   /** A secure site's security directory (identity keys, for `cairn audit verify`). */
   readonly securityDir?: string;
@@ -76,6 +84,7 @@ export async function operatorKeyFor(g: GlobalOptions, state: StackState | undef
   const file = explicit ?? (state?.operator && (!user || user === state.operator.userId) ? state.operator.keyFile : undefined);
   if (!file) return undefined;
   try {
+    const { loadOperatorKey } = await import('./operator-key.ts');
     return await loadOperatorKey(file);
   } catch (e) {
     throw new CliError((e as Error).message, EXIT.usage, 'pass the file `cairn user key add` wrote (--operator-key <file> or CAIRN_OPERATOR_KEY)');
@@ -102,30 +111,52 @@ export async function openSession(cmd: Command): Promise<Session> {
   }
   let nc: NatsConnection;
   const securityDir = process.env['CAIRN_NATS_SECURITY_DIR'] ?? state?.securityDir;
+  // The catalogue client loads while the connection is made.
+  const catalogueLib = import('@cairn/catalogue-client');
+  let security: import('@cairn/nats-security').SiteSecurity | undefined;
   try {
-    const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
-    const auth = security ? identityConnectOptions(security.credentials('admin')) : {};
+    const { connect } = await commonJs(import('@nats-io/transport-node'));
+    let auth = {};
+    if (securityDir) {
+      const { identityConnectOptions, loadSiteSecurity } = await import('@cairn/nats-security');
+      security = await loadSiteSecurity(securityDir);
+      auth = identityConnectOptions(security.credentials('admin'));
+    }
     nc = await connect({ servers: natsUrl, timeout: 3000, ...auth, name: 'cairn-cli' });
-    // What the CLI appends (repository key events) is signed as the site's `admin`.
-    if (security) await signEventsAs(nc, security, 'admin');
   } catch (e) {
     throw new CliError(`cannot reach NATS at ${natsUrl}: ${(e as Error).message}`, EXIT.unavailable,
       'is `cairn up` still running? start it again, or pass the right --nats <url>');
   }
   let key: OperatorKey | undefined;
   let actor: Actor;
+  let CatalogueClientClass: typeof CatalogueClient;
   try {
     key = await operatorKeyFor(g, state);
     actor = actorFor(key);
+    CatalogueClientClass = (await catalogueLib).CatalogueClient;
   } catch (e) {
     await nc.close();
     throw e;
   }
+  let bus: Promise<CommandBus> | undefined;
+  const commandBus = (): Promise<CommandBus> => (bus ??= import('@cairn/messaging').then(({ CommandBus: Bus }) =>
+    new Bus(nc, { site, actor, defaultTimeoutMs: 15_000, ...(key ? { signer: key.signer } : {}) })));
+  let signing: Promise<void> | undefined;
+  // What the CLI appends (repository key events) is signed as the site's `admin`.
+  const bindSigning = (): Promise<void> => (signing ??= security
+    ? import('./stack/event-provenance.ts').then(({ signEventsAs }) => signEventsAs(nc, security!, 'admin'))
+    : Promise.resolve());
   return {
     nc, site, actor, ...(key ? { operatorKey: key } : {}), ...(securityDir ? { securityDir } : {}),
-    bus: new CommandBus(nc, { site, actor, defaultTimeoutMs: 15_000, ...(key ? { signer: key.signer } : {}) }),
-    catalogue: new CatalogueClient(nc, { site }),
+    bus: { send: ((...args: Parameters<CommandBus['send']>) => commandBus().then((b) => b.send(...args))) as CommandBus['send'] },
+    catalogue: new CatalogueClientClass(nc, { site }),
     json: Boolean(g.json),
+    bindSigning,
+    eventLog: async () => {
+      await bindSigning();
+      const { createJetStreamEventLog } = await import('@cairn/eventlog');
+      return createJetStreamEventLog({ nc, site, createStream: false });
+    },
     close: () => nc.close(),
   };
 }

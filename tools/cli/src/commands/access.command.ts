@@ -6,7 +6,6 @@ import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { DEFAULT_DATA_DIR, globals, output, readStackState, table } from '../session.ts';
-import { createOperatorKey } from '../operator-key.ts';
 
 const ROLES = ['administrator', 'operator', 'restore-operator', 'auditor'];
 
@@ -103,6 +102,7 @@ export function registerAccessCommands(program: Command): void {
       const g = globals(key);
       const state = await readStackState(resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR));
       const out = resolve(o.out);
+      const { createOperatorKey } = await import('../operator-key.ts');
       const k = await createOperatorKey(out, userId, g.site ?? process.env['CAIRN_SITE'] ?? state?.site).catch((e: NodeJS.ErrnoException) => {
         throw new CliError(e.code === 'EEXIST' ? `${out} exists: a key file is never overwritten` : `cannot write ${out}: ${e.message}`, EXIT.usage);
       });

@@ -1,8 +1,6 @@
 // `cairn audit`: the audit trail (who did what, when) from the catalogue, and `audit verify`,
 // which checks the tamper-evident hash chain the audit bridge seals the log into.
 import type { Command } from 'commander';
-import { checkLogProvenance, provenanceLines, recordSigningCutover } from './audit-provenance.ts';
-import { auditStream, readAuditChain } from '@cairn/eventlog';
 import { CliError, EXIT } from '../cli-error.ts';
 import { transportError } from '../cli-replies.ts';
 import { output, table, withSession } from '../session.ts';
@@ -55,6 +53,8 @@ export function registerAuditCommands(program: Command): void {
     .action(async function (this: Command) {
       await withSession(this, async (s) => {
         if (!s.securityDir) throw new CliError('this site does not run secure: there are no identity keys to sign events with', EXIT.usage);
+        await s.bindSigning();
+        const { recordSigningCutover } = await import('./audit-provenance.ts');
         const position = await recordSigningCutover(s.nc, s.site, s.securityDir);
         output(s, { cutover: String(position) }, () => `events are signed from position ${position} on; unsigned events before it are legacy`);
       });
@@ -65,6 +65,9 @@ export function registerAuditCommands(program: Command): void {
     .action(async function (this: Command) {
       await withSession(this, async (s) => {
         const { verifyChain } = await import('@cairn/audit');
+        await s.bindSigning();
+        const { auditStream, readAuditChain } = await import('@cairn/eventlog');
+        const { checkLogProvenance, provenanceLines } = await import('./audit-provenance.ts');
         const records = await readAuditChain(s.nc, auditStream(s.site)).catch((e: Error) => {
           throw new CliError(`cannot read the audit chain: ${e.message}`, EXIT.unavailable, 'the audit bridge keeps it; is it running (cairn up does)?');
         });

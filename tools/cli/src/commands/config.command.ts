@@ -4,7 +4,7 @@ import { access } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals, output } from '../session.ts';
-import { ConfigError, cairnConfigJsonSchema, loadCairnConfig, type CairnConfig } from '../config/cairn-config.ts';
+import type { CairnConfig } from '../config/cairn-config.ts';
 
 /** The config file to use: the one given, else $CAIRN_CONFIG, else ./cairn.yaml when it exists. */
 export async function configFile(given?: string): Promise<string | undefined> {
@@ -16,6 +16,8 @@ export async function configFile(given?: string): Promise<string | undefined> {
 /** Loads it, turning a mistake into a usage error that names the lines. */
 export async function readConfig(file: string | undefined): Promise<CairnConfig | undefined> {
   if (!file) return undefined;
+  // The YAML parser and the schema load only when a config file is read.
+  const { ConfigError, loadCairnConfig } = await import('../config/cairn-config.ts');
   try {
     return await loadCairnConfig(file);
   } catch (e) {
@@ -35,7 +37,8 @@ export function registerConfigCommands(program: Command): void {
       output({ json: Boolean(globals(this).json) }, { file: path, ok: true, config: c },
         () => `${path}: ok (site ${c.site ?? 'local'}, ${c.audit?.targets?.length ?? 0} SIEM targets)`);
     });
-  config.command('schema').description('print the JSON Schema of cairn.yaml').action(() => {
+  config.command('schema').description('print the JSON Schema of cairn.yaml').action(async () => {
+    const { cairnConfigJsonSchema } = await import('../config/cairn-config.ts');
     process.stdout.write(JSON.stringify(cairnConfigJsonSchema(), null, 2) + '\n');
   });
 }

@@ -4,17 +4,22 @@ import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { progressSubject, type CommandPayloadMap } from '@cairn/contracts';
-import { createJetStreamEventLog } from '@cairn/eventlog';
+import type { CommandPayloadMap } from '@cairn/contracts';
 import type { JobDetail, JobView } from '@cairn/catalogue-client';
 import { CliError, EXIT } from '../cli-error.ts';
 import { parseDuration } from './repo.command.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
-import { isRestoreJob, startRestore, watchRestore } from './restore-job.ts';
+import type * as RestoreJobModule from './restore-job.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
 
 type Opts = Record<string, unknown>;
+
+// Loaded by the commands that need them, not at every start (docs/benchmarks.md "CLI start-up").
+const restoreJobs = (): Promise<typeof RestoreJobModule> => import('./restore-job.ts');
+const startRestore: typeof RestoreJobModule.startRestore = async (...a) => (await restoreJobs()).startRestore(...a);
+const watchRestore: typeof RestoreJobModule.watchRestore = async (...a) => (await restoreJobs()).watchRestore(...a);
+const isRestoreJob: typeof RestoreJobModule.isRestoreJob = async (...a) => (await restoreJobs()).isRestoreJob(...a);
 
 function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
   return async function (this: Command, ...args: A) {
@@ -74,6 +79,7 @@ export function progressLine(disk: string, done: number, planned: number | null,
 async function watchJob(s: Session, jobId: string, timeoutMs: number): Promise<JobDetail> {
   const started = Date.now();
   let done = 0; let lastAt = Date.now(); let lastDone = 0; let rate = 0;
+  const { progressSubject } = await import('@cairn/contracts');
   const sub = s.nc.subscribe(progressSubject(s.site, jobId));
   const tty = process.stderr.isTTY && !s.json;
   void (async () => {
@@ -433,7 +439,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--follow', 'keep printing new events')
     .option('-n, --lines <n>', 'events of history to print', '50')
     .action(act(async (s, o: Opts) => {
-      const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+      const log = await s.eventLog();
       const jobId = o['job'] as string | undefined;
       const print = (r: { position: bigint; event: { time: string; type: string; streamId: string; actor: { id: string }; correlationId: string; causationId: string | null; data: unknown } }) => {
         const e = r.event;

@@ -8,28 +8,7 @@
 import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { createJetStreamEventLog } from '@cairn/eventlog';
-import { keyJournalEvent, publishKeyJournalEntries } from '@cairn/repository';
-import {
-  BackendError,
-  CorruptObjectError,
-  DamagedChunkError,
-  FileKeyProvider,
-  RepositoryBusyError,
-  RepositoryExistsError,
-  RepositoryDeletedError,
-  RepositoryNotFoundError,
-  RestorePointNotFoundError,
-  UnsupportedFormatError,
-  WrongKeyError,
-  createBackendFromUrl,
-  initRepository,
-  openRepository,
-  openRepositoryWithRecoveryKey,
-  type Backend,
-  type KeyJournalEntry,
-  type VerifyReport,
-} from '@cairn/repository';
+import type { Backend, FileKeyProvider, KeyJournalEntry, VerifyReport } from '@cairn/repository';
 import { CliError, EXIT } from '../cli-error.ts';
 import { openSession, operator } from '../session.ts';
 
@@ -42,6 +21,12 @@ interface RepoOptions {
 }
 
 type Credentials = { passphrase: string } | { keyProvider: FileKeyProvider } | { recoveryKey: string };
+
+// The repository library loads when a repo command runs, not at every start of the CLI.
+let R!: typeof import('@cairn/repository');
+async function loadRepository(): Promise<void> {
+  R ??= await import('@cairn/repository');
+}
 
 const PASSPHRASE_ENV = 'CAIRN_REPO_PASSPHRASE';
 const NEW_PASSPHRASE_ENV = 'CAIRN_REPO_NEW_PASSPHRASE';
@@ -83,8 +68,9 @@ async function readSecretFile(path: string, what: string): Promise<string> {
 }
 
 async function credentials(o: RepoOptions): Promise<Credentials> {
+  await loadRepository();
   if (o.recoveryKeyFile) return { recoveryKey: await readSecretFile(o.recoveryKeyFile, 'recovery key') };
-  if (o.keyFile) return { keyProvider: new FileKeyProvider(o.keyFile) };
+  if (o.keyFile) return { keyProvider: new R.FileKeyProvider(o.keyFile) };
   if (o.passphraseFile) return { passphrase: await readSecretFile(o.passphraseFile, 'passphrase') };
   const fromEnv = process.env[PASSPHRASE_ENV];
   if (fromEnv) return { passphrase: fromEnv };
@@ -100,7 +86,7 @@ function backendFor(o: RepoOptions, create = false): Backend {
   try {
     // Only init may create a missing directory: elsewhere a missing one means a wrong path
     // or an unmounted volume.
-    return createBackendFromUrl(location, create ? { directory: { createRoot: true } } : {});
+    return R.createBackendFromUrl(location, create ? { directory: { createRoot: true } } : {});
   } catch (e) {
     throw new CliError((e as Error).message, EXIT.usage);
   }
@@ -110,21 +96,22 @@ function backendFor(o: RepoOptions, create = false): Backend {
 
 function toCliError(e: unknown, location: string): unknown {
   if (e instanceof CliError) return e;
-  if (e instanceof RepositoryDeletedError) return new CliError(e.message, EXIT.notFound);
-  if (e instanceof RepositoryNotFoundError) return new CliError(`no repository at ${location}`, EXIT.notFound, `create one with: cairn repo init --repo ${location}`);
-  if (e instanceof RepositoryExistsError) return new CliError(`a repository already exists at ${location}`, EXIT.conflict);
-  if (e instanceof WrongKeyError) return new CliError(`wrong passphrase or key for the repository at ${location}: ${e.message}`, EXIT.failure);
-  if (e instanceof UnsupportedFormatError) return new CliError(e.message, EXIT.failure, 'upgrade Cairn to open this repository');
-  if (e instanceof RestorePointNotFoundError) return new CliError(e.message, EXIT.notFound);
-  if (e instanceof RepositoryBusyError) return new CliError(e.message, EXIT.conflict, 'another gc or writer holds the repository; try again later');
-  if (e instanceof CorruptObjectError) return new CliError(`repository at ${location} is damaged: ${e.message}`, EXIT.failure, 'run: cairn repo verify');
-  if (e instanceof DamagedChunkError) return new CliError(e.message, EXIT.failure);
-  if (e instanceof BackendError) return new CliError(`storage error at ${location}: ${e.message}`, e.transient ? EXIT.unavailable : EXIT.failure);
+  if (e instanceof R.RepositoryDeletedError) return new CliError(e.message, EXIT.notFound);
+  if (e instanceof R.RepositoryNotFoundError) return new CliError(`no repository at ${location}`, EXIT.notFound, `create one with: cairn repo init --repo ${location}`);
+  if (e instanceof R.RepositoryExistsError) return new CliError(`a repository already exists at ${location}`, EXIT.conflict);
+  if (e instanceof R.WrongKeyError) return new CliError(`wrong passphrase or key for the repository at ${location}: ${e.message}`, EXIT.failure);
+  if (e instanceof R.UnsupportedFormatError) return new CliError(e.message, EXIT.failure, 'upgrade Cairn to open this repository');
+  if (e instanceof R.RestorePointNotFoundError) return new CliError(e.message, EXIT.notFound);
+  if (e instanceof R.RepositoryBusyError) return new CliError(e.message, EXIT.conflict, 'another gc or writer holds the repository; try again later');
+  if (e instanceof R.CorruptObjectError) return new CliError(`repository at ${location} is damaged: ${e.message}`, EXIT.failure, 'run: cairn repo verify');
+  if (e instanceof R.DamagedChunkError) return new CliError(e.message, EXIT.failure);
+  if (e instanceof R.BackendError) return new CliError(`storage error at ${location}: ${e.message}`, e.transient ? EXIT.unavailable : EXIT.failure);
   return e;
 }
 
 /** Runs `fn` with the backend, closing it and mapping errors whatever happens. */
 async function withBackend<T>(o: RepoOptions, fn: (backend: Backend) => Promise<T>, create = false): Promise<T> {
+  await loadRepository();
   const backend = backendFor(o, create);
   try {
     return await fn(backend);
@@ -135,12 +122,12 @@ async function withBackend<T>(o: RepoOptions, fn: (backend: Backend) => Promise<
   }
 }
 
-type OpenRepository = Awaited<ReturnType<typeof openRepository>>;
+type OpenRepository = Awaited<ReturnType<typeof import('@cairn/repository').openRepository>>;
 
 async function withRepository<T>(o: RepoOptions, fn: (repo: OpenRepository, backend: Backend) => Promise<T>): Promise<T> {
   const creds = await credentials(o);
   return withBackend(o, async (backend) => {
-    const repo = 'recoveryKey' in creds ? await openRepositoryWithRecoveryKey(backend, creds.recoveryKey) : await openRepository(backend, creds);
+    const repo = 'recoveryKey' in creds ? await R.openRepositoryWithRecoveryKey(backend, creds.recoveryKey) : await R.openRepository(backend, creds);
     try {
       return await fn(repo, backend);
     } finally {
@@ -174,11 +161,11 @@ async function recordKeyAct(cmd: Command, entry: KeyJournalEntry): Promise<KeyAc
   try {
     session = await openSession(cmd);
     const s = session;
-    type = keyJournalEvent(entry, s.site).type;
-    const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+    type = R.keyJournalEvent(entry, s.site).type;
+    const log = await s.eventLog();
     let problem = '';
     try {
-      const appended = await publishKeyJournalEntries(log, s.site, [entry], { info: () => undefined, warn: (o) => { problem = String((o as { err?: unknown }).err ?? 'append failed'); } });
+      const appended = await R.publishKeyJournalEntries(log, s.site, [entry], { info: () => undefined, warn: (o) => { problem = String((o as { err?: unknown }).err ?? 'append failed'); } });
       if (!appended.includes(entry.id)) throw new Error(problem || 'the log did not take the event');
     } finally {
       await log.close().catch(() => undefined);
@@ -256,7 +243,7 @@ export function registerRepoCommands(program: Command): void {
       const creds = await credentials(o);
       if ('recoveryKey' in creds) throw new CliError('a recovery key cannot create a repository', EXIT.usage);
       await withBackend(o, async (backend) => {
-        const created = await initRepository(backend, { ...creds, ...(chunkSize ? { chunkSize: parseByteSize(chunkSize) } : {}), journal: { actor: operator() } });
+        const created = await R.initRepository(backend, { ...creds, ...(chunkSize ? { chunkSize: parseByteSize(chunkSize) } : {}), journal: { actor: operator() } });
         try {
           const entry = (await created.keyJournal()).entries.find((e) => e.act === 'init');
           const event = entry ? await recordKeyAct(cmd, entry) : undefined;
@@ -328,7 +315,8 @@ export function registerRepoCommands(program: Command): void {
       const o = opts(cmd);
       const local = cmd.opts<{ newPassphraseFile?: string; newKeyFile?: string }>();
       let next: Credentials;
-      if (local.newKeyFile) next = { keyProvider: new FileKeyProvider(local.newKeyFile) };
+      await loadRepository();
+      if (local.newKeyFile) next = { keyProvider: new R.FileKeyProvider(local.newKeyFile) };
       else if (local.newPassphraseFile) next = { passphrase: await readSecretFile(local.newPassphraseFile, 'new passphrase') };
       else if (process.env[NEW_PASSPHRASE_ENV]) next = { passphrase: process.env[NEW_PASSPHRASE_ENV] };
       else throw new CliError('no new passphrase given', EXIT.usage, `set ${NEW_PASSPHRASE_ENV}, or pass --new-passphrase-file <file> or --new-key-file <file>`);

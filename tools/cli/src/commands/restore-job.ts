@@ -2,7 +2,7 @@
 // stream `restore-<id>` and the live progress subject, as `backup --wait` follows a backup.
 import { randomUUID } from 'node:crypto';
 import { progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
-import { createJetStreamEventLog, fold } from '@cairn/eventlog';
+import { fold } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, restoreJobView, type RestoreState } from '@cairn/jobs';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
@@ -14,7 +14,7 @@ const FAILURE_EXIT: Record<string, number> = {
 };
 
 async function restoreState(s: Session, restoreId: string): Promise<RestoreState> {
-  const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+  const log = await s.eventLog();
   const events: KnownEvent[] = [];
   for await (const r of log.readStream(`restore-${restoreId}`)) events.push(r.event);
   return fold(restoreDecider, events);

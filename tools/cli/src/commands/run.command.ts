@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { Identity } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
+import { commonJs } from '../lazy-import.ts';
 import { configFile, readConfig } from './config.command.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge'] as const;
@@ -21,16 +22,6 @@ interface RunOptions {
   peers?: string;
   downloadLimit?: string;
   config?: string;
-}
-
-/**
- * A CommonJS package imported dynamically: in the esbuild bundle its chunk exports only
- * `default` (module.exports), so its named exports are read from there.
- */
-async function commonJs<M extends object>(loading: Promise<M>): Promise<M> {
-  const m = await loading;
-  const inner = (m as { default?: unknown }).default;
-  return inner && typeof inner === 'object' || typeof inner === 'function' ? { ...(inner as object), ...m } as M : m;
 }
 
 export function registerRunCommand(program: Command): void {

@@ -3,7 +3,6 @@
 // config with each identity's permissions (docs/security.md). `cairn up --secure` uses it.
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { describeCertificate, initSiteSecurity, sitePermissions } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
 import { DEFAULT_DATA_DIR, globals } from '../session.ts';
 
@@ -22,6 +21,7 @@ export function registerSiteCommands(program: Command): void {
       const siteName = g.site ?? process.env['CAIRN_SITE'] ?? 'local';
       if (Boolean(o.caCert) !== Boolean(o.caKey)) throw new CliError('--ca-cert and --ca-key go together', EXIT.usage);
       const dir = resolve(o.dir ?? join(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR, 'security'));
+      const { describeCertificate, initSiteSecurity, sitePermissions } = await import('@cairn/nats-security');
       const security = await initSiteSecurity({
         dir, site: siteName,
         ...(o.host ? { hosts: o.host } : {}),

@@ -7,7 +7,6 @@ import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, output, table, withSession, type Session } from '../session.ts';
-import { addLeafSite, initHubSecurity } from '@cairn/nats-security';
 
 type Opts = Record<string, unknown>;
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -64,6 +63,7 @@ export function registerSitesCommands(program: Command): void {
     .option('--host <names...>', 'names and addresses the hub is reached at (default localhost 127.0.0.1)')
     .action(async function (this: Command, o: { host?: string[] }) {
       const g = globals(this);
+      const { initHubSecurity } = await import('@cairn/nats-security');
       const security = await initHubSecurity({ dir: join(hubDataDir(this), 'security'), ...(o.host ? { hosts: o.host } : {}) });
       const result = { dir: security.dir, ca: security.caFile, identities: security.identities, leafSites: security.leafSites };
       process.stdout.write(g.json ? JSON.stringify(result, null, 2) + '\n'
@@ -77,6 +77,7 @@ export function registerSitesCommands(program: Command): void {
     .option('--host <names...>', 'names and addresses the hub is reached at (when this creates the hub\'s material)')
     .action(async function (this: Command, site: string, o: { out: string; peers: string; hubUrl?: string; host?: string[] }) {
       const g = globals(this);
+      const { addLeafSite } = await import('@cairn/nats-security');
       const { hub: security, bundleDir, bundle } = await addLeafSite({
         dir: join(hubDataDir(this), 'security'), site, out: o.out,
         peers: o.peers === 'none' ? [] : sitesOf(o.peers), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}), ...(o.host ? { hosts: o.host } : {}),

@@ -6,8 +6,8 @@ import { readSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { CatalogueClient, type JobDetail } from '@cairn/catalogue-client';
-import { CommandBus } from '@cairn/messaging';
+import type { CatalogueClient, JobDetail } from '@cairn/catalogue-client';
+import type { CommandBus } from '@cairn/messaging';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
@@ -43,8 +43,9 @@ async function demoBackup(bus: CommandBus, catalogue: CatalogueClient, vmId: str
 async function runDemo(stack: Stack, vm: DemoVm): Promise<void> {
   const { DEMO_BLOCK, demoBaseBlock, matchWritePrefix } = await import('../stack/demo-vm.ts');
   const actor = operator();
-  const bus = new CommandBus(stack.nc, { site: stack.site, actor, defaultTimeoutMs: 30_000 });
-  const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
+  const [{ CommandBus: Bus }, { CatalogueClient: Catalogue }] = await Promise.all([import('@cairn/messaging'), import('@cairn/catalogue-client')]);
+  const bus = new Bus(stack.nc, { site: stack.site, actor, defaultTimeoutMs: 30_000 });
+  const catalogue = new Catalogue(stack.nc, { site: stack.site });
   const deadline = Date.now() + 30_000;
   let vmId: string | undefined;
   while (!vmId) {
