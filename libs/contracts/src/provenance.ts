@@ -11,11 +11,11 @@ import type { CairnEvent } from './envelope.ts';
 import { EVENT_SCHEMAS, type EventType } from './events/registry.ts';
 
 export const WRITERS = [
-  'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication', 'admin',
+  'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication', 'notifier', 'admin',
 ] as const;
 export type Writer = (typeof WRITERS)[number];
 
-// The catalogue and the audit bridge write no events but ProvenanceViolation reports.
+// The catalogue, the audit bridge and the notifier write no events but ProvenanceViolation reports.
 const SERVICES_WITH_COMMANDS: readonly Writer[] = ['scheduler', 'snapshot-coordinator', 'data-mover', 'gateway', 'replication'];
 const CONSUMERS: readonly Writer[] = ['scheduler', 'snapshot-coordinator', 'data-mover', 'replication', 'gateway'];
 
@@ -97,6 +97,12 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   RepositoryInitialized: ['data-mover', 'admin'],
   RepositoryKeyRotated: ['data-mover', 'admin'],
   RecoveryKeyExported: ['data-mover', 'admin'],
+  // notification routes: the operator's CLI (`cairn notify route …`)
+  NotificationRouteAdded: ['admin'],
+  NotificationRouteRemoved: ['admin'],
+  // RPO watch: the scheduler, which knows the policies
+  RpoMissed: ['scheduler'],
+  RpoRestored: ['scheduler'],
   // provenance itself
   EventSigningStarted: ['admin'],
   ProvenanceViolation: WRITERS,

@@ -140,6 +140,7 @@ const FORBIDDEN: Record<ServiceIdentity, { why: string; publish: Publish; subscr
   catalogue: { why: 'the catalogue writes no events and takes no commands for others', publish: { kind: 'jetstream', subject: `${S}.evt.job.job-9` }, subscribe: `${S}.cmd.data-mover.>` },
   gateway: { why: 'the gateway cannot queue work nor serve a service\'s commands', publish: { kind: 'jetstream', subject: `${S}.work.transfer` }, subscribe: `${S}.cmd.scheduler.>` },
   'audit-bridge': { why: 'the audit bridge only reads: no events, no commands', publish: { kind: 'jetstream', subject: `${S}.evt.job.job-9` }, subscribe: `${S}.cmd.>` },
+  notifier: { why: 'the notifier only reads: no job events, no commands', publish: { kind: 'jetstream', subject: `${S}.evt.job.job-9` }, subscribe: `${S}.cmd.>` },
   replication: { why: 'replication talks to other sites only on repl subjects', publish: { kind: 'command', service: 'scheduler', name: 'RequestBackup' }, subscribe: `cairn.site-b.cmd.>` },
 };
 

@@ -17,7 +17,7 @@
 import { writableCategories } from '@cairn/contracts';
 
 export const SERVICE_IDENTITIES = [
-  'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication',
+  'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication', 'notifier',
 ] as const;
 export type ServiceIdentity = (typeof SERVICE_IDENTITIES)[number];
 /** `admin`: the operator's CLI and `cairn up` itself (creates streams, reads everything on its site). */
@@ -150,6 +150,11 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
       ...eventSubjects(site, 'audit-bridge'), ...streamApi(evt, { read: true, consume: true }),
       `${s}.audit.chain`, ...streamApi(audit, { create: true, read: true, consume: true }),
       ...kv(`cairn_audit_${siteKv}`),
+    ], [], false),
+    // Read-only like the audit bridge: follows the log, keeps its state in its own KV bucket,
+    // writes only the events it refused; it talks to the outside world (SMTP, webhooks, syslog).
+    notifier: make('notifier', [
+      ...eventSubjects(site, 'notifier'), ...streamApi(evt, { read: true, consume: true }), ...kv(`cairn_notifier_${siteKv}`),
     ], [], false),
     // The one identity that crosses sites: sends transfers to peers' repl subjects and
     // serves its own; reads peers' JetStream through their domains.

@@ -7,3 +7,5 @@ export { buildGuestImage, bootGuest, guestMarker, guestQemuArgs, hostKernel, typ
 export { ensureLibvirtd, defineGuestDomain, guestDomainXml, virsh, LIBVIRT_URI, type GuestDomain, type GuestDomainOptions } from './libvirt.ts';
 export * from './files-disk.ts';
 export { startTestSshd, type TestSshd } from './sshd.ts';
+export { startHttpCollector, hecEventIds, type HttpCollector, type CollectedRequest } from './http-collector.ts';
+export { startSmtpSink, type SmtpSink, type ReceivedMail } from './smtp-sink.ts';

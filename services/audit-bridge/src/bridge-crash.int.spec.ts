@@ -7,8 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import type { CairnEvent } from '@cairn/contracts';
-import { useHarness, waitFor } from '@cairn/testing';
-import { hecEventIds, startHttpCollector } from './testing/http-collector.ts';
+import { useHarness, waitFor, hecEventIds, startHttpCollector } from '@cairn/testing';
 import { appendJob, jobEvents } from './testing/job-events.ts';
 
 const fixture = fileURLToPath(new URL('./testing/bridge-fixture.ts', import.meta.url));

@@ -9,11 +9,10 @@ import { Value } from '@sinclair/typebox/value';
 import { connect } from '@nats-io/transport-node';
 import { createJetStreamEventLog, NatsKvCheckpointStore } from '@cairn/eventlog';
 import type { CairnEvent } from '@cairn/contracts';
-import { useHarness, waitFor } from '@cairn/testing';
 import { startAuditBridge } from './audit-bridge.service.ts';
 import { OcsfEntityManagement } from './ocsf.mapping.ts';
 import { checkpointName } from './target-forwarder.ts';
-import { hecEventIds, startHttpCollector } from './testing/http-collector.ts';
+import { useHarness, waitFor, hecEventIds, startHttpCollector } from '@cairn/testing';
 import { appendJob, jobEvents } from './testing/job-events.ts';
 
 interface HecObject { time: number; host: string; source: string; sourcetype: string; event: CairnEvent & { position: string } }

@@ -49,3 +49,7 @@ export type RepositoryDeleted = EventOf<'RepositoryDeleted'>;
 export type EventSigningStarted = EventOf<'EventSigningStarted'>;
 export type ProvenanceViolation = EventOf<'ProvenanceViolation'>;
 export type NatsServerRestarted = EventOf<'NatsServerRestarted'>;
+export type NotificationRouteAdded = EventOf<'NotificationRouteAdded'>;
+export type NotificationRouteRemoved = EventOf<'NotificationRouteRemoved'>;
+export type RpoMissed = EventOf<'RpoMissed'>;
+export type RpoRestored = EventOf<'RpoRestored'>;

@@ -11,6 +11,7 @@ export * from './files.events.ts';
 export * from './repository-key.events.ts';
 export * from './provenance.events.ts';
 export * from './approval.ts';
+export * from './notification.events.ts';
 export * from './registry.ts';
 export * from './event-types.ts';
 export * from './validate.ts';

@@ -23,6 +23,7 @@ import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreReques
 import { FilesRestoredV1, FilesSearchedV1, RestorePointFilesBrowsedV1 } from './files.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
+import { NotificationRouteAddedV1, NotificationRouteRemovedV1, RpoMissedV1, RpoRestoredV1 } from './notification.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
 export interface HistoricVersion {
@@ -122,6 +123,10 @@ export const EVENT_SCHEMAS = {
   RecoveryKeyExported: define('RecoveryKeyExported', { description: 'A repository\'s recovery key was exported (only its keyed fingerprint is recorded).', categories: ['repository'], latest: RecoveryKeyExportedV1 }),
   EventSigningStarted: define('EventSigningStarted', { description: 'From this event\'s position on, every event must be signed by its writer; unsigned events before it are legacy.', categories: ['provenance'], latest: EventSigningStartedV1 }),
   ProvenanceViolation: define('ProvenanceViolation', { description: 'A reader refused an event: unsigned, signed by an unknown key, altered, or by an identity that may not write it.', categories: ['provenance'], latest: ProvenanceViolationV1 }),
+  NotificationRouteAdded: define('NotificationRouteAdded', { description: 'A notification route was added or replaced: which notices (kinds, severity, sites, VMs) go where (webhook, e-mail, syslog), and how often at most.', categories: ['notifyroute'], latest: NotificationRouteAddedV1 }),
+  NotificationRouteRemoved: define('NotificationRouteRemoved', { description: 'A notification route was removed: nothing more is sent through it.', categories: ['notifyroute'], latest: NotificationRouteRemovedV1 }),
+  RpoMissed: define('RpoMissed', { description: 'A VM has no restore point younger than its policy\'s recovery-point objective (raised once until it has one again).', categories: ['rpo'], latest: RpoMissedV1 }),
+  RpoRestored: define('RpoRestored', { description: 'A VM that had missed its RPO has a restore point younger than it again.', categories: ['rpo'], latest: RpoRestoredV1 }),
 } as const;
 
 export type EventRegistry = typeof EVENT_SCHEMAS;

@@ -1,4 +1,4 @@
-// A loopback HTTP collector for tests: records every request (path, headers, body), can
+// A loopback HTTP collector for tests (SIEM endpoints, notification webhooks): records every request (path, headers, body), can
 // answer with an error status, hold a response forever, or go away and come back on the
 // same port.
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
