@@ -48,6 +48,8 @@ export interface ReadAllOptions {
   /** Return events after this position (exclusive; default 0n = from the beginning). */
   readonly fromPosition?: bigint;
   readonly maxCount?: number;
+  /** Only streams of this category (`notifyroute`, ...): JetStream reads only its subjects. */
+  readonly category?: string;
   readonly onInvalid?: OnInvalidRecord;
 }
 

@@ -99,6 +99,7 @@ export class InMemoryEventLog implements EventLog {
     for (let i = Number(options.fromPosition ?? 0n); i < head; i++) {
       if (options.maxCount !== undefined && count >= options.maxCount) return;
       const r = this.store.records[i]!;
+      if (options.category !== undefined && streamCategory(r.streamId) !== options.category) continue;
       const d = decodeRecord(r.payload, r.position, r.streamId);
       if (!d.ok) {
         await reportInvalid(d.record, options.onInvalid);

@@ -303,10 +303,18 @@ export class JetStreamEventLog implements EventLog {
   async *readAll(options: ReadAllOptions = {}): AsyncIterable<Recorded> {
     const after = options.fromPosition ?? 0n;
     if (after < 0n) throw new EventLogUsageError('readAll: fromPosition must be >= 0');
-    const head = await this.headPosition();
+    let head = await this.headPosition();
     if (head <= after) return;
+    const filter = this.readFilter(options.category);
+    if (options.category !== undefined) {
+      // The category's last message bounds the read (the filtered consumer waits past it otherwise).
+      const last = await this.call(() => this.jsm.streams.getMessage(this.streamName, { last_by_subj: filter })).catch(() => null);
+      if (!last) return;
+      if (BigInt(last.seq) < head) head = BigInt(last.seq);
+      if (head <= after) return;
+    }
     let count = 0;
-    for await (const m of this.range(this.readFilter(), Number(after) + 1, Number(head))) {
+    for await (const m of this.range(filter, Number(after) + 1, Number(head))) {
       if (options.maxCount !== undefined && count >= options.maxCount) return;
       const r = await this.decode(m, revisionOf(m.headers, undefined), options.onInvalid);
       if (!r) continue;

@@ -17,7 +17,7 @@ import {
   excludeSystemEvents, jsonEvent, streamNameFilter,
   type AllStreamResolvedEvent, type AppendExpectedRevision, type EventStoreDBClient, type JSONType, type ReadPosition,
 } from '@eventstore/db-client';
-import { assertToken, type CairnEvent } from '@cairn/contracts';
+import { assertToken, streamCategory, type CairnEvent } from '@cairn/contracts';
 import { checkRetry, skipStored } from './append-retry.ts';
 import { checkSizes, decodeValue, encodeBatch, reportInvalid, type EncodedEvent } from './codec.ts';
 import { EventLogUsageError, WrongExpectedRevisionError } from './errors.ts';
@@ -147,6 +147,7 @@ export class KurrentDbEventLog implements EventLog {
       if (options.maxCount !== undefined && count >= options.maxCount) return;
       const r = await this.decode(e, options.onInvalid);
       if (!r || r.event.site !== this.site) continue;
+      if (options.category !== undefined && streamCategory(r.event.streamId) !== options.category) continue;
       count++;
       yield r;
     }

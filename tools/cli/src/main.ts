@@ -15,6 +15,7 @@ import { registerConfigCommands } from './commands/config.command.ts';
 import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 import { cliVersion } from './version.ts';
 import { registerFilesCommands } from './commands/files.command.ts';
+import { registerNotifyCommands } from './commands/notify.command.ts';
 
 export function buildProgram(json = false): Command {
   const program = new Command('cairn')
@@ -41,6 +42,7 @@ export function buildProgram(json = false): Command {
   registerConfigCommands(program);
   registerCompletionCommand(program);
   registerFilesCommands(program);
+  registerNotifyCommands(program);
   // Sub-commands fail like the program does (exit code, not process.exit).
   const override = (c: Command): void => {
     for (const sub of c.commands) {

@@ -156,6 +156,13 @@ export function eventLogContract(name: string, makeFixture: () => Promise<EventL
       const page = await collect(log.readAll({ fromPosition: n, maxCount: 2 }));
       expect(page.map((r) => r.event.id)).toEqual(written.slice(7, 9).map((e) => e.id));
       expect(await collect(log.readAll({ fromPosition: await log.headPosition() }))).toEqual([]);
+      // One category only; none after the last of it, none of a category never written.
+      const vms = await collect(log.readAll({ fromPosition: start, category: 'vm' }));
+      expect(vms.map((r) => r.event.id)).toEqual(written.filter((e) => e.streamId.startsWith('vm-')).map((e) => e.id));
+      const lastJob = uniq();
+      await log.append(`job-${lastJob}`, [requested(log.site, lastJob)], { expectedRevision: 'no_stream' });
+      expect(await collect(log.readAll({ fromPosition: vms[vms.length - 1]!.position, category: 'vm' }))).toEqual([]);
+      expect(await collect(log.readAll({ fromPosition: start, category: 'nosuch' }))).toEqual([]);
     });
 
     it('subscribes from position 0: history, then live events, no gap, no duplicate (across a server restart where there is one)', async () => {

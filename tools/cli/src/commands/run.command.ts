@@ -9,7 +9,7 @@ import { globals } from '../session.ts';
 import { commonJs } from '../lazy-import.ts';
 import { configFile, readConfig } from './config.command.ts';
 
-const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge'] as const;
+const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge', 'notifier'] as const;
 
 interface RunOptions {
   repo?: string;
@@ -114,6 +114,13 @@ export function registerRunCommand(program: Command): void {
             nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as Parameters<typeof startAuditBridge>[0]['targets'])],
           });
           close = b.close;
+          break;
+        }
+        case 'notifier': {
+          // Routes come from the log; SMTP passwords from this process's environment (--password-env).
+          const { startNotifier } = await import('@cairn/notifier');
+          const n = await startNotifier({ nc, log, site, logger });
+          close = n.close;
           break;
         }
         case 'catalogue': {

@@ -24,6 +24,7 @@ import { auditStream, readAuditChain, startAuditBridge, type AuditTargetSpec, ty
 import { verifyChain } from '@cairn/audit';
 import { parseCoordinatorConfig, startSnapshotCoordinator, type RunningCoordinator } from '@cairn/snapshot-coordinator';
 import { startReplication, type RunningReplication } from '@cairn/replication';
+import { startNotifier, type RunningNotifier } from '@cairn/notifier';
 import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, operator, type StackState } from '../session.ts';
 import { ensureOperator } from './operator-bootstrap.ts';
@@ -316,6 +317,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       targets: [{ kind: 'chain', name: 'chain' }, ...(options.auditTargets ?? [])],
     });
     stops.push(() => audit.close());
+    // Notifications through the routes recorded in the log (`cairn notify route add`).
+    const notifier: RunningNotifier = await startNotifier({ ...(await as('notifier')), site, logger: logger.child({ name: 'notifier' }) });
+    stops.push(() => notifier.close());
     // Replication talks to other sites: its own connection (its own identity where NATS has users).
     const replicationNc = await connect({
       servers: natsUrl, name: `replication@${site}`, maxReconnectAttempts: -1,
@@ -378,6 +382,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         if (mover) await probe('data-mover', () => mover.health());
         await probe('catalogue', () => catalogue.health());
         await probe('audit-bridge', () => audit.health());
+        await probe('notifier', () => notifier.health());
         await probe('replication', () => replication.health());
         await probe('gateway', async () => (await fetch(`${gateway.url}/health`)).status === 200 ? gateway.url : Promise.reject(new Error('health not 200')));
         return out;
