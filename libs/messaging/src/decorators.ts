@@ -30,6 +30,11 @@ export interface JetStreamHandlerOptions {
   readonly deliverPolicy?: 'all' | 'new';
   /** Drop messages whose id was already handled by this durable (default true). */
   readonly dedup?: boolean;
+  /**
+   * Deliveries out at once for the durable, over all instances (default max(1000, 4 × concurrency)).
+   * 1: one at a time in stream order, a message naked for later holding back the ones after it.
+   */
+  readonly maxAckPending?: number;
 }
 
 export interface CommandHandlerOptions {

@@ -1,6 +1,6 @@
 // What a consumer does with a message after its handler ran: ack, redeliver later (nak with
 // a growing delay), or give up and dead-letter it. Pure, so the rules are tested alone.
-import { errorMessage, isNonRetryable } from './errors.ts';
+import { RetryLaterError, errorMessage, isNonRetryable } from './errors.ts';
 
 /** Why a message was dead-lettered (the first word of the event's `reason`). */
 export type DeadLetterReason =
@@ -60,6 +60,8 @@ export function exceededDeliveries(deliveryCount: number, policy: RetryPolicy): 
 
 /** After the handler threw. */
 export function afterFailure(err: unknown, deliveryCount: number, policy: RetryPolicy): Outcome {
+  // Not a failure: the handler named when to come back.
+  if (err instanceof RetryLaterError) return { kind: 'nak', delayMs: Math.max(0, err.delayMs) };
   if (isNonRetryable(err)) return { kind: 'dead-letter', reason: 'handler_rejected', detail: errorMessage(err) };
   if (deliveryCount >= policy.maxDeliver) {
     return { kind: 'dead-letter', reason: 'max_deliveries', detail: `failed ${deliveryCount} times; last error: ${errorMessage(err)}` };

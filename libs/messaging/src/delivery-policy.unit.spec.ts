@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { afterFailure, exceededDeliveries, exponentialBackoff, nakDelay } from './delivery-policy.ts';
-import { NonRetryableError } from './errors.ts';
+import { NonRetryableError, RetryLaterError } from './errors.ts';
 
 const policy = { maxDeliver: 4, backoffMs: [100, 200, 400] };
 
@@ -21,6 +21,11 @@ describe('delivery policy', () => {
     const last = afterFailure(new Error('down'), 4, policy);
     expect(last).toMatchObject({ kind: 'dead-letter', reason: 'max_deliveries' });
     expect(last.kind === 'dead-letter' && last.detail).toContain('down');
+  });
+
+  it('redelivers after the delay a handler names (RetryLaterError), also past the last delivery', () => {
+    expect(afterFailure(new RetryLaterError('not due', 1234), 1, policy)).toEqual({ kind: 'nak', delayMs: 1234 });
+    expect(afterFailure(new RetryLaterError('locked', 50), 4, policy)).toEqual({ kind: 'nak', delayMs: 50 });
   });
 
   it('dead-letters a non-retryable failure at once', () => {

@@ -24,6 +24,19 @@ export class NonRetryableError extends RpcException {
 }
 
 /**
+ * Thrown by a handler that cannot act on the message yet (a copy not due, a target away, a
+ * lock not ended): the consumer redelivers it after `delayMs` and does not dead-letter it for that.
+ */
+export class RetryLaterError extends RpcException {
+  override readonly name: string = 'RetryLaterError';
+  constructor(message: string, readonly delayMs: number) {
+    super(message);
+    this.message = message;
+  }
+  override getError(): object { return this; }
+}
+
+/**
  * Thrown by a command handler to reject a command with a code (`not_found`, `conflict`…):
  * the caller gets `{ accepted: false, error: { code, message, details } }`.
  */

@@ -6,12 +6,14 @@ export {
   JetStreamHandler, CommandHandler, JETSTREAM_TRANSPORT,
   type JetStreamHandlerOptions, type CommandHandlerOptions,
 } from './decorators.ts';
+export { DurableConsumers, type DurableConsumersOptions, type RunningConsumer } from './durable-consumers.ts';
+export { QueryResponder, type QueryResponderOptions, type QueryRoute } from './query-responder.ts';
 export { JetStreamContext, CommandContext, type JetStreamMessageInfo, type CommandInfo } from './handler-context.ts';
 export { JetStreamClient, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER, type PublishOptions, type JetStreamClientOptions } from './jetstream-client.ts';
 export { CommandBus, type CommandBusOptions, type SendOptions } from './command-bus.ts';
 export { REPLAYED_HEADER } from './command-responder.ts';
 export {
-  NonRetryableError, CommandFailedError, MessageTooLargeError, CommandNoRespondersError, CommandTimeoutError,
+  NonRetryableError, RetryLaterError, CommandFailedError, MessageTooLargeError, CommandNoRespondersError, CommandTimeoutError,
   InvalidReplyError, isNonRetryable,
 } from './errors.ts';
 export {
@@ -19,11 +21,11 @@ export {
   type DeadLetter, type DeadLetterSink, type EventAppender, type DeadLetterEventOptions,
 } from './dead-letter.ts';
 export { exponentialBackoff, DEFAULT_BACKOFF_MS, type DeadLetterReason, type RetryPolicy } from './delivery-policy.ts';
-export { eventMessages, schemaMessages, versionedMessages, anyJson, type MessageValidator, type Validation, type Problem } from './message-validation.ts';
+export { eventMessages, readableEvents, schemaMessages, versionedMessages, anyJson, type MessageValidator, type Validation, type Problem } from './message-validation.ts';
 export { commandFingerprint, type ProcessedMessages, type CommandReplies, type ReplyClaim } from './idempotency.ts';
 export { KvProcessedMessages, KvCommandReplies, type KvStoreOptions, type KvCommandRepliesOptions } from './idempotency.adapter.ts';
 export { injectTrace, extractTrace, traceOf, type ExtractedTrace } from './trace-context.ts';
-export type { Disposition, JetStreamConsumer } from './jetstream-consumer.ts';
+export type { Disposition, JetStreamConsumer, ConsumerLogger } from './jetstream-consumer.ts';
 export { contextOf } from './trace-context.ts';
 export {
   AsyncLocalStorageContextManager, ensureContextManager, setupTracing, tracingExporterFromEnv, activeJobId, withJobId,

@@ -8,7 +8,7 @@ import { SpanKind, SpanStatusCode, trace as otelTrace } from '@opentelemetry/api
 import { DEFAULT_BACKOFF_MS, afterFailure, exceededDeliveries, nakDelay, type Outcome, type RetryPolicy } from './delivery-policy.ts';
 import type { DeadLetter, DeadLetterSink } from './dead-letter.ts';
 import type { JetStreamHandlerOptions } from './decorators.ts';
-import { errorMessage } from './errors.ts';
+import { RetryLaterError, errorMessage } from './errors.ts';
 import { JetStreamContext, type JetStreamMessageInfo } from './handler-context.ts';
 import type { ProcessedMessages } from './idempotency.ts';
 import { eventMessages, type MessageValidator } from './message-validation.ts';
@@ -45,6 +45,7 @@ export interface ConsumerSettings extends RetryPolicy {
   readonly validate: MessageValidator;
   readonly deliverPolicy: 'all' | 'new';
   readonly dedup: boolean;
+  readonly maxAckPending?: number;
 }
 
 const DURABLE = /^[A-Za-z0-9_-]{1,200}$/;
@@ -62,7 +63,9 @@ export function consumerSettings(o: JetStreamHandlerOptions, defaults: Partial<O
     validate: o.validate ?? defaults.validate ?? eventMessages,
     deliverPolicy: o.deliverPolicy ?? defaults.deliverPolicy ?? 'all',
     dedup: o.dedup ?? defaults.dedup ?? true,
+    ...(o.maxAckPending !== undefined ? { maxAckPending: o.maxAckPending } : {}),
   };
+  if (s.maxAckPending !== undefined && !(Number.isInteger(s.maxAckPending) && s.maxAckPending >= 1)) throw new Error(`${o.durable}: maxAckPending must be an integer >= 1`);
   if (!(s.maxDeliver >= 1)) throw new Error(`${o.durable}: maxDeliver must be >= 1`);
   if (!(s.ackWaitMs >= 100)) throw new Error(`${o.durable}: ackWaitMs must be >= 100`);
   if (!(s.concurrency >= 1)) throw new Error(`${o.durable}: concurrency must be >= 1`);
@@ -111,27 +114,41 @@ export class JetStreamConsumer {
   }
 
   /**
+   * Starts without waiting: the durable is created (or found) in the background, and tried
+   * again with a growing pause while the stream or the server is not there yet.
+   */
+  startInBackground(): void {
+    ensureContextManager();
+    this.loop = this.supervise(undefined);
+  }
+
+  /**
    * Runs the pull loop; if it ends while we are not stopping (consumer deleted, stream
    * recreated, a fatal pull error), recreates the consumer and goes on, with a growing pause.
    */
-  private async supervise(first: ConsumerMessages): Promise<void> {
+  private async supervise(first: ConsumerMessages | undefined): Promise<void> {
     let messages: ConsumerMessages | undefined = first;
     let pauseMs = 500;
+    let pauseFirst = first !== undefined;
     while (!this.stopping) {
       if (messages) {
         await this.run(messages);
         messages = undefined;
         if (this.stopping) break;
       }
-      await this.pause(pauseMs);
-      pauseMs = Math.min(pauseMs * 2, 30_000);
+      if (pauseFirst) {
+        await this.pause(pauseMs);
+        pauseMs = Math.min(pauseMs * 2, 30_000);
+      }
+      pauseFirst = true;
       if (this.stopping) break;
       try {
         const consumer = await this.ensureConsumer();
         messages = await consumer.consume({ max_messages: this.settings.concurrency, abort_on_missing_resource: true });
         this.messages = messages;
+        if (this.stopping) { await messages.close().catch(() => undefined); break; }
+        this.deps.logger.log(`${this.settings.durable}: consumer ${pauseMs === 500 && first === undefined ? 'started' : 'resumed'}`);
         pauseMs = 500;
-        this.deps.logger.log(`${this.settings.durable}: consumer resumed`);
       } catch (e) {
         this.deps.logger.warn(`${this.settings.durable}: cannot resume yet: ${errorMessage(e)}`);
       }
@@ -163,7 +180,7 @@ export class JetStreamConsumer {
     const { jsm, js } = this.deps;
     // max_deliver stays unlimited on the server: we count deliveries ourselves and dead-letter,
     // so the server never drops a message silently after its last delivery (a crash loop).
-    const mutable = { ack_wait: nanos(s.ackWaitMs), max_deliver: -1, max_ack_pending: Math.max(1000, s.concurrency * 4) };
+    const mutable = { ack_wait: nanos(s.ackWaitMs), max_deliver: -1, max_ack_pending: s.maxAckPending ?? Math.max(1000, s.concurrency * 4) };
     try {
       await jsm.streams.info(s.stream);
     } catch (e) {
@@ -300,7 +317,7 @@ export class JetStreamConsumer {
         span.recordException(e instanceof Error ? e : new Error(errorMessage(e)));
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(e) });
         const o = afterFailure(e, deliveries, s);
-        if (o.kind === 'nak') this.deps.logger.warn(`${s.durable}: seq ${m.seq} failed (delivery ${deliveries}), retry in ${o.delayMs} ms: ${errorMessage(e)}`);
+        if (o.kind === 'nak' && !(e instanceof RetryLaterError)) this.deps.logger.warn(`${s.durable}: seq ${m.seq} failed (delivery ${deliveries}), retry in ${o.delayMs} ms: ${errorMessage(e)}`);
         return o;
       } finally {
         clearInterval(timer);

@@ -24,9 +24,9 @@ import type { CommandContext, JetStreamContext } from './handler-context.ts';
 import type { CommandReplies, ProcessedMessages } from './idempotency.ts';
 import { KvCommandReplies, KvProcessedMessages } from './idempotency.adapter.ts';
 import { JetStreamConsumer, consumerSettings, type ConsumerLogger, type ConsumerSettings, type MessageHandlerFn } from './jetstream-consumer.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from './limits.ts';
 
-/** NATS's default max_payload; messages above the configured limit are refused on both sides. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+export { DEFAULT_MAX_MESSAGE_BYTES } from './limits.ts';
 
 export interface JetStreamServerOptions {
   /** NATS URL(s); ignored when `connection` is given. */

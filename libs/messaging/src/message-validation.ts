@@ -31,6 +31,16 @@ export const eventMessages: MessageValidator<KnownEvent> = (raw) => {
   }
 };
 
+/**
+ * Cairn events as `eventMessages`, except that one this build cannot read comes as null
+ * instead of being dead-lettered: for followers that leave unreadable records to the
+ * catalogue and the audit to report.
+ */
+export const readableEvents: MessageValidator<KnownEvent | null> = (raw) => {
+  const checked = eventMessages(raw);
+  return checked.ok ? checked : { ok: true, value: null };
+};
+
 /** Messages of one TypeBox schema (work items and other non-event payloads). */
 export function schemaMessages<S extends TSchema>(schema: S): MessageValidator<Static<S>> {
   const check = TypeCompiler.Compile(schema);

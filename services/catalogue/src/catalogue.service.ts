@@ -9,7 +9,7 @@ import type { CatalogueStatus, RebuildResult } from '@cairn/catalogue-client';
 import { CatalogueProjector, type ProjectorLog } from './catalogue.projector.ts';
 import { CatalogueReadModel } from './catalogue.read-model.ts';
 import { CatalogueQueryHandlers } from './catalogue-queries.handlers.ts';
-import { CatalogueResponder } from './catalogue-responder.adapter.ts';
+import { catalogueResponder } from './catalogue-responder.adapter.ts';
 
 export const CATALOGUE_CONFIG = Symbol.for('cairn.catalogue.config');
 export const CATALOGUE_NATS = Symbol.for('cairn.catalogue.nats');
@@ -39,7 +39,7 @@ export function newReplicaId(): string {
 export class CatalogueService implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly projector: CatalogueProjector;
   readonly readModel: CatalogueReadModel;
-  private readonly responder: CatalogueResponder;
+  private readonly responder: ReturnType<typeof catalogueResponder>;
   private readonly startedAt = new Date().toISOString();
 
   constructor(
@@ -51,7 +51,7 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
     this.projector = new CatalogueProjector({ log, path: config.dbPath, logger });
     this.readModel = new CatalogueReadModel(() => this.projector.current);
     const handlers = new CatalogueQueryHandlers(this.readModel, { status: () => this.status(), rebuild: () => this.rebuild() });
-    this.responder = new CatalogueResponder({ nc, site: config.site, replica: config.replica, handlers, logger });
+    this.responder = catalogueResponder({ nc, site: config.site, replica: config.replica, handlers, logger });
   }
 
   get replica(): string {

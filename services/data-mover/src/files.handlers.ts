@@ -6,45 +6,28 @@ import { Ctx, Payload } from '@nestjs/microservices';
 import { eventStreamName, eventSubjectFilter, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
 import { fold, type EventLog } from '@cairn/eventlog';
 import { policyDecider } from '@cairn/jobs';
-import { CommandContext, CommandFailedError, CommandHandler, JetStreamContext, JetStreamHandler } from '@cairn/messaging';
-import { RestoreRefused } from './data-mover.service.ts';
-import { FileBrowser, FilesRefused } from './file-browser.ts';
+import { CommandContext, CommandHandler, JetStreamContext, JetStreamHandler } from '@cairn/messaging';
+import { FileBrowser } from './file-browser.ts';
 
-function failed(e: unknown, fallback: string): CommandFailedError {
-  if (e instanceof FilesRefused) return new CommandFailedError(e.code, e.message, { reason: e.reason });
-  if (e instanceof RestoreRefused) return new CommandFailedError(e.code, e.message);
-  return new CommandFailedError(fallback, (e as Error).message);
-}
-
+// Refusals (FilesRefused, RestoreRefused) reach the caller as they are, with their code and
+// details; anything else as the route's failureCode with its message.
 @Controller()
 export class FilesHandlers {
   constructor(@Inject(FileBrowser) private readonly files: FileBrowser) {}
 
-  @CommandHandler('data-mover', 'SearchFiles')
-  async search(@Payload() p: CommandPayloadMap['SearchFiles'], @Ctx() ctx: CommandContext) {
-    try {
-      return await this.files.search(p, ctx.actor, ctx.command.id, ctx.trace);
-    } catch (e) {
-      throw failed(e, 'search_failed');
-    }
+  @CommandHandler('data-mover', 'SearchFiles', { failureCode: 'search_failed' })
+  search(@Payload() p: CommandPayloadMap['SearchFiles'], @Ctx() ctx: CommandContext) {
+    return this.files.search(p, ctx.actor, ctx.command.id, ctx.trace);
   }
 
-  @CommandHandler('data-mover', 'BrowseFiles')
-  async browse(@Payload() p: CommandPayloadMap['BrowseFiles'], @Ctx() ctx: CommandContext) {
-    try {
-      return await this.files.browse(p, ctx.actor, ctx.command.id, ctx.trace);
-    } catch (e) {
-      throw failed(e, 'browse_failed');
-    }
+  @CommandHandler('data-mover', 'BrowseFiles', { failureCode: 'browse_failed' })
+  browse(@Payload() p: CommandPayloadMap['BrowseFiles'], @Ctx() ctx: CommandContext) {
+    return this.files.browse(p, ctx.actor, ctx.command.id, ctx.trace);
   }
 
-  @CommandHandler('data-mover', 'RestoreFiles')
-  async restoreFiles(@Payload() p: CommandPayloadMap['RestoreFiles'], @Ctx() ctx: CommandContext) {
-    try {
-      return await this.files.restoreFiles(p, ctx.actor, ctx.command.id, ctx.trace, ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user');
-    } catch (e) {
-      throw failed(e, 'restore_failed');
-    }
+  @CommandHandler('data-mover', 'RestoreFiles', { failureCode: 'restore_failed' })
+  restoreFiles(@Payload() p: CommandPayloadMap['RestoreFiles'], @Ctx() ctx: CommandContext) {
+    return this.files.restoreFiles(p, ctx.actor, ctx.command.id, ctx.trace, ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user');
   }
 }
 

@@ -4,9 +4,8 @@
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { RESTORE_QUEUE, RestoreWork, workSubject, type CommandPayloadMap } from '@cairn/contracts';
-import { CommandContext, CommandFailedError, CommandHandler, JetStreamContext, JetStreamHandler, NonRetryableError, schemaMessages } from '@cairn/messaging';
+import { CommandContext, CommandHandler, JetStreamContext, JetStreamHandler, NonRetryableError, schemaMessages } from '@cairn/messaging';
 import { workStreamName } from '@cairn/jobs';
-import { RestoreRefused } from './data-mover.service.ts';
 import { RestoreJobRefused, RestoreJobs } from './restore-job.ts';
 
 export interface RestoreHandlerSettings {
@@ -21,16 +20,10 @@ export function restoreJobHandlers(s: RestoreHandlerSettings) {
   class RestoreJobHandlers {
     constructor(@Inject(RestoreJobs) private readonly jobs: RestoreJobs) {}
 
-    @CommandHandler('data-mover', 'RequestRestore')
-    async request(@Payload() p: CommandPayloadMap['RequestRestore'], @Ctx() ctx: CommandContext) {
-      try {
-        // A target outside the restore roots only when the person's own key signed it (the local CLI).
-        const ownTarget = ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user';
-        return await this.jobs.request(p, ctx.actor, ownTarget, ctx.command.id, ctx.trace);
-      } catch (e) {
-        if (e instanceof RestoreRefused) throw new CommandFailedError(e.code, e.message);
-        throw new CommandFailedError('restore_failed', (e as Error).message);
-      }
+    // A target outside the restore roots only when the person's own key signed it (the local CLI).
+    @CommandHandler('data-mover', 'RequestRestore', { failureCode: 'restore_failed' })
+    request(@Payload() p: CommandPayloadMap['RequestRestore'], @Ctx() ctx: CommandContext) {
+      return this.jobs.request(p, ctx.actor, ctx.info.vouchedBy === 'user' && ctx.actor.kind === 'user', ctx.command.id, ctx.trace);
     }
 
     @JetStreamHandler({

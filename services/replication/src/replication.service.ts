@@ -11,13 +11,14 @@
 // restore point locked at the source keeps its replicas until the lock ends.
 import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  assertSite, eventStreamName, eventSubjectFilter, newEvent, parseEvent, type Actor, type CommandPayloadMap, type ReplicationPolicy,
+  assertSite, eventStreamName, eventSubjectFilter, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type ReplicationPolicy,
 } from '@cairn/contracts';
 import type { EventLog, EventSubscription } from '@cairn/eventlog';
+import { DurableConsumers, RetryLaterError, readableEvents, type JetStreamContext, type RunningConsumer } from '@cairn/messaging';
 import { copyRestorePoint, type ReplicationSource, type Repository } from '@cairn/repository';
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
 import { TransferError } from './transfer-protocol.ts';
@@ -63,9 +64,10 @@ export class Replication {
   private readonly locks = new Map<string, Mutex>();
   /** Per target: the key ids it was last given (see `copy`). */
   private readonly adopted = new Map<string, string>();
-  private readonly consumers = new Map<string, { stop(): void; done: Promise<void> }>();
+  private readonly durables: DurableConsumers;
+  private readonly consumers = new Map<string, Promise<RunningConsumer>>();
   /** Per target site: the consumer that sends it the expiries of this site's restore points. */
-  private readonly expiryConsumers = new Map<string, { stop(): void; done: Promise<void> }>();
+  private readonly expiryConsumers = new Map<string, Promise<RunningConsumer>>();
   /** Every site a policy ever named as a target, and every site this process copied to. */
   readonly knownTargets = new Set<string>();
   /** Replicas expired at targets by this process (for health and tests). */
@@ -91,6 +93,10 @@ export class Replication {
     readonly receiver?: ReplicaReceiver,
   ) {
     this.source = repository.replicationSource();
+    this.durables = new DurableConsumers(nc, {
+      site: config.site, actor: config.actor, eventLog: log,
+      logger: { log: (m) => logger.info(m), warn: (m) => logger.warn(m), error: (m) => logger.error(m) },
+    });
   }
 
   get site(): string { return this.config.site; }
@@ -132,8 +138,7 @@ export class Replication {
     for (const t of this.timers.values()) t.stop();
     this.timers.clear();
     const all = [...this.consumers.values(), ...this.expiryConsumers.values()];
-    for (const c of all) c.stop();
-    await Promise.allSettled(all.map((c) => c.done));
+    await Promise.allSettled(all.map(async (c) => (await c).stop()));
     this.consumers.clear();
     this.expiryConsumers.clear();
   }
@@ -192,7 +197,7 @@ export class Replication {
     for (const t of this.knownTargets) {
       if (!this.expiryConsumers.has(t)) this.expiryConsumers.set(t, this.followExpiries(t));
     }
-    for (const [t, c] of this.consumers) if (!targets.has(t)) { c.stop(); this.consumers.delete(t); }
+    for (const [t, c] of this.consumers) if (!targets.has(t)) { void c.then((r) => r.stop()); this.consumers.delete(t); }
     for (const p of this.policies.values()) {
       if (p.trigger.kind === 'after-backup' || p.sourceSite !== this.site || this.timers.has(p.policyId)) continue;
       if (p.trigger.kind === 'schedule') {
@@ -209,106 +214,60 @@ export class Replication {
 
   // ---- after each backup -----------------------------------------------------------------
 
-  private follow(target: string): { stop(): void; done: Promise<void> } {
-    return this.durable(target, `replication-to-${target}`, `cairn.${this.site}.evt.job.*`, (m) => this.onJobEvent(target, m));
+  private follow(target: string): Promise<RunningConsumer> {
+    return this.durable(`replication-to-${target}`, `cairn.${this.site}.evt.job.*`, (e, ctx) => this.onJobEvent(target, e, ctx));
   }
 
-  private followExpiries(target: string): { stop(): void; done: Promise<void> } {
-    return this.durable(target, `replica-expiry-to-${target}`, eventSubjectFilter(this.site, 'restorepoint'), (m) => this.onRestorePointEvent(target, m));
+  private followExpiries(target: string): Promise<RunningConsumer> {
+    return this.durable(`replica-expiry-to-${target}`, eventSubjectFilter(this.site, 'restorepoint'), (e, ctx) => this.onRestorePointEvent(target, e, ctx));
   }
 
-  /** One durable consumer on the site's stream, one message at a time, in log order. */
-  private durable(target: string, durable: string, filter: string, onMessage: (m: JsMsg) => Promise<void>): { stop(): void; done: Promise<void> } {
-    let stopped = false;
-    let messages: ConsumerMessages | undefined;
-    const stream = eventStreamName(this.site);
-    const loop = async () => {
-      let failures = 0;
-      while (!stopped) {
-        try {
-          const jsm = await jetstreamManager(this.nc);
-          await jsm.consumers.add(stream, {
-            durable_name: durable,
-            filter_subject: filter,
-            ack_policy: AckPolicy.Explicit,
-            deliver_policy: DeliverPolicy.All,
-            // One at a time, in log order: a parent reaches the target before its children.
-            max_ack_pending: 1,
-            max_deliver: -1,
-            ack_wait: this.config.ackWaitMs * 1_000_000,
-          }).catch(async (e: unknown) => {
-            // Exists already (with the same settings, or from an older build): use it.
-            await jsm.consumers.info(stream, durable).catch(() => { throw e; });
-          });
-          const consumer = await jetstream(this.nc).consumers.get(stream, durable);
-          messages = await consumer.consume({ max_messages: 1, expires: 5_000 });
-          if (stopped) break;
-          for await (const m of messages) {
-            failures = 0;
-            await onMessage(m);
-            if (stopped) break;
-          }
-        } catch (e) {
-          if (stopped) break;
-          failures++;
-          this.logger.warn({ target, durable, err: (e as Error).message }, 'replication consumer failed; starting it again');
-          await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** Math.min(failures, 5))));
-        }
-      }
-    };
-    const done = loop();
-    return { stop() { stopped = true; messages?.stop(); }, done };
+  /**
+   * One durable consumer on the site's stream, one message at a time in log order (a parent
+   * reaches the target before its children), never given up on: an outage is waited out.
+   * An event this build cannot read is passed over (null): the catalogue and audit report it.
+   */
+  private durable(durable: string, filterSubject: string, handler: (event: KnownEvent | null, ctx: JetStreamContext) => Promise<void>): Promise<RunningConsumer> {
+    return this.durables.start<KnownEvent | null>({
+      stream: eventStreamName(this.site), durable, filterSubject, ackWaitMs: this.config.ackWaitMs,
+      maxAckPending: 1, maxDeliver: Number.POSITIVE_INFINITY, validate: readableEvents, dedup: false,
+    }, handler);
   }
 
-  private async onJobEvent(target: string, m: JsMsg): Promise<void> {
-    let event;
-    try {
-      event = parseEvent(m.data);
-    } catch {
-      m.ack(); // not ours to judge: the catalogue and audit report unreadable records
-      return;
-    }
-    if (event.type !== 'RestorePointCommitted') { m.ack(); return; }
+  /** Delay before trying a failed copy or expiry again: growing with the attempts, capped. */
+  private retryDelay(ctx: JetStreamContext): number {
+    return Math.min(this.config.maxRetryDelayMs, 500 * 2 ** Math.min(ctx.deliveryCount - 1, 10));
+  }
+
+  private async onJobEvent(target: string, event: KnownEvent | null, ctx: JetStreamContext): Promise<void> {
+    if (event?.type !== 'RestorePointCommitted') return;
     const policies = this.policiesFor(target, event.data.vmId, 'after-backup');
-    if (policies.length === 0) { m.ack(); return; }
+    if (policies.length === 0) return;
     const delayMs = Math.max(...policies.map((p) => p.delayMs));
     const due = Date.parse(event.time) + delayMs;
-    if (Date.now() < due) { m.nak(Math.min(due - Date.now(), 3600_000)); return; }
+    if (Date.now() < due) throw new RetryLaterError('the policy\'s delay has not passed', Math.min(due - Date.now(), 3600_000));
     // The strictest bandwidth limit among the policies that cover it.
     const policy = policies.reduce((p, q) => ((q.bandwidthBytesPerSec ?? Infinity) < (p.bandwidthBytesPerSec ?? Infinity) ? q : p));
-    const beat = setInterval(() => m.working(), Math.max(500, Math.floor(this.config.ackWaitMs / 3)));
     try {
       await this.copy(event.data.restorePointId, target, { policy, jobId: event.data.jobId });
-      m.ack();
     } catch (e) {
       if (e instanceof ReplicationRefused && e.code === 'not_found') {
         // Expired or deleted at this site before it was copied: nothing to copy any more.
         this.logger.info({ target, restorePointId: event.data.restorePointId }, 'restore point gone at the source before its copy: skipped');
-        m.ack();
         return;
       }
-      const attempt = m.info.deliveryCount;
-      const delay = Math.min(this.config.maxRetryDelayMs, 500 * 2 ** Math.min(attempt - 1, 10));
+      const delay = this.retryDelay(ctx);
       const unavailable = e instanceof TargetUnavailableError;
-      this.logger.warn({ target, restorePointId: event.data.restorePointId, attempt, retryInMs: delay, err: (e as Error).message },
+      this.logger.warn({ target, restorePointId: event.data.restorePointId, attempt: ctx.deliveryCount, retryInMs: delay, err: (e as Error).message },
         unavailable ? 'target site unreachable; the copy waits for it' : 'replication failed; trying again');
-      m.nak(delay);
-    } finally {
-      clearInterval(beat);
+      throw new RetryLaterError((e as Error).message, delay);
     }
   }
 
   // ---- replica expiry -------------------------------------------------------------------
 
-  private async onRestorePointEvent(target: string, m: JsMsg): Promise<void> {
-    let event;
-    try {
-      event = parseEvent(m.data);
-    } catch {
-      m.ack();
-      return;
-    }
-    if (event.type !== 'RestorePointExpired' && event.type !== 'RestorePointDeleted') { m.ack(); return; }
+  private async onRestorePointEvent(target: string, event: KnownEvent | null, ctx: JetStreamContext): Promise<void> {
+    if (event?.type !== 'RestorePointExpired' && event?.type !== 'RestorePointDeleted') return;
     const restorePointId = event.data.restorePointId;
     const reason = event.type === 'RestorePointExpired' ? `expired: ${event.data.reason}` : `deleted (approval ${event.data.approvalId})`;
     // Replicas carry no lock of their own: they keep the source's. A locked restore point's
@@ -318,22 +277,16 @@ export class Replication {
     if (lockedUntil > Date.now()) {
       this.expiriesWaitingForLock++;
       this.logger.info({ target, restorePointId, lockedUntil: new Date(lockedUntil).toISOString() }, 'replica expiry waits for the lock to end');
-      m.nak(Math.min(lockedUntil - Date.now() + 1000, 3600_000));
-      return;
+      throw new RetryLaterError('the restore point is locked', Math.min(lockedUntil - Date.now() + 1000, 3600_000));
     }
-    const beat = setInterval(() => m.working(), Math.max(500, Math.floor(this.config.ackWaitMs / 3)));
     try {
       const r = await this.expireAt(target, restorePointId, reason);
       if (r.held) this.expiriesSent++;
-      m.ack();
     } catch (e) {
-      const attempt = m.info.deliveryCount;
-      const delay = Math.min(this.config.maxRetryDelayMs, 500 * 2 ** Math.min(attempt - 1, 10));
-      this.logger.warn({ target, restorePointId, attempt, retryInMs: delay, err: (e as Error).message },
+      const delay = this.retryDelay(ctx);
+      this.logger.warn({ target, restorePointId, attempt: ctx.deliveryCount, retryInMs: delay, err: (e as Error).message },
         e instanceof TargetUnavailableError ? 'target site unreachable; the replica expiry waits for it' : 'replica expiry failed; trying again');
-      m.nak(delay);
-    } finally {
-      clearInterval(beat);
+      throw new RetryLaterError((e as Error).message, delay);
     }
   }
 
