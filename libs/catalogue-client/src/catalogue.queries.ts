@@ -6,33 +6,42 @@ import { assertSite } from '@cairn/contracts';
 import {
   AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobKind, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, VmView,
 } from './catalogue.views.ts';
+import { Cursor, Page } from './catalogue.paging.ts';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
-const Limit = Type.Integer({ minimum: 1, maximum: 1000, description: 'At most this many items (default 100).' });
+const Limit = Type.Integer({ minimum: 1, maximum: 1000, description: 'At most this many items (default 100); `next` continues.' });
+/** Lists that are short by nature (VMs, policies) give up to 1,000 items a page unless told less. */
+const LongLimit = Type.Integer({ minimum: 1, maximum: 1000, description: 'At most this many items (default 1000); `next` continues.' });
 const Time = Type.String({ format: 'date-time' });
-const Items = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item) });
 const Strict = { additionalProperties: false } as const;
 
 export const DEFAULT_LIMIT = 100;
+export const DEFAULT_LONG_LIMIT = 1000;
 
 export const QUERY_SCHEMAS = {
-  'vm.list': { request: Type.Object({}, Strict), result: Items(VmView) },
+  'vm.list': { request: Type.Object({ limit: Type.Optional(LongLimit), after: Type.Optional(Cursor) }, Strict), result: Page(VmView) },
   'vm.get': { request: Type.Object({ vmId: Id }, Strict), result: VmView },
   'restorePoint.list': {
     request: Type.Object({
       vmId: Type.Optional(Id),
       includeExpired: Type.Optional(Type.Boolean()),
       limit: Type.Optional(Limit),
+      after: Type.Optional(Cursor),
     }, Strict),
-    result: Items(RestorePointView),
+    result: Page(RestorePointView),
   },
   'restorePoint.get': { request: Type.Object({ restorePointId: Id }, Strict), result: RestorePointView },
   'job.list': {
-    request: Type.Object({ state: Type.Optional(JobState), vmId: Type.Optional(Id), kind: Type.Optional(JobKind), limit: Type.Optional(Limit) }, Strict),
-    result: Items(JobView),
+    request: Type.Object({
+      state: Type.Optional(JobState), vmId: Type.Optional(Id), kind: Type.Optional(JobKind), limit: Type.Optional(Limit), after: Type.Optional(Cursor),
+    }, Strict),
+    result: Page(JobView),
   },
   'job.get': { request: Type.Object({ jobId: Id }, Strict), result: JobDetail },
-  'policy.list': { request: Type.Object({ includeDeleted: Type.Optional(Type.Boolean()) }, Strict), result: Items(PolicyView) },
+  'policy.list': {
+    request: Type.Object({ includeDeleted: Type.Optional(Type.Boolean()), limit: Type.Optional(LongLimit), after: Type.Optional(Cursor) }, Strict),
+    result: Page(PolicyView),
+  },
   'policy.get': { request: Type.Object({ policyId: Id }, Strict), result: PolicyView },
   'audit.timeline': {
     request: Type.Object({
@@ -46,8 +55,9 @@ export const QUERY_SCHEMAS = {
       /** Only events after this log position (to page or to follow). */
       afterPosition: Type.Optional(Type.Integer({ minimum: 0 })),
       limit: Type.Optional(Limit),
+      after: Type.Optional(Cursor),
     }, Strict),
-    result: Items(AuditEntry),
+    result: Page(AuditEntry),
   },
   'replica.list': {
     request: Type.Object({
@@ -58,10 +68,14 @@ export const QUERY_SCHEMAS = {
       /** The site holding the copy. */
       site: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })),
       limit: Type.Optional(Limit),
+      after: Type.Optional(Cursor),
     }, Strict),
-    result: Items(ReplicaView),
+    result: Page(ReplicaView),
   },
-  'replicationPolicy.list': { request: Type.Object({ includeDeleted: Type.Optional(Type.Boolean()) }, Strict), result: Items(ReplicationPolicyView) },
+  'replicationPolicy.list': {
+    request: Type.Object({ includeDeleted: Type.Optional(Type.Boolean()), limit: Type.Optional(LongLimit), after: Type.Optional(Cursor) }, Strict),
+    result: Page(ReplicationPolicyView),
+  },
   /** Exact counts and byte sums over the read models (what the gateway's /metrics exports). */
   'catalogue.stats': { request: Type.Object({}, Strict), result: CatalogueStats },
   'catalogue.status': { request: Type.Object({}, Strict), result: CatalogueStatus },

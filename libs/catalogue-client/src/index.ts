@@ -3,3 +3,4 @@
 export * from './catalogue.views.ts';
 export * from './catalogue.queries.ts';
 export * from './catalogue.client.ts';
+export * from './catalogue.paging.ts';

@@ -6,7 +6,7 @@ import {
   QUERY_SCHEMAS, isQueryName,
   type CatalogueStatus, type QueryName, type QueryReply, type QueryRequest, type QueryResult, type RebuildResult,
 } from '@cairn/catalogue-client';
-import { CatalogueReadModel, NotFoundError } from './catalogue.read-model.ts';
+import { CatalogueReadModel, CursorError, NotFoundError } from './catalogue.read-model.ts';
 
 /** What the handlers need besides the read model. */
 export interface CatalogueControl {
@@ -25,17 +25,17 @@ export class CatalogueQueryHandlers {
 
   constructor(read: CatalogueReadModel, control: CatalogueControl) {
     this.handlers = {
-      'vm.list': () => ({ items: read.listVms() }),
+      'vm.list': (q) => read.vmPage(q),
       'vm.get': (q) => read.getVm(q.vmId),
-      'restorePoint.list': (q) => ({ items: read.listRestorePoints(q) }),
+      'restorePoint.list': (q) => read.restorePointPage(q),
       'restorePoint.get': (q) => read.getRestorePoint(q.restorePointId),
-      'job.list': (q) => ({ items: read.listJobs(q) }),
+      'job.list': (q) => read.jobPage(q),
       'job.get': (q) => read.getJob(q.jobId),
-      'policy.list': (q) => ({ items: read.listPolicies(q) }),
+      'policy.list': (q) => read.policyPage(q),
       'policy.get': (q) => read.getPolicy(q.policyId),
-      'audit.timeline': (q) => ({ items: read.auditTimeline(q) }),
-      'replica.list': (q) => ({ items: read.listReplicas(q) }),
-      'replicationPolicy.list': (q) => ({ items: read.listReplicationPolicies(q) }),
+      'audit.timeline': (q) => read.auditPage(q),
+      'replica.list': (q) => read.replicaPage(q),
+      'replicationPolicy.list': (q) => read.replicationPolicyPage(q),
       'catalogue.stats': () => read.stats(),
       'catalogue.status': () => control.status(),
       'catalogue.rebuild': () => control.rebuild(),
@@ -54,6 +54,7 @@ export class CatalogueQueryHandlers {
       return { ok: true, result: await handler(request) };
     } catch (e) {
       if (e instanceof NotFoundError) return { ok: false, error: { code: 'not_found', message: e.message } };
+      if (e instanceof CursorError) return { ok: false, error: { code: 'bad_request', message: `${name}: ${e.message}` } };
       return { ok: false, error: { code: 'internal', message: `${name} failed: ${(e as Error).message}` } };
     }
   }

@@ -163,6 +163,29 @@ describe('catalogue projection: jobs and phases', () => {
       expect(read.listJobs({ limit: 1 }).map((j) => j.jobId)).toEqual(['j3']);
     });
   });
+
+  it('lists page through cursors: every job once, newest first, filters kept; a foreign cursor is refused', () => {
+    const many = Array.from({ length: 25 }, (_, i) =>
+      ev('JobRequested', { jobId: `m${String(i).padStart(2, '0')}`, vmId: i % 2 ? 'vm1' : 'vm2', policyId: null, mode: 'full', trigger: 'manual' }, `job-m${i}`));
+    given(...many.slice(0, 24)).when(many[24]!).then((read) => {
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (let pages = 1; ; pages++) {
+        const page = read.jobPage({ limit: 7, ...(after ? { after } : {}) });
+        seen.push(...page.items.map((j) => j.jobId));
+        if (page.next === null) { expect(pages).toBe(4); break; }
+        after = page.next;
+      }
+      expect(seen).toEqual(many.map((e) => (e.data as { jobId: string }).jobId).reverse());
+      const vm1 = read.jobPage({ vmId: 'vm1', limit: 5 });
+      const rest = read.jobPage({ vmId: 'vm1', after: vm1.next! });
+      expect([...vm1.items, ...rest.items].map((j) => j.vmId)).toEqual(Array(12).fill('vm1'));
+      expect(rest.next).toBeNull();
+      // VMs page by name; a jobs cursor means nothing there.
+      expect(() => read.vmPage({ after: vm1.next! })).toThrow(/another list/);
+      expect(() => read.jobPage({ after: 'bm90LWEtY3Vyc29y' })).toThrow(/not one this list handed out|another list/);
+    });
+  });
 });
 
 describe('catalogue projection: restore jobs', () => {

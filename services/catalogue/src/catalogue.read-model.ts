@@ -3,7 +3,7 @@
 // replicas at the same position answer identically.
 import type { SQLOutputValue } from 'node:sqlite';
 import {
-  DEFAULT_LIMIT,
+  DEFAULT_LIMIT, DEFAULT_LONG_LIMIT, CursorError, decodeCursor, encodeCursor, type PageOf,
   type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
   type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type RestorePointView, type VmView,
 } from '@cairn/catalogue-client';
@@ -16,6 +16,26 @@ type Row = Record<string, SQLOutputValue>;
 
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
+}
+
+/** A cursor this list did not hand out (answered as a bad request). */
+export { CursorError };
+
+/**
+ * One page of a list ordered by `order` (all ascending or all descending, the last column
+ * unique): keyset paging, so a page costs the same wherever it starts and a walk through every
+ * page meets each row once.
+ */
+interface PageQuery {
+  /** SELECT … FROM …, without WHERE or ORDER BY. */
+  readonly from: string;
+  readonly where: string[];
+  readonly params: (string | number)[];
+  /** Columns of the order (qualified as in `from`) and the row fields that hold them. */
+  readonly order: ReadonlyArray<{ readonly column: string; readonly field: string; readonly type: 'string' | 'number' }>;
+  readonly direction: 'ASC' | 'DESC';
+  readonly after: string | undefined;
+  readonly limit: number;
 }
 
 const str = (v: SQLOutputValue | undefined): string => String(v ?? '');
@@ -32,26 +52,55 @@ export class CatalogueReadModel {
     return this.current().prepared(text).all(...params);
   }
 
+  private page(q: PageQuery): { rows: Row[]; next: string | null } {
+    const where = [...q.where];
+    const params = [...q.params];
+    if (q.after !== undefined) {
+      const key = decodeCursor(q.after, q.order.map((o) => o.type));
+      // Row values compare column by column, as the ORDER BY sorts.
+      where.push(`(${q.order.map((o) => o.column).join(', ')}) ${q.direction === 'ASC' ? '>' : '<'} (${q.order.map(() => '?').join(', ')})`);
+      params.push(...key);
+    }
+    const rows = this.all(
+      `${q.from} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${q.order.map((o) => `${o.column} ${q.direction}`).join(', ')} LIMIT ?`,
+      ...params, q.limit + 1,
+    );
+    const more = rows.length > q.limit;
+    const page = more ? rows.slice(0, q.limit) : rows;
+    const last = page.at(-1);
+    return {
+      rows: page,
+      next: more && last ? encodeCursor(q.order.map((o) => (o.type === 'number' ? num(last[o.field]) : str(last[o.field])))) : null,
+    };
+  }
+
   private one(text: string, ...params: (string | number | null)[]): Row | undefined {
     return this.current().prepared(text).get(...params);
   }
 
   listReplicas(q: QueryRequest<'replica.list'>): ReplicaView[] {
+    return this.replicaPage(q).items;
+  }
+
+  replicaPage(q: QueryRequest<'replica.list'>): PageOf<ReplicaView> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.restorePointId) { where.push('restore_point_id = ?'); params.push(q.restorePointId); }
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (q.sourceSite) { where.push('source_site = ?'); params.push(q.sourceSite); }
     if (q.site) { where.push('target_site = ?'); params.push(q.site); }
-    const rows = this.all(
-      `SELECT * FROM replicas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
-      ...params, q.limit ?? DEFAULT_LIMIT,
-    );
-    return rows.map((r) => ({
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM replicas', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
+      order: [
+        { column: 'position', field: 'position', type: 'number' }, { column: 'restore_point_id', field: 'restore_point_id', type: 'string' },
+        { column: 'target_site', field: 'target_site', type: 'string' },
+      ],
+    });
+    return { next, items: rows.map((r) => ({
       restorePointId: str(r.restore_point_id), vmId: str(r.vm_id), vmName: str(r.vm_name), jobId: strOrNull(r.job_id), policyId: strOrNull(r.policy_id),
       sourceSite: str(r.source_site), site: str(r.target_site), repositoryId: str(r.repository_id), committedAt: str(r.committed_at),
       sourceCommittedAt: str(r.source_committed_at), disks: json(r.disks) as ReplicaView['disks'], chunksSent: num(r.chunks_sent), bytesSent: num(r.bytes_sent),
-    }));
+    })) };
   }
 
   /**
@@ -99,8 +148,16 @@ export class CatalogueReadModel {
   }
 
   listReplicationPolicies(q: QueryRequest<'replicationPolicy.list'>): ReplicationPolicyView[] {
-    const rows = this.all(`SELECT * FROM replication_policies ${q.includeDeleted ? '' : 'WHERE deleted_at IS NULL'} ORDER BY position DESC`);
-    return rows.map((r) => {
+    return this.replicationPolicyPage(q).items;
+  }
+
+  replicationPolicyPage(q: QueryRequest<'replicationPolicy.list'>): PageOf<ReplicationPolicyView> {
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM replication_policies', where: q.includeDeleted ? [] : ['deleted_at IS NULL'], params: [],
+      direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
+      order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'policy_id', field: 'policy_id', type: 'string' }],
+    });
+    return { next, items: rows.map((r) => {
       const body = json(r.body) as {
         targetSites: string[]; vmIds?: string[]; trigger: unknown; delayMs: number; bandwidthBytesPerSec?: number;
       };
@@ -109,11 +166,19 @@ export class CatalogueReadModel {
         trigger: body.trigger, delayMs: body.delayMs, bandwidthBytesPerSec: body.bandwidthBytesPerSec ?? null,
         createdAt: str(r.created_at), deletedAt: strOrNull(r.deleted_at),
       };
-    });
+    }) };
   }
 
-  listVms(): VmView[] {
-    return this.all(`${VM_SELECT} ORDER BY v.name, v.vm_id`).map((r) => this.vm(r));
+  listVms(q: QueryRequest<'vm.list'> = {}): VmView[] {
+    return this.vmPage(q).items;
+  }
+
+  vmPage(q: QueryRequest<'vm.list'>): PageOf<VmView> {
+    const { rows, next } = this.page({
+      from: VM_SELECT, where: [], params: [], direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
+      order: [{ column: 'v.name', field: 'name', type: 'string' }, { column: 'v.vm_id', field: 'vm_id', type: 'string' }],
+    });
+    return { next, items: rows.map((r) => this.vm(r)) };
   }
 
   getVm(vmId: string): VmView {
@@ -141,15 +206,19 @@ export class CatalogueReadModel {
   }
 
   listRestorePoints(q: QueryRequest<'restorePoint.list'>): RestorePointView[] {
+    return this.restorePointPage(q).items;
+  }
+
+  restorePointPage(q: QueryRequest<'restorePoint.list'>): PageOf<RestorePointView> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (!q.includeExpired) where.push('expired_at IS NULL');
-    const rows = this.all(
-      `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
-      ...params, q.limit ?? DEFAULT_LIMIT,
-    );
-    return rows.map((r) => this.restorePoint(r));
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM restore_points', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
+      order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'restore_point_id', field: 'restore_point_id', type: 'string' }],
+    });
+    return { next, items: rows.map((r) => this.restorePoint(r)) };
   }
 
   getRestorePoint(restorePointId: string): RestorePointView {
@@ -194,15 +263,20 @@ export class CatalogueReadModel {
   }
 
   listJobs(q: QueryRequest<'job.list'>): JobView[] {
+    return this.jobPage(q).items;
+  }
+
+  jobPage(q: QueryRequest<'job.list'>): PageOf<JobView> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.state) { where.push('state = ?'); params.push(q.state); }
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (q.kind) { where.push('kind = ?'); params.push(q.kind); }
-    return this.all(
-      `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position DESC LIMIT ?`,
-      ...params, q.limit ?? DEFAULT_LIMIT,
-    ).map(job);
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM jobs', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
+      order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'job_id', field: 'job_id', type: 'string' }],
+    });
+    return { next, items: rows.map(job) };
   }
 
   getJob(jobId: string): JobDetail {
@@ -227,7 +301,16 @@ export class CatalogueReadModel {
   }
 
   listPolicies(q: QueryRequest<'policy.list'>): PolicyView[] {
-    return this.all(`SELECT * FROM policies ${q.includeDeleted ? '' : 'WHERE deleted_at IS NULL'} ORDER BY name, policy_id`).map(policy);
+    return this.policyPage(q).items;
+  }
+
+  policyPage(q: QueryRequest<'policy.list'>): PageOf<PolicyView> {
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM policies', where: q.includeDeleted ? [] : ['deleted_at IS NULL'], params: [],
+      direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
+      order: [{ column: 'name', field: 'name', type: 'string' }, { column: 'policy_id', field: 'policy_id', type: 'string' }],
+    });
+    return { next, items: rows.map(policy) };
   }
 
   getPolicy(policyId: string): PolicyView {
@@ -237,6 +320,10 @@ export class CatalogueReadModel {
   }
 
   auditTimeline(q: QueryRequest<'audit.timeline'>): AuditEntry[] {
+    return this.auditPage(q).items;
+  }
+
+  auditPage(q: QueryRequest<'audit.timeline'>): PageOf<AuditEntry> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.correlationId) { where.push('correlation_id = ?'); params.push(q.correlationId); }
@@ -247,10 +334,11 @@ export class CatalogueReadModel {
     if (q.from) { where.push('unixepoch(time, \'subsec\') >= unixepoch(?, \'subsec\')'); params.push(q.from); }
     if (q.to) { where.push('unixepoch(time, \'subsec\') <= unixepoch(?, \'subsec\')'); params.push(q.to); }
     if (q.afterPosition !== undefined) { where.push('position > ?'); params.push(q.afterPosition); }
-    return this.all(
-      `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position LIMIT ?`,
-      ...params, q.limit ?? DEFAULT_LIMIT,
-    ).map(auditEntry);
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM audit', where, params, direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
+      order: [{ column: 'position', field: 'position', type: 'number' }],
+    });
+    return { next, items: rows.map(auditEntry) };
   }
 }
 

@@ -2,11 +2,18 @@
 // command routes (the command payloads, with HTTP-friendly defaults) and small result objects.
 import { Type, type TSchema } from '@sinclair/typebox';
 import { ApprovalAction, PolicyFields, CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1, Role, UserId } from '@cairn/contracts';
-import { QUERY_SCHEMAS } from '@cairn/catalogue-client';
+import { Cursor, Page, QUERY_SCHEMAS } from '@cairn/catalogue-client';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
 
-export const Items = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item) });
+/** Every list answers a page: `items` and the cursor `next` (pass it as `after`; null on the last page). */
+export const Items = <T extends TSchema>(item: T) => Page(item);
+/** `limit` and `after` of a list the gateway keeps in memory (users, tokens, approvals). */
+const Paging = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'At most this many items (default 100); `next` continues.' })),
+  after: Type.Optional(Cursor),
+};
+export const DEFAULT_PAGE = 100;
 
 export const VmParams = Type.Object({ vmId: Id });
 export const JobParams = Type.Object({ jobId: Id });
@@ -14,6 +21,7 @@ export const PolicyParams = Type.Object({ policyId: Id });
 export const RestorePointParams = Type.Object({ restorePointId: Id });
 export const RepositoryParams = Type.Object({ repository: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }) });
 
+export const ListVmsQuery = QUERY_SCHEMAS['vm.list'].request;
 export const ListRestorePointsQuery = QUERY_SCHEMAS['restorePoint.list'].request;
 export const ListJobsQuery = QUERY_SCHEMAS['job.list'].request;
 export const ListPoliciesQuery = QUERY_SCHEMAS['policy.list'].request;
@@ -147,5 +155,7 @@ export const CreateApprovalBody = Type.Object({
 
 export const ListApprovalsQuery = Type.Object({
   status: Type.Optional(Type.Union(['pending', 'approved', 'rejected', 'done', 'failed'].map((s) => Type.Literal(s)))),
+  ...Paging,
 }, { additionalProperties: false });
-export const ListTokensQuery = Type.Object({ userId: Type.Optional(UserId) }, { additionalProperties: false });
+export const ListTokensQuery = Type.Object({ userId: Type.Optional(UserId), ...Paging }, { additionalProperties: false });
+export const ListUsersQuery = Type.Object({ ...Paging }, { additionalProperties: false });

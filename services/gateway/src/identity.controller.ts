@@ -5,10 +5,11 @@
 // and only then is it carried out, with both acts in the log.
 import { Controller, Inject, Res } from '@nestjs/common';
 import type { ApprovalAction, Role } from '@cairn/contracts';
+import { pageOf } from '@cairn/catalogue-client';
 import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import {
-  AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, Items, ListApprovalsQuery, ListTokensQuery,
+  AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, DEFAULT_PAGE, Items, ListApprovalsQuery, ListTokensQuery, ListUsersQuery,
   ReasonBody, RepositoryParams, RestorePointParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
 } from './gateway.schemas.ts';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
@@ -62,9 +63,10 @@ export class IdentityController {
   // ---- users -------------------------------------------------------------------------------
 
   // Who exists and with which roles is for administrators only (an operator's token listed everyone).
-  @Route({ method: 'GET', path: '/v1/users', operationId: 'listUsers', tag: 'access', permission: 'admin', summary: 'API users and their roles (administrators)', response: Items(UserView) })
-  listUsers() {
-    return { items: this.store.listUsers().map(userView) };
+  @Route({ method: 'GET', path: '/v1/users', operationId: 'listUsers', tag: 'access', permission: 'admin', summary: 'API users and their roles (administrators), by user id', query: ListUsersQuery, response: Items(UserView) })
+  listUsers(@Input('query') q: { limit?: number; after?: string }) {
+    const page = pageOf(this.store.listUsers(), (u) => [u.userId], ['string'], q, DEFAULT_PAGE);
+    return { items: page.items.map(userView), next: page.next };
   }
 
   @Route({
@@ -110,8 +112,10 @@ export class IdentityController {
   // ---- tokens ------------------------------------------------------------------------------
 
   @Route({ method: 'GET', path: '/v1/tokens', operationId: 'listTokens', tag: 'access', summary: 'API tokens (never the tokens themselves)', query: ListTokensQuery, response: Items(TokenView) })
-  listTokens(@Input('query') q: { userId?: string }) {
-    return { items: this.store.listTokens(q.userId).map(tokenView) };
+  listTokens(@Input('query') q: { userId?: string; limit?: number; after?: string }) {
+    const sorted = this.store.listTokens(q.userId).sort((a, b) => a.issuedAt.localeCompare(b.issuedAt) || (a.tokenId < b.tokenId ? -1 : a.tokenId > b.tokenId ? 1 : 0));
+    const page = pageOf(sorted, (t) => [t.issuedAt, t.tokenId], ['string', 'string'], q, DEFAULT_PAGE);
+    return { items: page.items.map(tokenView), next: page.next };
   }
 
   @Route({
@@ -135,8 +139,10 @@ export class IdentityController {
   // ---- four-eyes approvals -----------------------------------------------------------------
 
   @Route({ method: 'GET', path: '/v1/approvals', operationId: 'listApprovals', tag: 'approvals', summary: 'Four-eyes requests, newest first', query: ListApprovalsQuery, response: Items(ApprovalView) })
-  listApprovals(@Input('query') q: { status?: ApprovalStatus }) {
-    return { items: this.store.listApprovals(q.status).map(approvalView) };
+  listApprovals(@Input('query') q: { status?: ApprovalStatus; limit?: number; after?: string }) {
+    const sorted = this.store.listApprovals(q.status).sort((a, b) => b.requestedAt.localeCompare(a.requestedAt) || (a.approvalId < b.approvalId ? 1 : a.approvalId > b.approvalId ? -1 : 0));
+    const page = pageOf(sorted, (a) => [a.requestedAt, a.approvalId], ['string', 'string'], q, DEFAULT_PAGE, 'desc');
+    return { items: page.items.map(approvalView), next: page.next };
   }
 
   @Route({ method: 'GET', path: '/v1/approvals/:approvalId', operationId: 'getApproval', tag: 'approvals', summary: 'One four-eyes request', params: ApprovalParams, response: ApprovalView, problems: [404] })

@@ -3,15 +3,15 @@ import { Controller, Inject } from '@nestjs/common';
 import { ReplicaView, RestorePointView, VmView, type QueryRequest } from '@cairn/catalogue-client';
 import { GatewayService } from './gateway.service.ts';
 import { Input, Route } from './route.decorator.ts';
-import { Items, ListReplicasQuery, ListRestorePointsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
+import { Items, ListReplicasQuery, ListRestorePointsQuery, ListVmsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
 
 @Controller()
 export class InventoryController {
   constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
 
-  @Route({ method: 'GET', path: '/v1/vms', operationId: 'listVms', tag: 'inventory', summary: 'VMs discovered on the site\'s hypervisors', response: Items(VmView) })
-  listVms() {
-    return this.gateway.query('vm.list', {});
+  @Route({ method: 'GET', path: '/v1/vms', operationId: 'listVms', tag: 'inventory', summary: 'VMs discovered on the site\'s hypervisors, by name', query: ListVmsQuery, response: Items(VmView) })
+  listVms(@Input('query') q: QueryRequest<'vm.list'>) {
+    return this.gateway.query('vm.list', q);
   }
 
   @Route({ method: 'GET', path: '/v1/vms/:vmId', operationId: 'getVm', tag: 'inventory', summary: 'One VM with its disks', params: VmParams, response: VmView, problems: [404] })

@@ -3,6 +3,7 @@
 import { Catch, HttpException, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { HttpRequest, HttpResponse } from './http.types.ts';
 import type { Logger } from 'pino';
+import { CursorError } from '@cairn/catalogue-client';
 import { PROBLEM_CONTENT_TYPE, ProblemError, problem, type Problem } from './problem.ts';
 import { GATEWAY_LOGGER } from './gateway.tokens.ts';
 import { redactUrl } from './edge-hardening.ts';
@@ -29,6 +30,8 @@ export class ProblemFilter implements ExceptionFilter {
 
   private toProblem(e: unknown, instance: string): Problem {
     if (e instanceof ProblemError) return e.toProblem(instance);
+    // A list's `after` that no page of it handed out (pageOf, @cairn/catalogue-client).
+    if (e instanceof CursorError) return problem(400, 'validation', e.message, instance);
     if (e instanceof HttpException) {
       const status = e.getStatus();
       const kinds: Record<number, string> = { 404: 'not-found', 405: 'method-not-allowed', 413: 'payload-too-large', 401: 'unauthorized' };

@@ -32,7 +32,7 @@ export function transportError(e: unknown): never {
   }
   if (name === 'CatalogueQueryError') {
     const q = e as CatalogueQueryError;
-    throw new CliError(q.message, q.code === 'not_found' ? EXIT.notFound : EXIT.failure);
+    throw new CliError(q.message, q.code === 'not_found' ? EXIT.notFound : q.code === 'bad_request' ? EXIT.usage : EXIT.failure, undefined, q.code === 'bad_request' ? 'usage' : q.code);
   }
   throw e;
 }

@@ -5,6 +5,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
+import { collectPages, pagingChoice, pagingOptions, printPage, type Page, type PagingChoice } from '../paging.ts';
 import { DEFAULT_DATA_DIR, globals, output, readStackState, table } from '../session.ts';
 
 const ROLES = ['administrator', 'operator', 'restore-operator', 'auditor'];
@@ -62,6 +63,20 @@ function withApi<A extends unknown[]>(fn: (a: Api, ...args: A) => Promise<void>)
 
 const items = (r: Record<string, unknown>) => (r.items ?? []) as Array<Record<string, unknown>>;
 
+type Row = Record<string, unknown>;
+
+/** A list route of the API, page by page (`limit`, `after`, `next`), as --limit/--after/--all ask. */
+async function listApi(a: Api, path: string, query: Record<string, string | undefined>, o: Record<string, unknown>): Promise<{ page: Page<Row>; choice: PagingChoice }> {
+  const choice = pagingChoice(o);
+  const page = await collectPages(async (p) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries({ ...query, limit: String(p.limit), after: p.after })) if (v !== undefined) params.set(k, v);
+    const r = await a.call('GET', `${path}?${params}`);
+    return { items: items(r), next: typeof r.next === 'string' ? r.next : null };
+  }, choice);
+  return { page, choice };
+}
+
 function addApiOptions(c: Command): Command {
   return c.option('--gateway <url>', 'gateway URL (default: from `cairn up` state or CAIRN_GATEWAY_URL)')
     .option('--token <token>', 'API token (default: CAIRN_API_TOKEN, else the bootstrap token of `cairn up`)');
@@ -83,10 +98,10 @@ export function registerAccessCommands(program: Command): void {
       const r = await a.call('POST', '/v1/users', { userId, roles: o.role, ...(o.name ? { displayName: o.name } : {}) });
       output(a, r, () => `user ${userId} created (${o.role.join(', ')}); give them a token: cairn token create --user ${userId}`);
     }));
-  user.command('list').description('users and their roles')
-    .action(withApi(async (a) => {
-      const r = await a.call('GET', '/v1/users');
-      output(a, items(r), () => table(items(r).map((u) => ({ ...u, roles: (u.roles as string[]).join(',') })), ['userId', 'roles', 'disabled', 'createdAt', 'createdBy']));
+  pagingOptions(user.command('list').description('users and their roles, by user id'), 'users')
+    .action(withApi(async (a, o: Record<string, unknown>) => {
+      const { page, choice } = await listApi(a, '/v1/users', {}, o);
+      printPage(a.json, page, choice, () => table(page.items.map((u) => ({ ...u, roles: (u.roles as string[]).join(',') })), ['userId', 'roles', 'disabled', 'createdAt', 'createdBy']));
     }));
   user.command('roles <userId>').description('replace a user\'s roles').addOption(roleOption())
     .action(withApi(async (a, userId: string, o: { role: string[] }) => {
@@ -117,8 +132,8 @@ export function registerAccessCommands(program: Command): void {
     }));
   key.command('list <userId>').description('a user\'s current operator keys (public halves)')
     .action(withApi(async (a, userId: string) => {
-      const r = (await a.call('GET', '/v1/users')).items as Array<{ userId: string; keys?: string[] }> | undefined;
-      const u = r?.find((x) => x.userId === userId);
+      const { page } = await listApi(a, '/v1/users', {}, {});
+      const u = (page.items as Array<{ userId: string; keys?: string[] }>).find((x) => x.userId === userId);
       if (!u) throw new CliError(`no user ${userId}`, EXIT.notFound);
       output(a, u.keys ?? [], () => (u.keys ?? []).join('\n') || '(none)');
     }));
@@ -142,10 +157,10 @@ export function registerAccessCommands(program: Command): void {
       const r = await a.call('POST', '/v1/tokens', { userId: o.user, name: o.name, ...(days ? { expiresInDays: days } : {}) });
       output(a, r, () => `token ${String(r.tokenId)} for ${o.user}${r.expiresAt ? ` (expires ${String(r.expiresAt)})` : ''}:\n${String(r.token)}\n(shown once: keep it now)`);
     }));
-  token.command('list').description('tokens (ids, owners, state; never the tokens)').option('--user <userId>')
-    .action(withApi(async (a, o: { user?: string }) => {
-      const r = await a.call('GET', `/v1/tokens${o.user ? `?userId=${encodeURIComponent(o.user)}` : ''}`);
-      output(a, items(r), () => table(items(r), ['tokenId', 'userId', 'name', 'issuedAt', 'expiresAt', 'revoked']));
+  pagingOptions(token.command('list').description('tokens (ids, owners, state; never the tokens), oldest first'), 'tokens').option('--user <userId>')
+    .action(withApi(async (a, o: { user?: string } & Record<string, unknown>) => {
+      const { page, choice } = await listApi(a, '/v1/tokens', { userId: o.user }, o);
+      printPage(a.json, page, choice, () => table(page.items, ['tokenId', 'userId', 'name', 'issuedAt', 'expiresAt', 'revoked']));
     }));
   token.command('revoke <tokenId>').description('revoke a token: it stops working at once').option('--reason <text>')
     .action(withApi(async (a, tokenId: string, o: { reason?: string }) => {
@@ -153,10 +168,10 @@ export function registerAccessCommands(program: Command): void {
     }));
 
   const approval = addApiOptions(program.command('approval').description('four-eyes requests: a second administrator approves destructive acts'));
-  approval.command('list').description('requests, newest first').option('--status <status>', 'pending, approved, rejected, done or failed')
-    .action(withApi(async (a, o: { status?: string }) => {
-      const r = await a.call('GET', `/v1/approvals${o.status ? `?status=${encodeURIComponent(o.status)}` : ''}`);
-      output(a, items(r), () => table(items(r).map((x) => ({ ...x, action: describe(x.action) })), ['approvalId', 'action', 'status', 'requestedBy', 'approvedBy', 'requestedAt']));
+  pagingOptions(approval.command('list').description('requests, newest first'), 'requests').option('--status <status>', 'pending, approved, rejected, done or failed')
+    .action(withApi(async (a, o: { status?: string } & Record<string, unknown>) => {
+      const { page, choice } = await listApi(a, '/v1/approvals', { status: o.status }, o);
+      printPage(a.json, page, choice, () => table(page.items.map((x) => ({ ...x, action: describe(x.action) })), ['approvalId', 'action', 'status', 'requestedBy', 'approvedBy', 'requestedAt']));
     }));
   approval.command('show <approvalId>').description('one request')
     .action(withApi(async (a, id: string) => {

@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { transportError } from '../cli-replies.ts';
 import { output, table, withSession } from '../session.ts';
+import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 
-interface AuditOptions { actor?: string; vm?: string; type?: string; kind?: string; stream?: string; job?: string; since?: string; until?: string; limit: string }
+interface AuditOptions { actor?: string; vm?: string; type?: string; kind?: string; stream?: string; job?: string; since?: string; until?: string; limit?: string; after?: string; all?: boolean }
 
 function isoOrThrow(v: string | undefined, flag: string): string | undefined {
   if (v === undefined) return undefined;
@@ -24,8 +25,9 @@ export function registerAuditCommands(program: Command): void {
     .option('--stream <id>', 'only this stream, e.g. repository-<repository id> (its key operations)')
     .option('--job <id>', 'only this job')
     .option('--since <time>', 'from this time (ISO 8601)')
-    .option('--until <time>', 'up to this time')
-    .option('--limit <n>', 'at most N events', '200')
+    .option('--until <time>', 'up to this time');
+  pagingOptions(audit, 'events', 200);
+  audit
     .action(async function (this: Command, o: AuditOptions) {
       await withSession(this, async (s) => {
         try {
@@ -33,13 +35,15 @@ export function registerAuditCommands(program: Command): void {
           const to = isoOrThrow(o.until, '--until');
           if (o.type && o.kind && o.type !== o.kind) throw new CliError('--type and --kind name the same filter: give one', EXIT.usage);
           const type = o.type ?? o.kind;
-          const { items } = await s.catalogue.query('audit.timeline', {
+          const choice = pagingChoice(o as unknown as Record<string, unknown>, 200);
+          const page = await collectPages((p) => s.catalogue.query('audit.timeline', {
             ...(o.actor ? { actor: o.actor } : {}), ...(type ? { type } : {}), ...(o.job ? { correlationId: o.job } : {}),
             ...(o.stream ? { streamId: o.stream } : {}),
-            ...(from ? { from } : {}), ...(to ? { to } : {}), limit: Number(o.limit),
-          });
+            ...(from ? { from } : {}), ...(to ? { to } : {}), ...p,
+          }), choice);
+          const { items } = page;
           const rows = o.vm ? items.filter((e) => e.streamId === `vm-${o.vm}` || (e.data as { vmId?: string } | null)?.vmId === o.vm) : items;
-          output(s, rows, () => table(rows.map((e) => ({
+          printPage(s.json, { items: rows, next: page.next }, choice, () => table(rows.map((e) => ({
             position: e.position, time: e.time, type: e.type, actor: `${e.actor.kind}:${e.actor.id}`, stream: e.streamId, correlation: e.correlationId,
           })), ['position', 'time', 'type', 'actor', 'stream', 'correlation']));
         } catch (e) {

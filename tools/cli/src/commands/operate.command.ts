@@ -10,6 +10,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { parseDuration } from './repo.command.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
+import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 import type * as RestoreJobModule from './restore-job.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
 
@@ -34,7 +35,7 @@ function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>)
 }
 
 async function resolveVm(s: Session, ref: string): Promise<string> {
-  const { items } = await s.catalogue.query('vm.list', {});
+  const { items } = await collectPages((page) => s.catalogue.query('vm.list', page), pagingChoice({}));
   const vm = items.find((v) => v.vmId === ref) ?? items.find((v) => v.name === ref);
   if (!vm) {
     throw new CliError(`unknown VM ${JSON.stringify(ref)}`, EXIT.notFound,
@@ -150,9 +151,11 @@ export function registerOperateCommands(program: Command): void {
     }));
 
   const vm = program.command('vm').description('virtual machines the hypervisors report');
-  vm.command('list').description('list VMs').action(act(async (s) => {
-    const { items } = await s.catalogue.query('vm.list', {});
-    output(s, items, () => table(items.map((v) => ({
+  pagingOptions(vm.command('list').description('list VMs, by name'), 'VMs').action(act(async (s, o: Opts) => {
+    const choice = pagingChoice(o);
+    const page = await collectPages((p) => s.catalogue.query('vm.list', p), choice);
+    const { items } = page;
+    printPage(s.json, page, choice, () => table(items.map((v) => ({
       vm: v.vmId, name: v.name, host: v.hypervisor.host, disks: v.disks.filter((d) => !d.detachedAt).map((d) => `${d.name}(${bytes(d.sizeBytes)})`).join(' '),
       lastBackup: v.lastBackupAt ?? 'never', restorePoints: v.restorePoints,
     })), ['vm', 'name', 'host', 'disks', 'lastBackup', 'restorePoints']));
@@ -253,9 +256,11 @@ export function registerOperateCommands(program: Command): void {
       const result = accepted(await s.bus.send('scheduler', 'UpdatePolicy', { policy: policyBody, ...(o['approval'] ? { approvalId: String(o['approval']) } : {}) }), 'policy not changed');
       output(s, { ...result, policy: policyBody }, () => `policy ${result.policyId} (${name}) changed`);
     }));
-  policy.command('list').description('list policies').action(act(async (s) => {
-    const { items } = await s.catalogue.query('policy.list', {});
-    output(s, items, () => table(items.map((p) => ({
+  pagingOptions(policy.command('list').description('list policies, by name'), 'policies').action(act(async (s, o: Opts) => {
+    const choice = pagingChoice(o);
+    const page = await collectPages((p) => s.catalogue.query('policy.list', p), choice);
+    const { items } = page;
+    printPage(s.json, page, choice, () => table(items.map((p) => ({
       policy: p.policyId, name: p.name, schedule: `${p.schedule.cron} (${p.schedule.timezone})`,
       selector: JSON.stringify(p.selector), repository: p.repository, state: p.pausedAt ? 'paused' : 'active',
     })), ['policy', 'name', 'state', 'schedule', 'selector', 'repository']));
@@ -296,20 +301,20 @@ export function registerOperateCommands(program: Command): void {
     }));
 
   const job = program.command('job').description('backup and restore jobs');
-  job.command('list')
+  pagingOptions(job.command('list').description('jobs, newest first'), 'jobs', 50)
     .option('--state <state>', 'requested, running, completed, failed or cancelled')
     .option('--kind <kind>', 'backup or restore')
     .option('--vm <vm>', 'only this VM')
-    .option('--limit <n>', 'at most N jobs', '50')
     .action(act(async (s, o: Opts) => {
+      const choice = pagingChoice(o, 50);
       const req = {
         ...(o['state'] ? { state: o['state'] as JobView['state'] } : {}),
         ...(o['vm'] ? { vmId: await resolveVm(s, String(o['vm'])) } : {}),
         ...(o['kind'] ? { kind: o['kind'] as JobView['kind'] } : {}),
-        limit: Number(o['limit']),
       };
-      const { items } = await s.catalogue.query('job.list', req);
-      output(s, items, () => table(items.map(jobLine), ['job', 'kind', 'vm', 'state', 'trigger', 'requested', 'read', 'stored', 'restorePoint', 'reason']));
+      const page = await collectPages((p) => s.catalogue.query('job.list', { ...req, ...p }), choice);
+      const { items } = page;
+      printPage(s.json, page, choice, () => table(items.map(jobLine), ['job', 'kind', 'vm', 'state', 'trigger', 'requested', 'read', 'stored', 'restorePoint', 'reason']));
     }));
   job.command('show <job>').action(act(async (s, jobId: string) => reportJob(s, await s.catalogue.query('job.get', { jobId }))));
   job.command('watch <job>')
@@ -334,10 +339,13 @@ export function registerOperateCommands(program: Command): void {
   }));
 
   const rp = program.command('restore-point').description('restore points');
-  rp.command('list').option('--vm <vm>', 'only this VM').option('--expired', 'include expired ones').action(act(async (s, o: Opts) => {
+  pagingOptions(rp.command('list').description('restore points, newest first'), 'restore points')
+    .option('--vm <vm>', 'only this VM').option('--expired', 'include expired ones').action(act(async (s, o: Opts) => {
+    const choice = pagingChoice(o);
     const req = { ...(o['vm'] ? { vmId: await resolveVm(s, String(o['vm'])) } : {}), ...(o['expired'] ? { includeExpired: true } : {}) };
-    const { items } = await s.catalogue.query('restorePoint.list', req);
-    output(s, items, () => table(items.map((p) => ({
+    const page = await collectPages((p) => s.catalogue.query('restorePoint.list', { ...req, ...p }), choice);
+    const { items } = page;
+    printPage(s.json, page, choice, () => table(items.map((p) => ({
       restorePoint: p.restorePointId, vm: p.vmId, created: p.createdAt, kind: p.kind, size: bytes(p.sizeBytes),
       read: bytes(p.bytesRead), stored: bytes(p.bytesStored), disks: p.disks.map((d) => d.name).join(' '),
     })), ['restorePoint', 'vm', 'created', 'kind', 'size', 'read', 'stored', 'disks']));

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, output, table, withSession, type Session } from '../session.ts';
+import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 
 type Opts = Record<string, unknown>;
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -154,25 +155,29 @@ export function registerSitesCommands(program: Command): void {
       const result = accepted(await s.bus.send('replication', 'RepairReplica', { targetSite: String(o['target']) }, { timeoutMs: 3600_000 }), 'repair failed');
       output(s, result, () => `${result.repaired} of ${result.damaged} damaged objects sent again${result.unrepairable.length ? `; cannot repair: ${result.unrepairable.join('; ')}` : ''}`);
     }));
-  r.command('policies')
+  pagingOptions(r.command('policies'), 'policies', undefined, false)
     .description('replication policies (at the hub: of every site)')
     .option('--all', 'deleted ones too')
     .action(act(async (s, o: Opts) => {
-      const { items } = await s.catalogue.query('replicationPolicy.list', o['all'] ? { includeDeleted: true } : {});
-      output(s, items, () => table(items.map((p) => ({
+      const choice = pagingChoice({ ...o, all: undefined });
+      const page = await collectPages((p) => s.catalogue.query('replicationPolicy.list', { ...(o['all'] ? { includeDeleted: true } : {}), ...p }), choice);
+      const { items } = page;
+      printPage(s.json, page, choice, () => table(items.map((p) => ({
         policy: p.policyId, name: p.name, site: p.site, to: p.targetSites.join(','),
         trigger: JSON.stringify(p.trigger), vms: p.vmIds?.join(',') ?? 'all', deleted: p.deletedAt ?? '',
       })), ['policy', 'name', 'site', 'to', 'trigger', 'vms', 'deleted']));
     }));
-  r.command('replicas')
-    .description('replicas known here (at the hub: of every site)')
+  pagingOptions(r.command('replicas'), 'replicas')
+    .description('replicas known here (at the hub: of every site), newest first')
     .option('--vm <id>', 'one VM')
     .option('--restore-point <id>', 'one restore point')
     .action(act(async (s, o: Opts) => {
-      const { items } = await s.catalogue.query('replica.list', {
-        ...(o['vm'] ? { vmId: String(o['vm']) } : {}), ...(o['restorePoint'] ? { restorePointId: String(o['restorePoint']) } : {}),
-      });
-      output(s, items, () => table(items.map((x) => ({
+      const choice = pagingChoice(o);
+      const page = await collectPages((p) => s.catalogue.query('replica.list', {
+        ...(o['vm'] ? { vmId: String(o['vm']) } : {}), ...(o['restorePoint'] ? { restorePointId: String(o['restorePoint']) } : {}), ...p,
+      }), choice);
+      const { items } = page;
+      printPage(s.json, page, choice, () => table(items.map((x) => ({
         restorePoint: x.restorePointId, vm: x.vmName, from: x.sourceSite, at: x.site, committed: x.committedAt, sent: bytes(x.bytesSent),
       })), ['restorePoint', 'vm', 'from', 'at', 'committed', 'sent']));
     }));
