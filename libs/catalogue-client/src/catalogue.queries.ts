@@ -1,7 +1,7 @@
 // The catalogue's queries: one request schema and one result schema per query name, the
 // subjects they travel on, and the reply envelope. Queries go to a queue group, so any one
 // replica answers; `catalogue.rebuild` goes to every replica.
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { assertSite } from '@cairn/contracts';
 import {
   AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobKind, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, VmView,
