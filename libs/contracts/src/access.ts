@@ -58,6 +58,8 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   RepairReplica: 'admin',
   CollectReplicaGarbage: 'admin',
   AddHypervisor: 'admin',
+  // Sent by the data mover (a service) at the end of a restore job; a person would need admin.
+  DefineRestoredVm: 'admin',
   RecoverAccess: 'admin',
   // Service-to-service steps of a backup; a person never needs to send them.
   RequestSnapshot: 'admin',

@@ -282,6 +282,24 @@ export const DeleteRepositoryResult = Type.Object({
   objectsDeleted: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+/**
+ * Whole-VM restore onto a libvirt hypervisor: the data mover that wrote every disk asks the
+ * snapshot coordinator to define (and start, if the request said so) the domain. The
+ * coordinator reads what to define from the restore job's own stream (the recorded plan and
+ * the restore point's domain XML), never from the sender: the command names only the job.
+ */
+export const DefineRestoredVmV1 = Type.Object({
+  restoreId: Id,
+}, { additionalProperties: false });
+export const DefineRestoredVmResult = Type.Object({
+  host: Type.String(),
+  domain: Type.String(),
+  uuid: Type.String(),
+  /** MAC addresses of the new domain's NICs, in order. */
+  macs: Type.Array(Type.String()),
+  started: Type.Boolean(),
+}, { additionalProperties: false });
+
 /** Whether a data mover of the site holds this repository (a request about an unknown one is 404 at once). */
 export const DescribeRepositoryV1 = Type.Object({
   repository: Name,
@@ -514,6 +532,12 @@ export const COMMAND_SCHEMAS = {
     service: 'snapshot-coordinator',
     latest: AddHypervisorV1,
     result: AddHypervisorResult,
+  }),
+  DefineRestoredVm: define('DefineRestoredVm', {
+    description: 'Define (and start when asked) the libvirt domain of a whole-VM restore whose disks are written, from the plan in its restore stream (sent by the data mover).',
+    service: 'snapshot-coordinator',
+    latest: DefineRestoredVmV1,
+    result: DefineRestoredVmResult,
   }),
   RecoverAccess: define('RecoverAccess', {
     description: 'A new API token for the administrator whose own operator key signed this: the way back into a locked-out site.',

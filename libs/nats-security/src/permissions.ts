@@ -132,8 +132,9 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     'data-mover': make('data-mover', [
       ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention', 'data-mover-file-index', 'data-mover-file-index-expiry']),
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
-      // Restore jobs: the mover that records a request queues its work.
-      `${s}.work.restores`,
+      // Restore jobs: the mover that records a request queues its work, and has a restored
+      // VM defined on a libvirt hypervisor by the coordinator (that one command only).
+      `${s}.work.restores`, `${s}.cmd.snapshot-coordinator.DefineRestoredVm`,
     ], [`${s}.cmd.data-mover.>`]),
     // Builds the views from the log and answers queries; writes only the events it refused (ProvenanceViolation).
     catalogue: make('catalogue', [

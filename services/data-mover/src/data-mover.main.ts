@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { progressSubject, RESTORE_QUEUE, workSubject, type Actor } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
-import { JetStreamServer } from '@cairn/messaging';
+import { CommandBus, JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
 import { ensureWorkStream } from '@cairn/work-queue';
 import { DataMover, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
 import { SecurityActs } from './security-acts.ts';
 import { publishKeyJournal } from '@cairn/repository';
-import { RestoreJobs } from './restore-job.ts';
+import { RestoreJobRefused, RestoreJobs } from './restore-job.ts';
 import { restoreJobHandlers } from './restore-job.handlers.ts';
 import { FileBrowser, type FileBrowserOptions } from './file-browser.ts';
 import { FILE_INDEX_LOG, FilesHandlers, fileIndexHandlers } from './files.handlers.ts';
@@ -94,11 +94,22 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
   const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);
   const js = jetstream(o.nc);
+  const commands = new CommandBus(o.nc, { site: o.site, actor: config.actor, defaultTimeoutMs: 60_000 });
   const restores = new RestoreJobs({
     site: o.site,
     actor: config.actor,
     enqueue: async (work) => { await js.publish(workSubject(o.site, RESTORE_QUEUE), JSON.stringify(work), { msgID: `restore-${work.restoreId}` }); },
     publishProgress: (restoreId, p) => o.nc.publish(progressSubject(o.site, restoreId), JSON.stringify(p)),
+    // A libvirt domain is defined by the coordinator that holds the connection (from the job's own stream).
+    defineRestoredVm: async (restoreId) => {
+      const reply = await commands.send('snapshot-coordinator', 'DefineRestoredVm', { restoreId }, { timeoutMs: 180_000 });
+      if (reply.accepted) return reply.result!;
+      const why = `the snapshot coordinator did not define the domain: ${reply.error.message}`;
+      // A refusal every attempt would meet again fails the job; anything else is tried again.
+      if (reply.error.code === 'conflict' || reply.error.code === 'invalid_command') throw new RestoreJobRefused(reply.error.code === 'conflict' ? 'conflict' : 'invalid', why);
+      if (reply.error.code === 'not_found') throw new RestoreJobRefused('not_found', why);
+      throw new Error(why);
+    },
   }, o.log, mover, logger);
   const files = new FileBrowser({ site: o.site, ...o.files }, o.log, async (restorePointId) => {
     for (const [name, repository] of o.repositories) {

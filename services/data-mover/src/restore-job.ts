@@ -12,7 +12,7 @@ import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
 import type { KnownEvent } from '@cairn/contracts';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
-import { finishVmRestore, planVmRestore } from './vm-restore.ts';
+import { finishVmRestore, planVmRestore, type DefineRestoredVm } from './vm-restore.ts';
 
 export interface RestoreJobsConfig {
   readonly site: string;
@@ -24,6 +24,8 @@ export interface RestoreJobsConfig {
   readonly publishProgress: (restoreId: string, p: { disk: string; bytesDone: number; bytesPlanned: number; worker: string; at: string }) => void;
   /** Steps of a disk between two RestoreProgressed events in the log (default 4: every 25 %). */
   readonly loggedSteps?: number;
+  /** Whole-VM restore onto libvirt: the coordinator defines the domain (DefineRestoredVm). */
+  readonly defineRestoredVm?: DefineRestoredVm;
 }
 
 /** A failure every delivery would meet again: the job fails with this code at once. */
@@ -144,7 +146,7 @@ export class RestoreJobs {
       cause = written.events.at(-1)?.id ?? cause;
       heartbeat();
     }
-    const vm = plan.vm ? await finishVmRestore(plan.vm, plan.disks) : undefined;
+    const vm = plan.vm ? await finishVmRestore(plan.vm, plan.disks, restoreId, this.config.defineRestoredVm) : undefined;
     if (vm) this.logger.info({ restoreId, vm: vm.name, dir: vm.dir, uuid: vm.uuid, started: vm.started, pid: vm.pid }, 'VM restored');
     await this.decide(restoreId, { kind: 'complete', durationMs: Date.now() - begunAt, ...(vm ? { vm } : {}) }, actor, cause);
     this.logger.info({ restoreId, attempt, durationMs: Date.now() - begunAt }, 'restore completed');

@@ -1,21 +1,25 @@
-// Whole-VM restore (QEMU): the plan (every disk of the restore point into a staging directory,
-// a new UUID and MAC addresses unless the identity is kept), and the last steps once every
-// disk is written: the configuration and a start script next to the disks, the staging
-// directory renamed to the VM's directory (so a VM directory is complete or absent), and the
-// VM started from the script when asked. Each step is idempotent for a redelivered job.
+// Whole-VM restore: the plan (every disk of the restore point into a staging directory, a new
+// UUID and MAC addresses unless the identity is kept), and the last steps once every disk is
+// written: the configuration next to the disks, the staging directory renamed to the VM's
+// directory (so a VM directory is complete or absent), then for QEMU a start script (run when
+// asked), for libvirt (`--host`) the domain defined by the snapshot coordinator from the
+// restore point's domain XML (and started when asked). Each step is idempotent for a
+// redelivered job.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { EventDataMap, RestorePlannedDisk, RestorePlannedVm, RestoreRequestTarget } from '@cairn/contracts';
-import { newMac, qemuCommandLine, type QemuVmConfig } from '@cairn/hypervisor';
+import { newMac, qemuCommandLine, type LibvirtVmConfig, type QemuVmConfig } from '@cairn/hypervisor';
 import type { Manifest } from '@cairn/repository';
 import { RestoreJobRefused } from './restore-job.ts';
 
 const run = promisify(execFile);
 type VmTarget = Extract<RestoreRequestTarget, { kind: 'vm' }>;
 export type RestoredVm = NonNullable<EventDataMap['RestoreCompleted']['vm']>;
+/** Has the snapshot coordinator define (and start) a libvirt restore's domain (DefineRestoredVm). */
+export type DefineRestoredVm = (restoreId: string) => Promise<{ host: string; domain: string; uuid: string; macs: string[]; started: boolean }>;
 
 const files = (dir: string) => ({ config: join(dir, 'vm.json'), script: join(dir, 'start.sh'), qmp: join(dir, 'qmp.sock'), serial: join(dir, 'serial.log'), pid: join(dir, 'qemu.pid') });
 
@@ -23,9 +27,6 @@ const files = (dir: string) => ({ config: join(dir, 'vm.json'), script: join(dir
 export function planVmRestore(restoreId: string, manifest: Manifest, target: VmTarget, dir: string): { disks: RestorePlannedDisk[]; vm: RestorePlannedVm } {
   // The manifest keeps the hypervisor's configuration under `hypervisor` (data-mover.service.ts).
   const config = (manifest.vm.config as { hypervisor?: { kind?: string } } | undefined)?.hypervisor;
-  if (config?.kind !== 'qemu') {
-    throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no QEMU configuration of its VM (made before configurations were recorded, or by another hypervisor); restore its disks one by one with --to`);
-  }
   const stagingDir = `${dir}.cairn-restore-${restoreId}`;
   const ext = target.format === 'qcow2' ? 'qcow2' : 'raw';
   const disks = manifest.disks.map((d) => ({
@@ -33,6 +34,26 @@ export function planVmRestore(restoreId: string, manifest: Manifest, target: VmT
     partialPath: join(stagingDir, `${d.name}.${ext}.partial`), format: target.format, sizeBytes: d.sizeBytes,
   }));
   const keep = target.keepIdentity;
+  if (target.host) {
+    if (config?.kind !== 'libvirt') {
+      throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no libvirt domain XML (${config?.kind ? `its VM ran under ${config.kind}: restore it without --host` : 'made before configurations were recorded'})`);
+    }
+    const lv = config as unknown as LibvirtVmConfig;
+    const macs = Object.fromEntries(lv.summary.nics.map((n, i) => [`nic${i}`, keep && n.mac ? n.mac : newMac()]));
+    return {
+      disks,
+      vm: {
+        name: target.vmName, dir, stagingDir, uuid: keep && lv.summary.uuid ? lv.summary.uuid : randomUUID(), macs, start: target.start,
+        config: config as RestorePlannedVm['config'],
+        libvirt: { host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false },
+      },
+    };
+  }
+  if (config?.kind !== 'qemu') {
+    throw new RestoreJobRefused('invalid', config?.kind === 'libvirt'
+      ? `restore point ${manifest.id} is of a libvirt domain: name the libvirt hypervisor to define it on with --host`
+      : `restore point ${manifest.id} holds no QEMU configuration of its VM (made before configurations were recorded, or by another hypervisor); restore its disks one by one with --to`);
+  }
   const qemu = config as unknown as QemuVmConfig;
   const macs = Object.fromEntries(qemu.nics.map((n) => [n.id, keep && n.mac ? n.mac : newMac()]));
   return { disks, vm: { name: target.vmName, dir, stagingDir, uuid: keep && qemu.uuid ? qemu.uuid : randomUUID(), macs, start: target.start, config: config as RestorePlannedVm['config'] } };
@@ -49,7 +70,8 @@ async function alive(pidFile: string): Promise<number | undefined> {
 }
 
 /** Writes the configuration and start script, puts the VM directory in place, starts it when asked. */
-export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly RestorePlannedDisk[]): Promise<RestoredVm> {
+export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly RestorePlannedDisk[], restoreId: string, define?: DefineRestoredVm): Promise<RestoredVm> {
+  if (plan.libvirt) return finishLibvirtRestore(plan, disks, restoreId, define);
   const final = files(plan.dir);
   if (await exists(plan.stagingDir)) {
     const staged = files(plan.stagingDir);
@@ -75,5 +97,25 @@ export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly Re
   return {
     name: plan.name, dir: plan.dir, uuid: plan.uuid, macs: plan.macs, started: pid !== undefined, ...(pid !== undefined ? { pid } : {}),
     qmpSocket: final.qmp, serialLog: final.serial, startScript: final.script,
+  };
+}
+
+/** libvirt: the disks and vm.json put in place, then the domain defined (and started) by the coordinator. */
+async function finishLibvirtRestore(plan: RestorePlannedVm, disks: readonly RestorePlannedDisk[], restoreId: string, define?: DefineRestoredVm): Promise<RestoredVm> {
+  if (!define) throw new Error('this data mover cannot reach the snapshot coordinator to define a libvirt domain');
+  const final = files(plan.dir);
+  if (await exists(plan.stagingDir)) {
+    await writeFile(files(plan.stagingDir).config, JSON.stringify({ name: plan.name, uuid: plan.uuid, macs: plan.macs, libvirt: plan.libvirt, config: plan.config, disks: disks.map((d) => ({ disk: d.disk, path: d.path, format: d.format })) }, null, 2) + '\n', { mode: 0o600 });
+    await mkdir(join(plan.dir, '..'), { recursive: true });
+    await rename(plan.stagingDir, plan.dir);
+  } else if (!(await exists(final.config))) {
+    throw new Error(`neither ${plan.stagingDir} nor ${plan.dir} holds the restored VM`);
+  }
+  // QEMU runs as libvirt's user: it must pass through the directory (libvirt gives it the images).
+  await chmod(plan.dir, 0o711);
+  const d = await define(restoreId);
+  return {
+    name: plan.name, dir: plan.dir, uuid: d.uuid, macs: Object.fromEntries(d.macs.map((m, i) => [`nic${i}`, m])), started: d.started,
+    serialLog: final.serial, libvirt: { host: d.host, domain: d.domain },
   };
 }

@@ -5,6 +5,7 @@ import { Ctx, Payload } from '@nestjs/microservices';
 import type { CommandPayloadMap } from '@cairn/contracts';
 import { CommandContext, CommandHandler } from '@cairn/messaging';
 import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
+import { defineRestoredVm } from './restored-vm.ts';
 
 export const SERVICE_NAME = 'snapshot-coordinator';
 
@@ -15,6 +16,11 @@ export class SnapshotCoordinatorHandlers {
   @CommandHandler(SERVICE_NAME, 'RequestSnapshot')
   async requestSnapshot(@Payload() p: CommandPayloadMap['RequestSnapshot'], @Ctx() ctx: CommandContext) {
     return this.coordinator.requestSnapshot(p, ctx.idempotencyKey);
+  }
+
+  @CommandHandler(SERVICE_NAME, 'DefineRestoredVm')
+  async defineRestoredVm(@Payload() p: CommandPayloadMap['DefineRestoredVm']) {
+    return defineRestoredVm(p.restoreId, this.coordinator.log, this.coordinator.adapters);
   }
 
   @CommandHandler(SERVICE_NAME, 'ReleaseSnapshot')

@@ -80,8 +80,8 @@ export class SnapshotCoordinator {
 
   constructor(
     private readonly settings: CoordinatorSettings,
-    private readonly adapters: ReadonlyMap<string, HypervisorAdapter>,
-    private readonly log: EventAppender & EventStreamReader,
+    readonly adapters: ReadonlyMap<string, HypervisorAdapter>,
+    readonly log: EventAppender & EventStreamReader,
     private readonly records: ViewRecordFile,
     private readonly logger: CoordinatorLogger,
   ) {}

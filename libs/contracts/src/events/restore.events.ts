@@ -29,6 +29,15 @@ export const RestoreRequestTarget = Type.Union([
     start: Type.Boolean(),
     /** Keep the original UUID and MAC addresses (default: new ones, so the copy can run beside the original). */
     keepIdentity: Type.Boolean(),
+    /**
+     * A libvirt hypervisor (by the name it was added under) to define the VM on, from the
+     * domain XML the restore point keeps; the disks go to `storage` on that host.
+     */
+    host: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+    /** libvirt: network (or bridge) of the original NIC → the one to connect it to. */
+    networkMap: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 200 }), Type.String({ minLength: 1, maxLength: 200 }), { maxProperties: 64 })),
+    /** libvirt: every NIC kept but disconnected (link down). */
+    noNetwork: Type.Optional(Type.Boolean()),
   }, { additionalProperties: false }),
 ]);
 export type RestoreRequestTarget = Static<typeof RestoreRequestTarget>;
@@ -64,6 +73,12 @@ export const RestorePlannedVm = Type.Object({
   macs: Type.Record(Type.String(), Type.String()),
   start: Type.Boolean(),
   config: VmConfig,
+  /** Defined as a libvirt domain on this hypervisor (the snapshot coordinator does it), else a QEMU start script. */
+  libvirt: Type.Optional(Type.Object({
+    host: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    networkMap: Type.Record(Type.String({ maxLength: 200 }), Type.String({ maxLength: 200 })),
+    noNetwork: Type.Boolean(),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 export type RestorePlannedVm = Static<typeof RestorePlannedVm>;
 
@@ -100,9 +115,13 @@ export const RestoreCompletedV1 = Type.Object({
     macs: Type.Record(Type.String(), Type.String()),
     started: Type.Boolean(),
     pid: Type.Optional(Type.Integer({ minimum: 1 })),
-    qmpSocket: Type.String({ maxLength: 4200 }),
+    /** QEMU only (a libvirt domain's monitor is libvirt's). */
+    qmpSocket: Type.Optional(Type.String({ maxLength: 4200 })),
     serialLog: Type.String({ maxLength: 4200 }),
-    startScript: Type.String({ maxLength: 4200 }),
+    /** QEMU only: the script that starts it. */
+    startScript: Type.Optional(Type.String({ maxLength: 4200 })),
+    /** libvirt: the domain defined, on which hypervisor. */
+    libvirt: Type.Optional(Type.Object({ host: Type.String({ maxLength: 64 }), domain: Type.String({ maxLength: 200 }) }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 

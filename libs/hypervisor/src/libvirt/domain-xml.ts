@@ -255,6 +255,16 @@ export interface DefineOptions {
   readonly disks: Readonly<Record<string, { file: string; format: string }>>;
   /** Keep the MAC addresses (default false: libvirt makes new ones, so the copy can run beside the original). */
   readonly keepMacs?: boolean;
+  /** The new domain's UUID (default: none, libvirt makes one). */
+  readonly uuid?: string;
+  /** The NICs' MAC addresses in document order (default: as keepMacs says). */
+  readonly macs?: readonly string[];
+  /** Network or bridge of an original NIC → the one to connect the restored NIC to. */
+  readonly networkMap?: Readonly<Record<string, string>>;
+  /** Keep every NIC, disconnected (`<link state='down'/>`). */
+  readonly noNetwork?: boolean;
+  /** Serial consoles and consoles that logged to a file log here instead (the original's file is the original's). */
+  readonly serialLog?: string;
 }
 
 /**
@@ -269,11 +279,34 @@ export function domainXmlForRestore(config: LibvirtVmConfig, o: DefineOptions): 
   if (!domain) throw new DomainXmlError('no <domain> in the restore point configuration');
   const body = kids(domain);
   for (let i = body.length - 1; i >= 0; i--) if (tagOf(body[i]!) === 'uuid') body.splice(i, 1);
-  const nameNode = body.find((n) => tagOf(n) === 'name');
-  if (nameNode) nameNode['name'] = [{ '#text': o.name }];
+  const nameAt = body.findIndex((n) => tagOf(n) === 'name');
+  if (nameAt >= 0) body[nameAt]!['name'] = [{ '#text': o.name }];
+  if (o.uuid) {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(o.uuid)) throw new DomainXmlError(`not a UUID: ${JSON.stringify(o.uuid)}`);
+    body.splice(nameAt + 1, 0, { uuid: [{ '#text': o.uuid }] });
+  }
   const devices = body.find((n) => tagOf(n) === 'devices');
   const devs = devices ? kids(devices) : [];
   const used = new Set<string>();
+  const nics = devs.filter((d) => tagOf(d) === 'interface');
+  if (o.macs && o.macs.length !== nics.length) throw new DomainXmlError(`${o.macs.length} MAC addresses for ${nics.length} NICs`);
+  nics.forEach((dev, n) => {
+    const inner = kids(dev).filter((x) => tagOf(x) !== 'link' && (tagOf(x) !== 'mac' || (!o.macs && o.keepMacs)));
+    if (o.macs) {
+      if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(o.macs[n]!)) throw new DomainXmlError(`not a MAC address: ${JSON.stringify(o.macs[n])}`);
+      inner.unshift({ mac: [], ':@': { address: o.macs[n]! } });
+    }
+    const source = inner.find((x) => tagOf(x) === 'source');
+    if (source && o.networkMap) {
+      const a = attrs(source);
+      for (const key of ['network', 'bridge']) {
+        const to = a[key] !== undefined ? o.networkMap[a[key]] : undefined;
+        if (to !== undefined) a[key] = to;
+      }
+    }
+    if (o.noNetwork) inner.push({ link: [], ':@': { state: 'down' } });
+    dev['interface'] = inner;
+  });
   for (let i = devs.length - 1; i >= 0; i--) {
     const dev = devs[i]!;
     const tag = tagOf(dev);
@@ -290,8 +323,9 @@ export function domainXmlForRestore(config: LibvirtVmConfig, o: DefineOptions): 
       const at = driver ? inner.indexOf(driver) + 1 : 0;
       inner.splice(at, 0, { source: [], ':@': { file: next.file } });
       dev['disk'] = inner;
-    } else if (tag === 'interface' && !o.keepMacs) {
-      dev['interface'] = kids(dev).filter((n) => tagOf(n) !== 'mac');
+    } else if ((tag === 'serial' || tag === 'console') && attrs(dev)['type'] === 'file' && o.serialLog) {
+      const source = kids(dev).find((n) => tagOf(n) === 'source');
+      if (source) attrs(source)['path'] = o.serialLog;
     }
   }
   const missing = Object.keys(o.disks).filter((t) => !used.has(t));

@@ -45,6 +45,25 @@ describe('domain XML', () => {
     expect(out).toMatch(/cdrom/);
     expect(() => domainXmlForRestore(libvirtVmConfig(XML), { name: 'x', disks: { vdz: { file: '/a', format: 'raw' } } })).toThrow(/no disk vdz/);
   });
+  it('defines a restored domain with the identity, networks and console the restore decided', () => {
+    const config = libvirtVmConfig(XML);
+    const disks = { vda: { file: '/restore/vda.raw', format: 'raw' } };
+    const out = domainXmlForRestore(config, {
+      name: 'web-1-copy', disks, uuid: '0b5d7c1e-7f5e-4a8e-9d59-2f0c8f7e6a11', macs: ['52:54:00:12:34:56'],
+      networkMap: { default: 'isolated' }, serialLog: '/restore/web-1-copy/serial.log',
+    });
+    const s = parseDomainXml(out);
+    expect(s).toMatchObject({ name: 'web-1-copy', uuid: '0b5d7c1e-7f5e-4a8e-9d59-2f0c8f7e6a11' });
+    expect(s.nics).toEqual([{ mac: '52:54:00:12:34:56', model: 'virtio', type: 'network', source: 'isolated' }]);
+    expect(s.disks.map((d) => [d.target, d.source, d.format])).toEqual([['vda', '/restore/vda.raw', 'raw']]);
+    expect(out).toMatch(/<source path="\/restore\/web-1-copy\/serial\.log"/);
+    expect(out).not.toMatch(/web-1\.log|52:54:00:aa:bb:cc/);
+    const off = domainXmlForRestore(config, { name: 'web-1-off', disks, noNetwork: true, keepMacs: true });
+    expect(parseDomainXml(off).nics[0]).toMatchObject({ mac: '52:54:00:aa:bb:cc', source: 'default' });
+    expect(off).toMatch(/<link state="down"/);
+    expect(() => domainXmlForRestore(config, { name: 'x', disks, macs: [] })).toThrow(/0 MAC addresses for 1 NICs/);
+    expect(() => domainXmlForRestore(config, { name: 'x', disks, uuid: 'nope' })).toThrow(/not a UUID/);
+  });
   it('writes the backup document and reads back libvirt\'s backup and checkpoint documents', () => {
     const x = backupXml({ socketPath: '/run/c.sock', disks: [{ target: 'vda', exportName: 'e-vda', scratchFile: '/s/a.qcow2', incremental: 'cp1', exportBitmap: 'e-vda' }], excluded: ['vdb'] });
     expect(x).toMatch(/backupmode='incremental' incremental='cp1' exportname='e-vda' exportbitmap='e-vda'/);

@@ -169,6 +169,35 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 
   /**
+   * Defines a restored domain from its XML (`virsh define`) and starts it when asked. Again
+   * for the same restore (a domain of that name with the plan's UUID) it defines nothing and
+   * only starts what is not running; a domain of that name with another UUID is a conflict.
+   */
+  async defineRestored(xml: string, o: { name: string; uuid: string; start: boolean }): Promise<{ uuid: string; macs: string[]; started: boolean }> {
+    let existing: DomainSummary | undefined;
+    try { existing = parseDomainXml(await this.virsh.run(['dumpxml', '--inactive', o.name])); } catch (e) {
+      if (!(e instanceof VirshError) || !/failed to get domain|not found/i.test(e.message)) throw e;
+    }
+    if (existing && existing.uuid.toLowerCase() !== o.uuid.toLowerCase()) {
+      throw new DomainExistsError(`a domain named ${o.name} already exists on ${this.config.uri} (uuid ${existing.uuid}); choose another --vm name`);
+    }
+    if (!existing) {
+      await mkdir(this.config.runDir, { recursive: true });
+      const file = join(this.config.runDir, `cairn-define-${o.uuid}.xml`);
+      await writeFile(file, xml, { mode: 0o600 });
+      try { await this.virsh.run(['define', file]); } finally { await rm(file, { force: true }); }
+      this.#log.info({ domain: o.name, uuid: o.uuid }, 'restored domain defined');
+    }
+    let state = (await this.virsh.run(['domstate', o.name])).trim();
+    if (o.start && (state === 'shut off' || state === 'crashed')) {
+      await this.virsh.run(['start', o.name], 120_000);
+      state = (await this.virsh.run(['domstate', o.name])).trim();
+    }
+    const summary = parseDomainXml(await this.virsh.run(['dumpxml', '--inactive', o.name]));
+    return { uuid: summary.uuid, macs: summary.nics.map((n) => n.mac ?? ''), started: state === 'running' };
+  }
+
+  /**
    * Calls `onChange` when libvirt reports a domain event (defined, undefined, started,
    * stopped, device added or removed), from one `virsh event --loop --all`.
    */
@@ -589,6 +618,9 @@ export class LibvirtAdapter implements HypervisorAdapter {
     await rename(`${this.#stateFile}.tmp`, this.#stateFile);
   }
 }
+
+/** A domain of the name asked for exists and is not the one this restore defined. */
+export class DomainExistsError extends Error { override readonly name = 'DomainExistsError'; }
 
 /** A URI naming a host (qemu+tls://host/system), as opposed to a local one (qemu:///system). */
 function isRemoteUri(uri: string): boolean {

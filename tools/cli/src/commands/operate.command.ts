@@ -380,6 +380,20 @@ export function registerOperateCommands(program: Command): void {
       output(s, r, () => `restore point ${r.restorePointId} locked until ${r.retainUntil} (${r.objectsLocked} objects locked now)`);
     }));
 
+  /** `--host`, `--network-map`, `--no-network` of a whole-VM restore onto libvirt. */
+  const libvirtTarget = (o: Opts) => {
+    const maps = (o['networkMap'] as string[] | undefined) ?? [];
+    if (!o['host'] && (maps.length > 0 || o['network'] === false)) throw new CliError('--network-map and --no-network go with --host <libvirt hypervisor>', EXIT.usage);
+    if (!o['host']) return {};
+    const networkMap: Record<string, string> = {};
+    for (const m of maps) {
+      const [src, dst, ...rest] = m.split('=');
+      if (!src || !dst || rest.length) throw new CliError(`--network-map takes src=dst, not ${JSON.stringify(m)}`, EXIT.usage);
+      networkMap[src] = dst;
+    }
+    return { host: String(o['host']), ...(maps.length ? { networkMap } : {}), ...(o['network'] === false ? { noNetwork: true } : {}) };
+  };
+
   program.command('restore <restorePoint>')
     .description('restore a disk of a restore point to a file, or the whole VM as a new VM (--vm), as a restore job (`cairn job watch <id>`); or serve a disk over NBD (--nbd)')
     .option('--to <file>', 'target file (raw unless --format qcow2)')
@@ -388,6 +402,9 @@ export function registerOperateCommands(program: Command): void {
     .option('--storage <dir>', 'with --vm: where the VM\'s directory is made (default: the data mover\'s restore directory /vms)')
     .option('--start', 'with --vm: start the restored VM')
     .option('--keep-identity', 'with --vm: keep the original UUID and MAC addresses (default: new ones)')
+    .option('--host <hypervisor>', 'with --vm: define it as a libvirt domain on this hypervisor (its name in cairn hypervisor add), from the domain XML the restore point keeps')
+    .option('--network-map <src=dst>', 'with --vm --host: connect NICs of network (or bridge) src to dst (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--no-network', 'with --vm --host: keep the NICs, disconnected (link down)')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
     .option('--force', 'replace the target if it exists')
@@ -404,6 +421,7 @@ export function registerOperateCommands(program: Command): void {
         await startRestore(s, restorePointId, {
           kind: 'vm', vmName: String(o['vm']), format, start: Boolean(o['start']), keepIdentity: Boolean(o['keepIdentity']),
           ...(o['storage'] ? { storage: resolve(String(o['storage'])) } : {}),
+          ...libvirtTarget(o),
         }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
         return;
       }

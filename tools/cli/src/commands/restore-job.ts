@@ -63,7 +63,7 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
         const vm = st.completed?.vm;
         output(s, summary, () => [...summary.disks.map((d) =>
           `restored ${d.disk} of ${summary.restorePointId} to ${d.path} (${bytes(d.sizeBytes)} in ${(summary.durationMs / 1000).toFixed(1)} s${st.attempts > 1 ? `, ${st.attempts} attempts` : ''})`),
-        ...(vm ? [`VM ${vm.name} (uuid ${vm.uuid}, MACs ${Object.values(vm.macs).join(', ') || 'none'}) in ${vm.dir}: ${vm.started ? `running (pid ${vm.pid}), console ${vm.serialLog}, QMP ${vm.qmpSocket}` : `start it with ${vm.startScript}`}`] : [])].join('\n'));
+        ...(vm ? [`VM ${vm.name} (uuid ${vm.uuid}, MACs ${Object.values(vm.macs).join(', ') || 'none'}) in ${vm.dir}: ${vmState(vm)}`] : [])].join('\n'));
         return;
       }
       if (Date.now() - started > timeoutMs) {
@@ -85,4 +85,9 @@ export async function startRestore(s: Session, restorePointId: string, target: R
     return;
   }
   await watchRestore(s, restoreId, o.timeoutMs);
+}
+
+function vmState(vm: NonNullable<NonNullable<RestoreState['completed']>['vm']>): string {
+  if (vm.libvirt) return `libvirt domain ${vm.libvirt.domain} on ${vm.libvirt.host}, ${vm.started ? 'running' : `defined (start it with virsh start ${vm.libvirt.domain})`}, console ${vm.serialLog}`;
+  return vm.started ? `running (pid ${vm.pid}), console ${vm.serialLog}, QMP ${vm.qmpSocket}` : `start it with ${vm.startScript}`;
 }

@@ -1,0 +1,52 @@
+// DefineRestoredVm: the last step of a whole-VM restore onto a libvirt hypervisor. What is
+// defined comes from the restore job's own stream (the plan its first start recorded: name,
+// UUID, MACs, disks, networks, and the restore point's domain XML), never from the sender;
+// only a job that is running with every disk written gets its domain. Idempotent: a domain of
+// that name with the plan's UUID is the one an earlier attempt defined.
+import { join } from 'node:path';
+import type { EventStreamReader } from '@cairn/eventlog';
+import { fold } from '@cairn/eventlog';
+import { restoreDecider } from '@cairn/jobs';
+import { DomainExistsError, DomainXmlError, domainXmlForRestore, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
+import type { KnownEvent } from '@cairn/contracts';
+import { SnapshotCommandError } from './snapshot-coordinator.service.ts';
+
+export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean }
+
+export async function defineRestoredVm(restoreId: string, log: EventStreamReader, adapters: ReadonlyMap<string, HypervisorAdapter>): Promise<DefinedVm> {
+  const events: KnownEvent[] = [];
+  for await (const r of log.readStream(`restore-${restoreId}`)) events.push(r.event);
+  const state = fold(restoreDecider, events);
+  if (state.status === 'none') throw new SnapshotCommandError('not_found', `no restore ${restoreId}`);
+  const vm = state.plan?.vm;
+  if (!vm?.libvirt) throw new SnapshotCommandError('invalid_command', `restore ${restoreId} makes no libvirt domain`);
+  if (state.status !== 'running' && state.status !== 'completed') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
+  const missing = state.plan!.disks.filter((d) => !state.written.has(d.disk)).map((d) => d.disk);
+  if (missing.length > 0) throw new SnapshotCommandError('conflict', `restore ${restoreId} has not written ${missing.join(', ')} yet`);
+  const adapter = adapters.get(vm.libvirt.host) as (HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored'>>) | undefined;
+  if (adapter?.kind !== 'libvirt' || !adapter.defineRestored) {
+    throw new SnapshotCommandError('not_found', `${vm.libvirt.host} is not a libvirt hypervisor of this coordinator (add it with cairn hypervisor add libvirt)`);
+  }
+  const config = vm.config as unknown as LibvirtVmConfig;
+  if (config.kind !== 'libvirt' || typeof config.domainXml !== 'string') throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: the restore point keeps no libvirt domain XML`);
+  const macs = config.summary.nics.map((_, i) => vm.macs[`nic${i}`] ?? '');
+  let xml: string;
+  try {
+    xml = domainXmlForRestore(config, {
+      name: vm.name, uuid: vm.uuid, macs,
+      disks: Object.fromEntries(state.plan!.disks.map((d) => [d.disk, { file: d.path, format: d.format }])),
+      networkMap: vm.libvirt.networkMap, noNetwork: vm.libvirt.noNetwork,
+      serialLog: join(vm.dir, 'serial.log'),
+    });
+  } catch (e) {
+    if (e instanceof DomainXmlError) throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: ${e.message}`);
+    throw e;
+  }
+  try {
+    const defined = await adapter.defineRestored(xml, { name: vm.name, uuid: vm.uuid, start: vm.start });
+    return { host: vm.libvirt.host, domain: vm.name, ...defined };
+  } catch (e) {
+    if (e instanceof DomainExistsError) throw new SnapshotCommandError('conflict', e.message);
+    throw e;
+  }
+}

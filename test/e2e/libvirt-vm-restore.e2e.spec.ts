@@ -1,0 +1,91 @@
+// Whole-VM restore onto libvirt through the product (real libvirtd, QEMU, NATS): the test
+// guest, booted as a libvirt domain, is backed up with `cairn backup`; `cairn restore <point>
+// --vm <new> --host lv` defines a new domain from the domain XML the restore point keeps, with
+// a new name, UUID and MACs and its disk in the chosen storage, byte-identical to the restore
+// point; with `--start --no-network` the copy boots to the guest's marker on its own serial
+// console beside the running original, its NIC disconnected; a name libvirt already has is
+// refused with the reason.
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { RestoreJobView } from '@cairn/contracts';
+import { buildGuestImage, defineGuestDomain, ensureLibvirtd, useHarness, virsh, waitFor } from '@cairn/testing';
+import { parseDomainXml } from '@cairn/hypervisor';
+import { CatalogueClient } from '@cairn/catalogue-client';
+import { startStack } from '@cairn/cli';
+import { defaultScratchDir } from '@cairn/snapshot-coordinator';
+import { cli, sha256 } from './e2e-helpers.ts';
+
+describe('whole-VM restore onto libvirt (real libvirtd, QEMU, NATS)', () => {
+  const h = useHarness();
+
+  it('restore --vm --host defines a new domain (new UUID and MACs, disks byte-identical); --start boots it to its marker', async () => {
+    await ensureLibvirtd();
+    const dataDir = await h.tmpDir('cairn-e2e-lvvm-');
+    await chmod(dataDir, 0o755); // QEMU (libvirt's user) passes through to the restored disks
+    const image = await buildGuestImage({ dir: join(dataDir, 'guest'), hostname: 'lvvm', sizeMiB: 64 });
+    const dom = await defineGuestDomain({ image, dir: join(dataDir, 'guest'), prefix: 'cairn-e2e-vmr' });
+    h.onClose(() => dom.remove());
+    h.onClose(() => rm(defaultScratchDir(join(dataDir, 'coordinator'), 'lv'), { recursive: true, force: true }));
+    const stack = await startStack({ dataDir });
+    h.onClose(() => stack.stop());
+    const args = ['--data', dataDir];
+    const added = await cli([...args, 'hypervisor', 'add', 'libvirt', '--uri', 'qemu:///system', '--name', 'lv']);
+    expect(added.code, added.stderr).toBe(0);
+    const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
+    await waitFor(async () => (await catalogue.query('vm.list', {})).items.some((v) => v.name === dom.name), { what: 'the domain in the catalogue' });
+    await dom.waitForSerial(undefined, 240_000);
+    const original = parseDomainXml(await virsh('dumpxml', dom.name));
+
+    const backup = await cli([...args, '--json', 'backup', dom.name, '--wait', '--timeout', '600'], {}, 660_000);
+    expect(backup.code, backup.stderr).toBe(0);
+    const restorePointId = (JSON.parse(backup.stdout) as { restorePointId: string }).restorePointId;
+    const pointFile = join(dataDir, 'restores', 'point-vda.raw');
+    const asFile = await cli([...args, 'restore', restorePointId, '--disk', 'vda', '--to', pointFile]);
+    expect(asFile.code, asFile.stderr).toBe(0);
+    const storage = join(dataDir, 'restores', 'vms');
+    await mkdir(storage, { recursive: true, mode: 0o755 });
+    await chmod(join(dataDir, 'restores'), 0o755);
+
+    const names = [`${dom.name}-a`, `${dom.name}-b`];
+    for (const n of names) h.onClose(async () => { await virsh('destroy', n).catch(() => undefined); await virsh('undefine', n).catch(() => undefined); });
+    const restoreVm = async (name: string, more: string[]) => {
+      const begun = Date.now();
+      const r = await cli([...args, '--json', 'restore', restorePointId, '--vm', name, '--host', 'lv', '--storage', storage, ...more], {}, 600_000);
+      return { ...r, ms: Date.now() - begun };
+    };
+
+    // Defined, not started: new identity, the disk in the storage equal to the restore point.
+    const a = await restoreVm(names[0]!, []);
+    expect(a.code, a.stderr).toBe(0);
+    const av = (JSON.parse(a.stdout) as RestoreJobView).vm!;
+    expect(av).toMatchObject({ name: names[0], dir: join(storage, names[0]!), started: false, libvirt: { host: 'lv', domain: names[0] } });
+    const defined = parseDomainXml(await virsh('dumpxml', '--inactive', names[0]!));
+    expect(defined.uuid).toBe(av.uuid);
+    expect(defined.uuid).not.toBe(original.uuid);
+    expect(defined.nics.map((n) => n.mac)).toEqual(Object.values(av.macs));
+    expect(defined.nics[0]!.mac).not.toBe(original.nics[0]!.mac);
+    expect(defined.disks.map((d) => [d.target, d.source, d.format])).toEqual([['vda', join(storage, names[0]!, 'vda.raw'), 'raw']]);
+    expect(await sha256(join(storage, names[0]!, 'vda.raw'))).toBe(await sha256(pointFile));
+    expect((await virsh('domstate', names[0]!)).trim()).toBe('shut off');
+
+    // --start --no-network: it boots beside the original, on its own console, its NIC disconnected.
+    const b = await restoreVm(names[1]!, ['--start', '--no-network', '--format', 'qcow2']);
+    expect(b.code, b.stderr).toBe(0);
+    const bv = (JSON.parse(b.stdout) as RestoreJobView).vm!;
+    expect(bv.started).toBe(true);
+    expect(bv.uuid).not.toBe(original.uuid);
+    expect(bv.uuid).not.toBe(av.uuid);
+    const bootBegun = Date.now();
+    await waitFor(async () => (await readFile(bv.serialLog, 'utf8').catch(() => '')).includes(image.marker), { timeoutMs: 300_000, intervalMs: 250, what: `${image.marker} on ${bv.serialLog}` });
+    console.log(`libvirt whole-VM restore: defined in ${a.ms} ms; restored with --start in ${b.ms} ms, marker ${Date.now() - bootBegun} ms later`);
+    expect(await virsh('dumpxml', names[1]!)).toMatch(/<link state=['"]down['"]/);
+    expect((await virsh('domstate', dom.name)).trim()).toBe('running');
+
+    // A name libvirt already has: the job fails with the reason (conflict), nothing is redefined.
+    const clash = await restoreVm(dom.name, []);
+    expect(clash.code).toBe(4);
+    expect(clash.stdout + clash.stderr).toMatch(new RegExp(`a domain named ${dom.name} already exists`));
+    expect(parseDomainXml(await virsh('dumpxml', dom.name)).uuid).toBe(original.uuid);
+  }, 900_000);
+});
