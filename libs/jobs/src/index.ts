@@ -6,3 +6,4 @@ export * from './retention.ts';
 export * from './restore-point.decider.ts';
 export * from './transfer-work.ts';
 export * from './restore.decider.ts';
+export * from './rpo.decider.ts';

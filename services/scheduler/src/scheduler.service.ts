@@ -6,8 +6,8 @@ import { Refusal, policyChangeApproval, verifyApproval, type Actor, type KnownEv
 import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, dueSlots, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
-  PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE,
-  type JobCommand, type JobState, type TransferWork,
+  PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId,
+  type JobCommand, type JobState, type TransferWork, type RpoCheck, type RpoState,
 } from '@cairn/jobs';
 import { inSpan } from '@cairn/messaging';
 import type { SchedulerConfig } from './scheduler.config.ts';
@@ -75,6 +75,13 @@ export class Scheduler {
   private readonly paused = new Set<string>();
   /** Jobs this scheduler started whose JobStarted it has not folded yet (for the per-host limit). */
   private readonly starting = new Set<string>();
+  /** Restore points committed (not expired or deleted): VM and time, for the RPO watch. */
+  private readonly restorePoints = new Map<string, { vmId: string; at: string }>();
+  /** When each VM was first reported (a VM never backed up counts its RPO from when a policy first covered it). */
+  private readonly vmSince = new Map<string, number>();
+  /** Each VM's RPO stream as folded, and its revision. */
+  private readonly rpo = new Map<string, { state: RpoState; revision: bigint }>();
+  private readonly rpoOfPolicy = new WeakMap<Policy, number>();
   private subscription: EventSubscription | undefined;
   private consuming: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -103,6 +110,10 @@ export class Scheduler {
         this.position = r.position;
         this.apply(r.event);
         if (r.event.streamId.startsWith('job-')) this.revisions.set(r.event.streamId.slice(4), r.revision);
+        if (r.event.streamId.startsWith('rpo-')) {
+          const vmId = r.event.streamId.slice(4);
+          this.rpo.set(vmId, { state: rpoDecider.evolve(this.rpo.get(vmId)?.state ?? rpoDecider.initialState(), r.event), revision: r.revision });
+        }
         if (!this.caughtUp && r.position >= head) resolveCaughtUp();
         if (this.caughtUp && r.event.streamId.startsWith('job-')) {
           const jobId = r.event.streamId.slice(4);
@@ -149,6 +160,7 @@ export class Scheduler {
   private apply(event: KnownEvent): void {
     switch (event.type) {
       case 'VmDiscovered':
+        if (!this.vmSince.has(event.data.vmId)) this.vmSince.set(event.data.vmId, Date.parse(event.time));
         this.vms.set(event.data.vmId, { vmId: event.data.vmId, name: event.data.name, tags: event.data.tags, host: event.data.hypervisor.host });
         return;
       case 'PolicyCreated':
@@ -174,6 +186,7 @@ export class Scheduler {
       case 'RestorePointExpired':
       case 'RestorePointDeleted':
         this.expired.add(event.data.restorePointId);
+        this.restorePoints.delete(event.data.restorePointId);
         return;
       case 'RestorePointLocked': {
         const until = Date.parse(event.data.retainUntil);
@@ -186,7 +199,10 @@ export class Scheduler {
           if (event.trace) this.traces.set(id, event.trace);
           this.jobs.set(id, evolveJob(this.jobs.get(id) ?? initialJobState(), event));
           if (event.type === 'JobStarted') this.starting.delete(id);
-          if (event.type === 'RestorePointCommitted') this.commitOrder.set(id, this.commitOrder.size + 1);
+          if (event.type === 'RestorePointCommitted') {
+            this.commitOrder.set(id, this.commitOrder.size + 1);
+            if (!this.expired.has(event.data.restorePointId)) this.restorePoints.set(event.data.restorePointId, { vmId: event.data.vmId, at: event.time });
+          }
         }
     }
   }
@@ -313,6 +329,7 @@ export class Scheduler {
     if (!this.leader || !this.caughtUp) return;
     try {
       await this.scheduleDueSlots();
+      await this.watchRpo();
       // Higher-priority policies first, then the oldest request: they get the free slots of a host.
       const priority = (j: JobState) => (j.request?.policyId ? this.policies.get(j.request.policyId)?.priority ?? 0 : 0);
       const open = [...this.jobs.entries()]
@@ -516,6 +533,38 @@ export class Scheduler {
             if (!(e instanceof WrongExpectedRevisionError)) throw e;
           }
         });
+      }
+    }
+  }
+
+  /**
+   * RPO watch: every VM a policy covers, paused or not (stopped backups are what it is for),
+   * against the policy's RPO; RpoMissed once, RpoRestored when back, through the VM's RPO stream.
+   */
+  async watchRpo(): Promise<void> {
+    const now = this.now();
+    const newest = new Map<string, { restorePointId: string; at: string }>();
+    for (const [restorePointId, p] of this.restorePoints) {
+      const n = newest.get(p.vmId);
+      if (!n || p.at > n.at) newest.set(p.vmId, { restorePointId, at: p.at });
+    }
+    for (const policy of this.policies.values()) {
+      let rpoMinutes = this.rpoOfPolicy.get(policy);
+      if (rpoMinutes === undefined) this.rpoOfPolicy.set(policy, rpoMinutes = policyRpoMinutes(policy, now));
+      for (const vm of this.vms.values()) {
+        if (!selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host })) continue;
+        const since = Math.max(this.policySince.get(policy.policyId) ?? 0, this.vmSince.get(vm.vmId) ?? 0);
+        const check: RpoCheck = {
+          kind: 'check', vmId: vm.vmId, policyId: policy.policyId, rpoMinutes, newest: newest.get(vm.vmId) ?? null,
+          coveredSince: new Date(since).toISOString(), now,
+        };
+        const known = this.rpo.get(vm.vmId) ?? { state: rpoDecider.initialState(), revision: -1n };
+        if (rpoDecider.decide(check, known.state).length === 0) continue; // nothing to record: no I/O
+        const result = await handleCommand(this.log, rpoStreamId(vm.vmId), rpoDecider, check, {
+          meta: { site: this.config.site, actor: this.config.actor, correlationId: rpoStreamId(vm.vmId), causationId: null }, known,
+        });
+        this.rpo.set(vm.vmId, { state: result.state, revision: result.revision });
+        for (const e of result.events) this.logger.warn({ vmId: vm.vmId, policyId: policy.policyId, rpoMinutes }, e.type === 'RpoMissed' ? 'VM out of its RPO' : 'VM within its RPO again');
       }
     }
   }

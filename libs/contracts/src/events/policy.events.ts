@@ -56,6 +56,12 @@ export const PolicyFields = {
    * of every file; searchable without an appliance, docs/files.md). Default on.
    */
   fileIndex: Type.Optional(Type.Boolean()),
+  /**
+   * Recovery-point objective in minutes: a covered VM whose newest restore point is older than
+   * this raises RpoMissed (once, until it has a younger one: RpoRestored). Default: the longest
+   * gap between two slots of the schedule plus 2 h (26 h for a daily schedule).
+   */
+  rpoMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 527_040 })),
 };
 
 export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });

@@ -181,6 +181,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--priority <n>', 'higher runs first', '100')
     .option('--immutable', 'lock each new restore point until the end of its retention (turning it off later needs a second administrator)')
     .option('--quiesce <mode>', 'freeze guest file systems through the guest agent: required (fail without it), preferred (crash-consistent with the reason otherwise) or off', 'preferred')
+    .option('--rpo <minutes>', 'recovery-point objective: a VM without a younger restore point raises RpoMissed (default: the schedule\'s longest gap + 2 h, 26 h for daily)')
     .action(act(async (s, o: Opts) => {
       const num = (k: string) => {
         const v = Number(o[k]);
@@ -201,6 +202,7 @@ export function registerOperateCommands(program: Command): void {
         priority: num('priority'),
         ...(o['immutable'] ? { immutable: true } : {}),
         quiesce: quiesceOption(o['quiesce']),
+        ...(o['rpo'] !== undefined ? { rpoMinutes: num('rpo') } : {}),
       };
       // One name, one policy: the name is how people refer to it (policy show|edit <name>).
       const same = (await s.catalogue.query('policy.list', {})).items.find((p) => p.name === payload.name && !p.deletedAt);
