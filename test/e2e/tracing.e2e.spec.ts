@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { useHarness, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
-import { setupTracing } from '@cairn/messaging';
+import { setupTracing } from '@cairn/telemetry';
 import { startDemoVm, startStack } from '@cairn/cli';
 import { cli, jobsWhere, runService, waitForJobEnd } from './e2e-helpers.ts';
 

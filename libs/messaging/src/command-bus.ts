@@ -11,9 +11,10 @@ import {
 } from '@cairn/contracts';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './errors.ts';
-import { injectTrace, traceOf } from './trace-context.ts';
+import { injectTrace } from './trace-context.ts';
+import { traceOf } from '@cairn/telemetry';
 import { asPermissionDenied } from './permissions.ts';
-import { commandSecurityOf, signCommand, type CommandSigner } from './command-auth.ts';
+import { commandSecurityOf, signCommand, type CommandSigner } from '@cairn/command-auth';
 
 export interface CommandBusOptions {
   readonly site: string;

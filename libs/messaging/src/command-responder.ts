@@ -11,9 +11,9 @@ import { CommandFailedError, NonRetryableError, errorMessage } from './errors.ts
 import { CommandContext, type CommandInfo } from './handler-context.ts';
 import { commandFingerprint, type CommandReplies } from './idempotency.ts';
 import type { ConsumerLogger } from './jetstream-consumer.ts';
-import { extractTrace, traceOf } from './trace-context.ts';
-import type { CommandAuthorizer } from './command-auth.ts';
-import { ensureContextManager, jobIdOf, withJobId } from './telemetry.ts';
+import { extractTrace } from './trace-context.ts';
+import type { CommandAuthorizer } from '@cairn/command-auth';
+import { ensureContextManager, jobIdOf, traceOf, withJobId } from '@cairn/telemetry';
 
 export type CommandHandlerFn = (payload: unknown, context: CommandContext) => Promise<unknown>;
 

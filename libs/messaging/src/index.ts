@@ -24,16 +24,6 @@ export { exponentialBackoff, DEFAULT_BACKOFF_MS, type DeadLetterReason, type Ret
 export { eventMessages, readableEvents, schemaMessages, versionedMessages, anyJson, type MessageValidator, type Validation, type Problem } from './message-validation.ts';
 export { commandFingerprint, type ProcessedMessages, type CommandReplies, type ReplyClaim } from './idempotency.ts';
 export { KvProcessedMessages, KvCommandReplies, type KvStoreOptions, type KvCommandRepliesOptions } from './idempotency.adapter.ts';
-export { injectTrace, extractTrace, traceOf, type ExtractedTrace } from './trace-context.ts';
+export { injectTrace, extractTrace, type ExtractedTrace } from './trace-context.ts';
 export type { Disposition, JetStreamConsumer, ConsumerLogger } from './jetstream-consumer.ts';
-export { contextOf } from './trace-context.ts';
-export {
-  AsyncLocalStorageContextManager, ensureContextManager, setupTracing, tracingExporterFromEnv, activeJobId, withJobId,
-  logCorrelation, correlatedLogOptions, inSpan, jobIdOf, type Tracing, type TracingOptions, type JobSpanOptions,
-} from './telemetry.ts';
-export { OtlpHttpJsonExporter, otlpJson, type OtlpHttpJsonExporterOptions } from './otlp-exporter.ts';
 export { NatsPermissionDeniedError, asPermissionDenied, onPermissionDenied, subscribeChecked, publishChecked } from './permissions.ts';
-export {
-  signerFromSeed, signCommand, verifyCommandSignature, readOperator, SignedCommandPolicy, UnverifiedCommandPolicy, bindCommandSecurity, commandSecurityOf,
-  type CommandSigner, type CommandAuthorizer, type CommandAuthDecision, type CommandSecurity, type OperatorRecord, type SignedCommandPolicyOptions,
-} from './command-auth.ts';

@@ -12,8 +12,8 @@ import { RetryLaterError, errorMessage } from './errors.ts';
 import { JetStreamContext, type JetStreamMessageInfo } from './handler-context.ts';
 import type { ProcessedMessages } from './idempotency.ts';
 import { eventMessages, type MessageValidator } from './message-validation.ts';
-import { extractTrace, traceOf } from './trace-context.ts';
-import { ensureContextManager, jobIdOf, withJobId } from './telemetry.ts';
+import { extractTrace } from './trace-context.ts';
+import { ensureContextManager, jobIdOf, traceOf, withJobId } from '@cairn/telemetry';
 
 /** The handler as the runner calls it; a rejection or thrown error means "not handled". */
 export type MessageHandlerFn = (payload: unknown, context: JetStreamContext) => Promise<unknown>;

@@ -11,7 +11,7 @@ import { Server, type CustomTransportStrategy, type MessageHandler } from '@nest
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { Actor } from '@cairn/contracts';
 import { JetStreamEventLog } from '@cairn/eventlog';
-import { commandSecurityOf, type CommandAuthorizer } from './command-auth.ts';
+import { commandSecurityOf, type CommandAuthorizer } from '@cairn/command-auth';
 import { CommandResponder, type CommandHandlerFn } from './command-responder.ts';
 import { asPermissionDenied } from './permissions.ts';
 import { EventLogDeadLetterSink, type DeadLetterSink, type EventAppender } from './dead-letter.ts';

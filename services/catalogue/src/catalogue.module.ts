@@ -6,7 +6,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createJetStreamEventLog } from '@cairn/eventlog';
-import { correlatedLogOptions } from '@cairn/messaging';
+import { correlatedLogOptions } from '@cairn/telemetry';
 import { assertSite } from '@cairn/contracts';
 import { pino, type Logger } from 'pino';
 import type { ProjectorLog } from './catalogue.projector.ts';

@@ -5,7 +5,7 @@ import { renameSync, rmSync } from 'node:fs';
 import type { EventLogReader, EventSubscriber, OnInvalidRecord, Recorded } from '@cairn/eventlog';
 import type { Logger } from 'pino';
 import { context as otelContext, SpanKind, trace } from '@opentelemetry/api';
-import { contextOf, ensureContextManager, jobIdOf, withJobId } from '@cairn/messaging';
+import { contextOf, ensureContextManager, jobIdOf, withJobId } from '@cairn/telemetry';
 import { CatalogueDb } from './catalogue-db.adapter.ts';
 
 /** What the projector needs from the event log. */

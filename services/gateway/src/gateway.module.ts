@@ -6,7 +6,8 @@ import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-ex
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
-import { CommandBus, correlatedLogOptions } from '@cairn/messaging';
+import { CommandBus } from '@cairn/messaging';
+import { correlatedLogOptions } from '@cairn/telemetry';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';

@@ -9,7 +9,7 @@ import {
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId,
   type JobCommand, type JobState, type TransferWork, type RpoCheck, type RpoState,
 } from '@cairn/jobs';
-import { inSpan } from '@cairn/messaging';
+import { inSpan } from '@cairn/telemetry';
 import type { SchedulerConfig } from './scheduler.config.ts';
 
 /** The log lines the scheduler writes (pino's shape). */

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { newEvent, type Actor, type KnownEvent } from '@cairn/contracts';
 import { InMemoryEventLog, activeTraceContext, handleCommand } from '@cairn/eventlog';
-import { inSpan } from '@cairn/messaging';
+import { inSpan } from '@cairn/telemetry';
 import { jobDecider, DEFAULT_TIMEOUTS, type TransferWork } from '@cairn/jobs';
 import { schedulerConfig } from './scheduler.config.ts';
 import { Scheduler, SchedulerRefusal, type SchedulerPorts } from './scheduler.service.ts';

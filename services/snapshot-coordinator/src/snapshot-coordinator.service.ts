@@ -10,7 +10,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Refusal, newEvent, type Actor, type QuiescePolicy, type TraceContext } from '@cairn/contracts';
 import { WrongExpectedRevisionError, activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
-import { inSpan } from '@cairn/messaging';
+import { inSpan } from '@cairn/telemetry';
 import type { HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
 import { CoalescedRound } from './coalesced-round.ts';

@@ -3,7 +3,7 @@
 // line. The CLI signs what it sends over NATS with it (docs/security.md, signed commands).
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createUser } from '@nats-io/nkeys';
-import { signerFromSeed, type CommandSigner } from '@cairn/messaging';
+import { signerFromSeed, type CommandSigner } from '@cairn/command-auth';
 
 export interface OperatorKeyFile {
   readonly kind: 'cairn-operator-key';

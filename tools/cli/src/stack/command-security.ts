@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { EventLog } from '@cairn/eventlog';
-import { bindCommandSecurity, signerFromSeed, SignedCommandPolicy, UnverifiedCommandPolicy } from '@cairn/messaging';
+import { bindCommandSecurity, signerFromSeed, SignedCommandPolicy, UnverifiedCommandPolicy } from '@cairn/command-auth';
 import { servicePublicKeys, type Identity, type SiteSecurity } from '@cairn/nats-security';
 
 export async function secureServiceCommands(o: {

@@ -12,7 +12,8 @@ import {
   identityConnectOptions, identityPublicKeys, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, servicePublicKeys,
   type Identity, type LeafCredentials, type SiteSecurity,
 } from '@cairn/nats-security';
-import { bindCommandSecurity, correlatedLogOptions, setupTracing, type CommandSigner } from '@cairn/messaging';
+import { correlatedLogOptions, setupTracing } from '@cairn/telemetry';
+import { bindCommandSecurity, type CommandSigner } from '@cairn/command-auth';
 import { newEvent, type Actor } from '@cairn/contracts';
 import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';

@@ -6,7 +6,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newEvent, type Actor } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
-import { readOperator } from '@cairn/messaging';
+import { readOperator } from '@cairn/command-auth';
 import { createOperatorKey, loadOperatorKey, type OperatorKey } from '../operator-key.ts';
 
 const USER_ID = /^[A-Za-z0-9_-]{1,64}$/;

@@ -12,7 +12,7 @@ import {
   type SpanExporter, type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { TraceContext } from '@cairn/contracts';
-import { contextOf } from './trace-context.ts';
+import { contextOf } from './trace-fields.ts';
 import { OtlpHttpJsonExporter } from './otlp-exporter.ts';
 
 /** Keeps the active OpenTelemetry context per async call chain (what sdk-trace-node registers). */
