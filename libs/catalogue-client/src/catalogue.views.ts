@@ -149,6 +149,8 @@ export const PolicyView = Type.Object({
   priority: Type.Integer(),
   /** New restore points are locked until the end of their retention (docs/security.md). */
   immutable: Type.Optional(Type.Boolean()),
+  /** Most bytes per second each backup of the policy reads (absent: no limit of its own). */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
   /** 1 when created, +1 per update. */
   version: Type.Integer({ minimum: 1 }),
   createdAt: Time,

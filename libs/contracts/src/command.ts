@@ -147,6 +147,8 @@ export const RequestBackupV1 = Type.Object({
   policyId: Type.Optional(Id),
   /** `auto`: incremental when a usable parent and bitmap exist, full otherwise. */
   mode: Type.Union([Type.Literal('auto'), Type.Literal('full')]),
+  /** Most bytes per second this backup reads (instead of its policy's limit). */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
 }, { additionalProperties: false });
 export const RequestBackupResult = Type.Object({ jobId: Id }, { additionalProperties: false });
 

@@ -32,6 +32,8 @@ export const TransferWork = Type.Object({
    * there is none it can build on (none newer than the last backup of the job's chain, whose
    * changed-block history restarted there). Work without it looks in the repository instead.
    */
+  /** The job's bandwidth limit (bytes per second): the backup's own, else its policy's; none when absent. */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
   parent: Type.Optional(Type.Union([Type.Object({
     restorePointId: Type.String({ minLength: 1, maxLength: 200 }),
     disks: Type.Array(Type.Object({ name: Type.String({ minLength: 1, maxLength: 256 }), sizeBytes: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),

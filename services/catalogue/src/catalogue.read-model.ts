@@ -388,6 +388,7 @@ function policy(r: Row): PolicyView {
     keyRef: body.keyRef,
     priority: body.priority,
     ...(body.immutable !== undefined ? { immutable: body.immutable } : {}),
+    ...(body.bandwidthBytesPerSec !== undefined ? { bandwidthBytesPerSec: body.bandwidthBytesPerSec } : {}),
     version: num(r.version),
     createdAt: str(r.created_at),
     updatedAt: str(r.updated_at),

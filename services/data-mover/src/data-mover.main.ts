@@ -11,6 +11,7 @@ import { CommandBus, JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
 import { ensureWorkStream } from '@cairn/work-queue';
 import { DataMover, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
+import { TransferBandwidth, type BandwidthLimits } from './bandwidth.ts';
 import { RestoreExports } from './restore-exports.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,11 @@ export interface StartDataMoverOptions {
   readonly dataDir?: string;
   readonly actor?: Actor;
   readonly connections?: number;
+  /**
+   * Bandwidth of backup and restore transfers: this host's limit and the site's (cairn.yaml),
+   * in bytes per second; or a TransferBandwidth shared with other movers of this process.
+   */
+  readonly bandwidth?: BandwidthLimits | TransferBandwidth;
   /** Finds restore points of other sites' replicas kept here (disaster recovery). */
   readonly locateRestorePoint?: (restorePointId: string) => Promise<Repository | undefined>;
   /** Unacknowledged time before another mover gets the work (default 30 s; kept alive while running). */
@@ -83,6 +89,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     ...(o.forbiddenRestorePaths ? { forbiddenRestorePaths: o.forbiddenRestorePaths } : {}),
     ...(o.dataDir !== undefined ? { dataDir: o.dataDir } : {}),
     connections: o.connections ?? 2,
+    ...(o.bandwidth ? { bandwidth: o.bandwidth instanceof TransferBandwidth ? o.bandwidth : new TransferBandwidth(o.bandwidth) } : {}),
     ...(o.locateRestorePoint ? { locateRestorePoint: o.locateRestorePoint } : {}),
     deletedRepositories,
   };

@@ -14,6 +14,9 @@ import { RestorePointLockedError, type Manifest, type Repository } from '@cairn/
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
+import type { Throttle, TransferBandwidth } from './bandwidth.ts';
+
+const withThrottle = (throttle: Throttle | undefined) => (throttle ? { throttle } : {});
 
 export interface DataMoverConfig {
   readonly site: string;
@@ -25,6 +28,8 @@ export interface DataMoverConfig {
   /** The stack's data directory: no restore inside it except below a root there (`<data>/restores`). */
   readonly dataDir?: string;
   readonly connections: number;
+  /** The host's and the site's bandwidth, shared by every transfer of this mover (bandwidth.ts). */
+  readonly bandwidth?: TransferBandwidth;
   /**
    * Finds a restore point the site's own repository does not hold: a replica of another
    * site's repository kept here (disaster recovery at a surviving site).
@@ -59,6 +64,11 @@ export class RestoreRefused extends Refusal {
 
 export class DataMover {
   readonly worker = `data-mover@${process.pid}-${randomUUID().slice(0, 8)}`;
+
+  /** The host's and site's limits for a restore (restore-job.ts); restores have no per-job limit yet. */
+  restoreThrottle(): Throttle | undefined {
+    return this.config.bandwidth?.forJob();
+  }
 
   constructor(
     private readonly config: DataMoverConfig,
@@ -149,6 +159,7 @@ export class DataMover {
     }, {
       repository: repo,
       connections: this.config.connections,
+      ...withThrottle(this.config.bandwidth?.forJob(work.bandwidthBytesPerSec)),
       onProgress: (p) => {
         heartbeat();
         this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date().toISOString() });

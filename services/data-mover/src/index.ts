@@ -2,6 +2,7 @@
 export { startDataMover, type StartDataMoverOptions, type RunningDataMover } from './data-mover.main.ts';
 export { DataMover, TransferRefused, RestoreRefused } from './data-mover.service.ts';
 export { runTransfer, type TransferInput, type TransferResult, type TransferOptions } from './transfer.ts';
+export { TransferBandwidth, type BandwidthLimits, type Throttle } from './bandwidth.ts';
 export { planReads, readAhead } from './extent-plan.ts';
 export { RestoreExports } from './restore-exports.ts';
 export { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';

@@ -124,8 +124,10 @@ export class RestoreJobs {
       const steps = this.config.loggedSteps ?? 4;
       let logged = 0; let lastBeat = 0; let lastPublish = 0;
       let logging: Promise<unknown> = Promise.resolve();
+      const throttle = this.mover.restoreThrottle();
       const result = await repo.restoreDisk(work.restorePointId, d.disk, d.writePath ?? d.path, {
         format: d.format, overwrite: true, partialPath: d.partialPath,
+        ...(throttle ? { throttle: (bytes: number) => throttle.take(bytes) } : {}),
         onProgress: (done, total) => {
           const now = Date.now();
           if (now - lastBeat >= 1000) { lastBeat = now; heartbeat(); }

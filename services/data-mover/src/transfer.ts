@@ -6,6 +6,7 @@ import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cair
 import type { Repository, DiskInput, Extent } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
 import { partialChunks, planReads, readAhead, type PlannedRead } from './extent-plan.ts';
+import type { Throttle } from './bandwidth.ts';
 
 type Endpoint = Static<typeof NbdEndpoint>;
 
@@ -39,6 +40,8 @@ export interface TransferOptions {
   readonly readBytes?: number;
   /** Reads in flight per disk (default 4). */
   readonly readAhead?: number;
+  /** Bandwidth limits of this job (bandwidth.ts): paid before each read from the hypervisor. */
+  readonly throttle?: Throttle;
   /** Opens the NBD reader (tests may wrap it). */
   readonly connect?: (endpoint: Endpoint, exportName: string, metaContexts: string[]) => Promise<NbdReader>;
 }
@@ -111,9 +114,11 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       const counters = { read: 0 };
       const readWindow = async (w: PlannedRead): Promise<Uint8Array> => {
         if (!parentDisk) {
+          await options.throttle?.take(w.length);
           counters.read += w.length;
           return reader.read(w.offset, w.length);
         }
+        await options.throttle?.take(w.marked.reduce((n, m) => n + m.length, 0));
         // Only the changed bytes come from the hypervisor; the unchanged rest of a partly
         // changed chunk comes from the parent restore point.
         const buf = Buffer.allocUnsafe(w.length);

@@ -213,7 +213,7 @@ export class Scheduler {
     return this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.name === ref);
   }
 
-  async requestBackup(input: { vmId: string; policyId?: string; mode: 'auto' | 'full' }, actor: Actor, causationId: string): Promise<{ jobId: string }> {
+  async requestBackup(input: { vmId: string; policyId?: string; mode: 'auto' | 'full'; bandwidthBytesPerSec?: number }, actor: Actor, causationId: string): Promise<{ jobId: string }> {
     const vm = this.findVm(input.vmId);
     if (!vm) {
       throw new SchedulerRefusal('not_found', `unknown VM ${JSON.stringify(input.vmId)}: no hypervisor reported it (see \`cairn vm list\`)`);
@@ -224,7 +224,10 @@ export class Scheduler {
     const jobId = randomUUID();
     await this.runJobCommand(jobId, {
       kind: 'request',
-      data: { jobId, vmId: vm.vmId, policyId: input.policyId ?? null, mode: input.mode, trigger: 'manual' },
+      data: {
+        jobId, vmId: vm.vmId, policyId: input.policyId ?? null, mode: input.mode, trigger: 'manual',
+        ...(input.bandwidthBytesPerSec ? { bandwidthBytesPerSec: input.bandwidthBytesPerSec } : {}),
+      },
     }, actor, causationId);
     return { jobId };
   }
@@ -471,6 +474,7 @@ export class Scheduler {
               repository: policy?.repository ?? this.config.repositories[0]!,
               mode: state.request!.mode,
               nbd: taken.nbd,
+              ...((state.request!.bandwidthBytesPerSec ?? policy?.bandwidthBytesPerSec) ? { bandwidthBytesPerSec: state.request!.bandwidthBytesPerSec ?? policy!.bandwidthBytesPerSec! } : {}),
               ...(taken.consistency ? { consistency: taken.consistency } : {}),
               ...(taken.vmConfig ? { vmConfig: taken.vmConfig } : {}),
             });

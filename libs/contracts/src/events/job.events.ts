@@ -21,6 +21,8 @@ export const JobRequestedV1 = Type.Object({
   trigger: Type.Union([Type.Literal('schedule'), Type.Literal('manual')]),
   /** The schedule slot this job fills (ISO time); makes "one job per slot" checkable. */
   slot: Type.Optional(Type.String({ format: 'date-time' })),
+  /** The backup's own bandwidth limit (bytes per second), when its request set one. */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
 }, { additionalProperties: false });
 
 export const JobStartedV1 = Type.Object({

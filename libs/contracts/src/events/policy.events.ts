@@ -45,6 +45,8 @@ export const PolicyFields = {
    * four-eyes approval (disable-immutability). Locks already made are never shortened.
    */
   immutable: Type.Optional(Type.Boolean()),
+  /** Most bytes per second each backup of this policy reads (per job; hosts and the site have their own limits). */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
   /**
    * Freeze the guest's file systems through its agent at the point in time: `required` fails
    * the job when the agent does not answer, `preferred` (the default) falls back to a

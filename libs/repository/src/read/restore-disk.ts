@@ -25,6 +25,8 @@ export interface RestoreOptions {
   readonly partialPath?: string;
   /** Called as chunks land: bytes of the disk done (holes count as done) out of its size. */
   readonly onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /** A bandwidth limit: awaited with each chunk's size before the chunk is fetched and written. */
+  readonly throttle?: (bytes: number) => Promise<void>;
 }
 
 export interface RestoreResult {
@@ -91,6 +93,7 @@ export async function restoreDisk(
         if (e.every((b) => b === 0)) { chunksZero++; progressed(Math.min(cs, disk.sizeBytes - (p * E + i) * cs)); continue; }
         const id = Buffer.from(e).toString('hex');
         const offset = (p * E + i) * cs;
+        await options.throttle?.(Math.min(cs, disk.sizeBytes - offset));
         await slots.acquire();
         const task = (async () => {
           try {

@@ -26,6 +26,19 @@ export async function readConfig(file: string | undefined): Promise<CairnConfig 
   }
 }
 
+/** What the services take from cairn.yaml besides the site and the SIEM targets (cairn up, cairn run). */
+export async function serviceSettings(c: CairnConfig): Promise<{
+  bandwidth?: { hostBytesPerSec?: number; siteBytesPerSec?: number }; maxJobsPerHost?: number;
+}> {
+  const { rateBytesPerSec } = await import('../config/cairn-config.ts');
+  const host = rateBytesPerSec(c.bandwidth?.hostBytesPerSec);
+  const site = rateBytesPerSec(c.bandwidth?.siteBytesPerSec);
+  return {
+    ...(host !== undefined || site !== undefined ? { bandwidth: { ...(host !== undefined ? { hostBytesPerSec: host } : {}), ...(site !== undefined ? { siteBytesPerSec: site } : {}) } } : {}),
+    ...(c.concurrency?.maxJobsPerHost ? { maxJobsPerHost: c.concurrency.maxJobsPerHost } : {}),
+  };
+}
+
 export function registerConfigCommands(program: Command): void {
   const config = program.command('config').description('the site configuration file, cairn.yaml');
   config.command('check [file]')

@@ -11,6 +11,8 @@ import { parseDuration } from './repo.command.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
 import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
+import { rateBytesPerSec } from '../units.ts';
+import { configFile, readConfig } from './config.command.ts';
 import type * as RestoreJobModule from './restore-job.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
 
@@ -50,6 +52,15 @@ function quiesceOption(v: unknown): 'required' | 'preferred' | 'off' {
   const mode = String(v ?? 'preferred');
   if (mode !== 'required' && mode !== 'preferred' && mode !== 'off') throw new CliError(`--quiesce must be required, preferred or off, not ${JSON.stringify(mode)}`, EXIT.usage);
   return mode;
+}
+
+/** --bandwidth: bytes per second, e.g. 20MiB; at least 1 KiB/s. */
+function rate(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  let n: number | undefined;
+  try { n = rateBytesPerSec(v); } catch (e) { throw new CliError((e as Error).message, EXIT.usage); }
+  if (n === undefined || n < 1024) throw new CliError(`--bandwidth must be at least 1KiB (per second), not ${JSON.stringify(v)}`, EXIT.usage);
+  return n;
 }
 
 function parseWindow(v: string): { start: string; end: string } {
@@ -171,11 +182,12 @@ export function registerOperateCommands(program: Command): void {
     .requiredOption('--cron <expr>', 'schedule, cron syntax (5 or 6 fields)')
     .option('--timezone <tz>', 'IANA time zone of the schedule', Intl.DateTimeFormat().resolvedOptions().timeZone)
     .option('--window <HH:MM-HH:MM>', 'scheduled jobs start only inside this window (may wrap midnight)')
-    .option('--keep-last <n>', 'keep the last N restore points', '7')
-    .option('--keep-daily <n>', 'keep one per day for N days', '7')
-    .option('--keep-weekly <n>', 'keep one per week for N weeks', '4')
-    .option('--keep-monthly <n>', 'keep one per month for N months', '6')
-    .option('--keep-yearly <n>', 'keep one per year for N years', '0')
+    .option('--keep-last <n>', 'keep the last N restore points (default: cairn.yaml policyDefaults, else 7)')
+    .option('--keep-daily <n>', 'keep one per day for N days (default: cairn.yaml, else 7)')
+    .option('--keep-weekly <n>', 'keep one per week for N weeks (default: cairn.yaml, else 4)')
+    .option('--keep-monthly <n>', 'keep one per month for N months (default: cairn.yaml, else 6)')
+    .option('--keep-yearly <n>', 'keep one per year for N years (default: cairn.yaml, else 0)')
+    .option('--bandwidth <rate>', 'most bytes per second each backup of it reads, e.g. 20MiB (default: cairn.yaml policyDefaults, else none)')
     .option('--repository <name>', 'target repository', 'default')
     .option('--key <ref>', 'key reference', 'default')
     .option('--priority <n>', 'higher runs first', '100')
@@ -183,6 +195,13 @@ export function registerOperateCommands(program: Command): void {
     .option('--quiesce <mode>', 'freeze guest file systems through the guest agent: required (fail without it), preferred (crash-consistent with the reason otherwise) or off', 'preferred')
     .option('--rpo <minutes>', 'recovery-point objective: a VM without a younger restore point raises RpoMissed (default: the schedule\'s longest gap + 2 h, 26 h for daily)')
     .action(act(async (s, o: Opts) => {
+      // What the command is not told comes from cairn.yaml's policyDefaults, then the built-in defaults.
+      const defaults = (await readConfig(await configFile()))?.policyDefaults;
+      const builtIn = { keepLast: 7, keepDaily: 7, keepWeekly: 4, keepMonthly: 6, keepYearly: 0 } as const;
+      const fromConfig = { keepLast: defaults?.retention?.last, keepDaily: defaults?.retention?.daily, keepWeekly: defaults?.retention?.weekly, keepMonthly: defaults?.retention?.monthly, keepYearly: defaults?.retention?.yearly };
+      for (const k of Object.keys(builtIn) as Array<keyof typeof builtIn>) o[k] ??= String(fromConfig[k] ?? builtIn[k]);
+      const bandwidth = rate(o['bandwidth'] as string | undefined) ?? rateBytesPerSec(defaults?.bandwidth);
+      const window = o['window'] ? parseWindow(String(o['window'])) : defaults?.window;
       const num = (k: string) => {
         const v = Number(o[k]);
         if (!Number.isInteger(v) || v < 0) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number ≥ 0`, EXIT.usage);
@@ -195,12 +214,13 @@ export function registerOperateCommands(program: Command): void {
           ...(o['tag'] ? { tags: o['tag'] as string[] } : {}),
           ...(o['hypervisor'] ? { hypervisor: String(o['hypervisor']) } : {}),
         },
-        schedule: { cron: String(o['cron']), timezone: String(o['timezone']), ...(o['window'] ? { window: parseWindow(String(o['window'])) } : {}) },
+        schedule: { cron: String(o['cron']), timezone: String(o['timezone']), ...(window ? { window } : {}) },
         retention: { last: num('keepLast'), daily: num('keepDaily'), weekly: num('keepWeekly'), monthly: num('keepMonthly'), yearly: num('keepYearly') },
         repository: String(o['repository']),
         keyRef: String(o['key']),
         priority: num('priority'),
         ...(o['immutable'] ? { immutable: true } : {}),
+        ...(bandwidth ? { bandwidthBytesPerSec: bandwidth } : {}),
         quiesce: quiesceOption(o['quiesce']),
         ...(o['rpo'] !== undefined ? { rpoMinutes: num('rpo') } : {}),
       };
@@ -224,6 +244,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--window <HH:MM-HH:MM>', 'scheduled jobs start only inside this window; "none" removes it')
     .option('--keep-last <n>').option('--keep-daily <n>').option('--keep-weekly <n>').option('--keep-monthly <n>').option('--keep-yearly <n>')
     .option('--priority <n>', 'higher runs first')
+    .option('--bandwidth <rate>', 'most bytes per second each backup reads, e.g. 20MiB; "none" removes the limit')
     .option('--approval <id>', 'a granted shorten-retention approval for this policy')
     .action(act(async (s, ref: string, o: Opts) => {
       const { items } = await s.catalogue.query('policy.list', {});
@@ -240,6 +261,7 @@ export function registerOperateCommands(program: Command): void {
       const newSelector = o['vm'] || o['tag'] || o['hypervisor'];
       const window = o['window'] === undefined ? p.schedule.window : String(o['window']) === 'none' ? undefined : parseWindow(String(o['window']));
       const { window: _old, ...scheduleRest } = p.schedule;
+      const bandwidth = o['bandwidth'] === undefined ? p.bandwidthBytesPerSec : String(o['bandwidth']) === 'none' ? undefined : rate(String(o['bandwidth']));
       const policyBody: CommandPayloadMap['UpdatePolicy']['policy'] = {
         policyId: p.policyId, name,
         selector: newSelector ? {
@@ -254,6 +276,7 @@ export function registerOperateCommands(program: Command): void {
         },
         repository: p.repository, keyRef: p.keyRef, priority: num('priority', p.priority),
         ...(p.immutable ? { immutable: true } : {}),
+        ...(bandwidth ? { bandwidthBytesPerSec: bandwidth } : {}),
       };
       const result = accepted(await s.bus.send('scheduler', 'UpdatePolicy', { policy: policyBody, ...(o['approval'] ? { approvalId: String(o['approval']) } : {}) }), 'policy not changed');
       output(s, { ...result, policy: policyBody }, () => `policy ${result.policyId} (${name}) changed`);
@@ -291,9 +314,12 @@ export function registerOperateCommands(program: Command): void {
     .option('--full', 'read every allocated block, not only the changes')
     .option('--wait', 'wait for the job to end, showing progress')
     .option('--timeout <seconds>', 'with --wait: give up after this long', '3600')
+    .option('--bandwidth <rate>', 'most bytes per second this backup reads, e.g. 20MiB (instead of its policy\'s limit)')
     .action(act(async (s, ref: string, o: Opts) => {
       const vmId = await resolveVm(s, ref);
-      const { jobId } = accepted(await s.bus.send('scheduler', 'RequestBackup', { vmId, mode: o['full'] ? 'full' : 'auto' }, { idempotencyKey: randomUUID() }), 'backup not started');
+      const { jobId } = accepted(await s.bus.send('scheduler', 'RequestBackup', {
+        vmId, mode: o['full'] ? 'full' : 'auto', ...(o['bandwidth'] ? { bandwidthBytesPerSec: rate(String(o['bandwidth'])) } : {}),
+      }, { idempotencyKey: randomUUID() }), 'backup not started');
       if (!o['wait']) {
         output(s, { jobId }, () => `job ${jobId} requested; follow it with \`cairn job watch ${jobId}\``);
         return;

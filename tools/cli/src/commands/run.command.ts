@@ -7,7 +7,7 @@ import type { Identity } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
 import { globals } from '../session.ts';
 import { commonJs } from '../lazy-import.ts';
-import { configFile, readConfig } from './config.command.ts';
+import { configFile, readConfig, serviceSettings } from './config.command.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge', 'notifier'] as const;
 
@@ -35,7 +35,7 @@ export function registerRunCommand(program: Command): void {
     .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
-    .option('--config <file>', 'audit bridge: cairn.yaml with its SIEM targets (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
+    .option('--config <file>', 'cairn.yaml: SIEM targets (audit bridge), bandwidth (data mover), concurrency (scheduler) (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
@@ -51,7 +51,10 @@ export function registerRunCommand(program: Command): void {
         import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
         import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'),
       ]);
-      const site = g.site ?? 'local';
+      // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
+      const config = await readConfig(await configFile(o.config));
+      const settings = config ? await serviceSettings(config) : {};
+      const site = g.site ?? config?.site ?? 'local';
       const dataDir = resolve(g.data ?? join('.cairn', service));
       await mkdir(dataDir, { recursive: true });
       // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
@@ -74,7 +77,10 @@ export function registerRunCommand(program: Command): void {
       let close: () => Promise<void>;
       switch (service) {
         case 'scheduler': {
-          const s = await startScheduler({ nc, log, logger, ...(o.instance ? { instance: o.instance } : {}), config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}) } });
+          const s = await startScheduler({
+            nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
+            config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}) },
+          });
           close = s.close;
           break;
         }
@@ -90,6 +96,7 @@ export function registerRunCommand(program: Command): void {
             nc, log, site, logger, repositories: new Map([['default', repository]]),
             ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+            ...(settings.bandwidth ? { bandwidth: settings.bandwidth } : {}),
           });
           close = async () => { await m.close(); await repository.close(); };
           break;
@@ -108,7 +115,6 @@ export function registerRunCommand(program: Command): void {
           break;
         }
         case 'audit-bridge': {
-          const config = await readConfig(await configFile(o.config));
           const { startAuditBridge } = await import('@cairn/audit-bridge');
           const b = await startAuditBridge({
             nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as Parameters<typeof startAuditBridge>[0]['targets'])],

@@ -13,7 +13,7 @@ import { accepted } from '../cli-replies.ts';
 import { bytes, DEFAULT_DATA_DIR, globals, operator } from '../session.ts';
 import type { Stack, StackOptions } from '../stack/embedded-stack.ts';
 import type { DemoVm } from '../stack/demo-vm.ts';
-import { configFile, readConfig } from './config.command.ts';
+import { configFile, readConfig, serviceSettings } from './config.command.ts';
 import { guardChildren, watchParent, type ProcessGuard } from '../stack/process-guard.ts';
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -197,6 +197,7 @@ export function registerUpCommand(program: Command): void {
           dataDir,
           site: g.site ?? config?.site ?? 'local',
           ...(config?.audit?.targets?.length ? { auditTargets: config.audit.targets as StackOptions['auditTargets'] } : {}),
+          ...(config ? await serviceSettings(config) : {}),
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),

@@ -30,8 +30,30 @@ const Hec = Type.Object({
 
 export const AuditTargetConfig = Type.Union([Syslog, OcsfHttp, OcsfFile, Hec]);
 
+/** Bytes per second: a number, or a size per second in IEC units (`20MiB`, `512KiB`, `1GiB`). */
+const Rate = Type.Union([
+  Type.Integer({ minimum: 1024 }),
+  Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?\\s*(B|KiB|MiB|GiB)(/s)?$' }),
+], { description: 'bytes per second: a number (at least 1024) or e.g. 20MiB, 512KiB, 1GiB' });
+const ClockTime = Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' });
+const Keep = Type.Integer({ minimum: 0, maximum: 10_000 });
+
 export const CairnConfig = Type.Object({
   site: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9-]*$', description: 'the site name (default local)' })),
+  bandwidth: Type.Optional(Type.Object({
+    hostBytesPerSec: Type.Optional(Rate),
+    siteBytesPerSec: Type.Optional(Rate),
+  }, { additionalProperties: false, description: 'limits of backup and restore transfers: all transfers of one data mover host together, and the site (each mover holds to it); a job\'s own limit comes from its policy or `cairn backup --bandwidth`' })),
+  concurrency: Type.Optional(Type.Object({
+    maxJobsPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'backup jobs running at once on one hypervisor host (default 2)' })),
+  }, { additionalProperties: false })),
+  policyDefaults: Type.Optional(Type.Object({
+    window: Type.Optional(Type.Object({ start: ClockTime, end: ClockTime }, { additionalProperties: false, description: 'backup window of a new policy that names none (may wrap midnight)' })),
+    retention: Type.Optional(Type.Object({
+      last: Type.Optional(Keep), daily: Type.Optional(Keep), weekly: Type.Optional(Keep), monthly: Type.Optional(Keep), yearly: Type.Optional(Keep),
+    }, { additionalProperties: false, description: 'retention of a new policy where `cairn policy create` is given none' })),
+    bandwidth: Type.Optional(Rate),
+  }, { additionalProperties: false, description: 'what `cairn policy create` uses for what it is not told' })),
   audit: Type.Optional(Type.Object({
     targets: Type.Optional(Type.Array(AuditTargetConfig, { description: 'SIEM targets the audit bridge forwards every event to, besides its hash chain' })),
   }, { additionalProperties: false })),
@@ -40,6 +62,8 @@ export const CairnConfig = Type.Object({
   description: 'Configuration of a Cairn site (docs/operations.md, "Configuration")',
 });
 export type CairnConfig = Static<typeof CairnConfig>;
+
+export { rateBytesPerSec } from '../units.ts';
 
 /** The published JSON Schema (docs/cairn.schema.json). */
 export function cairnConfigJsonSchema(): TSchema {

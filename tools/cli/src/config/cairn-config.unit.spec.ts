@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, cairnConfigJsonSchema, parseCairnConfig } from './cairn-config.ts';
+import { ConfigError, cairnConfigJsonSchema, parseCairnConfig, rateBytesPerSec } from './cairn-config.ts';
 
 const problems = (text: string) => {
   try {
@@ -43,6 +43,28 @@ describe('cairn.yaml', () => {
     expect(problems('audit:\n  targets:\n    - kind: hec\n      name: s\n      url: https://x\n      token: ${env:CAIRN_TEST_UNSET_VAR}\n'))
       .toEqual(['6:/audit/targets/0/token: environment variable CAIRN_TEST_UNSET_VAR is not set']);
     expect(problems('site: [unclosed\n')[0]).toMatch(/^\d+:: /);
+  });
+
+  it('reads bandwidth limits, concurrency and policy defaults, and names the line of a wrong one', () => {
+    const c = parseCairnConfig([
+      'bandwidth:',
+      '  hostBytesPerSec: 20MiB',
+      '  siteBytesPerSec: 104857600',
+      'concurrency:',
+      '  maxJobsPerHost: 3',
+      'policyDefaults:',
+      '  window: { start: "22:00", end: "06:00" }',
+      '  retention: { last: 3, daily: 14 }',
+      '  bandwidth: 512KiB/s',
+    ].join('\n'));
+    expect(rateBytesPerSec(c.bandwidth?.hostBytesPerSec)).toBe(20 * 1024 * 1024);
+    expect(rateBytesPerSec(c.bandwidth?.siteBytesPerSec)).toBe(104857600);
+    expect(rateBytesPerSec(c.policyDefaults?.bandwidth)).toBe(512 * 1024);
+    expect(c.concurrency?.maxJobsPerHost).toBe(3);
+    expect(c.policyDefaults?.window).toEqual({ start: '22:00', end: '06:00' });
+    expect(problems('concurrency:\n  maxJobsPerHost: 0\n')[0]).toMatch(/^2:\/concurrency\/maxJobsPerHost/);
+    expect(problems('bandwidth:\n  hostBytesPerSec: fast\n')[0]).toMatch(/^2:\/bandwidth\/hostBytesPerSec/);
+    expect(problems('policyDefaults:\n  window: { start: "25:00", end: "06:00" }\n')[0]).toMatch(/^2:\/policyDefaults\/window\/start/);
   });
 
   it('is published as docs/cairn.schema.json', () => {

@@ -53,6 +53,10 @@ export interface StackOptions {
   readonly log?: (line: string) => void;
   /** SIEM targets of the audit bridge, besides the tamper-evident chain it always keeps. */
   readonly auditTargets?: readonly AuditTargetSpec[];
+  /** Bandwidth of backup and restore transfers: this host's and the site's (cairn.yaml `bandwidth`). */
+  readonly bandwidth?: { readonly hostBytesPerSec?: number; readonly siteBytesPerSec?: number };
+  /** Backup jobs at once on one hypervisor host (cairn.yaml `concurrency.maxJobsPerHost`; default 2). */
+  readonly maxJobsPerHost?: number;
   /** Services to leave out (run elsewhere, e.g. as separate processes). */
   readonly without?: ReadonlyArray<'scheduler' | 'data-mover'>;
   /** Wraps the event-log client each service is given (tests observe what a service reads here). */
@@ -306,10 +310,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         forbidden: [dirs.repository, ...(security ? [security.dir] : [])],
       }),
       logger: logger.child({ name: 'data-mover' }),
+      ...(options.bandwidth ? { bandwidth: options.bandwidth } : {}),
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
-      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
+      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.maxJobsPerHost ? { maxJobsPerHost: options.maxJobsPerHost } : {}), ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     if (scheduler) stops.push(() => scheduler.close());
     const auditDeps = await as('audit-bridge');
