@@ -4,14 +4,18 @@
 // ProvenanceViolation naming the identity whose key signed them); events planted with the
 // operator's own admin NATS credentials are refused by the readers and named by
 // `cairn audit verify`; the four-eyes deletion cannot be completed by one compromised service
-// identity or by one administrator. One secure stack (no VM: restore points are written with
-// the repository writer) shared by the file.
+// identity (the gateway included: a grant without the person's signature, or by an
+// administrator and key it minted, is refused by the data mover and reported), nor by the admin
+// identity, nor by one administrator (not by approving itself, making a third administrator or
+// adding a key to the other one); two administrators with their keys still can, through the
+// CLI. One secure stack (no VM: restore points are written with the repository writer) shared
+// by the file.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newEvent, type CairnEvent, type KnownEvent } from '@cairn/contracts';
+import { approvalStatement, newEvent, newStatementSigner, signStatement, type ApprovalAction, type CairnEvent, type KnownEvent } from '@cairn/contracts';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { readAuditChain, auditStream } from '@cairn/audit-bridge';
 import { CommandBus } from '@cairn/messaging';
@@ -30,6 +34,7 @@ let restorePointId: string;
 let jobId: string;
 let approvalId: string;
 let bobToken: string;
+let bobKey: string;
 /** Every forged event that NATS let into the log: `cairn audit verify` must name each one. */
 const stored: Array<{ eventId: string; by: string }> = [];
 
@@ -66,13 +71,46 @@ beforeAll(async () => {
   restorePointId = await backup(stack, vm, makeImage(vm.size, 3));
   await waitFor(() => catalogue.getRestorePoint(restorePointId).then(() => true, () => false), { timeoutMs: 60_000, what: 'the restore point in the catalogue' });
   jobId = (await catalogue.getRestorePoint(restorePointId)).jobId;
-  // A second administrator, and a deletion the first one asked for (pending).
-  expect((await api(stack.gatewayToken, 'POST', '/v1/users', { userId: 'bob', roles: ['administrator'] })).status).toBe(201);
+  // A second administrator and their key, both endorsed by the local operator (the site's root
+  // operator; the CLI signs with its key), and a deletion the local operator asked for (pending).
+  bobKey = join(dataDir, 'bob.key');
+  for (const args of [['user', 'add', 'bob', '--role', 'administrator'], ['user', 'key', 'add', 'bob', '--out', bobKey]]) {
+    const r = await cli(['--data', stack.dataDir, '--json', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+  }
   bobToken = String((await api(stack.gatewayToken, 'POST', '/v1/tokens', { userId: 'bob', name: 'bob' })).body.token);
-  const req = await api(stack.gatewayToken, 'POST', `/v1/restore-points/${restorePointId}/deletion`, { reason: 'provenance test' });
-  expect(req.status).toBe(202);
-  approvalId = String(req.body.approvalId);
+  approvalId = await requestDeletion();
 }, 240_000);
+
+/** The local operator asks for the restore point's deletion through the CLI (signed with its key). */
+async function requestDeletion(): Promise<string> {
+  const req = await cli(['--data', stack.dataDir, '--json', 'restore-point', 'delete', restorePointId, '--reason', 'provenance test']);
+  expect(req.code, req.stderr).toBe(0);
+  const body = JSON.parse(req.stdout) as { approvalId: string; requestedBy: string; status: string };
+  expect(body).toMatchObject({ requestedBy: 'local-op', status: 'pending' });
+  return body.approvalId;
+}
+
+/** DeleteRestorePoint straight to the data mover over NATS (as the local operator, signed). */
+async function deleteOverNats(id: string): Promise<unknown> {
+  const bus = new CommandBus(stack.nc, { site: stack.site, actor: stack.operator!.actor, defaultTimeoutMs: 15_000 });
+  return bus.send('data-mover', 'DeleteRestorePoint', { restorePointId, approvalId: id });
+}
+
+/** The data mover's report of a four-eyes event without a trusted person's signature. */
+async function personSignatureViolation(eventId: string) {
+  return waitFor(async () => (await violationsOf(eventId)).find((v) => v.data.detectedBy === 'data-mover' && v.data.failure === 'person_signature'),
+    { timeoutMs: 30_000, intervalMs: 250, what: `the data mover's person_signature report of ${eventId}` });
+}
+
+/** An operator key file for `userId` (the format `cairn user key add` writes). */
+async function keyFile(userId: string, signer: { publicKey: string; seed: string }): Promise<string> {
+  const file = join(stack.dataDir, `${userId}-${randomUUID()}.key`);
+  await writeFile(file, JSON.stringify({ kind: 'cairn-operator-key', userId, publicKey: signer.publicKey, seed: signer.seed }), { mode: 0o600 });
+  return file;
+}
+
+const stillThere = async () => expect((await stack.repository.listRestorePoints()).map((p) => p.id)).toContain(restorePointId);
 
 afterAll(async () => {
   await closeIdentityConnections();
@@ -154,19 +192,43 @@ describe('forged events, with each service identity in turn', () => {
   }
 });
 
-describe('four-eyes', () => {
+describe('four-eyes that no single identity completes', () => {
   it('no single compromised service identity completes the deletion: grants it cannot write, and the data mover refuses the act', { timeout: 120_000 }, async () => {
     // After every identity's forged ApprovalGranted (above): still pending, and the act refused.
     expect((await api(bobToken, 'GET', `/v1/approvals/${approvalId}`)).body).toMatchObject({ status: 'pending' });
-    const bus = new CommandBus(stack.nc, { site: stack.site, actor: stack.operator!.actor, defaultTimeoutMs: 15_000 });
-    const reply = await bus.send('data-mover', 'DeleteRestorePoint', { restorePointId, approvalId });
-    expect(reply).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
-    expect((await stack.repository.listRestorePoints()).map((p) => p.id)).toContain(restorePointId);
+    expect(await deleteOverNats(approvalId)).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
+    await stillThere();
   });
 
-  it('no single administrator completes it: not by approving itself, nor by planting a grant with the admin NATS credentials', { timeout: 120_000 }, async () => {
-    const self = await api(stack.gatewayToken, 'POST', `/v1/approvals/${approvalId}/approve`);
-    expect(self).toMatchObject({ status: 403, body: { code: 'four_eyes' } });
+  it('the gateway identity: a grant it writes without the approver\'s signature, or by an administrator and key it minted, is refused by the data mover and reported naming the gateway', { timeout: 180_000 }, async () => {
+    const action: ApprovalAction = { kind: 'delete-restore-point', restorePointId };
+    // 1. A real request of the local operator; the gateway writes a grant "by bob" that bob never signed.
+    const first = await requestDeletion();
+    const grant = newEvent('ApprovalGranted', { approvalId: first, approvedBy: 'bob' }, meta(`approval-${first}`, 'bob'));
+    expect((await forgeEvent({ stack, identity: 'gateway', event: grant, how: 'signed' })).refusedBy).toBeUndefined();
+    const refused = await deleteOverNats(first) as { accepted: boolean; error?: { code: string; message: string } };
+    expect(refused).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
+    expect(refused.error?.message).toMatch(/written by gateway.*no signature of bob/);
+    expect((await personSignatureViolation(grant.id)).data).toMatchObject({ eventType: 'ApprovalGranted', signedBy: 'gateway' });
+    await stillThere();
+    // 2. The gateway mints an administrator and a key, and signs the grant with that key.
+    const mallory = newStatementSigner();
+    const second = await requestDeletion();
+    for (const event of [
+      newEvent('UserCreated', { userId: 'mallory-gw', roles: ['administrator'] }, meta('user-mallory-gw', 'admin')),
+      newEvent('UserKeyAdded', { userId: 'mallory-gw', publicKey: mallory.publicKey }, meta('user-mallory-gw', 'admin')),
+    ]) expect((await forgeEvent({ stack, identity: 'gateway', event, how: 'signed' })).refusedBy).toBeUndefined();
+    const signature = signStatement((issuedAt) => approvalStatement({ approvalId: second, decision: 'grant', userId: 'mallory-gw', action, issuedAt }), mallory);
+    const minted = newEvent('ApprovalGranted', { approvalId: second, approvedBy: 'mallory-gw', signature }, meta(`approval-${second}`, 'mallory-gw'));
+    expect((await forgeEvent({ stack, identity: 'gateway', event: minted, how: 'signed' })).refusedBy).toBeUndefined();
+    const refused2 = await deleteOverNats(second) as { error?: { message: string } };
+    expect(refused2).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
+    expect(refused2.error?.message).toMatch(/mallory-gw is not a trusted administrator.*no administrator endorsed it/);
+    expect((await personSignatureViolation(minted.id)).data).toMatchObject({ signedBy: 'gateway', message: expect.stringMatching(/written by gateway/) as unknown });
+    await stillThere();
+  });
+
+  it('the admin identity: grants and deletions it plants are refused by every reader; an administrator and key it writes are not trusted, so approving with them is refused', { timeout: 180_000 }, async () => {
     for (const how of ['signed', 'signed-as-other', 'unsigned'] as const) {
       const grant = newEvent('ApprovalGranted', { approvalId, approvedBy: 'bob' }, meta(`approval-${approvalId}`, 'bob'));
       const outcome = await forgeEvent({ stack, identity: 'admin', event: grant, how });
@@ -175,14 +237,58 @@ describe('four-eyes', () => {
     }
     const deleted = newEvent('RestorePointDeleted', { restorePointId, approvalId, requestedBy: 'admin', approvedBy: 'bob' }, meta(`restorepoint-${restorePointId}`, 'bob'));
     await expectRefused(await forgeEvent({ stack, identity: 'admin', event: deleted, how: 'signed' }), deleted, 'admin', ALL_READERS, 'admin');
+    const mallory = newStatementSigner();
+    for (const event of [
+      newEvent('UserCreated', { userId: 'mallory-adm', roles: ['administrator'] }, meta('user-mallory-adm', 'admin')),
+      newEvent('UserKeyAdded', { userId: 'mallory-adm', publicKey: mallory.publicKey }, meta('user-mallory-adm', 'admin')),
+    ]) expect((await forgeEvent({ stack, identity: 'admin', event, how: 'signed' })).refusedBy).toBeUndefined();
+    // The gateway's own projection has mallory-adm (admin may record users), so it gets as far as the key check.
+    await waitFor(async () => (JSON.stringify((await api(stack.gatewayToken, 'GET', '/v1/users')).body).includes('mallory-adm') ? true : undefined), { timeoutMs: 30_000, what: 'mallory-adm in the gateway' });
+    const r = await cli(['--data', stack.dataDir, '--json', '--operator-key', await keyFile('mallory-adm', mallory), 'approval', 'approve', approvalId]);
+    expect(r.code, r.stdout + r.stderr).toBe(7);
+    expect(r.stderr + r.stdout).toMatch(/written by admin/);
     expect((await api(bobToken, 'GET', `/v1/approvals/${approvalId}`)).body).toMatchObject({ status: 'pending' });
-    const bus = new CommandBus(stack.nc, { site: stack.site, actor: stack.operator!.actor, defaultTimeoutMs: 15_000 });
-    expect(await bus.send('data-mover', 'DeleteRestorePoint', { restorePointId, approvalId })).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
-    expect((await stack.repository.listRestorePoints()).map((p) => p.id)).toContain(restorePointId);
-    // With a real second administrator it happens.
-    const ok = await api(bobToken, 'POST', `/v1/approvals/${approvalId}/approve`);
-    expect(ok).toMatchObject({ status: 200, body: { status: 'done', requestedBy: 'admin', approvedBy: 'bob' } });
+    expect(await deleteOverNats(approvalId)).toMatchObject({ accepted: false, error: { code: 'approval_required' } });
+    await stillThere();
+  });
+
+  it('one administrator alone: not by approving itself, nor by making a third administrator, nor by adding a key to the other one; REST without a key cannot either', { timeout: 180_000 }, async () => {
+    const d = ['--data', stack.dataDir, '--json'];
+    // Approving its own request, signed with its own key: four-eyes.
+    const self = await cli([...d, 'approval', 'approve', approvalId]);
+    expect(self.code).toBe(7);
+    expect(self.stdout + self.stderr).toMatch(/four_eyes|second administrator|asked for by local-op/);
+    // The bootstrap API user approving unsigned over REST: the approver's signature is required.
+    expect(await api(stack.gatewayToken, 'POST', `/v1/approvals/${approvalId}/approve`)).toMatchObject({ status: 403, body: { code: 'signature_required' } });
+    // With two administrators who can sign, a third administrator is a four-eyes request...
+    const carol = await cli([...d, 'user', 'add', 'carol', '--role', 'administrator']);
+    expect(carol.code, carol.stderr).toBe(0);
+    const carolApproval = JSON.parse(carol.stdout) as { approvalId: string; status: string; action: { kind: string } };
+    expect(carolApproval).toMatchObject({ status: 'pending', action: { kind: 'grant-administrator' } });
+    const own = await cli([...d, 'approval', 'approve', carolApproval.approvalId]);
+    expect(own.code).toBe(7);
+    expect(JSON.stringify((await api(stack.gatewayToken, 'GET', '/v1/users')).body)).not.toContain('"carol"');
+    // ...and so is a key for the other administrator (whose seed the local operator would hold).
+    const extra = join(stack.dataDir, 'bob-second.key');
+    const key = await cli([...d, 'user', 'key', 'add', 'bob', '--out', extra]);
+    expect(key.code, key.stderr).toBe(0);
+    expect(JSON.parse(key.stdout)).toMatchObject({ user: { status: 'pending', action: { kind: 'add-operator-key', userId: 'bob' } } });
+    expect((await cli([...d, '--operator-key', extra, 'approval', 'approve', approvalId])).code).toBe(7);
+    // A REST caller without a key makes no administrator and adds no key.
+    expect(await api(stack.gatewayToken, 'POST', '/v1/users', { userId: 'dave', roles: ['administrator'] })).toMatchObject({ status: 403, body: { code: 'endorsement_required' } });
+    expect(await api(stack.gatewayToken, 'POST', '/v1/users/bob/keys', { publicKey: newStatementSigner().publicKey })).toMatchObject({ status: 403, body: { code: 'endorsement_required' } });
+    expect((await api(bobToken, 'GET', `/v1/approvals/${approvalId}`)).body).toMatchObject({ status: 'pending' });
+    await stillThere();
+  });
+
+  it('two administrators with their own keys: the local operator asks, bob approves through the CLI, the restore point is deleted', { timeout: 120_000 }, async () => {
+    const ok = await cli(['--data', stack.dataDir, '--json', '--operator-key', bobKey, 'approval', 'approve', approvalId], { CAIRN_API_TOKEN: bobToken });
+    expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ status: 'done', requestedBy: 'local-op', approvedBy: 'bob' });
     expect((await stack.repository.listRestorePoints()).map((p) => p.id)).not.toContain(restorePointId);
+    const deleted: KnownEvent[] = [];
+    for await (const r of stack.log.readStream(`restorepoint-${restorePointId}`)) deleted.push(r.event);
+    expect(deleted.find((e) => e.type === 'RestorePointDeleted')?.data).toMatchObject({ approvalId, requestedBy: 'local-op', approvedBy: 'bob' });
   });
 });
 

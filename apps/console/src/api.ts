@@ -44,7 +44,7 @@ export function qs(params: Record<string, string | number | boolean | undefined>
 
 export type Role = 'administrator' | 'operator' | 'restore-operator' | 'auditor';
 export type Permission = 'read' | 'backup' | 'policy' | 'restore' | 'admin';
-export interface WhoAmI { actor: { kind: 'user'; id: string }; roles: Role[]; permissions: Permission[] }
+export interface WhoAmI { actor: { kind: 'user'; id: string }; roles: Role[]; permissions: Permission[]; signaturesRequired?: boolean }
 export interface Items<T> { items: T[] }
 
 export interface Vm {
@@ -77,7 +77,7 @@ export interface Policy {
   repository: string; keyRef: string; priority: number; immutable?: boolean; version: number; deletedAt: string | null; pausedAt?: string | null;
 }
 export interface Approval {
-  approvalId: string; action: { kind: string; restorePointId?: string; policyId?: string; repository?: string };
+  approvalId: string; action: { kind: string; restorePointId?: string; policyId?: string; repository?: string; userId?: string };
   requestedBy: string; requestedAt: string; status: string; reason?: string; approvedBy?: string; rejectedBy?: string; detail?: string;
 }
 export interface Replica { restorePointId: string; vmId: string; vmName: string; sourceSite: string; site: string; committedAt: string; bytesSent: number }

@@ -25,6 +25,7 @@ import {
   type Actor, type Command, type CommandAuth, type KnownEvent, type Role,
 } from '@cairn/contracts';
 import { nativeSigner, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import { loadUserRecords, readTrustRoot, trustedUser } from '@cairn/jobs';
 
 /** Signs commands with an nkey (a person's operator key or a service identity's key). */
 export interface CommandSigner {
@@ -111,6 +112,12 @@ export interface SignedCommandPolicyOptions {
   readonly serviceKeys: ReadonlyMap<string, string>;
   /** How far `issuedAt` may be from the receiver's clock (default 5 minutes). */
   readonly maxSkewMs?: number;
+  /**
+   * Accept a person's key, and the administrator role, only along an endorsement chain from the
+   * site's root operator (a secure site; docs/security.md, four-eyes): a key or role a
+   * compromised gateway recorded on its own signs nothing.
+   */
+  readonly endorsedKeysOnly?: boolean;
   readonly now?: () => Date;
   readonly onError?: (e: unknown) => void;
 }
@@ -142,10 +149,18 @@ export class SignedCommandPolicy implements CommandAuthorizer {
     if (command.actor.kind !== 'user') {
       return deny('unauthenticated', 'service-signature', `${command.name} claims service ${command.actor.id} but is not signed by a service identity of site ${this.o.site}`);
     }
-    const user = await readOperator(this.o.log, command.actor.id);
+    let user = await readOperator(this.o.log, command.actor.id);
     if (!user) return deny('unauthenticated', 'known-user', `${command.name}: no user ${command.actor.id} at site ${this.o.site}`);
     if (!user.keys.has(auth.publicKey)) {
       return deny('unauthenticated', 'current-key', `${command.name}: key ${auth.publicKey} is not a current key of user ${user.userId} (never added, or revoked)`, user.roles);
+    }
+    if (this.o.endorsedKeysOnly) {
+      const trusted = trustedUser(user.userId, await loadUserRecords(this.o.log, [user.userId]), await readTrustRoot(this.o.log));
+      if (!trusted?.keys.has(auth.publicKey)) {
+        const why = trusted?.untrusted.find((x) => x.what === `key ${auth.publicKey}`)?.why ?? 'no endorsement chain';
+        return deny('unauthenticated', 'endorsed-key', `${command.name}: key ${auth.publicKey} of user ${user.userId} is not endorsed by an administrator (${why})`, user.roles);
+      }
+      user = { ...user, roles: trusted.roles };
     }
     if (user.disabled) return deny('unauthenticated', 'enabled-user', `${command.name}: user ${user.userId} is disabled`, user.roles);
     const permission = isCommandName(command.name) ? COMMAND_PERMISSIONS[command.name] : 'admin';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createUser } from '@nats-io/nkeys';
-import { newEvent, type Command, type EventDataMap, type KnownEvent, type Role } from '@cairn/contracts';
+import { endorse, newEvent, type Command, type EventDataMap, type KnownEvent, type Role } from '@cairn/contracts';
 import { InMemoryEventLog } from '@cairn/eventlog';
 import { SignedCommandPolicy, signCommand, signerFromSeed, verifyCommandSignature, type CommandSigner } from './command-auth.ts';
 
@@ -87,5 +87,26 @@ describe('signed commands', () => {
       ['nobody', 'known-user', `service:data-mover@${SITE}`],
     ]);
     expect(recorded.every((d) => d.method === 'NATS' && d.path === subject)).toBe(true);
+  });
+
+  it('on a secure site a person\'s key counts only along an endorsement chain from the root operator (a gateway-recorded key signs nothing)', async () => {
+    const log = new InMemoryEventLog(SITE);
+    const [root, olgaKey, minted] = [keyOf(), keyOf(), keyOf()];
+    const as = (writer: string) => ({ provenance: { writer, publicKey: root.publicKey, signature: 'x'.repeat(86) } });
+    const by = { kind: 'service' as const, id: `cairn-up@${SITE}` };
+    const put = (streamId: string, e: ReturnType<typeof newEvent>, writer: string) => log.append(streamId, [{ ...e, ...as(writer) }], { expectedRevision: 'any' });
+    await put('provenance-signing', newEvent('EventSigningStarted', { identities: ['admin'], rootOperator: { userId: 'op', publicKey: root.publicKey } }, { site: SITE, actor: by, streamId: 'provenance-signing' }), 'admin');
+    await put('user-op', newEvent('UserCreated', { userId: 'op', roles: ['administrator'] }, { site: SITE, actor: by, streamId: 'user-op' }), 'admin');
+    await put('user-op', newEvent('UserKeyAdded', { userId: 'op', publicKey: root.publicKey }, { site: SITE, actor: by, streamId: 'user-op' }), 'admin');
+    await put('user-olga', newEvent('UserCreated', { userId: 'olga', roles: ['operator'] }, { site: SITE, actor: by, streamId: 'user-olga' }), 'gateway');
+    await put('user-olga', newEvent('UserKeyAdded', { userId: 'olga', publicKey: olgaKey.publicKey, endorsement: endorse('op', 'olga', { kind: 'key', publicKey: olgaKey.publicKey }, root) }, { site: SITE, actor: by, streamId: 'user-olga' }), 'gateway');
+    await put('user-olga', newEvent('UserKeyAdded', { userId: 'olga', publicKey: minted.publicKey }, { site: SITE, actor: by, streamId: 'user-olga' }), 'gateway');
+    const policy = new SignedCommandPolicy({ log, site: SITE, serviceActor: { kind: 'service', id: `scheduler@${SITE}` }, serviceKeys: new Map(), endorsedKeysOnly: true });
+    const subject = `cairn.${SITE}.cmd.scheduler.RequestBackup`;
+    const asOlga = { kind: 'user' as const, id: 'olga' };
+    expect(await policy.authorize(signCommand(command({ kind: 'user', id: 'op' }), root), subject)).toEqual({ ok: true, by: 'user' });
+    expect(await policy.authorize(signCommand(command(asOlga), olgaKey), subject)).toEqual({ ok: true, by: 'user' });
+    expect(await policy.authorize(signCommand(command(asOlga), minted), subject)).toMatchObject({ ok: false, code: 'unauthenticated', message: expect.stringMatching(/not endorsed.*no administrator endorsed it/) as unknown });
+    expect((await denials(log)).map((d) => d.needed)).toEqual(['endorsed-key']);
   });
 });

@@ -9,6 +9,7 @@ export * from './restore-commands.ts';
 export * from './access.ts';
 export * from './restore-confinement.ts';
 export * from './provenance.ts';
+export * from './person-signing.ts';
 export * from './files.ts';
 export * from './subjects.ts';
 export * from './formats.ts';

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import type { KnownEvent, Policy } from '@cairn/contracts';
 import { useHarness } from '@cairn/testing';
-import { jobDecider, policyDecider, initialJobState, PolicyInvalidError } from '@cairn/jobs';
+import { ApprovalRefused, approvalDecider, jobDecider, policyDecider, initialJobState, PolicyInvalidError, tokenDecider, userDecider, UserRefused } from '@cairn/jobs';
 import { handleCommand } from './decider.ts';
 import { WrongExpectedRevisionError } from './errors.ts';
 import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';
@@ -89,5 +89,42 @@ describe('two writers race on one stream (real JetStream)', () => {
     expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(1);
     expect((settled.find((s) => s.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(WrongExpectedRevisionError);
     expect(await types(a, 'policy-p2')).toEqual(['PolicyCreated', 'PolicyUpdated']);
+  });
+
+  it('user stream: two gateways create the same user at once; one UserCreated, the other refused as a conflict', async () => {
+    const [a, b] = await twoWriters();
+    const context = { endorsementRequired: false, otherEnabledAdministrators: 1 };
+    const settled = await Promise.allSettled([a, b].map((log, i) => handleCommand(log, 'user-ann', userDecider, {
+      kind: 'create', userId: 'ann', roles: [i === 0 ? 'operator' : 'auditor'], context,
+    }, { meta, known: { state: userDecider.initialState(), revision: -1n } })));
+    expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(1);
+    const lost = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+    expect(lost.reason).toBeInstanceOf(UserRefused);
+    expect((lost.reason as UserRefused).code).toBe('conflict');
+    expect(await types(a, 'user-ann')).toEqual(['UserCreated']);
+    // Two revocations of one token decided on the same revision: one TokenRevoked, the other finds it revoked.
+    const issued = await handleCommand(a, 'token-t1', tokenDecider, {
+      kind: 'issue', tokenId: 't1', userId: 'ann', name: 'x', tokenSha256: 'a'.repeat(64), expiresAt: null, user: { exists: true, roles: ['operator'], disabled: false, keys: [] },
+    }, { meta });
+    const revokes = await Promise.all([a, b].map((log) => handleCommand(log, 'token-t1', tokenDecider, { kind: 'revoke' }, { meta, known: { state: issued.state, revision: issued.revision } })));
+    expect(revokes.filter((r) => r.events.length === 1)).toHaveLength(1);
+    expect(await types(a, 'token-t1')).toEqual(['TokenIssued', 'TokenRevoked']);
+  });
+
+  it('approval stream: two administrators approve at once; exactly one ApprovalGranted, the other refused (not pending) or conflicting', async () => {
+    const [a, b] = await twoWriters();
+    const check = { required: false, now: new Date() };
+    const requested = await handleCommand(a, 'approval-ap1', approvalDecider, {
+      kind: 'request', approvalId: 'ap1', action: { kind: 'delete-restore-point', restorePointId: 'rp1' }, requestedBy: 'ann', check,
+    }, { meta });
+    const known = { state: requested.state, revision: requested.revision };
+    // Without retries: one append expecting the revision lands, the other conflicts.
+    const raced = await Promise.allSettled([a, b].map((log, i) => handleCommand(log, 'approval-ap1', approvalDecider, { kind: 'grant', approvedBy: i === 0 ? 'bob' : 'carl', check }, { meta, known, maxRetries: 0 })));
+    expect(raced.filter((s) => s.status === 'fulfilled')).toHaveLength(1);
+    expect((raced.find((s) => s.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(WrongExpectedRevisionError);
+    // With retries: the loser reads the stream again and is refused, the approval is no longer pending.
+    const again = await Promise.allSettled([a, b].map((log, i) => handleCommand(log, 'approval-ap1', approvalDecider, { kind: 'reject', rejectedBy: i === 0 ? 'bob' : 'carl', check }, { meta, known })));
+    expect(again.every((s) => s.status === 'rejected' && s.reason instanceof ApprovalRefused && s.reason.code === 'conflict')).toBe(true);
+    expect(await types(a, 'approval-ap1')).toEqual(['ApprovalRequested', 'ApprovalGranted']);
   });
 });

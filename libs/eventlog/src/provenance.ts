@@ -113,11 +113,16 @@ export const SIGNING_STREAM = 'provenance-signing';
  * Records the cut-over once (`cairn up` on a secure site, as `admin`, before the services
  * start): from here on every event must be signed. Returns its position.
  */
-export async function startEventSigning(log: EventAppender & EventStreamReader, o: { readonly site: string; readonly keys: ReadonlyMap<string, string> }): Promise<bigint> {
+export async function startEventSigning(log: EventAppender & EventStreamReader, o: {
+  readonly site: string;
+  readonly keys: ReadonlyMap<string, string>;
+  /** The site's root operator (the local operator's user and first key): the start of every endorsement chain. */
+  readonly rootOperator?: { readonly userId: string; readonly publicKey: string };
+}): Promise<bigint> {
   const existing = await readSigningCutover(log, o.keys);
   if (existing > 0n) return existing;
   const identities = [...new Set(o.keys.values())].sort();
-  const event = newEvent('EventSigningStarted', { identities }, { site: o.site, actor: { kind: 'service', id: `admin@${o.site}` }, streamId: SIGNING_STREAM });
+  const event = newEvent('EventSigningStarted', { identities, ...(o.rootOperator ? { rootOperator: o.rootOperator } : {}) }, { site: o.site, actor: { kind: 'service', id: `admin@${o.site}` }, streamId: SIGNING_STREAM });
   await log.append(SIGNING_STREAM, [event], { expectedRevision: 'any' });
   return readSigningCutover(log, o.keys);
 }

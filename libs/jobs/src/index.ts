@@ -1,4 +1,6 @@
-// Backup domain logic: jobs, policies, schedules and retention. Pure; no I/O.
+// Domain logic: jobs, policies, schedules and retention; users, tokens and four-eyes approvals,
+// and which operator keys and administrators readers trust. Pure; the only I/O is through the
+// stream reader passed to the trust loaders.
 export * from './decider.ts';
 export * from './job.decider.ts';
 export * from './policy.decider.ts';
@@ -7,3 +9,6 @@ export * from './restore-point.decider.ts';
 export * from './transfer-work.ts';
 export * from './restore.decider.ts';
 export * from './rpo.decider.ts';
+export * from './operator-trust.ts';
+export * from './approval.decider.ts';
+export * from './user.decider.ts';

@@ -6,7 +6,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { progressSubject, RESTORE_QUEUE, workSubject, type Actor } from '@cairn/contracts';
-import type { EventLog } from '@cairn/eventlog';
+import { eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { CommandBus, JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
 import { ensureWorkStream } from '@cairn/work-queue';
@@ -58,6 +58,8 @@ export interface StartDataMoverOptions {
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
   readonly logger?: Logger;
+  /** Approvals need both people's signatures (default: when the connection checks event provenance, a secure site). */
+  readonly signedApprovals?: boolean;
   /** Where the NBD socket and overlays of restore points served over NBD live (keep it short). */
   readonly runDir?: string;
   /** How often repositories that lost restore points are garbage-collected (default 1 h). */
@@ -128,7 +130,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   }, exports, (path, own) => mover.allowedTarget(path, own), logger.child({ component: 'files' }),
     () => [...o.repositories].filter(([name]) => !deletedRepositories.has(name)).map(([, r]) => r));
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories }), restores, files, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();

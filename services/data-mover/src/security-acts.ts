@@ -1,9 +1,13 @@
 // Destructive and security-relevant acts of the data mover, recorded with the actor who asked:
 // deleting a restore point (only with a four-eyes approval found in the log: requested by one
 // person, granted by another, for this restore point, not used before; a locked restore point
-// is refused by the repository until its lock ends) and restoring a disk (DiskRestored).
-import { Refusal, newEvent, verifyApproval, type Actor, type CommandPayloadMap, type KnownEvent, type TraceContext } from '@cairn/contracts';
-import type { EventLog } from '@cairn/eventlog';
+// is refused by the repository until its lock ends) and restoring a disk (DiskRestored). On a
+// secure site the approval must also carry both people's own signatures with keys an endorsement
+// chain vouches for (`checkSignedApproval`); an approval event that fails it is reported as a
+// ProvenanceViolation (`person_signature`) naming the identity that wrote it.
+import { Refusal, newEvent, type ApprovalAction, type Actor, type CommandPayloadMap, type TraceContext } from '@cairn/contracts';
+import { provenanceViolation, type EventLog } from '@cairn/eventlog';
+import { checkSignedApproval, loadUserRecords, readTrustRoot, type PositionedEvent, type SignedApprovalVerdict } from '@cairn/jobs';
 import { RepositoryLockedError, RestorePointLockedError, type Repository } from '@cairn/repository';
 
 /** Why a deletion was refused: a code the command reply carries. */
@@ -20,6 +24,8 @@ export interface SecurityActsOptions {
   readonly logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Repositories deleted while this mover runs (name → why), shared with the DataMover. */
   readonly deletedRepositories?: Map<string, string>;
+  /** A secure site: approvals need both people's signatures (docs/security.md, four-eyes). */
+  readonly signedApprovals?: boolean;
 }
 
 export class SecurityActs {
@@ -30,9 +36,7 @@ export class SecurityActs {
    * the restore point's manifest; its chunks go at the next garbage collection.
    */
   async deleteRestorePoint(cmd: CommandPayloadMap['DeleteRestorePoint'], actor: Actor, causationId: string, trace?: TraceContext, repository = 'default') {
-    const events: KnownEvent[] = [];
-    for await (const r of this.o.log.readStream(`approval-${cmd.approvalId}`)) events.push(r.event);
-    const verdict = verifyApproval(cmd.approvalId, events, (a) => a.kind === 'delete-restore-point' && a.restorePointId === cmd.restorePointId);
+    const verdict = await this.approval(cmd.approvalId, (a) => a.kind === 'delete-restore-point' && a.restorePointId === cmd.restorePointId);
     if (!verdict.ok) throw new DeletionRefused(verdict.code, verdict.message);
     const gone = this.o.deletedRepositories?.get(repository);
     if (gone) throw new DeletionRefused('not_found', `repository ${repository} was deleted (${gone})`);
@@ -63,9 +67,7 @@ export class SecurityActs {
    * mover reports the repository as deleted instead of touching it.
    */
   async deleteRepository(cmd: CommandPayloadMap['DeleteRepository'], actor: Actor, causationId: string, trace?: TraceContext) {
-    const events: KnownEvent[] = [];
-    for await (const r of this.o.log.readStream(`approval-${cmd.approvalId}`)) events.push(r.event);
-    const verdict = verifyApproval(cmd.approvalId, events, (a) => a.kind === 'delete-repository' && a.repository === cmd.repository);
+    const verdict = await this.approval(cmd.approvalId, (a) => a.kind === 'delete-repository' && a.repository === cmd.repository);
     if (!verdict.ok) throw new DeletionRefused(verdict.code, verdict.message);
     const gone = this.o.deletedRepositories?.get(cmd.repository);
     if (gone) throw new DeletionRefused('not_found', `repository ${cmd.repository} was deleted already (${gone})`);
@@ -89,6 +91,25 @@ export class SecurityActs {
     }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'any' });
     this.o.logger?.warn({ repository: cmd.repository, repositoryId, location, approvalId: cmd.approvalId, actor: actor.id, ...report }, 'repository deleted (four-eyes)');
     return { repository: cmd.repository, repositoryId, ...report };
+  }
+
+  /** The approval as this mover reads it in the log; a forged four-eyes event is reported. */
+  private async approval(approvalId: string, forThisAct: (a: ApprovalAction) => boolean): Promise<SignedApprovalVerdict> {
+    const records: PositionedEvent[] = [];
+    for await (const r of this.o.log.readStream(`approval-${approvalId}`)) records.push({ event: r.event, position: r.position });
+    if (!this.o.signedApprovals) return checkSignedApproval(approvalId, records, forThisAct);
+    const people = records.flatMap((r) => (r.event.type === 'ApprovalRequested' ? [r.event.data.requestedBy] : r.event.type === 'ApprovalGranted' ? [r.event.data.approvedBy] : []));
+    const trust = { users: await loadUserRecords(this.o.log, people), root: await readTrustRoot(this.o.log) };
+    const verdict = checkSignedApproval(approvalId, records, forThisAct, trust);
+    if (!verdict.ok && verdict.offending) {
+      const { event, position } = verdict.offending;
+      const signedBy = event.provenance?.writer ?? null;
+      const violation = provenanceViolation(event, position, { ok: false, failure: 'person_signature', signedBy, message: verdict.message }, { site: this.o.site, detectedBy: 'data-mover' });
+      await this.o.log.append(violation.streamId, [violation], { expectedRevision: 'any' })
+        .catch((e: unknown) => this.o.logger?.warn({ err: e, eventId: event.id }, 'ProvenanceViolation not recorded'));
+      this.o.logger?.warn({ approvalId, eventId: event.id, type: event.type, writtenBy: signedBy }, verdict.message);
+    }
+    return verdict;
   }
 
   /** Records a restore, with the person who asked for it. */

@@ -27,6 +27,8 @@ export class EdgeValidationPipe implements PipeTransform {
     const { source, schema, route } = value;
     let raw = value.raw;
     if (!schema) return raw;
+    // A body whose every field is optional may be left out (`x-cairn-optional-body`).
+    if (source === 'body' && raw === undefined && (schema as { 'x-cairn-optional-body'?: boolean })['x-cairn-optional-body']) raw = {};
     if (source === 'body' && raw === undefined) {
       throw new ProblemError(400, 'validation', `${route}: a JSON body is required (Content-Type: application/json)`);
     }

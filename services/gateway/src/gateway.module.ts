@@ -8,7 +8,7 @@ import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
 import { CommandBus } from '@cairn/messaging';
 import { correlatedLogOptions } from '@cairn/telemetry';
-import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
+import { createJetStreamEventLog, eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
@@ -221,6 +221,11 @@ export interface StartGatewayOptions extends Omit<GatewayConfigInput, 'site' | '
   readonly natsUrl?: string;
   /** An open connection to share (not closed by `close()`). */
   readonly nc?: NatsConnection;
+  /**
+   * Four-eyes approvals, operator keys and administrator roles need the people's own signatures
+   * (default: when the connection checks event provenance, a secure site; docs/security.md).
+   */
+  readonly signedApprovals?: boolean;
   /** The site's event log (users, tokens, approvals, security events); opened on `nc` when not given. */
   readonly log?: EventLog;
   readonly logger?: Logger;
@@ -260,7 +265,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       ownLog = await createJetStreamEventLog({ nc, site: config.site });
     }
     const log = options.log ?? ownLog!;
-    identities = new IdentityStore({ log, site: config.site, serviceActor, onError: (e) => logger.error({ err: e }, 'identity projection stopped') });
+    identities = new IdentityStore({ log, site: config.site, serviceActor, signatures: options.signedApprovals ?? Boolean(eventProvenanceOf(nc)?.verify), onError: (e) => logger.error({ err: e }, 'identity projection stopped') });
     identities.start();
     const bootstrap = await identities.ensureBootstrap(config.user, config.token);
     if (bootstrap === 'revoked') logger.warn({ user: config.user }, 'the bootstrap administrator token was revoked: it is not issued again');

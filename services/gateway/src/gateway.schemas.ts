@@ -1,7 +1,7 @@
 // Request and response shapes of the REST API that are not catalogue views: the bodies of the
 // command routes (the command payloads, with HTTP-friendly defaults) and small result objects.
 import { Type, type TSchema } from '@sinclair/typebox';
-import { ApprovalAction, PolicyFields, CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1, Role, UserId } from '@cairn/contracts';
+import { ApprovalAction, Endorsement, PersonSignature, PolicyFields, CreatePolicyV1, RequestBackupV1, RestoreDiskResult, RestoreDiskV1, Role, UserId } from '@cairn/contracts';
 import { Cursor, Page, QUERY_SCHEMAS } from '@cairn/catalogue-client';
 
 const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
@@ -47,9 +47,19 @@ export const JobAccepted = Type.Object({
 
 export const PolicyCreated = Type.Object({ policyId: Id, href: Type.String() }, { $id: 'PolicyCreatedResponse' });
 
+/**
+ * A person's signed request for a four-eyes approval, made before the gateway knows whether it
+ * needs one (the CLI signs it with the operator key; docs/security.md, four-eyes).
+ */
+const SignedRequest = Type.Object({
+  /** The approval's id, chosen by the requester (the signature covers it). */
+  approvalId: Type.String({ format: 'uuid' }),
+  signature: PersonSignature,
+}, { additionalProperties: false });
+
 const { policyId: _policyId, ...PolicyBodyFields } = PolicyFields;
-/** A policy's new version (its id is in the path). */
-export const UpdatePolicyBody = Type.Object(PolicyBodyFields, { $id: 'UpdatePolicyRequest', additionalProperties: false });
+/** A policy's new version (its id is in the path); `approval`: the signed request, should the change need one (secure sites). */
+export const UpdatePolicyBody = Type.Object({ ...PolicyBodyFields, approval: Type.Optional(SignedRequest) }, { $id: 'UpdatePolicyRequest', additionalProperties: false });
 
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
@@ -79,6 +89,10 @@ export const UserKeyParams = Type.Object({ userId: UserId, publicKey: PublicKey 
 export const AddUserKeyBody = Type.Object({
   publicKey: PublicKey,
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 256, format: 'plain-name' })),
+  /** An administrator's endorsement of the key (required on a secure site). */
+  endorsement: Type.Optional(Endorsement),
+  /** When the key is for another administrator on a site with two or more: the signed approval request. */
+  approval: Type.Optional(SignedRequest),
 }, { $id: 'AddUserKeyRequest', additionalProperties: false });
 export const ApprovalParams = Type.Object({ approvalId: Id });
 
@@ -86,9 +100,28 @@ export const CreateUserBody = Type.Object({
   userId: UserId,
   roles: RoleList,
   displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 256, format: 'plain-name' })),
+  /** For the administrator role: an administrator's endorsement (required on a secure site). */
+  endorsement: Type.Optional(Endorsement),
+  /** For the administrator role on a site with two or more: the signed approval request. */
+  approval: Type.Optional(SignedRequest),
 }, { $id: 'CreateUserRequest', additionalProperties: false });
-export const SetRolesBody = Type.Object({ roles: RoleList }, { $id: 'SetRolesRequest', additionalProperties: false });
+export const SetRolesBody = Type.Object({
+  roles: RoleList,
+  endorsement: Type.Optional(Endorsement),
+  approval: Type.Optional(SignedRequest),
+}, { $id: 'SetRolesRequest', additionalProperties: false });
 export const ReasonBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) }, { $id: 'ReasonRequest', additionalProperties: false });
+/** Asking for a deletion: the reason, and on a secure site the requester's signed request. */
+export const DeletionBody = Type.Object({
+  reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  approvalId: Type.Optional(Type.String({ format: 'uuid' })),
+  signature: Type.Optional(PersonSignature),
+}, { $id: 'DeletionRequest', additionalProperties: false });
+/** A decision on an approval; on a secure site signed by the deciding administrator. The body may be left out. */
+export const DecisionBody = Type.Object({
+  reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  signature: Type.Optional(PersonSignature),
+}, { $id: 'DecisionRequest', additionalProperties: false, 'x-cairn-optional-body': true });
 
 export const UserView = Type.Object({
   userId: UserId,
@@ -132,6 +165,8 @@ export const WhoAmI = Type.Object({
   actor: Type.Object({ kind: Type.Literal('user'), id: Type.String() }),
   roles: Type.Array(Role),
   permissions: Type.Array(Type.String()),
+  /** This site needs four-eyes acts signed with the person's own operator key (the CLI signs; docs/security.md). */
+  signaturesRequired: Type.Optional(Type.Boolean()),
 }, { $id: 'WhoAmI' });
 
 export const ApprovalView = Type.Object({
@@ -151,6 +186,8 @@ export const ApprovalView = Type.Object({
 export const CreateApprovalBody = Type.Object({
   action: ApprovalAction,
   reason: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  approvalId: Type.Optional(Type.String({ format: 'uuid' })),
+  signature: Type.Optional(PersonSignature),
 }, { $id: 'ApprovalRequest', additionalProperties: false });
 
 export const ListApprovalsQuery = Type.Object({

@@ -4,17 +4,17 @@
 // done by one request: it becomes an approval request that a second administrator approves,
 // and only then is it carried out, with both acts in the log.
 import { Controller, Inject, Res } from '@nestjs/common';
-import type { ApprovalAction, Role } from '@cairn/contracts';
+import type { ApprovalAction, EndorsementValue, PersonSignatureValue, Role } from '@cairn/contracts';
 import { pageOf } from '@cairn/catalogue-client';
 import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import {
-  AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, DEFAULT_PAGE, Items, ListApprovalsQuery, ListTokensQuery, ListUsersQuery,
+  AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, DecisionBody, DeletionBody, DEFAULT_PAGE, Items, ListApprovalsQuery, ListTokensQuery, ListUsersQuery,
   ReasonBody, RepositoryParams, RestorePointParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
 } from './gateway.schemas.ts';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
 import type { HttpResponse } from './http.types.ts';
-import { IdentityConflictError, IdentityNotFoundError, LastAdministratorError, type ApprovalRecord, type ApprovalStatus, type TokenRecord, type UserRecord } from './identity.store.ts';
+import { IdentityConflictError, IdentityNotFoundError, IdentitySignatureError, LastAdministratorError, type ApprovalRecord, type ApprovalStatus, type TokenRecord, type UserRecord } from './identity.store.ts';
 import type { Authenticator } from './auth.guard.ts';
 import { ProblemError } from './problem.ts';
 import { PERMISSIONS, allows } from './roles.ts';
@@ -38,11 +38,14 @@ function mapIdentityError(e: unknown): never {
   if (e instanceof IdentityNotFoundError) throw new ProblemError(404, 'not-found', e.message);
   if (e instanceof IdentityConflictError) throw new ProblemError(409, 'conflict', e.message);
   if (e instanceof LastAdministratorError) throw new ProblemError(409, 'last-administrator', e.message, { code: 'last_administrator' });
+  if (e instanceof IdentitySignatureError) throw new ProblemError(403, e.code.replace(/_/g, '-'), e.message, { code: e.code });
   throw e;
 }
 
+type SignedRequest = { approvalId: string; signature: PersonSignatureValue };
+
 /** Acts a four-eyes approval can be for, and which of them Cairn can carry out today. */
-const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository']);
+const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository', 'grant-administrator', 'add-operator-key']);
 
 @Controller()
 export class IdentityController {
@@ -57,7 +60,7 @@ export class IdentityController {
 
   @Route({ method: 'GET', path: '/v1/whoami', operationId: 'whoAmI', tag: 'access', summary: 'The caller: user, roles and what they allow', response: WhoAmI })
   whoAmI(@CallerOf() caller: Caller) {
-    return { actor: caller.actor, roles: [...caller.roles], permissions: PERMISSIONS.filter((p) => allows(caller.roles, p)) };
+    return { actor: caller.actor, roles: [...caller.roles], permissions: PERMISSIONS.filter((p) => allows(caller.roles, p)), ...(this.store.signaturesRequired ? { signaturesRequired: true } : {}) };
   }
 
   // ---- users -------------------------------------------------------------------------------
@@ -71,18 +74,82 @@ export class IdentityController {
 
   @Route({
     method: 'POST', path: '/v1/users', operationId: 'createUser', tag: 'access', status: 201, permission: 'admin',
-    summary: 'Create an API user with roles (UserCreated)', body: CreateUserBody, response: UserView, problems: [403, 409],
+    summary: 'Create an API user with roles (UserCreated); the administrator role needs an administrator\'s endorsement on a secure site, and from two administrators on a four-eyes approval (202)',
+    body: CreateUserBody, response: UserView, problems: [403, 409],
   })
-  async createUser(@Input('body') body: { userId: string; roles: Role[]; displayName?: string }, @CallerOf() caller: Caller) {
-    return userView(await this.store.createUser(body.userId, body.roles, caller.actor, body.displayName).catch(mapIdentityError));
+  async createUser(@Input('body') body: { userId: string; roles: Role[]; displayName?: string; endorsement?: EndorsementValue; approval?: SignedRequest }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    if (body.roles.includes('administrator')) {
+      const by = await this.checkEndorsement(body.endorsement, caller);
+      if (await this.administratorsNeedFourEyes()) {
+        if (await this.store.user(body.userId)) throw new ProblemError(409, 'conflict', `user ${body.userId} exists`);
+        return this.asApproval(res, { kind: 'grant-administrator', userId: body.userId, roles: body.roles, ...(body.displayName ? { displayName: body.displayName } : {}), endorsement: body.endorsement! }, body.approval, by);
+      }
+    }
+    return userView(await this.store.createUser(body.userId, body.roles, caller.actor, body.displayName, body.endorsement).catch(mapIdentityError));
+  }
+
+  /**
+   * On a secure site a key or the administrator role needs an endorsement by a trusted
+   * administrator's key (whoever's token carries it: the signature is the person's). Checked here
+   * for a clear answer; readers check the chain again. Returns who endorsed.
+   */
+  private async checkEndorsement(endorsement: EndorsementValue | undefined, caller: Caller): Promise<Caller> {
+    if (!this.store.signaturesRequired) return caller;
+    if (!endorsement) {
+      throw new ProblemError(403, 'endorsement-required', 'on this site an operator key or the administrator role needs an administrator\'s endorsement signed with their own operator key: use the CLI (cairn user add|roles|key add, which signs with --operator-key or the local operator key); a REST caller without a key cannot (docs/security.md, four-eyes)', { code: 'endorsement_required' });
+    }
+    const problem = await this.store.administratorKeyProblem(endorsement.userId, endorsement.publicKey);
+    if (problem) throw new ProblemError(403, 'endorsement-required', `the endorsement does not count: ${problem}`, { code: 'endorsement_required' });
+    return this.as(caller, endorsement.userId);
+  }
+
+  private as(caller: Caller, userId: string): Caller {
+    if (userId === caller.actor.id) return caller;
+    return { ...caller, actor: { kind: 'user', id: userId }, roles: this.store.listUsers().find((u) => u.userId === userId)?.roles ?? [] };
+  }
+
+  /**
+   * Who a signed four-eyes act is by: the person whose current operator key signed it (the API
+   * token only opens the API; `cairn up`'s token is the gateway's bootstrap user, the key the
+   * local operator's). Unsigned: the token's user.
+   */
+  private person(caller: Caller, signature: PersonSignatureValue | undefined): Caller {
+    if (!signature) return caller;
+    const u = this.store.userByKey(signature.publicKey);
+    if (!u) throw new ProblemError(403, 'bad-signature', `${signature.publicKey} is not a current operator key of any user`, { code: 'bad_signature' });
+    if (u.disabled || !u.roles.includes('administrator')) {
+      throw new ProblemError(403, 'bad-signature', `the key ${signature.publicKey} is ${u.userId}'s, who is ${u.disabled ? 'disabled' : 'not an administrator'}`, { code: 'bad_signature' });
+    }
+    return this.as(caller, u.userId);
+  }
+
+  /** From two administrators (trusted, ever) on, making another one or keying another one is four-eyes. */
+  private async administratorsNeedFourEyes(): Promise<boolean> {
+    return this.store.signaturesRequired && (await this.store.trustedAdministrators()).ever.length >= 2;
+  }
+
+  /** The change as a four-eyes request (202): the requester's signed request is required on a secure site. */
+  private async asApproval(res: HttpResponse, action: ApprovalAction, signed: SignedRequest | undefined, caller: Caller) {
+    res.status(202);
+    const by = this.person(caller, signed?.signature);
+    const a = await this.store.requestApproval(action, by.actor, undefined, by.traceparent, signed).catch(mapIdentityError);
+    res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
+    return approvalView(a);
   }
 
   @Route({
     method: 'POST', path: '/v1/users/:userId/roles', operationId: 'setUserRoles', tag: 'access', permission: 'admin',
     summary: 'Replace a user\'s roles (UserRolesChanged); the last enabled administrator keeps the role (409)', params: UserParams, body: SetRolesBody, response: UserView, problems: [403, 404, 409],
   })
-  async setRoles(@Input('params') p: { userId: string }, @Input('body') body: { roles: Role[] }, @CallerOf() caller: Caller) {
-    return userView(await this.store.setRoles(p.userId, body.roles, caller.actor).catch(mapIdentityError));
+  async setRoles(@Input('params') p: { userId: string }, @Input('body') body: { roles: Role[]; endorsement?: EndorsementValue; approval?: SignedRequest }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    const u = await this.store.user(p.userId);
+    if (u && body.roles.includes('administrator') && !u.roles.includes('administrator')) {
+      const by = await this.checkEndorsement(body.endorsement, caller);
+      if (await this.administratorsNeedFourEyes()) {
+        return this.asApproval(res, { kind: 'grant-administrator', userId: p.userId, roles: body.roles, endorsement: body.endorsement! }, body.approval, by);
+      }
+    }
+    return userView(await this.store.setRoles(p.userId, body.roles, caller.actor, body.endorsement).catch(mapIdentityError));
   }
 
   @Route({
@@ -95,10 +162,16 @@ export class IdentityController {
 
   @Route({
     method: 'POST', path: '/v1/users/:userId/keys', operationId: 'addUserKey', tag: 'access', status: 201, permission: 'admin',
-    summary: 'Record an operator key (public half) the user signs NATS commands with (UserKeyAdded)', params: UserParams, body: AddUserKeyBody, response: UserView, problems: [403, 404, 409],
+    summary: 'Record an operator key (public half) the user signs NATS commands with (UserKeyAdded); on a secure site with an administrator\'s endorsement, and for another administrator from two on, as a four-eyes approval (202)', params: UserParams, body: AddUserKeyBody, response: UserView, problems: [403, 404, 409],
   })
-  async addKey(@Input('params') p: { userId: string }, @Input('body') body: { publicKey: string; name?: string }, @CallerOf() caller: Caller) {
-    return userView(await this.store.addKey(p.userId, body.publicKey, caller.actor, body.name).catch(mapIdentityError));
+  async addKey(@Input('params') p: { userId: string }, @Input('body') body: { publicKey: string; name?: string; endorsement?: EndorsementValue; approval?: SignedRequest }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    const by = await this.checkEndorsement(body.endorsement, caller);
+    const u = await this.store.user(p.userId);
+    // A key for another administrator's account: four-eyes, else one administrator could hold two votes.
+    if (u && p.userId !== by.actor.id && u.roles.includes('administrator') && u.keys.length > 0 && body.endorsement && await this.administratorsNeedFourEyes()) {
+      return this.asApproval(res, { kind: 'add-operator-key', userId: p.userId, publicKey: body.publicKey, ...(body.name ? { name: body.name } : {}), endorsement: body.endorsement }, body.approval, by);
+    }
+    return userView(await this.store.addKey(p.userId, body.publicKey, caller.actor, body.name, body.endorsement).catch(mapIdentityError));
   }
 
   @Route({
@@ -157,30 +230,32 @@ export class IdentityController {
     summary: 'Ask for a destructive act; it happens when a second administrator approves (ApprovalRequested)',
     body: CreateApprovalBody, response: ApprovalView, problems: [403, 404, 422],
   })
-  async requestApproval(@Input('body') body: { action: ApprovalAction; reason?: string }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
-    return this.request(body.action, body.reason, caller, res);
+  async requestApproval(@Input('body') body: { action: ApprovalAction; reason?: string; approvalId?: string; signature?: PersonSignatureValue }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    return this.request(body.action, body, caller, res);
   }
 
   @Route({
     method: 'POST', path: '/v1/restore-points/:restorePointId/deletion', operationId: 'requestRestorePointDeletion', tag: 'restore-points', status: 202, permission: 'admin',
     summary: 'Ask for a restore point to be deleted: it is, once a second administrator approves (four-eyes)',
-    params: RestorePointParams, body: ReasonBody, response: ApprovalView, problems: [403, 404],
+    params: RestorePointParams, body: DeletionBody, response: ApprovalView, problems: [403, 404],
   })
-  async requestDeletion(@Input('params') p: { restorePointId: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
-    return this.request({ kind: 'delete-restore-point', restorePointId: p.restorePointId }, body.reason, caller, res);
+  async requestDeletion(@Input('params') p: { restorePointId: string }, @Input('body') body: { reason?: string; approvalId?: string; signature?: PersonSignatureValue }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    return this.request({ kind: 'delete-restore-point', restorePointId: p.restorePointId }, body, caller, res);
   }
 
   @Route({
     method: 'POST', path: '/v1/repositories/:repository/deletion', operationId: 'requestRepositoryDeletion', tag: 'approvals', status: 202, permission: 'admin',
     summary: 'Ask for a whole repository to be deleted: it is, once a second administrator approves (four-eyes) and no lock is live',
     description: 'The data mover checks the approval in the log, refuses while any restore point is locked (409, code locked, naming the latest lock end), then deletes restore points, chunks, index, key journal and keys and records RepositoryDeleted with both administrators.',
-    params: RepositoryParams, body: ReasonBody, response: ApprovalView, problems: [403, 404],
+    params: RepositoryParams, body: DeletionBody, response: ApprovalView, problems: [403, 404],
   })
-  async requestRepositoryDeletion(@Input('params') p: { repository: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
-    return this.request({ kind: 'delete-repository', repository: p.repository }, body.reason, caller, res);
+  async requestRepositoryDeletion(@Input('params') p: { repository: string }, @Input('body') body: { reason?: string; approvalId?: string; signature?: PersonSignatureValue }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    return this.request({ kind: 'delete-repository', repository: p.repository }, body, caller, res);
   }
 
-  private async request(action: ApprovalAction, reason: string | undefined, caller: Caller, res: HttpResponse) {
+  private async request(action: ApprovalAction, body: { reason?: string; approvalId?: string; signature?: PersonSignatureValue }, caller: Caller, res: HttpResponse) {
+    const reason = body.reason;
+    if (body.signature && !body.approvalId) throw new ProblemError(400, 'validation', 'a signed request names its approvalId (the signature covers it)', { code: 'invalid_request' });
     if (!EXECUTABLE.has(action.kind)) {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: Cairn has no operation for this yet, so there is nothing to approve (see docs/security.md)`);
     }
@@ -191,7 +266,12 @@ export class IdentityController {
     if (action.kind === 'shorten-retention' || action.kind === 'disable-immutability') {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: change the policy with POST /v1/policies/<policyId> (the new policy): it asks for the approval itself`);
     }
-    const a = await this.store.requestApproval(action, caller.actor, reason, caller.traceparent);
+    if (action.kind === 'grant-administrator' || action.kind === 'add-operator-key') {
+      throw new ProblemError(422, 'unsupported-action', `${action.kind}: use POST /v1/users (or /v1/users/<id>/roles, /v1/users/<id>/keys): it asks for the approval itself when one is needed`);
+    }
+    const signed = body.signature && body.approvalId ? { approvalId: body.approvalId, signature: body.signature } : undefined;
+    const by = this.person(caller, signed?.signature);
+    const a = await this.store.requestApproval(action, by.actor, reason, caller.traceparent, signed).catch(mapIdentityError);
     res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
     return approvalView(a);
   }
@@ -200,16 +280,23 @@ export class IdentityController {
     method: 'POST', path: '/v1/approvals/:approvalId/approve', operationId: 'approve', tag: 'approvals', permission: 'admin',
     summary: 'Approve another administrator\'s request and carry the act out (ApprovalGranted, then ApprovalExecuted)',
     description: 'The requester cannot approve their own request (403, code four_eyes). A locked restore point is not deleted (409, code locked).',
-    params: ApprovalParams, response: ApprovalView, problems: [403, 404, 409, 503, 504],
+    params: ApprovalParams, body: DecisionBody, response: ApprovalView, problems: [403, 404, 409, 503, 504],
   })
-  async approve(@Input('params') p: { approvalId: string }, @CallerOf() caller: Caller) {
+  async approve(@Input('params') p: { approvalId: string }, @Input('body') body: { signature?: PersonSignatureValue }, @CallerOf() token: Caller) {
     const a = await this.pending(p.approvalId);
+    const caller = this.person(token, body.signature);
     if (a.requestedBy === caller.actor.id) {
       throw await this.auth.denied({ actor: caller.actor, roles: caller.roles, method: 'token' }, 'approve', 'four-eyes', {
         method: 'POST', path: `/v1/approvals/${a.approvalId}/approve`, traceparent: caller.traceparent,
       });
     }
-    await this.store.grant(a, caller.actor, caller.traceparent).catch(mapIdentityError);
+    await this.store.grant(a, caller.actor, caller.traceparent, body.signature).catch(async (e: unknown) => {
+      // A refused signature is an access refusal like a missing role: recorded (AccessDenied, needed = why).
+      if (e instanceof IdentitySignatureError) {
+        await this.auth.denied({ actor: caller.actor, roles: caller.roles, method: 'token' }, 'approve', e.code, { method: 'POST', path: `/v1/approvals/${a.approvalId}/approve`, traceparent: caller.traceparent });
+      }
+      return mapIdentityError(e);
+    });
     try {
       if (a.action.kind === 'delete-restore-point') {
         await this.gateway.command('DeleteRestorePoint', { restorePointId: a.action.restorePointId, approvalId: a.approvalId }, caller);
@@ -217,6 +304,12 @@ export class IdentityController {
         await this.gateway.command('DeleteRepository', { repository: a.action.repository, approvalId: a.approvalId }, caller);
       } else if ((a.action.kind === 'shorten-retention' || a.action.kind === 'disable-immutability') && a.action.policy) {
         await this.gateway.command('UpdatePolicy', { policy: a.action.policy, approvalId: a.approvalId }, caller);
+      } else if (a.action.kind === 'grant-administrator') {
+        const act = a.action;
+        if (await this.store.user(act.userId)) await this.store.setRoles(act.userId, act.roles, caller.actor, act.endorsement).catch(mapIdentityError);
+        else await this.store.createUser(act.userId, act.roles, caller.actor, act.displayName, act.endorsement).catch(mapIdentityError);
+      } else if (a.action.kind === 'add-operator-key') {
+        await this.store.addKey(a.action.userId, a.action.publicKey, caller.actor, a.action.name, a.action.endorsement).catch(mapIdentityError);
       } else {
         throw new ProblemError(422, 'unsupported-action', `${a.action.kind}: nothing to carry out`);
       }
@@ -230,11 +323,12 @@ export class IdentityController {
 
   @Route({
     method: 'POST', path: '/v1/approvals/:approvalId/reject', operationId: 'reject', tag: 'approvals', permission: 'admin',
-    summary: 'Reject (or, as the requester, withdraw) a pending request (ApprovalRejected)', params: ApprovalParams, body: ReasonBody, response: ApprovalView, problems: [403, 404, 409],
+    summary: 'Reject (or, as the requester, withdraw) a pending request (ApprovalRejected)', params: ApprovalParams, body: DecisionBody, response: ApprovalView, problems: [403, 404, 409],
   })
-  async reject(@Input('params') p: { approvalId: string }, @Input('body') body: { reason?: string }, @CallerOf() caller: Caller) {
+  async reject(@Input('params') p: { approvalId: string }, @Input('body') body: { reason?: string; signature?: PersonSignatureValue }, @CallerOf() token: Caller) {
     const a = await this.pending(p.approvalId);
-    await this.store.reject(a, caller.actor, body.reason, caller.traceparent).catch(mapIdentityError);
+    const caller = this.person(token, body.signature);
+    await this.store.reject(a, caller.actor, body.reason, caller.traceparent, body.signature).catch(mapIdentityError);
     return approvalView((await this.store.approval(a.approvalId)) ?? a);
   }
 

@@ -8,9 +8,14 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import {
   newEvent, ROLES,
-  type Actor, type ApprovalAction, type CairnEvent, type EventDataMap, type EventType, type KnownEvent, type Role,
+  type Actor, type ApprovalAction, type CairnEvent, type Decider, type EndorsementValue, type EventDataMap, type EventType, type KnownEvent,
+  type PersonSignatureValue, type Role,
 } from '@cairn/contracts';
-import type { EventLog, EventSubscription, Recorded } from '@cairn/eventlog';
+import { handleCommand, WrongExpectedRevisionError, type EventLog, type EventSubscription, type Recorded } from '@cairn/eventlog';
+import {
+  ApprovalRefused, approvalDecider, loadUserRecords, readTrustRoot, tokenDecider, trustedAdministratorKey, trustedUser, userDecider, UserRefused,
+  type SignatureCheck, type TrustRoot, type UserRecords,
+} from '@cairn/jobs';
 
 export interface UserRecord {
   readonly userId: string;
@@ -49,6 +54,8 @@ export interface ApprovalRecord {
   rejectedBy?: string;
   decidedAt?: string;
   detail?: string;
+  /** The key that signed the request (secure sites). */
+  readonly requestKey?: string;
   /** Revision of the approval stream's last event (for optimistic appends). */
   revision: bigint;
 }
@@ -74,6 +81,27 @@ export class LastAdministratorError extends Error {
 export class IdentityNotFoundError extends Error {
   override readonly name = 'IdentityNotFoundError';
 }
+/** Refused for want of the person's own signature or an administrator's endorsement, or for four-eyes (403). */
+export class IdentitySignatureError extends Error {
+  override readonly name = 'IdentitySignatureError';
+  constructor(readonly code: 'four_eyes' | 'signature_required' | 'bad_signature' | 'endorsement_required', message: string) {
+    super(message);
+  }
+}
+
+/** The store's errors for the deciders' refusals and a lost race. */
+function identityError(e: unknown, streamId: string): unknown {
+  if (e instanceof WrongExpectedRevisionError) return new IdentityConflictError(`${streamId} changed meanwhile; retry`);
+  if (e instanceof UserRefused || e instanceof ApprovalRefused) {
+    switch (e.code) {
+      case 'not_found': return new IdentityNotFoundError(e.message);
+      case 'conflict': return new IdentityConflictError(e.message);
+      case 'last_administrator': return new LastAdministratorError(e.message);
+      default: return new IdentitySignatureError(e.code, e.message);
+    }
+  }
+  return e;
+}
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 /** A token's id: the first 24 hex digits of its SHA-256. */
@@ -88,6 +116,8 @@ export interface IdentityStoreOptions {
   readonly site: string;
   /** The actor of what the gateway records on its own (bootstrap). */
   readonly serviceActor: Actor;
+  /** A secure site: approvals need the people's own signatures, keys and administrators endorsements. */
+  readonly signatures?: boolean;
   readonly onError?: (e: unknown) => void;
 }
 
@@ -173,7 +203,7 @@ export class IdentityStore {
       case 'ApprovalRequested':
         this.approvals.set(e.data.approvalId, {
           approvalId: e.data.approvalId, action: e.data.action, requestedBy: e.data.requestedBy, requestedAt: e.time,
-          ...(e.data.reason ? { reason: e.data.reason } : {}), status: 'pending', revision: r.revision,
+          ...(e.data.reason ? { reason: e.data.reason } : {}), ...(e.data.signature ? { requestKey: e.data.signature.publicKey } : {}), status: 'pending', revision: r.revision,
         });
         break;
       case 'ApprovalGranted':
@@ -197,21 +227,72 @@ export class IdentityStore {
     for await (const r of this.o.log.readStream(streamId)) this.apply(r);
   }
 
-  private async append<K extends EventType>(streamId: string, type: K, data: EventDataMap[K], actor: Actor, expectedRevision: bigint | 'no_stream' | 'any', extra: { causationId?: string; traceparent?: string } = {}): Promise<CairnEvent> {
-    const event = newEvent(type, data, {
-      site: this.o.site, actor, streamId,
-      ...(extra.causationId ? { causationId: extra.causationId } : {}),
-      ...(extra.traceparent ? { trace: { traceparent: extra.traceparent } } : {}),
-    });
+  /**
+   * Decides a command on a stream through its decider and appends what it drafts expecting the
+   * revision it decided on (re-reading and deciding again on a conflict, unless `known` is given:
+   * then a conflict is the caller's, "changed meanwhile"). The events are applied before returning.
+   */
+  private async run<C, E extends KnownEvent, S>(
+    streamId: string, decider: Decider<C, E, S>, command: C, actor: Actor,
+    extra: { causationId?: string; traceparent?: string } = {}, known?: { state: S; revision: bigint },
+  ): Promise<readonly CairnEvent[]> {
     let result;
     try {
-      result = await this.o.log.append(streamId, [event], { expectedRevision });
+      result = await handleCommand(this.o.log, streamId, decider, command, {
+        meta: { site: this.o.site, actor, ...(extra.causationId ? { causationId: extra.causationId } : {}), ...(extra.traceparent ? { trace: { traceparent: extra.traceparent } } : {}) },
+        ...(known ? { known, maxRetries: 0 } : {}),
+      });
     } catch (e) {
-      if ((e as Error).name === 'WrongExpectedRevisionError') throw new IdentityConflictError(`${streamId} changed meanwhile; retry`);
-      throw e;
+      throw identityError(e, streamId);
     }
-    this.apply({ event: event as KnownEvent, position: result.position, revision: result.nextRevision } as Recorded);
-    return event;
+    result.events.forEach((event, i) => {
+      this.apply({ event: event as KnownEvent, position: result.position ?? 0n, revision: result.revision - BigInt(result.events.length - 1 - i) } as Recorded);
+    });
+    return result.events;
+  }
+
+  /** Appends a record that no rule governs (security records in `access-<date>`). */
+  private async record<K extends EventType>(streamId: string, type: K, data: EventDataMap[K], actor: Actor, traceparent?: string): Promise<void> {
+    const event = newEvent(type, data, { site: this.o.site, actor, streamId, ...(traceparent ? { trace: { traceparent } } : {}) });
+    await this.o.log.append(streamId, [event], { expectedRevision: 'any' });
+  }
+
+  /** What the gateway requires on this site: people's own signatures and endorsements (secure). */
+  get signaturesRequired(): boolean {
+    return this.o.signatures === true;
+  }
+
+  /** Other enabled administrators than `userId`, as recorded (the last-administrator rule). */
+  private otherAdministrators(userId: string): number {
+    return [...this.users.values()].filter((x) => x.userId !== userId && !x.disabled && x.roles.includes('administrator')).length;
+  }
+
+  private context(userId: string, endorsementRequired = this.signaturesRequired) {
+    return { endorsementRequired, otherEnabledAdministrators: this.otherAdministrators(userId) };
+  }
+
+  /** The trust readers give users and keys: the root and the endorsement chains in the log. */
+  async trust(userIds: Iterable<string>): Promise<{ users: UserRecords; root: TrustRoot | null }> {
+    return { users: await loadUserRecords(this.o.log, userIds), root: await readTrustRoot(this.o.log) };
+  }
+
+  /**
+   * Administrators who can sign four-eyes acts (an endorsed role and key), now or before
+   * (disabled or demoted since): from two of them on, making another administrator or keying
+   * another one is a four-eyes act, so one administrator cannot drop the other and make a new
+   * one alone. (An administrator's first key, before they could vote, is not.)
+   */
+  async trustedAdministrators(): Promise<{ ever: string[]; enabled: string[] }> {
+    const candidates = [...this.users.keys()];
+    const t = await this.trust(candidates);
+    const all = candidates.map((id) => trustedUser(id, t.users, t.root)).filter((u) => u?.everVoter === true);
+    return { ever: all.map((u) => u!.userId), enabled: all.filter((u) => u!.administrator && !u!.disabled).map((u) => u!.userId) };
+  }
+
+  /** Why `publicKey` is not a trusted key of `userId`, an enabled trusted administrator (undefined: it is). */
+  async administratorKeyProblem(userId: string, publicKey: string): Promise<string | undefined> {
+    const t = await this.trust([userId]);
+    return trustedAdministratorKey(userId, publicKey, t.users, t.root);
   }
 
   // ---- users and tokens ------------------------------------------------------------------
@@ -219,6 +300,12 @@ export class IdentityStore {
   async user(userId: string): Promise<UserRecord | undefined> {
     if (!this.users.has(userId)) await this.load(`user-${userId}`);
     return this.users.get(userId);
+  }
+
+  /** The user a current operator key belongs to (undefined: none, or more than one). */
+  userByKey(publicKey: string): UserRecord | undefined {
+    const owners = [...this.users.values()].filter((u) => u.keys.includes(publicKey));
+    return owners.length === 1 ? owners[0] : undefined;
   }
 
   listUsers(): UserRecord[] {
@@ -229,18 +316,19 @@ export class IdentityStore {
     return [...this.tokens.values()].filter((t) => !userId || t.userId === userId).sort((a, b) => a.issuedAt.localeCompare(b.issuedAt));
   }
 
-  async createUser(userId: string, roles: readonly Role[], actor: Actor, displayName?: string): Promise<UserRecord> {
+  async createUser(userId: string, roles: readonly Role[], actor: Actor, displayName?: string, endorsement?: EndorsementValue, bootstrap = false): Promise<UserRecord> {
     if (await this.user(userId)) throw new IdentityConflictError(`user ${userId} exists`);
-    await this.append(`user-${userId}`, 'UserCreated', { userId, roles: [...new Set(roles)], ...(displayName ? { displayName } : {}) }, actor, 'no_stream');
+    await this.run(`user-${userId}`, userDecider, {
+      kind: 'create', userId, roles, ...(displayName ? { displayName } : {}), ...(endorsement ? { endorsement } : {}), context: this.context(userId, !bootstrap && this.signaturesRequired),
+    }, actor);
     return this.users.get(userId)!;
   }
 
-  async setRoles(userId: string, roles: readonly Role[], actor: Actor): Promise<UserRecord> {
+  async setRoles(userId: string, roles: readonly Role[], actor: Actor, endorsement?: EndorsementValue): Promise<UserRecord> {
     return this.serially(async () => {
       const u = await this.user(userId);
       if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
-      if (!roles.includes('administrator')) this.keepAnAdministrator(u, 'lose the administrator role');
-      await this.append(`user-${userId}`, 'UserRolesChanged', { userId, roles: [...new Set(roles)] }, actor, 'any');
+      await this.run(`user-${userId}`, userDecider, { kind: 'setRoles', roles, ...(endorsement ? { endorsement } : {}), context: this.context(userId) }, actor);
       return u;
     });
   }
@@ -249,8 +337,7 @@ export class IdentityStore {
     return this.serially(async () => {
       const u = await this.user(userId);
       if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
-      this.keepAnAdministrator(u, 'be disabled');
-      if (!u.disabled) await this.append(`user-${userId}`, 'UserDisabled', { userId, ...(reason ? { reason } : {}) }, actor, 'any');
+      await this.run(`user-${userId}`, userDecider, { kind: 'disable', ...(reason ? { reason } : {}), context: this.context(userId) }, actor);
       return u;
     });
   }
@@ -263,22 +350,11 @@ export class IdentityStore {
     return run;
   }
 
-  /** A site keeps at least one enabled administrator: else nobody could manage it any more. */
-  private keepAnAdministrator(u: UserRecord, what: string): void {
-    if (u.disabled || !u.roles.includes('administrator')) return;
-    const others = [...this.users.values()].filter((x) => x.userId !== u.userId && !x.disabled && x.roles.includes('administrator'));
-    if (others.length === 0) {
-      throw new LastAdministratorError(`${u.userId} is the last enabled administrator and cannot ${what}: make another user an administrator first (docs/security.md, Accounts)`);
-    }
-  }
-
   /** Records an operator key (its public half only) for a user (UserKeyAdded). */
-  async addKey(userId: string, publicKey: string, actor: Actor, name?: string): Promise<UserRecord> {
+  async addKey(userId: string, publicKey: string, actor: Actor, name?: string, endorsement?: EndorsementValue): Promise<UserRecord> {
     const u = await this.user(userId);
     if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
-    if (u.disabled) throw new IdentityConflictError(`user ${userId} is disabled`);
-    if (u.keys.includes(publicKey)) throw new IdentityConflictError(`user ${userId} has key ${publicKey} already`);
-    await this.append(`user-${userId}`, 'UserKeyAdded', { userId, publicKey, ...(name ? { name } : {}) }, actor, 'any');
+    await this.run(`user-${userId}`, userDecider, { kind: 'addKey', publicKey, ...(name ? { name } : {}), ...(endorsement ? { endorsement } : {}), context: this.context(userId) }, actor);
     return u;
   }
 
@@ -286,8 +362,7 @@ export class IdentityStore {
   async revokeKey(userId: string, publicKey: string, actor: Actor, reason?: string): Promise<UserRecord> {
     const u = await this.user(userId);
     if (!u) throw new IdentityNotFoundError(`no user ${userId}`);
-    if (!u.keys.includes(publicKey)) throw new IdentityNotFoundError(`user ${userId} has no current key ${publicKey}`);
-    await this.append(`user-${userId}`, 'UserKeyRevoked', { userId, publicKey, ...(reason ? { reason } : {}) }, actor, 'any');
+    await this.run(`user-${userId}`, userDecider, { kind: 'revokeKey', publicKey, ...(reason ? { reason } : {}) }, actor);
     return u;
   }
 
@@ -298,9 +373,10 @@ export class IdentityStore {
     if (u.disabled) throw new IdentityConflictError(`user ${userId} is disabled`);
     const token = options.token ?? newToken();
     const tokenId = tokenIdOf(token);
-    await this.append(`token-${tokenId}`, 'TokenIssued', {
-      tokenId, userId, name, tokenSha256: sha256(token), expiresAt: options.expiresAt ? options.expiresAt.toISOString() : null,
-    }, actor, 'no_stream');
+    await this.run(`token-${tokenId}`, tokenDecider, {
+      kind: 'issue', tokenId, userId, name, tokenSha256: sha256(token), expiresAt: options.expiresAt ? options.expiresAt.toISOString() : null,
+      user: { exists: true, userId, roles: u.roles, disabled: u.disabled, keys: u.keys },
+    }, actor);
     return { token, record: this.tokens.get(tokenId)! };
   }
 
@@ -319,7 +395,7 @@ export class IdentityStore {
   async revokeToken(tokenId: string, actor: Actor, reason?: string): Promise<TokenRecord> {
     const t = await this.token(tokenId);
     if (!t) throw new IdentityNotFoundError(`no token ${tokenId}`);
-    if (!t.revoked) await this.append(`token-${tokenId}`, 'TokenRevoked', { tokenId, userId: t.userId, ...(reason ? { reason } : {}) }, actor, 'any');
+    await this.run(`token-${tokenId}`, tokenDecider, { kind: 'revoke', ...(reason ? { reason } : {}) }, actor);
     return t;
   }
 
@@ -351,7 +427,7 @@ export class IdentityStore {
     let created = false;
     if (!(await this.user(userId))) {
       try {
-        await this.createUser(userId, ['administrator'], this.o.serviceActor, 'bootstrap administrator');
+        await this.createUser(userId, ['administrator'], this.o.serviceActor, 'bootstrap administrator', undefined, true);
         created = true;
       } catch (e) {
         if (!(e instanceof IdentityConflictError)) throw e;
@@ -380,23 +456,41 @@ export class IdentityStore {
     return [...this.approvals.values()].filter((a) => !status || a.status === status).sort((a, b) => b.requestedAt.localeCompare(a.requestedAt));
   }
 
-  async requestApproval(action: ApprovalAction, actor: Actor, reason?: string, traceparent?: string): Promise<ApprovalRecord> {
-    const approvalId = randomUUID();
-    await this.append(`approval-${approvalId}`, 'ApprovalRequested', { approvalId, action, requestedBy: actor.id, ...(reason ? { reason } : {}) }, actor, 'no_stream', traceparent ? { traceparent } : {});
+  async requestApproval(action: ApprovalAction, actor: Actor, reason?: string, traceparent?: string, signed?: { approvalId: string; signature: PersonSignatureValue }): Promise<ApprovalRecord> {
+    const approvalId = signed?.approvalId ?? randomUUID();
+    const check = await this.signatureCheck(actor.id, signed?.signature);
+    await this.run(`approval-${approvalId}`, approvalDecider, {
+      kind: 'request', approvalId, action, requestedBy: actor.id, ...(reason ? { reason } : {}), ...(signed ? { signature: signed.signature } : {}), check,
+    }, actor, traceparent ? { traceparent } : {});
     return this.approvals.get(approvalId)!;
   }
 
-  /** Records the grant; the caller checked that `actor` is not the requester and carries the act out. */
-  async grant(a: ApprovalRecord, actor: Actor, traceparent?: string): Promise<void> {
-    await this.append(`approval-${a.approvalId}`, 'ApprovalGranted', { approvalId: a.approvalId, approvedBy: actor.id }, actor, a.revision, traceparent ? { traceparent } : {});
+  private async signatureCheck(userId: string, signature: PersonSignatureValue | undefined): Promise<SignatureCheck> {
+    const keyProblem = signature && this.signaturesRequired ? await this.administratorKeyProblem(userId, signature.publicKey) : undefined;
+    return { required: this.signaturesRequired, now: new Date(), ...(keyProblem ? { keyProblem } : {}) };
   }
 
-  async reject(a: ApprovalRecord, actor: Actor, reason?: string, traceparent?: string): Promise<void> {
-    await this.append(`approval-${a.approvalId}`, 'ApprovalRejected', { approvalId: a.approvalId, rejectedBy: actor.id, ...(reason ? { reason } : {}) }, actor, a.revision, traceparent ? { traceparent } : {});
+  /** The decider's state of an approval as this request read it (its revision: a concurrent decision makes ours fail). */
+  private known(a: ApprovalRecord) {
+    return {
+      state: { status: a.status === 'pending' ? 'pending' as const : a.status, approvalId: a.approvalId, action: a.action, requestedBy: a.requestedBy, ...(a.requestKey ? { requestKey: a.requestKey } : {}) },
+      revision: a.revision,
+    };
+  }
+
+  /** Records the grant; the caller carries the act out. Four-eyes and signatures are the decider's. */
+  async grant(a: ApprovalRecord, actor: Actor, traceparent?: string, signature?: PersonSignatureValue): Promise<void> {
+    const check = await this.signatureCheck(actor.id, signature);
+    await this.run(`approval-${a.approvalId}`, approvalDecider, { kind: 'grant', approvedBy: actor.id, ...(signature ? { signature } : {}), check }, actor, traceparent ? { traceparent } : {}, this.known(a));
+  }
+
+  async reject(a: ApprovalRecord, actor: Actor, reason?: string, traceparent?: string, signature?: PersonSignatureValue): Promise<void> {
+    const check = await this.signatureCheck(actor.id, signature);
+    await this.run(`approval-${a.approvalId}`, approvalDecider, { kind: 'reject', rejectedBy: actor.id, ...(reason ? { reason } : {}), ...(signature ? { signature } : {}), check }, actor, traceparent ? { traceparent } : {}, this.known(a));
   }
 
   async executed(a: ApprovalRecord, outcome: 'done' | 'failed', actor: Actor, detail?: string): Promise<void> {
-    await this.append(`approval-${a.approvalId}`, 'ApprovalExecuted', { approvalId: a.approvalId, outcome, ...(detail ? { detail: detail.slice(0, 4096) } : {}) }, actor, 'any');
+    await this.run(`approval-${a.approvalId}`, approvalDecider, { kind: 'executed', outcome, ...(detail ? { detail } : {}) }, actor);
   }
 
   // ---- security events -------------------------------------------------------------------
@@ -404,6 +498,6 @@ export class IdentityStore {
   /** SignedIn / AccessDenied / AuthFailed / AccessRecovered, in the day's `access-<date>` stream. */
   async recordAccess<K extends 'SignedIn' | 'AccessDenied' | 'AuthFailed' | 'AccessRecovered'>(type: K, data: EventDataMap[K], actor: Actor, traceparent?: string): Promise<void> {
     const day = new Date().toISOString().slice(0, 10);
-    await this.append(`access-${day}`, type, data, actor, 'any', traceparent ? { traceparent } : {});
+    await this.record(`access-${day}`, type, data, actor, traceparent);
   }
 }

@@ -1,7 +1,7 @@
 // Protection policies: read from the catalogue, created through the scheduler.
 import { Controller, Inject, Res } from '@nestjs/common';
 import { PolicyView, type QueryRequest } from '@cairn/catalogue-client';
-import { policyChangeApproval, type CommandPayloadMap, type Policy } from '@cairn/contracts';
+import { policyChangeApproval, type CommandPayloadMap, type PersonSignatureValue, type Policy } from '@cairn/contracts';
 import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import { ApprovalView, CreatePolicyBody, Items, ListPoliciesQuery, PolicyCreated, PolicyParams, UpdatePolicyBody } from './gateway.schemas.ts';
@@ -9,6 +9,8 @@ import { Type } from '@sinclair/typebox';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
 import type { Authenticator } from './auth.guard.ts';
 import { approvalView } from './identity.controller.ts';
+import { IdentitySignatureError } from './identity.store.ts';
+import { ProblemError } from './problem.ts';
 import type { HttpResponse } from './http.types.ts';
 
 @Controller()
@@ -45,13 +47,22 @@ export class PoliciesController {
     description: 'When the new retention keeps fewer restore points of any kind, nothing changes yet: the answer is 202 with a four-eyes approval request (shorten-retention) that another administrator approves. Turning `immutable` off, or shortening the lock period it gives new restore points, is the same with a disable-immutability request; locks already made stay.',
     params: PolicyParams, body: UpdatePolicyBody, response: Type.Union([PolicyCreated, ApprovalView]), problems: [404, 409, 422, 503, 504],
   })
-  async updatePolicy(@Input('params') p: { policyId: string }, @Input('body') body: Omit<Policy, 'policyId'>, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+  async updatePolicy(
+    @Input('params') p: { policyId: string }, @Input('body') input: Omit<Policy, 'policyId'> & { approval?: { approvalId: string; signature: PersonSignatureValue } },
+    @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse,
+  ) {
+    const { approval: signed, ...body } = input;
     const current = await this.gateway.query('policy.get', p);
     const policy: Policy = { ...body, policyId: p.policyId };
     const kind = policyChangeApproval(current, policy);
     if (kind) {
       const why = kind === 'disable-immutability' ? 'immutability turned off or its lock period shortened' : 'retention shortened';
-      const a = await this.auth.identities.requestApproval({ kind, policyId: p.policyId, policy }, caller.actor, why, caller.traceparent);
+      // Signed (secure sites): the request is the signing administrator's, as for deletions.
+      const owner = signed ? this.auth.identities.userByKey(signed.signature.publicKey) : undefined;
+      if (signed && !owner) throw new ProblemError(403, 'bad-signature', `${signed.signature.publicKey} is not a current operator key of any user`, { code: 'bad_signature' });
+      const actor = owner ? { kind: 'user' as const, id: owner.userId } : caller.actor;
+      const a = await this.auth.identities.requestApproval({ kind, policyId: p.policyId, policy }, actor, why, caller.traceparent, signed)
+        .catch((e: unknown) => { throw e instanceof IdentitySignatureError ? new ProblemError(403, e.code.replace(/_/g, '-'), e.message, { code: e.code }) : e; });
       res.status(202);
       res.setHeader('Location', `/v1/approvals/${a.approvalId}`);
       return approvalView(a);

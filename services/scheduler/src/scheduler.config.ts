@@ -19,6 +19,8 @@ export interface SchedulerConfig {
   readonly snapshotCommandTimeoutMs: number;
   /** The shortest time a policy's schedule may leave between two backups (default 5 min). */
   readonly minScheduleIntervalMs: number;
+  /** Four-eyes approvals need both people's signatures (a secure site; docs/security.md). */
+  readonly signedApprovals?: boolean;
 }
 
 export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string }): SchedulerConfig {

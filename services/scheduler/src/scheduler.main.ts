@@ -6,7 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import type { INestMicroservice } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
-import type { EventLog } from '@cairn/eventlog';
+import { eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { JetStreamServer } from '@cairn/messaging';
 import { correlatedLogOptions } from '@cairn/telemetry';
 import { LeaderLease } from './leader-lease.ts';
@@ -38,7 +38,7 @@ export interface RunningScheduler {
 }
 
 export async function startScheduler(options: StartSchedulerOptions): Promise<RunningScheduler> {
-  const config = schedulerConfig(options.config);
+  const config = schedulerConfig({ signedApprovals: Boolean(eventProvenanceOf(options.nc)?.verify), ...options.config });
   const ports = await natsSchedulerPorts(options.nc, config.site, config.actor, config.snapshotCommandTimeoutMs);
   const logger = (options.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions })).child({ service: 'scheduler', site: config.site });
   const scheduler = new Scheduler(config, options.log, ports, () => new Date(), logger);

@@ -2,10 +2,10 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { Refusal, policyChangeApproval, verifyApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { Refusal, policyChangeApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
-  applyRetention, dueSlots, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
+  applyRetention, checkSignedApproval, dueSlots, loadUserRecords, readTrustRoot, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId,
   type JobCommand, type JobState, type TransferWork, type RpoCheck, type RpoState,
 } from '@cairn/jobs';
@@ -264,10 +264,13 @@ export class Scheduler {
     if (kind) {
       const what = kind === 'disable-immutability' ? 'locking new restore points less (immutability off or a shorter lock)' : 'keeping fewer restore points';
       if (!approvalId) throw new SchedulerRefusal('approval_required', `policy ${policy.policyId}: ${what} needs a four-eyes approval (${kind})`);
-      const approval: KnownEvent[] = [];
-      for await (const r of this.log.readStream(`approval-${approvalId}`)) approval.push(r.event);
-      const verdict = verifyApproval(approvalId, approval, (a) => a.kind === kind && a.policyId === policy.policyId
-        && a.policy !== undefined && stableJson(a.policy) === stableJson(policy));
+      const approval: Array<{ event: KnownEvent; position: bigint }> = [];
+      for await (const r of this.log.readStream(`approval-${approvalId}`)) approval.push({ event: r.event, position: r.position });
+      // A secure site: both people's own signatures, with keys an endorsement chain vouches for.
+      const people = approval.flatMap((r) => (r.event.type === 'ApprovalRequested' ? [r.event.data.requestedBy] : r.event.type === 'ApprovalGranted' ? [r.event.data.approvedBy] : []));
+      const trust = this.config.signedApprovals ? { users: await loadUserRecords(this.log, people), root: await readTrustRoot(this.log) } : undefined;
+      const verdict = checkSignedApproval(approvalId, approval, (a) => a.kind === kind && a.policyId === policy.policyId
+        && a.policy !== undefined && stableJson(a.policy) === stableJson(policy), trust);
       if (!verdict.ok) throw new SchedulerRefusal(verdict.code, verdict.message);
     }
     try {

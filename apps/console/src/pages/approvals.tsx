@@ -13,7 +13,9 @@ function describe(a: Approval): string {
   if (x.kind === 'delete-repository') return `Delete repository ${x.repository}`;
   if (x.kind === 'shorten-retention') return `Shorten the retention of policy ${x.policyId}`;
   if (x.kind === 'disable-immutability') return `Turn immutability off for policy ${x.policyId}`;
-  return x.kind;
+  if (x.kind === 'grant-administrator') return `Make ${x.userId} an administrator`;
+  if (x.kind === 'add-operator-key') return `Add an operator key for ${x.userId}`;
+  return (x as { kind: string }).kind;
 }
 
 export function ApprovalsPage() {
@@ -29,14 +31,14 @@ export function ApprovalsPage() {
       <ErrorBox error={approvals.error} />
       {approvals.isLoading ? <Loading what="approvals" /> : (approvals.data?.items.length ?? 0) === 0 ? <Empty>Nothing waits for a decision.</Empty> : (
         <ul class="cards">
-          {approvals.data!.items.map((a) => <ApprovalCard key={a.approvalId} a={a} mine={a.requestedBy === session.me.actor.id} admin={session.can('admin')} />)}
+          {approvals.data!.items.map((a) => <ApprovalCard key={a.approvalId} a={a} mine={a.requestedBy === session.me.actor.id} admin={session.can('admin')} signed={session.me.signaturesRequired === true} />)}
         </ul>
       )}
     </Page>
   );
 }
 
-function ApprovalCard(props: { a: Approval; mine: boolean; admin: boolean }) {
+function ApprovalCard(props: { a: Approval; mine: boolean; admin: boolean; signed: boolean }) {
   const { a } = props;
   const queries = useQueryClient();
   const [reason, setReason] = useState('');
@@ -68,7 +70,10 @@ function ApprovalCard(props: { a: Approval; mine: boolean; admin: boolean }) {
           <div class="row">
             {props.mine
               ? <span class="muted">A second administrator must approve your own request.</span>
-              : <button type="button" class="primary" data-action="approve" disabled={busy} onClick={() => void decide('approve')}>Approve</button>}
+              // A secure site: the approval is signed with the approver's own operator key, which the console does not hold.
+              : props.signed
+                ? <span class="muted" data-hint="sign-with-cli">This site needs your approval signed with your operator key: run <code>cairn approval approve {a.approvalId}</code>.</span>
+                : <button type="button" class="primary" data-action="approve" disabled={busy} onClick={() => void decide('approve')}>Approve</button>}
             <button type="button" class="danger" data-action="reject" disabled={busy} onClick={() => void decide('reject')}>{props.mine ? 'Withdraw' : 'Refuse'}</button>
           </div>
         </div>

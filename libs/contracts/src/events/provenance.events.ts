@@ -18,6 +18,12 @@ export const ProvenanceFailure = Type.Union([
   Type.Literal('writer_mismatch'),
   /** A valid signature of an identity that may not write this event kind (libs/contracts provenance.ts). */
   Type.Literal('not_permitted'),
+  /**
+   * A four-eyes event (approval request or grant) without a valid signature of a trusted
+   * administrator: unsigned by the person, signed by a key that is not theirs, or by a key or
+   * administrator role no chain of endorsements leads to from the root operator.
+   */
+  Type.Literal('person_signature'),
 ], { $id: 'ProvenanceFailure' });
 
 const Identity = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9-]*$' });
@@ -25,6 +31,15 @@ const Identity = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z
 export const EventSigningStartedV1 = Type.Object({
   /** Identities whose keys sign events from here on (informative; the keys are in site.json). */
   identities: Type.Array(Identity, { maxItems: 64 }),
+  /**
+   * The site's root operator: the local operator `cairn up` made on first start, whose first
+   * key and administrator role need no endorsement. Every other operator key and administrator
+   * role is trusted only along endorsements that lead back here.
+   */
+  rootOperator: Type.Optional(Type.Object({
+    userId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
+    publicKey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export const ProvenanceViolationV1 = Type.Object({

@@ -19,15 +19,47 @@ export const UserId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Z
 /** Who a person is as an actor (a local user id, or the subject of an OIDC token). */
 const Principal = Type.String({ minLength: 1, maxLength: 256 });
 
+/** An nkey public key (`U…`): a person's operator key for signing commands sent over NATS. */
+const PublicKey = Type.String({ pattern: '^U[A-Z2-7]{55}$' });
+/** An ed25519 signature, base64url. */
+const Signature = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
+
+/**
+ * A person's own signature with one of their operator keys over a statement
+ * (`approvalStatement` in person-signing.ts): what a gateway can pass on but not make.
+ */
+export const PersonSignature = Type.Object({
+  publicKey: PublicKey,
+  signature: Signature,
+  issuedAt: Timestamp,
+}, { additionalProperties: false, $id: 'PersonSignature' });
+
+/**
+ * An administrator vouching, with a current operator key of theirs, for an operator key or the
+ * administrator role of a user (`endorsementStatement`): readers trust a key or the role only
+ * along a chain of these that ends at the site's root operator (docs/security.md, four-eyes).
+ */
+export const Endorsement = Type.Object({
+  /** The administrator who endorses. */
+  userId: UserId,
+  publicKey: PublicKey,
+  signature: Signature,
+  issuedAt: Timestamp,
+}, { additionalProperties: false, $id: 'Endorsement' });
+
 export const UserCreatedV1 = Type.Object({
   userId: UserId,
   roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
   displayName: Type.Optional(Name),
+  /** For the administrator role: an administrator's endorsement of it. */
+  endorsement: Type.Optional(Endorsement),
 }, { additionalProperties: false });
 
 export const UserRolesChangedV1 = Type.Object({
   userId: UserId,
   roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
+  /** For the administrator role: an administrator's endorsement of it. */
+  endorsement: Type.Optional(Endorsement),
 }, { additionalProperties: false });
 
 /** The user can no longer sign in; all its tokens stop working at once. */
@@ -36,14 +68,13 @@ export const UserDisabledV1 = Type.Object({
   reason: Type.Optional(Reason),
 }, { additionalProperties: false });
 
-/** An nkey public key (`U…`): a person's operator key for signing commands sent over NATS. */
-const PublicKey = Type.String({ pattern: '^U[A-Z2-7]{55}$' });
-
 /** The user may sign commands with this key (the seed stays in the file the CLI wrote). */
 export const UserKeyAddedV1 = Type.Object({
   userId: UserId,
   publicKey: PublicKey,
   name: Type.Optional(Name),
+  /** An administrator's endorsement of this key (all but the root operator's first key). */
+  endorsement: Type.Optional(Endorsement),
 }, { additionalProperties: false });
 
 /** Commands signed by this key are refused from now on. */
@@ -135,6 +166,23 @@ export const ApprovalAction = Type.Union([
     policy: Type.Optional(Type.Object(PolicyFields, { additionalProperties: false })),
   }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('delete-repository'), repository: Name }, { additionalProperties: false }),
+  /** Making a user an administrator while the site has two or more (the requester's endorsement rides along). */
+  Type.Object({
+    kind: Type.Literal('grant-administrator'),
+    userId: UserId,
+    /** The roles the user will have (administrator among them); a new user is created with them. */
+    roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
+    displayName: Type.Optional(Name),
+    endorsement: Endorsement,
+  }, { additionalProperties: false }),
+  /** Adding an operator key to another administrator's account while the site has two or more. */
+  Type.Object({
+    kind: Type.Literal('add-operator-key'),
+    userId: UserId,
+    publicKey: PublicKey,
+    name: Type.Optional(Name),
+    endorsement: Endorsement,
+  }, { additionalProperties: false }),
 ], { $id: 'ApprovalAction' });
 export type ApprovalAction = Static<typeof ApprovalAction>;
 
@@ -143,18 +191,23 @@ export const ApprovalRequestedV1 = Type.Object({
   action: ApprovalAction,
   requestedBy: Principal,
   reason: Type.Optional(Reason),
+  /** The requester's own signature (required on a secure site). */
+  signature: Type.Optional(PersonSignature),
 }, { additionalProperties: false });
 
 /** A second administrator approved; the act follows (ApprovalExecuted says how it went). */
 export const ApprovalGrantedV1 = Type.Object({
   approvalId: Id,
   approvedBy: Principal,
+  /** The approver's own signature (required on a secure site). */
+  signature: Type.Optional(PersonSignature),
 }, { additionalProperties: false });
 
 export const ApprovalRejectedV1 = Type.Object({
   approvalId: Id,
   rejectedBy: Principal,
   reason: Type.Optional(Reason),
+  signature: Type.Optional(PersonSignature),
 }, { additionalProperties: false });
 
 export const ApprovalExecutedV1 = Type.Object({

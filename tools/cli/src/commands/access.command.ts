@@ -1,12 +1,18 @@
 // Users, API tokens and four-eyes approvals: these go through the gateway's API with an API
 // token (--token, CAIRN_API_TOKEN, or the bootstrap administrator's token `cairn up` keeps in
-// <data>/secrets/api.token), so the gateway checks the caller's roles like any API call.
+// <data>/secrets/api.token), so the gateway checks the caller's roles like any API call. On a
+// secure site four-eyes requests and decisions, operator keys and the administrator role are
+// also signed here with the caller's own operator key (--operator-key, CAIRN_OPERATOR_KEY, or
+// the local operator's key of `cairn up`), which the gateway passes on but cannot make.
+import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
+import { approvalStatement, endorse, signStatement, type ApprovalAction, type ApprovalDecision, type EndorsedGrant, type EndorsementValue, type PersonSignatureValue, type Policy, type Role, policyChangeApproval } from '@cairn/contracts';
 import { collectPages, pagingChoice, pagingOptions, printPage, type Page, type PagingChoice } from '../paging.ts';
-import { DEFAULT_DATA_DIR, globals, output, readStackState, table } from '../session.ts';
+import { DEFAULT_DATA_DIR, globals, operatorKeyFor, output, readStackState, table } from '../session.ts';
+import type { OperatorKey } from '../operator-key.ts';
 
 const ROLES = ['administrator', 'operator', 'restore-operator', 'auditor'];
 
@@ -15,7 +21,35 @@ interface ApiOptions { gateway?: string; token?: string }
 interface Api {
   json: boolean;
   call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>>;
+  /** The caller's operator key (undefined: none to sign with). */
+  key(): Promise<OperatorKey | undefined>;
 }
+
+/** The caller's signature of a four-eyes request or decision (none without an operator key). */
+async function signApproval(a: Api, approvalId: string, decision: ApprovalDecision, action: ApprovalAction): Promise<PersonSignatureValue | undefined> {
+  const key = await a.key();
+  return key ? signStatement((issuedAt) => approvalStatement({ approvalId, decision, userId: key.userId, action, issuedAt }), key.signer) : undefined;
+}
+
+/** The caller's endorsement of a key or the administrator role for `userId`. */
+async function endorsement(a: Api, userId: string, grant: EndorsedGrant): Promise<EndorsementValue | undefined> {
+  const key = await a.key();
+  return key ? endorse(key.userId, userId, grant, key.signer) : undefined;
+}
+
+/**
+ * The signed approval request sent along with a change that may need one (the gateway decides):
+ * the action exactly as the gateway will build it from the same body.
+ */
+async function signedRequest(a: Api, action: ApprovalAction) {
+  const approvalId = randomUUID();
+  const signature = await signApproval(a, approvalId, 'request', action);
+  return signature ? { approval: { approvalId, signature } } : {};
+}
+
+const waiting = (r: Record<string, unknown>) => (r.approvalId && r.status === 'pending'
+  ? `waiting for another administrator (four-eyes): cairn approval approve ${String(r.approvalId)}`
+  : undefined);
 
 async function api(cmd: Command): Promise<Api> {
   const g = globals(cmd) as ReturnType<typeof globals> & ApiOptions;
@@ -26,8 +60,15 @@ async function api(cmd: Command): Promise<Api> {
   const token = g.token ?? process.env['CAIRN_API_TOKEN']
     ?? await readFile(join(dataDir, 'secrets', 'api.token'), 'utf8').then((t) => t.trim(), () => undefined);
   if (!token) throw new CliError('no API token', EXIT.usage, 'pass --token <token>, set CAIRN_API_TOKEN, or run where `cairn up` keeps its data (--data)');
-  return {
+  let key: Promise<OperatorKey | undefined> | undefined;
+  const self: Api = {
     json: Boolean(g.json),
+    key() {
+      // The person who signs is the key's user, whoever the API token is (`cairn up`'s token is
+      // the gateway's bootstrap user; its operator key the local operator's).
+      key ??= operatorKeyFor(g, state);
+      return key;
+    },
     async call(method, path, body) {
       let res: Response;
       try {
@@ -48,11 +89,13 @@ async function api(cmd: Command): Promise<Api> {
         : res.status >= 500 ? EXIT.unavailable : res.status === 400 ? EXIT.usage : EXIT.failure;
       const hint = res.status === 401 ? 'the token is missing, wrong, revoked or expired'
         : parsed.code === 'four_eyes' ? 'another administrator must approve it (`cairn approval approve <id>` with their token)'
+          : ['signature_required', 'bad_signature', 'endorsement_required'].includes(String(parsed.code)) ? 'sign with your own current operator key (--operator-key <file> or CAIRN_OPERATOR_KEY; docs/security.md, four-eyes)'
           : res.status === 403 ? 'your roles do not allow this (see `cairn whoami`)' : undefined;
       const reason = typeof parsed.code === 'string' ? parsed.code : res.status === 401 ? 'unauthenticated' : res.status === 403 ? 'forbidden' : undefined;
       throw new CliError(detail, code, hint, reason);
     },
   };
+  return self;
 }
 
 function withApi<A extends unknown[]>(fn: (a: Api, ...args: A) => Promise<void>) {
@@ -95,8 +138,11 @@ export function registerAccessCommands(program: Command): void {
   const user = addApiOptions(program.command('user').description('API users and their roles (administrators)'));
   user.command('add <userId>').description('create a user with roles').addOption(roleOption()).option('--name <displayName>', 'display name')
     .action(withApi(async (a, userId: string, o: { role: string[]; name?: string }) => {
-      const r = await a.call('POST', '/v1/users', { userId, roles: o.role, ...(o.name ? { displayName: o.name } : {}) });
-      output(a, r, () => `user ${userId} created (${o.role.join(', ')}); give them a token: cairn token create --user ${userId}`);
+      const body: Record<string, unknown> = { userId, roles: o.role, ...(o.name ? { displayName: o.name } : {}) };
+      const en = o.role.includes('administrator') ? await endorsement(a, userId, { kind: 'administrator' }) : undefined;
+      if (en) Object.assign(body, { endorsement: en }, await signedRequest(a, { kind: 'grant-administrator', userId, roles: o.role as Role[], ...(o.name ? { displayName: o.name } : {}), endorsement: en }));
+      const r = await a.call('POST', '/v1/users', body);
+      output(a, r, () => waiting(r) ?? `user ${userId} created (${o.role.join(', ')}); give them a token: cairn token create --user ${userId}`);
     }));
   pagingOptions(user.command('list').description('users and their roles, by user id'), 'users')
     .action(withApi(async (a, o: Record<string, unknown>) => {
@@ -105,7 +151,11 @@ export function registerAccessCommands(program: Command): void {
     }));
   user.command('roles <userId>').description('replace a user\'s roles').addOption(roleOption())
     .action(withApi(async (a, userId: string, o: { role: string[] }) => {
-      output(a, await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/roles`, { roles: o.role }), () => `user ${userId}: ${o.role.join(', ')}`);
+      const body: Record<string, unknown> = { roles: o.role };
+      const en = o.role.includes('administrator') ? await endorsement(a, userId, { kind: 'administrator' }) : undefined;
+      if (en) Object.assign(body, { endorsement: en }, await signedRequest(a, { kind: 'grant-administrator', userId, roles: o.role as Role[], endorsement: en }));
+      const r = await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/roles`, body);
+      output(a, r, () => waiting(r) ?? `user ${userId}: ${o.role.join(', ')}`);
     }));
   // Operator keys: the seed is made here and written only to --out (0600); the gateway records
   // the public half (UserKeyAdded). CLI commands over NATS are then signed with it.
@@ -123,12 +173,18 @@ export function registerAccessCommands(program: Command): void {
       });
       let r;
       try {
-        r = await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/keys`, { publicKey: k.publicKey, ...(o.name ? { name: o.name } : {}) });
+        const body: Record<string, unknown> = { publicKey: k.publicKey, ...(o.name ? { name: o.name } : {}) };
+        const en = await endorsement(a, userId, { kind: 'key', publicKey: k.publicKey });
+        if (en) Object.assign(body, { endorsement: en }, await signedRequest(a, { kind: 'add-operator-key', userId, publicKey: k.publicKey, ...(o.name ? { name: o.name } : {}), endorsement: en }));
+        r = await a.call('POST', `/v1/users/${encodeURIComponent(userId)}/keys`, body);
       } catch (e) {
         await rm(out, { force: true });
         throw e;
       }
-      output(a, { userId, publicKey: k.publicKey, file: out, user: r }, () => `key ${k.publicKey} added for ${userId}; its seed is in ${out} (0600): cairn --operator-key ${out} …`);
+      const pending = waiting(r);
+      output(a, { userId, publicKey: k.publicKey, file: out, user: r }, () => pending
+        ? `key ${k.publicKey} for ${userId} is ${pending}; its seed is in ${out} (0600)`
+        : `key ${k.publicKey} added for ${userId}; its seed is in ${out} (0600): cairn --operator-key ${out} …`);
     }));
   key.command('list <userId>').description('a user\'s current operator keys (public halves)')
     .action(withApi(async (a, userId: string) => {
@@ -180,12 +236,16 @@ export function registerAccessCommands(program: Command): void {
     }));
   approval.command('approve <approvalId>').description('approve another administrator\'s request; the act is carried out now')
     .action(withApi(async (a, id: string) => {
-      const r = await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/approve`);
+      const pending = await a.call('GET', `/v1/approvals/${encodeURIComponent(id)}`);
+      const signature = await signApproval(a, id, 'grant', pending.action as ApprovalAction);
+      const r = await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/approve`, signature ? { signature } : {});
       output(a, r, () => `approved: ${describe(r.action)} ${String(r.status)}`);
     }));
   approval.command('reject <approvalId>').description('reject (or withdraw your own) pending request').option('--reason <text>')
     .action(withApi(async (a, id: string, o: { reason?: string }) => {
-      output(a, await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/reject`, o.reason ? { reason: o.reason } : {}), () => `rejected ${id}`);
+      const pending = await a.call('GET', `/v1/approvals/${encodeURIComponent(id)}`);
+      const signature = await signApproval(a, id, 'reject', pending.action as ApprovalAction);
+      output(a, await a.call('POST', `/v1/approvals/${encodeURIComponent(id)}/reject`, { ...(o.reason ? { reason: o.reason } : {}), ...(signature ? { signature } : {}) }), () => `rejected ${id}`);
     }));
 
   registerPolicyRetention(program);
@@ -197,7 +257,9 @@ export function registerAccessCommands(program: Command): void {
   addApiOptions(rp.command('delete <restorePoint>').description('ask for a restore point to be deleted (it is once a second administrator approves)'))
     .option('--reason <text>')
     .action(withApi(async (a, id: string, o: { reason?: string }) => {
-      const r = await a.call('POST', `/v1/restore-points/${encodeURIComponent(id)}/deletion`, o.reason ? { reason: o.reason } : {});
+      const approvalId = randomUUID();
+      const signature = await signApproval(a, approvalId, 'request', { kind: 'delete-restore-point', restorePointId: id });
+      const r = await a.call('POST', `/v1/restore-points/${encodeURIComponent(id)}/deletion`, { ...(o.reason ? { reason: o.reason } : {}), ...(signature ? { approvalId, signature } : {}) });
       output(a, r, () => `deletion of ${id} requested (approval ${String(r.approvalId)}); another administrator runs: cairn approval approve ${String(r.approvalId)}`);
     }));
 }
@@ -220,11 +282,21 @@ function registerPolicyRetention(program: Command): void {
       retention[k] = n;
     }
     const body = { ...policyBody(current), retention };
-    const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, body);
+    const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, { ...body, ...await signedPolicyRequest(a, policyId, current, body) });
     output(a, r, () => r.approvalId
       ? `retention of ${policyId} shortened: waiting for a second administrator (approval ${String(r.approvalId)}; cairn approval approve ${String(r.approvalId)})`
       : `policy ${policyId} updated`);
   }));
+}
+
+/**
+ * The signed request for the approval a policy change needs, if it needs one (the same rule
+ * the gateway applies: `policyChangeApproval`); the act is the whole new policy.
+ */
+async function signedPolicyRequest(a: Api, policyId: string, current: Record<string, unknown>, body: Record<string, unknown>) {
+  const policy = { ...body, policyId } as unknown as Policy;
+  const kind = policyChangeApproval(current as unknown as Policy, policy);
+  return kind ? signedRequest(a, { kind, policyId, policy }) : {};
 }
 
 /** The updatable fields of a policy as the API returned it (immutability kept as it is). */
@@ -243,7 +315,8 @@ function registerPolicyImmutability(program: Command): void {
     .action(withApi(async (a, policyId: string, onOrOff: string) => {
       if (onOrOff !== 'on' && onOrOff !== 'off') throw new CliError('say on or off', EXIT.usage);
       const current = await a.call('GET', `/v1/policies/${encodeURIComponent(policyId)}`);
-      const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, { ...policyBody(current), immutable: onOrOff === 'on' });
+      const body = { ...policyBody(current), immutable: onOrOff === 'on' };
+      const r = await a.call('POST', `/v1/policies/${encodeURIComponent(policyId)}`, { ...body, ...await signedPolicyRequest(a, policyId, current, body) });
       output(a, r, () => r.approvalId
         ? `immutability of ${policyId} off: waiting for a second administrator (approval ${String(r.approvalId)}; cairn approval approve ${String(r.approvalId)}); restore points already locked stay locked`
         : `policy ${policyId} updated: immutable ${onOrOff}`);
@@ -256,12 +329,14 @@ function registerRepositoryDeletion(program: Command): void {
     .description('ask for a whole repository of the site (default: default) to be deleted; it is once a second administrator approves and no lock is live'))
     .option('--reason <text>')
     .action(withApi(async (a, name: string, o: { reason?: string }) => {
-      const r = await a.call('POST', `/v1/repositories/${encodeURIComponent(name)}/deletion`, o.reason ? { reason: o.reason } : {});
+      const approvalId = randomUUID();
+      const signature = await signApproval(a, approvalId, 'request', { kind: 'delete-repository', repository: name });
+      const r = await a.call('POST', `/v1/repositories/${encodeURIComponent(name)}/deletion`, { ...(o.reason ? { reason: o.reason } : {}), ...(signature ? { approvalId, signature } : {}) });
       output(a, r, () => `deletion of repository ${name} requested (approval ${String(r.approvalId)}); another administrator runs: cairn approval approve ${String(r.approvalId)}`);
     }));
 }
 
 function describe(action: unknown): string {
-  const x = action as { kind: string; restorePointId?: string; policyId?: string; repository?: string };
-  return `${x.kind} ${x.restorePointId ?? x.policyId ?? x.repository ?? ''}`.trim();
+  const x = action as { kind: string; restorePointId?: string; policyId?: string; repository?: string; userId?: string };
+  return `${x.kind} ${x.restorePointId ?? x.policyId ?? x.repository ?? x.userId ?? ''}`.trim();
 }

@@ -22,7 +22,7 @@ export async function secureServiceCommands(o: {
   bindCommandSecurity(o.nc, {
     signer: signerFromSeed(await readFile(o.security.credentials(o.identity).seedFile, 'utf8')),
     authorizer: new SignedCommandPolicy({
-      log: o.log, site: o.site, serviceKeys, serviceActor: { kind: 'service', id: `${o.identity}@${o.site}` },
+      log: o.log, site: o.site, serviceKeys, endorsedKeysOnly: true, serviceActor: { kind: 'service', id: `${o.identity}@${o.site}` },
       onError: (e) => o.logger.warn({ err: e, identity: o.identity }, 'could not record AccessDenied'),
     }),
   });

@@ -28,7 +28,7 @@ import { startReplication, type RunningReplication } from '@cairn/replication';
 import { startNotifier, type RunningNotifier } from '@cairn/notifier';
 import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, operator, type StackState } from '../session.ts';
-import { ensureOperator } from './operator-bootstrap.ts';
+import { ensureOperator, operatorRootKey } from './operator-bootstrap.ts';
 import { superviseNats, type NatsSupervision, type NatsSupervisor } from './nats-supervisor.ts';
 import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
 import { restorePlaces } from './restore-places.ts';
@@ -230,7 +230,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (security) {
       const keys = await identityPublicKeys(security.dir);
       bindEventProvenance(nc, { signer: eventSignerFromSeed('admin', await readFile(security.credentials('admin').seedFile, 'utf8')) });
-      provenanceKeys = { keys, legacyBefore: await startEventSigning(log, { site, keys }) };
+      // The local operator is the site's root operator: every endorsement chain starts there.
+      const rootOperator = await operatorRootKey({ secretsDir: dirs.secrets, userId: (options.operator ?? operator()).id, site });
+      provenanceKeys = { keys, legacyBefore: await startEventSigning(log, { site, keys, ...(rootOperator ? { rootOperator } : {}) }) };
       await secureEventProvenance({ security, identity: 'admin', nc, keys: provenanceKeys, logger });
     }
     restarts.record = async (r) => {

@@ -5,11 +5,24 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newEvent, type Actor } from '@cairn/contracts';
-import type { EventLog } from '@cairn/eventlog';
+import { handleCommand, type EventLog } from '@cairn/eventlog';
+import { userDecider } from '@cairn/jobs';
 import { readOperator } from '@cairn/command-auth';
 import { createOperatorKey, loadOperatorKey, type OperatorKey } from '../operator-key.ts';
 
 const USER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The local operator's key file, made on first start: its public key is the site's root
+ * operator, named in the signing cut-over before anything else is recorded.
+ */
+export async function operatorRootKey(o: { readonly secretsDir: string; readonly userId: string; readonly site: string }): Promise<{ userId: string; publicKey: string } | undefined> {
+  if (!USER_ID.test(o.userId)) return undefined;
+  const file = join(o.secretsDir, `operator-${o.userId}.key`);
+  const exists = await access(file).then(() => true, () => false);
+  const key = exists ? await loadOperatorKey(file) : await createOperatorKey(file, o.userId, o.site);
+  return { userId: o.userId, publicKey: key.publicKey };
+}
 
 export async function ensureOperator(o: {
   readonly log: EventLog;
@@ -39,7 +52,10 @@ export async function ensureOperator(o: {
     return undefined;
   }
   if (!record?.keys.has(key.publicKey)) {
-    await o.log.append(streamId, [newEvent('UserKeyAdded', { userId, publicKey: key.publicKey, name: 'cairn up' }, { site: o.site, actor: by, streamId })], { expectedRevision: 'any' });
+    // Through the user decider, at the revision it read (the root's key: no endorsement).
+    await handleCommand(o.log, streamId, userDecider, {
+      kind: 'addKey', publicKey: key.publicKey, name: 'cairn up', context: { endorsementRequired: false, otherEnabledAdministrators: 0 },
+    }, { meta: { site: o.site, actor: by } });
   }
   o.say(`operator             ${userId}${record && !record.roles.includes('administrator') ? ` (roles ${record.roles.join(', ')})` : ' (administrator)'}: CLI commands are signed with ${file}`);
   return key;
