@@ -7,6 +7,9 @@ export {
   DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_ENTRIES, DEFAULT_COMPRESSION_LEVEL,
   type InitOptions, type OpenOptions, type RestorePointSummary, type RepositoryStats,
 } from './repository.ts';
+export type {
+  RestorePointLister, RestorePointWriter, RestorePointReader, RetentionRole, ReplicationSourceRole, MaintenanceRole, KeyCustodianRole,
+} from './roles.ts';
 export type { RepositoryTuning } from './repository-core.ts';
 export type { DiskInput, Extent } from './write/disk-writer.ts';
 export type { VmInfo, WriteRestorePointInput, WriteRestorePointResult } from './write/restore-point-writer.ts';

@@ -26,6 +26,7 @@ import { RepositoryCore, type RepositoryTuning } from './repository-core.ts';
 import { KnownChunks } from './write/known-chunks.ts';
 import { writeRestorePoint, type WriteRestorePointInput, type WriteRestorePointResult } from './write/restore-point-writer.ts';
 import { ReplicationSource } from './replicate/replication-source.ts';
+import type { KeyCustodianRole, MaintenanceRole, ReplicationSourceRole, RestorePointReader, RestorePointWriter, RetentionRole } from './roles.ts';
 
 /** 256 KiB: see docs/repository.md, "Chunk size", for the measurements behind it. */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
@@ -155,7 +156,8 @@ export async function openRepositoryWithRecoveryKey(backend: Backend, recoveryKe
   return new Repository(new RepositoryCore(backend, config, keys, options.tuning), 'recovery-key');
 }
 
-export class Repository {
+/** Every role at once: the composition roots open one and hand each consumer the role it declares (roles.ts). */
+export class Repository implements RestorePointWriter, RestorePointReader, RetentionRole, ReplicationSourceRole, MaintenanceRole, KeyCustodianRole {
   private readonly known: KnownChunks;
 
   /** `openedWith`: how the keys were unwrapped (the key journal records it with each key operation). */

@@ -10,7 +10,13 @@ import { Refusal, immutabilityLockUntil, newEvent, type Actor, type CommandPaylo
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
 import type { Static } from '@sinclair/typebox';
-import { RestorePointLockedError, type Manifest, type Repository } from '@cairn/repository';
+import { RestorePointLockedError, type Manifest, type MaintenanceRole, type RestorePointReader, type RestorePointWriter, type RetentionRole } from '@cairn/repository';
+
+/**
+ * The roles a data mover takes on each configured repository: it writes backups, restores,
+ * applies retention and collects the garbage retention leaves.
+ */
+export type MoverRepository = RestorePointWriter & RestorePointReader & RetentionRole & Pick<MaintenanceRole, 'repositoryId' | 'gc'>;
 import { runTransfer, type TransferProgress } from './transfer.ts';
 import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
@@ -34,7 +40,7 @@ export interface DataMoverConfig {
    * Finds a restore point the site's own repository does not hold: a replica of another
    * site's repository kept here (disaster recovery at a surviving site).
    */
-  readonly locateRestorePoint?: (restorePointId: string) => Promise<Repository | undefined>;
+  readonly locateRestorePoint?: (restorePointId: string) => Promise<RestorePointReader | undefined>;
   /** Repositories deleted (four-eyes) while this mover ran: name → why they are gone. Shared with SecurityActs. */
   readonly deletedRepositories?: Map<string, string>;
 }
@@ -73,7 +79,7 @@ export class DataMover {
   constructor(
     private readonly config: DataMoverConfig,
     private readonly log: EventLog,
-    private readonly repositories: ReadonlyMap<string, Repository>,
+    private readonly repositories: ReadonlyMap<string, MoverRepository>,
     private readonly progress: ProgressSink,
     private readonly logger: MoverLogger = { info: () => undefined, warn: () => undefined },
     private readonly exports?: RestoreExports,
@@ -90,7 +96,7 @@ export class DataMover {
     }
   }
 
-  private repository(name: string): Repository {
+  private repository(name: string): MoverRepository {
     const gone = this.config.deletedRepositories?.get(name);
     if (gone) throw new TransferRefused(`repository ${JSON.stringify(name)} was deleted (${gone}): nothing can be written to or read from it`);
     const repo = this.repositories.get(name);
@@ -239,7 +245,7 @@ export class DataMover {
     const target = await this.allowedTarget(cmd.target.path, opts.ownTarget === true);
     const exists = await stat(target).then(() => true, () => false);
     if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; pass --force to replace it`);
-    let repo = this.repository(repository);
+    let repo: RestorePointReader = this.repository(repository);
     const ids = new Set((await repo.listRestorePoints()).map((p) => p.id));
     if (!ids.has(cmd.restorePointId)) {
       const replica = await this.config.locateRestorePoint?.(cmd.restorePointId);
@@ -256,7 +262,7 @@ export class DataMover {
    * Where a restore point is read: the named repository of this site, or else a replica of
    * another site's repository kept here. Decided once per restore job (restore-job.ts).
    */
-  async restoreSource(restorePointId: string, repository = 'default'): Promise<{ repo: Repository; source: 'local' | 'replica'; manifest: Manifest }> {
+  async restoreSource(restorePointId: string, repository = 'default'): Promise<{ repo: RestorePointReader; source: 'local' | 'replica'; manifest: Manifest }> {
     const own = this.repository(repository);
     const manifest = await own.getManifest(restorePointId).catch((e: Error) => {
       if (e.name === 'RestorePointNotFoundError') return undefined;

@@ -12,8 +12,8 @@ import {
   BrowseSession, GuestFilesError, InvalidPathError, PoolFullError, SessionPool, TargetExistsError, buildFileIndex, checkGuestPath, copyOut, fileMatcher, probeDisk,
   type ApplianceOptions, type FileIndex,
 } from '@cairn/guest-files';
-import { FileIndexStore, splitPoints } from './file-index.store.ts';
-import type { DiskReader, Repository } from '@cairn/repository';
+import { FileIndexStore, splitPoints, type IndexStoreRole } from './file-index.store.ts';
+import type { DiskReader, RestorePointReader } from '@cairn/repository';
 import { RestoreRefused, type MoverLogger } from './data-mover.service.ts';
 
 /** The part of the restore exports a browsing session needs: serve a disk, stop serving it. */
@@ -35,8 +35,11 @@ export interface FileBrowserOptions extends ApplianceOptions {
   readonly index?: boolean;
 }
 
+/** What browsing does with a repository: read restore points, keep their file indexes. */
+export type BrowsedRepository = RestorePointReader & IndexStoreRole;
+
 /** Finds the repository holding a restore point (the site's own, or a replica kept here). */
-export type LocateRestorePoint = (restorePointId: string) => Promise<{ repository: Repository; replica: boolean } | undefined>;
+export type LocateRestorePoint = (restorePointId: string) => Promise<{ repository: BrowsedRepository; replica: boolean } | undefined>;
 
 const MAX_ENTRIES = 2000;
 
@@ -52,7 +55,7 @@ export class FileBrowser {
     private readonly allowedTarget: (path: string, ownTarget: boolean) => Promise<string>,
     private readonly logger: MoverLogger,
     /** The site's own repositories (searched; indexes are written there). */
-    private readonly repositories: () => Iterable<Repository> = () => [],
+    private readonly repositories: () => Iterable<BrowsedRepository> = () => [],
   ) {
     this.indexing = o.index ?? process.env['CAIRN_FILE_INDEX'] !== '0';
     this.pool = new SessionPool({ idleMs: o.idleMs ?? 600_000, maxSessions: o.maxSessions ?? 4 }, (key, why) => {
@@ -61,7 +64,7 @@ export class FileBrowser {
     });
   }
 
-  private async disk(restorePointId: string, disk: string | undefined): Promise<{ repository: Repository; disk: string }> {
+  private async disk(restorePointId: string, disk: string | undefined): Promise<{ repository: BrowsedRepository; disk: string }> {
     const found = await this.locate(restorePointId);
     if (!found) throw new RestoreRefused('not_found', `no restore point ${restorePointId} in this site's repositories or the replicas kept here`);
     const point = (await found.repository.listRestorePoints()).find((p) => p.id === restorePointId);
@@ -156,9 +159,9 @@ export class FileBrowser {
     });
   }
 
-  private readonly stores = new WeakMap<Repository, FileIndexStore>();
+  private readonly stores = new WeakMap<BrowsedRepository, FileIndexStore>();
 
-  private store(repo: Repository): FileIndexStore {
+  private store(repo: BrowsedRepository): FileIndexStore {
     let s = this.stores.get(repo);
     if (!s) { s = new FileIndexStore(repo); this.stores.set(repo, s); }
     return s;

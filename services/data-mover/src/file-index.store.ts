@@ -3,7 +3,10 @@
 // restore point it describes. So it is chunked, encrypted and deduplicated like any data,
 // replicated with the rest, and read back without an appliance.
 import { decodeFileIndex, encodeFileIndex, type FileIndex } from '@cairn/guest-files';
-import type { Repository, RestorePointSummary } from '@cairn/repository';
+import type { RestorePointSummary, RestorePointWriter, RetentionRole } from '@cairn/repository';
+
+/** What the index store does with a repository: write an index as a restore point, read it, drop it. */
+export type IndexStoreRole = RestorePointWriter & Pick<RetentionRole, 'deleteRestorePoint'>;
 
 export const INDEX_VM = { id: 'cairn-file-index', name: 'file indexes' } as const;
 export const INDEX_OF = 'cairn.file-index-of';
@@ -28,7 +31,7 @@ export function splitPoints(all: readonly RestorePointSummary[]): { points: Rest
 export class FileIndexStore {
   private readonly cache = new Map<string, FileIndex>();
 
-  constructor(private readonly repo: Repository) {}
+  constructor(private readonly repo: IndexStoreRole) {}
 
   async put(restorePointId: string, index: FileIndex): Promise<string> {
     const bytes = encodeFileIndex(index);

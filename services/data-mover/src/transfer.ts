@@ -3,7 +3,7 @@
 // as a restore point. Reading, processing and uploading overlap; memory stays bounded.
 import type { NbdEndpoint } from '@cairn/contracts';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
-import type { Repository, DiskInput, Extent } from '@cairn/repository';
+import type { DiskInput, Extent, RestorePointWriter } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
 import { partialChunks, planReads, readAhead, type PlannedRead } from './extent-plan.ts';
 import type { Throttle } from './bandwidth.ts';
@@ -32,7 +32,8 @@ export interface TransferProgress {
 }
 
 export interface TransferOptions {
-  readonly repository: Pick<Repository, 'chunkSize' | 'writeRestorePoint' | 'listRestorePoints' | 'openDisk'>;
+  /** The writer role: write the restore point, read the parent's unchanged data. */
+  readonly repository: RestorePointWriter;
   readonly onProgress?: (p: TransferProgress) => void;
   /** Connections per disk export (default 2). */
   readonly connections?: number;

@@ -19,7 +19,7 @@ import {
 } from '@cairn/contracts';
 import type { EventLog, EventSubscription } from '@cairn/eventlog';
 import { DurableConsumers, RetryLaterError, readableEvents, type JetStreamContext, type RunningConsumer } from '@cairn/messaging';
-import { copyRestorePoint, type ReplicationSource, type Repository } from '@cairn/repository';
+import { Semaphore, copyRestorePoint, type ReplicationSource, type ReplicationSourceRole } from '@cairn/repository';
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
 import { TransferError } from './transfer-protocol.ts';
 import type { ReplicaReceiver } from './replica-receiver.ts';
@@ -49,19 +49,11 @@ export interface CopyReport {
   readonly durationMs: number;
 }
 
-class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(fn, fn);
-    this.tail = next.then(() => undefined, () => undefined);
-    return next;
-  }
-}
-
 export class Replication {
   readonly policies = new Map<string, ReplicationPolicy>();
   private readonly source: ReplicationSource;
-  private readonly locks = new Map<string, Mutex>();
+  /** One copy, expiry or GC at a time per target site. */
+  private readonly locks = new Map<string, Semaphore>();
   /** Per target: the key ids it was last given (see `copy`). */
   private readonly adopted = new Map<string, string>();
   private readonly durables: DurableConsumers;
@@ -88,7 +80,7 @@ export class Replication {
     private readonly nc: NatsConnection,
     private readonly log: EventLog,
     /** The replication source role: what it lists and sends (no writer, no maintenance). */
-    private readonly repository: Pick<Repository, 'listRestorePoints' | 'replicationSource'>,
+    private readonly repository: ReplicationSourceRole,
     private readonly logger: Logger,
     readonly receiver?: ReplicaReceiver,
   ) {
@@ -335,9 +327,9 @@ export class Replication {
 
   // ---- one copy --------------------------------------------------------------------------
 
-  private lock(target: string): Mutex {
+  private lock(target: string): Semaphore {
     let l = this.locks.get(target);
-    if (!l) { l = new Mutex(); this.locks.set(target, l); }
+    if (!l) { l = new Semaphore(1); this.locks.set(target, l); }
     return l;
   }
 

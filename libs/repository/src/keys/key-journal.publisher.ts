@@ -8,7 +8,7 @@
 import { newEvent, type KnownEvent } from '@cairn/contracts';
 import type { EventAppender, EventStreamReader } from '@cairn/eventlog';
 import type { KeyJournalEntry } from './key-journal.ts';
-import type { Repository } from '../repository.ts';
+import type { KeyCustodianRole } from '../roles.ts';
 
 export const keyEventStream = (repositoryId: string): string => `repository-${repositoryId}`;
 
@@ -71,7 +71,7 @@ export async function publishKeyJournalEntries(
  * logged as a warning with its object key (once per key in `warned`).
  */
 export async function publishKeyJournal(
-  log: EventAppender & EventStreamReader, site: string, repository: Repository, logger?: KeyJournalLogger,
+  log: EventAppender & EventStreamReader, site: string, repository: Pick<KeyCustodianRole, 'keyJournal' | 'repositoryId'>, logger?: KeyJournalLogger,
   /** Object keys already warned about (each is logged once). */
   warned: Set<string> = new Set(),
 ): Promise<string[]> {

@@ -8,7 +8,7 @@
 import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { Backend, FileKeyProvider, KeyJournalEntry, VerifyReport } from '@cairn/repository';
+import type { Backend, FileKeyProvider, KeyCustodianRole, KeyJournalEntry, MaintenanceRole, VerifyReport } from '@cairn/repository';
 import { CliError, EXIT } from '../cli-error.ts';
 import { openSession, operator } from '../session.ts';
 
@@ -122,9 +122,10 @@ async function withBackend<T>(o: RepoOptions, fn: (backend: Backend) => Promise<
   }
 }
 
-type OpenRepository = Awaited<ReturnType<typeof import('@cairn/repository').openRepository>>;
+/** What the operator's repository commands do with it: maintain it and hold its keys (no backups, no restores). */
+type OperatorRepository = MaintenanceRole & KeyCustodianRole;
 
-async function withRepository<T>(o: RepoOptions, fn: (repo: OpenRepository, backend: Backend) => Promise<T>): Promise<T> {
+async function withRepository<T>(o: RepoOptions, fn: (repo: OperatorRepository, backend: Backend) => Promise<T>): Promise<T> {
   const creds = await credentials(o);
   return withBackend(o, async (backend) => {
     const repo = 'recoveryKey' in creds ? await R.openRepositoryWithRecoveryKey(backend, creds.recoveryKey) : await R.openRepository(backend, creds);
