@@ -34,6 +34,8 @@ export const TransferWork = Type.Object({
    */
   /** The job's bandwidth limit (bytes per second): the backup's own, else its policy's; none when absent. */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
+  /** Whether the job's policy wants a file index of the restore point (default yes; a manual job: yes). */
+  fileIndex: Type.Optional(Type.Boolean()),
   parent: Type.Optional(Type.Union([Type.Object({
     restorePointId: Type.String({ minLength: 1, maxLength: 200 }),
     disks: Type.Array(Type.Object({ name: Type.String({ minLength: 1, maxLength: 256 }), sizeBytes: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),

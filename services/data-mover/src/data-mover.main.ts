@@ -21,7 +21,7 @@ import { publishKeyJournal } from '@cairn/repository';
 import { RestoreJobRefused, RestoreJobs } from './restore-job.ts';
 import { restoreJobHandlers } from './restore-job.handlers.ts';
 import { FileBrowser, type FileBrowserOptions } from './file-browser.ts';
-import { FILE_INDEX_LOG, FilesHandlers, fileIndexHandlers } from './files.handlers.ts';
+import { FilesHandlers, fileIndexHandlers } from './files.handlers.ts';
 
 @Module({})
 class DataMoverModule {
@@ -29,7 +29,7 @@ class DataMoverModule {
     return {
       module: DataMoverModule,
       controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), FilesHandlers, ...(files.indexing ? [fileIndexHandlers(site)] : [])],
-      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }, { provide: FileBrowser, useValue: files }, { provide: FILE_INDEX_LOG, useValue: log }],
+      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }, { provide: FileBrowser, useValue: files }],
     };
   }
 }

@@ -161,7 +161,7 @@ export class DataMover {
     const config = work.consistency || work.vmConfig ? { ...(work.consistency ? { consistency: work.consistency } : {}), ...(work.vmConfig ? { hypervisor: work.vmConfig } : {}) } : undefined;
     const result = await runTransfer({
       jobId: work.jobId, vm: { id: work.vmId, name: work.vmName, ...(config ? { config } : {}) }, nbd: work.nbd, mode: work.mode,
-      ...(work.parent !== undefined ? { parent: work.parent } : {}), redelivered,
+      ...(work.parent !== undefined ? { parent: work.parent } : {}), redelivered, ...(work.fileIndex === false ? { fileIndex: false } : {}),
     }, {
       repository: repo,
       connections: this.config.connections,

@@ -178,6 +178,11 @@ export class FileBrowser {
     if (!found || found.replica) return { files: 0, durationMs: 0 };
     const point = (await found.repository.listRestorePoints()).find((p) => p.id === restorePointId);
     if (!point) return { files: 0, durationMs: 0 };
+    // The transfer wrote what the job's policy wants into the manifest: nobody reads the job or the policy for it.
+    if (point.labels?.['fileIndex'] === 'off') {
+      this.logger.info({ restorePointId }, 'no file index: the policy wants none');
+      return { files: 0, durationMs: 0 };
+    }
     const filesystems: Array<FileIndex['filesystems'][number]> = [];
     const files: Array<FileIndex['files'][number]> = [];
     for (const d of point.disks) {

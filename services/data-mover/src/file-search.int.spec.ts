@@ -48,6 +48,11 @@ describe('file search over the indexes in the repository', () => {
     expect((await browser.search({ pattern: '*.xlsx', vmId: 'other-vm' }, actor, 'c4')).matches).toEqual([]);
     await expect(browser.search({ pattern: '([', regex: true }, actor, 'c5')).rejects.toThrow(/not a valid regular expression/);
 
+    // A restore point whose policy wants no index (the transfer's label) gets none, and no appliance.
+    const off = (await repo.writeRestorePoint({ vm: { id: 'vm1', name: 'web' }, labels: { jobId: 'j5', fileIndex: 'off' }, disks: [{ name: 'disk0', sizeBytes: 1024 * 1024, extents: [] }] })).restorePointId;
+    expect(await browser.buildIndex(off)).toMatchObject({ files: 0 });
+    expect((await browser.search({ pattern: '*.xlsx' }, actor, 'c4b')).pointsWithoutIndex).toEqual(expect.arrayContaining([rp4, off]));
+
     // No appliance ran for any of it.
     expect(browser.pool.started).toBe(0);
     const appliancesNow = await runningAppliances();
@@ -57,13 +62,13 @@ describe('file search over the indexes in the repository', () => {
     const events = [];
     for await (const r of log.readAll()) events.push(r.event);
     expect(events.filter((e) => e.type === 'FilesSearched').map((e) => [e.actor.id, (e.data as { pattern: string }).pattern]))
-      .toEqual([['anna', '*.xlsx'], ['anna', '/part1/home/**/notes.txt'], ['anna', 'Budget \\d{4}'], ['anna', '*.xlsx']]);
+      .toEqual([['anna', '*.xlsx'], ['anna', '/part1/home/**/notes.txt'], ['anna', 'Budget \\d{4}'], ['anna', '*.xlsx'], ['anna', '*.xlsx']]);
 
     // A restore point that goes takes its index with it; the index points never look like a VM's.
     await browser.dropIndex(rp2!);
     expect((await browser.search({ pattern: '*.xlsx' }, actor, 'c6')).matches).toEqual([]);
     const { points, indexes } = splitPoints(await repo.listRestorePoints());
-    expect(points.map((p) => p.id).sort()).toEqual([rp1, rp2, rp3, rp4].sort());
+    expect(points.map((p) => p.id).sort()).toEqual([rp1, rp2, rp3, rp4, off].sort());
     expect([...indexes.keys()].sort()).toEqual([rp1, rp3].sort());
     await browser.close();
   });

@@ -23,6 +23,8 @@ export interface TransferInput {
    */
   readonly parent?: { readonly restorePointId: string; readonly disks: ReadonlyArray<{ readonly name: string; readonly sizeBytes: number }> } | null;
   readonly redelivered?: boolean;
+  /** false: the policy wants no file index (the manifest says so in its labels). */
+  readonly fileIndex?: boolean;
 }
 
 export interface TransferProgress {
@@ -147,7 +149,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       vm: { id: input.vm.id, name: input.vm.name, ...(input.vm.config ? { config: input.vm.config } : {}) },
       ...(parent && anyIncremental ? { parentId: parent.id } : {}),
       disks,
-      labels: { jobId: input.jobId },
+      labels: { jobId: input.jobId, ...(input.fileIndex === false ? { fileIndex: 'off' } : {}) },
     });
     return {
       restorePointId: result.restorePointId,

@@ -468,6 +468,7 @@ export class Scheduler {
               jobRevision: Number(queued.revision),
               causationId: queued.events.at(-1)?.id ?? queued.state.lastEventId ?? cause ?? jobId,
               lockRetention: policy?.immutable ? policy.retention : null,
+              fileIndex: policy?.fileIndex !== false,
               parent: transferParent(this.parentFor(jobId, state)),
               jobId,
               vmId: state.request!.vmId,

@@ -188,6 +188,7 @@ describe('scheduler process manager', () => {
     const snapA = (await w.jobEvents(a)).find((e) => e.type === 'SnapshotRequested')!.data as { snapshotId: string };
     expect(w.snapshots.at(-1)!.parent).toEqual({ restorePointId: 'rpa', snapshotId: snapA.snapshotId });
     expect(w.work.at(-1)!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
+    expect(w.work.at(-1)!.fileIndex).toBe(true); // a manual job: indexed
     // rpb goes: rpa is left, but the manual chain's history restarted at rpb, so nothing is a sound base.
     await w.log.append('restorepoint-rpb', [newEvent('RestorePointExpired', { restorePointId: 'rpb', vmId: 'vm1', policyId: null, reason: 'test' }, { site, actor: svc, streamId: 'restorepoint-rpb' })], { expectedRevision: 'no_stream' });
     await backup('rpc');
