@@ -6,7 +6,7 @@
 // tried / refused / wrongly accepted, and wrongly accepted must be 0. Positive controls prove
 // the refusals are not a stack that refuses everything. Forged identity events (issue 22's first
 // probe) are rows too, through the provenance helpers; provenance.e2e.spec.ts checks every reader.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -15,7 +15,7 @@ import { useHarness } from '@cairn/testing';
 import { CommandBus } from '@cairn/messaging';
 import { bindCommandSecurity, signerFromSeed } from '@cairn/command-auth';
 import { ALL_IDENTITIES, identityConnectOptions } from '@cairn/nats-security';
-import { newEvent, type KnownEvent } from '@cairn/contracts';
+import { approvalStatement, endorse, newEvent, newStatementSigner, signStatement, type KnownEvent, type StatementSigner } from '@cairn/contracts';
 import { startStack, type Stack } from '@cairn/cli';
 import { cli } from './e2e-helpers.ts';
 import { closeIdentityConnections, forgeEvent, type Forgery } from './provenance-helpers.ts';
@@ -49,6 +49,12 @@ function restRefusal(r: { status: number; body: Record<string, unknown> }, want?
   const errors = JSON.stringify(r.body['errors'] ?? []);
   const ok = r.status >= 400 && r.status < 500 && (want === undefined || r.status === want) && !errors.includes('undefined');
   return { refused: ok, observed: `${r.status} ${String(r.body['code'] ?? r.body['title'] ?? '')}`.trim() };
+}
+
+/** Refused with this status and problem code. */
+function codeRefusal(r: { status: number; body: Record<string, unknown> }, want: number, code: string): Observed {
+  const o = restRefusal(r, want);
+  return { refused: o.refused && r.body['code'] === code, observed: o.observed };
 }
 
 async function probe(surface: Row['surface'], as: string, input: string, expected: string, run: () => Promise<Observed>): Promise<void> {
@@ -166,6 +172,31 @@ describe('hostile input across REST, NATS and the CLI (secure cairn up)', () => 
       ['POST /v1/restores unknown restore point', '404', async () => restRefusal(await rest(admin, 'POST', '/v1/restores', { ...target(join(dataDir, 'restores', 'nope.raw')), restorePointId: 'nope' }), 404)],
     ];
     for (const [input, expected, run] of restRows) await probe('REST', 'administrator', input, expected, run);
+
+    // REST: four-eyes on a secure site needs the people's own signatures and endorsements
+    // (docs/security.md, four-eyes that no single identity completes): an administrator's token
+    // alone, a key of nobody, a signature of another act or a stale one make nothing.
+    const root = stack.operator!.signer as StatementSigner;
+    const stranger = newStatementSigner();
+    // The repository's deletion (the restore point here is in the repository, not the catalogue).
+    const deletion = (signer: StatementSigner, userId: string, repository = 'default', at = new Date()) => {
+      const approvalId = randomUUID();
+      const signature = signStatement((issuedAt) => approvalStatement({ approvalId, decision: 'request', userId, action: { kind: 'delete-repository', repository }, issuedAt }), signer, at);
+      return { approvalId, signature };
+    };
+    const path = '/v1/repositories/default/deletion';
+    const fourEyesRows: [string, string, () => Promise<Observed>][] = [
+      ['POST /v1/repositories/default/deletion unsigned (token only)', '403 signature_required', async () => codeRefusal(await rest(admin, 'POST', path, {}), 403, 'signature_required')],
+      ['POST /v1/repositories/default/deletion signed by a key of no user', '403 bad_signature', async () => codeRefusal(await rest(admin, 'POST', path, deletion(stranger, 'local-op')), 403, 'bad_signature')],
+      ['POST /v1/repositories/default/deletion signed by the operator for another repository', '403 bad_signature', async () => codeRefusal(await rest(admin, 'POST', path, deletion(root, 'local-op', 'other')), 403, 'bad_signature')],
+      ['POST /v1/repositories/default/deletion signed 10 min ago (stale)', '403 bad_signature', async () => codeRefusal(await rest(admin, 'POST', path, deletion(root, 'local-op', 'default', new Date(Date.now() - 600_000))), 403, 'bad_signature')],
+      ['POST /v1/approvals/<unknown>/approve', '404', async () => restRefusal(await rest(admin, 'POST', `/v1/approvals/${randomUUID()}/approve`), 404)],
+      ['POST /v1/approvals grant-administrator (only through /v1/users)', '422', async () => restRefusal(await rest(admin, 'POST', '/v1/approvals', { action: { kind: 'grant-administrator', userId: 'eve', roles: ['administrator'], endorsement: endorse('local-op', 'eve', { kind: 'administrator' }, root) } }), 422)],
+      ['POST /v1/users administrator without an endorsement', '403 endorsement_required', async () => codeRefusal(await rest(admin, 'POST', '/v1/users', { userId: 'eve', roles: ['administrator'] }), 403, 'endorsement_required')],
+      ['POST /v1/users administrator endorsed by a key of no administrator', '403 endorsement_required', async () => codeRefusal(await rest(admin, 'POST', '/v1/users', { userId: 'eve', roles: ['administrator'], endorsement: endorse('local-op', 'eve', { kind: 'administrator' }, stranger) }), 403, 'endorsement_required')],
+      ['POST /v1/users/u-auditor/keys without an endorsement', '403 endorsement_required', async () => codeRefusal(await rest(admin, 'POST', '/v1/users/u-auditor/keys', { publicKey: stranger.publicKey }), 403, 'endorsement_required')],
+    ];
+    for (const [input, expected, run] of fourEyesRows) await probe('REST', 'administrator', input, expected, run);
 
     // NATS: each identity of the site (and the operator's own key) sends hostile commands.
     const security = stack.security!;
