@@ -16,6 +16,7 @@ describe('cairn --json errors (real stack)', () => {
   let dataDir: string;
   let operatorToken: string;
   let existing: string;
+  let badConfig: string;
 
   beforeAll(async () => {
     dataDir = await h.tmpDir('cairn-errors-');
@@ -28,6 +29,8 @@ describe('cairn --json errors (real stack)', () => {
     const token = await cli(['--data', dataDir, '--json', 'token', 'create', '--user', 'olga']);
     expect(token.code, token.stdout + token.stderr).toBe(0);
     operatorToken = (JSON.parse(token.stdout) as { token: string }).token;
+    badConfig = join(dataDir, 'bad.yaml');
+    await writeFile(badConfig, 'bandwidth:\n  hostBytesPerSec: fast\n');
   }, 240_000);
 
   it('gives parseable JSON and the exit code for each error path', async () => {
@@ -48,6 +51,15 @@ describe('cairn --json errors (real stack)', () => {
       { what: 'missing operator key file', args: ['--operator-key', '/nonexistent.key', 'vm', 'list'], exit: 2, code: 'usage' },
       { what: 'wrong API token', args: ['whoami', '--token', 'not-a-real-token-at-all'], exit: 7, code: 'unauthenticated' },
       { what: 'role does not allow it', args: ['user', 'add', 'mallory', '--role', 'administrator', '--token', operatorToken], exit: 7, code: 'forbidden' },
+      { what: 'a cursor no list handed out', args: ['vm', 'list', '--after', 'bm90LWEtY3Vyc29y'], exit: 2, code: 'usage' },
+      { what: 'a limit of nothing', args: ['job', 'list', '--limit', '0'], exit: 2, code: 'usage' },
+      { what: '--all with --limit', args: ['restore-point', 'list', '--all', '--limit', '5'], exit: 2, code: 'usage' },
+      { what: 'an unreadable bandwidth', args: ['policy', 'create', '--name', 'p', '--vm', 'x', '--cron', '0 2 * * *', '--bandwidth', 'fast'], exit: 2, code: 'usage' },
+      { what: 'a bandwidth below 1 KiB/s', args: ['policy', 'create', '--name', 'p', '--vm', 'x', '--cron', '0 2 * * *', '--bandwidth', '10'], exit: 2, code: 'usage' },
+      { what: 'a mistake in cairn.yaml', args: ['config', 'check', badConfig], exit: 2, code: 'invalid_config' },
+      { what: 'unknown restore point', args: ['restore-point', 'show', 'no-such-point'], exit: 3, code: 'not_found' },
+      { what: 'unknown job', args: ['job', 'show', 'no-such-job'], exit: 3, code: 'not_found' },
+      { what: 'stopping an export nobody serves', args: ['restore-export', 'stop', 'no-such-export'], exit: 3, code: 'not_found' },
     ];
     const observed: Array<{ what: string; exit: number; code?: string; message?: string; problem?: string }> = [];
     for (const row of rows) {

@@ -1,7 +1,8 @@
 // A failure in a phase ends the job with JobFailed (phase and reason) and still releases its
 // snapshot, with real NATS and real QEMU: a repository that refuses chunk writes fails the
 // transfer (no restore point appears, and the next backup still holds the failed job's
-// changes); a VM whose QEMU died fails the snapshot.
+// changes); a VM whose QEMU died fails the snapshot, and `backup --wait` and `job watch` of that
+// job exit 6.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useHarness, waitFor } from '@cairn/testing';
@@ -94,7 +95,14 @@ describe('a failed phase ends the job with JobFailed and releases its snapshot (
     killed = true;
     await waitFor(async () => (await pidsOf(vm.qmpPath)).length === 0, { what: 'QEMU gone' });
 
-    const jobId = await backup(dataDir, 'demo');
+    // `backup --wait` and `job watch` of the failed job exit 6 (the README's "job failed").
+    const waited = await cli(['--data', dataDir, '--json', 'backup', 'demo', '--wait', '--timeout', '180'], {}, 240_000);
+    expect(waited.code, waited.stdout + waited.stderr).toBe(6);
+    const jobId = (JSON.parse(waited.stdout) as { jobId: string; state: string }).jobId;
+    expect((JSON.parse(waited.stdout) as { state: string }).state).toBe('failed');
+    const watched = await cli(['--data', dataDir, 'job', 'watch', jobId]);
+    expect(watched.code, watched.stdout + watched.stderr).toBe(6);
+    expect(watched.stdout).toMatch(/failed in snapshot/);
     const failed = await waitForJobEnd(catalogue, jobId, 180_000);
     expect(failed.state).toBe('failed');
     expect(failed.failure?.phase).toBe('snapshot');

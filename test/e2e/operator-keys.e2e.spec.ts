@@ -156,6 +156,13 @@ describe('signed operator commands on a secure site (real NATS with TLS and iden
     expect(apiJob.state).toBe('completed');
     expect((await events()).find((e) => e.type === 'JobRequested' && e.streamId === `job-${apiJob.jobId}`)?.actor).toEqual({ kind: 'user', id: 'admin' });
 
+    // 9. `--operator-key alice.key restore-point delete` with the bootstrap token (admin's): the
+    // request is signed as Alice, so it is refused, and nothing is requested in admin's name.
+    const approvalsBefore = (await events()).filter((e) => e.type === 'ApprovalRequested').length;
+    const mixed = await cli([...d, '--operator-key', keyFile('alice'), '--json', 'restore-point', 'delete', aliceJob.restorePointId!, '--reason', 'mixed']);
+    expect(mixed.code, mixed.stdout + mixed.stderr).toBe(7);
+    expect((await events()).filter((e) => e.type === 'ApprovalRequested')).toHaveLength(approvalsBefore);
+
     // No service stepped outside its NATS permissions for any of it (AccessDenied appends included).
     const serverLog = await readFile(stack.nats!.logFile, 'utf8');
     expect(serverLog.split('\n').filter((l) => /Violation/i.test(l))).toEqual([]);
