@@ -1,6 +1,7 @@
 // A restore point's own stream (`restorepoint-<id>`) as a decider: retention expiry is a
 // decision on it, not a raw append. A point already expired or deleted is not expired again;
 // a locked one is not expired before its lock ends (the next retention run considers it again).
+// A lock is recorded when it holds longer than the longest one recorded (locks only extend).
 // Pure: the time comes in with the command.
 import type { EventDataMap, KnownEvent } from '@cairn/contracts';
 import type { Decider, Draft } from './decider.ts';
@@ -11,11 +12,9 @@ export interface RestorePointState {
   readonly lockedUntil: number;
 }
 
-export type RestorePointCommand = {
-  readonly kind: 'expire';
-  readonly data: EventDataMap['RestorePointExpired'];
-  readonly now: Date;
-};
+export type RestorePointCommand =
+  | { readonly kind: 'expire'; readonly data: EventDataMap['RestorePointExpired']; readonly now: Date }
+  | { readonly kind: 'recordLock'; readonly data: EventDataMap['RestorePointLocked'] };
 
 export const restorePointDecider: Decider<RestorePointCommand, KnownEvent, RestorePointState> = {
   initialState: () => ({ gone: false, lockedUntil: 0 }),
@@ -31,6 +30,9 @@ export const restorePointDecider: Decider<RestorePointCommand, KnownEvent, Resto
     }
   },
   decide(command, state): readonly Draft[] {
+    if (command.kind === 'recordLock') {
+      return Date.parse(command.data.retainUntil) > state.lockedUntil ? [{ type: 'RestorePointLocked', data: command.data }] : [];
+    }
     if (state.gone || state.lockedUntil > command.now.getTime()) return [];
     return [{ type: 'RestorePointExpired', data: command.data }];
   },

@@ -21,6 +21,14 @@ describe('restore point decider: retention expiry (given/when/then)', () => {
     spec.given([locked('2026-02-01T00:00:00Z')]).when({ kind: 'expire', data, now }).then([{ type: 'RestorePointExpired', data }]);
   });
 
+  it('records a lock that holds longer than the longest recorded, and nothing for a shorter or equal one', () => {
+    const lock = (until: string) => ({ restorePointId: 'rp1', retainUntil: until, objectsLocked: 3 });
+    spec.given([]).when({ kind: 'recordLock', data: lock('2026-04-01T00:00:00.000Z') }).then([{ type: 'RestorePointLocked', data: lock('2026-04-01T00:00:00.000Z') }]);
+    spec.given([locked('2026-04-01T00:00:00Z')]).when({ kind: 'recordLock', data: lock('2026-05-01T00:00:00.000Z') }).then([{ type: 'RestorePointLocked', data: lock('2026-05-01T00:00:00.000Z') }]);
+    spec.given([locked('2026-04-01T00:00:00Z')]).when({ kind: 'recordLock', data: lock('2026-04-01T00:00:00.000Z') }).thenNothing();
+    spec.given([locked('2026-04-01T00:00:00Z')]).when({ kind: 'recordLock', data: lock('2026-03-15T00:00:00.000Z') }).thenNothing();
+  });
+
   it('does not expire one deleted after an approval', () => {
     const deleted = newEvent('RestorePointDeleted', { restorePointId: 'rp1', approvalId: 'a1', requestedBy: 'alice', approvedBy: 'bob' }, meta);
     spec.given([deleted]).when({ kind: 'expire', data, now }).thenNothing();

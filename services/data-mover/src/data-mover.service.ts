@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Refusal, immutabilityLockUntil, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
+import { Refusal, immutabilityLockUntil, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
-import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
+import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, restorePointDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
 import type { Static } from '@sinclair/typebox';
 import { RestorePointLockedError, type Manifest, type MaintenanceRole, type RestorePointReader, type RestorePointWriter, type RetentionRole } from '@cairn/repository';
 
@@ -326,8 +326,10 @@ export class DataMover {
     });
     const holds = (await repo.restorePointLockedUntil(cmd.restorePointId)) ?? until;
     const data = { restorePointId: cmd.restorePointId, retainUntil: holds.toISOString(), objectsLocked: report.objectsLocked };
-    const streamId = `restorepoint-${cmd.restorePointId}`;
-    await this.log.append(streamId, [newEvent('RestorePointLocked', data, { site: this.config.site, actor, streamId, causationId })], { expectedRevision: 'any' });
+    // Recorded through the restore point's decider, at the revision it read (not again for a lock no longer than one recorded).
+    await handleCommand(this.log, `restorepoint-${cmd.restorePointId}`, restorePointDecider, { kind: 'recordLock', data }, {
+      meta: { site: this.config.site, actor, causationId, correlationId: `restorepoint-${cmd.restorePointId}` },
+    });
     this.logger.info({ ...data, repository }, 'restore point locked');
     return data;
   }
