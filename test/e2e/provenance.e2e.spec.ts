@@ -35,6 +35,8 @@ let jobId: string;
 let approvalId: string;
 let bobToken: string;
 let bobKey: string;
+/** The local operator's request to make carol an administrator (pending until bob approves). */
+let carolApprovalId: string;
 /** Every forged event that NATS let into the log: `cairn audit verify` must name each one. */
 const stored: Array<{ eventId: string; by: string }> = [];
 
@@ -265,6 +267,7 @@ describe('four-eyes that no single identity completes', () => {
     expect(carol.code, carol.stderr).toBe(0);
     const carolApproval = JSON.parse(carol.stdout) as { approvalId: string; status: string; action: { kind: string } };
     expect(carolApproval).toMatchObject({ status: 'pending', action: { kind: 'grant-administrator' } });
+    carolApprovalId = carolApproval.approvalId;
     const own = await cli([...d, 'approval', 'approve', carolApproval.approvalId]);
     expect(own.code).toBe(7);
     expect(JSON.stringify((await api(stack.gatewayToken, 'GET', '/v1/users')).body)).not.toContain('"carol"');
@@ -289,6 +292,12 @@ describe('four-eyes that no single identity completes', () => {
     const deleted: KnownEvent[] = [];
     for await (const r of stack.log.readStream(`restorepoint-${restorePointId}`)) deleted.push(r.event);
     expect(deleted.find((e) => e.type === 'RestorePointDeleted')?.data).toMatchObject({ approvalId, requestedBy: 'local-op', approvedBy: 'bob' });
+    // The third administrator the local operator asked for: bob approves, carol is made with the local operator's endorsement.
+    const carol = await cli(['--data', stack.dataDir, '--json', '--operator-key', bobKey, 'approval', 'approve', carolApprovalId], { CAIRN_API_TOKEN: bobToken });
+    expect(carol.code, carol.stderr + carol.stdout).toBe(0);
+    expect(JSON.parse(carol.stdout)).toMatchObject({ status: 'done', approvedBy: 'bob' });
+    const users = (await api(bobToken, 'GET', '/v1/users')).body.items as Array<{ userId: string; roles: string[] }>;
+    expect(users.find((u) => u.userId === 'carol')?.roles).toContain('administrator');
   });
 });
 
