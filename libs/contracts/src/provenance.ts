@@ -103,6 +103,10 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   // RPO watch: the scheduler, which knows the policies
   RpoMissed: ['scheduler'],
   RpoRestored: ['scheduler'],
+  // verify jobs: the data mover that holds the repository
+  VerifyStarted: ['data-mover'],
+  VerifyCompleted: ['data-mover'],
+  RestorePointDamaged: ['data-mover'],
   // provenance itself
   EventSigningStarted: ['admin'],
   ProvenanceViolation: WRITERS,

@@ -2,19 +2,24 @@
 // decision on it, not a raw append. A point already expired or deleted is not expired again;
 // a locked one is not expired before its lock ends (the next retention run considers it again).
 // A lock is recorded when it holds longer than the longest one recorded (locks only extend).
+// A verify that finds damage records it here too (once per verify, not on a point gone).
 // Pure: the time comes in with the command.
 import type { EventDataMap, KnownEvent } from '@cairn/contracts';
 import type { Decider, Draft } from './decider.ts';
 
 export interface RestorePointState {
   readonly gone: boolean;
+  /** The verify that last found it damaged. */
+  readonly damagedBy?: string;
   /** End of the longest lock recorded (ms since the epoch; 0 when never locked). */
   readonly lockedUntil: number;
 }
 
 export type RestorePointCommand =
   | { readonly kind: 'expire'; readonly data: EventDataMap['RestorePointExpired']; readonly now: Date }
-  | { readonly kind: 'recordLock'; readonly data: EventDataMap['RestorePointLocked'] };
+  | { readonly kind: 'recordLock'; readonly data: EventDataMap['RestorePointLocked'] }
+  /** A verify found damaged objects it uses (not recorded for a point gone, nor twice by one verify). */
+  | { readonly kind: 'damaged'; readonly data: EventDataMap['RestorePointDamaged'] };
 
 export const restorePointDecider: Decider<RestorePointCommand, KnownEvent, RestorePointState> = {
   initialState: () => ({ gone: false, lockedUntil: 0 }),
@@ -23,6 +28,8 @@ export const restorePointDecider: Decider<RestorePointCommand, KnownEvent, Resto
       case 'RestorePointExpired':
       case 'RestorePointDeleted':
         return { ...state, gone: true };
+      case 'RestorePointDamaged':
+        return { ...state, damagedBy: event.data.verifyId };
       case 'RestorePointLocked':
         return { ...state, lockedUntil: Math.max(state.lockedUntil, Date.parse(event.data.retainUntil)) };
       default:
@@ -30,6 +37,10 @@ export const restorePointDecider: Decider<RestorePointCommand, KnownEvent, Resto
     }
   },
   decide(command, state): readonly Draft[] {
+    if (command.kind === 'damaged') {
+      if (state.gone || state.damagedBy === command.data.verifyId) return [];
+      return [{ type: 'RestorePointDamaged', data: command.data }];
+    }
     if (command.kind === 'recordLock') {
       return Date.parse(command.data.retainUntil) > state.lockedUntil ? [{ type: 'RestorePointLocked', data: command.data }] : [];
     }

@@ -34,3 +34,15 @@ describe('restore point decider: retention expiry (given/when/then)', () => {
     spec.given([deleted]).when({ kind: 'expire', data, now }).thenNothing();
   });
 });
+
+describe('restore point decider: damage a verify found', () => {
+  const spec = deciderSpec(restorePointDecider);
+  const damage = (verifyId: string) => ({ restorePointId: 'rp1', vmId: 'vm1', verifyId, damaged: [{ kind: 'chunk' as const, id: 'c1', damage: 'authentication' }], damagedCount: 1 });
+
+  it('records it once per verify; a later verify records it again; not on a point gone', () => {
+    spec.given([]).when({ kind: 'damaged', data: damage('v1') }).then([{ type: 'RestorePointDamaged', data: damage('v1') }]);
+    spec.given([newEvent('RestorePointDamaged', damage('v1'), meta)]).when({ kind: 'damaged', data: damage('v1') }).thenNothing();
+    spec.given([newEvent('RestorePointDamaged', damage('v1'), meta)]).when({ kind: 'damaged', data: damage('v2') }).then([{ type: 'RestorePointDamaged', data: damage('v2') }]);
+    spec.given([newEvent('RestorePointExpired', data, meta)]).when({ kind: 'damaged', data: damage('v1') }).thenNothing();
+  });
+});

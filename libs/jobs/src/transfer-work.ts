@@ -40,6 +40,11 @@ export const TransferWork = Type.Object({
     restorePointId: Type.String({ minLength: 1, maxLength: 200 }),
     disks: Type.Array(Type.Object({ name: Type.String({ minLength: 1, maxLength: 256 }), sizeBytes: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
   }, { additionalProperties: false }), Type.Null()])),
+  /**
+   * Chunks a verify found damaged in restore points of this VM: the mover sends them again
+   * (overwriting the damaged objects) instead of trusting that the repository holds them.
+   */
+  heal: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 100_000 })),
 }, { $id: 'TransferWork', additionalProperties: false });
 export type TransferWork = Static<typeof TransferWork>;
 

@@ -74,6 +74,12 @@ export function noticeOf(event: SourceEvent, position: bigint, jobs: { vmOf(jobI
         title: `Damage found in the copy of site ${String(d['sourceSite'])}'s repository`,
         text: `${String(d['damagedCount'])} damaged object(s) of ${String(d['objectsChecked'])} checked`,
       };
+    case 'RestorePointDamaged':
+      return {
+        ...base, kind: 'damage-found', severity: 'critical', vmId: String(d['vmId']),
+        title: `Restore point ${String(d['restorePointId'])} of VM ${String(d['vmId'])} is damaged`,
+        text: `Verify ${String(d['verifyId'])} found ${String(d['damagedCount'])} damaged object(s) it uses; the VM's next backup reads it whole and sends them again`,
+      };
     case 'RpoMissed':
       return {
         ...base, kind: 'rpo-missed', severity: 'error', vmId: String(d['vmId']),

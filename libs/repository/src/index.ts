@@ -32,3 +32,4 @@ export {
 export { keyJournalEvent, keyEventStream, publishKeyJournal, publishKeyJournalEntries, type KeyJournalLogger } from './keys/key-journal.publisher.ts';
 export type { LockReport } from './maintenance/immutability.ts';
 export type { DestroyReport } from './maintenance/destroy.ts';
+export { chunkKey } from './format/layout.ts';

@@ -22,6 +22,7 @@ import { RestoreJobRefused, RestoreJobs } from './restore-job.ts';
 import { restoreJobHandlers } from './restore-job.handlers.ts';
 import { FileBrowser, type FileBrowserOptions } from './file-browser.ts';
 import { FilesHandlers, fileIndexHandlers } from './files.handlers.ts';
+import { runVerifyJob, verifySlotId } from './verify-job.ts';
 
 @Module({})
 class DataMoverModule {
@@ -73,6 +74,12 @@ export interface StartDataMoverOptions {
   readonly keyJournalEveryMs?: number;
   /** File-level restore: appliance memory, idle time, how many at once (docs/files.md). */
   readonly files?: Omit<FileBrowserOptions, 'site'>;
+  /**
+   * Scheduled verify jobs of every repository: one per `everyMs` slot (default 24 h) across all
+   * movers, checking the restore points not verified within `olderThanDays` (default 30; 0 =
+   * all), `sample` of their chunks (default 1 = all). `everyMs: 0` turns them off.
+   */
+  readonly verify?: { readonly everyMs?: number; readonly olderThanDays?: number; readonly sample?: number };
 }
 
 export interface RunningDataMover {
@@ -153,12 +160,32 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'garbage collection failed (tried again next round)'));
   }, o.gcEveryMs ?? 3600_000);
   gcTimer.unref();
+  const verifyEvery = o.verify?.everyMs ?? 24 * 3600_000;
+  const verifiedSlot = new Map<string, string>();
+  let verifyRound: Promise<void> = Promise.resolve();
+  const verifyDue = async (): Promise<void> => {
+    const now = new Date();
+    for (const [name, repo] of o.repositories) {
+      if (deletedRepositories.has(name)) continue;
+      const verifyId = verifySlotId(name, verifyEvery, now);
+      if (verifiedSlot.get(name) === verifyId) continue;
+      verifiedSlot.set(name, verifyId);
+      const outcome = await runVerifyJob({ log: o.log, site: o.site, actor: config.actor }, name, repo, {
+        verifyId, trigger: 'schedule', olderThanDays: o.verify?.olderThanDays ?? 30, sample: o.verify?.sample ?? 1, now,
+      }).catch((e: unknown) => { logger.warn({ repository: name, verifyId, err: (e as Error).message }, 'verify job failed (the next slot tries again)'); return undefined; });
+      if (outcome) logger.info({ repository: name, verifyId, checked: outcome.restorePoints.length, damaged: outcome.damagedCount }, outcome.damagedCount ? 'verify found damage' : 'verify clean');
+    }
+  };
+  const verifyTimer = verifyEvery > 0 ? setInterval(() => { verifyRound = verifyRound.then(verifyDue); }, Math.min(verifyEvery, 60_000)) : undefined;
+  verifyTimer?.unref();
   return {
     mover,
     files,
     health: () => ({ status: 'ok', worker: mover.worker, ...(deletedRepositories.size ? { deletedRepositories: Object.fromEntries(deletedRepositories) } : {}) }),
     async close() {
       clearInterval(gcTimer);
+      clearInterval(verifyTimer);
+      await verifyRound;
       clearInterval(keyTimer);
       await gcRound;
       await keyRound;

@@ -162,6 +162,7 @@ export class DataMover {
     const result = await runTransfer({
       jobId: work.jobId, vm: { id: work.vmId, name: work.vmName, ...(config ? { config } : {}) }, nbd: work.nbd, mode: work.mode,
       ...(work.parent !== undefined ? { parent: work.parent } : {}), redelivered, ...(work.fileIndex === false ? { fileIndex: false } : {}),
+      ...(work.heal?.length ? { heal: work.heal } : {}),
     }, {
       repository: repo,
       connections: this.config.connections,

@@ -25,6 +25,8 @@ export interface TransferInput {
   readonly redelivered?: boolean;
   /** false: the policy wants no file index (the manifest says so in its labels). */
   readonly fileIndex?: boolean;
+  /** Chunk ids a verify found damaged: stored again when the data yields them (TransferWork.heal). */
+  readonly heal?: readonly string[];
 }
 
 export interface TransferProgress {
@@ -150,6 +152,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       ...(parent && anyIncremental ? { parentId: parent.id } : {}),
       disks,
       labels: { jobId: input.jobId, ...(input.fileIndex === false ? { fileIndex: 'off' } : {}) },
+      ...(input.heal?.length ? { heal: input.heal } : {}),
     });
     return {
       restorePointId: result.restorePointId,

@@ -82,6 +82,10 @@ export class Scheduler {
   /** Each VM's RPO stream as folded, and its revision. */
   private readonly rpo = new Map<string, { state: RpoState; revision: bigint }>();
   private readonly rpoOfPolicy = new WeakMap<Policy, number>();
+  /** Chunks a verify found damaged in restore points of each VM: its next backup reads whole and sends them again. */
+  private readonly heal = new Map<string, Set<string>>();
+  /** Jobs queued with a heal list: their commit ends the VM's list. */
+  private readonly healing = new Map<string, string>();
   private subscription: EventSubscription | undefined;
   private consuming: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -188,6 +192,13 @@ export class Scheduler {
         this.expired.add(event.data.restorePointId);
         this.restorePoints.delete(event.data.restorePointId);
         return;
+      case 'RestorePointDamaged': {
+        if (this.expired.has(event.data.restorePointId)) return;
+        const set = this.heal.get(event.data.vmId) ?? new Set<string>();
+        for (const d of event.data.damaged) if (d.kind === 'chunk') set.add(d.id);
+        this.heal.set(event.data.vmId, set);
+        return;
+      }
       case 'RestorePointLocked': {
         const until = Date.parse(event.data.retainUntil);
         if (until > (this.lockedUntil.get(event.data.restorePointId) ?? 0)) this.lockedUntil.set(event.data.restorePointId, until);
@@ -201,6 +212,10 @@ export class Scheduler {
           if (event.type === 'JobStarted') this.starting.delete(id);
           if (event.type === 'RestorePointCommitted') {
             this.commitOrder.set(id, this.commitOrder.size + 1);
+            if (this.healing.get(id) === event.data.vmId) {
+              this.heal.delete(event.data.vmId);
+              this.healing.delete(id);
+            }
             if (!this.expired.has(event.data.restorePointId)) this.restorePoints.set(event.data.restorePointId, { vmId: event.data.vmId, at: event.time });
           }
         }
@@ -386,6 +401,8 @@ export class Scheduler {
       if (!best || order > best.order) best = { order, id, job: j };
     }
     if (!best) return { none: `no earlier restore point of this VM in repository ${repository}` };
+    const damaged = this.heal.get(vmId ?? '');
+    if (damaged?.size) return { none: `a verify found ${damaged.size} damaged chunk(s) in restore points of this VM: read whole, sent again` };
     if (best.order < chainHead) {
       return { none: `the newest restore point of this VM in repository ${repository} (${best.job.committed!.restorePointId}) is older than the last backup of chain ${chain ?? 'manual'}, which restarted its changed-block history` };
     }
@@ -481,7 +498,9 @@ export class Scheduler {
               ...((state.request!.bandwidthBytesPerSec ?? policy?.bandwidthBytesPerSec) ? { bandwidthBytesPerSec: state.request!.bandwidthBytesPerSec ?? policy!.bandwidthBytesPerSec! } : {}),
               ...(taken.consistency ? { consistency: taken.consistency } : {}),
               ...(taken.vmConfig ? { vmConfig: taken.vmConfig } : {}),
+              ...(this.heal.get(state.request!.vmId)?.size ? { heal: [...this.heal.get(state.request!.vmId)!] } : {}),
             });
+            if (this.heal.get(state.request!.vmId)?.size) this.healing.set(jobId, state.request!.vmId);
             break;
           }
           case 'release':

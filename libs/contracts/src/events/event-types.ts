@@ -53,3 +53,6 @@ export type NotificationRouteAdded = EventOf<'NotificationRouteAdded'>;
 export type NotificationRouteRemoved = EventOf<'NotificationRouteRemoved'>;
 export type RpoMissed = EventOf<'RpoMissed'>;
 export type RpoRestored = EventOf<'RpoRestored'>;
+export type VerifyStarted = EventOf<'VerifyStarted'>;
+export type VerifyCompleted = EventOf<'VerifyCompleted'>;
+export type RestorePointDamaged = EventOf<'RestorePointDamaged'>;

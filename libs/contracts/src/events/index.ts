@@ -12,6 +12,7 @@ export * from './repository-key.events.ts';
 export * from './provenance.events.ts';
 export * from './approval.ts';
 export * from './notification.events.ts';
+export * from './verify.events.ts';
 export * from './registry.ts';
 export * from './event-types.ts';
 export * from './validate.ts';

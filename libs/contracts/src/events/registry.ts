@@ -23,6 +23,7 @@ import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreReques
 import { FilesRestoredV1, FilesSearchedV1, RestorePointFilesBrowsedV1 } from './files.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
+import { RestorePointDamagedV1, VerifyCompletedV1, VerifyStartedV1 } from './verify.events.ts';
 import { NotificationRouteAddedV1, NotificationRouteRemovedV1, RpoMissedV1, RpoRestoredV1 } from './notification.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
@@ -127,6 +128,9 @@ export const EVENT_SCHEMAS = {
   NotificationRouteRemoved: define('NotificationRouteRemoved', { description: 'A notification route was removed: nothing more is sent through it.', categories: ['notifyroute'], latest: NotificationRouteRemovedV1 }),
   RpoMissed: define('RpoMissed', { description: 'A VM has no restore point younger than its policy\'s recovery-point objective (raised once until it has one again).', categories: ['rpo'], latest: RpoMissedV1 }),
   RpoRestored: define('RpoRestored', { description: 'A VM that had missed its RPO has a restore point younger than it again.', categories: ['rpo'], latest: RpoRestoredV1 }),
+  VerifyStarted: define('VerifyStarted', { description: 'A verify job of a repository started: which restore points (not verified within N days), what fraction of their chunks.', categories: ['verify'], latest: VerifyStartedV1 }),
+  VerifyCompleted: define('VerifyCompleted', { description: 'A verify job ended: the restore points checked, chunks and bytes read, the damaged objects and every restore point using one.', categories: ['verify'], latest: VerifyCompletedV1 }),
+  RestorePointDamaged: define('RestorePointDamaged', { description: 'A verify found damaged objects this restore point uses; the next backup of its VM reads it whole and sends those chunks again.', categories: ['restorepoint'], latest: RestorePointDamagedV1 }),
 } as const;
 
 export type EventRegistry = typeof EVENT_SCHEMAS;

@@ -4,6 +4,7 @@
 // zeros (full), and stores the index as content-addressed pages. Reading, worker processing
 // and uploads overlap; a semaphore bounds chunks in flight so memory does not grow with the disk.
 import { InvalidExtentError } from '../errors.ts';
+import { ObjectLockedError } from '../backend/object-lock.ts';
 import { chunkKey } from '../format/layout.ts';
 import { rootChecksum, type DiskManifest, type DiskStats } from '../format/manifest.ts';
 import { ENTRY_BYTES, type RepositoryCore } from '../repository-core.ts';
@@ -68,6 +69,8 @@ export class DiskWriter {
     private readonly parent: DiskManifest | undefined,
     private readonly slots: Semaphore,
     private readonly session: WriterSession,
+    /** Damaged chunk ids to store again rather than trust (verify found them damaged). */
+    private readonly heal: ReadonlySet<string> = new Set(),
   ) {
     this.cs = core.chunkSize;
     this.E = core.pageEntries;
@@ -161,6 +164,7 @@ export class DiskWriter {
     // chunk once there are many) when most chunks are new.
     const pending = this.known.inFlight(id);
     const mine = pending?.owner === this.session;
+    if (this.heal.has(id) && !mine) return this.healChunk(index, id, sealed, plain);
     const reuse = mine ? await pending.stored.then(() => true, () => false)
       : this.known.has(id) || (sealed === null && await this.known.contains(id));
     if (reuse) {
@@ -186,6 +190,31 @@ export class DiskWriter {
     this.newRate = this.newRate * 0.9 + 0.1;
     this.stats.chunksNew++;
     this.stats.bytesStored += result.bytes;
+    this.assign(index, id);
+  }
+
+  /** Stores a chunk verify found damaged again, over the damaged object (a locked one stays as it is). */
+  private async healChunk(index: number, id: string, sealed: Uint8Array | null, plain: Uint8Array | undefined): Promise<void> {
+    const upload = (async () => {
+      const body = sealed ?? (await this.core.pool.seal('C', id, plain as Uint8Array)).sealed;
+      try {
+        await this.core.backend.put(chunkKey(id), body, { deferSync: true, flushGroup: this.session.group });
+        return body.byteLength;
+      } catch (e) {
+        if (e instanceof ObjectLockedError) return 0;
+        throw e;
+      }
+    })();
+    this.known.claim(id, this.session, upload.then(() => undefined), this.session.durable);
+    let bytes: number;
+    try {
+      bytes = await upload;
+    } catch (e) {
+      throw new Error(`healing chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
+    }
+    if (bytes === 0) return this.reused(index, id);
+    this.stats.chunksNew++;
+    this.stats.bytesStored += bytes;
     this.assign(index, id);
   }
 

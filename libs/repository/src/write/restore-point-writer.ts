@@ -23,6 +23,11 @@ export interface WriteRestorePointInput {
   readonly parentId?: string;
   readonly disks: readonly DiskInput[];
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * Chunk ids a verify found damaged: when the data yields one of them, it is stored again
+   * (overwriting the damaged object, unless a lock forbids it) instead of being trusted.
+   */
+  readonly heal?: readonly string[];
 }
 
 export interface WriteRestorePointResult {
@@ -47,6 +52,7 @@ export async function writeRestorePoint(
   let lease: Lease | undefined;
   let step = 'taking the writer lease';
   const session = new WriterSession();
+  const heal = new Set(input.heal ?? []);
   try {
     lease = await acquireWriterLease(core.backend, { leaseMs: t.leaseMs ?? 600_000, pollMs: t.pollMs ?? 1000, waitMs: t.leaseMs ?? 600_000 });
     const parent = input.parentId ? await core.readManifest(input.parentId) : undefined;
@@ -61,7 +67,7 @@ export async function writeRestorePoint(
       if (parent && !parentDisk && !d.full) {
         throw new InvalidExtentError(`disk ${d.name} is not in parent ${parent.id}: send it whole with \`full: true\``);
       }
-      disks.push(await new DiskWriter(core, known, d, parentDisk, slots, session).write());
+      disks.push(await new DiskWriter(core, known, d, parentDisk, slots, session, heal).write());
     }
     // Chunks and index pages were put with deferSync: make them durable before the
     // manifest names them, or a crash could leave a restore point without its data.

@@ -76,6 +76,8 @@ export interface StackOptions {
    * site's leaf user. Required when the hub's leaf listener asks for TLS.
    */
   readonly hubCredentials?: string;
+  /** Scheduled verify jobs of the data mover (default: daily, restore points not verified in 30 days, every chunk). */
+  readonly verify?: { readonly everyMs?: number; readonly olderThanDays?: number; readonly sample?: number };
   /** Replication consumers' ack wait and longest retry delay (tests shorten them). */
   readonly replication?: { readonly ackWaitMs?: number; readonly maxRetryDelayMs?: number; readonly recordReceived?: boolean };
   /** Keys of other sites' repositories copied here, for disaster recovery (else from secrets/replica-<site>.passphrase). */
@@ -313,6 +315,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       }),
       logger: logger.child({ name: 'data-mover' }),
       ...(options.bandwidth ? { bandwidth: options.bandwidth } : {}),
+      ...(options.verify ? { verify: options.verify } : {}),
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({

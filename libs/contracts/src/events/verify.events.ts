@@ -1,0 +1,48 @@
+// Verify jobs (issue 16): a data mover re-reads and checks a repository's chunks on a schedule
+// (stream `verify-<verifyId>`, one per repository and slot: the first mover to record the start
+// runs it), and names every restore point that uses a damaged object (`restorepoint-<id>`).
+import { Type } from '@sinclair/typebox';
+import { Bytes, Count, Id, Name } from './common.ts';
+
+const Damaged = Type.Object({
+  kind: Type.Union([Type.Literal('chunk'), Type.Literal('index-page')]),
+  id: Type.String({ minLength: 1, maxLength: 200 }),
+  damage: Type.String({ minLength: 1, maxLength: 64 }),
+}, { additionalProperties: false });
+
+export const VerifyStartedV1 = Type.Object({
+  verifyId: Id,
+  repository: Name,
+  trigger: Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('replication')]),
+  /** Restore points to check: those not verified within `olderThanDays` (all when never verified). */
+  restorePoints: Count,
+  olderThanDays: Count,
+  /** Fraction of their distinct chunks read (1 = all). */
+  sample: Type.Number({ minimum: 0, maximum: 1 }),
+}, { additionalProperties: false });
+
+export const VerifyCompletedV1 = Type.Object({
+  verifyId: Id,
+  repository: Name,
+  /** The restore points checked (so the next verify knows what was, and when). */
+  restorePoints: Type.Array(Id, { maxItems: 100_000 }),
+  chunksTotal: Count,
+  chunksChecked: Count,
+  bytesChecked: Bytes,
+  pagesChecked: Count,
+  damagedCount: Count,
+  /** The first 100 damaged objects. */
+  damaged: Type.Array(Damaged, { maxItems: 100 }),
+  /** Every restore point that uses a damaged object (checked or not). */
+  affectedRestorePoints: Type.Array(Id, { maxItems: 100_000 }),
+  durationMs: Count,
+}, { additionalProperties: false });
+
+export const RestorePointDamagedV1 = Type.Object({
+  restorePointId: Id,
+  vmId: Id,
+  verifyId: Id,
+  /** The damaged objects this restore point uses (first 100) and how many in all. */
+  damaged: Type.Array(Damaged, { maxItems: 100 }),
+  damagedCount: Count,
+}, { additionalProperties: false });
