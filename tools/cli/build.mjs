@@ -75,13 +75,13 @@ const sourceDirnames = {
  * `cairn` already running (or starting meanwhile) keeps the build it loaded. Keeps the last
  * three builds. Returns the bundle's path.
  */
-export async function buildCli({ quiet = false } = {}) {
+export async function buildCli({ quiet = false, dist = DIST } = {}) {
   const { build } = await import('esbuild');
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
   // Files changed after this instant may not be in the bundle: bin/cairn.js compares with it.
   const startedAt = Date.now();
   const name = `b-${startedAt}-${process.pid}`;
-  const out = join(DIST, name);
+  const out = join(dist, name);
   await mkdir(out, { recursive: true });
   const common = {
     bundle: true,
@@ -121,15 +121,15 @@ export async function buildCli({ quiet = false } = {}) {
       .filter((p) => !p.includes('node_modules'))
       .map((p) => relative(root, resolve(process.cwd(), p)));
     const info = { version: pkg.version, build: name, startedAt, builtAt: new Date().toISOString(), inputs: ['package-lock.json', 'tools/cli/build.mjs', ...inputs] };
-    const pointer = join(DIST, `${CURRENT}.${process.pid}`);
+    const pointer = join(dist, `${CURRENT}.${process.pid}`);
     await writeFile(pointer, JSON.stringify(info) + '\n');
-    await rename(pointer, join(DIST, CURRENT));
+    await rename(pointer, join(dist, CURRENT));
   } catch (e) {
     await rm(out, { recursive: true, force: true });
     throw e;
   }
-  const builds = (await readdir(DIST)).filter((d) => d.startsWith('b-')).sort((a, b) => Number(b.split('-')[1]) - Number(a.split('-')[1]));
-  for (const old of builds.slice(3)) await rm(join(DIST, old), { recursive: true, force: true });
+  const builds = (await readdir(dist)).filter((d) => d.startsWith('b-')).sort((a, b) => Number(b.split('-')[1]) - Number(a.split('-')[1]));
+  for (const old of builds.slice(3)) await rm(join(dist, old), { recursive: true, force: true });
   return join(out, 'cairn.mjs');
 }
 

@@ -9,7 +9,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
-import { approvalStatement, endorse, signStatement, type ApprovalAction, type ApprovalDecision, type EndorsedGrant, type EndorsementValue, type PersonSignatureValue, type Policy, type Role, policyChangeApproval } from '@cairn/contracts';
+import type { ApprovalAction, ApprovalDecision, EndorsedGrant, EndorsementValue, PersonSignatureValue, Policy, Role } from '@cairn/contracts';
 import { collectPages, pagingChoice, pagingOptions, printPage, type Page, type PagingChoice } from '../paging.ts';
 import { DEFAULT_DATA_DIR, globals, operatorKeyFor, output, readStackState, table } from '../session.ts';
 import type { OperatorKey } from '../operator-key.ts';
@@ -28,12 +28,15 @@ interface Api {
 /** The caller's signature of a four-eyes request or decision (none without an operator key). */
 async function signApproval(a: Api, approvalId: string, decision: ApprovalDecision, action: ApprovalAction): Promise<PersonSignatureValue | undefined> {
   const key = await a.key();
+  // Loaded here, not at every start of the CLI (docs/benchmarks.md "CLI start-up").
+  const { approvalStatement, signStatement } = await import('@cairn/contracts');
   return key ? signStatement((issuedAt) => approvalStatement({ approvalId, decision, userId: key.userId, action, issuedAt }), key.signer) : undefined;
 }
 
 /** The caller's endorsement of a key or the administrator role for `userId`. */
 async function endorsement(a: Api, userId: string, grant: EndorsedGrant): Promise<EndorsementValue | undefined> {
   const key = await a.key();
+  const { endorse } = await import('@cairn/contracts');
   return key ? endorse(key.userId, userId, grant, key.signer) : undefined;
 }
 
@@ -295,6 +298,7 @@ function registerPolicyRetention(program: Command): void {
  */
 async function signedPolicyRequest(a: Api, policyId: string, current: Record<string, unknown>, body: Record<string, unknown>) {
   const policy = { ...body, policyId } as unknown as Policy;
+  const { policyChangeApproval } = await import('@cairn/contracts');
   const kind = policyChangeApproval(current as unknown as Policy, policy);
   return kind ? signedRequest(a, { kind, policyId, policy }) : {};
 }

@@ -4,9 +4,9 @@
 // a wrong address, password or certificate shows at once. docs/operations.md "Notifications".
 import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
-import { createJetStreamEventLog, handleCommand, WrongExpectedRevisionError, type EventLog } from '@cairn/eventlog';
-import { InvalidEventError, type NotificationKind, type NotificationRoute, type NotificationSeverity, type NotificationTarget } from '@cairn/contracts';
-import { addToGroup, createTransport, messageOf, routeDecider, RouteRefused, routeStreamId, type Notice } from '@cairn/notifications';
+import type { EventLog } from '@cairn/eventlog';
+import type { NotificationKind, NotificationRoute, NotificationSeverity, NotificationTarget } from '@cairn/contracts';
+import type { Notice } from '@cairn/notifications';
 import { CliError, EXIT } from '../cli-error.ts';
 import { output, table, withSession, type Session } from '../session.ts';
 
@@ -76,11 +76,21 @@ export function routeFromOptions(name: string, o: AddOptions): NotificationRoute
   };
 }
 
-async function withLog<T>(cmd: Command, body: (s: Session, log: EventLog) => Promise<T>): Promise<T> {
+/** The libraries the route commands use, loaded when one runs (not at every start of the CLI). */
+async function libraries() {
+  const [{ handleCommand, WrongExpectedRevisionError }, { InvalidEventError }, { addToGroup, createTransport, messageOf, routeDecider, RouteRefused, routeStreamId }] =
+    await Promise.all([import('@cairn/eventlog'), import('@cairn/contracts'), import('@cairn/notifications')]);
+  return { handleCommand, WrongExpectedRevisionError, InvalidEventError, addToGroup, createTransport, messageOf, routeDecider, RouteRefused, routeStreamId };
+}
+type Libraries = Awaited<ReturnType<typeof libraries>>;
+
+async function withLog<T>(cmd: Command, body: (s: Session, log: EventLog, lib: Libraries) => Promise<T>): Promise<T> {
   return withSession(cmd, async (s) => {
-    const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+    const { RouteRefused, InvalidEventError, WrongExpectedRevisionError, ...lib } = await libraries();
+    // On a secure site what the CLI appends is signed as the site's admin (session.ts).
+    const log = await s.eventLog();
     try {
-      return await body(s, log);
+      return await body(s, log, { RouteRefused, InvalidEventError, WrongExpectedRevisionError, ...lib });
     } catch (e) {
       if (e instanceof RouteRefused) throw new CliError(e.message, e.code === 'not_found' ? EXIT.notFound : EXIT.usage, e.code === 'not_found' ? '`cairn notify route list` shows the routes' : undefined);
       if (e instanceof InvalidEventError) throw new CliError(`the route is not valid: ${e.message}`, EXIT.usage);
@@ -134,7 +144,7 @@ export function registerNotifyCommands(program: Command): void {
     .option('--interval <minutes>', 'at most one message per this many minutes (default 60; 0 = no limit)')
     .action(async function (this: Command, name: string, o: AddOptions) {
       const r = routeFromOptions(name, o);
-      await withLog(this, async (s, log) => {
+      await withLog(this, async (s, log, { handleCommand, routeDecider, routeStreamId }) => {
         const result = await handleCommand(log, routeStreamId(r.routeId), routeDecider, { type: 'AddRoute', route: r }, { meta: { site: s.site, actor: s.actor } });
         const changed = result.events.length > 0;
         output(s, { routeId: r.routeId, changed, route: r }, () => `${changed ? 'route' : 'route unchanged:'} ${r.name} → ${describeTarget(r.target)}`);
@@ -155,7 +165,7 @@ export function registerNotifyCommands(program: Command): void {
   route.command('remove <name>')
     .description('remove a route: nothing more is sent through it')
     .action(async function (this: Command, name: string) {
-      await withLog(this, async (s, log) => {
+      await withLog(this, async (s, log, { handleCommand, routeDecider, routeStreamId }) => {
         await handleCommand(log, routeStreamId(name), routeDecider, { type: 'RemoveRoute', routeId: name }, { meta: { site: s.site, actor: s.actor } });
         output(s, { routeId: name, removed: true }, () => `route ${name} removed`);
       });
@@ -163,7 +173,7 @@ export function registerNotifyCommands(program: Command): void {
   route.command('test <name>')
     .description('send a test message through a route now (from this machine, with this environment\'s SMTP password variable)')
     .action(async function (this: Command, name: string) {
-      await withLog(this, async (s, log) => {
+      await withLog(this, async (s, log, { routeDecider, routeStreamId, addToGroup, createTransport, messageOf }) => {
         let r: NotificationRoute | undefined;
         for await (const x of log.readStream(routeStreamId(name))) r = routeDecider.evolve({ route: r }, x.event as never).route;
         if (!r) throw new CliError(`no notification route ${name}`, EXIT.notFound, '`cairn notify route list` shows the routes');

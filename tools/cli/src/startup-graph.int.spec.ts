@@ -1,0 +1,45 @@
+// What `cairn` loads before it runs a command (docs/benchmarks.md "CLI start-up"): the bundle's
+// entry and the chunks it imports statically. The heavy libraries (NestJS, OpenTelemetry, the
+// KurrentDB client, the S3 client, mail, the repository) must stay behind the dynamic imports
+// of the commands that use them, or every `cairn --help` pays for them. Built into a temporary
+// directory with the same build as bin/cairn.js.
+import { readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { useHarness } from '@cairn/testing';
+
+interface Metafile {
+  outputs: Record<string, { imports: Array<{ path: string; kind: string; external?: boolean }>; inputs: Record<string, unknown>; entryPoint?: string }>;
+}
+
+const HEAVY = [/node_modules\/@nestjs\//, /node_modules\/@opentelemetry\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /node_modules\/minio\//,
+  /node_modules\/nodemailer\//, /node_modules\/rxjs\//, /node_modules\/pino\//, /node_modules\/yaml\//, /libs\/repository\//, /services\//];
+
+describe('the CLI start-up graph', () => {
+  const h = useHarness();
+
+  it('loads none of the heavy libraries before a command runs', async () => {
+    const dist = await h.tmpDir('cairn-cli-graph-');
+    const metaFile = join(dist, 'meta.json');
+    process.env['CAIRN_CLI_METAFILE'] = metaFile;
+    try {
+      const build = new URL('../build.mjs', import.meta.url).href; // plain JavaScript, untyped
+      const { buildCli } = await import(build) as { buildCli: (o: { quiet: boolean; dist: string }) => Promise<string> };
+      await buildCli({ quiet: true, dist });
+    } finally {
+      delete process.env['CAIRN_CLI_METAFILE'];
+    }
+    const meta = JSON.parse(await readFile(metaFile, 'utf8')) as Metafile;
+    const entry = Object.keys(meta.outputs).find((k) => k.endsWith('/cairn.mjs'))!;
+    const seen = new Set<string>();
+    const queue = [entry];
+    while (queue.length) {
+      const out = queue.pop()!;
+      if (seen.has(out) || !meta.outputs[out]) continue;
+      seen.add(out);
+      for (const i of meta.outputs[out].imports) if (i.kind === 'import-statement' && !i.external) queue.push(i.path);
+    }
+    const inputs = [...seen].flatMap((o) => Object.keys(meta.outputs[o]!.inputs)).map((p) => relative(process.cwd(), p));
+    expect(inputs.filter((p) => HEAVY.some((re) => re.test(p)))).toEqual([]);
+  }, 180_000);
+});
