@@ -58,7 +58,8 @@ export interface RestorePoint {
 }
 export type JobState = 'requested' | 'running' | 'completed' | 'failed' | 'cancelled';
 export interface Job {
-  jobId: string; vmId: string; policyId: string | null; site: string; mode: string; trigger: string; state: JobState;
+  /** A backup, or a restore (then `restorePointId` is the point restored). */
+  jobId: string; kind: 'backup' | 'restore'; vmId: string; policyId: string | null; site: string; mode: string; trigger: string; state: JobState;
   requestedAt: string; startedAt: string | null; endedAt: string | null; restorePointId: string | null;
   bytesRead: number | null; bytesStored: number | null; durationMs: number | null; failure: { phase: string; reason: string } | null;
 }

@@ -4,7 +4,7 @@ import { api, qs, type Approval, type Health, type Items, type Job, type JobDeta
 
 export const useVms = () => useQuery({ queryKey: ['vms'], queryFn: () => api<Items<Vm>>('/v1/vms') });
 export const useVm = (vmId: string) => useQuery({ queryKey: ['vm', vmId], queryFn: () => api<Vm>(`/v1/vms/${encodeURIComponent(vmId)}`) });
-export const useJobs = (filter: { state?: string; vmId?: string; limit?: number } = {}) =>
+export const useJobs = (filter: { state?: string; vmId?: string; kind?: string; limit?: number } = {}) =>
   useQuery({ queryKey: ['jobs', filter], queryFn: () => api<Items<Job>>(`/v1/jobs${qs({ limit: 200, ...filter })}`) });
 export const useJob = (jobId: string) => useQuery({ queryKey: ['job', jobId], queryFn: () => api<JobDetail>(`/v1/jobs/${encodeURIComponent(jobId)}`) });
 export const useRestorePoints = (filter: { vmId?: string } = {}) =>

@@ -13,7 +13,7 @@ export function Dashboard() {
   const live = useFeed();
   const session = useSession();
   const vms = useVms();
-  const jobs = useJobs({ limit: 500 });
+  const jobs = useJobs({ kind: 'backup', limit: 500 }); // the backups tile: restores are listed on the jobs page
   const points = useRestorePoints();
   const approvals = useApprovals('pending');
   const health = useHealth();
