@@ -11,6 +11,7 @@ import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields, QuiescePolicy } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
+import { DiscardInstantV1, FinishInstantV1, InstantResult, ListInstantResult, ListInstantV1, StartInstantResult, StartInstantV1 } from './events/instant.events.ts';
 import { BrowseFilesResult, BrowseFilesV1, RestoreFilesResult, RestoreFilesV1, SearchFilesResult, SearchFilesV1 } from './files.ts';
 
 /**
@@ -564,6 +565,30 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: RequestRestoreV1,
     result: RequestRestoreResult,
+  }),
+  StartInstant: define('StartInstant', {
+    description: 'Instant recovery (stream instant-<instantId>): run a restore point as a new VM straight from the repository, its disks served over NBD with local overlays.',
+    service: 'data-mover',
+    latest: StartInstantV1,
+    result: StartInstantResult,
+  }),
+  FinishInstant: define('FinishInstant', {
+    description: 'Mirror an instantly recovered VM\'s disks to local storage while it runs, pivot, and close the export (answers once the mirror started).',
+    service: 'data-mover',
+    latest: FinishInstantV1,
+    result: InstantResult,
+  }),
+  DiscardInstant: define('DiscardInstant', {
+    description: 'Stop an instantly recovered VM and remove its exporter, overlays and sockets.',
+    service: 'data-mover',
+    latest: DiscardInstantV1,
+    result: InstantResult,
+  }),
+  ListInstant: define('ListInstant', {
+    description: 'Instant recovery sessions: state, overlay size, mirror progress.',
+    service: 'data-mover',
+    latest: ListInstantV1,
+    result: ListInstantResult,
   }),
   BrowseFiles: define('BrowseFiles', {
     description: 'List a directory or look at a file inside a restore point (a warm libguestfs appliance per restore point and disk).',

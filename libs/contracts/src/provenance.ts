@@ -92,6 +92,13 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   RestoreProgressed: ['data-mover'],
   RestoreCompleted: ['data-mover'],
   RestoreFailed: ['data-mover'],
+  // instant recovery: the data mover that started, mirrored or discarded the session
+  InstantRecoveryStarted: ['data-mover'],
+  InstantServing: ['data-mover'],
+  InstantMirroring: ['data-mover'],
+  InstantFinished: ['data-mover'],
+  InstantDiscarded: ['data-mover'],
+  InstantFailed: ['data-mover'],
   RepositoryDeleted: ['data-mover'],
   // repository keys: the data mover's key journal, or the operator's CLI (`cairn repo …`)
   RepositoryInitialized: ['data-mover', 'admin'],

@@ -12,3 +12,4 @@ export * from './rpo.decider.ts';
 export * from './operator-trust.ts';
 export * from './approval.decider.ts';
 export * from './user.decider.ts';
+export * from './instant.decider.ts';

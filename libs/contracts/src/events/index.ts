@@ -7,6 +7,7 @@ export * from './messaging.events.ts';
 export * from './replication.events.ts';
 export * from './security.events.ts';
 export * from './restore.events.ts';
+export * from './instant.events.ts';
 export * from './files.events.ts';
 export * from './repository-key.events.ts';
 export * from './provenance.events.ts';

@@ -20,6 +20,7 @@ import {
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreRequestedV1, RestoreStartedV1 } from './restore.events.ts';
+import { InstantDiscardedV1, InstantFailedV1, InstantFinishedV1, InstantMirroringV1, InstantRecoveryStartedV1, InstantServingV1 } from './instant.events.ts';
 import { FilesRestoredV1, FilesSearchedV1, RestorePointFilesBrowsedV1 } from './files.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
@@ -114,6 +115,12 @@ export const EVENT_SCHEMAS = {
   RestoreProgressed: define('RestoreProgressed', { description: 'A restore job wrote part of a disk (coarse steps; live progress goes to the progress subject).', categories: ['restore'], latest: RestoreProgressedV1 }),
   RestoreCompleted: define('RestoreCompleted', { description: 'Every disk of the restore job is in place under its final name.', categories: ['restore'], latest: RestoreCompletedV1 }),
   RestoreFailed: define('RestoreFailed', { description: 'The restore job ended without its target; nothing is left under the target name.', categories: ['restore'], latest: RestoreFailedV1 }),
+  InstantRecoveryStarted: define('InstantRecoveryStarted', { description: 'An instant recovery session began: a restore point to be run as a VM straight from the repository (its plan: directory, disks, overlays, identity).', categories: ['instant'], latest: InstantRecoveryStartedV1 }),
+  InstantServing: define('InstantServing', { description: 'The restore point is served over NBD by its exporter process and the VM runs (or is ready to run) on local overlays.', categories: ['instant'], latest: InstantServingV1 }),
+  InstantMirroring: define('InstantMirroring', { description: 'The instantly recovered VM\'s disks are being mirrored to local storage while it runs.', categories: ['instant'], latest: InstantMirroringV1 }),
+  InstantFinished: define('InstantFinished', { description: 'The mirror was pivoted: the VM runs from local disks, the export and overlays are gone.', categories: ['instant'], latest: InstantFinishedV1 }),
+  InstantDiscarded: define('InstantDiscarded', { description: 'The instant recovery session was thrown away: VM stopped, exporter, overlays and sockets removed.', categories: ['instant'], latest: InstantDiscardedV1 }),
+  InstantFailed: define('InstantFailed', { description: 'A step of an instant recovery session failed (which step, why, whether the VM still runs).', categories: ['instant'], latest: InstantFailedV1 }),
   DiskRestored: define('DiskRestored', { description: 'A disk of a restore point was restored to a target.', categories: ['restore'], latest: DiskRestoredV1 }),
   RestorePointFilesBrowsed: define('RestorePointFilesBrowsed', { description: 'Someone listed or looked at files inside a restore point (who, which point, which paths).', categories: ['files'], latest: RestorePointFilesBrowsedV1 }),
   FilesSearched: define('FilesSearched', { description: 'Someone searched the file indexes of restore points (who, which pattern, how many matches).', categories: ['files'], latest: FilesSearchedV1 }),
