@@ -17,5 +17,6 @@ export {
 } from './libvirt/domain-xml.ts';
 export { planLibvirtBackup, checkpointName, parseCheckpointName, type ChainRecord, type LibvirtBackupPlan, type LibvirtDiskPlan } from './libvirt/checkpoint-plan.ts';
 export { DomainEventWatcher, parseEventLine, type DomainEvent } from './libvirt/domain-events.ts';
-export { qemuCommandLine, newMac, type QemuLaunch } from './qemu/qemu-command-line.ts';
+export { qemuCommandLine, newMac, NBD_RECONNECT_DELAY_S, type QemuLaunch, type QemuLaunchDisk } from './qemu/qemu-command-line.ts';
+export { mirrorAndPivot, mirrorProgress, mirrorJobId, mirrorTargetNode, type MirrorDisk, type MirrorProgress } from './qemu/instant-mirror.ts';
 export type { QemuVmConfig } from './qemu/vm-config.ts';

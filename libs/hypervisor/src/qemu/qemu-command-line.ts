@@ -3,12 +3,29 @@
 // connected to any network, daemonized with a pid file, console and QMP in the VM's directory.
 import type { QemuVmConfig } from './vm-config.ts';
 
+/**
+ * A disk of the VM: an image file, or (instant recovery) a local qcow2 overlay over a read-only
+ * NBD export of the restore point, the chain given here on the command line (the overlay file
+ * names no backing file) so the export's socket can change without touching the image.
+ */
+export interface QemuLaunchDisk {
+  readonly name: string;
+  readonly file: string;
+  readonly format: 'raw' | 'qcow2';
+  readonly nbd?: { readonly socket: string; readonly exportName: string };
+  /** Block node name of the disk's top (default `disk<i>-fmt`). */
+  readonly node?: string;
+}
+
+/** How long QEMU holds a guest's reads while an NBD export it reads is away (an exporter restart). */
+export const NBD_RECONNECT_DELAY_S = 60;
+
 export interface QemuLaunch {
   readonly name: string;
   readonly uuid: string;
   /** New MAC per NIC id (or the same ones with --keep-identity). */
   readonly macs: Readonly<Record<string, string>>;
-  readonly disks: ReadonlyArray<{ name: string; file: string; format: 'raw' | 'qcow2' }>;
+  readonly disks: ReadonlyArray<QemuLaunchDisk>;
   readonly qmpSocket: string;
   readonly serialLog: string;
   readonly pidFile: string;
@@ -29,9 +46,18 @@ export function qemuCommandLine(config: QemuVmConfig, l: QemuLaunch): string[] {
   for (const [i, id] of order.entries()) {
     const disk = l.disks.find((x) => x.name === id);
     if (!disk) continue;
-    args.push('-blockdev', `driver=file,filename=${disk.file},node-name=disk${i}-file`,
-      '-blockdev', `driver=${disk.format},file=disk${i}-file,node-name=disk${i}-fmt`,
-      '-device', `virtio-blk-pci,drive=disk${i}-fmt,id=${id}`);
+    const node = disk.node ?? `disk${i}-fmt`;
+    if (disk.nbd) {
+      // One node with its children inline: deleting it after a mirror's pivot closes the NBD connection too.
+      args.push('-blockdev', [`driver=qcow2,node-name=${node},file.driver=file,file.filename=${opt(disk.file)}`,
+        `backing.driver=nbd,backing.node-name=${node}-nbd,backing.server.type=unix,backing.server.path=${opt(disk.nbd.socket)}`,
+        `backing.export=${opt(disk.nbd.exportName)},backing.reconnect-delay=${NBD_RECONNECT_DELAY_S}`].join(','),
+      '-device', `virtio-blk-pci,drive=${node},id=${id}`);
+      continue;
+    }
+    args.push('-blockdev', `driver=file,filename=${opt(disk.file)},node-name=disk${i}-file`,
+      '-blockdev', `driver=${disk.format},file=disk${i}-file,node-name=${node}`,
+      '-device', `virtio-blk-pci,drive=${node},id=${id}`);
   }
   for (const n of config.nics) {
     // Not connected to any network (user mode, restricted): a restored copy must not take the original's place on its network.
@@ -40,6 +66,9 @@ export function qemuCommandLine(config: QemuVmConfig, l: QemuLaunch): string[] {
   }
   return args;
 }
+
+/** A value inside a QEMU option list: a comma is written twice. */
+const opt = (v: string): string => v.replace(/,/g, ',,');
 
 /** A locally administered unicast MAC in QEMU's 52:54:00 range. */
 export function newMac(random: () => number = Math.random): string {

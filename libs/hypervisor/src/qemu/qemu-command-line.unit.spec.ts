@@ -10,6 +10,18 @@ const config: QemuVmConfig = {
 };
 
 describe('qemuCommandLine', () => {
+  it('instant recovery: each disk a qcow2 overlay over its NBD export in one node, the export reconnected when it comes back', () => {
+    const argv = qemuCommandLine(config, {
+      name: 'web-now', uuid: 'u-new', macs: {}, qmpSocket: '/v/qmp.sock', serialLog: '/v/serial.log', pidFile: '/v/qemu.pid',
+      disks: [{ name: 'vda', file: '/v/vda.overlay.qcow2', format: 'qcow2', nbd: { socket: '/v/export,1.sock', exportName: 'vda' }, node: 'vda-top' }],
+    });
+    const i = argv.indexOf('-blockdev');
+    expect(argv[i + 1]).toBe('driver=qcow2,node-name=vda-top,file.driver=file,file.filename=/v/vda.overlay.qcow2,backing.driver=nbd,backing.node-name=vda-top-nbd,'
+      + 'backing.server.type=unix,backing.server.path=/v/export,,1.sock,backing.export=vda,backing.reconnect-delay=60');
+    expect(argv).toContain('virtio-blk-pci,drive=vda-top,id=vda');
+    expect(argv.filter((a) => a === '-blockdev')).toHaveLength(1);
+  });
+
   it('recreates machine, CPUs, memory, kernel boot, the restored disks in order and NICs with the new identity', () => {
     const argv = qemuCommandLine(config, {
       name: 'web-copy', uuid: 'u-new', macs: { nic0: '52:54:00:01:02:03' }, qmpSocket: '/v/qmp.sock', serialLog: '/v/serial.log', pidFile: '/v/qemu.pid',
