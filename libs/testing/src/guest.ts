@@ -23,6 +23,8 @@ export interface GuestImageOptions {
   format?: 'raw' | 'qcow2';
   /** Write to /data in a loop (a 256 KiB file out of 8, every second, fsynced). */
   workload?: boolean;
+  /** A workload of the test's own instead (a shell script run in the background once the guest is up). */
+  workloadScript?: string;
   /** Copy the host's qemu-ga and its libraries into the guest and start it. */
   guestAgent?: boolean;
   /** Extra files placed in the root file system (path inside the guest → content). */
@@ -133,7 +135,7 @@ export async function buildGuestImage(opts: GuestImageOptions): Promise<GuestIma
     await symlink('busybox', join(root, 'bin/sh'));
     await put(root, 'sbin/init', INIT, 0o755);
   }
-  if (opts.workload) await put(root, 'etc/cairn/workload.sh', WORKLOAD, 0o755);
+  if (opts.workload || opts.workloadScript) await put(root, 'etc/cairn/workload.sh', opts.workloadScript ?? WORKLOAD, 0o755);
   if (opts.guestAgent) {
     await copyWithLibraries(root, '/usr/sbin/qemu-ga');
     const mod = await kernelModule('virtio_console');
