@@ -23,14 +23,16 @@ import { restoreJobHandlers } from './restore-job.handlers.ts';
 import { FileBrowser, type FileBrowserOptions } from './file-browser.ts';
 import { FilesHandlers, fileIndexHandlers } from './files.handlers.ts';
 import { runVerifyJob, verifySlotId } from './verify-job.ts';
+import { InstantRecoveries, type ExporterLauncher } from './instant-recovery.ts';
+import { InstantHandlers } from './instant.handlers.ts';
 
 @Module({})
 class DataMoverModule {
-  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, files: FileBrowser, log: EventLog, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
+  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, files: FileBrowser, instant: InstantRecoveries, log: EventLog, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
     return {
       module: DataMoverModule,
-      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), FilesHandlers, ...(files.indexing ? [fileIndexHandlers(site)] : [])],
-      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }, { provide: FileBrowser, useValue: files }],
+      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), FilesHandlers, InstantHandlers, ...(files.indexing ? [fileIndexHandlers(site)] : [])],
+      providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }, { provide: FileBrowser, useValue: files }, { provide: InstantRecoveries, useValue: instant }],
     };
   }
 }
@@ -80,6 +82,8 @@ export interface StartDataMoverOptions {
    * all), `sample` of their chunks (default 1 = all). `everyMs: 0` turns them off.
    */
   readonly verify?: { readonly everyMs?: number; readonly olderThanDays?: number; readonly sample?: number };
+  /** Instant recovery: how to start the exporter process of a session (none: instant recovery is refused). */
+  readonly instantExporter?: ExporterLauncher;
 }
 
 export interface RunningDataMover {
@@ -136,8 +140,13 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     return replica ? { repository: replica, replica: true } : undefined;
   }, exports, (path, own) => mover.allowedTarget(path, own), logger.child({ component: 'files' }),
     () => [...o.repositories].filter(([name]) => !deletedRepositories.has(name)).map(([, r]) => r));
+  const instant = new InstantRecoveries({
+    site: o.site, actor: config.actor, ...(o.instantExporter ? { exporter: o.instantExporter } : {}),
+    publishProgress: (instantId, p) => o.nc.publish(progressSubject(o.site, instantId), JSON.stringify(p)),
+  }, o.log, mover, logger.child({ component: 'instant' }));
+  instant.follow();
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, instant, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();
@@ -190,6 +199,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       await gcRound;
       await keyRound;
       await app.close();
+      await instant.close();
       await files.close();
       await exports.close();
     },

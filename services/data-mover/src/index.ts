@@ -7,3 +7,4 @@ export { planReads, readAhead } from './extent-plan.ts';
 export { RestoreExports } from './restore-exports.ts';
 export { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
 export { RestoreJobs, RestoreJobRefused, type RestoreJobsConfig } from './restore-job.ts';
+export { InstantRecoveries, type ExporterLauncher, type InstantConfig } from './instant-recovery.ts';

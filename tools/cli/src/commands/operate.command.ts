@@ -14,6 +14,7 @@ import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.
 import { rateBytesPerSec } from '../units.ts';
 import { configFile, readConfig } from './config.command.ts';
 import type * as RestoreJobModule from './restore-job.ts';
+import { instantLine } from './instant-line.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
 
 type Opts = Record<string, unknown>;
@@ -429,6 +430,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--vm <new-name>', 'restore the whole VM (every disk and its configuration) as a new VM with this name')
     .option('--storage <dir>', 'with --vm: where the VM\'s directory is made (default: the data mover\'s restore directory /vms)')
     .option('--start', 'with --vm: start the restored VM')
+    .option('--instant', 'with --vm: start the VM at once straight from the repository (instant recovery; `cairn instant finish|discard <id>` later)')
     .option('--keep-identity', 'with --vm: keep the original UUID and MAC addresses (default: new ones)')
     .option('--host <hypervisor>', 'with --vm: define it as a libvirt domain on this hypervisor (its name in cairn hypervisor add), from the domain XML the restore point keeps')
     .option('--network-map <src=dst>', 'with --vm --host: connect NICs of network (or bridge) src to dst (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
@@ -438,12 +440,23 @@ export function registerOperateCommands(program: Command): void {
     .option('--force', 'replace the target if it exists')
     .option('--wait', 'wait for the restore job to end, showing progress (the default for --to)')
     .option('--no-wait', 'with --to: print the restore job id and return at once')
-    .option('--id <restoreId>', 'with --to: the restore job\'s id (the same id again is the same job: safe to retry)')
+    .option('--id <restoreId>', 'with --to, --vm or --instant: the restore job\'s (or session\'s) id (the same id again is the same one: safe to retry)')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, restorePointId: string, o: Opts) => {
       if ([o['to'], o['nbd'], o['vm']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name> or --nbd <export>', EXIT.usage);
       const format = String(o['format']);
       if (format !== 'raw' && format !== 'qcow2') throw new CliError(`--format must be raw or qcow2, not ${format}`, EXIT.usage);
+      if (o['instant']) {
+        if (!o['vm']) throw new CliError('--instant needs --vm <new-name>', EXIT.usage);
+        // Instant recovery: the VM runs from the repository within seconds (instant.command.ts).
+        const instantId = o['id'] ? String(o['id']) : randomUUID();
+        const r = accepted(await s.bus.send('data-mover', 'StartInstant', {
+          instantId, restorePointId, vmName: String(o['vm']), start: Boolean(o['start']), ...(o['storage'] ? { storage: resolve(String(o['storage'])) } : {}),
+        }, { timeoutMs: Number(o['timeout']) * 1000, idempotencyKey: instantId }), 'instant recovery not started');
+        output(s, r.view, () => `${instantLine(r.view)}
+  ${r.view.running ? 'running' : `start it with ${r.view.dir}/start.sh`}; keep it with \`cairn instant finish ${r.instantId}\`, throw it away with \`cairn instant discard ${r.instantId}\``);
+        return;
+      }
       if (o['vm']) {
         // The whole VM: every disk and its configuration, as a new VM (restore-job.ts).
         await startRestore(s, restorePointId, {

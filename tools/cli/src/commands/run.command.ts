@@ -45,11 +45,11 @@ export function registerRunCommand(program: Command): void {
       const [
         { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
         { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
-        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance },
+        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter },
       ] = await Promise.all([
         import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
         import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
-        import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'),
+        import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'), import('../stack/instant-exporter.ts'),
       ]);
       // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
       const config = await readConfig(await configFile(o.config));
@@ -97,6 +97,7 @@ export function registerRunCommand(program: Command): void {
             ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
             ...(settings.bandwidth ? { bandwidth: settings.bandwidth } : {}),
+            instantExporter: instantExporter({ repo: resolve(o.repo), passphrase, ...(limit ? { downloadLimit: limit } : {}) }),
           });
           close = async () => { await m.close(); await repository.close(); };
           break;

@@ -19,6 +19,7 @@ import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, star
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
+import { instantExporter } from './instant-exporter.ts';
 import { startCatalogue, type RunningCatalogue } from '@cairn/catalogue';
 import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { auditStream, readAuditChain, startAuditBridge, type AuditTargetSpec, type RunningAuditBridge } from '@cairn/audit-bridge';
@@ -316,6 +317,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       logger: logger.child({ name: 'data-mover' }),
       ...(options.bandwidth ? { bandwidth: options.bandwidth } : {}),
       ...(options.verify ? { verify: options.verify } : {}),
+      // Instant recovery's exporters read the repository themselves (not through a test's wrapped backend).
+      ...(options.wrapBackend ? {} : { instantExporter: instantExporter({ repo: dirs.repository, passphrase }) }),
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
