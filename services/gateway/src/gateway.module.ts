@@ -14,6 +14,7 @@ import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
 import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
 import { RestoreJobsController, type RestoreJobReader } from './restore-jobs.controller.ts';
+import { InstantController } from './instant.controller.ts';
 import { restoreJobReader } from './restore-job.reader.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
@@ -166,7 +167,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController],
+      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },

@@ -3,6 +3,7 @@ import './system.controller.ts';
 import './inventory.controller.ts';
 import './jobs.controller.ts';
 import './restore-jobs.controller.ts';
+import './instant.controller.ts';
 import './policies.controller.ts';
 import './audit.controller.ts';
 import './metrics.controller.ts';
