@@ -1,10 +1,13 @@
 // Whole-VM restore on QEMU (issue 15), with two data movers as separate processes: a real
 // Linux guest is backed up with its configuration, then restored as new VMs. One restore has
 // its mover SIGKILLed midway and completes after redelivery with disks byte-equal to the
-// restore point, a new UUID and new MACs; another is started (--start) and boots to its marker.
+// restore point, a new UUID and new MACs, and boots to its marker; another is started (--start)
+// by the job and boots to its marker.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { progressSubject, type KnownEvent } from '@cairn/contracts';
 import { CatalogueClient } from '@cairn/catalogue-client';
@@ -12,6 +15,7 @@ import { bootGuest, buildGuestImage, createHarness, waitFor, type BootedGuest, t
 import { startStack, type Stack } from '@cairn/cli';
 import { cli, runService, sha256, waitForJobEnd, type ServiceProcess } from './e2e-helpers.ts';
 
+const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const ORIGINAL_UUID = '5c0ffee0-0000-4000-8000-00000000a11c';
 const ORIGINAL_MAC = '52:54:00:aa:bb:cc';
@@ -116,7 +120,14 @@ describe('whole-VM restore (real QEMU guest, two movers as processes)', () => {
     const reference = join(dataDir, 'reference-disk0.raw');
     await stack.repository.restoreDisk(restorePointId, 'disk0', reference);
     expect(await sha256(join(vm.dir, 'disk0.raw'))).toBe(await sha256(reference));
-  }, 400_000);
+    // And the VM the redelivered job made boots.
+    await run('/bin/sh', [join(vm.dir, 'start.sh')], { timeout: 120_000 });
+    const pid = Number((await readFile(join(vm.dir, 'qemu.pid'), 'utf8')).trim());
+    pids.push(pid);
+    await waitFor(async () => (await readFile(join(vm.dir, 'serial.log'), 'utf8').catch(() => '')).includes(image.marker) || undefined,
+      { timeoutMs: 240_000, intervalMs: 250, what: `${image.marker} on the VM of the redelivered restore` });
+    process.kill(pid, 'SIGKILL');
+  }, 600_000);
 
   it('restored as a new VM with --start: it boots and shows its marker', async () => {
     const storage = join(dataDir, 'restores', 'vms');
