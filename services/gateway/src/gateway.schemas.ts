@@ -9,7 +9,7 @@ const Id = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+
 /** Every list answers a page: `items` and the cursor `next` (pass it as `after`; null on the last page). */
 export const Items = <T extends TSchema>(item: T) => Page(item);
 /** `limit` and `after` of a list the gateway keeps in memory (users, tokens, approvals). */
-const Paging = {
+export const Paging = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'At most this many items (default 100); `next` continues.' })),
   after: Type.Optional(Cursor),
 };

@@ -5,13 +5,14 @@ import { Controller, Inject, Res } from '@nestjs/common';
 import { Type } from '@sinclair/typebox';
 import { FinishInstantV1, InstantView, StartInstantV1, type CommandPayloadMap } from '@cairn/contracts';
 import { GatewayService } from './gateway.service.ts';
-import { Items } from './gateway.schemas.ts';
+import { pageOf } from '@cairn/catalogue-client';
+import { DEFAULT_PAGE, Items, Paging } from './gateway.schemas.ts';
 import { ProblemError } from './problem.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import type { HttpResponse } from './http.types.ts';
 
 const InstantParams = Type.Object({ instantId: Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' }) });
-const InstantList = Type.Object({ all: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'also finished, discarded and failed sessions' })) });
+const InstantList = Type.Object({ all: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'also finished, discarded and failed sessions' })), ...Paging }, { additionalProperties: false });
 export const InstantStartBody = Type.Composite([StartInstantV1], { $id: 'InstantRecoveryRequest', additionalProperties: false });
 const { instantId: _id, ...finishFields } = FinishInstantV1.properties;
 export const InstantFinishBody = Type.Object(finishFields, { $id: 'InstantFinishRequest', additionalProperties: false });
@@ -34,10 +35,13 @@ export class InstantController {
 
   @Route({
     method: 'GET', path: '/v1/instant-recoveries', operationId: 'listInstantRecoveries', tag: 'restores',
-    summary: 'Instant recovery sessions: state, overlay size (the guest\'s writes so far), mirror progress', query: InstantList, response: Items(InstantView), problems: [503, 504],
+    summary: 'Instant recovery sessions, by start time: state, overlay size (the guest\'s writes so far), mirror progress', query: InstantList, response: Items(InstantView), problems: [503, 504],
   })
-  async list(@Input('query') q: { all?: 'true' | 'false' }, @CallerOf() caller: Caller) {
-    return this.gateway.command('ListInstant', { all: q.all === 'true' }, caller);
+  async list(@Input('query') q: { all?: 'true' | 'false'; limit?: number; after?: string }, @CallerOf() caller: Caller) {
+    const { items } = await this.gateway.command('ListInstant', { all: q.all === 'true' }, caller);
+    // Few sessions live at a time: the data mover answers them all, paged here by start time and id.
+    const sorted = [...items].sort((a, b) => (a.startedAt ?? '').localeCompare(b.startedAt ?? '') || a.instantId.localeCompare(b.instantId));
+    return pageOf(sorted, (v) => [v.startedAt ?? '', v.instantId], ['string', 'string'], q, DEFAULT_PAGE);
   }
 
   @Route({

@@ -29,9 +29,9 @@ export function registerInstantCommands(program: Command): void {
   const instant = program.command('instant').description('instant recovery sessions: VMs running straight from the repository (docs/restore.md)');
   instant.command('list')
     .description('the running sessions: state, overlay size (the guest\'s writes so far), mirror progress')
-    .option('--all', 'also finished, discarded and failed ones')
+    .option('--ended', 'also finished, discarded and failed ones')
     .action(act(async (s, o: Opts) => {
-      const r = accepted(await s.bus.send('data-mover', 'ListInstant', { all: Boolean(o['all']) }), 'cannot list instant recoveries');
+      const r = accepted(await s.bus.send('data-mover', 'ListInstant', { all: Boolean(o['ended']) }), 'cannot list instant recoveries');
       output(s, r.items, () => r.items.length === 0 ? 'no instant recovery sessions' : table(r.items.map((v) => ({
         instant: v.instantId, vm: v.vmName, state: v.state, running: v.running ? `pid ${v.pid}` : 'no', overlay: bytes(v.overlayBytes),
         mirror: mirrorShare(v), restorePoint: v.restorePointId, dir: v.dir,
