@@ -4,6 +4,9 @@
 // not a test: it prints a table and writes it into docs/benchmarks.md.
 //
 //   npx tsx tools/bench/src/cli-startup.ts [--runs 7] [--doc docs/benchmarks.md | --no-doc]
+//     [--baseline <bin/cairn.js of an older checkout> --baseline-label <commit>] [--no-tsx]
+// --baseline times an older build of the CLI (its own bundle) against the same stack, so a
+// change is measured before and after at the same load.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -47,7 +50,10 @@ const median = (xs: readonly number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' }, doc: { type: 'string', default: 'docs/benchmarks.md' }, 'no-doc': { type: 'boolean' } } });
+  const { values } = parseArgs({ options: {
+    runs: { type: 'string', default: '7' }, doc: { type: 'string', default: 'docs/benchmarks.md' }, 'no-doc': { type: 'boolean' },
+    baseline: { type: 'string' }, 'baseline-label': { type: 'string', default: 'older build' }, 'no-tsx': { type: 'boolean' },
+  } });
   const runs = Number(values.runs);
   const dataDir = await mkdtemp(join(tmpdir(), 'cairn-cli-bench-'));
   process.stderr.write(`[cli-startup] starting a stack in ${dataDir}\n`);
@@ -56,8 +62,9 @@ async function main(): Promise<void> {
   try {
     const env = { ...process.env, PATH: `${join(repoRoot, 'node_modules', '.bin')}:${process.env['PATH'] ?? ''}`, CAIRN_DATA: dataDir, CAIRN_LOG_LEVEL: 'warn' };
     const modes = [
-      { mode: 'tsx (sources, before)', command: process.execPath, pre: [BIN], env: { ...env, CAIRN_CLI_SOURCE: '1' } },
-      { mode: 'bundle (after)', command: process.execPath, pre: [BIN], env },
+      ...(values['no-tsx'] ? [] : [{ mode: 'tsx (sources)', command: process.execPath, pre: [BIN], env: { ...env, CAIRN_CLI_SOURCE: '1' } }]),
+      ...(values.baseline ? [{ mode: `bundle, before (${values['baseline-label']})`, command: process.execPath, pre: [resolve(values.baseline)], env }] : []),
+      { mode: 'bundle (this checkout)', command: process.execPath, pre: [BIN], env },
       { mode: 'bundle through npx', command: NPX, pre: ['cairn'], env },
     ];
     for (const m of modes) {
