@@ -195,6 +195,12 @@ describe('roles on every route', () => {
       resumePolicy: () => ({ method: 'POST', path: '/v1/policies/nope/resume', allowed: ['administrator', 'operator'] }),
       deletePolicy: () => ({ method: 'DELETE', path: '/v1/policies/nope', allowed: ['administrator', 'operator'] }),
       restoreDisk: () => ({ method: 'POST', path: '/v1/restores', body: { restorePointId: rp, disk: 'vda', target: { kind: 'file', path: join(root, `r-${uniq()}.raw`) } }, allowed: ['administrator', 'operator', 'restore-operator'] }),
+      // File-level restore: reading files inside a restore point needs `files` (never the auditor).
+      listFiles: () => ({ method: 'GET', path: '/v1/restore-points/nope/files?path=/', allowed: ['administrator', 'operator', 'restore-operator'] }),
+      statFile: () => ({ method: 'GET', path: '/v1/restore-points/nope/files/stat?path=/part1/etc', allowed: ['administrator', 'operator', 'restore-operator'] }),
+      downloadFile: () => ({ method: 'GET', path: '/v1/restore-points/nope/files/content?path=/part1/etc/hosts', allowed: ['administrator', 'operator', 'restore-operator'] }),
+      downloadFiles: () => ({ method: 'GET', path: '/v1/restore-points/nope/files/archive?path=/part1/etc&path=/part1/root', allowed: ['administrator', 'operator', 'restore-operator'] }),
+      searchFiles: () => ({ method: 'GET', path: '/v1/files/search?pattern=*.xlsx', allowed: ['administrator', 'operator', 'restore-operator'] }),
       requestRestore: () => ({ method: 'POST', path: '/v1/restore-jobs', body: { restorePointId: rp, target: { kind: 'file', disk: 'vda', path: join(root, `rj-${uniq()}.raw`), format: 'raw', overwrite: false } }, allowed: ['administrator', 'operator', 'restore-operator'] }),
       getRestoreJob: () => ({ method: 'GET', path: '/v1/restore-jobs/nope', allowed: ALL }),
       startInstantRecovery: () => ({ method: 'POST', path: '/v1/instant-recoveries', body: { restorePointId: 'nope', vmName: `i${uniq()}`, start: false }, allowed: ['administrator', 'operator', 'restore-operator'] }),

@@ -112,6 +112,11 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
     await nav(admin, 'Restore').click();
     await admin.getByLabel('1. VM').selectOption(vmId);
     await admin.getByLabel('2. Restore point').selectOption(restorePointId);
+    // The Files kind (a file browser) is offered too; the demo disk holds no file system, which
+    // it says at once (no appliance is started for a disk without one).
+    await admin.getByRole('radio', { name: /^Files/ }).check();
+    await admin.getByRole('alert').filter({ hasText: /holds no partition table and no file system/ }).waitFor({ timeout: 60_000 });
+    await admin.getByRole('radio', { name: /^One disk/ }).check();
     await admin.getByLabel('Target image file').fill(target);
     await admin.locator('[data-action="restore"]').click();
     await admin.locator('[data-restored]').waitFor({ timeout: 180_000 });

@@ -31,9 +31,9 @@ for pattern in "${!pkg_for_file[@]}"; do
 done
 # Packages checked by name (no distinctive binary, or one another package also ships):
 # the test guest (kernel, static busybox, guest agent), libvirt, libguestfs, file systems for
-# file-level restore, and Chromium for the console's browser tests.
+# file-level restore (unzip checks the zip downloads), and Chromium for the console's browser tests.
 for pkg in linux-image-amd64 busybox-static qemu-guest-agent libvirt-daemon-system libvirt-clients \
-  libguestfs-tools xfsprogs dosfstools mtools gdisk e2fsprogs cryptsetup-bin chromium; do
+  libguestfs-tools xfsprogs dosfstools mtools gdisk e2fsprogs cryptsetup-bin unzip chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then echo "all Debian packages present"; exit 0; fi

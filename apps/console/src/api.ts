@@ -43,7 +43,7 @@ export function qs(params: Record<string, string | number | boolean | undefined>
 // ---- shapes of the API's answers the console reads (docs/openapi.json has them all) ----------
 
 export type Role = 'administrator' | 'operator' | 'restore-operator' | 'auditor';
-export type Permission = 'read' | 'backup' | 'policy' | 'restore' | 'admin';
+export type Permission = 'read' | 'backup' | 'policy' | 'restore' | 'files' | 'admin';
 export interface WhoAmI { actor: { kind: 'user'; id: string }; roles: Role[]; permissions: Permission[]; signaturesRequired?: boolean }
 export interface Items<T> { items: T[] }
 

@@ -54,6 +54,8 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   BrowseFiles: 'files',
   RestoreFiles: 'files',
   SearchFiles: 'files',
+  OpenFileDownload: 'files',
+  WriteGuestFiles: 'files',
   VerifyReplica: 'read',
   DescribeRepository: 'read',
   // Destructive or infrastructure: administrators only (deletion also needs a four-eyes approval).

@@ -12,7 +12,7 @@ import { PolicyFields, QuiescePolicy } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
 import { DiscardInstantV1, FinishInstantV1, InstantResult, ListInstantResult, ListInstantV1, StartInstantResult, StartInstantV1 } from './events/instant.events.ts';
-import { BrowseFilesResult, BrowseFilesV1, RestoreFilesResult, RestoreFilesV1, SearchFilesResult, SearchFilesV1 } from './files.ts';
+import { BrowseFilesResult, BrowseFilesV1, OpenFileDownloadResult, OpenFileDownloadV1, RestoreFilesResult, RestoreFilesV1, SearchFilesResult, SearchFilesV1, WriteGuestFilesResult, WriteGuestFilesV1 } from './files.ts';
 
 /**
  * Who vouches for a command: an ed25519 signature (an nkey: a person's operator key, or a
@@ -607,6 +607,18 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: RestoreFilesV1,
     result: RestoreFilesResult,
+  }),
+  OpenFileDownload: define('OpenFileDownload', {
+    description: 'Open a download of one file or of several paths as a tar or zip archive: the reply names a stream to pull chunk by chunk (the gateway\'s file routes).',
+    service: 'data-mover',
+    latest: OpenFileDownloadV1,
+    result: OpenFileDownloadResult,
+  }),
+  WriteGuestFiles: define('WriteGuestFiles', {
+    description: 'Write files served by a data mover into a running VM through its guest agent (RestoreFiles into a VM); never replaces a file without overwrite.',
+    service: 'snapshot-coordinator',
+    latest: WriteGuestFilesV1,
+    result: WriteGuestFilesResult,
   }),
   CreateReplicationPolicy: define('CreateReplicationPolicy', {
     description: 'Create a replication policy at its source site: which VMs go to which sites, when, how fast.',

@@ -51,6 +51,13 @@ export const RestoreFilesV1 = Type.Object({
     Type.Object({ kind: Type.Literal('directory'), path: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
     /** A tar archive on the data mover's host (one directory path). */
     Type.Object({ kind: Type.Literal('tar'), path: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
+    /** A zip archive on the data mover's host: every path under its own name (modes, times, links kept). */
+    Type.Object({ kind: Type.Literal('zip'), path: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
+    /**
+     * Into a running VM through its guest agent (the snapshot coordinator writes them): regular
+     * files only, to their own path in the guest or, with `path`, into that guest directory.
+     */
+    Type.Object({ kind: Type.Literal('vm'), vmId: Id, path: Type.Optional(GuestPath) }, { additionalProperties: false }),
   ]),
   /** Replace what exists at the target (default: refuse, nothing changed). */
   overwrite: Type.Optional(Type.Boolean()),
@@ -88,4 +95,50 @@ export const SearchFilesResult = Type.Object({
   pointsSearched: Type.Integer({ minimum: 0 }),
   /** Restore points in scope without a file index (none built yet, or turned off by their policy). */
   pointsWithoutIndex: Type.Array(Id),
+}, { additionalProperties: false });
+
+/**
+ * A download over the gateway: one regular file (`format: file`, one path; HTTP ranges) or
+ * several paths as one archive streamed as it is made (`tar`, `zip`). The reply names a stream
+ * the caller pulls chunk by chunk on `cairn.<site>.filestream.<streamId>` (libs/messaging
+ * file-stream.ts); a stream not pulled for a minute is dropped.
+ */
+export const OpenFileDownloadV1 = Type.Object({
+  restorePointId: Id,
+  disk: Type.Optional(Name),
+  paths: Type.Array(GuestPath, { minItems: 1, maxItems: 1000 }),
+  format: Type.Union([Type.Literal('file'), Type.Literal('tar'), Type.Literal('zip')]),
+}, { additionalProperties: false });
+export const OpenFileDownloadResult = Type.Object({
+  accessId: Id,
+  streamId: Id,
+  restorePointId: Id,
+  disk: Name,
+  format: Type.Union([Type.Literal('file'), Type.Literal('tar'), Type.Literal('zip')]),
+  /** A suggested file name (the file's own, or `<last path part>.zip`). */
+  name: Type.String(),
+  /** The file (format `file`). */
+  entry: Type.Optional(GuestFileEntry),
+  /** Regular files, and their bytes, in the download. */
+  files: Type.Integer({ minimum: 0 }),
+  bytes: Type.Integer({ minimum: 0 }),
+  /** Strong validator: a restore point never changes, so (point, disk, path, size, time) names the bytes. */
+  etag: Type.String(),
+}, { additionalProperties: false });
+export type OpenFileDownloadResult = Static<typeof OpenFileDownloadResult>;
+
+/** Writes files pulled from a data mover's file stream into a running VM through its guest agent. */
+export const WriteGuestFilesV1 = Type.Object({
+  vmId: Id,
+  /** Where the data mover serves the bytes: every file's content, one after the other. */
+  streamId: Id,
+  files: Type.Array(Type.Object({
+    guestPath: GuestPath,
+    size: Type.Integer({ minimum: 0 }),
+  }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
+  overwrite: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+export const WriteGuestFilesResult = Type.Object({
+  written: Type.Array(Type.String()),
+  bytes: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });

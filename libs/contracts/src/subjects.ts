@@ -5,6 +5,7 @@
 //   commands  cairn.<site>.cmd.<service>.<name>          (request/reply)
 //   progress  cairn.<site>.progress.<jobId>              (plain publish, not logged)
 //   work      cairn.<site>.work.<queue>                  (JetStream work queue)
+//   files     cairn.<site>.filestream.<streamId>         (request/reply: pull the next chunk of a file download)
 //   stream    CAIRN_EVT_<SITE>                           (one event stream per site)
 //   replication  cairn.<target>.repl.<source>.<op>       (request/reply, source site -> target site)
 
@@ -98,6 +99,11 @@ export function parseCommandSubject(subject: string): CommandSubjectParts {
 
 export function progressSubject(site: string, jobId: string): string {
   return `${ROOT}.${assertSite(site)}.progress.${assertToken(jobId, 'job id')}`;
+}
+
+/** A file download opened on a data mover (OpenFileDownload): each request pulls its next chunk. */
+export function fileStreamSubject(site: string, streamId: string): string {
+  return `${ROOT}.${assertSite(site)}.filestream.${assertToken(streamId, 'stream id')}`;
 }
 
 export function workSubject(site: string, queue: string): string {

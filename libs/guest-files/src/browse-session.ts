@@ -71,6 +71,12 @@ export class BrowseSession {
         const i = l.lastIndexOf(': ');
         return { device: l.slice(0, i), type: l.slice(i + 2).trim() };
       });
+      // libguestfs 1.48 leaves LUKS partitions out of list-filesystems: look at what it skipped.
+      for (const part of (await g.run(['list-partitions'])).split('\n').filter(Boolean)) {
+        if (found.some((f) => f.device === part)) continue;
+        const type = (await g.run(['vfs-type', part]).catch(() => '')).trim();
+        if (type === 'crypto_LUKS') found.push({ device: part, type });
+      }
       const filesystems: GuestFilesystem[] = [];
       for (const f of found) {
         const name = fsName(f.device);

@@ -20,18 +20,20 @@ export class GuestFileExistsError extends Error {
 /** Bytes per guest-file-write (base64 in one JSON line; the agent reads lines whole). */
 const PIECE = 48 * 1024;
 
+/** Whether a path exists in the guest (opens it for reading; the agent has no stat). */
+export async function guestFileExists(agent: GuestAgent, guestPath: string): Promise<boolean> {
+  const handle = await agent.execute<number>('guest-file-open', { path: guestPath, mode: 'r' }).catch((e: Error) => {
+    if (/No such file or directory/i.test(e.message)) return undefined;
+    throw e;
+  });
+  if (handle === undefined) return false;
+  await agent.execute('guest-file-close', { handle }).catch(() => undefined);
+  return true;
+}
+
 export async function writeIntoGuest(agent: GuestAgent, guestPath: string, data: Readable, o: { overwrite?: boolean } = {}): Promise<{ bytes: number }> {
   if (!guestPath.startsWith('/') || guestPath.includes('\0')) throw new Error(`guest path ${JSON.stringify(guestPath)} must be absolute`);
-  if (!o.overwrite) {
-    const existing = await agent.execute<number>('guest-file-open', { path: guestPath, mode: 'r' }).catch((e: Error) => {
-      if (/No such file or directory/i.test(e.message)) return undefined;
-      throw e;
-    });
-    if (existing !== undefined) {
-      await agent.execute('guest-file-close', { handle: existing }).catch(() => undefined);
-      throw new GuestFileExistsError(guestPath);
-    }
-  }
+  if (!o.overwrite && await guestFileExists(agent, guestPath)) throw new GuestFileExistsError(guestPath);
   const handle = await agent.execute<number>('guest-file-open', { path: guestPath, mode: 'w' });
   let bytes = 0;
   try {

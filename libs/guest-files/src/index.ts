@@ -7,3 +7,4 @@ export * from './fifo-stream.ts';
 export * from './file-index.ts';
 export * from './disk-probe.ts';
 export * from './guest-write-back.ts';
+export * from './archive.ts';

@@ -107,5 +107,15 @@ export interface HypervisorAdapter {
   reapOrphans(keep?: ReadonlySet<string>): Promise<ReapReport>;
   quiesce(vm: string, opts?: { timeoutMs?: number; maxFrozenMs?: number }): Promise<QuiesceResult>;
   thaw(vm: string): Promise<void>;
+  /**
+   * The VM's QEMU guest agent, when this adapter can reach it (file write-back); undefined when
+   * the VM has none configured.
+   */
+  guestAgent?(vm: string): GuestAgentPort | undefined;
   close(): Promise<void>;
+}
+
+/** A guest agent client: one QGA command with its arguments (libs/hypervisor GuestAgentClient). */
+export interface GuestAgentPort {
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
 }

@@ -128,6 +128,8 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     ], [`${s}.cmd.scheduler.>`]),
     'snapshot-coordinator': make('snapshot-coordinator', [
       ...eventSubjects(site, 'snapshot-coordinator'), ...eventLog, ...commandReplies('snapshot-coordinator'),
+      // Pulls the files it writes into a guest from the data mover (WriteGuestFiles).
+      `${s}.filestream.*`,
     ], [`${s}.cmd.snapshot-coordinator.>`]),
     'data-mover': make('data-mover', [
       ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention', 'data-mover-file-index', 'data-mover-file-index-expiry']),
@@ -135,7 +137,9 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
       // Restore jobs: the mover that records a request queues its work, and has a restored
       // VM defined on a libvirt hypervisor by the coordinator (that one command only).
       `${s}.work.restores`, `${s}.cmd.snapshot-coordinator.DefineRestoredVm`,
-    ], [`${s}.cmd.data-mover.>`]),
+      // Files restored into a VM: the coordinator holds the guest agent.
+      `${s}.cmd.snapshot-coordinator.WriteGuestFiles`,
+    ], [`${s}.cmd.data-mover.>`, `${s}.filestream.*`]),
     // Builds the views from the log and answers queries; writes only the events it refused (ProvenanceViolation).
     catalogue: make('catalogue', [
       ...eventSubjects(site, 'catalogue'), ...streamApi(evt, { read: true, consume: true }), ...kv(`cairn_checkpoints_${siteKv}`),
@@ -145,6 +149,8 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
     gateway: make('gateway', [
       `${s}.cmd.*.*`, `${s}.query.catalogue.>`, ...eventSubjects(site, 'gateway'), ...eventLog,
       ...streamApi(work, { read: true }), ...streamApi(audit, { read: true }), ...commandReplies('gateway'),
+      // File downloads: pulled chunk by chunk from the data mover that opened them.
+      `${s}.filestream.*`,
     ], [`${s}.progress.>`, `${s}.cmd.gateway.>`]),
     // Read-only: reads the log, writes only its own hash chain, checkpoints and the events it refused.
     'audit-bridge': make('audit-bridge', [

@@ -5,9 +5,9 @@ import { NestFactory } from '@nestjs/core';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
-import { progressSubject, RESTORE_QUEUE, workSubject, type Actor } from '@cairn/contracts';
+import { Refusal, progressSubject, RESTORE_QUEUE, workSubject, type Actor } from '@cairn/contracts';
 import { eventProvenanceOf, type EventLog } from '@cairn/eventlog';
-import { CommandBus, JetStreamServer } from '@cairn/messaging';
+import { CommandBus, FileStreamServer, JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
 import { ensureWorkStream } from '@cairn/work-queue';
 import { DataMover, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
@@ -74,6 +74,8 @@ export interface StartDataMoverOptions {
    * start): key operations done offline reach the log this way.
    */
   readonly keyJournalEveryMs?: number;
+  /** A download nobody pulls for this long is dropped (default 1 min). */
+  readonly fileStreamIdleMs?: number;
   /** File-level restore: appliance memory, idle time, how many at once (docs/files.md). */
   readonly files?: Omit<FileBrowserOptions, 'site'>;
   /**
@@ -89,6 +91,8 @@ export interface StartDataMoverOptions {
 export interface RunningDataMover {
   readonly mover: DataMover;
   readonly files: FileBrowser;
+  /** NBD exports being served now (restore exports and browsing sessions). */
+  exportNames(): string[];
   health(): { status: 'ok'; worker: string; deletedRepositories?: Record<string, string> };
   close(): Promise<void>;
 }
@@ -131,6 +135,8 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       throw new Error(why);
     },
   }, o.log, mover, logger);
+  // Downloads are pulled from here chunk by chunk (libs/messaging file-stream.ts).
+  const fileStreams = new FileStreamServer(o.nc, o.site, o.fileStreamIdleMs !== undefined ? { idleMs: o.fileStreamIdleMs } : {});
   const files = new FileBrowser({ site: o.site, ...o.files }, o.log, async (restorePointId) => {
     for (const [name, repository] of o.repositories) {
       if (deletedRepositories.has(name)) continue;
@@ -139,7 +145,13 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     const replica = await o.locateRestorePoint?.(restorePointId);
     return replica ? { repository: replica, replica: true } : undefined;
   }, exports, (path, own) => mover.allowedTarget(path, own), logger.child({ component: 'files' }),
-    () => [...o.repositories].filter(([name]) => !deletedRepositories.has(name)).map(([, r]) => r));
+    () => [...o.repositories].filter(([name]) => !deletedRepositories.has(name)).map(([, r]) => r),
+    fileStreams, async (cmd, actor, trace) => {
+      const reply = await commands.send('snapshot-coordinator', 'WriteGuestFiles', cmd, { actor, timeoutMs: 3600_000, ...(trace ? { trace } : {}) });
+      if (!reply.accepted) throw new Refusal(reply.error.code, `writing into VM ${cmd.vmId}: ${reply.error.message}`);
+      return reply.result!;
+    });
+  fileStreams.start();
   const instant = new InstantRecoveries({
     site: o.site, actor: config.actor, ...(o.instantExporter ? { exporter: o.instantExporter } : {}),
     publishProgress: (instantId, p) => o.nc.publish(progressSubject(o.site, instantId), JSON.stringify(p)),
@@ -190,6 +202,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   return {
     mover,
     files,
+    exportNames: () => exports.names(),
     health: () => ({ status: 'ok', worker: mover.worker, ...(deletedRepositories.size ? { deletedRepositories: Object.fromEntries(deletedRepositories) } : {}) }),
     async close() {
       clearInterval(gcTimer);
@@ -200,6 +213,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       await keyRound;
       await app.close();
       await instant.close();
+      fileStreams.close();
       await files.close();
       await exports.close();
     },

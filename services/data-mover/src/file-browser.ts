@@ -2,16 +2,19 @@
 // (through the restore exports) to a warm libguestfs appliance, one per (restore point, disk)
 // being browsed, closed after an idle time; listings and copies go through it. Every act is
 // an event naming who, which restore point and which paths (docs/files.md).
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { lstat, mkdir, open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Refusal, newEvent, type Actor, type CommandPayloadMap, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, type Actor, type CommandPayloadMap, type CommandResultMap, type TraceContext } from '@cairn/contracts';
 import type { EventLog } from '@cairn/eventlog';
 import {
-  BrowseSession, GuestFilesError, InvalidPathError, PoolFullError, SessionPool, TargetExistsError, buildFileIndex, checkGuestPath, copyOut, fileMatcher, probeDisk,
-  type ApplianceOptions, type FileIndex,
+  BrowseSession, GuestFilesError, InvalidPathError, PoolFullError, SessionPool, TargetExistsError, archiveStream, buildFileIndex, checkGuestPath, copyOut, fileMatcher, planArchive, probeDisk,
+  type ApplianceOptions, type FileEntry, type FileIndex,
 } from '@cairn/guest-files';
+import type { FileStreamOffer, FileStreamOutcome } from '@cairn/messaging';
+import { Readable as ReadableStream, type Readable } from 'node:stream';
+const ReadableFrom = (it: AsyncIterable<Buffer>): Readable => ReadableStream.from(it, { objectMode: false });
 import { FileIndexStore, splitPoints, type IndexStoreRole } from './file-index.store.ts';
 import type { DiskReader, RestorePointReader } from '@cairn/repository';
 import { RestoreRefused, type MoverLogger } from './data-mover.service.ts';
@@ -38,6 +41,14 @@ export interface FileBrowserOptions extends ApplianceOptions {
 /** What browsing does with a repository: read restore points, keep their file indexes. */
 export type BrowsedRepository = RestorePointReader & IndexStoreRole;
 
+/** Where downloads are offered to be pulled (libs/messaging FileStreamServer). */
+export interface FileStreams {
+  offer(offer: FileStreamOffer): string;
+}
+
+/** Sends files into a running VM (the snapshot coordinator holds its guest agent). */
+export type SendToGuest = (cmd: CommandPayloadMap['WriteGuestFiles'], actor: Actor, trace?: TraceContext) => Promise<CommandResultMap['WriteGuestFiles']>;
+
 /** Finds the repository holding a restore point (the site's own, or a replica kept here). */
 export type LocateRestorePoint = (restorePointId: string) => Promise<{ repository: BrowsedRepository; replica: boolean } | undefined>;
 
@@ -56,6 +67,8 @@ export class FileBrowser {
     private readonly logger: MoverLogger,
     /** The site's own repositories (searched; indexes are written there). */
     private readonly repositories: () => Iterable<BrowsedRepository> = () => [],
+    private readonly streams?: FileStreams,
+    private readonly toGuest?: SendToGuest,
   ) {
     this.indexing = o.index ?? process.env['CAIRN_FILE_INDEX'] !== '0';
     this.pool = new SessionPool({ idleMs: o.idleMs ?? 600_000, maxSessions: o.maxSessions ?? 4 }, (key, why) => {
@@ -65,7 +78,13 @@ export class FileBrowser {
   }
 
   private async disk(restorePointId: string, disk: string | undefined): Promise<{ repository: BrowsedRepository; disk: string }> {
-    const found = await this.locate(restorePointId);
+    let found;
+    try {
+      found = await this.locate(restorePointId);
+    } catch (e) {
+      // A replica of another site whose key is not here, or that cannot be opened.
+      throw new RestoreRefused('forbidden', (e as Error).message);
+    }
     if (!found) throw new RestoreRefused('not_found', `no restore point ${restorePointId} in this site's repositories or the replicas kept here`);
     const point = (await found.repository.listRestorePoints()).find((p) => p.id === restorePointId);
     const names = point?.disks.map((d) => d.name) ?? [];
@@ -127,6 +146,7 @@ export class FileBrowser {
     // A directory target may exist: the confinement (which refuses an existing non-file) judges
     // a name that does not exist inside it, so the directory, resolved through any links, must
     // lie where restores may write; what is written stays inside it.
+    if (cmd.target.kind === 'vm') return this.restoreIntoVm(cmd, cmd.target, paths, actor, causationId, trace);
     const target = cmd.target.kind === 'directory'
       ? dirname(await this.allowedTarget(join(cmd.target.path, `.cairn-restore-${randomUUID()}`), ownTarget))
       : await this.allowedTarget(cmd.target.path, ownTarget);
@@ -148,6 +168,20 @@ export class FileBrowser {
         }
         const { size } = await lstat(target);
         report = { files: 0, directories: 1, symlinks: 0, skipped: [], bytes: size, written: [target] };
+      } else if (cmd.target.kind === 'zip') {
+        const exists = await lstat(target).then(() => true, () => false);
+        if (exists && !cmd.overwrite) throw new RestoreRefused('conflict', `${target} exists; nothing was changed (pass --overwrite to replace it)`);
+        await mkdir(dirname(target), { recursive: true });
+        const plan = await planArchive(s, paths);
+        const fh = await open(target, 'w', 0o600);
+        try {
+          await pipeline(archiveStream(s, plan, 'zip'), fh.createWriteStream());
+        } catch (e) {
+          await rm(target, { force: true });
+          throw e;
+        }
+        const count = (t: string) => plan.entries.filter((e) => e.entry.type === t).length;
+        report = { files: plan.files, directories: count('directory'), symlinks: count('symlink'), skipped: plan.skipped, bytes: plan.bytes, written: [target] };
       } else {
         report = await copyOut(s, paths, target, { overwrite: cmd.overwrite ?? false });
       }
@@ -156,6 +190,107 @@ export class FileBrowser {
       }, actor, causationId, trace);
       this.logger.info({ restorePointId: cmd.restorePointId, disk, paths, target, files: report.files, bytes: report.bytes, actor: actor.id }, 'files restored');
       return { accessId, restorePointId: cmd.restorePointId, disk, ...report, durationMs: Date.now() - started };
+    });
+  }
+
+  /**
+   * Opens a download (a file, or paths as a tar or zip archive) to be pulled from the file
+   * streams. The appliance stays busy (not closed as idle) until the stream ends; the event is
+   * recorded when the download is opened, so a pull that never finishes is still on record.
+   */
+  async openDownload(cmd: CommandPayloadMap['OpenFileDownload'], actor: Actor, causationId: string, trace?: TraceContext): Promise<CommandResultMap['OpenFileDownload']> {
+    const streams = this.streams;
+    if (!streams) throw new Refusal('unavailable', 'this data mover serves no downloads (no file streams)');
+    const paths = cmd.paths.map(guestPath);
+    if (cmd.format === 'file' && paths.length !== 1) throw new RestoreRefused('invalid_command', 'a file download is one path; download several as tar or zip');
+    return new Promise((resolveOpen, rejectOpen) => {
+      let opened = false;
+      this.withSession(cmd.restorePointId, cmd.disk, async (s, disk) => {
+        let start: (first: unknown) => Promise<Readable> | Readable;
+        let entry: FileEntry | undefined;
+        let files: number; let bytes: number; let name: string;
+        if (cmd.format === 'file') {
+          const e = await s.stat(paths[0]!);
+          if (e.type !== 'file') throw new GuestFilesError('invalid_path', `${e.path} is a ${e.type}, not a regular file; download it as tar or zip`);
+          entry = e; files = 1; bytes = e.size; name = e.name;
+          start = async (first) => (await s.read(e.path, byteRange(first, e.size))).stream;
+        } else {
+          const plan = await planArchive(s, paths);
+          files = plan.files; bytes = plan.bytes;
+          const last = paths.length === 1 && paths[0] !== '/' ? paths[0]!.slice(paths[0]!.lastIndexOf('/') + 1) : `files-${cmd.restorePointId.slice(0, 8)}`;
+          name = `${last}.${cmd.format}`;
+          const format = cmd.format;
+          start = () => archiveStream(s, plan, format);
+        }
+        const accessId = await this.record('FilesRestored', {
+          restorePointId: cmd.restorePointId, disk, paths, target: 'download', path: cmd.format, files, bytes,
+        }, actor, causationId, trace);
+        let ended!: (o: FileStreamOutcome) => void;
+        const finished = new Promise<FileStreamOutcome>((r) => { ended = r; });
+        const streamId = streams.offer({
+          start,
+          end: (outcome, unread) => {
+            // Drained, not destroyed: the appliance is writing into a pipe and must finish its
+            // command for the session to stay usable.
+            if (!unread) { ended(outcome); return; }
+            unread.on('error', () => undefined);
+            unread.once('close', () => ended(outcome));
+            unread.resume();
+          },
+        });
+        const tag = createHash('sha256').update([cmd.restorePointId, disk, cmd.format, ...paths, String(bytes), entry?.mtimeNs ?? ''].join('\0')).digest('hex').slice(0, 32);
+        resolveOpen({
+          accessId, streamId, restorePointId: cmd.restorePointId, disk, format: cmd.format, name, files, bytes, etag: `"${tag}"`, ...(entry ? { entry } : {}),
+        });
+        opened = true;
+        const outcome = await finished;
+        this.logger.info({ restorePointId: cmd.restorePointId, disk, paths, format: cmd.format, actor: actor.id, ...outcome }, 'download ended');
+      }).catch((e: unknown) => {
+        if (!opened) rejectOpen(e);
+        else this.logger.warn({ err: (e as Error).message }, 'download failed');
+      });
+    });
+  }
+
+  /** Regular files into a running VM: the coordinator pulls them from a stream and writes through the agent. */
+  private async restoreIntoVm(cmd: CommandPayloadMap['RestoreFiles'], target: { vmId: string; path?: string }, paths: string[], actor: Actor, causationId: string, trace?: TraceContext) {
+    const streams = this.streams; const toGuest = this.toGuest;
+    if (!streams || !toGuest) throw new Refusal('unavailable', 'this data mover cannot write into VMs (no file streams or no command bus)');
+    const into = target.path === undefined ? undefined : guestPath(target.path).replace(/\/+$/, '');
+    const started = Date.now();
+    return this.withSession(cmd.restorePointId, cmd.disk, async (s, disk) => {
+      const entries: FileEntry[] = [];
+      for (const p of paths) {
+        const e = await s.stat(p);
+        if (e.type !== 'file') throw new RestoreRefused('invalid_command', `${p} is a ${e.type}: only regular files are written into a VM (its guest agent makes no directories or links)`);
+        entries.push(e);
+      }
+      // A file's path inside its file system (`/part1/etc/hosts` -> `/etc/hosts`), or the name in `--to`.
+      const guestPaths = entries.map((e) => (into !== undefined ? `${into}/${e.name}` : e.path.slice(e.path.indexOf('/', 1))));
+      if (new Set(guestPaths).size !== guestPaths.length) throw new RestoreRefused('invalid_command', `two files would land on one guest path (${guestPaths.join(', ')})`);
+      let ended!: () => void;
+      const finished = new Promise<void>((r) => { ended = r; });
+      const streamId = streams.offer({
+        start: () => concatReads(s, entries.map((e) => e.path)),
+        end: (_o, unread) => {
+          if (!unread) { ended(); return; }
+          unread.on('error', () => undefined);
+          unread.once('close', () => ended());
+          unread.resume();
+        },
+      });
+      let written;
+      try {
+        written = await toGuest({ vmId: target.vmId, streamId, files: entries.map((e, i) => ({ guestPath: guestPaths[i]!, size: e.size })), ...(cmd.overwrite ? { overwrite: true } : {}) }, actor, trace);
+      } finally {
+        // The coordinator cancels or finishes the stream; wait for the appliance to be free.
+        await Promise.race([finished, new Promise((r) => setTimeout(r, 120_000).unref())]);
+      }
+      const accessId = await this.record('FilesRestored', {
+        restorePointId: cmd.restorePointId, disk, paths, target: 'vm', vmId: target.vmId, path: guestPaths.join(', ').slice(0, 4096), files: entries.length, bytes: written.bytes,
+      }, actor, causationId, trace);
+      this.logger.info({ restorePointId: cmd.restorePointId, disk, paths, vmId: target.vmId, guestPaths, bytes: written.bytes, actor: actor.id }, 'files written into a VM');
+      return { accessId, restorePointId: cmd.restorePointId, disk, written: written.written, files: entries.length, directories: 0, symlinks: 0, skipped: [], bytes: written.bytes, durationMs: Date.now() - started };
     });
   }
 
@@ -252,6 +387,29 @@ export class FileBrowser {
   async close(): Promise<void> {
     await this.pool.close();
   }
+}
+
+/** The byte range a puller asked for (`{offset, length}`), checked against the file's size. */
+function byteRange(first: unknown, size: number): { offset: number; length: number } | undefined {
+  if (first === undefined || first === null) return undefined;
+  const r = first as { offset?: unknown; length?: unknown };
+  const offset = Number(r.offset); const length = Number(r.length);
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 1 || offset + length > size) {
+    throw new Error(`range ${JSON.stringify(first)} is not within the file's ${size} bytes`);
+  }
+  return { offset, length };
+}
+
+/** Several files' bytes one after the other, each read when the one before is done. */
+function concatReads(s: BrowseSession, paths: readonly string[]): Readable {
+  async function* all() {
+    for (const p of paths) {
+      const r = await s.read(p);
+      for await (const chunk of r.stream) yield chunk as Buffer;
+      await r.done;
+    }
+  }
+  return ReadableFrom(all());
 }
 
 function exportName(key: string): string {

@@ -1,4 +1,4 @@
-// File-level restore on the data mover: the BrowseFiles, RestoreFiles and SearchFiles
+// File-level restore on the data mover: the BrowseFiles, RestoreFiles, OpenFileDownload and SearchFiles
 // commands, and the file index built after each backup (RestorePointCommitted, unless the
 // policy wants none: the transfer labelled the manifest) and dropped with its restore point
 // (RestorePointExpired).
@@ -22,6 +22,11 @@ export class FilesHandlers {
   @CommandHandler('data-mover', 'BrowseFiles', { failureCode: 'browse_failed' })
   browse(@Payload() p: CommandPayloadMap['BrowseFiles'], @Ctx() ctx: CommandContext) {
     return this.files.browse(p, ctx.actor, ctx.command.id, ctx.trace);
+  }
+
+  @CommandHandler('data-mover', 'OpenFileDownload', { failureCode: 'download_failed' })
+  openDownload(@Payload() p: CommandPayloadMap['OpenFileDownload'], @Ctx() ctx: CommandContext) {
+    return this.files.openDownload(p, ctx.actor, ctx.command.id, ctx.trace);
   }
 
   @CommandHandler('data-mover', 'RestoreFiles', { failureCode: 'restore_failed' })

@@ -6,16 +6,17 @@ import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-ex
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
-import { CommandBus } from '@cairn/messaging';
+import { CommandBus, cancelFileStream, pullFileStream } from '@cairn/messaging';
 import { correlatedLogOptions } from '@cairn/telemetry';
 import { createJetStreamEventLog, eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE } from './gateway.tokens.ts';
+import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE, GATEWAY_FILE_STREAMS } from './gateway.tokens.ts';
 import { RestoreJobsController, type RestoreJobReader } from './restore-jobs.controller.ts';
 import { InstantController } from './instant.controller.ts';
 import { restoreJobReader } from './restore-job.reader.ts';
+import { FilesController, type FileStreamSource } from './files.controller.ts';
 import { GatewayService, type CatalogueQueries, type CommandSender } from './gateway.service.ts';
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
 import { AuthGuard, Authenticator } from './auth.guard.ts';
@@ -62,6 +63,8 @@ export interface GatewayDeps {
   readonly natsServer?: () => SupervisedNatsServer;
   /** Restore jobs read from the log (GET /v1/restore-jobs/:id answers 503 without it). */
   readonly restoreJobs?: RestoreJobReader;
+  /** Where file downloads are pulled from (the file download routes answer 503 without it). */
+  readonly fileStreams?: FileStreamSource;
 }
 
 export type NatsConnectionState = 'connected' | 'disconnected' | 'closed';
@@ -167,7 +170,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController],
+      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController, FilesController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -179,6 +182,7 @@ export class GatewayModule {
         { provide: GATEWAY_EVENTS, useValue: deps.events },
         { provide: GATEWAY_AUDIT_CHAIN, useValue: deps.auditChain },
         ...(deps.restoreJobs ? [{ provide: GATEWAY_RESTORE_JOBS, useValue: deps.restoreJobs }] : []),
+        ...(deps.fileStreams ? [{ provide: GATEWAY_FILE_STREAMS, useValue: deps.fileStreams }] : []),
         GatewayService,
         MetricsService,
         EventFeed,
@@ -273,6 +277,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     const auth = new Authenticator(identities, serviceActor, logger, config.oidc ? new OidcVerifier(config.oidc) : undefined, { limit: config.authFailureLimit });
     const app = await createGatewayApp({
       config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site), restoreJobs: restoreJobReader(log),
+      fileStreams: { pull: (id, first) => pullFileStream(nc, config.site, id, { first }), cancel: (id) => cancelFileStream(nc, config.site, id) },
       ...(options.auditChain ? { auditChain: options.auditChain } : {}),
       connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
     });

@@ -17,7 +17,7 @@ export interface OpenApiInfo {
 
 const TITLES: Record<number, string> = {
   400: 'Invalid request (problem JSON lists what)', 401: 'Missing or wrong bearer token', 403: 'Forbidden', 404: 'Not found',
-  409: 'Conflicts with the current state', 413: 'Body too large', 422: 'Refused by the service', 500: 'Gateway failure',
+  409: 'Conflicts with the current state', 413: 'Body too large', 416: 'The byte range lies outside the file (Content-Range: bytes */<size>)', 422: 'Refused by the service', 500: 'Gateway failure',
   503: 'A service behind the gateway is not answering', 504: 'A service behind the gateway did not answer in time',
 };
 
@@ -86,6 +86,11 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], info: OpenApi
     const responses: JsonObject = {
       [String(status)]: { description: spec.summary, content: { [spec.contentType ?? 'application/json']: { schema: c.ref(spec.response) } } },
     };
+    for (const a of spec.alsoSucceeds ?? []) {
+      responses[String(a.status)] = a.status === 304
+        ? { description: a.description }
+        : { description: a.description, content: { [spec.contentType ?? 'application/json']: { schema: c.ref(spec.response) } } };
+    }
     for (const p of problems) {
       responses[String(p)] = { description: TITLES[p] ?? 'Problem', content: { 'application/problem+json': { schema: problemRef } } };
     }

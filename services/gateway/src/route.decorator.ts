@@ -24,6 +24,8 @@ export interface RouteSpec {
   readonly contentType?: string;
   /** Success status (200 unless said). */
   readonly status?: number;
+  /** Other success statuses with the same media type (206 for a byte range, 304 not modified). */
+  readonly alsoSucceeds?: ReadonlyArray<{ readonly status: number; readonly description: string }>;
   /** Problem statuses worth documenting besides 400, 401 and 500. */
   readonly problems?: readonly number[];
   /** No bearer token needed. */

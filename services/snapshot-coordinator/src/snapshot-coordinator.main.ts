@@ -26,14 +26,15 @@ import { ViewRecordFile } from './view-records.ts';
 import { HypervisorRegistry } from './hypervisor-registry.ts';
 import { HypervisorRegistryHandlers } from './hypervisor-registry.handlers.ts';
 import { connectLibvirt } from './libvirt-instance.ts';
+import { GUEST_FILES_NATS, GuestFilesHandlers } from './guest-files.handlers.ts';
 
 @Module({})
 class SnapshotCoordinatorModule {
-  static with(coordinator: SnapshotCoordinator, registry: HypervisorRegistry): DynamicModule {
+  static with(coordinator: SnapshotCoordinator, registry: HypervisorRegistry, nats: { nc: NatsConnection; site: string }): DynamicModule {
     return {
       module: SnapshotCoordinatorModule,
-      controllers: [SnapshotCoordinatorHandlers, HypervisorRegistryHandlers],
-      providers: [{ provide: SnapshotCoordinator, useValue: coordinator }, { provide: HypervisorRegistry, useValue: registry }],
+      controllers: [SnapshotCoordinatorHandlers, HypervisorRegistryHandlers, GuestFilesHandlers],
+      providers: [{ provide: SnapshotCoordinator, useValue: coordinator }, { provide: HypervisorRegistry, useValue: registry }, { provide: GUEST_FILES_NATS, useValue: nats }],
     };
   }
 }
@@ -99,7 +100,7 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
   await coordinator.recover();
   await coordinator.syncInventory().catch((e: unknown) => logger.warn({ err: String(e) }, 'first inventory failed'));
 
-  const app: INestMicroservice = await NestFactory.createMicroservice(SnapshotCoordinatorModule.with(coordinator, registry), {
+  const app: INestMicroservice = await NestFactory.createMicroservice(SnapshotCoordinatorModule.with(coordinator, registry, { nc, site: config.site }), {
     strategy: new JetStreamServer({ connection: nc, site: config.site, actor, eventLog: log }),
     logger: ['error', 'warn'],
   });

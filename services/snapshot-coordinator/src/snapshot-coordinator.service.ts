@@ -11,7 +11,7 @@ import { Refusal, newEvent, type Actor, type QuiescePolicy, type TraceContext } 
 import { WrongExpectedRevisionError, activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/telemetry';
-import type { HypervisorAdapter, View } from '@cairn/hypervisor';
+import type { GuestAgentPort, HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
 import { CoalescedRound } from './coalesced-round.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
@@ -330,6 +330,17 @@ export class SnapshotCoordinator {
       if (e instanceof JobRefusedError) throw new SnapshotCommandError(e.code === 'ended' ? 'conflict' : e.code, e.message);
       throw e;
     }
+  }
+
+  /** The guest agent of a VM on one of this coordinator's hypervisors (file write-back). */
+  async guestAgentOf(vmId: string): Promise<GuestAgentPort> {
+    const instance = await this.#instanceOf(vmId);
+    if (!instance) throw new SnapshotCommandError('not_found', `VM ${vmId} is on none of this coordinator's hypervisors`);
+    const adapter = this.adapters.get(instance)!;
+    const vmName = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === vmId)?.name ?? vmId;
+    const agent = adapter.guestAgent?.(vmName);
+    if (!agent) throw new SnapshotCommandError('forbidden', `VM ${vmId} has no guest agent Cairn can reach (its hypervisor ${instance} names no guest agent socket), so files cannot be written into it`);
+    return agent;
   }
 
   async #instanceOf(vmId: string): Promise<string | undefined> {

@@ -8,13 +8,16 @@ import { post, type RestorePoint } from '../api.ts';
 import { useRestorePoints, useVms } from '../queries.ts';
 import { useSession } from '../session.tsx';
 import { Empty, ErrorBox, Page, bytes, shortId, when } from '../ui.tsx';
+import { FilesRestore } from './files.tsx';
+import type { Permission } from '../api.ts';
 
 interface KindProps { point: RestorePoint }
-interface RestoreKind { id: string; label: string; description: string; operationId: string; Form: FunctionComponent<KindProps> }
+interface RestoreKind { id: string; label: string; description: string; operationId: string; Form: FunctionComponent<KindProps>; permission?: Permission }
 
 /** Restore kinds. Whole-VM, instant recovery and file restore add an entry here with their operationId. */
 export const RESTORE_KINDS: readonly RestoreKind[] = [
   { id: 'disk', label: 'One disk', description: 'Write one disk of the restore point to an image file on the data mover\'s host.', operationId: 'restoreDisk', Form: DiskRestore },
+  { id: 'files', label: 'Files', description: 'Browse the files inside the restore point and download them, one by one or as a zip.', operationId: 'listFiles', Form: FilesRestore, permission: 'files' },
 ];
 
 export function RestoreWizard() {
@@ -25,7 +28,7 @@ export function RestoreWizard() {
   const [pointId, setPointId] = useState(query['point'] ?? '');
   const [kindId, setKindId] = useState('');
   const points = useRestorePoints(vmId ? { vmId } : {});
-  const kinds = RESTORE_KINDS.filter((k) => session.has(k.operationId));
+  const kinds = RESTORE_KINDS.filter((k) => session.has(k.operationId) && session.can(k.permission ?? 'restore'));
   const point = points.data?.items.find((p) => p.restorePointId === pointId);
   const kind = kinds.find((k) => k.id === kindId) ?? (kinds.length === 1 ? kinds[0] : undefined);
 

@@ -14,15 +14,21 @@ export const RestorePointFilesBrowsedV1 = Type.Object({
   paths: Type.Array(GuestPath, { minItems: 1, maxItems: 100 }),
 }, { additionalProperties: false });
 
-/** Files of a restore point were copied out: to a directory or an archive on the data mover's host. */
+/**
+ * Files of a restore point were copied out: to a directory or an archive on the data mover's
+ * host, downloaded through the gateway (recorded when the download starts), or written into a
+ * running VM through its guest agent.
+ */
 export const FilesRestoredV1 = Type.Object({
   accessId: Id,
   restorePointId: Id,
   disk: Name,
   paths: Type.Array(GuestPath, { minItems: 1, maxItems: 1000 }),
-  target: Type.Union([Type.Literal('directory'), Type.Literal('tar')]),
-  /** Host path written. */
+  target: Type.Union([Type.Literal('directory'), Type.Literal('tar'), Type.Literal('zip'), Type.Literal('download'), Type.Literal('vm')]),
+  /** Host path written; for a download its format (`file`, `tar`, `zip`); for a VM the guest path. */
   path: Type.String({ maxLength: 4096 }),
+  /** The VM written into (target `vm`). */
+  vmId: Type.Optional(Id),
   files: Type.Integer({ minimum: 0 }),
   bytes: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });

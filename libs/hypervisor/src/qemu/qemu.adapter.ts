@@ -207,6 +207,11 @@ export class QemuAdapter implements HypervisorAdapter {
     await this.#freeze?.thaw();
   }
 
+  /** The one VM's agent (this adapter drives one QEMU process). */
+  guestAgent(_vm: string): GuestAgentClient | undefined {
+    return this.config.guestAgentSocket ? new GuestAgentClient(this.config.guestAgentSocket, { timeoutMs: 60_000 }) : undefined;
+  }
+
   async close(): Promise<void> {
     await this.qmp.close();
   }

@@ -3,7 +3,7 @@
 // restore point waits for it (20-75 s under TCG), the next ones answer at once.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { GuestFileEntry } from '@cairn/contracts';
+import type { CommandPayloadMap, GuestFileEntry } from '@cairn/contracts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { CliError, EXIT } from '../cli-error.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
@@ -72,20 +72,37 @@ export function registerFilesCommands(program: Command): void {
       ].join('\n'));
     }));
   files.command('get <restorePoint> <paths...>')
-    .description('copy files or directories out (modes, owners, times, links and holes kept) to a directory or a tar archive on the data mover\'s host')
+    .description('copy files or directories out (modes, owners, times, links and holes kept) to a directory, a tar or a zip archive on the data mover\'s host, or write files into a running VM through its guest agent')
     .option('--disk <name>', 'disk of the restore point')
-    .option('--to <dir>', 'directory to copy into (each path under its own name)')
+    .option('--to <dir>', 'directory to copy into (each path under its own name); with --into-vm: the guest directory to write into (default: each file\'s own path)')
     .option('--tar <file>', 'write one directory as a tar archive')
+    .option('--zip <file>', 'write the paths (files or directories) as one zip archive')
+    .option('--into-vm <vm>', 'write regular files into this running VM (name or id) through its QEMU guest agent')
     .option('--overwrite', 'replace what exists at the target')
     .option('--timeout <seconds>', 'give up after this long', '3600')
     .action(act(async (s, restorePointId: string, paths: string[], o: Opts) => {
-      if (Boolean(o['to']) === Boolean(o['tar'])) throw new CliError('give exactly one of --to <dir> or --tar <file>', EXIT.usage);
-      const target = o['to'] ? { kind: 'directory' as const, path: resolve(String(o['to'])) } : { kind: 'tar' as const, path: resolve(String(o['tar'])) };
+      let target: CommandPayloadMap['RestoreFiles']['target'];
+      if (o['intoVm']) {
+        if (o['tar'] || o['zip']) throw new CliError('--into-vm writes files into the guest: not with --tar or --zip', EXIT.usage);
+        const { items } = await s.catalogue.query('vm.list', {});
+        const vm = items.find((v) => v.vmId === o['intoVm']) ?? items.find((v) => v.name === o['intoVm']);
+        if (!vm) throw new CliError(`unknown VM ${JSON.stringify(o['intoVm'])}`, EXIT.notFound);
+        const to = o['to'] === undefined ? undefined : String(o['to']);
+        if (to !== undefined && !to.startsWith('/')) throw new CliError(`--to ${JSON.stringify(to)}: with --into-vm, give an absolute path inside the guest`, EXIT.usage);
+        target = { kind: 'vm', vmId: vm.vmId, ...(to ? { path: to } : {}) };
+      } else {
+        const given = (['to', 'tar', 'zip'] as const).filter((k) => o[k]);
+        if (given.length !== 1) throw new CliError('give exactly one of --to <dir>, --tar <file>, --zip <file> or --into-vm <vm>', EXIT.usage);
+        const kind = given[0] === 'to' ? 'directory' as const : given[0]!;
+        target = { kind, path: resolve(String(o[given[0]!])) };
+      }
       const r = accepted(await s.bus.send('data-mover', 'RestoreFiles', {
         restorePointId, paths, target, ...(o['disk'] ? { disk: String(o['disk']) } : {}), ...(o['overwrite'] ? { overwrite: true } : {}),
       }, { timeoutMs: timeout(o) }), 'files not restored');
       output(s, r, () => [
-        `restored ${r.files} files, ${r.directories} directories, ${r.symlinks} links (${bytes(r.bytes)}) from ${r.disk} of ${restorePointId} in ${(r.durationMs / 1000).toFixed(1)} s:`,
+        target.kind === 'vm'
+          ? `wrote ${r.files} files (${bytes(r.bytes)}) from ${r.disk} of ${restorePointId} into VM ${String(o['intoVm'])} in ${(r.durationMs / 1000).toFixed(1)} s:`
+          : `restored ${r.files} files, ${r.directories} directories, ${r.symlinks} links (${bytes(r.bytes)}) from ${r.disk} of ${restorePointId} in ${(r.durationMs / 1000).toFixed(1)} s:`,
         ...r.written.map((w) => `  ${w}`),
         ...(r.skipped.length ? [`skipped (devices, sockets, FIFOs): ${r.skipped.join(', ')}`] : []),
       ].join('\n'));

@@ -45,8 +45,10 @@ export interface StackOptions {
   readonly natsUrl?: string;
   /** Gateway port (default: a free one). */
   readonly gatewayPort?: number;
-  /** QMP sockets of QEMU instances to back up. */
-  readonly qemu?: ReadonlyArray<{ readonly qmpSocket: string; readonly host?: string }>;
+  /** QMP sockets of QEMU instances to back up (and their guest agents: quiescing, files written back). */
+  readonly qemu?: ReadonlyArray<{ readonly qmpSocket: string; readonly host?: string; readonly guestAgentSocket?: string }>;
+  /** File-level restore on the data mover: appliance idle time and how many at once (tests shorten them). */
+  readonly files?: { readonly idleMs?: number; readonly maxSessions?: number };
   /** libvirt connections whose domains to protect (`cairn up --libvirt qemu:///system`). */
   readonly libvirt?: ReadonlyArray<{ readonly uri: string; readonly name?: string }>;
   /** Shorter leases and timeouts (tests). */
@@ -112,6 +114,8 @@ export interface Stack {
   readonly passphrase: string;
   readonly coordinator: RunningCoordinator;
   readonly replication: RunningReplication;
+  /** The data mover (absent when it runs elsewhere). */
+  readonly mover?: RunningDataMover;
   /** The nats-server this stack started (absent when it joined a NATS given by URL). */
   readonly nats?: NatsServerProcess;
   /** Its supervision: restarted when it exits unasked (absent when it joined a NATS given by URL). */
@@ -296,6 +300,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         ...(options.leaseMs ? { leaseMs: options.leaseMs, reapIntervalMs: Math.max(100, Math.floor(options.leaseMs / 4)) } : {}),
         instances: (options.qemu ?? []).map((q, i) => ({
           name: q.host ?? `qemu-${i + 1}`, qmpSocket: resolve(q.qmpSocket), nbd: { socketPath: join(runDir, `nbd-${i + 1}.sock`) },
+          ...(q.guestAgentSocket ? { guestAgentSocket: resolve(q.guestAgentSocket) } : {}),
         })),
         libvirt: (options.libvirt ?? []).map((l, i) => ({ name: l.name ?? (i === 0 ? 'libvirt' : `libvirt-${i + 1}`), uri: l.uri })),
       }),
@@ -319,6 +324,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.verify ? { verify: options.verify } : {}),
       // Instant recovery's exporters read the repository themselves (not through a test's wrapped backend).
       ...(options.wrapBackend ? {} : { instantExporter: instantExporter({ repo: dirs.repository, passphrase }) }),
+      ...(options.files ? { files: options.files } : {}),
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
@@ -369,6 +375,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     return {
       site, natsUrl, gatewayUrl: gateway.url, gatewayToken, dataDir, logFile, nc, log, repository, passphrase, coordinator, replication,
+      ...(mover ? { mover } : {}),
       ...(security ? { security } : {}),
       ...(operatorKey ? { operator: { actor: { kind: 'user' as const, id: operatorKey.userId }, signer: operatorKey.signer, keyFile: operatorKey.file } } : {}),
       ...(nats ? { nats } : {}),
