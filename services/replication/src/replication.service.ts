@@ -15,9 +15,10 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  assertSite, eventStreamName, eventSubjectFilter, newEvent, type Actor, type CommandPayloadMap, type KnownEvent, type ReplicationPolicy,
+  assertSite, eventStreamName, eventSubjectFilter, type Actor, type CommandPayloadMap, type KnownEvent, type ReplicationPolicy,
 } from '@cairn/contracts';
-import type { EventLog, EventSubscription } from '@cairn/eventlog';
+import { handleCommand, type EventLog, type EventSubscription } from '@cairn/eventlog';
+import { replicationPolicyDecider } from '@cairn/jobs';
 import { DurableConsumers, RetryLaterError, readableEvents, type JetStreamContext, type RunningConsumer } from '@cairn/messaging';
 import { Semaphore, copyRestorePoint, type ReplicationSource, type ReplicationSourceRole } from '@cairn/repository';
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
@@ -152,11 +153,8 @@ export class Replication {
     const policyId = p.policyId ?? randomUUID();
     const policy: ReplicationPolicy = { ...p, policyId, sourceSite };
     const streamId = `replpolicy-${policyId}`;
-    await this.log.append(streamId, [newEvent('ReplicationPolicyCreated', policy, { site: this.site, actor, streamId, causationId })], { expectedRevision: 'no_stream' })
-      .catch((e: Error) => {
-        if (e.name === 'WrongExpectedRevisionError') throw new ReplicationRefused('conflict', `replication policy ${policyId} exists`);
-        throw e;
-      });
+    // Through the policy's decider at the revision read: an id that exists is a conflict.
+    await handleCommand(this.log, streamId, replicationPolicyDecider, { kind: 'create', policy }, { meta: { site: this.site, actor, causationId, correlationId: streamId } });
     this.policies.set(policyId, policy);
     for (const t of policy.targetSites) this.knownTargets.add(t);
     this.reconcile();
@@ -167,7 +165,7 @@ export class Replication {
   async deletePolicy(policyId: string, actor: Actor, causationId: string): Promise<void> {
     if (!this.policies.has(policyId)) throw new ReplicationRefused('not_found', `no replication policy ${policyId}`);
     const streamId = `replpolicy-${policyId}`;
-    await this.log.append(streamId, [newEvent('ReplicationPolicyDeleted', { policyId }, { site: this.site, actor, streamId, causationId })], { expectedRevision: 'stream_exists' });
+    await handleCommand(this.log, streamId, replicationPolicyDecider, { kind: 'delete', policyId }, { meta: { site: this.site, actor, causationId, correlationId: streamId } });
     this.policies.delete(policyId);
     this.reconcile();
   }
