@@ -35,7 +35,7 @@ function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
 
-async function sha256File(path: string): Promise<string> {
+export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
   return hash.digest('hex');
@@ -52,7 +52,7 @@ function cairnOpMs(m: Measured): { opMs: number; readBytes?: number } {
   return JSON.parse(line) as { opMs: number; readBytes?: number };
 }
 
-interface Images {
+export interface Images {
   readonly dir: string;
   readonly base: WrittenImage;
   readonly changed: WrittenImage;
@@ -63,7 +63,7 @@ interface Images {
  * Generates the base and changed images into `dir`, or reuses them when `dir` already holds
  * images of the same spec (their checksums are kept beside them in images.json).
  */
-async function prepareImages(spec: ImageSpec, dir: string): Promise<Images> {
+export async function prepareImages(spec: ImageSpec, dir: string): Promise<Images> {
   await mkdir(dir, { recursive: true });
   const changesFile = join(dir, 'changes.json');
   const metaFile = join(dir, 'images.json');
@@ -81,7 +81,7 @@ async function prepareImages(spec: ImageSpec, dir: string): Promise<Images> {
   return { dir, base, changed, changesFile };
 }
 
-async function runTool(tool: BenchTool, run: number, images: Images, workRoot: string, chunkSize?: number): Promise<RunResult> {
+export async function runTool(tool: BenchTool, run: number, images: Images, workRoot: string, chunkSize?: number): Promise<RunResult> {
   const ctx: ToolContext = {
     workDir: join(workRoot, `${tool.name}-${run}`),
     imageDir: images.dir,
@@ -181,7 +181,7 @@ async function flatCheck(size: number, seed: string, workRoot: string, chunkSize
   }
 }
 
-function machine(): string {
+export function machine(): string {
   const cpu = cpus();
   return `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / GiB).toFixed(0)} GiB RAM, Linux ${release()}`;
 }
@@ -195,7 +195,7 @@ const DOC_SKELETON = `# Benchmarks
 <!-- flat:end -->
 `;
 
-async function updateDoc(path: string, sections: Record<string, string>): Promise<void> {
+export async function updateDoc(path: string, sections: Record<string, string>): Promise<void> {
   let doc = await readFile(path, 'utf8').catch(() => DOC_SKELETON);
   for (const [name, body] of Object.entries(sections)) doc = replaceSection(doc, name, body);
   await mkdir(resolve(path, '..'), { recursive: true });

@@ -1,0 +1,458 @@
+// The product benchmark (issue 20): what an operator waits for, measured through the public CLI
+// against the embedded stack, side by side with restic and borg on the same bytes in the same run.
+//
+//   npx tsx tools/bench/src/product.ts [--quick] [--size 2G] [--runs 3] [--tools restic,borg]
+//                                      [--concurrent 3] [--work /tmp/dir] [--doc docs/benchmarks.md | --no-doc]
+//
+// Per run: the generated disk (tools/bench/src/image.ts) converted to a qcow2 behind a paused QEMU
+// (TCG), `cairn up` in a child, `cairn hypervisor add qemu --qmp`, `cairn backup --wait` (full),
+// the image's 2% changed 64 KiB blocks written through QEMU's block layer (HMP `qemu-io`),
+// `cairn backup --wait` (incremental), `cairn restore --to` (timed from the command to the exit,
+// then checked by SHA-256 against the changed image). Job times come from the job's own events
+// (JobRequested → JobCompleted), with the phases between them. restic and borg run through the
+// repository benchmark's runners (run.ts) on the same raw images in the same run. Then three VMs
+// at once (full backups, aggregate MB/s).
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { open, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { QmpClient } from '@cairn/hypervisor';
+import { CHANGE_BLOCK_SIZE, GiB, MiB, changedBlocks, imageLayout, layoutMix, type ImageSpec } from './image.ts';
+import { TOOLS } from './tools.ts';
+import { machine, parseSize, prepareImages, runTool, sha256File, updateDoc, type Images } from './run.ts';
+import { median, plainTable, type RunResult } from './report.ts';
+
+const run = promisify(execFile);
+const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const CAIRN = join(repoRoot, 'tools', 'cli', 'bin', 'cairn.js');
+const MB = 1e6;
+
+function log(message: string): void {
+  process.stderr.write(`[product ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+const fmtSize = (bytes: number): string => (bytes >= GiB ? `${bytes / GiB} GiB` : `${bytes / MiB} MiB`);
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
+
+// ---- the pieces: a paused QEMU, `cairn up`, the CLI, the stack's memory
+
+interface BenchVm {
+  readonly name: string;
+  readonly qmpPath: string;
+  /** Writes `data` at `offset` through QEMU's block layer, as a guest would. */
+  write(offset: number, data: Buffer): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startVm(dir: string, name: string, rawImage: string): Promise<BenchVm> {
+  await mkdir(dir, { recursive: true });
+  const disk = join(dir, 'disk0.qcow2');
+  // qemu-img leaves zero ranges unallocated, as a thin disk has them.
+  await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawImage, disk]);
+  const qmpPath = join(dir, 'qmp.sock');
+  const controlPath = join(dir, 'control.sock');
+  const proc: ChildProcess = spawn('qemu-system-x86_64', [
+    '-M', 'q35', '-accel', 'tcg', '-m', '64', '-nodefaults', '-display', 'none', '-S', '-name', name,
+    '-qmp', `unix:${qmpPath},server=on,wait=off`, '-qmp', `unix:${controlPath},server=on,wait=off`,
+    '-blockdev', `driver=file,filename=${disk},node-name=disk0-file`,
+    '-blockdev', 'driver=qcow2,file=disk0-file,node-name=disk0-fmt',
+    '-device', 'virtio-blk-pci,drive=disk0-fmt,id=disk0',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  let control: QmpClient | undefined;
+  const deadline = Date.now() + 60_000;
+  while (!control) {
+    if (proc.exitCode !== null) throw new Error(`QEMU of ${name} exited (${proc.exitCode}): ${stderr.trim()}`);
+    try { control = await QmpClient.connect(controlPath); } catch {
+      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`QEMU of ${name} did not answer on ${controlPath}`); }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const pattern = join(dir, 'block.bin');
+  return {
+    name, qmpPath,
+    async write(offset, data) {
+      // qemu-io's -s fills the write buffer from a file: one block of the changed image.
+      await writeFile(pattern, data);
+      const out = await control!.execute<string>('human-monitor-command', {
+        'command-line': `qemu-io -d /machine/peripheral/disk0/virtio-backend "write -q -s ${pattern} ${offset} ${data.length}"`,
+      });
+      if (out.trim()) throw new Error(`qemu-io write at ${offset} in ${name}: ${out.trim()}`);
+    },
+    async stop() {
+      try { await control!.execute('quit'); } catch { proc.kill('SIGTERM'); }
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Resident memory of a process and all its descendants (bytes), from /proc. */
+async function treeRss(root: number): Promise<number> {
+  const children = new Map<number, number[]>();
+  const rss = new Map<number, number>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = await readFile(`/proc/${entry}/status`, 'utf8');
+      const ppid = Number(/PPid:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      rss.set(Number(entry), Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch { /* gone meanwhile */ }
+  }
+  let total = 0;
+  const stack = [root];
+  while (stack.length) {
+    const pid = stack.pop()!;
+    total += rss.get(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return total;
+}
+
+interface Cairn {
+  readonly dataDir: string;
+  readonly pid: number;
+  /** Peak RSS of the whole stack (cairn up, its workers, nats-server) since the last reset. */
+  peakRss(): number;
+  resetPeak(): void;
+  cli(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; ms: number }>;
+  stop(): Promise<void>;
+}
+
+async function startCairn(dataDir: string): Promise<Cairn> {
+  const env = { ...process.env, CAIRN_LOG_LEVEL: 'warn' };
+  const child = spawn(process.execPath, [CAIRN, '--data', dataDir, 'up'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const deadline = Date.now() + 240_000;
+  while (!out.includes('cairn is up;')) {
+    if (child.exitCode !== null) throw new Error(`cairn up exited (${child.exitCode}): ${out.trim()}`);
+    if (Date.now() > deadline) { child.kill('SIGTERM'); throw new Error(`cairn up did not come up: ${out.trim()}`); }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  let peak = 0;
+  const sampler = setInterval(() => { void treeRss(child.pid!).then((v) => { peak = Math.max(peak, v); }); }, 100);
+  return {
+    dataDir,
+    pid: child.pid!,
+    peakRss: () => peak,
+    resetPeak: () => { peak = 0; },
+    cli(args, timeoutMs = 900_000) {
+      return new Promise((ok, fail) => {
+        const t0 = performance.now();
+        const c = spawn(process.execPath, [CAIRN, '--data', dataDir, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+        c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-16 * 1024); });
+        const timer = setTimeout(() => c.kill('SIGTERM'), timeoutMs);
+        c.on('error', fail);
+        c.on('close', (code) => {
+          clearTimeout(timer);
+          const ms = performance.now() - t0;
+          if (code === 0) ok({ stdout, ms });
+          else fail(new Error(`cairn ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.trim()}`));
+        });
+      });
+    },
+    async stop() {
+      clearInterval(sampler);
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+// ---- one job, read from its own events
+
+/** The phases of a backup job between its events (ms). */
+export interface JobTimes {
+  readonly jobId: string;
+  readonly restorePointId: string;
+  readonly jobMs: number;
+  readonly wallMs: number;
+  readonly bytesRead: number;
+  readonly phases: Readonly<Record<string, number>>;
+  readonly requestedAt: number;
+  readonly completedAt: number;
+}
+
+/** Consecutive event pairs that make the phases of a backup job. */
+export const PHASES: ReadonlyArray<readonly [string, string, string]> = [
+  ['request → snapshot asked', 'JobRequested', 'SnapshotRequested'],
+  ['snapshot', 'SnapshotRequested', 'SnapshotTaken'],
+  ['queue', 'SnapshotTaken', 'TransferStarted'],
+  ['transfer (NBD read, chunk, seal, store, commit)', 'TransferStarted', 'RestorePointCommitted'],
+  ['release', 'RestorePointCommitted', 'SnapshotReleased'],
+  ['completion', 'SnapshotReleased', 'JobCompleted'],
+];
+
+export function jobTimes(detail: { jobId: string; restorePointId: string | null; bytesRead: number | null; events: ReadonlyArray<{ type: string; time: string }> }, wallMs: number): JobTimes {
+  const at = (type: string): number => {
+    const e = detail.events.find((x) => x.type === type);
+    if (!e) throw new Error(`job ${detail.jobId} has no ${type} event`);
+    return Date.parse(e.time);
+  };
+  const phases: Record<string, number> = {};
+  for (const [name, from, to] of PHASES) phases[name] = at(to) - at(from);
+  return {
+    jobId: detail.jobId,
+    restorePointId: detail.restorePointId ?? '',
+    jobMs: at('JobCompleted') - at('JobRequested'),
+    wallMs,
+    bytesRead: detail.bytesRead ?? 0,
+    phases,
+    requestedAt: at('JobRequested'),
+    completedAt: at('JobCompleted'),
+  };
+}
+
+async function backup(cairn: Cairn, vm: string): Promise<JobTimes> {
+  const r = await cairn.cli(['--json', 'backup', vm, '--wait', '--timeout', '1800']);
+  const { jobId } = JSON.parse(r.stdout) as { jobId: string };
+  // The job's events are in the catalogue once it completed; ask until JobCompleted shows.
+  for (let i = 0; ; i++) {
+    const detail = JSON.parse((await cairn.cli(['--json', 'job', 'show', jobId])).stdout) as Parameters<typeof jobTimes>[0];
+    if (detail.events.some((e) => e.type === 'JobCompleted')) return jobTimes(detail, r.ms);
+    if (i > 100) throw new Error(`job ${jobId} has no JobCompleted in the catalogue`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+async function addVm(cairn: Cairn, vm: BenchVm, host: string): Promise<void> {
+  await cairn.cli(['hypervisor', 'add', 'qemu', '--qmp', vm.qmpPath, '--name', host]);
+  for (let i = 0; ; i++) {
+    const list = JSON.parse((await cairn.cli(['--json', 'vm', 'list'])).stdout) as Array<{ name: string }>;
+    if (list.some((v) => v.name === vm.name)) return;
+    if (i > 200) throw new Error(`${vm.name} never appeared in cairn vm list`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+/** Writes the changed image's changed blocks into the VM's disk through QEMU. */
+async function writeChanges(vm: BenchVm, images: Images, spec: ImageSpec): Promise<number> {
+  const fh = await open(images.changed.path, 'r');
+  try {
+    const blocks = changedBlocks(spec);
+    const buf = Buffer.alloc(CHANGE_BLOCK_SIZE);
+    for (const b of blocks) {
+      await fh.read(buf, 0, CHANGE_BLOCK_SIZE, b.index * CHANGE_BLOCK_SIZE);
+      await vm.write(b.index * CHANGE_BLOCK_SIZE, buf);
+    }
+    return blocks.length;
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---- a run
+
+interface CairnRun {
+  readonly full: JobTimes;
+  readonly incremental: JobTimes;
+  readonly restoreMs: number;
+  readonly fullPeakRss: number;
+  readonly peakRss: number;
+}
+
+async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot: string): Promise<CairnRun> {
+  const dir = join(workRoot, `cairn-${index}`);
+  await rm(dir, { recursive: true, force: true });
+  const vm = await startVm(join(dir, 'vm'), 'bench-vm', images.base.path);
+  let cairn: Cairn | undefined;
+  try {
+    cairn = await startCairn(join(dir, 'data'));
+    await addVm(cairn, vm, 'bench-host');
+    cairn.resetPeak();
+    const full = await backup(cairn, vm.name);
+    const fullPeakRss = cairn.peakRss();
+    log(`cairn run ${index}: full job ${(full.jobMs / 1000).toFixed(2)} s (command ${(full.wallMs / 1000).toFixed(2)} s), read ${(full.bytesRead / MB).toFixed(0)} MB, stack peak RSS ${(fullPeakRss / MiB).toFixed(0)} MiB`);
+    const written = await writeChanges(vm, images, spec);
+    const incremental = await backup(cairn, vm.name);
+    log(`cairn run ${index}: incremental (${written} blocks written through QEMU) job ${(incremental.jobMs / 1000).toFixed(2)} s (command ${(incremental.wallMs / 1000).toFixed(2)} s), read ${(incremental.bytesRead / MB).toFixed(0)} MB`);
+    const target = join(cairn.dataDir, 'restores', 'restored.raw');
+    const restore = await cairn.cli(['restore', incremental.restorePointId, '--to', target]);
+    const sha = await sha256File(target);
+    if (sha !== images.changed.sha256) throw new Error(`cairn restored a different image (sha256 ${sha}, expected ${images.changed.sha256})`);
+    log(`cairn run ${index}: restore ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches)`);
+    return { full, incremental, restoreMs: restore.ms, fullPeakRss, peakRss: cairn.peakRss() };
+  } finally {
+    await cairn?.stop();
+    await vm.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface Concurrent {
+  readonly vms: number;
+  readonly jobs: JobTimes[];
+  readonly aggregateMBps: number;
+  readonly peakRss: number;
+}
+
+async function concurrentRun(count: number, images: Images, workRoot: string): Promise<Concurrent> {
+  const dir = join(workRoot, 'concurrent');
+  await rm(dir, { recursive: true, force: true });
+  const vms: BenchVm[] = [];
+  let cairn: Cairn | undefined;
+  try {
+    for (let i = 1; i <= count; i++) vms.push(await startVm(join(dir, `vm-${i}`), `bench-vm-${i}`, images.base.path));
+    cairn = await startCairn(join(dir, 'data'));
+    // One hypervisor per QEMU: the per-host job limit does not serialize them.
+    for (const [i, vm] of vms.entries()) await addVm(cairn, vm, `bench-host-${i + 1}`);
+    cairn.resetPeak();
+    const jobs = await Promise.all(vms.map((vm) => backup(cairn!, vm.name)));
+    const span = Math.max(...jobs.map((j) => j.completedAt)) - Math.min(...jobs.map((j) => j.requestedAt));
+    const aggregateMBps = (count * images.base.sizeBytes) / MB / (span / 1000);
+    log(`${count} VMs at once: ${jobs.map((j) => `${(j.jobMs / 1000).toFixed(2)} s`).join(', ')}; aggregate ${aggregateMBps.toFixed(0)} MB/s; stack peak RSS ${(cairn.peakRss() / MiB).toFixed(0)} MiB`);
+    return { vms: count, jobs, aggregateMBps, peakRss: cairn.peakRss() };
+  } finally {
+    await cairn?.stop();
+    await Promise.allSettled(vms.map((v) => v.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- the report
+
+const s2 = (ms: number): string => (ms / 1000).toFixed(2);
+
+export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]; others: readonly RunResult[]; concurrent?: Concurrent }): { main: string; phases: string; concurrent?: string; targets: string } {
+  const d = o.diskBytes;
+  const fullJob = median(o.cairn.map((r) => r.full.jobMs));
+  const fullCmd = median(o.cairn.map((r) => r.full.wallMs));
+  const incJob = median(o.cairn.map((r) => r.incremental.jobMs));
+  const incCmd = median(o.cairn.map((r) => r.incremental.wallMs));
+  const restoreMs = median(o.cairn.map((r) => r.restoreMs));
+  const peak = median(o.cairn.map((r) => r.fullPeakRss));
+  const tools = [...new Set(o.others.map((r) => r.tool))];
+  const of = (tool: string, f: (r: RunResult) => number): number => median(o.others.filter((r) => r.tool === tool).map(f));
+  const restic = tools.includes('restic') ? { full: of('restic', (r) => r.fullMs), inc: of('restic', (r) => r.incrementalMs), restore: of('restic', (r) => r.restoreMs), rss: of('restic', (r) => r.fullRssBytes) } : undefined;
+  const ratio = (ref: number | undefined, mine: number): string => (ref === undefined ? '' : `${(ref / mine).toFixed(2)}×`);
+  const rows = [
+    `| cairn (job, from its events) | ${s2(fullJob)} | ${(d / MB / (fullJob / 1000)).toFixed(0)} | ${ratio(restic?.full, fullJob)} | ${s2(incJob)} | ${ratio(restic?.inc, incJob)} | | | ${(peak / MiB).toFixed(0)} |`,
+    `| cairn (command, CLI start-up included) | ${s2(fullCmd)} | ${(d / MB / (fullCmd / 1000)).toFixed(0)} | ${ratio(restic?.full, fullCmd)} | ${s2(incCmd)} | ${ratio(restic?.inc, incCmd)} | ${s2(restoreMs)} | ${ratio(restic?.restore, restoreMs)} | |`,
+    ...tools.map((t) => {
+      const full = of(t, (r) => r.fullMs);
+      const inc = of(t, (r) => r.incrementalMs);
+      const rest = of(t, (r) => r.restoreMs);
+      return `| ${t} | ${s2(full)} | ${(d / MB / (full / 1000)).toFixed(0)} | ${ratio(restic?.full, full)} | ${s2(inc)} | ${ratio(restic?.inc, inc)} | ${s2(rest)} | ${ratio(restic?.restore, rest)} | ${(of(t, (r) => r.fullRssBytes) / MiB).toFixed(0)} |`;
+    }),
+  ];
+  const main = [
+    '| who | full s | full MB/s | full × restic | incremental s | incr. × faster than restic | restore s (command to last byte) | restore × restic | peak RSS MiB (full) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+  ].join('\n');
+  const phases = [
+    '| phase (between the job\'s events) | full s | incremental s |',
+    '| --- | ---: | ---: |',
+    ...PHASES.map(([name]) => `| ${name} | ${s2(median(o.cairn.map((r) => r.full.phases[name]!)))} | ${s2(median(o.cairn.map((r) => r.incremental.phases[name]!)))} |`),
+    `| bytes read from the hypervisor | ${(median(o.cairn.map((r) => r.full.bytesRead)) / MB).toFixed(0)} MB | ${(median(o.cairn.map((r) => r.incremental.bytesRead)) / MB).toFixed(1)} MB |`,
+  ].join('\n');
+  const singleMBps = d / MB / (fullJob / 1000);
+  const concurrent = o.concurrent
+    ? [
+        '| VMs at once | each job s | aggregate MB/s | × one VM | stack peak RSS MiB |',
+        '| ---: | --- | ---: | ---: | ---: |',
+        `| 1 | ${s2(fullJob)} | ${singleMBps.toFixed(0)} | 1 | ${(peak / MiB).toFixed(0)} |`,
+        `| ${o.concurrent.vms} | ${o.concurrent.jobs.map((j) => s2(j.jobMs)).join(', ')} | ${o.concurrent.aggregateMBps.toFixed(0)} | ${(o.concurrent.aggregateMBps / singleMBps).toFixed(2)}× | ${(o.concurrent.peakRss / MiB).toFixed(0)} |`,
+      ].join('\n')
+    : undefined;
+  const check = (name: string, aim: string, measured: string, met: boolean | undefined) => `| ${name} | ${aim} | ${measured} | ${met === undefined ? 'n/a' : met ? 'yes' : '**no**'} |`;
+  const targets = [
+    '| target (issue 20) | aim | measured | met |',
+    '| --- | --- | --- | --- |',
+    check('full backup job', '≥ 1.3× restic (goal 3×)', restic ? `${(restic.full / fullJob).toFixed(2)}×` : 'n/a', restic ? restic.full / fullJob >= 1.3 : undefined),
+    check('incremental job', '≤ 0.5 s at 2 GiB (≥ 13× restic)', `${s2(incJob)} s, ${restic ? (restic.inc / incJob).toFixed(1) : '?'}× faster`, incJob <= 500 * (d / (2 * GiB)) && (!restic || restic.inc / incJob >= 13)),
+    check('restore from the command', '≥ 2× restic', restic ? `${(restic.restore / restoreMs).toFixed(2)}×` : 'n/a', restic ? restic.restore / restoreMs >= 2 : undefined),
+    check('stack peak RSS during the full', '≤ 512 MiB', `${(peak / MiB).toFixed(0)} MiB`, peak <= 512 * MiB),
+    check('three VMs at once', 'aggregate ≥ one VM\'s', o.concurrent ? `${(o.concurrent.aggregateMBps / singleMBps).toFixed(2)}×` : 'n/a', o.concurrent ? o.concurrent.aggregateMBps >= singleMBps * 0.95 : undefined),
+  ].join('\n');
+  return { main, phases, ...(concurrent ? { concurrent } : {}), targets };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string' },
+      runs: { type: 'string' },
+      tools: { type: 'string', default: 'restic,borg' },
+      quick: { type: 'boolean', default: false },
+      concurrent: { type: 'string' },
+      seed: { type: 'string', default: 'cairn-bench-1' },
+      work: { type: 'string' },
+      doc: { type: 'string' },
+      'no-doc': { type: 'boolean', default: false },
+    },
+  });
+  const quick = values.quick;
+  const size = parseSize(values.size ?? (quick ? '256M' : '2G'));
+  const runs = Number(values.runs ?? (quick ? 1 : 3));
+  const concurrentVms = Number(values.concurrent ?? 3);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+  const others = values.tools.split(',').map((t) => t.trim()).filter((t) => t && t !== 'cairn');
+  for (const t of others) if (!TOOLS[t]) throw new Error(`unknown tool ${t} (known: restic, borg)`);
+  const docPath = values['no-doc'] ? undefined : values.doc ? resolve(values.doc) : quick ? undefined : join(repoRoot, 'docs/benchmarks.md');
+  const workRoot = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-product-'));
+  await mkdir(workRoot, { recursive: true });
+  const cleanup = async () => rm(workRoot, { recursive: true, force: true });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void cleanup().then(() => process.exit(130)));
+  const spec: ImageSpec = { sizeBytes: size, seed: values.seed! };
+  const startedAt = new Date().toISOString();
+  const loadStart = load();
+  log(`machine: ${machine()}; load ${loadStart}`);
+  try {
+    const images = await prepareImages(spec, join(workRoot, 'images'));
+    const cairnRuns: CairnRun[] = [];
+    const otherRuns: RunResult[] = [];
+    for (let i = 1; i <= runs; i++) {
+      // Cairn, restic and borg take turns inside each run: a noisy minute hurts all alike.
+      cairnRuns.push(await cairnRun(i, images, spec, workRoot));
+      for (const t of others) otherRuns.push(await runTool(TOOLS[t]!, i, images, workRoot));
+    }
+    const concurrent = concurrentVms > 1 ? await concurrentRun(concurrentVms, images, workRoot) : undefined;
+    const loadEnd = load();
+    const t = productTables({ diskBytes: size, cairn: cairnRuns, others: otherRuns, ...(concurrent ? { concurrent } : {}) });
+    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
+    const mix = layoutMix(imageLayout(spec));
+    const cmd = `npx tsx tools/bench/src/product.ts${quick ? ' --quick' : ''}${values.size ? ` --size ${values.size}` : ''}${values.runs ? ` --runs ${runs}` : ''}`;
+    const body = [
+      `Measured ${startedAt} with \`${cmd}\` (commit ${(await run('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD'])).stdout.trim()}).`,
+      '',
+      `- Machine: ${machine()}; load average ${loadStart} at start, ${loadEnd} at end.`,
+      `- Disk: ${fmtSize(size)} qcow2 (converted from the generated raw image, zeros unallocated), seed \`${spec.seed}\`: ${(mix.zero * 100).toFixed(1)}% zeros, ${(mix.random * 100).toFixed(1)}% random, ${(mix.text * 100).toFixed(1)}% text; a paused QEMU (TCG); the incremental follows ${changedBlocks(spec).length} scattered 64 KiB blocks written through QEMU (HMP \`qemu-io\`). restic and borg back up the same bytes as raw files.`,
+      `- Cairn: \`cairn up\` in a child, \`cairn hypervisor add qemu --qmp\`, \`cairn backup --wait\`, \`cairn restore --to\`. Job s = JobRequested → JobCompleted from the job's events; command s = the CLI process from spawn to exit. Peak RSS = the largest sum of VmRSS over \`cairn up\` and its descendants (NATS included), sampled every 100 ms during the full. Medians of ${runs} run(s).`,
+      '',
+      t.main,
+      '',
+      t.phases,
+      ...(t.concurrent ? ['', t.concurrent] : []),
+      '',
+      t.targets,
+    ].join('\n');
+    if (docPath) {
+      await updateDoc(docPath, { product: body });
+      log(`wrote ${docPath}`);
+    }
+    await writeFile(join(repoRoot, 'tmp', `product-${size}.json`), JSON.stringify({ startedAt, cairnRuns, otherRuns, concurrent }, null, 2)).catch(() => undefined);
+  } finally {
+    await (values.work ? rm(join(workRoot, 'images'), { recursive: true, force: true }) : cleanup());
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    console.error(`product bench: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  });
+}
