@@ -81,6 +81,8 @@ describe('the README, as written (real stack, demo VM)', () => {
     expect(out('npx cairn policy pause')).toMatch(/\(nightly\) paused/);
     expect(out('npx cairn policy resume')).toMatch(/\(nightly\) resumed/);
     expect(out('npx cairn policy edit')).toMatch(/changed/);
+    expect(out('npx cairn restore-export list')).toMatch(/demo-live .*nbd\+unix:\/\/\/demo-live\?socket=/);
+    expect(out('npx cairn restore-export stop')).toMatch(/export demo-live stopped/);
     // The README's note: a second policy of the same name is refused (exit 4), nothing created.
     const again = await bash(cwd, `${cairn} policy create --name nightly --vm demo --cron "0 2 * * *"`, env);
     expect(again.code, again.out).toBe(4);

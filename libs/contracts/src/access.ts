@@ -47,6 +47,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   RestoreDisk: 'restore',
   RequestRestore: 'restore',
   StopRestoreExport: 'restore',
+  ListRestoreExports: 'read',
   StartInstant: 'restore',
   FinishInstant: 'restore',
   DiscardInstant: 'restore',

@@ -334,6 +334,21 @@ export const StopRestoreExportV1 = Type.Object({
   exportName: PlainName,
 }, { additionalProperties: false });
 
+export const ListRestoreExportsV1 = Type.Object({}, { additionalProperties: false });
+export const ListRestoreExportsResult = Type.Object({
+  /** The data mover that answered (each mover serves its own exports). */
+  worker: Type.String(),
+  items: Type.Array(Type.Object({
+    exportName: Type.String(),
+    socket: Type.String(),
+    restorePointId: Type.String(),
+    disk: Type.String(),
+    sizeBytes: Type.Integer({ minimum: 0 }),
+    since: Type.String({ format: 'date-time' }),
+    purpose: Type.Union([Type.Literal('restore'), Type.Literal('files')]),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
 export const AddHypervisorV1 = Type.Union([
   Type.Object({
     /** Host name the VMs of this hypervisor are reported under. */
@@ -506,6 +521,12 @@ export const COMMAND_SCHEMAS = {
     description: 'Release a view, its overlay, bitmap hold and export.',
     service: 'snapshot-coordinator',
     latest: ReleaseSnapshotV1,
+  }),
+  ListRestoreExports: define('ListRestoreExports', {
+    description: 'The restore points a data mover serves over NBD now (its own: each mover answers for itself).',
+    service: 'data-mover',
+    latest: ListRestoreExportsV1,
+    result: ListRestoreExportsResult,
   }),
   StopRestoreExport: define('StopRestoreExport', {
     description: 'Stop serving a restore point over NBD; writes made to the export are discarded.',

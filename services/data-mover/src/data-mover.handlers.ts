@@ -66,6 +66,11 @@ export function dataMoverHandlers(s: HandlerSettings) {
       if (event.type === 'RestorePointExpired') await this.mover.expire(event.data.restorePointId);
     }
 
+    @CommandHandler('data-mover', 'ListRestoreExports')
+    listExports() {
+      return this.mover.listExports();
+    }
+
     @CommandHandler('data-mover', 'StopRestoreExport')
     async stopExport(@Payload() p: CommandPayloadMap['StopRestoreExport']) {
       await this.mover.stopExport(p.exportName);

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Refusal, immutabilityLockUntil, type Actor, type CommandPayloadMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
+import { Refusal, immutabilityLockUntil, type Actor, type CommandPayloadMap, type CommandResultMap, type KnownEvent, type PolicyRetention } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { isTerminal, jobDecider, jobStateAsSent, JobRefusedError, policyDecider, restorePointDecider, type JobCommand, type JobState, type TransferWork } from '@cairn/jobs';
 import type { Static } from '@sinclair/typebox';
@@ -302,9 +302,14 @@ export class DataMover {
     } catch (e) {
       throw new RestoreRefused('not_found', (e as Error).message);
     }
-    const nbd = await this.exports.add(exportName, disk);
+    const nbd = await this.exports.add(exportName, disk, { restorePointId: cmd.restorePointId, disk: cmd.disk, purpose: 'restore' });
     this.logger.info({ restorePointId: cmd.restorePointId, disk: cmd.disk, ...nbd }, 'restore point served over NBD');
     return { restoreId: randomUUID(), nbd, sizeBytes: disk.sizeBytes, durationMs: Date.now() - started };
+  }
+
+  /** The restore points this mover serves over NBD now (`cairn restore-export list`). */
+  listExports(): CommandResultMap['ListRestoreExports'] {
+    return { worker: this.worker, items: this.exports?.list() ?? [] };
   }
 
   async stopExport(exportName: string): Promise<void> {

@@ -21,7 +21,7 @@ import { RestoreRefused, type MoverLogger } from './data-mover.service.ts';
 
 /** The part of the restore exports a browsing session needs: serve a disk, stop serving it. */
 export interface BrowseExports {
-  add(exportName: string, disk: DiskReader): Promise<{ socket: string; exportName: string }>;
+  add(exportName: string, disk: DiskReader, info: { restorePointId: string; disk: string; purpose: 'files' }): Promise<{ socket: string; exportName: string }>;
   remove(exportName: string): Promise<boolean>;
 }
 
@@ -112,7 +112,7 @@ export class FileBrowser {
         const probe = await probeDisk((offset, length) => reader.read(offset, length), reader.sizeBytes);
         if (probe.kind === 'none') throw new GuestFilesError('no_filesystem', `${disk} of restore point ${restorePointId} holds no partition table and no file system (no known signature in its first 128 KiB)`);
         if (probe.kind === 'luks') throw new GuestFilesError('encrypted', `${disk} of restore point ${restorePointId} is LUKS-encrypted as a whole: its files cannot be read without the passphrase, which Cairn does not hold`);
-        const nbd = await this.exports.add(name, reader);
+        const nbd = await this.exports.add(name, reader, { restorePointId, disk, purpose: 'files' });
         const started = Date.now();
         try {
           const session = await BrowseSession.open({ uri: `nbd:///${name}?socket=${nbd.socket}` }, { ...this.o, label: `${disk} of restore point ${restorePointId}` });

@@ -493,8 +493,16 @@ export function registerOperateCommands(program: Command): void {
         ? `serving ${disk} of ${restorePointId} at nbd+unix:///${result.nbd.exportName}?socket=${result.nbd.socket} (${bytes(result.sizeBytes)}, writes kept in an overlay); stop with \`cairn restore-export stop ${result.nbd.exportName}\``
         : `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
     }));
-  program.command('restore-export').description('restore points served over NBD')
-    .command('stop <export>').description('stop serving; writes made to it are discarded')
+  const rexp = program.command('restore-export').description('restore points served over NBD');
+  rexp.command('list').description('the restore points the data mover serves over NBD now (`cairn restore <point> --nbd <name>`)')
+    .action(act(async (s) => {
+      const r = accepted(await s.bus.send('data-mover', 'ListRestoreExports', {}), 'exports not listed');
+      output(s, r.items, () => table(r.items.map((x) => ({
+        export: x.exportName, restorePoint: x.restorePointId, disk: x.disk, size: bytes(x.sizeBytes), since: x.since, for: x.purpose,
+        uri: `nbd+unix:///${x.exportName}?socket=${x.socket}`,
+      })), ['export', 'restorePoint', 'disk', 'size', 'since', 'for', 'uri']));
+    }));
+  rexp.command('stop <export>').description('stop serving; writes made to it are discarded')
     .action(act(async (s, exportName: string) => {
       accepted(await s.bus.send('data-mover', 'StopRestoreExport', { exportName }), 'export not stopped');
       output(s, { exportName, stopped: true }, () => `export ${exportName} stopped`);
