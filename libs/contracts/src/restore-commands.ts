@@ -1,6 +1,7 @@
 // Restore as a job: the command that starts one and the work message a data mover takes from
 // the queue `restores`. The events of the job are in events/restore.events.ts.
 import { Type, type Static } from '@sinclair/typebox';
+import { Actor } from './envelope.ts';
 import { Id, Name } from './events/common.ts';
 import { RestoreCompletedV1, RestoreRequestTarget } from './events/restore.events.ts';
 
@@ -25,6 +26,17 @@ export const RestoreWork = Type.Object({
   repository: Name,
   target: RestoreRequestTarget,
   ownTarget: Type.Boolean(),
+  /**
+   * Where the request left the job's stream, sent by the mover that recorded it: a first
+   * delivery starts the job at that revision without reading `restore-<id>`. Absent (a retried
+   * request) or on a redelivery, the mover reads the stream.
+   */
+  requested: Type.Optional(Type.Object({
+    revision: Type.Integer({ minimum: 0 }),
+    eventId: Type.String({ minLength: 1, maxLength: 200 }),
+    requester: Actor,
+    requestedAt: Type.String({ format: 'date-time' }),
+  }, { additionalProperties: false })),
 }, { $id: 'RestoreWork', additionalProperties: false });
 export type RestoreWork = Static<typeof RestoreWork>;
 

@@ -38,7 +38,7 @@ export function restoreJobHandlers(s: RestoreHandlerSettings) {
     })
     async work(@Payload() work: RestoreWork, @Ctx() ctx: JetStreamContext) {
       try {
-        return await this.jobs.run(work, () => ctx.working());
+        return await this.jobs.run(work, () => ctx.working(), ctx.deliveryCount > 1);
       } catch (e) {
         const last = ctx.deliveryCount >= s.maxDeliver;
         if (e instanceof RestoreJobRefused || last) {

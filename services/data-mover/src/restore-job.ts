@@ -9,7 +9,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Actor, RequestRestoreV1, RestoreFailureCode, RestoreWork, TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
-import { isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
+import { initialRestoreState, isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
 import type { KnownEvent } from '@cairn/contracts';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
 import { finishVmRestore, planVmRestore, type DefineRestoredVm } from './vm-restore.ts';
@@ -45,9 +45,10 @@ export class RestoreJobs {
     private readonly logger: MoverLogger,
   ) {}
 
-  private async decide(restoreId: string, command: RestoreCommand, actor: Actor, causationId: string | null, trace?: TraceContext) {
+  private async decide(restoreId: string, command: RestoreCommand, actor: Actor, causationId: string | null, trace?: TraceContext, known?: { state: RestoreState; revision: bigint }) {
     return handleCommand(this.log, `restore-${restoreId}`, restoreDecider, command, {
       meta: { site: this.config.site, actor, correlationId: restoreId, causationId, ...(trace ? { trace } : {}) },
+      ...(known ? { known } : {}),
     });
   }
 
@@ -55,13 +56,19 @@ export class RestoreJobs {
   async request(cmd: RequestRestoreV1, actor: Actor, ownTarget: boolean, commandId: string, trace?: TraceContext): Promise<{ restoreId: string }> {
     const restoreId = cmd.restoreId ?? randomUUID();
     const data = { restoreId, restorePointId: cmd.restorePointId, repository: cmd.repository ?? 'default', target: cmd.target, ownTarget };
+    let recorded;
     try {
-      await this.decide(restoreId, { kind: 'request', data }, actor, commandId, trace);
+      recorded = await this.decide(restoreId, { kind: 'request', data }, actor, commandId, trace);
     } catch (e) {
       if (e instanceof RestoreCommandRejected) throw new RestoreRefused('conflict', e.message);
       throw e;
     }
-    await this.config.enqueue(data);
+    // Only when this call recorded the request is the stream known to say just that.
+    const event = recorded.events.length === 1 ? recorded.events[0]! : undefined;
+    await this.config.enqueue({
+      ...data,
+      ...(event ? { requested: { revision: Number(recorded.revision), eventId: event.id, requester: actor, requestedAt: event.time } } : {}),
+    });
     this.logger.info({ restoreId, restorePointId: cmd.restorePointId, target: cmd.target }, 'restore requested');
     return { restoreId };
   }
@@ -97,15 +104,24 @@ export class RestoreJobs {
     }
   }
 
-  /** Runs one delivery of the work; throws to have it redelivered. */
-  async run(work: RestoreWork, heartbeat: () => void): Promise<'completed' | 'skipped'> {
+  /**
+   * Runs one delivery of the work; throws to have it redelivered. A first delivery of work that
+   * says where the request left the stream starts the job there without reading it (a stream
+   * that moved on is read by the decider's retry); a redelivery reads it.
+   */
+  async run(work: RestoreWork, heartbeat: () => void, redelivered = false): Promise<'completed' | 'skipped'> {
     const restoreId = work.restoreId;
-    const state = await this.state(restoreId);
+    const sent = work.requested && !redelivered ? work.requested : undefined;
+    const state: RestoreState = sent ? {
+      ...initialRestoreState(), status: 'requested', requester: sent.requester, requestedAt: sent.requestedAt, lastEventId: sent.eventId,
+      request: { restoreId, restorePointId: work.restorePointId, repository: work.repository, target: work.target, ownTarget: work.ownTarget },
+    } : await this.state(restoreId);
     if (state.status === 'none') throw new RestoreJobRefused('not_found', `restore ${restoreId} was never requested`);
     if (isRestoreOver(state)) return 'skipped';
     const actor = this.config.actor;
     const plan = state.plan ?? await this.plan(work);
-    const started = await this.decide(restoreId, { kind: 'start', worker: this.mover.worker, plan }, actor, state.lastEventId ?? null);
+    const started = await this.decide(restoreId, { kind: 'start', worker: this.mover.worker, plan }, actor, state.lastEventId ?? null, undefined,
+      sent ? { state, revision: BigInt(sent.revision) } : undefined);
     const attempt = started.state.attempts;
     const { repo } = await this.mover.restoreSource(work.restorePointId, work.repository).catch((e: unknown) => {
       if (e instanceof RestoreRefused) throw new RestoreJobRefused(refusalCode(e.code), e.message);
