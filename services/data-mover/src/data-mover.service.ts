@@ -189,7 +189,7 @@ export class DataMover {
     // the work delivered again and locks then (the branch above).
     await this.lockForPolicy(work, result.restorePointId, new Date(), null);
     this.logger.info({
-      jobId: work.jobId, restorePointId: result.restorePointId, parentId: result.parentId, durationMs: Date.now() - startedAt,
+      jobId: work.jobId, restorePointId: result.restorePointId, parentId: result.parentId, durationMs: Date.now() - startedAt, timings: result.timings,
       disks: result.disks.map((d) => ({ disk: d.name, mode: d.mode, reason: d.reason, bytesRead: d.bytesRead, bytesStored: d.bytesStored })),
     }, 'restore point committed');
     return 'committed';

@@ -55,6 +55,29 @@ export interface TransferResult {
   readonly restorePointId: string;
   readonly parentId: string | null;
   readonly disks: Array<{ name: string; sizeBytes: number; bytesRead: number; bytesStored: number; chunksNew: number; chunksReused: number; mode: 'full' | 'incremental'; reason: string }>;
+  /** Where the transfer's time went (logged with the commit, read by tools/bench/src/product.ts). */
+  readonly timings?: TransferTimings;
+}
+
+/**
+ * Where a transfer's time went, in ms. `connect` and `plan` (the block-status pass) come before
+ * any data; `nbdRead` sums the time of the reads from the hypervisor (they overlap: up to
+ * `readAhead` at once), `parentRead` the unchanged parts of partly changed chunks read from the
+ * parent restore point; `waitForData` is how long the repository writer waited for the next
+ * extent (the reader was behind), `writeRestorePoint` the whole write (chunking, sealing,
+ * storing, index and manifest), `afterLastExtent` the part of it after the last extent was
+ * handed over (chunks in flight, index pages, the manifest: the commit).
+ */
+export interface TransferTimings {
+  connect: number;
+  plan: number;
+  parentOpen: number;
+  nbdRead: number;
+  parentRead: number;
+  waitForData: number;
+  writeRestorePoint: number;
+  afterLastExtent: number;
+  total: number;
 }
 
 function address(endpoint: Endpoint): { path: string } | { host: string; port: number } {
@@ -88,6 +111,9 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       disks: already.disks.map((d) => ({ ...d, bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, mode: 'full', reason: 'committed by an earlier delivery' })),
     };
   }
+  const t0 = performance.now();
+  const timings: TransferTimings = { connect: 0, plan: 0, parentOpen: 0, nbdRead: 0, parentRead: 0, waitForData: 0, writeRestorePoint: 0, afterLastExtent: 0, total: 0 };
+  const since = (t: number): number => performance.now() - t;
   const chunkSize = repo.chunkSize;
   const readBytes = options.readBytes ?? Math.max(chunkSize, Math.floor((4 * 1024 * 1024) / chunkSize) * chunkSize);
   const readers: NbdReader[] = [];
@@ -96,6 +122,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
   const sourceReads = new Map<string, { read: number }>();
   try {
     const disks: DiskInput[] = [];
+    let lastExtentAt = 0;
     for (const exp of input.nbd.exports) {
       const parentHasDisk = parent?.disks.some((d) => d.name === exp.disk && d.sizeBytes === exp.sizeBytes) ?? false;
       const incremental = input.mode !== 'full' && exp.mode === 'incremental' && !!exp.dirtyBitmapContext && parentHasDisk;
@@ -105,48 +132,70 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
         : !parent ? 'no earlier restore point of this VM in the repository'
         : 'the earlier restore point lacks this disk at this size';
       const contexts = incremental ? ['base:allocation', exp.dirtyBitmapContext!] : ['base:allocation'];
+      const tConnect = performance.now();
       const reader = options.connect
         ? await options.connect(input.nbd, exp.exportName, contexts)
         : await defaultConnect(input.nbd, exp.exportName, contexts, options.connections ?? 2);
       readers.push(reader);
+      timings.connect += since(tConnect);
       if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);
       const extentsOf = () => (incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader));
       // A first pass over the (cheap) block status gives the total, for progress and ETA.
+      const tPlan = performance.now();
       let planned = 0;
       for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) planned += w.length;
+      timings.plan += since(tPlan);
       const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
+      const tParent = performance.now();
       const parentDisk = incremental ? await repo.openDisk(parent!.id, exp.disk) : undefined;
+      timings.parentOpen += since(tParent);
       const counters = { read: 0 };
       const readWindow = async (w: PlannedRead): Promise<Uint8Array> => {
         if (!parentDisk) {
           await options.throttle?.take(w.length);
           counters.read += w.length;
-          return reader.read(w.offset, w.length);
+          const tRead = performance.now();
+          const data = await reader.read(w.offset, w.length);
+          timings.nbdRead += since(tRead);
+          return data;
         }
         await options.throttle?.take(w.marked.reduce((n, m) => n + m.length, 0));
         // Only the changed bytes come from the hypervisor; the unchanged rest of a partly
         // changed chunk comes from the parent restore point.
         const buf = Buffer.allocUnsafe(w.length);
+        const tParentRead = performance.now();
         for (const p of partialChunks(w, chunkSize)) {
           buf.set(await parentDisk.read(p.offset, p.length), p.offset - w.offset);
         }
+        timings.parentRead += since(tParentRead);
+        const tRead = performance.now();
         await Promise.all(w.marked.map((m) => reader.read(m.offset, m.length, buf.subarray(m.offset - w.offset, m.offset - w.offset + m.length))));
+        timings.nbdRead += since(tRead);
         counters.read += w.marked.reduce((n, m) => n + m.length, 0);
         return buf;
       };
       let done = 0;
       const extents = async function* (): AsyncGenerator<Extent> {
-        for await (const { range, data } of readAhead(plan, readWindow, options.readAhead ?? 4)) {
+        const windows = readAhead(plan, readWindow, options.readAhead ?? 4)[Symbol.asyncIterator]();
+        for (;;) {
+          // Time the writer waits here is time the reader is behind.
+          const tWait = performance.now();
+          const next = await windows.next();
+          timings.waitForData += since(tWait);
+          if (next.done) break;
+          const { range, data } = next.value;
           done += range.length;
           options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: planned });
           yield { offset: range.offset, data };
         }
+        lastExtentAt = Math.max(lastExtentAt, performance.now());
       };
       disks.push({ name: exp.disk, sizeBytes: exp.sizeBytes, extents: extents(), full: !incremental });
       sourceReads.set(exp.disk, counters);
       modes.push({ name: exp.disk, sizeBytes: exp.sizeBytes, bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, mode: incremental ? 'incremental' : 'full', reason });
     }
     const anyIncremental = modes.some((m) => m.mode === 'incremental');
+    const tWrite = performance.now();
     const result = await repo.writeRestorePoint({
       vm: { id: input.vm.id, name: input.vm.name, ...(input.vm.config ? { config: input.vm.config } : {}) },
       ...(parent && anyIncremental ? { parentId: parent.id } : {}),
@@ -154,6 +203,10 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       labels: { jobId: input.jobId, ...(input.fileIndex === false ? { fileIndex: 'off' } : {}) },
       ...(input.heal?.length ? { heal: input.heal } : {}),
     });
+    timings.writeRestorePoint = since(tWrite);
+    timings.afterLastExtent = lastExtentAt ? performance.now() - lastExtentAt : 0;
+    timings.total = since(t0);
+    for (const k of Object.keys(timings) as Array<keyof TransferTimings>) timings[k] = Math.round(timings[k]);
     return {
       restorePointId: result.restorePointId,
       parentId: parent && anyIncremental ? parent.id : null,
@@ -161,6 +214,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
         const s = result.disks.find((d) => d.name === m.name)!;
         return { ...m, bytesRead: sourceReads.get(m.name)?.read ?? s.bytesRead, bytesStored: s.bytesStored, chunksNew: s.chunksNew, chunksReused: s.chunksReused };
       }),
+      timings,
     };
   } finally {
     await Promise.allSettled(readers.map((r) => r.close()));

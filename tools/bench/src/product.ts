@@ -125,7 +125,8 @@ interface Cairn {
 }
 
 async function startCairn(dataDir: string): Promise<Cairn> {
-  const env = { ...process.env, CAIRN_LOG_LEVEL: 'warn' };
+  // info: the data mover's 'restore point committed' line carries the transfer's timings.
+  const env = { ...process.env, CAIRN_LOG_LEVEL: 'info' };
   const child = spawn(process.execPath, [CAIRN, '--data', dataDir, 'up'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
@@ -184,6 +185,24 @@ export interface JobTimes {
   readonly phases: Readonly<Record<string, number>>;
   readonly requestedAt: number;
   readonly completedAt: number;
+  /** The data mover's split of the transfer (services/data-mover/src/transfer.ts TransferTimings). */
+  transfer?: Readonly<Record<string, number>>;
+}
+
+/** The data mover's timings of one job's transfer, from the stack's log file. */
+async function transferTimings(dataDir: string, jobId: string): Promise<Record<string, number> | undefined> {
+  for (let i = 0; i < 50; i++) {
+    const text = await readFile(join(dataDir, 'logs', 'cairn.log'), 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      if (!line.includes(jobId) || !line.includes('"timings"')) continue;
+      try {
+        const rec = JSON.parse(line) as { jobId?: string; timings?: Record<string, number> };
+        if (rec.jobId === jobId && rec.timings) return rec.timings;
+      } catch { /* a line being written */ }
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return undefined;
 }
 
 /** Consecutive event pairs that make the phases of a backup job. */
@@ -222,7 +241,11 @@ async function backup(cairn: Cairn, vm: string): Promise<JobTimes> {
   // The job's events are in the catalogue once it completed; ask until JobCompleted shows.
   for (let i = 0; ; i++) {
     const detail = JSON.parse((await cairn.cli(['--json', 'job', 'show', jobId])).stdout) as Parameters<typeof jobTimes>[0];
-    if (detail.events.some((e) => e.type === 'JobCompleted')) return jobTimes(detail, r.ms);
+    if (detail.events.some((e) => e.type === 'JobCompleted')) {
+      const times = jobTimes(detail, r.ms);
+      const transfer = await transferTimings(cairn.dataDir, jobId);
+      return transfer ? { ...times, transfer } : times;
+    }
     if (i > 100) throw new Error(`job ${jobId} has no JobCompleted in the catalogue`);
     await new Promise((res) => setTimeout(res, 100));
   }
@@ -326,6 +349,23 @@ async function concurrentRun(count: number, images: Images, workRoot: string): P
 
 const s2 = (ms: number): string => (ms / 1000).toFixed(2);
 
+/** The data mover's split of the transfer phase (TransferTimings), as rows of the phase table. */
+const TRANSFER_ROWS: ReadonlyArray<readonly [string, string]> = [
+  ['connect', '↳ NBD connect'],
+  ['plan', '↳ block status (plan of the reads)'],
+  ['parentOpen', '↳ open the parent\'s index'],
+  ['nbdRead', '↳ NBD reads (sum over reads in flight)'],
+  ['parentRead', '↳ unchanged parts of changed chunks from the parent'],
+  ['waitForData', '↳ repository writer waiting for the reader'],
+  ['writeRestorePoint', '↳ writing the restore point (chunk, compress, seal, store, commit)'],
+  ['afterLastExtent', '↳ after the last extent (chunks in flight, index, manifest)'],
+  ['total', '↳ transfer total inside the data mover'],
+];
+const transferCell = (values: ReadonlyArray<number | undefined>): string => {
+  const known = values.filter((v): v is number => v !== undefined);
+  return known.length ? s2(median(known)) : 'n/a';
+};
+
 export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]; others: readonly RunResult[]; concurrent?: Concurrent }): { main: string; phases: string; concurrent?: string; targets: string } {
   const d = o.diskBytes;
   const fullJob = median(o.cairn.map((r) => r.full.jobMs));
@@ -357,6 +397,7 @@ export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]
     '| phase (between the job\'s events) | full s | incremental s |',
     '| --- | ---: | ---: |',
     ...PHASES.map(([name]) => `| ${name} | ${s2(median(o.cairn.map((r) => r.full.phases[name]!)))} | ${s2(median(o.cairn.map((r) => r.incremental.phases[name]!)))} |`),
+    ...TRANSFER_ROWS.map(([key, name]) => `| ${name} | ${transferCell(o.cairn.map((r) => r.full.transfer?.[key]))} | ${transferCell(o.cairn.map((r) => r.incremental.transfer?.[key]))} |`),
     `| bytes read from the hypervisor | ${(median(o.cairn.map((r) => r.full.bytesRead)) / MB).toFixed(0)} MB | ${(median(o.cairn.map((r) => r.incremental.bytesRead)) / MB).toFixed(1)} MB |`,
   ].join('\n');
   const singleMBps = d / MB / (fullJob / 1000);
