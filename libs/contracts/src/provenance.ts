@@ -114,6 +114,9 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   VerifyStarted: ['data-mover'],
   VerifyCompleted: ['data-mover'],
   RestorePointDamaged: ['data-mover'],
+  TestRestoreStarted: ['data-mover'],
+  TestRestorePassed: ['data-mover'],
+  TestRestoreFailed: ['data-mover'],
   // provenance itself
   EventSigningStarted: ['admin'],
   ProvenanceViolation: WRITERS,

@@ -20,7 +20,7 @@ export interface Notice {
 const SEVERITY_RANK: Record<NotificationSeverity, number> = { info: 0, warning: 1, error: 2, critical: 3 };
 
 /** The kinds a route without `kinds` gets: what an operator must act on. */
-export const DEFAULT_KINDS: readonly NotificationKind[] = ['job-failed', 'damage-found', 'rpo-missed', 'approval-waiting', 'dead-letter'];
+export const DEFAULT_KINDS: readonly NotificationKind[] = ['job-failed', 'test-restore-failed', 'damage-found', 'rpo-missed', 'approval-waiting', 'dead-letter'];
 
 export function matches(match: NotificationMatch, notice: Notice): boolean {
   if (notice.kind === 'test') return true;
@@ -79,6 +79,12 @@ export function noticeOf(event: SourceEvent, position: bigint, jobs: { vmOf(jobI
         ...base, kind: 'damage-found', severity: 'critical', vmId: String(d['vmId']),
         title: `Restore point ${String(d['restorePointId'])} of VM ${String(d['vmId'])} is damaged`,
         text: `Verify ${String(d['verifyId'])} found ${String(d['damagedCount'])} damaged object(s) it uses; the VM's next backup reads it whole and sends them again`,
+      };
+    case 'TestRestoreFailed':
+      return {
+        ...base, kind: 'test-restore-failed', severity: 'error', vmId: String(d['vmId']),
+        title: `Test restore of ${String(d['restorePointId'])} (VM ${String(d['vmId'])}) failed: ${String(d['check'])}`,
+        text: `${String(d['reason'])}\nConsole tail: ${String(d['consoleTail']).slice(-500)}`,
       };
     case 'RpoMissed':
       return {

@@ -56,3 +56,6 @@ export type RpoRestored = EventOf<'RpoRestored'>;
 export type VerifyStarted = EventOf<'VerifyStarted'>;
 export type VerifyCompleted = EventOf<'VerifyCompleted'>;
 export type RestorePointDamaged = EventOf<'RestorePointDamaged'>;
+export type TestRestoreStarted = EventOf<'TestRestoreStarted'>;
+export type TestRestorePassed = EventOf<'TestRestorePassed'>;
+export type TestRestoreFailed = EventOf<'TestRestoreFailed'>;

@@ -13,6 +13,7 @@ export type NotificationSeverity = Static<typeof NotificationSeverity>;
 export const NotificationKind = Type.Union([
   Type.Literal('job-failed'),
   Type.Literal('damage-found'),
+  Type.Literal('test-restore-failed'),
   Type.Literal('rpo-missed'),
   Type.Literal('rpo-restored'),
   Type.Literal('approval-waiting'),

@@ -46,3 +46,49 @@ export const RestorePointDamagedV1 = Type.Object({
   damaged: Type.Array(Damaged, { maxItems: 100 }),
   damagedCount: Count,
 }, { additionalProperties: false });
+
+// Test restores (issue 16): a restore point booted in isolation (no network, writes thrown
+// away) and judged by checks; stream `testrestore-<testRestoreId>`, written by the data mover.
+const Screenshot = Type.Object({
+  /** Where the PNG of the console is kept (the data mover's data directory). */
+  file: Type.String({ minLength: 1, maxLength: 4096 }),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  bytes: Count,
+}, { additionalProperties: false });
+
+const CheckResult = Type.Object({
+  check: Name,
+  ok: Type.Boolean(),
+  detail: Type.String({ maxLength: 4096 }),
+}, { additionalProperties: false });
+
+export const TestRestoreStartedV1 = Type.Object({
+  testRestoreId: Id,
+  restorePointId: Id,
+  vmId: Id,
+  /** The checks that judge it, e.g. `serial:<pattern>`. */
+  checks: Type.Array(Name, { minItems: 1, maxItems: 16 }),
+}, { additionalProperties: false });
+
+export const TestRestorePassedV1 = Type.Object({
+  testRestoreId: Id,
+  restorePointId: Id,
+  vmId: Id,
+  results: Type.Array(CheckResult, { maxItems: 16 }),
+  screenshot: Type.Union([Screenshot, Type.Null()]),
+  durationMs: Count,
+}, { additionalProperties: false });
+
+export const TestRestoreFailedV1 = Type.Object({
+  testRestoreId: Id,
+  restorePointId: Id,
+  vmId: Id,
+  /** The check that failed (or `boot` when the VM could not be started at all). */
+  check: Name,
+  reason: Type.String({ minLength: 1, maxLength: 4096 }),
+  results: Type.Array(CheckResult, { maxItems: 16 }),
+  /** The last lines of the serial console. */
+  consoleTail: Type.String({ maxLength: 8192 }),
+  screenshot: Type.Union([Screenshot, Type.Null()]),
+  durationMs: Count,
+}, { additionalProperties: false });

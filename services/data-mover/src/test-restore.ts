@@ -1,0 +1,151 @@
+// Test restores: a restore point booted in isolation and judged. Each disk is served over NBD
+// from the repository with a copy-on-write overlay (RestoreExports: the restore point never
+// changes, writes are thrown away), QEMU boots it with no network device at all (`-nic none`),
+// the checks run (a pattern on the serial console), a PNG of the console is taken (QMP
+// `screendump`), and everything is torn down whatever happened: QEMU, exports, overlays, sockets.
+// Events in `testrestore-<id>`: TestRestoreStarted, then TestRestorePassed or TestRestoreFailed.
+import { spawn } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { newEvent, type Actor, type EventDataMap } from '@cairn/contracts';
+import type { EventAppender } from '@cairn/eventlog';
+import { QmpClient } from '@cairn/hypervisor';
+import type { Repository } from '@cairn/repository';
+import type { RestoreExports } from './restore-exports.ts';
+
+export interface TestRestoreBoot {
+  /** Direct kernel boot (a guest without a boot loader); else the disk's own firmware boot. */
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly append?: string;
+  readonly memoryMiB?: number;
+}
+
+export interface TestRestoreRequest {
+  readonly restorePointId: string;
+  /** Passes when this text appears on the serial console. */
+  readonly serialPattern: string;
+  /** How long the checks wait (default 180 s: TCG under load is slow). */
+  readonly timeoutMs?: number;
+  readonly boot?: TestRestoreBoot;
+  readonly testRestoreId?: string;
+}
+
+export interface TestRestoreDeps {
+  readonly log: EventAppender;
+  readonly site: string;
+  readonly actor: Actor;
+  readonly repository: Pick<Repository, 'getManifest' | 'openDisk'>;
+  readonly exports: RestoreExports;
+  /** Where the run's socket, serial log and the kept screenshot go. */
+  readonly workDir: string;
+}
+
+export type TestRestoreOutcome =
+  | { readonly passed: true; readonly event: EventDataMap['TestRestorePassed'] }
+  | { readonly passed: false; readonly event: EventDataMap['TestRestoreFailed'] };
+
+/** Console lines that end a boot for good: failing at once beats waiting out the timeout. */
+const FATAL = ['Kernel panic - not syncing', 'No working init found', 'Dropping to a shell!', 'Gave up waiting for root'];
+
+const tail = (text: string) => text.split('\n').slice(-40).join('\n').slice(-8000);
+
+export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequest): Promise<TestRestoreOutcome> {
+  const started = Date.now();
+  const id = req.testRestoreId ?? randomUUID();
+  const streamId = `testrestore-${id}`;
+  const meta = { site: deps.site, actor: deps.actor, streamId, correlationId: streamId };
+  const manifest = await deps.repository.getManifest(req.restorePointId);
+  const vmId = manifest.vm.id;
+  const checks = [`serial:${req.serialPattern}`.slice(0, 256)];
+  await deps.log.append(streamId, [newEvent('TestRestoreStarted', { testRestoreId: id, restorePointId: req.restorePointId, vmId, checks }, meta)], { expectedRevision: 'no_stream' });
+
+  const dir = join(deps.workDir, `tr-${id.slice(0, 8)}`);
+  await mkdir(dir, { recursive: true });
+  const qmpPath = join(dir, 'qmp.sock');
+  const serialLog = join(dir, 'serial.log');
+  await writeFile(serialLog, '');
+  const exportNames: string[] = [];
+  let qemu: ReturnType<typeof spawn> | undefined;
+  let qmp: QmpClient | undefined;
+  let screenshot: EventDataMap['TestRestorePassed']['screenshot'] = null;
+  let failed: { check: string; reason: string } | undefined;
+  let detail = '';
+  try {
+    const drives: string[] = [];
+    for (const [i, d] of manifest.disks.entries()) {
+      const name = `testrestore-${id}-${i}`;
+      const served = await deps.exports.add(name, await deps.repository.openDisk(req.restorePointId, d.name));
+      exportNames.push(name);
+      drives.push('-blockdev', `driver=nbd,server.type=unix,server.path=${served.socket},export=${name},node-name=d${i}`,
+        '-device', `virtio-blk-pci,drive=d${i},id=disk${i}`);
+    }
+    const boot = req.boot ?? {};
+    const args = ['-M', 'q35', '-accel', 'tcg', '-m', String(boot.memoryMiB ?? 512), '-smp', '1', '-nodefaults', '-no-reboot',
+      '-display', 'none', '-vga', 'std', '-nic', 'none',
+      '-serial', `file:${serialLog}`, '-qmp', `unix:${qmpPath},server=on,wait=off`,
+      ...(boot.kernel ? ['-kernel', boot.kernel] : []), ...(boot.initrd ? ['-initrd', boot.initrd] : []), ...(boot.append ? ['-append', boot.append] : []),
+      ...drives];
+    let stderr = '';
+    const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    qemu = proc;
+    proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    const spawnError = new Promise<Error>((resolve) => proc.once('error', resolve));
+    const ready = Date.now() + 20_000;
+    while (!(await stat(qmpPath).then(() => true, () => false))) {
+      if (proc.exitCode !== null) throw Object.assign(new Error(`QEMU did not start: ${stderr.trim()}`), { check: 'boot' });
+      if (Date.now() > ready) throw Object.assign(new Error(`QEMU did not open its monitor within 20 s: ${stderr.trim()}`), { check: 'boot' });
+      const e = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(r, 50))]);
+      if (e) throw Object.assign(e, { check: 'boot' });
+    }
+    qmp = await QmpClient.connect(qmpPath);
+    // The check: the pattern on the serial console before the time is up (or the guest stops).
+    const until = Date.now() + (req.timeoutMs ?? 180_000);
+    for (;;) {
+      const text = await readFile(serialLog, 'utf8');
+      if (text.includes(req.serialPattern)) { detail = `"${req.serialPattern}" appeared after ${Date.now() - started} ms`; break; }
+      const fatal = FATAL.find((f) => text.includes(f));
+      if (fatal) { failed = { check: checks[0]!, reason: `"${fatal}" on the console before "${req.serialPattern}": ${text.slice(text.indexOf(fatal)).split('\n')[0]!.slice(0, 300)}` }; break; }
+      if (proc.exitCode !== null || proc.signalCode !== null) { failed = { check: checks[0]!, reason: `the VM stopped before "${req.serialPattern}" appeared on its console` }; break; }
+      if (Date.now() > until) { failed = { check: checks[0]!, reason: `"${req.serialPattern}" did not appear on the console within ${req.timeoutMs ?? 180_000} ms` }; break; }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    if (proc.exitCode === null) screenshot = await takeScreenshot(qmp, join(deps.workDir, 'screenshots', `${id}.png`)).catch(() => null);
+  } catch (e) {
+    failed = { check: (e as { check?: string }).check ?? 'boot', reason: (e as Error).message.slice(0, 4000) };
+  } finally {
+    // Torn down whatever happened: the VM, its monitor, the exports and their overlays.
+    await qmp?.close().catch(() => undefined);
+    if (qemu && qemu.exitCode === null && qemu.signalCode === null) {
+      const exited = new Promise<void>((r) => qemu!.once('exit', () => r()));
+      qemu.kill('SIGKILL');
+      await exited;
+    }
+    for (const name of exportNames) await deps.exports.remove(name).catch(() => undefined);
+  }
+  const consoleTail = tail(await readFile(serialLog, 'utf8').catch(() => ''));
+  await rm(dir, { recursive: true, force: true });
+  const durationMs = Date.now() - started;
+  if (failed) {
+    const event: EventDataMap['TestRestoreFailed'] = {
+      testRestoreId: id, restorePointId: req.restorePointId, vmId, check: failed.check, reason: failed.reason,
+      results: [{ check: failed.check, ok: false, detail: failed.reason }], consoleTail, screenshot, durationMs,
+    };
+    await deps.log.append(streamId, [newEvent('TestRestoreFailed', event, meta)], { expectedRevision: 0n });
+    return { passed: false, event };
+  }
+  const event: EventDataMap['TestRestorePassed'] = {
+    testRestoreId: id, restorePointId: req.restorePointId, vmId, results: [{ check: checks[0]!, ok: true, detail }], screenshot, durationMs,
+  };
+  await deps.log.append(streamId, [newEvent('TestRestorePassed', event, meta)], { expectedRevision: 0n });
+  return { passed: true, event };
+}
+
+/** A PNG of the VM's display (QMP screendump), kept with its SHA-256. */
+async function takeScreenshot(qmp: QmpClient, file: string): Promise<EventDataMap['TestRestorePassed']['screenshot']> {
+  await mkdir(join(file, '..'), { recursive: true });
+  await qmp.execute('screendump', { filename: file, format: 'png' });
+  const png = await readFile(file);
+  return { file, sha256: createHash('sha256').update(png).digest('hex'), bytes: png.byteLength };
+}
