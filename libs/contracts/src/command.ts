@@ -345,7 +345,7 @@ export const ListRestoreExportsResult = Type.Object({
     disk: Type.String(),
     sizeBytes: Type.Integer({ minimum: 0 }),
     since: Type.String({ format: 'date-time' }),
-    purpose: Type.Union([Type.Literal('restore'), Type.Literal('files')]),
+    purpose: Type.Union([Type.Literal('restore'), Type.Literal('files'), Type.Literal('test-restore')]),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 

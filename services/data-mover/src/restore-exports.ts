@@ -10,8 +10,8 @@ import type { DiskReader } from '@cairn/repository';
 export interface ExportInfo {
   readonly restorePointId: string;
   readonly disk: string;
-  /** `restore`: asked for by an operator (cairn restore --nbd); `files`: a file-browsing appliance reads it. */
-  readonly purpose: 'restore' | 'files';
+  /** `restore`: asked for by an operator (cairn restore --nbd); `files`: a file-browsing appliance reads it; `test-restore`: a test restore boots it. */
+  readonly purpose: 'restore' | 'files' | 'test-restore';
 }
 
 export class RestoreExports {

@@ -76,7 +76,7 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
     const drives: string[] = [];
     for (const [i, d] of manifest.disks.entries()) {
       const name = `testrestore-${id}-${i}`;
-      const served = await deps.exports.add(name, await deps.repository.openDisk(req.restorePointId, d.name));
+      const served = await deps.exports.add(name, await deps.repository.openDisk(req.restorePointId, d.name), { restorePointId: req.restorePointId, disk: d.name, purpose: 'test-restore' });
       exportNames.push(name);
       drives.push('-blockdev', `driver=nbd,server.type=unix,server.path=${served.socket},export=${name},node-name=d${i}`,
         '-device', `virtio-blk-pci,drive=d${i},id=disk${i}`);
