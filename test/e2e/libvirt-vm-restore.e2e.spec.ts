@@ -4,8 +4,12 @@
 // a new name, UUID and MACs and its disk in the chosen storage, byte-identical to the restore
 // point; with `--start --no-network` the copy boots to the guest's marker on its own serial
 // console beside the running original, its NIC disconnected; a name libvirt already has is
-// refused with the reason.
-import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
+// refused with the reason. Then `--in-place` over the original: refused while it runs; shut off,
+// with its disk changed, the restore backs up what it overwrites first (that restore point holds
+// the changed disk), puts the restore point's bytes back, and the domain boots again.
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RestoreJobView } from '@cairn/contracts';
@@ -15,6 +19,8 @@ import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
 import { defaultScratchDir } from '@cairn/snapshot-coordinator';
 import { cli, sha256 } from './e2e-helpers.ts';
+
+const run = promisify(execFile);
 
 describe('whole-VM restore onto libvirt (real libvirtd, QEMU, NATS)', () => {
   const h = useHarness();
@@ -87,5 +93,34 @@ describe('whole-VM restore onto libvirt (real libvirtd, QEMU, NATS)', () => {
     expect(clash.code).toBe(4);
     expect(clash.stdout + clash.stderr).toMatch(new RegExp(`a domain named ${dom.name} already exists`));
     expect(parseDomainXml(await virsh('dumpxml', dom.name)).uuid).toBe(original.uuid);
-  }, 900_000);
+
+    // In place over the original: refused while it runs, nothing changed.
+    const whileRunning = await cli([...args, '--json', 'restore', restorePointId, '--in-place'], {}, 600_000);
+    expect(whileRunning.code, whileRunning.stdout + whileRunning.stderr).toBe(4);
+    expect(whileRunning.stdout + whileRunning.stderr).toMatch(/is running: an in-place restore needs it shut off/);
+    // Shut off, and its disk changed since the backup: the restore puts the backup's bytes back,
+    // after a safety backup of what it overwrites.
+    await virsh('destroy', dom.name);
+    await run('qemu-io', ['-f', image.format, '-c', 'write -P 0xab 0 64k', image.disk]);
+    const beforeFile = join(dataDir, 'before-in-place.raw');
+    await run('qemu-img', ['convert', '-O', 'raw', image.disk, beforeFile]);
+    expect(await sha256(beforeFile)).not.toBe(await sha256(pointFile));
+    const inPlace = await cli([...args, '--json', 'restore', restorePointId, '--in-place'], {}, 900_000);
+    expect(inPlace.code, inPlace.stdout + inPlace.stderr).toBe(0);
+    const ip = (JSON.parse(inPlace.stdout) as RestoreJobView).vm!;
+    expect(ip).toMatchObject({ name: dom.name, uuid: original.uuid, started: false, libvirt: { host: 'lv', domain: dom.name } });
+    const afterFile = join(dataDir, 'after-in-place.raw');
+    await run('qemu-img', ['convert', '-O', 'raw', image.disk, afterFile]);
+    expect(await sha256(afterFile), 'the disk is the restore point again').toBe(await sha256(pointFile));
+    const safetyId = ip.libvirt!.safetyRestorePointId!;
+    expect(safetyId).toBeTruthy();
+    const safetyFile = join(dataDir, 'restores', 'safety-vda.raw');
+    const safety = await cli([...args, 'restore', safetyId, '--disk', 'vda', '--to', safetyFile]);
+    expect(safety.code, safety.stderr).toBe(0);
+    expect(await sha256(safetyFile), 'the safety backup holds what was overwritten').toBe(await sha256(beforeFile));
+    // The domain comes back on its restored disk.
+    await writeFile(dom.serialLog, ''); // the first boot's marker is not this one's
+    await virsh('start', dom.name);
+    await dom.waitForSerial(undefined, 300_000);
+  }, 1_200_000);
 });

@@ -303,6 +303,19 @@ export const DefineRestoredVmResult = Type.Object({
   started: Type.Boolean(),
 }, { additionalProperties: false });
 
+/**
+ * In-place restore onto libvirt, before any disk is written: the coordinator checks the domain
+ * the restore job names (from its own stream) is shut off and answers where its disks are.
+ */
+export const PrepareInPlaceRestoreV1 = Type.Object({
+  restoreId: Id,
+}, { additionalProperties: false });
+export const PrepareInPlaceRestoreResult = Type.Object({
+  domain: Type.String(),
+  uuid: Type.String(),
+  disks: Type.Array(Type.Object({ target: Type.String(), path: Type.String(), format: Type.String() }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
 /** Whether a data mover of the site holds this repository (a request about an unknown one is 404 at once). */
 export const DescribeRepositoryV1 = Type.Object({
   repository: Name,
@@ -562,6 +575,12 @@ export const COMMAND_SCHEMAS = {
     service: 'snapshot-coordinator',
     latest: DefineRestoredVmV1,
     result: DefineRestoredVmResult,
+  }),
+  PrepareInPlaceRestore: define('PrepareInPlaceRestore', {
+    description: 'Check that the libvirt domain an in-place restore job names is shut off and say where its disks are (sent by the data mover).',
+    service: 'snapshot-coordinator',
+    latest: PrepareInPlaceRestoreV1,
+    result: PrepareInPlaceRestoreResult,
   }),
   RecoverAccess: define('RecoverAccess', {
     description: 'A new API token for the administrator whose own operator key signed this: the way back into a locked-out site.',

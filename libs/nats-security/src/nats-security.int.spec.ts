@@ -79,9 +79,9 @@ describe('TLS and authentication', () => {
     expect(await refused({ tls: tls(scheduler), authenticator: identityAuthenticator(await seed(mover), 'data-mover', SITE) })).toMatch(/authorization/i);
     // The other identity's nkey proving the certificate's identity name is still the wrong key.
     expect(await refused({ tls: tls(mover), authenticator: identityAuthenticator(await seed(scheduler), 'data-mover', SITE) })).toMatch(/authorization/i);
-    // Its own pair: what the server lets it do is the data mover's (it may not command the scheduler).
+    // Its own pair: what the server lets it do is the data mover's (it may not change the scheduler's policies).
     const nc = await connect({ servers: server.url, reconnect: false, timeout: 5000, ...identityConnectOptions(mover) });
-    await expect(publishChecked(nc, `${S}.cmd.scheduler.RequestBackup`, enc({}))).rejects.toBeInstanceOf(NatsPermissionDeniedError);
+    await expect(publishChecked(nc, `${S}.cmd.scheduler.CreatePolicy`, enc({}))).rejects.toBeInstanceOf(NatsPermissionDeniedError);
     await nc.close();
   });
 
@@ -134,7 +134,8 @@ describe('each service does its own work', () => {
 // What each service must not do: a publish and a subscription outside its permissions.
 type Publish = { kind: 'command'; service: string; name: string } | { kind: 'jetstream' | 'plain'; subject: string };
 const FORBIDDEN: Record<ServiceIdentity, { why: string; publish: Publish; subscribe: string }> = {
-  'data-mover': { why: 'a data mover cannot command the scheduler nor take its commands', publish: { kind: 'command', service: 'scheduler', name: 'RequestBackup' }, subscribe: `${S}.cmd.scheduler.>` },
+  // (It may ask for a backup: the safety backup of an in-place restore; nothing else of the scheduler.)
+  'data-mover': { why: 'a data mover cannot change the scheduler\'s policies nor take its commands', publish: { kind: 'command', service: 'scheduler', name: 'CreatePolicy' }, subscribe: `${S}.cmd.scheduler.>` },
   scheduler: { why: 'the scheduler cannot command data movers directly nor read their progress', publish: { kind: 'command', service: 'data-mover', name: 'RestoreDisk' }, subscribe: `${S}.progress.>` },
   'snapshot-coordinator': { why: 'the coordinator cannot queue transfers nor take catalogue queries', publish: { kind: 'jetstream', subject: `${S}.work.transfer` }, subscribe: `${S}.query.catalogue.>` },
   catalogue: { why: 'the catalogue writes no events and takes no commands for others', publish: { kind: 'jetstream', subject: `${S}.evt.job.job-9` }, subscribe: `${S}.cmd.data-mover.>` },

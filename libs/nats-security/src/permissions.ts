@@ -136,7 +136,9 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
       // Restore jobs: the mover that records a request queues its work, and has a restored
       // VM defined on a libvirt hypervisor by the coordinator (that one command only).
-      `${s}.work.restores`, `${s}.cmd.snapshot-coordinator.DefineRestoredVm`,
+      // An in-place restore's safety backup is asked of the scheduler like any backup.
+      `${s}.work.restores`, `${s}.cmd.snapshot-coordinator.DefineRestoredVm`, `${s}.cmd.snapshot-coordinator.PrepareInPlaceRestore`,
+      `${s}.cmd.scheduler.RequestBackup`,
       // Files restored into a VM: the coordinator holds the guest agent.
       `${s}.cmd.snapshot-coordinator.WriteGuestFiles`,
     ], [`${s}.cmd.data-mover.>`, `${s}.filestream.*`]),

@@ -29,15 +29,19 @@ describe('sitePermissions', () => {
       expect(allows(perms.replication.publish, 'cairn.hq.cmd.scheduler.RequestBackup')).toBe(false);
     });
 
-    it(`${site}: the audit bridge only reads; the catalogue writes no events (both only report refused ones); a data mover cannot command the scheduler`, () => {
+    it(`${site}: the audit bridge only reads; the catalogue writes no events (both only report refused ones); a data mover commands the scheduler only to back up (an in-place restore's safety backup)`, () => {
       const audit = perms['audit-bridge'];
       expect(audit.allowResponses).toBe(false);
       expect(audit.subscribe.allow).toEqual([`${inboxPrefix(site, 'audit-bridge')}.>`]);
       expect(audit.publish.allow.filter((a) => a.startsWith('cairn.'))).toEqual([`${S}.evt.provenance.>`, `${S}.audit.chain`]);
       expect(perms.catalogue.publish.allow.filter((a) => a.startsWith('cairn.'))).toEqual([`${S}.evt.provenance.>`]);
       expect(allows(perms.catalogue.publish, `${S}.evt.job.job-1`)).toBe(false);
-      expect(allows(perms['data-mover'].publish, `${S}.cmd.scheduler.RequestBackup`)).toBe(false);
+      expect(allows(perms['data-mover'].publish, `${S}.cmd.scheduler.RequestBackup`)).toBe(true);
+      for (const other of ['CancelJob', 'CreatePolicy', 'UpdatePolicy', 'DeletePolicy', 'PausePolicy']) {
+        expect(allows(perms['data-mover'].publish, `${S}.cmd.scheduler.${other}`), other).toBe(false);
+      }
       expect(allows(perms['data-mover'].subscribe, `${S}.cmd.scheduler.RequestBackup`)).toBe(false);
+      expect(allows(perms['data-mover'].publish, `${S}.cmd.snapshot-coordinator.RequestSnapshot`)).toBe(false);
       expect(allows(perms.scheduler.publish, `${S}.cmd.snapshot-coordinator.RequestSnapshot`)).toBe(true);
     });
 

@@ -134,6 +134,15 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       if (reply.error.code === 'not_found') throw new RestoreJobRefused('not_found', why);
       throw new Error(why);
     },
+    prepareInPlace: async (restoreId) => {
+      const reply = await commands.send('snapshot-coordinator', 'PrepareInPlaceRestore', { restoreId }, { timeoutMs: 60_000 });
+      if (reply.accepted) return reply.result!;
+      const why = reply.error.message;
+      if (reply.error.code === 'conflict') throw new RestoreJobRefused('conflict', why);
+      if (reply.error.code === 'not_found' || reply.error.code === 'invalid_command') throw new RestoreJobRefused(reply.error.code === 'not_found' ? 'not_found' : 'invalid', why);
+      throw new Error(`the snapshot coordinator did not answer for the in-place restore: ${why}`);
+    },
+    safetyBackup: (vmId, restoreId, heartbeat) => safetyBackup(commands, o.log, vmId, restoreId, heartbeat),
   }, o.log, mover, logger);
   // Downloads are pulled from here chunk by chunk (libs/messaging file-stream.ts).
   const fileStreams = new FileStreamServer(o.nc, o.site, o.fileStreamIdleMs !== undefined ? { idleMs: o.fileStreamIdleMs } : {});
@@ -218,4 +227,25 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       await exports.close();
     },
   };
+}
+
+/**
+ * The backup an in-place restore takes of what it is about to overwrite: a job through the
+ * scheduler (the same idempotency key for a redelivered restore, so one job), waited for.
+ */
+async function safetyBackup(commands: CommandBus, log: EventLog, vmId: string, restoreId: string, heartbeat: () => void): Promise<string> {
+  const reply = await commands.send('scheduler', 'RequestBackup', { vmId, mode: 'auto' }, { idempotencyKey: `safety-${restoreId}`, timeoutMs: 60_000 });
+  if (!reply.accepted) throw new RestoreJobRefused('failed', `the safety backup of ${vmId} was refused (${reply.error.message}); nothing was overwritten`);
+  const jobId = reply.result!.jobId;
+  for (;;) {
+    heartbeat();
+    let committed: string | undefined;
+    for await (const r of log.readStream(`job-${jobId}`)) {
+      const e = r.event;
+      if (e.type === 'RestorePointCommitted') committed = e.data.restorePointId;
+      if (e.type === 'JobFailed') throw new RestoreJobRefused('failed', `the safety backup (job ${jobId}) failed: ${e.data.reason}; nothing was overwritten`);
+      if (e.type === 'JobCompleted' && committed) return committed;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }

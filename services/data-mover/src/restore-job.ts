@@ -7,12 +7,13 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Actor, RequestRestoreV1, RestoreFailureCode, RestoreWork, TraceContext } from '@cairn/contracts';
+import { verifyApproval, type Actor, type RequestRestoreV1, type RestoreFailureCode, type RestoreWork, type TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { initialRestoreState, isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
 import type { KnownEvent } from '@cairn/contracts';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
 import { finishVmRestore, planVmRestore, type DefineRestoredVm } from './vm-restore.ts';
+import { planInPlaceRestore, type InPlaceDeps } from './in-place-restore.ts';
 
 export interface RestoreJobsConfig {
   readonly site: string;
@@ -26,6 +27,10 @@ export interface RestoreJobsConfig {
   readonly loggedSteps?: number;
   /** Whole-VM restore onto libvirt: the coordinator defines the domain (DefineRestoredVm). */
   readonly defineRestoredVm?: DefineRestoredVm;
+  /** In-place restore onto libvirt: the coordinator's PrepareInPlaceRestore. */
+  readonly prepareInPlace?: InPlaceDeps['prepare'];
+  /** In-place restore: the safety backup through the scheduler, waited for. */
+  readonly safetyBackup?: InPlaceDeps['safetyBackup'];
 }
 
 /** A failure every delivery would meet again: the job fails with this code at once. */
@@ -56,6 +61,14 @@ export class RestoreJobs {
   async request(cmd: RequestRestoreV1, actor: Actor, ownTarget: boolean, commandId: string, trace?: TraceContext): Promise<{ restoreId: string }> {
     const restoreId = cmd.restoreId ?? randomUUID();
     const data = { restoreId, restorePointId: cmd.restorePointId, repository: cmd.repository ?? 'default', target: cmd.target, ownTarget };
+    const t = cmd.target;
+    if (t.kind === 'vm' && t.inPlace && t.approvalId) {
+      // The approval is checked while it is unused (the gateway records it carried out once this is accepted).
+      const events: KnownEvent[] = [];
+      for await (const r of this.log.readStream(`approval-${t.approvalId}`)) events.push(r.event);
+      const verdict = verifyApproval(t.approvalId, events, (a) => a.kind === 'restore-in-place' && a.vm === t.vmName && a.restorePointId === cmd.restorePointId);
+      if (!verdict.ok) throw new RestoreRefused(verdict.code === 'conflict' ? 'conflict' : 'forbidden', verdict.message);
+    }
     let recorded;
     try {
       recorded = await this.decide(restoreId, { kind: 'request', data }, actor, commandId, trace);
@@ -80,10 +93,17 @@ export class RestoreJobs {
   }
 
   /** The plan of a first attempt: where the point is read, where each file goes; refusals fail the job. */
-  private async plan(work: RestoreWork): Promise<RestorePlan> {
+  private async plan(work: RestoreWork, heartbeat: () => void): Promise<RestorePlan> {
     try {
       const { repo, source, manifest } = await this.mover.restoreSource(work.restorePointId, work.repository);
       const t = work.target;
+      if (t.kind === 'vm' && t.inPlace) {
+        if (!t.host) throw new RestoreJobRefused('invalid', 'an in-place restore names the libvirt hypervisor of the VM (--host)');
+        const { prepareInPlace: prepare, safetyBackup } = this.config;
+        if (!prepare || !safetyBackup) throw new Error('this data mover cannot reach the snapshot coordinator and the scheduler for an in-place restore');
+        const { disks, vm } = await planInPlaceRestore(work.restoreId, manifest, t, { log: this.log, prepare, safetyBackup, heartbeat });
+        return { source, sourceLocation: repo.location, disks, vm };
+      }
       if (t.kind === 'vm') {
         const dir = await this.mover.checkRestoreTarget(join(t.storage ?? this.mover.defaultVmStorage(), t.vmName), work.ownTarget);
         if (await stat(dir).then(() => true, () => false)) throw new RestoreRefused('conflict', `${dir} exists: a VM named ${t.vmName} was restored there before; choose another --vm name`);
@@ -119,7 +139,7 @@ export class RestoreJobs {
     if (state.status === 'none') throw new RestoreJobRefused('not_found', `restore ${restoreId} was never requested`);
     if (isRestoreOver(state)) return 'skipped';
     const actor = this.config.actor;
-    const plan = state.plan ?? await this.plan(work);
+    const plan = state.plan ?? await this.plan(work, heartbeat);
     const started = await this.decide(restoreId, { kind: 'start', worker: this.mover.worker, plan }, actor, state.lastEventId ?? null, undefined,
       sent ? { state, revision: BigInt(sent.revision) } : undefined);
     const attempt = started.state.attempts;
@@ -165,6 +185,7 @@ export class RestoreJobs {
       heartbeat();
     }
     const vm = plan.vm ? await finishVmRestore(plan.vm, plan.disks, restoreId, this.config.defineRestoredVm) : undefined;
+
     if (vm) this.logger.info({ restoreId, vm: vm.name, dir: vm.dir, uuid: vm.uuid, started: vm.started, pid: vm.pid }, 'VM restored');
     await this.decide(restoreId, { kind: 'complete', durationMs: Date.now() - begunAt, ...(vm ? { vm } : {}) }, actor, cause);
     this.logger.info({ restoreId, attempt, durationMs: Date.now() - begunAt }, 'restore completed');

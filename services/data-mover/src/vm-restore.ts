@@ -103,6 +103,12 @@ export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly Re
 /** libvirt: the disks and vm.json put in place, then the domain defined (and started) by the coordinator. */
 async function finishLibvirtRestore(plan: RestorePlannedVm, disks: readonly RestorePlannedDisk[], restoreId: string, define?: DefineRestoredVm): Promise<RestoredVm> {
   if (!define) throw new Error('this data mover cannot reach the snapshot coordinator to define a libvirt domain');
+  if (plan.libvirt?.inPlace) {
+    // The disks went over the domain's own images; the coordinator checks it is still shut off and starts it when asked.
+    const d = await define(restoreId);
+    return { name: plan.name, dir: plan.dir, uuid: d.uuid, macs: Object.fromEntries(d.macs.map((m, i) => [`nic${i}`, m])), started: d.started, serialLog: '',
+      libvirt: { host: d.host, domain: d.domain, ...(plan.libvirt.inPlace.safetyRestorePointId ? { safetyRestorePointId: plan.libvirt.inPlace.safetyRestorePointId } : {}) } };
+  }
   const final = files(plan.dir);
   if (await exists(plan.stagingDir)) {
     await writeFile(files(plan.stagingDir).config, JSON.stringify({ name: plan.name, uuid: plan.uuid, macs: plan.macs, libvirt: plan.libvirt, config: plan.config, disks: disks.map((d) => ({ disk: d.disk, path: d.path, format: d.format })) }, null, 2) + '\n', { mode: 0o600 });

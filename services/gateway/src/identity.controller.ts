@@ -45,7 +45,7 @@ function mapIdentityError(e: unknown): never {
 type SignedRequest = { approvalId: string; signature: PersonSignatureValue };
 
 /** Acts a four-eyes approval can be for, and which of them Cairn can carry out today. */
-const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository', 'grant-administrator', 'add-operator-key']);
+const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository', 'grant-administrator', 'add-operator-key', 'restore-in-place']);
 
 @Controller()
 export class IdentityController {
@@ -259,7 +259,7 @@ export class IdentityController {
     if (!EXECUTABLE.has(action.kind)) {
       throw new ProblemError(422, 'unsupported-action', `${action.kind}: Cairn has no operation for this yet, so there is nothing to approve (see docs/security.md)`);
     }
-    if (action.kind === 'delete-restore-point') await this.gateway.query('restorePoint.get', { restorePointId: action.restorePointId });
+    if (action.kind === 'delete-restore-point' || action.kind === 'restore-in-place') await this.gateway.query('restorePoint.get', { restorePointId: action.restorePointId });
     // A repository no data mover ever held: 404 now, not an approval that can only fail later
     // (one deleted meanwhile goes on to say so when approved).
     if (action.kind === 'delete-repository') await this.gateway.command('DescribeRepository', { repository: action.repository }, caller);
@@ -302,6 +302,15 @@ export class IdentityController {
         await this.gateway.command('DeleteRestorePoint', { restorePointId: a.action.restorePointId, approvalId: a.approvalId }, caller);
       } else if (a.action.kind === 'delete-repository') {
         await this.gateway.command('DeleteRepository', { repository: a.action.repository, approvalId: a.approvalId }, caller);
+      } else if (a.action.kind === 'restore-in-place') {
+        // The act is the in-place restore job (safety backup first); the data mover checks this approval when it accepts it.
+        const vmName = a.action.vm;
+        const vm = (await this.gateway.query('vm.list', {})).items.find((v) => v.name === vmName);
+        if (!vm || vm.hypervisor.kind !== 'libvirt') throw new ProblemError(422, 'unsupported-action', `restore-in-place: ${vmName} is not a libvirt domain Cairn knows now`);
+        await this.gateway.command('RequestRestore', {
+          restorePointId: a.action.restorePointId,
+          target: { kind: 'vm', vmName, host: vm.hypervisor.host, inPlace: true, safetyBackup: true, approvalId: a.approvalId, format: 'raw', start: false, keepIdentity: true },
+        }, caller);
       } else if ((a.action.kind === 'shorten-retention' || a.action.kind === 'disable-immutability') && a.action.policy) {
         await this.gateway.command('UpdatePolicy', { policy: a.action.policy, approvalId: a.approvalId }, caller);
       } else if (a.action.kind === 'grant-administrator') {

@@ -2,30 +2,67 @@
 // defined comes from the restore job's own stream (the plan its first start recorded: name,
 // UUID, MACs, disks, networks, and the restore point's domain XML), never from the sender;
 // only a job that is running with every disk written gets its domain. Idempotent: a domain of
-// that name with the plan's UUID is the one an earlier attempt defined.
+// that name with the plan's UUID is the one an earlier attempt defined. For an in-place
+// restore (PrepareInPlaceRestore before any disk is written, DefineRestoredVm after) the
+// domain exists already: it must be shut off before and still after, and is started if asked.
 import { join } from 'node:path';
 import type { EventStreamReader } from '@cairn/eventlog';
 import { fold } from '@cairn/eventlog';
 import { restoreDecider } from '@cairn/jobs';
-import { DomainExistsError, DomainXmlError, domainXmlForRestore, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
+import { DomainExistsError, DomainRunningError, DomainXmlError, UnknownVmError, domainXmlForRestore, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
 import type { KnownEvent } from '@cairn/contracts';
 import { SnapshotCommandError } from './snapshot-coordinator.service.ts';
 
 export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean }
 
-export async function defineRestoredVm(restoreId: string, log: EventStreamReader, adapters: ReadonlyMap<string, HypervisorAdapter>): Promise<DefinedVm> {
+type Libvirt = HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored' | 'shutOffDisks' | 'finishInPlace'>>;
+
+async function restoreState(restoreId: string, log: EventStreamReader) {
   const events: KnownEvent[] = [];
   for await (const r of log.readStream(`restore-${restoreId}`)) events.push(r.event);
   const state = fold(restoreDecider, events);
   if (state.status === 'none') throw new SnapshotCommandError('not_found', `no restore ${restoreId}`);
+  return state;
+}
+
+function libvirtOf(adapters: ReadonlyMap<string, HypervisorAdapter>, host: string): Libvirt & Required<Pick<Libvirt, 'defineRestored' | 'shutOffDisks' | 'finishInPlace'>> {
+  const adapter = adapters.get(host) as Libvirt | undefined;
+  if (adapter?.kind !== 'libvirt' || !adapter.defineRestored || !adapter.shutOffDisks || !adapter.finishInPlace) {
+    throw new SnapshotCommandError('not_found', `${host} is not a libvirt hypervisor of this coordinator (add it with cairn hypervisor add libvirt)`);
+  }
+  return adapter as never;
+}
+
+function refusal(e: unknown): never {
+  if (e instanceof DomainRunningError || e instanceof DomainExistsError) throw new SnapshotCommandError('conflict', e.message);
+  if (e instanceof UnknownVmError) throw new SnapshotCommandError('not_found', e.message);
+  throw e;
+}
+
+/** Before an in-place restore writes anything: the domain the request names is shut off; its disks. */
+export async function prepareInPlaceRestore(restoreId: string, log: EventStreamReader, adapters: ReadonlyMap<string, HypervisorAdapter>) {
+  const state = await restoreState(restoreId, log);
+  const t = state.request!.target;
+  if (t.kind !== 'vm' || !t.inPlace || !t.host) throw new SnapshotCommandError('invalid_command', `restore ${restoreId} is not an in-place restore onto libvirt`);
+  if (state.status !== 'requested' && state.status !== 'running') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
+  try {
+    const d = await libvirtOf(adapters, t.host).shutOffDisks(t.vmName);
+    return { domain: t.vmName, uuid: d.uuid, disks: d.disks.map(({ target, path, format }) => ({ target, path, format })) };
+  } catch (e) { return refusal(e); }
+}
+
+export async function defineRestoredVm(restoreId: string, log: EventStreamReader, adapters: ReadonlyMap<string, HypervisorAdapter>): Promise<DefinedVm> {
+  const state = await restoreState(restoreId, log);
   const vm = state.plan?.vm;
   if (!vm?.libvirt) throw new SnapshotCommandError('invalid_command', `restore ${restoreId} makes no libvirt domain`);
   if (state.status !== 'running' && state.status !== 'completed') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
   const missing = state.plan!.disks.filter((d) => !state.written.has(d.disk)).map((d) => d.disk);
   if (missing.length > 0) throw new SnapshotCommandError('conflict', `restore ${restoreId} has not written ${missing.join(', ')} yet`);
-  const adapter = adapters.get(vm.libvirt.host) as (HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored'>>) | undefined;
-  if (adapter?.kind !== 'libvirt' || !adapter.defineRestored) {
-    throw new SnapshotCommandError('not_found', `${vm.libvirt.host} is not a libvirt hypervisor of this coordinator (add it with cairn hypervisor add libvirt)`);
+  const adapter = libvirtOf(adapters, vm.libvirt.host);
+  if (vm.libvirt.inPlace) {
+    try {
+      return { host: vm.libvirt.host, domain: vm.name, ...await adapter.finishInPlace(vm.name, vm.start) };
+    } catch (e) { return refusal(e); }
   }
   const config = vm.config as unknown as LibvirtVmConfig;
   if (config.kind !== 'libvirt' || typeof config.domainXml !== 'string') throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: the restore point keeps no libvirt domain XML`);
@@ -45,8 +82,5 @@ export async function defineRestoredVm(restoreId: string, log: EventStreamReader
   try {
     const defined = await adapter.defineRestored(xml, { name: vm.name, uuid: vm.uuid, start: vm.start });
     return { host: vm.libvirt.host, domain: vm.name, ...defined };
-  } catch (e) {
-    if (e instanceof DomainExistsError) throw new SnapshotCommandError('conflict', e.message);
-    throw e;
-  }
+  } catch (e) { return refusal(e); }
 }

@@ -23,6 +23,8 @@ class FakeLibvirt {
     this.defined.push({ xml, ...o });
     return { uuid: o.uuid, macs: parseDomainXml(xml).nics.map((n) => n.mac ?? ''), started: o.start };
   }
+  async shutOffDisks() { return { uuid: UUID, disks: [] }; }
+  async finishInPlace() { return { uuid: UUID, macs: [], started: false }; }
 }
 
 async function restoreJob(log: InMemoryEventLog, restoreId: string, o: { host?: string; written?: boolean } = {}) {

@@ -5,7 +5,7 @@ import { Ctx, Payload } from '@nestjs/microservices';
 import type { CommandPayloadMap } from '@cairn/contracts';
 import { CommandContext, CommandHandler } from '@cairn/messaging';
 import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
-import { defineRestoredVm } from './restored-vm.ts';
+import { defineRestoredVm, prepareInPlaceRestore } from './restored-vm.ts';
 
 export const SERVICE_NAME = 'snapshot-coordinator';
 
@@ -21,6 +21,11 @@ export class SnapshotCoordinatorHandlers {
   @CommandHandler(SERVICE_NAME, 'DefineRestoredVm')
   async defineRestoredVm(@Payload() p: CommandPayloadMap['DefineRestoredVm']) {
     return defineRestoredVm(p.restoreId, this.coordinator.log, this.coordinator.adapters);
+  }
+
+  @CommandHandler(SERVICE_NAME, 'PrepareInPlaceRestore')
+  async prepareInPlaceRestore(@Payload() p: CommandPayloadMap['PrepareInPlaceRestore']) {
+    return prepareInPlaceRestore(p.restoreId, this.coordinator.log, this.coordinator.adapters);
   }
 
   @CommandHandler(SERVICE_NAME, 'ReleaseSnapshot')

@@ -38,6 +38,14 @@ export const RestoreRequestTarget = Type.Union([
     networkMap: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 200 }), Type.String({ minLength: 1, maxLength: 200 }), { maxProperties: 64 })),
     /** libvirt: every NIC kept but disconnected (link down). */
     noNetwork: Type.Optional(Type.Boolean()),
+    /**
+     * libvirt, with `host`: over the disks of the existing domain `vmName` (the restore point's
+     * own VM), which must be shut off; its disks are backed up first unless `safetyBackup` is false.
+     */
+    inPlace: Type.Optional(Type.Boolean()),
+    safetyBackup: Type.Optional(Type.Boolean()),
+    /** In place over a VM under an immutable policy: the granted four-eyes approval (`restore-in-place`). */
+    approvalId: Type.Optional(Id),
   }, { additionalProperties: false }),
 ]);
 export type RestoreRequestTarget = Static<typeof RestoreRequestTarget>;
@@ -78,6 +86,11 @@ export const RestorePlannedVm = Type.Object({
     host: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
     networkMap: Type.Record(Type.String({ maxLength: 200 }), Type.String({ maxLength: 200 })),
     noNetwork: Type.Boolean(),
+    /** Over the existing domain's disks: the safety backup of what was overwritten, the approval used. */
+    inPlace: Type.Optional(Type.Object({
+      safetyRestorePointId: Type.Optional(Id),
+      approvalId: Type.Optional(Id),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 export type RestorePlannedVm = Static<typeof RestorePlannedVm>;
@@ -121,7 +134,12 @@ export const RestoreCompletedV1 = Type.Object({
     /** QEMU only: the script that starts it. */
     startScript: Type.Optional(Type.String({ maxLength: 4200 })),
     /** libvirt: the domain defined, on which hypervisor. */
-    libvirt: Type.Optional(Type.Object({ host: Type.String({ maxLength: 64 }), domain: Type.String({ maxLength: 200 }) }, { additionalProperties: false })),
+    libvirt: Type.Optional(Type.Object({
+      host: Type.String({ maxLength: 64 }),
+      domain: Type.String({ maxLength: 200 }),
+      /** In place: the restore point of what was overwritten (absent with --no-safety-backup). */
+      safetyRestorePointId: Type.Optional(Id),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 

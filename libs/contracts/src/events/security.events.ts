@@ -183,6 +183,8 @@ export const ApprovalAction = Type.Union([
     name: Type.Optional(Name),
     endorsement: Endorsement,
   }, { additionalProperties: false }),
+  /** Overwrite the disks of a VM under an immutable policy with a restore point of it (`cairn restore --in-place`). */
+  Type.Object({ kind: Type.Literal('restore-in-place'), vm: Name, restorePointId: Id }, { additionalProperties: false }),
 ], { $id: 'ApprovalAction' });
 export type ApprovalAction = Static<typeof ApprovalAction>;
 

@@ -169,6 +169,33 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 
   /**
+   * The disks of a domain an in-place restore will overwrite; refused unless it is shut off
+   * (`DomainRunningError`: QEMU would hold the images).
+   */
+  async shutOffDisks(name: string): Promise<{ uuid: string; disks: Array<{ target: string; path: string; format: string; type: string }> }> {
+    let summary: DomainSummary;
+    try { summary = parseDomainXml(await this.virsh.run(['dumpxml', '--inactive', name])); } catch (e) {
+      if (e instanceof VirshError && /failed to get domain|not found/i.test(e.message)) throw new UnknownVmError(`libvirt at ${this.config.uri} has no domain ${name}`);
+      throw e;
+    }
+    const state = (await this.virsh.run(['domstate', name])).trim();
+    if (state !== 'shut off' && state !== 'crashed') throw new DomainRunningError(`domain ${name} is ${state}: an in-place restore needs it shut off (virsh shutdown ${name}); nothing was changed`);
+    return { uuid: summary.uuid, disks: summary.disks.map((d) => ({ target: d.target, path: d.source ?? '', format: d.format, type: d.type })) };
+  }
+
+  /** After an in-place restore: still shut off (else the restore raced a start), started when asked. */
+  async finishInPlace(name: string, start: boolean): Promise<{ uuid: string; macs: string[]; started: boolean }> {
+    let state = (await this.virsh.run(['domstate', name])).trim();
+    if (state !== 'shut off' && state !== 'crashed') throw new DomainRunningError(`domain ${name} was started (${state}) while its disks were being restored: shut it down and restore again`);
+    if (start) {
+      await this.virsh.run(['start', name], 120_000);
+      state = (await this.virsh.run(['domstate', name])).trim();
+    }
+    const summary = parseDomainXml(await this.virsh.run(['dumpxml', '--inactive', name]));
+    return { uuid: summary.uuid, macs: summary.nics.map((n) => n.mac ?? ''), started: state === 'running' };
+  }
+
+  /**
    * Defines a restored domain from its XML (`virsh define`) and starts it when asked. Again
    * for the same restore (a domain of that name with the plan's UUID) it defines nothing and
    * only starts what is not running; a domain of that name with another UUID is a conflict.
@@ -618,6 +645,9 @@ export class LibvirtAdapter implements HypervisorAdapter {
     await rename(`${this.#stateFile}.tmp`, this.#stateFile);
   }
 }
+
+/** The domain is running where it must be shut off. */
+export class DomainRunningError extends Error { override readonly name = 'DomainRunningError'; }
 
 /** A domain of the name asked for exists and is not the one this restore defined. */
 export class DomainExistsError extends Error { override readonly name = 'DomainExistsError'; }

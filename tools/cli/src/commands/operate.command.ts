@@ -435,6 +435,8 @@ export function registerOperateCommands(program: Command): void {
     .option('--host <hypervisor>', 'with --vm: define it as a libvirt domain on this hypervisor (its name in cairn hypervisor add), from the domain XML the restore point keeps')
     .option('--network-map <src=dst>', 'with --vm --host: connect NICs of network (or bridge) src to dst (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-network', 'with --vm --host: keep the NICs, disconnected (link down)')
+    .option('--in-place', 'over the disks of the restore point\'s own libvirt domain, which must be shut off (backed up first)')
+    .option('--no-safety-backup', 'with --in-place: do not back up what is overwritten first')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
     .option('--force', 'replace the target if it exists')
@@ -443,7 +445,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--id <restoreId>', 'with --to, --vm or --instant: the restore job\'s (or session\'s) id (the same id again is the same one: safe to retry)')
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .action(act(async (s, restorePointId: string, o: Opts) => {
-      if ([o['to'], o['nbd'], o['vm']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name> or --nbd <export>', EXIT.usage);
+      if ([o['to'], o['nbd'], o['vm'], o['inPlace']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name>, --in-place or --nbd <export>', EXIT.usage);
       const format = String(o['format']);
       if (format !== 'raw' && format !== 'qcow2') throw new CliError(`--format must be raw or qcow2, not ${format}`, EXIT.usage);
       if (o['instant']) {
@@ -455,6 +457,18 @@ export function registerOperateCommands(program: Command): void {
         }, { timeoutMs: Number(o['timeout']) * 1000, idempotencyKey: instantId }), 'instant recovery not started');
         output(s, r.view, () => `${instantLine(r.view)}
   ${r.view.running ? 'running' : `start it with ${r.view.dir}/start.sh`}; keep it with \`cairn instant finish ${r.instantId}\`, throw it away with \`cairn instant discard ${r.instantId}\``);
+        return;
+      }
+      if (o['inPlace']) {
+        // Over the disks of the restore point's own VM (in-place-restore.ts in the data mover).
+        const point = await s.catalogue.query('restorePoint.get', { restorePointId });
+        const vm = (await s.catalogue.query('vm.list', {})).items.find((v) => v.vmId === point.vmId);
+        if (!vm) throw new CliError(`the VM of restore point ${restorePointId} (${point.vmId}) is on no hypervisor Cairn knows now; restore it as a new VM with --vm`, EXIT.notFound);
+        if (vm.hypervisor.kind !== 'libvirt') throw new CliError(`${vm.name} runs on ${vm.hypervisor.kind} hypervisor ${vm.hypervisor.host}: --in-place is built for libvirt domains; restore it as a new VM with --vm`, EXIT.denied);
+        await startRestore(s, restorePointId, {
+          kind: 'vm', vmName: vm.name, host: vm.hypervisor.host, inPlace: true, format, start: Boolean(o['start']), keepIdentity: true,
+          safetyBackup: o['safetyBackup'] !== false,
+        }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
         return;
       }
       if (o['vm']) {

@@ -88,6 +88,9 @@ export async function startRestore(s: Session, restorePointId: string, target: R
 }
 
 function vmState(vm: NonNullable<NonNullable<RestoreState['completed']>['vm']>): string {
-  if (vm.libvirt) return `libvirt domain ${vm.libvirt.domain} on ${vm.libvirt.host}, ${vm.started ? 'running' : `defined (start it with virsh start ${vm.libvirt.domain})`}, console ${vm.serialLog}`;
+  if (vm.libvirt) {
+    const safety = vm.libvirt.safetyRestorePointId ? `; what it overwrote is restore point ${vm.libvirt.safetyRestorePointId}` : '';
+    return `libvirt domain ${vm.libvirt.domain} on ${vm.libvirt.host}, ${vm.started ? 'running' : `defined (start it with virsh start ${vm.libvirt.domain})`}${vm.serialLog ? `, console ${vm.serialLog}` : ''}${safety}`;
+  }
   return vm.started ? `running (pid ${vm.pid}), console ${vm.serialLog}, QMP ${vm.qmpSocket}` : `start it with ${vm.startScript}`;
 }
