@@ -32,7 +32,7 @@ describe('cairn.yaml (real stack)', () => {
 
     const upFile = join(dir, 'ocsf-up.jsonl');
     const config = join(dir, 'cairn.yaml');
-    await writeFile(config, `audit:\n  targets:\n    - { kind: ocsf-file, name: ocsf, path: ${upFile} }\n`);
+    await writeFile(config, `audit:\n  targets:\n    - { kind: ocsf-file, name: ocsf, path: ${upFile} }\nbandwidth:\n  hostBytesPerSec: 20MiB\nconcurrency:\n  maxJobsPerHost: 3\n`);
     expect((await cli(['config', 'check', config])).stdout).toMatch(/ok \(site local, 1 SIEM targets\)/);
     const data = join(dir, 'data');
     const up = start(['--data', data, 'up', '--insecure', '--config', config]);
@@ -42,6 +42,9 @@ describe('cairn.yaml (real stack)', () => {
       return up.output().includes('cairn is up;') || undefined;
     }, { timeoutMs: 240_000, intervalMs: 200, what: 'cairn up' });
     await waitFor(async () => (await lines(upFile)).length > 0 || undefined, { timeoutMs: 60_000, intervalMs: 200, what: 'OCSF lines from cairn up' });
+    // The services took the file's bandwidth and concurrency (their health lines say so).
+    expect(up.output()).toMatch(/at most 3 jobs per host/);
+    expect(up.output()).toMatch(/bandwidth host 20\.0 MiB\/s, site unlimited/);
 
     const runFile = join(dir, 'ocsf-run.jsonl');
     const runConfig = join(dir, 'run.yaml');

@@ -93,7 +93,7 @@ export interface RunningDataMover {
   readonly files: FileBrowser;
   /** NBD exports being served now (restore exports and browsing sessions). */
   exportNames(): string[];
-  health(): { status: 'ok'; worker: string; deletedRepositories?: Record<string, string> };
+  health(): { status: 'ok'; worker: string; bandwidth?: BandwidthLimits; deletedRepositories?: Record<string, string> };
   close(): Promise<void>;
 }
 
@@ -212,7 +212,8 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     mover,
     files,
     exportNames: () => exports.names(),
-    health: () => ({ status: 'ok', worker: mover.worker, ...(deletedRepositories.size ? { deletedRepositories: Object.fromEntries(deletedRepositories) } : {}) }),
+    health: () => ({
+      status: 'ok', worker: mover.worker, ...(config.bandwidth ? { bandwidth: config.bandwidth.limits } : {}), ...(deletedRepositories.size ? { deletedRepositories: Object.fromEntries(deletedRepositories) } : {}) }),
     async close() {
       clearInterval(gcTimer);
       clearInterval(verifyTimer);

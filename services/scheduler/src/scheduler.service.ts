@@ -151,8 +151,9 @@ export class Scheduler {
     }
   }
 
-  health(): { leader: boolean; position: string; jobsOpen: number; vms: number; policies: number } {
+  health(): { leader: boolean; position: string; jobsOpen: number; vms: number; policies: number; maxJobsPerHost: number } {
     return {
+      maxJobsPerHost: this.config.maxJobsPerHost,
       leader: this.leader,
       position: this.position.toString(),
       jobsOpen: [...this.jobs.values()].filter((j) => !isTerminal(j)).length,

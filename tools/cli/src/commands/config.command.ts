@@ -48,7 +48,16 @@ export function registerConfigCommands(program: Command): void {
       if (!path) throw new CliError('no cairn.yaml here and no file given', EXIT.usage, 'pass the file: cairn config check <file>');
       const c = (await readConfig(path))!;
       output({ json: Boolean(globals(this).json) }, { file: path, ok: true, config: c },
-        () => `${path}: ok (site ${c.site ?? 'local'}, ${c.audit?.targets?.length ?? 0} SIEM targets)`);
+        () => [
+          `${path}: ok (site ${c.site ?? 'local'}, ${c.audit?.targets?.length ?? 0} SIEM targets)`,
+          ...(c.bandwidth ? [`  bandwidth: host ${c.bandwidth.hostBytesPerSec ?? 'unlimited'}, site ${c.bandwidth.siteBytesPerSec ?? 'unlimited'} (per second)`] : []),
+          ...(c.concurrency?.maxJobsPerHost ? [`  at most ${c.concurrency.maxJobsPerHost} backups at once per hypervisor host`] : []),
+          ...(c.policyDefaults ? [`  new policies: ${[
+            c.policyDefaults.window ? `window ${c.policyDefaults.window.start}-${c.policyDefaults.window.end}` : '',
+            c.policyDefaults.retention ? `retention ${Object.entries(c.policyDefaults.retention).map(([k, v]) => `${k} ${v}`).join(', ')}` : '',
+            c.policyDefaults.bandwidth ? `bandwidth ${c.policyDefaults.bandwidth}/s` : '',
+          ].filter(Boolean).join('; ')}`] : []),
+        ].join('\n'));
     });
   config.command('schema').description('print the JSON Schema of cairn.yaml').action(async () => {
     const { cairnConfigJsonSchema } = await import('../config/cairn-config.ts');

@@ -92,13 +92,16 @@ function describeHealth(service: string, detail: unknown): string {
   const d = (detail ?? {}) as Record<string, unknown>;
   switch (service) {
     case 'scheduler':
-      return `${d['leader'] ? 'active' : 'standby'}, ${String(d['jobsOpen'])} open jobs, ${String(d['vms'])} VMs, ${String(d['policies'])} policies`;
+      return `${d['leader'] ? 'active' : 'standby'}, ${String(d['jobsOpen'])} open jobs, ${String(d['vms'])} VMs, ${String(d['policies'])} policies, at most ${String(d['maxJobsPerHost'])} jobs per host`;
     case 'snapshot-coordinator': {
       const instances = (d['instances'] as Array<{ name: string; connected: boolean }> | undefined) ?? [];
       return `${instances.map((i) => `${i.name}${i.connected ? '' : ' (disconnected)'}`).join(', ') || 'no hypervisors yet (cairn hypervisor add)'}; ${String(d['openSnapshots'])} open snapshots`;
     }
-    case 'data-mover':
-      return String(d['worker']);
+    case 'data-mover': {
+      const b = d['bandwidth'] as { hostBytesPerSec?: number; siteBytesPerSec?: number } | undefined;
+      const limit = (n: number | undefined) => (n === undefined ? 'unlimited' : `${bytes(n)}/s`);
+      return `${String(d['worker'])}${b ? `; bandwidth host ${limit(b.hostBytesPerSec)}, site ${limit(b.siteBytesPerSec)}` : ''}`;
+    }
     case 'audit-bridge': {
       const targets = (d['targets'] as Array<{ name: string }> | undefined) ?? [];
       return `targets: ${targets.map((t) => t.name).join(', ')}`;
