@@ -157,6 +157,16 @@ describe('instant recovery (real QEMU 1 GiB guest, two movers as processes)', ()
     const before = reported(await serial())?.last ?? -1;
     await waitFor(async () => ((reported(await serial())?.last ?? -1) > before + 2) || undefined, { timeoutMs: 120_000, intervalMs: 250, what: 'guest records after the mover died' });
     expect(alive(view.exporterPid)).toBe(true);
+    // The exporter itself SIGKILLed: its supervisor starts it again on the same socket, QEMU reconnects
+    // (the mirror below reads the whole disk through the new one).
+    const socket = join(view.dir, 'export.sock');
+    // Processes naming the socket: the supervisor, the exporter, and QEMU (its NBD client).
+    const exporters = async () => (await pidsOf(socket)).filter((p) => p !== view.exporterPid && p !== view.pid && alive(p));
+    const [first] = await exporters();
+    expect(first, 'the exporter under its supervisor').toBeDefined();
+    process.kill(first!, 'SIGKILL');
+    const second = await waitFor(async () => (await exporters()).find((p) => p !== first), { timeoutMs: 120_000, intervalMs: 200, what: 'the exporter started again' });
+    await waitFor(async () => ((reported(await serial())?.last ?? -1) > before + 5) || undefined, { timeoutMs: 120_000, intervalMs: 250, what: 'guest records after the exporter came back' });
 
     const listed = await cli(['--data', dataDir, '--json', 'instant', 'list']);
     expect(listed.code, listed.stderr).toBe(0);
@@ -179,6 +189,8 @@ describe('instant recovery (real QEMU 1 GiB guest, two movers as processes)', ()
     expect(types).toEqual(['InstantRecoveryStarted', 'InstantServing', 'InstantMirroring', 'InstantFinished']);
     // The export is gone: exporter process, socket, overlays; the VM keeps running and writing.
     expect(alive(view.exporterPid)).toBe(false);
+    expect(alive(second)).toBe(false);
+    expect(await serial(), 'no I/O error inside the guest').not.toMatch(/I\/O error/);
     for (const p of ['export.sock', 'disk0.overlay.qcow2']) expect(await exists(join(view.dir, p)), p).toBe(false);
     expect(alive(view.pid)).toBe(true);
     await waitFor(async () => ((reported(await serial())?.last ?? -1) > atPivot + 2) || undefined, { timeoutMs: 120_000, intervalMs: 250, what: 'guest records after the pivot' });
@@ -223,7 +235,8 @@ describe('instant recovery (real QEMU 1 GiB guest, two movers as processes)', ()
       { timeoutMs: 300_000, intervalMs: 250, what: `${image.marker} on inst-b` });
     // What the session holds: its VM and exporter, its sockets, its overlay.
     const held = await pidsOf(v.dir);
-    expect(held.sort()).toEqual([v.pid!, v.exporterPid!].sort());
+    expect(held).toEqual(expect.arrayContaining([v.pid!, v.exporterPid!]));
+    expect(held).toHaveLength(3); // the VM, the exporter's supervisor and the exporter
     const sockets = async () => (await run('ss', ['-xlp'])).stdout.split('\n').filter((l) => l.includes(v.dir));
     expect((await sockets()).length).toBeGreaterThanOrEqual(2); // QMP and the export
     expect(await exists(join(v.dir, 'disk0.overlay.qcow2'))).toBe(true);

@@ -9,7 +9,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
-import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Actor, CommandPayloadMap, EventDataMap, InstantStep, InstantView, KnownEvent, TraceContext } from '@cairn/contracts';
@@ -45,6 +45,33 @@ async function sessionProcess(pid: number | undefined, dir: string): Promise<num
   if (!pid) return undefined;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   return cmdline.includes(dir) ? pid : undefined;
+}
+
+/** A process of this process group still runs (zombies, which nobody may reap here, do not count). */
+async function groupAlive(pgid: number): Promise<boolean> {
+  for (const entry of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+  }
+  return false;
+}
+
+/**
+ * Restarts the exporter when it dies (QEMU reconnects to the same socket within its
+ * reconnect-delay); ends when the exporter ends cleanly, or fails within 5 s of its start.
+ */
+const EXPORTER_SUPERVISOR = 'while :; do s=$(date +%s); "$@"; c=$?; [ "$c" -eq 0 ] && exit 0; [ $(( $(date +%s) - s )) -lt 5 ] && exit "$c"; sleep 1; done';
+
+/** Stops the exporter's process group (its supervisor and the exporter itself). */
+async function stopExporterGroup(pgid: number, graceMs = 10_000): Promise<void> {
+  try { process.kill(-pgid, 'SIGTERM'); } catch { return; }
+  const until = Date.now() + graceMs;
+  while (await groupAlive(pgid)) {
+    if (Date.now() > until) { try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ } }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function stopProcess(pid: number, dir: string, graceMs = 10_000): Promise<void> {
@@ -185,14 +212,19 @@ export class InstantRecoveries {
     if (!launch) throw new Error(`no exporter for repository ${plan.repository}`);
     const log = await open(logFile, 'a', 0o600);
     try {
-      // Its own process group: a data mover that dies or restarts leaves it serving.
-      const child = spawn(launch.command, [...launch.args], { detached: true, stdio: ['ignore', log.fd, log.fd], env: launch.env });
+      // Its own process group: a data mover that dies or restarts leaves it serving; a supervisor restarts it when it dies.
+      const child = spawn('/bin/sh', ['-c', EXPORTER_SUPERVISOR, 'cairn-exporter', launch.command, ...launch.args], { detached: true, stdio: ['ignore', log.fd, log.fd], env: launch.env });
       const pid = child.pid;
       if (!pid) throw new Error(`cannot start the exporter ${launch.command}`);
       let ended = false;
       child.once('exit', () => { ended = true; });
       child.unref();
-      await waitForSocket(socket, 120_000, () => !ended, async () => (await readFile(logFile, 'utf8').catch(() => '')).trim().slice(-2000));
+      try {
+        await waitForSocket(socket, 120_000, () => !ended, async () => (await readFile(logFile, 'utf8').catch(() => '')).trim().slice(-2000));
+      } catch (e) {
+        await stopExporterGroup(pid); // nothing left serving, nor retrying
+        throw e;
+      }
       return pid;
     } finally {
       await log.close();
@@ -219,7 +251,7 @@ export class InstantRecoveries {
       removed.push(`VM process ${vmPid}`);
     }
     const exporter = await sessionProcess(exporterPid, plan.dir);
-    if (exporter) { await stopProcess(exporter, plan.dir); removed.push(`exporter process ${exporter}`); }
+    if (exporter) { await stopExporterGroup(exporter); removed.push(`exporter process ${exporter}`); }
     for (const d of plan.disks) if (await exists(d.overlay)) removed.push(d.overlay);
     for (const s of [f.exportSocket, f.qmp]) if (await exists(s)) removed.push(s);
     if (await exists(plan.dir)) {
@@ -296,7 +328,7 @@ export class InstantRecoveries {
     }
     // The VM runs from the local images: the export, the overlays and their files go.
     const exporter = await sessionProcess(exporterPid, plan.dir);
-    if (exporter) await stopProcess(exporter, plan.dir);
+    if (exporter) await stopExporterGroup(exporter);
     for (const p of [...plan.disks.map((d) => d.overlay), f.exportSocket, f.exporterLog, f.progress]) await rm(p, { force: true });
     await this.writeStartFiles(plan, plan.disks.map((d) => {
       const t = disks.find((x) => x.disk === d.disk)!;
