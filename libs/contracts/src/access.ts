@@ -48,6 +48,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   RequestRestore: 'restore',
   StopRestoreExport: 'restore',
   ListRestoreExports: 'read',
+  TestRestore: 'restore',
   StartInstant: 'restore',
   FinishInstant: 'restore',
   DiscardInstant: 'restore',

@@ -362,6 +362,19 @@ export const ListRestoreExportsResult = Type.Object({
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
+/** Boot a restore point in isolation and judge it (issue 16); the result comes as TestRestorePassed/Failed in `testrestore-<id>`. */
+export const TestRestoreV1 = Type.Object({
+  restorePointId: Id,
+  /** Passes when this text appears on the serial console. */
+  serialPattern: Type.String({ minLength: 1, maxLength: 200 }),
+  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600 })),
+  /** Direct kernel boot for a guest without a boot loader: files under /boot only. */
+  kernel: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
+  initrd: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
+  append: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[\\x20-\\x7e]+$' })),
+}, { additionalProperties: false });
+export const TestRestoreResult = Type.Object({ testRestoreId: Type.String(), worker: Type.String() }, { additionalProperties: false });
+
 export const AddHypervisorV1 = Type.Union([
   Type.Object({
     /** Host name the VMs of this hypervisor are reported under. */
@@ -534,6 +547,12 @@ export const COMMAND_SCHEMAS = {
     description: 'Release a view, its overlay, bitmap hold and export.',
     service: 'snapshot-coordinator',
     latest: ReleaseSnapshotV1,
+  }),
+  TestRestore: define('TestRestore', {
+    description: 'Boot a restore point in isolation (no network, writes thrown away) and judge it by a serial-console pattern; answers at once with the id, the outcome follows as TestRestorePassed or TestRestoreFailed.',
+    service: 'data-mover',
+    latest: TestRestoreV1,
+    result: TestRestoreResult,
   }),
   ListRestoreExports: define('ListRestoreExports', {
     description: 'The restore points a data mover serves over NBD now (its own: each mover answers for itself).',

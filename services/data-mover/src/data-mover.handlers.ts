@@ -66,6 +66,11 @@ export function dataMoverHandlers(s: HandlerSettings) {
       if (event.type === 'RestorePointExpired') await this.mover.expire(event.data.restorePointId);
     }
 
+    @CommandHandler('data-mover', 'TestRestore')
+    testRestore(@Payload() p: CommandPayloadMap['TestRestore']) {
+      return this.mover.startTestRestore(p);
+    }
+
     @CommandHandler('data-mover', 'ListRestoreExports')
     listExports() {
       return this.mover.listExports();

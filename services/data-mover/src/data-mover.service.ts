@@ -18,6 +18,8 @@ import { RestorePointLockedError, type Manifest, type MaintenanceRole, type Rest
  */
 export type MoverRepository = RestorePointWriter & RestorePointReader & RetentionRole & Pick<MaintenanceRole, 'repositoryId' | 'gc'>;
 import { runTransfer, type TransferProgress } from './transfer.ts';
+import { runTestRestore } from './test-restore.ts';
+import { tmpdir } from 'node:os';
 import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
 import type { Throttle, TransferBandwidth } from './bandwidth.ts';
@@ -308,6 +310,21 @@ export class DataMover {
   }
 
   /** The restore points this mover serves over NBD now (`cairn restore-export list`). */
+  /** Starts a test restore in the background (it boots for minutes) and answers its id at once. */
+  async startTestRestore(cmd: CommandPayloadMap['TestRestore'], repository = 'default'): Promise<CommandResultMap['TestRestore']> {
+    if (!this.exports) throw new RestoreRefused('invalid_command', 'this data mover serves no NBD exports');
+    const repo = this.repository(repository);
+    if (!(await repo.listRestorePoints()).some((p) => p.id === cmd.restorePointId)) throw new RestoreRefused('not_found', `no restore point ${cmd.restorePointId} in repository ${repository}`);
+    const testRestoreId = randomUUID();
+    const deps = { log: this.log, site: this.config.site, actor: this.config.actor, repository: repo, exports: this.exports, workDir: join(this.config.dataDir ?? tmpdir(), 'test-restores') };
+    void runTestRestore(deps, {
+      restorePointId: cmd.restorePointId, serialPattern: cmd.serialPattern, testRestoreId,
+      ...(cmd.timeoutSeconds ? { timeoutMs: cmd.timeoutSeconds * 1000 } : {}),
+      boot: { ...(cmd.kernel ? { kernel: cmd.kernel } : {}), ...(cmd.initrd ? { initrd: cmd.initrd } : {}), ...(cmd.append ? { append: cmd.append } : {}) },
+    }).catch((e: unknown) => this.logger.warn({ testRestoreId, err: (e as Error).message }, 'test restore not recorded'));
+    return { testRestoreId, worker: this.worker };
+  }
+
   listExports(): CommandResultMap['ListRestoreExports'] {
     return { worker: this.worker, items: this.exports?.list() ?? [] };
   }

@@ -16,6 +16,7 @@ import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 import { cliVersion } from './version.ts';
 import { registerFilesCommands } from './commands/files.command.ts';
 import { registerNotifyCommands } from './commands/notify.command.ts';
+import { registerTestRestoreCommand } from './commands/test-restore.command.ts';
 import { registerInstantCommands } from './commands/instant.command.ts';
 
 export function buildProgram(json = false): Command {
@@ -44,6 +45,7 @@ export function buildProgram(json = false): Command {
   registerCompletionCommand(program);
   registerFilesCommands(program);
   registerNotifyCommands(program);
+  registerTestRestoreCommand(program);
   registerInstantCommands(program);
   // Sub-commands fail like the program does (exit code, not process.exit).
   const override = (c: Command): void => {

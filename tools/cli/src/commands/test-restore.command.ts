@@ -1,0 +1,56 @@
+// `cairn test-restore <restore point>`: boot it in isolation on a data mover (no network,
+// writes thrown away) and judge it by a serial-console pattern; follows `testrestore-<id>`
+// until it passed (exit 0) or failed (exit 6, with the check, the reason and the console tail).
+import type { Command } from 'commander';
+import { createJetStreamEventLog } from '@cairn/eventlog';
+import type { CommandPayloadMap, KnownEvent } from '@cairn/contracts';
+import { CliError, EXIT } from '../cli-error.ts';
+import { accepted, transportError } from '../cli-replies.ts';
+import { output, withSession } from '../session.ts';
+
+interface Options { serial: string; timeout?: string; kernel?: string; initrd?: string; append?: string }
+
+export function registerTestRestoreCommand(program: Command): void {
+  program.command('test-restore <restorePoint>')
+    .description('boot a restore point in isolation (no network, writes thrown away) and judge it; exit 6 when it fails')
+    .requiredOption('--serial <text>', 'passes when this text appears on the serial console')
+    .option('--timeout <seconds>', 'how long the check waits (default 180)')
+    .option('--kernel <file>', 'direct kernel boot (a guest without a boot loader): a file under /boot')
+    .option('--initrd <file>', 'its initramfs, under /boot')
+    .option('--append <cmdline>', 'its kernel command line')
+    .action(async function (this: Command, restorePointId: string, o: Options) {
+      const timeoutSeconds = o.timeout === undefined ? undefined : Number(o.timeout);
+      if (timeoutSeconds !== undefined && !(Number.isInteger(timeoutSeconds) && timeoutSeconds >= 10)) throw new CliError(`--timeout must be a whole number of seconds ≥ 10, not ${o.timeout}`, EXIT.usage);
+      const payload: CommandPayloadMap['TestRestore'] = {
+        restorePointId, serialPattern: o.serial,
+        ...(timeoutSeconds ? { timeoutSeconds } : {}), ...(o.kernel ? { kernel: o.kernel } : {}), ...(o.initrd ? { initrd: o.initrd } : {}), ...(o.append ? { append: o.append } : {}),
+      };
+      await withSession(this, async (s) => {
+        let started;
+        try {
+          started = accepted(await s.bus.send('data-mover', 'TestRestore', payload), 'test restore not started');
+        } catch (e) { transportError(e); }
+        const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
+        const since = Date.now();
+        try {
+          for (;;) {
+            let last: KnownEvent | undefined;
+            for await (const r of log.readStream(`testrestore-${started.testRestoreId}`)) last = r.event;
+            if (last?.type === 'TestRestorePassed' || last?.type === 'TestRestoreFailed') {
+              if (!s.json) process.stderr.write('\n');
+              const e = last;
+              output(s, { outcome: e.type === 'TestRestorePassed' ? 'passed' : 'failed', ...e.data }, () => e.type === 'TestRestorePassed'
+                ? `test restore ${started.testRestoreId} of ${restorePointId} passed (${e.data.results.map((x) => `${x.check}: ${x.detail}`).join('; ')}); screenshot ${e.data.screenshot?.file ?? 'none'}`
+                : `test restore ${started.testRestoreId} of ${restorePointId} FAILED at ${e.data.check}: ${e.data.reason}\nscreenshot: ${e.data.screenshot?.file ?? 'none'}\n--- console tail ---\n${e.data.consoleTail}`);
+              if (e.type === 'TestRestoreFailed') process.exitCode = EXIT.jobFailed;
+              return;
+            }
+            if (!s.json) process.stderr.write(`\rtest restore ${started.testRestoreId}: booting in isolation on ${started.worker}, ${Math.round((Date.now() - since) / 1000)} s`);
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+        } finally {
+          await log.close().catch(() => undefined);
+        }
+      });
+    });
+}
