@@ -1,7 +1,7 @@
 // Shapes of the catalogue's read models as they cross the wire (query replies). TypeBox
 // schemas so the gateway can publish them in its OpenAPI document and clients can validate.
 import { Type, type Static } from '@sinclair/typebox';
-import { Actor, JobPhase, PolicyRetention, PolicySchedule, PolicySelector, TraceContext } from '@cairn/contracts';
+import { Actor, JobPhase, PolicyRetention, PolicySchedule, PolicySelector, QuiescePolicy, TraceContext } from '@cairn/contracts';
 
 const Id = Type.String({ minLength: 1, maxLength: 200 });
 const Time = Type.String({ format: 'date-time' });
@@ -151,6 +151,12 @@ export const PolicyView = Type.Object({
   immutable: Type.Optional(Type.Boolean()),
   /** Most bytes per second each backup of the policy reads (absent: no limit of its own). */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
+  /** Guest file systems frozen through the agent: required, preferred (absent: preferred) or off. */
+  quiesce: Type.Optional(QuiescePolicy),
+  /** A file index is built of each new restore point (absent: on). */
+  fileIndex: Type.Optional(Type.Boolean()),
+  /** Recovery-point objective in minutes (absent: the schedule's longest gap + 2 h). */
+  rpoMinutes: Type.Optional(Type.Integer({ minimum: 1 })),
   /** 1 when created, +1 per update. */
   version: Type.Integer({ minimum: 1 }),
   createdAt: Time,

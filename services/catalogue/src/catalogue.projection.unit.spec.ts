@@ -281,6 +281,14 @@ describe('catalogue projection: policies', () => {
     });
   });
 
+  it('the view carries every field of the policy, so that an edit built from it loses none', () => {
+    const full = { ...policy, immutable: true, bandwidthBytesPerSec: 4096, quiesce: 'required' as const, fileIndex: false, rpoMinutes: 90 };
+    given().when(ev('PolicyCreated', full, 'policy-p1')).then((read) => {
+      const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, ...fields } = read.getPolicy('p1');
+      expect(fields).toEqual(full);
+    });
+  });
+
   it('a paused policy shows since when until it is resumed', () => {
     const created = ev('PolicyCreated', policy, 'policy-p1');
     const paused = ev('PolicyPaused', { policyId: 'p1' }, 'policy-p1');

@@ -12,6 +12,7 @@ import { accepted, transportError } from '../cli-replies.ts';
 import { bytes, output, table, withSession, type Session } from '../session.ts';
 import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 import { rateBytesPerSec } from '../units.ts';
+import { editedPolicy, parseWindow, quiesceOption, rate } from './policy-options.ts';
 import { configFile, readConfig } from './config.command.ts';
 import type * as RestoreJobModule from './restore-job.ts';
 import { instantLine } from './instant-line.ts';
@@ -48,27 +49,6 @@ async function resolveVm(s: Session, ref: string): Promise<string> {
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-
-function quiesceOption(v: unknown): 'required' | 'preferred' | 'off' {
-  const mode = String(v ?? 'preferred');
-  if (mode !== 'required' && mode !== 'preferred' && mode !== 'off') throw new CliError(`--quiesce must be required, preferred or off, not ${JSON.stringify(mode)}`, EXIT.usage);
-  return mode;
-}
-
-/** --bandwidth: bytes per second, e.g. 20MiB; at least 1 KiB/s. */
-function rate(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  let n: number | undefined;
-  try { n = rateBytesPerSec(v); } catch (e) { throw new CliError((e as Error).message, EXIT.usage); }
-  if (n === undefined || n < 1024) throw new CliError(`--bandwidth must be at least 1KiB (per second), not ${JSON.stringify(v)}`, EXIT.usage);
-  return n;
-}
-
-function parseWindow(v: string): { start: string; end: string } {
-  const m = /^(\d{2}:\d{2})-(\d{2}:\d{2})$/.exec(v);
-  if (!m) throw new CliError(`--window ${JSON.stringify(v)} must look like 22:00-06:00`, EXIT.usage);
-  return { start: m[1]!, end: m[2]! };
-}
 
 function jobLine(j: JobView): Record<string, unknown> {
   return {
@@ -246,39 +226,16 @@ export function registerOperateCommands(program: Command): void {
     .option('--keep-last <n>').option('--keep-daily <n>').option('--keep-weekly <n>').option('--keep-monthly <n>').option('--keep-yearly <n>')
     .option('--priority <n>', 'higher runs first')
     .option('--bandwidth <rate>', 'most bytes per second each backup reads, e.g. 20MiB; "none" removes the limit')
+    .option('--quiesce <mode>', 'required, preferred or off (see policy create)')
+    .option('--rpo <minutes>', 'recovery-point objective in minutes; "none" goes back to the schedule\'s default')
     .option('--approval <id>', 'a granted shorten-retention approval for this policy')
     .action(act(async (s, ref: string, o: Opts) => {
       const { items } = await s.catalogue.query('policy.list', {});
       const p = items.find((x) => !x.deletedAt && (x.policyId === ref || x.name === ref));
       if (!p) throw new CliError(`unknown policy ${JSON.stringify(ref)}`, EXIT.notFound, `known policies: ${items.filter((x) => !x.deletedAt).map((x) => x.name).join(', ') || 'none'}`);
-      const num = (k: string, current: number) => {
-        if (o[k] === undefined) return current;
-        const v = Number(o[k]);
-        if (!Number.isInteger(v) || v < 0) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number ≥ 0`, EXIT.usage);
-        return v;
-      };
-      const name = o['name'] === undefined ? p.name : String(o['name']);
+      const policyBody = editedPolicy(p, o);
+      const name = policyBody.name;
       if (name !== p.name && items.some((x) => !x.deletedAt && x.name === name)) throw new CliError(`a policy named ${JSON.stringify(name)} exists already; nothing was changed`, EXIT.conflict);
-      const newSelector = o['vm'] || o['tag'] || o['hypervisor'];
-      const window = o['window'] === undefined ? p.schedule.window : String(o['window']) === 'none' ? undefined : parseWindow(String(o['window']));
-      const { window: _old, ...scheduleRest } = p.schedule;
-      const bandwidth = o['bandwidth'] === undefined ? p.bandwidthBytesPerSec : String(o['bandwidth']) === 'none' ? undefined : rate(String(o['bandwidth']));
-      const policyBody: CommandPayloadMap['UpdatePolicy']['policy'] = {
-        policyId: p.policyId, name,
-        selector: newSelector ? {
-          ...(o['vm'] ? { names: o['vm'] as string[] } : {}),
-          ...(o['tag'] ? { tags: o['tag'] as string[] } : {}),
-          ...(o['hypervisor'] ? { hypervisor: String(o['hypervisor']) } : {}),
-        } : p.selector,
-        schedule: { ...scheduleRest, ...(o['cron'] ? { cron: String(o['cron']) } : {}), ...(o['timezone'] ? { timezone: String(o['timezone']) } : {}), ...(window ? { window } : {}) },
-        retention: {
-          last: num('keepLast', p.retention.last), daily: num('keepDaily', p.retention.daily), weekly: num('keepWeekly', p.retention.weekly),
-          monthly: num('keepMonthly', p.retention.monthly), yearly: num('keepYearly', p.retention.yearly),
-        },
-        repository: p.repository, keyRef: p.keyRef, priority: num('priority', p.priority),
-        ...(p.immutable ? { immutable: true } : {}),
-        ...(bandwidth ? { bandwidthBytesPerSec: bandwidth } : {}),
-      };
       const result = accepted(await s.bus.send('scheduler', 'UpdatePolicy', { policy: policyBody, ...(o['approval'] ? { approvalId: String(o['approval']) } : {}) }), 'policy not changed');
       output(s, { ...result, policy: policyBody }, () => `policy ${result.policyId} (${name}) changed`);
     }));
