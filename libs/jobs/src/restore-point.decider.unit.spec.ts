@@ -45,4 +45,11 @@ describe('restore point decider: damage a verify found', () => {
     spec.given([newEvent('RestorePointDamaged', damage('v1'), meta)]).when({ kind: 'damaged', data: damage('v2') }).then([{ type: 'RestorePointDamaged', data: damage('v2') }]);
     spec.given([newEvent('RestorePointExpired', data, meta)]).when({ kind: 'damaged', data: damage('v1') }).thenNothing();
   });
+
+  it('records a four-eyes deletion once, also after retention expired the point', () => {
+    const deleted = { restorePointId: 'rp1', approvalId: 'ap1', requestedBy: 'alice', approvedBy: 'bob' };
+    spec.given([]).when({ kind: 'delete', data: deleted }).then([{ type: 'RestorePointDeleted', data: deleted }]);
+    spec.given([newEvent('RestorePointExpired', data, meta)]).when({ kind: 'delete', data: deleted }).then([{ type: 'RestorePointDeleted', data: deleted }]);
+    spec.given([newEvent('RestorePointDeleted', deleted, meta)]).when({ kind: 'delete', data: { ...deleted, approvalId: 'ap2' } }).thenNothing();
+  });
 });

@@ -6,8 +6,8 @@
 // chain vouches for (`checkSignedApproval`); an approval event that fails it is reported as a
 // ProvenanceViolation (`person_signature`) naming the identity that wrote it.
 import { Refusal, newEvent, type ApprovalAction, type Actor, type CommandPayloadMap, type TraceContext } from '@cairn/contracts';
-import { provenanceViolation, type EventLog } from '@cairn/eventlog';
-import { checkSignedApproval, loadUserRecords, readTrustRoot, type PositionedEvent, type SignedApprovalVerdict } from '@cairn/jobs';
+import { handleCommand, provenanceViolation, type EventLog } from '@cairn/eventlog';
+import { checkSignedApproval, loadUserRecords, readTrustRoot, restorePointDecider, type PositionedEvent, type SignedApprovalVerdict } from '@cairn/jobs';
 import { RepositoryLockedError, RestorePointLockedError, type Repository } from '@cairn/repository';
 
 /** Why a deletion was refused: a code the command reply carries. */
@@ -52,10 +52,10 @@ export class SecurityActs {
       if ((e as Error).name !== 'RestorePointNotFoundError') throw e;
       deleted = false;
     }
-    const streamId = `restorepoint-${cmd.restorePointId}`;
-    await this.o.log.append(streamId, [newEvent('RestorePointDeleted', {
+    // Recorded through the restore point's decider, at the revision it read (once per point).
+    await handleCommand(this.o.log, `restorepoint-${cmd.restorePointId}`, restorePointDecider, { kind: 'delete', data: {
       restorePointId: cmd.restorePointId, approvalId: cmd.approvalId, requestedBy: verdict.requestedBy, approvedBy: verdict.approvedBy,
-    }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'any' });
+    } }, { meta: { site: this.o.site, actor, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) } });
     this.o.logger?.info({ restorePointId: cmd.restorePointId, approvalId: cmd.approvalId, actor: actor.id, deleted }, 'restore point deleted (four-eyes)');
     return { restorePointId: cmd.restorePointId, deleted };
   }
