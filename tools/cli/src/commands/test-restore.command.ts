@@ -2,7 +2,6 @@
 // writes thrown away) and judge it by a serial-console pattern; follows `testrestore-<id>`
 // until it passed (exit 0) or failed (exit 6, with the check, the reason and the console tail).
 import type { Command } from 'commander';
-import { createJetStreamEventLog } from '@cairn/eventlog';
 import type { CommandPayloadMap, KnownEvent } from '@cairn/contracts';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
@@ -30,6 +29,8 @@ export function registerTestRestoreCommand(program: Command): void {
         try {
           started = accepted(await s.bus.send('data-mover', 'TestRestore', payload), 'test restore not started');
         } catch (e) { transportError(e); }
+        // Loaded when the command runs (the CLI's start-up graph stays small: startup-graph.int.spec.ts).
+        const { createJetStreamEventLog } = await import('@cairn/eventlog');
         const log = await createJetStreamEventLog({ nc: s.nc, site: s.site, createStream: false });
         const since = Date.now();
         try {
