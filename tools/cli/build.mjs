@@ -76,7 +76,7 @@ const sourceDirnames = {
  * three builds. Returns the bundle's path.
  */
 export async function buildCli({ quiet = false, dist = DIST } = {}) {
-  const { build } = await import('esbuild');
+  const { build, stop } = await import('esbuild');
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
   // Files changed after this instant may not be in the bundle: bin/cairn.js compares with it.
   const startedAt = Date.now();
@@ -127,6 +127,10 @@ export async function buildCli({ quiet = false, dist = DIST } = {}) {
   } catch (e) {
     await rm(out, { recursive: true, force: true });
     throw e;
+  } finally {
+    // esbuild's service process (~450 MB resident) would otherwise live as long as the command
+    // that rebuilt a stale bundle: for `cairn up`, as long as the stack (docs/benchmarks.md).
+    await stop();
   }
   const builds = (await readdir(dist)).filter((d) => d.startsWith('b-')).sort((a, b) => Number(b.split('-')[1]) - Number(a.split('-')[1]));
   for (const old of builds.slice(3)) await rm(join(dist, old), { recursive: true, force: true });

@@ -453,6 +453,10 @@ async function main(): Promise<void> {
   const loadStart = load();
   log(`machine: ${machine()}; load ${loadStart}`);
   try {
+    // A fresh CLI bundle before anything runs: with sources newer than the bundle, every `cairn`
+    // would first rebuild it (seconds inside the measured commands, and `cairn up` would keep
+    // esbuild's service process in the stack's memory).
+    await run(process.execPath, [join(repoRoot, 'tools', 'cli', 'build.mjs')], { cwd: repoRoot });
     const images = await prepareImages(spec, join(workRoot, 'images'));
     const cairnRuns: CairnRun[] = [];
     const otherRuns: RunResult[] = [];
