@@ -32,8 +32,8 @@ describe('cairn.yaml (real stack)', () => {
 
     const upFile = join(dir, 'ocsf-up.jsonl');
     const config = join(dir, 'cairn.yaml');
-    await writeFile(config, `audit:\n  targets:\n    - { kind: ocsf-file, name: ocsf, path: ${upFile} }\nbandwidth:\n  hostBytesPerSec: 20MiB\nconcurrency:\n  maxJobsPerHost: 3\n`);
-    expect((await cli(['config', 'check', config])).stdout).toMatch(/ok \(site local, 1 SIEM targets\)/);
+    await writeFile(config, `audit:\n  targets:\n    - { kind: ocsf-file, name: ocsf, path: ${upFile} }\nbandwidth:\n  hostBytesPerSec: 20MiB\nconcurrency:\n  maxJobsPerHost: 3\n  maxJobsPerRepository: 4\n`);
+    expect((await cli(['config', 'check', config])).stdout).toMatch(/ok \(site local, 1 SIEM targets\)[^]*at most 4 backups at once per repository/);
     const data = join(dir, 'data');
     const up = start(['--data', data, 'up', '--insecure', '--config', config]);
     h.onClose(up.stop);
@@ -43,7 +43,7 @@ describe('cairn.yaml (real stack)', () => {
     }, { timeoutMs: 240_000, intervalMs: 200, what: 'cairn up' });
     await waitFor(async () => (await lines(upFile)).length > 0 || undefined, { timeoutMs: 60_000, intervalMs: 200, what: 'OCSF lines from cairn up' });
     // The services took the file's bandwidth and concurrency (their health lines say so).
-    expect(up.output()).toMatch(/at most 3 jobs per host/);
+    expect(up.output()).toMatch(/at most 3 jobs per host, 4 per repository/);
     expect(up.output()).toMatch(/bandwidth host 20\.0 MiB\/s, site unlimited/);
 
     const runFile = join(dir, 'ocsf-run.jsonl');

@@ -10,6 +10,8 @@ export interface SchedulerConfig {
   readonly timeouts: JobTimeouts;
   /** Jobs running at once on one hypervisor host. */
   readonly maxJobsPerHost: number;
+  /** Jobs writing to one repository at once (absent: no limit of its own). */
+  readonly maxJobsPerRepository?: number;
   /** Leadership lease: how long a dead leader holds it. */
   readonly leaseTtlMs: number;
   /** How often every open job and schedule is looked at (besides reacting to events). */
@@ -39,6 +41,7 @@ export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string
   };
   const problems: string[] = [];
   if (c.maxJobsPerHost < 1) problems.push('maxJobsPerHost must be at least 1');
+  if (c.maxJobsPerRepository !== undefined && !(Number.isInteger(c.maxJobsPerRepository) && c.maxJobsPerRepository >= 1)) problems.push('maxJobsPerRepository must be a whole number of at least 1');
   if (c.leaseTtlMs < 1000) problems.push('leaseTtlMs must be at least 1000');
   if (c.tickMs < 50) problems.push('tickMs must be at least 50');
   if (!(c.minScheduleIntervalMs >= 1000)) problems.push('minScheduleIntervalMs must be at least 1000');

@@ -11,6 +11,7 @@ import {
 } from '@cairn/jobs';
 import { inSpan } from '@cairn/telemetry';
 import type { SchedulerConfig } from './scheduler.config.ts';
+import { startGate } from './start-gate.ts';
 
 /** The log lines the scheduler writes (pino's shape). */
 export interface SchedulerLogger {
@@ -151,9 +152,10 @@ export class Scheduler {
     }
   }
 
-  health(): { leader: boolean; position: string; jobsOpen: number; vms: number; policies: number; maxJobsPerHost: number } {
+  health(): { leader: boolean; position: string; jobsOpen: number; vms: number; policies: number; maxJobsPerHost: number; maxJobsPerRepository?: number } {
     return {
       maxJobsPerHost: this.config.maxJobsPerHost,
+      ...(this.config.maxJobsPerRepository !== undefined ? { maxJobsPerRepository: this.config.maxJobsPerRepository } : {}),
       leader: this.leader,
       position: this.position.toString(),
       jobsOpen: [...this.jobs.values()].filter((j) => !isTerminal(j)).length,
@@ -425,6 +427,15 @@ export class Scheduler {
     return n;
   }
 
+  private runningOnRepository(repository: string): number {
+    let n = 0;
+    for (const [id, j] of this.jobs) {
+      const running = j.status === 'running' || (j.status === 'requested' && this.starting.has(id));
+      if (running && this.repositoryOf(j) === repository) n++;
+    }
+    return n;
+  }
+
   /** Takes the next step of one job, unless the same step is already under way. */
   async drive(jobId: string): Promise<void> {
     if (!this.leader) return;
@@ -450,7 +461,13 @@ export class Scheduler {
       const outsideWindow = state.request!.trigger === 'schedule' && policy && !inBackupWindow(policy.schedule, this.now());
       const vmBusy = this.vmBusy(state.request!.vmId, jobId);
       if (vmBusy && pending?.step !== key) this.logger.info({ jobId, vmId: state.request!.vmId }, 'another backup of this VM is in flight: queued until it ends');
-      if (outsideWindow || vmBusy || (vm && this.runningOnHost(vm.host) >= this.config.maxJobsPerHost)) {
+      const gate = startGate({
+        outsideWindow: Boolean(outsideWindow), vmBusy,
+        runningOnHost: vm ? this.runningOnHost(vm.host) : undefined, maxJobsPerHost: this.config.maxJobsPerHost,
+        runningOnRepository: this.runningOnRepository(this.repositoryOf(state)), maxJobsPerRepository: this.config.maxJobsPerRepository,
+      });
+      if (!gate.start) {
+        if (gate.waitFor === 'repository' && pending?.step !== key) this.logger.info({ jobId, repository: this.repositoryOf(state) }, 'its repository runs as many jobs as it may: queued until one ends');
         this.inflight.set(jobId, { step: key, at: nowMs, attempts: 0 });
         return;
       }

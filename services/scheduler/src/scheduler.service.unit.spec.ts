@@ -27,7 +27,7 @@ interface World {
   jobEvents(jobId: string): Promise<KnownEvent[]>;
 }
 
-async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snapshotTimeoutMs?: number } = {}): Promise<World> {
+async function world(opts: { maxJobsPerHost?: number; maxJobsPerRepository?: number; snapshotOk?: boolean; snapshotTimeoutMs?: number } = {}): Promise<World> {
   const log = new InMemoryEventLog(site);
   const calls: string[] = [];
   const work: TransferWork[] = [];
@@ -55,7 +55,7 @@ async function world(opts: { maxJobsPerHost?: number; snapshotOk?: boolean; snap
     async enqueueTransfer(w) { work.push(w); calls.push(`transfer ${w.jobId}`); portTraces.push(`transfer ${activeTraceContext()?.traceparent ?? 'none'}`); },
   };
   // Every-minute policies below: the site allows them (the default minimum is 5 min).
-  const config = schedulerConfig({ site, tickMs: 60_000, minScheduleIntervalMs: 60_000, retryBaseMs: 1, maxJobsPerHost: opts.maxJobsPerHost ?? 2, timeouts: { ...DEFAULT_TIMEOUTS, snapshot: opts.snapshotTimeoutMs ?? 600_000 } });
+  const config = schedulerConfig({ site, tickMs: 60_000, minScheduleIntervalMs: 60_000, retryBaseMs: 1, maxJobsPerHost: opts.maxJobsPerHost ?? 2, ...(opts.maxJobsPerRepository ? { maxJobsPerRepository: opts.maxJobsPerRepository } : {}), timeouts: { ...DEFAULT_TIMEOUTS, snapshot: opts.snapshotTimeoutMs ?? 600_000 } });
   const scheduler = new Scheduler(config, log, ports, () => new Date(now.t));
   for (const [vmId, host] of [['vm1', 'h1'], ['vm2', 'h1'], ['vm3', 'h2']] as const) {
     await append(`vm-${vmId}`, 'VmDiscovered', { vmId, name: vmId, hypervisor: { kind: 'qemu', host }, tags: ['prod'], disks: [{ name: 'd0', sizeBytes: 1024 }] });
@@ -145,6 +145,24 @@ describe('scheduler process manager', () => {
     await w.scheduler.drive(b.jobId);
     await w.settle();
     expect(w.work.map((x) => x.jobId)).toContain(b.jobId);
+    await w.scheduler.stop();
+  });
+
+  it('runs at most maxJobsPerRepository jobs at once into one repository, whatever the hosts; the others wait, queued not failed', async () => {
+    const w = await world({ maxJobsPerHost: 4, maxJobsPerRepository: 1 });
+    const a = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, 'c1');
+    const c = await w.scheduler.requestBackup({ vmId: 'vm3', mode: 'auto' }, user, 'c3'); // another host, the same (default) repository
+    for (const j of [a, c]) await w.scheduler.drive(j.jobId);
+    await w.settle();
+    expect(w.work.map((x) => x.jobId)).toEqual([a.jobId]);
+    expect((await w.jobEvents(c.jobId)).map((e) => e.type)).toEqual(['JobRequested']);
+    expect(w.scheduler.health().maxJobsPerRepository).toBe(1);
+    await commit(w, a.jobId, 'rpa');
+    await w.settle();
+    await w.scheduler.drive(c.jobId);
+    await w.settle();
+    expect(w.work.map((x) => x.jobId)).toEqual([a.jobId, c.jobId]);
+    expect((await w.jobEvents(c.jobId)).some((e) => e.type === 'JobFailed')).toBe(false);
     await w.scheduler.stop();
   });
 

@@ -28,7 +28,7 @@ export async function readConfig(file: string | undefined): Promise<CairnConfig 
 
 /** What the services take from cairn.yaml besides the site and the SIEM targets (cairn up, cairn run). */
 export async function serviceSettings(c: CairnConfig): Promise<{
-  bandwidth?: { hostBytesPerSec?: number; siteBytesPerSec?: number }; maxJobsPerHost?: number;
+  bandwidth?: { hostBytesPerSec?: number; siteBytesPerSec?: number }; maxJobsPerHost?: number; maxJobsPerRepository?: number;
 }> {
   const { rateBytesPerSec } = await import('../config/cairn-config.ts');
   const host = rateBytesPerSec(c.bandwidth?.hostBytesPerSec);
@@ -36,6 +36,7 @@ export async function serviceSettings(c: CairnConfig): Promise<{
   return {
     ...(host !== undefined || site !== undefined ? { bandwidth: { ...(host !== undefined ? { hostBytesPerSec: host } : {}), ...(site !== undefined ? { siteBytesPerSec: site } : {}) } } : {}),
     ...(c.concurrency?.maxJobsPerHost ? { maxJobsPerHost: c.concurrency.maxJobsPerHost } : {}),
+    ...(c.concurrency?.maxJobsPerRepository ? { maxJobsPerRepository: c.concurrency.maxJobsPerRepository } : {}),
   };
 }
 
@@ -52,6 +53,7 @@ export function registerConfigCommands(program: Command): void {
           `${path}: ok (site ${c.site ?? 'local'}, ${c.audit?.targets?.length ?? 0} SIEM targets)`,
           ...(c.bandwidth ? [`  bandwidth: host ${c.bandwidth.hostBytesPerSec ?? 'unlimited'}, site ${c.bandwidth.siteBytesPerSec ?? 'unlimited'} (per second)`] : []),
           ...(c.concurrency?.maxJobsPerHost ? [`  at most ${c.concurrency.maxJobsPerHost} backups at once per hypervisor host`] : []),
+          ...(c.concurrency?.maxJobsPerRepository ? [`  at most ${c.concurrency.maxJobsPerRepository} backups at once per repository`] : []),
           ...(c.policyDefaults ? [`  new policies: ${[
             c.policyDefaults.window ? `window ${c.policyDefaults.window.start}-${c.policyDefaults.window.end}` : '',
             c.policyDefaults.retention ? `retention ${Object.entries(c.policyDefaults.retention).map(([k, v]) => `${k} ${v}`).join(', ')}` : '',

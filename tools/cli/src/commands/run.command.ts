@@ -79,7 +79,7 @@ export function registerRunCommand(program: Command): void {
         case 'scheduler': {
           const s = await startScheduler({
             nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
-            config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}) },
+            config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
           });
           close = s.close;
           break;

@@ -92,7 +92,7 @@ function describeHealth(service: string, detail: unknown): string {
   const d = (detail ?? {}) as Record<string, unknown>;
   switch (service) {
     case 'scheduler':
-      return `${d['leader'] ? 'active' : 'standby'}, ${String(d['jobsOpen'])} open jobs, ${String(d['vms'])} VMs, ${String(d['policies'])} policies, at most ${String(d['maxJobsPerHost'])} jobs per host`;
+      return `${d['leader'] ? 'active' : 'standby'}, ${String(d['jobsOpen'])} open jobs, ${String(d['vms'])} VMs, ${String(d['policies'])} policies, at most ${String(d['maxJobsPerHost'])} jobs per host${d['maxJobsPerRepository'] ? `, ${String(d['maxJobsPerRepository'])} per repository` : ''}`;
     case 'snapshot-coordinator': {
       const instances = (d['instances'] as Array<{ name: string; connected: boolean }> | undefined) ?? [];
       return `${instances.map((i) => `${i.name}${i.connected ? '' : ' (disconnected)'}`).join(', ') || 'no hypervisors yet (cairn hypervisor add)'}; ${String(d['openSnapshots'])} open snapshots`;

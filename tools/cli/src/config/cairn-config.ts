@@ -46,6 +46,7 @@ export const CairnConfig = Type.Object({
   }, { additionalProperties: false, description: 'limits of backup and restore transfers: all transfers of one data mover host together, and the site (each mover holds to it); a job\'s own limit comes from its policy or `cairn backup --bandwidth`' })),
   concurrency: Type.Optional(Type.Object({
     maxJobsPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'backup jobs running at once on one hypervisor host (default 2)' })),
+    maxJobsPerRepository: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'backup jobs writing to one repository at once, whatever their hosts (default: no limit of its own); the others wait, queued' })),
   }, { additionalProperties: false })),
   policyDefaults: Type.Optional(Type.Object({
     window: Type.Optional(Type.Object({ start: ClockTime, end: ClockTime }, { additionalProperties: false, description: 'backup window of a new policy that names none (may wrap midnight)' })),

@@ -52,6 +52,7 @@ describe('cairn.yaml', () => {
       '  siteBytesPerSec: 104857600',
       'concurrency:',
       '  maxJobsPerHost: 3',
+      '  maxJobsPerRepository: 5',
       'policyDefaults:',
       '  window: { start: "22:00", end: "06:00" }',
       '  retention: { last: 3, daily: 14 }',
@@ -61,8 +62,10 @@ describe('cairn.yaml', () => {
     expect(rateBytesPerSec(c.bandwidth?.siteBytesPerSec)).toBe(104857600);
     expect(rateBytesPerSec(c.policyDefaults?.bandwidth)).toBe(512 * 1024);
     expect(c.concurrency?.maxJobsPerHost).toBe(3);
+    expect(c.concurrency?.maxJobsPerRepository).toBe(5);
     expect(c.policyDefaults?.window).toEqual({ start: '22:00', end: '06:00' });
     expect(problems('concurrency:\n  maxJobsPerHost: 0\n')[0]).toMatch(/^2:\/concurrency\/maxJobsPerHost/);
+    expect(problems('concurrency:\n  maxJobsPerHost: 2\n  maxJobsPerRepository: many\n')[0]).toMatch(/^3:\/concurrency\/maxJobsPerRepository/);
     expect(problems('bandwidth:\n  hostBytesPerSec: fast\n')[0]).toMatch(/^2:\/bandwidth\/hostBytesPerSec/);
     expect(problems('policyDefaults:\n  window: { start: "25:00", end: "06:00" }\n')[0]).toMatch(/^2:\/policyDefaults\/window\/start/);
   });

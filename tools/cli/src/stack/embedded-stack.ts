@@ -60,6 +60,8 @@ export interface StackOptions {
   readonly bandwidth?: { readonly hostBytesPerSec?: number; readonly siteBytesPerSec?: number };
   /** Backup jobs at once on one hypervisor host (cairn.yaml `concurrency.maxJobsPerHost`; default 2). */
   readonly maxJobsPerHost?: number;
+  /** Backup jobs at once into one repository (cairn.yaml `concurrency.maxJobsPerRepository`; default none). */
+  readonly maxJobsPerRepository?: number;
   /** Services to leave out (run elsewhere, e.g. as separate processes). */
   readonly without?: ReadonlyArray<'scheduler' | 'data-mover'>;
   /** Wraps the event-log client each service is given (tests observe what a service reads here). */
@@ -328,7 +330,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
-      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.maxJobsPerHost ? { maxJobsPerHost: options.maxJobsPerHost } : {}), ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
+      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(options.maxJobsPerHost ? { maxJobsPerHost: options.maxJobsPerHost } : {}), ...(options.maxJobsPerRepository ? { maxJobsPerRepository: options.maxJobsPerRepository } : {}), ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     if (scheduler) stops.push(() => scheduler.close());
     const auditDeps = await as('audit-bridge');
