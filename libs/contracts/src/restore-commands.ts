@@ -14,6 +14,8 @@ export const RequestRestoreV1 = Type.Object({
   /** The data mover's repository holding it (default `default`; a replica is found by id). */
   repository: Type.Optional(Name),
   target: RestoreRequestTarget,
+  /** Most bytes per second this restore writes (per job; the host's and the site's limits hold too). */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
 }, { additionalProperties: false });
 export type RequestRestoreV1 = Static<typeof RequestRestoreV1>;
 
@@ -26,6 +28,8 @@ export const RestoreWork = Type.Object({
   repository: Name,
   target: RestoreRequestTarget,
   ownTarget: Type.Boolean(),
+  /** The job's own limit, bytes per second written (from the request). */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
   /**
    * Where the request left the job's stream, sent by the mover that recorded it: a first
    * delivery starts the job at that revision without reading `restore-<id>`. Absent (a retried

@@ -2,13 +2,20 @@
 // runTransfer into a directory repository. Lower bounds only (a loaded machine is slower,
 // never faster): a transfer limited to 20 MiB/s takes at least its bytes ÷ 20 MiB/s; two jobs
 // on one host with a 20 MiB/s host limit take at least their bytes together ÷ 20 MiB/s (each
-// alone would be allowed 20 MiB/s); a restore pays for every chunk it writes.
+// alone would be allowed 20 MiB/s); a restore pays for every chunk it writes, and a restore
+// job asked for with its own 20 MiB/s (RequestRestore bandwidthBytesPerSec) holds to it on a
+// data mover with no host or site limit.
 import { execFile, spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness, waitFor } from '@cairn/testing';
+import { InMemoryEventLog } from '@cairn/eventlog';
+import type { KnownEvent, RestoreWork } from '@cairn/contracts';
 import { DirectoryBackend, initRepository, type Repository } from '@cairn/repository';
+import { DataMover } from './data-mover.service.ts';
+import { RestoreJobs } from './restore-job.ts';
 import { runTransfer } from './transfer.ts';
 import { TransferBandwidth } from './bandwidth.ts';
 
@@ -73,6 +80,31 @@ describe('bandwidth limits of transfers (real qemu-nbd)', () => {
     await repo.restoreDisk(restorePointId, 'disk0', join(dir, 'restored.raw'), { throttle: (n) => { paid += n; return throttle.take(n); } });
     const ms = performance.now() - t0;
     expect(paid).toBe(SIZE);
+    expect(ms).toBeGreaterThanOrEqual((SIZE / LIMIT) * 1000 - TIMER_MS);
+  });
+
+  it('a restore job with its own 20 MiB/s limit takes at least its bytes ÷ 20 MiB/s, with no host or site limit', async () => {
+    const { restorePointId } = await transfer('job-restore-job-source', new TransferBandwidth());
+    const roots = join(dir, 'restores');
+    await mkdir(roots, { recursive: true });
+    const actor = { kind: 'service' as const, id: 'data-mover@t' };
+    const log = new InMemoryEventLog('t');
+    const mover = new DataMover({ site: 't', actor, restoreRoots: [roots], connections: 1 }, log, new Map([['default', repo]]), { publish: () => undefined });
+    expect(mover.restoreThrottle()).toBeUndefined(); // nothing limits a job that asks for nothing here
+    const queued: RestoreWork[] = [];
+    const jobs = new RestoreJobs({ site: 't', actor, enqueue: async (w) => { queued.push(w); }, publishProgress: () => undefined }, log, mover,
+      { info: () => undefined, warn: () => undefined });
+    const { restoreId } = await jobs.request({
+      restorePointId, target: { kind: 'file', disk: 'disk0', path: join(roots, 'limited.raw'), format: 'raw', overwrite: false }, bandwidthBytesPerSec: LIMIT,
+    }, { kind: 'user', id: 'alice' }, false, 'cmd-limited');
+    expect(queued[0]!.bandwidthBytesPerSec).toBe(LIMIT);
+    const t0 = performance.now();
+    expect(await jobs.run(queued[0]!, () => undefined)).toBe('completed');
+    const ms = performance.now() - t0;
+    const events: KnownEvent[] = [];
+    for await (const r of log.readStream(`restore-${restoreId}`)) events.push(r.event);
+    expect(events.find((e) => e.type === 'RestoreRequested')!.data).toMatchObject({ bandwidthBytesPerSec: LIMIT });
+    expect(events.find((e) => e.type === 'DiskRestored')!.data).toMatchObject({ sizeBytes: SIZE });
     expect(ms).toBeGreaterThanOrEqual((SIZE / LIMIT) * 1000 - TIMER_MS);
   });
 });

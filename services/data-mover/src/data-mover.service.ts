@@ -22,7 +22,7 @@ import { runTestRestore } from './test-restore.ts';
 import { tmpdir } from 'node:os';
 import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
-import type { Throttle, TransferBandwidth } from './bandwidth.ts';
+import { TransferBandwidth, type Throttle } from './bandwidth.ts';
 
 const withThrottle = (throttle: Throttle | undefined) => (throttle ? { throttle } : {});
 
@@ -73,9 +73,12 @@ export class RestoreRefused extends Refusal {
 export class DataMover {
   readonly worker = `data-mover@${process.pid}-${randomUUID().slice(0, 8)}`;
 
-  /** The host's and site's limits for a restore (restore-job.ts); restores have no per-job limit yet. */
-  restoreThrottle(): Throttle | undefined {
-    return this.config.bandwidth?.forJob();
+  /** The host's and site's limits; none configured still holds each job to its own. */
+  private readonly bandwidth: TransferBandwidth;
+
+  /** The limits of one restore job (restore-job.ts): its own (the request's), the host's and the site's. */
+  restoreThrottle(jobBytesPerSec?: number): Throttle | undefined {
+    return this.bandwidth.forJob(jobBytesPerSec);
   }
 
   constructor(
@@ -85,7 +88,9 @@ export class DataMover {
     private readonly progress: ProgressSink,
     private readonly logger: MoverLogger = { info: () => undefined, warn: () => undefined },
     private readonly exports?: RestoreExports,
-  ) {}
+  ) {
+    this.bandwidth = config.bandwidth ?? new TransferBandwidth();
+  }
 
   /** The repository held under `name` (or deleted since), else RestoreRefused not_found. */
   describeRepository(name: string): { repository: string; repositoryId: string; deleted?: string } {
@@ -168,7 +173,7 @@ export class DataMover {
     }, {
       repository: repo,
       connections: this.config.connections,
-      ...withThrottle(this.config.bandwidth?.forJob(work.bandwidthBytesPerSec)),
+      ...withThrottle(this.bandwidth.forJob(work.bandwidthBytesPerSec)),
       onProgress: (p) => {
         heartbeat();
         this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date().toISOString() });

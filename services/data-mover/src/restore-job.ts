@@ -60,7 +60,10 @@ export class RestoreJobs {
   /** Records the request (the requester as actor) and queues the work; a retry changes nothing. */
   async request(cmd: RequestRestoreV1, actor: Actor, ownTarget: boolean, commandId: string, trace?: TraceContext): Promise<{ restoreId: string }> {
     const restoreId = cmd.restoreId ?? randomUUID();
-    const data = { restoreId, restorePointId: cmd.restorePointId, repository: cmd.repository ?? 'default', target: cmd.target, ownTarget };
+    const data = {
+      restoreId, restorePointId: cmd.restorePointId, repository: cmd.repository ?? 'default', target: cmd.target, ownTarget,
+      ...(cmd.bandwidthBytesPerSec ? { bandwidthBytesPerSec: cmd.bandwidthBytesPerSec } : {}),
+    };
     const t = cmd.target;
     if (t.kind === 'vm' && t.inPlace && t.approvalId) {
       // The approval is checked while it is unused (the gateway records it carried out once this is accepted).
@@ -134,7 +137,10 @@ export class RestoreJobs {
     const sent = work.requested && !redelivered ? work.requested : undefined;
     const state: RestoreState = sent ? {
       ...initialRestoreState(), status: 'requested', requester: sent.requester, requestedAt: sent.requestedAt, lastEventId: sent.eventId,
-      request: { restoreId, restorePointId: work.restorePointId, repository: work.repository, target: work.target, ownTarget: work.ownTarget },
+      request: {
+        restoreId, restorePointId: work.restorePointId, repository: work.repository, target: work.target, ownTarget: work.ownTarget,
+        ...(work.bandwidthBytesPerSec ? { bandwidthBytesPerSec: work.bandwidthBytesPerSec } : {}),
+      },
     } : await this.state(restoreId);
     if (state.status === 'none') throw new RestoreJobRefused('not_found', `restore ${restoreId} was never requested`);
     if (isRestoreOver(state)) return 'skipped';
@@ -155,12 +161,13 @@ export class RestoreJobs {
     // The VM is built in its staging directory; once renamed into place (by an attempt that died
     // before recording the end) every disk is written and only the last steps remain.
     if (plan.vm && !(await stat(plan.vm.dir).then(() => true, () => false))) await mkdir(plan.vm.stagingDir, { recursive: true, mode: 0o700 });
+    // One throttle for the whole job: its own limit (the request's) and the host's and site's.
+    const throttle = this.mover.restoreThrottle(work.bandwidthBytesPerSec ?? started.state.request?.bandwidthBytesPerSec);
     for (const d of plan.disks) {
       if (started.state.written.has(d.disk)) continue;
       const steps = this.config.loggedSteps ?? 4;
       let logged = 0; let lastBeat = 0; let lastPublish = 0;
       let logging: Promise<unknown> = Promise.resolve();
-      const throttle = this.mover.restoreThrottle();
       const result = await repo.restoreDisk(work.restorePointId, d.disk, d.writePath ?? d.path, {
         format: d.format, overwrite: true, partialPath: d.partialPath,
         ...(throttle ? { throttle: (bytes: number) => throttle.take(bytes) } : {}),

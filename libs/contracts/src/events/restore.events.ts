@@ -57,6 +57,8 @@ export const RestoreRequestedV1 = Type.Object({
   target: RestoreRequestTarget,
   /** The person's own key signed the request (the local CLI): the target may lie outside the restore roots. */
   ownTarget: Type.Boolean(),
+  /** Most bytes per second the job writes (its own limit; the host's and the site's hold too). */
+  bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
 }, { additionalProperties: false });
 
 /** One file the job writes: written under `partialPath` and renamed to `path` at the end. */

@@ -401,8 +401,12 @@ export function registerOperateCommands(program: Command): void {
     .option('--no-wait', 'with --to: print the restore job id and return at once')
     .option('--id <restoreId>', 'with --to, --vm or --instant: the restore job\'s (or session\'s) id (the same id again is the same one: safe to retry)')
     .option('--timeout <seconds>', 'give up after this long', '86400')
+    .option('--bandwidth <rate>', 'with --to, --vm or --in-place: most bytes per second this restore writes, e.g. 20MiB (the host\'s and site\'s limits hold too)')
     .action(act(async (s, restorePointId: string, o: Opts) => {
       if ([o['to'], o['nbd'], o['vm'], o['inPlace']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name>, --in-place or --nbd <export>', EXIT.usage);
+      const bandwidth = rate(o['bandwidth'] as string | undefined);
+      if (bandwidth !== undefined && (o['nbd'] || o['instant'])) throw new CliError('--bandwidth limits restore jobs (--to, --vm, --in-place), not --nbd or --instant', EXIT.usage);
+      const job = { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}), ...(bandwidth ? { bandwidthBytesPerSec: bandwidth } : {}) };
       const format = String(o['format']);
       if (format !== 'raw' && format !== 'qcow2') throw new CliError(`--format must be raw or qcow2, not ${format}`, EXIT.usage);
       if (o['instant']) {
@@ -425,7 +429,7 @@ export function registerOperateCommands(program: Command): void {
         await startRestore(s, restorePointId, {
           kind: 'vm', vmName: vm.name, host: vm.hypervisor.host, inPlace: true, format, start: Boolean(o['start']), keepIdentity: true,
           safetyBackup: o['safetyBackup'] !== false,
-        }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
+        }, job);
         return;
       }
       if (o['vm']) {
@@ -434,7 +438,7 @@ export function registerOperateCommands(program: Command): void {
           kind: 'vm', vmName: String(o['vm']), format, start: Boolean(o['start']), keepIdentity: Boolean(o['keepIdentity']),
           ...(o['storage'] ? { storage: resolve(String(o['storage'])) } : {}),
           ...libvirtTarget(o),
-        }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
+        }, job);
         return;
       }
       const to = o['to'] ? resolve(String(o['to'])) : undefined;
@@ -453,7 +457,7 @@ export function registerOperateCommands(program: Command): void {
         disk = point.disks[0]!.name;
       }
       if (to) {
-        await startRestore(s, restorePointId, { kind: 'file', disk, path: to, format, overwrite: Boolean(o['force']) }, { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}) });
+        await startRestore(s, restorePointId, { kind: 'file', disk, path: to, format, overwrite: Boolean(o['force']) }, job);
         return;
       }
       const target = { kind: 'nbd-export' as const, exportName: String(o['nbd']) };

@@ -77,9 +77,10 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
 }
 
 /** Starts a restore job; with `wait`, follows it to its end. */
-export async function startRestore(s: Session, restorePointId: string, target: RestoreRequestTarget, o: { wait: boolean; timeoutMs: number; restoreId?: string }): Promise<void> {
+export async function startRestore(s: Session, restorePointId: string, target: RestoreRequestTarget, o: { wait: boolean; timeoutMs: number; restoreId?: string; bandwidthBytesPerSec?: number }): Promise<void> {
   const restoreId = o.restoreId ?? randomUUID();
-  accepted(await s.bus.send('data-mover', 'RequestRestore', { restoreId, restorePointId, target }, { idempotencyKey: restoreId }), 'restore not started');
+  const limit = o.bandwidthBytesPerSec ? { bandwidthBytesPerSec: o.bandwidthBytesPerSec } : {};
+  accepted(await s.bus.send('data-mover', 'RequestRestore', { restoreId, restorePointId, target, ...limit }, { idempotencyKey: restoreId }), 'restore not started');
   if (!o.wait) {
     output(s, { restoreId }, () => `restore ${restoreId} requested; follow it with \`cairn job watch ${restoreId}\``);
     return;
