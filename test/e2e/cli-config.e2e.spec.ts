@@ -32,8 +32,9 @@ describe('cairn.yaml (real stack)', () => {
 
     const upFile = join(dir, 'ocsf-up.jsonl');
     const config = join(dir, 'cairn.yaml');
-    await writeFile(config, `audit:\n  targets:\n    - { kind: ocsf-file, name: ocsf, path: ${upFile} }\nbandwidth:\n  hostBytesPerSec: 20MiB\nconcurrency:\n  maxJobsPerHost: 3\n  maxJobsPerRepository: 4\n`);
-    expect((await cli(['config', 'check', config])).stdout).toMatch(/ok \(site local, 1 SIEM targets\)[^]*at most 4 backups at once per repository/);
+    await writeFile(config, `audit:\n  targets:\n    - { kind: ocsf-file, name: ocsf, path: ${upFile} }\nbandwidth:\n  hostBytesPerSec: 20MiB\nconcurrency:\n  maxJobsPerHost: 3\n  maxJobsPerRepository: 4\n`
+      + 'notifications:\n  routes:\n    - name: ops-hook\n      target: { kind: webhook, url: "http://127.0.0.1:9/hook", format: slack }\n      match: { kinds: [job-failed] }\n');
+    expect((await cli(['config', 'check', config])).stdout).toMatch(/ok \(site local, 1 SIEM targets\)[^]*notification routes: ops-hook \(webhook\)[^]*at most 4 backups at once per repository/);
     const data = join(dir, 'data');
     const up = start(['--data', data, 'up', '--insecure', '--config', config]);
     h.onClose(up.stop);
@@ -45,6 +46,14 @@ describe('cairn.yaml (real stack)', () => {
     // The services took the file's bandwidth and concurrency (their health lines say so).
     expect(up.output()).toMatch(/at most 3 jobs per host, 4 per repository/);
     expect(up.output()).toMatch(/bandwidth host 20\.0 MiB\/s, site unlimited/);
+    // The file's notification route is in the log, as `cairn notify route add` records it; applied again, it is unchanged.
+    expect(up.output()).toMatch(/notification route +ops-hook → webhook recorded \(cairn\.yaml\)/);
+    const routes = await cli(['--data', data, '--json', 'notify', 'route', 'list']);
+    expect(routes.code, routes.stderr).toBe(0);
+    expect(JSON.parse(routes.stdout)).toEqual([{ routeId: 'ops-hook', name: 'ops-hook', match: { kinds: ['job-failed'] }, target: { kind: 'webhook', url: 'http://127.0.0.1:9/hook', format: 'slack' } }]);
+    const applied = await cli(['--data', data, '--json', 'notify', 'route', 'apply', config]);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(JSON.parse(applied.stdout)).toEqual([{ routeId: 'ops-hook', changed: false }]);
 
     const runFile = join(dir, 'ocsf-run.jsonl');
     const runConfig = join(dir, 'run.yaml');

@@ -52,6 +52,7 @@ export function registerConfigCommands(program: Command): void {
         () => [
           `${path}: ok (site ${c.site ?? 'local'}, ${c.audit?.targets?.length ?? 0} SIEM targets)`,
           ...(c.bandwidth ? [`  bandwidth: host ${c.bandwidth.hostBytesPerSec ?? 'unlimited'}, site ${c.bandwidth.siteBytesPerSec ?? 'unlimited'} (per second)`] : []),
+          ...(c.notifications?.routes?.length ? [`  notification routes: ${c.notifications.routes.map((r) => `${r.name} (${r.target.kind})`).join(', ')}`] : []),
           ...(c.concurrency?.maxJobsPerHost ? [`  at most ${c.concurrency.maxJobsPerHost} backups at once per hypervisor host`] : []),
           ...(c.concurrency?.maxJobsPerRepository ? [`  at most ${c.concurrency.maxJobsPerRepository} backups at once per repository`] : []),
           ...(c.policyDefaults ? [`  new policies: ${[

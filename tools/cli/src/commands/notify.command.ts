@@ -150,6 +150,25 @@ export function registerNotifyCommands(program: Command): void {
         output(s, { routeId: r.routeId, changed, route: r }, () => `${changed ? 'route' : 'route unchanged:'} ${r.name} → ${describeTarget(r.target)}`);
       });
     });
+  route.command('apply [file]')
+    .description('record the routes cairn.yaml declares under notifications.routes (what cairn up does at start; for sites run with cairn run)')
+    .action(async function (this: Command, file?: string) {
+      const { configFile, readConfig } = await import('./config.command.ts');
+      const path = await configFile(file);
+      if (!path) throw new CliError('no cairn.yaml here and no file given', EXIT.usage, 'pass the file: cairn notify route apply <file>');
+      const { configRoutes } = await import('../config/cairn-config.ts');
+      const routes = configRoutes((await readConfig(path))!);
+      await withLog(this, async (s, log, { handleCommand, routeDecider, routeStreamId }) => {
+        const results: Array<{ routeId: string; changed: boolean }> = [];
+        for (const r of routes) {
+          const recorded = await handleCommand(log, routeStreamId(r.routeId), routeDecider, { type: 'AddRoute', route: r }, { meta: { site: s.site, actor: s.actor } });
+          results.push({ routeId: r.routeId, changed: recorded.events.length > 0 });
+        }
+        output(s, results, () => (results.length
+          ? results.map((x) => `route ${x.routeId} ${x.changed ? 'recorded' : 'unchanged'}`).join('\n')
+          : `${path} declares no notification routes`));
+      });
+    });
   route.command('list')
     .description('the routes the notifier follows')
     .action(async function (this: Command) {

@@ -201,6 +201,7 @@ export function registerUpCommand(program: Command): void {
           site: g.site ?? config?.site ?? 'local',
           ...(config?.audit?.targets?.length ? { auditTargets: config.audit.targets as StackOptions['auditTargets'] } : {}),
           ...(config ? await serviceSettings(config) : {}),
+          ...(config?.notifications?.routes?.length ? { notificationRoutes: (await import('../config/cairn-config.ts')).configRoutes(config) } : {}),
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),

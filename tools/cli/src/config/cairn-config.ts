@@ -1,11 +1,14 @@
 // cairn.yaml: what an operator sets for a site in one file, validated against a published JSON
 // Schema (docs/cairn.schema.json, this TypeBox schema), with `${env:NAME}` for values kept out
 // of the file (tokens). `cairn config check` and every reader report a mistake with its line.
-// Read today by `cairn up` and `cairn run audit-bridge` (SIEM targets, the site name).
+// Read by `cairn up` and every `cairn run` service (SIEM targets, bandwidth, concurrency, policy
+// defaults); `cairn up` records the notification routes it declares (`cairn notify route apply`
+// does the same for a site run with `cairn run`).
 import { readFile } from 'node:fs/promises';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
+import { DigestSettings, NotificationMatch, NotificationTarget, type NotificationRoute } from '@cairn/contracts';
 
 const Name = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
@@ -35,6 +38,13 @@ const Rate = Type.Union([
   Type.Integer({ minimum: 1024 }),
   Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?\\s*(B|KiB|MiB|GiB)(/s)?$' }),
 ], { description: 'bytes per second: a number (at least 1024) or e.g. 20MiB, 512KiB, 1GiB' });
+/** A notification route as `cairn notify route add` records it; the name is its id. */
+const NotificationRouteConfig = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'the route\'s name (and id): 1-64 letters, digits, - or _' }),
+  match: Type.Optional(NotificationMatch),
+  target: NotificationTarget,
+  digest: Type.Optional(DigestSettings),
+}, { additionalProperties: false, description: 'which notices (kinds, severity, sites, VMs) go where (webhook, e-mail, syslog), and how often at most' });
 const ClockTime = Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' });
 const Keep = Type.Integer({ minimum: 0, maximum: 10_000 });
 
@@ -55,6 +65,9 @@ export const CairnConfig = Type.Object({
     }, { additionalProperties: false, description: 'retention of a new policy where `cairn policy create` is given none' })),
     bandwidth: Type.Optional(Rate),
   }, { additionalProperties: false, description: 'what `cairn policy create` uses for what it is not told' })),
+  notifications: Type.Optional(Type.Object({
+    routes: Type.Optional(Type.Array(NotificationRouteConfig, { maxItems: 100, description: 'routes `cairn up` records at start (added, or replaced where they differ; a route left out of the file stays until `cairn notify route remove`)' })),
+  }, { additionalProperties: false, description: 'the notifier\'s routes (docs/operations.md, "Notifications")' })),
   audit: Type.Optional(Type.Object({
     targets: Type.Optional(Type.Array(AuditTargetConfig, { description: 'SIEM targets the audit bridge forwards every event to, besides its hash chain' })),
   }, { additionalProperties: false })),
@@ -65,6 +78,13 @@ export const CairnConfig = Type.Object({
 export type CairnConfig = Static<typeof CairnConfig>;
 
 export { rateBytesPerSec } from '../units.ts';
+
+/** The notification routes the file declares, as the route decider takes them (name = id). */
+export function configRoutes(c: CairnConfig): NotificationRoute[] {
+  return (c.notifications?.routes ?? []).map((r) => ({
+    routeId: r.name, name: r.name, match: r.match ?? {}, target: r.target, ...(r.digest ? { digest: r.digest } : {}),
+  }));
+}
 
 /** The published JSON Schema (docs/cairn.schema.json). */
 export function cairnConfigJsonSchema(): TSchema {
@@ -143,6 +163,13 @@ export function parseCairnConfig(text: string, file = 'cairn.yaml'): CairnConfig
       }
       report(e.path, e.message);
     }
+  }
+  if (problems.length === 0) {
+    const names = new Set<string>();
+    ((value as CairnConfig).notifications?.routes ?? []).forEach((r, i) => {
+      if (names.has(r.name)) problems.push({ ...positionOf(doc, lines, `/notifications/routes/${i}/name`), path: `/notifications/routes/${i}/name`, message: `a second route named ${r.name}` });
+      names.add(r.name);
+    });
   }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return value as CairnConfig;

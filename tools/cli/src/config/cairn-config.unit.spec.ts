@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, cairnConfigJsonSchema, parseCairnConfig, rateBytesPerSec } from './cairn-config.ts';
+import { ConfigError, cairnConfigJsonSchema, configRoutes, parseCairnConfig, rateBytesPerSec } from './cairn-config.ts';
 
 const problems = (text: string) => {
   try {
@@ -73,5 +73,24 @@ describe('cairn.yaml', () => {
   it('is published as docs/cairn.schema.json', () => {
     const published = JSON.parse(readFileSync(new URL('../../../../docs/cairn.schema.json', import.meta.url), 'utf8')) as unknown;
     expect(published).toEqual(JSON.parse(JSON.stringify(cairnConfigJsonSchema())));
+  });
+
+  it('declares notification routes (name = id), names the line of a bad target and of a second route with one name', () => {
+    const c = parseCairnConfig([
+      'notifications:',
+      '  routes:',
+      '    - name: ops-hook',
+      '      target: { kind: webhook, url: "https://hooks.example/x", format: slack }',
+      '      match: { kinds: [job-failed, rpo-missed] }',
+      '    - name: ops-mail',
+      '      target: { kind: email, host: smtp.example, port: 587, from: cairn@example.com, to: [ops@example.com], passwordEnv: SMTP_PASSWORD }',
+      '      digest: { intervalMinutes: 30 }',
+    ].join('\n'));
+    expect(configRoutes(c)).toEqual([
+      { routeId: 'ops-hook', name: 'ops-hook', match: { kinds: ['job-failed', 'rpo-missed'] }, target: { kind: 'webhook', url: 'https://hooks.example/x', format: 'slack' } },
+      { routeId: 'ops-mail', name: 'ops-mail', match: {}, target: { kind: 'email', host: 'smtp.example', port: 587, from: 'cairn@example.com', to: ['ops@example.com'], passwordEnv: 'SMTP_PASSWORD' }, digest: { intervalMinutes: 30 } },
+    ]);
+    expect(problems('notifications:\n  routes:\n    - name: x\n      target: { kind: pager, url: "https://p" }\n')).toEqual([expect.stringMatching(/^4:\/notifications\/routes\/0\/target\/kind: kind must be one of webhook, email, syslog/)]);
+    expect(problems('notifications:\n  routes:\n    - { name: a, target: { kind: syslog, host: h, port: 514 } }\n    - { name: a, target: { kind: syslog, host: h, port: 515 } }\n')).toEqual(['4:/notifications/routes/1/name: a second route named a']);
   });
 });

@@ -14,8 +14,8 @@ import {
 } from '@cairn/nats-security';
 import { correlatedLogOptions, setupTracing } from '@cairn/telemetry';
 import { bindCommandSecurity, type CommandSigner } from '@cairn/command-auth';
-import { newEvent, type Actor } from '@cairn/contracts';
-import { bindEventProvenance, createJetStreamEventLog, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
+import { newEvent, type Actor, type NotificationRoute } from '@cairn/contracts';
+import { bindEventProvenance, createJetStreamEventLog, handleCommand, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
 import { startDataMover, type RunningDataMover } from '@cairn/data-mover';
@@ -62,6 +62,8 @@ export interface StackOptions {
   readonly maxJobsPerHost?: number;
   /** Backup jobs at once into one repository (cairn.yaml `concurrency.maxJobsPerRepository`; default none). */
   readonly maxJobsPerRepository?: number;
+  /** Notification routes to record at start (cairn.yaml `notifications.routes`): added, or replaced where they differ. */
+  readonly notificationRoutes?: readonly NotificationRoute[];
   /** Services to leave out (run elsewhere, e.g. as separate processes). */
   readonly without?: ReadonlyArray<'scheduler' | 'data-mover'>;
   /** Wraps the event-log client each service is given (tests observe what a service reads here). */
@@ -260,6 +262,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const operatorActor = options.operator ?? operator();
     const operatorKey = security ? await ensureOperator({ log, site, secretsDir: dirs.secrets, actor: operatorActor, say }) : undefined;
     if (operatorKey) bindCommandSecurity(nc, { signer: operatorKey.signer });
+    // The file's notification routes, through the route decider at the revision read (as `cairn
+    // notify route add` records them; written by admin, in the local operator's name).
+    if (options.notificationRoutes?.length) {
+      const { routeDecider, routeStreamId } = await import('@cairn/notifications');
+      for (const route of options.notificationRoutes) {
+        const recorded = await handleCommand(log, routeStreamId(route.routeId), routeDecider, { type: 'AddRoute', route }, { meta: { site, actor: operatorActor } });
+        say(`notification route   ${route.name} → ${route.target.kind} ${recorded.events.length > 0 ? 'recorded' : 'unchanged'} (cairn.yaml)`);
+      }
+    }
     // Not secure: commands are not checked, but a person's unverified name is marked as such.
     if (!security) markUnverifiedCommands(nc, log);
     // Secure: each service its own connection, identity and event-log client; else all share one.
