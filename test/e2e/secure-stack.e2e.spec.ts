@@ -85,7 +85,9 @@ describe('the embedded stack with per-service NATS identities and mutual TLS (re
     const mover = await connect({ servers: stack.natsUrl, reconnect: false, ...identityConnectOptions(security.credentials('data-mover')) });
     h.onClose(() => mover.close());
     const asMover = new CommandBus(mover, { site: stack.site, actor: { kind: 'service', id: `data-mover@${stack.site}` } });
-    await expect(asMover.send('scheduler', 'RequestBackup', { vmId: 'demo', mode: 'full' })).rejects.toThrow(NatsPermissionDeniedError);
+    // (A data mover may ask the scheduler for one thing, a backup: an in-place restore's safety
+    // backup; docs/security.md. Cancelling a job is beyond it.)
+    await expect(asMover.send('scheduler', 'CancelJob', { jobId: 'j-overreach' })).rejects.toThrow(NatsPermissionDeniedError);
     const bridge = await connect({ servers: stack.natsUrl, reconnect: false, ...identityConnectOptions(security.credentials('audit-bridge')) });
     h.onClose(() => bridge.close());
     await expect(new JetStreamClient(bridge).publish(`cairn.${stack.site}.evt.job.job-forged`, {}, { msgID: 'forged' })).rejects.toThrow(/permission to publish/);
