@@ -1,5 +1,6 @@
 // The gateway as a Nest module (controllers, global validation pipe, bearer guard, problem
 // filter) and `startGateway`, which runs it over HTTP for `cairn up` or as its own service.
+import type { Server } from 'node:http';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE, NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
@@ -292,7 +293,13 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       url,
       port: address.port,
       close: () => (closing ??= (async () => {
-        await app.close();
+        // Nest ends the live feeds first, then waits for the HTTP server's connections; one that
+        // opened in between (a console's feed reconnecting at that moment) or a download would
+        // hold the close for as long as its client stays: open requests get 2 s, then are cut.
+        const server = app.getHttpServer() as Server;
+        const cut = setTimeout(() => server.closeAllConnections(), 2_000);
+        cut.unref();
+        await app.close().finally(() => clearTimeout(cut));
         await recovery?.close();
         auth.close();
         await identities?.stop();
