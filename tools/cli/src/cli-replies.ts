@@ -1,7 +1,9 @@
 // Maps a refused command reply or a failed query to a CLI error with a fitting exit code.
 import type { CommandReply } from '@cairn/contracts';
 import type { CatalogueQueryError } from '@cairn/catalogue-client';
+import type { Command } from 'commander';
 import { CliError, EXIT } from './cli-error.ts';
+import { withSession, type Session } from './session.ts';
 
 const CODE_EXIT: Record<string, number> = {
   not_found: EXIT.notFound,
@@ -35,4 +37,17 @@ export function transportError(e: unknown): never {
     throw new CliError(q.message, q.code === 'not_found' ? EXIT.notFound : q.code === 'bad_request' ? EXIT.usage : EXIT.failure, undefined, q.code === 'bad_request' ? 'usage' : q.code);
   }
   throw e;
+}
+
+/** A command's action run in a session, with transport failures (no responders, a refused query) mapped to their exit codes. */
+export function sessionAction<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
+  return async function (this: Command, ...args: A) {
+    await withSession(this, async (s) => {
+      try {
+        await fn(s, ...args);
+      } catch (e) {
+        transportError(e);
+      }
+    });
+  };
 }

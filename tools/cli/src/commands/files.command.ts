@@ -4,23 +4,13 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandPayloadMap, GuestFileEntry } from '@cairn/contracts';
-import { accepted, transportError } from '../cli-replies.ts';
+import { accepted, sessionAction } from '../cli-replies.ts';
 import { CliError, EXIT } from '../cli-error.ts';
-import { bytes, output, table, withSession, type Session } from '../session.ts';
+import { bytes, output, table } from '../session.ts';
 
 type Opts = Record<string, unknown>;
 
-function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
-  return async function (this: Command, ...args: A) {
-    await withSession(this, async (s) => {
-      try {
-        await fn(s, ...args);
-      } catch (e) {
-        transportError(e);
-      }
-    });
-  };
-}
+const act = sessionAction;
 
 /** `ls -l`'s first column. */
 export function modeString(e: Pick<GuestFileEntry, 'type' | 'mode'>): string {

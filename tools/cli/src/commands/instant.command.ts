@@ -4,26 +4,16 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type * as InstantFollowModule from './instant-follow.ts';
-import { accepted, transportError } from '../cli-replies.ts';
+import { accepted, sessionAction } from '../cli-replies.ts';
 import { CliError, EXIT } from '../cli-error.ts';
-import { bytes, output, table, withSession, type Session } from '../session.ts';
+import { bytes, output, table } from '../session.ts';
 import { instantLine, mirrorShare } from './instant-line.ts';
 
 type Opts = Record<string, unknown>;
 /** Following a finish loads the event log and the deciders: only when it runs (lazy-import.ts). */
 const watchFinish: typeof InstantFollowModule.watchFinish = async (...a) => (await import('./instant-follow.ts')).watchFinish(...a);
 
-function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
-  return async function (this: Command, ...args: A) {
-    await withSession(this, async (s) => {
-      try {
-        await fn(s, ...args);
-      } catch (e) {
-        transportError(e);
-      }
-    });
-  };
-}
+const act = sessionAction;
 
 export function registerInstantCommands(program: Command): void {
   const instant = program.command('instant').description('instant recovery sessions: VMs running straight from the repository (docs/restore.md)');

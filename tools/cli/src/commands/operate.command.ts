@@ -8,8 +8,8 @@ import type { CommandPayloadMap } from '@cairn/contracts';
 import type { JobDetail, JobView } from '@cairn/catalogue-client';
 import { CliError, EXIT } from '../cli-error.ts';
 import { parseDuration } from './repo.command.ts';
-import { accepted, transportError } from '../cli-replies.ts';
-import { bytes, output, table, withSession, type Session } from '../session.ts';
+import { accepted, sessionAction } from '../cli-replies.ts';
+import { bytes, output, table, type Session } from '../session.ts';
 import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 import { rateBytesPerSec } from '../units.ts';
 import { editedPolicy, parseWindow, quiesceOption, rate } from './policy-options.ts';
@@ -26,17 +26,7 @@ const startRestore: typeof RestoreJobModule.startRestore = async (...a) => (awai
 const watchRestore: typeof RestoreJobModule.watchRestore = async (...a) => (await restoreJobs()).watchRestore(...a);
 const isRestoreJob: typeof RestoreJobModule.isRestoreJob = async (...a) => (await restoreJobs()).isRestoreJob(...a);
 
-function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
-  return async function (this: Command, ...args: A) {
-    await withSession(this, async (s) => {
-      try {
-        await fn(s, ...args);
-      } catch (e) {
-        transportError(e);
-      }
-    });
-  };
-}
+const act = sessionAction;
 
 async function resolveVm(s: Session, ref: string): Promise<string> {
   const { items } = await collectPages((page) => s.catalogue.query('vm.list', page), pagingChoice({}));

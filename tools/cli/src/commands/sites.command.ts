@@ -5,20 +5,14 @@ import { randomUUID } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
-import { accepted, transportError } from '../cli-replies.ts';
-import { bytes, DEFAULT_DATA_DIR, globals, output, table, withSession, type Session } from '../session.ts';
+import { accepted, sessionAction } from '../cli-replies.ts';
+import { bytes, DEFAULT_DATA_DIR, globals, output, table } from '../session.ts';
 import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 
 type Opts = Record<string, unknown>;
 const say = (line: string) => process.stdout.write(line + '\n');
 
-function act<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
-  return async function (this: Command, ...args: A) {
-    await withSession(this, async (s) => {
-      try { await fn(s, ...args); } catch (e) { transportError(e); }
-    });
-  };
-}
+const act = sessionAction;
 
 const sitesOf = (v: unknown): string[] => String(v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 
