@@ -141,6 +141,8 @@ export type JobDetail = Static<typeof JobDetail>;
 export const PolicyView = Type.Object({
   policyId: Id,
   name: Type.String(),
+  /** The site whose scheduler runs it (the hub's catalogue lists every site's). */
+  site: Type.Optional(Type.String()),
   selector: PolicySelector,
   schedule: PolicySchedule,
   retention: PolicyRetention,

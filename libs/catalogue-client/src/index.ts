@@ -4,3 +4,4 @@ export * from './catalogue.views.ts';
 export * from './catalogue.queries.ts';
 export * from './catalogue.client.ts';
 export * from './catalogue.paging.ts';
+export * from './site-view.client.ts';

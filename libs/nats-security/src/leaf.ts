@@ -19,7 +19,18 @@ export interface LeafPermissionOptions {
 
 const inboxToken = (site: string, identity: string) => `_INBOX_${site.replace(/-/g, '_')}_${identity.replace(/-/g, '_')}`;
 
-/** What the hub lets the leaf connection of `site` carry: replication only, plus the hub relay's reads of the site's event stream. */
+/**
+ * The services whose commands the hub may carry to a site (commands through the hub, issue 24):
+ * what an operator does — backups, policies, restores, deletions, replication. Each command is
+ * checked at the site (signature, key, roles) as if it came from the site's own CLI; the hub's
+ * identities sign nothing a site accepts. Not the coordinator (service-to-service commands) and
+ * not the gateway (RecoverAccess is for the site's own host).
+ */
+export const HUB_RELAYED_SERVICES = ['scheduler', 'data-mover', 'replication'] as const;
+/** The hub identities that may send commands to the sites: the CLI at the hub and its gateway (API). */
+export const HUB_COMMAND_SENDERS = ['admin', 'gateway'] as const;
+
+/** What the hub lets the leaf connection of `site` carry: replication, the hub relay's reads of the site's event stream, and commands sent at the hub (with their replies). */
 export function leafPermissions(site: string, options: LeafPermissionOptions): Permissions {
   const peers = options.peers;
   const stream = `CAIRN_EVT_${site.toUpperCase().replace(/-/g, '_')}`;
@@ -29,6 +40,8 @@ export function leafPermissions(site: string, options: LeafPermissionOptions): P
     publish: { allow: [
       ...peers.map((p) => `cairn.${p}.repl.${site}.>`), ...peers.map((p) => `${inboxToken(p, 'replication')}.>`),
       `${inboxToken('hub', 'hub-relay')}.>`,
+      // Replies to the commands the hub's CLI and gateway sent the site.
+      ...HUB_COMMAND_SENDERS.map((i) => `${inboxToken('hub', i)}.>`),
     ] },
     // Out to the site: peers' transfers addressed to it, the answers to its replication
     // service's requests, and the hub relay's JetStream API
@@ -39,6 +52,8 @@ export function leafPermissions(site: string, options: LeafPermissionOptions): P
         `$JS.${site}.API.STREAM.INFO.${stream}`, `$JS.${site}.API.CONSUMER.CREATE.${stream}`, `$JS.${site}.API.CONSUMER.CREATE.${stream}.>`,
         `$JS.${site}.API.CONSUMER.INFO.${stream}.*`, `$JS.${site}.API.CONSUMER.MSG.NEXT.${stream}.*`, `$JS.${site}.API.CONSUMER.DELETE.${stream}.*`,
         `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`,
+        // Commands sent at the hub for this site (checked at the site, never trusted for coming from the hub).
+        ...HUB_RELAYED_SERVICES.map((service) => `cairn.${site}.cmd.${service}.>`),
       ],
     },
     allowResponses: false,

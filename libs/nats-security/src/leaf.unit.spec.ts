@@ -3,13 +3,17 @@ import { leafPermissions, renderLeafRemote, renderLeafUsers } from './leaf.ts';
 import { hubPermissions } from './permissions.ts';
 
 describe('leafPermissions', () => {
-  it('lets only replication and the hub relay reads cross the leaf link of a site', () => {
+  it('lets only replication, the hub relay reads and the hub\'s commands for the site cross the leaf link of a site', () => {
     const p = leafPermissions('a', { peers: ['b'] });
     expect(p.publish.allow).toContain('cairn.b.repl.a.>');
-    expect(p.publish.allow.some((s) => s.startsWith('cairn.b.cmd') || s.startsWith('cairn.b.evt'))).toBe(false);
+    // A site sends no command anywhere: it only answers the hub's CLI and gateway.
+    expect(p.publish.allow.some((s) => s.includes('.cmd.') || s.startsWith('cairn.b.evt'))).toBe(false);
+    expect(p.publish.allow).toEqual(expect.arrayContaining(['_INBOX_hub_admin.>', '_INBOX_hub_gateway.>']));
     expect(p.subscribe.allow).toContain('cairn.a.repl.*.>');
     expect(p.subscribe.allow).toContain('$JS.a.API.STREAM.INFO.CAIRN_EVT_A');
-    expect(p.subscribe.allow.some((s) => s.includes('.cmd.') || s.includes('DELETE.CAIRN') && !s.includes('CONSUMER'))).toBe(false);
+    // Commands reach it only for its own operator-facing services, never the coordinator's or the gateway's.
+    expect(p.subscribe.allow.filter((s) => s.includes('.cmd.')).sort()).toEqual(['cairn.a.cmd.data-mover.>', 'cairn.a.cmd.replication.>', 'cairn.a.cmd.scheduler.>']);
+    expect(p.subscribe.allow.some((s) => s.includes('DELETE.CAIRN') && !s.includes('CONSUMER'))).toBe(false);
   });
   it('renders hub authorization users', () => {
     const text = renderLeafUsers([{ site: 'a', user: 'site-a', password: 'x', permissions: leafPermissions('a', { peers: ['b'] }) }]);
@@ -32,6 +36,15 @@ describe('the hub side of leaf links', () => {
     expect(relay.publish.allow.some((s) => s.includes('DELETE.CAIRN_EVT_HUB') || s.startsWith('cairn.a.') || s.includes('STREAM.CREATE'))).toBe(false);
     expect(relay.subscribe.allow).toEqual(['_INBOX_hub_hub_relay.>']);
     expect(hubPermissions(['a']).catalogue.subscribe.allow).toContain('cairn.hub.query.catalogue.>');
+  });
+  it('the hub\'s CLI and gateway may send each site the commands its leaf link carries; nobody else at the hub may', () => {
+    const p = hubPermissions(['a', 'b']);
+    for (const who of ['admin', 'gateway'] as const) {
+      expect(p[who].publish.allow).toEqual(expect.arrayContaining(['cairn.a.cmd.scheduler.*', 'cairn.b.cmd.data-mover.*', 'cairn.b.cmd.replication.*']));
+      expect(p[who].publish.allow.some((s) => s.includes('.cmd.snapshot-coordinator') || s.includes('.cmd.gateway') && !s.startsWith('cairn.hub.'))).toBe(false);
+    }
+    expect(p['hub-relay'].publish.allow.some((s) => s.includes('.cmd.'))).toBe(false);
+    expect(p.catalogue.publish.allow.some((s) => s.includes('.cmd.'))).toBe(false);
   });
   it('a site\'s remote: TLS with its leaf certificate and user, or plain without credentials', () => {
     const tls = renderLeafRemote('nats-leaf://hub.example:7422', { user: 'leaf-a', password: 'p_w-1', certFile: '/b/leaf.pem', keyFile: '/b/leaf-key.pem', caFile: '/b/hub-ca.pem' });

@@ -15,6 +15,7 @@
 // for services); no subscription to another identity's inbox.
 
 import { writableCategories } from '@cairn/contracts';
+import { HUB_RELAYED_SERVICES } from './leaf.ts';
 
 export const SERVICE_IDENTITIES = [
   'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication', 'notifier',
@@ -209,9 +210,15 @@ export function hubPermissions(sites: readonly string[]): Record<HubIdentity, Pe
       allowResponses: false,
     },
     catalogue: hub.catalogue,
-    gateway: hub.gateway,
-    admin: hub.admin,
+    gateway: withSiteCommands(hub.gateway, sites),
+    admin: withSiteCommands(hub.admin, sites),
   };
+}
+
+/** The hub's CLI and gateway may send the sites the commands their leaf links carry (checked at each site). */
+function withSiteCommands(p: Permissions, sites: readonly string[]): Permissions {
+  const commands = sites.flatMap((site) => HUB_RELAYED_SERVICES.map((service) => `cairn.${site}.cmd.${service}.*`));
+  return { ...p, publish: { ...p.publish, allow: [...p.publish.allow, ...commands] } };
 }
 
 /** Where the hub relay copies each site's events (libs/eventlog HUB_SITES_PREFIX). */

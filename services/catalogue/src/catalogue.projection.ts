@@ -238,10 +238,10 @@ const handlers: Handlers = {
   PolicyCreated: ({ data }, at) => [
     // Created again after a delete: the same id comes back as a new version.
     sql(
-      `INSERT INTO policies (policy_id, name, body, version, created_at, updated_at, deleted_at) VALUES (?, ?, ?, 1, ?, ?, NULL)
+      `INSERT INTO policies (policy_id, name, site, body, version, created_at, updated_at, deleted_at) VALUES (?, ?, ?, ?, 1, ?, ?, NULL)
        ON CONFLICT (policy_id) DO UPDATE SET name = excluded.name, body = excluded.body, version = policies.version + 1,
          updated_at = excluded.updated_at, deleted_at = NULL, paused_at = NULL`,
-      data.policyId, data.name, JSON.stringify(data), at.time, at.time,
+      data.policyId, data.name, at.site, JSON.stringify(data), at.time, at.time,
     ),
   ],
   PolicyUpdated: ({ data }, at) => [

@@ -381,6 +381,7 @@ function policy(r: Row): PolicyView {
   return {
     policyId: body.policyId,
     name: body.name,
+    site: str(r.site),
     selector: body.selector,
     schedule: body.schedule,
     retention: body.retention,

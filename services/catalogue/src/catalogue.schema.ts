@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS job_phases (
 CREATE TABLE IF NOT EXISTS policies (
   policy_id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
+  site TEXT NOT NULL,
   body TEXT NOT NULL,
   version INTEGER NOT NULL,
   created_at TEXT NOT NULL,

@@ -18,6 +18,8 @@ import type { OperatorKey } from './operator-key.ts';
 
 export const DEFAULT_DATA_DIR = '.cairn';
 export const STATE_FILE = 'stack.json';
+/** The hub's site name (its stack.json says so): `cairn --data <hub> --site <name>` acts at that site through the hub. */
+const HUB_SITE = 'hub';
 
 export interface StackState {
   readonly natsUrl: string;
@@ -105,6 +107,7 @@ export async function openSession(cmd: Command): Promise<Session> {
   const state = await readStackState(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
   const natsUrl = g.nats ?? process.env['CAIRN_NATS_URL'] ?? state?.natsUrl;
   const site = g.site ?? process.env['CAIRN_SITE'] ?? state?.site ?? 'local';
+  const viaHub = state?.site === HUB_SITE && site !== HUB_SITE && !g.nats && !process.env['CAIRN_NATS_URL'];
   if (!natsUrl) {
     throw new CliError('no running Cairn found', EXIT.unavailable,
       'start one with `npx cairn up` (in another terminal), or pass --nats <url> / set CAIRN_NATS_URL');
@@ -149,7 +152,9 @@ export async function openSession(cmd: Command): Promise<Session> {
   return {
     nc, site, actor, ...(key ? { operatorKey: key } : {}), ...(securityDir ? { securityDir } : {}),
     bus: { send: ((...args: Parameters<CommandBus['send']>) => commandBus().then((b) => b.send(...args))) as CommandBus['send'] },
-    catalogue: new CatalogueClientClass(nc, { site }),
+    // At the hub, another site's records come from the hub's catalogue (every site's, by site);
+    // its commands go to the site itself over the leaf link, signed by the person (issue 24).
+    catalogue: viaHub ? new (await catalogueLib).SiteViewCatalogueClient(nc, site) : new CatalogueClientClass(nc, { site }),
     json: Boolean(g.json),
     bindSigning,
     eventLog: async () => {
