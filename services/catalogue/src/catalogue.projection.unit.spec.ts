@@ -276,7 +276,7 @@ describe('catalogue projection: policies', () => {
     const deleted = ev('PolicyDeleted', { policyId: 'p1' }, 'policy-p1');
     given(created, updated).when(deleted).then((read) => {
       expect(read.listPolicies({})).toEqual([]);
-      expect(read.getPolicy('p1')).toEqual({ ...policy, priority: 20, version: 2, createdAt: created.time, updatedAt: deleted.time, deletedAt: deleted.time, pausedAt: null });
+      expect(read.getPolicy('p1')).toEqual({ ...policy, site: 'site-a', priority: 20, version: 2, createdAt: created.time, updatedAt: deleted.time, deletedAt: deleted.time, pausedAt: null });
       expect(read.listPolicies({ includeDeleted: true })).toHaveLength(1);
     });
   });
@@ -284,8 +284,9 @@ describe('catalogue projection: policies', () => {
   it('the view carries every field of the policy, so that an edit built from it loses none', () => {
     const full = { ...policy, immutable: true, bandwidthBytesPerSec: 4096, quiesce: 'required' as const, fileIndex: false, rpoMinutes: 90 };
     given().when(ev('PolicyCreated', full, 'policy-p1')).then((read) => {
-      const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, ...fields } = read.getPolicy('p1');
+      const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, site, ...fields } = read.getPolicy('p1');
       expect(fields).toEqual(full);
+      expect(site).toBe('site-a');
     });
   });
 

@@ -70,7 +70,7 @@ export function PoliciesPage() {
 
 function strip(p: Policy): Draft {
   const draft = { ...p } as Partial<Policy> & Record<string, unknown>;
-  for (const k of ['policyId', 'version', 'deletedAt', 'pausedAt', 'createdAt', 'updatedAt']) delete draft[k];
+  for (const k of ['policyId', 'version', 'deletedAt', 'pausedAt', 'createdAt', 'updatedAt', 'site']) delete draft[k];
   return draft as Draft;
 }
 

@@ -39,7 +39,7 @@ export function editedPolicy(p: PolicyView, o: Opts): CommandPayloadMap['UpdateP
     if (!Number.isInteger(v) || v < 0) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number ≥ 0`, EXIT.usage);
     return v;
   };
-  const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, ...fields } = p;
+  const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, site: _s, ...fields } = p;
   const body: CommandPayloadMap['UpdatePolicy']['policy'] = { ...fields };
   if (o['name'] !== undefined) body.name = String(o['name']);
   if (o['vm'] || o['tag'] || o['hypervisor']) {

@@ -9,13 +9,14 @@ const view: PolicyView = {
   retention: { last: 7, daily: 7, weekly: 4, monthly: 6, yearly: 0 },
   repository: 'default', keyRef: 'default', priority: 100,
   immutable: true, bandwidthBytesPerSec: 20 * 1024 * 1024, quiesce: 'required', fileIndex: false, rpoMinutes: 600,
-  version: 3, createdAt: '2026-12-01T00:00:00.000Z', updatedAt: '2026-12-02T00:00:00.000Z', deletedAt: null, pausedAt: null,
+  site: 'a', version: 3, createdAt: '2026-12-01T00:00:00.000Z', updatedAt: '2026-12-02T00:00:00.000Z', deletedAt: null, pausedAt: null,
 };
 
 describe('policy edit', () => {
   it('changes only what it is told: quiesce, file index, RPO, immutability, bandwidth and window stay', () => {
     const body = editedPolicy(view, { cron: '0 3 * * *', keepLast: '9' });
-    const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, ...fields } = view;
+    // The site a view names (the hub's catalogue lists every site's) is not part of the policy sent back.
+    const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, site: _s, ...fields } = view;
     expect(body).toEqual({ ...fields, schedule: { ...view.schedule, cron: '0 3 * * *' }, retention: { ...view.retention, last: 9 } });
   });
 
