@@ -12,5 +12,6 @@ export * from './provenance.ts';
 export * from './person-signing.ts';
 export * from './files.ts';
 export * from './subjects.ts';
+export * from './nats-cluster.ts';
 export * from './formats.ts';
 export * from './events/index.ts';

@@ -21,7 +21,8 @@ export function auditStream(site: string): AuditStreamLocation {
   return { stream: `CAIRN_AUDIT_${site.toUpperCase().replace(/-/g, '_')}`, subject: `cairn.${site}.audit.chain` };
 }
 
-export async function ensureAuditStream(jsm: JetStreamManager, location: AuditStreamLocation): Promise<void> {
+/** Creates the audit stream when missing, with `replicas` copies (streamReplicas of the connection). */
+export async function ensureAuditStream(jsm: JetStreamManager, location: AuditStreamLocation, replicas = 1): Promise<void> {
   try {
     await jsm.streams.info(location.stream);
     return;
@@ -32,7 +33,7 @@ export async function ensureAuditStream(jsm: JetStreamManager, location: AuditSt
     await jsm.streams.add({
       name: location.stream, subjects: [location.subject], storage: StorageType.File, retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old, max_msgs: -1, max_bytes: -1, max_age: 0, duplicate_window: 120_000_000_000,
-      num_replicas: 1, deny_delete: true, deny_purge: true,
+      num_replicas: replicas, deny_delete: true, deny_purge: true,
     });
   } catch (e) {
     await jsm.streams.info(location.stream).catch(() => { throw e; });

@@ -16,7 +16,7 @@
 //   nobody can interleave, but it is not atomic on 2.9 (a crash leaves a prefix), and a
 //   retry with the same ids completes it.
 import {
-  eventStreamName, eventSubject, eventSubjectFilter, type CairnEvent,
+  eventStreamName, eventSubject, eventSubjectFilter, streamReplicas, type CairnEvent,
 } from '@cairn/contracts';
 import {
   DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, StorageType, RetentionPolicy, DiscardPolicy,
@@ -50,6 +50,7 @@ export interface JetStreamEventLogOptions {
   readonly duplicateWindowMs?: number;
   /** Create the stream when missing (default true). */
   readonly createStream?: boolean;
+  /** Copies of the stream (default: R3 on a cluster, R1 on one server; see streamReplicas). */
   readonly replicas?: number;
   /**
    * Read every event the stream holds (`cairn.<site>.>`), not only this site's own subjects:
@@ -148,7 +149,7 @@ export class JetStreamEventLog implements EventLog {
         max_bytes: -1,
         max_age: 0,
         duplicate_window: windowNs,
-        num_replicas: options.replicas ?? 1,
+        num_replicas: options.replicas ?? streamReplicas(options.nc.info),
         deny_delete: true,
         deny_purge: true,
         allow_direct: true,

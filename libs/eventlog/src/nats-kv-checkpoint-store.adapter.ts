@@ -2,6 +2,7 @@
 // runs in another process, or after a restart, resumes where it stopped.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
+import { streamReplicas } from '@cairn/contracts';
 import type { CheckpointStore } from './checkpoint-store.ts';
 
 const KEY = /^[-_=a-zA-Z0-9]+$/;
@@ -11,7 +12,7 @@ export class NatsKvCheckpointStore implements CheckpointStore {
 
   /** Opens (creating when missing) the bucket, e.g. `cairn_checkpoints_site_a`. */
   static async open(nc: NatsConnection, bucket: string): Promise<NatsKvCheckpointStore> {
-    const kv = await new Kvm(nc).create(bucket, { history: 1 });
+    const kv = await new Kvm(nc).create(bucket, { history: 1, replicas: streamReplicas(nc.info) });
     return new NatsKvCheckpointStore(kv);
   }
 

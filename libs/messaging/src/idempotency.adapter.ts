@@ -3,7 +3,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { JetStreamApiError } from '@nats-io/jetstream';
-import type { CommandReply } from '@cairn/contracts';
+import { streamReplicas, type CommandReply } from '@cairn/contracts';
 import { kvToken, type CommandReplies, type ProcessedMessages, type ReplyClaim } from './idempotency.ts';
 
 export interface KvStoreOptions {
@@ -20,7 +20,7 @@ async function openBucket(nc: NatsConnection, o: KvStoreOptions): Promise<KV> {
     ttl: o.ttlMs,
     history: 1,
     ...(o.maxBytes ? { max_bytes: o.maxBytes } : {}),
-    ...(o.replicas ? { replicas: o.replicas } : {}),
+    replicas: o.replicas ?? streamReplicas(nc.info),
   });
 }
 

@@ -3,7 +3,8 @@
 import { RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
 
-export async function ensureWorkStream(jsm: JetStreamManager, site: string): Promise<string> {
+/** Creates the work stream when missing, with `replicas` copies (streamReplicas of the connection). */
+export async function ensureWorkStream(jsm: JetStreamManager, site: string, replicas = 1): Promise<string> {
   const name = workStreamName(site);
   try {
     await jsm.streams.info(name);
@@ -14,6 +15,7 @@ export async function ensureWorkStream(jsm: JetStreamManager, site: string): Pro
         subjects: [`cairn.${site}.work.>`],
         retention: RetentionPolicy.Workqueue,
         duplicate_window: 2 * 60 * 1_000_000_000,
+        num_replicas: replicas,
       });
     } catch (e) {
       // Another process created it at the same moment.

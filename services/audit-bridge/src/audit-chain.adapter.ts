@@ -10,6 +10,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { GENESIS_HASH, chainEvents } from '@cairn/audit';
+import { streamReplicas } from '@cairn/contracts';
 import {
   auditStream, ensureAuditStream, CHAIN_HASH_HEADER, CHAIN_POSITION_HEADER, CHAIN_PREV_HEADER, type AuditStreamLocation, type Recorded,
 } from '@cairn/eventlog';
@@ -67,7 +68,7 @@ export class AuditChainTarget implements AuditTarget {
   private async loadHead(): Promise<ChainHead> {
     this.jsm ??= await jetstreamManager(this.nc);
     this.js ??= jetstream(this.nc);
-    await ensureAuditStream(this.jsm, this.location);
+    await ensureAuditStream(this.jsm, this.location, streamReplicas(this.nc.info));
     const info = await this.jsm.streams.info(this.location.stream);
     if (info.state.messages === 0) return { position: 0n, hash: GENESIS_HASH, seq: info.state.last_seq };
     const last = await this.jsm.streams.getMessage(this.location.stream, { last_by_subj: this.location.subject });

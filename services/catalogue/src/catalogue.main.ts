@@ -6,6 +6,7 @@
 // Run: npx tsx services/catalogue/src/catalogue.main.ts
 import { pathToFileURL } from 'node:url';
 import { connect } from '@nats-io/transport-node';
+import { natsServers } from '@cairn/contracts';
 import { identityFromEnv } from '@cairn/nats-security';
 import { startCatalogue } from './catalogue.module.ts';
 
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
   const site = env.CAIRN_SITE;
   const dataDir = env.CAIRN_CATALOGUE_DIR;
   if (!site || !dataDir) throw new Error('set CAIRN_SITE and CAIRN_CATALOGUE_DIR (a directory for the SQLite file, or :memory:)');
-  const nc = await connect({ servers: env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222', name: `catalogue@${site}`, maxReconnectAttempts: -1, ...(await identityFromEnv('catalogue')) });
+  const nc = await connect({ servers: natsServers(env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222'), name: `catalogue@${site}`, maxReconnectAttempts: -1, ...(await identityFromEnv('catalogue')) });
   const running = await startCatalogue({ nc, site, dataDir });
   const stop = () => { running.close().then(() => nc.drain()).then(() => process.exit(0), () => process.exit(1)); };
   process.once('SIGTERM', stop);

@@ -7,7 +7,7 @@ import { NestFactory } from '@nestjs/core';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import { correlatedLogOptions } from '@cairn/telemetry';
-import { assertSite } from '@cairn/contracts';
+import { assertSite, natsServers } from '@cairn/contracts';
 import { pino, type Logger } from 'pino';
 import type { ProjectorLog } from './catalogue.projector.ts';
 import {
@@ -75,7 +75,7 @@ export async function startCatalogue(options: StartCatalogueOptions): Promise<Ru
     let nc = options.nc;
     if (!nc) {
       if (!options.natsUrl) throw new TypeError('startCatalogue: give natsUrl or nc');
-      const own = await connect({ servers: options.natsUrl, name: replica });
+      const own = await connect({ servers: natsServers(options.natsUrl), name: replica });
       cleanups.push(() => own.drain());
       nc = own;
     }

@@ -5,7 +5,7 @@ import { NestFactory } from '@nestjs/core';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
-import { Refusal, progressSubject, RESTORE_QUEUE, workSubject, type Actor } from '@cairn/contracts';
+import { Refusal, progressSubject, RESTORE_QUEUE, streamReplicas, workSubject, type Actor } from '@cairn/contracts';
 import { eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { CommandBus, FileStreamServer, JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
@@ -113,7 +113,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const progress: ProgressSink = {
     publish: (jobId, p) => o.nc.publish(progressSubject(o.site, jobId), JSON.stringify(p)),
   };
-  await ensureWorkStream(await jetstreamManager(o.nc), o.site);
+  await ensureWorkStream(await jetstreamManager(o.nc), o.site, streamReplicas(o.nc.info));
   const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'data-mover', site: o.site });
   const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
   const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);

@@ -9,6 +9,7 @@
 // Run: npx tsx services/gateway/src/gateway.main.ts
 import { pathToFileURL } from 'node:url';
 import { connect } from '@nats-io/transport-node';
+import { natsServers } from '@cairn/contracts';
 import { identityFromEnv } from '@cairn/nats-security';
 import { startGateway } from './gateway.module.ts';
 
@@ -16,7 +17,7 @@ async function main(): Promise<void> {
   const env = process.env;
   if (!env.CAIRN_SITE || !env.CAIRN_API_TOKEN) throw new Error('set CAIRN_SITE and CAIRN_API_TOKEN');
   const port = env.CAIRN_GATEWAY_PORT === undefined ? 8080 : Number(env.CAIRN_GATEWAY_PORT);
-  const nc = await connect({ servers: env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222', name: `gateway@${env.CAIRN_SITE}`, maxReconnectAttempts: -1, ...(await identityFromEnv('gateway')) });
+  const nc = await connect({ servers: natsServers(env.CAIRN_NATS_URL ?? 'nats://127.0.0.1:4222'), name: `gateway@${env.CAIRN_SITE}`, maxReconnectAttempts: -1, ...(await identityFromEnv('gateway')) });
   const running = await startGateway({
     nc,
     site: env.CAIRN_SITE,

@@ -42,7 +42,7 @@ import { EventFeed, EventsController, type EventFeedSource } from './events.cont
 import { mountConsole } from './console.static.ts';
 import { AuditChainController, type AuditChainProbe } from './audit-chain.controller.ts';
 import { OidcLoginController } from './oidc-login.controller.ts';
-import { progressSubject } from '@cairn/contracts';
+import { natsServers, progressSubject } from '@cairn/contracts';
 
 export interface GatewayDeps {
   readonly config: GatewayConfig;
@@ -260,7 +260,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   let recovery: { close(): Promise<void> } | undefined;
   if (!nc) {
     if (!options.natsUrl) throw new TypeError('startGateway: give natsUrl or nc');
-    ownNc = await connect({ servers: options.natsUrl, name: `gateway@${config.site}` });
+    ownNc = await connect({ servers: natsServers(options.natsUrl), name: `gateway@${config.site}` });
     nc = ownNc;
   }
   try {

@@ -3,7 +3,7 @@
 // after every message sent and as the log goes by.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
-import type { NotificationRoute } from '@cairn/contracts';
+import { streamReplicas, type NotificationRoute } from '@cairn/contracts';
 
 export interface NotifierState {
   /** Everything up to this position is handled (sent, or matched nothing). */
@@ -32,7 +32,7 @@ export class NatsKvNotifierStateStore implements NotifierStateStore {
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection, site: string): Promise<NatsKvNotifierStateStore> {
-    return new NatsKvNotifierStateStore(await new Kvm(nc).create(`cairn_notifier_${site.replace(/-/g, '_')}`, { history: 1 }));
+    return new NatsKvNotifierStateStore(await new Kvm(nc).create(`cairn_notifier_${site.replace(/-/g, '_')}`, { history: 1, replicas: streamReplicas(nc.info) }));
   }
 
   async load(): Promise<NotifierState | undefined> {

@@ -3,6 +3,7 @@
 // and a standby's `create` then succeeds.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { streamReplicas } from '@cairn/contracts';
 
 export interface LeaderLeaseOptions {
   readonly nc: NatsConnection;
@@ -26,7 +27,7 @@ export class LeaderLease {
   get isLeader(): boolean { return this.leader; }
 
   async start(): Promise<void> {
-    this.kv = await new Kvm(this.options.nc).create(this.options.bucket, { ttl: this.options.ttlMs, history: 1 });
+    this.kv = await new Kvm(this.options.nc).create(this.options.bucket, { ttl: this.options.ttlMs, history: 1, replicas: streamReplicas(this.options.nc.info) });
     await this.tick();
     const every = Math.max(100, Math.floor(this.options.ttlMs / 3));
     this.timer = setInterval(() => { void this.tick(); }, every);

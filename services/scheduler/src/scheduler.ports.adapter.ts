@@ -3,7 +3,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureWorkStream } from '@cairn/work-queue';
-import { workSubject, type Actor } from '@cairn/contracts';
+import { streamReplicas, workSubject, type Actor } from '@cairn/contracts';
 import { CommandBus, JetStreamClient, CommandNoRespondersError, CommandTimeoutError } from '@cairn/messaging';
 import { TRANSFER_QUEUE, type TransferWork } from '@cairn/jobs';
 import { SnapshotRefused, type SchedulerPorts } from './scheduler.service.ts';
@@ -11,7 +11,7 @@ import { SnapshotRefused, type SchedulerPorts } from './scheduler.service.ts';
 export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor: Actor, snapshotTimeoutMs: number): Promise<SchedulerPorts> {
   const bus = new CommandBus(nc, { site, actor });
   const js = new JetStreamClient(nc);
-  await ensureWorkStream(await jetstreamManager(nc), site);
+  await ensureWorkStream(await jetstreamManager(nc), site, streamReplicas(nc.info));
   return {
     async requestSnapshot({ jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, causationId, quiesce }) {
       const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', {

@@ -13,7 +13,7 @@ import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/comm
 import { NestFactory } from '@nestjs/core';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
-import type { Actor } from '@cairn/contracts';
+import { natsServers, type Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
 import { QemuAdapter, QemuOfflineAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
 import { JetStreamServer } from '@cairn/messaging';
@@ -66,7 +66,7 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
   const { config } = o;
   const logger = (o.logger ?? pino({ name: 'snapshot-coordinator', level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions })).child({ service: 'snapshot-coordinator', site: config.site });
   const actor: Actor = { kind: 'service', id: `snapshot-coordinator@${config.site}` };
-  const nc = o.nc ?? await connect({ servers: config.natsUrl, name: 'snapshot-coordinator' });
+  const nc = o.nc ?? await connect({ servers: natsServers(config.natsUrl), name: 'snapshot-coordinator' });
   const log = o.log ?? await createJetStreamEventLog({ nc, site: config.site });
   const adapters = new Map<string, HypervisorAdapter>();
   const adapterLog = logger.child({ component: 'hypervisor' });
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
   const file = process.argv[2];
   if (!file) throw new Error('usage: snapshot-coordinator.main.ts <config.json>');
   const config = parseCoordinatorConfig(JSON.parse(await readFile(file, 'utf8')));
-  const nc = await connect({ servers: config.natsUrl, name: 'snapshot-coordinator', ...(await identityFromEnv('snapshot-coordinator')) });
+  const nc = await connect({ servers: natsServers(config.natsUrl), name: 'snapshot-coordinator', ...(await identityFromEnv('snapshot-coordinator')) });
   const running = await startSnapshotCoordinator({ config, nc });
   const stop = () => { running.close().then(() => nc.drain()).then(() => process.exit(0), () => process.exit(1)); };
   process.once('SIGTERM', stop);

@@ -125,7 +125,9 @@ export async function openSession(cmd: Command): Promise<Session> {
       security = await loadSiteSecurity(securityDir);
       auth = identityConnectOptions(security.credentials('admin'));
     }
-    nc = await connect({ servers: natsUrl, timeout: 3000, ...auth, name: 'cairn-cli' });
+    // A cluster's address is its members' URLs joined by commas (natsServers in libs/contracts,
+    // not imported here: the CLI starts without the contracts' schemas).
+    nc = await connect({ servers: natsUrl.split(',').map((s) => s.trim()).filter(Boolean), timeout: 3000, ...auth, name: 'cairn-cli' });
   } catch (e) {
     throw new CliError(`cannot reach NATS at ${natsUrl}: ${(e as Error).message}`, EXIT.unavailable,
       'is `cairn up` still running? start it again, or pass the right --nats <url>');

@@ -45,11 +45,11 @@ export function registerRunCommand(program: Command): void {
       const [
         { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
         { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
-        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter },
+        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers },
       ] = await Promise.all([
         import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
         import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
-        import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'), import('../stack/instant-exporter.ts'),
+        import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'), import('../stack/instant-exporter.ts'), import('@cairn/contracts'),
       ]);
       // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
       const config = await readConfig(await configFile(o.config));
@@ -63,7 +63,7 @@ export function registerRunCommand(program: Command): void {
       const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
       const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
       const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
-      const nc = await connect({ servers: g.nats, name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
+      const nc = await connect({ servers: natsServers(g.nats), name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
       // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
       if (security) {

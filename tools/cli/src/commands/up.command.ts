@@ -170,18 +170,24 @@ export function registerUpCommand(program: Command): void {
     .option('--once', 'stop after start-up (and the demo) instead of serving until Ctrl-C')
     .option('--qmp <sockets...>', 'QMP sockets of running QEMU instances to protect')
     .option('--libvirt <uris...>', 'libvirt connection URIs whose domains to protect, e.g. qemu:///system')
+    .option('--cluster <members>', 'run a NATS cluster of this many nats-servers (routes on loopback, streams R3) instead of one; every service connects to all of them')
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
     .option('--hub <url>', 'join a hub as a leaf node (nats-leaf://host:port from `cairn hub`); the site becomes its JetStream domain')
     .option('--hub-credentials <dir>', 'this site\'s leaf credential bundle from the hub (`cairn hub add-site <site> --out <dir>`): TLS leaf link as the site\'s leaf user (default $CAIRN_HUB_CREDENTIALS)')
     .option('--secure', 'NATS with mutual TLS and one least-privilege identity per service (site CA and keys in <data>/security, or from `cairn site init`); the default unless --nats is given')
     .option('--insecure', 'plain NATS without TLS or per-service identities (everything on one connection)')
     .option('--config <file>', 'site configuration (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one): site name, SIEM targets')
-    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; qmp?: string[]; libvirt?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean; config?: string }) {
+    .action(async function (this: Command, o: { demo?: boolean; once?: boolean; cluster?: string; qmp?: string[]; libvirt?: string[]; gatewayPort?: string; hub?: string; hubCredentials?: string; secure?: boolean; insecure?: boolean; config?: string }) {
       const g = globals(this);
       const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
       // Whatever happens to this process, nothing it starts outlives it (./stack/process-guard.ts).
       // A mistake in the configuration stops here, before anything starts.
       const configPath = await configFile(o.config);
+      const cluster = o.cluster === undefined ? undefined : Number(o.cluster);
+      if (cluster !== undefined && !(Number.isInteger(cluster) && cluster >= 1 && cluster <= 7)) {
+        throw new CliError(`--cluster takes a number of nats-servers from 1 to 7 (3 for R3 streams), not ${o.cluster}`, EXIT.usage);
+      }
+      if (cluster !== undefined && g.nats) throw new CliError('--cluster starts its own nats-servers: leave out --nats', EXIT.usage);
       const config = await readConfig(configPath);
       const guard = guardChildren();
       const stop = stopControl(guard);
@@ -203,6 +209,7 @@ export function registerUpCommand(program: Command): void {
           ...(config ? await serviceSettings(config) : {}),
           ...(config?.notifications?.routes?.length ? { notificationRoutes: (await import('../config/cairn-config.ts')).configRoutes(config) } : {}),
           ...(g.nats ? { natsUrl: g.nats } : {}),
+          ...(cluster && cluster > 1 ? { cluster } : {}),
           ...(o.gatewayPort ? { gatewayPort: Number(o.gatewayPort) } : {}),
           ...(o.hub ? { hub: o.hub } : {}),
           ...(o.hub && (o.hubCredentials ?? process.env['CAIRN_HUB_CREDENTIALS']) ? { hubCredentials: resolve((o.hubCredentials ?? process.env['CAIRN_HUB_CREDENTIALS'])!) } : {}),

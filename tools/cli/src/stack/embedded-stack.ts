@@ -6,15 +6,16 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { pino, type Logger } from 'pino';
-import { startNatsServer, type NatsServerProcess } from '@cairn/nats-server';
+import { startNatsCluster, startNatsServer, type NatsCluster, type NatsServerProcess } from '@cairn/nats-server';
 import {
   identityConnectOptions, identityPublicKeys, initSiteSecurity, loadLeafCredentials, probeLeafListener, renderLeafRemote, servicePublicKeys,
   type Identity, type LeafCredentials, type SiteSecurity,
 } from '@cairn/nats-security';
 import { correlatedLogOptions, setupTracing } from '@cairn/telemetry';
 import { bindCommandSecurity, type CommandSigner } from '@cairn/command-auth';
-import { newEvent, type Actor, type NotificationRoute } from '@cairn/contracts';
+import { natsServers, newEvent, type Actor, type NotificationRoute } from '@cairn/contracts';
 import { bindEventProvenance, createJetStreamEventLog, handleCommand, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
@@ -30,7 +31,7 @@ import { startNotifier, type RunningNotifier } from '@cairn/notifier';
 import { replicaLocator } from './replicas.ts';
 import { STATE_FILE, operator, type StackState } from '../session.ts';
 import { ensureOperator, operatorRootKey } from './operator-bootstrap.ts';
-import { superviseNats, type NatsSupervision, type NatsSupervisor } from './nats-supervisor.ts';
+import { combinedSupervision, superviseNats, type NatsSupervision, type NatsSupervisor } from './nats-supervisor.ts';
 import { markUnverifiedCommands, secureServiceCommands } from './command-security.ts';
 import { restorePlaces } from './restore-places.ts';
 import { secureEventProvenance } from './event-provenance.ts';
@@ -41,8 +42,13 @@ export interface StackOptions {
   /** Restore roots besides `<data>/restores` (default: CAIRN_RESTORE_ROOTS). */
   readonly restoreRoots?: readonly string[];
   readonly site?: string;
-  /** Join this NATS instead of starting one. */
+  /** Join this NATS instead of starting one (a cluster's members' URLs joined by commas). */
   readonly natsUrl?: string;
+  /**
+   * Start a NATS cluster of this many members (routes on loopback, R3 streams) instead of one
+   * nats-server; every service connects to all of them (`cairn up --cluster 3`).
+   */
+  readonly cluster?: number;
   /** Gateway port (default: a free one). */
   readonly gatewayPort?: number;
   /** QMP sockets of QEMU instances to back up (and their guest agents: quiescing, files written back). */
@@ -120,8 +126,10 @@ export interface Stack {
   readonly replication: RunningReplication;
   /** The data mover (absent when it runs elsewhere). */
   readonly mover?: RunningDataMover;
-  /** The nats-server this stack started (absent when it joined a NATS given by URL). */
+  /** The nats-server this stack started (absent when it joined a NATS given by URL; the first member of a cluster). */
   readonly nats?: NatsServerProcess;
+  /** The NATS cluster this stack started (`cluster`). */
+  readonly natsCluster?: NatsCluster;
   /** Its supervision: restarted when it exits unasked (absent when it joined a NATS given by URL). */
   readonly natsSupervision?: () => NatsSupervision;
   /** The site's NATS security material when the stack runs secure. */
@@ -133,6 +141,21 @@ export interface Stack {
   readonly operator?: { readonly actor: Actor; readonly signer: CommandSigner; readonly keyFile: string };
   health(): Promise<ServiceHealth[]>;
   stop(): Promise<void>;
+}
+
+/** Waits until JetStream answers on this connection (a cluster's meta leader is elected). */
+async function jetStreamReady(nc: NatsConnection, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      // jetstreamManager asks the server for the account's JetStream info.
+      await jetstreamManager(nc, { timeout: 2000 });
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`JetStream did not answer within ${timeoutMs / 1000} s: ${(e as Error).message}`, { cause: e });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 }
 
 async function secret(file: string, make: () => string): Promise<string> {
@@ -180,6 +203,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     let nats: NatsServerProcess | undefined;
     let supervisor: NatsSupervisor | undefined;
+    let natsCluster: NatsCluster | undefined;
+    let memberSupervisors: NatsSupervisor[] = [];
     /** Set once the event log is open: records a restart of nats-server as an event. */
     const restarts: { record?: (r: { exitCode: number | null; signal: string | null; downMs: number; attempts: number }) => Promise<void> } = {};
     let natsUrl = options.natsUrl;
@@ -204,21 +229,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       say(`security             ok  ${security.dir} (site CA, mutual TLS, ${security.identities.length} NATS identities)`);
     }
     if (!natsUrl) {
-      supervisor = superviseNats(() => nats, {
-        say,
+      // One supervisor per nats-server: each is started again on its own ports and store.
+      const supervise = (server: () => NatsServerProcess | undefined, member: string) => superviseNats(server, {
+        say: (line) => say(member === 'nats-server' ? line : line.replace('nats-server         ', member.padEnd(20))),
         ...(options.natsRestartBackoffMs ? { backoffMs: options.natsRestartBackoffMs } : {}),
-        onExit: (x) => logger.error({ exitCode: x.code, signal: x.signal, pid: x.pid }, 'nats-server exited unasked; restarting it'),
-        onAttemptFailed: (n, e) => logger.error({ attempt: n, err: e }, 'nats-server did not start again; retrying'),
+        onExit: (x) => logger.error({ member, exitCode: x.code, signal: x.signal, pid: x.pid }, 'nats-server exited unasked; restarting it'),
+        onAttemptFailed: (n, e) => logger.error({ member, attempt: n, err: e }, 'nats-server did not start again; retrying'),
         onRestarted: (r) => {
-          logger.warn({ attempts: r.attempts, downMs: r.downMs, pid: r.pid }, 'nats-server restarted');
+          logger.warn({ member, attempts: r.attempts, downMs: r.downMs, pid: r.pid }, 'nats-server restarted');
           void restarts.record?.({ exitCode: r.exit.code, signal: r.exit.signal, downMs: r.downMs, attempts: r.attempts })
             .catch((e: unknown) => logger.error({ err: e }, 'NatsServerRestarted not recorded'));
         },
       });
-      nats = await startNatsServer({
-        dir: dirs.nats, serverName: `cairn-${site}`, maxPayload: 8 * 1024 * 1024,
+      const serverOptions = {
+        maxPayload: 8 * 1024 * 1024,
         ...(options.ownProcessGroups ? { ownProcessGroup: true } : {}),
-        onUnexpectedExit: (x) => supervisor?.exited(x),
         // A site joined to a hub: its own JetStream domain, a leaf remote to the hub.
         ...(options.hub ? { domain: site } : {}),
         ...(security ? { scheme: 'tls' as const } : {}),
@@ -226,13 +251,32 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           security ? await readFile(security.configFile, 'utf8') : '',
           options.hub ? renderLeafRemote(options.hub, leaf) : '',
         ].filter(Boolean).join('\n'),
-      });
-      natsUrl = nats.url;
-      stops.push(() => { supervisor?.stop(); return nats!.stop(); });
-      say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}${leaf ? ` (TLS, leaf user ${leaf.user})` : ''}, domain ${site}` : ''}`);
+      };
+      if (options.cluster && options.cluster > 1) {
+        const size = options.cluster;
+        memberSupervisors = Array.from({ length: size }, (_, i) => supervise(() => natsCluster?.members[i], `nats-server-${i + 1}`));
+        natsCluster = await startNatsCluster({
+          ...serverOptions, dir: dirs.nats, size, name: `cairn-${site}`,
+          onUnexpectedExit: (i, x) => memberSupervisors[i]?.exited(x),
+        });
+        nats = natsCluster.members[0];
+        supervisor = combinedSupervision(memberSupervisors);
+        natsUrl = natsCluster.url;
+        stops.push(() => { for (const m of memberSupervisors) m.stop(); return natsCluster!.stop(); });
+        natsCluster.members.forEach((m, i) => say(`${`nats-server-${i + 1}`.padEnd(20)} ok  ${m.url} (${natsCluster!.names[i]}, JetStream in ${m.storeDir})`));
+        say(`nats cluster         ok  ${size} members, routes on loopback, streams R${Math.min(3, size)}${options.hub ? `, leaf of hub ${options.hub}, domain ${site}` : ''}`);
+      } else {
+        supervisor = supervise(() => nats, 'nats-server');
+        nats = await startNatsServer({ ...serverOptions, dir: dirs.nats, serverName: `cairn-${site}`, onUnexpectedExit: (x) => supervisor?.exited(x) });
+        natsUrl = nats.url;
+        stops.push(() => { supervisor?.stop(); return nats!.stop(); });
+        say(`nats-server          ok  ${natsUrl} (JetStream in ${nats.storeDir})${options.hub ? `, leaf of hub ${options.hub}${leaf ? ` (TLS, leaf user ${leaf.user})` : ''}, domain ${site}` : ''}`);
+      }
     }
-    const nc = await connect({ servers: natsUrl, name: `cairn-up-${site}`, maxReconnectAttempts: -1, ...(security ? identityConnectOptions(security.credentials('admin')) : {}) });
+    const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-up-${site}`, maxReconnectAttempts: -1, ...(security ? identityConnectOptions(security.credentials('admin')) : {}) });
     stops.push(() => nc.drain());
+    // A new cluster answers JetStream requests once its members have elected a meta leader.
+    if (natsCluster) await jetStreamReady(nc, 60_000);
     const log = await createJetStreamEventLog({ nc, site });
     stops.push(() => log.close());
     // Secure: every event is signed by its writer and checked by its readers, from the recorded
@@ -277,7 +321,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const wrapLog = (identity: Identity, l: EventLog) => (options.wrapLog ? options.wrapLog(identity, l) : l);
     const as = async (identity: Identity): Promise<{ nc: NatsConnection; log: EventLog }> => {
       if (!security) return { nc, log: wrapLog(identity, log) };
-      const own = await connect({ servers: natsUrl, maxReconnectAttempts: -1, ...identityConnectOptions(security.credentials(identity)) });
+      const own = await connect({ servers: natsServers(natsUrl), maxReconnectAttempts: -1, ...identityConnectOptions(security.credentials(identity)) });
       stops.push(() => own.drain());
       await secureEventProvenance({ security, identity, nc: own, keys: provenanceKeys!, logger: logger.child({ name: identity }) });
       const ownLog = await createJetStreamEventLog({ nc: own, site, createStream: false });
@@ -355,7 +399,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     stops.push(() => notifier.close());
     // Replication talks to other sites: its own connection (its own identity where NATS has users).
     const replicationNc = await connect({
-      servers: natsUrl, name: `replication@${site}`, maxReconnectAttempts: -1,
+      servers: natsServers(natsUrl), name: `replication@${site}`, maxReconnectAttempts: -1,
       ...(security ? identityConnectOptions(security.credentials('replication')) : {}),
     });
     stops.push(() => replicationNc.drain());
@@ -392,6 +436,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(security ? { security } : {}),
       ...(operatorKey ? { operator: { actor: { kind: 'user' as const, id: operatorKey.userId }, signer: operatorKey.signer, keyFile: operatorKey.file } } : {}),
       ...(nats ? { nats } : {}),
+      ...(natsCluster ? { natsCluster } : {}),
       ...(supervisor ? { natsSupervision: supervisor.status } : {}),
       async health() {
         const out: ServiceHealth[] = [];
@@ -401,7 +446,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000); });
           try { out.push({ service, status: 'ok', detail: await Promise.race([f(), late]) }); } catch (e) { out.push({ service, status: 'failing', detail: (e as Error).message }); } finally { clearTimeout(timer); }
         };
-        if (supervisor) {
+        if (natsCluster) {
+          for (const [i, m] of natsCluster.members.entries()) {
+            await probe(`nats-server-${i + 1}`, () => {
+              const st = memberSupervisors[i]!.status();
+              if (st.state !== 'running') throw new Error(`${st.state} (restarts so far: ${st.restarts})`);
+              return `${natsCluster!.names[i]} pid ${m.pid}, restarts: ${st.restarts}`;
+            });
+          }
+        } else if (supervisor) {
           await probe('nats-server', () => {
             const st = supervisor!.status();
             if (st.state !== 'running') throw new Error(`${st.state} (restarts so far: ${st.restarts})`);

@@ -84,3 +84,23 @@ export function superviseNats(server: () => NatsServerProcess | undefined, hooks
     },
   };
 }
+
+/**
+ * One view of a cluster's supervisors (`cairn up --cluster`): running when every member runs,
+ * restarting while one is down; restarts summed, the latest exit and restart shown.
+ */
+export function combinedSupervision(members: readonly NatsSupervisor[]): NatsSupervisor {
+  return {
+    exited() { /* each member is told by its own process */ },
+    status() {
+      const all = members.map((m) => m.status());
+      const state = all.some((s) => s.state === 'stopped') ? 'stopped' : all.every((s) => s.state === 'running') ? 'running' : 'restarting';
+      const latest = <K extends 'lastExit' | 'lastRestartAt'>(k: K) => all.map((s) => s[k]).filter((x) => x !== undefined)
+        .sort((a, b) => String(typeof a === 'object' ? a.at : a).localeCompare(String(typeof b === 'object' ? b.at : b))).at(-1);
+      const lastExit = latest('lastExit') as NatsSupervision['lastExit'];
+      const lastRestartAt = latest('lastRestartAt') as string | undefined;
+      return { state, restarts: all.reduce((n, s) => n + s.restarts, 0), ...(lastExit ? { lastExit } : {}), ...(lastRestartAt ? { lastRestartAt } : {}) };
+    },
+    stop() { for (const m of members) m.stop(); },
+  };
+}

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { NatsServerProcess } from '@cairn/nats-server';
-import { superviseNats, type NatsRestart } from './nats-supervisor.ts';
+import { combinedSupervision, superviseNats, type NatsRestart } from './nats-supervisor.ts';
 
 /** A server whose start() fails `failures` times, then works. */
 function flakyServer(failures: number): { server: NatsServerProcess; starts: () => number } {
@@ -40,5 +40,18 @@ describe('nats-server supervision', () => {
     await new Promise((r) => setTimeout(r, 60));
     expect(starts()).toBe(0);
     expect(sup.status().state).toBe('stopped');
+  });
+
+  it('a cluster: running while every member runs, restarting while one is down, restarts summed', async () => {
+    const a = flakyServer(0);
+    const b = flakyServer(0);
+    const members = [superviseNats(() => a.server, { backoffMs: [0] }), superviseNats(() => b.server, { backoffMs: [0] })];
+    const all = combinedSupervision(members);
+    expect(all.status()).toMatchObject({ state: 'running', restarts: 0 });
+    members[1]!.exited({ code: null, signal: 'SIGKILL', pid: 4242 });
+    expect(all.status()).toMatchObject({ state: 'restarting', lastExit: { signal: 'SIGKILL' } });
+    await vi.waitFor(() => expect(all.status()).toMatchObject({ state: 'running', restarts: 1 }));
+    all.stop();
+    expect(all.status().state).toBe('stopped');
   });
 });
