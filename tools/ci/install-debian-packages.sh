@@ -31,8 +31,10 @@ for pattern in "${!pkg_for_file[@]}"; do
 done
 # Packages checked by name (no distinctive binary, or one another package also ships):
 # the test guest (kernel, static busybox, guest agent), libvirt, libguestfs, file systems for
-# file-level restore (unzip checks the zip downloads), and Chromium for the console's browser tests.
-for pkg in linux-image-amd64 busybox-static qemu-guest-agent libvirt-daemon-system libvirt-clients \
+# file-level restore (unzip checks the zip downloads), Chromium for the console's browser tests, and
+# Go with govmomi's sources, from which the VMware tests build the vCenter simulator
+# (libs/testing/vcsim/main.go, GOPATH=/usr/share/gocode GO111MODULE=off go build).
+for pkg in golang-go golang-github-vmware-govmomi-dev linux-image-amd64 busybox-static qemu-guest-agent libvirt-daemon-system libvirt-clients \
   libguestfs-tools xfsprogs dosfstools mtools gdisk e2fsprogs cryptsetup-bin unzip chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done

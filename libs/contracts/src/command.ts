@@ -392,6 +392,18 @@ export const AddHypervisorV1 = Type.Union([
     /** A libvirt auth.conf on the coordinator's host with the credentials (never the secret itself). */
     credentialsFile: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
   }, { additionalProperties: false }),
+  Type.Object({
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    kind: Type.Literal('vmware'),
+    /** vCenter or ESXi SDK endpoint (https://vcenter/sdk). */
+    url: Type.String({ pattern: '^https://\\S+$', maxLength: 1024 }),
+    /** A file on the coordinator's host with the username and password (never the secret itself). */
+    credentialsFile: Type.String({ minLength: 1, maxLength: 1024 }),
+    /** PEM file of the CA (or self-signed certificate) vCenter's certificate chains to. */
+    caFile: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    /** SHA-1 or SHA-256 fingerprint of vCenter's certificate, pinned instead of a CA. */
+    thumbprint: Type.Optional(Type.String({ pattern: '^[0-9A-Fa-f:]{40,95}$' })),
+  }, { additionalProperties: false }),
 ]);
 export const AddHypervisorResult = Type.Object({
   name: Type.String(),

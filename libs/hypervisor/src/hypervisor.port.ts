@@ -28,6 +28,8 @@ export interface VmInfo {
   readonly name: string;
   readonly state: VmState;
   readonly disks: readonly DiskRef[];
+  /** Tags the hypervisor keeps for the VM (vSphere), when it has any. */
+  readonly tags?: readonly string[];
 }
 
 export type ViewMode = 'full' | 'incremental';
@@ -92,7 +94,7 @@ export interface QuiesceResult { readonly frozen: boolean; readonly reason: stri
 
 export interface HypervisorAdapter {
   /** What the inventory reports the VMs as running under (default `qemu`). */
-  readonly kind?: 'qemu' | 'libvirt';
+  readonly kind?: 'qemu' | 'libvirt' | 'vmware';
   inventory(): Promise<VmInfo[]>;
   openView(request: OpenViewRequest): Promise<View>;
   releaseView(viewId: string, outcome: { success: boolean }): Promise<void>;

@@ -20,3 +20,8 @@ export { DomainEventWatcher, parseEventLine, type DomainEvent } from './libvirt/
 export { qemuCommandLine, newMac, NBD_RECONNECT_DELAY_S, type QemuLaunch, type QemuLaunchDisk } from './qemu/qemu-command-line.ts';
 export { mirrorAndPivot, mirrorProgress, mirrorJobId, mirrorTargetNode, type MirrorDisk, type MirrorProgress } from './qemu/instant-mirror.ts';
 export type { QemuVmConfig } from './qemu/vm-config.ts';
+export { VmwareAdapter, SNAPSHOT_PREFIX as VMWARE_SNAPSHOT_PREFIX, dirtyExtents, vmwareVmConfig, type VmwareAdapterConfig } from './vmware/vmware.adapter.ts';
+export { VsphereClient, VsphereError, readCredentialsFile, type VsphereCredentials, type VsphereTls } from './vmware/vsphere-client.ts';
+export { moRef, soapResponse, SoapFault, type MoRef } from './vmware/vsphere-xml.ts';
+export { changedAreasPlan, type ChangedArea, type ChangedAreasPlan } from './vmware/vmware-cbt.ts';
+export type { VmwareVm, VmwareDisk, VmwareNic } from './vmware/vmware-inventory.ts';

@@ -23,6 +23,11 @@ import {
 export interface ServedExport {
   readonly source: BlockSource;
   readonly description?: string;
+  /**
+   * A second metadata context beside base:allocation, e.g. `qemu:dirty-bitmap:<name>` for the
+   * changed areas a hypervisor reported (VMware CBT); `status` gives STATE_DIRTY extents from `offset`.
+   */
+  readonly dirty?: { readonly context: string; status(offset: number, length: number): Promise<Extent[]> };
 }
 
 export interface SessionConfig {
@@ -37,6 +42,7 @@ export interface SessionConfig {
 /** Option data beyond this is a denial-of-service attempt: hard disconnect. */
 const MAX_OPTION_DATA = 64 * 1024;
 const BASE_ALLOCATION_ID = 1;
+const DIRTY_CONTEXT_ID = 2;
 /** Zero detection reads at most this much per BLOCK_STATUS request (a prefix answer is allowed). */
 const ZERO_SCAN_WINDOW = 16 * 1024 * 1024;
 const ZERO_GRANULE = 4096;
@@ -60,6 +66,8 @@ export class ServerSession {
   private noZeroes = false;
   /** Export name SET_META_CONTEXT selected base:allocation for, if any. */
   private metaExport: string | null = null;
+  /** Context ids SET_META_CONTEXT selected for metaExport. */
+  private metaIds: number[] = [];
   private inflight = 0;
   private slotWaiters: Array<() => void> = [];
   private closedFlag = false;
@@ -279,16 +287,25 @@ export class ServerSession {
       this.optReply(opt, REP_ERR_UNKNOWN, `no export named '${parsed.exportName}'`);
       return;
     }
-    const matches = opt === OPT_LIST_META_CONTEXT
-      ? parsed.queries.length === 0 || parsed.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION)
-      : parsed.queries.includes(BASE_ALLOCATION);
-    if (matches) {
-      const name = Buffer.from(BASE_ALLOCATION);
+    const dirty = this.config.lookup(parsed.exportName)!.dirty?.context;
+    const offered: Array<[string, number]> = [[BASE_ALLOCATION, BASE_ALLOCATION_ID], ...(dirty ? [[dirty, DIRTY_CONTEXT_ID] as [string, number]] : [])];
+    const selected = new Set<number>();
+    for (const [context, id] of offered) {
+      const namespace = context.slice(0, context.indexOf(':') + 1);
+      const matches = opt === OPT_LIST_META_CONTEXT
+        ? parsed.queries.length === 0 || parsed.queries.some((q) => q === namespace || q === context)
+        : parsed.queries.includes(context);
+      if (!matches) continue;
+      const name = Buffer.from(context);
       const d = Buffer.allocUnsafe(4 + name.length);
-      d.writeUInt32BE(opt === OPT_SET_META_CONTEXT ? BASE_ALLOCATION_ID : 0, 0);
+      d.writeUInt32BE(opt === OPT_SET_META_CONTEXT ? id : 0, 0);
       name.copy(d, 4);
       this.optReply(opt, REP_META_CONTEXT, d);
-      if (opt === OPT_SET_META_CONTEXT) this.metaExport = parsed.exportName;
+      selected.add(id);
+    }
+    if (opt === OPT_SET_META_CONTEXT && selected.size > 0) {
+      this.metaExport = parsed.exportName;
+      this.metaIds = [...selected];
     }
     this.optReply(opt, REP_ACK);
   }
@@ -370,7 +387,15 @@ export class ServerSession {
           break;
         case CMD_BLOCK_STATUS:
           if (!statusOk || length === 0 || !inRange) this.finishError(handle, NBD_EINVAL, 'block status not negotiated or out of range');
-          else this.run1(handle, async () => this.statusReply(handle, await this.allocation(source, offset, length, (flags & CMD_FLAG_REQ_ONE) !== 0)));
+          else this.run1(handle, async () => {
+            const one = (flags & CMD_FLAG_REQ_ONE) !== 0;
+            const replies: Array<[number, Extent[]]> = [];
+            for (const id of this.metaIds) {
+              if (id === BASE_ALLOCATION_ID) replies.push([id, await this.allocation(source, offset, length, one)]);
+              else if (chosen.exp.dirty) replies.push([id, limit(sanitize(await chosen.exp.dirty.status(offset, length), offset, length), offset, length, one)]);
+            }
+            return replies.flatMap(([id, extents], i) => this.statusReply(handle, id, extents, i === replies.length - 1));
+          });
           break;
         default:
           this.finishError(handle, NBD_EINVAL, `command ${type} not supported`);
@@ -417,9 +442,9 @@ export class ServerSession {
     return [h, bytes];
   }
 
-  private statusReply(handle: Buffer, extents: Extent[]): Buffer[] {
-    const h = chunkHeader(handle, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + extents.length * 8, 4 + extents.length * 8);
-    h.writeUInt32BE(BASE_ALLOCATION_ID, 20);
+  private statusReply(handle: Buffer, contextId: number, extents: Extent[], last: boolean): Buffer[] {
+    const h = chunkHeader(handle, last ? REPLY_FLAG_DONE : 0, REPLY_TYPE_BLOCK_STATUS, 4 + extents.length * 8, 4 + extents.length * 8);
+    h.writeUInt32BE(contextId, 20);
     extents.forEach((e, i) => {
       h.writeUInt32BE(e.length, 24 + i * 8);
       h.writeUInt32BE(e.flags, 28 + i * 8);
@@ -505,6 +530,12 @@ function utf8(bytes: Uint8Array): string | null {
   } catch {
     return null;
   }
+}
+
+/** A context's extents, never empty, at most one with REQ_ONE, at most MAX_DESCRIPTORS. */
+function limit(extents: Extent[], offset: number, length: number, one: boolean): Extent[] {
+  const out = extents.length === 0 ? [{ offset, length, flags: 0 }] : extents;
+  return one ? out.slice(0, 1) : out.slice(0, MAX_DESCRIPTORS);
 }
 
 function parseMetaQuery(data: Buffer): { exportName: string; queries: string[] } | null {

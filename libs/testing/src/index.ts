@@ -9,3 +9,4 @@ export * from './files-disk.ts';
 export { startTestSshd, type TestSshd } from './sshd.ts';
 export { startHttpCollector, hecEventIds, type HttpCollector, type CollectedRequest } from './http-collector.ts';
 export { startSmtpSink, type SmtpSink, type ReceivedMail } from './smtp-sink.ts';
+export { startVcsim, buildVcsim, type Vcsim } from './vcsim.ts';

@@ -1,5 +1,5 @@
 // `AddHypervisor`: connects the coordinator to one more hypervisor (a QEMU by its QMP socket,
-// or a libvirt connection).
+// a libvirt connection, or a vCenter/ESXi endpoint).
 import { Controller, Inject } from '@nestjs/common';
 import { Payload } from '@nestjs/microservices';
 import type { CommandPayloadMap } from '@cairn/contracts';
@@ -12,6 +12,7 @@ export class HypervisorRegistryHandlers {
 
   @CommandHandler('snapshot-coordinator', 'AddHypervisor')
   async add(@Payload() p: CommandPayloadMap['AddHypervisor']) {
+    if (p.kind === 'vmware') return this.registry.add({ ...p });
     return this.registry.add(p.kind === 'libvirt'
       ? { name: p.name, kind: 'libvirt', uri: p.uri, ...(p.credentialsFile ? { credentialsFile: p.credentialsFile } : {}) }
       : { name: p.name, qmpSocket: p.qmpSocket, ...(p.guestAgentSocket ? { guestAgentSocket: p.guestAgentSocket } : {}) });

@@ -7,6 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import { QemuAdapter, type AdapterLogger, type HypervisorAdapter } from '@cairn/hypervisor';
 import { Refusal } from '@cairn/contracts';
 import { connectLibvirt } from './libvirt-instance.ts';
+import { connectVmware } from './vmware-instance.ts';
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 const Added = Type.Array(Type.Union([
@@ -21,6 +22,14 @@ const Added = Type.Array(Type.Union([
     kind: Type.Literal('libvirt'),
     uri: Type.String({ minLength: 1 }),
     credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
+  }, { additionalProperties: false }),
+  Type.Object({
+    name: Name,
+    kind: Type.Literal('vmware'),
+    url: Type.String({ minLength: 1 }),
+    credentialsFile: Type.String({ minLength: 1 }),
+    caFile: Type.Optional(Type.String({ minLength: 1 })),
+    thumbprint: Type.Optional(Type.String({ minLength: 1 })),
   }, { additionalProperties: false }),
 ]));
 export type AddedHypervisor = Static<typeof Added>[number];
@@ -62,6 +71,9 @@ export class HypervisorRegistry {
       return connectLibvirt({ name: h.name, uri: h.uri, ...(h.credentialsFile ? { credentialsFile: h.credentialsFile } : {}) },
         { dataDir: this.settings.dataDir, leaseMs: this.settings.leaseMs, logger: this.settings.logger, onChange: () => { this.onAdded().catch((e: unknown) => this.settings.logger.warn({ err: String(e) }, 'inventory after a libvirt event failed')); } });
     }
+    if (h.kind === 'vmware') {
+      return connectVmware(h, { dataDir: this.settings.dataDir, runDir: this.settings.runDir, leaseMs: this.settings.leaseMs, logger: this.settings.logger, onChange: () => { this.onAdded().catch((e: unknown) => this.settings.logger.warn({ err: String(e) }, 'inventory after a vSphere update failed')); } });
+    }
     await mkdir(this.settings.runDir, { recursive: true });
     return QemuAdapter.connect({
       qmpSocket: h.qmpSocket,
@@ -91,7 +103,7 @@ export class HypervisorRegistry {
     try {
       adapter = await this.connect(h);
     } catch (e) {
-      const where = h.kind === 'libvirt' ? `libvirt at ${h.uri.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@')}` : `QMP at ${h.qmpSocket}`;
+      const where = h.kind === 'libvirt' ? `libvirt at ${h.uri.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@')}` : h.kind === 'vmware' ? `vSphere at ${h.url}` : `QMP at ${h.qmpSocket}`;
       throw new HypervisorRegistryError('unavailable', `cannot connect to ${where}: ${(e as Error).message}`);
     }
     const vms = (await adapter.inventory()).map((v) => v.name);

@@ -33,19 +33,21 @@ export interface ObservedVm {
   readonly name: string;
   readonly host: string;
   /** Default qemu. */
-  readonly kind?: 'qemu' | 'libvirt';
+  readonly kind?: 'qemu' | 'libvirt' | 'vmware';
+  /** Tags the hypervisor keeps for the VM (vSphere), recorded at discovery. */
+  readonly tags?: readonly string[];
   readonly disks: ReadonlyArray<{ readonly name: string; readonly sizeBytes: number }>;
 }
 
 export type InventoryChange =
-  | { type: 'VmDiscovered'; data: { vmId: string; name: string; hypervisor: { kind: 'qemu' | 'libvirt'; host: string }; tags: string[]; disks: Array<{ name: string; sizeBytes: number }> } }
+  | { type: 'VmDiscovered'; data: { vmId: string; name: string; hypervisor: { kind: 'qemu' | 'libvirt' | 'vmware'; host: string }; tags: string[]; disks: Array<{ name: string; sizeBytes: number }> } }
   | { type: 'DiskAttached'; data: { vmId: string; disk: { name: string; sizeBytes: number } } }
   | { type: 'DiskDetached'; data: { vmId: string; disk: string } };
 
 /** Events that bring the log in line with what is observed (a resized disk is detached and attached again). */
 export function decideInventory(known: KnownVm, seen: ObservedVm): InventoryChange[] {
   if (!known.discovered) {
-    return [{ type: 'VmDiscovered', data: { vmId: seen.vmId, name: seen.name, hypervisor: { kind: seen.kind ?? 'qemu', host: seen.host }, tags: [], disks: seen.disks.map((d) => ({ ...d })) } }];
+    return [{ type: 'VmDiscovered', data: { vmId: seen.vmId, name: seen.name, hypervisor: { kind: seen.kind ?? 'qemu', host: seen.host }, tags: [...(seen.tags ?? [])], disks: seen.disks.map((d) => ({ ...d })) } }];
   }
   const out: InventoryChange[] = [];
   const now = new Map(seen.disks.map((d) => [d.name, d.sizeBytes]));

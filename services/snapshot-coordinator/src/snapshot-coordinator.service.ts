@@ -227,7 +227,7 @@ export class SnapshotCoordinator {
     }
     const ids = new Set<string>();
     for (const vm of vms) {
-      const seen: ObservedVm = { vmId: vmIdFromName(vm.name), name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
+      const seen: ObservedVm = { vmId: vmIdFromName(vm.name), name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', ...(vm.tags ? { tags: vm.tags } : {}), disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
       ids.add(seen.vmId);
       this.#vmHost.set(seen.vmId, instance);
       await this.#syncVm(seen);

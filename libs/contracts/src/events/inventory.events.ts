@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { Bytes, Id, Name } from './common.ts';
 
 export const HypervisorRef = Type.Object({
-  kind: Type.Union([Type.Literal('qemu'), Type.Literal('libvirt'), Type.Literal('simulated')]),
+  kind: Type.Union([Type.Literal('qemu'), Type.Literal('libvirt'), Type.Literal('vmware'), Type.Literal('simulated')]),
   /** The hypervisor host or cluster the VM runs on. */
   host: Name,
 }, { additionalProperties: false });

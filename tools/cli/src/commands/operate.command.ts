@@ -105,10 +105,14 @@ function reportJob(s: Session, job: JobDetail): void {
 export function registerOperateCommands(program: Command): void {
   const hypervisor = program.command('hypervisor').description('hypervisors the snapshot coordinator protects');
   hypervisor.command('add <kind>')
-    .description('connect a hypervisor: `qemu` (a running QEMU or qemu-storage-daemon, by its QMP socket) or `libvirt` (every domain of a libvirt connection)')
+    .description('connect a hypervisor: `qemu` (a running QEMU or qemu-storage-daemon, by its QMP socket), `libvirt` (every domain of a libvirt connection) or `vmware` (every VM of a vCenter or ESXi host)')
     .option('--qmp <socket>', 'qemu: QMP socket path')
     .option('--uri <uri>', 'libvirt: connection URI, e.g. qemu:///system')
     .option('--credentials-file <file>', 'libvirt: an auth.conf with the credentials for the URI (read by the coordinator, never passed on a command line)')
+    .option('--url <url>', 'vmware: the vCenter or ESXi SDK endpoint, e.g. https://vcenter.example/sdk')
+    .option('--credentials <file>', 'vmware: a file with username and password (JSON or username=/password= lines), read by the coordinator')
+    .option('--ca <file>', 'vmware: PEM file of the CA vCenter\'s certificate chains to')
+    .option('--thumbprint <fingerprint>', 'vmware: SHA-1 or SHA-256 fingerprint of vCenter\'s certificate, pinned instead of a CA')
     .option('--name <name>', 'host name its VMs are reported under (default: from the socket file name or the URI\'s host)')
     .option('--guest-agent <socket>', 'qemu: qemu-guest-agent socket, to quiesce file systems')
     .action(act(async (s, kind: string, o: Opts) => {
@@ -125,8 +129,21 @@ export function registerOperateCommands(program: Command): void {
         const host = /^[a-z0-9+]+:\/\/(?:[^@/]*@)?([^/:?]*)/i.exec(uri)?.[1];
         const name = String(o['name'] ?? slug(host || 'libvirt'));
         payload = { name, kind: 'libvirt', uri, ...(o['credentialsFile'] ? { credentialsFile: resolve(String(o['credentialsFile'])) } : {}) };
+      } else if (kind === 'vmware') {
+        if (!o['url']) throw new CliError('cairn hypervisor add vmware needs --url https://vcenter/sdk', EXIT.usage);
+        const credentials = o['credentials'] ?? o['credentialsFile'];
+        if (!credentials) throw new CliError('cairn hypervisor add vmware needs --credentials <file> (username and password in a file, never on the command line)', EXIT.usage);
+        if (o['ca'] && o['thumbprint']) throw new CliError('give --ca or --thumbprint, not both', EXIT.usage);
+        const url = String(o['url']);
+        if (!/^https:\/\/\S+$/.test(url)) throw new CliError(`--url must be an https:// URL, not ${JSON.stringify(url)}`, EXIT.usage);
+        if (/^https:\/\/[^/]*@/.test(url)) throw new CliError('put the credentials in the --credentials file, not in the URL', EXIT.usage);
+        const name = String(o['name'] ?? slug(new URL(url).hostname || 'vcenter'));
+        payload = {
+          name, kind: 'vmware', url, credentialsFile: resolve(String(credentials)),
+          ...(o['ca'] ? { caFile: resolve(String(o['ca'])) } : {}), ...(o['thumbprint'] ? { thumbprint: String(o['thumbprint']) } : {}),
+        };
       } else {
-        throw new CliError(`unsupported hypervisor kind ${JSON.stringify(kind)}; supported: qemu, libvirt`, EXIT.usage);
+        throw new CliError(`unsupported hypervisor kind ${JSON.stringify(kind)}; supported: qemu, libvirt, vmware`, EXIT.usage);
       }
       const result = accepted(await s.bus.send('snapshot-coordinator', 'AddHypervisor', payload as never, { timeoutMs: 30_000 }), 'hypervisor not added');
       output(s, result, () => `hypervisor ${result.name} added; VMs: ${result.vms.join(', ') || 'none yet'}`);
