@@ -372,6 +372,15 @@ export const TestRestoreV1 = Type.Object({
   kernel: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
   initrd: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
   append: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[\\x20-\\x7e]+$' })),
+  /** Checks after the serial pattern: the guest agent answering `guest-ping` and reporting its OS, optionally a command run through it (passes on exit 0). */
+  agent: Type.Optional(Type.Object({
+    exec: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, maxItems: 16 })),
+  }, { additionalProperties: false })),
+  /** Guest TCP ports that must answer on the isolated network (user-mode, no route out; reached through a loopback forward). */
+  tcpPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 1, maxItems: 8, uniqueItems: true })),
+  /** An operator script by name, from the data mover's `<data>/test-restore-scripts/` (never a path): run against the booted VM, passes on exit 0. */
+  script: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' })),
+  scriptTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
 }, { additionalProperties: false });
 export const TestRestoreResult = Type.Object({ testRestoreId: Type.String(), worker: Type.String() }, { additionalProperties: false });
 
@@ -561,7 +570,7 @@ export const COMMAND_SCHEMAS = {
     latest: ReleaseSnapshotV1,
   }),
   TestRestore: define('TestRestore', {
-    description: 'Boot a restore point in isolation (no network, writes thrown away) and judge it by a serial-console pattern; answers at once with the id, the outcome follows as TestRestorePassed or TestRestoreFailed.',
+    description: 'Boot a restore point in isolation (no network, writes thrown away) and judge it by a serial-console pattern and, when asked, the guest agent, TCP ports on an isolated network and an operator script; answers at once with the id, the outcome follows as TestRestorePassed or TestRestoreFailed.',
     service: 'data-mover',
     latest: TestRestoreV1,
     result: TestRestoreResult,

@@ -27,6 +27,8 @@ export interface GuestImageOptions {
   workloadScript?: string;
   /** Copy the host's qemu-ga and its libraries into the guest and start it. */
   guestAgent?: boolean;
+  /** Load the virtio network driver (the host's modules) so a `virtio-net-pci` device is `eth0`; the workload configures it. */
+  network?: boolean;
   /** Extra files placed in the root file system (path inside the guest → content). */
   files?: Record<string, string | Buffer>;
   /** Leave out /sbin/init and /bin/sh: the kernel stops with "No init found" (a guest that must fail to boot). */
@@ -119,6 +121,16 @@ async function kernelModule(name: string): Promise<string | undefined> {
   return stdout.split('\n').find((l) => l.trim() !== '');
 }
 
+async function placeModule(root: string, name: string): Promise<void> {
+  const mod = await kernelModule(name);
+  if (!mod) return;
+  const target = join(root, `lib/cairn-modules/${name}.ko`);
+  if (mod.endsWith('.xz')) {
+    const { stdout } = await run('xz', ['-dc', mod], { encoding: 'buffer', maxBuffer: 64 << 20 });
+    await writeFile(target, stdout);
+  } else await copyFile(mod, target);
+}
+
 /** Builds a bootable guest image (ext4 root on the whole disk) without mounting anything. */
 export async function buildGuestImage(opts: GuestImageOptions): Promise<GuestImage> {
   const hostname = opts.hostname ?? 'cairn-guest';
@@ -138,15 +150,10 @@ export async function buildGuestImage(opts: GuestImageOptions): Promise<GuestIma
   if (opts.workload || opts.workloadScript) await put(root, 'etc/cairn/workload.sh', opts.workloadScript ?? WORKLOAD, 0o755);
   if (opts.guestAgent) {
     await copyWithLibraries(root, '/usr/sbin/qemu-ga');
-    const mod = await kernelModule('virtio_console');
-    if (mod) {
-      const target = join(root, 'lib/cairn-modules/virtio_console.ko');
-      if (mod.endsWith('.xz')) {
-        const { stdout } = await run('xz', ['-dc', mod], { encoding: 'buffer', maxBuffer: 64 << 20 });
-        await writeFile(target, stdout);
-      } else await copyFile(mod, target);
-    }
+    await placeModule(root, 'virtio_console');
   }
+  // init loads them in name order: failover before net_failover before virtio_net.
+  if (opts.network) for (const m of ['failover', 'net_failover', 'virtio_net']) await placeModule(root, m);
   for (const [path, content] of Object.entries(opts.files ?? {})) await put(root, path.replace(/^\/+/, ''), content);
   const raw = join(opts.dir, `${hostname}.raw`);
   await run('truncate', ['-s', `${sizeMiB}M`, raw]);

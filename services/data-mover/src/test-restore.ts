@@ -1,7 +1,9 @@
 // Test restores: a restore point booted in isolation and judged. Each disk is served over NBD
 // from the repository with a copy-on-write overlay (RestoreExports: the restore point never
-// changes, writes are thrown away), QEMU boots it with no network device at all (`-nic none`),
-// the checks run (a pattern on the serial console), a PNG of the console is taken (QMP
+// changes, writes are thrown away), QEMU boots it with no network device at all (`-nic none`;
+// only when TCP ports are to be checked, a user-mode network with `restrict=on`: no route out),
+// the checks run (a pattern on the serial console, then the guest agent, TCP ports and an
+// operator script when asked: test-restore-checks.ts), a PNG of the console is taken (QMP
 // `screendump`), and everything is torn down whatever happened: QEMU, exports, overlays, sockets.
 // Events in `testrestore-<id>`: TestRestoreStarted, then TestRestorePassed or TestRestoreFailed.
 import { spawn } from 'node:child_process';
@@ -13,6 +15,7 @@ import type { EventAppender } from '@cairn/eventlog';
 import { QmpClient } from '@cairn/hypervisor';
 import type { Repository } from '@cairn/repository';
 import type { RestoreExports } from './restore-exports.ts';
+import { agentChecks, freeLoopbackPort, scriptCheck, tcpCheck, type CheckResult } from './test-restore-checks.ts';
 
 export interface TestRestoreBoot {
   /** Direct kernel boot (a guest without a boot loader); else the disk's own firmware boot. */
@@ -30,6 +33,12 @@ export interface TestRestoreRequest {
   readonly timeoutMs?: number;
   readonly boot?: TestRestoreBoot;
   readonly testRestoreId?: string;
+  /** The guest agent must answer (`guest-ping`, its OS); `exec` runs a command through it (exit 0 passes). */
+  readonly agent?: { readonly exec?: readonly string[] };
+  /** Guest TCP ports that must answer on the isolated network. */
+  readonly tcpPorts?: readonly number[];
+  /** An operator script (a file the data mover's operator placed) run against the booted VM. */
+  readonly script?: { readonly name: string; readonly file: string; readonly timeoutMs?: number };
 }
 
 export interface TestRestoreDeps {
@@ -58,20 +67,24 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
   const meta = { site: deps.site, actor: deps.actor, streamId, correlationId: streamId };
   const manifest = await deps.repository.getManifest(req.restorePointId);
   const vmId = manifest.vm.id;
-  const checks = [`serial:${req.serialPattern}`.slice(0, 256)];
+  const checks = [`serial:${req.serialPattern}`.slice(0, 256),
+    ...(req.agent ? ['agent:guest-ping'] : []), ...(req.agent?.exec ? [`agent:exec:${req.agent.exec.join(' ')}`.slice(0, 256)] : []),
+    ...(req.tcpPorts ?? []).map((p) => `tcp:${p}`), ...(req.script ? [`script:${req.script.name}`] : [])];
   await deps.log.append(streamId, [newEvent('TestRestoreStarted', { testRestoreId: id, restorePointId: req.restorePointId, vmId, checks }, meta)], { expectedRevision: 'no_stream' });
 
   const dir = join(deps.workDir, `tr-${id.slice(0, 8)}`);
   await mkdir(dir, { recursive: true });
   const qmpPath = join(dir, 'qmp.sock');
   const serialLog = join(dir, 'serial.log');
+  const agentSocket = join(dir, 'qga.sock');
   await writeFile(serialLog, '');
+  const results: CheckResult[] = [];
+  const forwards = new Map<number, number>();
   const exportNames: string[] = [];
   let qemu: ReturnType<typeof spawn> | undefined;
   let qmp: QmpClient | undefined;
   let screenshot: EventDataMap['TestRestorePassed']['screenshot'] = null;
   let failed: { check: string; reason: string } | undefined;
-  let detail = '';
   try {
     const drives: string[] = [];
     for (const [i, d] of manifest.disks.entries()) {
@@ -82,8 +95,15 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
         '-device', `virtio-blk-pci,drive=d${i},id=disk${i}`);
     }
     const boot = req.boot ?? {};
+    for (const p of req.tcpPorts ?? []) forwards.set(p, await freeLoopbackPort());
+    // No network device at all unless ports are checked; then user-mode networking that lets
+    // nothing out (`restrict=on`) and only the loopback forwards in.
+    const net = forwards.size === 0 ? ['-nic', 'none']
+      : ['-netdev', `user,id=n0,restrict=on,${[...forwards].map(([g, h]) => `hostfwd=tcp:127.0.0.1:${h}-:${g}`).join(',')}`, '-device', 'virtio-net-pci,netdev=n0'];
+    const agent = req.agent ? ['-chardev', `socket,path=${agentSocket},server=on,wait=off,id=qga0`,
+      '-device', 'virtio-serial-pci,id=vser0', '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0'] : [];
     const args = ['-M', 'q35', '-accel', 'tcg', '-m', String(boot.memoryMiB ?? 512), '-smp', '1', '-nodefaults', '-no-reboot',
-      '-display', 'none', '-vga', 'std', '-nic', 'none',
+      '-display', 'none', '-vga', 'std', ...net, ...agent,
       '-serial', `file:${serialLog}`, '-qmp', `unix:${qmpPath},server=on,wait=off`,
       ...(boot.kernel ? ['-kernel', boot.kernel] : []), ...(boot.initrd ? ['-initrd', boot.initrd] : []), ...(boot.append ? ['-append', boot.append] : []),
       ...drives];
@@ -104,12 +124,25 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
     const until = Date.now() + (req.timeoutMs ?? 180_000);
     for (;;) {
       const text = await readFile(serialLog, 'utf8');
-      if (text.includes(req.serialPattern)) { detail = `"${req.serialPattern}" appeared after ${Date.now() - started} ms`; break; }
+      if (text.includes(req.serialPattern)) { results.push({ check: checks[0]!, ok: true, detail: `"${req.serialPattern}" appeared after ${Date.now() - started} ms` }); break; }
       const fatal = FATAL.find((f) => text.includes(f));
       if (fatal) { failed = { check: checks[0]!, reason: `"${fatal}" on the console before "${req.serialPattern}": ${text.slice(text.indexOf(fatal)).split('\n')[0]!.slice(0, 300)}` }; break; }
       if (proc.exitCode !== null || proc.signalCode !== null) { failed = { check: checks[0]!, reason: `the VM stopped before "${req.serialPattern}" appeared on its console` }; break; }
       if (Date.now() > until) { failed = { check: checks[0]!, reason: `"${req.serialPattern}" did not appear on the console within ${req.timeoutMs ?? 180_000} ms` }; break; }
       await new Promise((r) => setTimeout(r, 250));
+    }
+    // The other checks, in order, once the guest is up; each waits until the same deadline.
+    if (!failed) {
+      if (req.agent) results.push(...await agentChecks(agentSocket, until, req.agent.exec));
+      const usernet = () => qmp!.execute<string>('human-monitor-command', { 'command-line': 'info usernet' });
+      for (const [g, h] of forwards) results.push(await tcpCheck(g, h, usernet, until));
+      if (req.script) {
+        results.push(await scriptCheck(req.script.file, req.script.name, {
+          testRestoreId: id, restorePointId: req.restorePointId, vmId, qmpSocket: qmpPath, serialLog, forwards, ...(req.agent ? { agentSocket } : {}),
+        }, req.script.timeoutMs ?? 120_000));
+      }
+      const bad = results.find((r) => !r.ok);
+      if (bad) failed = { check: bad.check, reason: bad.detail || 'failed' };
     }
     if (proc.exitCode === null) screenshot = await takeScreenshot(qmp, join(deps.workDir, 'screenshots', `${id}.png`)).catch(() => null);
   } catch (e) {
@@ -130,13 +163,13 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
   if (failed) {
     const event: EventDataMap['TestRestoreFailed'] = {
       testRestoreId: id, restorePointId: req.restorePointId, vmId, check: failed.check, reason: failed.reason,
-      results: [{ check: failed.check, ok: false, detail: failed.reason }], consoleTail, screenshot, durationMs,
+      results: results.some((r) => r.check === failed!.check) ? results : [...results, { check: failed.check, ok: false, detail: failed.reason }], consoleTail, screenshot, durationMs,
     };
     await deps.log.append(streamId, [newEvent('TestRestoreFailed', event, meta)], { expectedRevision: 0n });
     return { passed: false, event };
   }
   const event: EventDataMap['TestRestorePassed'] = {
-    testRestoreId: id, restorePointId: req.restorePointId, vmId, results: [{ check: checks[0]!, ok: true, detail }], screenshot, durationMs,
+    testRestoreId: id, restorePointId: req.restorePointId, vmId, results, screenshot, durationMs,
   };
   await deps.log.append(streamId, [newEvent('TestRestorePassed', event, meta)], { expectedRevision: 0n });
   return { passed: true, event };

@@ -1,5 +1,6 @@
 // `cairn test-restore <restore point>`: boot it in isolation on a data mover (no network,
-// writes thrown away) and judge it by a serial-console pattern; follows `testrestore-<id>`
+// writes thrown away) and judge it by a serial-console pattern and, when asked, the guest agent,
+// TCP ports on an isolated network and an operator script; follows `testrestore-<id>`
 // until it passed (exit 0) or failed (exit 6, with the check, the reason and the console tail).
 import type { Command } from 'commander';
 import type { CommandPayloadMap, KnownEvent } from '@cairn/contracts';
@@ -7,7 +8,12 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
 import { output, withSession } from '../session.ts';
 
-interface Options { serial: string; timeout?: string; kernel?: string; initrd?: string; append?: string }
+interface Options {
+  serial: string; timeout?: string; kernel?: string; initrd?: string; append?: string;
+  agent?: boolean; agentExec?: string[]; tcp?: string[]; script?: string; scriptTimeout?: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function registerTestRestoreCommand(program: Command): void {
   program.command('test-restore <restorePoint>')
@@ -17,12 +23,26 @@ export function registerTestRestoreCommand(program: Command): void {
     .option('--kernel <file>', 'direct kernel boot (a guest without a boot loader): a file under /boot')
     .option('--initrd <file>', 'its initramfs, under /boot')
     .option('--append <cmdline>', 'its kernel command line')
+    .option('--agent', 'the guest agent must answer guest-ping (and report its OS)')
+    .option('--agent-exec <word>', 'a command run through the guest agent, one word per flag (implies --agent; passes on exit 0)', collect)
+    .option('--tcp <port>', 'a guest TCP port that must answer on the isolated network (repeatable)', collect)
+    .option('--script <name>', "an operator script from the data mover's <data>/test-restore-scripts/ (passes on exit 0)")
+    .option('--script-timeout <seconds>', 'how long the script may run (default 120)')
     .action(async function (this: Command, restorePointId: string, o: Options) {
       const timeoutSeconds = o.timeout === undefined ? undefined : Number(o.timeout);
       if (timeoutSeconds !== undefined && !(Number.isInteger(timeoutSeconds) && timeoutSeconds >= 10)) throw new CliError(`--timeout must be a whole number of seconds ≥ 10, not ${o.timeout}`, EXIT.usage);
+      const tcpPorts = (o.tcp ?? []).map((p) => {
+        const n = Number(p);
+        if (!(Number.isInteger(n) && n >= 1 && n <= 65535)) throw new CliError(`--tcp must be a port 1–65535, not ${p}`, EXIT.usage);
+        return n;
+      });
+      const scriptTimeoutSeconds = o.scriptTimeout === undefined ? undefined : Number(o.scriptTimeout);
+      if (scriptTimeoutSeconds !== undefined && !(Number.isInteger(scriptTimeoutSeconds) && scriptTimeoutSeconds >= 1)) throw new CliError(`--script-timeout must be a whole number of seconds ≥ 1, not ${o.scriptTimeout}`, EXIT.usage);
       const payload: CommandPayloadMap['TestRestore'] = {
         restorePointId, serialPattern: o.serial,
         ...(timeoutSeconds ? { timeoutSeconds } : {}), ...(o.kernel ? { kernel: o.kernel } : {}), ...(o.initrd ? { initrd: o.initrd } : {}), ...(o.append ? { append: o.append } : {}),
+        ...(o.agent || o.agentExec ? { agent: o.agentExec ? { exec: o.agentExec } : {} } : {}), ...(tcpPorts.length ? { tcpPorts } : {}),
+        ...(o.script ? { script: o.script } : {}), ...(scriptTimeoutSeconds ? { scriptTimeoutSeconds } : {}),
       };
       await withSession(this, async (s) => {
         let started;
