@@ -31,7 +31,7 @@ interface OsInfo { 'pretty-name'?: string; name?: string; 'version-id'?: string;
 export async function agentChecks(socket: string, deadline: number, exec?: readonly string[]): Promise<CheckResult[]> {
   const agent = new GuestAgentClient(socket, { timeoutMs: 5000 });
   const started = Date.now();
-  let lastError = '';
+  let lastError: string;
   for (;;) {
     try {
       await agent.execute('guest-ping');
@@ -84,7 +84,7 @@ export async function tcpCheck(guestPort: number, hostPort: number, usernet: () 
   const check = `tcp:${guestPort}`;
   const started = Date.now();
   const established = new RegExp(`TCP\\[ESTABLISHED\\]\\s+\\d+\\s+127\\.0\\.0\\.1\\s+${hostPort}\\s+\\S+\\s+${guestPort}\\s`);
-  let last = '';
+  let last: string;
   for (;;) {
     last = await probe(hostPort, async () => established.test(await usernet().catch(() => '')), 5000);
     if (last === 'open') return { check, ok: true, detail: `guest port ${guestPort} answered after ${Date.now() - started} ms (isolated network, loopback forward ${hostPort})` };
