@@ -7,3 +7,4 @@ export {
 } from './telemetry.ts';
 export { OtlpHttpJsonExporter, otlpJson, type OtlpHttpJsonExporterOptions } from './otlp-exporter.ts';
 export { traceOf, contextOf } from './trace-fields.ts';
+export { startServiceEndpoints, parseListenAddress, healthGauges, type ServiceEndpoints, type ServiceEndpointsOptions, type ServiceProbe } from './service-endpoints.ts';

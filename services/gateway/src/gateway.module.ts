@@ -7,7 +7,7 @@ import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-ex
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { workStreamName } from '@cairn/jobs';
-import { CommandBus, cancelFileStream, pullFileStream } from '@cairn/messaging';
+import { CommandBus, cancelFileStream, pullFileStream, trackConnection, type NatsConnectionState } from '@cairn/messaging';
 import { correlatedLogOptions } from '@cairn/telemetry';
 import { createJetStreamEventLog, eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { CatalogueClient } from '@cairn/catalogue-client';
@@ -68,30 +68,12 @@ export interface GatewayDeps {
   readonly fileStreams?: FileStreamSource;
 }
 
-export type NatsConnectionState = 'connected' | 'disconnected' | 'closed';
-
 /** What a supervisor says about the nats-server it started and restarts. */
 export interface SupervisedNatsServer {
   readonly state: 'running' | 'restarting' | 'stopped';
   readonly restarts: number;
   readonly lastExit?: { readonly code: number | null; readonly signal: string | null; readonly at: string };
   readonly lastRestartAt?: string;
-}
-
-/**
- * The connection's state from the client's own status events, so /health answers at once and
- * truthfully while NATS is away (a query would wait for its timeout; `isClosed()` stays false
- * while the client reconnects).
- */
-export function trackConnection(nc: NatsConnection): () => NatsConnectionState {
-  let up = true;
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnecting' || s.type === 'staleConnection') up = false;
-      else if (s.type === 'reconnect') up = true;
-    }
-  })().catch(() => undefined);
-  return () => (nc.isClosed() ? 'closed' : up ? 'connected' : 'disconnected');
 }
 
 /** The console feed's source over the site's log and the data movers' progress messages. */

@@ -1,6 +1,7 @@
 // `cairn run <service>`: one service as its own process against a NATS given by URL, the way
 // production runs them (and the way tests kill one with SIGKILL).
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Identity } from '@cairn/nats-security';
@@ -9,7 +10,14 @@ import { globals } from '../session.ts';
 import { commonJs } from '../lazy-import.ts';
 import { configFile, readConfig, serviceSettings } from './config.command.ts';
 
-const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge', 'notifier'] as const;
+const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge', 'notifier', 'gateway'] as const;
+
+/** What a started service gives this process: its health detail, why it is not ready, how it stops. */
+interface Running {
+  health(): unknown;
+  notReady?(): Promise<string | undefined>;
+  close(): Promise<void>;
+}
 
 interface RunOptions {
   repo?: string;
@@ -22,6 +30,9 @@ interface RunOptions {
   peers?: string;
   downloadLimit?: string;
   config?: string;
+  http?: string;
+  port?: string;
+  host?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -36,6 +47,9 @@ export function registerRunCommand(program: Command): void {
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
     .option('--config <file>', 'cairn.yaml: SIEM targets (audit bridge), bandwidth (data mover), concurrency (scheduler) (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
+    .option('--http <host:port>', 'serve /health, /ready and /metrics (Prometheus) here, e.g. 127.0.0.1:9101 (:0 picks a free port; default $CAIRN_HTTP, else none)')
+    .option('--port <port>', 'gateway: REST API and console port (default 8080)')
+    .option('--host <address>', 'gateway: address to listen on (default 127.0.0.1)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
@@ -45,12 +59,16 @@ export function registerRunCommand(program: Command): void {
       const [
         { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
         { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
-        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers },
+        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection },
       ] = await Promise.all([
         import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
         import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
         import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'), import('../stack/instant-exporter.ts'), import('@cairn/contracts'),
+        import('@cairn/telemetry'), import('@cairn/messaging'),
       ]);
+      const httpAddress = o.http ?? process.env['CAIRN_HTTP'];
+      let listen: { host: string; port: number } | undefined;
+      try { listen = httpAddress ? parseListenAddress(httpAddress) : undefined; } catch (e) { throw new CliError((e as Error).message, EXIT.usage); }
       // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
       const config = await readConfig(await configFile(o.config));
       const settings = config ? await serviceSettings(config) : {};
@@ -74,14 +92,14 @@ export function registerRunCommand(program: Command): void {
       if (security) await secureServiceCommands({ security, identity: service as Identity, nc, log, site, logger });
       else markUnverifiedCommands(nc, log);
       const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
-      let close: () => Promise<void>;
+      let running: Running;
       switch (service) {
         case 'scheduler': {
           const s = await startScheduler({
             nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
             config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
           });
-          close = s.close;
+          running = s;
           break;
         }
         case 'data-mover': {
@@ -99,7 +117,7 @@ export function registerRunCommand(program: Command): void {
             ...(settings.bandwidth ? { bandwidth: settings.bandwidth } : {}),
             instantExporter: instantExporter({ repo: resolve(o.repo), passphrase, ...(limit ? { downloadLimit: limit } : {}) }),
           });
-          close = async () => { await m.close(); await repository.close(); };
+          running = { health: () => m.health(), close: async () => { await m.close(); await repository.close(); } };
           break;
         }
         case 'replication': {
@@ -112,7 +130,7 @@ export function registerRunCommand(program: Command): void {
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
             ...(o.peers ? { peers: o.peers.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
           });
-          close = async () => { await r.close(); await repository.close(); };
+          running = { health: () => r.health(), close: async () => { await r.close(); await repository.close(); } };
           break;
         }
         case 'audit-bridge': {
@@ -120,19 +138,35 @@ export function registerRunCommand(program: Command): void {
           const b = await startAuditBridge({
             nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as Parameters<typeof startAuditBridge>[0]['targets'])],
           });
-          close = b.close;
+          running = b;
           break;
         }
         case 'notifier': {
           // Routes come from the log; SMTP passwords from this process's environment (--password-env).
           const { startNotifier } = await import('@cairn/notifier');
           const n = await startNotifier({ nc, log, site, logger });
-          close = n.close;
+          running = n;
           break;
         }
         case 'catalogue': {
           const c = await startCatalogue({ nc, site, dataDir, log, logger });
-          close = c.close;
+          // Ready while it follows the log: queries reach every replica of the queue group.
+          running = { health: () => c.health(), notReady: async () => { const h = await c.health(); return h.ok ? undefined : h.problems.join('; ') || 'not following the log'; }, close: c.close };
+          break;
+        }
+        case 'gateway': {
+          const token = process.env['CAIRN_API_TOKEN'];
+          if (!token) throw new CliError('CAIRN_API_TOKEN is not set (the administrator\'s API token, 16+ characters)', EXIT.usage);
+          const port = o.port === undefined ? 8080 : Number(o.port);
+          if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new CliError(`--port must be a port number, not ${o.port}`, EXIT.usage);
+          const { startGateway } = await import('@cairn/gateway');
+          const gw = await startGateway({ nc, log, site, token, port, host: o.host ?? '127.0.0.1', logger, ...(process.env['CAIRN_GATEWAY_USER'] ? { user: process.env['CAIRN_GATEWAY_USER'] } : {}) });
+          process.stdout.write(`gateway listening on ${gw.url}\n`);
+          running = {
+            health: async () => (await fetch(`${gw.url}/health`)).json(),
+            notReady: async () => ((await fetch(`${gw.url}/health`)).ok ? undefined : 'its /health is not 200'),
+            close: gw.close,
+          };
           break;
         }
         default: {
@@ -143,12 +177,25 @@ export function registerRunCommand(program: Command): void {
               instances: (o.qmp ?? []).map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } })),
             }),
           });
-          close = c.close;
+          running = {
+            health: () => c.health(),
+            // A coordinator whose hypervisor is away takes no snapshot requests it cannot serve.
+            notReady: async () => { const h = await c.health(); return h.status === 'ok' ? undefined : `hypervisors: ${h.instances.filter((i) => !i.connected).map((i) => i.name).join(', ')} disconnected`; },
+            close: c.close,
+          };
         }
       }
+      const instance = o.instance ?? `${service}@${hostname()}-${process.pid}`;
+      const connection = trackConnection(nc);
+      const endpoints = listen ? await startServiceEndpoints({
+        service, instance, ...listen,
+        probe: { health: () => running.health(), connection, ...(running.notReady ? { notReady: () => running.notReady!() } : {}) },
+      }) : undefined;
+      if (endpoints) process.stdout.write(`${service} http ${endpoints.url} (/health, /ready, /metrics)\n`);
       process.stdout.write(`${service} running (site ${site}, NATS ${g.nats})\n`);
       await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
-      await close();
+      await endpoints?.close();
+      await running.close();
       await log.close();
       await nc.drain();
     });
