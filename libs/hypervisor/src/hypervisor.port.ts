@@ -49,7 +49,14 @@ export interface OpenViewRequest {
   readonly leaseMs?: number;
 }
 
-export type NbdAddress = { readonly socketPath: string } | { readonly host: string; readonly port: number };
+/** Client certificate files for an export served with TLS (NBD_OPT_STARTTLS), on the reader's machine. */
+export interface NbdTls {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export type NbdAddress = { readonly socketPath: string } | { readonly host: string; readonly port: number; readonly tls?: NbdTls };
 
 export interface ViewDisk {
   readonly disk: string;

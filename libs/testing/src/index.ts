@@ -5,6 +5,7 @@ export { startS3Endpoint, type S3Endpoint } from './s3-endpoint.ts';
 export { waitFor } from './wait-for.ts';
 export { buildGuestImage, bootGuest, guestMarker, guestQemuArgs, hostKernel, type GuestImage, type GuestImageOptions, type BootedGuest, type BootedGuestOptions } from './guest.ts';
 export { ensureLibvirtd, defineGuestDomain, guestDomainXml, virsh, LIBVIRT_URI, type GuestDomain, type GuestDomainOptions } from './libvirt.ts';
+export { libvirtTlsFixture, ensureTestPki, makeCa, issueCert, TEST_PKI_DIR, type LibvirtTlsFixture } from './libvirt-tls.ts';
 export * from './files-disk.ts';
 export { startTestSshd, type TestSshd } from './sshd.ts';
 export { startHttpCollector, hecEventIds, type HttpCollector, type CollectedRequest } from './http-collector.ts';

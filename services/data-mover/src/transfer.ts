@@ -1,6 +1,9 @@
 // One transfer: read a snapshot's disks over NBD (only the changed extents when the parent
 // restore point and the dirty bitmap allow it, else every allocated extent) and write them
 // as a restore point. Reading, processing and uploading overlap; memory stays bounded.
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { NbdEndpoint } from '@cairn/contracts';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
 import type { DiskInput, Extent, RestorePointWriter } from '@cairn/repository';
@@ -87,8 +90,35 @@ function address(endpoint: Endpoint): { path: string } | { host: string; port: n
   return 'socket' in endpoint ? { path: endpoint.socket } : { host: endpoint.host, port: endpoint.port };
 }
 
-async function defaultConnect(endpoint: Endpoint, exportName: string, metaContexts: string[], connections: number): Promise<NbdReader> {
-  return NbdPool.connect(address(endpoint), { exportName, metaContexts, connections });
+/**
+ * An export served with TLS: STARTTLS with the client certificate, the server verified against
+ * the CA and its name (a wrong CA or name fails the connection: certificate verification is never off).
+ */
+async function tlsOptions(endpoint: Endpoint): Promise<ConnectionOptions | undefined> {
+  if ('socket' in endpoint || !endpoint.tls) return undefined;
+  const t = endpoint.tls;
+  const read = (what: string, f: string) => readFile(f).catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`cannot read the NBD TLS ${what} ${f}: ${e.code ?? e.message}`);
+  });
+  const [ca, cert, key] = await Promise.all([read('CA', t.caFile), read('client certificate', t.certFile), read('client key', t.keyFile)]);
+  const host = endpoint.host;
+  // An IP address is no server name (SNI): its certificate is checked against the address.
+  const name = isIP(host) ? { checkServerIdentity: (_h: string, c: PeerCertificate) => checkServerIdentity(host, c) } : { servername: host };
+  return { ca, cert, key, rejectUnauthorized: true, ...name };
+}
+
+/** Opens one export of a snapshot's endpoint as the transfer does (TLS when the endpoint says so). */
+export async function connectNbdEndpoint(endpoint: Endpoint, exportName: string, metaContexts: string[], connections: number): Promise<NbdReader> {
+  const tls = await tlsOptions(endpoint);
+  try {
+    return await NbdPool.connect(address(endpoint), { exportName, metaContexts, connections, ...(tls ? { tls } : {}) });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (tls && 'host' in endpoint && endpoint.tls && /CERT|SELF_SIGNED|ERR_TLS|UNABLE_TO/i.test(err.code ?? '')) {
+      throw new Error(`NBD export ${endpoint.host}:${String(endpoint.port)} over TLS: the server's certificate was refused (${err.message}); it must be signed by the CA in ${endpoint.tls.caFile} and name ${endpoint.host}`);
+    }
+    throw e;
+  }
 }
 
 /** Finds the restore point an incremental builds on: the newest of this VM with every disk. */
@@ -138,7 +168,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       const tConnect = performance.now();
       const reader = options.connect
         ? await options.connect(input.nbd, exp.exportName, contexts)
-        : await defaultConnect(input.nbd, exp.exportName, contexts, options.connections ?? 2);
+        : await connectNbdEndpoint(input.nbd, exp.exportName, contexts, options.connections ?? 2);
       readers.push(reader);
       timings.connect += since(tConnect);
       if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);

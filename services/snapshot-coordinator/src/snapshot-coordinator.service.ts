@@ -290,7 +290,7 @@ export class SnapshotCoordinator {
       ...(d.bitmapContext ? { dirtyBitmapContext: d.bitmapContext } : {}),
       ...(d.changedBytes !== undefined ? { changedBytes: d.changedBytes } : {}),
     }));
-    const nbd = 'socketPath' in v.nbd ? { socket: v.nbd.socketPath, exports } : { host: v.nbd.host, port: v.nbd.port, exports };
+    const nbd = 'socketPath' in v.nbd ? { socket: v.nbd.socketPath, exports } : { host: v.nbd.host, port: v.nbd.port, exports, ...(v.nbd.tls ? { tls: { ...v.nbd.tls } } : {}) };
     const why = (v.quiesced?.reason || (v.quiesced ? 'the hypervisor gave no reason' : 'quiesce is off for this job')).slice(0, 1024);
     const consistency = { level: v.quiesced?.frozen ? 'application' as const : 'crash' as const, reason: why };
     const vmConfig = v.vmConfig && JSON.stringify(v.vmConfig).length <= MAX_VM_CONFIG ? v.vmConfig as { kind: string } : undefined;

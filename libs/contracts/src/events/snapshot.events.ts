@@ -33,6 +33,15 @@ export const NbdEndpoint = Type.Union([
     host: Type.String({ minLength: 1, maxLength: 253 }),
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
     exports: Exports,
+    /**
+     * The export is served with TLS (NBD_OPT_STARTTLS): the client certificate, its key and the
+     * CA to verify the server with, as paths on the data mover's machine (never their contents).
+     */
+    tls: Type.Optional(Type.Object({
+      caFile: Type.String({ minLength: 1, maxLength: 1024 }),
+      certFile: Type.String({ minLength: 1, maxLength: 1024 }),
+      keyFile: Type.String({ minLength: 1, maxLength: 1024 }),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false }),
 ]);
 

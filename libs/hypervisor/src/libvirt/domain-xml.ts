@@ -181,6 +181,10 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/'/g, '&apos;').repl
 export interface BackupDiskPlan {
   readonly target: string;
   readonly exportName: string;
+  /**
+   * A path on the libvirt host (libvirt creates the file and removes it when the job ends).
+   * Always given: libvirt 9.0 without one hands QEMU a null file name.
+   */
   readonly scratchFile: string;
   /** Checkpoint to read changes since (incremental); full when absent. */
   readonly incremental?: string;
@@ -189,8 +193,18 @@ export interface BackupDiskPlan {
 }
 
 /** `<domainbackup mode='pull'>` over a unix socket, one line per disk; the other disks are left out. */
-export function backupXml(o: { socketPath: string; disks: readonly BackupDiskPlan[]; excluded?: readonly string[] }): string {
-  const lines = [`<domainbackup mode='pull'>`, `  <server transport='unix' socket='${esc(o.socketPath)}'/>`, '  <disks>'];
+/**
+ * Where the pull-mode backup's NBD server listens: a unix socket, or TCP on the host (`tls`:
+ * the export is served with TLS, QEMU's x509 credentials from libvirt's backup_tls_x509_cert_dir,
+ * and refuses clients that do not start TLS).
+ */
+export type BackupServer = { readonly socketPath: string } | { readonly host: string; readonly port: number; readonly tls: boolean };
+
+export function backupXml(o: { server: BackupServer; disks: readonly BackupDiskPlan[]; excluded?: readonly string[] }): string {
+  const server = 'socketPath' in o.server
+    ? `  <server transport='unix' socket='${esc(o.server.socketPath)}'/>`
+    : `  <server transport='tcp' name='${esc(o.server.host)}' port='${String(o.server.port)}'${o.server.tls ? ` tls='yes'` : ''}/>`;
+  const lines = [`<domainbackup mode='pull'>`, server, '  <disks>'];
   for (const d of o.disks) {
     const mode = d.incremental ? ` backupmode='incremental' incremental='${esc(d.incremental)}'` : ` backupmode='full'`;
     const bitmap = d.incremental && d.exportBitmap ? ` exportbitmap='${esc(d.exportBitmap)}'` : '';
@@ -229,10 +243,16 @@ export function parseCheckpointXml(xml: string): CheckpointInfo {
 }
 
 /** The disks and export names of a running backup job (`virsh backup-dumpxml`). */
-export function parseBackupXml(xml: string): { socket: string | undefined; disks: Array<{ target: string; exportName: string | undefined; scratch: string | undefined }> } {
+export function parseBackupXml(xml: string): {
+  socket: string | undefined; tcp?: { host: string; port: number; tls: boolean };
+  disks: Array<{ target: string; exportName: string | undefined; scratch: string | undefined }>;
+} {
   const b = obj(obj(parser.parse(xml))['domainbackup']);
+  const server = obj(b['server']);
+  const port = Number(attr(server, 'port') ?? NaN);
   return {
-    socket: attr(obj(b['server']), 'socket'),
+    socket: attr(server, 'socket'),
+    ...(attr(server, 'transport') !== 'unix' && Number.isInteger(port) ? { tcp: { host: attr(server, 'name') ?? '', port, tls: attr(server, 'tls') === 'yes' } } : {}),
     disks: list(obj(b['disks'])['disk']).filter((d) => attr(d, 'backup') !== 'no').map((d) => ({
       target: attr(d, 'name') ?? '', exportName: attr(d, 'exportname'), scratch: attr(obj(d['scratch']), 'file'),
     })),

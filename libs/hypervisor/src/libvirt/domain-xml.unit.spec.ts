@@ -65,10 +65,13 @@ describe('domain XML', () => {
     expect(() => domainXmlForRestore(config, { name: 'x', disks, uuid: 'nope' })).toThrow(/not a UUID/);
   });
   it('writes the backup document and reads back libvirt\'s backup and checkpoint documents', () => {
-    const x = backupXml({ socketPath: '/run/c.sock', disks: [{ target: 'vda', exportName: 'e-vda', scratchFile: '/s/a.qcow2', incremental: 'cp1', exportBitmap: 'e-vda' }], excluded: ['vdb'] });
+    const x = backupXml({ server: { socketPath: '/run/c.sock' }, disks: [{ target: 'vda', exportName: 'e-vda', scratchFile: '/s/a.qcow2', incremental: 'cp1', exportBitmap: 'e-vda' }], excluded: ['vdb'] });
     expect(x).toMatch(/backupmode='incremental' incremental='cp1' exportname='e-vda' exportbitmap='e-vda'/);
     expect(x).toMatch(/<disk name='vdb' backup='no'\/>/);
     expect(parseBackupXml(x)).toEqual({ socket: '/run/c.sock', disks: [{ target: 'vda', exportName: 'e-vda', scratch: '/s/a.qcow2' }] });
+    const t = backupXml({ server: { host: 'kvm1.example', port: 10810, tls: true }, disks: [{ target: 'vda', exportName: 'e-vda', scratchFile: '/var/tmp/s.qcow2' }] });
+    expect(t).toMatch(/<server transport='tcp' name='kvm1.example' port='10810' tls='yes'\/>/);
+    expect(parseBackupXml(t)).toEqual({ socket: undefined, tcp: { host: 'kvm1.example', port: 10810, tls: true }, disks: [{ target: 'vda', exportName: 'e-vda', scratch: '/var/tmp/s.qcow2' }] });
     expect(parseCheckpointXml(`<domaincheckpoint><name>c1</name><creationTime>5</creationTime><disks><disk name='vda' checkpoint='bitmap' bitmap='c1'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>`))
       .toEqual({ name: 'c1', description: '', creationTime: 5, disks: ['vda'] });
   });

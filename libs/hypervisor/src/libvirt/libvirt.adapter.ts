@@ -8,6 +8,7 @@
 // changes merged back by libvirt). A shut-off domain's disks are served read-only by a
 // qemu-storage-daemon, whose image locks keep the domain from starting meanwhile.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -21,16 +22,17 @@ import {
 } from './checkpoint-plan.ts';
 import {
   backupXml, checkpointXml, libvirtVmConfig, parseBackupXml, parseCheckpointXml, parseDomainXml,
-  type CheckpointInfo, type DomainSummary, type LibvirtVmConfig,
+  type BackupServer, type CheckpointInfo, type DomainSummary, type LibvirtVmConfig,
 } from './domain-xml.ts';
 import { Virsh, VirshError } from './virsh.ts';
 import { DomainEventWatcher, type DomainEvent } from './domain-events.ts';
 import { SshHost, shellQuote, sshTargetOf } from './ssh-host.ts';
+import { hostOf, isPortTakenError, nbdTlsFiles, transportOf, type NbdTlsFiles } from './nbd-tls.ts';
 
 export interface LibvirtAdapterConfig {
   /**
-   * qemu:///system, or qemu+ssh:// (backups too: the NBD socket is forwarded over SSH) or
-   * qemu+tls:// (inventory and quiesce; backups need a coordinator on the host).
+   * qemu:///system, qemu+ssh:// (the NBD socket is forwarded over SSH) or qemu+tls:// (the NBD
+   * export listens on the host's TCP port with TLS, see nbd-tls.ts).
    */
   readonly uri: string;
   /** libvirt auth.conf with the credentials (never on the command line). */
@@ -43,8 +45,9 @@ export interface LibvirtAdapterConfig {
   /** Where copy-before-write scratch files go (default runDir); removed after every view. */
   readonly scratchDir?: string;
   /**
-   * qemu+ssh only: the directory on the libvirt host for the NBD socket and the scratch files
+   * qemu+ssh: the directory on the libvirt host for the NBD socket and the scratch files
    * (default /var/tmp/cairn-lvr-<instance hash>); runDir then holds the forwarded sockets.
+   * qemu+tls: the existing directory on the host for the scratch files (default /var/tmp).
    */
   readonly remoteDir?: string;
   /** Chain records (last good checkpoint per domain and chain) and open views. */
@@ -57,6 +60,13 @@ export interface LibvirtAdapterConfig {
   /** A freeze never lasts longer than this (default 60 s). */
   readonly maxFrozenMs?: number;
   readonly logger?: AdapterLogger;
+  /**
+   * qemu+tls only: the client certificate for the NBD exports (default: the URI's pkipath, else
+   * libvirt's default client PKI), see nbd-tls.ts.
+   */
+  readonly nbdTlsDir?: string;
+  /** qemu+tls only: TCP ports on the host the NBD export may listen on (default 10809–10899). */
+  readonly nbdPorts?: readonly [number, number];
 }
 
 interface PendingView {
@@ -97,7 +107,9 @@ export class LibvirtAdapter implements HypervisorAdapter {
   readonly #owner: string;
   /** The host behind a qemu+ssh URI (its NBD sockets are forwarded). */
   readonly #ssh: SshHost | undefined;
-  /** Another remote transport (qemu+tls, qemu+tcp): no way to reach its NBD socket. */
+  /** qemu+tls: the NBD export on the host's TCP port, with TLS and these client files. */
+  readonly #tls: { readonly host: string; readonly files: NbdTlsFiles } | undefined;
+  /** Another remote transport (qemu+tcp…): no way to reach its NBD export safely. */
   readonly #farAway: boolean;
 
   private constructor(readonly config: LibvirtAdapterConfig) {
@@ -107,7 +119,10 @@ export class LibvirtAdapter implements HypervisorAdapter {
     this.#owner = createHash('sha256').update(resolve(config.stateDir)).digest('hex').slice(0, 12);
     const target = sshTargetOf(config.uri);
     this.#ssh = target ? new SshHost(target) : undefined;
-    this.#farAway = !target && isRemoteUri(config.uri);
+    this.#tls = transportOf(config.uri) === 'tls'
+      ? { host: hostOf(config.uri), files: nbdTlsFiles(config.uri, { ...(config.nbdTlsDir ? { dir: config.nbdTlsDir } : {}), root: process.getuid?.() === 0, exists: existsSync }) }
+      : undefined;
+    this.#farAway = !target && !this.#tls && isRemoteUri(config.uri);
   }
 
   /** Checks the connection (`virsh uri`) and loads the adapter's records. */
@@ -129,7 +144,16 @@ export class LibvirtAdapter implements HypervisorAdapter {
     return a;
   }
 
-  get scratchDir(): string { return this.#ssh ? this.#remoteDir : this.config.scratchDir ?? this.config.runDir; }
+  /**
+   * Where the scratch files go, on the libvirt host: qemu+ssh the adapter's directory there,
+   * qemu+tls `remoteDir` or /var/tmp (which every host has and QEMU's user may write to; libvirt
+   * creates the files and removes them when the job ends), else scratchDir or runDir here.
+   */
+  get scratchDir(): string {
+    if (this.#ssh) return this.#remoteDir;
+    if (this.#tls) return this.config.remoteDir ?? '/var/tmp';
+    return this.config.scratchDir ?? this.config.runDir;
+  }
 
   /** The directory on the libvirt host that holds the NBD socket QEMU listens on. */
   get #hostDir(): string { return this.#ssh ? this.#remoteDir : this.config.runDir; }
@@ -272,7 +296,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
       if (p.domain === req.vm) throw new DiskBusyError(`domain ${req.vm} is already in view ${p.view.viewId} (libvirt runs one backup job per domain)`);
     }
     if (this.#farAway) {
-      throw new Error(`${this.config.uri}: backups over this transport are not built (the NBD export would be on the host, out of the data mover's reach); use qemu+ssh:// or run a coordinator on the host`);
+      throw new Error(`${this.config.uri}: backups over this transport are not offered (the NBD export would cross the network unencrypted); use qemu+tls:// (TLS on the export too) or qemu+ssh://`);
     }
     const state = (await this.virsh.run(['domstate', req.vm])).trim();
     await this.#prepareDirs();
@@ -287,11 +311,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const planInput = { chain, viewId, requested: req.mode, domainUuid: summary.uuid, disks: chosen, record, checkpoints };
     let plan = planLibvirtBackup(planInput);
     const socketPath = join(this.#hostDir, `cairn-${viewId}.sock`);
+    let server: BackupServer = { socketPath };
     const vmConfig = await this.vmConfig(req.vm);
     const quiesced = req.quiesce ? await this.quiesce(req.vm) : undefined;
     try {
       try {
-        await this.#begin(req.vm, viewId, socketPath, plan, summary);
+        server = await this.#beginOn(req.vm, viewId, socketPath, plan, summary);
       } catch (e) {
         const msg = (e as Error).message;
         if (!record || !isBrokenCheckpointError(msg)) throw e;
@@ -301,7 +326,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
         delete this.#state.chains[req.vm]![chain];
         await this.#saveState();
         plan = planLibvirtBackup({ ...planInput, broken: libvirtReason(msg) });
-        await this.#begin(req.vm, viewId, socketPath, plan, summary);
+        server = await this.#beginOn(req.vm, viewId, socketPath, plan, summary);
       }
     } finally {
       if (quiesced?.frozen) await this.thaw(req.vm);
@@ -312,7 +337,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
     }));
     const now = Date.now();
     const view: View = {
-      viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath: this.#ssh ? this.#forwardedSocket(viewId) : socketPath }, disks,
+      viewId, vm: req.vm, jobId: req.jobId, disks,
+      nbd: 'host' in server ? { host: server.host, port: server.port, tls: this.#tls!.files } : { socketPath: this.#ssh ? this.#forwardedSocket(viewId) : socketPath },
       createdAt: new Date(now).toISOString(), expiresAt: new Date(now + leaseMs).toISOString(),
       ...(quiesced ? { quiesced } : {}), vmConfig: { ...vmConfig },
     };
@@ -331,11 +357,35 @@ export class LibvirtAdapter implements HypervisorAdapter {
     return view;
   }
 
-  async #begin(domain: string, viewId: string, socketPath: string, plan: LibvirtBackupPlan, summary: DomainSummary): Promise<void> {
+  /**
+   * Begins the backup job: on the unix socket, or (qemu+tls) on a TCP port of the host with
+   * TLS, trying the next port of the range while the one asked for is taken.
+   */
+  async #beginOn(domain: string, viewId: string, socketPath: string, plan: LibvirtBackupPlan, summary: DomainSummary): Promise<BackupServer> {
+    if (!this.#tls) {
+      await this.#begin(domain, viewId, { socketPath }, plan, summary);
+      return { socketPath };
+    }
+    const [lo, hi] = this.config.nbdPorts ?? [10809, 10899];
+    const count = hi - lo + 1;
+    const first = Math.floor(Math.random() * count);
+    for (let i = 0; ; i++) {
+      const server = { host: this.#tls.host, port: lo + ((first + i) % count), tls: true };
+      try {
+        await this.#begin(domain, viewId, server, plan, summary);
+        return server;
+      } catch (e) {
+        if (i + 1 >= Math.min(count, 20) || !isPortTakenError((e as Error).message)) throw e;
+        this.#log.info({ vm: domain, port: server.port }, 'NBD port taken on the host: trying another');
+      }
+    }
+  }
+
+  async #begin(domain: string, viewId: string, server: BackupServer, plan: LibvirtBackupPlan, summary: DomainSummary): Promise<void> {
     const dir = this.config.runDir;
     const chosen = new Set(plan.disks.map((d) => d.target));
     const bx = backupXml({
-      socketPath,
+      server,
       disks: plan.disks.map((d) => ({
         target: d.target, exportName: exportNameOf(viewId, d.target), scratchFile: join(this.scratchDir, `cairn-${viewId}-${d.target}.qcow2`),
         ...(d.since ? { incremental: d.since, exportBitmap: exportNameOf(viewId, d.target) } : {}),
@@ -426,7 +476,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
         await this.#ssh.run(['rm', '-f', '--', ...stale.map((f) => join(this.#remoteDir, f))]);
         report.files.push(...stale.map((f) => `${this.#ssh!.target.host}:${join(this.#remoteDir, f)}`));
       }
-    } else if (this.scratchDir !== this.config.runDir) {
+    } else if (!this.#tls && this.scratchDir !== this.config.runDir) {
       for (const f of await readdir(this.scratchDir).catch(() => [] as string[])) {
         const id = viewOfName(f);
         if (f.startsWith('cairn-') && id && !keep.has(id)) { await rm(join(this.scratchDir, f), { force: true }); report.files.push(join(this.scratchDir, f)); }
@@ -482,7 +532,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
   // ---- shut-off domains --------------------------------------------------------------------
 
   async #openOffline(req: OpenViewRequest, summary: DomainSummary, chosen: DomainSummary['disks'], viewId: string, leaseMs: number, sizes: Map<string, number>): Promise<View> {
-    if (this.#ssh) throw new Error(`domain ${req.vm} is shut off on the remote host ${this.#ssh.target.host}: its images can only be read on the host itself (start it, or run a coordinator there)`);
+    if (this.#ssh || this.#tls) throw new Error(`domain ${req.vm} is shut off on the remote host ${this.#ssh?.target.host ?? this.#tls!.host}: its images can only be read on the host itself (start it, or run a coordinator there)`);
     const socketPath = join(this.config.runDir, `cairn-${viewId}.sock`);
     const pidFile = join(this.config.runDir, `cairn-${viewId}.pid`);
     const args = ['--pidfile', pidFile];
@@ -568,7 +618,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const b = parseBackupXml(xml);
     const exports = b.disks.map((d) => d.exportName ?? d.target);
     const viewId = exports.map(viewOfName).find((v) => v) ?? (b.socket ? viewOfName(b.socket.split('/').pop()!) : undefined);
-    return { viewId, exports, mine: !!b.socket && b.socket.startsWith(`${resolve(this.#hostDir)}/`) };
+    // qemu+tls: a job on this adapter's host and port range, its exports named after a view.
+    const [lo, hi] = this.config.nbdPorts ?? [10809, 10899];
+    const mine = b.tcp
+      ? !!this.#tls && b.tcp.tls && b.tcp.host === this.#tls.host && b.tcp.port >= lo && b.tcp.port <= hi && exports.every((e) => e.startsWith('cairn-v'))
+      : !!b.socket && b.socket.startsWith(`${resolve(this.#hostDir)}/`);
+    return { viewId, exports, mine };
   }
 
   /** Ends the view's pull-mode backup job (libvirt then removes the scratch files). */
@@ -586,7 +641,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 
   async #removeFiles(viewId: string): Promise<void> {
-    for (const dir of new Set(this.#ssh ? [this.config.runDir] : [this.config.runDir, this.scratchDir])) {
+    // qemu+ssh and qemu+tls: the scratch files are on the host (libvirt removes them with the job).
+    for (const dir of new Set(this.#ssh || this.#tls ? [this.config.runDir] : [this.config.runDir, this.scratchDir])) {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (f.startsWith(`cairn-${viewId}`)) await rm(join(dir, f), { force: true });
       }
@@ -616,7 +672,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
       return;
     }
     const owner = await this.#qemuOwner();
-    for (const dir of new Set([this.config.runDir, this.scratchDir])) {
+    for (const dir of new Set(this.#tls ? [this.config.runDir] : [this.config.runDir, this.scratchDir])) {
       await mkdir(dir, { recursive: true, mode: 0o770 });
       if (owner) await chown(dir, owner.uid, owner.gid).catch((e: unknown) => this.#log.warn({ dir, err: String(e) }, 'cannot hand the directory to QEMU\'s user'));
     }
