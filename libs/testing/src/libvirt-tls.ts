@@ -152,7 +152,7 @@ export async function libvirtTlsFixture(): Promise<LibvirtTlsFixture | { skip: s
     await run('virsh', ['-q', '-c', uri, 'uri'], { env: { ...process.env, LC_ALL: 'C' }, timeout: 30_000 });
   } catch (e) {
     await close();
-    throw new Error(`virsh does not connect over ${uri}: ${String((e as { stderr?: string }).stderr ?? e).trim()}`);
+    throw new Error(`virsh does not connect over ${uri}: ${String((e as { stderr?: string }).stderr ?? e).trim()}`, { cause: e });
   }
   return { uri, clientDir, caFile: join(clientDir, 'cacert.pem'), close };
 }

@@ -115,7 +115,7 @@ export async function connectNbdEndpoint(endpoint: Endpoint, exportName: string,
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (tls && 'host' in endpoint && endpoint.tls && /CERT|SELF_SIGNED|ERR_TLS|UNABLE_TO/i.test(err.code ?? '')) {
-      throw new Error(`NBD export ${endpoint.host}:${String(endpoint.port)} over TLS: the server's certificate was refused (${err.message}); it must be signed by the CA in ${endpoint.tls.caFile} and name ${endpoint.host}`);
+      throw new Error(`NBD export ${endpoint.host}:${String(endpoint.port)} over TLS: the server's certificate was refused (${err.message}); it must be signed by the CA in ${endpoint.tls.caFile} and name ${endpoint.host}`, { cause: e });
     }
     throw e;
   }

@@ -311,7 +311,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const planInput = { chain, viewId, requested: req.mode, domainUuid: summary.uuid, disks: chosen, record, checkpoints };
     let plan = planLibvirtBackup(planInput);
     const socketPath = join(this.#hostDir, `cairn-${viewId}.sock`);
-    let server: BackupServer = { socketPath };
+    let server: BackupServer;
     const vmConfig = await this.vmConfig(req.vm);
     const quiesced = req.quiesce ? await this.quiesce(req.vm) : undefined;
     try {
