@@ -75,7 +75,7 @@ export interface Policy {
   policyId: string; name: string; selector: { names?: string[]; tags?: string[]; hypervisor?: string };
   schedule: { cron: string; timezone: string; window?: { start: string; end: string } };
   retention: { daily: number; weekly: number; monthly: number; yearly: number; last: number };
-  repository: string; keyRef: string; priority: number; immutable?: boolean; version: number; deletedAt: string | null; pausedAt?: string | null;
+  repository: string; keyRef: string; priority: number; immutable?: boolean; rpoMinutes?: number; version: number; createdAt?: string; deletedAt: string | null; pausedAt?: string | null;
 }
 export interface Approval {
   approvalId: string; action: { kind: string; restorePointId?: string; policyId?: string; repository?: string; userId?: string };
@@ -83,3 +83,16 @@ export interface Approval {
 }
 export interface Replica { restorePointId: string; vmId: string; vmName: string; sourceSite: string; site: string; committedAt: string; bytesSent: number }
 export interface Health { status: 'ok' | 'degraded'; site: string; nats: string; catalogue: { reachable: boolean; position?: number; lag?: number } }
+export interface RestoreJob {
+  restoreId: string; state: 'requested' | 'running' | 'completed' | 'failed'; restorePointId: string; requestedAt?: string; endedAt?: string;
+  attempts: number; worker?: string; sizeBytes: number; durationMs: number; progress?: { disk: string; bytesDone: number; bytesTotal: number };
+  disks: { disk: string; path: string; sizeBytes: number; written: boolean }[]; failure?: { code: string; reason: string };
+  vm?: { name: string; dir: string; uuid: string; started: boolean; pid?: number; serialLog: string; startScript?: string; libvirt?: { host: string; domain: string } };
+}
+export type InstantState = 'starting' | 'serving' | 'mirroring' | 'finished' | 'discarded' | 'failed';
+export interface Instant {
+  instantId: string; state: InstantState; restorePointId: string; vmName: string; dir: string; startedAt?: string; endedAt?: string;
+  running: boolean; pid?: number; serialLog?: string; overlayBytes: number; mirror?: { bytesDone: number; bytesTotal: number; ready: boolean };
+  disks: { disk: string; sizeBytes: number; overlay: string; path?: string }[]; failure?: { step: string; reason: string };
+}
+export interface Paged<T> { items: T[]; next?: string | null }

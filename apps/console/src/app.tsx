@@ -11,6 +11,7 @@ import { Dashboard } from './pages/dashboard.tsx';
 import { VmsPage, VmPage } from './pages/vms.tsx';
 import { JobsPage, JobPage } from './pages/jobs.tsx';
 import { RestoreWizard } from './pages/restore.tsx';
+import { InstantPage } from './pages/instant.tsx';
 import { PoliciesPage } from './pages/policies.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { ApprovalsPage } from './pages/approvals.tsx';
@@ -70,6 +71,7 @@ const NAV: ReadonlyArray<{ href: string; label: string; show?: (s: ReturnType<ty
   { href: '/vms', label: 'VMs' },
   { href: '/jobs', label: 'Jobs' },
   { href: '/restore', label: 'Restore', show: (s) => s.can('restore') },
+  { href: '/instant', label: 'Instant recoveries', show: (s) => s.has('listInstantRecoveries') },
   { href: '/policies', label: 'Policies' },
   { href: '/audit', label: 'Audit' },
   { href: '/approvals', label: 'Approvals' },
@@ -125,6 +127,7 @@ function Shell(props: { toggle: preact.JSX.Element; onSignedOut: () => void }) {
           <Route path="/jobs" component={JobsPage} />
           <Route path="/jobs/:jobId" component={JobPage} />
           <Route path="/restore" component={RestoreWizard} />
+          <Route path="/instant" component={InstantPage} />
           <Route path="/policies" component={PoliciesPage} />
           <Route path="/audit" component={AuditPage} />
           <Route path="/approvals" component={ApprovalsPage} />

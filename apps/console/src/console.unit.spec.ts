@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { toCsv } from './csv.ts';
 import { inWindow, nextRuns, retentionInWords } from './schedule.ts';
+import { minutesInWords, rpoMinutesOf, rpoOfVms, selects } from './rpo.ts';
+import type { Policy, Vm } from './api.ts';
 
 describe('schedule preview', () => {
   const from = new Date('2026-12-05T21:00:00Z');
@@ -31,5 +33,38 @@ describe('audit CSV export', () => {
     const [head, row] = csv.split('\r\n');
     expect(head).toBe('position,time,type,site,actorKind,actor,streamId,correlationId,data');
     expect(row).toBe('1,t,UserCreated,s,user,"\'=HYPERLINK(""x"")","user-a,b",c,"{""a"":1}"');
+  });
+});
+
+describe('RPO on the dashboard (the scheduler\'s rules)', () => {
+  const now = new Date('2026-12-06T12:00:00Z');
+  const vm = (name: string, lastBackupAt: string | null, tags: string[] = [], host = 'h1'): Vm => ({
+    vmId: `id-${name}`, name, site: 's', hypervisor: { kind: 'qemu', host }, tags, disks: [], lastBackupAt, restorePoints: 0,
+  });
+  const policy = (p: Partial<Policy>): Policy => ({
+    policyId: p.name ?? 'p', name: 'p', selector: {}, schedule: { cron: '0 2 * * *', timezone: 'UTC' }, retention: { daily: 7, weekly: 0, monthly: 0, yearly: 0, last: 0 },
+    repository: 'default', keyRef: 'k', priority: 0, version: 1, deletedAt: null, createdAt: '2026-12-01T00:00:00Z', ...p,
+  });
+  it('uses the policy\'s rpoMinutes, else the longest gap of its schedule plus 2 h', () => {
+    expect(rpoMinutesOf(policy({ rpoMinutes: 90 }), now)).toBe(90);
+    expect(rpoMinutesOf(policy({}), now)).toBe(24 * 60 + 120);
+    expect(rpoMinutesOf(policy({ schedule: { cron: '0 */6 * * *', timezone: 'UTC' } }), now)).toBe(6 * 60 + 120);
+    expect(minutesInWords(90)).toBe('90 min');
+    expect(minutesInWords(26 * 60)).toBe('26 h');
+  });
+  it('judges each VM against the shortest RPO of the active policies that select it', () => {
+    const policies = [
+      policy({ name: 'hourly', selector: { tags: ['prod'] }, rpoMinutes: 60 }),
+      policy({ name: 'daily', selector: { hypervisor: 'h1' } }),
+      policy({ name: 'paused', selector: { names: ['c'] }, rpoMinutes: 1, pausedAt: '2026-12-02T00:00:00Z' }),
+    ];
+    const r = rpoOfVms([
+      vm('a', '2026-12-06T11:30:00Z', ['prod']), vm('b', '2026-12-06T10:00:00Z', ['prod']), vm('c', '2026-12-05T20:00:00Z'),
+      vm('d', null, [], 'h2'), vm('e', null),
+    ], policies, now);
+    expect(r.map((x) => [x.name, x.policy, x.rpoMinutes, x.within])).toEqual([
+      ['a', 'hourly', 60, true], ['b', 'hourly', 60, false], ['c', 'daily', 1560, true], ['d', null, null, null], ['e', 'daily', 1560, false],
+    ]);
+    expect(selects(policies[1]!, vm('x', null, [], 'h2'))).toBe(false);
   });
 });

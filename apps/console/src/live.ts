@@ -16,6 +16,7 @@ export type FeedStatus = 'connecting' | 'live' | 'reconnecting';
 const KEEP = 500;
 const JOB_STATE_OF: Record<string, JobState> = {
   JobRequested: 'requested', JobStarted: 'running', JobCompleted: 'completed', JobFailed: 'failed', JobCancelled: 'cancelled',
+  RestoreRequested: 'requested', RestoreStarted: 'running', RestoreCompleted: 'completed', RestoreFailed: 'failed',
 };
 
 export class LiveFeed {
@@ -72,7 +73,8 @@ export class LiveFeed {
     this.lastPosition = e.position;
     this.events = [e, ...this.events].slice(0, KEEP);
     const jobState = JOB_STATE_OF[e.type];
-    const jobId = typeof e.data['jobId'] === 'string' ? e.data['jobId'] : e.streamId.startsWith('job-') ? e.streamId.slice(4) : undefined;
+    const jobId = typeof e.data['jobId'] === 'string' ? e.data['jobId']
+      : e.streamId.startsWith('job-') ? e.streamId.slice(4) : e.streamId.startsWith('restore-') ? e.streamId.slice(8) : undefined;
     if (jobState && jobId) this.jobStates.set(jobId, jobState);
     for (const l of this.eventListeners) l(e);
     this.changed();

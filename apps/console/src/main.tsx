@@ -16,6 +16,8 @@ const STALE_BY_CATEGORY: Record<string, string[]> = {
   policy: ['policies', 'policy'],
   approval: ['approvals'],
   replicacheck: ['replicas'],
+  restore: ['restore-job', 'jobs', 'job'],
+  instant: ['instant'],
 };
 const pending = new Set<string>();
 let flush: ReturnType<typeof setTimeout> | undefined;

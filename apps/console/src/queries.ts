@@ -1,6 +1,6 @@
 // The console's reads, one hook each, keyed so the live feed can mark them stale (main.tsx).
 import { useQuery } from '@tanstack/preact-query';
-import { api, qs, type Approval, type Health, type Items, type Job, type JobDetail, type Policy, type Replica, type RestorePoint, type Vm } from './api.ts';
+import { api, qs, type Approval, type Health, type Instant, type Items, type Job, type JobDetail, type Policy, type Replica, type RestoreJob, type RestorePoint, type Vm } from './api.ts';
 
 export const useVms = () => useQuery({ queryKey: ['vms'], queryFn: () => api<Items<Vm>>('/v1/vms') });
 export const useVm = (vmId: string) => useQuery({ queryKey: ['vm', vmId], queryFn: () => api<Vm>(`/v1/vms/${encodeURIComponent(vmId)}`) });
@@ -18,4 +18,14 @@ export const useHealth = () => useQuery({
     const res = await fetch('/health', { headers: { Accept: 'application/json' } });
     return (await res.json()) as Health;
   },
+});
+export const useRestoreJob = (restoreId: string | undefined) => useQuery({
+  queryKey: ['restore-job', restoreId], enabled: Boolean(restoreId),
+  queryFn: () => api<RestoreJob>(`/v1/restore-jobs/${encodeURIComponent(restoreId!)}`),
+});
+/** Instant recovery sessions. Their states come with the feed; overlay sizes grow without an event, so a running session is read again every 5 s. */
+export const useInstants = (all: boolean) => useQuery({
+  queryKey: ['instant', all ? 'all' : 'live'],
+  queryFn: () => api<Items<Instant>>(`/v1/instant-recoveries${qs({ all: all ? 'true' : undefined, limit: 200 })}`),
+  refetchInterval: (q) => ((q.state.data?.items ?? []).some((i) => i.running) ? 5_000 : false),
 });

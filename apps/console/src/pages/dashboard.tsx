@@ -1,12 +1,12 @@
 // Dashboard: one tile per concern, each linking to its page, all kept current by the live feed.
+import { useEffect, useState } from 'preact/hooks';
 import { useFeed } from '../live.ts';
-import { useApprovals, useHealth, useJobs, useReplicas, useRestorePoints, useVms } from '../queries.ts';
+import { useApprovals, useHealth, useJobs, usePolicies, useReplicas, useRestorePoints, useVms } from '../queries.ts';
+import { minutesInWords, rpoOfVms } from '../rpo.ts';
 import { useSession } from '../session.tsx';
 import { Page, Progress, StateBadge, bytes, shortId, when } from '../ui.tsx';
 import type { Job, JobState } from '../api.ts';
 
-/** A VM is within its RPO when its last backup is younger than this (policies may back up less often). */
-const RPO_HOURS = 24;
 const DAY_MS = 24 * 3600_000;
 
 export function Dashboard() {
@@ -18,10 +18,17 @@ export function Dashboard() {
   const approvals = useApprovals('pending');
   const health = useHealth();
   const replicas = useReplicas();
+  const policies = usePolicies();
+  // RPOs age with the clock, not only with events: look again every 30 s.
+  const [, setTick] = useState(0);
+  useEffect(() => { const t = setInterval(() => setTick((n) => n + 1), 30_000); return () => clearInterval(t); }, []);
   const now = Date.now();
 
   const vmList = vms.data?.items ?? [];
-  const withinRpo = vmList.filter((v) => v.lastBackupAt && now - Date.parse(v.lastBackupAt) < RPO_HOURS * 3600_000).length;
+  const rpo = rpoOfVms(vmList, policies.data?.items ?? [], new Date(now));
+  const covered = rpo.filter((r) => r.within !== null);
+  const missed = covered.filter((r) => !r.within);
+  const uncovered = rpo.length - covered.length;
   const recent = (jobs.data?.items ?? []).filter((j) => now - Date.parse(j.requestedAt) < DAY_MS);
   // The feed is ahead of the catalogue: a job's state from its latest live event wins.
   const stateOf = (j: Job): JobState => live.jobStates.get(j.jobId) ?? j.state;
@@ -48,11 +55,15 @@ export function Dashboard() {
   return (
     <Page title="Dashboard">
       <div class="tiles">
-        <a class="tile" href="/vms" data-tile="vms">
+        <a class={`tile ${missed.length > 0 ? 'bad' : covered.length > 0 ? 'good' : ''}`} href="/vms" data-tile="vms" data-rpo-missed={missed.length} data-rpo-within={covered.length - missed.length}>
           <h2>Protected VMs</h2>
           <p class="big">{vmList.length}</p>
-          <p>{withinRpo} of {vmList.length} backed up within {RPO_HOURS} h</p>
-          <ul class="mini">{vmList.slice(0, 5).map((v) => <li key={v.vmId} data-vm={v.name}>{v.name}</li>)}</ul>
+          <p>{covered.length - missed.length} of {covered.length} within their RPO{uncovered ? ` · ${uncovered} under no active policy` : ''}</p>
+          <ul class="mini">{rpo.slice(0, 5).map((r) => (
+            <li key={r.vmId} data-vm={r.name} data-rpo={r.within === null ? 'none' : r.within ? 'within' : 'missed'}>
+              {r.name}{r.rpoMinutes === null ? <span class="muted"> · no policy</span> : r.within ? <span class="muted"> · RPO {minutesInWords(r.rpoMinutes)}</span> : <strong> · RPO {minutesInWords(r.rpoMinutes)} missed</strong>}
+            </li>
+          ))}</ul>
         </a>
         <a class={`tile ${counts.failed > 0 ? 'bad' : 'good'}`} href={counts.failed > 0 ? '/jobs?state=failed' : '/jobs'} data-tile="jobs" data-status={counts.failed > 0 ? 'failed' : 'ok'}>
           <h2>Jobs, last 24 h</h2>

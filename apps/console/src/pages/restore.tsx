@@ -9,13 +9,17 @@ import { useRestorePoints, useVms } from '../queries.ts';
 import { useSession } from '../session.tsx';
 import { Empty, ErrorBox, Page, bytes, shortId, when } from '../ui.tsx';
 import { FilesRestore } from './files.tsx';
+import { InstantRestore } from './instant.tsx';
+import { VmRestore } from './vm-restore.tsx';
 import type { Permission } from '../api.ts';
 
 interface KindProps { point: RestorePoint }
 interface RestoreKind { id: string; label: string; description: string; operationId: string; Form: FunctionComponent<KindProps>; permission?: Permission }
 
-/** Restore kinds. Whole-VM, instant recovery and file restore add an entry here with their operationId. */
+/** Restore kinds, each with the operationId of its route. */
 export const RESTORE_KINDS: readonly RestoreKind[] = [
+  { id: 'vm', label: 'Whole VM', description: 'Write every disk as a new VM on the data mover\'s host or a libvirt host, and start it.', operationId: 'requestRestore', Form: VmRestore },
+  { id: 'instant', label: 'Instant recovery', description: 'Run the restore point as a new VM now, straight from the repository; finish (move to local disks) or discard it later.', operationId: 'startInstantRecovery', Form: InstantRestore },
   { id: 'disk', label: 'One disk', description: 'Write one disk of the restore point to an image file on the data mover\'s host.', operationId: 'restoreDisk', Form: DiskRestore },
   { id: 'files', label: 'Files', description: 'Browse the files inside the restore point and download them, one by one or as a zip.', operationId: 'listFiles', Form: FilesRestore, permission: 'files' },
 ];
