@@ -4,9 +4,14 @@
 // from the VM page followed live to 100%, its restore point on the timeline, a disk restore from
 // the wizard, a failed job turning the dashboard red, role checks, four-eyes deletion,
 // accessibility (axe-core) and screenshots of every page in both themes, phone layout, and the
-// live feed resuming after a gateway restart without missing an event.
+// live feed resuming after a gateway restart without missing an event; the dashboard's RPO from
+// the policies; the audit trail a page at a time; single sign-on through a real OpenID Connect
+// provider (the `oidc-provider` package, in process) with the whole redirect flow in the browser.
 import { stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { exportJWK, generateKeyPair } from 'jose';
+import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { useHarness, waitFor } from '@cairn/testing';
@@ -159,6 +164,19 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
       await page.locator('tr[data-position]').first().waitFor({ timeout: 30_000 });
       // The chain the audit bridge keeps, verified through the gateway.
       await page.locator('[data-chain="ok"]').waitFor({ timeout: 60_000 });
+      // A page at a time with the API's cursors: the next page goes on in log order, the previous one comes back.
+      await page.getByLabel('Per page').selectOption('25');
+      await expect.poll(() => page.locator('tr[data-position]').count(), { timeout: 30_000 }).toBe(25);
+      const positions = () => page.locator('tr[data-position]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-position'))));
+      const first = await positions();
+      await page.locator('[data-action="next-page"]').click();
+      await page.locator('[data-page="2"]').waitFor();
+      await expect.poll(async () => (await positions())[0], { timeout: 30_000 }).toBeGreaterThan(first.at(-1)!);
+      const second = await positions();
+      expect(second).toEqual([...second].sort((a, b) => a - b));
+      await page.locator('[data-action="previous-page"]').click();
+      await page.locator('[data-page="1"]').waitFor();
+      await expect.poll(positions, { timeout: 30_000 }).toEqual(first);
       expect(await nav(page, 'Restore').count()).toBe(0);
       await page.goto(`/vms/${vmId}`);
       await page.getByRole('heading', { name: 'demo', level: 1 }).waitFor();
@@ -167,6 +185,85 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
       expect(await page.locator('[data-action="request-deletion"]').count()).toBe(0);
     } finally {
       await context.close();
+    }
+  });
+
+  it('the dashboard judges each VM against the RPO of the policies that select it', async () => {
+    const tile = admin.locator('[data-tile="vms"]');
+    await nav(admin, 'Dashboard').click();
+    await tile.locator('[data-vm="demo"][data-rpo="none"]').waitFor({ timeout: 30_000 });
+    // A policy whose RPO (1 minute) the demo VM's newest backup outgrows: the tile turns red.
+    const created = await gatewayCall(stack.gatewayUrl, tokens['admin']!, 'POST', '/v1/policies', {
+      name: 'tight', selector: { names: ['demo'] }, schedule: { cron: '0 3 * * *', timezone: 'UTC' }, retention: { daily: 1, weekly: 0, monthly: 0, yearly: 0, last: 1 },
+      repository: 'default', keyRef: 'default', priority: 100, rpoMinutes: 1,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await tile.locator('[data-vm="demo"][data-rpo="missed"]').waitFor({ timeout: 120_000 });
+    expect(await tile.getAttribute('class')).toMatch(/\bbad\b/);
+    expect(await tile.locator('[data-vm="demo"]').textContent()).toMatch(/RPO 1 min missed/);
+    // Paused, it no longer counts: no active policy selects the VM.
+    await admin.goto('/policies');
+    await admin.locator('[data-policy="tight"] [data-rpo-minutes="1"]').waitFor({ timeout: 30_000 });
+    await admin.locator('[data-policy="tight"]').getByRole('button', { name: 'Pause' }).click();
+    await admin.locator('[data-policy="tight"] .badge', { hasText: 'paused' }).waitFor({ timeout: 30_000 });
+    await nav(admin, 'Dashboard').click();
+    await tile.locator('[data-vm="demo"][data-rpo="none"]').waitFor({ timeout: 30_000 });
+  });
+
+  it('signs in through a real OpenID Connect provider: the whole redirect flow in the browser', async () => {
+    // The provider (`oidc-provider`, in process, its own login and consent pages) on a port known before the gateway starts.
+    const idp: Server = createServer();
+    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve));
+    h.onClose(() => new Promise<void>((resolve) => { idp.closeAllConnections(); idp.close(() => resolve()); }));
+    const issuer = `http://127.0.0.1:${(idp.address() as { port: number }).port}`;
+    const sso = await startGateway({
+      nc: stack.nc, log: stack.log, site: stack.site, token: stack.gatewayToken, port: 0, logger: pino({ level: 'silent' }),
+      oidc: { issuer, audience: 'cairn-console', jwksUrl: `${issuer}/jwks`, clientId: 'cairn-console' },
+    });
+    h.onClose(() => sso.close());
+    const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+    const provider = new Provider(issuer, {
+      clients: [{ client_id: 'cairn-console', token_endpoint_auth_method: 'none', redirect_uris: [`${sso.url}/v1/session/oidc/callback`], grant_types: ['authorization_code'], response_types: ['code'] }],
+      jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: 'console-e2e', alg: 'RS256', use: 'sig' }] },
+      cookies: { keys: ['console-e2e-cookie-key-0123456789'] },
+      // The roles claim in the ID token (the console's scope asks for `profile`).
+      claims: { openid: ['sub'], profile: ['name', 'roles'] },
+      conformIdTokenClaims: false,
+      findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub, name: 'Olivia Operator', roles: ['operator'] }) }),
+    });
+    idp.on('request', provider.callback());
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, baseURL: sso.url });
+    const page = await context.newPage();
+    try {
+      await page.goto('/');
+      await page.locator('[data-action="sso"]').click();
+      // At the provider: its login form, then its consent.
+      await page.waitForURL((u) => u.origin === issuer, { timeout: 30_000 });
+      await page.locator('input[name="login"]').fill('olivia');
+      await page.locator('input[name="password"]').fill('any password');
+      await page.getByRole('button', { name: 'Sign-in' }).click();
+      await page.getByRole('button', { name: 'Continue' }).click();
+      // Back at the console, signed in as the provider's user with the roles of its claim.
+      await page.locator('[data-user="olivia"]').waitFor({ timeout: 60_000 });
+      expect(new URL(page.url()).origin).toBe(sso.url);
+      expect(await page.locator('[data-user="olivia"]').textContent()).toMatch(/\(operator\)/);
+      await page.locator('[data-feed-status="live"]').waitFor({ timeout: 30_000 });
+      const cookies = await context.cookies(sso.url);
+      expect(cookies.find((c) => c.name === 'cairn_session')).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
+      expect(cookies.find((c) => c.name === 'cairn_oidc')).toBeUndefined();
+      // The operator may back up but not administer: no approve buttons, no deletion requests.
+      await page.goto(`/vms/${vmId}`);
+      await page.locator('[data-action="backup"]').waitFor({ timeout: 30_000 });
+      expect(await page.locator('[data-action="request-deletion"]').count()).toBe(0);
+      const signedIn = await waitFor(async () => {
+        for await (const r of stack.log.readAll({ fromPosition: 0n })) if (r.event.type === 'SignedIn' && (r.event.data as { userId?: string }).userId === 'olivia') return r.event;
+        return undefined;
+      }, { timeoutMs: 30_000, what: 'SignedIn for olivia' });
+      expect(signedIn.data).toMatchObject({ userId: 'olivia', method: 'oidc', issuer, roles: ['operator'] });
+    } finally {
+      await context.close();
+      await sso.close();
     }
   });
 
@@ -216,7 +313,7 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
   it('keeps its layout at phone width and is usable from the keyboard', async () => {
     const { context, page } = await signedIn('admin', stack.gatewayUrl, { width: 390, height: 844 });
     try {
-      for (const path of ['/', '/vms', `/vms/${vmId}`, '/jobs', '/policies', '/audit']) {
+      for (const path of ['/', '/vms', `/vms/${vmId}`, '/jobs', `/restore?vm=${vmId}`, '/instant', '/policies', '/audit']) {
         await page.goto(path);
         await page.locator('#page-title').waitFor();
         expect(await overflowX(page), `${path} scrolls sideways at phone width`).toBeLessThanOrEqual(0);

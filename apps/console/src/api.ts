@@ -55,6 +55,7 @@ export interface RestorePoint {
   restorePointId: string; jobId: string; vmId: string; policyId: string | null; site: string; createdAt: string; parentId: string | null;
   kind: 'full' | 'incremental'; sizeBytes: number; bytesRead: number; bytesStored: number; changedBytes: number; savedBytes: number;
   disks: { name: string; sizeBytes: number; bytesStored: number }[]; expiredAt: string | null;
+  consistency?: 'application' | 'crash' | null; consistencyReason?: string | null;
 }
 export type JobState = 'requested' | 'running' | 'completed' | 'failed' | 'cancelled';
 export interface Job {

@@ -23,9 +23,9 @@ export const useRestoreJob = (restoreId: string | undefined) => useQuery({
   queryKey: ['restore-job', restoreId], enabled: Boolean(restoreId),
   queryFn: () => api<RestoreJob>(`/v1/restore-jobs/${encodeURIComponent(restoreId!)}`),
 });
-/** Instant recovery sessions. Their states come with the feed; overlay sizes grow without an event, so a running session is read again every 5 s. */
-export const useInstants = (all: boolean) => useQuery({
-  queryKey: ['instant', all ? 'all' : 'live'],
-  queryFn: () => api<Items<Instant>>(`/v1/instant-recoveries${qs({ all: all ? 'true' : undefined, limit: 200 })}`),
-  refetchInterval: (q) => ((q.state.data?.items ?? []).some((i) => i.running) ? 5_000 : false),
+/** Instant recovery sessions, ended ones too. Their states come with the feed; overlay sizes grow without an event, so while one is live the list is read again every 5 s. */
+export const useInstants = () => useQuery({
+  queryKey: ['instant'],
+  queryFn: () => api<Items<Instant>>('/v1/instant-recoveries?all=true&limit=500'),
+  refetchInterval: (q) => ((q.state.data?.items ?? []).some((i) => ['starting', 'serving', 'mirroring'].includes(i.state)) ? 5_000 : false),
 });

@@ -10,7 +10,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 export const DEFAULT_CONSOLE_DIR = resolve(import.meta.dirname, '..', '..', '..', 'apps', 'console', 'dist');
 
 /** The console's own page paths (its router's routes); anything else is not a page (404 problem as before). */
-const PAGES = /^\/(?:(?:vms|jobs|restore|policies|audit|approvals|sites)(?:\/[A-Za-z0-9_-][A-Za-z0-9._:-]{0,199})?\/?)?$/;
+const PAGES = /^\/(?:(?:vms|jobs|restore|instant|policies|audit|approvals|sites)(?:\/[A-Za-z0-9_-][A-Za-z0-9._:-]{0,199})?\/?)?$/;
 
 export function isConsolePage(path: string): boolean {
   return PAGES.test(path);

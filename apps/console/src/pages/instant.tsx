@@ -15,7 +15,7 @@ export function InstantRestore(props: { point: RestorePoint }) {
   const vms = useVms();
   const { route } = useLocation();
   const original = vms.data?.items.find((v) => v.vmId === props.point.vmId);
-  const [vmName, setVmName] = useState(() => defaultVmName(original?.name, props.point).replace('-restored-', '-instant-'));
+  const [vmName, setVmName] = useState(() => defaultVmName(original?.name, 'instant'));
   const [storage, setStorage] = useState('');
   const [start, setStart] = useState(true);
   const [busy, setBusy] = useState(false);
@@ -50,20 +50,24 @@ export function InstantRestore(props: { point: RestorePoint }) {
 }
 
 const LIVE_STATES = new Set(['starting', 'serving', 'mirroring']);
+const RECENT_MS = 3600_000;
 
 export function InstantPage() {
   const session = useSession();
   const { query } = useLocation();
   const [all, setAll] = useState(false);
-  const sessions = useInstants(all);
-  const items = [...(sessions.data?.items ?? [])].reverse(); // newest first
+  const sessions = useInstants();
+  // Live sessions, and those that ended in the last hour (so Finish and Discard show their outcome); all with the switch.
+  const now = Date.now();
+  const shown = (i: Instant) => all || LIVE_STATES.has(i.state) || (i.endedAt !== undefined && now - Date.parse(i.endedAt) < RECENT_MS);
+  const items = [...(sessions.data?.items ?? [])].filter(shown).reverse(); // newest first
   return (
     <Page title="Instant recoveries" actions={
-      <label class="check"><input type="checkbox" checked={all} onChange={(e) => setAll((e.target as HTMLInputElement).checked)} /> Also ended ones</label>
+      <label class="check"><input type="checkbox" checked={all} onChange={(e) => setAll((e.target as HTMLInputElement).checked)} /> All ended ones</label>
     }>
       <p class="muted">VMs running straight from the repository. Start one from the <a href="/restore">restore wizard</a> (“Instant recovery”).</p>
       <ErrorBox error={sessions.error} />
-      {sessions.isLoading ? <Loading what="instant recoveries" /> : items.length === 0 ? <Empty>{all ? 'No instant recoveries yet.' : 'No instant recovery is running.'}</Empty> : (
+      {sessions.isLoading ? <Loading what="instant recoveries" /> : items.length === 0 ? <Empty>{all ? 'No instant recoveries yet.' : 'No instant recovery is running or ended in the last hour.'}</Empty> : (
         <ul class="cards">
           {items.map((i) => <InstantCard key={i.instantId} view={i} canAct={session.can('restore')} justStarted={query['started'] === i.instantId} />)}
         </ul>
@@ -94,6 +98,7 @@ function InstantCard(props: { view: Instant; canAct: boolean; justStarted: boole
   const frames = live.progress.get(v.instantId);
   let done = v.mirror?.bytesDone ?? 0; let total = v.mirror?.bytesTotal ?? 0;
   if (frames) { let d = 0; let t = 0; for (const f of frames.values()) { d += f.bytesDone; t += f.bytesPlanned; } if (d >= done) { done = d; total = t; } }
+  if (v.state === 'finished') { total = v.disks.reduce((n, d) => n + d.sizeBytes, 0); done = total; }
   const percent = v.state === 'finished' ? 100 : total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : v.state === 'mirroring' ? 0 : undefined;
   const headingId = `instant-${v.instantId}`;
   return (
@@ -108,9 +113,9 @@ function InstantCard(props: { view: Instant; canAct: boolean; justStarted: boole
         <div><dt>Disks</dt><dd>{v.disks.map((d) => `${d.disk} (${bytes(d.sizeBytes)})`).join(', ')}</dd></div>
         <div><dt>Directory</dt><dd><code>{v.dir}</code></dd></div>
       </dl>
-      {v.state === 'mirroring' || (v.state === 'finished' && v.mirror) ? (
+      {v.state === 'mirroring' || v.state === 'finished' ? (
         <div class="mirror" data-mirror-percent={percent ?? ''}>
-          <span>Mirror to local storage: {bytes(done)} of {bytes(total)}{v.mirror?.ready && v.state === 'mirroring' ? ' · in step, pivoting' : ''}</span>
+          <span>{v.state === 'finished' ? 'Mirrored to local storage' : 'Mirror to local storage'}: {bytes(done)} of {bytes(total)}{v.mirror?.ready && v.state === 'mirroring' ? ' · in step, pivoting' : ''}</span>
           <Progress percent={percent} label={`mirror of ${v.vmName}`} />
         </div>
       ) : null}

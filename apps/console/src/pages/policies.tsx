@@ -8,6 +8,7 @@ import { usePolicies } from '../queries.ts';
 import { useSession } from '../session.tsx';
 import { inZone, nextRuns, retentionInWords } from '../schedule.ts';
 import { Empty, ErrorBox, Loading, Page } from '../ui.tsx';
+import { minutesInWords, rpoMinutesOf } from '../rpo.ts';
 
 type Draft = Omit<Policy, 'policyId' | 'version' | 'deletedAt' | 'pausedAt'>;
 const NEW: Draft = {
@@ -53,6 +54,7 @@ export function PoliciesPage() {
                 )}
                 <h3>Retention</h3>
                 <p>{retentionInWords(p.retention)}</p>
+                <p data-rpo-minutes={rpoMinutesOf(p, new Date())}>RPO {minutesInWords(rpoMinutesOf(p, new Date()))} {p.rpoMinutes ? '(its own)' : '(the schedule\'s longest gap + 2 h)'}: a VM whose newest backup is older is reported (RpoMissed) and shown on the dashboard.</p>
                 <div class="row">
                   {session.can('policy') ? <button type="button" onClick={() => setEditing({ policyId: p.policyId, draft: strip(p) })}>Edit</button> : null}
                   {session.can('policy') && session.has('pausePolicy') && !p.pausedAt ? <button type="button" onClick={() => void act('pause', p.policyId)}>Pause</button> : null}
@@ -113,6 +115,9 @@ function PolicyForm(props: { initial: { policyId?: string; draft: Draft }; onDon
           <label key={k}>{k} <input type="number" min={0} max={10000} value={d.retention[k]} onInput={(e) => setD({ ...d, retention: { ...d.retention, [k]: num((e.target as HTMLInputElement).value) } })} /></label>
         ))}
       </fieldset>
+      <label>RPO in minutes <input type="number" min={1} value={d.rpoMinutes ?? ''} placeholder="the schedule's longest gap + 2 h" aria-describedby="rpo-help"
+        onInput={(e) => { const v = Math.floor(Number((e.target as HTMLInputElement).value)); const { rpoMinutes: _old, ...rest } = d; setD(v >= 1 ? { ...rest, rpoMinutes: v } : rest); }} /></label>
+      <p id="rpo-help" class="muted">How old a VM's newest backup may get before it is out of its recovery point objective. Empty: the longest gap between two runs of the schedule plus 2 h.</p>
       <label>Repository <input required value={d.repository} onInput={(e) => setD({ ...d, repository: (e.target as HTMLInputElement).value })} /></label>
       <label class="check"><input type="checkbox" checked={Boolean(d.immutable)} onChange={(e) => setD({ ...d, immutable: (e.target as HTMLInputElement).checked })} /> Immutable (lock each restore point until its retention ends)</label>
       <div class="preview" aria-live="polite">

@@ -11,16 +11,17 @@ import { ErrorBox, Progress, StateBadge, bytes } from '../ui.tsx';
 /** A new VM's name: what the API accepts (libs/contracts RestoreRequestTarget). */
 export const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export function defaultVmName(original: string | undefined, point: RestorePoint): string {
+/** `<original>-<suffix>`, made acceptable as a VM name. */
+export function defaultVmName(original: string | undefined, suffix: string): string {
   const base = (original ?? 'vm').replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'vm';
-  return `${base}-restored-${point.restorePointId.slice(0, 6)}`.slice(0, 64);
+  return `${base.slice(0, 63 - suffix.length)}-${suffix}`;
 }
 
 export function VmRestore(props: { point: RestorePoint }) {
   const vms = useVms();
   const original = vms.data?.items.find((v) => v.vmId === props.point.vmId);
   const libvirtHosts = [...new Set((vms.data?.items ?? []).filter((v) => v.hypervisor.kind === 'libvirt').map((v) => v.hypervisor.host))].sort();
-  const [vmName, setVmName] = useState(() => defaultVmName(original?.name, props.point));
+  const [vmName, setVmName] = useState(() => defaultVmName(original?.name, 'restored'));
   const [host, setHost] = useState('');
   const [storage, setStorage] = useState('');
   const [format, setFormat] = useState<'raw' | 'qcow2'>('qcow2');

@@ -131,7 +131,7 @@ function Timeline(props: { points: RestorePoint[] }) {
                 <div><dt>Size</dt><dd>{bytes(p.sizeBytes)}</dd></div>
                 <div><dt>Read</dt><dd>{bytes(p.changedBytes)}</dd></div>
                 <div><dt>Stored</dt><dd>{bytes(p.bytesStored)}</dd></div>
-                <div><dt>Consistency</dt><dd class="muted">not recorded yet</dd></div>
+                <div><dt>Consistency</dt><dd data-consistency={p.consistency ?? 'unknown'} title={p.consistencyReason ?? undefined}>{p.consistency === 'application' ? 'application-consistent (guest file systems frozen)' : p.consistency === 'crash' ? `crash-consistent${p.consistencyReason ? ` (${p.consistencyReason})` : ''}` : <span class="muted">not recorded (an older restore point)</span>}</dd></div>
                 <div><dt>Replicas</dt><dd>{copies.length ? copies.join(', ') : 'none'}</dd></div>
                 <div><dt>Job</dt><dd><a href={`/jobs/${encodeURIComponent(p.jobId)}`}>{shortId(p.jobId)}</a></dd></div>
               </dl>
