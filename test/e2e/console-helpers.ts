@@ -20,12 +20,12 @@ async function sourcesChangedAt(): Promise<number> {
   return newest;
 }
 
-/** Builds the console unless `npm ci` (its prepare script) or an earlier run built these sources already. */
+/** Builds the console unless `npm ci` (its prepare script) or an earlier run built these sources already. A production build, as `npm run build:console` makes it (vitest's NODE_ENV=test would keep the libraries' development code in). */
 export async function ensureConsoleBuilt(): Promise<void> {
   const built = await stat(CONSOLE_DIST).then((s) => s.mtimeMs, () => 0);
   if (built > (await sourcesChangedAt())) return;
   await new Promise<void>((resolve, reject) => {
-    execFile(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build'], { cwd: join(ROOT, 'apps', 'console') }, (e, _o, stderr) => (e ? reject(new Error(`console build failed: ${stderr}`)) : resolve()));
+    execFile(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build'], { cwd: join(ROOT, 'apps', 'console'), env: { ...process.env, NODE_ENV: 'production' } }, (e, _o, stderr) => (e ? reject(new Error(`console build failed: ${stderr}`)) : resolve()));
   });
 }
 

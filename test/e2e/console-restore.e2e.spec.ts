@@ -168,6 +168,8 @@ describe('restore wizard: whole VM and instant recovery (real stack, real guest,
       const pages: Array<[string, () => Promise<void>]> = [
         ['restore-vm', async () => { await admin.goto('/'); await wizard(/^Whole VM/); await admin.getByLabel('New VM name').waitFor(); }],
         ['restore-instant', async () => { await admin.goto('/'); await wizard(/^Instant recovery/); await admin.locator('[data-action="instant"]').waitFor(); }],
+        // The jobs page with both kinds: the backup and the whole-VM restore.
+        ['jobs-kinds', async () => { await admin.goto('/jobs'); await admin.locator('tr[data-job]').nth(1).waitFor(); }],
         ['instant', async () => { await admin.goto('/instant'); await admin.getByLabel('All ended ones').check(); await admin.locator('[data-instant]').nth(1).waitFor(); }],
       ];
       for (const [name, open] of pages) {

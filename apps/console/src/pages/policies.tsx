@@ -116,7 +116,7 @@ function PolicyForm(props: { initial: { policyId?: string; draft: Draft }; onDon
         ))}
       </fieldset>
       <label>RPO in minutes <input type="number" min={1} value={d.rpoMinutes ?? ''} placeholder="the schedule's longest gap + 2 h" aria-describedby="rpo-help"
-        onInput={(e) => { const v = Math.floor(Number((e.target as HTMLInputElement).value)); const { rpoMinutes: _old, ...rest } = d; setD(v >= 1 ? { ...rest, rpoMinutes: v } : rest); }} /></label>
+        onInput={(e) => { const v = Math.floor(Number((e.target as HTMLInputElement).value)); const rest = { ...d }; delete rest.rpoMinutes; setD(v >= 1 ? { ...rest, rpoMinutes: v } : rest); }} /></label>
       <p id="rpo-help" class="muted">How old a VM's newest backup may get before it is out of its recovery point objective. Empty: the longest gap between two runs of the schedule plus 2 h.</p>
       <label>Repository <input required value={d.repository} onInput={(e) => setD({ ...d, repository: (e.target as HTMLInputElement).value })} /></label>
       <label class="check"><input type="checkbox" checked={Boolean(d.immutable)} onChange={(e) => setD({ ...d, immutable: (e.target as HTMLInputElement).checked })} /> Immutable (lock each restore point until its retention ends)</label>
