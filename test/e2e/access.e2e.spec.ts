@@ -218,6 +218,7 @@ describe('roles on every route', () => {
       requestApproval: () => ({ method: 'POST', path: '/v1/approvals', body: { action: { kind: 'delete-restore-point', restorePointId: 'nope' } }, allowed: ['administrator'] }),
       requestRestorePointDeletion: () => ({ method: 'POST', path: '/v1/restore-points/nope/deletion', body: {}, allowed: ['administrator'] }),
       requestRepositoryDeletion: () => ({ method: 'POST', path: '/v1/repositories/nope/deletion', body: {}, allowed: ['administrator'] }),
+      requestSiteLoss: () => ({ method: 'POST', path: '/v1/sites/nope/loss', body: {}, allowed: ['administrator'] }),
       approve: () => ({ method: 'POST', path: '/v1/approvals/nope/approve', allowed: ['administrator'] }),
       reject: () => ({ method: 'POST', path: '/v1/approvals/nope/reject', body: {}, allowed: ['administrator'] }),
     };

@@ -4,15 +4,19 @@
 // and a backup of A's VM, each command signed by the person and checked at the site; the hub's
 // own identity relaying a command in someone's name, or an unsigned one, is refused at the site
 // (AccessDenied in the site's log); the hub's CLI reads a site's records from the hub's catalogue.
-import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
+// Key escrow: A's repository key reaches B only sealed for B's escrow key (vouched for by the hub
+// CA), again after a rotation at A; A stopped and its data deleted, `cairn site declare-lost a`
+// asked by one administrator at B and approved by another, then A's two restore points restore
+// at B byte-identical to A's own restores, with no passphrase file copied and none at B or the hub.
+import { createHash, randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { copyFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { signerFromSeed } from '@cairn/command-auth';
 import { CommandBus } from '@cairn/messaging';
-import { identityConnectOptions } from '@cairn/nats-security';
+import { identityConnectOptions, loadLeafCredentials, type EscrowEnvelope } from '@cairn/nats-security';
 import { startDemoVm, startHub, startStack, type DemoVm, type Hub, type Stack } from '@cairn/cli';
 import { useHarness, waitFor } from '@cairn/testing';
 import type { CairnEvent } from '@cairn/contracts';
@@ -20,6 +24,27 @@ import { cli, waitForJobEnd } from './e2e-helpers.ts';
 
 const h = useHarness();
 const VIOLATION = /Violation/i;
+
+async function sha256(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
+}
+
+/** Files under `dirs` whose bytes hold any of `needles`. */
+async function filesHolding(dirs: readonly string[], needles: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile() && (await stat(p)).size < 64 * 1024 * 1024) {
+        const text = (await readFile(p)).toString('latin1');
+        if (needles.some((n) => text.includes(n))) out.push(p);
+      }
+    }
+  };
+  for (const d of dirs) await walk(d);
+  return out;
+}
 
 async function eventsOf(stack: Stack, streamId?: string): Promise<CairnEvent[]> {
   const out: CairnEvent[] = [];
@@ -34,6 +59,11 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
   let vm: DemoVm;
   let hubDir: string;
   let alphaId: string;
+  let aNatsLog: string;
+  /** A's restore points, and their bytes' SHA-256 as A restored them. */
+  const points: string[] = [];
+  const digests = new Map<string, string>();
+  const passphrases: string[] = [];
   const bundles: Record<string, string> = {};
   /** `cairn --data <hub> --site <site> --operator-key <the site's operator key> …` */
   const atHub = (stack: Stack, ...args: string[]) => cli(['--data', hubDir, '--site', stack.site, '--operator-key', stack.operator!.keyFile, '--json', ...args]);
@@ -57,6 +87,7 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     h.onClose(() => vm.stop());
     a = await startStack({ dataDir: dirA, site: 'a', hub: hub.leafUrl, hubCredentials: bundles['a']!, secure: true, qemu: [{ qmpSocket: vm.qmpPath }] });
     h.onClose(() => a.stop());
+    aNatsLog = join(await h.tmpDir('cairn-hub-a-log-'), 'nats-a.log');
     b = await startStack({ dataDir: await h.tmpDir('cairn-hub-site-b-'), site: 'b', hub: hub.leafUrl, hubCredentials: bundles['b']!, secure: true });
     h.onClose(() => b.stop());
     // The hub sees A's VM once the relay has copied A's log (VmDiscovered).
@@ -95,6 +126,7 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     const { jobId } = JSON.parse(started.stdout) as { jobId: string };
     const job = await waitForJobEnd(new CatalogueClient(a.nc, { site: 'a' }), jobId, 240_000);
     expect(job.state, JSON.stringify(job.failure)).toBe('completed');
+    points.push(job.restorePointId!);
     const requested = (await eventsOf(a, `job-${jobId}`)).find((e) => e.type === 'JobRequested')!;
     expect(requested.actor).toMatchObject({ kind: 'user', id: a.operator!.actor.id });
     // And the hub shows it: `job show` at the hub, from its catalogue.
@@ -127,8 +159,100 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     await expect(new CommandBus(relayNc, { site: 'a', actor: person, defaultTimeoutMs: 5000 }).send('scheduler', 'RequestBackup', { vmId: alphaId, mode: 'full' })).rejects.toThrow(/permission|denied/i);
   }, 120_000);
 
+  it('key escrow: A\'s key goes to B sealed for B\'s escrow key (again after a rotation at A); no plaintext key at B or on a link', async () => {
+    // Replication A → B, set up from the hub (a replication command through the hub); it copies the backup above too.
+    const policy = await atHub(a, 'replication', 'policy-create', '--name', 'to-b', '--to', 'b');
+    expect(policy.code, policy.stderr).toBe(0);
+    const first = points[0]!;
+    await waitFor(async () => (await new CatalogueClient(b.nc, { site: 'b' }).query('replica.list', { limit: 100 })).items.some((r) => r.restorePointId === first),
+      { timeoutMs: 120_000, intervalMs: 500, what: 'A\'s first restore point at B' });
+    const escrowFile = join(b.dataDir, 'escrow', 'a.json');
+    const sealed = await waitFor(async () => JSON.parse(await readFile(escrowFile, 'utf8').catch(() => 'null')) as EscrowEnvelope | null ?? undefined,
+      { timeoutMs: 30_000, intervalMs: 250, what: 'A\'s escrow at B' });
+    const bundle = await loadLeafCredentials(bundles['b']!);
+    expect(sealed).toMatchObject({ sourceSite: 'a', targetSite: 'b', repositoryId: a.repository.repositoryId, recipient: bundle.escrow!.statement.publicKey });
+    expect((await stat(escrowFile)).mode & 0o077).toBe(0);
+    const keyIdsBefore = [...sealed.keyIds];
+
+    // A rotates its repository key (new passphrase in its secrets, where cairn up reads it): the next copy re-wraps.
+    const newPassphrase = `rotated-${randomUUID()}`;
+    await a.repository.rotateKey({ passphrase: newPassphrase });
+    await writeFile(join(a.dataDir, 'secrets', 'repository.passphrase'), newPassphrase + '\n', { mode: 0o600 });
+    passphrases.push(a.passphrase, newPassphrase);
+    await vm.write(6);
+    const started = await atHub(a, 'backup', 'alpha');
+    expect(started.code, started.stderr).toBe(0);
+    const job = await waitForJobEnd(new CatalogueClient(a.nc, { site: 'a' }), (JSON.parse(started.stdout) as { jobId: string }).jobId, 240_000);
+    expect(job.state, JSON.stringify(job.failure)).toBe('completed');
+    points.push(job.restorePointId!);
+    await waitFor(async () => (await new CatalogueClient(b.nc, { site: 'b' }).query('replica.list', { limit: 100 })).items.some((r) => r.restorePointId === job.restorePointId),
+      { timeoutMs: 120_000, intervalMs: 500, what: 'A\'s second restore point at B' });
+    const resealed = await waitFor(async () => {
+      const e = JSON.parse(await readFile(escrowFile, 'utf8')) as EscrowEnvelope;
+      return e.keyIds.join() !== keyIdsBefore.join() ? e : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 250, what: 'the escrow re-wrapped after the rotation' });
+    expect(resealed.keyIds).toHaveLength(1);
+    const received = (await eventsOf(b, 'replicacheck-a')).filter((e) => e.type === 'KeyEscrowReceived');
+    expect(received.map((e) => (e.data as { keyIds: string[] }).keyIds.join())).toEqual([keyIdsBefore.join(), resealed.keyIds.join()]);
+
+    // The restore points as A restores them (compared after A is gone).
+    for (const rp of points) {
+      const to = join(await h.tmpDir('cairn-hub-at-a-'), `${rp}.raw`);
+      const r = await cli(['--data', a.dataDir, '--json', 'restore', rp, '--to', to], {}, 240_000);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      digests.set(rp, await sha256(to));
+    }
+  }, 600_000);
+
+  it('A lost: stopped and its data deleted; declare-lost approved at B by a second administrator; A\'s restore points restore identical at B, no passphrase copied', async () => {
+    await copyFile(a.nats!.logFile, aNatsLog);
+    await a.stop();
+    await vm.stop();
+    await rm(a.dataDir, { recursive: true, force: true });
+    const d = ['--data', b.dataDir, '--json'];
+    // Before: B holds the replicas but cannot open them (no key was ever given to it).
+    const early = join(await h.tmpDir('cairn-hub-early-'), 'x.raw');
+    const refused = await cli([...d, 'restore', points[0]!, '--to', early], {}, 120_000);
+    expect(refused.code, refused.stdout).not.toBe(0);
+    expect(refused.stdout + refused.stderr).toMatch(/declare-lost/);
+
+    // A second administrator at B (endorsed by B's root operator), with a key and a token of their own.
+    const bobKey = join(await h.tmpDir('cairn-hub-bob-'), 'bob.key');
+    for (const args of [['user', 'add', 'bob', '--role', 'administrator'], ['user', 'key', 'add', 'bob', '--out', bobKey]]) {
+      const r = await cli([...d, ...args]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const tokenReply = await fetch(`${b.gatewayUrl}/v1/tokens`, { method: 'POST', headers: { Authorization: `Bearer ${b.gatewayToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: 'bob', name: 'bob' }) });
+    const bobToken = String(((await tokenReply.json()) as { token: string }).token);
+    // B's root operator asks; asking alone changes nothing; bob approves.
+    const asked = await cli([...d, 'site', 'declare-lost', 'a', '--reason', 'site A burned down']);
+    expect(asked.code, asked.stderr + asked.stdout).toBe(0);
+    const { approvalId } = JSON.parse(asked.stdout) as { approvalId: string };
+    expect((await eventsOf(b, 'repository-sitelost-a'))).toEqual([]);
+    const self = await cli([...d, 'approval', 'approve', approvalId]);
+    expect(self.code).not.toBe(0);
+    const ok = await cli([...d, '--operator-key', bobKey, 'approval', 'approve', approvalId], { CAIRN_API_TOKEN: bobToken });
+    expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ status: 'done', approvedBy: 'bob' });
+    const lost = (await eventsOf(b, 'repository-sitelost-a')).filter((e) => e.type === 'SiteDeclaredLost');
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.data).toMatchObject({ site: 'a', approvedBy: 'bob', requestedBy: b.operator!.actor.id });
+
+    // Both of A's restore points restore at B, byte-identical to what A restored.
+    for (const rp of points) {
+      const to = join(await h.tmpDir('cairn-hub-at-b-'), `${rp}.raw`);
+      const r = await cli([...d, 'restore', rp, '--to', to], {}, 240_000);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(await sha256(to), rp).toBe(digests.get(rp));
+    }
+    // No passphrase of A (before or after its rotation) in any file at B or the hub, nor in any log.
+    const found = await filesHolding([b.dataDir, hubDir], passphrases);
+    expect(found).toEqual([]);
+    expect(await filesHolding([dirname(b.nats!.logFile), dirname(hub.nats.logFile)], passphrases)).toEqual([]);
+  }, 600_000);
+
   it('legitimate traffic leaves no permission violation in A\'s or B\'s server log', async () => {
-    for (const [name, file] of [['a', a.nats!.logFile], ['b', b.nats!.logFile]] as const) {
+    for (const [name, file] of [['a', aNatsLog], ['b', b.nats!.logFile]] as const) {
       expect((await readFile(file, 'utf8')).split('\n').filter((l) => VIOLATION.test(l)), name).toEqual([]);
     }
   });

@@ -63,6 +63,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   // Destructive or infrastructure: administrators only (deletion also needs a four-eyes approval).
   DeleteRestorePoint: 'admin',
   DeleteRepository: 'admin',
+  DeclareSiteLost: 'admin',
   RepairReplica: 'admin',
   CollectReplicaGarbage: 'admin',
   AddHypervisor: 'admin',

@@ -285,6 +285,18 @@ export const DeleteRepositoryResult = Type.Object({
   objectsDeleted: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+/** Declare another site lost (after a four-eyes approval): this site may then open the key it escrowed here. */
+export const DeclareSiteLostV1 = Type.Object({
+  site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+  approvalId: Id,
+}, { additionalProperties: false });
+export const DeclareSiteLostResult = Type.Object({
+  site: Type.String(),
+  repositoryId: Type.String(),
+  /** False when it was declared lost before (nothing recorded again). */
+  declared: Type.Boolean(),
+}, { additionalProperties: false });
+
 /**
  * Whole-VM restore onto a libvirt hypervisor: the data mover that wrote every disk asks the
  * snapshot coordinator to define (and start, if the request said so) the domain. The
@@ -603,6 +615,12 @@ export const COMMAND_SCHEMAS = {
     service: 'data-mover',
     latest: DeleteRepositoryV1,
     result: DeleteRepositoryResult,
+  }),
+  DeclareSiteLost: define('DeclareSiteLost', {
+    description: 'Declare another site lost after a four-eyes approval: the data mover opens the key that site escrowed here, checks it opens the replica, and records SiteDeclaredLost; restores of that site\'s replicas then use it.',
+    service: 'data-mover',
+    latest: DeclareSiteLostV1,
+    result: DeclareSiteLostResult,
   }),
   AddHypervisor: define('AddHypervisor', {
     description: 'Connect the snapshot coordinator to a hypervisor (kept across restarts).',

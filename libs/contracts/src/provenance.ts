@@ -60,6 +60,7 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   ReplicationPolicyDeleted: ['replication'],
   ReplicaCommitted: ['replication'],
   ReplicaVerified: ['replication'],
+  KeyEscrowReceived: ['replication'],
   ReplicaRepaired: ['replication'],
   ReplicaExpired: ['replication'],
   ReplicaGarbageCollected: ['replication'],
@@ -100,6 +101,7 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   InstantDiscarded: ['data-mover'],
   InstantFailed: ['data-mover'],
   RepositoryDeleted: ['data-mover'],
+  SiteDeclaredLost: ['data-mover'],
   // repository keys: the data mover's key journal, or the operator's CLI (`cairn repo …`)
   RepositoryInitialized: ['data-mover', 'admin'],
   RepositoryKeyRotated: ['data-mover', 'admin'],

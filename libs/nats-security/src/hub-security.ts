@@ -28,6 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { join, resolve } from 'node:path';
+import { makeEscrowKey, type EscrowKeyStatement } from './key-escrow.ts';
 import bcrypt from 'bcryptjs';
 import { issueCertificate } from './pki.ts';
 import { leafPermissions, renderLeafUsers } from './leaf.ts';
@@ -63,6 +64,11 @@ export interface LeafCredentials {
   readonly certFile: string;
   readonly keyFile: string;
   readonly caFile: string;
+  /**
+   * The site's escrow key (key escrow for disaster recovery): its X25519 private key file and
+   * the statement of its public key signed by the hub CA. Absent in bundles made before escrow.
+   */
+  readonly escrow?: { readonly keyFile: string; readonly statement: EscrowKeyStatement };
 }
 
 interface LeafFile { readonly version: 1; readonly site: string; readonly user: string; readonly password: string; readonly peers?: readonly string[]; readonly hub?: string }
@@ -174,7 +180,18 @@ export async function addLeafSite(o: { readonly dir: string; readonly site: stri
   const leaf: LeafFile = { version: 1, site: o.site, user: leafUser(o.site), password, peers: [...o.peers], ...(o.hubUrl ? { hub: o.hubUrl } : {}) };
   await writeFile(join(out, 'leaf.json'), JSON.stringify(leaf, null, 2) + '\n', { mode: 0o600 });
   await chmod(join(out, 'leaf.json'), 0o600);
-  return { hub, bundleDir: out, bundle: { site: o.site, user: leaf.user, password, ...(leaf.peers ? { peers: leaf.peers } : {}), certFile: cert.cert, keyFile: cert.key, caFile: join(out, 'hub-ca.pem') } };
+  // The site's escrow key pair: the private key only in the bundle, the public key signed by the hub CA.
+  const escrow = makeEscrowKey(o.site, await readFile(join(hub.dir, 'ca-key.pem'), 'utf8'));
+  await writeFile(join(out, 'escrow-key.pem'), escrow.privateKeyPem, { mode: 0o600 });
+  await chmod(join(out, 'escrow-key.pem'), 0o600);
+  await writeFile(join(out, 'escrow.json'), JSON.stringify(escrow.statement, null, 2) + '\n');
+  return {
+    hub, bundleDir: out,
+    bundle: {
+      site: o.site, user: leaf.user, password, ...(leaf.peers ? { peers: leaf.peers } : {}), certFile: cert.cert, keyFile: cert.key, caFile: join(out, 'hub-ca.pem'),
+      escrow: { keyFile: join(out, 'escrow-key.pem'), statement: escrow.statement },
+    },
+  };
 }
 
 /** Reads a site's leaf credential bundle (`cairn up --hub-credentials <dir>`). */
@@ -184,7 +201,11 @@ export async function loadLeafCredentials(dir: string): Promise<LeafCredentials>
     throw new Error(`no leaf credentials in ${d} (leaf.json: ${e.message}); the hub's operator makes them with \`cairn hub add-site <site> --out <dir>\``);
   })) as LeafFile;
   if (f.version !== 1 || !f.site || !f.user || !f.password) throw new Error(`${join(d, 'leaf.json')} is not a Cairn leaf credential file`);
-  return { site: f.site, user: f.user, password: f.password, ...(f.peers ? { peers: f.peers } : {}), certFile: join(d, 'leaf.pem'), keyFile: join(d, 'leaf-key.pem'), caFile: join(d, 'hub-ca.pem') };
+  const statement = await readFile(join(d, 'escrow.json'), 'utf8').then((t) => JSON.parse(t) as EscrowKeyStatement, () => undefined);
+  return {
+    site: f.site, user: f.user, password: f.password, ...(f.peers ? { peers: f.peers } : {}), certFile: join(d, 'leaf.pem'), keyFile: join(d, 'leaf-key.pem'), caFile: join(d, 'hub-ca.pem'),
+    ...(statement ? { escrow: { keyFile: join(d, 'escrow-key.pem'), statement } } : {}),
+  };
 }
 
 /**

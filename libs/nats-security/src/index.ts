@@ -8,3 +8,4 @@ export * from './leaf.ts';
 export * from './hub-security.ts';
 export * from './identity-keys.ts';
 export * from './identity-binding.ts';
+export * from './key-escrow.ts';

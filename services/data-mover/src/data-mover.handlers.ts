@@ -97,6 +97,11 @@ export function dataMoverHandlers(s: HandlerSettings) {
       return this.acts.deleteRepository(p, ctx.actor, ctx.command.id, ctx.trace);
     }
 
+    @CommandHandler('data-mover', 'DeclareSiteLost', { failureCode: 'declare_failed' })
+    async declareSiteLost(@Payload() p: CommandPayloadMap['DeclareSiteLost'], @Ctx() ctx: CommandContext) {
+      return this.acts.declareSiteLost(p, ctx.actor, ctx.command.id, ctx.trace);
+    }
+
     @CommandHandler('data-mover', 'DescribeRepository')
     describeRepository(@Payload() p: CommandPayloadMap['DescribeRepository']) {
       return this.mover.describeRepository(p.repository);

@@ -56,6 +56,8 @@ export interface StartDataMoverOptions {
   readonly bandwidth?: BandwidthLimits | TransferBandwidth;
   /** Finds restore points of other sites' replicas kept here (disaster recovery). */
   readonly locateRestorePoint?: (restorePointId: string) => Promise<Repository | undefined>;
+  /** Key escrow: opens the key a site escrowed here and checks it against its replica (DeclareSiteLost). */
+  readonly checkEscrow?: (site: string) => Promise<{ repositoryId: string; keyIds: string[]; wrappedAt: string }>;
   /** Unacknowledged time before another mover gets the work (default 30 s; kept alive while running). */
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
@@ -167,7 +169,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   }, o.log, mover, logger.child({ component: 'instant' }));
   instant.follow();
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, instant, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, ...(o.checkEscrow ? { checkEscrow: o.checkEscrow } : {}), signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, instant, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();

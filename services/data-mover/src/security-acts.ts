@@ -26,6 +26,8 @@ export interface SecurityActsOptions {
   readonly deletedRepositories?: Map<string, string>;
   /** A secure site: approvals need both people's signatures (docs/security.md, four-eyes). */
   readonly signedApprovals?: boolean;
+  /** Key escrow: opens what `site` escrowed here and checks it opens its replica (the secret stays with the caller). */
+  readonly checkEscrow?: (site: string) => Promise<{ repositoryId: string; keyIds: string[]; wrappedAt: string }>;
 }
 
 export class SecurityActs {
@@ -91,6 +93,37 @@ export class SecurityActs {
     }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'any' });
     this.o.logger?.warn({ repository: cmd.repository, repositoryId, location, approvalId: cmd.approvalId, actor: actor.id, ...report }, 'repository deleted (four-eyes)');
     return { repository: cmd.repository, repositoryId, ...report };
+  }
+
+  /**
+   * Declares another site lost (disaster recovery): only with a granted `declare-site-lost`
+   * approval for it (checked here in the log), and only when the key that site escrowed here
+   * opens and opens its replica. Then SiteDeclaredLost records both administrators, once per
+   * site; restores of that site's replicas open the escrowed key from then on.
+   */
+  async declareSiteLost(cmd: CommandPayloadMap['DeclareSiteLost'], actor: Actor, causationId: string, trace?: TraceContext) {
+    const verdict = await this.approval(cmd.approvalId, (a) => a.kind === 'declare-site-lost' && a.site === cmd.site);
+    if (!verdict.ok) throw new DeletionRefused(verdict.code, verdict.message);
+    if (cmd.site === this.o.site) throw new DeletionRefused('conflict', `site ${cmd.site} is this site`);
+    if (!this.o.checkEscrow) throw new DeletionRefused('not_found', 'this data mover has no key escrow (its site joined no hub with escrow keys)');
+    let escrow;
+    try {
+      escrow = await this.o.checkEscrow(cmd.site);
+    } catch (e) {
+      throw new DeletionRefused('not_found', `site ${cmd.site} cannot be restored here: ${(e as Error).message}`);
+    }
+    const streamId = `repository-sitelost-${cmd.site}`;
+    try {
+      await this.o.log.append(streamId, [newEvent('SiteDeclaredLost', {
+        site: cmd.site, repositoryId: escrow.repositoryId, keyIds: escrow.keyIds, escrowWrappedAt: escrow.wrappedAt,
+        approvalId: cmd.approvalId, requestedBy: verdict.requestedBy, approvedBy: verdict.approvedBy,
+      }, { site: this.o.site, actor, streamId, causationId, correlationId: `approval-${cmd.approvalId}`, ...(trace ? { trace } : {}) })], { expectedRevision: 'no_stream' });
+    } catch (e) {
+      if ((e as Error).name !== 'WrongExpectedRevisionError') throw e;
+      return { site: cmd.site, repositoryId: escrow.repositoryId, declared: false };
+    }
+    this.o.logger?.warn({ site: cmd.site, repositoryId: escrow.repositoryId, approvalId: cmd.approvalId, actor: actor.id }, 'site declared lost (four-eyes): its escrowed key opens its replicas here');
+    return { site: cmd.site, repositoryId: escrow.repositoryId, declared: true };
   }
 
   /** The approval as this mover reads it in the log; a forged four-eyes event is reported. */

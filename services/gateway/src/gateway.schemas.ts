@@ -20,6 +20,7 @@ export const JobParams = Type.Object({ jobId: Id });
 export const PolicyParams = Type.Object({ policyId: Id });
 export const RestorePointParams = Type.Object({ restorePointId: Id });
 export const RepositoryParams = Type.Object({ repository: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }) });
+export const SiteParams = Type.Object({ site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) });
 
 export const ListVmsQuery = QUERY_SCHEMAS['vm.list'].request;
 export const ListRestorePointsQuery = QUERY_SCHEMAS['restorePoint.list'].request;

@@ -10,7 +10,7 @@ import { GatewayService } from './gateway.service.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import {
   AddUserKeyBody, UserKeyParams, ApprovalParams, ApprovalView, CreateApprovalBody, CreateTokenBody, CreateUserBody, DecisionBody, DeletionBody, DEFAULT_PAGE, Items, ListApprovalsQuery, ListTokensQuery, ListUsersQuery,
-  ReasonBody, RepositoryParams, RestorePointParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
+  ReasonBody, RepositoryParams, RestorePointParams, SiteParams, SetRolesBody, TokenCreated, TokenParams, TokenView, UserParams, UserView, WhoAmI,
 } from './gateway.schemas.ts';
 import { GATEWAY_AUTH } from './gateway.tokens.ts';
 import type { HttpResponse } from './http.types.ts';
@@ -45,7 +45,7 @@ function mapIdentityError(e: unknown): never {
 type SignedRequest = { approvalId: string; signature: PersonSignatureValue };
 
 /** Acts a four-eyes approval can be for, and which of them Cairn can carry out today. */
-const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository', 'grant-administrator', 'add-operator-key', 'restore-in-place']);
+const EXECUTABLE: ReadonlySet<ApprovalAction['kind']> = new Set(['delete-restore-point', 'shorten-retention', 'disable-immutability', 'delete-repository', 'grant-administrator', 'add-operator-key', 'restore-in-place', 'declare-site-lost']);
 
 @Controller()
 export class IdentityController {
@@ -253,6 +253,16 @@ export class IdentityController {
     return this.request({ kind: 'delete-repository', repository: p.repository }, body, caller, res);
   }
 
+  @Route({
+    method: 'POST', path: '/v1/sites/:site/loss', operationId: 'requestSiteLoss', tag: 'approvals', status: 202, permission: 'admin',
+    summary: 'Ask for another site to be declared lost (disaster recovery): it is, once a second administrator approves (four-eyes)',
+    description: 'When approved, the data mover opens the repository key the lost site escrowed here (sealed for this site), checks it opens that site\'s replica, and records SiteDeclaredLost with both administrators; restores of that site\'s replicas use the key from then on. No passphrase is copied by anyone.',
+    params: SiteParams, body: DeletionBody, response: ApprovalView, problems: [403, 404],
+  })
+  async requestSiteLoss(@Input('params') p: { site: string }, @Input('body') body: { reason?: string; approvalId?: string; signature?: PersonSignatureValue }, @CallerOf() caller: Caller, @Res({ passthrough: true }) res: HttpResponse) {
+    return this.request({ kind: 'declare-site-lost', site: p.site }, body, caller, res);
+  }
+
   private async request(action: ApprovalAction, body: { reason?: string; approvalId?: string; signature?: PersonSignatureValue }, caller: Caller, res: HttpResponse) {
     const reason = body.reason;
     if (body.signature && !body.approvalId) throw new ProblemError(400, 'validation', 'a signed request names its approvalId (the signature covers it)', { code: 'invalid_request' });
@@ -302,6 +312,8 @@ export class IdentityController {
         await this.gateway.command('DeleteRestorePoint', { restorePointId: a.action.restorePointId, approvalId: a.approvalId }, caller);
       } else if (a.action.kind === 'delete-repository') {
         await this.gateway.command('DeleteRepository', { repository: a.action.repository, approvalId: a.approvalId }, caller);
+      } else if (a.action.kind === 'declare-site-lost') {
+        await this.gateway.command('DeclareSiteLost', { site: a.action.site, approvalId: a.approvalId }, caller);
       } else if (a.action.kind === 'restore-in-place') {
         // The act is the in-place restore job (safety backup first); the data mover checks this approval when it accepts it.
         const vmName = a.action.vm;

@@ -6,6 +6,7 @@ import { replicationSubject } from '@cairn/contracts';
 import { encodeRefs, sha256Hex, TokenBucket, type ReplicaRefs, type ReplicaSink, type RepositoryIdentity, type SealedObject, type SealedRef, type ReplicaVerifyReport } from '@cairn/repository';
 import { b64, H, headerBytes, makeHeaders, packIds, TransferError, unpackIds, type CommitMeta, type TransferOp } from './transfer-protocol.ts';
 import { Refusal } from '@cairn/contracts';
+import type { EscrowEnvelope, EscrowKeyStatement } from '@cairn/nats-security';
 
 export interface RemoteSinkOptions {
   readonly timeoutMs?: number;
@@ -139,6 +140,16 @@ export class RemoteSink implements ReplicaSink {
   /** Tells the target the source let the restore point go: it removes its replica. */
   expire(restorePointId: string, reason: string): Promise<{ held: boolean }> {
     return this.json('expire', { restorePointId, reason });
+  }
+
+  /** The target's escrow key statement (checked by the caller against the hub CA). */
+  escrowKey(): Promise<EscrowKeyStatement> {
+    return this.json('escrow-key', {});
+  }
+
+  /** Hands the target the source's key sealed for it. */
+  escrow(envelope: EscrowEnvelope): Promise<{ stored: boolean }> {
+    return this.json('escrow', envelope);
   }
 
   verify(): Promise<ReplicaVerifyReport> {

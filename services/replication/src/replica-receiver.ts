@@ -4,12 +4,14 @@
 // / ReplicaExpired / ReplicaGarbageCollected in this site's log. It never holds a key: what it
 // stores is what the source sealed. A replica the source expired is removed on `expire`, and a
 // replica GC of that copy follows (keyless: the refs lists the source sent with each copy).
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { assertSite, newEvent, type Actor } from '@cairn/contracts';
 import { WrongExpectedRevisionError, type EventLog } from '@cairn/eventlog';
 import { DirectoryBackend, ReplicaExpiredError, ReplicaIntegrityError, ReplicaTarget, type Backend, type ReplicaGcReport, type ReplicaVerifyReport, type SealedKind } from '@cairn/repository';
+import type { EscrowEnvelope, EscrowKeyStatement } from '@cairn/nats-security';
 import { H, makeHeaders, packIds, TransferError, unb64, unpackIds, type CommitMeta, type TransferOp } from './transfer-protocol.ts';
 
 const KINDS: readonly SealedKind[] = ['chunk', 'index-page', 'manifest'];
@@ -37,6 +39,11 @@ export interface ReceiverOptions {
   readonly gcGraceMs?: number;
   /** Wait after an expiry before the replica GC runs (default 5 s; more expiries in between join it). */
   readonly gcDelayMs?: number;
+  /**
+   * Key escrow (docs/sites.md, disaster recovery): this site's escrow key statement (from its hub
+   * bundle), shown to sources, and where the sealed keys they send are kept (one file per source).
+   */
+  readonly escrow?: { readonly statement: EscrowKeyStatement; readonly dir: string };
 }
 
 export class ReplicaReceiver {
@@ -250,9 +257,41 @@ export class ReplicaReceiver {
         }, { site: this.o.site, actor: this.o.actor, streamId: `replicacheck-${source}` })], { expectedRevision: 'any' });
         return null;
       }
+      case 'escrow-key':
+        if (!this.o.escrow) throw new TransferError('no_escrow', `site ${this.o.site} has no escrow key (its hub bundle predates key escrow, or it joined no hub)`);
+        return this.o.escrow.statement;
+      case 'escrow':
+        return this.storeEscrow(source, msg.json<EscrowEnvelope>());
       default:
         throw new TransferError('bad_request', `unknown operation ${JSON.stringify(op)}`);
     }
+  }
+
+  /**
+   * Keeps what `source` sealed for this site (never opened here until the source is declared
+   * lost): one file per source, replaced by a newer wrapping (a rotation there), recorded as
+   * KeyEscrowReceived when it changed.
+   */
+  private async storeEscrow(source: string, e: EscrowEnvelope): Promise<{ stored: boolean }> {
+    const escrow = this.o.escrow;
+    if (!escrow) throw new TransferError('no_escrow', `site ${this.o.site} has no escrow key`);
+    const fields = ['repositoryId', 'recipient', 'wrappedAt', 'ephemeral', 'nonce', 'ciphertext', 'tag'] as const;
+    if (e?.version !== 1 || !Array.isArray(e.keyIds) || fields.some((f) => typeof e[f] !== 'string' || e[f].length > 4096)) throw new TransferError('bad_request', 'not an escrow envelope');
+    if (e.sourceSite !== source || e.targetSite !== this.o.site) throw new TransferError('bad_request', `an escrow from ${e.sourceSite} for ${e.targetSite} sent by ${source} to ${this.o.site}`);
+    if (e.recipient !== escrow.statement.publicKey) throw new TransferError('wrong_recipient', `the escrow is sealed to another key than site ${this.o.site}'s escrow key`);
+    const file = join(escrow.dir, `${source}.json`);
+    const before = await readFile(file, 'utf8').then((t) => JSON.parse(t) as EscrowEnvelope, () => undefined);
+    if (before && before.ciphertext === e.ciphertext) return { stored: false };
+    await mkdir(escrow.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(e, null, 2) + '\n', { mode: 0o600 });
+    await chmod(tmp, 0o600);
+    await rename(tmp, file);
+    await this.o.log.append(`replicacheck-${source}`, [newEvent('KeyEscrowReceived', {
+      sourceSite: source, repositoryId: e.repositoryId, keyIds: [...e.keyIds], wrappedAt: e.wrappedAt, recipient: e.recipient,
+    }, { site: this.o.site, actor: this.o.actor, streamId: `replicacheck-${source}` })], { expectedRevision: 'any' });
+    this.o.logger.info({ source, repositoryId: e.repositoryId, keyIds: e.keyIds }, 'key escrow received');
+    return { stored: true };
   }
 
   /** ReplicaCommitted once per restore point at this site, even when a commit is retried. */

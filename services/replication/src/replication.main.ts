@@ -1,5 +1,6 @@
 // Starts the replication service of a site as a Nest microservice (commands over NATS), with
 // its receiver for other sites' copies and its policy consumers.
+import type { EscrowKeyStatement } from '@cairn/nats-security';
 import 'reflect-metadata';
 import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -42,6 +43,17 @@ export interface StartReplicationOptions {
   /** Replica GC after expiries: grace period of unreferenced objects (default 1 hour) and delay (default 5 s). */
   readonly replicaGcGraceMs?: number;
   readonly replicaGcDelayMs?: number;
+  /**
+   * Key escrow (from the site's hub bundle): this site's escrow key statement and where sealed
+   * keys of other sites are kept (as a target); the hub CA and this site's repository secret (as
+   * a source). See docs/sites.md, disaster recovery.
+   */
+  readonly escrow?: {
+    readonly statement: EscrowKeyStatement;
+    readonly dir: string;
+    readonly hubCaPem: string;
+    readonly secret: () => Promise<string>;
+  };
 }
 
 export interface ReplicationHealth {
@@ -67,10 +79,14 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
     ...(o.replicaGcGraceMs !== undefined ? { gcGraceMs: o.replicaGcGraceMs } : {}),
     ...(o.replicaGcDelayMs !== undefined ? { gcDelayMs: o.replicaGcDelayMs } : {}),
     ...(o.replicaBackend ? { backendFor: o.replicaBackend } : {}),
+    ...(o.escrow ? { escrow: { statement: o.escrow.statement, dir: o.escrow.dir } } : {}),
   });
   receiver.start();
   const replication = new Replication(
-    { site: o.site, actor, ackWaitMs: o.ackWaitMs ?? 60_000, maxRetryDelayMs: o.maxRetryDelayMs ?? 30_000 },
+    {
+      site: o.site, actor, ackWaitMs: o.ackWaitMs ?? 60_000, maxRetryDelayMs: o.maxRetryDelayMs ?? 30_000,
+      ...(o.escrow ? { escrow: { hubCaPem: o.escrow.hubCaPem, secret: o.escrow.secret } } : {}),
+    },
     o.nc, o.log, o.repository, logger, receiver,
   );
   await replication.start();

@@ -25,6 +25,7 @@ import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
 import { TransferError } from './transfer-protocol.ts';
 import type { ReplicaReceiver } from './replica-receiver.ts';
 import { Refusal } from '@cairn/contracts';
+import { sealEscrow, verifyEscrowStatement } from '@cairn/nats-security';
 
 export interface ReplicationConfig {
   readonly site: string;
@@ -33,6 +34,12 @@ export interface ReplicationConfig {
   readonly ackWaitMs: number;
   /** Longest wait between two attempts at an unreachable target (default 30 s). */
   readonly maxRetryDelayMs: number;
+  /**
+   * Key escrow (docs/sites.md, disaster recovery): with every target it copies to, this site
+   * leaves its repository secret sealed for that target's escrow key, which the hub CA vouches
+   * for; again whenever the key set changes (a rotation). Without it, nothing is escrowed.
+   */
+  readonly escrow?: { readonly hubCaPem: string; readonly secret: () => Promise<string> };
 }
 
 export class ReplicationRefused extends Refusal {
@@ -57,6 +64,8 @@ export class Replication {
   private readonly locks = new Map<string, Semaphore>();
   /** Per target: the key ids it was last given (see `copy`). */
   private readonly adopted = new Map<string, string>();
+  /** Per target: the key ids its escrow was last sealed for. */
+  private readonly escrowed = new Map<string, string>();
   private readonly durables: DurableConsumers;
   private readonly consumers = new Map<string, Promise<RunningConsumer>>();
   /** Per target site: the consumer that sends it the expiries of this site's restore points. */
@@ -331,6 +340,25 @@ export class Replication {
     return l;
   }
 
+  /**
+   * Leaves this site's repository secret sealed for `target` (key escrow): the target's escrow
+   * key must carry the hub CA's signature for that site name. A failure is logged, never fails
+   * the copy; it is tried again with the next copy to that target.
+   */
+  private async escrowFor(sink: RemoteSink, target: string, repositoryId: string, keyIds: readonly string[], fingerprint: string): Promise<void> {
+    const escrow = this.config.escrow!;
+    try {
+      const statement = await sink.escrowKey();
+      verifyEscrowStatement(statement, escrow.hubCaPem, target);
+      const envelope = sealEscrow({ sourceSite: this.site, recipient: statement, repositoryId, keyIds, secret: { passphrase: await escrow.secret() } });
+      const r = await sink.escrow(envelope);
+      this.escrowed.set(target, fingerprint);
+      this.logger.info({ target, repositoryId, keyIds, stored: r.stored }, 'repository key escrowed for the target');
+    } catch (e) {
+      this.logger.warn({ target, err: (e as Error).message }, 'repository key not escrowed for the target (tried again with the next copy)');
+    }
+  }
+
   /** Copies one restore point to a target site: only what it lacks, manifest last. */
   /**
    * `full`: go through the whole copy even when the target holds the restore point (asks
@@ -372,10 +400,14 @@ export class Replication {
     // set changed (a rotation at the source adds a key object).
     const identity = await this.source.identity();
     const fingerprint = identity.keys.map((k) => k.keyId).sort().join(',');
-    if (this.adopted.get(target) !== fingerprint) {
+    const adoptedNow = this.adopted.get(target) !== fingerprint;
+    if (adoptedNow) {
       await sink.adopt(identity);
       this.adopted.set(target, fingerprint);
-    } else if (!o.full && await sink.hasRestorePoint(restorePointId)) {
+    }
+    // The escrow follows the key set: sealed again after a rotation, tried again while it failed.
+    if (this.config.escrow && this.escrowed.get(target) !== fingerprint) await this.escrowFor(sink, target, identity.repositoryId, identity.keys.map((k) => k.keyId), fingerprint);
+    if (!adoptedNow && !o.full && await sink.hasRestorePoint(restorePointId)) {
       const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
       return r;
     }

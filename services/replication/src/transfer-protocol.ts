@@ -10,6 +10,8 @@
 //   repaired  JSON {objects}                                      -> JSON null (records ReplicaRepaired)
 //   refs      headers id, sha256, part, parts; body = the restore point's refs list (before commit)
 //   expire    JSON {restorePointId, reason}                       -> JSON {held} (records ReplicaExpired)
+//   escrow-key (empty)                                            -> JSON the target's escrow key statement (signed by the hub CA)
+//   escrow    JSON sealed envelope of the source's repository key -> JSON {stored} (records KeyEscrowReceived)
 //
 // Every reply carries `Cairn-Status: ok` or `error` (body JSON {code, message}).
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
@@ -24,7 +26,7 @@ export const H = {
   repair: 'Cairn-Repair',
 } as const;
 
-export type TransferOp = 'adopt' | 'missing' | 'has-rp' | 'put' | 'commit' | 'verify' | 'repaired' | 'refs' | 'expire';
+export type TransferOp = 'adopt' | 'missing' | 'has-rp' | 'put' | 'commit' | 'verify' | 'repaired' | 'refs' | 'expire' | 'escrow-key' | 'escrow';
 
 export interface CommitMeta {
   readonly vmId: string;

@@ -13,10 +13,10 @@ import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.even
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
-  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
+  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
 import {
-  AccessDeniedV1, AccessRecoveredV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, RestorePointDeletedV1,
+  AccessDeniedV1, AccessRecoveredV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, SiteDeclaredLostV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
 } from './security.events.ts';
 import { RestoreCompletedV1, RestoreFailedV1, RestoreProgressedV1, RestoreRequestedV1, RestoreStartedV1 } from './restore.events.ts';
@@ -90,6 +90,7 @@ export const EVENT_SCHEMAS = {
   ReplicationPolicyCreated: define('ReplicationPolicyCreated', { description: 'A replication policy was created at its source site.', categories: ['replpolicy'], latest: ReplicationPolicyCreatedV1 }),
   ReplicationPolicyDeleted: define('ReplicationPolicyDeleted', { description: 'A replication policy was deleted.', categories: ['replpolicy'], latest: ReplicationPolicyDeletedV1 }),
   ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),
+  KeyEscrowReceived: define('KeyEscrowReceived', { description: 'A source site\'s repository key arrived sealed for this site (key escrow), kept with its replicas.', categories: ['replicacheck'], latest: KeyEscrowReceivedV1 }),
   ReplicaVerified: define('ReplicaVerified', { description: 'This site checked its copy of another site\'s repository without the key.', categories: ['replicacheck'], latest: ReplicaVerifiedV1 }),
   ReplicaRepaired: define('ReplicaRepaired', { description: 'Damaged objects of a copy were sent again by the source site and checked.', categories: ['replicacheck'], latest: ReplicaRepairedV1 }),
   ReplicaExpired: define('ReplicaExpired', { description: 'The source site expired or deleted a restore point: its replica here was removed (its objects go at the next replica GC).', categories: ['replica'], latest: ReplicaExpiredV1 }),
@@ -127,6 +128,7 @@ export const EVENT_SCHEMAS = {
   FilesRestored: define('FilesRestored', { description: 'Files of a restore point were copied out (who, which point, which paths, where to).', categories: ['files'], latest: FilesRestoredV1 }),
   RepositoryInitialized: define('RepositoryInitialized', { description: 'A repository was created with its first key (recorded in its key journal, then in the log).', categories: ['repository'], latest: RepositoryInitializedV1 }),
   RepositoryKeyRotated: define('RepositoryKeyRotated', { description: 'A repository\'s master keys were re-wrapped under new credentials; the old ones no longer open it.', categories: ['repository'], latest: RepositoryKeyRotatedV1 }),
+  SiteDeclaredLost: define('SiteDeclaredLost', { description: 'Another site was declared lost after a four-eyes approval: this site now opens the key it escrowed here and restores its replicas.', categories: ['repository'], latest: SiteDeclaredLostV1 }),
   RepositoryDeleted: define('RepositoryDeleted', { description: 'A repository and everything in it was deleted after a four-eyes approval (no lock was live).', categories: ['repository'], latest: RepositoryDeletedV1 }),
   RecoveryKeyExported: define('RecoveryKeyExported', { description: 'A repository\'s recovery key was exported (only its keyed fingerprint is recorded).', categories: ['repository'], latest: RecoveryKeyExportedV1 }),
   EventSigningStarted: define('EventSigningStarted', { description: 'From this event\'s position on, every event must be signed by its writer; unsigned events before it are legacy.', categories: ['provenance'], latest: EventSigningStartedV1 }),

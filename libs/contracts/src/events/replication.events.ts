@@ -104,3 +104,17 @@ export const ReplicaGarbageCollectedV1 = Type.Object({
   /** Unreferenced objects younger than the grace period, kept for now. */
   objectsKeptYoung: Count,
 }, { additionalProperties: false });
+
+/**
+ * A source site's repository key arrived here sealed for this site (key escrow, stream
+ * `replicacheck-<source>`): kept with its replicas, opened only once the source is declared lost.
+ */
+export const KeyEscrowReceivedV1 = Type.Object({
+  sourceSite: Site,
+  repositoryId: Type.String({ minLength: 1, maxLength: 128 }),
+  /** The source's key ids it was wrapped for (a rotation there sends a new one). */
+  keyIds: Type.Array(Type.String({ maxLength: 128 }), { maxItems: 64 }),
+  wrappedAt: Type.String({ format: 'date-time' }),
+  /** This site's escrow public key it is sealed to (base64url). */
+  recipient: Type.String({ maxLength: 64 }),
+}, { additionalProperties: false });

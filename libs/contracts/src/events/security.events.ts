@@ -166,6 +166,8 @@ export const ApprovalAction = Type.Union([
     policy: Type.Optional(Type.Object(PolicyFields, { additionalProperties: false })),
   }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('delete-repository'), repository: Name }, { additionalProperties: false }),
+  /** Declaring another site lost (disaster recovery): this site may then open the key that site escrowed for it. */
+  Type.Object({ kind: Type.Literal('declare-site-lost'), site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) }, { additionalProperties: false }),
   /** Making a user an administrator while the site has two or more (the requester's endorsement rides along). */
   Type.Object({
     kind: Type.Literal('grant-administrator'),
@@ -240,6 +242,23 @@ export const RepositoryDeletedV1 = Type.Object({
   approvedBy: Principal,
   restorePointsDeleted: Type.Integer({ minimum: 0 }),
   objectsDeleted: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
+/**
+ * Another site was declared lost here after a four-eyes approval (stream
+ * `repository-sitelost-<site>`): from now on this site opens the repository key that site
+ * escrowed for it, and restores that site's replicas with it (docs/sites.md, disaster recovery).
+ */
+export const SiteDeclaredLostV1 = Type.Object({
+  site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+  /** The lost site's repository, as its escrow and its replica here name it. */
+  repositoryId: Type.String({ minLength: 1, maxLength: 128 }),
+  /** Key ids the escrow was wrapped for, and when the lost site wrapped it. */
+  keyIds: Type.Array(Type.String({ maxLength: 128 }), { maxItems: 64 }),
+  escrowWrappedAt: Timestamp,
+  approvalId: Id,
+  requestedBy: Principal,
+  approvedBy: Principal,
 }, { additionalProperties: false });
 
 /** A disk of a restore point was restored (stream `restore-<restoreId>`). */

@@ -254,6 +254,7 @@ export function registerAccessCommands(program: Command): void {
   registerPolicyRetention(program);
   registerPolicyImmutability(program);
   registerRepositoryDeletion(program);
+  registerSiteLoss(program);
 
   // `cairn restore-point delete`: asks; a second administrator approves with `cairn approval approve`.
   const rp = program.commands.find((c) => c.name() === 'restore-point') ?? program.command('restore-point').description('restore points');
@@ -340,7 +341,20 @@ function registerRepositoryDeletion(program: Command): void {
     }));
 }
 
+function registerSiteLoss(program: Command): void {
+  const site = program.commands.find((c) => c.name() === 'site') ?? program.command('site');
+  addApiOptions(site.command('declare-lost <site>')
+    .description('disaster recovery: ask for another site to be declared lost here; once a second administrator approves, this site opens the repository key that site escrowed for it and restores its replicas'))
+    .option('--reason <text>')
+    .action(withApi(async (a, name: string, o: { reason?: string }) => {
+      const approvalId = randomUUID();
+      const signature = await signApproval(a, approvalId, 'request', { kind: 'declare-site-lost', site: name });
+      const r = await a.call('POST', `/v1/sites/${encodeURIComponent(name)}/loss`, { ...(o.reason ? { reason: o.reason } : {}), ...(signature ? { approvalId, signature } : {}) });
+      output(a, r, () => `site ${name} to be declared lost (approval ${String(r.approvalId)}); another administrator runs: cairn approval approve ${String(r.approvalId)}`);
+    }));
+}
+
 function describe(action: unknown): string {
-  const x = action as { kind: string; restorePointId?: string; policyId?: string; repository?: string; userId?: string };
-  return `${x.kind} ${x.restorePointId ?? x.policyId ?? x.repository ?? x.userId ?? ''}`.trim();
+  const x = action as { kind: string; restorePointId?: string; policyId?: string; repository?: string; userId?: string; site?: string };
+  return `${x.kind} ${x.restorePointId ?? x.policyId ?? x.repository ?? x.userId ?? x.site ?? ''}`.trim();
 }

@@ -7,7 +7,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { DEFAULT_DATA_DIR, globals } from '../session.ts';
 
 export function registerSiteCommands(program: Command): void {
-  const site = program.command('site').description('site set-up: NATS identities, certificates and permissions');
+  const site = (program.commands.find((c) => c.name() === 'site') ?? program.command('site')).description('site set-up: NATS identities, certificates and permissions; disaster recovery (declare-lost)');
   site
     .command('init')
     .description('create (or complete) the site CA, server and client certificates, nkeys and the nats-server security config')

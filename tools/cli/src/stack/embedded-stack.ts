@@ -364,14 +364,20 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     stops.push(() => coordinator.close());
     const without = new Set(options.without ?? []);
+    // Key escrow (docs/sites.md, disaster recovery): with a hub bundle that carries this site's
+    // escrow key, other sites' keys sealed for it are kept in <data>/escrow and opened only for a
+    // site declared lost here.
+    const escrowDir = join(dataDir, 'escrow');
     const replicas = replicaLocator({
       replicasDir: dirs.replicas, secretsDir: dirs.secrets, ...(options.replicaPassphrases ? { passphrases: options.replicaPassphrases } : {}),
+      ...(leaf?.escrow ? { escrow: { dir: escrowDir, keyFile: leaf.escrow.keyFile, log } } : {}),
     });
     stops.push(() => replicas.close());
     const mover: RunningDataMover | undefined = without.has('data-mover') ? undefined : await startDataMover({
       ...(await as('data-mover')), site,
       repositories: new Map([['default', repository]]),
       locateRestorePoint: (id) => replicas.locate(id),
+      ...(leaf?.escrow ? { checkEscrow: (s: string) => replicas.checkEscrow(s) } : {}),
       ...restorePlaces(dataDir, {
         ...(options.restoreRoots ? { roots: options.restoreRoots } : {}),
         forbidden: [dirs.repository, ...(security ? [security.dir] : [])],
@@ -414,6 +420,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.replication?.recordReceived ? { recordReceived: true } : {}),
       // Behind a secure hub the receiver names the peers its leaf user allows (ReplicaReceiver).
       ...(leaf?.peers?.length ? { peers: leaf.peers } : {}),
+      ...(leaf?.escrow ? {
+        escrow: {
+          statement: leaf.escrow.statement, dir: escrowDir, hubCaPem: await readFile(leaf.caFile, 'utf8'),
+          // Read when it is sealed: after a rotation the file (or the environment) holds the new one.
+          secret: async () => process.env['CAIRN_REPO_PASSPHRASE'] ?? (await readFile(join(dirs.secrets, 'repository.passphrase'), 'utf8')).trim(),
+        },
+      } : {}),
     });
     stops.push(() => replication.close());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? await secret(join(dirs.secrets, 'api.token'), () => randomBytes(24).toString('base64url'));
