@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { QmpClient } from '@cairn/hypervisor';
-import { CHANGE_BLOCK_SIZE, GiB, MiB, changedBlocks, imageLayout, layoutMix, type ImageSpec } from './image.ts';
+import { CHANGE_BLOCK_SIZE, GiB, MiB, changedBlocks, imageLayout, layoutMix, writeImage, type ImageSpec } from './image.ts';
 import { TOOLS } from './tools.ts';
 import { machine, parseSize, prepareImages, runTool, sha256File, updateDoc, type Images } from './run.ts';
 import { median, plainTable, type RunResult } from './report.ts';
@@ -40,6 +40,8 @@ const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
 interface BenchVm {
   readonly name: string;
   readonly qmpPath: string;
+  /** The QEMU process (its CPU time is what serving the NBD export costs). */
+  readonly pid: number;
   /** Writes `data` at `offset` through QEMU's block layer, as a guest would. */
   write(offset: number, data: Buffer): Promise<void>;
   stop(): Promise<void>;
@@ -73,7 +75,7 @@ async function startVm(dir: string, name: string, rawImage: string): Promise<Ben
   }
   const pattern = join(dir, 'block.bin');
   return {
-    name, qmpPath,
+    name, qmpPath, pid: proc.pid!,
     async write(offset, data) {
       // qemu-io's -s fills the write buffer from a file: one block of the changed image.
       await writeFile(pattern, data);
@@ -91,10 +93,11 @@ async function startVm(dir: string, name: string, rawImage: string): Promise<Ben
   };
 }
 
-/** Resident memory of a process and all its descendants (bytes), from /proc. */
-async function treeRss(root: number): Promise<number> {
+/** Resident memory (bytes) and CPU time (s, user + system, all threads) of a process and all its descendants, from /proc. */
+async function treeUsage(root: number): Promise<{ rss: number; cpu: number }> {
   const children = new Map<number, number[]>();
   const rss = new Map<number, number>();
+  const cpu = new Map<number, number>();
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -102,16 +105,26 @@ async function treeRss(root: number): Promise<number> {
       const ppid = Number(/PPid:\s+(\d+)/.exec(status)?.[1] ?? 0);
       rss.set(Number(entry), Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024);
       children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+      cpu.set(Number(entry), await processCpu(Number(entry)));
     } catch { /* gone meanwhile */ }
   }
   let total = 0;
+  let cpuTotal = 0;
   const stack = [root];
   while (stack.length) {
     const pid = stack.pop()!;
     total += rss.get(pid) ?? 0;
+    cpuTotal += cpu.get(pid) ?? 0;
     stack.push(...(children.get(pid) ?? []));
   }
-  return total;
+  return { rss: total, cpu: cpuTotal };
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far (USER_HZ = 100 on Linux). */
+async function processCpu(pid: number | string): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 interface Cairn {
@@ -120,14 +133,18 @@ interface Cairn {
   /** Peak RSS of the whole stack (cairn up, its workers, nats-server) since the last reset. */
   peakRss(): number;
   resetPeak(): void;
-  cli(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; ms: number }>;
+  /** CPU seconds the whole stack used so far. */
+  cpu(): Promise<number>;
+  cli(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; ms: number; cpu: number }>;
   stop(): Promise<void>;
 }
 
 async function startCairn(dataDir: string): Promise<Cairn> {
   // info: the data mover's 'restore point committed' line carries the transfer's timings.
   const env = { ...process.env, CAIRN_LOG_LEVEL: 'info' };
-  const child = spawn(process.execPath, [CAIRN, '--data', dataDir, 'up'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // CAIRN_BENCH_PROFILE=<dir>: V8 CPU profiles of the stack's process and its threads, written there when it stops.
+  const profile = process.env['CAIRN_BENCH_PROFILE'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(process.env['CAIRN_BENCH_PROFILE'])] : [];
+  const child = spawn(process.execPath, [...profile, CAIRN, '--data', dataDir, 'up'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
@@ -139,12 +156,13 @@ async function startCairn(dataDir: string): Promise<Cairn> {
     await new Promise((r) => setTimeout(r, 200));
   }
   let peak = 0;
-  const sampler = setInterval(() => { void treeRss(child.pid!).then((v) => { peak = Math.max(peak, v); }); }, 100);
+  const sampler = setInterval(() => { void treeUsage(child.pid!).then((v) => { peak = Math.max(peak, v.rss); }); }, 100);
   return {
     dataDir,
     pid: child.pid!,
     peakRss: () => peak,
     resetPeak: () => { peak = 0; },
+    cpu: async () => (await treeUsage(child.pid!)).cpu,
     cli(args, timeoutMs = 900_000) {
       return new Promise((ok, fail) => {
         const t0 = performance.now();
@@ -155,10 +173,14 @@ async function startCairn(dataDir: string): Promise<Cairn> {
         c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-16 * 1024); });
         const timer = setTimeout(() => c.kill('SIGTERM'), timeoutMs);
         c.on('error', fail);
+        // The CLI's CPU, sampled until it exits (a zombie's /proc entry still has it until reaped).
+        let cpu = 0;
+        const cpuTimer = setInterval(() => { void processCpu(c.pid!).then((v) => { cpu = v; }, () => undefined); }, 50);
         c.on('close', (code) => {
           clearTimeout(timer);
+          clearInterval(cpuTimer);
           const ms = performance.now() - t0;
-          if (code === 0) ok({ stdout, ms });
+          if (code === 0) ok({ stdout, ms, cpu });
           else fail(new Error(`cairn ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.trim()}`));
         });
       });
@@ -285,6 +307,24 @@ interface CairnRun {
   readonly restoreMs: number;
   readonly fullPeakRss: number;
   readonly peakRss: number;
+  /** CPU seconds of the stack (cairn up and its descendants) and of QEMU (serving NBD) per step; the restore's include its CLI process. */
+  readonly cpu: { readonly full: StepCpu; readonly incremental: StepCpu; readonly restore: StepCpu };
+}
+
+interface StepCpu {
+  readonly stack: number;
+  /** The main thread of `cairn up` (every service's event loop: NBD sockets, uploads, NATS): the part that cannot spread over cores. */
+  readonly main: number;
+  readonly qemu: number;
+}
+
+/** CPU the stack and QEMU use during `step` (the CLI process's own CPU added by the caller where it matters). */
+async function measureCpu<T>(cairn: Cairn, vm: BenchVm, step: () => Promise<T>): Promise<{ value: T; cpu: StepCpu }> {
+  const mainThread = `${cairn.pid}/task/${cairn.pid}`;
+  const [s0, m0, q0] = await Promise.all([cairn.cpu(), processCpu(mainThread), processCpu(vm.pid)]);
+  const value = await step();
+  const [s1, m1, q1] = await Promise.all([cairn.cpu(), processCpu(mainThread), processCpu(vm.pid)]);
+  return { value, cpu: { stack: s1 - s0, main: m1 - m0, qemu: q1 - q0 } };
 }
 
 async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot: string): Promise<CairnRun> {
@@ -296,18 +336,21 @@ async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot
     cairn = await startCairn(join(dir, 'data'));
     await addVm(cairn, vm, 'bench-host');
     cairn.resetPeak();
-    const full = await backup(cairn, vm.name);
+    const { value: full, cpu: fullCpu } = await measureCpu(cairn, vm, () => backup(cairn!, vm.name));
     const fullPeakRss = cairn.peakRss();
-    log(`cairn run ${index}: full job ${(full.jobMs / 1000).toFixed(2)} s (command ${(full.wallMs / 1000).toFixed(2)} s), read ${(full.bytesRead / MB).toFixed(0)} MB, stack peak RSS ${(fullPeakRss / MiB).toFixed(0)} MiB`);
+    log(`cairn run ${index}: full job ${(full.jobMs / 1000).toFixed(2)} s (command ${(full.wallMs / 1000).toFixed(2)} s), read ${(full.bytesRead / MB).toFixed(0)} MB, stack peak RSS ${(fullPeakRss / MiB).toFixed(0)} MiB, CPU stack ${fullCpu.stack.toFixed(1)} s (main thread ${fullCpu.main.toFixed(1)} s) + QEMU ${fullCpu.qemu.toFixed(1)} s`);
     const written = await writeChanges(vm, images, spec);
-    const incremental = await backup(cairn, vm.name);
-    log(`cairn run ${index}: incremental (${written} blocks written through QEMU) job ${(incremental.jobMs / 1000).toFixed(2)} s (command ${(incremental.wallMs / 1000).toFixed(2)} s), read ${(incremental.bytesRead / MB).toFixed(0)} MB`);
+    const { value: incremental, cpu: incCpu } = await measureCpu(cairn, vm, () => backup(cairn!, vm.name));
+    log(`cairn run ${index}: incremental (${written} blocks written through QEMU) job ${(incremental.jobMs / 1000).toFixed(2)} s (command ${(incremental.wallMs / 1000).toFixed(2)} s), read ${(incremental.bytesRead / MB).toFixed(0)} MB, CPU stack ${incCpu.stack.toFixed(1)} s (main thread ${incCpu.main.toFixed(1)} s) + QEMU ${incCpu.qemu.toFixed(1)} s`);
     const target = join(cairn.dataDir, 'restores', 'restored.raw');
-    const restore = await cairn.cli(['restore', incremental.restorePointId, '--to', target]);
+    const { value: restore, cpu: restoreCpu } = await measureCpu(cairn, vm, () => cairn!.cli(['restore', incremental.restorePointId, '--to', target]));
     const sha = await sha256File(target);
     if (sha !== images.changed.sha256) throw new Error(`cairn restored a different image (sha256 ${sha}, expected ${images.changed.sha256})`);
-    log(`cairn run ${index}: restore ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches)`);
-    return { full, incremental, restoreMs: restore.ms, fullPeakRss, peakRss: cairn.peakRss() };
+    log(`cairn run ${index}: restore ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches), CPU stack ${restoreCpu.stack.toFixed(1)} s (main thread ${restoreCpu.main.toFixed(1)} s) + CLI ${restore.cpu.toFixed(1)} s`);
+    return {
+      full, incremental, restoreMs: restore.ms, fullPeakRss, peakRss: cairn.peakRss(),
+      cpu: { full: fullCpu, incremental: incCpu, restore: { stack: restoreCpu.stack + restore.cpu, main: restoreCpu.main, qemu: restoreCpu.qemu } },
+    };
   } finally {
     await cairn?.stop();
     await vm.stop();
@@ -345,6 +388,47 @@ async function concurrentRun(count: number, images: Images, workRoot: string): P
   }
 }
 
+/** Peak RSS of the stack as the disk grows: one full backup per size (`--flat 2G,8G`). */
+interface FlatStep {
+  readonly sizeBytes: number;
+  readonly full: JobTimes;
+  readonly peakRss: number;
+  readonly cpu: StepCpu;
+}
+
+async function flatRun(sizeBytes: number, seed: string, workRoot: string): Promise<FlatStep> {
+  const dir = join(workRoot, `flat-${sizeBytes}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  // Only the base image: the raw file is converted to the VM's qcow2 and removed at once.
+  const raw = join(dir, 'base.raw');
+  await writeImage({ sizeBytes, seed }, 'base', raw);
+  let vm: BenchVm | undefined;
+  let cairn: Cairn | undefined;
+  try {
+    vm = await startVm(join(dir, 'vm'), 'bench-flat-vm', raw);
+    await rm(raw, { force: true });
+    cairn = await startCairn(join(dir, 'data'));
+    await addVm(cairn, vm, 'bench-flat-host');
+    cairn.resetPeak();
+    const { value: full, cpu } = await measureCpu(cairn, vm, () => backup(cairn!, vm!.name));
+    log(`flat ${fmtSize(sizeBytes)}: full job ${s2(full.jobMs)} s, stack peak RSS ${(cairn.peakRss() / MiB).toFixed(0)} MiB, CPU stack ${cpu.stack.toFixed(1)} s (main thread ${cpu.main.toFixed(1)} s)`);
+    return { sizeBytes, full, peakRss: cairn.peakRss(), cpu };
+  } finally {
+    await cairn?.stop();
+    await vm?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function flatTable(steps: readonly FlatStep[]): string {
+  return [
+    '| disk | full job s | full MB/s | stack peak RSS MiB (full) | stack CPU s (main thread) |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...steps.map((f) => `| ${fmtSize(f.sizeBytes)} | ${s2(f.full.jobMs)} | ${(f.sizeBytes / MB / (f.full.jobMs / 1000)).toFixed(0)} | ${(f.peakRss / MiB).toFixed(0)} | ${f.cpu.stack.toFixed(1)} (${f.cpu.main.toFixed(1)}) |`),
+  ].join('\n');
+}
+
 // ---- the report
 
 const s2 = (ms: number): string => (ms / 1000).toFixed(2);
@@ -366,7 +450,7 @@ const transferCell = (values: ReadonlyArray<number | undefined>): string => {
   return known.length ? s2(median(known)) : 'n/a';
 };
 
-export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]; others: readonly RunResult[]; concurrent?: Concurrent }): { main: string; phases: string; concurrent?: string; targets: string } {
+export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]; others: readonly RunResult[]; concurrent?: Concurrent }): { main: string; phases: string; cpu: string; concurrent?: string; targets: string } {
   const d = o.diskBytes;
   const fullJob = median(o.cairn.map((r) => r.full.jobMs));
   const fullCmd = median(o.cairn.map((r) => r.full.wallMs));
@@ -400,6 +484,18 @@ export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]
     ...TRANSFER_ROWS.map(([key, name]) => `| ${name} | ${transferCell(o.cairn.map((r) => r.full.transfer?.[key]))} | ${transferCell(o.cairn.map((r) => r.incremental.transfer?.[key]))} |`),
     `| bytes read from the hypervisor | ${(median(o.cairn.map((r) => r.full.bytesRead)) / MB).toFixed(0)} MB | ${(median(o.cairn.map((r) => r.incremental.bytesRead)) / MB).toFixed(1)} MB |`,
   ].join('\n');
+  const c1 = (f: (r: CairnRun) => number | undefined): string => {
+    const known = o.cairn.map(f).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    return known.length ? median(known).toFixed(1) : 'n/a';
+  };
+  const cpu = [
+    '| CPU seconds (user + system, all threads) | full | incremental | restore |',
+    '| --- | ---: | ---: | ---: |',
+    `| cairn stack (cairn up and its descendants; the restore's CLI process included) | ${c1((r) => r.cpu.full.stack)} | ${c1((r) => r.cpu.incremental.stack)} | ${c1((r) => r.cpu.restore.stack)} |`,
+    `| ↳ of which the main thread of cairn up (all services' event loop) | ${c1((r) => r.cpu.full.main)} | ${c1((r) => r.cpu.incremental.main)} | ${c1((r) => r.cpu.restore.main)} |`,
+    `| QEMU (serving the NBD export) | ${c1((r) => r.cpu.full.qemu)} | ${c1((r) => r.cpu.incremental.qemu)} | |`,
+    ...tools.map((t) => `| ${t} | ${(of(t, (r) => r.cpuMs.full) / 1000).toFixed(1)} | ${(of(t, (r) => r.cpuMs.incremental) / 1000).toFixed(1)} | ${(of(t, (r) => r.cpuMs.restore) / 1000).toFixed(1)} |`),
+  ].join('\n');
   const singleMBps = d / MB / (fullJob / 1000);
   const concurrent = o.concurrent
     ? [
@@ -419,7 +515,7 @@ export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]
     check('stack peak RSS during the full', '≤ 512 MiB', `${(peak / MiB).toFixed(0)} MiB`, peak <= 512 * MiB),
     check('three VMs at once', 'aggregate ≥ one VM\'s', o.concurrent ? `${(o.concurrent.aggregateMBps / singleMBps).toFixed(2)}×` : 'n/a', o.concurrent ? o.concurrent.aggregateMBps >= singleMBps * 0.95 : undefined),
   ].join('\n');
-  return { main, phases, ...(concurrent ? { concurrent } : {}), targets };
+  return { main, phases, cpu, ...(concurrent ? { concurrent } : {}), targets };
 }
 
 async function main(): Promise<void> {
@@ -430,8 +526,10 @@ async function main(): Promise<void> {
       tools: { type: 'string', default: 'restic,borg' },
       quick: { type: 'boolean', default: false },
       concurrent: { type: 'string' },
+      flat: { type: 'string' },
       seed: { type: 'string', default: 'cairn-bench-1' },
       work: { type: 'string' },
+      images: { type: 'string' },
       doc: { type: 'string' },
       'no-doc': { type: 'boolean', default: false },
     },
@@ -457,7 +555,8 @@ async function main(): Promise<void> {
     // would first rebuild it (seconds inside the measured commands, and `cairn up` would keep
     // esbuild's service process in the stack's memory).
     await run(process.execPath, [join(repoRoot, 'tools', 'cli', 'build.mjs')], { cwd: repoRoot });
-    const images = await prepareImages(spec, join(workRoot, 'images'));
+    // --images <dir>: the generated images are kept there and reused by the next run (same seed and size).
+    const images = await prepareImages(spec, values.images ? resolve(values.images) : join(workRoot, 'images'));
     const cairnRuns: CairnRun[] = [];
     const otherRuns: RunResult[] = [];
     for (let i = 1; i <= runs; i++) {
@@ -466,11 +565,14 @@ async function main(): Promise<void> {
       for (const t of others) otherRuns.push(await runTool(TOOLS[t]!, i, images, workRoot));
     }
     const concurrent = concurrentVms > 1 ? await concurrentRun(concurrentVms, images, workRoot) : undefined;
+    // --flat 2G,8G: one more full per size, for the stack's peak RSS as the disk grows.
+    const flat: FlatStep[] = [];
+    for (const sz of values.flat ? values.flat.split(',').map((x) => parseSize(x.trim())) : []) flat.push(await flatRun(sz, spec.seed, workRoot));
     const loadEnd = load();
     const t = productTables({ diskBytes: size, cairn: cairnRuns, others: otherRuns, ...(concurrent ? { concurrent } : {}) });
-    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
+    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}\n\nCPU:\n${plainTable(t.cpu)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}${flat.length ? `\n\npeak RSS as the disk grows:\n${plainTable(flatTable(flat))}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
     const mix = layoutMix(imageLayout(spec));
-    const cmd = `npx tsx tools/bench/src/product.ts${quick ? ' --quick' : ''}${values.size ? ` --size ${values.size}` : ''}${values.runs ? ` --runs ${runs}` : ''}`;
+    const cmd = `npx tsx tools/bench/src/product.ts${quick ? ' --quick' : ''}${values.size ? ` --size ${values.size}` : ''}${values.runs ? ` --runs ${runs}` : ''}${values.flat ? ` --flat ${values.flat}` : ''}`;
     const body = [
       `Measured ${startedAt} with \`${cmd}\` (commit ${(await run('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD'])).stdout.trim()}).`,
       '',
@@ -481,7 +583,10 @@ async function main(): Promise<void> {
       t.main,
       '',
       t.phases,
+      '',
+      t.cpu,
       ...(t.concurrent ? ['', t.concurrent] : []),
+      ...(flat.length ? ['', flatTable(flat)] : []),
       '',
       t.targets,
     ].join('\n');
@@ -489,7 +594,7 @@ async function main(): Promise<void> {
       await updateDoc(docPath, { product: body });
       log(`wrote ${docPath}`);
     }
-    await writeFile(join(repoRoot, 'tmp', `product-${size}.json`), JSON.stringify({ startedAt, cairnRuns, otherRuns, concurrent }, null, 2)).catch(() => undefined);
+    await writeFile(join(repoRoot, 'tmp', `product-${size}.json`), JSON.stringify({ startedAt, cairnRuns, otherRuns, concurrent, flat }, null, 2)).catch(() => undefined);
   } finally {
     await (values.work ? rm(join(workRoot, 'images'), { recursive: true, force: true }) : cleanup());
   }
