@@ -51,6 +51,13 @@ export interface TransferOptions {
    * are mostly single chunks, each waiting on a parent chunk fetched from the repository).
    */
   readonly readAhead?: number;
+  /**
+   * Where an incremental gets the unchanged parts of a partly changed chunk: `source` (default)
+   * reads the whole chunk from the snapshot's export (more bytes from the hypervisor, no
+   * repository reads); `parent` reads only the changed bytes from the hypervisor and the rest
+   * from the parent restore point (fetch, decrypt, decompress, verify each parent chunk).
+   */
+  readonly unchangedFrom?: 'source' | 'parent';
   /** Bandwidth limits of this job (bandwidth.ts): paid before each read from the hypervisor. */
   readonly throttle?: Throttle;
   /** Opens the NBD reader (tests may wrap it). */
@@ -180,15 +187,24 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       timings.plan += since(tPlan);
       const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
       const tParent = performance.now();
-      const parentDisk = incremental ? await repo.openDisk(parent!.id, exp.disk) : undefined;
+      const parentDisk = incremental && options.unchangedFrom === 'parent' ? await repo.openDisk(parent!.id, exp.disk) : undefined;
       timings.parentOpen += since(tParent);
       const counters = { read: 0 };
+      const depth = options.readAhead ?? (incremental ? 16 : 4);
+      // Whole-window reads land in a ring of reused buffers, not fresh memory per read (page
+      // faults and garbage collection on the thread that also serves the NBD sockets). The
+      // writer is done with an extent once it asks for the next one, and readAhead starts read
+      // k only after extent k - depth - 1 was consumed, so depth + 2 buffers never overlap.
+      const ring: Uint8Array[] = [];
+      let reads = 0;
       const readWindow = async (w: PlannedRead): Promise<Uint8Array> => {
         if (!parentDisk) {
+          const slot = reads++ % (depth + 2); // taken in the order readAhead starts the reads
           await options.throttle?.take(w.length);
           counters.read += w.length;
+          if (!ring[slot] || ring[slot].length < w.length) ring[slot] = Buffer.allocUnsafeSlow(w.length);
           const tRead = performance.now();
-          const data = await reader.read(w.offset, w.length);
+          const data = await reader.read(w.offset, w.length, ring[slot]);
           timings.nbdRead += since(tRead);
           return data;
         }
@@ -210,7 +226,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       };
       let done = 0;
       const extents = async function* (): AsyncGenerator<Extent> {
-        const windows = readAhead(plan, readWindow, options.readAhead ?? (incremental ? 16 : 4))[Symbol.asyncIterator]();
+        const windows = readAhead(plan, readWindow, depth)[Symbol.asyncIterator]();
         for (;;) {
           // Time the writer waits here is time the reader is behind.
           const tWait = performance.now();

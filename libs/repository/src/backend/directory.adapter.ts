@@ -2,7 +2,7 @@
 // relative paths. Puts are atomic (temp file in the same directory, fsync, rename or link)
 // so a crash or a concurrent reader never sees half an object.
 import { randomBytes } from 'node:crypto';
-import { close as closeCb, closeSync, fsync as fsyncCb, mkdirSync, open as openCb, openSync, readFile as readFileCb, rmSync, statSync, write as writeCb, writeSync } from 'node:fs';
+import { close as closeCb, fsync as fsyncCb, mkdirSync, open as openCb, readFile as readFileCb, statSync, write as writeCb } from 'node:fs';
 import { link, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -223,9 +223,11 @@ export class DirectoryBackend implements Backend {
    * file-system sync: `true` means it will be stored at the flush (or was found there by then).
    */
   private async putDeferred(key: string, path: string, dir: string, dirKey: string, data: Uint8Array, options: PutOptions): Promise<boolean> {
-    // Synchronous calls on purpose: a stat and a write into the page cache take microseconds,
-    // while each asynchronous call costs ~0.1 ms of main-thread CPU in dispatch and promises,
-    // for every 256 KiB chunk of a backup (measured with --cpu-prof, docs/benchmarks.md).
+    // The stat is synchronous (microseconds); the temp file is written through the thread pool.
+    // Written synchronously, open + write of every 256 KiB chunk ran on the thread that also
+    // serves the NBD sockets and every other service of the embedded stack: in the product
+    // benchmark (2 GiB full) the main thread used 4.2 CPU-s that way, 2.9 with async writes
+    // (docs/benchmarks.md, "The product").
     const temp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
     try {
       if (options.ifNotExists) {
@@ -233,7 +235,7 @@ export class DirectoryBackend implements Backend {
         if (s?.isDirectory()) throw directoryInTheWay(key, path, this.location, undefined);
         if (s) return false;
       }
-      this.writeTempSync(temp, data, dirKey);
+      await this.writeTemp(temp, data, dirKey, false);
     } catch (e) {
       if (e instanceof BackendError) throw e;
       throw this.mapError(e, key, temp, 'write');
@@ -318,25 +320,6 @@ export class DirectoryBackend implements Backend {
       throw e;
     }
     await fsClose(fd);
-  }
-
-  private writeTempSync(temp: string, data: Uint8Array, dirKey: string): void {
-    let fd: number;
-    try {
-      fd = openSync(temp, 'wx');
-    } catch (e) {
-      if (errno(e) !== 'ENOENT') throw e;
-      this.makeDirsSync(dirKey);
-      fd = openSync(temp, 'wx');
-    }
-    try {
-      for (let done = 0; done < data.byteLength;) done += writeSync(fd, data, done, data.byteLength - done);
-    } catch (e) {
-      closeSync(fd);
-      rmSync(temp, { force: true });
-      throw e;
-    }
-    closeSync(fd);
   }
 
   /** Creates the directories of `dirKey` below the root, one level at a time, so that a
