@@ -17,6 +17,7 @@ declare -A pkg_for=(
   [prometheus]=prometheus
   [chromium]=chromium
   [sshd]=openssh-server
+  [systemd-analyze]=systemd
 )
 missing=()
 for bin in "${!pkg_for[@]}"; do

@@ -53,7 +53,9 @@ export function registerRunCommand(program: Command): void {
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
-      if (!g.nats) throw new CliError('--nats <url> is required', EXIT.usage);
+      // From the flags, else the environment (the systemd units' EnvironmentFile, a container's env).
+      const natsUrl = g.nats ?? process.env['CAIRN_NATS_URL'];
+      if (!natsUrl) throw new CliError('--nats <url> (or CAIRN_NATS_URL) is required', EXIT.usage);
       if (!(SERVICES as readonly string[]).includes(service)) throw new CliError(`unknown service ${service}; one of ${SERVICES.join(', ')}`, EXIT.usage);
       // The services' code is loaded only here, so every other command starts without it.
       const [
@@ -72,8 +74,8 @@ export function registerRunCommand(program: Command): void {
       // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
       const config = await readConfig(await configFile(o.config));
       const settings = config ? await serviceSettings(config) : {};
-      const site = g.site ?? config?.site ?? 'local';
-      const dataDir = resolve(g.data ?? join('.cairn', service));
+      const site = g.site ?? process.env['CAIRN_SITE'] ?? config?.site ?? 'local';
+      const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? join('.cairn', service));
       await mkdir(dataDir, { recursive: true });
       // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
       setupTracing();
@@ -81,7 +83,7 @@ export function registerRunCommand(program: Command): void {
       const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
       const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
       const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
-      const nc = await connect({ servers: natsServers(g.nats), name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
+      const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
       // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
       if (security) {
@@ -173,7 +175,7 @@ export function registerRunCommand(program: Command): void {
           const c = await startSnapshotCoordinator({
             nc, log, logger,
             config: parseCoordinatorConfig({
-              site, natsUrl: g.nats, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
+              site, natsUrl, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
               instances: (o.qmp ?? []).map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } })),
             }),
           });
@@ -192,7 +194,7 @@ export function registerRunCommand(program: Command): void {
         probe: { health: () => running.health(), connection, ...(running.notReady ? { notReady: () => running.notReady!() } : {}) },
       }) : undefined;
       if (endpoints) process.stdout.write(`${service} http ${endpoints.url} (/health, /ready, /metrics)\n`);
-      process.stdout.write(`${service} running (site ${site}, NATS ${g.nats})\n`);
+      process.stdout.write(`${service} running (site ${site}, NATS ${natsUrl})\n`);
       await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
       await endpoints?.close();
       await running.close();
