@@ -25,3 +25,4 @@ export { VsphereClient, VsphereError, readCredentialsFile, type VsphereCredentia
 export { moRef, soapResponse, SoapFault, type MoRef } from './vmware/vsphere-xml.ts';
 export { changedAreasPlan, type ChangedArea, type ChangedAreasPlan } from './vmware/vmware-cbt.ts';
 export type { VmwareVm, VmwareDisk, VmwareNic } from './vmware/vmware-inventory.ts';
+export { libvirtConfigFromVmware, VmwareTranslationError, type VmwareToLibvirtOptions } from './vmware/vmware-to-libvirt.ts';

@@ -29,7 +29,7 @@ function parseChangeId(id: string): { epoch: string; sequence: number } | undefi
 
 export async function changedAreasPlan(input: ChangedAreasInput): Promise<ChangedAreasPlan> {
   const { disk, previous } = input;
-  if (input.mode === 'full') return { mode: 'full', reason: 'a full backup was asked for' };
+  if (input.mode === 'full') return { mode: 'full', reason: 'full backup requested' };
   if (!input.chain) return { mode: 'full', reason: 'no backup chain to track changes for' };
   if (!disk.changeId) return { mode: 'full', reason: `vSphere reports no change id for ${disk.id} (change tracking was just switched on, or is off for this disk)` };
   if (!previous) return { mode: 'full', reason: `first backup of ${disk.id} in chain ${input.chain}` };

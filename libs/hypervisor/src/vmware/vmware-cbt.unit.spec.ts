@@ -16,7 +16,7 @@ const never = async (): Promise<Node> => { throw new Error('not asked'); };
 describe('changedAreasPlan', () => {
   it('is full, with the reason, whenever the change id cannot be built on', async () => {
     const prev = { changeId: 'aa/3', capacityBytes: 8 << 20 };
-    expect(await changedAreasPlan({ mode: 'full', chain: 'c', disk: disk('aa/4'), previous: prev, query: never })).toMatchObject({ mode: 'full', reason: 'a full backup was asked for' });
+    expect(await changedAreasPlan({ mode: 'full', chain: 'c', disk: disk('aa/4'), previous: prev, query: never })).toMatchObject({ mode: 'full', reason: 'full backup requested' });
     expect(await changedAreasPlan({ mode: 'auto', chain: undefined, disk: disk('aa/4'), previous: prev, query: never })).toMatchObject({ mode: 'full', reason: 'no backup chain to track changes for' });
     expect((await changedAreasPlan({ mode: 'auto', chain: 'c', disk: disk(), previous: prev, query: never })).reason).toMatch(/reports no change id for scsi0-0/);
     expect(await changedAreasPlan({ mode: 'auto', chain: 'c', disk: disk('aa/4'), previous: undefined, query: never })).toMatchObject({ reason: 'first backup of scsi0-0 in chain c' });

@@ -6,16 +6,18 @@
 // changed-block tracking with QueryChangedDiskAreas answered from a canned vSphere response.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NbdClient } from '@cairn/nbd';
-import { startVcsim, waitFor, type Vcsim } from '@cairn/testing';
+import { buildGuestImage, ensureLibvirtd, startVcsim, virsh, waitFor, type Vcsim } from '@cairn/testing';
 import { useCleanup } from '../testing/cleanup.ts';
 import { readExport, dirtyBlocks, dirtyBlocksWithNbdinfo } from '../testing/nbd-tools.ts';
 import { generatedDisk, reconfigureDisk, uploadFlat } from '../testing/vmware-fixtures.ts';
 import { VmwareAdapter } from './vmware.adapter.ts';
+import { libvirtConfigFromVmware } from './vmware-to-libvirt.ts';
+import { domainXmlForRestore } from '../libvirt/domain-xml.ts';
 import { moRef, soapResponse } from './vsphere-xml.ts';
 import type { VmwareVm } from './vmware-inventory.ts';
 
@@ -90,7 +92,10 @@ describe('VMware adapter (govmomi vcsim over TLS, thumbprint pinned)', () => {
       const view = await adapter.openView({ vm: 'DC0_H0_VM0', mode: 'auto', jobId: 'full-1', quiesce: true });
       expect(view.disks).toEqual([expect.objectContaining({ disk: 'scsi0-0', sizeBytes: DISK_BYTES, mode: 'full', reason: 'no backup chain to track changes for' })]);
       expect(view.quiesced).toEqual({ frozen: true, reason: 'VMware Tools quiesced the guest for the snapshot' });
-      expect(view.vmConfig).toMatchObject({ kind: 'vmware', numCpu: 1, memoryMB: 32, disks: [{ id: 'scsi0-0', fileName: '[LocalDS_0] DC0_H0_VM0/disk1.vmdk', capacityBytes: DISK_BYTES }] });
+      expect(view.vmConfig).toMatchObject({
+        kind: 'vmware', vcpus: 1, memoryBytes: 32 * MiB, firmware: 'bios', disks: [{ id: 'scsi0-0', format: 'vmdk', sizeBytes: DISK_BYTES }],
+        hostPaths: [{ where: 'disk scsi0-0', path: '[LocalDS_0] DC0_H0_VM0/disk1.vmdk' }],
+      });
       expect(await snapshotNames('DC0_H0_VM0')).toEqual([`cairn-${view.viewId}`]);
       const read = await readExport((view.nbd as { socketPath: string }).socketPath, view.disks[0]!.exportName);
       expect(sha(read)).toBe(sha(data));
@@ -186,4 +191,41 @@ describe('VMware adapter (govmomi vcsim over TLS, thumbprint pinned)', () => {
       }
     }, 240_000);
   });
+
+  it('a VMware restore point restored as a libvirt domain boots (the test guest placed as the simulator VM\'s disk)', async () => {
+    await ensureLibvirtd();
+    const bootDir = await h.tmpDir('cairn-vmware-boot-');
+    await chmod(bootDir, 0o777);
+    const image = await buildGuestImage({ dir: bootDir, hostname: 'vmwboot', format: 'raw', sizeMiB: 64 });
+    const guest = await readFile(image.disk);
+    const vm = await vmNamed('DC0_C0_RP0_VM1');
+    await reconfigureDisk(adapter.vsphere, vm, vm.disks[0]!, { capacityBytes: guest.length });
+    await uploadFlat(adapter.vsphere, vm, vm.disks[0]!, guest);
+    // The simulator's VMs have 32 MiB; the guest's kernel and initramfs want more.
+    await adapter.vsphere.runTask('ReconfigVM_Task', moRef('VirtualMachine', vm.moref), { spec: { numCPUs: 1, memoryMB: 512 } });
+    const view = await adapter.openView({ vm: 'DC0_C0_RP0_VM1', mode: 'full', jobId: 'boot-1' });
+    const restored = join(bootDir, 'restored-vda.raw');
+    try {
+      await writeFile(restored, await readExport((view.nbd as { socketPath: string }).socketPath, view.disks[0]!.exportName));
+    } finally { await adapter.releaseView(view.viewId, { success: true }); }
+    await chmod(restored, 0o666);
+    const serialLog = join(bootDir, 'serial.log');
+    await writeFile(serialLog, '');
+    await chmod(serialLog, 0o666);
+    const config = libvirtConfigFromVmware(view.vmConfig!, {
+      domainType: 'qemu', serialLog, userNetwork: true, directBoot: { kernel: image.kernel, initrd: image.initrd, append: image.append },
+    });
+    expect(config.targets).toEqual({ 'scsi0-0': 'vda' });
+    expect(config.summary).toMatchObject({ vcpus: 1, memoryBytes: 512 * MiB, disks: [{ target: 'vda', bus: 'virtio' }], nics: [{ model: 'virtio', type: 'user' }] });
+    const name = `cairn-vmware-boot-${process.pid}`;
+    const xml = domainXmlForRestore(config, { name, disks: { vda: { file: restored, format: 'raw' } }, serialLog });
+    const file = join(bootDir, `${name}.xml`);
+    await writeFile(file, xml);
+    await virsh('define', file);
+    h.onClose(async () => { await virsh('destroy', name).catch(() => undefined); await virsh('undefine', name).catch(() => undefined); });
+    await virsh('start', name);
+    await waitFor(async () => (await readFile(serialLog, 'utf8')).includes(image.marker), { timeoutMs: 240_000, intervalMs: 250, what: `${image.marker} on ${name}'s console` })
+      .catch(async (e: Error) => { throw new Error(`${e.message}; console tail: ${(await readFile(serialLog, 'utf8')).slice(-1500)}`); });
+    expect((await stat(restored)).size).toBe(guest.length);
+  }, 600_000);
 });

@@ -142,12 +142,21 @@ export class VmwareAdapter implements HypervisorAdapter {
       await this.client.runTask('ReconfigVM_Task', vmRef, { spec: { changeTrackingEnabled: true } });
       this.#log.info({ vm: vm.name }, 'change tracking switched on');
     }
-    const quiesce = Boolean(req.quiesce) && vm.powerState === 'poweredOn';
+    let quiesce = Boolean(req.quiesce) && vm.powerState === 'poweredOn';
+    let notQuiesced = !req.quiesce ? 'the policy asks for a crash-consistent snapshot' : `${vm.name} is ${vm.powerState}: nothing to quiesce`;
     const started = Date.now();
-    const snapshotNode = await this.client.runTask('CreateSnapshot_Task', vmRef, {
-      name: `${SNAPSHOT_PREFIX}${viewId}`, description: JSON.stringify({ cairn: true, viewId, jobId: req.jobId }),
-      memory: false, quiesce,
-    });
+    const snapshotArgs = { name: `${SNAPSHOT_PREFIX}${viewId}`, description: JSON.stringify({ cairn: true, viewId, jobId: req.jobId }), memory: false };
+    let snapshotNode;
+    try {
+      snapshotNode = await this.client.runTask('CreateSnapshot_Task', vmRef, { ...snapshotArgs, quiesce });
+    } catch (e) {
+      if (!quiesce) throw e;
+      // VMware Tools missing or failing: a crash-consistent snapshot, and the reason (the caller decides whether that will do).
+      quiesce = false;
+      notQuiesced = `VMware Tools did not quiesce ${vm.name}: ${(e as Error).message}`;
+      this.#log.warn({ vm: vm.name, err: (e as Error).message }, 'quiesced snapshot failed; taking a crash-consistent one');
+      snapshotNode = await this.client.runTask('CreateSnapshot_Task', vmRef, { ...snapshotArgs, quiesce: false });
+    }
     const snapshot = asMoRef(snapshotNode);
     if (!snapshot) throw new VsphereError(`CreateSnapshot_Task on ${vm.name} returned no snapshot`);
     const exports: string[] = [];
@@ -179,7 +188,7 @@ export class VmwareAdapter implements HypervisorAdapter {
       const view: View = {
         viewId, vm: vm.name, jobId: req.jobId, nbd: { socketPath: this.config.nbdSocket }, disks,
         createdAt: new Date(now).toISOString(), expiresAt: new Date(now + (req.leaseMs ?? this.config.defaultLeaseMs ?? 3_600_000)).toISOString(),
-        ...(req.quiesce !== undefined ? { quiesced: { frozen: quiesce, reason: quiesce ? 'VMware Tools quiesced the guest for the snapshot' : req.quiesce ? `${vm.name} is ${vm.powerState}: nothing to quiesce` : 'the policy asks for a crash-consistent snapshot' } } : {}),
+        ...(req.quiesce !== undefined ? { quiesced: { frozen: quiesce, reason: quiesce ? 'VMware Tools quiesced the guest for the snapshot' : notQuiesced } } : {}),
         vmConfig: vmwareVmConfig(vm, frozen, changeIds),
       };
       this.#views.set(viewId, { view, vmMoref: vm.moref, snapshot: snapshot.value, changeIds, chain: chainKey, exports });
@@ -360,17 +369,25 @@ export function dirtyExtents(changed: readonly ChangedArea[], offset: number, le
   return out;
 }
 
-/** The VM configuration a VMware restore point carries (and a libvirt domain is translated from). */
+/**
+ * The VM configuration a VMware restore point carries (and a libvirt domain is translated from):
+ * the portable part (vCPUs, memory, firmware, disks by id and size, NICs) in the shape the other
+ * adapters use, with vSphere's own names beside it and the datastore paths apart as host-specific.
+ */
 export function vmwareVmConfig(vm: VmwareVm, frozen: readonly VmwareDisk[], changeIds: Record<string, { changeId: string }>): Record<string, unknown> {
+  const disks = vm.disks.map((d) => ({ disk: d, at: frozen.find((x) => x.key === d.key) ?? d }));
   return {
     kind: 'vmware',
     name: vm.name, ...(vm.uuid ? { uuid: vm.uuid } : {}),
-    numCpu: vm.numCpu, memoryMB: vm.memoryMB, ...(vm.guestId ? { guestId: vm.guestId } : {}), ...(vm.firmware ? { firmware: vm.firmware } : {}),
-    datacenter: vm.datacenter, ...(vm.host ? { host: vm.host } : {}), ...(vm.cluster ? { cluster: vm.cluster } : {}),
-    disks: vm.disks.map((d) => {
-      const f = frozen.find((x) => x.key === d.key) ?? d;
-      return { id: d.id, key: d.key, label: d.label, fileName: f.fileName, capacityBytes: f.capacityBytes, backing: f.backing, thinProvisioned: f.thinProvisioned, controllerKey: d.controllerKey, unitNumber: d.unitNumber, ...(changeIds[d.id] ? { changeId: changeIds[d.id]!.changeId } : {}) };
-    }),
-    nics: vm.nics, tags: vm.tags,
+    vcpus: vm.numCpu, memoryBytes: vm.memoryMB * 1024 * 1024, firmware: vm.firmware === 'efi' ? 'efi' : 'bios', ...(vm.guestId ? { guestId: vm.guestId } : {}),
+    placement: { datacenter: vm.datacenter, ...(vm.host ? { host: vm.host } : {}), ...(vm.cluster ? { cluster: vm.cluster } : {}) },
+    disks: disks.map(({ disk: d, at: f }) => ({
+      id: d.id, format: 'vmdk', sizeBytes: f.capacityBytes, key: d.key, label: d.label, backing: f.backing, thinProvisioned: f.thinProvisioned,
+      controllerKey: d.controllerKey, unitNumber: d.unitNumber, ...(changeIds[d.id] ? { changeId: changeIds[d.id]!.changeId } : {}),
+    })),
+    nics: vm.nics.map((n) => ({ id: n.label, model: n.type, ...(n.mac ? { mac: n.mac } : {}), ...(n.network ? { source: n.network } : {}) })),
+    tags: vm.tags,
+    hostPaths: disks.map(({ disk: d, at: f }) => ({ where: `disk ${d.id}`, path: f.fileName })),
+    secrets: [],
   };
 }

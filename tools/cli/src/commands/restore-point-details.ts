@@ -1,7 +1,8 @@
 // What `cairn restore-point show` adds about how a restore point was taken: full or
 // incremental and why (the job's snapshot phase), application- or crash-consistent and why,
 // and the VM configuration it holds (libvirt: the domain summary, host-specific paths and
-// secret references; `--xml` prints the domain XML itself).
+// secret references; VMware: the same summary with the datastore paths as host-specific; `--xml`
+// prints the libvirt domain XML itself).
 import type { RestorePointView } from '@cairn/catalogue-client';
 import { CliError, EXIT } from '../cli-error.ts';
 import { bytes } from '../session.ts';
