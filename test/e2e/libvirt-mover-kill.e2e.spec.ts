@@ -3,16 +3,20 @@
 // is SIGKILLed in the middle of the transfer. What follows is asserted as the product does it:
 // the work goes to the other mover, the job ends, libvirt's backup job is gone (domjobinfo
 // None, no backup-dumpxml), the scratch files are removed, and the next `cairn backup` works
-// and restores byte-identical. The domain boots no OS (SeaBIOS waits), so its disk does not
-// change and needs no guest: the test costs one domain start, not a boot.
+// and restores byte-identical. The domain boots the test guest from its root disk vda; the
+// data disk vdb, which the guest never touches, holds the incompressible data the asserts
+// compare. Then a whole-VM restore of the next restore point (`cairn restore --vm --host lv
+// --start`, its bandwidth limited so it lasts) has its mover SIGKILLed mid-transfer too: the
+// work goes to another mover, the job completes, the data disk is byte-identical, and the new
+// domain boots to the guest's marker on its own serial console (one boot, the only one awaited).
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { progressSubject, type KnownEvent } from '@cairn/contracts';
-import { ensureLibvirtd, useHarness, virsh, waitFor } from '@cairn/testing';
+import { progressSubject, type KnownEvent, type RestoreJobView } from '@cairn/contracts';
+import { buildGuestImage, defineGuestDomain, ensureLibvirtd, useHarness, virsh, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
 import { CommandBus } from '@cairn/messaging';
@@ -29,7 +33,7 @@ const RANDOM_BYTES = 128 * MiB;
 describe('libvirt: the data mover SIGKILLed mid-transfer (real libvirtd, QEMU, NATS)', () => {
   const h = useHarness();
 
-  it('the libvirt backup job is aborted, scratch files go, the next backup works and restores exactly', async () => {
+  it('the libvirt backup job is aborted, scratch files go, the next backup works and restores exactly; a whole-VM restore whose mover dies completes and boots', async () => {
     await ensureLibvirtd();
     const dataDir = await h.tmpDir('cairn-e2e-lvkill-');
     const raw = join(dataDir, 'disk.raw');
@@ -45,13 +49,10 @@ describe('libvirt: the data mover SIGKILLed mid-transfer (real libvirtd, QEMU, N
     const expected = await readFile(raw);
     await rm(raw);
 
-    const name = `cairn-e2e-lvkill-${randomUUID().slice(0, 8)}`;
-    await writeFile(join(dataDir, 'dom.xml'), `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
-      <os><type arch='x86_64' machine='q35'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
-      <source file='${disk}'/><target dev='vda' bus='virtio'/></disk><memballoon model='none'/></devices></domain>`);
-    await virsh('define', join(dataDir, 'dom.xml'));
-    h.onClose(async () => { await virsh('destroy', name).catch(() => undefined); await virsh('undefine', name, '--checkpoints-metadata').catch(() => undefined); });
-    await virsh('start', name);
+    const image = await buildGuestImage({ dir: join(dataDir, 'guest'), hostname: 'lvkill', sizeMiB: 64 });
+    const dom = await defineGuestDomain({ image, dir: join(dataDir, 'guest'), prefix: 'cairn-e2e-lvkill', extraDisks: [{ file: disk, format: 'qcow2' }] });
+    h.onClose(() => dom.remove());
+    const name = dom.name;
     const scratchDir = defaultScratchDir(join(dataDir, 'coordinator'), 'lv');
     h.onClose(() => rm(scratchDir, { recursive: true, force: true })); // after the stack stops
     const stack = await startStack({ dataDir, without: ['data-mover'] });
@@ -59,14 +60,16 @@ describe('libvirt: the data mover SIGKILLed mid-transfer (real libvirtd, QEMU, N
     const args = ['--data', dataDir];
     const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
     const movers: ServiceProcess[] = [];
-    for (const m of ['m1', 'm2']) {
+    const startMover = (m: string) => {
       const p = runService(m, [
         '--nats', stack.natsUrl, '--site', stack.site, '--data', join(dataDir, m),
         'run', 'data-mover', '--repo', join(dataDir, 'repository'), '--ack-wait-ms', '3000',
       ], { CAIRN_REPO_PASSPHRASE: stack.passphrase, CAIRN_RESTORE_ROOTS: join(dataDir, 'restores') });
       h.onClose(async () => { p.kill(); await p.exited; });
       movers.push(p);
-    }
+      return p;
+    };
+    for (const m of ['m1', 'm2']) startMover(m);
     await Promise.all(movers.map((m) => m.ready));
 
     const added = await cli([...args, 'hypervisor', 'add', 'libvirt', '--uri', 'qemu:///system', '--name', 'lv']);
@@ -123,11 +126,46 @@ describe('libvirt: the data mover SIGKILLed mid-transfer (real libvirtd, QEMU, N
     const nextId = (JSON.parse(next.stdout) as { restorePointId: string }).restorePointId;
     for (const [label, id] of [['after the kill', job.restorePointId!], ['next', nextId]] as const) {
       const to = join(dataDir, 'restores', `${label.replace(/ /g, '-')}.raw`);
-      const r = await cli([...args, 'restore', id, '--disk', 'vda', '--to', to]);
+      const r = await cli([...args, 'restore', id, '--disk', 'vdb', '--to', to]);
       expect(r.code, r.stderr).toBe(0);
       expect((await readFile(to)).equals(expected), `${label} restores to the disk`).toBe(true);
     }
     expect(await virsh('domjobinfo', name)).toMatch(/Job type:\s+None/);
     expect((await readdir(scratchDir).catch(() => [] as string[])).filter((s) => s.startsWith('cairn-'))).toEqual([]);
-  }, 900_000);
+
+    // ---- a whole-VM restore whose mover is SIGKILLed mid-transfer ----------------------------
+    const m3 = startMover('m3'); // the backup's victim is gone: two movers again
+    await m3.ready;
+    const newName = `${name}-r`;
+    h.onClose(async () => { await virsh('destroy', newName).catch(() => undefined); await virsh('undefine', newName).catch(() => undefined); });
+    const storage = join(dataDir, 'restores', 'vms');
+    await mkdir(storage, { recursive: true, mode: 0o755 });
+    for (const d of [dataDir, join(dataDir, 'restores'), storage]) await chmod(d, 0o755); // QEMU passes through to the images
+    const restoreId = randomUUID();
+    const rprogress: Array<{ worker: string; bytesDone: number }> = [];
+    const rsub = stack.nc.subscribe(progressSubject(stack.site, restoreId));
+    h.onClose(() => rsub.unsubscribe());
+    void (async () => { for await (const m of rsub) rprogress.push(m.json()); })();
+    // 16 MiB/s: the 224 MiB of both disks take long enough to be cut in the middle.
+    const restoring = cli([...args, '--json', 'restore', nextId, '--vm', newName, '--host', 'lv', '--storage', storage, '--start', '--no-network',
+      '--id', restoreId, '--bandwidth', '16MiB', '--timeout', '900'], {}, 960_000);
+    const first = await waitFor(() => rprogress.find((p) => p.bytesDone > 0), { timeoutMs: 300_000, intervalMs: 10, what: 'restore progress' });
+    const rvictim = movers.find((m) => m !== victim && first.worker.startsWith(`data-mover@${m.pid}-`));
+    expect(rvictim, `no live mover has the pid of ${first.worker}`).toBeDefined();
+    rvictim!.kill('SIGKILL');
+    await rvictim!.exited;
+    const restored = await restoring;
+    expect(restored.code, restored.stdout + restored.stderr).toBe(0);
+    const view = JSON.parse(restored.stdout) as RestoreJobView;
+    const restoreStarts: string[] = [];
+    for await (const r of stack.log.readStream(`restore-${restoreId}`)) if (r.event.type === 'RestoreStarted') restoreStarts.push((r.event.data as { worker: string }).worker);
+    console.log(`libvirt mover-kill e2e: whole-VM restore ${view.state}; started by ${restoreStarts.join(', ')}`);
+    expect(restoreStarts[0]).toBe(first.worker);
+    expect(restoreStarts.length).toBeGreaterThan(1);
+    expect(restoreStarts.at(-1)).not.toBe(first.worker);
+    expect(view.vm).toMatchObject({ name: newName, started: true, libvirt: { host: 'lv', domain: newName } });
+    expect((await readFile(join(storage, newName, 'vdb.raw'))).equals(expected), 'the data disk restored exactly').toBe(true);
+    await waitFor(async () => (await readFile(view.vm!.serialLog, 'utf8').catch(() => '')).includes(image.marker) || undefined,
+      { timeoutMs: 300_000, intervalMs: 250, what: `${image.marker} on ${view.vm!.serialLog}` });
+  }, 1_500_000);
 });

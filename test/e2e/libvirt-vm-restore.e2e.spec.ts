@@ -4,10 +4,13 @@
 // a new name, UUID and MACs and its disk in the chosen storage, byte-identical to the restore
 // point; with `--start --no-network` the copy boots to the guest's marker on its own serial
 // console beside the running original, its NIC disconnected; a name libvirt already has is
-// refused with the reason. Then `--in-place` over the original: refused while it runs; shut off,
+// refused with the reason. `--storage <pool>` puts the disks into volumes of a libvirt dir pool
+// (the domain defined on them); an unknown pool and one without the space are refused with the
+// reason, no domain defined. Then `--in-place` over the original: refused while it runs; shut off,
 // with its disk changed, the restore backs up what it overwrites first (that restore point holds
 // the changed disk), puts the restore point's bytes back, and the domain boots again.
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -53,7 +56,7 @@ describe('whole-VM restore onto libvirt (real libvirtd, QEMU, NATS)', () => {
     await mkdir(storage, { recursive: true, mode: 0o755 });
     await chmod(join(dataDir, 'restores'), 0o755);
 
-    const names = [`${dom.name}-a`, `${dom.name}-b`];
+    const names = [`${dom.name}-a`, `${dom.name}-b`, `${dom.name}-p`, `${dom.name}-q`, `${dom.name}-s`];
     for (const n of names) h.onClose(async () => { await virsh('destroy', n).catch(() => undefined); await virsh('undefine', n).catch(() => undefined); });
     const restoreVm = async (name: string, more: string[]) => {
       const begun = Date.now();
@@ -74,6 +77,42 @@ describe('whole-VM restore onto libvirt (real libvirtd, QEMU, NATS)', () => {
     expect(defined.disks.map((d) => [d.target, d.source, d.format])).toEqual([['vda', join(storage, names[0]!, 'vda.raw'), 'raw']]);
     expect(await sha256(join(storage, names[0]!, 'vda.raw'))).toBe(await sha256(pointFile));
     expect((await virsh('domstate', names[0]!)).trim()).toBe('shut off');
+
+    // --storage <pool>: the disks become volumes of a libvirt dir pool, the domain defined on them.
+    const pools: string[] = [];
+    const makePool = async (dir: string) => {
+      const pool = `cairn-e2e-pool-${randomUUID().slice(0, 8)}`;
+      await virsh('pool-define-as', pool, 'dir', '--target', dir);
+      pools.push(pool);
+      await virsh('pool-start', pool);
+      return pool;
+    };
+    h.onClose(async () => { for (const p of pools) { await virsh('pool-destroy', p).catch(() => undefined); await virsh('pool-undefine', p).catch(() => undefined); } });
+    const poolDir = join(dataDir, 'restores', 'pool');
+    await mkdir(poolDir, { recursive: true, mode: 0o755 });
+    const pool = await makePool(poolDir);
+    const inPool = await cli([...args, '--json', 'restore', restorePointId, '--vm', names[2]!, '--host', 'lv', '--storage', pool], {}, 600_000);
+    expect(inPool.code, inPool.stdout + inPool.stderr).toBe(0);
+    const volume = join(poolDir, `${names[2]!}-vda.raw`);
+    expect(await virsh('vol-list', pool)).toContain(`${names[2]!}-vda.raw`);
+    expect(parseDomainXml(await virsh('dumpxml', '--inactive', names[2]!)).disks.map((d) => [d.target, d.source, d.format])).toEqual([['vda', volume, 'raw']]);
+    expect(await sha256(volume), 'the volume holds the restore point').toBe(await sha256(pointFile));
+    // A pool libvirt does not have: refused with the reason, no domain defined.
+    const unknown = await cli([...args, '--json', 'restore', restorePointId, '--vm', names[3]!, '--host', 'lv', '--storage', 'cairn-no-such-pool'], {}, 600_000);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stdout + unknown.stderr).toMatch(/has no storage pool cairn-no-such-pool \(it has .*\)/);
+    await expect(virsh('dominfo', names[3]!)).rejects.toThrow();
+    // A pool without the space (a 1 MiB tmpfs): refused with what it has and what is needed.
+    const smallDir = join(dataDir, 'restores', 'small-pool');
+    await mkdir(smallDir, { recursive: true, mode: 0o755 });
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0755', 'tmpfs', smallDir]);
+    h.onClose(async () => { await run('umount', [smallDir]).catch(() => undefined); });
+    const small = await makePool(smallDir);
+    const full = await cli([...args, '--json', 'restore', restorePointId, '--vm', names[4]!, '--host', 'lv', '--storage', small], {}, 600_000);
+    expect(full.code).not.toBe(0);
+    expect(full.stdout + full.stderr).toMatch(new RegExp(`storage pool ${small} has \\d+ bytes available; the restored disks need \\d+`));
+    await expect(virsh('dominfo', names[4]!)).rejects.toThrow();
+    expect(await virsh('vol-list', small)).not.toContain(names[4]!);
 
     // --start --no-network: it boots beside the original, on its own console, its NIC disconnected.
     const b = await restoreVm(names[1]!, ['--start', '--no-network', '--format', 'qcow2']);

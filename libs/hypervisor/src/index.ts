@@ -9,6 +9,7 @@ export { QemuOfflineAdapter, type QemuOfflineAdapterConfig, type OfflineVmConfig
 export { GuestAgentClient, GuestAgentError, FreezeGuard, type FreezeOutcome } from './qemu/guest-agent.ts';
 export { PREFIX as CAIRN_OBJECT_PREFIX, isViewId, liveBitmapName } from './qemu/naming.ts';
 export { imageInfo, type ImageInfo, type ImageBitmap } from './qemu/qemu-img.ts';
+export { StoragePoolError, poolRefusal, type PoolVolume } from './libvirt/storage-pool.ts';
 export { LibvirtAdapter, DomainExistsError, DomainRunningError, type LibvirtAdapterConfig } from './libvirt/libvirt.adapter.ts';
 export { Virsh, VirshError, type VirshOptions } from './libvirt/virsh.ts';
 export {

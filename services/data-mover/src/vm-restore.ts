@@ -45,7 +45,7 @@ export function planVmRestore(restoreId: string, manifest: Manifest, target: VmT
       vm: {
         name: target.vmName, dir, stagingDir, uuid: keep && lv.summary.uuid ? lv.summary.uuid : randomUUID(), macs, start: target.start,
         config: config as RestorePlannedVm['config'],
-        libvirt: { host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false },
+        libvirt: { host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false, ...(target.storagePool ? { pool: target.storagePool } : {}) },
       },
     };
   }

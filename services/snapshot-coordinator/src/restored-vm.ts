@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import type { EventStreamReader } from '@cairn/eventlog';
 import { fold } from '@cairn/eventlog';
 import { restoreDecider } from '@cairn/jobs';
-import { DomainExistsError, DomainRunningError, DomainXmlError, UnknownVmError, domainXmlForRestore, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
+import { DomainExistsError, DomainRunningError, DomainXmlError, StoragePoolError, UnknownVmError, domainXmlForRestore, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
 import type { KnownEvent } from '@cairn/contracts';
 import { SnapshotCommandError } from './snapshot-coordinator.service.ts';
 
 export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean }
 
-type Libvirt = HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored' | 'shutOffDisks' | 'finishInPlace'>>;
+type Libvirt = HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored' | 'shutOffDisks' | 'finishInPlace' | 'importIntoPool'>>;
 
 async function restoreState(restoreId: string, log: EventStreamReader) {
   const events: KnownEvent[] = [];
@@ -25,9 +25,9 @@ async function restoreState(restoreId: string, log: EventStreamReader) {
   return state;
 }
 
-function libvirtOf(adapters: ReadonlyMap<string, HypervisorAdapter>, host: string): Libvirt & Required<Pick<Libvirt, 'defineRestored' | 'shutOffDisks' | 'finishInPlace'>> {
+function libvirtOf(adapters: ReadonlyMap<string, HypervisorAdapter>, host: string): Libvirt & Required<Pick<Libvirt, 'defineRestored' | 'shutOffDisks' | 'finishInPlace' | 'importIntoPool'>> {
   const adapter = adapters.get(host) as Libvirt | undefined;
-  if (adapter?.kind !== 'libvirt' || !adapter.defineRestored || !adapter.shutOffDisks || !adapter.finishInPlace) {
+  if (adapter?.kind !== 'libvirt' || !adapter.defineRestored || !adapter.shutOffDisks || !adapter.finishInPlace || !adapter.importIntoPool) {
     throw new SnapshotCommandError('not_found', `${host} is not a libvirt hypervisor of this coordinator (add it with cairn hypervisor add libvirt)`);
   }
   return adapter as never;
@@ -36,6 +36,7 @@ function libvirtOf(adapters: ReadonlyMap<string, HypervisorAdapter>, host: strin
 function refusal(e: unknown): never {
   if (e instanceof DomainRunningError || e instanceof DomainExistsError) throw new SnapshotCommandError('conflict', e.message);
   if (e instanceof UnknownVmError) throw new SnapshotCommandError('not_found', e.message);
+  if (e instanceof StoragePoolError) throw new SnapshotCommandError(e.code === 'invalid' ? 'invalid_command' : e.code, e.message);
   throw e;
 }
 
@@ -67,11 +68,20 @@ export async function defineRestoredVm(restoreId: string, log: EventStreamReader
   const config = vm.config as unknown as LibvirtVmConfig;
   if (config.kind !== 'libvirt' || typeof config.domainXml !== 'string') throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: the restore point keeps no libvirt domain XML`);
   const macs = config.summary.nics.map((_, i) => vm.macs[`nic${i}`] ?? '');
+  // --storage <pool>: the written files become the pool's volumes, the domain defined on them.
+  let files = new Map(state.plan!.disks.map((d) => [d.path, d.path]));
+  if (vm.libvirt.pool) {
+    try {
+      files = await adapter.importIntoPool(vm.libvirt.pool, state.plan!.disks.map((d) => ({
+        name: `${vm.name}-${d.disk}.${d.format}`, file: d.path, format: d.format, capacityBytes: d.sizeBytes,
+      })));
+    } catch (e) { return refusal(e); }
+  }
   let xml: string;
   try {
     xml = domainXmlForRestore(config, {
       name: vm.name, uuid: vm.uuid, macs,
-      disks: Object.fromEntries(state.plan!.disks.map((d) => [d.disk, { file: d.path, format: d.format }])),
+      disks: Object.fromEntries(state.plan!.disks.map((d) => [d.disk, { file: files.get(d.path) ?? d.path, format: d.format }])),
       networkMap: vm.libvirt.networkMap, noNetwork: vm.libvirt.noNetwork,
       serialLog: join(vm.dir, 'serial.log'),
     });

@@ -34,6 +34,11 @@ export const RestoreRequestTarget = Type.Union([
      * domain XML the restore point keeps; the disks go to `storage` on that host.
      */
     host: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+    /**
+     * libvirt, with `host`: the disks become volumes `<vmName>-<disk>.<format>` of this storage
+     * pool on that host (a file-based pool: dir, fs, netfs), the domain pointing at them.
+     */
+    storagePool: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$' })),
     /** libvirt: network (or bridge) of the original NIC → the one to connect it to. */
     networkMap: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 200 }), Type.String({ minLength: 1, maxLength: 200 }), { maxProperties: 64 })),
     /** libvirt: every NIC kept but disconnected (link down). */
@@ -88,6 +93,8 @@ export const RestorePlannedVm = Type.Object({
     host: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
     networkMap: Type.Record(Type.String({ maxLength: 200 }), Type.String({ maxLength: 200 })),
     noNetwork: Type.Boolean(),
+    /** The disks are moved into this storage pool's volumes when the domain is defined. */
+    pool: Type.Optional(Type.String({ maxLength: 128 })),
     /** Over the existing domain's disks: the safety backup of what was overwritten, the approval used. */
     inPlace: Type.Optional(Type.Object({
       safetyRestorePointId: Type.Optional(Id),

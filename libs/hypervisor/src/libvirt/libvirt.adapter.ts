@@ -27,6 +27,7 @@ import {
 import { Virsh, VirshError } from './virsh.ts';
 import { DomainEventWatcher, type DomainEvent } from './domain-events.ts';
 import { SshHost, shellQuote, sshTargetOf } from './ssh-host.ts';
+import { importIntoPool, type PoolVolume } from './storage-pool.ts';
 import { hostOf, isPortTakenError, nbdTlsFiles, transportOf, type NbdTlsFiles } from './nbd-tls.ts';
 
 export interface LibvirtAdapterConfig {
@@ -246,6 +247,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
     }
     const summary = parseDomainXml(await this.virsh.run(['dumpxml', '--inactive', o.name]));
     return { uuid: summary.uuid, macs: summary.nics.map((n) => n.mac ?? ''), started: state === 'running' };
+  }
+
+  /** A whole-VM restore's files made volumes of a storage pool (storage-pool.ts); their paths by file. */
+  importIntoPool(pool: string, volumes: readonly PoolVolume[]): Promise<Map<string, string>> {
+    return importIntoPool(this.virsh, pool, volumes);
   }
 
   /**

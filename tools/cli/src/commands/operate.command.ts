@@ -387,12 +387,23 @@ export function registerOperateCommands(program: Command): void {
     return { host: String(o['host']), ...(maps.length ? { networkMap } : {}), ...(o['network'] === false ? { noNetwork: true } : {}) };
   };
 
+  // --storage: a directory, or (with --host, a name without a slash) a libvirt storage pool.
+  const storageOf = (o: Opts): { storage?: string; storagePool?: string } => {
+    if (!o['storage']) return {};
+    const v = String(o['storage']);
+    if (o['host'] && !v.includes('/') && v !== '.' && v !== '..') {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/.test(v)) throw new CliError(`--storage ${JSON.stringify(v)} is neither a directory nor a libvirt storage pool name`, EXIT.usage);
+      return { storagePool: v };
+    }
+    return { storage: resolve(v) };
+  };
+
   program.command('restore <restorePoint>')
     .description('restore a disk of a restore point to a file, or the whole VM as a new VM (--vm), as a restore job (`cairn job watch <id>`); or serve a disk over NBD (--nbd)')
     .option('--to <file>', 'target file (raw unless --format qcow2)')
     .option('--nbd <export>', 'serve it read-write over NBD under this export name (writes go to an overlay)')
     .option('--vm <new-name>', 'restore the whole VM (every disk and its configuration) as a new VM with this name')
-    .option('--storage <dir>', 'with --vm: where the VM\'s directory is made (default: the data mover\'s restore directory /vms)')
+    .option('--storage <dir|pool>', 'with --vm: where the VM\'s directory is made (default: the data mover\'s restore directory /vms); with --host, a name without "/" is a libvirt storage pool the disks become volumes of')
     .option('--start', 'with --vm: start the restored VM')
     .option('--instant', 'with --vm: start the VM at once straight from the repository (instant recovery; `cairn instant finish|discard <id>` later)')
     .option('--keep-identity', 'with --vm: keep the original UUID and MAC addresses (default: new ones)')
@@ -443,7 +454,7 @@ export function registerOperateCommands(program: Command): void {
         // The whole VM: every disk and its configuration, as a new VM (restore-job.ts).
         await startRestore(s, restorePointId, {
           kind: 'vm', vmName: String(o['vm']), format, start: Boolean(o['start']), keepIdentity: Boolean(o['keepIdentity']),
-          ...(o['storage'] ? { storage: resolve(String(o['storage'])) } : {}),
+          ...storageOf(o),
           ...libvirtTarget(o),
         }, job);
         return;
