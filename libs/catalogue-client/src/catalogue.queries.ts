@@ -4,7 +4,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { assertSite } from '@cairn/contracts';
 import {
-  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobKind, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, VmView,
+  AuditEntry, CatalogueStats, CatalogueStatus, JobDetail, JobKind, JobState, JobView, PolicyView, RebuildResult, ReplicaView, ReplicationPolicyView, RestorePointView, TestRestoreView, VmView,
 } from './catalogue.views.ts';
 import { Cursor, Page } from './catalogue.paging.ts';
 
@@ -31,6 +31,16 @@ export const QUERY_SCHEMAS = {
     result: Page(RestorePointView),
   },
   'restorePoint.get': { request: Type.Object({ restorePointId: Id }, Strict), result: RestorePointView },
+  'testRestore.list': {
+    request: Type.Object({
+      vmId: Type.Optional(Id),
+      restorePointId: Type.Optional(Id),
+      status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed')])),
+      limit: Type.Optional(Limit),
+      after: Type.Optional(Cursor),
+    }, Strict),
+    result: Page(TestRestoreView),
+  },
   'job.list': {
     request: Type.Object({
       state: Type.Optional(JobState), vmId: Type.Optional(Id), kind: Type.Optional(JobKind), limit: Type.Optional(Limit), after: Type.Optional(Cursor),

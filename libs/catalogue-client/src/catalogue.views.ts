@@ -1,7 +1,7 @@
 // Shapes of the catalogue's read models as they cross the wire (query replies). TypeBox
 // schemas so the gateway can publish them in its OpenAPI document and clients can validate.
 import { Type, type Static } from '@sinclair/typebox';
-import { Actor, JobPhase, PolicyRetention, PolicySchedule, PolicySelector, QuiescePolicy, TraceContext } from '@cairn/contracts';
+import { Actor, JobPhase, PolicyRetention, PolicySchedule, PolicySelector, PolicyTestRestore, QuiescePolicy, TraceContext } from '@cairn/contracts';
 
 const Id = Type.String({ minLength: 1, maxLength: 200 });
 const Time = Type.String({ format: 'date-time' });
@@ -41,6 +41,41 @@ export const RestorePointDiskView = Type.Object({
 }, { $id: 'RestorePointDiskView' });
 export type RestorePointDiskView = Static<typeof RestorePointDiskView>;
 
+/** A test restore (stream `testrestore-<id>`): the restore point booted in isolation and judged by its checks. */
+export const TestRestoreView = Type.Object({
+  testRestoreId: Id,
+  restorePointId: Id,
+  vmId: Id,
+  site: Type.String(),
+  status: Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed')]),
+  /** The checks it was judged by, e.g. `serial:<pattern>`, `agent:guest-ping`, `tcp:22`, `script:<name>`. */
+  checks: Type.Array(Type.String()),
+  /** Each check's outcome (once ended). */
+  results: Type.Array(Type.Object({ check: Type.String(), ok: Type.Boolean(), detail: Type.String() })),
+  /** The check that failed (or `boot`), and why. */
+  failedCheck: Nullable(Type.String()),
+  reason: Nullable(Type.String()),
+  startedAt: Time,
+  endedAt: Nullable(Time),
+  durationMs: Nullable(Type.Integer({ minimum: 0 })),
+  /** Where the PNG of the console is kept on the data mover that ran it, and its SHA-256. */
+  screenshot: Nullable(Type.Object({ file: Type.String(), sha256: Type.String(), bytes: Type.Integer({ minimum: 0 }) })),
+  /** The policy whose schedule asked for it; null when asked by hand. */
+  policyId: Nullable(Id),
+}, { $id: 'TestRestoreView' });
+export type TestRestoreView = Static<typeof TestRestoreView>;
+
+/** The newest test restore of a restore point, as its column shows it ("boot-tested: passed at …"). */
+export const LastTestRestore = Type.Object({
+  testRestoreId: Id,
+  status: Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed')]),
+  at: Time,
+  durationMs: Nullable(Type.Integer({ minimum: 0 })),
+  checks: Type.Array(Type.String()),
+  failedCheck: Nullable(Type.String()),
+}, { $id: 'LastTestRestore' });
+export type LastTestRestore = Static<typeof LastTestRestore>;
+
 export const RestorePointView = Type.Object({
   restorePointId: Id,
   jobId: Id,
@@ -66,6 +101,10 @@ export const RestorePointView = Type.Object({
   consistencyReason: Type.Optional(Nullable(Type.String())),
   /** The VM's configuration at the snapshot (libvirt domain XML and summary, or QEMU's), also in the manifest. */
   vmConfig: Type.Optional(Nullable(Type.Record(Type.String(), Type.Unknown()))),
+  /** The newest test restore of this restore point (null: never boot-tested). */
+  lastTestRestore: Type.Optional(Nullable(LastTestRestore)),
+  /** Set when a verify found objects this restore point uses damaged (RestorePointDamaged); cleared by a later verify that checked it clean. */
+  damage: Type.Optional(Nullable(Type.Object({ at: Time, verifyId: Id, damagedCount: Type.Integer({ minimum: 0 }) }))),
 }, { $id: 'RestorePointView' });
 export type RestorePointView = Static<typeof RestorePointView>;
 
@@ -159,6 +198,8 @@ export const PolicyView = Type.Object({
   fileIndex: Type.Optional(Type.Boolean()),
   /** Recovery-point objective in minutes (absent: the schedule's longest gap + 2 h). */
   rpoMinutes: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** Boot-test schedule: the newest restore point of each covered VM at each slot of its cron, judged by its checks. */
+  testRestore: Type.Optional(PolicyTestRestore),
   /** 1 when created, +1 per update. */
   version: Type.Integer({ minimum: 1 }),
   createdAt: Time,
@@ -240,6 +281,10 @@ export const CatalogueStats = Type.Object({
     durationMs: Type.Integer({ minimum: 0 }),
   }),
   vms: Type.Integer({ minimum: 0 }),
+  /** Test restores by outcome (running, passed, failed), over all time. */
+  testRestores: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  /** Restore points not expired whose newest test restore failed / passed, and those marked damaged. */
+  restorePointsBootTested: Type.Optional(Type.Object({ passed: Type.Integer({ minimum: 0 }), failed: Type.Integer({ minimum: 0 }), damaged: Type.Integer({ minimum: 0 }) })),
 }, { $id: 'CatalogueStats' });
 export type CatalogueStats = Static<typeof CatalogueStats>;
 

@@ -8,7 +8,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, PlainName, Reason } from './events/common.ts';
-import { PolicyFields, QuiescePolicy } from './events/policy.events.ts';
+import { PolicyFields, QuiescePolicy, TestRestoreCheckFields } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
 import { DiscardInstantV1, FinishInstantV1, InstantResult, ListInstantResult, ListInstantV1, StartInstantResult, StartInstantV1 } from './events/instant.events.ts';
@@ -377,22 +377,11 @@ export const ListRestoreExportsResult = Type.Object({
 /** Boot a restore point in isolation and judge it (issue 16); the result comes as TestRestorePassed/Failed in `testrestore-<id>`. */
 export const TestRestoreV1 = Type.Object({
   restorePointId: Id,
-  /** Passes when this text appears on the serial console. */
-  serialPattern: Type.String({ minLength: 1, maxLength: 200 }),
-  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600 })),
-  /** Direct kernel boot for a guest without a boot loader: files under /boot only. */
-  kernel: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
-  initrd: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
-  append: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[\\x20-\\x7e]+$' })),
-  /** Checks after the serial pattern: the guest agent answering `guest-ping` and reporting its OS, optionally a command run through it (passes on exit 0). */
-  agent: Type.Optional(Type.Object({
-    exec: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, maxItems: 16 })),
-  }, { additionalProperties: false })),
-  /** Guest TCP ports that must answer on the isolated network (user-mode, no route out; reached through a loopback forward). */
-  tcpPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 1, maxItems: 8, uniqueItems: true })),
-  /** An operator script by name, from the data mover's `<data>/test-restore-scripts/` (never a path): run against the booted VM, passes on exit 0. */
-  script: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' })),
-  scriptTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+  ...TestRestoreCheckFields,
+  /** Sent by the scheduler for a policy's `testRestore` schedule: recorded in TestRestoreStarted. */
+  policyId: Type.Optional(Id),
+  /** The scheduler names it (one per policy, VM and slot) so a slot asked twice boots once. */
+  testRestoreId: Type.Optional(Id),
 }, { additionalProperties: false });
 export const TestRestoreResult = Type.Object({ testRestoreId: Type.String(), worker: Type.String() }, { additionalProperties: false });
 

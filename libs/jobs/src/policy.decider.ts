@@ -74,6 +74,11 @@ export function policyProblems(policy: Policy, knownRepositories: readonly strin
     problems.push(`schedule.timezone ${JSON.stringify(policy.schedule.timezone)} is not an IANA time zone (e.g. Europe/Paris)`);
   }
   problems.push(...cronProblems(policy.schedule.cron, problems.length ? 'UTC' : policy.schedule.timezone, minIntervalMs));
+  if (policy.testRestore) {
+    // A test restore boots a VM: held to the same shortest gap as backups.
+    problems.push(...cronProblems(policy.testRestore.cron, problems.length ? 'UTC' : policy.schedule.timezone, minIntervalMs)
+      .map((p) => p.replace('schedule.cron', 'testRestore.cron').replace('backups must be', 'test restores must be')));
+  }
   const sel = policy.selector;
   if (!sel.names?.length && !sel.tags?.length && !sel.hypervisor) {
     problems.push('selector is empty: name VMs, tags or a hypervisor');
@@ -148,6 +153,21 @@ export const policyDecider: Decider<PolicyCommand, KnownEvent, PolicyState> = {
 /** Schedule slots of a policy due in (after, upTo]: each becomes exactly one job per VM. */
 export function dueSlots(policy: Policy, after: Date, upTo: Date, max = 100): Date[] {
   const cron = new Cron(policy.schedule.cron, { timezone: policy.schedule.timezone, paused: true });
+  const slots: Date[] = [];
+  let cursor = after;
+  while (slots.length < max) {
+    const next = cron.nextRun(cursor);
+    if (!next || next.getTime() > upTo.getTime()) break;
+    slots.push(next);
+    cursor = next;
+  }
+  return slots;
+}
+
+/** The slots of a policy's test-restore schedule in (after, upTo], in the policy's time zone (none without one). */
+export function dueTestRestoreSlots(policy: Policy, after: Date, upTo: Date, max = 100): Date[] {
+  if (!policy.testRestore) return [];
+  const cron = new Cron(policy.testRestore.cron, { timezone: policy.schedule.timezone, paused: true });
   const slots: Date[] = [];
   let cursor = after;
   while (slots.length < max) {

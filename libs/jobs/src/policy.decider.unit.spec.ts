@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Policy } from '@cairn/contracts';
-import { cronProblems, decidePolicy, dueSlots, inBackupWindow, PolicyInvalidError, selects } from './policy.decider.ts';
+import { cronProblems, decidePolicy, dueSlots, dueTestRestoreSlots, inBackupWindow, policyProblems, PolicyInvalidError, selects } from './policy.decider.ts';
 import { applyRetention } from './retention.ts';
 
 const policy: Policy = {
@@ -75,5 +75,23 @@ describe('GFS retention', () => {
     expect([...d.keep.keys()].sort()).toEqual(['rp21', 'rp25', 'rp27', 'rp28', 'rp29'].sort());
     expect(d.expire.size).toBe(25);
     expect(d.keep.get('rp29')).toEqual(expect.arrayContaining(['last', 'daily 2026-1-15']));
+  });
+});
+
+describe('a policy\'s testRestore schedule', () => {
+  const tested: Policy = { ...policy, testRestore: { cron: '0 4 * * 0', serialPattern: 'login:' } };
+
+  it('has slots in the policy\'s time zone, none without a testRestore', () => {
+    // Sundays 04:00 Paris (UTC+1 in March before the change) in the first half of March 2026.
+    expect(dueTestRestoreSlots(tested, new Date('2026-03-01T00:00:00Z'), new Date('2026-03-15T12:00:00Z')).map((d) => d.toISOString()))
+      .toEqual(['2026-03-01T03:00:00.000Z', '2026-03-08T03:00:00.000Z', '2026-03-15T03:00:00.000Z']);
+    expect(dueTestRestoreSlots(policy, new Date('2026-03-01T00:00:00Z'), new Date('2026-03-15T12:00:00Z'))).toEqual([]);
+  });
+
+  it('refuses a bad cron, or one closer than the site\'s shortest gap, naming testRestore.cron', () => {
+    expect(policyProblems(tested, ['default'])).toEqual([]);
+    expect(policyProblems({ ...tested, testRestore: { cron: 'nope', serialPattern: 'x' } }, ['default']).join('\n')).toMatch(/testRestore\.cron "nope" has 1 fields/);
+    expect(policyProblems({ ...tested, testRestore: { cron: '* * * * *', serialPattern: 'x' } }, ['default']))
+      .toEqual(['testRestore.cron "* * * * *" runs every 1 min: test restores must be at least 5 min apart on this site']);
   });
 });

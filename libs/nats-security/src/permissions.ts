@@ -126,6 +126,8 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
       ...eventSubjects(site, 'scheduler'), ...eventLog, ...commandReplies('scheduler'), ...kv(`cairn_leases_${siteKv}`),
       `${s}.work.>`, ...streamApi(work, { create: true, read: true }),
       `${s}.cmd.snapshot-coordinator.>`,
+      // A policy's testRestore schedule: the boot test is asked of a data mover.
+      `${s}.cmd.data-mover.TestRestore`,
     ], [`${s}.cmd.scheduler.>`]),
     'snapshot-coordinator': make('snapshot-coordinator', [
       ...eventSubjects(site, 'snapshot-coordinator'), ...eventLog, ...commandReplies('snapshot-coordinator'),

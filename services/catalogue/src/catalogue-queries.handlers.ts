@@ -29,6 +29,7 @@ export class CatalogueQueryHandlers {
       'vm.get': (q) => read.getVm(q.vmId),
       'restorePoint.list': (q) => read.restorePointPage(q),
       'restorePoint.get': (q) => read.getRestorePoint(q.restorePointId),
+      'testRestore.list': (q) => read.testRestorePage(q),
       'job.list': (q) => read.jobPage(q),
       'job.get': (q) => read.getJob(q.jobId),
       'policy.list': (q) => read.policyPage(q),

@@ -235,6 +235,32 @@ const handlers: Handlers = {
     closeRunningPhases(data.restoreId, at.time, `restore failed (${data.code}): ${data.reason}`),
   ],
 
+  // Test restores (stream testrestore-<id>) and what they say of their restore point.
+  TestRestoreStarted: ({ data }, at) => [sql(
+    `INSERT INTO test_restores (test_restore_id, restore_point_id, vm_id, site, policy_id, status, checks, results, started_at, position)
+     VALUES (?, ?, ?, ?, ?, 'running', ?, '[]', ?, ?) ON CONFLICT (test_restore_id) DO NOTHING`,
+    data.testRestoreId, data.restorePointId, data.vmId, at.site, data.policyId ?? null, JSON.stringify(data.checks), at.time, at.position,
+  )],
+  TestRestorePassed: ({ data }, at) => [sql(
+    `UPDATE test_restores SET status = 'passed', results = ?, ended_at = ?, duration_ms = ?, screenshot = ? WHERE test_restore_id = ?`,
+    JSON.stringify(data.results), at.time, data.durationMs, data.screenshot ? JSON.stringify(data.screenshot) : null, data.testRestoreId,
+  )],
+  TestRestoreFailed: ({ data }, at) => [sql(
+    `UPDATE test_restores SET status = 'failed', results = ?, failed_check = ?, reason = ?, ended_at = ?, duration_ms = ?, screenshot = ? WHERE test_restore_id = ?`,
+    JSON.stringify(data.results), data.check, data.reason, at.time, data.durationMs, data.screenshot ? JSON.stringify(data.screenshot) : null, data.testRestoreId,
+  )],
+  RestorePointDamaged: ({ data }, at) => [sql(
+    `UPDATE restore_points SET damaged_at = ?, damage_verify_id = ?, damaged_count = ? WHERE restore_point_id = ?`,
+    at.time, data.verifyId, data.damagedCount, data.restorePointId,
+  )],
+  // A later verify that checked a restore point and found nothing it uses damaged clears its mark (healed).
+  VerifyCompleted: ({ data }) => [sql(
+    `UPDATE restore_points SET damaged_at = NULL, damage_verify_id = NULL, damaged_count = NULL
+     WHERE damaged_at IS NOT NULL AND damage_verify_id <> ? AND restore_point_id IN (SELECT value FROM json_each(?))
+       AND restore_point_id NOT IN (SELECT value FROM json_each(?))`,
+    data.verifyId, JSON.stringify(data.restorePoints), JSON.stringify(data.affectedRestorePoints),
+  )],
+
   PolicyCreated: ({ data }, at) => [
     // Created again after a delete: the same id comes back as a new version.
     sql(

@@ -237,7 +237,7 @@ describe('catalogue projection: restore points', () => {
         restorePointId: 'rp1', jobId: 'j1', vmId: 'vm1', policyId: 'p1', site, createdAt: committed.time, parentId: null,
         kind: 'full', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, changedBytes: 800, savedBytes: 500,
         disks: [{ name: 'vda', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, chunksNew: 3, chunksReused: 5 }],
-        expiredAt: null, expiryReason: null,
+        expiredAt: null, expiryReason: null, lastTestRestore: null, damage: null,
       });
       expect(read.getVm('vm1')).toMatchObject({ lastBackupAt: committed.time, restorePoints: 1 });
     });
@@ -368,5 +368,42 @@ describe('catalogue projection: audit timeline and checkpoint', () => {
       .then((read) => {
         expect(read.listReplicas({}).map((r) => [r.restorePointId, r.site])).toEqual([['rp-1', 'site-c']]);
       });
+  });
+});
+
+describe('catalogue projection: test restores and damage', () => {
+  const history = [ev('VmDiscovered', vmA, 'vm-vm1'), requested, started, snapRequested, snapTaken, queued, transferStarted, committed, released, completed];
+  const trStarted = (id: string) => ev('TestRestoreStarted', { testRestoreId: id, restorePointId: 'rp1', vmId: 'vm1', checks: ['serial:UP', 'tcp:22'], policyId: 'p1' }, `testrestore-${id}`);
+  const shot = { file: '/data/test-restores/screenshots/t.png', sha256: 'a'.repeat(64), bytes: 3000 };
+
+  it('a test restore is listed running, then failed with its check; the restore point shows the newest one', () => {
+    given(...history, trStarted('t1'), ev('TestRestorePassed', {
+      testRestoreId: 't1', restorePointId: 'rp1', vmId: 'vm1', results: [{ check: 'serial:UP', ok: true, detail: 'after 9 s' }, { check: 'tcp:22', ok: true, detail: 'answered' }], screenshot: shot, durationMs: 30_000,
+    }, 'testrestore-t1'), trStarted('t2')).when(ev('TestRestoreFailed', {
+      testRestoreId: 't2', restorePointId: 'rp1', vmId: 'vm1', check: 'tcp:22', reason: 'no answer', consoleTail: 'UP',
+      results: [{ check: 'serial:UP', ok: true, detail: 'after 9 s' }, { check: 'tcp:22', ok: false, detail: 'no answer' }], screenshot: null, durationMs: 200_000,
+    }, 'testrestore-t2')).then((read) => {
+      const { items } = read.testRestorePage({});
+      expect(items.map((t) => [t.testRestoreId, t.status, t.failedCheck])).toEqual([['t2', 'failed', 'tcp:22'], ['t1', 'passed', null]]);
+      expect(items[1]).toMatchObject({ policyId: 'p1', checks: ['serial:UP', 'tcp:22'], durationMs: 30_000, screenshot: shot, endedAt: expect.any(String) });
+      expect(read.testRestorePage({ status: 'passed' }).items.map((t) => t.testRestoreId)).toEqual(['t1']);
+      expect(read.getRestorePoint('rp1').lastTestRestore).toMatchObject({ testRestoreId: 't2', status: 'failed', failedCheck: 'tcp:22', durationMs: 200_000 });
+      expect(read.stats()).toMatchObject({ testRestores: { running: 0, passed: 1, failed: 1 }, restorePointsBootTested: { passed: 0, failed: 1, damaged: 0 } });
+    });
+  });
+
+  it('a restore point never tested says so; one found damaged is marked until a later verify checks it clean', () => {
+    given(...history).when().then((read) => expect(read.getRestorePoint('rp1')).toMatchObject({ lastTestRestore: null, damage: null }));
+    const damaged = ev('RestorePointDamaged', { restorePointId: 'rp1', vmId: 'vm1', verifyId: 'v1', damaged: [{ kind: 'chunk', id: 'c1', damage: 'authentication' }], damagedCount: 1 }, 'restorepoint-rp1');
+    const verify = (verifyId: string, affected: string[]) => ev('VerifyCompleted', {
+      verifyId, repository: 'default', restorePoints: ['rp1'], chunksTotal: 5, chunksChecked: 5, bytesChecked: 100, pagesChecked: 1,
+      damagedCount: affected.length, damaged: [], affectedRestorePoints: affected, durationMs: 10,
+    }, `verify-${verifyId}`);
+    given(...history, verify('v1', ['rp1'])).when(damaged).then((read) => {
+      expect(read.getRestorePoint('rp1').damage).toMatchObject({ verifyId: 'v1', damagedCount: 1 });
+      expect(read.stats().restorePointsBootTested?.damaged).toBe(1);
+    });
+    given(...history, verify('v1', ['rp1']), damaged, verify('v2', ['rp1'])).when().then((read) => expect(read.getRestorePoint('rp1').damage).not.toBeNull());
+    given(...history, verify('v1', ['rp1']), damaged).when(verify('v3', [])).then((read) => expect(read.getRestorePoint('rp1').damage).toBeNull());
   });
 });

@@ -5,7 +5,7 @@ import type { SQLOutputValue } from 'node:sqlite';
 import {
   DEFAULT_LIMIT, DEFAULT_LONG_LIMIT, CursorError, decodeCursor, encodeCursor, type PageOf,
   type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
-  type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type RestorePointView, type VmView,
+  type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type RestorePointView, type TestRestoreView, type VmView,
 } from '@cairn/catalogue-client';
 import type { CatalogueDb } from './catalogue-db.adapter.ts';
 
@@ -144,7 +144,20 @@ export class CatalogueReadModel {
       liveBytesStored: num(rp.live_stored),
       completed: { jobs: num(done.jobs), bytesRead: num(done.read), durationMs: num(done.duration) },
       vms: num(this.one(`SELECT COUNT(*) AS n FROM vms`)!.n),
+      testRestores: Object.fromEntries(['running', 'passed', 'failed'].map((st) => [st, num(this.one(`SELECT COUNT(*) AS n FROM test_restores WHERE status = ?`, st)!.n)])),
+      restorePointsBootTested: this.bootTested(),
     };
+  }
+
+  /** Live restore points by the outcome of their newest test restore, and those marked damaged. */
+  private bootTested(): NonNullable<CatalogueStats['restorePointsBootTested']> {
+    const r = this.one(
+      `SELECT COUNT(*) FILTER (WHERE last = 'passed') AS passed, COUNT(*) FILTER (WHERE last = 'failed') AS failed,
+         COUNT(*) FILTER (WHERE damaged_at IS NOT NULL) AS damaged
+       FROM (SELECT p.damaged_at, (SELECT t.status FROM test_restores t WHERE t.restore_point_id = p.restore_point_id ORDER BY t.position DESC LIMIT 1) AS last
+             FROM restore_points p WHERE p.expired_at IS NULL)`,
+    )!;
+    return { passed: num(r.passed), failed: num(r.failed), damaged: num(r.damaged) };
   }
 
   listReplicationPolicies(q: QueryRequest<'replicationPolicy.list'>): ReplicationPolicyView[] {
@@ -259,7 +272,37 @@ export class CatalogueReadModel {
       // Only where the snapshot recorded them (restore points taken before they were kept have none).
       ...(job?.consistency ? { consistency: str(job.consistency) as 'application' | 'crash', consistencyReason: strOrNull(job.consistency_reason) } : {}),
       ...(vmConfig ? { vmConfig } : {}),
+      lastTestRestore: this.lastTestRestore(str(r.restore_point_id)),
+      damage: r.damaged_at ? { at: str(r.damaged_at), verifyId: str(r.damage_verify_id), damagedCount: num(r.damaged_count) } : null,
     };
+  }
+
+  private lastTestRestore(restorePointId: string): RestorePointView['lastTestRestore'] {
+    const t = this.one(`SELECT * FROM test_restores WHERE restore_point_id = ? ORDER BY position DESC LIMIT 1`, restorePointId);
+    if (!t) return null;
+    return {
+      testRestoreId: str(t.test_restore_id), status: str(t.status) as TestRestoreView['status'], at: str(t.ended_at ?? t.started_at),
+      durationMs: t.duration_ms === null ? null : num(t.duration_ms), checks: json(t.checks) as string[], failedCheck: strOrNull(t.failed_check),
+    };
+  }
+
+  testRestorePage(q: QueryRequest<'testRestore.list'>): PageOf<TestRestoreView> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
+    if (q.restorePointId) { where.push('restore_point_id = ?'); params.push(q.restorePointId); }
+    if (q.status) { where.push('status = ?'); params.push(q.status); }
+    const { rows, next } = this.page({
+      from: 'SELECT * FROM test_restores', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
+      order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'test_restore_id', field: 'test_restore_id', type: 'string' }],
+    });
+    return { next, items: rows.map((t) => ({
+      testRestoreId: str(t.test_restore_id), restorePointId: str(t.restore_point_id), vmId: str(t.vm_id), site: str(t.site),
+      status: str(t.status) as TestRestoreView['status'], checks: json(t.checks) as string[], results: json(t.results) as TestRestoreView['results'],
+      failedCheck: strOrNull(t.failed_check), reason: strOrNull(t.reason), startedAt: str(t.started_at), endedAt: strOrNull(t.ended_at),
+      durationMs: t.duration_ms === null ? null : num(t.duration_ms), screenshot: t.screenshot ? json(t.screenshot) as TestRestoreView['screenshot'] : null,
+      policyId: strOrNull(t.policy_id),
+    })) };
   }
 
   listJobs(q: QueryRequest<'job.list'>): JobView[] {
@@ -393,6 +436,7 @@ function policy(r: Row): PolicyView {
     ...(body.quiesce !== undefined ? { quiesce: body.quiesce } : {}),
     ...(body.fileIndex !== undefined ? { fileIndex: body.fileIndex } : {}),
     ...(body.rpoMinutes !== undefined ? { rpoMinutes: body.rpoMinutes } : {}),
+    ...(body.testRestore !== undefined ? { testRestore: body.testRestore } : {}),
     version: num(r.version),
     createdAt: str(r.created_at),
     updatedAt: str(r.updated_at),

@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 8;
+export const SCHEMA_VERSION = 9;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS restore_points (
   bytes_read INTEGER NOT NULL,
   bytes_stored INTEGER NOT NULL,
   expired_at TEXT,
-  expiry_reason TEXT
+  expiry_reason TEXT,
+  damaged_at TEXT,
+  damage_verify_id TEXT,
+  damaged_count INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position);
 CREATE INDEX IF NOT EXISTS restore_points_position ON restore_points (position);
@@ -159,6 +162,27 @@ CREATE TABLE IF NOT EXISTS replicas (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS replicas_position ON replicas (position);
 
+CREATE TABLE IF NOT EXISTS test_restores (
+  test_restore_id TEXT PRIMARY KEY,
+  restore_point_id TEXT NOT NULL,
+  vm_id TEXT NOT NULL,
+  site TEXT NOT NULL,
+  policy_id TEXT,
+  status TEXT NOT NULL,
+  checks TEXT NOT NULL,
+  results TEXT NOT NULL,
+  failed_check TEXT,
+  reason TEXT,
+  started_at TEXT NOT NULL,
+  ended_at TEXT,
+  duration_ms INTEGER,
+  screenshot TEXT,
+  position INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS test_restores_point ON test_restores (restore_point_id, position);
+CREATE INDEX IF NOT EXISTS test_restores_vm ON test_restores (vm_id, position);
+CREATE INDEX IF NOT EXISTS test_restores_position ON test_restores (position);
+
 CREATE TABLE IF NOT EXISTS replication_policies (
   policy_id TEXT PRIMARY KEY,
   site TEXT NOT NULL,
@@ -171,4 +195,4 @@ CREATE TABLE IF NOT EXISTS replication_policies (
 `;
 
 /** Tables holding read models (everything a rebuild empties). */
-export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit', 'replicas', 'replication_policies'] as const;
+export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit', 'replicas', 'replication_policies', 'test_restores'] as const;

@@ -328,13 +328,13 @@ export class DataMover {
       if (!st?.isFile() || (st.mode & 0o111) === 0) throw new RestoreRefused('invalid_command', `no executable test-restore script ${cmd.script} in this data mover's ${join(this.config.dataDir ?? tmpdir(), 'test-restore-scripts')}`);
       script = { name: cmd.script, file, ...(cmd.scriptTimeoutSeconds ? { timeoutMs: cmd.scriptTimeoutSeconds * 1000 } : {}) };
     }
-    const testRestoreId = randomUUID();
+    const testRestoreId = cmd.testRestoreId ?? randomUUID();
     const deps = { log: this.log, site: this.config.site, actor: this.config.actor, repository: repo, exports: this.exports, workDir: join(this.config.dataDir ?? tmpdir(), 'test-restores') };
     void runTestRestore(deps, {
       restorePointId: cmd.restorePointId, serialPattern: cmd.serialPattern, testRestoreId,
       ...(cmd.timeoutSeconds ? { timeoutMs: cmd.timeoutSeconds * 1000 } : {}),
       boot: { ...(cmd.kernel ? { kernel: cmd.kernel } : {}), ...(cmd.initrd ? { initrd: cmd.initrd } : {}), ...(cmd.append ? { append: cmd.append } : {}) },
-      ...(cmd.agent ? { agent: cmd.agent } : {}), ...(cmd.tcpPorts ? { tcpPorts: cmd.tcpPorts } : {}), ...(script ? { script } : {}),
+      ...(cmd.agent ? { agent: cmd.agent } : {}), ...(cmd.tcpPorts ? { tcpPorts: cmd.tcpPorts } : {}), ...(script ? { script } : {}), ...(cmd.policyId ? { policyId: cmd.policyId } : {}),
     }).catch((e: unknown) => this.logger.warn({ testRestoreId, err: (e as Error).message }, 'test restore not recorded'));
     return { testRestoreId, worker: this.worker };
   }

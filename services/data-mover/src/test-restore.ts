@@ -39,6 +39,8 @@ export interface TestRestoreRequest {
   readonly tcpPorts?: readonly number[];
   /** An operator script (a file the data mover's operator placed) run against the booted VM. */
   readonly script?: { readonly name: string; readonly file: string; readonly timeoutMs?: number };
+  /** The policy whose schedule asked for it. */
+  readonly policyId?: string;
 }
 
 export interface TestRestoreDeps {
@@ -70,7 +72,7 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
   const checks = [`serial:${req.serialPattern}`.slice(0, 256),
     ...(req.agent ? ['agent:guest-ping'] : []), ...(req.agent?.exec ? [`agent:exec:${req.agent.exec.join(' ')}`.slice(0, 256)] : []),
     ...(req.tcpPorts ?? []).map((p) => `tcp:${p}`), ...(req.script ? [`script:${req.script.name}`] : [])];
-  await deps.log.append(streamId, [newEvent('TestRestoreStarted', { testRestoreId: id, restorePointId: req.restorePointId, vmId, checks }, meta)], { expectedRevision: 'no_stream' });
+  await deps.log.append(streamId, [newEvent('TestRestoreStarted', { testRestoreId: id, restorePointId: req.restorePointId, vmId, checks, ...(req.policyId ? { policyId: req.policyId } : {}) }, meta)], { expectedRevision: 'no_stream' });
 
   const dir = join(deps.workDir, `tr-${id.slice(0, 8)}`);
   await mkdir(dir, { recursive: true });

@@ -28,6 +28,7 @@ export const ListJobsQuery = QUERY_SCHEMAS['job.list'].request;
 export const ListPoliciesQuery = QUERY_SCHEMAS['policy.list'].request;
 export const AuditQuery = QUERY_SCHEMAS['audit.timeline'].request;
 export const ListReplicasQuery = QUERY_SCHEMAS['replica.list'].request;
+export const ListTestRestoresQuery = QUERY_SCHEMAS['testRestore.list'].request;
 
 export const BackupBody = Type.Object({
   vmId: RequestBackupV1.properties.vmId,

@@ -1,9 +1,9 @@
 // VMs and restore points, as the catalogue knows them.
 import { Controller, Inject } from '@nestjs/common';
-import { ReplicaView, RestorePointView, VmView, type QueryRequest } from '@cairn/catalogue-client';
+import { ReplicaView, RestorePointView, TestRestoreView, VmView, type QueryRequest } from '@cairn/catalogue-client';
 import { GatewayService } from './gateway.service.ts';
 import { Input, Route } from './route.decorator.ts';
-import { Items, ListReplicasQuery, ListRestorePointsQuery, ListVmsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
+import { Items, ListReplicasQuery, ListTestRestoresQuery, ListRestorePointsQuery, ListVmsQuery, RestorePointParams, VmParams } from './gateway.schemas.ts';
 
 @Controller()
 export class InventoryController {
@@ -41,5 +41,13 @@ export class InventoryController {
   })
   listReplicas(@Input('query') q: QueryRequest<'replica.list'>) {
     return this.gateway.query('replica.list', q);
+  }
+
+  @Route({
+    method: 'GET', path: '/v1/test-restores', operationId: 'listTestRestores', tag: 'restore-points',
+    summary: 'Test restores (restore points booted in isolation and judged by their checks), newest first', query: ListTestRestoresQuery, response: Items(TestRestoreView),
+  })
+  listTestRestores(@Input('query') q: QueryRequest<'testRestore.list'>) {
+    return this.gateway.query('testRestore.list', q);
   }
 }

@@ -66,6 +66,17 @@ export class MetricsService {
       gauge('cairn_restore_points', 'Restore points not expired.', stats.restorePoints.live),
       gauge('cairn_restore_points_expired', 'Restore points expired by retention (their chunks go at the next garbage collection).', stats.restorePoints.expired),
       gauge('cairn_vms', 'Virtual machines in the inventory.', stats.vms),
+      {
+        name: 'cairn_test_restores_total', type: 'counter',
+        help: 'Test restores (restore points booted in isolation and judged) by outcome; running ones are under way.',
+        samples: ['passed', 'failed', 'running'].map((outcome) => ({ labels: { outcome }, value: stats.testRestores?.[outcome] ?? 0 })),
+      },
+      {
+        name: 'cairn_restore_points_boot_tested', type: 'gauge',
+        help: 'Restore points not expired by the outcome of their newest test restore (never tested ones are not counted).',
+        samples: (['passed', 'failed'] as const).map((outcome) => ({ labels: { outcome }, value: stats.restorePointsBootTested?.[outcome] ?? 0 })),
+      },
+      gauge('cairn_restore_points_damaged', 'Restore points not expired that a verify found using damaged objects, not yet checked clean again.', stats.restorePointsBootTested?.damaged ?? 0),
       gauge('cairn_catalogue_position', 'Last event-log position projected by the catalogue replica that answered.', status.position),
       gauge('cairn_catalogue_head_position', 'Last event-log position the answering catalogue replica has seen.', status.head),
       gauge('cairn_catalogue_lag_events', 'Events in the log not yet projected by the catalogue replica that answered.', status.lag),

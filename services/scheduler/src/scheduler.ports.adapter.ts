@@ -31,6 +31,10 @@ export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor
       }, { idempotencyKey: `release-${snapshotId}`, timeoutMs: snapshotTimeoutMs });
       if (!reply.accepted && reply.error.code !== 'not_found') throw new Error(reply.error.message);
     },
+    async requestTestRestore(cmd) {
+      const reply = await bus.send('data-mover', 'TestRestore', cmd, { idempotencyKey: cmd.testRestoreId ?? cmd.restorePointId, timeoutMs: 60_000 });
+      if (!reply.accepted) throw new Error(`data mover refused the test restore: ${reply.error.message}`);
+    },
     async enqueueTransfer(work: TransferWork) {
       await js.publish(workSubject(site, TRANSFER_QUEUE), work, { msgID: `transfer-${work.jobId}-${work.snapshotId}` });
     },

@@ -2,10 +2,10 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { Refusal, policyChangeApproval, type Actor, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { Refusal, policyChangeApproval, type Actor, type CommandPayloadMap, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
-  applyRetention, checkSignedApproval, dueSlots, loadUserRecords, readTrustRoot, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
+  applyRetention, checkSignedApproval, dueSlots, dueTestRestoreSlots, loadUserRecords, readTrustRoot, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
   PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId,
   type JobCommand, type JobState, type TransferWork, type RpoCheck, type RpoState,
 } from '@cairn/jobs';
@@ -40,6 +40,8 @@ export interface SchedulerPorts {
   }): Promise<void>;
   releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean; jobRevision: number; causationId: string | null }): Promise<void>;
   enqueueTransfer(work: TransferWork): Promise<void>;
+  /** Asks a data mover to boot-test a restore point (a policy's testRestore schedule); answers once it started. */
+  requestTestRestore?(cmd: CommandPayloadMap['TestRestore']): Promise<void>;
 }
 
 export class SchedulerRefusal extends Refusal {
@@ -71,6 +73,9 @@ export class Scheduler {
   /** The trace of each job's latest event: every step the scheduler takes for it continues it. */
   private readonly traces = new Map<string, TraceContext>();
   private readonly lastSlotCheck = new Map<string, Date>();
+  private readonly lastTestRestoreCheck = new Map<string, Date>();
+  /** Scheduled test restores started and not ended: id → `<policy>/<vm>` (one at a time per policy and VM). */
+  private readonly testRestoresRunning = new Map<string, string>();
   private readonly policySince = new Map<string, number>();
   /** Paused policies: they schedule no new backups until resumed. */
   private readonly paused = new Set<string>();
@@ -202,6 +207,13 @@ export class Scheduler {
         this.heal.set(event.data.vmId, set);
         return;
       }
+      case 'TestRestoreStarted':
+        if (event.data.policyId) this.testRestoresRunning.set(event.data.testRestoreId, `${event.data.policyId}/${event.data.vmId}`);
+        return;
+      case 'TestRestorePassed':
+      case 'TestRestoreFailed':
+        this.testRestoresRunning.delete(event.data.testRestoreId);
+        return;
       case 'RestorePointLocked': {
         const until = Date.parse(event.data.retainUntil);
         if (until > (this.lockedUntil.get(event.data.restorePointId) ?? 0)) this.lockedUntil.set(event.data.restorePointId, until);
@@ -353,6 +365,7 @@ export class Scheduler {
     if (!this.leader || !this.caughtUp) return;
     try {
       await this.scheduleDueSlots();
+      await this.scheduleTestRestores();
       await this.watchRpo();
       // Higher-priority policies first, then the oldest request: they get the free slots of a host.
       const priority = (j: JobState) => (j.request?.policyId ? this.policies.get(j.request.policyId)?.priority ?? 0 : 0);
@@ -578,6 +591,44 @@ export class Scheduler {
             if (!(e instanceof WrongExpectedRevisionError)) throw e;
           }
         });
+      }
+    }
+  }
+
+  /**
+   * A policy's testRestore schedule: at its latest due slot, the newest restore point of each VM
+   * it covers goes to a data mover to be booted in isolation. The test restore's id is made of
+   * policy, VM and slot, and the mover records its start only in a new stream, so a slot asked
+   * twice (a retry, a new leader looking back) boots once; a VM whose last scheduled test
+   * restore is still running skips the slot.
+   */
+  private async scheduleTestRestores(): Promise<void> {
+    const now = this.now();
+    for (const policy of this.policies.values()) {
+      if (!policy.testRestore || this.paused.has(policy.policyId) || !this.ports.requestTestRestore) continue;
+      const lookback = now.getTime() - this.config.leaseTtlMs - this.config.tickMs * 2;
+      const after = this.lastTestRestoreCheck.get(policy.policyId) ?? new Date(Math.max(lookback, this.policySince.get(policy.policyId) ?? lookback));
+      const slot = dueTestRestoreSlots(policy, after, now).at(-1);
+      this.lastTestRestoreCheck.set(policy.policyId, now);
+      if (!slot) continue;
+      const running = new Set(this.testRestoresRunning.values());
+      const { cron: _c, restorePoints: _r, ...checks } = policy.testRestore;
+      for (const vm of this.vms.values()) {
+        if (!selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host })) continue;
+        if (running.has(`${policy.policyId}/${vm.vmId}`)) {
+          this.logger.info({ policyId: policy.policyId, vmId: vm.vmId, slot: slot.toISOString() }, 'test restore slot skipped: the last one is still running');
+          continue;
+        }
+        let newest: { restorePointId: string; at: string } | undefined;
+        for (const [restorePointId, p] of this.restorePoints) if (p.vmId === vm.vmId && (!newest || p.at > newest.at)) newest = { restorePointId, at: p.at };
+        if (!newest) continue;
+        const testRestoreId = `tr-${createHash('sha256').update(`${policy.policyId}\n${vm.vmId}\n${slot.toISOString()}`).digest('hex').slice(0, 32)}`;
+        try {
+          await this.ports.requestTestRestore({ restorePointId: newest.restorePointId, policyId: policy.policyId, testRestoreId, ...checks });
+          this.logger.info({ policyId: policy.policyId, vmId: vm.vmId, restorePointId: newest.restorePointId, testRestoreId }, 'scheduled test restore started');
+        } catch (e) {
+          this.logger.warn({ policyId: policy.policyId, vmId: vm.vmId, testRestoreId, err: (e as Error).message }, 'scheduled test restore not started');
+        }
       }
     }
   }

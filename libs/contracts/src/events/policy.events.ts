@@ -27,6 +27,37 @@ export const PolicyRetention = Type.Object({
 export const QuiescePolicy = Type.Union([Type.Literal('required'), Type.Literal('preferred'), Type.Literal('off')]);
 export type QuiescePolicy = Static<typeof QuiescePolicy>;
 
+/** What a test restore is judged by (the `TestRestore` command and a policy's `testRestore` schedule). */
+export const TestRestoreCheckFields = {
+  /** Passes when this text appears on the serial console. */
+  serialPattern: Type.String({ minLength: 1, maxLength: 200 }),
+  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600 })),
+  /** Direct kernel boot for a guest without a boot loader: files under /boot only. */
+  kernel: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
+  initrd: Type.Optional(Type.String({ pattern: '^/boot/[A-Za-z0-9._+-]+$' })),
+  append: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[\\x20-\\x7e]+$' })),
+  /** Checks after the serial pattern: the guest agent answering `guest-ping` and reporting its OS, optionally a command run through it (passes on exit 0). */
+  agent: Type.Optional(Type.Object({
+    exec: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, maxItems: 16 })),
+  }, { additionalProperties: false })),
+  /** Guest TCP ports that must answer on the isolated network (user-mode, no route out; reached through a loopback forward). */
+  tcpPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 1, maxItems: 8, uniqueItems: true })),
+  /** An operator script by name, from the data mover's `<data>/test-restore-scripts/` (never a path): run against the booted VM, passes on exit 0. */
+  script: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' })),
+  scriptTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+};
+
+/**
+ * A policy's test-restore schedule: at each slot of `cron` (in the policy's time zone) the newest
+ * restore point of every VM the policy covers is booted in isolation and judged by the checks.
+ */
+export const PolicyTestRestore = Type.Object({
+  cron: Type.String({ minLength: 9, maxLength: 128, description: 'cron expression (5 or 6 fields), in the policy schedule\'s time zone' }),
+  /** Which restore point of each VM: its newest (the only choice today). */
+  restorePoints: Type.Optional(Type.Literal('latest')),
+  ...TestRestoreCheckFields,
+}, { additionalProperties: false });
+
 export const PolicyFields = {
   policyId: Id,
   name: Name,
@@ -64,6 +95,8 @@ export const PolicyFields = {
    * gap between two slots of the schedule plus 2 h (26 h for a daily schedule).
    */
   rpoMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 527_040 })),
+  /** Boot-test the newest restore point of each covered VM on a schedule (issue 16). */
+  testRestore: Type.Optional(PolicyTestRestore),
 };
 
 export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });

@@ -68,6 +68,8 @@ export const TestRestoreStartedV1 = Type.Object({
   vmId: Id,
   /** The checks that judge it, e.g. `serial:<pattern>`. */
   checks: Type.Array(Name, { minItems: 1, maxItems: 16 }),
+  /** The policy whose `testRestore` schedule asked for it (absent when asked by hand). */
+  policyId: Type.Optional(Id),
 }, { additionalProperties: false });
 
 export const TestRestorePassedV1 = Type.Object({

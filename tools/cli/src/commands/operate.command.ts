@@ -12,7 +12,7 @@ import { accepted, sessionAction } from '../cli-replies.ts';
 import { bytes, output, table, type Session } from '../session.ts';
 import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 import { rateBytesPerSec } from '../units.ts';
-import { editedPolicy, parseWindow, quiesceOption, rate } from './policy-options.ts';
+import { editedPolicy, parseWindow, quiesceOption, rate, testRestoreOption } from './policy-options.ts';
 import { configFile, readConfig } from './config.command.ts';
 import type * as RestoreJobModule from './restore-job.ts';
 import { instantLine } from './instant-line.ts';
@@ -182,6 +182,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--immutable', 'lock each new restore point until the end of its retention (turning it off later needs a second administrator)')
     .option('--quiesce <mode>', 'freeze guest file systems through the guest agent: required (fail without it), preferred (crash-consistent with the reason otherwise) or off', 'preferred')
     .option('--rpo <minutes>', 'recovery-point objective: a VM without a younger restore point raises RpoMissed (default: the schedule\'s longest gap + 2 h, 26 h for daily)')
+    .option('--test-restore <json>', 'boot-test the newest restore point of each VM on a schedule, e.g. \'{"cron":"0 4 * * 0","serialPattern":"login:","agent":{},"tcpPorts":[22]}\' (docs/restore.md)')
     .action(act(async (s, o: Opts) => {
       // What the command is not told comes from cairn.yaml's policyDefaults, then the built-in defaults.
       const defaults = (await readConfig(await configFile()))?.policyDefaults;
@@ -211,6 +212,7 @@ export function registerOperateCommands(program: Command): void {
         ...(bandwidth ? { bandwidthBytesPerSec: bandwidth } : {}),
         quiesce: quiesceOption(o['quiesce']),
         ...(o['rpo'] !== undefined ? { rpoMinutes: num('rpo') } : {}),
+        ...(o['testRestore'] !== undefined ? { testRestore: testRestoreOption(o['testRestore']) } : {}),
       };
       // One name, one policy: the name is how people refer to it (policy show|edit <name>).
       const same = (await s.catalogue.query('policy.list', {})).items.find((p) => p.name === payload.name && !p.deletedAt);
@@ -235,6 +237,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--bandwidth <rate>', 'most bytes per second each backup reads, e.g. 20MiB; "none" removes the limit')
     .option('--quiesce <mode>', 'required, preferred or off (see policy create)')
     .option('--rpo <minutes>', 'recovery-point objective in minutes; "none" goes back to the schedule\'s default')
+    .option('--test-restore <json>', 'the test-restore schedule as JSON (see policy create); "none" removes it')
     .option('--approval <id>', 'a granted shorten-retention approval for this policy')
     .action(act(async (s, ref: string, o: Opts) => {
       const { items } = await s.catalogue.query('policy.list', {});
@@ -341,7 +344,8 @@ export function registerOperateCommands(program: Command): void {
     printPage(s.json, page, choice, () => table(items.map((p) => ({
       restorePoint: p.restorePointId, vm: p.vmId, created: p.createdAt, kind: p.kind, size: bytes(p.sizeBytes),
       read: bytes(p.bytesRead), stored: bytes(p.bytesStored), disks: p.disks.map((d) => d.name).join(' '),
-    })), ['restorePoint', 'vm', 'created', 'kind', 'size', 'read', 'stored', 'disks']));
+      bootTested: p.lastTestRestore ? `${p.lastTestRestore.status} ${p.lastTestRestore.at}` : '', damaged: p.damage ? `yes (${p.damage.damagedCount})` : '',
+    })), ['restorePoint', 'vm', 'created', 'kind', 'size', 'read', 'stored', 'disks', 'bootTested', 'damaged']));
   }));
 
   rp.command('show <restorePoint>')

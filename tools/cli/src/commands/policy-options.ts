@@ -21,6 +21,14 @@ export function rate(v: string | undefined): number | undefined {
   return n;
 }
 
+/** --test-restore: the policy's test-restore schedule as JSON (the scheduler checks it against the schema). */
+export function testRestoreOption(v: unknown): NonNullable<CommandPayloadMap['CreatePolicy']['testRestore']> {
+  let parsed: unknown;
+  try { parsed = JSON.parse(String(v)); } catch (e) { throw new CliError(`--test-restore is JSON, e.g. '{"cron":"0 4 * * 0","serialPattern":"login:"}': ${(e as Error).message}`, EXIT.usage); }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError('--test-restore is a JSON object with cron and serialPattern', EXIT.usage);
+  return parsed as NonNullable<CommandPayloadMap['CreatePolicy']['testRestore']>;
+}
+
 export function parseWindow(v: string): { start: string; end: string } {
   const m = /^(\d{2}:\d{2})-(\d{2}:\d{2})$/.exec(v);
   if (!m) throw new CliError(`--window ${JSON.stringify(v)} must look like 22:00-06:00`, EXIT.usage);
@@ -67,6 +75,10 @@ export function editedPolicy(p: PolicyView, o: Opts): CommandPayloadMap['UpdateP
     else body.bandwidthBytesPerSec = rate(String(o['bandwidth']))!;
   }
   if (o['quiesce'] !== undefined) body.quiesce = quiesceOption(o['quiesce']);
+  if (o['testRestore'] !== undefined) {
+    if (String(o['testRestore']) === 'none') delete body.testRestore;
+    else body.testRestore = testRestoreOption(o['testRestore']);
+  }
   if (o['rpo'] !== undefined) {
     if (String(o['rpo']) === 'none') delete body.rpoMinutes;
     else {

@@ -29,6 +29,8 @@ export function describeVmConfig(config: Record<string, unknown> | null | undefi
 export function restorePointDetails(p: RestorePointView, snapshotDetail: string | null | undefined): string[] {
   return [
     `  consistency: ${p.consistency ?? 'not recorded'}${p.consistencyReason ? ` (${p.consistencyReason})` : ''}`,
+    `  boot-tested: ${p.lastTestRestore ? `${p.lastTestRestore.status} at ${p.lastTestRestore.at}${p.lastTestRestore.durationMs !== null ? ` in ${Math.round(p.lastTestRestore.durationMs / 1000)} s` : ''} (${p.lastTestRestore.checks.join(', ')})${p.lastTestRestore.failedCheck ? `, failed ${p.lastTestRestore.failedCheck}` : ''} — test restore ${p.lastTestRestore.testRestoreId}` : 'never'}`,
+    ...(p.damage ? [`  DAMAGED: verify ${p.damage.verifyId} at ${p.damage.at} found ${p.damage.damagedCount} object(s) it uses damaged; the next backup of the VM heals it`] : []),
     ...(snapshotDetail ? [`  snapshot: ${snapshotDetail}`] : []),
     ...describeVmConfig(p.vmConfig),
   ];

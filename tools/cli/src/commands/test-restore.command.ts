@@ -6,7 +6,8 @@ import type { Command } from 'commander';
 import type { CommandPayloadMap, KnownEvent } from '@cairn/contracts';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted, transportError } from '../cli-replies.ts';
-import { output, withSession } from '../session.ts';
+import { output, table, withSession } from '../session.ts';
+import { collectPages, pagingChoice, pagingOptions, printPage } from '../paging.ts';
 
 interface Options {
   serial: string; timeout?: string; kernel?: string; initrd?: string; append?: string;
@@ -16,9 +17,10 @@ interface Options {
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function registerTestRestoreCommand(program: Command): void {
-  program.command('test-restore <restorePoint>')
-    .description('boot a restore point in isolation (no network, writes thrown away) and judge it; exit 6 when it fails')
-    .requiredOption('--serial <text>', 'passes when this text appears on the serial console')
+  const tr = program.command('test-restore')
+    .argument('[restorePoint]', 'the restore point to boot')
+    .description('boot a restore point in isolation (no network, writes thrown away) and judge it; exit 6 when it fails. `test-restore list`: the results so far')
+    .option('--serial <text>', 'passes when this text appears on the serial console (required)')
     .option('--timeout <seconds>', 'how long the check waits (default 180)')
     .option('--kernel <file>', 'direct kernel boot (a guest without a boot loader): a file under /boot')
     .option('--initrd <file>', 'its initramfs, under /boot')
@@ -28,7 +30,9 @@ export function registerTestRestoreCommand(program: Command): void {
     .option('--tcp <port>', 'a guest TCP port that must answer on the isolated network (repeatable)', collect)
     .option('--script <name>', "an operator script from the data mover's <data>/test-restore-scripts/ (passes on exit 0)")
     .option('--script-timeout <seconds>', 'how long the script may run (default 120)')
-    .action(async function (this: Command, restorePointId: string, o: Options) {
+    .action(async function (this: Command, restorePointId: string | undefined, o: Options) {
+      if (!restorePointId) throw new CliError('name the restore point to boot (or `cairn test-restore list`)', EXIT.usage);
+      if (!o.serial) throw new CliError("required option '--serial <text>' not specified", EXIT.usage);
       const timeoutSeconds = o.timeout === undefined ? undefined : Number(o.timeout);
       if (timeoutSeconds !== undefined && !(Number.isInteger(timeoutSeconds) && timeoutSeconds >= 10)) throw new CliError(`--timeout must be a whole number of seconds ≥ 10, not ${o.timeout}`, EXIT.usage);
       const tcpPorts = (o.tcp ?? []).map((p) => {
@@ -72,6 +76,25 @@ export function registerTestRestoreCommand(program: Command): void {
         } finally {
           await log.close().catch(() => undefined);
         }
+      });
+    });
+
+  pagingOptions(tr.command('list').description('test restores, newest first: outcome, when, how long, which checks (the catalogue)'), 'test restores')
+    .option('--vm <id>', 'one VM').option('--restore-point <id>', 'one restore point').option('--status <status>', 'running, passed or failed')
+    .action(async function (this: Command, o: Record<string, unknown>) {
+      const status = o['status'] === undefined ? undefined : String(o['status']);
+      if (status !== undefined && !['running', 'passed', 'failed'].includes(status)) throw new CliError(`--status is running, passed or failed, not ${status}`, EXIT.usage);
+      await withSession(this, async (s) => {
+        const choice = pagingChoice(o);
+        const page = await collectPages((p) => s.catalogue.query('testRestore.list', {
+          ...(o['vm'] ? { vmId: String(o['vm']) } : {}), ...(o['restorePoint'] ? { restorePointId: String(o['restorePoint']) } : {}),
+          ...(status ? { status: status as 'running' | 'passed' | 'failed' } : {}), ...p,
+        }), choice);
+        const { items } = page;
+        printPage(s.json, page, choice, () => table(items.map((t) => ({
+          testRestore: t.testRestoreId, restorePoint: t.restorePointId, vm: t.vmId, status: t.status, at: t.endedAt ?? t.startedAt,
+          took: t.durationMs === null ? '' : `${Math.round(t.durationMs / 1000)} s`, checks: t.checks.join(' '), failed: t.failedCheck ?? '',
+        })), ['testRestore', 'restorePoint', 'vm', 'status', 'at', 'took', 'checks', 'failed']));
       });
     });
 }
