@@ -228,6 +228,10 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
     const page = await context.newPage();
     try {
       await page.goto('/');
+      // The sign-in page offers single sign-on (and is still accessible with the button).
+      await page.locator('[data-action="sso"]').waitFor({ timeout: 30_000 });
+      expect(await axeSerious(page)).toEqual([]);
+      await screenshot(page, 'sign-in-sso-light');
       await page.locator('[data-action="sso"]').click();
       // At the provider: its login form, then its consent.
       await page.waitForURL((u) => u.origin === issuer, { timeout: 30_000 });
