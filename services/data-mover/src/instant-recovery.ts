@@ -17,6 +17,7 @@ import { fold, handleCommand, type EventLog, type EventSubscription } from '@cai
 import { instantDecider, InstantCommandRejected, instantView, isInstantOver, type InstantCommand, type InstantState } from '@cairn/jobs';
 import { mirrorAndPivot, newMac, QmpClient, qemuCommandLine, type QemuLaunchDisk, type QemuVmConfig } from '@cairn/hypervisor';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
+import { supervisedExporter } from './exporter-supervisor.ts';
 
 const run = promisify(execFile);
 type Plan = EventDataMap['InstantRecoveryStarted'];
@@ -35,7 +36,7 @@ export interface InstantConfig {
 
 const files = (dir: string) => ({
   config: join(dir, 'vm.json'), script: join(dir, 'start.sh'), qmp: join(dir, 'qmp.sock'), serial: join(dir, 'serial.log'), pid: join(dir, 'qemu.pid'),
-  exportSocket: join(dir, 'export.sock'), exporterLog: join(dir, 'export.log'), progress: join(dir, 'mirror-progress.json'),
+  exportSocket: join(dir, 'export.sock'), exporterLog: join(dir, 'export.log'), exporterServed: join(dir, 'export.served'), progress: join(dir, 'mirror-progress.json'),
 });
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
@@ -57,12 +58,6 @@ async function groupAlive(pgid: number): Promise<boolean> {
   }
   return false;
 }
-
-/**
- * Restarts the exporter when it dies (QEMU reconnects to the same socket within its
- * reconnect-delay); ends when the exporter ends cleanly, or fails within 5 s of its start.
- */
-const EXPORTER_SUPERVISOR = 'while :; do s=$(date +%s); "$@"; c=$?; [ "$c" -eq 0 ] && exit 0; [ $(( $(date +%s) - s )) -lt 5 ] && exit "$c"; sleep 1; done';
 
 /** Stops the exporter's process group (its supervisor and the exporter itself). */
 async function stopExporterGroup(pgid: number, graceMs = 10_000): Promise<void> {
@@ -183,7 +178,7 @@ export class InstantRecoveries {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       for (const d of plan.disks) await run('qemu-img', ['create', '-q', '-f', 'qcow2', d.overlay, String(d.sizeBytes)]);
-      exporterPid = await this.startExporter(plan, f.exportSocket, f.exporterLog);
+      exporterPid = await this.startExporter(plan, f);
       await this.writeStartFiles(plan, plan.disks.map((d) => ({ name: d.disk, file: d.overlay, format: 'qcow2' as const, node: d.node, nbd: { socket: f.exportSocket, exportName: d.exportName } })));
       let pid: number | undefined;
       if (cmd.start) {
@@ -207,13 +202,16 @@ export class InstantRecoveries {
     }
   }
 
-  private async startExporter(plan: Plan, socket: string, logFile: string): Promise<number> {
+  private async startExporter(plan: Plan, f: ReturnType<typeof files>): Promise<number> {
+    const { exportSocket: socket, exporterLog: logFile } = f;
     const launch = this.config.exporter?.({ repository: plan.repository, restorePointId: plan.restorePointId, disks: plan.disks.map((d) => d.disk), socket });
     if (!launch) throw new Error(`no exporter for repository ${plan.repository}`);
     const log = await open(logFile, 'a', 0o600);
     try {
-      // Its own process group: a data mover that dies or restarts leaves it serving; a supervisor restarts it when it dies.
-      const child = spawn('/bin/sh', ['-c', EXPORTER_SUPERVISOR, 'cairn-exporter', launch.command, ...launch.args], { detached: true, stdio: ['ignore', log.fd, log.fd], env: launch.env });
+      // Its own process group: a data mover that dies or restarts leaves it serving; a supervisor
+      // (exporter-supervisor.ts) restarts it when it dies once it has served.
+      const supervised = supervisedExporter(f.exporterServed, launch.command, launch.args);
+      const child = spawn(supervised.command, supervised.args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: launch.env });
       const pid = child.pid;
       if (!pid) throw new Error(`cannot start the exporter ${launch.command}`);
       let ended = false;
@@ -221,6 +219,7 @@ export class InstantRecoveries {
       child.unref();
       try {
         await waitForSocket(socket, 120_000, () => !ended, async () => (await readFile(logFile, 'utf8').catch(() => '')).trim().slice(-2000));
+        await writeFile(f.exporterServed, `${new Date().toISOString()}\n`, { mode: 0o600 });
       } catch (e) {
         await stopExporterGroup(pid); // nothing left serving, nor retrying
         throw e;
@@ -329,7 +328,7 @@ export class InstantRecoveries {
     // The VM runs from the local images: the export, the overlays and their files go.
     const exporter = await sessionProcess(exporterPid, plan.dir);
     if (exporter) await stopExporterGroup(exporter);
-    for (const p of [...plan.disks.map((d) => d.overlay), f.exportSocket, f.exporterLog, f.progress]) await rm(p, { force: true });
+    for (const p of [...plan.disks.map((d) => d.overlay), f.exportSocket, f.exporterLog, f.exporterServed, f.progress]) await rm(p, { force: true });
     await this.writeStartFiles(plan, plan.disks.map((d) => {
       const t = disks.find((x) => x.disk === d.disk)!;
       return { name: d.disk, file: t.path, format: t.format };
