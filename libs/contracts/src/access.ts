@@ -70,6 +70,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   // Sent by the data mover (a service) at the end of a restore job; a person would need admin.
   DefineRestoredVm: 'admin',
   PrepareInPlaceRestore: 'admin',
+  ManageInstantDomain: 'admin',
   RecoverAccess: 'admin',
   // Service-to-service steps of a backup; a person never needs to send them.
   RequestSnapshot: 'admin',

@@ -11,7 +11,7 @@ import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields, QuiescePolicy, TestRestoreCheckFields } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
-import { DiscardInstantV1, FinishInstantV1, InstantResult, ListInstantResult, ListInstantV1, StartInstantResult, StartInstantV1 } from './events/instant.events.ts';
+import { DiscardInstantV1, FinishInstantV1, InstantResult, ListInstantResult, ListInstantV1, ManageInstantDomainResult, ManageInstantDomainV1, StartInstantResult, StartInstantV1 } from './events/instant.events.ts';
 import { BrowseFilesResult, BrowseFilesV1, OpenFileDownloadResult, OpenFileDownloadV1, RestoreFilesResult, RestoreFilesV1, SearchFilesResult, SearchFilesV1, WriteGuestFilesResult, WriteGuestFilesV1 } from './files.ts';
 
 /**
@@ -622,6 +622,12 @@ export const COMMAND_SCHEMAS = {
     service: 'snapshot-coordinator',
     latest: DefineRestoredVmV1,
     result: DefineRestoredVmResult,
+  }),
+  ManageInstantDomain: define('ManageInstantDomain', {
+    description: 'The libvirt domain of an instant recovery session, from its stream: define (and start), mirror (blockcopy; again: progress), pivot, remove (sent by the data mover).',
+    service: 'snapshot-coordinator',
+    latest: ManageInstantDomainV1,
+    result: ManageInstantDomainResult,
   }),
   PrepareInPlaceRestore: define('PrepareInPlaceRestore', {
     description: 'Check that the libvirt domain an in-place restore job names is shut off and say where its disks are (sent by the data mover).',

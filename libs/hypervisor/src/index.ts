@@ -6,15 +6,17 @@ export { QmpClient, type QmpClientOptions, type QmpEvent, type QmpGreeting } fro
 export { QmpError, QmpTimeoutError, QmpConnectionError } from './qmp/qmp-errors.ts';
 export { QemuAdapter, UnknownVmError, UnknownDiskError, DiskBusyError, type QemuAdapterConfig, type AdapterLogger } from './qemu/qemu.adapter.ts';
 export { QemuOfflineAdapter, type QemuOfflineAdapterConfig, type OfflineVmConfig } from './qemu/qemu-offline.adapter.ts';
+export { QemuStoppedFallbackAdapter, type QemuStoppedFallbackConfig } from './qemu/qemu-stopped.adapter.ts';
 export { GuestAgentClient, GuestAgentError, FreezeGuard, type FreezeOutcome } from './qemu/guest-agent.ts';
 export { PREFIX as CAIRN_OBJECT_PREFIX, isViewId, liveBitmapName } from './qemu/naming.ts';
 export { imageInfo, type ImageInfo, type ImageBitmap } from './qemu/qemu-img.ts';
 export { StoragePoolError, poolRefusal, type PoolVolume } from './libvirt/storage-pool.ts';
 export { LibvirtAdapter, DomainExistsError, DomainRunningError, type LibvirtAdapterConfig } from './libvirt/libvirt.adapter.ts';
 export { Virsh, VirshError, type VirshOptions } from './libvirt/virsh.ts';
+export { startOrFollowCopies, pivotCopies, removeDomain, parseBlockJobInfo, BlockCopyError, type CopyTarget, type CopyState } from './libvirt/instant-domain.ts';
 export {
-  parseDomainXml, libvirtVmConfig, domainXmlForRestore, hostSpecificParts, DomainXmlError,
-  type DomainSummary, type DomainDisk, type DomainNic, type LibvirtVmConfig, type HostPath, type SecretRef, type DefineOptions,
+  parseDomainXml, libvirtVmConfig, domainXmlForRestore, hostSpecificParts, liveDisks, DomainXmlError,
+  type LiveDisk, type DomainSummary, type DomainDisk, type DomainNic, type LibvirtVmConfig, type HostPath, type SecretRef, type DefineOptions,
 } from './libvirt/domain-xml.ts';
 export { planLibvirtBackup, checkpointName, parseCheckpointName, type ChainRecord, type LibvirtBackupPlan, type LibvirtDiskPlan } from './libvirt/checkpoint-plan.ts';
 export { DomainEventWatcher, parseEventLine, type DomainEvent } from './libvirt/domain-events.ts';

@@ -138,9 +138,11 @@ export function sitePermissions(site: string, options: SitePermissionOptions = {
       ...eventSubjects(site, 'data-mover'), ...eventLog, ...commandReplies('data-mover'), ...processed(['data-mover', 'data-mover-retention', 'data-mover-file-index', 'data-mover-file-index-expiry']),
       `${s}.progress.>`, ...streamApi(work, { create: true, consume: true }),
       // Restore jobs: the mover that records a request queues its work, and has a restored
-      // VM defined on a libvirt hypervisor by the coordinator (that one command only).
+      // VM defined on a libvirt hypervisor by the coordinator.
       // An in-place restore's safety backup is asked of the scheduler like any backup.
       `${s}.work.restores`, `${s}.cmd.snapshot-coordinator.DefineRestoredVm`, `${s}.cmd.snapshot-coordinator.PrepareInPlaceRestore`,
+      // Instant recovery onto libvirt: its domain defined, mirrored, pivoted, removed by the coordinator.
+      `${s}.cmd.snapshot-coordinator.ManageInstantDomain`,
       `${s}.cmd.scheduler.RequestBackup`,
       // Files restored into a VM: the coordinator holds the guest agent.
       `${s}.cmd.snapshot-coordinator.WriteGuestFiles`,

@@ -10,7 +10,7 @@ import { eventProvenanceOf, type EventLog } from '@cairn/eventlog';
 import { CommandBus, FileStreamServer, JetStreamServer } from '@cairn/messaging';
 import type { Repository } from '@cairn/repository';
 import { ensureWorkStream } from '@cairn/work-queue';
-import { DataMover, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
+import { DataMover, RestoreRefused, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
 import { TransferBandwidth, type BandwidthLimits } from './bandwidth.ts';
 import { RestoreExports } from './restore-exports.ts';
 import { tmpdir } from 'node:os';
@@ -166,6 +166,13 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   const instant = new InstantRecoveries({
     site: o.site, actor: config.actor, ...(o.instantExporter ? { exporter: o.instantExporter } : {}),
     publishProgress: (instantId, p) => o.nc.publish(progressSubject(o.site, instantId), JSON.stringify(p)),
+    // A libvirt session's domain: the coordinator holds the connection (and reads the session's stream).
+    libvirtDomain: async (instantId, act) => {
+      const reply = await commands.send('snapshot-coordinator', 'ManageInstantDomain', { instantId, act }, { timeoutMs: act === 'define' || act === 'pivot' || act === 'remove' ? 300_000 : 120_000 });
+      if (reply.accepted) return reply.result!;
+      const code = reply.error.code;
+      throw new RestoreRefused(code === 'conflict' || code === 'not_found' ? code : 'invalid_command', `the snapshot coordinator (${act}): ${reply.error.message}`);
+    },
   }, o.log, mover, logger.child({ component: 'instant' }));
   instant.follow();
   const app: INestMicroservice = await NestFactory.createMicroservice(

@@ -1,18 +1,24 @@
-// In-place restore onto libvirt (`cairn restore <point> --in-place`): the plan writes every disk
-// of the restore point over the image of the existing domain's disk of the same target (under a
+// In-place restore (`cairn restore <point> --in-place`), onto a libvirt domain or a QEMU VM: the
+// plan writes every disk of the restore point over the image of the existing VM's disk of the same target (under a
 // temporary name in the same directory, renamed over the image when complete), after three
-// checks made once, before anything is written: the domain is shut off (the snapshot
-// coordinator, PrepareInPlaceRestore), a VM under an immutable policy needs a granted four-eyes
+// checks made once, before anything is written: the VM is shut off (the snapshot coordinator,
+// PrepareInPlaceRestore: a libvirt domain's state; for QEMU its monitor not answering, and here
+// no process holding an image), a VM under an immutable policy needs a granted four-eyes
 // approval `restore-in-place` for this VM and restore point, and what is about to be
 // overwritten is backed up first (a backup job through the scheduler, waited for) unless the
 // request says not to. Pure decisions are exported for the unit spec.
+import { execFile } from 'node:child_process';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { verifyApproval, type KnownEvent, type Policy, type RestorePlannedDisk, type RestorePlannedVm, type RestoreRequestTarget } from '@cairn/contracts';
 import { fold, type EventLog, type EventStreamReader } from '@cairn/eventlog';
 import { policyDecider } from '@cairn/jobs';
-import type { LibvirtVmConfig } from '@cairn/hypervisor';
+import type { LibvirtVmConfig, QemuVmConfig } from '@cairn/hypervisor';
 import type { Manifest } from '@cairn/repository';
 import { RestoreJobRefused } from './restore-job.ts';
+
+const run = promisify(execFile);
 
 type VmTarget = Extract<RestoreRequestTarget, { kind: 'vm' }>;
 export interface InPlaceDisks { domain: string; uuid: string; disks: Array<{ target: string; path: string; format: string }> }
@@ -24,6 +30,30 @@ export interface InPlaceDeps {
   /** A backup of the VM through the scheduler, waited for (beating the work's heartbeat); resolves its restore point. */
   readonly safetyBackup: (vmId: string, restoreId: string, heartbeat: () => void) => Promise<string>;
   readonly heartbeat: () => void;
+  /** QEMU: throws unless no process holds any of these images (default: imagesFree). */
+  readonly imagesFree?: (paths: readonly string[]) => Promise<void>;
+}
+
+/**
+ * Refuses while any process holds one of the images: QEMU's own image lock (`qemu-img info`
+ * without -U fails on an image a QEMU has open for writing) and every process's open files.
+ */
+export async function imagesFree(paths: readonly string[]): Promise<void> {
+  for (const p of paths) {
+    const locked = await run('qemu-img', ['info', '--output=json', p]).then(() => undefined, (e: Error & { stderr?: string }) => (e.stderr ?? e.message).trim());
+    if (locked && /lock/i.test(locked)) throw new RestoreJobRefused('conflict', `${p} is in use (${locked.split('\n')[0]}): an in-place restore needs the VM shut off; nothing was changed`);
+  }
+  const wanted = new Set(paths);
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      if (wanted.has(target)) {
+        const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ').trim().slice(0, 200);
+        throw new RestoreJobRefused('conflict', `${target} is open in process ${pid} (${cmd}): an in-place restore needs the VM shut off; nothing was changed`);
+      }
+    }
+  }
 }
 
 /** The immutable policies whose selector names this VM (by name, or by its hypervisor). */
@@ -50,8 +80,9 @@ async function events(log: EventStreamReader, streamId: string): Promise<KnownEv
 
 /** The plan of an in-place restore; throws RestoreJobRefused for what no retry would change. */
 export async function planInPlaceRestore(restoreId: string, manifest: Manifest, target: VmTarget, deps: InPlaceDeps): Promise<{ disks: RestorePlannedDisk[]; vm: RestorePlannedVm }> {
-  const config = (manifest.vm.config as { hypervisor?: LibvirtVmConfig } | undefined)?.hypervisor;
-  if (config?.kind !== 'libvirt') throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no libvirt domain XML: in-place restore is built for libvirt domains`);
+  const config = (manifest.vm.config as { hypervisor?: LibvirtVmConfig | QemuVmConfig } | undefined)?.hypervisor;
+  if (config?.kind !== 'libvirt' && config?.kind !== 'qemu') throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no configuration of its VM (made before configurations were recorded): restore its disks with --to`);
+  if (config.kind === 'qemu' && target.start) throw new RestoreJobRefused('invalid', `${target.vmName} runs under plain QEMU: Cairn keeps no command line of it and does not start it; restore without --start and start it as before`);
   if (manifest.vm.name !== target.vmName) {
     throw new RestoreJobRefused('invalid', `restore point ${manifest.id} is of ${manifest.vm.name}, not ${target.vmName}: an in-place restore goes over the disks of the restore point's own VM`);
   }
@@ -76,7 +107,19 @@ export async function planInPlaceRestore(restoreId: string, manifest: Manifest, 
   }
   const current = await deps.prepare(restoreId);
   const disks = inPlaceDisks(restoreId, manifest, current);
+  // QEMU: no process may hold an image (a QEMU Cairn does not know of, started from the same files).
+  if (config.kind === 'qemu') await (deps.imagesFree ?? imagesFree)(disks.map((d) => d.path));
   const safetyRestorePointId = target.safetyBackup === false ? undefined : await deps.safetyBackup(manifest.vm.id, restoreId, deps.heartbeat);
+  if (config.kind === 'qemu') {
+    return {
+      disks,
+      vm: {
+        name: target.vmName, dir: dirname(disks[0]!.path), stagingDir: dirname(disks[0]!.path), uuid: config.uuid ?? '', macs: {}, start: false,
+        config: config as unknown as RestorePlannedVm['config'],
+        qemuInPlace: { host, ...(safetyRestorePointId ? { safetyRestorePointId } : {}), ...(approvalId ? { approvalId } : {}) },
+      },
+    };
+  }
   return {
     disks,
     vm: {

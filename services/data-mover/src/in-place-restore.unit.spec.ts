@@ -64,3 +64,27 @@ describe('in-place restore (libvirt)', () => {
     expect(approved.vm.libvirt?.inPlace).toEqual({ safetyRestorePointId: 'safety-rp', approvalId: 'ap-ok' });
   });
 });
+
+describe('in-place restore (QEMU)', () => {
+  const qemu = {
+    kind: 'qemu', name: 'vm-q', uuid: '5c0ffee0-0000-4000-8000-00000000a11c', disks: [{ id: 'disk0', format: 'qcow2', sizeBytes: 1 << 20, file: '/srv/vm-q.qcow2' }],
+    nics: [], hostPaths: [{ where: 'disk disk0', path: '/srv/vm-q.qcow2' }],
+  };
+  const m = { id: 'rp-q', vm: { id: 'vm-q', name: 'vm-q', config: { hypervisor: qemu } }, disks: [{ name: 'disk0', sizeBytes: 1 << 20 }] } as unknown as Manifest;
+  const now: InPlaceDisks = { domain: 'vm-q', uuid: '', disks: [{ target: 'disk0', path: '/srv/vm-q.qcow2', format: 'qcow2' }] };
+  const t = { ...target, vmName: 'vm-q', host: 'q1' };
+
+  it('over the image files its QEMU last named, after they are found free and backed up; never started by Cairn', async () => {
+    const log = new InMemoryEventLog('s');
+    const checked: string[][] = [];
+    const deps = { log, prepare: async () => now, safetyBackup: async () => 'safety-q', heartbeat: () => undefined, imagesFree: async (p: readonly string[]) => { checked.push([...p]); } };
+    const plan = await planInPlaceRestore('r1', m, t, deps);
+    expect(plan.disks).toEqual([{ disk: 'disk0', path: '/srv/vm-q.qcow2', partialPath: '/srv/.disk0.cairn-restore-r1', format: 'qcow2', sizeBytes: 1 << 20 }]);
+    expect(plan.vm).toMatchObject({ name: 'vm-q', uuid: qemu.uuid, start: false, qemuInPlace: { host: 'q1', safetyRestorePointId: 'safety-q' } });
+    expect(plan.vm.libvirt).toBeUndefined();
+    expect(checked).toEqual([['/srv/vm-q.qcow2']]);
+    await expect(planInPlaceRestore('r2', m, { ...t, start: true }, deps)).rejects.toMatchObject({ code: 'invalid', message: expect.stringMatching(/does not start it/) });
+    const busy = { ...deps, imagesFree: async () => { throw new Error('/srv/vm-q.qcow2 is open in process 42'); } };
+    await expect(planInPlaceRestore('r3', m, t, busy)).rejects.toThrow(/open in process 42/);
+  });
+});

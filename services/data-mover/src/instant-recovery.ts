@@ -12,31 +12,37 @@ import { connect } from 'node:net';
 import { mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Actor, CommandPayloadMap, EventDataMap, InstantStep, InstantView, KnownEvent, TraceContext } from '@cairn/contracts';
+import type { Actor, CommandPayloadMap, CommandResultMap, EventDataMap, InstantStep, InstantView, KnownEvent, TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog, type EventSubscription } from '@cairn/eventlog';
 import { instantDecider, InstantCommandRejected, instantView, isInstantOver, type InstantCommand, type InstantState } from '@cairn/jobs';
-import { mirrorAndPivot, newMac, QmpClient, qemuCommandLine, type QemuLaunchDisk, type QemuVmConfig } from '@cairn/hypervisor';
+import { mirrorAndPivot, newMac, QmpClient, qemuCommandLine, type LibvirtVmConfig, type QemuLaunchDisk, type QemuVmConfig } from '@cairn/hypervisor';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
 import { supervisedExporter } from './exporter-supervisor.ts';
 
 const run = promisify(execFile);
 type Plan = EventDataMap['InstantRecoveryStarted'];
 
-/** How the data mover starts an exporter: the program, its arguments and environment (the repository's key). */
-export type ExporterLauncher = (o: { readonly repository: string; readonly restorePointId: string; readonly disks: readonly string[]; readonly socket: string }) =>
+/**
+ * How the data mover starts an exporter: the program, its arguments and environment (the
+ * repository's key). `shared`: the socket is made connectable by any user (a libvirt session:
+ * QEMU runs as libvirt's user; the socket's directory is what keeps others out).
+ */
+export type ExporterLauncher = (o: { readonly repository: string; readonly restorePointId: string; readonly disks: readonly string[]; readonly socket: string; readonly shared?: boolean }) =>
   { readonly command: string; readonly args: readonly string[]; readonly env: NodeJS.ProcessEnv } | undefined;
 
 export interface InstantConfig {
   readonly site: string;
   readonly actor: Actor;
   readonly exporter?: ExporterLauncher;
+  /** libvirt sessions: the snapshot coordinator's ManageInstantDomain (it holds the libvirt connection). */
+  readonly libvirtDomain?: (instantId: string, act: CommandPayloadMap['ManageInstantDomain']['act']) => Promise<CommandResultMap['ManageInstantDomain']>;
   /** Live mirror progress, not logged (`cairn.<site>.progress.<instantId>`). */
   readonly publishProgress: (instantId: string, p: { bytesDone: number; bytesPlanned: number; disk: string; worker: string; at: string }) => void;
 }
 
 const files = (dir: string) => ({
   config: join(dir, 'vm.json'), script: join(dir, 'start.sh'), qmp: join(dir, 'qmp.sock'), serial: join(dir, 'serial.log'), pid: join(dir, 'qemu.pid'),
-  exportSocket: join(dir, 'export.sock'), exporterLog: join(dir, 'export.log'), exporterServed: join(dir, 'export.served'), progress: join(dir, 'mirror-progress.json'),
+  exportSocket: join(dir, 'export.sock'), exporterLog: join(dir, 'export.log'), exporterServed: join(dir, 'export.served'), libvirtSocket: join(dir, 'export', 'export.sock'), progress: join(dir, 'mirror-progress.json'),
 });
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
@@ -159,17 +165,25 @@ export class InstantRecoveries {
     if (!this.config.exporter) throw new RestoreRefused('invalid_command', 'this data mover cannot serve instant recovery (it was started without an exporter: run it with `cairn run data-mover` or `cairn up`)');
     const { source, manifest } = await this.mover.restoreSource(cmd.restorePointId, repository);
     if (source !== 'local') throw new RestoreRefused('invalid_command', `restore point ${cmd.restorePointId} is a replica of another site: restore it with --vm (instant recovery serves this site's repository only)`);
-    const config = (manifest.vm.config as { hypervisor?: QemuVmConfig } | undefined)?.hypervisor;
-    if (config?.kind !== 'qemu') {
-      throw new RestoreRefused('invalid_command', `restore point ${cmd.restorePointId} holds no QEMU configuration of its VM (made before configurations were recorded, or by another hypervisor); restore its disks with --to`);
+    const config = (manifest.vm.config as { hypervisor?: QemuVmConfig | LibvirtVmConfig } | undefined)?.hypervisor;
+    if (cmd.host) {
+      if (config?.kind !== 'libvirt') throw new RestoreRefused('invalid_command', `restore point ${cmd.restorePointId} holds no libvirt domain XML (${config?.kind ? `its VM ran under ${config.kind}: recover it without --host` : 'made before configurations were recorded'})`);
+      if (!this.config.libvirtDomain) throw new RestoreRefused('invalid_command', 'this data mover cannot reach the snapshot coordinator to define a libvirt domain');
+    } else if (config?.kind !== 'qemu') {
+      throw new RestoreRefused('invalid_command', config?.kind === 'libvirt'
+        ? `restore point ${cmd.restorePointId} is of a libvirt domain: name the libvirt hypervisor to run it on with --host`
+        : `restore point ${cmd.restorePointId} holds no QEMU configuration of its VM (made before configurations were recorded, or by another hypervisor); restore its disks with --to`);
     }
     const dir = await this.mover.checkRestoreTarget(join(cmd.storage ?? this.mover.defaultVmStorage(), cmd.vmName), ownTarget);
     if (await exists(dir)) throw new RestoreRefused('conflict', `${dir} exists: a VM named ${cmd.vmName} was restored there before; choose another --vm name`);
     const plan: Plan = {
       instantId, restorePointId: cmd.restorePointId, repository, vmName: cmd.vmName, dir, worker: this.mover.worker,
-      uuid: randomUUID(), macs: Object.fromEntries(config.nics.map((n) => [n.id, newMac()])), start: cmd.start,
+      uuid: randomUUID(),
+      macs: config.kind === 'qemu' ? Object.fromEntries(config.nics.map((n) => [n.id, newMac()])) : Object.fromEntries(config.summary.nics.map((_, i) => [`nic${i}`, newMac()])),
+      start: cmd.start,
       disks: manifest.disks.map((d, i) => ({ disk: d.name, sizeBytes: d.sizeBytes, exportName: d.name, overlay: join(dir, `${d.name}.overlay.qcow2`), node: `instant${i}` })),
       config: config as unknown as Plan['config'],
+      ...(cmd.host ? { libvirt: { host: cmd.host, exportSocket: files(dir).libvirtSocket, serialLog: files(dir).serial } } : {}),
     };
     const started = await this.decide(instantId, { kind: 'start', plan }, actor, causationId, trace);
     let cause = started.events.at(-1)?.id ?? null;
@@ -177,6 +191,7 @@ export class InstantRecoveries {
     let exporterPid: number | undefined;
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (plan.libvirt) return await this.startLibvirt(plan, f, begun, cause, (pid) => { exporterPid = pid; });
       for (const d of plan.disks) await run('qemu-img', ['create', '-q', '-f', 'qcow2', d.overlay, String(d.sizeBytes)]);
       exporterPid = await this.startExporter(plan, f);
       await this.writeStartFiles(plan, plan.disks.map((d) => ({ name: d.disk, file: d.overlay, format: 'qcow2' as const, node: d.node, nbd: { socket: f.exportSocket, exportName: d.exportName } })));
@@ -202,9 +217,32 @@ export class InstantRecoveries {
     }
   }
 
-  private async startExporter(plan: Plan, f: ReturnType<typeof files>): Promise<number> {
+  /**
+   * libvirt: the export's socket in a directory of its own (the coordinator lets QEMU's group in),
+   * overlays that name their NBD backing, then the domain defined (and started) by the coordinator.
+   */
+  private async startLibvirt(plan: Plan, f: ReturnType<typeof files>, begun: number, cause: string | null, exporter: (pid: number) => void): Promise<{ instantId: string; view: InstantView }> {
+    const lv = plan.libvirt!;
+    await mkdir(join(plan.dir, 'export'), { mode: 0o700 });
+    for (const d of plan.disks) {
+      const backing = `nbd+unix:///${d.exportName}?socket=${lv.exportSocket}`;
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', backing, '-F', 'raw', d.overlay, String(d.sizeBytes)]);
+    }
+    const exporterPid = await this.startExporter(plan, { ...f, exportSocket: lv.exportSocket }, true);
+    exporter(exporterPid);
+    const defined = await this.config.libvirtDomain!(plan.instantId, 'define');
+    const serving = {
+      exporterPid, exportSocket: lv.exportSocket, started: defined.running, serialLog: lv.serialLog, durationMs: Date.now() - begun,
+      libvirt: { host: defined.host, domain: defined.domain, uuid: defined.uuid ?? plan.uuid, macs: defined.macs ?? [] },
+    };
+    const served = await this.decide(plan.instantId, { kind: 'serve', serving }, this.config.actor, cause);
+    this.logger.info({ instantId: plan.instantId, restorePointId: plan.restorePointId, host: lv.host, domain: defined.domain, exporterPid, durationMs: serving.durationMs }, 'instant recovery serving (libvirt)');
+    return { instantId: plan.instantId, view: await this.live(served.state) };
+  }
+
+  private async startExporter(plan: Plan, f: ReturnType<typeof files>, shared = false): Promise<number> {
     const { exportSocket: socket, exporterLog: logFile } = f;
-    const launch = this.config.exporter?.({ repository: plan.repository, restorePointId: plan.restorePointId, disks: plan.disks.map((d) => d.disk), socket });
+    const launch = this.config.exporter?.({ repository: plan.repository, restorePointId: plan.restorePointId, disks: plan.disks.map((d) => d.disk), socket, ...(shared ? { shared } : {}) });
     if (!launch) throw new Error(`no exporter for repository ${plan.repository}`);
     const log = await open(logFile, 'a', 0o600);
     try {
@@ -243,6 +281,11 @@ export class InstantRecoveries {
   private async cleanUp(plan: Plan, exporterPid: number | undefined): Promise<string[]> {
     const f = files(plan.dir);
     const removed: string[] = [];
+    let domainError: Error | undefined;
+    if (plan.libvirt) {
+      // The domain first (it holds the overlays and the export's connection); the rest goes whatever happened to it.
+      await this.config.libvirtDomain!(plan.instantId, 'remove').then((r) => { removed.push(...r.removed ?? []); }, (e: unknown) => { domainError = e as Error; });
+    }
     const vmPid = await sessionProcess(Number((await readFile(f.pid, 'utf8').catch(() => '')).trim()), plan.dir);
     if (vmPid) {
       // SIGTERM: QEMU quits at once (the guest's writes were the overlay's, which goes too).
@@ -252,11 +295,12 @@ export class InstantRecoveries {
     const exporter = await sessionProcess(exporterPid, plan.dir);
     if (exporter) { await stopExporterGroup(exporter); removed.push(`exporter process ${exporter}`); }
     for (const d of plan.disks) if (await exists(d.overlay)) removed.push(d.overlay);
-    for (const s of [f.exportSocket, f.qmp]) if (await exists(s)) removed.push(s);
+    for (const s of [f.exportSocket, f.libvirtSocket, f.qmp]) if (await exists(s)) removed.push(s);
     if (await exists(plan.dir)) {
       await rm(plan.dir, { recursive: true, force: true });
       removed.push(plan.dir);
     }
+    if (domainError) throw new Error(`the libvirt domain ${plan.vmName} was not removed (${domainError.message}); removed: ${removed.join(', ') || 'nothing'}`);
     return removed;
   }
 
@@ -277,8 +321,8 @@ export class InstantRecoveries {
     const st = await this.known(cmd.instantId);
     if (st.status === 'finished') return { view: await this.live(st) };
     const plan = st.plan;
-    if (!st.serving?.started) throw new RestoreRefused('conflict', `instant recovery ${cmd.instantId} has no running VM to mirror (${st.status}); start it with ${files(plan.dir).script} first`);
-    if (!(await sessionProcess(st.serving.pid, plan.dir))) throw new RestoreRefused('conflict', `the VM of instant recovery ${cmd.instantId} is not running (pid ${st.serving.pid ?? '?'}): nothing to mirror; discard it`);
+    if (!st.serving?.started) throw new RestoreRefused('conflict', `instant recovery ${cmd.instantId} has no running VM to mirror (${st.status}); start it with ${plan.libvirt ? `virsh start ${plan.vmName}` : files(plan.dir).script} first`);
+    if (!(await this.vmRunning(st))) throw new RestoreRefused('conflict', `the VM of instant recovery ${cmd.instantId} is not running (pid ${st.serving.pid ?? '?'}): nothing to mirror; discard it`);
     const format = cmd.format ?? 'raw';
     const storage = cmd.storage ? await this.mover.checkRestoreTarget(cmd.storage, ownTarget) : plan.dir;
     const disks = plan.disks.map((d) => ({ disk: d.disk, path: join(storage, `${d.disk}.${format}`), format }));
@@ -289,16 +333,34 @@ export class InstantRecoveries {
     const r = await this.decide(cmd.instantId, { kind: 'mirror', worker: this.mover.worker, disks }, actor, causationId, trace);
     await mkdir(storage, { recursive: true, mode: 0o700 });
     const cause = r.events.at(-1)?.id ?? null;
-    const job = this.mirror(plan, st.serving.exporterPid, disks, begun, cause)
+    const job = (plan.libvirt ? this.mirrorLibvirt(plan, st.serving.exporterPid, disks, begun, cause) : this.mirror(plan, st.serving.exporterPid, disks, begun, cause))
       .catch(async (e: unknown) => {
         const reason = (e as Error).message;
         this.logger.warn({ instantId: plan.instantId, err: reason }, 'instant recovery mirror failed');
-        const vmRunning = (await sessionProcess(st.serving?.pid, plan.dir)) !== undefined;
+        const vmRunning = await this.vmRunning(st).catch(() => false);
         await this.fail(plan.instantId, 'mirror', reason, vmRunning, cause);
       });
     this.mirrors.add(job);
     void job.finally(() => this.mirrors.delete(job));
     return { view: await this.live(r.state) };
+  }
+
+  /** libvirt: the coordinator's block copy, followed until every disk is ready, then the pivot. */
+  private async mirrorLibvirt(plan: Plan, exporterPid: number, disks: ReadonlyArray<{ disk: string; path: string; format: 'raw' | 'qcow2' }>, begun: number, cause: string | null): Promise<void> {
+    const f = files(plan.dir);
+    const total = plan.disks.reduce((n, d) => n + d.sizeBytes, 0);
+    for (;;) {
+      const r = await this.config.libvirtDomain!(plan.instantId, 'mirror');
+      const copies = r.disks ?? [];
+      const done = copies.reduce((n, d) => n + Math.min(d.bytesDone, d.bytesTotal), 0);
+      const ready = copies.length === plan.disks.length && copies.every((d) => d.ready);
+      this.config.publishProgress(plan.instantId, { disk: copies.find((d) => !d.ready)?.disk ?? plan.disks.at(-1)!.disk, bytesDone: done, bytesPlanned: total, worker: this.mover.worker, at: new Date().toISOString() });
+      await writeFile(f.progress, JSON.stringify({ bytesDone: done, bytesTotal: total, ready })).catch(() => undefined);
+      if (ready) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    await this.config.libvirtDomain!(plan.instantId, 'pivot');
+    await this.afterPivot(plan, exporterPid, disks, begun, cause);
   }
 
   private async mirror(plan: Plan, exporterPid: number, disks: ReadonlyArray<{ disk: string; path: string; format: 'raw' | 'qcow2' }>, begun: number, cause: string | null): Promise<void> {
@@ -325,17 +387,32 @@ export class InstantRecoveries {
     } finally {
       await qmp.close().catch(() => undefined);
     }
-    // The VM runs from the local images: the export, the overlays and their files go.
+    await this.afterPivot(plan, exporterPid, disks, begun, cause);
+  }
+
+  /** The VM runs from the local images: the export, the overlays and their files go; InstantFinished. */
+  private async afterPivot(plan: Plan, exporterPid: number, disks: ReadonlyArray<{ disk: string; path: string; format: 'raw' | 'qcow2' }>, begun: number, cause: string | null): Promise<void> {
+    const f = files(plan.dir);
     const exporter = await sessionProcess(exporterPid, plan.dir);
     if (exporter) await stopExporterGroup(exporter);
     for (const p of [...plan.disks.map((d) => d.overlay), f.exportSocket, f.exporterLog, f.exporterServed, f.progress]) await rm(p, { force: true });
-    await this.writeStartFiles(plan, plan.disks.map((d) => {
-      const t = disks.find((x) => x.disk === d.disk)!;
-      return { name: d.disk, file: t.path, format: t.format };
-    }));
+    if (plan.libvirt) await rm(join(plan.dir, 'export'), { recursive: true, force: true });
+    else {
+      await this.writeStartFiles(plan, plan.disks.map((d) => {
+        const t = disks.find((x) => x.disk === d.disk)!;
+        return { name: d.disk, file: t.path, format: t.format };
+      }));
+    }
     const sizes = await Promise.all(disks.map(async (d) => ({ ...d, sizeBytes: plan.disks.find((x) => x.disk === d.disk)!.sizeBytes })));
     await this.decide(plan.instantId, { kind: 'finish', disks: sizes, durationMs: Date.now() - begun }, this.config.actor, cause);
     this.logger.info({ instantId: plan.instantId, disks: disks.map((d) => d.path), durationMs: Date.now() - begun }, 'instant recovery finished: the VM runs from local disks');
+  }
+
+  /** The session's VM runs: its QEMU process, or (libvirt) the domain as the coordinator sees it. */
+  private async vmRunning(st: InstantState): Promise<boolean> {
+    if (!st.plan) return false;
+    if (st.plan.libvirt) return st.serving?.libvirt !== undefined && !isInstantOver(st) && (await this.config.libvirtDomain!(st.plan.instantId, 'status')).running;
+    return (await sessionProcess(st.serving?.pid, st.plan.dir)) !== undefined;
   }
 
   private async fail(instantId: string, step: InstantStep, reason: string, vmRunning: boolean, cause: string | null): Promise<void> {
@@ -347,13 +424,16 @@ export class InstantRecoveries {
   private async live(st: InstantState): Promise<InstantView> {
     const view = instantView(st);
     if (!view || !st.plan) throw new RestoreRefused('not_found', 'no such instant recovery');
-    const running = (await sessionProcess(st.serving?.pid, st.plan.dir)) !== undefined;
+    const running = st.plan.libvirt && st.status === 'finished'
+      ? await this.config.libvirtDomain!(st.plan.instantId, 'status').then((r) => r.running, () => false)
+      : await this.vmRunning(st).catch(() => false);
     let overlayBytes = 0;
     for (const d of st.plan.disks) overlayBytes += await stat(d.overlay).then((s) => s.blocks * 512, () => 0);
     const mirror = st.status === 'mirroring'
       ? await readFile(files(st.plan.dir).progress, 'utf8').then((t) => JSON.parse(t) as InstantView['mirror'], () => ({ bytesDone: 0, bytesTotal: st.plan!.disks.reduce((n, d) => n + d.sizeBytes, 0), ready: false }))
       : undefined;
-    return { ...view, running, overlayBytes, ...(mirror ? { mirror } : {}) };
+    const libvirt = st.serving?.libvirt ? { libvirt: { host: st.serving.libvirt.host, domain: st.serving.libvirt.domain } } : {};
+    return { ...view, ...libvirt, running, overlayBytes, ...(mirror ? { mirror } : {}) };
   }
 
   /** The sessions this mover knows from the log: the live ones, or all. */

@@ -101,7 +101,7 @@ export class RestoreJobs {
       const { repo, source, manifest } = await this.mover.restoreSource(work.restorePointId, work.repository);
       const t = work.target;
       if (t.kind === 'vm' && t.inPlace) {
-        if (!t.host) throw new RestoreJobRefused('invalid', 'an in-place restore names the libvirt hypervisor of the VM (--host)');
+        if (!t.host) throw new RestoreJobRefused('invalid', 'an in-place restore names the hypervisor of the VM (host)');
         const { prepareInPlace: prepare, safetyBackup } = this.config;
         if (!prepare || !safetyBackup) throw new Error('this data mover cannot reach the snapshot coordinator and the scheduler for an in-place restore');
         const { disks, vm } = await planInPlaceRestore(work.restoreId, manifest, t, { log: this.log, prepare, safetyBackup, heartbeat });

@@ -3,8 +3,8 @@
 // written: the configuration next to the disks, the staging directory renamed to the VM's
 // directory (so a VM directory is complete or absent), then for QEMU a start script (run when
 // asked), for libvirt (`--host`) the domain defined by the snapshot coordinator from the
-// restore point's domain XML (and started when asked). Each step is idempotent for a
-// redelivered job.
+// restore point's domain XML (and started when asked); in place over a QEMU VM's images, the
+// coordinator checks its QEMU is still gone. Each step is idempotent for a redelivered job.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
@@ -72,6 +72,13 @@ async function alive(pidFile: string): Promise<number | undefined> {
 /** Writes the configuration and start script, puts the VM directory in place, starts it when asked. */
 export async function finishVmRestore(plan: RestorePlannedVm, disks: readonly RestorePlannedDisk[], restoreId: string, define?: DefineRestoredVm): Promise<RestoredVm> {
   if (plan.libvirt) return finishLibvirtRestore(plan, disks, restoreId, define);
+  if (plan.qemuInPlace) {
+    // The images were written over the QEMU VM's own; the coordinator checks its QEMU is still gone.
+    if (!define) throw new Error('this data mover cannot reach the snapshot coordinator to finish an in-place restore');
+    await define(restoreId);
+    return { name: plan.name, dir: plan.dir, uuid: plan.uuid, macs: {}, started: false, serialLog: '',
+      qemuInPlace: { host: plan.qemuInPlace.host, ...(plan.qemuInPlace.safetyRestorePointId ? { safetyRestorePointId: plan.qemuInPlace.safetyRestorePointId } : {}) } };
+  }
   const final = files(plan.dir);
   if (await exists(plan.stagingDir)) {
     const staged = files(plan.stagingDir);

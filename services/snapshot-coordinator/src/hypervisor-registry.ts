@@ -4,10 +4,15 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { QemuAdapter, type AdapterLogger, type HypervisorAdapter } from '@cairn/hypervisor';
+import { QemuAdapter, QemuStoppedFallbackAdapter, type AdapterLogger, type HypervisorAdapter, type QemuStoppedFallbackConfig } from '@cairn/hypervisor';
 import { Refusal } from '@cairn/contracts';
 import { connectLibvirt } from './libvirt-instance.ts';
 import { connectVmware } from './vmware-instance.ts';
+
+/** Where a QEMU hypervisor's VM is remembered, and served from when its QEMU has ended (QemuStoppedFallbackAdapter). */
+export function qemuFallbackConfig(dataDir: string, name: string, leaseMs: number | undefined, logger: AdapterLogger): QemuStoppedFallbackConfig {
+  return { stateFile: join(dataDir, 'qemu-vms', `${name}.json`), runDir: join(dataDir, 'offline', name), ...(leaseMs ? { defaultLeaseMs: leaseMs } : {}), logger };
+}
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 const Added = Type.Array(Type.Union([
@@ -75,7 +80,7 @@ export class HypervisorRegistry {
       return connectVmware(h, { dataDir: this.settings.dataDir, runDir: this.settings.runDir, leaseMs: this.settings.leaseMs, logger: this.settings.logger, onChange: () => { this.onAdded().catch((e: unknown) => this.settings.logger.warn({ err: String(e) }, 'inventory after a vSphere update failed')); } });
     }
     await mkdir(this.settings.runDir, { recursive: true });
-    return QemuAdapter.connect({
+    const online = await QemuAdapter.connect({
       qmpSocket: h.qmpSocket,
       nbd: { socketPath: join(this.settings.runDir, `nbd-${h.name}.sock`) },
       overlayDir: join(this.settings.dataDir, 'overlays', h.name),
@@ -83,6 +88,7 @@ export class HypervisorRegistry {
       logger: this.settings.logger.child({ instance: h.name }),
       ...(h.guestAgentSocket ? { guestAgentSocket: h.guestAgentSocket } : {}),
     });
+    return QemuStoppedFallbackAdapter.create(online, qemuFallbackConfig(this.settings.dataDir, h.name, this.settings.leaseMs, this.settings.logger.child({ instance: h.name })));
   }
 
   /** Connects what earlier runs added (a hypervisor that is down is skipped with a warning). */

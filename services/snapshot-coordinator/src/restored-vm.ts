@@ -5,11 +5,13 @@
 // that name with the plan's UUID is the one an earlier attempt defined. For an in-place
 // restore (PrepareInPlaceRestore before any disk is written, DefineRestoredVm after) the
 // domain exists already: it must be shut off before and still after, and is started if asked.
+// In place over a QEMU VM: shut off means its monitor does not answer; the images are those its
+// last inventory named (QemuStoppedFallbackAdapter); it is not started by Cairn.
 import { join } from 'node:path';
 import type { EventStreamReader } from '@cairn/eventlog';
 import { fold } from '@cairn/eventlog';
 import { restoreDecider } from '@cairn/jobs';
-import { DomainExistsError, DomainRunningError, DomainXmlError, StoragePoolError, UnknownVmError, domainXmlForRestore, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
+import { DomainExistsError, DomainRunningError, DomainXmlError, QemuStoppedFallbackAdapter, StoragePoolError, UnknownVmError, domainXmlForRestore, imageInfo, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
 import type { KnownEvent } from '@cairn/contracts';
 import { SnapshotCommandError } from './snapshot-coordinator.service.ts';
 
@@ -40,12 +42,35 @@ function refusal(e: unknown): never {
   throw e;
 }
 
+/** A QEMU hypervisor whose VM is known from its image files once its QEMU has ended. */
+function stoppedQemuOf(adapters: ReadonlyMap<string, HypervisorAdapter>, host: string): QemuStoppedFallbackAdapter | undefined {
+  const a = adapters.get(host);
+  return a instanceof QemuStoppedFallbackAdapter ? a : undefined;
+}
+
+/**
+ * QEMU: shut off means its monitor does not answer (the process is gone); the image files are
+ * those its last inventory named. The data mover checks that no process holds them before writing.
+ */
+async function qemuShutOff(q: QemuStoppedFallbackAdapter, vmName: string, host: string) {
+  if (await q.answers()) {
+    throw new SnapshotCommandError('conflict', `${vmName} is running (the QEMU monitor of ${host} answers at ${q.online.config.qmpSocket}): an in-place restore needs it shut off (QMP quit, or shut the guest down); nothing was changed`);
+  }
+  const last = q.lastKnown;
+  if (!last || last.name !== vmName) throw new SnapshotCommandError('not_found', `${host} has not reported ${vmName} and its disks: an in-place restore needs to know which image files to overwrite; restore it as a new VM with --vm`);
+  const disks = [];
+  for (const d of last.disks) disks.push({ target: d.id, path: d.file, format: (await imageInfo(d.file).catch(() => undefined))?.format ?? 'missing' });
+  return { domain: vmName, uuid: '', disks };
+}
+
 /** Before an in-place restore writes anything: the domain the request names is shut off; its disks. */
 export async function prepareInPlaceRestore(restoreId: string, log: EventStreamReader, adapters: ReadonlyMap<string, HypervisorAdapter>) {
   const state = await restoreState(restoreId, log);
   const t = state.request!.target;
-  if (t.kind !== 'vm' || !t.inPlace || !t.host) throw new SnapshotCommandError('invalid_command', `restore ${restoreId} is not an in-place restore onto libvirt`);
+  if (t.kind !== 'vm' || !t.inPlace || !t.host) throw new SnapshotCommandError('invalid_command', `restore ${restoreId} is not an in-place restore`);
   if (state.status !== 'requested' && state.status !== 'running') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
+  const qemu = stoppedQemuOf(adapters, t.host);
+  if (qemu) return qemuShutOff(qemu, t.vmName, t.host);
   try {
     const d = await libvirtOf(adapters, t.host).shutOffDisks(t.vmName);
     return { domain: t.vmName, uuid: d.uuid, disks: d.disks.map(({ target, path, format }) => ({ target, path, format })) };
@@ -55,6 +80,14 @@ export async function prepareInPlaceRestore(restoreId: string, log: EventStreamR
 export async function defineRestoredVm(restoreId: string, log: EventStreamReader, adapters: ReadonlyMap<string, HypervisorAdapter>): Promise<DefinedVm> {
   const state = await restoreState(restoreId, log);
   const vm = state.plan?.vm;
+  if (vm?.qemuInPlace) {
+    // The images were written over: still shut off (else the restore raced a start). Cairn does not start it (it keeps no command line of it).
+    if (state.status !== 'running' && state.status !== 'completed') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
+    const qemu = stoppedQemuOf(adapters, vm.qemuInPlace.host);
+    if (!qemu) throw new SnapshotCommandError('not_found', `${vm.qemuInPlace.host} is not a QEMU hypervisor of this coordinator`);
+    if (await qemu.answers()) throw new SnapshotCommandError('conflict', `${vm.name} was started while its disks were being restored: shut it down and restore again`);
+    return { host: vm.qemuInPlace.host, domain: vm.name, uuid: vm.uuid, macs: [], started: false };
+  }
   if (!vm?.libvirt) throw new SnapshotCommandError('invalid_command', `restore ${restoreId} makes no libvirt domain`);
   if (state.status !== 'running' && state.status !== 'completed') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
   const missing = state.plan!.disks.filter((d) => !state.written.has(d.disk)).map((d) => d.disk);

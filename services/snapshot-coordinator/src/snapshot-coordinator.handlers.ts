@@ -6,6 +6,7 @@ import type { CommandPayloadMap } from '@cairn/contracts';
 import { CommandContext, CommandHandler } from '@cairn/messaging';
 import { SnapshotCoordinator } from './snapshot-coordinator.service.ts';
 import { defineRestoredVm, prepareInPlaceRestore } from './restored-vm.ts';
+import { manageInstantDomain } from './instant-domain.ts';
 
 export const SERVICE_NAME = 'snapshot-coordinator';
 
@@ -21,6 +22,11 @@ export class SnapshotCoordinatorHandlers {
   @CommandHandler(SERVICE_NAME, 'DefineRestoredVm')
   async defineRestoredVm(@Payload() p: CommandPayloadMap['DefineRestoredVm']) {
     return defineRestoredVm(p.restoreId, this.coordinator.log, this.coordinator.adapters);
+  }
+
+  @CommandHandler(SERVICE_NAME, 'ManageInstantDomain')
+  async manageInstantDomain(@Payload() p: CommandPayloadMap['ManageInstantDomain']) {
+    return manageInstantDomain(p.instantId, p.act, this.coordinator.log, this.coordinator.adapters);
   }
 
   @CommandHandler(SERVICE_NAME, 'PrepareInPlaceRestore')

@@ -15,7 +15,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { natsServers, type Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
-import { QemuAdapter, QemuOfflineAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
+import { QemuAdapter, QemuOfflineAdapter, QemuStoppedFallbackAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
+import { qemuFallbackConfig } from './hypervisor-registry.ts';
 import { JetStreamServer } from '@cairn/messaging';
 import { correlatedLogOptions } from '@cairn/telemetry';
 import { identityFromEnv } from '@cairn/nats-security';
@@ -71,11 +72,13 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
   const adapters = new Map<string, HypervisorAdapter>();
   const adapterLog = logger.child({ component: 'hypervisor' });
   for (const i of config.instances) {
-    adapters.set(i.name, await QemuAdapter.connect({
+    const online = await QemuAdapter.connect({
       qmpSocket: i.qmpSocket, nbd: i.nbd, overlayDir: join(config.dataDir, 'overlays', i.name),
       defaultLeaseMs: config.leaseMs, logger: adapterLog.child({ instance: i.name }),
       ...(i.guestAgentSocket ? { guestAgentSocket: i.guestAgentSocket } : {}),
-    }));
+    });
+    // Once its QEMU has ended, the VM is still known (and backed up) from its image files.
+    adapters.set(i.name, await QemuStoppedFallbackAdapter.create(online, qemuFallbackConfig(config.dataDir, i.name, config.leaseMs, adapterLog.child({ instance: i.name }))));
   }
   if (config.offline) {
     adapters.set(config.offline.name, new QemuOfflineAdapter({
@@ -112,7 +115,7 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
   ];
 
   const health = async (): Promise<Health> => {
-    const instances = [...adapters].map(([name, a]) => ({ name, connected: a instanceof QemuAdapter ? a.qmp.isConnected : true }));
+    const instances = [...adapters].map(([name, a]) => ({ name, connected: a instanceof QemuAdapter || a instanceof QemuStoppedFallbackAdapter ? a.qmp.isConnected : true }));
     return { status: instances.every((i) => i.connected) ? 'ok' : 'degraded', instances, openSnapshots: coordinator.openSnapshots().length };
   };
   let server: Server | undefined;

@@ -35,6 +35,12 @@ export const InstantRecoveryStartedV1 = Type.Object({
   start: Type.Boolean(),
   disks: Type.Array(InstantDisk, { minItems: 1 }),
   config: VmConfig,
+  /**
+   * A libvirt domain (`--host`): defined by the snapshot coordinator from the restore point's
+   * domain XML, each disk its overlay over the export, whose socket is in a directory of its own
+   * that only QEMU's group may pass through.
+   */
+  libvirt: Type.Optional(Type.Object({ host: Name, exportSocket: Path, serialLog: Path }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export const InstantServingV1 = Type.Object({
@@ -43,11 +49,14 @@ export const InstantServingV1 = Type.Object({
   exporterPid: Type.Integer({ minimum: 1 }),
   exportSocket: Path,
   started: Type.Boolean(),
-  /** The VM's QEMU process, when started. */
+  /** The VM's QEMU process, when started (QEMU sessions). */
   pid: Type.Optional(Type.Integer({ minimum: 1 })),
-  qmpSocket: Path,
+  /** QEMU sessions: the VM's monitor and start script. */
+  qmpSocket: Type.Optional(Path),
   serialLog: Path,
-  startScript: Path,
+  startScript: Type.Optional(Path),
+  /** libvirt sessions: the domain the coordinator defined. */
+  libvirt: Type.Optional(Type.Object({ host: Name, domain: Type.String({ maxLength: 256 }), uuid: Type.String({ maxLength: 64 }), macs: Type.Array(Type.String({ maxLength: 32 })) }, { additionalProperties: false })),
   /** From the request to the VM started (or ready to start). */
   durationMs: Count,
 }, { additionalProperties: false });
@@ -97,6 +106,8 @@ export const InstantView = Type.Object({
   exporterPid: Type.Optional(Type.Integer({ minimum: 1 })),
   qmpSocket: Type.Optional(Type.String()),
   serialLog: Type.Optional(Type.String()),
+  /** libvirt sessions: the hypervisor and domain. */
+  libvirt: Type.Optional(Type.Object({ host: Type.String(), domain: Type.String() }, { additionalProperties: false })),
   /** Bytes the guest wrote so far, kept in the local overlays (their allocated size on disk). */
   overlayBytes: Type.Integer({ minimum: 0 }),
   /** While mirroring: bytes copied of the bytes to copy (QEMU's mirror jobs, all disks). */
@@ -115,8 +126,10 @@ export const StartInstantV1 = Type.Object({
   vmName: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }),
   /** Directory the session's directory is made in (default: the data mover's first restore root + /vms). */
   storage: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-  /** Start the VM (else it is ready to start with its start script). */
+  /** Start the VM (else it is ready to start with its start script, or `virsh start`). */
   start: Type.Boolean(),
+  /** A libvirt hypervisor (as added with `cairn hypervisor add libvirt`) to define the VM on, on this host; QEMU when omitted. */
+  host: Type.Optional(Name),
 }, { additionalProperties: false });
 export const StartInstantResult = Type.Object({ instantId: Id, view: InstantView }, { additionalProperties: false });
 
@@ -133,3 +146,26 @@ export const ListInstantV1 = Type.Object({
 }, { additionalProperties: false });
 export const InstantResult = Type.Object({ view: InstantView }, { additionalProperties: false });
 export const ListInstantResult = Type.Object({ items: Type.Array(InstantView) }, { additionalProperties: false });
+
+/**
+ * The libvirt side of an instant recovery (data mover → snapshot coordinator, which holds the
+ * connection). What is done comes from the session's own stream (`instant-<instantId>`), never
+ * from the sender: `define` the domain from the plan (and start it when asked), `status` whether it runs, `mirror` start
+ * libvirt's block copy of each disk to the targets InstantMirroring recorded (again: the progress),
+ * `pivot` once every copy is ready, `remove` destroy and undefine the domain.
+ */
+export const ManageInstantDomainV1 = Type.Object({
+  instantId: Id,
+  act: Type.Union([Type.Literal('define'), Type.Literal('status'), Type.Literal('mirror'), Type.Literal('pivot'), Type.Literal('remove')]),
+}, { additionalProperties: false });
+export const ManageInstantDomainResult = Type.Object({
+  host: Type.String(),
+  domain: Type.String(),
+  uuid: Type.Optional(Type.String()),
+  macs: Type.Optional(Type.Array(Type.String())),
+  running: Type.Boolean(),
+  /** mirror, pivot: each disk's copy. */
+  disks: Type.Optional(Type.Array(Type.Object({ disk: Type.String(), bytesDone: Type.Integer({ minimum: 0 }), bytesTotal: Type.Integer({ minimum: 0 }), ready: Type.Boolean(), pivoted: Type.Boolean() }, { additionalProperties: false }))),
+  /** remove: what went. */
+  removed: Type.Optional(Type.Array(Type.String())),
+}, { additionalProperties: false });

@@ -44,8 +44,9 @@ export const RestoreRequestTarget = Type.Union([
     /** libvirt: every NIC kept but disconnected (link down). */
     noNetwork: Type.Optional(Type.Boolean()),
     /**
-     * libvirt, with `host`: over the disks of the existing domain `vmName` (the restore point's
-     * own VM), which must be shut off; its disks are backed up first unless `safetyBackup` is false.
+     * With `host`: over the disks of the existing VM `vmName` (the restore point's own VM), which
+     * must be shut off (a libvirt domain, or a QEMU VM whose QEMU has ended); its disks are backed
+     * up first unless `safetyBackup` is false.
      */
     inPlace: Type.Optional(Type.Boolean()),
     safetyBackup: Type.Optional(Type.Boolean()),
@@ -101,6 +102,12 @@ export const RestorePlannedVm = Type.Object({
       approvalId: Type.Optional(Id),
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),
+  /** In place over a QEMU VM's image files (its QEMU has ended): the hypervisor it ran under, the safety backup, the approval used. */
+  qemuInPlace: Type.Optional(Type.Object({
+    host: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    safetyRestorePointId: Type.Optional(Id),
+    approvalId: Type.Optional(Id),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 export type RestorePlannedVm = Static<typeof RestorePlannedVm>;
 
@@ -147,6 +154,11 @@ export const RestoreCompletedV1 = Type.Object({
       host: Type.String({ maxLength: 64 }),
       domain: Type.String({ maxLength: 200 }),
       /** In place: the restore point of what was overwritten (absent with --no-safety-backup). */
+      safetyRestorePointId: Type.Optional(Id),
+    }, { additionalProperties: false })),
+    /** In place over a QEMU VM: its hypervisor and the restore point of what was overwritten (absent with --no-safety-backup). */
+    qemuInPlace: Type.Optional(Type.Object({
+      host: Type.String({ maxLength: 64 }),
       safetyRestorePointId: Type.Optional(Id),
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),

@@ -126,6 +126,27 @@ export function parseDomainXml(xml: string): DomainSummary {
   };
 }
 
+/** A running domain's disk as its live XML shows it: the image, a block copy in progress, a network backing (instant recovery). */
+export interface LiveDisk {
+  readonly target: string;
+  readonly source: string | undefined;
+  readonly mirror: { readonly file: string; readonly ready: boolean } | undefined;
+  readonly networkBacking: boolean;
+}
+
+export function liveDisks(xml: string): LiveDisk[] {
+  const devices = obj(root(xml)['devices']);
+  return list(devices['disk']).filter((x) => (attr(x, 'device') ?? 'disk') === 'disk').map((x) => {
+    const mirror = list(x['mirror'])[0];
+    const backing = list(x['backingStore'])[0];
+    return {
+      target: attr(obj(x['target']), 'dev') ?? '', source: diskSource(x),
+      mirror: mirror ? { file: attr(mirror, 'file') ?? diskSource(mirror) ?? '', ready: attr(mirror, 'ready') === 'yes' } : undefined,
+      networkBacking: backing !== undefined && attr(backing, 'type') === 'network',
+    };
+  });
+}
+
 /** Host-specific paths and secret references found in a domain XML. */
 export function hostSpecificParts(xml: string): { hostPaths: HostPath[]; secrets: SecretRef[] } {
   const d = root(xml);
@@ -272,7 +293,7 @@ export interface DefineOptions {
   /** Name of the new domain (must not exist on the target host). */
   readonly name: string;
   /** New image per disk target: `{ vda: { file: '/var/lib/…/vm1-vda.qcow2', format: 'qcow2' } }`. */
-  readonly disks: Readonly<Record<string, { file: string; format: string }>>;
+  readonly disks: Readonly<Record<string, { file: string; format: string; backingNbd?: { socket: string; exportName: string } }>>;
   /** Keep the MAC addresses (default false: libvirt makes new ones, so the copy can run beside the original). */
   readonly keepMacs?: boolean;
   /** The new domain's UUID (default: none, libvirt makes one). */
@@ -342,6 +363,16 @@ export function domainXmlForRestore(config: LibvirtVmConfig, o: DefineOptions): 
       if (driver) attrs(driver)['type'] = next.format;
       const at = driver ? inner.indexOf(driver) + 1 : 0;
       inner.splice(at, 0, { source: [], ':@': { file: next.file } });
+      if (next.backingNbd) {
+        // Instant recovery: a qcow2 overlay whose backing is a read-only NBD export (the chain given, not probed).
+        inner.splice(at + 1, 0, {
+          backingStore: [
+            { format: [], ':@': { type: 'raw' } },
+            { source: [{ host: [], ':@': { transport: 'unix', socket: next.backingNbd.socket } }], ':@': { protocol: 'nbd', name: next.backingNbd.exportName } },
+          ],
+          ':@': { type: 'network' },
+        });
+      }
       dev['disk'] = inner;
     } else if ((tag === 'serial' || tag === 'console') && attrs(dev)['type'] === 'file' && o.serialLog) {
       const source = kids(dev).find((n) => tagOf(n) === 'source');

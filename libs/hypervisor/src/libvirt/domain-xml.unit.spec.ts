@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { backupXml, domainXmlForRestore, libvirtVmConfig, parseBackupXml, parseCheckpointXml, parseDomainXml, DomainXmlError } from './domain-xml.ts';
+import { backupXml, domainXmlForRestore, libvirtVmConfig, liveDisks, parseBackupXml, parseCheckpointXml, parseDomainXml, DomainXmlError } from './domain-xml.ts';
+import { parseBlockJobInfo } from './instant-domain.ts';
 import { parseEventLine } from './domain-events.ts';
 
 const XML = `<domain type='kvm'>
@@ -44,6 +45,29 @@ describe('domain XML', () => {
     expect(s.nics[0]!.mac).toBeUndefined();
     expect(out).toMatch(/cdrom/);
     expect(() => domainXmlForRestore(libvirtVmConfig(XML), { name: 'x', disks: { vdz: { file: '/a', format: 'raw' } } })).toThrow(/no disk vdz/);
+  });
+  it('instant recovery: a disk is a local qcow2 overlay whose backing is the NBD export (the chain given, not probed)', () => {
+    const out = domainXmlForRestore(libvirtVmConfig(XML), {
+      name: 'web-1-instant', disks: { vda: { file: '/vms/i/vda.overlay.qcow2', format: 'qcow2', backingNbd: { socket: '/vms/i/export/export.sock', exportName: 'vda' } } },
+    });
+    expect(parseDomainXml(out).disks.map((d) => [d.target, d.source, d.format])).toEqual([['vda', '/vms/i/vda.overlay.qcow2', 'qcow2']]);
+    const disk = out.slice(out.indexOf('<disk'), out.indexOf('</disk>'));
+    expect(disk).toMatch(/<source file="\/vms\/i\/vda.overlay.qcow2"\s*\/>\s*<backingStore type="network">\s*<format type="raw"\s*\/>\s*<source protocol="nbd" name="vda">\s*<host transport="unix" socket="\/vms\/i\/export\/export.sock"\s*\/>/);
+  });
+  it('reads a running domain\'s disks: a block copy in progress and its readiness, a network backing', () => {
+    const live = `<domain type='qemu'><name>i</name><devices>
+      <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/vms/i/vda.overlay.qcow2' index='1'/>
+        <backingStore type='network' index='2'><format type='raw'/><source protocol='nbd' name='vda'><host transport='unix' socket='/vms/i/export/export.sock'/></source></backingStore>
+        <mirror type='file' file='/vms/i/vda.raw' format='raw' job='copy' ready='yes'><format type='raw'/><source file='/vms/i/vda.raw'/></mirror>
+        <target dev='vda' bus='virtio'/></disk>
+      <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/vms/i/vdb.raw'/><backingStore/><target dev='vdb' bus='virtio'/></disk></devices></domain>`;
+    expect(liveDisks(live)).toEqual([
+      { target: 'vda', source: '/vms/i/vda.overlay.qcow2', mirror: { file: '/vms/i/vda.raw', ready: true }, networkBacking: true },
+      { target: 'vdb', source: '/vms/i/vdb.raw', mirror: undefined, networkBacking: false },
+    ]);
+    expect(parseBlockJobInfo('Block Copy: 1048576/4194304 bytes', 4 << 20)).toEqual({ done: 1 << 20, total: 4 << 20 });
+    expect(parseBlockJobInfo('Block Copy: [ 50 %]', 4 << 20)).toEqual({ done: 2 << 20, total: 4 << 20 });
+    expect(parseBlockJobInfo('', 1)).toBeUndefined();
   });
   it('defines a restored domain with the identity, networks and console the restore decided', () => {
     const config = libvirtVmConfig(XML);

@@ -9,7 +9,7 @@
 // qemu-storage-daemon, whose image locks keep the domain from starting meanwhile.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type {
@@ -253,6 +253,22 @@ export class LibvirtAdapter implements HypervisorAdapter {
   importIntoPool(pool: string, volumes: readonly PoolVolume[]): Promise<Map<string, string>> {
     return importIntoPool(this.virsh, pool, volumes);
   }
+
+  /**
+   * Instant recovery: lets QEMU (libvirt's user) reach a session's files: through `dir` (0711),
+   * and into `socketDir` (the export's socket; 0710, group QEMU's) and no one else. Local
+   * connections only: the socket is on this host.
+   */
+  async openToQemu(dir: string, socketDir: string): Promise<void> {
+    if (this.#ssh || this.#farAway) throw new Error(`instant recovery serves its disks on this host: ${this.config.uri} is another host's libvirt`);
+    const owner = await this.#qemuOwner();
+    await chmod(dir, 0o711);
+    if (owner) await chown(socketDir, process.getuid?.() ?? 0, owner.gid);
+    await chmod(socketDir, owner ? 0o710 : 0o711);
+  }
+
+  /** True for a libvirt of another host (qemu+ssh, qemu+tls). */
+  get remote(): boolean { return this.#ssh !== undefined || this.#farAway; }
 
   /**
    * Calls `onChange` when libvirt reports a domain event (defined, undefined, started,

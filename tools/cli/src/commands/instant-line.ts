@@ -7,6 +7,6 @@ export const mirrorShare = (v: InstantView) => (v.mirror ? `${Math.round((v.mirr
 /** One line about a session for people. */
 export function instantLine(v: InstantView): string {
   const where = v.state === 'finished' ? `runs from ${v.disks.map((d) => d.path).join(', ')}` : `overlays ${bytes(v.overlayBytes)}`;
-  return `instant recovery ${v.instantId}: VM ${v.vmName} ${v.state}${v.running ? ` (pid ${v.pid}, console ${v.serialLog}, QMP ${v.qmpSocket})` : ''}; ${where}${v.mirror ? `; mirror ${mirrorShare(v)}` : ''}`
+  return `instant recovery ${v.instantId}: VM ${v.vmName} ${v.state}${v.running ? (v.libvirt ? ` (libvirt domain ${v.libvirt.domain} on ${v.libvirt.host}, console ${v.serialLog})` : ` (pid ${v.pid}, console ${v.serialLog}, QMP ${v.qmpSocket})`) : ''}; ${where}${v.mirror ? `; mirror ${mirrorShare(v)}` : ''}`
     + (v.failure ? `; last failure in ${v.failure.step}: ${v.failure.reason}` : '');
 }

@@ -61,7 +61,8 @@ export function registerInstantCommands(program: Command): void {
     .requiredOption('--disks <names>', 'comma-separated disk names (each one an export of that name)')
     .requiredOption('--socket <path>', 'unix socket to serve on')
     .option('--download-limit <bytesPerSec>', 'most bytes per second read from the repository')
-    .action(async (o: { repo: string; restorePoint: string; disks: string; socket: string; downloadLimit?: string }) => {
+    .option('--shared-socket', 'any user may connect to the socket (QEMU under libvirt runs as its own user; the socket\'s directory keeps others out)')
+    .action(async (o: { repo: string; restorePoint: string; disks: string; socket: string; downloadLimit?: string; sharedSocket?: boolean }) => {
       const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
       if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
       const limit = o.downloadLimit ? Number(o.downloadLimit) : undefined;
@@ -69,7 +70,7 @@ export function registerInstantCommands(program: Command): void {
       const [{ DirectoryBackend, openRepository, withBandwidthLimit }, { serveRestorePoint }] = await Promise.all([import('@cairn/repository'), import('../stack/restore-point-exporter.ts')]);
       const backend = new DirectoryBackend(resolve(o.repo));
       const repository = await openRepository(limit ? withBandwidthLimit(backend, { downloadBytesPerSec: limit }) : backend, { passphrase });
-      const served = await serveRestorePoint(repository, o.restorePoint, o.disks.split(',').filter(Boolean), resolve(o.socket));
+      const served = await serveRestorePoint(repository, o.restorePoint, o.disks.split(',').filter(Boolean), resolve(o.socket), { shared: o.sharedSocket === true });
       process.stdout.write(`serving ${o.disks} of ${o.restorePoint} on ${o.socket}\n`);
       await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
       await served.close();

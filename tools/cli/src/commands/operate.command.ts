@@ -409,12 +409,12 @@ export function registerOperateCommands(program: Command): void {
     .option('--vm <new-name>', 'restore the whole VM (every disk and its configuration) as a new VM with this name')
     .option('--storage <dir|pool>', 'with --vm: where the VM\'s directory is made (default: the data mover\'s restore directory /vms); with --host, a name without "/" is a libvirt storage pool the disks become volumes of')
     .option('--start', 'with --vm: start the restored VM')
-    .option('--instant', 'with --vm: start the VM at once straight from the repository (instant recovery; `cairn instant finish|discard <id>` later)')
+    .option('--instant', 'with --vm [--host]: start the VM at once straight from the repository (instant recovery; `cairn instant finish|discard <id>` later)')
     .option('--keep-identity', 'with --vm: keep the original UUID and MAC addresses (default: new ones)')
     .option('--host <hypervisor>', 'with --vm: define it as a libvirt domain on this hypervisor (its name in cairn hypervisor add), from the domain XML the restore point keeps')
     .option('--network-map <src=dst>', 'with --vm --host: connect NICs of network (or bridge) src to dst (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-network', 'with --vm --host: keep the NICs, disconnected (link down)')
-    .option('--in-place', 'over the disks of the restore point\'s own libvirt domain, which must be shut off (backed up first)')
+    .option('--in-place', 'over the disks of the restore point\'s own VM (libvirt domain, or QEMU VM), which must be shut off (backed up first)')
     .option('--no-safety-backup', 'with --in-place: do not back up what is overwritten first')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
@@ -437,9 +437,10 @@ export function registerOperateCommands(program: Command): void {
         const instantId = o['id'] ? String(o['id']) : randomUUID();
         const r = accepted(await s.bus.send('data-mover', 'StartInstant', {
           instantId, restorePointId, vmName: String(o['vm']), start: Boolean(o['start']), ...(o['storage'] ? { storage: resolve(String(o['storage'])) } : {}),
+          ...(o['host'] ? { host: String(o['host']) } : {}),
         }, { timeoutMs: Number(o['timeout']) * 1000, idempotencyKey: instantId }), 'instant recovery not started');
         output(s, r.view, () => `${instantLine(r.view)}
-  ${r.view.running ? 'running' : `start it with ${r.view.dir}/start.sh`}; keep it with \`cairn instant finish ${r.instantId}\`, throw it away with \`cairn instant discard ${r.instantId}\``);
+  ${r.view.running ? 'running' : `start it with ${r.view.libvirt ? `virsh start ${r.view.libvirt.domain}` : `${r.view.dir}/start.sh`}`}; keep it with \`cairn instant finish ${r.instantId}\`, throw it away with \`cairn instant discard ${r.instantId}\``);
         return;
       }
       if (o['inPlace']) {
@@ -447,7 +448,6 @@ export function registerOperateCommands(program: Command): void {
         const point = await s.catalogue.query('restorePoint.get', { restorePointId });
         const vm = (await s.catalogue.query('vm.list', {})).items.find((v) => v.vmId === point.vmId);
         if (!vm) throw new CliError(`the VM of restore point ${restorePointId} (${point.vmId}) is on no hypervisor Cairn knows now; restore it as a new VM with --vm`, EXIT.notFound);
-        if (vm.hypervisor.kind !== 'libvirt') throw new CliError(`${vm.name} runs on ${vm.hypervisor.kind} hypervisor ${vm.hypervisor.host}: --in-place is built for libvirt domains; restore it as a new VM with --vm`, EXIT.denied);
         await startRestore(s, restorePointId, {
           kind: 'vm', vmName: vm.name, host: vm.hypervisor.host, inPlace: true, format, start: Boolean(o['start']), keepIdentity: true,
           safetyBackup: o['safetyBackup'] !== false,

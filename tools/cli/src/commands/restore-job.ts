@@ -93,5 +93,9 @@ function vmState(vm: NonNullable<NonNullable<RestoreState['completed']>['vm']>):
     const safety = vm.libvirt.safetyRestorePointId ? `; what it overwrote is restore point ${vm.libvirt.safetyRestorePointId}` : '';
     return `libvirt domain ${vm.libvirt.domain} on ${vm.libvirt.host}, ${vm.started ? 'running' : `defined (start it with virsh start ${vm.libvirt.domain})`}${vm.serialLog ? `, console ${vm.serialLog}` : ''}${safety}`;
   }
+  if (vm.qemuInPlace) {
+    const safety = vm.qemuInPlace.safetyRestorePointId ? `; what it overwrote is restore point ${vm.qemuInPlace.safetyRestorePointId}` : '';
+    return `its disks in ${vm.dir} restored in place (QEMU hypervisor ${vm.qemuInPlace.host}); start it as before${safety}`;
+  }
   return vm.started ? `running (pid ${vm.pid}), console ${vm.serialLog}, QMP ${vm.qmpSocket}` : `start it with ${vm.startScript}`;
 }

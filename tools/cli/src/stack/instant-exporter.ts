@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 
 /** How a data mover starts an exporter (the shape of the data mover's `instantExporter` option). */
-export type ExporterLauncher = (o: { readonly repository: string; readonly restorePointId: string; readonly disks: readonly string[]; readonly socket: string }) =>
+export type ExporterLauncher = (o: { readonly repository: string; readonly restorePointId: string; readonly disks: readonly string[]; readonly socket: string; readonly shared?: boolean }) =>
   { readonly command: string; readonly args: readonly string[]; readonly env: NodeJS.ProcessEnv } | undefined;
 
 /**
@@ -14,10 +14,10 @@ export type ExporterLauncher = (o: { readonly repository: string; readonly resto
 export const CAIRN_BIN = fileURLToPath(new URL('../../bin/cairn.js', import.meta.url));
 
 export function instantExporter(o: { readonly repo: string; readonly passphrase: string; readonly downloadLimit?: number }): ExporterLauncher {
-  return ({ repository, restorePointId, disks, socket }) => repository !== 'default' ? undefined : {
+  return ({ repository, restorePointId, disks, socket, shared }) => repository !== 'default' ? undefined : {
     command: process.execPath,
     args: [CAIRN_BIN, 'serve-restore-point', '--repo', o.repo, '--restore-point', restorePointId, '--disks', disks.join(','), '--socket', socket,
-      ...(o.downloadLimit ? ['--download-limit', String(o.downloadLimit)] : [])],
+      ...(o.downloadLimit ? ['--download-limit', String(o.downloadLimit)] : []), ...(shared ? ['--shared-socket'] : [])],
     env: { ...process.env, CAIRN_REPO_PASSPHRASE: o.passphrase, CAIRN_LOG_LEVEL: 'warn' },
   };
 }
