@@ -228,4 +228,31 @@ describe('VMware adapter (govmomi vcsim over TLS, thumbprint pinned)', () => {
       .catch(async (e: Error) => { throw new Error(`${e.message}; console tail: ${(await readFile(serialLog, 'utf8')).slice(-1500)}`); });
     expect((await stat(restored)).size).toBe(guest.length);
   }, 600_000);
+
+  it('restores a disk into an existing VM and a whole VM as a new one (datastore upload, ReconfigVM_Task / CreateVM_Task), both read back identical', async () => {
+    const socketOf = (v: { nbd: unknown }) => (v.nbd as { socketPath: string }).socketPath;
+    const disk = generatedDisk(8 * MiB, 99);
+    const [attached] = await adapter.restoreDisks('DC0_C0_RP0_VM0', 'r1', [{ id: 'scsi0-0', sizeBytes: disk.length, data: disk }]);
+    expect(attached!.fileName).toBe('[LocalDS_0] DC0_C0_RP0_VM0/cairn-restore-r1-scsi0-0.vmdk');
+    const target = await vmNamed('DC0_C0_RP0_VM0');
+    const added = target.disks.find((d) => d.fileName === attached!.fileName)!;
+    expect(added).toMatchObject({ capacityBytes: 8 * MiB, hasParent: false });
+    const check = await adapter.openView({ vm: 'DC0_C0_RP0_VM0', disks: [added.id], mode: 'full', jobId: 'restored-disk' });
+    try {
+      expect(sha(await readExport(socketOf(check), check.disks[0]!.exportName))).toBe(sha(disk));
+    } finally { await adapter.releaseView(check.viewId, { success: true }); }
+
+    // A whole VM from a restore point's configuration and disk (here: a view of DC0_H0_VM0).
+    const source = await adapter.openView({ vm: 'DC0_H0_VM0', mode: 'full', jobId: 'whole-vm' });
+    let image: Buffer;
+    try { image = await readExport(socketOf(source), source.disks[0]!.exportName); } finally { await adapter.releaseView(source.viewId, { success: true }); }
+    await expect(adapter.restoreVm('DC0_H0_VM0', source.vmConfig!, [])).rejects.toThrow(/a VM named DC0_H0_VM0 exists already/);
+    const made = await adapter.restoreVm('DC0_H0_VM0-restored', source.vmConfig!, [{ id: 'scsi0-0', sizeBytes: image.length, data: image }]);
+    const copy = await vmNamed('DC0_H0_VM0-restored');
+    expect(copy).toMatchObject({ moref: made.moref, numCpu: 1, memoryMB: 32, datacenter: 'DC0', disks: [{ id: 'scsi0-0', fileName: '[LocalDS_0] DC0_H0_VM0-restored/DC0_H0_VM0-restored-scsi0-0.vmdk', capacityBytes: image.length }] });
+    const back = await adapter.openView({ vm: 'DC0_H0_VM0-restored', mode: 'full', jobId: 'restored-vm' });
+    try {
+      expect(sha(await readExport(socketOf(back), back.disks[0]!.exportName))).toBe(sha(image));
+    } finally { await adapter.releaseView(back.viewId, { success: true }); }
+  }, 180_000);
 });

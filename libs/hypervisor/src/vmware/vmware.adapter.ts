@@ -18,6 +18,12 @@ import { VsphereClient, VsphereError, type VsphereCredentials, type VsphereTls }
 import { asMoRef, field, list, moRef, text, type MoRef, type Node } from './vsphere-xml.ts';
 import { devicesOf, flatPath, vmFromProperties, vmState, VM_PROPERTIES, type VmwareDisk, type VmwareVm } from './vmware-inventory.ts';
 import { changedAreasPlan, type ChangedArea } from './vmware-cbt.ts';
+import { attachDisks, createVm, uploadDisk, type UploadedDisk } from './vmware-restore.ts';
+import { parseDatastorePath } from './vmware-inventory.ts';
+import type { Readable } from 'node:stream';
+
+/** A disk image to restore into vSphere: raw bytes of `sizeBytes` (a whole number of 512-byte sectors). */
+export interface RestoreDiskSource { readonly id: string; readonly sizeBytes: number; readonly data: Readable | Buffer }
 
 export const SNAPSHOT_PREFIX = 'cairn-';
 
@@ -227,6 +233,71 @@ export class VmwareAdapter implements HypervisorAdapter {
         return end <= fileBytes ? [{ offset, length, flags: 0 }] : [{ offset, length: fileBytes - offset, flags: 0 }];
       },
     };
+  }
+
+  /**
+   * Restores disks into an existing VM: each is uploaded next to the VM's disks as
+   * `cairn-restore-<tag>-<id>.vmdk` and attached as a new disk on the first disk's controller.
+   */
+  async restoreDisks(vmName: string, tag: string, disks: readonly RestoreDiskSource[]): Promise<UploadedDisk[]> {
+    const vm = await this.#vm(vmName);
+    const first = vm.disks[0];
+    if (!first) throw new VsphereError(`${vm.name} has no disk to place the restored ones beside`);
+    const dir = first.path.includes('/') ? first.path.slice(0, first.path.lastIndexOf('/')) : vm.name;
+    const uploaded: UploadedDisk[] = [];
+    for (const d of disks) {
+      uploaded.push(await uploadDisk(this.client, { datacenter: vm.datacenter, datastore: first.datastore, dir, name: `cairn-restore-${tag}-${d.id}`, sizeBytes: d.sizeBytes, data: d.data }));
+    }
+    const taken = vm.disks.filter((d) => d.controllerKey === first.controllerKey).map((d) => d.unitNumber);
+    await attachDisks(this.client, moRef('VirtualMachine', vm.moref), first.controllerKey, taken, uploaded);
+    this.#log.info({ vm: vm.name, disks: uploaded.map((u) => u.fileName) }, 'disks restored into vSphere');
+    return uploaded;
+  }
+
+  /**
+   * Restores a whole VM into vSphere as a new VM `name` from a restore point's configuration
+   * (vmwareVmConfig): its disks uploaded to `datastore` (default: where the original's first
+   * disk was) in a folder of the new VM's name, then CreateVM_Task in `datacenter` (default the
+   * original's) on the resource pool of `host` (default: the original's host, else the first).
+   */
+  async restoreVm(name: string, config: Readonly<Record<string, unknown>>, disks: readonly RestoreDiskSource[], where: { datacenter?: string; datastore?: string; host?: string } = {}): Promise<{ moref: string; disks: UploadedDisk[] }> {
+    if (config['kind'] !== 'vmware') throw new VsphereError(`the restore point holds no VMware configuration (kind ${String(config['kind'])})`);
+    if (!/^[A-Za-z0-9_.-]{1,80}$/.test(name)) throw new VsphereError(`${JSON.stringify(name)} is not a usable VM name here`);
+    if ((await this.vms()).some((v) => v.name === name)) throw new VsphereError(`a VM named ${name} exists already`);
+    const c = config as { vcpus?: number; memoryBytes?: number; firmware?: string; guestId?: string; placement?: { datacenter?: string; host?: string }; hostPaths?: Array<{ path: string }>; disks?: Array<{ id: string }> };
+    const datacenterName = where.datacenter ?? c.placement?.datacenter;
+    const datastore = where.datastore ?? (c.hostPaths?.[0] ? parseDatastorePath(c.hostPaths[0].path).datastore : undefined);
+    if (!datastore) throw new VsphereError('name the datastore to restore to (the restore point records none)');
+    const root = this.client.service('rootFolder');
+    const dcView = await this.client.containerView(root, ['Datacenter']);
+    const hostView = await this.client.containerView(root, ['HostSystem']);
+    let dc: { obj: MoRef; props: Record<string, Node | Node[]> } | undefined;
+    let host: { obj: MoRef; props: Record<string, Node | Node[]> } | undefined;
+    try {
+      const dcs = await this.client.retrieve([{ obj: dcView, type: 'Datacenter', paths: ['name', 'vmFolder'], viaView: true }]);
+      dc = dcs.find((d) => text(d.props['name']) === datacenterName) ?? (where.datacenter ? undefined : dcs[0]);
+      const hosts = await this.client.retrieve([{ obj: hostView, type: 'HostSystem', paths: ['name', 'parent'], viaView: true }]);
+      host = hosts.find((h) => text(h.props['name']) === (where.host ?? c.placement?.host)) ?? (where.host ? undefined : hosts[0]);
+    } finally {
+      await Promise.all([this.client.destroyView(dcView), this.client.destroyView(hostView)]);
+    }
+    if (!dc) throw new VsphereError(`no datacenter ${datacenterName ?? ''} on ${this.client.sdkUrl.host}`);
+    if (!host) throw new VsphereError(`no host ${where.host ?? ''} on ${this.client.sdkUrl.host}`);
+    const computeResource = asMoRef(host.props['parent'])!;
+    const pool = asMoRef((await this.client.properties(computeResource, ['resourcePool']))['resourcePool']);
+    const vmFolder = asMoRef(dc.props['vmFolder']);
+    if (!pool || !vmFolder) throw new VsphereError(`cannot find the VM folder and resource pool for ${name}`);
+    const dcName = text(dc.props['name'])!;
+    const order = (c.disks ?? []).map((d) => d.id);
+    const sorted = [...disks].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
+    const uploaded: UploadedDisk[] = [];
+    for (const d of sorted) uploaded.push(await uploadDisk(this.client, { datacenter: dcName, datastore, dir: name, name: `${name}-${d.id}`, sizeBytes: d.sizeBytes, data: d.data }));
+    const vm = await createVm(this.client, { vmFolder, pool, host: host.obj }, {
+      name, vcpus: c.vcpus ?? 1, memoryBytes: c.memoryBytes ?? 1 << 30, datastore, disks: uploaded,
+      ...(c.guestId ? { guestId: c.guestId } : {}), ...(c.firmware ? { firmware: c.firmware } : {}),
+    });
+    this.#log.info({ vm: name, moref: vm.value, disks: uploaded.map((u) => u.fileName) }, 'VM restored into vSphere');
+    return { moref: vm.value, disks: uploaded };
   }
 
   async releaseView(viewId: string, outcome: { success: boolean }): Promise<void> {
