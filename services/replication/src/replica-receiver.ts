@@ -4,6 +4,8 @@
 // / ReplicaExpired / ReplicaGarbageCollected in this site's log. It never holds a key: what it
 // stores is what the source sealed. A replica the source expired is removed on `expire`, and a
 // replica GC of that copy follows (keyless: the refs lists the source sent with each copy).
+// Each copy is verified after a copy into it went quiet, and on a schedule (ReplicaVerified
+// with its trigger; damage is a notice). Verify and GC of one copy never overlap.
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -44,6 +46,12 @@ export interface ReceiverOptions {
    * bundle), shown to sources, and where the sealed keys they send are kept (one file per source).
    */
   readonly escrow?: { readonly statement: EscrowKeyStatement; readonly dir: string };
+  /** Wait after a commit before the copy is verified (default 5 s; it waits on while a copy is running). */
+  readonly verifyAfterCopyMs?: number;
+  /** Verify every copy held here this often (default 24 h; 0: never on a schedule). */
+  readonly verifyEveryMs?: number;
+  /** How long after a transfer call a copy counts as running (default 60 s): no sweep, no verify then. */
+  readonly copyIdleMs?: number;
 }
 
 export class ReplicaReceiver {
@@ -57,6 +65,10 @@ export class ReplicaReceiver {
   private inFlight = new Set<Promise<void>>();
   /** Replica GC runs due after expiries, per source site. */
   private readonly gcTimers = new Map<string, NodeJS.Timeout>();
+  private readonly verifyTimers = new Map<string, NodeJS.Timeout>();
+  private verifySchedule: NodeJS.Timeout | undefined;
+  /** Verify and GC of one copy run one after the other (a sweep must not look like damage). */
+  private readonly lanes = new Map<string, Promise<unknown>>();
   private closed = false;
 
   constructor(private readonly o: ReceiverOptions) {}
@@ -71,12 +83,40 @@ export class ReplicaReceiver {
         this.inFlight.add(p);
       },
     }));
+    const every = this.o.verifyEveryMs ?? 24 * 3600_000;
+    if (every > 0) {
+      this.verifySchedule = setInterval(() => { for (const source of this.targets.keys()) this.verifySoon(source, 0, 'schedule'); }, every);
+      this.verifySchedule.unref();
+    }
+  }
+
+  private lane<T>(sourceSite: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.lanes.get(sourceSite) ?? Promise.resolve()).catch(() => undefined).then(fn);
+    this.lanes.set(sourceSite, run);
+    return run;
+  }
+
+  /** A verify of `sourceSite`'s copy soon, once no copy into it is running. */
+  private verifySoon(sourceSite: string, delayMs = this.o.verifyAfterCopyMs ?? 5_000, trigger: 'after-copy' | 'schedule' = 'after-copy'): void {
+    if (this.closed || this.verifyTimers.has(sourceSite)) return;
+    const timer = setTimeout(() => {
+      this.verifyTimers.delete(sourceSite);
+      const t = this.target(sourceSite);
+      if (t.copyRunning) { this.verifySoon(sourceSite, Math.min(t.busyMs, 5_000), trigger); return; }
+      const p: Promise<void> = this.verify(sourceSite, trigger).then(() => undefined, (err: Error) => { this.o.logger.warn({ sourceSite, err: err.message }, 'replica verify failed'); })
+        .finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }, delayMs);
+    timer.unref();
+    this.verifyTimers.set(sourceSite, timer);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.gcTimers.values()) clearTimeout(t);
+    for (const t of [...this.gcTimers.values(), ...this.verifyTimers.values()]) clearTimeout(t);
     this.gcTimers.clear();
+    this.verifyTimers.clear();
+    clearInterval(this.verifySchedule);
     for (const sub of this.subs) sub.unsubscribe();
     await Promise.allSettled([...this.inFlight]);
   }
@@ -87,24 +127,24 @@ export class ReplicaReceiver {
     let t = this.targets.get(sourceSite);
     if (!t) {
       const backend = this.o.backendFor?.(sourceSite) ?? new DirectoryBackend(join(this.o.replicasDir, sourceSite), { createRoot: true });
-      t = new ReplicaTarget(backend);
+      t = new ReplicaTarget(backend, undefined, this.o.copyIdleMs);
       this.targets.set(sourceSite, t);
     }
     return t;
   }
 
   /** Keyless verify of the copy of `sourceSite`'s repository, recorded as ReplicaVerified. */
-  async verify(sourceSite: string): Promise<ReplicaVerifyReport> {
+  async verify(sourceSite: string, trigger: 'after-copy' | 'schedule' | 'manual' = 'manual'): Promise<ReplicaVerifyReport> {
     const t = this.target(sourceSite);
-    const report = await t.verify();
+    const report = await this.lane(sourceSite, () => t.verify());
     const repositoryId = (await t.repositoryId()) ?? '';
     await this.o.log.append(`replicacheck-${sourceSite}`, [newEvent('ReplicaVerified', {
-      sourceSite, repositoryId, ok: report.ok, objectsChecked: report.objectsChecked, bytesChecked: report.bytesChecked,
+      sourceSite, repositoryId, trigger, ok: report.ok, objectsChecked: report.objectsChecked, bytesChecked: report.bytesChecked,
       damagedCount: report.damaged.length,
       damaged: report.damaged.slice(0, 100).map((d) => ({ kind: d.kind, id: d.id, damage: d.damage })),
     }, { site: this.o.site, actor: this.o.actor, streamId: `replicacheck-${sourceSite}` })], { expectedRevision: 'any' });
-    if (!report.ok) this.o.logger.warn({ sourceSite, damaged: report.damaged.length, first: report.damaged[0] }, 'replica verify found damage');
-    else this.o.logger.info({ sourceSite, objects: report.objectsChecked }, 'replica verified');
+    if (!report.ok) this.o.logger.warn({ sourceSite, trigger, damaged: report.damaged.length, first: report.damaged[0] }, 'replica verify found damage');
+    else this.o.logger.info({ sourceSite, trigger, objects: report.objectsChecked }, 'replica verified');
     return report;
   }
 
@@ -114,7 +154,7 @@ export class ReplicaReceiver {
    */
   async gc(sourceSite: string, graceMs = this.o.gcGraceMs ?? 3600_000): Promise<ReplicaGcReport> {
     const t = this.target(sourceSite);
-    const report = await t.gc({ graceMs });
+    const report = await this.lane(sourceSite, () => t.gc({ graceMs }));
     if (report.deferred) {
       this.o.logger.info({ sourceSite }, 'replica GC deferred: a copy is being received');
       return report;
@@ -243,6 +283,7 @@ export class ReplicaReceiver {
         const id = header(H.id);
         const created = await target.commit({ id, bytes: unb64(x.manifest), sha256: header(H.sha256) }, x.pageIds);
         await this.recordCommit(source, id, (await target.repositoryId()) ?? '', x.meta);
+        this.verifySoon(source);
         this.o.logger.info({ source, restorePointId: id, created, bytesSent: x.meta.bytesSent, chunksSent: x.meta.chunksSent }, 'replica committed');
         return { created };
       }

@@ -43,6 +43,12 @@ export interface StartReplicationOptions {
   /** Replica GC after expiries: grace period of unreferenced objects (default 1 hour) and delay (default 5 s). */
   readonly replicaGcGraceMs?: number;
   readonly replicaGcDelayMs?: number;
+  /** Verify a copy this long after a commit into it, once no copy runs (default 5 s). */
+  readonly replicaVerifyAfterCopyMs?: number;
+  /** Verify every copy held here this often (default 24 h; 0: never). */
+  readonly replicaVerifyEveryMs?: number;
+  /** How long after a transfer call a copy counts as running (default 60 s). */
+  readonly replicaCopyIdleMs?: number;
   /**
    * Key escrow (from the site's hub bundle): this site's escrow key statement and where sealed
    * keys of other sites are kept (as a target); the hub CA and this site's repository secret (as
@@ -78,6 +84,9 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
     ...(o.peers?.length ? { peers: o.peers } : {}),
     ...(o.replicaGcGraceMs !== undefined ? { gcGraceMs: o.replicaGcGraceMs } : {}),
     ...(o.replicaGcDelayMs !== undefined ? { gcDelayMs: o.replicaGcDelayMs } : {}),
+    ...(o.replicaVerifyAfterCopyMs !== undefined ? { verifyAfterCopyMs: o.replicaVerifyAfterCopyMs } : {}),
+    ...(o.replicaVerifyEveryMs !== undefined ? { verifyEveryMs: o.replicaVerifyEveryMs } : {}),
+    ...(o.replicaCopyIdleMs !== undefined ? { copyIdleMs: o.replicaCopyIdleMs } : {}),
     ...(o.replicaBackend ? { backendFor: o.replicaBackend } : {}),
     ...(o.escrow ? { escrow: { statement: o.escrow.statement, dir: o.escrow.dir } } : {}),
   });

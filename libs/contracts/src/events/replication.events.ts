@@ -68,6 +68,8 @@ const DamagedObject = Type.Object({
 export const ReplicaVerifiedV1 = Type.Object({
   sourceSite: Site,
   repositoryId: Type.String(),
+  /** What started it: a copy into it went quiet, the schedule, or a person (absent before it was recorded). */
+  trigger: Type.Optional(Type.Union([Type.Literal('after-copy'), Type.Literal('schedule'), Type.Literal('manual')])),
   ok: Type.Boolean(),
   objectsChecked: Count,
   bytesChecked: Bytes,
