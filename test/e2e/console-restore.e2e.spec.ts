@@ -5,7 +5,8 @@
 // boots to the guest's marker; an instant recovery started from the wizard boots to the marker
 // straight from the repository, the Instant recoveries page shows it with its overlay size,
 // Finish mirrors it to local disks and pivots (the mirror's progress shown, the VM still
-// running), and a second session is discarded. axe-core and screenshots of the new pages in
+// running), and a second session is discarded; the restore point's test restore (`cairn test-restore`,
+// run meanwhile) shows as passed on the VM's timeline. axe-core and screenshots of the new pages in
 // both themes, and the page's actions reachable from the keyboard. One stack, one backup and
 // one browser for the file.
 import { readFile } from 'node:fs/promises';
@@ -15,7 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { bootGuest, buildGuestImage, useHarness, waitFor, type GuestImage } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack, type Stack } from '@cairn/cli';
-import { gatewayCall, pidsOf, waitForJobEnd } from './e2e-helpers.ts';
+import { cli, gatewayCall, pidsOf, waitForJobEnd } from './e2e-helpers.ts';
 import { axeSerious, ensureConsoleBuilt, launchChromium, screenshot } from './console-helpers.ts';
 
 const h = useHarness();
@@ -27,6 +28,8 @@ let browser: Browser;
 let admin: Page;
 let vmId: string;
 let restorePointId: string;
+/** A test restore of the restore point (`cairn test-restore`), run beside the wizard's restores. */
+let testRestore: ReturnType<typeof cli>;
 
 const nav = (page: Page, name: string) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true });
 const serialShows = (file: string, text: string, what: string) =>
@@ -61,6 +64,7 @@ beforeAll(async () => {
   expect(job.state, JSON.stringify(job.failure)).toBe('completed');
   restorePointId = job.restorePointId!;
   await original.kill();
+  testRestore = cli(['--data', dataDir, '--json', 'test-restore', restorePointId, '--serial', image.marker, '--kernel', image.kernel, '--initrd', image.initrd, '--append', 'console=ttyS0 root=/dev/vda rw'], {}, 400_000);
 
   browser = await launchChromium();
   h.onClose(() => browser.close());
@@ -161,6 +165,15 @@ describe('restore wizard: whole VM and instant recovery (real stack, real guest,
     expect((await api('GET', `/v1/instant-recoveries/${id}`)).body).toMatchObject({ state: 'discarded', running: false });
   });
 
+  it('the VM page shows the restore point\'s test restore (booted in isolation and checked): passed', async () => {
+    const r = await testRestore;
+    expect(r.code, `${r.stdout} ${r.stderr}`).toBe(0);
+    await admin.goto(`/vms/${vmId}`);
+    const result = admin.locator(`[data-restore-point="${restorePointId}"] [data-test-restore="passed"]`);
+    await result.waitFor({ timeout: 60_000 });
+    expect(await result.textContent()).toMatch(/^passed .*\(serial/);
+  });
+
   it('the new pages pass axe-core without serious or critical violations in light and dark, and are screenshot', async () => {
     const found: Record<string, unknown> = {};
     for (const theme of ['light', 'dark'] as const) {
@@ -168,6 +181,7 @@ describe('restore wizard: whole VM and instant recovery (real stack, real guest,
       const pages: Array<[string, () => Promise<void>]> = [
         ['restore-vm', async () => { await admin.goto('/'); await wizard(/^Whole VM/); await admin.getByLabel('New VM name').waitFor(); }],
         ['restore-instant', async () => { await admin.goto('/'); await wizard(/^Instant recovery/); await admin.locator('[data-action="instant"]').waitFor(); }],
+        ['vm-tested', async () => { await admin.goto(`/vms/${vmId}`); await admin.locator('[data-test-restore="passed"]').waitFor(); }],
         // The jobs page with both kinds: the backup and the whole-VM restore.
         ['jobs-kinds', async () => { await admin.goto('/jobs'); await admin.locator('tr[data-job]').nth(1).waitFor(); }],
         ['instant', async () => { await admin.goto('/instant'); await admin.getByLabel('All ended ones').check(); await admin.locator('[data-instant]').nth(1).waitFor(); }],

@@ -56,6 +56,10 @@ export interface RestorePoint {
   kind: 'full' | 'incremental'; sizeBytes: number; bytesRead: number; bytesStored: number; changedBytes: number; savedBytes: number;
   disks: { name: string; sizeBytes: number; bytesStored: number }[]; expiredAt: string | null;
   consistency?: 'application' | 'crash' | null; consistencyReason?: string | null;
+  /** The newest test restore of this point (booted in isolation and checked), where the catalogue has one. */
+  lastTestRestore?: { testRestoreId: string; status: 'running' | 'passed' | 'failed'; at: string; durationMs: number | null; checks: string[]; failedCheck: string | null } | null;
+  /** A verify found damaged chunks in it (cleared by a later clean verify). */
+  damage?: { at: string; verifyId: string; damagedCount: number } | null;
 }
 export type JobState = 'requested' | 'running' | 'completed' | 'failed' | 'cancelled';
 export interface Job {

@@ -18,6 +18,8 @@ const STALE_BY_CATEGORY: Record<string, string[]> = {
   replicacheck: ['replicas'],
   restore: ['restore-job', 'jobs', 'job'],
   instant: ['instant'],
+  testrestore: ['restore-points', 'vm'],
+  verify: ['restore-points', 'vm'],
 };
 const pending = new Set<string>();
 let flush: ReturnType<typeof setTimeout> | undefined;

@@ -6,7 +6,7 @@ import { post, type RestorePoint } from '../api.ts';
 import { useFeed } from '../live.ts';
 import { useJobs, useReplicas, useRestorePoints, useVm, useVms } from '../queries.ts';
 import { useSession } from '../session.tsx';
-import { Empty, ErrorBox, Loading, Page, Progress, StateBadge, Time, bytes, shortId } from '../ui.tsx';
+import { Empty, ErrorBox, Loading, Page, Progress, StateBadge, Time, bytes, shortId, when } from '../ui.tsx';
 
 export function VmsPage() {
   const vms = useVms();
@@ -132,6 +132,11 @@ function Timeline(props: { points: RestorePoint[] }) {
                 <div><dt>Read</dt><dd>{bytes(p.changedBytes)}</dd></div>
                 <div><dt>Stored</dt><dd>{bytes(p.bytesStored)}</dd></div>
                 <div><dt>Consistency</dt><dd data-consistency={p.consistency ?? 'unknown'} title={p.consistencyReason ?? undefined}>{p.consistency === 'application' ? 'application-consistent (guest file systems frozen)' : p.consistency === 'crash' ? `crash-consistent${p.consistencyReason ? ` (${p.consistencyReason})` : ''}` : <span class="muted">not recorded (an older restore point)</span>}</dd></div>
+                <div><dt>Test restore</dt><dd data-test-restore={p.lastTestRestore?.status ?? 'none'}>{!p.lastTestRestore ? <span class="muted">none yet</span>
+                  : p.lastTestRestore.status === 'passed' ? <span class="ok">passed {when(p.lastTestRestore.at)}{p.lastTestRestore.checks.length ? ` (${p.lastTestRestore.checks.join(', ')})` : ''}</span>
+                  : p.lastTestRestore.status === 'failed' ? <strong class="bad-text">failed {when(p.lastTestRestore.at)}{p.lastTestRestore.failedCheck ? `: ${p.lastTestRestore.failedCheck}` : ''}</strong>
+                  : <span>running since {when(p.lastTestRestore.at)}</span>}</dd></div>
+                {p.damage ? <div><dt>Damage</dt><dd data-damage={p.damage.damagedCount}><strong class="bad-text">{p.damage.damagedCount} damaged chunk{p.damage.damagedCount === 1 ? '' : 's'} found by a verify {when(p.damage.at)}</strong></dd></div> : null}
                 <div><dt>Replicas</dt><dd>{copies.length ? copies.join(', ') : 'none'}</dd></div>
                 <div><dt>Job</dt><dd><a href={`/jobs/${encodeURIComponent(p.jobId)}`}>{shortId(p.jobId)}</a></dd></div>
               </dl>
