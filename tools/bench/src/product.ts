@@ -421,10 +421,12 @@ async function flatRun(sizeBytes: number, seed: string, workRoot: string): Promi
   }
 }
 
-export function flatTable(steps: readonly FlatStep[]): string {
+export function flatTable(steps: readonly FlatStep[], runs: readonly CairnRun[], diskBytes: number): string {
+  const base = runs.map((r) => `| ${fmtSize(diskBytes)} (run ${runs.indexOf(r) + 1} above) | ${s2(r.full.jobMs)} | ${(diskBytes / MB / (r.full.jobMs / 1000)).toFixed(0)} | ${(r.fullPeakRss / MiB).toFixed(0)} | ${r.cpu.full.stack.toFixed(1)} (${r.cpu.full.main.toFixed(1)}) |`);
   return [
     '| disk | full job s | full MB/s | stack peak RSS MiB (full) | stack CPU s (main thread) |',
     '| --- | ---: | ---: | ---: | ---: |',
+    ...base,
     ...steps.map((f) => `| ${fmtSize(f.sizeBytes)} | ${s2(f.full.jobMs)} | ${(f.sizeBytes / MB / (f.full.jobMs / 1000)).toFixed(0)} | ${(f.peakRss / MiB).toFixed(0)} | ${f.cpu.stack.toFixed(1)} (${f.cpu.main.toFixed(1)}) |`),
   ].join('\n');
 }
@@ -570,7 +572,7 @@ async function main(): Promise<void> {
     for (const sz of values.flat ? values.flat.split(',').map((x) => parseSize(x.trim())) : []) flat.push(await flatRun(sz, spec.seed, workRoot));
     const loadEnd = load();
     const t = productTables({ diskBytes: size, cairn: cairnRuns, others: otherRuns, ...(concurrent ? { concurrent } : {}) });
-    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}\n\nCPU:\n${plainTable(t.cpu)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}${flat.length ? `\n\npeak RSS as the disk grows:\n${plainTable(flatTable(flat))}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
+    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}\n\nCPU:\n${plainTable(t.cpu)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}${flat.length ? `\n\npeak RSS as the disk grows:\n${plainTable(flatTable(flat, cairnRuns, size))}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
     const mix = layoutMix(imageLayout(spec));
     const cmd = `npx tsx tools/bench/src/product.ts${quick ? ' --quick' : ''}${values.size ? ` --size ${values.size}` : ''}${values.runs ? ` --runs ${runs}` : ''}${values.flat ? ` --flat ${values.flat}` : ''}`;
     const body = [
@@ -586,7 +588,7 @@ async function main(): Promise<void> {
       '',
       t.cpu,
       ...(t.concurrent ? ['', t.concurrent] : []),
-      ...(flat.length ? ['', flatTable(flat)] : []),
+      ...(flat.length ? ['', flatTable(flat, cairnRuns, size)] : []),
       '',
       t.targets,
     ].join('\n');
