@@ -61,6 +61,9 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   ReplicaCommitted: ['replication'],
   ReplicaVerified: ['replication'],
   KeyEscrowReceived: ['replication'],
+  // The hub's site watch (cairn hub), on the hub's own log.
+  SiteSilent: ['admin'],
+  SiteContactRestored: ['admin'],
   ReplicaRepaired: ['replication'],
   ReplicaExpired: ['replication'],
   ReplicaGarbageCollected: ['replication'],

@@ -48,6 +48,7 @@ export type RecoveryKeyExported = EventOf<'RecoveryKeyExported'>;
 export type RepositoryDeleted = EventOf<'RepositoryDeleted'>;
 export type SiteDeclaredLost = EventOf<'SiteDeclaredLost'>;
 export type KeyEscrowReceived = EventOf<'KeyEscrowReceived'>;
+export type SiteSilent = EventOf<'SiteSilent'>;
 export type EventSigningStarted = EventOf<'EventSigningStarted'>;
 export type ProvenanceViolation = EventOf<'ProvenanceViolation'>;
 export type NatsServerRestarted = EventOf<'NatsServerRestarted'>;

@@ -13,7 +13,7 @@ import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.even
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
-  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
+  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, SiteSilentV1, SiteContactRestoredV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
 } from './replication.events.ts';
 import {
   AccessDeniedV1, AccessRecoveredV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, SiteDeclaredLostV1, RestorePointDeletedV1,
@@ -90,6 +90,8 @@ export const EVENT_SCHEMAS = {
   ReplicationPolicyCreated: define('ReplicationPolicyCreated', { description: 'A replication policy was created at its source site.', categories: ['replpolicy'], latest: ReplicationPolicyCreatedV1 }),
   ReplicationPolicyDeleted: define('ReplicationPolicyDeleted', { description: 'A replication policy was deleted.', categories: ['replpolicy'], latest: ReplicationPolicyDeletedV1 }),
   ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),
+  SiteSilent: define('SiteSilent', { description: 'The hub heard nothing from a site for longer than its allowed gap (raised once until contact returns).', categories: ['sitehealth'], latest: SiteSilentV1 }),
+  SiteContactRestored: define('SiteContactRestored', { description: 'The hub reaches a site again after it was reported silent.', categories: ['sitehealth'], latest: SiteContactRestoredV1 }),
   KeyEscrowReceived: define('KeyEscrowReceived', { description: 'A source site\'s repository key arrived sealed for this site (key escrow), kept with its replicas.', categories: ['replicacheck'], latest: KeyEscrowReceivedV1 }),
   ReplicaVerified: define('ReplicaVerified', { description: 'This site checked its copy of another site\'s repository without the key.', categories: ['replicacheck'], latest: ReplicaVerifiedV1 }),
   ReplicaRepaired: define('ReplicaRepaired', { description: 'Damaged objects of a copy were sent again by the source site and checked.', categories: ['replicacheck'], latest: ReplicaRepairedV1 }),

@@ -120,3 +120,21 @@ export const KeyEscrowReceivedV1 = Type.Object({
   /** This site's escrow public key it is sealed to (base64url). */
   recipient: Type.String({ maxLength: 64 }),
 }, { additionalProperties: false });
+
+/**
+ * The hub heard nothing from a site for longer than its allowed gap (stream `sitehealth-<site>` in
+ * the hub's log): its leaf link, or the site itself, is down. Raised once until contact returns.
+ */
+export const SiteSilentV1 = Type.Object({
+  site: Site,
+  /** Last time the hub reached the site's event stream (null: not since the hub started). */
+  lastContactAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  allowedGapMs: Type.Integer({ minimum: 1 }),
+  silentForMs: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
+/** The hub reaches a site again after it was reported silent. */
+export const SiteContactRestoredV1 = Type.Object({
+  site: Site,
+  silentForMs: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });

@@ -4,10 +4,33 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
-import { DEFAULT_DATA_DIR, globals } from '../session.ts';
+import { DEFAULT_DATA_DIR, bytes, globals, output, table } from '../session.ts';
+import { sessionAction } from '../cli-replies.ts';
+import type { SiteHealth } from '../stack/site-health.ts';
 
 export function registerSiteCommands(program: Command): void {
   const site = (program.commands.find((c) => c.name() === 'site') ?? program.command('site')).description('site set-up: NATS identities, certificates and permissions; disaster recovery (declare-lost)');
+  site
+    .command('list')
+    .description('at the hub: every site\'s health — leaf link, last contact, silence, event lag, failed jobs and RPO misses in 24 h, repository use, replication lag per pair')
+    .action(sessionAction(async (s) => {
+      // Loaded here, not at every start of the CLI (docs/benchmarks.md "CLI start-up").
+      const { SITE_HEALTH_SUBJECT } = await import('../stack/site-health.ts');
+      let reply;
+      try {
+        reply = (await s.nc.request(SITE_HEALTH_SUBJECT, '', { timeout: 15_000 })).json<{ ok: boolean; error?: string; sites?: SiteHealth[] }>();
+      } catch (e) {
+        throw new CliError(`no hub answered for site health: ${(e as Error).message}`, EXIT.unavailable, 'run it at the hub: cairn --data <hub data> site list');
+      }
+      if (!reply.ok || !reply.sites) throw new CliError(`site health: ${reply.error ?? 'no answer'}`, EXIT.failure);
+      const sites = reply.sites;
+      const ago = (t: string | null) => (t ? `${Math.round((Date.now() - Date.parse(t)) / 1000)} s ago` : 'never');
+      output(s, sites, () => table(sites.map((x) => ({
+        site: x.site, link: x.leafLink, contact: ago(x.lastContactAt), silent: x.silent ? `SILENT (> ${x.allowedGapMs / 1000} s)` : 'no',
+        lag: x.eventLag ?? '?', failed24h: x.failedJobs24h, rpoMisses24h: x.rpoMisses24h, repository: `${x.restorePoints} rp, ${bytes(x.repositoryBytes)}`,
+        replication: x.replication.map((r) => `→${r.target} ${r.replicas} (lag ${(r.lagMs / 1000).toFixed(1)} s)`).join(', ') || '-',
+      })), ['site', 'link', 'contact', 'silent', 'lag', 'failed24h', 'rpoMisses24h', 'repository', 'replication']));
+    }));
   site
     .command('init')
     .description('create (or complete) the site CA, server and client certificates, nkeys and the nats-server security config')

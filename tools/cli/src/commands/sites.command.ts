@@ -26,13 +26,16 @@ export function registerSitesCommands(program: Command): void {
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
     .option('--host <names...>', 'names and addresses the hub is reached at, for its certificate (first start; default localhost 127.0.0.1)')
     .option('--insecure', 'plain NATS: no TLS, no identities, no leaf users (any site may join)')
+    .option('--allowed-gap <seconds>', 'a site not reached for longer than this is reported silent (SiteSilent; cairn site list)', '300')
     .option('--once', 'stop after start-up')
-    .action(async function (this: Command, o: { sites?: string; leafPort?: string; leafHost: string; gatewayPort?: string; host?: string[]; insecure?: boolean; once?: boolean }) {
+    .action(async function (this: Command, o: { sites?: string; leafPort?: string; leafHost: string; gatewayPort?: string; host?: string[]; insecure?: boolean; once?: boolean; allowedGap: string }) {
+      const gap = Number(o.allowedGap);
+      if (!Number.isFinite(gap) || gap < 1) throw new CliError('--allowed-gap must be a number of seconds ≥ 1', EXIT.usage);
       const dataDir = hubDataDir(this);
       const secure = !o.insecure && process.env['CAIRN_SECURE'] !== '0';
       const { startHub } = await import('../stack/hub-stack.ts');
       const running = await startHub({
-        dataDir, sites: sitesOf(o.sites), log: say, leafHost: o.leafHost,
+        dataDir, sites: sitesOf(o.sites), log: say, leafHost: o.leafHost, allowedGapMs: gap * 1000,
         ...(secure ? { secure: true } : {}),
         ...(o.host ? { hosts: o.host } : {}),
         ...(o.leafPort ? { leafPort: Number(o.leafPort) } : {}),

@@ -19,6 +19,8 @@ import { startGateway, type RunningGateway } from '@cairn/gateway';
 import { STATE_FILE, type StackState } from '../session.ts';
 import { watchHubSecurity, type HubSecurityWatch } from './hub-reload.ts';
 import { logFileDestination } from './log-file.ts';
+import { startSiteHealthWatch, type SiteHealthWatch } from './site-health.ts';
+import { CatalogueClient } from '@cairn/catalogue-client';
 
 export const HUB_SITE = 'hub';
 
@@ -44,6 +46,10 @@ export interface HubOptions {
   readonly leafHost?: string;
   /** Secure: re-check the security directory for added sites this often besides watching it (default 10 s). */
   readonly securityRecheckMs?: number;
+  /** Site health: a site not reached for longer than this is reported silent (SiteSilent; default 5 min). */
+  readonly allowedGapMs?: number;
+  /** Site health: how often each site is probed across its leaf link (default 10 s). */
+  readonly probeEveryMs?: number;
 }
 
 export interface Hub {
@@ -56,6 +62,8 @@ export interface Hub {
   readonly nc: NatsConnection;
   readonly catalogue: RunningCatalogue;
   readonly relay: RunningHubRelay;
+  /** Site health (`cairn site list` at the hub). */
+  readonly health: SiteHealthWatch;
   /** The hub's NATS security material when it runs secure. */
   readonly security?: HubSecurity;
   /** Copies these sites' event streams too. */
@@ -157,6 +165,14 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     stops.push(() => log.close());
     const catalogue = await startCatalogue({ nc: catalogueNc, site: HUB_SITE, dataDir: join(dataDir, 'catalogue'), log, logger: logger.child({ name: 'catalogue' }) });
     stops.push(() => catalogue.close());
+    // Site health: probes across the leaf links as the relay does (its identity), records silences in the hub's own log.
+    const hubLog = await createJetStreamEventLog({ nc, site: HUB_SITE, createStream: false });
+    stops.push(() => hubLog.close());
+    const health = startSiteHealthWatch({
+      probeNc: await as('hub-relay'), queryNc: nc, relay, log: hubLog, catalogue: new CatalogueClient(nc, { site: HUB_SITE }),
+      allowedGapMs: o.allowedGapMs ?? 5 * 60_000, probeEveryMs: o.probeEveryMs ?? 10_000, logger: logger.child({ name: 'site-health' }),
+    });
+    stops.push(() => health.stop());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? randomBytes(24).toString('base64url');
     await writeFile(join(dataDir, 'secrets', 'api.token'), gatewayToken + '\n', { mode: 0o600 });
     const gateway: RunningGateway = await startGateway({ nc: await as('gateway'), site: HUB_SITE, accessRecovery: false, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
@@ -164,7 +180,7 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}) };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
     return {
-      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay,
+      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay, health,
       ...(security ? { security } : {}),
       addSites: async (sites) => { for (const x of sites) relay.addSite(x); },
       reloadSecurity: async () => { await watch?.check(); },
