@@ -112,7 +112,7 @@ export function startSiteHealthWatch(o: {
 
   const probeSite = async (site: string): Promise<void> => {
     const p = await load(site);
-    let reached = false;
+    let reached: boolean;
     try {
       // No $JS.<site>.API.INFO first (checkAPI): the relay identity may only read the site's stream info.
       const jsm = await jetstreamManager(o.probeNc, { domain: site, timeout: Math.min(5_000, o.probeEveryMs * 2), checkAPI: false });
