@@ -1,8 +1,8 @@
 // libvirt over qemu+tls:// through the product. The test makes its PKI with openssl
 // (libvirt-tls.ts: one CA, QEMU's NBD server certificate in /etc/pki/qemu, a client
-// certificate in the directory the URI names as `pkipath`), reaches the shared libvirtd through
-// a TLS listener on a free port (Debian 12's libvirt has no virtproxyd and the shared daemon is
-// not restarted: see libvirt-tls.ts), and this machine stands in for the remote host.
+// certificate in the directory the URI names as `pkipath`) and talks to libvirtd's own TLS
+// listener (ensureLibvirtd({ tls: true }) starts the daemon with `--listen`, or restarts one
+// started without it; libvirt.ts), this machine standing in for the remote host.
 // First the adapter alone: a view's NBD export listens on a TCP port of the host with TLS; a
 // plain NBD client is refused (the server requires TLS), a client that trusts another CA
 // refuses the server with a clear error, a client certificate of another CA is refused by
@@ -13,12 +13,12 @@
 // /var/tmp on the host: libvirt makes and removes them).
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
-  buildGuestImage, defineGuestDomain, ensureLibvirtd, issueCert, libvirtTlsFixture, makeCa, useHarness, virsh, waitFor,
+  buildGuestImage, defineGuestDomain, ensureLibvirtd, issueCert, LIBVIRTD_TLS_PORT, libvirtTlsFixture, makeCa, TEST_PKI_DIR, useHarness, virsh, waitFor,
 } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
@@ -34,11 +34,29 @@ describe('libvirt over qemu+tls through the product (real libvirtd, QEMU, TLS on
   const h = useHarness();
 
   it('NBD export served with TLS only; full and incremental backups over qemu+tls restore byte-identical', async (ctx) => {
-    await ensureLibvirtd();
+    await ensureLibvirtd({ tls: true });
     const fx = await libvirtTlsFixture();
     if ('skip' in fx) { ctx.skip(fx.skip); return; }
-    h.onClose(() => fx.close());
+    // The server end is libvirtd itself: its TLS port, not a stand-in.
+    expect(fx.uri).toContain(`localhost:${LIBVIRTD_TLS_PORT}/`);
+    expect(Number((await run('ss', ['-Hltnp', `sport = :${LIBVIRTD_TLS_PORT}`])).stdout.match(/pid=(\d+)/)?.[1])).toBe(Number((await readFile('/run/libvirtd.pid', 'utf8')).trim()));
     const dataDir = await h.tmpDir('cairn-e2e-lvtls-');
+    // libvirtd verifies clients itself: a certificate of another CA, and one of the test CA
+    // whose DN is not in tls_allowed_dn_list, are both refused.
+    const pkiDir = async (name: string, cert: { cert: string; key: string }) => {
+      const dir = join(dataDir, name);
+      await mkdir(dir, { recursive: true });
+      await copyFile(fx.caFile, join(dir, 'cacert.pem'));
+      await copyFile(cert.cert, join(dir, 'clientcert.pem'));
+      await copyFile(cert.key, join(dir, 'clientkey.pem'));
+      return fx.uri.replace(fx.clientDir, dir);
+    };
+    const otherCaDir = join(dataDir, 'other-ca');
+    await makeCa(otherCaDir, 'Another CA');
+    const outsider = await pkiDir('pki-outsider', await issueCert(otherCaDir, otherCaDir, { name: 'client', cn: 'cairn-test-client', server: false }));
+    await expect(run('virsh', ['-q', '-c', outsider, 'uri'], { timeout: 60_000 })).rejects.toThrow();
+    const unlisted = await pkiDir('pki-unlisted', await issueCert(TEST_PKI_DIR, join(dataDir, 'unlisted'), { name: 'client', cn: 'not-allowed', server: false }));
+    await expect(run('virsh', ['-q', '-c', unlisted, 'uri'], { timeout: 60_000 })).rejects.toThrow();
     const image = await buildGuestImage({ dir: dataDir, hostname: 'lvtls', workload: true, sizeMiB: 64 });
     const dom = await defineGuestDomain({ image, dir: dataDir, prefix: 'cairn-e2e-tls' });
     h.onClose(() => dom.remove());
@@ -83,9 +101,17 @@ describe('libvirt over qemu+tls through the product (real libvirtd, QEMU, TLS on
     const stack = await startStack({ dataDir });
     h.onClose(() => stack.stop());
     const args = ['--data', dataDir];
-    const added = await cli([...args, 'hypervisor', 'add', 'libvirt', '--uri', fx.uri, '--name', 'lvtls']);
+    // Flags that do not fit are usage errors before anything is sent.
+    const badPorts = await cli([...args, 'hypervisor', 'add', 'libvirt', '--uri', fx.uri, '--name', 'lvtls', '--nbd-ports', '10960-10950']);
+    expect(badPorts.code).toBe(2);
+    expect(badPorts.stderr).toMatch(/--nbd-ports: the first port \(10960\) is above the last \(10950\)/);
+    // The NBD settings stored with the hypervisor: the client directory (here the pkipath one,
+    // named explicitly) and a port range of its own.
+    const added = await cli([...args, 'hypervisor', 'add', 'libvirt', '--uri', fx.uri, '--name', 'lvtls', '--nbd-tls-dir', fx.clientDir, '--nbd-ports', '10950-10960']);
     expect(added.code, added.stderr).toBe(0);
     expect(added.stdout).toContain(dom.name);
+    const stored = JSON.parse(await readFile(join(dataDir, 'coordinator', 'hypervisors.json'), 'utf8')) as Array<{ name: string }>;
+    expect(stored.find((x) => x.name === 'lvtls')).toMatchObject({ kind: 'libvirt', nbdTlsDir: fx.clientDir, nbdPorts: [10950, 10960] });
     const catalogue = new CatalogueClient(stack.nc, { site: stack.site });
     await waitFor(async () => (await catalogue.query('vm.list', {})).items.some((v) => v.name === dom.name && v.hypervisor.host === 'lvtls'), { what: 'the domain in the catalogue' });
     await dom.waitForSerial(undefined, 240_000);
@@ -110,6 +136,8 @@ describe('libvirt over qemu+tls through the product (real libvirtd, QEMU, TLS on
         // The data mover read the host's TCP export with TLS.
         const taken = job.events.find((e) => e.type === 'SnapshotTaken') as { data?: { nbd?: { host?: string; port?: number; tls?: { caFile?: string } } } } | undefined;
         expect(taken?.data?.nbd).toMatchObject({ host: 'localhost', tls: { caFile: join(fx.clientDir, 'cacert.pem') } });
+        expect(taken!.data!.nbd!.port, 'a port of --nbd-ports').toBeGreaterThanOrEqual(10950);
+        expect(taken!.data!.nbd!.port).toBeLessThanOrEqual(10960);
         return { restorePointId: job.restorePointId!, raw: await rawNow(label) };
       } finally { await virsh('resume', dom.name); }
     };

@@ -1,25 +1,18 @@
-// Test fixture: libvirt over TLS with a test PKI (made with openssl, never committed).
-// One CA (kept with its key in TEST_PKI_DIR) signs:
+// Test PKI for libvirt over TLS (made with openssl, never committed) and the qemu+tls://
+// fixture. One CA (kept with its key in TEST_PKI_DIR) signs:
 // - the NBD server certificate of pull-mode backups with <server tls='yes'>, put in QEMU's
 //   default directory /etc/pki/qemu (libvirt's default_tls_x509_cert_dir, which
-//   backup_tls_x509_cert_dir falls back to): no qemu.conf change, no libvirtd restart;
-// - the server certificate of the qemu+tls:// listener (CN and SAN localhost);
+//   backup_tls_x509_cert_dir falls back to): no qemu.conf change;
+// - libvirtd's own TLS listener certificate (CN localhost, SAN localhost, 127.0.0.1 and the host
+//   name), named with the CA and the allowed client DN in LIBVIRTD_TEST_CONFIG, the file
+//   ensureLibvirtd starts `libvirtd --listen --config` with (libvirt.ts);
 // - a client certificate (CN cairn-test-client) in a directory that is both libvirt's
 //   `pkipath` (cacert.pem, clientcert.pem, clientkey.pem) and Cairn's NBD TLS directory.
-// The qemu+tls:// listener: libvirtd is shared by every test on the machine and Debian 12's
-// libvirt has no virtproxyd, and a second privileged libvirtd cannot run beside the first (one
-// QEMU driver state per host), so rather than restarting the shared daemon with --listen,
-// `startLibvirtTlsListener` serves libvirt's TLS transport itself: a TLS server (client
-// certificate required and verified against the CA, as libvirtd's auth_tls=none does) that
-// sends libvirt's one-byte "certificate accepted" answer and then carries the RPC stream to
-// libvirtd's unix socket. The client side (virsh, Cairn) is libvirt's own qemu+tls:// code.
 // Files are written only where missing: a machine with its own /etc/pki/qemu keeps it, and
 // `libvirtTlsFixture` then says why a TLS test cannot run there.
 import { execFile } from 'node:child_process';
 import { chmod, chown, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { connect as netConnect } from 'node:net';
 import { hostname } from 'node:os';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -30,7 +23,6 @@ export const TEST_PKI_DIR = '/var/lib/cairn-test-pki';
 const CA_CN = 'Cairn test CA (libvirt TLS)';
 
 const QEMU_PKI = '/etc/pki/qemu';
-const LIBVIRT_SOCK = '/var/run/libvirt/libvirt-sock';
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
@@ -101,58 +93,68 @@ export async function ensureTestPki(): Promise<void> {
   await place(client.key, join(clientDir, 'clientkey.pem'), 0o600);
 }
 
+/** The port of libvirtd's TLS listener in LIBVIRTD_TEST_CONFIG (libvirt's default). */
+export const LIBVIRTD_TLS_PORT = 16514;
+/** The libvirtd configuration file ensureLibvirtd starts the daemon with. */
+export const LIBVIRTD_TEST_CONFIG = join(TEST_PKI_DIR, 'libvirtd.conf');
+const CLIENT_DN = 'CN=cairn-test-client';
+/** Keys LIBVIRTD_TEST_CONFIG sets: the machine's own libvirtd.conf settings of these are dropped. */
+const TLS_KEYS = ['listen_tls', 'listen_tcp', 'tls_port', 'listen_addr', 'auth_tls', 'key_file', 'cert_file', 'ca_file', 'crl_file', 'tls_allowed_dn_list', 'tls_no_verify_certificate'];
+
+/**
+ * Writes LIBVIRTD_TEST_CONFIG: the machine's /etc/libvirt/libvirtd.conf (its one-line settings,
+ * so nothing else changes) and a TLS listener on 127.0.0.1:LIBVIRTD_TLS_PORT with the test PKI,
+ * no plain TCP, auth_tls none and only the test client's certificate allowed.
+ */
+export async function writeLibvirtdTestConfig(system = '/etc/libvirt/libvirtd.conf'): Promise<string> {
+  await ensureTestPki();
+  const kept = (await readFile(system, 'utf8').catch(() => '')).split('\n')
+    .filter((l) => !TLS_KEYS.some((k) => new RegExp(`^\\s*${k}\\s*=`).test(l)));
+  const q = (v: string) => JSON.stringify(v);
+  await writeFile(LIBVIRTD_TEST_CONFIG, [
+    ...kept,
+    '# Cairn tests (libs/testing/src/libvirt-tls.ts): libvirtd\'s own TLS listener with the test PKI.',
+    'listen_tls = 1',
+    'listen_tcp = 0',
+    `tls_port = ${q(String(LIBVIRTD_TLS_PORT))}`,
+    `listen_addr = ${q('127.0.0.1')}`,
+    `auth_tls = ${q('none')}`,
+    `ca_file = ${q(join(TEST_PKI_DIR, 'ca-cert.pem'))}`,
+    `cert_file = ${q(join(TEST_PKI_DIR, 'server-cert.pem'))}`,
+    `key_file = ${q(join(TEST_PKI_DIR, 'server-key.pem'))}`,
+    `tls_allowed_dn_list = [${q(CLIENT_DN)}]`,
+    '',
+  ].join('\n'), { mode: 0o600 });
+  return LIBVIRTD_TEST_CONFIG;
+}
+
 export interface LibvirtTlsFixture {
-  /** qemu+tls://localhost:<port>/system?pkipath=<clientDir> */
+  /** qemu+tls://localhost:<port>/system?pkipath=<clientDir>, served by libvirtd itself. */
   readonly uri: string;
   /** cacert.pem, clientcert.pem, clientkey.pem (libvirt's names), signed by the test CA. */
   readonly clientDir: string;
   readonly caFile: string;
-  close(): Promise<void>;
 }
 
-/**
- * The TLS listener for libvirtd's unix socket (see the head of this file) on a free port of
- * 127.0.0.1, with the test PKI.
- */
-export async function startLibvirtTlsListener(): Promise<{ port: number; server: TlsServer }> {
-  const [ca, cert, key] = await Promise.all(['ca-cert.pem', 'server-cert.pem', 'server-key.pem'].map((f) => readFile(join(TEST_PKI_DIR, f))));
-  const server = createTlsServer({ ca, cert, key, requestCert: true, rejectUnauthorized: true,
-    // TLS 1.2: OpenSSL's TLS 1.3 sends session tickets after the handshake as a record of their
-    // own, and libvirt's client takes the first readable record for its confirmation byte.
-    minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }, (tls) => {
-    const up = netConnect(LIBVIRT_SOCK);
-    up.once('connect', () => {
-      // libvirt's client waits for this byte: its certificate passed the server's checks.
-      tls.write(Buffer.from([1]));
-      tls.pipe(up).pipe(tls);
-    });
-    up.on('error', () => tls.destroy());
-    tls.on('error', () => up.destroy());
-    tls.on('close', () => up.destroy());
-  });
-  server.on('tlsClientError', () => undefined);
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', () => resolve()); });
-  return { port: (server.address() as { port: number }).port, server };
-}
+/** The qemu+tls:// URI of the test client to libvirtd's listener. */
+export const libvirtTlsUri = (port = LIBVIRTD_TLS_PORT) => `qemu+tls://localhost:${port}/system?pkipath=${join(TEST_PKI_DIR, 'client')}`;
 
 /**
- * qemu+tls:// to the shared libvirtd through startLibvirtTlsListener, or the reason it cannot
- * be had here (another PKI in /etc/pki/qemu).
+ * qemu+tls:// to libvirtd's own TLS listener (call `ensureLibvirtd({ tls: true })` first: it
+ * makes sure the daemon listens), or the reason it cannot be had here (another PKI in
+ * /etc/pki/qemu).
  */
 export async function libvirtTlsFixture(): Promise<LibvirtTlsFixture | { skip: string }> {
   await ensureTestPki();
   const ours = (await readFile(join(TEST_PKI_DIR, 'ca-cert.pem'), 'utf8')).trim();
   const f = join(QEMU_PKI, 'ca-cert.pem');
   if ((await readFile(f, 'utf8')).trim() !== ours) return { skip: `${f} is another CA than the test one (${TEST_PKI_DIR}); this machine's QEMU PKI is left alone` };
-  const { port, server } = await startLibvirtTlsListener();
   const clientDir = join(TEST_PKI_DIR, 'client');
-  const uri = `qemu+tls://localhost:${port}/system?pkipath=${clientDir}`;
-  const close = () => new Promise<void>((resolve) => { server.close(() => resolve()); });
+  const uri = libvirtTlsUri();
   try {
     await run('virsh', ['-q', '-c', uri, 'uri'], { env: { ...process.env, LC_ALL: 'C' }, timeout: 30_000 });
   } catch (e) {
-    await close();
-    throw new Error(`virsh does not connect over ${uri}: ${String((e as { stderr?: string }).stderr ?? e).trim()}`, { cause: e });
+    throw new Error(`virsh does not connect to libvirtd's TLS listener over ${uri} (was libvirtd started by ensureLibvirtd({ tls: true })?): ${String((e as { stderr?: string }).stderr ?? e).trim()}`, { cause: e });
   }
-  return { uri, clientDir, caFile: join(clientDir, 'cacert.pem'), close };
+  return { uri, clientDir, caFile: join(clientDir, 'cacert.pem') };
 }

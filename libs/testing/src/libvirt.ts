@@ -1,14 +1,17 @@
 // Test fixture: a real libvirtd (qemu:///system, as root, no systemd) and uniquely named TCG
 // domains that boot the test guest of guest.ts. `ensureLibvirtd` starts virtlogd, virtlockd
-// and libvirtd only when nothing answers yet (they keep running for the other tests);
+// and libvirtd only when nothing answers yet (they keep running for the other tests), libvirtd
+// with `--listen` and its TLS listener on the test PKI (libvirt-tls.ts);
 // `defineGuestDomain` returns a domain the caller must `remove()` in afterAll.
 // Needs the Debian packages libvirt-daemon-system and libvirt-clients.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { GuestImage } from './guest.ts';
+import { LIBVIRTD_TEST_CONFIG, LIBVIRTD_TLS_PORT, writeLibvirtdTestConfig } from './libvirt-tls.ts';
 
 const run = promisify(execFile);
 export const LIBVIRT_URI = 'qemu:///system';
@@ -17,16 +20,101 @@ export function virsh(...args: string[]): Promise<string> {
   return run('virsh', ['-q', '-c', LIBVIRT_URI, ...args], { env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 64 << 20 }).then((r) => r.stdout);
 }
 
-/** Makes sure qemu:///system answers, starting the daemons if needed. */
-export async function ensureLibvirtd(timeoutMs = 60_000): Promise<void> {
-  if (await virsh('uri').then(() => true, () => false)) return;
-  for (const d of ['virtlogd', 'virtlockd', 'libvirtd']) await run(d, ['-d']).catch(() => undefined);
+const answers = () => virsh('uri').then(() => true, () => false);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host: '127.0.0.1', port });
+    s.setTimeout(5000);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('timeout', () => { s.destroy(); resolve(false); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function waitUntil(what: string, ok: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (await virsh('uri').then(() => true, () => false)) return;
-    if (Date.now() > until) throw new Error('libvirtd did not answer on qemu:///system (is libvirt-daemon-system installed, and are we root?)');
-    await new Promise((r) => setTimeout(r, 250));
+  while (!await ok()) {
+    if (Date.now() > until) throw new Error(what);
+    await sleep(250);
   }
+}
+
+/** Starts virtlogd, virtlockd and `libvirtd -d --listen --config LIBVIRTD_TEST_CONFIG`. */
+async function startDaemons(timeoutMs: number): Promise<void> {
+  const config = await writeLibvirtdTestConfig();
+  for (const d of ['virtlogd', 'virtlockd']) await run(d, ['-d']).catch(() => undefined);
+  await run('libvirtd', ['-d', '--listen', '--config', config]).catch(() => undefined);
+  await waitUntil('libvirtd did not answer on qemu:///system (is libvirt-daemon-system installed, and are we root?)', answers, timeoutMs);
+  await waitUntil(`libvirtd answers but does not listen with TLS on 127.0.0.1:${LIBVIRTD_TLS_PORT} (see ${config})`, () => tcpOpen(LIBVIRTD_TLS_PORT), timeoutMs);
+}
+
+const PID_FILE = '/run/libvirtd.pid';
+/** Held (a directory, made atomically) while one test process restarts the shared libvirtd. */
+const RESTART_LOCK = '/run/cairn-libvirtd-restart.lock';
+
+async function libvirtdPid(): Promise<number | undefined> {
+  const pid = Number((await readFile(PID_FILE, 'utf8').catch(() => '')).trim());
+  if (!pid) return undefined;
+  const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmd.split('\0')[0]?.endsWith('libvirtd') ? pid : undefined;
+}
+
+/**
+ * A libvirtd someone started without `--listen`: restarted with it. SIGTERM, wait for the
+ * process to end, start it again as startDaemons does. Running domains keep running (libvirtd
+ * reconnects to their QEMU monitors); a virsh call in flight meanwhile may fail once.
+ */
+async function restartListening(timeoutMs: number): Promise<void> {
+  for (;;) {
+    try { await mkdir(RESTART_LOCK); break; } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const held = await stat(RESTART_LOCK).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (held > 180_000) { await rm(RESTART_LOCK, { recursive: true, force: true }); continue; }
+      await sleep(500);
+      if (await tcpOpen(LIBVIRTD_TLS_PORT)) return; // another test process restarted it
+    }
+  }
+  try {
+    if (await tcpOpen(LIBVIRTD_TLS_PORT)) return;
+    const pid = await libvirtdPid();
+    console.warn(`[cairn testing] libvirtd (pid ${pid ?? 'unknown'}) runs without its TLS listener (started without --listen by someone else): restarting it with --listen --config ${LIBVIRTD_TEST_CONFIG}; running domains keep running`);
+    if (pid) {
+      process.kill(pid, 'SIGTERM');
+      await waitUntil(`libvirtd (pid ${pid}) did not exit within ${timeoutMs} ms of SIGTERM`,
+        async () => !(await stat(`/proc/${pid}`).then(() => true, () => false)), timeoutMs);
+    }
+    await startDaemons(timeoutMs);
+  } finally {
+    await rm(RESTART_LOCK, { recursive: true, force: true });
+  }
+}
+
+export interface EnsureLibvirtdOptions {
+  timeoutMs?: number;
+  /**
+   * Also make sure libvirtd's own TLS listener is up (127.0.0.1:LIBVIRTD_TLS_PORT, the test
+   * PKI): a running daemon without it is restarted with `--listen`.
+   */
+  tls?: boolean;
+}
+
+/**
+ * Makes sure qemu:///system answers. Daemons it starts listen with TLS as well (the test PKI of
+ * libvirt-tls.ts, `libvirtd --listen --config LIBVIRTD_TEST_CONFIG`), so on a fresh machine the
+ * real daemon serves qemu+tls:// for every test.
+ */
+export async function ensureLibvirtd(o: EnsureLibvirtdOptions = {}): Promise<void> {
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  if (!await answers()) {
+    // Another test process may be starting them right now: a second libvirtd exits at once
+    // (its pid file is held), and the wait below covers both.
+    await startDaemons(timeoutMs);
+    return;
+  }
+  if (o.tls && !await tcpOpen(LIBVIRTD_TLS_PORT)) await restartListening(timeoutMs);
 }
 
 export interface GuestDomainOptions {
