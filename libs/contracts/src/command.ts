@@ -401,6 +401,13 @@ export const AddHypervisorV1 = Type.Union([
     uri: Type.String({ pattern: '^[a-z0-9+]+://\\S*$', maxLength: 1024 }),
     /** A libvirt auth.conf on the coordinator's host with the credentials (never the secret itself). */
     credentialsFile: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    /**
+     * qemu+tls:// only: directory on the coordinator's host with the NBD client certificate
+     * (cacert.pem, clientcert.pem, clientkey.pem; default the URI's pkipath, else libvirt's client PKI).
+     */
+    nbdTlsDir: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    /** qemu+tls:// only: first and last TCP port on the host the NBD exports may listen on (default 10809–10899). */
+    nbdPorts: Type.Optional(Type.Tuple([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Integer({ minimum: 1, maximum: 65535 })])),
   }, { additionalProperties: false }),
   Type.Object({
     name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),

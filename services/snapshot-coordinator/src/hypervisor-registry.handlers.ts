@@ -12,9 +12,7 @@ export class HypervisorRegistryHandlers {
 
   @CommandHandler('snapshot-coordinator', 'AddHypervisor')
   async add(@Payload() p: CommandPayloadMap['AddHypervisor']) {
-    if (p.kind === 'vmware') return this.registry.add({ ...p });
-    return this.registry.add(p.kind === 'libvirt'
-      ? { name: p.name, kind: 'libvirt', uri: p.uri, ...(p.credentialsFile ? { credentialsFile: p.credentialsFile } : {}) }
-      : { name: p.name, qmpSocket: p.qmpSocket, ...(p.guestAgentSocket ? { guestAgentSocket: p.guestAgentSocket } : {}) });
+    if (p.kind === 'vmware' || p.kind === 'libvirt') return this.registry.add({ ...p });
+    return this.registry.add({ name: p.name, qmpSocket: p.qmpSocket, ...(p.guestAgentSocket ? { guestAgentSocket: p.guestAgentSocket } : {}) });
   }
 }

@@ -6,7 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { QemuAdapter, QemuStoppedFallbackAdapter, type AdapterLogger, type HypervisorAdapter, type QemuStoppedFallbackConfig } from '@cairn/hypervisor';
 import { Refusal } from '@cairn/contracts';
-import { connectLibvirt } from './libvirt-instance.ts';
+import { connectLibvirt, libvirtNbdSettingsProblem } from './libvirt-instance.ts';
 import { connectVmware } from './vmware-instance.ts';
 
 /** Where a QEMU hypervisor's VM is remembered, and served from when its QEMU has ended (QemuStoppedFallbackAdapter). */
@@ -27,6 +27,8 @@ const Added = Type.Array(Type.Union([
     kind: Type.Literal('libvirt'),
     uri: Type.String({ minLength: 1 }),
     credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
+    nbdTlsDir: Type.Optional(Type.String({ minLength: 1 })),
+    nbdPorts: Type.Optional(Type.Tuple([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Integer({ minimum: 1, maximum: 65535 })])),
   }, { additionalProperties: false }),
   Type.Object({
     name: Name,
@@ -40,7 +42,7 @@ const Added = Type.Array(Type.Union([
 export type AddedHypervisor = Static<typeof Added>[number];
 
 export class HypervisorRegistryError extends Refusal {
-  constructor(override readonly code: 'conflict' | 'unavailable', message: string) {
+  constructor(override readonly code: 'conflict' | 'unavailable' | 'invalid_command', message: string) {
     super(code, message);
   }
 }
@@ -73,7 +75,8 @@ export class HypervisorRegistry {
 
   private async connect(h: AddedHypervisor): Promise<HypervisorAdapter> {
     if (h.kind === 'libvirt') {
-      return connectLibvirt({ name: h.name, uri: h.uri, ...(h.credentialsFile ? { credentialsFile: h.credentialsFile } : {}) },
+      const { kind: _kind, ...instance } = h;
+      return connectLibvirt(instance,
         { dataDir: this.settings.dataDir, leaseMs: this.settings.leaseMs, logger: this.settings.logger, onChange: () => { this.onAdded().catch((e: unknown) => this.settings.logger.warn({ err: String(e) }, 'inventory after a libvirt event failed')); } });
     }
     if (h.kind === 'vmware') {
@@ -105,6 +108,8 @@ export class HypervisorRegistry {
 
   async add(h: AddedHypervisor): Promise<{ name: string; vms: string[] }> {
     if (this.adapters.has(h.name)) throw new HypervisorRegistryError('conflict', `a hypervisor named ${h.name} is already connected`);
+    const problem = h.kind === 'libvirt' ? libvirtNbdSettingsProblem(h) : undefined;
+    if (problem) throw new HypervisorRegistryError('invalid_command', problem);
     let adapter: HypervisorAdapter;
     try {
       adapter = await this.connect(h);

@@ -1,6 +1,7 @@
 // Configuration, validated once at start-up into one typed object.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { libvirtNbdSettingsProblem } from './libvirt-instance.ts';
 
 const Nbd = Type.Union([
   Type.Object({ socketPath: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
@@ -31,6 +32,10 @@ export const CoordinatorConfig = Type.Object({
     credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
     /** NBD socket and copy-before-write scratch files; QEMU's user must reach it (default under /var/tmp). */
     scratchDir: Type.Optional(Type.String({ minLength: 1, maxLength: 80 })),
+    /** qemu+tls:// only: the NBD client certificate directory (default the URI's pkipath, else libvirt's client PKI). */
+    nbdTlsDir: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    /** qemu+tls:// only: first and last TCP port of the host for NBD exports (default [10809, 10899]). */
+    nbdPorts: Type.Optional(Type.Tuple([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Integer({ minimum: 1, maximum: 65535 })])),
   }, { additionalProperties: false }), { default: [] }),
   /** Powered-off VMs, served from their image files. */
   offline: Type.Optional(Type.Object({
@@ -51,5 +56,10 @@ export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
   if (errors.length) {
     throw new Error(`invalid snapshot-coordinator config: ${errors.slice(0, 5).map((e) => `${e.path || '/'} ${e.message}`).join('; ')}`);
   }
-  return withDefaults as CoordinatorConfig;
+  const config = withDefaults as CoordinatorConfig;
+  for (const [n, l] of config.libvirt.entries()) {
+    const problem = libvirtNbdSettingsProblem(l);
+    if (problem) throw new Error(`invalid snapshot-coordinator config: /libvirt/${n} (${l.name}) ${problem}`);
+  }
+  return config;
 }

@@ -16,6 +16,7 @@ import { editedPolicy, parseWindow, quiesceOption, rate, testRestoreOption } fro
 import { configFile, readConfig } from './config.command.ts';
 import type * as RestoreJobModule from './restore-job.ts';
 import { instantLine } from './instant-line.ts';
+import { libvirtNbdOptions } from './libvirt-options.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
 
 type Opts = Record<string, unknown>;
@@ -109,6 +110,8 @@ export function registerOperateCommands(program: Command): void {
     .option('--qmp <socket>', 'qemu: QMP socket path')
     .option('--uri <uri>', 'libvirt: connection URI, e.g. qemu:///system')
     .option('--credentials-file <file>', 'libvirt: an auth.conf with the credentials for the URI (read by the coordinator, never passed on a command line)')
+    .option('--nbd-tls-dir <dir>', 'libvirt, qemu+tls:// only: NBD client certificate directory (cacert.pem, clientcert.pem, clientkey.pem; default the URI\'s pkipath, else libvirt\'s client PKI)')
+    .option('--nbd-ports <first-last>', 'libvirt, qemu+tls:// only: TCP ports of the host the NBD exports may listen on (default 10809-10899)')
     .option('--url <url>', 'vmware: the vCenter or ESXi SDK endpoint, e.g. https://vcenter.example/sdk')
     .option('--credentials <file>', 'vmware: a file with username and password (JSON or username=/password= lines), read by the coordinator')
     .option('--ca <file>', 'vmware: PEM file of the CA vCenter\'s certificate chains to')
@@ -128,7 +131,10 @@ export function registerOperateCommands(program: Command): void {
         const uri = String(o['uri']);
         const host = /^[a-z0-9+]+:\/\/(?:[^@/]*@)?([^/:?]*)/i.exec(uri)?.[1];
         const name = String(o['name'] ?? slug(host || 'libvirt'));
-        payload = { name, kind: 'libvirt', uri, ...(o['credentialsFile'] ? { credentialsFile: resolve(String(o['credentialsFile'])) } : {}) };
+        payload = {
+          name, kind: 'libvirt', uri, ...(o['credentialsFile'] ? { credentialsFile: resolve(String(o['credentialsFile'])) } : {}),
+          ...libvirtNbdOptions(uri, { nbdTlsDir: o['nbdTlsDir'], nbdPorts: o['nbdPorts'] }),
+        };
       } else if (kind === 'vmware') {
         if (!o['url']) throw new CliError('cairn hypervisor add vmware needs --url https://vcenter/sdk', EXIT.usage);
         const credentials = o['credentials'] ?? o['credentialsFile'];
