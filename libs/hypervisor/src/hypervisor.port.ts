@@ -101,7 +101,7 @@ export interface QuiesceResult { readonly frozen: boolean; readonly reason: stri
 
 export interface HypervisorAdapter {
   /** What the inventory reports the VMs as running under (default `qemu`). */
-  readonly kind?: 'qemu' | 'libvirt' | 'vmware';
+  readonly kind?: 'qemu' | 'libvirt' | 'vmware' | 'simulated';
   inventory(): Promise<VmInfo[]>;
   openView(request: OpenViewRequest): Promise<View>;
   releaseView(viewId: string, outcome: { success: boolean }): Promise<void>;

@@ -29,3 +29,4 @@ export { moRef, soapResponse, SoapFault, type MoRef } from './vmware/vsphere-xml
 export { changedAreasPlan, type ChangedArea, type ChangedAreasPlan } from './vmware/vmware-cbt.ts';
 export type { VmwareVm, VmwareDisk, VmwareNic } from './vmware/vmware-inventory.ts';
 export { libvirtConfigFromVmware, VmwareTranslationError, type VmwareToLibvirtOptions } from './vmware/vmware-to-libvirt.ts';
+export { SimulatedAdapter, simulatedBlock, simulatedVmName, type SimulatedAdapterConfig } from './simulated/simulated.adapter.ts';

@@ -33,14 +33,14 @@ export interface ObservedVm {
   readonly name: string;
   readonly host: string;
   /** Default qemu. */
-  readonly kind?: 'qemu' | 'libvirt' | 'vmware';
+  readonly kind?: 'qemu' | 'libvirt' | 'vmware' | 'simulated';
   /** Tags the hypervisor keeps for the VM (vSphere), recorded at discovery. */
   readonly tags?: readonly string[];
   readonly disks: ReadonlyArray<{ readonly name: string; readonly sizeBytes: number }>;
 }
 
 export type InventoryChange =
-  | { type: 'VmDiscovered'; data: { vmId: string; name: string; hypervisor: { kind: 'qemu' | 'libvirt' | 'vmware'; host: string }; tags: string[]; disks: Array<{ name: string; sizeBytes: number }> } }
+  | { type: 'VmDiscovered'; data: { vmId: string; name: string; hypervisor: { kind: 'qemu' | 'libvirt' | 'vmware' | 'simulated'; host: string }; tags: string[]; disks: Array<{ name: string; sizeBytes: number }> } }
   | { type: 'DiskAttached'; data: { vmId: string; disk: { name: string; sizeBytes: number } } }
   | { type: 'DiskDetached'; data: { vmId: string; disk: string } };
 

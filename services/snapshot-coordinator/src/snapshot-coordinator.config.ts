@@ -45,6 +45,16 @@ export const CoordinatorConfig = Type.Object({
       disks: Type.Array(Type.Object({ id: Type.String({ minLength: 1 }), file: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),
+  /**
+   * Simulated VMs for load tests (libs/hypervisor SimulatedAdapter): refused at start unless
+   * CAIRN_SIMULATED_HYPERVISOR=1; cairn.yaml and `cairn hypervisor add` never offer it.
+   */
+  simulated: Type.Optional(Type.Object({
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    vms: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    diskBytes: Type.Optional(Type.Integer({ minimum: 65536 })),
+    changesPerView: Type.Optional(Type.Integer({ minimum: 1 })),
+  }, { additionalProperties: false })),
   /** Serve GET /health on this loopback port (optional). */
   healthPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
 }, { additionalProperties: false });

@@ -15,7 +15,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
 import { natsServers, type Actor } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
-import { QemuAdapter, QemuOfflineAdapter, QemuStoppedFallbackAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
+import { QemuAdapter, QemuOfflineAdapter, QemuStoppedFallbackAdapter, SimulatedAdapter, type HypervisorAdapter } from '@cairn/hypervisor';
 import { qemuFallbackConfig } from './hypervisor-registry.ts';
 import { JetStreamServer } from '@cairn/messaging';
 import { correlatedLogOptions } from '@cairn/telemetry';
@@ -85,6 +85,18 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
       vms: config.offline.vms, runDir: join(config.dataDir, 'offline', config.offline.name),
       defaultLeaseMs: config.leaseMs, logger: adapterLog.child({ instance: config.offline.name }),
     }));
+  }
+  if (config.simulated) {
+    // Load tests only: a production coordinator must never report VMs that do not exist.
+    if (process.env['CAIRN_SIMULATED_HYPERVISOR'] !== '1') {
+      throw new Error('the simulated hypervisor is for load tests only: set CAIRN_SIMULATED_HYPERVISOR=1 to run it (never in production)');
+    }
+    const s = config.simulated;
+    adapters.set(s.name, await SimulatedAdapter.start({
+      name: s.name, vms: s.vms, nbdSocket: join(config.dataDir, 'run', `${s.name}.sock`), defaultLeaseMs: config.leaseMs,
+      ...(s.diskBytes ? { diskBytes: s.diskBytes } : {}), ...(s.changesPerView ? { changesPerView: s.changesPerView } : {}),
+    }));
+    logger.warn({ vms: s.vms }, 'SIMULATED hypervisor: these VMs do not exist (load test)');
   }
   // Hypervisors added with `cairn hypervisor add` in earlier runs.
   const ref: { coordinator?: SnapshotCoordinator } = {};

@@ -31,6 +31,7 @@ interface RunOptions {
   downloadLimit?: string;
   config?: string;
   http?: string;
+  simulated?: string;
   port?: string;
   host?: string;
 }
@@ -47,6 +48,7 @@ export function registerRunCommand(program: Command): void {
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
     .option('--config <file>', 'cairn.yaml: SIEM targets (audit bridge), bandwidth (data mover), concurrency (scheduler) (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
+    .option('--simulated <vms>', 'snapshot coordinator: that many simulated VMs, for load tests only (needs CAIRN_SIMULATED_HYPERVISOR=1)')
     .option('--http <host:port>', 'serve /health, /ready and /metrics (Prometheus) here, e.g. 127.0.0.1:9101 (:0 picks a free port; default $CAIRN_HTTP, else none)')
     .option('--port <port>', 'gateway: REST API and console port (default 8080)')
     .option('--host <address>', 'gateway: address to listen on (default 127.0.0.1)')
@@ -177,6 +179,7 @@ export function registerRunCommand(program: Command): void {
             config: parseCoordinatorConfig({
               site, natsUrl, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
               instances: (o.qmp ?? []).map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } })),
+              ...(o.simulated ? { simulated: { name: 'simulated', vms: Number(o.simulated) } } : {}),
             }),
           });
           running = {
