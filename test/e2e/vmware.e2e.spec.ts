@@ -1,15 +1,16 @@
 // VMware end to end against govmomi's vCenter simulator: a running Cairn gets `cairn hypervisor
 // add vmware --url … --credentials <file> --ca <file>`, lists the simulator's VMs in `cairn vm
 // list`, and backs one up whose 32 MiB flat disk the test filled through the datastore endpoint:
-// the restore point restores byte-identical, and the cairn snapshot is gone from the VM after.
+// the restore point restores byte-identical, the cairn snapshot is gone from the VM after, and
+// `cairn restore --vm --host <libvirt>` defines it as a libvirt domain on the restored disk.
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startVcsim, useHarness, waitFor } from '@cairn/testing';
+import { ensureLibvirtd, startVcsim, useHarness, virsh, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
-import { VmwareAdapter } from '@cairn/hypervisor';
+import { VmwareAdapter, parseDomainXml } from '@cairn/hypervisor';
 import { generatedDisk, reconfigureDisk, uploadFlat } from '@cairn/hypervisor/testing';
 import { cli } from './e2e-helpers.ts';
 
@@ -72,5 +73,20 @@ describe('VMware through the product (govmomi vcsim, NATS, the data mover)', () 
     expect(shown.stdout).toContain('configuration (vmware): DC0_H0_VM0, 1 vCPU, 32.0 MiB memory, firmware bios');
     expect(shown.stdout).toContain('disk scsi0-0: vmdk 32.0 MiB');
     expect(shown.stdout).toContain('host-specific disk scsi0-0: [LocalDS_0] DC0_H0_VM0/disk1.vmdk');
+
+    // Exit to KVM: the restore point as a libvirt domain (defined, not started: the disk holds generated data).
+    await ensureLibvirtd();
+    const lv = await cli([...args, 'hypervisor', 'add', 'libvirt', '--uri', 'qemu:///system', '--name', 'lv']);
+    expect(lv.code, lv.stderr).toBe(0);
+    const storage = join(dataDir, 'restores', 'vms');
+    await mkdir(storage, { recursive: true, mode: 0o755 });
+    await chmod(join(dataDir, 'restores'), 0o755);
+    const domain = `cairn-vmware-e2e-${process.pid}`;
+    h.onClose(async () => { await virsh('destroy', domain).catch(() => undefined); await virsh('undefine', domain).catch(() => undefined); });
+    const toKvm = await cli([...args, '--json', 'restore', restorePointId, '--vm', domain, '--host', 'lv', '--storage', storage], {}, 600_000);
+    expect(toKvm.code, toKvm.stderr).toBe(0);
+    const defined = parseDomainXml(await virsh('dumpxml', '--inactive', domain));
+    expect(defined).toMatchObject({ name: domain, vcpus: 1, memoryBytes: 32 * MiB, disks: [{ target: 'vda', bus: 'virtio', format: 'raw', source: join(storage, domain, 'scsi0-0.raw') }] });
+    expect(sha(await readFile(defined.disks[0]!.source!))).toBe(sha(data));
   }, 900_000);
 });

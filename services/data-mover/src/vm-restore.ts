@@ -3,7 +3,8 @@
 // written: the configuration next to the disks, the staging directory renamed to the VM's
 // directory (so a VM directory is complete or absent), then for QEMU a start script (run when
 // asked), for libvirt (`--host`) the domain defined by the snapshot coordinator from the
-// restore point's domain XML (and started when asked); in place over a QEMU VM's images, the
+// restore point's domain XML or the one a VMware VM's configuration translates into (and
+// started when asked); in place over a QEMU VM's images, the
 // coordinator checks its QEMU is still gone. Each step is idempotent for a redelivered job.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -11,7 +12,7 @@ import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { EventDataMap, RestorePlannedDisk, RestorePlannedVm, RestoreRequestTarget } from '@cairn/contracts';
-import { newMac, qemuCommandLine, type LibvirtVmConfig, type QemuVmConfig } from '@cairn/hypervisor';
+import { libvirtConfigFromVmware, newMac, qemuCommandLine, type LibvirtVmConfig, type QemuVmConfig } from '@cairn/hypervisor';
 import type { Manifest } from '@cairn/repository';
 import { RestoreJobRefused } from './restore-job.ts';
 
@@ -35,16 +36,18 @@ export function planVmRestore(restoreId: string, manifest: Manifest, target: VmT
   }));
   const keep = target.keepIdentity;
   if (target.host) {
-    if (config?.kind !== 'libvirt') {
+    // A VMware VM goes to KVM as the libvirt domain its configuration translates into (its disks as vda…).
+    const domain = config?.kind === 'vmware' ? libvirtConfigFromVmware(config as Record<string, unknown>) as unknown as typeof config : config;
+    if (domain?.kind !== 'libvirt') {
       throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no libvirt domain XML (${config?.kind ? `its VM ran under ${config.kind}: restore it without --host` : 'made before configurations were recorded'})`);
     }
-    const lv = config as unknown as LibvirtVmConfig;
+    const lv = domain as unknown as LibvirtVmConfig;
     const macs = Object.fromEntries(lv.summary.nics.map((n, i) => [`nic${i}`, keep && n.mac ? n.mac : newMac()]));
     return {
       disks,
       vm: {
         name: target.vmName, dir, stagingDir, uuid: keep && lv.summary.uuid ? lv.summary.uuid : randomUUID(), macs, start: target.start,
-        config: config as RestorePlannedVm['config'],
+        config: domain as RestorePlannedVm['config'],
         libvirt: { host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false, ...(target.storagePool ? { pool: target.storagePool } : {}) },
       },
     };

@@ -114,7 +114,8 @@ export async function defineRestoredVm(restoreId: string, log: EventStreamReader
   try {
     xml = domainXmlForRestore(config, {
       name: vm.name, uuid: vm.uuid, macs,
-      disks: Object.fromEntries(state.plan!.disks.map((d) => [d.disk, { file: files.get(d.path) ?? d.path, format: d.format }])),
+      // A VMware VM's disks (scsi0-0…) became the targets its translation chose (vda…).
+      disks: Object.fromEntries(state.plan!.disks.map((d) => [(config as { targets?: Record<string, string> }).targets?.[d.disk] ?? d.disk, { file: files.get(d.path) ?? d.path, format: d.format }])),
       networkMap: vm.libvirt.networkMap, noNetwork: vm.libvirt.noNetwork,
       serialLog: join(vm.dir, 'serial.log'),
     });
