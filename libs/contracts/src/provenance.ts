@@ -114,6 +114,7 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   NotificationRouteRemoved: ['admin'],
   // RPO watch: the scheduler, which knows the policies
   RpoMissed: ['scheduler'],
+  CredentialExpiring: ['scheduler'],
   RpoRestored: ['scheduler'],
   // verify jobs: the data mover that holds the repository
   VerifyStarted: ['data-mover'],

@@ -20,7 +20,7 @@ export interface Notice {
 const SEVERITY_RANK: Record<NotificationSeverity, number> = { info: 0, warning: 1, error: 2, critical: 3 };
 
 /** The kinds a route without `kinds` gets: what an operator must act on. */
-export const DEFAULT_KINDS: readonly NotificationKind[] = ['job-failed', 'test-restore-failed', 'damage-found', 'rpo-missed', 'approval-waiting', 'dead-letter'];
+export const DEFAULT_KINDS: readonly NotificationKind[] = ['job-failed', 'test-restore-failed', 'damage-found', 'rpo-missed', 'approval-waiting', 'dead-letter', 'credential-expiring'];
 
 export function matches(match: NotificationMatch, notice: Notice): boolean {
   if (notice.kind === 'test') return true;
@@ -73,6 +73,12 @@ export function noticeOf(event: SourceEvent, position: bigint, jobs: { vmOf(jobI
         ...base, kind: 'damage-found', severity: 'critical',
         title: `Damage found in the copy of site ${String(d['sourceSite'])}'s repository`,
         text: `${String(d['damagedCount'])} damaged object(s) of ${String(d['objectsChecked'])} checked`,
+      };
+    case 'CredentialExpiring':
+      return {
+        ...base, kind: 'credential-expiring', severity: 'warning',
+        title: `API token ${String(d['name'])} of ${String(d['owner'])} expires ${String(d['expiresAt'])}`,
+        text: `${String(d['daysLeft'])} day(s) left: issue a new one (cairn token create) before it stops working`,
       };
     case 'RestorePointDamaged':
       return {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { newEvent, type NotificationRoute, type NotificationRouteAdded, type NotificationRouteRemoved } from '@cairn/contracts';
 import { deciderSpec } from '@cairn/jobs/testing';
 import { RouteRefused, foldRoutes, routeDecider } from './route.decider.ts';
-import { matches, noticeOf, type Notice } from './notice.ts';
+import { DEFAULT_KINDS, matches, noticeOf, type Notice } from './notice.ts';
 import { addToGroup, digestTimes, dueAt, type Group } from './digest.ts';
 import { messageOf, webhookBodyOf, emailOf } from './message.ts';
 import { syslogLineOf } from './transports.ts';
@@ -89,5 +89,15 @@ describe('digests on a controlled clock', () => {
     expect(webhookBodyOf(m, 'slack')).toEqual({ text: expect.stringMatching(/^\*\[Cairn site-a\] Digest/) });
     expect(webhookBodyOf(m, 'teams')).toMatchObject({ '@type': 'MessageCard', themeColor: 'C62828' });
     expect(syslogLineOf(m, 'host-1')).toMatch(/^<11>1 \S+ host-1 cairn-notifier - notification \[cairn@32473 id="[0-9a-f]{32}" site="site-a" route="r1" severity="error" count="3"\] Digest/);
+  });
+});
+
+describe('expiry notices', () => {
+  it('an API token near its expiry is a credential-expiring warning that default routes hear', () => {
+    const n = noticeOf({ id: 'e1', type: 'CredentialExpiring', time: '2027-01-01T00:00:00.000Z', site: 'a', data: {
+      credential: 'api-token', id: 't1', owner: 'ops', name: 'ci', expiresAt: '2027-01-10T00:00:00.000Z', daysLeft: 9,
+    } }, 5n, { vmOf: () => undefined });
+    expect(n).toMatchObject({ kind: 'credential-expiring', severity: 'warning', title: 'API token ci of ops expires 2027-01-10T00:00:00.000Z' });
+    expect(DEFAULT_KINDS).toContain('credential-expiring');
   });
 });

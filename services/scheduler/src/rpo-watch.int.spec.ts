@@ -1,6 +1,8 @@
 // RPO watch over a real log (nats-server, JetStream): a VM whose policy says RPO 1 h, with its
 // backups stopped, raises RpoMissed once, however often the watch runs and when a second
-// scheduler folds the log and takes over; a new restore point gives RpoRestored once.
+// scheduler folds the log and takes over; a new restore point gives RpoRestored once. The expiry
+// watch over the same real log: an API token 10 days from its expiry raises CredentialExpiring
+// once (also after a standby takes over), a revoked or far one nothing, a renewal warns again.
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { newEvent, type Actor, type KnownEvent } from '@cairn/contracts';
@@ -86,5 +88,56 @@ describe('RPO watch (real log)', () => {
     events = await rpoEvents();
     expect(events.map((e) => e.type)).toEqual(['RpoMissed', 'RpoRestored']);
     expect(events[1]!.data).toMatchObject({ vmId: 'vm-db', restorePointId: 'rp-2' });
+  }, 60_000);
+
+  it('an API token near its expiry: CredentialExpiring once, also across a takeover; revoked or far ones nothing', async () => {
+    const nc = await connect({ servers: (await h.nats()).url });
+    h.onClose(() => nc.close());
+    const log = await createJetStreamEventLog({ nc, site });
+    h.onClose(() => log.close());
+    const now = { t: Date.now() };
+    const config = schedulerConfig({ site, tickMs: 3_600_000, expiryWarnDays: 14 });
+    const scheduler = async () => {
+      const s = new Scheduler(config, log, ports, () => new Date(now.t));
+      await s.start();
+      h.onClose(() => s.stop());
+      return s;
+    };
+    const folded = async (s: Scheduler) => {
+      const head = await log.headPosition();
+      await waitFor(() => BigInt(s.health().position) >= head, { what: 'the scheduler to fold the log' });
+    };
+    const gw = { site, actor: { kind: 'service', id: `gateway@${site}` } as Actor };
+    const issue = (tokenId: string, days: number) => log.append(`token-${tokenId}`, [newEvent('TokenIssued', {
+      tokenId, userId: 'ops', name: `ci-${tokenId}`, tokenSha256: 'a'.repeat(64), expiresAt: new Date(now.t + days * 86_400_000).toISOString(),
+    }, { ...gw, streamId: `token-${tokenId}` })], { expectedRevision: 'any' });
+    await issue('t-near', 10);
+    await issue('t-far', 60);
+    await issue('t-revoked', 3);
+    await log.append('token-t-revoked', [newEvent('TokenRevoked', { tokenId: 't-revoked', userId: 'ops' }, { ...gw, streamId: 'token-t-revoked' })], { expectedRevision: 'any' });
+    const expiring = async () => {
+      const out: KnownEvent[] = [];
+      for await (const r of log.readAll({ category: 'expiry' })) out.push(r.event);
+      return out;
+    };
+    const first = await scheduler();
+    await folded(first);
+    for (let i = 0; i < 3; i++) await first.watchExpiry();
+    let events = await expiring();
+    expect(events.map((e) => [e.type, e.streamId])).toEqual([['CredentialExpiring', 'expiry-api-token-t-near']]);
+    expect(events[0]!.data).toMatchObject({ credential: 'api-token', id: 't-near', owner: 'ops', name: 'ci-t-near', daysLeft: 10 });
+    expect(events[0]!.actor).toEqual(svc);
+
+    const second = await scheduler();
+    await folded(second);
+    now.t += 86_400_000;
+    await second.watchExpiry();
+    expect(await expiring()).toHaveLength(1);
+    // The far one comes within 14 days: once.
+    now.t += 48 * 86_400_000;
+    await second.watchExpiry();
+    await second.watchExpiry();
+    events = await expiring();
+    expect(events.map((e) => e.streamId)).toEqual(['expiry-api-token-t-near', 'expiry-api-token-t-far']);
   }, 60_000);
 });

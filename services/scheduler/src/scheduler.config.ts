@@ -23,6 +23,8 @@ export interface SchedulerConfig {
   readonly minScheduleIntervalMs: number;
   /** Four-eyes approvals need both people's signatures (a secure site; docs/security.md). */
   readonly signedApprovals?: boolean;
+  /** How many days before an API token expires CredentialExpiring is raised (default 14). */
+  readonly expiryWarnDays?: number;
 }
 
 export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string }): SchedulerConfig {

@@ -6,7 +6,7 @@ import { Refusal, policyChangeApproval, type Actor, type CommandPayloadMap, type
 import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, checkSignedApproval, dueSlots, dueTestRestoreSlots, loadUserRecords, readTrustRoot, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
-  PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId,
+  PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId, expiryDecider, expiryStreamId, type ExpiryState,
   type JobCommand, type JobState, type TransferWork, type RpoCheck, type RpoState,
 } from '@cairn/jobs';
 import { inSpan } from '@cairn/telemetry';
@@ -88,6 +88,10 @@ export class Scheduler {
   /** Each VM's RPO stream as folded, and its revision. */
   private readonly rpo = new Map<string, { state: RpoState; revision: bigint }>();
   private readonly rpoOfPolicy = new WeakMap<Policy, number>();
+  /** API tokens with an expiry, not revoked: for the expiry watch. */
+  private readonly tokens = new Map<string, { owner: string; name: string; expiresAt: string }>();
+  /** Each credential's expiry stream as folded, and its revision. */
+  private readonly expiry = new Map<string, { state: ExpiryState; revision: bigint }>();
   /** Chunks a verify found damaged in restore points of each VM: its next backup reads whole and sends them again. */
   private readonly heal = new Map<string, Set<string>>();
   /** Jobs queued with a heal list: their commit ends the VM's list. */
@@ -120,6 +124,9 @@ export class Scheduler {
         this.position = r.position;
         this.apply(r.event);
         if (r.event.streamId.startsWith('job-')) this.revisions.set(r.event.streamId.slice(4), r.revision);
+        if (r.event.streamId.startsWith('expiry-')) {
+          this.expiry.set(r.event.streamId, { state: expiryDecider.evolve(this.expiry.get(r.event.streamId)?.state ?? expiryDecider.initialState(), r.event), revision: r.revision });
+        }
         if (r.event.streamId.startsWith('rpo-')) {
           const vmId = r.event.streamId.slice(4);
           this.rpo.set(vmId, { state: rpoDecider.evolve(this.rpo.get(vmId)?.state ?? rpoDecider.initialState(), r.event), revision: r.revision });
@@ -207,6 +214,12 @@ export class Scheduler {
         this.heal.set(event.data.vmId, set);
         return;
       }
+      case 'TokenIssued':
+        if (event.data.expiresAt) this.tokens.set(event.data.tokenId, { owner: event.data.userId, name: event.data.name, expiresAt: event.data.expiresAt });
+        return;
+      case 'TokenRevoked':
+        this.tokens.delete(event.data.tokenId);
+        return;
       case 'TestRestoreStarted':
         if (event.data.policyId) this.testRestoresRunning.set(event.data.testRestoreId, `${event.data.policyId}/${event.data.vmId}`);
         return;
@@ -367,6 +380,7 @@ export class Scheduler {
       await this.scheduleDueSlots();
       await this.scheduleTestRestores();
       await this.watchRpo();
+      await this.watchExpiry();
       // Higher-priority policies first, then the oldest request: they get the free slots of a host.
       const priority = (j: JobState) => (j.request?.policyId ? this.policies.get(j.request.policyId)?.priority ?? 0 : 0);
       const open = [...this.jobs.entries()]
@@ -662,6 +676,26 @@ export class Scheduler {
         this.rpo.set(vm.vmId, { state: result.state, revision: result.revision });
         for (const e of result.events) this.logger.warn({ vmId: vm.vmId, policyId: policy.policyId, rpoMinutes }, e.type === 'RpoMissed' ? 'VM out of its RPO' : 'VM within its RPO again');
       }
+    }
+  }
+
+  /**
+   * Expiry watch: every API token with an expiry, not revoked, within `expiryWarnDays` of it gets
+   * CredentialExpiring once per expiry time, through its stream `expiry-api-token-<id>`.
+   */
+  async watchExpiry(): Promise<void> {
+    const now = this.now();
+    for (const [id, t] of this.tokens) {
+      if (Date.parse(t.expiresAt) <= now.getTime() - 86_400_000) continue; // long gone: nothing to warn of
+      const streamId = expiryStreamId('api-token', id);
+      const check = { kind: 'check' as const, credential: 'api-token' as const, id, owner: t.owner, name: t.name, expiresAt: t.expiresAt, warnDays: this.config.expiryWarnDays ?? 14, now };
+      const known = this.expiry.get(streamId) ?? { state: expiryDecider.initialState(), revision: -1n };
+      if (expiryDecider.decide(check, known.state).length === 0) continue;
+      const result = await handleCommand(this.log, streamId, expiryDecider, check, {
+        meta: { site: this.config.site, actor: this.config.actor, correlationId: streamId, causationId: null }, known,
+      });
+      this.expiry.set(streamId, { state: result.state, revision: result.revision });
+      this.logger.warn({ tokenId: id, owner: t.owner, expiresAt: t.expiresAt }, 'API token expires soon');
     }
   }
 

@@ -18,6 +18,7 @@ export const NotificationKind = Type.Union([
   Type.Literal('rpo-restored'),
   Type.Literal('approval-waiting'),
   Type.Literal('dead-letter'),
+  Type.Literal('credential-expiring'),
   Type.Literal('test'),
 ]);
 export type NotificationKind = Static<typeof NotificationKind>;
@@ -102,6 +103,22 @@ export const RpoMissedV1 = Type.Object({
   lastRestorePointAt: Type.Union([Timestamp, Type.Null()]),
   /** When the RPO ran out (last restore point, or the policy's start, plus the RPO). */
   missedSince: Timestamp,
+}, { additionalProperties: false });
+
+/**
+ * Expiry watch (stream `expiry-<kind>-<id>`, the scheduler): a credential with an expiry is
+ * within its warning time of it (raised once per expiry time: a renewed one warns again).
+ */
+export const CredentialExpiringV1 = Type.Object({
+  /** What expires: an API token (the only credential with an expiry the log knows today). */
+  credential: Type.Literal('api-token'),
+  id: Id,
+  /** Whose it is and its name. */
+  owner: Type.String({ minLength: 1, maxLength: 256 }),
+  name: Type.String({ minLength: 1, maxLength: 256 }),
+  expiresAt: Timestamp,
+  /** Whole days left when raised (0: expires within a day). */
+  daysLeft: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
 /** The VM has a restore point younger than its RPO again. */

@@ -25,7 +25,7 @@ import { FilesRestoredV1, FilesSearchedV1, RestorePointFilesBrowsedV1 } from './
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
 import { RestorePointDamagedV1, TestRestoreFailedV1, TestRestorePassedV1, TestRestoreStartedV1, VerifyCompletedV1, VerifyStartedV1 } from './verify.events.ts';
-import { NotificationRouteAddedV1, NotificationRouteRemovedV1, RpoMissedV1, RpoRestoredV1 } from './notification.events.ts';
+import { CredentialExpiringV1, NotificationRouteAddedV1, NotificationRouteRemovedV1, RpoMissedV1, RpoRestoredV1 } from './notification.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
 export interface HistoricVersion {
@@ -137,6 +137,7 @@ export const EVENT_SCHEMAS = {
   ProvenanceViolation: define('ProvenanceViolation', { description: 'A reader refused an event: unsigned, signed by an unknown key, altered, or by an identity that may not write it.', categories: ['provenance'], latest: ProvenanceViolationV1 }),
   NotificationRouteAdded: define('NotificationRouteAdded', { description: 'A notification route was added or replaced: which notices (kinds, severity, sites, VMs) go where (webhook, e-mail, syslog), and how often at most.', categories: ['notifyroute'], latest: NotificationRouteAddedV1 }),
   NotificationRouteRemoved: define('NotificationRouteRemoved', { description: 'A notification route was removed: nothing more is sent through it.', categories: ['notifyroute'], latest: NotificationRouteRemovedV1 }),
+  CredentialExpiring: define('CredentialExpiring', { description: 'A credential with an expiry (an API token) is within its warning time of it (raised once per expiry time).', categories: ['expiry'], latest: CredentialExpiringV1 }),
   RpoMissed: define('RpoMissed', { description: 'A VM has no restore point younger than its policy\'s recovery-point objective (raised once until it has one again).', categories: ['rpo'], latest: RpoMissedV1 }),
   RpoRestored: define('RpoRestored', { description: 'A VM that had missed its RPO has a restore point younger than it again.', categories: ['rpo'], latest: RpoRestoredV1 }),
   VerifyStarted: define('VerifyStarted', { description: 'A verify job of a repository started: which restore points (not verified within N days), what fraction of their chunks.', categories: ['verify'], latest: VerifyStartedV1 }),
