@@ -1,8 +1,10 @@
 // A QEMU VM under QMP, also once its QEMU has ended. While the monitor answers, the QMP adapter
 // does everything and the VM's image files (as its inventory names them) are remembered in a
-// state file; when QEMU is gone (the monitor does not answer) the VM is reported `stopped` with
-// those files, and a view of it is served offline by the offline adapter (a qemu-storage-daemon,
-// the same persistent bitmap generations, the images locked so the VM cannot start meanwhile).
+// state file; when QEMU is gone (the monitor does not answer) and it ended cleanly (every image
+// is qcow2 with its persistent bitmaps stored, none left `in-use` as a crash leaves them) the VM
+// is reported `stopped` with those files, and a view of it is served offline by the offline
+// adapter (a qemu-storage-daemon, the same persistent bitmap generations, the images locked so
+// the VM cannot start meanwhile). A QEMU that crashed or was killed stays an error, as before.
 // So a shut-off QEMU VM can still be backed up (the safety backup of an in-place restore), and
 // an in-place restore knows which files it overwrites.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -11,6 +13,7 @@ import type { HypervisorAdapter, OpenViewRequest, QuiesceResult, ReapReport, Vie
 import { QmpConnectionError, QmpTimeoutError } from '../qmp/qmp-errors.ts';
 import type { AdapterLogger, QemuAdapter } from './qemu.adapter.ts';
 import { QemuOfflineAdapter, type OfflineVmConfig } from './qemu-offline.adapter.ts';
+import { imageInfo } from './qemu-img.ts';
 
 export interface QemuStoppedFallbackConfig {
   /** Where the last inventory's VM (name, disk ids and files) is kept across restarts. */
@@ -63,6 +66,22 @@ export class QemuStoppedFallbackAdapter implements HypervisorAdapter {
     await rename(`${this.config.stateFile}.tmp`, this.config.stateFile);
   }
 
+  /** Its QEMU ended cleanly: every image qcow2 with persistent bitmaps, none left in use. */
+  async endedCleanly(): Promise<boolean> {
+    if (!this.#last) return false;
+    for (const d of this.#last.disks) {
+      const info = await imageInfo(d.file).catch(() => undefined);
+      if (info?.format !== 'qcow2' || info.bitmaps.length === 0 || info.bitmaps.some((b) => b.flags.includes('in-use'))) return false;
+    }
+    return true;
+  }
+
+  /** The offline adapter, when QEMU is gone and ended cleanly. */
+  async #stopped(): Promise<QemuOfflineAdapter | undefined> {
+    if (!this.#offline || (await this.answers()) || !(await this.endedCleanly())) return undefined;
+    return this.#offline;
+  }
+
   async inventory(): Promise<VmInfo[]> {
     try {
       const vms = await this.online.inventory();
@@ -70,14 +89,14 @@ export class QemuStoppedFallbackAdapter implements HypervisorAdapter {
       if (vm && vm.disks.every((d) => d.file)) await this.#save({ name: vm.name, disks: vm.disks.map((d) => ({ id: d.id, file: d.file })) });
       return vms;
     } catch (e) {
-      if (!down(e) || !this.#offline) throw e;
+      if (!down(e) || !this.#offline || !(await this.endedCleanly())) throw e;
       return this.#offline.inventory();
     }
   }
 
   async openView(req: OpenViewRequest): Promise<View> {
-    if (this.#offline && !(await this.answers())) return this.#offline.openView(req);
-    return this.online.openView(req);
+    const offline = await this.#stopped();
+    return offline ? offline.openView(req) : this.online.openView(req);
   }
 
   async releaseView(viewId: string, outcome: { success: boolean }): Promise<void> {
@@ -107,7 +126,8 @@ export class QemuStoppedFallbackAdapter implements HypervisorAdapter {
   }
 
   async quiesce(vm: string, opts?: { timeoutMs?: number; maxFrozenMs?: number }): Promise<QuiesceResult> {
-    if (this.#offline && !(await this.answers())) return this.#offline.quiesce();
+    const offline = await this.#stopped();
+    if (offline) return offline.quiesce();
     return this.online.quiesce(vm, opts);
   }
 
