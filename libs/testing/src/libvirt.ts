@@ -52,8 +52,30 @@ async function startDaemons(timeoutMs: number): Promise<void> {
 }
 
 const PID_FILE = '/run/libvirtd.pid';
-/** Held (a directory, made atomically) while one test process restarts the shared libvirtd. */
-const RESTART_LOCK = '/run/cairn-libvirtd-restart.lock';
+/**
+ * Held (a directory, made atomically) while one test process starts or restarts the shared
+ * libvirtd, so that test files running side by side neither make the PKI twice nor restart
+ * each other's daemon.
+ */
+const DAEMON_LOCK = '/run/cairn-libvirtd-start.lock';
+
+/** Runs `fn` holding DAEMON_LOCK unless `done()` holds first (another process did the work). */
+async function underDaemonLock(done: () => Promise<boolean>, fn: () => Promise<void>): Promise<void> {
+  for (;;) {
+    try { await mkdir(DAEMON_LOCK); break; } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const held = await stat(DAEMON_LOCK).then((st) => Date.now() - st.mtimeMs, () => 0);
+      if (held > 180_000) { await rm(DAEMON_LOCK, { recursive: true, force: true }); continue; }
+      await sleep(500);
+      if (await done()) return;
+    }
+  }
+  try {
+    if (!await done()) await fn();
+  } finally {
+    await rm(DAEMON_LOCK, { recursive: true, force: true });
+  }
+}
 
 async function libvirtdPid(): Promise<number | undefined> {
   const pid = Number((await readFile(PID_FILE, 'utf8').catch(() => '')).trim());
@@ -68,28 +90,14 @@ async function libvirtdPid(): Promise<number | undefined> {
  * reconnects to their QEMU monitors); a virsh call in flight meanwhile may fail once.
  */
 async function restartListening(timeoutMs: number): Promise<void> {
-  for (;;) {
-    try { await mkdir(RESTART_LOCK); break; } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const held = await stat(RESTART_LOCK).then((s) => Date.now() - s.mtimeMs, () => 0);
-      if (held > 180_000) { await rm(RESTART_LOCK, { recursive: true, force: true }); continue; }
-      await sleep(500);
-      if (await tcpOpen(LIBVIRTD_TLS_PORT)) return; // another test process restarted it
-    }
+  const pid = await libvirtdPid();
+  console.warn(`[cairn testing] libvirtd (pid ${pid ?? 'unknown'}) runs without its TLS listener (started without --listen by someone else): restarting it with --listen --config ${LIBVIRTD_TEST_CONFIG}; running domains keep running`);
+  if (pid) {
+    process.kill(pid, 'SIGTERM');
+    await waitUntil(`libvirtd (pid ${pid}) did not exit within ${timeoutMs} ms of SIGTERM`,
+      async () => !(await stat(`/proc/${pid}`).then(() => true, () => false)), timeoutMs);
   }
-  try {
-    if (await tcpOpen(LIBVIRTD_TLS_PORT)) return;
-    const pid = await libvirtdPid();
-    console.warn(`[cairn testing] libvirtd (pid ${pid ?? 'unknown'}) runs without its TLS listener (started without --listen by someone else): restarting it with --listen --config ${LIBVIRTD_TEST_CONFIG}; running domains keep running`);
-    if (pid) {
-      process.kill(pid, 'SIGTERM');
-      await waitUntil(`libvirtd (pid ${pid}) did not exit within ${timeoutMs} ms of SIGTERM`,
-        async () => !(await stat(`/proc/${pid}`).then(() => true, () => false)), timeoutMs);
-    }
-    await startDaemons(timeoutMs);
-  } finally {
-    await rm(RESTART_LOCK, { recursive: true, force: true });
-  }
+  await startDaemons(timeoutMs);
 }
 
 export interface EnsureLibvirtdOptions {
@@ -108,13 +116,14 @@ export interface EnsureLibvirtdOptions {
  */
 export async function ensureLibvirtd(o: EnsureLibvirtdOptions = {}): Promise<void> {
   const timeoutMs = o.timeoutMs ?? 60_000;
+  const listening = () => tcpOpen(LIBVIRTD_TLS_PORT);
   if (!await answers()) {
-    // Another test process may be starting them right now: a second libvirtd exits at once
-    // (its pid file is held), and the wait below covers both.
-    await startDaemons(timeoutMs);
+    // Another test process may be starting them right now: it holds the lock, and this one
+    // goes on once libvirtd answers and listens.
+    await underDaemonLock(async () => await answers() && await listening(), () => startDaemons(timeoutMs));
     return;
   }
-  if (o.tls && !await tcpOpen(LIBVIRTD_TLS_PORT)) await restartListening(timeoutMs);
+  if (o.tls && !await listening()) await underDaemonLock(listening, () => restartListening(timeoutMs));
 }
 
 export interface GuestDomainOptions {
