@@ -136,7 +136,7 @@ type Publish = { kind: 'command'; service: string; name: string } | { kind: 'jet
 const FORBIDDEN: Record<ServiceIdentity, { why: string; publish: Publish; subscribe: string }> = {
   // (It may ask for a backup: the safety backup of an in-place restore; nothing else of the scheduler.)
   'data-mover': { why: 'a data mover cannot change the scheduler\'s policies nor take its commands', publish: { kind: 'command', service: 'scheduler', name: 'CreatePolicy' }, subscribe: `${S}.cmd.scheduler.>` },
-  scheduler: { why: 'the scheduler cannot command data movers directly nor read their progress', publish: { kind: 'command', service: 'data-mover', name: 'RestoreDisk' }, subscribe: `${S}.progress.>` },
+  scheduler: { why: 'the scheduler cannot command data movers (but for a policy\'s test restore) nor read their progress', publish: { kind: 'command', service: 'data-mover', name: 'RestoreDisk' }, subscribe: `${S}.progress.>` },
   'snapshot-coordinator': { why: 'the coordinator cannot queue transfers nor take catalogue queries', publish: { kind: 'jetstream', subject: `${S}.work.transfer` }, subscribe: `${S}.query.catalogue.>` },
   catalogue: { why: 'the catalogue writes no events and takes no commands for others', publish: { kind: 'jetstream', subject: `${S}.evt.job.job-9` }, subscribe: `${S}.cmd.data-mover.>` },
   gateway: { why: 'the gateway cannot queue work nor serve a service\'s commands', publish: { kind: 'jetstream', subject: `${S}.work.transfer` }, subscribe: `${S}.cmd.scheduler.>` },
