@@ -46,8 +46,21 @@ export class Guestfish {
 
   private constructor(readonly pid: number, private readonly env: NodeJS.ProcessEnv, private readonly server: ServerOutput) {}
 
-  /** Starts the server process and boots the appliance with the drives attached read-only. */
+  /**
+   * Starts the server process and boots the appliance with the drives attached read-only. An
+   * appliance that does not come up is started once more (under a loaded host a TCG boot can
+   * fail where the next one works); a second failure is thrown with libguestfs' reason.
+   */
   static async launch(drives: readonly ApplianceDrive[], o: ApplianceOptions = {}): Promise<Guestfish> {
+    try {
+      return await Guestfish.launchOnce(drives, o);
+    } catch (e) {
+      if (!(e instanceof GuestfishError) || e.command !== 'launch') throw e;
+      return Guestfish.launchOnce(drives, o);
+    }
+  }
+
+  private static async launchOnce(drives: readonly ApplianceDrive[], o: ApplianceOptions): Promise<Guestfish> {
     const env = environment(o);
     const args = ['--listen', '--ro', '--format=raw'];
     for (const d of drives) args.push('-a', d.uri);
@@ -75,10 +88,17 @@ export class Guestfish {
     try {
       await g.run(['set-memsize', String(o.memoryMiB ?? 384)]);
       await g.run(['set-smp', '1']);
+      const mark = server.end;
       await g.run(['run']);
+      // `-run` does not end the server when the boot fails, and its reason may reach stderr
+      // after the client returned: ask for the appliance's pid (only a launched one has one).
+      if (!/^\d+$/.test((await g.run(['get-pid']).catch(() => '')).trim())) {
+        const reason = /libguestfs: error: (?:[\w-]+: )?(.*)/.exec(server.since(mark))?.[1]?.trim();
+        throw new GuestfishError('launch', `the appliance did not start: ${reason ?? 'no reason given by libguestfs'}`);
+      }
     } catch (e) {
       await g.close();
-      throw e;
+      throw e instanceof GuestfishError && e.command === 'run' ? new GuestfishError('launch', e.message) : e;
     }
     return g;
   }
