@@ -40,6 +40,8 @@ describe('simulated hypervisor', () => {
 
     const first = await open('auto');
     expect(first.disk.mode).toBe('full');
+    // The restore point's VM configuration names its kind (SnapshotTaken's schema requires it).
+    expect(first.view.vmConfig).toMatchObject({ kind: 'simulated' });
     const allocated = await collect(allocatedExtents(first.nbd));
     const writtenBlocks = allocated.reduce((n, e) => n + e.length, 0) / BLOCK;
     expect(writtenBlocks).toBeGreaterThanOrEqual(1);

@@ -182,7 +182,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
       viewId, vm: req.vm, jobId: req.jobId, nbd: { socketPath: this.config.nbdSocket }, disks: [disk],
       createdAt: new Date(now).toISOString(), expiresAt: new Date(now + (req.leaseMs ?? this.config.defaultLeaseMs ?? 3_600_000)).toISOString(),
       ...(req.quiesce !== undefined ? { quiesced: { frozen: false, reason: 'a simulated VM has no guest to quiesce' } } : {}),
-      vmConfig: { simulated: true, disks: [{ id: 'disk0', sizeBytes: size }] },
+      vmConfig: { kind: 'simulated', disks: [{ id: 'disk0', sizeBytes: size }] },
     };
     this.#views.set(viewId, { view, chainKey, generation, exports: [exportName] });
     return view;
