@@ -22,6 +22,7 @@ import { createJetStreamEventLog } from '@cairn/eventlog';
 import { useHarness, waitFor } from '@cairn/testing';
 import type { CairnEvent } from '@cairn/contracts';
 import { cli, waitForJobEnd } from './e2e-helpers.ts';
+import { backup, discoverVm, makeImage, type Vm } from './sites-helpers.ts';
 
 const h = useHarness();
 const VIOLATION = /Violation/i;
@@ -64,6 +65,9 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
   let alphaId: string;
   let aNatsLog: string;
   let aStoppedAt = 0;
+  /** B's second administrator (made in the four-eyes test). */
+  let bobKey = '';
+  let bobToken = '';
   const siteList = async () => {
     const r = await cli(['--data', hubDir, '--json', 'site', 'list']);
     expect(r.code, r.stderr).toBe(0);
@@ -178,6 +182,47 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     await expect(new CommandBus(relayNc, { site: 'a', actor: person, defaultTimeoutMs: 5000 }).send('scheduler', 'RequestBackup', { vmId: alphaId, mode: 'full' })).rejects.toThrow(/permission|denied/i);
   }, 120_000);
 
+  it('four-eyes through the hub: a deletion at B asked by B\'s root operator and approved by a second administrator, both from the hub\'s CLI', async () => {
+    // A second administrator at B, made at B (users are each site's own), with a key and a token of their own.
+    bobKey = join(await h.tmpDir('cairn-hub-bob-'), 'bob.key');
+    for (const args of [['user', 'add', 'bob', '--role', 'administrator'], ['user', 'key', 'add', 'bob', '--out', bobKey]]) {
+      const r = await cli(['--data', b.dataDir, '--json', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const tokenReply = await fetch(`${b.gatewayUrl}/v1/tokens`, { method: 'POST', headers: { Authorization: `Bearer ${b.gatewayToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: 'bob', name: 'bob' }) });
+    bobToken = String(((await tokenReply.json()) as { token: string }).token);
+    // A restore point of B's own to delete.
+    const vmB: Vm = { vmId: 'vm-b-1', name: 'bravo', size: 2 * 1024 * 1024 };
+    await discoverVm(b, vmB);
+    const rp = await backup(b, vmB, makeImage(vmB.size, 7));
+    await waitFor(async () => (await new CatalogueClient(b.nc, { site: 'b' }).query('restorePoint.get', { restorePointId: rp }).catch(() => undefined)), { timeoutMs: 30_000, intervalMs: 250, what: 'B\'s restore point' });
+    // The gateway's RecoverAccess never crosses the leaf link (B answers it at B only).
+    expect(await b.nc.request('cairn.b.cmd.gateway.RecoverAccess', '{}', { timeout: 5000 }).then(() => 'answered', (e: Error) => e.message)).toBe('answered');
+    const adminAtHub = await hubAs('admin');
+    expect(await adminAtHub.request('cairn.b.cmd.gateway.RecoverAccess', '{}', { timeout: 3000 }).then(() => 'answered', (e: Error) => e.message)).not.toBe('answered');
+    const viaHub = (key: string, ...args: string[]) => cli(['--data', hubDir, '--site', 'b', '--operator-key', key, '--json', ...args]);
+    const asked = await viaHub(b.operator!.keyFile, 'restore-point', 'delete', rp, '--reason', 'asked at the hub');
+    expect(asked.code, asked.stderr + asked.stdout).toBe(0);
+    const { approvalId } = JSON.parse(asked.stdout) as { approvalId: string };
+    expect(JSON.parse(asked.stdout)).toMatchObject({ status: 'pending', requestedBy: b.operator!.actor.id });
+    // The requester cannot approve it (through the hub either); bob can.
+    const self = await waitFor(async () => {
+      const r = await viaHub(b.operator!.keyFile, 'approval', 'approve', approvalId);
+      return /no approval .* at the hub/.test(r.stderr + r.stdout) ? undefined : r;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: 'the request at the hub' });
+    expect(self.code, self.stdout).not.toBe(0);
+    expect(self.stdout + self.stderr).toMatch(/four.eyes|four_eyes|forbidden/i);
+    const ok = await viaHub(bobKey, 'approval', 'approve', approvalId);
+    expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ status: 'done', approvedBy: 'bob' });
+    const deleted = (await eventsOf(b, `restorepoint-${rp}`)).find((e) => e.type === 'RestorePointDeleted');
+    expect(deleted?.data).toMatchObject({ requestedBy: b.operator!.actor.id, approvedBy: 'bob', approvalId });
+    expect((await b.repository.listRestorePoints()).map((p) => p.id)).not.toContain(rp);
+    // Signed by a key B does not know (the hub's gateway identity would be one): refused at B.
+    const stranger = await viaHub(bobKey.replace(/bob\.key$/, 'none.key'), 'restore-point', 'delete', rp);
+    expect(stranger.code).not.toBe(0);
+  }, 240_000);
+
   it('key escrow: A\'s key goes to B sealed for B\'s escrow key (again after a rotation at A); no plaintext key at B or on a link', async () => {
     // Replication A → B, set up from the hub (a replication command through the hub); it copies the backup above too.
     const policy = await atHub(a, 'replication', 'policy-create', '--name', 'to-b', '--to', 'b');
@@ -239,14 +284,6 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     expect(refused.code, refused.stdout).not.toBe(0);
     expect(refused.stdout + refused.stderr).toMatch(/declare-lost/);
 
-    // A second administrator at B (endorsed by B's root operator), with a key and a token of their own.
-    const bobKey = join(await h.tmpDir('cairn-hub-bob-'), 'bob.key');
-    for (const args of [['user', 'add', 'bob', '--role', 'administrator'], ['user', 'key', 'add', 'bob', '--out', bobKey]]) {
-      const r = await cli([...d, ...args]);
-      expect(r.code, r.stderr).toBe(0);
-    }
-    const tokenReply = await fetch(`${b.gatewayUrl}/v1/tokens`, { method: 'POST', headers: { Authorization: `Bearer ${b.gatewayToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: 'bob', name: 'bob' }) });
-    const bobToken = String(((await tokenReply.json()) as { token: string }).token);
     // B's root operator asks; asking alone changes nothing; bob approves.
     const asked = await cli([...d, 'site', 'declare-lost', 'a', '--reason', 'site A burned down']);
     expect(asked.code, asked.stderr + asked.stdout).toBe(0);
@@ -299,8 +336,10 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
   }, 180_000);
 
   it('legitimate traffic leaves no permission violation in the hub\'s, A\'s or B\'s server log', async () => {
-    // The one refusal provoked on purpose: the hub's catalogue identity publishing a site's command.
-    const provoked = (l: string) => l.includes('catalogue@hub') && l.includes('cairn.a.cmd.scheduler.RequestBackup');
+    // The refusals provoked on purpose: the hub's catalogue identity publishing a site's command,
+    // and the hub's admin trying a site's RecoverAccess.
+    const provoked = (l: string) => (l.includes('catalogue@hub') && l.includes('cairn.a.cmd.scheduler.RequestBackup'))
+      || (l.includes('admin@hub') && l.includes('cairn.b.cmd.gateway.RecoverAccess'));
     for (const [name, file] of [['hub', hub.nats.logFile], ['a', aNatsLog], ['b', b.nats!.logFile]] as const) {
       expect((await readFile(file, 'utf8')).split('\n').filter((l) => VIOLATION.test(l) && !provoked(l)), name).toEqual([]);
     }

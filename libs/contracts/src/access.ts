@@ -64,6 +64,8 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   DeleteRestorePoint: 'admin',
   DeleteRepository: 'admin',
   DeclareSiteLost: 'admin',
+  RequestApproval: 'admin',
+  DecideApproval: 'admin',
   RepairReplica: 'admin',
   CollectReplicaGarbage: 'admin',
   AddHypervisor: 'admin',

@@ -10,6 +10,7 @@ import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields, QuiescePolicy, TestRestoreCheckFields } from './events/policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
+import { ApprovalAction, PersonSignature } from './events/security.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
 import { DiscardInstantV1, FinishInstantV1, InstantResult, ListInstantResult, ListInstantV1, ManageInstantDomainResult, ManageInstantDomainV1, StartInstantResult, StartInstantV1 } from './events/instant.events.ts';
 import { BrowseFilesResult, BrowseFilesV1, OpenFileDownloadResult, OpenFileDownloadV1, RestoreFilesResult, RestoreFilesV1, SearchFilesResult, SearchFilesV1, WriteGuestFilesResult, WriteGuestFilesV1 } from './files.ts';
@@ -345,6 +346,30 @@ export const DescribeRepositoryResult = Type.Object({
  * gateway, which records AccessRecovered and TokenIssued. Not through the REST API, not for a
  * command a service signed.
  */
+/**
+ * Four-eyes over NATS (commands through the hub, issue 24): the same request and decision as
+ * `POST /v1/approvals…` at the site's gateway, signed by the person (command and approval
+ * statement both), for an operator who reaches the site only through the hub.
+ */
+export const RequestApprovalV1 = Type.Object({
+  approvalId: Id,
+  action: ApprovalAction,
+  reason: Type.Optional(Reason),
+  signature: PersonSignature,
+}, { additionalProperties: false });
+export const DecideApprovalV1 = Type.Object({
+  approvalId: Id,
+  decision: Type.Union([Type.Literal('approve'), Type.Literal('reject')]),
+  reason: Type.Optional(Reason),
+  signature: PersonSignature,
+}, { additionalProperties: false });
+export const ApprovalReply = Type.Object({
+  approvalId: Id,
+  status: Type.String(),
+  requestedBy: Type.String(),
+  approvedBy: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+}, { additionalProperties: true });
+
 export const RecoverAccessV1 = Type.Object({
   reason: Reason,
 }, { additionalProperties: false });
@@ -641,6 +666,18 @@ export const COMMAND_SCHEMAS = {
     service: 'snapshot-coordinator',
     latest: PrepareInPlaceRestoreV1,
     result: PrepareInPlaceRestoreResult,
+  }),
+  RequestApproval: define('RequestApproval', {
+    description: 'Ask for a four-eyes act at this site (a restore point\'s or repository\'s deletion, declaring a site lost), signed by the administrator: the same as POST /v1/approvals at its gateway, for an operator at the hub.',
+    service: 'gateway',
+    latest: RequestApprovalV1,
+    result: ApprovalReply,
+  }),
+  DecideApproval: define('DecideApproval', {
+    description: 'Approve (and carry out) or reject another administrator\'s request at this site, signed by the deciding administrator: the same as POST /v1/approvals/<id>/approve|reject, for an operator at the hub.',
+    service: 'gateway',
+    latest: DecideApprovalV1,
+    result: ApprovalReply,
   }),
   RecoverAccess: define('RecoverAccess', {
     description: 'A new API token for the administrator whose own operator key signed this: the way back into a locked-out site.',

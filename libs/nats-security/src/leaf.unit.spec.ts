@@ -12,7 +12,10 @@ describe('leafPermissions', () => {
     expect(p.subscribe.allow).toContain('cairn.a.repl.*.>');
     expect(p.subscribe.allow).toContain('$JS.a.API.STREAM.INFO.CAIRN_EVT_A');
     // Commands reach it only for its own operator-facing services, never the coordinator's or the gateway's.
-    expect(p.subscribe.allow.filter((s) => s.includes('.cmd.')).sort()).toEqual(['cairn.a.cmd.data-mover.>', 'cairn.a.cmd.replication.>', 'cairn.a.cmd.scheduler.>']);
+    expect(p.subscribe.allow.filter((s) => s.includes('.cmd.')).sort()).toEqual([
+      'cairn.a.cmd.data-mover.>', 'cairn.a.cmd.gateway.>', 'cairn.a.cmd.replication.>', 'cairn.a.cmd.scheduler.>',
+    ]);
+    expect(p.subscribe.deny).toEqual(['cairn.a.cmd.gateway.RecoverAccess']);
     expect(p.subscribe.allow.some((s) => s.includes('DELETE.CAIRN') && !s.includes('CONSUMER'))).toBe(false);
   });
   it('renders hub authorization users', () => {
@@ -41,7 +44,8 @@ describe('the hub side of leaf links', () => {
     const p = hubPermissions(['a', 'b']);
     for (const who of ['admin', 'gateway'] as const) {
       expect(p[who].publish.allow).toEqual(expect.arrayContaining(['cairn.a.cmd.scheduler.*', 'cairn.b.cmd.data-mover.*', 'cairn.b.cmd.replication.*']));
-      expect(p[who].publish.allow.some((s) => s.includes('.cmd.snapshot-coordinator') || s.includes('.cmd.gateway') && !s.startsWith('cairn.hub.'))).toBe(false);
+      expect(p[who].publish.allow).toEqual(expect.arrayContaining(['cairn.a.cmd.gateway.RequestApproval', 'cairn.b.cmd.gateway.DecideApproval']));
+      expect(p[who].publish.allow.some((s) => s.includes('.cmd.snapshot-coordinator') || s.includes('RecoverAccess') || (s.includes('.cmd.gateway') && !s.startsWith('cairn.hub.') && !/\.(RequestApproval|DecideApproval)$/.test(s)))).toBe(false);
     }
     expect(p['hub-relay'].publish.allow.some((s) => s.includes('.cmd.'))).toBe(false);
     expect(p.catalogue.publish.allow.some((s) => s.includes('.cmd.'))).toBe(false);

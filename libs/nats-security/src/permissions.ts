@@ -15,7 +15,7 @@
 // for services); no subscription to another identity's inbox.
 
 import { writableCategories } from '@cairn/contracts';
-import { HUB_RELAYED_SERVICES } from './leaf.ts';
+import { hubRelayedCommandSubjects } from './leaf.ts';
 
 export const SERVICE_IDENTITIES = [
   'scheduler', 'snapshot-coordinator', 'data-mover', 'catalogue', 'gateway', 'audit-bridge', 'replication', 'notifier',
@@ -221,7 +221,7 @@ export function hubPermissions(sites: readonly string[]): Record<HubIdentity, Pe
 
 /** The hub's CLI and gateway may send the sites the commands their leaf links carry (checked at each site). */
 function withSiteCommands(p: Permissions, sites: readonly string[]): Permissions {
-  const commands = sites.flatMap((site) => HUB_RELAYED_SERVICES.map((service) => `cairn.${site}.cmd.${service}.*`));
+  const commands = sites.flatMap((site) => hubRelayedCommandSubjects(site, '*'));
   return { ...p, publish: { ...p.publish, allow: [...p.publish.allow, ...commands] } };
 }
 

@@ -22,6 +22,7 @@ import { GatewayService, type CatalogueQueries, type CommandSender } from './gat
 import { EdgeValidationPipe } from './edge-validation.pipe.ts';
 import { AuthGuard, Authenticator } from './auth.guard.ts';
 import { IdentityController } from './identity.controller.ts';
+import { serveApprovalCommands } from './approval-commands.ts';
 import { IdentityStore } from './identity.store.ts';
 import { OidcVerifier } from './oidc.ts';
 import { ProblemFilter } from './problem.filter.ts';
@@ -240,6 +241,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   let ownLog: EventLog | undefined;
   let identities: IdentityStore | undefined;
   let recovery: { close(): Promise<void> } | undefined;
+  let approvals: { close(): Promise<void> } | undefined;
   if (!nc) {
     if (!options.natsUrl) throw new TypeError('startGateway: give natsUrl or nc');
     ownNc = await connect({ servers: natsServers(options.natsUrl), name: `gateway@${config.site}` });
@@ -265,6 +267,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
     });
     if (options.accessRecovery !== false) recovery = await serveAccessRecovery({ nc, site: config.site, identities });
+    // Four-eyes over NATS, for administrators at the hub (not at the hub itself: it has no acts to approve).
+    if (options.accessRecovery !== false) approvals = await serveApprovalCommands({ nc, site: config.site, identities, controller: app.get(IdentityController) });
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address() as { port: number };
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -283,6 +287,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
         cut.unref();
         await app.close().finally(() => clearTimeout(cut));
         await recovery?.close();
+        await approvals?.close();
         auth.close();
         await identities?.stop();
         await ownLog?.close();
@@ -291,6 +296,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     };
   } catch (e) {
     await recovery?.close().catch(() => undefined);
+    await approvals?.close().catch(() => undefined);
     await identities?.stop().catch(() => undefined);
     await ownLog?.close().catch(() => undefined);
     await ownNc?.drain().catch(() => undefined);

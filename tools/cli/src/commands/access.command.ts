@@ -54,10 +54,59 @@ const waiting = (r: Record<string, unknown>) => (r.approvalId && r.status === 'p
   ? `waiting for another administrator (four-eyes): cairn approval approve ${String(r.approvalId)}`
   : undefined);
 
+/**
+ * At the hub with `--site <name>` (commands through the hub, issue 24): the four-eyes requests and
+ * decisions go to that site's gateway as signed NATS commands (RequestApproval, DecideApproval)
+ * over its leaf link; a pending request is read from the hub's copy of the site's log. Nothing
+ * else of the site's API is reachable from the hub.
+ */
+function hubApi(cmd: Command, g: ReturnType<typeof globals>, state: Awaited<ReturnType<typeof readStackState>>): Api {
+  const site = g.site!;
+  // One connection per call, closed after it (the CLI then exits).
+  const inSession = async <T>(fn: (s: import('../session.ts').Session) => Promise<T>): Promise<T> => (await import('../session.ts')).withSession(cmd, fn);
+  const send = (name: 'RequestApproval' | 'DecideApproval', payload: Record<string, unknown>) => inSession(async (s) => {
+    const { accepted } = await import('../cli-replies.ts');
+    return accepted(await s.bus.send('gateway', name, payload as never, { timeoutMs: 120_000 }), `${name} at site ${site}`) as unknown as Record<string, unknown>;
+  });
+  const unsupported = (path: string): never => {
+    throw new CliError(`${path} is not reachable through the hub: run it at site ${site}'s gateway`, EXIT.usage);
+  };
+  let key: Promise<OperatorKey | undefined> | undefined;
+  return {
+    json: Boolean(g.json),
+    key() { key ??= operatorKeyFor(g, state); return key; },
+    async call(method, path, body) {
+      const b = (body ?? {}) as { approvalId?: string; signature?: unknown; reason?: string };
+      const m = /^\/v1\/(restore-points|repositories|sites)\/([^/]+)\/(deletion|loss)$/.exec(path);
+      if (method === 'POST' && m) {
+        const id = decodeURIComponent(m[2]!);
+        const action = m[1] === 'restore-points' ? { kind: 'delete-restore-point', restorePointId: id } : m[1] === 'repositories' ? { kind: 'delete-repository', repository: id } : { kind: 'declare-site-lost', site: id };
+        if (!b.signature || !b.approvalId) throw new CliError('a four-eyes request through the hub must be signed', EXIT.usage, 'pass your operator key for that site (--operator-key <file> or CAIRN_OPERATOR_KEY)');
+        return send('RequestApproval', { approvalId: b.approvalId, action, signature: b.signature, ...(b.reason ? { reason: b.reason } : {}) });
+      }
+      const d = /^\/v1\/approvals\/([^/]+)\/(approve|reject)$/.exec(path);
+      if (method === 'POST' && d) {
+        if (!b.signature) throw new CliError('a decision through the hub must be signed', EXIT.usage, 'pass your operator key for that site (--operator-key <file> or CAIRN_OPERATOR_KEY)');
+        return send('DecideApproval', { approvalId: decodeURIComponent(d[1]!), decision: d[2], signature: b.signature, ...(b.reason ? { reason: b.reason } : {}) });
+      }
+      const r = /^\/v1\/approvals\/([^/?]+)$/.exec(path);
+      if (method === 'GET' && r) {
+        // The request as the site recorded it, from the hub's copy of its log.
+        const { items } = await inSession((s) => s.catalogue.query('audit.timeline', { streamId: `approval-${decodeURIComponent(r[1]!)}`, limit: 100 }));
+        const asked = items.find((e) => e.type === 'ApprovalRequested');
+        if (!asked) throw new CliError(`no approval ${r[1]} of site ${site} at the hub (yet)`, EXIT.notFound);
+        return asked.data as Record<string, unknown>;
+      }
+      return unsupported(path);
+    },
+  };
+}
+
 async function api(cmd: Command): Promise<Api> {
   const g = globals(cmd) as ReturnType<typeof globals> & ApiOptions;
   const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
   const state = await readStackState(dataDir);
+  if (state?.site === 'hub' && g.site && g.site !== 'hub' && !g.gateway) return hubApi(cmd, g, state);
   const base = g.gateway ?? process.env['CAIRN_GATEWAY_URL'] ?? state?.gatewayUrl;
   if (!base) throw new CliError('no gateway found', EXIT.unavailable, 'start Cairn with `npx cairn up`, or pass --gateway <url> / set CAIRN_GATEWAY_URL');
   const token = g.token ?? process.env['CAIRN_API_TOKEN']
