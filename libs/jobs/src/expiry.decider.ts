@@ -12,7 +12,7 @@ export interface ExpiryState {
 
 export interface ExpiryCheck {
   readonly kind: 'check';
-  readonly credential: 'api-token';
+  readonly credential: 'api-token' | 'certificate';
   readonly id: string;
   readonly owner: string;
   readonly name: string;

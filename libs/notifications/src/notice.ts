@@ -75,6 +75,11 @@ export function noticeOf(event: SourceEvent, position: bigint, jobs: { vmOf(jobI
         text: `${String(d['damagedCount'])} damaged object(s) of ${String(d['objectsChecked'])} checked`,
       };
     case 'CredentialExpiring':
+      if (d['credential'] === 'certificate') return {
+        ...base, kind: 'credential-expiring', severity: 'warning',
+        title: `Certificate ${String(d['name'])} (${String(d['owner'])}) expires ${String(d['expiresAt'])}`,
+        text: `${String(d['daysLeft'])} day(s) left: issue a new one from the site CA and restart the services that use it, before TLS connections are refused`,
+      };
       return {
         ...base, kind: 'credential-expiring', severity: 'warning',
         title: `API token ${String(d['name'])} of ${String(d['owner'])} expires ${String(d['expiresAt'])}`,

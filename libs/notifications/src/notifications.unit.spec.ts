@@ -100,4 +100,11 @@ describe('expiry notices', () => {
     expect(n).toMatchObject({ kind: 'credential-expiring', severity: 'warning', title: 'API token ci of ops expires 2027-01-10T00:00:00.000Z' });
     expect(DEFAULT_KINDS).toContain('credential-expiring');
   });
+
+  it('a site certificate near its expiry is a credential-expiring warning naming its file and subject', () => {
+    const n = noticeOf({ id: 'e2', type: 'CredentialExpiring', time: '2027-01-01T00:00:00.000Z', site: 'a', data: {
+      credential: 'certificate', id: 'server', owner: 'CN=nats.a', name: 'server.pem', expiresAt: '2027-01-04T00:00:00.000Z', daysLeft: 3,
+    } }, 6n, { vmOf: () => undefined });
+    expect(n).toMatchObject({ kind: 'credential-expiring', severity: 'warning', title: 'Certificate server.pem (CN=nats.a) expires 2027-01-04T00:00:00.000Z' });
+  });
 });

@@ -2,8 +2,14 @@
 // backups stopped, raises RpoMissed once, however often the watch runs and when a second
 // scheduler folds the log and takes over; a new restore point gives RpoRestored once. The expiry
 // watch over the same real log: an API token 10 days from its expiry raises CredentialExpiring
-// once (also after a standby takes over), a revoked or far one nothing, a renewal warns again.
+// once (also after a standby takes over), a revoked or far one nothing, a renewal warns again;
+// a TLS certificate of the security directory made by the test (openssl, site CA) that expires
+// in 3 days raises it once, the CA's (10 years) nothing, its key file is never read.
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createCertificateAuthority, issueCertificate } from '@cairn/nats-security';
 import { connect } from '@nats-io/transport-node';
 import { newEvent, type Actor, type KnownEvent } from '@cairn/contracts';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
@@ -140,4 +146,49 @@ describe('RPO watch (real log)', () => {
     events = await expiring();
     expect(events.map((e) => e.streamId)).toEqual(['expiry-api-token-t-near', 'expiry-api-token-t-far']);
   }, 60_000);
+
+  it('a site certificate expiring in 3 days: CredentialExpiring once (certificate, file, subject, validTo), also across a takeover', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'recover2-certs-'));
+    h.onClose(() => rm(dir, { recursive: true, force: true }));
+    const ca = await createCertificateAuthority(dir, 'Cairn certsite CA');
+    await mkdir(join(dir, 'identities'));
+    await issueCertificate(ca, join(dir, 'identities'), { commonName: 'scheduler@certsite', kind: 'client', fileName: 'scheduler', days: 3 });
+    await writeFile(join(dir, 'notes.pem'), 'not a certificate\n');
+    const nc = await connect({ servers: (await h.nats()).url });
+    h.onClose(() => nc.close());
+    const log = await createJetStreamEventLog({ nc, site: 'certsite' });
+    h.onClose(() => log.close());
+    const config = schedulerConfig({ site: 'certsite', tickMs: 3_600_000, certificateDir: dir });
+    const now = { t: Date.now() };
+    const scheduler = async () => {
+      const s = new Scheduler(config, log, ports, () => new Date(now.t));
+      await s.start();
+      h.onClose(() => s.stop());
+      const head = await log.headPosition();
+      await waitFor(() => BigInt(s.health().position) >= head, { what: 'the scheduler to fold the log' });
+      return s;
+    };
+    const expiring = async () => {
+      const out: KnownEvent[] = [];
+      for await (const r of log.readAll({ category: 'expiry' })) out.push(r.event);
+      return out;
+    };
+    const first = await scheduler();
+    for (let i = 0; i < 3; i++) await first.watchExpiry();
+    let events = await expiring();
+    expect(events.map((e) => [e.type, e.streamId])).toEqual([['CredentialExpiring', 'expiry-certificate-identities_scheduler']]);
+    const validTo = Date.parse((events[0]!.data as { expiresAt: string }).expiresAt);
+    expect(validTo - now.t).toBeGreaterThan(2.9 * 86_400_000);
+    expect(validTo - now.t).toBeLessThanOrEqual(3 * 86_400_000);
+    expect(events[0]!.data).toMatchObject({ credential: 'certificate', id: 'identities_scheduler', owner: 'CN=scheduler@certsite', name: 'identities/scheduler.pem', daysLeft: 2 });
+    expect(events[0]!.actor).toEqual({ kind: 'service', id: 'scheduler@certsite' });
+
+    // A standby takes over a day later (reads the directory afresh): nothing again.
+    const second = await scheduler();
+    now.t += 86_400_000;
+    await second.watchExpiry();
+    await second.watchExpiry();
+    events = await expiring();
+    expect(events).toHaveLength(1);
+  }, 120_000);
 });

@@ -25,6 +25,11 @@ export interface SchedulerConfig {
   readonly signedApprovals?: boolean;
   /** How many days before an API token expires CredentialExpiring is raised (default 14). */
   readonly expiryWarnDays?: number;
+  /**
+   * The site's security directory (`cairn up --secure`, `cairn run --security-dir`): its TLS
+   * certificates get CredentialExpiring like API tokens (looked at every 10 minutes at most).
+   */
+  readonly certificateDir?: string;
 }
 
 export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string }): SchedulerConfig {

@@ -12,6 +12,7 @@ import {
 import { inSpan } from '@cairn/telemetry';
 import type { SchedulerConfig } from './scheduler.config.ts';
 import { startGate } from './start-gate.ts';
+import { readSiteCertificates, type SiteCertificate } from './site-certificates.ts';
 
 /** The log lines the scheduler writes (pino's shape). */
 export interface SchedulerLogger {
@@ -90,6 +91,8 @@ export class Scheduler {
   private readonly rpoOfPolicy = new WeakMap<Policy, number>();
   /** API tokens with an expiry, not revoked: for the expiry watch. */
   private readonly tokens = new Map<string, { owner: string; name: string; expiresAt: string }>();
+  /** The site's certificates as last read, and when (read again after 10 minutes). */
+  private certificates: { readonly at: number; readonly list: readonly SiteCertificate[] } | undefined;
   /** Each credential's expiry stream as folded, and its revision. */
   private readonly expiry = new Map<string, { state: ExpiryState; revision: bigint }>();
   /** Chunks a verify found damaged in restore points of each VM: its next backup reads whole and sends them again. */
@@ -680,22 +683,39 @@ export class Scheduler {
   }
 
   /**
-   * Expiry watch: every API token with an expiry, not revoked, within `expiryWarnDays` of it gets
-   * CredentialExpiring once per expiry time, through its stream `expiry-api-token-<id>`.
+   * Expiry watch: every API token with an expiry, not revoked, and every TLS certificate of the
+   * site's security directory (`certificateDir`), within `expiryWarnDays` of its expiry gets
+   * CredentialExpiring once per expiry time, through its stream `expiry-api-token-<id>` /
+   * `expiry-certificate-<file as id>`.
    */
   async watchExpiry(): Promise<void> {
     const now = this.now();
-    for (const [id, t] of this.tokens) {
+    const items: Array<{ credential: 'api-token' | 'certificate'; id: string; owner: string; name: string; expiresAt: string }> =
+      [...this.tokens].map(([id, t]) => ({ credential: 'api-token' as const, id, ...t }));
+    if (this.config.certificateDir) {
+      if (!this.certificates || now.getTime() - this.certificates.at >= 600_000) {
+        try {
+          const list = await readSiteCertificates(this.config.certificateDir, (file, reason) => this.logger.warn({ file, reason }, 'a .pem file of the security directory is not a readable certificate'));
+          this.certificates = { at: now.getTime(), list };
+        } catch (err) {
+          this.logger.warn({ dir: this.config.certificateDir, err: (err as Error).message }, 'the security directory cannot be read: its certificates are not watched for expiry');
+          this.certificates = { at: now.getTime(), list: this.certificates?.list ?? [] };
+        }
+      }
+      for (const c of this.certificates.list) items.push({ credential: 'certificate', id: c.id, owner: c.subject.slice(0, 256), name: c.file.slice(0, 256), expiresAt: c.validTo });
+    }
+    for (const t of items) {
+      const id = t.id;
       if (Date.parse(t.expiresAt) <= now.getTime() - 86_400_000) continue; // long gone: nothing to warn of
-      const streamId = expiryStreamId('api-token', id);
-      const check = { kind: 'check' as const, credential: 'api-token' as const, id, owner: t.owner, name: t.name, expiresAt: t.expiresAt, warnDays: this.config.expiryWarnDays ?? 14, now };
+      const streamId = expiryStreamId(t.credential, id);
+      const check = { kind: 'check' as const, credential: t.credential, id, owner: t.owner, name: t.name, expiresAt: t.expiresAt, warnDays: this.config.expiryWarnDays ?? 14, now };
       const known = this.expiry.get(streamId) ?? { state: expiryDecider.initialState(), revision: -1n };
       if (expiryDecider.decide(check, known.state).length === 0) continue;
       const result = await handleCommand(this.log, streamId, expiryDecider, check, {
         meta: { site: this.config.site, actor: this.config.actor, correlationId: streamId, causationId: null }, known,
       });
       this.expiry.set(streamId, { state: result.state, revision: result.revision });
-      this.logger.warn({ tokenId: id, owner: t.owner, expiresAt: t.expiresAt }, 'API token expires soon');
+      this.logger.warn({ credential: t.credential, id, owner: t.owner, name: t.name, expiresAt: t.expiresAt }, t.credential === 'certificate' ? 'certificate expires soon' : 'API token expires soon');
     }
   }
 

@@ -106,14 +106,15 @@ export const RpoMissedV1 = Type.Object({
 }, { additionalProperties: false });
 
 /**
- * Expiry watch (stream `expiry-<kind>-<id>`, the scheduler): a credential with an expiry is
+ * Expiry watch (stream `expiry-<kind>-<id>`, the scheduler): a credential with an expiry (API token, TLS certificate) is
  * within its warning time of it (raised once per expiry time: a renewed one warns again).
  */
 export const CredentialExpiringV1 = Type.Object({
-  /** What expires: an API token (the only credential with an expiry the log knows today). */
-  credential: Type.Literal('api-token'),
+  /** What expires: an API token, or a TLS certificate of the site's security directory. */
+  credential: Type.Union([Type.Literal('api-token'), Type.Literal('certificate')]),
+  /** The token's id; a certificate's file as an id (`identities/scheduler.pem` → `identities_scheduler`). */
   id: Id,
-  /** Whose it is and its name. */
+  /** Whose it is (a token's user; a certificate's subject, e.g. `CN=nats.site-a`) and its name (a token's name; a certificate's file relative to the security directory). */
   owner: Type.String({ minLength: 1, maxLength: 256 }),
   name: Type.String({ minLength: 1, maxLength: 256 }),
   expiresAt: Timestamp,

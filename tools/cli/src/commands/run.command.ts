@@ -101,7 +101,7 @@ export function registerRunCommand(program: Command): void {
         case 'scheduler': {
           const s = await startScheduler({
             nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
-            config: { site, ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
+            config: { site, ...(security ? { certificateDir: security.dir } : {}), ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
           });
           running = s;
           break;
