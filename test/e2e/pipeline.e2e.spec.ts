@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useHarness, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
-import { DEFAULT_CHUNK_SIZE } from '@cairn/repository';
-import { startDemoVm, startStack } from '@cairn/cli';
+import { startDemoVm, startStack, DEMO_BLOCK } from '@cairn/cli';
 import { checkRestoredDemoImage, cli, jobsWhere } from './e2e-helpers.ts';
 
 // This file's policies run every few seconds: allow it (a site's default minimum is 5 min), in this
@@ -63,17 +62,14 @@ describe('backup pipeline (real NATS, real QEMU)', () => {
     expect(rp1.kind).toBe('full');
     expect(rp2.kind).toBe('incremental');
     expect(rp2.parentId).toBe(rp1.restorePointId);
-    // The incremental read only the chunks the workload wrote into, not the disk: each dirty
-    // 64 KiB block makes the mover read its whole 256 KiB repository chunk from the snapshot
-    // (transfer.ts unchangedFrom 'source', as Proxmox reads whole chunks; it spares fetching and
-    // opening the parent's chunk), so at most the distinct chunks of all writes so far (an upper
-    // bound on those dirtied in between). On this small, mostly empty demo disk that can exceed
-    // the full's allocated bytes (the workload touches most of its 32 MiB), so the full is no
-    // yardstick here.
-    const chunksWritten = new Set(vm.writes.map((w) => Math.floor(w.offset / DEFAULT_CHUNK_SIZE))).size;
+    // The incremental read only what the workload wrote in between (64 KiB blocks), not the disk.
+    const job2 = await catalogue.query('job.get', { jobId: second.jobId });
+    const taken = job2.events.find((e) => e.type === 'SnapshotTaken')!.data as { nbd: { exports: Array<{ mode: string }> } };
+    expect(taken.nbd.exports[0]!.mode).toBe('incremental');
+    const writesBetween = vm.writes.length; // an upper bound on distinct blocks dirtied
     expect(rp2.bytesRead).toBeGreaterThan(0);
-    expect(rp2.bytesRead).toBeLessThanOrEqual(chunksWritten * DEFAULT_CHUNK_SIZE);
-    expect(rp2.bytesRead).toBeLessThan(vm.sizeBytes);
+    expect(rp2.bytesRead).toBeLessThanOrEqual(writesBetween * DEMO_BLOCK);
+    expect(rp2.bytesRead).toBeLessThan(rp1.bytesRead);
 
     // Each restore point restores to the disk exactly at its snapshot instant.
     let lastPrefix = -1;

@@ -50,6 +50,11 @@ export interface StartDataMoverOptions {
   readonly actor?: Actor;
   readonly connections?: number;
   /**
+   * What an incremental reads from the hypervisor (DataMoverConfig.incrementalReads); default
+   * from CAIRN_INCREMENTAL_READS, else only the changed blocks.
+   */
+  readonly incrementalReads?: 'changed-blocks' | 'whole-chunks';
+  /**
    * Bandwidth of backup and restore transfers: this host's limit and the site's (cairn.yaml),
    * in bytes per second; or a TransferBandwidth shared with other movers of this process.
    */
@@ -108,6 +113,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
     ...(o.forbiddenRestorePaths ? { forbiddenRestorePaths: o.forbiddenRestorePaths } : {}),
     ...(o.dataDir !== undefined ? { dataDir: o.dataDir } : {}),
     connections: o.connections ?? 2,
+    incrementalReads: o.incrementalReads ?? (process.env['CAIRN_INCREMENTAL_READS'] === 'whole-chunks' ? 'whole-chunks' : 'changed-blocks'),
     ...(o.bandwidth ? { bandwidth: o.bandwidth instanceof TransferBandwidth ? o.bandwidth : new TransferBandwidth(o.bandwidth) } : {}),
     ...(o.locateRestorePoint ? { locateRestorePoint: o.locateRestorePoint } : {}),
     deletedRepositories,

@@ -36,6 +36,12 @@ export interface DataMoverConfig {
   /** The stack's data directory: no restore inside it except below a root there (`<data>/restores`). */
   readonly dataDir?: string;
   readonly connections: number;
+  /**
+   * What an incremental reads from the hypervisor: only the changed blocks (default; the rest of
+   * each chunk from the parent restore point) or the whole chunks holding them (transfer.ts
+   * `unchangedFrom`).
+   */
+  readonly incrementalReads?: 'changed-blocks' | 'whole-chunks';
   /** The host's and the site's bandwidth, shared by every transfer of this mover (bandwidth.ts). */
   readonly bandwidth?: TransferBandwidth;
   /**
@@ -173,6 +179,7 @@ export class DataMover {
     }, {
       repository: repo,
       connections: this.config.connections,
+      unchangedFrom: this.config.incrementalReads === 'whole-chunks' ? 'source' : 'parent',
       ...withThrottle(this.bandwidth.forJob(work.bandwidthBytesPerSec)),
       onProgress: (p) => {
         heartbeat();

@@ -58,20 +58,20 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     const inc = await runTransfer({
       jobId: 'job2', vm, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
-    }, { repository: repo });
-    // unchangedFrom 'parent': exactly the written 64 KiB blocks come from the hypervisor; the
-    // rest of each chunk comes from the parent restore point.
+    }, { repository: repo, unchangedFrom: 'source' });
+    // unchangedFrom 'parent' (the default): exactly the written 64 KiB blocks come from the
+    // hypervisor; the rest of each chunk comes from the parent restore point.
     const fromParent = await runTransfer({
       jobId: 'job2p', vm, mode: 'auto', parent: { restorePointId: full.restorePointId, disks: [{ name: 'disk0', sizeBytes: 16 * MiB }] },
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
-    }, { repository: repo, unchangedFrom: 'parent' });
+    }, { repository: repo });
     expect(fromParent.parentId).toBe(full.restorePointId);
     expect(fromParent.disks[0]!.bytesRead).toBe(writes.length * 64 * KiB);
     server.kill('SIGTERM');
     expect(inc.parentId).toBe(full.restorePointId);
     expect(inc.disks[0]!.mode).toBe('incremental');
-    // The chunks holding the written 64 KiB blocks are read whole from the hypervisor (one
-    // 256 KiB chunk each), nothing else.
+    // unchangedFrom 'source': the chunks holding the written 64 KiB blocks are read whole from
+    // the hypervisor (one 256 KiB chunk each), nothing else.
     expect(inc.disks[0]!.bytesRead).toBe(writes.length * repo.chunkSize);
 
     // The same job delivered again finds its restore point instead of writing a second one.

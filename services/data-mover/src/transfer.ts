@@ -52,10 +52,11 @@ export interface TransferOptions {
    */
   readonly readAhead?: number;
   /**
-   * Where an incremental gets the unchanged parts of a partly changed chunk: `source` (default)
-   * reads the whole chunk from the snapshot's export (more bytes from the hypervisor, no
-   * repository reads); `parent` reads only the changed bytes from the hypervisor and the rest
-   * from the parent restore point (fetch, decrypt, decompress, verify each parent chunk).
+   * Where an incremental gets the unchanged parts of a partly changed chunk: `parent` (default)
+   * reads only the changed blocks from the hypervisor and the rest from the parent restore
+   * point (fetch, decrypt, decompress, verify each parent chunk); `source` reads the whole chunk
+   * from the snapshot's export (up to four times the bytes from the hypervisor for scattered
+   * 64 KiB writes, no repository reads, less of the mover's CPU).
    */
   readonly unchangedFrom?: 'source' | 'parent';
   /** Bandwidth limits of this job (bandwidth.ts): paid before each read from the hypervisor. */
@@ -187,7 +188,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       timings.plan += since(tPlan);
       const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
       const tParent = performance.now();
-      const parentDisk = incremental && options.unchangedFrom === 'parent' ? await repo.openDisk(parent!.id, exp.disk) : undefined;
+      const parentDisk = incremental && (options.unchangedFrom ?? 'parent') === 'parent' ? await repo.openDisk(parent!.id, exp.disk) : undefined;
       timings.parentOpen += since(tParent);
       const counters = { read: 0 };
       const depth = options.readAhead ?? (incremental ? 16 : 4);
