@@ -105,6 +105,20 @@ export const RestorePointView = Type.Object({
   lastTestRestore: Type.Optional(Nullable(LastTestRestore)),
   /** Set when a verify found objects this restore point uses damaged (RestorePointDamaged); cleared by a later verify that checked it clean. */
   damage: Type.Optional(Nullable(Type.Object({ at: Time, verifyId: Id, damagedCount: Type.Integer({ minimum: 0 }) }))),
+  /**
+   * The immutability lock that holds (RestorePointLocked, the longest recorded): until when, since
+   * when, and who made it: `policy` when the data mover locked it for its policy's immutability
+   * (`policyId`), `act` when a user locked it (`cairn restore-point lock`). Null: never locked.
+   * An `until` in the past is a lock that has ended.
+   */
+  lock: Type.Optional(Nullable(Type.Object({
+    until: Time,
+    at: Time,
+    source: Type.Union([Type.Literal('policy'), Type.Literal('act')]),
+    policyId: Nullable(Id),
+    actor: Type.Object({ kind: Type.Union([Type.Literal('user'), Type.Literal('service')]), id: Type.String() }),
+    causationId: Nullable(Type.String()),
+  }))),
 }, { $id: 'RestorePointView' });
 export type RestorePointView = Static<typeof RestorePointView>;
 

@@ -283,6 +283,13 @@ const handlers: Handlers = {
   PolicyResumed: ({ data }, at) => [
     sql(`UPDATE policies SET paused_at = NULL, updated_at = ? WHERE policy_id = ?`, at.time, data.policyId),
   ],
+  // The lock that holds is the longest one recorded (the decider records only longer ones); who
+  // made it says why: the data mover's own actor for a policy's immutability, a user for an act.
+  RestorePointLocked: (e, at) => [sql(
+    `UPDATE restore_points SET locked_until = ?, locked_at = ?, lock_actor_kind = ?, lock_actor_id = ?, lock_causation_id = ?
+     WHERE restore_point_id = ? AND (locked_until IS NULL OR locked_until < ?)`,
+    e.data.retainUntil, at.time, e.actor.kind, e.actor.id, e.causationId ?? null, e.data.restorePointId, e.data.retainUntil,
+  )],
   RestorePointExpired: ({ data }, at) => [
     sql(`UPDATE restore_points SET expired_at = ?, expiry_reason = ? WHERE restore_point_id = ? AND expired_at IS NULL`,
       at.time, data.reason, data.restorePointId),

@@ -237,7 +237,7 @@ describe('catalogue projection: restore points', () => {
         restorePointId: 'rp1', jobId: 'j1', vmId: 'vm1', policyId: 'p1', site, createdAt: committed.time, parentId: null,
         kind: 'full', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, changedBytes: 800, savedBytes: 500,
         disks: [{ name: 'vda', sizeBytes: 1024, bytesRead: 800, bytesStored: 300, chunksNew: 3, chunksReused: 5 }],
-        expiredAt: null, expiryReason: null, lastTestRestore: null, damage: null,
+        expiredAt: null, expiryReason: null, lastTestRestore: null, damage: null, lock: null,
       });
       expect(read.getVm('vm1')).toMatchObject({ lastBackupAt: committed.time, restorePoints: 1 });
     });
@@ -405,5 +405,19 @@ describe('catalogue projection: test restores and damage', () => {
     });
     given(...history, verify('v1', ['rp1']), damaged, verify('v2', ['rp1'])).when().then((read) => expect(read.getRestorePoint('rp1').damage).not.toBeNull());
     given(...history, verify('v1', ['rp1']), damaged).when(verify('v3', [])).then((read) => expect(read.getRestorePoint('rp1').damage).toBeNull());
+  });
+
+  it('a lock shows until when and by which policy or act; only a longer lock replaces it', () => {
+    const locked = (until: string, actor: CairnEvent['actor'], causationId: string) =>
+      ev('RestorePointLocked', { restorePointId: 'rp1', retainUntil: until, objectsLocked: 4 }, 'restorepoint-rp1', { actor, causationId });
+    const byPolicy = locked('2026-02-01T00:00:00.000Z', { kind: 'service', id: 'data-mover@site-a' }, 'commit-rp1');
+    given(...history).when(byPolicy).then((read) => expect(read.getRestorePoint('rp1').lock).toEqual({
+      until: '2026-02-01T00:00:00.000Z', at: byPolicy.time, source: 'policy', policyId: 'p1',
+      actor: { kind: 'service', id: 'data-mover@site-a' }, causationId: 'commit-rp1',
+    }));
+    const byUser = locked('2026-06-01T00:00:00.000Z', { kind: 'user', id: 'alice' }, 'cmd-7');
+    given(...history, byPolicy).when(byUser).then((read) => expect(read.getRestorePoint('rp1').lock)
+      .toMatchObject({ until: '2026-06-01T00:00:00.000Z', source: 'act', policyId: null, actor: { kind: 'user', id: 'alice' } }));
+    given(...history, byUser).when(byPolicy).then((read) => expect(read.getRestorePoint('rp1').lock).toMatchObject({ until: '2026-06-01T00:00:00.000Z', source: 'act' }));
   });
 });

@@ -273,6 +273,13 @@ export class CatalogueReadModel {
       ...(job?.consistency ? { consistency: str(job.consistency) as 'application' | 'crash', consistencyReason: strOrNull(job.consistency_reason) } : {}),
       ...(vmConfig ? { vmConfig } : {}),
       lastTestRestore: this.lastTestRestore(str(r.restore_point_id)),
+      lock: r.locked_until ? {
+        until: str(r.locked_until), at: str(r.locked_at),
+        source: r.lock_actor_kind === 'user' ? 'act' : 'policy',
+        policyId: r.lock_actor_kind === 'user' ? null : strOrNull(r.policy_id),
+        actor: { kind: str(r.lock_actor_kind) === 'user' ? 'user' : 'service', id: str(r.lock_actor_id) },
+        causationId: strOrNull(r.lock_causation_id),
+      } : null,
       damage: r.damaged_at ? { at: str(r.damaged_at), verifyId: str(r.damage_verify_id), damagedCount: num(r.damaged_count) } : null,
     };
   }

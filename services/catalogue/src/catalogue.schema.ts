@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 9;
+export const SCHEMA_VERSION = 10;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -49,7 +49,12 @@ CREATE TABLE IF NOT EXISTS restore_points (
   expiry_reason TEXT,
   damaged_at TEXT,
   damage_verify_id TEXT,
-  damaged_count INTEGER
+  damaged_count INTEGER,
+  locked_until TEXT,
+  locked_at TEXT,
+  lock_actor_kind TEXT,
+  lock_actor_id TEXT,
+  lock_causation_id TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position);
 CREATE INDEX IF NOT EXISTS restore_points_position ON restore_points (position);
