@@ -6,7 +6,7 @@
 // straight from the repository, the Instant recoveries page shows it with its overlay size,
 // Finish mirrors it to local disks and pivots (the mirror's progress shown, the VM still
 // running), and a second session is discarded; the restore point's test restore (`cairn test-restore`,
-// run meanwhile) shows as passed on the VM's timeline. axe-core and screenshots of the new pages in
+// run meanwhile) shows as passed on the VM's timeline, and its lock (`cairn restore-point lock`) too. axe-core and screenshots of the new pages in
 // both themes, and the page's actions reachable from the keyboard. One stack, one backup and
 // one browser for the file.
 import { readFile } from 'node:fs/promises';
@@ -174,6 +174,24 @@ describe('restore wizard: whole VM and instant recovery (real stack, real guest,
     expect(await result.textContent()).toMatch(/^passed .*\(serial/);
   });
 
+  it('the timeline shows the restore point\'s immutability lock: until when, and whose act made it', async () => {
+    const point = admin.locator(`[data-restore-point="${restorePointId}"]`);
+    expect(await point.locator('[data-lock="none"]').textContent()).toBe('not locked');
+    const r = await cli(['--data', dataDir, '--json', 'restore-point', 'lock', restorePointId, '--for', '30d'], {}, 300_000);
+    expect(r.code, `${r.stdout} ${r.stderr}`).toBe(0);
+    const until = (JSON.parse(r.stdout) as { retainUntil: string }).retainUntil;
+    // The REST view carries the lock from the catalogue's projection of RestorePointLocked.
+    const view = await waitFor(async () => {
+      const v = await api('GET', `/v1/restore-points/${restorePointId}`);
+      return (v.body['lock'] as Record<string, unknown> | null) ? v.body : undefined;
+    }, { timeoutMs: 60_000, what: 'the lock in the restore point view' });
+    expect(view['lock']).toMatchObject({ until, source: 'act', policyId: null, actor: { kind: 'user' } });
+    // Shown on the timeline live (the event stream), without a reload.
+    const lock = point.locator('[data-lock="held"][data-lock-source="act"]');
+    await lock.waitFor({ timeout: 60_000 });
+    expect(await lock.textContent()).toMatch(/^locked until .+ by .+'s lock$/);
+  });
+
   it('the new pages pass axe-core without serious or critical violations in light and dark, and are screenshot', async () => {
     const found: Record<string, unknown> = {};
     for (const theme of ['light', 'dark'] as const) {
@@ -181,7 +199,7 @@ describe('restore wizard: whole VM and instant recovery (real stack, real guest,
       const pages: Array<[string, () => Promise<void>]> = [
         ['restore-vm', async () => { await admin.goto('/'); await wizard(/^Whole VM/); await admin.getByLabel('New VM name').waitFor(); }],
         ['restore-instant', async () => { await admin.goto('/'); await wizard(/^Instant recovery/); await admin.locator('[data-action="instant"]').waitFor(); }],
-        ['vm-tested', async () => { await admin.goto(`/vms/${vmId}`); await admin.locator('[data-test-restore="passed"]').waitFor(); }],
+        ['vm-tested', async () => { await admin.goto(`/vms/${vmId}`); await admin.locator('[data-test-restore="passed"]').waitFor(); await admin.locator('[data-lock="held"]').waitFor(); }],
         // The jobs page with both kinds: the backup and the whole-VM restore.
         ['jobs-kinds', async () => { await admin.goto('/jobs'); await admin.locator('tr[data-job]').nth(1).waitFor(); }],
         ['instant', async () => { await admin.goto('/instant'); await admin.getByLabel('All ended ones').check(); await admin.locator('[data-instant]').nth(1).waitFor(); }],

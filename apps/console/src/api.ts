@@ -60,6 +60,8 @@ export interface RestorePoint {
   lastTestRestore?: { testRestoreId: string; status: 'running' | 'passed' | 'failed'; at: string; durationMs: number | null; checks: string[]; failedCheck: string | null } | null;
   /** A verify found damaged chunks in it (cleared by a later clean verify). */
   damage?: { at: string; verifyId: string; damagedCount: number } | null;
+  /** The immutability lock that holds: until when, made by a policy's immutability or by a user's act. */
+  lock?: { until: string; at: string; source: 'policy' | 'act'; policyId: string | null; actor: { kind: 'user' | 'service'; id: string }; causationId: string | null } | null;
 }
 export type JobState = 'requested' | 'running' | 'completed' | 'failed' | 'cancelled';
 export interface Job {

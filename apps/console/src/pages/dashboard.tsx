@@ -8,6 +8,14 @@ import { Page, Progress, StateBadge, bytes, shortId, when } from '../ui.tsx';
 import type { Job, JobState } from '../api.ts';
 
 const DAY_MS = 24 * 3600_000;
+/** The hub's site name (tools/cli/src/stack/hub-stack.ts). */
+const HUB_SITE = 'hub';
+
+/** A duration in the largest whole unit (`45 s`, `12 min`, `3 h`, `2 d`). */
+function ago(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : s < 86_400 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 86_400)} d`;
+}
 
 export function Dashboard() {
   const live = useFeed();
@@ -50,7 +58,10 @@ export function Dashboard() {
   const read = live_points.reduce((n, p) => n + p.bytesRead, 0);
   const stored = live_points.reduce((n, p) => n + p.bytesStored, 0);
   const pending = approvals.data?.items.length ?? 0;
-  const sites = new Set((replicas.data?.items ?? []).map((r) => r.site));
+  // Replication lag per site holding copies: how old its newest copy is (the Sites page has the detail).
+  const copies = new Map<string, string>();
+  for (const r of replicas.data?.items ?? []) if (r.committedAt > (copies.get(r.site) ?? '')) copies.set(r.site, r.committedAt);
+  const isHub = health.data?.site === HUB_SITE;
 
   return (
     <Page title="Dashboard">
@@ -81,7 +92,13 @@ export function Dashboard() {
         <a class="tile" href="/sites" data-tile="sites">
           <h2>Sites</h2>
           <p class="big">{health.data ? health.data.site : '—'} <StateBadge state={health.data?.status ?? 'unknown'} /></p>
-          <p>catalogue lag {health.data?.catalogue.lag ?? '—'} events{sites.size ? ` · copies at ${[...sites].join(', ')}` : ''}</p>
+          <p>catalogue lag {health.data?.catalogue.lag ?? '—'} events</p>
+          {copies.size ? (
+            <ul class="mini">{[...copies].slice(0, 4).map(([site, latest]) => (
+              <li key={site} data-site={site}>copies at {site}: newest {ago(now - Date.parse(latest))} ago</li>
+            ))}</ul>
+          ) : <p class="muted" data-replication="none">no copies at other sites</p>}
+          {health.data && !isHub ? <p class="muted" data-hub="no">This gateway's site only: every site's health is seen at the hub (<code>cairn site list</code> there).</p> : null}
         </a>
         <a class={`tile ${pending > 0 ? 'warn' : ''}`} href="/approvals" data-tile="approvals">
           <h2>Approvals waiting</h2>

@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import { useQueryClient } from '@tanstack/preact-query';
 import { post, type RestorePoint } from '../api.ts';
 import { useFeed } from '../live.ts';
-import { useJobs, useReplicas, useRestorePoints, useVm, useVms } from '../queries.ts';
+import { useJobs, usePolicies, useReplicas, useRestorePoints, useVm, useVms } from '../queries.ts';
 import { useSession } from '../session.tsx';
 import { Empty, ErrorBox, Loading, Page, Progress, StateBadge, Time, bytes, shortId, when } from '../ui.tsx';
 
@@ -102,6 +102,8 @@ export function VmPage(props: { vmId: string }) {
 function Timeline(props: { points: RestorePoint[] }) {
   const session = useSession();
   const replicas = useReplicas();
+  const policies = usePolicies();
+  const policyName = (id: string) => policies.data?.items.find((x) => x.policyId === id)?.name ?? shortId(id);
   const [asked, setAsked] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>();
   const visible = props.points.filter((p) => !p.expiredAt);
@@ -137,6 +139,7 @@ function Timeline(props: { points: RestorePoint[] }) {
                   : p.lastTestRestore.status === 'failed' ? <strong class="bad-text">failed {when(p.lastTestRestore.at)}{p.lastTestRestore.failedCheck ? `: ${p.lastTestRestore.failedCheck}` : ''}</strong>
                   : <span>running since {when(p.lastTestRestore.at)}</span>}</dd></div>
                 {p.damage ? <div><dt>Damage</dt><dd data-damage={p.damage.damagedCount}><strong class="bad-text">{p.damage.damagedCount} damaged chunk{p.damage.damagedCount === 1 ? '' : 's'} found by a verify {when(p.damage.at)}</strong></dd></div> : null}
+                <div><dt>Lock</dt><LockFact lock={p.lock} policyName={policyName} /></div>
                 <div><dt>Replicas</dt><dd>{copies.length ? copies.join(', ') : 'none'}</dd></div>
                 <div><dt>Job</dt><dd><a href={`/jobs/${encodeURIComponent(p.jobId)}`}>{shortId(p.jobId)}</a></dd></div>
               </dl>
@@ -153,5 +156,20 @@ function Timeline(props: { points: RestorePoint[] }) {
         })}
       </ol>
     </>
+  );
+}
+
+/** A restore point's immutability lock: until when, and by which policy or whose act; an ended lock says so. */
+function LockFact(props: { lock: RestorePoint['lock']; policyName: (id: string) => string }) {
+  const l = props.lock;
+  if (!l) return <dd data-lock="none"><span class="muted">not locked</span></dd>;
+  const held = Date.parse(l.until) > Date.now();
+  const by = l.source === 'policy'
+    ? (l.policyId ? `by the immutability of policy ${props.policyName(l.policyId)}` : `by ${l.actor.id}`)
+    : `by ${l.actor.id}'s lock`;
+  return (
+    <dd data-lock={held ? 'held' : 'ended'} data-lock-source={l.source} title={`locked ${when(l.at)} (${l.actor.kind} ${l.actor.id})`}>
+      {held ? <strong>locked until {when(l.until)}</strong> : <span class="muted">lock ended {when(l.until)}</span>} <span>{by}</span>
+    </dd>
   );
 }
