@@ -115,6 +115,9 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   // RPO watch: the scheduler, which knows the policies
   RpoMissed: ['scheduler'],
   CredentialExpiring: ['scheduler'],
+  // replication lag watch: the source site's replication, which makes the copies
+  ReplicationBehind: ['replication'],
+  ReplicationCaughtUp: ['replication'],
   RpoRestored: ['scheduler'],
   // verify jobs: the data mover that holds the repository
   VerifyStarted: ['data-mover'],

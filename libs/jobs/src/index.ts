@@ -11,6 +11,7 @@ export * from './transfer-work.ts';
 export * from './restore.decider.ts';
 export * from './rpo.decider.ts';
 export * from './expiry.decider.ts';
+export * from './replication-lag.decider.ts';
 export * from './operator-trust.ts';
 export * from './approval.decider.ts';
 export * from './user.decider.ts';

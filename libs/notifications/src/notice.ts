@@ -20,7 +20,7 @@ export interface Notice {
 const SEVERITY_RANK: Record<NotificationSeverity, number> = { info: 0, warning: 1, error: 2, critical: 3 };
 
 /** The kinds a route without `kinds` gets: what an operator must act on. */
-export const DEFAULT_KINDS: readonly NotificationKind[] = ['job-failed', 'test-restore-failed', 'damage-found', 'rpo-missed', 'approval-waiting', 'dead-letter', 'credential-expiring'];
+export const DEFAULT_KINDS: readonly NotificationKind[] = ['job-failed', 'test-restore-failed', 'damage-found', 'rpo-missed', 'approval-waiting', 'dead-letter', 'credential-expiring', 'replication-behind'];
 
 export function matches(match: NotificationMatch, notice: Notice): boolean {
   if (notice.kind === 'test') return true;
@@ -73,6 +73,20 @@ export function noticeOf(event: SourceEvent, position: bigint, jobs: { vmOf(jobI
         ...base, kind: 'damage-found', severity: 'critical',
         title: `Damage found in the copy of site ${String(d['sourceSite'])}'s repository`,
         text: `${String(d['damagedCount'])} damaged object(s) of ${String(d['objectsChecked'])} checked`,
+      };
+    case 'ReplicationBehind': {
+      const newest = d['newestUnreplicated'] as { restorePointId: string; vmId: string; committedAt: string };
+      return {
+        ...base, kind: 'replication-behind', severity: 'warning',
+        title: `Replication from ${String(d['sourceSite'])} to ${String(d['targetSite'])} is ${String(d['lagMinutes'])} min behind (allowed ${String(d['maxLagMinutes'])})`,
+        text: `${String(d['unreplicated'])} restore point(s) not at ${String(d['targetSite'])}; the newest: ${newest.restorePointId} of VM ${newest.vmId}, committed ${newest.committedAt} (policy ${String(d['policyId'])})`,
+      };
+    }
+    case 'ReplicationCaughtUp':
+      return {
+        ...base, kind: 'replication-caught-up', severity: 'info',
+        title: `Replication from ${String(d['sourceSite'])} to ${String(d['targetSite'])} caught up`,
+        text: `${String(d['unreplicated'])} restore point(s) still on their way, within the allowed lag (policy ${String(d['policyId'])})`,
       };
     case 'CredentialExpiring':
       if (d['credential'] === 'certificate') return {

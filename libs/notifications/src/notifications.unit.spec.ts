@@ -107,4 +107,16 @@ describe('expiry notices', () => {
     } }, 6n, { vmOf: () => undefined });
     expect(n).toMatchObject({ kind: 'credential-expiring', severity: 'warning', title: 'Certificate server.pem (CN=nats.a) expires 2027-01-04T00:00:00.000Z' });
   });
+
+  it('a replication target behind is a replication-behind warning default routes hear; caught up is info', () => {
+    const rp = { restorePointId: 'rp-9', vmId: 'vm-1', committedAt: '2027-01-01T00:00:00.000Z' };
+    const n = noticeOf({ id: 'e3', type: 'ReplicationBehind', time: '2027-01-01T02:00:00.000Z', site: 'a', data: {
+      policyId: 'p1', sourceSite: 'a', targetSite: 'b', maxLagMinutes: 60, lagMinutes: 120, unreplicated: 2, oldestUnreplicated: rp, newestUnreplicated: rp,
+    } }, 7n, { vmOf: () => undefined });
+    expect(n).toMatchObject({ kind: 'replication-behind', severity: 'warning', title: 'Replication from a to b is 120 min behind (allowed 60)' });
+    expect(n?.text).toContain('rp-9');
+    expect(DEFAULT_KINDS).toContain('replication-behind');
+    const c = noticeOf({ id: 'e4', type: 'ReplicationCaughtUp', time: '2027-01-01T03:00:00.000Z', site: 'a', data: { policyId: 'p1', sourceSite: 'a', targetSite: 'b', unreplicated: 0 } }, 8n, { vmOf: () => undefined });
+    expect(c).toMatchObject({ kind: 'replication-caught-up', severity: 'info' });
+  });
 });

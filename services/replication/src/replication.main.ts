@@ -36,6 +36,8 @@ export interface StartReplicationOptions {
   readonly logger?: Logger;
   readonly ackWaitMs?: number;
   readonly maxRetryDelayMs?: number;
+  /** How often the lag watch looks at each policy's targets (default 60 s; 0: only when called, tests). */
+  readonly lagWatchMs?: number;
   /** Keep a count per object received (tests). */
   readonly recordReceived?: boolean;
   /** Sites whose copies this site receives (default every site; name them behind a secure hub, see ReplicaReceiver). */
@@ -93,7 +95,7 @@ export async function startReplication(o: StartReplicationOptions): Promise<Runn
   receiver.start();
   const replication = new Replication(
     {
-      site: o.site, actor, ackWaitMs: o.ackWaitMs ?? 60_000, maxRetryDelayMs: o.maxRetryDelayMs ?? 30_000,
+      site: o.site, actor, ackWaitMs: o.ackWaitMs ?? 60_000, maxRetryDelayMs: o.maxRetryDelayMs ?? 30_000, lagWatchMs: o.lagWatchMs ?? 60_000,
       ...(o.escrow ? { escrow: { hubCaPem: o.escrow.hubCaPem, secret: o.escrow.secret } } : {}),
     },
     o.nc, o.log, o.repository, logger, receiver,

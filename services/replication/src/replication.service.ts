@@ -9,6 +9,12 @@
 // RestorePointExpired / RestorePointDeleted is sent to the target (`expire`), which removes its
 // replica. A target that is away gets it when it returns (the consumer waits, in order); a
 // restore point locked at the source keeps its replicas until the lock ends.
+//
+// Lag watch (`watchLag`, every `lagWatchMs`): per own policy and target, the restore points in
+// scope not at the target (known from this process's copies, else asked of the target; all of
+// them while it does not answer) go to replicationLagDecider on `repllag-<policy>-<target>`:
+// ReplicationBehind once when the oldest is older than the policy's maxLagMinutes,
+// ReplicationCaughtUp once when no longer. Several instances append at the folded revision.
 import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -18,7 +24,7 @@ import {
   assertSite, eventStreamName, eventSubjectFilter, type Actor, type CommandPayloadMap, type KnownEvent, type ReplicationPolicy,
 } from '@cairn/contracts';
 import { handleCommand, type EventLog, type EventSubscription } from '@cairn/eventlog';
-import { replicationPolicyDecider } from '@cairn/jobs';
+import { replicationLagDecider, replicationLagStreamId, replicationMaxLagMinutes, replicationPolicyDecider, type UnreplicatedPoint } from '@cairn/jobs';
 import { DurableConsumers, RetryLaterError, readableEvents, type JetStreamContext, type RunningConsumer } from '@cairn/messaging';
 import { Semaphore, copyRestorePoint, type ReplicationSource, type ReplicationSourceRole } from '@cairn/repository';
 import { RemoteSink, TargetUnavailableError } from './remote-sink.ts';
@@ -40,6 +46,8 @@ export interface ReplicationConfig {
    * for; again whenever the key set changes (a rotation). Without it, nothing is escrowed.
    */
   readonly escrow?: { readonly hubCaPem: string; readonly secret: () => Promise<string> };
+  /** How often the lag watch runs (absent or 0: only when `watchLag` is called). */
+  readonly lagWatchMs?: number;
 }
 
 export class ReplicationRefused extends Refusal {
@@ -84,6 +92,11 @@ export class Replication {
   readonly copies: CopyReport[] = [];
   /** Copies done since start. */
   copiesDone = 0;
+  /** `<target>/<restorePointId>` known to be at the target (copied, or it said so): the lag watch asks no more. */
+  private readonly atTarget = new Set<string>();
+  /** When each policy was created (an after-backup policy copies what was committed since). */
+  private readonly policySince = new Map<string, number>();
+  private lagTimer?: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly config: ReplicationConfig,
@@ -120,6 +133,7 @@ export class Replication {
           const e = r.event;
           if (e.type === 'ReplicationPolicyCreated') {
             this.policies.set(e.data.policyId, e.data);
+            this.policySince.set(e.data.policyId, Date.parse(e.time));
             if (e.data.sourceSite === this.site) for (const t of e.data.targetSites) this.knownTargets.add(t);
           }
           else if (e.type === 'ReplicationPolicyDeleted') this.policies.delete(e.data.policyId);
@@ -132,10 +146,17 @@ export class Replication {
     })();
     await loaded;
     this.reconcile();
+    if (this.config.lagWatchMs) {
+      this.lagTimer = setInterval(() => {
+        this.watchLag().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'replication lag watch failed; next round tries again'));
+      }, this.config.lagWatchMs);
+      this.lagTimer.unref();
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.lagTimer) clearInterval(this.lagTimer);
     await this.policySub?.stop();
     for (const t of this.timers.values()) t.stop();
     this.timers.clear();
@@ -165,6 +186,7 @@ export class Replication {
     // Through the policy's decider at the revision read: an id that exists is a conflict.
     await handleCommand(this.log, streamId, replicationPolicyDecider, { kind: 'create', policy }, { meta: { site: this.site, actor, causationId, correlationId: streamId } });
     this.policies.set(policyId, policy);
+    if (!this.policySince.has(policyId)) this.policySince.set(policyId, Date.now());
     for (const t of policy.targetSites) this.knownTargets.add(t);
     this.reconcile();
     this.logger.info({ policyId, targets: policy.targetSites, trigger: policy.trigger }, 'replication policy created');
@@ -408,6 +430,7 @@ export class Replication {
     // The escrow follows the key set: sealed again after a rotation, tried again while it failed.
     if (this.config.escrow && this.escrowed.get(target) !== fingerprint) await this.escrowFor(sink, target, identity.repositoryId, identity.keys.map((k) => k.keyId), fingerprint);
     if (!adoptedNow && !o.full && await sink.hasRestorePoint(restorePointId)) {
+      this.atTarget.add(`${target}/${restorePointId}`);
       const r = { restorePointId, targetSite: target, committed: false, chunksSent: 0, chunkBytesSent: 0, pagesSent: 0, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started };
       return r;
     }
@@ -437,11 +460,55 @@ export class Replication {
       restorePointId, targetSite: target, committed: result.committed, chunksSent: result.chunksSent, chunkBytesSent: result.chunkBytesSent,
       pagesSent: result.pagesSent, bytesSent: sink.stats.bytesSent, durationMs: Date.now() - started,
     };
+    this.atTarget.add(`${target}/${restorePointId}`);
     this.copies.push(report);
     this.copiesDone++;
     if (this.copies.length > 1000) this.copies.splice(0, this.copies.length - 1000);
     this.logger.info({ ...report, base: base ?? null, chunksAsked: result.chunksAsked }, result.committed ? 'restore point replicated' : 'restore point was at the target already');
     return report;
+  }
+
+  // ---- lag watch ---------------------------------------------------------------------------
+
+  /**
+   * Per own policy and target: which restore points in its scope are not at the target, and
+   * through the lag decider ReplicationBehind / ReplicationCaughtUp once each (see the top).
+   */
+  async watchLag(now: Date = new Date()): Promise<void> {
+    const own = [...this.policies.values()].filter((p) => p.sourceSite === this.site);
+    if (own.length === 0) return;
+    const points = await this.repository.listRestorePoints();
+    for (const p of own) {
+      const since = p.trigger.kind === 'after-backup' ? this.policySince.get(p.policyId) ?? 0 : 0;
+      const scope = points.filter((rp) => (!p.vmIds || p.vmIds.includes(rp.vm.id)) && Date.parse(rp.committedAt) >= since - 1000);
+      for (const target of p.targetSites) {
+        const unreplicated: UnreplicatedPoint[] = [];
+        let answering = true;
+        const sink = new RemoteSink(this.nc, this.site, target);
+        for (const rp of scope) {
+          const key = `${target}/${rp.id}`;
+          if (this.atTarget.has(key)) continue;
+          if (answering) {
+            try {
+              if (await sink.hasRestorePoint(rp.id)) { this.atTarget.add(key); continue; }
+            } catch (err) {
+              // Away: everything not known to be there counts as not there.
+              answering = false;
+              this.logger.info({ target, err: (err as Error).message }, 'replication lag watch: the target does not answer');
+            }
+          }
+          unreplicated.push({ restorePointId: rp.id, vmId: rp.vm.id, committedAt: rp.committedAt });
+        }
+        const streamId = replicationLagStreamId(p.policyId, target);
+        const r = await handleCommand(this.log, streamId, replicationLagDecider, {
+          kind: 'check', policyId: p.policyId, sourceSite: this.site, targetSite: target, maxLagMinutes: replicationMaxLagMinutes(p), unreplicated, now,
+        }, { meta: { site: this.site, actor: this.config.actor, correlationId: streamId, causationId: null } });
+        for (const e of r.events) {
+          if (e.type === 'ReplicationBehind') this.logger.warn({ policyId: p.policyId, target, data: e.data }, 'replication target is behind');
+          else this.logger.info({ policyId: p.policyId, target, data: e.data }, 'replication target caught up');
+        }
+      }
+    }
   }
 
   // ---- verify and repair -----------------------------------------------------------------

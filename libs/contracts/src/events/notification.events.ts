@@ -19,6 +19,8 @@ export const NotificationKind = Type.Union([
   Type.Literal('approval-waiting'),
   Type.Literal('dead-letter'),
   Type.Literal('credential-expiring'),
+  Type.Literal('replication-behind'),
+  Type.Literal('replication-caught-up'),
   Type.Literal('test'),
 ]);
 export type NotificationKind = Static<typeof NotificationKind>;

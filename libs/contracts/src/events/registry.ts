@@ -13,8 +13,7 @@ import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.even
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
-  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, SiteSilentV1, SiteContactRestoredV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1,
-} from './replication.events.ts';
+  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, SiteSilentV1, SiteContactRestoredV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1, ReplicationBehindV1, ReplicationCaughtUpV1 } from './replication.events.ts';
 import {
   AccessDeniedV1, AccessRecoveredV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, SiteDeclaredLostV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
@@ -138,6 +137,8 @@ export const EVENT_SCHEMAS = {
   NotificationRouteAdded: define('NotificationRouteAdded', { description: 'A notification route was added or replaced: which notices (kinds, severity, sites, VMs) go where (webhook, e-mail, syslog), and how often at most.', categories: ['notifyroute'], latest: NotificationRouteAddedV1 }),
   NotificationRouteRemoved: define('NotificationRouteRemoved', { description: 'A notification route was removed: nothing more is sent through it.', categories: ['notifyroute'], latest: NotificationRouteRemovedV1 }),
   CredentialExpiring: define('CredentialExpiring', { description: 'A credential with an expiry (an API token, a TLS certificate of the site) is within its warning time of it (raised once per expiry time).', categories: ['expiry'], latest: CredentialExpiringV1 }),
+  ReplicationBehind: define('ReplicationBehind', { description: 'A replication target has fallen further behind than its policy allows: the oldest restore point in scope not yet there is older than maxLagMinutes (raised once until it caught up).', categories: ['repllag'], latest: ReplicationBehindV1 }),
+  ReplicationCaughtUp: define('ReplicationCaughtUp', { description: 'A replication target that had fallen behind holds every restore point in scope older than the allowed lag again.', categories: ['repllag'], latest: ReplicationCaughtUpV1 }),
   RpoMissed: define('RpoMissed', { description: 'A VM has no restore point younger than its policy\'s recovery-point objective (raised once until it has one again).', categories: ['rpo'], latest: RpoMissedV1 }),
   RpoRestored: define('RpoRestored', { description: 'A VM that had missed its RPO has a restore point younger than it again.', categories: ['rpo'], latest: RpoRestoredV1 }),
   VerifyStarted: define('VerifyStarted', { description: 'A verify job of a repository started: which restore points (not verified within N days), what fraction of their chunks.', categories: ['verify'], latest: VerifyStartedV1 }),

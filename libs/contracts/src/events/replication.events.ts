@@ -33,6 +33,12 @@ export const ReplicationPolicyFields = {
   delayMs: Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600_000 }),
   /** Most bytes per second sent to each target; unlimited when omitted. */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
+  /**
+   * How far a target may fall behind: the oldest restore point in scope not yet at a target may
+   * be this many minutes old before ReplicationBehind is raised. Default (`replicationMaxLagMinutes`):
+   * after-backup delay + 60 min; schedule 2 × everyMs + 60 min; cron 26 h.
+   */
+  maxLagMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 31 * 24 * 60 })),
 };
 
 export const ReplicationPolicyCreatedV1 = Type.Object(ReplicationPolicyFields, { additionalProperties: false });
@@ -137,4 +143,33 @@ export const SiteSilentV1 = Type.Object({
 export const SiteContactRestoredV1 = Type.Object({
   site: Site,
   silentForMs: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false });
+
+const Unreplicated = Type.Object({ restorePointId: Id, vmId: Id, committedAt: Timestamp }, { additionalProperties: false });
+
+/**
+ * Replication lag watch (stream `repllag-<policyId>-<target>`, the source site's replication):
+ * the oldest restore point in a policy's scope not yet at the target is older than the policy's
+ * `maxLagMinutes`. Raised once until the target has caught up.
+ */
+export const ReplicationBehindV1 = Type.Object({
+  policyId: Id,
+  sourceSite: Site,
+  targetSite: Site,
+  maxLagMinutes: Type.Integer({ minimum: 1 }),
+  /** Age of the oldest restore point not at the target, in whole minutes. */
+  lagMinutes: Type.Integer({ minimum: 0 }),
+  /** How many restore points in scope are not at the target. */
+  unreplicated: Count,
+  oldestUnreplicated: Unreplicated,
+  newestUnreplicated: Unreplicated,
+}, { additionalProperties: false });
+
+/** The target holds every restore point in scope older than the allowed lag again. */
+export const ReplicationCaughtUpV1 = Type.Object({
+  policyId: Id,
+  sourceSite: Site,
+  targetSite: Site,
+  /** Restore points in scope still not at the target (younger than the allowed lag). */
+  unreplicated: Count,
 }, { additionalProperties: false });

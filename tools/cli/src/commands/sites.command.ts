@@ -100,7 +100,10 @@ export function registerSitesCommands(program: Command): void {
     .option('--timezone <zone>', 'time zone of --cron', 'UTC')
     .option('--delay <seconds>', 'wait this long after a backup before copying it', '0')
     .option('--bandwidth <bytesPerSec>', 'most bytes per second to each target')
+    .option('--max-lag <minutes>', 'how far a target may fall behind before ReplicationBehind (default: after-backup delay + 60, schedule 2 × every + 60, cron 1560)')
     .action(act(async (s, o: Opts) => {
+      const maxLag = o['maxLag'] === undefined ? undefined : Number(o['maxLag']);
+      if (maxLag !== undefined && !(Number.isInteger(maxLag) && maxLag >= 1)) throw new CliError(`--max-lag must be a whole number of minutes of at least 1, not ${String(o['maxLag'])}`, EXIT.usage);
       const result = accepted(await s.bus.send('replication', 'CreateReplicationPolicy', {
         name: String(o['name']), targetSites: sitesOf(o['to']),
         ...(o['vm'] ? { vmIds: o['vm'] as string[] } : {}),
@@ -108,6 +111,7 @@ export function registerSitesCommands(program: Command): void {
           : o['every'] ? { kind: 'schedule', everyMs: Number(o['every']) * 1000 } : { kind: 'after-backup' },
         delayMs: Number(o['delay']) * 1000,
         ...(o['bandwidth'] ? { bandwidthBytesPerSec: Number(o['bandwidth']) } : {}),
+        ...(maxLag !== undefined ? { maxLagMinutes: maxLag } : {}),
       }, { idempotencyKey: randomUUID() }), 'policy refused');
       output(s, result, () => `replication policy ${result.policyId} created`);
     }));
