@@ -1,6 +1,7 @@
 // VMware end to end against govmomi's vCenter simulator: a running Cairn gets `cairn hypervisor
 // add vmware --url … --credentials <file> --ca <file>`, lists the simulator's VMs in `cairn vm
-// list`, and backs one up whose 32 MiB flat disk the test filled through the datastore endpoint:
+// list` (kept current: a VM powered off and another deleted through the vSphere API show as
+// stopped and removed), and backs one up whose 32 MiB flat disk the test filled through the datastore endpoint:
 // the restore point restores byte-identical, the cairn snapshot is gone from the VM after, and
 // `cairn restore --vm --host <libvirt>` defines it as a libvirt domain on the restored disk.
 import { createHash } from 'node:crypto';
@@ -11,7 +12,7 @@ import { ensureLibvirtd, startVcsim, useHarness, virsh, waitFor } from '@cairn/t
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
 import { VmwareAdapter, parseDomainXml } from '@cairn/hypervisor';
-import { generatedDisk, reconfigureDisk, uploadFlat } from '@cairn/hypervisor/testing';
+import { destroyVm, generatedDisk, powerOffVm, reconfigureDisk, uploadFlat } from '@cairn/hypervisor/testing';
 import { cli } from './e2e-helpers.ts';
 
 const MiB = 1 << 20;
@@ -57,6 +58,26 @@ describe('VMware through the product (govmomi vcsim, NATS, the data mover)', () 
     const listed = await cli([...args, '--json', 'vm', 'list']);
     const vms = JSON.parse(listed.stdout) as Array<{ name: string; disks: Array<{ name: string; sizeBytes: number }> }>;
     expect(vms.find((v) => v.name === 'DC0_H0_VM0')!.disks).toEqual([expect.objectContaining({ name: 'scsi0-0', sizeBytes: 32 * MiB })]);
+
+    // Kept current through WaitForUpdatesEx: one VM powered off, another deleted, in vCenter.
+    const stateOf = async (name: string) => {
+      const out = await cli([...args, '--json', 'vm', 'list']);
+      const v = (JSON.parse(out.stdout) as Array<{ name: string; powerState: string | null; removedAt: string | null }>).find((x) => x.name === name);
+      return v?.removedAt ? 'removed' : v?.powerState;
+    };
+    await waitFor(async () => await stateOf('DC0_H0_VM1') === 'running', { timeoutMs: 60_000, what: 'DC0_H0_VM1 listed as running' });
+    const inVc = await probe.vms();
+    await powerOffVm(probe.vsphere, inVc.find((v) => v.name === 'DC0_H0_VM1')!);
+    const doomed = inVc.find((v) => v.name === 'DC0_C0_RP0_VM1')!;
+    await powerOffVm(probe.vsphere, doomed);
+    await destroyVm(probe.vsphere, doomed);
+    await waitFor(async () => await stateOf('DC0_H0_VM1') === 'stopped' && await stateOf('DC0_C0_RP0_VM1') === 'removed', { timeoutMs: 120_000, what: 'vm list: DC0_H0_VM1 stopped, DC0_C0_RP0_VM1 removed' });
+    const table = await cli([...args, 'vm', 'list']);
+    expect(table.code, table.stderr).toBe(0);
+    console.log(`vmware e2e vm list after power-off and delete:\n${table.stdout}`);
+    expect(table.stdout).toMatch(/DC0_H0_VM1\s.*\sstopped\s/);
+    expect(table.stdout).toMatch(/DC0_C0_RP0_VM1\s.*\sremoved \d{4}-/);
+    expect(table.stdout).toMatch(/DC0_H0_VM0\s.*\srunning\s/);
 
     const backup = await cli([...args, '--json', 'backup', 'DC0_H0_VM0', '--wait', '--timeout', '600'], {}, 660_000);
     expect(backup.code, backup.stderr).toBe(0);

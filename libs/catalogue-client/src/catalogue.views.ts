@@ -26,6 +26,10 @@ export const VmView = Type.Object({
   disks: Type.Array(DiskView),
   discoveredAt: Time,
   updatedAt: Time,
+  /** What the hypervisor last reported (`running`, `stopped`, `paused`, …); null before it did, or once removed. */
+  powerState: Nullable(Type.String()),
+  /** When the VM left its hypervisor (deleted or unregistered there); its restore points stay. */
+  removedAt: Nullable(Time),
   lastBackupAt: Nullable(Time),
   restorePoints: Type.Integer({ minimum: 0, description: 'Restore points not expired.' }),
 }, { $id: 'VmView' });

@@ -44,6 +44,8 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   VmDiscovered: ['snapshot-coordinator'],
   DiskAttached: ['snapshot-coordinator'],
   DiskDetached: ['snapshot-coordinator'],
+  VmPowerStateChanged: ['snapshot-coordinator'],
+  VmRemoved: ['snapshot-coordinator'],
   // policies and retention
   PolicyCreated: ['scheduler'],
   PolicyUpdated: ['scheduler'],

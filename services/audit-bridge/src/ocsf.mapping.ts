@@ -25,6 +25,8 @@ export const ACTIVITY_OF: Readonly<Record<string, ActivityName>> = {
   RestorePointExpired: 'Delete',
   SnapshotReleased: 'Delete',
   DiskDetached: 'Update',
+  VmPowerStateChanged: 'Update',
+  VmRemoved: 'Delete',
   MessageDeadLettered: 'Other',
   UserCreated: 'Create',
   UserRolesChanged: 'Update',

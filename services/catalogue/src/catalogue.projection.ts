@@ -96,7 +96,7 @@ const handlers: Handlers = {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (vm_id) DO UPDATE SET name = excluded.name, site = excluded.site,
          hypervisor_kind = excluded.hypervisor_kind, hypervisor_host = excluded.hypervisor_host,
-         tags = excluded.tags, updated_at = excluded.updated_at`,
+         tags = excluded.tags, updated_at = excluded.updated_at, removed_at = NULL`,
       data.vmId, data.name, at.site, data.hypervisor.kind, data.hypervisor.host, JSON.stringify(data.tags), at.time, at.time,
     ),
     // A discovery lists every disk the VM has now: the ones not listed have left it.
@@ -106,6 +106,9 @@ const handlers: Handlers = {
     ),
     ...data.disks.map((d) => upsertDisk(data.vmId, d.name, d.sizeBytes, at.time)),
   ],
+  VmPowerStateChanged: ({ data }, at) => [sql(`UPDATE vms SET power_state = ?, updated_at = ? WHERE vm_id = ?`, data.state, at.time, data.vmId)],
+  // Gone from its hypervisor: still listed (its restore points stay), marked removed.
+  VmRemoved: ({ data }, at) => [sql(`UPDATE vms SET removed_at = ?, power_state = NULL, updated_at = ? WHERE vm_id = ?`, at.time, at.time, data.vmId)],
   DiskAttached: ({ data }, at) => [upsertDisk(data.vmId, data.disk.name, data.disk.sizeBytes, at.time), touchVm(data.vmId, at.time)],
   DiskDetached: ({ data }, at) => [
     sql(`UPDATE disks SET detached_at = ? WHERE vm_id = ? AND name = ? AND detached_at IS NULL`, at.time, data.vmId, data.disk),

@@ -83,6 +83,20 @@ describe('catalogue projection: VMs and disks', () => {
     });
   });
 
+  it('power state changes; a removed VM stays listed as removed until it is discovered again', () => {
+    const off = ev('VmPowerStateChanged', { vmId: 'vm1', state: 'stopped' }, 'vm-vm1');
+    const removed = ev('VmRemoved', { vmId: 'vm1', name: 'web-1', hypervisor: vmA.hypervisor }, 'vm-vm1');
+    given(ev('VmDiscovered', vmA, 'vm-vm1'), ev('VmPowerStateChanged', { vmId: 'vm1', state: 'running' }, 'vm-vm1')).when(off).then((read) => {
+      expect(read.getVm('vm1')).toMatchObject({ powerState: 'stopped', removedAt: null, updatedAt: off.time });
+    });
+    given(ev('VmDiscovered', vmA, 'vm-vm1'), off).when(removed).then((read) => {
+      expect(read.listVms()).toEqual([expect.objectContaining({ vmId: 'vm1', powerState: null, removedAt: removed.time })]);
+    });
+    given(ev('VmDiscovered', vmA, 'vm-vm1'), removed).when(ev('VmDiscovered', vmA, 'vm-vm1')).then((read) => {
+      expect(read.getVm('vm1').removedAt).toBeNull();
+    });
+  });
+
   it('an unknown VM is a not-found error', () => {
     given().when().then((read) => expect(() => read.getVm('nope')).toThrow(NotFoundError));
   });

@@ -213,6 +213,8 @@ export class CatalogueReadModel {
       disks,
       discoveredAt: str(r.discovered_at),
       updatedAt: str(r.updated_at),
+      powerState: strOrNull(r.power_state),
+      removedAt: strOrNull(r.removed_at),
       lastBackupAt: strOrNull(r.last_backup_at),
       restorePoints: num(r.restore_points),
     };

@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS vms (
   hypervisor_host TEXT NOT NULL,
   tags TEXT NOT NULL,
   discovered_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL
+  updated_at TEXT NOT NULL,
+  power_state TEXT,
+  removed_at TEXT
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS disks (

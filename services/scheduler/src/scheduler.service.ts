@@ -185,6 +185,11 @@ export class Scheduler {
         if (!this.vmSince.has(event.data.vmId)) this.vmSince.set(event.data.vmId, Date.parse(event.time));
         this.vms.set(event.data.vmId, { vmId: event.data.vmId, name: event.data.name, tags: event.data.tags, host: event.data.hypervisor.host });
         return;
+      case 'VmRemoved':
+        // Gone from its hypervisor: no policy schedules it (nor misses its RPO) until it is discovered again.
+        this.vms.delete(event.data.vmId);
+        this.vmSince.delete(event.data.vmId);
+        return;
       case 'PolicyCreated':
         this.policySince.set(event.data.policyId, Date.parse(event.time));
         this.policies.set(event.data.policyId, event.data);

@@ -250,6 +250,27 @@ describe('scheduler process manager', () => {
     await w.scheduler.stop();
   });
 
+  it('a VM removed from its hypervisor gets no scheduled job; discovered again, it does', async () => {
+    const w = await world();
+    await w.scheduler.createPolicy({
+      name: 'vm3-only', selector: { names: ['vm3'] }, schedule: { cron: '* * * * *', timezone: 'UTC' },
+      retention: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, repository: 'default', keyRef: 'k', priority: 1,
+    }, user, 'c');
+    const meta = { site, actor: svc, streamId: 'vm-vm3' };
+    await w.log.append('vm-vm3', [newEvent('VmRemoved', { vmId: 'vm3', name: 'vm3', hypervisor: { kind: 'qemu', host: 'h2' } }, meta)], { expectedRevision: 'any' });
+    for (let i = 0; i < 200 && w.scheduler.health().vms === 3; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(w.scheduler.health().vms).toBe(2);
+    const requested = async () => { let n = 0; for await (const r of w.log.readAll()) if (r.event.type === 'JobRequested') n++; return n; };
+    w.now.t += 60_000;
+    await (w.scheduler as unknown as { tick(): Promise<void> }).tick();
+    expect(await requested()).toBe(0);
+    await w.log.append('vm-vm3', [newEvent('VmDiscovered', { vmId: 'vm3', name: 'vm3', hypervisor: { kind: 'qemu', host: 'h2' }, tags: [], disks: [] }, meta)], { expectedRevision: 'any' });
+    for (let i = 0; i < 200 && w.scheduler.health().vms === 2; i++) await new Promise((r) => setTimeout(r, 5));
+    w.now.t += 60_000;
+    await (w.scheduler as unknown as { tick(): Promise<void> }).tick();
+    expect(await requested()).toBe(1);
+  });
+
   it('turns a due slot into one job per selected VM, once, and expires what retention lets go', async () => {
     const w = await world();
     const { policyId } = await w.scheduler.createPolicy({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { newEvent, type KnownEvent } from '@cairn/contracts';
-import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
+import { decideInventory, decideRemoval, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
 
 const meta = { site: 's', actor: { kind: 'service' as const, id: 'sc' }, streamId: 'vm-a' };
 const fold = (events: KnownEvent[]) => events.reduce(evolveVm, unknownVm);
@@ -30,6 +30,30 @@ describe('inventory decider', () => {
       'DiskAttached:{"vmId":"a","disk":{"name":"d0","sizeBytes":20}}',
       'DiskAttached:{"vmId":"a","disk":{"name":"d3","sizeBytes":1}}',
     ]);
+  });
+
+  it('power state: recorded with the discovery, then on each change only', () => {
+    const running = { ...seen([['d0', 10]]), kind: 'vmware' as const, state: 'running' };
+    expect(decideInventory(unknownVm, running).map((c) => c.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged']);
+    const known = fold([
+      newEvent('VmDiscovered', { vmId: 'a', name: 'a', hypervisor: { kind: 'vmware', host: 'h1' }, tags: [], disks: [{ name: 'd0', sizeBytes: 10 }] }, meta) as KnownEvent,
+      newEvent('VmPowerStateChanged', { vmId: 'a', state: 'running' }, meta) as KnownEvent,
+    ]);
+    expect(decideInventory(known, running)).toEqual([]);
+    expect(decideInventory(known, { ...running, state: 'stopped' })).toEqual([{ type: 'VmPowerStateChanged', data: { vmId: 'a', state: 'stopped' } }]);
+    // An adapter that reports no state records none.
+    expect(decideInventory(known, seen([['d0', 10]]))).toEqual([]);
+  });
+
+  it('a VM gone from its hypervisor is removed once; seen again, it is discovered again', () => {
+    const discovered = newEvent('VmDiscovered', { vmId: 'a', name: 'a', hypervisor: { kind: 'vmware', host: 'h1' }, tags: [], disks: [] }, meta) as KnownEvent;
+    const known = fold([discovered]);
+    expect(decideRemoval(known, 'a', 'h1')).toEqual([{ type: 'VmRemoved', data: { vmId: 'a', name: 'a', hypervisor: { kind: 'vmware', host: 'h1' } } }]);
+    expect(decideRemoval(known, 'a', 'h2')).toEqual([]); // the log has it on another hypervisor
+    expect(decideRemoval(unknownVm, 'a', 'h1')).toEqual([]);
+    const removed = fold([discovered, newEvent('VmRemoved', { vmId: 'a', name: 'a', hypervisor: { kind: 'vmware', host: 'h1' } }, meta) as KnownEvent]);
+    expect(decideRemoval(removed, 'a', 'h1')).toEqual([]);
+    expect(decideInventory(removed, seen([]))[0]?.type).toBe('VmDiscovered');
   });
 
   it('VM names become stream-safe ids', () => {

@@ -12,7 +12,7 @@ import { WrongExpectedRevisionError, activeTraceContext, fold, handleCommand, ty
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/telemetry';
 import type { GuestAgentPort, HypervisorAdapter, View } from '@cairn/hypervisor';
-import { decideInventory, evolveVm, unknownVm, vmIdFromName, type ObservedVm } from './inventory.decider.ts';
+import { decideInventory, decideRemoval, evolveVm, unknownVm, vmIdFromName, type InventoryChange, type KnownVm, type ObservedVm } from './inventory.decider.ts';
 import { CoalescedRound } from './coalesced-round.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
 
@@ -201,9 +201,10 @@ export class SnapshotCoordinator {
   }
 
   /**
-   * Appends VmDiscovered / DiskAttached / DiskDetached where the hypervisors differ from the log.
+   * Appends VmDiscovered / DiskAttached / DiskDetached / VmPowerStateChanged where the hypervisors
+   * differ from the log, and VmRemoved for a VM an earlier round of this run saw and this one does not.
    * One round at a time per hypervisor instance: the periodic round, `cairn hypervisor add` and
-   * libvirt's domain events all come here, and triggers during a round share the next one.
+   * libvirt's domain events and vSphere's property updates all come here, and triggers during a round share the next one.
    */
   async syncInventory(): Promise<void> {
     for (const instance of [...this.adapters.keys()]) {
@@ -227,12 +228,20 @@ export class SnapshotCoordinator {
     }
     const ids = new Set<string>();
     for (const vm of vms) {
-      const seen: ObservedVm = { vmId: vmIdFromName(vm.name), name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', ...(vm.tags ? { tags: vm.tags } : {}), disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })) };
+      const seen: ObservedVm = {
+        vmId: vmIdFromName(vm.name), name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', ...(vm.tags ? { tags: vm.tags } : {}),
+        ...(vm.state ? { state: vm.state } : {}), disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })),
+      };
       ids.add(seen.vmId);
       this.#vmHost.set(seen.vmId, instance);
-      await this.#syncVm(seen);
+      await this.#syncVm(seen.vmId, (known) => decideInventory(known, seen));
     }
-    for (const [vmId, host] of this.#vmHost) if (host === instance && !ids.has(vmId)) this.#vmHost.delete(vmId);
+    // Listed by an earlier round of this instance, not by this one: gone from the hypervisor.
+    for (const [vmId, host] of [...this.#vmHost]) {
+      if (host !== instance || ids.has(vmId)) continue;
+      this.#vmHost.delete(vmId);
+      await this.#syncVm(vmId, (known) => decideRemoval(known, vmId, instance));
+    }
   }
 
   /**
@@ -240,23 +249,23 @@ export class SnapshotCoordinator {
    * writer in between (another coordinator, an older round) makes it read and decide again, a
    * few times at most.
    */
-  async #syncVm(seen: ObservedVm): Promise<void> {
-    const streamId = `vm-${seen.vmId}`;
+  async #syncVm(vmId: string, decide: (known: KnownVm) => InventoryChange[]): Promise<void> {
+    const streamId = `vm-${vmId}`;
     for (let attempt = 1; ; attempt++) {
       let known = unknownVm;
       let revision = -1n;
       for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
-      const changes = decideInventory(known, seen);
+      const changes = decide(known);
       if (changes.length === 0) return;
       const events = changes.map((c) => newEvent(c.type, c.data as never, { site: this.settings.site, actor: this.settings.actor, streamId }));
       try {
         await this.log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
       } catch (e) {
         if (!(e instanceof WrongExpectedRevisionError) || attempt >= INVENTORY_ATTEMPTS) throw e;
-        this.logger.info({ vmId: seen.vmId, attempt, err: e.message }, 'inventory: the VM\'s stream moved on; deciding again');
+        this.logger.info({ vmId, attempt, err: e.message }, 'inventory: the VM\'s stream moved on; deciding again');
         continue;
       }
-      this.logger.info({ vmId: seen.vmId, changes: changes.map((c) => c.type) }, 'inventory changed');
+      this.logger.info({ vmId, changes: changes.map((c) => c.type) }, 'inventory changed');
       return;
     }
   }

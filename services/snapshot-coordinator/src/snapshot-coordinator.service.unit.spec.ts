@@ -166,7 +166,7 @@ describe('SnapshotCoordinator', () => {
     const c = make();
     await Promise.all([c.syncInventory(), c.syncInventory(), c.syncInventory(), c.syncInventory()]);
     expect(most).toBe(1);
-    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered']);
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged']);
   });
 
   it('inventory: another writer between read and append makes it read and decide again (bounded)', async () => {
@@ -183,7 +183,7 @@ describe('SnapshotCoordinator', () => {
     };
     const c = make();
     await c.syncInventory();
-    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'DiskDetached', 'DiskAttached']);
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged', 'DiskDetached', 'DiskAttached']);
     // A writer that always gets there first: given up after a few attempts (the next round tries again).
     interfere = 100;
     await log.append('vm-web_1', [newEvent('DiskDetached', { vmId: 'web_1', disk: 'vda' }, { site: 's', actor, streamId: 'vm-web_1' })], { expectedRevision: 'any' });

@@ -30,3 +30,16 @@ export const DiskDetachedV1 = Type.Object({
   vmId: Id,
   disk: Name,
 }, { additionalProperties: false });
+
+/** The hypervisor reports the VM in another power state (`running`, `stopped`, `paused`, or its own word). */
+export const VmPowerStateChangedV1 = Type.Object({
+  vmId: Id,
+  state: Name,
+}, { additionalProperties: false });
+
+/** The VM is no longer on its hypervisor (deleted or unregistered there); its restore points stay. */
+export const VmRemovedV1 = Type.Object({
+  vmId: Id,
+  name: Name,
+  hypervisor: HypervisorRef,
+}, { additionalProperties: false });

@@ -9,7 +9,7 @@ import {
 import {
   SnapshotFailedV1, SnapshotReleasedV1, SnapshotRequestedV1, SnapshotTakenV1, TransferQueuedV1, TransferStartedV1,
 } from './snapshot.events.ts';
-import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1 } from './inventory.events.ts';
+import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1, VmPowerStateChangedV1, VmRemovedV1 } from './inventory.events.ts';
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
@@ -77,6 +77,8 @@ export const EVENT_SCHEMAS = {
   VmDiscovered: define('VmDiscovered', { description: 'A VM was found on a hypervisor.', categories: ['vm'], latest: VmDiscoveredV1 }),
   DiskAttached: define('DiskAttached', { description: 'A disk appeared on a VM.', categories: ['vm'], latest: DiskAttachedV1 }),
   DiskDetached: define('DiskDetached', { description: 'A disk left a VM.', categories: ['vm'], latest: DiskDetachedV1 }),
+  VmPowerStateChanged: define('VmPowerStateChanged', { description: 'The hypervisor reports a VM in another power state.', categories: ['vm'], latest: VmPowerStateChangedV1 }),
+  VmRemoved: define('VmRemoved', { description: 'A VM left its hypervisor (deleted or unregistered there); its restore points stay.', categories: ['vm'], latest: VmRemovedV1 }),
   PolicyCreated: define('PolicyCreated', { description: 'A protection policy was created.', categories: ['policy'], latest: PolicyCreatedV1 }),
   PolicyUpdated: define('PolicyUpdated', { description: 'A protection policy was replaced by a new version.', categories: ['policy'], latest: PolicyUpdatedV1 }),
   PolicyDeleted: define('PolicyDeleted', { description: 'A protection policy was deleted (its restore points are kept).', categories: ['policy'], latest: PolicyDeletedV1 }),

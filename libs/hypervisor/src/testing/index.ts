@@ -3,4 +3,4 @@
 export { startQemuVm, guestWrite, createTestDisk, type QemuVm, type QemuVmOptions, type TestDiskSpec } from './qemu-vm.ts';
 export { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from './guest-writer.ts';
 export { readExport, readExportWithNbdcopy, dirtyBlocks, dirtyBlocksWithNbdinfo, nbdUri } from './nbd-tools.ts';
-export { reconfigureDisk, uploadFlat, generatedDisk } from './vmware-fixtures.ts';
+export { reconfigureDisk, uploadFlat, generatedDisk, powerOffVm, destroyVm } from './vmware-fixtures.ts';

@@ -41,3 +41,13 @@ export function generatedDisk(bytes: number, seed: number): Buffer {
   }
   return out;
 }
+
+/** Powers `vm` off through the vSphere API (PowerOffVM_Task), as an operator in vCenter would. */
+export async function powerOffVm(client: VsphereClient, vm: VmwareVm): Promise<void> {
+  await client.runTask('PowerOffVM_Task', moRef('VirtualMachine', vm.moref));
+}
+
+/** Deletes `vm` (powered off) from its datastore and the inventory (Destroy_Task). */
+export async function destroyVm(client: VsphereClient, vm: VmwareVm): Promise<void> {
+  await client.runTask('Destroy_Task', moRef('VirtualMachine', vm.moref));
+}

@@ -161,9 +161,10 @@ export function registerOperateCommands(program: Command): void {
     const page = await collectPages((p) => s.catalogue.query('vm.list', p), choice);
     const { items } = page;
     printPage(s.json, page, choice, () => table(items.map((v) => ({
-      vm: v.vmId, name: v.name, host: v.hypervisor.host, disks: v.disks.filter((d) => !d.detachedAt).map((d) => `${d.name}(${bytes(d.sizeBytes)})`).join(' '),
+      vm: v.vmId, name: v.name, host: v.hypervisor.host, state: v.removedAt ? `removed ${v.removedAt}` : v.powerState ?? 'unknown',
+      disks: v.disks.filter((d) => !d.detachedAt).map((d) => `${d.name}(${bytes(d.sizeBytes)})`).join(' '),
       lastBackup: v.lastBackupAt ?? 'never', restorePoints: v.restorePoints,
-    })), ['vm', 'name', 'host', 'disks', 'lastBackup', 'restorePoints']));
+    })), ['vm', 'name', 'host', 'state', 'disks', 'lastBackup', 'restorePoints']));
   }));
 
   const policy = program.command('policy').description('protection policies');
