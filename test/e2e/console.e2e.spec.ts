@@ -83,6 +83,11 @@ describe('web console (real stack, real QEMU, chromium)', { timeout: 240_000 }, 
     await admin.getByLabel('API token').fill(tokens['admin']!);
     await admin.getByRole('button', { name: 'Sign in' }).click();
     await admin.locator('[data-tile="vms"] [data-vm="demo"]').waitFor({ timeout: 30_000 });
+    // Not the hub: the sites tile says where every site's health is seen; no copies, so no replication lag.
+    const sites = admin.locator('[data-tile="sites"]');
+    await sites.locator('[data-hub="no"]').waitFor({ timeout: 30_000 });
+    expect(await sites.locator('[data-replication="none"]').count()).toBe(1);
+    expect(await sites.getAttribute('href')).toBe('/sites');
     // The session is an HttpOnly cookie: the page's scripts cannot read it.
     expect(await admin.evaluate(() => document.cookie)).not.toMatch(/cairn_session/);
     const cookie = (await context.cookies()).find((c) => c.name === 'cairn_session')!;
