@@ -128,6 +128,8 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   TestRestoreStarted: ['data-mover'],
   TestRestorePassed: ['data-mover'],
   TestRestoreFailed: ['data-mover'],
+  // a scheduled test restore the data mover would not start: the scheduler that asked
+  TestRestoreRefused: ['scheduler'],
   // provenance itself
   EventSigningStarted: ['admin'],
   ProvenanceViolation: WRITERS,

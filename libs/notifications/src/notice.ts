@@ -105,6 +105,12 @@ export function noticeOf(event: SourceEvent, position: bigint, jobs: { vmOf(jobI
         title: `Restore point ${String(d['restorePointId'])} of VM ${String(d['vmId'])} is damaged`,
         text: `Verify ${String(d['verifyId'])} found ${String(d['damagedCount'])} damaged object(s) it uses; the VM's next backup reads it whole and sends them again`,
       };
+    case 'TestRestoreRefused':
+      return {
+        ...base, kind: 'test-restore-failed', severity: 'error', vmId: String(d['vmId']),
+        title: `Scheduled test restore of ${String(d['restorePointId'])} (VM ${String(d['vmId'])}) did not run`,
+        text: `${String(d['reason'])} (policy ${String(d['policyId'])})`,
+      };
     case 'TestRestoreFailed':
       return {
         ...base, kind: 'test-restore-failed', severity: 'error', vmId: String(d['vmId']),

@@ -2,7 +2,7 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { Refusal, policyChangeApproval, type Actor, type CommandPayloadMap, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, policyChangeApproval, type Actor, type CommandPayloadMap, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, checkSignedApproval, dueSlots, dueTestRestoreSlots, loadUserRecords, readTrustRoot, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
@@ -624,7 +624,20 @@ export class Scheduler {
    * twice (a retry, a new leader looking back) boots once; a VM whose last scheduled test
    * restore is still running skips the slot.
    */
-  private async scheduleTestRestores(): Promise<void> {
+  /**
+   * A scheduled test restore that did not start gets TestRestoreRefused in its own stream, only
+   * while that is empty (a mover that started it after all, or a standby that recorded it, wins).
+   */
+  private async recordTestRestoreRefused(data: { testRestoreId: string; restorePointId: string; vmId: string; policyId: string; reason: string }): Promise<void> {
+    const streamId = `testrestore-${data.testRestoreId}`;
+    try {
+      await this.log.append(streamId, [newEvent('TestRestoreRefused', data, { site: this.config.site, actor: this.config.actor, streamId, correlationId: streamId })], { expectedRevision: 'no_stream' });
+    } catch (e) {
+      if (!(e instanceof WrongExpectedRevisionError)) this.logger.warn({ testRestoreId: data.testRestoreId, err: (e as Error).message }, 'test restore refusal not recorded');
+    }
+  }
+
+  async scheduleTestRestores(): Promise<void> {
     const now = this.now();
     for (const policy of this.policies.values()) {
       if (!policy.testRestore || this.paused.has(policy.policyId) || !this.ports.requestTestRestore) continue;
@@ -650,6 +663,7 @@ export class Scheduler {
           this.logger.info({ policyId: policy.policyId, vmId: vm.vmId, restorePointId: newest.restorePointId, testRestoreId }, 'scheduled test restore started');
         } catch (e) {
           this.logger.warn({ policyId: policy.policyId, vmId: vm.vmId, testRestoreId, err: (e as Error).message }, 'scheduled test restore not started');
+          await this.recordTestRestoreRefused({ testRestoreId, restorePointId: newest.restorePointId, vmId: vm.vmId, policyId: policy.policyId, reason: (e as Error).message.slice(0, 4096) || 'refused' });
         }
       }
     }

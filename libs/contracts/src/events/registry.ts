@@ -23,7 +23,7 @@ import { InstantDiscardedV1, InstantFailedV1, InstantFinishedV1, InstantMirrorin
 import { FilesRestoredV1, FilesSearchedV1, RestorePointFilesBrowsedV1 } from './files.events.ts';
 import { RecoveryKeyExportedV1, RepositoryInitializedV1, RepositoryKeyRotatedV1 } from './repository-key.events.ts';
 import { EventSigningStartedV1, ProvenanceViolationV1 } from './provenance.events.ts';
-import { RestorePointDamagedV1, TestRestoreFailedV1, TestRestorePassedV1, TestRestoreStartedV1, VerifyCompletedV1, VerifyStartedV1 } from './verify.events.ts';
+import { RestorePointDamagedV1, TestRestoreFailedV1, TestRestoreRefusedV1, TestRestorePassedV1, TestRestoreStartedV1, VerifyCompletedV1, VerifyStartedV1 } from './verify.events.ts';
 import { CredentialExpiringV1, NotificationRouteAddedV1, NotificationRouteRemovedV1, RpoMissedV1, RpoRestoredV1 } from './notification.events.ts';
 
 /** An older version of an event's data and the function that lifts it one version up. */
@@ -148,6 +148,7 @@ export const EVENT_SCHEMAS = {
   RestorePointDamaged: define('RestorePointDamaged', { description: 'A verify found damaged objects this restore point uses; the next backup of its VM reads it whole and sends those chunks again.', categories: ['restorepoint'], latest: RestorePointDamagedV1 }),
   TestRestoreStarted: define('TestRestoreStarted', { description: 'A restore point is being booted in isolation (no network, writes thrown away) to be judged by checks.', categories: ['testrestore'], latest: TestRestoreStartedV1 }),
   TestRestorePassed: define('TestRestorePassed', { description: 'The restore point booted and passed every check; a screenshot of its console is kept.', categories: ['testrestore'], latest: TestRestorePassedV1 }),
+  TestRestoreRefused: define('TestRestoreRefused', { description: 'A policy\'s scheduled test restore was refused by the data mover (or none answered): it did not run; why.', categories: ['testrestore'], latest: TestRestoreRefusedV1 }),
   TestRestoreFailed: define('TestRestoreFailed', { description: 'The restore point failed a check (which, why), with the console tail and a screenshot; everything was torn down.', categories: ['testrestore'], latest: TestRestoreFailedV1 }),
 } as const;
 

@@ -94,3 +94,16 @@ export const TestRestoreFailedV1 = Type.Object({
   screenshot: Type.Union([Screenshot, Type.Null()]),
   durationMs: Count,
 }, { additionalProperties: false });
+
+/**
+ * A policy's scheduled test restore the data mover would not start (stream `testrestore-<id>`,
+ * the scheduler, only while that stream is empty: nothing started): no restore point there, no
+ * NBD exports, an unknown script, or no data mover answering. The test restore did not happen.
+ */
+export const TestRestoreRefusedV1 = Type.Object({
+  testRestoreId: Id,
+  restorePointId: Id,
+  vmId: Id,
+  policyId: Id,
+  reason: Type.String({ minLength: 1, maxLength: 4096 }),
+}, { additionalProperties: false });
