@@ -3,12 +3,14 @@
 // receiver. A failed job gives one mail and one call per webhook route; the notifier killed
 // with SIGKILL mid-stream and restarted delivers every notice once (the message whose answer
 // never came is sent again with the same id); a storm of 1,000 failed jobs is one digest per route.
+// The watches' notices (replication behind, a certificate about to expire, a refused scheduled
+// test restore) reach a default route; caught up does not.
 import { describe, expect, it, beforeAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createJetStreamEventLog, type EventLog } from '@cairn/eventlog';
-import type { NotificationRoute } from '@cairn/contracts';
+import { newEvent, type NotificationRoute } from '@cairn/contracts';
 import { useHarness, waitFor, startHttpCollector, startSmtpSink, type HttpCollector, type SmtpSink } from '@cairn/testing';
 import { startNotifier } from './notifier.service.ts';
 import { addRoute, appendFailedJob, noticeIds } from './testing/failed-jobs.ts';
@@ -156,4 +158,38 @@ describe('notifier', () => {
     expect(notifier.health().messagesSent).toBe(4);
     await notifier.close();
   }, 180_000);
+
+  it('replication behind, a certificate about to expire and a refused test restore reach a default route; caught up does not', async () => {
+    const name = 'site-watch';
+    const nc = await connect({ servers: natsUrl });
+    h.onClose(() => nc.close());
+    const log = await createJetStreamEventLog({ nc, site: name });
+    h.onClose(() => log.close());
+    hooks.requests.length = 0;
+    await addRoute(log, name, { routeId: 'watch-hook', name: 'watch', match: {}, digest: { groupWaitSeconds: 1, intervalMinutes: 60 }, target: { kind: 'webhook', url: `${hooks.url}/${name}/json` } });
+    const repl = { site: name, actor: { kind: 'service' as const, id: `replication@${name}` }, streamId: 'repllag-p1-lyon' };
+    const rp = { restorePointId: 'rp-7', vmId: 'vm-db', committedAt: '2026-12-01T00:00:00.000Z' };
+    await log.append('repllag-p1-lyon', [newEvent('ReplicationBehind', {
+      policyId: 'p1', sourceSite: name, targetSite: 'lyon', maxLagMinutes: 60, lagMinutes: 95, unreplicated: 1, oldestUnreplicated: rp, newestUnreplicated: rp,
+    }, repl)], { expectedRevision: 'no_stream' });
+    const sched = { site: name, actor: { kind: 'service' as const, id: `scheduler@${name}` } };
+    await log.append('expiry-certificate-server', [newEvent('CredentialExpiring', {
+      credential: 'certificate', id: 'server', owner: 'CN=nats.site-watch', name: 'server.pem', expiresAt: '2026-12-09T00:00:00.000Z', daysLeft: 3,
+    }, { ...sched, streamId: 'expiry-certificate-server' })], { expectedRevision: 'no_stream' });
+    await log.append('testrestore-tr-x', [newEvent('TestRestoreRefused', {
+      testRestoreId: 'tr-x', restorePointId: 'rp-7', vmId: 'vm-db', policyId: 'p2', reason: 'data mover refused the test restore: no restore point rp-7 in repository default',
+    }, { ...sched, streamId: 'testrestore-tr-x' })], { expectedRevision: 'no_stream' });
+    await log.append('repllag-p1-lyon', [newEvent('ReplicationCaughtUp', { policyId: 'p1', sourceSite: name, targetSite: 'lyon', unreplicated: 0 }, repl)], { expectedRevision: 0n });
+    const notifier = await startNotifier({ nc, site: name, env: env() });
+    h.onClose(() => notifier.close());
+    const head = await log.headPosition();
+    await waitFor(() => calls(name, 'json').length >= 1, { timeoutMs: 30_000, what: 'the webhook call' });
+    await waitFor(() => { const st = notifier.health(); return BigInt(st.saved) >= head && st.pending === 0; }, { timeoutMs: 10_000, what: 'the notifier to be done' });
+    expect(calls(name, 'json')).toHaveLength(1);
+    const body = JSON.parse(calls(name, 'json')[0]!.body) as { notices: Array<{ kind: string; severity: string; title: string }> };
+    expect(body.notices.map((n) => [n.kind, n.severity])).toEqual([['replication-behind', 'warning'], ['credential-expiring', 'warning'], ['test-restore-failed', 'error']]);
+    expect(body.notices[0]!.title).toBe('Replication from site-watch to lyon is 95 min behind (allowed 60)');
+    expect(body.notices[1]!.title).toContain('Certificate server.pem (CN=nats.site-watch)');
+    await notifier.close();
+  }, 60_000);
 });
