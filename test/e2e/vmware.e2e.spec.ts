@@ -3,7 +3,8 @@
 // list` (kept current: a VM powered off and another deleted through the vSphere API show as
 // stopped and removed), and backs one up whose 32 MiB flat disk the test filled through the datastore endpoint:
 // the restore point restores byte-identical, the cairn snapshot is gone from the VM after, and
-// `cairn restore --vm --host <libvirt>` defines it as a libvirt domain on the restored disk.
+// `cairn restore --vm --host <libvirt>` defines it as a libvirt domain on the restored disk, and
+// `cairn restore --vm --host <vmware>` creates it as a new vSphere VM on the uploaded disk.
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -109,5 +110,17 @@ describe('VMware through the product (govmomi vcsim, NATS, the data mover)', () 
     const defined = parseDomainXml(await virsh('dumpxml', '--inactive', domain));
     expect(defined).toMatchObject({ name: domain, vcpus: 1, memoryBytes: 32 * MiB, disks: [{ target: 'vda', bus: 'virtio', format: 'raw', source: join(storage, domain, 'scsi0-0.raw') }] });
     expect(sha(await readFile(defined.disks[0]!.source!))).toBe(sha(data));
+
+    // Back into vSphere as a restore job: the disk uploaded to the datastore, a new VM created from the configuration.
+    const toVc = await cli([...args, 'restore', restorePointId, '--vm', 'DC0_H0_VM0-back', '--host', 'vc', '--storage', storage], {}, 600_000);
+    expect(toVc.code, toVc.stderr).toBe(0);
+    expect(toVc.stdout).toMatch(/vSphere VM DC0_H0_VM0-back \(vm-\d+\) on vc, powered off/);
+    const back = (await probe.vms()).find((v) => v.name === 'DC0_H0_VM0-back')!;
+    expect(back).toMatchObject({ numCpu: 1, memoryMB: 32, disks: [{ id: 'scsi0-0', capacityBytes: 32 * MiB, fileName: '[LocalDS_0] DC0_H0_VM0-back/DC0_H0_VM0-back-scsi0-0.vmdk' }] });
+    const flat = await probe.vsphere.readRange(probe.vsphere.datastoreUrl('DC0', 'LocalDS_0', 'DC0_H0_VM0-back/DC0_H0_VM0-back-scsi0-0-flat.vmdk'), 0, 32 * MiB);
+    expect(sha(flat)).toBe(sha(data));
+    const again = await cli([...args, 'restore', restorePointId, '--vm', 'DC0_H0_VM1', '--host', 'vc', '--storage', storage], {}, 600_000);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/a VM named DC0_H0_VM1 exists already/);
   }, 900_000);
 });

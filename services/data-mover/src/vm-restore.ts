@@ -20,7 +20,7 @@ const run = promisify(execFile);
 type VmTarget = Extract<RestoreRequestTarget, { kind: 'vm' }>;
 export type RestoredVm = NonNullable<EventDataMap['RestoreCompleted']['vm']>;
 /** Has the snapshot coordinator define (and start) a libvirt restore's domain (DefineRestoredVm). */
-export type DefineRestoredVm = (restoreId: string) => Promise<{ host: string; domain: string; uuid: string; macs: string[]; started: boolean }>;
+export type DefineRestoredVm = (restoreId: string) => Promise<{ host: string; domain: string; uuid: string; macs: string[]; started: boolean; vmware?: { moref: string } }>;
 
 const files = (dir: string) => ({ config: join(dir, 'vm.json'), script: join(dir, 'start.sh'), qmp: join(dir, 'qmp.sock'), serial: join(dir, 'serial.log'), pid: join(dir, 'qemu.pid') });
 
@@ -36,18 +36,21 @@ export function planVmRestore(restoreId: string, manifest: Manifest, target: VmT
   }));
   const keep = target.keepIdentity;
   if (target.host) {
-    // A VMware VM goes to KVM as the libvirt domain its configuration translates into (its disks as vda…).
+    // A VMware VM goes to KVM as the libvirt domain its configuration translates into (its disks as vda…),
+    // or back into vSphere when the host is a VMware hypervisor: the plan keeps the VMware configuration
+    // and the coordinator, which knows the host's kind, translates it or creates the vSphere VM.
     const domain = config?.kind === 'vmware' ? libvirtConfigFromVmware(config as Record<string, unknown>) as unknown as typeof config : config;
     if (domain?.kind !== 'libvirt') {
       throw new RestoreJobRefused('invalid', `restore point ${manifest.id} holds no libvirt domain XML (${config?.kind ? `its VM ran under ${config.kind}: restore it without --host` : 'made before configurations were recorded'})`);
     }
+    const kept = config?.kind === 'vmware' ? config : domain;
     const lv = domain as unknown as LibvirtVmConfig;
     const macs = Object.fromEntries(lv.summary.nics.map((n, i) => [`nic${i}`, keep && n.mac ? n.mac : newMac()]));
     return {
       disks,
       vm: {
         name: target.vmName, dir, stagingDir, uuid: keep && lv.summary.uuid ? lv.summary.uuid : randomUUID(), macs, start: target.start,
-        config: domain as RestorePlannedVm['config'],
+        config: kept as RestorePlannedVm['config'],
         libvirt: { host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false, ...(target.storagePool ? { pool: target.storagePool } : {}) },
       },
     };
@@ -130,6 +133,9 @@ async function finishLibvirtRestore(plan: RestorePlannedVm, disks: readonly Rest
   // QEMU runs as libvirt's user: it must pass through the directory (libvirt gives it the images).
   await chmod(plan.dir, 0o711);
   const d = await define(restoreId);
+  if (d.vmware) {
+    return { name: plan.name, dir: plan.dir, uuid: d.uuid, macs: {}, started: d.started, serialLog: '', vmware: { host: d.host, vm: d.domain, moref: d.vmware.moref } };
+  }
   return {
     name: plan.name, dir: plan.dir, uuid: d.uuid, macs: Object.fromEntries(d.macs.map((m, i) => [`nic${i}`, m])), started: d.started,
     serialLog: final.serial, libvirt: { host: d.host, domain: d.domain },

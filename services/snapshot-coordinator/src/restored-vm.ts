@@ -7,15 +7,20 @@
 // domain exists already: it must be shut off before and still after, and is started if asked.
 // In place over a QEMU VM: shut off means its monitor does not answer; the images are those its
 // last inventory named (QemuStoppedFallbackAdapter); it is not started by Cairn.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EventStreamReader } from '@cairn/eventlog';
 import { fold } from '@cairn/eventlog';
 import { restoreDecider } from '@cairn/jobs';
-import { DomainExistsError, DomainRunningError, DomainXmlError, QemuStoppedFallbackAdapter, StoragePoolError, UnknownVmError, domainXmlForRestore, imageInfo, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig } from '@cairn/hypervisor';
+import {
+  DomainExistsError, DomainRunningError, DomainXmlError, QemuStoppedFallbackAdapter, StoragePoolError, UnknownVmError, VmwareAdapter, VsphereError,
+  domainXmlForRestore, imageInfo, libvirtConfigFromVmware, moRef, type LibvirtAdapter, type HypervisorAdapter, type LibvirtVmConfig,
+} from '@cairn/hypervisor';
 import type { KnownEvent } from '@cairn/contracts';
 import { SnapshotCommandError } from './snapshot-coordinator.service.ts';
 
-export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean }
+export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean; vmware?: { moref: string } }
 
 type Libvirt = HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored' | 'shutOffDisks' | 'finishInPlace' | 'importIntoPool'>>;
 
@@ -92,13 +97,17 @@ export async function defineRestoredVm(restoreId: string, log: EventStreamReader
   if (state.status !== 'running' && state.status !== 'completed') throw new SnapshotCommandError('conflict', `restore ${restoreId} is ${state.status}`);
   const missing = state.plan!.disks.filter((d) => !state.written.has(d.disk)).map((d) => d.disk);
   if (missing.length > 0) throw new SnapshotCommandError('conflict', `restore ${restoreId} has not written ${missing.join(', ')} yet`);
+  const target = adapters.get(vm.libvirt.host);
+  if (target instanceof VmwareAdapter && !vm.libvirt.inPlace) return intoVsphere(restoreId, target, vm.libvirt.host, state.plan!.disks, vm);
   const adapter = libvirtOf(adapters, vm.libvirt.host);
   if (vm.libvirt.inPlace) {
     try {
       return { host: vm.libvirt.host, domain: vm.name, ...await adapter.finishInPlace(vm.name, vm.start) };
     } catch (e) { return refusal(e); }
   }
-  const config = vm.config as unknown as LibvirtVmConfig;
+  // A VMware VM's configuration (plans keep it since the restore into vSphere) becomes a libvirt domain here.
+  const raw = vm.config as unknown as { kind: string };
+  const config = (raw.kind === 'vmware' ? libvirtConfigFromVmware(raw as Record<string, unknown>) : raw) as unknown as LibvirtVmConfig;
   if (config.kind !== 'libvirt' || typeof config.domainXml !== 'string') throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: the restore point keeps no libvirt domain XML`);
   const macs = config.summary.nics.map((_, i) => vm.macs[`nic${i}`] ?? '');
   // --storage <pool>: the written files become the pool's volumes, the domain defined on them.
@@ -127,4 +136,47 @@ export async function defineRestoredVm(restoreId: string, log: EventStreamReader
     const defined = await adapter.defineRestored(xml, { name: vm.name, uuid: vm.uuid, start: vm.start });
     return { host: vm.libvirt.host, domain: vm.name, ...defined };
   } catch (e) { return refusal(e); }
+}
+
+type PlannedVm = NonNullable<NonNullable<Awaited<ReturnType<typeof restoreState>>['plan']>['vm']>;
+type PlannedDisks = NonNullable<Awaited<ReturnType<typeof restoreState>>['plan']>['disks'];
+
+/**
+ * Into vSphere: the raw disks the data mover wrote are uploaded to the datastore as flat VMDKs
+ * and a VM is created from the restore point's VMware configuration (CreateVM_Task), powered on
+ * when asked. A VM of that name whose disks are this restore's uploads is the one an earlier
+ * attempt made; any other VM of that name is a conflict.
+ */
+async function intoVsphere(restoreId: string, adapter: VmwareAdapter, host: string, disks: PlannedDisks, vm: PlannedVm): Promise<DefinedVm> {
+  const config = vm.config as unknown as Record<string, unknown>;
+  if (config['kind'] !== 'vmware') throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: ${host} is a VMware hypervisor, and the restore point is of a ${String(config['kind'])} VM (restore it onto libvirt or as a QEMU VM)`);
+  if (vm.libvirt?.pool || Object.keys(vm.libvirt?.networkMap ?? {}).length > 0 || vm.libvirt?.noNetwork) {
+    throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: --storage <pool>, --network-map and --no-network are for libvirt; a vSphere VM gets its disks on the restore point's datastore and no NICs`);
+  }
+  const notRaw = disks.filter((d) => d.format !== 'raw').map((d) => d.disk);
+  if (notRaw.length > 0) throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: a vSphere restore uploads raw disks (flat VMDKs); ${notRaw.join(', ')} were written as qcow2 (restore with --format raw)`);
+  const existing = (await adapter.vms()).find((v) => v.name === vm.name);
+  let moref: string;
+  if (existing) {
+    const ours = existing.disks.length === disks.length && existing.disks.every((d) => d.fileName.includes(` ${vm.name}/${vm.name}-`));
+    if (!ours) throw new SnapshotCommandError('conflict', `a VM named ${vm.name} exists already on ${host}; choose another --vm name`);
+    moref = existing.moref;
+  } else {
+    const sources = [];
+    for (const d of disks) sources.push({ id: d.disk, sizeBytes: (await stat(d.path)).size, data: createReadStream(d.path) });
+    try {
+      moref = (await adapter.restoreVm(vm.name, config, sources)).moref;
+    } catch (e) {
+      for (const s of sources) s.data.destroy();
+      if (e instanceof VsphereError && /exists already/.test(e.message)) throw new SnapshotCommandError('conflict', e.message);
+      if (e instanceof VsphereError && /not a usable|name the datastore|no datacenter|no host|whole 512-byte/.test(e.message)) throw new SnapshotCommandError('invalid_command', e.message);
+      throw e;
+    }
+  }
+  let started = existing?.powerState === 'poweredOn';
+  if (vm.start && !started) {
+    await adapter.vsphere.runTask('PowerOnVM_Task', moRef('VirtualMachine', moref));
+    started = true;
+  }
+  return { host, domain: vm.name, uuid: vm.uuid, macs: [], started, vmware: { moref } };
 }

@@ -25,6 +25,7 @@ class FakeLibvirt {
   }
   async shutOffDisks() { return { uuid: UUID, disks: [] }; }
   async finishInPlace() { return { uuid: UUID, macs: [], started: false }; }
+  async importIntoPool(): Promise<Map<string, string>> { throw new Error('no storage pool in these tests'); }
 }
 
 async function restoreJob(log: InMemoryEventLog, restoreId: string, o: { host?: string; written?: boolean } = {}) {

@@ -89,7 +89,10 @@ export const RestorePlannedVm = Type.Object({
   macs: Type.Record(Type.String(), Type.String()),
   start: Type.Boolean(),
   config: VmConfig,
-  /** Defined as a libvirt domain on this hypervisor (the snapshot coordinator does it), else a QEMU start script. */
+  /**
+   * Made on this hypervisor by the snapshot coordinator: a libvirt domain, or (the host a VMware
+   * hypervisor, the restore point a VMware VM's) a vSphere VM the disks are uploaded to; else a QEMU start script.
+   */
   libvirt: Type.Optional(Type.Object({
     host: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
     networkMap: Type.Record(Type.String({ maxLength: 200 }), Type.String({ maxLength: 200 })),
@@ -160,6 +163,12 @@ export const RestoreCompletedV1 = Type.Object({
     qemuInPlace: Type.Optional(Type.Object({
       host: Type.String({ maxLength: 64 }),
       safetyRestorePointId: Type.Optional(Id),
+    }, { additionalProperties: false })),
+    /** vSphere: the VM created (its managed object id) on which hypervisor, the disks uploaded to its datastore. */
+    vmware: Type.Optional(Type.Object({
+      host: Type.String({ maxLength: 64 }),
+      vm: Type.String({ maxLength: 200 }),
+      moref: Type.String({ maxLength: 200 }),
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });

@@ -418,7 +418,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--start', 'with --vm: start the restored VM')
     .option('--instant', 'with --vm [--host]: start the VM at once straight from the repository (instant recovery; `cairn instant finish|discard <id>` later)')
     .option('--keep-identity', 'with --vm: keep the original UUID and MAC addresses (default: new ones)')
-    .option('--host <hypervisor>', 'with --vm: define it as a libvirt domain on this hypervisor (its name in cairn hypervisor add), from the domain XML the restore point keeps')
+    .option('--host <hypervisor>', 'with --vm: define it as a libvirt domain on this hypervisor (its name in cairn hypervisor add), from the domain XML the restore point keeps; a VMware hypervisor gets a VMware VM back as a new vSphere VM (raw disks uploaded to the datastore)')
     .option('--network-map <src=dst>', 'with --vm --host: connect NICs of network (or bridge) src to dst (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-network', 'with --vm --host: keep the NICs, disconnected (link down)')
     .option('--in-place', 'over the disks of the restore point\'s own VM (libvirt domain, or QEMU VM), which must be shut off (backed up first)')
