@@ -8,7 +8,7 @@
 // when it moved on since (or for a lease that ran out, which no command announces).
 import { createHash, randomUUID } from 'node:crypto';
 import { Refusal, newEvent, type Actor, type QuiescePolicy, type TraceContext } from '@cairn/contracts';
-import { WrongExpectedRevisionError, activeTraceContext, fold, handleCommand, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import { WrongExpectedRevisionError, activeTraceContext, fold, handleCommand, type EventAppender, type EventLogReader, type EventStreamReader } from '@cairn/eventlog';
 import { jobDecider, jobStateAsSent, JobRefusedError, type JobCommand, type JobState } from '@cairn/jobs';
 import { inSpan } from '@cairn/telemetry';
 import type { GuestAgentPort, HypervisorAdapter, View } from '@cairn/hypervisor';
@@ -76,12 +76,14 @@ export function chainFor(policyId: string | null | undefined): string {
 export class SnapshotCoordinator {
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #vmHost = new Map<string, string>(); // vmId -> instance
+  /** Instances whose first successful inventory round of this run has compared them with the whole log. */
+  readonly #seeded = new Set<string>();
   readonly #inventoryRounds = new Map<string, CoalescedRound>();
 
   constructor(
     private readonly settings: CoordinatorSettings,
     readonly adapters: ReadonlyMap<string, HypervisorAdapter>,
-    readonly log: EventAppender & EventStreamReader,
+    readonly log: EventAppender & EventStreamReader & EventLogReader,
     private readonly records: ViewRecordFile,
     private readonly logger: CoordinatorLogger,
   ) {}
@@ -202,7 +204,8 @@ export class SnapshotCoordinator {
 
   /**
    * Appends VmDiscovered / DiskAttached / DiskDetached / VmPowerStateChanged where the hypervisors
-   * differ from the log, and VmRemoved for a VM an earlier round of this run saw and this one does not.
+   * differ from the log, and VmRemoved for a VM an earlier round of this run saw and this one does
+   * not (the first round of an instance also takes the log's VMs on it: removed while none ran).
    * One round at a time per hypervisor instance: the periodic round, `cairn hypervisor add` and
    * libvirt's domain events and vSphere's property updates all come here, and triggers during a round share the next one.
    */
@@ -236,12 +239,28 @@ export class SnapshotCoordinator {
       this.#vmHost.set(seen.vmId, instance);
       await this.#syncVm(seen.vmId, (known) => decideInventory(known, seen));
     }
-    // Listed by an earlier round of this instance, not by this one: gone from the hypervisor.
-    for (const [vmId, host] of [...this.#vmHost]) {
-      if (host !== instance || ids.has(vmId)) continue;
+    // Listed by an earlier round of this instance (or, in the first round of this run, by the log
+    // as on this instance), not by this one: gone from the hypervisor.
+    const gone = new Set<string>();
+    for (const [vmId, host] of this.#vmHost) if (host === instance && !ids.has(vmId)) gone.add(vmId);
+    if (!this.#seeded.has(instance)) {
+      for (const vmId of await this.#loggedOn(instance)) if (!ids.has(vmId)) gone.add(vmId);
+      this.#seeded.add(instance);
+    }
+    for (const vmId of gone) {
       this.#vmHost.delete(vmId);
       await this.#syncVm(vmId, (known) => decideRemoval(known, vmId, instance));
     }
+  }
+
+  /** VMs the log has on `instance` and not removed (read once per instance and run: VMs removed while no coordinator ran). */
+  async #loggedOn(instance: string): Promise<string[]> {
+    const host = new Map<string, string>();
+    for await (const r of this.log.readAll({ category: 'vm' })) {
+      if (r.event.type === 'VmDiscovered') host.set(r.event.data.vmId, r.event.data.hypervisor.host);
+      else if (r.event.type === 'VmRemoved') host.delete(r.event.data.vmId);
+    }
+    return [...host].filter(([, h]) => h === instance).map(([vmId]) => vmId);
   }
 
   /**

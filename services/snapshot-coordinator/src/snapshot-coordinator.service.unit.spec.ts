@@ -169,6 +169,26 @@ describe('SnapshotCoordinator', () => {
     expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged']);
   });
 
+  it('inventory: a VM the log has on this hypervisor and the hypervisor no longer lists is removed, also one removed while no coordinator ran', async () => {
+    const { adapter, log, make, types } = await setup();
+    const meta = (streamId: string) => ({ site: 's', actor, streamId });
+    await log.append('vm-old', [newEvent('VmDiscovered', { vmId: 'old', name: 'old', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [] }, meta('vm-old'))], { expectedRevision: 'no_stream' });
+    await log.append('vm-elsewhere', [newEvent('VmDiscovered', { vmId: 'elsewhere', name: 'elsewhere', hypervisor: { kind: 'qemu', host: 'h2' }, tags: [], disks: [] }, meta('vm-elsewhere'))], { expectedRevision: 'no_stream' });
+    const c = make();
+    await c.syncInventory();
+    expect((await types('vm-old')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmRemoved']);
+    expect((await types('vm-elsewhere')).map((e) => e.type)).toEqual(['VmDiscovered']);
+    // Seen in one round, gone in the next: removed once.
+    const inventory = adapter.inventory.bind(adapter);
+    adapter.inventory = async () => [];
+    await c.syncInventory();
+    await c.syncInventory();
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged', 'VmRemoved']);
+    adapter.inventory = inventory;
+    await c.syncInventory();
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged', 'VmRemoved', 'VmDiscovered', 'VmPowerStateChanged']);
+  });
+
   it('inventory: another writer between read and append makes it read and decide again (bounded)', async () => {
     const { log, make, types } = await setup();
     let interfere = 1;
