@@ -329,6 +329,17 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     expect(sa.repositoryBytes).toBeGreaterThan(0);
     expect(sa.replication).toMatchObject([{ target: 'b', replicas: 2 }]);
     expect(sb).toMatchObject({ leafLink: 'up', silent: false, eventLag: 0, relayConnected: true });
+    // The same report at the hub's gateway (the console's Sites tile and page), and none at a site's.
+    const rest = await fetch(`${hub.gatewayUrl}/v1/sites/health`, { headers: { Authorization: `Bearer ${hub.gatewayToken}` } });
+    expect(rest.status).toBe(200);
+    const body = await rest.json() as { generatedAt: string; items: SiteHealth[] };
+    expect(Date.parse(body.generatedAt)).toBeGreaterThan(0);
+    expect(body.items.find((x) => x.site === 'a')).toMatchObject({ leafLink: 'down', silent: true, restorePoints: 2, failedJobs24h: 0, rpoMisses24h: 0, replication: [{ target: 'b', replicas: 2 }] });
+    expect(body.items.find((x) => x.site === 'b')).toMatchObject({ leafLink: 'up', silent: false, relayConnected: true });
+    expect((await fetch(`${hub.gatewayUrl}/v1/sites/health`)).status).toBe(401);
+    const atSite = await fetch(`${b.gatewayUrl}/v1/sites/health`, { headers: { Authorization: `Bearer ${b.gatewayToken}` } });
+    expect(atSite.status).toBe(404);
+    expect(await atSite.json()).toMatchObject({ code: 'not_hub', detail: expect.stringContaining('not the hub') });
     const human = await cli(['--data', hubDir, 'site', 'list']);
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/^a\s+down\s.*SILENT/m);

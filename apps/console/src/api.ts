@@ -103,3 +103,12 @@ export interface Instant {
   disks: { disk: string; sizeBytes: number; overlay: string; path?: string }[]; failure?: { step: string; reason: string };
 }
 export interface Paged<T> { items: T[]; next?: string | null }
+
+/** One site as the hub sees it (GET /v1/sites/health at the hub's gateway). */
+export interface SiteHealth {
+  site: string; leafLink: 'up' | 'down'; lastContactAt: string | null; silent: boolean; allowedGapMs: number;
+  eventsAtSite: number | null; eventsCopied: number; eventLag: number | null; relayConnected: boolean;
+  failedJobs24h: number; rpoMisses24h: number; restorePoints: number; repositoryBytes: number;
+  replication: Array<{ target: string; replicas: number; lastReplicaAt: string; lagMs: number }>;
+}
+export interface SitesHealth { generatedAt: string; items: SiteHealth[] }

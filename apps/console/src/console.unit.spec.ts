@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { toCsv } from './csv.ts';
 import { inWindow, nextRuns, retentionInWords } from './schedule.ts';
 import { minutesInWords, rpoMinutesOf, rpoOfVms, selects } from './rpo.ts';
-import type { Policy, Vm } from './api.ts';
+import type { Policy, SiteHealth, Vm } from './api.ts';
+import { summarizeSite } from './site-health.ts';
 
 describe('schedule preview', () => {
   const from = new Date('2026-12-05T21:00:00Z');
@@ -66,5 +67,28 @@ describe('RPO on the dashboard (the scheduler\'s rules)', () => {
       ['a', 'hourly', 60, true], ['b', 'hourly', 60, false], ['c', 'daily', 1560, true], ['d', null, null, null], ['e', 'daily', 1560, false],
     ]);
     expect(selects(policies[1]!, vm('x', null, [], 'h2'))).toBe(false);
+  });
+});
+
+describe('every site\'s health at the hub (Sites tile and page)', () => {
+  const now = Date.parse('2026-12-06T05:00:00Z');
+  const base: SiteHealth = {
+    site: 'b', leafLink: 'up', lastContactAt: '2026-12-06T04:59:50Z', silent: false, allowedGapMs: 300_000,
+    eventsAtSite: 120, eventsCopied: 120, eventLag: 0, relayConnected: true, failedJobs24h: 0, rpoMisses24h: 0,
+    restorePoints: 3, repositoryBytes: 1024, replication: [{ target: 'a', replicas: 2, lastReplicaAt: '2026-12-06T04:50:00Z', lagMs: 125_000 }],
+  };
+  it('says a reached site\'s link, contact, event lag, failures, RPO misses and replication lag per pair', () => {
+    const s = summarizeSite(base, now);
+    expect(s.verdict).toBe('ok');
+    expect(s.line).toBe('b: link up · contact 10 s ago · event lag 0 · 0 failed jobs 24 h · 0 RPO misses 24 h · → a 2 min lag, 2 replicas');
+  });
+  it('marks a silent site bad, and one with failures, RPO misses or events not yet copied as a warning', () => {
+    const silent = summarizeSite({ ...base, site: 'a', leafLink: 'down', silent: true, lastContactAt: '2026-12-06T04:40:00Z', eventLag: null, replication: [] }, now);
+    expect(silent).toMatchObject({ verdict: 'bad', link: 'link down, SILENT', lastContact: '20 min ago', eventLag: 'unknown' });
+    expect(silent.line).toContain('no replication');
+    expect(summarizeSite({ ...base, lastContactAt: null }, now).lastContact).toBe('never');
+    expect(summarizeSite({ ...base, failedJobs24h: 1 }, now).verdict).toBe('warn');
+    expect(summarizeSite({ ...base, rpoMisses24h: 2 }, now).verdict).toBe('warn');
+    expect(summarizeSite({ ...base, eventLag: 4 }, now).verdict).toBe('warn');
   });
 });

@@ -1,6 +1,6 @@
 // The console's reads, one hook each, keyed so the live feed can mark them stale (main.tsx).
 import { useQuery } from '@tanstack/preact-query';
-import { api, qs, type Approval, type Health, type Instant, type Items, type Job, type JobDetail, type Policy, type Replica, type RestoreJob, type RestorePoint, type Vm } from './api.ts';
+import { api, qs, type Approval, type Health, type Instant, type Items, type Job, type JobDetail, type Policy, type Replica, type RestoreJob, type RestorePoint, type SitesHealth, type Vm } from './api.ts';
 
 export const useVms = () => useQuery({ queryKey: ['vms'], queryFn: () => api<Items<Vm>>('/v1/vms') });
 export const useVm = (vmId: string) => useQuery({ queryKey: ['vm', vmId], queryFn: () => api<Vm>(`/v1/vms/${encodeURIComponent(vmId)}`) });
@@ -12,6 +12,11 @@ export const useRestorePoints = (filter: { vmId?: string } = {}) =>
 export const usePolicies = () => useQuery({ queryKey: ['policies'], queryFn: () => api<Items<Policy>>('/v1/policies') });
 export const useApprovals = (status?: string) => useQuery({ queryKey: ['approvals', status ?? 'all'], queryFn: () => api<Items<Approval>>(`/v1/approvals${qs({ status })}`) });
 export const useReplicas = () => useQuery({ queryKey: ['replicas'], queryFn: () => api<Items<Replica>>('/v1/replicas?limit=500') });
+/** Every site's health, asked only at the hub's gateway (`enabled`); read again every 30 s (silence is no event at the hub's gateway feed). */
+export const useSitesHealth = (enabled: boolean) => useQuery({
+  queryKey: ['sites-health'], enabled, refetchInterval: 30_000,
+  queryFn: () => api<SitesHealth>('/v1/sites/health'),
+});
 export const useHealth = () => useQuery({
   queryKey: ['health'], refetchInterval: 30_000,
   queryFn: async () => {

@@ -122,3 +122,6 @@ export function eventStreamName(site: string): string {
 export function replicationSubject(target: string, source: string, op: string): string {
   return `${ROOT}.${assertSite(target)}.repl.${assertSite(source)}.${assertToken(op, 'operation')}`;
 }
+
+/** The hub's site health report (`cairn site list` at the hub, `GET /v1/sites/health` at its gateway); answered by the hub's site health watch. */
+export const SITE_HEALTH_SUBJECT = 'cairn.hub.query.sites.health';

@@ -39,6 +39,9 @@ describe('the hub side of leaf links', () => {
     expect(relay.publish.allow.some((s) => s.includes('DELETE.CAIRN_EVT_HUB') || s.startsWith('cairn.a.') || s.includes('STREAM.CREATE'))).toBe(false);
     expect(relay.subscribe.allow).toEqual(['_INBOX_hub_hub_relay.>']);
     expect(hubPermissions(['a']).catalogue.subscribe.allow).toContain('cairn.hub.query.catalogue.>');
+    // The hub's gateway relays the site health report (GET /v1/sites/health); the admin answers it.
+    expect(hubPermissions(['a']).gateway.publish.allow).toContain('cairn.hub.query.sites.health');
+    expect(hubPermissions(['a']).admin.subscribe.allow).toContain('cairn.hub.>');
   });
   it('the hub\'s CLI and gateway may send each site the commands its leaf link carries; nobody else at the hub may', () => {
     const p = hubPermissions(['a', 'b']);

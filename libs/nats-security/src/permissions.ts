@@ -14,7 +14,7 @@
 // message deletion, purge or stream update (the event log and the audit chain are append-only
 // for services); no subscription to another identity's inbox.
 
-import { writableCategories } from '@cairn/contracts';
+import { SITE_HEALTH_SUBJECT, writableCategories } from '@cairn/contracts';
 import { hubRelayedCommandSubjects } from './leaf.ts';
 
 export const SERVICE_IDENTITIES = [
@@ -214,7 +214,8 @@ export function hubPermissions(sites: readonly string[]): Record<HubIdentity, Pe
       allowResponses: false,
     },
     catalogue: hub.catalogue,
-    gateway: withSiteCommands(hub.gateway, sites),
+    // The gateway relays the hub's site health report (GET /v1/sites/health).
+    gateway: withSiteCommands({ ...hub.gateway, publish: { ...hub.gateway.publish, allow: [...hub.gateway.publish.allow, SITE_HEALTH_SUBJECT] } }, sites),
     admin: withSiteCommands(hub.admin, sites),
   };
 }

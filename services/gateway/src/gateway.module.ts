@@ -13,7 +13,7 @@ import { createJetStreamEventLog, eventProvenanceOf, type EventLog } from '@cair
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE, GATEWAY_FILE_STREAMS } from './gateway.tokens.ts';
+import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE, GATEWAY_FILE_STREAMS, GATEWAY_SITE_HEALTH } from './gateway.tokens.ts';
 import { RestoreJobsController, type RestoreJobReader } from './restore-jobs.controller.ts';
 import { InstantController } from './instant.controller.ts';
 import { restoreJobReader } from './restore-job.reader.ts';
@@ -43,6 +43,7 @@ import { EventFeed, EventsController, type EventFeedSource } from './events.cont
 import { mountConsole } from './console.static.ts';
 import { AuditChainController, type AuditChainProbe } from './audit-chain.controller.ts';
 import { OidcLoginController } from './oidc-login.controller.ts';
+import { SitesController, natsSiteHealth, type SiteHealthSource } from './sites.controller.ts';
 import { natsServers, progressSubject } from '@cairn/contracts';
 
 export interface GatewayDeps {
@@ -67,6 +68,8 @@ export interface GatewayDeps {
   readonly restoreJobs?: RestoreJobReader;
   /** Where file downloads are pulled from (the file download routes answer 503 without it). */
   readonly fileStreams?: FileStreamSource;
+  /** At the hub: every site's health (GET /v1/sites/health answers 404 without it). */
+  readonly siteHealth?: SiteHealthSource;
 }
 
 /** What a supervisor says about the nats-server it started and restarts. */
@@ -154,7 +157,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController, FilesController],
+      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController, FilesController, SitesController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -165,6 +168,7 @@ export class GatewayModule {
         { provide: GATEWAY_AUTH, useValue: deps.auth },
         { provide: GATEWAY_EVENTS, useValue: deps.events },
         { provide: GATEWAY_AUDIT_CHAIN, useValue: deps.auditChain },
+        { provide: GATEWAY_SITE_HEALTH, useValue: deps.siteHealth },
         ...(deps.restoreJobs ? [{ provide: GATEWAY_RESTORE_JOBS, useValue: deps.restoreJobs }] : []),
         ...(deps.fileStreams ? [{ provide: GATEWAY_FILE_STREAMS, useValue: deps.fileStreams }] : []),
         GatewayService,
@@ -264,6 +268,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       config, logger, catalogue, commands, nc, workQueue: jetStreamWorkQueue(nc, config.site), auth, events: eventFeedSource(log, nc, config.site), restoreJobs: restoreJobReader(log),
       fileStreams: { pull: (id, first) => pullFileStream(nc, config.site, id, { first }), cancel: (id) => cancelFileStream(nc, config.site, id) },
       ...(options.auditChain ? { auditChain: options.auditChain } : {}),
+      ...(config.site === 'hub' ? { siteHealth: natsSiteHealth(nc, Math.min(config.timeoutMs, 15_000)) } : {}),
       connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
     });
     if (options.accessRecovery !== false) recovery = await serveAccessRecovery({ nc, site: config.site, identities });

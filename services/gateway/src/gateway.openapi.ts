@@ -13,6 +13,7 @@ import './oidc-login.controller.ts';
 import './events.controller.ts';
 import './audit-chain.controller.ts';
 import './files.controller.ts';
+import './sites.controller.ts';
 import { ROUTE_SPECS } from './route.decorator.ts';
 import { buildOpenApiDocument, renderOpenApi } from './openapi.document.ts';
 

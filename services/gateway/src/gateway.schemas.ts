@@ -198,3 +198,29 @@ export const ListApprovalsQuery = Type.Object({
 }, { additionalProperties: false });
 export const ListTokensQuery = Type.Object({ userId: Type.Optional(UserId), ...Paging }, { additionalProperties: false });
 export const ListUsersQuery = Type.Object({ ...Paging }, { additionalProperties: false });
+
+/** One site as the hub sees it (tools/cli/src/stack/site-health.ts, SiteHealth). */
+export const SiteHealthView = Type.Object({
+  site: Type.String(),
+  leafLink: Type.Union([Type.Literal('up'), Type.Literal('down')], { description: 'Whether the last probe across the site\'s leaf link answered.' }),
+  lastContactAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  silent: Type.Boolean({ description: 'Not reached for longer than its allowed gap (SiteSilent).' }),
+  allowedGapMs: Type.Integer(),
+  eventsAtSite: Type.Union([Type.Integer(), Type.Null()]),
+  eventsCopied: Type.Integer(),
+  eventLag: Type.Union([Type.Integer(), Type.Null()], { description: 'Events at the site not yet copied to the hub (null: never reached).' }),
+  relayConnected: Type.Boolean(),
+  failedJobs24h: Type.Integer(),
+  rpoMisses24h: Type.Integer(),
+  restorePoints: Type.Integer(),
+  repositoryBytes: Type.Integer(),
+  replication: Type.Array(Type.Object({
+    target: Type.String(), replicas: Type.Integer(), lastReplicaAt: Type.String({ format: 'date-time' }),
+    lagMs: Type.Integer({ description: 'How long after its source commit the latest replica landed.' }),
+  })),
+});
+
+export const SitesHealthView = Type.Object({
+  generatedAt: Type.String({ format: 'date-time' }),
+  items: Type.Array(SiteHealthView),
+});

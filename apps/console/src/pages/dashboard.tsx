@@ -1,15 +1,14 @@
 // Dashboard: one tile per concern, each linking to its page, all kept current by the live feed.
 import { useEffect, useState } from 'preact/hooks';
 import { useFeed } from '../live.ts';
-import { useApprovals, useHealth, useJobs, usePolicies, useReplicas, useRestorePoints, useVms } from '../queries.ts';
+import { useApprovals, useHealth, useJobs, usePolicies, useReplicas, useRestorePoints, useSitesHealth, useVms } from '../queries.ts';
+import { HUB_SITE, summarizeSite } from '../site-health.ts';
 import { minutesInWords, rpoOfVms } from '../rpo.ts';
 import { useSession } from '../session.tsx';
 import { Page, Progress, StateBadge, bytes, shortId, when } from '../ui.tsx';
 import type { Job, JobState } from '../api.ts';
 
 const DAY_MS = 24 * 3600_000;
-/** The hub's site name (tools/cli/src/stack/hub-stack.ts). */
-const HUB_SITE = 'hub';
 
 /** A duration in the largest whole unit (`45 s`, `12 min`, `3 h`, `2 d`). */
 function ago(ms: number): string {
@@ -62,6 +61,11 @@ export function Dashboard() {
   const copies = new Map<string, string>();
   for (const r of replicas.data?.items ?? []) if (r.committedAt > (copies.get(r.site) ?? '')) copies.set(r.site, r.committedAt);
   const isHub = health.data?.site === HUB_SITE;
+  // At the hub: every site's health (leaf link, contact, event lag, failures, RPO misses, replication lag per pair).
+  const sitesHealth = useSitesHealth(isHub);
+  const siteSummaries = (sitesHealth.data?.items ?? []).map((s) => summarizeSite(s, now));
+  const sitesBad = siteSummaries.some((s) => s.verdict === 'bad');
+  const sitesWarn = siteSummaries.some((s) => s.verdict === 'warn');
 
   return (
     <Page title="Dashboard">
@@ -89,7 +93,7 @@ export function Dashboard() {
           <p>{bytes(read)} read from disks · deduplication and compression {stored > 0 ? `${(read / stored).toFixed(1)}×` : '—'}</p>
           <p>{live_points.length} restore points</p>
         </a>
-        <a class="tile" href="/sites" data-tile="sites">
+        <a class={`tile ${sitesBad ? 'bad' : sitesWarn ? 'warn' : ''}`} href="/sites" data-tile="sites">
           <h2>Sites</h2>
           <p class="big">{health.data ? health.data.site : '—'} <StateBadge state={health.data?.status ?? 'unknown'} /></p>
           <p>catalogue lag {health.data?.catalogue.lag ?? '—'} events</p>
@@ -98,6 +102,14 @@ export function Dashboard() {
               <li key={site} data-site={site}>copies at {site}: newest {ago(now - Date.parse(latest))} ago</li>
             ))}</ul>
           ) : <p class="muted" data-replication="none">no copies at other sites</p>}
+          {isHub ? (
+            sitesHealth.error ? <p class="muted" data-hub="error">site health: {(sitesHealth.error as Error).message}</p>
+              : siteSummaries.length ? (
+                <ul class="mini" data-hub="sites">{siteSummaries.map((s) => (
+                  <li key={s.site} data-site-health={s.site} data-verdict={s.verdict}>{s.verdict === 'ok' ? s.line : <strong>{s.line}</strong>}</li>
+                ))}</ul>
+              ) : <p class="muted" data-hub="none">{sitesHealth.isLoading ? 'asking the hub for every site…' : 'no site is linked to the hub yet (cairn hub add-site)'}</p>
+          ) : null}
           {health.data && !isHub ? <p class="muted" data-hub="no">This gateway's site only: every site's health is seen at the hub (<code>cairn site list</code> there).</p> : null}
         </a>
         <a class={`tile ${pending > 0 ? 'warn' : ''}`} href="/approvals" data-tile="approvals">

@@ -1,7 +1,46 @@
 // Sites: this gateway's site and its health; at the hub (site "hub"), every site that holds
-// or sends copies, with each site's latest copy as a measure of replication lag.
-import { useHealth, useReplicas } from '../queries.ts';
+// or sends copies, with each site's latest copy as a measure of replication lag; and at the hub,
+// every site's health as the hub sees it (GET /v1/sites/health, the same as `cairn site list` there).
+import { useHealth, useReplicas, useSitesHealth } from '../queries.ts';
+import { HUB_SITE, summarizeSite } from '../site-health.ts';
 import { Empty, ErrorBox, Page, StateBadge, Time, bytes } from '../ui.tsx';
+
+/** At the hub: one row per site with its leaf link, last contact, silence, event lag, failures, RPO misses and replication lag per pair. */
+function HubSitesHealth() {
+  const q = useSitesHealth(true);
+  const now = Date.now();
+  const rows = (q.data?.items ?? []).map((s) => ({ s, sum: summarizeSite(s, now) }));
+  return (
+    <section aria-labelledby="hub-sites-title" data-hub="sites">
+      <h2 id="hub-sites-title">Every site, as the hub sees it</h2>
+      <ErrorBox error={q.error} />
+      <div class="table-wrap">
+        <table>
+          <thead><tr>
+            <th scope="col">Site</th><th scope="col">Leaf link</th><th scope="col">Last contact</th><th scope="col">Silent</th><th scope="col">Event lag</th>
+            <th scope="col">Failed jobs 24 h</th><th scope="col">RPO misses 24 h</th><th scope="col">Restore points</th><th scope="col">Replication lag per pair</th>
+          </tr></thead>
+          <tbody>
+            {rows.map(({ s, sum }) => (
+              <tr key={s.site} data-site-health={s.site} data-verdict={sum.verdict}>
+                <th scope="row">{s.site}</th>
+                <td data-col="link"><span class={`badge state-${s.leafLink === 'up' ? 'ok' : 'failed'}`}>{s.leafLink}</span></td>
+                <td data-col="contact">{s.lastContactAt ? <><Time iso={s.lastContactAt} /> <span class="muted">({sum.lastContact})</span></> : 'never'}</td>
+                <td data-col="silent">{s.silent ? <strong>silent (allowed gap {Math.round(s.allowedGapMs / 1000)} s)</strong> : 'no'}</td>
+                <td data-col="event-lag">{sum.eventLag} <span class="muted">({s.eventsCopied} copied)</span></td>
+                <td data-col="failed">{s.failedJobs24h}</td>
+                <td data-col="rpo">{s.rpoMisses24h}</td>
+                <td data-col="points">{s.restorePoints} <span class="muted">({bytes(s.repositoryBytes)})</span></td>
+                <td data-col="replication">{sum.replication.length ? sum.replication.join('; ') : <span class="muted">none</span>}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {q.data && rows.length === 0 ? <Empty>No site is linked to the hub yet: <code>cairn hub add-site</code> (docs/sites.md).</Empty> : null}
+    </section>
+  );
+}
 
 export function SitesPage() {
   const health = useHealth();
@@ -17,6 +56,7 @@ export function SitesPage() {
   return (
     <Page title="Sites">
       <ErrorBox error={health.error ?? replicas.error} />
+      {h?.site === HUB_SITE ? <HubSitesHealth /> : null}
       <div class="table-wrap">
         <table>
           <thead><tr><th scope="col">Site</th><th scope="col">Health</th><th scope="col">Copies held</th><th scope="col">Copied from</th><th scope="col">Bytes received</th><th scope="col">Latest copy (lag)</th></tr></thead>

@@ -10,10 +10,10 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { CatalogueClient } from '@cairn/catalogue-client';
-import { eventStreamName, newEvent, type CairnEvent } from '@cairn/contracts';
+import { SITE_HEALTH_SUBJECT, eventStreamName, newEvent, type CairnEvent } from '@cairn/contracts';
 import type { EventLog, RunningHubRelay } from '@cairn/eventlog';
 
-export const SITE_HEALTH_SUBJECT = 'cairn.hub.query.sites.health';
+export { SITE_HEALTH_SUBJECT };
 
 // ---- the decision (pure) ------------------------------------------------------------------------
 
