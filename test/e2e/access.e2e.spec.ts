@@ -176,6 +176,7 @@ describe('roles on every route', () => {
       listRestorePoints: () => ({ method: 'GET', path: '/v1/restore-points', allowed: ALL }),
       getRestorePoint: () => ({ method: 'GET', path: `/v1/restore-points/${rp}`, allowed: ALL }),
       listReplicas: () => ({ method: 'GET', path: '/v1/replicas', allowed: ALL }),
+      listTestRestores: () => ({ method: 'GET', path: '/v1/test-restores', allowed: ALL }),
       listJobs: () => ({ method: 'GET', path: '/v1/jobs', allowed: ALL }),
       getJob: () => ({ method: 'GET', path: '/v1/jobs/nope', allowed: ALL }),
       listPolicies: () => ({ method: 'GET', path: '/v1/policies', allowed: ALL }),
@@ -219,6 +220,8 @@ describe('roles on every route', () => {
       requestRestorePointDeletion: () => ({ method: 'POST', path: '/v1/restore-points/nope/deletion', body: {}, allowed: ['administrator'] }),
       requestRepositoryDeletion: () => ({ method: 'POST', path: '/v1/repositories/nope/deletion', body: {}, allowed: ['administrator'] }),
       requestSiteLoss: () => ({ method: 'POST', path: '/v1/sites/nope/loss', body: {}, allowed: ['administrator'] }),
+      // Every site's health is the hub's: a site's gateway answers 404 not_hub ("allowed", not 403).
+      listSiteHealth: () => ({ method: 'GET', path: '/v1/sites/health', allowed: ALL }),
       approve: () => ({ method: 'POST', path: '/v1/approvals/nope/approve', allowed: ['administrator'] }),
       reject: () => ({ method: 'POST', path: '/v1/approvals/nope/reject', body: {}, allowed: ['administrator'] }),
     };
