@@ -152,22 +152,17 @@ export const policyDecider: Decider<PolicyCommand, KnownEvent, PolicyState> = {
 
 /** Schedule slots of a policy due in (after, upTo]: each becomes exactly one job per VM. */
 export function dueSlots(policy: Policy, after: Date, upTo: Date, max = 100): Date[] {
-  const cron = new Cron(policy.schedule.cron, { timezone: policy.schedule.timezone, paused: true });
-  const slots: Date[] = [];
-  let cursor = after;
-  while (slots.length < max) {
-    const next = cron.nextRun(cursor);
-    if (!next || next.getTime() > upTo.getTime()) break;
-    slots.push(next);
-    cursor = next;
-  }
-  return slots;
+  return cronSlots(policy.schedule.cron, policy.schedule.timezone, after, upTo, max);
 }
 
 /** The slots of a policy's test-restore schedule in (after, upTo], in the policy's time zone (none without one). */
 export function dueTestRestoreSlots(policy: Policy, after: Date, upTo: Date, max = 100): Date[] {
-  if (!policy.testRestore) return [];
-  const cron = new Cron(policy.testRestore.cron, { timezone: policy.schedule.timezone, paused: true });
+  return policy.testRestore ? cronSlots(policy.testRestore.cron, policy.schedule.timezone, after, upTo, max) : [];
+}
+
+/** The runs of a cron expression in (after, upTo], at most `max`. */
+function cronSlots(expression: string, timezone: string | undefined, after: Date, upTo: Date, max: number): Date[] {
+  const cron = new Cron(expression, { timezone, paused: true });
   const slots: Date[] = [];
   let cursor = after;
   while (slots.length < max) {
