@@ -34,6 +34,20 @@ export const DEFAULT_MIN_SCHEDULE_INTERVAL_MS = 5 * 60_000;
  * than `minIntervalMs` (checked over the runs of a year's sample weeks, DST changes included).
  */
 export function cronProblems(cron: string, timezone: string, minIntervalMs = DEFAULT_MIN_SCHEDULE_INTERVAL_MS): string[] {
+  // A pure function of its arguments that walks ~800 runs (~15 ms): 10,000 policies sharing a
+  // schedule are checked once (a bounded memo, oldest dropped first).
+  const key = `${cron}\n${timezone}\n${minIntervalMs}`;
+  const memo = cronProblemsMemo.get(key);
+  if (memo) return [...memo];
+  const problems = checkCron(cron, timezone, minIntervalMs);
+  if (cronProblemsMemo.size >= 1024) cronProblemsMemo.delete(cronProblemsMemo.keys().next().value!);
+  cronProblemsMemo.set(key, problems);
+  return [...problems];
+}
+
+const cronProblemsMemo = new Map<string, readonly string[]>();
+
+function checkCron(cron: string, timezone: string, minIntervalMs: number): string[] {
   const fields = cron.trim().split(/\s+/);
   if (fields.length !== 5 && fields.length !== 6) {
     return [`schedule.cron ${JSON.stringify(cron)} has ${fields.length} fields: give 5 (minute hour day month weekday) or 6 (seconds first)`];

@@ -63,6 +63,19 @@ export class Scheduler {
   /** Revision of each job stream as folded: the expected revision of the scheduler's next append to it. */
   private readonly revisions = new Map<string, bigint>();
   private readonly vms = new Map<string, VmRecord>();
+  /** VM ids by name (a policy's selector names VMs; `findVm` takes a name). */
+  private readonly vmsByName = new Map<string, Set<string>>();
+  /** Every job of each VM (folded from its JobRequested): what a VM's queue and parent look at. */
+  private readonly jobsOfVm = new Map<string, Set<string>>();
+  /** Jobs the process manager still drives: not ended, or ended with a view not given back. */
+  private readonly open = new Set<string>();
+  /** Jobs that hold a slot of their host and repository (running, or being started by this scheduler): the host and repository they took it on. */
+  private readonly active = new Map<string, { readonly host: string | undefined; readonly repository: string }>();
+  /** Slots taken per host and per repository (counted from `active`). */
+  private readonly activeOnHost = new Map<string | undefined, number>();
+  private readonly activeOnRepository = new Map<string, number>();
+  /** Per policy: the next slot of its schedule after the `after` it was computed from (no cron walk each tick). */
+  private readonly nextSlot = new Map<string, { readonly policy: Policy; readonly after: number; readonly at: number }>();
   private readonly policies = new Map<string, Policy>();
   /** Restore points gone (expired by retention or deleted after an approval): no parent of an incremental. */
   private readonly expired = new Set<string>();
@@ -102,6 +115,7 @@ export class Scheduler {
   private subscription: EventSubscription | undefined;
   private consuming: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
   private leader = false;
   private caughtUp = false;
   private position = 0n;
@@ -148,7 +162,9 @@ export class Scheduler {
     })();
     await caughtUp;
     this.caughtUp = true;
-    this.timer = setInterval(() => { void this.tick(); }, this.config.tickMs);
+    // One timed pass at a time: with thousands of open jobs a pass can outlast the interval, and
+    // passes piling up on each other would only look at the same jobs again.
+    this.timer = setInterval(() => { if (!this.ticking) void this.tick(); }, this.config.tickMs);
   }
 
   async stop(): Promise<void> {
@@ -173,20 +189,57 @@ export class Scheduler {
       ...(this.config.maxJobsPerRepository !== undefined ? { maxJobsPerRepository: this.config.maxJobsPerRepository } : {}),
       leader: this.leader,
       position: this.position.toString(),
-      jobsOpen: [...this.jobs.values()].filter((j) => !isTerminal(j)).length,
+      jobsOpen: [...this.open].filter((id) => !isTerminal(this.jobs.get(id)!)).length,
       vms: this.vms.size,
       policies: this.policies.size,
     };
+  }
+
+  /** Keeps the per-VM, open and active sets of one job in step with its folded state. */
+  private index(jobId: string): void {
+    const j = this.jobs.get(jobId);
+    if (!j) return;
+    if (j.request) {
+      const of = this.jobsOfVm.get(j.request.vmId) ?? new Set<string>();
+      of.add(jobId);
+      this.jobsOfVm.set(j.request.vmId, of);
+    }
+    if (!isTerminal(j) || (j.snapshot?.taken && !j.snapshot.released)) this.open.add(jobId);
+    else this.open.delete(jobId);
+    const slot = this.active.get(jobId);
+    if (j.status === 'running' || (j.status === 'requested' && this.starting.has(jobId))) {
+      if (slot) return;
+      const taken = { host: this.vms.get(j.request?.vmId ?? '')?.host, repository: this.repositoryOf(j) };
+      this.active.set(jobId, taken);
+      this.activeOnHost.set(taken.host, (this.activeOnHost.get(taken.host) ?? 0) + 1);
+      this.activeOnRepository.set(taken.repository, (this.activeOnRepository.get(taken.repository) ?? 0) + 1);
+    } else if (slot) {
+      this.active.delete(jobId);
+      this.activeOnHost.set(slot.host, this.activeOnHost.get(slot.host)! - 1);
+      this.activeOnRepository.set(slot.repository, this.activeOnRepository.get(slot.repository)! - 1);
+    }
+  }
+
+  /** The VMs a policy's selector covers (looked up by name when it names them; no scan of every VM). */
+  private coveredVms(policy: Policy): VmRecord[] {
+    const s = policy.selector;
+    const candidates = s.names?.length
+      ? s.names.flatMap((n) => [...(this.vmsByName.get(n) ?? [])].map((id) => this.vms.get(id)!))
+      : [...this.vms.values()];
+    return candidates.filter((vm) => selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host }));
   }
 
   private apply(event: KnownEvent): void {
     switch (event.type) {
       case 'VmDiscovered':
         if (!this.vmSince.has(event.data.vmId)) this.vmSince.set(event.data.vmId, Date.parse(event.time));
+        this.forgetName(event.data.vmId);
         this.vms.set(event.data.vmId, { vmId: event.data.vmId, name: event.data.name, tags: event.data.tags, host: event.data.hypervisor.host });
+        this.vmsByName.set(event.data.name, (this.vmsByName.get(event.data.name) ?? new Set<string>()).add(event.data.vmId));
         return;
       case 'VmRemoved':
         // Gone from its hypervisor: no policy schedules it (nor misses its RPO) until it is discovered again.
+        this.forgetName(event.data.vmId);
         this.vms.delete(event.data.vmId);
         this.vmSince.delete(event.data.vmId);
         return;
@@ -246,6 +299,7 @@ export class Scheduler {
           if (event.trace) this.traces.set(id, event.trace);
           this.jobs.set(id, evolveJob(this.jobs.get(id) ?? initialJobState(), event));
           if (event.type === 'JobStarted') this.starting.delete(id);
+          this.index(id);
           if (event.type === 'RestorePointCommitted') {
             this.commitOrder.set(id, this.commitOrder.size + 1);
             if (this.healing.get(id) === event.data.vmId) {
@@ -258,10 +312,19 @@ export class Scheduler {
     }
   }
 
+  private forgetName(vmId: string): void {
+    const old = this.vms.get(vmId);
+    if (!old) return;
+    const ids = this.vmsByName.get(old.name);
+    ids?.delete(vmId);
+    if (ids?.size === 0) this.vmsByName.delete(old.name);
+  }
+
   // ---- commands -----------------------------------------------------------------------------
 
   findVm(ref: string): VmRecord | undefined {
-    return this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.name === ref);
+    const byName = this.vmsByName.get(ref);
+    return this.vms.get(ref) ?? (byName?.size ? this.vms.get(byName.values().next().value!) : undefined);
   }
 
   async requestBackup(input: { vmId: string; policyId?: string; mode: 'auto' | 'full'; bandwidthBytesPerSec?: number }, actor: Actor, causationId: string): Promise<{ jobId: string }> {
@@ -384,6 +447,7 @@ export class Scheduler {
 
   private async tick(): Promise<void> {
     if (!this.leader || !this.caughtUp) return;
+    this.ticking = true;
     try {
       await this.scheduleDueSlots();
       await this.scheduleTestRestores();
@@ -391,12 +455,13 @@ export class Scheduler {
       await this.watchExpiry();
       // Higher-priority policies first, then the oldest request: they get the free slots of a host.
       const priority = (j: JobState) => (j.request?.policyId ? this.policies.get(j.request.policyId)?.priority ?? 0 : 0);
-      const open = [...this.jobs.entries()]
-        .filter(([, j]) => !isTerminal(j) || (j.snapshot?.taken && !j.snapshot.released))
+      const open = [...this.open].map((id) => [id, this.jobs.get(id)!] as const)
         .sort(([, a], [, b]) => priority(b) - priority(a) || (a.requestedAt ?? '').localeCompare(b.requestedAt ?? ''));
       for (const [jobId] of open) await this.drive(jobId);
     } catch {
       // The next tick tries again; every step is idempotent.
+    } finally {
+      this.ticking = false;
     }
   }
 
@@ -405,8 +470,9 @@ export class Scheduler {
    * the VM waits its turn instead of failing on a disk that is in view (issue 22).
    */
   private vmBusy(vmId: string, jobId: string): boolean {
-    for (const [id, j] of this.jobs) {
-      if (id === jobId || j.request?.vmId !== vmId) continue;
+    for (const id of this.jobsOfVm.get(vmId) ?? []) {
+      const j = this.jobs.get(id)!;
+      if (id === jobId) continue;
       if (j.status === 'running' || (j.status === 'requested' && this.starting.has(id))) return true;
       if (j.snapshot?.taken && !j.snapshot.released) return true;
     }
@@ -431,8 +497,9 @@ export class Scheduler {
     const chain = job.request?.policyId ?? null;
     let best: { order: number; id: string; job: JobState } | undefined;
     let chainHead = -1;
-    for (const [id, j] of this.jobs) {
-      if (id === jobId || !j.committed || j.request?.vmId !== vmId) continue;
+    for (const id of this.jobsOfVm.get(vmId ?? '') ?? []) {
+      const j = this.jobs.get(id)!;
+      if (id === jobId || !j.committed) continue;
       const order = this.commitOrder.get(id) ?? 0;
       if ((j.request?.policyId ?? null) === chain) chainHead = Math.max(chainHead, order);
       if (this.expired.has(j.committed.restorePointId) || this.repositoryOf(j) !== repository) continue;
@@ -450,25 +517,15 @@ export class Scheduler {
 
   /** Jobs of a VM waiting for their turn (requested, not started). */
   private waitingOn(vmId: string): string[] {
-    return [...this.jobs.entries()].filter(([, j]) => j.status === 'requested' && j.request?.vmId === vmId).map(([id]) => id);
+    return [...this.jobsOfVm.get(vmId) ?? []].filter((id) => this.jobs.get(id)!.status === 'requested');
   }
 
   private runningOnHost(host: string): number {
-    let n = 0;
-    for (const [id, j] of this.jobs) {
-      const running = j.status === 'running' || (j.status === 'requested' && this.starting.has(id));
-      if (running && this.vms.get(j.request?.vmId ?? '')?.host === host) n++;
-    }
-    return n;
+    return this.activeOnHost.get(host) ?? 0;
   }
 
   private runningOnRepository(repository: string): number {
-    let n = 0;
-    for (const [id, j] of this.jobs) {
-      const running = j.status === 'running' || (j.status === 'requested' && this.starting.has(id));
-      if (running && this.repositoryOf(j) === repository) n++;
-    }
-    return n;
+    return this.activeOnRepository.get(repository) ?? 0;
   }
 
   /** Takes the next step of one job, unless the same step is already under way. */
@@ -515,6 +572,7 @@ export class Scheduler {
         switch (step.kind) {
           case 'start':
             this.starting.add(jobId);
+            this.index(jobId);
             await this.runJobCommand(jobId, { kind: 'start', snapshotId: randomUUID() }, actor, cause);
             break;
           case 'requestSnapshot': {
@@ -587,6 +645,7 @@ export class Scheduler {
 
   private async scheduleDueSlots(): Promise<void> {
     const now = this.now();
+    const due: Array<{ policy: Policy; vm: VmRecord; slot: Date }> = [];
     for (const policy of this.policies.values()) {
       if (this.paused.has(policy.policyId)) continue;
       // A leader that has not looked at this policy yet may have just taken over from one that
@@ -594,27 +653,34 @@ export class Scheduler {
       // are still owed. Slot job ids make asking again a no-op; nothing before the policy.
       const lookback = now.getTime() - this.config.leaseTtlMs - this.config.tickMs * 2;
       const after = this.lastSlotCheck.get(policy.policyId) ?? new Date(Math.max(lookback, this.policySince.get(policy.policyId) ?? lookback));
-      const slots = dueSlots(policy, after, now);
       this.lastSlotCheck.set(policy.policyId, now);
+      // The next slot after `after` is the same for every `after` before it: the cron is walked
+      // again only once that slot has come (10,000 policies cost a comparison each per tick).
+      const cached = this.nextSlot.get(policy.policyId);
+      if (cached && cached.policy === policy && cached.after <= after.getTime() && after.getTime() < cached.at && now.getTime() < cached.at) continue;
+      const slots = dueSlots(policy, after, now);
       // A scheduler that was down runs a missed schedule once, not once per missed slot.
       const slot = slots.at(-1);
+      const next = dueSlots(policy, slot ?? after, new Date(8.64e15), 1)[0];
+      this.nextSlot.set(policy.policyId, { policy, after: (slot ?? after).getTime(), at: next?.getTime() ?? Infinity });
       if (!slot) continue;
-      const vms = [...this.vms.values()].filter((vm) => selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host }));
-      for (const vm of vms) {
-        const jobId = slotJobId(policy.policyId, vm.vmId, slot);
-        // A scheduled job's trace starts here (a requested one continues its caller's).
-        await inSpan('@cairn/scheduler', 'scheduler schedule', { jobId, root: true, attributes: { 'cairn.policy.id': policy.policyId } }, async () => {
-          try {
-            await this.runJobCommand(jobId, {
-              kind: 'request',
-              data: { jobId, vmId: vm.vmId, policyId: policy.policyId, mode: 'auto', trigger: 'schedule', slot: slot.toISOString() },
-            }, this.config.actor, `schedule-${policy.policyId}`);
-          } catch (e) {
-            if (!(e instanceof WrongExpectedRevisionError)) throw e;
-          }
-        });
-      }
+      for (const vm of this.coveredVms(policy)) due.push({ policy, vm, slot });
     }
+    // Each job its own stream: requested a few dozen at a time, not one round trip after another.
+    await inParallel(due, 32, async ({ policy, vm, slot }) => {
+      const jobId = slotJobId(policy.policyId, vm.vmId, slot);
+      // A scheduled job's trace starts here (a requested one continues its caller's).
+      await inSpan('@cairn/scheduler', 'scheduler schedule', { jobId, root: true, attributes: { 'cairn.policy.id': policy.policyId } }, async () => {
+        try {
+          await this.runJobCommand(jobId, {
+            kind: 'request',
+            data: { jobId, vmId: vm.vmId, policyId: policy.policyId, mode: 'auto', trigger: 'schedule', slot: slot.toISOString() },
+          }, this.config.actor, `schedule-${policy.policyId}`);
+        } catch (e) {
+          if (!(e instanceof WrongExpectedRevisionError)) throw e;
+        }
+      });
+    });
   }
 
   /**
@@ -648,8 +714,7 @@ export class Scheduler {
       if (!slot) continue;
       const running = new Set(this.testRestoresRunning.values());
       const { cron: _c, restorePoints: _r, ...checks } = policy.testRestore;
-      for (const vm of this.vms.values()) {
-        if (!selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host })) continue;
+      for (const vm of this.coveredVms(policy)) {
         if (running.has(`${policy.policyId}/${vm.vmId}`)) {
           this.logger.info({ policyId: policy.policyId, vmId: vm.vmId, slot: slot.toISOString() }, 'test restore slot skipped: the last one is still running');
           continue;
@@ -683,8 +748,7 @@ export class Scheduler {
     for (const policy of this.policies.values()) {
       let rpoMinutes = this.rpoOfPolicy.get(policy);
       if (rpoMinutes === undefined) this.rpoOfPolicy.set(policy, rpoMinutes = policyRpoMinutes(policy, now));
-      for (const vm of this.vms.values()) {
-        if (!selects(policy, { name: vm.name, tags: vm.tags, hypervisor: vm.host })) continue;
+      for (const vm of this.coveredVms(policy)) {
         const since = Math.max(this.policySince.get(policy.policyId) ?? 0, this.vmSince.get(vm.vmId) ?? 0);
         const check: RpoCheck = {
           kind: 'check', vmId: vm.vmId, policyId: policy.policyId, rpoMinutes, newest: newest.get(vm.vmId) ?? null,
@@ -743,8 +807,8 @@ export class Scheduler {
     const policyId = job?.request?.policyId;
     const policy = policyId ? this.policies.get(policyId) : undefined;
     if (!job?.request || !policy) return;
-    const points = [...this.jobs.values()]
-      .filter((j) => j.request?.policyId === policyId && j.request?.vmId === job.request!.vmId && j.committed && !this.expired.has(j.committed.restorePointId))
+    const points = [...this.jobsOfVm.get(job.request.vmId) ?? []].map((id) => this.jobs.get(id)!)
+      .filter((j) => j.request?.policyId === policyId && j.committed && !this.expired.has(j.committed.restorePointId))
       .map((j) => ({ id: j.committed!.restorePointId, time: j.phaseSince ?? j.requestedAt ?? '' }));
     const { expire } = applyRetention(points, policy.retention, policy.schedule.timezone);
     for (const [restorePointId, reason] of expire) {
@@ -771,6 +835,20 @@ export function slotJobId(policyId: string, vmId: string, slot: Date): string {
   const stamp = slot.toISOString().replace(/[-:]/g, '').slice(0, 13);
   const h = createHash('sha256').update(`${policyId}\n${vmId}\n${slot.toISOString()}`).digest('hex').slice(0, 16);
   return `s${stamp}-${h}`;
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; the first error is thrown once all settled. */
+async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try { await fn(item); } catch (e) { errors.push(e); }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
 }
 
 /** JSON with object keys sorted, to compare two policies whatever order their keys came in. */
