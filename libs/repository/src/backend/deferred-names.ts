@@ -2,7 +2,10 @@
 // given their names in batches. One batch costs one file-system sync (syncfs(2) through
 // coreutils' `sync --file-system`) for the data, the links, and one more sync for the new
 // names, instead of an fsync per object (each a journal commit: ~0.4 ms of CPU and a wait
-// for the device per 256 KiB chunk, measured in docs/benchmarks.md).
+// for the device per 256 KiB chunk, measured in docs/benchmarks.md). A small batch (an
+// incremental of a few changed chunks, a manifest) is synced file by file: spawning `sync`
+// costs more than that (about 75 ms of CPU per spawn from a data mover, measured with
+// tools/bench/src/scale.ts --profile).
 //
 // Invariants:
 // - A name appears only after the data under it is durable: a crash never leaves a named
@@ -35,6 +38,13 @@ export interface DeferredNamesOptions {
   /** Sync at all (the backend's `fsync` option; off only in tests of other things). */
   readonly sync: boolean;
   readonly batchSize?: number;
+  /**
+   * Batches of fewer files than this (and names in fewer directories) are made durable with an
+   * fsync per file (per directory) instead of `sync --file-system`: starting that process costs
+   * tens of milliseconds of CPU in a large Node process (a fork), more than a few dozen fsyncs.
+   * Default 64.
+   */
+  readonly syncfsFrom?: number;
   /** Wraps a file-system error for the failed key. */
   readonly mapError: (e: unknown, name: DeferredName) => Error;
 }
@@ -47,11 +57,13 @@ export class DeferredNames {
   private outstanding = 0;
   private mode: SyncMode;
   private readonly batchSize: number;
+  private readonly syncfsFrom: number;
   /** Failures of ungrouped puts, thrown by the next ungrouped `flush()`. */
   private ungrouped: FlushGroup = {};
 
   constructor(private readonly o: DeferredNamesOptions) {
     this.batchSize = o.batchSize ?? 1024;
+    this.syncfsFrom = o.syncfsFrom ?? 64;
   }
 
   /** The shared group of puts that came without one. */
@@ -138,12 +150,12 @@ export class DeferredNames {
   }
 
   private async syncData(batch: readonly DeferredName[]): Promise<void> {
-    if (await this.syncFileSystem()) return;
+    if (batch.length >= this.syncfsFrom && await this.syncFileSystem()) return;
     await forEachLimit(batch, 16, (n) => fsyncPath(n.temp));
   }
 
   private async syncNames(dirs: ReadonlySet<string>): Promise<void> {
-    if (await this.syncFileSystem()) return;
+    if (dirs.size >= this.syncfsFrom && await this.syncFileSystem()) return;
     await forEachLimit([...dirs], 16, (d) => syncDir(d));
   }
 
