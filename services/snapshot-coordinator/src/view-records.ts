@@ -26,6 +26,8 @@ export function expiredRecords(records: Iterable<ViewRecord>, now: Date): ViewRe
 export class ViewRecordFile {
   #records = new Map<string, ViewRecord>();
   #writing: Promise<void> = Promise.resolve();
+  /** The write that has not started yet: later changes join it. */
+  #queued: Promise<void> | undefined;
 
   constructor(readonly file: string) {}
 
@@ -53,13 +55,20 @@ export class ViewRecordFile {
   }
 
   #flush(): Promise<void> {
-    // Writes are serialised; each writes the whole current set (small: one entry per open view).
-    this.#writing = this.#writing.catch(() => undefined).then(async () => {
+    // Writes are serialised; each writes the whole current set (one entry per open view). Changes
+    // made while a write is queued and not started share it: thousands of views opened and
+    // released at once cost a few writes, not one whole-file write each.
+    if (this.#queued) return this.#queued;
+    const write = this.#writing.catch(() => undefined).then(async () => {
+      this.#queued = undefined; // from here on a change needs the next write
+      const views = this.all();
       await mkdir(dirname(this.file), { recursive: true });
       const tmp = `${this.file}.tmp`;
-      await writeFile(tmp, JSON.stringify({ views: this.all() }, null, 1));
+      await writeFile(tmp, JSON.stringify({ views }, null, 1));
       await rename(tmp, this.file);
     });
-    return this.#writing;
+    this.#queued = write;
+    this.#writing = write;
+    return write;
   }
 }
