@@ -52,6 +52,8 @@ export const CoordinatorConfig = Type.Object({
   simulated: Type.Optional(Type.Object({
     name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
     vms: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    /** Spread the VMs over this many simulated hosts (`<name>-01` …; default 1, named `<name>`). */
+    hosts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     diskBytes: Type.Optional(Type.Integer({ minimum: 65536 })),
     changesPerView: Type.Optional(Type.Integer({ minimum: 1 })),
   }, { additionalProperties: false })),

@@ -92,11 +92,18 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
       throw new Error('the simulated hypervisor is for load tests only: set CAIRN_SIMULATED_HYPERVISOR=1 to run it (never in production)');
     }
     const s = config.simulated;
-    adapters.set(s.name, await SimulatedAdapter.start({
-      name: s.name, vms: s.vms, nbdSocket: join(config.dataDir, 'run', `${s.name}.sock`), defaultLeaseMs: config.leaseMs,
-      ...(s.diskBytes ? { diskBytes: s.diskBytes } : {}), ...(s.changesPerView ? { changesPerView: s.changesPerView } : {}),
-    }));
-    logger.warn({ vms: s.vms }, 'SIMULATED hypervisor: these VMs do not exist (load test)');
+    // Several simulated hosts: VMs dealt out in blocks (host k holds VMs k·n/h … (k+1)·n/h − 1).
+    const hosts = Math.min(s.hosts ?? 1, s.vms);
+    for (let k = 0; k < hosts; k++) {
+      const first = Math.floor((k * s.vms) / hosts);
+      const name = hosts === 1 ? s.name : `${s.name}-${String(k + 1).padStart(String(hosts).length, '0')}`;
+      adapters.set(name, await SimulatedAdapter.start({
+        name, vms: Math.floor(((k + 1) * s.vms) / hosts) - first, first, total: s.vms,
+        nbdSocket: join(config.dataDir, 'run', `${name}.sock`), defaultLeaseMs: config.leaseMs,
+        ...(s.diskBytes ? { diskBytes: s.diskBytes } : {}), ...(s.changesPerView ? { changesPerView: s.changesPerView } : {}),
+      }));
+    }
+    logger.warn({ vms: s.vms, hosts }, 'SIMULATED hypervisor: these VMs do not exist (load test)');
   }
   // Hypervisors added with `cairn hypervisor add` in earlier runs.
   const ref: { coordinator?: SnapshotCoordinator } = {};

@@ -17,6 +17,12 @@ export interface SimulatedAdapterConfig {
   /** Hypervisor host name the inventory reports (default `simulated`). */
   readonly name?: string;
   readonly vms: number;
+  /**
+   * This host's VMs are `first` … `first + vms - 1` of `total` simulated VMs (several simulated
+   * hosts of one load test: names and content stay distinct across hosts). Default 0 of `vms`.
+   */
+  readonly first?: number;
+  readonly total?: number;
   /** Each VM's one disk (default 4 MiB). */
   readonly diskBytes?: number;
   /** Unit of change (default 64 KiB, a typical guest write). */
@@ -74,6 +80,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
   readonly #views = new Map<string, OpenSimView>();
   readonly #blockBytes: number;
   readonly #blocks: number;
+  readonly #first: number;
 
   private constructor(private readonly config: SimulatedAdapterConfig) {
     this.#blockBytes = config.blockBytes ?? 64 * 1024;
@@ -81,9 +88,10 @@ export class SimulatedAdapter implements HypervisorAdapter {
     if (diskBytes % this.#blockBytes !== 0) throw new RangeError(`a simulated disk of ${diskBytes} bytes is not whole blocks of ${this.#blockBytes}`);
     if (!(Number.isInteger(config.vms) && config.vms > 0 && config.vms <= 1_000_000)) throw new RangeError(`simulated VMs: 1 to 1,000,000, not ${config.vms}`);
     this.#blocks = diskBytes / this.#blockBytes;
+    this.#first = config.first ?? 0;
     for (let i = 0; i < config.vms; i++) {
       this.#vms.push({ written: new Uint32Array(this.#blocks), generation: 0 });
-      this.#byName.set(simulatedVmName(i, config.vms), i);
+      this.#byName.set(simulatedVmName(this.#first + i, config.total ?? config.vms), i);
     }
   }
 
@@ -107,7 +115,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
   /** Block `block` of the VM as it is now (for checking a restore against the generated content). */
   currentBlock(vm: string, block: number): Buffer {
     const i = this.#index(vm);
-    return simulatedBlock(i, block, this.#vms[i]!.written[block]!, this.#blockBytes);
+    return simulatedBlock(this.#first + i, block, this.#vms[i]!.written[block]!, this.#blockBytes);
   }
 
   #index(vm: string): number {
@@ -121,7 +129,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
     const vm = this.#vms[i]!;
     vm.generation++;
     const changes = this.#blocks === 1 ? 1 : Math.min(this.config.changesPerView ?? 4, this.#blocks);
-    for (let k = 0; k < changes; k++) vm.written[mix(i, vm.generation, k) % this.#blocks] = vm.generation;
+    for (let k = 0; k < changes; k++) vm.written[mix(this.#first + i, vm.generation, k) % this.#blocks] = vm.generation;
   }
 
   async openView(req: OpenViewRequest): Promise<View> {
@@ -158,7 +166,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
           const b = Math.floor(pos / bb);
           const within = pos - b * bb;
           const n = Math.min(bb - within, offset + length - pos);
-          if (frozen[b]) simulatedBlock(i, b, frozen[b]!, bb).copy(out, pos - offset, within, within + n);
+          if (frozen[b]) simulatedBlock(this.#first + i, b, frozen[b]!, bb).copy(out, pos - offset, within, within + n);
           pos += n;
         }
         return Promise.resolve(out);
