@@ -14,6 +14,8 @@ export interface HandlerSettings {
   readonly ackWaitMs: number;
   readonly maxDeliver: number;
   readonly backoffMs: readonly number[];
+  /** Transfers this mover runs at once (default 1). */
+  readonly transfers?: number;
 }
 
 /**
@@ -42,6 +44,7 @@ export function dataMoverHandlers(s: HandlerSettings) {
       backoffMs: s.backoffMs,
       validate: schemaMessages(TransferWork),
       dedup: false,
+      ...(s.transfers ? { concurrency: s.transfers } : {}),
     })
     async transfer(@Payload() work: TransferWork, @Ctx() ctx: JetStreamContext) {
       try {

@@ -28,10 +28,10 @@ import { InstantHandlers } from './instant.handlers.ts';
 
 @Module({})
 class DataMoverModule {
-  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, files: FileBrowser, instant: InstantRecoveries, log: EventLog, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[]): DynamicModule {
+  static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, files: FileBrowser, instant: InstantRecoveries, log: EventLog, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[], transfers?: number): DynamicModule {
     return {
       module: DataMoverModule,
-      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), FilesHandlers, InstantHandlers, ...(files.indexing ? [fileIndexHandlers(site)] : [])],
+      controllers: [dataMoverHandlers({ site, ackWaitMs, maxDeliver, backoffMs, ...(transfers ? { transfers } : {}) }), restoreJobHandlers({ site, ackWaitMs, maxDeliver, backoffMs }), FilesHandlers, InstantHandlers, ...(files.indexing ? [fileIndexHandlers(site)] : [])],
       providers: [{ provide: DataMover, useValue: mover }, { provide: SecurityActs, useValue: acts }, { provide: RestoreJobs, useValue: restores }, { provide: FileBrowser, useValue: files }, { provide: InstantRecoveries, useValue: instant }],
     };
   }
@@ -67,6 +67,12 @@ export interface StartDataMoverOptions {
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
   readonly backoffMs?: readonly number[];
+  /**
+   * Transfers run at once by this mover (default 1). Small or incremental transfers spend most
+   * of their time waiting on round trips (NBD, the log, the repository's fsyncs), so several at
+   * once keep the process busy; each holds its NBD connections and a few MiB of buffers.
+   */
+  readonly transfers?: number;
   readonly logger?: Logger;
   /** Approvals need both people's signatures (default: when the connection checks event provenance, a secure site). */
   readonly signedApprovals?: boolean;
@@ -182,7 +188,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   }, o.log, mover, logger.child({ component: 'instant' }));
   instant.follow();
   const app: INestMicroservice = await NestFactory.createMicroservice(
-    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, ...(o.checkEscrow ? { checkEscrow: o.checkEscrow } : {}), signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, instant, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000]),
+    DataMoverModule.with(mover, new SecurityActs({ site: o.site, log: o.log, repositories: o.repositories, logger, deletedRepositories, ...(o.checkEscrow ? { checkEscrow: o.checkEscrow } : {}), signedApprovals: o.signedApprovals ?? Boolean(eventProvenanceOf(o.nc)?.verify) }), restores, files, instant, o.log, o.site, o.ackWaitMs ?? 30_000, o.maxDeliver ?? 5, o.backoffMs ?? [1000, 5000, 15000], o.transfers),
     { strategy: new JetStreamServer({ connection: o.nc, site: o.site, actor: config.actor }), logger: ['error', 'warn'] },
   );
   await app.listen();

@@ -24,6 +24,8 @@ interface RunOptions {
   qmp?: string[];
   leaseMs?: string;
   ackWaitMs?: string;
+  transfers?: string;
+  simulatedHosts?: string;
   instance?: string;
   replicas?: string;
   securityDir?: string;
@@ -45,10 +47,12 @@ export function registerRunCommand(program: Command): void {
     .option('--lease-ms <ms>', 'scheduler leadership lease / coordinator view lease')
     .option('--download-limit <bytesPerSec>', 'data mover: most bytes per second read from the repository (restores; default unlimited)')
     .option('--ack-wait-ms <ms>', 'data mover, replication: time before unacknowledged work goes to another worker')
+    .option('--transfers <n>', 'data mover: transfers run at once (default 1)')
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
     .option('--config <file>', 'cairn.yaml: SIEM targets (audit bridge), bandwidth (data mover), concurrency (scheduler) (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
     .option('--simulated <vms>', 'snapshot coordinator: that many simulated VMs, for load tests only (needs CAIRN_SIMULATED_HYPERVISOR=1)')
+    .option('--simulated-hosts <n>', 'snapshot coordinator: spread the simulated VMs over that many simulated hosts (default 1)')
     .option('--http <host:port>', 'serve /health, /ready and /metrics (Prometheus) here, e.g. 127.0.0.1:9101 (:0 picks a free port; default $CAIRN_HTTP, else none)')
     .option('--port <port>', 'gateway: REST API and console port (default 8080)')
     .option('--host <address>', 'gateway: address to listen on (default 127.0.0.1)')
@@ -111,6 +115,8 @@ export function registerRunCommand(program: Command): void {
           const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
           if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
           const limit = o.downloadLimit ? Number(o.downloadLimit) : undefined;
+          const transfers = o.transfers !== undefined ? Number(o.transfers) : undefined;
+          if (transfers !== undefined && !(Number.isInteger(transfers) && transfers >= 1 && transfers <= 256)) throw new CliError(`--transfers must be a whole number from 1 to 256, not ${o.transfers}`, EXIT.usage);
           if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new CliError(`--download-limit must be a positive number of bytes per second, not ${o.downloadLimit}`, EXIT.usage);
           const backend = new DirectoryBackend(resolve(o.repo));
           const repository = await openRepository(limit ? withBandwidthLimit(backend, { downloadBytesPerSec: limit }) : backend, { passphrase });
@@ -118,6 +124,7 @@ export function registerRunCommand(program: Command): void {
             nc, log, site, logger, repositories: new Map([['default', repository]]),
             ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),
             ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+            ...(transfers ? { transfers } : {}),
             ...(settings.bandwidth ? { bandwidth: settings.bandwidth } : {}),
             instantExporter: instantExporter({ repo: resolve(o.repo), passphrase, ...(limit ? { downloadLimit: limit } : {}) }),
           });
@@ -179,7 +186,7 @@ export function registerRunCommand(program: Command): void {
             config: parseCoordinatorConfig({
               site, natsUrl, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
               instances: (o.qmp ?? []).map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } })),
-              ...(o.simulated ? { simulated: { name: 'simulated', vms: Number(o.simulated) } } : {}),
+              ...(o.simulated ? { simulated: { name: 'simulated', vms: Number(o.simulated), ...(o.simulatedHosts ? { hosts: Number(o.simulatedHosts) } : {}) } } : {}),
             }),
           });
           running = {
