@@ -6,7 +6,7 @@
 //   npx tsx tools/bench/src/scale.ts [--vms 10000] [--movers 3] [--kill-at 0.3]
 // Prints wall time, jobs/s and p50/p99 of request → JobCompleted, as JSON at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,16 +20,33 @@ import { simulatedVmName } from '@cairn/hypervisor';
 const { values } = parseArgs({ options: {
   vms: { type: 'string', default: '10000' }, movers: { type: 'string', default: '3' }, 'kill-at': { type: 'string', default: '0.3' },
   'max-jobs-per-host': { type: 'string', default: '64' }, keep: { type: 'boolean', default: false },
+  // One policy per VM (selector: its name), all due at the same minute, started by the scheduler's cron.
+  policies: { type: 'boolean', default: false },
+  // Simulated hypervisor hosts the VMs are spread over (each its own per-host slot limit).
+  hosts: { type: 'string', default: '1' },
+  // V8 CPU profiles of every `cairn run` process (written when they are stopped with SIGTERM).
+  profile: { type: 'string' },
+  // Transfers each data mover runs at once.
+  transfers: { type: 'string', default: '1' },
+  // Expected time to create one policy (ms): sets how far ahead the shared due minute is.
+  'policy-ms': { type: 'string', default: '10' },
 } });
 const VMS = Number(values.vms);
 const MOVERS = Number(values.movers);
+const HOSTS = Number(values.hosts);
 const CLI = join(import.meta.dirname, '..', '..', 'cli', 'bin', 'cairn.js');
 const say = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 
 const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-scale-'));
 const procs: ChildProcess[] = [];
 const cleanup = async () => {
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  const live = procs.filter((p) => p.exitCode === null && p.signalCode === null);
+  // SIGTERM first: a stopping `cairn run` writes its CPU profile (--profile); SIGKILL after 30 s.
+  await Promise.all(live.map((p) => new Promise<void>((resolve) => {
+    const t = setTimeout(() => { p.kill('SIGKILL'); resolve(); }, values.profile ? 30_000 : 5_000);
+    p.once('exit', () => { clearTimeout(t); resolve(); });
+    p.kill('SIGTERM');
+  })));
   await cluster.stop().catch(() => undefined);
   if (!values.keep) await rm(dir, { recursive: true, force: true });
 };
@@ -39,11 +56,14 @@ try {
   const env = {
     ...process.env, CAIRN_NATS_URL: nats, CAIRN_SITE: 'bench', CAIRN_REPO_PASSPHRASE: 'bench-scale', CAIRN_LOG_LEVEL: 'warn',
     CAIRN_SIMULATED_HYPERVISOR: '1', CAIRN_CONFIG: join(dir, 'cairn.yaml'), CAIRN_FILE_INDEX: '0',
+    ...(values.profile ? { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --cpu-prof --cpu-prof-dir=${values.profile}`.trim() } : {}),
   };
   await writeFile(env.CAIRN_CONFIG, `site: bench\nconcurrency:\n  maxJobsPerHost: ${Number(values['max-jobs-per-host'])}\n`);
+  const names = new Map<ChildProcess, string>();
   const run = (name: string, args: string[]) => {
     const p = spawn(process.execPath, [CLI, '--data', join(dir, name), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     procs.push(p);
+    names.set(p, name);
     return new Promise<ChildProcess>((resolve, reject) => {
       let out = '';
       p.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; if (/ running \(site /.test(out)) resolve(p); });
@@ -57,9 +77,9 @@ try {
   await Promise.all([
     run('scheduler', ['run', 'scheduler']),
     run('catalogue', ['run', 'catalogue']),
-    run('coordinator', ['run', 'snapshot-coordinator', '--simulated', String(VMS)]),
+    run('coordinator', ['run', 'snapshot-coordinator', '--simulated', String(VMS), ...(HOSTS > 1 ? ['--simulated-hosts', String(HOSTS)] : [])]),
   ]);
-  const movers = await Promise.all(Array.from({ length: MOVERS }, (_, i) => run(`mover-${i + 1}`, ['run', 'data-mover', '--repo', join(dir, 'repository'), '--ack-wait-ms', '10000'])));
+  const movers = await Promise.all(Array.from({ length: MOVERS }, (_, i) => run(`mover-${i + 1}`, ['run', 'data-mover', '--repo', join(dir, 'repository'), '--ack-wait-ms', '10000', '--transfers', String(values.transfers)])));
   say(`services up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
   const nc = await connect({ servers: natsServers(nats), maxReconnectAttempts: -1 });
@@ -84,7 +104,40 @@ try {
   })();
 
   const bus = new CommandBus(nc, { site: 'bench', actor: { kind: 'user', id: 'bench' }, defaultTimeoutMs: 60_000 });
-  const start = Date.now();
+  // Requests (or policy creations) in flight: a few hundred at once.
+  const window = 200;
+  const inflight = new Set<Promise<unknown>>();
+  const pipeline = async (n: number, one: (i: number) => Promise<unknown>, onEach?: () => Promise<void>) => {
+    for (let i = 0; i < n; i++) {
+      const p = one(i).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= window) await Promise.race(inflight);
+      await onEach?.();
+    }
+    await Promise.all(inflight);
+  };
+  let dueAt: number | undefined;
+  if (values.policies) {
+    // One policy per VM (its selector: the VM's name), every schedule due at the same minute:
+    // far enough ahead that all of them exist by then (the scheduler does not run slots that
+    // came due before a policy was created).
+    const created0 = Date.now();
+    dueAt = Math.ceil((created0 + 45_000 + VMS * Number(values['policy-ms'])) / 60_000) * 60_000;
+    const due = new Date(dueAt);
+    const cron = `${due.getUTCMinutes()} ${due.getUTCHours()} * * *`;
+    say(`creating ${VMS} policies, cron "${cron}" UTC (due ${due.toISOString().slice(11, 19)})`);
+    let created = 0;
+    await pipeline(VMS, (i) => bus.send('scheduler', 'CreatePolicy', {
+      name: `bench-${i + 1}`, selector: { names: [simulatedVmName(i, VMS)] }, schedule: { cron, timezone: 'UTC' },
+      retention: { daily: 7, weekly: 0, monthly: 0, yearly: 0, last: 1 }, repository: 'default', keyRef: 'default', priority: 0, fileIndex: false,
+    }, { idempotencyKey: `bench-policy-${i}` }).then(() => { created++; }, (e: unknown) => say(`policy ${i}: ${(e as Error).message}`)));
+    say(`${created} policies created in ${((Date.now() - created0) / 1000).toFixed(1)} s`);
+    if (created !== VMS) throw new Error(`only ${created} of ${VMS} policies were created`);
+    if (Date.now() >= dueAt) throw new Error(`the policies were created after their due minute: run again with a larger --policy-ms (now ${values['policy-ms']})`);
+    say(`waiting ${((dueAt - Date.now()) / 1000).toFixed(0)} s for the due minute`);
+    await new Promise((r) => setTimeout(r, dueAt! - Date.now()));
+  }
+  const start = dueAt ?? Date.now();
   let sent = 0;
   let killed = false;
   const kill = async () => {
@@ -95,26 +148,33 @@ try {
     movers[0]!.kill('SIGKILL');
     setTimeout(() => { void member.start().then(() => say('nats member 2 started again')); }, 5000);
   };
-  // Requests in flight: a few hundred at once (the scheduler queues beyond its host limit).
-  const window = 200;
-  const inflight = new Set<Promise<unknown>>();
-  for (let i = 0; i < VMS; i++) {
-    const p = bus.send('scheduler', 'RequestBackup', { vmId: simulatedVmName(i, VMS), mode: 'auto' }, { idempotencyKey: `bench-${i}` })
-      .then((r) => { sent++; return r; }, (e: unknown) => say(`request ${i}: ${(e as Error).message}`))
-      .finally(() => inflight.delete(p));
-    inflight.add(p);
-    if (inflight.size >= window) await Promise.race(inflight);
-    if (!killed && completedAt.size >= VMS * Number(values['kill-at'])) await kill();
+  if (values.policies) {
+    // The scheduler's cron requests every job: wait until it has requested all of them.
+    sent = VMS;
+  } else {
+    await pipeline(VMS, (i) => bus.send('scheduler', 'RequestBackup', { vmId: simulatedVmName(i, VMS), mode: 'auto' }, { idempotencyKey: `bench-${i}` })
+      .then((r) => { sent++; return r; }, (e: unknown) => say(`request ${i}: ${(e as Error).message}`)),
+    async () => { if (!killed && completedAt.size >= VMS * Number(values['kill-at'])) await kill(); });
+    say(`${sent} requests accepted in ${((Date.now() - start) / 1000).toFixed(1)} s`);
   }
-  await Promise.all(inflight);
-  say(`${sent} requests accepted in ${((Date.now() - start) / 1000).toFixed(1)} s`);
   let last = -1;
+  let lastMovedAt = Date.now();
   while (completedAt.size < sent) {
     if (!killed && completedAt.size >= VMS * Number(values['kill-at'])) await kill();
-    if (completedAt.size !== last) { say(`${completedAt.size}/${sent} ended, load ${loadavg()[0]!.toFixed(1)}`); last = completedAt.size; }
+    if (completedAt.size !== last) { say(`${completedAt.size}/${sent} ended (${requestedAt.size} requested), load ${loadavg()[0]!.toFixed(1)}`); last = completedAt.size; lastMovedAt = Date.now(); }
+    if (Date.now() - lastMovedAt > 300_000) { say('no job ended for 5 minutes: stopping here'); break; }
     await new Promise((r) => setTimeout(r, 2000));
   }
   const wallMs = Date.now() - start;
+  // CPU seconds (user + system) of each process since it started: steadier than wall time on a
+  // busy machine (the killed mover's are lost with it).
+  const cpu: Record<string, number> = {};
+  const cpuOf = async (pid: number | undefined) => {
+    const f = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ');
+    return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined;
+  };
+  for (const p of procs) { const c = await cpuOf(p.pid); if (c !== undefined) cpu[names.get(p)!] = c; }
+  for (const [i, m] of cluster.members.entries()) { const c = await cpuOf(m.pid); if (c !== undefined) cpu[`nats-${i + 1}`] = c; }
   await sub.stop();
 
   // Exactly once, from the log: per job one RestorePointCommitted and one JobCompleted.
@@ -130,7 +190,15 @@ try {
     perJob.set(r.event.correlationId, j);
   }
   const jobs = [...perJob.values()];
-  const latencies = [...completedAt].map(([id, at]) => at - (requestedAt.get(id) ?? at)).sort((a, b) => a - b);
+  // What the run appended (JetStream appends), per job and by category.
+  const byCategory: Record<string, number> = {};
+  let appended = 0;
+  for await (const r of log.readAll({ fromPosition: head })) {
+    appended++;
+    const c = r.event.streamId.split('-')[0]!;
+    byCategory[c] = (byCategory[c] ?? 0) + 1;
+  }
+  const latencies = [...completedAt].map(([id, at]) => at - (dueAt ?? requestedAt.get(id) ?? at)).sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
   const result = {
     vms: VMS, movers: MOVERS, jobs: jobs.length, wallSeconds: +(wallMs / 1000).toFixed(1), jobsPerSecond: +(jobs.length / (wallMs / 1000)).toFixed(1),
@@ -139,6 +207,9 @@ try {
     failed: jobs.filter((j) => j.failed > 0).length,
     committedTwice: jobs.filter((j) => j.committed > 1).length, completedTwice: jobs.filter((j) => j.completed > 1).length,
     redelivered: jobs.filter((j) => j.started > 1).length,
+    cpuSeconds: cpu, transfersPerMover: Number(values.transfers),
+    appendsPerJob: +(appended / Math.max(1, jobs.length)).toFixed(2), appendsByCategory: byCategory,
+    ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS,
     load: loadavg().map((x) => +x.toFixed(1)),
     ...(reasons.size ? { failureReasons: [...reasons] } : {}),
   };
