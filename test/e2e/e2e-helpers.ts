@@ -114,7 +114,7 @@ export interface ServiceProcess {
 }
 
 /** `cairn run <service>` as a separate process (Node 24), so a test can SIGKILL it. */
-export function runService(name: string, args: readonly string[], env: Record<string, string> = {}): ServiceProcess {
+export function runService(name: string, args: readonly string[], env: Record<string, string> = {}, opts: { readyTimeoutMs?: number } = {}): ServiceProcess {
   const child = spawn(process.execPath, [CAIRN, ...args], { cwd: ROOT, env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = ''; let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -123,7 +123,7 @@ export function runService(name: string, args: readonly string[], env: Record<st
   const ready = waitFor(() => {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited before it ran: ${stderr.trim()}`);
     return / running \(site /.test(stdout) || undefined;
-  }, { timeoutMs: 60_000, intervalMs: 100, what: `${name} to run` }).then(() => undefined);
+  }, { timeoutMs: opts.readyTimeoutMs ?? 60_000, intervalMs: 100, what: `${name} to run` }).then(() => undefined);
   ready.catch(() => undefined);
   return {
     pid: child.pid!,
