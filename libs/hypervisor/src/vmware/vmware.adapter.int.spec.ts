@@ -190,6 +190,54 @@ describe('VMware adapter (govmomi vcsim over TLS, thumbprint pinned)', () => {
         await cbt.close();
       }
     }, 240_000);
+
+    it('after a restart (a new adapter on the same socket and state), an adopted view is served again by reapOrphans: the full disk byte-identical, the incremental one with the same dirty context; its release removes the snapshot and commits the chain', async () => {
+      const canned = await readFile(join(here, 'testdata/query-changed-disk-areas.xml'), 'utf8');
+      const cannedCbt = { queryChangedDiskAreas: async () => soapResponse(canned, 'QueryChangedDiskAreas')[0] };
+      const vm = await vmNamed('DC0_H0_VM0');
+      const disk = vm.disks[0]!;
+      const epoch = '52 aa 00 41 0e 13 a1 9b-5c 5b 4c 3e 6f 0b 26 77';
+      const before = await connect('restart', cannedCbt);
+      await reconfigureDisk(before.vsphere, vm, disk, { changeId: `${epoch}/1` });
+      const seed = await before.openView({ vm: 'DC0_H0_VM0', mode: 'auto', jobId: 'restart-0', chain: 'policy-r' });
+      await before.releaseView(seed.viewId, { success: true });
+      await reconfigureDisk(before.vsphere, vm, disk, { changeId: `${epoch}/2` });
+      const incremental = await before.openView({ vm: 'DC0_H0_VM0', mode: 'auto', jobId: 'restart-1', chain: 'policy-r' });
+      const full = await before.openView({ vm: 'DC0_C0_RP0_VM0', mode: 'full', jobId: 'restart-2' });
+      const socket = (incremental.nbd as { socketPath: string }).socketPath;
+      const d = incremental.disks[0]!;
+      expect(d.mode).toBe('incremental');
+      const dirty = await dirtyBlocks(socket, d.exportName, d.bitmapContext!);
+      const fullBytes = await readExport(socket, full.disks[0]!.exportName);
+      // The coordinator's process ends without releasing anything (its socket file stays, as after a SIGKILL).
+      await before.close();
+      await writeFile(socket, '');
+      expect(await snapshotNames('DC0_H0_VM0')).toEqual([`cairn-${incremental.viewId}`]);
+
+      const after = await connect('restart', cannedCbt);
+      try {
+        // As SnapshotCoordinator.recover does: adopt what the view records hold, then reap the rest.
+        after.adoptView(incremental);
+        after.adoptView(full);
+        const report = await after.reapOrphans(new Set([incremental.viewId, full.viewId]));
+        expect(report.nodes).toEqual([]);
+        expect(after.openViews().map((v) => v.viewId).sort()).toEqual([full.viewId, incremental.viewId].sort());
+        expect(await dirtyBlocks(socket, d.exportName, d.bitmapContext!)).toEqual(dirty);
+        expect(sha(await readExport(socket, d.exportName))).toBe(sha(data));
+        expect(sha(await readExport(socket, full.disks[0]!.exportName))).toBe(sha(fullBytes));
+        await after.releaseView(incremental.viewId, { success: true });
+        await after.releaseView(full.viewId, { success: false });
+        expect(await snapshotNames('DC0_H0_VM0')).toEqual([]);
+        expect(await snapshotNames('DC0_C0_RP0_VM0')).toEqual([]);
+        // The adopted view's change ids were committed: the next backup of the chain asks from /2.
+        await reconfigureDisk(after.vsphere, vm, disk, { changeId: `${epoch}/3` });
+        const next = await after.openView({ vm: 'DC0_H0_VM0', mode: 'auto', jobId: 'restart-3', chain: 'policy-r' });
+        expect(next.disks[0]).toMatchObject({ mode: 'incremental', reason: expect.stringContaining(`changes since change id ${epoch}/2`) });
+        await after.releaseView(next.viewId, { success: true });
+      } finally {
+        await after.close();
+      }
+    }, 240_000);
   });
 
   it('a VMware restore point restored as a libvirt domain boots (the test guest placed as the simulator VM\'s disk)', async () => {

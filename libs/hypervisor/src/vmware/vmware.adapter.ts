@@ -7,8 +7,8 @@
 // context. The snapshot is removed when the view is released, also after a failure, an expired
 // lease or a crash: every Cairn snapshot is named `cairn-<viewId>` and reapOrphans removes those
 // no open view owns.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { NbdServer, STATE_DIRTY, type BlockSource, type Extent } from '@cairn/nbd';
 import type {
   HypervisorAdapter, OpenViewRequest, QuiesceResult, ReapReport, View, ViewDisk, VmInfo,
@@ -57,6 +57,18 @@ interface OpenView {
   readonly exports: string[];
 }
 
+/**
+ * What the adapter keeps of an open view on disk (`<state dir>/views/<viewId>.json`), so that a
+ * restarted coordinator that adopts the view can serve its exports again: the changed areas the
+ * view was opened with (its dirty contexts) and the change ids to commit at a successful release.
+ */
+interface SavedView {
+  readonly viewId: string;
+  readonly chain?: string;
+  readonly changeIds: OpenView['changeIds'];
+  readonly changed: Record<string, ChangedArea[]>;
+}
+
 interface ChainState { readonly [chainAndVm: string]: Record<string, { changeId: string; capacityBytes: number }> }
 
 const silent: AdapterLogger = { info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as AdapterLogger;
@@ -76,6 +88,8 @@ export class VmwareAdapter implements HypervisorAdapter {
     const client = await VsphereClient.connect(config.url, config.credentials, config.tls);
     const adapter = new VmwareAdapter(client, config);
     await mkdir(dirname(config.nbdSocket), { recursive: true });
+    // A coordinator that was killed leaves its socket file behind; this run serves the same path.
+    await rm(config.nbdSocket, { force: true });
     await adapter.#server.listen({ path: config.nbdSocket });
     return adapter;
   }
@@ -172,6 +186,7 @@ export class VmwareAdapter implements HypervisorAdapter {
       const previous = chainKey ? (await this.#readState())[chainKey] ?? {} : {};
       const disks: ViewDisk[] = [];
       const changeIds: OpenView['changeIds'] = {};
+      const changedOf: SavedView['changed'] = {};
       for (const disk of chosen) {
         const base = frozen.find((f) => f.key === disk.key) ?? disk;
         const url = this.client.datastoreUrl(vm.datacenter, base.datastore, flatPath(base.path));
@@ -179,11 +194,8 @@ export class VmwareAdapter implements HypervisorAdapter {
         const exportName = `${viewId}-${disk.id}`;
         const plan = await this.#changedAreas(req, vmRef, snapshot, base, previous[disk.id]);
         if (base.changeId) changeIds[disk.id] = { changeId: base.changeId, capacityBytes: base.capacityBytes };
-        const changed = plan.changed;
-        this.#server.addExport(exportName, {
-          source: this.#source(url, base.capacityBytes, fileBytes), description: `${vm.name} ${disk.id} at snapshot ${snapshot.value}`,
-          ...(changed ? { dirty: { context: `qemu:dirty-bitmap:${exportName}`, status: async (offset: number, length: number) => dirtyExtents(changed, offset, length) } } : {}),
-        });
+        if (plan.changed) changedOf[disk.id] = plan.changed;
+        this.#serve(exportName, url, base.capacityBytes, fileBytes, `${vm.name} ${disk.id} at snapshot ${snapshot.value}`, plan.changed);
         exports.push(exportName);
         disks.push({
           disk: disk.id, exportName, sizeBytes: base.capacityBytes, mode: plan.mode, reason: plan.reason,
@@ -197,11 +209,13 @@ export class VmwareAdapter implements HypervisorAdapter {
         ...(req.quiesce !== undefined ? { quiesced: { frozen: quiesce, reason: quiesce ? 'VMware Tools quiesced the guest for the snapshot' : notQuiesced } } : {}),
         vmConfig: vmwareVmConfig(vm, frozen, changeIds),
       };
+      await this.#saveView({ viewId, ...(chainKey ? { chain: chainKey } : {}), changeIds, changed: changedOf });
       this.#views.set(viewId, { view, vmMoref: vm.moref, snapshot: snapshot.value, changeIds, chain: chainKey, exports });
       this.#log.info({ viewId, vm: vm.name, snapshot: snapshot.value, ms: Date.now() - started, disks: disks.map((d) => `${d.disk}:${d.mode}`) }, 'vmware view opened');
       return view;
     } catch (e) {
       for (const x of exports) this.#server.removeExport(x);
+      await rm(this.#viewFile(viewId), { force: true });
       await this.#removeSnapshot(snapshot.value).catch((err: Error) => this.#log.warn({ viewId, err: err.message }, 'removing the snapshot of a view that failed to open failed; reapOrphans retries'));
       throw e;
     }
@@ -213,6 +227,13 @@ export class VmwareAdapter implements HypervisorAdapter {
     return changedAreasPlan({
       mode: req.mode, chain: req.chain, disk, previous,
       query: (startOffset) => query(vm, snapshot, disk.key, startOffset, previous!.changeId),
+    });
+  }
+
+  #serve(exportName: string, url: URL, capacityBytes: number, fileBytes: number, description: string, changed: readonly ChangedArea[] | undefined): void {
+    this.#server.addExport(exportName, {
+      source: this.#source(url, capacityBytes, fileBytes), description,
+      ...(changed ? { dirty: { context: `qemu:dirty-bitmap:${exportName}`, status: async (offset: number, length: number) => dirtyExtents(changed, offset, length) } } : {}),
     });
   }
 
@@ -309,6 +330,7 @@ export class VmwareAdapter implements HypervisorAdapter {
       const state = await this.#readState();
       await this.#writeState({ ...state, [open.chain]: open.changeIds });
     }
+    await rm(this.#viewFile(viewId), { force: true });
     this.#views.delete(viewId);
     this.#log.info({ viewId, vm: open.view.vm, success: outcome.success }, 'vmware view released');
   }
@@ -326,8 +348,34 @@ export class VmwareAdapter implements HypervisorAdapter {
 
   adoptView(view: View): void {
     if (this.#views.has(view.viewId)) return;
-    // The snapshot is found again by name at release; its exports died with the earlier run.
+    // Its exports died with the earlier run: reapOrphans (which the coordinator runs right after
+    // adopting) finds the snapshot by name and serves them again on this run's socket.
     this.#views.set(view.viewId, { view, vmMoref: '', snapshot: undefined, changeIds: {}, chain: undefined, exports: [] });
+  }
+
+  /**
+   * Serves an adopted view again: its disks read from the snapshot's frozen base disks as before,
+   * under the same export names (the view's socket path is this run's), the incremental ones with
+   * the changed areas the view was opened with. Without them (no saved view file) an incremental
+   * disk cannot be served as it was: the view is left unserved, its snapshot known so that the
+   * release removes it, and the mover's read fails naming the export.
+   */
+  async #serveAdopted(open: OpenView, vm: VmwareVm, snapshot: string): Promise<void> {
+    const viewId = open.view.viewId;
+    const saved = await this.#readView(viewId);
+    const adopted: OpenView = { ...open, vmMoref: vm.moref, snapshot, changeIds: saved?.changeIds ?? {}, chain: saved?.chain, exports: [] };
+    this.#views.set(viewId, adopted);
+    const frozen = devicesOf((await this.client.properties(moRef('VirtualMachineSnapshot', snapshot), ['config.hardware.device']))['config.hardware.device']).disks;
+    for (const d of open.view.disks) {
+      const base = frozen.find((f) => f.id === d.disk);
+      if (!base) throw new VsphereError(`snapshot ${snapshot} of ${vm.name} has no disk ${d.disk}`);
+      const changed = saved?.changed[d.disk];
+      if (d.bitmapContext && !changed) throw new VsphereError(`the changed areas of ${d.disk} in view ${viewId} were not kept; the view cannot be served again`);
+      const url = this.client.datastoreUrl(vm.datacenter, base.datastore, flatPath(base.path));
+      this.#serve(d.exportName, url, base.capacityBytes, await this.client.fileSize(url), `${vm.name} ${d.disk} at snapshot ${snapshot} (adopted)`, d.bitmapContext ? changed : undefined);
+      adopted.exports.push(d.exportName);
+    }
+    this.#log.info({ viewId, vm: vm.name, snapshot, exports: adopted.exports }, 'adopted vmware view served again');
   }
 
   async reapOrphans(keep?: ReadonlySet<string>): Promise<ReapReport> {
@@ -337,8 +385,15 @@ export class VmwareAdapter implements HypervisorAdapter {
       for (const s of vm.snapshots) {
         if (!s.name.startsWith(SNAPSHOT_PREFIX)) continue;
         const viewId = s.name.slice(SNAPSHOT_PREFIX.length);
-        if (keepIds.has(viewId)) continue;
+        if (keepIds.has(viewId)) {
+          const open = this.#views.get(viewId);
+          if (open && !open.snapshot) {
+            await this.#serveAdopted(open, vm, s.moref).catch((e: Error) => this.#log.warn({ viewId, vm: vm.name, err: e.message }, 'an adopted view could not be served again; its snapshot goes at its release'));
+          }
+          continue;
+        }
         await this.#removeSnapshot(s.moref);
+        await rm(this.#viewFile(viewId), { force: true });
         this.#views.delete(viewId);
         removed.push(`${vm.name}/${s.name}`);
         this.#log.warn({ vm: vm.name, snapshot: s.name }, 'orphaned cairn snapshot removed');
@@ -409,6 +464,19 @@ export class VmwareAdapter implements HypervisorAdapter {
     }
     await this.#server.close();
     await this.client.close();
+  }
+
+  #viewFile(viewId: string): string { return join(dirname(this.config.stateFile), 'views', `${viewId}.json`); }
+
+  async #saveView(saved: SavedView): Promise<void> {
+    const file = this.#viewFile(saved.viewId);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(`${file}.tmp`, JSON.stringify(saved) + '\n');
+    await rename(`${file}.tmp`, file);
+  }
+
+  async #readView(viewId: string): Promise<SavedView | undefined> {
+    try { return JSON.parse(await readFile(this.#viewFile(viewId), 'utf8')) as SavedView; } catch { return undefined; }
   }
 
   async #readState(): Promise<ChainState> {
