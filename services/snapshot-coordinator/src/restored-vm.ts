@@ -150,8 +150,8 @@ type PlannedDisks = NonNullable<Awaited<ReturnType<typeof restoreState>>['plan']
 async function intoVsphere(restoreId: string, adapter: VmwareAdapter, host: string, disks: PlannedDisks, vm: PlannedVm): Promise<DefinedVm> {
   const config = vm.config as unknown as Record<string, unknown>;
   if (config['kind'] !== 'vmware') throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: ${host} is a VMware hypervisor, and the restore point is of a ${String(config['kind'])} VM (restore it onto libvirt or as a QEMU VM)`);
-  if (vm.libvirt?.pool || Object.keys(vm.libvirt?.networkMap ?? {}).length > 0 || vm.libvirt?.noNetwork) {
-    throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: --storage <pool>, --network-map and --no-network are for libvirt; a vSphere VM gets its disks on the restore point's datastore and no NICs`);
+  if (vm.libvirt?.pool) {
+    throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: --storage <pool> is a libvirt storage pool; a vSphere VM gets its disks on the restore point's datastore`);
   }
   const notRaw = disks.filter((d) => d.format !== 'raw').map((d) => d.disk);
   if (notRaw.length > 0) throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: a vSphere restore uploads raw disks (flat VMDKs); ${notRaw.join(', ')} were written as qcow2 (restore with --format raw)`);
@@ -165,11 +165,14 @@ async function intoVsphere(restoreId: string, adapter: VmwareAdapter, host: stri
     const sources = [];
     for (const d of disks) sources.push({ id: d.disk, sizeBytes: (await stat(d.path)).size, data: createReadStream(d.path) });
     try {
-      moref = (await adapter.restoreVm(vm.name, config, sources)).moref;
+      // NICs on the original networks or the mapped ones; disconnected with --no-network; MACs kept with --keep-identity.
+      moref = (await adapter.restoreVm(vm.name, config, sources, {}, {
+        map: vm.libvirt?.networkMap ?? {}, none: vm.libvirt?.noNetwork ?? false, keepMacs: Boolean(config['uuid']) && vm.uuid === config['uuid'],
+      })).moref;
     } catch (e) {
       for (const s of sources) s.data.destroy();
       if (e instanceof VsphereError && /exists already/.test(e.message)) throw new SnapshotCommandError('conflict', e.message);
-      if (e instanceof VsphereError && /not a usable|name the datastore|no datacenter|no host|whole 512-byte/.test(e.message)) throw new SnapshotCommandError('invalid_command', e.message);
+      if (e instanceof VsphereError && /not a usable|name the datastore|no datacenter|no host|whole 512-byte|no network for/.test(e.message)) throw new SnapshotCommandError('invalid_command', e.message);
       throw e;
     }
   }

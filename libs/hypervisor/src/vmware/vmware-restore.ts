@@ -1,8 +1,9 @@
 // Restore into vSphere without VDDK: a disk image is uploaded to a datastore as a monolithic
 // flat VMDK (the raw `-flat.vmdk` extent through the datastore endpoint, then its text
 // descriptor), and either attached to an existing VM (ReconfigVM_Task, a new disk) or made the
-// disks of a new VM created from a restore point's configuration (CreateVM_Task). The VM's
-// NICs are not recreated: their networks are the site's to choose (add them in vSphere).
+// disks of a new VM created from a restore point's configuration (CreateVM_Task), with its NICs
+// on the networks they were on or the ones a network map names (standard port groups and
+// distributed port groups), connected at power-on unless the restore asks for no network.
 import type { Readable } from 'node:stream';
 import type { VsphereClient } from './vsphere-client.ts';
 import { VsphereError } from './vsphere-client.ts';
@@ -51,6 +52,34 @@ export async function attachDisks(client: VsphereClient, vm: MoRef, controllerKe
   await client.runTask('ReconfigVM_Task', vm, { spec: { deviceChange: files.map((f, i) => diskSpec(f, controllerKey, free[i]!, -(i + 1))) } });
 }
 
+/** A NIC of a new VM: its card type, the network it is on (found in the datacenter), its MAC when kept. */
+export interface NewVmNic {
+  readonly label: string;
+  readonly model: string;
+  readonly network: { readonly name: string; readonly moref: MoRef; readonly dvs?: { readonly switchUuid: string; readonly portgroupKey: string } };
+  /** Kept (manual) MAC; else vSphere generates one. */
+  readonly mac?: string;
+  /** Connected when the VM powers on. */
+  readonly connected: boolean;
+}
+
+const NIC_TYPES = new Set(['VirtualE1000', 'VirtualE1000e', 'VirtualVmxnet3', 'VirtualVmxnet2', 'VirtualVmxnet', 'VirtualPCNet32', 'VirtualSriovEthernetCard']);
+
+/** The device change adding `nic` (element order as vSphere's schema has it). */
+export function nicSpec(nic: NewVmNic, key: number) {
+  const backing = nic.network.dvs
+    ? { $type: 'VirtualEthernetCardDistributedVirtualPortBackingInfo', port: { switchUuid: nic.network.dvs.switchUuid, portgroupKey: nic.network.dvs.portgroupKey } }
+    : { $type: 'VirtualEthernetCardNetworkBackingInfo', deviceName: nic.network.name, network: nic.network.moref };
+  return {
+    operation: 'add',
+    device: {
+      $type: NIC_TYPES.has(nic.model) ? nic.model : 'VirtualVmxnet3', key, deviceInfo: { label: nic.label, summary: nic.network.name },
+      backing, connectable: { startConnected: nic.connected, allowGuestControl: true, connected: false },
+      addressType: nic.mac ? 'manual' : 'generated', ...(nic.mac ? { macAddress: nic.mac } : {}),
+    },
+  };
+}
+
 export interface NewVmSpec {
   readonly name: string;
   readonly guestId?: string;
@@ -59,6 +88,7 @@ export interface NewVmSpec {
   readonly firmware?: string;
   readonly datastore: string;
   readonly disks: readonly UploadedDisk[];
+  readonly nics?: readonly NewVmNic[];
 }
 
 /** Creates (registers) a VM on the datacenter's VM folder and the host's resource pool with the uploaded disks. */
@@ -72,6 +102,7 @@ export async function createVm(client: VsphereClient, where: { vmFolder: MoRef; 
       deviceChange: [
         { operation: 'add', device: { $type: 'ParaVirtualSCSIController', key: controller, deviceInfo: { label: 'SCSI controller 0', summary: '' }, busNumber: 0, sharedBus: 'noSharing' } },
         ...spec.disks.map((f, i) => diskSpec(f, controller, i >= 7 ? i + 1 : i, -(i + 1))),
+        ...(spec.nics ?? []).map((n, i) => nicSpec(n, -(200 + i))),
       ],
       ...(spec.firmware === 'efi' ? { firmware: 'efi' } : {}),
     },

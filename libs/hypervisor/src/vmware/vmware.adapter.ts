@@ -18,9 +18,12 @@ import { VsphereClient, VsphereError, type VsphereCredentials, type VsphereTls }
 import { asMoRef, field, list, moRef, text, type MoRef, type Node } from './vsphere-xml.ts';
 import { devicesOf, flatPath, vmFromProperties, vmState, VM_PROPERTIES, type VmwareDisk, type VmwareVm } from './vmware-inventory.ts';
 import { changedAreasPlan, type ChangedArea } from './vmware-cbt.ts';
-import { attachDisks, createVm, uploadDisk, type UploadedDisk } from './vmware-restore.ts';
+import { attachDisks, createVm, uploadDisk, type NewVmNic, type UploadedDisk } from './vmware-restore.ts';
 import { parseDatastorePath } from './vmware-inventory.ts';
 import type { Readable } from 'node:stream';
+
+/** Where a restored VM's NICs go: `map` original network → network here; `none` keeps them disconnected; `keepMacs` keeps their MACs. */
+export interface RestoreNetwork { readonly map?: Readonly<Record<string, string>>; readonly none?: boolean; readonly keepMacs?: boolean }
 
 /** A disk image to restore into vSphere: raw bytes of `sizeBytes` (a whole number of 512-byte sectors). */
 export interface RestoreDiskSource { readonly id: string; readonly sizeBytes: number; readonly data: Readable | Buffer }
@@ -281,11 +284,11 @@ export class VmwareAdapter implements HypervisorAdapter {
    * disk was) in a folder of the new VM's name, then CreateVM_Task in `datacenter` (default the
    * original's) on the resource pool of `host` (default: the original's host, else the first).
    */
-  async restoreVm(name: string, config: Readonly<Record<string, unknown>>, disks: readonly RestoreDiskSource[], where: { datacenter?: string; datastore?: string; host?: string } = {}): Promise<{ moref: string; disks: UploadedDisk[] }> {
+  async restoreVm(name: string, config: Readonly<Record<string, unknown>>, disks: readonly RestoreDiskSource[], where: { datacenter?: string; datastore?: string; host?: string } = {}, network: RestoreNetwork = {}): Promise<{ moref: string; disks: UploadedDisk[]; nics: NewVmNic[] }> {
     if (config['kind'] !== 'vmware') throw new VsphereError(`the restore point holds no VMware configuration (kind ${String(config['kind'])})`);
     if (!/^[A-Za-z0-9_.-]{1,80}$/.test(name)) throw new VsphereError(`${JSON.stringify(name)} is not a usable VM name here`);
     if ((await this.vms()).some((v) => v.name === name)) throw new VsphereError(`a VM named ${name} exists already`);
-    const c = config as { vcpus?: number; memoryBytes?: number; firmware?: string; guestId?: string; placement?: { datacenter?: string; host?: string }; hostPaths?: Array<{ path: string }>; disks?: Array<{ id: string }> };
+    const c = config as { vcpus?: number; memoryBytes?: number; firmware?: string; guestId?: string; placement?: { datacenter?: string; host?: string }; hostPaths?: Array<{ path: string }>; disks?: Array<{ id: string }>; nics?: Array<{ id: string; model?: string; mac?: string; source?: string }> };
     const datacenterName = where.datacenter ?? c.placement?.datacenter;
     const datastore = where.datastore ?? (c.hostPaths?.[0] ? parseDatastorePath(c.hostPaths[0].path).datastore : undefined);
     if (!datastore) throw new VsphereError('name the datastore to restore to (the restore point records none)');
@@ -309,16 +312,62 @@ export class VmwareAdapter implements HypervisorAdapter {
     const vmFolder = asMoRef(dc.props['vmFolder']);
     if (!pool || !vmFolder) throw new VsphereError(`cannot find the VM folder and resource pool for ${name}`);
     const dcName = text(dc.props['name'])!;
+    // Every NIC's network is checked before anything is uploaded.
+    const nics = await this.#restoredNics(dc.obj, c.nics ?? [], network);
     const order = (c.disks ?? []).map((d) => d.id);
     const sorted = [...disks].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
     const uploaded: UploadedDisk[] = [];
     for (const d of sorted) uploaded.push(await uploadDisk(this.client, { datacenter: dcName, datastore, dir: name, name: `${name}-${d.id}`, sizeBytes: d.sizeBytes, data: d.data }));
     const vm = await createVm(this.client, { vmFolder, pool, host: host.obj }, {
-      name, vcpus: c.vcpus ?? 1, memoryBytes: c.memoryBytes ?? 1 << 30, datastore, disks: uploaded,
+      name, vcpus: c.vcpus ?? 1, memoryBytes: c.memoryBytes ?? 1 << 30, datastore, disks: uploaded, nics,
       ...(c.guestId ? { guestId: c.guestId } : {}), ...(c.firmware ? { firmware: c.firmware } : {}),
     });
-    this.#log.info({ vm: name, moref: vm.value, disks: uploaded.map((u) => u.fileName) }, 'VM restored into vSphere');
-    return { moref: vm.value, disks: uploaded };
+    this.#log.info({ vm: name, moref: vm.value, disks: uploaded.map((u) => u.fileName), nics: nics.map((n) => `${n.label}:${n.network.name}`) }, 'VM restored into vSphere');
+    return { moref: vm.value, disks: uploaded, nics };
+  }
+
+  /**
+   * The restored VM's NICs: each on the network the map names for its original one, else the
+   * original (by name, or by key for a distributed port group), found among the datacenter's
+   * networks; one not found is refused naming those there are. With `none`, every NIC is kept but
+   * not connected at power-on (on the first network when its own is not here).
+   */
+  async #restoredNics(datacenter: MoRef, nics: ReadonlyArray<{ id: string; model?: string; mac?: string; source?: string }>, o: RestoreNetwork): Promise<NewVmNic[]> {
+    if (nics.length === 0) return [];
+    const view = await this.client.containerView(datacenter, ['Network']);
+    let networks: Array<{ obj: MoRef; props: Record<string, Node | Node[]> }>;
+    try { networks = await this.client.retrieve([{ obj: view, type: 'Network', paths: ['name'], viaView: true }]); } finally { await this.client.destroyView(view); }
+    const found = new Map<string, NewVmNic['network']>();
+    const resolve = async (wanted: string): Promise<NewVmNic['network'] | undefined> => {
+      if (found.has(wanted)) return found.get(wanted);
+      const n = networks.find((x) => text(x.props['name']) === wanted) ?? networks.find((x) => x.obj.type === 'DistributedVirtualPortgroup' && x.obj.value === wanted);
+      if (!n) return undefined;
+      const name = text(n.props['name']) ?? n.obj.value;
+      let net: NewVmNic['network'] = { name, moref: n.obj };
+      if (n.obj.type === 'DistributedVirtualPortgroup') {
+        const pg = await this.client.properties(n.obj, ['key', 'config.distributedVirtualSwitch']);
+        const dvs = asMoRef(pg['config.distributedVirtualSwitch']);
+        const switchUuid = dvs ? text((await this.client.properties(dvs, ['uuid']))['uuid']) : undefined;
+        if (!switchUuid) throw new VsphereError(`cannot read the distributed switch of port group ${name}`);
+        net = { ...net, dvs: { switchUuid, portgroupKey: text(pg['key']) ?? n.obj.value } };
+      }
+      found.set(wanted, net);
+      return net;
+    };
+    const out: NewVmNic[] = [];
+    const missing: string[] = [];
+    for (const [i, nic] of nics.entries()) {
+      const source = nic.source ?? '';
+      const wanted = o.map?.[source] ?? source;
+      let net = wanted ? await resolve(wanted) : undefined;
+      if (!net && o.none && networks[0]) net = await resolve(text(networks[0].props['name']) ?? networks[0].obj.value);
+      if (!net) { missing.push(`${nic.id} (${wanted || 'no network'})`); continue; }
+      out.push({ label: `Network adapter ${i + 1}`, model: nic.model ?? 'VirtualVmxnet3', network: net, connected: !o.none, ...(o.keepMacs && nic.mac ? { mac: nic.mac } : {}) });
+    }
+    if (missing.length > 0) {
+      throw new VsphereError(`no network for ${missing.join(', ')} here (networks: ${networks.map((n) => text(n.props['name']) ?? n.obj.value).join(', ') || 'none'}): map it with a network map (src=dst) or restore with no network`);
+    }
+    return out;
   }
 
   async releaseView(viewId: string, outcome: { success: boolean }): Promise<void> {
