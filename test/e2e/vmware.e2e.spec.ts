@@ -4,7 +4,9 @@
 // stopped and removed), and backs one up whose 32 MiB flat disk the test filled through the datastore endpoint:
 // the restore point restores byte-identical, the cairn snapshot is gone from the VM after, and
 // `cairn restore --vm --host <libvirt>` defines it as a libvirt domain on the restored disk, and
-// `cairn restore --vm --host <vmware>` creates it as a new vSphere VM on the uploaded disk.
+// `cairn restore --vm --host <vmware>` creates it as a new vSphere VM on the uploaded disk with its
+// NICs (on their networks, a mapped one, or disconnected), and `cairn restore --disk --into-vm
+// <vm> --host <vmware>` attaches the disk to an existing vSphere VM.
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { ensureLibvirtd, startVcsim, useHarness, virsh, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
-import { VmwareAdapter, parseDomainXml } from '@cairn/hypervisor';
+import { VmwareAdapter, moRef, parseDomainXml } from '@cairn/hypervisor';
 import { destroyVm, generatedDisk, powerOffVm, reconfigureDisk, uploadFlat } from '@cairn/hypervisor/testing';
 import { cli } from './e2e-helpers.ts';
 
@@ -122,5 +124,41 @@ describe('VMware through the product (govmomi vcsim, NATS, the data mover)', () 
     const again = await cli([...args, 'restore', restorePointId, '--vm', 'DC0_H0_VM1', '--host', 'vc', '--storage', storage], {}, 600_000);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/a VM named DC0_H0_VM1 exists already/);
+
+    // Its NICs are recreated on the networks they were on (the simulator's VM has one, on a distributed port group) …
+    const original = vm.nics;
+    expect(original.length).toBeGreaterThan(0);
+    expect(back.nics.map((n) => ({ type: n.type, network: n.network }))).toEqual(original.map((n) => ({ type: n.type, network: n.network })));
+    // … or on the one a network map names, or kept but not connected at power-on with --no-network.
+    const mapped = await cli([...args, 'restore', restorePointId, '--vm', 'DC0_H0_VM0-mapped', '--host', 'vc', '--storage', storage,
+      '--network-map', `${original[0]!.network}=VM Network`], {}, 600_000);
+    expect(mapped.code, mapped.stderr).toBe(0);
+    const mappedVm = (await probe.vms()).find((v) => v.name === 'DC0_H0_VM0-mapped')!;
+    expect(mappedVm.nics.map((n) => n.network)).toEqual(original.map(() => 'VM Network'));
+    const offline = await cli([...args, 'restore', restorePointId, '--vm', 'DC0_H0_VM0-offline', '--host', 'vc', '--storage', storage, '--no-network'], {}, 600_000);
+    expect(offline.code, offline.stderr).toBe(0);
+    const offlineVm = (await probe.vms()).find((v) => v.name === 'DC0_H0_VM0-offline')!;
+    const devices = (await probe.vsphere.properties(moRef('VirtualMachine', offlineVm.moref), ['config.hardware.device']))['config.hardware.device'];
+    const cards = JSON.stringify(devices).match(/"startConnected":"(true|false)"/g);
+    expect(cards).toEqual(original.map(() => '"startConnected":"false"'));
+    const nowhere = await cli([...args, 'restore', restorePointId, '--vm', 'DC0_H0_VM0-nowhere', '--host', 'vc', '--storage', storage,
+      '--network-map', `${original[0]!.network}=no-such-network`], {}, 600_000);
+    expect(nowhere.code).toBe(2);
+    expect(nowhere.stderr).toMatch(/no network for .*no-such-network.* here \(networks: .*VM Network/);
+    expect((await probe.vms()).some((v) => v.name === 'DC0_H0_VM0-nowhere')).toBe(false);
+
+    // One disk into an existing vSphere VM as a restore job: uploaded beside its disks, attached as a new one, byte-identical.
+    const into = await cli([...args, 'restore', restorePointId, '--disk', 'scsi0-0', '--into-vm', 'DC0_H0_VM1', '--host', 'vc', '--storage', storage], {}, 600_000);
+    expect(into.code, into.stderr).toBe(0);
+    console.log(`vmware e2e --into-vm:\n${into.stdout}`);
+    expect(into.stdout).toMatch(/attached to vSphere VM DC0_H0_VM1 \(vm-\d+\) on vc: \[LocalDS_0\] DC0_H0_VM1\/cairn-restore-[0-9a-f-]+-scsi0-0\.vmdk/);
+    const target = (await probe.vms()).find((v) => v.name === 'DC0_H0_VM1')!;
+    const attached = target.disks.find((d) => d.path.includes('/cairn-restore-'))!;
+    expect(attached).toMatchObject({ capacityBytes: 32 * MiB });
+    expect(target.disks).toHaveLength(2);
+    expect(sha(await probe.vsphere.readRange(probe.vsphere.datastoreUrl('DC0', attached.datastore, attached.path.replace(/\.vmdk$/, '-flat.vmdk')), 0, 32 * MiB))).toBe(sha(data));
+    const noVm = await cli([...args, 'restore', restorePointId, '--disk', 'scsi0-0', '--into-vm', 'no-such-vm', '--host', 'vc', '--storage', storage], {}, 600_000);
+    expect(noVm.code).toBe(3);
+    expect(noVm.stderr).toMatch(/no VM named no-such-vm on vc/);
   }, 900_000);
 });

@@ -314,8 +314,8 @@ export const DefineRestoredVmResult = Type.Object({
   /** MAC addresses of the new domain's NICs, in order. */
   macs: Type.Array(Type.String()),
   started: Type.Boolean(),
-  /** Set when the hypervisor is VMware: the vSphere VM created (its managed object id). */
-  vmware: Type.Optional(Type.Object({ moref: Type.String() }, { additionalProperties: false })),
+  /** Set when the hypervisor is VMware: the vSphere VM created or attached to (its managed object id), and the disks attached. */
+  vmware: Type.Optional(Type.Object({ moref: Type.String(), attached: Type.Optional(Type.Array(Type.String())) }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 /**

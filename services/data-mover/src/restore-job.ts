@@ -108,7 +108,9 @@ export class RestoreJobs {
         return { source, sourceLocation: repo.location, disks, vm };
       }
       if (t.kind === 'vm') {
-        const dir = await this.mover.checkRestoreTarget(join(t.storage ?? this.mover.defaultVmStorage(), t.vmName), work.ownTarget);
+        // Disks attached to an existing vSphere VM are written in a directory of this restore's own.
+        const dirName = t.attach ? `${t.vmName}-disks-${work.restoreId}` : t.vmName;
+        const dir = await this.mover.checkRestoreTarget(join(t.storage ?? this.mover.defaultVmStorage(), dirName), work.ownTarget);
         if (await stat(dir).then(() => true, () => false)) throw new RestoreRefused('conflict', `${dir} exists: a VM named ${t.vmName} was restored there before; choose another --vm name`);
         const { disks, vm } = planVmRestore(work.restoreId, manifest, t, dir);
         return { source, sourceLocation: repo.location, disks, vm };

@@ -20,7 +20,7 @@ const run = promisify(execFile);
 type VmTarget = Extract<RestoreRequestTarget, { kind: 'vm' }>;
 export type RestoredVm = NonNullable<EventDataMap['RestoreCompleted']['vm']>;
 /** Has the snapshot coordinator define (and start) a libvirt restore's domain (DefineRestoredVm). */
-export type DefineRestoredVm = (restoreId: string) => Promise<{ host: string; domain: string; uuid: string; macs: string[]; started: boolean; vmware?: { moref: string } }>;
+export type DefineRestoredVm = (restoreId: string) => Promise<{ host: string; domain: string; uuid: string; macs: string[]; started: boolean; vmware?: { moref: string; attached?: string[] } }>;
 
 const files = (dir: string) => ({ config: join(dir, 'vm.json'), script: join(dir, 'start.sh'), qmp: join(dir, 'qmp.sock'), serial: join(dir, 'serial.log'), pid: join(dir, 'qemu.pid') });
 
@@ -30,7 +30,16 @@ export function planVmRestore(restoreId: string, manifest: Manifest, target: VmT
   const config = (manifest.vm.config as { hypervisor?: { kind?: string } } | undefined)?.hypervisor;
   const stagingDir = `${dir}.cairn-restore-${restoreId}`;
   const ext = target.format === 'qcow2' ? 'qcow2' : 'raw';
-  const disks = manifest.disks.map((d) => ({
+  const missing = (target.disks ?? []).filter((n) => !manifest.disks.some((d) => d.name === n));
+  if (missing.length > 0) throw new RestoreJobRefused('not_found', `restore point ${manifest.id} has no disk ${missing.join(', ')} (has ${manifest.disks.map((d) => d.name).join(', ')})`);
+  if (target.attach && (!target.host || config?.kind !== 'vmware')) {
+    throw new RestoreJobRefused('invalid', target.host
+      ? `restore point ${manifest.id} is not of a VMware VM (${config?.kind ?? 'no configuration'}): only a VMware VM's disk is attached to a vSphere VM`
+      : 'attaching disks to an existing VM names its VMware hypervisor (host)');
+  }
+  if (target.attach && target.format !== 'raw') throw new RestoreJobRefused('invalid', 'disks attached to a vSphere VM are uploaded raw (flat VMDKs): restore with format raw');
+  const chosen = target.disks ? manifest.disks.filter((d) => target.disks!.includes(d.name)) : manifest.disks;
+  const disks = chosen.map((d) => ({
     disk: d.name, path: join(dir, `${d.name}.${ext}`), writePath: join(stagingDir, `${d.name}.${ext}`),
     partialPath: join(stagingDir, `${d.name}.${ext}.partial`), format: target.format, sizeBytes: d.sizeBytes,
   }));
@@ -51,7 +60,10 @@ export function planVmRestore(restoreId: string, manifest: Manifest, target: VmT
       vm: {
         name: target.vmName, dir, stagingDir, uuid: keep && lv.summary.uuid ? lv.summary.uuid : randomUUID(), macs, start: target.start,
         config: kept as RestorePlannedVm['config'],
-        libvirt: { host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false, ...(target.storagePool ? { pool: target.storagePool } : {}) },
+        libvirt: {
+          host: target.host, networkMap: { ...(target.networkMap ?? {}) }, noNetwork: target.noNetwork ?? false,
+          ...(target.storagePool ? { pool: target.storagePool } : {}), ...(target.attach ? { attach: true } : {}),
+        },
       },
     };
   }
@@ -134,7 +146,10 @@ async function finishLibvirtRestore(plan: RestorePlannedVm, disks: readonly Rest
   await chmod(plan.dir, 0o711);
   const d = await define(restoreId);
   if (d.vmware) {
-    return { name: plan.name, dir: plan.dir, uuid: d.uuid, macs: {}, started: d.started, serialLog: '', vmware: { host: d.host, vm: d.domain, moref: d.vmware.moref } };
+    return {
+      name: plan.name, dir: plan.dir, uuid: d.uuid, macs: {}, started: d.started, serialLog: '',
+      vmware: { host: d.host, vm: d.domain, moref: d.vmware.moref, ...(d.vmware.attached ? { attached: d.vmware.attached } : {}) },
+    };
   }
   return {
     name: plan.name, dir: plan.dir, uuid: d.uuid, macs: Object.fromEntries(d.macs.map((m, i) => [`nic${i}`, m])), started: d.started,

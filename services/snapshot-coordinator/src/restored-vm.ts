@@ -20,7 +20,7 @@ import {
 import type { KnownEvent } from '@cairn/contracts';
 import { SnapshotCommandError } from './snapshot-coordinator.service.ts';
 
-export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean; vmware?: { moref: string } }
+export interface DefinedVm { host: string; domain: string; uuid: string; macs: string[]; started: boolean; vmware?: { moref: string; attached?: string[] } }
 
 type Libvirt = HypervisorAdapter & Partial<Pick<LibvirtAdapter, 'defineRestored' | 'shutOffDisks' | 'finishInPlace' | 'importIntoPool'>>;
 
@@ -98,6 +98,10 @@ export async function defineRestoredVm(restoreId: string, log: EventStreamReader
   const missing = state.plan!.disks.filter((d) => !state.written.has(d.disk)).map((d) => d.disk);
   if (missing.length > 0) throw new SnapshotCommandError('conflict', `restore ${restoreId} has not written ${missing.join(', ')} yet`);
   const target = adapters.get(vm.libvirt.host);
+  if (vm.libvirt.attach) {
+    if (!(target instanceof VmwareAdapter)) throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: ${vm.libvirt.host} is not a VMware hypervisor of this coordinator; disks are attached to vSphere VMs only`);
+    return attachInVsphere(restoreId, target, vm.libvirt.host, state.plan!.disks, vm);
+  }
   if (target instanceof VmwareAdapter && !vm.libvirt.inPlace) return intoVsphere(restoreId, target, vm.libvirt.host, state.plan!.disks, vm);
   const adapter = libvirtOf(adapters, vm.libvirt.host);
   if (vm.libvirt.inPlace) {
@@ -182,4 +186,35 @@ async function intoVsphere(restoreId: string, adapter: VmwareAdapter, host: stri
     started = true;
   }
   return { host, domain: vm.name, uuid: vm.uuid, macs: [], started, vmware: { moref } };
+}
+
+/**
+ * Into an existing vSphere VM: each raw disk the data mover wrote is uploaded beside the VM's own
+ * disks as `cairn-restore-<restoreId>-<disk>` and attached as a new disk (nothing of the VM is
+ * overwritten; it may run). A VM that already has this restore's disks got them from an earlier
+ * attempt (a redelivered job): nothing is uploaded again.
+ */
+async function attachInVsphere(restoreId: string, adapter: VmwareAdapter, host: string, disks: PlannedDisks, vm: PlannedVm): Promise<DefinedVm> {
+  const notRaw = disks.filter((d) => d.format !== 'raw').map((d) => d.disk);
+  if (notRaw.length > 0) throw new SnapshotCommandError('invalid_command', `restore ${restoreId}: disks attached in vSphere are uploaded raw; ${notRaw.join(', ')} were written as qcow2`);
+  const existing = (await adapter.vms()).find((v) => v.name === vm.name);
+  if (!existing) throw new SnapshotCommandError('not_found', `no VM named ${vm.name} on ${host} to attach the restored disks to`);
+  // The file names say which restore made them (the datastore takes [A-Za-z0-9_.-] names of up to 80 characters).
+  const tag = restoreId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 40);
+  const ours = existing.disks.filter((d) => d.fileName.includes(`/cairn-restore-${tag}-`)).map((d) => d.fileName);
+  let attached = ours;
+  if (ours.length < disks.length) {
+    const done = new Set(disks.filter((d) => ours.some((f) => f.endsWith(`/cairn-restore-${tag}-${d.disk}.vmdk`))).map((d) => d.disk));
+    const sources = [];
+    for (const d of disks.filter((x) => !done.has(x.disk))) sources.push({ id: d.disk, sizeBytes: (await stat(d.path)).size, data: createReadStream(d.path) });
+    try {
+      const uploaded = await adapter.restoreDisks(vm.name, tag, sources);
+      attached = [...ours, ...uploaded.map((u) => u.fileName)];
+    } catch (e) {
+      for (const s of sources) s.data.destroy();
+      if (e instanceof VsphereError && /no VM named|has no disk|whole 512-byte/.test(e.message)) throw new SnapshotCommandError('invalid_command', e.message);
+      throw e;
+    }
+  }
+  return { host, domain: vm.name, uuid: existing.uuid ?? '', macs: [], started: existing.powerState === 'poweredOn', vmware: { moref: existing.moref, attached } };
 }

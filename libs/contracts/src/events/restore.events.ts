@@ -43,6 +43,13 @@ export const RestoreRequestTarget = Type.Union([
     networkMap: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 200 }), Type.String({ minLength: 1, maxLength: 200 }), { maxProperties: 64 })),
     /** libvirt: every NIC kept but disconnected (link down). */
     noNetwork: Type.Optional(Type.Boolean()),
+    /** Only these disks of the restore point (default: every disk). */
+    disks: Type.Optional(Type.Array(Name, { minItems: 1, maxItems: 64 })),
+    /**
+     * With `host` a VMware hypervisor: into the existing VM `vmName` instead of a new VM — each
+     * disk uploaded beside the VM's own on its datastore and attached to it as a new disk.
+     */
+    attach: Type.Optional(Type.Boolean()),
     /**
      * With `host`: over the disks of the existing VM `vmName` (the restore point's own VM), which
      * must be shut off (a libvirt domain, or a QEMU VM whose QEMU has ended); its disks are backed
@@ -99,6 +106,8 @@ export const RestorePlannedVm = Type.Object({
     noNetwork: Type.Boolean(),
     /** The disks are moved into this storage pool's volumes when the domain is defined. */
     pool: Type.Optional(Type.String({ maxLength: 128 })),
+    /** vSphere: the disks are attached to the existing VM `name` (no VM is made). */
+    attach: Type.Optional(Type.Boolean()),
     /** Over the existing domain's disks: the safety backup of what was overwritten, the approval used. */
     inPlace: Type.Optional(Type.Object({
       safetyRestorePointId: Type.Optional(Id),
@@ -169,6 +178,8 @@ export const RestoreCompletedV1 = Type.Object({
       host: Type.String({ maxLength: 64 }),
       vm: Type.String({ maxLength: 200 }),
       moref: Type.String({ maxLength: 200 }),
+      /** Disks attached to the existing VM (`attach`): their datastore paths (`[ds] dir/file.vmdk`). */
+      attached: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64 })),
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });

@@ -423,6 +423,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--no-network', 'with --vm --host: keep the NICs, disconnected (link down)')
     .option('--in-place', 'over the disks of the restore point\'s own VM (libvirt domain, or QEMU VM), which must be shut off (backed up first)')
     .option('--no-safety-backup', 'with --in-place: do not back up what is overwritten first')
+    .option('--into-vm <vm>', 'with --disk and --host <vmware hypervisor>: upload the disk to the datastore of this existing vSphere VM and attach it to the VM as a new disk')
     .option('--disk <name>', 'which disk (default: the only one)')
     .option('--format <format>', 'raw or qcow2', 'raw')
     .option('--force', 'replace the target if it exists')
@@ -432,7 +433,7 @@ export function registerOperateCommands(program: Command): void {
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .option('--bandwidth <rate>', 'with --to, --vm or --in-place: most bytes per second this restore writes, e.g. 20MiB (the host\'s and site\'s limits hold too)')
     .action(act(async (s, restorePointId: string, o: Opts) => {
-      if ([o['to'], o['nbd'], o['vm'], o['inPlace']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name>, --in-place or --nbd <export>', EXIT.usage);
+      if ([o['to'], o['nbd'], o['vm'], o['inPlace'], o['intoVm']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name>, --into-vm <vm>, --in-place or --nbd <export>', EXIT.usage);
       const bandwidth = rate(o['bandwidth'] as string | undefined);
       if (bandwidth !== undefined && (o['nbd'] || o['instant'])) throw new CliError('--bandwidth limits restore jobs (--to, --vm, --in-place), not --nbd or --instant', EXIT.usage);
       const job = { wait: o['wait'] !== false, timeoutMs: Number(o['timeout']) * 1000, ...(o['id'] ? { restoreId: String(o['id']) } : {}), ...(bandwidth ? { bandwidthBytesPerSec: bandwidth } : {}) };
@@ -458,6 +459,20 @@ export function registerOperateCommands(program: Command): void {
         await startRestore(s, restorePointId, {
           kind: 'vm', vmName: vm.name, host: vm.hypervisor.host, inPlace: true, format, start: Boolean(o['start']), keepIdentity: true,
           safetyBackup: o['safetyBackup'] !== false,
+        }, job);
+        return;
+      }
+      if (o['intoVm']) {
+        // One disk into an existing vSphere VM: written raw by the data mover, uploaded and attached by the coordinator.
+        if (!o['host'] || !o['disk']) throw new CliError('--into-vm <vm> needs --disk <name> and --host <vmware hypervisor>', EXIT.usage);
+        if (format !== 'raw') throw new CliError('--into-vm uploads the disk raw (a flat VMDK): --format qcow2 does not apply', EXIT.usage);
+        if ((o['networkMap'] as string[] | undefined)?.length || o['network'] === false || o['start'] || o['keepIdentity']) {
+          throw new CliError('--network-map, --no-network, --start and --keep-identity are for a whole VM (--vm), not --into-vm', EXIT.usage);
+        }
+        const storage = storageOf({ ...o, host: undefined });
+        await startRestore(s, restorePointId, {
+          kind: 'vm', vmName: String(o['intoVm']), host: String(o['host']), disks: [String(o['disk'])], attach: true,
+          format: 'raw', start: false, keepIdentity: false, ...storage,
         }, job);
         return;
       }

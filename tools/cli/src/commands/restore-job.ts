@@ -89,6 +89,7 @@ export async function startRestore(s: Session, restorePointId: string, target: R
 }
 
 function vmState(vm: NonNullable<NonNullable<RestoreState['completed']>['vm']>): string {
+  if (vm.vmware?.attached) return `attached to vSphere VM ${vm.vmware.vm} (${vm.vmware.moref}) on ${vm.vmware.host}: ${vm.vmware.attached.join(', ')} (copies stay in ${vm.dir})`;
   if (vm.vmware) return `vSphere VM ${vm.vmware.vm} (${vm.vmware.moref}) on ${vm.vmware.host}, ${vm.started ? 'powered on' : 'powered off'}; its disks uploaded to the datastore (copies stay in ${vm.dir})`;
   if (vm.libvirt) {
     const safety = vm.libvirt.safetyRestorePointId ? `; what it overwrote is restore point ${vm.libvirt.safetyRestorePointId}` : '';
