@@ -222,6 +222,7 @@ describe('roles on every route', () => {
       requestSiteLoss: () => ({ method: 'POST', path: '/v1/sites/nope/loss', body: {}, allowed: ['administrator'] }),
       // Every site's health is the hub's: a site's gateway answers 404 not_hub ("allowed", not 403).
       listSiteHealth: () => ({ method: 'GET', path: '/v1/sites/health', allowed: ALL }),
+      listGlobalPolicies: () => ({ method: 'GET', path: '/v1/global-policies', allowed: ALL }),
       approve: () => ({ method: 'POST', path: '/v1/approvals/nope/approve', allowed: ['administrator'] }),
       reject: () => ({ method: 'POST', path: '/v1/approvals/nope/reject', body: {}, allowed: ['administrator'] }),
     };

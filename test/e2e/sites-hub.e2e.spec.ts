@@ -4,6 +4,11 @@
 // and a backup of A's VM, each command signed by the person and checked at the site; the hub's
 // own identity relaying a command in someone's name, or an unsigned one, is refused at the site
 // (AccessDenied in the site's log); the hub's CLI reads a site's records from the hub's catalogue.
+// Global policies: one person-signed statement at the hub (`policy create --global`) runs at A (a
+// scheduled backup of its VM) and at B as each site's hub-managed policy; B cut off while version 2
+// is published shows as drift at the hub (`policy list --global`, GET /v1/global-policies) until B
+// returns and applies it; local edit, delete and pause of it are refused; statements the hub makes
+// up (unsigned, signed by its own identity, altered) are refused at the site and recorded.
 // Key escrow: A's repository key reaches B only sealed for B's escrow key (vouched for by the hub
 // CA), again after a rotation at A; A stopped and its data deleted, `cairn site declare-lost a`
 // asked by one administrator at B and approved by another, then A's two restore points restore
@@ -17,10 +22,10 @@ import { CatalogueClient } from '@cairn/catalogue-client';
 import { signerFromSeed } from '@cairn/command-auth';
 import { CommandBus } from '@cairn/messaging';
 import { identityConnectOptions, loadLeafCredentials, type EscrowEnvelope } from '@cairn/nats-security';
-import { startDemoVm, startHub, startStack, type DemoVm, type Hub, type SiteHealth, type Stack } from '@cairn/cli';
+import { startDemoVm, startHub, startStack, type DemoVm, type GlobalPolicyStatus, type Hub, type SiteHealth, type Stack } from '@cairn/cli';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import { useHarness, waitFor } from '@cairn/testing';
-import type { CairnEvent } from '@cairn/contracts';
+import { globalPolicyStatementText, type CairnEvent, type GlobalPolicyStatement } from '@cairn/contracts';
 import { cli, waitForJobEnd } from './e2e-helpers.ts';
 import { backup, discoverVm, makeImage, type Vm } from './sites-helpers.ts';
 
@@ -182,6 +187,134 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     await expect(new CommandBus(relayNc, { site: 'a', actor: person, defaultTimeoutMs: 5000 }).send('scheduler', 'RequestBackup', { vmId: alphaId, mode: 'full' })).rejects.toThrow(/permission|denied/i);
   }, 120_000);
 
+  // ---- global policies (issue 24): one person-signed statement at the hub, applied by each site it selects ----
+  /** A's restore points made by the global policy's schedule (counted in the site health test). */
+  const globalPoints: string[] = [];
+  let globalId = '';
+  const globalList = async () => {
+    const r = await cli(['--data', hubDir, '--json', 'policy', 'list', '--global']);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as GlobalPolicyStatus[];
+  };
+  const siteState = (list: GlobalPolicyStatus[], site: string) => list.find((p) => p.policyId === globalId)?.sites.find((x) => x.site === site);
+  /** The managed copy of the global policy at a site, from its own catalogue. */
+  const managedAt = async (site: Stack) => (await new CatalogueClient(site.nc, { site: site.site }).query('policy.list', {})).items.find((p) => p.globalPolicyId === globalId);
+
+  it('global policy from the hub\'s CLI for all sites: a backup job from it at A for the VM; at B present and applied; the hub shows both current', async () => {
+    // A daily slot about 75 s from now (seconds field), so that it fires once during the test.
+    const slot = new Date(Math.ceil((Date.now() + 75_000) / 1000) * 1000);
+    const cron = `${slot.getUTCSeconds()} ${slot.getUTCMinutes()} ${slot.getUTCHours()} * * *`;
+    const r = await cli(['--data', hubDir, '--json', 'policy', 'create', '--global', '--name', 'global-daily', '--vm', 'alpha', '--cron', cron, '--timezone', 'UTC',
+      '--keep-last', '3', '--sign-with', a.operator!.keyFile, b.operator!.keyFile]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const created = JSON.parse(r.stdout) as { policyId: string; version: number; selector: unknown; signedBy: string[] };
+    expect(created).toMatchObject({ version: 1, selector: { all: true }, signedBy: [a.operator!.actor.id, b.operator!.actor.id] });
+    globalId = created.policyId;
+    // Kept in the hub's log as the person-signed statement.
+    const published = (await eventsAtHub(`globalpolicy-${globalId}`)).filter((e) => e.type === 'GlobalPolicyPublished');
+    expect(published).toHaveLength(1);
+    // Each site runs it as its own policy, managed by the hub, version 1, recorded as the person who signed it.
+    for (const site of [a, b]) {
+      const local = await waitFor(() => managedAt(site), { timeoutMs: 60_000, intervalMs: 500, what: `the global policy at ${site.site}` });
+      expect(local).toMatchObject({ name: 'global-daily', managedBy: 'hub', globalVersion: 1, site: site.site });
+      const ev = (await eventsOf(site, `policy-${local.policyId}`)).find((e) => e.type === 'PolicyCreated')!;
+      expect(ev.actor).toMatchObject({ kind: 'user', id: site.operator!.actor.id });
+    }
+    const current = await waitFor(async () => {
+      const list = await globalList();
+      return siteState(list, 'a')?.state === 'current' && siteState(list, 'b')?.state === 'current' ? list : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'both sites current at the hub' });
+    expect(current.find((p) => p.policyId === globalId)).toMatchObject({ version: 1, drift: 0, selects: 'all sites' });
+    // Its slot fires at A: a scheduled backup of A's VM under the global policy.
+    const aPolicy = (await managedAt(a))!;
+    const job = await waitFor(async () => (await new CatalogueClient(a.nc, { site: 'a' }).query('job.list', { limit: 50 })).items.find((j) => j.policyId === aPolicy.policyId),
+      { timeoutMs: 180_000, intervalMs: 1000, what: 'a job of the global policy at A' });
+    const done = await waitForJobEnd(new CatalogueClient(a.nc, { site: 'a' }), job.jobId, 240_000);
+    expect(done.state, JSON.stringify(done.failure)).toBe('completed');
+    expect(done).toMatchObject({ vmId: alphaId, policyId: aPolicy.policyId });
+    globalPoints.push(done.restorePointId!);
+    // The same report at the hub's gateway.
+    const rest = await fetch(`${hub.gatewayUrl}/v1/global-policies`, { headers: { Authorization: `Bearer ${hub.gatewayToken}` } });
+    expect(rest.status).toBe(200);
+    expect(((await rest.json()) as { items: GlobalPolicyStatus[] }).items.find((p) => p.policyId === globalId)).toMatchObject({ version: 1, drift: 0 });
+    expect((await fetch(`${b.gatewayUrl}/v1/global-policies`, { headers: { Authorization: `Bearer ${b.gatewayToken}` } })).status).toBe(404);
+  }, 600_000);
+
+  it('B cut off while the global policy changes (version 2): the hub shows B\'s drift; B back applies version 2 and the drift clears', async () => {
+    await b.nats!.stop();
+    const edited = await cli(['--data', hubDir, '--json', 'policy', 'edit', 'global-daily', '--global', '--cron', '0 3 * * *', '--keep-last', '4',
+      '--sign-with', a.operator!.keyFile, b.operator!.keyFile]);
+    expect(edited.code, edited.stderr + edited.stdout).toBe(0);
+    expect(JSON.parse(edited.stdout)).toMatchObject({ policyId: globalId, version: 2 });
+    // A applies it; B, cut off, is behind at version 1: drift at the hub.
+    const drift = await waitFor(async () => {
+      const list = await globalList();
+      return siteState(list, 'a')?.state === 'current' && siteState(list, 'a')?.appliedVersion === 2 && siteState(list, 'b')?.state === 'behind' ? list : undefined;
+    }, { timeoutMs: 90_000, intervalMs: 1000, what: 'A current, B behind at the hub' });
+    const p = drift.find((x) => x.policyId === globalId)!;
+    expect(p).toMatchObject({ version: 2, drift: 1 });
+    expect(siteState(drift, 'b')).toMatchObject({ appliedVersion: 1, state: 'behind' });
+    const human = await cli(['--data', hubDir, 'policy', 'list', '--global']);
+    expect(human.stdout).toMatch(/^global-daily\s+2\s+all sites\s+b\s+1\s+BEHIND/m);
+    console.log(`[sites-hub] cairn policy list --global with B cut off:\n${human.stdout}`);
+    expect(await managedAt(a)).toMatchObject({ globalVersion: 2, schedule: { cron: '0 3 * * *' }, retention: { last: 4 } });
+    // B returns: the hub offers version 2 again, B applies it, the drift clears.
+    await b.nats!.start();
+    const clear = await waitFor(async () => {
+      const list = await globalList();
+      return siteState(list, 'b')?.state === 'current' ? list : undefined;
+    }, { timeoutMs: 180_000, intervalMs: 1000, what: 'B current again at the hub' });
+    expect(clear.find((x) => x.policyId === globalId)).toMatchObject({ version: 2, drift: 0 });
+    expect(siteState(clear, 'b')).toMatchObject({ appliedVersion: 2 });
+    const atB = (await waitFor(async () => ((await managedAt(b))?.globalVersion === 2 ? managedAt(b) : undefined), { timeoutMs: 30_000, intervalMs: 500, what: 'version 2 at B' }))!;
+    expect(atB).toMatchObject({ schedule: { cron: '0 3 * * *' }, retention: { last: 4 } });
+    expect((await eventsOf(b, `policy-${atB.policyId}`)).map((e) => [e.type, (e.data as { globalVersion?: number }).globalVersion])).toEqual([['PolicyCreated', 1], ['PolicyUpdated', 2]]);
+  }, 400_000);
+
+  it('a local edit or delete of the hub-managed policy at a site is refused with the reason', async () => {
+    const edit = await cli(['--data', a.dataDir, '--json', 'policy', 'edit', 'global-daily', '--cron', '0 5 * * *']);
+    expect(edit.code, edit.stdout).not.toBe(0);
+    expect(edit.stdout + edit.stderr).toMatch(/managed by the hub \(global policy, version 2\).*change it at the hub/);
+    const del = await cli(['--data', b.dataDir, '--json', 'policy', 'delete', 'global-daily']);
+    expect(del.code, del.stdout).not.toBe(0);
+    expect(del.stdout + del.stderr).toMatch(/managed by the hub.*cannot be deleted at this site/);
+    // Through the hub with the site's own key: the same refusal (the site decides).
+    const viaHub = await atHub(a, 'policy', 'pause', 'global-daily');
+    expect(viaHub.code, viaHub.stdout).not.toBe(0);
+    expect(viaHub.stdout + viaHub.stderr).toMatch(/managed by the hub/);
+    expect(await managedAt(a)).toMatchObject({ globalVersion: 2, schedule: { cron: '0 3 * * *' }, pausedAt: null });
+    expect(await managedAt(b)).toMatchObject({ globalVersion: 2, deletedAt: null });
+  }, 120_000);
+
+  it('a statement the hub makes up (no person\'s signature, or signed by a hub identity) is refused at the site and recorded', async () => {
+    const admin = new CommandBus(await hubAs('admin'), { site: 'a', actor: { kind: 'service', id: 'global-policies@hub' }, defaultTimeoutMs: 30_000 });
+    const signed = (await eventsAtHub(`globalpolicy-${globalId}`)).map((e) => e.data as GlobalPolicyStatement).find((x) => x.version === 2)!;
+    const forgedId = randomUUID();
+    const base = { ...signed, policyId: forgedId, version: 1, policy: { ...signed.policy, policyId: forgedId, name: 'forged' }, issuedAt: new Date().toISOString() };
+    const { signatures: _s, ...unsigned } = base;
+    // 1. no signature; 2. signed by the hub gateway's own nkey in A's operator's name; 3. a real statement with its version raised.
+    const gatewaySeed = await readFile(hub.security!.credentials('gateway').seedFile, 'utf8');
+    const gw = signerFromSeed(gatewaySeed);
+    const byHub = { ...unsigned, signatures: [{ userId: a.operator!.actor.id, publicKey: gw.publicKey, signature: Buffer.from(gw.sign(new TextEncoder().encode(globalPolicyStatementText(unsigned)))).toString('base64url') }] };
+    const cases: Array<[GlobalPolicyStatement, RegExp]> = [
+      [{ ...unsigned, signatures: [] }, /signed by nobody/],
+      [byHub, /not a current endorsed key at site a/],
+      [{ ...signed, version: 3 }, /does not verify/],
+    ];
+    for (const [statement, why] of cases) {
+      const r = await admin.send('scheduler', 'ApplyGlobalPolicy', { statement });
+      expect(r.accepted, JSON.stringify(r)).toBe(false);
+      expect(JSON.stringify(r)).toMatch(why);
+    }
+    // Recorded at A as AccessDenied (by A's scheduler); nothing applied.
+    await waitFor(async () => {
+      const denied = (await eventsOf(a)).filter((e) => e.type === 'AccessDenied' && (e.data as { operation: string }).operation === 'ApplyGlobalPolicy');
+      return denied.length >= 3 ? denied : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 250, what: 'AccessDenied ApplyGlobalPolicy at A' });
+    expect((await new CatalogueClient(a.nc, { site: 'a' }).query('policy.list', {})).items.filter((p) => p.name === 'forged')).toEqual([]);
+    expect(await managedAt(a)).toMatchObject({ globalVersion: 2 });
+  }, 120_000);
+
   it('four-eyes through the hub: a deletion at B asked by B\'s root operator and approved by a second administrator, both from the hub\'s CLI', async () => {
     // A second administrator at B, made at B (users are each site's own), with a key and a token of their own.
     bobKey = join(await h.tmpDir('cairn-hub-bob-'), 'bob.key');
@@ -318,23 +451,26 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     expect(d).toMatchObject({ site: 'a', allowedGapMs: ALLOWED_GAP_MS });
     expect(d.silentForMs).toBeGreaterThan(ALLOWED_GAP_MS);
     expect(Date.parse(d.lastContactAt)).toBeLessThanOrEqual(aStoppedAt + 2000);
-    expect(await eventsAtHub('sitehealth-b')).toEqual([]);
+    // B was cut off for a few seconds in the global policy test: silent then only if that outlasted its gap, and back since.
+    const bHealth = (await eventsAtHub('sitehealth-b')).map((e) => e.type).join();
+    expect(['', 'SiteSilent,SiteContactRestored'], bHealth).toContain(bHealth);
     // `cairn site list` at the hub.
     const sites = await waitFor(async () => {
       const list = await siteList();
       return list.find((x) => x.site === 'b')?.eventLag === 0 ? list : undefined;
     }, { timeoutMs: 60_000, intervalMs: 1000, what: 'B caught up at the hub' });
     const [sa, sb] = [sites.find((x) => x.site === 'a')!, sites.find((x) => x.site === 'b')!];
-    expect(sa).toMatchObject({ leafLink: 'down', silent: true, restorePoints: 2, failedJobs24h: 0, rpoMisses24h: 0 });
+    const aPoints = points.length + globalPoints.length;
+    expect(sa).toMatchObject({ leafLink: 'down', silent: true, restorePoints: aPoints, failedJobs24h: 0, rpoMisses24h: 0 });
     expect(sa.repositoryBytes).toBeGreaterThan(0);
-    expect(sa.replication).toMatchObject([{ target: 'b', replicas: 2 }]);
+    expect(sa.replication).toMatchObject([{ target: 'b', replicas: aPoints }]);
     expect(sb).toMatchObject({ leafLink: 'up', silent: false, eventLag: 0, relayConnected: true });
     // The same report at the hub's gateway (the console's Sites tile and page), and none at a site's.
     const rest = await fetch(`${hub.gatewayUrl}/v1/sites/health`, { headers: { Authorization: `Bearer ${hub.gatewayToken}` } });
     expect(rest.status).toBe(200);
     const body = await rest.json() as { generatedAt: string; items: SiteHealth[] };
     expect(Date.parse(body.generatedAt)).toBeGreaterThan(0);
-    expect(body.items.find((x) => x.site === 'a')).toMatchObject({ leafLink: 'down', silent: true, restorePoints: 2, failedJobs24h: 0, rpoMisses24h: 0, replication: [{ target: 'b', replicas: 2 }] });
+    expect(body.items.find((x) => x.site === 'a')).toMatchObject({ leafLink: 'down', silent: true, restorePoints: aPoints, failedJobs24h: 0, rpoMisses24h: 0, replication: [{ target: 'b', replicas: aPoints }] });
     expect(body.items.find((x) => x.site === 'b')).toMatchObject({ leafLink: 'up', silent: false, relayConnected: true });
     expect((await fetch(`${hub.gatewayUrl}/v1/sites/health`)).status).toBe(401);
     const atSite = await fetch(`${b.gatewayUrl}/v1/sites/health`, { headers: { Authorization: `Bearer ${b.gatewayToken}` } });

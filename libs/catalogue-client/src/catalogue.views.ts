@@ -218,6 +218,12 @@ export const PolicyView = Type.Object({
   rpoMinutes: Type.Optional(Type.Integer({ minimum: 1 })),
   /** Boot-test schedule: the newest restore point of each covered VM at each slot of its cron, judged by its checks. */
   testRestore: Type.Optional(PolicyTestRestore),
+  /** `hub`: a global policy, changed only at the hub (docs/sites.md, "Global policies"). */
+  managedBy: Type.Optional(Type.Literal('hub')),
+  /** The version of the hub's statement this site applied. */
+  globalVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** The hub's id of the global policy. */
+  globalPolicyId: Type.Optional(Type.String()),
   /** 1 when created, +1 per update. */
   version: Type.Integer({ minimum: 1 }),
   createdAt: Time,

@@ -40,6 +40,8 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   PausePolicy: 'policy',
   ResumePolicy: 'policy',
   DeletePolicy: 'policy',
+  // Checked on the person who signed the statement inside it (the hub only carries it).
+  ApplyGlobalPolicy: 'policy',
   LockRestorePoint: 'policy',
   CreateReplicationPolicy: 'policy',
   DeleteReplicationPolicy: 'policy',

@@ -9,6 +9,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, PlainName, Reason } from './events/common.ts';
 import { PolicyFields, QuiescePolicy, TestRestoreCheckFields } from './events/policy.events.ts';
+import { GlobalPolicyStatement } from './events/global-policy.events.ts';
 import { ReplicationPolicyFields } from './events/replication.events.ts';
 import { ApprovalAction, PersonSignature } from './events/security.events.ts';
 import { RequestRestoreResult, RequestRestoreV1 } from './restore-commands.ts';
@@ -254,6 +255,20 @@ export const UpdatePolicyV1 = Type.Object({
   approvalId: Type.Optional(Id),
 }, { additionalProperties: false });
 export const UpdatePolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+
+/**
+ * A global policy statement offered by the hub (docs/sites.md, "Global policies"). Its authority
+ * is the person's signature inside it, checked by the scheduler against the site's own users,
+ * keys and roles — not the command's sender, which is the hub.
+ */
+export const ApplyGlobalPolicyV1 = Type.Object({ statement: GlobalPolicyStatement }, { additionalProperties: false });
+export const ApplyGlobalPolicyResult = Type.Object({
+  policyId: Id,
+  /** The version the site runs now. */
+  version: Type.Integer({ minimum: 1 }),
+  /** created / updated: applied now; current: the site already ran this version or a newer one. */
+  outcome: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('current')]),
+}, { additionalProperties: false });
 
 /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */
 export const PolicyRefV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
@@ -592,6 +607,12 @@ export const COMMAND_SCHEMAS = {
     service: 'scheduler',
     latest: PolicyRefV1,
     result: PolicyRefResult,
+  }),
+  ApplyGlobalPolicy: define('ApplyGlobalPolicy', {
+    description: 'Apply a person-signed global policy statement from the hub as a hub-managed policy of this site (checked here: signature, key, roles, selector, version).',
+    service: 'scheduler',
+    latest: ApplyGlobalPolicyV1,
+    result: ApplyGlobalPolicyResult,
   }),
   RequestSnapshot: define('RequestSnapshot', {
     description: 'Take a point-in-time view of a VM\'s disks and export it over NBD.',

@@ -10,6 +10,7 @@ export * from './access.ts';
 export * from './restore-confinement.ts';
 export * from './provenance.ts';
 export * from './person-signing.ts';
+export * from './global-policy.ts';
 export * from './files.ts';
 export * from './subjects.ts';
 export * from './nats-cluster.ts';

@@ -65,6 +65,8 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   KeyEscrowReceived: ['replication'],
   // The hub's site watch (cairn hub), on the hub's own log.
   SiteSilent: ['admin'],
+  // Global policies: the hub's CLI records the person-signed statement (each site checks the signature itself).
+  GlobalPolicyPublished: ['admin'],
   SiteContactRestored: ['admin'],
   ReplicaRepaired: ['replication'],
   ReplicaExpired: ['replication'],

@@ -4,6 +4,7 @@
 export * from './decider.ts';
 export * from './job.decider.ts';
 export * from './policy.decider.ts';
+export * from './global-policy.ts';
 export * from './retention.ts';
 export * from './restore-point.decider.ts';
 export * from './replication-policy.decider.ts';

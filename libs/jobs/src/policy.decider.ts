@@ -14,6 +14,8 @@ export interface PolicyState {
 export type PolicyCommand =
   | { readonly kind: 'create'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   | { readonly kind: 'update'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
+  /** A global policy statement the site accepted (libs/jobs global-policy.ts): the hub's version of the policy. */
+  | { readonly kind: 'apply-global'; readonly policy: Policy; readonly globalPolicyId: string; readonly version: number; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   | { readonly kind: 'delete'; readonly policyId: string }
   | { readonly kind: 'pause'; readonly policyId: string }
   | { readonly kind: 'resume'; readonly policyId: string };
@@ -127,8 +129,36 @@ export function evolvePolicy(state: PolicyState, event: KnownEvent): PolicyState
   }
 }
 
+/**
+ * Why a local change (edit, pause, resume, delete) of this policy is refused: it is managed by
+ * the hub (a global policy), changed only by a newer statement from the hub. Undefined: allowed.
+ */
+export function managedByHubProblem(state: PolicyState, change: string): string | undefined {
+  const p = state.policy;
+  if (!p || state.deleted || p.managedBy !== 'hub') return undefined;
+  return `policy ${p.name} (${p.policyId}) is managed by the hub (global policy, version ${p.globalVersion ?? '?'}): `
+    + `it cannot be ${change} at this site; change it at the hub (cairn --data <hub> policy edit ${p.name} --global …)`;
+}
+
 export function decidePolicy(command: PolicyCommand, state: PolicyState): readonly Draft[] {
+  if (command.kind !== 'create' && command.kind !== 'apply-global') {
+    const change = { update: 'edited', delete: 'deleted', pause: 'paused', resume: 'resumed' }[command.kind];
+    const managed = managedByHubProblem(state, change);
+    if (managed) throw new PolicyInvalidError([managed], 'conflict');
+  }
   switch (command.kind) {
+    case 'apply-global': {
+      const current = state.policy && !state.deleted ? state.policy : null;
+      if (current && current.managedBy !== 'hub') {
+        throw new PolicyInvalidError([`policy ${current.policyId} (${current.name}) is a local policy of this site: a global policy cannot replace it`], 'conflict');
+      }
+      // The same version again, or an older one (a replay, or a hub behind): nothing to do.
+      if (current && (current.globalVersion ?? 0) >= command.version) return [];
+      const policy: Policy = { ...command.policy, managedBy: 'hub', globalVersion: command.version, globalPolicyId: command.globalPolicyId };
+      const problems = policyProblems(policy, command.knownRepositories, command.minIntervalMs);
+      if (problems.length) throw new PolicyInvalidError(problems);
+      return [{ type: current ? 'PolicyUpdated' : 'PolicyCreated', data: policy }];
+    }
     case 'create': {
       if (state.policy && !state.deleted) {
         if (JSON.stringify(state.policy) === JSON.stringify(command.policy)) return [];

@@ -43,7 +43,7 @@ export interface CommandInfo {
    * own current key signed it (the local CLI), `service` when a service identity did (the
    * gateway for an API user), `unchecked` on a site that does not require signatures.
    */
-  readonly vouchedBy?: 'service' | 'user' | 'unchecked';
+  readonly vouchedBy?: 'service' | 'user' | 'unchecked' | 'statement';
 }
 
 /** Second argument of a command handler (`@Ctx() ctx: CommandContext`). */

@@ -24,7 +24,7 @@
 // The hub keeps no password: issuing the bundle again makes a new password (and certificate),
 // which replaces the old one; a running hub applies it by itself (renderHubSecurity, reloaded
 // by tools/cli/src/stack/hub-reload.ts).
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -61,6 +61,10 @@ export interface LeafCredentials {
   readonly user: string;
   readonly password: string;
   readonly peers?: readonly string[];
+  /** The tags the hub gave the site (global policies may select by them); none in older bundles. */
+  readonly tags: readonly string[];
+  /** The hub's id (`hubIdOf` its CA certificate): global policy statements name it. */
+  readonly hubId: string;
   readonly certFile: string;
   readonly keyFile: string;
   readonly caFile: string;
@@ -71,7 +75,20 @@ export interface LeafCredentials {
   readonly escrow?: { readonly keyFile: string; readonly statement: EscrowKeyStatement };
 }
 
-interface LeafFile { readonly version: 1; readonly site: string; readonly user: string; readonly password: string; readonly peers?: readonly string[]; readonly hub?: string }
+interface LeafFile { readonly version: 1; readonly site: string; readonly user: string; readonly password: string; readonly peers?: readonly string[]; readonly tags?: readonly string[]; readonly hub?: string }
+
+/** A hub's id: the SHA-256 of its CA certificate (PEM text, trimmed), hex, first 32 characters. */
+export function hubIdOf(caPem: string): string {
+  return createHash('sha256').update(caPem.trim()).digest('hex').slice(0, 32);
+}
+
+/** The tags of each site as the hub's site.json holds them (`cairn hub add-site --tag`). */
+export async function hubSiteTags(dir: string): Promise<Record<string, readonly string[]>> {
+  const file = JSON.parse(await readFile(join(resolve(dir), 'site.json'), 'utf8')) as SiteFile;
+  return Object.fromEntries(Object.entries(file.leafSites ?? {}).map(([site, e]) => [site, [...(e.tags ?? [])]]));
+}
+
+const TAG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 const SITE = /^[a-z][a-z0-9-]{0,30}$/;
 export const leafUser = (site: string) => `leaf-${site}`;
@@ -158,16 +175,18 @@ export async function loadHubSecurity(dir: string, sites?: readonly string[]): P
  * and writes its credential bundle to `out`: the password, a leaf client certificate signed by
  * the hub CA, and the hub CA. Issuing again replaces the password and certificate.
  */
-export async function addLeafSite(o: { readonly dir: string; readonly site: string; readonly out: string; readonly peers: readonly string[]; readonly hubUrl?: string; readonly hosts?: readonly string[] }): Promise<{ hub: HubSecurity; bundle: LeafCredentials; bundleDir: string }> {
+export async function addLeafSite(o: { readonly dir: string; readonly site: string; readonly out: string; readonly peers: readonly string[]; readonly tags?: readonly string[]; readonly hubUrl?: string; readonly hosts?: readonly string[] }): Promise<{ hub: HubSecurity; bundle: LeafCredentials; bundleDir: string }> {
   if (!SITE.test(o.site) || o.site === HUB) throw new Error(`not a site name: ${JSON.stringify(o.site)} (lower case letters, digits and -, not "hub")`);
   for (const p of o.peers) if (!SITE.test(p) || p === o.site) throw new Error(`not a peer site: ${JSON.stringify(p)}`);
+  const tags = [...new Set(o.tags ?? [])];
+  for (const t of tags) if (!TAG.test(t)) throw new Error(`not a tag: ${JSON.stringify(t)} (letters, digits, . _ -; at most 63)`);
   const password = randomBytes(24).toString('base64url');
   const passwordHash = await bcrypt.hash(password, 11);
   const hub = await initHubSecurity({ dir: o.dir, ...(o.hosts ? { hosts: o.hosts } : {}) }, (file) => ({
     ...file,
     leafSites: {
       ...(file.leafSites ?? {}),
-      [o.site]: { user: leafUser(o.site), passwordHash, peers: [...o.peers], issuedAt: new Date().toISOString() } satisfies LeafSiteEntry,
+      [o.site]: { user: leafUser(o.site), passwordHash, peers: [...o.peers], ...(tags.length ? { tags } : {}), issuedAt: new Date().toISOString() } satisfies LeafSiteEntry,
     },
   }));
   const out = resolve(o.out);
@@ -177,7 +196,7 @@ export async function addLeafSite(o: { readonly dir: string; readonly site: stri
   const cert = await issueCertificate({ cert: hub.caFile, key: join(hub.dir, 'ca-key.pem') }, out, { commonName: `leaf.${o.site}`, kind: 'client', fileName: 'leaf' });
   await rm(join(out, 'ca.srl'), { force: true });
   await copyFile(hub.caFile, join(out, 'hub-ca.pem'));
-  const leaf: LeafFile = { version: 1, site: o.site, user: leafUser(o.site), password, peers: [...o.peers], ...(o.hubUrl ? { hub: o.hubUrl } : {}) };
+  const leaf: LeafFile = { version: 1, site: o.site, user: leafUser(o.site), password, peers: [...o.peers], ...(tags.length ? { tags } : {}), ...(o.hubUrl ? { hub: o.hubUrl } : {}) };
   await writeFile(join(out, 'leaf.json'), JSON.stringify(leaf, null, 2) + '\n', { mode: 0o600 });
   await chmod(join(out, 'leaf.json'), 0o600);
   // The site's escrow key pair: the private key only in the bundle, the public key signed by the hub CA.
@@ -188,7 +207,7 @@ export async function addLeafSite(o: { readonly dir: string; readonly site: stri
   return {
     hub, bundleDir: out,
     bundle: {
-      site: o.site, user: leaf.user, password, ...(leaf.peers ? { peers: leaf.peers } : {}), certFile: cert.cert, keyFile: cert.key, caFile: join(out, 'hub-ca.pem'),
+      site: o.site, user: leaf.user, password, ...(leaf.peers ? { peers: leaf.peers } : {}), tags, hubId: hubIdOf(await readFile(hub.caFile, 'utf8')), certFile: cert.cert, keyFile: cert.key, caFile: join(out, 'hub-ca.pem'),
       escrow: { keyFile: join(out, 'escrow-key.pem'), statement: escrow.statement },
     },
   };
@@ -202,8 +221,11 @@ export async function loadLeafCredentials(dir: string): Promise<LeafCredentials>
   })) as LeafFile;
   if (f.version !== 1 || !f.site || !f.user || !f.password) throw new Error(`${join(d, 'leaf.json')} is not a Cairn leaf credential file`);
   const statement = await readFile(join(d, 'escrow.json'), 'utf8').then((t) => JSON.parse(t) as EscrowKeyStatement, () => undefined);
+  const hubId = hubIdOf(await readFile(join(d, 'hub-ca.pem'), 'utf8').catch((e: Error) => {
+    throw new Error(`no hub CA in ${d} (hub-ca.pem: ${e.message}); the hub's operator makes the bundle with \`cairn hub add-site <site> --out <dir>\``);
+  }));
   return {
-    site: f.site, user: f.user, password: f.password, ...(f.peers ? { peers: f.peers } : {}), certFile: join(d, 'leaf.pem'), keyFile: join(d, 'leaf-key.pem'), caFile: join(d, 'hub-ca.pem'),
+    site: f.site, user: f.user, password: f.password, ...(f.peers ? { peers: f.peers } : {}), tags: [...(f.tags ?? [])], hubId, certFile: join(d, 'leaf.pem'), keyFile: join(d, 'leaf-key.pem'), caFile: join(d, 'hub-ca.pem'),
     ...(statement ? { escrow: { keyFile: join(d, 'escrow-key.pem'), statement } } : {}),
   };
 }

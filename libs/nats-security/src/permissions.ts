@@ -14,7 +14,7 @@
 // message deletion, purge or stream update (the event log and the audit chain are append-only
 // for services); no subscription to another identity's inbox.
 
-import { SITE_HEALTH_SUBJECT, writableCategories } from '@cairn/contracts';
+import { GLOBAL_POLICIES_SUBJECT, SITE_HEALTH_SUBJECT, writableCategories } from '@cairn/contracts';
 import { hubRelayedCommandSubjects } from './leaf.ts';
 
 export const SERVICE_IDENTITIES = [
@@ -214,8 +214,8 @@ export function hubPermissions(sites: readonly string[]): Record<HubIdentity, Pe
       allowResponses: false,
     },
     catalogue: hub.catalogue,
-    // The gateway relays the hub's site health report (GET /v1/sites/health).
-    gateway: withSiteCommands({ ...hub.gateway, publish: { ...hub.gateway.publish, allow: [...hub.gateway.publish.allow, SITE_HEALTH_SUBJECT] } }, sites),
+    // The gateway relays the hub's site health report (GET /v1/sites/health) and global policy report (GET /v1/global-policies).
+    gateway: withSiteCommands({ ...hub.gateway, publish: { ...hub.gateway.publish, allow: [...hub.gateway.publish.allow, SITE_HEALTH_SUBJECT, GLOBAL_POLICIES_SUBJECT] } }, sites),
     admin: withSiteCommands(hub.admin, sites),
   };
 }

@@ -46,6 +46,8 @@ export interface LeafSiteEntry {
   readonly passwordHash: string;
   /** Sites it replicates with (default: every other site of the hub). */
   readonly peers?: readonly string[];
+  /** The site's tags (`cairn hub add-site --tag`): global policies may select sites by them. */
+  readonly tags?: readonly string[];
   readonly issuedAt: string;
 }
 

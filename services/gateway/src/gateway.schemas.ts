@@ -224,3 +224,27 @@ export const SitesHealthView = Type.Object({
   generatedAt: Type.String({ format: 'date-time' }),
   items: Type.Array(SiteHealthView),
 });
+
+/** A global policy and each site it selects, as the hub sees them (tools/cli/src/stack/global-policies.ts, GlobalPolicyStatus). */
+export const GlobalPolicyView = Type.Object({
+  policyId: Type.String(),
+  name: Type.String(),
+  version: Type.Integer({ minimum: 1, description: 'The hub\'s newest version (one more per `policy edit --global`).' }),
+  selector: Type.Unknown({ description: '{ all: true }, { sites: [...] } or { tags: [...] }' }),
+  selects: Type.String({ description: 'The selector in words.' }),
+  signedBy: Type.Array(Type.String(), { description: 'The users whose signatures the statement carries.' }),
+  publishedAt: Type.String({ format: 'date-time' }),
+  sites: Type.Array(Type.Object({
+    site: Type.String(),
+    appliedVersion: Type.Union([Type.Integer(), Type.Null()], { description: 'The version the site\'s own log says it runs (null: none yet).' }),
+    state: Type.Union([Type.Literal('current'), Type.Literal('behind'), Type.Literal('refused')], { description: 'behind or refused: drift.' }),
+    lastError: Type.Union([Type.String(), Type.Null()], { description: 'The site\'s reason for refusing, or why the last offer was not answered.' }),
+    lastOfferAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  })),
+  drift: Type.Integer({ minimum: 0, description: 'Sites behind or refusing.' }),
+});
+
+export const GlobalPoliciesView = Type.Object({
+  generatedAt: Type.String({ format: 'date-time' }),
+  items: Type.Array(GlobalPolicyView),
+});

@@ -30,3 +30,19 @@ describe('GET /v1/sites/health (the hub relays its site health report)', () => {
     expect(failed).toMatchObject({ status: 502, message: expect.stringContaining('catalogue unavailable') });
   });
 });
+
+describe('GET /v1/global-policies (the hub relays its global policy report)', () => {
+  const report = async () => ({ ok: true, generatedAt: '2026-12-06T05:00:00.000Z', sites: [] });
+  it('answers the hub\'s global policies as items with its time', async () => {
+    const source: SiteHealthSource = { report, globalPolicies: async () => ({ ok: true, generatedAt: '2026-12-06T05:00:01.000Z', policies: [{ name: 'g', drift: 1 }] }) };
+    expect(await new SitesController(at('hub'), source).globalPolicies()).toEqual({ generatedAt: '2026-12-06T05:00:01.000Z', items: [{ name: 'g', drift: 1 }] });
+  });
+  it('404 not_hub at a site\'s gateway; 503 when the hub does not answer; 502 when its report failed', async () => {
+    const site = await problemOf(new SitesController(at('b'), undefined).globalPolicies());
+    expect(site).toMatchObject({ status: 404, body: { code: 'not_hub' }, message: expect.stringContaining('global policies are defined and watched at the hub') });
+    const silent = await problemOf(new SitesController(at('hub'), { report, globalPolicies: () => Promise.reject(new Error('timeout')) }).globalPolicies());
+    expect(silent).toMatchObject({ status: 503, message: expect.stringContaining('global policy push did not answer in time') });
+    const failed = await problemOf(new SitesController(at('hub'), { report, globalPolicies: async () => ({ ok: false, error: 'no log' }) }).globalPolicies());
+    expect(failed).toMatchObject({ status: 502, message: expect.stringContaining('no log') });
+  });
+});

@@ -30,6 +30,11 @@ export interface SchedulerConfig {
    * certificates get CredentialExpiring like API tokens (looked at every 10 minutes at most).
    */
   readonly certificateDir?: string;
+  /**
+   * The secure hub this site joined (its bundle, `cairn up --hub-credentials`): its id and the
+   * tags it gave the site. Global policy statements must name this hub and select this site.
+   */
+  readonly hub?: { readonly id: string; readonly tags: readonly string[] };
 }
 
 export function schedulerConfig(input: Partial<SchedulerConfig> & { site: string }): SchedulerConfig {

@@ -25,6 +25,11 @@ export class SchedulerHandlers {
     return this.scheduler.updatePolicy(p.policy, p.approvalId, ctx.actor, ctx.command.id);
   }
 
+  @CommandHandler('scheduler', 'ApplyGlobalPolicy')
+  applyGlobalPolicy(@Payload() p: CommandPayloadMap['ApplyGlobalPolicy'], @Ctx() ctx: CommandContext) {
+    return this.scheduler.applyGlobalPolicy(p.statement, ctx.actor, ctx.command.id);
+  }
+
   @CommandHandler('scheduler', 'PausePolicy')
   pausePolicy(@Payload() p: CommandPayloadMap['PausePolicy'], @Ctx() ctx: CommandContext) {
     return this.scheduler.changePolicyState('pause', p.policyId, ctx.actor, ctx.command.id);

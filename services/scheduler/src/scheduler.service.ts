@@ -2,11 +2,11 @@
 // through its phases as a process manager over the log. All state is folded from the log;
 // every action it takes is idempotent, so a standby that takes over simply carries on.
 import { createHash, randomUUID } from 'node:crypto';
-import { Refusal, newEvent, policyChangeApproval, type Actor, type CommandPayloadMap, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
+import { Refusal, newEvent, policyChangeApproval, type Actor, type CommandPayloadMap, sitePolicyId, type GlobalPolicyStatement, type KnownEvent, type Policy, type TraceContext } from '@cairn/contracts';
 import { fold, handleCommand, type EventLog, type EventSubscription, WrongExpectedRevisionError } from '@cairn/eventlog';
 import {
   applyRetention, checkSignedApproval, dueSlots, dueTestRestoreSlots, loadUserRecords, readTrustRoot, evolveJob, restorePointDecider, inBackupWindow, initialJobState, isTerminal, jobDecider, nextJobStep, policyDecider,
-  PolicyInvalidError, JobRefusedError, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId, expiryDecider, expiryStreamId, type ExpiryState,
+  PolicyInvalidError, JobRefusedError, checkGlobalPolicyStatement, managedByHubProblem, selects, TRANSFER_QUEUE, policyRpoMinutes, rpoDecider, rpoStreamId, expiryDecider, expiryStreamId, type ExpiryState,
   type JobCommand, type JobState, type TransferWork, type RpoCheck, type RpoState,
 } from '@cairn/jobs';
 import { inSpan } from '@cairn/telemetry';
@@ -46,7 +46,7 @@ export interface SchedulerPorts {
 }
 
 export class SchedulerRefusal extends Refusal {
-  constructor(override readonly code: 'not_found' | 'invalid_command' | 'conflict' | 'approval_required', message: string, details?: unknown) {
+  constructor(override readonly code: 'not_found' | 'invalid_command' | 'conflict' | 'approval_required' | 'unauthenticated' | 'forbidden', message: string, details?: unknown) {
     super(code, message, details);
   }
 }
@@ -373,6 +373,8 @@ export class Scheduler {
     for await (const r of this.log.readStream(streamId)) events.push(r.event);
     const state = fold(policyDecider, events);
     if (!state.policy || state.deleted) throw new SchedulerRefusal('not_found', `no policy ${policy.policyId}`);
+    const managed = managedByHubProblem(state, 'edited');
+    if (managed) throw new SchedulerRefusal('conflict', `policy refused: ${managed}`);
     // Keeping fewer restore points (shorten-retention) or locking new ones less (disable-immutability).
     const kind = policyChangeApproval(state.policy, policy, this.now());
     if (kind) {
@@ -398,6 +400,52 @@ export class Scheduler {
       throw e;
     }
     return { policyId: policy.policyId };
+  }
+
+  /**
+   * A global policy statement offered by the hub: applied as a hub-managed policy when a person
+   * this site trusts signed it (checkGlobalPolicyStatement), else refused and recorded as
+   * AccessDenied. A version the site already runs (or an older one) changes nothing.
+   */
+  async applyGlobalPolicy(statement: GlobalPolicyStatement, actor: Actor, causationId: string, subject = `cairn.${this.config.site}.cmd.scheduler.ApplyGlobalPolicy`): Promise<{ policyId: string; version: number; outcome: 'created' | 'updated' | 'current' }> {
+    const signers = statement.signatures.map((x) => x.userId);
+    const verdict = checkGlobalPolicyStatement(statement, {
+      site: this.config.site, tags: this.config.hub?.tags ?? [], hubId: this.config.hub?.id,
+      users: await loadUserRecords(this.log, signers), root: await readTrustRoot(this.log),
+    });
+    if (!verdict.ok) {
+      const streamId = `access-${this.now().toISOString().slice(0, 10)}`;
+      const denied = newEvent('AccessDenied', {
+        userId: (signers[0] ?? actor.id).slice(0, 256), roles: [], operation: 'ApplyGlobalPolicy', needed: verdict.needed, method: 'NATS', path: subject.slice(0, 2048),
+      }, { site: this.config.site, actor: this.config.actor, streamId, causationId });
+      await this.log.append(streamId, [denied], { expectedRevision: 'any' });
+      this.logger.warn({ policyId: statement.policyId, version: statement.version, reason: verdict.reason }, 'global policy refused');
+      throw new SchedulerRefusal(verdict.needed === 'policy' ? 'forbidden' : 'unauthenticated', verdict.reason);
+    }
+    const policyId = sitePolicyId(statement.policyId, this.config.site);
+    const streamId = `policy-${policyId}`;
+    const events: KnownEvent[] = [];
+    for await (const r of this.log.readStream(streamId)) events.push(r.event);
+    const before = fold(policyDecider, events);
+    const existed = Boolean(before.policy && !before.deleted);
+    // The person who signed it is the actor of what the site records.
+    const signer: Actor = { kind: 'user', id: verdict.signedBy.userId };
+    let drafts: number;
+    try {
+      const r = await handleCommand(this.log, streamId, policyDecider, {
+        kind: 'apply-global', policy: { ...statement.policy, policyId }, globalPolicyId: statement.policyId, version: statement.version, knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs,
+      }, { meta: { site: this.config.site, actor: signer, causationId, correlationId: `globalpolicy-${statement.policyId}` } });
+      drafts = r.events.length;
+    } catch (e) {
+      if (e instanceof PolicyInvalidError) throw new SchedulerRefusal(e.code === 'invalid' ? 'invalid_command' : e.code, `global policy refused: ${e.message}`, { problems: e.problems });
+      throw e;
+    }
+    if (!drafts) {
+      const current = before.policy?.globalVersion ?? statement.version;
+      return { policyId, version: current, outcome: 'current' };
+    }
+    this.logger.info({ policyId, globalPolicyId: statement.policyId, version: statement.version, signedBy: verdict.signedBy.userId }, 'global policy applied');
+    return { policyId, version: statement.version, outcome: existed ? 'updated' : 'created' };
   }
 
   /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */

@@ -3,6 +3,7 @@ export * from './job.events.ts';
 export * from './snapshot.events.ts';
 export * from './inventory.events.ts';
 export * from './policy.events.ts';
+export * from './global-policy.events.ts';
 export * from './messaging.events.ts';
 export * from './replication.events.ts';
 export * from './security.events.ts';

@@ -99,8 +99,20 @@ export const PolicyFields = {
   testRestore: Type.Optional(PolicyTestRestore),
 };
 
-export const PolicyCreatedV1 = Type.Object(PolicyFields, { additionalProperties: false });
-export const PolicyUpdatedV1 = Type.Object(PolicyFields, { additionalProperties: false });
+/**
+ * A policy delivered by the hub (a global policy, docs/sites.md "Global policies"): `managedBy`
+ * `hub` and the version of the hub's statement the site applied. Only the scheduler's
+ * ApplyGlobalPolicy sets them; a local edit, pause or delete of such a policy is refused.
+ */
+export const ManagedPolicyFields = {
+  managedBy: Type.Optional(Type.Literal('hub')),
+  globalVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** The hub's id of the global policy (this site's policy id is `sitePolicyId(globalPolicyId, site)`). */
+  globalPolicyId: Type.Optional(Id),
+};
+
+export const PolicyCreatedV1 = Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false });
+export const PolicyUpdatedV1 = Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false });
 export const PolicyDeletedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
 /** The policy schedules no new backups until resumed; its restore points and their retention stay. */
 export const PolicyPausedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });

@@ -11,6 +11,7 @@ import {
 } from './snapshot.events.ts';
 import { DiskAttachedV1, DiskDetachedV1, VmDiscoveredV1, VmPowerStateChangedV1, VmRemovedV1 } from './inventory.events.ts';
 import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, PolicyUpdatedV1, RestorePointExpiredV1, RestorePointLockedV1 } from './policy.events.ts';
+import { GlobalPolicyPublishedV1 } from './global-policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
   ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, SiteSilentV1, SiteContactRestoredV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1, ReplicationBehindV1, ReplicationCaughtUpV1 } from './replication.events.ts';
@@ -91,6 +92,7 @@ export const EVENT_SCHEMAS = {
   ReplicationPolicyCreated: define('ReplicationPolicyCreated', { description: 'A replication policy was created at its source site.', categories: ['replpolicy'], latest: ReplicationPolicyCreatedV1 }),
   ReplicationPolicyDeleted: define('ReplicationPolicyDeleted', { description: 'A replication policy was deleted.', categories: ['replpolicy'], latest: ReplicationPolicyDeletedV1 }),
   ReplicaCommitted: define('ReplicaCommitted', { description: 'A restore point of another site was copied here, manifest last: the replica exists.', categories: ['replica'], latest: ReplicaCommittedV1 }),
+  GlobalPolicyPublished: define('GlobalPolicyPublished', { description: 'A person-signed version of a global policy was recorded at the hub, to be applied by each site it selects.', categories: ['globalpolicy'], latest: GlobalPolicyPublishedV1 }),
   SiteSilent: define('SiteSilent', { description: 'The hub heard nothing from a site for longer than its allowed gap (raised once until contact returns).', categories: ['sitehealth'], latest: SiteSilentV1 }),
   SiteContactRestored: define('SiteContactRestored', { description: 'The hub reaches a site again after it was reported silent.', categories: ['sitehealth'], latest: SiteContactRestoredV1 }),
   KeyEscrowReceived: define('KeyEscrowReceived', { description: 'A source site\'s repository key arrived sealed for this site (key escrow), kept with its replicas.', categories: ['replicacheck'], latest: KeyEscrowReceivedV1 }),

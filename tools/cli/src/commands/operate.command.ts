@@ -190,6 +190,10 @@ export function registerOperateCommands(program: Command): void {
     .option('--quiesce <mode>', 'freeze guest file systems through the guest agent: required (fail without it), preferred (crash-consistent with the reason otherwise) or off', 'preferred')
     .option('--rpo <minutes>', 'recovery-point objective: a VM without a younger restore point raises RpoMissed (default: the schedule\'s longest gap + 2 h, 26 h for daily)')
     .option('--test-restore <json>', 'boot-test the newest restore point of each VM on a schedule, e.g. \'{"cron":"0 4 * * 0","serialPattern":"login:","agent":{},"tcpPorts":[22]}\' (docs/restore.md)')
+    .option('--global', 'at the hub: a global policy for several sites, signed by you, delivered to each (docs/sites.md)')
+    .option('--to-sites <names...>', 'with --global: only these sites (default: every site of the hub)')
+    .option('--to-tag <tags...>', 'with --global: the sites carrying all these tags (cairn hub add-site --tag)')
+    .option('--sign-with <keys...>', 'with --global: your operator key file at each site (a person\'s key is per site; --operator-key counts too)')
     .action(act(async (s, o: Opts) => {
       // What the command is not told comes from cairn.yaml's policyDefaults, then the built-in defaults.
       const defaults = (await readConfig(await configFile()))?.policyDefaults;
@@ -221,6 +225,7 @@ export function registerOperateCommands(program: Command): void {
         ...(o['rpo'] !== undefined ? { rpoMinutes: num('rpo') } : {}),
         ...(o['testRestore'] !== undefined ? { testRestore: testRestoreOption(o['testRestore']) } : {}),
       };
+      if (o['global']) return (await import('./global-policy.ts')).createGlobalPolicy(s, payload, o);
       // One name, one policy: the name is how people refer to it (policy show|edit <name>).
       const same = (await s.catalogue.query('policy.list', {})).items.find((p) => p.name === payload.name && !p.deletedAt);
       if (same) {
@@ -246,7 +251,12 @@ export function registerOperateCommands(program: Command): void {
     .option('--rpo <minutes>', 'recovery-point objective in minutes; "none" goes back to the schedule\'s default')
     .option('--test-restore <json>', 'the test-restore schedule as JSON (see policy create); "none" removes it')
     .option('--approval <id>', 'a granted shorten-retention approval for this policy')
+    .option('--global', 'at the hub: a global policy for several sites, signed by you, delivered to each (docs/sites.md)')
+    .option('--to-sites <names...>', 'with --global: only these sites from now on')
+    .option('--to-tag <tags...>', 'with --global: the sites carrying all these tags (cairn hub add-site --tag)')
+    .option('--sign-with <keys...>', 'with --global: your operator key file at each site (a person\'s key is per site; --operator-key counts too)')
     .action(act(async (s, ref: string, o: Opts) => {
+      if (o['global']) return (await import('./global-policy.ts')).editGlobalPolicy(s, ref, o);
       const { items } = await s.catalogue.query('policy.list', {});
       const p = items.find((x) => !x.deletedAt && (x.policyId === ref || x.name === ref));
       if (!p) throw new CliError(`unknown policy ${JSON.stringify(ref)}`, EXIT.notFound, `known policies: ${items.filter((x) => !x.deletedAt).map((x) => x.name).join(', ') || 'none'}`);
@@ -256,14 +266,18 @@ export function registerOperateCommands(program: Command): void {
       const result = accepted(await s.bus.send('scheduler', 'UpdatePolicy', { policy: policyBody, ...(o['approval'] ? { approvalId: String(o['approval']) } : {}) }), 'policy not changed');
       output(s, { ...result, policy: policyBody }, () => `policy ${result.policyId} (${name}) changed`);
     }));
-  pagingOptions(policy.command('list').description('list policies, by name'), 'policies').action(act(async (s, o: Opts) => {
+  pagingOptions(policy.command('list').description('list policies, by name'), 'policies')
+    .option('--global', 'at the hub: the global policies, and the version each selected site runs (drift)')
+    .action(act(async (s, o: Opts) => {
+    if (o['global']) return (await import('./global-policy.ts')).listGlobalPolicies(s);
     const choice = pagingChoice(o);
     const page = await collectPages((p) => s.catalogue.query('policy.list', p), choice);
     const { items } = page;
     printPage(s.json, page, choice, () => table(items.map((p) => ({
       policy: p.policyId, name: p.name, schedule: `${p.schedule.cron} (${p.schedule.timezone})`,
       selector: JSON.stringify(p.selector), repository: p.repository, state: p.pausedAt ? 'paused' : 'active',
-    })), ['policy', 'name', 'state', 'schedule', 'selector', 'repository']));
+      managed: p.managedBy === 'hub' ? `hub v${p.globalVersion ?? '?'}` : 'local',
+    })), ['policy', 'name', 'state', 'schedule', 'selector', 'repository', 'managed']));
   }));
   // Pause, resume, delete: by name or id; deleting keeps the policy's restore points.
   const policyState = (verb: 'pause' | 'resume' | 'delete', command: 'PausePolicy' | 'ResumePolicy' | 'DeletePolicy', description: string) =>

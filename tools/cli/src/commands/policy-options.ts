@@ -47,7 +47,8 @@ export function editedPolicy(p: PolicyView, o: Opts): CommandPayloadMap['UpdateP
     if (!Number.isInteger(v) || v < 0) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number ≥ 0`, EXIT.usage);
     return v;
   };
-  const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, site: _s, ...fields } = p;
+  // Also not the hub's marks of a global policy (a local edit of one is refused by the site with the reason).
+  const { version: _v, createdAt: _c, updatedAt: _u, deletedAt: _d, pausedAt: _p, site: _s, managedBy: _m, globalVersion: _g, globalPolicyId: _gi, ...fields } = p;
   const body: CommandPayloadMap['UpdatePolicy']['policy'] = { ...fields };
   if (o['name'] !== undefined) body.name = String(o['name']);
   if (o['vm'] || o['tag'] || o['hypervisor']) {

@@ -71,16 +71,17 @@ export function registerSitesCommands(program: Command): void {
     .description('register a site at the hub and write its leaf credential bundle (leaf user and password, leaf certificate, hub CA) for `cairn up --hub-credentials`')
     .requiredOption('--out <dir>', 'where to write the bundle (hand it to the site\'s operator; it holds the password)')
     .requiredOption('--peers <sites>', 'comma-separated sites it replicates with (to and from), or none')
+    .option('--tag <tags...>', 'tags of the site: global policies may select the sites carrying them (`policy create --global --to-tag`)')
     .option('--hub-url <url>', 'the hub\'s leaf URL, recorded in the bundle for the site\'s operator')
     .option('--host <names...>', 'names and addresses the hub is reached at (when this creates the hub\'s material)')
-    .action(async function (this: Command, site: string, o: { out: string; peers: string; hubUrl?: string; host?: string[] }) {
+    .action(async function (this: Command, site: string, o: { out: string; peers: string; tag?: string[]; hubUrl?: string; host?: string[] }) {
       const g = globals(this);
       const { addLeafSite } = await import('@cairn/nats-security');
       const { hub: security, bundleDir, bundle } = await addLeafSite({
         dir: join(hubDataDir(this), 'security'), site, out: o.out,
-        peers: o.peers === 'none' ? [] : sitesOf(o.peers), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}), ...(o.host ? { hosts: o.host } : {}),
+        peers: o.peers === 'none' ? [] : sitesOf(o.peers), ...(o.tag ? { tags: o.tag } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}), ...(o.host ? { hosts: o.host } : {}),
       });
-      const result = { site, user: bundle.user, bundle: bundleDir, peers: bundle.peers ?? [], leafSites: security.leafSites };
+      const result = { site, user: bundle.user, bundle: bundleDir, peers: bundle.peers ?? [], tags: bundle.tags, leafSites: security.leafSites };
       process.stdout.write(g.json ? JSON.stringify(result, null, 2) + '\n' : [
         `site ${site}: leaf user ${bundle.user} (password bcrypt-hashed in ${security.configFile}), certificate from the hub CA; replicates with ${bundle.peers?.join(', ') || 'no site'}`,
         `bundle               ${bundleDir} (leaf.json holds the password: hand it over like a key)`,

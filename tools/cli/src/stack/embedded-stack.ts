@@ -391,7 +391,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     if (mover) stops.push(() => mover.close());
     const scheduler: RunningScheduler | undefined = without.has('scheduler') ? undefined : await startScheduler({
-      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(security ? { certificateDir: security.dir } : {}), ...(options.maxJobsPerHost ? { maxJobsPerHost: options.maxJobsPerHost } : {}), ...(options.maxJobsPerRepository ? { maxJobsPerRepository: options.maxJobsPerRepository } : {}), ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
+      ...(await as('scheduler')), logger: logger.child({ name: 'scheduler' }), config: { site, repositories: ['default'], ...(security ? { certificateDir: security.dir } : {}), ...(leaf ? { hub: { id: leaf.hubId, tags: leaf.tags } } : {}), ...(options.maxJobsPerHost ? { maxJobsPerHost: options.maxJobsPerHost } : {}), ...(options.maxJobsPerRepository ? { maxJobsPerRepository: options.maxJobsPerRepository } : {}), ...(options.leaseMs ? { leaseTtlMs: Math.max(1000, options.leaseMs) } : {}) },
     });
     if (scheduler) stops.push(() => scheduler.close());
     const auditDeps = await as('audit-bridge');

@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { identityConnectOptions, initHubSecurity, renderHubLeafListener, renderHubSecurity, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
+import { hubSiteTags, identityConnectOptions, initHubSecurity, renderHubLeafListener, renderHubSecurity, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
 import { pino, type Logger } from 'pino';
 import { assertSite, eventStreamName, eventSubjectFilter } from '@cairn/contracts';
 import { createJetStreamEventLog, HUB_SITES_PREFIX, startHubRelay, type RunningHubRelay } from '@cairn/eventlog';
@@ -20,6 +20,7 @@ import { STATE_FILE, type StackState } from '../session.ts';
 import { watchHubSecurity, type HubSecurityWatch } from './hub-reload.ts';
 import { logFileDestination } from './log-file.ts';
 import { startSiteHealthWatch, type SiteHealthWatch } from './site-health.ts';
+import { startGlobalPolicyPush, type GlobalPolicyPush } from './global-policies.ts';
 import { CatalogueClient } from '@cairn/catalogue-client';
 
 export const HUB_SITE = 'hub';
@@ -50,6 +51,8 @@ export interface HubOptions {
   readonly allowedGapMs?: number;
   /** Site health: how often each site is probed across its leaf link (default 10 s). */
   readonly probeEveryMs?: number;
+  /** Global policies: how often each site's version is compared and a newer one offered (default: probeEveryMs, else 10 s). */
+  readonly globalPolicyEveryMs?: number;
 }
 
 export interface Hub {
@@ -64,6 +67,8 @@ export interface Hub {
   readonly relay: RunningHubRelay;
   /** Site health (`cairn site list` at the hub). */
   readonly health: SiteHealthWatch;
+  /** Global policies: offered to the sites they select, their drift reported (`cairn policy list --global`). */
+  readonly globalPolicies: GlobalPolicyPush;
   /** The hub's NATS security material when it runs secure. */
   readonly security?: HubSecurity;
   /** Copies these sites' event streams too. */
@@ -173,6 +178,14 @@ export async function startHub(o: HubOptions): Promise<Hub> {
       allowedGapMs: o.allowedGapMs ?? 5 * 60_000, probeEveryMs: o.probeEveryMs ?? 10_000, logger: logger.child({ name: 'site-health' }),
     });
     stops.push(() => health.stop());
+    // Global policies: the statements in the hub's log offered to the sites they select (checked there).
+    const securityDir = security?.dir;
+    const globalPolicies = startGlobalPolicyPush({
+      nc, log: hubLog, catalogue: new CatalogueClient(nc, { site: HUB_SITE }), relay,
+      tags: async () => (securityDir ? hubSiteTags(securityDir) : {}),
+      everyMs: o.globalPolicyEveryMs ?? o.probeEveryMs ?? 10_000, logger: logger.child({ name: 'global-policies' }),
+    });
+    stops.push(() => globalPolicies.stop());
     const gatewayToken = process.env['CAIRN_API_TOKEN'] ?? randomBytes(24).toString('base64url');
     await writeFile(join(dataDir, 'secrets', 'api.token'), gatewayToken + '\n', { mode: 0o600 });
     const gateway: RunningGateway = await startGateway({ nc: await as('gateway'), site: HUB_SITE, accessRecovery: false, token: gatewayToken, port: o.gatewayPort ?? 0, host: '127.0.0.1', logger: logger.child({ name: 'gateway' }) });
@@ -180,7 +193,7 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     const state: StackState = { natsUrl: nats.url, site: HUB_SITE, gatewayUrl: gateway.url, pid: process.pid, dataDir, ...(security ? { securityDir: security.dir } : {}) };
     await writeFile(join(dataDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
     return {
-      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay, health,
+      natsUrl: nats.url, leafUrl, gatewayUrl: gateway.url, gatewayToken, nats, nc, catalogue, relay, health, globalPolicies,
       ...(security ? { security } : {}),
       addSites: async (sites) => { for (const x of sites) relay.addSite(x); },
       reloadSecurity: async () => { await watch?.check(); },
