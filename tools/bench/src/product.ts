@@ -3,6 +3,7 @@
 //
 //   npx tsx tools/bench/src/product.ts [--quick] [--size 2G] [--runs 3] [--tools restic,borg]
 //                                      [--concurrent 3] [--work /tmp/dir] [--doc docs/benchmarks.md | --no-doc]
+//                                      [--chunk-size 64K (the stack's repository made with it; --no-doc)]
 //
 // Per run: the generated disk (tools/bench/src/image.ts) converted to a qcow2 behind a paused QEMU
 // (TCG), `cairn up` in a child, `cairn hypervisor add qemu --qmp`, `cairn backup --wait` (full),
@@ -13,7 +14,8 @@
 // repository benchmark's runners (run.ts) on the same raw images in the same run. Then three VMs
 // at once (full backups, aggregate MB/s).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { open, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -139,7 +141,28 @@ interface Cairn {
   stop(): Promise<void>;
 }
 
-async function startCairn(dataDir: string): Promise<Cairn> {
+/**
+ * `--chunk-size`: the stack's repository made beforehand with that chunk size (`cairn repo init`
+ * at <data>/repository, with the passphrase file `cairn up` reads beside it) instead of the default.
+ */
+async function initRepository(dataDir: string, chunkSize: string): Promise<void> {
+  const secrets = join(dataDir, 'secrets');
+  await mkdir(secrets, { recursive: true, mode: 0o700 });
+  await writeFile(join(secrets, 'repository.passphrase'), `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  await run(process.execPath, [CAIRN, '--data', dataDir, 'repo', 'init', '--repo', join(dataDir, 'repository'), '--chunk-size', chunkSize], { cwd: repoRoot });
+}
+
+/** Bytes of every file under `dir` (the repository's size on disk, before file-system rounding). */
+async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(join(e.parentPath, e.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+async function startCairn(dataDir: string, chunkSize?: string): Promise<Cairn> {
+  if (chunkSize) await initRepository(dataDir, chunkSize);
   // info: the data mover's 'restore point committed' line carries the transfer's timings.
   const env = { ...process.env, CAIRN_LOG_LEVEL: 'info' };
   // CAIRN_BENCH_PROFILE=<dir>: V8 CPU profiles of the stack's process and its threads, written there when it stops.
@@ -327,21 +350,23 @@ async function measureCpu<T>(cairn: Cairn, vm: BenchVm, step: () => Promise<T>):
   return { value, cpu: { stack: s1 - s0, main: m1 - m0, qemu: q1 - q0 } };
 }
 
-async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot: string): Promise<CairnRun> {
+async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot: string, chunkSize?: string): Promise<CairnRun> {
   const dir = join(workRoot, `cairn-${index}`);
   await rm(dir, { recursive: true, force: true });
   const vm = await startVm(join(dir, 'vm'), 'bench-vm', images.base.path);
   let cairn: Cairn | undefined;
   try {
-    cairn = await startCairn(join(dir, 'data'));
+    cairn = await startCairn(join(dir, 'data'), chunkSize);
     await addVm(cairn, vm, 'bench-host');
     cairn.resetPeak();
+    const repository = join(cairn.dataDir, 'repository');
     const { value: full, cpu: fullCpu } = await measureCpu(cairn, vm, () => backup(cairn!, vm.name));
     const fullPeakRss = cairn.peakRss();
-    log(`cairn run ${index}: full job ${(full.jobMs / 1000).toFixed(2)} s (command ${(full.wallMs / 1000).toFixed(2)} s), read ${(full.bytesRead / MB).toFixed(0)} MB, stack peak RSS ${(fullPeakRss / MiB).toFixed(0)} MiB, CPU stack ${fullCpu.stack.toFixed(1)} s (main thread ${fullCpu.main.toFixed(1)} s) + QEMU ${fullCpu.qemu.toFixed(1)} s`);
+    const repoFull = await treeBytes(repository);
+    log(`cairn run ${index}: full job ${(full.jobMs / 1000).toFixed(2)} s (command ${(full.wallMs / 1000).toFixed(2)} s), read ${(full.bytesRead / MB).toFixed(0)} MB, stack peak RSS ${(fullPeakRss / MiB).toFixed(0)} MiB, CPU stack ${fullCpu.stack.toFixed(1)} s (main thread ${fullCpu.main.toFixed(1)} s) + QEMU ${fullCpu.qemu.toFixed(1)} s; repository ${(repoFull / MB).toFixed(1)} MB`);
     const written = await writeChanges(vm, images, spec);
     const { value: incremental, cpu: incCpu } = await measureCpu(cairn, vm, () => backup(cairn!, vm.name));
-    log(`cairn run ${index}: incremental (${written} blocks written through QEMU) job ${(incremental.jobMs / 1000).toFixed(2)} s (command ${(incremental.wallMs / 1000).toFixed(2)} s), read ${(incremental.bytesRead / MB).toFixed(0)} MB, CPU stack ${incCpu.stack.toFixed(1)} s (main thread ${incCpu.main.toFixed(1)} s) + QEMU ${incCpu.qemu.toFixed(1)} s`);
+    log(`cairn run ${index}: incremental (${written} blocks written through QEMU) job ${(incremental.jobMs / 1000).toFixed(2)} s (command ${(incremental.wallMs / 1000).toFixed(2)} s), read ${(incremental.bytesRead / MB).toFixed(0)} MB, CPU stack ${incCpu.stack.toFixed(1)} s (main thread ${incCpu.main.toFixed(1)} s) + QEMU ${incCpu.qemu.toFixed(1)} s; repository grew ${((await treeBytes(repository) - repoFull) / MB).toFixed(1)} MB`);
     const target = join(cairn.dataDir, 'restores', 'restored.raw');
     const { value: restore, cpu: restoreCpu } = await measureCpu(cairn, vm, () => cairn!.cli(['restore', incremental.restorePointId, '--to', target]));
     const sha = await sha256File(target);
@@ -534,6 +559,7 @@ async function main(): Promise<void> {
       images: { type: 'string' },
       doc: { type: 'string' },
       'no-doc': { type: 'boolean', default: false },
+      'chunk-size': { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -543,6 +569,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
   const others = values.tools.split(',').map((t) => t.trim()).filter((t) => t && t !== 'cairn');
   for (const t of others) if (!TOOLS[t]) throw new Error(`unknown tool ${t} (known: restic, borg)`);
+  if (values['chunk-size'] && !values['no-doc']) throw new Error('--chunk-size measures a repository unlike the default one: pass --no-doc');
   const docPath = values['no-doc'] ? undefined : values.doc ? resolve(values.doc) : quick ? undefined : join(repoRoot, 'docs/benchmarks.md');
   const workRoot = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-product-'));
   await mkdir(workRoot, { recursive: true });
@@ -563,7 +590,7 @@ async function main(): Promise<void> {
     const otherRuns: RunResult[] = [];
     for (let i = 1; i <= runs; i++) {
       // Cairn, restic and borg take turns inside each run: a noisy minute hurts all alike.
-      cairnRuns.push(await cairnRun(i, images, spec, workRoot));
+      cairnRuns.push(await cairnRun(i, images, spec, workRoot, values['chunk-size']));
       for (const t of others) otherRuns.push(await runTool(TOOLS[t]!, i, images, workRoot));
     }
     const concurrent = concurrentVms > 1 ? await concurrentRun(concurrentVms, images, workRoot) : undefined;
