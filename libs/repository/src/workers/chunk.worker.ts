@@ -4,7 +4,7 @@
 import { createSecretKey } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { contentId, EnvelopeError, open, seal } from '../format/envelope.ts';
+import { contentId, EnvelopeError, open, release, seal } from '../format/envelope.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 const init = workerData as WorkerInit;
@@ -51,6 +51,7 @@ port.on('message', (msg: WorkerRequest) => {
       // Synchronous on purpose: this thread has nothing else to do meanwhile, and a write into
       // the page cache takes microseconds (an asynchronous one would cost more in dispatch).
       for (let done = 0; done < plain.byteLength;) done += writeSync(msg.fd, plain, done, plain.byteLength - done, msg.position + done);
+      release(plain);
       reply = { seq: msg.seq, op: 'openTo', bytes: plain.byteLength };
     } else {
       const plain = open(msg.kind, msg.id, data, dataKey, {
@@ -58,6 +59,7 @@ port.on('message', (msg: WorkerRequest) => {
         ...(msg.checkId ? { idKey } : {}),
       });
       const out = transferable(plain);
+      if (out !== plain.buffer) release(plain);
       reply = { seq: msg.seq, op: 'open', plain: out };
       transfer = [out];
     }

@@ -5,6 +5,7 @@
 // and uploads overlap; a semaphore bounds chunks in flight so memory does not grow with the disk.
 import { InvalidExtentError } from '../errors.ts';
 import { ObjectLockedError } from '../backend/object-lock.ts';
+import { release } from '../format/envelope.ts';
 import { chunkKey } from '../format/layout.ts';
 import { rootChecksum, type DiskManifest, type DiskStats } from '../format/manifest.ts';
 import { ENTRY_BYTES, type RepositoryCore } from '../repository-core.ts';
@@ -176,8 +177,11 @@ export class DiskWriter {
     const upload = (async () => {
       const body = sealed ?? (await this.core.pool.seal('C', chunkId, plain as Uint8Array)).sealed;
       // Durable and named at the writer's flush, before the manifest (one file-system sync per batch, not an fsync per chunk).
+      const bytes = body.byteLength;
       const created = await this.core.backend.put(chunkKey(chunkId), body, { ifNotExists: true, deferSync: true, flushGroup: this.session.group });
-      return { created, bytes: body.byteLength };
+      // Stored (a backend keeps no reference once put resolves): freed now, not at a later GC.
+      release(body);
+      return { created, bytes };
     })();
     this.known.claim(id, this.session, upload.then(() => undefined), this.session.durable);
     let result: { created: boolean; bytes: number };
