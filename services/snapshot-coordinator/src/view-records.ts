@@ -1,8 +1,8 @@
-// Open views as the coordinator remembers them across restarts: one JSON file under the data
-// dir, replaced atomically on every change. Together with the naming-prefix scan in the
+// Open views as the coordinator remembers them across restarts: a JSON snapshot under the data
+// dir (replaced atomically) and a journal of the changes since (one line each). Together with the naming-prefix scan in the
 // adapter, this lets a restarted coordinator keep live views until their lease ends and
 // remove everything else a crashed run left.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { View } from '@cairn/hypervisor';
 import type { TraceContext } from '@cairn/contracts';
@@ -28,8 +28,14 @@ export class ViewRecordFile {
   #writing: Promise<void> = Promise.resolve();
   /** The write that has not started yet: later changes join it. */
   #queued: Promise<void> | undefined;
+  /** Changes not written yet (journal lines), and lines in the journal since the last snapshot. */
+  #pending: string[] = [];
+  #journalLines = 0;
 
   constructor(readonly file: string) {}
+
+  /** Changes since the snapshot `file`: one JSON line each (`{"put":record}` / `{"delete":id}`). */
+  get journal(): string { return `${this.file}.journal`; }
 
   async load(): Promise<ViewRecord[]> {
     try {
@@ -39,6 +45,22 @@ export class ViewRecordFile {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read view records ${this.file}: ${(e as Error).message}`, { cause: e });
       this.#records = new Map();
     }
+    let text = '';
+    try { text = await readFile(this.journal, 'utf8'); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read view records ${this.journal}: ${(e as Error).message}`, { cause: e });
+    }
+    const lines = text.split('\n').filter((l) => l.length > 0);
+    this.#journalLines = lines.length;
+    for (const [i, line] of lines.entries()) {
+      let change: { put?: ViewRecord; delete?: string };
+      try { change = JSON.parse(line) as typeof change; } catch (e) {
+        // Only the last line can be cut short (a crash while appending): that change never returned.
+        if (i === lines.length - 1 && !text.endsWith('\n')) break;
+        throw new Error(`cannot read view records ${this.journal}, line ${i + 1}: ${(e as Error).message}`, { cause: e });
+      }
+      if (change.put) this.#records.set(change.put.snapshotId, change.put);
+      else if (change.delete) this.#records.delete(change.delete);
+    }
     return this.all();
   }
 
@@ -47,25 +69,40 @@ export class ViewRecordFile {
 
   async put(r: ViewRecord): Promise<void> {
     this.#records.set(r.snapshotId, r);
+    this.#pending.push(JSON.stringify({ put: r }));
     await this.#flush();
   }
 
   async delete(snapshotId: string): Promise<void> {
-    if (this.#records.delete(snapshotId)) await this.#flush();
+    if (!this.#records.delete(snapshotId)) return;
+    this.#pending.push(JSON.stringify({ delete: snapshotId }));
+    await this.#flush();
   }
 
   #flush(): Promise<void> {
-    // Writes are serialised; each writes the whole current set (one entry per open view). Changes
-    // made while a write is queued and not started share it: thousands of views opened and
-    // released at once cost a few writes, not one whole-file write each.
+    // Writes are serialised. A change is one line appended to the journal (thousands of views
+    // opened and released at once cost one short append each, shared by the changes made while
+    // an append waits); once the journal is longer than twice the open views (and 1,000
+    // lines), the whole set is written as the snapshot (atomically) and the journal emptied.
+    // Replaying the journal over a newer snapshot gives the same set: each line sets or
+    // removes one record, and the snapshot holds the result of all of them.
     if (this.#queued) return this.#queued;
     const write = this.#writing.catch(() => undefined).then(async () => {
       this.#queued = undefined; // from here on a change needs the next write
-      const views = this.all();
+      const lines = this.#pending;
+      this.#pending = [];
+      if (lines.length === 0) return;
       await mkdir(dirname(this.file), { recursive: true });
-      const tmp = `${this.file}.tmp`;
-      await writeFile(tmp, JSON.stringify({ views }, null, 1));
-      await rename(tmp, this.file);
+      if (this.#journalLines + lines.length > Math.max(1000, 2 * this.#records.size)) {
+        const tmp = `${this.file}.tmp`;
+        await writeFile(tmp, JSON.stringify({ views: this.all() }, null, 1));
+        await rename(tmp, this.file);
+        await writeFile(this.journal, '');
+        this.#journalLines = 0;
+        return;
+      }
+      await appendFile(this.journal, `${lines.join('\n')}\n`);
+      this.#journalLines += lines.length;
     });
     this.#queued = write;
     this.#writing = write;

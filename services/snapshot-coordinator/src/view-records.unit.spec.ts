@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -30,6 +30,26 @@ describe('view records', () => {
     dirs.push(dir);
     await writeFile(join(dir, 'v.json'), '{not json');
     await expect(new ViewRecordFile(join(dir, 'v.json')).load()).rejects.toThrow(/cannot read view records/);
+  });
+
+  it('many changes: a journal line each, compacted into the snapshot; a cut-short last line is ignored', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-vr-'));
+    dirs.push(dir);
+    const file = join(dir, 'views.json');
+    const a = new ViewRecordFile(file);
+    await a.load();
+    // 1,500 opened at once, then all but the last 10 released: past the compaction threshold.
+    await Promise.all(Array.from({ length: 1500 }, (_, i) => a.put(record(`s${i}`, '2026-01-01T00:00:00Z'))));
+    for (let i = 0; i < 1490; i++) await a.delete(`s${i}`);
+    const expected = Array.from({ length: 10 }, (_, i) => `s${1490 + i}`);
+    expect((await new ViewRecordFile(file).load()).map((r) => r.snapshotId).sort()).toEqual(expected.sort());
+    expect((await readFile(a.journal, 'utf8')).split('\n').length).toBeLessThan(1000);
+    // A crash while appending leaves a short last line: that change never returned, the rest stands.
+    await appendFile(a.journal, '{"delete":"s14');
+    expect((await new ViewRecordFile(file).load()).map((r) => r.snapshotId).sort()).toEqual(expected.sort());
+    // Damage before the last line is an error.
+    await writeFile(a.journal, '{oops\n{"delete":"s1490"}\n');
+    await expect(new ViewRecordFile(file).load()).rejects.toThrow(/line 1/);
   });
 
   it('expiredRecords picks leases that ran out', () => {
