@@ -13,8 +13,15 @@ export interface RetentionDecision {
   readonly expire: ReadonlyMap<string, string>;
 }
 
+/** One formatter per time zone: building an Intl.DateTimeFormat costs far more than using it. */
+const dayFormats = new Map<string, Intl.DateTimeFormat>();
+
 function parts(date: Date, timeZone: string): { y: number; m: number; d: number } {
-  const f = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+  let f = dayFormats.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    if (dayFormats.size < 1024) dayFormats.set(timeZone, f);
+  }
   const [y, m, d] = f.format(date).split('-').map(Number) as [number, number, number];
   return { y, m, d };
 }

@@ -89,7 +89,10 @@ export function registerRunCommand(program: Command): void {
       const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
       const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
       const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
-      const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-${service}`, maxReconnectAttempts: -1, ...auth });
+      // noAsyncTraces: the client otherwise builds two Error objects (stack traces) for every
+      // request, used only to show where a failed request was made: 11 s of the scheduler's
+      // 110 s busy in the 2,000-VM scale run (tools/bench/src/scale.ts --profile).
+      const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-${service}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
       // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
       if (security) {
