@@ -31,6 +31,12 @@ export interface ProjectorOptions {
   readonly logger: Logger;
   /** Most events per transaction, live or rebuilding (default 500). */
   readonly rebuildBatch?: number;
+  /**
+   * Live: how long a batch may wait for more events before it is applied (default 20 ms). Each
+   * transaction rewrites the index pages it touches, so under a steady stream of events a few
+   * dozen per transaction cost much less than one each; an event alone waits at most this long.
+   */
+  readonly liveBatchMs?: number;
   /** Delay before a failed live projection starts again (default 1 s, doubling to 30 s). */
   readonly retryDelayMs?: number;
 }
@@ -129,6 +135,8 @@ export class CatalogueProjector {
     // event from this loop fails here instead of landing out of order in the new one.
     const db = this.db;
     let batch: Recorded[] = [];
+    let batchSince = 0;
+    const batchMs = this.options.liveBatchMs ?? 20;
     const flush = () => {
       if (!batch.length) return;
       const applied = batch;
@@ -161,9 +169,17 @@ export class CatalogueProjector {
       for (;;) {
         // Is the next event already there? Then keep batching; otherwise apply what we have.
         const ready = await Promise.race([next.then(() => true, () => true), new Promise<false>((r) => setImmediate(() => r(false)))]);
-        if (!ready) flush();
+        if (!ready) {
+          // Nothing waiting: the next event may still join the batch while it is young.
+          const left = batch.length ? batchMs - (Date.now() - batchSince) : 0;
+          let timer: NodeJS.Timeout | undefined;
+          const joined = left > 0 && await Promise.race([next.then(() => true, () => true), new Promise<false>((r) => { timer = setTimeout(() => r(false), left); })]);
+          clearTimeout(timer);
+          if (!joined) flush();
+        }
         const step = await next;
         if (step.done) break;
+        if (batch.length === 0) batchSince = Date.now();
         batch.push(step.value);
         if (batch.length >= maxBatch) flush();
         next = events.next();
