@@ -3,8 +3,13 @@
 // each its own `cairn run` process, on a three-node NATS cluster. Mid-run one nats-server and one
 // data mover are SIGKILLed (the member is started again); at the end the log is read back and
 // every job must have exactly one RestorePointCommitted and one JobCompleted.
-//   npx tsx tools/bench/src/scale.ts [--vms 10000] [--movers 3] [--kill-at 0.3]
-// Prints wall time, jobs/s and p50/p99 of request → JobCompleted, as JSON at the end.
+//   npx tsx tools/bench/src/scale.ts --vms 10000 --policies
+//     [--hosts <n>, default one per 100 VMs] [--max-jobs-per-host 8] [--transfers 8] [--movers 3]
+//     [--kill-at 0.3] [--policy-ms 10] [--profile <dir>] [--keep]
+// --policies: one policy per VM, all due at the same minute, so the scheduler's cron requests
+// every job; without it, one manual RequestBackup per VM. Prints wall time, jobs/s, p50/p99 of
+// due minute (or request) → JobCompleted, CPU seconds per process and appends per job, as JSON
+// at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -19,21 +24,23 @@ import { simulatedVmName } from '@cairn/hypervisor';
 
 const { values } = parseArgs({ options: {
   vms: { type: 'string', default: '10000' }, movers: { type: 'string', default: '3' }, 'kill-at': { type: 'string', default: '0.3' },
-  'max-jobs-per-host': { type: 'string', default: '64' }, keep: { type: 'boolean', default: false },
+  // Backups at once per hypervisor host (cairn.yaml concurrency.maxJobsPerHost).
+  'max-jobs-per-host': { type: 'string', default: '8' }, keep: { type: 'boolean', default: false },
   // One policy per VM (selector: its name), all due at the same minute, started by the scheduler's cron.
   policies: { type: 'boolean', default: false },
-  // Simulated hypervisor hosts the VMs are spread over (each its own per-host slot limit).
-  hosts: { type: 'string', default: '1' },
+  // Simulated hypervisor hosts the VMs are spread over (each its own per-host slot limit);
+  // default one per 100 VMs, a dense but ordinary KVM host.
+  hosts: { type: 'string' },
   // V8 CPU profiles of every `cairn run` process (written when they are stopped with SIGTERM).
   profile: { type: 'string' },
   // Transfers each data mover runs at once.
-  transfers: { type: 'string', default: '1' },
+  transfers: { type: 'string', default: '8' },
   // Expected time to create one policy (ms): sets how far ahead the shared due minute is.
   'policy-ms': { type: 'string', default: '10' },
 } });
 const VMS = Number(values.vms);
 const MOVERS = Number(values.movers);
-const HOSTS = Number(values.hosts);
+const HOSTS = values.hosts !== undefined ? Number(values.hosts) : Math.max(1, Math.ceil(VMS / 100));
 const CLI = join(import.meta.dirname, '..', '..', 'cli', 'bin', 'cairn.js');
 const say = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 
