@@ -11,3 +11,4 @@ export { startTestSshd, type TestSshd } from './sshd.ts';
 export { startHttpCollector, hecEventIds, type HttpCollector, type CollectedRequest } from './http-collector.ts';
 export { startSmtpSink, type SmtpSink, type ReceivedMail } from './smtp-sink.ts';
 export { startVcsim, buildVcsim, type Vcsim } from './vcsim.ts';
+export { containerEngine, startKurrentDbContainer, startMinioContainer, KURRENTDB_IMAGE, MINIO_IMAGE, type ContainerEngine, type ContainerServer, type S3ContainerServer } from './containers.ts';
