@@ -339,6 +339,7 @@ export class Repository implements RestorePointWriter, RestorePointReader, Reten
 
   /** Stops the worker threads. The repository object must not be used afterwards. */
   close(): Promise<void> {
+    this.known.close();
     return this.core.close();
   }
 }

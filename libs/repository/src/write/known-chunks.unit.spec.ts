@@ -21,6 +21,7 @@ describe('known chunks', () => {
     await bumpGeneration(b);
     expect(await known.refresh()).not.toBe(gen);
     expect(await known.contains(id(3))).toBe(false);
+    known.close();
   });
 
   it('an upload under way is known to other writers only once its writer made it durable', async () => {
@@ -54,5 +55,47 @@ describe('known chunks', () => {
     await new Promise((r) => setTimeout(r, 0));
     expect(known.has(id(7))).toBe(false);
     expect(await known.contains(id(7))).toBe(false);
+    known.close();
+  });
+
+  it('folds what it learns into its on-disk table in the background and stays exact', async () => {
+    const b = new MemoryBackend();
+    const known = new KnownChunks(b, 0, undefined, 100);
+    await known.refresh();
+    const owner = {};
+    const ids = Array.from({ length: 1000 }, (_, n) => id(n + 1));
+    for (const x of ids) known.claim(x, owner, Promise.resolve(), Promise.resolve());
+    await new Promise((r) => setTimeout(r, 50));
+    for (const x of ids) expect(known.has(x)).toBe(true);
+    expect(known.has(id(5000))).toBe(false);
+    // Folded: the memory held is the table's index, not a Set of 1000 strings.
+    expect(known.memoryBytes).toBeLessThan(65537 * 4 + 1000 * 4 + 200 * 120);
+    // A listing merges with what was folded; nothing learnt before is lost.
+    await b.put(chunkKey(id(7777)), new Uint8Array(1));
+    expect(await known.contains(id(7777))).toBe(true);
+    expect(await known.contains(id(7778))).toBe(false);
+    for (const x of ids) expect(await known.contains(x)).toBe(true);
+    // A sweep drops it all.
+    await bumpGeneration(b);
+    await known.refresh();
+    expect(known.has(id(1))).toBe(false);
+    known.close();
+  });
+
+  it('a failed listing is not remembered: the next writer lists again', async () => {
+    const b = new MemoryBackend();
+    await b.put(chunkKey(id(1)), new Uint8Array(1));
+    let fail = true;
+    const flaky = Object.assign(Object.create(b) as MemoryBackend, {
+      list: (prefix: string) => {
+        if (fail) throw new Error('listing failed');
+        return b.list(prefix);
+      },
+    });
+    const known = new KnownChunks(flaky, 0);
+    await expect(known.contains(id(1))).rejects.toThrow(/listing failed/);
+    fail = false;
+    expect(await known.contains(id(1))).toBe(true);
+    known.close();
   });
 });
