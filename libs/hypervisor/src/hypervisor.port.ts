@@ -50,11 +50,22 @@ export interface OpenViewRequest {
 }
 
 /** Client certificate files for an export served with TLS (NBD_OPT_STARTTLS), on the reader's machine. */
-export interface NbdTls {
+export interface NbdTlsFiles {
   readonly caFile: string;
   readonly certFile: string;
   readonly keyFile: string;
 }
+
+/**
+ * An export served with TLS that requires a client certificate of the site's PKI: the reader
+ * (a data mover, on any node) presents its own site identity certificate and verifies the
+ * server against the site CA. Nothing about keys travels with the address.
+ */
+export interface NbdSiteTls {
+  readonly pki: 'site';
+}
+
+export type NbdTls = NbdTlsFiles | NbdSiteTls;
 
 export type NbdAddress = { readonly socketPath: string } | { readonly host: string; readonly port: number; readonly tls?: NbdTls };
 

@@ -9,3 +9,4 @@ export * from './hub-security.ts';
 export * from './identity-keys.ts';
 export * from './identity-binding.ts';
 export * from './key-escrow.ts';
+export * from './nbd-server-tls.ts';

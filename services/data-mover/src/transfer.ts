@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { NbdEndpoint } from '@cairn/contracts';
+import { loadSiteSecurity, type AnyIdentity } from '@cairn/nats-security';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
 import type { DiskInput, Extent, RestorePointWriter } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
@@ -102,9 +103,9 @@ function address(endpoint: Endpoint): { path: string } | { host: string; port: n
  * An export served with TLS: STARTTLS with the client certificate, the server verified against
  * the CA and its name (a wrong CA or name fails the connection: certificate verification is never off).
  */
-async function tlsOptions(endpoint: Endpoint): Promise<ConnectionOptions | undefined> {
+async function tlsOptions(endpoint: Endpoint, env: NodeJS.ProcessEnv): Promise<ConnectionOptions | undefined> {
   if ('socket' in endpoint || !endpoint.tls) return undefined;
-  const t = endpoint.tls;
+  const t = 'pki' in endpoint.tls ? await siteClientFiles(endpoint, env) : endpoint.tls;
   const read = (what: string, f: string) => readFile(f).catch((e: NodeJS.ErrnoException) => {
     throw new Error(`cannot read the NBD TLS ${what} ${f}: ${e.code ?? e.message}`);
   });
@@ -115,15 +116,30 @@ async function tlsOptions(endpoint: Endpoint): Promise<ConnectionOptions | undef
   return { ca, cert, key, rejectUnauthorized: true, ...name };
 }
 
+/**
+ * An export that asks for the site's PKI (`tls: { pki: 'site' }`, a QEMU NBD server on another
+ * node that requires client certificates): this process's site identity (CAIRN_NATS_SECURITY_DIR,
+ * CAIRN_NATS_IDENTITY, default `data-mover`), the certificate it connects to NATS with.
+ */
+async function siteClientFiles(endpoint: { host: string; port: number }, env: NodeJS.ProcessEnv): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const dir = env['CAIRN_NATS_SECURITY_DIR'];
+  if (!dir) {
+    throw new Error(`NBD export ${endpoint.host}:${String(endpoint.port)} requires a client certificate of the site's PKI: set CAIRN_NATS_SECURITY_DIR to the site's security directory (cairn site init)`);
+  }
+  const c = (await loadSiteSecurity(dir)).credentials((env['CAIRN_NATS_IDENTITY'] as AnyIdentity | undefined) ?? 'data-mover');
+  return { caFile: c.caFile, certFile: c.certFile, keyFile: c.keyFile };
+}
+
 /** Opens one export of a snapshot's endpoint as the transfer does (TLS when the endpoint says so). */
-export async function connectNbdEndpoint(endpoint: Endpoint, exportName: string, metaContexts: string[], connections: number): Promise<NbdReader> {
-  const tls = await tlsOptions(endpoint);
+export async function connectNbdEndpoint(endpoint: Endpoint, exportName: string, metaContexts: string[], connections: number, env: NodeJS.ProcessEnv = process.env): Promise<NbdReader> {
+  const tls = await tlsOptions(endpoint, env);
   try {
     return await NbdPool.connect(address(endpoint), { exportName, metaContexts, connections, ...(tls ? { tls } : {}) });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (tls && 'host' in endpoint && endpoint.tls && /CERT|SELF_SIGNED|ERR_TLS|UNABLE_TO/i.test(err.code ?? '')) {
-      throw new Error(`NBD export ${endpoint.host}:${String(endpoint.port)} over TLS: the server's certificate was refused (${err.message}); it must be signed by the CA in ${endpoint.tls.caFile} and name ${endpoint.host}`, { cause: e });
+      const ca = 'pki' in endpoint.tls ? `the site CA (${env['CAIRN_NATS_SECURITY_DIR'] ?? ''}/ca.pem)` : `the CA in ${endpoint.tls.caFile}`;
+      throw new Error(`NBD export ${endpoint.host}:${String(endpoint.port)} over TLS: the server's certificate was refused (${err.message}); it must be signed by ${ca} and name ${endpoint.host}`, { cause: e });
     }
     throw e;
   }

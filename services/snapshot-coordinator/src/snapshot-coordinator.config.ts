@@ -5,7 +5,17 @@ import { libvirtNbdSettingsProblem } from './libvirt-instance.ts';
 
 const Nbd = Type.Union([
   Type.Object({ socketPath: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
-  Type.Object({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+  Type.Object({
+    /** The address QEMU's NBD server listens on and data movers connect to (a name or address of this node). */
+    host: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    /**
+     * Serve with TLS and require a client certificate of the site's PKI, so data movers on other
+     * nodes can read views: QEMU's tls-creds-x509 directory (ca-cert.pem = the site CA,
+     * server-cert.pem naming `host`, server-key.pem), made by `issueNbdServerTls` (libs/nats-security).
+     */
+    tlsDir: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  }, { additionalProperties: false }),
 ]);
 
 export const CoordinatorConfig = Type.Object({

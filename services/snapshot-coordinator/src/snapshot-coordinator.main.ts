@@ -73,7 +73,8 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
   const adapterLog = logger.child({ component: 'hypervisor' });
   for (const i of config.instances) {
     const online = await QemuAdapter.connect({
-      qmpSocket: i.qmpSocket, nbd: i.nbd, overlayDir: join(config.dataDir, 'overlays', i.name),
+      qmpSocket: i.qmpSocket, overlayDir: join(config.dataDir, 'overlays', i.name),
+      ...('socketPath' in i.nbd ? { nbd: i.nbd } : { nbd: { host: i.nbd.host, port: i.nbd.port }, ...(i.nbd.tlsDir ? { nbdServerTlsDir: i.nbd.tlsDir } : {}) }),
       defaultLeaseMs: config.leaseMs, logger: adapterLog.child({ instance: i.name }),
       ...(i.guestAgentSocket ? { guestAgentSocket: i.guestAgentSocket } : {}),
     });

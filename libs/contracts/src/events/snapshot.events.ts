@@ -34,14 +34,20 @@ export const NbdEndpoint = Type.Union([
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
     exports: Exports,
     /**
-     * The export is served with TLS (NBD_OPT_STARTTLS): the client certificate, its key and the
-     * CA to verify the server with, as paths on the data mover's machine (never their contents).
+     * The export is served with TLS (NBD_OPT_STARTTLS). Either the client certificate, its key
+     * and the CA to verify the server with, as paths on the data mover's machine (never their
+     * contents; libvirt's TLS exports), or `{ pki: 'site' }`: the data mover, on any node,
+     * presents its own site identity certificate and verifies the server against the site CA
+     * (QEMU instances whose NBD server requires client certificates).
      */
-    tls: Type.Optional(Type.Object({
-      caFile: Type.String({ minLength: 1, maxLength: 1024 }),
-      certFile: Type.String({ minLength: 1, maxLength: 1024 }),
-      keyFile: Type.String({ minLength: 1, maxLength: 1024 }),
-    }, { additionalProperties: false })),
+    tls: Type.Optional(Type.Union([
+      Type.Object({
+        caFile: Type.String({ minLength: 1, maxLength: 1024 }),
+        certFile: Type.String({ minLength: 1, maxLength: 1024 }),
+        keyFile: Type.String({ minLength: 1, maxLength: 1024 }),
+      }, { additionalProperties: false }),
+      Type.Object({ pki: Type.Literal('site') }, { additionalProperties: false }),
+    ])),
   }, { additionalProperties: false }),
 ]);
 

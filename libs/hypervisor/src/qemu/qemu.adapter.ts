@@ -34,6 +34,13 @@ export interface QemuAdapterConfig {
    * already runs one, it is shared and must listen at this address.
    */
   nbd: NbdAddress;
+  /**
+   * TCP addresses only: QEMU's NBD server requires TLS and a client certificate signed by the
+   * CA, from this directory as QEMU's `tls-creds-x509` reads it (`ca-cert.pem`, `server-cert.pem`,
+   * `server-key.pem`; the site CA and a server certificate naming `nbd.host`). Views then say
+   * `tls: { pki: 'site' }`: a data mover on another node connects with its site identity.
+   */
+  nbdServerTlsDir?: string;
   /** Host side of the `org.qemu.guest_agent.0` channel, for quiesce. */
   guestAgentSocket?: string;
   /** Deadline of the guest freeze (default 10 s) and longest a guest stays frozen (default 60 s). */
@@ -74,6 +81,9 @@ interface ViewLeftovers {
   bitmaps: Array<{ node: string; name: string; kind: 'frozen' | 'fresh'; live: string; inconsistent: boolean }>;
 }
 
+/** QOM id of the NBD server's TLS credentials object. */
+const NBD_TLS_CREDS = 'cairn-nbd-tls';
+
 const silent: AdapterLogger = { info: () => undefined, warn: () => undefined };
 
 export class QemuAdapter implements HypervisorAdapter {
@@ -91,6 +101,9 @@ export class QemuAdapter implements HypervisorAdapter {
   }
 
   static async connect(config: QemuAdapterConfig): Promise<QemuAdapter> {
+    if (config.nbdServerTlsDir !== undefined && 'socketPath' in config.nbd) {
+      throw new Error(`NBD TLS (${config.nbdServerTlsDir}) applies to a TCP address, not the unix socket ${config.nbd.socketPath}`);
+    }
     await mkdir(config.overlayDir, { recursive: true });
     const qmp = await QmpClient.connect(config.qmpSocket, { reconnect: { delayMs: 200, maxDelayMs: 2_000 }, commandTimeoutMs: config.commandTimeoutMs ?? 30_000 });
     return new QemuAdapter(config, qmp);
@@ -156,7 +169,7 @@ export class QemuAdapter implements HypervisorAdapter {
       const now = Date.now();
       const vmConfig = await qemuVmConfig(this.qmp, vm.name, disks);
       const view: View = {
-        viewId, vm: vm.id, jobId: req.jobId, nbd: this.config.nbd, disks: viewDisks, vmConfig: { ...vmConfig },
+        viewId, vm: vm.id, jobId: req.jobId, nbd: this.#viewAddress(), disks: viewDisks, vmConfig: { ...vmConfig },
         createdAt: new Date(now).toISOString(),
         expiresAt: new Date(now + (req.leaseMs ?? this.config.defaultLeaseMs ?? 3_600_000)).toISOString(),
         ...(quiesced ? { quiesced } : {}),
@@ -264,13 +277,31 @@ export class QemuAdapter implements HypervisorAdapter {
     return this.qmp.execute<NamedNode[]>('query-named-block-nodes', { flat: true });
   }
 
+  /** Where a view is read: with server TLS, a reader presents its site identity (`pki: 'site'`). */
+  #viewAddress(): NbdAddress {
+    const a = this.config.nbd;
+    if ('socketPath' in a || this.config.nbdServerTlsDir === undefined) return a;
+    return { host: a.host, port: a.port, tls: { pki: 'site' } };
+  }
+
   async #ensureNbdServer(): Promise<void> {
     const a = this.config.nbd;
     const addr = 'socketPath' in a
       ? { type: 'unix', data: { path: a.socketPath } }
       : { type: 'inet', data: { host: a.host, port: String(a.port) } };
+    const tlsDir = this.config.nbdServerTlsDir;
+    if (tlsDir !== undefined) {
+      // Client certificates required (verify-peer): only holders of a site identity read views.
+      try {
+        await this.qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id: NBD_TLS_CREDS, dir: tlsDir, endpoint: 'server', 'verify-peer': true });
+      } catch (e) {
+        if (!(e instanceof QmpError && /already exists|duplicate/i.test(e.desc))) {
+          throw new Error(`QEMU refused the NBD TLS credentials in ${tlsDir} (ca-cert.pem, server-cert.pem, server-key.pem): ${(e as Error).message}`, { cause: e });
+        }
+      }
+    }
     try {
-      await this.qmp.execute('nbd-server-start', { addr });
+      await this.qmp.execute('nbd-server-start', { addr, ...(tlsDir !== undefined ? { 'tls-creds': NBD_TLS_CREDS } : {}) });
       this.#nbdShared = false;
     } catch (e) {
       if (!(e instanceof QmpError && /already running/i.test(e.desc))) throw e;

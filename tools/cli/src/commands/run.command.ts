@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Identity } from '@cairn/nats-security';
 import { CliError, EXIT } from '../cli-error.ts';
+import { parseNbdPorts } from './libvirt-options.ts';
 import { globals } from '../session.ts';
 import { commonJs } from '../lazy-import.ts';
 import { configFile, readConfig, serviceSettings } from './config.command.ts';
@@ -36,6 +37,29 @@ interface RunOptions {
   simulated?: string;
   port?: string;
   host?: string;
+  nbdListen?: string;
+  nbdPorts?: string;
+  nbdTlsDir?: string;
+}
+
+/**
+ * The snapshot coordinator's QEMU instances: NBD on unix sockets in the data directory, or with
+ * --nbd-listen on TCP, instance i on the i-th port of --nbd-ports, with TLS and client
+ * certificates required when --nbd-tls-dir names QEMU's credentials directory (for data movers
+ * on other nodes).
+ */
+export function coordinatorInstances(o: Pick<RunOptions, 'qmp' | 'nbdListen' | 'nbdPorts' | 'nbdTlsDir'>, dataDir: string) {
+  const qmp = o.qmp ?? [];
+  if (o.nbdListen === undefined) {
+    if (o.nbdPorts !== undefined || o.nbdTlsDir !== undefined) throw new CliError('--nbd-ports and --nbd-tls-dir need --nbd-listen <address> (NBD over TCP)', EXIT.usage);
+    return qmp.map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } }));
+  }
+  const [lo, hi] = parseNbdPorts(o.nbdPorts ?? '10809-10899');
+  if (hi - lo + 1 < qmp.length) throw new CliError(`--nbd-ports ${lo}-${hi} has ${hi - lo + 1} ports for ${qmp.length} QEMU instances (one each)`, EXIT.usage);
+  return qmp.map((q, i) => ({
+    name: `qemu-${i + 1}`, qmpSocket: resolve(q),
+    nbd: { host: o.nbdListen as string, port: lo + i, ...(o.nbdTlsDir !== undefined ? { tlsDir: resolve(o.nbdTlsDir) } : {}) },
+  }));
 }
 
 export function registerRunCommand(program: Command): void {
@@ -51,6 +75,9 @@ export function registerRunCommand(program: Command): void {
     .option('--instance <name>', 'name of this replica')
     .option('--peers <sites>', 'replication: comma-separated sites whose copies it receives (needed behind a secure hub; default every site)')
     .option('--config <file>', 'cairn.yaml: SIEM targets (audit bridge), bandwidth (data mover), concurrency (scheduler) (default: $CAIRN_CONFIG, else ./cairn.yaml when there is one)')
+    .option('--nbd-listen <address>', 'snapshot coordinator: serve views over NBD on TCP at this address of the node (movers connect to it) instead of unix sockets')
+    .option('--nbd-ports <first-last>', 'snapshot coordinator, with --nbd-listen: one port per QEMU instance from this range (default 10809-10899)')
+    .option('--nbd-tls-dir <dir>', 'snapshot coordinator, with --nbd-listen: QEMU\'s NBD TLS credentials (ca-cert.pem, server-cert.pem, server-key.pem; `cairn site nbd-cert`): TLS with client certificates of the site required')
     .option('--simulated <vms>', 'snapshot coordinator: that many simulated VMs, for load tests only (needs CAIRN_SIMULATED_HYPERVISOR=1)')
     .option('--simulated-hosts <n>', 'snapshot coordinator: spread the simulated VMs over that many simulated hosts (default 1)')
     .option('--http <host:port>', 'serve /health, /ready and /metrics (Prometheus) here, e.g. 127.0.0.1:9101 (:0 picks a free port; default $CAIRN_HTTP, else none)')
@@ -188,7 +215,7 @@ export function registerRunCommand(program: Command): void {
             nc, log, logger,
             config: parseCoordinatorConfig({
               site, natsUrl, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
-              instances: (o.qmp ?? []).map((q, i) => ({ name: `qemu-${i + 1}`, qmpSocket: resolve(q), nbd: { socketPath: join(dataDir, `nbd-${i + 1}.sock`) } })),
+              instances: coordinatorInstances(o, dataDir),
               ...(o.simulated ? { simulated: { name: 'simulated', vms: Number(o.simulated), ...(o.simulatedHosts ? { hosts: Number(o.simulatedHosts) } : {}) } } : {}),
             }),
           });

@@ -68,4 +68,22 @@ export function registerSiteCommands(program: Command): void {
         '  start with    cairn up --secure   (permission matrix: docs/security.md)',
       ].join('\n'));
     });
+
+  site
+    .command('nbd-cert')
+    .description("TLS credentials for a hypervisor node's NBD server, signed by the site CA (QEMU's ca-cert.pem, server-cert.pem, server-key.pem): `cairn run snapshot-coordinator --nbd-listen <host> --nbd-tls-dir <out>`; data movers on other nodes read views with their site identity")
+    .requiredOption('--node <name>', 'the hypervisor node (certificate name nbd.<node>.<site>)')
+    .requiredOption('--host <names...>', 'names and addresses data movers connect to (the certificate names them)')
+    .requiredOption('--out <dir>', 'directory to write (QEMU on that node must read it)')
+    .option('--dir <dir>', 'the site security directory with the CA key (default <data>/security)')
+    .action(async (o: { node: string; host: string[]; out: string; dir?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      const siteName = g.site ?? process.env['CAIRN_SITE'] ?? 'local';
+      const dir = resolve(o.dir ?? join(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR, 'security'));
+      const { issueNbdServerTls } = await import('@cairn/nats-security');
+      const tls = await issueNbdServerTls(dir, resolve(o.out), { site: siteName, node: o.node, hosts: o.host })
+        .catch((e: unknown) => { throw new CliError(`cannot issue the NBD server certificate from ${dir}: ${(e as Error).message}`, EXIT.failure); });
+      if (g.json) console.log(JSON.stringify(tls, null, 2));
+      else console.log(`NBD TLS for ${o.node} (${o.host.join(', ')}) in ${tls.dir}: ${tls.certFile}, ${tls.keyFile} (0600), ${tls.caFile}`);
+    });
 }
