@@ -69,6 +69,7 @@ describe('libvirt over qemu+tls through the product (real libvirtd, QEMU, TLS on
       if (!('host' in view.nbd) || !view.nbd.tls) throw new Error('unreachable');
       const nbd = view.nbd;
       const tlsFiles = nbd.tls!;
+      if (!('caFile' in tlsFiles)) throw new Error('a libvirt TLS export names the client certificate files');
       expect(nbd.host).toBe('localhost');
       expect(tlsFiles.caFile).toBe(join(fx.clientDir, 'cacert.pem'));
       const exportName = view.disks[0]!.exportName;
