@@ -68,6 +68,7 @@ export const COMMAND_PERMISSIONS: Readonly<Record<CommandName, Permission>> = {
   DeclareSiteLost: 'admin',
   RequestApproval: 'admin',
   DecideApproval: 'admin',
+  SetSiteAllowedGap: 'admin',
   RepairReplica: 'admin',
   CollectReplicaGarbage: 'admin',
   AddHypervisor: 'admin',

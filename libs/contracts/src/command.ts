@@ -387,6 +387,17 @@ export const ApprovalReply = Type.Object({
   approvedBy: Type.Optional(Type.Union([Type.String(), Type.Null()])),
 }, { additionalProperties: true });
 
+/** The hub's allowed gap for one site (the hub's site watch; signed by the hub's admin identity on a secure hub). */
+export const SetSiteAllowedGapV1 = Type.Object({
+  site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+  allowedGapMs: Type.Integer({ minimum: 1000, maximum: 30 * 24 * 3600_000 }),
+}, { additionalProperties: false });
+export const SetSiteAllowedGapResult = Type.Object({
+  site: Type.String(),
+  allowedGapMs: Type.Integer(),
+  previousMs: Type.Integer(),
+}, { additionalProperties: false });
+
 export const RecoverAccessV1 = Type.Object({
   reason: Reason,
 }, { additionalProperties: false });
@@ -701,6 +712,12 @@ export const COMMAND_SCHEMAS = {
     service: 'gateway',
     latest: DecideApprovalV1,
     result: ApprovalReply,
+  }),
+  SetSiteAllowedGap: define('SetSiteAllowedGap', {
+    description: 'At the hub: how long one site may go without contact before the hub reports it silent (SiteSilent); recorded as SiteAllowedGapSet.',
+    service: 'site-watch',
+    latest: SetSiteAllowedGapV1,
+    result: SetSiteAllowedGapResult,
   }),
   RecoverAccess: define('RecoverAccess', {
     description: 'A new API token for the administrator whose own operator key signed this: the way back into a locked-out site.',

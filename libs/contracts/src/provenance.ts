@@ -68,6 +68,7 @@ export const EVENT_WRITERS: { readonly [K in EventType]: readonly Writer[] } = {
   // Global policies: the hub's CLI records the person-signed statement (each site checks the signature itself).
   GlobalPolicyPublished: ['admin'],
   SiteContactRestored: ['admin'],
+  SiteAllowedGapSet: ['admin'],
   ReplicaRepaired: ['replication'],
   ReplicaExpired: ['replication'],
   ReplicaGarbageCollected: ['replication'],

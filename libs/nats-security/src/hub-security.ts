@@ -161,6 +161,14 @@ export async function initHubSecurity(options: HubSecurityOptions, update?: (fil
   };
 }
 
+/** The allowed gaps `cairn hub add-site --allowed-gap` recorded per site in the hub's site.json (none when it has none). */
+export async function registeredAllowedGaps(dir: string): Promise<ReadonlyMap<string, number>> {
+  const text = await readFile(join(resolve(dir), 'site.json'), 'utf8').catch(() => undefined);
+  if (!text) return new Map();
+  const file = JSON.parse(text) as SiteFile;
+  return new Map(Object.entries(file.leafSites ?? {}).flatMap(([site, e]) => (typeof e.allowedGapMs === 'number' ? [[site, e.allowedGapMs] as const] : [])));
+}
+
 /** Opens the hub's material (`initHubSecurity` without creating anything new but the config). */
 export async function loadHubSecurity(dir: string, sites?: readonly string[]): Promise<HubSecurity> {
   const file = JSON.parse(await readFile(join(resolve(dir), 'site.json'), 'utf8').catch(() => {
@@ -175,8 +183,9 @@ export async function loadHubSecurity(dir: string, sites?: readonly string[]): P
  * and writes its credential bundle to `out`: the password, a leaf client certificate signed by
  * the hub CA, and the hub CA. Issuing again replaces the password and certificate.
  */
-export async function addLeafSite(o: { readonly dir: string; readonly site: string; readonly out: string; readonly peers: readonly string[]; readonly tags?: readonly string[]; readonly hubUrl?: string; readonly hosts?: readonly string[] }): Promise<{ hub: HubSecurity; bundle: LeafCredentials; bundleDir: string }> {
+export async function addLeafSite(o: { readonly dir: string; readonly site: string; readonly out: string; readonly peers: readonly string[]; readonly tags?: readonly string[]; readonly hubUrl?: string; readonly hosts?: readonly string[]; readonly allowedGapMs?: number }): Promise<{ hub: HubSecurity; bundle: LeafCredentials; bundleDir: string }> {
   if (!SITE.test(o.site) || o.site === HUB) throw new Error(`not a site name: ${JSON.stringify(o.site)} (lower case letters, digits and -, not "hub")`);
+  if (o.allowedGapMs !== undefined && !(Number.isInteger(o.allowedGapMs) && o.allowedGapMs >= 1000)) throw new Error(`an allowed gap is at least 1 s, not ${o.allowedGapMs} ms`);
   for (const p of o.peers) if (!SITE.test(p) || p === o.site) throw new Error(`not a peer site: ${JSON.stringify(p)}`);
   const tags = [...new Set(o.tags ?? [])];
   for (const t of tags) if (!TAG.test(t)) throw new Error(`not a tag: ${JSON.stringify(t)} (letters, digits, . _ -; at most 63)`);
@@ -186,7 +195,11 @@ export async function addLeafSite(o: { readonly dir: string; readonly site: stri
     ...file,
     leafSites: {
       ...(file.leafSites ?? {}),
-      [o.site]: { user: leafUser(o.site), passwordHash, peers: [...o.peers], ...(tags.length ? { tags } : {}), issuedAt: new Date().toISOString() } satisfies LeafSiteEntry,
+      [o.site]: {
+        user: leafUser(o.site), passwordHash, peers: [...o.peers], ...(tags.length ? { tags } : {}), issuedAt: new Date().toISOString(),
+        // Issued again without --allowed-gap: the gap set before stays.
+        ...(o.allowedGapMs ?? file.leafSites?.[o.site]?.allowedGapMs ? { allowedGapMs: o.allowedGapMs ?? file.leafSites?.[o.site]?.allowedGapMs } : {}),
+      } satisfies LeafSiteEntry,
     },
   }));
   const out = resolve(o.out);

@@ -49,6 +49,8 @@ export interface LeafSiteEntry {
   /** The site's tags (`cairn hub add-site --tag`): global policies may select sites by them. */
   readonly tags?: readonly string[];
   readonly issuedAt: string;
+  /** How long the hub lets it go without contact before reporting it silent (`cairn hub add-site --allowed-gap`; default the hub's). */
+  readonly allowedGapMs?: number;
 }
 
 export interface IdentityCredentials {

@@ -205,7 +205,7 @@ export const SiteHealthView = Type.Object({
   leafLink: Type.Union([Type.Literal('up'), Type.Literal('down')], { description: 'Whether the last probe across the site\'s leaf link answered.' }),
   lastContactAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   silent: Type.Boolean({ description: 'Not reached for longer than its allowed gap (SiteSilent).' }),
-  allowedGapMs: Type.Integer(),
+  allowedGapMs: Type.Integer({ description: 'This site\'s allowed gap: the latest `cairn site set-gap` (SiteAllowedGapSet), else `cairn hub add-site --allowed-gap`, else the hub\'s default (300 s).' }),
   eventsAtSite: Type.Union([Type.Integer(), Type.Null()]),
   eventsCopied: Type.Integer(),
   eventLag: Type.Union([Type.Integer(), Type.Null()], { description: 'Events at the site not yet copied to the hub (null: never reached).' }),

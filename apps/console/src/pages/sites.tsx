@@ -2,7 +2,7 @@
 // or sends copies, with each site's latest copy as a measure of replication lag; and at the hub,
 // every site's health as the hub sees it (GET /v1/sites/health, the same as `cairn site list` there).
 import { useHealth, useReplicas, useSitesHealth } from '../queries.ts';
-import { HUB_SITE, summarizeSite } from '../site-health.ts';
+import { HUB_SITE, durationInWords, summarizeSite } from '../site-health.ts';
 import { Empty, ErrorBox, Page, StateBadge, Time, bytes } from '../ui.tsx';
 
 /** At the hub: one row per site with its leaf link, last contact, silence, event lag, failures, RPO misses and replication lag per pair. */
@@ -17,7 +17,7 @@ function HubSitesHealth() {
       <div class="table-wrap">
         <table>
           <thead><tr>
-            <th scope="col">Site</th><th scope="col">Leaf link</th><th scope="col">Last contact</th><th scope="col">Silent</th><th scope="col">Event lag</th>
+            <th scope="col">Site</th><th scope="col">Leaf link</th><th scope="col">Last contact</th><th scope="col">Allowed gap</th><th scope="col">Silent</th><th scope="col">Event lag</th>
             <th scope="col">Failed jobs 24 h</th><th scope="col">RPO misses 24 h</th><th scope="col">Restore points</th><th scope="col">Replication lag per pair</th>
           </tr></thead>
           <tbody>
@@ -26,6 +26,7 @@ function HubSitesHealth() {
                 <th scope="row">{s.site}</th>
                 <td data-col="link"><span class={`badge state-${s.leafLink === 'up' ? 'ok' : 'failed'}`}>{s.leafLink}</span></td>
                 <td data-col="contact">{s.lastContactAt ? <><Time iso={s.lastContactAt} /> <span class="muted">({sum.lastContact})</span></> : 'never'}</td>
+                <td data-col="gap">{durationInWords(s.allowedGapMs)}</td>
                 <td data-col="silent">{s.silent ? <strong>silent (allowed gap {Math.round(s.allowedGapMs / 1000)} s)</strong> : 'no'}</td>
                 <td data-col="event-lag">{sum.eventLag} <span class="muted">({s.eventsCopied} copied)</span></td>
                 <td data-col="failed">{s.failedJobs24h}</td>

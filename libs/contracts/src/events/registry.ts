@@ -14,7 +14,7 @@ import { PolicyCreatedV1, PolicyDeletedV1, PolicyPausedV1, PolicyResumedV1, Poli
 import { GlobalPolicyPublishedV1 } from './global-policy.events.ts';
 import { MessageDeadLetteredV1, NatsServerRestartedV1 } from './messaging.events.ts';
 import {
-  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, SiteSilentV1, SiteContactRestoredV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1, ReplicationBehindV1, ReplicationCaughtUpV1 } from './replication.events.ts';
+  ReplicaCommittedV1, ReplicaExpiredV1, ReplicaGarbageCollectedV1, ReplicaRepairedV1, ReplicaVerifiedV1, KeyEscrowReceivedV1, SiteSilentV1, SiteContactRestoredV1, SiteAllowedGapSetV1, ReplicationPolicyCreatedV1, ReplicationPolicyDeletedV1, ReplicationBehindV1, ReplicationCaughtUpV1 } from './replication.events.ts';
 import {
   AccessDeniedV1, AccessRecoveredV1, AuthFailedV1, ApprovalExecutedV1, ApprovalGrantedV1, ApprovalRejectedV1, ApprovalRequestedV1, DiskRestoredV1, RepositoryDeletedV1, SiteDeclaredLostV1, RestorePointDeletedV1,
   SignedInV1, TokenIssuedV1, TokenRevokedV1, UserCreatedV1, UserDisabledV1, UserKeyAddedV1, UserKeyRevokedV1, UserRolesChangedV1,
@@ -95,6 +95,7 @@ export const EVENT_SCHEMAS = {
   GlobalPolicyPublished: define('GlobalPolicyPublished', { description: 'A person-signed version of a global policy was recorded at the hub, to be applied by each site it selects.', categories: ['globalpolicy'], latest: GlobalPolicyPublishedV1 }),
   SiteSilent: define('SiteSilent', { description: 'The hub heard nothing from a site for longer than its allowed gap (raised once until contact returns).', categories: ['sitehealth'], latest: SiteSilentV1 }),
   SiteContactRestored: define('SiteContactRestored', { description: 'The hub reaches a site again after it was reported silent.', categories: ['sitehealth'], latest: SiteContactRestoredV1 }),
+  SiteAllowedGapSet: define('SiteAllowedGapSet', { description: 'The hub\'s allowed gap for one site changed (cairn site set-gap, the signed command SetSiteAllowedGap): the site is reported silent only after this long without contact.', categories: ['sitehealth'], latest: SiteAllowedGapSetV1 }),
   KeyEscrowReceived: define('KeyEscrowReceived', { description: 'A source site\'s repository key arrived sealed for this site (key escrow), kept with its replicas.', categories: ['replicacheck'], latest: KeyEscrowReceivedV1 }),
   ReplicaVerified: define('ReplicaVerified', { description: 'This site checked its copy of another site\'s repository without the key.', categories: ['replicacheck'], latest: ReplicaVerifiedV1 }),
   ReplicaRepaired: define('ReplicaRepaired', { description: 'Damaged objects of a copy were sent again by the source site and checked.', categories: ['replicacheck'], latest: ReplicaRepairedV1 }),

@@ -139,6 +139,18 @@ export const SiteSilentV1 = Type.Object({
   silentForMs: Type.Integer({ minimum: 0 }),
 }, { additionalProperties: false });
 
+/**
+ * The hub's allowed gap for one site changed (`cairn site set-gap <site> <duration>` at the hub,
+ * the signed command SetSiteAllowedGap; stream `sitehealth-<site>`): from now on the site is
+ * reported silent only after this long without contact.
+ */
+export const SiteAllowedGapSetV1 = Type.Object({
+  site: Site,
+  allowedGapMs: Type.Integer({ minimum: 1000, maximum: 30 * 24 * 3600_000 }),
+  /** The gap it had before (from this stream, the hub's site registry or its default). */
+  previousMs: Type.Integer({ minimum: 1 }),
+}, { additionalProperties: false });
+
 /** The hub reaches a site again after it was reported silent. */
 export const SiteContactRestoredV1 = Type.Object({
   site: Site,

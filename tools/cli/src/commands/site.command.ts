@@ -26,10 +26,35 @@ export function registerSiteCommands(program: Command): void {
       const sites = reply.sites;
       const ago = (t: string | null) => (t ? `${Math.round((Date.now() - Date.parse(t)) / 1000)} s ago` : 'never');
       output(s, sites, () => table(sites.map((x) => ({
-        site: x.site, link: x.leafLink, contact: ago(x.lastContactAt), silent: x.silent ? `SILENT (> ${x.allowedGapMs / 1000} s)` : 'no',
+        site: x.site, link: x.leafLink, contact: ago(x.lastContactAt), gap: `${x.allowedGapMs / 1000} s`, silent: x.silent ? `SILENT (> ${x.allowedGapMs / 1000} s)` : 'no',
         lag: x.eventLag ?? '?', failed24h: x.failedJobs24h, rpoMisses24h: x.rpoMisses24h, repository: `${x.restorePoints} rp, ${bytes(x.repositoryBytes)}`,
         replication: x.replication.map((r) => `→${r.target} ${r.replicas} (lag ${(r.lagMs / 1000).toFixed(1)} s)`).join(', ') || '-',
-      })), ['site', 'link', 'contact', 'silent', 'lag', 'failed24h', 'rpoMisses24h', 'repository', 'replication']));
+      })), ['site', 'link', 'contact', 'gap', 'silent', 'lag', 'failed24h', 'rpoMisses24h', 'repository', 'replication']));
+    }));
+  site
+    .command('set-gap <site> <duration>')
+    .description('at the hub: how long <site> may go without contact before the hub reports it silent (SiteSilent) — seconds, or 90s, 5m, 2h; a signed command to the hub\'s site watch, recorded as SiteAllowedGapSet')
+    .action(sessionAction(async (s, siteName: string, duration: string) => {
+      const { gapMs } = await import('./sites.command.ts');
+      const allowedGapMs = await gapMs(duration);
+      const [{ CommandBus }, { accepted }] = await Promise.all([import('@cairn/messaging'), import('../cli-replies.ts')]);
+      // On a secure hub the watch accepts it signed by the hub's admin identity: the key of this data directory.
+      let signer;
+      if (s.securityDir) {
+        const [{ loadSiteSecurity }, { signerFromSeed }, { readFile }] = await Promise.all([import('@cairn/nats-security'), import('@cairn/command-auth'), import('node:fs/promises')]);
+        signer = signerFromSeed((await readFile((await loadSiteSecurity(s.securityDir)).credentials('admin').seedFile, 'utf8')).trim());
+      }
+      const bus = new CommandBus(s.nc, { site: 'hub', actor: s.actor, defaultTimeoutMs: 15_000, ...(signer ? { signer } : {}) });
+      let reply;
+      try {
+        reply = await bus.send('site-watch', 'SetSiteAllowedGap', { site: siteName, allowedGapMs });
+      } catch (e) {
+        throw new CliError(`the hub's site watch did not take it: ${(e as Error).message}`, EXIT.unavailable, 'run it at the hub: cairn --data <hub data> site set-gap <site> <duration>');
+      }
+      const r = accepted(reply, `SetSiteAllowedGap for ${siteName}`) as { site: string; allowedGapMs: number; previousMs: number };
+      output(s, r, () => r.previousMs === r.allowedGapMs
+        ? `site ${r.site}: allowed gap ${r.allowedGapMs / 1000} s already`
+        : `site ${r.site}: allowed gap ${r.allowedGapMs / 1000} s (was ${r.previousMs / 1000} s)`);
     }));
   site
     .command('init')

@@ -14,6 +14,14 @@ const say = (line: string) => process.stdout.write(line + '\n');
 
 const act = sessionAction;
 
+/** An allowed gap: plain seconds, or a duration (`90s`, `5m`, `2h`); at least 1 s, at most 30 days. */
+export async function gapMs(text: string): Promise<number> {
+  const { parseDuration } = await import('./repo.command.ts');
+  const ms = /^\d+$/.test(text.trim()) ? Number(text.trim()) * 1000 : parseDuration(text);
+  if (!(ms >= 1000 && ms <= 30 * 86_400_000)) throw new CliError(`an allowed gap is between 1 s and 30 d, not "${text}"`, EXIT.usage, 'e.g. 300, 120s, 5m or 2h');
+  return ms;
+}
+
 const sitesOf = (v: unknown): string[] => String(v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 
 export function registerSitesCommands(program: Command): void {
@@ -26,7 +34,7 @@ export function registerSitesCommands(program: Command): void {
     .option('--gateway-port <port>', 'REST API port (default: a free one)')
     .option('--host <names...>', 'names and addresses the hub is reached at, for its certificate (first start; default localhost 127.0.0.1)')
     .option('--insecure', 'plain NATS: no TLS, no identities, no leaf users (any site may join)')
-    .option('--allowed-gap <seconds>', 'a site not reached for longer than this is reported silent (SiteSilent; cairn site list)', '300')
+    .option('--allowed-gap <seconds>', 'a site not reached for longer than this is reported silent (SiteSilent; cairn site list); the default of the sites without their own (hub add-site --allowed-gap, site set-gap)', '300')
     .option('--once', 'stop after start-up')
     .action(async function (this: Command, o: { sites?: string; leafPort?: string; leafHost: string; gatewayPort?: string; host?: string[]; insecure?: boolean; once?: boolean; allowedGap: string }) {
       const gap = Number(o.allowedGap);
@@ -74,14 +82,20 @@ export function registerSitesCommands(program: Command): void {
     .option('--tag <tags...>', 'tags of the site: global policies may select the sites carrying them (`policy create --global --to-tag`)')
     .option('--hub-url <url>', 'the hub\'s leaf URL, recorded in the bundle for the site\'s operator')
     .option('--host <names...>', 'names and addresses the hub is reached at (when this creates the hub\'s material)')
-    .action(async function (this: Command, site: string, o: { out: string; peers: string; tag?: string[]; hubUrl?: string; host?: string[] }) {
+    .option('--allowed-gap <duration>', 'how long the site may go without contact before the hub reports it silent: seconds, or 90s, 5m, 2h (default: the hub\'s --allowed-gap, 300 s; change it later with `cairn site set-gap`)')
+    .action(async function (this: Command, site: string, o: { out: string; peers: string; tag?: string[]; hubUrl?: string; host?: string[]; allowedGap?: string }) {
       const g = globals(this);
       const { addLeafSite } = await import('@cairn/nats-security');
+      // `hub` has an --allowed-gap of its own (the default for all sites), so commander gives the
+      // option to it when it comes after `add-site` too: taken from there when it was given.
+      const given = o.allowedGap ?? (this.parent?.getOptionValueSource('allowedGap') === 'cli' ? String(this.parent.opts<{ allowedGap?: string }>().allowedGap) : undefined);
+      const allowedGapMs = given === undefined ? undefined : await gapMs(given);
       const { hub: security, bundleDir, bundle } = await addLeafSite({
         dir: join(hubDataDir(this), 'security'), site, out: o.out,
         peers: o.peers === 'none' ? [] : sitesOf(o.peers), ...(o.tag ? { tags: o.tag } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}), ...(o.host ? { hosts: o.host } : {}),
+        ...(allowedGapMs ? { allowedGapMs } : {}),
       });
-      const result = { site, user: bundle.user, bundle: bundleDir, peers: bundle.peers ?? [], tags: bundle.tags, leafSites: security.leafSites };
+      const result = { site, user: bundle.user, bundle: bundleDir, peers: bundle.peers ?? [], tags: bundle.tags, leafSites: security.leafSites, ...(allowedGapMs ? { allowedGapMs } : {}) };
       process.stdout.write(g.json ? JSON.stringify(result, null, 2) + '\n' : [
         `site ${site}: leaf user ${bundle.user} (password bcrypt-hashed in ${security.configFile}), certificate from the hub CA; replicates with ${bundle.peers?.join(', ') || 'no site'}`,
         `bundle               ${bundleDir} (leaf.json holds the password: hand it over like a key)`,

@@ -5,11 +5,12 @@
 // points and replicas of every site, each marked with its site. CLI and API point at it
 // with `--nats <hub url> --site hub` or at its gateway.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { jetstreamManager, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { hubSiteTags, identityConnectOptions, initHubSecurity, renderHubLeafListener, renderHubSecurity, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
+import { hubSiteTags, identityConnectOptions, initHubSecurity, registeredAllowedGaps, renderHubLeafListener, renderHubSecurity, type HubIdentity, type HubSecurity } from '@cairn/nats-security';
+import { SignedCommandPolicy, signerFromSeed } from '@cairn/command-auth';
 import { pino, type Logger } from 'pino';
 import { assertSite, eventStreamName, eventSubjectFilter } from '@cairn/contracts';
 import { createJetStreamEventLog, HUB_SITES_PREFIX, startHubRelay, type RunningHubRelay } from '@cairn/eventlog';
@@ -176,8 +177,17 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     const health = startSiteHealthWatch({
       probeNc: await as('hub-relay'), queryNc: nc, relay, log: hubLog, catalogue: new CatalogueClient(nc, { site: HUB_SITE }),
       allowedGapMs: o.allowedGapMs ?? 5 * 60_000, probeEveryMs: o.probeEveryMs ?? 10_000, logger: logger.child({ name: 'site-health' }),
+      ...(security ? {
+        registeredGaps: () => registeredAllowedGaps(security!.dir),
+        // A secure hub: SetSiteAllowedGap must be signed by the hub's admin identity (`cairn --data <hub> site set-gap`).
+        commandAuthorizer: new SignedCommandPolicy({
+          log: hubLog, site: HUB_SITE, serviceActor: { kind: 'service', id: 'site-watch@hub' },
+          serviceKeys: new Map([[signerFromSeed((await readFile(security.credentials('admin').seedFile, 'utf8')).trim()).publicKey, 'admin']]),
+        }),
+      } : {}),
     });
     stops.push(() => health.stop());
+    await health.listen();
     // Global policies: the statements in the hub's log offered to the sites they select (checked there).
     const securityDir = security?.dir;
     const globalPolicies = startGlobalPolicyPush({

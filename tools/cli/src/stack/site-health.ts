@@ -6,12 +6,18 @@
 // `silenceStep` below from the stream's own history (append at the revision read). The rest of
 // the report comes from the hub's catalogue: failed jobs and RPO misses in 24 h, repository use,
 // replication lag per pair. `cairn site list` at the hub asks for it on `cairn.hub.query.sites.health`.
+// Each site has its own allowed gap: the latest SiteAllowedGapSet of its stream (the watch records
+// it on the signed command SetSiteAllowedGap, `cairn site set-gap`, decided by the pure
+// `allowedGapStep`), else the gap `cairn hub add-site --allowed-gap` put in the hub's site
+// registry, else the hub's default (`cairn hub --allowed-gap`, 300 s).
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { CatalogueClient } from '@cairn/catalogue-client';
-import { SITE_HEALTH_SUBJECT, eventStreamName, newEvent, type CairnEvent } from '@cairn/contracts';
+import { SITE_HEALTH_SUBJECT, eventStreamName, newEvent, type CairnEvent, type CommandPayloadMap } from '@cairn/contracts';
 import type { EventLog, RunningHubRelay } from '@cairn/eventlog';
+import { CommandFailedError, JetStreamServer, type CommandContext } from '@cairn/messaging';
+import type { CommandAuthorizer } from '@cairn/command-auth';
 
 export { SITE_HEALTH_SUBJECT };
 
@@ -41,6 +47,12 @@ export function silenceStep(state: SilenceState, o: { readonly reached: boolean;
     state: { ...state, silent: true },
     event: { type: 'SiteSilent', data: { lastContactAt: state.contacted ? new Date(state.lastContactAt).toISOString() : null, allowedGapMs: o.allowedGapMs, silentForMs } },
   };
+}
+
+/** A change of a site's allowed gap: the event to record, or nothing when it is that already. */
+export function allowedGapStep(currentMs: number, requestedMs: number): { event?: { type: 'SiteAllowedGapSet'; data: { allowedGapMs: number; previousMs: number } } } {
+  if (!Number.isInteger(requestedMs) || requestedMs < 1000) throw new RangeError(`an allowed gap is a whole number of milliseconds of at least 1000 (1 s), not ${requestedMs}`);
+  return requestedMs === currentMs ? {} : { event: { type: 'SiteAllowedGapSet', data: { allowedGapMs: requestedMs, previousMs: currentMs } } };
 }
 
 // ---- the report ---------------------------------------------------------------------------------
@@ -73,7 +85,7 @@ export interface SiteHealthWatch {
   stop(): Promise<void>;
 }
 
-interface SiteProbe { state: SilenceState; revision: bigint | 'no_stream'; reached: boolean; eventsAtSite: number | null }
+interface SiteProbe { state: SilenceState; revision: bigint | 'no_stream'; reached: boolean; eventsAtSite: number | null; gapMs?: number }
 
 export function startSiteHealthWatch(o: {
   /** A connection that may read the sites' stream info across the leaf links (the relay identity). */
@@ -84,11 +96,16 @@ export function startSiteHealthWatch(o: {
   /** The hub's log, to record SiteSilent / SiteContactRestored. */
   readonly log: EventLog;
   readonly catalogue: CatalogueClient;
+  /** The default allowed gap (`cairn hub --allowed-gap`). */
   readonly allowedGapMs: number;
+  /** The gaps of the hub's site registry (`cairn hub add-site --allowed-gap`), read again at each probe round and report. */
+  readonly registeredGaps?: () => Promise<ReadonlyMap<string, number>>;
+  /** Checks SetSiteAllowedGap (a secure hub: signed by the hub's admin identity); none: every command runs. */
+  readonly commandAuthorizer?: CommandAuthorizer;
   readonly probeEveryMs: number;
   readonly logger: Logger;
   readonly now?: () => number;
-}): SiteHealthWatch {
+}): SiteHealthWatch & { listen(): Promise<void> } {
   const now = o.now ?? Date.now;
   const started = now();
   const probes = new Map<string, SiteProbe>();
@@ -100,15 +117,28 @@ export function startSiteHealthWatch(o: {
     if (p) return p;
     let state: SilenceState = { lastContactAt: started, contacted: false, silent: false };
     let revision: bigint | 'no_stream' = 'no_stream';
+    let gapMs: number | undefined;
     for await (const r of o.log.readStream(`sitehealth-${site}`)) {
       revision = r.revision;
       if (r.event.type === 'SiteSilent') state = { ...state, silent: true };
       if (r.event.type === 'SiteContactRestored') state = { ...state, silent: false };
+      if (r.event.type === 'SiteAllowedGapSet') gapMs = (r.event.data as { allowedGapMs: number }).allowedGapMs;
     }
-    p = { state, revision, reached: false, eventsAtSite: null };
+    p = { state, revision, reached: false, eventsAtSite: null, ...(gapMs ? { gapMs } : {}) };
     probes.set(site, p);
     return p;
   };
+
+  let registered: ReadonlyMap<string, number> = new Map();
+  const readRegistered = async (): Promise<void> => {
+    if (!o.registeredGaps) return;
+    try {
+      registered = await o.registeredGaps();
+    } catch (e) {
+      o.logger.warn({ err: (e as Error).message }, 'the site registry\'s allowed gaps could not be read; keeping the last ones');
+    }
+  };
+  const gapOf = (site: string, p: SiteProbe | undefined): number => p?.gapMs ?? registered.get(site) ?? o.allowedGapMs;
 
   const probeSite = async (site: string): Promise<void> => {
     const p = await load(site);
@@ -123,7 +153,7 @@ export function startSiteHealthWatch(o: {
       reached = false;
     }
     p.reached = reached;
-    const step = silenceStep(p.state, { reached, now: now(), allowedGapMs: o.allowedGapMs });
+    const step = silenceStep(p.state, { reached, now: now(), allowedGapMs: gapOf(site, p) });
     if (step.event) {
       const streamId = `sitehealth-${site}`;
       const event = newEvent(step.event.type, { site, ...step.event.data } as never, { site: 'hub', actor: { kind: 'service', id: 'site-watch@hub' }, streamId }) as CairnEvent;
@@ -143,6 +173,7 @@ export function startSiteHealthWatch(o: {
 
   const probe = (): Promise<void> => {
     running = running.then(async () => {
+      await readRegistered();
       for (const s of o.relay.status()) if (!stopped) await probeSite(s.site);
     }).catch((e: unknown) => o.logger.warn({ err: (e as Error).message }, 'site probe failed'));
     return running;
@@ -152,6 +183,7 @@ export function startSiteHealthWatch(o: {
   void probe();
 
   const report = async (): Promise<SiteHealth[]> => {
+    await readRegistered();
     const t = now();
     const since = t - 24 * 3600_000;
     const [jobs, rps, replicas, misses] = await Promise.all([
@@ -172,7 +204,7 @@ export function startSiteHealthWatch(o: {
         leafLink: p?.reached ? 'up' : 'down',
         lastContactAt: p?.state.contacted ? new Date(p.state.lastContactAt).toISOString() : null,
         silent: p?.state.silent ?? false,
-        allowedGapMs: o.allowedGapMs,
+        allowedGapMs: gapOf(site, p),
         eventsAtSite: p?.eventsAtSite ?? null,
         eventsCopied: rel.originSeq,
         eventLag: p?.eventsAtSite == null ? null : Math.max(0, p.eventsAtSite - rel.originSeq),
@@ -200,13 +232,45 @@ export function startSiteHealthWatch(o: {
     },
   });
 
+  // SetSiteAllowedGap: the watch is the one writer of `sitehealth-<site>`, so the change goes
+  // through the same queue as the probes and is appended at the revision the watch holds.
+  const server = new JetStreamServer({ connection: o.queryNc, site: 'hub', actor: { kind: 'service', id: 'site-watch@hub' }, ...(o.commandAuthorizer ? { commandAuthorizer: o.commandAuthorizer } : {}) });
+  server.addCommandHandler('site-watch', 'SetSiteAllowedGap', (payload: unknown, ctx: CommandContext) => {
+    const { site, allowedGapMs } = payload as CommandPayloadMap['SetSiteAllowedGap'];
+    const change = running.then(async () => {
+      if (!o.relay.status().some((s) => s.site === site)) throw new CommandFailedError('not_found', `the hub does not watch a site ${site} (cairn site list)`);
+      await readRegistered();
+      const p = await load(site);
+      const previousMs = gapOf(site, p);
+      const step = allowedGapStep(previousMs, allowedGapMs);
+      if (step.event) {
+        const streamId = `sitehealth-${site}`;
+        const event = newEvent('SiteAllowedGapSet', { site, ...step.event.data }, { site: 'hub', actor: ctx.actor, streamId, causationId: ctx.command.id });
+        try {
+          const r = await o.log.append(streamId, [event as never], { expectedRevision: p.revision });
+          p.revision = r.nextRevision;
+        } catch (e) {
+          probes.delete(site);
+          throw new CommandFailedError('conflict', `the site's health stream moved on while this was decided; send it again (${(e as Error).message})`);
+        }
+        p.gapMs = allowedGapMs;
+        o.logger.info({ fromSite: site, allowedGapMs, previousMs }, 'allowed gap set');
+      }
+      return { site, allowedGapMs, previousMs };
+    });
+    running = change.then(() => undefined, () => undefined);
+    return change;
+  });
+
   return {
     report,
     probe,
+    listen: () => new Promise<void>((resolve, reject) => { void server.listen((e?: unknown) => (e ? reject(e as Error) : resolve())); }),
     async stop() {
       stopped = true;
       clearInterval(timer);
       sub.unsubscribe();
+      await server.close();
       await running;
     },
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { silenceStep, type SilenceState } from './site-health.ts';
+import { allowedGapStep, silenceStep, type SilenceState } from './site-health.ts';
 
 describe('silenceStep (a site silent longer than its allowed gap)', () => {
   const gap = 60_000;
@@ -23,5 +23,20 @@ describe('silenceStep (a site silent longer than its allowed gap)', () => {
   it('a site never reached since the watch started counts from the start, with no last contact', () => {
     const never: SilenceState = { lastContactAt: 0, contacted: false, silent: false };
     expect(silenceStep(never, { reached: false, now: gap + 1, allowedGapMs: gap }).event).toMatchObject({ type: 'SiteSilent', data: { lastContactAt: null } });
+  });
+});
+
+describe('allowedGapStep (a site\'s own allowed gap)', () => {
+  it('records a change with the gap it replaces, nothing when it is that already, and refuses less than 1 s', () => {
+    expect(allowedGapStep(300_000, 120_000)).toEqual({ event: { type: 'SiteAllowedGapSet', data: { allowedGapMs: 120_000, previousMs: 300_000 } } });
+    expect(allowedGapStep(120_000, 120_000)).toEqual({});
+    expect(() => allowedGapStep(300_000, 999)).toThrow(/at least 1000/);
+    expect(() => allowedGapStep(300_000, 1.5e3 + 0.5)).toThrow(RangeError);
+  });
+
+  it('a site silent for 3 min is silent under a 2-min gap and not under the 5-min default', () => {
+    const start: SilenceState = { lastContactAt: 0, contacted: true, silent: false };
+    expect(silenceStep(start, { reached: false, now: 180_000, allowedGapMs: 120_000 }).event?.type).toBe('SiteSilent');
+    expect(silenceStep(start, { reached: false, now: 180_000, allowedGapMs: 300_000 }).event).toBeUndefined();
   });
 });
