@@ -16,6 +16,10 @@ import { PoliciesPage } from './pages/policies.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { ApprovalsPage } from './pages/approvals.tsx';
 import { SitesPage } from './pages/sites.tsx';
+import { HubPage } from './pages/hub.tsx';
+import { forgetOperatorKey } from './keyring.tsx';
+import { useHealth } from './queries.ts';
+import { HUB_SITE } from './site-health.ts';
 
 type Theme = 'light' | 'dark';
 function initialTheme(): Theme {
@@ -66,7 +70,7 @@ export function App() {
   );
 }
 
-const NAV: ReadonlyArray<{ href: string; label: string; show?: (s: ReturnType<typeof useSession>) => boolean }> = [
+const NAV: ReadonlyArray<{ href: string; label: string; show?: (s: ReturnType<typeof useSession>, atHub: boolean) => boolean }> = [
   { href: '/', label: 'Dashboard' },
   { href: '/vms', label: 'VMs' },
   { href: '/jobs', label: 'Jobs' },
@@ -76,6 +80,7 @@ const NAV: ReadonlyArray<{ href: string; label: string; show?: (s: ReturnType<ty
   { href: '/audit', label: 'Audit' },
   { href: '/approvals', label: 'Approvals' },
   { href: '/sites', label: 'Sites' },
+  { href: '/hub', label: 'Run a site', show: (_s, atHub) => atHub },
 ];
 
 function Shell(props: { toggle: preact.JSX.Element; onSignedOut: () => void }) {
@@ -84,6 +89,7 @@ function Shell(props: { toggle: preact.JSX.Element; onSignedOut: () => void }) {
   const { path } = useLocation();
   const queries = useQueryClient();
   const [menuOpen, setMenuOpen] = useState(false);
+  const atHub = useHealth().data?.site === HUB_SITE;
 
   // A new page: focus its heading, so keyboard and screen-reader users land on it.
   useEffect(() => {
@@ -92,6 +98,7 @@ function Shell(props: { toggle: preact.JSX.Element; onSignedOut: () => void }) {
   }, [path]);
 
   const signOut = async () => {
+    forgetOperatorKey();
     feed.stop();
     await post('/v1/session/end').catch(() => undefined);
     queries.clear();
@@ -114,7 +121,7 @@ function Shell(props: { toggle: preact.JSX.Element; onSignedOut: () => void }) {
       </header>
       <nav id="nav" class={menuOpen ? 'nav open' : 'nav'} aria-label="Main">
         <ul>
-          {NAV.filter((n) => !n.show || n.show(session)).map((n) => (
+          {NAV.filter((n) => !n.show || n.show(session, atHub)).map((n) => (
             <li key={n.href}><a href={n.href} aria-current={current(n.href) ? 'page' : undefined}>{n.label}</a></li>
           ))}
         </ul>
@@ -132,6 +139,7 @@ function Shell(props: { toggle: preact.JSX.Element; onSignedOut: () => void }) {
           <Route path="/audit" component={AuditPage} />
           <Route path="/approvals" component={ApprovalsPage} />
           <Route path="/sites" component={SitesPage} />
+          <Route path="/hub" component={HubPage} />
           <Route default component={NotFound} />
         </Router>
       </main>

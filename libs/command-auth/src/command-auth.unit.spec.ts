@@ -110,3 +110,23 @@ describe('signed commands', () => {
     expect((await denials(log)).map((d) => d.needed)).toEqual(['endorsed-key']);
   });
 });
+
+describe('the signing vector shared with the console\'s browser signer (signing.vector.json)', () => {
+  it('the CLI\'s signer makes exactly the vector\'s signing string and signatures', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const v = JSON.parse(await readFile(new URL('./signing.vector.json', import.meta.url), 'utf8')) as {
+      keyFile: { seed: string; publicKey: string; userId: string }; issuedAt: string; command: Command; signingString: string; auth: unknown;
+      approval: { approvalId: string; action: unknown; statement: string; signature: unknown };
+    };
+    const { approvalStatement, commandSigningString, signStatement } = await import('@cairn/contracts');
+    const signer = signerFromSeed(v.keyFile.seed);
+    expect(signer.publicKey).toBe(v.keyFile.publicKey);
+    expect(commandSigningString(v.command, v.issuedAt)).toBe(v.signingString);
+    const signed = signCommand(v.command, signer, new Date(v.issuedAt));
+    expect(signed.auth).toEqual(v.auth);
+    expect(verifyCommandSignature(signed)).toBe(true);
+    const statement = (t: string) => approvalStatement({ approvalId: v.approval.approvalId, decision: 'grant', userId: v.keyFile.userId, action: v.approval.action as never, issuedAt: t });
+    expect(statement(v.issuedAt)).toBe(v.approval.statement);
+    expect(signStatement(statement, signer, new Date(v.issuedAt))).toEqual(v.approval.signature);
+  });
+});

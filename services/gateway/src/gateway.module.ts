@@ -13,7 +13,7 @@ import { createJetStreamEventLog, eventProvenanceOf, type EventLog } from '@cair
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { pino, type Logger } from 'pino';
 import { gatewayConfig, type GatewayConfig, type GatewayConfigInput } from './gateway.config.ts';
-import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE, GATEWAY_FILE_STREAMS, GATEWAY_SITE_HEALTH } from './gateway.tokens.ts';
+import { GATEWAY_AUDIT_CHAIN, GATEWAY_AUTH, GATEWAY_CATALOGUE, GATEWAY_COMMANDS, GATEWAY_CONFIG, GATEWAY_EVENTS, GATEWAY_HEALTH, GATEWAY_LOGGER, GATEWAY_RESTORE_JOBS, GATEWAY_WORK_QUEUE, GATEWAY_FILE_STREAMS, GATEWAY_SITE_HEALTH, GATEWAY_COMMAND_RELAY } from './gateway.tokens.ts';
 import { RestoreJobsController, type RestoreJobReader } from './restore-jobs.controller.ts';
 import { InstantController } from './instant.controller.ts';
 import { restoreJobReader } from './restore-job.reader.ts';
@@ -44,6 +44,7 @@ import { mountConsole } from './console.static.ts';
 import { AuditChainController, type AuditChainProbe } from './audit-chain.controller.ts';
 import { OidcLoginController } from './oidc-login.controller.ts';
 import { SitesController, natsSiteHealth, type SiteHealthSource } from './sites.controller.ts';
+import { CommandRelayController, natsCommandRelay, type CommandRelay } from './command-relay.controller.ts';
 import { natsServers, progressSubject } from '@cairn/contracts';
 
 export interface GatewayDeps {
@@ -70,6 +71,8 @@ export interface GatewayDeps {
   readonly fileStreams?: FileStreamSource;
   /** At the hub: every site's health (GET /v1/sites/health answers 404 without it). */
   readonly siteHealth?: SiteHealthSource;
+  /** Relays commands people signed in the browser, unchanged (POST /v1/sites/:site/commands answers 503 without it). */
+  readonly commandRelay?: CommandRelay;
 }
 
 /** What a supervisor says about the nats-server it started and restarts. */
@@ -157,7 +160,7 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController, FilesController, SitesController],
+      controllers: [SystemController, InventoryController, JobsController, RestoreJobsController, InstantController, PoliciesController, AuditController, MetricsController, IdentityController, SessionController, OidcLoginController, EventsController, AuditChainController, FilesController, SitesController, CommandRelayController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: deps.config },
         { provide: GATEWAY_LOGGER, useValue: deps.logger },
@@ -169,6 +172,7 @@ export class GatewayModule {
         { provide: GATEWAY_EVENTS, useValue: deps.events },
         { provide: GATEWAY_AUDIT_CHAIN, useValue: deps.auditChain },
         { provide: GATEWAY_SITE_HEALTH, useValue: deps.siteHealth },
+        { provide: GATEWAY_COMMAND_RELAY, useValue: deps.commandRelay },
         ...(deps.restoreJobs ? [{ provide: GATEWAY_RESTORE_JOBS, useValue: deps.restoreJobs }] : []),
         ...(deps.fileStreams ? [{ provide: GATEWAY_FILE_STREAMS, useValue: deps.fileStreams }] : []),
         GatewayService,
@@ -269,6 +273,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       fileStreams: { pull: (id, first) => pullFileStream(nc, config.site, id, { first }), cancel: (id) => cancelFileStream(nc, config.site, id) },
       ...(options.auditChain ? { auditChain: options.auditChain } : {}),
       ...(config.site === 'hub' ? { siteHealth: natsSiteHealth(nc, Math.min(config.timeoutMs, 15_000)) } : {}),
+      commandRelay: natsCommandRelay(nc),
       connection: trackConnection(nc), ...(options.natsServer ? { natsServer: options.natsServer } : {}),
     });
     if (options.accessRecovery !== false) recovery = await serveAccessRecovery({ nc, site: config.site, identities });

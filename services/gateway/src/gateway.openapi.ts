@@ -14,6 +14,7 @@ import './events.controller.ts';
 import './audit-chain.controller.ts';
 import './files.controller.ts';
 import './sites.controller.ts';
+import './command-relay.controller.ts';
 import { ROUTE_SPECS } from './route.decorator.ts';
 import { buildOpenApiDocument, renderOpenApi } from './openapi.document.ts';
 

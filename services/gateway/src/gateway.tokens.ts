@@ -11,3 +11,4 @@ export const GATEWAY_AUDIT_CHAIN = Symbol.for('cairn.gateway.audit-chain');
 export const GATEWAY_RESTORE_JOBS = Symbol.for('cairn.gateway.restore-jobs');
 export const GATEWAY_FILE_STREAMS = Symbol.for('cairn.gateway.file-streams');
 export const GATEWAY_SITE_HEALTH = Symbol.for('cairn.gateway.site-health');
+export const GATEWAY_COMMAND_RELAY = Symbol.for('cairn.gateway.command-relay');

@@ -10,8 +10,8 @@ import { inZone, nextRuns, retentionInWords } from '../schedule.ts';
 import { Empty, ErrorBox, Loading, Page } from '../ui.tsx';
 import { minutesInWords, rpoMinutesOf } from '../rpo.ts';
 
-type Draft = Omit<Policy, 'policyId' | 'version' | 'deletedAt' | 'pausedAt'>;
-const NEW: Draft = {
+export type Draft = Omit<Policy, 'policyId' | 'version' | 'deletedAt' | 'pausedAt'>;
+export const NEW: Draft = {
   name: '', selector: { names: [] }, schedule: { cron: '0 2 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone },
   retention: { last: 7, daily: 7, weekly: 4, monthly: 6, yearly: 0 }, repository: 'default', keyRef: 'default', priority: 100,
 };
@@ -70,7 +70,7 @@ export function PoliciesPage() {
   );
 }
 
-function strip(p: Policy): Draft {
+export function strip(p: Policy): Draft {
   const draft = { ...p } as Partial<Policy> & Record<string, unknown>;
   for (const k of ['policyId', 'version', 'deletedAt', 'pausedAt', 'createdAt', 'updatedAt', 'site']) delete draft[k];
   return draft as Draft;
@@ -78,7 +78,19 @@ function strip(p: Policy): Draft {
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 
-function PolicyForm(props: { initial: { policyId?: string; draft: Draft }; onDone: (message: string) => void }) {
+/** Saves through the site's own API (the default); the hub's page passes one that signs and relays (hub.tsx). */
+export type SavePolicy = (body: Draft, policyId: string | undefined) => Promise<string>;
+
+const saveHere: SavePolicy = async (body, policyId) => {
+  if (policyId) {
+    const r = await post<{ approvalId?: string }>(`/v1/policies/${encodeURIComponent(policyId)}`, body);
+    return r.approvalId ? 'The change keeps fewer restore points: a second administrator must approve it (Approvals).' : `Policy ${body.name} saved.`;
+  }
+  await post('/v1/policies', body, { 'Idempotency-Key': crypto.randomUUID() });
+  return `Policy ${body.name} created.`;
+};
+
+export function PolicyForm(props: { initial: { policyId?: string; draft: Draft }; onDone: (message: string) => void; save?: SavePolicy; disabled?: boolean }) {
   const [d, setD] = useState<Draft>(props.initial.draft);
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
@@ -89,13 +101,7 @@ function PolicyForm(props: { initial: { policyId?: string; draft: Draft }; onDon
     setBusy(true); setError(undefined);
     try {
       const body = { ...d, selector: Object.fromEntries(Object.entries(d.selector).filter(([, v]) => (Array.isArray(v) ? v.length : v))) };
-      if (props.initial.policyId) {
-        const r = await post<{ approvalId?: string }>(`/v1/policies/${encodeURIComponent(props.initial.policyId)}`, body);
-        props.onDone(r.approvalId ? 'The change keeps fewer restore points: a second administrator must approve it (Approvals).' : `Policy ${d.name} saved.`);
-      } else {
-        await post('/v1/policies', body, { 'Idempotency-Key': crypto.randomUUID() });
-        props.onDone(`Policy ${d.name} created.`);
-      }
+      props.onDone(await (props.save ?? saveHere)(body, props.initial.policyId));
     } catch (err) {
       setError(err);
     } finally {
@@ -127,7 +133,7 @@ function PolicyForm(props: { initial: { policyId?: string; draft: Draft }; onDon
       </div>
       <ErrorBox error={error} />
       <div class="row">
-        <button type="submit" class="primary" disabled={busy}>{busy ? 'Saving…' : 'Save'}</button>
+        <button type="submit" class="primary" disabled={busy || props.disabled}>{busy ? 'Saving…' : 'Save'}</button>
         <button type="button" onClick={() => props.onDone('')}>Cancel</button>
       </div>
     </form>
