@@ -117,8 +117,12 @@ describe('the signing vector shared with the console\'s browser signer (signing.
     const v = JSON.parse(await readFile(new URL('./signing.vector.json', import.meta.url), 'utf8')) as {
       keyFile: { seed: string; publicKey: string; userId: string }; issuedAt: string; command: Command; signingString: string; auth: unknown;
       approval: { approvalId: string; action: unknown; statement: string; signature: unknown };
+      commandVersions: Record<string, number>; canonical: { value: unknown; json: string };
     };
-    const { approvalStatement, commandSigningString, signStatement } = await import('@cairn/contracts');
+    const { approvalStatement, canonicalJson, commandSigningString, latestCommandVersion, signStatement } = await import('@cairn/contracts');
+    // What the console's copy of these must agree with (it imports no server library).
+    for (const [name, version] of Object.entries(v.commandVersions)) expect(version, name).toBe(latestCommandVersion(name as never));
+    expect(canonicalJson(v.canonical.value)).toBe(v.canonical.json);
     const signer = signerFromSeed(v.keyFile.seed);
     expect(signer.publicKey).toBe(v.keyFile.publicKey);
     expect(commandSigningString(v.command, v.issuedAt)).toBe(v.signingString);
