@@ -92,21 +92,23 @@ describe('snapshot coordinator restart with a VMware view open (child process, N
       const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', { jobId: 'vjob1', vmId: 'DC0_H0_VM0', quiesce: 'off' }, { idempotencyKey: 'vsnap1', timeoutMs: 120_000 });
       expect(reply, JSON.stringify(reply)).toEqual({ accepted: true, result: { snapshotId: 'vsnap1' } });
       const taken = (await events('job-vjob1')).find((e) => e.type === 'SnapshotTaken') as Extract<KnownEvent, { type: 'SnapshotTaken' }>;
-      const { socket, exports } = taken.data.nbd;
+      const nbd = taken.data.nbd;
+      if (!('socket' in nbd)) throw new Error(`the view is not on a unix socket: ${JSON.stringify(nbd)}`);
+      const { socket, exports } = nbd;
       expect(exports).toEqual([expect.objectContaining({ disk: 'scsi0-0', mode: 'full' })]);
       expect(await snapshots()).toEqual(['cairn-vmw-vjob1']);
       // A mover reads the first 4 MiB, then the coordinator dies.
-      const client = await NbdClient.connect({ path: socket! }, { exportName: exports[0]!.exportName });
-      expect(sha(await client.read(0, 4 * MiB))).toBe(sha(data.subarray(0, 4 * MiB)));
+      const client = await NbdClient.connect({ path: socket }, { exportName: exports[0]!.exportName });
+      expect(sha(Buffer.from(await client.read(0, 4 * MiB)))).toBe(sha(data.subarray(0, 4 * MiB)));
       await client.close();
       await kill('SIGKILL');
       expect(await snapshots()).toEqual(['cairn-vmw-vjob1']);
-      await access(socket!); // the killed run's socket file is still there
+      await access(socket); // the killed run's socket file is still there
 
       output = '';
       await start();
       // Adopted from the view records and served again on the same socket: the whole disk, identical.
-      expect(sha(await readExport(socket!, exports[0]!.exportName))).toBe(sha(data));
+      expect(sha(await readExport(socket, exports[0]!.exportName))).toBe(sha(data));
       expect(output).toContain('adopted vmware view served again');
       expect(await snapshots()).toEqual(['cairn-vmw-vjob1']);
       const released = await bus.send('snapshot-coordinator', 'ReleaseSnapshot', { jobId: 'vjob1', snapshotId: 'vsnap1', outcome: 'success' }, { idempotencyKey: 'rel-vsnap1', timeoutMs: 120_000 });
