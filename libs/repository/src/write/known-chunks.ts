@@ -8,7 +8,7 @@
 // file of whole ids plus 4 bytes per id in memory, exact on every answer); only ids learnt
 // since the table was last rebuilt sit in a `Set`, folded into the table in the background once
 // there are `max(65,536, table size / 32)` of them.
-import type { Backend } from '../backend/backend.ts';
+import { BackendError, type Backend } from '../backend/backend.ts';
 import { CHUNKS_PREFIX, chunkKey, idFromContentKey } from '../format/layout.ts';
 import { readGeneration } from '../leases/leases.ts';
 import { ArrayCursor, ChunkIdTable, defaultTableDir, RunWriter, type Cursor } from './chunk-id-table.ts';
@@ -100,8 +100,14 @@ export class KnownChunks {
       }
       await this.rebuild(runs.cursors(), runs.count, epoch);
       if (epoch === this.epoch) this.complete = true;
+    } catch (e) {
+      // A local file failed (a backend's errors are BackendErrors, passed on as they are).
+      if (!(e instanceof BackendError) && (e as NodeJS.ErrnoException).syscall !== undefined) {
+        throw new Error(`the known-chunks table in ${this.dir} could not be written: ${(e as Error).message} (it takes ~32 bytes per chunk of the repository; TMPDIR chooses the directory)`, { cause: e });
+      }
+      throw e;
     } finally {
-      await runs.close();
+      await runs.close().catch(() => undefined);
     }
   }
 

@@ -82,6 +82,15 @@ describe('known chunks', () => {
     known.close();
   });
 
+  it('says where the table could not be written (TMPDIR) and stores nothing wrongly as known', async () => {
+    const b = new MemoryBackend();
+    await b.put(chunkKey(id(1)), new Uint8Array(1));
+    const known = new KnownChunks(b, 0, '/nonexistent/cairn-known-chunks');
+    await expect(known.contains(id(1))).rejects.toThrow(/known-chunks table in \/nonexistent\/cairn-known-chunks could not be written: .*ENOENT.*TMPDIR/);
+    expect(known.has(id(1))).toBe(false);
+    known.close();
+  });
+
   it('a failed listing is not remembered: the next writer lists again', async () => {
     const b = new MemoryBackend();
     await b.put(chunkKey(id(1)), new Uint8Array(1));
