@@ -79,4 +79,22 @@ describe('NBD exports over TCP with TLS for data movers on other nodes (real QEM
     await repo.restoreDisk(result.restorePointId, d.disk, out);
     expect((await readFile(out)).equals(expected)).toBe(true);
   }, 240_000);
+
+  it('never serves views without TLS on an NBD server someone else started plainly at that address', async () => {
+    const dir = await h.tmpDir();
+    const site = await initSiteSecurity({ dir: join(dir, 'site'), site: 's1', identities: ['data-mover'] });
+    const tls = await issueNbdServerTls(site.dir, join(dir, 'nbd-tls'), { site: 's1', node: 'hv1', hosts: ['127.0.0.1'] });
+    const vm = await startQemuVm({ dir: join(dir, 'vm'), name: 'vm-b', disks: [{ id: 'vblk0', format: 'qcow2', sizeBytes: MiB }], extraMonitors: 1 });
+    h.onClose(() => vm.kill('SIGKILL'));
+    const port = await freePort();
+    const other = await QmpClient.connect(vm.monitors[0]!);
+    h.onClose(() => other.close());
+    await other.execute('nbd-server-start', { addr: { type: 'inet', data: { host: '127.0.0.1', port: String(port) } } });
+    const adapter = await QemuAdapter.connect({
+      qmpSocket: vm.qmpPath, overlayDir: join(dir, 'overlays'), nbd: { host: '127.0.0.1', port }, nbdServerTlsDir: tls.dir,
+    });
+    h.onClose(() => adapter.close());
+    await expect(adapter.openView({ vm: 'vm-b', mode: 'full', jobId: 'job-2' })).rejects.toThrow(/already running at 127\.0\.0\.1:\d+ in this QEMU (serves without TLS|does not require TLS)/);
+    expect(adapter.openViews()).toEqual([]);
+  }, 240_000);
 });

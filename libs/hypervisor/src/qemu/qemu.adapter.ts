@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type {
   DiskRef, HypervisorAdapter, NbdAddress, OpenViewRequest, QuiesceResult, ReapReport, View, ViewDisk, VmInfo,
 } from '../hypervisor.port.ts';
+import { NbdClient } from '@cairn/nbd';
 import { QmpClient } from '../qmp/qmp-client.ts';
 import { QmpError } from '../qmp/qmp-errors.ts';
 import { FreezeGuard, GuestAgentClient } from './guest-agent.ts';
@@ -305,9 +306,24 @@ export class QemuAdapter implements HypervisorAdapter {
       this.#nbdShared = false;
     } catch (e) {
       if (!(e instanceof QmpError && /already running/i.test(e.desc))) throw e;
-      // Another user of this QEMU (or our earlier run) started it: share it.
+      // Another user of this QEMU (or our earlier run) started it: share it, but never serve
+      // views without TLS when TLS is configured.
+      if (tlsDir !== undefined && this.#nbdShared === undefined && !('socketPath' in a)) await this.#requireTls(a.host, a.port);
       this.#nbdShared ??= true;
     }
+  }
+
+  /** A plain NBD client must be refused before any option (NBD_REP_ERR_TLS_REQD), else the server serves without TLS. */
+  async #requireTls(host: string, port: number): Promise<void> {
+    let plain: NbdClient | undefined;
+    try {
+      plain = await NbdClient.connect({ host, port }, { exportName: 'cairn-tls-probe' });
+    } catch (e) {
+      if (/requires TLS/i.test((e as Error).message)) return;
+      throw new Error(`the NBD server already running at ${host}:${String(port)} in this QEMU does not require TLS (${(e as Error).message}); with nbdServerTlsDir set Cairn serves no view there: stop it (nbd-server-stop) or give the instance another address`, { cause: e });
+    }
+    await plain.close().catch(() => undefined);
+    throw new Error(`the NBD server already running at ${host}:${String(port)} in this QEMU serves without TLS; with nbdServerTlsDir set Cairn serves no view there: stop it (nbd-server-stop) or give the instance another address`);
   }
 
   async #export(viewId: string, index: number, disk: DiskRef, plan: DiskPlan): Promise<ViewDisk> {
