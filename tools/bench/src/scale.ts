@@ -186,6 +186,7 @@ try {
 
   // Exactly once, from the log: per job one RestorePointCommitted and one JobCompleted.
   const perJob = new Map<string, { committed: number; completed: number; failed: number; started: number }>();
+  const eventsOf = new Map<string, string[]>();
   const reasons = new Set<string>();
   for await (const r of log.readAll({ category: 'job' })) {
     if (r.position <= head) continue;
@@ -195,6 +196,12 @@ try {
     if (r.event.type === 'JobFailed') { j.failed++; if (reasons.size < 5) reasons.add(JSON.stringify(r.event.data).slice(0, 300)); }
     if (r.event.type === 'TransferStarted') j.started++;
     perJob.set(r.event.correlationId, j);
+    // Kept for the report of a job that broke exactly-once.
+    const line = `${r.event.type} id=${r.event.id} stream=${r.event.streamId} rev=${r.revision} pos=${r.position} at=${r.event.time} by=${r.event.actor.id}`;
+    eventsOf.set(r.event.correlationId, [...(eventsOf.get(r.event.correlationId) ?? []), line]);
+  }
+  for (const [id, j] of perJob) {
+    if (j.completed > 1 || j.committed > 1) say(`job ${id} not exactly once:\n  ${eventsOf.get(id)!.join('\n  ')}`);
   }
   const jobs = [...perJob.values()];
   // What the run appended (JetStream appends), per job and by category.
