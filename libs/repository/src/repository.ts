@@ -157,8 +157,13 @@ export async function openRepositoryWithRecoveryKey(backend: Backend, recoveryKe
 }
 
 /** Every role at once: the composition roots open one and hand each consumer the role it declares (roles.ts). */
+/** Manifest summaries a Repository keeps (about 300 bytes each). */
+const SUMMARY_CACHE = 100_000;
+
 export class Repository implements RestorePointWriter, RestorePointReader, RetentionRole, ReplicationSourceRole, MaintenanceRole, KeyCustodianRole {
   private readonly known: KnownChunks;
+  /** Summaries of manifests read (immutable once written), oldest dropped first past SUMMARY_CACHE. */
+  private readonly summaries = new Map<string, RestorePointSummary>();
 
   /** `openedWith`: how the keys were unwrapped (the key journal records it with each key operation). */
   constructor(private readonly core: RepositoryCore, readonly openedWith: OpenedWith = 'passphrase') {
@@ -182,14 +187,22 @@ export class Repository implements RestorePointWriter, RestorePointReader, Reten
   async listRestorePoints(): Promise<RestorePointSummary[]> {
     const out: RestorePointSummary[] = [];
     for (const id of await this.core.listRestorePointIds()) {
-      const m = await this.core.readManifest(id);
-      out.push({
-        id: m.id, vm: { id: m.vm.id, name: m.vm.name },
-        ...(m.parentId ? { parentId: m.parentId } : {}),
-        ...(m.labels ? { labels: m.labels } : {}),
-        createdAt: m.createdAt, committedAt: m.committedAt,
-        disks: m.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
-      });
+      // A manifest is written once and never replaced: its summary is read once per process
+      // (a data mover asked again on every redelivered transfer read every manifest each time).
+      let summary = this.summaries.get(id);
+      if (!summary) {
+        const m = await this.core.readManifest(id);
+        summary = {
+          id: m.id, vm: { id: m.vm.id, name: m.vm.name },
+          ...(m.parentId ? { parentId: m.parentId } : {}),
+          ...(m.labels ? { labels: m.labels } : {}),
+          createdAt: m.createdAt, committedAt: m.committedAt,
+          disks: m.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes })),
+        };
+        if (this.summaries.size >= SUMMARY_CACHE) this.summaries.delete(this.summaries.keys().next().value!);
+        this.summaries.set(id, summary);
+      }
+      out.push(summary);
     }
     return out;
   }
