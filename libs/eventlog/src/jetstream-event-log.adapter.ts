@@ -175,7 +175,29 @@ export class JetStreamEventLog implements EventLog {
 
   // ---- append -------------------------------------------------------------------------
 
+  /** The append under way to each stream from this client (the next one waits for it). */
+  private readonly appending = new Map<string, Promise<unknown>>();
+
+  /**
+   * Appends to one stream from this client go one at a time. nats-server before 2.9.21 may accept
+   * two concurrent publishes to a clustered (R3) stream that expect the same last subject
+   * sequence (nats-server#4320), so two writers that both decided on revision n could both land:
+   * seen as a job completed twice in a 2,000-VM scale run with a cluster member killed. Waiting
+   * here keeps the expected-revision check serial for every writer of this process; across
+   * processes it takes a server with that fix.
+   */
   async append(streamId: string, events: readonly CairnEvent[], options: AppendOptions): Promise<AppendResult> {
+    const before = this.appending.get(streamId);
+    const mine = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.appendNow(streamId, events, options));
+    this.appending.set(streamId, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.appending.get(streamId) === mine) this.appending.delete(streamId);
+    }
+  }
+
+  private async appendNow(streamId: string, events: readonly CairnEvent[], options: AppendOptions): Promise<AppendResult> {
     // A signing client signs each event as its writer, and refuses a kind the writer may not emit.
     const signer = this.provenance?.signer;
     const encoded = encodeBatch(this.site, streamId, signer ? events.map((e) => signEvent(e, signer)) : events);

@@ -178,7 +178,10 @@ export class Scheduler {
     if (leader !== this.leader) this.logger.info({ leader }, leader ? 'became the active scheduler' : 'standing by');
     this.leader = leader;
     if (leader) {
-      this.inflight.clear();
+      // Steps that ended (or failed) under an earlier leadership are looked at again now; a step
+      // still under way is not started a second time beside itself (two appends deciding on the
+      // same revision: a clustered nats-server before 2.9.21 may store both, nats-server#4320).
+      for (const [jobId, p] of this.inflight) if (p.at >= 0) this.inflight.delete(jobId);
       void this.tick();
     }
   }
