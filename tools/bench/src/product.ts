@@ -14,7 +14,7 @@
 // repository benchmark's runners (run.ts) on the same raw images in the same run. Then three VMs
 // at once (full backups, aggregate MB/s).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { open, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -39,7 +39,7 @@ const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
 
 // ---- the pieces: a paused QEMU, `cairn up`, the CLI, the stack's memory
 
-interface BenchVm {
+export interface BenchVm {
   readonly name: string;
   readonly qmpPath: string;
   /** The QEMU process (its CPU time is what serving the NBD export costs). */
@@ -49,7 +49,7 @@ interface BenchVm {
   stop(): Promise<void>;
 }
 
-async function startVm(dir: string, name: string, rawImage: string): Promise<BenchVm> {
+export async function startVm(dir: string, name: string, rawImage: string): Promise<BenchVm> {
   await mkdir(dir, { recursive: true });
   const disk = join(dir, 'disk0.qcow2');
   // qemu-img leaves zero ranges unallocated, as a thin disk has them.
@@ -123,13 +123,13 @@ async function treeUsage(root: number): Promise<{ rss: number; cpu: number }> {
 }
 
 /** CPU seconds (user + system, all threads) a process has used so far (USER_HZ = 100 on Linux). */
-async function processCpu(pid: number | string): Promise<number> {
+export async function processCpu(pid: number | string): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-interface Cairn {
+export interface Cairn {
   readonly dataDir: string;
   readonly pid: number;
   /** Peak RSS of the whole stack (cairn up, its workers, nats-server) since the last reset. */
@@ -137,7 +137,8 @@ interface Cairn {
   resetPeak(): void;
   /** CPU seconds the whole stack used so far. */
   cpu(): Promise<number>;
-  cli(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; ms: number; cpu: number }>;
+  /** Runs the CLI; `startedAt`/`endedAt` are wall-clock ms (Date.now) of its spawn and exit. */
+  cli(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; ms: number; cpu: number; startedAt: number; endedAt: number }>;
   stop(): Promise<void>;
 }
 
@@ -161,7 +162,7 @@ async function treeBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function startCairn(dataDir: string, chunkSize?: string): Promise<Cairn> {
+export async function startCairn(dataDir: string, chunkSize?: string): Promise<Cairn> {
   if (chunkSize) await initRepository(dataDir, chunkSize);
   // info: the data mover's 'restore point committed' line carries the transfer's timings.
   const env = { ...process.env, CAIRN_LOG_LEVEL: 'info' };
@@ -189,6 +190,7 @@ async function startCairn(dataDir: string, chunkSize?: string): Promise<Cairn> {
     cli(args, timeoutMs = 900_000) {
       return new Promise((ok, fail) => {
         const t0 = performance.now();
+        const startedAt = Date.now();
         const c = spawn(process.execPath, [CAIRN, '--data', dataDir, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
@@ -203,7 +205,7 @@ async function startCairn(dataDir: string, chunkSize?: string): Promise<Cairn> {
           clearTimeout(timer);
           clearInterval(cpuTimer);
           const ms = performance.now() - t0;
-          if (code === 0) ok({ stdout, ms, cpu });
+          if (code === 0) ok({ stdout, ms, cpu, startedAt, endedAt: startedAt + ms });
           else fail(new Error(`cairn ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.trim()}`));
         });
       });
@@ -250,6 +252,49 @@ async function transferTimings(dataDir: string, jobId: string): Promise<Record<s
   return undefined;
 }
 
+/**
+ * The split of one `cairn restore --to` (ms), from the data mover's log lines for its restore id
+ * (pino's epoch-ms `time`): the CLI until the request is recorded (start-up, connect, the
+ * catalogue query for the disk, RequestRestore), the queue and plan until the mover starts,
+ * the chunks written (fetch, open, write into the page cache), the final fsync, the rename, the
+ * job's completion events, and the CLI noticing the end and exiting.
+ */
+export const RESTORE_PHASES: ReadonlyArray<readonly [string, string]> = [
+  ['cli', 'CLI start-up to the request recorded'],
+  ['queue', 'request → mover started (queue, plan, RestoreStarted)'],
+  ['write', 'chunks fetched, opened, written (page cache)'],
+  ['sync', 'fsync of the restored file'],
+  ['finish', 'rename into place'],
+  ['complete', 'DiskRestored + RestoreCompleted recorded'],
+  ['exit', 'CLI sees the end and exits'],
+];
+
+export async function restoreSplit(dataDir: string, restoreId: string, cli: { startedAt: number; endedAt: number }): Promise<Record<string, number> | undefined> {
+  for (let i = 0; i < 50; i++) {
+    const text = await readFile(join(dataDir, 'logs', 'cairn.log'), 'utf8').catch(() => '');
+    const at: Record<string, { time: number; restoreTimings?: { writeMs: number; syncMs: number; finishMs: number } }> = {};
+    for (const line of text.split('\n')) {
+      if (!line.includes(restoreId)) continue;
+      try {
+        const rec = JSON.parse(line) as { restoreId?: string; msg?: string; time?: number; restoreTimings?: { writeMs: number; syncMs: number; finishMs: number } };
+        if (rec.restoreId === restoreId && rec.msg && typeof rec.time === 'number') at[rec.msg] = { time: rec.time, ...(rec.restoreTimings ? { restoreTimings: rec.restoreTimings } : {}) };
+      } catch { /* a line being written */ }
+    }
+    const req = at['restore requested']; const started = at['restore started']; const written = at['restore disk written']; const done = at['restore completed'];
+    if (req && started && written?.restoreTimings && done) {
+      const t = written.restoreTimings;
+      return {
+        cli: req.time - cli.startedAt, queue: started.time - req.time,
+        // What the mover did before the chunks (source open, the target's checks) counts as write.
+        write: written.time - started.time - t.syncMs - t.finishMs, sync: t.syncMs, finish: t.finishMs,
+        complete: done.time - written.time, exit: cli.endedAt - done.time,
+      };
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return undefined;
+}
+
 /** Consecutive event pairs that make the phases of a backup job. */
 export const PHASES: ReadonlyArray<readonly [string, string, string]> = [
   ['request → snapshot asked', 'JobRequested', 'SnapshotRequested'],
@@ -280,7 +325,7 @@ export function jobTimes(detail: { jobId: string; restorePointId: string | null;
   };
 }
 
-async function backup(cairn: Cairn, vm: string): Promise<JobTimes> {
+export async function backup(cairn: Cairn, vm: string): Promise<JobTimes> {
   const r = await cairn.cli(['--json', 'backup', vm, '--wait', '--timeout', '1800']);
   const { jobId } = JSON.parse(r.stdout) as { jobId: string };
   // The job's events are in the catalogue once it completed; ask until JobCompleted shows.
@@ -296,7 +341,7 @@ async function backup(cairn: Cairn, vm: string): Promise<JobTimes> {
   }
 }
 
-async function addVm(cairn: Cairn, vm: BenchVm, host: string): Promise<void> {
+export async function addVm(cairn: Cairn, vm: BenchVm, host: string): Promise<void> {
   await cairn.cli(['hypervisor', 'add', 'qemu', '--qmp', vm.qmpPath, '--name', host]);
   for (let i = 0; ; i++) {
     const list = JSON.parse((await cairn.cli(['--json', 'vm', 'list'])).stdout) as Array<{ name: string }>;
@@ -307,7 +352,7 @@ async function addVm(cairn: Cairn, vm: BenchVm, host: string): Promise<void> {
 }
 
 /** Writes the changed image's changed blocks into the VM's disk through QEMU. */
-async function writeChanges(vm: BenchVm, images: Images, spec: ImageSpec): Promise<number> {
+export async function writeChanges(vm: BenchVm, images: Images, spec: ImageSpec): Promise<number> {
   const fh = await open(images.changed.path, 'r');
   try {
     const blocks = changedBlocks(spec);
@@ -328,13 +373,15 @@ interface CairnRun {
   readonly full: JobTimes;
   readonly incremental: JobTimes;
   readonly restoreMs: number;
+  /** The restore's split (RESTORE_PHASES), when the log had it. */
+  readonly restoreSplit?: Readonly<Record<string, number>>;
   readonly fullPeakRss: number;
   readonly peakRss: number;
   /** CPU seconds of the stack (cairn up and its descendants) and of QEMU (serving NBD) per step; the restore's include its CLI process. */
   readonly cpu: { readonly full: StepCpu; readonly incremental: StepCpu; readonly restore: StepCpu };
 }
 
-interface StepCpu {
+export interface StepCpu {
   readonly stack: number;
   /** The main thread of `cairn up` (every service's event loop: NBD sockets, uploads, NATS): the part that cannot spread over cores. */
   readonly main: number;
@@ -342,7 +389,7 @@ interface StepCpu {
 }
 
 /** CPU the stack and QEMU use during `step` (the CLI process's own CPU added by the caller where it matters). */
-async function measureCpu<T>(cairn: Cairn, vm: BenchVm, step: () => Promise<T>): Promise<{ value: T; cpu: StepCpu }> {
+export async function measureCpu<T>(cairn: Cairn, vm: BenchVm, step: () => Promise<T>): Promise<{ value: T; cpu: StepCpu }> {
   const mainThread = `${cairn.pid}/task/${cairn.pid}`;
   const [s0, m0, q0] = await Promise.all([cairn.cpu(), processCpu(mainThread), processCpu(vm.pid)]);
   const value = await step();
@@ -350,7 +397,7 @@ async function measureCpu<T>(cairn: Cairn, vm: BenchVm, step: () => Promise<T>):
   return { value, cpu: { stack: s1 - s0, main: m1 - m0, qemu: q1 - q0 } };
 }
 
-async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot: string, chunkSize?: string): Promise<CairnRun> {
+async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot: string, chunkSize?: string, restores = 1): Promise<CairnRun> {
   const dir = join(workRoot, `cairn-${index}`);
   await rm(dir, { recursive: true, force: true });
   const vm = await startVm(join(dir, 'vm'), 'bench-vm', images.base.path);
@@ -367,14 +414,23 @@ async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot
     const written = await writeChanges(vm, images, spec);
     const { value: incremental, cpu: incCpu } = await measureCpu(cairn, vm, () => backup(cairn!, vm.name));
     log(`cairn run ${index}: incremental (${written} blocks written through QEMU) job ${(incremental.jobMs / 1000).toFixed(2)} s (command ${(incremental.wallMs / 1000).toFixed(2)} s), read ${(incremental.bytesRead / MB).toFixed(0)} MB, CPU stack ${incCpu.stack.toFixed(1)} s (main thread ${incCpu.main.toFixed(1)} s) + QEMU ${incCpu.qemu.toFixed(1)} s; repository grew ${((await treeBytes(repository) - repoFull) / MB).toFixed(1)} MB`);
-    const target = join(cairn.dataDir, 'restores', 'restored.raw');
-    const { value: restore, cpu: restoreCpu } = await measureCpu(cairn, vm, () => cairn!.cli(['restore', incremental.restorePointId, '--to', target]));
-    const sha = await sha256File(target);
-    if (sha !== images.changed.sha256) throw new Error(`cairn restored a different image (sha256 ${sha}, expected ${images.changed.sha256})`);
-    log(`cairn run ${index}: restore ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches), CPU stack ${restoreCpu.stack.toFixed(1)} s (main thread ${restoreCpu.main.toFixed(1)} s) + CLI ${restore.cpu.toFixed(1)} s`);
+    // --restores N: the same restore N times on this stack (A/B of the restore path alone); medians.
+    const done: Array<{ ms: number; cpu: StepCpu; split?: Record<string, number> }> = [];
+    for (let k = 1; k <= restores; k++) {
+      const target = join(cairn.dataDir, 'restores', 'restored.raw');
+      await rm(target, { force: true });
+      const restoreId = randomUUID();
+      const { value: restore, cpu: restoreCpu } = await measureCpu(cairn, vm, () => cairn!.cli(['restore', incremental.restorePointId, '--to', target, '--id', restoreId]));
+      const sha = await sha256File(target);
+      if (sha !== images.changed.sha256) throw new Error(`cairn restored a different image (sha256 ${sha}, expected ${images.changed.sha256})`);
+      const split = await restoreSplit(cairn.dataDir, restoreId, restore);
+      log(`cairn run ${index}: restore${restores > 1 ? ` ${k}/${restores}` : ''} ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches), CPU stack ${restoreCpu.stack.toFixed(1)} s (main thread ${restoreCpu.main.toFixed(1)} s) + CLI ${restore.cpu.toFixed(1)} s; load ${load()}${split ? `\n  split: ${RESTORE_PHASES.map(([k2]) => `${k2} ${s2(split[k2] ?? 0)}`).join(', ')}` : ''}`);
+      done.push({ ms: restore.ms, cpu: { stack: restoreCpu.stack + restore.cpu, main: restoreCpu.main, qemu: restoreCpu.qemu }, ...(split ? { split } : {}) });
+    }
+    const mid = [...done].sort((a, b) => a.ms - b.ms)[Math.floor((done.length - 1) / 2)]!;
     return {
-      full, incremental, restoreMs: restore.ms, fullPeakRss, peakRss: cairn.peakRss(),
-      cpu: { full: fullCpu, incremental: incCpu, restore: { stack: restoreCpu.stack + restore.cpu, main: restoreCpu.main, qemu: restoreCpu.qemu } },
+      full, incremental, restoreMs: mid.ms, ...(mid.split ? { restoreSplit: mid.split } : {}), fullPeakRss, peakRss: cairn.peakRss(),
+      cpu: { full: fullCpu, incremental: incCpu, restore: mid.cpu },
     };
   } finally {
     await cairn?.stop();
@@ -458,7 +514,7 @@ export function flatTable(steps: readonly FlatStep[], runs: readonly CairnRun[],
 
 // ---- the report
 
-const s2 = (ms: number): string => (ms / 1000).toFixed(2);
+export const s2 = (ms: number): string => (ms / 1000).toFixed(2);
 
 /** The data mover's split of the transfer phase (TransferTimings), as rows of the phase table. */
 const TRANSFER_ROWS: ReadonlyArray<readonly [string, string]> = [
@@ -477,7 +533,7 @@ const transferCell = (values: ReadonlyArray<number | undefined>): string => {
   return known.length ? s2(median(known)) : 'n/a';
 };
 
-export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]; others: readonly RunResult[]; concurrent?: Concurrent }): { main: string; phases: string; cpu: string; concurrent?: string; targets: string } {
+export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]; others: readonly RunResult[]; concurrent?: Concurrent }): { main: string; phases: string; restore?: string; cpu: string; concurrent?: string; targets: string } {
   const d = o.diskBytes;
   const fullJob = median(o.cairn.map((r) => r.full.jobMs));
   const fullCmd = median(o.cairn.map((r) => r.full.wallMs));
@@ -511,6 +567,15 @@ export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]
     ...TRANSFER_ROWS.map(([key, name]) => `| ${name} | ${transferCell(o.cairn.map((r) => r.full.transfer?.[key]))} | ${transferCell(o.cairn.map((r) => r.incremental.transfer?.[key]))} |`),
     `| bytes read from the hypervisor | ${(median(o.cairn.map((r) => r.full.bytesRead)) / MB).toFixed(0)} MB | ${(median(o.cairn.map((r) => r.incremental.bytesRead)) / MB).toFixed(1)} MB |`,
   ].join('\n');
+  // The restore's split and what the final fsync adds (restic's restore does not sync).
+  const splits = o.cairn.map((r) => r.restoreSplit).filter((x): x is Readonly<Record<string, number>> => x !== undefined);
+  const restore = splits.length ? [
+    '| restore phase (`cairn restore --to`, from the mover\'s log) | s |',
+    '| --- | ---: |',
+    ...RESTORE_PHASES.map(([key, name]) => `| ${name} | ${s2(median(splits.map((x) => x[key] ?? 0)))} |`),
+    `| command to the last byte written (before the fsync) | ${s2(median(splits.map((x) => RESTORE_PHASES.reduce((a, [k]) => (k === 'sync' || k === 'finish' || k === 'complete' || k === 'exit' ? a : a + (x[k] ?? 0)), 0))))} |`,
+    `| command to the file synced, renamed and reported (its exit) | ${s2(restoreMs)} |`,
+  ].join('\n') : undefined;
   const c1 = (f: (r: CairnRun) => number | undefined): string => {
     const known = o.cairn.map(f).filter((v): v is number => v !== undefined && Number.isFinite(v));
     return known.length ? median(known).toFixed(1) : 'n/a';
@@ -542,7 +607,7 @@ export function productTables(o: { diskBytes: number; cairn: readonly CairnRun[]
     check('stack peak RSS during the full', '≤ 512 MiB', `${(peak / MiB).toFixed(0)} MiB`, peak <= 512 * MiB),
     check('three VMs at once', 'aggregate ≥ one VM\'s', o.concurrent ? `${(o.concurrent.aggregateMBps / singleMBps).toFixed(2)}×` : 'n/a', o.concurrent ? o.concurrent.aggregateMBps >= singleMBps * 0.95 : undefined),
   ].join('\n');
-  return { main, phases, cpu, ...(concurrent ? { concurrent } : {}), targets };
+  return { main, phases, ...(restore ? { restore } : {}), cpu, ...(concurrent ? { concurrent } : {}), targets };
 }
 
 async function main(): Promise<void> {
@@ -559,6 +624,7 @@ async function main(): Promise<void> {
       images: { type: 'string' },
       doc: { type: 'string' },
       'no-doc': { type: 'boolean', default: false },
+      restores: { type: 'string', default: '1' },
       'chunk-size': { type: 'string' },
     },
   });
@@ -590,7 +656,7 @@ async function main(): Promise<void> {
     const otherRuns: RunResult[] = [];
     for (let i = 1; i <= runs; i++) {
       // Cairn, restic and borg take turns inside each run: a noisy minute hurts all alike.
-      cairnRuns.push(await cairnRun(i, images, spec, workRoot, values['chunk-size']));
+      cairnRuns.push(await cairnRun(i, images, spec, workRoot, values['chunk-size'], Number(values.restores)));
       for (const t of others) otherRuns.push(await runTool(TOOLS[t]!, i, images, workRoot));
     }
     const concurrent = concurrentVms > 1 ? await concurrentRun(concurrentVms, images, workRoot) : undefined;
@@ -599,7 +665,7 @@ async function main(): Promise<void> {
     for (const sz of values.flat ? values.flat.split(',').map((x) => parseSize(x.trim())) : []) flat.push(await flatRun(sz, spec.seed, workRoot));
     const loadEnd = load();
     const t = productTables({ diskBytes: size, cairn: cairnRuns, others: otherRuns, ...(concurrent ? { concurrent } : {}) });
-    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}\n\nCPU:\n${plainTable(t.cpu)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}${flat.length ? `\n\npeak RSS as the disk grows:\n${plainTable(flatTable(flat, cairnRuns, size))}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
+    console.log(`\n${fmtSize(size)} disk, ${runs} run(s), medians:\n${plainTable(t.main)}\n\nphases:\n${plainTable(t.phases)}${t.restore ? `\n\nrestore:\n${plainTable(t.restore)}` : ''}\n\nCPU:\n${plainTable(t.cpu)}${t.concurrent ? `\n\nconcurrent:\n${plainTable(t.concurrent)}` : ''}${flat.length ? `\n\npeak RSS as the disk grows:\n${plainTable(flatTable(flat, cairnRuns, size))}` : ''}\n\ntargets:\n${plainTable(t.targets)}`);
     const mix = layoutMix(imageLayout(spec));
     const cmd = `npx tsx tools/bench/src/product.ts${quick ? ' --quick' : ''}${values.size ? ` --size ${values.size}` : ''}${values.runs ? ` --runs ${runs}` : ''}${values.flat ? ` --flat ${values.flat}` : ''}`;
     const body = [
@@ -612,6 +678,7 @@ async function main(): Promise<void> {
       t.main,
       '',
       t.phases,
+      ...(t.restore ? ['', t.restore] : []),
       '',
       t.cpu,
       ...(t.concurrent ? ['', t.concurrent] : []),

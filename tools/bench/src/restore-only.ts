@@ -1,0 +1,131 @@
+// The product's restore alone (issue 20), for A/B runs of the restore path close in time:
+// `cairn restore <incremental> --to <file>` through the public CLI against `cairn up`, N times,
+// each timed from spawn to exit, checked by SHA-256, split by the data mover's log lines
+// (product.ts RESTORE_PHASES: CLI until the request, queue and plan, chunks written, fsync,
+// rename, completion events, CLI exit) and with the CPU seconds of the stack and of the CLI.
+//
+//   npx tsx tools/bench/src/restore-only.ts [--size 2G] [--restores 5] [--state /tmp/dir] [--images /tmp/dir]
+//
+// The first call prepares `--state` once (the generated images behind a paused QEMU, a full and
+// an incremental backup, as product.ts does) and keeps the stack's data directory there; later
+// calls only start `cairn up` on it (with the code of this checkout) and restore. The QEMU is
+// gone by then: the stack's coordinator finds its hypervisor unreachable, which the restore
+// does not need.
+import { execFile } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { MiB, type ImageSpec } from './image.ts';
+import { parseSize, prepareImages, sha256File } from './run.ts';
+import { median } from './report.ts';
+import { RESTORE_PHASES, addVm, backup, processCpu, restoreSplit, s2, startCairn, startVm, writeChanges } from './product.ts';
+
+const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+
+function log(message: string): void {
+  process.stderr.write(`[restore-only ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
+
+interface State { readonly spec: ImageSpec; readonly restorePointId: string; readonly sha256: string }
+
+async function prepare(stateDir: string, spec: ImageSpec, imagesDir: string): Promise<State> {
+  const file = join(stateDir, 'state.json');
+  const known = await readFile(file, 'utf8').then((t) => JSON.parse(t) as State, () => undefined);
+  if (known && JSON.stringify(known.spec) === JSON.stringify(spec)) return known;
+  await rm(stateDir, { recursive: true, force: true });
+  await mkdir(stateDir, { recursive: true });
+  const images = await prepareImages(spec, imagesDir);
+  const vm = await startVm(join(stateDir, 'vm'), 'bench-vm', images.base.path);
+  const cairn = await startCairn(join(stateDir, 'data')).catch(async (e: unknown) => { await vm.stop(); throw e; });
+  try {
+    await addVm(cairn, vm, 'bench-host');
+    const full = await backup(cairn, vm.name);
+    log(`prepared: full job ${s2(full.jobMs)} s`);
+    await writeChanges(vm, images, spec);
+    const inc = await backup(cairn, vm.name);
+    log(`prepared: incremental job ${s2(inc.jobMs)} s, restore point ${inc.restorePointId}`);
+    const state = { spec, restorePointId: inc.restorePointId, sha256: images.changed.sha256 };
+    await writeFile(file, JSON.stringify(state));
+    return state;
+  } finally {
+    await cairn.stop();
+    await vm.stop();
+    await rm(join(stateDir, 'vm'), { recursive: true, force: true });
+  }
+}
+
+/** CPU seconds (user, system) of each thread of `pid`, by thread name (/proc/<pid>/task/<tid>/stat). */
+async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: number }>> {
+  const out = new Map<string, { user: number; sys: number }>();
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  for (const tid of tids) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const name = stat.slice(stat.indexOf('(') + 1, close);
+    const f = stat.slice(close + 2).split(' ');
+    const key = `${name}#${tid}`;
+    out.set(key, { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 });
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: {
+    size: { type: 'string', default: '2G' }, restores: { type: 'string', default: '5' }, seed: { type: 'string', default: 'cairn-bench-1' },
+    state: { type: 'string', default: '/tmp/cairn-restore-only' }, threads: { type: 'boolean', default: false }, images: { type: 'string' }, label: { type: 'string', default: '' },
+  } });
+  const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed };
+  // A fresh CLI bundle first (the stack and the CLI run from it; a stale one rebuilds inside the timed command).
+  await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'cli', 'build.mjs')], { cwd: repoRoot });
+  const stateDir = resolve(values.state);
+  const state = await prepare(stateDir, spec, resolve(values.images ?? join(stateDir, 'images')));
+  const cairn = await startCairn(join(stateDir, 'data'));
+  const rows: Array<{ ms: number; cpu: number; main: number; cli: number; split?: Record<string, number> }> = [];
+  try {
+    const mainThread = `${cairn.pid}/task/${cairn.pid}`;
+    for (let k = 1; k <= Number(values.restores); k++) {
+      const target = join(cairn.dataDir, 'restores', 'restored.raw');
+      await rm(target, { force: true });
+      const restoreId = randomUUID();
+      const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
+      const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
+      const r = await cairn.cli(['restore', state.restorePointId, '--to', target, '--id', restoreId]);
+      const [s1, m1] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
+      if (t0) {
+        // --threads: where the stack's CPU went, per thread of `cairn up` (user / system seconds).
+        const t1 = await threadCpu(cairn.pid);
+        const byName = new Map<string, { user: number; sys: number; n: number }>();
+        for (const [key, v] of t1) {
+          const b = t0.get(key) ?? { user: 0, sys: 0 };
+          const name = key.split('#')[0]!;
+          const acc = byName.get(name) ?? { user: 0, sys: 0, n: 0 };
+          byName.set(name, { user: acc.user + v.user - b.user, sys: acc.sys + v.sys - b.sys, n: acc.n + 1 });
+        }
+        log(`threads of cairn up: ${[...byName].filter(([, v]) => v.user + v.sys > 0.005).sort((a, b) => (b[1].user + b[1].sys) - (a[1].user + a[1].sys)).map(([n, v]) => `${n}×${v.n} ${v.user.toFixed(2)}u+${v.sys.toFixed(2)}s`).join(', ')}`);
+      }
+      const sha = await sha256File(target);
+      if (sha !== state.sha256) throw new Error(`restored a different image (sha256 ${sha}, expected ${state.sha256})`);
+      const split = await restoreSplit(cairn.dataDir, restoreId, r);
+      const row = { ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}) };
+      rows.push(row);
+      log(`restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
+      await rm(target, { force: true });
+    }
+  } finally {
+    await cairn.stop();
+  }
+  const med = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
+  const summary = `${values.label ? `${values.label}: ` : ''}${rows.length} restores of ${spec.sizeBytes / MiB} MiB, medians: command ${s2(med((r) => r.ms))} s, CPU ${med((r) => r.cpu).toFixed(2)} s (main ${med((r) => r.main).toFixed(2)}, CLI ${med((r) => r.cli).toFixed(2)}); ${RESTORE_PHASES.map(([p]) => `${p} ${s2(med((r) => r.split?.[p] ?? 0))}`).join(', ')}; load ${load()}`;
+  console.log(summary);
+  await writeFile(join(repoRoot, 'tmp', 'restore-only.json'), JSON.stringify({ at: new Date().toISOString(), rows }, null, 2)).catch(() => undefined);
+}
+
+main().catch((e: unknown) => {
+  console.error(`restore-only bench: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});
