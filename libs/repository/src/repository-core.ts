@@ -89,7 +89,21 @@ export class RepositoryCore {
   }
 
   /** Reads chunk `id` and writes its checked plaintext at `position` of the open file `fd` (full restore); the bytes written. */
-  readChunkTo(id: string, fd: number, position: number): Promise<number> {
+  async readChunkTo(id: string, fd: number, position: number): Promise<number> {
+    // A local directory repository: the worker reads the chunk's file itself (no main-thread
+    // read, no buffer handed over). A file it cannot read goes the ordinary way, which maps
+    // the failure (missing, no access) as every read does.
+    const path = this.backend.localPath?.(chunkKey(id));
+    if (path !== undefined) {
+      let bytes: number | null;
+      try {
+        bytes = await this.pool.openFileTo(id, path, fd, position);
+      } catch (e) {
+        if (e instanceof EnvelopeError) throw new ObjectReadError('chunk', id, chunkKey(id), e.failure, e.message);
+        throw e;
+      }
+      if (bytes !== null) return bytes;
+    }
     return this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position));
   }
 

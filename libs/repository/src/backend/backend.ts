@@ -52,6 +52,13 @@ export interface Backend {
   /** Removes what crashed puts left behind (temp files) older than `olderThanMs`; only backends that leave any. */
   removeDebris?(olderThanMs: number): Promise<{ readonly files: number; readonly bytes: number }>;
   get(key: string): Promise<Uint8Array>;
+  /**
+   * The local file that holds `key`'s object as `get` would read it, for a reader that opens it
+   * itself (a restore's chunk worker, so the bytes never pass through the main thread); only
+   * a directory backend has one. A wrapper that shapes reads (a bandwidth limit) leaves it out,
+   * so those reads go through `get`.
+   */
+  localPath?(key: string): string;
   getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
   stat(key: string): Promise<ObjectInfo>;
   exists(key: string): Promise<boolean>;

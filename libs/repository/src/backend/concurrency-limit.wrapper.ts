@@ -31,6 +31,8 @@ export function withConcurrencyLimit(inner: Backend, options: { limit: number })
     },
     flush: (group) => sem.run(() => inner.flush(group)),
     ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
+    // A local file read by its reader holds no connection: nothing to count.
+    ...(inner.localPath ? { localPath: (key: string) => inner.localPath!(key) } : {}),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

@@ -108,6 +108,11 @@ export class DirectoryBackend implements Backend {
     }
   }
 
+  localPath(key: string): string {
+    assertValidKey(key);
+    return this.pathOf(key);
+  }
+
   async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
     assertValidKey(key);
     assertValidRange(key, offset, length);

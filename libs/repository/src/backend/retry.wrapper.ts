@@ -105,6 +105,8 @@ export function withRetry(inner: Backend, options: RetryOptions = {}): Backend {
     },
     flush: (group) => retried('flush', undefined, () => inner.flush(group)),
     ...(inner.removeDebris ? { removeDebris: (ms: number) => inner.removeDebris!(ms) } : {}),
+    // A local file its reader cannot read is read again through `get`, which retries.
+    ...(inner.localPath ? { localPath: (key: string) => inner.localPath!(key) } : {}),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

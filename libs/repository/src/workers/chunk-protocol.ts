@@ -17,7 +17,10 @@ export type WorkerRequest =
   | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly checkId: boolean }
   // Opens a chunk and writes its plaintext at `position` of the file `fd` (a restore target):
   // the plaintext never travels back to the main thread.
-  | { readonly seq: number; readonly op: 'openTo'; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly fd: number; readonly position: number };
+  | { readonly seq: number; readonly op: 'openTo'; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly fd: number; readonly position: number }
+  // The same, reading the sealed chunk from the file `path` itself (a local directory
+  // repository): the chunk's bytes never pass through the main thread at all.
+  | { readonly seq: number; readonly op: 'openFileTo'; readonly id: string; readonly path: string; readonly fd: number; readonly position: number };
 
 // Inputs come back (`buf`) once the worker is done with them, so the main thread reuses them.
 export type WorkerReply =
@@ -26,4 +29,7 @@ export type WorkerReply =
   | { readonly seq: number; readonly op: 'hashSeal'; readonly id: string | null; readonly sealed: ArrayBuffer | null; readonly buf: ArrayBuffer }
   | { readonly seq: number; readonly op: 'open'; readonly plain: ArrayBuffer }
   | { readonly seq: number; readonly op: 'openTo'; readonly bytes: number }
+  // `bytes` null: the file could not be read (`unreadable` says why); the caller reads the
+  // object through its backend instead, which reports the failure as it does for any read.
+  | { readonly seq: number; readonly op: 'openFileTo'; readonly bytes: number | null; readonly unreadable?: string }
   | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

@@ -180,6 +180,17 @@ export class ChunkWorkerPool {
     return r.bytes;
   }
 
+  /**
+   * Reads the sealed chunk from the local file `path` in a worker, opens it there and writes the
+   * plaintext at `position` of `fd`. Null when the file could not be read (missing, no access):
+   * the caller then reads the object through its backend, which says what is wrong with it.
+   */
+  async openFileTo(id: string, path: string, fd: number, position: number): Promise<number | null> {
+    const r = await this.run((seq) => ({ seq, op: 'openFileTo', id, path, fd, position }), []);
+    if (r.op !== 'openFileTo') throw new Error(`unexpected worker reply ${r.op}`);
+    return r.bytes;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const slots = this.slots.splice(0);

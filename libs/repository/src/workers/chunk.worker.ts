@@ -2,7 +2,7 @@
 // Loaded by `new Worker(new URL(...))` as a .ts file through Node's type stripping, so it
 // (and everything it imports) uses erasable TypeScript only.
 import { createSecretKey } from 'node:crypto';
-import { writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { contentId, EnvelopeError, open, release, seal } from '../format/envelope.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
@@ -24,6 +24,41 @@ function transferable(b: Uint8Array): ArrayBuffer {
   return new Uint8Array(b).buffer as ArrayBuffer;
 }
 
+/** The sealed chunk of a local file, in one buffer this thread reuses (opening never returns a view of it). */
+let sealedBuf = Buffer.allocUnsafeSlow(0);
+function readSealed(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (sealedBuf.length < size) sealedBuf = Buffer.allocUnsafeSlow(size);
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, sealedBuf, done, size - done, done);
+      if (n === 0) break; // shorter than fstat said: opening reports it truncated
+      done += n;
+    }
+    return sealedBuf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The sealed chunk, or why its file could not be read. */
+function readSealedOrWhy(path: string): Buffer | string {
+  try {
+    return readSealed(path);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** Writes all of `plain` at `position` of `fd`. */
+function writeAt(fd: number, plain: Uint8Array, position: number): void {
+  // Synchronous on purpose: this thread has nothing else to do meanwhile, and a write into
+  // the page cache takes microseconds (an asynchronous one would cost more in dispatch).
+  for (let done = 0; done < plain.byteLength;) done += writeSync(fd, plain, done, plain.byteLength - done, position + done);
+}
+
 const port = parentPort;
 if (!port) throw new Error('chunk.worker.ts must run as a worker thread');
 
@@ -31,6 +66,20 @@ port.on('message', (msg: WorkerRequest) => {
   let reply: WorkerReply;
   let transfer: ArrayBuffer[] = [];
   try {
+    if (msg.op === 'openFileTo') {
+      const sealed = readSealedOrWhy(msg.path);
+      let done: WorkerReply;
+      if (typeof sealed === 'string') {
+        done = { seq: msg.seq, op: 'openFileTo', bytes: null, unreadable: sealed };
+      } else {
+        const plain = open('C', msg.id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+        writeAt(msg.fd, plain, msg.position);
+        release(plain);
+        done = { seq: msg.seq, op: 'openFileTo', bytes: plain.byteLength };
+      }
+      port.postMessage(done);
+      return;
+    }
     const data = Buffer.from(msg.buf, 0, msg.len);
     if (msg.op === 'hash') {
       const id = isZero(data) ? null : contentId(idKey, data);
@@ -48,9 +97,7 @@ port.on('message', (msg: WorkerRequest) => {
       transfer = [out, msg.buf];
     } else if (msg.op === 'openTo') {
       const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
-      // Synchronous on purpose: this thread has nothing else to do meanwhile, and a write into
-      // the page cache takes microseconds (an asynchronous one would cost more in dispatch).
-      for (let done = 0; done < plain.byteLength;) done += writeSync(msg.fd, plain, done, plain.byteLength - done, msg.position + done);
+      writeAt(msg.fd, plain, msg.position);
       release(plain);
       reply = { seq: msg.seq, op: 'openTo', bytes: plain.byteLength };
     } else {

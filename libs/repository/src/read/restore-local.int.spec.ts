@@ -1,0 +1,76 @@
+// A restore from a local directory repository: the chunk workers read each chunk's file
+// themselves (Backend.localPath), so no chunk passes through the main thread; a file they
+// cannot read is read through the backend instead, which reports it as every read does.
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { useHarness } from '@cairn/testing';
+import { DirectoryBackend } from '../backend/directory.adapter.ts';
+import { withConcurrencyLimit } from '../backend/concurrency-limit.wrapper.ts';
+import { chunkKey } from '../format/layout.ts';
+import type { Repository } from '../repository.ts';
+import { makeRepository, TEST_CHUNK } from '../testing/fixtures.ts';
+import { asAsync, fullExtents, makeImage } from '../testing/test-image.ts';
+
+const h = useHarness();
+const SIZE = 2 * 1024 * 1024;
+
+describe('restore from a local directory repository', () => {
+  let backend: DirectoryBackend;
+  let repo: Repository;
+  let rp = '';
+  const image = makeImage(SIZE, 7);
+  const ids: string[] = [];
+
+  beforeAll(async () => {
+    backend = new DirectoryBackend(await h.tmpDir('cairn-repo-'), { createRoot: true, fsync: false });
+    repo = await makeRepository(h, backend);
+    rp = (await repo.writeRestorePoint({ vm: { id: 'a', name: 'a' }, disks: [{ name: 'sda', sizeBytes: SIZE, extents: asAsync(fullExtents(image, TEST_CHUNK)) }] })).restorePointId;
+    const disk = await repo.openDisk(rp, 'sda');
+    for (let c = 0; c < SIZE / TEST_CHUNK; c++) {
+      const id = await disk.chunkIdAt(c);
+      if (id && !ids.includes(id)) ids.push(id);
+    }
+    expect(ids.length).toBeGreaterThan(2);
+  });
+
+  it('the directory backend and its production wrappers name the local file; restores never get a chunk through the backend', async () => {
+    expect(backend.localPath(chunkKey(ids[0]!))).toBe(join(backend.root, chunkKey(ids[0]!)));
+    expect(withConcurrencyLimit(backend, { limit: 2 }).localPath?.(chunkKey(ids[0]!))).toBe(backend.localPath(chunkKey(ids[0]!)));
+    const get = vi.spyOn(backend, 'get');
+    try {
+      const target = join(await h.tmpDir(), 'out.raw');
+      const r = await repo.restoreDisk(rp, 'sda', target);
+      expect(Buffer.compare(await readFile(target), Buffer.from(image))).toBe(0);
+      expect(r.chunksRead).toBeGreaterThan(2);
+      const chunkKeys = new Set(ids.map(chunkKey));
+      expect(get.mock.calls.filter(([key]) => chunkKeys.has(key))).toEqual([]);
+      expect(r.timings.writeMs).toBeGreaterThanOrEqual(0);
+      expect(r.timings.syncMs).toBeGreaterThanOrEqual(0);
+    } finally {
+      get.mockRestore();
+    }
+  });
+
+  it('a chunk file the worker cannot read is read through the backend, whose error fails the restore and leaves no file', async () => {
+    // A directory where the chunk's file was: the worker's read fails (EISDIR), so does get().
+    const path = backend.localPath(chunkKey(ids[1]!));
+    const sealed = await readFile(path);
+    await rm(path);
+    await mkdir(path);
+    const get = vi.spyOn(backend, 'get');
+    const target = join(await h.tmpDir(), 'out.raw');
+    try {
+      await expect(repo.restoreDisk(rp, 'sda', target)).rejects.toThrow();
+      expect(get.mock.calls.map(([key]) => key)).toContain(chunkKey(ids[1]!));
+      expect(await stat(target).then(() => true, () => false)).toBe(false);
+    } finally {
+      get.mockRestore();
+      await rm(path, { recursive: true });
+      await backend.put(chunkKey(ids[1]!), sealed);
+    }
+    // Readable again: the same restore completes.
+    await repo.restoreDisk(rp, 'sda', target);
+    expect(Buffer.compare(await readFile(target), Buffer.from(image))).toBe(0);
+  });
+});
