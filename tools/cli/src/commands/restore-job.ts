@@ -1,7 +1,7 @@
 // Restore jobs from the CLI: start one (RequestRestore) and follow it to its end from its own
 // stream `restore-<id>` and the live progress subject, as `backup --wait` follows a backup.
 import { randomUUID } from 'node:crypto';
-import { progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
+import { eventSubject, progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
 import { fold } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, restoreJobView, type RestoreState } from '@cairn/jobs';
 import { CliError, EXIT } from '../cli-error.ts';
@@ -31,6 +31,16 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   const started = Date.now();
   let lastAt = Date.now(); let lastDone = 0; let rate = 0; let printed = -1;
   const sub = s.nc.subscribe(progressSubject(s.site, restoreId));
+  // Each event appended to the job's stream wakes the loop below at once (push); the poll stays
+  // as the safety net (a missed message, an identity that may not subscribe to events).
+  const events = s.nc.subscribe(eventSubject(s.site, `restore-${restoreId}`));
+  let woken = false;
+  let wake: (() => void) | undefined;
+  void (async () => {
+    try {
+      for await (const _ of events) { woken = true; wake?.(); }
+    } catch { /* not allowed to subscribe: the poll alone follows the job */ }
+  })();
   const tty = process.stderr.isTTY && !s.json;
   void (async () => {
     for await (const m of sub) {
@@ -69,10 +79,17 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
       if (Date.now() - started > timeoutMs) {
         throw new CliError(`restore ${restoreId} still ${st.status} after ${timeoutMs / 1000} s`, EXIT.failure, `follow it with \`cairn job watch ${restoreId}\``);
       }
-      await new Promise((r) => setTimeout(r, 300));
+      if (!woken) {
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 300);
+          wake = () => { clearTimeout(t); r(); };
+        });
+      }
+      woken = false; wake = undefined;
     }
   } finally {
     sub.unsubscribe();
+    events.unsubscribe();
   }
 }
 
