@@ -245,6 +245,10 @@ export const CatalogueStatus = Type.Object({
   lag: Type.Integer({ minimum: 0 }),
   projecting: Type.Boolean(),
   rebuilding: Type.Boolean(),
+  /** Another replica sharing the store (PostgreSQL) holds the projector lease: this one only answers. */
+  standby: Type.Optional(Type.Boolean()),
+  /** Where the read models live. */
+  store: Type.Optional(Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')])),
   startedAt: Time,
   lastError: Nullable(Type.String()),
 }, { $id: 'CatalogueStatus' });

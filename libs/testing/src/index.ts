@@ -12,3 +12,4 @@ export { startHttpCollector, hecEventIds, type HttpCollector, type CollectedRequ
 export { startSmtpSink, type SmtpSink, type ReceivedMail } from './smtp-sink.ts';
 export { startVcsim, buildVcsim, type Vcsim } from './vcsim.ts';
 export { containerEngine, startKurrentDbContainer, startMinioContainer, KURRENTDB_IMAGE, MINIO_IMAGE, type ContainerEngine, type ContainerServer, type S3ContainerServer } from './containers.ts';
+export { createTestDatabase, postgresReachable, TEST_POSTGRES_URL, type TestPostgresDatabase } from './postgres.ts';

@@ -1,10 +1,12 @@
 // The catalogue's SQLite database (node:sqlite): opens or creates the schema, applies the
 // statements of projected events and moves the checkpoint in the same transaction, so each
 // event changes a replica's read models exactly once even across crashes.
+import { renameSync, rmSync } from 'node:fs';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { RecordedEvent } from '@cairn/contracts';
 import { SCHEMA_DDL, SCHEMA_VERSION } from './catalogue.schema.ts';
 import { projectEvent, unreadableAuditStatement, type UnreadableRecord } from './catalogue.projection.ts';
+import type { CatalogueBackend, CatalogueReader, CatalogueStore, Row } from './catalogue-store.port.ts';
 
 export const CHECKPOINT_NAME = 'catalogue';
 
@@ -120,4 +122,94 @@ export class CatalogueDb {
     this.statements.clear();
     this.db.close();
   }
+}
+
+/** The SQLite database behind the store port; reads and batches take turns on its one connection. */
+export class SqliteCatalogueStore implements CatalogueStore {
+  readonly dialect = 'sqlite' as const;
+  private turn: Promise<unknown> = Promise.resolve();
+  private readonly reader: CatalogueReader;
+
+  constructor(readonly db: CatalogueDb) {
+    this.reader = {
+      all: async (sql, ...params) => db.prepared(sql).all(...params) as Row[],
+      one: async (sql, ...params) => db.prepared(sql).get(...params) as Row | undefined,
+    };
+  }
+
+  static open(path: string): SqliteCatalogueStore {
+    return new SqliteCatalogueStore(CatalogueDb.open(path));
+  }
+
+  get describe(): string {
+    return this.db.path;
+  }
+
+  get isOpen(): boolean {
+    return this.db.isOpen;
+  }
+
+  async position(): Promise<bigint> {
+    return this.db.position();
+  }
+
+  apply(events: readonly RecordedEvent[]): Promise<number> {
+    return this.inTurn(async () => this.db.apply(events));
+  }
+
+  applyUnreadable(record: UnreadableRecord): Promise<boolean> {
+    return this.inTurn(async () => this.db.applyUnreadable(record));
+  }
+
+  read<T>(fn: (reader: CatalogueReader) => Promise<T>): Promise<T> {
+    return this.inTurn(() => fn(this.reader));
+  }
+
+  async close(): Promise<void> {
+    await this.turn.catch(() => undefined);
+    this.db.close();
+  }
+
+  private inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(fn, fn);
+    this.turn = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/** One replica's SQLite file (or `:memory:`); a rebuild fills `<file>.rebuild` and renames it over. */
+export class SqliteCatalogueBackend implements CatalogueBackend {
+  readonly dialect = 'sqlite' as const;
+  constructor(readonly path: string) {}
+
+  async openLive(): Promise<CatalogueStore> {
+    return SqliteCatalogueStore.open(this.path);
+  }
+
+  async openFresh(): Promise<CatalogueStore> {
+    if (this.path === ':memory:') return SqliteCatalogueStore.open(':memory:');
+    removeDbFiles(`${this.path}.rebuild`);
+    return SqliteCatalogueStore.open(`${this.path}.rebuild`);
+  }
+
+  async swap(live: CatalogueStore, fresh: CatalogueStore): Promise<CatalogueStore> {
+    if (this.path === ':memory:') {
+      await live.close();
+      return fresh;
+    }
+    await fresh.close();
+    await live.close();
+    removeDbFiles(this.path);
+    renameSync(`${this.path}.rebuild`, this.path);
+    return SqliteCatalogueStore.open(this.path);
+  }
+
+  async discard(fresh: CatalogueStore): Promise<void> {
+    await fresh.close();
+    if (this.path !== ':memory:') removeDbFiles(`${this.path}.rebuild`);
+  }
+}
+
+function removeDbFiles(path: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
 }

@@ -49,17 +49,17 @@ async function appendJob(jobId: string, vmId: string, parentId: string | null, o
 }
 
 /** Everything a replica answers, read straight from its read model. */
-function snapshot(service: CatalogueService) {
+async function snapshot(service: CatalogueService) {
   const read = service.readModel;
-  const vms = read.listVms();
-  const rps = read.listRestorePoints({ includeExpired: true, limit: 1000 });
-  const jobs = read.listJobs({ limit: 1000 });
+  const vms = await read.listVms();
+  const rps = await read.listRestorePoints({ includeExpired: true, limit: 1000 });
+  const jobs = await read.listJobs({ limit: 1000 });
   return {
-    vms, vmDetails: vms.map((v) => read.getVm(v.vmId)),
-    rps, rpDetails: rps.map((r) => read.getRestorePoint(r.restorePointId)),
-    jobs, jobDetails: jobs.map((j) => read.getJob(j.jobId)),
-    policies: read.listPolicies({ includeDeleted: true }),
-    audit: read.auditTimeline({ limit: 1000 }),
+    vms, vmDetails: await Promise.all(vms.map((v) => read.getVm(v.vmId))),
+    rps, rpDetails: await Promise.all(rps.map((r) => read.getRestorePoint(r.restorePointId))),
+    jobs, jobDetails: await Promise.all(jobs.map((j) => read.getJob(j.jobId))),
+    policies: await read.listPolicies({ includeDeleted: true }),
+    audit: await read.auditTimeline({ limit: 1000 }),
   };
 }
 
@@ -121,7 +121,7 @@ describe('catalogue replicas on a real NATS and JetStream log', () => {
   });
 
   it('two replicas answer the same, and both take queries from the queue group', async () => {
-    expect(snapshot(a.service)).toEqual(snapshot(b.service));
+    expect((await snapshot(a.service))).toEqual((await snapshot(b.service)));
     const replicas = new Set<string | undefined>();
     const answers = new Set<string>();
     for (let i = 0; i < 40 && (replicas.size < 2 || i < 10); i++) {
@@ -143,40 +143,40 @@ describe('catalogue replicas on a real NATS and JetStream log', () => {
     const [entry] = await client.auditTimeline({ type: 'JobTeleported' });
     expect(entry).toMatchObject({ eventId: 'x-1', schemaVersion: 0, streamId: 'cairn.site-a.evt.job.job-garbage', data: { unreadable: expect.any(String) } });
     expect((await client.getJob('j6')).state).toBe('failed');
-    expect(snapshot(a.service)).toEqual(snapshot(b.service));
+    expect((await snapshot(a.service))).toEqual((await snapshot(b.service)));
   });
 
   it('a rebuild from position 0 ends equal to the live read models, and projecting goes on', async () => {
-    const before = snapshot(a.service);
+    const before = (await snapshot(a.service));
     const results = await client.rebuild({ replicas: 2, timeoutMs: 30_000 });
     expect(results.map((r) => r.replica).sort()).toEqual(['replica-a', 'replica-b']);
     expect(results.every((r) => r.events === before.audit.length)).toBe(true);
-    expect(snapshot(a.service)).toEqual(before);
-    expect(snapshot(b.service)).toEqual(before);
+    expect((await snapshot(a.service))).toEqual(before);
+    expect((await snapshot(b.service))).toEqual(before);
 
     await appendJob('j4', 'vm1', 'rp-j2', 'completed');
     const head = await log.headPosition();
     await a.service.projector.waitForPosition(head);
     await b.service.projector.waitForPosition(head);
     expect((await client.getJob('j4')).state).toBe('completed');
-    expect(snapshot(a.service)).toEqual(snapshot(b.service));
+    expect((await snapshot(a.service))).toEqual((await snapshot(b.service)));
   });
 
   it('a replica restarted on its file resumes from its checkpoint without applying anything twice', async () => {
-    const before = snapshot(a.service);
+    const before = (await snapshot(a.service));
     await a.close();
     await appendJob('j5', 'vm1', null, 'failed');
     a = await startCatalogue({ nc, site, dataDir: dirA, log, logger, replica: 'replica-a' });
     const head = await log.headPosition();
     await a.service.projector.waitForPosition(head);
     await b.service.projector.waitForPosition(head);
-    const after = snapshot(a.service);
+    const after = (await snapshot(a.service));
     expect(after.audit.slice(0, before.audit.length)).toEqual(before.audit);
     expect(after.audit.map((e) => e.position)).toEqual([...new Set(after.audit.map((e) => e.position))]);
-    expect(after).toEqual(snapshot(b.service));
+    expect(after).toEqual((await snapshot(b.service)));
     expect((await a.health()).ok).toBe(true);
     // Without a replica count, the client collects every answer until the replicas fall quiet.
     expect((await client.rebuild({ timeoutMs: 30_000 })).map((r) => r.replica).sort()).toEqual(['replica-a', 'replica-b']);
-    expect(snapshot(a.service)).toEqual(after);
+    expect((await snapshot(a.service))).toEqual(after);
   });
 });

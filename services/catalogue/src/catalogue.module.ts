@@ -45,8 +45,10 @@ export interface StartCatalogueOptions {
   /** An open connection to share (not closed by `close()`). */
   readonly nc?: NatsConnection;
   readonly site: string;
-  /** Directory for this replica's SQLite file, or `:memory:`. */
+  /** Directory for this replica's SQLite file, or `:memory:` (unused with `postgresUrl`). */
   readonly dataDir: string;
+  /** Keep the read models in this PostgreSQL database instead, shared with the site's other replicas. */
+  readonly postgresUrl?: string;
   /** The site's event log (default: JetStream on `nc`); not closed by `close()` when given. */
   readonly log?: ProjectorLog & { close?(): Promise<void> };
   readonly logger?: Logger;
@@ -66,7 +68,7 @@ export async function startCatalogue(options: StartCatalogueOptions): Promise<Ru
   const replica = options.replica ?? newReplicaId();
   const logger = (options.logger ?? pino({ name: 'catalogue', level: process.env.CAIRN_LOG_LEVEL ?? 'info', ...correlatedLogOptions })).child({ service: 'catalogue', site, replica });
   let dbPath = ':memory:';
-  if (options.dataDir !== ':memory:') {
+  if (options.dataDir !== ':memory:' && !options.postgresUrl) {
     mkdirSync(options.dataDir, { recursive: true });
     dbPath = join(options.dataDir, `catalogue-${site}.sqlite`);
   }
@@ -86,7 +88,7 @@ export async function startCatalogue(options: StartCatalogueOptions): Promise<Ru
       log = own;
     }
     const app = await NestFactory.createApplicationContext(
-      CatalogueModule.forRoot({ config: { site, dbPath, replica }, nc, log, logger }),
+      CatalogueModule.forRoot({ config: { site, dbPath, replica, ...(options.postgresUrl ? { postgresUrl: options.postgresUrl } : {}) }, nc, log, logger }),
       { logger: false, abortOnError: false },
     );
     cleanups.push(() => app.close());

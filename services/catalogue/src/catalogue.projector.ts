@@ -1,12 +1,12 @@
 // Keeps one replica's read models following the log, and rebuilds them from position 0 on
 // demand. A rebuild fills a fresh database beside the live one while queries go on being
 // answered from the old one, then swaps them: nobody ever reads a half-built catalogue.
-import { renameSync, rmSync } from 'node:fs';
 import type { EventLogReader, EventSubscriber, OnInvalidRecord, Recorded } from '@cairn/eventlog';
 import type { Logger } from 'pino';
 import { context as otelContext, SpanKind, trace } from '@opentelemetry/api';
 import { contextOf, ensureContextManager, jobIdOf, withJobId } from '@cairn/telemetry';
-import { CatalogueDb } from './catalogue-db.adapter.ts';
+import { SqliteCatalogueBackend } from './catalogue-db.adapter.ts';
+import type { CatalogueBackend, CatalogueStore } from './catalogue-store.port.ts';
 
 /** What the projector needs from the event log. */
 export interface ProjectorLog extends EventSubscriber, EventLogReader {
@@ -26,8 +26,10 @@ interface LiveProjection {
 
 export interface ProjectorOptions {
   readonly log: ProjectorLog;
-  /** SQLite file of this replica, or `:memory:`. */
-  readonly path: string;
+  /** Where the read models live (default: the SQLite file at `path`). */
+  readonly backend?: CatalogueBackend;
+  /** SQLite file of this replica, or `:memory:` (when no `backend` is given). */
+  readonly path?: string;
   readonly logger: Logger;
   /** Most events per transaction, live or rebuilding (default 500). */
   readonly rebuildBatch?: number;
@@ -45,6 +47,8 @@ export interface ProjectorStatus {
   position: bigint;
   projecting: boolean;
   rebuilding: boolean;
+  /** Another replica holds the projector lease (shared PostgreSQL): this one only answers. */
+  standby: boolean;
   lastError: string | null;
 }
 
@@ -55,7 +59,11 @@ export interface RebuildOutcome {
 }
 
 export class CatalogueProjector {
-  private db: CatalogueDb;
+  private store: CatalogueStore | undefined;
+  private readonly backend: CatalogueBackend;
+  private lease: { lost: Promise<void>; release(): Promise<void> } | undefined;
+  private leaseLoop: Promise<void> | undefined;
+  private abort = new AbortController();
   private live: LiveProjection | undefined;
   private stopped = true;
   private rebuilding: Promise<RebuildOutcome> | undefined;
@@ -66,32 +74,76 @@ export class CatalogueProjector {
   private swapping = false;
 
   constructor(private readonly options: ProjectorOptions) {
-    this.db = CatalogueDb.open(options.path);
+    this.backend = options.backend ?? new SqliteCatalogueBackend(options.path ?? ':memory:');
   }
 
-  /** The live database (replaced by a rebuild). */
-  get current(): CatalogueDb {
-    return this.db;
+  get dialect(): CatalogueStore['dialect'] {
+    return this.backend.dialect;
   }
 
+  /** The live store (replaced by a rebuild); open from `start()` on. */
+  get current(): CatalogueStore {
+    if (!this.store) throw new Error('catalogue projector not started');
+    return this.store;
+  }
+
+  /**
+   * Opens the store and projects; where replicas share the store (PostgreSQL), this replica
+   * projects while it holds the lease and answers queries either way.
+   */
   async start(): Promise<void> {
     this.stopped = false;
-    await this.startLive();
+    this.abort = new AbortController();
+    this.store ??= await this.backend.openLive();
+    if (this.backend.acquireLease) this.leaseLoop = this.followLease();
+    else await this.startLive();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     clearTimeout(this.retryTimer);
     await this.rebuilding?.catch(() => undefined);
     await this.stopLive();
-    this.db.close();
+    await this.leaseLoop?.catch(() => undefined);
+    await this.lease?.release();
+    this.lease = undefined;
+    await this.store?.close();
+    await this.backend.close?.();
   }
 
-  status(): ProjectorStatus {
+  private async followLease(): Promise<void> {
+    const stopped = new Promise<void>((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }));
+    while (!this.stopped) {
+      let lease: { lost: Promise<void>; release(): Promise<void> };
+      try {
+        lease = await this.backend.acquireLease!(this.abort.signal);
+      } catch {
+        return; // stopped while waiting
+      }
+      if (this.stopped) { await lease.release(); return; }
+      this.lease = lease;
+      this.options.logger.info({ store: this.store?.describe }, 'catalogue projector lease held: projecting');
+      await this.startLive();
+      await Promise.race([lease.lost, stopped]);
+      if (this.stopped) return;
+      this.lease = undefined;
+      this.options.logger.warn('catalogue projector lease lost: standing by');
+      await this.stopLive();
+      await lease.release();
+    }
+  }
+
+  private get standby(): boolean {
+    return this.backend.acquireLease !== undefined && this.lease === undefined;
+  }
+
+  async status(): Promise<ProjectorStatus> {
     return {
-      position: this.db.isOpen ? this.db.position() : 0n,
+      position: this.store?.isOpen ? await this.store.position() : 0n,
       projecting: this.live !== undefined,
       rebuilding: this.rebuilding !== undefined,
+      standby: this.standby,
       lastError: this.lastError,
     };
   }
@@ -99,26 +151,31 @@ export class CatalogueProjector {
   /** Resolves once the read models include the event at `position`. */
   async waitForPosition(position: bigint, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    // The live projection may be replaced by a rebuild meanwhile: poll the database itself.
-    while (this.db.position() < position) {
-      if (Date.now() > deadline) throw new Error(`catalogue did not reach position ${position} within ${timeoutMs} ms (at ${this.db.position()})`);
+    // The live projection may be replaced by a rebuild meanwhile: poll the store itself.
+    for (;;) {
+      const at = await this.current.position();
+      if (at >= position) return;
+      if (Date.now() > deadline) throw new Error(`catalogue did not reach position ${position} within ${timeoutMs} ms (at ${at})`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
   /** Drops the read models and replays the whole log; one rebuild at a time (callers share it). */
   rebuild(): Promise<RebuildOutcome> {
+    if (this.standby) {
+      return Promise.reject(new Error('this catalogue replica is on standby: the replica holding the projector lease rebuilds (ask again)'));
+    }
     if (!this.rebuilding) {
       this.rebuilding = this.doRebuild().finally(() => { this.rebuilding = undefined; });
     }
     return this.rebuilding;
   }
 
-  private onInvalid(target: () => CatalogueDb): OnInvalidRecord {
-    return (record) => {
+  private onInvalid(target: () => Promise<CatalogueStore>): OnInvalidRecord {
+    return async (record) => {
       this.options.logger.warn({ position: String(record.position), location: record.location, err: record.error.message },
         'unreadable event recorded in the audit timeline only');
-      target().applyUnreadable(record);
+      await (await target()).applyUnreadable(record);
     };
   }
 
@@ -129,20 +186,20 @@ export class CatalogueProjector {
    */
   private async startLive(): Promise<void> {
     ensureContextManager();
-    if (this.stopped || this.live || this.swapping) return;
+    if (this.stopped || this.live || this.swapping || this.standby || !this.store) return;
     const maxBatch = this.options.rebuildBatch ?? 500;
     // Bound to this database: after a rebuild swapped it out (and closed it), a straggling
     // event from this loop fails here instead of landing out of order in the new one.
-    const db = this.db;
+    const db = this.store;
     let batch: Recorded[] = [];
     let batchSince = 0;
     const batchMs = this.options.liveBatchMs ?? 20;
-    const flush = () => {
+    const flush = async () => {
       if (!batch.length) return;
       const applied = batch;
       batch = [];
       const startTime = Date.now();
-      db.apply(applied);
+      await db.apply(applied);
       this.failures = 0;
       for (const { event: e, position } of applied) {
         // Each event of a job becomes a span of the job's trace (its projection into the read models).
@@ -158,11 +215,11 @@ export class CatalogueProjector {
         span?.end();
       }
     };
-    const record = this.onInvalid(() => {
-      flush(); // what came before the unreadable entry goes in first: the checkpoint moves past it
+    const record = this.onInvalid(async () => {
+      await flush(); // what came before the unreadable entry goes in first: the checkpoint moves past it
       return db;
     });
-    const subscription = this.options.log.subscribe({ from: db.position(), onInvalid: record });
+    const subscription = this.options.log.subscribe({ from: await db.position(), onInvalid: record });
     const done = (async () => {
       const events = subscription[Symbol.asyncIterator]();
       let next = events.next();
@@ -175,16 +232,16 @@ export class CatalogueProjector {
           let timer: NodeJS.Timeout | undefined;
           const joined = left > 0 && await Promise.race([next.then(() => true, () => true), new Promise<false>((r) => { timer = setTimeout(() => r(false), left); })]);
           clearTimeout(timer);
-          if (!joined) flush();
+          if (!joined) await flush();
         }
         const step = await next;
         if (step.done) break;
         if (batch.length === 0) batchSince = Date.now();
         batch.push(step.value);
-        if (batch.length >= maxBatch) flush();
+        if (batch.length >= maxBatch) await flush();
         next = events.next();
       }
-      flush();
+      await flush();
     })();
     const running: LiveProjection = { stop: () => subscription.stop(), done };
     this.live = running;
@@ -223,36 +280,33 @@ export class CatalogueProjector {
     if (gaveUp) this.options.logger.warn({ timeoutMs: STOP_TIMEOUT_MS }, 'log subscription did not stop in time; going on');
   }
 
-  private async replayInto(target: CatalogueDb): Promise<number> {
+  private async replayInto(target: CatalogueStore): Promise<number> {
     const batchSize = this.options.rebuildBatch ?? 500;
     let batch: Recorded[] = [];
     let count = 0;
-    const recordUnreadable = this.onInvalid(() => {
+    const recordUnreadable = this.onInvalid(async () => {
       // Whatever came before it must be in first: entries are recorded in log order.
       if (batch.length) {
-        count += target.apply(batch);
+        count += await target.apply(batch);
         batch = [];
       }
       count++;
       return target;
     });
-    for await (const recorded of this.options.log.readAll({ fromPosition: target.position(), onInvalid: recordUnreadable })) {
+    for await (const recorded of this.options.log.readAll({ fromPosition: await target.position(), onInvalid: recordUnreadable })) {
       batch.push(recorded);
       if (batch.length >= batchSize) {
-        count += target.apply(batch);
+        count += await target.apply(batch);
         batch = [];
       }
     }
-    if (batch.length) count += target.apply(batch);
+    if (batch.length) count += await target.apply(batch);
     return count;
   }
 
   private async doRebuild(): Promise<RebuildOutcome> {
     const started = Date.now();
-    const memory = this.options.path === ':memory:';
-    const freshPath = memory ? ':memory:' : `${this.options.path}.rebuild`;
-    if (!memory) removeDbFiles(freshPath);
-    const fresh = CatalogueDb.open(freshPath);
+    const fresh = await this.backend.openFresh();
     let events = 0;
     try {
       // Most of the log while the old read models keep answering, then the tail with the live
@@ -262,25 +316,13 @@ export class CatalogueProjector {
       await this.stopLive();
       events += await this.replayInto(fresh);
     } catch (e) {
-      fresh.close();
-      if (!memory) removeDbFiles(freshPath);
+      await this.backend.discard(fresh).catch(() => undefined);
       this.swapping = false;
       await this.startLive();
       throw e;
     }
-    const position = fresh.position();
-    const old = this.db;
-    if (memory) {
-      this.db = fresh;
-      old.close();
-    } else {
-      // Synchronous from here to the reopen: no query can run against a closed database.
-      fresh.close();
-      old.close();
-      removeDbFiles(this.options.path);
-      renameSync(freshPath, this.options.path);
-      this.db = CatalogueDb.open(this.options.path);
-    }
+    const position = await fresh.position();
+    this.store = await this.backend.swap(this.current, fresh);
     this.lastError = null;
     this.swapping = false;
     await this.startLive();
@@ -288,8 +330,4 @@ export class CatalogueProjector {
     this.options.logger.info({ events, position: String(position), durationMs: outcome.durationMs }, 'catalogue rebuilt from the log');
     return outcome;
   }
-}
-
-function removeDbFiles(path: string): void {
-  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
 }

@@ -32,9 +32,9 @@ function projector(log: InMemoryEventLog, options: { retryDelayMs?: number } = {
   return p;
 }
 
-const everything = (p: CatalogueProjector) => {
+const everything = async (p: CatalogueProjector) => {
   const read = new CatalogueReadModel(() => p.current);
-  return { jobs: read.listJobs({ limit: 1000 }), audit: read.auditTimeline({ limit: 1000 }) };
+  return { jobs: await read.listJobs({ limit: 1000 }), audit: await read.auditTimeline({ limit: 1000 }) };
 };
 
 afterEach(async () => {
@@ -54,7 +54,7 @@ describe('CatalogueProjector', () => {
     expect(apply.mock.calls.reduce((n, [batch]) => n + batch.length, 0)).toBe(1200);
     await appendJobs(log, 400, 1);
     await p.waitForPosition(1203n);
-    expect(everything(p).jobs).toHaveLength(401);
+    expect((await everything(p)).jobs).toHaveLength(401);
   });
 
   it('restarts after a failed batch and loses nothing', async () => {
@@ -66,8 +66,8 @@ describe('CatalogueProjector', () => {
     const p = projector(log, { retryDelayMs: 10 });
     await p.start();
     await p.waitForPosition(9n);
-    expect(p.status()).toMatchObject({ projecting: true, lastError: 'disk full' });
-    expect(everything(p).audit.map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(await p.status()).toMatchObject({ projecting: true, lastError: 'disk full' });
+    expect((await everything(p)).audit.map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
   it('keeps an unreadable entry in the timeline, in order, live and after a rebuild', async () => {
@@ -78,10 +78,10 @@ describe('CatalogueProjector', () => {
     const p = projector(log);
     await p.start();
     await p.waitForPosition(7n);
-    const live = everything(p);
+    const live = await everything(p);
     expect(live.audit.map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'JobCancelled', 'NoSuchEvent', 'JobRequested', 'JobStarted', 'JobCancelled']);
     expect(await p.rebuild()).toMatchObject({ events: 7, position: 7n });
-    expect(everything(p)).toEqual(live);
+    expect(await everything(p)).toEqual(live);
   });
 
   it('a rebuild while events keep arriving ends equal to a fresh projection of the whole log', async () => {
@@ -96,7 +96,7 @@ describe('CatalogueProjector', () => {
     const fresh = projector(log);
     await fresh.start();
     await fresh.waitForPosition(750n);
-    expect(everything(p)).toEqual(everything(fresh));
-    expect(p.status()).toMatchObject({ projecting: true, rebuilding: false, position: 750n });
+    expect(await everything(p)).toEqual(await everything(fresh));
+    expect(await p.status()).toMatchObject({ projecting: true, rebuilding: false, position: 750n });
   });
 });

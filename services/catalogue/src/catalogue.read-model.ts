@@ -1,18 +1,17 @@
 // Reads the catalogue's tables into the view shapes of @cairn/catalogue-client. Only reads:
 // every write comes from the projection. Ordering is by log position, newest first, so two
 // replicas at the same position answer identically.
-import type { SQLOutputValue } from 'node:sqlite';
 import {
   DEFAULT_LIMIT, DEFAULT_LONG_LIMIT, CursorError, decodeCursor, encodeCursor, type PageOf,
   type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
   type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type RestorePointView, type TestRestoreView, type VmView,
 } from '@cairn/catalogue-client';
-import type { CatalogueDb } from './catalogue-db.adapter.ts';
+import type { CatalogueReader, CatalogueStore, Row } from './catalogue-store.port.ts';
 
 const JOB_STATES = ['requested', 'running', 'completed', 'failed', 'cancelled'] as const;
 const PHASES = ['schedule', 'snapshot', 'transfer', 'commit', 'release'] as const;
 
-type Row = Record<string, SQLOutputValue>;
+type SQLOutputValue = unknown;
 
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
@@ -42,17 +41,23 @@ const str = (v: SQLOutputValue | undefined): string => String(v ?? '');
 const strOrNull = (v: SQLOutputValue | undefined): string | null => (v === null || v === undefined ? null : String(v));
 const num = (v: SQLOutputValue | undefined): number => Number(v ?? 0);
 const numOrNull = (v: SQLOutputValue | undefined): number | null => (v === null || v === undefined ? null : Number(v));
+/** One query after another: a PostgreSQL connection runs one statement at a time. */
+async function inTurn<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (const item of items) out.push(await fn(item));
+  return out;
+}
 const json = (v: SQLOutputValue | undefined): unknown => (v === null || v === undefined ? null : JSON.parse(String(v)));
 
-export class CatalogueReadModel {
-  /** `current` returns the live database (it changes when a rebuild swaps it). */
-  constructor(private readonly current: () => CatalogueDb) {}
+/** The queries, inside one snapshot of the read models. */
+class Reads {
+  constructor(private readonly reader: CatalogueReader) {}
 
-  private all(text: string, ...params: (string | number | null)[]): Row[] {
-    return this.current().prepared(text).all(...params);
+  private all(text: string, ...params: (string | number | null)[]): Promise<Row[]> {
+    return this.reader.all(text, ...params);
   }
 
-  private page(q: PageQuery): { rows: Row[]; next: string | null } {
+  private async page(q: PageQuery): Promise<{ rows: Row[]; next: string | null }> {
     const where = [...q.where];
     const params = [...q.params];
     if (q.after !== undefined) {
@@ -61,10 +66,10 @@ export class CatalogueReadModel {
       where.push(`(${q.order.map((o) => o.column).join(', ')}) ${q.direction === 'ASC' ? '>' : '<'} (${q.order.map(() => '?').join(', ')})`);
       params.push(...key);
     }
-    const rows = this.all(
+    const rows = (await this.all(
       `${q.from} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${q.order.map((o) => `${o.column} ${q.direction}`).join(', ')} LIMIT ?`,
       ...params, q.limit + 1,
-    );
+    ));
     const more = rows.length > q.limit;
     const page = more ? rows.slice(0, q.limit) : rows;
     const last = page.at(-1);
@@ -74,28 +79,28 @@ export class CatalogueReadModel {
     };
   }
 
-  private one(text: string, ...params: (string | number | null)[]): Row | undefined {
-    return this.current().prepared(text).get(...params);
+  private one(text: string, ...params: (string | number | null)[]): Promise<Row | undefined> {
+    return this.reader.one(text, ...params);
   }
 
-  listReplicas(q: QueryRequest<'replica.list'>): ReplicaView[] {
-    return this.replicaPage(q).items;
+  async listReplicas(q: QueryRequest<'replica.list'>): Promise<ReplicaView[]> {
+    return (await this.replicaPage(q)).items;
   }
 
-  replicaPage(q: QueryRequest<'replica.list'>): PageOf<ReplicaView> {
+  async replicaPage(q: QueryRequest<'replica.list'>): Promise<PageOf<ReplicaView>> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.restorePointId) { where.push('restore_point_id = ?'); params.push(q.restorePointId); }
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (q.sourceSite) { where.push('source_site = ?'); params.push(q.sourceSite); }
     if (q.site) { where.push('target_site = ?'); params.push(q.site); }
-    const { rows, next } = this.page({
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM replicas', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
       order: [
         { column: 'position', field: 'position', type: 'number' }, { column: 'restore_point_id', field: 'restore_point_id', type: 'string' },
         { column: 'target_site', field: 'target_site', type: 'string' },
       ],
-    });
+    }));
     return { next, items: rows.map((r) => ({
       restorePointId: str(r.restore_point_id), vmId: str(r.vm_id), vmName: str(r.vm_name), jobId: strOrNull(r.job_id), policyId: strOrNull(r.policy_id),
       sourceSite: str(r.source_site), site: str(r.target_site), repositoryId: str(r.repository_id), committedAt: str(r.committed_at),
@@ -105,36 +110,36 @@ export class CatalogueReadModel {
 
   /**
    * Exact aggregates over every backup job and restore point (SQL counts and sums, no list limit), as
-   * of one log position: the statements run back to back on the connection the projection
-   * writes through, so no batch lands between them.
+   * of one log position: the statements run in one snapshot of the store, so no batch lands
+   * between them.
    */
-  stats(): CatalogueStats {
-    const db = this.current();
+  async stats(): Promise<CatalogueStats> {
+    const checkpoint = await this.one(`SELECT position FROM checkpoint WHERE name = 'catalogue'`);
     const jobsByState: Record<string, number> = Object.fromEntries(JOB_STATES.map((s) => [s, 0]));
-    for (const r of this.all(`SELECT state, COUNT(*) AS n FROM jobs WHERE kind = 'backup' GROUP BY state`)) jobsByState[str(r.state)] = num(r.n);
+    for (const r of (await this.all(`SELECT state, COUNT(*) AS n FROM jobs WHERE kind = 'backup' GROUP BY state`))) jobsByState[str(r.state)] = num(r.n);
     const runningByPhase: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
     // A running job is in its latest running phase (as job.get orders them).
-    for (const r of this.all(
+    for (const r of (await this.all(
       `SELECT phase, COUNT(*) AS n FROM (
          SELECT p.phase, ROW_NUMBER() OVER (PARTITION BY p.job_id ORDER BY p.started_at DESC, CASE p.phase
            WHEN 'schedule' THEN 0 WHEN 'snapshot' THEN 1 WHEN 'transfer' THEN 2 WHEN 'commit' THEN 3 ELSE 4 END DESC) AS rn
          FROM job_phases p JOIN jobs j ON j.job_id = p.job_id
          WHERE j.kind = 'backup' AND j.state = 'running' AND p.state = 'running'
-       ) WHERE rn = 1 GROUP BY phase`,
-    )) runningByPhase[str(r.phase)] = num(r.n);
-    const rp = this.one(
+       ) latest WHERE rn = 1 GROUP BY phase`,
+    ))) runningByPhase[str(r.phase)] = num(r.n);
+    const rp = (await this.one(
       `SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE expired_at IS NULL) AS live,
          COALESCE(SUM(bytes_read), 0) AS read, COALESCE(SUM(bytes_stored), 0) AS stored,
          COALESCE(SUM(bytes_read) FILTER (WHERE expired_at IS NULL), 0) AS live_read,
          COALESCE(SUM(bytes_stored) FILTER (WHERE expired_at IS NULL), 0) AS live_stored
        FROM restore_points`,
-    )!;
-    const done = this.one(
+    ))!;
+    const done = (await this.one(
       `SELECT COUNT(*) AS jobs, COALESCE(SUM(bytes_read), 0) AS read, COALESCE(SUM(duration_ms), 0) AS duration
        FROM jobs WHERE kind = 'backup' AND state = 'completed'`,
-    )!;
+    ))!;
     return {
-      position: Number(db.position()),
+      position: num(checkpoint?.position),
       jobsByState,
       runningByPhase,
       restorePoints: { total: num(rp.total), live: num(rp.live), expired: num(rp.total) - num(rp.live) },
@@ -143,33 +148,33 @@ export class CatalogueReadModel {
       liveBytesRead: num(rp.live_read),
       liveBytesStored: num(rp.live_stored),
       completed: { jobs: num(done.jobs), bytesRead: num(done.read), durationMs: num(done.duration) },
-      vms: num(this.one(`SELECT COUNT(*) AS n FROM vms`)!.n),
-      testRestores: Object.fromEntries(['running', 'passed', 'failed'].map((st) => [st, num(this.one(`SELECT COUNT(*) AS n FROM test_restores WHERE status = ?`, st)!.n)])),
-      restorePointsBootTested: this.bootTested(),
+      vms: num((await this.one(`SELECT COUNT(*) AS n FROM vms`))!.n),
+      testRestores: Object.fromEntries(await inTurn(['running', 'passed', 'failed'], async (st) => [st, num((await this.one(`SELECT COUNT(*) AS n FROM test_restores WHERE status = ?`, st))!.n)])),
+      restorePointsBootTested: (await this.bootTested()),
     };
   }
 
   /** Live restore points by the outcome of their newest test restore, and those marked damaged. */
-  private bootTested(): NonNullable<CatalogueStats['restorePointsBootTested']> {
-    const r = this.one(
+  private async bootTested(): Promise<NonNullable<CatalogueStats['restorePointsBootTested']>> {
+    const r = (await this.one(
       `SELECT COUNT(*) FILTER (WHERE last = 'passed') AS passed, COUNT(*) FILTER (WHERE last = 'failed') AS failed,
          COUNT(*) FILTER (WHERE damaged_at IS NOT NULL) AS damaged
        FROM (SELECT p.damaged_at, (SELECT t.status FROM test_restores t WHERE t.restore_point_id = p.restore_point_id ORDER BY t.position DESC LIMIT 1) AS last
-             FROM restore_points p WHERE p.expired_at IS NULL)`,
-    )!;
+             FROM restore_points p WHERE p.expired_at IS NULL) live`,
+    ))!;
     return { passed: num(r.passed), failed: num(r.failed), damaged: num(r.damaged) };
   }
 
-  listReplicationPolicies(q: QueryRequest<'replicationPolicy.list'>): ReplicationPolicyView[] {
-    return this.replicationPolicyPage(q).items;
+  async listReplicationPolicies(q: QueryRequest<'replicationPolicy.list'>): Promise<ReplicationPolicyView[]> {
+    return (await this.replicationPolicyPage(q)).items;
   }
 
-  replicationPolicyPage(q: QueryRequest<'replicationPolicy.list'>): PageOf<ReplicationPolicyView> {
-    const { rows, next } = this.page({
+  async replicationPolicyPage(q: QueryRequest<'replicationPolicy.list'>): Promise<PageOf<ReplicationPolicyView>> {
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM replication_policies', where: q.includeDeleted ? [] : ['deleted_at IS NULL'], params: [],
       direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
       order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'policy_id', field: 'policy_id', type: 'string' }],
-    });
+    }));
     return { next, items: rows.map((r) => {
       const body = json(r.body) as {
         targetSites: string[]; vmIds?: string[]; trigger: unknown; delayMs: number; bandwidthBytesPerSec?: number;
@@ -182,26 +187,26 @@ export class CatalogueReadModel {
     }) };
   }
 
-  listVms(q: QueryRequest<'vm.list'> = {}): VmView[] {
-    return this.vmPage(q).items;
+  async listVms(q: QueryRequest<'vm.list'> = {}): Promise<VmView[]> {
+    return (await this.vmPage(q)).items;
   }
 
-  vmPage(q: QueryRequest<'vm.list'>): PageOf<VmView> {
-    const { rows, next } = this.page({
+  async vmPage(q: QueryRequest<'vm.list'>): Promise<PageOf<VmView>> {
+    const { rows, next } = (await this.page({
       from: VM_SELECT, where: [], params: [], direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
       order: [{ column: 'v.name', field: 'name', type: 'string' }, { column: 'v.vm_id', field: 'vm_id', type: 'string' }],
-    });
-    return { next, items: rows.map((r) => this.vm(r)) };
+    }));
+    return { next, items: await inTurn(rows, (r) => this.vm(r)) };
   }
 
-  getVm(vmId: string): VmView {
-    const row = this.one(`${VM_SELECT} WHERE v.vm_id = ?`, vmId);
+  async getVm(vmId: string): Promise<VmView> {
+    const row = (await this.one(`${VM_SELECT} WHERE v.vm_id = ?`, vmId));
     if (!row) throw new NotFoundError(`no VM ${vmId} in the catalogue`);
-    return this.vm(row);
+    return (await this.vm(row));
   }
 
-  private vm(r: Row): VmView {
-    const disks: DiskView[] = this.all(`SELECT * FROM disks WHERE vm_id = ? ORDER BY name`, str(r.vm_id)).map((d) => ({
+  private async vm(r: Row): Promise<VmView> {
+    const disks: DiskView[] = (await this.all(`SELECT * FROM disks WHERE vm_id = ? ORDER BY name`, str(r.vm_id))).map((d) => ({
       name: str(d.name), sizeBytes: num(d.size_bytes), attachedAt: str(d.attached_at), detachedAt: strOrNull(d.detached_at),
     }));
     return {
@@ -220,39 +225,39 @@ export class CatalogueReadModel {
     };
   }
 
-  listRestorePoints(q: QueryRequest<'restorePoint.list'>): RestorePointView[] {
-    return this.restorePointPage(q).items;
+  async listRestorePoints(q: QueryRequest<'restorePoint.list'>): Promise<RestorePointView[]> {
+    return (await this.restorePointPage(q)).items;
   }
 
-  restorePointPage(q: QueryRequest<'restorePoint.list'>): PageOf<RestorePointView> {
+  async restorePointPage(q: QueryRequest<'restorePoint.list'>): Promise<PageOf<RestorePointView>> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (!q.includeExpired) where.push('expired_at IS NULL');
-    const { rows, next } = this.page({
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM restore_points', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
       order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'restore_point_id', field: 'restore_point_id', type: 'string' }],
-    });
-    return { next, items: rows.map((r) => this.restorePoint(r)) };
+    }));
+    return { next, items: await inTurn(rows, (r) => this.restorePoint(r)) };
   }
 
-  getRestorePoint(restorePointId: string): RestorePointView {
-    const row = this.one(`SELECT * FROM restore_points WHERE restore_point_id = ?`, restorePointId);
+  async getRestorePoint(restorePointId: string): Promise<RestorePointView> {
+    const row = (await this.one(`SELECT * FROM restore_points WHERE restore_point_id = ?`, restorePointId));
     if (!row) throw new NotFoundError(`no restore point ${restorePointId} in the catalogue`);
-    return this.restorePoint(row);
+    return (await this.restorePoint(row));
   }
 
-  private restorePoint(r: Row): RestorePointView {
-    const disks: RestorePointDiskView[] = this.all(
+  private async restorePoint(r: Row): Promise<RestorePointView> {
+    const disks: RestorePointDiskView[] = (await this.all(
       `SELECT * FROM restore_point_disks WHERE restore_point_id = ? ORDER BY name`, str(r.restore_point_id),
-    ).map((d) => ({
+    )).map((d) => ({
       name: str(d.name), sizeBytes: num(d.size_bytes), bytesRead: num(d.bytes_read), bytesStored: num(d.bytes_stored),
       chunksNew: num(d.chunks_new), chunksReused: num(d.chunks_reused),
     }));
     const bytesRead = num(r.bytes_read);
     const bytesStored = num(r.bytes_stored);
     const parentId = strOrNull(r.parent_id);
-    const job = this.one(`SELECT consistency, consistency_reason, vm_config FROM jobs WHERE job_id = ?`, str(r.job_id));
+    const job = (await this.one(`SELECT consistency, consistency_reason, vm_config FROM jobs WHERE job_id = ?`, str(r.job_id)));
     const vmConfig = job?.vm_config ? JSON.parse(str(job.vm_config)) as Record<string, unknown> : null;
     return {
       restorePointId: str(r.restore_point_id),
@@ -274,7 +279,7 @@ export class CatalogueReadModel {
       // Only where the snapshot recorded them (restore points taken before they were kept have none).
       ...(job?.consistency ? { consistency: str(job.consistency) as 'application' | 'crash', consistencyReason: strOrNull(job.consistency_reason) } : {}),
       ...(vmConfig ? { vmConfig } : {}),
-      lastTestRestore: this.lastTestRestore(str(r.restore_point_id)),
+      lastTestRestore: (await this.lastTestRestore(str(r.restore_point_id))),
       lock: r.locked_until ? {
         until: str(r.locked_until), at: str(r.locked_at),
         source: r.lock_actor_kind === 'user' ? 'act' : 'policy',
@@ -286,8 +291,8 @@ export class CatalogueReadModel {
     };
   }
 
-  private lastTestRestore(restorePointId: string): RestorePointView['lastTestRestore'] {
-    const t = this.one(`SELECT * FROM test_restores WHERE restore_point_id = ? ORDER BY position DESC LIMIT 1`, restorePointId);
+  private async lastTestRestore(restorePointId: string): Promise<RestorePointView['lastTestRestore']> {
+    const t = (await this.one(`SELECT * FROM test_restores WHERE restore_point_id = ? ORDER BY position DESC LIMIT 1`, restorePointId));
     if (!t) return null;
     return {
       testRestoreId: str(t.test_restore_id), status: str(t.status) as TestRestoreView['status'], at: str(t.ended_at ?? t.started_at),
@@ -295,16 +300,16 @@ export class CatalogueReadModel {
     };
   }
 
-  testRestorePage(q: QueryRequest<'testRestore.list'>): PageOf<TestRestoreView> {
+  async testRestorePage(q: QueryRequest<'testRestore.list'>): Promise<PageOf<TestRestoreView>> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (q.restorePointId) { where.push('restore_point_id = ?'); params.push(q.restorePointId); }
     if (q.status) { where.push('status = ?'); params.push(q.status); }
-    const { rows, next } = this.page({
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM test_restores', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
       order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'test_restore_id', field: 'test_restore_id', type: 'string' }],
-    });
+    }));
     return { next, items: rows.map((t) => ({
       testRestoreId: str(t.test_restore_id), restorePointId: str(t.restore_point_id), vmId: str(t.vm_id), site: str(t.site),
       status: str(t.status) as TestRestoreView['status'], checks: json(t.checks) as string[], results: json(t.results) as TestRestoreView['results'],
@@ -314,30 +319,30 @@ export class CatalogueReadModel {
     })) };
   }
 
-  listJobs(q: QueryRequest<'job.list'>): JobView[] {
-    return this.jobPage(q).items;
+  async listJobs(q: QueryRequest<'job.list'>): Promise<JobView[]> {
+    return (await this.jobPage(q)).items;
   }
 
-  jobPage(q: QueryRequest<'job.list'>): PageOf<JobView> {
+  async jobPage(q: QueryRequest<'job.list'>): Promise<PageOf<JobView>> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.state) { where.push('state = ?'); params.push(q.state); }
     if (q.vmId) { where.push('vm_id = ?'); params.push(q.vmId); }
     if (q.kind) { where.push('kind = ?'); params.push(q.kind); }
-    const { rows, next } = this.page({
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM jobs', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
       order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'job_id', field: 'job_id', type: 'string' }],
-    });
+    }));
     return { next, items: rows.map(job) };
   }
 
-  getJob(jobId: string): JobDetail {
-    const row = this.one(`SELECT * FROM jobs WHERE job_id = ?`, jobId);
+  async getJob(jobId: string): Promise<JobDetail> {
+    const row = (await this.one(`SELECT * FROM jobs WHERE job_id = ?`, jobId));
     if (!row) throw new NotFoundError(`no job ${jobId} in the catalogue`);
-    const phases: JobPhaseView[] = this.all(
+    const phases: JobPhaseView[] = (await this.all(
       `SELECT * FROM job_phases WHERE job_id = ? ORDER BY started_at, CASE phase
          WHEN 'schedule' THEN 0 WHEN 'snapshot' THEN 1 WHEN 'transfer' THEN 2 WHEN 'commit' THEN 3 ELSE 4 END`, jobId,
-    ).map((p) => ({
+    )).map((p) => ({
       phase: str(p.phase) as JobPhaseView['phase'],
       state: str(p.state) as JobPhaseView['state'],
       startedAt: str(p.started_at),
@@ -346,36 +351,36 @@ export class CatalogueReadModel {
     }));
     // Everything correlated with the job, plus whatever was appended to its own stream.
     const stream = str(row.kind) === 'restore' ? `restore-${jobId}` : `job-${jobId}`;
-    const events = this.all(
+    const events = (await this.all(
       `SELECT * FROM audit WHERE correlation_id = ? OR stream_id = ? ORDER BY position LIMIT 10000`, jobId, stream,
-    ).map(auditEntry);
+    )).map(auditEntry);
     return { ...job(row), phases, events };
   }
 
-  listPolicies(q: QueryRequest<'policy.list'>): PolicyView[] {
-    return this.policyPage(q).items;
+  async listPolicies(q: QueryRequest<'policy.list'>): Promise<PolicyView[]> {
+    return (await this.policyPage(q)).items;
   }
 
-  policyPage(q: QueryRequest<'policy.list'>): PageOf<PolicyView> {
-    const { rows, next } = this.page({
+  async policyPage(q: QueryRequest<'policy.list'>): Promise<PageOf<PolicyView>> {
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM policies', where: q.includeDeleted ? [] : ['deleted_at IS NULL'], params: [],
       direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
       order: [{ column: 'name', field: 'name', type: 'string' }, { column: 'policy_id', field: 'policy_id', type: 'string' }],
-    });
+    }));
     return { next, items: rows.map(policy) };
   }
 
-  getPolicy(policyId: string): PolicyView {
-    const row = this.one(`SELECT * FROM policies WHERE policy_id = ?`, policyId);
+  async getPolicy(policyId: string): Promise<PolicyView> {
+    const row = (await this.one(`SELECT * FROM policies WHERE policy_id = ?`, policyId));
     if (!row) throw new NotFoundError(`no policy ${policyId} in the catalogue`);
     return policy(row);
   }
 
-  auditTimeline(q: QueryRequest<'audit.timeline'>): AuditEntry[] {
-    return this.auditPage(q).items;
+  async auditTimeline(q: QueryRequest<'audit.timeline'>): Promise<AuditEntry[]> {
+    return (await this.auditPage(q)).items;
   }
 
-  auditPage(q: QueryRequest<'audit.timeline'>): PageOf<AuditEntry> {
+  async auditPage(q: QueryRequest<'audit.timeline'>): Promise<PageOf<AuditEntry>> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (q.correlationId) { where.push('correlation_id = ?'); params.push(q.correlationId); }
@@ -386,12 +391,56 @@ export class CatalogueReadModel {
     if (q.from) { where.push('unixepoch(time, \'subsec\') >= unixepoch(?, \'subsec\')'); params.push(q.from); }
     if (q.to) { where.push('unixepoch(time, \'subsec\') <= unixepoch(?, \'subsec\')'); params.push(q.to); }
     if (q.afterPosition !== undefined) { where.push('position > ?'); params.push(q.afterPosition); }
-    const { rows, next } = this.page({
+    const { rows, next } = (await this.page({
       from: 'SELECT * FROM audit', where, params, direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
       order: [{ column: 'position', field: 'position', type: 'number' }],
-    });
+    }));
     return { next, items: rows.map(auditEntry) };
   }
+}
+
+type Queries = Omit<Reads, 'reader'>;
+
+/**
+ * The read models as the query handlers see them: every call reads one consistent snapshot of
+ * whichever store is live (`current` changes when a rebuild swaps it).
+ */
+export class CatalogueReadModel implements Queries {
+  constructor(private readonly current: () => CatalogueStore) {}
+
+  private async run<T>(fn: (r: Reads) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const store = this.current();
+      try {
+        return await store.read((reader) => fn(new Reads(reader)));
+      } catch (e) {
+        // A rebuild closed this store while swapping in the new one: read that one instead.
+        if (store.isOpen || attempt >= 100) throw e;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  listReplicas(q: QueryRequest<'replica.list'>) { return this.run((r) => r.listReplicas(q)); }
+  replicaPage(q: QueryRequest<'replica.list'>) { return this.run((r) => r.replicaPage(q)); }
+  stats() { return this.run((r) => r.stats()); }
+  listReplicationPolicies(q: QueryRequest<'replicationPolicy.list'>) { return this.run((r) => r.listReplicationPolicies(q)); }
+  replicationPolicyPage(q: QueryRequest<'replicationPolicy.list'>) { return this.run((r) => r.replicationPolicyPage(q)); }
+  listVms(q: QueryRequest<'vm.list'> = {}) { return this.run((r) => r.listVms(q)); }
+  vmPage(q: QueryRequest<'vm.list'>) { return this.run((r) => r.vmPage(q)); }
+  getVm(vmId: string) { return this.run((r) => r.getVm(vmId)); }
+  listRestorePoints(q: QueryRequest<'restorePoint.list'>) { return this.run((r) => r.listRestorePoints(q)); }
+  restorePointPage(q: QueryRequest<'restorePoint.list'>) { return this.run((r) => r.restorePointPage(q)); }
+  getRestorePoint(restorePointId: string) { return this.run((r) => r.getRestorePoint(restorePointId)); }
+  testRestorePage(q: QueryRequest<'testRestore.list'>) { return this.run((r) => r.testRestorePage(q)); }
+  listJobs(q: QueryRequest<'job.list'>) { return this.run((r) => r.listJobs(q)); }
+  jobPage(q: QueryRequest<'job.list'>) { return this.run((r) => r.jobPage(q)); }
+  getJob(jobId: string) { return this.run((r) => r.getJob(jobId)); }
+  listPolicies(q: QueryRequest<'policy.list'>) { return this.run((r) => r.listPolicies(q)); }
+  policyPage(q: QueryRequest<'policy.list'>) { return this.run((r) => r.policyPage(q)); }
+  getPolicy(policyId: string) { return this.run((r) => r.getPolicy(policyId)); }
+  auditTimeline(q: QueryRequest<'audit.timeline'>) { return this.run((r) => r.auditTimeline(q)); }
+  auditPage(q: QueryRequest<'audit.timeline'>) { return this.run((r) => r.auditPage(q)); }
 }
 
 const VM_SELECT = `

@@ -1,5 +1,6 @@
-// The catalogue replica: wires the projector (log -> SQLite) and the query responder (NATS),
-// and reports status and health. One instance per process; any number of replicas per site.
+// The catalogue replica: wires the projector (log -> SQLite or PostgreSQL) and the query
+// responder (NATS), and reports status and health. One instance per process; any number of
+// replicas per site (each with its own SQLite file, or all sharing one PostgreSQL schema).
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
@@ -7,6 +8,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { CatalogueStatus, RebuildResult } from '@cairn/catalogue-client';
 import { CatalogueProjector, type ProjectorLog } from './catalogue.projector.ts';
+import { SqliteCatalogueBackend } from './catalogue-db.adapter.ts';
+import { PostgresCatalogueBackend } from './catalogue-pg.adapter.ts';
+import type { CatalogueBackend } from './catalogue-store.port.ts';
 import { CatalogueReadModel } from './catalogue.read-model.ts';
 import { CatalogueQueryHandlers } from './catalogue-queries.handlers.ts';
 import { catalogueResponder } from './catalogue-responder.adapter.ts';
@@ -19,8 +23,10 @@ export const CATALOGUE_LOGGER = Symbol.for('cairn.catalogue.logger');
 /** Settled configuration of one replica. */
 export interface CatalogueConfig {
   readonly site: string;
-  /** SQLite file of this replica, or `:memory:`. */
+  /** SQLite file of this replica, or `:memory:` (ignored when `postgresUrl` is set). */
   readonly dbPath: string;
+  /** The site's catalogue in PostgreSQL, shared by every replica (postgres://user@host:port/db). */
+  readonly postgresUrl?: string;
   readonly replica: string;
 }
 
@@ -48,7 +54,10 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(CATALOGUE_LOG) private readonly log: ProjectorLog,
     @Inject(CATALOGUE_LOGGER) private readonly logger: Logger,
   ) {
-    this.projector = new CatalogueProjector({ log, path: config.dbPath, logger });
+    const backend: CatalogueBackend = config.postgresUrl
+      ? new PostgresCatalogueBackend({ url: config.postgresUrl, site: config.site })
+      : new SqliteCatalogueBackend(config.dbPath);
+    this.projector = new CatalogueProjector({ log, backend, logger });
     this.readModel = new CatalogueReadModel(() => this.projector.current);
     const handlers = new CatalogueQueryHandlers(this.readModel, { status: () => this.status(), rebuild: () => this.rebuild() });
     this.responder = catalogueResponder({ nc, site: config.site, replica: config.replica, handlers, logger });
@@ -61,7 +70,8 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
   async onApplicationBootstrap(): Promise<void> {
     await this.projector.start();
     this.responder.start();
-    this.logger.info({ db: this.config.dbPath, position: String(this.projector.status().position) }, 'catalogue started');
+    const s = await this.projector.status();
+    this.logger.info({ store: this.projector.current.describe, position: String(s.position), standby: s.standby }, 'catalogue started');
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -71,7 +81,7 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
   }
 
   async status(): Promise<CatalogueStatus> {
-    const s = this.projector.status();
+    const s = await this.projector.status();
     let head = s.position;
     let lastError = s.lastError;
     try {
@@ -87,6 +97,8 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
       lag: Math.max(0, Number(head - s.position)),
       projecting: s.projecting,
       rebuilding: s.rebuilding,
+      standby: s.standby,
+      store: this.projector.dialect,
       startedAt: this.startedAt,
       lastError,
     };
@@ -96,7 +108,7 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
     const status = await this.status();
     const problems: string[] = [];
     if (this.nc.isClosed()) problems.push('NATS connection closed');
-    if (!status.projecting && !status.rebuilding) problems.push(`projection not running${status.lastError ? `: ${status.lastError}` : ''}`);
+    if (!status.projecting && !status.rebuilding && !status.standby) problems.push(`projection not running${status.lastError ? `: ${status.lastError}` : ''}`);
     return { ok: problems.length === 0, status, problems };
   }
 

@@ -3,7 +3,7 @@
 // known phases, expired restore points; checked against sums computed here from the events.
 import { describe, expect, it } from 'vitest';
 import { newEvent, type CairnEvent, type EventDataMap, type EventType, type RecordedEvent } from '@cairn/contracts';
-import { CatalogueDb } from './catalogue-db.adapter.ts';
+import { CatalogueDb, SqliteCatalogueStore } from './catalogue-db.adapter.ts';
 import { CatalogueReadModel } from './catalogue.read-model.ts';
 import { CatalogueQueryHandlers } from './catalogue-queries.handlers.ts';
 
@@ -44,7 +44,8 @@ function job(jobId: string, until: 'snapshot' | 'transfer' | 'failed' | 'complet
 describe('catalogue.stats', () => {
   it('counts and sums exactly over 1,500 completed jobs, failed and running ones, and expired restore points', async () => {
     const db = CatalogueDb.open(':memory:');
-    const read = new CatalogueReadModel(() => db);
+    const store = new SqliteCatalogueStore(db);
+    const read = new CatalogueReadModel(() => store);
     let position = 0n;
     const apply = (events: CairnEvent[]) => db.apply(events.map((event): RecordedEvent => ({ event, position: ++position, revision: 0n })));
     apply([ev('VmDiscovered', { vmId: 'vm1', name: 'web-1', hypervisor: { kind: 'qemu', host: 'h1' }, tags: [], disks: [{ name: 'vda', sizeBytes: 8192 }] }, 'vm-vm1')]);
@@ -62,7 +63,7 @@ describe('catalogue.stats', () => {
     for (let i = 0; i < 3; i++) apply(job(`s${i}`, 'snapshot'));
     for (let i = 0; i < 5; i++) apply(job(`t${i}`, 'transfer'));
 
-    const stats = read.stats();
+    const stats = await read.stats();
     expect(stats).toEqual({
       position: Number(position),
       jobsByState: { requested: 0, running: 8, completed: 1500, failed: 12, cancelled: 0 },
@@ -84,9 +85,9 @@ describe('catalogue.stats', () => {
     db.close();
   });
 
-  it('is all zeros on an empty catalogue', () => {
+  it('is all zeros on an empty catalogue', async () => {
     const db = CatalogueDb.open(':memory:');
-    expect(new CatalogueReadModel(() => db).stats()).toMatchObject({
+    expect(await new CatalogueReadModel(() => new SqliteCatalogueStore(db)).stats()).toMatchObject({
       position: 0, jobsByState: { completed: 0, running: 0 }, restorePoints: { total: 0, live: 0, expired: 0 }, bytesRead: 0, bytesStored: 0,
       completed: { jobs: 0, bytesRead: 0, durationMs: 0 }, vms: 0,
     });

@@ -29,15 +29,33 @@ export async function readConfig(file: string | undefined): Promise<CairnConfig 
 /** What the services take from cairn.yaml besides the site and the SIEM targets (cairn up, cairn run). */
 export async function serviceSettings(c: CairnConfig): Promise<{
   bandwidth?: { hostBytesPerSec?: number; siteBytesPerSec?: number }; maxJobsPerHost?: number; maxJobsPerRepository?: number;
+  cataloguePostgresUrl?: string;
 }> {
   const { rateBytesPerSec } = await import('../config/cairn-config.ts');
   const host = rateBytesPerSec(c.bandwidth?.hostBytesPerSec);
   const site = rateBytesPerSec(c.bandwidth?.siteBytesPerSec);
+  const postgresUrl = cataloguePostgresUrl(c);
   return {
+    ...(postgresUrl ? { cataloguePostgresUrl: postgresUrl } : {}),
     ...(host !== undefined || site !== undefined ? { bandwidth: { ...(host !== undefined ? { hostBytesPerSec: host } : {}), ...(site !== undefined ? { siteBytesPerSec: site } : {}) } } : {}),
     ...(c.concurrency?.maxJobsPerHost ? { maxJobsPerHost: c.concurrency.maxJobsPerHost } : {}),
     ...(c.concurrency?.maxJobsPerRepository ? { maxJobsPerRepository: c.concurrency.maxJobsPerRepository } : {}),
   };
+}
+
+/**
+ * The catalogue's PostgreSQL URL, when the catalogue keeps its read models there: from
+ * CAIRN_CATALOGUE_POSTGRES_URL, else from cairn.yaml's `catalogue.store: postgres` and
+ * `catalogue.postgresUrl`; undefined means SQLite (the default).
+ */
+export function cataloguePostgresUrl(c: CairnConfig | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const fromEnv = env['CAIRN_CATALOGUE_POSTGRES_URL'];
+  if (fromEnv) return fromEnv;
+  if (c?.catalogue?.store !== 'postgres') return undefined;
+  if (!c.catalogue.postgresUrl) {
+    throw new CliError('cairn.yaml: catalogue.store is postgres but no catalogue.postgresUrl is given', EXIT.usage, 'add catalogue.postgresUrl: postgres://user@host:5432/cairn, or set CAIRN_CATALOGUE_POSTGRES_URL');
+  }
+  return c.catalogue.postgresUrl;
 }
 
 export function registerConfigCommands(program: Command): void {

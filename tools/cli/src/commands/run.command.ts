@@ -40,6 +40,7 @@ interface RunOptions {
   nbdListen?: string;
   nbdPorts?: string;
   nbdTlsDir?: string;
+  postgres?: string;
 }
 
 /**
@@ -81,6 +82,7 @@ export function registerRunCommand(program: Command): void {
     .option('--simulated <vms>', 'snapshot coordinator: that many simulated VMs, for load tests only (needs CAIRN_SIMULATED_HYPERVISOR=1)')
     .option('--simulated-hosts <n>', 'snapshot coordinator: spread the simulated VMs over that many simulated hosts (default 1)')
     .option('--http <host:port>', 'serve /health, /ready and /metrics (Prometheus) here, e.g. 127.0.0.1:9101 (:0 picks a free port; default $CAIRN_HTTP, else none)')
+    .option('--postgres <url>', 'catalogue: keep the read models in this PostgreSQL database, shared by every catalogue replica of the site (default $CAIRN_CATALOGUE_POSTGRES_URL, else cairn.yaml catalogue.postgresUrl with store: postgres, else an SQLite file in --data)')
     .option('--port <port>', 'gateway: REST API and console port (default 8080)')
     .option('--host <address>', 'gateway: address to listen on (default 127.0.0.1)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
@@ -190,7 +192,9 @@ export function registerRunCommand(program: Command): void {
           break;
         }
         case 'catalogue': {
-          const c = await startCatalogue({ nc, site, dataDir, log, logger });
+          const postgresUrl = o.postgres ?? (config ? settings.cataloguePostgresUrl : process.env['CAIRN_CATALOGUE_POSTGRES_URL']);
+          if (postgresUrl !== undefined && !/^postgres(ql)?:\/\//.test(postgresUrl)) throw new CliError(`--postgres must be a postgres:// URL, not ${postgresUrl}`, EXIT.usage);
+          const c = await startCatalogue({ nc, site, dataDir, log, logger, ...(postgresUrl ? { postgresUrl } : {}) });
           // Ready while it follows the log: queries reach every replica of the queue group.
           running = { health: () => c.health(), notReady: async () => { const h = await c.health(); return h.ok ? undefined : h.problems.join('; ') || 'not following the log'; }, close: c.close };
           break;

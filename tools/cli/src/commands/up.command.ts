@@ -207,6 +207,7 @@ export function registerUpCommand(program: Command): void {
           site: g.site ?? config?.site ?? 'local',
           ...(config?.audit?.targets?.length ? { auditTargets: config.audit.targets as StackOptions['auditTargets'] } : {}),
           ...(config ? await serviceSettings(config) : {}),
+          ...(!config && process.env['CAIRN_CATALOGUE_POSTGRES_URL'] ? { cataloguePostgresUrl: process.env['CAIRN_CATALOGUE_POSTGRES_URL'] } : {}),
           ...(config?.notifications?.routes?.length ? { notificationRoutes: (await import('../config/cairn-config.ts')).configRoutes(config) } : {}),
           ...(g.nats ? { natsUrl: g.nats } : {}),
           ...(cluster && cluster > 1 ? { cluster } : {}),

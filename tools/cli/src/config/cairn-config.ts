@@ -71,6 +71,10 @@ export const CairnConfig = Type.Object({
   audit: Type.Optional(Type.Object({
     targets: Type.Optional(Type.Array(AuditTargetConfig, { description: 'SIEM targets the audit bridge forwards every event to, besides its hash chain' })),
   }, { additionalProperties: false })),
+  catalogue: Type.Optional(Type.Object({
+    store: Type.Optional(Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], { description: 'where the catalogue keeps its read models: an SQLite file per replica (default) or one PostgreSQL database shared by every replica of the site' })),
+    postgresUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', maxLength: 2048, description: 'postgres://user@host:port/database of `store: postgres` (CAIRN_CATALOGUE_POSTGRES_URL overrides it; keep passwords out of the file: use PGPASSWORD or ~/.pgpass)' })),
+  }, { additionalProperties: false, description: 'the catalogue\'s store (docs/operations.md, "The catalogue on PostgreSQL")' })),
 }, {
   $id: 'https://cairn.example/cairn.schema.json', title: 'cairn.yaml', additionalProperties: false,
   description: 'Configuration of a Cairn site (docs/operations.md, "Configuration")',

@@ -64,6 +64,8 @@ export interface StackOptions {
   readonly auditTargets?: readonly AuditTargetSpec[];
   /** Bandwidth of backup and restore transfers: this host's and the site's (cairn.yaml `bandwidth`). */
   readonly bandwidth?: { readonly hostBytesPerSec?: number; readonly siteBytesPerSec?: number };
+  /** The catalogue's read models in this PostgreSQL database (cairn.yaml `catalogue`; default an SQLite file). */
+  readonly cataloguePostgresUrl?: string;
   /** Backup jobs at once on one hypervisor host (cairn.yaml `concurrency.maxJobsPerHost`; default 2). */
   readonly maxJobsPerHost?: number;
   /** Backup jobs at once into one repository (cairn.yaml `concurrency.maxJobsPerRepository`; default none). */
@@ -345,7 +347,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     stops.push(() => repository.close());
     say(`repository           ok  ${dirs.repository} (chunks of ${repository.chunkSize / 1024} KiB)`);
 
-    const catalogue: RunningCatalogue = await startCatalogue({ ...(await as('catalogue')), site, dataDir: dirs.catalogue, logger: logger.child({ name: 'catalogue' }) });
+    const catalogue: RunningCatalogue = await startCatalogue({ ...(await as('catalogue')), site, dataDir: dirs.catalogue, logger: logger.child({ name: 'catalogue' }), ...(options.cataloguePostgresUrl ? { postgresUrl: options.cataloguePostgresUrl } : {}) });
     stops.push(() => catalogue.close());
     // Unix socket paths are limited to 107 bytes: keep NBD sockets short.
     const runDir = join(dirs.coordinator, 'run').length < 80 ? join(dirs.coordinator, 'run') : await mkdtemp(join(tmpdir(), 'cairn-run-'));
