@@ -194,7 +194,7 @@ export function registerRunCommand(program: Command): void {
         case 'catalogue': {
           const postgresUrl = o.postgres ?? (config ? settings.cataloguePostgresUrl : process.env['CAIRN_CATALOGUE_POSTGRES_URL']);
           if (postgresUrl !== undefined && !/^postgres(ql)?:\/\//.test(postgresUrl)) throw new CliError(`--postgres must be a postgres:// URL, not ${postgresUrl}`, EXIT.usage);
-          const c = await startCatalogue({ nc, site, dataDir, log, logger, ...(postgresUrl ? { postgresUrl } : {}) });
+          const c = await startCatalogue({ nc, site, dataDir, log, logger, ...(postgresUrl ? { postgresUrl } : {}), ...(o.instance ? { replica: o.instance } : {}) });
           // Ready while it follows the log: queries reach every replica of the queue group.
           running = { health: () => c.health(), notReady: async () => { const h = await c.health(); return h.ok ? undefined : h.problems.join('; ') || 'not following the log'; }, close: c.close };
           break;
