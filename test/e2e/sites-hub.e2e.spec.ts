@@ -8,7 +8,8 @@
 // scheduled backup of its VM) and at B as each site's hub-managed policy; B cut off while version 2
 // is published shows as drift at the hub (`policy list --global`, GET /v1/global-policies) until B
 // returns and applies it; local edit, delete and pause of it are refused; statements the hub makes
-// up (unsigned, signed by its own identity, altered) are refused at the site and recorded.
+// up (unsigned, signed by its own identity, altered) are refused at the site and recorded; withdrawn
+// at the hub (version 3), each site deletes its copy.
 // Key escrow: A's repository key reaches B only sealed for B's escrow key (vouched for by the hub
 // CA), again after a rotation at A; A stopped and its data deleted, `cairn site declare-lost a`
 // asked by one administrator at B and approved by another, then A's two restore points restore
@@ -314,6 +315,31 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     expect((await new CatalogueClient(a.nc, { site: 'a' }).query('policy.list', {})).items.filter((p) => p.name === 'forged')).toEqual([]);
     expect(await managedAt(a)).toMatchObject({ globalVersion: 2 });
   }, 120_000);
+
+  it('withdrawn at the hub (a signed version 3): each site deletes its copy, its restore points kept; the hub shows it withdrawn, no drift', async () => {
+    const r = await cli(['--data', hubDir, '--json', 'policy', 'delete', 'global-daily', '--global', '--sign-with', a.operator!.keyFile, b.operator!.keyFile]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ policyId: globalId, version: 3, withdrawn: true });
+    for (const site of [a, b]) {
+      await waitFor(async () => ((await managedAt(site)) ? undefined : true), { timeoutMs: 60_000, intervalMs: 500, what: `the copy deleted at ${site.site}` });
+      const copy = (await new CatalogueClient(site.nc, { site: site.site }).query('policy.list', { includeDeleted: true })).items.find((p) => p.globalPolicyId === globalId)!;
+      expect(copy.deletedAt).toEqual(expect.any(String));
+      const last = (await eventsOf(site, `policy-${copy.policyId}`)).at(-1)!;
+      expect(last).toMatchObject({ type: 'PolicyDeleted', data: { globalVersion: 3 }, actor: { kind: 'user', id: site.operator!.actor.id } });
+    }
+    const list = await waitFor(async () => {
+      const l = await globalList();
+      const p = l.find((x) => x.policyId === globalId);
+      return p?.withdrawn && p.drift === 0 ? p : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'withdrawn and current everywhere at the hub' });
+    expect(list.sites.map((x) => [x.site, x.appliedVersion, x.state])).toEqual([['a', 3, 'current'], ['b', 3, 'current']]);
+    // The restore point its schedule made at A is kept.
+    expect((await a.repository.listRestorePoints()).map((p) => p.id)).toContain(globalPoints[0]);
+    // And nothing is left to edit at the hub.
+    const edit = await cli(['--data', hubDir, '--json', 'policy', 'edit', 'global-daily', '--global', '--cron', '0 4 * * *', '--sign-with', a.operator!.keyFile]);
+    expect(edit.code).not.toBe(0);
+    expect((JSON.parse(edit.stdout) as { error: { message: string } }).error.message).toMatch(/unknown global policy "global-daily" \(or withdrawn\)/i);
+  }, 180_000);
 
   it('four-eyes through the hub: a deletion at B asked by B\'s root operator and approved by a second administrator, both from the hub\'s CLI', async () => {
     // A second administrator at B, made at B (users are each site's own), with a key and a token of their own.

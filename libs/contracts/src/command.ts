@@ -266,8 +266,8 @@ export const ApplyGlobalPolicyResult = Type.Object({
   policyId: Id,
   /** The version the site runs now. */
   version: Type.Integer({ minimum: 1 }),
-  /** created / updated: applied now; current: the site already ran this version or a newer one. */
-  outcome: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('current')]),
+  /** created / updated / deleted (withdrawn): applied now; current: the site already had this version or a newer one. */
+  outcome: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('deleted'), Type.Literal('current')]),
 }, { additionalProperties: false });
 
 /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */

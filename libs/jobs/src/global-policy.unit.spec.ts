@@ -102,6 +102,19 @@ describe('the policy decider and hub-managed policies', () => {
     }
   });
 
+  it('a withdrawal deletes the copy with the version that withdrew it; an older statement replayed after it changes nothing', () => {
+    const s2 = fold(decidePolicy(apply(2), none));
+    const withdraw = { ...apply(3), withdrawn: true };
+    const gone = decidePolicy(withdraw, s2);
+    expect(gone).toEqual([{ type: 'PolicyDeleted', data: { policyId: local.policyId, globalVersion: 3 } }]);
+    const s3 = fold(gone, s2);
+    expect(s3).toMatchObject({ deleted: true, policy: { globalVersion: 3 } });
+    expect(decidePolicy(apply(2), s3)).toEqual([]);
+    expect(decidePolicy(withdraw, s3)).toEqual([]);
+    // A site that never had it: nothing to delete.
+    expect(decidePolicy(withdraw, none)).toEqual([]);
+  });
+
   it('never turns a local policy into a managed one, and refuses an invalid global policy with the problems', () => {
     const localState = fold(decidePolicy({ kind: 'create', policy: local, knownRepositories: ['default'] }, none));
     expect(() => decidePolicy(apply(1), localState)).toThrow(/is a local policy of this site/);

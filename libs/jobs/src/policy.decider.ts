@@ -15,7 +15,7 @@ export type PolicyCommand =
   | { readonly kind: 'create'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   | { readonly kind: 'update'; readonly policy: Policy; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   /** A global policy statement the site accepted (libs/jobs global-policy.ts): the hub's version of the policy. */
-  | { readonly kind: 'apply-global'; readonly policy: Policy; readonly globalPolicyId: string; readonly version: number; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
+  | { readonly kind: 'apply-global'; readonly policy: Policy; readonly globalPolicyId: string; readonly version: number; readonly withdrawn?: boolean; readonly knownRepositories: readonly string[]; readonly minIntervalMs?: number }
   | { readonly kind: 'delete'; readonly policyId: string }
   | { readonly kind: 'pause'; readonly policyId: string }
   | { readonly kind: 'resume'; readonly policyId: string };
@@ -119,7 +119,8 @@ export function evolvePolicy(state: PolicyState, event: KnownEvent): PolicyState
     case 'PolicyUpdated':
       return { ...state, policy: event.data, deleted: false };
     case 'PolicyDeleted':
-      return { ...state, deleted: true };
+      // A withdrawn global policy keeps the version that withdrew it (older statements change nothing).
+      return { ...state, deleted: true, ...(state.policy && event.data.globalVersion ? { policy: { ...state.policy, globalVersion: event.data.globalVersion } } : {}) };
     case 'PolicyPaused':
       return { ...state, paused: true };
     case 'PolicyResumed':
@@ -152,8 +153,11 @@ export function decidePolicy(command: PolicyCommand, state: PolicyState): readon
       if (current && current.managedBy !== 'hub') {
         throw new PolicyInvalidError([`policy ${current.policyId} (${current.name}) is a local policy of this site: a global policy cannot replace it`], 'conflict');
       }
-      // The same version again, or an older one (a replay, or a hub behind): nothing to do.
-      if (current && (current.globalVersion ?? 0) >= command.version) return [];
+      // The same version again, or an older one (a replay, or a hub behind): nothing to do — also after a withdrawal.
+      if (state.policy?.managedBy === 'hub' && (state.policy.globalVersion ?? 0) >= command.version) return [];
+      if (command.withdrawn) {
+        return current ? [{ type: 'PolicyDeleted', data: { policyId: current.policyId, globalVersion: command.version } }] : [];
+      }
       const policy: Policy = { ...command.policy, managedBy: 'hub', globalVersion: command.version, globalPolicyId: command.globalPolicyId };
       const problems = policyProblems(policy, command.knownRepositories, command.minIntervalMs);
       if (problems.length) throw new PolicyInvalidError(problems);

@@ -230,6 +230,7 @@ export const GlobalPolicyView = Type.Object({
   policyId: Type.String(),
   name: Type.String(),
   version: Type.Integer({ minimum: 1, description: 'The hub\'s newest version (one more per `policy edit --global`).' }),
+  withdrawn: Type.Boolean({ description: 'Withdrawn at the hub (`policy delete --global`): current at a site once its copy is deleted.' }),
   selector: Type.Unknown({ description: '{ all: true }, { sites: [...] } or { tags: [...] }' }),
   selects: Type.String({ description: 'The selector in words.' }),
   signedBy: Type.Array(Type.String(), { description: 'The users whose signatures the statement carries.' }),

@@ -410,7 +410,7 @@ export class Scheduler {
    * this site trusts signed it (checkGlobalPolicyStatement), else refused and recorded as
    * AccessDenied. A version the site already runs (or an older one) changes nothing.
    */
-  async applyGlobalPolicy(statement: GlobalPolicyStatement, actor: Actor, causationId: string, subject = `cairn.${this.config.site}.cmd.scheduler.ApplyGlobalPolicy`): Promise<{ policyId: string; version: number; outcome: 'created' | 'updated' | 'current' }> {
+  async applyGlobalPolicy(statement: GlobalPolicyStatement, actor: Actor, causationId: string, subject = `cairn.${this.config.site}.cmd.scheduler.ApplyGlobalPolicy`): Promise<{ policyId: string; version: number; outcome: 'created' | 'updated' | 'deleted' | 'current' }> {
     const signers = statement.signatures.map((x) => x.userId);
     const verdict = checkGlobalPolicyStatement(statement, {
       site: this.config.site, tags: this.config.hub?.tags ?? [], hubId: this.config.hub?.id,
@@ -436,7 +436,7 @@ export class Scheduler {
     let drafts: number;
     try {
       const r = await handleCommand(this.log, streamId, policyDecider, {
-        kind: 'apply-global', policy: { ...statement.policy, policyId }, globalPolicyId: statement.policyId, version: statement.version, knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs,
+        kind: 'apply-global', policy: { ...statement.policy, policyId }, globalPolicyId: statement.policyId, version: statement.version, ...(statement.withdrawn ? { withdrawn: true } : {}), knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs,
       }, { meta: { site: this.config.site, actor: signer, causationId, correlationId: `globalpolicy-${statement.policyId}` } });
       drafts = r.events.length;
     } catch (e) {
@@ -448,7 +448,7 @@ export class Scheduler {
       return { policyId, version: current, outcome: 'current' };
     }
     this.logger.info({ policyId, globalPolicyId: statement.policyId, version: statement.version, signedBy: verdict.signedBy.userId }, 'global policy applied');
-    return { policyId, version: statement.version, outcome: existed ? 'updated' : 'created' };
+    return { policyId, version: statement.version, outcome: statement.withdrawn ? 'deleted' : existed ? 'updated' : 'created' };
   }
 
   /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */

@@ -35,6 +35,8 @@ export const GlobalPolicyStatement = Type.Object({
   /** The policy each selected site runs (its `policyId` is the statement's). */
   policy: Type.Object(PolicyFields, { additionalProperties: false }),
   issuedAt: Type.String({ format: 'date-time' }),
+  /** Withdrawn at the hub (`policy delete --global`): each site deletes its copy (restore points kept). */
+  withdrawn: Type.Optional(Type.Literal(true)),
   /**
    * One signature per key it is signed with (a person's key is per site, so a statement for
    * several sites may carry several); a site needs one by a key it trusts. None: refused.

@@ -113,7 +113,11 @@ export const ManagedPolicyFields = {
 
 export const PolicyCreatedV1 = Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false });
 export const PolicyUpdatedV1 = Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false });
-export const PolicyDeletedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+export const PolicyDeletedV1 = Type.Object({
+  policyId: Id,
+  /** A global policy withdrawn at the hub: the version of the statement that withdrew it (an older one applied later changes nothing). */
+  globalVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+}, { additionalProperties: false });
 /** The policy schedules no new backups until resumed; its restore points and their retention stay. */
 export const PolicyPausedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
 export const PolicyResumedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });

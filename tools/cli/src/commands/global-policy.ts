@@ -87,7 +87,7 @@ export async function createGlobalPolicy(s: Session, payload: CommandPayloadMap[
   const selector = selectorOption(o);
   const keys = await signingKeys(s, o);
   const known = await statements(s);
-  const same = [...known.values()].find((x) => x.statement.policy.name === payload.name);
+  const same = [...known.values()].find((x) => x.statement.policy.name === payload.name && !x.statement.withdrawn);
   if (same) throw new CliError(`a global policy named ${JSON.stringify(payload.name)} exists already (${same.statement.policyId}); nothing was created`, EXIT.conflict, `change it with \`cairn policy edit ${payload.name} --global\``);
   const policyId = randomUUID();
   const policy: Policy = { ...payload, policyId };
@@ -99,8 +99,7 @@ export async function createGlobalPolicy(s: Session, payload: CommandPayloadMap[
 export async function editGlobalPolicy(s: Session, ref: string, o: Opts): Promise<void> {
   const id = await hubId(s);
   const known = await statements(s);
-  const found = [...known.values()].find((x) => x.statement.policyId === ref || x.statement.policy.name === ref);
-  if (!found) throw new CliError(`unknown global policy ${JSON.stringify(ref)}`, EXIT.notFound, `known: ${[...known.values()].map((x) => x.statement.policy.name).join(', ') || 'none'}`);
+  const found = await findGlobal(known, ref);
   const keys = await signingKeys(s, o);
   const old = found.statement;
   const view = { ...old.policy, version: old.version, createdAt: old.issuedAt, updatedAt: old.issuedAt, deletedAt: null } as PolicyView;
@@ -109,6 +108,24 @@ export async function editGlobalPolicy(s: Session, ref: string, o: Opts): Promis
   const statement = signGlobalPolicy({ policyId: old.policyId, version: old.version + 1, hubId: id, selector, policy, issuedAt: new Date().toISOString() }, keys);
   await publish(s, statement, found.revision);
   output(s, summary(statement), () => `global policy ${old.policyId} (${policy.name}) version ${statement.version} for ${describeSelector(selector)}; the hub offers it to each site`);
+}
+
+async function findGlobal(known: Awaited<ReturnType<typeof statements>>, ref: string): Promise<{ statement: GlobalPolicyStatement; revision: bigint }> {
+  const live = [...known.values()].filter((x) => !x.statement.withdrawn);
+  const found = live.find((x) => x.statement.policyId === ref || x.statement.policy.name === ref);
+  if (!found) throw new CliError(`unknown global policy ${JSON.stringify(ref)} (or withdrawn)`, EXIT.notFound, `known: ${live.map((x) => x.statement.policy.name).join(', ') || 'none'}`);
+  return found;
+}
+
+/** Withdraws a global policy: one more version, `withdrawn`, signed like the others; each site deletes its copy (its restore points are kept). */
+export async function withdrawGlobalPolicy(s: Session, ref: string, o: Opts): Promise<void> {
+  const id = await hubId(s);
+  const found = await findGlobal(await statements(s), ref);
+  const keys = await signingKeys(s, o);
+  const old = found.statement;
+  const statement = signGlobalPolicy({ policyId: old.policyId, version: old.version + 1, hubId: id, selector: old.selector, policy: old.policy, issuedAt: new Date().toISOString(), withdrawn: true }, keys);
+  await publish(s, statement, found.revision);
+  output(s, { ...summary(statement), withdrawn: true }, () => `global policy ${old.policyId} (${old.policy.name}) withdrawn (version ${statement.version}): each site deletes its copy; restore points are kept`);
 }
 
 export async function listGlobalPolicies(s: Session): Promise<void> {
@@ -121,7 +138,7 @@ export async function listGlobalPolicies(s: Session): Promise<void> {
   if (!reply.ok || !reply.policies) throw new CliError(`global policies: ${reply.error ?? 'no answer'}`, EXIT.failure);
   const policies = reply.policies;
   output(s, policies, () => table(policies.flatMap((p) => (p.sites.length ? p.sites : [undefined]).map((x) => ({
-    name: p.name, version: p.version, selects: p.selects, site: x?.site ?? '-',
+    name: p.name, version: p.withdrawn ? `${p.version} (withdrawn)` : p.version, selects: p.selects, site: x?.site ?? '-',
     applied: x ? x.appliedVersion ?? 'none' : '-',
     state: x ? (x.state === 'current' ? 'current' : `${x.state.toUpperCase()}${x.lastError ? ` (${x.lastError.slice(0, 120)})` : ''}`) : 'no site selected',
   }))), ['name', 'version', 'selects', 'site', 'applied', 'state']));

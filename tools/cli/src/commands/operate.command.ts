@@ -280,14 +280,21 @@ export function registerOperateCommands(program: Command): void {
     })), ['policy', 'name', 'state', 'schedule', 'selector', 'repository', 'managed']));
   }));
   // Pause, resume, delete: by name or id; deleting keeps the policy's restore points.
-  const policyState = (verb: 'pause' | 'resume' | 'delete', command: 'PausePolicy' | 'ResumePolicy' | 'DeletePolicy', description: string) =>
-    policy.command(`${verb} <policy>`).description(description).action(act(async (s, ref: string) => {
+  const policyState = (verb: 'pause' | 'resume' | 'delete', command: 'PausePolicy' | 'ResumePolicy' | 'DeletePolicy', description: string) => {
+    const c = policy.command(`${verb} <policy>`).description(description);
+    if (verb === 'delete') {
+      c.option('--global', 'at the hub: withdraw a global policy (a signed statement; each site deletes its copy, restore points kept)')
+        .option('--sign-with <keys...>', 'with --global: your operator key file at each site');
+    }
+    c.action(act(async (s, ref: string, o: Opts = {}) => {
+      if (o['global']) return (await import('./global-policy.ts')).withdrawGlobalPolicy(s, ref, o);
       const { items } = await s.catalogue.query('policy.list', {});
       const p = items.find((x) => !x.deletedAt && (x.policyId === ref || x.name === ref));
       if (!p) throw new CliError(`unknown policy ${JSON.stringify(ref)}`, EXIT.notFound, `known policies: ${items.filter((x) => !x.deletedAt).map((x) => x.name).join(', ') || 'none'}`);
       const result = accepted(await s.bus.send('scheduler', command, { policyId: p.policyId }), `policy not ${verb}d`);
       output(s, result, () => `policy ${result.policyId} (${p.name}) ${verb}d${verb === 'delete' ? ': its restore points are kept' : ''}`);
     }));
+  };
   policyState('pause', 'PausePolicy', 'pause a policy (by name or id): it schedules no new backups until resumed');
   policyState('resume', 'ResumePolicy', 'resume a paused policy: slots from now on are scheduled, missed ones are not');
   policyState('delete', 'DeletePolicy', 'delete a policy (by name or id): no new backups; its restore points are kept');

@@ -46,6 +46,8 @@ export interface GlobalPolicyStatus {
   readonly policyId: string;
   readonly name: string;
   readonly version: number;
+  /** Withdrawn at the hub (`policy delete --global`): current at a site once its copy is deleted (or it never had one). */
+  readonly withdrawn: boolean;
   readonly selector: GlobalPolicySelector;
   readonly selects: string;
   readonly signedBy: readonly string[];
@@ -66,6 +68,19 @@ export function siteStatus(site: string, version: number, applied: number | null
 }
 
 interface Offer { readonly version: number; readonly at: number; readonly refused: boolean; readonly error: string | null }
+
+/** A site's copy of a global policy as the hub's catalogue holds it. */
+export interface Copy { readonly version: number; readonly deleted: boolean }
+
+/**
+ * Pure: the version of a statement a site has applied, from its copy. A withdrawn statement is
+ * applied where the copy is deleted or never was (nothing to delete); otherwise a deleted copy
+ * counts as none.
+ */
+export function appliedVersion(statement: Pick<GlobalPolicyStatement, 'version' | 'withdrawn'>, copy: Copy | undefined): number | null {
+  if (statement.withdrawn) return !copy || copy.deleted ? statement.version : copy.version;
+  return copy && !copy.deleted ? copy.version : null;
+}
 
 export interface GlobalPolicyPush {
   report(): Promise<GlobalPolicyStatus[]>;
@@ -95,14 +110,15 @@ export function startGlobalPolicyPush(o: {
   let running: Promise<void> = Promise.resolve();
   let stopped = false;
 
-  /** Version each site runs of each global policy, from the hub's catalogue. */
-  const appliedVersions = async (): Promise<Map<string, number>> => {
-    const out = new Map<string, number>();
-    for (const p of (await o.catalogue.query('policy.list', {})).items) {
-      if (p.managedBy === 'hub' && p.globalPolicyId && p.site && p.globalVersion) out.set(key(p.globalPolicyId, p.site), p.globalVersion);
+  /** Each site's copy of each global policy, from the hub's catalogue: the version it runs, and whether it deleted it (withdrawn). */
+  const copies = async (): Promise<Map<string, Copy>> => {
+    const out = new Map<string, Copy>();
+    for (const p of (await o.catalogue.query('policy.list', { includeDeleted: true })).items) {
+      if (p.managedBy === 'hub' && p.globalPolicyId && p.site && p.globalVersion) out.set(key(p.globalPolicyId, p.site), { version: p.globalVersion, deleted: p.deletedAt !== null });
     }
     return out;
   };
+  const appliedOf = (statement: GlobalPolicyStatement, site: string, all: Map<string, Copy>) => appliedVersion(statement, all.get(key(statement.policyId, site)));
 
   const offer = async (site: string, statement: GlobalPolicyStatement): Promise<void> => {
     const bus = new CommandBus(o.nc, { site, actor: { kind: 'service', id: 'global-policies@hub' }, defaultTimeoutMs: o.offerTimeoutMs ?? 10_000 });
@@ -128,13 +144,13 @@ export function startGlobalPolicyPush(o: {
       if (stopped) return;
       const policies = await readGlobalPolicies(o.log);
       if (!policies.size) return;
-      const [applied, tags] = await Promise.all([appliedVersions(), o.tags()]);
+      const [all, tags] = await Promise.all([copies(), o.tags()]);
       const sites = o.relay.status().map((s) => s.site);
       const now = Date.now();
       await Promise.all(sites.map(async (site) => {
         for (const { statement } of policies.values()) {
           if (stopped || !selectorTakesSite(statement.selector, site, tags[site] ?? [])) continue;
-          if ((applied.get(key(statement.policyId, site)) ?? 0) >= statement.version) continue;
+          if ((appliedOf(statement, site, all) ?? 0) >= statement.version) continue;
           const last = offers.get(key(statement.policyId, site));
           // The site said yes and its log has not reached the hub yet, or it refused this version a moment ago.
           if (last?.version === statement.version && !last.error && now - last.at < 30_000) continue;
@@ -150,14 +166,14 @@ export function startGlobalPolicyPush(o: {
   void round();
 
   const report = async (): Promise<GlobalPolicyStatus[]> => {
-    const [policies, applied, tags] = await Promise.all([readGlobalPolicies(o.log), appliedVersions(), o.tags()]);
+    const [policies, all, tags] = await Promise.all([readGlobalPolicies(o.log), copies(), o.tags()]);
     const sites = o.relay.status().map((s) => s.site);
     return [...policies.values()].map(({ statement, publishedAt }) => {
       const statuses = sites.filter((site) => selectorTakesSite(statement.selector, site, tags[site] ?? []))
-        .map((site) => siteStatus(site, statement.version, applied.get(key(statement.policyId, site)) ?? null, offers.get(key(statement.policyId, site))))
+        .map((site) => siteStatus(site, statement.version, appliedOf(statement, site, all), offers.get(key(statement.policyId, site))))
         .sort((a, b) => a.site.localeCompare(b.site));
       return {
-        policyId: statement.policyId, name: statement.policy.name, version: statement.version, selector: statement.selector,
+        policyId: statement.policyId, name: statement.policy.name, version: statement.version, withdrawn: Boolean(statement.withdrawn), selector: statement.selector,
         selects: describeSelector(statement.selector), signedBy: statement.signatures.map((x) => x.userId), publishedAt,
         sites: statuses, drift: statuses.filter((x) => x.state !== 'current').length,
       };
