@@ -2,7 +2,7 @@
 // QEMU VM, two nats-servers on loopback, started as the CLI starts them (the setup of
 // sites-hub.e2e.spec.ts) — and one chromium. In the hub's console an operator loads their
 // operator key file (the CLI's format; kept in the tab as a non-extractable CryptoKey), starts a
-// backup of A's VM, which runs at A and completes; a deletion at A asked by A's root operator
+// backup of A's VM, which runs at A and completes, and restores its disk at A; a deletion at A asked by A's root operator
 // from the hub's CLI is approved in the hub's console by a second administrator with their own
 // key, and A carries it out; the same decision relayed with no signature, or signed by the hub
 // gateway's own identity, is refused at A (AccessDenied there). axe-core on the new page. And A's
@@ -10,7 +10,7 @@
 // (a signed command to the hub's site watch), in `cairn site list` and on the Sites page.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { CatalogueClient } from '@cairn/catalogue-client';
@@ -75,7 +75,7 @@ describe('the hub\'s console runs site A: keys loaded in the browser, commands s
 
   afterAll(async () => { await browser?.close(); });
 
-  it('the operator loads their key file; a backup of A\'s VM started in the hub\'s console runs at A as that person and completes', async () => {
+  it('the operator loads their key file; a backup of A\'s VM started in the hub\'s console runs at A as that person and completes; a disk restore started there runs at A', async () => {
     await page.getByLabel('Site', { exact: true }).selectOption('a');
     const row = page.locator('[data-hub-vm="alpha"]');
     await row.waitFor();
@@ -98,8 +98,18 @@ describe('the hub\'s console runs site A: keys loaded in the browser, commands s
     expect(requested.actor).toMatchObject({ kind: 'user', id: a.operator!.actor.id });
     // The hub's console shows it completed (the hub's copy of A's log).
     await page.locator(`[data-hub-job="${jobId}"][data-state="completed"]`).waitFor({ timeout: 90_000 });
-    await page.locator(`[data-hub-point="${restorePointId}"]`).waitFor({ timeout: 30_000 });
+    const point = page.locator(`[data-hub-point="${restorePointId}"]`);
+    await point.waitFor({ timeout: 30_000 });
     await screenshot(page, 'hub-run-a-site');
+    // A restore started from the hub: RestoreDisk at A's data mover, into A's restore directory, as the person.
+    await point.getByRole('button', { name: 'Restore a disk…' }).click();
+    const target = join(a.dataDir, 'restores', 'from-the-hub.raw');
+    await point.getByLabel('Image file on the site\'s data mover (inside its restore directories)').fill(target);
+    await point.getByRole('button', { name: 'Restore', exact: true }).click();
+    await point.locator(`[data-restored="${target}"]`).waitFor({ timeout: 120_000 });
+    expect((await stat(target)).size).toBe(32 * 1024 * 1024);
+    const restored = (await eventsOf(a)).find((e) => e.type === 'DiskRestored' && (e.data as { restorePointId?: string }).restorePointId === restorePointId);
+    expect(restored?.actor).toMatchObject({ kind: 'user', id: a.operator!.actor.id });
   });
 
   it('four-eyes at A from the hub\'s console: asked by A\'s root operator (CLI), refused unsigned or signed by the hub\'s gateway, approved by bob with his own key', async () => {
@@ -213,5 +223,46 @@ describe('the hub\'s console runs site A: keys loaded in the browser, commands s
     expect(await gapOfA()).toBe(120_000);
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sites', exact: true }).click();
     await page.locator('[data-site-health="a"] [data-col="gap"]', { hasText: '2 min' }).waitFor({ timeout: 60_000 });
+  });
+
+  it('at A\'s own console (a secure site), Approve signs with the key bob loads instead of sending him to the CLI', async () => {
+    const vmId = (await new CatalogueClient(a.nc, { site: 'a' }).query('vm.list', {})).items.find((v) => v.name === 'alpha')!.vmId;
+    const call = async (path: string, body: unknown, token = a.gatewayToken) => {
+      const res = await fetch(`${a.gatewayUrl}${path}`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      return (await res.json()) as Record<string, string>;
+    };
+    await vm.write(4);
+    const { jobId } = await call('/v1/backups', { vmId });
+    const job = await waitForJobEnd(new CatalogueClient(a.nc, { site: 'a' }), jobId!, 240_000);
+    expect(job.state, JSON.stringify(job.failure)).toBe('completed');
+    const asked = await cli(['--data', a.dataDir, '--json', 'restore-point', 'delete', job.restorePointId!, '--reason', 'asked at A']);
+    expect(asked.code, asked.stderr + asked.stdout).toBe(0);
+    const { approvalId } = JSON.parse(asked.stdout) as { approvalId: string };
+    const { token } = await call('/v1/tokens', { userId: 'bob', name: 'console' });
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 }, baseURL: a.gatewayUrl });
+    try {
+      const p = await ctx.newPage();
+      await p.goto('/approvals');
+      await p.getByLabel('API token').fill(token!);
+      await p.getByRole('button', { name: 'Sign in' }).click();
+      await p.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Approvals', exact: true }).click();
+      const card = p.locator(`[data-approval="${approvalId}"]`);
+      await card.waitFor({ timeout: 60_000 }).catch(async (e: unknown) => { throw new Error(`no card; the page says: ${await p.locator('main').innerText()}`, { cause: e }); });
+      // No key yet: a site that requires people's signatures shows the CLI hint instead of Approve.
+      const required = await p.evaluate(async () => ((await (await fetch('/v1/whoami')).json()) as { signaturesRequired?: boolean }).signaturesRequired === true);
+      expect(await card.locator('[data-hint="sign-with-cli"]').count()).toBe(required ? 1 : 0);
+      await p.getByLabel('Operator key file').setInputFiles(bobKey);
+      await p.locator('[data-key-user="bob"]').waitFor();
+      expect(await axeSerious(p)).toEqual([]);
+      await card.getByRole('button', { name: 'Approve' }).click();
+      const deleted = await waitFor(async () => (await eventsOf(a, `restorepoint-${job.restorePointId!}`)).find((e) => e.type === 'RestorePointDeleted'),
+        { timeoutMs: 120_000, intervalMs: 250, what: 'the deletion at A' });
+      expect(deleted.data).toMatchObject({ approvedBy: 'bob', approvalId });
+      const granted = (await eventsOf(a, `approval-${approvalId}`)).find((e) => e.type === 'ApprovalGranted')!;
+      expect((granted.data as { signature?: { publicKey: string } }).signature?.publicKey).toBe(JSON.parse(await readFile(bobKey, 'utf8')).publicKey);
+      await screenshot(p, 'site-approvals-signed');
+    } finally {
+      await ctx.close();
+    }
   });
 });

@@ -17,9 +17,10 @@ export function SignIn(props: { onSignedIn: (me: WhoAmI) => void; toggle: JSX.El
     setBusy(true);
     setError(undefined);
     try {
-      const me = await post<WhoAmI>('/v1/session', { token: token.trim() });
+      await post<WhoAmI>('/v1/session', { token: token.trim() });
       setToken('');
-      props.onSignedIn(me);
+      // The session's answer names the caller; whoami also says what the site requires (signaturesRequired).
+      props.onSignedIn(await api<WhoAmI>('/v1/whoami'));
     } catch (err) {
       setError((err as Error).message);
     } finally {
