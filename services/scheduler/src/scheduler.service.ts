@@ -499,6 +499,7 @@ export class Scheduler {
   private async tick(): Promise<void> {
     if (!this.leader || !this.caughtUp) return;
     this.ticking = true;
+    let driven: Array<Promise<void>> = [];
     try {
       await this.scheduleDueSlots();
       await this.scheduleTestRestores();
@@ -508,12 +509,16 @@ export class Scheduler {
       const priority = (j: JobState) => (j.request?.policyId ? this.policies.get(j.request.policyId)?.priority ?? 0 : 0);
       const open = [...this.open].map((id) => [id, this.jobs.get(id)!] as const)
         .sort(([, a], [, b]) => priority(b) - priority(a) || (a.requestedAt ?? '').localeCompare(b.requestedAt ?? ''));
-      for (const [jobId] of open) await this.drive(jobId);
+      // Started in that order without waiting for each other: a job takes its host slot before
+      // drive's first await, so the limits hold; a step that waits long on another service
+      // (a snapshot command up to its timeout) holds up no other job's next step.
+      driven = open.map(([jobId]) => this.drive(jobId));
     } catch {
       // The next tick tries again; every step is idempotent.
     } finally {
       this.ticking = false;
     }
+    await Promise.allSettled(driven);
   }
 
   /**
