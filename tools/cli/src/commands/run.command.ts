@@ -10,6 +10,7 @@ import { parseNbdPorts } from './libvirt-options.ts';
 import { globals } from '../session.ts';
 import { commonJs } from '../lazy-import.ts';
 import { configFile, readConfig, serviceSettings } from './config.command.ts';
+import { schedulerHubOption } from './scheduler-hub.ts';
 
 const SERVICES = ['scheduler', 'data-mover', 'catalogue', 'snapshot-coordinator', 'replication', 'audit-bridge', 'notifier', 'gateway'] as const;
 
@@ -41,6 +42,7 @@ interface RunOptions {
   nbdPorts?: string;
   nbdTlsDir?: string;
   postgres?: string;
+  hubCredentials?: string;
 }
 
 /**
@@ -85,6 +87,7 @@ export function registerRunCommand(program: Command): void {
     .option('--postgres <url>', 'catalogue: keep the read models in this PostgreSQL database, shared by every catalogue replica of the site (default $CAIRN_CATALOGUE_POSTGRES_URL, else cairn.yaml catalogue.postgresUrl with store: postgres, else an SQLite file in --data)')
     .option('--port <port>', 'gateway: REST API and console port (default 8080)')
     .option('--host <address>', 'gateway: address to listen on (default 127.0.0.1)')
+    .option('--hub-credentials <dir>', 'scheduler: the site\'s bundle from its hub (`cairn hub add-site`; as for cairn up): the hub\'s id and the site\'s tags, so the site takes global policies (default $CAIRN_HUB_CREDENTIALS)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
       const g = globals(this);
@@ -135,9 +138,10 @@ export function registerRunCommand(program: Command): void {
       let running: Running;
       switch (service) {
         case 'scheduler': {
+          const hub = await schedulerHubOption(o.hubCredentials, process.env, site);
           const s = await startScheduler({
             nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
-            config: { site, ...(security ? { certificateDir: security.dir } : {}), ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
+            config: { site, ...(security ? { certificateDir: security.dir } : {}), ...(hub ? { hub } : {}), ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
           });
           running = s;
           break;
