@@ -9,7 +9,8 @@
 // is published shows as drift at the hub (`policy list --global`, GET /v1/global-policies) until B
 // returns and applies it; local edit, delete and pause of it are refused; statements the hub makes
 // up (unsigned, signed by its own identity, altered) are refused at the site and recorded; withdrawn
-// at the hub (version 3), each site deletes its copy.
+// at the hub (version 4) after version 3 narrowed it to A (B, no longer selected, deletes its
+// copy), each site deletes its copy.
 // Key escrow: A's repository key reaches B only sealed for B's escrow key (vouched for by the hub
 // CA), again after a rotation at A; A stopped and its data deleted, `cairn site declare-lost a`
 // asked by one administrator at B and approved by another, then A's two restore points restore
@@ -316,23 +317,40 @@ describe('the hub runs every site: commands through the hub (secure hub, A with 
     expect(await managedAt(a)).toMatchObject({ globalVersion: 2 });
   }, 120_000);
 
-  it('withdrawn at the hub (a signed version 3): each site deletes its copy, its restore points kept; the hub shows it withdrawn, no drift', async () => {
+  it('narrowed to A (a signed version 3): B, no longer selected, deletes its copy; the hub still offers it to B and shows B withdrawn/not selected, current', async () => {
+    const r = await cli(['--data', hubDir, '--json', 'policy', 'edit', 'global-daily', '--global', '--to-sites', 'a', '--sign-with', a.operator!.keyFile, b.operator!.keyFile]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ policyId: globalId, version: 3, selector: { sites: ['a'] } });
+    await waitFor(async () => ((await managedAt(b)) ? undefined : true), { timeoutMs: 60_000, intervalMs: 500, what: 'the copy deleted at B' });
+    const copy = (await new CatalogueClient(b.nc, { site: 'b' }).query('policy.list', { includeDeleted: true })).items.find((p) => p.globalPolicyId === globalId)!;
+    expect((await eventsOf(b, `policy-${copy.policyId}`)).at(-1)).toMatchObject({ type: 'PolicyDeleted', data: { globalVersion: 3 }, actor: { kind: 'user', id: b.operator!.actor.id } });
+    const list = await waitFor(async () => {
+      const p = (await globalList()).find((x) => x.policyId === globalId);
+      return p?.version === 3 && p.drift === 0 ? p : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'version 3 current at A and B at the hub' });
+    expect(list.sites.map((x) => [x.site, x.selected, x.appliedVersion, x.state])).toEqual([['a', true, 3, 'current'], ['b', false, 3, 'current']]);
+    expect((await cli(['--data', hubDir, 'policy', 'list', '--global'])).stdout).toMatch(/^global-daily\s+3\s+sites a\s+b\s+3\s+current \(withdrawn: not selected\)/m);
+    expect(await managedAt(a)).toMatchObject({ globalVersion: 3 });
+  }, 120_000);
+
+  it('withdrawn at the hub (a signed version 4): each site deletes its copy, its restore points kept; the hub shows it withdrawn, no drift', async () => {
     const r = await cli(['--data', hubDir, '--json', 'policy', 'delete', 'global-daily', '--global', '--sign-with', a.operator!.keyFile, b.operator!.keyFile]);
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ policyId: globalId, version: 3, withdrawn: true });
-    for (const site of [a, b]) {
+    expect(JSON.parse(r.stdout)).toMatchObject({ policyId: globalId, version: 4, withdrawn: true });
+    // A deletes its copy at version 4; B's went at version 3 (no longer selected), so 4 changes nothing there.
+    for (const [site, v] of [[a, 4], [b, 3]] as const) {
       await waitFor(async () => ((await managedAt(site)) ? undefined : true), { timeoutMs: 60_000, intervalMs: 500, what: `the copy deleted at ${site.site}` });
       const copy = (await new CatalogueClient(site.nc, { site: site.site }).query('policy.list', { includeDeleted: true })).items.find((p) => p.globalPolicyId === globalId)!;
       expect(copy.deletedAt).toEqual(expect.any(String));
       const last = (await eventsOf(site, `policy-${copy.policyId}`)).at(-1)!;
-      expect(last).toMatchObject({ type: 'PolicyDeleted', data: { globalVersion: 3 }, actor: { kind: 'user', id: site.operator!.actor.id } });
+      expect(last).toMatchObject({ type: 'PolicyDeleted', data: { globalVersion: v }, actor: { kind: 'user', id: site.operator!.actor.id } });
     }
     const list = await waitFor(async () => {
       const l = await globalList();
       const p = l.find((x) => x.policyId === globalId);
       return p?.withdrawn && p.drift === 0 ? p : undefined;
     }, { timeoutMs: 60_000, intervalMs: 1000, what: 'withdrawn and current everywhere at the hub' });
-    expect(list.sites.map((x) => [x.site, x.appliedVersion, x.state])).toEqual([['a', 3, 'current'], ['b', 3, 'current']]);
+    expect(list.sites.map((x) => [x.site, x.appliedVersion, x.state])).toEqual([['a', 4, 'current'], ['b', 4, 'current']]);
     // The restore point its schedule made at A is kept.
     expect((await a.repository.listRestorePoints()).map((p) => p.id)).toContain(globalPoints[0]);
     // And nothing is left to edit at the hub.

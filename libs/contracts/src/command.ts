@@ -266,7 +266,7 @@ export const ApplyGlobalPolicyResult = Type.Object({
   policyId: Id,
   /** The version the site runs now. */
   version: Type.Integer({ minimum: 1 }),
-  /** created / updated / deleted (withdrawn): applied now; current: the site already had this version or a newer one. */
+  /** created / updated / deleted (withdrawn, or this version no longer selects the site): applied now; current: the site already had this version or a newer one. */
   outcome: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('deleted'), Type.Literal('current')]),
 }, { additionalProperties: false });
 
@@ -620,7 +620,7 @@ export const COMMAND_SCHEMAS = {
     result: PolicyRefResult,
   }),
   ApplyGlobalPolicy: define('ApplyGlobalPolicy', {
-    description: 'Apply a person-signed global policy statement from the hub as a hub-managed policy of this site (checked here: signature, key, roles, selector, version).',
+    description: 'Apply a person-signed global policy statement from the hub as a hub-managed policy of this site (checked here: signature, key, roles, version); one that no longer selects the site deletes its copy, as a withdrawal does.',
     service: 'scheduler',
     latest: ApplyGlobalPolicyV1,
     result: ApplyGlobalPolicyResult,

@@ -42,7 +42,7 @@ const sign = (u: Omit<GlobalPolicyStatement, 'signatures'>, ...by: Array<[string
 
 describe('a global policy statement at a site', () => {
   it('is accepted when signed by a key the site trusts of a user allowed to change policies', () => {
-    expect(checkGlobalPolicyStatement(sign(unsigned(), ['olga', olga]), siteA)).toEqual({ ok: true, signedBy: { userId: 'olga', publicKey: olga.publicKey } });
+    expect(checkGlobalPolicyStatement(sign(unsigned(), ['olga', olga]), siteA)).toEqual({ ok: true, selected: true, signedBy: { userId: 'olga', publicKey: olga.publicKey } });
     // Several signatures (a person's key is per site): one the site trusts is enough.
     const stranger = newStatementSigner();
     expect(checkGlobalPolicyStatement(sign(unsigned(), ['bob', stranger], ['op', root]), siteA)).toMatchObject({ ok: true, signedBy: { userId: 'op' } });
@@ -62,14 +62,21 @@ describe('a global policy statement at a site', () => {
     }
   });
 
-  it('refuses a signer without the policy permission, another hub\'s statement, one not selecting the site, a site with no hub', () => {
+  it('refuses a signer without the policy permission, another hub\'s statement, a site with no hub', () => {
     expect(checkGlobalPolicyStatement(sign(unsigned(), ['aud', aud]), siteA)).toMatchObject({ ok: false, needed: 'policy', reason: expect.stringMatching(/auditor .* do not grant permission policy/) });
     expect(checkGlobalPolicyStatement(sign(unsigned({ hubId: 'other' }), ['olga', olga]), siteA)).toMatchObject({ ok: false, needed: 'hub' });
-    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { sites: ['b'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: false, needed: 'selector' });
-    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { tags: ['eu', 'prod'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: false, needed: 'selector' });
-    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { tags: ['eu'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: true });
     expect(checkGlobalPolicyStatement(sign(unsigned(), ['olga', olga]), { ...siteA, hubId: undefined })).toMatchObject({ ok: false, needed: 'hub' });
     expect(checkGlobalPolicyStatement(sign(unsigned({ policy: { ...policy, policyId: 'other' } }), ['olga', olga]), siteA)).toMatchObject({ ok: false, needed: 'statement' });
+  });
+
+  it('accepts a signed statement that does not (or no longer) select the site as not selected: for this site a withdrawal', () => {
+    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { sites: ['b'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: true, selected: false });
+    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { tags: ['eu', 'prod'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: true, selected: false });
+    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { tags: ['eu'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: true, selected: true });
+    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { sites: ['a', 'b'] } }), ['olga', olga]), siteA)).toMatchObject({ ok: true, selected: true });
+    // Not selected is no shortcut past the signature: the hub cannot take a policy away from a site with a statement of its own.
+    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { sites: ['b'] } })), siteA)).toMatchObject({ ok: false, needed: 'person-signature' });
+    expect(checkGlobalPolicyStatement(sign(unsigned({ selector: { sites: ['b'] } }), ['olga', newStatementSigner()]), siteA)).toMatchObject({ ok: false, needed: 'person-signature' });
   });
 });
 
@@ -113,6 +120,20 @@ describe('the policy decider and hub-managed policies', () => {
     expect(decidePolicy(withdraw, s3)).toEqual([]);
     // A site that never had it: nothing to delete.
     expect(decidePolicy(withdraw, none)).toEqual([]);
+  });
+
+  it('a version that no longer selects the site deletes its copy like a withdrawal; a later version selecting it again recreates it', () => {
+    const s1 = fold(decidePolicy(apply(1), none));
+    // The scheduler turns "not selected" into withdrawn for this site (applyGlobalPolicy).
+    const narrowed = { ...apply(2), withdrawn: true };
+    const gone = decidePolicy(narrowed, s1);
+    expect(gone).toEqual([{ type: 'PolicyDeleted', data: { policyId: local.policyId, globalVersion: 2 } }]);
+    const s2 = fold(gone, s1);
+    expect(decidePolicy(apply(1), s2)).toEqual([]);
+    expect(decidePolicy({ ...apply(3), withdrawn: true }, s2)).toEqual([]);
+    const back = decidePolicy(apply(3), s2);
+    expect(back).toEqual([{ type: 'PolicyCreated', data: expect.objectContaining({ globalVersion: 3, managedBy: 'hub' }) }]);
+    expect(fold(back, s2)).toMatchObject({ deleted: false, policy: { globalVersion: 3 } });
   });
 
   it('never turns a local policy into a managed one, and refuses an invalid global policy with the problems', () => {

@@ -225,7 +225,7 @@ export const SitesHealthView = Type.Object({
   items: Type.Array(SiteHealthView),
 });
 
-/** A global policy and each site it selects, as the hub sees them (tools/cli/src/stack/global-policies.ts, GlobalPolicyStatus). */
+/** A global policy and each site it selects or that held an earlier version, as the hub sees them (tools/cli/src/stack/global-policies.ts, GlobalPolicyStatus). */
 export const GlobalPolicyView = Type.Object({
   policyId: Type.String(),
   name: Type.String(),
@@ -237,6 +237,7 @@ export const GlobalPolicyView = Type.Object({
   publishedAt: Type.String({ format: 'date-time' }),
   sites: Type.Array(Type.Object({
     site: Type.String(),
+    selected: Type.Boolean({ description: 'Whether the newest version selects the site; false: it held an earlier version and its copy goes (withdrawn: not selected), current once deleted.' }),
     appliedVersion: Type.Union([Type.Integer(), Type.Null()], { description: 'The version the site\'s own log says it runs (null: none yet).' }),
     state: Type.Union([Type.Literal('current'), Type.Literal('behind'), Type.Literal('refused')], { description: 'behind or refused: drift.' }),
     lastError: Type.Union([Type.String(), Type.Null()], { description: 'The site\'s reason for refusing, or why the last offer was not answered.' }),

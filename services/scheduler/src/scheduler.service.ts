@@ -408,7 +408,8 @@ export class Scheduler {
   /**
    * A global policy statement offered by the hub: applied as a hub-managed policy when a person
    * this site trusts signed it (checkGlobalPolicyStatement), else refused and recorded as
-   * AccessDenied. A version the site already runs (or an older one) changes nothing.
+   * AccessDenied. A version the site already runs (or an older one) changes nothing. A signed
+   * version that does not select this site deletes its copy (restore points kept), as a withdrawal.
    */
   async applyGlobalPolicy(statement: GlobalPolicyStatement, actor: Actor, causationId: string, subject = `cairn.${this.config.site}.cmd.scheduler.ApplyGlobalPolicy`): Promise<{ policyId: string; version: number; outcome: 'created' | 'updated' | 'deleted' | 'current' }> {
     const signers = statement.signatures.map((x) => x.userId);
@@ -427,6 +428,8 @@ export class Scheduler {
     }
     const policyId = sitePolicyId(statement.policyId, this.config.site);
     const streamId = `policy-${policyId}`;
+    // A version that no longer selects this site (its selector narrowed) takes the policy away here, as a withdrawal does.
+    const withdrawn = Boolean(statement.withdrawn) || !verdict.selected;
     const events: KnownEvent[] = [];
     for await (const r of this.log.readStream(streamId)) events.push(r.event);
     const before = fold(policyDecider, events);
@@ -436,7 +439,7 @@ export class Scheduler {
     let drafts: number;
     try {
       const r = await handleCommand(this.log, streamId, policyDecider, {
-        kind: 'apply-global', policy: { ...statement.policy, policyId }, globalPolicyId: statement.policyId, version: statement.version, ...(statement.withdrawn ? { withdrawn: true } : {}), knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs,
+        kind: 'apply-global', policy: { ...statement.policy, policyId }, globalPolicyId: statement.policyId, version: statement.version, ...(withdrawn ? { withdrawn: true } : {}), knownRepositories: this.config.repositories, minIntervalMs: this.config.minScheduleIntervalMs,
       }, { meta: { site: this.config.site, actor: signer, causationId, correlationId: `globalpolicy-${statement.policyId}` } });
       drafts = r.events.length;
     } catch (e) {
@@ -447,8 +450,8 @@ export class Scheduler {
       const current = before.policy?.globalVersion ?? statement.version;
       return { policyId, version: current, outcome: 'current' };
     }
-    this.logger.info({ policyId, globalPolicyId: statement.policyId, version: statement.version, signedBy: verdict.signedBy.userId }, 'global policy applied');
-    return { policyId, version: statement.version, outcome: statement.withdrawn ? 'deleted' : existed ? 'updated' : 'created' };
+    this.logger.info({ policyId, globalPolicyId: statement.policyId, version: statement.version, signedBy: verdict.signedBy.userId, ...(verdict.selected ? {} : { notSelected: true }) }, 'global policy applied');
+    return { policyId, version: statement.version, outcome: withdrawn ? 'deleted' : existed ? 'updated' : 'created' };
   }
 
   /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */

@@ -1,7 +1,8 @@
 // Global policies (issue 24; docs/sites.md, "Global policies"): a protection policy defined at
 // the hub for a set of sites, as a person-signed, versioned statement. The hub keeps each
 // statement in its own log (stream `globalpolicy-<policyId>`, GlobalPolicyPublished) and offers
-// the newest to each site it selects (the scheduler's ApplyGlobalPolicy); the site checks the
+// the newest to each site it selects or that held an earlier version (the scheduler's
+// ApplyGlobalPolicy; a site no longer selected deletes its copy); the site checks the
 // person's signature, key and roles itself, so the hub's own identities cannot make one.
 import { Type, type Static } from '@sinclair/typebox';
 import { Id, Name } from './common.ts';

@@ -140,6 +140,6 @@ export async function listGlobalPolicies(s: Session): Promise<void> {
   output(s, policies, () => table(policies.flatMap((p) => (p.sites.length ? p.sites : [undefined]).map((x) => ({
     name: p.name, version: p.withdrawn ? `${p.version} (withdrawn)` : p.version, selects: p.selects, site: x?.site ?? '-',
     applied: x ? x.appliedVersion ?? 'none' : '-',
-    state: x ? (x.state === 'current' ? 'current' : `${x.state.toUpperCase()}${x.lastError ? ` (${x.lastError.slice(0, 120)})` : ''}`) : 'no site selected',
+    state: x ? `${x.state === 'current' ? 'current' : `${x.state.toUpperCase()}${x.lastError ? ` (${x.lastError.slice(0, 120)})` : ''}`}${x.selected ? '' : ' (withdrawn: not selected)'}` : 'no site selected',
   }))), ['name', 'version', 'selects', 'site', 'applied', 'state']));
 }

@@ -1,15 +1,16 @@
 // Global policies at the hub (issue 24; docs/sites.md, "Global policies"). The hub's log keeps
 // each person-signed statement (stream `globalpolicy-<policyId>`, GlobalPolicyPublished, one
 // per version, recorded by `cairn policy create|edit --global`). Every round this offers the
-// newest version of each statement to every site it selects whose copy is older — the version a
+// newest version of each statement to every site it selects, or that holds a copy of an earlier
+// version (a narrowed selector takes the policy away there), whose copy is older — the version a
 // site runs is what its own log says (PolicyCreated/PolicyUpdated with `globalVersion`, copied to
 // the hub by the relay and read from the hub's catalogue) — as the scheduler command
 // ApplyGlobalPolicy over the site's leaf link. A site that is away is offered it again each round
 // until it answers, so a site cut off while a policy changed catches up when it returns. The site
 // checks the person's signature itself; the hub only carries the statement.
 // `cairn policy list --global` (and GET /v1/global-policies at the hub's gateway) ask for the
-// report on `cairn.hub.query.globalpolicies`: per policy and selected site, the version applied
-// there and whether it is behind (drift).
+// report on `cairn.hub.query.globalpolicies`: per policy and site (selected, or holding a copy),
+// the version applied there and whether it is behind (drift).
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { CatalogueClient } from '@cairn/catalogue-client';
@@ -33,6 +34,8 @@ export async function readGlobalPolicies(log: EventLogReader): Promise<Map<strin
 
 export interface GlobalPolicySiteStatus {
   readonly site: string;
+  /** Whether the newest version selects the site; false: a site that held an earlier version, whose copy goes (withdrawn/not selected). */
+  readonly selected: boolean;
   /** The version the site's own log says it runs (null: none yet). */
   readonly appliedVersion: number | null;
   /** current: runs the hub's version; behind: an older one or none (drift); refused: the site refused the newest. */
@@ -58,27 +61,38 @@ export interface GlobalPolicyStatus {
 }
 
 /** Pure: one site's state for a policy, from what its log says and the last offer's outcome. */
-export function siteStatus(site: string, version: number, applied: number | null, offer: Offer | undefined): GlobalPolicySiteStatus {
+export function siteStatus(site: string, version: number, applied: number | null, offer: Offer | undefined, selected = true): GlobalPolicySiteStatus {
   const current = applied !== null && applied >= version;
   const refused = !current && offer?.version === version && offer.refused;
   return {
-    site, appliedVersion: applied, state: current ? 'current' : refused ? 'refused' : 'behind',
+    site, selected, appliedVersion: applied, state: current ? 'current' : refused ? 'refused' : 'behind',
     lastError: current ? null : offer?.error ?? null, lastOfferAt: offer ? new Date(offer.at).toISOString() : null,
   };
 }
 
 interface Offer { readonly version: number; readonly at: number; readonly refused: boolean; readonly error: string | null }
 
+/**
+ * Pure: the sites a statement concerns — those it selects and those that hold a copy of an
+ * earlier version (deleted or not), which a narrowed selector takes it away from — each with
+ * whether it is selected, in name order.
+ */
+export function sitesConcerned(statement: Pick<GlobalPolicyStatement, 'selector'>, sites: readonly string[], tags: Readonly<Record<string, readonly string[]>>, holdsCopy: (site: string) => boolean): Array<{ site: string; selected: boolean }> {
+  return sites.map((site) => ({ site, selected: selectorTakesSite(statement.selector, site, tags[site] ?? []) }))
+    .filter((x) => x.selected || holdsCopy(x.site))
+    .sort((a, b) => a.site.localeCompare(b.site));
+}
+
 /** A site's copy of a global policy as the hub's catalogue holds it. */
 export interface Copy { readonly version: number; readonly deleted: boolean }
 
 /**
- * Pure: the version of a statement a site has applied, from its copy. A withdrawn statement is
- * applied where the copy is deleted or never was (nothing to delete); otherwise a deleted copy
- * counts as none.
+ * Pure: the version of a statement a site has applied, from its copy. A withdrawn statement, or
+ * one that does not select the site, is applied where the copy is deleted or never was (nothing
+ * to delete); otherwise a deleted copy counts as none.
  */
-export function appliedVersion(statement: Pick<GlobalPolicyStatement, 'version' | 'withdrawn'>, copy: Copy | undefined): number | null {
-  if (statement.withdrawn) return !copy || copy.deleted ? statement.version : copy.version;
+export function appliedVersion(statement: Pick<GlobalPolicyStatement, 'version' | 'withdrawn'>, copy: Copy | undefined, selected = true): number | null {
+  if (statement.withdrawn || !selected) return !copy || copy.deleted ? statement.version : copy.version;
   return copy && !copy.deleted ? copy.version : null;
 }
 
@@ -118,7 +132,9 @@ export function startGlobalPolicyPush(o: {
     }
     return out;
   };
-  const appliedOf = (statement: GlobalPolicyStatement, site: string, all: Map<string, Copy>) => appliedVersion(statement, all.get(key(statement.policyId, site)));
+  const appliedOf = (statement: GlobalPolicyStatement, site: string, selected: boolean, all: Map<string, Copy>) => appliedVersion(statement, all.get(key(statement.policyId, site)), selected);
+  const concerned = (statement: GlobalPolicyStatement, sites: readonly string[], tags: Readonly<Record<string, readonly string[]>>, all: Map<string, Copy>) =>
+    sitesConcerned(statement, sites, tags, (site) => all.has(key(statement.policyId, site)));
 
   const offer = async (site: string, statement: GlobalPolicyStatement): Promise<void> => {
     const bus = new CommandBus(o.nc, { site, actor: { kind: 'service', id: 'global-policies@hub' }, defaultTimeoutMs: o.offerTimeoutMs ?? 10_000 });
@@ -149,8 +165,9 @@ export function startGlobalPolicyPush(o: {
       const now = Date.now();
       await Promise.all(sites.map(async (site) => {
         for (const { statement } of policies.values()) {
-          if (stopped || !selectorTakesSite(statement.selector, site, tags[site] ?? [])) continue;
-          if ((appliedOf(statement, site, all) ?? 0) >= statement.version) continue;
+          const at = concerned(statement, [site], tags, all)[0];
+          if (stopped || !at) continue;
+          if ((appliedOf(statement, site, at.selected, all) ?? 0) >= statement.version) continue;
           const last = offers.get(key(statement.policyId, site));
           // The site said yes and its log has not reached the hub yet, or it refused this version a moment ago.
           if (last?.version === statement.version && !last.error && now - last.at < 30_000) continue;
@@ -169,9 +186,8 @@ export function startGlobalPolicyPush(o: {
     const [policies, all, tags] = await Promise.all([readGlobalPolicies(o.log), copies(), o.tags()]);
     const sites = o.relay.status().map((s) => s.site);
     return [...policies.values()].map(({ statement, publishedAt }) => {
-      const statuses = sites.filter((site) => selectorTakesSite(statement.selector, site, tags[site] ?? []))
-        .map((site) => siteStatus(site, statement.version, appliedOf(statement, site, all), offers.get(key(statement.policyId, site))))
-        .sort((a, b) => a.site.localeCompare(b.site));
+      const statuses = concerned(statement, sites, tags, all)
+        .map(({ site, selected }) => siteStatus(site, statement.version, appliedOf(statement, site, selected, all), offers.get(key(statement.policyId, site)), selected));
       return {
         policyId: statement.policyId, name: statement.policy.name, version: statement.version, withdrawn: Boolean(statement.withdrawn), selector: statement.selector,
         selects: describeSelector(statement.selector), signedBy: statement.signatures.map((x) => x.userId), publishedAt,
