@@ -29,6 +29,46 @@ export function postgresDdl(): string {
 }
 
 const translated = new Map<string, string>();
+const rewritten = new Map<string, string>();
+
+/** The function spellings of PostgreSQL, placeholders left as `?`. */
+function dialect(sql: string): string {
+  let out = rewritten.get(sql);
+  if (out === undefined) {
+    out = sql
+      .replace(/json_each\(\?\)/g, 'json_array_elements_text(?::json) AS value')
+      .replace(/unixepoch\(([^,()]+), 'subsec'\)/g, '($1)::timestamptz');
+    rewritten.set(sql, out);
+  }
+  return out;
+}
+
+/**
+ * A statement with its values written in as literals (quoted, so PostgreSQL types them from
+ * their use, as it does untyped parameters): a batch's statements then go in one round trip.
+ */
+export function inlined(sql: string, params: readonly SqlParam[]): string {
+  const text = dialect(sql);
+  let n = 0;
+  let quoted = false;
+  let out = '';
+  for (const ch of text) {
+    if (ch === "'") quoted = !quoted;
+    if (ch === '?' && !quoted) {
+      const v = params[n++];
+      out += v === null || v === undefined ? 'NULL' : literal(String(v));
+    } else out += ch;
+  }
+  if (n !== params.length) throw new Error(`statement has ${n} placeholders for ${params.length} values`);
+  return out;
+}
+
+/** A string literal: quotes doubled; with backslashes, the E'' form with them doubled too. */
+function literal(v: string): string {
+  if (v.includes('\0')) throw new Error('a NUL character cannot be stored in PostgreSQL text');
+  const q = v.replace(/'/g, "''");
+  return v.includes('\\') ? `E'${q.replace(/\\/g, '\\\\')}'` : `'${q}'`;
+}
 
 /**
  * One statement in PostgreSQL's spelling: `?` placeholders numbered, `json_each(?)` as
@@ -37,13 +77,10 @@ const translated = new Map<string, string>();
 export function toPostgres(sql: string): string {
   let out = translated.get(sql);
   if (out !== undefined) return out;
-  const rewritten = sql
-    .replace(/json_each\(\?\)/g, 'json_array_elements_text(?::json) AS value')
-    .replace(/unixepoch\(([^,()]+), 'subsec'\)/g, '($1)::timestamptz');
   let n = 0;
   let quoted = false;
   out = '';
-  for (const ch of rewritten) {
+  for (const ch of dialect(sql)) {
     if (ch === "'") quoted = !quoted;
     out += ch === '?' && !quoted ? `$${++n}` : ch;
   }
@@ -112,7 +149,28 @@ export class PostgresCatalogueStore implements CatalogueStore {
     return r.rows[0] ? BigInt(r.rows[0].position as string) : 0n;
   }
 
-  apply(events: readonly RecordedEvent[]): Promise<number> {
+  /**
+   * The batch's statements, values inlined, go as one multi-statement query (one round trip,
+   * not one per statement). When it fails the transaction is rolled back and the batch run
+   * again statement by statement, so the error names the event that failed.
+   */
+  async apply(events: readonly RecordedEvent[]): Promise<number> {
+    try {
+      return await this.transaction(async (c) => {
+        const from = await lockedPosition(c);
+        const todo = events.filter((r) => r.position > from);
+        if (!todo.length) return 0;
+        const texts = todo.flatMap((r) => projectEvent(r).map((s) => inlined(s.sql, s.params)));
+        texts.push(`UPDATE checkpoint SET position = ${todo.at(-1)!.position.toString()} WHERE name = '${CHECKPOINT_NAME}'`);
+        await c.query(texts.join(';\n'));
+        return todo.length;
+      });
+    } catch {
+      return this.applyOneByOne(events);
+    }
+  }
+
+  private applyOneByOne(events: readonly RecordedEvent[]): Promise<number> {
     return this.transaction(async (c) => {
       let position = await lockedPosition(c);
       let applied = 0;

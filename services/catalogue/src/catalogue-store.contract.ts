@@ -121,6 +121,7 @@ export function catalogueStoreContract(name: string, open: () => Promise<Catalog
     it('answers the latest restore point and count per VM, VMs ordered by name byte-wise', async () => {
       const vms = await read.listVms({});
       expect(vms.map((v) => [v.name, v.restorePoints])).toEqual([['Cache-1', 0], ['db-1', 3], ['web-1', 11]]);
+      // (a hostile VM joins later in the suite)
       const web = vms.find((v) => v.vmId === 'vm1')!;
       expect(web.lastBackupAt).toBe((await read.getRestorePoint('rp-a11')).createdAt);
       expect(web.disks).toEqual([{ name: 'vda', sizeBytes: 4096, attachedAt: expect.any(String), detachedAt: null }]);
@@ -197,6 +198,15 @@ export function catalogueStoreContract(name: string, open: () => Promise<Catalog
       expect(await store.position()).toBe(at);
       expect(await read.auditTimeline({ afterPosition: Number(at) })).toEqual([]);
       expect((await read.getVm('vm1')).powerState).toBeNull();
+    });
+
+    it('keeps hostile text exactly: quotes, backslashes, placeholders and statement separators', async () => {
+      const at = await store.position();
+      const name = `o'brien \\ "x" ?; DROP TABLE vms; -- $1 \u00e9\u{1F600}`;
+      const hostile = ev('VmDiscovered', { vmId: 'vm-x', name, hypervisor: { kind: 'qemu', host: "h'1" }, tags: ["it's", '\\n'], disks: [{ name: 'vd?a', sizeBytes: 1 }] }, 'vm-vm-x');
+      expect(await store.apply([{ event: hostile, position: at + 1n, revision: 0n }])).toBe(1);
+      expect(await read.getVm('vm-x')).toMatchObject({ name, hypervisor: { host: "h'1" }, tags: ["it's", '\\n'], disks: [{ name: 'vd?a' }] });
+      expect((await read.auditTimeline({ afterPosition: Number(at) }))[0]!.data).toMatchObject({ name });
     });
 
     it('empties a store written by another layout version, so the log is replayed into it', async () => {

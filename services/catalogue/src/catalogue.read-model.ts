@@ -41,6 +41,28 @@ const str = (v: SQLOutputValue | undefined): string => String(v ?? '');
 const strOrNull = (v: SQLOutputValue | undefined): string | null => (v === null || v === undefined ? null : String(v));
 const num = (v: SQLOutputValue | undefined): number => Number(v ?? 0);
 const numOrNull = (v: SQLOutputValue | undefined): number | null => (v === null || v === undefined ? null : Number(v));
+function lastTestRestore(t: Row | undefined): RestorePointView['lastTestRestore'] {
+  if (!t) return null;
+  return {
+    testRestoreId: str(t.test_restore_id), status: str(t.status) as TestRestoreView['status'], at: str(t.ended_at ?? t.started_at),
+    durationMs: t.duration_ms === null ? null : num(t.duration_ms), checks: json(t.checks) as string[], failedCheck: strOrNull(t.failed_check),
+  };
+}
+
+/** `?, ?, …`, one per value (a page holds at most 1,000). */
+const marks = (values: readonly unknown[]): string => values.map(() => '?').join(', ');
+
+/** Rows by the value of one column, in their order. */
+function groupBy(rows: Row[], column: string): Map<string, Row[]> {
+  const out = new Map<string, Row[]>();
+  for (const r of rows) {
+    const key = str(r[column]);
+    const list = out.get(key);
+    if (list) list.push(r); else out.set(key, [r]);
+  }
+  return out;
+}
+
 /** One query after another: a PostgreSQL connection runs one statement at a time. */
 async function inTurn<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = [];
@@ -196,17 +218,25 @@ class Reads {
       from: VM_SELECT, where: [], params: [], direction: 'ASC', after: q.after, limit: q.limit ?? DEFAULT_LONG_LIMIT,
       order: [{ column: 'v.name', field: 'name', type: 'string' }, { column: 'v.vm_id', field: 'vm_id', type: 'string' }],
     }));
-    return { next, items: await inTurn(rows, (r) => this.vm(r)) };
+    return { next, items: await this.vms(rows) };
   }
 
   async getVm(vmId: string): Promise<VmView> {
     const row = (await this.one(`${VM_SELECT} WHERE v.vm_id = ?`, vmId));
     if (!row) throw new NotFoundError(`no VM ${vmId} in the catalogue`);
-    return (await this.vm(row));
+    return (await this.vms([row]))[0]!;
   }
 
-  private async vm(r: Row): Promise<VmView> {
-    const disks: DiskView[] = (await this.all(`SELECT * FROM disks WHERE vm_id = ? ORDER BY name`, str(r.vm_id))).map((d) => ({
+  /** The VMs of a page, their disks read in one statement (not one per VM). */
+  private async vms(rows: Row[]): Promise<VmView[]> {
+    if (!rows.length) return [];
+    const ids = rows.map((r) => str(r.vm_id));
+    const disks = groupBy(await this.all(`SELECT * FROM disks WHERE vm_id IN (${marks(ids)}) ORDER BY vm_id, name`, ...ids), 'vm_id');
+    return rows.map((r) => this.vm(r, disks.get(str(r.vm_id)) ?? []));
+  }
+
+  private vm(r: Row, diskRows: Row[]): VmView {
+    const disks: DiskView[] = diskRows.map((d) => ({
       name: str(d.name), sizeBytes: num(d.size_bytes), attachedAt: str(d.attached_at), detachedAt: strOrNull(d.detached_at),
     }));
     return {
@@ -238,26 +268,44 @@ class Reads {
       from: 'SELECT * FROM restore_points', where, params, direction: 'DESC', after: q.after, limit: q.limit ?? DEFAULT_LIMIT,
       order: [{ column: 'position', field: 'position', type: 'number' }, { column: 'restore_point_id', field: 'restore_point_id', type: 'string' }],
     }));
-    return { next, items: await inTurn(rows, (r) => this.restorePoint(r)) };
+    return { next, items: await this.restorePoints(rows) };
   }
 
   async getRestorePoint(restorePointId: string): Promise<RestorePointView> {
     const row = (await this.one(`SELECT * FROM restore_points WHERE restore_point_id = ?`, restorePointId));
     if (!row) throw new NotFoundError(`no restore point ${restorePointId} in the catalogue`);
-    return (await this.restorePoint(row));
+    return (await this.restorePoints([row]))[0]!;
   }
 
-  private async restorePoint(r: Row): Promise<RestorePointView> {
-    const disks: RestorePointDiskView[] = (await this.all(
-      `SELECT * FROM restore_point_disks WHERE restore_point_id = ? ORDER BY name`, str(r.restore_point_id),
-    )).map((d) => ({
+  /**
+   * The restore points of a page with their disks, their jobs' consistency and their newest test
+   * restore: three statements for the page, not three per restore point.
+   */
+  private async restorePoints(rows: Row[]): Promise<RestorePointView[]> {
+    if (!rows.length) return [];
+    const ids = rows.map((r) => str(r.restore_point_id));
+    const jobIds = [...new Set(rows.map((r) => str(r.job_id)))];
+    const disks = groupBy(await this.all(
+      `SELECT * FROM restore_point_disks WHERE restore_point_id IN (${marks(ids)}) ORDER BY restore_point_id, name`, ...ids,
+    ), 'restore_point_id');
+    const jobs = new Map((await this.all(
+      `SELECT job_id, consistency, consistency_reason, vm_config FROM jobs WHERE job_id IN (${marks(jobIds)})`, ...jobIds,
+    )).map((j) => [str(j.job_id), j]));
+    const tests = new Map((await this.all(
+      `SELECT * FROM test_restores t WHERE t.restore_point_id IN (${marks(ids)})
+         AND t.position = (SELECT MAX(u.position) FROM test_restores u WHERE u.restore_point_id = t.restore_point_id)`, ...ids,
+    )).map((t) => [str(t.restore_point_id), t]));
+    return rows.map((r) => this.restorePoint(r, disks.get(str(r.restore_point_id)) ?? [], jobs.get(str(r.job_id)), tests.get(str(r.restore_point_id))));
+  }
+
+  private restorePoint(r: Row, diskRows: Row[], job: Row | undefined, test: Row | undefined): RestorePointView {
+    const disks: RestorePointDiskView[] = diskRows.map((d) => ({
       name: str(d.name), sizeBytes: num(d.size_bytes), bytesRead: num(d.bytes_read), bytesStored: num(d.bytes_stored),
       chunksNew: num(d.chunks_new), chunksReused: num(d.chunks_reused),
     }));
     const bytesRead = num(r.bytes_read);
     const bytesStored = num(r.bytes_stored);
     const parentId = strOrNull(r.parent_id);
-    const job = (await this.one(`SELECT consistency, consistency_reason, vm_config FROM jobs WHERE job_id = ?`, str(r.job_id)));
     const vmConfig = job?.vm_config ? JSON.parse(str(job.vm_config)) as Record<string, unknown> : null;
     return {
       restorePointId: str(r.restore_point_id),
@@ -279,7 +327,7 @@ class Reads {
       // Only where the snapshot recorded them (restore points taken before they were kept have none).
       ...(job?.consistency ? { consistency: str(job.consistency) as 'application' | 'crash', consistencyReason: strOrNull(job.consistency_reason) } : {}),
       ...(vmConfig ? { vmConfig } : {}),
-      lastTestRestore: (await this.lastTestRestore(str(r.restore_point_id))),
+      lastTestRestore: lastTestRestore(test),
       lock: r.locked_until ? {
         until: str(r.locked_until), at: str(r.locked_at),
         source: r.lock_actor_kind === 'user' ? 'act' : 'policy',
@@ -288,15 +336,6 @@ class Reads {
         causationId: strOrNull(r.lock_causation_id),
       } : null,
       damage: r.damaged_at ? { at: str(r.damaged_at), verifyId: str(r.damage_verify_id), damagedCount: num(r.damaged_count) } : null,
-    };
-  }
-
-  private async lastTestRestore(restorePointId: string): Promise<RestorePointView['lastTestRestore']> {
-    const t = (await this.one(`SELECT * FROM test_restores WHERE restore_point_id = ? ORDER BY position DESC LIMIT 1`, restorePointId));
-    if (!t) return null;
-    return {
-      testRestoreId: str(t.test_restore_id), status: str(t.status) as TestRestoreView['status'], at: str(t.ended_at ?? t.started_at),
-      durationMs: t.duration_ms === null ? null : num(t.duration_ms), checks: json(t.checks) as string[], failedCheck: strOrNull(t.failed_check),
     };
   }
 

@@ -1,6 +1,6 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 10;
+export const SCHEMA_VERSION = 11;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS vms (
   power_state TEXT,
   removed_at TEXT
 ) STRICT;
+CREATE INDEX IF NOT EXISTS vms_name ON vms (name, vm_id);
 
 CREATE TABLE IF NOT EXISTS disks (
   vm_id TEXT NOT NULL,
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS restore_points (
   lock_actor_id TEXT,
   lock_causation_id TEXT
 ) STRICT;
-CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position);
+-- list-by-VM pages by (position, id) within a VM; latest-per-VM reads the VM's newest first.
+CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position, restore_point_id);
 CREATE INDEX IF NOT EXISTS restore_points_position ON restore_points (position);
 
 CREATE TABLE IF NOT EXISTS restore_point_disks (

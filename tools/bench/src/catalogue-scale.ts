@@ -1,0 +1,168 @@
+// The catalogue filled to N restore points (issue 19), on SQLite and on PostgreSQL: the events
+// are generated, appended to a real nats-server's JetStream stream (the site's event log), and
+// replayed from the log through the projector into each store — nothing is inserted behind the
+// log's back. Then the API's queries are timed against the read model (in process, as the
+// catalogue's query handlers call it): list-by-VM (restorePoint.list by VM, a page of 100),
+// latest-per-VM (vm.list, a page of 100 VMs with each one's newest restore point and count),
+// search (audit.timeline by event type from a random position; by correlation id) and job.list.
+//   npx tsx tools/bench/src/catalogue-scale.ts --restore-points 100000 --vms 1000
+//     [--stores sqlite,postgres] [--samples 300] [--postgres postgres://postgres@127.0.0.1:5432/postgres]
+// Prints the append rate, each store's replay (rebuild) time, p50/p99 per query, RSS; JSON at the end.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { connect } from '@nats-io/transport-node';
+import { newEvent, type CairnEvent } from '@cairn/contracts';
+import { createJetStreamEventLog } from '@cairn/eventlog';
+import { startNatsServer } from '@cairn/nats-server';
+import { createTestDatabase, TEST_POSTGRES_URL } from '@cairn/testing';
+import { pino } from 'pino';
+import {
+  CatalogueProjector, CatalogueReadModel, PostgresCatalogueBackend, SqliteCatalogueBackend, type CatalogueBackend,
+} from '@cairn/catalogue';
+
+const { values } = parseArgs({ options: {
+  'restore-points': { type: 'string', default: '100000' },
+  vms: { type: 'string', default: '1000' },
+  stores: { type: 'string', default: 'sqlite,postgres' },
+  samples: { type: 'string', default: '300' },
+  postgres: { type: 'string', default: TEST_POSTGRES_URL },
+  'in-flight': { type: 'string', default: '256' },
+} });
+const N = Number(values['restore-points']);
+const VMS = Number(values.vms);
+const SAMPLES = Number(values.samples);
+const site = 'bench';
+const logger = pino({ level: 'warn' });
+const say = (s: string) => process.stdout.write(`${s}\n`);
+const mib = (b: number) => Math.round(b / 1048576);
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => { s = (s * 1664525 + 1013904223) >>> 0; return s / 2 ** 32; };
+}
+const rand = rng(19);
+
+const t0 = Date.parse('2026-01-01T00:00:00Z');
+const meta = (streamId: string, correlationId: string, time: number) => ({
+  site, actor: { kind: 'service' as const, id: 'data-mover@bench' }, streamId, correlationId, time: new Date(time), causationId: null,
+});
+
+function* events(): Generator<{ stream: string; event: CairnEvent }> {
+  for (let v = 0; v < VMS; v++) {
+    yield { stream: `vm-vm${v}`, event: newEvent('VmDiscovered', {
+      vmId: `vm${v}`, name: `vm-${String(v).padStart(6, '0')}`, hypervisor: { kind: 'qemu', host: `host-${v % 100}` }, tags: ['bench'],
+      disks: [{ name: 'vda', sizeBytes: 10 * 2 ** 30 }],
+    }, meta(`vm-vm${v}`, `vm${v}`, t0)) };
+  }
+  for (let i = 0; i < N; i++) {
+    const v = i % VMS;
+    const jobId = `j${i}`;
+    const round = Math.floor(i / VMS);
+    yield { stream: `job-${jobId}`, event: newEvent('RestorePointCommitted', {
+      restorePointId: `rp-${i}`, jobId, vmId: `vm${v}`, parentId: round ? `rp-${i - VMS}` : null,
+      disks: [{ name: 'vda', sizeBytes: 10 * 2 ** 30, bytesRead: 2 ** 28, bytesStored: 2 ** 26, chunksNew: 64, chunksReused: 960 }],
+    }, meta(`job-${jobId}`, jobId, t0 + 60_000 * (round * VMS + v))) };
+  }
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+async function timed(samples: number, fn: (i: number) => Promise<unknown>): Promise<{ p50: number; p99: number; max: number }> {
+  for (let i = 0; i < 10; i++) await fn(i); // warm the caches and the statement cache
+  const ms: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const s = performance.now();
+    await fn(i);
+    ms.push(performance.now() - s);
+  }
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { p50: r(pct(ms, 50)), p99: r(pct(ms, 99)), max: r(Math.max(...ms)) };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-catalogue-scale-'));
+  const total = VMS + N;
+  say(`catalogue scale: ${N} restore points over ${VMS} VMs (${total} events), load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: 8 * 1024 * 1024 });
+  const nc = await connect({ servers: nats.url });
+  const log = await createJetStreamEventLog({ nc, site });
+  const result: Record<string, unknown> = { restorePoints: N, vms: VMS, events: total };
+  try {
+    // Append: each restore point its own job stream, appended with its expected revision.
+    let started = performance.now();
+    const inFlight = Number(values['in-flight']);
+    const pending = new Set<Promise<unknown>>();
+    let n = 0;
+    for (const { stream, event } of events()) {
+      const p = log.append(stream, [event], { expectedRevision: 'no_stream' }).finally(() => pending.delete(p));
+      pending.add(p);
+      if (pending.size >= inFlight) await Promise.race(pending);
+      if (++n % 100_000 === 0) say(`  appended ${n} (${Math.round(n / ((performance.now() - started) / 1000))}/s)`);
+    }
+    await Promise.all(pending);
+    const appendS = (performance.now() - started) / 1000;
+    const head = await log.headPosition();
+    say(`append to JetStream: ${total} events in ${appendS.toFixed(1)} s (${Math.round(total / appendS)}/s), head ${head}`);
+    result.append = { seconds: Math.round(appendS * 10) / 10, perSecond: Math.round(total / appendS) };
+
+    for (const store of values.stores.split(',')) {
+      let backend: CatalogueBackend;
+      let drop = async () => undefined as void;
+      if (store === 'sqlite') backend = new SqliteCatalogueBackend(join(dir, 'catalogue.sqlite'));
+      else {
+        const db = await createTestDatabase('cairn_bench_catalogue', values.postgres);
+        drop = () => db.drop();
+        backend = new PostgresCatalogueBackend({ url: db.url, site });
+      }
+      const projector = new CatalogueProjector({ log, backend, logger, rebuildBatch: 1000 });
+      try {
+        started = performance.now();
+        await projector.start();
+        await projector.waitForPosition(head, 24 * 3600_000);
+        const replayS = (performance.now() - started) / 1000;
+        say(`${store}: replayed ${head} events from the log through the projector in ${replayS.toFixed(1)} s (${Math.round(Number(head) / replayS)}/s)`);
+        const read = new CatalogueReadModel(() => projector.current);
+        const vmIds = Array.from({ length: SAMPLES + 10 }, () => `vm${Math.floor(rand() * VMS)}`);
+        const vmPages = await read.vmPage({ limit: 100 });
+        // Cursors deep into the VM list, to page from anywhere.
+        const vmCursors: string[] = [];
+        let cursor: string | null = vmPages.next;
+        while (cursor && vmCursors.length < 50) { vmCursors.push(cursor); cursor = (await read.vmPage({ limit: 100, after: cursor })).next; }
+        const positions = Array.from({ length: SAMPLES + 10 }, () => Math.floor(rand() * Number(head)));
+        const queries = {
+          'restorePoint.list by VM (100)': await timed(SAMPLES, (i) => read.restorePointPage({ vmId: vmIds[i]!, limit: 100 })),
+          'restorePoint.list by VM, next page (20)': await timed(SAMPLES, async (i) => {
+            const first = await read.restorePointPage({ vmId: vmIds[i]!, limit: 20 });
+            return first.next ? read.restorePointPage({ vmId: vmIds[i]!, limit: 20, after: first.next }) : first;
+          }),
+          'vm.list with latest per VM (100)': await timed(SAMPLES, (i) => read.vmPage({ limit: 100, ...(vmCursors.length ? { after: vmCursors[i % vmCursors.length]! } : {}) })),
+          'audit.timeline search by type after a position (100)': await timed(SAMPLES, (i) => read.auditPage({ type: 'RestorePointCommitted', afterPosition: positions[i]!, limit: 100 })),
+          'audit.timeline search by correlation id': await timed(SAMPLES, (i) => read.auditPage({ correlationId: `j${Math.floor(positions[i]! % N)}` })),
+          'restorePoint.get': await timed(SAMPLES, (i) => read.getRestorePoint(`rp-${positions[i]! % N}`)),
+          'catalogue.stats': await timed(Math.min(SAMPLES, 20), () => read.stats()),
+        };
+        for (const [q, r] of Object.entries(queries)) say(`  ${q.padEnd(54)} p50 ${r.p50} ms  p99 ${r.p99} ms  max ${r.max} ms`);
+        const rss = process.memoryUsage().rss;
+        say(`  RSS of this process (log client, projector, read model): ${mib(rss)} MiB`);
+        result[store] = { replaySeconds: Math.round(replayS * 10) / 10, eventsPerSecond: Math.round(Number(head) / replayS), queries, rssMiB: mib(rss) };
+      } finally {
+        await projector.stop();
+        await drop();
+      }
+    }
+  } finally {
+    await log.close();
+    await nc.drain();
+    await nats.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  result.load = loadavg().map((x) => Math.round(x * 10) / 10);
+  say(JSON.stringify(result));
+}
+
+main().then(() => process.exit(0), (e: unknown) => { console.error(e); process.exit(1); });
