@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS restore_points (
 ) STRICT;
 -- list-by-VM pages by (position, id) within a VM; latest-per-VM reads the VM's newest first.
 CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position, restore_point_id);
+-- latest-per-VM (the VM list's newest restore point and live count) without reading the VM's rows.
+CREATE INDEX IF NOT EXISTS restore_points_vm_created ON restore_points (vm_id, created_at);
+CREATE INDEX IF NOT EXISTS restore_points_vm_live ON restore_points (vm_id) WHERE expired_at IS NULL;
 CREATE INDEX IF NOT EXISTS restore_points_position ON restore_points (position);
 
 CREATE TABLE IF NOT EXISTS restore_point_disks (

@@ -8,6 +8,7 @@
 //   npx tsx tools/bench/src/catalogue-scale.ts --restore-points 100000 --vms 1000
 //     [--stores sqlite,postgres] [--samples 300] [--postgres postgres://postgres@127.0.0.1:5432/postgres]
 // Prints the append rate, each store's replay (rebuild) time, p50/p99 per query, RSS; JSON at the end.
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +17,10 @@ import { connect } from '@nats-io/transport-node';
 import { newEvent, type CairnEvent } from '@cairn/contracts';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import { startNatsServer } from '@cairn/nats-server';
-import { createTestDatabase, TEST_POSTGRES_URL } from '@cairn/testing';
+import pg from 'pg';
 import { pino } from 'pino';
 import {
-  CatalogueProjector, CatalogueReadModel, PostgresCatalogueBackend, SqliteCatalogueBackend, type CatalogueBackend,
+  CatalogueProjector, CatalogueReadModel, PostgresCatalogueBackend, PostgresCatalogueStore, SqliteCatalogueBackend, type CatalogueBackend,
 } from '@cairn/catalogue';
 
 const { values } = parseArgs({ options: {
@@ -27,7 +28,7 @@ const { values } = parseArgs({ options: {
   vms: { type: 'string', default: '1000' },
   stores: { type: 'string', default: 'sqlite,postgres' },
   samples: { type: 'string', default: '300' },
-  postgres: { type: 'string', default: TEST_POSTGRES_URL },
+  postgres: { type: 'string', default: process.env.CAIRN_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
   'in-flight': { type: 'string', default: '256' },
 } });
 const N = Number(values['restore-points']);
@@ -37,6 +38,20 @@ const site = 'bench';
 const logger = pino({ level: 'warn' });
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const mib = (b: number) => Math.round(b / 1048576);
+
+/** A database of its own with a random name, dropped at the end. */
+async function createDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `cairn_bench_catalogue_${randomBytes(6).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try { await c.query(sql); } finally { await c.end(); }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return { url: u.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -115,7 +130,7 @@ async function main(): Promise<void> {
       let drop = async () => undefined as void;
       if (store === 'sqlite') backend = new SqliteCatalogueBackend(join(dir, 'catalogue.sqlite'));
       else {
-        const db = await createTestDatabase('cairn_bench_catalogue', values.postgres);
+        const db = await createDatabase(values.postgres);
         drop = () => db.drop();
         backend = new PostgresCatalogueBackend({ url: db.url, site });
       }
@@ -126,6 +141,9 @@ async function main(): Promise<void> {
         await projector.waitForPosition(head, 24 * 3600_000);
         const replayS = (performance.now() - started) / 1000;
         say(`${store}: replayed ${head} events from the log through the projector in ${replayS.toFixed(1)} s (${Math.round(Number(head) / replayS)}/s)`);
+        // As autovacuum would after a bulk load (SQLite's planner needs no statistics here).
+        const live = projector.current;
+        if (live instanceof PostgresCatalogueStore) await live.query('ANALYZE');
         const read = new CatalogueReadModel(() => projector.current);
         const vmIds = Array.from({ length: SAMPLES + 10 }, () => `vm${Math.floor(rand() * VMS)}`);
         const vmPages = await read.vmPage({ limit: 100 });
