@@ -35,7 +35,7 @@ export const QUERY_SCHEMAS = {
     request: Type.Object({
       vmId: Type.Optional(Id),
       restorePointId: Type.Optional(Id),
-      status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed')])),
+      status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed'), Type.Literal('refused')])),
       limit: Type.Optional(Limit),
       after: Type.Optional(Cursor),
     }, Strict),

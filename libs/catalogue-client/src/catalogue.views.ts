@@ -51,7 +51,8 @@ export const TestRestoreView = Type.Object({
   restorePointId: Id,
   vmId: Id,
   site: Type.String(),
-  status: Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed')]),
+  /** `refused`: a scheduled one the data mover would not start (or none answered); `reason` says why, nothing ran. */
+  status: Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed'), Type.Literal('refused')]),
   /** The checks it was judged by, e.g. `serial:<pattern>`, `agent:guest-ping`, `tcp:22`, `script:<name>`. */
   checks: Type.Array(Type.String()),
   /** Each check's outcome (once ended). */
@@ -69,7 +70,7 @@ export const TestRestoreView = Type.Object({
 }, { $id: 'TestRestoreView' });
 export type TestRestoreView = Static<typeof TestRestoreView>;
 
-/** The newest test restore of a restore point, as its column shows it ("boot-tested: passed at …"). */
+/** The newest test restore of a restore point that ran, as its column shows it ("boot-tested: passed at …"); refused ones are not counted. */
 export const LastTestRestore = Type.Object({
   testRestoreId: Id,
   status: Type.Union([Type.Literal('running'), Type.Literal('passed'), Type.Literal('failed')]),
@@ -309,7 +310,7 @@ export const CatalogueStats = Type.Object({
     durationMs: Type.Integer({ minimum: 0 }),
   }),
   vms: Type.Integer({ minimum: 0 }),
-  /** Test restores by outcome (running, passed, failed), over all time. */
+  /** Test restores by outcome (running, passed, failed, refused), over all time. */
   testRestores: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
   /** Restore points not expired whose newest test restore failed / passed, and those marked damaged. */
   restorePointsBootTested: Type.Optional(Type.Object({ passed: Type.Integer({ minimum: 0 }), failed: Type.Integer({ minimum: 0 }), damaged: Type.Integer({ minimum: 0 }) })),

@@ -252,6 +252,12 @@ const handlers: Handlers = {
     `UPDATE test_restores SET status = 'failed', results = ?, failed_check = ?, reason = ?, ended_at = ?, duration_ms = ?, screenshot = ? WHERE test_restore_id = ?`,
     JSON.stringify(data.results), data.check, data.reason, at.time, data.durationMs, data.screenshot ? JSON.stringify(data.screenshot) : null, data.testRestoreId,
   )],
+  // A scheduled one the data mover would not start: nothing ran; kept with why, started and ended at once.
+  TestRestoreRefused: ({ data }, at) => [sql(
+    `INSERT INTO test_restores (test_restore_id, restore_point_id, vm_id, site, policy_id, status, checks, results, reason, started_at, ended_at, position)
+     VALUES (?, ?, ?, ?, ?, 'refused', '[]', '[]', ?, ?, ?, ?) ON CONFLICT (test_restore_id) DO NOTHING`,
+    data.testRestoreId, data.restorePointId, data.vmId, at.site, data.policyId, data.reason, at.time, at.time, at.position,
+  )],
   RestorePointDamaged: ({ data }, at) => [sql(
     `UPDATE restore_points SET damaged_at = ?, damage_verify_id = ?, damaged_count = ? WHERE restore_point_id = ?`,
     at.time, data.verifyId, data.damagedCount, data.restorePointId,

@@ -407,6 +407,22 @@ describe('catalogue projection: test restores and damage', () => {
     });
   });
 
+  it('a scheduled test restore the data mover refused is listed refused with why; the restore point keeps its newest one that ran', async () => {
+    await given(...history, trStarted('t1'), ev('TestRestorePassed', {
+      testRestoreId: 't1', restorePointId: 'rp1', vmId: 'vm1', results: [{ check: 'serial:UP', ok: true, detail: 'after 9 s' }], screenshot: null, durationMs: 30_000,
+    }, 'testrestore-t1')).when(ev('TestRestoreRefused', {
+      testRestoreId: 't2', restorePointId: 'rp1', vmId: 'vm1', policyId: 'p1', reason: 'no data mover answered within 30 s',
+    }, 'testrestore-t2')).then(async (read) => {
+      const { items } = await read.testRestorePage({});
+      expect(items.map((t) => [t.testRestoreId, t.status, t.reason])).toEqual([['t2', 'refused', 'no data mover answered within 30 s'], ['t1', 'passed', null]]);
+      expect(items[0]).toMatchObject({ policyId: 'p1', checks: [], results: [], failedCheck: null, durationMs: null, screenshot: null, endedAt: items[0]!.startedAt });
+      expect((await read.testRestorePage({ status: 'refused' })).items.map((t) => t.testRestoreId)).toEqual(['t2']);
+      // It did not run: it says nothing of the restore point, which stays boot-tested passed.
+      expect((await read.getRestorePoint('rp1')).lastTestRestore).toMatchObject({ testRestoreId: 't1', status: 'passed' });
+      expect(await read.stats()).toMatchObject({ testRestores: { running: 0, passed: 1, failed: 0, refused: 1 }, restorePointsBootTested: { passed: 1, failed: 0, damaged: 0 } });
+    });
+  });
+
   it('a restore point never tested says so; one found damaged is marked until a later verify checks it clean', async () => {
     await given(...history).when().then(async (read) => expect((await read.getRestorePoint('rp1'))).toMatchObject({ lastTestRestore: null, damage: null }));
     const damaged = ev('RestorePointDamaged', { restorePointId: 'rp1', vmId: 'vm1', verifyId: 'v1', damaged: [{ kind: 'chunk', id: 'c1', damage: 'authentication' }], damagedCount: 1 }, 'restorepoint-rp1');

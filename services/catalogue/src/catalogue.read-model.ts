@@ -4,7 +4,7 @@
 import {
   DEFAULT_LIMIT, DEFAULT_LONG_LIMIT, CursorError, decodeCursor, encodeCursor, type PageOf,
   type AuditEntry, type CatalogueStats, type DiskView, type JobDetail, type JobPhaseView, type JobView, type PolicyView, type QueryRequest,
-  type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type RestorePointView, type TestRestoreView, type VmView,
+  type ReplicaView, type ReplicationPolicyView, type RestorePointDiskView, type LastTestRestore, type RestorePointView, type TestRestoreView, type VmView,
 } from '@cairn/catalogue-client';
 import type { CatalogueReader, CatalogueStore, Row } from './catalogue-store.port.ts';
 
@@ -41,10 +41,11 @@ const str = (v: SQLOutputValue | undefined): string => String(v ?? '');
 const strOrNull = (v: SQLOutputValue | undefined): string | null => (v === null || v === undefined ? null : String(v));
 const num = (v: SQLOutputValue | undefined): number => Number(v ?? 0);
 const numOrNull = (v: SQLOutputValue | undefined): number | null => (v === null || v === undefined ? null : Number(v));
+/** The newest test restore of a point that ran: a refused one did not, and says nothing of it. */
 function lastTestRestore(t: Row | undefined): RestorePointView['lastTestRestore'] {
   if (!t) return null;
   return {
-    testRestoreId: str(t.test_restore_id), status: str(t.status) as TestRestoreView['status'], at: str(t.ended_at ?? t.started_at),
+    testRestoreId: str(t.test_restore_id), status: str(t.status) as LastTestRestore['status'], at: str(t.ended_at ?? t.started_at),
     durationMs: t.duration_ms === null ? null : num(t.duration_ms), checks: json(t.checks) as string[], failedCheck: strOrNull(t.failed_check),
   };
 }
@@ -171,7 +172,7 @@ class Reads {
       liveBytesStored: num(rp.live_stored),
       completed: { jobs: num(done.jobs), bytesRead: num(done.read), durationMs: num(done.duration) },
       vms: num((await this.one(`SELECT COUNT(*) AS n FROM vms`))!.n),
-      testRestores: Object.fromEntries(await inTurn(['running', 'passed', 'failed'], async (st) => [st, num((await this.one(`SELECT COUNT(*) AS n FROM test_restores WHERE status = ?`, st))!.n)])),
+      testRestores: Object.fromEntries(await inTurn(['running', 'passed', 'failed', 'refused'], async (st) => [st, num((await this.one(`SELECT COUNT(*) AS n FROM test_restores WHERE status = ?`, st))!.n)])),
       restorePointsBootTested: (await this.bootTested()),
     };
   }
@@ -181,7 +182,7 @@ class Reads {
     const r = (await this.one(
       `SELECT COUNT(*) FILTER (WHERE last = 'passed') AS passed, COUNT(*) FILTER (WHERE last = 'failed') AS failed,
          COUNT(*) FILTER (WHERE damaged_at IS NOT NULL) AS damaged
-       FROM (SELECT p.damaged_at, (SELECT t.status FROM test_restores t WHERE t.restore_point_id = p.restore_point_id ORDER BY t.position DESC LIMIT 1) AS last
+       FROM (SELECT p.damaged_at, (SELECT t.status FROM test_restores t WHERE t.restore_point_id = p.restore_point_id AND t.status <> 'refused' ORDER BY t.position DESC LIMIT 1) AS last
              FROM restore_points p WHERE p.expired_at IS NULL) live`,
     ))!;
     return { passed: num(r.passed), failed: num(r.failed), damaged: num(r.damaged) };
@@ -293,7 +294,7 @@ class Reads {
     )).map((j) => [str(j.job_id), j]));
     const tests = new Map((await this.all(
       `SELECT * FROM test_restores t WHERE t.restore_point_id IN (${marks(ids)})
-         AND t.position = (SELECT MAX(u.position) FROM test_restores u WHERE u.restore_point_id = t.restore_point_id)`, ...ids,
+         AND t.position = (SELECT MAX(u.position) FROM test_restores u WHERE u.restore_point_id = t.restore_point_id AND u.status <> 'refused')`, ...ids,
     )).map((t) => [str(t.restore_point_id), t]));
     return rows.map((r) => this.restorePoint(r, disks.get(str(r.restore_point_id)) ?? [], jobs.get(str(r.job_id)), tests.get(str(r.restore_point_id))));
   }

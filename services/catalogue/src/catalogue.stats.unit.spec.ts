@@ -72,7 +72,7 @@ describe('catalogue.stats', () => {
       bytesRead: read_, bytesStored: stored, liveBytesRead: liveRead, liveBytesStored: liveStored,
       completed: { jobs: 1500, bytesRead: read_, durationMs: duration },
       vms: 1,
-      testRestores: { running: 0, passed: 0, failed: 0 }, restorePointsBootTested: { passed: 0, failed: 0, damaged: 0 },
+      testRestores: { running: 0, passed: 0, failed: 0, refused: 0 }, restorePointsBootTested: { passed: 0, failed: 0, damaged: 0 },
     });
     const handlers = new CatalogueQueryHandlers(read, { status: () => Promise.reject(new Error('unused')), rebuild: () => Promise.reject(new Error('unused')) });
     // What a list query gives (how /metrics counted before): capped at 1,000.

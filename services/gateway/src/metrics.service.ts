@@ -68,8 +68,8 @@ export class MetricsService {
       gauge('cairn_vms', 'Virtual machines in the inventory.', stats.vms),
       {
         name: 'cairn_test_restores_total', type: 'counter',
-        help: 'Test restores (restore points booted in isolation and judged) by outcome; running ones are under way.',
-        samples: ['passed', 'failed', 'running'].map((outcome) => ({ labels: { outcome }, value: stats.testRestores?.[outcome] ?? 0 })),
+        help: 'Test restores (restore points booted in isolation and judged) by outcome; running ones are under way, refused ones (scheduled, not started by a data mover) did not run.',
+        samples: ['passed', 'failed', 'running', 'refused'].map((outcome) => ({ labels: { outcome }, value: stats.testRestores?.[outcome] ?? 0 })),
       },
       {
         name: 'cairn_restore_points_boot_tested', type: 'gauge',

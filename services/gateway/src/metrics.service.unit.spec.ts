@@ -15,6 +15,8 @@ const stats = {
   bytesRead: 4_000_000_000, bytesStored: 2_000_000_000, liveBytesRead: 3_999_000_000, liveBytesStored: 1_999_000_000,
   completed: { jobs: 1500, bytesRead: 3_000_000_000, durationMs: 1_500_000 },
   vms: 12,
+  testRestores: { running: 1, passed: 40, failed: 2, refused: 3 },
+  restorePointsBootTested: { passed: 38, failed: 2, damaged: 0 },
 };
 
 describe('MetricsService', () => {
@@ -46,6 +48,12 @@ describe('MetricsService', () => {
     expect(text).toContain('cairn_restore_points 1501\n');
     expect(text).toContain('cairn_restore_points_expired 1\n');
     expect(text).toContain('cairn_vms 12\n');
+    // Test restores by outcome, refused ones (scheduled, not started by a data mover) too.
+    expect(text).toContain('cairn_test_restores_total{outcome="passed"} 40\n');
+    expect(text).toContain('cairn_test_restores_total{outcome="failed"} 2\n');
+    expect(text).toContain('cairn_test_restores_total{outcome="running"} 1\n');
+    expect(text).toContain('cairn_test_restores_total{outcome="refused"} 3\n');
+    expect(text).toContain('cairn_restore_points_boot_tested{outcome="passed"} 38\n');
     expect(text).toContain('cairn_catalogue_lag_events 2\n');
     expect(text).toContain('cairn_work_queue_pending 4\n');
   });

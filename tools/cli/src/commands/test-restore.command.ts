@@ -80,20 +80,20 @@ export function registerTestRestoreCommand(program: Command): void {
     });
 
   pagingOptions(tr.command('list').description('test restores, newest first: outcome, when, how long, which checks (the catalogue)'), 'test restores')
-    .option('--vm <id>', 'one VM').option('--restore-point <id>', 'one restore point').option('--status <status>', 'running, passed or failed')
+    .option('--vm <id>', 'one VM').option('--restore-point <id>', 'one restore point').option('--status <status>', 'running, passed, failed or refused')
     .action(async function (this: Command, o: Record<string, unknown>) {
       const status = o['status'] === undefined ? undefined : String(o['status']);
-      if (status !== undefined && !['running', 'passed', 'failed'].includes(status)) throw new CliError(`--status is running, passed or failed, not ${status}`, EXIT.usage);
+      if (status !== undefined && !['running', 'passed', 'failed', 'refused'].includes(status)) throw new CliError(`--status is running, passed, failed or refused, not ${status}`, EXIT.usage);
       await withSession(this, async (s) => {
         const choice = pagingChoice(o);
         const page = await collectPages((p) => s.catalogue.query('testRestore.list', {
           ...(o['vm'] ? { vmId: String(o['vm']) } : {}), ...(o['restorePoint'] ? { restorePointId: String(o['restorePoint']) } : {}),
-          ...(status ? { status: status as 'running' | 'passed' | 'failed' } : {}), ...p,
+          ...(status ? { status: status as 'running' | 'passed' | 'failed' | 'refused' } : {}), ...p,
         }), choice);
         const { items } = page;
         printPage(s.json, page, choice, () => table(items.map((t) => ({
           testRestore: t.testRestoreId, restorePoint: t.restorePointId, vm: t.vmId, status: t.status, at: t.endedAt ?? t.startedAt,
-          took: t.durationMs === null ? '' : `${Math.round(t.durationMs / 1000)} s`, checks: t.checks.join(' '), failed: t.failedCheck ?? '',
+          took: t.durationMs === null ? '' : `${Math.round(t.durationMs / 1000)} s`, checks: t.checks.join(' '), failed: t.failedCheck ?? (t.status === 'refused' ? t.reason ?? '' : ''),
         })), ['testRestore', 'restorePoint', 'vm', 'status', 'at', 'took', 'checks', 'failed']));
       });
     });
