@@ -65,6 +65,10 @@ function zipStream(source: ArchiveSource, plan: ArchivePlan): Readable {
   const out = new PassThrough();
   zip.outputStream.on('error', (e) => out.destroy(e));
   zip.outputStream.pipe(out);
+  // Destroyed by its reader (a cancelled download), the archive stops the file being read, so
+  // the appliance stops, and reads no further files.
+  let current: Readable | undefined;
+  out.once('close', () => current?.destroy());
   for (const { name, entry: e } of plan.entries) {
     const mtime = new Date(e.mtime);
     const mode = e.mode & 0o7777;
@@ -72,8 +76,11 @@ function zipStream(source: ArchiveSource, plan: ArchivePlan): Readable {
     else if (e.type === 'symlink') zip.addBuffer(Buffer.from(e.target ?? ''), name, { mtime, mode: S_IFLNK | mode, compress: false });
     else {
       zip.addReadStreamLazy(name, { mtime, mode: S_IFREG | mode, size: e.size }, (cb) => {
+        if (out.destroyed) { cb(new Error('the archive was closed by its reader'), undefined as never); return; }
         source.read(e.path).then((r) => {
           r.done.catch((err: unknown) => out.destroy(err as Error));
+          current = r.stream;
+          if (out.destroyed) r.stream.destroy();
           cb(null, r.stream);
         }, (err: unknown) => { out.destroy(err as Error); cb(err as Error, undefined as never); });
       });
@@ -85,13 +92,19 @@ function zipStream(source: ArchiveSource, plan: ArchivePlan): Readable {
 
 function tarStream(source: ArchiveSource, plan: ArchivePlan): Readable {
   const tar = tarPack();
+  let current: Readable | undefined;
+  tar.once('close', () => current?.destroy());
   void (async () => {
     for (const { name, entry: e } of plan.entries) {
+      if (tar.destroyed) throw new Error('the archive was closed by its reader');
       const header = { name, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, mtime: new Date(e.mtime) };
       if (e.type === 'directory') tar.entry({ ...header, name: `${name}/`, type: 'directory' });
       else if (e.type === 'symlink') tar.entry({ ...header, type: 'symlink', linkname: e.target ?? '' });
       else {
         const r = await source.read(e.path);
+        r.done.catch(() => undefined); // awaited below unless the entry failed first
+        current = r.stream;
+        if (tar.destroyed) r.stream.destroy();
         await new Promise<void>((resolve, reject) => {
           const w = tar.entry({ ...header, type: 'file', size: e.size }, (err) => (err ? reject(err) : resolve()));
           pipeline(r.stream, w).catch(reject);

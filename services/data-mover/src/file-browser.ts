@@ -54,6 +54,19 @@ export type LocateRestorePoint = (restorePointId: string) => Promise<{ repositor
 
 const MAX_ENTRIES = 2000;
 
+/**
+ * A download that ended early (cancelled by its reader, dropped unpulled, failed): its source is
+ * destroyed, not drained, so the appliance stops reading the disk. Closing the pipe's reading
+ * end makes libguestfs cancel the transfer in the appliance (its write gets EPIPE); the command
+ * ends with that error and the session stays usable. `then` runs once the source is closed.
+ */
+function stopReading(unread: Readable, then: () => void): void {
+  unread.on('error', () => undefined);
+  if (unread.closed) { then(); return; }
+  unread.once('close', then);
+  unread.destroy();
+}
+
 export class FileBrowser {
   readonly pool: SessionPool;
   readonly indexing: boolean;
@@ -213,7 +226,12 @@ export class FileBrowser {
           const e = await s.stat(paths[0]!);
           if (e.type !== 'file') throw new GuestFilesError('invalid_path', `${e.path} is a ${e.type}, not a regular file; download it as tar or zip`);
           entry = e; files = 1; bytes = e.size; name = e.name;
-          start = async (first) => (await s.read(e.path, byteRange(first, e.size))).stream;
+          start = async (first) => {
+            const r = await s.read(e.path, byteRange(first, e.size));
+            // A failure reaches the stream too; a cancelled read ends its command with a broken pipe.
+            r.done.catch(() => undefined);
+            return r.stream;
+          };
         } else {
           const plan = await planArchive(s, paths);
           files = plan.files; bytes = plan.bytes;
@@ -230,12 +248,8 @@ export class FileBrowser {
         const streamId = streams.offer({
           start,
           end: (outcome, unread) => {
-            // Drained, not destroyed: the appliance is writing into a pipe and must finish its
-            // command for the session to stay usable.
             if (!unread) { ended(outcome); return; }
-            unread.on('error', () => undefined);
-            unread.once('close', () => ended(outcome));
-            unread.resume();
+            stopReading(unread, () => ended(outcome));
           },
         });
         const tag = createHash('sha256').update([cmd.restorePointId, disk, cmd.format, ...paths, String(bytes), entry?.mtimeNs ?? ''].join('\0')).digest('hex').slice(0, 32);
@@ -274,9 +288,7 @@ export class FileBrowser {
         start: () => concatReads(s, entries.map((e) => e.path)),
         end: (_o, unread) => {
           if (!unread) { ended(); return; }
-          unread.on('error', () => undefined);
-          unread.once('close', () => ended());
-          unread.resume();
+          stopReading(unread, ended);
         },
       });
       let written;
@@ -405,6 +417,8 @@ function concatReads(s: BrowseSession, paths: readonly string[]): Readable {
   async function* all() {
     for (const p of paths) {
       const r = await s.read(p);
+      // Stopped early, the loop destroys the file's stream and its command ends with a broken pipe.
+      r.done.catch(() => undefined);
       for await (const chunk of r.stream) yield chunk as Buffer;
       await r.done;
     }
