@@ -225,6 +225,22 @@ describe('the hub\'s console runs site A: keys loaded in the browser, commands s
     await page.locator('[data-site-health="a"] [data-col="gap"]', { hasText: '2 min' }).waitFor({ timeout: 60_000 });
   });
 
+  it('the hub\'s Sites page shows a global policy read-only: its version, selector and A\'s applied version (axe-clean)', async () => {
+    const r = await cli(['--data', hubDir, '--json', 'policy', 'create', '--global', '--name', 'console-global', '--vm', 'alpha', '--cron', '0 2 * * *', '--timezone', 'UTC', '--to-sites', 'a', '--sign-with', a.operator!.keyFile]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sites', exact: true }).click();
+    // Read every 30 s: reload until A's copy reached the hub.
+    await waitFor(async () => {
+      await page.reload();
+      return page.locator('[data-global-policy="console-global"][data-global-site="a"][data-state="current"]').waitFor({ timeout: 5_000 }).then(() => true, () => undefined);
+    }, { timeoutMs: 90_000, intervalMs: 1000, what: 'console-global current at A on the hub\'s Sites page' });
+    const row = page.locator('[data-global-policy="console-global"][data-global-site="a"]');
+    expect(await row.locator('[data-col="version"]').innerText()).toBe('1');
+    expect(await row.locator('[data-col="applied"]').innerText()).toBe('1');
+    expect(await page.locator('[data-hub="global-policies"]').innerText()).toMatch(/sites a/);
+    expect(await axeSerious(page)).toEqual([]);
+  }, 120_000);
+
   it('at A\'s own console (a secure site), Approve signs with the key bob loads instead of sending him to the CLI', async () => {
     const vmId = (await new CatalogueClient(a.nc, { site: 'a' }).query('vm.list', {})).items.find((v) => v.name === 'alpha')!.vmId;
     const call = async (path: string, body: unknown, token = a.gatewayToken) => {

@@ -112,3 +112,10 @@ export interface SiteHealth {
   replication: Array<{ target: string; replicas: number; lastReplicaAt: string; lagMs: number }>;
 }
 export interface SitesHealth { generatedAt: string; items: SiteHealth[] }
+
+/** A global policy and each site it concerns, as the hub sees them (GET /v1/global-policies at the hub's gateway). */
+export interface GlobalPolicyStatus {
+  policyId: string; name: string; version: number; withdrawn: boolean; selects: string; signedBy: string[]; publishedAt: string; drift: number;
+  sites: Array<{ site: string; selected: boolean; appliedVersion: number | null; state: 'current' | 'behind' | 'refused'; lastError: string | null; lastOfferAt: string | null }>;
+}
+export interface GlobalPolicies { generatedAt: string; items: GlobalPolicyStatus[] }

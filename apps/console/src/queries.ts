@@ -1,6 +1,6 @@
 // The console's reads, one hook each, keyed so the live feed can mark them stale (main.tsx).
 import { useQuery } from '@tanstack/preact-query';
-import { api, qs, type Approval, type Health, type Instant, type Items, type Job, type JobDetail, type Policy, type Replica, type RestoreJob, type RestorePoint, type SitesHealth, type Vm } from './api.ts';
+import { api, qs, type Approval, type GlobalPolicies, type Health, type Instant, type Items, type Job, type JobDetail, type Policy, type Replica, type RestoreJob, type RestorePoint, type SitesHealth, type Vm } from './api.ts';
 
 export const useVms = () => useQuery({ queryKey: ['vms'], queryFn: () => api<Items<Vm>>('/v1/vms') });
 export const useVm = (vmId: string) => useQuery({ queryKey: ['vm', vmId], queryFn: () => api<Vm>(`/v1/vms/${encodeURIComponent(vmId)}`) });
@@ -16,6 +16,11 @@ export const useReplicas = () => useQuery({ queryKey: ['replicas'], queryFn: () 
 export const useSitesHealth = (enabled: boolean) => useQuery({
   queryKey: ['sites-health'], enabled, refetchInterval: 30_000,
   queryFn: () => api<SitesHealth>('/v1/sites/health'),
+});
+/** The hub's global policies and each site's applied version, asked only at the hub's gateway (`enabled`); read again every 30 s. */
+export const useGlobalPolicies = (enabled: boolean) => useQuery({
+  queryKey: ['global-policies'], enabled, refetchInterval: 30_000,
+  queryFn: () => api<GlobalPolicies>('/v1/global-policies'),
 });
 export const useHealth = () => useQuery({
   queryKey: ['health'], refetchInterval: 30_000,

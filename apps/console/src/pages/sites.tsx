@@ -1,7 +1,8 @@
 // Sites: this gateway's site and its health; at the hub (site "hub"), every site that holds
 // or sends copies, with each site's latest copy as a measure of replication lag; and at the hub,
-// every site's health as the hub sees it (GET /v1/sites/health, the same as `cairn site list` there).
-import { useHealth, useReplicas, useSitesHealth } from '../queries.ts';
+// every site's health as the hub sees it (GET /v1/sites/health, the same as `cairn site list` there)
+// and the global policies, read-only (GET /v1/global-policies, as `cairn policy list --global`).
+import { useGlobalPolicies, useHealth, useReplicas, useSitesHealth } from '../queries.ts';
 import { HUB_SITE, durationInWords, summarizeSite } from '../site-health.ts';
 import { Empty, ErrorBox, Page, StateBadge, Time, bytes } from '../ui.tsx';
 
@@ -43,6 +44,41 @@ function HubSitesHealth() {
   );
 }
 
+/** At the hub, read-only: each global policy's version and selector, and per site the version it runs and its drift. Changed with the CLI (`policy edit --global`). */
+function HubGlobalPolicies() {
+  const q = useGlobalPolicies(true);
+  const items = q.data?.items ?? [];
+  return (
+    <section aria-labelledby="hub-global-title" data-hub="global-policies">
+      <h2 id="hub-global-title">Global policies</h2>
+      <ErrorBox error={q.error} />
+      <div class="table-wrap">
+        <table>
+          <thead><tr><th scope="col">Policy</th><th scope="col">Version</th><th scope="col">Selects</th><th scope="col">Signed by</th><th scope="col">Site</th><th scope="col">Applied</th><th scope="col">State</th></tr></thead>
+          <tbody>
+            {items.flatMap((p) => (p.sites.length ? p.sites : [null]).map((x, i) => (
+              <tr key={`${p.policyId}/${x?.site ?? '-'}`} data-global-policy={p.name} data-global-site={x?.site ?? ''} data-state={x?.state ?? ''}>
+                {i === 0 ? <th scope="row" rowSpan={Math.max(1, p.sites.length)}>{p.name}{p.drift ? <> <span class="badge state-failed">drift {p.drift}</span></> : null}</th> : null}
+                {i === 0 ? <td rowSpan={Math.max(1, p.sites.length)} data-col="version">{p.version}{p.withdrawn ? ' (withdrawn)' : ''}</td> : null}
+                {i === 0 ? <td rowSpan={Math.max(1, p.sites.length)}>{p.selects}</td> : null}
+                {i === 0 ? <td rowSpan={Math.max(1, p.sites.length)}>{p.signedBy.join(', ')}</td> : null}
+                <td>{x?.site ?? <span class="muted">no site selected</span>}</td>
+                <td data-col="applied">{x ? x.appliedVersion ?? 'none' : '—'}</td>
+                <td data-col="state">{x ? <>
+                  <span class={`badge state-${x.state === 'current' ? 'ok' : 'failed'}`}>{x.state}</span>
+                  {x.selected ? null : <span class="muted"> withdrawn: not selected</span>}
+                  {x.state !== 'current' && x.lastError ? <span class="muted"> {x.lastError}</span> : null}
+                </> : '—'}</td>
+              </tr>
+            )))}
+          </tbody>
+        </table>
+      </div>
+      {q.data && items.length === 0 ? <Empty>No global policy: <code>cairn policy create --global</code> at the hub (docs/sites.md).</Empty> : null}
+    </section>
+  );
+}
+
 export function SitesPage() {
   const health = useHealth();
   const replicas = useReplicas();
@@ -57,7 +93,7 @@ export function SitesPage() {
   return (
     <Page title="Sites">
       <ErrorBox error={health.error ?? replicas.error} />
-      {h?.site === HUB_SITE ? <HubSitesHealth /> : null}
+      {h?.site === HUB_SITE ? <><HubSitesHealth /><HubGlobalPolicies /></> : null}
       <div class="table-wrap">
         <table>
           <thead><tr><th scope="col">Site</th><th scope="col">Health</th><th scope="col">Copies held</th><th scope="col">Copied from</th><th scope="col">Bytes received</th><th scope="col">Latest copy (lag)</th></tr></thead>
