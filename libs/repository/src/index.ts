@@ -33,3 +33,4 @@ export { keyJournalEvent, keyEventStream, publishKeyJournal, publishKeyJournalEn
 export type { LockReport } from './maintenance/immutability.ts';
 export type { DestroyReport } from './maintenance/destroy.ts';
 export { chunkKey } from './format/layout.ts';
+export { release as releaseBuffer } from './format/envelope.ts';

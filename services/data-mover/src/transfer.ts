@@ -7,7 +7,7 @@ import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } fro
 import type { NbdEndpoint } from '@cairn/contracts';
 import { loadSiteSecurity, type AnyIdentity } from '@cairn/nats-security';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
-import type { DiskInput, Extent, RestorePointWriter } from '@cairn/repository';
+import { releaseBuffer, type DiskInput, type Extent, type RestorePointWriter } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
 import { partialChunks, planReads, readAhead, type PlannedRead } from './extent-plan.ts';
 import type { Throttle } from './bandwidth.ts';
@@ -236,8 +236,9 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
         const fromSource = Promise.all(w.marked.map(async (m) => ({ at: m.offset - w.offset, data: await reader.read(m.offset, m.length) })))
           .finally(() => { timings.nbdRead += since(tStart); });
         const [parentParts, sourceParts] = await Promise.all([fromParent, fromSource]);
-        for (const p of parentParts) buf.set(p.data, p.at);
-        for (const m of sourceParts) buf.set(m.data, m.at);
+        // Each part is a fresh buffer of its own: freed once copied, not at a later GC.
+        for (const p of parentParts) { buf.set(p.data, p.at); releaseBuffer(p.data); }
+        for (const m of sourceParts) { buf.set(m.data, m.at); releaseBuffer(m.data); }
         counters.read += w.marked.reduce((n, m) => n + m.length, 0);
         return buf;
       };
@@ -254,6 +255,9 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
           done += range.length;
           options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: planned });
           yield { offset: range.offset, data };
+          // The writer copied what it needs before asking for the next extent: an incremental's
+          // window (a fresh buffer; a full's come from the ring) is freed now.
+          if (parentDisk) releaseBuffer(data);
         }
         lastExtentAt = Math.max(lastExtentAt, performance.now());
       };
