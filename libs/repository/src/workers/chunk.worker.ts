@@ -74,8 +74,9 @@ port.on('message', (msg: WorkerRequest) => {
       } else {
         const plain = open('C', msg.id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
         writeAt(msg.fd, plain, msg.position);
+        const bytes = plain.byteLength; // before release(): a detached view has no length
         release(plain);
-        done = { seq: msg.seq, op: 'openFileTo', bytes: plain.byteLength };
+        done = { seq: msg.seq, op: 'openFileTo', bytes };
       }
       port.postMessage(done);
       return;
@@ -98,8 +99,9 @@ port.on('message', (msg: WorkerRequest) => {
     } else if (msg.op === 'openTo') {
       const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
       writeAt(msg.fd, plain, msg.position);
+      const bytes = plain.byteLength; // before release(): a detached view has no length
       release(plain);
-      reply = { seq: msg.seq, op: 'openTo', bytes: plain.byteLength };
+      reply = { seq: msg.seq, op: 'openTo', bytes };
     } else {
       const plain = open(msg.kind, msg.id, data, dataKey, {
         maxPlainBytes: init.maxPlainBytes,
