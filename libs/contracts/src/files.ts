@@ -61,6 +61,11 @@ export const RestoreFilesV1 = Type.Object({
   ]),
   /** Replace what exists at the target (default: refuse, nothing changed). */
   overwrite: Type.Optional(Type.Boolean()),
+  /**
+   * Where to tell how far it got (zip and VM targets): `{ disk, bytesDone, bytesPlanned }` on
+   * `cairn.<site>.progress.<progressId>`, not stored (the CLI draws it; docs/files.md).
+   */
+  progressId: Type.Optional(Id),
 }, { additionalProperties: false });
 export const RestoreFilesResult = Type.Object({
   accessId: Id,

@@ -160,7 +160,9 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   }, o.log, mover, logger);
   // Downloads are pulled from here chunk by chunk (libs/messaging file-stream.ts).
   const fileStreams = new FileStreamServer(o.nc, o.site, o.fileStreamIdleMs !== undefined ? { idleMs: o.fileStreamIdleMs } : {});
-  const files = new FileBrowser({ site: o.site, ...o.files }, o.log, async (restorePointId) => {
+  const files = new FileBrowser({
+    site: o.site, ...o.files, publishProgress: (progressId, p) => o.nc.publish(progressSubject(o.site, progressId), JSON.stringify(p)),
+  }, o.log, async (restorePointId) => {
     for (const [name, repository] of o.repositories) {
       if (deletedRepositories.has(name)) continue;
       if ((await repository.listRestorePoints()).some((p) => p.id === restorePointId)) return { repository, replica: false };

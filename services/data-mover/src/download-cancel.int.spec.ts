@@ -3,7 +3,8 @@
 // few chunks and stops (as the gateway does when an HTTP client aborts). Before, the data mover
 // drained the appliance to the file's end; now the transfer is cancelled in the appliance, the
 // disk reads stop with the download, and the same appliance serves the next download whole.
-// One appliance for the file (its start is 20-75 s under TCG).
+// A zip that asked for progress publishes bytes so far of its total, to the end. One appliance
+// for the file (its start is 20-75 s under TCG).
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,9 +27,12 @@ let browser: FileBrowser;
 /** Bytes the data mover read from the restore point (what the appliance asked for over NBD). */
 let diskBytesRead = 0;
 const ended: Array<Record<string, unknown>> = [];
+const progress: Array<{ id: string; disk: string; bytesDone: number; bytesPlanned: number | null }> = [];
+let outDir: string;
 
 beforeAll(async () => {
   const dir = await h.tmpDir('download-cancel-');
+  outDir = dir;
   disk = await buildFilesDisk(dir, { bigBytes: 120 * MiB });
   const fh = await open(disk.raw, 'r');
   h.onClose(() => fh.close());
@@ -56,7 +60,7 @@ beforeAll(async () => {
   await nc.flush();
   const exports = new RestoreExports(join(dir, 'run'));
   h.onClose(() => exports.close());
-  browser = new FileBrowser({ site: SITE, index: false }, new InMemoryEventLog(SITE), async () => ({ repository, replica: false }), exports,
+  browser = new FileBrowser({ site: SITE, index: false, publishProgress: (id, p) => progress.push({ id, ...p }) }, new InMemoryEventLog(SITE), async () => ({ repository, replica: false }), exports,
     async (p) => p, { info: (o, msg) => { if (msg === 'download ended') ended.push(o as Record<string, unknown>); }, warn: () => undefined }, () => [], streams);
   h.onClose(() => browser.close());
 }, 300_000);
@@ -106,5 +110,12 @@ describe('a download whose reader goes away', () => {
     for await (const c of pullFileStream(nc, SITE, next.streamId)) parts.push(c);
     expect(createHash('sha256').update(Buffer.concat(parts)).digest('hex')).toBe(small.sha256);
     expect(browser.pool.started).toBe(1);
+
+    // A zip on the mover's host that asked for progress tells bytes so far of the total (cairn files get --zip draws it).
+    const zipped = await browser.restoreFiles({ restorePointId: RP, paths: ['/part1/big.bin', small.path], target: { kind: 'zip', path: join(outDir, 'out.zip') }, progressId: 'p1' }, actor, 'c6');
+    const mine = progress.filter((p) => p.id === 'p1');
+    expect(mine.length).toBeGreaterThan(2);
+    expect(mine.every((p, i) => p.bytesPlanned === 120 * MiB + small.size! && p.disk === 'disk0' && (i === 0 || p.bytesDone >= mine[i - 1]!.bytesDone))).toBe(true);
+    expect(mine.at(-1)!.bytesDone).toBe(zipped.bytes);
   }, 600_000);
 });

@@ -13,7 +13,7 @@ import {
   type ApplianceOptions, type FileEntry, type FileIndex,
 } from '@cairn/guest-files';
 import type { FileStreamOffer, FileStreamOutcome } from '@cairn/messaging';
-import { Readable as ReadableStream, type Readable } from 'node:stream';
+import { Readable as ReadableStream, Transform, pipeline as pipelineCb, type Readable } from 'node:stream';
 const ReadableFrom = (it: AsyncIterable<Buffer>): Readable => ReadableStream.from(it, { objectMode: false });
 import { FileIndexStore, splitPoints, type IndexStoreRole } from './file-index.store.ts';
 import type { DiskReader, RestorePointReader } from '@cairn/repository';
@@ -36,6 +36,8 @@ export interface FileBrowserOptions extends ApplianceOptions {
    * CAIRN_FILE_INDEX=0 (the test suite does, since each build boots an appliance).
    */
   readonly index?: boolean;
+  /** Publishes how far a RestoreFiles that asked for it got (cairn.<site>.progress.<id>, not stored). */
+  readonly publishProgress?: (progressId: string, p: { disk: string; bytesDone: number; bytesPlanned: number | null }) => void;
 }
 
 /** What browsing does with a repository: read restore points, keep their file indexes. */
@@ -187,8 +189,14 @@ export class FileBrowser {
         await mkdir(dirname(target), { recursive: true });
         const plan = await planArchive(s, paths);
         const fh = await open(target, 'w', 0o600);
+        const progress = this.progress(cmd.progressId, disk, plan.bytes);
         try {
-          await pipeline(archiveStream(s, plan, 'zip'), fh.createWriteStream());
+          // Progress counts the files' bytes read (the archive's own size is known only at its end).
+          await pipeline(archiveStream({
+            stat: (p) => s.stat(p), ls: (p) => s.ls(p), find: (p) => s.find(p), statMany: (ps) => s.statMany(ps),
+            read: async (p) => { const r = await s.read(p); return { stream: counted(r.stream, progress.add), done: r.done }; },
+          }, plan, 'zip'), fh.createWriteStream());
+          progress.end();
         } catch (e) {
           await rm(target, { force: true });
           throw e;
@@ -284,9 +292,11 @@ export class FileBrowser {
       if (new Set(guestPaths).size !== guestPaths.length) throw new RestoreRefused('invalid_command', `two files would land on one guest path (${guestPaths.join(', ')})`);
       let ended!: () => void;
       const finished = new Promise<void>((r) => { ended = r; });
+      const progress = this.progress(cmd.progressId, disk, entries.reduce((n, e) => n + e.size, 0));
       const streamId = streams.offer({
-        start: () => concatReads(s, entries.map((e) => e.path)),
-        end: (_o, unread) => {
+        start: () => concatReads(s, entries.map((e) => e.path), progress.add),
+        end: (o, unread) => {
+          if (o.how === 'done') progress.end();
           if (!unread) { ended(); return; }
           stopReading(unread, ended);
         },
@@ -304,6 +314,19 @@ export class FileBrowser {
       this.logger.info({ restorePointId: cmd.restorePointId, disk, paths, vmId: target.vmId, guestPaths, bytes: written.bytes, actor: actor.id }, 'files written into a VM');
       return { accessId, restorePointId: cmd.restorePointId, disk, written: written.written, files: entries.length, directories: 0, symlinks: 0, skipped: [], bytes: written.bytes, durationMs: Date.now() - started };
     });
+  }
+
+  /** Bytes so far of a RestoreFiles that asked for progress: published at most every 250 ms, and at the end. */
+  private progress(progressId: string | undefined, disk: string, bytesPlanned: number): { add: (n: number) => void; end: () => void } {
+    const publish = this.o.publishProgress;
+    if (!progressId || !publish) return { add: () => undefined, end: () => undefined };
+    let bytesDone = 0; let last = 0;
+    const send = () => { last = Date.now(); publish(progressId, { disk, bytesDone, bytesPlanned }); };
+    send();
+    return {
+      add: (n) => { bytesDone += n; if (Date.now() - last >= 250) send(); },
+      end: send,
+    };
   }
 
   private readonly stores = new WeakMap<BrowsedRepository, FileIndexStore>();
@@ -413,17 +436,24 @@ function byteRange(first: unknown, size: number): { offset: number; length: numb
 }
 
 /** Several files' bytes one after the other, each read when the one before is done. */
-function concatReads(s: BrowseSession, paths: readonly string[]): Readable {
+function concatReads(s: BrowseSession, paths: readonly string[], onBytes: (n: number) => void): Readable {
   async function* all() {
     for (const p of paths) {
       const r = await s.read(p);
       // Stopped early, the loop destroys the file's stream and its command ends with a broken pipe.
       r.done.catch(() => undefined);
-      for await (const chunk of r.stream) yield chunk as Buffer;
+      for await (const chunk of r.stream) { onBytes((chunk as Buffer).length); yield chunk as Buffer; }
       await r.done;
     }
   }
   return ReadableFrom(all());
+}
+
+/** The stream's bytes passed through, each chunk counted; a destroyed end destroys the other. */
+function counted(source: Readable, onBytes: (n: number) => void): Readable {
+  const out = new Transform({ transform(chunk: Buffer, _enc, cb) { onBytes(chunk.length); cb(null, chunk); } });
+  pipelineCb(source, out, () => undefined);
+  return out;
 }
 
 function exportName(key: string): string {

@@ -1,12 +1,14 @@
 // `cairn files ls|stat|get`: file-level restore over NATS. The data mover keeps a warm
 // libguestfs appliance per (restore point, disk) being browsed: the first command on a
 // restore point waits for it (20-75 s under TCG), the next ones answer at once.
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { CommandPayloadMap, GuestFileEntry } from '@cairn/contracts';
+import { progressSubject, type CommandPayloadMap, type GuestFileEntry } from '@cairn/contracts';
 import { accepted, sessionAction } from '../cli-replies.ts';
 import { CliError, EXIT } from '../cli-error.ts';
 import { bytes, output, table } from '../session.ts';
+import { FileProgressPrinter, progressMode, type FileProgress } from './files-progress.ts';
 
 type Opts = Record<string, unknown>;
 
@@ -86,9 +88,22 @@ export function registerFilesCommands(program: Command): void {
         const kind = given[0] === 'to' ? 'directory' as const : given[0]!;
         target = { kind, path: resolve(String(o[given[0]!])) };
       }
-      const r = accepted(await s.bus.send('data-mover', 'RestoreFiles', {
-        restorePointId, paths, target, ...(o['disk'] ? { disk: String(o['disk']) } : {}), ...(o['overwrite'] ? { overwrite: true } : {}),
-      }, { timeoutMs: timeout(o) }), 'files not restored');
+      // The long ones (an archive, a write through the guest agent) show how far they got.
+      const progressId = target.kind === 'zip' || target.kind === 'vm' ? randomUUID() : undefined;
+      const printer = progressId === undefined ? undefined
+        : new FileProgressPrinter(target.kind === 'zip' ? 'zip' : 'into vm', progressMode(s.json, process.stderr.isTTY), (t) => process.stderr.write(t), Date.now());
+      const sub = progressId === undefined ? undefined : s.nc.subscribe(progressSubject(s.site, progressId));
+      if (sub && printer) void (async () => { for await (const m of sub) printer.update(m.json<FileProgress>(), Date.now()); })();
+      let r;
+      try {
+        r = accepted(await s.bus.send('data-mover', 'RestoreFiles', {
+          restorePointId, paths, target, ...(o['disk'] ? { disk: String(o['disk']) } : {}), ...(o['overwrite'] ? { overwrite: true } : {}),
+          ...(progressId ? { progressId } : {}),
+        }, { timeoutMs: timeout(o) }), 'files not restored');
+      } finally {
+        sub?.unsubscribe();
+        printer?.end();
+      }
       output(s, r, () => [
         target.kind === 'vm'
           ? `wrote ${r.files} files (${bytes(r.bytes)}) from ${r.disk} of ${restorePointId} into VM ${String(o['intoVm'])} in ${(r.durationMs / 1000).toFixed(1)} s:`
