@@ -200,22 +200,10 @@ export class PostgresCatalogueStore implements CatalogueStore {
   }
 
   async read<T>(fn: (reader: CatalogueReader) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const reader: CatalogueReader = {
-        all: async (sql, ...params) => (await c.query(toPostgres(sql), bind(params))).rows as Row[],
-        one: async (sql, ...params) => (await c.query(toPostgres(sql), bind(params))).rows[0] as Row | undefined,
-      };
-      const result = await fn(reader);
-      await c.query('COMMIT');
-      return result;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    return this.transaction((c) => fn({
+      all: async (sql, ...params) => (await c.query(toPostgres(sql), bind(params))).rows as Row[],
+      one: async (sql, ...params) => (await c.query(toPostgres(sql), bind(params))).rows[0] as Row | undefined,
+    }), 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   }
 
   /** Runs raw SQL (tests and the benchmark use it to look at plans). */
@@ -229,11 +217,12 @@ export class PostgresCatalogueStore implements CatalogueStore {
     await this.pool.end();
   }
 
-  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /** Runs `fn` in one transaction on one pooled connection (`begin` opens it: reads ask for a snapshot). */
+  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     if (this.closed) throw new Error(`catalogue store ${this.describe} is closed`);
     const c = await this.pool.connect();
     try {
-      await c.query('BEGIN');
+      await c.query(begin);
       const result = await fn(c);
       await c.query('COMMIT');
       return result;

@@ -13,6 +13,7 @@
 // recorded there as AccessDenied). The gateway checks only what it can: the caller's own
 // permission for the command here, the envelope's shape, and that it names the site it goes to.
 import { Controller, Inject } from '@nestjs/common';
+import { COMMAND_STATUS } from './gateway.service.ts';
 import { Type } from '@sinclair/typebox';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
@@ -51,22 +52,11 @@ export const RelayReply = Type.Object({
   result: Type.Optional(Type.Unknown()),
 }, { $id: 'RelayCommandReply' });
 
-/** HTTP status and problem kind of a site's refusal. */
+/** HTTP status and problem kind of a site's refusal: a service's, and the site's signature checks'. */
 export const RELAY_STATUS: Readonly<Record<string, readonly [number, string]>> = {
-  invalid_command: [400, 'validation'],
-  unknown_command: [400, 'unknown-command'],
-  payload_too_large: [413, 'payload-too-large'],
-  not_found: [404, 'not-found'],
-  conflict: [409, 'conflict'],
-  idempotency_conflict: [409, 'idempotency-conflict'],
-  in_progress: [409, 'in-progress'],
-  forbidden: [403, 'forbidden'],
+  ...COMMAND_STATUS,
   unauthenticated: [403, 'unauthenticated'],
   four_eyes: [403, 'four-eyes'],
-  locked: [409, 'locked'],
-  approval_required: [403, 'approval-required'],
-  unavailable: [503, 'service-unavailable'],
-  internal: [502, 'service-failed'],
 };
 
 /** What the gateway checks before it relays (pure): `undefined` when the envelope may go. */

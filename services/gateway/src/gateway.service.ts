@@ -31,7 +31,8 @@ const QUERY_STATUS: Record<QueryErrorCode, [number, string]> = {
   internal: [502, 'catalogue-failed'],
 };
 
-const COMMAND_STATUS: Record<string, [number, string]> = {
+/** HTTP status and problem kind of a service's refusal of a command (the relay route adds a site's own refusals). */
+export const COMMAND_STATUS: Readonly<Record<string, readonly [number, string]>> = {
   invalid_command: [400, 'validation'],
   unknown_command: [400, 'unknown-command'],
   payload_too_large: [413, 'payload-too-large'],
