@@ -175,7 +175,7 @@ export function catalogueStoreContract(name: string, open: () => Promise<Catalog
         bytesRead: 15_000, bytesStored: 6_000, liveBytesRead: 14_000, liveBytesStored: 5_600,
         completed: { jobs: 15, bytesRead: 15_000, durationMs: 750 },
         vms: 3,
-        testRestores: { running: 0, passed: 0, failed: 0 },
+        testRestores: { running: 0, passed: 0, failed: 0, refused: 0 },
         restorePointsBootTested: { passed: 0, failed: 0, damaged: 0 },
       });
     });
