@@ -12,6 +12,13 @@ import { CatalogueReadModel, CursorError, NotFoundError } from './catalogue.read
 export interface CatalogueControl {
   status(): Promise<CatalogueStatus>;
   rebuild(): Promise<RebuildResult>;
+  /**
+   * Resolves once the read models include every event the log held when it was called (or
+   * rejects after a bound). A `*.get` miss waits for it and reads once more, so a thing written
+   * just before the query (a policy created, then edited at once) is never answered not_found
+   * because the projection had not applied it yet.
+   */
+  caughtUp?(): Promise<void>;
 }
 
 type Handlers = { [Q in QueryName]: (request: QueryRequest<Q>) => QueryResult<Q> | Promise<QueryResult<Q>> };
@@ -23,7 +30,7 @@ const checks = new Map<QueryName, TypeCheck<TSchema>>(
 export class CatalogueQueryHandlers {
   private readonly handlers: Handlers;
 
-  constructor(read: CatalogueReadModel, control: CatalogueControl) {
+  constructor(read: CatalogueReadModel, private readonly control: CatalogueControl) {
     this.handlers = {
       'vm.list': (q) => read.vmPage(q),
       'vm.get': (q) => read.getVm(q.vmId),
@@ -50,9 +57,16 @@ export class CatalogueQueryHandlers {
       const problems = [...check.Errors(request)].slice(0, 5).map((e) => `${e.path || '(request)'}: ${e.message}`);
       return { ok: false, error: { code: 'bad_request', message: `${name}: ${problems.join('; ')}` } };
     }
+    const handler = this.handlers[name] as (q: unknown) => unknown;
     try {
-      const handler = this.handlers[name] as (q: unknown) => unknown;
-      return { ok: true, result: await handler(request) };
+      try {
+        return { ok: true, result: await handler(request) };
+      } catch (e) {
+        if (!(e instanceof NotFoundError) || !this.control.caughtUp) throw e;
+        // Read your writes: a miss is answered only once this replica has what the log had.
+        await this.control.caughtUp().catch(() => undefined);
+        return { ok: true, result: await handler(request) };
+      }
     } catch (e) {
       if (e instanceof NotFoundError) return { ok: false, error: { code: 'not_found', message: e.message } };
       if (e instanceof CursorError) return { ok: false, error: { code: 'bad_request', message: `${name}: ${e.message}` } };

@@ -59,7 +59,10 @@ export class CatalogueService implements OnApplicationBootstrap, OnApplicationSh
       : new SqliteCatalogueBackend(config.dbPath);
     this.projector = new CatalogueProjector({ log, backend, logger });
     this.readModel = new CatalogueReadModel(() => this.projector.current);
-    const handlers = new CatalogueQueryHandlers(this.readModel, { status: () => this.status(), rebuild: () => this.rebuild() });
+    const handlers = new CatalogueQueryHandlers(this.readModel, {
+      status: () => this.status(), rebuild: () => this.rebuild(),
+      caughtUp: async () => this.projector.waitForPosition(await this.log.headPosition(), 2_000),
+    });
     this.responder = catalogueResponder({ nc, site: config.site, replica: config.replica, handlers, logger });
   }
 
