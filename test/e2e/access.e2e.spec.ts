@@ -223,8 +223,9 @@ describe('roles on every route', () => {
       // Every site's health is the hub's: a site's gateway answers 404 not_hub ("allowed", not 403).
       listSiteHealth: () => ({ method: 'GET', path: '/v1/sites/health', allowed: ALL }),
       listGlobalPolicies: () => ({ method: 'GET', path: '/v1/global-policies', allowed: ALL }),
-      // The gate lets every role through; the command's own permission is checked after it, and the site checks the signature (404 here: a site relays only to itself).
-      relayCommand: () => ({ method: 'POST', path: '/v1/sites/nope/commands', body: { command: { id: randomUUID(), name: 'RequestBackup', schemaVersion: 1, idempotencyKey: randomUUID(), actor: { kind: 'user', id: 'aude' }, site: 'nope', time: new Date().toISOString(), payload: { vmId: 'nope', mode: 'auto' } } }, allowed: ALL }),
+      // The route lets every role in; the relayed command's own permission (RequestBackup: backup) is checked next and a refusal
+      // recorded as AccessDenied; the site checks the signature (404 here for the allowed roles: a site relays only to itself).
+      relayCommand: () => ({ method: 'POST', path: '/v1/sites/nope/commands', body: { command: { id: randomUUID(), name: 'RequestBackup', schemaVersion: 1, idempotencyKey: randomUUID(), actor: { kind: 'user', id: 'aude' }, site: 'nope', time: new Date().toISOString(), payload: { vmId: 'nope', mode: 'auto' } } }, allowed: ['administrator', 'operator'] }),
       approve: () => ({ method: 'POST', path: '/v1/approvals/nope/approve', allowed: ['administrator'] }),
       reject: () => ({ method: 'POST', path: '/v1/approvals/nope/reject', body: {}, allowed: ['administrator'] }),
     };

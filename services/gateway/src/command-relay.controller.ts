@@ -20,7 +20,8 @@ import {
   COMMAND_PERMISSIONS, COMMAND_SCHEMAS, CommandEnvelope, allows, commandSubject, isCommandName,
   type Command, type CommandReply,
 } from '@cairn/contracts';
-import { GATEWAY_COMMAND_RELAY, GATEWAY_CONFIG } from './gateway.tokens.ts';
+import { GATEWAY_AUTH, GATEWAY_COMMAND_RELAY, GATEWAY_CONFIG } from './gateway.tokens.ts';
+import type { Authenticator } from './auth.guard.ts';
 import type { GatewayConfig } from './gateway.config.ts';
 import { CallerOf, Input, Route, type Caller } from './route.decorator.ts';
 import { ProblemError } from './problem.ts';
@@ -62,6 +63,13 @@ export const RELAY_STATUS: Readonly<Record<string, readonly [number, string]>> =
 /** What the gateway checks before it relays (pure): `undefined` when the envelope may go. */
 export function relayRefusal(o: { gatewaySite: string; site: string; command: Command; roles: Caller['roles'] }): ProblemError | undefined {
   const { command } = o;
+  // The caller's own permission first: someone who may not send the command learns nothing of
+  // which sites this gateway reaches.
+  if (!isCommandName(command.name)) return new ProblemError(400, 'unknown-command', `no command ${command.name}`, { code: 'unknown_command' });
+  const permission = COMMAND_PERMISSIONS[command.name];
+  if (!allows(o.roles, permission)) {
+    return new ProblemError(403, 'forbidden', `${command.name} needs permission ${permission} here too; your roles are ${o.roles.join(', ') || '(none)'}`, { code: 'forbidden' });
+  }
   if (o.gatewaySite === HUB_SITE ? o.site === HUB_SITE : o.site !== o.gatewaySite) {
     return new ProblemError(404, 'not-found', o.gatewaySite === HUB_SITE
       ? 'the hub relays commands to its sites, not to itself'
@@ -69,11 +77,6 @@ export function relayRefusal(o: { gatewaySite: string; site: string; command: Co
   }
   if (command.site !== o.site) {
     return new ProblemError(400, 'validation', `the command is addressed to site ${command.site}, not ${o.site} (the site is signed; sign it again for ${o.site})`, { code: 'invalid_command' });
-  }
-  if (!isCommandName(command.name)) return new ProblemError(400, 'unknown-command', `no command ${command.name}`, { code: 'unknown_command' });
-  const permission = COMMAND_PERMISSIONS[command.name];
-  if (!allows(o.roles, permission)) {
-    return new ProblemError(403, 'forbidden', `${command.name} needs permission ${permission} here too; your roles are ${o.roles.join(', ') || '(none)'}`, { code: 'forbidden' });
   }
   return undefined;
 }
@@ -83,6 +86,7 @@ export class CommandRelayController {
   constructor(
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(GATEWAY_COMMAND_RELAY) private readonly relay: CommandRelay | undefined,
+    @Inject(GATEWAY_AUTH) private readonly auth: Authenticator,
   ) {}
 
   @Route({
@@ -93,6 +97,12 @@ export class CommandRelayController {
   })
   async relayCommand(@Input('params') p: { site: string }, @Input('body') body: { command: Command }, @CallerOf() caller: Caller) {
     const refused = relayRefusal({ gatewaySite: this.config.site, site: p.site, command: body.command, roles: caller.roles });
+    if (refused?.status === 403 && isCommandName(body.command.name)) {
+      // A role that may not send the command: recorded as AccessDenied, as the route gate records its refusals.
+      throw await this.auth.denied({ actor: caller.actor, roles: caller.roles, method: 'token' }, 'relayCommand', COMMAND_PERMISSIONS[body.command.name], {
+        method: 'POST', path: `/v1/sites/${p.site}/commands`, traceparent: caller.traceparent,
+      });
+    }
     if (refused) throw refused;
     if (!this.relay) throw new ProblemError(503, 'service-unavailable', 'this gateway has no NATS relay', { code: 'unavailable' });
     const name = body.command.name as keyof typeof COMMAND_SCHEMAS;
