@@ -14,6 +14,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { output, table, type Session } from '../session.ts';
 import { loadOperatorKey, type OperatorKey } from '../operator-key.ts';
 import { editedPolicy } from './policy-options.ts';
+import { askHub } from './hub-report.ts';
 import type { GlobalPolicyStatus } from '../stack/global-policies.ts';
 
 type Opts = Record<string, unknown>;
@@ -129,14 +130,7 @@ export async function withdrawGlobalPolicy(s: Session, ref: string, o: Opts): Pr
 }
 
 export async function listGlobalPolicies(s: Session): Promise<void> {
-  let reply;
-  try {
-    reply = (await s.nc.request(GLOBAL_POLICIES_SUBJECT, '', { timeout: 15_000 })).json<{ ok: boolean; error?: string; policies?: GlobalPolicyStatus[] }>();
-  } catch (e) {
-    throw new CliError(`no hub answered for global policies: ${(e as Error).message}`, EXIT.unavailable, 'run it at the hub: cairn --data <hub data> policy list --global');
-  }
-  if (!reply.ok || !reply.policies) throw new CliError(`global policies: ${reply.error ?? 'no answer'}`, EXIT.failure);
-  const policies = reply.policies;
+  const policies = await askHub<'policies', GlobalPolicyStatus[]>(s, GLOBAL_POLICIES_SUBJECT, 'policies', 'global policies', 'policy list --global');
   output(s, policies, () => table(policies.flatMap((p) => (p.sites.length ? p.sites : [undefined]).map((x) => ({
     name: p.name, version: p.withdrawn ? `${p.version} (withdrawn)` : p.version, selects: p.selects, site: x?.site ?? '-',
     applied: x ? x.appliedVersion ?? 'none' : '-',

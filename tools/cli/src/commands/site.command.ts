@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { CliError, EXIT } from '../cli-error.ts';
 import { DEFAULT_DATA_DIR, bytes, globals, output, table } from '../session.ts';
 import { sessionAction } from '../cli-replies.ts';
+import { askHub } from './hub-report.ts';
 import type { SiteHealth } from '../stack/site-health.ts';
 
 export function registerSiteCommands(program: Command): void {
@@ -16,14 +17,7 @@ export function registerSiteCommands(program: Command): void {
     .action(sessionAction(async (s) => {
       // Loaded here, not at every start of the CLI (docs/benchmarks.md "CLI start-up").
       const { SITE_HEALTH_SUBJECT } = await import('../stack/site-health.ts');
-      let reply;
-      try {
-        reply = (await s.nc.request(SITE_HEALTH_SUBJECT, '', { timeout: 15_000 })).json<{ ok: boolean; error?: string; sites?: SiteHealth[] }>();
-      } catch (e) {
-        throw new CliError(`no hub answered for site health: ${(e as Error).message}`, EXIT.unavailable, 'run it at the hub: cairn --data <hub data> site list');
-      }
-      if (!reply.ok || !reply.sites) throw new CliError(`site health: ${reply.error ?? 'no answer'}`, EXIT.failure);
-      const sites = reply.sites;
+      const sites = await askHub<'sites', SiteHealth[]>(s, SITE_HEALTH_SUBJECT, 'sites', 'site health', 'site list');
       const ago = (t: string | null) => (t ? `${Math.round((Date.now() - Date.parse(t)) / 1000)} s ago` : 'never');
       output(s, sites, () => table(sites.map((x) => ({
         site: x.site, link: x.leafLink, contact: ago(x.lastContactAt), gap: `${x.allowedGapMs / 1000} s`, silent: x.silent ? `SILENT (> ${x.allowedGapMs / 1000} s)` : 'no',
