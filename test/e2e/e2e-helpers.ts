@@ -3,11 +3,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CatalogueClient, type JobDetail, type JobView } from '@cairn/catalogue-client';
 import { BackendError, type Backend } from '@cairn/repository';
-import { waitFor } from '@cairn/testing';
+import { startVcsim, waitFor, type Harness, type Vcsim } from '@cairn/testing';
+import { VmwareAdapter } from '@cairn/hypervisor';
 import { DEMO_BLOCK, demoBaseBlock, matchWritePrefix, type DemoWrite } from '@cairn/cli';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -152,4 +153,24 @@ export async function sha256(file: string): Promise<string> {
   const h = createHash('sha256');
   for await (const b of createReadStream(file)) h.update(b as Buffer);
   return h.digest('hex');
+}
+
+/**
+ * govmomi's vCenter simulator for one spec (stopped when it ends): its credentials and CA written
+ * into `dataDir` as the files `cairn hypervisor add vmware --credentials --ca` takes, and the
+ * test's own vSphere session (`probe`: fills disks, watches snapshots), closed before the simulator.
+ */
+export async function vcsimWithProbe(h: Harness, dataDir: string): Promise<{ sim: Vcsim; credentials: string; ca: string; probe: VmwareAdapter }> {
+  const sim = await startVcsim();
+  h.onClose(() => sim.stop());
+  const credentials = join(dataDir, 'vcenter.json');
+  await writeFile(credentials, JSON.stringify({ username: sim.username, password: sim.password }), { mode: 0o600 });
+  const ca = join(dataDir, 'vcenter-ca.pem');
+  await writeFile(ca, sim.caPem);
+  const probe = await VmwareAdapter.connect({
+    url: sim.url, credentials: { username: sim.username, password: sim.password }, tls: { caPem: sim.caPem },
+    nbdSocket: join(dataDir, 'probe.sock'), stateFile: join(dataDir, 'probe.json'),
+  });
+  h.onClose(() => probe.close());
+  return { sim, credentials, ca, probe };
 }

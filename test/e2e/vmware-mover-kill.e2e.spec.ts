@@ -8,17 +8,17 @@
 // crash (no view record owns it) is found by name by the coordinator's reaper and removed, while
 // an operator's own snapshot on the same VM is left alone.
 import { randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { progressSubject, type KnownEvent } from '@cairn/contracts';
-import { startVcsim, useHarness, waitFor } from '@cairn/testing';
+import { useHarness, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
 import { CommandBus } from '@cairn/messaging';
-import { VmwareAdapter, moRef } from '@cairn/hypervisor';
+import { moRef } from '@cairn/hypervisor';
 import { generatedDisk, reconfigureDisk, uploadFlat } from '@cairn/hypervisor/testing';
-import { cli, runService, waitForJobEnd, type ServiceProcess } from './e2e-helpers.ts';
+import { cli, runService, vcsimWithProbe, waitForJobEnd, type ServiceProcess } from './e2e-helpers.ts';
 
 const MiB = 1 << 20;
 // 64 MiB at 8 MiB/s: about 8 s of transfer, long enough to be cut in the middle.
@@ -29,19 +29,9 @@ describe('VMware: the data mover SIGKILLed mid-transfer (govmomi vcsim, NATS, mo
   const h = useHarness();
 
   it('the job goes to the other mover and completes, the vSphere snapshot is gone after, the restore point is exact; an earlier crash\'s snapshot is reaped by name', async () => {
-    const sim = await startVcsim();
-    h.onClose(() => sim.stop());
     const dataDir = await h.tmpDir('cairn-e2e-vmwkill-');
-    const credentials = join(dataDir, 'vcenter.json');
-    await writeFile(credentials, JSON.stringify({ username: sim.username, password: sim.password }), { mode: 0o600 });
-    const ca = join(dataDir, 'vcenter-ca.pem');
-    await writeFile(ca, sim.caPem);
     // The test's own vSphere session: fills the disk, plants the crash leftover, watches snapshots.
-    const probe = await VmwareAdapter.connect({
-      url: sim.url, credentials: { username: sim.username, password: sim.password }, tls: { caPem: sim.caPem },
-      nbdSocket: join(dataDir, 'probe.sock'), stateFile: join(dataDir, 'probe.json'),
-    });
-    h.onClose(() => probe.close());
+    const { sim, credentials, ca, probe } = await vcsimWithProbe(h, dataDir);
     const snapshotsOf = async (name: string) => (await probe.vms()).find((v) => v.name === name)!.snapshots.map((s) => s.name);
     const vm = (await probe.vms()).find((v) => v.name === 'DC0_H0_VM0')!;
     await reconfigureDisk(probe.vsphere, vm, vm.disks[0]!, { capacityBytes: DISK_BYTES });

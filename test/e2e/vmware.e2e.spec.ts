@@ -8,15 +8,15 @@
 // NICs (on their networks, a mapped one, or disconnected), and `cairn restore --disk --into-vm
 // <vm> --host <vmware>` attaches the disk to an existing vSphere VM.
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureLibvirtd, startVcsim, useHarness, virsh, waitFor } from '@cairn/testing';
+import { ensureLibvirtd, useHarness, virsh, waitFor } from '@cairn/testing';
 import { CatalogueClient } from '@cairn/catalogue-client';
 import { startStack } from '@cairn/cli';
-import { VmwareAdapter, moRef, parseDomainXml } from '@cairn/hypervisor';
+import { moRef, parseDomainXml } from '@cairn/hypervisor';
 import { destroyVm, generatedDisk, powerOffVm, reconfigureDisk, uploadFlat } from '@cairn/hypervisor/testing';
-import { cli } from './e2e-helpers.ts';
+import { cli, vcsimWithProbe } from './e2e-helpers.ts';
 
 const MiB = 1 << 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -25,19 +25,9 @@ describe('VMware through the product (govmomi vcsim, NATS, the data mover)', () 
   const h = useHarness();
 
   it('hypervisor add vmware, vm list, cairn backup of a simulator VM, restore byte-identical, snapshot gone', async () => {
-    const sim = await startVcsim();
-    h.onClose(() => sim.stop());
     const dataDir = await h.tmpDir('cairn-e2e-vmw-');
-    const credentials = join(dataDir, 'vcenter.json');
-    await writeFile(credentials, JSON.stringify({ username: sim.username, password: sim.password }), { mode: 0o600 });
-    const ca = join(dataDir, 'vcenter-ca.pem');
-    await writeFile(ca, sim.caPem);
     // The test's own session: fills the disk and watches the VM's snapshots.
-    const probe = await VmwareAdapter.connect({
-      url: sim.url, credentials: { username: sim.username, password: sim.password }, tls: { caPem: sim.caPem },
-      nbdSocket: join(dataDir, 'probe.sock'), stateFile: join(dataDir, 'probe.json'),
-    });
-    h.onClose(() => probe.close());
+    const { sim, credentials, ca, probe } = await vcsimWithProbe(h, dataDir);
     const vm = (await probe.vms()).find((v) => v.name === 'DC0_H0_VM0')!;
     await reconfigureDisk(probe.vsphere, vm, vm.disks[0]!, { capacityBytes: 32 * MiB });
     const data = generatedDisk(32 * MiB, 7);
