@@ -36,7 +36,9 @@ export function signalMarked(id: string, signal: NodeJS.Signals): number {
 
 // The watchdog: a POSIX shell script (dash: about 1 MiB resident, where a second Node process
 // held 45 MiB, 9 of them its own, for as long as `cairn up` runs). One grep over every
-// process's environment per look; SIGTERM, then SIGKILL after the grace period.
+// process's environment per look; SIGTERM, then SIGKILL after the grace period, repeated until
+// no marked process is left (a shell ignoring SIGTERM may fork a new child while one look
+// reads /proc, and that child would be missed by a single SIGKILL), at most 50 looks.
 export const WATCHDOG_SH = `
 trap '' INT TERM HUP
 id=$1; n=$(( $2 / 100 ))
@@ -45,7 +47,8 @@ pids() { grep -lzx "${MARK}=$id" /proc/[0-9]*/environ 2>/dev/null | sed 's|^/pro
 hit() { p=$(pids); [ -n "$p" ] || return 1; kill -s "$1" $p 2>/dev/null; return 0; }
 hit TERM || exit 0
 while [ "$n" -gt 0 ]; do sleep 0.1; [ -z "$(pids)" ] && exit 0; n=$((n - 1)); done
-hit KILL
+k=50
+while [ "$k" -gt 0 ] && hit KILL; do sleep 0.05; k=$((k - 1)); done
 exit 0
 `;
 
@@ -65,7 +68,12 @@ const reap = () => {
   const deadline = Date.now() + Number(graceMs);
   const tick = setInterval(() => {
     if (marked().length === 0) process.exit(0);
-    if (Date.now() > deadline) { hit('SIGKILL'); process.exit(0); }
+    if (Date.now() > deadline) {
+      clearInterval(tick);
+      let k = 50;
+      const kill = () => { if (hit('SIGKILL') === 0 || --k === 0) process.exit(0); setTimeout(kill, 50); };
+      kill();
+    }
   }, 100);
 };
 process.stdin.on('data', () => undefined);
