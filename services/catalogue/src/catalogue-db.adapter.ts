@@ -5,6 +5,7 @@ import { renameSync, rmSync } from 'node:fs';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { RecordedEvent } from '@cairn/contracts';
 import { SCHEMA_DDL, SCHEMA_VERSION } from './catalogue.schema.ts';
+import { totalsTriggersDdl } from './catalogue.totals.ts';
 import { projectEvent, unreadableAuditStatement, type UnreadableRecord } from './catalogue.projection.ts';
 import type { CatalogueBackend, CatalogueReader, CatalogueStore, Row } from './catalogue-store.port.ts';
 
@@ -34,6 +35,7 @@ export class CatalogueDb {
       for (const t of tables) this.db.exec(`DROP TABLE IF EXISTS "${String(t.name)}"`);
     }
     this.db.exec(SCHEMA_DDL);
+    this.db.exec(totalsTriggersDdl('sqlite'));
     this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schemaVersion', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
       .run(String(SCHEMA_VERSION));
   }

@@ -7,6 +7,7 @@
 import pg from 'pg';
 import type { RecordedEvent } from '@cairn/contracts';
 import { SCHEMA_DDL, SCHEMA_VERSION } from './catalogue.schema.ts';
+import { totalsTriggersDdl } from './catalogue.totals.ts';
 import { projectEvent, unreadableAuditStatement, type UnreadableRecord } from './catalogue.projection.ts';
 import type { CatalogueBackend, CatalogueReader, CatalogueStore, Row, SqlParam } from './catalogue-store.port.ts';
 
@@ -135,6 +136,7 @@ export class PostgresCatalogueStore implements CatalogueStore {
         }
       }
       await c.query(postgresDdl());
+      await c.query(totalsTriggersDdl('postgres'));
       await c.query(`INSERT INTO meta (key, value) VALUES ('schemaVersion', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(SCHEMA_VERSION)]);
       await c.query(`INSERT INTO checkpoint (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING`, [CHECKPOINT_NAME]);
     });

@@ -225,6 +225,63 @@ export function catalogueStoreContract(name: string, open: () => Promise<Catalog
       }
     });
 
+    it('keeps the stats\' running totals equal to a full recount after creates, deletes, expiry, test restores and a rebuild', async () => {
+      const log = new InMemoryEventLog(site);
+      const projector = new CatalogueProjector({ log, backend: await harness.backend(), logger: pino({ level: 'silent' }) });
+      await projector.start();
+      const view = new CatalogueReadModel(() => projector.current);
+      const tr = (id: string, rp: string) => ev('TestRestoreStarted', { testRestoreId: id, restorePointId: rp, vmId: 'vm1', checks: ['tcp:22'], policyId: 'p1' }, `testrestore-${id}`);
+      const passed = (id: string, rp: string) => ev('TestRestorePassed', { testRestoreId: id, restorePointId: rp, vmId: 'vm1', results: [{ check: 'tcp:22', ok: true, detail: 'answered' }], screenshot: null, durationMs: 10 }, `testrestore-${id}`);
+      const failed = (id: string, rp: string) => ev('TestRestoreFailed', {
+        testRestoreId: id, restorePointId: rp, vmId: 'vm1', check: 'tcp:22', reason: 'no answer', consoleTail: '', results: [{ check: 'tcp:22', ok: false, detail: 'no answer' }], screenshot: null, durationMs: 20,
+      }, `testrestore-${id}`);
+      const steps: CairnEvent[][] = [
+        history,
+        // A test restore passes, a later one fails (the newest counts), one runs, one is refused.
+        [tr('t1', 'rp-a05'), passed('t1', 'rp-a05'), tr('t2', 'rp-a05'), failed('t2', 'rp-a05'), tr('t3', 'rp-a06'), passed('t3', 'rp-a06'), tr('t4', 'rp-a07'),
+          ev('TestRestoreRefused', { testRestoreId: 't5', restorePointId: 'rp-a06', vmId: 'vm1', policyId: 'p1', reason: 'busy' }, 'testrestore-t5')],
+        // Deleted after approval, expired, found damaged; a second expiry of the same point changes nothing.
+        [ev('RestorePointDeleted', { restorePointId: 'rp-a06', approvalId: 'ap1', requestedBy: 'alice', approvedBy: 'bob' }, 'restorepoint-rp-a06', 'alice'),
+          ev('RestorePointExpired', { restorePointId: 'rp-a05', vmId: 'vm1', policyId: 'p1', reason: 'retention' }, 'restorepoint-rp-a05'),
+          ev('RestorePointExpired', { restorePointId: 'rp-a05', vmId: 'vm1', policyId: 'p1', reason: 'again' }, 'restorepoint-rp-a05'),
+          ev('RestorePointDamaged', { restorePointId: 'rp-b1', vmId: 'vm2', verifyId: 'v1', damaged: [{ kind: 'chunk', id: 'c1', damage: 'authentication' }], damagedCount: 1 }, 'restorepoint-rp-b1')],
+        // Jobs running in a phase, cancelled, and a restore job (not a backup: not counted).
+        [ev('JobRequested', { jobId: 'd0', vmId: 'vm2', policyId: 'p1', mode: 'auto', trigger: 'schedule' }, 'job-d0'), ev('JobStarted', { jobId: 'd0', attempt: 1 }, 'job-d0'),
+          ev('SnapshotRequested', { jobId: 'd0', vmId: 'vm2', snapshotId: 's-d0' }, 'job-d0'),
+          ev('JobRequested', { jobId: 'd1', vmId: 'vm2', policyId: 'p1', mode: 'auto', trigger: 'schedule' }, 'job-d1'),
+          ev('JobCancelled', { jobId: 'd1', reason: 'operator asked' }, 'job-d1'),
+          ev('RestoreRequested', { restoreId: 'r1', restorePointId: 'rp-b2', repository: 'local', ownTarget: false,
+            target: { kind: 'file', disk: 'vda', path: '/restore/db.raw', format: 'raw', overwrite: false } }, 'restore-r1'),
+          ev('RestoreCompleted', { restoreId: 'r1', disks: [{ disk: 'vda', path: '/restore/db.raw', sizeBytes: 4096 }], attempts: 1, durationMs: 99 }, 'restore-r1'),
+          ...backup('e0', 'vm3', null), vm('vm4', 'new-1'), ev('VmRemoved', { vmId: 'vm4', name: 'new-1', hypervisor: { kind: 'qemu', host: 'host-1' } }, 'vm-vm4')],
+      ];
+      try {
+        let appended = 0;
+        for (const step of steps) {
+          for (const e of step) await log.append(e.streamId, [e], { expectedRevision: 'any' });
+          appended += step.length;
+          await projector.waitForPosition(BigInt(appended));
+          expect(await view.stats()).toEqual(await view.recountStats());
+        }
+        const stats = await view.stats();
+        expect(stats).toMatchObject({
+          jobsByState: { requested: 0, running: 1, completed: 16, failed: 1, cancelled: 1 },
+          runningByPhase: { snapshot: 1 },
+          restorePoints: { total: 16, live: 13, expired: 3 },
+          completed: { jobs: 16, bytesRead: 16_000, durationMs: 800 },
+          vms: 4,
+          testRestores: { running: 1, passed: 2, failed: 1, refused: 1 },
+          // rp-a05 (newest failed) and rp-a06 (passed) are gone; rp-b1 is damaged.
+          restorePointsBootTested: { passed: 0, failed: 0, damaged: 1 },
+        });
+        await projector.rebuild();
+        expect(await view.stats()).toEqual(stats);
+        expect(await view.recountStats()).toEqual(stats);
+      } finally {
+        await projector.stop();
+      }
+    });
+
     it('rebuilds through the projector into a fresh store and swaps it in, equal to the live one', async () => {
       const log = new InMemoryEventLog(site);
       for (const e of history) await log.append(e.streamId, [e], { expectedRevision: 'any' });

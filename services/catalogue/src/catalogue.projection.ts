@@ -74,6 +74,17 @@ function upsertDisk(vmId: string, name: string, sizeBytes: number, time: string)
 
 const touchVm = (vmId: string, time: string) => sql(`UPDATE vms SET updated_at = ? WHERE vm_id = ?`, time, vmId);
 
+/** The newest test restore of a restore point that ran (refused ones did not), as the stats count it. */
+const NEWEST_TEST_STATUS = `(SELECT t.status FROM test_restores t WHERE t.restore_point_id = restore_points.restore_point_id
+  AND t.status <> 'refused' ORDER BY t.position DESC LIMIT 1)`;
+
+/** After a test restore changes: its restore point's newest outcome, looked up again. */
+const refreshLastTest = (testRestoreId: string) => sql(
+  `UPDATE restore_points SET last_test_status = ${NEWEST_TEST_STATUS}
+   WHERE restore_point_id = (SELECT restore_point_id FROM test_restores WHERE test_restore_id = ?)`,
+  testRestoreId,
+);
+
 const handlers: Handlers = {
   ReplicationPolicyCreated: ({ data }, at) => [sql(
     `INSERT INTO replication_policies (policy_id, site, name, body, created_at, deleted_at, position) VALUES (?, ?, ?, ?, ?, NULL, ?)
@@ -155,11 +166,13 @@ const handlers: Handlers = {
     return [
       sql(
         `INSERT INTO restore_points (restore_point_id, job_id, vm_id, policy_id, site, created_at, position, parent_id,
-           size_bytes, bytes_read, bytes_stored)
-         VALUES (?, ?, ?, (SELECT policy_id FROM jobs WHERE job_id = ?), ?, ?, ?, ?, ?, ?, ?)
+           size_bytes, bytes_read, bytes_stored, last_test_status)
+         VALUES (?, ?, ?, (SELECT policy_id FROM jobs WHERE job_id = ?), ?, ?, ?, ?, ?, ?, ?,
+           -- test restores logged before their restore point (never in practice) still count
+           (SELECT t.status FROM test_restores t WHERE t.restore_point_id = ? AND t.status <> 'refused' ORDER BY t.position DESC LIMIT 1))
          ON CONFLICT (restore_point_id) DO NOTHING`,
         data.restorePointId, data.jobId, data.vmId, data.jobId, at.site, at.time, at.position, data.parentId,
-        sum((d) => d.sizeBytes), bytesRead, sum((d) => d.bytesStored),
+        sum((d) => d.sizeBytes), bytesRead, sum((d) => d.bytesStored), data.restorePointId,
       ),
       ...data.disks.map((d) => sql(
         `INSERT INTO restore_point_disks (restore_point_id, name, size_bytes, bytes_read, bytes_stored, chunks_new, chunks_reused)
@@ -243,21 +256,21 @@ const handlers: Handlers = {
     `INSERT INTO test_restores (test_restore_id, restore_point_id, vm_id, site, policy_id, status, checks, results, started_at, position)
      VALUES (?, ?, ?, ?, ?, 'running', ?, '[]', ?, ?) ON CONFLICT (test_restore_id) DO NOTHING`,
     data.testRestoreId, data.restorePointId, data.vmId, at.site, data.policyId ?? null, JSON.stringify(data.checks), at.time, at.position,
-  )],
+  ), refreshLastTest(data.testRestoreId)],
   TestRestorePassed: ({ data }, at) => [sql(
     `UPDATE test_restores SET status = 'passed', results = ?, ended_at = ?, duration_ms = ?, screenshot = ? WHERE test_restore_id = ?`,
     JSON.stringify(data.results), at.time, data.durationMs, data.screenshot ? JSON.stringify(data.screenshot) : null, data.testRestoreId,
-  )],
+  ), refreshLastTest(data.testRestoreId)],
   TestRestoreFailed: ({ data }, at) => [sql(
     `UPDATE test_restores SET status = 'failed', results = ?, failed_check = ?, reason = ?, ended_at = ?, duration_ms = ?, screenshot = ? WHERE test_restore_id = ?`,
     JSON.stringify(data.results), data.check, data.reason, at.time, data.durationMs, data.screenshot ? JSON.stringify(data.screenshot) : null, data.testRestoreId,
-  )],
+  ), refreshLastTest(data.testRestoreId)],
   // A scheduled one the data mover would not start: nothing ran; kept with why, started and ended at once.
   TestRestoreRefused: ({ data }, at) => [sql(
     `INSERT INTO test_restores (test_restore_id, restore_point_id, vm_id, site, policy_id, status, checks, results, reason, started_at, ended_at, position)
      VALUES (?, ?, ?, ?, ?, 'refused', '[]', '[]', ?, ?, ?, ?) ON CONFLICT (test_restore_id) DO NOTHING`,
     data.testRestoreId, data.restorePointId, data.vmId, at.site, data.policyId, data.reason, at.time, at.time, at.position,
-  )],
+  ), refreshLastTest(data.testRestoreId)],
   RestorePointDamaged: ({ data }, at) => [sql(
     `UPDATE restore_points SET damaged_at = ?, damage_verify_id = ?, damaged_count = ? WHERE restore_point_id = ?`,
     at.time, data.verifyId, data.damagedCount, data.restorePointId,

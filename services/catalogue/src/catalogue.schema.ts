@@ -1,6 +1,10 @@
 // The catalogue's SQLite schema: one table per read model plus the projection checkpoint.
 // Bump SCHEMA_VERSION when a table changes: a replica whose file is older rebuilds from the log.
-export const SCHEMA_VERSION = 11;
+// 12: running totals for catalogue.stats (catalogue_totals, kept by triggers; see catalogue.totals.ts)
+// and each restore point's newest test restore outcome (last_test_status).
+import { TOTALS_TABLE_DDL } from './catalogue.totals.ts';
+
+export const SCHEMA_VERSION = 12;
 
 export const SCHEMA_DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -57,7 +61,9 @@ CREATE TABLE IF NOT EXISTS restore_points (
   locked_at TEXT,
   lock_actor_kind TEXT,
   lock_actor_id TEXT,
-  lock_causation_id TEXT
+  lock_causation_id TEXT,
+  -- status of the newest test restore that ran (not refused): feeds the boot-tested totals
+  last_test_status TEXT
 ) STRICT;
 -- list-by-VM pages by (position, id) within a VM; latest-per-VM reads the VM's newest first.
 CREATE INDEX IF NOT EXISTS restore_points_vm ON restore_points (vm_id, position, restore_point_id);
@@ -204,7 +210,7 @@ CREATE TABLE IF NOT EXISTS replication_policies (
   deleted_at TEXT,
   position INTEGER NOT NULL
 ) STRICT;
-`;
+${TOTALS_TABLE_DDL}`;
 
 /** Tables holding read models (everything a rebuild empties). */
 export const READ_MODEL_TABLES = ['vms', 'disks', 'restore_points', 'restore_point_disks', 'jobs', 'job_phases', 'policies', 'audit', 'replicas', 'replication_policies', 'test_restores'] as const;
