@@ -6,11 +6,12 @@ import { CorruptObjectError, RestorePointNotFoundError, type ChunkDamage } from 
 import type { RepositoryConfig } from './format/config.ts';
 import { contentId, EnvelopeError, open, seal } from './format/envelope.ts';
 import { chunkKey, isRestorePointId, pageKey, RESTORE_POINTS_PREFIX, restorePointKey } from './format/layout.ts';
-import { encodeManifest, parseManifest, ZERO_ID, type Manifest } from './format/manifest.ts';
+import { decodeIndexPage, encodeIndexPage, ENTRY_BYTES, IndexPage, IndexPageFormatError, maxPageBytes, type Slot } from './format/index-page.ts';
+import { encodeManifest, parseManifest, ZERO_ID, type DiskManifest, type Manifest } from './format/manifest.ts';
 import type { MasterKeys } from './keys/master-keys.ts';
 import { ChunkWorkerPool } from './workers/chunk-worker-pool.ts';
 
-export const ENTRY_BYTES = 32;
+export { ENTRY_BYTES };
 
 /** A chunk or index page could not be read back intact. Internal: callers add the uses. */
 export class ObjectReadError extends Error {
@@ -71,7 +72,7 @@ export class RepositoryCore {
         dataKey: this.keys.dataKey,
         idKey: this.keys.idKey,
         level: this.config.compression.level,
-        maxPlainBytes: Math.max(this.config.chunkSize, this.config.pageEntries * ENTRY_BYTES),
+        maxPlainBytes: Math.max(this.config.chunkSize, maxPageBytes(this.config.pageEntries)),
       },
       this.tuning.workers,
     );
@@ -125,35 +126,49 @@ export class RepositoryCore {
     }
   }
 
-  /** An index page's entries (`entries` × 32 bytes; all zero for ZERO_ID). */
-  async readPage(id: string, entries: number): Promise<Uint8Array> {
-    if (id === ZERO_ID) return new Uint8Array(entries * ENTRY_BYTES);
+  /**
+   * Page `p` of a disk's index, decoded in the disk's index format (an all-zero page for
+   * ZERO_ID): the one way every reader of an index (restore, range reads, verify, GC, damage
+   * reports, replication, an incremental's parent) gets at its slots.
+   */
+  readIndexPage(disk: Pick<DiskManifest, 'pages' | 'pageEntries' | 'sizeBytes' | 'chunkSize' | 'indexFormat'>, p: number): Promise<IndexPage> {
+    const nChunks = Math.ceil(disk.sizeBytes / disk.chunkSize);
+    const entries = Math.min(disk.pageEntries, nChunks - p * disk.pageEntries);
+    return this.readPageById(disk.pages[p] ?? ZERO_ID, entries, disk.indexFormat ?? 1, disk.chunkSize);
+  }
+
+  /** Index page `id` of `entries` slots in index format `format`. */
+  async readPageById(id: string, entries: number, format: 1 | 2, chunkSize: number): Promise<IndexPage> {
+    if (id === ZERO_ID) return new IndexPage(new Array<Slot>(entries).fill(null));
     const key = pageKey(id);
     let plain: Uint8Array;
     try {
       const sealed = await this.backend.get(key);
-      plain = open('P', id, sealed, this.keys.dataKey, { idKey: this.keys.idKey, maxPlainBytes: this.pageEntries * ENTRY_BYTES });
+      plain = open('P', id, sealed, this.keys.dataKey, { idKey: this.keys.idKey, maxPlainBytes: maxPageBytes(this.pageEntries) });
     } catch (e) {
       if (e instanceof NotFoundError) throw new ObjectReadError('index-page', id, key, 'missing', `not found in ${this.backend.location}`);
       if (e instanceof EnvelopeError) throw new ObjectReadError('index-page', id, key, e.failure, e.message);
       throw e;
     }
-    if (plain.length !== entries * ENTRY_BYTES) {
-      throw new ObjectReadError('index-page', id, key, 'malformed', `${plain.length / ENTRY_BYTES} entries, expected ${entries}`);
+    try {
+      return decodeIndexPage(plain, entries, format, chunkSize);
+    } catch (e) {
+      if (e instanceof IndexPageFormatError) throw new ObjectReadError('index-page', id, key, 'malformed', e.message);
+      throw e;
     }
-    return plain;
   }
 
   /**
-   * Stores an index page unless present; returns its id and the bytes written (0 when reused).
+   * Stores an index page of `slots` unless present; returns its id and the bytes written (0 when reused).
    * `deferSync`: durable only after `backend.flush(flushGroup)` (the writer flushes before the manifest).
    */
-  async writePage(entries: Uint8Array, options: { deferSync?: boolean; flushGroup?: FlushGroup } = {}): Promise<{ id: string; bytes: number }> {
-    if (entries.every((b) => b === 0)) return { id: ZERO_ID, bytes: 0 };
-    const id = contentId(this.keys.idKey, entries);
+  async writeIndexPage(slots: readonly Slot[], options: { deferSync?: boolean; flushGroup?: FlushGroup } = {}): Promise<{ id: string; bytes: number }> {
+    if (slots.every((s) => s === null)) return { id: ZERO_ID, bytes: 0 };
+    const plain = encodeIndexPage(slots);
+    const id = contentId(this.keys.idKey, plain);
     const key = pageKey(id);
     if (await this.backend.exists(key)) return { id, bytes: 0 };
-    const { sealed } = seal('P', id, entries, this.keys.dataKey, this.config.compression.level);
+    const { sealed } = seal('P', id, plain, this.keys.dataKey, this.config.compression.level);
     await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false, ...(options.flushGroup ? { flushGroup: options.flushGroup } : {}) });
     return { id, bytes: sealed.length };
   }

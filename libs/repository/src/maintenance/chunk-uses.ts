@@ -2,7 +2,8 @@
 // Damage reports name these so an operator knows exactly what a bad chunk takes down.
 import type { ChunkUse, DamagedObject } from '../errors.ts';
 import { ZERO_ID, type Manifest } from '../format/manifest.ts';
-import { ENTRY_BYTES, ObjectReadError, type RepositoryCore } from '../repository-core.ts';
+import type { IndexPage } from '../format/index-page.ts';
+import { ObjectReadError, type RepositoryCore } from '../repository-core.ts';
 
 const MAX_OFFSETS = 64;
 
@@ -16,26 +17,20 @@ export async function walkIndexes(
 ): Promise<void> {
   for (const m of manifests) {
     for (const d of m.disks) {
-      const nChunks = Math.ceil(d.sizeBytes / d.chunkSize);
       for (let p = 0; p < d.pages.length; p++) {
         const pageId = d.pages[p] as string;
         const first = p * d.pageEntries;
-        const count = Math.min(d.pageEntries, nChunks - first);
         onPage(pageId, m, d.name, first * d.chunkSize);
         if (pageId === ZERO_ID) continue;
-        let entries: Uint8Array;
+        let page: IndexPage;
         try {
-          entries = await core.readPage(pageId, count);
+          page = await core.readIndexPage(d, p);
         } catch (e) {
           if (e instanceof ObjectReadError) { onPageError(e, m, d.name, first * d.chunkSize); continue; }
           throw e;
         }
-        const buf = Buffer.from(entries.buffer, entries.byteOffset, entries.byteLength);
-        for (let i = 0; i < count; i++) {
-          const o = i * ENTRY_BYTES;
-          if (buf[o] === 0 && buf.subarray(o, o + ENTRY_BYTES).every((b) => b === 0)) continue;
-          visit(buf.toString('hex', o, o + ENTRY_BYTES), m, d.name, (first + i) * d.chunkSize);
-        }
+        // A chunk a slot uses in pieces is named at the disk offset where its first piece starts.
+        for (const u of page.chunkUses()) visit(u.id, m, d.name, (first + u.slot) * d.chunkSize + u.at);
       }
     }
   }

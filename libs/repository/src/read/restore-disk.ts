@@ -6,7 +6,9 @@ import { chmod, open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { RepositoryError } from '../errors.ts';
 import { randomId } from '../format/ids.ts';
-import { ENTRY_BYTES, ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
+import type { FileHandle } from 'node:fs/promises';
+import type { IndexPage, Slot } from '../format/index-page.ts';
+import { ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
 import { Semaphore } from '../concurrency/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
 
@@ -58,7 +60,7 @@ export async function restoreDisk(
   if (options.partialPath) await rm(rawPath, { force: true }); // a dead attempt's leftover
   const cs = disk.chunkSize;
   const nChunks = Math.ceil(disk.sizeBytes / cs);
-  const E = core.pageEntries;
+  const E = disk.pageEntries;
   let chunksRead = 0;
   let chunksZero = 0;
   const failures: ObjectReadError[] = [];
@@ -89,25 +91,24 @@ export async function restoreDisk(
       options.onProgress?.(done, disk.sizeBytes);
     };
     for (let p = 0; p * E < nChunks && fatal === undefined; p++) {
-      let entries: Uint8Array;
+      let page: IndexPage;
       try {
-        entries = await disk.pageEntries(p);
+        page = await disk.indexPage(p);
       } catch (e) {
         if (e instanceof ObjectReadError) { failures.push(e); continue; }
         throw e;
       }
-      const count = entries.length / ENTRY_BYTES;
-      for (let i = 0; i < count && fatal === undefined; i++) {
-        const e = entries.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
-        if (e.every((b) => b === 0)) { chunksZero++; progressed(Math.min(cs, disk.sizeBytes - (p * E + i) * cs)); continue; }
-        const id = Buffer.from(e).toString('hex');
+      for (let i = 0; i < page.count && fatal === undefined; i++) {
+        const slot = page.slot(i);
+        if (slot === null) { chunksZero++; progressed(Math.min(cs, disk.sizeBytes - (p * E + i) * cs)); continue; }
         const offset = (p * E + i) * cs;
         await options.throttle?.(Math.min(cs, disk.sizeBytes - offset));
         await slots.acquire();
         const task = (async () => {
           try {
-            // The worker that opens the chunk writes it into the target itself.
-            const bytes = await core.readChunkTo(id, fh.fd, offset);
+            // The worker that opens the chunk writes it into the target itself; a slot made of
+            // pieces (an incremental's) is put together here from the few chunks it names.
+            const bytes = 'chunk' in slot ? await core.readChunkTo(slot.chunk, fh.fd, offset) : await writePieces(disk, fh, p * E + i, slot, offset);
             chunksRead++;
             wrote(bytes);
             progressed(bytes);
@@ -154,4 +155,13 @@ export async function restoreDisk(
   }
   const timings = { writeMs: tWritten - t0, syncMs: tSynced - tWritten, finishMs: performance.now() - tSynced };
   return { path: targetPath, format, sizeBytes: disk.sizeBytes, chunksRead, chunksZero, timings };
+}
+
+/** Puts a slot made of pieces together and writes it at `offset`; the bytes written. */
+async function writePieces(disk: IndexedDisk, fh: FileHandle, index: number, slot: Slot, offset: number): Promise<number> {
+  const buf = new Uint8Array(disk.slotBytes(index));
+  await disk.readSlotInto(index, slot, 0, buf.length, buf, 0);
+  let done = 0;
+  while (done < buf.length) done += (await fh.write(buf, done, buf.length - done, offset + done)).bytesWritten;
+  return buf.length;
 }

@@ -5,7 +5,7 @@ import { NotFoundError } from '../backend/backend.ts';
 import { EnvelopeError, open } from '../format/envelope.ts';
 import { keyObjectKey, KEYS_PREFIX, CONFIG_KEY } from '../format/layout.ts';
 import { ZERO_ID, type Manifest } from '../format/manifest.ts';
-import { ENTRY_BYTES, ObjectReadError, type RepositoryCore } from '../repository-core.ts';
+import { ObjectReadError, type RepositoryCore } from '../repository-core.ts';
 import { sealedKey, sha256Hex, type SealedKind } from './sealed-objects.ts';
 
 /** The repository's identity as a copy needs it: config and wrapped key objects, verbatim. */
@@ -23,6 +23,9 @@ export interface PageRef {
   readonly index: number;
   /** Chunk entries the page holds. */
   readonly entries: number;
+  /** The disk's index format (format/index-page.ts). */
+  readonly format: 1 | 2;
+  readonly chunkSize: number;
 }
 
 export interface SealedObject {
@@ -59,22 +62,17 @@ export class ReplicationSource {
     for (const d of m.disks) {
       const chunks = Math.ceil(d.sizeBytes / d.chunkSize);
       d.pages.forEach((id, index) => {
-        if (id !== ZERO_ID) out.push({ id, disk: d.name, index, entries: Math.min(d.pageEntries, chunks - index * d.pageEntries) });
+        if (id !== ZERO_ID) out.push({ id, disk: d.name, index, entries: Math.min(d.pageEntries, chunks - index * d.pageEntries), format: d.indexFormat ?? 1, chunkSize: d.chunkSize });
       });
     }
     return out;
   }
 
-  /** Chunk ids an index page points at (all-zero chunks left out), in disk order. */
-  async pageChunks(page: Pick<PageRef, 'id' | 'entries'>): Promise<string[]> {
+  /** Chunk ids an index page points at (all-zero chunks left out, pieces included), in disk order. */
+  async pageChunks(page: Pick<PageRef, 'id' | 'entries' | 'format' | 'chunkSize'>): Promise<string[]> {
     if (page.id === ZERO_ID) return [];
-    const entries = Buffer.from(await this.core.readPage(page.id, page.entries));
-    const ids: string[] = [];
-    for (let o = 0; o < entries.length; o += ENTRY_BYTES) {
-      const id = entries.toString('hex', o, o + ENTRY_BYTES);
-      if (id !== ZERO_ID) ids.push(id);
-    }
-    return ids;
+    const index = await this.core.readPageById(page.id, page.entries, page.format, page.chunkSize);
+    return [...index.chunkUses()].map((u) => u.id);
   }
 
   /**

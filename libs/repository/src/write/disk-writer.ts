@@ -1,14 +1,18 @@
 // Writes one disk of a restore point: splits the caller's chunk-aligned extents into chunks,
 // has the workers hash them, uploads the chunks the repository lacks (sealed by the workers),
 // fills the regions the caller did not send from the parent's index (incremental) or with
-// zeros (full), and stores the index as content-addressed pages. Reading, worker processing
+// zeros (full), and stores the index as content-addressed pages. An incremental may send only
+// the changed bytes (`partial`): a partly changed slot then becomes pieces, its changed bytes
+// one new small chunk and the rest the parent's chunks (index format 2), with no parent read. Reading, worker processing
 // and uploads overlap; a semaphore bounds chunks in flight so memory does not grow with the disk.
 import { InvalidExtentError } from '../errors.ts';
 import { ObjectLockedError } from '../backend/object-lock.ts';
 import { release } from '../format/envelope.ts';
 import { chunkKey } from '../format/layout.ts';
-import { rootChecksum, type DiskManifest, type DiskStats } from '../format/manifest.ts';
-import { ENTRY_BYTES, type RepositoryCore } from '../repository-core.ts';
+import { asPieces, piecesWithinBounds, mergePieces, slicePieces, slotOf, type IndexPage, type Piece, type Slot } from '../format/index-page.ts';
+import { rootChecksum, ZERO_ID, type DiskManifest, type DiskStats } from '../format/manifest.ts';
+import type { RepositoryCore } from '../repository-core.ts';
+import { IndexedDisk } from '../read/disk-reader.ts';
 import type { KnownChunks } from './known-chunks.ts';
 import type { WriterSession } from './writer-session.ts';
 import { Semaphore } from '../concurrency/semaphore.ts';
@@ -32,12 +36,28 @@ export interface DiskInput {
    * parent, e.g. a disk new since the parent. Default: full when there is no parent.
    */
   readonly full?: boolean;
+  /**
+   * The extents are the changed bytes only, at any offset and length (an incremental's dirty
+   * blocks); needs a parent disk of the same size. A slot they cover in part is stored as
+   * pieces (a new chunk of its changed bytes, the parent's chunks for the rest) while that
+   * stays within the bounds (format/index-page.ts), else whole, completed from the parent.
+   */
+  readonly partial?: boolean;
 }
 
 interface PageBuilder {
-  readonly entries: Uint8Array;
+  readonly slots: Slot[];
   remaining: number;
 }
+
+/** A slot of a partial disk whose changed bytes are being collected. */
+interface OpenSlot {
+  readonly index: number;
+  readonly parts: Array<{ at: number; data: Uint8Array }>;
+}
+
+/** Placeholder id of a slot's new chunk until it is hashed. */
+const NEW = 'new';
 
 let zeros = Buffer.alloc(0);
 
@@ -61,7 +81,11 @@ export class DiskWriter {
   private failure?: unknown;
   /** Moving share of non-zero chunks that were new: decides whether sealing speculatively pays. */
   private newRate = 1;
-  private parentPageCache = new Map<number, Uint8Array>();
+  private parentPageCache = new Map<number, IndexPage>();
+  /** A slot of pieces was written or taken over: the index is format 2. */
+  private pieced = false;
+  private open?: OpenSlot;
+  private parentReader?: IndexedDisk;
 
   constructor(
     private readonly core: RepositoryCore,
@@ -83,6 +107,9 @@ export class DiskWriter {
     if (parent && (parent.chunkSize !== this.cs || parent.pageEntries !== this.E)) {
       throw new InvalidExtentError(`disk ${disk.name}: parent uses chunk size ${parent.chunkSize}/${parent.pageEntries}, repository ${this.cs}/${this.E}`);
     }
+    if (disk.partial && (!parent || disk.full || parent.sizeBytes !== disk.sizeBytes)) {
+      throw new InvalidExtentError(`disk ${disk.name}: only the changed bytes (partial) need a parent disk of the same size`);
+    }
   }
 
   async write(): Promise<DiskManifest> {
@@ -96,6 +123,12 @@ export class DiskWriter {
         if (len === 0) continue;
         if (!Number.isSafeInteger(ext.offset) || ext.offset < end) {
           throw new InvalidExtentError(`disk ${name}: extent at ${ext.offset} is out of order or overlaps the previous one (ending at ${end})`);
+        }
+        if (this.disk.partial) {
+          if (ext.offset + len > sizeBytes) throw new InvalidExtentError(`disk ${name}: extent ${ext.offset}+${len} ends past the disk's ${sizeBytes} bytes`);
+          next = await this.takeChanged(ext, next);
+          end = ext.offset + len;
+          continue;
         }
         if (ext.offset % this.cs !== 0) {
           throw new InvalidExtentError(`disk ${name}: extent at ${ext.offset} is not aligned to the ${this.cs}-byte chunk size (read whole chunks)`);
@@ -118,16 +151,12 @@ export class DiskWriter {
             this.assign(first + o / this.cs, null);
             continue;
           }
-          await this.slots.acquire();
-          // A copy into a reused buffer (the caller keeps its extent): it travels to a worker
-          // and back, then serves a later chunk, so no fresh memory is faulted in per chunk.
-          const data = this.core.pool.borrow(n, this.cs);
-          data.set(view);
-          this.track(this.processChunk(first + o / this.cs, data).finally(() => this.slots.release()));
+          await this.storeWhole(first + o / this.cs, view);
         }
         next = first + Math.ceil(len / this.cs);
         end = ext.offset + len;
       }
+      if (!this.failure && this.open) await this.finishOpen();
       if (!this.failure) await this.fillUncovered(next, this.nChunks);
     } catch (e) {
       this.failure ??= e;
@@ -138,7 +167,99 @@ export class DiskWriter {
     return {
       name, sizeBytes, chunkSize: this.cs, pageEntries: this.E,
       pages: this.pages, rootChecksum: rootChecksum(this.pages), stats: this.stats,
+      ...(this.pieced ? { indexFormat: 2 as const } : {}),
     };
+  }
+
+  /** Hands a whole slot's non-zero bytes (copied: the caller keeps `view`) to the chunk pipeline. */
+  private async storeWhole(index: number, view: Uint8Array): Promise<void> {
+    await this.slots.acquire();
+    // A copy into a reused buffer (the caller keeps its extent): it travels to a worker
+    // and back, then serves a later chunk, so no fresh memory is faulted in per chunk.
+    const data = this.core.pool.borrow(view.byteLength, this.cs);
+    data.set(view);
+    this.track(this.storeChunk(index, data).then((id) => this.assign(index, id)).finally(() => this.slots.release()));
+  }
+
+  /** Collects a partial extent's bytes slot by slot; returns the first slot not yet accounted for. */
+  private async takeChanged(ext: Extent, next: number): Promise<number> {
+    const stop = ext.offset + ext.data.byteLength;
+    this.stats.bytesRead += ext.data.byteLength;
+    for (let o = ext.offset; o < stop && !this.failure;) {
+      const index = Math.floor(o / this.cs);
+      const slotStart = index * this.cs;
+      const e = Math.min(stop, slotStart + this.cs);
+      if (this.open && this.open.index !== index) await this.finishOpen();
+      if (!this.open) {
+        await this.fillUncovered(next, index);
+        this.open = { index, parts: [] };
+        next = index + 1;
+      }
+      this.open.parts.push({ at: o - slotStart, data: Uint8Array.from(ext.data.subarray(o - ext.offset, e - ext.offset)) });
+      o = e;
+    }
+    return next;
+  }
+
+  /** Stores the open slot: whole when all of it changed, else as pieces within the bounds, else whole from the parent. */
+  private async finishOpen(): Promise<void> {
+    const { index, parts } = this.open as OpenSlot;
+    this.open = undefined;
+    const slotLen = Math.min(this.cs, this.disk.sizeBytes - index * this.cs);
+    const changed = parts.reduce((n, p) => n + p.data.byteLength, 0);
+    const concat = (): Uint8Array => {
+      const out = new Uint8Array(changed);
+      let at = 0;
+      for (const p of parts) { out.set(p.data, at); at += p.data.byteLength; }
+      return out;
+    };
+    if (changed === slotLen) return this.storeOrZero(index, concat());
+    const base = asPieces(await this.parentSlot(index), slotLen);
+    const pieces: Piece[] = [];
+    let at = 0;
+    let newAt = 0;
+    for (const p of parts) {
+      if (p.at > at) pieces.push(...slicePieces(base, at, p.at));
+      pieces.push({ id: NEW, offset: newAt, length: p.data.byteLength });
+      newAt += p.data.byteLength;
+      at = p.at + p.data.byteLength;
+    }
+    if (at < slotLen) pieces.push(...slicePieces(base, at, slotLen));
+    const merged = mergePieces(pieces);
+    if (piecesWithinBounds(merged)) {
+      const data = concat();
+      const finish = (id: string | null) => {
+        const slot = slotOf(merged.map((p) => (p.id !== NEW ? p : id ? { ...p, id } : { id: ZERO_ID, offset: 0, length: p.length })), slotLen);
+        this.stats.slotsPieced = (this.stats.slotsPieced ?? 0) + (slot !== null && 'pieces' in slot ? 1 : 0);
+        this.assignSlot(index, slot);
+      };
+      if (isZero(data)) return finish(null);
+      await this.slots.acquire();
+      const buf = this.core.pool.borrow(data.byteLength, this.cs);
+      buf.set(data);
+      this.track(this.storeChunk(index, buf).then(finish).finally(() => this.slots.release()));
+      return;
+    }
+    // Too many pieces or chunks for one slot: the parent's bytes with the changes over them, whole.
+    this.parentReader ??= new IndexedDisk(this.core, 'parent', this.parent as DiskManifest);
+    const whole = await this.parentReader.read(index * this.cs, slotLen);
+    for (const p of parts) whole.set(p.data, p.at);
+    return this.storeOrZero(index, whole);
+  }
+
+  private async storeOrZero(index: number, data: Uint8Array): Promise<void> {
+    if (isZero(data)) {
+      this.stats.chunksZero++;
+      this.assign(index, null);
+      return;
+    }
+    await this.storeWhole(index, data);
+  }
+
+  private async parentSlot(index: number): Promise<Slot> {
+    const parent = this.parent as DiskManifest;
+    const p = Math.floor(index / this.E);
+    return (await this.parentPage(parent, p)).slot(index - p * this.E);
   }
 
   private track(p: Promise<void>): void {
@@ -146,7 +267,8 @@ export class DiskWriter {
     this.tasks.add(t);
   }
 
-  private async processChunk(index: number, data: Uint8Array): Promise<void> {
+  /** Hashes and, unless the repository has it, stores one chunk; its id (null: all zero). */
+  private async storeChunk(index: number, data: Uint8Array): Promise<string | null> {
     // While most chunks turn out new (a first full backup, changed blocks), hash and seal in
     // one worker trip; once dedup hits dominate, hash first and seal only what is missing.
     const speculate = this.newRate > 0.5;
@@ -157,7 +279,7 @@ export class DiskWriter {
     else ({ id, data: plain } = await this.core.pool.hash(data));
     if (id === null) {
       this.stats.chunksZero++;
-      return this.assign(index, null);
+      return null;
     }
     // Another upload of the same chunk under way (this or another writer): reuse it once it landed.
     // A chunk sealed speculatively is not looked up in the repository: the conditional put
@@ -170,8 +292,7 @@ export class DiskWriter {
       : this.known.has(id) || (sealed === null && await this.known.contains(id));
     if (reuse) {
       if (plain) this.core.pool.recycle(plain);
-      this.reused(index, id);
-      return;
+      return this.reused(id);
     }
     const chunkId = id;
     const upload = (async () => {
@@ -190,15 +311,15 @@ export class DiskWriter {
     } catch (e) {
       throw new Error(`upload of chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
     }
-    if (!result.created) return this.reused(index, id); // stored before (by anyone): same plaintext, same id
+    if (!result.created) return this.reused(id); // stored before (by anyone): same plaintext, same id
     this.newRate = this.newRate * 0.9 + 0.1;
     this.stats.chunksNew++;
     this.stats.bytesStored += result.bytes;
-    this.assign(index, id);
+    return id;
   }
 
   /** Stores a chunk verify found damaged again, over the damaged object (a locked one stays as it is). */
-  private async healChunk(index: number, id: string, sealed: Uint8Array | null, plain: Uint8Array | undefined): Promise<void> {
+  private async healChunk(index: number, id: string, sealed: Uint8Array | null, plain: Uint8Array | undefined): Promise<string> {
     const upload = (async () => {
       const body = sealed ?? (await this.core.pool.seal('C', id, plain as Uint8Array)).sealed;
       try {
@@ -216,16 +337,16 @@ export class DiskWriter {
     } catch (e) {
       throw new Error(`healing chunk ${id} (disk ${this.disk.name}, offset ${index * this.cs}) failed: ${(e as Error).message}`, { cause: e });
     }
-    if (bytes === 0) return this.reused(index, id);
+    if (bytes === 0) return this.reused(id);
     this.stats.chunksNew++;
     this.stats.bytesStored += bytes;
-    this.assign(index, id);
+    return id;
   }
 
-  private reused(index: number, id: string): void {
+  private reused(id: string): string {
     this.stats.chunksReused++;
     this.newRate *= 0.9;
-    this.assign(index, id);
+    return id;
   }
 
   /** Chunks [from, to) the caller did not send: the parent's ids (incremental) or zero. */
@@ -242,56 +363,49 @@ export class DiskWriter {
       if (parent && c === pageStart && stop === pageEnd && !this.builders.has(p) && pageEnd <= parentChunks
         && Math.min(pageStart + this.E, parentChunks) === pageEnd) {
         this.pages[p] = parent.pages[p] as string;
+        if (parent.indexFormat === 2) this.pieced = true; // the page may hold slots of pieces
         this.stats.pagesReused++;
         this.stats.chunksFromParent += pageEnd - pageStart;
         c = stop;
         continue;
       }
-      const parentEntries = parent && c < parentChunks ? await this.parentPage(parent, p) : undefined;
+      const parentPage = parent && c < parentChunks ? await this.parentPage(parent, p) : undefined;
       for (; c < stop; c++) {
-        if (parentEntries && c < parentChunks) {
-          const off = (c - pageStart) * ENTRY_BYTES;
-          const entry = parentEntries.subarray(off, off + ENTRY_BYTES);
-          const zero = entry.every((b) => b === 0);
-          if (zero) this.stats.chunksZero++;
-          else this.stats.chunksFromParent++;
-          this.assignEntry(c, zero ? null : entry);
-        } else {
-          this.stats.chunksZero++;
-          this.assignEntry(c, null);
-        }
+        const slot = parentPage && c < parentChunks ? parentPage.slot(c - pageStart) : null;
+        if (slot === null) this.stats.chunksZero++;
+        else this.stats.chunksFromParent++;
+        this.assignSlot(c, slot);
       }
     }
   }
 
-  private async parentPage(parent: DiskManifest, p: number): Promise<Uint8Array> {
+  private async parentPage(parent: DiskManifest, p: number): Promise<IndexPage> {
     const cached = this.parentPageCache.get(p);
     if (cached) return cached;
-    const parentChunks = Math.ceil(parent.sizeBytes / this.cs);
-    const entries = Math.min(this.E, parentChunks - p * this.E);
-    const page = await this.core.readPage(parent.pages[p] as string, entries);
+    const page = await this.core.readIndexPage(parent, p);
     this.parentPageCache.clear(); // extents come in order: one page at a time is enough
     this.parentPageCache.set(p, page);
     return page;
   }
 
   private assign(index: number, id: string | null): void {
-    this.assignEntry(index, id === null ? null : Buffer.from(id, 'hex'));
+    this.assignSlot(index, id === null ? null : { chunk: id });
   }
 
-  private assignEntry(index: number, entry: Uint8Array | null): void {
+  private assignSlot(index: number, slot: Slot): void {
     const p = Math.floor(index / this.E);
     let b = this.builders.get(p);
     if (!b) {
       const count = Math.min(this.E, this.nChunks - p * this.E);
-      b = { entries: new Uint8Array(count * ENTRY_BYTES), remaining: count };
+      b = { slots: new Array<Slot>(count).fill(null), remaining: count };
       this.builders.set(p, b);
     }
-    if (entry) b.entries.set(entry, (index - p * this.E) * ENTRY_BYTES);
+    b.slots[index - p * this.E] = slot;
+    if (slot !== null && 'pieces' in slot) this.pieced = true;
     if (--b.remaining === 0) {
       this.builders.delete(p);
-      const entries = b.entries;
-      this.track(this.core.writePage(entries, { deferSync: true, flushGroup: this.session.group }).then(({ id, bytes }) => {
+      const slots = b.slots;
+      this.track(this.core.writeIndexPage(slots, { deferSync: true, flushGroup: this.session.group }).then(({ id, bytes }) => {
         this.pages[p] = id;
         if (bytes > 0) { this.stats.pagesNew++; this.stats.bytesStored += bytes; } else this.stats.pagesReused++;
       }));

@@ -80,7 +80,8 @@ export async function writeRestorePoint(
       throw new Error('a garbage collection swept while this writer was considered gone; chunks it relies on may be deleted');
     }
     const manifest: Manifest = {
-      version: MANIFEST_VERSION,
+      // Version 2 only when a disk's index has slots of pieces: other restore points stay readable by older readers.
+      version: disks.some((d) => d.indexFormat === 2) ? MANIFEST_VERSION : 1,
       id,
       vm: input.vm.config === undefined ? { id: input.vm.id, name: input.vm.name } : { ...input.vm },
       ...(input.parentId ? { parentId: input.parentId } : {}),
