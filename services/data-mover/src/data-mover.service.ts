@@ -38,8 +38,8 @@ export interface DataMoverConfig {
   readonly connections: number;
   /**
    * What an incremental reads from the hypervisor: only the changed blocks (default; the rest of
-   * each chunk from the parent restore point) or the whole chunks holding them (transfer.ts
-   * `unchangedFrom`).
+   * each chunk is the parent's, referred to without reading it) or the whole chunks holding them
+   * (transfer.ts `unchangedFrom`).
    */
   readonly incrementalReads?: 'changed-blocks' | 'whole-chunks';
   /** The host's and the site's bandwidth, shared by every transfer of this mover (bandwidth.ts). */

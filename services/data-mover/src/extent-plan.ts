@@ -60,30 +60,6 @@ export async function* planReads(
   if (run) yield* emit(run);
 }
 
-/**
- * The chunks of a window that its marked ranges cover only in part, merged into runs: what
- * must come from the parent restore point so that only marked bytes are read from the source.
- */
-export function partialChunks(window: PlannedRead, chunkSize: number): Range[] {
-  const end = window.offset + window.length;
-  const runs: Range[] = [];
-  let m = 0;
-  for (let at = window.offset; at < end; at += chunkSize) {
-    const chunkEnd = Math.min(at + chunkSize, end);
-    let covered = 0;
-    while (m < window.marked.length && window.marked[m]!.offset + window.marked[m]!.length <= at) m++;
-    for (let i = m; i < window.marked.length && window.marked[i]!.offset < chunkEnd; i++) {
-      const r = window.marked[i]!;
-      covered += Math.min(r.offset + r.length, chunkEnd) - Math.max(r.offset, at);
-    }
-    if (covered === chunkEnd - at) continue;
-    const last = runs.at(-1);
-    if (last && last.offset + last.length === at) runs[runs.length - 1] = { offset: last.offset, length: last.length + (chunkEnd - at) };
-    else runs.push({ offset: at, length: chunkEnd - at });
-  }
-  return runs;
-}
-
 /** Reads planned ranges with up to `depth` reads in flight, yielding data in order. */
 export async function* readAhead<R extends Range, T>(
   ranges: AsyncIterable<R>,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { partialChunks, planReads, readAhead } from './extent-plan.ts';
+import { planReads, readAhead } from './extent-plan.ts';
 
 const KiB = 1024;
 async function all<T>(g: AsyncIterable<T>): Promise<T[]> {
@@ -28,18 +28,6 @@ describe('planReads', () => {
 
   it('refuses extents out of order', async () => {
     await expect(all(planReads([{ offset: 100, length: 1 }, { offset: 0, length: 1 }], 4096, 8192, 4096))).rejects.toThrow(/out of order/);
-  });
-});
-
-describe('partialChunks', () => {
-  it('names the chunks the changes cover only in part, merged, and skips fully changed ones', () => {
-    const window = { offset: 0, length: 1024 * KiB, marked: [
-      { offset: 0, length: 256 * KiB },            // chunk 0: all of it
-      { offset: 300 * KiB, length: 64 * KiB },     // chunk 1: part
-      { offset: 600 * KiB, length: 64 * KiB },     // chunk 2: part; chunk 3: nothing
-    ] };
-    expect(partialChunks(window, 256 * KiB)).toEqual([{ offset: 256 * KiB, length: 768 * KiB }]);
-    expect(partialChunks({ offset: 0, length: 512 * KiB, marked: [{ offset: 0, length: 512 * KiB }] }, 256 * KiB)).toEqual([]);
   });
 });
 

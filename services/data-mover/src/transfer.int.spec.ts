@@ -60,13 +60,16 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
     }, { repository: repo, unchangedFrom: 'source' });
     // unchangedFrom 'parent' (the default): exactly the written 64 KiB blocks come from the
-    // hypervisor; the rest of each chunk comes from the parent restore point.
+    // hypervisor; the rest of each chunk is the parent's, referred to as pieces (index format 2).
     const fromParent = await runTransfer({
       jobId: 'job2p', vm, mode: 'auto', parent: { restorePointId: full.restorePointId, disks: [{ name: 'disk0', sizeBytes: 16 * MiB }] },
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
     }, { repository: repo });
     expect(fromParent.parentId).toBe(full.restorePointId);
     expect(fromParent.disks[0]!.bytesRead).toBe(writes.length * 64 * KiB);
+    const pieced = await repo.getManifest(fromParent.restorePointId);
+    expect(pieced.version).toBe(2);
+    expect(pieced.disks[0]).toMatchObject({ indexFormat: 2, stats: { slotsPieced: writes.length, chunksNew: writes.length } });
     server.kill('SIGTERM');
     expect(inc.parentId).toBe(full.restorePointId);
     expect(inc.disks[0]!.mode).toBe('incremental');

@@ -9,7 +9,7 @@ import { loadSiteSecurity, type AnyIdentity } from '@cairn/nats-security';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
 import { releaseBuffer, type DiskInput, type Extent, type RestorePointWriter } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
-import { partialChunks, planReads, readAhead, type PlannedRead } from './extent-plan.ts';
+import { planReads, readAhead, type PlannedRead } from './extent-plan.ts';
 import type { Throttle } from './bandwidth.ts';
 
 type Endpoint = Static<typeof NbdEndpoint>;
@@ -54,10 +54,10 @@ export interface TransferOptions {
   readonly readAhead?: number;
   /**
    * Where an incremental gets the unchanged parts of a partly changed chunk: `parent` (default)
-   * reads only the changed blocks from the hypervisor and the rest from the parent restore
-   * point (fetch, decrypt, decompress, verify each parent chunk); `source` reads the whole chunk
-   * from the snapshot's export (up to four times the bytes from the hypervisor for scattered
-   * 64 KiB writes, no repository reads, less of the mover's CPU).
+   * reads only the changed blocks from the hypervisor and hands them to the repository as they
+   * are (`partial`): it refers to the parent's chunks for the rest of each slot (index format 2,
+   * no parent chunk read); `source` reads the whole chunk from the snapshot's export (up to
+   * four times the bytes from the hypervisor for scattered 64 KiB writes, whole chunks stored).
    */
   readonly unchangedFrom?: 'source' | 'parent';
   /** Bandwidth limits of this job (bandwidth.ts): paid before each read from the hypervisor. */
@@ -77,8 +77,7 @@ export interface TransferResult {
 /**
  * Where a transfer's time went, in ms. `connect` and `plan` (the block-status pass) come before
  * any data; `nbdRead` sums the time of the reads from the hypervisor (they overlap: up to
- * `readAhead` at once), `parentRead` the unchanged parts of partly changed chunks read from the
- * parent restore point; `waitForData` is how long the repository writer waited for the next
+ * `readAhead` at once); `waitForData` is how long the repository writer waited for the next
  * extent (the reader was behind), `writeRestorePoint` the whole write (chunking, sealing,
  * storing, index and manifest), `afterLastExtent` the part of it after the last extent was
  * handed over (chunks in flight, index pages, the manifest: the commit).
@@ -86,9 +85,7 @@ export interface TransferResult {
 export interface TransferTimings {
   connect: number;
   plan: number;
-  parentOpen: number;
   nbdRead: number;
-  parentRead: number;
   waitForData: number;
   writeRestorePoint: number;
   afterLastExtent: number;
@@ -169,7 +166,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
     };
   }
   const t0 = performance.now();
-  const timings: TransferTimings = { connect: 0, plan: 0, parentOpen: 0, nbdRead: 0, parentRead: 0, waitForData: 0, writeRestorePoint: 0, afterLastExtent: 0, total: 0 };
+  const timings: TransferTimings = { connect: 0, plan: 0, nbdRead: 0, waitForData: 0, writeRestorePoint: 0, afterLastExtent: 0, total: 0 };
   const since = (t: number): number => performance.now() - t;
   const chunkSize = repo.chunkSize;
   const readBytes = options.readBytes ?? Math.max(chunkSize, Math.floor((4 * 1024 * 1024) / chunkSize) * chunkSize);
@@ -203,9 +200,8 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) planned += w.length;
       timings.plan += since(tPlan);
       const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
-      const tParent = performance.now();
-      const parentDisk = incremental && (options.unchangedFrom ?? 'parent') === 'parent' ? await repo.openDisk(parent!.id, exp.disk) : undefined;
-      timings.parentOpen += since(tParent);
+      // Only the changed blocks, handed over as they are: the repository refers to the parent for the rest.
+      const changedOnly = incremental && (options.unchangedFrom ?? 'parent') === 'parent';
       const counters = { read: 0 };
       const depth = options.readAhead ?? (incremental ? 16 : 4);
       // Whole-window reads land in a ring of reused buffers, not fresh memory per read (page
@@ -214,8 +210,8 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       // k only after extent k - depth - 1 was consumed, so depth + 2 buffers never overlap.
       const ring: Uint8Array[] = [];
       let reads = 0;
-      const readWindow = async (w: PlannedRead): Promise<Uint8Array> => {
-        if (!parentDisk) {
+      const readWindow = async (w: PlannedRead): Promise<Extent[]> => {
+        if (!changedOnly) {
           const slot = reads++ % (depth + 2); // taken in the order readAhead starts the reads
           await options.throttle?.take(w.length);
           counters.read += w.length;
@@ -223,24 +219,15 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
           const tRead = performance.now();
           const data = await reader.read(w.offset, w.length, ring[slot]);
           timings.nbdRead += since(tRead);
-          return data;
+          return [{ offset: w.offset, data }];
         }
+        // Only the changed bytes come from the hypervisor, each marked range as an extent of its own.
         await options.throttle?.take(w.marked.reduce((n, m) => n + m.length, 0));
-        // Only the changed bytes come from the hypervisor; the unchanged rest of a partly
-        // changed chunk comes from the parent restore point.
-        // Both sides at once; the parent's bytes go in first, the changed bytes over them.
-        const buf = Buffer.allocUnsafe(w.length);
         const tStart = performance.now();
-        const fromParent = Promise.all(partialChunks(w, chunkSize).map(async (p) => ({ at: p.offset - w.offset, data: await parentDisk.read(p.offset, p.length) })))
-          .finally(() => { timings.parentRead += since(tStart); });
-        const fromSource = Promise.all(w.marked.map(async (m) => ({ at: m.offset - w.offset, data: await reader.read(m.offset, m.length) })))
-          .finally(() => { timings.nbdRead += since(tStart); });
-        const [parentParts, sourceParts] = await Promise.all([fromParent, fromSource]);
-        // Each part is a fresh buffer of its own: freed once copied, not at a later GC.
-        for (const p of parentParts) { buf.set(p.data, p.at); releaseBuffer(p.data); }
-        for (const m of sourceParts) { buf.set(m.data, m.at); releaseBuffer(m.data); }
+        const parts = await Promise.all(w.marked.map(async (m) => ({ offset: m.offset, data: await reader.read(m.offset, m.length) })));
+        timings.nbdRead += since(tStart);
         counters.read += w.marked.reduce((n, m) => n + m.length, 0);
-        return buf;
+        return parts;
       };
       let done = 0;
       const extents = async function* (): AsyncGenerator<Extent> {
@@ -254,14 +241,16 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
           const { range, data } = next.value;
           done += range.length;
           options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: planned });
-          yield { offset: range.offset, data };
-          // The writer copied what it needs before asking for the next extent: an incremental's
-          // window (a fresh buffer; a full's come from the ring) is freed now.
-          if (parentDisk) releaseBuffer(data);
+          for (const part of data) {
+            yield part;
+            // The writer copied what it needs before asking for the next extent: an incremental's
+            // changed block (a fresh buffer; a full's windows come from the ring) is freed now.
+            if (changedOnly) releaseBuffer(part.data);
+          }
         }
         lastExtentAt = Math.max(lastExtentAt, performance.now());
       };
-      disks.push({ name: exp.disk, sizeBytes: exp.sizeBytes, extents: extents(), full: !incremental });
+      disks.push({ name: exp.disk, sizeBytes: exp.sizeBytes, extents: extents(), full: !incremental, ...(changedOnly ? { partial: true } : {}) });
       sourceReads.set(exp.disk, counters);
       modes.push({ name: exp.disk, sizeBytes: exp.sizeBytes, bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, mode: incremental ? 'incremental' : 'full', reason });
     }

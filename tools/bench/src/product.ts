@@ -520,9 +520,7 @@ export const s2 = (ms: number): string => (ms / 1000).toFixed(2);
 const TRANSFER_ROWS: ReadonlyArray<readonly [string, string]> = [
   ['connect', '↳ NBD connect'],
   ['plan', '↳ block status (plan of the reads)'],
-  ['parentOpen', '↳ open the parent\'s index'],
   ['nbdRead', '↳ NBD reads (sum over reads in flight)'],
-  ['parentRead', '↳ unchanged parts of changed chunks from the parent'],
   ['waitForData', '↳ repository writer waiting for the reader'],
   ['writeRestorePoint', '↳ writing the restore point (chunk, compress, seal, store, commit)'],
   ['afterLastExtent', '↳ after the last extent (chunks in flight, index, manifest)'],
