@@ -5,7 +5,7 @@ import { eventSubject, newEvent } from '@cairn/contracts';
 import { useHarness } from '@cairn/testing';
 import { eventLogContract } from './testing/event-log.contract.ts';
 import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';
-import { EventTooLargeError } from './errors.ts';
+import { EventTooLargeError, WrongExpectedRevisionError } from './errors.ts';
 
 const h = useHarness();
 let server: Awaited<ReturnType<typeof h.nats>> | undefined;
@@ -57,5 +57,57 @@ describe('JetStream event log specifics', () => {
     expect(err).toBeInstanceOf(EventTooLargeError);
     expect((err as EventTooLargeError).maxBytes).toBe(4096 - 512);
     expect(await log.headPosition()).toBe(0n);
+  });
+
+  it('appends on a head it knows without reading it; a head moved on by another client is refused by the server and read', async () => {
+    server ??= await h.nats({ domain: 'site-a' });
+    const site = 'site-heads';
+    const [a, b] = [await JetStreamEventLog.open({ nc: await client(server.url), site }), await JetStreamEventLog.open({ nc: await client(server.url), site })];
+    // Every read of a subject's last message, whoever sends it.
+    const watcher = await client(server.url);
+    let reads = 0;
+    watcher.subscribe('$JS.>', { callback: (_e, m) => { if (/\.(MSG|DIRECT)\.GET\./.test(m.subject)) reads++; } });
+    await watcher.flush();
+    const e = (n: number) => newEvent('JobStarted', { jobId: 'h', attempt: n }, { site, actor, streamId: 'job-h' });
+    const settle = async () => { await watcher.flush(); await new Promise((r) => setTimeout(r, 50)); };
+    // A new stream, then the revision a wrote: no read.
+    const e0 = e(1);
+    const first = await a.append('job-h', [e0], { expectedRevision: 'no_stream' });
+    expect(await a.append('job-h', [e(2)], { expectedRevision: 0n })).toMatchObject({ nextRevision: 1n });
+    await settle();
+    expect(reads).toBe(0);
+    // A repeat of the first append (its answer lost) is still recognised: the same result.
+    expect(await a.append('job-h', [e0], { expectedRevision: 'no_stream' })).toEqual(first);
+    // b has not seen the stream: it reads the head once.
+    await b.append('job-h', [e(3)], { expectedRevision: 1n });
+    await settle();
+    const afterB = reads;
+    expect(afterB).toBeGreaterThan(0);
+    // a's knowledge (revision 1) is stale: the server refuses the publish, a reads and reports the conflict.
+    const err = await a.append('job-h', [e(4)], { expectedRevision: 1n }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(WrongExpectedRevisionError);
+    expect((err as WrongExpectedRevisionError).actual).toBe(2n);
+    await settle();
+    expect(reads).toBeGreaterThan(afterB);
+    // Having read it, a appends at revision 2 without reading again.
+    const beforeLast = reads;
+    expect(await a.append('job-h', [e(5)], { expectedRevision: 2n })).toMatchObject({ nextRevision: 3n });
+    await settle();
+    expect(reads).toBe(beforeLast);
+    const types: bigint[] = [];
+    for await (const r of b.readStream('job-h')) types.push(r.revision);
+    expect(types).toEqual([0n, 1n, 2n, 3n]);
+  });
+
+  it('an append expecting no stream on a stream that exists is refused without writing', async () => {
+    server ??= await h.nats({ domain: 'site-a' });
+    const site = 'site-exists';
+    const [a, b] = [await JetStreamEventLog.open({ nc: await client(server.url), site }), await JetStreamEventLog.open({ nc: await client(server.url), site })];
+    await a.append('job-x', [newEvent('JobStarted', { jobId: 'x', attempt: 1 }, { site, actor, streamId: 'job-x' })], { expectedRevision: 'no_stream' });
+    const err = await b.append('job-x', [newEvent('JobStarted', { jobId: 'x', attempt: 2 }, { site, actor, streamId: 'job-x' })], { expectedRevision: 'no_stream' }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(WrongExpectedRevisionError);
+    const seen: bigint[] = [];
+    for await (const r of b.readStream('job-x')) seen.push(r.revision);
+    expect(seen).toEqual([0n]);
   });
 });
