@@ -14,6 +14,7 @@ import { inSpan } from '@cairn/telemetry';
 import type { GuestAgentPort, HypervisorAdapter, View } from '@cairn/hypervisor';
 import { decideInventory, decideRemoval, evolveVm, unknownVm, vmIdFromName, type InventoryChange, type KnownVm, type ObservedVm } from './inventory.decider.ts';
 import { CoalescedRound } from './coalesced-round.ts';
+import { LoggedVms } from './logged-vms.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
 
 export interface CoordinatorLogger {
@@ -79,6 +80,8 @@ export class SnapshotCoordinator {
   /** Instances whose first successful inventory round of this run has compared them with the whole log. */
   readonly #seeded = new Set<string>();
   readonly #inventoryRounds = new Map<string, CoalescedRound>();
+  /** The log's VMs, brought up to date at each inventory round by reading only the new `vm` events. */
+  readonly #logged: LoggedVms;
 
   constructor(
     private readonly settings: CoordinatorSettings,
@@ -86,7 +89,9 @@ export class SnapshotCoordinator {
     readonly log: EventAppender & EventStreamReader & EventLogReader,
     private readonly records: ViewRecordFile,
     private readonly logger: CoordinatorLogger,
-  ) {}
+  ) {
+    this.#logged = new LoggedVms(log);
+  }
 
   /** After a (re)start: keep views still leased, remove every other leftover of earlier runs. */
   async recover(): Promise<void> {
@@ -229,6 +234,8 @@ export class SnapshotCoordinator {
       for (const [vmId, host] of this.#vmHost) if (host === instance) this.#vmHost.delete(vmId);
       return;
     }
+    // Other coordinators' writes since the last round (and, the first time, the whole category).
+    await this.#logged.refresh();
     const ids = new Set<string>();
     for (const vm of vms) {
       const seen: ObservedVm = {
@@ -244,7 +251,7 @@ export class SnapshotCoordinator {
     const gone = new Set<string>();
     for (const [vmId, host] of this.#vmHost) if (host === instance && !ids.has(vmId)) gone.add(vmId);
     if (!this.#seeded.has(instance)) {
-      for (const vmId of await this.#loggedOn(instance)) if (!ids.has(vmId)) gone.add(vmId);
+      for (const vmId of this.#logged.onHost(instance)) if (!ids.has(vmId)) gone.add(vmId);
       this.#seeded.add(instance);
     }
     for (const vmId of gone) {
@@ -253,32 +260,30 @@ export class SnapshotCoordinator {
     }
   }
 
-  /** VMs the log has on `instance` and not removed (read once per instance and run: VMs removed while no coordinator ran). */
-  async #loggedOn(instance: string): Promise<string[]> {
-    const host = new Map<string, string>();
-    for await (const r of this.log.readAll({ category: 'vm' })) {
-      if (r.event.type === 'VmDiscovered') host.set(r.event.data.vmId, r.event.data.hypervisor.host);
-      else if (r.event.type === 'VmRemoved') host.delete(r.event.data.vmId);
-    }
-    return [...host].filter(([, h]) => h === instance).map(([vmId]) => vmId);
-  }
-
   /**
-   * Brings one VM's stream in line with what is observed, at the revision decided on. Another
-   * writer in between (another coordinator, an older round) makes it read and decide again, a
-   * few times at most.
+   * Brings one VM's stream in line with what is observed, at the revision decided on: first on
+   * the stream as the last refresh of the log's VMs left it (no read), then, when another writer
+   * got there in between (another coordinator, an older round), on the stream read again, a few
+   * times at most.
    */
   async #syncVm(vmId: string, decide: (known: KnownVm) => InventoryChange[]): Promise<void> {
     const streamId = `vm-${vmId}`;
     for (let attempt = 1; ; attempt++) {
-      let known = unknownVm;
-      let revision = -1n;
-      for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
+      let vm = attempt === 1 ? this.#logged.get(vmId) : undefined;
+      if (!vm) {
+        let known = unknownVm;
+        let revision = -1n;
+        for await (const r of this.log.readStream(streamId)) { known = evolveVm(known, r.event); revision = r.revision; }
+        vm = { known, revision };
+        this.#logged.set(vmId, vm);
+      }
+      const { known, revision } = vm;
       const changes = decide(known);
       if (changes.length === 0) return;
       const events = changes.map((c) => newEvent(c.type, c.data as never, { site: this.settings.site, actor: this.settings.actor, streamId }));
       try {
-        await this.log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
+        const result = await this.log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
+        this.#logged.appended(vmId, vm, events, result.nextRevision);
       } catch (e) {
         if (!(e instanceof WrongExpectedRevisionError) || attempt >= INVENTORY_ATTEMPTS) throw e;
         this.logger.info({ vmId, attempt, err: e.message }, 'inventory: the VM\'s stream moved on; deciding again');

@@ -189,6 +189,24 @@ describe('SnapshotCoordinator', () => {
     expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged', 'VmRemoved', 'VmDiscovered', 'VmPowerStateChanged']);
   });
 
+  it('inventory rounds read no VM stream: only the vm events appended since the last round, other writers\' included', async () => {
+    const { log, make, types } = await setup();
+    const c = make();
+    await c.syncInventory();
+    await c.syncInventory();
+    expect(log.reads).toEqual([]);
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged']);
+    log.reads.length = 0; // types() reads
+    // Another coordinator recorded the disk as gone (and the VM stopped) since: this round sees it in the log.
+    const meta = { site: 's', actor, streamId: 'vm-web_1' };
+    await log.append('vm-web_1', [newEvent('DiskDetached', { vmId: 'web_1', disk: 'vda' }, meta), newEvent('VmPowerStateChanged', { vmId: 'web_1', state: 'stopped' }, meta)], { expectedRevision: 1n });
+    await c.syncInventory();
+    expect(log.reads).toEqual([]);
+    expect((await types('vm-web_1')).map((e) => e.type)).toEqual(['VmDiscovered', 'VmPowerStateChanged', 'DiskDetached', 'VmPowerStateChanged', 'VmPowerStateChanged', 'DiskAttached']);
+    await c.syncInventory();
+    expect((await types('vm-web_1'))).toHaveLength(6);
+  });
+
   it('inventory: another writer between read and append makes it read and decide again (bounded)', async () => {
     const { log, make, types } = await setup();
     let interfere = 1;

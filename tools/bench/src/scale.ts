@@ -37,6 +37,9 @@ const { values } = parseArgs({ options: {
   transfers: { type: 'string', default: '8' },
   // Expected time to create one policy (ms): sets how far ahead the shared due minute is.
   'policy-ms': { type: 'string', default: '10' },
+  // Count the NATS messages the services send during the job phase, by subject pattern (a `>`
+  // subscription of this process: it adds work to nats-server, so not for CPU figures).
+  'count-subjects': { type: 'boolean', default: false },
 } });
 const VMS = Number(values.vms);
 const MOVERS = Number(values.movers);
@@ -67,6 +70,16 @@ try {
   };
   await writeFile(env.CAIRN_CONFIG, `site: bench\nconcurrency:\n  maxJobsPerHost: ${Number(values['max-jobs-per-host'])}\n`);
   const names = new Map<ChildProcess, string>();
+  const cpuSnapshot = async () => {
+    const cpuOf = async (pid: number | undefined) => {
+      const f = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ');
+      return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined;
+    };
+    const out: Record<string, number> = {};
+    for (const p of procs) { const c = p.exitCode === null && p.signalCode === null ? await cpuOf(p.pid) : undefined; if (c !== undefined) out[names.get(p)!] = c; }
+    for (const [i, m] of cluster.members.entries()) { const c = await cpuOf(m.pid); if (c !== undefined) out[`nats-${i + 1}`] = c; }
+    return out;
+  };
   const run = (name: string, args: string[]) => {
     const p = spawn(process.execPath, [CLI, '--data', join(dir, name), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     procs.push(p);
@@ -144,6 +157,9 @@ try {
     say(`waiting ${((dueAt - Date.now()) / 1000).toFixed(0)} s for the due minute`);
     await new Promise((r) => setTimeout(r, dueAt! - Date.now()));
   }
+  const counter = values['count-subjects'] ? countSubjects(nc) : undefined;
+  // CPU seconds of each process when the jobs begin: what they spend on the jobs is the difference.
+  const cpuAtStart = await cpuSnapshot();
   const start = dueAt ?? Date.now();
   let sent = 0;
   let killed = false;
@@ -173,15 +189,17 @@ try {
     await new Promise((r) => setTimeout(r, 2000));
   }
   const wallMs = Date.now() - start;
+  counter?.stop();
   // CPU seconds (user + system) of each process since it started: steadier than wall time on a
   // busy machine (the killed mover's are lost with it).
-  const cpu: Record<string, number> = {};
-  const cpuOf = async (pid: number | undefined) => {
-    const f = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ');
-    return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined;
-  };
-  for (const p of procs) { const c = await cpuOf(p.pid); if (c !== undefined) cpu[names.get(p)!] = c; }
-  for (const [i, m] of cluster.members.entries()) { const c = await cpuOf(m.pid); if (c !== undefined) cpu[`nats-${i + 1}`] = c; }
+  const cpu = await cpuSnapshot();
+  // Of the jobs alone, per job (ms): a process restarted since (nats member 2) counts from its restart.
+  const cpuMsPerJob: Record<string, number> = {};
+  for (const [name, c] of Object.entries(cpu)) {
+    const before = name === 'nats-2' && killed ? 0 : cpuAtStart[name] ?? 0;
+    cpuMsPerJob[name] = +((c - before) * 1000 / Math.max(1, sent)).toFixed(1);
+  }
+  cpuMsPerJob['total'] = +Object.values(cpuMsPerJob).reduce((a, b) => a + b, 0).toFixed(1);
   await sub.stop();
 
   // Exactly once, from the log: per job one RestorePointCommitted and one JobCompleted.
@@ -221,15 +239,37 @@ try {
     failed: jobs.filter((j) => j.failed > 0).length,
     committedTwice: jobs.filter((j) => j.committed > 1).length, completedTwice: jobs.filter((j) => j.completed > 1).length,
     redelivered: jobs.filter((j) => j.started > 1).length,
-    cpuSeconds: cpu, transfersPerMover: Number(values.transfers),
+    cpuSeconds: cpu, cpuMsPerJob, transfersPerMover: Number(values.transfers),
     appendsPerJob: +(appended / Math.max(1, jobs.length)).toFixed(2), appendsByCategory: byCategory,
     ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS,
     load: loadavg().map((x) => +x.toFixed(1)),
     ...(reasons.size ? { failureReasons: [...reasons] } : {}),
+    ...(counter ? { natsMessagesPerJob: counter.perJob(jobs.length) } : {}),
   };
   process.stdout.write(JSON.stringify(result) + '\n');
   await log.close();
   await nc.close();
 } finally {
   await cleanup();
+}
+
+/**
+ * Messages on every subject but replies (`_INBOX.`), grouped: JetStream API calls by their
+ * first four tokens (`$JS.API.STREAM.MSG`, `$JS.API.CONSUMER.CREATE`, ...), acks as `$JS.ACK`,
+ * event publishes by category (`cairn.<site>.evt.<category>`), commands by their first four.
+ */
+function countSubjects(nc: import('@nats-io/transport-node').NatsConnection) {
+  const counts = new Map<string, number>();
+  const sub = nc.subscribe('>', {
+    callback: (_e, m) => {
+      const t = m.subject.split('.');
+      if (t[0] === '_INBOX') return;
+      const key = t[0] === '$JS' && t[1] === 'ACK' ? '$JS.ACK' : t[0] === '$JS' ? t.slice(0, 4).join('.') : t[2] === 'evt' ? t.slice(0, 4).join('.') : t.slice(0, 4).join('.');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    },
+  });
+  return {
+    stop: () => sub.unsubscribe(),
+    perJob: (jobs: number) => Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, +(n / Math.max(1, jobs)).toFixed(2)])),
+  };
 }
