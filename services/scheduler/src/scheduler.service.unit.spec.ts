@@ -148,6 +148,29 @@ describe('scheduler process manager', () => {
     await w.scheduler.stop();
   });
 
+  it('a tick drives no request whose host is full, and starts the oldest waiting one when a slot frees', async () => {
+    const w = await world({ maxJobsPerHost: 1 });
+    const tick = () => (w.scheduler as unknown as { tick(): Promise<void> }).tick();
+    const driven: string[] = [];
+    const drive = w.scheduler.drive.bind(w.scheduler);
+    w.scheduler.drive = async (jobId) => { driven.push(jobId); return drive(jobId); };
+    const a = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, 'c1');
+    const b = await w.scheduler.requestBackup({ vmId: 'vm2', mode: 'auto' }, user, 'c2');
+    await tick();
+    await w.settle();
+    expect(w.work.map((x) => x.jobId)).toEqual([a.jobId]);
+    driven.length = 0;
+    await tick();
+    expect(driven).not.toContain(b.jobId);
+    await commit(w, a.jobId, 'rpa');
+    await w.settle();
+    await tick();
+    expect(driven).toContain(b.jobId);
+    await w.settle();
+    expect(w.work.map((x) => x.jobId)).toEqual([a.jobId, b.jobId]);
+    await w.scheduler.stop();
+  });
+
   it('runs at most maxJobsPerRepository jobs at once into one repository, whatever the hosts; the others wait, queued not failed', async () => {
     const w = await world({ maxJobsPerHost: 4, maxJobsPerRepository: 1 });
     const a = await w.scheduler.requestBackup({ vmId: 'vm1', mode: 'auto' }, user, 'c1');
