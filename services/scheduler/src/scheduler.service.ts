@@ -502,7 +502,7 @@ export class Scheduler {
   private async tick(): Promise<void> {
     if (!this.leader || !this.caughtUp) return;
     this.ticking = true;
-    let driven: Array<Promise<void>> = [];
+    const driven: Array<Promise<void>> = [];
     try {
       await this.scheduleDueSlots();
       await this.scheduleTestRestores();
