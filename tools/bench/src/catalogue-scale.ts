@@ -5,11 +5,15 @@
 // catalogue's query handlers call it): list-by-VM (restorePoint.list by VM, a page of 100),
 // latest-per-VM (vm.list, a page of 100 VMs with each one's newest restore point and count),
 // search (audit.timeline by event type from a random position; by correlation id) and job.list.
+// Then the product's processes, `cairn run catalogue` on that store and `cairn run gateway`, are
+// started against it and the REST API driven as operators and the console would, for the
+// gateway's (and the catalogue process's) RSS at start, peak and steady (gateway-memory.ts).
 //   npx tsx tools/bench/src/catalogue-scale.ts --restore-points 100000 --vms 1000
 //     [--stores sqlite,postgres] [--samples 300] [--postgres postgres://postgres@127.0.0.1:5432/postgres]
+//     [--no-gateway] [--gateway-rounds 200] [--gateway-clients 4]
 // Prints the append rate, each store's replay (rebuild) time, p50/p99 per query, RSS; JSON at the end.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +23,7 @@ import { createJetStreamEventLog } from '@cairn/eventlog';
 import { startNatsServer } from '@cairn/nats-server';
 import pg from 'pg';
 import { pino } from 'pino';
+import { measureGatewayMemory } from './gateway-memory.ts';
 import {
   CatalogueProjector, CatalogueReadModel, PostgresCatalogueBackend, PostgresCatalogueStore, SqliteCatalogueBackend, type CatalogueBackend,
 } from '@cairn/catalogue';
@@ -30,6 +35,9 @@ const { values } = parseArgs({ options: {
   samples: { type: 'string', default: '300' },
   postgres: { type: 'string', default: process.env.CAIRN_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
   'in-flight': { type: 'string', default: '256' },
+  'no-gateway': { type: 'boolean', default: false },
+  'gateway-rounds': { type: 'string', default: '200' },
+  'gateway-clients': { type: 'string', default: '4' },
 } });
 const N = Number(values['restore-points']);
 const VMS = Number(values.vms);
@@ -128,10 +136,16 @@ async function main(): Promise<void> {
     for (const store of values.stores.split(',')) {
       let backend: CatalogueBackend;
       let drop = async () => undefined as void;
-      if (store === 'sqlite') backend = new SqliteCatalogueBackend(join(dir, 'catalogue.sqlite'));
-      else {
+      // Where `cairn run catalogue --data <dataDir>` keeps its SQLite file, so it opens this one.
+      const dataDir = join(dir, `catalogue-${store}`);
+      let postgresUrl: string | undefined;
+      if (store === 'sqlite') {
+        await mkdir(dataDir, { recursive: true });
+        backend = new SqliteCatalogueBackend(join(dataDir, `catalogue-${site}.sqlite`));
+      } else {
         const db = await createDatabase(values.postgres);
         drop = () => db.drop();
+        postgresUrl = db.url;
         backend = new PostgresCatalogueBackend({ url: db.url, site });
       }
       const projector = new CatalogueProjector({ log, backend, logger, rebuildBatch: 1000 });
@@ -168,6 +182,20 @@ async function main(): Promise<void> {
         const rss = process.memoryUsage().rss;
         say(`  RSS of this process (log client, projector, read model): ${mib(rss)} MiB`);
         result[store] = { replaySeconds: Math.round(replayS * 10) / 10, eventsPerSecond: Math.round(Number(head) / replayS), queries, rssMiB: mib(rss) };
+        if (!values['no-gateway']) {
+          // The store is full and at the head: the catalogue process opens it where this one stops.
+          await projector.stop();
+          const g = await measureGatewayMemory({
+            natsUrl: nats.url, site, dataDir, ...(postgresUrl ? { postgresUrl } : {}), head, vms: VMS, restorePoints: N,
+            rounds: Number(values['gateway-rounds']), clients: Number(values['gateway-clients']), cwd: dir, say,
+          });
+          for (const [route, r] of Object.entries(g.routes)) say(`  ${route.padEnd(58)} n ${String(r.n).padStart(5)}  p50 ${r.p50} ms  p99 ${r.p99} ms  max ${r.max} ms`);
+          for (const k of ['gateway', 'catalogue'] as const) {
+            const m = g[k];
+            say(`  ${k} process RSS: ready ${m.readyMiB} MiB, peak ${m.peakMiB} MiB, steady ${m.steadyMiB} MiB after ${g.requests} requests; ${m.cpuSeconds} CPU s`);
+          }
+          result[store] = { ...(result[store] as object), gatewayProcess: g };
+        }
       } finally {
         await projector.stop();
         await drop();
