@@ -10,3 +10,4 @@ export * from './identity-keys.ts';
 export * from './identity-binding.ts';
 export * from './key-escrow.ts';
 export * from './nbd-server-tls.ts';
+export * from './kubernetes-secrets.ts';

@@ -7,6 +7,7 @@ import { CliError, EXIT } from '../cli-error.ts';
 import { DEFAULT_DATA_DIR, bytes, globals, output, table } from '../session.ts';
 import { sessionAction } from '../cli-replies.ts';
 import { askHub } from './hub-report.ts';
+import { commonJs } from '../lazy-import.ts';
 import type { SiteHealth } from '../stack/site-health.ts';
 
 export function registerSiteCommands(program: Command): void {
@@ -86,6 +87,22 @@ export function registerSiteCommands(program: Command): void {
         `  identities    ${security.identities.join(', ')} (identities/<name>.nk + .pem, mode 0600)`,
         '  start with    cairn up --secure   (permission matrix: docs/security.md)',
       ].join('\n'));
+    });
+
+  site
+    .command('kubernetes-secrets')
+    .description('the site\'s NATS security material (`cairn site init`) as Kubernetes Secrets for infra/kubernetes: cairn-nats-server (TLS and users for the NATS chart\'s pods) and one cairn-nats-<service> per service (its nkey and client certificate only; no CA key). Pipe to `kubectl apply -f -`')
+    .option('--dir <dir>', 'the site security directory (default <data>/security)')
+    .option('--namespace <ns>', 'namespace of the Secrets (default cairn)', 'cairn')
+    .option('--nats-host <names...>', 'names the services reach nats-server at, which its certificate must carry (default nats-0.nats-headless nats-1.nats-headless nats-2.nats-headless)')
+    .action(async (o: { dir?: string; namespace: string; natsHost?: string[] }, cmd: Command) => {
+      const g = globals(cmd);
+      const dir = resolve(o.dir ?? join(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR, 'security'));
+      const [{ kubernetesSecrets }, { stringify }] = await Promise.all([import('@cairn/nats-security'), commonJs(import('yaml'))]);
+      const secrets = await kubernetesSecrets(dir, { namespace: o.namespace, ...(o.natsHost ? { natsHosts: o.natsHost } : {}) })
+        .catch((e: unknown) => { throw new CliError(`cannot make the Kubernetes Secrets from ${dir}: ${(e as Error).message}`, EXIT.failure); });
+      if (g.json) console.log(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: secrets }, null, 2));
+      else process.stdout.write(secrets.map((x) => `---\n${stringify(x)}`).join(''));
     });
 
   site
