@@ -10,6 +10,7 @@ import { decodeIndexPage, encodeIndexPage, ENTRY_BYTES, IndexPage, IndexPageForm
 import { encodeManifest, parseManifest, ZERO_ID, type DiskManifest, type Manifest } from './format/manifest.ts';
 import type { MasterKeys } from './keys/master-keys.ts';
 import { ChunkWorkerPool } from './workers/chunk-worker-pool.ts';
+import { SharedWriterLease } from './leases/shared-writer-lease.ts';
 
 export { ENTRY_BYTES };
 
@@ -50,6 +51,7 @@ export interface RepositoryTuning {
 
 export class RepositoryCore {
   private workerPool?: ChunkWorkerPool;
+  private sharedLease?: SharedWriterLease;
 
   constructor(
     readonly backend: Backend,
@@ -77,6 +79,13 @@ export class RepositoryCore {
       this.tuning.workers,
     );
     return this.workerPool;
+  }
+
+  /** The writer lease the restore points this process writes at once share (shared-writer-lease.ts). */
+  get writerLease(): SharedWriterLease {
+    const t = this.tuning;
+    this.sharedLease ??= new SharedWriterLease(this.backend, { leaseMs: t.leaseMs ?? 600_000, pollMs: t.pollMs ?? 1000, waitMs: t.leaseMs ?? 600_000 });
+    return this.sharedLease;
   }
 
   async close(): Promise<void> {

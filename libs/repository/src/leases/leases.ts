@@ -32,12 +32,17 @@ function encode(body: LeaseBody): Uint8Array {
   return Buffer.from(JSON.stringify(body));
 }
 
-/** A lease object is live when its last heartbeat (object mtime or body) is younger than its lease. */
-async function isLive(backend: Backend, key: string, now: number): Promise<boolean> {
+/**
+ * A lease object is live when its last heartbeat (object mtime or body) is younger than its
+ * lease. Read first, stat only when it is there: most looks find no sweep, and one failed read
+ * is all they cost.
+ */
+export async function isLive(backend: Backend, key: string, now: number): Promise<boolean> {
   let body: Partial<LeaseBody>;
   let mtime: number;
   try {
-    const [bytes, info] = await Promise.all([backend.get(key), backend.stat(key)]);
+    const bytes = await backend.get(key);
+    const info = await backend.stat(key);
     mtime = info.mtime.getTime();
     try { body = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<LeaseBody>; } catch { body = {}; }
   } catch (e) {
@@ -52,7 +57,7 @@ async function isLive(backend: Backend, key: string, now: number): Promise<boole
 /** A held lease: heartbeats until released. */
 export class Lease {
   private timer?: NodeJS.Timeout;
-  private lost?: Error;
+  private failure?: Error;
   private beating: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -67,14 +72,19 @@ export class Lease {
       const beat = { ...this.body, heartbeatAt: new Date().toISOString() };
       this.beating = this.beating
         .then(() => this.backend.put(this.key, encode(beat)))
-        .catch((e: unknown) => { this.lost ??= e as Error; });
+        .catch((e: unknown) => { this.failure ??= e as Error; });
     }, Math.max(50, Math.floor(this.body.leaseMs / 4)));
     this.timer.unref();
   }
 
+  /** A heartbeat failed: the lease may be gone (assertHeld throws). */
+  get lost(): boolean {
+    return this.failure !== undefined;
+  }
+
   /** Throws when a heartbeat failed or the lease object was removed (declared stale by GC). */
   async assertHeld(): Promise<void> {
-    if (this.lost) throw new Error(`lease ${this.key} lost: ${this.lost.message}`, { cause: this.lost });
+    if (this.failure) throw new Error(`lease ${this.key} lost: ${this.failure.message}`, { cause: this.failure });
     if (!(await this.backend.exists(this.key))) throw new Error(`lease ${this.key} was removed (it was considered stale)`);
   }
 

@@ -1,10 +1,12 @@
-// Commits a restore point: takes a writer lease (GC safety), writes each disk's chunks and
-// index pages, and writes the manifest last. Any failure leaves no manifest, so no part of
-// the restore point is ever visible; the error says which object failed and why.
+// Commits a restore point: takes a share of the process's writer lease (GC safety), writes
+// each disk's chunks and index pages, and writes the manifest last. Any failure leaves no
+// manifest, so no part of the restore point is ever visible; the error says which object
+// failed and why.
 import { InvalidExtentError, RestorePointWriteError } from '../errors.ts';
 import { newRestorePointId } from '../format/ids.ts';
 import { MANIFEST_VERSION, type DiskManifest, type DiskStats, type Manifest } from '../format/manifest.ts';
-import { acquireWriterLease, readGeneration, type Lease } from '../leases/leases.ts';
+import { readGeneration } from '../leases/leases.ts';
+import type { WriterLeaseHold } from '../leases/shared-writer-lease.ts';
 import type { RepositoryCore } from '../repository-core.ts';
 import { DiskWriter, type DiskInput } from './disk-writer.ts';
 import type { KnownChunks } from './known-chunks.ts';
@@ -49,12 +51,12 @@ export async function writeRestorePoint(
   const createdAt = new Date();
   const id = newRestorePointId(createdAt);
   const t = core.tuning;
-  let lease: Lease | undefined;
+  let lease: WriterLeaseHold | undefined;
   let step = 'taking the writer lease';
   const session = new WriterSession();
   const heal = new Set(input.heal ?? []);
   try {
-    lease = await acquireWriterLease(core.backend, { leaseMs: t.leaseMs ?? 600_000, pollMs: t.pollMs ?? 1000, waitMs: t.leaseMs ?? 600_000 });
+    lease = await core.writerLease.acquire();
     const parent = input.parentId ? await core.readManifest(input.parentId) : undefined;
     step = 'reading the garbage collection generation';
     const generation = await known.refresh();
