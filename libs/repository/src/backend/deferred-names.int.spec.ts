@@ -69,6 +69,24 @@ describe('deferred puts (directory backend)', () => {
     expect([...(await b.get('chunks/bb/2'))]).toEqual([2]);
   });
 
+  it('a small batch fsyncs through the descriptors its puts kept open, and closes every one; past syncfsFrom none is kept', async () => {
+    const root = await h.tmpDir();
+    const b = new DirectoryBackend(root);
+    const fds = async () => (await readdir('/proc/self/fd')).length;
+    const before = await fds();
+    for (let i = 0; i < 3; i++) await b.put(`chunks/a${i}/x`, new Uint8Array([i]), { deferSync: true, ifNotExists: true });
+    expect(await fds()).toBe(before + 3);
+    await b.flush();
+    expect(await fds()).toBe(before);
+    for (let i = 0; i < 3; i++) expect([...(await b.get(`chunks/a${i}/x`))]).toEqual([i]);
+    // A large batch (synced with one `sync --file-system`) holds at most syncfsFrom (64) open.
+    for (let i = 0; i < 100; i++) await b.put(`k/${i}`, new Uint8Array([i]), { deferSync: true, ifNotExists: true });
+    expect(await fds()).toBe(before + 64);
+    await b.flush();
+    expect(await fds()).toBe(before);
+    expect((await readdir(join(root, 'k'))).length).toBe(100);
+  });
+
   it('starts batches by itself, so memory stays bounded, and a flush waits for all of them', async () => {
     const root = await h.tmpDir();
     const names = new DeferredNames({ root, sync: true, batchSize: 4, mapError: (e) => e as Error });

@@ -30,6 +30,11 @@ export interface DeferredName {
   /** Link (keep an existing object) instead of rename (replace it). */
   readonly keepExisting: boolean;
   readonly group: FlushGroup;
+  /**
+   * The temp file's descriptor, still open after its write: a small batch fsyncs through it
+   * instead of opening the file again (add() closes it when the batch will not need it).
+   */
+  fd?: number;
 }
 
 export interface DeferredNamesOptions {
@@ -53,6 +58,8 @@ type SyncMode = 'syncfs' | 'per-file' | undefined;
 
 export class DeferredNames {
   private waiting: DeferredName[] = [];
+  /** Entries of `waiting` that hold their descriptor open (at most `syncfsFrom`). */
+  private held = 0;
   private chain: Promise<void> = Promise.resolve();
   private outstanding = 0;
   private mode: SyncMode;
@@ -71,8 +78,16 @@ export class DeferredNames {
     return this.ungrouped;
   }
 
-  /** Queues a written temp file for naming; may wait for an earlier batch (backpressure). */
+  /**
+   * Queues a written temp file for naming; may wait for an earlier batch (backpressure). An
+   * open `fd` is kept for the batch's fsync while the batch may still be synced file by file,
+   * else closed now.
+   */
   async add(name: DeferredName): Promise<void> {
+    if (name.fd !== undefined) {
+      if (this.o.sync && this.held < this.syncfsFrom) this.held++;
+      else await closeFd(name);
+    }
     this.waiting.push(name);
     if (this.waiting.length < this.batchSize) return;
     const batch = this.startBatch();
@@ -93,6 +108,7 @@ export class DeferredNames {
   private startBatch(): Promise<void> {
     const batch = this.waiting;
     this.waiting = [];
+    this.held = 0;
     if (batch.length === 0) return this.chain;
     this.outstanding++;
     const run = async () => {
@@ -112,7 +128,7 @@ export class DeferredNames {
       if (this.o.sync) await this.syncData(batch);
     } catch (e) {
       // The data may not be on disk: no name may appear. Every put of the batch fails.
-      await forEachLimit(batch, 16, async (n) => { await unlink(n.temp).catch(() => undefined); });
+      await forEachLimit(batch, 16, async (n) => { await closeFd(n); await unlink(n.temp).catch(() => undefined); });
       for (const n of batch) n.group.failure ??= this.o.mapError(e, n);
       return;
     }
@@ -150,8 +166,18 @@ export class DeferredNames {
   }
 
   private async syncData(batch: readonly DeferredName[]): Promise<void> {
-    if (batch.length >= this.syncfsFrom && await this.syncFileSystem()) return;
-    await forEachLimit(batch, 16, (n) => fsyncPath(n.temp));
+    if (batch.length >= this.syncfsFrom && await this.syncFileSystem()) {
+      await forEachLimit(batch, 16, closeFd);
+      return;
+    }
+    await forEachLimit(batch, 16, async (n) => {
+      if (n.fd === undefined) return fsyncPath(n.temp);
+      try {
+        await fsFsync(n.fd);
+      } finally {
+        await closeFd(n);
+      }
+    });
   }
 
   private async syncNames(dirs: ReadonlySet<string>): Promise<void> {
@@ -183,6 +209,14 @@ const execFileP = promisify(execFile);
 const fsOpen = promisify(openCb);
 const fsFsync = promisify(fsyncCb);
 const fsClose = promisify(closeCb);
+
+/** Closes an entry's kept descriptor (once); a close after the data was synced loses nothing. */
+async function closeFd(n: DeferredName): Promise<void> {
+  const fd = n.fd;
+  if (fd === undefined) return;
+  n.fd = undefined;
+  await fsClose(fd).catch(() => undefined);
+}
 
 async function fsyncPath(path: string): Promise<void> {
   const fd = await fsOpen(path, 'r');

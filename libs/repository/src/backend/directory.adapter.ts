@@ -234,18 +234,22 @@ export class DirectoryBackend implements Backend {
     // benchmark (2 GiB full) the main thread used 4.2 CPU-s that way, 2.9 with async writes
     // (docs/benchmarks.md, "The product").
     const temp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+    let fd: number | undefined;
     try {
       if (options.ifNotExists) {
         const s = statSync(path, { throwIfNoEntry: false });
         if (s?.isDirectory()) throw directoryInTheWay(key, path, this.location, undefined);
         if (s) return false;
       }
-      await this.writeTemp(temp, data, dirKey, false);
+      fd = await this.writeTemp(temp, data, dirKey, false, this.fsync);
     } catch (e) {
       if (e instanceof BackendError) throw e;
       throw this.mapError(e, key, temp, 'write');
     }
-    await this.deferred.add({ temp, path, dir, key, keepExisting: options.ifNotExists ?? false, group: options.flushGroup ?? this.deferred.defaultGroup });
+    await this.deferred.add({
+      temp, path, dir, key, keepExisting: options.ifNotExists ?? false, group: options.flushGroup ?? this.deferred.defaultGroup,
+      ...(fd !== undefined ? { fd } : {}),
+    });
     return true;
   }
 
@@ -306,8 +310,9 @@ export class DirectoryBackend implements Backend {
   }
 
   // Plain descriptors rather than FileHandles: a put is on the hot path of every backup,
-  // and a FileHandle costs noticeably more per call.
-  private async writeTemp(temp: string, data: Uint8Array, dirKey: string, sync: boolean): Promise<void> {
+  // and a FileHandle costs noticeably more per call. `keepOpen`: the descriptor is returned
+  // open (a deferred put's batch may fsync through it), else closed.
+  private async writeTemp(temp: string, data: Uint8Array, dirKey: string, sync: boolean, keepOpen = false): Promise<number | undefined> {
     let fd: number;
     try {
       fd = await fsOpen(temp, 'wx');
@@ -324,7 +329,9 @@ export class DirectoryBackend implements Backend {
       await unlink(temp).catch(() => undefined);
       throw e;
     }
+    if (keepOpen) return fd;
     await fsClose(fd);
+    return undefined;
   }
 
   /** Creates the directories of `dirKey` below the root, one level at a time, so that a
