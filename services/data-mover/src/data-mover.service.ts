@@ -24,6 +24,9 @@ import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
 import { TransferBandwidth, type Throttle } from './bandwidth.ts';
 
+/** How often a transfer reports its progress (and renews its work's ack timer) at most. */
+const PROGRESS_EVERY_MS = 500;
+
 const withThrottle = (throttle: Throttle | undefined) => (throttle ? { throttle } : {});
 
 export interface DataMoverConfig {
@@ -152,6 +155,10 @@ export class DataMover {
     };
     const before = await skip(known.state, known.committedAt);
     if (before) return before;
+    // Only a delivery that started the transfer (TransferStarted, appended before any write) can
+    // have committed this job's restore point and died before recording it: the repository is
+    // asked (every restore point listed) only then, not on every redelivery of work still queued.
+    const startedBefore = redelivered && known.state.transfer?.worker !== undefined;
     let started;
     try {
       started = await handleCommand(this.log, streamId, jobDecider, { kind: 'startTransfer', worker: this.worker }, {
@@ -171,10 +178,11 @@ export class DataMover {
     const repo = this.repository(work.repository);
     this.logger.info({ jobId: work.jobId, vmId: work.vmId, worker: this.worker, disks: work.nbd.exports.map((e) => `${e.disk}:${e.mode}`) }, 'transfer started');
     const startedAt = Date.now();
+    let lastReport = 0;
     const config = work.consistency || work.vmConfig ? { ...(work.consistency ? { consistency: work.consistency } : {}), ...(work.vmConfig ? { hypervisor: work.vmConfig } : {}) } : undefined;
     const result = await runTransfer({
       jobId: work.jobId, vm: { id: work.vmId, name: work.vmName, ...(config ? { config } : {}) }, nbd: work.nbd, mode: work.mode,
-      ...(work.parent !== undefined ? { parent: work.parent } : {}), redelivered, ...(work.fileIndex === false ? { fileIndex: false } : {}),
+      ...(work.parent !== undefined ? { parent: work.parent } : {}), redelivered: startedBefore, ...(work.fileIndex === false ? { fileIndex: false } : {}),
       ...(work.heal?.length ? { heal: work.heal } : {}),
     }, {
       repository: repo,
@@ -182,8 +190,14 @@ export class DataMover {
       unchangedFrom: this.config.incrementalReads === 'whole-chunks' ? 'source' : 'parent',
       ...withThrottle(this.bandwidth.forJob(work.bandwidthBytesPerSec)),
       onProgress: (p) => {
+        // The first report, then at most one per PROGRESS_EVERY_MS, and each disk's last: a
+        // report per extent was two NATS messages per changed chunk (an incremental's extents
+        // are mostly single chunks), and the consumer keeps the work alive on its own timer.
+        const now = Date.now();
+        if (now - lastReport < PROGRESS_EVERY_MS && p.bytesDone !== p.bytesPlanned) return;
+        lastReport = now;
         heartbeat();
-        this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date().toISOString() });
+        this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date(now).toISOString() });
       },
     });
     await handleCommand(this.log, streamId, jobDecider, {

@@ -43,7 +43,7 @@ export interface TransferOptions {
   /** The writer role: write the restore point, read the parent's unchanged data. */
   readonly repository: RestorePointWriter;
   readonly onProgress?: (p: TransferProgress) => void;
-  /** Connections per disk export (default 2). */
+  /** Connections per disk export (default 2; one for an export of up to 64 MiB). */
   readonly connections?: number;
   /** Bytes per NBD read (a multiple of the chunk size; default 4 MiB or one chunk). */
   readonly readBytes?: number;
@@ -91,6 +91,15 @@ export interface TransferTimings {
   afterLastExtent: number;
   total: number;
 }
+
+/**
+ * Exports up to this size are read over one connection: a second one (its socket and
+ * handshake, on both sides) costs more than it saves when the whole disk is a few reads.
+ */
+const ONE_CONNECTION_UP_TO = 64 * 1024 * 1024;
+
+/** Planned reads of a disk kept from the first pass over its block status (about 100 bytes each). */
+const KEEP_PLANNED = 4096;
 
 function address(endpoint: Endpoint): { path: string } | { host: string; port: number } {
   return 'socket' in endpoint ? { path: endpoint.socket } : { host: endpoint.host, port: endpoint.port };
@@ -189,17 +198,24 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       const tConnect = performance.now();
       const reader = options.connect
         ? await options.connect(input.nbd, exp.exportName, contexts)
-        : await connectNbdEndpoint(input.nbd, exp.exportName, contexts, options.connections ?? 2);
+        : await connectNbdEndpoint(input.nbd, exp.exportName, contexts, exp.sizeBytes <= ONE_CONNECTION_UP_TO ? 1 : options.connections ?? 2);
       readers.push(reader);
       timings.connect += since(tConnect);
       if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);
       const extentsOf = () => (incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader));
-      // A first pass over the (cheap) block status gives the total, for progress and ETA.
+      // A first pass over the (cheap) block status gives the total, for progress and ETA. Its
+      // windows are kept while they are few (a small or lightly changed disk: one pass, not
+      // two); past KEEP_PLANNED the block status is asked again, so memory stays bounded.
       const tPlan = performance.now();
       let planned = 0;
-      for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) planned += w.length;
+      let kept: PlannedRead[] | undefined = [];
+      for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) {
+        planned += w.length;
+        if (kept && kept.push(w) > KEEP_PLANNED) kept = undefined;
+      }
       timings.plan += since(tPlan);
-      const plan = planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
+      const windows = kept;
+      const plan = windows ? (async function* () { yield* windows; })() : planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
       // Only the changed blocks, handed over as they are: the repository refers to the parent for the rest.
       const changedOnly = incremental && (options.unchangedFrom ?? 'parent') === 'parent';
       const counters = { read: 0 };
