@@ -117,6 +117,25 @@ export class RepositoryCore {
     return this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position));
   }
 
+  /**
+   * `readChunkTo` for a run of chunks (a restore's batch): from a local directory repository in
+   * one trip to one worker, else chunk by chunk at once. Per chunk, in order: the bytes written,
+   * or the `ObjectReadError` saying what is wrong with it; any other failure rejects the whole run.
+   */
+  async readChunksTo(chunks: ReadonlyArray<{ readonly id: string; readonly position: number }>, fd: number): Promise<Array<number | ObjectReadError>> {
+    const settle = (p: Promise<number>) => p.catch((e: unknown) => { if (e instanceof ObjectReadError) return e; throw e; });
+    const paths = chunks.map((c) => this.backend.localPath?.(chunkKey(c.id)));
+    if (paths.some((p) => p === undefined)) return Promise.all(chunks.map((c) => settle(this.readChunkTo(c.id, fd, c.position))));
+    const results = await this.pool.openFilesTo(chunks.map((c, i) => ({ id: c.id, path: paths[i]!, position: c.position })), fd);
+    return Promise.all(results.map((r, i) => {
+      const { id, position } = chunks[i]!;
+      if ('bytes' in r) return r.bytes;
+      if ('failure' in r) return new ObjectReadError('chunk', id, chunkKey(id), r.failure, r.message);
+      // A file the worker could not read goes the ordinary way, which maps the failure (missing, no access) as every read does.
+      return settle(this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position)));
+    }));
+  }
+
   /** Fetches chunk `id` and hands it to `open` (a worker); a missing or damaged chunk becomes `ObjectReadError`. */
   private async withSealedChunk<T>(id: string, open: (sealed: Uint8Array) => Promise<T>): Promise<T> {
     const key = chunkKey(id);

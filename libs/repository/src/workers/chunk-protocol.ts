@@ -20,7 +20,16 @@ export type WorkerRequest =
   | { readonly seq: number; readonly op: 'openTo'; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly fd: number; readonly position: number }
   // The same, reading the sealed chunk from the file `path` itself (a local directory
   // repository): the chunk's bytes never pass through the main thread at all.
-  | { readonly seq: number; readonly op: 'openFileTo'; readonly id: string; readonly path: string; readonly fd: number; readonly position: number };
+  | { readonly seq: number; readonly op: 'openFileTo'; readonly id: string; readonly path: string; readonly fd: number; readonly position: number }
+  // A run of such chunks in one trip (a restore hands them over in batches): one message each
+  // way per batch, not per chunk. Item i is chunk `ids[i]` in file `paths[i]`, written at `positions[i]`.
+  | { readonly seq: number; readonly op: 'openFilesTo'; readonly ids: readonly string[]; readonly paths: readonly string[]; readonly positions: readonly number[]; readonly fd: number };
+
+/** What became of one chunk of an `openFilesTo` batch: written (its bytes), unreadable (why), or damaged. */
+export type OpenedFile =
+  | { readonly bytes: number }
+  | { readonly unreadable: string }
+  | { readonly failure: OpenFailure; readonly message: string };
 
 // Inputs come back (`buf`) once the worker is done with them, so the main thread reuses them.
 export type WorkerReply =
@@ -32,4 +41,5 @@ export type WorkerReply =
   // `bytes` null: the file could not be read (`unreadable` says why); the caller reads the
   // object through its backend instead, which reports the failure as it does for any read.
   | { readonly seq: number; readonly op: 'openFileTo'; readonly bytes: number | null; readonly unreadable?: string }
+  | { readonly seq: number; readonly op: 'openFilesTo'; readonly results: readonly OpenedFile[] }
   | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EnvelopeError, type EnvelopeKind } from '../format/envelope.ts';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+import type { OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 interface Pending {
   resolve(reply: WorkerReply): void;
@@ -189,6 +189,19 @@ export class ChunkWorkerPool {
     const r = await this.run((seq) => ({ seq, op: 'openFileTo', id, path, fd, position }), []);
     if (r.op !== 'openFileTo') throw new Error(`unexpected worker reply ${r.op}`);
     return r.bytes;
+  }
+
+  /**
+   * `openFileTo` for a run of chunks in one trip to one worker (`chunks[i]`: chunk `id` in the
+   * local file `path`, written at `position` of `fd`): what became of each, in order.
+   */
+  async openFilesTo(chunks: ReadonlyArray<{ readonly id: string; readonly path: string; readonly position: number }>, fd: number): Promise<readonly OpenedFile[]> {
+    const ids = chunks.map((c) => c.id);
+    const paths = chunks.map((c) => c.path);
+    const positions = chunks.map((c) => c.position);
+    const r = await this.run((seq) => ({ seq, op: 'openFilesTo', ids, paths, positions, fd }), []);
+    if (r.op !== 'openFilesTo') throw new Error(`unexpected worker reply ${r.op}`);
+    return r.results;
   }
 
   async close(): Promise<void> {

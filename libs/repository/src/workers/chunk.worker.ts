@@ -5,7 +5,7 @@ import { createSecretKey } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { contentId, EnvelopeError, open, release, seal } from '../format/envelope.ts';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+import type { OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 const init = workerData as WorkerInit;
 // KeyObjects made once: creating a cipher or HMAC from raw bytes prepares the key every time.
@@ -59,6 +59,23 @@ function writeAt(fd: number, plain: Uint8Array, position: number): void {
   for (let done = 0; done < plain.byteLength;) done += writeSync(fd, plain, done, plain.byteLength - done, position + done);
 }
 
+/** Reads, opens (id checked) and writes one chunk of a local file; damage is its result, any other failure throws. */
+function openFileTo(id: string, path: string, fd: number, position: number): OpenedFile {
+  const sealed = readSealedOrWhy(path);
+  if (typeof sealed === 'string') return { unreadable: sealed };
+  let plain: Uint8Array;
+  try {
+    plain = open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+  } catch (e) {
+    if (e instanceof EnvelopeError) return { failure: e.failure, message: e.message };
+    throw e;
+  }
+  writeAt(fd, plain, position);
+  const bytes = plain.byteLength; // before release(): a detached view has no length
+  release(plain);
+  return { bytes };
+}
+
 const port = parentPort;
 if (!port) throw new Error('chunk.worker.ts must run as a worker thread');
 
@@ -66,6 +83,12 @@ port.on('message', (msg: WorkerRequest) => {
   let reply: WorkerReply;
   let transfer: ArrayBuffer[] = [];
   try {
+    if (msg.op === 'openFilesTo') {
+      const results: OpenedFile[] = [];
+      for (let i = 0; i < msg.ids.length; i++) results.push(openFileTo(msg.ids[i]!, msg.paths[i]!, msg.fd, msg.positions[i]!));
+      port.postMessage({ seq: msg.seq, op: 'openFilesTo', results } satisfies WorkerReply);
+      return;
+    }
     if (msg.op === 'openFileTo') {
       const sealed = readSealedOrWhy(msg.path);
       let done: WorkerReply;
