@@ -59,8 +59,8 @@ async function prepare(stateDir: string, spec: ImageSpec, imagesDir: string): Pr
 }
 
 /** CPU seconds (user, system) of each thread of `pid`, by thread name (/proc/<pid>/task/<tid>/stat). */
-async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: number }>> {
-  const out = new Map<string, { user: number; sys: number }>();
+async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: number; faults: number }>> {
+  const out = new Map<string, { user: number; sys: number; faults: number }>();
   const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
   for (const tid of tids) {
     const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
@@ -69,7 +69,7 @@ async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: 
     const name = stat.slice(stat.indexOf('(') + 1, close);
     const f = stat.slice(close + 2).split(' ');
     const key = `${name}#${tid}`;
-    out.set(key, { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 });
+    out.set(key, { user: Number(f[11]) / 100, sys: Number(f[12]) / 100, faults: Number(f[7]) + Number(f[9]) });
   }
   return out;
 }
@@ -78,6 +78,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     size: { type: 'string', default: '2G' }, restores: { type: 'string', default: '5' }, seed: { type: 'string', default: 'cairn-bench-1' },
     state: { type: 'string', default: '/tmp/cairn-restore-only' }, threads: { type: 'boolean', default: false }, images: { type: 'string' }, label: { type: 'string', default: '' },
+    // --check first: the SHA-256 of the first restore only (A/B runs on a loaded machine, where hashing 2 GiB takes a minute).
+    check: { type: 'string', default: 'all' },
   } });
   const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed };
   // A fresh CLI bundle first (the stack and the CLI run from it; a stale one rebuilds inside the timed command).
@@ -99,16 +101,17 @@ async function main(): Promise<void> {
       if (t0) {
         // --threads: where the stack's CPU went, per thread of `cairn up` (user / system seconds).
         const t1 = await threadCpu(cairn.pid);
-        const byName = new Map<string, { user: number; sys: number; n: number }>();
+        const byName = new Map<string, { user: number; sys: number; faults: number; n: number }>();
         for (const [key, v] of t1) {
-          const b = t0.get(key) ?? { user: 0, sys: 0 };
+          const b = t0.get(key) ?? { user: 0, sys: 0, faults: 0 };
           const name = key.split('#')[0]!;
-          const acc = byName.get(name) ?? { user: 0, sys: 0, n: 0 };
-          byName.set(name, { user: acc.user + v.user - b.user, sys: acc.sys + v.sys - b.sys, n: acc.n + 1 });
+          const acc = byName.get(name) ?? { user: 0, sys: 0, faults: 0, n: 0 };
+          byName.set(name, { user: acc.user + v.user - b.user, sys: acc.sys + v.sys - b.sys, faults: acc.faults + v.faults - b.faults, n: acc.n + 1 });
         }
-        log(`threads of cairn up: ${[...byName].filter(([, v]) => v.user + v.sys > 0.005).sort((a, b) => (b[1].user + b[1].sys) - (a[1].user + a[1].sys)).map(([n, v]) => `${n}×${v.n} ${v.user.toFixed(2)}u+${v.sys.toFixed(2)}s`).join(', ')}`);
+        // Page faults with each: a thread faulting in fresh memory per chunk pays it in system time.
+        log(`threads of cairn up: ${[...byName].filter(([, v]) => v.user + v.sys > 0.005).sort((a, b) => (b[1].user + b[1].sys) - (a[1].user + a[1].sys)).map(([n, v]) => `${n}×${v.n} ${v.user.toFixed(2)}u+${v.sys.toFixed(2)}s ${v.faults} faults`).join(', ')}`);
       }
-      const sha = await sha256File(target);
+      const sha = k === 1 || values.check !== 'first' ? await sha256File(target) : state.sha256;
       if (sha !== state.sha256) throw new Error(`restored a different image (sha256 ${sha}, expected ${state.sha256})`);
       const split = await restoreSplit(cairn.dataDir, restoreId, r);
       const row = { ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}) };
