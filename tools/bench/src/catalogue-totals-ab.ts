@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { newEvent, type RecordedEvent } from '@cairn/contracts';
+// eslint-disable-next-line @nx/enforce-module-boundaries -- a bench of the catalogue's own stores, as catalogue-scale.ts
 import { PostgresCatalogueStore, SqliteCatalogueStore, type CatalogueStore } from '@cairn/catalogue';
 import pg from 'pg';
 
