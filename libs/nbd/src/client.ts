@@ -71,6 +71,8 @@ export class NbdClient implements ReplyHandler {
   private readonly maxRequest: number;
   private readonly maxInFlightBytes: number;
   private readonly timeoutMs: number;
+  /** Request headers not yet written (sent together at the end of the tick). */
+  private headers: Buffer[] = [];
   private readonly parser: ReplyParser;
   private readonly closed: Promise<void>;
 
@@ -224,6 +226,7 @@ export class NbdClient implements ReplyHandler {
     if (!this.failure) {
       this.failure = new NbdConnectionClosedError('client closed');
       this.parser.stop();
+      this.flushHeaders();
       this.stream.end(this.header(CMD_DISC, 0, 0, 0));
     }
     const timer = setTimeout(() => this.rawSocket.destroy(), 2000);
@@ -314,14 +317,25 @@ export class NbdClient implements ReplyHandler {
       this.inflight.set(handleLo, req);
       const h = this.header(command, handleLo, offset, length);
       if (data) {
+        this.flushHeaders();
         this.stream.cork();
         this.stream.write(h);
         this.stream.write(data);
         this.stream.uncork();
       } else {
-        this.stream.write(h);
+        // Requests made in the same tick (the pieces of a pool read) leave in one write: one
+        // system call and one wake-up of the server instead of one per request.
+        this.headers.push(h);
+        if (this.headers.length === 1) process.nextTick(() => this.flushHeaders());
       }
     });
+  }
+
+  private flushHeaders(): void {
+    if (this.headers.length === 0) return;
+    const batch = this.headers.length === 1 ? this.headers[0]! : Buffer.concat(this.headers);
+    this.headers = [];
+    if (!this.stream.destroyed) this.stream.write(batch);
   }
 
   private header(command: number, handleLo: number, offset: number, length: number): Buffer {

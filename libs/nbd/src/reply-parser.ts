@@ -47,6 +47,8 @@ export interface ReplyParserOptions {
 const STAGING = 256 * 1024;
 /** Below this many outstanding payload bytes, reading into staging is cheaper than a direct read. */
 const DIRECT_MIN = 16 * 1024;
+/** A structured reply chunk's header and an OFFSET_DATA chunk's offset (a simple reply's header is shorter). */
+const HEADER_PEEK = 28;
 
 const S_HDR = 0;
 const S_DATA = 1;
@@ -61,6 +63,8 @@ export class ReplyParser implements ByteSink {
   private hdrNeed = 4;
   private state = S_HDR;
   private lastTargetDirect = false;
+  /** The last READ data was large enough to land directly: the next probably is too. */
+  private expectBigData = false;
 
   // The message being parsed.
   private req: PendingRequest | null = null;
@@ -83,6 +87,12 @@ export class ReplyParser implements ByteSink {
       return this.dataDest.subarray(this.dataPos, this.dataPos + this.dataRemaining);
     }
     this.lastTargetDirect = false;
+    if (this.expectBigData) {
+      // Large reads are coming: take only the next reply's header (and an OFFSET_DATA chunk's
+      // offset), so its data lands in the destination instead of here and then copied.
+      if (this.state === S_HDR) return this.staging.subarray(0, HEADER_PEEK);
+      if (this.state === S_PAYLOAD && this.chunkType === REPLY_TYPE_OFFSET_DATA) return this.staging.subarray(0, this.payload.length - this.payloadLen);
+    }
     return this.staging;
   }
 
@@ -332,6 +342,7 @@ export class ReplyParser implements ByteSink {
   }
 
   private startData(dest: Uint8Array, at: number, length: number): void {
+    this.expectBigData = length >= DIRECT_MIN;
     this.dataDest = dest;
     this.dataPos = at;
     this.dataRemaining = length;
