@@ -2,7 +2,7 @@
 // stream `restore-<id>` and the live progress subject, as `backup --wait` follows a backup.
 import { randomUUID } from 'node:crypto';
 import { eventSubject, progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
-import { fold } from '@cairn/eventlog';
+import { EVENT_TYPE_HEADER, fold } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, restoreJobView, type RestoreState } from '@cairn/jobs';
 import { CliError, EXIT } from '../cli-error.ts';
 import { accepted } from '../cli-replies.ts';
@@ -12,6 +12,10 @@ import { progressLine } from './operate.command.ts';
 const FAILURE_EXIT: Record<string, number> = {
   not_found: EXIT.notFound, conflict: EXIT.conflict, forbidden: EXIT.denied, invalid: EXIT.usage, failed: EXIT.jobFailed,
 };
+
+/** How often the restore's stream is read when no event pushed a wake-up: with and without the event subscription. */
+const POLL_PUSHED_MS = 2000;
+const POLL_MS = 300;
 
 async function restoreState(s: Session, restoreId: string): Promise<RestoreState> {
   const log = await s.eventLog();
@@ -31,15 +35,25 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   const started = Date.now();
   let lastAt = Date.now(); let lastDone = 0; let rate = 0; let printed = -1;
   const sub = s.nc.subscribe(progressSubject(s.site, restoreId));
-  // Each event appended to the job's stream wakes the loop below at once (push); the poll stays
-  // as the safety net (a missed message, an identity that may not subscribe to events).
+  // Each event appended to the job's stream that may change how it ends wakes the loop below at
+  // once (push), which then reads the stream; progress events do not (the progress line has its
+  // own subject), so a restore costs a few stream reads, not one per event and poll (each read is
+  // a JetStream consumer: CPU in this process and in NATS while the data mover needs both cores).
+  // The poll stays as the safety net: every POLL_PUSHED_MS while the subscription lives (a missed
+  // message), every POLL_MS once it ended (an identity that may not subscribe to events).
   const events = s.nc.subscribe(eventSubject(s.site, `restore-${restoreId}`));
   let woken = false;
+  let pushed = true;
   let wake: (() => void) | undefined;
   void (async () => {
     try {
-      for await (const _ of events) { woken = true; wake?.(); }
+      for await (const m of events) {
+        if (m.headers?.get(EVENT_TYPE_HEADER) === 'RestoreProgressed') continue;
+        woken = true; wake?.();
+      }
     } catch { /* not allowed to subscribe: the poll alone follows the job */ }
+    pushed = false;
+    wake?.();
   })();
   const tty = process.stderr.isTTY && !s.json;
   void (async () => {
@@ -81,7 +95,7 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
       }
       if (!woken) {
         await new Promise<void>((r) => {
-          const t = setTimeout(r, 300);
+          const t = setTimeout(r, pushed ? POLL_PUSHED_MS : POLL_MS);
           wake = () => { clearTimeout(t); r(); };
         });
       }
