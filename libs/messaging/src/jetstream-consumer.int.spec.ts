@@ -198,6 +198,25 @@ describe('JetStream consumer', () => {
     expect(deliveries).toEqual([1]);
   });
 
+  it('pulls work one message at a time: items waiting behind busy slots are not redelivered past ack wait', async () => {
+    // Six items, two slots, handlers four times longer than the ack wait: a batch pulled ahead
+    // would leave items unattended in the client past their ack wait (delivered twice).
+    const deliveries: Array<{ id: string; count: number }> = [];
+    await serve({
+      stream: WORK, durable: 'slow-movers', filterSubject: workQueue('slow'), ackWaitMs: 300, concurrency: 2, dedup: false,
+      validate: schemaMessages(Type.Object({ id: Type.String() })),
+    }, async (p, ctx) => {
+      deliveries.push({ id: (p as { id: string }).id, count: ctx.deliveryCount });
+      await new Promise((r) => setTimeout(r, 1200));
+    });
+    const client = new JetStreamClient(site.nc, { maxMessageBytes: MAX_BYTES });
+    const ids = ['s1', 's2', 's3', 's4', 's5', 's6'];
+    for (const id of ids) await client.publishWork(workQueue('slow'), { id }, { msgID: id });
+    await waitFor(async () => deliveries.length >= ids.length && (await backlog(site, WORK, 'slow-movers')).ackPending === 0, { what: 'six items handled', timeoutMs: 30_000 });
+    expect(deliveries.map((d) => d.id).sort()).toEqual(ids);
+    expect(deliveries.every((d) => d.count === 1)).toBe(true);
+  });
+
   it('recreates its durable consumer when it is deleted, and goes on', async () => {
     const { jobId, ...where } = uniqueEvents('phoenix');
     const seen: string[] = [];

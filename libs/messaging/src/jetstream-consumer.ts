@@ -50,6 +50,17 @@ export interface ConsumerSettings extends RetryPolicy {
 
 const DURABLE = /^[A-Za-z0-9_-]{1,200}$/;
 
+/**
+ * Pull one message at a time. The client buffers what a pull brings until the loop below takes
+ * it, and only the message the loop holds while it waits for a free slot is kept alive
+ * (`working()`). A batch of `concurrency` would leave the rest of the batch waiting unattended
+ * behind long handlers (transfers of minutes against an ack wait of seconds): they passed their
+ * ack wait and went to a second instance while the first still ran them (the 1,000-VM scale run
+ * at load 40-65 saw 99 redeliveries and 100 duplicate transfers). One message ahead is still
+ * pipelined: it is pulled while the handlers run and kept alive while it waits.
+ */
+const PULL = { max_messages: 1, abort_on_missing_resource: true } as const;
+
 export function consumerSettings(o: JetStreamHandlerOptions, defaults: Partial<Omit<ConsumerSettings, 'stream' | 'durable'>> = {}): ConsumerSettings {
   if (!DURABLE.test(o.durable)) throw new Error(`durable ${JSON.stringify(o.durable)} must match ${DURABLE}`);
   const s: ConsumerSettings = {
@@ -109,7 +120,7 @@ export class JetStreamConsumer {
   async start(): Promise<void> {
     ensureContextManager();
     const consumer = await this.ensureConsumer();
-    this.messages = await consumer.consume({ max_messages: this.settings.concurrency, abort_on_missing_resource: true });
+    this.messages = await consumer.consume(PULL);
     this.loop = this.supervise(this.messages);
   }
 
@@ -144,7 +155,7 @@ export class JetStreamConsumer {
       if (this.stopping) break;
       try {
         const consumer = await this.ensureConsumer();
-        messages = await consumer.consume({ max_messages: this.settings.concurrency, abort_on_missing_resource: true });
+        messages = await consumer.consume(PULL);
         this.messages = messages;
         if (this.stopping) { await messages.close().catch(() => undefined); break; }
         this.deps.logger.log(`${this.settings.durable}: consumer ${pauseMs === 500 && first === undefined ? 'started' : 'resumed'}`);
