@@ -10,6 +10,7 @@ import { decodeIndexPage, encodeIndexPage, ENTRY_BYTES, IndexPage, IndexPageForm
 import { encodeManifest, parseManifest, ZERO_ID, type DiskManifest, type Manifest } from './format/manifest.ts';
 import type { MasterKeys } from './keys/master-keys.ts';
 import { ChunkWorkerPool } from './workers/chunk-worker-pool.ts';
+import type { ChunkRange } from './workers/chunk-protocol.ts';
 import { SharedWriterLease } from './leases/shared-writer-lease.ts';
 
 export { ENTRY_BYTES };
@@ -98,8 +99,11 @@ export class RepositoryCore {
     return this.withSealedChunk(id, (sealed) => this.pool.open('C', id, sealed, true));
   }
 
-  /** Reads chunk `id` and writes its checked plaintext at `position` of the open file `fd` (full restore); the bytes written. */
-  async readChunkTo(id: string, fd: number, position: number): Promise<number> {
+  /**
+   * Reads chunk `id` and writes its checked plaintext (or `range` of it: a piece of an
+   * incremental's slot) at `position` of the open file `fd` (full restore); the bytes written.
+   */
+  async readChunkTo(id: string, fd: number, position: number, range?: ChunkRange): Promise<number> {
     // A local directory repository: the worker reads the chunk's file itself (no main-thread
     // read, no buffer handed over). A file it cannot read goes the ordinary way, which maps
     // the failure (missing, no access) as every read does.
@@ -107,14 +111,14 @@ export class RepositoryCore {
     if (path !== undefined) {
       let bytes: number | null;
       try {
-        bytes = await this.pool.openFileTo(id, path, fd, position);
+        bytes = await this.pool.openFileTo(id, path, fd, position, range);
       } catch (e) {
         if (e instanceof EnvelopeError) throw new ObjectReadError('chunk', id, chunkKey(id), e.failure, e.message);
         throw e;
       }
       if (bytes !== null) return bytes;
     }
-    return this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position));
+    return this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position, range));
   }
 
   /**
@@ -122,17 +126,17 @@ export class RepositoryCore {
    * one trip to one worker, else chunk by chunk at once. Per chunk, in order: the bytes written,
    * or the `ObjectReadError` saying what is wrong with it; any other failure rejects the whole run.
    */
-  async readChunksTo(chunks: ReadonlyArray<{ readonly id: string; readonly position: number }>, fd: number): Promise<Array<number | ObjectReadError>> {
+  async readChunksTo(chunks: ReadonlyArray<{ readonly id: string; readonly position: number; readonly range?: ChunkRange }>, fd: number): Promise<Array<number | ObjectReadError>> {
     const settle = (p: Promise<number>) => p.catch((e: unknown) => { if (e instanceof ObjectReadError) return e; throw e; });
     const paths = chunks.map((c) => this.backend.localPath?.(chunkKey(c.id)));
-    if (paths.some((p) => p === undefined)) return Promise.all(chunks.map((c) => settle(this.readChunkTo(c.id, fd, c.position))));
-    const results = await this.pool.openFilesTo(chunks.map((c, i) => ({ id: c.id, path: paths[i]!, position: c.position })), fd);
+    if (paths.some((p) => p === undefined)) return Promise.all(chunks.map((c) => settle(this.readChunkTo(c.id, fd, c.position, c.range))));
+    const results = await this.pool.openFilesTo(chunks.map((c, i) => ({ ...c, path: paths[i]! })), fd);
     return Promise.all(results.map((r, i) => {
-      const { id, position } = chunks[i]!;
+      const { id, position, range } = chunks[i]!;
       if ('bytes' in r) return r.bytes;
       if ('failure' in r) return new ObjectReadError('chunk', id, chunkKey(id), r.failure, r.message);
       // A file the worker could not read goes the ordinary way, which maps the failure (missing, no access) as every read does.
-      return settle(this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position)));
+      return settle(this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position, range)));
     }));
   }
 

@@ -6,8 +6,9 @@ import { chmod, open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { RepositoryError } from '../errors.ts';
 import { randomId } from '../format/ids.ts';
-import type { FileHandle } from 'node:fs/promises';
-import type { IndexPage, Slot } from '../format/index-page.ts';
+import type { IndexPage } from '../format/index-page.ts';
+import { ZERO_ID } from '../format/manifest.ts';
+import type { ChunkRange } from '../workers/chunk-protocol.ts';
 import { ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
 import { Semaphore } from '../concurrency/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
@@ -76,12 +77,13 @@ export async function restoreDisk(
   let tSynced: number;
   try {
     await fh.truncate(disk.sizeBytes); // sparse: zero chunks stay holes
-    // One bounded stream of chunk fetches across page boundaries (no barrier per page). Whole
-    // chunks go to the workers in batches of BATCH_CHUNKS (one round trip per batch, not per
-    // chunk); a slot made of pieces (an incremental's) is put together here on its own.
+    // One bounded stream of chunk fetches across page boundaries (no barrier per page). Chunks
+    // go to the workers in batches of BATCH_CHUNKS (one round trip per batch, not per chunk);
+    // a slot made of pieces (an incremental's) becomes one item per piece, each writing its
+    // range of its chunk at its place (the file is sparse: zero pieces stay holes), so pieced
+    // slots are opened and written off the main thread like whole chunks.
     const concurrency = core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY;
     const batchSlots = new Semaphore(Math.max(1, Math.ceil(concurrency / BATCH_CHUNKS)));
-    const pieceSlots = new Semaphore(concurrency);
     const running = new Set<Promise<void>>();
     let fatal: unknown;
     // Write-back while restoring: left alone, the kernel keeps gigabytes dirty (a large page
@@ -120,7 +122,7 @@ export async function restoreDisk(
       running.add(task);
       void task.finally(() => running.delete(task));
     };
-    let batch: Array<{ id: string; position: number }> = [];
+    let batch: Array<{ id: string; position: number; range?: ChunkRange }> = [];
     const flush = () => {
       const chunks = batch;
       batch = [];
@@ -144,8 +146,19 @@ export async function restoreDisk(
           batch.push({ id: slot.chunk, position: offset });
           if (batch.length === BATCH_CHUNKS) await flush();
         } else {
-          const index = p * E + i;
-          await start(pieceSlots, async () => [await writePieces(disk, fh, index, slot, offset)]);
+          const items: Array<{ id: string; position: number; range: ChunkRange }> = [];
+          let at = offset;
+          for (const piece of slot.pieces) {
+            if (piece.id === ZERO_ID) progressed(piece.length);
+            else items.push({ id: piece.id, position: at, range: { from: piece.offset, length: piece.length } });
+            at += piece.length;
+          }
+          // Pieces of the same chunk next to each other: the worker opens it once for them.
+          items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.position - b.position));
+          for (const item of items) {
+            batch.push(item);
+            if (batch.length === BATCH_CHUNKS) await flush();
+          }
         }
       }
     }
@@ -184,11 +197,3 @@ export async function restoreDisk(
   return { path: targetPath, format, sizeBytes: disk.sizeBytes, chunksRead, chunksZero, timings };
 }
 
-/** Puts a slot made of pieces together and writes it at `offset`; the bytes written. */
-async function writePieces(disk: IndexedDisk, fh: FileHandle, index: number, slot: Slot, offset: number): Promise<number> {
-  const buf = new Uint8Array(disk.slotBytes(index));
-  await disk.readSlotInto(index, slot, 0, buf.length, buf, 0);
-  let done = 0;
-  while (done < buf.length) done += (await fh.write(buf, done, buf.length - done, offset + done)).bytesWritten;
-  return buf.length;
-}

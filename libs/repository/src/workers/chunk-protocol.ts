@@ -17,13 +17,20 @@ export type WorkerRequest =
   | { readonly seq: number; readonly op: 'open'; readonly kind: EnvelopeKind; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly checkId: boolean }
   // Opens a chunk and writes its plaintext at `position` of the file `fd` (a restore target):
   // the plaintext never travels back to the main thread.
-  | { readonly seq: number; readonly op: 'openTo'; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly fd: number; readonly position: number }
+  // `from`/`length` (both or neither): only that range of the plaintext is written (a piece of a
+  // slot of an incremental's index; the chunk is still opened and checked whole).
+  | { readonly seq: number; readonly op: 'openTo'; readonly id: string; readonly buf: ArrayBuffer; readonly len: number; readonly fd: number; readonly position: number; readonly from?: number; readonly length?: number }
   // The same, reading the sealed chunk from the file `path` itself (a local directory
   // repository): the chunk's bytes never pass through the main thread at all.
-  | { readonly seq: number; readonly op: 'openFileTo'; readonly id: string; readonly path: string; readonly fd: number; readonly position: number }
+  | { readonly seq: number; readonly op: 'openFileTo'; readonly id: string; readonly path: string; readonly fd: number; readonly position: number; readonly from?: number; readonly length?: number }
   // A run of such chunks in one trip (a restore hands them over in batches): one message each
-  // way per batch, not per chunk. Item i is chunk `ids[i]` in file `paths[i]`, written at `positions[i]`.
-  | { readonly seq: number; readonly op: 'openFilesTo'; readonly ids: readonly string[]; readonly paths: readonly string[]; readonly positions: readonly number[]; readonly fd: number };
+  // way per batch, not per chunk. Item i is chunk `ids[i]` in file `paths[i]`, written at `positions[i]`
+  // (`ranges[i]`, when given and not null: only [from, from + length) of its plaintext). Items of
+  // the same chunk next to each other open it once.
+  | { readonly seq: number; readonly op: 'openFilesTo'; readonly ids: readonly string[]; readonly paths: readonly string[]; readonly positions: readonly number[]; readonly ranges?: ReadonlyArray<ChunkRange | null>; readonly fd: number };
+
+/** A range of a chunk's plaintext. */
+export interface ChunkRange { readonly from: number; readonly length: number }
 
 /** What became of one chunk of an `openFilesTo` batch: written (its bytes), unreadable (why), or damaged. */
 export type OpenedFile =

@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EnvelopeError, type EnvelopeKind } from '../format/envelope.ts';
-import type { OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+import type { ChunkRange, OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 interface Pending {
   resolve(reply: WorkerReply): void;
@@ -173,9 +173,9 @@ export class ChunkWorkerPool {
   }
 
   /** Opens a sealed chunk (consumed, id checked) and writes its plaintext at `position` of `fd`; resolves to the bytes written. */
-  async openTo(id: string, sealed: Uint8Array, fd: number, position: number): Promise<number> {
+  async openTo(id: string, sealed: Uint8Array, fd: number, position: number, range?: ChunkRange): Promise<number> {
     const { buf, len } = this.transferOf(sealed);
-    const r = await this.run((seq) => ({ seq, op: 'openTo', id, buf, len, fd, position }), [buf]);
+    const r = await this.run((seq) => ({ seq, op: 'openTo', id, buf, len, fd, position, ...range }), [buf]);
     if (r.op !== 'openTo') throw new Error(`unexpected worker reply ${r.op}`);
     return r.bytes;
   }
@@ -185,8 +185,8 @@ export class ChunkWorkerPool {
    * plaintext at `position` of `fd`. Null when the file could not be read (missing, no access):
    * the caller then reads the object through its backend, which says what is wrong with it.
    */
-  async openFileTo(id: string, path: string, fd: number, position: number): Promise<number | null> {
-    const r = await this.run((seq) => ({ seq, op: 'openFileTo', id, path, fd, position }), []);
+  async openFileTo(id: string, path: string, fd: number, position: number, range?: ChunkRange): Promise<number | null> {
+    const r = await this.run((seq) => ({ seq, op: 'openFileTo', id, path, fd, position, ...range }), []);
     if (r.op !== 'openFileTo') throw new Error(`unexpected worker reply ${r.op}`);
     return r.bytes;
   }
@@ -195,11 +195,12 @@ export class ChunkWorkerPool {
    * `openFileTo` for a run of chunks in one trip to one worker (`chunks[i]`: chunk `id` in the
    * local file `path`, written at `position` of `fd`): what became of each, in order.
    */
-  async openFilesTo(chunks: ReadonlyArray<{ readonly id: string; readonly path: string; readonly position: number }>, fd: number): Promise<readonly OpenedFile[]> {
+  async openFilesTo(chunks: ReadonlyArray<{ readonly id: string; readonly path: string; readonly position: number; readonly range?: ChunkRange }>, fd: number): Promise<readonly OpenedFile[]> {
     const ids = chunks.map((c) => c.id);
     const paths = chunks.map((c) => c.path);
     const positions = chunks.map((c) => c.position);
-    const r = await this.run((seq) => ({ seq, op: 'openFilesTo', ids, paths, positions, fd }), []);
+    const ranges = chunks.some((c) => c.range) ? chunks.map((c) => c.range ?? null) : undefined;
+    const r = await this.run((seq) => ({ seq, op: 'openFilesTo', ids, paths, positions, ...(ranges ? { ranges } : {}), fd }), []);
     if (r.op !== 'openFilesTo') throw new Error(`unexpected worker reply ${r.op}`);
     return r.results;
   }

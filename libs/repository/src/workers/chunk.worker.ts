@@ -5,7 +5,7 @@ import { createSecretKey } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { contentId, EnvelopeError, open, release, seal } from '../format/envelope.ts';
-import type { OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+import type { ChunkRange, OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 const init = workerData as WorkerInit;
 // KeyObjects made once: creating a cipher or HMAC from raw bytes prepares the key every time.
@@ -59,21 +59,34 @@ function writeAt(fd: number, plain: Uint8Array, position: number): void {
   for (let done = 0; done < plain.byteLength;) done += writeSync(fd, plain, done, plain.byteLength - done, position + done);
 }
 
-/** Reads, opens (id checked) and writes one chunk of a local file; damage is its result, any other failure throws. */
-function openFileTo(id: string, path: string, fd: number, position: number): OpenedFile {
+/** The part of `plain` a range names (all of it without one); null when the range does not fit. */
+function ranged(plain: Uint8Array, range: ChunkRange | null | undefined): Uint8Array | null {
+  if (!range) return plain;
+  if (range.from < 0 || range.length < 0 || range.from + range.length > plain.byteLength) return null;
+  return plain.subarray(range.from, range.from + range.length);
+}
+
+const outOfRange = (id: string, range: ChunkRange, size: number): OpenedFile =>
+  ({ failure: 'malformed', message: `chunk ${id}: the index asks for bytes ${range.from}+${range.length} of ${size}` });
+
+/** Reads and opens (id checked) one chunk of a local file: its plaintext, or what went wrong (damage); any other failure throws. */
+function openFile(id: string, path: string): Uint8Array | OpenedFile {
   const sealed = readSealedOrWhy(path);
   if (typeof sealed === 'string') return { unreadable: sealed };
-  let plain: Uint8Array;
   try {
-    plain = open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+    return open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
   } catch (e) {
     if (e instanceof EnvelopeError) return { failure: e.failure, message: e.message };
     throw e;
   }
-  writeAt(fd, plain, position);
-  const bytes = plain.byteLength; // before release(): a detached view has no length
-  release(plain);
-  return { bytes };
+}
+
+/** Writes the range of an opened chunk at `position`: the bytes written, or why not. */
+function writeRange(id: string, plain: Uint8Array, fd: number, position: number, range: ChunkRange | null | undefined): OpenedFile {
+  const part = ranged(plain, range);
+  if (part === null) return outOfRange(id, range!, plain.byteLength);
+  writeAt(fd, part, position);
+  return { bytes: part.byteLength };
 }
 
 const port = parentPort;
@@ -85,7 +98,19 @@ port.on('message', (msg: WorkerRequest) => {
   try {
     if (msg.op === 'openFilesTo') {
       const results: OpenedFile[] = [];
-      for (let i = 0; i < msg.ids.length; i++) results.push(openFileTo(msg.ids[i]!, msg.paths[i]!, msg.fd, msg.positions[i]!));
+      // The last chunk opened stays open while the next items name it (pieces of one slot).
+      let last: { id: string; opened: Uint8Array | OpenedFile } | undefined;
+      const drop = () => { if (last && last.opened instanceof Uint8Array) release(last.opened); last = undefined; };
+      try {
+        for (let i = 0; i < msg.ids.length; i++) {
+          const id = msg.ids[i]!;
+          if (last?.id !== id) { drop(); last = { id, opened: openFile(id, msg.paths[i]!) }; }
+          const { opened } = last;
+          results.push(opened instanceof Uint8Array ? writeRange(id, opened, msg.fd, msg.positions[i]!, msg.ranges?.[i]) : opened);
+        }
+      } finally {
+        drop();
+      }
       port.postMessage({ seq: msg.seq, op: 'openFilesTo', results } satisfies WorkerReply);
       return;
     }
@@ -96,8 +121,11 @@ port.on('message', (msg: WorkerRequest) => {
         done = { seq: msg.seq, op: 'openFileTo', bytes: null, unreadable: sealed };
       } else {
         const plain = open('C', msg.id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
-        writeAt(msg.fd, plain, msg.position);
-        const bytes = plain.byteLength; // before release(): a detached view has no length
+        const range = msg.from === undefined ? null : { from: msg.from, length: msg.length! };
+        const part = ranged(plain, range);
+        if (part === null) { const size = plain.byteLength; release(plain); throw new EnvelopeError('malformed', `chunk ${msg.id}: the index asks for bytes ${range!.from}+${range!.length} of ${size}`); }
+        writeAt(msg.fd, part, msg.position);
+        const bytes = part.byteLength; // before release(): a detached view has no length
         release(plain);
         done = { seq: msg.seq, op: 'openFileTo', bytes };
       }
@@ -121,8 +149,11 @@ port.on('message', (msg: WorkerRequest) => {
       transfer = [out, msg.buf];
     } else if (msg.op === 'openTo') {
       const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
-      writeAt(msg.fd, plain, msg.position);
-      const bytes = plain.byteLength; // before release(): a detached view has no length
+      const range = msg.from === undefined ? null : { from: msg.from, length: msg.length! };
+      const part = ranged(plain, range);
+      if (part === null) { const size = plain.byteLength; release(plain); throw new EnvelopeError('malformed', `chunk ${msg.id}: the index asks for bytes ${range!.from}+${range!.length} of ${size}`); }
+      writeAt(msg.fd, part, msg.position);
+      const bytes = part.byteLength; // before release(): a detached view has no length
       release(plain);
       reply = { seq: msg.seq, op: 'openTo', bytes };
     } else {
