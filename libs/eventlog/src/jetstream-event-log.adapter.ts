@@ -24,7 +24,7 @@ import {
 } from '@cairn/contracts';
 import {
   DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, StorageType, RetentionPolicy, DiscardPolicy,
-  type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck,
+  type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck, type StoredMsg,
 } from '@nats-io/jetstream';
 import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { checkRetry, skipStored } from './append-retry.ts';
@@ -40,6 +40,15 @@ import type {
 export const REVISION_HEADER = 'Cairn-Revision';
 export const EVENT_TYPE_HEADER = 'Cairn-Event-Type';
 export const SCHEMA_VERSION_HEADER = 'Cairn-Schema-Version';
+
+/** The header JetStream checks an append's per-subject expectation by; it stays with the message. */
+const EXPECTED_LAST_SUBJECT_SEQUENCE = 'Nats-Expected-Last-Subject-Sequence';
+/** Streams up to this many events are read back from their last message (chainBack). */
+const CHAIN_LIMIT = 64;
+
+/** What a read decodes: a consumer's message or one got by sequence. */
+interface ReadMsg { readonly data: Uint8Array; readonly seq: number; readonly subject: string; readonly headers: MsgHdrs | undefined }
+const storedAsRead = (m: StoredMsg): ReadMsg => ({ data: m.data, seq: m.seq, subject: m.subject, headers: m.header });
 
 /** JetStream API error code for "wrong last sequence" (per-subject expectation failed). */
 const WRONG_LAST_SEQUENCE = 10071;
@@ -307,6 +316,11 @@ export class JetStreamEventLog implements EventLog {
 
   /** Sequence and revision of a subject's last message (undefined: empty stream). */
   private async subjectHead(subject: string): Promise<SubjectHead | undefined> {
+    return (await this.subjectLast(subject))?.head;
+  }
+
+  /** A subject's last message and its head (undefined: empty stream). */
+  private async subjectLast(subject: string): Promise<{ head: SubjectHead; last: StoredMsg } | undefined> {
     const last = await this.call(() => this.jsm.streams.getMessage(this.streamName, { last_by_subj: subject }));
     if (!last) return undefined;
     const header = last.header.get(REVISION_HEADER);
@@ -319,19 +333,47 @@ export class JetStreamEventLog implements EventLog {
       head = { seq: last.seq, revision: BigInt(count - 1) };
     }
     this.heads.note(subject, head);
-    return head;
+    return { head, last };
+  }
+
+  /**
+   * A stream's messages found from its last one backwards, each through the sequence it expected
+   * of its subject when appended (`Nats-Expected-Last-Subject-Sequence`, kept with the message),
+   * oldest first; undefined when the chain breaks (a message appended without the expectation)
+   * or is longer than `limit`. A filtered consumer from the log's first sequence instead makes
+   * nats-server 2.9 look through every message block for the subject: on a 1,000,000-event log
+   * 3.5 CPU s of the server's for one short stream (issue 19: the gateway's start-up).
+   */
+  private async chainBack(last: StoredMsg, limit: number): Promise<StoredMsg[] | undefined> {
+    const chain = [last];
+    for (let m = last; ;) {
+      const expected = m.header.get(EXPECTED_LAST_SUBJECT_SEQUENCE);
+      if (!/^\d+$/.test(expected)) return undefined;
+      const previous = Number(expected);
+      if (previous === 0) return chain.reverse();
+      if (chain.length >= limit || previous >= m.seq) return undefined;
+      const prev = await this.call(() => this.jsm.streams.getMessage(this.streamName, { seq: previous }));
+      if (!prev || prev.subject !== last.subject) return undefined;
+      chain.push(prev);
+      m = prev;
+    }
   }
 
   // ---- reads --------------------------------------------------------------------------
 
   async *readStream(streamId: string, options: ReadStreamOptions = {}): AsyncIterable<Recorded> {
     const subject = eventSubject(this.site, streamId);
-    const head = await this.subjectHead(subject);
-    if (!head) return;
+    const found = await this.subjectLast(subject);
+    if (!found) return;
+    const { head, last } = found;
     const from = options.fromRevision ?? 0n;
+    // A short stream is read message by message back from its last one (the log's size does not
+    // matter); a long one, or one whose chain breaks, through a consumer from the log's start.
+    const chain = head.revision < BigInt(CHAIN_LIMIT) ? await this.chainBack(last, CHAIN_LIMIT) : undefined;
+    const messages: AsyncIterable<ReadMsg> = chain ? (async function* () { yield* chain.map(storedAsRead); })() : this.range(subject, 1, head.seq);
     let count = 0;
     let revision = -1n;
-    for await (const m of this.range(subject, 1, head.seq)) {
+    for await (const m of messages) {
       revision = revisionOf(m.headers, revision);
       if (revision < from) continue;
       if (options.maxCount !== undefined && count >= options.maxCount) return;
@@ -385,7 +427,7 @@ export class JetStreamEventLog implements EventLog {
     }
   }
 
-  private async decode(m: JsMsg, revision: bigint | undefined, onInvalid: OnInvalidRecord | undefined): Promise<Recorded | undefined> {
+  private async decode(m: ReadMsg, revision: bigint | undefined, onInvalid: OnInvalidRecord | undefined): Promise<Recorded | undefined> {
     const d = decodeRecord(m.data, BigInt(m.seq), m.subject);
     if (!d.ok) {
       await reportInvalid(d.record, onInvalid);

@@ -110,4 +110,51 @@ describe('JetStream event log specifics', () => {
     for await (const r of b.readStream('job-x')) seen.push(r.revision);
     expect(seen).toEqual([0n]);
   });
+
+  it('reads a short stream back from its last message, without a consumer over the rest of the log (issue 19)', async () => {
+    server ??= await h.nats({ domain: 'site-a' });
+    const site = 'site-chain';
+    const log = await JetStreamEventLog.open({ nc: await client(server.url), site });
+    const watcher = await client(server.url);
+    let consumers = 0;
+    let gets = 0;
+    watcher.subscribe('$JS.>', { callback: (_e, m) => {
+      if (/\.CONSUMER\.CREATE\./.test(m.subject)) consumers++;
+      if (/\.(MSG|DIRECT)\.GET\./.test(m.subject)) gets++;
+    } });
+    await watcher.flush();
+    const settle = async () => { await watcher.flush(); await new Promise((r) => setTimeout(r, 50)); };
+    const job = (i: number) => newEvent('JobStarted', { jobId: `u${i}`, attempt: 1 }, { site, actor, streamId: `job-u${i}` });
+    const mine = (n: number) => newEvent('JobStarted', { jobId: 'mine', attempt: n }, { site, actor, streamId: 'job-mine' });
+    // Three events of one stream among 600 of others (each its own stream, as restore points are).
+    for (let i = 0; i < 600; i++) {
+      await log.append(`job-u${i}`, [job(i)], { expectedRevision: 'no_stream' });
+      if (i === 100) await log.append('job-mine', [mine(1)], { expectedRevision: 'no_stream' });
+      if (i === 300) await log.append('job-mine', [mine(2), mine(3)], { expectedRevision: 0n });
+    }
+    await settle();
+    const [c0, g0] = [consumers, gets];
+    const read: number[] = [];
+    for await (const r of log.readStream('job-mine')) read.push((r.event.data as { attempt: number }).attempt);
+    expect(read).toEqual([1, 2, 3]);
+    await settle();
+    // Its last message, then the two before it by sequence: no consumer, nothing else read.
+    expect(consumers - c0).toBe(0);
+    expect(gets - g0).toBe(3);
+    const revisions: bigint[] = [];
+    for await (const r of log.readStream('job-mine', { fromRevision: 1n })) revisions.push(r.revision);
+    expect(revisions).toEqual([1n, 2n]);
+
+    // A message written around this adapter (no per-subject expectation) breaks the chain: read
+    // through a consumer as before, every event in order.
+    await jetstream(watcher).publish(eventSubject(site, 'job-mine'), JSON.stringify(mine(4)));
+    await log.append('job-mine', [mine(5)], { expectedRevision: 'any' });
+    await settle();
+    const c1 = consumers;
+    const all: number[] = [];
+    for await (const r of log.readStream('job-mine')) all.push((r.event.data as { attempt: number }).attempt);
+    expect(all).toEqual([1, 2, 3, 4, 5]);
+    await settle();
+    expect(consumers - c1).toBe(1);
+  });
 });
