@@ -345,15 +345,23 @@ export class JetStreamEventLog implements EventLog {
    * 3.5 CPU s of the server's for one short stream (issue 19: the gateway's start-up).
    */
   private async chainBack(last: StoredMsg, limit: number): Promise<StoredMsg[] | undefined> {
+    // Each link must also step the stream's revision down by one, to 0 at the first message: a
+    // stream whose sequences are not the ones its messages were appended with (a sourced copy)
+    // could otherwise lead the walk to another message of the same subject.
+    const revision = (m: StoredMsg): number | undefined => {
+      const v = m.header.get(REVISION_HEADER);
+      return /^\d+$/.test(v) ? Number(v) : undefined;
+    };
     const chain = [last];
     for (let m = last; ;) {
       const expected = m.header.get(EXPECTED_LAST_SUBJECT_SEQUENCE);
-      if (!/^\d+$/.test(expected)) return undefined;
+      const r = revision(m);
+      if (!/^\d+$/.test(expected) || r === undefined) return undefined;
       const previous = Number(expected);
-      if (previous === 0) return chain.reverse();
+      if (previous === 0) return r === 0 ? chain.reverse() : undefined;
       if (chain.length >= limit || previous >= m.seq) return undefined;
       const prev = await this.call(() => this.jsm.streams.getMessage(this.streamName, { seq: previous }));
-      if (!prev || prev.subject !== last.subject) return undefined;
+      if (!prev || prev.subject !== last.subject || revision(prev) !== r - 1) return undefined;
       chain.push(prev);
       m = prev;
     }
