@@ -101,6 +101,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
   #state: State = { chains: {}, views: {} };
   readonly #frozen = new Map<string, NodeJS.Timeout>();
   #watcher: DomainEventWatcher | undefined;
+  /** Whether this host's QEMU can run KVM domains (`virsh capabilities`), asked once. */
+  #kvm: Promise<boolean> | undefined;
   /**
    * Marks this adapter's checkpoints (in their description) and jobs (by the socket in runDir),
    * so the reaper never touches what another Cairn on the same libvirt made.
@@ -220,6 +222,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
     return { uuid: summary.uuid, macs: summary.nics.map((n) => n.mac ?? ''), started: state === 'running' };
   }
 
+  #hasKvm(): Promise<boolean> {
+    this.#kvm ??= this.virsh.run(['capabilities'], 30_000).then((caps) => /<domain\s+type=['"]kvm['"]/.test(caps), () => true);
+    return this.#kvm;
+  }
+
   /**
    * Defines a restored domain from its XML (`virsh define`) and starts it when asked. Again
    * for the same restore (a domain of that name with the plan's UUID) it defines nothing and
@@ -236,6 +243,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     if (!existing) {
       await mkdir(this.config.runDir, { recursive: true });
       const file = join(this.config.runDir, `cairn-define-${o.uuid}.xml`);
+      // A domain made for KVM (a VMware VM's translation, a domain backed up on a KVM host)
+      // restored onto a host without KVM runs under QEMU's emulation instead of being refused.
+      if (/^\s*(<\?xml[^>]*>\s*)?<domain\s[^>]*type=['"]kvm['"]/.test(xml) && !await this.#hasKvm()) {
+        xml = xml.replace(/(<domain\s[^>]*type=)['"]kvm['"]/, "$1'qemu'");
+        this.#log.warn({ domain: o.name }, 'this host has no KVM: the restored domain is defined with type qemu (emulation)');
+      }
       await writeFile(file, xml, { mode: 0o600 });
       try { await this.virsh.run(['define', file]); } finally { await rm(file, { force: true }); }
       this.#log.info({ domain: o.name, uuid: o.uuid }, 'restored domain defined');
