@@ -81,6 +81,21 @@ function openFile(id: string, path: string): Uint8Array | OpenedFile {
   }
 }
 
+/** The range a single-chunk request names (none: the whole plaintext). */
+const rangeOf = (m: { readonly from?: number; readonly length?: number }): ChunkRange | null =>
+  (m.from === undefined ? null : { from: m.from, length: m.length! });
+
+/** `writeRange` for one chunk of its own: releases the plaintext; a range that does not fit throws as damage. */
+function writeOpened(id: string, plain: Uint8Array, fd: number, position: number, range: ChunkRange | null): number {
+  try {
+    const r = writeRange(id, plain, fd, position, range);
+    if ('failure' in r) throw new EnvelopeError(r.failure, r.message);
+    return (r as { bytes: number }).bytes;
+  } finally {
+    release(plain);
+  }
+}
+
 /** Writes the range of an opened chunk at `position`: the bytes written, or why not. */
 function writeRange(id: string, plain: Uint8Array, fd: number, position: number, range: ChunkRange | null | undefined): OpenedFile {
   const part = ranged(plain, range);
@@ -121,13 +136,7 @@ port.on('message', (msg: WorkerRequest) => {
         done = { seq: msg.seq, op: 'openFileTo', bytes: null, unreadable: sealed };
       } else {
         const plain = open('C', msg.id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
-        const range = msg.from === undefined ? null : { from: msg.from, length: msg.length! };
-        const part = ranged(plain, range);
-        if (part === null) { const size = plain.byteLength; release(plain); throw new EnvelopeError('malformed', `chunk ${msg.id}: the index asks for bytes ${range!.from}+${range!.length} of ${size}`); }
-        writeAt(msg.fd, part, msg.position);
-        const bytes = part.byteLength; // before release(): a detached view has no length
-        release(plain);
-        done = { seq: msg.seq, op: 'openFileTo', bytes };
+        done = { seq: msg.seq, op: 'openFileTo', bytes: writeOpened(msg.id, plain, msg.fd, msg.position, rangeOf(msg)) };
       }
       port.postMessage(done);
       return;
@@ -149,13 +158,7 @@ port.on('message', (msg: WorkerRequest) => {
       transfer = [out, msg.buf];
     } else if (msg.op === 'openTo') {
       const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
-      const range = msg.from === undefined ? null : { from: msg.from, length: msg.length! };
-      const part = ranged(plain, range);
-      if (part === null) { const size = plain.byteLength; release(plain); throw new EnvelopeError('malformed', `chunk ${msg.id}: the index asks for bytes ${range!.from}+${range!.length} of ${size}`); }
-      writeAt(msg.fd, part, msg.position);
-      const bytes = part.byteLength; // before release(): a detached view has no length
-      release(plain);
-      reply = { seq: msg.seq, op: 'openTo', bytes };
+      reply = { seq: msg.seq, op: 'openTo', bytes: writeOpened(msg.id, plain, msg.fd, msg.position, rangeOf(msg)) };
     } else {
       const plain = open(msg.kind, msg.id, data, dataKey, {
         maxPlainBytes: init.maxPlainBytes,
