@@ -60,8 +60,14 @@ export async function* planReads(
   if (run) yield* emit(run);
 }
 
-/** Reads planned ranges with up to `depth` reads in flight, yielding data in order. */
-export async function* readAhead<R extends Range, T>(
+/**
+ * Reads planned ranges with up to `depth` reads in flight, yielding data in order. The first
+ * reads start at the call, not at the first pull: a consumer that sets itself up first (the
+ * repository writer takes its lease and reads the parent's manifest) finds them under way.
+ * Read k starts only after the consumer pulled the result of read k - depth - 1 (a producer
+ * may recycle depth + 2 buffers). Reads started but never pulled still run to their end.
+ */
+export function readAhead<R extends Range, T>(
   ranges: AsyncIterable<R>,
   read: (r: R) => Promise<T>,
   depth: number,
@@ -78,15 +84,20 @@ export async function* readAhead<R extends Range, T>(
       queue.push({ range: n.value, data });
     }
   };
-  try {
-    await fill();
-    while (queue.length) {
-      const head = queue.shift()!;
-      const data = await head.data;
-      await fill();
-      yield { range: head.range, data };
+  // Started now; the generator waits for it before it fills again, so fills never overlap.
+  const first = fill();
+  first.catch(() => undefined);
+  return (async function* () {
+    try {
+      await first;
+      while (queue.length) {
+        const head = queue.shift()!;
+        const data = await head.data;
+        await fill();
+        yield { range: head.range, data };
+      }
+    } finally {
+      await it.return?.(undefined);
     }
-  } finally {
-    await it.return?.(undefined);
-  }
+  })();
 }

@@ -46,4 +46,15 @@ describe('readAhead', () => {
     const failing = (async function* () { yield { offset: 0, length: 1 }; yield { offset: 1, length: 1 }; })();
     await expect(all(readAhead(failing, async (r) => { if (r.offset === 1) throw new Error('boom'); return 1; }, 2))).rejects.toThrow('boom');
   });
+
+  it('starts the first reads at the call, before the first pull, and never more than depth', async () => {
+    const started: number[] = [];
+    const ranges = (async function* () { for (let i = 0; i < 6; i++) yield { offset: i, length: 1 }; })();
+    const reads = readAhead(ranges, async (r) => { started.push(r.offset); return r.offset; }, 2);
+    await new Promise((res) => setTimeout(res, 5));
+    expect(started).toEqual([0, 1]);
+    const out = await all(reads);
+    expect(out.map((x) => x.data)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(started).toEqual([0, 1, 2, 3, 4, 5]);
+  });
 });

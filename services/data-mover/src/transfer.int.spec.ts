@@ -107,4 +107,17 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     }
     await repo.close();
   });
+
+  it('an export that cannot be opened fails the transfer with its own error and commits nothing', async () => {
+    const dir = await h.tmpDir();
+    const repo = await initRepository(new DirectoryBackend(join(dir, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
+    // The repository writer starts at once (lease, parent): the export's failure must still be what the caller sees.
+    await expect(runTransfer({
+      jobId: 'job-x', vm: { id: 'vm1', name: 'demo' }, mode: 'auto',
+      nbd: { socket: join(dir, 'nobody-listens.sock'), exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
+    }, { repository: repo })).rejects.toThrow(/ENOENT|connect/);
+    expect(await repo.listRestorePoints()).toEqual([]);
+    await repo.close();
+  });
 });
+

@@ -183,10 +183,14 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
   const modes: TransferResult['disks'] = [];
   // Bytes read from the hypervisor per disk (what a backup costs the VM's storage).
   const sourceReads = new Map<string, { read: number }>();
+  const opened: Array<Promise<unknown>> = [];
   try {
     const disks: DiskInput[] = [];
     let lastExtentAt = 0;
-    for (const exp of input.nbd.exports) {
+    // Every export is opened and planned at once, and the first disk's reads start, while the
+    // repository writer sets itself up (its lease, the parent's manifest, the GC generation):
+    // an incremental's few hundred reads no longer wait behind those round trips.
+    for (const [diskIndex, exp] of input.nbd.exports.entries()) {
       const parentHasDisk = parent?.disks.some((d) => d.name === exp.disk && d.sizeBytes === exp.sizeBytes) ?? false;
       const incremental = input.mode !== 'full' && exp.mode === 'incremental' && !!exp.dirtyBitmapContext && parentHasDisk;
       const reason = incremental ? exp.reason
@@ -195,59 +199,69 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
         : !parent ? 'no earlier restore point of this VM in the repository'
         : 'the earlier restore point lacks this disk at this size';
       const contexts = incremental ? ['base:allocation', exp.dirtyBitmapContext!] : ['base:allocation'];
-      const tConnect = performance.now();
-      const reader = options.connect
-        ? await options.connect(input.nbd, exp.exportName, contexts)
-        : await connectNbdEndpoint(input.nbd, exp.exportName, contexts, exp.sizeBytes <= ONE_CONNECTION_UP_TO ? 1 : options.connections ?? 2);
-      readers.push(reader);
-      timings.connect += since(tConnect);
-      if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);
-      const extentsOf = () => (incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader));
-      // A first pass over the (cheap) block status gives the total, for progress and ETA. Its
-      // windows are kept while they are few (a small or lightly changed disk: one pass, not
-      // two); past KEEP_PLANNED the block status is asked again, so memory stays bounded.
-      const tPlan = performance.now();
-      let planned = 0;
-      let kept: PlannedRead[] | undefined = [];
-      for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) {
-        planned += w.length;
-        if (kept && kept.push(w) > KEEP_PLANNED) kept = undefined;
-      }
-      timings.plan += since(tPlan);
-      const windows = kept;
-      const plan = windows ? (async function* () { yield* windows; })() : planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
       // Only the changed blocks, handed over as they are: the repository refers to the parent for the rest.
       const changedOnly = incremental && (options.unchangedFrom ?? 'parent') === 'parent';
       const counters = { read: 0 };
       const depth = options.readAhead ?? (incremental ? 16 : 4);
-      // Whole-window reads land in a ring of reused buffers, not fresh memory per read (page
-      // faults and garbage collection on the thread that also serves the NBD sockets). The
-      // writer is done with an extent once it asks for the next one, and readAhead starts read
-      // k only after extent k - depth - 1 was consumed, so depth + 2 buffers never overlap.
-      const ring: Uint8Array[] = [];
-      let reads = 0;
-      const readWindow = async (w: PlannedRead): Promise<Extent[]> => {
-        if (!changedOnly) {
-          const slot = reads++ % (depth + 2); // taken in the order readAhead starts the reads
-          await options.throttle?.take(w.length);
-          counters.read += w.length;
-          if (!ring[slot] || ring[slot].length < w.length) ring[slot] = Buffer.allocUnsafeSlow(w.length);
-          const tRead = performance.now();
-          const data = await reader.read(w.offset, w.length, ring[slot]);
-          timings.nbdRead += since(tRead);
-          return [{ offset: w.offset, data }];
+      let planned = 0;
+      const open = (async () => {
+        const tConnect = performance.now();
+        const reader = options.connect
+          ? await options.connect(input.nbd, exp.exportName, contexts)
+          : await connectNbdEndpoint(input.nbd, exp.exportName, contexts, exp.sizeBytes <= ONE_CONNECTION_UP_TO ? 1 : options.connections ?? 2);
+        readers.push(reader);
+        timings.connect += since(tConnect);
+        if (reader.size !== exp.sizeBytes) throw new Error(`export ${exp.exportName} is ${reader.size} bytes, the snapshot said ${exp.sizeBytes}`);
+        const extentsOf = () => (incremental ? changedExtents(reader, exp.dirtyBitmapContext!) : allocatedExtents(reader));
+        // A first pass over the (cheap) block status gives the total, for progress and ETA. Its
+        // windows are kept while they are few (a small or lightly changed disk: one pass, not
+        // two); past KEEP_PLANNED the block status is asked again, so memory stays bounded.
+        const tPlan = performance.now();
+        let kept: PlannedRead[] | undefined = [];
+        for await (const w of planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes)) {
+          planned += w.length;
+          if (kept && kept.push(w) > KEEP_PLANNED) kept = undefined;
         }
-        // Only the changed bytes come from the hypervisor, each marked range as an extent of its own.
-        await options.throttle?.take(w.marked.reduce((n, m) => n + m.length, 0));
-        const tStart = performance.now();
-        const parts = await Promise.all(w.marked.map(async (m) => ({ offset: m.offset, data: await reader.read(m.offset, m.length) })));
-        timings.nbdRead += since(tStart);
-        counters.read += w.marked.reduce((n, m) => n + m.length, 0);
-        return parts;
-      };
+        timings.plan += since(tPlan);
+        const windows = kept;
+        const plan = windows ? (async function* () { yield* windows; })() : planReads(extentsOf(), chunkSize, exp.sizeBytes, readBytes);
+        // Whole-window reads land in a ring of reused buffers, not fresh memory per read (page
+        // faults and garbage collection on the thread that also serves the NBD sockets). The
+        // writer is done with an extent once it asks for the next one, and readAhead starts read
+        // k only after extent k - depth - 1 was consumed, so depth + 2 buffers never overlap.
+        const ring: Uint8Array[] = [];
+        let reads = 0;
+        const readWindow = async (w: PlannedRead): Promise<Extent[]> => {
+          if (!changedOnly) {
+            const slot = reads++ % (depth + 2); // taken in the order readAhead starts the reads
+            await options.throttle?.take(w.length);
+            counters.read += w.length;
+            if (!ring[slot] || ring[slot].length < w.length) ring[slot] = Buffer.allocUnsafeSlow(w.length);
+            const tRead = performance.now();
+            const data = await reader.read(w.offset, w.length, ring[slot]);
+            timings.nbdRead += since(tRead);
+            return [{ offset: w.offset, data }];
+          }
+          // Only the changed bytes come from the hypervisor, each marked range as an extent of its own.
+          await options.throttle?.take(w.marked.reduce((n, m) => n + m.length, 0));
+          const tStart = performance.now();
+          const parts = await Promise.all(w.marked.map(async (m) => ({ offset: m.offset, data: await reader.read(m.offset, m.length) })));
+          timings.nbdRead += since(tStart);
+          counters.read += w.marked.reduce((n, m) => n + m.length, 0);
+          return parts;
+        };
+        return () => readAhead(plan, readWindow, depth);
+      })();
+      opened.push(open);
+      open.catch(() => undefined); // surfaced by the writer's pull, or after the write (below)
+      // The first disk's reads start as soon as its plan is known; a later disk's when the writer reaches it.
+      const started = diskIndex === 0 ? open.then((start) => start()) : undefined;
+      started?.catch(() => undefined);
       let done = 0;
       const extents = async function* (): AsyncGenerator<Extent> {
-        const windows = readAhead(plan, readWindow, depth)[Symbol.asyncIterator]();
+        const tOpen = performance.now();
+        const windows = (started ? await started : (await open)())[Symbol.asyncIterator]();
+        timings.waitForData += since(tOpen);
         for (;;) {
           // Time the writer waits here is time the reader is behind.
           const tWait = performance.now();
@@ -278,6 +292,10 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       disks,
       labels: { jobId: input.jobId, ...(input.fileIndex === false ? { fileIndex: 'off' } : {}) },
       ...(input.heal?.length ? { heal: input.heal } : {}),
+    }).catch(async (e: unknown) => {
+      // An export that could not be opened (refused, TLS, wrong size) is the cause, not the write it stopped.
+      const failed = (await Promise.allSettled(opened)).find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      throw failed ? failed.reason : e;
     });
     timings.writeRestorePoint = since(tWrite);
     timings.afterLastExtent = lastExtentAt ? performance.now() - lastExtentAt : 0;
@@ -293,6 +311,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
       timings,
     };
   } finally {
+    await Promise.allSettled(opened);
     await Promise.allSettled(readers.map((r) => r.close()));
   }
 }

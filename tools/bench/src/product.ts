@@ -162,13 +162,14 @@ async function treeBytes(dir: string): Promise<number> {
   return total;
 }
 
-export async function startCairn(dataDir: string, chunkSize?: string): Promise<Cairn> {
+/** `cli`: the CLI entry to run (another worktree's for an A/B on one data directory; default this one's). */
+export async function startCairn(dataDir: string, chunkSize?: string, cli = CAIRN): Promise<Cairn> {
   if (chunkSize) await initRepository(dataDir, chunkSize);
   // info: the data mover's 'restore point committed' line carries the transfer's timings.
   const env = { ...process.env, CAIRN_LOG_LEVEL: 'info' };
   // CAIRN_BENCH_PROFILE=<dir>: V8 CPU profiles of the stack's process and its threads, written there when it stops.
   const profile = process.env['CAIRN_BENCH_PROFILE'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(process.env['CAIRN_BENCH_PROFILE'])] : [];
-  const child = spawn(process.execPath, [...profile, CAIRN, '--data', dataDir, 'up'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...profile, cli, '--data', dataDir, 'up'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { out = (out + d).slice(-64 * 1024); });
@@ -191,7 +192,7 @@ export async function startCairn(dataDir: string, chunkSize?: string): Promise<C
       return new Promise((ok, fail) => {
         const t0 = performance.now();
         const startedAt = Date.now();
-        const c = spawn(process.execPath, [CAIRN, '--data', dataDir, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const c = spawn(process.execPath, [cli, '--data', dataDir, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });

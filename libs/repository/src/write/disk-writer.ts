@@ -50,10 +50,16 @@ interface PageBuilder {
   remaining: number;
 }
 
-/** A slot of a partial disk whose changed bytes are being collected. */
+/**
+ * A slot of a partial disk whose changed bytes are being collected: copied once, one after the
+ * other, into `buf` (a buffer of the worker pool, which goes on to the chunk workers as it is).
+ */
 interface OpenSlot {
   readonly index: number;
-  readonly parts: Array<{ at: number; data: Uint8Array }>;
+  /** Each changed range: its offset in the slot, its length, where its bytes start in `buf`. */
+  readonly parts: Array<{ at: number; length: number; pos: number }>;
+  readonly buf: Uint8Array;
+  filled: number;
 }
 
 /** Placeholder id of a slot's new chunk until it is hashed. */
@@ -192,10 +198,13 @@ export class DiskWriter {
       if (this.open && this.open.index !== index) await this.finishOpen();
       if (!this.open) {
         await this.fillUncovered(next, index);
-        this.open = { index, parts: [] };
+        this.open = { index, parts: [], buf: this.core.pool.borrow(this.cs), filled: 0 };
         next = index + 1;
       }
-      this.open.parts.push({ at: o - slotStart, data: Uint8Array.from(ext.data.subarray(o - ext.offset, e - ext.offset)) });
+      const open = this.open;
+      open.buf.set(ext.data.subarray(o - ext.offset, e - ext.offset), open.filled);
+      open.parts.push({ at: o - slotStart, length: e - o, pos: open.filled });
+      open.filled += e - o;
       o = e;
     }
     return next;
@@ -203,57 +212,55 @@ export class DiskWriter {
 
   /** Stores the open slot: whole when all of it changed, else as pieces within the bounds, else whole from the parent. */
   private async finishOpen(): Promise<void> {
-    const { index, parts } = this.open as OpenSlot;
+    const { index, parts, buf, filled: changed } = this.open as OpenSlot;
     this.open = undefined;
     const slotLen = Math.min(this.cs, this.disk.sizeBytes - index * this.cs);
-    const changed = parts.reduce((n, p) => n + p.data.byteLength, 0);
-    const concat = (): Uint8Array => {
-      const out = new Uint8Array(changed);
-      let at = 0;
-      for (const p of parts) { out.set(p.data, at); at += p.data.byteLength; }
-      return out;
-    };
-    if (changed === slotLen) return this.storeOrZero(index, concat());
+    // The changed bytes in the order they came: the slot itself when all of it changed.
+    const data = buf.subarray(0, changed);
+    if (changed === slotLen) return this.storeOrZero(index, data, true);
     const base = asPieces(await this.parentSlot(index), slotLen);
     const pieces: Piece[] = [];
     let at = 0;
-    let newAt = 0;
     for (const p of parts) {
       if (p.at > at) pieces.push(...slicePieces(base, at, p.at));
-      pieces.push({ id: NEW, offset: newAt, length: p.data.byteLength });
-      newAt += p.data.byteLength;
-      at = p.at + p.data.byteLength;
+      pieces.push({ id: NEW, offset: p.pos, length: p.length });
+      at = p.at + p.length;
     }
     if (at < slotLen) pieces.push(...slicePieces(base, at, slotLen));
     const merged = mergePieces(pieces);
     if (piecesWithinBounds(merged)) {
-      const data = concat();
       const finish = (id: string | null) => {
         const slot = slotOf(merged.map((p) => (p.id !== NEW ? p : id ? { ...p, id } : { id: ZERO_ID, offset: 0, length: p.length })), slotLen);
         this.stats.slotsPieced = (this.stats.slotsPieced ?? 0) + (slot !== null && 'pieces' in slot ? 1 : 0);
         this.assignSlot(index, slot);
       };
-      if (isZero(data)) return finish(null);
+      if (isZero(data)) {
+        this.core.pool.recycle(buf);
+        return finish(null);
+      }
       await this.slots.acquire();
-      const buf = this.core.pool.borrow(data.byteLength, this.cs);
-      buf.set(data);
-      this.track(this.storeChunk(index, buf).then(finish).finally(() => this.slots.release()));
+      this.track(this.storeChunk(index, data).then(finish).finally(() => this.slots.release()));
       return;
     }
     // Too many pieces or chunks for one slot: the parent's bytes with the changes over them, whole.
     this.parentReader ??= new IndexedDisk(this.core, 'parent', this.parent as DiskManifest);
     const whole = await this.parentReader.read(index * this.cs, slotLen);
-    for (const p of parts) whole.set(p.data, p.at);
+    for (const p of parts) whole.set(buf.subarray(p.pos, p.pos + p.length), p.at);
+    this.core.pool.recycle(buf);
     return this.storeOrZero(index, whole);
   }
 
-  private async storeOrZero(index: number, data: Uint8Array): Promise<void> {
+  /** `borrowed`: `data` is a buffer of the worker pool this writer owns, handed on without a copy. */
+  private async storeOrZero(index: number, data: Uint8Array, borrowed = false): Promise<void> {
     if (isZero(data)) {
+      if (borrowed) this.core.pool.recycle(data);
       this.stats.chunksZero++;
       this.assign(index, null);
       return;
     }
-    await this.storeWhole(index, data);
+    if (!borrowed) return this.storeWhole(index, data);
+    await this.slots.acquire();
+    this.track(this.storeChunk(index, data).then((id) => this.assign(index, id)).finally(() => this.slots.release()));
   }
 
   private async parentSlot(index: number): Promise<Slot> {

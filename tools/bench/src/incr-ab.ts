@@ -1,0 +1,108 @@
+// The incremental job alone, A/B between builds on one VM and one data directory: one paused
+// QEMU with the generated 2 GiB disk, one full backup, then rounds of incrementals. In each
+// round every build's `cairn up` (its worktree's CLI) is started on the same data directory in
+// turn, the changed image's scattered 64 KiB blocks are written through QEMU again (each write
+// stamped with a fresh counter in its first 8 bytes, so every incremental stores new chunks,
+// as the product benchmark's single incremental does), one warm-up incremental is taken and
+// then `--per` measured ones. Job s from the job's events, the phases, the data mover's
+// TransferTimings and the CPU seconds of the stack and QEMU, per build, with the load.
+//
+//   npx tsx tools/bench/src/incr-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
+//
+// Without --builds: this worktree alone. Medians per build at the end; no doc is written.
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { CHANGE_BLOCK_SIZE, changedBlocks, type ImageSpec } from './image.ts';
+import { addVm, backup, measureCpu, startCairn, startVm, type BenchVm, type JobTimes, type StepCpu } from './product.ts';
+import { parseSize, prepareImages, type Images } from './run.ts';
+
+const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
+const log = (m: string): void => { process.stderr.write(`[incr-ab ${new Date().toISOString().slice(11, 19)}] ${m}\n`); };
+
+/** Writes the changed image's blocks through QEMU, each with `stamp` in its first 8 bytes. */
+async function writeStamped(vm: BenchVm, images: Images, spec: ImageSpec, stamp: number): Promise<number> {
+  const fh = await open(images.changed.path, 'r');
+  try {
+    const buf = Buffer.alloc(CHANGE_BLOCK_SIZE);
+    const blocks = changedBlocks(spec);
+    for (const b of blocks) {
+      await fh.read(buf, 0, CHANGE_BLOCK_SIZE, b.index * CHANGE_BLOCK_SIZE);
+      buf.writeBigUInt64LE(BigInt(stamp), 0);
+      await vm.write(b.index * CHANGE_BLOCK_SIZE, buf);
+    }
+    return blocks.length;
+  } finally {
+    await fh.close();
+  }
+}
+
+interface Sample { build: string; job: JobTimes; cpu: StepCpu; load: string }
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      images: { type: 'string' },
+      size: { type: 'string', default: '2G' },
+      seed: { type: 'string', default: 'cairn-bench-1' },
+      builds: { type: 'string' },
+      rounds: { type: 'string', default: '2' },
+      per: { type: 'string', default: '2' },
+      work: { type: 'string' },
+    },
+  });
+  const builds = (values.builds ?? `this=${repoRoot}`).split(',').map((b) => {
+    const [name, root] = b.split('=');
+    if (!name || !root) throw new Error(`--builds takes name=worktree,…; got ${b}`);
+    return { name, cli: join(resolve(root), 'tools', 'cli', 'bin', 'cairn.js') };
+  });
+  const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed! };
+  const images = await prepareImages(spec, values.images ? resolve(values.images) : join(tmpdir(), 'cairn-incr-ab-images'));
+  const work = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-incr-ab-'));
+  const vm = await startVm(join(work, 'vm'), 'bench-vm', images.base.path);
+  const dataDir = join(work, 'data');
+  const samples: Sample[] = [];
+  let stamp = 1;
+  try {
+    {
+      const cairn = await startCairn(dataDir, undefined, builds[0]!.cli);
+      try {
+        await addVm(cairn, vm, 'bench-host');
+        const full = await backup(cairn, vm.name);
+        log(`full ${(full.jobMs / 1000).toFixed(2)} s with ${builds[0]!.name}; load ${load()}`);
+      } finally { await cairn.stop(); }
+    }
+    for (let r = 0; r < Number(values.rounds); r++) {
+      // Alternate the order per round: neither build always runs first after the other.
+      const order = r % 2 === 0 ? builds : [...builds].reverse();
+      for (const b of order) {
+        const cairn = await startCairn(dataDir, undefined, b.cli);
+        try {
+          await writeStamped(vm, images, spec, stamp++);
+          const warm = await backup(cairn, vm.name);
+          log(`${b.name} warm-up ${(warm.jobMs / 1000).toFixed(2)} s`);
+          for (let k = 0; k < Number(values.per); k++) {
+            await writeStamped(vm, images, spec, stamp++);
+            const { value: job, cpu } = await measureCpu(cairn, vm, () => backup(cairn, vm.name));
+            samples.push({ build: b.name, job, cpu, load: load() });
+            const t = job.transfer ?? {};
+            log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; load ${load()}\n  phases ${Object.entries(job.phases).map(([n, v]) => `${n.split(' (')[0]} ${v}`).join(', ')}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
+          }
+        } finally { await cairn.stop(); }
+      }
+    }
+  } finally {
+    await vm.stop();
+    if (!values.work) await rm(work, { recursive: true, force: true });
+  }
+  const med = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN; };
+  for (const b of builds) {
+    const mine = samples.filter((s) => s.build === b.name);
+    console.log(`${b.name}: n=${mine.length} job median ${(med(mine.map((s) => s.job.jobMs)) / 1000).toFixed(3)} s [${mine.map((s) => (s.job.jobMs / 1000).toFixed(2)).join(' ')}], transfer median ${(med(mine.map((s) => s.job.transfer?.['total'] ?? NaN)) / 1000).toFixed(3)} s, stack CPU median ${med(mine.map((s) => s.cpu.stack)).toFixed(2)} s [${mine.map((s) => s.cpu.stack.toFixed(2)).join(' ')}], main ${med(mine.map((s) => s.cpu.main)).toFixed(2)} s; loads ${mine.map((s) => s.load.split(' / ')[0]).join(' ')}`);
+  }
+}
+
+await main();
