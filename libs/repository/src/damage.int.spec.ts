@@ -78,6 +78,24 @@ describe.each<BackendKind>(['directory', 's3'])('damage on %s', (kind) => {
     expect((await repo.verify({ restorePoints: [rp2], sample: 0 })).chunksChecked).toBe(0);
   });
 
+  it('verify waits in its pace before each chunk it reads (a scheduled verify yields to backups there)', async () => {
+    let calls = 0;
+    let open = (): void => undefined;
+    const held = new Promise<void>((r) => { open = r; });
+    let reached = (): void => undefined;
+    const first = new Promise<void>((r) => { reached = r; });
+    let settled = false;
+    const pending = repo.verify({ restorePoints: [rp2], pace: async () => { calls++; reached(); await held; } });
+    void pending.then(() => { settled = true; }, () => { settled = true; });
+    await first;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    open();
+    const report = await pending;
+    expect(calls).toBe(report.chunksChecked);
+    expect(report.damaged.map((d) => d.id)).toEqual([victims[0]!.id]);
+  });
+
   it('a full restore fails with the same report and leaves no file', async () => {
     const dir = await h.tmpDir();
     const target = join(dir, 'sda.raw');

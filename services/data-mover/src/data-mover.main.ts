@@ -26,6 +26,10 @@ import { runVerifyJob, verifySlotId } from './verify-job.ts';
 import { InstantRecoveries, type ExporterLauncher } from './instant-recovery.ts';
 import { InstantHandlers } from './instant.handlers.ts';
 
+/** How long a scheduled verify waits for transfers to end, in all, before it reads beside them. */
+const VERIFY_YIELD_MAX_MS = 3_600_000;
+const VERIFY_YIELD_POLL_MS = 250;
+
 @Module({})
 class DataMoverModule {
   static with(mover: DataMover, acts: SecurityActs, restores: RestoreJobs, files: FileBrowser, instant: InstantRecoveries, log: EventLog, site: string, ackWaitMs: number, maxDeliver: number, backoffMs: readonly number[], transfers?: number): DynamicModule {
@@ -214,6 +218,18 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   }, o.gcEveryMs ?? 3600_000);
   gcTimer.unref();
   const verifyEvery = o.verify?.everyMs ?? 24 * 3600_000;
+  // A scheduled verify reads every chunk of the repository: it waits while this mover runs
+  // transfers (a backup's chunks, workers and event loop are not shared with it), up to
+  // VERIFY_YIELD_MAX_MS per verify, after which it goes on beside them.
+  const yieldToTransfers = (): (() => Promise<void>) => {
+    let waitedMs = 0;
+    return async () => {
+      while (mover.transfersRunning > 0 && waitedMs < VERIFY_YIELD_MAX_MS) {
+        await new Promise((r) => setTimeout(r, VERIFY_YIELD_POLL_MS));
+        waitedMs += VERIFY_YIELD_POLL_MS;
+      }
+    };
+  };
   const verifiedSlot = new Map<string, string>();
   let verifyRound: Promise<void> = Promise.resolve();
   const verifyDue = async (): Promise<void> => {
@@ -224,7 +240,7 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       if (verifiedSlot.get(name) === verifyId) continue;
       verifiedSlot.set(name, verifyId);
       const outcome = await runVerifyJob({ log: o.log, site: o.site, actor: config.actor }, name, repo, {
-        verifyId, trigger: 'schedule', olderThanDays: o.verify?.olderThanDays ?? 30, sample: o.verify?.sample ?? 1, now,
+        verifyId, trigger: 'schedule', olderThanDays: o.verify?.olderThanDays ?? 30, sample: o.verify?.sample ?? 1, now, pace: yieldToTransfers(),
       }).catch((e: unknown) => { logger.warn({ repository: name, verifyId, err: (e as Error).message }, 'verify job failed (the next slot tries again)'); return undefined; });
       if (outcome) logger.info({ repository: name, verifyId, checked: outcome.restorePoints.length, damaged: outcome.damagedCount }, outcome.damagedCount ? 'verify found damage' : 'verify clean');
     }

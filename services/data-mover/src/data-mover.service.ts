@@ -132,6 +132,18 @@ export class DataMover {
    * the job as the scheduler queued it (no read); a redelivery reads the job's stream once.
    */
   async transfer(work: TransferWork, heartbeat: () => void, redelivered = false): Promise<'committed' | 'skipped'> {
+    this.transfersRunning++;
+    try {
+      return await this.transferOnce(work, heartbeat, redelivered);
+    } finally {
+      this.transfersRunning--;
+    }
+  }
+
+  /** Transfers under way in this mover now (a scheduled verify waits while there are any). */
+  transfersRunning = 0;
+
+  private async transferOnce(work: TransferWork, heartbeat: () => void, redelivered: boolean): Promise<'committed' | 'skipped'> {
     const streamId = `job-${work.jobId}`;
     let known: { state: JobState; revision: bigint; cause: string | null; committedAt?: string };
     if (work.jobRevision !== undefined && !redelivered) {

@@ -16,6 +16,8 @@ export interface VerifyJobOptions {
   /** Fraction of the chosen points' distinct chunks read (1: all). */
   readonly sample: number;
   readonly now: Date;
+  /** Awaited before each chunk is read (VerifyOptions.pace): a scheduled verify yields to backups there. */
+  readonly pace?: () => Promise<void>;
 }
 
 export interface VerifyJobDeps {
@@ -55,7 +57,7 @@ export async function runVerifyJob(deps: VerifyJobDeps, name: string, repo: Pick
     throw e;
   }
   const report = chosen.length
-    ? await repo.verify({ restorePoints: chosen, sample: o.sample })
+    ? await repo.verify({ restorePoints: chosen, sample: o.sample, ...(o.pace ? { pace: o.pace } : {}) })
     : { ok: true, restorePoints: [], chunksTotal: 0, chunksChecked: 0, bytesChecked: 0, pagesChecked: 0, damaged: [] };
   const damaged = report.damaged.map((d) => ({ kind: d.kind, id: d.id, damage: d.damage }));
   const byPoint = new Map<string, typeof damaged>();

@@ -12,6 +12,11 @@ export interface VerifyOptions {
   readonly restorePoints?: readonly string[];
   /** Fraction of the distinct chunks to check, 0..1 (default 1: all). Index pages are always checked. */
   readonly sample?: number;
+  /**
+   * Awaited before each chunk is read: a verify in the background waits there while the
+   * process has jobs to run (data-mover.main.ts holds it while transfers run).
+   */
+  readonly pace?: () => Promise<void>;
 }
 
 export interface VerifyReport {
@@ -47,6 +52,7 @@ export async function verify(core: RepositoryCore, options: VerifyOptions = {}):
   if (sample > 0 && chosen.length === 0 && all.length > 0) chosen.push(all[Math.floor(Math.random() * all.length)] as string);
   let bytesChecked = 0;
   await forEachLimit(chosen, core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY, async (id) => {
+    await options.pace?.();
     try {
       bytesChecked += (await core.readChunk(id)).byteLength;
     } catch (e) {
