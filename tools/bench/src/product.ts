@@ -95,29 +95,28 @@ export async function startVm(dir: string, name: string, rawImage: string): Prom
   };
 }
 
-/** Resident memory (bytes) and CPU time (s, user + system, all threads) of a process and all its descendants, from /proc. */
+/**
+ * Resident memory (bytes) and CPU time (s, user + system, all threads) of a process and all its
+ * descendants, from /proc. The tree is walked from `root` through each thread's `children`
+ * file: a few files per process of the stack, not every process of the machine (a scan of all
+ * of /proc every 100 ms kept the libuv pool of this benchmark busy on a shared machine, and
+ * its own QEMU writes waited behind it).
+ */
 async function treeUsage(root: number): Promise<{ rss: number; cpu: number }> {
-  const children = new Map<number, number[]>();
-  const rss = new Map<number, number>();
-  const cpu = new Map<number, number>();
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const status = await readFile(`/proc/${entry}/status`, 'utf8');
-      const ppid = Number(/PPid:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      rss.set(Number(entry), Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-      cpu.set(Number(entry), await processCpu(Number(entry)));
-    } catch { /* gone meanwhile */ }
-  }
   let total = 0;
   let cpuTotal = 0;
   const stack = [root];
   while (stack.length) {
     const pid = stack.pop()!;
-    total += rss.get(pid) ?? 0;
-    cpuTotal += cpu.get(pid) ?? 0;
-    stack.push(...(children.get(pid) ?? []));
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      total += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+      cpuTotal += await processCpu(pid);
+      for (const tid of await readdir(`/proc/${pid}/task`)) {
+        const children = await readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '');
+        for (const c of children.split(' ')) if (c.trim()) stack.push(Number(c));
+      }
+    } catch { /* gone meanwhile */ }
   }
   return { rss: total, cpu: cpuTotal };
 }
