@@ -151,6 +151,15 @@ export class RestoreJobs {
     const started = await this.decide(restoreId, { kind: 'start', worker: this.mover.worker, plan }, actor, state.lastEventId ?? null, undefined,
       sent ? { state, revision: BigInt(sent.revision) } : undefined);
     const attempt = started.state.attempts;
+    // This mover is the stream's only writer while it runs the job: each later decision starts
+    // from the state and revision the previous one left (no read of the stream per progress
+    // step, disk and end); an append that meets another writer's event reads it and decides again.
+    let known = { state: started.state, revision: started.revision };
+    const record = async (command: RestoreCommand, by: Actor, causation: string | null) => {
+      const r = await this.decide(restoreId, command, by, causation, undefined, known);
+      known = { state: r.state, revision: r.revision };
+      return r;
+    };
     const { repo } = await this.mover.restoreSource(work.restorePointId, work.repository).catch((e: unknown) => {
       if (e instanceof RestoreRefused) throw new RestoreJobRefused(refusalCode(e.code), e.message);
       throw e;
@@ -183,7 +192,7 @@ export class RestoreJobs {
           const step = total > 0 ? Math.floor((done / total) * steps) : steps;
           if (step > logged && step < steps) {
             logged = step;
-            logging = logging.then(() => this.decide(restoreId, { kind: 'progress', disk: d.disk, bytesDone: done, bytesTotal: total }, actor, cause))
+            logging = logging.then(() => record({ kind: 'progress', disk: d.disk, bytesDone: done, bytesTotal: total }, actor, cause))
               .catch((e: unknown) => this.logger.warn({ restoreId, err: (e as Error).message }, 'restore progress not recorded'));
           }
         },
@@ -191,14 +200,14 @@ export class RestoreJobs {
       await logging;
       // The split of the disk's time (docs/benchmarks.md reads it): chunks written, synced, renamed.
       this.logger.info({ restoreId, disk: d.disk, chunksRead: result.chunksRead, chunksZero: result.chunksZero, restoreTimings: result.timings }, 'restore disk written');
-      const written = await this.decide(restoreId, { kind: 'diskWritten', disk: d.disk, sizeBytes: result.sizeBytes, actorPath: d.path }, requester, cause);
+      const written = await record({ kind: 'diskWritten', disk: d.disk, sizeBytes: result.sizeBytes, actorPath: d.path }, requester, cause);
       cause = written.events.at(-1)?.id ?? cause;
       heartbeat();
     }
     const vm = plan.vm ? await finishVmRestore(plan.vm, plan.disks, restoreId, this.config.defineRestoredVm) : undefined;
 
     if (vm) this.logger.info({ restoreId, vm: vm.name, dir: vm.dir, uuid: vm.uuid, started: vm.started, pid: vm.pid }, 'VM restored');
-    await this.decide(restoreId, { kind: 'complete', durationMs: Date.now() - begunAt, ...(vm ? { vm } : {}) }, actor, cause);
+    await record({ kind: 'complete', durationMs: Date.now() - begunAt, ...(vm ? { vm } : {}) }, actor, cause);
     this.logger.info({ restoreId, attempt, durationMs: Date.now() - begunAt }, 'restore completed');
     return 'completed';
   }

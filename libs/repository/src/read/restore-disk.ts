@@ -144,7 +144,7 @@ export async function restoreDisk(
         if (options.throttle) await options.throttle(Math.min(cs, disk.sizeBytes - offset));
         if ('chunk' in slot) {
           batch.push({ id: slot.chunk, position: offset });
-          if (batch.length === BATCH_CHUNKS) await flush();
+          if (batch.length >= BATCH_CHUNKS) await flush();
         } else {
           const items: Array<{ id: string; position: number; range: ChunkRange }> = [];
           let at = offset;
@@ -153,11 +153,13 @@ export async function restoreDisk(
             else items.push({ id: piece.id, position: at, range: { from: piece.offset, length: piece.length } });
             at += piece.length;
           }
-          // Pieces of the same chunk next to each other: the worker opens it once for them.
+          // Pieces of the same chunk next to each other: the worker opens it once for them, so a
+          // batch ends only between two chunks (it may pass BATCH_CHUNKS by a slot's pieces)
+          // and no chunk is opened by two batches.
           items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.position - b.position));
-          for (const item of items) {
-            batch.push(item);
-            if (batch.length === BATCH_CHUNKS) await flush();
+          for (let k = 0; k < items.length; k++) {
+            batch.push(items[k]!);
+            if (batch.length >= BATCH_CHUNKS && items[k + 1]?.id !== items[k]!.id) await flush();
           }
         }
       }

@@ -71,12 +71,15 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   })();
   try {
     await s.nc.flush(); // subscribed before saying so
+    // The state read for the first line is the loop's first state too (one read of the stream less).
+    let first: RestoreState | undefined;
     if (!s.json) {
-      const st = await restoreState(s, restoreId);
-      process.stderr.write(`following restore ${restoreId}: ${st.status}${st.worker ? ` on ${st.worker}, attempt ${st.attempts}` : ''}\n`);
+      first = await restoreState(s, restoreId);
+      process.stderr.write(`following restore ${restoreId}: ${first.status}${first.worker ? ` on ${first.worker}, attempt ${first.attempts}` : ''}\n`);
     }
     for (;;) {
-      const st = await restoreState(s, restoreId);
+      const st = first ?? await restoreState(s, restoreId);
+      first = undefined;
       if (isRestoreOver(st)) {
         if (tty) process.stderr.write('\n');
         const summary = restoreJobView(st)!;
