@@ -39,6 +39,9 @@ describe('signed commands', () => {
     expect(verifyCommandSignature({ ...signed, idempotencyKey: 'other' })).toBe(false);
     expect(verifyCommandSignature({ ...signed, auth: { ...signed.auth!, issuedAt: new Date(Date.now() + 1000).toISOString() } })).toBe(false);
     expect(verifyCommandSignature({ ...signed, auth: { ...signed.auth!, publicKey: keyOf().publicKey } })).toBe(false);
+    // The same key with a broken checksum (its last character changed) is no key.
+    const pk = signed.auth!.publicKey;
+    expect(verifyCommandSignature({ ...signed, auth: { ...signed.auth!, publicKey: pk.slice(0, -1) + (pk.endsWith('A') ? 'B' : 'A') } })).toBe(false);
     // Key order in the payload does not matter (canonical JSON).
     expect(verifyCommandSignature({ ...signed, payload: { mode: 'auto', vmId: 'vm-1' } })).toBe(true);
   });
