@@ -91,6 +91,12 @@ describe('bandwidth limits of transfers (real qemu-nbd)', () => {
     const log = new InMemoryEventLog('t');
     const mover = new DataMover({ site: 't', actor, restoreRoots: [roots], connections: 1 }, log, new Map([['default', repo]]), { publish: () => undefined });
     expect(mover.restoreThrottle()).toBeUndefined(); // nothing limits a job that asks for nothing here
+    // A job's work counts as running while it runs (a scheduled verify waits for it), and not after.
+    let during = -1;
+    expect(await mover.whileBusy(async () => { during = mover.jobsRunning; return 'x'; })).toBe('x');
+    expect([during, mover.jobsRunning]).toEqual([1, 0]);
+    await expect(mover.whileBusy(async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+    expect(mover.jobsRunning).toBe(0);
     const queued: RestoreWork[] = [];
     const jobs = new RestoreJobs({ site: 't', actor, enqueue: async (w) => { queued.push(w); }, publishProgress: () => undefined }, log, mover,
       { info: () => undefined, warn: () => undefined });

@@ -26,7 +26,7 @@ import { runVerifyJob, verifySlotId } from './verify-job.ts';
 import { InstantRecoveries, type ExporterLauncher } from './instant-recovery.ts';
 import { InstantHandlers } from './instant.handlers.ts';
 
-/** How long a scheduled verify waits for transfers to end, in all, before it reads beside them. */
+/** How long a scheduled verify waits for transfers and restores to end, in all, before it reads beside them. */
 const VERIFY_YIELD_MAX_MS = 3_600_000;
 const VERIFY_YIELD_POLL_MS = 250;
 
@@ -219,12 +219,12 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   gcTimer.unref();
   const verifyEvery = o.verify?.everyMs ?? 24 * 3600_000;
   // A scheduled verify reads every chunk of the repository: it waits while this mover runs
-  // transfers (a backup's chunks, workers and event loop are not shared with it), up to
+  // transfers or restore jobs (their workers and event loop are not shared with it), up to
   // VERIFY_YIELD_MAX_MS per verify, after which it goes on beside them.
   const yieldToTransfers = (): (() => Promise<void>) => {
     let waitedMs = 0;
     return async () => {
-      while (mover.transfersRunning > 0 && waitedMs < VERIFY_YIELD_MAX_MS) {
+      while (mover.jobsRunning > 0 && waitedMs < VERIFY_YIELD_MAX_MS) {
         await new Promise((r) => setTimeout(r, VERIFY_YIELD_POLL_MS));
         waitedMs += VERIFY_YIELD_POLL_MS;
       }

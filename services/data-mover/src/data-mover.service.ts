@@ -132,16 +132,21 @@ export class DataMover {
    * the job as the scheduler queued it (no read); a redelivery reads the job's stream once.
    */
   async transfer(work: TransferWork, heartbeat: () => void, redelivered = false): Promise<'committed' | 'skipped'> {
-    this.transfersRunning++;
-    try {
-      return await this.transferOnce(work, heartbeat, redelivered);
-    } finally {
-      this.transfersRunning--;
-    }
+    return this.whileBusy(() => this.transferOnce(work, heartbeat, redelivered));
   }
 
-  /** Transfers under way in this mover now (a scheduled verify waits while there are any). */
-  transfersRunning = 0;
+  /** Transfers and restore jobs under way in this mover now (a scheduled verify waits while there are any). */
+  jobsRunning = 0;
+
+  /** Runs a job's work counted in `jobsRunning`. */
+  async whileBusy<T>(work: () => Promise<T>): Promise<T> {
+    this.jobsRunning++;
+    try {
+      return await work();
+    } finally {
+      this.jobsRunning--;
+    }
+  }
 
   private async transferOnce(work: TransferWork, heartbeat: () => void, redelivered: boolean): Promise<'committed' | 'skipped'> {
     const streamId = `job-${work.jobId}`;

@@ -135,6 +135,10 @@ export class RestoreJobs {
    * that moved on is read by the decider's retry); a redelivery reads it.
    */
   async run(work: RestoreWork, heartbeat: () => void, redelivered = false): Promise<'completed' | 'skipped'> {
+    return this.mover.whileBusy(() => this.runOnce(work, heartbeat, redelivered));
+  }
+
+  private async runOnce(work: RestoreWork, heartbeat: () => void, redelivered: boolean): Promise<'completed' | 'skipped'> {
     const restoreId = work.restoreId;
     const sent = work.requested && !redelivered ? work.requested : undefined;
     const state: RestoreState = sent ? {
