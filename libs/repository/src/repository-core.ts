@@ -199,10 +199,11 @@ export class RepositoryCore {
     const plain = encodeIndexPage(slots);
     const id = contentId(this.keys.idKey, plain);
     const key = pageKey(id);
-    if (await this.backend.exists(key)) return { id, bytes: 0 };
+    // No lookup first: the conditional put answers whether the page was stored already (a
+    // page is small, so sealing one that exists costs less than asking the backend each time).
     const { sealed } = seal('P', id, plain, this.keys.dataKey, this.config.compression.level);
-    await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false, ...(options.flushGroup ? { flushGroup: options.flushGroup } : {}) });
-    return { id, bytes: sealed.length };
+    const created = await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false, ...(options.flushGroup ? { flushGroup: options.flushGroup } : {}) });
+    return { id, bytes: created ? sealed.length : 0 };
   }
 
   async readManifest(id: string): Promise<Manifest> {

@@ -52,6 +52,8 @@ export interface DeferredNamesOptions {
   readonly syncfsFrom?: number;
   /** Wraps a file-system error for the failed key. */
   readonly mapError: (e: unknown, name: DeferredName) => Error;
+  /** fsync(2) of a directory (default `syncDir`: open, fsync, close); the backend passes its kept descriptors (directory-syncs.ts). */
+  readonly syncDir?: (dir: string) => Promise<void>;
 }
 
 type SyncMode = 'syncfs' | 'per-file' | undefined;
@@ -182,7 +184,8 @@ export class DeferredNames {
 
   private async syncNames(dirs: ReadonlySet<string>): Promise<void> {
     if (dirs.size >= this.syncfsFrom && await this.syncFileSystem()) return;
-    await forEachLimit([...dirs], 16, (d) => syncDir(d));
+    const sync = this.o.syncDir ?? syncDir;
+    await forEachLimit([...dirs], 16, (d) => sync(d));
   }
 
   /** syncfs(2) of the repository's file system; false where `sync -f` is missing (then per file). */

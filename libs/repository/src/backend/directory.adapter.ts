@@ -7,7 +7,8 @@ import { link, open, opendir, readFile, rename, stat, unlink } from 'node:fs/pro
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import { BackendError, NotFoundError, type Backend, type FlushGroup, type ObjectInfo, type PutOptions } from './backend.ts';
-import { DeferredNames, syncDir } from './deferred-names.ts';
+import { DeferredNames } from './deferred-names.ts';
+import { DirectorySyncs } from './directory-syncs.ts';
 import { assertValidKey, assertValidPrefix, assertValidRange, isValidKey, rangePastEnd } from './keys.ts';
 import { checkDeleteAllowed, checkPutAllowed, type LockStore } from './object-lock.ts';
 
@@ -34,6 +35,11 @@ export class DirectoryBackend implements Backend {
   private readonly lockStore: LockStore;
   /** Deferred puts waiting to be made durable and named. */
   private readonly deferred: DeferredNames;
+  /** Kept descriptors of the directories whose new names are fsynced. */
+  private readonly dirs = new DirectorySyncs();
+  /** Temp names: this instance's random part and a counter (no random bytes drawn per put). */
+  private readonly tempPrefix = `${TEMP_MARK}${randomBytes(6).toString('hex')}-`;
+  private tempSeq = 0;
 
   constructor(root: string, options: DirectoryBackendOptions = {}) {
     this.root = resolve(root);
@@ -46,6 +52,7 @@ export class DirectoryBackend implements Backend {
       root: this.root,
       sync: this.fsync,
       mapError: (e, n) => (e instanceof BackendError ? e : this.mapError(e, n.key, n.path, 'write')),
+      syncDir: (d) => this.dirs.sync(d),
     });
   }
 
@@ -57,7 +64,7 @@ export class DirectoryBackend implements Backend {
     const dir = slash < 0 ? this.root : this.pathOf(dirKey);
     await checkPutAllowed(this.lockStore, key, data, options.ifNotExists ?? false);
     if (options.deferSync) return this.putDeferred(key, path, dir, dirKey, data, options);
-    const temp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+    const temp = this.tempIn(dir);
     try {
       await this.writeTemp(temp, data, dirKey, this.fsync);
     } catch (e) {
@@ -77,7 +84,7 @@ export class DirectoryBackend implements Backend {
             // is not race-free — the same trade-off as S3 (see docs/repository-backends.md).
             if (await pathExists(path)) return false;
             await rename(temp, path);
-            if (this.fsync) await syncDir(dir);
+            if (this.fsync) await this.dirs.sync(dir);
             return true;
           }
           if (code !== 'EEXIST') throw e;
@@ -87,7 +94,7 @@ export class DirectoryBackend implements Backend {
       } else {
         await rename(temp, path);
       }
-      if (this.fsync) await syncDir(dir);
+      if (this.fsync) await this.dirs.sync(dir);
       return true;
     } catch (e) {
       if (errno(e) === 'EISDIR' || errno(e) === 'ENOTEMPTY' || errno(e) === 'EEXIST') throw directoryInTheWay(key, path, this.location, e);
@@ -192,7 +199,9 @@ export class DirectoryBackend implements Backend {
     await this.deferred.flush(group);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.dirs.close();
+  }
 
   /** Deletes temp files (never valid keys) older than `olderThanMs`: what crashed puts left. */
   async removeDebris(olderThanMs: number): Promise<{ files: number; bytes: number }> {
@@ -233,7 +242,7 @@ export class DirectoryBackend implements Backend {
     // serves the NBD sockets and every other service of the embedded stack: in the product
     // benchmark (2 GiB full) the main thread used 4.2 CPU-s that way, 2.9 with async writes
     // (docs/benchmarks.md, "The product").
-    const temp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+    const temp = this.tempIn(dir);
     let fd: number | undefined;
     try {
       if (options.ifNotExists) {
@@ -305,6 +314,10 @@ export class DirectoryBackend implements Backend {
     for (const sub of subdirs) yield* this.walk(sub, prefix);
   }
 
+  private tempIn(dir: string): string {
+    return join(dir, `${this.tempPrefix}${(this.tempSeq++).toString(36)}`);
+  }
+
   private pathOf(key: string): string {
     return join(this.root, ...key.split('/'));
   }
@@ -348,12 +361,14 @@ export class DirectoryBackend implements Backend {
         );
       }
       mkdirSync(this.root, { recursive: true });
+      this.dirs.forget(this.root);
     }
     let path = this.root;
     for (const segment of dirKey === '' ? [] : dirKey.split('/')) {
       path = join(path, segment);
       try {
         mkdirSync(path);
+        this.dirs.forget(path); // new here: a kept descriptor of this path names a removed directory
       } catch (e) {
         if (errno(e) !== 'EEXIST') throw e;
       }
