@@ -38,6 +38,27 @@ describe('DirectorySyncs (kept directory descriptors for fsync)', () => {
     expect(await kept()).toBe(0);
   });
 
+  it('callers during a running fsync share the next one, which starts after all of them called', async () => {
+    const root = await h.tmpDir();
+    const starts: number[] = [];
+    let seq = 0;
+    const syncs = new DirectorySyncs(512, async () => {
+      starts.push(++seq);
+      await new Promise((r) => setTimeout(r, 30));
+    });
+    h.onClose(() => syncs.close());
+    const first = syncs.sync(root);
+    await new Promise((r) => setTimeout(r, 10)); // the first fsync runs
+    const calledAt: number[] = [];
+    const later = Array.from({ length: 9 }, () => { calledAt.push(seq); return syncs.sync(root); });
+    await Promise.all([first, ...later]);
+    expect(starts).toEqual([1, 2]); // ten callers, two fsyncs
+    // Each later caller called while fsync 1 ran and was answered by fsync 2, begun after it.
+    expect(calledAt.every((s) => s === 1)).toBe(true);
+    await syncs.sync(root);
+    expect(starts).toEqual([1, 2, 3]); // nothing running: a caller gets its own
+  });
+
   it('a missing directory fails the sync and keeps nothing', async () => {
     const root = await h.tmpDir();
     const syncs = new DirectorySyncs();

@@ -16,6 +16,9 @@ import { promisify } from 'node:util';
 interface Entry {
   readonly fd: Promise<number>;
   users: number;
+  /** The fsync under way, and the one queued behind it that later callers share. */
+  running?: Promise<void>;
+  queued?: Promise<void>;
   /** Evicted or forgotten while in use: closed by its last user. */
   dropped: boolean;
 }
@@ -24,17 +27,17 @@ export class DirectorySyncs {
   /** Insertion order is recency: a used entry is moved to the end. */
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly max = 512) {}
+  /** `fsync` is replaceable for tests of the sharing. */
+  constructor(
+    private readonly max = 512,
+    private readonly fsync: (fd: number) => Promise<void> = fsFsync,
+  ) {}
 
   /** fsync(2) of the directory `dir`; some file systems refuse it (EINVAL), which is not an error. */
   async sync(dir: string): Promise<void> {
     const entry = this.take(dir);
     try {
-      const fd = await entry.fd;
-      await fsFsync(fd).catch((e: unknown) => {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'EINVAL' && code !== 'EBADF') throw e;
-      });
+      await this.fsyncShared(entry);
     } catch (e) {
       // A descriptor that failed (could not open, I/O error) is not kept.
       if (this.entries.get(dir) === entry) void this.drop(dir, entry);
@@ -42,6 +45,39 @@ export class DirectorySyncs {
     } finally {
       this.release(entry);
     }
+  }
+
+  /**
+   * Group commit: a caller that comes while an fsync of the directory runs may have added its
+   * name after that fsync began, so it waits for the next one, which all such callers share
+   * (it starts after every one of them called). Directories written by many puts at once (the
+   * manifests' `restore-points/`, a busy fan-out directory) get one fsync per round, not one
+   * per name.
+   */
+  private fsyncShared(entry: Entry): Promise<void> {
+    if (entry.queued) return entry.queued;
+    const run = async (): Promise<void> => {
+      try {
+        const fd = await entry.fd;
+        await this.fsync(fd).catch((e: unknown) => {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code !== 'EINVAL' && code !== 'EBADF') throw e;
+        });
+      } finally {
+        entry.running = undefined;
+      }
+    };
+    if (!entry.running) {
+      entry.running = run();
+      return entry.running;
+    }
+    const next = entry.running.catch(() => undefined).then(() => {
+      entry.queued = undefined;
+      entry.running = run();
+      return entry.running;
+    });
+    entry.queued = next;
+    return next;
   }
 
   /** The directory at `dir` was (re)created: a kept descriptor may name a removed one. */
