@@ -72,5 +72,45 @@ describe('simulated hypervisor', () => {
     // The generator is a pure function of (VM, block, generation).
     expect(simulatedBlock(41, 3, 7, BLOCK).equals(simulatedBlock(41, 3, 7, BLOCK))).toBe(true);
     expect(simulatedBlock(41, 3, 7, BLOCK).equals(simulatedBlock(42, 3, 7, BLOCK))).toBe(false);
+    // Its bytes: the seed's xorshift words, little-endian (the first and last words of one block,
+    // as written one word at a time before the block was filled through a 32-bit view).
+    const b = simulatedBlock(41, 3, 7, BLOCK);
+    expect([b.readUInt32LE(0), b.readUInt32LE(BLOCK - 4)]).toEqual(referenceWords(41, 3, 7, BLOCK));
+    expect(simulatedBlock(41, 3, 0, BLOCK).equals(Buffer.alloc(BLOCK))).toBe(true);
+  });
+
+  it('reads whole blocks, parts of blocks and holes alike', async () => {
+    const sim = await SimulatedAdapter.start({ vms: 2, diskBytes: 8 * BLOCK, blockBytes: BLOCK, changesPerView: 3, nbdSocket: join(await h.tmpDir('cairn-sim-'), 'sim.sock') });
+    try {
+      const vm = simulatedVmName(1, 2);
+      const view = await sim.openView({ vm, mode: 'full', jobId: 'parts', chain: 'p' });
+      const nbd = await NbdClient.connect({ path: (view.nbd as { socketPath: string }).socketPath }, { exportName: view.disks[0]!.exportName });
+      try {
+        const whole = Buffer.concat(Array.from({ length: 8 }, (_, k) => sim.currentBlock(vm, k)));
+        // A read of all blocks at once, and reads starting and ending inside blocks.
+        expect(Buffer.from(await nbd.read(0, 8 * BLOCK)).equals(whole)).toBe(true);
+        for (const [offset, length] of [[100, BLOCK], [BLOCK - 8, 16], [3 * BLOCK + 4, 2 * BLOCK + 12]] as const) {
+          expect(Buffer.from(await nbd.read(offset, length)).equals(whole.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+        }
+      } finally {
+        await nbd.close();
+        await sim.releaseView(view.viewId, { success: true });
+      }
+    } finally {
+      await sim.close();
+    }
   });
 });
+
+/** The first and last words of a block by the generator's definition, one word at a time. */
+function referenceWords(vm: number, block: number, generation: number, blockBytes: number): [number, number] {
+  let h = (Math.imul(vm ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(block + 0x7f4a7c15, 0xc2b2ae35) ^ Math.imul(generation + 0x165667b1, 0x27d4eb2f)) >>> 0;
+  h ^= h >>> 16; h = Math.imul(h, 0x7feb352d) >>> 0; h ^= h >>> 15; h = Math.imul(h, 0x846ca68b) >>> 0; h ^= h >>> 16;
+  let x = (h >>> 0) || 1;
+  const words: number[] = [];
+  for (let i = 0; i + 4 <= blockBytes; i += 4) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    if (i === 0 || i + 8 > blockBytes) words.push(x);
+  }
+  return [words[0]!, words.at(-1)!];
+}

@@ -6,6 +6,7 @@
 // a successful release advances the chain, a failed one keeps the changes for the next backup.
 // Content is a pure function of (VM, block, generation), so a restore can be checked exactly.
 import { mkdir } from 'node:fs/promises';
+import { endianness } from 'node:os';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { NbdServer, STATE_DIRTY, STATE_HOLE, STATE_ZERO, type BlockSource, type Extent } from '@cairn/nbd';
@@ -60,14 +61,36 @@ function mix(a: number, b: number, c: number): number {
 
 /** The bytes of block `block` of VM `vm` as written at `generation` (xorshift fill from a seed). */
 export function simulatedBlock(vm: number, block: number, generation: number, blockBytes: number): Buffer {
-  const out = Buffer.alloc(blockBytes);
-  if (generation === 0) return out;
-  let x = mix(vm, block, generation) || 1;
-  for (let i = 0; i + 4 <= blockBytes; i += 4) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    out.writeUInt32LE(x, i);
-  }
+  const out = Buffer.allocUnsafe(blockBytes);
+  fillSimulatedBlock(out, vm, block, generation);
   return out;
+}
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/**
+ * Writes the block's bytes into `out` (its whole length): zeros for generation 0, else the
+ * xorshift words as little-endian 32-bit integers. Through a 32-bit view of `out` where it is
+ * aligned (a third of the simulated hypervisor's CPU in a 1,000-VM scale run went to
+ * `writeUInt32LE` one word at a time and to zero-filled copies of each block).
+ */
+function fillSimulatedBlock(out: Buffer, vm: number, block: number, generation: number): void {
+  if (generation === 0) { out.fill(0); return; }
+  let x = mix(vm, block, generation) || 1;
+  const words = out.length >>> 2;
+  if (LITTLE_ENDIAN && out.byteOffset % 4 === 0) {
+    const w = new Uint32Array(out.buffer, out.byteOffset, words);
+    for (let i = 0; i < words; i++) {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      w[i] = x;
+    }
+  } else {
+    for (let i = 0; i < words; i++) {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      out.writeUInt32LE(x, i * 4);
+    }
+  }
+  out.fill(0, words * 4);
 }
 
 export class SimulatedAdapter implements HypervisorAdapter {
@@ -161,12 +184,16 @@ export class SimulatedAdapter implements HypervisorAdapter {
     const source: BlockSource = {
       size,
       read: (offset, length) => {
-        const out = Buffer.alloc(length);
+        // Whole blocks are generated in place; a block read in part through a copy; holes are zeros.
+        const out = Buffer.allocUnsafe(length);
         for (let pos = offset; pos < offset + length;) {
           const b = Math.floor(pos / bb);
           const within = pos - b * bb;
           const n = Math.min(bb - within, offset + length - pos);
-          if (frozen[b]) simulatedBlock(this.#first + i, b, frozen[b]!, bb).copy(out, pos - offset, within, within + n);
+          const at = pos - offset;
+          if (!frozen[b]) out.fill(0, at, at + n);
+          else if (n === bb) fillSimulatedBlock(out.subarray(at, at + n), this.#first + i, b, frozen[b]!);
+          else simulatedBlock(this.#first + i, b, frozen[b]!, bb).copy(out, at, within, within + n);
           pos += n;
         }
         return Promise.resolve(out);
