@@ -29,3 +29,4 @@ export type { Disposition, JetStreamConsumer, ConsumerLogger } from './jetstream
 export { NatsPermissionDeniedError, asPermissionDenied, onPermissionDenied, subscribeChecked, publishChecked } from './permissions.ts';
 export { FileStreamServer, FileStreamError, pullFileStream, cancelFileStream, FILE_STREAM_CANCEL, FILE_STREAM_EOF, FILE_STREAM_ERROR, type FileStreamOffer, type FileStreamOutcome, type FileStreamServerOptions } from './file-stream.ts';
 export { trackConnection, type NatsConnectionState } from './connection-state.ts';
+export { settleQuietly } from './request-cancel.ts';

@@ -99,7 +99,7 @@ export function registerRunCommand(program: Command): void {
       const [
         { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
         { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
-        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection },
+        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection, settleQuietly },
       ] = await Promise.all([
         import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
         import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
@@ -124,6 +124,8 @@ export function registerRunCommand(program: Command): void {
       // noAsyncTraces: the client otherwise builds two Error objects (stack traces) for every
       // request, used only to show where a failed request was made: 11 s of the scheduler's
       // 110 s busy in the 2,000-VM scale run (tools/bench/src/scale.ts --profile).
+      // And no Error built to cancel a request its reply already settled (request-cancel.ts).
+      settleQuietly();
       const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-${service}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...auth });
       const log = await createJetStreamEventLog({ nc, site });
       // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
