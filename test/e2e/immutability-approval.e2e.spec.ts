@@ -79,7 +79,7 @@ async function redeliver(jobId: string, policyId: string | null, repository = 'd
   return mover.mover.transfer({
     jobId, vmId: 'vm1', vmName: 'web-1', snapshotId: `snap-${jobId}`, policyId, repository, mode: 'full',
     nbd: { socket: '/nonexistent', exports: [] } as never,
-  }, () => undefined);
+  });
 }
 
 async function committedBackup(policyId: string | null, repository = 'default'): Promise<{ restorePointId: string; committedAt: Date }> {
@@ -175,7 +175,7 @@ describe('immutable policies', () => {
       newEvent('TransferQueued', { jobId, snapshotId, queue: 'transfers' }, meta),
     ], { expectedRevision: 'no_stream' });
     const before = Date.now();
-    expect(await mover.mover.transfer({ jobId, vmId: 'vm1', vmName: 'web-1', snapshotId, policyId, repository: 'default', mode: 'full', nbd }, () => undefined)).toBe('committed');
+    expect(await mover.mover.transfer({ jobId, vmId: 'vm1', vmName: 'web-1', snapshotId, policyId, repository: 'default', mode: 'full', nbd })).toBe('committed');
     server.kill('SIGTERM');
     const commit = (await streamEvents(streamId)).find((e) => e.type === 'RestorePointCommitted');
     const restorePointId = commit?.type === 'RestorePointCommitted' ? commit.data.restorePointId : '';

@@ -76,6 +76,13 @@ export class KvCommandReplies implements CommandReplies {
   async claim(key: string, fingerprint: string): Promise<ReplyClaim> {
     const k = this.key(key);
     const record = JSON.stringify({ fingerprint, at: Date.now() } satisfies ReplyRecord);
+    // Nearly every key is new: create it at once (a read first was one more JetStream request
+    // per command, two per backup job). An existing key refuses the create and is read below.
+    try {
+      return { state: 'claimed', token: await this.kv.create(k, record) };
+    } catch (err) {
+      if (!wrongLastSequence(err)) throw err;
+    }
     // Two rounds at most: lose a create race, then read what the winner wrote.
     for (let round = 0; round < 2; round++) {
       const e = await this.kv.get(k);
@@ -85,7 +92,7 @@ export class KvCommandReplies implements CommandReplies {
         } catch (err) {
           // Someone created it in between: read theirs. Anything else (the store is full or
           // down) is not "being handled": say what it is.
-          if (err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164)) continue; // wrong last sequence
+          if (wrongLastSequence(err)) continue;
           throw err;
         }
       }
@@ -110,4 +117,9 @@ export class KvCommandReplies implements CommandReplies {
   async abandon(key: string, token: number): Promise<void> {
     await this.kv.delete(this.key(key), { previousSeq: token });
   }
+}
+
+/** The key's last message is not the one a create (or update) expected: someone wrote it. */
+function wrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
 }

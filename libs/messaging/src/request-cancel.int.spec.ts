@@ -18,7 +18,7 @@ beforeAll(async () => {
   const server = await h.nats({ jetstream: false });
   url = server.url;
   nc = await connect({ servers: url, noAsyncTraces: true });
-  nc.subscribe('echo', { callback: (_e, m) => m.respond(m.data) });
+  nc.subscribe('echo', { callback: (_e, m) => { m.respond(m.data); } });
   nc.subscribe('silent', { callback: () => undefined });
   await nc.flush();
 });

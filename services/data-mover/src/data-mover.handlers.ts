@@ -48,7 +48,7 @@ export function dataMoverHandlers(s: HandlerSettings) {
     })
     async transfer(@Payload() work: TransferWork, @Ctx() ctx: JetStreamContext) {
       try {
-        return await this.mover.transfer(work, () => ctx.working(), ctx.deliveryCount > 1);
+        return await this.mover.transfer(work, ctx.deliveryCount > 1);
       } catch (e) {
         const last = ctx.deliveryCount >= s.maxDeliver;
         if (e instanceof TransferRefused || permanentBackendFailure(e) || last) {

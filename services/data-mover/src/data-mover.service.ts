@@ -131,8 +131,8 @@ export class DataMover {
    * Handles one transfer delivery; throws to have it redelivered. A first delivery decides on
    * the job as the scheduler queued it (no read); a redelivery reads the job's stream once.
    */
-  async transfer(work: TransferWork, heartbeat: () => void, redelivered = false): Promise<'committed' | 'skipped'> {
-    return this.whileBusy(() => this.transferOnce(work, heartbeat, redelivered));
+  async transfer(work: TransferWork, redelivered = false): Promise<'committed' | 'skipped'> {
+    return this.whileBusy(() => this.transferOnce(work, redelivered));
   }
 
   /** Transfers and restore jobs under way in this mover now (a scheduled verify waits while there are any). */
@@ -148,7 +148,7 @@ export class DataMover {
     }
   }
 
-  private async transferOnce(work: TransferWork, heartbeat: () => void, redelivered: boolean): Promise<'committed' | 'skipped'> {
+  private async transferOnce(work: TransferWork, redelivered: boolean): Promise<'committed' | 'skipped'> {
     const streamId = `job-${work.jobId}`;
     let known: { state: JobState; revision: bigint; cause: string | null; committedAt?: string };
     if (work.jobRevision !== undefined && !redelivered) {
@@ -209,11 +209,12 @@ export class DataMover {
       onProgress: (p) => {
         // The first report, then at most one per PROGRESS_EVERY_MS, and each disk's last: a
         // report per extent was two NATS messages per changed chunk (an incremental's extents
-        // are mostly single chunks), and the consumer keeps the work alive on its own timer.
+        // are mostly single chunks). No in-progress ack with it: the consumer keeps the work
+        // alive on its own timer (a third of the ack wait), and an ack per report was 2-3 more
+        // messages per job to the consumer's leader (scale.ts --count-subjects: $JS.ACK 3.9 per job).
         const now = Date.now();
         if (now - lastReport < PROGRESS_EVERY_MS && p.bytesDone !== p.bytesPlanned) return;
         lastReport = now;
-        heartbeat();
         this.progress.publish(work.jobId, { ...p, worker: this.worker, at: new Date(now).toISOString() });
       },
     });

@@ -256,7 +256,10 @@ try {
 /**
  * Messages on every subject but replies (`_INBOX.`), grouped: JetStream API calls by their
  * first four tokens (`$JS.API.STREAM.MSG`, `$JS.API.CONSUMER.CREATE`, ...), acks as `$JS.ACK`,
- * event publishes by category (`cairn.<site>.evt.<category>`), commands by their first four.
+ * event publishes by category (`cairn.<site>.evt.<category>`), commands by their first four,
+ * KV writes by bucket, progress together. A consumer's delivery is seen under the event's own
+ * subject (its reply subject is the pull's inbox), so an event category's count is its appends
+ * plus one per subscription that received it (this process's `job` subscription among them).
  */
 function countSubjects(nc: import('@nats-io/transport-node').NatsConnection) {
   const counts = new Map<string, number>();
@@ -264,7 +267,9 @@ function countSubjects(nc: import('@nats-io/transport-node').NatsConnection) {
     callback: (_e, m) => {
       const t = m.subject.split('.');
       if (t[0] === '_INBOX') return;
-      const key = t[0] === '$JS' && t[1] === 'ACK' ? '$JS.ACK' : t[0] === '$JS' ? t.slice(0, 4).join('.') : t[2] === 'evt' ? t.slice(0, 4).join('.') : t.slice(0, 4).join('.');
+      // Subjects that carry an id (a job's progress, a KV key) are counted together: per key they round to 0.
+      const key = t[0] === '$JS' && t[1] === 'ACK' ? '$JS.ACK' : t[0] === '$JS' ? t.slice(0, 4).join('.') : t[0] === '$KV' ? t.slice(0, 3).join('.')
+        : t[2] === 'progress' ? t.slice(0, 3).join('.') : t.slice(0, 4).join('.');
       counts.set(key, (counts.get(key) ?? 0) + 1);
     },
   });
