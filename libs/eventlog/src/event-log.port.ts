@@ -58,6 +58,12 @@ export interface SubscribeOptions {
   readonly from: bigint | 'start' | 'end';
   /** Only streams of this category (`job`, `vm`, ...). */
   readonly category?: string;
+  /**
+   * The category holds few streams (users, tokens, approvals: tens to thousands) in a log that
+   * may hold millions of events: an adapter may read a history from 'start' stream by stream
+   * instead of looking through the whole log for the category. Same events, same order.
+   */
+  readonly fewStreams?: boolean;
   readonly onInvalid?: OnInvalidRecord;
 }
 

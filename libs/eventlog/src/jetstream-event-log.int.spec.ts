@@ -157,4 +157,55 @@ describe('JetStream event log specifics', () => {
     await settle();
     expect(consumers - c1).toBe(1);
   });
+
+  it('follows a few-streams category from the start by reading its streams, then from the head, in log order (issue 19)', async () => {
+    server ??= await h.nats({ domain: 'site-a' });
+    const site = 'site-few';
+    const log = await JetStreamEventLog.open({ nc: await client(server.url), site });
+    const watcher = await client(server.url);
+    const starts: number[] = [];
+    watcher.subscribe('$JS.API.CONSUMER.CREATE.>', { callback: (_e, m) => {
+      starts.push((JSON.parse(m.string()) as { config: { opt_start_seq?: number } }).config.opt_start_seq ?? 0);
+    } });
+    await watcher.flush();
+    const job = (i: number) => newEvent('JobStarted', { jobId: `f${i}`, attempt: 1 }, { site, actor, streamId: `job-f${i}` });
+    const user = (id: string, first: boolean) => first
+      ? newEvent('UserCreated', { userId: id, roles: ['auditor'] }, { site, actor, streamId: `user-${id}` })
+      : newEvent('UserRolesChanged', { userId: id, roles: ['operator'] }, { site, actor, streamId: `user-${id}` });
+    // Two streams of the category among 300 events of another, appended in between.
+    for (let i = 0; i < 300; i++) {
+      await log.append(`job-f${i}`, [job(i)], { expectedRevision: 'no_stream' });
+      if (i === 10) await log.append('user-a', [user('a', true)], { expectedRevision: 'no_stream' });
+      if (i === 20) await log.append('user-b', [user('b', true)], { expectedRevision: 'no_stream' });
+      if (i === 200) await log.append('user-a', [user('a', false), user('a', false)], { expectedRevision: 0n });
+    }
+    const head = await log.headPosition();
+    const take = async (it: AsyncIterator<{ event: { streamId: string }; revision: bigint; position: bigint }>, n: number) => {
+      const out: string[] = [];
+      while (out.length < n) {
+        const { value: r, done } = await it.next();
+        if (done) break;
+        out.push(`${r.event.streamId}@${r.revision}:${r.position}`);
+      }
+      return out;
+    };
+    const plain = log.subscribe({ from: 'start', category: 'user' });
+    const expected = await take(plain[Symbol.asyncIterator](), 4);
+    await plain.stop();
+    await watcher.flush();
+    starts.length = 0;
+    const few = log.subscribe({ from: 'start', category: 'user', fewStreams: true });
+    const fewIt = few[Symbol.asyncIterator]();
+    expect(await take(fewIt, 4)).toEqual(expected);
+    expect(expected.map((x) => x.split(':')[0])).toEqual(['user-a@0', 'user-b@0', 'user-a@1', 'user-a@2']);
+    // Then new events, through a consumer that starts after the head, not at the log's start.
+    await log.append('user-c', [user('c', true)], { expectedRevision: 'no_stream' });
+    const next = await take(fewIt, 1);
+    expect(next[0]).toMatch(/^user-c@0:/);
+    expect(few.position).toBe(head + 1n);
+    await few.stop();
+    await watcher.flush();
+    expect(starts.length).toBeGreaterThanOrEqual(1);
+    expect(Math.min(...starts)).toBe(Number(head) + 1);
+  });
 });

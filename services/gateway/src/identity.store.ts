@@ -135,7 +135,7 @@ export class IdentityStore {
   /** Follows the user, token and approval streams of the log (history first). */
   start(): void {
     for (const category of CATEGORIES) {
-      const sub = this.o.log.subscribe({ from: 'start', category });
+      const sub = this.o.log.subscribe({ from: 'start', category, fewStreams: true });
       this.subscriptions.push(sub);
       void (async () => {
         try {
