@@ -115,7 +115,7 @@ export class InstantRecoveries {
 
   /** Follows the log's `instant` streams so `list` knows every session. */
   follow(): void {
-    const sub = this.log.subscribe({ from: 'start', category: 'instant', onInvalid: () => undefined });
+    const sub = this.log.subscribe({ from: 'start', category: 'instant', fewStreams: true, onInvalid: () => undefined });
     this.subscription = sub;
     void (async () => {
       for await (const r of sub) {

@@ -125,7 +125,7 @@ export class Replication {
     let resolveLoaded: () => void = () => undefined;
     const loaded = new Promise<void>((r) => { resolveLoaded = r; });
     if (expected === 0) resolveLoaded();
-    const sub = this.log.subscribe({ from: 'start', category: 'replpolicy' });
+    const sub = this.log.subscribe({ from: 'start', category: 'replpolicy', fewStreams: true });
     this.policySub = sub;
     void (async () => {
       try {
