@@ -1,5 +1,6 @@
-// The event log: one port, adapters for NATS JetStream (default), KurrentDB and memory,
-// projections with checkpoints, and command handling over deciders.
+// The event log: one port, adapters for NATS JetStream (default) and memory, projections with
+// checkpoints, and command handling over deciders. The KurrentDB adapters have their own entry,
+// `@cairn/eventlog/kurrentdb` (kurrentdb.ts), so that importing this one never loads a gRPC client.
 export * from './event-log.port.ts';
 export * from './errors.ts';
 export * from './decider.ts';
@@ -17,6 +18,4 @@ export {
   startHubRelay, hubSiteSubject, HUB_SITES_PREFIX, ORIGIN_SEQ_HEADER, ORIGIN_SUBJECT_HEADER,
   type HubRelayOptions, type RunningHubRelay, type HubRelaySiteStatus,
 } from './hub-relay.adapter.ts';
-export { KurrentDbEventLog, type KurrentDbEventLogOptions } from './kurrentdb-event-log.adapter.ts';
-export { startKurrentDbRelay, type KurrentDbRelayOptions, type RunningRelay } from './kurrentdb-relay.adapter.ts';
 export * from './audit-stream.adapter.ts';
