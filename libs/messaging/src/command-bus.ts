@@ -12,7 +12,8 @@ import {
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './errors.ts';
 import { injectTrace } from './trace-context.ts';
-import { traceOf } from '@cairn/telemetry';
+// The narrow entry: the main one reaches the tracing SDK and prom-client (docs/benchmarks.md "CLI start-up").
+import { traceOf } from '@cairn/telemetry/trace-fields';
 import { asPermissionDenied } from './permissions.ts';
 import { commandSecurityOf, signCommand, type CommandSigner } from '@cairn/command-auth';
 

@@ -6,7 +6,8 @@ import { context as otelContext, ROOT_CONTEXT, trace, type Context, type TextMap
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import type { TraceContext } from '@cairn/contracts';
-import { traceOf } from '@cairn/telemetry';
+// The narrow entry: the main one reaches the tracing SDK and prom-client (docs/benchmarks.md "CLI start-up").
+import { traceOf } from '@cairn/telemetry/trace-fields';
 
 const propagator = new W3CTraceContextPropagator();
 

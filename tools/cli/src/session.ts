@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Command } from 'commander';
 import type { Actor } from '@cairn/contracts';
 import type { CatalogueClient } from '@cairn/catalogue-client';
-import type { CommandBus } from '@cairn/messaging';
+import type { CommandBus } from '@cairn/messaging/command-bus';
 import type { EventLog } from '@cairn/eventlog';
 import { CliError, EXIT } from './cli-error.ts';
 import { commonJs } from './lazy-import.ts';
@@ -144,7 +144,7 @@ export async function openSession(cmd: Command): Promise<Session> {
     throw e;
   }
   let bus: Promise<CommandBus> | undefined;
-  const commandBus = (): Promise<CommandBus> => (bus ??= import('@cairn/messaging').then(({ CommandBus: Bus }) =>
+  const commandBus = (): Promise<CommandBus> => (bus ??= import('@cairn/messaging/command-bus').then(({ CommandBus: Bus }) =>
     new Bus(nc, { site, actor, defaultTimeoutMs: 15_000, ...(key ? { signer: key.signer } : {}) })));
   let signing: Promise<void> | undefined;
   // What the CLI appends (repository key events) is signed as the site's `admin`.

@@ -32,7 +32,7 @@ export function registerSiteCommands(program: Command): void {
     .action(sessionAction(async (s, siteName: string, duration: string) => {
       const { gapMs } = await import('./sites.command.ts');
       const allowedGapMs = await gapMs(duration);
-      const [{ CommandBus }, { accepted }] = await Promise.all([import('@cairn/messaging'), import('../cli-replies.ts')]);
+      const [{ CommandBus }, { accepted }] = await Promise.all([import('@cairn/messaging/command-bus'), import('../cli-replies.ts')]);
       // On a secure hub the watch accepts it signed by the hub's admin identity: the key of this data directory.
       let signer;
       if (s.securityDir) {
