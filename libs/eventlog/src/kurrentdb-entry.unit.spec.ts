@@ -10,8 +10,8 @@ describe('@cairn/eventlog/kurrentdb', () => {
     expect(typeof entry.startKurrentDbRelay).toBe('function');
   });
 
-  it('is not re-exported by the main entry', async () => {
-    const main: Record<string, unknown> = await import('@cairn/eventlog');
+  it('is not re-exported by the main entry (index.ts)', async () => {
+    const main: Record<string, unknown> = await import('./index.ts');
     expect(main['KurrentDbEventLog']).toBeUndefined();
     expect(main['startKurrentDbRelay']).toBeUndefined();
     expect(typeof main['JetStreamEventLog']).toBe('function');

@@ -18,7 +18,20 @@ const HEAVY = [/node_modules\/@nestjs\//, /node_modules\/@opentelemetry\//, /nod
 describe('the CLI start-up graph', () => {
   const h = useHarness();
 
-  it('loads none of the heavy libraries before a command runs', async () => {
+  /** The inputs of `from` and of every chunk it imports statically. */
+  const staticInputs = (meta: Metafile, from: string): string[] => {
+    const seen = new Set<string>();
+    const queue = [from];
+    while (queue.length) {
+      const out = queue.pop()!;
+      if (seen.has(out) || !meta.outputs[out]) continue;
+      seen.add(out);
+      for (const i of meta.outputs[out].imports) if (i.kind === 'import-statement' && !i.external) queue.push(i.path);
+    }
+    return [...seen].flatMap((o) => Object.keys(meta.outputs[o]!.inputs)).map((p) => relative(process.cwd(), p));
+  };
+  let built: Promise<Metafile> | undefined;
+  const metafile = (): Promise<Metafile> => (built ??= (async () => {
     const dist = await h.tmpDir('cairn-cli-graph-');
     const metaFile = join(dist, 'meta.json');
     process.env['CAIRN_CLI_METAFILE'] = metaFile;
@@ -29,17 +42,30 @@ describe('the CLI start-up graph', () => {
     } finally {
       delete process.env['CAIRN_CLI_METAFILE'];
     }
-    const meta = JSON.parse(await readFile(metaFile, 'utf8')) as Metafile;
+    return JSON.parse(await readFile(metaFile, 'utf8')) as Metafile;
+  })());
+
+  it('loads none of the heavy libraries before a command runs', async () => {
+    const meta = await metafile();
     const entry = Object.keys(meta.outputs).find((k) => k.endsWith('/cairn.mjs'))!;
-    const seen = new Set<string>();
-    const queue = [entry];
-    while (queue.length) {
-      const out = queue.pop()!;
-      if (seen.has(out) || !meta.outputs[out]) continue;
-      seen.add(out);
-      for (const i of meta.outputs[out].imports) if (i.kind === 'import-statement' && !i.external) queue.push(i.path);
-    }
-    const inputs = [...seen].flatMap((o) => Object.keys(meta.outputs[o]!.inputs)).map((p) => relative(process.cwd(), p));
-    expect(inputs.filter((p) => HEAVY.some((re) => re.test(p)))).toEqual([]);
+    expect(staticInputs(meta, entry).filter((p) => HEAVY.some((re) => re.test(p)))).toEqual([]);
+  }, 180_000);
+
+  // What a command that sends a request or reads a job's stream loads (session.ts): the command
+  // bus and the JetStream event log, without the server side of messaging (NestJS core, rxjs),
+  // the tracing SDK, prom-client or the KurrentDB/gRPC client.
+  it('loads only the client side of messaging and the event log for a request', async () => {
+    const meta = await metafile();
+    const chunkOf = (source: string): string => {
+      const out = Object.entries(meta.outputs).find(([, o]) => o.entryPoint === source)?.[0];
+      expect(out, `a chunk for ${source}`).toBeDefined();
+      return out!;
+    };
+    const loaded = [chunkOf('libs/messaging/src/command-bus.entry.ts'), chunkOf('libs/eventlog/src/index.ts')].flatMap((o) => staticInputs(meta, o));
+    expect(loaded.some((p) => p.endsWith('libs/messaging/src/command-bus.ts'))).toBe(true);
+    expect(loaded.some((p) => p.endsWith('libs/eventlog/src/jetstream-event-log.adapter.ts'))).toBe(true);
+    const serverSide = [/node_modules\/@nestjs\/core\//, /node_modules\/rxjs\//, /node_modules\/@opentelemetry\/sdk-trace/, /node_modules\/@opentelemetry\/resources\//,
+      /node_modules\/prom-client\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /^libs\/eventlog\/src\/kurrentdb/, /^libs\/repository\//, /^services\//];
+    expect(loaded.filter((p) => serverSide.some((re) => re.test(p)))).toEqual([]);
   }, 180_000);
 });
