@@ -69,9 +69,19 @@ describe('deferred puts (directory backend)', () => {
     expect([...(await b.get('chunks/bb/2'))]).toEqual([2]);
   });
 
-  it('a small batch fsyncs through the descriptors its puts kept open, and closes every one; past syncfsFrom none is kept', async () => {
+  it('a batch the size of an incremental (700 puts, below a full batch) is synced file by file: no `sync` process', async () => {
     const root = await h.tmpDir();
     const b = new DirectoryBackend(root);
+    await fakeSync('sync: error syncing: Input/output error');
+    for (let i = 0; i < 700; i++) await b.put(`chunks/${(i % 256).toString(16).padStart(2, '0')}/${i}`, new Uint8Array([i & 255]), { deferSync: true, ifNotExists: true });
+    await b.flush();
+    for (const i of [0, 255, 699]) expect([...(await b.get(`chunks/${(i % 256).toString(16).padStart(2, '0')}/${i}`))]).toEqual([i & 255]);
+    await b.close();
+  });
+
+  it('a small batch fsyncs through the descriptors its puts kept open, and closes every one; past syncfsFrom none is kept', async () => {
+    const root = await h.tmpDir();
+    const b = new DirectoryBackend(root, { syncfsFrom: 64 });
     const fds = async () => (await readdir('/proc/self/fd')).length;
     const before = await fds();
     for (let i = 0; i < 3; i++) await b.put(`chunks/a${i}/x`, new Uint8Array([i]), { deferSync: true, ifNotExists: true });

@@ -2,10 +2,12 @@
 // given their names in batches. One batch costs one file-system sync (syncfs(2) through
 // coreutils' `sync --file-system`) for the data, the links, and one more sync for the new
 // names, instead of an fsync per object (each a journal commit: ~0.4 ms of CPU and a wait
-// for the device per 256 KiB chunk, measured in docs/benchmarks.md). A small batch (an
-// incremental of a few changed chunks, a manifest) is synced file by file: spawning `sync`
-// costs more than that (about 75 ms of CPU per spawn from a data mover, measured with
-// tools/bench/src/scale.ts --profile).
+// for the device per 256 KiB chunk, measured in docs/benchmarks.md). Only a full batch is
+// synced that way; a flush's partial batch (an incremental's few hundred changed chunks, a
+// manifest) is synced file by file in the thread pool: spawning `sync` costs about 75 ms of
+// CPU per spawn from a data mover (tools/bench/src/scale.ts --profile), and syncfs(2) writes
+// every dirty page of the shared file system, not only ours (0.06-1.0 s for 655 64 KiB files
+// on this machine under load, against 0.14-0.18 s for their 655 fsyncs, docs/benchmarks.md).
 //
 // Invariants:
 // - A name appears only after the data under it is durable: a crash never leaves a named
@@ -46,8 +48,9 @@ export interface DeferredNamesOptions {
   /**
    * Batches of fewer files than this (and names in fewer directories) are made durable with an
    * fsync per file (per directory) instead of `sync --file-system`: starting that process costs
-   * tens of milliseconds of CPU in a large Node process (a fork), more than a few dozen fsyncs.
-   * Default 64.
+   * tens of milliseconds of CPU in a large Node process (a fork), and syncfs(2) waits for
+   * every dirty page of the file system, other writers' too. Default: `batchSize`, so only
+   * full batches (a full backup's) use it.
    */
   readonly syncfsFrom?: number;
   /** Wraps a file-system error for the failed key. */
@@ -72,7 +75,7 @@ export class DeferredNames {
 
   constructor(private readonly o: DeferredNamesOptions) {
     this.batchSize = o.batchSize ?? 1024;
-    this.syncfsFrom = o.syncfsFrom ?? 64;
+    this.syncfsFrom = o.syncfsFrom ?? this.batchSize;
   }
 
   /** The shared group of puts that came without one. */
@@ -87,7 +90,7 @@ export class DeferredNames {
    */
   async add(name: DeferredName): Promise<void> {
     if (name.fd !== undefined) {
-      if (this.o.sync && this.held < this.syncfsFrom) this.held++;
+      if (this.o.sync && this.held < Math.min(this.syncfsFrom, MAX_HELD)) this.held++;
       else await closeFd(name);
     }
     this.waiting.push(name);
@@ -207,6 +210,8 @@ export class DeferredNames {
   }
 }
 
+/** Descriptors a batch keeps open for its fsyncs (the rest are opened again to be synced). */
+const MAX_HELD = 1024;
 const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP']);
 const execFileP = promisify(execFile);
 const fsOpen = promisify(openCb);

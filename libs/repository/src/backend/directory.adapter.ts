@@ -20,6 +20,8 @@ export interface DirectoryBackendOptions {
   fsync?: boolean;
   /** Clock for object locks (ms since the epoch; tests move it instead of waiting). */
   now?: () => number;
+  /** Deferred batches of at least this many files use `sync --file-system` (deferred-names.ts; default: only full batches). */
+  syncfsFrom?: number;
 }
 
 // Temp names contain "~", which no valid key segment may, so list() never yields them and a
@@ -51,6 +53,7 @@ export class DirectoryBackend implements Backend {
     this.deferred = new DeferredNames({
       root: this.root,
       sync: this.fsync,
+      ...(options.syncfsFrom !== undefined ? { syncfsFrom: options.syncfsFrom } : {}),
       mapError: (e, n) => (e instanceof BackendError ? e : this.mapError(e, n.key, n.path, 'write')),
       syncDir: (d) => this.dirs.sync(d),
     });
