@@ -26,10 +26,13 @@ export function assertChain(chain: string): string {
 /** The persistent dirty bitmap that tracks changes of one chain on one disk. */
 export const liveBitmapName = (chain: string) => `${PREFIX}-${assertChain(chain)}`;
 
-export type ObjectKind = 'export' | 'job' | 'node';
-const KIND_LETTER: Record<ObjectKind, string> = { export: 'x', job: 'j', node: 'f' };
+export type ObjectKind = 'export' | 'job' | 'node' | 'file' | 'create';
+const KIND_LETTER: Record<ObjectKind, string> = { export: 'x', job: 'j', node: 'f', file: 'p', create: 'c' };
 
-/** Block export id, block job id or fleecing node name of disk `index` of a view. */
+/**
+ * Block export id, block job id, fleecing node name, the fleecing node's file (protocol) node
+ * name or the id of the job that formats the overlay (`blockdev-create`) of disk `index` of a view.
+ */
 export function objectId(kind: ObjectKind, viewId: string, index: number): string {
   return `${PREFIX}-${KIND_LETTER[kind]}-${viewId}-${index}`;
 }

@@ -1,5 +1,5 @@
-// The few qemu-img operations Cairn needs: create a fleecing overlay, read an image's
-// bitmaps, and change bitmaps of an image no QEMU has open (powered-off VMs).
+// The few qemu-img operations Cairn needs: read an image's bitmaps, and change bitmaps of an
+// image no QEMU has open (powered-off VMs).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -17,11 +17,6 @@ async function qemuImg(args: string[]): Promise<string> {
     const err = e as { stderr?: string; message: string };
     throw new QemuImgError(`qemu-img ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
   }
-}
-
-/** An empty qcow2 image of `sizeBytes` (its backing node is given when QEMU opens it). */
-export async function createOverlay(file: string, sizeBytes: number): Promise<void> {
-  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', file, String(sizeBytes)]);
 }
 
 export interface ImageBitmap { name: string; granularity: number; flags: string[] }

@@ -192,11 +192,17 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     expect(report.bitmaps).toEqual([`cairn.frozen.${orphan.viewId}.cairn-c1`]);
     expect(await fresh.qmp.execute('query-block-exports')).toEqual([]);
     expect(await fresh.qmp.execute('query-block-jobs')).toEqual([]);
+    // No node of the orphan is left: neither its qcow2 overlay nor the file node under it.
+    const named = async (viewId: string) => (await fresh.qmp.execute<Array<{ 'node-name': string }>>('query-named-block-nodes'))
+      .map((n) => n['node-name']).filter((n) => n.includes(viewId));
+    expect(await named(orphan.viewId)).toEqual([]);
     expect((await readdir(join(dir, 'overlays'))).length).toBe(0);
     const next = await fresh.openView({ vm: 'vm-a', mode: 'auto', jobId: 'job-5', chain: 'c1', disks: ['vblk0'] });
     // Exactly the writes since the last successful backup, including those the orphan had taken.
     await expectDirtyBetween(next, p2, { matches: [writer.writes.length] }, writer.writes);
     await fresh.releaseView(next.viewId, { success: true });
+    expect(await named(next.viewId)).toEqual([]);
+    expect(await fresh.qmp.execute('query-jobs')).toEqual([]); // the overlay's blockdev-create job was dismissed
     expect(await fresh.reapOrphans()).toEqual({ exports: [], jobs: [], nodes: [], files: [], bitmaps: [] });
     // The NBD server was started by the first adapter: this one shares it.
     expect(fresh.sharesNbdServer).toBe(true);
