@@ -4,6 +4,7 @@
 import '../formats.ts';
 import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
 import { envelopeSchema, type CairnEvent } from '../envelope.ts';
 import { streamCategory } from '../subjects.ts';
 import { EVENT_SCHEMAS, dataSchema, isEventType, latestVersion, type EventDefinition } from './registry.ts';
@@ -40,21 +41,39 @@ export class InvalidEventError extends Error {
 }
 
 const MAX_PROBLEMS = 20;
-const checks = new Map<string, TypeCheck<TSchema>>();
+/**
+ * Checks of one type and version run interpreted (Value.Check, same rules as the compiled
+ * check) until this many, then the schema is compiled: compiling costs ~1-2 ms a schema (far
+ * more cold), so a short-lived reader (the CLI reading a job's stream: a few events of many
+ * types) skips it, while a long-lived one compiles what it sees often.
+ */
+const COMPILE_AFTER = 8;
 
-function checker(type: string, version: number, data: TSchema): TypeCheck<TSchema> {
+interface Checker {
+  readonly schema: TSchema;
+  uses: number;
+  compiled?: TypeCheck<TSchema>;
+}
+const checks = new Map<string, Checker>();
+
+function checker(type: string, version: number, data: TSchema): Checker {
   const key = `${type}.v${version}`;
   let check = checks.get(key);
   if (!check) {
-    check = TypeCompiler.Compile(envelopeSchema(type, version, data));
+    check = { schema: envelopeSchema(type, version, data), uses: 0 };
     checks.set(key, check);
   }
   return check;
 }
 
-function problemsOf(check: TypeCheck<TSchema>, value: unknown): EventProblem[] {
+function passes(check: Checker, value: unknown): boolean {
+  if (!check.compiled && ++check.uses > COMPILE_AFTER) check.compiled = TypeCompiler.Compile(check.schema);
+  return check.compiled ? check.compiled.Check(value) : Value.Check(check.schema, value);
+}
+
+function problemsOf(check: Checker, value: unknown): EventProblem[] {
   const out: EventProblem[] = [];
-  for (const e of check.Errors(value)) {
+  for (const e of Value.Errors(check.schema, value)) {
     out.push({ path: e.path, message: e.message });
     if (out.length >= MAX_PROBLEMS) break;
   }
@@ -108,7 +127,7 @@ export function checkEvent(raw: unknown): CairnEvent {
     }], meta);
   }
   const check = checker(type, schemaVersion, data);
-  if (!check.Check(raw)) throw new InvalidEventError('schema_mismatch', problemsOf(check, raw), meta);
+  if (!passes(check, raw)) throw new InvalidEventError('schema_mismatch', problemsOf(check, raw), meta);
   const event = raw as unknown as CairnEvent;
   const def: EventDefinition = EVENT_SCHEMAS[type];
   const category = streamCategory(event.streamId);
@@ -145,7 +164,7 @@ export function upcast(event: CairnEvent): KnownEvent {
   }
   const lifted = { ...event, schemaVersion: latest, data };
   const check = checker(event.type, latest, def.latest);
-  if (!check.Check(lifted)) throw new InvalidEventError('upcast_failed', problemsOf(check, lifted), event);
+  if (!passes(check, lifted)) throw new InvalidEventError('upcast_failed', problemsOf(check, lifted), event);
   // A signature covers the event as written: keep that form for whoever verifies it.
   if (event.provenance) asWritten.set(lifted, event);
   return lifted as KnownEvent;
