@@ -98,6 +98,9 @@ interface FollowState {
   wake?: () => void;
 }
 
+/** JetStream's "no suitable peers for placement": the cluster cannot place a stream's replicas (yet). */
+const NO_SUITABLE_PEERS = 10005;
+
 export class JetStreamEventLog implements EventLog {
   readonly streamName: string;
 
@@ -152,25 +155,37 @@ export class JetStreamEventLog implements EventLog {
       if (!(e instanceof JetStreamApiError && e.code === 10059) || options.createStream === false) throw e;
     }
     const windowNs = (options.duplicateWindowMs ?? 120_000) * 1_000_000;
-    try {
-      await this.jsm.streams.add({
-        name: this.streamName,
-        subjects: [subject],
-        storage: StorageType.File,
-        retention: RetentionPolicy.Limits,
-        discard: DiscardPolicy.Old,
-        max_msgs: -1,
-        max_bytes: -1,
-        max_age: 0,
-        duplicate_window: windowNs,
-        num_replicas: options.replicas ?? streamReplicas(options.nc.info),
-        deny_delete: true,
-        deny_purge: true,
-        allow_direct: true,
-      });
-    } catch (e) {
-      // Another process created it at the same moment: fine if it is ours.
-      await this.jsm.streams.info(this.streamName).catch(() => { throw e; });
+    const deadline = Date.now() + this.retryForMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.jsm.streams.add({
+          name: this.streamName,
+          subjects: [subject],
+          storage: StorageType.File,
+          retention: RetentionPolicy.Limits,
+          discard: DiscardPolicy.Old,
+          max_msgs: -1,
+          max_bytes: -1,
+          max_age: 0,
+          duplicate_window: windowNs,
+          num_replicas: options.replicas ?? streamReplicas(options.nc.info),
+          deny_delete: true,
+          deny_purge: true,
+          allow_direct: true,
+        });
+        return;
+      } catch (e) {
+        // A new cluster whose meta leader is elected but whose members have not all reported
+        // their JetStream yet cannot place the replicas: asked again until the log's retry time
+        // (CI saw it once for `cairn up --cluster 3`, right after JetStream first answered).
+        if (e instanceof JetStreamApiError && e.code === NO_SUITABLE_PEERS && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * 2 ** attempt)));
+          continue;
+        }
+        // Another process created it at the same moment: fine if it is ours.
+        await this.jsm.streams.info(this.streamName).catch(() => { throw e; });
+        return;
+      }
     }
   }
 

@@ -296,7 +296,20 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       const event = newEvent('NatsServerRestarted', { ...r, restarts: supervisor?.status().restarts ?? 1 }, {
         site, actor: { kind: 'service', id: `cairn-up@${site}` }, streamId: `supervisor-${site}`,
       });
-      await log.append(event.streamId, [event], { expectedRevision: 'any' });
+      // Recorded as soon as the server is back, which can be before this connection has
+      // reconnected and JetStream has recovered the stream: asked again for up to a minute (the
+      // event's id makes a repeat that did land a duplicate the stream drops).
+      const deadline = Date.now() + 60_000;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await log.append(event.streamId, [event], { expectedRevision: 'any' });
+          return;
+        } catch (e) {
+          if (Date.now() > deadline || nc.isClosed()) throw e;
+          logger.warn({ err: e, attempt }, 'NatsServerRestarted not recorded yet; trying again');
+          await new Promise((res) => setTimeout(res, Math.min(2_000, 200 * 2 ** attempt)));
+        }
+      }
     };
     // Secure: every command over NATS is signed (docs/security.md, signed commands). Each
     // service signs with its identity's nkey and checks what it receives; the local operator
