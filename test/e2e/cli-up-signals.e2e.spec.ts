@@ -89,10 +89,14 @@ describe('cairn up: supervision and stopping (pseudo-terminal, real processes)',
     const watched = await cli(['--data', dataDir, '--json', 'job', 'watch', jobId, '--timeout', '180'], {}, 200_000);
     expect(watched.code, watched.stdout + watched.stderr).toBe(0);
     expect(JSON.parse(watched.stdout)).toMatchObject({ jobId, state: 'completed' });
-    const events = await cli(['--data', dataDir, '--json', 'events', 'tail', '-n', '200']);
-    const restarted = events.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; data: Record<string, unknown> })
-      .find((e) => e.type === 'NatsServerRestarted');
-    expect(restarted?.data).toMatchObject({ signal: 'SIGKILL', attempts: 1, restarts: 1 });
+    // `cairn up` records the restart once its own connection is back, which can be after the
+    // backup above completed (CI at 93795fb: the job finished first): the event must appear.
+    const restarted = await waitFor(async () => {
+      const events = await cli(['--data', dataDir, '--json', 'events', 'tail', '-n', '200']);
+      return events.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; data: Record<string, unknown> })
+        .find((e) => e.type === 'NatsServerRestarted');
+    }, { timeoutMs: 60_000, intervalMs: 500, what: 'NatsServerRestarted recorded' });
+    expect(restarted.data).toMatchObject({ signal: 'SIGKILL', attempts: 1, restarts: 1 });
 
     // Ctrl-C while a backup runs.
     const second = await cli(['--data', dataDir, '--json', 'backup', 'demo']);
