@@ -155,48 +155,39 @@ export class JetStreamEventLog implements EventLog {
       if (!(e instanceof JetStreamApiError && e.code === 10059) || options.createStream === false) throw e;
     }
     const windowNs = (options.duplicateWindowMs ?? 120_000) * 1_000_000;
-    const deadline = Date.now() + this.retryForMs;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.jsm.streams.add({
-          name: this.streamName,
-          subjects: [subject],
-          storage: StorageType.File,
-          retention: RetentionPolicy.Limits,
-          discard: DiscardPolicy.Old,
-          max_msgs: -1,
-          max_bytes: -1,
-          max_age: 0,
-          duplicate_window: windowNs,
-          num_replicas: options.replicas ?? streamReplicas(options.nc.info),
-          deny_delete: true,
-          deny_purge: true,
-          allow_direct: true,
-        });
-        return;
-      } catch (e) {
-        // A new cluster whose meta leader is elected but whose members have not all reported
-        // their JetStream yet cannot place the replicas: asked again until the log's retry time
-        // (CI saw it once for `cairn up --cluster 3`, right after JetStream first answered).
-        if (e instanceof JetStreamApiError && e.code === NO_SUITABLE_PEERS && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * 2 ** attempt)));
-          continue;
-        }
-        // Another process created it at the same moment: fine if it is ours.
-        await this.jsm.streams.info(this.streamName).catch(() => { throw e; });
-        return;
-      }
+    try {
+      // A new cluster whose meta leader is elected but whose members have not all reported
+      // their JetStream yet cannot place the replicas: asked again, as an unanswered call is
+      // (CI saw it once for `cairn up --cluster 3`, right after JetStream first answered).
+      await this.call(() => this.jsm.streams.add({
+        name: this.streamName,
+        subjects: [subject],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        max_msgs: -1,
+        max_bytes: -1,
+        max_age: 0,
+        duplicate_window: windowNs,
+        num_replicas: options.replicas ?? streamReplicas(options.nc.info),
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+      }), (e) => isUnanswered(e) || (e instanceof JetStreamApiError && e.code === NO_SUITABLE_PEERS));
+    } catch (e) {
+      // Another process created it at the same moment: fine if it is ours.
+      await this.jsm.streams.info(this.streamName).catch(() => { throw e; });
     }
   }
 
-  /** Runs an idempotent call, again while the server does not answer. */
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
+  /** Runs an idempotent call, again while the server does not answer (or `retryable` says so). */
+  private async call<T>(fn: () => Promise<T>, retryable: (e: unknown) => boolean = isUnanswered): Promise<T> {
     const deadline = Date.now() + this.retryForMs;
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
       } catch (e) {
-        if (!isUnanswered(e) || this.nc.isClosed() || Date.now() > deadline) throw e;
+        if (!retryable(e) || this.nc.isClosed() || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * 2 ** attempt)));
       }
     }
