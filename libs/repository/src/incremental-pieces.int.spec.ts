@@ -1,6 +1,7 @@
 // Index format 2 on a real directory repository: incrementals that send only their changed
-// 64 KiB blocks store them as small chunks and refer to the parent's chunks for the rest of
-// each 256 KiB slot (no parent chunk is read), restore and read byte-identical, verify, keep
+// 64 KiB blocks store them in chunks shared by consecutive slots (packs) and refer to the
+// parent's chunks for the rest of each 256 KiB slot (no parent chunk is read), restore and read
+// byte-identical, verify, keep a shared chunk through GC while any slot refers to it, keep
 // the parent's referenced chunks through GC after the parent is deleted (freeing the rest),
 // and replicate to another repository that restores them identical.
 import { readFile } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { useHarness } from '@cairn/testing';
 import type { Backend } from './backend/backend.ts';
 import { DirectoryBackend } from './backend/directory.adapter.ts';
 import { CHUNKS_PREFIX, idFromContentKey } from './format/layout.ts';
+import type { Piece } from './format/index-page.ts';
 import type { IndexedDisk } from './read/disk-reader.ts';
 import { openRepository, type Repository } from './repository.ts';
 import { copyRestorePoint } from './replicate/copy-restore-point.ts';
@@ -73,6 +75,12 @@ describe('incrementals stored as pieces of slots (index format 2)', () => {
     vm: VM, parentId, disks: [{ name: 'sda', sizeBytes: SIZE, partial: true, extents: asAsync(extents) }],
   });
 
+  /** The pieces of slot `i` of `rp` that are not the full's chunks. */
+  const newPieces = async (rp: string, i: number): Promise<Piece[]> => {
+    const s = await (await repo.openDisk(rp, 'sda') as IndexedDisk).slotAt(i);
+    return s && 'pieces' in s ? s.pieces.filter((p) => !fullChunks.has(p.id)) : [];
+  };
+
   beforeAll(async () => {
     dir = await h.tmpDir('cairn-pieces-');
     backend = new DirectoryBackend(dir, { createRoot: true, fsync: false });
@@ -104,7 +112,9 @@ describe('incrementals stored as pieces of slots (index format 2)', () => {
     expect(d.indexFormat).toBe(2);
     // Pieced: slots 2, 5, 12, 13, the last one and the 6 scattered; slot 9 changed whole.
     expect(d.stats.slotsPieced).toBe(11);
-    expect(d.stats.chunksNew).toBe(12);
+    // The changed blocks of consecutive pieced slots share a chunk (a pack of up to 256 KiB): 13
+    // blocks in 3 packs of at most 4, and slot 9 whole.
+    expect(d.stats.chunksNew).toBe(4);
     expect(d.stats.bytesRead).toBe(16 * BLOCK);
     // The new chunks hold the changed blocks only (random bytes: stored at about their size).
     expect(d.stats.bytesStored).toBeLessThan(17 * BLOCK);
@@ -115,6 +125,12 @@ describe('incrementals stored as pieces of slots (index format 2)', () => {
     expect(s2 && 'pieces' in s2 ? s2.pieces.map((p) => [p.id === parentChunk ? 'parent' : 'new', p.offset, p.length]) : s2)
       .toEqual([['parent', 0, BLOCK], ['new', 0, BLOCK], ['parent', 2 * BLOCK, 2 * BLOCK]]);
     expect(await disk.slotAt(9)).toHaveProperty('chunk');
+    // Slots 2, 5 (two blocks) and 12 fill the first pack, each at its own offset; 13 starts the next.
+    const shared = await newPieces(inc1, 2);
+    const inFirst = (ps: Piece[]) => ps.map((p) => [p.id === shared[0]!.id, p.offset, p.length]);
+    expect(inFirst(await newPieces(inc1, 5))).toEqual([[true, BLOCK, BLOCK], [true, 2 * BLOCK, BLOCK]]);
+    expect(inFirst(await newPieces(inc1, 12))).toEqual([[true, 3 * BLOCK, BLOCK]]);
+    expect(inFirst(await newPieces(inc1, 13))).toEqual([[false, 0, BLOCK]]);
     // A full stays version 1 (older readers read it).
     expect((await repo.getManifest(fullId)).version).toBe(1);
     expect((await repo.getManifest(fullId)).disks[0]!.indexFormat).toBeUndefined();
@@ -172,6 +188,31 @@ describe('incrementals stored as pieces of slots (index format 2)', () => {
     expect(fullChunks.has(freed)).toBe(true);
     expect((await restored(repo, inc1)).equals(Buffer.from(inc1Image))).toBe(true);
     expect((await restored(repo, inc2)).equals(Buffer.from(inc2Image))).toBe(true);
+    expect((await repo.verify()).ok).toBe(true);
+  });
+
+  it('keeps a chunk several slots share while any slot refers to it, and frees it after the last', async () => {
+    // inc1's slots 2, 5 and 12 share one new chunk. inc4 (on inc1) rewrites slots 2 and 5 whole;
+    // its slot 12 still refers to the shared chunk, which must outlive inc1, inc2 and inc3.
+    const sharedId = (await newPieces(inc1, 12))[0]!.id;
+    expect((await newPieces(inc1, 2))[0]!.id).toBe(sharedId);
+    const inc4Image = Uint8Array.from(inc1Image);
+    const inc4 = (await write(inc1, change(inc4Image, [8, 9, 10, 11, 20, 21, 22, 23], 4))).restorePointId;
+    const inc4Disk = await repo.openDisk(inc4, 'sda') as IndexedDisk;
+    expect(await inc4Disk.slotAt(2)).toHaveProperty('chunk');
+    expect(await inc4Disk.slotAt(5)).toHaveProperty('chunk');
+    for (const rp of [inc1, inc2, inc3]) await repo.deleteRestorePoint(rp);
+    await repo.gc({ graceMs: 0 });
+    expect((await chunkIds(backend)).has(sharedId)).toBe(true);
+    expect((await restored(repo, inc4)).equals(Buffer.from(inc4Image))).toBe(true);
+    expect((await repo.verify()).ok).toBe(true);
+    // inc5 rewrites slot 12 whole: once inc4 is gone no slot refers to the shared chunk.
+    const inc5Image = Uint8Array.from(inc4Image);
+    const inc5 = (await write(inc4, change(inc5Image, [48, 49, 50, 51], 5))).restorePointId;
+    await repo.deleteRestorePoint(inc4);
+    await repo.gc({ graceMs: 0 });
+    expect((await chunkIds(backend)).has(sharedId)).toBe(false);
+    expect((await restored(repo, inc5)).equals(Buffer.from(inc5Image))).toBe(true);
     expect((await repo.verify()).ok).toBe(true);
   });
 });

@@ -3,7 +3,8 @@
 // fills the regions the caller did not send from the parent's index (incremental) or with
 // zeros (full), and stores the index as content-addressed pages. An incremental may send only
 // the changed bytes (`partial`): a partly changed slot then becomes pieces, its changed bytes
-// one new small chunk and the rest the parent's chunks (index format 2), with no parent read. Reading, worker processing
+// a range of a new chunk shared with the next partly changed slots (a pack) and the rest the
+// parent's chunks (index format 2), with no parent read. Reading, worker processing
 // and uploads overlap; a semaphore bounds chunks in flight so memory does not grow with the disk.
 import { InvalidExtentError } from '../errors.ts';
 import { ObjectLockedError } from '../backend/object-lock.ts';
@@ -62,6 +63,18 @@ interface OpenSlot {
   filled: number;
 }
 
+/**
+ * The changed bytes of several partly changed slots, one after the other, to be stored as one
+ * chunk (up to the chunk size): one object, worker trip and put for a few slots instead of one
+ * each. A slot's bytes never straddle two packs, so its pieces keep naming one new chunk.
+ */
+interface Pack {
+  readonly buf: Uint8Array;
+  filled: number;
+  /** Slots waiting for the pack's id: their pieces, the NEW ones at their offsets in `buf`. */
+  readonly slots: Array<{ readonly index: number; readonly length: number; readonly pieces: readonly Piece[] }>;
+}
+
 /** Placeholder id of a slot's new chunk until it is hashed. */
 const NEW = 'new';
 
@@ -91,6 +104,7 @@ export class DiskWriter {
   /** A slot of pieces was written or taken over: the index is format 2. */
   private pieced = false;
   private open?: OpenSlot;
+  private pack?: Pack;
   private parentReader?: IndexedDisk;
 
   constructor(
@@ -163,10 +177,12 @@ export class DiskWriter {
         end = ext.offset + len;
       }
       if (!this.failure && this.open) await this.finishOpen();
+      if (!this.failure) await this.storePack();
       if (!this.failure) await this.fillUncovered(next, this.nChunks);
     } catch (e) {
       this.failure ??= e;
     }
+    if (this.pack) { this.core.pool.recycle(this.pack.buf); this.pack = undefined; } // failed before it was stored
     while (this.tasks.size) await Promise.allSettled([...this.tasks]);
     if (this.failure) throw this.failure;
     if (this.pages.some((p) => p === '')) throw new Error(`disk ${name}: internal error, index incomplete`);
@@ -229,17 +245,17 @@ export class DiskWriter {
     if (at < slotLen) pieces.push(...slicePieces(base, at, slotLen));
     const merged = mergePieces(pieces);
     if (piecesWithinBounds(merged)) {
-      const finish = (id: string | null) => {
-        const slot = slotOf(merged.map((p) => (p.id !== NEW ? p : id ? { ...p, id } : { id: ZERO_ID, offset: 0, length: p.length })), slotLen);
-        this.stats.slotsPieced = (this.stats.slotsPieced ?? 0) + (slot !== null && 'pieces' in slot ? 1 : 0);
-        this.assignSlot(index, slot);
-      };
       if (isZero(data)) {
         this.core.pool.recycle(buf);
-        return finish(null);
+        return this.finishPieced(index, slotLen, merged, null);
       }
-      await this.slots.acquire();
-      this.track(this.storeChunk(index, data).then(finish).finally(() => this.slots.release()));
+      if (this.pack && this.pack.filled + changed > this.cs) await this.storePack();
+      const pack = this.pack ??= { buf: this.core.pool.borrow(this.cs), filled: 0, slots: [] };
+      const at = pack.filled;
+      pack.buf.set(data, at);
+      pack.filled += changed;
+      pack.slots.push({ index, length: slotLen, pieces: merged.map((p) => (p.id === NEW ? { ...p, offset: at + p.offset } : p)) });
+      this.core.pool.recycle(buf);
       return;
     }
     // Too many pieces or chunks for one slot: the parent's bytes with the changes over them, whole.
@@ -248,6 +264,25 @@ export class DiskWriter {
     for (const p of parts) whole.set(buf.subarray(p.pos, p.pos + p.length), p.at);
     this.core.pool.recycle(buf);
     return this.storeOrZero(index, whole);
+  }
+
+  /** Stores the pack (if any) as one chunk; its slots are assigned once its id is known. */
+  private async storePack(): Promise<void> {
+    const pack = this.pack;
+    if (!pack) return;
+    this.pack = undefined;
+    await this.slots.acquire();
+    const first = (pack.slots[0] as Pack['slots'][number]).index;
+    this.track(this.storeChunk(first, pack.buf.subarray(0, pack.filled)).then((id) => {
+      for (const s of pack.slots) this.finishPieced(s.index, s.length, s.pieces, id);
+    }).finally(() => this.slots.release()));
+  }
+
+  /** Assigns a slot of pieces once its new chunk's id is known (null: its changed bytes are zero). */
+  private finishPieced(index: number, length: number, pieces: readonly Piece[], id: string | null): void {
+    const slot = slotOf(pieces.map((p) => (p.id !== NEW ? p : id ? { ...p, id } : { id: ZERO_ID, offset: 0, length: p.length })), length);
+    this.stats.slotsPieced = (this.stats.slotsPieced ?? 0) + (slot !== null && 'pieces' in slot ? 1 : 0);
+    this.assignSlot(index, slot);
   }
 
   /** `borrowed`: `data` is a buffer of the worker pool this writer owns, handed on without a copy. */
