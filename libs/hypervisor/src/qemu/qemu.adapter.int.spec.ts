@@ -1,6 +1,6 @@
 // The QEMU adapter against a real QEMU whose disk is written continuously: point-in-time
 // contents, exact changed blocks, failed transfers, clean restarts and crashes of QEMU.
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useCleanup } from '../testing/cleanup.ts';
@@ -10,6 +10,7 @@ import { GuestWriter, applyWrites, blocksWritten, type LoggedWrite } from '../te
 import { readExport, readExportWithNbdcopy, dirtyBlocks, dirtyBlocksWithNbdinfo } from '../testing/nbd-tools.ts';
 import type { View } from '../hypervisor.port.ts';
 import { QemuAdapter } from './qemu.adapter.ts';
+import { objectId, overlayFileName } from './naming.ts';
 import { fakeGuestAgent } from '../testing/fake-guest-agent.ts';
 
 const SIZE = 16 << 20;
@@ -206,6 +207,27 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     expect(await fresh.reapOrphans()).toEqual({ exports: [], jobs: [], nodes: [], files: [], bitmaps: [] });
     // The NBD server was started by the first adapter: this one shares it.
     expect(fresh.sharesNbdServer).toBe(true);
+  });
+
+  it('a caller gone between formatting an overlay and dismissing its job: reap dismisses the job and removes its node and file', async () => {
+    // What a crash inside the overlay's creation leaves: the file, its file node, and a concluded
+    // blockdev-create job nobody dismissed.
+    const viewId = 'vcrashedmid0';
+    const fileNode = objectId('file', viewId, 0);
+    const job = objectId('create', viewId, 0);
+    const file = join(dir, 'overlays', overlayFileName(viewId, 0));
+    await writeFile(file, '');
+    await adapter.qmp.execute('blockdev-add', { driver: 'file', 'node-name': fileNode, filename: file });
+    const concluded = adapter.qmp.waitForEvent('JOB_STATUS_CHANGE', (d) => d['id'] === job && d['status'] === 'concluded');
+    await adapter.qmp.execute('blockdev-create', { 'job-id': job, options: { driver: 'qcow2', file: fileNode, size: SIZE } });
+    await concluded;
+    const report = await adapter.reapOrphans();
+    expect(report.jobs).toEqual([job]);
+    expect(report.files).toEqual([file]);
+    expect(await adapter.qmp.execute('query-jobs')).toEqual([]);
+    const names = (await adapter.qmp.execute<Array<{ 'node-name': string }>>('query-named-block-nodes')).map((n) => n['node-name']);
+    expect(names.filter((n) => n.includes(viewId))).toEqual([]);
+    expect((await readdir(join(dir, 'overlays'))).length).toBe(0);
   });
 
   it('quiesce: the guest agent freezes before the point in time and thaws after; a silent agent means crash-consistent, thawed anyway', async () => {

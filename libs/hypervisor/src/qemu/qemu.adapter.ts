@@ -76,6 +76,11 @@ interface BlockInfo {
 interface ViewLeftovers {
   exports: string[];
   jobs: string[];
+  /**
+   * The overlays' `blockdev-create` jobs still listed: a caller that went away between starting
+   * one and dismissing it leaves it concluded (or running) in QEMU.
+   */
+  createJobs: string[];
   nodes: string[];
   /** The overlays' file nodes: removed after the qcow2 nodes opened on them. */
   fileNodes: string[];
@@ -202,7 +207,7 @@ export class QemuAdapter implements HypervisorAdapter {
       this.#log.warn({ viewId, ...left }, 'reaping leftovers of a view nobody holds');
       await this.#removeLeftovers(left, false);
       report.exports.push(...left.exports);
-      report.jobs.push(...left.jobs);
+      report.jobs.push(...left.jobs, ...left.createJobs);
       report.nodes.push(...left.nodes);
       report.files.push(...left.files);
       report.bitmaps.push(...left.bitmaps.map((b) => b.name));
@@ -370,17 +375,19 @@ export class QemuAdapter implements HypervisorAdapter {
     const out = new Map<string, ViewLeftovers>();
     const get = (viewId: string) => {
       let v = out.get(viewId);
-      if (!v) { v = { exports: [], jobs: [], nodes: [], fileNodes: [], files: [], bitmaps: [] }; out.set(viewId, v); }
+      if (!v) { v = { exports: [], jobs: [], createJobs: [], nodes: [], fileNodes: [], files: [], bitmaps: [] }; out.set(viewId, v); }
       return v;
     };
-    const [exports, jobs, nodes, files] = await Promise.all([
+    const [exports, jobs, createJobs, nodes, files] = await Promise.all([
       this.qmp.execute<Array<{ id: string }>>('query-block-exports'),
       this.qmp.execute<Array<{ device: string }>>('query-block-jobs'),
+      this.qmp.execute<Array<{ id: string }>>('query-jobs'),
       this.#namedNodes(),
       readdir(this.config.overlayDir).catch(() => [] as string[]),
     ]);
     for (const e of exports) { const p = parseObjectId('export', e.id); if (p) get(p.viewId).exports.push(e.id); }
     for (const j of jobs) { const p = parseObjectId('job', j.device); if (p) get(p.viewId).jobs.push(j.device); }
+    for (const j of createJobs) { const p = parseObjectId('create', j.id); if (p) get(p.viewId).createJobs.push(j.id); }
     for (const n of nodes) {
       const p = parseObjectId('node', n['node-name']);
       if (p) get(p.viewId).nodes.push(n['node-name']);
@@ -426,6 +433,7 @@ export class QemuAdapter implements HypervisorAdapter {
         if (!(e instanceof QmpError)) throw e;
       }
     }
+    for (const id of left.createJobs) await this.#dismissCreateJob(id);
     for (const node of left.nodes) await this.#blockdevDel(node);
     for (const node of left.fileNodes) await this.#blockdevDel(node);
     for (const file of left.files) await unlink(file).catch(() => undefined);
@@ -450,6 +458,26 @@ export class QemuAdapter implements HypervisorAdapter {
   async #bitmap(node: string, name: string): Promise<BitmapState | undefined> {
     const nodes = await this.#namedNodes();
     return nodes.find((n) => n['node-name'] === node)?.['dirty-bitmaps']?.find((b) => b.name === name);
+  }
+
+  /**
+   * Dismisses an overlay's `blockdev-create` job a gone caller left. Such a job cannot be
+   * cancelled, and formatting an empty qcow2 takes milliseconds: one still running is waited for.
+   */
+  async #dismissCreateJob(id: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const jobs = await this.qmp.execute<Array<{ id: string; status: string }>>('query-jobs');
+      const status = jobs.find((j) => j.id === id)?.status;
+      if (status === undefined) return;
+      if (status === 'concluded' || attempt >= 200) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      await this.qmp.execute('job-dismiss', { id });
+    } catch (e) {
+      if (!(e instanceof QmpError)) throw e; // dismissed meanwhile, or still running after 10 s: the error says which
+      this.#log.warn({ job: id, error: e.desc }, 'could not dismiss a leftover overlay-format job');
+    }
   }
 
   async #blockdevDel(node: string): Promise<void> {
