@@ -153,6 +153,11 @@ export class CommandResponder {
       command = { ...command, actor };
     }
 
+    if (this.route.replyStore === false) {
+      // The handler answers a repeat itself (see CommandHandlerOptions.replyStore).
+      const { reply } = await this.run(msg, command, vouchedBy);
+      return this.respond(msg, reply);
+    }
     const key = `${this.route.service}:${command.name}:${command.idempotencyKey}`;
     const fingerprint = commandFingerprint(command.name, command.schemaVersion, command.payload);
     let claim;

@@ -4,6 +4,7 @@ import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
 import { Refusal, commandSubject, type CommandPayloadMap, type KnownEvent } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { CommandBus } from './command-bus.ts';
@@ -15,6 +16,12 @@ import { JetStreamServer } from './jetstream.server.ts';
 import { ACTOR, EVENTS, SITE, deadLetters, jobStarted, jobSubject, openSite, type TestSite } from './testing/site.ts';
 
 const MAX_BYTES = 16 * 1024;
+
+async function countKeys(kv: KV): Promise<number> {
+  let n = 0;
+  for await (const _ of await kv.keys()) n++;
+  return n;
+}
 const calls: Array<{ payload: unknown; actor: string; key: string; traceparent?: string }> = [];
 const events: KnownEvent[] = [];
 const JOB = `j${randomUUID().slice(0, 8)}`;
@@ -46,7 +53,19 @@ class SchedulerCommands {
   }
 }
 
-@Module({ controllers: [SchedulerCommands] })
+const releases: string[] = [];
+
+/** A handler idempotent by the snapshot id in its payload: no reply store. */
+@Controller()
+class CoordinatorCommands {
+  @CommandHandler('snapshot-coordinator', 'ReleaseSnapshot', { replyStore: false })
+  releaseSnapshot(@Payload() payload: CommandPayloadMap['ReleaseSnapshot']) {
+    releases.push(payload.snapshotId);
+    return undefined;
+  }
+}
+
+@Module({ controllers: [SchedulerCommands, CoordinatorCommands] })
 class SchedulerModule {}
 
 describe('commands and the Nest transport', () => {
@@ -105,6 +124,19 @@ describe('commands and the Nest transport', () => {
     expect(calls.length).toBe(before + 1);
     const conflict = await bus.send('scheduler', 'RequestBackup', { vmId: 'vm-3', mode: 'full' }, { idempotencyKey: key });
     expect(conflict).toMatchObject({ accepted: false, error: { code: 'idempotency_conflict' } });
+  });
+
+  it('a route without a reply store runs its handler for every repeat and writes nothing to the store', async () => {
+    const kv = await new Kvm(nc).open('cairn_command_replies');
+    const keysBefore = await countKeys(kv);
+    const key = `release-${randomUUID()}`;
+    const cmd = { jobId: 'j1', snapshotId: key, outcome: 'success' } as const;
+    expect(await bus.send('snapshot-coordinator', 'ReleaseSnapshot', cmd, { idempotencyKey: key })).toEqual({ accepted: true });
+    expect(await bus.send('snapshot-coordinator', 'ReleaseSnapshot', cmd, { idempotencyKey: key })).toEqual({ accepted: true });
+    expect(releases.filter((r) => r === key)).toHaveLength(2);
+    expect(await countKeys(kv)).toBe(keysBefore);
+    // An invalid one is still refused before the handler.
+    expect(await bus.send('snapshot-coordinator', 'ReleaseSnapshot', { jobId: '', snapshotId: key } as never)).toMatchObject({ accepted: false, error: { code: 'invalid_command' } });
   });
 
   it('maps handler errors to codes; a repeated key while the first is running is in_progress', async () => {

@@ -42,6 +42,14 @@ export interface CommandHandlerOptions {
   readonly queue?: string;
   /** The code an unexpected error (not a Refusal) is answered with, e.g. `restore_failed` (default `internal`). */
   readonly failureCode?: string;
+  /**
+   * Keep the first reply of each idempotency key in the reply store (default true: a claim and
+   * the reply, two replicated KV writes per command). False only where the handler itself is
+   * idempotent by an id in the payload and answers a repeat as it answered the first time (the
+   * snapshot coordinator's RequestSnapshot and ReleaseSnapshot: four of a backup job's six KV
+   * writes); its handler may then run again for a repeat, and concurrent repeats are its to order.
+   */
+  readonly replyStore?: boolean;
 }
 
 export const JETSTREAM_EXTRAS = 'cairnJetStream';

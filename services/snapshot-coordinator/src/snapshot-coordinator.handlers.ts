@@ -14,7 +14,8 @@ export const SERVICE_NAME = 'snapshot-coordinator';
 export class SnapshotCoordinatorHandlers {
   constructor(@Inject(SnapshotCoordinator) private readonly coordinator: SnapshotCoordinator) {}
 
-  @CommandHandler(SERVICE_NAME, 'RequestSnapshot')
+  // Idempotent by the snapshot id, and a repeat is answered as the first (SnapshotAnswers): no reply store.
+  @CommandHandler(SERVICE_NAME, 'RequestSnapshot', { replyStore: false })
   async requestSnapshot(@Payload() p: CommandPayloadMap['RequestSnapshot'], @Ctx() ctx: CommandContext) {
     return this.coordinator.requestSnapshot(p, ctx.idempotencyKey);
   }
@@ -34,7 +35,7 @@ export class SnapshotCoordinatorHandlers {
     return prepareInPlaceRestore(p.restoreId, this.coordinator.log, this.coordinator.adapters);
   }
 
-  @CommandHandler(SERVICE_NAME, 'ReleaseSnapshot')
+  @CommandHandler(SERVICE_NAME, 'ReleaseSnapshot', { replyStore: false })
   async releaseSnapshot(@Payload() p: CommandPayloadMap['ReleaseSnapshot']) {
     await this.coordinator.releaseSnapshot(p);
     return undefined;

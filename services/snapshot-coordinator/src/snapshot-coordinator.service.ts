@@ -16,6 +16,7 @@ import { decideInventory, decideRemoval, evolveVm, unknownVm, vmIdFromName, type
 import { CoalescedRound } from './coalesced-round.ts';
 import { LoggedVms } from './logged-vms.ts';
 import { expiredRecords, type ViewRecord, type ViewRecordFile } from './view-records.ts';
+import { SnapshotAnswers } from './snapshot-answers.ts';
 
 export interface CoordinatorLogger {
   info(obj: object, msg: string): void;
@@ -68,6 +69,10 @@ const MAX_VM_CONFIG = 256 * 1024;
 /** Reads and decisions of one VM's inventory before a conflict is given up (the next round tries again). */
 const INVENTORY_ATTEMPTS = 4;
 
+function alreadyReleased(snapshotId: string): SnapshotCommandError {
+  return new SnapshotCommandError('not_found', `snapshot ${snapshotId} was already released (its lease ran out): its changes stay for the next backup`);
+}
+
 /** Chain (bitmap) name for a policy: one changed-block history per policy and disk. */
 export function chainFor(policyId: string | null | undefined): string {
   if (!policyId) return 'manual';
@@ -82,6 +87,8 @@ export class SnapshotCoordinator {
   readonly #inventoryRounds = new Map<string, CoalescedRound>();
   /** The log's VMs, brought up to date at each inventory round by reading only the new `vm` events. */
   readonly #logged: LoggedVms;
+  /** Answers for snapshots no longer open: its commands keep no replies in the reply store. */
+  readonly #answers = new SnapshotAnswers();
 
   constructor(
     private readonly settings: CoordinatorSettings,
@@ -108,8 +115,29 @@ export class SnapshotCoordinator {
     await this.reapExpired();
   }
 
+  /**
+   * Opens a view and records SnapshotTaken. A repeat (same snapshot id and job) is answered as the
+   * first request was: while the view is open by recording it again (the job decider records
+   * nothing twice), after that from the remembered answer (SnapshotAnswers).
+   */
   async requestSnapshot(input: RequestSnapshotInput, idempotencyKey: string): Promise<{ snapshotId: string }> {
     const snapshotId = input.snapshotId ?? (ID.test(idempotencyKey) ? idempotencyKey : randomUUID());
+    if (!this.records.get(snapshotId)) {
+      const answered = this.#answers.request(snapshotId, input.jobId);
+      if (answered) throw answered;
+      if (answered === null) return { snapshotId };
+    }
+    try {
+      await this.#requestSnapshot(input, snapshotId);
+    } catch (e) {
+      if (e instanceof SnapshotCommandError) this.#answers.rememberRequest(snapshotId, input.jobId, e);
+      throw e;
+    }
+    this.#answers.rememberRequest(snapshotId, input.jobId, null);
+    return { snapshotId };
+  }
+
+  async #requestSnapshot(input: RequestSnapshotInput, snapshotId: string): Promise<void> {
     // Nothing to build on: a full view, whatever the changed-block history holds (its generation still steps).
     const noParent = input.parent && 'none' in input.parent && input.mode !== 'full' ? input.parent.none : undefined;
     const job = { mode: noParent ? 'full' as const : input.mode ?? 'auto', policyId: input.policyId ?? null };
@@ -121,7 +149,7 @@ export class SnapshotCoordinator {
     if (existing) {
       // A retry of a request that already got a view: record it (the decider says whether it is already).
       await this.#recordTaken(existing, sent);
-      return { snapshotId };
+      return;
     }
     const instance = await this.#instanceOf(input.vmId);
     if (!instance) {
@@ -133,6 +161,9 @@ export class SnapshotCoordinator {
     let record: ViewRecord;
     try {
       record = await this.#locked(instance, async () => {
+        // A repeat that came while the first was opening the view: that view.
+        const opening = this.records.get(snapshotId);
+        if (opening) return opening;
         const vmName = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === input.vmId)?.name ?? input.vmId;
         const opened = await adapter.openView({
           vm: vmName, mode: job.mode, jobId: input.jobId, chain: chainFor(job.policyId), leaseMs,
@@ -160,6 +191,7 @@ export class SnapshotCoordinator {
       if (!(e instanceof SnapshotCommandError)) throw e;
       // The job did not ask for this view (or is gone): give it back rather than hold the disk.
       await this.#locked(instance, async () => {
+        if (this.records.get(snapshotId) !== record) return; // a concurrent repeat gave it back
         await adapter.releaseView(record.view.viewId, { success: false });
         await this.records.delete(snapshotId);
       });
@@ -169,19 +201,20 @@ export class SnapshotCoordinator {
       jobId: input.jobId, snapshotId, viewId: record.view.viewId,
       disks: record.view.disks.map((d) => ({ disk: d.disk, mode: d.mode, reason: d.reason, changedBytes: d.changedBytes })),
     }, 'snapshot taken');
-    return { snapshotId };
   }
 
+  /** Releases a view; a repeat is answered as the first release was (SnapshotAnswers). */
   async releaseSnapshot(input: ReleaseSnapshotInput): Promise<void> {
     const record = this.records.get(input.snapshotId);
+    const answered = record ? undefined : this.#answers.release(input.snapshotId, input.jobId, input.outcome === 'success');
+    if (answered) throw answered;
+    if (answered === null) return;
     if (!record) throw new SnapshotCommandError('not_found', `no open snapshot ${input.snapshotId} (never taken, or already released)`);
     if (record.jobId !== input.jobId) throw new SnapshotCommandError('conflict', `snapshot ${input.snapshotId} belongs to job ${record.jobId}`);
     const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
       state: jobStateAsSent({ jobId: input.jobId, snapshotId: input.snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
     };
-    if (!await this.#release(record, input.outcome === 'success', 'job_ended', sent)) {
-      throw new SnapshotCommandError('not_found', `snapshot ${input.snapshotId} was already released (its lease ran out): its changes stay for the next backup`);
-    }
+    if (!await this.#release(record, input.outcome === 'success', 'job_ended', sent)) throw alreadyReleased(input.snapshotId);
   }
 
   /** Releases every view whose lease ran out (as failed: its changes stay for the next backup). */
@@ -311,6 +344,7 @@ export class SnapshotCoordinator {
       if (activeTraceContext() || !record.trace) await release();
       else await inSpan('@cairn/snapshot-coordinator', 'snapshot-coordinator SnapshotReleased', { jobId: record.jobId, parent: record.trace }, release);
       await this.records.delete(record.snapshotId);
+      this.#answers.rememberRelease(record.snapshotId, record.jobId, cause === 'job_ended' ? null : alreadyReleased(record.snapshotId), success);
       this.logger.info({ jobId: record.jobId, snapshotId: record.snapshotId, viewId: record.view.viewId, success, cause }, 'snapshot released');
       return true;
     });

@@ -87,6 +87,32 @@ describe('SnapshotCoordinator', () => {
     expect((await types('job-j1')).filter((e) => e.type === 'SnapshotTaken')).toHaveLength(1);
   });
 
+  it('answers repeats as the first time without a reply store: concurrent ones open one view, late ones open none', async () => {
+    const { adapter, log, make, types } = await setup();
+    const { jobRevision } = await requestedJob(log, 'j5', 'snap-5');
+    const c = make();
+    const cmd = { jobId: 'j5', vmId: 'web_1', snapshotId: 'snap-5', jobRevision };
+    expect(await Promise.all([c.requestSnapshot(cmd, 'snap-5'), c.requestSnapshot(cmd, 'snap-5')])).toEqual([{ snapshotId: 'snap-5' }, { snapshotId: 'snap-5' }]);
+    expect(adapter.opened).toHaveLength(1);
+    const release = { jobId: 'j5', snapshotId: 'snap-5', outcome: 'success' as const };
+    await c.releaseSnapshot(release);
+    // After the release: the same answers, nothing opened or released again, nothing recorded twice.
+    await c.releaseSnapshot(release);
+    expect(await c.requestSnapshot(cmd, 'snap-5')).toEqual({ snapshotId: 'snap-5' });
+    expect(adapter.opened).toHaveLength(1);
+    expect(adapter.released).toEqual([{ viewId: 'v00000000001', success: true }]);
+    expect((await types('job-j5')).map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'SnapshotReleased']);
+    // Another job naming the snapshot is not answered from this one's, and a failed request is answered as it was.
+    await expect(c.releaseSnapshot({ ...release, jobId: 'j6' })).rejects.toMatchObject({ code: 'not_found' });
+    adapter.failOpen = true;
+    await requestedJob(log, 'j8', 'snap-8');
+    await expect(c.requestSnapshot({ jobId: 'j8', vmId: 'web_1', snapshotId: 'snap-8' }, 'snap-8')).rejects.toMatchObject({ code: 'snapshot_failed' });
+    adapter.failOpen = false;
+    await expect(c.requestSnapshot({ jobId: 'j8', vmId: 'web_1', snapshotId: 'snap-8' }, 'snap-8')).rejects.toMatchObject({ code: 'snapshot_failed' });
+    expect(adapter.opened).toHaveLength(1);
+    expect((await types('job-j8')).filter((e) => e.type === 'SnapshotFailed')).toHaveLength(1);
+  });
+
   it('opens a full view when the command says there is no parent to build on, and records why', async () => {
     const { adapter, log, make, types } = await setup();
     adapter.honourMode = true;
@@ -128,6 +154,8 @@ describe('SnapshotCoordinator', () => {
     const [reaped, released] = await Promise.allSettled([c.reapExpired(late), c.releaseSnapshot({ jobId: 'j4', snapshotId: 's4', outcome: 'success' })]);
     expect(reaped).toEqual({ status: 'fulfilled', value: 1 });
     expect(released).toMatchObject({ status: 'rejected', reason: { code: 'not_found' } });
+    // A repeat of the release is told the same.
+    await expect(c.releaseSnapshot({ jobId: 'j4', snapshotId: 's4', outcome: 'success' })).rejects.toMatchObject({ code: 'not_found', message: /lease ran out/ });
     expect(adapter.released).toEqual([{ viewId: 'v00000000001', success: false }]);
     expect((await types('job-j4')).filter((e) => e.type === 'SnapshotReleased').map((e) => (e.data as { cause: string }).cause)).toEqual(['lease_expired']);
   });
