@@ -160,6 +160,7 @@ export async function startSnapshotCoordinator(o: StartOptions): Promise<Running
       await app.close();
       // Views stay open: their holders may still be reading; the next run adopts them.
       for (const a of adapters.values()) await a.close();
+      await records.close();
       if (!o.log) await log.close();
       if (!o.nc) await nc.drain();
     },

@@ -23,6 +23,11 @@ describe('view records', () => {
     await a.delete('s1');
     const b = new ViewRecordFile(file);
     expect((await b.load()).map((r) => r.snapshotId)).toEqual(['s2']);
+    // Closed (the coordinator stopping), then changed again: the journal is opened again.
+    await a.close();
+    await a.put(record('s3', '2026-01-03T00:00:00Z'));
+    await a.close();
+    expect((await new ViewRecordFile(file).load()).map((r) => r.snapshotId)).toEqual(['s2', 's3']);
   });
 
   it('a damaged file is a clear error, not an empty set (that would orphan views)', async () => {
@@ -44,6 +49,7 @@ describe('view records', () => {
     const expected = Array.from({ length: 10 }, (_, i) => `s${1490 + i}`);
     expect((await new ViewRecordFile(file).load()).map((r) => r.snapshotId).sort()).toEqual(expected.sort());
     expect((await readFile(a.journal, 'utf8')).split('\n').length).toBeLessThan(1000);
+    await a.close();
     // A crash while appending leaves a short last line: that change never returned, the rest stands.
     await appendFile(a.journal, '{"delete":"s14');
     expect((await new ViewRecordFile(file).load()).map((r) => r.snapshotId).sort()).toEqual(expected.sort());
