@@ -3,7 +3,7 @@ import type { CommandReply } from '@cairn/contracts';
 import type { CatalogueQueryError } from '@cairn/catalogue-client';
 import type { Command } from 'commander';
 import { CliError, EXIT } from './cli-error.ts';
-import { withSession, type Session } from './session.ts';
+import { withSession, type Preload, type Session } from './session.ts';
 
 const CODE_EXIT: Record<string, number> = {
   not_found: EXIT.notFound,
@@ -40,7 +40,7 @@ export function transportError(e: unknown): never {
 }
 
 /** A command's action run in a session, with transport failures (no responders, a refused query) mapped to their exit codes. */
-export function sessionAction<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>) {
+export function sessionAction<A extends unknown[]>(fn: (s: Session, ...args: A) => Promise<void>, load?: Preload) {
   return async function (this: Command, ...args: A) {
     await withSession(this, async (s) => {
       try {
@@ -48,6 +48,6 @@ export function sessionAction<A extends unknown[]>(fn: (s: Session, ...args: A) 
       } catch (e) {
         transportError(e);
       }
-    });
+    }, load);
   };
 }

@@ -102,7 +102,26 @@ export function actorFor(key: OperatorKey | undefined): Actor {
   return key ? { kind: 'user', id: key.userId } : operator();
 }
 
-export async function openSession(cmd: Command): Promise<Session> {
+/**
+ * What a command will need once its session is open, loaded while the connection is made (the
+ * TLS handshake and the server's replies leave this thread idle): `bus` for a command that
+ * sends, `eventLog` for one that reads a job's stream, `also` for the command's own modules.
+ */
+export interface Preload {
+  readonly bus?: boolean;
+  readonly eventLog?: boolean;
+  readonly also?: () => Promise<unknown>;
+}
+
+/** Starts loading what `p` names; a failure shows where the module is imported for use. */
+function preload(p: Preload): void {
+  const ignore = () => undefined;
+  if (p.bus) import('@cairn/messaging/command-bus').catch(ignore);
+  if (p.eventLog) import('@cairn/eventlog').catch(ignore);
+  p.also?.().catch(ignore);
+}
+
+export async function openSession(cmd: Command, load: Preload = {}): Promise<Session> {
   const g = globals(cmd);
   const state = await readStackState(g.data ?? process.env['CAIRN_DATA'] ?? DEFAULT_DATA_DIR);
   const natsUrl = g.nats ?? process.env['CAIRN_NATS_URL'] ?? state?.natsUrl;
@@ -116,6 +135,7 @@ export async function openSession(cmd: Command): Promise<Session> {
   const securityDir = process.env['CAIRN_NATS_SECURITY_DIR'] ?? state?.securityDir;
   // The catalogue client loads while the connection is made.
   const catalogueLib = import('@cairn/catalogue-client');
+  preload(load);
   let security: import('@cairn/nats-security').SiteSecurity | undefined;
   try {
     const { connect } = await commonJs(import('@nats-io/transport-node'));
@@ -147,6 +167,7 @@ export async function openSession(cmd: Command): Promise<Session> {
   const commandBus = (): Promise<CommandBus> => (bus ??= import('@cairn/messaging/command-bus').then(({ CommandBus: Bus }) =>
     new Bus(nc, { site, actor, defaultTimeoutMs: 15_000, ...(key ? { signer: key.signer } : {}) })));
   let signing: Promise<void> | undefined;
+  let eventLog: Promise<EventLog> | undefined;
   // What the CLI appends (repository key events) is signed as the site's `admin`.
   const bindSigning = (): Promise<void> => (signing ??= security
     ? import('./stack/event-provenance.ts').then(({ signEventsAs }) => signEventsAs(nc, security!, 'admin'))
@@ -159,18 +180,20 @@ export async function openSession(cmd: Command): Promise<Session> {
     catalogue: viaHub ? new (await catalogueLib).SiteViewCatalogueClient(nc, site) : new CatalogueClientClass(nc, { site }),
     json: Boolean(g.json),
     bindSigning,
-    eventLog: async () => {
+    // One event log per session: each one asks JetStream for the stream's info when made, and a
+    // command that follows a job reads its stream several times (a failed open is not kept).
+    eventLog: () => (eventLog ??= (async () => {
       await bindSigning();
       const { createJetStreamEventLog } = await import('@cairn/eventlog');
       return createJetStreamEventLog({ nc, site, createStream: false });
-    },
+    })().catch((e: unknown) => { eventLog = undefined; throw e; })),
     close: () => nc.close(),
   };
 }
 
 /** Runs a command body with a session, closing it whatever happens. */
-export async function withSession<T>(cmd: Command, body: (s: Session) => Promise<T>): Promise<T> {
-  const s = await openSession(cmd);
+export async function withSession<T>(cmd: Command, body: (s: Session) => Promise<T>, load?: Preload): Promise<T> {
+  const s = await openSession(cmd, load);
   try {
     return await body(s);
   } finally {

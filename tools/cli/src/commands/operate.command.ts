@@ -532,7 +532,7 @@ export function registerOperateCommands(program: Command): void {
       output(s, result, () => result.nbd
         ? `serving ${disk} of ${restorePointId} at nbd+unix:///${result.nbd.exportName}?socket=${result.nbd.socket} (${bytes(result.sizeBytes)}, writes kept in an overlay); stop with \`cairn restore-export stop ${result.nbd.exportName}\``
         : `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
-    }));
+    }, { bus: true, also: restoreJobs })); // every form sends; most follow a restore job
   const rexp = program.command('restore-export').description('restore points served over NBD');
   rexp.command('list').description('the restore points the data mover serves over NBD now (`cairn restore <point> --nbd <name>`)')
     .action(act(async (s) => {

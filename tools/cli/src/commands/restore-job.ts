@@ -16,6 +16,8 @@ const FAILURE_EXIT: Record<string, number> = {
 /** How often the restore's stream is read when no event pushed a wake-up: with and without the event subscription. */
 const POLL_PUSHED_MS = 2000;
 const POLL_MS = 300;
+/** The events after which `isRestoreOver` holds: the only ones worth reading the stream for. */
+const ENDING_EVENTS: ReadonlySet<string> = new Set(['RestoreCompleted', 'RestoreFailed']);
 
 async function restoreState(s: Session, restoreId: string): Promise<RestoreState> {
   const log = await s.eventLog();
@@ -35,10 +37,11 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   const started = Date.now();
   let lastAt = Date.now(); let lastDone = 0; let rate = 0; let printed = -1;
   const sub = s.nc.subscribe(progressSubject(s.site, restoreId));
-  // Each event appended to the job's stream that may change how it ends wakes the loop below at
-  // once (push), which then reads the stream; progress events do not (the progress line has its
-  // own subject), so a restore costs a few stream reads, not one per event and poll (each read is
-  // a JetStream consumer: CPU in this process and in NATS while the data mover needs both cores).
+  // An event that ends the job (ENDING_EVENTS) wakes the loop below at once (push), which then
+  // reads the stream; the others do not (the progress line has its own subject), so a restore
+  // costs two stream reads (the first line, the end), not one per event and poll: each read asks
+  // JetStream once per event of the stream, CPU in this process and in NATS while the data mover
+  // needs both cores.
   // The poll stays as the safety net: every POLL_PUSHED_MS while the subscription lives (a missed
   // message), every POLL_MS once it ended (an identity that may not subscribe to events).
   const events = s.nc.subscribe(eventSubject(s.site, `restore-${restoreId}`));
@@ -48,7 +51,8 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   void (async () => {
     try {
       for await (const m of events) {
-        if (m.headers?.get(EVENT_TYPE_HEADER) === 'RestoreProgressed') continue;
+        const type = m.headers?.get(EVENT_TYPE_HEADER);
+        if (type && !ENDING_EVENTS.has(type)) continue; // no type: read to see
         woken = true; wake?.();
       }
     } catch { /* not allowed to subscribe: the poll alone follows the job */ }
