@@ -21,6 +21,13 @@ const WRITEBACK_BYTES = 128 * 1024 * 1024;
  * promises per batch instead of per chunk on the main thread, which the stack's services share.
  */
 const BATCH_CHUNKS = 8;
+/**
+ * Distinct chunks the pieces of slots of pieces gather before they go to a worker. They travel
+ * apart from whole chunks, sorted by chunk: an incremental packs the changed bytes of several
+ * slots (a dozen slots apart on a disk with 2% changed) into one chunk, which a worker then opens
+ * once for all of them instead of once per slot.
+ */
+const PIECE_BATCH_CHUNKS = 16;
 
 export interface RestoreOptions {
   readonly format?: 'raw' | 'qcow2';
@@ -81,7 +88,8 @@ export async function restoreDisk(
     // go to the workers in batches of BATCH_CHUNKS (one round trip per batch, not per chunk);
     // a slot made of pieces (an incremental's) becomes one item per piece, each writing its
     // range of its chunk at its place (the file is sparse: zero pieces stay holes), so pieced
-    // slots are opened and written off the main thread like whole chunks.
+    // slots are opened and written off the main thread like whole chunks; their items gather in
+    // batches of their own (PIECE_BATCH_CHUNKS).
     const concurrency = core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY;
     const batchSlots = new Semaphore(Math.max(1, Math.ceil(concurrency / BATCH_CHUNKS)));
     const running = new Set<Promise<void>>();
@@ -129,6 +137,15 @@ export async function restoreDisk(
       // The worker that opens a chunk writes it into the target itself.
       return start(batchSlots, () => core.readChunksTo(chunks, fh.fd));
     };
+    let pieces: Array<{ id: string; position: number; range: ChunkRange }> = [];
+    const pieceIds = new Set<string>();
+    const flushPieces = () => {
+      // Pieces of the same chunk next to each other: the worker opens it once for them.
+      const items = pieces.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.position - b.position));
+      pieces = [];
+      pieceIds.clear();
+      return start(batchSlots, () => core.readChunksTo(items, fh.fd));
+    };
     for (let p = 0; p * E < nChunks && fatal === undefined; p++) {
       let page: IndexPage;
       try {
@@ -146,25 +163,22 @@ export async function restoreDisk(
           batch.push({ id: slot.chunk, position: offset });
           if (batch.length >= BATCH_CHUNKS) await flush();
         } else {
-          const items: Array<{ id: string; position: number; range: ChunkRange }> = [];
           let at = offset;
           for (const piece of slot.pieces) {
             if (piece.id === ZERO_ID) progressed(piece.length);
-            else items.push({ id: piece.id, position: at, range: { from: piece.offset, length: piece.length } });
+            else {
+              pieces.push({ id: piece.id, position: at, range: { from: piece.offset, length: piece.length } });
+              pieceIds.add(piece.id);
+            }
             at += piece.length;
           }
-          // Pieces of the same chunk next to each other: the worker opens it once for them, so a
-          // batch ends only between two chunks (it may pass BATCH_CHUNKS by a slot's pieces)
-          // and no chunk is opened by two batches.
-          items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.position - b.position));
-          for (let k = 0; k < items.length; k++) {
-            batch.push(items[k]!);
-            if (batch.length >= BATCH_CHUNKS && items[k + 1]?.id !== items[k]!.id) await flush();
-          }
+          // A batch ends between slots, so it may pass the bound by a slot's chunks.
+          if (pieceIds.size >= PIECE_BATCH_CHUNKS) await flushPieces();
         }
       }
     }
     if (batch.length && fatal === undefined) await flush();
+    if (pieces.length && fatal === undefined) await flushPieces();
     await Promise.all(running);
     await syncing;
     if (fatal !== undefined) throw fatal;
