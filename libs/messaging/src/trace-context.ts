@@ -3,13 +3,10 @@
 // The propagator is our own W3C instance (not the global one), so it works whether or not the
 // process registered OpenTelemetry; spans are only recorded when a tracer provider is registered.
 import { context as otelContext, ROOT_CONTEXT, trace, type Context, type TextMapGetter } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import type { TraceContext } from '@cairn/contracts';
 // The narrow entry: the main one reaches the tracing SDK and prom-client (docs/benchmarks.md "CLI start-up").
-import { traceOf } from '@cairn/telemetry/trace-fields';
-
-const propagator = new W3CTraceContextPropagator();
+import { traceOf, w3cPropagator } from '@cairn/telemetry/trace-fields';
 
 const headersGetter: TextMapGetter<MsgHdrs | undefined> = {
   keys: (carrier) => (carrier ? carrier.keys() : []),
@@ -37,7 +34,7 @@ export interface ExtractedTrace {
 
 /** Reads the trace headers of a received message; malformed values are ignored, not fatal. */
 export function extractTrace(headers: MsgHdrs | undefined): ExtractedTrace {
-  const ctx = propagator.extract(ROOT_CONTEXT, headers, headersGetter);
+  const ctx = w3cPropagator().extract(ROOT_CONTEXT, headers, headersGetter);
   if (!trace.getSpanContext(ctx)) return { context: ctx };
   const t = traceOf(ctx);
   return t ? { context: ctx, trace: t } : { context: ctx };

@@ -53,7 +53,8 @@ describe('the CLI start-up graph', () => {
 
   // What a command that sends a request or reads a job's stream loads (session.ts): the command
   // bus and the JetStream event log, without the server side of messaging (NestJS core, rxjs),
-  // the tracing SDK, prom-client or the KurrentDB/gRPC client.
+  // the tracing SDK (nor `@opentelemetry/core`: the W3C propagator loads where a span exists),
+  // prom-client or the KurrentDB/gRPC client.
   it('loads only the client side of messaging and the event log for a request', async () => {
     const meta = await metafile();
     const chunkOf = (source: string): string => {
@@ -65,7 +66,7 @@ describe('the CLI start-up graph', () => {
     expect(loaded.some((p) => p.endsWith('libs/messaging/src/command-bus.ts'))).toBe(true);
     expect(loaded.some((p) => p.endsWith('libs/eventlog/src/jetstream-event-log.adapter.ts'))).toBe(true);
     const serverSide = [/node_modules\/@nestjs\/core\//, /node_modules\/rxjs\//, /node_modules\/@opentelemetry\/sdk-trace/, /node_modules\/@opentelemetry\/resources\//,
-      /node_modules\/prom-client\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /^libs\/eventlog\/src\/kurrentdb/, /^libs\/repository\//, /^services\//];
+      /node_modules\/@opentelemetry\/core\//, /node_modules\/@opentelemetry\/semantic-conventions\//, /node_modules\/prom-client\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /^libs\/eventlog\/src\/kurrentdb/, /^libs\/repository\//, /^services\//];
     expect(loaded.filter((p) => serverSide.some((re) => re.test(p)))).toEqual([]);
   }, 180_000);
 });
