@@ -72,6 +72,34 @@ describe('backend faults during a write', () => {
     expect((await repo.verify()).ok).toBe(true);
   });
 
+  it("a failed upload of the chunk that an incremental's slots share (a pack) commits nothing; the parent stays whole", async () => {
+    const { faults, repo, raw } = await setup();
+    const full = await repo.writeRestorePoint({ vm: { id: 'v', name: 'vm-p' }, disks: [disk()] });
+    // A quarter of each of four slots changed: their bytes go into one shared chunk.
+    const changed = Uint8Array.from(image);
+    const q = TEST_CHUNK / 4;
+    const extents = [1, 5, 9, 13].map((s) => {
+      const o = s * TEST_CHUNK + q;
+      changed.fill(0xab, o, o + q);
+      return { offset: o, data: changed.slice(o, o + q) };
+    });
+    const write = () => repo.writeRestorePoint({
+      vm: { id: 'v', name: 'vm-p' }, parentId: full.restorePointId,
+      disks: [{ name: 'sda', sizeBytes: SIZE, partial: true, extents: asAsync(extents) }],
+    });
+    faults.failNthWrite(1, { key: /^chunks\//, transient: false });
+    const err = await write().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestorePointWriteError);
+    expect((err as Error).message).toMatch(/upload of chunk [0-9a-f]{64} \(disk sda, offset \d+\) failed: .*injected/);
+    expect((await repo.listRestorePoints()).map((x) => x.id)).toEqual([full.restorePointId]);
+    expect(await keys(raw, 'pending/')).toEqual([]);
+    expect(Buffer.from(await (await repo.openDisk(full.restorePointId, 'sda')).read(0, SIZE)).equals(Buffer.from(image))).toBe(true);
+    const r = await write();
+    expect((await repo.getManifest(r.restorePointId)).disks[0]!.stats).toMatchObject({ chunksNew: 1, slotsPieced: 4 });
+    expect(Buffer.from(await (await repo.openDisk(r.restorePointId, 'sda')).read(0, SIZE)).equals(Buffer.from(changed))).toBe(true);
+    expect((await repo.verify()).ok).toBe(true);
+  });
+
   it('a hung upload times out: retried it commits, out of attempts it does not', async () => {
     const a = await setup({ attempts: 3, timeoutMs: 300 });
     a.faults.add({ ops: ['put'], key: /^chunks\//, nth: 2, times: 1, action: { kind: 'hang' } });
