@@ -1,0 +1,79 @@
+// The full backup job alone, A/B between builds: a paused QEMU with the generated 2 GiB disk
+// (a fresh one per job); in each round every build's `cairn up` (its worktree's CLI) starts on a fresh
+// data directory in turn and takes one full backup. Job s from the job's events, the data
+// mover's TransferTimings and the CPU seconds of the stack, its main thread and QEMU, per
+// build, with the load. For changes to the full's write path, where the product benchmark's
+// incremental, restore and restic runs would only add minutes.
+//
+//   npx tsx tools/bench/src/full-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
+//
+// Without --builds: this worktree alone. Medians per build at the end; no doc is written.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import type { ImageSpec } from './image.ts';
+import { addVm, backup, measureCpu, startCairn, startVm, type JobTimes, type StepCpu } from './product.ts';
+import { parseSize, prepareImages } from './run.ts';
+
+const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
+const log = (m: string): void => { process.stderr.write(`[full-ab ${new Date().toISOString().slice(11, 19)}] ${m}\n`); };
+
+interface Sample { build: string; job: JobTimes; cpu: StepCpu; load: string }
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      images: { type: 'string' },
+      size: { type: 'string', default: '2G' },
+      seed: { type: 'string', default: 'cairn-bench-1' },
+      builds: { type: 'string' },
+      rounds: { type: 'string', default: '2' },
+      work: { type: 'string' },
+    },
+  });
+  const builds = (values.builds ?? `this=${repoRoot}`).split(',').map((b) => {
+    const [name, root] = b.split('=');
+    if (!name || !root) throw new Error(`--builds takes name=worktree,…; got ${b}`);
+    return { name, cli: join(resolve(root), 'tools', 'cli', 'bin', 'cairn.js') };
+  });
+  const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed! };
+  const images = await prepareImages(spec, values.images ? resolve(values.images) : join(tmpdir(), 'cairn-full-ab-images'));
+  const work = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-full-ab-'));
+  const samples: Sample[] = [];
+  try {
+    for (let r = 0; r < Number(values.rounds); r++) {
+      // Alternate the order per round: neither build always runs first after the other.
+      const order = r % 2 === 0 ? builds : [...builds].reverse();
+      for (const b of order) {
+        const dataDir = join(work, `data-${b.name}-${r}`);
+        // A QEMU of its own per job: the NBD server a stack started in it stays bound to that stack's socket.
+        const vm = await startVm(join(work, `vm-${b.name}-${r}`), 'bench-vm', images.base.path);
+        const cairn = await startCairn(dataDir, undefined, b.cli);
+        try {
+          await addVm(cairn, vm, 'bench-host');
+          const { value: job, cpu } = await measureCpu(cairn, vm, () => backup(cairn, vm.name));
+          samples.push({ build: b.name, job, cpu, load: load() });
+          const t = job.transfer ?? {};
+          log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; load ${load()}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
+        } finally {
+          await cairn.stop();
+          await vm.stop();
+          await rm(dataDir, { recursive: true, force: true });
+          await rm(join(work, `vm-${b.name}-${r}`), { recursive: true, force: true });
+        }
+      }
+    }
+  } finally {
+    if (!values.work) await rm(work, { recursive: true, force: true });
+  }
+  const med = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN; };
+  for (const b of builds) {
+    const mine = samples.filter((s) => s.build === b.name);
+    console.log(`${b.name}: n=${mine.length} job median ${(med(mine.map((s) => s.job.jobMs)) / 1000).toFixed(3)} s [${mine.map((s) => (s.job.jobMs / 1000).toFixed(2)).join(' ')}], stack CPU median ${med(mine.map((s) => s.cpu.stack)).toFixed(2)} s [${mine.map((s) => s.cpu.stack.toFixed(2)).join(' ')}], main ${med(mine.map((s) => s.cpu.main)).toFixed(2)} s [${mine.map((s) => s.cpu.main.toFixed(2)).join(' ')}], QEMU ${med(mine.map((s) => s.cpu.qemu)).toFixed(2)} s; loads ${mine.map((s) => s.load.split(' / ')[0]).join(' ')}`);
+  }
+}
+
+await main();
