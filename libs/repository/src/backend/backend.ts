@@ -38,6 +38,12 @@ export interface PutOptions {
  */
 export interface FlushGroup {
   failure?: Error;
+  /**
+   * The group's deferred puts will be few (an incremental's changed blocks): a backend that
+   * syncs them one by one at the flush may start each sync as soon as the put is written, so
+   * the flush after the last put finds most of them durable already.
+   */
+  readonly syncEarly?: boolean;
 }
 
 export interface Backend {

@@ -1,13 +1,14 @@
 // Deferred puts of the directory backend against the real file system and the real
 // `sync --file-system`; a failing or missing `sync` is put first on PATH to show what
 // happens when the data cannot be made durable, or the tool is too old.
-import { chmod, readdir, writeFile } from 'node:fs/promises';
+import { openSync } from 'node:fs';
+import { access, chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useHarness } from '@cairn/testing';
 import { NotFoundError, type FlushGroup } from './backend.ts';
 import { DirectoryBackend } from './directory.adapter.ts';
-import { DeferredNames } from './deferred-names.ts';
+import { DeferredNames, type DeferredName } from './deferred-names.ts';
 
 const h = useHarness();
 const PATH = process.env['PATH'];
@@ -113,5 +114,36 @@ describe('deferred puts (directory backend)', () => {
     expect(seen).toBeGreaterThan(0); // earlier batches were named without a flush
     await b.flush();
     expect((await readdir(join(root, 'k'))).length).toBe(23);
+  });
+
+  it('puts of a syncEarly group are fsynced as they are queued, named at the flush; an early fsync that fails fails the flush and names nothing', async () => {
+    const root = await h.tmpDir();
+    const names = new DeferredNames({ root, sync: true, mapError: (e) => e as Error });
+    const entry = async (key: string, group: FlushGroup, fdOf?: string): Promise<DeferredName> => {
+      const temp = join(root, `${key}.tmp~`);
+      await writeFile(temp, key);
+      const n: DeferredName = { temp, path: join(root, key), dir: root, key, keepExisting: true, group, fd: openSync(fdOf ?? temp, 'r') };
+      await names.add(n);
+      return n;
+    };
+    const early: FlushGroup = { syncEarly: true };
+    const queued = [];
+    for (let i = 0; i < 6; i++) queued.push(await entry(`k${i}`, early));
+    // Started at the put, before any flush (two at a time; the rest when those end or at the flush).
+    expect(queued[0]!.synced).toBeDefined();
+    const plain = await entry('plain', {});
+    expect(plain.synced).toBeUndefined();
+    await names.flush(early);
+    for (const n of [...queued, plain]) {
+      expect(await readFile(n.path, 'utf8')).toBe(n.key);
+      expect(n.fd).toBeUndefined();
+    }
+    // fsync(2) of /dev/null fails (EINVAL): the put's data counts as not durable.
+    const bad: FlushGroup = { syncEarly: true };
+    const n = await entry('bad', bad, '/dev/null');
+    expect(n.synced).toBeDefined();
+    await expect(names.flush(bad)).rejects.toThrow(/EINVAL|invalid argument/i);
+    await expect(access(n.path)).rejects.toThrow(/ENOENT/);
+    await expect(access(n.temp)).rejects.toThrow(/ENOENT/);
   });
 });

@@ -37,6 +37,8 @@ export interface DeferredName {
    * instead of opening the file again (add() closes it when the batch will not need it).
    */
   fd?: number;
+  /** The fsync started through `fd` as soon as the put was queued (FlushGroup.syncEarly). */
+  synced?: Promise<void>;
 }
 
 export interface DeferredNamesOptions {
@@ -72,6 +74,9 @@ export class DeferredNames {
   private readonly syncfsFrom: number;
   /** Failures of ungrouped puts, thrown by the next ungrouped `flush()`. */
   private ungrouped: FlushGroup = {};
+  /** Queued puts of `syncEarly` groups whose fsync has not started, and how many run. */
+  private early: DeferredName[] = [];
+  private earlyRunning = 0;
 
   constructor(private readonly o: DeferredNamesOptions) {
     this.batchSize = o.batchSize ?? 1024;
@@ -90,10 +95,13 @@ export class DeferredNames {
    */
   async add(name: DeferredName): Promise<void> {
     if (name.fd !== undefined) {
-      if (this.o.sync && this.held < Math.min(this.syncfsFrom, MAX_HELD)) this.held++;
-      else await closeFd(name);
+      if (this.o.sync && this.held < Math.min(this.syncfsFrom, MAX_HELD)) {
+        this.held++;
+        if (name.group.syncEarly) this.early.push(name);
+      } else await closeFd(name);
     }
     this.waiting.push(name);
+    this.startEarlySyncs();
     if (this.waiting.length < this.batchSize) return;
     const batch = this.startBatch();
     if (this.outstanding > 2) await batch;
@@ -114,6 +122,8 @@ export class DeferredNames {
     const batch = this.waiting;
     this.waiting = [];
     this.held = 0;
+    // Early fsyncs not yet started are the batch's own now (16 at a time, not EARLY_SYNCS).
+    this.early = [];
     if (batch.length === 0) return this.chain;
     this.outstanding++;
     const run = async () => {
@@ -178,11 +188,30 @@ export class DeferredNames {
     await forEachLimit(batch, 16, async (n) => {
       if (n.fd === undefined) return fsyncPath(n.temp);
       try {
-        await fsFsync(n.fd);
+        // An early fsync's failure fails the batch as this one's would (the data may be lost).
+        await (n.synced ?? fsFsync(n.fd));
       } finally {
         await closeFd(n);
       }
     });
+  }
+
+  /**
+   * fsyncs queued puts of `syncEarly` groups while the writer still reads and stores (a few at
+   * a time: the thread pool also writes the temp files), so their flush mostly finds them
+   * durable. Their names still appear only in the batch, after its data is synced.
+   */
+  private startEarlySyncs(): void {
+    while (this.earlyRunning < EARLY_SYNCS && this.early.length > 0) {
+      const n = this.early.shift()!;
+      if (n.fd === undefined || n.synced) continue;
+      this.earlyRunning++;
+      n.synced = fsFsync(n.fd).finally(() => {
+        this.earlyRunning--;
+        this.startEarlySyncs();
+      });
+      n.synced.catch(() => undefined); // awaited by the batch (syncData), which reports it
+    }
   }
 
   private async syncNames(dirs: ReadonlySet<string>): Promise<void> {
@@ -210,6 +239,8 @@ export class DeferredNames {
   }
 }
 
+/** Early fsyncs in flight at once (the thread pool has four threads; puts need the others). */
+const EARLY_SYNCS = 2;
 /** Descriptors a batch keeps open for its fsyncs (the rest are opened again to be synced). */
 const MAX_HELD = 1024;
 const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP']);
@@ -223,6 +254,7 @@ async function closeFd(n: DeferredName): Promise<void> {
   const fd = n.fd;
   if (fd === undefined) return;
   n.fd = undefined;
+  await n.synced?.catch(() => undefined); // not closed under its own early fsync
   await fsClose(fd).catch(() => undefined);
 }
 

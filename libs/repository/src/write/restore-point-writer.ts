@@ -53,7 +53,9 @@ export async function writeRestorePoint(
   const t = core.tuning;
   let lease: WriterLeaseHold | undefined;
   let step = 'taking the writer lease';
-  const session = new WriterSession();
+  // Only changed blocks (an incremental): few objects, each fsynced while the rest is still
+  // being read (deferred-names.ts), so the commit after the last extent does not wait for them all.
+  const session = new WriterSession({ syncEarly: input.disks.length > 0 && input.disks.every((d) => d.partial === true) });
   const heal = new Set(input.heal ?? []);
   try {
     lease = await core.writerLease.acquire();

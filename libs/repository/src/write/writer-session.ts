@@ -5,12 +5,14 @@
 import type { FlushGroup } from '../backend/backend.ts';
 
 export class WriterSession {
-  readonly group: FlushGroup = {};
+  readonly group: FlushGroup;
   readonly durable: Promise<void>;
   private resolve!: () => void;
   private reject!: (e: Error) => void;
 
-  constructor() {
+  /** `syncEarly`: the writer stores few objects (FlushGroup.syncEarly). */
+  constructor(options: { syncEarly?: boolean } = {}) {
+    this.group = options.syncEarly ? { syncEarly: true } : {};
     this.durable = new Promise<void>((res, rej) => { this.resolve = res; this.reject = rej; });
     this.durable.catch(() => undefined); // nobody need wait for it
   }
