@@ -73,6 +73,10 @@ function crc16(bytes: Uint8Array): number {
   return crc;
 }
 
+/** nkeys' prefix byte of a seed (`S`), and of the roles whose seeds are ed25519 keys: server, operator, cluster, account, user. */
+const PREFIX_SEED = 18 << 3;
+const SIGNING_ROLES = new Set([13 << 3, 14 << 3, 2 << 3, 0, 20 << 3]);
+
 /** PKCS#8 DER of an ed25519 private key, before its 32-byte seed (RFC 8410). */
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
 
@@ -84,13 +88,16 @@ export function nativeSigner(seed: string): { readonly publicKey: string; sign(d
   const text = seed.trim();
   const bytes = base32Decode(text);
   if (bytes.length !== 36 || crc16(bytes.subarray(0, 34)) !== (bytes[34]! | (bytes[35]! << 8))) throw new Error('not an nkey seed');
+  // The prefix checks nkeys' fromSeed makes: an `S` seed of an ed25519 role (a curve seed, `SX…`,
+  // is an x25519 key and signs nothing).
+  const role = ((bytes[0]! & 7) << 5) | ((bytes[1]! & 0xf8) >> 3);
+  if ((bytes[0]! & 0xf8) !== PREFIX_SEED || !SIGNING_ROLES.has(role)) throw new Error('not an nkey seed of a signing key');
   const key: KeyObject = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, bytes.subarray(2, 34)]), format: 'der', type: 'pkcs8' });
   let publicKey: string | undefined;
   return {
     get publicKey() {
       if (publicKey === undefined) {
         // The seed's two prefix bytes carry the role (user, server, …) of its public key.
-        const role = ((bytes[0]! & 7) << 5) | ((bytes[1]! & 0xf8) >> 3);
         const raw = Buffer.from(createPublicKey(key).export({ format: 'jwk' }).x!, 'base64url');
         const body = Uint8Array.from([role, ...raw]);
         const sum = crc16(body);

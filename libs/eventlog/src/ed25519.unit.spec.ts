@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createServer, createUser, fromSeed } from '@nats-io/nkeys';
+import { createAccount, createCurve, createOperator, createServer, createUser, fromSeed } from '@nats-io/nkeys';
 import { nativeSigner, verifyNkeySignature } from './ed25519.ts';
 
 describe('nativeSigner (node:crypto ed25519 for nkey seeds)', () => {
   it('gives the public nkey and the signatures @nats-io/nkeys gives, for user and server seeds', () => {
-    for (const make of [createUser, createServer]) {
+    for (const make of [createUser, createServer, createOperator, createAccount]) {
       for (let i = 0; i < 5; i++) {
         const seed = new TextDecoder().decode(make().getSeed());
         const reference = fromSeed(new TextEncoder().encode(seed));
@@ -24,5 +24,11 @@ describe('nativeSigner (node:crypto ed25519 for nkey seeds)', () => {
     const flipped = seed.slice(0, 10) + (seed[10] === 'A' ? 'B' : 'A') + seed.slice(11);
     expect(() => nativeSigner(flipped)).toThrow(/not an nkey seed/);
     expect(() => nativeSigner(seed.slice(0, 40))).toThrow(/not an nkey seed/);
+  });
+
+  it('refuses what nkeys\' fromSeed refuses or cannot sign with: a public key, a curve seed', () => {
+    const user = createUser();
+    expect(() => nativeSigner(user.getPublicKey())).toThrow(/not an nkey seed/);
+    expect(() => nativeSigner(new TextDecoder().decode(createCurve().getSeed()))).toThrow(/not an nkey seed of a signing key/);
   });
 });

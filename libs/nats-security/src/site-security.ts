@@ -9,7 +9,8 @@
 //
 // The server config holds certificate subjects and bcrypt hashes of passwords only the nkeys
 // can make (identity-binding.ts): a leaked config lets nobody in.
-import { createUser, fromSeed } from '@nats-io/nkeys';
+import { createUser } from '@nats-io/nkeys';
+import { nativeSigner } from '@cairn/eventlog';
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createCertificateAuthority, issueCertificate, type CertificateFiles } from './pki.ts';
@@ -181,7 +182,8 @@ export async function initSecurityDir(options: {
       await writeFile(seedFile, new TextDecoder().decode(kp.getSeed()) + '\n', { mode: 0o600, flag: 'wx' });
     }
     const seed = (await readFile(seedFile, 'utf8')).trim();
-    const nkey = fromSeed(new TextEncoder().encode(seed)).getPublicKey();
+    // Node's ed25519: tweetnacl's key-pair derivation cost ~8 ms of CPU per identity at every `cairn up`.
+    const nkey = nativeSigner(seed).publicKey;
     // The hash is kept while the nkey stays: a second run writes the same config.
     const known = ids[id];
     const connectHash = known?.nkey === nkey && known.connectHash ? known.connectHash : await hashIdentityPassword(identityPassword(seed, id, options.site));
