@@ -1,10 +1,21 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { contentId, ENVELOPE_OVERHEAD, EnvelopeError, open, seal } from './envelope.ts';
+import { contentId, ENVELOPE_OVERHEAD, EnvelopeError, HEADER_BYTES, open, seal } from './envelope.ts';
 
 const dataKey = randomBytes(32);
 const idKey = randomBytes(32);
 const text = Buffer.from('cairn '.repeat(10_000));
+
+/** An authentic envelope around any payload marked zstd-compressed (what `seal` never writes). */
+function sealZstdPayload(id: string, payload: Buffer): Buffer {
+  const header = Buffer.from([0x43, 0x52, 0x4e, 0x43, 1, 1, 0, 0, 0, 0, 0, 0]);
+  header.writeUInt32BE(payload.length, 8);
+  const nonce = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', dataKey, nonce);
+  cipher.setAAD(Buffer.concat([header.subarray(0, HEADER_BYTES), Buffer.from(id, 'utf8')]));
+  return Buffer.concat([header, nonce, cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
+}
 
 function failure(fn: () => unknown): string | undefined {
   try { fn(); } catch (e) { return e instanceof EnvelopeError ? e.failure : `other: ${(e as Error).message}`; }
@@ -43,5 +54,33 @@ describe('sealed envelope', () => {
     const other = seal('C', otherId, text, dataKey, 1).sealed;
     expect(failure(() => open('C', otherId, other, dataKey, opts))).toBe('id-mismatch');
     expect(failure(() => open('C', id, sealed, dataKey, { idKey, maxPlainBytes: 100 }))).toBe('decompression');
+  });
+
+  it('opens into a reused buffer; a bad frame is refused and the next object opens whole', () => {
+    const into = Buffer.alloc(text.length + 1);
+    const id = contentId(idKey, text);
+    const { sealed } = seal('C', id, text, dataKey, 1);
+    const opts = { idKey, maxPlainBytes: text.length, into };
+    const plain = open('C', id, sealed, dataKey, opts);
+    expect(plain.buffer).toBe(into.buffer);
+    expect(Buffer.from(plain).equals(text)).toBe(true);
+
+    const frame = zstdCompressSync(text);
+    const bad = [
+      frame.subarray(0, frame.length - 3), // truncated frame
+      Buffer.concat([frame, frame]), // a second frame after the first
+      Buffer.concat([frame.subarray(0, 4), Buffer.alloc(20, 0xff)]), // not zstd after the magic
+    ];
+    for (const payload of bad) {
+      expect(failure(() => open('C', id, sealZstdPayload(id, payload), dataKey, opts))).toBe('decompression');
+      expect(failure(() => open('C', id, sealZstdPayload(id, payload), dataKey, { idKey, maxPlainBytes: text.length }))).toBe('decompression');
+      expect(Buffer.from(open('C', id, sealed, dataKey, opts)).equals(text)).toBe(true);
+    }
+    // Exactly the largest plaintext allowed fits; one byte less allowed is refused.
+    expect(Buffer.from(open('C', id, sealZstdPayload(id, frame), dataKey, opts)).equals(text)).toBe(true);
+    expect(failure(() => open('C', id, sealZstdPayload(id, frame), dataKey, { ...opts, maxPlainBytes: text.length - 1 }))).toBe('decompression');
+    // A buffer too small to hold the largest plaintext is not used.
+    const small = Buffer.alloc(10);
+    expect(Buffer.from(open('C', id, sealed, dataKey, { idKey, maxPlainBytes: text.length, into: small })).equals(text)).toBe(true);
   });
 });

@@ -69,12 +69,20 @@ function ranged(plain: Uint8Array, range: ChunkRange | null | undefined): Uint8A
 const outOfRange = (id: string, range: ChunkRange, size: number): OpenedFile =>
   ({ failure: 'malformed', message: `chunk ${id}: the index asks for bytes ${range.from}+${range.length} of ${size}` });
 
+/**
+ * Where a chunk opened only to be written to a file is decompressed: one buffer per thread, so
+ * a restore makes no 256 KiB of garbage per chunk. Its plaintext lives until the next open.
+ */
+const plainBuf = Buffer.allocUnsafeSlow(init.maxPlainBytes + 1);
+/** `release`, except for views of `plainBuf` (reused, never freed). */
+const releasePlain = (plain: Uint8Array): void => { if (plain.buffer !== plainBuf.buffer) release(plain); };
+
 /** Reads and opens (id checked) one chunk of a local file: its plaintext, or what went wrong (damage); any other failure throws. */
 function openFile(id: string, path: string): Uint8Array | OpenedFile {
   const sealed = readSealedOrWhy(path);
   if (typeof sealed === 'string') return { unreadable: sealed };
   try {
-    return open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+    return open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey, into: plainBuf });
   } catch (e) {
     if (e instanceof EnvelopeError) return { failure: e.failure, message: e.message };
     throw e;
@@ -92,7 +100,7 @@ function writeOpened(id: string, plain: Uint8Array, fd: number, position: number
     if ('failure' in r) throw new EnvelopeError(r.failure, r.message);
     return (r as { bytes: number }).bytes;
   } finally {
-    release(plain);
+    releasePlain(plain);
   }
 }
 
@@ -115,7 +123,7 @@ port.on('message', (msg: WorkerRequest) => {
       const results: OpenedFile[] = [];
       // The last chunk opened stays open while the next items name it (pieces of one slot).
       let last: { id: string; opened: Uint8Array | OpenedFile } | undefined;
-      const drop = () => { if (last && last.opened instanceof Uint8Array) release(last.opened); last = undefined; };
+      const drop = () => { if (last && last.opened instanceof Uint8Array) releasePlain(last.opened); last = undefined; };
       try {
         for (let i = 0; i < msg.ids.length; i++) {
           const id = msg.ids[i]!;
@@ -135,7 +143,7 @@ port.on('message', (msg: WorkerRequest) => {
       if (typeof sealed === 'string') {
         done = { seq: msg.seq, op: 'openFileTo', bytes: null, unreadable: sealed };
       } else {
-        const plain = open('C', msg.id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+        const plain = open('C', msg.id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey, into: plainBuf });
         done = { seq: msg.seq, op: 'openFileTo', bytes: writeOpened(msg.id, plain, msg.fd, msg.position, rangeOf(msg)) };
       }
       port.postMessage(done);
@@ -157,7 +165,7 @@ port.on('message', (msg: WorkerRequest) => {
       reply = { seq: msg.seq, op: 'seal', sealed: out, compressed, buf: msg.buf };
       transfer = [out, msg.buf];
     } else if (msg.op === 'openTo') {
-      const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey });
+      const plain = open('C', msg.id, data, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey, into: plainBuf });
       reply = { seq: msg.seq, op: 'openTo', bytes: writeOpened(msg.id, plain, msg.fd, msg.position, rangeOf(msg)) };
     } else {
       const plain = open(msg.kind, msg.id, data, dataKey, {
