@@ -111,40 +111,54 @@ export function seal(
 interface ZstdHandle {
   onerror: (message: string, errno: number) => void;
   reset(): void;
+  close(): void;
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
 }
+
+interface ZstdEngine { readonly handle: ZstdHandle; readonly state: Uint32Array; error: string | undefined }
 
 /**
  * One zstd decompressor per thread, kept across objects. zstdDecompressSync builds a stream,
  * creates a decompression context (its window buffers: mmap, page faults, munmap) and closes
- * it for every object: ~0.09 CPU-ms of a 256 KiB chunk's ~0.11 here. The handle is reset
- * before each frame and dropped after an error, so nothing carries from one object to the next.
+ * it for every object: ~0.09 CPU-ms of a 256 KiB chunk's ~0.11 here. Node's public API has no
+ * way to keep one (the sync call closes its stream), so this drives the stream's native handle
+ * as zlib.js's own sync path does (`_handle.writeSync`, results in `_writeState`); a Node
+ * without them gets zstdDecompressSync (envelope.unit.spec sees it: its plaintext is not a view
+ * of `into`). The handle is reset before each frame and dropped after an error, so nothing
+ * carries from one object to the next.
  */
-let zstd: { readonly handle: ZstdHandle; readonly state: Uint32Array; error: string | undefined } | undefined;
+let zstd: ZstdEngine | null | undefined;
 
-function zstdEngine(): NonNullable<typeof zstd> {
-  if (zstd) return zstd;
-  const stream = createZstdDecompress() as unknown as { _handle?: ZstdHandle; _writeState?: Uint32Array };
+function zstdEngine(): ZstdEngine | null {
+  if (zstd !== undefined) return zstd;
+  const stream = createZstdDecompress() as unknown as { _handle?: ZstdHandle; _writeState?: unknown };
   const { _handle: handle, _writeState: state } = stream;
-  if (!handle || !(state instanceof Uint32Array)) throw new Error('this Node has no zstd handle to reuse');
-  const engine: NonNullable<typeof zstd> = { handle, state, error: undefined };
+  if (!handle || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || typeof handle.close !== 'function' || !(state instanceof Uint32Array)) return (zstd = null);
+  const engine: ZstdEngine = { handle, state, error: undefined };
   handle.onerror = (message) => { engine.error = message; };
   return (zstd = engine);
 }
 
+/** Closes a handle that failed; the next object gets a new one. */
+function dropZstd(engine: ZstdEngine): void {
+  zstd = undefined;
+  try { engine.handle.close(); } catch { /* already closed */ }
+}
+
 /**
  * Decompresses one zstd frame into `out` (which must have room for more than the largest
- * plaintext allowed): its plaintext, a view of `out`. Throws on anything but exactly one
- * whole frame that fits.
+ * plaintext allowed): its plaintext, a view of `out` (a new buffer where Node offers no handle
+ * to reuse). Throws on anything but exactly one whole frame that fits.
  */
 function zstdFrameInto(payload: Uint8Array, out: Buffer, maxPlainBytes: number): Buffer {
   const engine = zstdEngine();
+  if (!engine) return zstdDecompressSync(payload, { maxOutputLength: maxPlainBytes, chunkSize: out.length });
   engine.error = undefined;
   try {
     engine.handle.reset();
     engine.handle.writeSync(zc.ZSTD_e_end, payload, 0, payload.byteLength, out, 0, out.length);
   } catch (e) {
-    zstd = undefined;
+    dropZstd(engine);
     throw e;
   }
   const [outLeft = 0, inLeft = 0] = engine.state;
@@ -153,7 +167,7 @@ function zstdFrameInto(payload: Uint8Array, out: Buffer, maxPlainBytes: number):
   if (why === undefined && inLeft !== 0) why = `${inLeft} bytes after the frame`;
   if (why === undefined && produced > maxPlainBytes) why = `more than ${maxPlainBytes} bytes`;
   if (why !== undefined) {
-    if (engine.error !== undefined) zstd = undefined;
+    if (engine.error !== undefined) dropZstd(engine);
     throw new Error(why);
   }
   return out.subarray(0, produced);
