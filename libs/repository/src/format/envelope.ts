@@ -163,7 +163,7 @@ function zstdFrameInto(payload: Uint8Array, out: Buffer, maxPlainBytes: number):
   }
   const [outLeft = 0, inLeft = 0] = engine.state;
   const produced = out.length - outLeft;
-  let why = engine.error;
+  let why: string | undefined = engine.error;
   if (why === undefined && inLeft !== 0) why = `${inLeft} bytes after the frame`;
   if (why === undefined && produced > maxPlainBytes) why = `more than ${maxPlainBytes} bytes`;
   if (why !== undefined) {
