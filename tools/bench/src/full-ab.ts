@@ -8,14 +8,13 @@
 //   npx tsx tools/bench/src/full-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
 //
 // Without --builds: this worktree alone. Medians per build at the end; no doc is written.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { AB_OPTIONS, abSetup } from './ab-builds.ts';
 import { fileURLToPath } from 'node:url';
-import type { ImageSpec } from './image.ts';
 import { addVm, backup, measureCpu, startCairn, startVm, type JobTimes, type StepCpu } from './product.ts';
-import { parseSize, prepareImages } from './run.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
@@ -24,24 +23,8 @@ const log = (m: string): void => { process.stderr.write(`[full-ab ${new Date().t
 interface Sample { build: string; job: JobTimes; cpu: StepCpu; load: string }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      images: { type: 'string' },
-      size: { type: 'string', default: '2G' },
-      seed: { type: 'string', default: 'cairn-bench-1' },
-      builds: { type: 'string' },
-      rounds: { type: 'string', default: '2' },
-      work: { type: 'string' },
-    },
-  });
-  const builds = (values.builds ?? `this=${repoRoot}`).split(',').map((b) => {
-    const [name, root] = b.split('=');
-    if (!name || !root) throw new Error(`--builds takes name=worktree,…; got ${b}`);
-    return { name, cli: join(resolve(root), 'tools', 'cli', 'bin', 'cairn.js') };
-  });
-  const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed! };
-  const images = await prepareImages(spec, values.images ? resolve(values.images) : join(tmpdir(), 'cairn-full-ab-images'));
-  const work = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-full-ab-'));
+  const { values } = parseArgs({ options: AB_OPTIONS });
+  const { builds, images, work } = await abSetup(values, 'full-ab', repoRoot);
   const samples: Sample[] = [];
   try {
     for (let r = 0; r < Number(values.rounds); r++) {

@@ -10,14 +10,15 @@
 //   npx tsx tools/bench/src/incr-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
 //
 // Without --builds: this worktree alone. Medians per build at the end; no doc is written.
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { open, rm } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { AB_OPTIONS, abSetup } from './ab-builds.ts';
 import { fileURLToPath } from 'node:url';
 import { CHANGE_BLOCK_SIZE, changedBlocks, type ImageSpec } from './image.ts';
 import { addVm, backup, measureCpu, startCairn, startVm, type BenchVm, type JobTimes, type StepCpu } from './product.ts';
-import { parseSize, prepareImages, type Images } from './run.ts';
+import type { Images } from './run.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
@@ -43,25 +44,8 @@ async function writeStamped(vm: BenchVm, images: Images, spec: ImageSpec, stamp:
 interface Sample { build: string; job: JobTimes; cpu: StepCpu; load: string }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      images: { type: 'string' },
-      size: { type: 'string', default: '2G' },
-      seed: { type: 'string', default: 'cairn-bench-1' },
-      builds: { type: 'string' },
-      rounds: { type: 'string', default: '2' },
-      per: { type: 'string', default: '2' },
-      work: { type: 'string' },
-    },
-  });
-  const builds = (values.builds ?? `this=${repoRoot}`).split(',').map((b) => {
-    const [name, root] = b.split('=');
-    if (!name || !root) throw new Error(`--builds takes name=worktree,…; got ${b}`);
-    return { name, cli: join(resolve(root), 'tools', 'cli', 'bin', 'cairn.js') };
-  });
-  const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed! };
-  const images = await prepareImages(spec, values.images ? resolve(values.images) : join(tmpdir(), 'cairn-incr-ab-images'));
-  const work = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'cairn-incr-ab-'));
+  const { values } = parseArgs({ options: { ...AB_OPTIONS, per: { type: 'string', default: '2' } } });
+  const { builds, spec, images, work } = await abSetup(values, 'incr-ab', repoRoot);
   const vm = await startVm(join(work, 'vm'), 'bench-vm', images.base.path);
   const dataDir = join(work, 'data');
   const samples: Sample[] = [];
