@@ -92,19 +92,35 @@ describe('infra/systemd', () => {
     await edit('coordinator.env', '/etc/cairn/coordinator.env', { CAIRN_COORDINATOR_ARGS: `--qmp ${vm.qmpPath}` });
 
     const procs = new Map<string, { pid: number; http?: string; output: () => string; kill: (s?: NodeJS.Signals) => Promise<void> }>();
+    // As systemd runs a unit: its command line and environment, and started again after it
+    // failed when the unit says Restart=on-failure (after RestartSec=, at most 5 times, systemd's
+    // default start limit). A process the test kills counts as stopped, not failed.
     const start = async (unit: string, instance?: string, override?: Record<string, string>) => {
       const name = instance ? unit.replace('@.', `@${instance}.`) : unit;
       const cmd = await unitCommand(join(UNITS, unit), { path, ...(instance ? { instance } : {}), ...(override ? { override } : {}) });
       for (const d of cmd.stateDirectories) await mkdir(d, { recursive: true });
-      const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: root, env: { PATH: process.env['PATH']!, HOME: root, ...cmd.env }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      const kill = async (signal: NodeJS.Signals = 'SIGTERM') => { if (child.exitCode === null && child.signalCode === null) { child.kill(signal); await exited; } };
+      let stopped = false;
+      let restarts = 0;
+      let child!: ReturnType<typeof spawn>;
+      let exited!: Promise<void>;
+      const run = () => {
+        child = spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: root, env: { PATH: process.env['PATH']!, HOME: root, ...cmd.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+        child.stderr!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+        exited = new Promise<void>((r) => child.once('exit', (code, signal) => {
+          r();
+          if (stopped || !cmd.restart.onFailure || (code === 0 && signal === null) || restarts >= 5) return;
+          restarts++;
+          out += `[test: ${name} exited (${signal ?? `code ${String(code)}`}); started again in ${cmd.restart.delayMs} ms, as Restart=on-failure does (restart ${restarts})]\n`;
+          setTimeout(() => { if (!stopped) run(); }, cmd.restart.delayMs);
+        }));
+      };
+      run();
+      const kill = async (signal: NodeJS.Signals = 'SIGTERM') => { stopped = true; if (child.exitCode === null && child.signalCode === null) { child.kill(signal); await exited; } };
       h.onClose(() => kill('SIGKILL'));
       const http = cmd.env['CAIRN_HTTP'] ?? (/--http (\S+)/.exec(cmd.argv.join(' '))?.[1]);
-      procs.set(name, { pid: child.pid!, ...(http ? { http: `http://${http}` } : {}), output: () => out, kill });
+      procs.set(name, { get pid() { return child.pid!; }, ...(http ? { http: `http://${http}` } : {}), output: () => out, kill });
       return procs.get(name)!;
     };
 

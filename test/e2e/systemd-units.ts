@@ -8,6 +8,8 @@ export interface UnitCommand {
   readonly argv: string[];
   readonly env: Record<string, string>;
   readonly stateDirectories: string[];
+  /** Restart= and RestartSec=: whether systemd starts the service again after it failed, and after how long. */
+  readonly restart: { readonly onFailure: boolean; readonly delayMs: number };
 }
 
 export interface UnitContext {
@@ -86,5 +88,8 @@ export async function unitCommand(unitFile: string, ctx: UnitContext): Promise<U
     return [w.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, k: string) => env[k] ?? '')];
   }).map((a) => (a.startsWith('/') ? ctx.path(a) : a));
   const stateDirectories = service.filter(([k]) => k === 'StateDirectory').flatMap(([, v]) => words(spec(v))).map((d) => ctx.path(`/var/lib/${d}`));
-  return { argv, env, stateDirectories };
+  const last = (key: string) => service.filter(([k]) => k === key).at(-1)?.[1];
+  const restartSec = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(last('RestartSec') ?? '0.1s');
+  const delayMs = restartSec ? Number(restartSec[1]) * (restartSec[2] === 'ms' ? 1 : 1000) : 100;
+  return { argv, env, stateDirectories, restart: { onFailure: ['on-failure', 'always', 'on-abnormal'].includes(last('Restart') ?? 'no'), delayMs } };
 }

@@ -114,14 +114,24 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
     qemu = proc;
     proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
     const spawnError = new Promise<Error>((resolve) => proc.once('error', resolve));
+    // The monitor's socket file appears at bind(), a moment before QEMU listens on it: a
+    // connection refused (or no file yet) is tried again until QEMU answers, exits or 20 s pass.
     const ready = Date.now() + 20_000;
-    while (!(await stat(qmpPath).then(() => true, () => false))) {
+    for (;;) {
       if (proc.exitCode !== null) throw Object.assign(new Error(`QEMU did not start: ${stderr.trim()}`), { check: 'boot' });
+      if (await stat(qmpPath).then(() => true, () => false)) {
+        try {
+          qmp = await QmpClient.connect(qmpPath, { connectTimeoutMs: 2_000 });
+          break;
+        } catch (e) {
+          if (proc.exitCode !== null) continue; // reported above, with QEMU's own words
+          if (Date.now() > ready) throw Object.assign(new Error(`QEMU did not answer on its monitor within 20 s (${(e as Error).message}): ${stderr.trim()}`), { check: 'boot' });
+        }
+      }
       if (Date.now() > ready) throw Object.assign(new Error(`QEMU did not open its monitor within 20 s: ${stderr.trim()}`), { check: 'boot' });
       const e = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(r, 50))]);
       if (e) throw Object.assign(e, { check: 'boot' });
     }
-    qmp = await QmpClient.connect(qmpPath);
     // The check: the pattern on the serial console before the time is up (or the guest stops).
     const until = Date.now() + (req.timeoutMs ?? 180_000);
     for (;;) {
