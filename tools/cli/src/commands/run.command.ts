@@ -90,165 +90,183 @@ export function registerRunCommand(program: Command): void {
     .option('--hub-credentials <dir>', 'scheduler: the site\'s bundle from its hub (`cairn hub add-site`; as for cairn up): the hub\'s id and the site\'s tags, so the site takes global policies (default $CAIRN_HUB_CREDENTIALS)')
     .option('--security-dir <dir>', 'connect with this service\'s NATS identity and certificate from `cairn site init` (default $CAIRN_NATS_SECURITY_DIR)')
     .action(async function (this: Command, service: string, o: RunOptions) {
-      const g = globals(this);
-      // From the flags, else the environment (the systemd units' EnvironmentFile, a container's env).
-      const natsUrl = g.nats ?? process.env['CAIRN_NATS_URL'];
-      if (!natsUrl) throw new CliError('--nats <url> (or CAIRN_NATS_URL) is required', EXIT.usage);
-      if (!(SERVICES as readonly string[]).includes(service)) throw new CliError(`unknown service ${service}; one of ${SERVICES.join(', ')}`, EXIT.usage);
-      // The services' code is loaded only here, so every other command starts without it.
-      const [
-        { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
-        { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
-        { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection, settleQuietly },
-      ] = await Promise.all([
-        import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
-        import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
-        import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'), import('../stack/instant-exporter.ts'), import('@cairn/contracts'),
-        import('@cairn/telemetry'), import('@cairn/messaging'),
-      ]);
-      const httpAddress = o.http ?? process.env['CAIRN_HTTP'];
-      let listen: { host: string; port: number } | undefined;
-      try { listen = httpAddress ? parseListenAddress(httpAddress) : undefined; } catch (e) { throw new CliError((e as Error).message, EXIT.usage); }
-      // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
-      const config = await readConfig(await configFile(o.config));
-      const settings = config ? await serviceSettings(config) : {};
-      const site = g.site ?? process.env['CAIRN_SITE'] ?? config?.site ?? 'local';
-      const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? join('.cairn', service));
-      await mkdir(dataDir, { recursive: true });
-      // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
-      setupTracing();
-      const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions });
-      const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
-      const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
-      const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
-      // noAsyncTraces: the client otherwise builds two Error objects (stack traces) for every
-      // request, used only to show where a failed request was made: 11 s of the scheduler's
-      // 110 s busy in the 2,000-VM scale run (tools/bench/src/scale.ts --profile).
-      // And no Error built to cancel a request its reply already settled (request-cancel.ts).
-      settleQuietly();
-      const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-${service}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...auth });
-      const log = await createJetStreamEventLog({ nc, site });
-      // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
-      if (security) {
-        const keys = await identityPublicKeys(security.dir);
-        await secureEventProvenance({ security, identity: service as Identity, nc, keys: { keys, legacyBefore: await readSigningCutover(log, keys) }, logger });
+      try {
+        await runService(this, service, o);
+      } catch (e) {
+        throw natsTimeoutAtStart(service, e);
       }
-      // Secure: sign what it sends with its identity, accept only signed commands (docs/security.md).
-      if (security) await secureServiceCommands({ security, identity: service as Identity, nc, log, site, logger });
-      else markUnverifiedCommands(nc, log);
-      const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
-      let running: Running;
-      switch (service) {
-        case 'scheduler': {
-          const hub = await schedulerHubOption(o.hubCredentials, process.env, site);
-          const s = await startScheduler({
-            nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
-            config: { site, ...(security ? { certificateDir: security.dir } : {}), ...(hub ? { hub } : {}), ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
-          });
-          running = s;
-          break;
-        }
-        case 'data-mover': {
-          if (!o.repo) throw new CliError('--repo <dir> is required for the data mover', EXIT.usage);
-          const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
-          if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
-          const limit = o.downloadLimit ? Number(o.downloadLimit) : undefined;
-          const transfers = o.transfers !== undefined ? Number(o.transfers) : undefined;
-          if (transfers !== undefined && !(Number.isInteger(transfers) && transfers >= 1 && transfers <= 256)) throw new CliError(`--transfers must be a whole number from 1 to 256, not ${o.transfers}`, EXIT.usage);
-          if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new CliError(`--download-limit must be a positive number of bytes per second, not ${o.downloadLimit}`, EXIT.usage);
-          const backend = new DirectoryBackend(resolve(o.repo));
-          const repository = await openRepository(limit ? withBandwidthLimit(backend, { downloadBytesPerSec: limit }) : backend, { passphrase });
-          const m = await startDataMover({
-            nc, log, site, logger, repositories: new Map([['default', repository]]),
-            ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),
-            ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
-            ...(transfers ? { transfers } : {}),
-            ...(settings.bandwidth ? { bandwidth: settings.bandwidth } : {}),
-            instantExporter: instantExporter({ repo: resolve(o.repo), passphrase, ...(limit ? { downloadLimit: limit } : {}) }),
-          });
-          running = { health: () => m.health(), close: async () => { await m.close(); await repository.close(); } };
-          break;
-        }
-        case 'replication': {
-          if (!o.repo) throw new CliError('--repo <dir> is required for replication', EXIT.usage);
-          const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
-          if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
-          const repository = await openRepository(new DirectoryBackend(resolve(o.repo)), { passphrase });
-          const r = await startReplication({
-            nc, log, site, logger, repository, replicasDir: resolve(o.replicas ?? join(dataDir, 'replicas')),
-            ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
-            ...(o.peers ? { peers: o.peers.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
-          });
-          running = { health: () => r.health(), close: async () => { await r.close(); await repository.close(); } };
-          break;
-        }
-        case 'audit-bridge': {
-          const { startAuditBridge } = await import('@cairn/audit-bridge');
-          const b = await startAuditBridge({
-            nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as Parameters<typeof startAuditBridge>[0]['targets'])],
-          });
-          running = b;
-          break;
-        }
-        case 'notifier': {
-          // Routes come from the log; SMTP passwords from this process's environment (--password-env).
-          const { startNotifier } = await import('@cairn/notifier');
-          const n = await startNotifier({ nc, log, site, logger });
-          running = n;
-          break;
-        }
-        case 'catalogue': {
-          const postgresUrl = o.postgres ?? (config ? settings.cataloguePostgresUrl : process.env['CAIRN_CATALOGUE_POSTGRES_URL']);
-          if (postgresUrl !== undefined && !/^postgres(ql)?:\/\//.test(postgresUrl)) throw new CliError(`--postgres must be a postgres:// URL, not ${postgresUrl}`, EXIT.usage);
-          const c = await startCatalogue({ nc, site, dataDir, log, logger, ...(postgresUrl ? { postgresUrl } : {}), ...(o.instance ? { replica: o.instance } : {}) });
-          // Ready while it follows the log: queries reach every replica of the queue group.
-          running = { health: () => c.health(), notReady: async () => { const h = await c.health(); return h.ok ? undefined : h.problems.join('; ') || 'not following the log'; }, close: c.close };
-          break;
-        }
-        case 'gateway': {
-          const token = process.env['CAIRN_API_TOKEN'];
-          if (!token) throw new CliError('CAIRN_API_TOKEN is not set (the administrator\'s API token, 16+ characters)', EXIT.usage);
-          const port = o.port === undefined ? 8080 : Number(o.port);
-          if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new CliError(`--port must be a port number, not ${o.port}`, EXIT.usage);
-          const { startGateway } = await import('@cairn/gateway');
-          const gw = await startGateway({ nc, log, site, token, port, host: o.host ?? '127.0.0.1', logger, ...(process.env['CAIRN_GATEWAY_USER'] ? { user: process.env['CAIRN_GATEWAY_USER'] } : {}) });
-          process.stdout.write(`gateway listening on ${gw.url}\n`);
-          running = {
-            health: async () => (await fetch(`${gw.url}/health`)).json(),
-            notReady: async () => ((await fetch(`${gw.url}/health`)).ok ? undefined : 'its /health is not 200'),
-            close: gw.close,
-          };
-          break;
-        }
-        default: {
-          const c = await startSnapshotCoordinator({
-            nc, log, logger,
-            config: parseCoordinatorConfig({
-              site, natsUrl, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
-              instances: coordinatorInstances(o, dataDir),
-              ...(o.simulated ? { simulated: { name: 'simulated', vms: Number(o.simulated), ...(o.simulatedHosts ? { hosts: Number(o.simulatedHosts) } : {}) } } : {}),
-            }),
-          });
-          running = {
-            health: () => c.health(),
-            // A coordinator whose hypervisor is away takes no snapshot requests it cannot serve.
-            notReady: async () => { const h = await c.health(); return h.status === 'ok' ? undefined : `hypervisors: ${h.instances.filter((i) => !i.connected).map((i) => i.name).join(', ')} disconnected`; },
-            close: c.close,
-          };
-        }
-      }
-      const instance = o.instance ?? `${service}@${hostname()}-${process.pid}`;
-      const connection = trackConnection(nc);
-      const endpoints = listen ? await startServiceEndpoints({
-        service, instance, ...listen,
-        probe: { health: () => running.health(), connection, ...(running.notReady ? { notReady: () => running.notReady!() } : {}) },
-      }) : undefined;
-      if (endpoints) process.stdout.write(`${service} http ${endpoints.url} (/health, /ready, /metrics)\n`);
-      process.stdout.write(`${service} running (site ${site}, NATS ${natsUrl})\n`);
-      await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
-      await endpoints?.close();
-      await running.close();
-      await log.close();
-      await nc.drain();
     });
+}
+
+async function runService(command: Command, service: string, o: RunOptions): Promise<void> {
+  const g = globals(command);
+  // From the flags, else the environment (the systemd units' EnvironmentFile, a container's env).
+  const natsUrl = g.nats ?? process.env['CAIRN_NATS_URL'];
+  if (!natsUrl) throw new CliError('--nats <url> (or CAIRN_NATS_URL) is required', EXIT.usage);
+  if (!(SERVICES as readonly string[]).includes(service)) throw new CliError(`unknown service ${service}; one of ${SERVICES.join(', ')}`, EXIT.usage);
+  // The services' code is loaded only here, so every other command starts without it.
+  const [
+    { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
+    { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
+    { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection, settleQuietly },
+  ] = await Promise.all([
+    import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
+    import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
+    import('@cairn/snapshot-coordinator'), import('../stack/command-security.ts'), import('../stack/restore-places.ts'), import('../stack/event-provenance.ts'), import('../stack/instant-exporter.ts'), import('@cairn/contracts'),
+    import('@cairn/telemetry'), import('@cairn/messaging'),
+  ]);
+  const httpAddress = o.http ?? process.env['CAIRN_HTTP'];
+  let listen: { host: string; port: number } | undefined;
+  try { listen = httpAddress ? parseListenAddress(httpAddress) : undefined; } catch (e) { throw new CliError((e as Error).message, EXIT.usage); }
+  // Every service reads the site's cairn.yaml; a mistake in it stops here, naming its line.
+  const config = await readConfig(await configFile(o.config));
+  const settings = config ? await serviceSettings(config) : {};
+  const site = g.site ?? process.env['CAIRN_SITE'] ?? config?.site ?? 'local';
+  const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? join('.cairn', service));
+  await mkdir(dataDir, { recursive: true });
+  // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
+  setupTracing();
+  const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions });
+  const securityDir = o.securityDir ?? process.env['CAIRN_NATS_SECURITY_DIR'];
+  const security = securityDir ? await loadSiteSecurity(securityDir) : undefined;
+  const auth = security ? identityConnectOptions(security.credentials(service as Identity)) : {};
+  // noAsyncTraces: the client otherwise builds two Error objects (stack traces) for every
+  // request, used only to show where a failed request was made: 11 s of the scheduler's
+  // 110 s busy in the 2,000-VM scale run (tools/bench/src/scale.ts --profile).
+  // And no Error built to cancel a request its reply already settled (request-cancel.ts).
+  settleQuietly();
+  const nc = await connect({ servers: natsServers(natsUrl), name: `cairn-${service}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...auth });
+  const log = await createJetStreamEventLog({ nc, site });
+  // Secure: sign the events it appends and refuse (and report) those whose writer may not write them.
+  if (security) {
+    const keys = await identityPublicKeys(security.dir);
+    await secureEventProvenance({ security, identity: service as Identity, nc, keys: { keys, legacyBefore: await readSigningCutover(log, keys) }, logger });
+  }
+  // Secure: sign what it sends with its identity, accept only signed commands (docs/security.md).
+  if (security) await secureServiceCommands({ security, identity: service as Identity, nc, log, site, logger });
+  else markUnverifiedCommands(nc, log);
+  const leaseMs = o.leaseMs ? Number(o.leaseMs) : undefined;
+  let running: Running;
+  switch (service) {
+    case 'scheduler': {
+      const hub = await schedulerHubOption(o.hubCredentials, process.env, site);
+      const s = await startScheduler({
+        nc, log, logger, ...(o.instance ? { instance: o.instance } : {}),
+        config: { site, ...(security ? { certificateDir: security.dir } : {}), ...(hub ? { hub } : {}), ...(leaseMs ? { leaseTtlMs: leaseMs } : {}), ...(settings.maxJobsPerHost ? { maxJobsPerHost: settings.maxJobsPerHost } : {}), ...(settings.maxJobsPerRepository ? { maxJobsPerRepository: settings.maxJobsPerRepository } : {}) },
+      });
+      running = s;
+      break;
+    }
+    case 'data-mover': {
+      if (!o.repo) throw new CliError('--repo <dir> is required for the data mover', EXIT.usage);
+      const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
+      if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
+      const limit = o.downloadLimit ? Number(o.downloadLimit) : undefined;
+      const transfers = o.transfers !== undefined ? Number(o.transfers) : undefined;
+      if (transfers !== undefined && !(Number.isInteger(transfers) && transfers >= 1 && transfers <= 256)) throw new CliError(`--transfers must be a whole number from 1 to 256, not ${o.transfers}`, EXIT.usage);
+      if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new CliError(`--download-limit must be a positive number of bytes per second, not ${o.downloadLimit}`, EXIT.usage);
+      const backend = new DirectoryBackend(resolve(o.repo));
+      const repository = await openRepository(limit ? withBandwidthLimit(backend, { downloadBytesPerSec: limit }) : backend, { passphrase });
+      const m = await startDataMover({
+        nc, log, site, logger, repositories: new Map([['default', repository]]),
+        ...restorePlaces(dataDir, { forbidden: [resolve(o.repo), ...(security ? [security.dir] : [])] }),
+        ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+        ...(transfers ? { transfers } : {}),
+        ...(settings.bandwidth ? { bandwidth: settings.bandwidth } : {}),
+        instantExporter: instantExporter({ repo: resolve(o.repo), passphrase, ...(limit ? { downloadLimit: limit } : {}) }),
+      });
+      running = { health: () => m.health(), close: async () => { await m.close(); await repository.close(); } };
+      break;
+    }
+    case 'replication': {
+      if (!o.repo) throw new CliError('--repo <dir> is required for replication', EXIT.usage);
+      const passphrase = process.env['CAIRN_REPO_PASSPHRASE'];
+      if (!passphrase) throw new CliError('CAIRN_REPO_PASSPHRASE is not set', EXIT.usage);
+      const repository = await openRepository(new DirectoryBackend(resolve(o.repo)), { passphrase });
+      const r = await startReplication({
+        nc, log, site, logger, repository, replicasDir: resolve(o.replicas ?? join(dataDir, 'replicas')),
+        ...(o.ackWaitMs ? { ackWaitMs: Number(o.ackWaitMs) } : {}),
+        ...(o.peers ? { peers: o.peers.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
+      });
+      running = { health: () => r.health(), close: async () => { await r.close(); await repository.close(); } };
+      break;
+    }
+    case 'audit-bridge': {
+      const { startAuditBridge } = await import('@cairn/audit-bridge');
+      const b = await startAuditBridge({
+        nc, site, logger, targets: [{ kind: 'chain', name: 'chain' }, ...((config?.audit?.targets ?? []) as Parameters<typeof startAuditBridge>[0]['targets'])],
+      });
+      running = b;
+      break;
+    }
+    case 'notifier': {
+      // Routes come from the log; SMTP passwords from this process's environment (--password-env).
+      const { startNotifier } = await import('@cairn/notifier');
+      const n = await startNotifier({ nc, log, site, logger });
+      running = n;
+      break;
+    }
+    case 'catalogue': {
+      const postgresUrl = o.postgres ?? (config ? settings.cataloguePostgresUrl : process.env['CAIRN_CATALOGUE_POSTGRES_URL']);
+      if (postgresUrl !== undefined && !/^postgres(ql)?:\/\//.test(postgresUrl)) throw new CliError(`--postgres must be a postgres:// URL, not ${postgresUrl}`, EXIT.usage);
+      const c = await startCatalogue({ nc, site, dataDir, log, logger, ...(postgresUrl ? { postgresUrl } : {}), ...(o.instance ? { replica: o.instance } : {}) });
+      // Ready while it follows the log: queries reach every replica of the queue group.
+      running = { health: () => c.health(), notReady: async () => { const h = await c.health(); return h.ok ? undefined : h.problems.join('; ') || 'not following the log'; }, close: c.close };
+      break;
+    }
+    case 'gateway': {
+      const token = process.env['CAIRN_API_TOKEN'];
+      if (!token) throw new CliError('CAIRN_API_TOKEN is not set (the administrator\'s API token, 16+ characters)', EXIT.usage);
+      const port = o.port === undefined ? 8080 : Number(o.port);
+      if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new CliError(`--port must be a port number, not ${o.port}`, EXIT.usage);
+      const { startGateway } = await import('@cairn/gateway');
+      const gw = await startGateway({ nc, log, site, token, port, host: o.host ?? '127.0.0.1', logger, ...(process.env['CAIRN_GATEWAY_USER'] ? { user: process.env['CAIRN_GATEWAY_USER'] } : {}) });
+      process.stdout.write(`gateway listening on ${gw.url}\n`);
+      running = {
+        health: async () => (await fetch(`${gw.url}/health`)).json(),
+        notReady: async () => ((await fetch(`${gw.url}/health`)).ok ? undefined : 'its /health is not 200'),
+        close: gw.close,
+      };
+      break;
+    }
+    default: {
+      const c = await startSnapshotCoordinator({
+        nc, log, logger,
+        config: parseCoordinatorConfig({
+          site, natsUrl, dataDir, ...(leaseMs ? { leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)) } : {}),
+          instances: coordinatorInstances(o, dataDir),
+          ...(o.simulated ? { simulated: { name: 'simulated', vms: Number(o.simulated), ...(o.simulatedHosts ? { hosts: Number(o.simulatedHosts) } : {}) } } : {}),
+        }),
+      });
+      running = {
+        health: () => c.health(),
+        // A coordinator whose hypervisor is away takes no snapshot requests it cannot serve.
+        notReady: async () => { const h = await c.health(); return h.status === 'ok' ? undefined : `hypervisors: ${h.instances.filter((i) => !i.connected).map((i) => i.name).join(', ')} disconnected`; },
+        close: c.close,
+      };
+    }
+  }
+  const instance = o.instance ?? `${service}@${hostname()}-${process.pid}`;
+  const connection = trackConnection(nc);
+  const endpoints = listen ? await startServiceEndpoints({
+    service, instance, ...listen,
+    probe: { health: () => running.health(), connection, ...(running.notReady ? { notReady: () => running.notReady!() } : {}) },
+  }) : undefined;
+  if (endpoints) process.stdout.write(`${service} http ${endpoints.url} (/health, /ready, /metrics)\n`);
+  process.stdout.write(`${service} running (site ${site}, NATS ${natsUrl})\n`);
+  await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); });
+  await endpoints?.close();
+  await running.close();
+  await log.close();
+  await nc.drain();
+}
+
+/**
+ * nats.js says only `timeout` when a request (a JetStream call while the service starts) got no
+ * answer in time: say which service, and what happens next under systemd.
+ */
+function natsTimeoutAtStart(service: string, e: unknown): unknown {
+  if (!(e instanceof Error) || e.name !== 'TimeoutError') return e;
+  return new CliError(`${service}: NATS did not answer in time (${e.message})`, EXIT.unavailable,
+    'the NATS servers (or their JetStream) are slow or away; the service exits so that its unit starts it again (Restart=on-failure)');
 }
