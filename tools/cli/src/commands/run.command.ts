@@ -93,7 +93,7 @@ export function registerRunCommand(program: Command): void {
       try {
         await runService(this, service, o);
       } catch (e) {
-        throw natsTimeoutAtStart(service, e);
+        throw explainNatsTimeout(service, e);
       }
     });
 }
@@ -262,10 +262,10 @@ async function runService(command: Command, service: string, o: RunOptions): Pro
 }
 
 /**
- * nats.js says only `timeout` when a request (a JetStream call while the service starts) got no
- * answer in time: say which service, and what happens next under systemd.
+ * nats.js says only `timeout` when a request got no answer in time (at start-up, a JetStream
+ * call; later, whatever the service awaited): say which service, and what happens next under systemd.
  */
-function natsTimeoutAtStart(service: string, e: unknown): unknown {
+function explainNatsTimeout(service: string, e: unknown): unknown {
   if (!(e instanceof Error) || e.name !== 'TimeoutError') return e;
   return new CliError(`${service}: NATS did not answer in time (${e.message})`, EXIT.unavailable,
     'the NATS servers (or their JetStream) are slow or away; the service exits so that its unit starts it again (Restart=on-failure)');
