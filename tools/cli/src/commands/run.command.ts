@@ -93,6 +93,10 @@ export function registerRunCommand(program: Command): void {
       try {
         await runService(this, service, o);
       } catch (e) {
+        // What had started (the NATS connection and its reconnects, a store, timers) would keep
+        // the process alive after the error is printed, and a unit that never exits is never
+        // restarted: once main() has written the error and set the exit code, the process ends.
+        setTimeout(() => process.exit(), 1000).unref();
         throw explainNatsTimeout(service, e);
       }
     });
@@ -263,10 +267,13 @@ async function runService(command: Command, service: string, o: RunOptions): Pro
 
 /**
  * nats.js says only `timeout` when a request got no answer in time (at start-up, a JetStream
- * call; later, whatever the service awaited): say which service, and what happens next under systemd.
+ * call; later, whatever the service awaited), and a cluster without a JetStream leader answers
+ * `JetStream system temporarily unavailable`: say which service, and what happens next under systemd.
  */
 function explainNatsTimeout(service: string, e: unknown): unknown {
-  if (!(e instanceof Error) || e.name !== 'TimeoutError') return e;
-  return new CliError(`${service}: NATS did not answer in time (${e.message})`, EXIT.unavailable,
-    'the NATS servers (or their JetStream) are slow or away; the service exits so that its unit starts it again (Restart=on-failure)');
+  if (!(e instanceof Error)) return e;
+  const hint = 'the NATS servers (or their JetStream) are slow or away; the service exits so that its unit starts it again (Restart=on-failure)';
+  if (e.name === 'TimeoutError') return new CliError(`${service}: NATS did not answer in time (${e.message})`, EXIT.unavailable, hint);
+  if (/JetStream system temporarily unavailable/i.test(e.message)) return new CliError(`${service}: JetStream is not available (${e.message})`, EXIT.unavailable, hint);
+  return e;
 }
