@@ -17,14 +17,17 @@ export const AB_OPTIONS = {
 } as const;
 
 export interface AbValues { images?: string; size?: string; seed?: string; builds?: string; work?: string }
-export interface Build { readonly name: string; readonly cli: string }
+/** `env`: variables for this build's stack only (`name=worktree+KEY=value+…`; full-ab.ts sets them), e.g. a tuning knob to A/B in one worktree. */
+export interface Build { readonly name: string; readonly cli: string; readonly env?: Readonly<Record<string, string>> }
 
 /** `name=worktree,…` (default: this checkout as `this`) → each build's CLI. */
 export function parseBuilds(arg: string | undefined, repoRoot: string): Build[] {
   return (arg ?? `this=${repoRoot}`).split(',').map((b) => {
-    const [name, root] = b.split('=');
-    if (!name || !root) throw new Error(`--builds takes name=worktree,…; got ${b}`);
-    return { name, cli: join(resolve(root), 'tools', 'cli', 'bin', 'cairn.js') };
+    const [head, ...vars] = b.split('+');
+    const [name, root] = (head ?? '').split('=');
+    if (!name || !root) throw new Error(`--builds takes name=worktree[+KEY=value…],…; got ${b}`);
+    const env = Object.fromEntries(vars.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]));
+    return { name, cli: join(resolve(root), 'tools', 'cli', 'bin', 'cairn.js'), ...(vars.length ? { env } : {}) };
   });
 }
 

@@ -8,13 +8,17 @@
 //   npx tsx tools/bench/src/full-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
 //
 // Without --builds: this worktree alone. Medians per build at the end; no doc is written.
-import { rm } from 'node:fs/promises';
+// A build may carry variables for its stack: `--builds base=/work/wt/a,uv8=/work/wt/a+UV_THREADPOOL_SIZE=8`.
+// --timeline <dir>: each job's per-thread CPU timeline (thread-timeline.ts) written there as
+// <build>-<round>.txt, sampled every 50 ms, for where the pipeline idles.
+import { rm, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AB_OPTIONS, abSetup } from './ab-builds.ts';
 import { fileURLToPath } from 'node:url';
 import { addVm, backup, measureCpu, startCairn, startVm, type JobTimes, type StepCpu } from './product.ts';
+import { formatTimeline, startTimeline } from './thread-timeline.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
@@ -23,7 +27,7 @@ const log = (m: string): void => { process.stderr.write(`[full-ab ${new Date().t
 interface Sample { build: string; job: JobTimes; cpu: StepCpu; load: string }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: AB_OPTIONS });
+  const { values } = parseArgs({ options: { ...AB_OPTIONS, timeline: { type: 'string' } } });
   const { builds, images, work } = await abSetup(values, 'full-ab', repoRoot);
   const samples: Sample[] = [];
   try {
@@ -34,10 +38,17 @@ async function main(): Promise<void> {
         const dataDir = join(work, `data-${b.name}-${r}`);
         // A QEMU of its own per job: the NBD server a stack started in it stays bound to that stack's socket.
         const vm = await startVm(join(work, `vm-${b.name}-${r}`), 'bench-vm', images.base.path);
-        const cairn = await startCairn(dataDir, undefined, b.cli);
+        // A build's own variables reach its stack only (startCairn copies the environment at spawn).
+        const saved = { ...process.env };
+        Object.assign(process.env, b.env ?? {});
+        const cairn = await startCairn(dataDir, undefined, b.cli).finally(() => {
+          for (const k of Object.keys(b.env ?? {})) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; }
+        });
         try {
           await addVm(cairn, vm, 'bench-host');
+          const timeline = values.timeline ? startTimeline([cairn.pid, vm.pid]) : undefined;
           const { value: job, cpu } = await measureCpu(cairn, vm, () => backup(cairn, vm.name));
+          if (timeline) await writeFile(join(resolve(values.timeline!), `${b.name}-${r + 1}.txt`), `${formatTimeline(await timeline.stop())}\n${JSON.stringify(job.transfer ?? {})}\n`);
           samples.push({ build: b.name, job, cpu, load: load() });
           const t = job.transfer ?? {};
           log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; load ${load()}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
