@@ -110,6 +110,46 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     await repo.close();
   });
 
+  it("an incremental's changed blocks read into reused buffers stay intact when many windows pass through them", async () => {
+    const dir = await h.tmpDir();
+    const image = join(dir, 'disk.qcow2');
+    await run('qemu-img', ['create', '-f', 'qcow2', image, String(16 * MiB)]);
+    await qemuIo(image, `write -P 0x11 0 ${16 * MiB}`);
+    await run('qemu-img', ['bitmap', '--add', image, 'b0']);
+    const repo = await initRepository(new DirectoryBackend(join(dir, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
+    const socket = join(dir, 'nbd.sock');
+    const vm = { id: 'vm1', name: 'demo' };
+    let server = serve(image, socket);
+    h.onClose(() => server.kill('SIGKILL'));
+    await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
+    const full = await runTransfer({
+      jobId: 'job1', vm, mode: 'auto',
+      nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
+    }, { repository: repo });
+    server.kill('SIGTERM');
+
+    // 24 windows through a ring of readAhead + 2 = 4 buffers: one 64 KiB block per chunk, two
+    // apart in one chunk (two ranges in one window), and a run across two chunks.
+    const writes: Array<[number, number]> = Array.from({ length: 20 }, (_, i) => [(i * 3 + 1) * 256 * KiB + 64 * KiB, 64 * KiB] as [number, number]);
+    writes.push([15 * MiB, 64 * KiB], [15 * MiB + 192 * KiB, 64 * KiB], [14 * MiB + 192 * KiB, 128 * KiB]);
+    for (const [i, [off, len]] of writes.entries()) await qemuIo(image, `write -P ${0x30 + i} ${off} ${len}`);
+    server = serve(image, socket, 'b0');
+    await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
+    const inc = await runTransfer({
+      jobId: 'job2', vm, mode: 'auto', parent: { restorePointId: full.restorePointId, disks: [{ name: 'disk0', sizeBytes: 16 * MiB }] },
+      nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
+    }, { repository: repo, readAhead: 2 });
+    server.kill('SIGTERM');
+    expect(inc.disks[0]!.bytesRead).toBe(writes.reduce((n, [, len]) => n + len, 0));
+
+    const raw = join(dir, 'now.raw');
+    await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw]);
+    const restored = join(dir, 'restored.raw');
+    await repo.restoreDisk(inc.restorePointId, 'disk0', restored);
+    expect(Buffer.compare(await readFile(restored), await readFile(raw))).toBe(0);
+    await repo.close();
+  });
+
   it('an export that cannot be opened fails the transfer with its own error and commits nothing', async () => {
     const dir = await h.tmpDir();
     const repo = await initRepository(new DirectoryBackend(join(dir, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });

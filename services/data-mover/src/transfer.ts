@@ -7,7 +7,7 @@ import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } fro
 import type { NbdEndpoint } from '@cairn/contracts';
 import { loadSiteSecurity, type AnyIdentity } from '@cairn/nats-security';
 import { NbdPool, allocatedExtents, changedExtents, type NbdReader } from '@cairn/nbd';
-import { releaseBuffer, type DiskInput, type Extent, type RestorePointWriter } from '@cairn/repository';
+import { type DiskInput, type Extent, type RestorePointWriter } from '@cairn/repository';
 import type { Static } from '@sinclair/typebox';
 import { planReads, readAhead, type PlannedRead } from './extent-plan.ts';
 import type { Throttle } from './bandwidth.ts';
@@ -242,12 +242,23 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
             timings.nbdRead += since(tRead);
             return [{ offset: w.offset, data }];
           }
-          // Only the changed bytes come from the hypervisor, each marked range as an extent of its own.
-          await options.throttle?.take(w.marked.reduce((n, m) => n + m.length, 0));
+          // Only the changed bytes come from the hypervisor, each marked range as an extent of its
+          // own, packed one after the other into the window's ring buffer (the same ring and the
+          // same reuse rule as a full's windows): no fresh 64 KiB buffer per changed block, to be
+          // faulted in, then freed, on the thread that also serves the NBD sockets.
+          const slot = reads++ % (depth + 2);
+          const marked = w.marked.reduce((n, m) => n + m.length, 0);
+          await options.throttle?.take(marked);
+          if (!ring[slot] || ring[slot].length < marked) ring[slot] = Buffer.allocUnsafeSlow(Math.max(marked, chunkSize));
+          const buf = ring[slot];
           const tStart = performance.now();
-          const parts = await Promise.all(w.marked.map(async (m) => ({ offset: m.offset, data: await reader.read(m.offset, m.length) })));
+          let at = 0;
+          const parts = await Promise.all(w.marked.map((m) => {
+            const into = buf.subarray(at, (at += m.length));
+            return reader.read(m.offset, m.length, into).then((data) => ({ offset: m.offset, data }));
+          }));
           timings.nbdRead += since(tStart);
-          counters.read += w.marked.reduce((n, m) => n + m.length, 0);
+          counters.read += marked;
           return parts;
         };
         return () => readAhead(plan, readWindow, depth);
@@ -271,12 +282,9 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
           const { range, data } = next.value;
           done += range.length;
           options.onProgress?.({ disk: exp.disk, bytesDone: done, bytesPlanned: planned });
-          for (const part of data) {
-            yield part;
-            // The writer copied what it needs before asking for the next extent: an incremental's
-            // changed block (a fresh buffer; a full's windows come from the ring) is freed now.
-            if (changedOnly) releaseBuffer(part.data);
-          }
+          // The writer copies what it needs before asking for the next extent: the ring's
+          // buffer of this window is read into again only depth + 1 windows later.
+          for (const part of data) yield part;
         }
         lastExtentAt = Math.max(lastExtentAt, performance.now());
       };
