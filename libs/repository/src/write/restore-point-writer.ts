@@ -57,6 +57,8 @@ export async function writeRestorePoint(
   // being read (deferred-names.ts), so the commit after the last extent does not wait for them all.
   const session = new WriterSession({ syncEarly: input.disks.length > 0 && input.disks.every((d) => d.partial === true) });
   const heal = new Set(input.heal ?? []);
+  // The chunk workers start while the lease is taken and the caller's first extent is read.
+  core.pool.warm();
   try {
     lease = await core.writerLease.acquire();
     const parent = input.parentId ? await core.readManifest(input.parentId) : undefined;
