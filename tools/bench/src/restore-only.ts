@@ -74,12 +74,22 @@ async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: 
   return out;
 }
 
+/** Drops every file under `dir` from the page cache (only this repository's files, not the machine's cache). */
+async function dropCache(dir: string): Promise<void> {
+  const script = 'import os,sys\nfor r,_,fs in os.walk(sys.argv[1]):\n  for f in fs:\n    fd=os.open(os.path.join(r,f),os.O_RDONLY)\n    os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)\n    os.close(fd)\n';
+  await promisify(execFile)('python3', ['-c', script, dir]);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     size: { type: 'string', default: '2G' }, restores: { type: 'string', default: '5' }, seed: { type: 'string', default: 'cairn-bench-1' },
     state: { type: 'string', default: '/tmp/cairn-restore-only' }, threads: { type: 'boolean', default: false }, images: { type: 'string' }, label: { type: 'string', default: '' },
     // --check first: the SHA-256 of the first restore only (A/B runs on a loaded machine, where hashing 2 GiB takes a minute).
     check: { type: 'string', default: 'all' },
+    // --cold: before each restore, drop the repository's files from the page cache (POSIX_FADV_DONTNEED
+    // through python3, as Node has no fadvise): a restore that reads its chunks from the disk, as
+    // one from a repository not read lately does.
+    cold: { type: 'boolean', default: false },
   } });
   const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed };
   // A fresh CLI bundle first (the stack and the CLI run from it; a stale one rebuilds inside the timed command).
@@ -93,6 +103,7 @@ async function main(): Promise<void> {
     for (let k = 1; k <= Number(values.restores); k++) {
       const target = join(cairn.dataDir, 'restores', 'restored.raw');
       await rm(target, { force: true });
+      if (values.cold) await dropCache(join(stateDir, 'data', 'repository'));
       const restoreId = randomUUID();
       const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
       const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);

@@ -14,8 +14,13 @@ import { Semaphore } from '../concurrency/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
 
 const run = promisify(execFile);
-/** Written bytes after which a restore starts the next background write-back (datasync). */
-const WRITEBACK_BYTES = 128 * 1024 * 1024;
+/**
+ * Written bytes after which a restore starts the next background write-back (datasync). What is
+ * left dirty after the last one is what the final fsync waits for, between the last byte and the
+ * restore's end: 128 MiB left it 0.08-0.10 s on this machine's disk, 32 MiB 0.00-0.02 s, with
+ * the same CPU (docs/benchmarks.md, 6 December 19:35).
+ */
+const WRITEBACK_BYTES = 32 * 1024 * 1024;
 /**
  * Chunks handed to a worker in one message (2 MiB of 256 KiB chunks): one round trip and a few
  * promises per batch instead of per chunk on the main thread, which the stack's services share.
