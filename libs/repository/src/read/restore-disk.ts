@@ -18,7 +18,7 @@ const run = promisify(execFile);
  * Written bytes after which a restore starts the next background write-back (datasync). What is
  * left dirty after the last one is what the final fsync waits for, between the last byte and the
  * restore's end: 128 MiB left it 0.08-0.10 s on this machine's disk, 32 MiB 0.00-0.02 s, with
- * the same CPU (docs/benchmarks.md, 6 December 19:35).
+ * the same CPU (docs/benchmarks.md, 6 December 18:47–19:46).
  */
 const WRITEBACK_BYTES = 32 * 1024 * 1024;
 /**
