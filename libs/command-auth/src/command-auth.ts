@@ -24,7 +24,10 @@ import {
   COMMAND_ERROR_CODES, COMMAND_PERMISSIONS, ROLES, allows, commandSigningString, isCommandName, newEvent,
   type Actor, type Command, type CommandAuth, type KnownEvent, type Role,
 } from '@cairn/contracts';
-import { nativeSigner, verifyNkeySignature, type EventAppender, type EventStreamReader } from '@cairn/eventlog';
+import type { EventAppender, EventStreamReader } from '@cairn/eventlog';
+// The signer alone, not the event log's index: a command's sender (the CLI) loads no JetStream
+// client before its request (docs/benchmarks.md, "the restore command's CLI until the request").
+import { nativeSigner, verifyNkeySignature } from '@cairn/eventlog/ed25519';
 import { loadUserRecords, readTrustRoot, trustedUser } from '@cairn/jobs';
 
 /** Signs commands with an nkey (a person's operator key or a service identity's key). */

@@ -7,7 +7,7 @@
 //   is a certificate without the nkey (issue 22). nats-server 2.9 checks an nkey user's
 //   challenge or a certificate-mapped user's password, never both an nkey and a certificate:
 //   this is how both secrets stay required.
-import { nativeSigner } from '@cairn/eventlog';
+import { nativeSigner } from '@cairn/eventlog/ed25519';
 import type { Authenticator } from '@nats-io/transport-node';
 import bcrypt from 'bcryptjs';
 

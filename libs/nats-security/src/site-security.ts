@@ -10,7 +10,7 @@
 // The server config holds certificate subjects and bcrypt hashes of passwords only the nkeys
 // can make (identity-binding.ts): a leaked config lets nobody in.
 import { createUser } from '@nats-io/nkeys';
-import { nativeSigner } from '@cairn/eventlog';
+import { nativeSigner } from '@cairn/eventlog/ed25519';
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createCertificateAuthority, issueCertificate, type CertificateFiles } from './pki.ts';

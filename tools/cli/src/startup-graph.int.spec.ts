@@ -13,7 +13,9 @@ interface Metafile {
 }
 
 const HEAVY = [/node_modules\/@nestjs\//, /node_modules\/@opentelemetry\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /node_modules\/minio\//,
-  /node_modules\/nodemailer\//, /node_modules\/rxjs\//, /node_modules\/pino\//, /node_modules\/yaml\//, /libs\/repository\//, /services\//];
+  /node_modules\/nodemailer\//, /node_modules\/rxjs\//, /node_modules\/pino\//, /node_modules\/yaml\//, /libs\/repository\//, /services\//,
+  // The contracts' schemas (TypeBox builds them at import) load with the commands that send or check.
+  /node_modules\/@sinclair\/typebox\//, /libs\/contracts\//];
 
 describe('the CLI start-up graph', () => {
   const h = useHarness();
@@ -68,5 +70,15 @@ describe('the CLI start-up graph', () => {
     const serverSide = [/node_modules\/@nestjs\/core\//, /node_modules\/rxjs\//, /node_modules\/@opentelemetry\/sdk-trace/, /node_modules\/@opentelemetry\/resources\//,
       /node_modules\/@opentelemetry\/core\//, /node_modules\/@opentelemetry\/semantic-conventions\//, /node_modules\/prom-client\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /^libs\/eventlog\/src\/kurrentdb/, /^libs\/repository\//, /^services\//];
     expect(loaded.filter((p) => serverSide.some((re) => re.test(p)))).toEqual([]);
+  }, 180_000);
+
+  // Sending a command (the bus with its signer) loads no JetStream client: `cairn restore` sends
+  // its request first and loads the event log (to follow the job) while the request is answered.
+  it('sends a command without loading the JetStream client', async () => {
+    const meta = await metafile();
+    const bus = Object.entries(meta.outputs).find(([, o]) => o.entryPoint === 'libs/messaging/src/command-bus.entry.ts')![0];
+    const loaded = staticInputs(meta, bus);
+    expect(loaded.some((p) => p.endsWith('libs/command-auth/src/command-auth.ts'))).toBe(true);
+    expect(loaded.filter((p) => /node_modules\/@nats-io\/(jetstream|kv)\/|^libs\/eventlog\/src\/jetstream/.test(p))).toEqual([]);
   }, 180_000);
 });

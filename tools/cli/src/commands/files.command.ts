@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { progressSubject, type CommandPayloadMap, type GuestFileEntry } from '@cairn/contracts';
+import type { CommandPayloadMap, GuestFileEntry } from '@cairn/contracts';
 import { accepted, sessionAction } from '../cli-replies.ts';
 import { CliError, EXIT } from '../cli-error.ts';
 import { bytes, output, table } from '../session.ts';
@@ -92,7 +92,8 @@ export function registerFilesCommands(program: Command): void {
       const progressId = target.kind === 'zip' || target.kind === 'vm' ? randomUUID() : undefined;
       const printer = progressId === undefined ? undefined
         : new FileProgressPrinter(target.kind === 'zip' ? 'zip' : 'into vm', progressMode(s.json, process.stderr.isTTY), (t) => process.stderr.write(t), Date.now());
-      const sub = progressId === undefined ? undefined : s.nc.subscribe(progressSubject(s.site, progressId));
+      // The contracts' schemas load on use, not at every start (docs/benchmarks.md "CLI start-up").
+      const sub = progressId === undefined ? undefined : s.nc.subscribe((await import('@cairn/contracts')).progressSubject(s.site, progressId));
       if (sub && printer) void (async () => { for await (const m of sub) printer.update(m.json<FileProgress>(), Date.now()); })();
       let r;
       try {

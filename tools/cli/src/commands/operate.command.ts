@@ -15,6 +15,7 @@ import { rateBytesPerSec } from '../units.ts';
 import { editedPolicy, parseWindow, quiesceOption, rate, testRestoreOption } from './policy-options.ts';
 import { configFile, readConfig } from './config.command.ts';
 import type * as RestoreJobModule from './restore-job.ts';
+import type * as RestoreRequestModule from './restore-request.ts';
 import { instantLine } from './instant-line.ts';
 import { libvirtNbdOptions } from './libvirt-options.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
@@ -23,7 +24,9 @@ type Opts = Record<string, unknown>;
 
 // Loaded by the commands that need them, not at every start (docs/benchmarks.md "CLI start-up").
 const restoreJobs = (): Promise<typeof RestoreJobModule> => import('./restore-job.ts');
-const startRestore: typeof RestoreJobModule.startRestore = async (...a) => (await restoreJobs()).startRestore(...a);
+// What a restore needs before its request is sent: the follower (restoreJobs) loads after it.
+const restoreRequest = (): Promise<typeof RestoreRequestModule> => import('./restore-request.ts');
+const startRestore: typeof RestoreRequestModule.startRestore = async (...a) => (await restoreRequest()).startRestore(...a);
 const watchRestore: typeof RestoreJobModule.watchRestore = async (...a) => (await restoreJobs()).watchRestore(...a);
 const isRestoreJob: typeof RestoreJobModule.isRestoreJob = async (...a) => (await restoreJobs()).isRestoreJob(...a);
 
@@ -532,7 +535,7 @@ export function registerOperateCommands(program: Command): void {
       output(s, result, () => result.nbd
         ? `serving ${disk} of ${restorePointId} at nbd+unix:///${result.nbd.exportName}?socket=${result.nbd.socket} (${bytes(result.sizeBytes)}, writes kept in an overlay); stop with \`cairn restore-export stop ${result.nbd.exportName}\``
         : `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
-    }, { bus: true, also: restoreJobs })); // every form sends; most follow a restore job
+    }, { bus: true, also: restoreRequest })); // every form sends; most then follow a restore job (loaded after the send)
   const rexp = program.command('restore-export').description('restore points served over NBD');
   rexp.command('list').description('the restore points the data mover serves over NBD now (`cairn restore <point> --nbd <name>`)')
     .action(act(async (s) => {

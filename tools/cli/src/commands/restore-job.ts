@@ -1,11 +1,9 @@
-// Restore jobs from the CLI: start one (RequestRestore) and follow it to its end from its own
+// Restore jobs from the CLI: follow one (started by restore-request.ts) to its end from its own
 // stream `restore-<id>` and the live progress subject, as `backup --wait` follows a backup.
-import { randomUUID } from 'node:crypto';
-import { eventSubject, progressSubject, type KnownEvent, type RestoreRequestTarget } from '@cairn/contracts';
+import { eventSubject, progressSubject, type KnownEvent } from '@cairn/contracts';
 import { EVENT_TYPE_HEADER, fold } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, restoreJobView, type RestoreState } from '@cairn/jobs';
 import { CliError, EXIT } from '../cli-error.ts';
-import { accepted } from '../cli-replies.ts';
 import { bytes, output, type Session } from '../session.ts';
 import { progressLine } from './operate.command.ts';
 
@@ -112,18 +110,6 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
     sub.unsubscribe();
     events.unsubscribe();
   }
-}
-
-/** Starts a restore job; with `wait`, follows it to its end. */
-export async function startRestore(s: Session, restorePointId: string, target: RestoreRequestTarget, o: { wait: boolean; timeoutMs: number; restoreId?: string; bandwidthBytesPerSec?: number }): Promise<void> {
-  const restoreId = o.restoreId ?? randomUUID();
-  const limit = o.bandwidthBytesPerSec ? { bandwidthBytesPerSec: o.bandwidthBytesPerSec } : {};
-  accepted(await s.bus.send('data-mover', 'RequestRestore', { restoreId, restorePointId, target, ...limit }, { idempotencyKey: restoreId }), 'restore not started');
-  if (!o.wait) {
-    output(s, { restoreId }, () => `restore ${restoreId} requested; follow it with \`cairn job watch ${restoreId}\``);
-    return;
-  }
-  await watchRestore(s, restoreId, o.timeoutMs);
 }
 
 function vmState(vm: NonNullable<NonNullable<RestoreState['completed']>['vm']>): string {
