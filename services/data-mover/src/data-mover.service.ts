@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import type { RestoreExports } from './restore-exports.ts';
 import { checkRestoreTarget, RestoreTargetRefused } from './restore-target.ts';
 import { TransferBandwidth, type Throttle } from './bandwidth.ts';
+import { ReadBufferPool } from './read-buffers.ts';
 
 /** How often a transfer reports its progress (and renews its work's ack timer) at most. */
 const PROGRESS_EVERY_MS = 500;
@@ -84,6 +85,9 @@ export class DataMover {
 
   /** The host's and site's limits; none configured still holds each job to its own. */
   private readonly bandwidth: TransferBandwidth;
+
+  /** The NBD read buffers this mover's transfers hand on to each other (read-buffers.ts). */
+  private readonly readBuffers = new ReadBufferPool();
 
   /** The limits of one restore job (restore-job.ts): its own (the request's), the host's and the site's. */
   restoreThrottle(jobBytesPerSec?: number): Throttle | undefined {
@@ -203,6 +207,7 @@ export class DataMover {
       ...(work.heal?.length ? { heal: work.heal } : {}),
     }, {
       repository: repo,
+      buffers: this.readBuffers,
       connections: this.config.connections,
       unchangedFrom: this.config.incrementalReads === 'whole-chunks' ? 'source' : 'parent',
       ...withThrottle(this.bandwidth.forJob(work.bandwidthBytesPerSec)),

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { useHarness, waitFor } from '@cairn/testing';
 import { DirectoryBackend, initRepository } from '@cairn/repository';
+import { ReadBufferPool } from './read-buffers.ts';
 import { runTransfer } from './transfer.ts';
 
 const run = promisify(execFile);
@@ -110,7 +111,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     await repo.close();
   });
 
-  it("an incremental's changed blocks read into reused buffers stay intact when many windows pass through them", async () => {
+  it("an incremental's changed blocks read into reused buffers (the full's, through the mover's pool) stay intact when many windows pass through them", async () => {
     const dir = await h.tmpDir();
     const image = join(dir, 'disk.qcow2');
     await run('qemu-img', ['create', '-f', 'qcow2', image, String(16 * MiB)]);
@@ -122,11 +123,14 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     let server = serve(image, socket);
     h.onClose(() => server.kill('SIGKILL'));
     await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
+    // One pool for both transfers, as a mover's: the incremental reads into the full's buffers, full of its data.
+    const buffers = new ReadBufferPool();
     const full = await runTransfer({
       jobId: 'job1', vm, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
-    }, { repository: repo });
+    }, { repository: repo, buffers });
     server.kill('SIGTERM');
+    expect(buffers.heldBytes).toBeGreaterThan(0);
 
     // 24 windows through a ring of readAhead + 2 = 4 buffers: one 64 KiB block per chunk, two
     // apart in one chunk (two ranges in one window), and a run across two chunks.
@@ -138,7 +142,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     const inc = await runTransfer({
       jobId: 'job2', vm, mode: 'auto', parent: { restorePointId: full.restorePointId, disks: [{ name: 'disk0', sizeBytes: 16 * MiB }] },
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
-    }, { repository: repo, readAhead: 2 });
+    }, { repository: repo, readAhead: 2, buffers });
     server.kill('SIGTERM');
     expect(inc.disks[0]!.bytesRead).toBe(writes.reduce((n, [, len]) => n + len, 0));
 

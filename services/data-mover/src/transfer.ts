@@ -11,6 +11,7 @@ import { type DiskInput, type Extent, type RestorePointWriter } from '@cairn/rep
 import type { Static } from '@sinclair/typebox';
 import { planReads, readAhead, type PlannedRead } from './extent-plan.ts';
 import type { Throttle } from './bandwidth.ts';
+import type { ReadBufferPool } from './read-buffers.ts';
 
 type Endpoint = Static<typeof NbdEndpoint>;
 
@@ -62,6 +63,11 @@ export interface TransferOptions {
   readonly unchangedFrom?: 'source' | 'parent';
   /** Bandwidth limits of this job (bandwidth.ts): paid before each read from the hypervisor. */
   readonly throttle?: Throttle;
+  /**
+   * Where the read ring's buffers come from and go back to when the transfer succeeded (the
+   * mover's transfers share one: read-buffers.ts); without it each transfer allocates its own.
+   */
+  readonly buffers?: ReadBufferPool;
   /** Opens the NBD reader (tests may wrap it). */
   readonly connect?: (endpoint: Endpoint, exportName: string, metaContexts: string[]) => Promise<NbdReader>;
 }
@@ -184,6 +190,15 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
   // Bytes read from the hypervisor per disk (what a backup costs the VM's storage).
   const sourceReads = new Map<string, { read: number }>();
   const opened: Array<Promise<unknown>> = [];
+  // Every ring buffer this transfer took, given back to the pool only after a success (a failed
+  // transfer may leave a read in flight into one of them: those are left to the GC).
+  const taken: Buffer[] = [];
+  const takeBuffer = (bytes: number): Buffer => {
+    const b = options.buffers ? options.buffers.take(bytes) : Buffer.allocUnsafeSlow(bytes);
+    taken.push(b);
+    return b;
+  };
+  let succeeded = false;
   try {
     const disks: DiskInput[] = [];
     let lastExtentAt = 0;
@@ -236,7 +251,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
             const slot = reads++ % (depth + 2); // taken in the order readAhead starts the reads
             await options.throttle?.take(w.length);
             counters.read += w.length;
-            if (!ring[slot] || ring[slot].length < w.length) ring[slot] = Buffer.allocUnsafeSlow(w.length);
+            if (!ring[slot] || ring[slot].length < w.length) ring[slot] = takeBuffer(w.length);
             const tRead = performance.now();
             const data = await reader.read(w.offset, w.length, ring[slot]);
             timings.nbdRead += since(tRead);
@@ -249,7 +264,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
           const slot = reads++ % (depth + 2);
           const marked = w.marked.reduce((n, m) => n + m.length, 0);
           await options.throttle?.take(marked);
-          if (!ring[slot] || ring[slot].length < marked) ring[slot] = Buffer.allocUnsafeSlow(Math.max(marked, chunkSize));
+          if (!ring[slot] || ring[slot].length < marked) ring[slot] = takeBuffer(Math.max(marked, chunkSize));
           const buf = ring[slot];
           const tStart = performance.now();
           let at = 0;
@@ -309,6 +324,7 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
     timings.afterLastExtent = lastExtentAt ? performance.now() - lastExtentAt : 0;
     timings.total = since(t0);
     for (const k of Object.keys(timings) as Array<keyof TransferTimings>) timings[k] = Math.round(timings[k]);
+    succeeded = true;
     return {
       restorePointId: result.restorePointId,
       parentId: parent && anyIncremental ? parent.id : null,
@@ -321,5 +337,6 @@ export async function runTransfer(input: TransferInput, options: TransferOptions
   } finally {
     await Promise.allSettled(opened);
     await Promise.allSettled(readers.map((r) => r.close()));
+    if (succeeded) options.buffers?.give(taken);
   }
 }
