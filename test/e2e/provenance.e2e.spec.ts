@@ -11,7 +11,7 @@
 // CLI. One secure stack (no VM: restore points are written with the repository writer) shared
 // by the file.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,10 +64,13 @@ async function expectRefused(outcome: ForgeOutcome, event: CairnEvent, signedBy:
 const ALL_READERS = ['catalogue', 'audit-bridge'];
 const IDENTITY_READERS = [...ALL_READERS, 'gateway'];
 
+let dataDir: string | undefined;
+
 beforeAll(async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'cairn-prov-'));
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-prov-'));
+  dataDir = dir;
   // No scheduler service: it would act on the recorded job (its identity is still there to forge with).
-  stack = await startStack({ dataDir, secure: true, operator: { kind: 'user', id: 'local-op' }, without: ['scheduler'] }) as Secure;
+  stack = await startStack({ dataDir: dir, secure: true, operator: { kind: 'user', id: 'local-op' }, without: ['scheduler'] }) as Secure;
   catalogue = new CatalogueClient(stack.nc, { site: stack.site });
   await discoverVm(stack, vm);
   restorePointId = await backup(stack, vm, makeImage(vm.size, 3));
@@ -75,7 +78,7 @@ beforeAll(async () => {
   jobId = (await catalogue.getRestorePoint(restorePointId)).jobId;
   // A second administrator and their key, both endorsed by the local operator (the site's root
   // operator; the CLI signs with its key), and a deletion the local operator asked for (pending).
-  bobKey = join(dataDir, 'bob.key');
+  bobKey = join(dir, 'bob.key');
   for (const args of [['user', 'add', 'bob', '--role', 'administrator'], ['user', 'key', 'add', 'bob', '--out', bobKey]]) {
     const r = await cli(['--data', stack.dataDir, '--json', ...args]);
     expect(r.code, r.stderr).toBe(0);
@@ -117,6 +120,7 @@ const stillThere = async () => expect((await stack.repository.listRestorePoints(
 afterAll(async () => {
   await closeIdentityConnections();
   await stack?.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
 const meta = (streamId: string, actorId: string) => ({ site: stack.site, actor: { kind: 'user' as const, id: actorId }, streamId });

@@ -13,6 +13,7 @@ import { ensureWorkStream } from '@cairn/work-queue';
 import { DataMover, RestoreRefused, type DataMoverConfig, type ProgressSink } from './data-mover.service.ts';
 import { TransferBandwidth, type BandwidthLimits } from './bandwidth.ts';
 import { RestoreExports } from './restore-exports.ts';
+import { rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataMoverHandlers } from './data-mover.handlers.ts';
@@ -133,7 +134,8 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
   };
   await ensureWorkStream(await jetstreamManager(o.nc), o.site, streamReplicas(o.nc.info));
   const logger = (o.logger ?? pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info' })).child({ service: 'data-mover', site: o.site });
-  const exports = new RestoreExports(o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`));
+  const runDir = o.runDir ?? join(tmpdir(), `cairn-mover-${process.pid}`);
+  const exports = new RestoreExports(runDir);
   const mover = new DataMover(config, o.log, o.repositories, progress, logger, exports);
   const js = jetstream(o.nc);
   const commands = new CommandBus(o.nc, { site: o.site, actor: config.actor, defaultTimeoutMs: 60_000 });
@@ -265,6 +267,9 @@ export async function startDataMover(o: StartDataMoverOptions): Promise<RunningD
       fileStreams.close();
       await files.close();
       await exports.close();
+      // The default run directory is this mover's own: gone with it once empty (another mover of
+      // this process may still serve from it, so only empty directories are removed).
+      if (o.runDir === undefined) for (const dir of [join(runDir, 'overlays'), runDir]) await rmdir(dir).catch(() => undefined);
     },
   };
 }

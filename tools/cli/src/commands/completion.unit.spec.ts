@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,11 +8,16 @@ import { completionScript } from './completion.command.ts';
 
 /** What bash completes after `cairn <words…> <cur>`, with the generated script sourced. */
 function complete(script: string, words: readonly string[]): string[] {
-  const file = join(mkdtempSync(join(tmpdir(), 'cairn-completion-')), 'cairn.bash');
-  writeFileSync(file, script);
-  const all = ['cairn', ...words].map((w) => `'${w}'`).join(' ');
-  const out = execFileSync('bash', ['-c', `source ${file}; COMP_WORDS=(${all}); COMP_CWORD=${words.length}; _cairn; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
-  return out.split('\n').filter(Boolean).sort();
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-completion-'));
+  const file = join(dir, 'cairn.bash');
+  try {
+    writeFileSync(file, script);
+    const all = ['cairn', ...words].map((w) => `'${w}'`).join(' ');
+    const out = execFileSync('bash', ['-c', `source ${file}; COMP_WORDS=(${all}); COMP_CWORD=${words.length}; _cairn; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+    return out.split('\n').filter(Boolean).sort();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('cairn completion', () => {
