@@ -26,27 +26,33 @@ function serve(image: string, socket: string, bitmap?: string): ChildProcess {
 describe('transfer over NBD into the repository (real qemu-nbd)', () => {
   const h = useHarness();
 
-  it('a full then an incremental read only what changed and restore byte-identical', async () => {
+  /**
+   * A 16 MiB qcow2 after `writes` (qemu-io commands) with bitmap b0 added, an empty repository
+   * beside it, and qemu-nbd serving the image (a test stops it and serves it again with b0).
+   */
+  async function served(writes: readonly string[]) {
     const dir = await h.tmpDir();
     const image = join(dir, 'disk.qcow2');
     await run('qemu-img', ['create', '-f', 'qcow2', image, String(16 * MiB)]);
-    // Data in a few places, a hole elsewhere.
-    await qemuIo(image, `write -P 0x11 0 ${2 * MiB}`);
-    await qemuIo(image, `write -P 0x22 ${8 * MiB} ${1 * MiB}`);
+    for (const w of writes) await qemuIo(image, w);
     await run('qemu-img', ['bitmap', '--add', image, 'b0']);
-
     const repo = await initRepository(new DirectoryBackend(join(dir, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
     const socket = join(dir, 'nbd.sock');
-    const vm = { id: 'vm1', name: 'demo' };
-
-    let server = serve(image, socket);
-    h.onClose(() => server.kill('SIGKILL'));
+    const nbd = { server: serve(image, socket) };
+    h.onClose(() => nbd.server.kill('SIGKILL'));
     await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
+    return { dir, image, repo, socket, nbd };
+  }
+
+  it('a full then an incremental read only what changed and restore byte-identical', async () => {
+    // Data in a few places, a hole elsewhere.
+    const { dir, image, repo, socket, nbd } = await served([`write -P 0x11 0 ${2 * MiB}`, `write -P 0x22 ${8 * MiB} ${1 * MiB}`]);
+    const vm = { id: 'vm1', name: 'demo' };
     const full = await runTransfer({
       jobId: 'job1', vm, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
     }, { repository: repo });
-    server.kill('SIGTERM');
+    nbd.server.kill('SIGTERM');
     expect(full.parentId).toBeNull();
     expect(full.disks[0]).toMatchObject({ mode: 'full', bytesRead: 3 * MiB });
 
@@ -54,7 +60,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     const writes = [0, 5 * MiB, 8 * MiB + 64 * KiB, 15 * MiB + 192 * KiB];
     for (const [i, off] of writes.entries()) await qemuIo(image, `write -P ${0x30 + i} ${off} ${64 * KiB}`);
 
-    server = serve(image, socket, 'b0');
+    nbd.server = serve(image, socket, 'b0');
     await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
     const inc = await runTransfer({
       jobId: 'job2', vm, mode: 'auto',
@@ -73,7 +79,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     // The four changed 64 KiB blocks share one new chunk (a pack of up to the chunk size,
     // docs/repository.md): each pieced slot names its offset in it.
     expect(pieced.disks[0]).toMatchObject({ indexFormat: 2, stats: { slotsPieced: writes.length, chunksNew: 1 } });
-    server.kill('SIGTERM');
+    nbd.server.kill('SIGTERM');
     expect(inc.parentId).toBe(full.restorePointId);
     expect(inc.disks[0]!.mode).toBe('incremental');
     // unchangedFrom 'source': the chunks holding the written 64 KiB blocks are read whole from
@@ -90,13 +96,13 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     // Work whose parent the scheduler ruled out (null: older than its chain's last backup) reads
     // every allocated extent from the incremental view, redelivered too (the repository's
     // newest point is not taken instead).
-    server = serve(image, socket, 'b0');
+    nbd.server = serve(image, socket, 'b0');
     await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
     const whole = await runTransfer({
       jobId: 'job3', vm, mode: 'auto', parent: null, redelivered: true,
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
     }, { repository: repo });
-    server.kill('SIGTERM');
+    nbd.server.kill('SIGTERM');
     expect(whole.parentId).toBeNull();
     expect(whole.disks[0]!.mode).toBe('full');
     expect(whole.disks[0]!.bytesRead).toBeGreaterThanOrEqual(3 * MiB + 2 * 64 * KiB); // every allocated extent, not the 4 changed blocks
@@ -112,24 +118,15 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
   });
 
   it("an incremental's changed blocks read into reused buffers (the full's, through the mover's pool) stay intact when many windows pass through them", async () => {
-    const dir = await h.tmpDir();
-    const image = join(dir, 'disk.qcow2');
-    await run('qemu-img', ['create', '-f', 'qcow2', image, String(16 * MiB)]);
-    await qemuIo(image, `write -P 0x11 0 ${16 * MiB}`);
-    await run('qemu-img', ['bitmap', '--add', image, 'b0']);
-    const repo = await initRepository(new DirectoryBackend(join(dir, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
-    const socket = join(dir, 'nbd.sock');
+    const { dir, image, repo, socket, nbd } = await served([`write -P 0x11 0 ${16 * MiB}`]);
     const vm = { id: 'vm1', name: 'demo' };
-    let server = serve(image, socket);
-    h.onClose(() => server.kill('SIGKILL'));
-    await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
     // One pool for both transfers, as a mover's: the incremental reads into the full's buffers, full of its data.
     const buffers = new ReadBufferPool();
     const full = await runTransfer({
       jobId: 'job1', vm, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
     }, { repository: repo, buffers });
-    server.kill('SIGTERM');
+    nbd.server.kill('SIGTERM');
     expect(buffers.heldBytes).toBeGreaterThan(0);
 
     // 24 windows through a ring of readAhead + 2 = 4 buffers: one 64 KiB block per chunk, two
@@ -137,13 +134,13 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     const writes: Array<[number, number]> = Array.from({ length: 20 }, (_, i) => [(i * 3 + 1) * 256 * KiB + 64 * KiB, 64 * KiB] as [number, number]);
     writes.push([15 * MiB, 64 * KiB], [15 * MiB + 192 * KiB, 64 * KiB], [14 * MiB + 192 * KiB, 128 * KiB]);
     for (const [i, [off, len]] of writes.entries()) await qemuIo(image, `write -P ${0x30 + i} ${off} ${len}`);
-    server = serve(image, socket, 'b0');
+    nbd.server = serve(image, socket, 'b0');
     await waitFor(() => run('nbdinfo', [`nbd+unix:///disk0?socket=${socket}`]).then(() => true), { what: 'qemu-nbd' });
     const inc = await runTransfer({
       jobId: 'job2', vm, mode: 'auto', parent: { restorePointId: full.restorePointId, disks: [{ name: 'disk0', sizeBytes: 16 * MiB }] },
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
     }, { repository: repo, readAhead: 2, buffers });
-    server.kill('SIGTERM');
+    nbd.server.kill('SIGTERM');
     expect(inc.disks[0]!.bytesRead).toBe(writes.reduce((n, [, len]) => n + len, 0));
 
     const raw = join(dir, 'now.raw');
