@@ -3,6 +3,7 @@
 // libvirt adapter (domains through libvirt's backup API).
 export type * from './hypervisor.port.ts';
 export { QmpClient, type QmpClientOptions, type QmpEvent, type QmpGreeting } from './qmp/qmp-client.ts';
+export { connectStartedQmp, type StartedQmpOptions } from './qmp/qmp-started.ts';
 export { QmpError, QmpTimeoutError, QmpConnectionError } from './qmp/qmp-errors.ts';
 export { QemuAdapter, UnknownVmError, UnknownDiskError, DiskBusyError, type QemuAdapterConfig, type AdapterLogger } from './qemu/qemu.adapter.ts';
 export { QemuOfflineAdapter, type QemuOfflineAdapterConfig, type OfflineVmConfig } from './qemu/qemu-offline.adapter.ts';

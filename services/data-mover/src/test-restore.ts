@@ -8,11 +8,11 @@
 // Events in `testrestore-<id>`: TestRestoreStarted, then TestRestorePassed or TestRestoreFailed.
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newEvent, type Actor, type EventDataMap } from '@cairn/contracts';
 import type { EventAppender } from '@cairn/eventlog';
-import { QmpClient } from '@cairn/hypervisor';
+import { QmpClient, connectStartedQmp } from '@cairn/hypervisor';
 import type { Repository } from '@cairn/repository';
 import type { RestoreExports } from './restore-exports.ts';
 import { agentChecks, freeLoopbackPort, scriptCheck, tcpCheck, type CheckResult } from './test-restore-checks.ts';
@@ -113,25 +113,14 @@ export async function runTestRestore(deps: TestRestoreDeps, req: TestRestoreRequ
     const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     qemu = proc;
     proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    const spawnError = new Promise<Error>((resolve) => proc.once('error', resolve));
-    // The monitor's socket file appears at bind(), a moment before QEMU listens on it: a
-    // connection refused (or no file yet) is tried again until QEMU answers, exits or 20 s pass.
-    const ready = Date.now() + 20_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw Object.assign(new Error(`QEMU did not start: ${stderr.trim()}`), { check: 'boot' });
-      if (await stat(qmpPath).then(() => true, () => false)) {
-        try {
-          qmp = await QmpClient.connect(qmpPath, { connectTimeoutMs: 2_000 });
-          break;
-        } catch (e) {
-          if (proc.exitCode !== null) continue; // reported above, with QEMU's own words
-          if (Date.now() > ready) throw Object.assign(new Error(`QEMU did not answer on its monitor within 20 s (${(e as Error).message}): ${stderr.trim()}`), { check: 'boot' });
-        }
-      }
-      if (Date.now() > ready) throw Object.assign(new Error(`QEMU did not open its monitor within 20 s: ${stderr.trim()}`), { check: 'boot' });
-      const e = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(r, 50))]);
-      if (e) throw Object.assign(e, { check: 'boot' });
+    let spawnError: Error | undefined;
+    proc.once('error', (e) => { spawnError = e; });
+    try {
+      qmp = await connectStartedQmp(qmpPath, { gone: () => proc.exitCode !== null || spawnError !== undefined });
+    } catch (e) {
+      throw Object.assign(new Error(`QEMU did not answer on its monitor within 20 s (${(e as Error).message}): ${stderr.trim()}`), { check: 'boot' });
     }
+    if (!qmp) throw Object.assign(spawnError ?? new Error(`QEMU did not start: ${stderr.trim()}`), { check: 'boot' });
     // The check: the pattern on the serial console before the time is up (or the guest stops).
     const until = Date.now() + (req.timeoutMs ?? 180_000);
     for (;;) {

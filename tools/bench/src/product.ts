@@ -20,7 +20,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { QmpClient } from '@cairn/hypervisor';
+import { connectStartedQmp } from '@cairn/hypervisor';
 import { CHANGE_BLOCK_SIZE, GiB, MiB, changedBlocks, imageLayout, layoutMix, writeImage, type ImageSpec } from './image.ts';
 import { TOOLS } from './tools.ts';
 import { machine, parseSize, prepareImages, runTool, sha256File, updateDoc, type Images } from './run.ts';
@@ -66,28 +66,24 @@ export async function startVm(dir: string, name: string, rawImage: string): Prom
   let stderr = '';
   proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  let control: QmpClient | undefined;
-  const deadline = Date.now() + 60_000;
-  while (!control) {
-    if (proc.exitCode !== null) throw new Error(`QEMU of ${name} exited (${proc.exitCode}): ${stderr.trim()}`);
-    try { control = await QmpClient.connect(controlPath); } catch {
-      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`QEMU of ${name} did not answer on ${controlPath}`); }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const control = await connectStartedQmp(controlPath, { gone: () => proc.exitCode !== null, timeoutMs: 60_000, intervalMs: 100, client: { connectTimeoutMs: 5_000 } }).catch(() => {
+    proc.kill('SIGKILL');
+    throw new Error(`QEMU of ${name} did not answer on ${controlPath}`);
+  });
+  if (!control) throw new Error(`QEMU of ${name} exited (${proc.exitCode}): ${stderr.trim()}`);
   const pattern = join(dir, 'block.bin');
   return {
     name, qmpPath, pid: proc.pid!,
     async write(offset, data) {
       // qemu-io's -s fills the write buffer from a file: one block of the changed image.
       await writeFile(pattern, data);
-      const out = await control!.execute<string>('human-monitor-command', {
+      const out = await control.execute<string>('human-monitor-command', {
         'command-line': `qemu-io -d /machine/peripheral/disk0/virtio-backend "write -q -s ${pattern} ${offset} ${data.length}"`,
       });
       if (out.trim()) throw new Error(`qemu-io write at ${offset} in ${name}: ${out.trim()}`);
     },
     async stop() {
-      try { await control!.execute('quit'); } catch { proc.kill('SIGTERM'); }
+      try { await control.execute('quit'); } catch { proc.kill('SIGTERM'); }
       const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);

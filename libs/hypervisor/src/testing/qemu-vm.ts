@@ -6,6 +6,7 @@ import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { QmpClient } from '../qmp/qmp-client.ts';
+import { connectStartedQmp } from '../qmp/qmp-started.ts';
 
 const run = promisify(execFile);
 
@@ -74,18 +75,12 @@ export async function startQemuVm(opts: QemuVmOptions): Promise<QemuVm> {
     proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
     exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     // Ready when the main monitor answers.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`qemu exited with ${proc.exitCode}: ${stderr}`);
-      try {
-        const c = await QmpClient.connect(controlPath, { connectTimeoutMs: 2_000 });
-        await c.close();
-        return;
-      } catch (e) {
-        if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`qemu did not come up: ${String(e)} ${stderr}`, { cause: e }); }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    const c = await connectStartedQmp(controlPath, { gone: () => proc.exitCode !== null }).catch((e: unknown) => {
+      proc.kill('SIGKILL');
+      throw new Error(`qemu did not come up: ${String(e)} ${stderr}`, { cause: e });
+    });
+    if (!c) throw new Error(`qemu exited with ${proc.exitCode}: ${stderr}`);
+    await c.close();
   };
 
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {

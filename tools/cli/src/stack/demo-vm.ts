@@ -6,7 +6,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { QmpClient } from '@cairn/hypervisor';
+import { connectStartedQmp } from '@cairn/hypervisor';
 
 const run = promisify(execFile);
 export const DEMO_BLOCK = 64 * 1024;
@@ -61,15 +61,11 @@ export async function startDemoVm(dir: string, name = 'demo', sizeBytes = 64 * 1
   let stderr = '';
   proc.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  let control: QmpClient | undefined;
-  const deadline = Date.now() + 20_000;
-  while (!control) {
-    if (proc.exitCode !== null) throw new Error(`the demo VM's QEMU exited (${proc.exitCode}): ${stderr.trim()}`);
-    try { control = await QmpClient.connect(controlPath); } catch {
-      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`the demo VM's QEMU did not answer on ${controlPath}`); }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const control = await connectStartedQmp(controlPath, { gone: () => proc.exitCode !== null, intervalMs: 100, client: { connectTimeoutMs: 5_000 } }).catch(() => {
+    proc.kill('SIGKILL');
+    throw new Error(`the demo VM's QEMU did not answer on ${controlPath}`);
+  });
+  if (!control) throw new Error(`the demo VM's QEMU exited (${proc.exitCode}): ${stderr.trim()}`);
   const writes: DemoWrite[] = [];
   let seq = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -82,7 +78,7 @@ export async function startDemoVm(dir: string, name = 'demo', sizeBytes = 64 * 1
     // HMP reports a failed qemu-io write as text (a success prints nothing), not as a QMP
     // error: only writes that did not fail go into the log the restores are checked against.
     for (let attempt = 0; attempt < 5; attempt++) {
-      const out = await control!.execute<string>('human-monitor-command', {
+      const out = await control.execute<string>('human-monitor-command', {
         'command-line': `qemu-io -d /machine/peripheral/disk0/virtio-backend "write -P ${byte} ${offset} ${DEMO_BLOCK}"`,
       });
       if (!/error|fail|denied|busy|unable|cannot|not /i.test(out)) {
@@ -110,7 +106,7 @@ export async function startDemoVm(dir: string, name = 'demo', sizeBytes = 64 * 1
     async stop() {
       if (timer) clearInterval(timer);
       await busy.catch(() => undefined);
-      try { await control!.execute('quit'); } catch { proc.kill('SIGTERM'); }
+      try { await control.execute('quit'); } catch { proc.kill('SIGTERM'); }
       const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);
