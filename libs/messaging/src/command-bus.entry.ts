@@ -5,4 +5,4 @@
 export { CommandBus, type CommandBusOptions, type SendOptions } from './command-bus.ts';
 export {
   CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError,
-} from './errors.ts';
+} from './send-errors.ts';

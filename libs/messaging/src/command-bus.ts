@@ -10,7 +10,7 @@ import {
   type Actor, type Command, type CommandName, type CommandPayloadMap, type CommandReply, type CommandResultMap, type TraceContext,
 } from '@cairn/contracts';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './errors.ts';
+import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './send-errors.ts';
 import { injectTrace } from './trace-context.ts';
 // The narrow entry: the main one reaches the tracing SDK and prom-client (docs/benchmarks.md "CLI start-up").
 import { traceOf } from '@cairn/telemetry/trace-fields';

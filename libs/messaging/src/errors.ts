@@ -1,9 +1,11 @@
 // Errors of the messaging layer: what a handler throws to steer the consumer, and what a
-// sender gets back when a message cannot be delivered or answered.
+// sender gets back when a message cannot be delivered or answered (send-errors.ts, re-exported).
 // The exception alone, not the package index: the CLI's bundle then leaves NestJS out of commands that do not start services.
 // Nest's decorators, loaded by the exception's module, need the metadata polyfill first.
 import 'reflect-metadata';
 import { RpcException } from '@nestjs/microservices/exceptions/rpc-exception.js';
+
+export { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './send-errors.ts';
 
 /**
  * Thrown by a handler when retrying cannot help (the message is poison): the consumer
@@ -47,38 +49,6 @@ export class CommandFailedError extends RpcException {
     this.message = message;
   }
   override getError(): object { return this; }
-}
-
-/** A message larger than the configured limit: refused before sending, or on receipt. */
-export class MessageTooLargeError extends Error {
-  override readonly name = 'MessageTooLargeError';
-  constructor(readonly subject: string, readonly bytes: number, readonly maxBytes: number) {
-    super(`message for ${subject} is ${bytes} bytes, over the limit of ${maxBytes} bytes`);
-  }
-}
-
-/** No process listens for this command (nothing subscribed on its subject). */
-export class CommandNoRespondersError extends Error {
-  override readonly name = 'CommandNoRespondersError';
-  constructor(readonly subject: string, options?: ErrorOptions) {
-    super(`no service answers ${subject} (is it running and connected?)`, options);
-  }
-}
-
-/** The command was sent but no reply came in time; it may or may not have been handled. */
-export class CommandTimeoutError extends Error {
-  override readonly name = 'CommandTimeoutError';
-  constructor(readonly subject: string, readonly timeoutMs: number, options?: ErrorOptions) {
-    super(`no reply to ${subject} within ${timeoutMs} ms; it may still be handled — resend with the same idempotency key`, options);
-  }
-}
-
-/** The reply was not a valid command reply (a broken or foreign responder). */
-export class InvalidReplyError extends Error {
-  override readonly name = 'InvalidReplyError';
-  constructor(readonly subject: string, readonly problem: string) {
-    super(`invalid reply from ${subject}: ${problem}`);
-  }
 }
 
 /** True for errors a handler marks as not worth retrying (also duck-typed `retryable: false`). */

@@ -4,7 +4,7 @@ import { jetstream, type JetStreamClient as NatsJetStream, type PubAck } from '@
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import type { Context } from '@opentelemetry/api';
 import { eventSubject, type CairnEvent, type TraceContext } from '@cairn/contracts';
-import { MessageTooLargeError } from './errors.ts';
+import { MessageTooLargeError } from './send-errors.ts';
 import { injectTrace } from './trace-context.ts';
 import { asPermissionDenied } from './permissions.ts';
 
