@@ -1,0 +1,47 @@
+// The command tree built for one command (main.ts buildProgram with argv) must be the tree the
+// whole program has for that command: GROUPS names what each group registers.
+import { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { GROUPS, buildProgram, commandNamed } from './main.ts';
+
+/** A command's definition, recursively: names, arguments, options, descriptions. */
+function shape(c: Command): unknown {
+  return {
+    name: c.name(), aliases: c.aliases(), description: c.description(), usage: c.usage(),
+    options: c.options.map((o) => [o.flags, o.description, o.defaultValue]),
+    commands: c.commands.map(shape),
+  };
+}
+
+describe('buildProgram for one command', () => {
+  it('lists in GROUPS exactly the top-level commands each group registers', () => {
+    for (const [register, names] of GROUPS) {
+      const p = new Command('cairn');
+      register(p);
+      expect([...new Set(p.commands.map((c) => c.name()))].sort(), register.name).toEqual([...names].sort());
+    }
+  });
+
+  it('defines each top-level command as the whole program does', () => {
+    const full = buildProgram();
+    expect(full.commands.length).toBeGreaterThan(20);
+    for (const c of full.commands) {
+      const one = buildProgram(false, ['node', 'cairn', c.name()]);
+      // `completion` walks the whole tree, so it always gets every group.
+      if (c.name() === 'completion') expect(one.commands.length).toBe(full.commands.length);
+      else expect(one.commands.length, c.name()).toBeLessThan(full.commands.length);
+      expect(shape(one.commands.find((x) => x.name() === c.name())!), c.name()).toEqual(shape(c));
+    }
+  });
+
+  it('finds the command after the global options, else registers every group', () => {
+    expect(commandNamed(['node', 'cairn', '--data', '/tmp/x', 'restore', 'rp', '--to', 'f'])).toBe('restore');
+    expect(commandNamed(['node', 'cairn', '--json', '--site=b', '--nats', 'nats://h:4222', 'vm', 'list'])).toBe('vm');
+    expect(commandNamed(['node', 'cairn', '--operator-key', 'k', 'whoami'])).toBe('whoami');
+    for (const argv of [[], ['--help', 'restore'], ['-V'], ['--unknown', 'restore'], ['completion', 'bash'], ['--data', '/tmp/x']]) {
+      expect(commandNamed(['node', 'cairn', ...argv]), argv.join(' ')).toBeUndefined();
+    }
+    // An unknown command gets the whole program (commander's error and suggestions as before).
+    expect(buildProgram(false, ['node', 'cairn', 'restor']).commands.length).toBe(buildProgram().commands.length);
+  });
+});
