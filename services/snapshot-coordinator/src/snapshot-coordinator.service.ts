@@ -81,7 +81,8 @@ export function chainFor(policyId: string | null | undefined): string {
 
 export class SnapshotCoordinator {
   readonly #locks = new Map<string, Promise<unknown>>();
-  readonly #vmHost = new Map<string, string>(); // vmId -> instance
+  /** vmId -> the instance that holds it and its name there (the first VM of that id in its inventory). */
+  readonly #vmHost = new Map<string, { instance: string; name: string }>();
   /** Instances whose first successful inventory round of this run has compared them with the whole log. */
   readonly #seeded = new Set<string>();
   readonly #inventoryRounds = new Map<string, CoalescedRound>();
@@ -151,11 +152,12 @@ export class SnapshotCoordinator {
       await this.#recordTaken(existing, sent);
       return;
     }
-    const instance = await this.#instanceOf(input.vmId);
-    if (!instance) {
+    const found = await this.#vmOf(input.vmId);
+    if (!found) {
       await this.#record(input.jobId, { kind: 'recordSnapshotFailure', snapshotId, reason: `VM ${input.vmId} is on none of this coordinator's hypervisors` }, sent);
       throw new SnapshotCommandError('not_found', `VM ${input.vmId} is on none of this coordinator's hypervisors`);
     }
+    const instance = found.instance;
     const adapter = this.adapters.get(instance)!;
     const leaseMs = input.leaseMs ?? this.settings.leaseMs;
     let record: ViewRecord;
@@ -164,7 +166,9 @@ export class SnapshotCoordinator {
         // A repeat that came while the first was opening the view: that view.
         const opening = this.records.get(snapshotId);
         if (opening) return opening;
-        const vmName = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === input.vmId)?.name ?? input.vmId;
+        // Its name as the inventory saw it: no second inventory (for QEMU four QMP queries, ~3 ms
+        // before openView asks them again) on every snapshot's path.
+        const vmName = found.name;
         const opened = await adapter.openView({
           vm: vmName, mode: job.mode, jobId: input.jobId, chain: chainFor(job.policyId), leaseMs,
           ...(input.disks ? { disks: input.disks } : {}), ...(quiesce !== 'off' ? { quiesce: true } : {}),
@@ -264,7 +268,7 @@ export class SnapshotCoordinator {
     let vms;
     try { vms = await adapter.inventory(); } catch (e) {
       this.logger.warn({ instance, err: (e as Error).message }, 'inventory unavailable');
-      for (const [vmId, host] of this.#vmHost) if (host === instance) this.#vmHost.delete(vmId);
+      for (const [vmId, host] of this.#vmHost) if (host.instance === instance) this.#vmHost.delete(vmId);
       return;
     }
     // Other coordinators' writes since the last round (and, the first time, the whole category).
@@ -275,14 +279,14 @@ export class SnapshotCoordinator {
         vmId: vmIdFromName(vm.name), name: vm.name, host: instance, kind: adapter.kind ?? 'qemu', ...(vm.tags ? { tags: vm.tags } : {}),
         ...(vm.state ? { state: vm.state } : {}), disks: vm.disks.map((d) => ({ name: d.id, sizeBytes: d.sizeBytes })),
       };
+      if (!ids.has(seen.vmId)) this.#vmHost.set(seen.vmId, { instance, name: vm.name });
       ids.add(seen.vmId);
-      this.#vmHost.set(seen.vmId, instance);
       await this.#syncVm(seen.vmId, (known) => decideInventory(known, seen));
     }
     // Listed by an earlier round of this instance (or, in the first round of this run, by the log
     // as on this instance), not by this one: gone from the hypervisor.
     const gone = new Set<string>();
-    for (const [vmId, host] of this.#vmHost) if (host === instance && !ids.has(vmId)) gone.add(vmId);
+    for (const [vmId, host] of this.#vmHost) if (host.instance === instance && !ids.has(vmId)) gone.add(vmId);
     if (!this.#seeded.has(instance)) {
       for (const vmId of this.#logged.onHost(instance)) if (!ids.has(vmId)) gone.add(vmId);
       this.#seeded.add(instance);
@@ -401,23 +405,26 @@ export class SnapshotCoordinator {
 
   /** The guest agent of a VM on one of this coordinator's hypervisors (file write-back). */
   async guestAgentOf(vmId: string): Promise<GuestAgentPort> {
-    const instance = await this.#instanceOf(vmId);
-    if (!instance) throw new SnapshotCommandError('not_found', `VM ${vmId} is on none of this coordinator's hypervisors`);
+    const found = await this.#vmOf(vmId);
+    if (!found) throw new SnapshotCommandError('not_found', `VM ${vmId} is on none of this coordinator's hypervisors`);
+    const instance = found.instance;
     const adapter = this.adapters.get(instance)!;
-    const vmName = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === vmId)?.name ?? vmId;
-    const agent = adapter.guestAgent?.(vmName);
+    const agent = adapter.guestAgent?.(found.name);
     if (!agent) throw new SnapshotCommandError('forbidden', `VM ${vmId} has no guest agent Cairn can reach (its hypervisor ${instance} names no guest agent socket), so files cannot be written into it`);
     return agent;
   }
 
-  async #instanceOf(vmId: string): Promise<string | undefined> {
+  /** The instance holding a VM and its name there: as the last inventory saw them, else asked now. */
+  async #vmOf(vmId: string): Promise<{ instance: string; name: string } | undefined> {
     const cached = this.#vmHost.get(vmId);
     if (cached) return cached;
     for (const [instance, adapter] of this.adapters) {
       try {
-        if ((await adapter.inventory()).some((v) => vmIdFromName(v.name) === vmId)) {
-          this.#vmHost.set(vmId, instance);
-          return instance;
+        const vm = (await adapter.inventory()).find((v) => vmIdFromName(v.name) === vmId);
+        if (vm) {
+          const found = { instance, name: vm.name };
+          this.#vmHost.set(vmId, found);
+          return found;
         }
       } catch { /* an unreachable instance does not hold it as far as we can tell */ }
     }

@@ -185,6 +185,36 @@ describe('SnapshotCoordinator', () => {
     await expect(restarted.releaseSnapshot({ jobId: 'j5', snapshotId: 's5' })).rejects.toMatchObject({ code: 'not_found' });
   });
 
+  it('a snapshot asks the hypervisor for no inventory once one found the VM: its name there comes from it', async () => {
+    const { adapter, log, make } = await setup();
+    let asked = 0;
+    const inventory = adapter.inventory.bind(adapter);
+    adapter.inventory = async () => { asked++; return inventory(); };
+    const c = make();
+    await c.syncInventory();
+    expect(asked).toBe(1);
+    for (const [jobId, snapshotId] of [['j1', 'snap-a'], ['j2', 'snap-b']] as const) {
+      const { jobRevision } = await requestedJob(log, jobId, snapshotId);
+      await c.requestSnapshot({ jobId, vmId: 'web_1', snapshotId, jobRevision }, `key-${jobId}`);
+      await c.releaseSnapshot({ jobId, snapshotId, outcome: 'success' });
+    }
+    expect(asked).toBe(1);
+    expect(adapter.opened.map((o) => o.vm)).toEqual(['web 1', 'web 1']);
+    // Without a round first, the first snapshot looks the VM up once, the next ones not.
+    const fresh = await setup();
+    let freshAsked = 0;
+    const freshInventory = fresh.adapter.inventory.bind(fresh.adapter);
+    fresh.adapter.inventory = async () => { freshAsked++; return freshInventory(); };
+    const c2 = fresh.make();
+    for (const [jobId, snapshotId] of [['j1', 'snap-a'], ['j2', 'snap-b']] as const) {
+      const { jobRevision } = await requestedJob(fresh.log, jobId, snapshotId);
+      await c2.requestSnapshot({ jobId, vmId: 'web_1', snapshotId, jobRevision }, `key-${jobId}`);
+      await c2.releaseSnapshot({ jobId, snapshotId, outcome: 'success' });
+    }
+    expect(freshAsked).toBe(1);
+    expect(fresh.adapter.opened.map((o) => o.vm)).toEqual(['web 1', 'web 1']);
+  });
+
   it('inventory rounds triggered at once (periodic, hypervisor add, libvirt events) run one at a time: the VM is discovered once, nothing conflicts', async () => {
     const { adapter, make, types } = await setup();
     let inside = 0;

@@ -133,7 +133,9 @@ export class QemuAdapter implements HypervisorAdapter {
 
   async openView(req: OpenViewRequest): Promise<View> {
     const chain = req.chain ?? 'default';
-    const vm = await this.#vm();
+    // The block nodes asked with the VM serve the plan below too (its dirty bitmaps): nothing
+    // changes them before the transaction, and a view no longer asks for them twice.
+    const { vm, nodes } = await this.#vmAndNodes();
     if (req.vm !== vm.id) throw new UnknownVmError(`VM ${JSON.stringify(req.vm)} is not on this QEMU (it runs ${JSON.stringify(vm.id)})`);
     const disks = this.#selectDisks(vm, req.disks);
     for (const d of disks) {
@@ -145,7 +147,6 @@ export class QemuAdapter implements HypervisorAdapter {
     const log = { viewId, vm: vm.id, jobId: req.jobId };
     try {
       await this.#ensureNbdServer();
-      const nodes = await this.#namedNodes();
       const plans = disks.map((d) => planDisk({
         node: d.nodeName, format: d.format, requested: req.mode, chain, viewId,
         bitmaps: nodes.find((n) => n['node-name'] === d.nodeName)?.['dirty-bitmaps'] ?? [],
@@ -236,6 +237,10 @@ export class QemuAdapter implements HypervisorAdapter {
   }
 
   async #vm(): Promise<VmInfo> {
+    return (await this.#vmAndNodes()).vm;
+  }
+
+  async #vmAndNodes(): Promise<{ vm: VmInfo; nodes: NamedNode[] }> {
     const [nameInfo, status, blocks, nodes] = await Promise.all([
       // qemu-storage-daemon has no query-name (and no VM): the config names it.
       this.qmp.execute<{ name?: string }>('query-name').catch((e: unknown) => {
@@ -264,7 +269,7 @@ export class QemuAdapter implements HypervisorAdapter {
       }
     }
     const state = status.status === 'running' ? 'running' : status.status === 'shutdown' ? 'stopped' : 'paused';
-    return { id, name: id, state, disks };
+    return { vm: { id, name: id, state, disks }, nodes };
   }
 
   #selectDisks(vm: VmInfo, wanted?: readonly string[]): DiskRef[] {
