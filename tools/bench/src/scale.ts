@@ -5,16 +5,19 @@
 // every job must have exactly one RestorePointCommitted and one JobCompleted.
 //   npx tsx tools/bench/src/scale.ts --vms 10000 --policies
 //     [--hosts <n>, default one per 100 VMs] [--max-jobs-per-host 8] [--transfers 8] [--movers 3]
-//     [--kill-at 0.3] [--policy-ms 10] [--profile <dir>] [--keep]
+//     [--kill-at 0.3] [--policy-ms 10] [--profile <dir>] [--keep] [--cli <another build's tools/cli/bin/cairn.js>]
 // --policies: one policy per VM, all due at the same minute, so the scheduler's cron requests
 // every job; without it, one manual RequestBackup per VM. The jobs start once the movers' first
 // scheduled verify has run. Prints wall time, jobs/s, p50/p99 of due minute (or request) →
-// JobCompleted, CPU seconds per process (each mover's by thread) and appends per job, as JSON
-// at the end.
+// JobCompleted, CPU seconds per process (each mover's by thread), each process's garbage
+// collections in the job phase (`gcOfJobs`: mark-compacts / scavenges, pause ms per job; counted
+// by gc-count.mjs, preloaded), read / write system calls per job of each process
+// (`syscallsPerJob`) and appends per job, as JSON at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { natsServers } from '@cairn/contracts';
@@ -27,6 +30,8 @@ const { values } = parseArgs({ options: {
   vms: { type: 'string', default: '10000' }, movers: { type: 'string', default: '3' }, 'kill-at': { type: 'string', default: '0.3' },
   // Backups at once per hypervisor host (cairn.yaml concurrency.maxJobsPerHost).
   'max-jobs-per-host': { type: 'string', default: '8' }, keep: { type: 'boolean', default: false },
+  // The `cairn` CLI the services run (default: this checkout's), e.g. another build's for an A/B.
+  cli: { type: 'string' },
   // One policy per VM (selector: its name), all due at the same minute, started by the scheduler's cron.
   policies: { type: 'boolean', default: false },
   // Simulated hypervisor hosts the VMs are spread over (each its own per-host slot limit);
@@ -45,7 +50,7 @@ const { values } = parseArgs({ options: {
 const VMS = Number(values.vms);
 const MOVERS = Number(values.movers);
 const HOSTS = values.hosts !== undefined ? Number(values.hosts) : Math.max(1, Math.ceil(VMS / 100));
-const CLI = join(import.meta.dirname, '..', '..', 'cli', 'bin', 'cairn.js');
+const CLI = values.cli ?? join(import.meta.dirname, '..', '..', 'cli', 'bin', 'cairn.js');
 const say = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 
 const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-scale-'));
@@ -67,8 +72,12 @@ try {
   const env = {
     ...process.env, CAIRN_NATS_URL: nats, CAIRN_SITE: 'bench', CAIRN_REPO_PASSPHRASE: 'bench-scale', CAIRN_LOG_LEVEL: 'warn',
     CAIRN_SIMULATED_HYPERVISOR: '1', CAIRN_CONFIG: join(dir, 'cairn.yaml'), CAIRN_FILE_INDEX: '0',
-    ...(values.profile ? { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --cpu-prof --cpu-prof-dir=${values.profile}`.trim() } : {}),
+    // Every process counts its garbage collections (gc-count.mjs) into the run's gc directory.
+    CAIRN_BENCH_GC_DIR: join(dir, 'gc'),
+    NODE_OPTIONS: [process.env['NODE_OPTIONS'] ?? '', `--import=${pathToFileURL(join(import.meta.dirname, 'gc-count.mjs')).href}`,
+      ...(values.profile ? [`--cpu-prof --cpu-prof-dir=${values.profile}`] : [])].join(' ').trim(),
   };
+  await mkdir(env.CAIRN_BENCH_GC_DIR, { recursive: true });
   await writeFile(env.CAIRN_CONFIG, `site: bench\nconcurrency:\n  maxJobsPerHost: ${Number(values['max-jobs-per-host'])}\n`);
   const names = new Map<ChildProcess, string>();
   const cpuSnapshot = async () => {
@@ -79,6 +88,32 @@ try {
     const out: Record<string, number> = {};
     for (const p of procs) { const c = p.exitCode === null && p.signalCode === null ? await cpuOf(p.pid) : undefined; if (c !== undefined) out[names.get(p)!] = c; }
     for (const [i, m] of cluster.members.entries()) { const c = await cpuOf(m.pid); if (c !== undefined) out[`nats-${i + 1}`] = c; }
+    return out;
+  };
+  // Read and write system calls of each process so far (/proc/<pid>/io: syscr, syscw): socket
+  // and file I/O alike, so a change in how often a process writes to NATS shows here.
+  const ioSnapshot = async () => {
+    const ioOf = async (pid: number | undefined) => {
+      const t = await readFile(`/proc/${pid}/io`, 'utf8').catch(() => '');
+      const r = /syscr: (\d+)/.exec(t)?.[1];
+      const w = /syscw: (\d+)/.exec(t)?.[1];
+      return r && w ? { reads: Number(r), writes: Number(w) } : undefined;
+    };
+    const out: Record<string, { reads: number; writes: number }> = {};
+    for (const p of procs) { const c = p.exitCode === null && p.signalCode === null ? await ioOf(p.pid) : undefined; if (c) out[names.get(p)!] = c; }
+    for (const [i, m] of cluster.members.entries()) { const c = await ioOf(m.pid); if (c) out[`nats-${i + 1}`] = c; }
+    return out;
+  };
+  // Each `cairn run` process's garbage collections so far (main thread): gc-count.mjs writes them when sent SIGUSR2.
+  type GcCounts = { scavenge: number; markCompact: number; incremental: number; weak: number; ms: number };
+  const gcSnapshot = async () => {
+    const out: Record<string, GcCounts> = {};
+    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGUSR2');
+    await new Promise((r) => setTimeout(r, 500));
+    for (const p of procs) {
+      const c = await readFile(join(env.CAIRN_BENCH_GC_DIR, `${p.pid}.json`), 'utf8').then((t) => JSON.parse(t) as GcCounts, () => undefined);
+      if (c) out[names.get(p)!] = c;
+    }
     return out;
   };
   // A data mover's CPU split by thread (its main thread, the chunk workers, libuv's pool that runs
@@ -197,6 +232,8 @@ try {
   // CPU seconds of each process when the jobs begin: what they spend on the jobs is the difference.
   const cpuAtStart = await cpuSnapshot();
   const threadsAtStart = await threadSnapshot();
+  const gcAtStart = await gcSnapshot();
+  const ioAtStart = await ioSnapshot();
   const start = dueAt ?? Date.now();
   let sent = 0;
   let killed = false;
@@ -230,8 +267,22 @@ try {
   // CPU seconds (user + system) of each process since it started: steadier than wall time on a
   // busy machine (the killed mover's are lost with it).
   const cpu = await cpuSnapshot();
+  const ioAtEnd = await ioSnapshot();
+  // Of the jobs alone, per job: read / write system calls of each process (nats member 2 from its restart when killed).
+  const syscallsPerJob: Record<string, string> = {};
+  for (const [name, c] of Object.entries(ioAtEnd)) {
+    const b = name === 'nats-2' && killed ? { reads: 0, writes: 0 } : ioAtStart[name] ?? { reads: 0, writes: 0 };
+    syscallsPerJob[name] = `${((c.reads - b.reads) / Math.max(1, sent)).toFixed(1)} / ${((c.writes - b.writes) / Math.max(1, sent)).toFixed(1)}`;
+  }
   // Of the jobs alone, per job (ms), for each mover thread kind: user / system.
   const threadsAtEnd = await threadSnapshot();
+  const gcAtEnd = await gcSnapshot();
+  // Of the jobs alone, per process: mark-compacts / scavenges, and the main thread's GC pause ms per job.
+  const gcOfJobs: Record<string, string> = {};
+  for (const [name, c] of Object.entries(gcAtEnd)) {
+    const b = gcAtStart[name] ?? { scavenge: 0, markCompact: 0, incremental: 0, weak: 0, ms: 0 };
+    gcOfJobs[name] = `${c.markCompact - b.markCompact} / ${c.scavenge - b.scavenge}, ${((c.ms - b.ms) / Math.max(1, sent)).toFixed(2)} ms/job`;
+  }
   const moverThreadsMsPerJob: Record<string, Record<string, string>> = {};
   for (const [name, byThread] of Object.entries(threadsAtEnd)) {
     moverThreadsMsPerJob[name] = Object.fromEntries(Object.entries(byThread).map(([kind, t]) => {
@@ -288,7 +339,7 @@ try {
     redelivered: jobs.filter((j) => j.started > 1).length,
     cpuSeconds: cpu, cpuMsPerJob, transfersPerMover: Number(values.transfers),
     appendsPerJob: +(appended / Math.max(1, jobs.length)).toFixed(2), appendsByCategory: byCategory,
-    ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS, verifiedBeforeJobs, moverThreadsMsPerJob,
+    ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS, verifiedBeforeJobs, moverThreadsMsPerJob, gcOfJobs, syscallsPerJob,
     load: loadavg().map((x) => +x.toFixed(1)),
     ...(reasons.size ? { failureReasons: [...reasons] } : {}),
     ...(counter ? { natsMessagesPerJob: counter.perJob(jobs.length) } : {}),
