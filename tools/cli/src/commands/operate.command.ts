@@ -24,11 +24,11 @@ type Opts = Record<string, unknown>;
 
 // Loaded by the commands that need them, not at every start (docs/benchmarks.md "CLI start-up").
 const restoreJobs = (): Promise<typeof RestoreJobModule> => import('./restore-job.ts');
-// The request and its follower both load while the session connects: loading the follower after
-// the send instead was tried and not kept (docs/benchmarks.md, "the restore command's CLI until
-// the request": the cli phase 1.41 -> 1.06 s in one A/B, 0.58 -> 0.83 s in the next).
+// What a restore needs before its request is sent loads while the session connects; the follower
+// (restoreJobs: the JetStream event log, the restore decider) loads after the send, while the data
+// mover records the request: ~40 ms of the CLI's main thread less before the request at load 11
+// (docs/benchmarks.md, "2026-12-06: the restore command's CLI before its request").
 const restoreRequest = (): Promise<typeof RestoreRequestModule> => import('./restore-request.ts');
-const restoreModules = (): Promise<unknown> => Promise.all([restoreRequest(), restoreJobs()]);
 const startRestore: typeof RestoreRequestModule.startRestore = async (...a) => (await restoreRequest()).startRestore(...a);
 const watchRestore: typeof RestoreJobModule.watchRestore = async (...a) => (await restoreJobs()).watchRestore(...a);
 const isRestoreJob: typeof RestoreJobModule.isRestoreJob = async (...a) => (await restoreJobs()).isRestoreJob(...a);
@@ -546,7 +546,7 @@ export function registerRestoreCommands(program: Command): void {
       output(s, result, () => result.nbd
         ? `serving ${disk} of ${restorePointId} at nbd+unix:///${result.nbd.exportName}?socket=${result.nbd.socket} (${bytes(result.sizeBytes)}, writes kept in an overlay); stop with \`cairn restore-export stop ${result.nbd.exportName}\``
         : `restored ${disk} of ${restorePointId} to ${result.path ?? to} (${bytes(result.sizeBytes)} in ${(result.durationMs / 1000).toFixed(1)} s)`);
-    }, { bus: true, also: restoreModules })); // every form sends; most follow a restore job
+    }, { bus: true, also: restoreRequest })); // every form sends; most then follow a restore job (loaded after the send)
   const rexp = program.command('restore-export').description('restore points served over NBD');
   rexp.command('list').description('the restore points the data mover serves over NBD now (`cairn restore <point> --nbd <name>`)')
     .action(act(async (s) => {

@@ -1,6 +1,7 @@
 // Starts a restore job from the CLI (RequestRestore) and hands it to restore-job.ts to follow.
-// Apart from restore-job.ts so that `--no-wait` and the request itself need only the command
-// bus; `cairn restore` preloads both while it connects (operate.command.ts).
+// Kept apart from restore-job.ts so that what a restore loads before its request is sent is the
+// command bus alone: the follower (the event log client, the restore decider, the progress line)
+// loads while the data mover records the request (operate.command.ts).
 import { randomUUID } from 'node:crypto';
 import type { RestoreRequestTarget } from '@cairn/contracts';
 import { accepted } from '../cli-replies.ts';
@@ -11,8 +12,8 @@ export async function startRestore(s: Session, restorePointId: string, target: R
   const restoreId = o.restoreId ?? randomUUID();
   const limit = o.bandwidthBytesPerSec ? { bandwidthBytesPerSec: o.bandwidthBytesPerSec } : {};
   const reply = s.bus.send('data-mover', 'RequestRestore', { restoreId, restorePointId, target, ...limit }, { idempotencyKey: restoreId });
-  // The request leaves in this turn (the NATS client flushes in a microtask); the follower is
-  // usually loaded already (preloaded with the session).
+  // Started after the send: the request leaves in this turn (the NATS client flushes in a
+  // microtask), the follower's modules load while the reply is on its way.
   const follower = o.wait ? import('./restore-job.ts') : undefined;
   // A refused request leaves the follower's import unread: that is not an error of its own.
   follower?.catch(() => undefined);
