@@ -98,7 +98,9 @@ describe('deferred puts (directory backend)', () => {
     for (let i = 0; i < 100; i++) await b.put(`k/${i}`, new Uint8Array([i]), { deferSync: true, ifNotExists: true });
     expect(await fds()).toBe(before + 64);
     await b.flush();
-    expect(await fds()).toBe(before + 1); // the data: one `sync --file-system`; the names: the one directory's fsync, kept
+    // The data: one `sync --file-system` through the sync helper's shell (its stdin and stdout
+    // pipes stay open until close); the names: the one directory's fsync, its descriptor kept.
+    expect(await fds()).toBe(before + 1 + 2);
     expect((await readdir(join(root, 'k'))).length).toBe(100);
     await b.close();
     expect(await fds()).toBe(before);
@@ -145,5 +147,42 @@ describe('deferred puts (directory backend)', () => {
     await expect(names.flush(bad)).rejects.toThrow(/EINVAL|invalid argument/i);
     await expect(access(n.path)).rejects.toThrow(/ENOENT/);
     await expect(access(n.temp)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a full\'s stream of puts starts a background `sync --file-system` every 256 puts, through one kept shell, before any batch or flush', async () => {
+    const root = await h.tmpDir();
+    const bin = await h.tmpDir();
+    const log = join(bin, 'calls');
+    // A `sync` that records each call and its parent (the kept shell, not this process).
+    await writeFile(join(bin, 'sync'), `#!/bin/sh\necho "$PPID $*" >> ${log}\n`);
+    await chmod(join(bin, 'sync'), 0o755);
+    process.env['PATH'] = `${bin}:${PATH}`;
+    const b = new DirectoryBackend(root);
+    const key = (i: number) => `chunks/${(i % 256).toString(16).padStart(2, '0')}/${i}`;
+    for (let i = 0; i < 600; i++) await b.put(key(i), new Uint8Array([i & 255]), { deferSync: true, ifNotExists: true });
+    await new Promise((r) => setTimeout(r, 200));
+    const calls = (await readFile(log, 'utf8')).trim().split('\n');
+    // Two kicks (at 256 and 512 puts), no batch yet (1024), no name yet.
+    expect(calls).toHaveLength(2);
+    for (const c of calls) expect(c).toMatch(new RegExp(`^\\d+ --file-system ${root}$`));
+    expect(new Set(calls.map((c) => c.split(' ')[0])).size).toBe(1); // one shell ran both
+    expect(calls[0]!.split(' ')[0]).not.toBe(String(process.pid));
+    await expect(access(join(root, key(0)))).rejects.toThrow(/ENOENT/);
+    // The flush's batch (600, below a full batch) is still synced file by file and named.
+    await b.flush();
+    expect((await readFile(log, 'utf8')).trim().split('\n')).toHaveLength(2);
+    for (const i of [0, 255, 599]) expect([...(await b.get(key(i)))]).toEqual([i & 255]);
+    await b.close();
+  });
+
+  it('a syncEarly group (an incremental) starts no background sync', async () => {
+    const root = await h.tmpDir();
+    await fakeSync('sync: error syncing: Input/output error');
+    const b = new DirectoryBackend(root);
+    const g: FlushGroup = { syncEarly: true };
+    for (let i = 0; i < 300; i++) await b.put(`k/${i}`, new Uint8Array([i & 255]), { deferSync: true, ifNotExists: true, flushGroup: g });
+    await b.flush(g);
+    expect((await readdir(join(root, 'k'))).length).toBe(300);
+    await b.close();
   });
 });

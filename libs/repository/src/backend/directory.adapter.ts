@@ -203,6 +203,7 @@ export class DirectoryBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    await this.deferred.close();
     await this.dirs.close();
   }
 
