@@ -141,6 +141,11 @@ const Disk = Name;
 const JobStreamPosition = {
   /** Revision of the job stream's last event when the command was sent. */
   jobRevision: Type.Optional(Type.Integer({ minimum: 0 })),
+  /**
+   * Global position (stream sequence) of that event, learnt with its revision: the receiver's
+   * append expects it as the stream's last, so it does not read the stream's head first.
+   */
+  jobPosition: Type.Optional(Type.Integer({ minimum: 1 })),
   /** Id of that event: the cause of what the receiver records. */
   causationId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
 };

@@ -38,7 +38,14 @@ export interface HandleCommandOptions {
    * the command's sender): the first attempt decides on this state and appends expecting this
    * revision, without reading the stream. Only a conflict (the stream moved on) reads it.
    */
-  readonly known?: { readonly state: unknown; readonly revision: bigint };
+  readonly known?: {
+    readonly state: unknown; readonly revision: bigint;
+    /**
+     * The global position of the event at `revision`, learnt with it (see AppendOptions'
+     * `expectedPosition`): the first append passes it on, so an adapter need not read the head.
+     */
+    readonly position?: bigint | undefined;
+  };
 }
 
 export interface HandleCommandResult<State> {
@@ -62,9 +69,11 @@ export async function handleCommand<Command, Event extends KnownEvent, State>(
   for (let attempt = 0; ; attempt++) {
     let state = decider.initialState();
     let revision = -1n;
+    let position: bigint | undefined;
     if (attempt === 0 && options.known) {
       state = options.known.state as State;
       revision = options.known.revision;
+      position = options.known.position;
     } else {
       for await (const r of log.readStream(streamId)) {
         state = decider.evolve(state, r.event as Event);
@@ -77,7 +86,10 @@ export async function handleCommand<Command, Event extends KnownEvent, State>(
     const meta = { ...options.meta, ...(trace ? { trace } : {}), streamId };
     const events = drafts.map((d) => newEvent(d.type as EventType, d.data as EventDataMap[EventType], meta));
     try {
-      const result = await log.append(streamId, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
+      const result = await log.append(streamId, events, {
+        expectedRevision: revision < 0n ? 'no_stream' : revision,
+        ...(revision >= 0n && position !== undefined ? { expectedPosition: position } : {}),
+      });
       for (const e of events) state = decider.evolve(state, e as unknown as Event);
       return { events, state, revision: result.nextRevision, position: result.position, retries: attempt };
     } catch (e) {

@@ -25,6 +25,15 @@ export type ExpectedRevision = bigint | 'no_stream' | 'any' | 'stream_exists';
 
 export interface AppendOptions {
   readonly expectedRevision: ExpectedRevision;
+  /**
+   * The global position of the stream's event at `expectedRevision`, when the caller learnt the
+   * two together from the log (one `Recorded`, one append's result), possibly in another process
+   * that sent them along. An adapter may check the revision by it without reading the stream
+   * (JetStream: the publish expects this sequence as the subject's last); when the stream moved
+   * on, the append is refused or read as without it. Never a position from anywhere else: a
+   * position paired with another revision would give the new events wrong revisions.
+   */
+  readonly expectedPosition?: bigint;
 }
 
 export interface AppendResult {

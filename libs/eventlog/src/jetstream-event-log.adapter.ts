@@ -13,9 +13,11 @@
 //   the expected revision, publish with that sequence expected. The server refuses the
 //   publish if anyone wrote the subject meanwhile, so the revision header cannot fork.
 //   When this client already knows the sequence of the expected revision (it wrote that
-//   event, read the stream or was delivered it: subject-heads.ts), or the stream is expected
-//   empty (sequence 0), it publishes at once expecting that sequence: one round trip instead
-//   of two, with the same check by the server; a refusal falls back to the read above.
+//   event, read the stream or was delivered it: subject-heads.ts), the caller gave it with the
+//   revision (`expectedPosition`: a command's sender that read or wrote the stream), or the
+//   stream is expected empty (sequence 0), it publishes at once expecting that sequence: one
+//   round trip instead of two, with the same check by the server; a refusal falls back to the
+//   read above.
 // - a batch is published message by message, each expecting the previous one's sequence:
 //   nobody can interleave, but it is not atomic on 2.9 (a crash leaves a prefix), and a
 //   retry with the same ids completes it.
@@ -226,7 +228,10 @@ export class JetStreamEventLog implements EventLog {
     const subject = eventSubject(this.site, streamId);
     const expected = options.expectedRevision;
     // The head as known (or none, for a stream expected empty): publish expecting it, no read.
-    const known = expected === 'no_stream' ? null : typeof expected === 'bigint' ? this.heads.at(subject, expected) : undefined;
+    // A position the caller learnt with the expected revision (another process's read or append)
+    // is such a head too: the server checks that it is still the subject's last.
+    const known = expected === 'no_stream' ? null : typeof expected === 'bigint'
+      ? this.heads.at(subject, expected) ?? hintedHead(expected, options.expectedPosition) : undefined;
     if (known !== undefined) {
       try {
         return await this.publishChain(subject, encoded, known ?? undefined);
@@ -608,6 +613,12 @@ export class JetStreamEventLog implements EventLog {
 /** Opens the site's JetStream event log, creating its stream when missing. */
 export function createJetStreamEventLog(options: JetStreamEventLogOptions): Promise<JetStreamEventLog> {
   return JetStreamEventLog.open(options);
+}
+
+/** The head an append's caller vouched for (`expectedPosition` with its revision), if it gave one that can be a sequence. */
+function hintedHead(revision: bigint, position: bigint | undefined): SubjectHead | undefined {
+  if (position === undefined || position < 1n || position > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  return { seq: Number(position), revision };
 }
 
 function revisionOf(h: MsgHdrs | undefined, previous: bigint | undefined): bigint {

@@ -15,6 +15,8 @@ export const TransferWork = Type.Object({
   // What the scheduler knows, so that the mover reads neither the job's nor the policy's stream.
   /** Revision of the job stream at TransferQueued: the mover appends TransferStarted expecting it. */
   jobRevision: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Global position of TransferQueued: TransferStarted's append expects it, without a head read. */
+  jobPosition: Type.Optional(Type.Integer({ minimum: 1 })),
   /** Id of TransferQueued: the cause of TransferStarted. */
   causationId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   /**

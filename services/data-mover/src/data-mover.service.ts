@@ -154,9 +154,10 @@ export class DataMover {
 
   private async transferOnce(work: TransferWork, redelivered: boolean): Promise<'committed' | 'skipped'> {
     const streamId = `job-${work.jobId}`;
-    let known: { state: JobState; revision: bigint; cause: string | null; committedAt?: string };
+    let known: { state: JobState; revision: bigint; position?: bigint; cause: string | null; committedAt?: string };
     if (work.jobRevision !== undefined && !redelivered) {
-      known = { state: jobStateAsSent({ jobId: work.jobId, snapshotId: work.snapshotId, transferQueued: true }), revision: BigInt(work.jobRevision), cause: work.causationId ?? null };
+      known = { state: jobStateAsSent({ jobId: work.jobId, snapshotId: work.snapshotId, transferQueued: true }), revision: BigInt(work.jobRevision), cause: work.causationId ?? null,
+        ...(work.jobPosition !== undefined ? { position: BigInt(work.jobPosition) } : {}) };
     } else {
       const events = [];
       let revision = -1n;
@@ -184,7 +185,7 @@ export class DataMover {
     try {
       started = await handleCommand(this.log, streamId, jobDecider, { kind: 'startTransfer', worker: this.worker }, {
         meta: { site: this.config.site, actor: this.config.actor, correlationId: work.jobId, causationId: known.cause },
-        known: { state: known.state, revision: known.revision },
+        known: { state: known.state, revision: known.revision, position: known.position },
       });
     } catch (e) {
       // The stream moved on to the job's end (cancelled, failed by a timeout) meanwhile.
@@ -234,7 +235,7 @@ export class DataMover {
       },
     }, {
       meta: { site: this.config.site, actor: this.config.actor, correlationId: work.jobId, causationId: started.events.at(-1)?.id ?? started.state.lastEventId ?? known.cause },
-      known: { state: started.state, revision: started.revision },
+      known: { state: started.state, revision: started.revision, position: started.position },
     });
     // Before the work is acknowledged: a mover that dies between the commit and the lock gets
     // the work delivered again and locks then (the branch above).

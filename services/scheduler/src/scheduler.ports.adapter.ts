@@ -13,9 +13,9 @@ export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor
   const js = new JetStreamClient(nc);
   await ensureWorkStream(await jetstreamManager(nc), site, streamReplicas(nc.info));
   return {
-    async requestSnapshot({ jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, causationId, quiesce }) {
+    async requestSnapshot({ jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, jobPosition, causationId, quiesce }) {
       const reply = await bus.send('snapshot-coordinator', 'RequestSnapshot', {
-        jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, ...(causationId ? { causationId } : {}), ...(quiesce ? { quiesce } : {}),
+        jobId, vmId, snapshotId, mode, policyId, parent, jobRevision, ...(jobPosition !== undefined ? { jobPosition } : {}), ...(causationId ? { causationId } : {}), ...(quiesce ? { quiesce } : {}),
       }, {
         idempotencyKey: snapshotId, timeoutMs: snapshotTimeoutMs,
       });
@@ -24,10 +24,10 @@ export async function natsSchedulerPorts(nc: NatsConnection, site: string, actor
         throw new SnapshotRefused(`snapshot coordinator refused: ${reply.error.message}`);
       }
     },
-    async releaseSnapshot({ jobId, snapshotId, success, jobRevision, causationId }) {
+    async releaseSnapshot({ jobId, snapshotId, success, jobRevision, jobPosition, causationId }) {
       const reply = await bus.send('snapshot-coordinator', 'ReleaseSnapshot', {
         jobId, snapshotId, outcome: success ? 'success' : 'failure', ...(success ? {} : { reason: 'the job did not commit a restore point' }),
-        jobRevision, ...(causationId ? { causationId } : {}),
+        jobRevision, ...(jobPosition !== undefined ? { jobPosition } : {}), ...(causationId ? { causationId } : {}),
       }, { idempotencyKey: `release-${snapshotId}`, timeoutMs: snapshotTimeoutMs });
       if (!reply.accepted && reply.error.code !== 'not_found') throw new Error(reply.error.message);
     },

@@ -33,13 +33,13 @@ export interface VmRecord {
 export interface SchedulerPorts {
   /** Carries what the job's stream says (mode, policy) and where it stands, so the coordinator reads nothing. */
   requestSnapshot(input: {
-    jobId: string; vmId: string; snapshotId: string; mode: 'auto' | 'full'; policyId: string | null; jobRevision: number; causationId: string | null;
+    jobId: string; vmId: string; snapshotId: string; mode: 'auto' | 'full'; policyId: string | null; jobRevision: number; jobPosition?: number; causationId: string | null;
     /** The policy's quiesce option (default preferred). */
     quiesce?: 'required' | 'preferred' | 'off';
     /** The restore point the transfer will build on and its snapshot, or why there is none (a full view). */
     parent: { restorePointId: string; snapshotId: string } | { none: string };
   }): Promise<void>;
-  releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean; jobRevision: number; causationId: string | null }): Promise<void>;
+  releaseSnapshot(input: { jobId: string; snapshotId: string; success: boolean; jobRevision: number; jobPosition?: number; causationId: string | null }): Promise<void>;
   enqueueTransfer(work: TransferWork): Promise<void>;
   /** Asks a data mover to boot-test a restore point (a policy's testRestore schedule); answers once it started. */
   requestTestRestore?(cmd: CommandPayloadMap['TestRestore']): Promise<void>;
@@ -62,6 +62,8 @@ export class Scheduler {
   private readonly jobs = new Map<string, JobState>();
   /** Revision of each job stream as folded: the expected revision of the scheduler's next append to it. */
   private readonly revisions = new Map<string, bigint>();
+  /** Position of the event at each job's revision in `revisions` (learnt with it): sent with it in commands. */
+  private readonly positions = new Map<string, bigint>();
   private readonly vms = new Map<string, VmRecord>();
   /** VM ids by name (a policy's selector names VMs; `findVm` takes a name). */
   private readonly vmsByName = new Map<string, Set<string>>();
@@ -140,7 +142,10 @@ export class Scheduler {
       for await (const r of sub) {
         this.position = r.position;
         this.apply(r.event);
-        if (r.event.streamId.startsWith('job-')) this.revisions.set(r.event.streamId.slice(4), r.revision);
+        if (r.event.streamId.startsWith('job-')) {
+          this.revisions.set(r.event.streamId.slice(4), r.revision);
+          this.positions.set(r.event.streamId.slice(4), r.position);
+        }
         if (r.event.streamId.startsWith('expiry-')) {
           this.expiry.set(r.event.streamId, { state: expiryDecider.evolve(this.expiry.get(r.event.streamId)?.state ?? expiryDecider.initialState(), r.event), revision: r.revision });
         }
@@ -483,6 +488,12 @@ export class Scheduler {
    * Decides a command on the job as this scheduler has folded it and appends at that revision
    * (a new job: no stream); the stream is read only when it moved on since (a conflict).
    */
+  /** Where this scheduler's subscription left a job's stream: its revision and that event's position. */
+  private sentPosition(jobId: string): { jobRevision: number; jobPosition?: number } {
+    const position = this.positions.get(jobId);
+    return { jobRevision: Number(this.revisions.get(jobId) ?? 0n), ...(position !== undefined && this.revisions.has(jobId) ? { jobPosition: Number(position) } : {}) };
+  }
+
   private async runJobCommand(jobId: string, command: JobCommand, actor: Actor, causationId: string | null) {
     const known = this.jobs.get(jobId);
     const revision = this.revisions.get(jobId);
@@ -652,7 +663,7 @@ export class Scheduler {
             await this.ports.requestSnapshot({
               jobId, vmId: step.vmId, snapshotId: step.snapshotId, mode: state.request!.mode, policyId: state.request!.policyId,
               parent: 'none' in parent ? parent : { restorePointId: parent.restorePointId, snapshotId: parent.snapshotId },
-              jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause, quiesce,
+              ...this.sentPosition(jobId), causationId: cause, quiesce,
             });
           }
             break;
@@ -665,6 +676,7 @@ export class Scheduler {
             const policy = state.request!.policyId ? this.policies.get(state.request!.policyId) : undefined;
             await this.ports.enqueueTransfer({
               jobRevision: Number(queued.revision),
+              ...(queued.position !== undefined ? { jobPosition: Number(queued.position) } : {}),
               causationId: queued.events.at(-1)?.id ?? queued.state.lastEventId ?? cause ?? jobId,
               lockRetention: policy?.immutable ? policy.retention : null,
               fileIndex: policy?.fileIndex !== false,
@@ -687,7 +699,7 @@ export class Scheduler {
           }
           case 'release':
             await this.ports.releaseSnapshot({
-              jobId, snapshotId: step.snapshotId, success: step.success, jobRevision: Number(this.revisions.get(jobId) ?? 0n), causationId: cause,
+              jobId, snapshotId: step.snapshotId, success: step.success, ...this.sentPosition(jobId), causationId: cause,
             });
             break;
           case 'complete': {

@@ -210,6 +210,12 @@ describe('scheduler process manager', () => {
     expect(w.work[0]!.parent).toBeNull();
     expect(w.work[1]!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
     expect(w.work[1]!.jobRevision).toBe(4); // JobRequested, JobStarted, SnapshotRequested, SnapshotTaken, TransferQueued
+    // With the position of the event at that revision, learnt with it: the receivers' appends expect it without a head read.
+    const positions = new Map<bigint, bigint>();
+    for await (const r of w.log.readStream(`job-${b.jobId}`)) positions.set(r.revision, r.position);
+    expect(w.work[1]!.jobPosition).toBe(Number(positions.get(4n)));
+    expect(w.snapshots[1]!.jobRevision).toBe(2);
+    expect(w.snapshots[1]!.jobPosition).toBe(Number(positions.get(2n)));
     await w.scheduler.stop();
   });
 

@@ -50,6 +50,8 @@ export interface RequestSnapshotInput {
   readonly parent?: { readonly restorePointId: string; readonly snapshotId: string } | { readonly none: string };
   /** Where the sender left the job's stream (see the RequestSnapshot command). */
   readonly jobRevision?: number;
+  /** Position of the event at `jobRevision`, sent with it: the append expects it, no head read. */
+  readonly jobPosition?: number;
   readonly causationId?: string;
 }
 
@@ -58,11 +60,13 @@ export interface ReleaseSnapshotInput {
   readonly snapshotId: string;
   readonly outcome?: 'success' | 'failure';
   readonly jobRevision?: number;
+  /** Position of the event at `jobRevision`, sent with it: the append expects it, no head read. */
+  readonly jobPosition?: number;
   readonly causationId?: string;
 }
 
 /** The job as the command's sender left it, when it said where (no read needed). */
-interface SentPosition { readonly state: JobState; readonly revision: bigint; readonly causationId: string | null }
+interface SentPosition { readonly state: JobState; readonly revision: bigint; readonly position?: bigint | undefined; readonly causationId: string | null }
 
 const ID = /^[A-Za-z0-9_-]{1,200}$/;
 const MAX_VM_CONFIG = 256 * 1024;
@@ -145,6 +149,7 @@ export class SnapshotCoordinator {
     const quiesce: QuiescePolicy = input.quiesce === true || input.quiesce === undefined ? 'preferred' : input.quiesce === false ? 'off' : input.quiesce;
     const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
       state: jobStateAsSent({ jobId: input.jobId, snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
+      ...(input.jobPosition !== undefined ? { position: BigInt(input.jobPosition) } : {}),
     };
     const existing = this.records.get(snapshotId);
     if (existing) {
@@ -217,6 +222,7 @@ export class SnapshotCoordinator {
     if (record.jobId !== input.jobId) throw new SnapshotCommandError('conflict', `snapshot ${input.snapshotId} belongs to job ${record.jobId}`);
     const sent: SentPosition | undefined = input.jobRevision === undefined ? undefined : {
       state: jobStateAsSent({ jobId: input.jobId, snapshotId: input.snapshotId }), revision: BigInt(input.jobRevision), causationId: input.causationId ?? null,
+      ...(input.jobPosition !== undefined ? { position: BigInt(input.jobPosition) } : {}),
     };
     if (!await this.#release(record, input.outcome === 'success', 'job_ended', sent)) throw alreadyReleased(input.snapshotId);
   }
@@ -395,7 +401,7 @@ export class SnapshotCoordinator {
           // Outside any span (a reaper round): the job's own trace, as its latest event has it.
           ...(!activeTraceContext() && latestTrace ? { trace: latestTrace } : {}),
         },
-        known: { state: known.state, revision: known.revision },
+        known: { state: known.state, revision: known.revision, position: known.position },
       });
     } catch (e) {
       if (e instanceof JobRefusedError) throw new SnapshotCommandError(e.code === 'ended' ? 'conflict' : e.code, e.message);

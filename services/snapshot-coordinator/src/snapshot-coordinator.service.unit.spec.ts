@@ -53,7 +53,7 @@ async function requestedJob(log: InMemoryEventLog, jobId: string, snapshotId: st
     newEvent('JobStarted', { jobId, attempt: 1 }, meta),
     newEvent('SnapshotRequested', { jobId, vmId: 'web_1', snapshotId }, meta),
   ], { expectedRevision: 'no_stream' });
-  return { jobRevision: Number(r.nextRevision) };
+  return { jobRevision: Number(r.nextRevision), jobPosition: Number(r.position) };
 }
 
 async function setup(leaseMs = 60_000) {
@@ -63,6 +63,8 @@ async function setup(leaseMs = 60_000) {
   const log = new (class extends InMemoryEventLog {
     reads: string[] = [];
     override readStream(...a: Parameters<InMemoryEventLog['readStream']>) { this.reads.push(a[0]); return super.readStream(...a); }
+    appends: Array<Parameters<InMemoryEventLog['append']>[2]> = [];
+    override append(...a: Parameters<InMemoryEventLog['append']>) { this.appends.push(a[2]); return super.append(...a); }
   })('s');
   const records = new ViewRecordFile(join(dir, 'views.json'));
   const make = () => new SnapshotCoordinator({ site: 's', actor, leaseMs }, new Map([['h1', adapter]]), log, records, silent);
@@ -73,12 +75,15 @@ async function setup(leaseMs = 60_000) {
 describe('SnapshotCoordinator', () => {
   it('takes the snapshot id, mode and chain from the command, announces the view without reading the job stream', async () => {
     const { adapter, log, make, types } = await setup();
-    const { jobRevision } = await requestedJob(log, 'j1', 'snap-a', { policyId: 'gold', mode: 'full' });
+    const { jobRevision, jobPosition } = await requestedJob(log, 'j1', 'snap-a', { policyId: 'gold', mode: 'full' });
     const c = make();
-    const cmd = { jobId: 'j1', vmId: 'web_1', snapshotId: 'snap-a', mode: 'full' as const, policyId: 'gold', jobRevision };
+    const cmd = { jobId: 'j1', vmId: 'web_1', snapshotId: 'snap-a', mode: 'full' as const, policyId: 'gold', jobRevision, jobPosition };
+    log.appends.length = 0;
     expect(await c.requestSnapshot(cmd, 'key-1')).toEqual({ snapshotId: 'snap-a' });
     expect(adapter.opened[0]).toMatchObject({ vm: 'web 1', mode: 'full', chain: 'gold', jobId: 'j1' });
     expect(log.reads).toEqual([]);
+    // The append expects the sender's revision with that event's position (JetStream: no head read).
+    expect(log.appends).toEqual([{ expectedRevision: BigInt(jobRevision), expectedPosition: BigInt(jobPosition) }]);
     const taken = (await types('job-j1')).find((e) => e.type === 'SnapshotTaken');
     expect(taken?.data).toMatchObject({ snapshotId: 'snap-a', nbd: { socket: '/run/nbd.sock', exports: [{ disk: 'vda', mode: 'incremental', dirtyBitmapContext: 'qemu:dirty-bitmap:x' }] } });
     // A retry (the stream has moved on: the job decider reads it and records nothing twice) opens nothing new.

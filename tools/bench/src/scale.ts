@@ -366,7 +366,15 @@ function countSubjects(nc: import('@nats-io/transport-node').NatsConnection) {
       const t = m.subject.split('.');
       if (t[0] === '_INBOX') return;
       // Subjects that carry an id (a job's progress, a KV key) are counted together: per key they round to 0.
-      const key = t[0] === '$JS' && t[1] === 'ACK' ? '$JS.ACK' : t[0] === '$JS' ? t.slice(0, 4).join('.') : t[0] === '$KV' ? t.slice(0, 3).join('.')
+      // A message get is told apart by what it asks for: a subject's last message (a head read, by
+      // the category of the subject) or one by sequence.
+      let get = '';
+      if (t[0] === '$JS' && t[2] === 'STREAM' && t[3] === 'MSG' && t[4] === 'GET') {
+        const req = new TextDecoder().decode(m.data);
+        const category = /"last_by_subj":"[^"]*?\.evt\.([^."]+)/.exec(req)?.[1];
+        get = category ? ` last_by_subj ${category}` : req.includes('last_by_subj') ? ' last_by_subj' : ' seq';
+      }
+      const key = t[0] === '$JS' && t[1] === 'ACK' ? '$JS.ACK' : t[0] === '$JS' ? t.slice(0, 4).join('.') + get : t[0] === '$KV' ? t.slice(0, 3).join('.')
         : t[2] === 'progress' ? t.slice(0, 3).join('.') : t.slice(0, 4).join('.');
       counts.set(key, (counts.get(key) ?? 0) + 1);
     },
