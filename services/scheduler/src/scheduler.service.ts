@@ -484,16 +484,16 @@ export class Scheduler {
     await this.runJobCommand(jobId, { kind: 'cancel', reason }, actor, causationId);
   }
 
-  /**
-   * Decides a command on the job as this scheduler has folded it and appends at that revision
-   * (a new job: no stream); the stream is read only when it moved on since (a conflict).
-   */
   /** Where this scheduler's subscription left a job's stream: its revision and that event's position. */
   private sentPosition(jobId: string): { jobRevision: number; jobPosition?: number } {
     const position = this.positions.get(jobId);
     return { jobRevision: Number(this.revisions.get(jobId) ?? 0n), ...(position !== undefined && this.revisions.has(jobId) ? { jobPosition: Number(position) } : {}) };
   }
 
+  /**
+   * Decides a command on the job as this scheduler has folded it and appends at that revision
+   * (a new job: no stream); the stream is read only when it moved on since (a conflict).
+   */
   private async runJobCommand(jobId: string, command: JobCommand, actor: Actor, causationId: string | null) {
     const known = this.jobs.get(jobId);
     const revision = this.revisions.get(jobId);
