@@ -60,10 +60,11 @@ interface Pending { readonly step: string; readonly at: number; readonly attempt
 
 export class Scheduler {
   private readonly jobs = new Map<string, JobState>();
-  /** Revision of each job stream as folded: the expected revision of the scheduler's next append to it. */
-  private readonly revisions = new Map<string, bigint>();
-  /** Position of the event at each job's revision in `revisions` (learnt with it): sent with it in commands. */
-  private readonly positions = new Map<string, bigint>();
+  /**
+   * Revision of each job stream as folded (the expected revision of the scheduler's next append
+   * to it) and the position of the event at that revision, learnt with it: both are sent in commands.
+   */
+  private readonly heads = new Map<string, { readonly revision: bigint; readonly position: bigint }>();
   private readonly vms = new Map<string, VmRecord>();
   /** VM ids by name (a policy's selector names VMs; `findVm` takes a name). */
   private readonly vmsByName = new Map<string, Set<string>>();
@@ -142,10 +143,7 @@ export class Scheduler {
       for await (const r of sub) {
         this.position = r.position;
         this.apply(r.event);
-        if (r.event.streamId.startsWith('job-')) {
-          this.revisions.set(r.event.streamId.slice(4), r.revision);
-          this.positions.set(r.event.streamId.slice(4), r.position);
-        }
+        if (r.event.streamId.startsWith('job-')) this.heads.set(r.event.streamId.slice(4), { revision: r.revision, position: r.position });
         if (r.event.streamId.startsWith('expiry-')) {
           this.expiry.set(r.event.streamId, { state: expiryDecider.evolve(this.expiry.get(r.event.streamId)?.state ?? expiryDecider.initialState(), r.event), revision: r.revision });
         }
@@ -486,8 +484,8 @@ export class Scheduler {
 
   /** Where this scheduler's subscription left a job's stream: its revision and that event's position. */
   private sentPosition(jobId: string): { jobRevision: number; jobPosition?: number } {
-    const position = this.positions.get(jobId);
-    return { jobRevision: Number(this.revisions.get(jobId) ?? 0n), ...(position !== undefined && this.revisions.has(jobId) ? { jobPosition: Number(position) } : {}) };
+    const head = this.heads.get(jobId);
+    return head ? { jobRevision: Number(head.revision), jobPosition: Number(head.position) } : { jobRevision: 0 };
   }
 
   /**
@@ -496,7 +494,7 @@ export class Scheduler {
    */
   private async runJobCommand(jobId: string, command: JobCommand, actor: Actor, causationId: string | null) {
     const known = this.jobs.get(jobId);
-    const revision = this.revisions.get(jobId);
+    const revision = this.heads.get(jobId)?.revision;
     try {
       return await handleCommand(this.log, `job-${jobId}`, jobDecider, command, {
         meta: { site: this.config.site, actor, causationId, correlationId: jobId },
