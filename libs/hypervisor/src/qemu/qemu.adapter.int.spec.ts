@@ -131,6 +131,43 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     p2 = inc.point;
   });
 
+  it('views after the first on a connection: no name, NBD server or overlay-format commands; a success release asks nothing and leaves nothing; an NBD server stopped meanwhile is started again', async () => {
+    const sent: string[] = [];
+    const execute = adapter.qmp.execute.bind(adapter.qmp);
+    adapter.qmp.execute = <T>(command: string, args?: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<T> => {
+      sent.push(command);
+      return execute<T>(command, args, opts);
+    };
+    const leftovers = async (viewId: string) => ({
+      nodes: (await execute<Array<{ 'node-name': string; 'dirty-bitmaps'?: Array<{ name: string }> }>>('query-named-block-nodes'))
+        .flatMap((n) => [n['node-name'], ...(n['dirty-bitmaps'] ?? []).map((b) => b.name)]).filter((n) => n.includes(viewId)),
+      exports: await execute('query-block-exports'), blockJobs: await execute('query-block-jobs'), jobs: await execute('query-jobs'),
+      files: await readdir(join(dir, 'overlays')),
+    });
+    const nothing = { nodes: [], exports: [], blockJobs: [], jobs: [], files: [] };
+    try {
+      const one = await snapshotWhileWriting(zero, 'auto');
+      expect(sent.filter((c) => ['query-name', 'query-status', 'nbd-server-start', 'blockdev-create', 'job-dismiss'].includes(c))).toEqual([]);
+      // One qcow2 node per disk, its file inline (written from the first overlay QEMU formatted).
+      expect(sent.filter((c) => c === 'blockdev-add')).toHaveLength(2);
+      await expectDirtyBetween(one.view, p2, one.point, writer.writes);
+      sent.length = 0;
+      await adapter.releaseView(one.view.viewId, { success: true });
+      expect(sent.filter((c) => c.startsWith('query-'))).toEqual([]);
+      expect(await leftovers(one.view.viewId)).toEqual(nothing);
+
+      await writerQmp.execute('nbd-server-stop');
+      const two = await snapshotWhileWriting(zero, 'auto');
+      expect(sent).toContain('nbd-server-start');
+      await expectDirtyBetween(two.view, one.point, two.point, writer.writes);
+      await adapter.releaseView(two.view.viewId, { success: true });
+      expect(await leftovers(two.view.viewId)).toEqual(nothing);
+      p2 = two.point;
+    } finally {
+      adapter.qmp.execute = execute;
+    }
+  });
+
   it('QEMU stopped cleanly and restarted: incrementals continue', async () => {
     await writer.stop();
     await vm.quit();

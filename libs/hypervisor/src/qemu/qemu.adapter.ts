@@ -4,8 +4,8 @@
 // exported read-only over the instance's NBD server with the frozen bitmap as meta context.
 // Every object carries the view id in its name (see naming.ts): release and crash recovery
 // are one routine that finds a view's objects and removes them.
-import { qemuVmConfig } from './vm-config.ts';
-import { readdir, unlink, mkdir, writeFile } from 'node:fs/promises';
+import { qemuMachineFacts, qemuVmConfig, type QemuMachineFacts } from './vm-config.ts';
+import { readFile, readdir, unlink, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   DiskRef, HypervisorAdapter, NbdAddress, OpenViewRequest, QuiesceResult, ReapReport, View, ViewDisk, VmInfo,
@@ -88,6 +88,25 @@ interface ViewLeftovers {
   bitmaps: Array<{ node: string; name: string; kind: 'frozen' | 'fresh'; live: string; inconsistent: boolean }>;
 }
 
+/**
+ * What holds for the QEMU at the other end of the QMP connection while it stays connected (a
+ * restarted QEMU is a new connection): asked once, not on every view.
+ */
+interface ConnectionFacts {
+  /** `query-name` (none on qemu-storage-daemon). */
+  name?: string | undefined;
+  nameAsked?: boolean;
+  /** The NBD server is running (started by us or found running). */
+  nbdServer?: boolean;
+  machine?: Promise<QemuMachineFacts>;
+  /** An empty qcow2 overlay as QEMU formatted it, by virtual size: the next one of that size is written from it. */
+  readonly overlays: Map<number, Buffer>;
+}
+
+const QCOW2_MAGIC = Buffer.from('QFI\xfb', 'latin1');
+/** Largest formatted overlay kept as a template (an empty 2 GiB qcow2 is 256 KiB). */
+const MAX_OVERLAY_TEMPLATE = 4 << 20;
+
 /** QOM id of the NBD server's TLS credentials object. */
 const NBD_TLS_CREDS = 'cairn-nbd-tls';
 
@@ -99,9 +118,13 @@ export class QemuAdapter implements HypervisorAdapter {
   readonly #log: AdapterLogger;
   readonly #freeze: FreezeGuard | undefined;
   #nbdShared: boolean | undefined;
+  #facts: ConnectionFacts = { overlays: new Map() };
+  /** What each view opened here created: its success release removes exactly that, without a scan. */
+  readonly #created = new Map<string, ViewLeftovers>();
 
   private constructor(readonly config: QemuAdapterConfig, readonly qmp: QmpClient) {
     this.#log = config.logger ?? silent;
+    qmp.on('disconnected', () => { this.#facts = { overlays: new Map() }; });
     this.#freeze = config.guestAgentSocket
       ? new FreezeGuard(new GuestAgentClient(config.guestAgentSocket), (e) => this.#log.warn({ err: String(e) }, 'guest thaw failed'))
       : undefined;
@@ -120,7 +143,12 @@ export class QemuAdapter implements HypervisorAdapter {
   get sharesNbdServer(): boolean | undefined { return this.#nbdShared; }
 
   async inventory(): Promise<VmInfo[]> {
-    return [await this.#vm()];
+    const [status, { vm }] = await Promise.all([
+      this.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'running' })),
+      this.#vmAndNodes(),
+    ]);
+    const state = status.status === 'running' ? 'running' : status.status === 'shutdown' ? 'stopped' : 'paused';
+    return [{ ...vm, state }];
   }
 
   openViews(): View[] { return [...this.#views.values()]; }
@@ -135,6 +163,7 @@ export class QemuAdapter implements HypervisorAdapter {
     const chain = req.chain ?? 'default';
     // The block nodes asked with the VM serve the plan below too (its dirty bitmaps): nothing
     // changes them before the transaction, and a view no longer asks for them twice.
+    const facts = this.#facts;
     const { vm, nodes } = await this.#vmAndNodes();
     if (req.vm !== vm.id) throw new UnknownVmError(`VM ${JSON.stringify(req.vm)} is not on this QEMU (it runs ${JSON.stringify(vm.id)})`);
     const disks = this.#selectDisks(vm, req.disks);
@@ -153,28 +182,49 @@ export class QemuAdapter implements HypervisorAdapter {
       }));
       for (const plan of plans) for (const c of plan.pre) await this.qmp.execute(c.command, c.args);
       const actions: TransactionAction[] = [];
+      const created: ViewLeftovers = { exports: [], jobs: [], createJobs: [], nodes: [], fileNodes: [], files: [], bitmaps: [] };
+      const added: Array<Promise<unknown>> = [];
       for (const [i, d] of disks.entries()) {
         const node = objectId('node', viewId, i);
-        const file = await this.#createOverlay(viewId, i, d.sizeBytes);
-        await this.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': node, file, backing: d.nodeName });
+        const overlay = await this.#createOverlay(facts, viewId, i, d.sizeBytes);
+        const add = this.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': node, file: overlay.file, backing: d.nodeName });
+        add.catch(() => undefined); // awaited below
+        added.push(add);
         actions.push(...plans[i]!.actions,
           { type: 'blockdev-backup', data: { 'job-id': objectId('job', viewId, i), device: d.nodeName, target: node, sync: 'none' } });
+        created.exports.push(objectId('export', viewId, i));
+        created.jobs.push(objectId('job', viewId, i));
+        created.nodes.push(node);
+        if (typeof overlay.file === 'string') created.fileNodes.push(overlay.file);
+        created.files.push(overlay.filename);
+        for (const a of plans[i]!.actions) {
+          const name = a.type === 'block-dirty-bitmap-add' ? parseViewBitmapName(String(a.data['name'])) : undefined;
+          if (name) created.bitmaps.push({ node: d.nodeName, name: String(a.data['name']), kind: name.kind, live: name.live, inconsistent: false });
+        }
       }
+      // The overlays' blockdev-add go with the transaction (QMP runs them in order; a failed add
+      // fails the transaction after it, and its error comes first), unless the guest is frozen
+      // in between: then the freeze waits for them.
+      if (req.quiesce) await Promise.all(added);
       const quiesced = req.quiesce ? await this.quiesce(vm.id) : undefined;
       try {
-        await this.qmp.execute('transaction', { actions });
+        await Promise.all([...added, this.qmp.execute('transaction', { actions })]);
       } finally {
         if (quiesced?.frozen) await this.thaw(vm.id).catch((e: unknown) => this.#log.warn({ ...log, err: String(e) }, 'thaw failed'));
       }
-      const viewDisks: ViewDisk[] = [];
-      const after = await this.#namedNodes();
-      for (const [i, d] of disks.entries()) {
+      // The frozen bitmaps' counts, the exports and the VM's configuration depend on nothing but
+      // the transaction: sent together (QMP runs them in order), one round trip instead of several.
+      const [after, exported, vmConfig] = await Promise.all([
+        this.#namedNodes(),
+        Promise.all(disks.map((d, i) => this.#export(viewId, i, d, plans[i]!))),
+        qemuVmConfig(this.qmp, vm.name, disks, facts.machine ??= qemuMachineFacts(this.qmp)),
+      ]);
+      const viewDisks: ViewDisk[] = disks.map((d, i) => {
         const plan = plans[i]!;
         const changed = plan.exportBitmap ? after.find((n) => n['node-name'] === d.nodeName)?.['dirty-bitmaps']?.find((b) => b.name === plan.exportBitmap)?.count : undefined;
-        viewDisks.push({ ...await this.#export(viewId, i, d, plan), ...(changed !== undefined ? { changedBytes: changed } : {}) });
-      }
+        return { ...exported[i]!, ...(changed !== undefined ? { changedBytes: changed } : {}) };
+      });
       const now = Date.now();
-      const vmConfig = await qemuVmConfig(this.qmp, vm.name, disks);
       const view: View = {
         viewId, vm: vm.id, jobId: req.jobId, nbd: this.#viewAddress(), disks: viewDisks, vmConfig: { ...vmConfig },
         createdAt: new Date(now).toISOString(),
@@ -182,6 +232,7 @@ export class QemuAdapter implements HypervisorAdapter {
         ...(quiesced ? { quiesced } : {}),
       };
       this.#views.set(viewId, view);
+      this.#created.set(viewId, created);
       this.#log.info({ ...log, disks: viewDisks.map((d) => ({ disk: d.disk, mode: d.mode, reason: d.reason })) }, 'view opened');
       return view;
     } catch (e) {
@@ -194,7 +245,18 @@ export class QemuAdapter implements HypervisorAdapter {
 
   async releaseView(viewId: string, outcome: { success: boolean }): Promise<void> {
     if (!isViewId(viewId)) throw new Error(`not a view id: ${JSON.stringify(viewId)}`);
-    await this.#removeView(viewId, outcome.success);
+    const created = this.#created.get(viewId);
+    if (outcome.success && created) {
+      // Exactly what the view created (each step takes "already gone" for done); anything
+      // unexpected falls back to the scan crash recovery uses.
+      await this.#removeLeftovers(created, true).catch(async (e: unknown) => {
+        this.#log.warn({ viewId, err: String(e) }, 'release of the view\'s own objects failed: removing what a scan finds');
+        await this.#removeView(viewId, true);
+      });
+    } else {
+      await this.#removeView(viewId, outcome.success);
+    }
+    this.#created.delete(viewId);
     this.#views.delete(viewId);
     for (const [disk, holder] of this.#busyDisks) if (holder === viewId) this.#busyDisks.delete(disk);
     this.#log.info({ viewId, success: outcome.success }, 'view released');
@@ -213,6 +275,7 @@ export class QemuAdapter implements HypervisorAdapter {
       report.files.push(...left.files);
       report.bitmaps.push(...left.bitmaps.map((b) => b.name));
       this.#views.delete(viewId);
+      this.#created.delete(viewId);
       for (const [disk, holder] of this.#busyDisks) if (holder === viewId) this.#busyDisks.delete(disk);
     }
     return report;
@@ -236,22 +299,14 @@ export class QemuAdapter implements HypervisorAdapter {
     await this.qmp.close();
   }
 
-  async #vm(): Promise<VmInfo> {
-    return (await this.#vmAndNodes()).vm;
-  }
-
-  async #vmAndNodes(): Promise<{ vm: VmInfo; nodes: NamedNode[] }> {
-    const [nameInfo, status, blocks, nodes] = await Promise.all([
-      // qemu-storage-daemon has no query-name (and no VM): the config names it.
-      this.qmp.execute<{ name?: string }>('query-name').catch((e: unknown) => {
-        if (e instanceof QmpError && e.errorClass === 'CommandNotFound') return {} as { name?: string };
-        throw e;
-      }),
-      this.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'running' })),
+  /** The VM without its run state (which only the inventory asks), and every block node. */
+  async #vmAndNodes(): Promise<{ vm: Omit<VmInfo, 'state'>; nodes: NamedNode[] }> {
+    const [name, blocks, nodes] = await Promise.all([
+      this.#name(),
       this.qmp.execute<BlockInfo[]>('query-block').catch(() => [] as BlockInfo[]),
       this.#namedNodes(),
     ]);
-    const id = nameInfo.name ?? this.config.vmName;
+    const id = name ?? this.config.vmName;
     if (!id) throw new UnknownVmError(`QEMU at ${this.config.qmpSocket} has no -name; set vmName in the config`);
     const byNode = new Map(nodes.map((n) => [n['node-name'], n]));
     const disks: DiskRef[] = [];
@@ -268,11 +323,23 @@ export class QemuAdapter implements HypervisorAdapter {
         disks.push({ id: diskId, nodeName: b.inserted['node-name'], file: b.inserted.file, format: b.inserted.drv, sizeBytes: b.inserted.image['virtual-size'] });
       }
     }
-    const state = status.status === 'running' ? 'running' : status.status === 'shutdown' ? 'stopped' : 'paused';
-    return { vm: { id, name: id, state, disks }, nodes };
+    return { vm: { id, name: id, disks }, nodes };
   }
 
-  #selectDisks(vm: VmInfo, wanted?: readonly string[]): DiskRef[] {
+  /** QEMU's `-name`, asked once per connection; qemu-storage-daemon has no query-name (and no VM): the config names it. */
+  async #name(): Promise<string | undefined> {
+    const facts = this.#facts;
+    if (facts.nameAsked) return facts.name;
+    const info = await this.qmp.execute<{ name?: string }>('query-name').catch((e: unknown) => {
+      if (e instanceof QmpError && e.errorClass === 'CommandNotFound') return {} as { name?: string };
+      throw e;
+    });
+    facts.name = info.name;
+    facts.nameAsked = true;
+    return info.name;
+  }
+
+  #selectDisks(vm: Pick<VmInfo, 'id' | 'disks'>, wanted?: readonly string[]): DiskRef[] {
     if (!wanted) {
       if (vm.disks.length === 0) throw new UnknownDiskError(`VM ${vm.id} has no disks`);
       return [...vm.disks];
@@ -296,6 +363,8 @@ export class QemuAdapter implements HypervisorAdapter {
   }
 
   async #ensureNbdServer(): Promise<void> {
+    const facts = this.#facts;
+    if (facts.nbdServer) return;
     const a = this.config.nbd;
     const addr = 'socketPath' in a
       ? { type: 'unix', data: { path: a.socketPath } }
@@ -321,6 +390,7 @@ export class QemuAdapter implements HypervisorAdapter {
       if (tlsDir !== undefined && this.#nbdShared === undefined && !('socketPath' in a)) await this.#requireTls(a.host, a.port);
       this.#nbdShared ??= true;
     }
+    facts.nbdServer = true;
   }
 
   /** A plain NBD client must be refused before any option (NBD_REP_ERR_TLS_REQD), else the server serves without TLS. */
@@ -339,11 +409,19 @@ export class QemuAdapter implements HypervisorAdapter {
   /**
    * The empty qcow2 overlay of disk `index`, formatted by QEMU itself (a `blockdev-create` job on
    * a `file` node) rather than by a spawned `qemu-img create`: starting a process from a large
-   * Node process under load took 0.3-1.7 s of the snapshot (docs/benchmarks.md). Returns the
-   * file node's name, which the qcow2 node is opened on and which is removed after it.
+   * Node process under load took 0.3-1.7 s of the snapshot (docs/benchmarks.md). The first
+   * overlay of a size on a connection is formatted so and its bytes kept; the next ones of that
+   * size are written from them (four QMP commands and a job fewer per view). Returns what the
+   * qcow2 node is opened on: the file node's name (removed after the qcow2 node), or an inline
+   * `file` (removed with it).
    */
-  async #createOverlay(viewId: string, index: number, sizeBytes: number): Promise<string> {
+  async #createOverlay(facts: ConnectionFacts, viewId: string, index: number, sizeBytes: number): Promise<{ file: string | Record<string, unknown>; filename: string }> {
     const filename = join(this.config.overlayDir, overlayFileName(viewId, index));
+    const template = facts.overlays.get(sizeBytes);
+    if (template) {
+      await writeFile(filename, template, { flag: 'wx' });
+      return { file: { driver: 'file', filename }, filename };
+    }
     await writeFile(filename, '', { flag: 'wx' });
     const fileNode = objectId('file', viewId, index);
     await this.qmp.execute('blockdev-add', { driver: 'file', 'node-name': fileNode, filename });
@@ -360,15 +438,27 @@ export class QemuAdapter implements HypervisorAdapter {
       concluded.catch(() => undefined);
       throw e;
     }
-    return fileNode;
+    // Read before any node opens it as qcow2: the image exactly as formatted.
+    const formatted = await readFile(filename);
+    if (formatted.length <= MAX_OVERLAY_TEMPLATE && formatted.subarray(0, 4).equals(QCOW2_MAGIC)) facts.overlays.set(sizeBytes, formatted);
+    return { file: fileNode, filename };
   }
 
   async #export(viewId: string, index: number, disk: DiskRef, plan: DiskPlan): Promise<ViewDisk> {
     const name = exportName(viewId, disk.id);
-    await this.qmp.execute('block-export-add', {
+    const add = () => this.qmp.execute('block-export-add', {
       type: 'nbd', id: objectId('export', viewId, index), 'node-name': objectId('node', viewId, index), name, writable: false,
       ...(plan.exportBitmap ? { bitmaps: [plan.exportBitmap] } : {}),
     });
+    try {
+      await add();
+    } catch (e) {
+      // Someone stopped the NBD server since this connection saw it running: start it again.
+      if (!(e instanceof QmpError && /NBD server not running/i.test(e.desc))) throw e;
+      this.#facts.nbdServer = false;
+      await this.#ensureNbdServer();
+      await add();
+    }
     return {
       disk: disk.id, exportName: name, sizeBytes: disk.sizeBytes, mode: plan.mode, reason: plan.reason,
       ...(plan.mode === 'incremental' && plan.exportBitmap ? { bitmapContext: `qemu:dirty-bitmap:${plan.exportBitmap}` } : {}),
@@ -414,34 +504,47 @@ export class QemuAdapter implements HypervisorAdapter {
 
   /**
    * Tear-down order matters: the export holds the overlay and the frozen bitmap, the job holds
-   * the overlay; only then can the overlay node and file go. Bitmaps last: on success the
-   * frozen changes are dropped (the generation advances), on failure they are merged back.
+   * the overlay; only then can the overlay node and file go, and the view's bitmaps on the
+   * disk's node: on success the frozen changes are dropped (the generation advances), on
+   * failure they are merged back.
    */
   async #removeLeftovers(left: ViewLeftovers, success: boolean): Promise<void> {
-    for (const id of left.exports) {
-      const gone = this.qmp.waitForEvent('BLOCK_EXPORT_DELETED', (d) => d['id'] === id, 10_000);
-      try {
-        await this.qmp.execute('block-export-del', { id, mode: 'hard' });
-        await gone;
-      } catch (e) {
-        gone.catch(() => undefined);
-        if (!(e instanceof QmpError)) throw e; // already gone: fine
-      }
-    }
-    for (const id of left.jobs) {
-      const ended = this.qmp.waitForEvent(['BLOCK_JOB_CANCELLED', 'BLOCK_JOB_COMPLETED'], (d) => d['device'] === id, 10_000);
-      try {
-        await this.qmp.execute('block-job-cancel', { device: id, force: true });
-        await ended;
-      } catch (e) {
-        ended.catch(() => undefined);
-        if (!(e instanceof QmpError)) throw e;
-      }
-    }
+    // Exports and jobs do not hold each other: their removals are sent together.
+    await Promise.all([...left.exports.map((id) => this.#deleteExport(id)), ...left.jobs.map((id) => this.#cancelJob(id))]);
     for (const id of left.createJobs) await this.#dismissCreateJob(id);
+    // The overlays and the bitmaps (on the disks' own nodes) are apart: removed side by side.
+    await Promise.all([this.#removeOverlays(left), this.#removeBitmaps(left, success)]);
+  }
+
+  async #deleteExport(id: string): Promise<void> {
+    const gone = this.qmp.waitForEvent('BLOCK_EXPORT_DELETED', (d) => d['id'] === id, 10_000);
+    try {
+      await this.qmp.execute('block-export-del', { id, mode: 'hard' });
+      await gone;
+    } catch (e) {
+      gone.catch(() => undefined);
+      if (!(e instanceof QmpError)) throw e; // already gone: fine
+    }
+  }
+
+  async #cancelJob(id: string): Promise<void> {
+    const ended = this.qmp.waitForEvent(['BLOCK_JOB_CANCELLED', 'BLOCK_JOB_COMPLETED'], (d) => d['device'] === id, 10_000);
+    try {
+      await this.qmp.execute('block-job-cancel', { device: id, force: true });
+      await ended;
+    } catch (e) {
+      ended.catch(() => undefined);
+      if (!(e instanceof QmpError)) throw e;
+    }
+  }
+
+  async #removeOverlays(left: ViewLeftovers): Promise<void> {
     for (const node of left.nodes) await this.#blockdevDel(node);
     for (const node of left.fileNodes) await this.#blockdevDel(node);
     for (const file of left.files) await unlink(file).catch(() => undefined);
+  }
+
+  async #removeBitmaps(left: ViewLeftovers, success: boolean): Promise<void> {
     for (const b of left.bitmaps) {
       const remove = { type: 'block-dirty-bitmap-remove', data: { node: b.node, name: b.name } };
       if (success || b.inconsistent) {

@@ -24,18 +24,48 @@ export interface QemuVmConfig {
   readonly hostPaths: ReadonlyArray<{ where: string; path: string }>;
 }
 
-export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskRef[]): Promise<QemuVmConfig> {
-  const soft = <T>(p: Promise<T>) => p.catch(() => undefined);
-  const [machine, cpus, memory, filters, uuid, kernel, initrd, append, kvm] = await Promise.all([
+/**
+ * What a QEMU process cannot change while it runs: machine type, initial memory, UUID,
+ * accelerator and direct kernel boot. Asked once per QMP connection (a restarted QEMU is a new
+ * connection); vCPUs and NICs can be hot-plugged and are asked with every configuration.
+ */
+export interface QemuMachineFacts {
+  readonly machine?: string;
+  readonly memoryBytes?: number;
+  readonly uuid?: string;
+  readonly accel?: 'kvm' | 'tcg';
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly append?: string;
+}
+
+const soft = <T>(p: Promise<T>) => p.catch(() => undefined);
+
+export async function qemuMachineFacts(qmp: Qmp): Promise<QemuMachineFacts> {
+  const [machine, memory, uuid, kernel, initrd, append, kvm] = await Promise.all([
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'type' })),
-    soft(qmp.execute<unknown[]>('query-cpus-fast')),
     soft(qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary')),
-    soft(qmp.execute<Array<{ name: string; 'main-mac'?: string }>>('query-rx-filter')),
     soft(qmp.execute<{ UUID: string }>('query-uuid')),
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'kernel' })),
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'initrd' })),
     soft(qmp.execute<string>('qom-get', { path: '/machine', property: 'append' })),
     soft(qmp.execute<{ enabled: boolean }>('query-kvm')),
+  ]);
+  return {
+    ...(machine ? { machine: machine.replace(/-machine$/, '') } : {}),
+    ...(memory?.['base-memory'] ? { memoryBytes: memory['base-memory'] } : {}),
+    ...(uuid && !/^0{8}-0{4}/.test(uuid.UUID) ? { uuid: uuid.UUID } : {}),
+    ...(kvm ? { accel: kvm.enabled ? 'kvm' as const : 'tcg' as const } : {}),
+    ...(kernel ? { kernel } : {}), ...(initrd ? { initrd } : {}), ...(append ? { append } : {}),
+  };
+}
+
+/** `facts`: the machine's facts as asked earlier on this connection (else asked now). */
+export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskRef[], facts?: Promise<QemuMachineFacts>): Promise<QemuVmConfig> {
+  const [machine, cpus, filters] = await Promise.all([
+    facts ?? qemuMachineFacts(qmp),
+    soft(qmp.execute<unknown[]>('query-cpus-fast')),
+    soft(qmp.execute<Array<{ name: string; 'main-mac'?: string }>>('query-rx-filter')),
   ]);
   // The device model of each NIC, for a restore that recreates it (`virtio-net-pci`, `e1000`...).
   const models = new Map<string, string>();
@@ -45,14 +75,14 @@ export async function qemuVmConfig(qmp: Qmp, name: string, disks: readonly DiskR
   }
   return {
     kind: 'qemu', name,
-    ...(machine ? { machine: machine.replace(/-machine$/, '') } : {}),
+    ...(machine.machine ? { machine: machine.machine } : {}),
     ...(cpus ? { vcpus: cpus.length } : {}),
-    ...(memory?.['base-memory'] ? { memoryBytes: memory['base-memory'] } : {}),
+    ...(machine.memoryBytes ? { memoryBytes: machine.memoryBytes } : {}),
     disks: disks.map((d) => ({ id: d.id, format: d.format, sizeBytes: d.sizeBytes, file: d.file })),
     nics: (filters ?? []).map((f) => ({ id: f.name, ...(f['main-mac'] ? { mac: f['main-mac'] } : {}), ...(models.get(f.name) ? { model: models.get(f.name)! } : {}) })),
-    ...(uuid && !/^0{8}-0{4}/.test(uuid.UUID) ? { uuid: uuid.UUID } : {}),
-    ...(kvm ? { accel: kvm.enabled ? 'kvm' as const : 'tcg' as const } : {}),
-    ...(kernel ? { kernel } : {}), ...(initrd ? { initrd } : {}), ...(append ? { append } : {}),
+    ...(machine.uuid ? { uuid: machine.uuid } : {}),
+    ...(machine.accel ? { accel: machine.accel } : {}),
+    ...(machine.kernel ? { kernel: machine.kernel } : {}), ...(machine.initrd ? { initrd: machine.initrd } : {}), ...(machine.append ? { append: machine.append } : {}),
     hostPaths: disks.filter((d) => d.file).map((d) => ({ where: `disk ${d.id}`, path: d.file })),
   };
 }
