@@ -131,7 +131,7 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
     p2 = inc.point;
   });
 
-  it('views after the first on a connection: no name, NBD server or overlay-format commands; a success release asks nothing and leaves nothing; an NBD server stopped meanwhile is started again', async () => {
+  it('views after the first on a connection: no name, NBD server or overlay-format commands; a success release asks nothing and leaves nothing; an NBD server stopped meanwhile is started again; objects removed by someone else fall back to the scan', async () => {
     const sent: string[] = [];
     const execute = adapter.qmp.execute.bind(adapter.qmp);
     adapter.qmp.execute = <T>(command: string, args?: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<T> => {
@@ -162,7 +162,20 @@ describe('QEMU adapter (real QEMU, disk written during backups)', () => {
       await expectDirtyBetween(two.view, one.point, two.point, writer.writes);
       await adapter.releaseView(two.view.viewId, { success: true });
       expect(await leftovers(two.view.viewId)).toEqual(nothing);
-      p2 = two.point;
+
+      // Someone else removed the view's export and frozen bitmap: its own removal fails on the
+      // bitmap, and the scan removes whatever is left.
+      const three = await snapshotWhileWriting(zero, 'auto');
+      const exportId = objectId('export', three.view.viewId, 0);
+      const gone = writerQmp.waitForEvent('BLOCK_EXPORT_DELETED', (d) => d['id'] === exportId);
+      await writerQmp.execute('block-export-del', { id: exportId, mode: 'hard' });
+      await gone;
+      await writerQmp.execute('block-dirty-bitmap-remove', { node: vm.disks[0]!.nodeName, name: `cairn.frozen.${three.view.viewId}.cairn-c1` });
+      sent.length = 0;
+      await adapter.releaseView(three.view.viewId, { success: true });
+      expect(sent).toContain('query-block-exports'); // the scan's
+      expect(await leftovers(three.view.viewId)).toEqual(nothing);
+      p2 = three.point;
     } finally {
       adapter.qmp.execute = execute;
     }

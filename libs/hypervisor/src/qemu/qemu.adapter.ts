@@ -107,6 +107,11 @@ const QCOW2_MAGIC = Buffer.from('QFI\xfb', 'latin1');
 /** Largest formatted overlay kept as a template (an empty 2 GiB qcow2 is 256 KiB). */
 const MAX_OVERLAY_TEMPLATE = 4 << 20;
 
+/** Waits for every one (none is left running behind a failure), then throws the first failure. */
+async function allSettled(steps: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  for (const r of await Promise.allSettled(steps)) if (r.status === 'rejected') throw r.reason;
+}
+
 /** QOM id of the NBD server's TLS credentials object. */
 const NBD_TLS_CREDS = 'cairn-nbd-tls';
 
@@ -510,10 +515,10 @@ export class QemuAdapter implements HypervisorAdapter {
    */
   async #removeLeftovers(left: ViewLeftovers, success: boolean): Promise<void> {
     // Exports and jobs do not hold each other: their removals are sent together.
-    await Promise.all([...left.exports.map((id) => this.#deleteExport(id)), ...left.jobs.map((id) => this.#cancelJob(id))]);
+    await allSettled([...left.exports.map((id) => this.#deleteExport(id)), ...left.jobs.map((id) => this.#cancelJob(id))]);
     for (const id of left.createJobs) await this.#dismissCreateJob(id);
     // The overlays and the bitmaps (on the disks' own nodes) are apart: removed side by side.
-    await Promise.all([this.#removeOverlays(left), this.#removeBitmaps(left, success)]);
+    await allSettled([this.#removeOverlays(left), this.#removeBitmaps(left, success)]);
   }
 
   async #deleteExport(id: string): Promise<void> {
