@@ -13,6 +13,13 @@ export interface BlockSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Uint8Array>;
   blockStatus?(offset: number, length: number): Promise<Extent[]>;
+  /**
+   * The server is done with a buffer `read` returned: its bytes are written to the socket (or
+   * dropped with the connection), so the source may fill it for a later read. Called at most
+   * once per buffer, never for one the server still holds; a source without it hands out
+   * fresh buffers.
+   */
+  release?(data: Uint8Array): void;
 }
 
 /** A disk that also takes writes (the server exports it writable). */

@@ -51,6 +51,12 @@ const ZEROES = new Uint8Array(ZERO_GRANULE);
 
 class Disconnect extends Error {}
 
+/** A reply and what to do once the socket has taken it (give a read's buffer back to its source). */
+interface Reply {
+  readonly parts: Buffer[];
+  readonly written: (() => void) | undefined;
+}
+
 interface Chosen {
   readonly name: string;
   readonly exp: ServedExport;
@@ -376,7 +382,10 @@ export class ServerSession {
       switch (type) {
         case CMD_READ:
           if (length === 0 || length > MAX_PAYLOAD || !inRange) this.finishError(handle, NBD_EINVAL, 'read outside the export or too large');
-          else this.run1(handle, async () => this.readReply(handle, offset, await readChecked(source, offset, length)));
+          else this.run1(handle, async () => {
+            const data = await readChecked(source, offset, length);
+            return { parts: this.readReply(handle, offset, data), written: source.release && (() => source.release!(data)) };
+          });
           break;
         case CMD_FLUSH:
           if (!chosen.writable) this.finishError(handle, NBD_EINVAL, 'flush not supported');
@@ -404,9 +413,9 @@ export class ServerSession {
   }
 
   /** Runs one request; its reply (or an error reply) is written when done. */
-  private run1(handle: Buffer, work: () => Promise<Buffer[]>): void {
+  private run1(handle: Buffer, work: () => Promise<Buffer[] | Reply>): void {
     void work().then(
-      (parts) => this.send(parts),
+      (reply) => (Array.isArray(reply) ? this.send(reply) : this.send(reply.parts, reply.written)),
       (e: unknown) => {
         const errno = e instanceof NbdRequestError ? e.errno : e instanceof RangeError ? NBD_EINVAL : NBD_EIO;
         this.send(this.errorReply(handle, errno, e instanceof Error ? e.message : String(e)));
@@ -418,15 +427,22 @@ export class ServerSession {
     this.send(this.errorReply(handle, errno, message));
   }
 
-  /** Writes a reply and frees its slot once the socket has taken the bytes. */
-  private send(parts: Buffer[]): void {
+  /**
+   * Writes a reply; once the socket has taken the bytes (or failed to) frees its slot and calls
+   * `written`. Writes complete in order, so the last part's callback covers them all.
+   */
+  private send(parts: Buffer[], written?: () => void): void {
     if (this.closedFlag) {
       this.freeSlot();
+      written?.();
       return;
     }
     this.stream.cork();
     for (let i = 0; i < parts.length - 1; i++) this.stream.write(parts[i]!);
-    this.stream.write(parts[parts.length - 1]!, () => this.freeSlot());
+    this.stream.write(parts[parts.length - 1]!, () => {
+      this.freeSlot();
+      written?.();
+    });
     this.stream.uncork();
   }
 
@@ -469,7 +485,9 @@ export class ServerSession {
       extents = sanitize(await source.blockStatus(offset, length), offset, length);
     } else {
       const n = Math.min(length, ZERO_SCAN_WINDOW);
-      extents = zeroScan(await readChecked(source, offset, n), offset);
+      const data = await readChecked(source, offset, n);
+      extents = zeroScan(data, offset);
+      source.release?.(data);
     }
     if (extents.length === 0) extents = [{ offset, length, flags: 0 }];
     return one ? extents.slice(0, 1) : extents.slice(0, MAX_DESCRIPTORS);

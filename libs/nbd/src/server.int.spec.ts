@@ -4,7 +4,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { useScratch } from './test-support/scratch.ts';
 import { NbdClient } from './client.ts';
 import { NbdPool } from './pool.ts';
@@ -62,6 +62,45 @@ describe('NbdServer with NbdClient', () => {
     expect(Buffer.from(await whole).equals(disk)).toBe(true);
     await expect(clients[0]!.write(0, Buffer.alloc(10))).rejects.toThrow(/read-only/);
     await Promise.all([...clients.map((c) => c.close()), pool.close()]);
+  });
+
+  it('gives each read buffer back to its source once the reply is written, and only once', async () => {
+    const disk = makeDisk();
+    // A source that reuses what it is given back and spoils it first: a buffer released while
+    // its reply was still being written would reach the client as 0xee bytes.
+    const free: Buffer[] = [];
+    const lent = new Set<Uint8Array>();
+    let reads = 0;
+    let released = 0;
+    let strays = 0;
+    const source: BlockSource = {
+      size: disk.length,
+      read: async (o, l) => {
+        const buf = free.find((b) => b.length === l) ?? Buffer.allocUnsafe(l);
+        free.splice(free.indexOf(buf), free.includes(buf) ? 1 : 0);
+        disk.copy(buf, 0, o, o + l);
+        lent.add(buf);
+        reads++;
+        return buf;
+      },
+      release: (data) => {
+        released++;
+        if (!lent.delete(data)) strays++;
+        Buffer.from(data.buffer, data.byteOffset, data.length).fill(0xee);
+        free.push(data as Buffer);
+      },
+    };
+    const { address } = await serve({ exports: { disk: { source } } });
+    const pool = await NbdPool.connect(address, { exportName: 'disk', connections: 2, pieceBytes: 128 * 1024 });
+    for (let round = 0; round < 3; round++) expect(Buffer.from(await pool.read(0, disk.length)).equals(disk), `round ${round}`).toBe(true);
+    const ranges = Array.from({ length: 40 }, (_, i) => ({ offset: (i * 104_729) % (disk.length - 200_000), length: 200_000 }));
+    const got = await Promise.all(ranges.map((r) => pool.read(r.offset, r.length)));
+    got.forEach((g, i) => expect(Buffer.from(g).equals(disk.subarray(ranges[i]!.offset, ranges[i]!.offset + ranges[i]!.length))).toBe(true));
+    await pool.close();
+    // Every buffer handed out came back once (the last ones as their replies left).
+    await vi.waitFor(() => expect(lent.size).toBe(0));
+    expect(reads).toBe(3 * 64 + 40 * 2);
+    expect({ released, strays }).toEqual({ released: reads, strays: 0 });
   });
 
   it('reports base:allocation by zero detection and from the source, and walks it merged', async () => {

@@ -93,6 +93,49 @@ function fillSimulatedBlock(out: Buffer, vm: number, block: number, generation: 
   out.fill(0, words * 4);
 }
 
+/** A read buffer the NBD server can give back, and which of its block-sized slots may hold data. */
+interface ReadBuffer {
+  readonly bytes: Buffer;
+  /** Per slot of `blockBytes`: 1 when it may hold non-zero bytes (an earlier read put a block there). */
+  readonly dirty: Uint8Array;
+}
+
+/**
+ * The views' read buffers, reused: the NBD server gives each back once its reply is on the
+ * socket (`BlockSource.release`). A fresh 256 KiB buffer per read was external memory that
+ * made most of the coordinator's mark-compacts in a scale run, and zero-filling its holes
+ * (three of a full's four chunk-wide reads are mostly holes) more of its CPU than generating
+ * the data: a reused buffer is zeroed only in the slots where an earlier read left data.
+ */
+class ReadBuffers {
+  readonly #free = new Map<number, ReadBuffer[]>();
+  /** Buffers handed out and not given back: only these are taken back, each once. */
+  readonly #lent = new WeakMap<ArrayBufferLike, ReadBuffer>();
+  #freeBytes = 0;
+
+  constructor(private readonly blockBytes: number, private readonly maxFreeBytes: number) {}
+
+  /** A buffer of `length` (whole blocks) whose dirty slots say where it may hold data. */
+  take(length: number): ReadBuffer {
+    const reused = this.#free.get(length)?.pop();
+    if (reused) this.#freeBytes -= length;
+    const buffer = reused ?? { bytes: Buffer.alloc(length), dirty: new Uint8Array(length / this.blockBytes) };
+    this.#lent.set(buffer.bytes.buffer, buffer);
+    return buffer;
+  }
+
+  give(data: Uint8Array): void {
+    const buffer = this.#lent.get(data.buffer);
+    if (!buffer || buffer.bytes.byteOffset !== data.byteOffset || buffer.bytes.length !== data.length) return;
+    this.#lent.delete(data.buffer);
+    if (this.#freeBytes + data.length > this.maxFreeBytes) return;
+    const list = this.#free.get(data.length) ?? [];
+    this.#free.set(data.length, list);
+    list.push(buffer);
+    this.#freeBytes += data.length;
+  }
+}
+
 export class SimulatedAdapter implements HypervisorAdapter {
   readonly kind = 'simulated' as const;
   readonly #server = new NbdServer({ maxConnections: 1024 });
@@ -104,6 +147,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
   readonly #blockBytes: number;
   readonly #blocks: number;
   readonly #first: number;
+  readonly #readBuffers: ReadBuffers;
 
   private constructor(private readonly config: SimulatedAdapterConfig) {
     this.#blockBytes = config.blockBytes ?? 64 * 1024;
@@ -112,6 +156,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
     if (!(Number.isInteger(config.vms) && config.vms > 0 && config.vms <= 1_000_000)) throw new RangeError(`simulated VMs: 1 to 1,000,000, not ${config.vms}`);
     this.#blocks = diskBytes / this.#blockBytes;
     this.#first = config.first ?? 0;
+    this.#readBuffers = new ReadBuffers(this.#blockBytes, 32 * 1024 * 1024);
     for (let i = 0; i < config.vms; i++) {
       this.#vms.push({ written: new Uint32Array(this.#blocks), generation: 0 });
       this.#byName.set(simulatedVmName(this.#first + i, config.total ?? config.vms), i);
@@ -184,6 +229,18 @@ export class SimulatedAdapter implements HypervisorAdapter {
     const source: BlockSource = {
       size,
       read: (offset, length) => {
+        if (offset % bb === 0 && length % bb === 0) {
+          // Whole blocks (the data movers' reads): generated in place into a reused buffer,
+          // holes zeroed only where the buffer's last read left data.
+          const { bytes, dirty } = this.#readBuffers.take(length);
+          for (let k = 0; k < dirty.length; k++) {
+            const generation = frozen[offset / bb + k]!;
+            if (generation) fillSimulatedBlock(bytes.subarray(k * bb, (k + 1) * bb), this.#first + i, offset / bb + k, generation);
+            else if (dirty[k]) bytes.fill(0, k * bb, (k + 1) * bb);
+            dirty[k] = generation ? 1 : 0;
+          }
+          return Promise.resolve(bytes);
+        }
         // Whole blocks are generated in place; a block read in part through a copy; holes are zeros.
         const out = Buffer.allocUnsafe(length);
         for (let pos = offset; pos < offset + length;) {
@@ -200,6 +257,7 @@ export class SimulatedAdapter implements HypervisorAdapter {
       },
       // Thin: blocks never written are holes that read as zeros.
       blockStatus: runs((b) => frozen[b]! > 0, (data) => (data ? 0 : STATE_HOLE | STATE_ZERO)),
+      release: (data) => this.#readBuffers.give(data),
     };
     const changed = incremental ? (b: number) => frozen[b]! > since : undefined;
     const changedBytes = changed ? frozen.reduce((n, g, b) => n + (changed(b) && g > 0 ? bb : 0), 0) : undefined;
