@@ -10,13 +10,19 @@
 //   npx tsx tools/bench/src/incr-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
 //
 // Without --builds: this worktree alone. Medians per build at the end; no doc is written.
-import { open, rm } from 'node:fs/promises';
+// --timeline <dir>: each measured incremental's per-thread CPU timeline (thread-timeline.ts)
+// written there as <build>-<round>-<k>.txt. A build's `+KEY=value` variables reach its stack only.
+// With CAIRN_BENCH_GC_DIR set and gc-count.mjs preloaded into the stack (a build's
+// `+NODE_OPTIONS=--import=<abs path>/gc-count.mjs`), each measured job's garbage collections on
+// the stack's main thread are printed too.
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AB_OPTIONS, abSetup } from './ab-builds.ts';
 import { fileURLToPath } from 'node:url';
 import { CHANGE_BLOCK_SIZE, changedBlocks, type ImageSpec } from './image.ts';
+import { formatTimeline, startTimeline } from './thread-timeline.ts';
 import { addVm, backup, measureCpu, startCairn, startVm, type BenchVm, type JobTimes, type StepCpu } from './product.ts';
 import type { Images } from './run.ts';
 
@@ -43,8 +49,18 @@ async function writeStamped(vm: BenchVm, images: Images, spec: ImageSpec, stamp:
 
 interface Sample { build: string; job: JobTimes; cpu: StepCpu; load: string }
 
+type GcCounts = Record<string, number>;
+/** The stack's GC counts so far (gc-count.mjs writes them on SIGUSR2); undefined without CAIRN_BENCH_GC_DIR. */
+async function gcCounts(pid: number): Promise<GcCounts | undefined> {
+  const dir = process.env['CAIRN_BENCH_GC_DIR'];
+  if (!dir) return undefined;
+  process.kill(pid, 'SIGUSR2');
+  await new Promise((r) => setTimeout(r, 100));
+  return JSON.parse(await readFile(join(dir, `${pid}.json`), 'utf8').catch(() => '{}')) as GcCounts;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { ...AB_OPTIONS, per: { type: 'string', default: '2' } } });
+  const { values } = parseArgs({ options: { ...AB_OPTIONS, per: { type: 'string', default: '2' }, timeline: { type: 'string' } } });
   const { builds, spec, images, work } = await abSetup(values, 'incr-ab', repoRoot);
   const vm = await startVm(join(work, 'vm'), 'bench-vm', images.base.path);
   const dataDir = join(work, 'data');
@@ -63,14 +79,24 @@ async function main(): Promise<void> {
       // Alternate the order per round: neither build always runs first after the other.
       const order = r % 2 === 0 ? builds : [...builds].reverse();
       for (const b of order) {
-        const cairn = await startCairn(dataDir, undefined, b.cli);
+        // A build's own variables reach its stack only (startCairn copies the environment at spawn).
+        const saved = { ...process.env };
+        Object.assign(process.env, b.env ?? {});
+        const cairn = await startCairn(dataDir, undefined, b.cli).finally(() => {
+          for (const k of Object.keys(b.env ?? {})) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; }
+        });
         try {
           await writeStamped(vm, images, spec, stamp++);
           const warm = await backup(cairn, vm.name);
           log(`${b.name} warm-up ${(warm.jobMs / 1000).toFixed(2)} s`);
           for (let k = 0; k < Number(values.per); k++) {
             await writeStamped(vm, images, spec, stamp++);
+            const timeline = values.timeline ? startTimeline([cairn.pid, vm.pid]) : undefined;
+            const gc0 = await gcCounts(cairn.pid);
             const { value: job, cpu } = await measureCpu(cairn, vm, () => backup(cairn, vm.name));
+            const gc1 = await gcCounts(cairn.pid);
+            if (gc0 && gc1) log(`${b.name} GC on the stack's main thread: ${Object.keys(gc1).map((k) => `${k} ${(gc1[k] ?? 0) - (gc0[k] ?? 0)}`).join(', ')}`);
+            if (timeline) await writeFile(join(resolve(values.timeline!), `${b.name}-${r + 1}-${k + 1}.txt`), `${formatTimeline(await timeline.stop())}\n${JSON.stringify(job.transfer ?? {})}\n`);
             samples.push({ build: b.name, job, cpu, load: load() });
             const t = job.transfer ?? {};
             log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; load ${load()}\n  phases ${Object.entries(job.phases).map(([n, v]) => `${n.split(' (')[0]} ${v}`).join(', ')}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
