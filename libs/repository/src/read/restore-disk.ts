@@ -24,8 +24,20 @@ const WRITEBACK_BYTES = 32 * 1024 * 1024;
 /**
  * Chunks handed to a worker in one message (2 MiB of 256 KiB chunks): one round trip and a few
  * promises per batch instead of per chunk on the main thread, which the stack's services share.
+ * A batch holds `fetchConcurrency / BATCH_CHUNKS` of them in flight: the fetches a remote
+ * backend makes at once (each chunk of a batch is its own request there).
  */
 const BATCH_CHUNKS = 8;
+/**
+ * The batch of a local directory repository, whose chunk files the workers read themselves
+ * (no fetch in flight on the main thread, nothing held but ids and paths): 8 MiB of 256 KiB
+ * chunks, two batches in flight per worker (one worked on, one waiting). The main thread's share
+ * of a restore is per batch (paths, the message, the reply, the promises): 32 instead of 8
+ * chunks took it from 0.23 to 0.13 CPU-s for the 2 GiB benchmark disk (docs/benchmarks.md,
+ * "2026-12-07: the restore's batches of a local repository").
+ */
+const LOCAL_BATCH_CHUNKS = 32;
+const LOCAL_BATCHES_PER_WORKER = 2;
 /**
  * Distinct chunks the pieces of slots of pieces gather before they go to a worker. They travel
  * apart from whole chunks, sorted by chunk: an incremental packs the changed bytes of several
@@ -90,13 +102,16 @@ export async function restoreDisk(
   try {
     await fh.truncate(disk.sizeBytes); // sparse: zero chunks stay holes
     // One bounded stream of chunk fetches across page boundaries (no barrier per page). Chunks
-    // go to the workers in batches of BATCH_CHUNKS (one round trip per batch, not per chunk);
-    // a slot made of pieces (an incremental's) becomes one item per piece, each writing its
-    // range of its chunk at its place (the file is sparse: zero pieces stay holes), so pieced
-    // slots are opened and written off the main thread like whole chunks; their items gather in
-    // batches of their own (PIECE_BATCH_CHUNKS).
+    // go to the workers in batches of BATCH_CHUNKS (LOCAL_BATCH_CHUNKS from a local repository;
+    // a throttled restore keeps the small batches, so that its writes come in even steps): one
+    // round trip per batch, not per chunk. A slot made of pieces (an incremental's) becomes one
+    // item per piece, each writing its range of its chunk at its place (the file is sparse: zero
+    // pieces stay holes), so pieced slots are opened and written off the main thread like whole
+    // chunks; their items gather in batches of their own (PIECE_BATCH_CHUNKS).
+    const local = core.backend.localPath !== undefined && !options.throttle;
+    const batchChunks = local ? LOCAL_BATCH_CHUNKS : BATCH_CHUNKS;
     const concurrency = core.tuning.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY;
-    const batchSlots = new Semaphore(Math.max(1, Math.ceil(concurrency / BATCH_CHUNKS)));
+    const batchSlots = new Semaphore(local ? LOCAL_BATCHES_PER_WORKER * core.pool.size : Math.max(1, Math.ceil(concurrency / BATCH_CHUNKS)));
     const running = new Set<Promise<void>>();
     let fatal: unknown;
     // Write-back while restoring: left alone, the kernel keeps gigabytes dirty (a large page
@@ -166,7 +181,7 @@ export async function restoreDisk(
         if (options.throttle) await options.throttle(Math.min(cs, disk.sizeBytes - offset));
         if ('chunk' in slot) {
           batch.push({ id: slot.chunk, position: offset });
-          if (batch.length >= BATCH_CHUNKS) await flush();
+          if (batch.length >= batchChunks) await flush();
         } else {
           let at = offset;
           for (const piece of slot.pieces) {

@@ -8,6 +8,7 @@ import { useHarness } from '@cairn/testing';
 import { DirectoryBackend } from '../backend/directory.adapter.ts';
 import { withConcurrencyLimit } from '../backend/concurrency-limit.wrapper.ts';
 import { chunkKey } from '../format/layout.ts';
+import { ChunkWorkerPool } from '../workers/chunk-worker-pool.ts';
 import type { Repository } from '../repository.ts';
 import { makeRepository, TEST_CHUNK } from '../testing/fixtures.ts';
 import { asAsync, fullExtents, makeImage } from '../testing/test-image.ts';
@@ -49,6 +50,32 @@ describe('restore from a local directory repository', () => {
       expect(r.timings.syncMs).toBeGreaterThanOrEqual(0);
     } finally {
       get.mockRestore();
+    }
+  });
+
+  it('hands the workers batches of 32 chunks (8 when throttled), written byte for byte', async () => {
+    // 128 chunks, the zero ones holes (never sent): the others in batches of at most 32.
+    const size = 128 * TEST_CHUNK;
+    const big = makeImage(size, 11);
+    let chunks = 0;
+    for (let c = 0; c < size / TEST_CHUNK; c++) if (big.subarray(c * TEST_CHUNK, (c + 1) * TEST_CHUNK).some((b) => b !== 0)) chunks++;
+    expect(chunks).toBeGreaterThan(64);
+    const batchesOf = (n: number) => [...Array<number>(Math.floor(chunks / n)).fill(n), ...(chunks % n ? [chunks % n] : [])];
+    const id = (await repo.writeRestorePoint({ vm: { id: 'b', name: 'b' }, disks: [{ name: 'sda', sizeBytes: size, extents: asAsync(fullExtents(big, TEST_CHUNK)) }] })).restorePointId;
+    const batches = vi.spyOn(ChunkWorkerPool.prototype, 'openFilesTo');
+    try {
+      const target = join(await h.tmpDir(), 'out.raw');
+      const r = await repo.restoreDisk(id, 'sda', target);
+      expect(Buffer.compare(await readFile(target), Buffer.from(big))).toBe(0);
+      expect(r.chunksRead).toBe(chunks);
+      expect(batches.mock.calls.map(([items]) => items.length)).toEqual(batchesOf(32));
+      batches.mockClear();
+      const throttled = join(await h.tmpDir(), 'out.raw');
+      await repo.restoreDisk(id, 'sda', throttled, { throttle: async () => undefined });
+      expect(Buffer.compare(await readFile(throttled), Buffer.from(big))).toBe(0);
+      expect(batches.mock.calls.map(([items]) => items.length)).toEqual(batchesOf(8));
+    } finally {
+      batches.mockRestore();
     }
   });
 
