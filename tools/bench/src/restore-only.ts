@@ -5,6 +5,11 @@
 // rename, completion events, CLI exit) and with the CPU seconds of the stack and of the CLI.
 //
 //   npx tsx tools/bench/src/restore-only.ts [--size 2G] [--restores 5] [--state /tmp/dir] [--images /tmp/dir]
+//     [--builds base=/work/wt/base,head=/work/wt/x --rounds 3]
+//
+// --builds: A/B of builds on the same state, each a worktree's own CLI (its bundle must be fresh:
+// only this checkout's is rebuilt): per round, one stack of each build in turn, `--restores`
+// restores each; a summary per build at the end.
 //
 // The first call prepares `--state` once (the generated images behind a paused QEMU, a full and
 // an incremental backup, as product.ts does) and keeps the stack's data directory there; later
@@ -21,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { MiB, type ImageSpec } from './image.ts';
 import { parseSize, prepareImages, sha256File } from './run.ts';
 import { median } from './report.ts';
+import { parseBuilds } from './ab-builds.ts';
 import { RESTORE_PHASES, addVm, backup, processCpu, restoreSplit, s2, startCairn, startVm, writeChanges } from './product.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
@@ -90,52 +96,61 @@ async function main(): Promise<void> {
     // through python3, as Node has no fadvise): a restore that reads its chunks from the disk, as
     // one from a repository not read lately does.
     cold: { type: 'boolean', default: false },
+    builds: { type: 'string' }, rounds: { type: 'string', default: '1' },
   } });
   const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed };
   // A fresh CLI bundle first (the stack and the CLI run from it; a stale one rebuilds inside the timed command).
   await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'cli', 'build.mjs')], { cwd: repoRoot });
   const stateDir = resolve(values.state);
   const state = await prepare(stateDir, spec, resolve(values.images ?? join(stateDir, 'images')));
-  const cairn = await startCairn(join(stateDir, 'data'));
-  const rows: Array<{ ms: number; cpu: number; main: number; cli: number; split?: Record<string, number> }> = [];
-  try {
-    const mainThread = `${cairn.pid}/task/${cairn.pid}`;
-    for (let k = 1; k <= Number(values.restores); k++) {
-      const target = join(cairn.dataDir, 'restores', 'restored.raw');
-      await rm(target, { force: true });
-      if (values.cold) await dropCache(join(stateDir, 'data', 'repository'));
-      const restoreId = randomUUID();
-      const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
-      const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
-      const r = await cairn.cli(['restore', state.restorePointId, '--to', target, '--id', restoreId]);
-      const [s1, m1] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
-      if (t0) {
-        // --threads: where the stack's CPU went, per thread of `cairn up` (user / system seconds).
-        const t1 = await threadCpu(cairn.pid);
-        const byName = new Map<string, { user: number; sys: number; faults: number; n: number }>();
-        for (const [key, v] of t1) {
-          const b = t0.get(key) ?? { user: 0, sys: 0, faults: 0 };
-          const name = key.split('#')[0]!;
-          const acc = byName.get(name) ?? { user: 0, sys: 0, faults: 0, n: 0 };
-          byName.set(name, { user: acc.user + v.user - b.user, sys: acc.sys + v.sys - b.sys, faults: acc.faults + v.faults - b.faults, n: acc.n + 1 });
+  type Row = { build: string; ms: number; cpu: number; main: number; cli: number; split?: Record<string, number> };
+  const rows: Row[] = [];
+  const builds = values.builds ? parseBuilds(values.builds, repoRoot) : [{ name: values.label || 'this', cli: undefined }];
+  for (let round = 1; round <= Number(values.rounds); round++) {
+    for (const build of builds) {
+      const cairn = await startCairn(join(stateDir, 'data'), undefined, build.cli);
+      try {
+        const mainThread = `${cairn.pid}/task/${cairn.pid}`;
+        for (let k = 1; k <= Number(values.restores); k++) {
+          const target = join(cairn.dataDir, 'restores', 'restored.raw');
+          await rm(target, { force: true });
+          if (values.cold) await dropCache(join(stateDir, 'data', 'repository'));
+          const restoreId = randomUUID();
+          const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
+          const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
+          const r = await cairn.cli(['restore', state.restorePointId, '--to', target, '--id', restoreId]);
+          const [s1, m1] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
+          if (t0) {
+            // --threads: where the stack's CPU went, per thread of `cairn up` (user / system seconds).
+            const t1 = await threadCpu(cairn.pid);
+            const byName = new Map<string, { user: number; sys: number; faults: number; n: number }>();
+            for (const [key, v] of t1) {
+              const b = t0.get(key) ?? { user: 0, sys: 0, faults: 0 };
+              const name = key.split('#')[0]!;
+              const acc = byName.get(name) ?? { user: 0, sys: 0, faults: 0, n: 0 };
+              byName.set(name, { user: acc.user + v.user - b.user, sys: acc.sys + v.sys - b.sys, faults: acc.faults + v.faults - b.faults, n: acc.n + 1 });
+            }
+            // Page faults with each: a thread faulting in fresh memory per chunk pays it in system time.
+            log(`threads of cairn up: ${[...byName].filter(([, v]) => v.user + v.sys > 0.005).sort((a, b) => (b[1].user + b[1].sys) - (a[1].user + a[1].sys)).map(([n, v]) => `${n}×${v.n} ${v.user.toFixed(2)}u+${v.sys.toFixed(2)}s ${v.faults} faults`).join(', ')}`);
+          }
+          const sha = (rows.length === 0 && k === 1) || values.check !== 'first' ? await sha256File(target) : state.sha256;
+          if (sha !== state.sha256) throw new Error(`${build.name} restored a different image (sha256 ${sha}, expected ${state.sha256})`);
+          const split = await restoreSplit(cairn.dataDir, restoreId, r);
+          const row = { build: build.name, ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}) };
+          rows.push(row);
+          log(`${build.name} restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
+          await rm(target, { force: true });
         }
-        // Page faults with each: a thread faulting in fresh memory per chunk pays it in system time.
-        log(`threads of cairn up: ${[...byName].filter(([, v]) => v.user + v.sys > 0.005).sort((a, b) => (b[1].user + b[1].sys) - (a[1].user + a[1].sys)).map(([n, v]) => `${n}×${v.n} ${v.user.toFixed(2)}u+${v.sys.toFixed(2)}s ${v.faults} faults`).join(', ')}`);
+      } finally {
+        await cairn.stop();
       }
-      const sha = k === 1 || values.check !== 'first' ? await sha256File(target) : state.sha256;
-      if (sha !== state.sha256) throw new Error(`restored a different image (sha256 ${sha}, expected ${state.sha256})`);
-      const split = await restoreSplit(cairn.dataDir, restoreId, r);
-      const row = { ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}) };
-      rows.push(row);
-      log(`restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
-      await rm(target, { force: true });
     }
-  } finally {
-    await cairn.stop();
   }
-  const med = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
-  const summary = `${values.label ? `${values.label}: ` : ''}${rows.length} restores of ${spec.sizeBytes / MiB} MiB, medians: command ${s2(med((r) => r.ms))} s, CPU ${med((r) => r.cpu).toFixed(2)} s (main ${med((r) => r.main).toFixed(2)}, CLI ${med((r) => r.cli).toFixed(2)}); ${RESTORE_PHASES.map(([p]) => `${p} ${s2(med((r) => r.split?.[p] ?? 0))}`).join(', ')}; load ${load()}`;
-  console.log(summary);
+  for (const build of builds) {
+    const mine = rows.filter((r) => r.build === build.name);
+    const med = (f: (r: Row) => number) => median(mine.map(f));
+    console.log(`${build.name}: ${mine.length} restores of ${spec.sizeBytes / MiB} MiB, medians: command ${s2(med((r) => r.ms))} s, CPU ${med((r) => r.cpu).toFixed(2)} s (main ${med((r) => r.main).toFixed(2)}, CLI ${med((r) => r.cli).toFixed(2)}); ${RESTORE_PHASES.map(([p]) => `${p} ${s2(med((r) => r.split?.[p] ?? 0))}`).join(', ')}; load ${load()}`);
+  }
   await writeFile(join(repoRoot, 'tmp', 'restore-only.json'), JSON.stringify({ at: new Date().toISOString(), rows }, null, 2)).catch(() => undefined);
 }
 
