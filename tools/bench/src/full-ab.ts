@@ -2,7 +2,7 @@
 // (a fresh one per job); in each round every build's `cairn up` (its worktree's CLI) starts on a fresh
 // data directory in turn and takes one full backup. Job s from the job's events, the data
 // mover's TransferTimings and the CPU seconds of the stack, its main thread and QEMU, per
-// build, with the load. For changes to the full's write path, where the product benchmark's
+// build, with the load and the stack's peak RSS. For changes to the full's write path, where the product benchmark's
 // incremental, restore and restic runs would only add minutes.
 //
 //   npx tsx tools/bench/src/full-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
@@ -47,11 +47,12 @@ async function main(): Promise<void> {
         try {
           await addVm(cairn, vm, 'bench-host');
           const timeline = values.timeline ? startTimeline([cairn.pid, vm.pid]) : undefined;
+          cairn.resetPeak();
           const { value: job, cpu } = await measureCpu(cairn, vm, () => backup(cairn, vm.name));
           if (timeline) await writeFile(join(resolve(values.timeline!), `${b.name}-${r + 1}.txt`), `${formatTimeline(await timeline.stop())}\n${JSON.stringify(job.transfer ?? {})}\n`);
           samples.push({ build: b.name, job, cpu, load: load() });
           const t = job.transfer ?? {};
-          log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; load ${load()}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
+          log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; stack peak RSS ${(cairn.peakRss() / 2 ** 20).toFixed(0)} MiB; load ${load()}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
         } finally {
           await cairn.stop();
           await vm.stop();

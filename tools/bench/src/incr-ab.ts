@@ -5,7 +5,7 @@
 // stamped with a fresh counter in its first 8 bytes, so every incremental stores new chunks,
 // as the product benchmark's single incremental does), one warm-up incremental is taken and
 // then `--per` measured ones. Job s from the job's events, the phases, the data mover's
-// TransferTimings and the CPU seconds of the stack and QEMU, per build, with the load.
+// TransferTimings, the CPU seconds of the stack and QEMU and the stack's peak RSS, per build, with the load.
 //
 //   npx tsx tools/bench/src/incr-ab.ts --images /tmp/img-full --builds base=/work/wt/a,head=/work/wt/b --rounds 3
 //
@@ -93,13 +93,14 @@ async function main(): Promise<void> {
             await writeStamped(vm, images, spec, stamp++);
             const timeline = values.timeline ? startTimeline([cairn.pid, vm.pid]) : undefined;
             const gc0 = await gcCounts(cairn.pid);
+            cairn.resetPeak();
             const { value: job, cpu } = await measureCpu(cairn, vm, () => backup(cairn, vm.name));
             const gc1 = await gcCounts(cairn.pid);
             if (gc0 && gc1) log(`${b.name} GC on the stack's main thread: ${Object.keys(gc1).map((k) => `${k} ${(gc1[k] ?? 0) - (gc0[k] ?? 0)}`).join(', ')}`);
             if (timeline) await writeFile(join(resolve(values.timeline!), `${b.name}-${r + 1}-${k + 1}.txt`), `${formatTimeline(await timeline.stop())}\n${JSON.stringify(job.transfer ?? {})}\n`);
             samples.push({ build: b.name, job, cpu, load: load() });
             const t = job.transfer ?? {};
-            log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; load ${load()}\n  phases ${Object.entries(job.phases).map(([n, v]) => `${n.split(' (')[0]} ${v}`).join(', ')}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
+            log(`${b.name} round ${r + 1}: job ${(job.jobMs / 1000).toFixed(3)} s; CPU stack ${cpu.stack.toFixed(2)} (main ${cpu.main.toFixed(2)}) QEMU ${cpu.qemu.toFixed(2)}; stack peak RSS ${(cairn.peakRss() / 2 ** 20).toFixed(0)} MiB; load ${load()}\n  phases ${Object.entries(job.phases).map(([n, v]) => `${n.split(' (')[0]} ${v}`).join(', ')}\n  transfer ${Object.entries(t).map(([n, v]) => `${n} ${v}`).join(', ')}`);
           }
         } finally { await cairn.stop(); }
       }

@@ -101,8 +101,33 @@ export function buildProgram(json = false, argv?: readonly string[]): Command {
   return program;
 }
 
+/** The commands that run services until stopped; the short commands start without the floor below. */
+const SERVICE_COMMANDS = new Set(['up', 'run']);
+/** The old generation's floor of a service process, MiB (CAIRN_OLD_SPACE_MB; 0: V8's own limits). */
+const OLD_SPACE_MB = 128;
+
+/**
+ * Node's arguments for running `argv` again with a floor under V8's old-generation limit, when it
+ * is a service command (`cairn up`, `cairn run <service>`); undefined for the short commands, with
+ * CAIRN_OLD_SPACE_MB=0, or when a heap size is given already (the restarted process). All the
+ * services of `cairn up` share one heap of ~40 MB live, and V8 sets the next limit just above
+ * the live size: an incremental's survivors reached it once or twice per job, each time a
+ * mark-compact of the whole heap (docs/benchmarks.md, "2026-12-07: a floor under the services'
+ * old generation"). The flag is not allowed in NODE_OPTIONS, so the process restarts itself.
+ */
+export function serviceNodeArgs(argv: readonly string[], execArgv: readonly string[], env: NodeJS.ProcessEnv): string[] | undefined {
+  const named = commandNamed(argv);
+  if (named === undefined || !SERVICE_COMMANDS.has(named)) return undefined;
+  const mb = env['CAIRN_OLD_SPACE_MB'] === undefined ? OLD_SPACE_MB : Number(env['CAIRN_OLD_SPACE_MB']);
+  if (!(mb >= 1) || execArgv.some((a) => /^--initial-(old-space|heap)-size\b/.test(a))) return undefined;
+  return [`--initial-old-space-size=${Math.round(mb)}`, ...execArgv, ...argv.slice(1)];
+}
+
 /** Runs the CLI; returns the exit code (a code a command already set, e.g. 6 for a failed job, is kept). */
 export async function main(argv: string[]): Promise<number> {
+  // Replaces this process (same pid, nothing started or written yet); Node 22.15+/23.11+, POSIX.
+  const nodeArgs = typeof process.execve === 'function' ? serviceNodeArgs(argv, process.execArgv, process.env) : undefined;
+  if (nodeArgs) process.execve(process.execPath, [process.execPath, ...nodeArgs], process.env);
   const json = argv.slice(2).includes('--json');
   const fail = (e: CliError): number => {
     if (json) process.stdout.write(JSON.stringify(errorShape(e)) + '\n');

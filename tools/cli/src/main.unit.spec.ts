@@ -2,7 +2,7 @@
 // whole program has for that command: GROUPS names what each group registers.
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { GROUPS, buildProgram, commandNamed } from './main.ts';
+import { GROUPS, buildProgram, commandNamed, serviceNodeArgs } from './main.ts';
 
 /** A command's definition, recursively: names, arguments, options, descriptions. */
 function shape(c: Command): unknown {
@@ -43,5 +43,16 @@ describe('buildProgram for one command', () => {
     }
     // An unknown command gets the whole program (commander's error and suggestions as before).
     expect(buildProgram(false, ['node', 'cairn', 'restor']).commands.length).toBe(buildProgram().commands.length);
+  });
+
+  it('restarts only the service commands, once, with a floor under the old generation', () => {
+    const up = ['/usr/bin/node', '/r/tools/cli/bin/cairn.js', '--data', '/tmp/x', 'up', '--once'];
+    expect(serviceNodeArgs(up, ['--enable-source-maps'], {})).toEqual(['--initial-old-space-size=128', '--enable-source-maps', '/r/tools/cli/bin/cairn.js', '--data', '/tmp/x', 'up', '--once']);
+    expect(serviceNodeArgs(['node', 'cairn', 'run', 'data-mover'], [], { CAIRN_OLD_SPACE_MB: '256' })?.[0]).toBe('--initial-old-space-size=256');
+    expect(serviceNodeArgs(up, [], { CAIRN_OLD_SPACE_MB: '0' })).toBeUndefined();
+    expect(serviceNodeArgs(up, ['--initial-old-space-size=128'], {})).toBeUndefined();
+    expect(serviceNodeArgs(up, ['--initial-heap-size=64'], {})).toBeUndefined();
+    expect(serviceNodeArgs(['node', 'cairn', 'backup', 'vm-1'], [], {})).toBeUndefined();
+    expect(serviceNodeArgs(['node', 'cairn', '--help', 'up'], [], {})).toBeUndefined();
   });
 });
