@@ -2,14 +2,15 @@
 // `cairn restore <incremental> --to <file>` through the public CLI against `cairn up`, N times,
 // each timed from spawn to exit, checked by SHA-256, split by the data mover's log lines
 // (product.ts RESTORE_PHASES: CLI until the request, queue and plan, chunks written, fsync,
-// rename, completion events, CLI exit) and with the CPU seconds of the stack and of the CLI.
+// rename, completion events, CLI exit), with the CPU seconds of the stack and of the CLI and the
+// stack's peak RSS.
 //
 //   npx tsx tools/bench/src/restore-only.ts [--size 2G] [--restores 5] [--state /tmp/dir] [--images /tmp/dir]
 //     [--builds base=/work/wt/base,head=/work/wt/x --rounds 3]
 //
 // --builds: A/B of builds on the same state, each a worktree's own CLI (its bundle must be fresh:
-// only this checkout's is rebuilt): per round, one stack of each build in turn, `--restores`
-// restores each; a summary per build at the end.
+// only this checkout's is rebuilt; `name=worktree+KEY=value` variables reach its stack only): per
+// round, one stack of each build in turn, `--restores` restores each; a summary per build at the end.
 //
 // The first call prepares `--state` once (the generated images behind a paused QEMU, a full and
 // an incremental backup, as product.ts does) and keeps the stack's data directory there; later
@@ -108,7 +109,12 @@ async function main(): Promise<void> {
   const builds = values.builds ? parseBuilds(values.builds, repoRoot) : [{ name: values.label || 'this', cli: undefined }];
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const build of builds) {
-      const cairn = await startCairn(join(stateDir, 'data'), undefined, build.cli);
+      // A build's own variables reach its stack only (startCairn copies the environment at spawn).
+      const saved = { ...process.env };
+      Object.assign(process.env, build.env ?? {});
+      const cairn = await startCairn(join(stateDir, 'data'), undefined, build.cli).finally(() => {
+        for (const k of Object.keys(build.env ?? {})) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; }
+      });
       try {
         const mainThread = `${cairn.pid}/task/${cairn.pid}`;
         for (let k = 1; k <= Number(values.restores); k++) {
@@ -118,6 +124,7 @@ async function main(): Promise<void> {
           const restoreId = randomUUID();
           const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
           const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
+          cairn.resetPeak();
           const r = await cairn.cli(['restore', state.restorePointId, '--to', target, '--id', restoreId]);
           const [s1, m1] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
           if (t0) {
@@ -138,7 +145,7 @@ async function main(): Promise<void> {
           const split = await restoreSplit(cairn.dataDir, restoreId, r);
           const row = { build: build.name, ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}) };
           rows.push(row);
-          log(`${build.name} restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
+          log(`${build.name} restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), stack peak RSS ${(cairn.peakRss() / MiB).toFixed(0)} MiB, load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
           await rm(target, { force: true });
         }
       } finally {
