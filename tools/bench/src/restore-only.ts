@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   const state = await prepare(stateDir, spec, resolve(values.images ?? join(stateDir, 'images')));
   type Row = { build: string; ms: number; cpu: number; main: number; cli: number; split?: Record<string, number> };
   const rows: Row[] = [];
-  const builds = values.builds ? parseBuilds(values.builds, repoRoot) : [{ name: values.label || 'this', cli: undefined }];
+  const builds = values.builds ? parseBuilds(values.builds, repoRoot) : [{ name: values.label || 'this', cli: undefined, env: undefined }];
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const build of builds) {
       // A build's own variables reach its stack only (startCairn copies the environment at spawn).

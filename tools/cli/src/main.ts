@@ -126,8 +126,8 @@ export function serviceNodeArgs(argv: readonly string[], execArgv: readonly stri
 /** Runs the CLI; returns the exit code (a code a command already set, e.g. 6 for a failed job, is kept). */
 export async function main(argv: string[]): Promise<number> {
   // Replaces this process (same pid, nothing started or written yet); Node 22.15+/23.11+, POSIX.
-  const nodeArgs = typeof process.execve === 'function' ? serviceNodeArgs(argv, process.execArgv, process.env) : undefined;
-  if (nodeArgs) process.execve(process.execPath, [process.execPath, ...nodeArgs], process.env);
+  const nodeArgs = serviceNodeArgs(argv, process.execArgv, process.env);
+  if (nodeArgs && process.execve) process.execve(process.execPath, [process.execPath, ...nodeArgs], process.env);
   const json = argv.slice(2).includes('--json');
   const fail = (e: CliError): number => {
     if (json) process.stdout.write(JSON.stringify(errorShape(e)) + '\n');
