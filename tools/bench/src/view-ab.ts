@@ -17,10 +17,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AB_OPTIONS, abSetup } from './ab-builds.ts';
 import { CHANGE_BLOCK_SIZE, changedBlocks } from './image.ts';
 import { processCpu, startVm } from './product.ts';
+import { median } from './report.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2 : NaN; };
 
 interface ViewSample { openMs: number; releaseMs: number; openCmds: number; releaseCmds: number; openTrips: number; releaseTrips: number; cpuMs: number; qemuCpuMs: number }
 
