@@ -4,7 +4,7 @@
 import { type Backend, type FlushGroup, NotFoundError } from './backend/backend.ts';
 import { CorruptObjectError, RestorePointNotFoundError, type ChunkDamage } from './errors.ts';
 import type { RepositoryConfig } from './format/config.ts';
-import { contentId, EnvelopeError, open, seal } from './format/envelope.ts';
+import { contentId, EnvelopeError, open, release, seal } from './format/envelope.ts';
 import { chunkKey, isRestorePointId, pageKey, RESTORE_POINTS_PREFIX, restorePointKey } from './format/layout.ts';
 import { decodeIndexPage, encodeIndexPage, ENTRY_BYTES, IndexPage, IndexPageFormatError, maxPageBytes, type Slot } from './format/index-page.ts';
 import { encodeManifest, parseManifest, ZERO_ID, type DiskManifest, type Manifest } from './format/manifest.ts';
@@ -187,6 +187,8 @@ export class RepositoryCore {
     } catch (e) {
       if (e instanceof IndexPageFormatError) throw new ObjectReadError('index-page', id, key, 'malformed', e.message);
       throw e;
+    } finally {
+      release(plain); // decoded into strings: freed now, not at a later GC
     }
   }
 
@@ -202,8 +204,12 @@ export class RepositoryCore {
     // No lookup first: the conditional put answers whether the page was stored already (a
     // page is small, so sealing one that exists costs less than asking the backend each time).
     const { sealed } = seal('P', id, plain, this.keys.dataKey, this.config.compression.level);
+    release(plain);
+    const bytes = sealed.length;
     const created = await this.backend.put(key, sealed, { ifNotExists: true, deferSync: options.deferSync ?? false, ...(options.flushGroup ? { flushGroup: options.flushGroup } : {}) });
-    return { id, bytes: created ? sealed.length : 0 };
+    // Stored (a backend keeps no reference once put resolves, as with chunks): freed now, not at a later GC.
+    release(sealed);
+    return { id, bytes: created ? bytes : 0 };
   }
 
   async readManifest(id: string): Promise<Manifest> {
@@ -223,7 +229,11 @@ export class RepositoryCore {
       if (e instanceof EnvelopeError) throw new CorruptObjectError(key, `manifest fails its check (${e.failure}: ${e.message})`);
       throw e;
     }
-    return parseManifest(key, id, plain);
+    try {
+      return parseManifest(key, id, plain);
+    } finally {
+      release(plain); // parsed into objects: its memory is freed now, not at a later GC
+    }
   }
 
   /** Writes a manifest: the restore point's commit. Never replaces one. */

@@ -174,6 +174,26 @@ function zstdFrameInto(payload: Uint8Array, out: Buffer, maxPlainBytes: number):
 }
 
 /**
+ * The content size a zstd frame's header declares (RFC 8878, 3.1.1.1), if it declares one
+ * (zstd checks the frame against it while decompressing).
+ */
+export function zstdContentSize(frame: Uint8Array): number | undefined {
+  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (b.length < 6 || b.readUInt32LE(0) !== 0xfd2fb528) return undefined;
+  const fhd = b[4] ?? 0;
+  const singleSegment = (fhd & 0x20) !== 0;
+  const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fhd >> 6] ?? 0;
+  if (fcsBytes === 0) return undefined;
+  const at = 5 + (singleSegment ? 0 : 1) + ([0, 1, 2, 4][fhd & 3] ?? 0);
+  if (b.length < at + fcsBytes) return undefined;
+  if (fcsBytes === 1) return b[at];
+  if (fcsBytes === 2) return b.readUInt16LE(at) + 256;
+  if (fcsBytes === 4) return b.readUInt32LE(at);
+  const size = b.readBigUInt64LE(at);
+  return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : undefined;
+}
+
+/**
  * Opens a sealed object, checking everything: envelope shape, authentication, decompression,
  * and (when `idKey` is given) that the plaintext hashes to `id`. Throws `EnvelopeError`.
  * `into`: a buffer of more than `maxPlainBytes` the caller reuses; a compressed object's
@@ -217,7 +237,13 @@ export function open(
       const max = options.maxPlainBytes;
       if (options.into && options.into.length > max) plain = zstdFrameInto(payload, options.into, max);
       else if (max < MAX_OUTPUT_STEP) plain = zstdFrameInto(payload, Buffer.allocUnsafeSlow(max + 1), max);
-      else plain = zstdDecompressSync(payload, { maxOutputLength: max, chunkSize: MAX_OUTPUT_STEP });
+      else {
+        // A large limit (manifests): a buffer of the frame's own content size, not an 8 MiB
+        // output step per object (dead external memory that brings a mark-compact near).
+        const size = zstdContentSize(payload);
+        plain = size !== undefined && size <= max ? zstdFrameInto(payload, Buffer.allocUnsafeSlow(size + 1), size)
+          : zstdDecompressSync(payload, { maxOutputLength: max, chunkSize: MAX_OUTPUT_STEP });
+      }
     } catch (e) {
       throw new EnvelopeError('decompression', `zstd: ${(e as Error).message}`);
     }

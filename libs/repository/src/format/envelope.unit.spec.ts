@@ -1,7 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { contentId, ENVELOPE_OVERHEAD, EnvelopeError, HEADER_BYTES, open, seal } from './envelope.ts';
+import { contentId, ENVELOPE_OVERHEAD, EnvelopeError, HEADER_BYTES, open, seal, zstdContentSize } from './envelope.ts';
 
 const dataKey = randomBytes(32);
 const idKey = randomBytes(32);
@@ -82,5 +82,25 @@ describe('sealed envelope', () => {
     // A buffer too small to hold the largest plaintext is not used.
     const small = Buffer.alloc(10);
     expect(Buffer.from(open('C', id, sealed, dataKey, { idKey, maxPlainBytes: text.length, into: small })).equals(text)).toBe(true);
+  });
+
+  it('opens an object of a large limit (a manifest) into a buffer of the size its frame declares', () => {
+    const id = 'manifest-id';
+    const { sealed } = seal('C', id, text, dataKey, 3); // the kind does not matter here, the limit does
+    const plain = open('C', id, sealed, dataKey, { maxPlainBytes: 256 * 1024 * 1024 });
+    expect(Buffer.from(plain).equals(text)).toBe(true);
+    expect(plain.buffer.byteLength).toBeLessThanOrEqual(text.length + 1); // not an 8 MiB output step
+
+    const frame = zstdCompressSync(text);
+    expect(zstdContentSize(frame)).toBe(text.length);
+    expect(zstdContentSize(frame.subarray(0, 5))).toBeUndefined();
+    expect(zstdContentSize(text)).toBeUndefined();
+    // A frame that declares a size other than its content's is refused, larger or smaller.
+    for (const delta of [-1, 1]) {
+      const lying = Buffer.from(frame);
+      lying.writeUInt16LE(text.length - 256 + delta, 5);
+      expect(zstdContentSize(lying)).toBe(text.length + delta);
+      expect(failure(() => open('C', id, sealZstdPayload(id, lying), dataKey, { maxPlainBytes: 256 * 1024 * 1024 }))).toBe('decompression');
+    }
   });
 });

@@ -67,7 +67,7 @@ export const encodeManifest = (m: Manifest): Uint8Array => Buffer.from(JSON.stri
 export function parseManifest(key: string, id: string, plain: Uint8Array): Manifest {
   let raw: unknown;
   try {
-    raw = JSON.parse(Buffer.from(plain).toString('utf8'));
+    raw = JSON.parse(Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8'));
   } catch {
     throw new CorruptObjectError(key, 'manifest is not valid JSON');
   }
