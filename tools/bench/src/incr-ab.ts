@@ -14,7 +14,8 @@
 // written there as <build>-<round>-<k>.txt. A build's `+KEY=value` variables reach its stack only.
 // With CAIRN_BENCH_GC_DIR set and gc-count.mjs preloaded into the stack (a build's
 // `+NODE_OPTIONS=--import=<abs path>/gc-count.mjs`), each measured job's garbage collections on
-// the stack's main thread are printed too.
+// the stack's main thread are printed too; buffer-sites.mjs, preloaded the same way with
+// CAIRN_BUFFER_SITES_DIR as well, writes where the measured jobs' ArrayBuffer memory came from.
 import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -55,8 +56,16 @@ async function gcCounts(pid: number): Promise<GcCounts | undefined> {
   const dir = process.env['CAIRN_BENCH_GC_DIR'];
   if (!dir) return undefined;
   process.kill(pid, 'SIGUSR2');
-  await new Promise((r) => setTimeout(r, 100));
-  return JSON.parse(await readFile(join(dir, `${pid}.json`), 'utf8').catch(() => '{}')) as GcCounts;
+  // Read until the stack's write is whole (under load it may not be after 100 ms).
+  for (let tries = 0; ; tries++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const text = await readFile(join(dir, `${pid}.json`), 'utf8').catch(() => '{}');
+    try {
+      return JSON.parse(text) as GcCounts;
+    } catch (e) {
+      if (tries >= 20) throw e;
+    }
+  }
 }
 
 async function main(): Promise<void> {
