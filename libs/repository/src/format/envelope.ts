@@ -115,7 +115,13 @@ interface ZstdHandle {
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
 }
 
-interface ZstdEngine { readonly handle: ZstdHandle; readonly state: Uint32Array; error: string | undefined }
+interface ZstdEngine {
+  readonly handle: ZstdHandle;
+  readonly state: Uint32Array;
+  error: string | undefined;
+  /** The context is at a frame's start: new, or its last frame ended whole (no reset needed). */
+  atFrameStart: boolean;
+}
 
 /**
  * One zstd decompressor per thread, kept across objects. zstdDecompressSync builds a stream,
@@ -124,8 +130,12 @@ interface ZstdEngine { readonly handle: ZstdHandle; readonly state: Uint32Array;
  * way to keep one (the sync call closes its stream), so this drives the stream's native handle
  * as zlib.js's own sync path does (`_handle.writeSync`, results in `_writeState`); a Node
  * without them gets zstdDecompressSync (envelope.unit.spec sees it: its plaintext is not a view
- * of `into`). The handle is reset before each frame and dropped after an error, so nothing
- * carries from one object to the next.
+ * of `into`). The handle is dropped after an error and reset before a frame unless the previous
+ * frame ended whole, so nothing carries from one object to the next. A frame that returns without
+ * an error ended whole (Node reports a frame cut short as "unexpected end of file"), and zstd
+ * starts the next frame afresh from there. A reset makes a new context (ZSTD_createDCtx): 10-28 µs of
+ * CPU, about 2,750 times per restore of the 2 GiB benchmark disk (docs/benchmarks.md, "2026-12-07:
+ * the restore's chunk phase").
  */
 let zstd: ZstdEngine | null | undefined;
 
@@ -134,7 +144,7 @@ function zstdEngine(): ZstdEngine | null {
   const stream = createZstdDecompress() as unknown as { _handle?: ZstdHandle; _writeState?: unknown };
   const { _handle: handle, _writeState: state } = stream;
   if (!handle || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || typeof handle.close !== 'function' || !(state instanceof Uint32Array)) return (zstd = null);
-  const engine: ZstdEngine = { handle, state, error: undefined };
+  const engine: ZstdEngine = { handle, state, error: undefined, atFrameStart: true };
   handle.onerror = (message) => { engine.error = message; };
   return (zstd = engine);
 }
@@ -155,7 +165,8 @@ function zstdFrameInto(payload: Uint8Array, out: Buffer, maxPlainBytes: number):
   if (!engine) return zstdDecompressSync(payload, { maxOutputLength: maxPlainBytes, chunkSize: out.length });
   engine.error = undefined;
   try {
-    engine.handle.reset();
+    if (!engine.atFrameStart) engine.handle.reset();
+    engine.atFrameStart = false;
     engine.handle.writeSync(zc.ZSTD_e_end, payload, 0, payload.byteLength, out, 0, out.length);
   } catch (e) {
     dropZstd(engine);
@@ -170,6 +181,7 @@ function zstdFrameInto(payload: Uint8Array, out: Buffer, maxPlainBytes: number):
     if (engine.error !== undefined) dropZstd(engine);
     throw new Error(why);
   }
+  engine.atFrameStart = true;
   return out.subarray(0, produced);
 }
 

@@ -76,6 +76,15 @@ describe('sealed envelope', () => {
       expect(failure(() => open('C', id, sealZstdPayload(id, payload), dataKey, { idKey, maxPlainBytes: text.length }))).toBe('decompression');
       expect(Buffer.from(open('C', id, sealed, dataKey, opts)).equals(text)).toBe(true);
     }
+    // Objects after objects through the same decompressor, without a reset between whole frames.
+    const other = Buffer.concat([randomBytes(50_000), text.subarray(0, 9_000)]);
+    const otherId = contentId(idKey, other);
+    const otherSealed = seal('C', otherId, other, dataKey, 1).sealed;
+    expect(otherSealed.length).toBeLessThan(other.length);
+    for (let i = 0; i < 4; i++) {
+      expect(Buffer.from(open('C', otherId, otherSealed, dataKey, opts)).equals(other)).toBe(true);
+      expect(Buffer.from(open('C', id, sealed, dataKey, opts)).equals(text)).toBe(true);
+    }
     // Exactly the largest plaintext allowed fits; one byte less allowed is refused.
     expect(Buffer.from(open('C', id, sealZstdPayload(id, frame), dataKey, opts)).equals(text)).toBe(true);
     expect(failure(() => open('C', id, sealZstdPayload(id, frame), dataKey, { ...opts, maxPlainBytes: text.length - 1 }))).toBe('decompression');
