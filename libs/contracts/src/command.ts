@@ -5,6 +5,7 @@
 import './formats.ts';
 import { createHash } from 'node:crypto';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { lazySchema } from './lazy-schema.ts';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Actor, TraceContext } from './envelope.ts';
 import { Id, Name, PlainName, Reason } from './events/common.ts';
@@ -20,18 +21,18 @@ import { BrowseFilesResult, BrowseFilesV1, OpenFileDownloadResult, OpenFileDownl
  * Who vouches for a command: an ed25519 signature (an nkey: a person's operator key, or a
  * service identity's key) over `commandSigningString` (docs/security.md, signed commands).
  */
-export const CommandAuth = Type.Object({
+export const CommandAuth = lazySchema(() => Type.Object({
   /** The signer's public nkey (`U…`). */
   publicKey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }),
   /** base64url of the ed25519 signature. */
   signature: Type.String({ minLength: 16, maxLength: 256, pattern: '^[A-Za-z0-9_-]+$' }),
   /** When it was signed; receivers refuse a signature more than 5 minutes off their clock. */
   issuedAt: Type.String({ format: 'date-time' }),
-}, { $id: 'CommandAuth', additionalProperties: false });
+}, { $id: 'CommandAuth', additionalProperties: false }));
 export type CommandAuth = Static<typeof CommandAuth>;
 
 /** The envelope every command travels in; `payload` is checked against the command's schema. */
-export const CommandEnvelope = Type.Object({
+export const CommandEnvelope = lazySchema(() => Type.Object({
   id: Type.String({ format: 'uuid', description: 'Id of this request (one per send, retries included).' }),
   name: Type.String({ pattern: '^[A-Z][A-Za-z0-9]{0,127}$', description: 'PascalCase, imperative.' }),
   schemaVersion: Type.Integer({ minimum: 1 }),
@@ -47,7 +48,7 @@ export const CommandEnvelope = Type.Object({
   /** The signature of the actor's key (or of the service identity that authenticated the actor). */
   auth: Type.Optional(CommandAuth),
   payload: Type.Unknown(),
-}, { $id: 'CommandEnvelope', additionalProperties: false });
+}, { $id: 'CommandEnvelope', additionalProperties: false }));
 
 /** A command as sent: envelope plus typed payload. */
 export interface Command<N extends string = string, P = unknown> {
@@ -108,24 +109,24 @@ export const COMMAND_ERROR_CODES = {
 } as const;
 export type CommandErrorCode = (typeof COMMAND_ERROR_CODES)[keyof typeof COMMAND_ERROR_CODES];
 
-export const CommandError = Type.Object({
+export const CommandError = lazySchema(() => Type.Object({
   code: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }),
   message: Type.String({ maxLength: 4096 }),
   details: Type.Optional(Type.Unknown()),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type CommandError = Static<typeof CommandError>;
 
-export const CommandAccepted = Type.Object({
+export const CommandAccepted = lazySchema(() => Type.Object({
   accepted: Type.Literal(true),
   result: Type.Optional(Type.Unknown()),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const CommandRejected = Type.Object({
+export const CommandRejected = lazySchema(() => Type.Object({
   accepted: Type.Literal(false),
   error: CommandError,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const CommandReply = Type.Union([CommandAccepted, CommandRejected], { $id: 'CommandReply' });
+export const CommandReply = lazySchema(() => Type.Union([CommandAccepted, CommandRejected], { $id: 'CommandReply' }));
 export type CommandRejected = Static<typeof CommandRejected>;
 /** A reply, typed by the result of an accepted command. */
 export type CommandReply<R = unknown> = { readonly accepted: true; readonly result?: R } | CommandRejected;
@@ -150,17 +151,17 @@ const JobStreamPosition = {
   causationId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
 };
 
-export const RequestBackupV1 = Type.Object({
+export const RequestBackupV1 = lazySchema(() => Type.Object({
   vmId: Id,
   policyId: Type.Optional(Id),
   /** `auto`: incremental when a usable parent and bitmap exist, full otherwise. */
   mode: Type.Union([Type.Literal('auto'), Type.Literal('full')]),
   /** Most bytes per second this backup reads (instead of its policy's limit). */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
-}, { additionalProperties: false });
-export const RequestBackupResult = Type.Object({ jobId: Id }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const RequestBackupResult = lazySchema(() => Type.Object({ jobId: Id }, { additionalProperties: false }));
 
-export const RequestSnapshotV1 = Type.Object({
+export const RequestSnapshotV1 = lazySchema(() => Type.Object({
   jobId: Id,
   vmId: Id,
   /** Disks to include; all of the VM's disks when omitted. */
@@ -189,41 +190,41 @@ export const RequestSnapshotV1 = Type.Object({
     Type.Object({ none: Reason }, { additionalProperties: false }),
   ])),
   ...JobStreamPosition,
-}, { additionalProperties: false });
-export const RequestSnapshotResult = Type.Object({ snapshotId: Id }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const RequestSnapshotResult = lazySchema(() => Type.Object({ snapshotId: Id }, { additionalProperties: false }));
 
-export const ReleaseSnapshotV1 = Type.Object({
+export const ReleaseSnapshotV1 = lazySchema(() => Type.Object({
   jobId: Id,
   snapshotId: Id,
   /** `success` advances the changed-block generation; `failure` keeps the changes for the next backup. Default failure. */
   outcome: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('failure')])),
   reason: Type.Optional(Reason),
   ...JobStreamPosition,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const CreatePolicyV1 = Type.Object({
+export const CreatePolicyV1 = lazySchema(() => Type.Object({
   ...PolicyFields,
   name: PlainName,
   /** Chosen by the scheduler when omitted. */
   policyId: Type.Optional(PolicyFields.policyId),
-}, { additionalProperties: false });
-export const CreatePolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const CreatePolicyResult = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
 
-export const CancelJobV1 = Type.Object({
+export const CancelJobV1 = lazySchema(() => Type.Object({
   jobId: Id,
   reason: Type.Optional(Reason),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RestoreTarget = Type.Union([
+export const RestoreTarget = lazySchema(() => Type.Union([
   /** A raw image file on the data mover's host. */
   Type.Object({ kind: Type.Literal('file'), path: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
   /** An existing disk of a VM, overwritten in place. */
   Type.Object({ kind: Type.Literal('vm-disk'), vmId: Id, disk: Disk }, { additionalProperties: false }),
   /** Instant recovery: the restore point served read-write over NBD, writes kept in an overlay. */
   Type.Object({ kind: Type.Literal('nbd-export'), exportName: PlainName }, { additionalProperties: false }),
-]);
+]));
 
-export const RestoreDiskV1 = Type.Object({
+export const RestoreDiskV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   disk: Disk,
   target: RestoreTarget,
@@ -231,92 +232,92 @@ export const RestoreDiskV1 = Type.Object({
   overwrite: Type.Optional(Type.Boolean()),
   /** Image format of a file target (default raw). */
   format: Type.Optional(Type.Union([Type.Literal('raw'), Type.Literal('qcow2')])),
-}, { additionalProperties: false });
-export const RestoreDiskResult = Type.Object({
+}, { additionalProperties: false }));
+export const RestoreDiskResult = lazySchema(() => Type.Object({
   restoreId: Id,
   path: Type.Optional(Type.String()),
   /** For an nbd-export target: where the restore point is served (read-write, writes kept in an overlay). */
   nbd: Type.Optional(Type.Object({ socket: Type.String(), exportName: Name }, { additionalProperties: false })),
   sizeBytes: Type.Integer({ minimum: 0 }),
   durationMs: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const LockRestorePointV1 = Type.Object({
+export const LockRestorePointV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   /** Until when it cannot be deleted or overwritten (compliance mode: never shortened). */
   retainUntil: Type.String({ format: 'date-time' }),
-}, { additionalProperties: false });
-export const LockRestorePointResult = Type.Object({
+}, { additionalProperties: false }));
+export const LockRestorePointResult = lazySchema(() => Type.Object({
   restorePointId: Id,
   retainUntil: Type.String({ format: 'date-time' }),
   /** Lock records written or extended (manifest, index pages, chunks). */
   objectsLocked: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Replaces a policy (same id); keeping fewer restore points of any kind needs a granted four-eyes approval. */
-export const UpdatePolicyV1 = Type.Object({
+export const UpdatePolicyV1 = lazySchema(() => Type.Object({
   policy: Type.Object({ ...PolicyFields, name: PlainName }, { additionalProperties: false }),
   /** A granted `shorten-retention` approval for exactly this policy, when retention shortens. */
   approvalId: Type.Optional(Id),
-}, { additionalProperties: false });
-export const UpdatePolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const UpdatePolicyResult = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
 
 /**
  * A global policy statement offered by the hub (docs/sites.md, "Global policies"). Its authority
  * is the person's signature inside it, checked by the scheduler against the site's own users,
  * keys and roles — not the command's sender, which is the hub.
  */
-export const ApplyGlobalPolicyV1 = Type.Object({ statement: GlobalPolicyStatement }, { additionalProperties: false });
-export const ApplyGlobalPolicyResult = Type.Object({
+export const ApplyGlobalPolicyV1 = lazySchema(() => Type.Object({ statement: GlobalPolicyStatement }, { additionalProperties: false }));
+export const ApplyGlobalPolicyResult = lazySchema(() => Type.Object({
   policyId: Id,
   /** The version the site runs now. */
   version: Type.Integer({ minimum: 1 }),
   /** created / updated / deleted (withdrawn, or this version no longer selects the site): applied now; current: the site already had this version or a newer one. */
   outcome: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('deleted'), Type.Literal('current')]),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Pauses, resumes or deletes a policy (deleting keeps its restore points). */
-export const PolicyRefV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
-export const PolicyRefResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+export const PolicyRefV1 = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
+export const PolicyRefResult = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
 
 /** Deletes a restore point; only with an approval whose request and grant are by two different administrators. */
-export const DeleteRestorePointV1 = Type.Object({
+export const DeleteRestorePointV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   /** The granted four-eyes approval (stream `approval-<approvalId>`), checked by the data mover in the log. */
   approvalId: Id,
-}, { additionalProperties: false });
-export const DeleteRestorePointResult = Type.Object({
+}, { additionalProperties: false }));
+export const DeleteRestorePointResult = lazySchema(() => Type.Object({
   restorePointId: Id,
   /** False when the restore point was already gone. */
   deleted: Type.Boolean(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * Deletes a repository and everything in it; only with a `delete-repository` approval whose
  * request and grant are by two different administrators, and only when no lock is live.
  */
-export const DeleteRepositoryV1 = Type.Object({
+export const DeleteRepositoryV1 = lazySchema(() => Type.Object({
   repository: Name,
   approvalId: Id,
-}, { additionalProperties: false });
-export const DeleteRepositoryResult = Type.Object({
+}, { additionalProperties: false }));
+export const DeleteRepositoryResult = lazySchema(() => Type.Object({
   repository: Name,
   repositoryId: Type.String(),
   restorePointsDeleted: Type.Integer({ minimum: 0 }),
   objectsDeleted: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Declare another site lost (after a four-eyes approval): this site may then open the key it escrowed here. */
-export const DeclareSiteLostV1 = Type.Object({
+export const DeclareSiteLostV1 = lazySchema(() => Type.Object({
   site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
   approvalId: Id,
-}, { additionalProperties: false });
-export const DeclareSiteLostResult = Type.Object({
+}, { additionalProperties: false }));
+export const DeclareSiteLostResult = lazySchema(() => Type.Object({
   site: Type.String(),
   repositoryId: Type.String(),
   /** False when it was declared lost before (nothing recorded again). */
   declared: Type.Boolean(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * Whole-VM restore onto a libvirt hypervisor: the data mover that wrote every disk asks the
@@ -324,10 +325,10 @@ export const DeclareSiteLostResult = Type.Object({
  * coordinator reads what to define from the restore job's own stream (the recorded plan and
  * the restore point's domain XML), never from the sender: the command names only the job.
  */
-export const DefineRestoredVmV1 = Type.Object({
+export const DefineRestoredVmV1 = lazySchema(() => Type.Object({
   restoreId: Id,
-}, { additionalProperties: false });
-export const DefineRestoredVmResult = Type.Object({
+}, { additionalProperties: false }));
+export const DefineRestoredVmResult = lazySchema(() => Type.Object({
   host: Type.String(),
   domain: Type.String(),
   uuid: Type.String(),
@@ -336,31 +337,31 @@ export const DefineRestoredVmResult = Type.Object({
   started: Type.Boolean(),
   /** Set when the hypervisor is VMware: the vSphere VM created or attached to (its managed object id), and the disks attached. */
   vmware: Type.Optional(Type.Object({ moref: Type.String(), attached: Type.Optional(Type.Array(Type.String())) }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * In-place restore onto libvirt, before any disk is written: the coordinator checks the domain
  * the restore job names (from its own stream) is shut off and answers where its disks are.
  */
-export const PrepareInPlaceRestoreV1 = Type.Object({
+export const PrepareInPlaceRestoreV1 = lazySchema(() => Type.Object({
   restoreId: Id,
-}, { additionalProperties: false });
-export const PrepareInPlaceRestoreResult = Type.Object({
+}, { additionalProperties: false }));
+export const PrepareInPlaceRestoreResult = lazySchema(() => Type.Object({
   domain: Type.String(),
   uuid: Type.String(),
   disks: Type.Array(Type.Object({ target: Type.String(), path: Type.String(), format: Type.String() }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Whether a data mover of the site holds this repository (a request about an unknown one is 404 at once). */
-export const DescribeRepositoryV1 = Type.Object({
+export const DescribeRepositoryV1 = lazySchema(() => Type.Object({
   repository: Name,
-}, { additionalProperties: false });
-export const DescribeRepositoryResult = Type.Object({
+}, { additionalProperties: false }));
+export const DescribeRepositoryResult = lazySchema(() => Type.Object({
   repository: Name,
   repositoryId: Type.String(),
   /** Set when the repository was deleted (four-eyes) while this data mover ran: who and why. */
   deleted: Type.Optional(Type.String()),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * A locked-out site's way back in (docs/security.md, Accounts): an administrator whose own
@@ -373,52 +374,52 @@ export const DescribeRepositoryResult = Type.Object({
  * `POST /v1/approvals…` at the site's gateway, signed by the person (command and approval
  * statement both), for an operator who reaches the site only through the hub.
  */
-export const RequestApprovalV1 = Type.Object({
+export const RequestApprovalV1 = lazySchema(() => Type.Object({
   approvalId: Id,
   action: ApprovalAction,
   reason: Type.Optional(Reason),
   signature: PersonSignature,
-}, { additionalProperties: false });
-export const DecideApprovalV1 = Type.Object({
+}, { additionalProperties: false }));
+export const DecideApprovalV1 = lazySchema(() => Type.Object({
   approvalId: Id,
   decision: Type.Union([Type.Literal('approve'), Type.Literal('reject')]),
   reason: Type.Optional(Reason),
   signature: PersonSignature,
-}, { additionalProperties: false });
-export const ApprovalReply = Type.Object({
+}, { additionalProperties: false }));
+export const ApprovalReply = lazySchema(() => Type.Object({
   approvalId: Id,
   status: Type.String(),
   requestedBy: Type.String(),
   approvedBy: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-}, { additionalProperties: true });
+}, { additionalProperties: true }));
 
 /** The hub's allowed gap for one site (the hub's site watch; signed by the hub's admin identity on a secure hub). */
-export const SetSiteAllowedGapV1 = Type.Object({
+export const SetSiteAllowedGapV1 = lazySchema(() => Type.Object({
   site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
   allowedGapMs: Type.Integer({ minimum: 1000, maximum: 30 * 24 * 3600_000 }),
-}, { additionalProperties: false });
-export const SetSiteAllowedGapResult = Type.Object({
+}, { additionalProperties: false }));
+export const SetSiteAllowedGapResult = lazySchema(() => Type.Object({
   site: Type.String(),
   allowedGapMs: Type.Integer(),
   previousMs: Type.Integer(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RecoverAccessV1 = Type.Object({
+export const RecoverAccessV1 = lazySchema(() => Type.Object({
   reason: Reason,
-}, { additionalProperties: false });
-export const RecoverAccessResult = Type.Object({
+}, { additionalProperties: false }));
+export const RecoverAccessResult = lazySchema(() => Type.Object({
   userId: Type.String(),
   tokenId: Id,
   /** The new API token: shown once, only in this reply. */
   token: Type.String(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const StopRestoreExportV1 = Type.Object({
+export const StopRestoreExportV1 = lazySchema(() => Type.Object({
   exportName: PlainName,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const ListRestoreExportsV1 = Type.Object({}, { additionalProperties: false });
-export const ListRestoreExportsResult = Type.Object({
+export const ListRestoreExportsV1 = lazySchema(() => Type.Object({}, { additionalProperties: false }));
+export const ListRestoreExportsResult = lazySchema(() => Type.Object({
   /** The data mover that answered (each mover serves its own exports). */
   worker: Type.String(),
   items: Type.Array(Type.Object({
@@ -430,20 +431,20 @@ export const ListRestoreExportsResult = Type.Object({
     since: Type.String({ format: 'date-time' }),
     purpose: Type.Union([Type.Literal('restore'), Type.Literal('files'), Type.Literal('test-restore')]),
   }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Boot a restore point in isolation and judge it (issue 16); the result comes as TestRestorePassed/Failed in `testrestore-<id>`. */
-export const TestRestoreV1 = Type.Object({
+export const TestRestoreV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   ...TestRestoreCheckFields,
   /** Sent by the scheduler for a policy's `testRestore` schedule: recorded in TestRestoreStarted. */
   policyId: Type.Optional(Id),
   /** The scheduler names it (one per policy, VM and slot) so a slot asked twice boots once. */
   testRestoreId: Type.Optional(Id),
-}, { additionalProperties: false });
-export const TestRestoreResult = Type.Object({ testRestoreId: Type.String(), worker: Type.String() }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const TestRestoreResult = lazySchema(() => Type.Object({ testRestoreId: Type.String(), worker: Type.String() }, { additionalProperties: false }));
 
-export const AddHypervisorV1 = Type.Union([
+export const AddHypervisorV1 = lazySchema(() => Type.Union([
   Type.Object({
     /** Host name the VMs of this hypervisor are reported under. */
     name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
@@ -479,31 +480,31 @@ export const AddHypervisorV1 = Type.Union([
     /** SHA-1 or SHA-256 fingerprint of vCenter's certificate, pinned instead of a CA. */
     thumbprint: Type.Optional(Type.String({ pattern: '^[0-9A-Fa-f:]{40,95}$' })),
   }, { additionalProperties: false }),
-]);
-export const AddHypervisorResult = Type.Object({
+]));
+export const AddHypervisorResult = lazySchema(() => Type.Object({
   name: Type.String(),
   vms: Type.Array(Type.String()),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 const Site = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
 
-export const CreateReplicationPolicyV1 = Type.Object({
+export const CreateReplicationPolicyV1 = lazySchema(() => Type.Object({
   ...ReplicationPolicyFields,
   name: PlainName,
   /** Chosen by the replication service when omitted. */
   policyId: Type.Optional(ReplicationPolicyFields.policyId),
   /** The site receiving the command when omitted. */
   sourceSite: Type.Optional(ReplicationPolicyFields.sourceSite),
-}, { additionalProperties: false });
-export const CreateReplicationPolicyResult = Type.Object({ policyId: Id }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const CreateReplicationPolicyResult = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
 
-export const DeleteReplicationPolicyV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+export const DeleteReplicationPolicyV1 = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
 
-export const ReplicateRestorePointV1 = Type.Object({
+export const ReplicateRestorePointV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   targetSite: Site,
-}, { additionalProperties: false });
-export const ReplicationCopyResult = Type.Object({
+}, { additionalProperties: false }));
+export const ReplicationCopyResult = lazySchema(() => Type.Object({
   restorePointId: Id,
   targetSite: Site,
   /** False when the target held the restore point already. */
@@ -514,37 +515,37 @@ export const ReplicationCopyResult = Type.Object({
   /** Every byte of the transfer's messages to the target, headers included. */
   bytesSent: Type.Integer({ minimum: 0 }),
   durationMs: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const VerifyReplicaV1 = Type.Object({
+export const VerifyReplicaV1 = lazySchema(() => Type.Object({
   /** The site whose repository this site holds a copy of. */
   sourceSite: Site,
-}, { additionalProperties: false });
-export const VerifyReplicaResult = Type.Object({
+}, { additionalProperties: false }));
+export const VerifyReplicaResult = lazySchema(() => Type.Object({
   ok: Type.Boolean(),
   objectsChecked: Type.Integer({ minimum: 0 }),
   bytesChecked: Type.Integer({ minimum: 0 }),
   damaged: Type.Array(Type.Object({ kind: Type.String(), id: Type.String(), damage: Type.String(), detail: Type.String() })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RepairReplicaV1 = Type.Object({
+export const RepairReplicaV1 = lazySchema(() => Type.Object({
   /** The site holding the damaged copy; the source (the site receiving this) sends the objects again. */
   targetSite: Site,
-}, { additionalProperties: false });
-export const RepairReplicaResult = Type.Object({
+}, { additionalProperties: false }));
+export const RepairReplicaResult = lazySchema(() => Type.Object({
   damaged: Type.Integer({ minimum: 0 }),
   repaired: Type.Integer({ minimum: 0 }),
   /** Damaged objects the source cannot supply (gone or damaged at the source too). */
   unrepairable: Type.Array(Type.String()),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const CollectReplicaGarbageV1 = Type.Object({
+export const CollectReplicaGarbageV1 = lazySchema(() => Type.Object({
   /** The site whose repository this site holds a copy of. */
   sourceSite: Site,
   /** Unreferenced objects younger than this are kept (default 1 hour). */
   graceMs: Type.Optional(Type.Integer({ minimum: 0 })),
-}, { additionalProperties: false });
-export const CollectReplicaGarbageResult = Type.Object({
+}, { additionalProperties: false }));
+export const CollectReplicaGarbageResult = lazySchema(() => Type.Object({
   /** True when a copy into this replica store was running: nothing was swept, try again later. */
   deferred: Type.Boolean(),
   liveReplicas: Type.Integer({ minimum: 0 }),
@@ -552,7 +553,7 @@ export const CollectReplicaGarbageResult = Type.Object({
   objectsDeleted: Type.Integer({ minimum: 0 }),
   bytesFreed: Type.Integer({ minimum: 0 }),
   objectsKeptYoung: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 // ---- registry -------------------------------------------------------------------------------
 
@@ -872,7 +873,8 @@ export type CommandCheck =
   | { readonly ok: false; readonly code: 'invalid_command' | 'unknown_command'; readonly problems: readonly CommandProblem[] };
 
 const MAX_PROBLEMS = 20;
-const envelopeCheck = TypeCompiler.Compile(CommandEnvelope);
+// Compiled on the first check (a receiver's), not at import: a sender never checks an envelope.
+let envelopeCheck: TypeCheck<typeof CommandEnvelope> | undefined;
 const payloadChecks = new Map<string, TypeCheck<TSchema>>();
 
 function problemsOf(check: TypeCheck<TSchema>, value: unknown, prefix = ''): CommandProblem[] {
@@ -889,6 +891,7 @@ function problemsOf(check: TypeCheck<TSchema>, value: unknown, prefix = ''): Com
  * version. `expectedName` is the name taken from the subject; a mismatch is invalid.
  */
 export function checkCommand(raw: unknown, expectedName?: string): CommandCheck {
+  envelopeCheck ??= TypeCompiler.Compile(CommandEnvelope);
   if (!envelopeCheck.Check(raw)) {
     return { ok: false, code: 'invalid_command', problems: problemsOf(envelopeCheck, raw) };
   }

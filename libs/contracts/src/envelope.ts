@@ -1,7 +1,8 @@
 // The event envelope every Cairn event travels in: the same fields whichever log stores it.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { lazySchema } from './lazy-schema.ts';
 
-export const Actor = Type.Object({
+export const Actor = lazySchema(() => Type.Object({
   kind: Type.Union([Type.Literal('user'), Type.Literal('service')]),
   /** A user name, or a service identity such as `scheduler@site-a`. */
   id: Type.String({ minLength: 1, maxLength: 256 }),
@@ -11,13 +12,13 @@ export const Actor = Type.Object({
    * Absent: authenticated (by the gateway, an operator key, or a service identity).
    */
   authenticated: Type.Optional(Type.Literal(false)),
-}, { $id: 'Actor' });
+}, { $id: 'Actor' }));
 export type Actor = Static<typeof Actor>;
 
-export const TraceContext = Type.Object({
+export const TraceContext = lazySchema(() => Type.Object({
   traceparent: Type.String({ pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' }),
   tracestate: Type.Optional(Type.String({ maxLength: 512 })),
-}, { $id: 'TraceContext' });
+}, { $id: 'TraceContext' }));
 export type TraceContext = Static<typeof TraceContext>;
 
 /**
@@ -25,13 +26,13 @@ export type TraceContext = Static<typeof TraceContext>;
  * docs/eventlog.md "Provenance"). `signature` is ed25519 by `publicKey` (an nkey of the site's
  * identity `writer`) over `eventSigningString` (provenance.ts): the whole event but the signature.
  */
-export const EventProvenance = Type.Object({
+export const EventProvenance = lazySchema(() => Type.Object({
   /** A site identity (`scheduler`, `gateway`, `admin` …), the row of the writer table it writes under. */
   writer: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9-]*$' }),
   publicKey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }),
   /** base64url of the ed25519 signature. */
   signature: Type.String({ minLength: 16, maxLength: 256, pattern: '^[A-Za-z0-9_-]+$' }),
-}, { $id: 'EventProvenance', additionalProperties: false });
+}, { $id: 'EventProvenance', additionalProperties: false }));
 export type EventProvenance = Static<typeof EventProvenance>;
 
 /** Envelope fields; `data` is typed per event. */

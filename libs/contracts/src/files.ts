@@ -2,12 +2,13 @@
 // copy them out. Served by the data mover, which keeps one warm libguestfs appliance per
 // (restore point, disk) being browsed.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from './lazy-schema.ts';
 import { Id, Name } from './events/common.ts';
 
 /** A path inside a restore point's disk: `/<file system>/…` (`/part1/etc/hosts`); `/` lists the file systems. */
 export const GuestPath = Type.String({ minLength: 1, maxLength: 4096, pattern: '^/' });
 
-export const GuestFileEntry = Type.Object({
+export const GuestFileEntry = lazySchema(() => Type.Object({
   path: Type.String(),
   name: Type.String(),
   type: Type.Union([Type.Literal('file'), Type.Literal('directory'), Type.Literal('symlink'), Type.Literal('other')]),
@@ -20,17 +21,17 @@ export const GuestFileEntry = Type.Object({
   mtime: Type.String(),
   mtimeNs: Type.String(),
   target: Type.Optional(Type.String()),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type GuestFileEntry = Static<typeof GuestFileEntry>;
 
-export const BrowseFilesV1 = Type.Object({
+export const BrowseFilesV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   /** Disk of the restore point (default: its only disk). */
   disk: Type.Optional(Name),
   op: Type.Union([Type.Literal('list'), Type.Literal('stat')]),
   path: GuestPath,
-}, { additionalProperties: false });
-export const BrowseFilesResult = Type.Object({
+}, { additionalProperties: false }));
+export const BrowseFilesResult = lazySchema(() => Type.Object({
   restorePointId: Id,
   disk: Name,
   entries: Type.Array(GuestFileEntry),
@@ -40,9 +41,9 @@ export const BrowseFilesResult = Type.Object({
   filesystems: Type.Array(Type.Object({
     name: Type.String(), type: Type.String(), mounted: Type.Boolean(), reason: Type.Optional(Type.String()),
   }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RestoreFilesV1 = Type.Object({
+export const RestoreFilesV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   disk: Type.Optional(Name),
   paths: Type.Array(GuestPath, { minItems: 1, maxItems: 1000 }),
@@ -66,8 +67,8 @@ export const RestoreFilesV1 = Type.Object({
    * `cairn.<site>.progress.<progressId>`, not stored (the CLI draws it; docs/files.md).
    */
   progressId: Type.Optional(Id),
-}, { additionalProperties: false });
-export const RestoreFilesResult = Type.Object({
+}, { additionalProperties: false }));
+export const RestoreFilesResult = lazySchema(() => Type.Object({
   accessId: Id,
   restorePointId: Id,
   disk: Name,
@@ -78,9 +79,9 @@ export const RestoreFilesResult = Type.Object({
   skipped: Type.Array(Type.String()),
   bytes: Type.Integer({ minimum: 0 }),
   durationMs: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const SearchFilesV1 = Type.Object({
+export const SearchFilesV1 = lazySchema(() => Type.Object({
   /** A glob (`*.xlsx`: by name; `/part1/etc/**`: by path) or, with `regex`, a regular expression over the path. */
   pattern: Type.String({ minLength: 1, maxLength: 1024 }),
   regex: Type.Optional(Type.Boolean()),
@@ -88,8 +89,8 @@ export const SearchFilesV1 = Type.Object({
   /** Only restore points committed at or after this time. */
   since: Type.Optional(Type.String({ format: 'date-time' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
-}, { additionalProperties: false });
-export const SearchFilesResult = Type.Object({
+}, { additionalProperties: false }));
+export const SearchFilesResult = lazySchema(() => Type.Object({
   /** Oldest restore point first. */
   matches: Type.Array(Type.Object({
     restorePointId: Id, vmId: Id, vmName: Type.String(), committedAt: Type.String(), disk: Name,
@@ -100,7 +101,7 @@ export const SearchFilesResult = Type.Object({
   pointsSearched: Type.Integer({ minimum: 0 }),
   /** Restore points in scope without a file index (none built yet, or turned off by their policy). */
   pointsWithoutIndex: Type.Array(Id),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * A download over the gateway: one regular file (`format: file`, one path; HTTP ranges) or
@@ -108,13 +109,13 @@ export const SearchFilesResult = Type.Object({
  * the caller pulls chunk by chunk on `cairn.<site>.filestream.<streamId>` (libs/messaging
  * file-stream.ts); a stream not pulled for a minute is dropped.
  */
-export const OpenFileDownloadV1 = Type.Object({
+export const OpenFileDownloadV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   disk: Type.Optional(Name),
   paths: Type.Array(GuestPath, { minItems: 1, maxItems: 1000 }),
   format: Type.Union([Type.Literal('file'), Type.Literal('tar'), Type.Literal('zip')]),
-}, { additionalProperties: false });
-export const OpenFileDownloadResult = Type.Object({
+}, { additionalProperties: false }));
+export const OpenFileDownloadResult = lazySchema(() => Type.Object({
   accessId: Id,
   streamId: Id,
   restorePointId: Id,
@@ -129,11 +130,11 @@ export const OpenFileDownloadResult = Type.Object({
   bytes: Type.Integer({ minimum: 0 }),
   /** Strong validator: a restore point never changes, so (point, disk, path, size, time) names the bytes. */
   etag: Type.String(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type OpenFileDownloadResult = Static<typeof OpenFileDownloadResult>;
 
 /** Writes files pulled from a data mover's file stream into a running VM through its guest agent. */
-export const WriteGuestFilesV1 = Type.Object({
+export const WriteGuestFilesV1 = lazySchema(() => Type.Object({
   vmId: Id,
   /** Where the data mover serves the bytes: every file's content, one after the other. */
   streamId: Id,
@@ -142,8 +143,8 @@ export const WriteGuestFilesV1 = Type.Object({
     size: Type.Integer({ minimum: 0 }),
   }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
   overwrite: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
-export const WriteGuestFilesResult = Type.Object({
+}, { additionalProperties: false }));
+export const WriteGuestFilesResult = lazySchema(() => Type.Object({
   written: Type.Array(Type.String()),
   bytes: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

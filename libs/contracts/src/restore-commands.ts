@@ -1,13 +1,14 @@
 // Restore as a job: the command that starts one and the work message a data mover takes from
 // the queue `restores`. The events of the job are in events/restore.events.ts.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from './lazy-schema.ts';
 import { Actor } from './envelope.ts';
 import { Id, Name } from './events/common.ts';
 import { RestoreCompletedV1, RestoreRequestTarget } from './events/restore.events.ts';
 
 export const RESTORE_QUEUE = 'restores';
 
-export const RequestRestoreV1 = Type.Object({
+export const RequestRestoreV1 = lazySchema(() => Type.Object({
   /** Chosen by the sender so a retry names the same job; a new one when omitted. */
   restoreId: Type.Optional(Id),
   restorePointId: Id,
@@ -16,13 +17,13 @@ export const RequestRestoreV1 = Type.Object({
   target: RestoreRequestTarget,
   /** Most bytes per second this restore writes (per job; the host's and the site's limits hold too). */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type RequestRestoreV1 = Static<typeof RequestRestoreV1>;
 
-export const RequestRestoreResult = Type.Object({ restoreId: Id }, { additionalProperties: false });
+export const RequestRestoreResult = lazySchema(() => Type.Object({ restoreId: Id }, { additionalProperties: false }));
 
 /** The work message: the job's id and its request, so a mover needs nothing else to begin. */
-export const RestoreWork = Type.Object({
+export const RestoreWork = lazySchema(() => Type.Object({
   restoreId: Id,
   restorePointId: Id,
   repository: Name,
@@ -41,11 +42,11 @@ export const RestoreWork = Type.Object({
     requester: Actor,
     requestedAt: Type.String({ format: 'date-time' }),
   }, { additionalProperties: false })),
-}, { $id: 'RestoreWork', additionalProperties: false });
+}, { $id: 'RestoreWork', additionalProperties: false }));
 export type RestoreWork = Static<typeof RestoreWork>;
 
 /** A restore job as the API and `cairn job watch --json` show it (folded from its stream). */
-export const RestoreJobView = Type.Object({
+export const RestoreJobView = lazySchema(() => Type.Object({
   restoreId: Id,
   state: Type.Union([Type.Literal('requested'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')]),
   restorePointId: Id,
@@ -64,5 +65,5 @@ export const RestoreJobView = Type.Object({
   failure: Type.Optional(Type.Object({ code: Type.String(), reason: Type.String() }, { additionalProperties: false })),
   /** Whole-VM restore: the VM made (once completed). */
   vm: Type.Optional(RestoreCompletedV1.properties.vm),
-}, { $id: 'RestoreJobView', additionalProperties: false });
+}, { $id: 'RestoreJobView', additionalProperties: false }));
 export type RestoreJobView = Static<typeof RestoreJobView>;

@@ -3,14 +3,15 @@
 // local qcow2 overlay), then either mirrored to local storage and pivoted (finished) or thrown
 // away (discarded). Every step is an event; the step that failed says so.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Bytes, Count, Id, Name, Reason } from './common.ts';
 import { VmConfig } from './snapshot.events.ts';
 
 const Path = Type.String({ minLength: 1, maxLength: 4200 });
-const DiskFormat = Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]);
+const DiskFormat = lazySchema(() => Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]));
 
 /** One disk of the session: the export it is read from and the overlay its writes go to. */
-export const InstantDisk = Type.Object({
+export const InstantDisk = lazySchema(() => Type.Object({
   disk: Name,
   sizeBytes: Bytes,
   /** NBD export name on the session's exporter socket. */
@@ -19,10 +20,10 @@ export const InstantDisk = Type.Object({
   overlay: Path,
   /** QEMU block node of the overlay (the top of the disk's chain, what is mirrored). */
   node: Name,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type InstantDisk = Static<typeof InstantDisk>;
 
-export const InstantRecoveryStartedV1 = Type.Object({
+export const InstantRecoveryStartedV1 = lazySchema(() => Type.Object({
   instantId: Id,
   restorePointId: Id,
   repository: Name,
@@ -41,9 +42,9 @@ export const InstantRecoveryStartedV1 = Type.Object({
    * that only QEMU's group may pass through.
    */
   libvirt: Type.Optional(Type.Object({ host: Name, exportSocket: Path, serialLog: Path }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const InstantServingV1 = Type.Object({
+export const InstantServingV1 = lazySchema(() => Type.Object({
   instantId: Id,
   /** The exporter process (its own process group: a data mover restart does not stop it). */
   exporterPid: Type.Integer({ minimum: 1 }),
@@ -59,41 +60,41 @@ export const InstantServingV1 = Type.Object({
   libvirt: Type.Optional(Type.Object({ host: Name, domain: Type.String({ maxLength: 256 }), uuid: Type.String({ maxLength: 64 }), macs: Type.Array(Type.String({ maxLength: 32 })) }, { additionalProperties: false })),
   /** From the request to the VM started (or ready to start). */
   durationMs: Count,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const InstantMirroringV1 = Type.Object({
+export const InstantMirroringV1 = lazySchema(() => Type.Object({
   instantId: Id,
   worker: Name,
   /** Where each disk is mirrored to (the VM runs from there after the pivot). */
   disks: Type.Array(Type.Object({ disk: Name, path: Path, format: DiskFormat }, { additionalProperties: false }), { minItems: 1 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const InstantFinishedV1 = Type.Object({
+export const InstantFinishedV1 = lazySchema(() => Type.Object({
   instantId: Id,
   disks: Type.Array(Type.Object({ disk: Name, path: Path, format: DiskFormat, sizeBytes: Bytes }, { additionalProperties: false })),
   /** From the finish request to the export closed. */
   durationMs: Count,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const InstantDiscardedV1 = Type.Object({
+export const InstantDiscardedV1 = lazySchema(() => Type.Object({
   instantId: Id,
   /** What was stopped and removed (processes by pid, files, sockets). */
   removed: Type.Array(Type.String({ maxLength: 4200 }), { maxItems: 256 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const InstantStep = Type.Union([Type.Literal('start'), Type.Literal('serve'), Type.Literal('mirror'), Type.Literal('discard')]);
+export const InstantStep = lazySchema(() => Type.Union([Type.Literal('start'), Type.Literal('serve'), Type.Literal('mirror'), Type.Literal('discard')]));
 export type InstantStep = Static<typeof InstantStep>;
 
-export const InstantFailedV1 = Type.Object({
+export const InstantFailedV1 = lazySchema(() => Type.Object({
   instantId: Id,
   step: InstantStep,
   reason: Reason,
   /** The VM still runs (a failed mirror leaves it on its overlay and export; finish again or discard). */
   vmRunning: Type.Boolean(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** A session as `cairn instant list` and the API show it. */
-export const InstantView = Type.Object({
+export const InstantView = lazySchema(() => Type.Object({
   instantId: Id,
   state: Type.Union([Type.Literal('starting'), Type.Literal('serving'), Type.Literal('mirroring'), Type.Literal('finished'), Type.Literal('discarded'), Type.Literal('failed')]),
   restorePointId: Id,
@@ -114,11 +115,11 @@ export const InstantView = Type.Object({
   mirror: Type.Optional(Type.Object({ bytesDone: Bytes, bytesTotal: Bytes, ready: Type.Boolean() }, { additionalProperties: false })),
   disks: Type.Array(Type.Object({ disk: Name, sizeBytes: Bytes, overlay: Type.String(), path: Type.Optional(Type.String()) }, { additionalProperties: false })),
   failure: Type.Optional(Type.Object({ step: Type.String(), reason: Type.String() }, { additionalProperties: false })),
-}, { $id: 'InstantView', additionalProperties: false });
+}, { $id: 'InstantView', additionalProperties: false }));
 export type InstantView = Static<typeof InstantView>;
 
 /** Commands of instant recovery (data mover). */
-export const StartInstantV1 = Type.Object({
+export const StartInstantV1 = lazySchema(() => Type.Object({
   /** Chosen by the sender so a retry names the same session; a new one when omitted. */
   instantId: Type.Optional(Id),
   restorePointId: Id,
@@ -130,22 +131,22 @@ export const StartInstantV1 = Type.Object({
   start: Type.Boolean(),
   /** A libvirt hypervisor (as added with `cairn hypervisor add libvirt`) to define the VM on, on this host; QEMU when omitted. */
   host: Type.Optional(Name),
-}, { additionalProperties: false });
-export const StartInstantResult = Type.Object({ instantId: Id, view: InstantView }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const StartInstantResult = lazySchema(() => Type.Object({ instantId: Id, view: InstantView }, { additionalProperties: false }));
 
-export const FinishInstantV1 = Type.Object({
+export const FinishInstantV1 = lazySchema(() => Type.Object({
   instantId: Id,
   /** Directory the disks are mirrored into (default: the session's directory). */
   storage: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   format: Type.Optional(DiskFormat),
-}, { additionalProperties: false });
-export const DiscardInstantV1 = Type.Object({ instantId: Id }, { additionalProperties: false });
-export const ListInstantV1 = Type.Object({
+}, { additionalProperties: false }));
+export const DiscardInstantV1 = lazySchema(() => Type.Object({ instantId: Id }, { additionalProperties: false }));
+export const ListInstantV1 = lazySchema(() => Type.Object({
   /** Include finished and discarded sessions. */
   all: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
-export const InstantResult = Type.Object({ view: InstantView }, { additionalProperties: false });
-export const ListInstantResult = Type.Object({ items: Type.Array(InstantView) }, { additionalProperties: false });
+}, { additionalProperties: false }));
+export const InstantResult = lazySchema(() => Type.Object({ view: InstantView }, { additionalProperties: false }));
+export const ListInstantResult = lazySchema(() => Type.Object({ items: Type.Array(InstantView) }, { additionalProperties: false }));
 
 /**
  * The libvirt side of an instant recovery (data mover → snapshot coordinator, which holds the
@@ -154,11 +155,11 @@ export const ListInstantResult = Type.Object({ items: Type.Array(InstantView) },
  * libvirt's block copy of each disk to the targets InstantMirroring recorded (again: the progress),
  * `pivot` once every copy is ready, `remove` destroy and undefine the domain.
  */
-export const ManageInstantDomainV1 = Type.Object({
+export const ManageInstantDomainV1 = lazySchema(() => Type.Object({
   instantId: Id,
   act: Type.Union([Type.Literal('define'), Type.Literal('status'), Type.Literal('mirror'), Type.Literal('pivot'), Type.Literal('remove')]),
-}, { additionalProperties: false });
-export const ManageInstantDomainResult = Type.Object({
+}, { additionalProperties: false }));
+export const ManageInstantDomainResult = lazySchema(() => Type.Object({
   host: Type.String(),
   domain: Type.String(),
   uuid: Type.Optional(Type.String()),
@@ -168,4 +169,4 @@ export const ManageInstantDomainResult = Type.Object({
   disks: Type.Optional(Type.Array(Type.Object({ disk: Type.String(), bytesDone: Type.Integer({ minimum: 0 }), bytesTotal: Type.Integer({ minimum: 0 }), ready: Type.Boolean(), pivoted: Type.Boolean() }, { additionalProperties: false }))),
   /** remove: what went. */
   removed: Type.Optional(Type.Array(Type.String())),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

@@ -1,18 +1,19 @@
 // Job lifecycle events, stream `job-<jobId>`: requested, started, then completed, failed or
 // cancelled. The snapshot, transfer and restore point steps of a job share its stream.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Bytes, Count, Id, Name, Reason } from './common.ts';
 
-export const JobPhase = Type.Union([
+export const JobPhase = lazySchema(() => Type.Union([
   Type.Literal('schedule'),
   Type.Literal('snapshot'),
   Type.Literal('transfer'),
   Type.Literal('commit'),
   Type.Literal('release'),
-]);
+]));
 export type JobPhase = Static<typeof JobPhase>;
 
-export const JobRequestedV1 = Type.Object({
+export const JobRequestedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   vmId: Id,
   policyId: Type.Union([Id, Type.Null()], { description: 'null for a manual job outside any policy' }),
@@ -23,39 +24,39 @@ export const JobRequestedV1 = Type.Object({
   slot: Type.Optional(Type.String({ format: 'date-time' })),
   /** The backup's own bandwidth limit (bytes per second), when its request set one. */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const JobStartedV1 = Type.Object({
+export const JobStartedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   attempt: Type.Integer({ minimum: 1 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const JobCompletedV1 = Type.Object({
+export const JobCompletedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   restorePointId: Id,
   bytesRead: Bytes,
   bytesStored: Bytes,
   durationMs: Count,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** v1 named the phase `step` and the reason `error`; v2 renamed both (see upcasters). */
-export const JobFailedV1 = Type.Object({
+export const JobFailedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   step: Name,
   error: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const JobFailedV2 = Type.Object({
+export const JobFailedV2 = lazySchema(() => Type.Object({
   jobId: Id,
   phase: JobPhase,
   reason: Reason,
   retryable: Type.Boolean(),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const JobCancelledV1 = Type.Object({
+export const JobCancelledV1 = lazySchema(() => Type.Object({
   jobId: Id,
   reason: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Upcaster JobFailed v1 -> v2: fields renamed; a v1 step outside today's phases maps to 'transfer'. */
 export function upcastJobFailedV1(data: Static<typeof JobFailedV1>): Static<typeof JobFailedV2> {
@@ -64,19 +65,19 @@ export function upcastJobFailedV1(data: Static<typeof JobFailedV1>): Static<type
   return { jobId: data.jobId, phase, reason: data.error, retryable: false };
 }
 
-export const DiskStats = Type.Object({
+export const DiskStats = lazySchema(() => Type.Object({
   name: Name,
   sizeBytes: Bytes,
   bytesRead: Bytes,
   bytesStored: Bytes,
   chunksNew: Count,
   chunksReused: Count,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RestorePointCommittedV1 = Type.Object({
+export const RestorePointCommittedV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   jobId: Id,
   vmId: Id,
   disks: Type.Array(DiskStats, { minItems: 1 }),
   parentId: Type.Union([Id, Type.Null()]),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

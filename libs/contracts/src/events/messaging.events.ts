@@ -1,12 +1,13 @@
 // Events about the messaging itself (stream `deadletter-<consumer>`): a message a consumer
 // gave up on, recorded so nothing is lost silently and an operator can replay it.
 import { Type } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Count, Name, Reason } from './common.ts';
 
 /** Bytes of payload kept in a dead-letter event (the preview is base64 of at most this). */
 export const DEAD_LETTER_PREVIEW_BYTES = 1024;
 
-export const MessageDeadLetteredV1 = Type.Object({
+export const MessageDeadLetteredV1 = lazySchema(() => Type.Object({
   consumer: Name,
   subject: Type.String({ minLength: 1, maxLength: 1024 }),
   reason: Reason,
@@ -16,7 +17,7 @@ export const MessageDeadLetteredV1 = Type.Object({
   payloadPreview: Type.String({ maxLength: 1368, contentEncoding: 'base64' }),
   payloadBytes: Count,
   headers: Type.Record(Type.String(), Type.Array(Type.String())),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Base64 of at most the first 1 KiB of a payload, for `payloadPreview`. */
 export function payloadPreview(payload: Uint8Array): string {
@@ -27,7 +28,7 @@ export function payloadPreview(payload: Uint8Array): string {
  * `cairn up` restarted the nats-server it supervises after it exited unasked (stream
  * `supervisor-<site>`), written once the server runs again.
  */
-export const NatsServerRestartedV1 = Type.Object({
+export const NatsServerRestartedV1 = lazySchema(() => Type.Object({
   /** How it ended: the exit code, or the signal that ended it. */
   exitCode: Type.Union([Type.Integer(), Type.Null()]),
   signal: Type.Union([Name, Type.Null()]),
@@ -37,5 +38,5 @@ export const NatsServerRestartedV1 = Type.Object({
   attempts: Type.Integer({ minimum: 1 }),
   /** Restarts since `cairn up` started, this one included. */
   restarts: Type.Integer({ minimum: 1 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 

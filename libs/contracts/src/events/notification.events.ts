@@ -5,12 +5,13 @@
 // Secrets (SMTP password) are never in an event: a route names the environment variable or
 // file the notifier reads them from.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Id, Name, PlainName, Timestamp } from './common.ts';
 
-export const NotificationSeverity = Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('error'), Type.Literal('critical')]);
+export const NotificationSeverity = lazySchema(() => Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('error'), Type.Literal('critical')]));
 export type NotificationSeverity = Static<typeof NotificationSeverity>;
 
-export const NotificationKind = Type.Union([
+export const NotificationKind = lazySchema(() => Type.Union([
   Type.Literal('job-failed'),
   Type.Literal('damage-found'),
   Type.Literal('test-restore-failed'),
@@ -22,17 +23,17 @@ export const NotificationKind = Type.Union([
   Type.Literal('replication-behind'),
   Type.Literal('replication-caught-up'),
   Type.Literal('test'),
-]);
+]));
 export type NotificationKind = Static<typeof NotificationKind>;
 
-export const NotificationMatch = Type.Object({
+export const NotificationMatch = lazySchema(() => Type.Object({
   /** Notification kinds; the defaults that matter (every kind but `rpo-restored` and `test`) when omitted. */
   kinds: Type.Optional(Type.Array(NotificationKind, { minItems: 1, maxItems: 16 })),
   /** Lowest severity sent (default `warning`). */
   minSeverity: Type.Optional(NotificationSeverity),
   sites: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }), { minItems: 1, maxItems: 64 })),
   vmIds: Type.Optional(Type.Array(Id, { minItems: 1, maxItems: 1000 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type NotificationMatch = Static<typeof NotificationMatch>;
 
 const HttpUrl = Type.String({ minLength: 8, maxLength: 2048, pattern: '^https?://' });
@@ -41,14 +42,14 @@ const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9._
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 const EnvName = Type.String({ pattern: '^[A-Z_][A-Z0-9_]{0,127}$' });
 
-export const WebhookTarget = Type.Object({
+export const WebhookTarget = lazySchema(() => Type.Object({
   kind: Type.Literal('webhook'),
   url: HttpUrl,
   /** Body shape: Cairn's JSON (default), a Slack incoming webhook, or a Teams MessageCard. */
   format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('slack'), Type.Literal('teams')])),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const EmailTarget = Type.Object({
+export const EmailTarget = lazySchema(() => Type.Object({
   kind: Type.Literal('email'),
   host: Host,
   port: Port,
@@ -61,27 +62,27 @@ export const EmailTarget = Type.Object({
   passwordEnv: Type.Optional(EnvName),
   /** PEM file of the CA the SMTP server's certificate must chain to (default: the system's). */
   caFile: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const SyslogTarget = Type.Object({
+export const SyslogTarget = lazySchema(() => Type.Object({
   kind: Type.Literal('syslog'),
   host: Host,
   port: Port,
   tls: Type.Optional(Type.Boolean()),
   caFile: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const NotificationTarget = Type.Union([WebhookTarget, EmailTarget, SyslogTarget]);
+export const NotificationTarget = lazySchema(() => Type.Union([WebhookTarget, EmailTarget, SyslogTarget]));
 export type NotificationTarget = Static<typeof NotificationTarget>;
 
-export const DigestSettings = Type.Object({
+export const DigestSettings = lazySchema(() => Type.Object({
   /** Quiet time after the last notice before a group is sent (default 30 s): a storm becomes one message. */
   groupWaitSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
   /** A group waits at most this long however the storm goes on (default 300 s). */
   maxGroupWaitSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
   /** At most one message per this many minutes on the route (default 60). */
   intervalMinutes: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_080 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type DigestSettings = Static<typeof DigestSettings>;
 
 export const NotificationRouteFields = {
@@ -92,12 +93,12 @@ export const NotificationRouteFields = {
   digest: Type.Optional(DigestSettings),
 };
 
-export const NotificationRouteAddedV1 = Type.Object(NotificationRouteFields, { additionalProperties: false });
+export const NotificationRouteAddedV1 = lazySchema(() => Type.Object(NotificationRouteFields, { additionalProperties: false }));
 export type NotificationRoute = Static<typeof NotificationRouteAddedV1>;
-export const NotificationRouteRemovedV1 = Type.Object({ routeId: Id }, { additionalProperties: false });
+export const NotificationRouteRemovedV1 = lazySchema(() => Type.Object({ routeId: Id }, { additionalProperties: false }));
 
 /** RPO watch (stream `rpo-<vmId>`, the scheduler): the VM's newest restore point is older than its policy's RPO. */
-export const RpoMissedV1 = Type.Object({
+export const RpoMissedV1 = lazySchema(() => Type.Object({
   vmId: Id,
   policyId: Id,
   rpoMinutes: Type.Integer({ minimum: 1 }),
@@ -105,13 +106,13 @@ export const RpoMissedV1 = Type.Object({
   lastRestorePointAt: Type.Union([Timestamp, Type.Null()]),
   /** When the RPO ran out (last restore point, or the policy's start, plus the RPO). */
   missedSince: Timestamp,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * Expiry watch (stream `expiry-<kind>-<id>`, the scheduler): a credential with an expiry (API token, TLS certificate) is
  * within its warning time of it (raised once per expiry time: a renewed one warns again).
  */
-export const CredentialExpiringV1 = Type.Object({
+export const CredentialExpiringV1 = lazySchema(() => Type.Object({
   /** What expires: an API token, or a TLS certificate of the site's security directory. */
   credential: Type.Union([Type.Literal('api-token'), Type.Literal('certificate')]),
   /** The token's id; a certificate's file as an id (`identities/scheduler.pem` → `identities_scheduler`). */
@@ -122,12 +123,12 @@ export const CredentialExpiringV1 = Type.Object({
   expiresAt: Timestamp,
   /** Whole days left when raised (0: expires within a day). */
   daysLeft: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** The VM has a restore point younger than its RPO again. */
-export const RpoRestoredV1 = Type.Object({
+export const RpoRestoredV1 = lazySchema(() => Type.Object({
   vmId: Id,
   policyId: Id,
   restorePointId: Id,
   restorePointAt: Timestamp,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

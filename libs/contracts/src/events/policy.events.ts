@@ -1,30 +1,31 @@
 // Protection policies (stream `policy-<policyId>`), owned by the scheduler. Created and
 // updated carry the whole policy so a read model never has to merge partial updates.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Id, Name } from './common.ts';
 
-export const PolicySelector = Type.Object({
+export const PolicySelector = lazySchema(() => Type.Object({
   names: Type.Optional(Type.Array(Name, { description: 'VM names (exact match)' })),
   tags: Type.Optional(Type.Array(Name, { description: 'VMs carrying all of these tags' })),
   hypervisor: Type.Optional(Name),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 const ClockTime = Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM in the schedule time zone' });
 
-export const PolicySchedule = Type.Object({
+export const PolicySchedule = lazySchema(() => Type.Object({
   cron: Type.String({ minLength: 9, maxLength: 128, description: 'cron expression (5 or 6 fields)' }),
   timezone: Type.String({ minLength: 1, maxLength: 64, description: 'IANA zone, e.g. Europe/Paris' }),
   /** Scheduled jobs start only inside this window (it may wrap midnight, e.g. 22:00–06:00). */
   window: Type.Optional(Type.Object({ start: ClockTime, end: ClockTime }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 const Keep = Type.Integer({ minimum: 0, maximum: 10_000 });
 /** GFS retention: how many of the latest daily/weekly/... restore points to keep, plus the last N. */
-export const PolicyRetention = Type.Object({
+export const PolicyRetention = lazySchema(() => Type.Object({
   daily: Keep, weekly: Keep, monthly: Keep, yearly: Keep, last: Keep,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const QuiescePolicy = Type.Union([Type.Literal('required'), Type.Literal('preferred'), Type.Literal('off')]);
+export const QuiescePolicy = lazySchema(() => Type.Union([Type.Literal('required'), Type.Literal('preferred'), Type.Literal('off')]));
 export type QuiescePolicy = Static<typeof QuiescePolicy>;
 
 /** What a test restore is judged by (the `TestRestore` command and a policy's `testRestore` schedule). */
@@ -51,12 +52,12 @@ export const TestRestoreCheckFields = {
  * A policy's test-restore schedule: at each slot of `cron` (in the policy's time zone) the newest
  * restore point of every VM the policy covers is booted in isolation and judged by the checks.
  */
-export const PolicyTestRestore = Type.Object({
+export const PolicyTestRestore = lazySchema(() => Type.Object({
   cron: Type.String({ minLength: 9, maxLength: 128, description: 'cron expression (5 or 6 fields), in the policy schedule\'s time zone' }),
   /** Which restore point of each VM: its newest (the only choice today). */
   restorePoints: Type.Optional(Type.Literal('latest')),
   ...TestRestoreCheckFields,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 export const PolicyFields = {
   policyId: Id,
@@ -111,29 +112,29 @@ export const ManagedPolicyFields = {
   globalPolicyId: Type.Optional(Id),
 };
 
-export const PolicyCreatedV1 = Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false });
-export const PolicyUpdatedV1 = Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false });
-export const PolicyDeletedV1 = Type.Object({
+export const PolicyCreatedV1 = lazySchema(() => Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false }));
+export const PolicyUpdatedV1 = lazySchema(() => Type.Object({ ...PolicyFields, ...ManagedPolicyFields }, { additionalProperties: false }));
+export const PolicyDeletedV1 = lazySchema(() => Type.Object({
   policyId: Id,
   /** A global policy withdrawn at the hub: the version of the statement that withdrew it (an older one applied later changes nothing). */
   globalVersion: Type.Optional(Type.Integer({ minimum: 1 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 /** The policy schedules no new backups until resumed; its restore points and their retention stay. */
-export const PolicyPausedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
-export const PolicyResumedV1 = Type.Object({ policyId: Id }, { additionalProperties: false });
+export const PolicyPausedV1 = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
+export const PolicyResumedV1 = lazySchema(() => Type.Object({ policyId: Id }, { additionalProperties: false }));
 export type Policy = Static<typeof PolicyCreatedV1>;
 
 /** Retention decisions (stream `restorepoint-<restorePointId>`). */
-export const RestorePointExpiredV1 = Type.Object({
+export const RestorePointExpiredV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   vmId: Id,
   policyId: Type.Union([Id, Type.Null()]),
   reason: Type.String({ minLength: 1, maxLength: 1024 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** A restore point was locked (immutability, stream `restorepoint-<restorePointId>`). */
-export const RestorePointLockedV1 = Type.Object({
+export const RestorePointLockedV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   retainUntil: Type.String({ format: 'date-time' }),
   objectsLocked: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

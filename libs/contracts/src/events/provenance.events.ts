@@ -4,10 +4,11 @@
 // (or a key the site does not know) signed it (`ProvenanceViolation`, stream `provenance-<eventId>`).
 // docs/eventlog.md "Provenance" and docs/security.md.
 import { Type } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Reason } from './common.ts';
 
 /** What a reader found wrong with an event's provenance. */
-export const ProvenanceFailure = Type.Union([
+export const ProvenanceFailure = lazySchema(() => Type.Union([
   /** No signature, after the site's signing cut-over. */
   Type.Literal('unsigned'),
   /** Signed by a key that is not one of the site's identities. */
@@ -24,11 +25,11 @@ export const ProvenanceFailure = Type.Union([
    * administrator role no chain of endorsements leads to from the root operator.
    */
   Type.Literal('person_signature'),
-], { $id: 'ProvenanceFailure' });
+], { $id: 'ProvenanceFailure' }));
 
 const Identity = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9-]*$' });
 
-export const EventSigningStartedV1 = Type.Object({
+export const EventSigningStartedV1 = lazySchema(() => Type.Object({
   /** Identities whose keys sign events from here on (informative; the keys are in site.json). */
   identities: Type.Array(Identity, { maxItems: 64 }),
   /**
@@ -40,9 +41,9 @@ export const EventSigningStartedV1 = Type.Object({
     userId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
     publicKey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }),
   }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const ProvenanceViolationV1 = Type.Object({
+export const ProvenanceViolationV1 = lazySchema(() => Type.Object({
   /** The refused event (it stays in the log; readers skip it). */
   eventId: Type.String({ format: 'uuid' }),
   eventType: Type.String({ minLength: 1, maxLength: 128 }),
@@ -58,4 +59,4 @@ export const ProvenanceViolationV1 = Type.Object({
   /** The identity of the reader that refused it. */
   detectedBy: Identity,
   message: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

@@ -4,13 +4,14 @@
 // id is the journal entry's id, which makes the CLI's direct append and the data mover's later
 // catch-up one event. No event ever carries a passphrase, key or recovery key.
 import { Type } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Id, Name } from './common.ts';
 
 /** What wraps the master keys: a passphrase (scrypt) or a key provider (a key file, a KMS). */
-export const KeyWrapping = Type.Union([Type.Literal('passphrase'), Type.Literal('key-provider')], { $id: 'KeyWrapping' });
+export const KeyWrapping = lazySchema(() => Type.Union([Type.Literal('passphrase'), Type.Literal('key-provider')], { $id: 'KeyWrapping' }));
 
 /** How the repository was opened for the act (a recovery key means the usual credentials were not used). */
-export const OpenedWith = Type.Union([Type.Literal('passphrase'), Type.Literal('key-provider'), Type.Literal('recovery-key')], { $id: 'OpenedWith' });
+export const OpenedWith = lazySchema(() => Type.Union([Type.Literal('passphrase'), Type.Literal('key-provider'), Type.Literal('recovery-key')], { $id: 'OpenedWith' }));
 
 const KeyActFields = {
   repositoryId: Id,
@@ -23,15 +24,15 @@ const KeyId = Type.String({ pattern: '^[0-9a-f]{8,64}$' });
 /** The key provider's name (`file`, a KMS's), never its key or key id. */
 const KeyProviderName = Type.Optional(Name);
 
-export const RepositoryInitializedV1 = Type.Object({
+export const RepositoryInitializedV1 = lazySchema(() => Type.Object({
   ...KeyActFields,
   keyId: KeyId,
   wrapping: KeyWrapping,
   keyProvider: KeyProviderName,
   chunkSize: Type.Integer({ minimum: 1 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RepositoryKeyRotatedV1 = Type.Object({
+export const RepositoryKeyRotatedV1 = lazySchema(() => Type.Object({
   ...KeyActFields,
   /** The new key object. */
   keyId: KeyId,
@@ -40,13 +41,13 @@ export const RepositoryKeyRotatedV1 = Type.Object({
   wrapping: KeyWrapping,
   keyProvider: KeyProviderName,
   openedWith: OpenedWith,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RecoveryKeyExportedV1 = Type.Object({
+export const RecoveryKeyExportedV1 = lazySchema(() => Type.Object({
   ...KeyActFields,
   /** Keyed fingerprint of the recovery key (16 hex digits): tells keys apart, reveals nothing of one. */
   fingerprint: Type.String({ pattern: '^[0-9a-f]{16}$' }),
   openedWith: OpenedWith,
   /** The file the key was written to. */
   file: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

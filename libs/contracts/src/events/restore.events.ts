@@ -3,11 +3,12 @@
 // security.events.ts), then completed or failed with the reason. Redelivery after a mover dies
 // appends another RestoreStarted and resumes from the disks already written.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Bytes, Count, Id, Name, Reason } from './common.ts';
 import { VmConfig } from './snapshot.events.ts';
 
 /** What to restore and where; the data mover checks it when it starts. */
-export const RestoreRequestTarget = Type.Union([
+export const RestoreRequestTarget = lazySchema(() => Type.Union([
   /** One disk to an image file on the data mover's host. */
   Type.Object({
     kind: Type.Literal('file'),
@@ -60,10 +61,10 @@ export const RestoreRequestTarget = Type.Union([
     /** In place over a VM under an immutable policy: the granted four-eyes approval (`restore-in-place`). */
     approvalId: Type.Optional(Id),
   }, { additionalProperties: false }),
-]);
+]));
 export type RestoreRequestTarget = Static<typeof RestoreRequestTarget>;
 
-export const RestoreRequestedV1 = Type.Object({
+export const RestoreRequestedV1 = lazySchema(() => Type.Object({
   restoreId: Id,
   restorePointId: Id,
   repository: Name,
@@ -72,10 +73,10 @@ export const RestoreRequestedV1 = Type.Object({
   ownTarget: Type.Boolean(),
   /** Most bytes per second the job writes (its own limit; the host's and the site's hold too). */
   bandwidthBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** One file the job writes: written under `partialPath` and renamed to `path` at the end. */
-export const RestorePlannedDisk = Type.Object({
+export const RestorePlannedDisk = lazySchema(() => Type.Object({
   disk: Name,
   path: Type.String({ minLength: 1, maxLength: 4096 }),
   partialPath: Type.String({ minLength: 1, maxLength: 4200 }),
@@ -83,11 +84,11 @@ export const RestorePlannedDisk = Type.Object({
   sizeBytes: Bytes,
   /** Whole-VM restore: where the disk is put first (the VM's staging directory, renamed to its final place at the end). */
   writePath: Type.Optional(Type.String({ minLength: 1, maxLength: 4200 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type RestorePlannedDisk = Static<typeof RestorePlannedDisk>;
 
 /** The VM a whole-VM restore makes: built in `stagingDir`, renamed to `dir` when complete. */
-export const RestorePlannedVm = Type.Object({
+export const RestorePlannedVm = lazySchema(() => Type.Object({
   name: Name,
   dir: Type.String({ maxLength: 4096 }),
   stagingDir: Type.String({ maxLength: 4200 }),
@@ -120,10 +121,10 @@ export const RestorePlannedVm = Type.Object({
     safetyRestorePointId: Type.Optional(Id),
     approvalId: Type.Optional(Id),
   }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 export type RestorePlannedVm = Static<typeof RestorePlannedVm>;
 
-export const RestoreStartedV1 = Type.Object({
+export const RestoreStartedV1 = lazySchema(() => Type.Object({
   restoreId: Id,
   worker: Name,
   attempt: Type.Integer({ minimum: 1 }),
@@ -134,16 +135,16 @@ export const RestoreStartedV1 = Type.Object({
   disks: Type.Array(RestorePlannedDisk, { minItems: 1 }),
   /** Whole-VM restore: the new VM, decided on the first start. */
   vm: Type.Optional(RestorePlannedVm),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RestoreProgressedV1 = Type.Object({
+export const RestoreProgressedV1 = lazySchema(() => Type.Object({
   restoreId: Id,
   disk: Name,
   bytesDone: Bytes,
   bytesTotal: Bytes,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RestoreCompletedV1 = Type.Object({
+export const RestoreCompletedV1 = lazySchema(() => Type.Object({
   restoreId: Id,
   disks: Type.Array(Type.Object({ disk: Name, path: Type.String({ maxLength: 4096 }), sizeBytes: Bytes }, { additionalProperties: false })),
   attempts: Count,
@@ -182,15 +183,15 @@ export const RestoreCompletedV1 = Type.Object({
       attached: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64 })),
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const RestoreFailureCode = Type.Union([
+export const RestoreFailureCode = lazySchema(() => Type.Union([
   Type.Literal('not_found'), Type.Literal('conflict'), Type.Literal('forbidden'), Type.Literal('invalid'), Type.Literal('failed'),
-]);
+]));
 export type RestoreFailureCode = Static<typeof RestoreFailureCode>;
 
-export const RestoreFailedV1 = Type.Object({
+export const RestoreFailedV1 = lazySchema(() => Type.Object({
   restoreId: Id,
   code: RestoreFailureCode,
   reason: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

@@ -4,13 +4,14 @@
 // themselves (restore-point deletion, restores). Owned by the gateway, except RestorePointDeleted
 // and DiskRestored, which the data mover records when it did the act.
 import { Type, type Static } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Id, Name, Reason, Timestamp } from './common.ts';
 import { PolicyFields } from './policy.events.ts';
 
 /** API roles: administrator (everything), operator (backups, policies, restores), restore-operator (restores), auditor (read only). */
-export const Role = Type.Union([
+export const Role = lazySchema(() => Type.Union([
   Type.Literal('administrator'), Type.Literal('operator'), Type.Literal('restore-operator'), Type.Literal('auditor'),
-], { $id: 'Role' });
+], { $id: 'Role' }));
 export type Role = Static<typeof Role>;
 export const ROLES: readonly Role[] = ['administrator', 'operator', 'restore-operator', 'auditor'];
 
@@ -28,88 +29,88 @@ const Signature = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z
  * A person's own signature with one of their operator keys over a statement
  * (`approvalStatement` in person-signing.ts): what a gateway can pass on but not make.
  */
-export const PersonSignature = Type.Object({
+export const PersonSignature = lazySchema(() => Type.Object({
   publicKey: PublicKey,
   signature: Signature,
   issuedAt: Timestamp,
-}, { additionalProperties: false, $id: 'PersonSignature' });
+}, { additionalProperties: false, $id: 'PersonSignature' }));
 
 /**
  * An administrator vouching, with a current operator key of theirs, for an operator key or the
  * administrator role of a user (`endorsementStatement`): readers trust a key or the role only
  * along a chain of these that ends at the site's root operator (docs/security.md, four-eyes).
  */
-export const Endorsement = Type.Object({
+export const Endorsement = lazySchema(() => Type.Object({
   /** The administrator who endorses. */
   userId: UserId,
   publicKey: PublicKey,
   signature: Signature,
   issuedAt: Timestamp,
-}, { additionalProperties: false, $id: 'Endorsement' });
+}, { additionalProperties: false, $id: 'Endorsement' }));
 
-export const UserCreatedV1 = Type.Object({
+export const UserCreatedV1 = lazySchema(() => Type.Object({
   userId: UserId,
   roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
   displayName: Type.Optional(Name),
   /** For the administrator role: an administrator's endorsement of it. */
   endorsement: Type.Optional(Endorsement),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const UserRolesChangedV1 = Type.Object({
+export const UserRolesChangedV1 = lazySchema(() => Type.Object({
   userId: UserId,
   roles: Type.Array(Role, { minItems: 1, maxItems: 4, uniqueItems: true }),
   /** For the administrator role: an administrator's endorsement of it. */
   endorsement: Type.Optional(Endorsement),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** The user can no longer sign in; all its tokens stop working at once. */
-export const UserDisabledV1 = Type.Object({
+export const UserDisabledV1 = lazySchema(() => Type.Object({
   userId: UserId,
   reason: Type.Optional(Reason),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** The user may sign commands with this key (the seed stays in the file the CLI wrote). */
-export const UserKeyAddedV1 = Type.Object({
+export const UserKeyAddedV1 = lazySchema(() => Type.Object({
   userId: UserId,
   publicKey: PublicKey,
   name: Type.Optional(Name),
   /** An administrator's endorsement of this key (all but the root operator's first key). */
   endorsement: Type.Optional(Endorsement),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** Commands signed by this key are refused from now on. */
-export const UserKeyRevokedV1 = Type.Object({
+export const UserKeyRevokedV1 = lazySchema(() => Type.Object({
   userId: UserId,
   publicKey: PublicKey,
   reason: Type.Optional(Reason),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const TokenIssuedV1 = Type.Object({
+export const TokenIssuedV1 = lazySchema(() => Type.Object({
   tokenId: Id,
   userId: UserId,
   name: Name,
   /** SHA-256 (hex) of the token: the token itself is shown once and never stored. */
   tokenSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   expiresAt: Type.Union([Timestamp, Type.Null()]),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const TokenRevokedV1 = Type.Object({
+export const TokenRevokedV1 = lazySchema(() => Type.Object({
   tokenId: Id,
   userId: UserId,
   reason: Type.Optional(Reason),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** A first authentication: one per token per gateway process, one per OIDC token (not per request). */
-export const SignedInV1 = Type.Object({
+export const SignedInV1 = lazySchema(() => Type.Object({
   userId: Principal,
   method: Type.Union([Type.Literal('token'), Type.Literal('oidc')]),
   tokenId: Type.Optional(Id),
   issuer: Type.Optional(Type.String({ maxLength: 1024 })),
   roles: Type.Array(Role, { maxItems: 4 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** An authenticated caller asked for something its roles do not allow (HTTP 403). */
-export const AccessDeniedV1 = Type.Object({
+export const AccessDeniedV1 = lazySchema(() => Type.Object({
   userId: Principal,
   roles: Type.Array(Role, { maxItems: 4 }),
   /** The API operation (operationId) or command refused. */
@@ -118,14 +119,14 @@ export const AccessDeniedV1 = Type.Object({
   needed: Type.String({ minLength: 1, maxLength: 128 }),
   method: Type.String({ maxLength: 16 }),
   path: Type.String({ maxLength: 2048 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * Failed authentication, aggregated (docs/security.md, Edges): per source address and per user,
  * one at the first failure of a window, one when throttling starts, one with the count when a
  * window with unreported failures ends; never one per attempt.
  */
-export const AuthFailedV1 = Type.Object({
+export const AuthFailedV1 = lazySchema(() => Type.Object({
   /** What was counted: the caller's address, or the user whose (revoked, expired, disabled) token it was. */
   scope: Type.Union([Type.Literal('source'), Type.Literal('user')]),
   /** The caller's address (scope source) or the last one seen (scope user). */
@@ -138,20 +139,20 @@ export const AuthFailedV1 = Type.Object({
   windowStart: Timestamp,
   /** Set while further attempts are refused with 429 without being checked. */
   blockedUntil: Type.Optional(Timestamp),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** An administrator got back into a locked-out site with their own operator key (RecoverAccess). */
-export const AccessRecoveredV1 = Type.Object({
+export const AccessRecoveredV1 = lazySchema(() => Type.Object({
   userId: Principal,
   /** The token issued (its TokenIssued follows). */
   tokenId: Id,
   /** The operator key that signed the request. */
   publicKey: PublicKey,
   reason: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** What a four-eyes approval is for. */
-export const ApprovalAction = Type.Union([
+export const ApprovalAction = lazySchema(() => Type.Union([
   Type.Object({ kind: Type.Literal('delete-restore-point'), restorePointId: Id }, { additionalProperties: false }),
   Type.Object({
     kind: Type.Literal('shorten-retention'),
@@ -187,52 +188,52 @@ export const ApprovalAction = Type.Union([
   }, { additionalProperties: false }),
   /** Overwrite the disks of a VM under an immutable policy with a restore point of it (`cairn restore --in-place`). */
   Type.Object({ kind: Type.Literal('restore-in-place'), vm: Name, restorePointId: Id }, { additionalProperties: false }),
-], { $id: 'ApprovalAction' });
+], { $id: 'ApprovalAction' }));
 export type ApprovalAction = Static<typeof ApprovalAction>;
 
-export const ApprovalRequestedV1 = Type.Object({
+export const ApprovalRequestedV1 = lazySchema(() => Type.Object({
   approvalId: Id,
   action: ApprovalAction,
   requestedBy: Principal,
   reason: Type.Optional(Reason),
   /** The requester's own signature (required on a secure site). */
   signature: Type.Optional(PersonSignature),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** A second administrator approved; the act follows (ApprovalExecuted says how it went). */
-export const ApprovalGrantedV1 = Type.Object({
+export const ApprovalGrantedV1 = lazySchema(() => Type.Object({
   approvalId: Id,
   approvedBy: Principal,
   /** The approver's own signature (required on a secure site). */
   signature: Type.Optional(PersonSignature),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const ApprovalRejectedV1 = Type.Object({
+export const ApprovalRejectedV1 = lazySchema(() => Type.Object({
   approvalId: Id,
   rejectedBy: Principal,
   reason: Type.Optional(Reason),
   signature: Type.Optional(PersonSignature),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const ApprovalExecutedV1 = Type.Object({
+export const ApprovalExecutedV1 = lazySchema(() => Type.Object({
   approvalId: Id,
   outcome: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
   detail: Type.Optional(Type.String({ maxLength: 4096 })),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** A restore point was deleted after a four-eyes approval (stream `restorepoint-<id>`). */
-export const RestorePointDeletedV1 = Type.Object({
+export const RestorePointDeletedV1 = lazySchema(() => Type.Object({
   restorePointId: Id,
   approvalId: Id,
   requestedBy: Principal,
   approvedBy: Principal,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * A repository was deleted after a four-eyes approval: its restore points, chunks, index, key
  * journal, keys and config (stream `repository-<repositoryId>`).
  */
-export const RepositoryDeletedV1 = Type.Object({
+export const RepositoryDeletedV1 = lazySchema(() => Type.Object({
   /** The repository's name on the site (`default`, ...). */
   repository: Name,
   repositoryId: Type.String({ minLength: 1, maxLength: 128 }),
@@ -242,14 +243,14 @@ export const RepositoryDeletedV1 = Type.Object({
   approvedBy: Principal,
   restorePointsDeleted: Type.Integer({ minimum: 0 }),
   objectsDeleted: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * Another site was declared lost here after a four-eyes approval (stream
  * `repository-sitelost-<site>`): from now on this site opens the repository key that site
  * escrowed for it, and restores that site's replicas with it (docs/sites.md, disaster recovery).
  */
-export const SiteDeclaredLostV1 = Type.Object({
+export const SiteDeclaredLostV1 = lazySchema(() => Type.Object({
   site: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
   /** The lost site's repository, as its escrow and its replica here name it. */
   repositoryId: Type.String({ minLength: 1, maxLength: 128 }),
@@ -259,10 +260,10 @@ export const SiteDeclaredLostV1 = Type.Object({
   approvalId: Id,
   requestedBy: Principal,
   approvedBy: Principal,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /** A disk of a restore point was restored (stream `restore-<restoreId>`). */
-export const DiskRestoredV1 = Type.Object({
+export const DiskRestoredV1 = lazySchema(() => Type.Object({
   restoreId: Id,
   restorePointId: Id,
   disk: Name,
@@ -270,4 +271,4 @@ export const DiskRestoredV1 = Type.Object({
   /** File target: the path written. */
   path: Type.Optional(Type.String({ maxLength: 4096 })),
   sizeBytes: Type.Integer({ minimum: 0 }),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));

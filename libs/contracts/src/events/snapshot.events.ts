@@ -1,17 +1,18 @@
 // Snapshot and transfer steps of a job (stream `job-<jobId>`): a point-in-time view is taken
 // and exported over NBD, a transfer is queued and taken by a data mover, the view is released.
 import { Type } from '@sinclair/typebox';
+import { lazySchema } from '../lazy-schema.ts';
 import { Bytes, Id, Name, Reason } from './common.ts';
 
-export const SnapshotRequestedV1 = Type.Object({
+export const SnapshotRequestedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   vmId: Id,
   snapshotId: Id,
   /** Disks to include; all of the VM's disks when omitted. */
   disks: Type.Optional(Type.Array(Name)),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const NbdExport = Type.Object({
+export const NbdExport = lazySchema(() => Type.Object({
   disk: Name,
   exportName: Name,
   sizeBytes: Bytes,
@@ -22,12 +23,12 @@ export const NbdExport = Type.Object({
   dirtyBitmapContext: Type.Optional(Name),
   /** Changed-extent summary: bytes the dirty bitmap marks (incremental), or the allocated bytes when known. */
   changedBytes: Type.Optional(Bytes),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-const Exports = Type.Array(NbdExport, { minItems: 1 });
+const Exports = lazySchema(() => Type.Array(NbdExport, { minItems: 1 }));
 
 /** Where the data mover connects: a Unix socket, or host and port. */
-export const NbdEndpoint = Type.Union([
+export const NbdEndpoint = lazySchema(() => Type.Union([
   Type.Object({ socket: Type.String({ minLength: 1, maxLength: 1024 }), exports: Exports }, { additionalProperties: false }),
   Type.Object({
     host: Type.String({ minLength: 1, maxLength: 253 }),
@@ -49,13 +50,13 @@ export const NbdEndpoint = Type.Union([
       Type.Object({ pki: Type.Literal('site') }, { additionalProperties: false }),
     ])),
   }, { additionalProperties: false }),
-]);
+]));
 
 /** Whether the guest's file systems were frozen at the point in time (`application`) or not (`crash`), and why. */
-export const Consistency = Type.Object({
+export const Consistency = lazySchema(() => Type.Object({
   level: Type.Union([Type.Literal('application'), Type.Literal('crash')]),
   reason: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
 /**
  * The VM's configuration at the point in time, kept in the restore point: `kind: libvirt` (the
@@ -64,7 +65,7 @@ export const Consistency = Type.Object({
  */
 export const VmConfig = Type.Unsafe<{ kind: string; [key: string]: unknown }>(Type.Object({ kind: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }));
 
-export const SnapshotTakenV1 = Type.Object({
+export const SnapshotTakenV1 = lazySchema(() => Type.Object({
   jobId: Id,
   snapshotId: Id,
   nbd: NbdEndpoint,
@@ -72,28 +73,28 @@ export const SnapshotTakenV1 = Type.Object({
   leaseExpiresAt: Type.Optional(Type.String({ format: 'date-time' })),
   consistency: Type.Optional(Consistency),
   vmConfig: Type.Optional(VmConfig),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const SnapshotFailedV1 = Type.Object({
+export const SnapshotFailedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   snapshotId: Id,
   reason: Reason,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const SnapshotReleasedV1 = Type.Object({
+export const SnapshotReleasedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   snapshotId: Id,
   cause: Type.Union([Type.Literal('job_ended'), Type.Literal('lease_expired'), Type.Literal('operator')]),
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const TransferQueuedV1 = Type.Object({
+export const TransferQueuedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   snapshotId: Id,
   queue: Name,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
 
-export const TransferStartedV1 = Type.Object({
+export const TransferStartedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   /** The data mover that took the work, e.g. `data-mover@host-1#2`. */
   worker: Name,
-}, { additionalProperties: false });
+}, { additionalProperties: false }));
