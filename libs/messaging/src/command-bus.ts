@@ -9,11 +9,10 @@ import {
   CommandReply as CommandReplySchema, commandSubject, latestCommandVersion,
   type Actor, type Command, type CommandName, type CommandPayloadMap, type CommandReply, type CommandResultMap, type TraceContext,
 } from '@cairn/contracts';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { CommandNoRespondersError, CommandTimeoutError, InvalidReplyError, MessageTooLargeError } from './send-errors.ts';
-import { injectTrace } from './trace-context.ts';
-// The narrow entry: the main one reaches the tracing SDK and prom-client (docs/benchmarks.md "CLI start-up").
-import { traceOf } from '@cairn/telemetry/trace-fields';
+// OpenTelemetry's API loads only where a span can exist (a context passed, or one registered).
+import { sendTrace } from './send-trace.ts';
 import { asPermissionDenied } from './permissions.ts';
 import { commandSecurityOf, signCommand, type CommandSigner } from '@cairn/command-auth';
 
@@ -39,7 +38,9 @@ export interface SendOptions {
   readonly schemaVersion?: number;
 }
 
-const replyCheck = TypeCompiler.Compile(CommandReplySchema);
+// Compiled for the first reply, after the first request has left (not at import).
+let compiledReplyCheck: TypeCheck<typeof CommandReplySchema> | undefined;
+const replyCheck = (): TypeCheck<typeof CommandReplySchema> => (compiledReplyCheck ??= TypeCompiler.Compile(CommandReplySchema));
 
 export class CommandBus {
   private readonly maxMessageBytes: number;
@@ -57,7 +58,8 @@ export class CommandBus {
     const actor = options.actor ?? this.options.actor;
     if (!actor) throw new TypeError(`CommandBus.send(${name}): no actor (pass options.actor or configure one)`);
     const subject = commandSubject(this.options.site, service, name);
-    const trace = options.trace ?? traceOf(options.otelContext);
+    const traced = await sendTrace(options.trace, options.otelContext);
+    const trace = traced.command;
     const unsigned: Command = {
       id: randomUUID(),
       name,
@@ -74,7 +76,10 @@ export class CommandBus {
     const body = Buffer.from(JSON.stringify(command));
     if (body.byteLength > this.maxMessageBytes) throw new MessageTooLargeError(subject, body.byteLength, this.maxMessageBytes);
     const h = natsHeaders();
-    injectTrace(h, trace);
+    if (traced.headers) {
+      h.set('traceparent', traced.headers.traceparent);
+      if (traced.headers.tracestate) h.set('tracestate', traced.headers.tracestate);
+    }
     const timeoutMs = options.timeoutMs ?? this.options.defaultTimeoutMs ?? 5000;
     let msg;
     try {
@@ -91,8 +96,8 @@ export class CommandBus {
     } catch {
       throw new InvalidReplyError(subject, 'not JSON');
     }
-    if (!replyCheck.Check(reply)) {
-      const first = replyCheck.Errors(reply).First();
+    if (!replyCheck().Check(reply)) {
+      const first = replyCheck().Errors(reply).First();
       throw new InvalidReplyError(subject, first ? `${first.path || '(reply)'}: ${first.message}` : 'does not match CommandReply');
     }
     return reply as CommandReply<CommandResultMap[N]>;

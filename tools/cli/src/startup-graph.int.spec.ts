@@ -83,5 +83,7 @@ describe('the CLI start-up graph', () => {
     // Nor NestJS with its metadata polyfill: the sender's errors are plain (send-errors.ts), the
     // handlers' RpcExceptions stay in errors.ts (~25 ms of CPU per `cairn restore` at load 11).
     expect(loaded.filter((p) => /node_modules\/(@nestjs\/|reflect-metadata\/)/.test(p))).toEqual([]);
+    // Nor OpenTelemetry's API: the bus loads it only where a span can exist (send-trace.ts).
+    expect(loaded.filter((p) => /node_modules\/@opentelemetry\//.test(p))).toEqual([]);
   }, 180_000);
 });
