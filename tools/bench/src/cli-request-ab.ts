@@ -2,7 +2,8 @@
 // --to <file>` of each build, alternated, against one `cairn up` on a restore-only.ts state; each
 // run stops at the socket write carrying RequestRestore (request-probe.mjs preloaded), so nothing
 // is restored. Prints per build the main thread's CPU until that write (what a loaded machine does
-// not blur the way it blurs wall time) and the ms from spawn to it, medians and ranges.
+// not blur the way it blurs wall time) and the ms from spawn to it, medians and ranges, and each
+// build's CPU against the first build's in the same round (the order alternates by round).
 //
 //   npx tsx tools/bench/src/cli-request-ab.ts --builds base=/work/wt/base,mine=<worktree>
 //     [--rounds 10] [--state /tmp/cairn-restore-only] [--marks]
@@ -61,7 +62,9 @@ async function main(): Promise<void> {
     // One warm-up each (the compile cache of a new bundle), then the builds in turn.
     for (const b of builds) await probeOnce(b.cli, dataDir, state.restorePointId, false);
     for (let round = 1; round <= Number(values.rounds); round++) {
-      for (const b of builds) rows.get(b.name)!.push(await probeOnce(b.cli, dataDir, state.restorePointId, false));
+      // Every other round in reverse order, so no build always runs right after another.
+      const order = round % 2 ? builds : [...builds].reverse();
+      for (const b of order) rows.get(b.name)!.push(await probeOnce(b.cli, dataDir, state.restorePointId, false));
       loads.push(loadavg()[0]!);
     }
     if (values.marks) {
@@ -78,6 +81,12 @@ async function main(): Promise<void> {
   for (const [name, ps] of rows) {
     const cpu = ps.map((p) => p.cpuMs); const ms = ps.map((p) => p.ms);
     process.stdout.write(`${name}: main-thread CPU until the request ${median(cpu).toFixed(1)} ms (${range(cpu)}), spawn to the request ${median(ms).toFixed(0)} ms (${range(ms)})\n`);
+  }
+  // Paired by round against the first build: what the load moves, it moves for both in a round.
+  const [first, ...others] = [...rows.entries()];
+  for (const [name, ps] of others) {
+    const diffs = ps.map((p, i) => p.cpuMs - first![1][i]!.cpuMs);
+    process.stdout.write(`${name} - ${first![0]}: CPU per round ${median(diffs).toFixed(1)} ms median (${range(diffs)}), lower in ${diffs.filter((d) => d < 0).length} of ${diffs.length}\n`);
   }
 }
 
