@@ -9,7 +9,8 @@
 // (TCG), `cairn up` in a child, `cairn hypervisor add qemu --qmp`, `cairn backup --wait` (full),
 // the image's 2% changed 64 KiB blocks written through QEMU's block layer (HMP `qemu-io`),
 // `cairn backup --wait` (incremental), `cairn restore --to` (timed from the command to the exit,
-// then checked by SHA-256 against the changed image). Job times come from the job's own events
+// then checked by SHA-256 against the changed image; request-probe.mjs preloaded into it logs when
+// it wrote its request). Job times come from the job's own events
 // (JobRequested → JobCompleted), with the phases between them. restic and borg run through the
 // repository benchmark's runners (run.ts) on the same raw images in the same run. Then three VMs
 // at once (full backups, aggregate MB/s).
@@ -133,7 +134,8 @@ export interface Cairn {
   /** CPU seconds the whole stack used so far. */
   cpu(): Promise<number>;
   /** Runs the CLI; `startedAt`/`endedAt` are wall-clock ms (Date.now) of its spawn and exit. */
-  cli(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; ms: number; cpu: number; startedAt: number; endedAt: number }>;
+  /** `env`: added to the CLI's environment. `stderr`: its last 16 KiB. */
+  cli(args: readonly string[], timeoutMs?: number, env?: Readonly<Record<string, string>>): Promise<{ stdout: string; stderr: string; ms: number; cpu: number; startedAt: number; endedAt: number }>;
   stop(): Promise<void>;
 }
 
@@ -183,11 +185,11 @@ export async function startCairn(dataDir: string, chunkSize?: string, cli = CAIR
     peakRss: () => peak,
     resetPeak: () => { peak = 0; },
     cpu: async () => (await treeUsage(child.pid!)).cpu,
-    cli(args, timeoutMs = 900_000) {
+    cli(args, timeoutMs = 900_000, extraEnv = {}) {
       return new Promise((ok, fail) => {
         const t0 = performance.now();
         const startedAt = Date.now();
-        const c = spawn(process.execPath, [cli, '--data', dataDir, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const c = spawn(process.execPath, [cli, '--data', dataDir, ...args], { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -201,7 +203,7 @@ export async function startCairn(dataDir: string, chunkSize?: string, cli = CAIR
           clearTimeout(timer);
           clearInterval(cpuTimer);
           const ms = performance.now() - t0;
-          if (code === 0) ok({ stdout, ms, cpu, startedAt, endedAt: startedAt + ms });
+          if (code === 0) ok({ stdout, stderr, ms, cpu, startedAt, endedAt: startedAt + ms });
           else fail(new Error(`cairn ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.trim()}`));
         });
       });
@@ -255,6 +257,23 @@ async function transferTimings(dataDir: string, jobId: string): Promise<Record<s
  * the chunks written (fetch, open, write into the page cache), the final fsync, the rename, the
  * job's completion events, and the CLI noticing the end and exiting.
  */
+// The restore's CLI with request-probe.mjs preloaded, letting the request go: its stderr says when
+// it wrote RequestRestore and the main thread's CPU until then, which splits "CLI start-up to the
+// request recorded" into the CLI's own start and the stack's delay in recording it.
+const REQUEST_PROBE_ENV = {
+  NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import=${fileURLToPath(new URL('./request-probe.mjs', import.meta.url))}`.trim(),
+  CAIRN_BENCH_PROBE_COMMAND: 'RequestRestore',
+  CAIRN_BENCH_PROBE_SEND: '1',
+};
+
+/** When the CLI wrote its request (ms after its spawn) and its main thread's CPU until then, from the probe's line. */
+export function requestWritten(run: { stderr: string; startedAt: number }): { ms: number; cpuMs: number } | undefined {
+  const line = run.stderr.split('\n').find((l) => l.startsWith('cairn-request-probe '));
+  if (!line) return undefined;
+  const p = JSON.parse(line.slice('cairn-request-probe '.length)) as { cpuMs: number; at: number };
+  return { ms: p.at - run.startedAt, cpuMs: p.cpuMs };
+}
+
 export const RESTORE_PHASES: ReadonlyArray<readonly [string, string]> = [
   ['cli', 'CLI start-up to the request recorded'],
   ['queue', 'request → mover started (queue, plan, RestoreStarted)'],
@@ -416,11 +435,12 @@ async function cairnRun(index: number, images: Images, spec: ImageSpec, workRoot
       const target = join(cairn.dataDir, 'restores', 'restored.raw');
       await rm(target, { force: true });
       const restoreId = randomUUID();
-      const { value: restore, cpu: restoreCpu } = await measureCpu(cairn, vm, () => cairn!.cli(['restore', incremental.restorePointId, '--to', target, '--id', restoreId]));
+      const { value: restore, cpu: restoreCpu } = await measureCpu(cairn, vm, () => cairn!.cli(['restore', incremental.restorePointId, '--to', target, '--id', restoreId], undefined, REQUEST_PROBE_ENV));
       const sha = await sha256File(target);
       if (sha !== images.changed.sha256) throw new Error(`cairn restored a different image (sha256 ${sha}, expected ${images.changed.sha256})`);
       const split = await restoreSplit(cairn.dataDir, restoreId, restore);
-      log(`cairn run ${index}: restore${restores > 1 ? ` ${k}/${restores}` : ''} ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches), CPU stack ${restoreCpu.stack.toFixed(1)} s (main thread ${restoreCpu.main.toFixed(1)} s) + CLI ${restore.cpu.toFixed(1)} s; load ${load()}${split ? `\n  split: ${RESTORE_PHASES.map(([k2]) => `${k2} ${s2(split[k2] ?? 0)}`).join(', ')}` : ''}`);
+      const written = requestWritten(restore);
+      log(`cairn run ${index}: restore${restores > 1 ? ` ${k}/${restores}` : ''} ${(restore.ms / 1000).toFixed(2)} s from the command (SHA-256 matches), CPU stack ${restoreCpu.stack.toFixed(1)} s (main thread ${restoreCpu.main.toFixed(1)} s) + CLI ${restore.cpu.toFixed(1)} s; load ${load()}${split ? `\n  split: ${RESTORE_PHASES.map(([k2]) => `${k2} ${s2(split[k2] ?? 0)}`).join(', ')}` : ''}${written ? `\n  the CLI wrote its request ${written.ms.toFixed(0)} ms after its spawn (main-thread CPU ${written.cpuMs.toFixed(0)} ms)${split ? `, the data mover recorded it ${((split['cli'] ?? 0) - written.ms).toFixed(0)} ms later` : ''}` : ''}`);
       done.push({ ms: restore.ms, cpu: { stack: restoreCpu.stack + restore.cpu, main: restoreCpu.main, qemu: restoreCpu.qemu }, ...(split ? { split } : {}) });
     }
     const mid = [...done].sort((a, b) => a.ms - b.ms)[Math.floor((done.length - 1) / 2)]!;

@@ -4,13 +4,17 @@
 // line (`cairn-request-probe {json}`) and exits 0 without sending it: the command's whole path to
 // its send, without the work the command would start. With CAIRN_BENCH_PROBE_MARKS=1 the line
 // also holds a timeline (TCP connect, TLS, each read and write: ms since the process started,
-// main-thread CPU ms). Plain JavaScript: it runs before the CLI, without tsx.
+// main-thread CPU ms). With CAIRN_BENCH_PROBE_SEND=1 it prints the line and lets the request go
+// (product.ts: the real restore, with the CLI's own part of "CLI start-up to the request recorded").
+// Plain JavaScript: it runs before the CLI, without tsx.
 import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
 const command = process.env.CAIRN_BENCH_PROBE_COMMAND;
 if (command) {
+  const send = process.env.CAIRN_BENCH_PROBE_SEND === '1';
+  let probed = false;
   const marks = process.env.CAIRN_BENCH_PROBE_MARKS === '1' ? [] : undefined;
   const cpuMs = () => { const c = process.threadCpuUsage(); return Math.round((c.user + c.system) / 100) / 10; };
   const mark = (what) => { if (marks && marks.length < 100) marks.push([Math.round(performance.now() * 10) / 10, cpuMs(), what]); };
@@ -19,12 +23,13 @@ if (command) {
   const write = net.Socket.prototype.write;
   // Only sockets with a peer port: stdout and stderr are sockets too when they are pipes.
   net.Socket.prototype.write = function (chunk, ...rest) {
-    if (this.remotePort) {
+    if (this.remotePort && !probed) {
       const s = text(chunk);
       mark(`write ${s.slice(0, 48).replace(/\s+/g, ' ')}`);
       if (s.includes(`.${command} `)) {
+        probed = true;
         process.stderr.write(`cairn-request-probe ${JSON.stringify({ cpuMs: cpuMs(), at: Date.now(), ...(marks ? { marks } : {}) })}\n`);
-        process.exit(0);
+        if (!send) process.exit(0);
       }
     }
     return write.call(this, chunk, ...rest);

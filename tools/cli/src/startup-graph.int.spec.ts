@@ -14,7 +14,8 @@ interface Metafile {
 
 const HEAVY = [/node_modules\/@nestjs\//, /node_modules\/@opentelemetry\//, /node_modules\/@eventstore\//, /node_modules\/@grpc\//, /node_modules\/minio\//,
   /node_modules\/nodemailer\//, /node_modules\/rxjs\//, /node_modules\/pino\//, /node_modules\/yaml\//, /libs\/repository\//, /services\//,
-  // The contracts' schemas (TypeBox builds them at import) load with the commands that send or check.
+  // The contracts (TypeBox and its compiler; the schemas themselves are built on first use,
+  // lazy-schema.ts) load with the commands that send or check.
   /node_modules\/@sinclair\/typebox\//, /libs\/contracts\//];
 
 describe('the CLI start-up graph', () => {
