@@ -12,7 +12,7 @@
 // JobCompleted, CPU seconds per process (each mover's by thread), each process's garbage
 // collections in the job phase (`gcOfJobs`: mark-compacts / scavenges, pause ms per job; counted
 // by gc-count.mjs, preloaded), read / write system calls per job of each process
-// (`syscallsPerJob`) and appends per job, as JSON at the end.
+// (`syscallsPerJob`) and their KiB (`ioKiBPerJob`) and appends per job, as JSON at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -90,16 +90,19 @@ try {
     for (const [i, m] of cluster.members.entries()) { const c = await cpuOf(m.pid); if (c !== undefined) out[`nats-${i + 1}`] = c; }
     return out;
   };
-  // Read and write system calls of each process so far (/proc/<pid>/io: syscr, syscw): socket
-  // and file I/O alike, so a change in how often a process writes to NATS shows here.
+  // Read and write system calls of each process so far (/proc/<pid>/io: syscr, syscw), and their
+  // bytes (rchar, wchar): socket and file I/O alike, so a change in how often a process writes
+  // to NATS, or in how much a data mover reads over NBD, shows here.
   const ioSnapshot = async () => {
     const ioOf = async (pid: number | undefined) => {
       const t = await readFile(`/proc/${pid}/io`, 'utf8').catch(() => '');
       const r = /syscr: (\d+)/.exec(t)?.[1];
       const w = /syscw: (\d+)/.exec(t)?.[1];
-      return r && w ? { reads: Number(r), writes: Number(w) } : undefined;
+      const rb = Number(/rchar: (\d+)/.exec(t)?.[1] ?? 0);
+      const wb = Number(/wchar: (\d+)/.exec(t)?.[1] ?? 0);
+      return r && w ? { reads: Number(r), writes: Number(w), readBytes: rb, writeBytes: wb } : undefined;
     };
-    const out: Record<string, { reads: number; writes: number }> = {};
+    const out: Record<string, { reads: number; writes: number; readBytes: number; writeBytes: number }> = {};
     for (const p of procs) { const c = p.exitCode === null && p.signalCode === null ? await ioOf(p.pid) : undefined; if (c) out[names.get(p)!] = c; }
     for (const [i, m] of cluster.members.entries()) { const c = await ioOf(m.pid); if (c) out[`nats-${i + 1}`] = c; }
     return out;
@@ -270,9 +273,13 @@ try {
   const ioAtEnd = await ioSnapshot();
   // Of the jobs alone, per job: read / write system calls of each process (nats member 2 from its restart when killed).
   const syscallsPerJob: Record<string, string> = {};
+  // And their bytes, KiB per job: read / written.
+  const ioKiBPerJob: Record<string, string> = {};
   for (const [name, c] of Object.entries(ioAtEnd)) {
-    const b = name === 'nats-2' && killed ? { reads: 0, writes: 0 } : ioAtStart[name] ?? { reads: 0, writes: 0 };
+    const none = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0 };
+    const b = name === 'nats-2' && killed ? none : ioAtStart[name] ?? none;
     syscallsPerJob[name] = `${((c.reads - b.reads) / Math.max(1, sent)).toFixed(1)} / ${((c.writes - b.writes) / Math.max(1, sent)).toFixed(1)}`;
+    ioKiBPerJob[name] = `${((c.readBytes - b.readBytes) / 1024 / Math.max(1, sent)).toFixed(0)} / ${((c.writeBytes - b.writeBytes) / 1024 / Math.max(1, sent)).toFixed(0)}`;
   }
   // Of the jobs alone, per job (ms), for each mover thread kind: user / system.
   const threadsAtEnd = await threadSnapshot();
@@ -339,7 +346,7 @@ try {
     redelivered: jobs.filter((j) => j.started > 1).length,
     cpuSeconds: cpu, cpuMsPerJob, transfersPerMover: Number(values.transfers),
     appendsPerJob: +(appended / Math.max(1, jobs.length)).toFixed(2), appendsByCategory: byCategory,
-    ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS, verifiedBeforeJobs, moverThreadsMsPerJob, gcOfJobs, syscallsPerJob,
+    ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS, verifiedBeforeJobs, moverThreadsMsPerJob, gcOfJobs, syscallsPerJob, ioKiBPerJob,
     load: loadavg().map((x) => +x.toFixed(1)),
     ...(reasons.size ? { failureReasons: [...reasons] } : {}),
     ...(counter ? { natsMessagesPerJob: counter.perJob(jobs.length) } : {}),
