@@ -61,6 +61,23 @@ export async function* planReads(
 }
 
 /**
+ * What a full's window asks the source for: its marked ranges (the parts that may hold data),
+ * a gap between two of them shorter than `minHole` read with them (one request, not two). The
+ * rest of the window reads as zeros by the source's own block status (NBD_STATE_ZERO), so the
+ * reader zeroes it itself instead of moving it over the socket. Not for an incremental's
+ * windows: there the unmarked parts are unchanged data, not zeros.
+ */
+export function allocatedReads(window: PlannedRead, minHole: number): Range[] {
+  const out: Array<{ offset: number; length: number }> = [];
+  for (const m of window.marked) {
+    const last = out[out.length - 1];
+    if (last && m.offset - (last.offset + last.length) < minHole) last.length = m.offset + m.length - last.offset;
+    else out.push({ offset: m.offset, length: m.length });
+  }
+  return out;
+}
+
+/**
  * Reads planned ranges with up to `depth` reads in flight, yielding data in order. The first
  * reads start at the call, not at the first pull: a consumer that sets itself up first (the
  * repository writer takes its lease and reads the parent's manifest) finds them under way.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planReads, readAhead } from './extent-plan.ts';
+import { allocatedReads, planReads, readAhead } from './extent-plan.ts';
 
 const KiB = 1024;
 async function all<T>(g: AsyncIterable<T>): Promise<T[]> {
@@ -28,6 +28,25 @@ describe('planReads', () => {
 
   it('refuses extents out of order', async () => {
     await expect(all(planReads([{ offset: 100, length: 1 }, { offset: 0, length: 1 }], 4096, 8192, 4096))).rejects.toThrow(/out of order/);
+  });
+});
+
+describe('allocatedReads', () => {
+  const window = (marked: Array<[number, number]>) => ({ offset: 0, length: 1024 * KiB, marked: marked.map(([offset, length]) => ({ offset, length })) });
+
+  it("asks only for a full window's marked parts, joining those a short hole apart", () => {
+    expect(allocatedReads(window([[64 * KiB, 64 * KiB], [192 * KiB, 64 * KiB], [900 * KiB, 4 * KiB]]), 64 * KiB)).toEqual([
+      { offset: 64 * KiB, length: 64 * KiB }, { offset: 192 * KiB, length: 64 * KiB }, { offset: 900 * KiB, length: 4 * KiB },
+    ]);
+    // Holes of 8 and 60 KiB are read with their neighbours; the 64 KiB one is not.
+    expect(allocatedReads(window([[0, 4 * KiB], [12 * KiB, 4 * KiB], [76 * KiB, 4 * KiB], [144 * KiB, 16 * KiB]]), 64 * KiB)).toEqual([
+      { offset: 0, length: 80 * KiB }, { offset: 144 * KiB, length: 16 * KiB },
+    ]);
+  });
+
+  it('asks for nothing where nothing is marked, and for the whole window where all of it is', () => {
+    expect(allocatedReads(window([]), 64 * KiB)).toEqual([]);
+    expect(allocatedReads(window([[0, 1024 * KiB]]), 64 * KiB)).toEqual([{ offset: 0, length: 1024 * KiB }]);
   });
 });
 

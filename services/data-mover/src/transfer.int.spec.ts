@@ -151,6 +151,31 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     await repo.close();
   });
 
+  it("a full reads only a window's allocated parts, zeroes its holes in reused buffers, and restores byte-identical", async () => {
+    // 64 KiB blocks inside 256 KiB chunks: two in one chunk with a hole between, one alone, a
+    // 32 KiB write inside a cluster, a run across a chunk boundary.
+    const blocks: Array<[number, number]> = [[64 * KiB, 64 * KiB], [192 * KiB, 64 * KiB], [MiB + 128 * KiB, 64 * KiB], [3 * MiB + 16 * KiB, 32 * KiB], [5 * MiB + 192 * KiB, 128 * KiB]];
+    const { dir, image, repo, socket, nbd } = await served(blocks.map(([off, len], i) => `write -P ${0x41 + i} ${off} ${len}`));
+    // Buffers a previous job filled with data: a hole left unzeroed would be stored as that data.
+    const buffers = new ReadBufferPool();
+    buffers.give([18, 19, 20, 21, 22].flatMap((p) => Array.from({ length: 8 }, () => Buffer.alloc(2 ** p, 0xab))));
+    const full = await runTransfer({
+      jobId: 'job1', vm: { id: 'vm1', name: 'demo' }, mode: 'auto',
+      nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
+    }, { repository: repo, buffers, readAhead: 2 });
+    nbd.server.kill('SIGTERM');
+    // What the block status says may hold data (qemu-nbd reports the rest of the 32 KiB write's
+    // cluster as zeros), not the five 256 KiB chunks around it.
+    expect(full.disks[0]).toMatchObject({ mode: 'full', bytesRead: 5 * 64 * KiB + 32 * KiB });
+
+    const raw = join(dir, 'now.raw');
+    await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw]);
+    const restored = join(dir, 'restored.raw');
+    await repo.restoreDisk(full.restorePointId, 'disk0', restored);
+    expect(Buffer.compare(await readFile(restored), await readFile(raw))).toBe(0);
+    await repo.close();
+  });
+
   it('an export that cannot be opened fails the transfer with its own error and commits nothing', async () => {
     const dir = await h.tmpDir();
     const repo = await initRepository(new DirectoryBackend(join(dir, 'repo'), { createRoot: true }), { passphrase: 'pw', kdf: { N: 1024 } });
