@@ -108,7 +108,7 @@ describe('a failed phase ends the job with JobFailed and releases its snapshot (
     expect(failed.failure?.phase).toBe('snapshot');
     expect(failed.failure?.reason.length).toBeGreaterThan(0);
     const types = failed.events.map((e) => e.type);
-    expect(types).toContain('SnapshotRequested');
+    expect(types).toContain('JobStarted'); // which asked for the snapshot
     expect(types).not.toContain('TransferQueued');
     expect(types.filter((t) => t === 'JobFailed')).toHaveLength(1);
     expect(await stack.repository.listRestorePoints()).toEqual([]);

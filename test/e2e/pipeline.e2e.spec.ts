@@ -13,7 +13,7 @@ import { checkRestoredDemoImage, cli, jobsWhere } from './e2e-helpers.ts';
 // process and the `cairn` processes it starts.
 process.env['CAIRN_MIN_SCHEDULE_INTERVAL_MS'] = '1000';
 
-const PHASES = ['JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'TransferQueued', 'TransferStarted', 'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted'];
+const PHASES = ['JobRequested', 'JobStarted', 'SnapshotTaken', 'TransferQueued', 'TransferStarted', 'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted'];
 
 describe('backup pipeline (real NATS, real QEMU)', () => {
   const h = useHarness();

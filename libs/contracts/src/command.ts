@@ -174,7 +174,7 @@ export const RequestSnapshotV1 = lazySchema(() => Type.Object({
   /** How long the view may live before the coordinator releases it on its own. */
   leaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600 * 1000 })),
   // What the job's stream says, sent along so that the coordinator never reads it to learn it.
-  /** The snapshot id the job asked for (SnapshotRequested); the idempotency key when omitted. */
+  /** The snapshot id the job asked for (JobStarted v2; SnapshotRequested before); the idempotency key when omitted. */
   snapshotId: Type.Optional(Id),
   /** The job's mode (default auto). */
   mode: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('full')])),

@@ -45,8 +45,12 @@ function evolveJobData(state: JobState, event: KnownEvent): JobState {
   switch (event.type) {
     case 'JobRequested':
       return { ...state, status: 'requested', jobId: event.data.jobId, request: event.data, phase: 'schedule', phaseSince: at, requestedAt: at };
-    case 'JobStarted':
-      return { ...state, status: 'running', attempt: event.data.attempt, phaseSince: at };
+    case 'JobStarted': {
+      const started: JobState = { ...state, status: 'running', attempt: event.data.attempt, phaseSince: at };
+      const snap = event.data.snapshot;
+      return snap ? { ...started, phase: 'snapshot', snapshot: { snapshotId: snap.snapshotId, released: false } } : started;
+    }
+    // Written after a v1 JobStarted (older logs): the same state as a v2 JobStarted's snapshot.
     case 'SnapshotRequested':
       return { ...state, phase: 'snapshot', phaseSince: at, snapshot: { snapshotId: event.data.snapshotId, released: false } };
     case 'SnapshotTaken':
@@ -110,10 +114,7 @@ export function decideJob(command: JobCommand, state: JobState): readonly Draft[
   switch (command.kind) {
     case 'start':
       if (state.status !== 'requested') return [];
-      return [
-        { type: 'JobStarted', data: { jobId, attempt: state.attempt + 1 } },
-        { type: 'SnapshotRequested', data: { jobId, vmId: state.request!.vmId, snapshotId: command.snapshotId } },
-      ];
+      return [{ type: 'JobStarted', data: { jobId, attempt: state.attempt + 1, snapshot: { vmId: state.request!.vmId, snapshotId: command.snapshotId } } }];
     case 'queueTransfer':
       if (!state.snapshot?.taken || state.transfer) return [];
       return [{ type: 'TransferQueued', data: { jobId, snapshotId: state.snapshot.snapshotId, queue: command.queue } }];

@@ -14,8 +14,10 @@ function when(state: JobState, command: JobCommand) {
 }
 
 const requested = newEvent('JobRequested', { jobId: 'j1', vmId: 'vm1', policyId: null, mode: 'auto', trigger: 'manual' }, at('2026-01-01T00:00:00Z'));
+// An older log's start: JobStarted v1 (no snapshot), then SnapshotRequested. Written today: startedV2.
 const started = newEvent('JobStarted', { jobId: 'j1', attempt: 1 }, at('2026-01-01T00:00:01Z'));
 const snapReq = newEvent('SnapshotRequested', { jobId: 'j1', vmId: 'vm1', snapshotId: 's1' }, at('2026-01-01T00:00:01Z'));
+const startedV2 = newEvent('JobStarted', { jobId: 'j1', attempt: 1, snapshot: { vmId: 'vm1', snapshotId: 's1' } }, at('2026-01-01T00:00:01Z'));
 const taken = newEvent('SnapshotTaken', { jobId: 'j1', snapshotId: 's1', nbd: { socket: '/tmp/x', exports: [{ disk: 'd0', exportName: 'e', sizeBytes: 1, mode: 'full', reason: 'no parent' }] } }, at('2026-01-01T00:00:02Z'));
 const queued = newEvent('TransferQueued', { jobId: 'j1', snapshotId: 's1', queue: 'transfers' }, at('2026-01-01T00:00:03Z'));
 const committed = newEvent('RestorePointCommitted', { jobId: 'j1', vmId: 'vm1', restorePointId: 'rp1', parentId: null, disks: [{ name: 'd0', sizeBytes: 1, bytesRead: 10, bytesStored: 5, chunksNew: 1, chunksReused: 0 }] }, at('2026-01-01T00:01:00Z'));
@@ -30,7 +32,11 @@ describe('job decider', () => {
   it('walks the phases: start, snapshot, transfer, release, complete', () => {
     const now = new Date('2026-01-01T00:00:05Z');
     expect(nextJobStep(given([requested]), now)).toEqual({ kind: 'start' });
-    expect(when(given([requested]), { kind: 'start', snapshotId: 's1' }).map((e) => e.type)).toEqual(['JobStarted', 'SnapshotRequested']);
+    // One event: the attempt and the snapshot it asks for.
+    expect(when(given([requested]), { kind: 'start', snapshotId: 's1' })).toEqual([
+      { type: 'JobStarted', data: { jobId: 'j1', attempt: 1, snapshot: { vmId: 'vm1', snapshotId: 's1' } } },
+    ]);
+    expect(nextJobStep(given([requested, startedV2]), now)).toEqual({ kind: 'requestSnapshot', snapshotId: 's1', vmId: 'vm1' });
     expect(nextJobStep(given([requested, started, snapReq]), now)).toEqual({ kind: 'requestSnapshot', snapshotId: 's1', vmId: 'vm1' });
     expect(nextJobStep(given([requested, started, snapReq, taken]), now)).toEqual({ kind: 'queueTransfer' });
     expect(nextJobStep(given([requested, started, snapReq, taken, queued]), now)).toEqual({ kind: 'none' });
@@ -40,6 +46,16 @@ describe('job decider', () => {
     const done = given([requested, started, snapReq, taken, queued, committed, released]);
     expect(nextJobStep(done, now)).toEqual({ kind: 'complete' });
     expect(when(done, { kind: 'complete', durationMs: 61_000 })).toEqual([{ type: 'JobCompleted', data: { jobId: 'j1', restorePointId: 'rp1', bytesRead: 10, bytesStored: 5, durationMs: 61_000 } }]);
+  });
+
+  it("folds an older log's JobStarted v1 and SnapshotRequested to the state of one JobStarted v2", () => {
+    const { lastEventId: a, ...old } = given([requested, started, snapReq, taken]);
+    const { lastEventId: b, ...now } = given([requested, startedV2, taken]);
+    expect(old).toEqual(now);
+    expect([a, b]).toEqual([taken.id, taken.id]);
+    // A start already recorded either way is not recorded again.
+    expect(when(given([requested, started, snapReq]), { kind: 'start', snapshotId: 's2' })).toEqual([]);
+    expect(when(given([requested, startedV2]), { kind: 'start', snapshotId: 's2' })).toEqual([]);
   });
 
   it('fails a phase that runs past its timeout, then still releases the snapshot', () => {

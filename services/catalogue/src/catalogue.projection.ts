@@ -61,6 +61,14 @@ function touchJob(jobId: string, time: string, set = '', ...params: SqlValue[]):
   return sql(`UPDATE jobs SET updated_at = ?${set ? `, ${set}` : ''} WHERE job_id = ?`, time, ...params, jobId);
 }
 
+/** The snapshot phase begins: asked with a JobStarted v2, or by a SnapshotRequested (older logs). */
+function snapshotRequested(jobId: string, s: { snapshotId: string; disks?: readonly string[] }, time: string): SqlStatement[] {
+  return [
+    touchJob(jobId, time, 'snapshot_id = ?', s.snapshotId),
+    phaseStarted(jobId, 'snapshot', time, s.disks ? `disks ${s.disks.join(', ')}` : 'all disks'),
+  ];
+}
+
 function upsertDisk(vmId: string, name: string, sizeBytes: number, time: string): SqlStatement {
   return sql(
     `INSERT INTO disks (vm_id, name, size_bytes, attached_at, detached_at) VALUES (?, ?, ?, ?, NULL)
@@ -142,11 +150,10 @@ const handlers: Handlers = {
       data.attempt, at.time, at.time, data.jobId,
     ),
     phaseEnded(data.jobId, 'schedule', 'done', at.time, `attempt ${data.attempt}`),
+    // v2 asks for the snapshot with the start (v1: the SnapshotRequested that follows).
+    ...(data.snapshot ? snapshotRequested(data.jobId, data.snapshot, at.time) : []),
   ],
-  SnapshotRequested: ({ data }, at) => [
-    touchJob(data.jobId, at.time, 'snapshot_id = ?', data.snapshotId),
-    phaseStarted(data.jobId, 'snapshot', at.time, data.disks ? `disks ${data.disks.join(', ')}` : 'all disks'),
-  ],
+  SnapshotRequested: ({ data }, at) => snapshotRequested(data.jobId, data, at.time),
   SnapshotTaken: ({ data }, at) => [
     touchJob(data.jobId, at.time, 'snapshot_id = ?', data.snapshotId),
     phaseEnded(data.jobId, 'snapshot', 'done', at.time, data.nbd.exports.map((x) => `${x.disk}: ${x.mode} (${x.reason})`).join('; ')),

@@ -134,6 +134,20 @@ describe('catalogue projection: jobs and phases', () => {
     });
   });
 
+  it('a job started by one JobStarted v2 (the snapshot asked with it) reads as one of an older log', async () => {
+    const startedV2 = { ...ev('JobStarted', { jobId: 'j1', attempt: 1, snapshot: { vmId: 'vm1', snapshotId: 's1' } }, 'job-j1'), time: started.time };
+    const rest = [snapTaken, queued, transferStarted, committed, released, completed];
+    const { events: oldEvents, ...old } = await new Promise<Awaited<ReturnType<CatalogueReadModel['getJob']>>>((done) => {
+      void given(requested, started, { ...snapRequested, time: started.time }).when(...rest).then(async (read) => { done(await read.getJob('j1')); });
+    });
+    await given(requested, startedV2).when(...rest).then(async (read) => {
+      const { events, ...job } = await read.getJob('j1');
+      expect(job).toEqual(old);
+      expect(job.phases.find((p) => p.phase === 'snapshot')).toMatchObject({ state: 'done', startedAt: started.time });
+      expect(events.map((e) => e.type)).toEqual(oldEvents.map((e) => e.type).filter((t) => t !== 'SnapshotRequested'));
+    });
+  });
+
   it('a failed job records the phase and reason and leaves no phase running', async () => {
     const failed = ev('JobFailed', { jobId: 'j1', phase: 'transfer', reason: 'NBD connection reset', retryable: true }, 'job-j1');
     await given(requested, started, snapRequested, snapTaken, queued).when(failed).then(async (read) => {

@@ -710,16 +710,27 @@ export class Scheduler {
             await this.runJobCommand(jobId, { kind: 'fail', phase: step.phase, reason: step.reason, retryable: false }, actor, cause);
             break;
         }
-        this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
+        this.stepDone(jobId, key, attempts);
       } catch (e) {
         this.logger.warn({ jobId, step: step.kind, attempt: attempts, err: (e as Error).message }, `job step ${step.kind} failed`);
         if (e instanceof SnapshotRefused) {
           await this.runJobCommand(jobId, { kind: 'fail', phase: 'snapshot', reason: e.message, retryable: false }, actor, cause).catch(() => undefined);
         }
         // Transient: try the same step again after a growing delay.
-        this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
+        this.stepDone(jobId, key, attempts);
       }
     });
+  }
+
+  /**
+   * A step ended: the same step is not run again before its backoff. Unless the job's next step
+   * began meanwhile (its event came in while this one's append was still being answered, as a
+   * start's JobStarted does): that one's in-flight record stays, or it would be run twice.
+   */
+  private stepDone(jobId: string, key: string, attempts: number): void {
+    const now = this.inflight.get(jobId);
+    if (now && now.step !== key) return;
+    this.inflight.set(jobId, { step: key, at: this.now().getTime(), attempts });
   }
 
   // ---- schedules and retention ----------------------------------------------------------------

@@ -96,7 +96,7 @@ describe('scheduler process manager', () => {
     await w.settle();
     const events = await w.jobEvents(jobId);
     expect(events.map((e) => e.type)).toEqual([
-      'JobRequested', 'JobStarted', 'SnapshotRequested', 'SnapshotTaken', 'TransferQueued', 'TransferStarted', 'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted',
+      'JobRequested', 'JobStarted', 'SnapshotTaken', 'TransferQueued', 'TransferStarted', 'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted',
     ]);
     expect(events[0]!.actor).toEqual(user);
     expect(events[0]!.causationId).toBe('cmd-1');
@@ -117,7 +117,7 @@ describe('scheduler process manager', () => {
     await w.settle();
     const events = await w.jobEvents(jobId);
     const ours = events.filter((e) => !['SnapshotTaken', 'SnapshotReleased', 'TransferStarted', 'RestorePointCommitted'].includes(e.type));
-    expect(ours.map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'SnapshotRequested', 'TransferQueued', 'JobCompleted']);
+    expect(ours.map((e) => e.type)).toEqual(['JobRequested', 'JobStarted', 'TransferQueued', 'JobCompleted']);
     for (const e of ours) expect(e.trace, e.type).toEqual(caller);
     expect(w.portTraces.map((t) => t.split(' ')[0])).toEqual(expect.arrayContaining(['snapshot', 'transfer']));
     expect(w.portTraces.every((t) => t.endsWith(caller.traceparent))).toBe(true);
@@ -209,13 +209,13 @@ describe('scheduler process manager', () => {
     // The work carries the parent the mover builds on (none for the first), and where the job's stream stood.
     expect(w.work[0]!.parent).toBeNull();
     expect(w.work[1]!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
-    expect(w.work[1]!.jobRevision).toBe(4); // JobRequested, JobStarted, SnapshotRequested, SnapshotTaken, TransferQueued
+    expect(w.work[1]!.jobRevision).toBe(3); // JobRequested, JobStarted (with the snapshot asked), SnapshotTaken, TransferQueued
     // With the position of the event at that revision, learnt with it: the receivers' appends expect it without a head read.
     const positions = new Map<bigint, bigint>();
     for await (const r of w.log.readStream(`job-${b.jobId}`)) positions.set(r.revision, r.position);
-    expect(w.work[1]!.jobPosition).toBe(Number(positions.get(4n)));
-    expect(w.snapshots[1]!.jobRevision).toBe(2);
-    expect(w.snapshots[1]!.jobPosition).toBe(Number(positions.get(2n)));
+    expect(w.work[1]!.jobPosition).toBe(Number(positions.get(3n)));
+    expect(w.snapshots[1]!.jobRevision).toBe(1);
+    expect(w.snapshots[1]!.jobPosition).toBe(Number(positions.get(1n)));
     await w.scheduler.stop();
   });
 
@@ -232,8 +232,8 @@ describe('scheduler process manager', () => {
     const a = await backup('rpa');
     expect(w.snapshots.at(-1)!.parent).toEqual({ none: 'no earlier restore point of this VM in repository default' });
     await backup('rpb');
-    const snapA = (await w.jobEvents(a)).find((e) => e.type === 'SnapshotRequested')!.data as { snapshotId: string };
-    expect(w.snapshots.at(-1)!.parent).toEqual({ restorePointId: 'rpa', snapshotId: snapA.snapshotId });
+    const snapA = (await w.jobEvents(a)).find((e) => e.type === 'JobStarted')!.data as { snapshot: { snapshotId: string } };
+    expect(w.snapshots.at(-1)!.parent).toEqual({ restorePointId: 'rpa', snapshotId: snapA.snapshot.snapshotId });
     expect(w.work.at(-1)!.parent).toEqual({ restorePointId: 'rpa', disks: [{ name: 'd0', sizeBytes: 1024 }] });
     expect(w.work.at(-1)!.fileIndex).toBe(true); // a manual job: indexed
     // rpb goes: rpa is left, but the manual chain's history restarted at rpb, so nothing is a sound base.

@@ -322,7 +322,8 @@ export const PHASES: ReadonlyArray<readonly [string, string, string]> = [
 
 export function jobTimes(detail: { jobId: string; restorePointId: string | null; bytesRead: number | null; events: ReadonlyArray<{ type: string; time: string }> }, wallMs: number): JobTimes {
   const at = (type: string): number => {
-    const e = detail.events.find((x) => x.type === type);
+    // The snapshot is asked for with JobStarted since its v2; older builds wrote a SnapshotRequested.
+    const e = detail.events.find((x) => x.type === type) ?? (type === 'SnapshotRequested' ? detail.events.find((x) => x.type === 'JobStarted') : undefined);
     if (!e) throw new Error(`job ${detail.jobId} has no ${type} event`);
     return Date.parse(e.time);
   };

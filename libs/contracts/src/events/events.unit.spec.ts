@@ -62,6 +62,18 @@ describe('event registry', () => {
     expect(rejects(() => validateEvent({ ...v1, data: e.data })).code).toBe('schema_mismatch');
   });
 
+  it('reads JobStarted v1 (an older log, its snapshot asked in a SnapshotRequested) as v2 without a snapshot', () => {
+    const v1 = { ...newEvent('JobStarted', { jobId: 'j1', attempt: 2 }, meta), schemaVersion: 1 };
+    expect(checkEvent(v1).schemaVersion).toBe(1);
+    const e = validateEvent(v1);
+    expect(e.schemaVersion).toBe(2);
+    expect(e.data).toEqual({ jobId: 'j1', attempt: 2 });
+    // v2 with the snapshot it asks for; under v1 that shape is refused
+    const v2 = newEvent('JobStarted', { jobId: 'j1', attempt: 1, snapshot: { vmId: 'vm1', snapshotId: 's1' } }, meta);
+    expect(validateEvent(v2).data).toEqual(v2.data);
+    expect(rejects(() => validateEvent({ ...v2, schemaVersion: 1 })).code).toBe('schema_mismatch');
+  });
+
   it('refuses unknown types, future versions, garbage and wrong streams with a clear code', () => {
     const good = newEvent('JobStarted', { jobId: 'j1', attempt: 1 }, meta);
     expect(rejects(() => validateEvent({ ...good, type: 'JobExploded' })).code).toBe('unknown_type');

@@ -31,6 +31,26 @@ export const JobStartedV1 = lazySchema(() => Type.Object({
   attempt: Type.Integer({ minimum: 1 }),
 }, { additionalProperties: false }));
 
+/**
+ * v2: the attempt and the snapshot it asks for, one event (they are always decided together;
+ * v1 wrote a SnapshotRequested after it: one replicated append and two deliveries more per job).
+ */
+export const JobStartedV2 = lazySchema(() => Type.Object({
+  jobId: Id,
+  attempt: Type.Integer({ minimum: 1 }),
+  snapshot: Type.Optional(Type.Object({
+    vmId: Id,
+    snapshotId: Id,
+    /** Disks to include; all of the VM's disks when omitted. */
+    disks: Type.Optional(Type.Array(Name)),
+  }, { additionalProperties: false, description: 'The point-in-time view asked for; absent in a v1 event, where a SnapshotRequested follows' })),
+}, { additionalProperties: false }));
+
+/** A v1 start asked for its snapshot in the SnapshotRequested after it: nothing to add. */
+export function upcastJobStartedV1(data: Static<typeof JobStartedV1>): Static<typeof JobStartedV2> {
+  return { jobId: data.jobId, attempt: data.attempt };
+}
+
 export const JobCompletedV1 = lazySchema(() => Type.Object({
   jobId: Id,
   restorePointId: Id,

@@ -3,8 +3,8 @@
 // Adding a version: move the current schema into `history` with an upcaster to the new one.
 import type { Static, TSchema } from '@sinclair/typebox';
 import {
-  JobCancelledV1, JobCompletedV1, JobFailedV1, JobFailedV2, JobRequestedV1, JobStartedV1,
-  RestorePointCommittedV1, upcastJobFailedV1,
+  JobCancelledV1, JobCompletedV1, JobFailedV1, JobFailedV2, JobRequestedV1, JobStartedV1, JobStartedV2,
+  RestorePointCommittedV1, upcastJobFailedV1, upcastJobStartedV1,
 } from './job.events.ts';
 import {
   SnapshotFailedV1, SnapshotReleasedV1, SnapshotRequestedV1, SnapshotTakenV1, TransferQueuedV1, TransferStartedV1,
@@ -59,8 +59,14 @@ const JOB = ['job'] as const;
 
 export const EVENT_SCHEMAS = {
   JobRequested: define('JobRequested', { description: 'A backup job was asked for (by a schedule slot or an operator).', categories: JOB, latest: JobRequestedV1 }),
-  JobStarted: define('JobStarted', { description: 'The scheduler started an attempt of the job.', categories: JOB, latest: JobStartedV1 }),
-  SnapshotRequested: define('SnapshotRequested', { description: 'A point-in-time view of the VM disks was asked for.', categories: JOB, latest: SnapshotRequestedV1 }),
+  JobStarted: define('JobStarted', {
+    description: 'The scheduler started an attempt of the job and asked for a point-in-time view of the VM disks (v2; v1 asked in a SnapshotRequested).',
+    categories: JOB, latest: JobStartedV2, history: [historic(JobStartedV1, upcastJobStartedV1)],
+  }),
+  SnapshotRequested: define('SnapshotRequested', {
+    description: 'A point-in-time view of the VM disks was asked for. No longer written (JobStarted v2 carries it); read in older logs.',
+    categories: JOB, latest: SnapshotRequestedV1,
+  }),
   SnapshotTaken: define('SnapshotTaken', { description: 'The view exists and is exported over NBD.', categories: JOB, latest: SnapshotTakenV1 }),
   SnapshotFailed: define('SnapshotFailed', { description: 'No view could be taken.', categories: JOB, latest: SnapshotFailedV1 }),
   SnapshotReleased: define('SnapshotReleased', { description: 'The view, its overlay and its export are gone.', categories: JOB, latest: SnapshotReleasedV1 }),
