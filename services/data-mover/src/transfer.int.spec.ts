@@ -18,6 +18,17 @@ async function qemuIo(image: string, cmd: string) {
   await run('qemu-io', ['-f', 'qcow2', '-c', cmd, image]);
 }
 
+/**
+ * Stops a qemu-nbd and waits for it to exit: until then it holds the image's lock, and a
+ * qemu-io write right after the signal could find the image still locked.
+ */
+async function stopped(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null || server.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  server.kill('SIGTERM');
+  await exited;
+}
+
 function serve(image: string, socket: string, bitmap?: string): ChildProcess {
   const args = ['-r', '-f', 'qcow2', '-t', '-e', '8', '-x', 'disk0', '--socket', socket, ...(bitmap ? ['-B', bitmap] : []), image];
   return spawn('qemu-nbd', args, { stdio: 'ignore' });
@@ -52,7 +63,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
       jobId: 'job1', vm, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
     }, { repository: repo });
-    nbd.server.kill('SIGTERM');
+    await stopped(nbd.server);
     expect(full.parentId).toBeNull();
     expect(full.disks[0]).toMatchObject({ mode: 'full', bytesRead: 3 * MiB });
 
@@ -79,7 +90,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
     // The four changed 64 KiB blocks share one new chunk (a pack of up to the chunk size,
     // docs/repository.md): each pieced slot names its offset in it.
     expect(pieced.disks[0]).toMatchObject({ indexFormat: 2, stats: { slotsPieced: writes.length, chunksNew: 1 } });
-    nbd.server.kill('SIGTERM');
+    await stopped(nbd.server);
     expect(inc.parentId).toBe(full.restorePointId);
     expect(inc.disks[0]!.mode).toBe('incremental');
     // unchangedFrom 'source': the chunks holding the written 64 KiB blocks are read whole from
@@ -102,7 +113,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
       jobId: 'job3', vm, mode: 'auto', parent: null, redelivered: true,
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
     }, { repository: repo });
-    nbd.server.kill('SIGTERM');
+    await stopped(nbd.server);
     expect(whole.parentId).toBeNull();
     expect(whole.disks[0]!.mode).toBe('full');
     expect(whole.disks[0]!.bytesRead).toBeGreaterThanOrEqual(3 * MiB + 2 * 64 * KiB); // every allocated extent, not the 4 changed blocks
@@ -126,7 +137,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
       jobId: 'job1', vm, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
     }, { repository: repo, buffers });
-    nbd.server.kill('SIGTERM');
+    await stopped(nbd.server);
     expect(buffers.heldBytes).toBeGreaterThan(0);
 
     // 24 windows through a ring of readAhead + 2 = 4 buffers: one 64 KiB block per chunk, two
@@ -140,7 +151,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
       jobId: 'job2', vm, mode: 'auto', parent: { restorePointId: full.restorePointId, disks: [{ name: 'disk0', sizeBytes: 16 * MiB }] },
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'incremental', reason: 'bitmap b0', dirtyBitmapContext: 'qemu:dirty-bitmap:b0' }] },
     }, { repository: repo, readAhead: 2, buffers });
-    nbd.server.kill('SIGTERM');
+    await stopped(nbd.server);
     expect(inc.disks[0]!.bytesRead).toBe(writes.reduce((n, [, len]) => n + len, 0));
 
     const raw = join(dir, 'now.raw');
@@ -163,7 +174,7 @@ describe('transfer over NBD into the repository (real qemu-nbd)', () => {
       jobId: 'job1', vm: { id: 'vm1', name: 'demo' }, mode: 'auto',
       nbd: { socket, exports: [{ disk: 'disk0', exportName: 'disk0', sizeBytes: 16 * MiB, mode: 'full', reason: 'first backup' }] },
     }, { repository: repo, buffers, readAhead: 2 });
-    nbd.server.kill('SIGTERM');
+    await stopped(nbd.server);
     // What the block status says may hold data (qemu-nbd reports the rest of the 32 KiB write's
     // cluster as zeros), not the five 256 KiB chunks around it.
     expect(full.disks[0]).toMatchObject({ mode: 'full', bytesRead: 5 * 64 * KiB + 32 * KiB });
