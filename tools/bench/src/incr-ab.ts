@@ -11,7 +11,8 @@
 //
 // Without --builds: this worktree alone. Medians per build at the end; no doc is written.
 // --timeline <dir>: each measured incremental's per-thread CPU timeline (thread-timeline.ts)
-// written there as <build>-<round>-<k>.txt. A build's `+KEY=value` variables reach its stack only.
+// written there as <build>-<round>-<k>.txt. --idle <s>: the stack left idle that long before each
+// measured job (a scheduled job comes after a quiet spell; V8 shrinks the young generation then). A build's `+KEY=value` variables reach its stack only.
 // With CAIRN_BENCH_GC_DIR set and gc-count.mjs preloaded into the stack (a build's
 // `+NODE_OPTIONS=--import=<abs path>/gc-count.mjs`), each measured job's garbage collections on
 // the stack's main thread are printed too; buffer-sites.mjs, preloaded the same way with
@@ -69,7 +70,7 @@ async function gcCounts(pid: number): Promise<GcCounts | undefined> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { ...AB_OPTIONS, per: { type: 'string', default: '2' }, timeline: { type: 'string' } } });
+  const { values } = parseArgs({ options: { ...AB_OPTIONS, per: { type: 'string', default: '2' }, timeline: { type: 'string' }, idle: { type: 'string', default: '0' } } });
   const { builds, spec, images, work } = await abSetup(values, 'incr-ab', repoRoot);
   const vm = await startVm(join(work, 'vm'), 'bench-vm', images.base.path);
   const dataDir = join(work, 'data');
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
           log(`${b.name} warm-up ${(warm.jobMs / 1000).toFixed(2)} s`);
           for (let k = 0; k < Number(values.per); k++) {
             await writeStamped(vm, images, spec, stamp++);
+            if (Number(values.idle) > 0) await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
             const timeline = values.timeline ? startTimeline([cairn.pid, vm.pid]) : undefined;
             const gc0 = await gcCounts(cairn.pid);
             cairn.resetPeak();
