@@ -40,6 +40,9 @@ export class RestoreJobRefused extends Error {
   }
 }
 
+/** What a stream not written yet folds to, at the revision an append to it expects. */
+const noStreamYet = (): { state: RestoreState; revision: bigint } => ({ state: initialRestoreState(), revision: -1n });
+
 const refusalCode = (c: RestoreRefused['code']): RestoreFailureCode => (c === 'invalid_command' ? 'invalid' : c);
 
 export class RestoreJobs {
@@ -74,7 +77,10 @@ export class RestoreJobs {
     }
     let recorded;
     try {
-      recorded = await this.decide(restoreId, { kind: 'request', data }, actor, commandId, trace);
+      // A restore id's stream is new but for a retry: decide on the empty stream and append
+      // expecting none (one publish, no read); the log refuses it if the stream exists, and the
+      // decider then decides again on what the stream holds.
+      recorded = await this.decide(restoreId, { kind: 'request', data }, actor, commandId, trace, noStreamYet());
     } catch (e) {
       if (e instanceof RestoreCommandRejected) throw new RestoreRefused('conflict', e.message);
       throw e;
