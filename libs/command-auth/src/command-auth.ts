@@ -97,13 +97,19 @@ export const STATEMENT_COMMANDS: ReadonlySet<string> = new Set(['ApplyGlobalPoli
 /** Folds a user's stream (`user-<id>`) into roles, state and current keys; undefined when there is no such user. */
 export async function readOperator(log: EventStreamReader, userId: string): Promise<OperatorRecord | undefined> {
   if (!USER_ID.test(userId)) return undefined;
+  const events: KnownEvent[] = [];
+  for await (const r of log.readStream(`user-${userId}`)) events.push(r.event as KnownEvent);
+  return operatorOf(userId, events);
+}
+
+/** A user's stream (`user-<id>`), folded as `readOperator` does. */
+function operatorOf(userId: string, events: Iterable<KnownEvent>): OperatorRecord | undefined {
   let found = false;
   let roles: Role[] = [];
   let disabled = false;
   const keys = new Set<string>();
   const revokedKeys = new Set<string>();
-  for await (const r of log.readStream(`user-${userId}`)) {
-    const e = r.event as KnownEvent;
+  for (const e of events) {
     switch (e.type) {
       case 'UserCreated': found = true; roles = [...e.data.roles]; break;
       case 'UserRolesChanged': roles = [...e.data.roles]; break;
@@ -164,13 +170,18 @@ export class SignedCommandPolicy implements CommandAuthorizer {
     if (command.actor.kind !== 'user') {
       return deny('unauthenticated', 'service-signature', `${command.name} claims service ${command.actor.id} but is not signed by a service identity of site ${this.o.site}`);
     }
-    let user = await readOperator(this.o.log, command.actor.id);
+    // On a secure site the user's stream (with its endorsers') is read once for both checks, and
+    // the trust root beside it: two reads at once, not three one after the other.
+    const trust = this.o.endorsedKeysOnly && USER_ID.test(command.actor.id)
+      ? await Promise.all([loadUserRecords(this.o.log, [command.actor.id]), readTrustRoot(this.o.log)]) : undefined;
+    let user = trust ? operatorOf(command.actor.id, (trust[0](command.actor.id) ?? []).map((r) => r.event)) : await readOperator(this.o.log, command.actor.id);
     if (!user) return deny('unauthenticated', 'known-user', `${command.name}: no user ${command.actor.id} at site ${this.o.site}`);
     if (!user.keys.has(auth.publicKey)) {
       return deny('unauthenticated', 'current-key', `${command.name}: key ${auth.publicKey} is not a current key of user ${user.userId} (never added, or revoked)`, user.roles);
     }
     if (this.o.endorsedKeysOnly) {
-      const trusted = trustedUser(user.userId, await loadUserRecords(this.o.log, [user.userId]), await readTrustRoot(this.o.log));
+      const [records, root] = trust ?? await Promise.all([loadUserRecords(this.o.log, [user.userId]), readTrustRoot(this.o.log)]);
+      const trusted = trustedUser(user.userId, records, root);
       if (!trusted?.keys.has(auth.publicKey)) {
         const why = trusted?.untrusted.find((x) => x.what === `key ${auth.publicKey}`)?.why ?? 'no endorsement chain';
         return deny('unauthenticated', 'endorsed-key', `${command.name}: key ${auth.publicKey} of user ${user.userId} is not endorsed by an administrator (${why})`, user.roles);
