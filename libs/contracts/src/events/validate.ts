@@ -66,8 +66,46 @@ function checker(type: string, version: number, data: TSchema): Checker {
   return check;
 }
 
+/**
+ * A long-lived process (the stack's services) compiles each type's check once it is quiet
+ * after the type's first use, instead of on its (COMPILE_AFTER+1)th use: that use falls inside
+ * a job (a fresh stack's first incremental compiled its nine job event types while it ran). A
+ * type first used while the wait runs starts it again, so the types a job meets together are
+ * compiled together, `delayMs` after the last of them (in a long full, while its transfer
+ * runs). Off by default: a short-lived CLI keeps the interpreted tier.
+ */
+interface IdleCompile { readonly delayMs: number; readonly queue: Set<Checker>; timer?: ReturnType<typeof setTimeout> }
+let idle: IdleCompile | undefined;
+
+/** Compiles event checks `delayMs` after the last type first seen (see IdleCompile). */
+export function compileEventChecksWhenIdle(delayMs = 1000): void {
+  idle ??= { delayMs, queue: new Set() };
+}
+
+/** Compiles the checks waiting for a quiet spell now; how many. */
+export function compileQueuedEventChecks(): number {
+  if (!idle) return 0;
+  clearTimeout(idle.timer);
+  idle.timer = undefined;
+  let n = 0;
+  for (const check of idle.queue) {
+    check.compiled ??= TypeCompiler.Compile(check.schema);
+    n++;
+  }
+  idle.queue.clear();
+  return n;
+}
+
 function passes(check: Checker, value: unknown): boolean {
-  if (!check.compiled && ++check.uses > COMPILE_AFTER) check.compiled = TypeCompiler.Compile(check.schema);
+  if (!check.compiled) {
+    if (++check.uses > COMPILE_AFTER) check.compiled = TypeCompiler.Compile(check.schema);
+    else if (idle && !idle.queue.has(check)) {
+      idle.queue.add(check);
+      clearTimeout(idle.timer);
+      idle.timer = setTimeout(compileQueuedEventChecks, idle.delayMs);
+      idle.timer.unref();
+    }
+  }
   return check.compiled ? check.compiled.Check(value) : Value.Check(check.schema, value);
 }
 

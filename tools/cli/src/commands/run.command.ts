@@ -112,7 +112,7 @@ async function runService(command: Command, service: string, o: RunOptions): Pro
   const [
     { identityConnectOptions, identityPublicKeys, loadSiteSecurity }, { connect }, { pino }, { createJetStreamEventLog, readSigningCutover }, { correlatedLogOptions, setupTracing },
     { DirectoryBackend, openRepository, withBandwidthLimit }, { startScheduler }, { startDataMover }, { startCatalogue }, { startReplication },
-    { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection, settleQuietly },
+    { parseCoordinatorConfig, startSnapshotCoordinator }, { markUnverifiedCommands, secureServiceCommands }, { restorePlaces }, { secureEventProvenance }, { instantExporter }, { compileEventChecksWhenIdle, natsServers }, { startServiceEndpoints, parseListenAddress }, { trackConnection, settleQuietly },
   ] = await Promise.all([
     import('@cairn/nats-security'), commonJs(import('@nats-io/transport-node')), commonJs(import('pino')), import('@cairn/eventlog'), import('@cairn/telemetry'),
     import('@cairn/repository'), import('@cairn/scheduler'), import('@cairn/data-mover'), import('@cairn/catalogue'), import('@cairn/replication'),
@@ -128,6 +128,8 @@ async function runService(command: Command, service: string, o: RunOptions): Pro
   const site = g.site ?? process.env['CAIRN_SITE'] ?? config?.site ?? 'local';
   const dataDir = resolve(g.data ?? process.env['CAIRN_DATA'] ?? join('.cairn', service));
   await mkdir(dataDir, { recursive: true });
+  // A long-lived process: event checks compiled when quiet, not inside a job (validate.ts).
+  compileEventChecksWhenIdle();
   // Job spans exported as OTEL_TRACES_EXPORTER says; log lines carry traceId/spanId/jobId.
   setupTracing();
   const logger = pino({ level: process.env['CAIRN_LOG_LEVEL'] ?? 'info', ...correlatedLogOptions });

@@ -15,7 +15,7 @@ import {
 } from '@cairn/nats-security';
 import { correlatedLogOptions, setupTracing } from '@cairn/telemetry';
 import { bindCommandSecurity, type CommandSigner } from '@cairn/command-auth';
-import { natsServers, newEvent, type Actor, type NotificationRoute } from '@cairn/contracts';
+import { compileEventChecksWhenIdle, natsServers, newEvent, type Actor, type NotificationRoute } from '@cairn/contracts';
 import { bindEventProvenance, createJetStreamEventLog, handleCommand, eventSignerFromSeed, startEventSigning, type EventLog, type ProvenanceKeys } from '@cairn/eventlog';
 import { DirectoryBackend, initRepository, openRepository, RepositoryNotFoundError, type Backend, type Repository } from '@cairn/repository';
 import { startScheduler, type RunningScheduler } from '@cairn/scheduler';
@@ -173,6 +173,8 @@ async function secret(file: string, make: () => string): Promise<string> {
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const say = options.log ?? (() => undefined);
+  // A long-lived process: event checks compiled when quiet, not inside a job (validate.ts).
+  compileEventChecksWhenIdle();
   const dataDir = resolve(options.dataDir);
   const site = options.site ?? 'local';
   const dirs = {
