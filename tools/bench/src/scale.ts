@@ -327,6 +327,11 @@ try {
     if (j.completed > 1 || j.committed > 1) say(`job ${id} not exactly once:\n  ${eventsOf.get(id)!.join('\n  ')}`);
   }
   const jobs = [...perJob.values()];
+  // The slowest job by its own events (due minute or request → JobCompleted), and its events: a
+  // long tail is read from them (a redelivery, a step's backoff), not from the wall time, which
+  // also holds how late this process saw the last event.
+  const slowest = [...completedAt].sort((a, b) => b[1] - a[1])[0];
+  if (slowest) say(`slowest job ${slowest[0]}: ended ${((slowest[1] - (dueAt ?? requestedAt.get(slowest[0]) ?? slowest[1])) / 1000).toFixed(1)} s after its ${dueAt ? 'due minute' : 'request'}:\n  ${(eventsOf.get(slowest[0]) ?? []).join('\n  ')}`);
   // What the run appended (JetStream appends), per job and by category.
   const byCategory: Record<string, number> = {};
   let appended = 0;
@@ -339,7 +344,7 @@ try {
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
   const result = {
     vms: VMS, movers: MOVERS, jobs: jobs.length, wallSeconds: +(wallMs / 1000).toFixed(1), jobsPerSecond: +(jobs.length / (wallMs / 1000)).toFixed(1),
-    p50Ms: pct(0.5), p99Ms: pct(0.99),
+    p50Ms: pct(0.5), p99Ms: pct(0.99), maxMs: latencies.at(-1) ?? 0,
     completedOnce: jobs.filter((j) => j.completed === 1 && j.committed === 1).length,
     failed: jobs.filter((j) => j.failed > 0).length,
     committedTwice: jobs.filter((j) => j.committed > 1).length, completedTwice: jobs.filter((j) => j.completed > 1).length,
