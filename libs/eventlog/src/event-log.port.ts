@@ -96,6 +96,11 @@ export interface EventAppender {
 
 export interface EventStreamReader {
   readStream(streamId: string, options?: ReadStreamOptions): AsyncIterable<Recorded>;
+  /**
+   * The stream's last event alone, in one read (undefined: the stream is empty), checked as
+   * readStream checks each; optional: an adapter without a cheaper way than readStream leaves it out.
+   */
+  lastEvent?(streamId: string): Promise<Recorded | undefined>;
 }
 
 export interface EventLogReader {

@@ -93,6 +93,12 @@ export class InMemoryEventLog implements EventLog {
     }
   }
 
+  async lastEvent(streamId: string): Promise<Recorded | undefined> {
+    let last: Recorded | undefined;
+    for await (const r of this.readStream(streamId)) last = r;
+    return last;
+  }
+
   async *readAll(options: ReadAllOptions = {}): AsyncIterable<Recorded> {
     const head = this.store.records.length;
     let count = 0;

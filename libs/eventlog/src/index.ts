@@ -7,6 +7,7 @@ export * from './decider.ts';
 export * from './checkpoint-store.ts';
 export * from './projection-runner.ts';
 export * from './provenance.ts';
+export { decodeRecord } from './codec.ts';
 export { nativeSigner, verifyNkeySignature } from './ed25519.ts';
 export { InMemoryEventLog, InMemoryEventStore, type StoredRecord } from './in-memory-event-log.adapter.ts';
 export { NatsKvCheckpointStore } from './nats-kv-checkpoint-store.adapter.ts';

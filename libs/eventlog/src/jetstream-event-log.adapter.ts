@@ -405,6 +405,11 @@ export class JetStreamEventLog implements EventLog {
     }
   }
 
+  async lastEvent(streamId: string): Promise<Recorded | undefined> {
+    const found = await this.subjectLast(eventSubject(this.site, streamId));
+    return found ? this.decode(storedAsRead(found.last), found.head.revision, undefined) : undefined;
+  }
+
   async *readAll(options: ReadAllOptions = {}): AsyncIterable<Recorded> {
     const after = options.fromPosition ?? 0n;
     if (after < 0n) throw new EventLogUsageError('readAll: fromPosition must be >= 0');

@@ -4,8 +4,9 @@ import { jetstream } from '@nats-io/jetstream';
 import { eventSubject, newEvent } from '@cairn/contracts';
 import { useHarness } from '@cairn/testing';
 import { eventLogContract } from './testing/event-log.contract.ts';
-import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';
+import { JetStreamEventLog, REVISION_HEADER } from './jetstream-event-log.adapter.ts';
 import { EventTooLargeError, WrongExpectedRevisionError } from './errors.ts';
+import { decodeRecord } from './codec.ts';
 
 const h = useHarness();
 let server: Awaited<ReturnType<typeof h.nats>> | undefined;
@@ -97,6 +98,32 @@ describe('JetStream event log specifics', () => {
     const types: bigint[] = [];
     for await (const r of b.readStream('job-h')) types.push(r.revision);
     expect(types).toEqual([0n, 1n, 2n, 3n]);
+  });
+
+  it('reads a stream\'s last event alone; a core subscriber of its subject gets each append with its revision, and a refused one too', async () => {
+    server ??= await h.nats({ domain: 'site-a' });
+    const site = 'site-last';
+    const [a, b] = [await JetStreamEventLog.open({ nc: await client(server.url), site }), await JetStreamEventLog.open({ nc: await client(server.url), site })];
+    const watcher = await client(server.url);
+    const pushed: Array<{ revision: string | undefined; id: string | undefined }> = [];
+    watcher.subscribe(eventSubject(site, 'job-l'), { callback: (_e, m) => {
+      const d = decodeRecord(m.data, 0n, m.subject);
+      pushed.push({ revision: m.headers?.get(REVISION_HEADER), id: d.ok ? d.event.id : undefined });
+    } });
+    await watcher.flush();
+    expect(await a.lastEvent('job-l')).toBeUndefined();
+    const e = (n: number) => newEvent('JobStarted', { jobId: 'l', attempt: n }, { site, actor, streamId: 'job-l' });
+    const [e0, e1, stale] = [e(1), e(2), e(3)];
+    await a.append('job-l', [e0], { expectedRevision: 'no_stream' });
+    await b.append('job-l', [e1], { expectedRevision: 0n });
+    // Refused by JetStream (revision 1 is taken), yet published on the subject all the same.
+    await expect(a.append('job-l', [stale], { expectedRevision: 0n })).rejects.toBeInstanceOf(WrongExpectedRevisionError);
+    await watcher.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(pushed).toEqual([{ revision: '0', id: e0.id }, { revision: '1', id: e1.id }, { revision: '1', id: stale.id }]);
+    const last = await b.lastEvent('job-l');
+    expect(last?.revision).toBe(1n);
+    expect(last?.event.id).toBe(e1.id);
   });
 
   it('an append expecting no stream on a stream that exists is refused without writing', async () => {

@@ -68,7 +68,13 @@ async function load() {
 
 // V8's code cache on disk: later starts skip most parsing and compiling.
 module.enableCompileCache?.();
-const { main } = await load();
+const { main, exitsWhenDone } = await load();
 const code = await main(process.argv);
 // A command may already have set a non-zero code (a failed job gives 6): keep it.
 if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
+// A command that ended with its action (src/exit-when-done.ts) leaves without Node's teardown,
+// once what it wrote to stdout and stderr is out (writes to pipes are asynchronous on some systems).
+if (exitsWhenDone?.()) {
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise((done) => s.write('', done))));
+  process.exit();
+}

@@ -14,6 +14,8 @@ import { registerCompletionCommand } from './commands/completion.command.ts';
 import { registerConfigCommands } from './commands/config.command.ts';
 import { CliError, EXIT, errorShape, fullStop, sentence } from './cli-error.ts';
 import { cliVersion } from './version.ts';
+
+export { exitsWhenDone } from './exit-when-done.ts';
 import { registerFilesCommands } from './commands/files.command.ts';
 import { registerNotifyCommands } from './commands/notify.command.ts';
 import { registerTestRestoreCommand } from './commands/test-restore.command.ts';

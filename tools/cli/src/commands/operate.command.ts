@@ -19,6 +19,7 @@ import type * as RestoreRequestModule from './restore-request.ts';
 import { instantLine } from './instant-line.ts';
 import { libvirtNbdOptions } from './libvirt-options.ts';
 import { domainXmlOf, restorePointDetails } from './restore-point-details.ts';
+import { exitWhenDone } from '../exit-when-done.ts';
 
 type Opts = Record<string, unknown>;
 
@@ -468,6 +469,8 @@ export function registerRestoreCommands(program: Command): void {
     .option('--timeout <seconds>', 'give up after this long', '86400')
     .option('--bandwidth <rate>', 'with --to, --vm or --in-place: most bytes per second this restore writes, e.g. 20MiB (the host\'s and site\'s limits hold too)')
     .action(act(async (s, restorePointId: string, o: Opts) => {
+      // Every form's work is the data mover's: nothing of this process is left once the action returns.
+      exitWhenDone();
       if ([o['to'], o['nbd'], o['vm'], o['inPlace'], o['intoVm']].filter(Boolean).length !== 1) throw new CliError('give exactly one of --to <file>, --vm <new-name>, --into-vm <vm>, --in-place or --nbd <export>', EXIT.usage);
       const bandwidth = rate(o['bandwidth'] as string | undefined);
       if (bandwidth !== undefined && (o['nbd'] || o['instant'])) throw new CliError('--bandwidth limits restore jobs (--to, --vm, --in-place), not --nbd or --instant', EXIT.usage);

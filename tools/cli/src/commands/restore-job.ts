@@ -1,7 +1,7 @@
 // Restore jobs from the CLI: follow one (started by restore-request.ts) to its end from its own
 // stream `restore-<id>` and the live progress subject, as `backup --wait` follows a backup.
 import { eventSubject, progressSubject, type KnownEvent } from '@cairn/contracts';
-import { EVENT_TYPE_HEADER, fold } from '@cairn/eventlog';
+import { decodeRecord, EVENT_TYPE_HEADER, fold, REVISION_HEADER, type EventLog } from '@cairn/eventlog';
 import { isRestoreOver, restoreDecider, restoreJobView, type RestoreState } from '@cairn/jobs';
 import { CliError, EXIT } from '../cli-error.ts';
 import { bytes, output, type Session } from '../session.ts';
@@ -17,17 +17,97 @@ const POLL_MS = 300;
 /** The events after which `isRestoreOver` holds: the only ones worth reading the stream for. */
 const ENDING_EVENTS: ReadonlySet<string> = new Set(['RestoreCompleted', 'RestoreFailed']);
 
-async function restoreState(s: Session, restoreId: string): Promise<RestoreState> {
+/** The stream read whole: its events and the revision of the last one (-1: none). */
+async function readRestore(s: Session, restoreId: string): Promise<{ events: KnownEvent[]; revision: number }> {
   const log = await s.eventLog();
   const events: KnownEvent[] = [];
-  for await (const r of log.readStream(`restore-${restoreId}`)) events.push(r.event);
-  return fold(restoreDecider, events);
+  let revision = -1;
+  for await (const r of log.readStream(`restore-${restoreId}`)) {
+    events.push(r.event);
+    revision = Number(r.revision);
+  }
+  return { events, revision };
+}
+
+async function restoreState(s: Session, restoreId: string): Promise<RestoreState> {
+  return fold(restoreDecider, (await readRestore(s, restoreId)).events);
 }
 
 /** True when `id` names a restore job (its stream exists). */
 export async function isRestoreJob(s: Session, id: string): Promise<boolean> {
   const st = await restoreState(s, id).catch(() => undefined);
   return st !== undefined && st.status !== 'none';
+}
+
+/**
+ * The events of a restore's stream as its subscription pushed them (the events subject carries
+ * every append: the event, its revision in the stream), on top of what a read returned. A push is
+ * not a record: a publish JetStream refused (another writer took the revision, the stream was
+ * unavailable) reaches the subscribers too, and a core subscription loses what arrives while it is
+ * disconnected. So the pushed events stand for the stream only when they follow the read without
+ * a gap, no revision came twice with different events, the connection never dropped, and the
+ * stream's last event (one read, not one per event) is the ending event pushed.
+ */
+export class PushedRestoreEvents {
+  private readonly pushed = new Map<number, KnownEvent>();
+  private base: { events: KnownEvent[]; revision: number } | undefined;
+  private spoiled = false;
+
+  /** What a read of the stream returned (the events before the first push, or with it). */
+  read(base: { events: KnownEvent[]; revision: number }): void {
+    this.base = base;
+  }
+
+  /** An event pushed on the subject (the message's data and revision header); anything odd spoils the set. */
+  push(data: Uint8Array, revisionHeader: string | undefined, subject: string): void {
+    const decoded = decodeRecord(data, 0n, subject);
+    const revision = revisionHeader && /^\d+$/.test(revisionHeader) ? Number(revisionHeader) : undefined;
+    if (!decoded.ok || revision === undefined) { this.spoiled = true; return; }
+    const known = this.pushed.get(revision);
+    if (known && known.id !== decoded.event.id) this.spoiled = true;
+    this.pushed.set(revision, decoded.event);
+  }
+
+  /** The connection dropped: what was published meanwhile was not pushed. */
+  spoil(): void {
+    this.spoiled = true;
+  }
+
+  /** The stream's events up to `revision` from the read and the pushes, or undefined when they cannot stand for it. */
+  through(revision: number): KnownEvent[] | undefined {
+    // The read's events stand at their revisions only when it returned every one of them.
+    if (this.spoiled || !this.base || this.base.events.length !== this.base.revision + 1) return undefined;
+    const events = [...this.base.events];
+    for (let r = this.base.revision + 1; r <= revision; r++) {
+      const e = this.pushed.get(r);
+      if (!e) return undefined;
+      events.push(e);
+    }
+    // A revision the read holds and a push contradicts: the read is the record, but the pushes are not to be trusted.
+    for (const [r, e] of this.pushed) if (r <= this.base.revision && this.base.events[r]?.id !== e.id) return undefined;
+    return events;
+  }
+
+  /** The revision of the last ending event pushed, if any. */
+  ending(endings: ReadonlySet<string>): number | undefined {
+    let found: number | undefined;
+    for (const [r, e] of this.pushed) if (endings.has(e.type) && (found === undefined || r > found)) found = r;
+    return found;
+  }
+}
+
+/**
+ * The restore's state from the pushed events when its stream's last event (one read) is the
+ * ending event pushed; undefined: read the stream instead.
+ */
+export async function stateFromPushes(log: EventLog, restoreId: string, pushes: PushedRestoreEvents): Promise<RestoreState | undefined> {
+  const end = pushes.ending(ENDING_EVENTS);
+  if (end === undefined || !log.lastEvent) return undefined;
+  const events = pushes.through(end);
+  if (!events) return undefined;
+  const last = await log.lastEvent(`restore-${restoreId}`).catch(() => undefined);
+  if (!last || Number(last.revision) !== end || last.event.id !== events[end]?.id) return undefined;
+  return fold(restoreDecider, events);
 }
 
 /** Follows a restore job until it ends, drawing a progress line on a terminal; throws when it failed. */
@@ -43,12 +123,15 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   // The poll stays as the safety net: every POLL_PUSHED_MS while the subscription lives (a missed
   // message), every POLL_MS once it ended (an identity that may not subscribe to events).
   const events = s.nc.subscribe(eventSubject(s.site, `restore-${restoreId}`));
+  // The pushed events themselves: at the end, the stream's last event is read instead of the whole stream.
+  const pushes = new PushedRestoreEvents();
   let woken = false;
   let pushed = true;
   let wake: (() => void) | undefined;
   void (async () => {
     try {
       for await (const m of events) {
+        pushes.push(m.data, m.headers?.get(REVISION_HEADER), m.subject);
         const type = m.headers?.get(EVENT_TYPE_HEADER);
         if (type && !ENDING_EVENTS.has(type)) continue; // no type: read to see
         woken = true; wake?.();
@@ -57,6 +140,9 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
     pushed = false;
     wake?.();
   })();
+  void (async () => {
+    for await (const st of s.nc.status()) if (st.type === 'disconnect' || st.type === 'reconnect') pushes.spoil();
+  })().catch(() => undefined);
   const tty = process.stderr.isTTY && !s.json;
   void (async () => {
     for await (const m of sub) {
@@ -73,14 +159,15 @@ export async function watchRestore(s: Session, restoreId: string, timeoutMs: num
   })();
   try {
     await s.nc.flush(); // subscribed before saying so
-    // The state read for the first line is the loop's first state too (one read of the stream less).
-    let first: RestoreState | undefined;
-    if (!s.json) {
-      first = await restoreState(s, restoreId);
-      process.stderr.write(`following restore ${restoreId}: ${first.status}${first.worker ? ` on ${first.worker}, attempt ${first.attempts}` : ''}\n`);
-    }
+    // The state read for the first line is the loop's first state too (one read of the stream less),
+    // and what the pushed events follow on.
+    const log = await s.eventLog();
+    const read = await readRestore(s, restoreId);
+    pushes.read(read);
+    let first: RestoreState | undefined = fold(restoreDecider, read.events);
+    if (!s.json) process.stderr.write(`following restore ${restoreId}: ${first.status}${first.worker ? ` on ${first.worker}, attempt ${first.attempts}` : ''}\n`);
     for (;;) {
-      const st = first ?? await restoreState(s, restoreId);
+      const st = first ?? await stateFromPushes(log, restoreId, pushes) ?? await restoreState(s, restoreId);
       first = undefined;
       if (isRestoreOver(st)) {
         if (tty) process.stderr.write('\n');
