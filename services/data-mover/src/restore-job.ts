@@ -11,6 +11,7 @@ import { verifyApproval, type Actor, type RequestRestoreV1, type RestoreFailureC
 import { fold, handleCommand, type EventLog } from '@cairn/eventlog';
 import { initialRestoreState, isRestoreOver, restoreDecider, RestoreCommandRejected, type RestoreCommand, type RestorePlan, type RestoreState } from '@cairn/jobs';
 import type { KnownEvent } from '@cairn/contracts';
+import type { Manifest, RestorePointReader } from '@cairn/repository';
 import { RestoreRefused, type DataMover, type MoverLogger } from './data-mover.service.ts';
 import { finishVmRestore, planVmRestore, type DefineRestoredVm } from './vm-restore.ts';
 import { planInPlaceRestore, type InPlaceDeps } from './in-place-restore.ts';
@@ -45,7 +46,20 @@ const noStreamYet = (): { state: RestoreState; revision: bigint } => ({ state: i
 
 const refusalCode = (c: RestoreRefused['code']): RestoreFailureCode => (c === 'invalid_command' ? 'invalid' : c);
 
+type RestoreSource = { repo: RestorePointReader; source: 'local' | 'replica'; manifest: Manifest };
+
+/** How long a source opened at a request waits for its work to be taken by this mover. */
+const OPENED_FOR_MS = 10_000;
+
 export class RestoreJobs {
+  /**
+   * The restore point's source (repository, manifest) opened while the request is recorded and
+   * queued, for this mover's own run of the work: its plan then starts with the manifest read
+   * (docs/benchmarks.md, "2026-12-07: the restore's control path"). Another mover's run, a
+   * redelivery or a late one opens it again.
+   */
+  private readonly opened = new Map<string, { restorePointId: string; repository: string; source: Promise<RestoreSource> }>();
+
   constructor(
     private readonly config: RestoreJobsConfig,
     private readonly log: EventLog,
@@ -75,6 +89,8 @@ export class RestoreJobs {
       const verdict = verifyApproval(t.approvalId, events, (a) => a.kind === 'restore-in-place' && a.vm === t.vmName && a.restorePointId === cmd.restorePointId);
       if (!verdict.ok) throw new RestoreRefused(verdict.code === 'conflict' ? 'conflict' : 'forbidden', verdict.message);
     }
+    // Opened beside the append and the queue's publish (both wait for JetStream), taken by the plan.
+    this.open(restoreId, cmd.restorePointId, data.repository);
     let recorded;
     try {
       // A restore id's stream is new but for a retry: decide on the empty stream and append
@@ -95,6 +111,23 @@ export class RestoreJobs {
     return { restoreId };
   }
 
+  private open(restoreId: string, restorePointId: string, repository: string): void {
+    // Not in this turn: the append's publish leaves first.
+    const source = Promise.resolve().then(() => this.mover.restoreSource(restorePointId, repository));
+    source.catch(() => undefined); // the plan meets the error if its work comes
+    this.opened.set(restoreId, { restorePointId, repository, source });
+    setTimeout(() => {
+      if (this.opened.get(restoreId)?.source === source) this.opened.delete(restoreId);
+    }, OPENED_FOR_MS).unref();
+  }
+
+  /** The restore point's source: the one opened at the request when it is this work's, else opened now. */
+  private source(work: RestoreWork): Promise<RestoreSource> {
+    const o = this.opened.get(work.restoreId);
+    this.opened.delete(work.restoreId);
+    return o && o.restorePointId === work.restorePointId && o.repository === work.repository ? o.source : this.mover.restoreSource(work.restorePointId, work.repository);
+  }
+
   private async state(restoreId: string): Promise<RestoreState> {
     const events: KnownEvent[] = [];
     for await (const r of this.log.readStream(`restore-${restoreId}`)) events.push(r.event);
@@ -102,37 +135,41 @@ export class RestoreJobs {
   }
 
   /** The plan of a first attempt: where the point is read, where each file goes; refusals fail the job. */
-  private async plan(work: RestoreWork, heartbeat: () => void): Promise<RestorePlan> {
+  private async plan(work: RestoreWork, heartbeat: () => void): Promise<{ plan: RestorePlan; repo: RestorePointReader }> {
     try {
-      const { repo, source, manifest } = await this.mover.restoreSource(work.restorePointId, work.repository);
-      const t = work.target;
-      if (t.kind === 'vm' && t.inPlace) {
-        if (!t.host) throw new RestoreJobRefused('invalid', 'an in-place restore names the hypervisor of the VM (host)');
-        const { prepareInPlace: prepare, safetyBackup } = this.config;
-        if (!prepare || !safetyBackup) throw new Error('this data mover cannot reach the snapshot coordinator and the scheduler for an in-place restore');
-        const { disks, vm } = await planInPlaceRestore(work.restoreId, manifest, t, { log: this.log, prepare, safetyBackup, heartbeat });
-        return { source, sourceLocation: repo.location, disks, vm };
-      }
-      if (t.kind === 'vm') {
-        // Disks attached to an existing vSphere VM are written in a directory of this restore's own.
-        const dirName = t.attach ? `${t.vmName}-disks-${work.restoreId}` : t.vmName;
-        const dir = await this.mover.checkRestoreTarget(join(t.storage ?? this.mover.defaultVmStorage(), dirName), work.ownTarget);
-        if (await stat(dir).then(() => true, () => false)) throw new RestoreRefused('conflict', `${dir} exists: a VM named ${t.vmName} was restored there before; choose another --vm name`);
-        const { disks, vm } = planVmRestore(work.restoreId, manifest, t, dir);
-        return { source, sourceLocation: repo.location, disks, vm };
-      }
-      const disk = manifest.disks.find((d) => d.name === t.disk);
-      if (!disk) throw new RestoreRefused('not_found', `restore point ${work.restorePointId} has no disk ${t.disk} (has ${manifest.disks.map((d) => d.name).join(', ')})`);
-      const path = await this.mover.checkRestoreTarget(t.path, work.ownTarget);
-      if (!t.overwrite && await stat(path).then(() => true, () => false)) throw new RestoreRefused('conflict', `${path} exists; pass --force to replace it`);
-      return {
-        source, sourceLocation: repo.location,
-        disks: [{ disk: disk.name, path, partialPath: `${path}.cairn-restore-${work.restoreId}`, format: t.format, sizeBytes: disk.sizeBytes }],
-      };
+      const { repo, source, manifest } = await this.source(work);
+      return { plan: await this.planOn(work, heartbeat, repo, source, manifest), repo };
     } catch (e) {
       if (e instanceof RestoreRefused) throw new RestoreJobRefused(refusalCode(e.code), e.message);
       throw e;
     }
+  }
+
+  private async planOn(work: RestoreWork, heartbeat: () => void, repo: RestorePointReader, source: RestoreSource['source'], manifest: Manifest): Promise<RestorePlan> {
+    const t = work.target;
+    if (t.kind === 'vm' && t.inPlace) {
+      if (!t.host) throw new RestoreJobRefused('invalid', 'an in-place restore names the hypervisor of the VM (host)');
+      const { prepareInPlace: prepare, safetyBackup } = this.config;
+      if (!prepare || !safetyBackup) throw new Error('this data mover cannot reach the snapshot coordinator and the scheduler for an in-place restore');
+      const { disks, vm } = await planInPlaceRestore(work.restoreId, manifest, t, { log: this.log, prepare, safetyBackup, heartbeat });
+      return { source, sourceLocation: repo.location, disks, vm };
+    }
+    if (t.kind === 'vm') {
+      // Disks attached to an existing vSphere VM are written in a directory of this restore's own.
+      const dirName = t.attach ? `${t.vmName}-disks-${work.restoreId}` : t.vmName;
+      const dir = await this.mover.checkRestoreTarget(join(t.storage ?? this.mover.defaultVmStorage(), dirName), work.ownTarget);
+      if (await stat(dir).then(() => true, () => false)) throw new RestoreRefused('conflict', `${dir} exists: a VM named ${t.vmName} was restored there before; choose another --vm name`);
+      const { disks, vm } = planVmRestore(work.restoreId, manifest, t, dir);
+      return { source, sourceLocation: repo.location, disks, vm };
+    }
+    const disk = manifest.disks.find((d) => d.name === t.disk);
+    if (!disk) throw new RestoreRefused('not_found', `restore point ${work.restorePointId} has no disk ${t.disk} (has ${manifest.disks.map((d) => d.name).join(', ')})`);
+    const path = await this.mover.checkRestoreTarget(t.path, work.ownTarget);
+    if (!t.overwrite && await stat(path).then(() => true, () => false)) throw new RestoreRefused('conflict', `${path} exists; pass --force to replace it`);
+    return {
+      source, sourceLocation: repo.location,
+      disks: [{ disk: disk.name, path, partialPath: `${path}.cairn-restore-${work.restoreId}`, format: t.format, sizeBytes: disk.sizeBytes }],
+    };
   }
 
   /**
@@ -157,7 +194,9 @@ export class RestoreJobs {
     if (state.status === 'none') throw new RestoreJobRefused('not_found', `restore ${restoreId} was never requested`);
     if (isRestoreOver(state)) return 'skipped';
     const actor = this.config.actor;
-    const plan = state.plan ?? await this.plan(work, heartbeat);
+    // A first attempt plans on the source it opens (or the request opened); it writes from that one too.
+    const planned = state.plan ? undefined : await this.plan(work, heartbeat);
+    const plan = state.plan ?? planned!.plan;
     const started = await this.decide(restoreId, { kind: 'start', worker: this.mover.worker, plan }, actor, state.lastEventId ?? null, undefined,
       sent ? { state, revision: BigInt(sent.revision) } : undefined);
     const attempt = started.state.attempts;
@@ -170,10 +209,10 @@ export class RestoreJobs {
       known = { state: r.state, revision: r.revision };
       return r;
     };
-    const { repo } = await this.mover.restoreSource(work.restorePointId, work.repository).catch((e: unknown) => {
+    const repo = planned?.repo ?? (await this.mover.restoreSource(work.restorePointId, work.repository).catch((e: unknown) => {
       if (e instanceof RestoreRefused) throw new RestoreJobRefused(refusalCode(e.code), e.message);
       throw e;
-    });
+    })).repo;
     const begunAt = Date.now();
     this.logger.info({ restoreId, restorePointId: work.restorePointId, worker: this.mover.worker, attempt, disks: plan.disks.map((d) => d.disk), skip: [...started.state.written.keys()] }, 'restore started');
     // The requester is the actor of DiskRestored: who restored what, to where (docs/audit-siem.md).

@@ -54,3 +54,54 @@ describe('RestoreJobs.request', () => {
     expect(queued).toHaveLength(1);
   });
 });
+
+describe('RestoreJobs: the source opened at the request', () => {
+  const manifest = { disks: [{ name: 'disk0', sizeBytes: 1024 }] };
+  function fakeMover(restoreSource: () => Promise<unknown>) {
+    const repo = {
+      location: '/repo',
+      restoreDisk: async () => ({ sizeBytes: 1024, chunksRead: 1, chunksZero: 0, timings: { writeMs: 1, syncMs: 0, finishMs: 0 } }),
+    };
+    let opens = 0;
+    const mover = {
+      worker: 'mover-1',
+      whileBusy: <T>(f: () => Promise<T>) => f(),
+      restoreSource: async () => { opens++; await restoreSource(); return { repo, source: 'local', manifest }; },
+      checkRestoreTarget: async (p: string) => p,
+      restoreThrottle: () => undefined,
+    } as unknown as DataMover;
+    return { mover, opens: () => opens };
+  }
+  const jobsOn = (log: InMemoryEventLog, queued: RestoreWork[], mover: DataMover) => new RestoreJobs({
+    site: SITE, actor: { kind: 'service', id: 'data-mover' }, enqueue: async (w) => { queued.push(w); }, publishProgress: () => undefined,
+  }, log, mover, noLog);
+
+  it('is the one the work plans and writes on: one manifest read per restore, not one at the plan and one after RestoreStarted', async () => {
+    const log = new InMemoryEventLog(SITE);
+    const queued: RestoreWork[] = [];
+    const { mover, opens } = fakeMover(async () => undefined);
+    const j = jobsOn(log, queued, mover);
+    await j.request(request('/tmp/one.raw'), { kind: 'user', id: 'admin' }, true, 'c-1');
+    expect(await j.run(queued[0]!, () => undefined)).toBe('completed');
+    expect(opens()).toBe(1);
+    expect((await events(log, 'restore-r-1')).map((e) => e.type)).toEqual(['RestoreRequested', 'RestoreStarted', 'DiskRestored', 'RestoreCompleted']);
+    // A redelivery (another attempt, or another mover) opens the source itself.
+    const again = new InMemoryEventLog(SITE);
+    const queued2: RestoreWork[] = [];
+    const other = fakeMover(async () => undefined);
+    const j2 = jobsOn(again, queued2, other.mover);
+    await j2.request(request('/tmp/two.raw'), { kind: 'user', id: 'admin' }, true, 'c-2');
+    const fresh = jobsOn(again, [], other.mover);
+    expect(await fresh.run(queued2[0]!, () => undefined)).toBe('completed');
+    expect(other.opens()).toBe(2);
+  });
+
+  it('a restore point the request could not open fails the job as not found, as a plan that opens it does', async () => {
+    const log = new InMemoryEventLog(SITE);
+    const queued: RestoreWork[] = [];
+    const { mover } = fakeMover(async () => { throw new RestoreRefused('not_found', 'no restore point rp-1'); });
+    const j = jobsOn(log, queued, mover);
+    await j.request(request('/tmp/three.raw'), { kind: 'user', id: 'admin' }, true, 'c-1');
+    await expect(j.run(queued[0]!, () => undefined)).rejects.toMatchObject({ code: 'not_found' });
+  });
+});
