@@ -15,7 +15,7 @@
 // Associated data = the 12 header bytes + the object's id (UTF-8), so an object cannot be
 // swapped for another, moved to another id, or have its flags changed unnoticed.
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { constants as zc, createZstdDecompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { constants as zc, createZstdCompress, createZstdDecompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
 export const ENVELOPE_VERSION = 1;
 export const HEADER_BYTES = 12;
@@ -73,16 +73,15 @@ export function seal(
 ): { sealed: Uint8Array; compressed: boolean } {
   let payload: Uint8Array = plain;
   let flags = 0;
+  // The compressed bytes: a view of this thread's scratch buffer (kept compressor) or a buffer of their own.
+  let compressed: Uint8Array | undefined;
   if (level > 0 && plain.length > 0) {
-    // One output buffer big enough for the worst case: zlib's default 16 KiB output steps
-    // cost ~15x in throughput on a 256 KiB chunk (many native calls, then a concat).
-    const c = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: level }, chunkSize: zstdBound(plain.length) });
+    const c = zstdCompressKept(plain, level) ?? zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: level }, chunkSize: zstdBound(plain.length) });
+    compressed = c;
     // Keep raw when compression saves under 1/32: decompressing costs more than it saves.
     if (c.length < plain.length - (plain.length >> 5)) {
       payload = c;
       flags |= FLAG_ZSTD;
-    } else {
-      release(c);
     }
   }
   // allocUnsafeSlow: never the shared pool, so workers can transfer `out.buffer` whole.
@@ -101,10 +100,68 @@ export function seal(
   const encrypted = cipher.update(payload);
   let n = encrypted.copy(out, body);
   release(encrypted);
-  if (payload !== plain) release(payload);
+  if (compressed && compressed.buffer !== zstdOut?.buffer) release(compressed);
   n += cipher.final().copy(out, body + n);
   cipher.getAuthTag().copy(out, body + n);
   return { sealed: out, compressed: (flags & FLAG_ZSTD) !== 0 };
+}
+
+/**
+ * One zstd compressor per thread and level, kept across objects, and one output buffer it
+ * compresses into. zstdCompressSync builds a stream and a compression context (its tables:
+ * allocated, faulted in, freed) for every object: about half of a 64 KiB chunk's compression
+ * CPU at level 1 (docs/benchmarks.md, "2026-12-07: one zstd compressor per thread"). Driven
+ * through the stream's native handle as zstdCompressSync itself drives it (one `writeSync`
+ * with ZSTD_e_end into an output of at least the worst case), so the frames are the same bytes;
+ * zstd starts each frame afresh once the previous one ended, and declares its content size as
+ * the one-shot call does. Anything unexpected (an error, a frame that did not end within the
+ * output) drops the compressor and the object is compressed the old way.
+ */
+const compressors = new Map<number, ZstdEngine>();
+/** The kept compressors' output buffer (grown as needed, up to KEPT_OUT_MAX). */
+let zstdOut: Buffer | undefined;
+/** Objects whose worst case is larger than this get a buffer of their own (manifests). */
+const KEPT_OUT_MAX = 4 * 1024 * 1024 + 64 * 1024;
+
+function compressor(level: number): ZstdEngine | null {
+  const kept = compressors.get(level);
+  if (kept) return kept;
+  const stream = createZstdCompress({ params: { [zc.ZSTD_c_compressionLevel]: level } }) as unknown as { _handle?: ZstdHandle; _writeState?: unknown };
+  const { _handle: handle, _writeState: state } = stream;
+  if (!handle || typeof handle.writeSync !== 'function' || typeof handle.close !== 'function' || !(state instanceof Uint32Array)) return null;
+  const engine: ZstdEngine = { handle, state, error: undefined, atFrameStart: true };
+  handle.onerror = (message) => { engine.error = message; };
+  compressors.set(level, engine);
+  return engine;
+}
+
+/** One zstd frame of `plain` (a view of the thread's output buffer, valid until the next call), or undefined: use zstdCompressSync. */
+function zstdCompressKept(plain: Uint8Array, level: number): Uint8Array | undefined {
+  const bound = zstdBound(plain.length);
+  if (bound >= MAX_OUTPUT_STEP || bound > KEPT_OUT_MAX) return undefined;
+  const engine = compressor(level);
+  if (!engine) return undefined;
+  if (!zstdOut || zstdOut.length < bound) zstdOut = Buffer.allocUnsafeSlow(Math.max(bound, zstdOut?.length ?? 0));
+  const out = zstdOut;
+  engine.error = undefined;
+  try {
+    engine.handle.writeSync(zc.ZSTD_e_end, plain, 0, plain.byteLength, out, 0, out.length);
+  } catch {
+    dropCompressor(level, engine);
+    return undefined;
+  }
+  const [outLeft = 0, inLeft = 0] = engine.state;
+  // The frame ended within the output (room was left) and took all the input, without an error.
+  if (engine.error !== undefined || inLeft !== 0 || outLeft === 0) {
+    dropCompressor(level, engine);
+    return undefined;
+  }
+  return out.subarray(0, out.length - outLeft);
+}
+
+function dropCompressor(level: number, engine: ZstdEngine): void {
+  compressors.delete(level);
+  try { engine.handle.close(); } catch { /* already closed */ }
 }
 
 /** The native side of a zstd decompressor (Node's zlib internals, Node 24). */

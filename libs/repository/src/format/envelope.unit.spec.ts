@@ -1,5 +1,5 @@
-import { createCipheriv, randomBytes } from 'node:crypto';
-import { zstdCompressSync } from 'node:zlib';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { constants as zc, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { contentId, ENVELOPE_OVERHEAD, EnvelopeError, HEADER_BYTES, open, seal, zstdContentSize } from './envelope.ts';
 
@@ -15,6 +15,16 @@ function sealZstdPayload(id: string, payload: Buffer): Buffer {
   const cipher = createCipheriv('aes-256-gcm', dataKey, nonce);
   cipher.setAAD(Buffer.concat([header.subarray(0, HEADER_BYTES), Buffer.from(id, 'utf8')]));
   return Buffer.concat([header, nonce, cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
+}
+
+/** The (compressed) payload inside a sealed envelope, decrypted and authenticated here. */
+function payloadOf(id: string, sealed: Uint8Array): Buffer {
+  const b = Buffer.from(sealed);
+  const length = b.readUInt32BE(8);
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, b.subarray(HEADER_BYTES, HEADER_BYTES + 12));
+  decipher.setAAD(Buffer.concat([b.subarray(0, HEADER_BYTES), Buffer.from(id, 'utf8')]));
+  decipher.setAuthTag(b.subarray(HEADER_BYTES + 12 + length));
+  return Buffer.concat([decipher.update(b.subarray(HEADER_BYTES + 12, HEADER_BYTES + 12 + length)), decipher.final()]);
 }
 
 function failure(fn: () => unknown): string | undefined {
@@ -34,6 +44,35 @@ describe('sealed envelope', () => {
     const r = seal('C', contentId(idKey, noise), noise, dataKey, 1);
     expect(r.compressed).toBe(false);
     expect(r.sealed.length).toBe(noise.length + ENVELOPE_OVERHEAD);
+  });
+
+  it('writes, object after object and level after level, the frames a fresh zstdCompressSync writes', () => {
+    // seal keeps one compressor per thread and level (and one output buffer, grown as needed):
+    // nothing may carry from one object to the next, and each frame declares its content size.
+    const words = Buffer.from('backup chunk restore point repository cairn disk ');
+    const objects: Buffer[] = [];
+    for (const size of [65_536, 100, 65_536, 262_144, 1, 65_536, 1_048_576, 4_096]) {
+      const t = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) t[i] = words[(i * 7 + (i >> 9)) % words.length]!;
+      objects.push(t, Buffer.alloc(size), Buffer.concat([randomBytes(size >> 1), t.subarray(0, size - (size >> 1))]));
+    }
+    for (const level of [1, 3, 1]) {
+      for (const plain of objects) {
+        const id = contentId(idKey, plain);
+        const s = seal('C', id, plain, dataKey, level);
+        // What seal wrote before it kept a compressor: a one-shot call with room for the worst case.
+        const frame = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: level }, chunkSize: Math.max(64, plain.length + (plain.length >> 7) + 1024) });
+        const payload = payloadOf(id, s.sealed);
+        if (s.compressed) {
+          expect(payload.equals(frame)).toBe(true);
+          expect(zstdContentSize(payload)).toBe(plain.length);
+        } else {
+          expect(frame.length).toBeGreaterThanOrEqual(plain.length - (plain.length >> 5));
+          expect(payload.equals(plain)).toBe(true);
+        }
+        expect(Buffer.from(open('C', id, s.sealed, dataKey, { idKey, maxPlainBytes: plain.length })).equals(plain)).toBe(true);
+      }
+    }
   });
 
   it('classifies every kind of damage and never returns wrong plaintext', () => {
