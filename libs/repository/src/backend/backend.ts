@@ -41,7 +41,8 @@ export interface FlushGroup {
   /**
    * The group's deferred puts will be few (an incremental's changed blocks): a backend that
    * syncs them one by one at the flush may start each sync as soon as the put is written, so
-   * the flush after the last put finds most of them durable already.
+   * the flush after the last put finds most of them durable already, and name each once its
+   * own data is durable (the directory backend: docs/repository-backends.md).
    */
   readonly syncEarly?: boolean;
 }

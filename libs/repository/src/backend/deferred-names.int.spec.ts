@@ -118,7 +118,7 @@ describe('deferred puts (directory backend)', () => {
     expect((await readdir(join(root, 'k'))).length).toBe(23);
   });
 
-  it('puts of a syncEarly group are fsynced as they are queued, named at the flush; an early fsync that fails fails the flush and names nothing', async () => {
+  it('puts of a syncEarly group are fsynced as they are queued and named once durable, before the flush; an early fsync that fails fails the flush and names nothing', async () => {
     const root = await h.tmpDir();
     const names = new DeferredNames({ root, sync: true, mapError: (e) => e as Error });
     const entry = async (key: string, group: FlushGroup, fdOf?: string): Promise<DeferredName> => {
@@ -133,6 +133,10 @@ describe('deferred puts (directory backend)', () => {
     for (let i = 0; i < 6; i++) queued.push(await entry(`k${i}`, early));
     // Started at the put, before any flush (two at a time; the rest when those end or at the flush).
     expect(queued[0]!.synced).toBeDefined();
+    // Named as soon as its own fsync ended, without a flush: the name, and no temp file.
+    expect(await queued[0]!.named).toBe(root);
+    expect(await readFile(queued[0]!.path, 'utf8')).toBe('k0');
+    await expect(access(queued[0]!.temp)).rejects.toThrow(/ENOENT/);
     const plain = await entry('plain', {});
     expect(plain.synced).toBeUndefined();
     await names.flush(early);
@@ -144,6 +148,8 @@ describe('deferred puts (directory backend)', () => {
     const bad: FlushGroup = { syncEarly: true };
     const n = await entry('bad', bad, '/dev/null');
     expect(n.synced).toBeDefined();
+    expect(await n.named).toBeUndefined();
+    await expect(access(n.path)).rejects.toThrow(/ENOENT/);
     await expect(names.flush(bad)).rejects.toThrow(/EINVAL|invalid argument/i);
     await expect(access(n.path)).rejects.toThrow(/ENOENT/);
     await expect(access(n.temp)).rejects.toThrow(/ENOENT/);

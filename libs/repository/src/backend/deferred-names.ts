@@ -40,6 +40,11 @@ export interface DeferredName {
   fd?: number;
   /** The fsync started through `fd` as soon as the put was queued (FlushGroup.syncEarly). */
   synced?: Promise<void>;
+  /**
+   * The name given right after that early fsync (its directory once named, undefined when it
+   * could not be: the group's failure says why): the batch then only syncs the directory.
+   */
+  named?: Promise<string | undefined>;
 }
 
 export interface DeferredNamesOptions {
@@ -157,34 +162,44 @@ export class DeferredNames {
     }
     const dirs = new Set<string>();
     await forEachLimit(batch, 16, async (n) => {
-      try {
-        if (n.keepExisting) {
-          try {
-            await link(n.temp, n.path);
-          } catch (e) {
-            const code = (e as NodeJS.ErrnoException).code ?? '';
-            // EEXIST: stored meanwhile by someone else (the same plaintext: content-addressed).
-            // No hard links on this file system (some FUSE/SMB mounts): check, then rename,
-            // which is not race-free (docs/repository-backends.md).
-            if (NO_LINKS.has(code)) {
-              if (!(await stat(n.path).then(() => true, () => false))) await rename(n.temp, n.path);
-            } else if (code !== 'EEXIST') throw e;
-          }
-        } else {
-          await rename(n.temp, n.path);
-        }
-        dirs.add(n.dir);
-      } catch (e) {
-        n.group.failure ??= this.o.mapError(e, n);
-      } finally {
-        await unlink(n.temp).catch(() => undefined);
-      }
+      const dir = await (n.named ?? this.name(n));
+      if (dir !== undefined) dirs.add(dir);
     });
     if (!this.o.sync || dirs.size === 0) return;
     try {
       await this.syncNames(dirs);
     } catch (e) {
       for (const n of batch) n.group.failure ??= this.o.mapError(e, n);
+    }
+  }
+
+  /**
+   * Gives a put whose data is durable its name (and removes its temp file): its directory, or
+   * undefined when it could not be named (the group's failure says why).
+   */
+  private async name(n: DeferredName): Promise<string | undefined> {
+    try {
+      if (n.keepExisting) {
+        try {
+          await link(n.temp, n.path);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? '';
+          // EEXIST: stored meanwhile by someone else (the same plaintext: content-addressed).
+          // No hard links on this file system (some FUSE/SMB mounts): check, then rename,
+          // which is not race-free (docs/repository-backends.md).
+          if (NO_LINKS.has(code)) {
+            if (!(await stat(n.path).then(() => true, () => false))) await rename(n.temp, n.path);
+          } else if (code !== 'EEXIST') throw e;
+        }
+      } else {
+        await rename(n.temp, n.path);
+      }
+      return n.dir;
+    } catch (e) {
+      n.group.failure ??= this.o.mapError(e, n);
+      return undefined;
+    } finally {
+      await unlink(n.temp).catch(() => undefined);
     }
   }
 
@@ -206,19 +221,24 @@ export class DeferredNames {
 
   /**
    * fsyncs queued puts of `syncEarly` groups while the writer still reads and stores (a few at
-   * a time: the thread pool also writes the temp files), so their flush mostly finds them
-   * durable. Their names still appear only in the batch, after its data is synced.
+   * a time: the thread pool also writes the temp files), and names each once its own data is
+   * durable, so their flush mostly finds them durable and named and only syncs the
+   * directories (the manifest still comes after that). A put whose early fsync failed is not
+   * named; its batch fails as before.
    */
   private startEarlySyncs(): void {
     while (this.earlyRunning < EARLY_SYNCS && this.early.length > 0) {
       const n = this.early.shift()!;
       if (n.fd === undefined || n.synced) continue;
       this.earlyRunning++;
-      n.synced = fsFsync(n.fd).finally(() => {
+      const synced = fsFsync(n.fd).finally(() => {
         this.earlyRunning--;
         this.startEarlySyncs();
       });
-      n.synced.catch(() => undefined); // awaited by the batch (syncData), which reports it
+      n.synced = synced;
+      synced.catch(() => undefined); // awaited by the batch (syncData), which reports it
+      // The name does not hold the fsync's place: the next early fsync starts beside it.
+      n.named = synced.then(() => this.name(n), () => undefined);
     }
   }
 
