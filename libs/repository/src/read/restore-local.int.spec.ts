@@ -79,6 +79,40 @@ describe('restore from a local directory repository', () => {
     }
   });
 
+  it("the workers' writes to one target take turns on their own lock; one left taken holds a batch up by its wait, never for good", async () => {
+    const size = 96 * TEST_CHUNK;
+    const big = makeImage(size, 13);
+    const id = (await repo.writeRestorePoint({ vm: { id: 'c', name: 'c' }, disks: [{ name: 'sda', sizeBytes: size, extents: asAsync(fullExtents(big, TEST_CHUNK)) }] })).restorePointId;
+    const openFilesTo = ChunkWorkerPool.prototype.openFilesTo;
+    let locks: Int32Array | undefined;
+    let at = -1;
+    // Before the first batch: its target's lock taken, as a worker that died holding it would leave it.
+    const batches = vi.spyOn(ChunkWorkerPool.prototype, 'openFilesTo').mockImplementation(function (this: ChunkWorkerPool, chunks, fd) {
+      if (!locks) {
+        locks = new Int32Array(this.writeLocks);
+        at = fd % locks.length;
+        Atomics.store(locks, at, 1);
+      }
+      return openFilesTo.call(this, chunks, fd);
+    });
+    try {
+      const target = join(await h.tmpDir(), 'out.raw');
+      const t0 = performance.now();
+      await repo.restoreDisk(id, 'sda', target);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(50); // the wait before a worker takes the lock over
+      expect(Buffer.compare(await readFile(target), Buffer.from(big))).toBe(0);
+      expect(batches.mock.calls.length).toBeGreaterThan(1); // two workers' batches at once, taking turns
+      expect(at).toBeGreaterThanOrEqual(0);
+      expect([...locks!]).toEqual(new Array(locks!.length).fill(0)); // every lock given back
+      // And again, nothing left taken: byte for byte.
+      const again = join(await h.tmpDir(), 'out.raw');
+      await repo.restoreDisk(id, 'sda', again);
+      expect(Buffer.compare(await readFile(again), Buffer.from(big))).toBe(0);
+    } finally {
+      batches.mockRestore();
+    }
+  });
+
   it('a chunk file the worker cannot read is read through the backend, whose error fails the restore and leaves no file', async () => {
     // A directory where the chunk's file was: the worker's read fails (EISDIR), so does get().
     const path = backend.localPath(chunkKey(ids[1]!));

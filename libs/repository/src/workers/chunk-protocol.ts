@@ -7,6 +7,13 @@ export interface WorkerInit {
   readonly idKey: Uint8Array;
   readonly level: number;
   readonly maxPlainBytes: number;
+  /**
+   * Write locks the pool's workers share (an Int32Array's memory, one word per slot, a target's
+   * slot by its descriptor): a worker that finds its target's lock taken opens its next chunk
+   * instead of sleeping on the file's inode lock (chunk.worker.ts, `openFilesTo`). A hint for
+   * speed only: the kernel's lock keeps the writes correct without it.
+   */
+  readonly writeLocks?: SharedArrayBuffer;
 }
 
 // `len`: the data is the first `len` bytes of `buf` (a pooled buffer may be longer).

@@ -28,6 +28,9 @@ export function ownedBuffer(u8: Uint8Array): ArrayBuffer {
  */
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './chunk.worker.ts' : './chunk.worker.mjs', import.meta.url);
 
+/** Write-lock slots shared by a pool's workers (a target's slot: its descriptor modulo this). */
+const WRITE_LOCK_SLOTS = 64;
+
 /** Spare buffers kept per size: enough for every chunk in flight, bounded whatever happens. */
 const MAX_SPARES = 64;
 
@@ -39,6 +42,8 @@ export class ChunkWorkerPool {
   private seq = 0;
   private outstanding = 0;
   private closed = false;
+  /** The workers' shared write locks (WorkerInit.writeLocks: one Int32 word per slot, 0 when free). */
+  readonly writeLocks = new SharedArrayBuffer(WRITE_LOCK_SLOTS * 4);
 
   constructor(
     private readonly init: WorkerInit,
@@ -46,7 +51,7 @@ export class ChunkWorkerPool {
   ) {}
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_URL, { workerData: this.init });
+    const worker = new Worker(WORKER_URL, { workerData: { ...this.init, writeLocks: this.writeLocks } satisfies WorkerInit });
     const slot: Slot = { worker, inFlight: new Map() };
     worker.unref();
     worker.on('message', (reply: WorkerReply) => {

@@ -74,15 +74,17 @@ const outOfRange = (id: string, range: ChunkRange, size: number): OpenedFile =>
  * a restore makes no 256 KiB of garbage per chunk. Its plaintext lives until the next open.
  */
 const plainBuf = Buffer.allocUnsafeSlow(init.maxPlainBytes + 1);
-/** `release`, except for views of `plainBuf` (reused, never freed). */
-const releasePlain = (plain: Uint8Array): void => { if (plain.buffer !== plainBuf.buffer) release(plain); };
+/** A second such buffer (made on first use): a batch opens its next chunk while one waits to be written. */
+let plainBuf2: Buffer | undefined;
+/** `release`, except for views of `plainBuf` or `plainBuf2` (reused, never freed). */
+const releasePlain = (plain: Uint8Array): void => { if (plain.buffer !== plainBuf.buffer && plain.buffer !== plainBuf2?.buffer) release(plain); };
 
 /** Reads and opens (id checked) one chunk of a local file: its plaintext, or what went wrong (damage); any other failure throws. */
-function openFile(id: string, path: string): Uint8Array | OpenedFile {
+function openFile(id: string, path: string, into: Buffer = plainBuf): Uint8Array | OpenedFile {
   const sealed = readSealedOrWhy(path);
   if (typeof sealed === 'string') return { unreadable: sealed };
   try {
-    return open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey, into: plainBuf });
+    return open('C', id, sealed, dataKey, { maxPlainBytes: init.maxPlainBytes, idKey, into });
   } catch (e) {
     if (e instanceof EnvelopeError) return { failure: e.failure, message: e.message };
     throw e;
@@ -112,6 +114,125 @@ function writeRange(id: string, plain: Uint8Array, fd: number, position: number,
   return { bytes: part.byteLength };
 }
 
+/**
+ * The pool's write locks (WorkerInit.writeLocks): word `fd % length` is the lock of target `fd`,
+ * 0 free, 1 taken, 2 taken with a worker waiting (a futex mutex on Atomics).
+ */
+const writeLocks = init.writeLocks ? new Int32Array(init.writeLocks) : undefined;
+/**
+ * How long a worker waits for a target's write lock before it takes it anyway: the lock only
+ * spares the kernel's inode lock a sleeper (the kernel's lock keeps the writes correct), so a
+ * holder that died with it (a worker terminated mid-write) costs the next writer this once.
+ */
+const WRITE_LOCK_WAIT_MS = 50;
+/** How long a worker spins for a taken write lock before it sleeps: about two chunks' writes into the page cache. */
+const WRITE_LOCK_SPIN_MS = 0.2;
+
+/** Takes target `fd`'s write lock if it is free (always true without locks). */
+function tryLockWrites(fd: number): boolean {
+  return !writeLocks || Atomics.compareExchange(writeLocks, fd % writeLocks.length, 0, 1) === 0;
+}
+
+/** Waits for target `fd`'s write lock and takes it (after WRITE_LOCK_WAIT_MS whoever holds it). */
+function lockWrites(fd: number): void {
+  if (!writeLocks) return;
+  const at = fd % writeLocks.length;
+  let c = Atomics.compareExchange(writeLocks, at, 0, 1);
+  if (c === 0) return;
+  // The holder is most likely in the middle of a write (tens of µs): spin for it first, as the
+  // kernel does for its own locks while their owner runs; sleep only on a longer hold.
+  const spinUntil = performance.now() + WRITE_LOCK_SPIN_MS;
+  while (performance.now() < spinUntil) {
+    if (Atomics.load(writeLocks, at) === 0 && (c = Atomics.compareExchange(writeLocks, at, 0, 1)) === 0) return;
+  }
+  const deadline = performance.now() + WRITE_LOCK_WAIT_MS;
+  if (c !== 2) c = Atomics.exchange(writeLocks, at, 2);
+  while (c !== 0) {
+    const left = deadline - performance.now();
+    if (left <= 0) return; // taken over: the word says 2, this worker holds it now
+    Atomics.wait(writeLocks, at, 2, left);
+    c = Atomics.exchange(writeLocks, at, 2);
+  }
+}
+
+function unlockWrites(fd: number): void {
+  if (!writeLocks) return;
+  const at = fd % writeLocks.length;
+  // 1: nobody waits. Otherwise (2, or a word a taken-over lock's late unlock left off) free it and wake one.
+  if (Atomics.sub(writeLocks, at, 1) !== 1) {
+    Atomics.store(writeLocks, at, 0);
+    Atomics.notify(writeLocks, at, 1);
+  }
+}
+
+/** A chunk a batch opened: its plaintext (or why not), and the writes of it not yet made. */
+interface OpenedChunk { readonly id: string; readonly opened: Uint8Array | OpenedFile; pending: number; dropped: boolean }
+
+/**
+ * A batch of chunks opened from their files and written to one target (`openFilesTo`). Two
+ * workers writing one file meet on its inode lock, and one that finds it taken sleeps until the
+ * holder's write ends, longer when the holder lost its core meanwhile (85 such sleeps per
+ * restore at load 8-22, docs/benchmarks.md "the restore's chunk phase"). So the workers take a
+ * lock of their own around their writes first, without waiting: a worker that finds it taken
+ * keeps the chunk's plaintext, opens the next chunk into its second buffer and writes both
+ * once it holds the lock; only with two chunks waiting does it wait for the lock.
+ */
+function openFilesTo(msg: Extract<WorkerRequest, { op: 'openFilesTo' }>): OpenedFile[] {
+  const { fd } = msg;
+  const results: OpenedFile[] = [];
+  const writes: Array<{ chunk: OpenedChunk; part: Uint8Array; position: number }> = [];
+  /** Distinct chunks in `writes`. */
+  let waiting = 0;
+  const free = (chunk: OpenedChunk) => { if (chunk.opened instanceof Uint8Array) releasePlain(chunk.opened); };
+  const flush = () => {
+    for (let w = writes.shift(); w; w = writes.shift()) {
+      writeAt(fd, w.part, w.position);
+      if (--w.chunk.pending === 0 && w.chunk.dropped) free(w.chunk);
+    }
+    waiting = 0;
+  };
+  /** Writes what waits once this worker holds the target's lock; without `wait`, only if it is free now. */
+  const flushLocked = (wait: boolean) => {
+    if (wait) lockWrites(fd);
+    else if (!tryLockWrites(fd)) return;
+    try { flush(); } finally { unlockWrites(fd); }
+  };
+  // The last chunk opened stays open while the next items name it (pieces of one slot).
+  let last: OpenedChunk | undefined;
+  const drop = () => {
+    if (!last) return;
+    last.dropped = true;
+    if (last.pending === 0) free(last);
+    last = undefined;
+  };
+  try {
+    for (let i = 0; i < msg.ids.length; i++) {
+      const id = msg.ids[i]!;
+      if (last?.id !== id) {
+        drop();
+        // The buffer the waiting chunk (at most one) does not hold.
+        const held = writes[0]?.chunk.opened;
+        const into = held instanceof Uint8Array && held.buffer === plainBuf.buffer ? (plainBuf2 ??= Buffer.allocUnsafeSlow(plainBuf.length)) : plainBuf;
+        last = { id, opened: openFile(id, msg.paths[i]!, into), pending: 0, dropped: false };
+      }
+      const chunk = last;
+      if (!(chunk.opened instanceof Uint8Array)) { results.push(chunk.opened); continue; }
+      const range = msg.ranges?.[i];
+      const part = ranged(chunk.opened, range);
+      if (part === null) { results.push(outOfRange(id, range!, chunk.opened.byteLength)); continue; }
+      if (chunk.pending++ === 0) waiting++;
+      writes.push({ chunk, part, position: msg.positions[i]! });
+      results.push({ bytes: part.byteLength });
+      flushLocked(waiting > 1);
+    }
+    if (writes.length) flushLocked(true);
+  } finally {
+    for (const w of writes.splice(0)) if (--w.chunk.pending === 0 && w.chunk.dropped) free(w.chunk); // a write failed: the batch fails
+    drop();
+  }
+  return results;
+}
+
 const port = parentPort;
 if (!port) throw new Error('chunk.worker.ts must run as a worker thread');
 
@@ -120,21 +241,7 @@ port.on('message', (msg: WorkerRequest) => {
   let transfer: ArrayBuffer[] = [];
   try {
     if (msg.op === 'openFilesTo') {
-      const results: OpenedFile[] = [];
-      // The last chunk opened stays open while the next items name it (pieces of one slot).
-      let last: { id: string; opened: Uint8Array | OpenedFile } | undefined;
-      const drop = () => { if (last && last.opened instanceof Uint8Array) releasePlain(last.opened); last = undefined; };
-      try {
-        for (let i = 0; i < msg.ids.length; i++) {
-          const id = msg.ids[i]!;
-          if (last?.id !== id) { drop(); last = { id, opened: openFile(id, msg.paths[i]!) }; }
-          const { opened } = last;
-          results.push(opened instanceof Uint8Array ? writeRange(id, opened, msg.fd, msg.positions[i]!, msg.ranges?.[i]) : opened);
-        }
-      } finally {
-        drop();
-      }
-      port.postMessage({ seq: msg.seq, op: 'openFilesTo', results } satisfies WorkerReply);
+      port.postMessage({ seq: msg.seq, op: 'openFilesTo', results: openFilesTo(msg) } satisfies WorkerReply);
       return;
     }
     if (msg.op === 'openFileTo') {
