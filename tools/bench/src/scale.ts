@@ -5,7 +5,7 @@
 // every job must have exactly one RestorePointCommitted and one JobCompleted.
 //   npx tsx tools/bench/src/scale.ts --vms 10000 --policies
 //     [--hosts <n>, default one per 100 VMs] [--max-jobs-per-host 8] [--transfers 8] [--movers 3]
-//     [--kill-at 0.3] [--policy-ms 10] [--profile <dir>] [--keep] [--cli <another build's tools/cli/bin/cairn.js>]
+//     [--kill-at 0.3] [--policy-ms 10] [--profile <dir>] [--keep] [--log-level warn] [--cli <another build's tools/cli/bin/cairn.js>]
 // --policies: one policy per VM, all due at the same minute, so the scheduler's cron requests
 // every job; without it, one manual RequestBackup per VM. The jobs start once the movers' first
 // scheduled verify has run. Prints wall time, jobs/s, p50/p99 of due minute (or request) →
@@ -13,7 +13,13 @@
 // collections in the job phase (`gcOfJobs`: mark-compacts / scavenges, pause ms per job; counted
 // by gc-count.mjs, preloaded), read / write system calls per job of each process
 // (`syscallsPerJob`) and their KiB (`ioKiBPerJob`) and appends per job, as JSON at the end.
+// Around the kill it prints each second's job events by step (started, snapshot, queued, transfer,
+// committed, released, completed, by the events' own times) and JobCompleted per 10 s, with
+// `completedIn60sAfterKill`: a step whose events stop shows who stalls. Each service's log goes
+// to <run dir>/<service>.log (`--log-level`, default warn; the run dir stays with --keep, with
+// the nats-servers' logs under nats/).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +52,8 @@ const { values } = parseArgs({ options: {
   // Count the NATS messages the services send during the job phase, by subject pattern (a `>`
   // subscription of this process: it adds work to nats-server, so not for CPU figures).
   'count-subjects': { type: 'boolean', default: false },
+  // The services' log level (their logs are written to <run dir>/<service>.log; keep them with --keep).
+  'log-level': { type: 'string', default: 'warn' },
 } });
 const VMS = Number(values.vms);
 const MOVERS = Number(values.movers);
@@ -70,7 +78,7 @@ const cluster = await startNatsCluster({ dir: join(dir, 'nats'), size: 3, name: 
 try {
   const nats = cluster.url;
   const env = {
-    ...process.env, CAIRN_NATS_URL: nats, CAIRN_SITE: 'bench', CAIRN_REPO_PASSPHRASE: 'bench-scale', CAIRN_LOG_LEVEL: 'warn',
+    ...process.env, CAIRN_NATS_URL: nats, CAIRN_SITE: 'bench', CAIRN_REPO_PASSPHRASE: 'bench-scale', CAIRN_LOG_LEVEL: values['log-level'],
     CAIRN_SIMULATED_HYPERVISOR: '1', CAIRN_CONFIG: join(dir, 'cairn.yaml'), CAIRN_FILE_INDEX: '0',
     // Every process counts its garbage collections (gc-count.mjs) into the run's gc directory.
     CAIRN_BENCH_GC_DIR: join(dir, 'gc'),
@@ -145,9 +153,16 @@ try {
     const p = spawn(process.execPath, [CLI, '--data', join(dir, name), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     procs.push(p);
     names.set(p, name);
+    // Its log (stdout) to a file of the run's directory: what a service did around the kills.
+    const logFile = createWriteStream(join(dir, `${name}.log`));
     return new Promise<ChildProcess>((resolve, reject) => {
-      let out = '';
-      p.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; if (/ running \(site /.test(out)) resolve(p); });
+      let out: string | undefined = '';
+      p.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        logFile.write(d);
+        if (out === undefined) return;
+        out += d;
+        if (/ running \(site /.test(out)) { out = undefined; resolve(p); }
+      });
       p.once('exit', (code) => reject(new Error(`${name} exited (${code}) before it ran: ${out}`)));
     });
   };
@@ -240,8 +255,10 @@ try {
   const start = dueAt ?? Date.now();
   let sent = 0;
   let killed = false;
+  let killedAt: number | undefined;
   const kill = async () => {
     killed = true;
+    killedAt = Date.now();
     const member = cluster.members[1]!;
     say(`SIGKILL nats member 2 (pid ${member.pid}) and mover 1 (pid ${movers[0]!.pid}) at ${completedAt.size} completed`);
     await member.kill('SIGKILL');
@@ -311,8 +328,18 @@ try {
   const perJob = new Map<string, { committed: number; completed: number; failed: number; started: number }>();
   const eventsOf = new Map<string, string[]>();
   const reasons = new Set<string>();
+  // Per second of the run (by each event's own time), how many of each job event: a stall after
+  // the kills shows as the step whose events stop (printed around the kill below).
+  const TIMELINE = ['JobStarted', 'SnapshotTaken', 'TransferQueued', 'TransferStarted', 'RestorePointCommitted', 'SnapshotReleased', 'JobCompleted'] as const;
+  const timeline = new Map<number, Record<string, number>>();
   for await (const r of log.readAll({ category: 'job' })) {
     if (r.position <= head) continue;
+    if ((TIMELINE as readonly string[]).includes(r.event.type)) {
+      const sec = Math.floor((Date.parse(r.event.time) - start) / 1000);
+      const row = timeline.get(sec) ?? {};
+      row[r.event.type] = (row[r.event.type] ?? 0) + 1;
+      timeline.set(sec, row);
+    }
     const j = perJob.get(r.event.correlationId) ?? { committed: 0, completed: 0, failed: 0, started: 0 };
     if (r.event.type === 'RestorePointCommitted') j.committed++;
     if (r.event.type === 'JobCompleted') j.completed++;
@@ -327,6 +354,24 @@ try {
     if (j.completed > 1 || j.committed > 1) say(`job ${id} not exactly once:\n  ${eventsOf.get(id)!.join('\n  ')}`);
   }
   const jobs = [...perJob.values()];
+  // The timeline around the kill, one line a second: its effect is read here, not guessed.
+  const killSec = killedAt !== undefined ? Math.floor((killedAt - start) / 1000) : undefined;
+  if (killSec !== undefined) {
+    const lastSec = Math.max(...timeline.keys());
+    const lines = [`sec  ${['started', 'snapshot', 'queued', 'transfer', 'committed', 'released', 'completed'].map((h) => h.padStart(10)).join(' ')}`];
+    for (let sec = Math.max(0, killSec - 5); sec <= Math.min(lastSec, killSec + 75); sec++) {
+      const row = timeline.get(sec) ?? {};
+      lines.push(`${String(sec - killSec).padStart(4)} ${TIMELINE.map((t) => String(row[t] ?? 0).padStart(10)).join(' ')}`);
+    }
+    say(`job events per second around the kill (sec 0 = the kill, ${killSec} s after the start):\n  ${lines.join('\n  ')}`);
+  }
+  // JobCompleted per 10 s from the start (the whole run's rate).
+  const per10: number[] = [];
+  for (const [sec, row] of timeline) per10[Math.floor(sec / 10)] = (per10[Math.floor(sec / 10)] ?? 0) + (row['JobCompleted'] ?? 0);
+  say(`JobCompleted per 10 s from the start: ${Array.from(per10, (n) => n ?? 0).join(' ')}`);
+  // Jobs ended in the 60 s after the kill (at the run's rate, ~60 x jobs/s; a stall shows as fewer).
+  let after60 = 0;
+  if (killSec !== undefined) for (const [sec, row] of timeline) if (sec >= killSec && sec < killSec + 60) after60 += row['JobCompleted'] ?? 0;
   // The slowest job by its own events (due minute or request → JobCompleted), and its events: a
   // long tail is read from them (a redelivery, a step's backoff), not from the wall time, which
   // also holds how late this process saw the last event.
@@ -352,6 +397,7 @@ try {
     cpuSeconds: cpu, cpuMsPerJob, transfersPerMover: Number(values.transfers),
     appendsPerJob: +(appended / Math.max(1, jobs.length)).toFixed(2), appendsByCategory: byCategory,
     ...(values.policies ? { policies: VMS, requestedBySchedule: requestedAt.size } : {}), hosts: HOSTS, verifiedBeforeJobs, moverThreadsMsPerJob, gcOfJobs, syscallsPerJob, ioKiBPerJob,
+    ...(killSec !== undefined ? { killedAtSecond: killSec, completedIn60sAfterKill: after60 } : {}),
     load: loadavg().map((x) => +x.toFixed(1)),
     ...(reasons.size ? { failureReasons: [...reasons] } : {}),
     ...(counter ? { natsMessagesPerJob: counter.perJob(jobs.length) } : {}),
