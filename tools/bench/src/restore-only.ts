@@ -6,7 +6,13 @@
 // stack's peak RSS.
 //
 //   npx tsx tools/bench/src/restore-only.ts [--size 2G] [--restores 5] [--state /tmp/dir] [--images /tmp/dir]
-//     [--builds base=/work/wt/base,head=/work/wt/x --rounds 3]
+//     [--builds base=/work/wt/base,head=/work/wt/x --rounds 3] [--timeline] [--threads]
+//
+// --timeline: each restore's per-thread CPU timeline of the stack (thread-timeline.ts), and per build
+// the median CPU-ms per thread group (main thread, chunk workers, libuv, V8's threads, nats-server)
+// over the command and inside the chunk phase alone, with their sum but the chunk workers'.
+// CAIRN_BENCH_PROFILE=<dir> (the stack's V8 CPU profiles) also gets windows.json: each restore's
+// window and its chunk phase's on the monotonic clock, for cpuprofile-window.ts.
 //
 // --builds: A/B of builds on the same state, each a worktree's own CLI (its bundle must be fresh:
 // only this checkout's is rebuilt; `name=worktree+KEY=value` variables reach its stack only): per
@@ -28,6 +34,7 @@ import { MiB, type ImageSpec } from './image.ts';
 import { parseSize, prepareImages, sha256File } from './run.ts';
 import { median } from './report.ts';
 import { parseBuilds } from './ab-builds.ts';
+import { formatTimeline, startTimeline, type ThreadSample } from './thread-timeline.ts';
 import { RESTORE_PHASES, addVm, backup, processCpu, restoreSplit, s2, startCairn, startVm, writeChanges } from './product.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
@@ -81,6 +88,29 @@ async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: 
   return out;
 }
 
+/**
+ * CPU-ms per thread group of the stack between `fromMs` and `toMs` of a timeline (cumulative
+ * samples interpolated at both ends), the chunk workers summed as `workers`.
+ */
+function groupCpu(samples: readonly ThreadSample[], fromMs: number, toMs: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const g of new Set(samples.flatMap((x) => Object.keys(x.groups)))) {
+    // A thread's time so far: 0 before it was first seen, its last reading after it was last seen.
+    let known = 0;
+    const series = samples.map((x) => ({ t: x.t, v: (known = x.groups[g] ?? known) }));
+    const at = (t: number): number => {
+      const i = series.findIndex((x) => x.t >= t);
+      if (i < 0) return series[series.length - 1]!.v;
+      if (i === 0) return series[0]!.v;
+      const a = series[i - 1]!; const b = series[i]!;
+      return a.v + ((b.v - a.v) * (t - a.t)) / Math.max(1e-9, b.t - a.t);
+    };
+    const key = g.startsWith('worker:') ? 'workers' : g;
+    out[key] = (out[key] ?? 0) + at(toMs) - at(fromMs);
+  }
+  return out;
+}
+
 /** Drops every file under `dir` from the page cache (only this repository's files, not the machine's cache). */
 async function dropCache(dir: string): Promise<void> {
   const script = 'import os,sys\nfor r,_,fs in os.walk(sys.argv[1]):\n  for f in fs:\n    fd=os.open(os.path.join(r,f),os.O_RDONLY)\n    os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)\n    os.close(fd)\n';
@@ -98,13 +128,20 @@ async function main(): Promise<void> {
     // one from a repository not read lately does.
     cold: { type: 'boolean', default: false },
     builds: { type: 'string' }, rounds: { type: 'string', default: '1' },
+    // --timeline: each restore's per-thread CPU timeline of the stack (thread-timeline.ts: main thread,
+    // chunk workers, libuv, V8's threads, nats-server) printed after it, 100 ms rows.
+    timeline: { type: 'boolean', default: false },
   } });
+  // Each restore's window on the monotonic clock (`restore<k>`, and its chunk phase `chunks<k>`) (µs, as V8's CPU profiles time their samples), written to
+  // <dir>/windows.json when CAIRN_BENCH_PROFILE=<dir> (the stack's profiles) is set, for cpuprofile-window.ts.
+  const windows: Array<{ build: string; round: number; step: string; startUs: number; endUs: number }> = [];
+  const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
   const spec: ImageSpec = { sizeBytes: parseSize(values.size), seed: values.seed };
   // A fresh CLI bundle first (the stack and the CLI run from it; a stale one rebuilds inside the timed command).
   await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'cli', 'build.mjs')], { cwd: repoRoot });
   const stateDir = resolve(values.state);
   const state = await prepare(stateDir, spec, resolve(values.images ?? join(stateDir, 'images')));
-  type Row = { build: string; ms: number; cpu: number; main: number; cli: number; split?: Record<string, number> };
+  type Row = { build: string; ms: number; cpu: number; main: number; cli: number; split?: Record<string, number>; groups?: Record<string, number>; phase?: Record<string, number> };
   const rows: Row[] = [];
   const builds = values.builds ? parseBuilds(values.builds, repoRoot) : [{ name: values.label || 'this', cli: undefined, env: undefined }];
   for (let round = 1; round <= Number(values.rounds); round++) {
@@ -125,8 +162,15 @@ async function main(): Promise<void> {
           const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
           const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
           cairn.resetPeak();
+          const timeline = values.timeline ? startTimeline([cairn.pid], 50) : undefined;
+          const startUs = nowUs();
           const r = await cairn.cli(['restore', state.restorePointId, '--to', target, '--id', restoreId]);
+          windows.push({ build: build.name, round, step: `restore${k}`, startUs, endUs: nowUs() });
           const [s1, m1] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
+          // The stack's CPU per thread group over the command (ms, from schedstat: finer than /proc's 10 ms ticks).
+          const samples = timeline ? await timeline.stop() : undefined;
+          if (samples) log(`${build.name} restore ${k}, the stack's threads (share of a core per 100 ms):\n${formatTimeline(samples, 100)}`);
+          const groups = samples ? groupCpu(samples, 0, Infinity) : undefined;
           if (t0) {
             // --threads: where the stack's CPU went, per thread of `cairn up` (user / system seconds).
             const t1 = await threadCpu(cairn.pid);
@@ -143,7 +187,15 @@ async function main(): Promise<void> {
           const sha = (rows.length === 0 && k === 1) || values.check !== 'first' ? await sha256File(target) : state.sha256;
           if (sha !== state.sha256) throw new Error(`${build.name} restored a different image (sha256 ${sha}, expected ${state.sha256})`);
           const split = await restoreSplit(cairn.dataDir, restoreId, r);
-          const row = { build: build.name, ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}) };
+          // --timeline: the same per group inside the chunk phase alone (from `restore started` to the
+          // chunks written, the mover's log lines; the timeline starts just before the CLI's spawn).
+          if (split) {
+            const from = startUs + ((split['cli'] ?? 0) + (split['queue'] ?? 0)) * 1000;
+            windows.push({ build: build.name, round, step: `chunks${k}`, startUs: from, endUs: from + (split['write'] ?? 0) * 1000 });
+          }
+          let phase: Record<string, number> | undefined;
+          if (samples && split) phase = groupCpu(samples, (split['cli'] ?? 0) + (split['queue'] ?? 0), (split['cli'] ?? 0) + (split['queue'] ?? 0) + (split['write'] ?? 0));
+          const row = { build: build.name, ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}), ...(groups ? { groups } : {}), ...(phase ? { phase } : {}) };
           rows.push(row);
           log(`${build.name} restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), stack peak RSS ${(cairn.peakRss() / MiB).toFixed(0)} MiB, load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
           await rm(target, { force: true });
@@ -157,7 +209,16 @@ async function main(): Promise<void> {
     const mine = rows.filter((r) => r.build === build.name);
     const med = (f: (r: Row) => number) => median(mine.map(f));
     console.log(`${build.name}: ${mine.length} restores of ${spec.sizeBytes / MiB} MiB, medians: command ${s2(med((r) => r.ms))} s, CPU ${med((r) => r.cpu).toFixed(2)} s (main ${med((r) => r.main).toFixed(2)}, CLI ${med((r) => r.cli).toFixed(2)}); ${RESTORE_PHASES.map(([p]) => `${p} ${s2(med((r) => r.split?.[p] ?? 0))}`).join(', ')}; load ${load()}`);
+    // --timeline: CPU-ms per thread group of the stack (median per restore), and everything but the chunk workers.
+    for (const [what, pick] of [['the command', (r: Row) => r.groups], ['the chunk phase', (r: Row) => r.phase]] as const) {
+      const names = [...new Set(mine.flatMap((r) => Object.keys(pick(r) ?? {})))].sort();
+      if (!names.length) continue;
+      const others = (r: Row): number => Object.entries(pick(r) ?? {}).filter(([g]) => g !== 'workers').reduce((a, [, v]) => a + v, 0);
+      console.log(`${build.name}: the stack's CPU-ms per restore in ${what} (medians): ${names.map((g) => `${g} ${med((r) => pick(r)?.[g] ?? 0).toFixed(0)}`).join(', ')}; all but the chunk workers ${med(others).toFixed(0)}`);
+    }
   }
+  const profiles = process.env['CAIRN_BENCH_PROFILE'];
+  if (profiles) await writeFile(join(resolve(profiles), 'windows.json'), JSON.stringify(windows, null, 1));
   await writeFile(join(repoRoot, 'tmp', 'restore-only.json'), JSON.stringify({ at: new Date().toISOString(), rows }, null, 2)).catch(() => undefined);
 }
 
