@@ -5,7 +5,7 @@ import { type Backend, type FlushGroup, NotFoundError } from './backend/backend.
 import { CorruptObjectError, RestorePointNotFoundError, type ChunkDamage } from './errors.ts';
 import type { RepositoryConfig } from './format/config.ts';
 import { contentId, EnvelopeError, open, release, seal } from './format/envelope.ts';
-import { chunkKey, isRestorePointId, pageKey, RESTORE_POINTS_PREFIX, restorePointKey } from './format/layout.ts';
+import { CHUNKS_DIR_KEY, chunkKey, isRestorePointId, pageKey, RESTORE_POINTS_PREFIX, restorePointKey } from './format/layout.ts';
 import { decodeIndexPage, encodeIndexPage, ENTRY_BYTES, IndexPage, IndexPageFormatError, maxPageBytes, type Slot } from './format/index-page.ts';
 import { encodeManifest, parseManifest, ZERO_ID, type DiskManifest, type Manifest } from './format/manifest.ts';
 import type { MasterKeys } from './keys/master-keys.ts';
@@ -128,16 +128,20 @@ export class RepositoryCore {
    */
   async readChunksTo(chunks: ReadonlyArray<{ readonly id: string; readonly position: number; readonly range?: ChunkRange }>, fd: number): Promise<Array<number | ObjectReadError>> {
     const settle = (p: Promise<number>) => p.catch((e: unknown) => { if (e instanceof ObjectReadError) return e; throw e; });
-    const paths = chunks.map((c) => this.backend.localPath?.(chunkKey(c.id)));
-    if (paths.some((p) => p === undefined)) return Promise.all(chunks.map((c) => settle(this.readChunkTo(c.id, fd, c.position, c.range))));
-    const results = await this.pool.openFilesTo(chunks.map((c, i) => ({ ...c, path: paths[i]! })), fd);
-    return Promise.all(results.map((r, i) => {
+    // A local directory repository: the worker makes each chunk's path from the chunks directory
+    // (no key checked, joined and sent per chunk on this thread, which the stack's services share).
+    const dir = this.backend.localPath?.(CHUNKS_DIR_KEY);
+    if (dir === undefined) return Promise.all(chunks.map((c) => settle(this.readChunkTo(c.id, fd, c.position, c.range))));
+    const { bytes, failures } = await this.pool.openFilesTo(chunks, fd, dir);
+    const out: Array<number | ObjectReadError> = Array.from(bytes);
+    if (!failures) return out;
+    await Promise.all(failures.map(async ([i, r]) => {
       const { id, position, range } = chunks[i]!;
-      if ('bytes' in r) return r.bytes;
-      if ('failure' in r) return new ObjectReadError('chunk', id, chunkKey(id), r.failure, r.message);
+      if ('failure' in r) out[i] = new ObjectReadError('chunk', id, chunkKey(id), r.failure, r.message);
       // A file the worker could not read goes the ordinary way, which maps the failure (missing, no access) as every read does.
-      return settle(this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position, range)));
+      else out[i] = await settle(this.withSealedChunk(id, (sealed) => this.pool.openTo(id, sealed, fd, position, range)));
     }));
+    return out;
   }
 
   /** Fetches chunk `id` and hands it to `open` (a worker); a missing or damaged chunk becomes `ObjectReadError`. */

@@ -319,7 +319,8 @@ export function open(
     release(payload);
   }
   if (options.idKey) {
-    const actual = Buffer.from(contentId(options.idKey, plain), 'hex');
+    // The digest's bytes against the id's, not the digest's hex (no string per chunk).
+    const actual = createHmac('sha256', options.idKey).update(plain).digest();
     const want = Buffer.from(id, 'hex');
     if (actual.length !== want.length || !timingSafeEqual(actual, want)) {
       throw new EnvelopeError('id-mismatch', 'plaintext does not hash to its id');

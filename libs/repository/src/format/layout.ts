@@ -23,7 +23,11 @@ export const DELETED_KEY = 'deleted';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
-export const chunkKey = (id: string): string => `${CHUNKS_PREFIX}${id.slice(0, 2)}/${id}`;
+export const chunkKey = (id: string): string => `${CHUNKS_PREFIX}${chunkSubpath(id)}`;
+/** Where chunk `id` lives below the chunks directory (`chunkKey` without CHUNKS_PREFIX). */
+export const chunkSubpath = (id: string): string => `${id.slice(0, 2)}/${id}`;
+/** The key whose local path is the chunks directory (a directory repository's chunk files are `<it>/<chunkSubpath>`). */
+export const CHUNKS_DIR_KEY = CHUNKS_PREFIX.slice(0, -1);
 export const pageKey = (id: string): string => `${INDEX_PREFIX}${id.slice(0, 2)}/${id}`;
 export const restorePointKey = (id: string): string => `${RESTORE_POINTS_PREFIX}${id}`;
 export const keyObjectKey = (id: string): string => `${KEYS_PREFIX}${id}`;

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { useHarness } from '@cairn/testing';
 import { DirectoryBackend } from '../backend/directory.adapter.ts';
 import { withConcurrencyLimit } from '../backend/concurrency-limit.wrapper.ts';
-import { chunkKey } from '../format/layout.ts';
+import { CHUNKS_DIR_KEY, chunkKey, chunkSubpath } from '../format/layout.ts';
 import { ChunkWorkerPool } from '../workers/chunk-worker-pool.ts';
 import type { Repository } from '../repository.ts';
 import { makeRepository, TEST_CHUNK } from '../testing/fixtures.ts';
@@ -87,13 +87,13 @@ describe('restore from a local directory repository', () => {
     let locks: Int32Array | undefined;
     let at = -1;
     // Before the first batch: its target's lock taken, as a worker that died holding it would leave it.
-    const batches = vi.spyOn(ChunkWorkerPool.prototype, 'openFilesTo').mockImplementation(function (this: ChunkWorkerPool, chunks, fd) {
+    const batches = vi.spyOn(ChunkWorkerPool.prototype, 'openFilesTo').mockImplementation(function (this: ChunkWorkerPool, chunks, fd, dir) {
       if (!locks) {
         locks = new Int32Array(this.writeLocks);
         at = fd % locks.length;
         Atomics.store(locks, at, 1);
       }
-      return openFilesTo.call(this, chunks, fd);
+      return openFilesTo.call(this, chunks, fd, dir);
     });
     try {
       const target = join(await h.tmpDir(), 'out.raw');
@@ -108,6 +108,37 @@ describe('restore from a local directory repository', () => {
       const again = join(await h.tmpDir(), 'out.raw');
       await repo.restoreDisk(id, 'sda', again);
       expect(Buffer.compare(await readFile(again), Buffer.from(big))).toBe(0);
+    } finally {
+      batches.mockRestore();
+    }
+  });
+
+  it('a batch travels as ids and typed arrays: the worker makes each path from the chunks directory, none for an id that is no content id', async () => {
+    const dir = backend.localPath(CHUNKS_DIR_KEY);
+    for (const id of ids) expect(`${dir}/${chunkSubpath(id)}`).toBe(backend.localPath(chunkKey(id)));
+    const openFilesTo = ChunkWorkerPool.prototype.openFilesTo;
+    const seen: Array<{ n: number; bytes: Float64Array; failures: ReadonlyArray<readonly [number, unknown]> }> = [];
+    // Each batch with two items more: a path-like id and a content id without a file.
+    const batches = vi.spyOn(ChunkWorkerPool.prototype, 'openFilesTo').mockImplementation(async function (this: ChunkWorkerPool, chunks, fd, d) {
+      expect(d).toBe(dir);
+      const n = chunks.length;
+      const r = await openFilesTo.call(this, [...chunks, { id: `../${ids[0]!}`, position: 0 }, { id: 'f'.repeat(64), position: 0 }], fd, d);
+      seen.push({ n, bytes: r.bytes, failures: r.failures ?? [] });
+      return { bytes: r.bytes.slice(0, n) };
+    });
+    try {
+      const target = join(await h.tmpDir(), 'out.raw');
+      await repo.restoreDisk(rp, 'sda', target);
+      expect(Buffer.compare(await readFile(target), Buffer.from(image))).toBe(0);
+      expect(seen.length).toBeGreaterThan(0);
+      for (const { n, bytes, failures } of seen) {
+        expect(bytes).toBeInstanceOf(Float64Array);
+        expect([...bytes.slice(0, n)].every((b) => b > 0)).toBe(true);
+        expect([...bytes.slice(n)]).toEqual([-1, -1]);
+        expect(failures.map(([i]) => i)).toEqual([n, n + 1]);
+        expect(failures[0]![1]).toEqual({ unreadable: `not a chunk id: ${JSON.stringify(`../${ids[0]!}`)}` });
+        expect(failures[1]![1]).toMatchObject({ unreadable: expect.stringContaining('ENOENT') });
+      }
     } finally {
       batches.mockRestore();
     }

@@ -31,19 +31,23 @@ export type WorkerRequest =
   // repository): the chunk's bytes never pass through the main thread at all.
   | { readonly seq: number; readonly op: 'openFileTo'; readonly id: string; readonly path: string; readonly fd: number; readonly position: number; readonly from?: number; readonly length?: number }
   // A run of such chunks in one trip (a restore hands them over in batches): one message each
-  // way per batch, not per chunk. Item i is chunk `ids[i]` in file `paths[i]`, written at `positions[i]`
-  // (`ranges[i]`, when given and not null: only [from, from + length) of its plaintext). Items of
-  // the same chunk next to each other open it once.
-  | { readonly seq: number; readonly op: 'openFilesTo'; readonly ids: readonly string[]; readonly paths: readonly string[]; readonly positions: readonly number[]; readonly ranges?: ReadonlyArray<ChunkRange | null>; readonly fd: number };
+  // way per batch, not per chunk. Item i is chunk `ids[i]`, in the file `<dir>/<chunkSubpath(id)>`
+  // (layout.ts; the worker makes the path, so no path string is built or cloned per chunk), written
+  // at `positions[i]`; `ranges`, when given: only [ranges[2i], + ranges[2i + 1]) of its plaintext
+  // (none when ranges[2i] is -1). The typed arrays are transferred, not cloned. Items of the same
+  // chunk next to each other open it once.
+  | { readonly seq: number; readonly op: 'openFilesTo'; readonly ids: readonly string[]; readonly dir: string; readonly positions: Float64Array; readonly ranges?: Float64Array; readonly fd: number };
 
 /** A range of a chunk's plaintext. */
 export interface ChunkRange { readonly from: number; readonly length: number }
 
-/** What became of one chunk of an `openFilesTo` batch: written (its bytes), unreadable (why), or damaged. */
-export type OpenedFile =
-  | { readonly bytes: number }
+/** Why a chunk of an `openFilesTo` batch was not written: its file unreadable (why), or the chunk damaged. */
+export type ChunkFailure =
   | { readonly unreadable: string }
   | { readonly failure: OpenFailure; readonly message: string };
+
+/** What became of one chunk of an `openFilesTo` batch: written (its bytes), or why not. */
+export type OpenedFile = { readonly bytes: number } | ChunkFailure;
 
 // Inputs come back (`buf`) once the worker is done with them, so the main thread reuses them.
 export type WorkerReply =
@@ -55,5 +59,6 @@ export type WorkerReply =
   // `bytes` null: the file could not be read (`unreadable` says why); the caller reads the
   // object through its backend instead, which reports the failure as it does for any read.
   | { readonly seq: number; readonly op: 'openFileTo'; readonly bytes: number | null; readonly unreadable?: string }
-  | { readonly seq: number; readonly op: 'openFilesTo'; readonly results: readonly OpenedFile[] }
+  // `bytes[i]`: what item i wrote, -1 when it did not (then `failures` says why, by item).
+  | { readonly seq: number; readonly op: 'openFilesTo'; readonly bytes: Float64Array; readonly failures?: ReadonlyArray<readonly [number, ChunkFailure]> }
   | { readonly seq: number; readonly op: 'error'; readonly failure: OpenFailure | 'internal'; readonly message: string };

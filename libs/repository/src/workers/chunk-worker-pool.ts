@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EnvelopeError, type EnvelopeKind } from '../format/envelope.ts';
-import type { ChunkRange, OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+import type { ChunkFailure, ChunkRange, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 interface Pending {
   resolve(reply: WorkerReply): void;
@@ -209,16 +209,28 @@ export class ChunkWorkerPool {
 
   /**
    * `openFileTo` for a run of chunks in one trip to one worker (`chunks[i]`: chunk `id` in the
-   * local file `path`, written at `position` of `fd`): what became of each, in order.
+   * local file `<dir>/<chunkSubpath(id)>`, written at `position` of `fd`): per item, the bytes
+   * written (-1: not written, `failures` says why).
    */
-  async openFilesTo(chunks: ReadonlyArray<{ readonly id: string; readonly path: string; readonly position: number; readonly range?: ChunkRange }>, fd: number): Promise<readonly OpenedFile[]> {
-    const ids = chunks.map((c) => c.id);
-    const paths = chunks.map((c) => c.path);
-    const positions = chunks.map((c) => c.position);
-    const ranges = chunks.some((c) => c.range) ? chunks.map((c) => c.range ?? null) : undefined;
-    const r = await this.run((seq) => ({ seq, op: 'openFilesTo', ids, paths, positions, ...(ranges ? { ranges } : {}), fd }), []);
+  async openFilesTo(chunks: ReadonlyArray<{ readonly id: string; readonly position: number; readonly range?: ChunkRange }>, fd: number, dir: string): Promise<{ bytes: Float64Array; failures?: ReadonlyArray<readonly [number, ChunkFailure]> }> {
+    const n = chunks.length;
+    const ids = new Array<string>(n);
+    const positions = new Float64Array(n);
+    let ranges: Float64Array | undefined;
+    for (let i = 0; i < n; i++) {
+      const c = chunks[i]!;
+      ids[i] = c.id;
+      positions[i] = c.position;
+      if (c.range) {
+        ranges ??= new Float64Array(2 * n).fill(-1);
+        ranges[2 * i] = c.range.from;
+        ranges[2 * i + 1] = c.range.length;
+      }
+    }
+    const transfer = (ranges ? [positions.buffer, ranges.buffer] : [positions.buffer]) as ArrayBuffer[];
+    const r = await this.run((seq) => ({ seq, op: 'openFilesTo', ids, dir, positions, ...(ranges ? { ranges } : {}), fd }), transfer);
     if (r.op !== 'openFilesTo') throw new Error(`unexpected worker reply ${r.op}`);
-    return r.results;
+    return r.failures ? { bytes: r.bytes, failures: r.failures } : { bytes: r.bytes };
   }
 
   async close(): Promise<void> {

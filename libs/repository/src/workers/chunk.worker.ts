@@ -5,7 +5,8 @@ import { createSecretKey } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { contentId, EnvelopeError, open, release, seal } from '../format/envelope.ts';
-import type { ChunkRange, OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
+import { chunkSubpath, isContentId } from '../format/layout.ts';
+import type { ChunkFailure, ChunkRange, OpenedFile, WorkerInit, WorkerReply, WorkerRequest } from './chunk-protocol.ts';
 
 const init = workerData as WorkerInit;
 // KeyObjects made once: creating a cipher or HMAC from raw bytes prepares the key every time.
@@ -66,7 +67,7 @@ function ranged(plain: Uint8Array, range: ChunkRange | null | undefined): Uint8A
   return plain.subarray(range.from, range.from + range.length);
 }
 
-const outOfRange = (id: string, range: ChunkRange, size: number): OpenedFile =>
+const outOfRange = (id: string, range: ChunkRange, size: number): ChunkFailure =>
   ({ failure: 'malformed', message: `chunk ${id}: the index asks for bytes ${range.from}+${range.length} of ${size}` });
 
 /**
@@ -80,7 +81,7 @@ let plainBuf2: Buffer | undefined;
 const releasePlain = (plain: Uint8Array): void => { if (plain.buffer !== plainBuf.buffer && plain.buffer !== plainBuf2?.buffer) release(plain); };
 
 /** Reads and opens (id checked) one chunk of a local file: its plaintext, or what went wrong (damage); any other failure throws. */
-function openFile(id: string, path: string, into: Buffer = plainBuf): Uint8Array | OpenedFile {
+function openFile(id: string, path: string, into: Buffer = plainBuf): Uint8Array | ChunkFailure {
   const sealed = readSealedOrWhy(path);
   if (typeof sealed === 'string') return { unreadable: sealed };
   try {
@@ -166,7 +167,7 @@ function unlockWrites(fd: number): void {
 }
 
 /** A chunk a batch opened: its plaintext (or why not), and the writes of it not yet made. */
-interface OpenedChunk { readonly id: string; readonly opened: Uint8Array | OpenedFile; pending: number; dropped: boolean }
+interface OpenedChunk { readonly id: string; readonly opened: Uint8Array | ChunkFailure; pending: number; dropped: boolean }
 
 /**
  * A batch of chunks opened from their files and written to one target (`openFilesTo`). Two
@@ -177,9 +178,11 @@ interface OpenedChunk { readonly id: string; readonly opened: Uint8Array | Opene
  * keeps the chunk's plaintext, opens the next chunk into its second buffer and writes both
  * once it holds the lock; only with two chunks waiting does it wait for the lock.
  */
-function openFilesTo(msg: Extract<WorkerRequest, { op: 'openFilesTo' }>): OpenedFile[] {
-  const { fd } = msg;
-  const results: OpenedFile[] = [];
+function openFilesTo(msg: Extract<WorkerRequest, { op: 'openFilesTo' }>): Extract<WorkerReply, { op: 'openFilesTo' }> {
+  const { fd, positions, ranges } = msg;
+  const bytes = new Float64Array(msg.ids.length);
+  let failures: Array<readonly [number, ChunkFailure]> | undefined;
+  const failed = (i: number, why: ChunkFailure) => { bytes[i] = -1; (failures ??= []).push([i, why]); };
   const writes: Array<{ chunk: OpenedChunk; part: Uint8Array; position: number }> = [];
   /** Distinct chunks in `writes`. */
   let waiting = 0;
@@ -213,16 +216,18 @@ function openFilesTo(msg: Extract<WorkerRequest, { op: 'openFilesTo' }>): Opened
         // The buffer the waiting chunk (at most one) does not hold.
         const held = writes[0]?.chunk.opened;
         const into = held instanceof Uint8Array && held.buffer === plainBuf.buffer ? (plainBuf2 ??= Buffer.allocUnsafeSlow(plainBuf.length)) : plainBuf;
-        last = { id, opened: openFile(id, msg.paths[i]!, into), pending: 0, dropped: false };
+        // Not a content id (a damaged index): no path of it here; the caller's backend read says what is wrong.
+        const opened = isContentId(id) ? openFile(id, `${msg.dir}/${chunkSubpath(id)}`, into) : { unreadable: `not a chunk id: ${JSON.stringify(id)}` };
+        last = { id, opened, pending: 0, dropped: false };
       }
       const chunk = last;
-      if (!(chunk.opened instanceof Uint8Array)) { results.push(chunk.opened); continue; }
-      const range = msg.ranges?.[i];
+      if (!(chunk.opened instanceof Uint8Array)) { failed(i, chunk.opened); continue; }
+      const range = ranges && ranges[2 * i]! >= 0 ? { from: ranges[2 * i]!, length: ranges[2 * i + 1]! } : null;
       const part = ranged(chunk.opened, range);
-      if (part === null) { results.push(outOfRange(id, range!, chunk.opened.byteLength)); continue; }
+      if (part === null) { failed(i, outOfRange(id, range!, chunk.opened.byteLength)); continue; }
       if (chunk.pending++ === 0) waiting++;
-      writes.push({ chunk, part, position: msg.positions[i]! });
-      results.push({ bytes: part.byteLength });
+      writes.push({ chunk, part, position: positions[i]! });
+      bytes[i] = part.byteLength;
       flushLocked(waiting > 1);
     }
     if (writes.length) flushLocked(true);
@@ -230,7 +235,7 @@ function openFilesTo(msg: Extract<WorkerRequest, { op: 'openFilesTo' }>): Opened
     for (const w of writes.splice(0)) if (--w.chunk.pending === 0 && w.chunk.dropped) free(w.chunk); // a write failed: the batch fails
     drop();
   }
-  return results;
+  return failures ? { seq: msg.seq, op: 'openFilesTo', bytes, failures } : { seq: msg.seq, op: 'openFilesTo', bytes };
 }
 
 const port = parentPort;
@@ -241,7 +246,8 @@ port.on('message', (msg: WorkerRequest) => {
   let transfer: ArrayBuffer[] = [];
   try {
     if (msg.op === 'openFilesTo') {
-      port.postMessage({ seq: msg.seq, op: 'openFilesTo', results: openFilesTo(msg) } satisfies WorkerReply);
+      const done = openFilesTo(msg);
+      port.postMessage(done, [done.bytes.buffer as ArrayBuffer]);
       return;
     }
     if (msg.op === 'openFileTo') {
