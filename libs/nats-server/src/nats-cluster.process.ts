@@ -2,6 +2,7 @@
 // loopback, one cluster name and one JetStream (streams created on it get R3, see
 // streamReplicas in libs/contracts). Each member is a NatsServerProcess of its own, so one can
 // be killed and started again on its ports and store while the others serve.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, startNatsServer, type NatsServerOptions, type NatsServerProcess } from './nats-server.process.ts';
 
@@ -68,4 +69,31 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
       await Promise.all(members.map((m) => m.stop()));
     },
   };
+}
+
+/**
+ * The member (0-based) that holds the JetStream metadata leader as the members' logs last said
+ * (nats-server 2.9 logs each election: "Self is new JetStream cluster metadata leader" on the
+ * winner, "JetStream cluster new metadata leader: <name>/<cluster>" on the others), or undefined
+ * before the first election. For tests and benchmarks that kill that member on purpose.
+ */
+export async function jetStreamMetaLeader(cluster: NatsCluster): Promise<number | undefined> {
+  let best: { at: string; member: number } | undefined;
+  for (const [i, m] of cluster.members.entries()) {
+    const text = await readFile(m.logFile, 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      // `[pid] 2026/12/07 06:35:30.334752 [INF] …`: the timestamp orders lines across members.
+      const t = /^\[\d+\] (\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d\.\d+) /.exec(line);
+      if (!t) continue;
+      let member: number | undefined;
+      if (line.includes('Self is new JetStream cluster metadata leader')) member = i;
+      else {
+        const named = /JetStream cluster new metadata leader: ([^/\s]+)\//.exec(line);
+        if (named) member = cluster.names.indexOf(named[1]!);
+      }
+      if (member === undefined || member < 0) continue;
+      if (!best || t[1]! >= best.at) best = { at: t[1]!, member };
+    }
+  }
+  return best?.member;
 }

@@ -5,7 +5,7 @@
 // every job must have exactly one RestorePointCommitted and one JobCompleted.
 //   npx tsx tools/bench/src/scale.ts --vms 10000 --policies
 //     [--hosts <n>, default one per 100 VMs] [--max-jobs-per-host 8] [--transfers 8] [--movers 3]
-//     [--kill-at 0.3] [--policy-ms 10] [--profile <dir>] [--keep] [--log-level warn] [--cli <another build's tools/cli/bin/cairn.js>]
+//     [--kill-at 0.3] [--kill-member 2|meta] [--policy-ms 10] [--profile <dir>] [--keep] [--log-level warn] [--cli <another build's tools/cli/bin/cairn.js>]
 // --policies: one policy per VM, all due at the same minute, so the scheduler's cron requests
 // every job; without it, one manual RequestBackup per VM. The jobs start once the movers' first
 // scheduled verify has run. Prints wall time, jobs/s, p50/p99 of due minute (or request) →
@@ -29,7 +29,7 @@ import { connect } from '@nats-io/transport-node';
 import { natsServers } from '@cairn/contracts';
 import { createJetStreamEventLog } from '@cairn/eventlog';
 import { CommandBus } from '@cairn/messaging';
-import { startNatsCluster } from '@cairn/nats-server';
+import { jetStreamMetaLeader, startNatsCluster } from '@cairn/nats-server';
 import { simulatedVmName } from '@cairn/hypervisor';
 
 const { values } = parseArgs({ options: {
@@ -54,6 +54,10 @@ const { values } = parseArgs({ options: {
   'count-subjects': { type: 'boolean', default: false },
   // The services' log level (their logs are written to <run dir>/<service>.log; keep them with --keep).
   'log-level': { type: 'string', default: 'warn' },
+  // Which nats member the kill takes: its number (1-3), or `meta`, the one holding the JetStream
+  // metadata leader at the kill (from the members' logs): the case where the services' log
+  // subscriptions lose their consumers with the leader (issue 19).
+  'kill-member': { type: 'string', default: '2' },
 } });
 const VMS = Number(values.vms);
 const MOVERS = Number(values.movers);
@@ -256,14 +260,17 @@ try {
   let sent = 0;
   let killed = false;
   let killedAt: number | undefined;
+  let killedMember = 2;
   const kill = async () => {
     killed = true;
     killedAt = Date.now();
-    const member = cluster.members[1]!;
-    say(`SIGKILL nats member 2 (pid ${member.pid}) and mover 1 (pid ${movers[0]!.pid}) at ${completedAt.size} completed`);
+    const index = values['kill-member'] === 'meta' ? await jetStreamMetaLeader(cluster) ?? 1 : Number(values['kill-member']) - 1;
+    killedMember = index + 1;
+    const member = cluster.members[index]!;
+    say(`SIGKILL nats member ${index + 1}${values['kill-member'] === 'meta' ? ' (the metadata leader)' : ''} (pid ${member.pid}) and mover 1 (pid ${movers[0]!.pid}) at ${completedAt.size} completed`);
     await member.kill('SIGKILL');
     movers[0]!.kill('SIGKILL');
-    setTimeout(() => { void member.start().then(() => say('nats member 2 started again')); }, 5000);
+    setTimeout(() => { void member.start().then(() => say(`nats member ${index + 1} started again`)); }, 5000);
   };
   if (values.policies) {
     // The scheduler's cron requests every job: wait until it has requested all of them.
@@ -288,13 +295,13 @@ try {
   // busy machine (the killed mover's are lost with it).
   const cpu = await cpuSnapshot();
   const ioAtEnd = await ioSnapshot();
-  // Of the jobs alone, per job: read / write system calls of each process (nats member 2 from its restart when killed).
+  // Of the jobs alone, per job: read / write system calls of each process (the killed nats member from its restart).
   const syscallsPerJob: Record<string, string> = {};
   // And their bytes, KiB per job: read / written.
   const ioKiBPerJob: Record<string, string> = {};
   for (const [name, c] of Object.entries(ioAtEnd)) {
     const none = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0 };
-    const b = name === 'nats-2' && killed ? none : ioAtStart[name] ?? none;
+    const b = name === `nats-${killedMember}` && killed ? none : ioAtStart[name] ?? none;
     syscallsPerJob[name] = `${((c.reads - b.reads) / Math.max(1, sent)).toFixed(1)} / ${((c.writes - b.writes) / Math.max(1, sent)).toFixed(1)}`;
     ioKiBPerJob[name] = `${((c.readBytes - b.readBytes) / 1024 / Math.max(1, sent)).toFixed(0)} / ${((c.writeBytes - b.writeBytes) / 1024 / Math.max(1, sent)).toFixed(0)}`;
   }
@@ -315,10 +322,10 @@ try {
       return [kind, `${per(t.user - b.user)} / ${per(t.system - b.system)}`];
     }));
   }
-  // Of the jobs alone, per job (ms): a process restarted since (nats member 2) counts from its restart.
+  // Of the jobs alone, per job (ms): a process restarted since (the killed nats member) counts from its restart.
   const cpuMsPerJob: Record<string, number> = {};
   for (const [name, c] of Object.entries(cpu)) {
-    const before = name === 'nats-2' && killed ? 0 : cpuAtStart[name] ?? 0;
+    const before = name === `nats-${killedMember}` && killed ? 0 : cpuAtStart[name] ?? 0;
     cpuMsPerJob[name] = +((c - before) * 1000 / Math.max(1, sent)).toFixed(1);
   }
   cpuMsPerJob['total'] = +Object.values(cpuMsPerJob).reduce((a, b) => a + b, 0).toFixed(1);
