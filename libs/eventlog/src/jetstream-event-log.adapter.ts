@@ -100,6 +100,15 @@ interface FollowState {
   wake?: () => void;
 }
 
+/**
+ * A subscription's heartbeat: two missed (~2-3 s without a message or heartbeat) and its consumer
+ * is made again (nats.js's default with 5 s pulls, 2.5 s, only asks the lost consumer's info).
+ */
+const FOLLOW_HEARTBEAT_MS = 1_000;
+
+/** The subscriptions' JetStream API timeout (consumer create and info; see followJs). */
+const FOLLOW_CREATE_TIMEOUT_MS = 2_000;
+
 /** JetStream's "no suitable peers for placement": the cluster cannot place a stream's replicas (yet). */
 const NO_SUITABLE_PEERS = 10005;
 
@@ -117,7 +126,15 @@ export class JetStreamEventLog implements EventLog {
     private readonly provenanceOption?: EventProvenanceSettings,
   ) {
     this.streamName = eventStreamName(site);
+    this.followJs = jetstream(nc, { ...js.getOptions(), timeout: FOLLOW_CREATE_TIMEOUT_MS });
   }
+
+  /**
+   * The subscriptions' client: a shorter API timeout. After a member's loss the metadata leader
+   * may still place a new (R1) consumer on it, and that create is never answered; a 5 s wait per
+   * such try held a subscription 15-20 s in the cluster spec (the next try lands elsewhere).
+   */
+  private readonly followJs: JetStreamClient;
 
   /** Looked up at each use: a connection may be bound after the log was opened on it. */
   private get provenance(): EventProvenanceSettings | undefined {
@@ -523,15 +540,28 @@ export class JetStreamEventLog implements EventLog {
     while (!state.stopped) {
       let consumerDelete: (() => Promise<unknown>) | undefined;
       try {
-        const consumer = await this.js.consumers.get(this.streamName, {
+        const consumer = await this.followJs.consumers.get(this.streamName, {
           filter_subjects: state.filter,
           deliver_policy: DeliverPolicy.StartSequence,
           opt_start_seq: Number(state.position > state.readFrom ? state.position : state.readFrom) + 1,
         });
         consumerDelete = () => consumer.delete();
-        state.messages = await consumer.consume({ max_messages: 256, expires: 5_000 });
+        const messages = await consumer.consume({ max_messages: 256, expires: 5_000, idle_heartbeat: FOLLOW_HEARTBEAT_MS });
+        state.messages = messages;
         if (state.stopped) break;
-        for await (const m of state.messages) {
+        // Two heartbeats missed: the consumer's server is gone (a member killed, often with the
+        // metadata leader). The client would only ask that consumer's info again and again (it
+        // recreates it only once told it is gone, which a dead member never says); a new one
+        // after the last position handed over is made here instead, through the new leader.
+        void (async () => {
+          for await (const s of messages.status()) {
+            if (s.type === 'heartbeats_missed' && s.count >= 2) {
+              messages.stop();
+              break;
+            }
+          }
+        })().catch(() => undefined);
+        for await (const m of messages) {
           failures = 0;
           const seq = BigInt(m.seq);
           if (seq <= state.position) continue; // redelivered after a reset: already handed over
@@ -556,7 +586,8 @@ export class JetStreamEventLog implements EventLog {
         const closing = state.messages?.close().catch(() => undefined);
         if (closing) await Promise.race([closing, new Promise((r) => setTimeout(r, 1_000).unref())]);
         state.messages = undefined;
-        await consumerDelete?.().catch(() => undefined);
+        // Not awaited: a consumer on a dead member is never answered for (the API's 5 s timeout).
+        void consumerDelete?.().catch(() => undefined);
       }
       if (fatal) throw fatal.error;
       if (!state.stopped) {
