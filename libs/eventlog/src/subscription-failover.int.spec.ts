@@ -6,13 +6,10 @@
 // metadata leader, each event once and in order. Before, nats.js only asked the lost consumer's
 // info (5 s timeouts, 5 s pauses) until the member came back and its copy caught up: 12-23 s
 // without a job event in the 3,000-VM runs.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { jetStreamMetaLeader, startNatsCluster } from '@cairn/nats-server';
+import { jetStreamMetaLeader } from '@cairn/nats-server';
 import { newEvent } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { JetStreamEventLog } from './jetstream-event-log.adapter.ts';
@@ -31,10 +28,7 @@ describe('JetStream subscriptions on a cluster', () => {
   const h = useHarness();
 
   it('deliver again within seconds after the metadata leader and their consumer are SIGKILLed', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-subscription-failover-'));
-    h.onClose(() => rm(dir, { recursive: true, force: true }));
-    const cluster = await startNatsCluster({ dir, size: 3, name: 'subfail' });
-    h.onClose(() => cluster.stop());
+    const cluster = await h.natsCluster({ name: 'subfail' });
     const { meta } = await waitFor(async () => { const i = await jetStreamMetaLeader(cluster); return i !== undefined ? { meta: i } : undefined; }, { timeoutMs: 30_000 });
     const live = cluster.members.find((_, i) => i !== meta)!;
     // The subscriptions' client on a member that lives: it never sees a disconnect.

@@ -4,13 +4,9 @@
 // kill reaches the handler within seconds (pulls that expire after 5 s, heartbeats every 2.5 s),
 // not after the client's default 30 s pull (two missed 15 s heartbeats, then up to 45 s between
 // tries): in the 3,000-VM scale run the live data movers took no transfer for ~30 s after the kill.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { AckPolicy, RetentionPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { startNatsCluster } from '@cairn/nats-server';
 import { natsServers } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { JetStreamServer } from './jetstream.server.ts';
@@ -20,10 +16,7 @@ describe('JetStream consumer on a cluster', () => {
   const h = useHarness();
 
   it('takes work again within seconds after its consumer leader is SIGKILLed', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-consumer-failover-'));
-    h.onClose(() => rm(dir, { recursive: true, force: true }));
-    const cluster = await startNatsCluster({ dir, size: 3, name: 'failover' });
-    h.onClose(() => cluster.stop());
+    const cluster = await h.natsCluster({ name: 'failover' });
     const nc = await connect({ servers: natsServers(cluster.url), maxReconnectAttempts: -1 });
     h.onClose(() => nc.close());
     const jsm = await waitFor(() => jetstreamManager(nc, { timeout: 2_000 }).catch(() => undefined), { timeoutMs: 30_000 });

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { startNatsServer, type NatsServerOptions, type NatsServerProcess } from '@cairn/nats-server';
+import { startNatsCluster, startNatsServer, type NatsCluster, type NatsClusterOptions, type NatsServerOptions, type NatsServerProcess } from '@cairn/nats-server';
 import { startS3Endpoint, type S3Endpoint } from './s3-endpoint.ts';
 
 export interface Harness {
@@ -10,6 +10,8 @@ export interface Harness {
   tmpDir(prefix?: string): Promise<string>;
   /** A real nats-server (JetStream on by default) on a free port. */
   nats(options?: Omit<NatsServerOptions, 'dir'> & { dir?: string }): Promise<NatsServerProcess>;
+  /** Real nats-servers routed into one cluster (3 members unless told), stopped on close. */
+  natsCluster(options?: Omit<NatsClusterOptions, 'dir' | 'size'> & { size?: number }): Promise<NatsCluster>;
   /** A local S3 endpoint (s3rver) with the given buckets. */
   s3(buckets?: string[]): Promise<S3Endpoint>;
   /** Registers any extra cleanup (run in reverse order on close). */
@@ -33,6 +35,12 @@ export function createHarness(): Harness {
       const server = await startNatsServer({ ...options, dir });
       onClose(() => server.kill('SIGKILL'));
       return server;
+    },
+    async natsCluster(options = {}) {
+      const dir = await tmpDir('cairn-nats-cluster-');
+      const cluster = await startNatsCluster({ size: 3, ...options, dir });
+      onClose(() => cluster.stop());
+      return cluster;
     },
     async s3(buckets = []) {
       const dir = await tmpDir('cairn-s3-');

@@ -3,13 +3,9 @@
 // a few seconds of the new stream leader), and the standby never takes over while the holder
 // lives. Before, the first unanswered renewal made the holder stand by until the bucket expired
 // its key (the TTL after its last renewal): ~10 s without a scheduler in the 3,000-VM scale run.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { startNatsCluster } from '@cairn/nats-server';
 import { natsServers } from '@cairn/contracts';
 import { useHarness, waitFor } from '@cairn/testing';
 import { LeaderLease } from './leader-lease.ts';
@@ -18,10 +14,7 @@ describe('LeaderLease on a cluster', () => {
   const h = useHarness();
 
   it('keeps its leadership through the loss of the member that led the bucket, and the standby stays a standby', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-lease-'));
-    h.onClose(() => rm(dir, { recursive: true, force: true }));
-    const cluster = await startNatsCluster({ dir, size: 3, name: 'lease' });
-    h.onClose(() => cluster.stop());
+    const cluster = await h.natsCluster({ name: 'lease' });
     const open = async () => {
       const nc = await connect({ servers: natsServers(cluster.url), maxReconnectAttempts: -1 });
       h.onClose(() => nc.close());
