@@ -75,10 +75,13 @@ describe('restore job (real NATS, two movers as processes)', () => {
     let first: { ino: number; sha: string; beforeEnd: boolean } | undefined;
     let watching = true;
     const watcher = (async () => {
-      while (watching && !first) {
+      while (!first) {
+        // Told to stop: one last look (the file may have appeared while this loop slept).
+        const last = !watching;
         const ended = ofJob().some((e) => e.type === 'RestoreCompleted' || e.type === 'RestoreFailed');
         const st = await stat(target).catch(() => undefined);
         if (st) first = { ino: st.ino, sha: await sha256(target), beforeEnd: !ended };
+        else if (last) break;
         else await new Promise((res) => setTimeout(res, 20));
       }
     })();

@@ -322,7 +322,12 @@ export class DataMover {
       throw e;
     });
     if (manifest) return { repo: own, source: 'local', manifest };
-    const replica = await this.config.locateRestorePoint?.(restorePointId);
+    // A replica this site cannot open (no key for it here: the site was not declared lost; its
+    // escrow missing) is refused at once with the reason, not retried as a passing fault: a restore
+    // job would try it five times over half a minute and say the same.
+    const replica = await this.config.locateRestorePoint?.(restorePointId).catch((e: unknown) => {
+      throw new RestoreRefused('forbidden', e instanceof Error ? e.message : String(e));
+    });
     if (!replica) throw new RestoreRefused('not_found', `no restore point ${restorePointId} in repository ${repository}`);
     this.logger.info({ restorePointId, replica: replica.location }, 'restoring from a replica of another site');
     return { repo: replica, source: 'replica', manifest: await replica.getManifest(restorePointId) };

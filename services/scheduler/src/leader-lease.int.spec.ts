@@ -23,7 +23,9 @@ describe('LeaderLease on a cluster', () => {
     // The cluster's JetStream answers once its members elected a meta leader.
     const probe = await open();
     const jsm = await waitFor(() => jetstreamManager(probe, { timeout: 2_000 }).catch(() => undefined), { timeoutMs: 30_000 });
-    const ttlMs = 10_000;
+    // Longer than an election takes on a loaded machine (4-9 s quiet; more than 10 s was seen under
+    // the whole suite's load, and a lease that truly lapses may go to the standby, as it should).
+    const ttlMs = 30_000;
     const changes: Array<{ who: string; leader: boolean; at: number }> = [];
     const lease = async (who: string) => {
       const l = new LeaderLease({ nc: await open(), bucket: 'cairn_leases_test', key: 'scheduler', holder: who, ttlMs, onChange: (leader) => changes.push({ who, leader, at: Date.now() }) });
@@ -60,5 +62,5 @@ describe('LeaderLease on a cluster', () => {
     const lost = changes.find((c) => c.who === 'a' && !c.leader && c.at >= killedAt);
     const back = changes.find((c) => c.who === 'a' && c.leader && c.at >= killedAt);
     if (lost) expect(back!.at - electedAt).toBeLessThan(ttlMs / 2);
-  }, 90_000);
+  }, 150_000);
 });

@@ -38,6 +38,8 @@ export class LeaderLease {
   private renewing = false;
   /** performance.now() until which our lease surely stands. */
   private validUntil = 0;
+  /** Steps down at `validUntil` when no renewal moved it (ticks come only every third of the TTL). */
+  private expiry: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: LeaderLeaseOptions) {}
 
@@ -82,6 +84,7 @@ export class LeaderLease {
         this.revision = this.revision > 0 ? await kv.update(this.options.key, value, this.revision) : await kv.create(this.options.key, value);
         this.validUntil = sentAt + this.options.ttlMs * VALID_FOR;
         this.set(true);
+        this.armExpiry();
         return;
       } catch {
         // Refused, or no answer: whose is the key?
@@ -116,9 +119,25 @@ export class LeaderLease {
     }
   }
 
+  /**
+   * A holder whose renewals go unanswered stops acting at `validUntil`, not at its next tick: a
+   * tick up to a third of the TTL later could fall after the server expired the key and the
+   * standby took it, two schedulers acting for a moment.
+   */
+  private armExpiry(): void {
+    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry = setTimeout(() => {
+      this.expiry = undefined;
+      if (this.leader && performance.now() >= this.validUntil) this.set(false);
+      else if (this.leader) this.armExpiry();
+    }, Math.max(1, this.validUntil - performance.now()));
+    this.expiry.unref();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.expiry) clearTimeout(this.expiry);
     if (this.leader && this.kv) {
       try { await this.kv.delete(this.options.key, { previousSeq: this.revision }); } catch { /* already gone */ }
     }
