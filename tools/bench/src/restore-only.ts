@@ -10,9 +10,13 @@
 //
 // --timeline: each restore's per-thread CPU timeline of the stack (thread-timeline.ts), and per build
 // the median CPU-ms per thread group (main thread, chunk workers, libuv, V8's threads, nats-server)
-// over the command and inside the chunk phase alone, with their sum but the chunk workers'.
+// over the command and inside the chunk phase alone, with their sum but the chunk workers', and the
+// chunk phase's cores: the workers' time on a CPU, runnable without one and asleep, and the machine's
+// idle and busy core-ms (/proc/stat). The sampler costs ~0.15 CPU-s per restore (it was ~0.5 before
+// its reads were made synchronous: thread-timeline.ts).
 // CAIRN_BENCH_PROFILE=<dir> (the stack's V8 CPU profiles) also gets windows.json: each restore's
-// window and its chunk phase's on the monotonic clock, for cpuprofile-window.ts.
+// window and its chunk phase's on the monotonic clock, for cpuprofile-window.ts; CAIRN_BENCH_WINDOWS=<dir>
+// writes that file alone (to cut a system-wide `perf record -a -k CLOCK_MONOTONIC` by the windows).
 //
 // --builds: A/B of builds on the same state, each a worktree's own CLI (its bundle must be fresh:
 // only this checkout's is rebuilt; `name=worktree+KEY=value` variables reach its stack only): per
@@ -92,23 +96,48 @@ async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: 
  * CPU-ms per thread group of the stack between `fromMs` and `toMs` of a timeline (cumulative
  * samples interpolated at both ends), the chunk workers summed as `workers`.
  */
-function groupCpu(samples: readonly ThreadSample[], fromMs: number, toMs: number): Record<string, number> {
+/** A cumulative counter's value at `t` ms (linear between samples; its first reading before, its last after). */
+function valueAt(series: ReadonlyArray<{ t: number; v: number }>, t: number): number {
+  const i = series.findIndex((x) => x.t >= t);
+  if (i < 0) return series[series.length - 1]?.v ?? 0;
+  if (i === 0) return series[0]!.v;
+  const a = series[i - 1]!; const b = series[i]!;
+  return a.v + ((b.v - a.v) * (t - a.t)) / Math.max(1e-9, b.t - a.t);
+}
+
+/** Per thread group, what `pick` counts (CPU ms by default; `waits`: ms runnable without a CPU) between `fromMs` and `toMs`. */
+function groupCpu(samples: readonly ThreadSample[], fromMs: number, toMs: number, pick: (x: ThreadSample) => Readonly<Record<string, number>> = (x) => x.groups): Record<string, number> {
   const out: Record<string, number> = {};
   for (const g of new Set(samples.flatMap((x) => Object.keys(x.groups)))) {
     // A thread's time so far: 0 before it was first seen, its last reading after it was last seen.
     let known = 0;
-    const series = samples.map((x) => ({ t: x.t, v: (known = x.groups[g] ?? known) }));
-    const at = (t: number): number => {
-      const i = series.findIndex((x) => x.t >= t);
-      if (i < 0) return series[series.length - 1]!.v;
-      if (i === 0) return series[0]!.v;
-      const a = series[i - 1]!; const b = series[i]!;
-      return a.v + ((b.v - a.v) * (t - a.t)) / Math.max(1e-9, b.t - a.t);
-    };
+    const series = samples.map((x) => ({ t: x.t, v: (known = pick(x)[g] ?? known) }));
     const key = g.startsWith('worker:') ? 'workers' : g;
-    out[key] = (out[key] ?? 0) + at(toMs) - at(fromMs);
+    out[key] = (out[key] ?? 0) + valueAt(series, toMs) - valueAt(series, fromMs);
   }
   return out;
+}
+
+/**
+ * The chunk phase's use of the cores: the chunk workers' time on a CPU, runnable without one and
+ * asleep (their count × the window − the two), and the machine's idle and busy core-ms in it
+ * (busy: every process and the kernel; the stack's own CPU is inside it).
+ */
+function phaseCores(samples: readonly ThreadSample[], fromMs: number, toMs: number): Record<string, number> {
+  const run = groupCpu(samples, fromMs, toMs)['workers'] ?? 0;
+  const wait = groupCpu(samples, fromMs, toMs, (x) => x.waits)['workers'] ?? 0;
+  const inWindow = samples.filter((x) => x.t >= fromMs && x.t <= toMs);
+  const n = Math.max(0, ...inWindow.map((x) => Object.keys(x.groups).filter((g) => g.startsWith('worker:')).length));
+  const machine = (k: 'idle' | 'busy'): number => {
+    const series = samples.filter((x) => x.machine).map((x) => ({ t: x.t, v: x.machine![k] }));
+    return valueAt(series, toMs) - valueAt(series, fromMs);
+  };
+  return { window: toMs - fromMs, workers: n, run, wait, asleep: n * (toMs - fromMs) - run - wait, idle: machine('idle'), busy: machine('busy') };
+}
+
+function formatCores(c: Record<string, number>): string {
+  const ms = (k: string): string => (c[k] ?? 0).toFixed(0);
+  return `window ${ms('window')} ms, ${c['workers']} workers ran ${ms('run')}, waited for a CPU ${ms('wait')}, asleep ${ms('asleep')} CPU-ms; the machine idle ${ms('idle')}, busy ${ms('busy')} core-ms`;
 }
 
 /** Drops every file under `dir` from the page cache (only this repository's files, not the machine's cache). */
@@ -141,7 +170,7 @@ async function main(): Promise<void> {
   await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'cli', 'build.mjs')], { cwd: repoRoot });
   const stateDir = resolve(values.state);
   const state = await prepare(stateDir, spec, resolve(values.images ?? join(stateDir, 'images')));
-  type Row = { build: string; ms: number; cpu: number; main: number; cli: number; split?: Record<string, number>; groups?: Record<string, number>; phase?: Record<string, number> };
+  type Row = { build: string; ms: number; cpu: number; main: number; cli: number; split?: Record<string, number>; groups?: Record<string, number>; phase?: Record<string, number>; cores?: Record<string, number> };
   const rows: Row[] = [];
   const builds = values.builds ? parseBuilds(values.builds, repoRoot) : [{ name: values.label || 'this', cli: undefined, env: undefined }];
   for (let round = 1; round <= Number(values.rounds); round++) {
@@ -194,8 +223,15 @@ async function main(): Promise<void> {
             windows.push({ build: build.name, round, step: `chunks${k}`, startUs: from, endUs: from + (split['write'] ?? 0) * 1000 });
           }
           let phase: Record<string, number> | undefined;
-          if (samples && split) phase = groupCpu(samples, (split['cli'] ?? 0) + (split['queue'] ?? 0), (split['cli'] ?? 0) + (split['queue'] ?? 0) + (split['write'] ?? 0));
-          const row = { build: build.name, ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}), ...(groups ? { groups } : {}), ...(phase ? { phase } : {}) };
+          let cores: Record<string, number> | undefined;
+          if (samples && split) {
+            const from = (split['cli'] ?? 0) + (split['queue'] ?? 0);
+            const to = from + (split['write'] ?? 0);
+            phase = groupCpu(samples, from, to);
+            cores = phaseCores(samples, from, to);
+            log(`${build.name} restore ${k}, the chunk phase's cores: ${formatCores(cores)}`);
+          }
+          const row = { build: build.name, ms: r.ms, cpu: s1 - s0 + r.cpu, main: m1 - m0, cli: r.cpu, ...(split ? { split } : {}), ...(groups ? { groups } : {}), ...(phase ? { phase } : {}), ...(cores ? { cores } : {}) };
           rows.push(row);
           log(`${build.name} restore ${k}: ${s2(r.ms)} s, CPU ${row.cpu.toFixed(2)} s (stack main thread ${row.main.toFixed(2)}, CLI ${row.cli.toFixed(2)}), stack peak RSS ${(cairn.peakRss() / MiB).toFixed(0)} MiB, load ${load()}${split ? `\n  ${RESTORE_PHASES.map(([p]) => `${p} ${s2(split[p] ?? 0)}`).join(', ')}` : ''}`);
           await rm(target, { force: true });
@@ -216,8 +252,14 @@ async function main(): Promise<void> {
       const others = (r: Row): number => Object.entries(pick(r) ?? {}).filter(([g]) => g !== 'workers').reduce((a, [, v]) => a + v, 0);
       console.log(`${build.name}: the stack's CPU-ms per restore in ${what} (medians): ${names.map((g) => `${g} ${med((r) => pick(r)?.[g] ?? 0).toFixed(0)}`).join(', ')}; all but the chunk workers ${med(others).toFixed(0)}`);
     }
+    const withCores = mine.filter((r) => r.cores);
+    if (withCores.length) {
+      const keys = Object.keys(withCores[0]!.cores!);
+      console.log(`${build.name}: the chunk phase's cores (medians): ${formatCores(Object.fromEntries(keys.map((k) => [k, median(withCores.map((r) => r.cores![k] ?? 0))])))}`);
+    }
   }
-  const profiles = process.env['CAIRN_BENCH_PROFILE'];
+  // CAIRN_BENCH_WINDOWS=<dir>: the windows alone (e.g. to cut a system-wide `perf record -k CLOCK_MONOTONIC` by them).
+  const profiles = process.env['CAIRN_BENCH_PROFILE'] ?? process.env['CAIRN_BENCH_WINDOWS'];
   if (profiles) await writeFile(join(resolve(profiles), 'windows.json'), JSON.stringify(windows, null, 1));
   await writeFile(join(repoRoot, 'tmp', 'restore-only.json'), JSON.stringify({ at: new Date().toISOString(), rows }, null, 2)).catch(() => undefined);
 }
