@@ -6,7 +6,7 @@
 // stack's peak RSS.
 //
 //   npx tsx tools/bench/src/restore-only.ts [--size 2G] [--restores 5] [--state /tmp/dir] [--images /tmp/dir]
-//     [--builds base=/work/wt/base,head=/work/wt/x --rounds 3] [--timeline] [--threads]
+//     [--builds base=/work/wt/base,head=/work/wt/x --rounds 3] [--timeline] [--threads] [--cold-meta]
 //
 // --timeline: each restore's per-thread CPU timeline of the stack (thread-timeline.ts), and per build
 // the median CPU-ms per thread group (main thread, chunk workers, libuv, V8's threads, nats-server)
@@ -17,6 +17,9 @@
 // CAIRN_BENCH_PROFILE=<dir> (the stack's V8 CPU profiles) also gets windows.json: each restore's
 // window and its chunk phase's on the monotonic clock, for cpuprofile-window.ts; CAIRN_BENCH_WINDOWS=<dir>
 // writes that file alone (to cut a system-wide `perf record -a -k CLOCK_MONOTONIC` by the windows).
+//
+// --cold-meta (root): before each restore the page cache is dropped and the repository, the CLI and
+// Node are read back, so that the target's block bitmaps are read from the disk (dropMetadata).
 //
 // --builds: A/B of builds on the same state, each a worktree's own CLI (its bundle must be fresh:
 // only this checkout's is rebuilt; `name=worktree+KEY=value` variables reach its stack only): per
@@ -146,6 +149,18 @@ async function dropCache(dir: string): Promise<void> {
   await promisify(execFile)('python3', ['-c', script, dir]);
 }
 
+/**
+ * --cold-meta: the whole page cache dropped (`drop_caches`, root only; it takes other processes'
+ * cache too), then the repository, the build's CLI and Node read back in: what stays cold is the
+ * filesystem's metadata (the block bitmaps of the groups the target is allocated in), as on a
+ * machine that has not written there since boot (the product block's first restore).
+ */
+async function dropMetadata(warm: readonly string[]): Promise<void> {
+  const script = 'import os,sys\nfor top in sys.argv[1:]:\n  for r,_,fs in (os.walk(top) if os.path.isdir(top) else [(os.path.dirname(top),0,[os.path.basename(top)])]):\n    for f in fs:\n      with open(os.path.join(r,f),"rb") as h:\n        while h.read(1<<20): pass\n';
+  await promisify(execFile)('sh', ['-c', 'sync && echo 1 > /proc/sys/vm/drop_caches']);
+  await promisify(execFile)('python3', ['-c', script, ...warm]);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     size: { type: 'string', default: '2G' }, restores: { type: 'string', default: '5' }, seed: { type: 'string', default: 'cairn-bench-1' },
@@ -156,6 +171,7 @@ async function main(): Promise<void> {
     // through python3, as Node has no fadvise): a restore that reads its chunks from the disk, as
     // one from a repository not read lately does.
     cold: { type: 'boolean', default: false },
+    'cold-meta': { type: 'boolean', default: false },
     builds: { type: 'string' }, rounds: { type: 'string', default: '1' },
     // --timeline: each restore's per-thread CPU timeline of the stack (thread-timeline.ts: main thread,
     // chunk workers, libuv, V8's threads, nats-server) printed after it, 100 ms rows.
@@ -187,6 +203,10 @@ async function main(): Promise<void> {
           const target = join(cairn.dataDir, 'restores', 'restored.raw');
           await rm(target, { force: true });
           if (values.cold) await dropCache(join(stateDir, 'data', 'repository'));
+          if (values['cold-meta']) {
+            const root = build.cli ? resolve(build.cli, '..', '..', '..', '..') : repoRoot;
+            await dropMetadata([join(stateDir, 'data', 'repository'), join(root, 'tools', 'cli'), process.execPath]);
+          }
           const restoreId = randomUUID();
           const t0 = values.threads ? await threadCpu(cairn.pid) : undefined;
           const [s0, m0] = await Promise.all([cairn.cpu(), processCpu(mainThread)]);
