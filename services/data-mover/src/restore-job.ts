@@ -248,7 +248,10 @@ export class RestoreJobs {
       });
       await logging;
       // The split of the disk's time (docs/benchmarks.md reads it): chunks written, synced, renamed.
-      this.logger.info({ restoreId, disk: d.disk, chunksRead: result.chunksRead, chunksZero: result.chunksZero, restoreTimings: result.timings }, 'restore disk written');
+      this.logger.info({
+        restoreId, disk: d.disk, chunksRead: result.chunksRead, chunksZero: result.chunksZero, restoreTimings: result.timings,
+        ...(result.dropBehindUnavailable ? { dropBehindUnavailable: result.dropBehindUnavailable } : {}),
+      }, 'restore disk written');
       const written = await record({ kind: 'diskWritten', disk: d.disk, sizeBytes: result.sizeBytes, actorPath: d.path }, requester, cause);
       cause = written.events.at(-1)?.id ?? cause;
       heartbeat();

@@ -12,6 +12,7 @@ import type { ChunkRange } from '../workers/chunk-protocol.ts';
 import { ObjectReadError, type RepositoryCore, DEFAULT_FETCH_CONCURRENCY } from '../repository-core.ts';
 import { Semaphore } from '../concurrency/semaphore.ts';
 import { damagedError, type IndexedDisk } from './disk-reader.ts';
+import { openDropBehind, type DropBehind } from './drop-behind.ts';
 
 const run = promisify(execFile);
 /**
@@ -67,6 +68,8 @@ export interface RestoreResult {
   readonly sizeBytes: number;
   readonly chunksRead: number;
   readonly chunksZero: number;
+  /** Why the written-back pages could not be dropped from the page cache (drop-behind), when they could not. */
+  readonly dropBehindUnavailable?: string;
   /**
    * Where the time went (ms): fetching, opening and writing every chunk (`write`, the page
    * cache's part), the final `fsync` of the temporary file (`sync`, the disk's part: what makes
@@ -96,6 +99,12 @@ export async function restoreDisk(
   const failures: ObjectReadError[] = [];
   // Owner-only (0600, less what the umask takes): a disk image holds everything the VM held.
   const fh = await open(rawPath, 'wx', 0o600);
+  // A raw target's written-back pages leave the page cache as the restore goes (drop-behind.ts);
+  // a qcow2 target's raw file is read again at once by the conversion, so it keeps them.
+  const dropping = format === 'raw' && process.env['CAIRN_RESTORE_DROP_BEHIND'] !== '0'
+    ? await openDropBehind(rawPath).catch((e: unknown) => ({ unavailable: (e as Error).message }))
+    : undefined;
+  const dropper: DropBehind | undefined = dropping && 'drop' in dropping ? dropping : undefined;
   const t0 = performance.now();
   let tWritten: number;
   let tSynced: number;
@@ -116,13 +125,29 @@ export async function restoreDisk(
     let fatal: unknown;
     // Write-back while restoring: left alone, the kernel keeps gigabytes dirty (a large page
     // cache) and the final sync writes them all at the end, after the CPU work is done.
+    // Each write-back ends with the bytes it made durable dropped from the page cache: everything
+    // below the lowest position not yet written when it began (no batch writes below it any more).
     let unsynced = 0;
     let syncing: Promise<void> | undefined;
+    /** The lowest position of each batch made and not finished yet (waiting for a slot or written). */
+    const inFlight = new Map<object, number>();
+    /** Positions below this were handed to a batch (the loop's place). */
+    let handedTo = 0;
+    const writtenBelow = (): number => {
+      let low = Math.min(handedTo, batch[0]?.position ?? Infinity);
+      for (const p of pieces) low = Math.min(low, p.position);
+      for (const p of inFlight.values()) low = Math.min(low, p);
+      return low;
+    };
     const wrote = (bytes: number) => {
       unsynced += bytes;
       if (unsynced < WRITEBACK_BYTES || syncing) return;
       unsynced = 0;
-      syncing = fh.datasync().catch((e: unknown) => { fatal ??= e; }).finally(() => { syncing = undefined; });
+      const durableBelow = writtenBelow();
+      syncing = fh.datasync()
+        .then(() => { if (dropper && durableBelow > 0) dropper.drop(0, durableBelow); })
+        .catch((e: unknown) => { fatal ??= e; })
+        .finally(() => { syncing = undefined; });
     };
     let done = 0;
     const progressed = (bytes: number) => {
@@ -130,7 +155,9 @@ export async function restoreDisk(
       options.onProgress?.(done, disk.sizeBytes);
     };
     /** Runs `write` in a slot of `slots`; resolves once it has started (the loop goes on meanwhile). */
-    const start = async (slots: Semaphore, write: () => Promise<ReadonlyArray<number | ObjectReadError>>) => {
+    const start = async (slots: Semaphore, lowest: number, write: () => Promise<ReadonlyArray<number | ObjectReadError>>) => {
+      const token = {};
+      inFlight.set(token, lowest);
       await slots.acquire();
       const task = (async () => {
         try {
@@ -148,23 +175,24 @@ export async function restoreDisk(
         }
       })();
       running.add(task);
-      void task.finally(() => running.delete(task));
+      void task.finally(() => { running.delete(task); inFlight.delete(token); });
     };
     let batch: Array<{ id: string; position: number; range?: ChunkRange }> = [];
     const flush = () => {
       const chunks = batch;
       batch = [];
       // The worker that opens a chunk writes it into the target itself.
-      return start(batchSlots, () => core.readChunksTo(chunks, fh.fd));
+      return start(batchSlots, chunks[0]!.position, () => core.readChunksTo(chunks, fh.fd));
     };
     let pieces: Array<{ id: string; position: number; range: ChunkRange }> = [];
     const pieceIds = new Set<string>();
     const flushPieces = () => {
       // Pieces of the same chunk next to each other: the worker opens it once for them.
+      const lowest = pieces.reduce((low, p) => Math.min(low, p.position), Infinity);
       const items = pieces.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.position - b.position));
       pieces = [];
       pieceIds.clear();
-      return start(batchSlots, () => core.readChunksTo(items, fh.fd));
+      return start(batchSlots, lowest, () => core.readChunksTo(items, fh.fd));
     };
     for (let p = 0; p * E < nChunks && fatal === undefined; p++) {
       let page: IndexPage;
@@ -177,6 +205,7 @@ export async function restoreDisk(
       for (let i = 0; i < page.count && fatal === undefined; i++) {
         const slot = page.slot(i);
         const offset = (p * E + i) * cs;
+        handedTo = offset;
         if (slot === null) { chunksZero++; progressed(Math.min(cs, disk.sizeBytes - offset)); continue; }
         if (options.throttle) await options.throttle(Math.min(cs, disk.sizeBytes - offset));
         if ('chunk' in slot) {
@@ -207,10 +236,12 @@ export async function restoreDisk(
     await fh.sync();
     tSynced = performance.now();
   } catch (e) {
+    dropper?.close();
     await fh.close().catch(() => undefined);
     await rm(rawPath, { force: true });
     throw e;
   }
+  dropper?.close();
   await fh.close();
   try {
     if (format === 'qcow2') {
@@ -230,6 +261,9 @@ export async function restoreDisk(
     await rm(rawPath, { force: true });
   }
   const timings = { writeMs: tWritten - t0, syncMs: tSynced - tWritten, finishMs: performance.now() - tSynced };
-  return { path: targetPath, format, sizeBytes: disk.sizeBytes, chunksRead, chunksZero, timings };
+  return {
+    path: targetPath, format, sizeBytes: disk.sizeBytes, chunksRead, chunksZero, timings,
+    ...(dropping && 'unavailable' in dropping ? { dropBehindUnavailable: dropping.unavailable } : {}),
+  };
 }
 
