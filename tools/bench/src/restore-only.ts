@@ -95,10 +95,6 @@ async function threadCpu(pid: number): Promise<Map<string, { user: number; sys: 
   return out;
 }
 
-/**
- * CPU-ms per thread group of the stack between `fromMs` and `toMs` of a timeline (cumulative
- * samples interpolated at both ends), the chunk workers summed as `workers`.
- */
 /** A cumulative counter's value at `t` ms (linear between samples; its first reading before, its last after). */
 function valueAt(series: ReadonlyArray<{ t: number; v: number }>, t: number): number {
   const i = series.findIndex((x) => x.t >= t);
@@ -108,7 +104,11 @@ function valueAt(series: ReadonlyArray<{ t: number; v: number }>, t: number): nu
   return a.v + ((b.v - a.v) * (t - a.t)) / Math.max(1e-9, b.t - a.t);
 }
 
-/** Per thread group, what `pick` counts (CPU ms by default; `waits`: ms runnable without a CPU) between `fromMs` and `toMs`. */
+/**
+ * Per thread group of the stack, what `pick` counts (CPU ms by default; `waits`: ms runnable
+ * without a CPU) between `fromMs` and `toMs` of a timeline (cumulative samples interpolated at both
+ * ends), the chunk workers summed as `workers`.
+ */
 function groupCpu(samples: readonly ThreadSample[], fromMs: number, toMs: number, pick: (x: ThreadSample) => Readonly<Record<string, number>> = (x) => x.groups): Record<string, number> {
   const out: Record<string, number> = {};
   for (const g of new Set(samples.flatMap((x) => Object.keys(x.groups)))) {
