@@ -85,7 +85,10 @@ export async function openDropBehind(path: string): Promise<DropBehind | { reado
         return ok;
       },
       close() {
-        try { w.fd_close(fd); } catch { /* the process's descriptor goes with the instance */ }
+        // The file's descriptor and the preopened directory's: both now, not when the instance is collected.
+        for (const own of [fd, PREOPEN_FD]) {
+          try { w.fd_close(own); } catch { /* the instance closes what is left when it is collected */ }
+        }
       },
     };
   } catch (e) {
