@@ -53,15 +53,17 @@ async function quietly<T>(f: () => T | Promise<T>): Promise<T> {
 }
 
 /**
- * Opens `path` for drop-behind, or undefined (with why) when this Node cannot: the caller writes
- * as before. Node prints an ExperimentalWarning for WASI once per process; drop-behind uses a
+ * Opens `path` for drop-behind, or why this Node cannot (it never throws): the caller writes as
+ * before. Node prints an ExperimentalWarning for WASI once per process; drop-behind uses a
  * stable corner of it (preview1, one preopen, three calls), so that warning is kept out of the
  * services' output.
  */
 export async function openDropBehind(path: string): Promise<DropBehind | { readonly unavailable: string }> {
   try {
-    const { WASI } = await quietly(() => import('node:wasi'));
-    const wasi = await quietly(() => new WASI({ version: 'preview1', preopens: { '/target': dirname(path) }, returnOnExit: true }));
+    const wasi = await quietly(async () => {
+      const { WASI } = await import('node:wasi');
+      return new WASI({ version: 'preview1', preopens: { '/target': dirname(path) }, returnOnExit: true });
+    });
     compiled ??= await WebAssembly.compile(MEMORY_ONLY_MODULE);
     const instance = await WebAssembly.instantiate(compiled, {});
     wasi.initialize(instance);

@@ -101,9 +101,7 @@ export async function restoreDisk(
   const fh = await open(rawPath, 'wx', 0o600);
   // A raw target's written-back pages leave the page cache as the restore goes (drop-behind.ts);
   // a qcow2 target's raw file is read again at once by the conversion, so it keeps them.
-  const dropping = format === 'raw' && process.env['CAIRN_RESTORE_DROP_BEHIND'] !== '0'
-    ? await openDropBehind(rawPath).catch((e: unknown) => ({ unavailable: (e as Error).message }))
-    : undefined;
+  const dropping = format === 'raw' && process.env['CAIRN_RESTORE_DROP_BEHIND'] !== '0' ? await openDropBehind(rawPath) : undefined;
   const dropper: DropBehind | undefined = dropping && 'drop' in dropping ? dropping : undefined;
   const t0 = performance.now();
   let tWritten: number;
